@@ -1,0 +1,136 @@
+#pragma once
+// HnswIndex: the in-memory layered proximity graph of Malkov & Yashunin,
+// "Efficient and robust approximate nearest neighbor search using Hierarchical
+// Navigable Small World graphs" (TPAMI 2018).
+//
+// Layout. Every node owns one fixed-size block: its layer-0 link list (a count
+// and up to 2M neighbour slots) followed by its vector, so expanding a node and
+// scoring it touch adjacent cache lines. Blocks live in chunks of 2^16 nodes
+// that never move, so the index grows without a capacity limit and without
+// invalidating pointers that concurrent searches hold. Upper-layer links (about
+// 1/M of the nodes have any) are kept apart.
+//
+// Search. Greedy descent through the upper layers, then an ef-bounded
+// best-first search on layer 0 over a sorted candidate pool; visited marks are
+// epoch-tagged and come from the caller's SearchContext, so the hot path does not
+// allocate. k, ef and the filter are per-call parameters; nothing query-specific
+// is stored on the index.
+//
+// Deletes. Remove() tombstones a node at once (it is never returned again);
+// once tombstones pass `consolidate_fraction` of the nodes, the graph is
+// repaired: each live node that linked to a removed one is re-linked by the
+// selection heuristic over its live neighbours and theirs, and the freed slots
+// are reused by later inserts.
+//
+// Thread safety: Search, Stats and Get may run concurrently with each other and
+// with Add and Remove, from any number of threads. Add and Remove may run
+// concurrently with each other (per-node striped locks). Consolidate, Save and
+// Build take the index exclusively (they wait for running writers and searches).
+// A memory-mapped index (LoadOptions::mmap) is read-only.
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "index/index.h"
+
+namespace strata::storage {
+class MappedFile;
+}
+
+namespace strata::index {
+
+struct HnswOptions {
+  uint32_t M = 16;                  // links per node on upper layers; 2M on layer 0
+  uint32_t ef_construction = 200;   // candidate list size while inserting
+  bool keep_pruned = false;         // fill lists up to M with pruned candidates (paper's option)
+  uint64_t seed = 42;               // level generator seed
+  double consolidate_fraction = 0.1;  // repair the graph when tombstones pass this share
+  Status Validate() const;
+};
+
+struct HnswBuildOptions {
+  int num_threads = 0;     // 0 = OpenMP default
+  bool progress = false;   // report on stderr
+};
+
+struct HnswLoadOptions {
+  bool mmap = false;  // map the file read-only instead of copying it into memory
+};
+
+struct HnswStats {
+  size_t num_nodes = 0;        // slots in use, including tombstones
+  size_t num_deleted = 0;      // tombstones not yet consolidated
+  size_t num_free = 0;         // freed slots awaiting reuse
+  int max_level = 0;
+  double mean_degree0 = 0;     // mean layer-0 out-degree of live nodes
+  size_t memory_bytes = 0;
+};
+
+// Counters of one search (for EXPLAIN and tests).
+struct HnswSearchStats {
+  uint64_t visited = 0;
+  uint64_t distances = 0;
+  uint64_t hops = 0;
+};
+
+class HnswIndex final : public MutableIndex {
+ public:
+  static Result<std::unique_ptr<HnswIndex>> Create(size_t dim, Metric metric,
+                                                   const HnswOptions& options = {});
+  // Bulk insert of rows (ids given, or 0..n-1), in parallel.
+  Status AddBatch(const VectorSet& vectors, std::span<const VectorId> ids,
+                  const HnswBuildOptions& options = {});
+
+  Result<std::vector<Neighbor>> Search(VectorView query, const SearchParams& params,
+                                       SearchContext& ctx) const override;
+  // Same, and fills `stats` with what the search cost.
+  Result<std::vector<Neighbor>> Search(VectorView query, const SearchParams& params,
+                                       SearchContext& ctx, HnswSearchStats* stats) const;
+
+  Status Add(VectorId id, VectorView v) override;
+  Status Remove(VectorId id) override;
+  // Repairs links around tombstones and frees their slots (see class comment).
+  Status Consolidate();
+  bool Contains(VectorId id) const;
+  // The stored vector of `id` (normalized for cosine).
+  Result<std::vector<float>> Get(VectorId id) const;
+
+  // Exact search restricted to `ids` (absent ids are skipped): the path for
+  // filters so selective that graph traversal would visit far more nodes.
+  Result<std::vector<Neighbor>> SearchSubset(VectorView query, uint32_t k,
+                                             std::span<const VectorId> ids,
+                                             SearchContext& ctx) const;
+
+  Status Save(const std::filesystem::path& path) const;
+  static Result<std::unique_ptr<HnswIndex>> Load(const std::filesystem::path& path,
+                                                 const HnswLoadOptions& options = {});
+
+  IndexStats Stats() const override;
+  HnswStats GraphStats() const;
+  size_t dim() const override { return dim_; }
+  Metric metric() const override { return metric_; }
+  size_t size() const override;  // live vectors
+  const HnswOptions& options() const { return options_; }
+
+  ~HnswIndex() override;
+
+  class Impl;  // defined in hnsw_index.cc
+
+ private:
+  Status AddLocked(VectorId id, const float* data);
+  void MaybeConsolidate();
+  HnswIndex(size_t dim, Metric metric, const HnswOptions& options);
+  size_t dim_;
+  Metric metric_;
+  HnswOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata::index

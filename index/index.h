@@ -1,0 +1,129 @@
+#pragma once
+// The interface every Strata index answers: search with per-call parameters,
+// statistics, and (for mutable indexes) add and remove.
+//
+// Query-specific settings (k, ef, filter, ...) are never stored on an index;
+// they travel in SearchParams with each call. Scratch space lives in a
+// SearchContext owned by the calling thread, never in index members, so a
+// const index can be searched from many threads at once.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/metric.h"
+#include "core/status.h"
+#include "core/types.h"
+#include "core/vector_set.h"
+
+namespace strata::index {
+
+// Restricts results to ids for which Contains() is true. Implementations must be
+// safe to call from several threads at once.
+class IdFilter {
+ public:
+  virtual ~IdFilter() = default;
+  virtual bool Contains(VectorId id) const = 0;
+};
+
+struct SearchParams {
+  uint32_t k = 10;
+  uint32_t ef = 64;                  // HNSW: size of the dynamic candidate list (>= k used)
+  const IdFilter* filter = nullptr;  // optional; not owned
+};
+
+// Epoch-tagged visited marks: Reset() is O(1) except once every 65535 searches.
+class VisitedSet {
+ public:
+  // Prepares for a new search over ids < n.
+  void Reset(size_t n) {
+    if (tags_.size() < n) {
+      tags_.assign(n + n / 4 + 1024, 0);
+      epoch_ = 0;
+    }
+    if (++epoch_ == 0) {
+      std::fill(tags_.begin(), tags_.end(), 0);
+      epoch_ = 1;
+    }
+  }
+  bool Test(uint32_t i) const { return tags_[i] == epoch_; }
+  // Marks i; returns true when it was not marked before.
+  bool Insert(uint32_t i) {
+    if (tags_[i] == epoch_) return false;
+    tags_[i] = epoch_;
+    return true;
+  }
+  const uint16_t* tag_address(uint32_t i) const { return tags_.data() + i; }
+
+ private:
+  std::vector<uint16_t> tags_;
+  uint16_t epoch_ = 0;
+};
+
+// Per-thread scratch. Indexes keep what they need in it (grown on demand and
+// reused), so searches do not allocate on the hot path. Thread-compatible: one
+// context per thread.
+class SearchContext {
+ public:
+  SearchContext() = default;
+  SearchContext(const SearchContext&) = delete;
+  SearchContext& operator=(const SearchContext&) = delete;
+
+  // Aligned float scratch of at least n floats, reused between calls.
+  float* Floats(size_t n);
+  // A copy of the query (e.g. normalized for cosine), reused between calls.
+  float* QueryBuffer(size_t dim) { return query_.size() >= dim ? query_.data() : Grow(dim); }
+  VisitedSet& visited() { return visited_; }
+  // Generic reusable buffers for index-specific scratch (candidate pools, heaps).
+  std::vector<uint64_t>& words(int slot) { return words_[slot]; }
+
+ private:
+  float* Grow(size_t dim) {
+    query_.resize(dim);
+    return query_.data();
+  }
+  std::unique_ptr<float[], AlignedFree> floats_;
+  size_t floats_size_ = 0;
+  std::vector<float> query_;
+  VisitedSet visited_;
+  std::vector<uint64_t> words_[4];
+};
+
+struct IndexStats {
+  std::string kind;          // "flat", "hnsw", ...
+  size_t num_vectors = 0;
+  size_t dim = 0;
+  Metric metric = Metric::kL2;
+  size_t memory_bytes = 0;   // resident bytes of the index (vectors, graph, ids)
+  size_t disk_bytes = 0;     // bytes on disk (0 for in-memory indexes)
+};
+
+// Thread-safe for concurrent Search and Stats; see each implementation for writes.
+class Index {
+ public:
+  virtual ~Index() = default;
+  // Nearest first; at most params.k results (fewer when fewer vectors match).
+  // Errors: dimension mismatch, NaN/Inf in the query, k == 0.
+  virtual Result<std::vector<Neighbor>> Search(VectorView query, const SearchParams& params,
+                                               SearchContext& ctx) const = 0;
+  virtual IndexStats Stats() const = 0;
+  virtual size_t dim() const = 0;
+  virtual Metric metric() const = 0;
+  virtual size_t size() const = 0;
+};
+
+class MutableIndex : public Index {
+ public:
+  // Inserts, or replaces the vector of an existing id.
+  virtual Status Add(VectorId id, VectorView v) = 0;
+  // NotFound when the id is absent.
+  virtual Status Remove(VectorId id) = 0;
+};
+
+// Validates a query against an index's dimension: InvalidArgument naming what is wrong.
+Status ValidateQuery(VectorView query, size_t dim, const SearchParams& params);
+
+}  // namespace strata::index

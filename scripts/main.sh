@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The README's main command: installs what is missing, builds Release, fetches
+# the reference data sets (GloVe-100 and Fashion-MNIST), computes exact ground
+# truth, and runs the benchmark harness, printing recall, QPS and latency.
+#
+# Environment: STRATA_DATA_DIR (default ./data), STRATA_REFERENCE_DATA (the
+# independent reference ground truth; default ../shared/data when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+bash scripts/setup.sh
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_TESTS=OFF \
+  -DSTRATA_BUILD_BENCH=OFF >/dev/null
+cmake --build build/release --target strata -j"$(nproc)"
+STRATA="$ROOT/build/release/tools/strata"
+DATA="${STRATA_DATA_DIR:-$ROOT/data}"
+REF="${STRATA_REFERENCE_DATA:-$ROOT/../shared/data}"
+
+STRATA_BIN="$STRATA" bash tools/fetch_dataset.sh glove-100 "$DATA"
+STRATA_BIN="$STRATA" bash tools/fetch_dataset.sh fashion-mnist "$DATA"
+
+# Score against the independent reference ground truth when it is present,
+# otherwise against the ground truth computed above.
+gt_for() {  # dataset reffile
+  if [[ -f "$REF/$1/$2" ]]; then echo "$REF/$1/$2"; else echo ""; fi
+}
+run_bench() {  # dataset index reffile
+  local gt; gt=$(gt_for "$1" "$3")
+  echo
+  echo "=== $2 on $1 (ground truth: ${gt:-computed by strata gt}) ==="
+  "$STRATA" bench --index "$2" --dataset "$1" --data-dir "$DATA" ${gt:+--gt "$gt"} \
+    --min-recall 0.999
+}
+run_bench glove-100 flat groundtruth_angular_k100.ivecs
+run_bench fashion-mnist flat groundtruth_l2_k100.ivecs

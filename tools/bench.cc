@@ -1,0 +1,243 @@
+#include "tools/bench.h"
+
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include <fmt/core.h>
+
+#include "core/timer.h"
+#include "index/distance/distance.h"
+#include "index/flat/flat_index.h"
+#include "index/hnsw/hnsw_index.h"
+#include "tools/eval.h"
+
+#ifndef STRATA_GIT_REV
+#define STRATA_GIT_REV "unknown"
+#endif
+
+namespace strata::tools {
+namespace {
+
+class FlatTarget final : public BenchTarget {
+ public:
+  std::string name() const override { return "flat"; }
+  Status Build(const VectorSet& base, Metric metric, int) override {
+    STRATA_ASSIGN_OR_RETURN(VectorSet copy, base.Clone());
+    STRATA_ASSIGN_OR_RETURN(index_, index::FlatIndex::Build(std::move(copy), metric));
+    return Status::Ok();
+  }
+  std::vector<SweepPoint> Sweep(uint32_t k) const override {
+    index::SearchParams p;
+    p.k = k;
+    return {SweepPoint{p, nlohmann::json::object()}};
+  }
+  Result<std::vector<Neighbor>> Search(VectorView query, const index::SearchParams& params,
+                                       index::SearchContext& ctx) const override {
+    return index_->Search(query, params, ctx);
+  }
+  bool HasBatch() const override { return true; }
+  Result<std::vector<Neighbor>> SearchBatch(const VectorSet& queries,
+                                            const index::SearchParams& params,
+                                            int threads) const override {
+    index::FlatIndex::BatchOptions opt;
+    opt.num_threads = threads;
+    return index_->SearchBatch(queries, params.k, opt);
+  }
+  // A scan of the whole base per query: a few hundred queries give stable latencies.
+  size_t DefaultSingleThreadQueries() const override { return 200; }
+  index::IndexStats Stats() const override { return index_->Stats(); }
+
+ private:
+  std::unique_ptr<index::FlatIndex> index_;
+};
+
+class HnswTarget final : public BenchTarget {
+ public:
+  explicit HnswTarget(const TargetOptions& o) : opt_(o) {}
+  std::string name() const override { return "hnsw"; }
+  Status Build(const VectorSet& base, Metric metric, int threads) override {
+    index::HnswOptions ho;
+    ho.M = opt_.M;
+    ho.ef_construction = opt_.ef_construction;
+    if (!opt_.load_path.empty()) {
+      index::HnswLoadOptions lo;
+      lo.mmap = opt_.mmap;
+      STRATA_ASSIGN_OR_RETURN(index_, index::HnswIndex::Load(opt_.load_path, lo));
+      if (index_->dim() != base.dim()) {
+        return InvalidArgument("{}: index has dimension {}, data set has {}", opt_.load_path,
+                               index_->dim(), base.dim());
+      }
+      return Status::Ok();
+    }
+    STRATA_ASSIGN_OR_RETURN(index_, index::HnswIndex::Create(base.dim(), metric, ho));
+    index::HnswBuildOptions bo;
+    bo.num_threads = threads;
+    bo.progress = true;
+    STRATA_RETURN_IF_ERROR(index_->AddBatch(base, {}, bo));
+    if (!opt_.save_path.empty()) STRATA_RETURN_IF_ERROR(index_->Save(opt_.save_path));
+    return Status::Ok();
+  }
+  std::vector<SweepPoint> Sweep(uint32_t k) const override {
+    std::vector<SweepPoint> pts;
+    for (uint32_t ef : opt_.ef_values) {
+      if (ef < k) continue;
+      index::SearchParams p;
+      p.k = k;
+      p.ef = ef;
+      pts.push_back({p, nlohmann::json{{"ef", ef}}});
+    }
+    return pts;
+  }
+  Result<std::vector<Neighbor>> Search(VectorView query, const index::SearchParams& params,
+                                       index::SearchContext& ctx) const override {
+    return index_->Search(query, params, ctx);
+  }
+  index::IndexStats Stats() const override { return index_->Stats(); }
+
+ private:
+  TargetOptions opt_;
+  std::unique_ptr<index::HnswIndex> index_;
+};
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  double pos = p * double(v.size() - 1);
+  size_t lo = size_t(pos);
+  size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - double(lo));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BenchTarget>> MakeBenchTarget(const std::string& kind,
+                                                     const TargetOptions& options) {
+  if (kind == "flat") return std::unique_ptr<BenchTarget>(new FlatTarget());
+  if (kind == "hnsw") return std::unique_ptr<BenchTarget>(new HnswTarget(options));
+  return Error(InvalidArgument("unknown index kind '{}' (available: flat, hnsw)", kind));
+}
+
+size_t PeakRssBytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return size_t(ru.ru_maxrss) * 1024;
+}
+
+std::string GitRevision() { return STRATA_GIT_REV; }
+
+Result<std::vector<BenchPointResult>> RunBench(BenchTarget& target, const LoadedDataset& data,
+                                               const BenchConfig& config) {
+  const int threads = config.threads > 0 ? config.threads : omp_get_max_threads();
+  const size_t nq = data.queries.size();
+  if (nq == 0) return Error(InvalidArgument("no queries"));
+  if (data.gt.num_queries == 0) return Error(InvalidArgument("no ground truth loaded"));
+  STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,
+                          RecallEvaluator::Create(data.base, data.queries, data.gt, config.metric,
+                                                  config.k));
+
+  fmt::print(stderr, "building {} over {} x {} ({}) ...\n", target.name(), data.base.size(),
+             data.base.dim(), MetricName(config.metric));
+  Timer build_timer;
+  STRATA_RETURN_IF_ERROR(target.Build(data.base, config.metric, threads));
+  const double build_s = build_timer.Seconds();
+  const index::IndexStats stats = target.Stats();
+
+  size_t single_n = config.single_thread_queries == SIZE_MAX ? target.DefaultSingleThreadQueries()
+                                                             : config.single_thread_queries;
+  if (single_n == 0 || single_n > nq) single_n = nq;
+
+  std::FILE* json_file = nullptr;
+  if (!config.json_out.empty()) {
+    json_file = std::fopen(config.json_out.c_str(), "a");
+    if (!json_file) return Error(IOError("{}: cannot open for appending", config.json_out));
+  }
+
+  fmt::print("\n{:<10} {:<24} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9}\n", "index", "params",
+             "recall@" + std::to_string(config.k), "QPS(1t)",
+             fmt::format("QPS({}t)", threads), "p50 ms", "p95 ms", "p99 ms");
+
+  std::vector<BenchPointResult> out;
+  for (const SweepPoint& point : target.Sweep(config.k)) {
+    // One thread, one query at a time: latency distribution.
+    std::vector<double> lat_ms(single_n);
+    index::SearchContext ctx;
+    Timer t1;
+    for (size_t q = 0; q < single_n; ++q) {
+      Timer tq;
+      auto r = target.Search(data.queries[q], point.params, ctx);
+      lat_ms[q] = tq.Millis();
+      if (!r) return Error(r.error().WithContext(fmt::format("query {}", q)));
+    }
+    const double qps1 = double(single_n) / t1.Seconds();
+
+    // All threads over every query; these results are scored.
+    std::vector<Neighbor> results(nq * config.k);
+    Timer tn;
+    if (target.HasBatch()) {
+      STRATA_ASSIGN_OR_RETURN(results, target.SearchBatch(data.queries, point.params, threads));
+    } else {
+      std::vector<Status> errors(threads);
+#pragma omp parallel num_threads(threads)
+      {
+        index::SearchContext tctx;
+#pragma omp for schedule(dynamic, 16)
+        for (size_t q = 0; q < nq; ++q) {
+          auto r = target.Search(data.queries[q], point.params, tctx);
+          if (!r) {
+            errors[omp_get_thread_num()] = r.error();
+            continue;
+          }
+          for (size_t j = 0; j < config.k; ++j) {
+            results[q * config.k + j] = j < r->size() ? (*r)[j] : Neighbor{};
+          }
+        }
+      }
+      for (const Status& s : errors) STRATA_RETURN_IF_ERROR(s);
+    }
+    const double qps_all = double(nq) / tn.Seconds();
+    const double recall = eval.Recall(results, config.k, nq);
+
+    nlohmann::json j;
+    j["dataset"] = config.dataset_label;
+    j["index"] = target.name();
+    j["metric"] = MetricName(config.metric);
+    j["params"] = point.description;
+    j["k"] = config.k;
+    j["recall"] = recall;
+    j["qps_1t"] = qps1;
+    j["qps_all"] = qps_all;
+    j["threads"] = threads;
+    j["p50_ms"] = Percentile(lat_ms, 0.50);
+    j["p95_ms"] = Percentile(lat_ms, 0.95);
+    j["p99_ms"] = Percentile(lat_ms, 0.99);
+    j["single_thread_queries"] = single_n;
+    j["num_queries"] = nq;
+    j["num_base"] = data.base.size();
+    j["dim"] = data.base.dim();
+    j["build_s"] = build_s;
+    j["index_bytes"] = stats.memory_bytes;
+    j["peak_rss_mb"] = double(PeakRssBytes()) / (1 << 20);
+    j["simd"] = index::SimdLevelName(index::Kernels().level);
+    j["rev"] = GitRevision();
+
+    std::string params = point.description.empty() ? "-" : point.description.dump();
+    fmt::print("{:<10} {:<24} {:>9.4f} {:>11.1f} {:>11.1f} {:>9.3f} {:>9.3f} {:>9.3f}\n",
+               target.name(), params, recall, qps1, qps_all, j["p50_ms"].get<double>(),
+               j["p95_ms"].get<double>(), j["p99_ms"].get<double>());
+    const std::string line = j.dump();
+    fmt::print("JSON {}\n", line);
+    if (json_file) std::fprintf(json_file, "%s\n", line.c_str());
+    out.push_back({std::move(j), recall});
+  }
+  fmt::print("build {:.2f} s, index {:.1f} MiB, peak RSS {:.1f} MiB, simd {}\n", build_s,
+             double(stats.memory_bytes) / (1 << 20), double(PeakRssBytes()) / (1 << 20),
+             index::SimdLevelName(index::Kernels().level));
+  if (json_file) std::fclose(json_file);
+  return out;
+}
+
+}  // namespace strata::tools
