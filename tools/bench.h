@@ -57,6 +57,8 @@ struct TargetOptions {
   std::string save_path;  // save the built index here
   std::string load_path;  // open this index instead of building
   bool mmap = false;      // with load_path: map read-only
+  double deletes = 0;     // > 0: run the delete scenario (tools/experiments.h)
+  std::vector<double> selectivities;  // non-empty: run the filter scenario
 };
 
 // "flat" or "hnsw"; the SPANN issue adds "spann".

@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -19,10 +20,13 @@
 #include "core/timer.h"
 #include "index/distance/distance.h"
 #include "index/flat/flat_index.h"
+#include "index/hnsw/hnsw_index.h"
+#include "storage/section_file.h"
 #include "storage/dataset_io.h"
 #include "tools/bench.h"
 #include "tools/datasets.h"
 #include "tools/eval.h"
+#include "tools/experiments.h"
 #include "tools/import.h"
 
 namespace fs = std::filesystem;
@@ -169,6 +173,22 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
   data.base = std::move(*base);
   data.queries = std::move(*queries);
   data.gt = std::move(*gt);
+  if (topt.deletes > 0 || !topt.selectivities.empty()) {
+    if (kind != "hnsw") return Fail(InvalidArgument("--deletes and --filter need --index hnsw"));
+    tools::ScenarioConfig sc;
+    sc.dataset_label = data.name;
+    sc.metric = *metric;
+    sc.k = k;
+    sc.threads = threads;
+    sc.M = topt.M;
+    sc.ef_construction = topt.ef_construction;
+    sc.ef_values = topt.ef_values;
+    sc.max_queries = a.max_queries;
+    sc.json_out = json_out;
+    Status s = topt.deletes > 0 ? tools::RunDeleteScenario(data, topt.deletes, sc)
+                                : tools::RunFilterScenario(data, topt.selectivities, sc);
+    return s.ok() ? 0 : Fail(s);
+  }
   auto target = tools::MakeBenchTarget(kind, topt);
   if (!target) return Fail(target.error());
   tools::BenchConfig config;
@@ -191,6 +211,146 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
       }
     }
   }
+  return 0;
+}
+
+int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& topt, int threads,
+             const std::string& out) {
+  if (kind != "hnsw") return Fail(InvalidArgument("--index {} cannot be built into a file yet (hnsw can)", kind));
+  Metric metric;
+  if (!a.dataset.empty()) {
+    auto info = tools::FindDataset(a.dataset);
+    if (!info) return Fail(info.error());
+    auto m = a.metric.empty() ? Result<Metric>(info->default_metric) : ParseMetric(a.metric);
+    if (!m) return Fail(m.error());
+    metric = *m;
+    auto paths = tools::ResolveDataset(a.data_dir, a.dataset, metric);
+    if (!paths) return Fail(paths.error());
+    if (a.base.empty()) a.base = paths->base.string();
+  } else {
+    if (a.base.empty()) return Fail(InvalidArgument("give --dataset or --base"));
+    if (a.metric.empty()) return Fail(InvalidArgument("--metric is required with --base"));
+    auto m = ParseMetric(a.metric);
+    if (!m) return Fail(m.error());
+    metric = *m;
+  }
+  auto base = storage::ReadVectors(a.base);
+  if (!base) return Fail(base.error());
+  index::HnswOptions ho;
+  ho.M = topt.M;
+  ho.ef_construction = topt.ef_construction;
+  auto idx = index::HnswIndex::Create(base->dim(), metric, ho);
+  if (!idx) return Fail(idx.error());
+  index::HnswBuildOptions bo;
+  bo.num_threads = threads;
+  bo.progress = true;
+  fmt::print(stderr, "building hnsw (M={}, ef_construction={}) over {} x {} ({}), simd {}\n", ho.M,
+             ho.ef_construction, base->size(), base->dim(), MetricName(metric),
+             index::SimdLevelName(index::Kernels().level));
+  Timer t;
+  if (Status s = (*idx)->AddBatch(*base, {}, bo); !s.ok()) return Fail(s);
+  const double build_s = t.Seconds();
+  if (Status s = (*idx)->Save(out); !s.ok()) return Fail(s);
+  auto gs = (*idx)->GraphStats();
+  fmt::print("built {} vectors in {:.1f} s; saved to {} ({:.1f} MiB in memory, max level {}, mean "
+             "layer-0 degree {:.1f})\n",
+             gs.num_nodes, build_s, out, double(gs.memory_bytes) / (1 << 20), gs.max_level,
+             gs.mean_degree0);
+  return 0;
+}
+
+int RunSearch(const std::string& index_path, const std::string& queries_path, uint32_t k,
+              uint32_t ef, bool mmap, size_t max_queries, size_t show, const std::string& gt_path,
+              const std::string& base_path) {
+  index::HnswLoadOptions lo;
+  lo.mmap = mmap;
+  Timer load_timer;
+  auto idx = index::HnswIndex::Load(index_path, lo);
+  if (!idx) return Fail(idx.error());
+  const double load_s = load_timer.Seconds();
+  storage::ReadOptions qopt;
+  if (max_queries) qopt.max_rows = max_queries;
+  auto queries = storage::ReadVectors(queries_path, qopt);
+  if (!queries) return Fail(queries.error());
+  if (queries->dim() != (*idx)->dim()) {
+    return Fail(InvalidArgument("{} has dimension {}, index {} has {}", queries_path,
+                                queries->dim(), index_path, (*idx)->dim()));
+  }
+  index::SearchParams p;
+  p.k = k;
+  p.ef = ef;
+  index::SearchContext ctx;
+  std::vector<Neighbor> all(queries->size() * k);
+  Timer t;
+  for (size_t q = 0; q < queries->size(); ++q) {
+    auto r = (*idx)->Search((*queries)[q], p, ctx);
+    if (!r) return Fail(r.error().WithContext(fmt::format("query {}", q)));
+    for (size_t j = 0; j < k; ++j) all[q * k + j] = j < r->size() ? (*r)[j] : Neighbor{};
+  }
+  const double secs = t.Seconds();
+  for (size_t q = 0; q < std::min(show, queries->size()); ++q) {
+    fmt::print("query {}:", q);
+    for (size_t j = 0; j < k && all[q * k + j].id != kInvalidVectorId; ++j) {
+      fmt::print(" {}({:.4f})", all[q * k + j].id, all[q * k + j].distance);
+    }
+    fmt::print("\n");
+  }
+  fmt::print("{} queries, k={}, ef={}: {:.1f} QPS on one thread ({:.3f} ms mean); index opened "
+             "in {:.2f} s{}\n",
+             queries->size(), k, ef, queries->size() / secs, secs * 1e3 / queries->size(), load_s,
+             mmap ? " (mapped)" : "");
+  if (!gt_path.empty()) {
+    if (base_path.empty()) return Fail(InvalidArgument("--gt needs --base (for tie-aware recall)"));
+    auto base = storage::ReadVectors(base_path);
+    if (!base) return Fail(base.error());
+    auto gt = storage::ReadGroundTruth(gt_path);
+    if (!gt) return Fail(gt.error());
+    auto ev = tools::RecallEvaluator::Create(*base, *queries, *gt, (*idx)->metric(), k);
+    if (!ev) return Fail(ev.error());
+    fmt::print("recall@{} = {:.4f}\n", k, ev->Recall(all, k, queries->size()));
+  }
+  return 0;
+}
+
+int RunInspect(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Fail(NotFound("{}: cannot open", path));
+  char magic[8] = {};
+  size_t got = std::fread(magic, 1, 8, f);
+  std::fclose(f);
+  std::string m(magic, strnlen(magic, std::min<size_t>(got, 8)));
+  if (m != "STRHNSW") {
+    auto shape = storage::ProbeVectors(path);
+    if (shape) {
+      fmt::print("{}: data set file, {} rows x {} dim ({})\n", path, shape->rows, shape->dim,
+                 storage::DatasetFormatName(shape->format));
+      return 0;
+    }
+    return Fail(InvalidArgument("{}: not a Strata index (magic '{}') nor a readable data set: {}",
+                                path, m, shape.error().message()));
+  }
+  auto sf = storage::SectionFile::Open(path, m, 1);
+  if (!sf) return Fail(sf.error());
+  fmt::print("{}: {} version {}.{}, {} bytes, checksums verified\n", path, m, sf->major(),
+             sf->minor(), sf->file_size());
+  fmt::print("  {:<6} {:>12} {:>14}  {}\n", "tag", "offset", "bytes", "xxh3");
+  for (const auto& e : sf->entries()) {
+    fmt::print("  {:<6} {:>12} {:>14}  {:016x}\n", storage::SectionTagName(e.tag), e.offset, e.size,
+               e.checksum);
+  }
+  index::HnswLoadOptions lo;
+  lo.mmap = true;
+  auto idx = index::HnswIndex::Load(path, lo);
+  if (!idx) return Fail(idx.error());
+  auto gs = (*idx)->GraphStats();
+  const auto& o = (*idx)->options();
+  fmt::print("hnsw: dim {}, metric {}, M {}, ef_construction {}, keep_pruned {}\n", (*idx)->dim(),
+             MetricName((*idx)->metric()), o.M, o.ef_construction, o.keep_pruned);
+  fmt::print("  nodes {} (live {}, tombstones {}, free slots {}), max level {}, mean layer-0 "
+             "degree {:.2f}, memory when loaded {:.1f} MiB\n",
+             gs.num_nodes, gs.num_nodes - gs.num_deleted - gs.num_free, gs.num_deleted,
+             gs.num_free, gs.max_level, gs.mean_degree0, double(gs.memory_bytes) / (1 << 20));
+  fmt::print("  structure validated (ids in range, no self links, entry point, levels)\n");
   return 0;
 }
 
@@ -259,6 +419,49 @@ int main(int argc, char** argv) {
   bench->add_option("--save", b_topt.save_path, "save the built index to this file");
   bench->add_option("--load", b_topt.load_path, "open this saved index instead of building");
   bench->add_flag("--mmap", b_topt.mmap, "with --load: memory-map the index read-only");
+  bench->add_option("--deletes", b_topt.deletes,
+                    "HNSW scenario: remove this share of the vectors, compare with a fresh build");
+  bench->add_option("--filter", b_topt.selectivities,
+                    "HNSW scenario: random-tag filters at these selectivities (e.g. 0.5,0.1,0.01)")
+      ->delimiter(',');
+
+  // build
+  auto* build = app.add_subcommand("build", "Build an index from a vector file and save it");
+  DataArgs bd_args;
+  std::string bd_index = "hnsw", bd_out;
+  int bd_threads = 0;
+  tools::TargetOptions bd_topt;
+  build->add_option("--dataset", bd_args.dataset, "Named data set under --data-dir");
+  build->add_option("--data-dir", bd_args.data_dir, "Data directory")->capture_default_str();
+  build->add_option("--base", bd_args.base, "Base vectors file (fvecs, bvecs, fbin, u8bin, npy)");
+  build->add_option("--metric", bd_args.metric, "l2, ip or cosine");
+  build->add_option("--index", bd_index, "index kind: hnsw")->capture_default_str();
+  build->add_option("--M", bd_topt.M, "links per node (2M on layer 0)")->capture_default_str();
+  build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")
+      ->capture_default_str();
+  build->add_option("--threads", bd_threads, "threads (0 = all cores)");
+  build->add_option("-o,--out", bd_out, "index file to write")->required();
+
+  // search
+  auto* search = app.add_subcommand("search", "Query a saved index");
+  std::string s_index, s_queries, s_gt, s_base;
+  uint32_t s_k = 10, s_ef = 64;
+  bool s_mmap = false;
+  size_t s_max = 0, s_show = 3;
+  search->add_option("--index", s_index, "index file")->required();
+  search->add_option("--queries", s_queries, "query vectors file")->required();
+  search->add_option("-k,--k", s_k, "neighbours per query")->capture_default_str()->check(CLI::Range(1, 100000));
+  search->add_option("--ef", s_ef, "HNSW candidate list size")->capture_default_str()->check(CLI::Range(1, 1000000));
+  search->add_flag("--mmap", s_mmap, "memory-map the index read-only");
+  search->add_option("--max-queries", s_max, "use only the first N queries (0 = all)");
+  search->add_option("--show", s_show, "print the results of the first N queries")->capture_default_str();
+  search->add_option("--gt", s_gt, "ground truth: also print recall@k");
+  search->add_option("--base", s_base, "base vectors (needed with --gt for tie-aware recall)");
+
+  // inspect
+  auto* inspect = app.add_subcommand("inspect", "Describe and validate a Strata file");
+  std::string inspect_path;
+  inspect->add_option("file", inspect_path, "index or data set file")->required();
 
   CLI11_PARSE(app, argc, argv);
   Progress::SetGlobalQuiet(quiet);
@@ -289,6 +492,11 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (build->parsed()) return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out);
+  if (search->parsed()) {
+    return RunSearch(s_index, s_queries, s_k, s_ef, s_mmap, s_max, s_show, s_gt, s_base);
+  }
+  if (inspect->parsed()) return RunInspect(inspect_path);
   if (gt->parsed()) return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k);
   if (bench->parsed()) {
     return RunBenchCmd(b_args, b_index, b_topt, b_k, b_threads, b_single, b_json, b_min_recall);

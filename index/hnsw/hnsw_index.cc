@@ -240,6 +240,8 @@ class HnswIndex::Impl {
     upper_chunks_[c].store(new uint32_t*[kChunkNodes](), std::memory_order_release);
     chunks_[c].store(mem.get(), std::memory_order_release);
     owned_chunks_.push_back(std::move(mem));
+    capacity_.store(std::max<size_t>(capacity_.load(), size_t(c + 1) * kChunkNodes),
+                    std::memory_order_release);
     return Status::Ok();
   }
   Status Reserve(size_t n) {
@@ -477,7 +479,7 @@ class HnswIndex::Impl {
     for (int l = std::min(level, top); l >= 0; --l) {
       CandidatePool pool;
       pool.Reset(storage, ef);
-      ctx.visited().Reset(num_nodes_.load(std::memory_order_acquire));
+      ctx.visited().Reset(capacity_.load(std::memory_order_acquire));
       ctx.visited().Insert(node);
       if (metric_ == Metric::kL2) SearchLayer<true>(q, cur, cur_dist, l, pool, ctx.visited(), nullptr);
       else SearchLayer<false>(q, cur, cur_dist, l, pool, ctx.visited(), nullptr);
@@ -522,6 +524,9 @@ class HnswIndex::Impl {
   std::vector<std::unique_ptr<char[], AlignedFree>> owned_chunks_;  // guarded by grow_mu_
   std::unique_ptr<std::mutex[]> locks_;
   std::atomic<uint32_t> num_nodes_{0};
+  // Node slots backed by chunks. Visited sets are sized to it, not to num_nodes_:
+  // a concurrent insert may link a node created after a search started.
+  std::atomic<size_t> capacity_{0};
   std::atomic<uint64_t> entry_{PackEntry(kInvalidNode, 0)};
   std::atomic<uint64_t> level_counter_{0};
   mutable std::mutex grow_mu_;
@@ -843,7 +848,7 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
   int top;
   im.Descend(q, 0, cur, cur_dist, top, stats);
   VisitedSet& visited = ctx.visited();
-  visited.Reset(im.num_nodes_.load(std::memory_order_acquire));
+  visited.Reset(im.capacity_.load(std::memory_order_acquire));
   const bool tombstones = im.num_deleted_.load(std::memory_order_acquire) > 0;
   if (!params.filter && !tombstones) {
     CandidatePool pool;
@@ -1081,6 +1086,7 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       im.upper_chunks_[c].store(new uint32_t*[kChunkNodes]());
       im.chunks_[c].store(base + size_t(c) * kChunkNodes * im.block_bytes_);
     }
+    im.capacity_.store(n);
     im.mapped_ = true;
   } else {
     STRATA_RETURN_IF_ERROR(im.Reserve(n));

@@ -1,0 +1,590 @@
+// HNSW side by side: Strata's HnswIndex against hnswlib (HierarchicalNSW,
+// Debian libhnswlib-dev, compiled here with -march=native) and FAISS
+// (IndexHNSWFlat, Debian libfaiss-dev) on the same base, queries and ground
+// truth, with the same M and ef_construction, sweeping ef.
+//
+//   hnsw_peers --base B --queries Q --gt GT --metric cosine|l2 [--k 10] [--M 16]
+//              [--ef-construction 200] [--threads 2] [--ef 10,16,...,512]
+//              [--libs strata,hnswlib,faiss] [--json FILE] [--reps 3]
+//
+// Data are loaded once in the parent; each library then runs in its own forked
+// child (build on --threads threads, then single-threaded one-query-at-a-time
+// search), so each one's memory is its own: peak_rss_mb is the child's ru_maxrss
+// (which includes the inherited data pages it touches) and index_rss_mb is the
+// resident-set growth across the build (RSS after build minus RSS before).
+// Recall@k is computed for all three by the same tie-aware RecallEvaluator.
+//
+// Cosine: hnswlib and FAISS get row-normalized base and queries with inner
+// product; Strata gets the raw vectors with Metric::kCosine (it normalizes).
+
+#include <faiss/IndexHNSW.h>
+#include <hnswlib/hnswlib.h>
+#include <omp.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "core/timer.h"
+#include "index/hnsw/hnsw_index.h"
+#include "storage/dataset_io.h"
+#include "tools/eval.h"
+
+using namespace strata;
+using json = nlohmann::json;
+
+namespace {
+
+struct Config {
+  std::string base_path, query_path, gt_path, metric_name = "cosine", json_path;
+  size_t k = 10;
+  size_t M = 16;
+  size_t ef_construction = 200;
+  int threads = 2;
+  int reps = 3;
+  std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
+  std::vector<std::string> libs = {"strata", "hnswlib", "faiss"};
+};
+
+// Data shared (copy-on-write) by every child.
+struct Data {
+  Metric metric = Metric::kL2;
+  VectorSet base, queries;            // raw
+  VectorSet nbase, nqueries;          // normalized copies (cosine only)
+  const VectorSet* peer_base = nullptr;     // what hnswlib/FAISS index
+  const VectorSet* peer_queries = nullptr;  // what hnswlib/FAISS search with
+  storage::GroundTruth gt;
+  std::optional<tools::RecallEvaluator> eval;
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double RssMb() {
+  long pages_total = 0, pages_resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages_total, &pages_resident) != 2) pages_resident = 0;
+    std::fclose(f);
+  }
+  return double(pages_resident) * double(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+double PeakRssMb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
+
+// One library's adapter: Build() then Search() one query at a time, results
+// written as k Neighbors (padded with invalid ids).
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  virtual Status Build(const Data& d, const Config& c) = 0;
+  virtual void SetEf(size_t ef) = 0;
+  virtual Status Search(const Data& d, size_t q, size_t k, Neighbor* out) = 0;
+  virtual std::string Info() const { return {}; }
+};
+
+class StrataRunner final : public Runner {
+ public:
+  Status Build(const Data& d, const Config& c) override {
+    index::HnswOptions opt;
+    opt.M = uint32_t(c.M);
+    opt.ef_construction = uint32_t(c.ef_construction);
+    auto idx = index::HnswIndex::Create(d.base.dim(), d.metric, opt);
+    if (!idx) return idx.error();
+    index_ = std::move(*idx);
+    index::HnswBuildOptions bopt;
+    bopt.num_threads = c.threads;
+    bopt.progress = false;
+    return index_->AddBatch(d.base, {}, bopt);
+  }
+  void SetEf(size_t ef) override { ef_ = uint32_t(ef); }
+  Status Search(const Data& d, size_t q, size_t k, Neighbor* out) override {
+    index::SearchParams p;
+    p.k = uint32_t(k);
+    p.ef = ef_;
+    auto res = index_->Search(d.queries[q], p, ctx_);
+    if (!res) return res.error();
+    const size_t n = std::min(k, res->size());
+    std::copy_n(res->begin(), n, out);
+    std::fill(out + n, out + k, Neighbor{});
+    return Status::Ok();
+  }
+  std::string Info() const override {
+    auto s = index_->Stats();
+    return fmt::format("self-reported memory {:.1f} MB", double(s.memory_bytes) / (1 << 20));
+  }
+
+ private:
+  std::unique_ptr<index::HnswIndex> index_;
+  index::SearchContext ctx_;
+  uint32_t ef_ = 64;
+};
+
+class HnswlibRunner final : public Runner {
+ public:
+  Status Build(const Data& d, const Config& c) override {
+    const size_t dim = d.peer_base->dim(), n = d.peer_base->size();
+    if (d.metric == Metric::kL2) space_ = std::make_unique<hnswlib::L2Space>(dim);
+    else space_ = std::make_unique<hnswlib::InnerProductSpace>(dim);
+    index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), n, c.M,
+                                                                c.ef_construction);
+    if (n == 0) return Status::Ok();
+    // First point alone (it becomes the entry point), then the rest in parallel.
+    index_->addPoint(d.peer_base->row(0), 0);
+    std::atomic<size_t> next{1};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < std::max(1, c.threads); ++t) {
+      workers.emplace_back([&] {
+        for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+          index_->addPoint(d.peer_base->row(i), hnswlib::labeltype(i));
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    return Status::Ok();
+  }
+  void SetEf(size_t ef) override { index_->setEf(ef); }
+  Status Search(const Data& d, size_t q, size_t k, Neighbor* out) override {
+    auto heap = index_->searchKnn(d.peer_queries->row(q), k);  // max-heap: farthest on top
+    size_t n = std::min(heap.size(), k);
+    while (heap.size() > n) heap.pop();
+    std::fill(out + n, out + k, Neighbor{});
+    for (size_t i = n; i-- > 0;) {
+      out[i] = Neighbor{VectorId(heap.top().second), heap.top().first};
+      heap.pop();
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
+};
+
+class FaissRunner final : public Runner {
+ public:
+  Status Build(const Data& d, const Config& c) override {
+    const size_t dim = d.peer_base->dim();
+    index_ = std::make_unique<faiss::IndexHNSWFlat>(
+        int(dim), int(c.M),
+        d.metric == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT);
+    index_->hnsw.efConstruction = int(c.ef_construction);
+    omp_set_num_threads(std::max(1, c.threads));
+    index_->add(faiss::Index::idx_t(d.peer_base->size()), d.peer_base->data());
+    omp_set_num_threads(1);
+    return Status::Ok();
+  }
+  void SetEf(size_t ef) override { index_->hnsw.efSearch = int(ef); }
+  Status Search(const Data& d, size_t q, size_t k, Neighbor* out) override {
+    dist_.resize(k);
+    ids_.resize(k);
+    index_->search(1, d.peer_queries->row(q), faiss::Index::idx_t(k), dist_.data(), ids_.data());
+    const bool ip = index_->metric_type == faiss::METRIC_INNER_PRODUCT;
+    for (size_t i = 0; i < k; ++i) {
+      out[i] = ids_[i] < 0 ? Neighbor{}
+                           : Neighbor{VectorId(ids_[i]), ip ? -dist_[i] : dist_[i]};
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::unique_ptr<faiss::IndexHNSWFlat> index_;
+  std::vector<float> dist_;
+  std::vector<faiss::Index::idx_t> ids_;
+};
+
+std::unique_ptr<Runner> MakeRunner(const std::string& lib) {
+  if (lib == "strata") return std::make_unique<StrataRunner>();
+  if (lib == "hnswlib") return std::make_unique<HnswlibRunner>();
+  if (lib == "faiss") return std::make_unique<FaissRunner>();
+  return nullptr;
+}
+
+// Runs in the child: build, sweep ef, return everything as JSON.
+json RunLib(const std::string& lib, const Data& d, const Config& c) {
+  json out = {{"lib", lib}};
+  auto runner = MakeRunner(lib);
+  const double rss_before = RssMb();
+  Timer t;
+  if (Status s = runner->Build(d, c); !s.ok()) {
+    out["error"] = "build: " + s.ToString();
+    return out;
+  }
+  const double build_s = t.Seconds();
+  const double rss_after = RssMb();
+  out["build_s"] = build_s;
+  out["rss_before_build_mb"] = rss_before;
+  out["rss_after_build_mb"] = rss_after;
+  out["index_rss_mb"] = rss_after - rss_before;
+  out["info"] = runner->Info();
+  fmt::print(stderr, "[{}] built in {:.1f} s, index RSS +{:.1f} MB\n", lib, build_s,
+             rss_after - rss_before);
+
+  const size_t nq = d.queries.size(), k = c.k;
+  std::vector<Neighbor> results(nq * k);
+  json points = json::array();
+  for (size_t ef : c.efs) {
+    runner->SetEf(ef);
+    std::vector<double> qps;
+    for (int r = 0; r < std::max(1, c.reps); ++r) {
+      Timer st;
+      for (size_t q = 0; q < nq; ++q) {
+        if (Status s = runner->Search(d, q, k, results.data() + q * k); !s.ok()) {
+          out["error"] = fmt::format("search ef={} query {}: {}", ef, q, s.ToString());
+          out["points"] = points;
+          return out;
+        }
+      }
+      qps.push_back(double(nq) / st.Seconds());
+    }
+    const double recall = d.eval->Recall(results, k, nq);
+    const double med = Median(qps);
+    fmt::print(stderr, "[{}] ef {:4d}: recall@{} {:.4f}, {:.0f} QPS\n", lib, ef, k, recall, med);
+    points.push_back({{"ef", ef}, {"recall", recall}, {"qps", med}, {"qps_reps", qps}});
+  }
+  out["points"] = points;
+  out["peak_rss_mb"] = PeakRssMb();
+  return out;
+}
+
+// Forks, runs `lib` in the child, returns its JSON (or an object with "error").
+json RunInChild(const std::string& lib, const Data& d, const Config& c) {
+  int fds[2];
+  if (pipe(fds) != 0) return {{"lib", lib}, {"error", std::string("pipe: ") + strerror(errno)}};
+  std::fflush(stdout);
+  std::fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return {{"lib", lib}, {"error", std::string("fork: ") + strerror(errno)}};
+  if (pid == 0) {
+    close(fds[0]);
+    std::string payload;
+    try {
+      payload = RunLib(lib, d, c).dump();
+    } catch (const std::exception& e) {
+      payload = json{{"lib", lib}, {"error", std::string("exception: ") + e.what()}}.dump();
+    }
+    const char* p = payload.data();
+    size_t left = payload.size();
+    while (left > 0) {
+      ssize_t w = write(fds[1], p, left);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        _exit(3);
+      }
+      p += w;
+      left -= size_t(w);
+    }
+    close(fds[1]);
+    std::fflush(stderr);
+    _exit(0);  // no destructors, no flushing of the parent's inherited buffers
+  }
+  close(fds[1]);
+  std::string buf;
+  char chunk[65536];
+  for (;;) {
+    ssize_t r = read(fds[0], chunk, sizeof chunk);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    buf.append(chunk, size_t(r));
+  }
+  close(fds[0]);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    std::string why = WIFSIGNALED(wstatus) ? fmt::format("killed by signal {}", WTERMSIG(wstatus))
+                                           : fmt::format("exit status {}", WEXITSTATUS(wstatus));
+    return {{"lib", lib}, {"error", "child " + why}};
+  }
+  try {
+    return json::parse(buf);
+  } catch (const std::exception& e) {
+    return {{"lib", lib}, {"error", std::string("bad child output: ") + e.what()}};
+  }
+}
+
+// QPS at `target` recall along the sweep (in ef order): log(QPS) interpolated
+// linearly in recall between the last point below the target and the first
+// point at or above it. nullopt when no point reaches the target. `at_first`
+// is set when the lowest ef already reaches it (its QPS is then a lower bound).
+std::optional<double> QpsAtRecall(const json& lib, double target, bool* at_first) {
+  *at_first = false;
+  if (!lib.contains("points")) return std::nullopt;
+  const json& pts = lib["points"];
+  for (size_t j = 0; j < pts.size(); ++j) {
+    const double rj = pts[j]["recall"].get<double>();
+    if (rj < target) continue;
+    const double qj = pts[j]["qps"].get<double>();
+    if (j == 0) {
+      *at_first = true;
+      return qj;
+    }
+    const double ri = pts[j - 1]["recall"].get<double>(), qi = pts[j - 1]["qps"].get<double>();
+    const double f = rj > ri ? (target - ri) / (rj - ri) : 1.0;
+    return std::exp(std::log(qi) + f * (std::log(qj) - std::log(qi)));
+  }
+  return std::nullopt;
+}
+
+std::string Ratio(std::optional<double> a, std::optional<double> b) {
+  if (!a || !b || *b <= 0) return "n/a";
+  return fmt::format("{:.2f}x", *a / *b);
+}
+
+int Die(const Status& s) {
+  fmt::print(stderr, "hnsw_peers: {}\n", s.ToString());
+  return 1;
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  std::string ef_list = "10,16,24,32,48,64,96,128,192,256,384,512";
+  std::string lib_list = "strata,hnswlib,faiss";
+  CLI::App app{"HNSW peer comparison: Strata vs hnswlib vs FAISS IndexHNSWFlat"};
+  app.add_option("--base", c.base_path, "base vectors (.fbin/.u8bin/.fvecs/...)")->required();
+  app.add_option("--queries", c.query_path, "query vectors")->required();
+  app.add_option("--gt", c.gt_path, "ground truth (.ibin/.ivecs/.npy)")->required();
+  app.add_option("--metric", c.metric_name, "cosine or l2")
+      ->check(CLI::IsMember({"cosine", "l2"}));
+  app.add_option("--k", c.k, "recall@k")->check(CLI::PositiveNumber);
+  app.add_option("--M", c.M, "HNSW M")->check(CLI::Range(2, 1024));
+  app.add_option("--ef-construction", c.ef_construction, "HNSW ef_construction")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", c.threads, "build threads (search is single-threaded)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--ef", ef_list, "comma-separated ef values to sweep");
+  app.add_option("--libs", lib_list, "comma-separated subset of strata,hnswlib,faiss");
+  app.add_option("--json", c.json_path, "write the full results as one JSON document");
+  app.add_option("--reps", c.reps, "timed passes over the queries per ef (median QPS)")
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  c.efs.clear();
+  for (const auto& s : SplitList(ef_list)) {
+    try {
+      size_t pos = 0;
+      long v = std::stol(s, &pos);
+      if (pos != s.size() || v <= 0) throw std::invalid_argument(s);
+      c.efs.push_back(size_t(v));
+    } catch (const std::exception&) {
+      fmt::print(stderr, "hnsw_peers: bad --ef value '{}'\n", s);
+      return 2;
+    }
+  }
+  c.libs = SplitList(lib_list);
+  for (const auto& l : c.libs) {
+    if (!MakeRunner(l)) {
+      fmt::print(stderr, "hnsw_peers: unknown library '{}' (strata, hnswlib, faiss)\n", l);
+      return 2;
+    }
+  }
+  if (c.efs.empty() || c.libs.empty()) {
+    fmt::print(stderr, "hnsw_peers: --ef and --libs must not be empty\n");
+    return 2;
+  }
+
+  Data d;
+  auto metric = ParseMetric(c.metric_name);
+  if (!metric) return Die(metric.error());
+  d.metric = *metric;
+  Timer load;
+  auto base = storage::ReadVectors(c.base_path);
+  if (!base) return Die(base.error());
+  auto queries = storage::ReadVectors(c.query_path);
+  if (!queries) return Die(queries.error());
+  auto gt = storage::ReadGroundTruth(c.gt_path);
+  if (!gt) return Die(gt.error());
+  d.base = std::move(*base);
+  d.queries = std::move(*queries);
+  d.gt = std::move(*gt);
+  if (d.base.dim() != d.queries.dim()) {
+    fmt::print(stderr, "hnsw_peers: base dim {} != query dim {}\n", d.base.dim(), d.queries.dim());
+    return 1;
+  }
+  auto ev = tools::RecallEvaluator::Create(d.base, d.queries, d.gt, d.metric, c.k);
+  if (!ev) return Die(ev.error());
+  d.eval.emplace(std::move(*ev));
+  if (d.metric == Metric::kCosine) {
+    auto nb = d.base.Clone();
+    if (!nb) return Die(nb.error());
+    auto nq = d.queries.Clone();
+    if (!nq) return Die(nq.error());
+    d.nbase = std::move(*nb);
+    d.nqueries = std::move(*nq);
+    d.nbase.NormalizeRows();
+    d.nqueries.NormalizeRows();
+    d.peer_base = &d.nbase;
+    d.peer_queries = &d.nqueries;
+  } else {
+    d.peer_base = &d.base;
+    d.peer_queries = &d.queries;
+  }
+
+  fmt::print("hnsw_peers: base {} ({} x {}), {} queries, {}, recall@{}, M={}, ef_construction={}, "
+             "{} build threads, 1 search thread, {} rep(s) per ef (median QPS); data loaded in "
+             "{:.1f} s, parent RSS {:.0f} MB\n",
+             c.base_path, d.base.size(), d.base.dim(), d.queries.size(), MetricName(d.metric), c.k,
+             c.M, c.ef_construction, c.threads, c.reps, load.Seconds(), RssMb());
+  std::fflush(stdout);
+
+  std::vector<json> results;
+  for (const auto& lib : c.libs) {
+    fmt::print(stderr, "[{}] building in a child process...\n", lib);
+    results.push_back(RunInChild(lib, d, c));
+  }
+
+  // Table.
+  fmt::print("\n{:<8} {:>5} {:>9} {:>10}\n", "lib", "ef", fmt::format("recall@{}", c.k), "QPS");
+  for (const auto& r : results) {
+    if (r.contains("points")) {
+      for (const auto& p : r["points"]) {
+        fmt::print("{:<8} {:>5} {:>9.4f} {:>10.0f}\n", r["lib"].get<std::string>(),
+                   p["ef"].get<size_t>(), p["recall"].get<double>(), p["qps"].get<double>());
+      }
+    }
+    if (r.contains("error")) {
+      fmt::print("{:<8} ERROR: {}\n", r["lib"].get<std::string>(), r["error"].get<std::string>());
+    }
+  }
+  fmt::print("\n{:<8} {:>9} {:>12} {:>13} {}\n", "lib", "build_s", "peak_rss_mb", "index_rss_mb",
+             "");
+  for (const auto& r : results) {
+    if (!r.contains("build_s")) continue;
+    fmt::print("{:<8} {:>9.1f} {:>12.1f} {:>13.1f} {}\n", r["lib"].get<std::string>(),
+               r["build_s"].get<double>(), r.value("peak_rss_mb", 0.0),
+               r["index_rss_mb"].get<double>(), r.value("info", std::string()));
+  }
+
+  // JSON lines: one per (lib, ef) point, one per lib.
+  const json common = {{"base", c.base_path}, {"metric", std::string(MetricName(d.metric))},
+                       {"n", d.base.size()},   {"dim", d.base.dim()},
+                       {"nq", d.queries.size()}, {"k", c.k},
+                       {"M", c.M},             {"ef_construction", c.ef_construction},
+                       {"threads", c.threads}, {"reps", c.reps}};
+  fmt::print("\n");
+  for (const auto& r : results) {
+    if (!r.contains("points")) continue;
+    for (const auto& p : r["points"]) {
+      json line = common;
+      line["lib"] = r["lib"];
+      line["ef"] = p["ef"];
+      line["recall"] = p["recall"];
+      line["qps"] = p["qps"];
+      fmt::print("{}\n", line.dump());
+    }
+  }
+  for (const auto& r : results) {
+    json line = common;
+    line["lib"] = r["lib"];
+    for (const char* key : {"build_s", "peak_rss_mb", "index_rss_mb", "error"}) {
+      if (r.contains(key)) line[key] = r[key];
+    }
+    fmt::print("{}\n", line.dump());
+  }
+
+  // Comparison.
+  std::map<std::string, const json*> by_lib;
+  for (const auto& r : results) by_lib[r["lib"].get<std::string>()] = &r;
+  auto lib_qps = [&](const std::string& lib, double target, std::string* text) {
+    std::optional<double> q;
+    auto it = by_lib.find(lib);
+    if (it == by_lib.end()) {
+      *text = "-";
+      return q;
+    }
+    bool at_first = false;
+    q = QpsAtRecall(*it->second, target, &at_first);
+    *text = !q ? std::string("not reached")
+               : fmt::format("{:.0f}{}", *q, at_first ? "*" : "");
+    return q;
+  };
+  json comparison = json::array();
+  fmt::print("\nQPS at target recall@{} (log-QPS interpolated along the ef sweep; * = lowest ef "
+             "already above the target, so the value is a lower bound)\n",
+             c.k);
+  fmt::print("{:>7} {:>13} {:>13} {:>13} {:>15} {:>13}\n", "target", "strata", "hnswlib", "faiss",
+             "strata/hnswlib", "strata/faiss");
+  for (double target : {0.90, 0.95, 0.99}) {
+    std::string ts, th, tf;
+    auto s = lib_qps("strata", target, &ts);
+    auto h = lib_qps("hnswlib", target, &th);
+    auto f = lib_qps("faiss", target, &tf);
+    fmt::print("{:>7.2f} {:>13} {:>13} {:>13} {:>15} {:>13}\n", target, ts, th, tf, Ratio(s, h),
+               Ratio(s, f));
+    json row = {{"target", target}};
+    if (s) row["strata_qps"] = *s;
+    if (h) row["hnswlib_qps"] = *h;
+    if (f) row["faiss_qps"] = *f;
+    if (s && h) row["strata_over_hnswlib"] = *s / *h;
+    if (s && f) row["strata_over_faiss"] = *s / *f;
+    comparison.push_back(row);
+  }
+  auto field = [&](const std::string& lib, const char* key) -> std::optional<double> {
+    auto it = by_lib.find(lib);
+    if (it == by_lib.end() || !it->second->contains(key)) return std::nullopt;
+    return (*it->second)[key].get<double>();
+  };
+  // Build time: lower is better, so the ratio is strata time / peer time.
+  fmt::print("build time        strata/hnswlib {}  strata/faiss {}\n",
+             Ratio(field("strata", "build_s"), field("hnswlib", "build_s")),
+             Ratio(field("strata", "build_s"), field("faiss", "build_s")));
+  fmt::print("index RSS growth  strata/hnswlib {}  strata/faiss {}\n",
+             Ratio(field("strata", "index_rss_mb"), field("hnswlib", "index_rss_mb")),
+             Ratio(field("strata", "index_rss_mb"), field("faiss", "index_rss_mb")));
+  fmt::print("peak RSS          strata/hnswlib {}  strata/faiss {}\n",
+             Ratio(field("strata", "peak_rss_mb"), field("hnswlib", "peak_rss_mb")),
+             Ratio(field("strata", "peak_rss_mb"), field("faiss", "peak_rss_mb")));
+
+  if (!c.json_path.empty()) {
+    json doc = common;
+    doc["gt"] = c.gt_path;
+    doc["queries"] = c.query_path;
+    doc["ef_sweep"] = c.efs;
+    doc["libs"] = results;
+    doc["qps_at_recall"] = comparison;
+    std::ofstream out(c.json_path);
+    out << doc.dump(2) << "\n";
+    if (!out) {
+      fmt::print(stderr, "hnsw_peers: cannot write {}\n", c.json_path);
+      return 1;
+    }
+  }
+  bool any_error = false;
+  for (const auto& r : results) any_error |= r.contains("error");
+  return any_error ? 1 : 0;
+}
