@@ -50,9 +50,11 @@ class VisitedSet {
     }
   }
   bool Test(uint32_t i) const { return tags_[i] == epoch_; }
-  // Marks i; returns true when it was not marked before.
+  // Marks i; returns true when it was not marked before. Ids beyond the size
+  // given to Reset (nodes created by a concurrent insert after the search
+  // began) count as visited, so such a search simply does not see them.
   bool Insert(uint32_t i) {
-    if (tags_[i] == epoch_) return false;
+    if (i >= tags_.size() || tags_[i] == epoch_) return false;
     tags_[i] = epoch_;
     return true;
   }

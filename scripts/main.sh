@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: installs what is missing, builds Release, fetches
 # the reference data sets (GloVe-100 and Fashion-MNIST), computes exact ground
-# truth, and runs the benchmark harness, printing recall, QPS and latency.
+# truth, runs exact search and builds and queries HNSW indexes, printing recall,
+# QPS and latency for each.
 #
 # Environment: STRATA_DATA_DIR (default ./data), STRATA_REFERENCE_DATA (the
 # independent reference ground truth; default ../shared/data when present).
@@ -24,12 +25,17 @@ STRATA_BIN="$STRATA" bash tools/fetch_dataset.sh fashion-mnist "$DATA"
 gt_for() {  # dataset reffile
   if [[ -f "$REF/$1/$2" ]]; then echo "$REF/$1/$2"; else echo ""; fi
 }
-run_bench() {  # dataset index reffile
+run_bench() {  # dataset index reffile [extra args...]
   local gt; gt=$(gt_for "$1" "$3")
+  local ds=$1 kind=$2
+  shift 3
   echo
-  echo "=== $2 on $1 (ground truth: ${gt:-computed by strata gt}) ==="
-  "$STRATA" bench --index "$2" --dataset "$1" --data-dir "$DATA" ${gt:+--gt "$gt"} \
-    --min-recall 0.999
+  echo "=== $kind on $ds (ground truth: ${gt:-computed by strata gt}) ==="
+  "$STRATA" bench --index "$kind" --dataset "$ds" --data-dir "$DATA" ${gt:+--gt "$gt"} "$@"
 }
-run_bench glove-100 flat groundtruth_angular_k100.ivecs
-run_bench fashion-mnist flat groundtruth_l2_k100.ivecs
+# Exact search must find the true neighbours.
+run_bench glove-100 flat groundtruth_angular_k100.ivecs --min-recall 0.999
+run_bench fashion-mnist flat groundtruth_l2_k100.ivecs --min-recall 0.999
+# HNSW (M=16, ef_construction=200) across a sweep of ef.
+run_bench glove-100 hnsw groundtruth_angular_k100.ivecs --ef 16,32,64,128,256
+run_bench fashion-mnist hnsw groundtruth_l2_k100.ivecs --ef 16,32,64,128

@@ -678,21 +678,29 @@ Status HnswIndex::AddBatch(const VectorSet& vectors, std::span<const VectorId> i
     progress.Add();
   }
   const int threads = options.num_threads > 0 ? options.num_threads : omp_get_max_threads();
-  std::vector<Status> errors(threads);
+  // The first error is handed over under a mutex rather than through the end of the
+  // parallel region: libgomp's barrier is invisible to ThreadSanitizer.
+  std::mutex error_mu;
+  Status error;
+  std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> buf;
-    Status& err = errors[omp_get_thread_num()];
 #pragma omp for schedule(dynamic, 64)
     for (size_t i = start; i < n; ++i) {
-      if (!err.ok()) continue;
-      err = AddLocked(id_of(i), Prepare(metric_, vectors.row(i), dim_, buf));
+      if (failed.load(std::memory_order_relaxed)) continue;
+      Status s = AddLocked(id_of(i), Prepare(metric_, vectors.row(i), dim_, buf));
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> g(error_mu);
+        if (error.ok()) error = std::move(s);
+        failed.store(true, std::memory_order_relaxed);
+      }
       progress.Add();
     }
   }
   progress.Finish();
-  for (const Status& e : errors) STRATA_RETURN_IF_ERROR(e);
-  return Status::Ok();
+  std::lock_guard<std::mutex> g(error_mu);
+  return error;
 }
 
 static void Tombstone(HnswIndex::Impl& im, uint32_t node) {
@@ -1189,11 +1197,16 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
   }
   // Free list and labels.
   const uint32_t* fl = reinterpret_cast<const uint32_t*>(free_bytes.data());
+  std::vector<bool> listed(n, false);  // a slot listed twice would be given to two inserts
   for (size_t j = 0; j < free_bytes.size() / 4; ++j) {
     if (fl[j] >= n || !(im.Header(fl[j]) & kFreeBit)) {
       return Error(Corruption("{}: FREE entry {} names slot {}, which is not a free slot", file, j,
                               fl[j]));
     }
+    if (listed[fl[j]]) {
+      return Error(Corruption("{}: FREE entry {} names slot {} a second time", file, j, fl[j]));
+    }
+    listed[fl[j]] = true;
     im.free_.push_back(fl[j]);
   }
   im.node_of_.reserve(n);

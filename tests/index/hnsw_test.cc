@@ -294,7 +294,7 @@ TEST(HnswIndex, GrowsBeyondOneChunk) {
   for (size_t i = 0; i < kN * 4; ++i) base.mutable_data()[i] = u(rng);
   HnswOptions opt;
   opt.M = 8;
-  opt.ef_construction = 32;
+  opt.ef_construction = 16;
   auto index = BuildHnsw(base, Metric::kL2, opt, 2);
   ASSERT_EQ(index->size(), kN);
   EXPECT_EQ(index->GraphStats().num_nodes, kN);
