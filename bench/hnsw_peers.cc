@@ -527,6 +527,10 @@ int main(int argc, char** argv) {
       *text = "-";
       return q;
     }
+    if (!it->second->contains("points") || (*it->second)["points"].empty()) {
+      *text = "failed";
+      return q;
+    }
     bool at_first = false;
     q = QpsAtRecall(*it->second, target, &at_first);
     *text = !q ? std::string("not reached")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Peer benchmarks (longer than the test suite; not part of CI):
 #   - distance kernels, every SIMD level, against hnswlib's (Google Benchmark);
-#   - exact ground truth for GloVe-100, Strata's flat index against FAISS IndexFlatIP.
-# Installs hnswlib and FAISS from Debian, builds Release, fetches GloVe-100 if needed.
+#   - exact ground truth for GloVe-100, Strata's flat index against FAISS IndexFlatIP;
+#   - HNSW (M=16, ef_construction=200, ef sweep) against hnswlib and FAISS IndexHNSWFlat
+#     on GloVe-100 (cosine) and Fashion-MNIST (l2).
+# Installs hnswlib and FAISS from Debian, builds Release, fetches the data sets if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -12,6 +14,7 @@ cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_T
 cmake --build build/release -j"$(nproc)"
 DATA="${STRATA_DATA_DIR:-$ROOT/data}"
 STRATA_BIN="$ROOT/build/release/tools/strata" bash tools/fetch_dataset.sh glove-100 "$DATA"
+STRATA_BIN="$ROOT/build/release/tools/strata" bash tools/fetch_dataset.sh fashion-mnist "$DATA"
 
 echo "=== distance kernels (ns per distance; medians of 5) ==="
 build/release/bench/distance_bench --benchmark_repetitions=5 \
@@ -21,3 +24,19 @@ build/release/bench/distance_bench --benchmark_repetitions=5 \
 echo "=== exact ground truth, GloVe-100 cosine, k=100, 2 threads: strata vs FAISS ==="
 build/release/bench/flat_vs_faiss --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --metric cosine --k 100 --threads 2 --reps 3
+
+# Each library builds and searches in its own child process (own peak RSS); build on 2
+# threads, search one query at a time on one thread; prints the ef sweep, JSON lines and
+# QPS ratios at recall 0.90/0.95/0.99.
+mkdir -p build/release/bench/results
+echo "=== HNSW peers, GloVe-100 cosine, recall@10, M=16 efc=200, 2 build threads ==="
+build/release/bench/hnsw_peers --base "$DATA/glove-100/base.fbin" \
+  --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
+  --metric cosine --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
+  --json build/release/bench/results/hnsw_peers_glove-100.json
+
+echo "=== HNSW peers, Fashion-MNIST l2, recall@10, M=16 efc=200, 2 build threads ==="
+build/release/bench/hnsw_peers --base "$DATA/fashion-mnist/base.u8bin" \
+  --queries "$DATA/fashion-mnist/query.u8bin" --gt "$DATA/fashion-mnist/gt_l2_k100.ibin" \
+  --metric l2 --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
+  --json build/release/bench/results/hnsw_peers_fashion-mnist.json
