@@ -9,7 +9,8 @@
 //
 // Data are loaded once in the parent; each library then runs in its own forked
 // child (build on --threads threads, then single-threaded one-query-at-a-time
-// search), so each one's memory is its own: peak_rss_mb is the child's ru_maxrss
+// search passes on the parent's command, interleaved across libraries so that
+// the machine's drift affects all alike), so each one's memory is its own: peak_rss_mb is the child's ru_maxrss
 // (which includes the inherited data pages it touches) and index_rss_mb is the
 // resident-set growth across the build (RSS after build minus RSS before).
 // Recall@k is computed for all three by the same tie-aware RecallEvaluator.
@@ -221,107 +222,167 @@ std::unique_ptr<Runner> MakeRunner(const std::string& lib) {
   return nullptr;
 }
 
-// Runs in the child: build, sweep ef, return everything as JSON.
-json RunLib(const std::string& lib, const Data& d, const Config& c) {
-  json out = {{"lib", lib}};
-  auto runner = MakeRunner(lib);
-  const double rss_before = RssMb();
-  Timer t;
-  if (Status s = runner->Build(d, c); !s.ok()) {
-    out["error"] = "build: " + s.ToString();
-    return out;
+// One library living in its own forked child process. The child builds once
+// (so its build time and peak RSS are its own), then answers commands from the
+// parent over a pipe, one JSON line per command:
+//   "search <ef>"  one timed pass over all queries -> {"qps", "recall"}
+//   "quit"         -> {"peak_rss_mb"} and exit
+// The parent alternates the libraries for every (ef, repetition), so slow drifts
+// of this shared machine hit all of them alike; idle children sleep in read().
+class Child {
+ public:
+  Child(std::string lib) : lib_(std::move(lib)) {}
+  ~Child() {
+    if (to_) std::fclose(to_);
+    if (from_) std::fclose(from_);
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
   }
-  const double build_s = t.Seconds();
-  const double rss_after = RssMb();
-  out["build_s"] = build_s;
-  out["rss_before_build_mb"] = rss_before;
-  out["rss_after_build_mb"] = rss_after;
-  out["index_rss_mb"] = rss_after - rss_before;
-  out["info"] = runner->Info();
-  fmt::print(stderr, "[{}] built in {:.1f} s, index RSS +{:.1f} MB\n", lib, build_s,
-             rss_after - rss_before);
+  const std::string& lib() const { return lib_; }
 
-  const size_t nq = d.queries.size(), k = c.k;
-  std::vector<Neighbor> results(nq * k);
-  json points = json::array();
-  for (size_t ef : c.efs) {
-    runner->SetEf(ef);
-    std::vector<double> qps;
-    for (int r = 0; r < std::max(1, c.reps); ++r) {
-      Timer st;
-      for (size_t q = 0; q < nq; ++q) {
-        if (Status s = runner->Search(d, q, k, results.data() + q * k); !s.ok()) {
-          out["error"] = fmt::format("search ef={} query {}: {}", ef, q, s.ToString());
-          out["points"] = points;
-          return out;
-        }
-      }
-      qps.push_back(double(nq) / st.Seconds());
-    }
-    const double recall = d.eval->Recall(results, k, nq);
-    const double med = Median(qps);
-    fmt::print(stderr, "[{}] ef {:4d}: recall@{} {:.4f}, {:.0f} QPS\n", lib, ef, k, recall, med);
-    points.push_back({{"ef", ef}, {"recall", recall}, {"qps", med}, {"qps_reps", qps}});
-  }
-  out["points"] = points;
-  out["peak_rss_mb"] = PeakRssMb();
-  return out;
-}
-
-// Forks, runs `lib` in the child, returns its JSON (or an object with "error").
-json RunInChild(const std::string& lib, const Data& d, const Config& c) {
-  int fds[2];
-  if (pipe(fds) != 0) return {{"lib", lib}, {"error", std::string("pipe: ") + strerror(errno)}};
-  std::fflush(stdout);
-  std::fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) return {{"lib", lib}, {"error", std::string("fork: ") + strerror(errno)}};
-  if (pid == 0) {
-    close(fds[0]);
-    std::string payload;
-    try {
-      payload = RunLib(lib, d, c).dump();
-    } catch (const std::exception& e) {
-      payload = json{{"lib", lib}, {"error", std::string("exception: ") + e.what()}}.dump();
-    }
-    const char* p = payload.data();
-    size_t left = payload.size();
-    while (left > 0) {
-      ssize_t w = write(fds[1], p, left);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        _exit(3);
-      }
-      p += w;
-      left -= size_t(w);
-    }
-    close(fds[1]);
+  // Forks and waits for the build report.
+  json Start(const Data& d, const Config& c) {
+    int down[2], up[2];
+    if (pipe(down) != 0 || pipe(up) != 0) return Err(std::string("pipe: ") + strerror(errno));
+    std::fflush(stdout);
     std::fflush(stderr);
-    _exit(0);  // no destructors, no flushing of the parent's inherited buffers
+    pid_ = fork();
+    if (pid_ < 0) return Err(std::string("fork: ") + strerror(errno));
+    if (pid_ == 0) {
+      close(down[1]);
+      close(up[0]);
+      Serve(d, c, fdopen(down[0], "r"), fdopen(up[1], "w"));
+      _exit(0);  // no destructors, no flushing of the parent's inherited buffers
+    }
+    close(down[0]);
+    close(up[1]);
+    to_ = fdopen(down[1], "w");
+    from_ = fdopen(up[0], "r");
+    return Read();
   }
-  close(fds[1]);
-  std::string buf;
-  char chunk[65536];
-  for (;;) {
-    ssize_t r = read(fds[0], chunk, sizeof chunk);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    buf.append(chunk, size_t(r));
+  json Send(const std::string& command) {
+    if (!to_) return Err("child not running");
+    std::fprintf(to_, "%s\n", command.c_str());
+    std::fflush(to_);
+    return Read();
   }
-  close(fds[0]);
-  int wstatus = 0;
-  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+
+ private:
+  json Err(const std::string& why) { return {{"lib", lib_}, {"error", why}}; }
+  json Read() {
+    char* line = nullptr;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, from_);
+    std::string text = n > 0 ? std::string(line, size_t(n)) : std::string();
+    std::free(line);
+    if (n <= 0) {
+      int wstatus = 0;
+      waitpid(pid_, &wstatus, 0);
+      pid_ = -1;
+      std::fclose(to_);
+      to_ = nullptr;
+      return Err(WIFSIGNALED(wstatus) ? fmt::format("child killed by signal {}", WTERMSIG(wstatus))
+                                      : fmt::format("child exited ({})", WEXITSTATUS(wstatus)));
+    }
+    try {
+      return json::parse(text);
+    } catch (const std::exception& e) {
+      return Err(std::string("bad child output: ") + e.what());
+    }
   }
-  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-    std::string why = WIFSIGNALED(wstatus) ? fmt::format("killed by signal {}", WTERMSIG(wstatus))
-                                           : fmt::format("exit status {}", WEXITSTATUS(wstatus));
-    return {{"lib", lib}, {"error", "child " + why}};
+
+  void Serve(const Data& d, const Config& c, std::FILE* in, std::FILE* out) {
+    auto reply = [&](const json& j) {
+      std::fprintf(out, "%s\n", j.dump().c_str());
+      std::fflush(out);
+    };
+    auto runner = MakeRunner(lib_);
+    const double rss_before = RssMb();
+    Timer t;
+    if (Status s = runner->Build(d, c); !s.ok()) {
+      reply(Err("build: " + s.ToString()));
+      return;
+    }
+    const double build_s = t.Seconds();
+    const double rss_after = RssMb();
+    fmt::print(stderr, "[{}] built in {:.1f} s, index RSS +{:.1f} MB\n", lib_, build_s,
+               rss_after - rss_before);
+    reply({{"lib", lib_}, {"build_s", build_s}, {"rss_before_build_mb", rss_before},
+           {"rss_after_build_mb", rss_after}, {"index_rss_mb", rss_after - rss_before},
+           {"info", runner->Info()}});
+    const size_t nq = d.queries.size(), k = c.k;
+    std::vector<Neighbor> results(nq * k);
+    char* line = nullptr;
+    size_t cap = 0;
+    while (getline(&line, &cap, in) > 0) {
+      std::string cmd(line);
+      if (cmd.rfind("search ", 0) == 0) {
+        const size_t ef = std::stoul(cmd.substr(7));
+        runner->SetEf(ef);
+        Timer st;
+        Status err;
+        for (size_t q = 0; q < nq && err.ok(); ++q) err = runner->Search(d, q, k, results.data() + q * k);
+        const double secs = st.Seconds();
+        if (!err.ok()) {
+          reply(Err(fmt::format("search ef={}: {}", ef, err.ToString())));
+          continue;
+        }
+        reply({{"qps", double(nq) / secs}, {"recall", d.eval->Recall(results, k, nq)}});
+      } else {
+        reply({{"peak_rss_mb", PeakRssMb()}});
+        break;
+      }
+    }
+    std::free(line);
   }
-  try {
-    return json::parse(buf);
-  } catch (const std::exception& e) {
-    return {{"lib", lib}, {"error", std::string("bad child output: ") + e.what()}};
+
+  std::string lib_;
+  pid_t pid_ = -1;
+  std::FILE* to_ = nullptr;
+  std::FILE* from_ = nullptr;
+};
+
+// Builds every library (one after the other), then sweeps ef with the
+// libraries interleaved per repetition; returns one result object per library.
+std::vector<json> RunAll(const Data& d, const Config& c) {
+  std::vector<std::unique_ptr<Child>> children;
+  std::vector<json> results;
+  for (const auto& lib : c.libs) {
+    fmt::print(stderr, "[{}] building in a child process...\n", lib);
+    children.push_back(std::make_unique<Child>(lib));
+    results.push_back(children.back()->Start(d, c));
+    results.back()["lib"] = lib;
+    results.back()["points"] = json::array();
   }
+  for (size_t ef : c.efs) {
+    std::vector<std::vector<double>> qps(children.size());
+    std::vector<double> recall(children.size(), 0);
+    for (int r = 0; r < std::max(1, c.reps); ++r) {
+      for (size_t i = 0; i < children.size(); ++i) {
+        if (results[i].contains("error")) continue;
+        json reply = children[i]->Send(fmt::format("search {}", ef));
+        if (reply.contains("error")) {
+          results[i]["error"] = reply["error"];
+          continue;
+        }
+        qps[i].push_back(reply["qps"].get<double>());
+        recall[i] = reply["recall"].get<double>();
+      }
+    }
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (qps[i].empty()) continue;
+      const double med = Median(qps[i]);
+      fmt::print(stderr, "[{}] ef {:4d}: recall@{} {:.4f}, {:.0f} QPS\n", c.libs[i], ef, c.k,
+                 recall[i], med);
+      results[i]["points"].push_back(
+          {{"ef", ef}, {"recall", recall[i]}, {"qps", med}, {"qps_reps", qps[i]}});
+    }
+  }
+  for (size_t i = 0; i < children.size(); ++i) {
+    if (results[i].contains("error")) continue;
+    json reply = children[i]->Send("quit");
+    if (reply.contains("peak_rss_mb")) results[i]["peak_rss_mb"] = reply["peak_rss_mb"];
+  }
+  return results;
 }
 
 // QPS at `target` recall along the sweep (in ef order): log(QPS) interpolated
@@ -373,7 +434,7 @@ std::vector<std::string> SplitList(const std::string& s) {
 
 int main(int argc, char** argv) {
   Config c;
-  std::string ef_list = "10,16,24,32,48,64,96,128,192,256,384,512";
+  std::string ef_list = "10,16,24,32,48,64,96,128,192,256,384,512,768,1024";
   std::string lib_list = "strata,hnswlib,faiss";
   CLI::App app{"HNSW peer comparison: Strata vs hnswlib vs FAISS IndexHNSWFlat"};
   app.add_option("--base", c.base_path, "base vectors (.fbin/.u8bin/.fvecs/...)")->required();
@@ -456,17 +517,13 @@ int main(int argc, char** argv) {
   }
 
   fmt::print("hnsw_peers: base {} ({} x {}), {} queries, {}, recall@{}, M={}, ef_construction={}, "
-             "{} build threads, 1 search thread, {} rep(s) per ef (median QPS); data loaded in "
+             "{} build threads, 1 search thread, {} rep(s) per ef (median QPS, libraries interleaved); data loaded in "
              "{:.1f} s, parent RSS {:.0f} MB\n",
              c.base_path, d.base.size(), d.base.dim(), d.queries.size(), MetricName(d.metric), c.k,
              c.M, c.ef_construction, c.threads, c.reps, load.Seconds(), RssMb());
   std::fflush(stdout);
 
-  std::vector<json> results;
-  for (const auto& lib : c.libs) {
-    fmt::print(stderr, "[{}] building in a child process...\n", lib);
-    results.push_back(RunInChild(lib, d, c));
-  }
+  std::vector<json> results = RunAll(d, c);
 
   // Table.
   fmt::print("\n{:<8} {:>5} {:>9} {:>10}\n", "lib", "ef", fmt::format("recall@{}", c.k), "QPS");

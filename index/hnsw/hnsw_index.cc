@@ -13,6 +13,7 @@
 #include "core/progress.h"
 #include "core/topk.h"
 #include "index/distance/distance.h"
+#include "index/hnsw/hnsw_format.h"
 #include "storage/section_file.h"
 
 namespace strata::index {
@@ -26,13 +27,11 @@ constexpr uint32_t kLockStripes = 1u << 14;
 constexpr int kMaxLevel = 31;
 constexpr size_t kHugePage = size_t(2) << 20;
 
-// Header word of a node: bits 0-15 link count on layer 0, 16-20 level,
-// bit 30 free slot, bit 31 tombstone. Mutated only under the node's stripe lock.
-constexpr uint32_t kCountMask = 0xFFFF;
-constexpr uint32_t kLevelShift = 16;
-constexpr uint32_t kLevelMask = 0x1F;
-constexpr uint32_t kFreeBit = 1u << 30;
-constexpr uint32_t kDeletedBit = 1u << 31;
+using hnsw_format::kCountMask;
+using hnsw_format::kDeletedBit;
+using hnsw_format::kFreeBit;
+using hnsw_format::kLevelMask;
+using hnsw_format::kLevelShift;
 
 // Link words are read while other threads may rewrite them; atomic_ref keeps
 // that well-defined (and visible to ThreadSanitizer) at the cost of a plain
@@ -600,6 +599,15 @@ const float* Prepare(Metric metric, const float* v, size_t dim, std::vector<floa
 }
 }  // namespace
 
+// The query as the graph stores vectors: normalized (in ctx's buffer) for cosine.
+static const float* PrepareQuery(Metric metric, VectorView query, SearchContext& ctx) {
+  if (!MetricNormalizes(metric)) return query.data;
+  float* buf = ctx.QueryBuffer(query.dim);
+  std::memcpy(buf, query.data, query.dim * sizeof(float));
+  NormalizeInPlace(buf, query.dim);
+  return buf;
+}
+
 // Tombstones `node` (caller holds structure_mu_ shared and has removed the label).
 static void Tombstone(HnswIndex::Impl& impl, uint32_t node);
 
@@ -846,13 +854,7 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
                                                 SearchContext& ctx, HnswSearchStats* stats) const {
   STRATA_RETURN_IF_ERROR(ValidateQuery(query, dim_, params));
   const Impl& im = *impl_;
-  const float* q = query.data;
-  if (MetricNormalizes(metric_)) {
-    float* buf = ctx.QueryBuffer(dim_);
-    std::memcpy(buf, query.data, dim_ * sizeof(float));
-    NormalizeInPlace(buf, dim_);
-    q = buf;
-  }
+  const float* q = PrepareQuery(metric_, query, ctx);
   std::shared_lock<std::shared_mutex> s(im.structure_mu_);
   std::vector<Neighbor> out;
   if (uint32_t(im.entry_.load(std::memory_order_acquire)) == kInvalidNode) return out;
@@ -896,13 +898,7 @@ Result<std::vector<Neighbor>> HnswIndex::SearchSubset(VectorView query, uint32_t
   p.k = k;
   STRATA_RETURN_IF_ERROR(ValidateQuery(query, dim_, p));
   const Impl& im = *impl_;
-  const float* q = query.data;
-  if (MetricNormalizes(metric_)) {
-    float* buf = ctx.QueryBuffer(dim_);
-    std::memcpy(buf, query.data, dim_ * sizeof(float));
-    NormalizeInPlace(buf, dim_);
-    q = buf;
-  }
+  const float* q = PrepareQuery(metric_, query, ctx);
   std::shared_lock<std::shared_mutex> s(im.structure_mu_);
   std::vector<uint32_t> nodes;
   nodes.reserve(ids.size());
@@ -980,29 +976,11 @@ IndexStats HnswIndex::Stats() const {
 
 namespace {
 
-constexpr char kHnswMagic[] = "STRHNSW";
-constexpr uint16_t kHnswMajor = 1;
-constexpr uint16_t kHnswMinor = 0;
-constexpr uint32_t kTagMeta = storage::SectionTag("META");
-constexpr uint32_t kTagNode = storage::SectionTag("NODE");
-constexpr uint32_t kTagUpper = storage::SectionTag("UPPR");
-constexpr uint32_t kTagFree = storage::SectionTag("FREE");
-
-struct HnswMeta {
-  uint32_t dim;
-  uint32_t metric;
-  uint32_t M;
-  uint32_t ef_construction;
-  uint32_t keep_pruned;
-  uint32_t num_nodes;
-  uint32_t entry_node;
-  uint32_t entry_level;
-  uint64_t block_bytes;
-  uint64_t seed;
-  double consolidate_fraction;
-  uint64_t num_deleted;
-};
-static_assert(sizeof(HnswMeta) == 64);
+using hnsw_format::kTagFree;
+using hnsw_format::kTagMeta;
+using hnsw_format::kTagNode;
+using hnsw_format::kTagUpper;
+using HnswMeta = hnsw_format::Meta;
 
 }  // namespace
 
@@ -1010,8 +988,7 @@ Status HnswIndex::Save(const std::filesystem::path& path) const {
   const Impl& im = *impl_;
   // Exclusive: a saved file is one consistent graph.
   std::unique_lock<std::shared_mutex> x(im.structure_mu_);
-  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(path, kHnswMagic, kHnswMajor,
-                                                                       kHnswMinor));
+  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(path, hnsw_format::kMagic, hnsw_format::kMajor, hnsw_format::kMinor));
   const uint32_t n = im.num_nodes_.load();
   const uint64_t e = im.entry_.load();
   HnswMeta meta{};
@@ -1053,7 +1030,7 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
                                                    const HnswLoadOptions& options) {
   const std::string file = path.string();
   STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf,
-                          storage::SectionFile::Open(path, kHnswMagic, kHnswMajor));
+                          storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor));
   STRATA_ASSIGN_OR_RETURN(auto meta_bytes, sf.Section(kTagMeta));
   if (meta_bytes.size() != sizeof(HnswMeta)) {
     return Error(Corruption("{}: META section has {} bytes, expected {}", file, meta_bytes.size(),

@@ -17,28 +17,14 @@
 
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
+#include "tests/index/test_data.h"
 
 namespace strata::index {
 namespace {
 
 constexpr size_t kDim = 16;
 
-VectorSet Clustered(size_t n, size_t dim, uint32_t seed, uint32_t center_seed = 1000,
-                    size_t clusters = 16) {
-  std::mt19937 crng(center_seed);
-  std::normal_distribution<float> g(0, 1);
-  std::vector<float> centers(clusters * dim);
-  for (float& c : centers) c = 3.0f * g(crng);
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<size_t> pick(0, clusters - 1);
-  auto s = *VectorSet::Create(n, dim);
-  for (size_t i = 0; i < n; ++i) {
-    const float* c = centers.data() + pick(rng) * dim;
-    float* row = s.mutable_row(i);
-    for (size_t j = 0; j < dim; ++j) row[j] = c[j] + g(rng);
-  }
-  return s;
-}
+using test_data::Clustered;
 
 // Recall@10 of `index` against exact search over the rows of `base` for which `live` is true.
 double RecallAgainstLive(const HnswIndex& index, const VectorSet& base,

@@ -1,4 +1,7 @@
 #include "index/hnsw/hnsw_index.h"
+#include "tests/index/test_data.h"
+
+#include "index/hnsw/hnsw_format.h"
 
 #include <gtest/gtest.h>
 
@@ -23,25 +26,7 @@ namespace {
 // ---------------------------------------------------------------------------
 // Data and oracles
 
-// Gaussian clusters: `clusters` centres drawn from `center_seed`, points around them.
-// Base vectors and queries built with the same centre seed share the clusters, so the
-// nearest neighbours of a query are well separated from the rest and recall is meaningful.
-VectorSet Clustered(size_t n, size_t dim, uint32_t seed, uint32_t center_seed = 1000,
-                    size_t clusters = 16) {
-  std::mt19937 crng(center_seed);
-  std::normal_distribution<float> g(0, 1);
-  std::vector<float> centers(clusters * dim);
-  for (float& c : centers) c = 3.0f * g(crng);
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<size_t> pick(0, clusters - 1);
-  auto s = *VectorSet::Create(n, dim);
-  for (size_t i = 0; i < n; ++i) {
-    const float* c = centers.data() + pick(rng) * dim;
-    float* row = s.mutable_row(i);
-    for (size_t j = 0; j < dim; ++j) row[j] = c[j] + g(rng);
-  }
-  return s;
-}
+using test_data::Clustered;
 
 // A copy of the given rows of `src`.
 VectorSet Rows(const VectorSet& src, const std::vector<size_t>& rows) {
@@ -703,7 +688,7 @@ TEST(HnswIndex, FlippedByteFailsUnlessInPadding) {
   const auto path = SaveSmallIndex();
   const std::vector<char> bytes = ReadAll(path);
   // Bytes no reader looks at: between sections and before the table (zero padding).
-  auto sf = *storage::SectionFile::Open(path, "STRHNSW", 1);
+  auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
   uint64_t table_offset;
   std::memcpy(&table_offset, bytes.data() + 16, 8);
   auto is_padding = [&](size_t pos) {
@@ -738,33 +723,18 @@ TEST(HnswIndex, FlippedByteFailsUnlessInPadding) {
 }
 
 // The sections of a saved file, to be modified and written back with valid checksums.
-struct HnswMetaCopy {  // mirrors HnswMeta in hnsw_index.cc (docs/formats/hnsw.md)
-  uint32_t dim;
-  uint32_t metric;
-  uint32_t M;
-  uint32_t ef_construction;
-  uint32_t keep_pruned;
-  uint32_t num_nodes;
-  uint32_t entry_node;
-  uint32_t entry_level;
-  uint64_t block_bytes;
-  uint64_t seed;
-  double consolidate_fraction;
-  uint64_t num_deleted;
-};
-static_assert(sizeof(HnswMetaCopy) == 64);
-
-constexpr uint32_t kTagMeta = storage::SectionTag("META");
-constexpr uint32_t kTagNode = storage::SectionTag("NODE");
-constexpr uint32_t kTagUpper = storage::SectionTag("UPPR");
-constexpr uint32_t kTagFree = storage::SectionTag("FREE");
+using HnswMetaCopy = hnsw_format::Meta;
+using hnsw_format::kTagFree;
+using hnsw_format::kTagMeta;
+using hnsw_format::kTagNode;
+using hnsw_format::kTagUpper;
 
 struct Sections {
   HnswMetaCopy meta;
   std::vector<std::byte> node, upper, free;
 
   static Sections Read(const std::filesystem::path& path) {
-    auto sf = *storage::SectionFile::Open(path, "STRHNSW", 1);
+    auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
     Sections s;
     auto meta = *sf.Section(kTagMeta);
     EXPECT_EQ(meta.size(), sizeof(HnswMetaCopy));
@@ -782,7 +752,7 @@ struct Sections {
     return reinterpret_cast<uint32_t*>(node.data() + size_t(i) * meta.block_bytes);
   }
   void Write(const std::filesystem::path& path) const {
-    auto w = *storage::SectionFileWriter::Create(path, "STRHNSW", 1, 0);
+    auto w = *storage::SectionFileWriter::Create(path, hnsw_format::kMagic, hnsw_format::kMajor, hnsw_format::kMinor);
     ASSERT_TRUE(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))).ok());
     ASSERT_TRUE(w.AddSection(kTagNode, node).ok());
     ASSERT_TRUE(w.AddSection(kTagUpper, upper).ok());
@@ -791,8 +761,8 @@ struct Sections {
   }
 };
 
-constexpr uint32_t kCountMask = 0xFFFF;
-constexpr uint32_t kFreeBit = 1u << 30;
+using hnsw_format::kCountMask;
+using hnsw_format::kFreeBit;
 
 // A live node with at least one layer-0 link.
 uint32_t LinkedNode(Sections& s) {

@@ -1,0 +1,44 @@
+#pragma once
+// On-disk constants of HNSW index files (docs/formats/hnsw.md), shared by the
+// index and by tests that craft damaged files.
+
+#include <cstdint>
+
+#include "storage/section_file.h"
+
+namespace strata::index::hnsw_format {
+
+inline constexpr char kMagic[] = "STRHNSW";
+inline constexpr uint16_t kMajor = 1;
+inline constexpr uint16_t kMinor = 0;
+inline constexpr uint32_t kTagMeta = storage::SectionTag("META");
+inline constexpr uint32_t kTagNode = storage::SectionTag("NODE");
+inline constexpr uint32_t kTagUpper = storage::SectionTag("UPPR");
+inline constexpr uint32_t kTagFree = storage::SectionTag("FREE");
+
+// Header word of a node block: bits 0-15 layer-0 link count, 16-20 level,
+// bit 30 free slot, bit 31 tombstone.
+inline constexpr uint32_t kCountMask = 0xFFFF;
+inline constexpr uint32_t kLevelShift = 16;
+inline constexpr uint32_t kLevelMask = 0x1F;
+inline constexpr uint32_t kFreeBit = 1u << 30;
+inline constexpr uint32_t kDeletedBit = 1u << 31;
+
+// The META section, 64 bytes, little-endian.
+struct Meta {
+  uint32_t dim;
+  uint32_t metric;
+  uint32_t M;
+  uint32_t ef_construction;
+  uint32_t keep_pruned;
+  uint32_t num_nodes;
+  uint32_t entry_node;
+  uint32_t entry_level;
+  uint64_t block_bytes;
+  uint64_t seed;
+  double consolidate_fraction;
+  uint64_t num_deleted;
+};
+static_assert(sizeof(Meta) == 64);
+
+}  // namespace strata::index::hnsw_format
