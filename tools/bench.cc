@@ -1,9 +1,12 @@
 #include "tools/bench.h"
 
 #include <omp.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 
@@ -13,6 +16,7 @@
 #include "index/distance/distance.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
+#include "index/spann/spann_index.h"
 #include "tools/eval.h"
 
 #ifndef STRATA_GIT_REV
@@ -103,6 +107,109 @@ class HnswTarget final : public BenchTarget {
   std::unique_ptr<index::HnswIndex> index_;
 };
 
+class SpannTarget final : public BenchTarget {
+ public:
+  explicit SpannTarget(const TargetOptions& o) : opt_(o) {}
+  ~SpannTarget() override {
+    if (!keep_) {
+      std::error_code ec;
+      std::filesystem::remove_all(path_, ec);
+    }
+  }
+  std::string name() const override { return "spann"; }
+  Status Build(const VectorSet& base, Metric metric, int threads) override {
+    if (!opt_.load_path.empty()) {
+      path_ = opt_.load_path;
+      keep_ = true;
+    } else {
+      keep_ = !opt_.save_path.empty();
+      path_ = keep_ ? std::filesystem::path(opt_.save_path)
+                    : std::filesystem::temp_directory_path() /
+                          fmt::format("strata-spann-bench-{}", ::getpid());
+      std::error_code ec;
+      if (!keep_) std::filesystem::remove_all(path_, ec);
+      index::SpannBuildOptions bo;
+      bo.metric = metric;
+      bo.cluster_size = opt_.cluster_size;
+      bo.replicas = opt_.replicas;
+      bo.closure_epsilon = opt_.closure_epsilon;
+      bo.num_threads = threads;
+      bo.progress = true;
+      STRATA_ASSIGN_OR_RETURN(VectorSet copy, base.Clone());
+      STRATA_RETURN_IF_ERROR(index::SpannIndex::Build(std::move(copy), path_, bo));
+    }
+    index::SpannOpenOptions oo;
+    STRATA_ASSIGN_OR_RETURN(oo.backend, storage::ParseIoBackend(opt_.io_backend));
+    oo.direct = opt_.direct_io;
+    STRATA_ASSIGN_OR_RETURN(index_, index::SpannIndex::Open(path_, oo));
+    auto st = index_->Stats();
+    fmt::print(stderr,
+               "spann: {} lists (entries min/median/p99/max {}/{}/{}/{}), {:.2f} entries per "
+               "vector, memory {:.1f} MiB = {:.1f}% of the raw vectors, disk {:.1f} MiB, io {} {}\n",
+               st.num_lists, st.list_min, st.list_median, st.list_p99, st.list_max,
+               double(st.total_entries) / double(st.num_vectors), st.memory_bytes / 1048576.0,
+               100.0 * double(st.memory_bytes) / double(st.raw_vector_bytes),
+               st.disk_bytes / 1048576.0, storage::IoBackendName(index_->backend()),
+               index_->direct_io() ? "O_DIRECT" : "buffered");
+    return Status::Ok();
+  }
+  std::vector<SweepPoint> Sweep(uint32_t k) const override {
+    std::vector<SweepPoint> pts;
+    for (uint32_t m : opt_.max_lists) {
+      SweepPoint p;
+      p.params.k = k;
+      p.params.ef = m;  // carries max_lists through the generic parameter struct
+      p.description = {{"max_lists", m}, {"prune_epsilon", opt_.prune_epsilon}};
+      pts.push_back(p);
+    }
+    return pts;
+  }
+  Result<std::vector<Neighbor>> Search(VectorView query, const index::SearchParams& params,
+                                       index::SearchContext&) const override {
+    thread_local index::SpannContext ctx;
+    index::SpannSearchParams sp;
+    sp.k = params.k;
+    sp.max_lists = params.ef;
+    sp.prune_epsilon = opt_.prune_epsilon;
+    index::SpannQueryStats qs;
+    auto r = index_->Search(query, sp, ctx, &qs);
+    lists_ += qs.lists_read;
+    bytes_ += qs.bytes_read;
+    wait_ns_ += qs.io_wait_ns;
+    return r;
+  }
+  void ResetCounters() override {
+    lists_ = 0;
+    bytes_ = 0;
+    wait_ns_ = 0;
+  }
+  nlohmann::json Counters(size_t queries) const override {
+    const double q = double(std::max<size_t>(queries, 1));
+    return {{"lists_per_query", double(lists_) / q},
+            {"kib_read_per_query", double(bytes_) / 1024.0 / q},
+            {"io_wait_ms_per_query", double(wait_ns_) / 1e6 / q}};
+  }
+  size_t DefaultSingleThreadQueries() const override { return 0; }
+  index::IndexStats Stats() const override {
+    auto st = index_->Stats();
+    index::IndexStats s;
+    s.kind = "spann";
+    s.num_vectors = st.num_vectors;
+    s.dim = index_->dim();
+    s.metric = index_->metric();
+    s.memory_bytes = st.memory_bytes;
+    s.disk_bytes = st.disk_bytes;
+    return s;
+  }
+
+ private:
+  TargetOptions opt_;
+  std::filesystem::path path_;
+  bool keep_ = false;
+  std::unique_ptr<index::SpannIndex> index_;
+  mutable std::atomic<uint64_t> lists_{0}, bytes_{0}, wait_ns_{0};
+};
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -118,7 +225,8 @@ Result<std::unique_ptr<BenchTarget>> MakeBenchTarget(const std::string& kind,
                                                      const TargetOptions& options) {
   if (kind == "flat") return std::unique_ptr<BenchTarget>(new FlatTarget());
   if (kind == "hnsw") return std::unique_ptr<BenchTarget>(new HnswTarget(options));
-  return Error(InvalidArgument("unknown index kind '{}' (available: flat, hnsw)", kind));
+  if (kind == "spann") return std::unique_ptr<BenchTarget>(new SpannTarget(options));
+  return Error(InvalidArgument("unknown index kind '{}' (available: flat, hnsw, spann)", kind));
 }
 
 size_t PeakRssBytes() {
@@ -163,6 +271,7 @@ Result<std::vector<BenchPointResult>> RunBench(BenchTarget& target, const Loaded
   std::vector<BenchPointResult> out;
   for (const SweepPoint& point : target.Sweep(config.k)) {
     // One thread, one query at a time: latency distribution.
+    target.ResetCounters();
     std::vector<double> lat_ms(single_n);
     index::SearchContext ctx;
     Timer t1;
@@ -173,6 +282,7 @@ Result<std::vector<BenchPointResult>> RunBench(BenchTarget& target, const Loaded
       if (!r) return Error(r.error().WithContext(fmt::format("query {}", q)));
     }
     const double qps1 = double(single_n) / t1.Seconds();
+    const nlohmann::json counters = target.Counters(single_n);
 
     // All threads over every query; these results are scored.
     std::vector<Neighbor> results(nq * config.k);
@@ -223,11 +333,16 @@ Result<std::vector<BenchPointResult>> RunBench(BenchTarget& target, const Loaded
     j["peak_rss_mb"] = double(PeakRssBytes()) / (1 << 20);
     j["simd"] = index::SimdLevelName(index::Kernels().level);
     j["rev"] = GitRevision();
+    for (auto it = counters.begin(); it != counters.end(); ++it) j[it.key()] = it.value();
 
     std::string params = point.description.empty() ? "-" : point.description.dump();
-    fmt::print("{:<10} {:<24} {:>9.4f} {:>11.1f} {:>11.1f} {:>9.3f} {:>9.3f} {:>9.3f}\n",
-               target.name(), params, recall, qps1, qps_all, j["p50_ms"].get<double>(),
+    fmt::print("{:<10} {:<24} {:>9.4f} {:>11.1f} {:>11.1f} {:>9.3f} {:>9.3f} {:>9.3f}", target.name(),
+               params, recall, qps1, qps_all, j["p50_ms"].get<double>(),
                j["p95_ms"].get<double>(), j["p99_ms"].get<double>());
+    for (auto it = counters.begin(); it != counters.end(); ++it) {
+      fmt::print("  {} {:.2f}", it.key(), it.value().get<double>());
+    }
+    fmt::print("\n");
     const std::string line = j.dump();
     fmt::print("JSON {}\n", line);
     if (json_file) std::fprintf(json_file, "%s\n", line.c_str());

@@ -44,6 +44,10 @@ class BenchTarget {
                                                     int /*threads*/) const {
     return Error(Unimplemented("no batch search"));
   }
+  // Per-query cost counters of the one-thread pass (e.g. SPANN lists and bytes read),
+  // merged into each point's JSON; reset before each point.
+  virtual void ResetCounters() {}
+  virtual nlohmann::json Counters(size_t /*queries*/) const { return nlohmann::json::object(); }
   // Queries used for the one-thread latency pass when the user does not say (0 = all).
   virtual size_t DefaultSingleThreadQueries() const { return 0; }
   virtual index::IndexStats Stats() const = 0;
@@ -57,6 +61,14 @@ struct TargetOptions {
   std::string save_path;  // save the built index here
   std::string load_path;  // open this index instead of building
   bool mmap = false;      // with load_path: map read-only
+  // SPANN
+  size_t cluster_size = 16;
+  uint32_t replicas = 8;
+  double closure_epsilon = 10.0;
+  double prune_epsilon = 10.0;
+  std::vector<uint32_t> max_lists = {8, 16, 32, 64, 128};
+  std::string io_backend = "auto";
+  bool direct_io = true;
   double deletes = 0;     // > 0: run the delete scenario (tools/experiments.h)
   std::vector<double> selectivities;  // non-empty: run the filter scenario
 };

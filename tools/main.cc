@@ -405,7 +405,7 @@ int main(int argc, char** argv) {
   double b_min_recall = 0;
   AddDataOptions(bench, b_args);
   bench->add_option("--gt", b_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
-  bench->add_option("--index", b_index, "index kind: flat or hnsw")->capture_default_str();
+  bench->add_option("--index", b_index, "index kind: flat, hnsw or spann")->capture_default_str();
   bench->add_option("-k,--k", b_k, "recall@k")->capture_default_str()->check(CLI::Range(1, 1000));
   bench->add_option("--threads", b_threads, "threads for the all-threads pass (0 = all cores)");
   bench->add_option("--single-queries", b_single, "queries in the one-thread latency pass (default: index's own)");
@@ -419,6 +419,19 @@ int main(int argc, char** argv) {
   bench->add_option("--save", b_topt.save_path, "save the built index to this file");
   bench->add_option("--load", b_topt.load_path, "open this saved index instead of building");
   bench->add_flag("--mmap", b_topt.mmap, "with --load: memory-map the index read-only");
+  bench->add_option("--cluster-size", b_topt.cluster_size, "SPANN: target vectors per cluster")
+      ->capture_default_str();
+  bench->add_option("--replicas", b_topt.replicas, "SPANN: most lists per vector")->capture_default_str();
+  bench->add_option("--closure-epsilon", b_topt.closure_epsilon,
+                    "SPANN: replicate into lists within (1+eps) x the nearest head's distance")
+      ->capture_default_str();
+  bench->add_option("--prune-epsilon", b_topt.prune_epsilon,
+                    "SPANN: read lists within (1+eps) x the nearest head's distance")
+      ->capture_default_str();
+  bench->add_option("--max-lists", b_topt.max_lists, "SPANN: max lists per query to sweep")
+      ->delimiter(',');
+  bench->add_option("--io", b_topt.io_backend, "SPANN: auto, io_uring or pread")->capture_default_str();
+  bench->add_flag("!--buffered", b_topt.direct_io, "SPANN: read through the page cache, not O_DIRECT");
   bench->add_option("--deletes", b_topt.deletes,
                     "HNSW scenario: remove this share of the vectors, compare with a fresh build");
   bench->add_option("--filter", b_topt.selectivities,

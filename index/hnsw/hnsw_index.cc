@@ -396,6 +396,10 @@ class HnswIndex::Impl {
   // `cands` sorted ascending by distance to the base node; returns up to `m`.
   void SelectNeighbors(std::vector<Candidate>& cands, uint32_t m,
                        std::vector<Candidate>& out) const {
+    SelectNeighbors(cands, m, out, opt_.keep_pruned);
+  }
+  void SelectNeighbors(std::vector<Candidate>& cands, uint32_t m, std::vector<Candidate>& out,
+                       bool keep_pruned) const {
     out.clear();
     if (cands.size() <= m) {
       out = cands;
@@ -412,7 +416,7 @@ class HnswIndex::Impl {
           break;
         }
       }
-      if (good) out.push_back(c); else if (opt_.keep_pruned) pruned.push_back(c);
+      if (good) out.push_back(c); else if (keep_pruned) pruned.push_back(c);
     }
     for (size_t i = 0; i < pruned.size() && out.size() < m; ++i) out.push_back(pruned[i]);
   }
@@ -801,7 +805,11 @@ Status HnswIndex::Consolidate() {
         cands.clear();
         for (uint32_t v : cand_ids) cands.push_back({im.Dist(uv, im.Vec(v)), v});
         std::sort(cands.begin(), cands.end());
-        im.SelectNeighbors(cands, im.MaxLinks(l), sel);
+        // Keep the pruned candidates too (up to the list's capacity): a repaired
+        // node has lost links it was chosen for, and the extra edges keep the
+        // graph navigable where the removed nodes used to route (measured:
+        // docs/BENCHMARKS.md, deletes).
+        im.SelectNeighbors(cands, im.MaxLinks(l), sel, /*keep_pruned=*/true);
         for (size_t j = 0; j < sel.size(); ++j) ids[j] = sel[j].id;
         std::lock_guard<std::mutex> g(im.LockOf(u));
         im.WriteLinks(u, l, ids, uint32_t(sel.size()));

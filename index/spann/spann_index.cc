@@ -1,0 +1,422 @@
+#include "index/spann/spann_index.h"
+
+#include <fcntl.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include "core/progress.h"
+#include "core/timer.h"
+#include "core/topk.h"
+#include "index/clustering/balanced.h"
+#include "index/distance/distance.h"
+#include "storage/section_file.h"
+
+namespace strata::index {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kMagic[] = "STRSPAN";
+constexpr uint16_t kMajor = 1;
+constexpr uint16_t kMinor = 0;
+constexpr uint32_t kTagMeta = storage::SectionTag("META");
+constexpr uint32_t kTagPost = storage::SectionTag("POST");
+constexpr uint32_t kTagDir = storage::SectionTag("LDIR");
+constexpr uint64_t kPage = 4096;
+constexpr char kHeadsFile[] = "heads.hnsw";
+constexpr char kPostingsFile[] = "postings.spann";
+
+struct Meta {
+  uint32_t dim;
+  uint32_t metric;
+  uint64_t num_vectors;
+  uint64_t num_lists;
+  uint64_t total_entries;
+  uint32_t replicas;
+  uint32_t reserved;
+  double closure_epsilon;
+  uint64_t cluster_size;
+  uint64_t reserved2;
+};
+static_assert(sizeof(Meta) == 64);
+
+struct DirEntry {  // LDIR record; offsets relative to the POST section
+  uint64_t offset;
+  uint32_t bytes;
+  uint32_t count;
+  uint64_t checksum;
+};
+static_assert(sizeof(DirEntry) == 24);
+
+uint64_t PadToPage(uint64_t b) { return (b + kPage - 1) / kPage * kPage; }
+
+Status FsyncPath(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IOError("{}: cannot open for fsync: {}", p.string(), std::strerror(errno));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return IOError("{}: fsync failed: {}", p.string(), std::strerror(errno));
+  return Status::Ok();
+}
+
+// One (list, vector) assignment produced by replication.
+struct Assignment {
+  uint32_t list;
+  uint32_t vector;
+  float dist;
+};
+
+}  // namespace
+
+Status SpannBuildOptions::Validate() const {
+  if (metric == Metric::kInnerProduct) {
+    return InvalidArgument("SPANN supports l2 and cosine, not inner product (its pruning rule "
+                           "compares distance ratios)");
+  }
+  if (cluster_size < 2) return InvalidArgument("cluster_size must be at least 2, got {}", cluster_size);
+  if (replicas < 1 || replicas > 64) return InvalidArgument("replicas must be in [1, 64], got {}", replicas);
+  if (!(closure_epsilon >= 0)) return InvalidArgument("closure_epsilon must be >= 0");
+  return Status::Ok();
+}
+
+SpannIndex::~SpannIndex() = default;
+
+bool SpannIndex::direct_io() const { return file_ && file_->direct(); }
+
+Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildOptions& o) {
+  STRATA_RETURN_IF_ERROR(o.Validate());
+  const size_t n = base.size(), dim = base.dim();
+  if (n == 0) return InvalidArgument("cannot build SPANN over an empty vector set");
+  if (n >= (uint64_t(1) << 32)) return InvalidArgument("SPANN holds at most 2^32 - 1 vectors");
+  for (size_t i = 0; i < n; ++i) {
+    if (!AllFinite(base.row(i), dim)) {
+      return InvalidArgument("vector {} has a NaN or infinite component", i);
+    }
+  }
+  std::error_code ec;
+  if (fs::exists(path, ec)) return AlreadyExists("{} already exists; remove it or pick another path", path.string());
+  if (MetricNormalizes(o.metric)) base.NormalizeRows();
+  const int threads = o.num_threads > 0 ? o.num_threads : omp_get_max_threads();
+
+  // 1. Heads: centroids of a balanced hierarchical clustering.
+  BalancedClusteringOptions co;
+  co.max_cluster_size = o.cluster_size;
+  co.seed = o.seed;
+  co.num_threads = threads;
+  co.metric = Metric::kL2;  // cosine data are normalized: L2 orders them the same way
+  co.progress = o.progress;
+  STRATA_ASSIGN_OR_RETURN(Clustering clusters, BalancedHierarchicalClustering(base, co));
+  const size_t num_lists = clusters.centroids.size();
+  HnswOptions ho;
+  ho.M = o.head_M;
+  ho.ef_construction = o.head_ef_construction;
+  ho.seed = o.seed;
+  STRATA_ASSIGN_OR_RETURN(auto heads, HnswIndex::Create(dim, Metric::kL2, ho));
+  HnswBuildOptions hb;
+  hb.num_threads = threads;
+  hb.progress = o.progress;
+  STRATA_RETURN_IF_ERROR(heads->AddBatch(clusters.centroids, {}, hb));
+
+  // 2. Replication (paper section 3.2): nearest head, plus heads within the
+  // closure whose direction is not already covered by a closer chosen head.
+  const uint32_t R = o.replicas;
+  const size_t cand_k = std::min<size_t>(num_lists, size_t(R) * 4);
+  std::vector<std::vector<Assignment>> per_thread(threads);
+  std::vector<Status> errors(threads);
+  Progress progress("spann assign", n, !o.progress);
+  const DistanceKernels& kern = Kernels();
+  const float* centroids = clusters.centroids.data();
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    SearchContext ctx;
+    SearchParams sp;
+    sp.k = uint32_t(cand_k);
+    sp.ef = std::max<uint32_t>(o.assign_ef, uint32_t(cand_k));
+    std::vector<Neighbor> chosen;
+    auto& out = per_thread[t];
+#pragma omp for schedule(dynamic, 256)
+    for (size_t i = 0; i < n; ++i) {
+      if (!errors[t].ok()) continue;
+      auto cands = heads->Search(base[i], sp, ctx);
+      if (!cands) {
+        errors[t] = cands.error();
+        continue;
+      }
+      chosen.clear();
+      if (cands->empty()) continue;
+      const float limit = (*cands)[0].distance * float(1.0 + o.closure_epsilon);
+      for (const Neighbor& c : *cands) {
+        if (chosen.size() >= R) break;
+        if (!chosen.empty() && c.distance > limit) break;
+        bool covered = false;
+        for (const Neighbor& h : chosen) {
+          if (kern.l2sq(centroids + h.id * dim, centroids + c.id * dim, dim) < c.distance) {
+            covered = true;
+            break;
+          }
+        }
+        if (!covered) chosen.push_back(c);
+      }
+      for (const Neighbor& c : chosen) out.push_back({uint32_t(c.id), uint32_t(i), c.distance});
+      progress.Add();
+    }
+  }
+  progress.Finish();
+  for (const Status& e : errors) STRATA_RETURN_IF_ERROR(e);
+
+  // 3. Group by list (counting sort), closest first, capped.
+  std::vector<size_t> start(num_lists + 1, 0);
+  for (const auto& v : per_thread) {
+    for (const Assignment& a : v) ++start[a.list + 1];
+  }
+  for (size_t l = 0; l < num_lists; ++l) start[l + 1] += start[l];
+  std::vector<Assignment> grouped(start[num_lists]);
+  {
+    std::vector<size_t> fill(start.begin(), start.end() - 1);
+    for (auto& v : per_thread) {
+      for (const Assignment& a : v) grouped[fill[a.list]++] = a;
+      std::vector<Assignment>().swap(v);
+    }
+  }
+  const size_t cap = o.max_list_entries ? o.max_list_entries : 8 * o.cluster_size;
+
+  // 4. Write the posting file into a temporary directory, then rename it into place.
+  fs::path tmp = path;
+  tmp += ".tmp";
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) return IOError("{}: cannot create directory: {}", tmp.string(), ec.message());
+  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(tmp / kPostingsFile, kMagic,
+                                                                       kMajor, kMinor));
+  Meta meta{};
+  meta.dim = uint32_t(dim);
+  meta.metric = uint32_t(o.metric);
+  meta.num_vectors = n;
+  meta.num_lists = num_lists;
+  meta.replicas = R;
+  meta.closure_epsilon = o.closure_epsilon;
+  meta.cluster_size = o.cluster_size;
+  std::vector<DirEntry> dir(num_lists);
+  STRATA_RETURN_IF_ERROR(w.BeginSection(kTagPost));
+  std::vector<std::byte> buf;
+  uint64_t offset = 0, total = 0;
+  Progress wprog("spann write", num_lists, !o.progress);
+  for (size_t l = 0; l < num_lists; ++l) {
+    auto first = grouped.begin() + start[l], last = grouped.begin() + start[l + 1];
+    std::sort(first, last, [](const Assignment& a, const Assignment& b) {
+      return a.dist < b.dist || (a.dist == b.dist && a.vector < b.vector);
+    });
+    const size_t count = std::min<size_t>(size_t(last - first), cap);
+    const size_t raw = count * (sizeof(uint32_t) + dim * sizeof(float));
+    const size_t bytes = PadToPage(std::max<size_t>(raw, 1));
+    buf.assign(bytes, std::byte{0});
+    auto* ids = reinterpret_cast<uint32_t*>(buf.data());
+    auto* vecs = reinterpret_cast<float*>(buf.data() + count * sizeof(uint32_t));
+    for (size_t j = 0; j < count; ++j) {
+      ids[j] = first[j].vector;
+      std::memcpy(vecs + j * dim, base.row(first[j].vector), dim * sizeof(float));
+    }
+    dir[l] = {offset, uint32_t(bytes), uint32_t(count), storage::SectionChecksum(buf)};
+    STRATA_RETURN_IF_ERROR(w.Append(buf.data(), bytes));
+    offset += bytes;
+    total += count;
+    wprog.Add();
+  }
+  wprog.Finish();
+  STRATA_RETURN_IF_ERROR(w.EndSection());
+  meta.total_entries = total;
+  STRATA_RETURN_IF_ERROR(w.AddSection(kTagDir, std::as_bytes(std::span(dir))));
+  STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
+  STRATA_RETURN_IF_ERROR(w.Commit());
+  STRATA_RETURN_IF_ERROR(heads->Save(tmp / kHeadsFile));
+  STRATA_RETURN_IF_ERROR(FsyncPath(tmp));
+  fs::rename(tmp, path, ec);
+  if (ec) return IOError("cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message());
+  STRATA_RETURN_IF_ERROR(FsyncPath(path.has_parent_path() ? path.parent_path() : fs::path(".")));
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
+                                                     const SpannOpenOptions& options) {
+  const fs::path post = path / kPostingsFile;
+  storage::SectionFileOptions so;
+  so.verify_checksums = false;  // POST is verified list by list on every read
+  STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf, storage::SectionFile::Open(post, kMagic, kMajor, so));
+  STRATA_RETURN_IF_ERROR(sf.VerifySection(kTagMeta));
+  STRATA_RETURN_IF_ERROR(sf.VerifySection(kTagDir));
+  STRATA_ASSIGN_OR_RETURN(auto meta_bytes, sf.Section(kTagMeta));
+  if (meta_bytes.size() != sizeof(Meta)) {
+    return Error(Corruption("{}: META has {} bytes, expected {}", post.string(), meta_bytes.size(),
+                            sizeof(Meta)));
+  }
+  Meta meta;
+  std::memcpy(&meta, meta_bytes.data(), sizeof meta);
+  if (meta.dim == 0 || meta.dim > 65536 || meta.metric > uint32_t(Metric::kCosine) ||
+      meta.metric == uint32_t(Metric::kInnerProduct) || meta.num_vectors >= (uint64_t(1) << 32)) {
+    return Error(Corruption("{}: META holds an invalid dim ({}), metric ({}) or size ({})",
+                            post.string(), meta.dim, meta.metric, meta.num_vectors));
+  }
+  STRATA_ASSIGN_OR_RETURN(auto dir_bytes, sf.Section(kTagDir));
+  if (dir_bytes.size() != meta.num_lists * sizeof(DirEntry)) {
+    return Error(Corruption("{}: LDIR has {} bytes for {} lists", post.string(), dir_bytes.size(),
+                            meta.num_lists));
+  }
+  const storage::SectionFile::Entry* post_entry = nullptr;
+  for (const auto& e : sf.entries()) {
+    if (e.tag == kTagPost) post_entry = &e;
+  }
+  if (!post_entry) return Error(Corruption("{}: no POST section", post.string()));
+  auto idx = std::unique_ptr<SpannIndex>(new SpannIndex());
+  idx->dim_ = meta.dim;
+  idx->metric_ = Metric(meta.metric);
+  idx->num_vectors_ = meta.num_vectors;
+  idx->path_ = path;
+  idx->disk_bytes_ = sf.file_size();
+  idx->lists_.resize(meta.num_lists);
+  const auto* dir = reinterpret_cast<const DirEntry*>(dir_bytes.data());
+  const size_t min_entry = sizeof(uint32_t) + size_t(meta.dim) * sizeof(float);
+  for (size_t l = 0; l < meta.num_lists; ++l) {
+    const DirEntry& d = dir[l];
+    if (d.offset % kPage || d.bytes % kPage || d.bytes == 0 || d.offset + d.bytes > post_entry->size ||
+        uint64_t(d.count) * min_entry > d.bytes) {
+      return Error(Corruption("{}: list {} has a bad directory entry (offset {}, bytes {}, count "
+                              "{}; POST holds {} bytes)",
+                              post.string(), l, d.offset, d.bytes, d.count, post_entry->size));
+    }
+    idx->lists_[l] = {post_entry->offset + d.offset, d.bytes, d.count, d.checksum};
+  }
+  STRATA_ASSIGN_OR_RETURN(idx->heads_, HnswIndex::Load(path / kHeadsFile));
+  if (idx->heads_->size() != meta.num_lists || idx->heads_->dim() != meta.dim) {
+    return Error(Corruption("{}: heads index holds {} heads of dimension {}, the posting file "
+                            "expects {} of dimension {}",
+                            (path / kHeadsFile).string(), idx->heads_->size(), idx->heads_->dim(),
+                            meta.num_lists, meta.dim));
+  }
+  storage::BlockFile::Options bo;
+  bo.direct = options.direct;
+  STRATA_ASSIGN_OR_RETURN(idx->file_, storage::BlockFile::Open(post, bo));
+  // Probe the backend once here, so the choice (and any fallback) is known up front.
+  STRATA_ASSIGN_OR_RETURN(auto probe, storage::IoQueue::Create(options.backend));
+  idx->backend_ = probe->backend();
+  idx->requested_backend_ = idx->backend_;
+  return idx;
+}
+
+Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSearchParams& p,
+                                                 SpannContext& ctx, SpannQueryStats* stats) const {
+  if (query.dim != dim_) {
+    return Error(InvalidArgument("query has dimension {}, index expects {}", query.dim, dim_));
+  }
+  if (p.k == 0) return Error(InvalidArgument("k must be at least 1"));
+  if (p.max_lists == 0) return Error(InvalidArgument("max_lists must be at least 1"));
+  if (!AllFinite(query.data, query.dim)) {
+    return Error(InvalidArgument("query has a NaN or infinite component"));
+  }
+  ctx.query.assign(query.data, query.data + dim_);
+  if (MetricNormalizes(metric_)) NormalizeInPlace(ctx.query.data(), dim_);
+  const float* q = ctx.query.data();
+
+  // Nearest heads, then query-aware pruning.
+  SearchParams hp;
+  hp.k = p.max_lists;
+  hp.ef = p.head_ef ? std::max(p.head_ef, p.max_lists) : 2 * p.max_lists;
+  STRATA_ASSIGN_OR_RETURN(auto heads, heads_->Search(VectorView(q, dim_), hp, ctx.head_ctx));
+  if (heads.empty()) return std::vector<Neighbor>{};
+  const float limit = std::max(heads[0].distance, 1e-12f) * float(1.0 + p.prune_epsilon);
+  size_t nlists = 0;
+  while (nlists < heads.size() && heads[nlists].distance <= limit) ++nlists;
+
+  uint64_t total = 0;
+  for (size_t i = 0; i < nlists; ++i) total += lists_[heads[i].id].bytes;
+  std::byte* base = ctx.buffer.Get(total);
+  std::vector<storage::ReadRequest> reqs(nlists);
+  uint64_t pos = 0;
+  for (size_t i = 0; i < nlists; ++i) {
+    const ListEntry& l = lists_[heads[i].id];
+    reqs[i] = {l.offset, l.bytes, base + pos};
+    pos += l.bytes;
+  }
+  if (!ctx.io || ctx.io->backend() != backend_) {
+    STRATA_ASSIGN_OR_RETURN(ctx.io, storage::IoQueue::Create(backend_));
+  }
+  ctx.seen.Reset(num_vectors_);
+  TopK<uint32_t> top(p.k);
+  Status first_error;
+  uint64_t entries = 0;
+  const DistanceKernels& kern = Kernels();
+  const uint64_t wait_before = ctx.io->counters().wait_ns;
+  STRATA_RETURN_IF_ERROR(ctx.io->ReadBatch(*file_, reqs, [&](size_t i, const Status& s) {
+    if (!first_error.ok()) return;
+    if (!s.ok()) {
+      first_error = s;
+      return;
+    }
+    const uint32_t list = uint32_t(heads[i].id);
+    const ListEntry& l = lists_[list];
+    auto* bytes = static_cast<std::byte*>(reqs[i].buffer);
+    if (storage::SectionChecksum(std::span<const std::byte>(bytes, l.bytes)) != l.checksum) {
+      first_error = Corruption("{}: posting list {} (offset {}, {} bytes) fails its checksum",
+                               (path_ / kPostingsFile).string(), list, l.offset, l.bytes);
+      return;
+    }
+    const auto* ids = reinterpret_cast<const uint32_t*>(bytes);
+    const auto* vecs = reinterpret_cast<const float*>(bytes + size_t(l.count) * sizeof(uint32_t));
+    if (ctx.scores.size() < l.count) ctx.scores.resize(l.count);
+    kern.l2sq_batch(q, vecs, l.count, dim_, ctx.scores.data());
+    for (uint32_t j = 0; j < l.count; ++j) {
+      if (ids[j] >= num_vectors_) {
+        first_error = Corruption("posting list {} holds id {} beyond {} vectors", list, ids[j],
+                                 num_vectors_);
+        return;
+      }
+      if (ctx.scores[j] < top.threshold() && ctx.seen.Insert(ids[j])) top.Push(ctx.scores[j], ids[j]);
+    }
+    entries += l.count;
+  }));
+  STRATA_RETURN_IF_ERROR(first_error);
+  if (stats) {
+    stats->lists_read += uint32_t(nlists);
+    stats->bytes_read += total;
+    stats->entries_scored += entries;
+    stats->io_wait_ns += ctx.io->counters().wait_ns - wait_before;
+  }
+  std::vector<Neighbor> out;
+  for (const auto& e : top.TakeSorted()) {
+    // On the unit sphere |a-b|^2 = 2 - 2cos: report -cos like every cosine index.
+    const float d = MetricNormalizes(metric_) ? e.distance * 0.5f - 1.0f : e.distance;
+    out.push_back({VectorId(e.id), d});
+  }
+  return out;
+}
+
+SpannStats SpannIndex::Stats() const {
+  SpannStats s;
+  s.num_vectors = num_vectors_;
+  s.num_lists = lists_.size();
+  std::vector<uint32_t> sizes;
+  sizes.reserve(lists_.size());
+  for (const auto& l : lists_) {
+    s.total_entries += l.count;
+    sizes.push_back(l.count);
+  }
+  std::sort(sizes.begin(), sizes.end());
+  if (!sizes.empty()) {
+    s.list_min = sizes.front();
+    s.list_median = sizes[sizes.size() / 2];
+    s.list_p99 = sizes[std::min(sizes.size() - 1, sizes.size() * 99 / 100)];
+    s.list_max = sizes.back();
+  }
+  s.memory_bytes = heads_->Stats().memory_bytes + lists_.capacity() * sizeof(ListEntry);
+  s.disk_bytes = disk_bytes_;
+  s.raw_vector_bytes = num_vectors_ * dim_ * sizeof(float);
+  return s;
+}
+
+}  // namespace strata::index

@@ -1,0 +1,142 @@
+#pragma once
+// SpannIndex: the memory-disk inverted index of Chen et al., "SPANN: Highly-
+// efficient Billion-scale Approximate Nearest Neighbor Search" (NeurIPS 2021).
+//
+// Build. Balanced hierarchical clustering cuts the base into many small
+// clusters; their centroids are the heads, kept in memory and indexed by
+// Strata's own HNSW. Every vector is written to the posting list of its nearest
+// head and, near a boundary, replicated into up to `replicas` further lists
+// whose head is within (1 + closure_epsilon) x the nearest head's distance,
+// skipping a head when an already chosen head is closer to it than the vector
+// is (the paper's RNG rule, section 3.2). Posting lists live on disk, each on a
+// 4 KiB boundary with its own checksum (docs/formats/spann.md).
+//
+// Search. The nearest heads come from the HNSW; query-aware pruning keeps only
+// lists whose head is within (1 + prune_epsilon) x the nearest head's distance,
+// at most `max_lists`. All reads are submitted at once (io_uring with O_DIRECT
+// where available, pread otherwise); each list is checksummed and scored as its
+// read completes; replicas are dropped by id; the best k are kept.
+//
+// Metrics: l2 and cosine (vectors normalized; distances are then squared L2 on
+// the unit sphere, a monotone function of cosine). Inner product is refused:
+// the pruning rule compares distance ratios, which needs distances >= 0.
+//
+// Thread safety: immutable after Build/Open; Search may run from any number of
+// threads at once, each with its own SpannContext.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "core/metric.h"
+#include "core/status.h"
+#include "core/types.h"
+#include "core/vector_set.h"
+#include "index/hnsw/hnsw_index.h"
+#include "storage/block_io.h"
+
+namespace strata::index {
+
+struct SpannBuildOptions {
+  Metric metric = Metric::kL2;
+  // Target vectors per cluster before replication; heads = about n / this.
+  size_t cluster_size = 16;
+  uint32_t replicas = 8;                 // most lists one vector joins
+  double closure_epsilon = 10.0;         // join a list when its head is within (1+eps) x nearest
+  size_t max_list_entries = 0;           // cap per list after replication (0 = 8 x cluster_size)
+  uint32_t head_M = 16;                  // HNSW over the heads
+  uint32_t head_ef_construction = 200;
+  uint32_t assign_ef = 64;               // HNSW ef when finding a vector's candidate heads
+  uint64_t seed = 1;
+  int num_threads = 0;
+  bool progress = false;
+  Status Validate() const;
+};
+
+struct SpannSearchParams {
+  uint32_t k = 10;
+  uint32_t max_lists = 64;      // most posting lists read per query
+  double prune_epsilon = 10.0;  // read a list when its head is within (1+eps) x nearest head
+  uint32_t head_ef = 0;         // HNSW ef over the heads (0 = 2 x max_lists)
+};
+
+struct SpannOpenOptions {
+  storage::IoBackend backend = storage::IoBackend::kAuto;
+  bool direct = true;  // O_DIRECT posting reads (falls back to buffered where refused)
+};
+
+// What one search cost.
+struct SpannQueryStats {
+  uint32_t lists_read = 0;
+  uint64_t bytes_read = 0;
+  uint64_t entries_scored = 0;
+  uint64_t io_wait_ns = 0;
+};
+
+// Per-thread scratch: I/O queue, aligned read buffers, dedup marks.
+class SpannContext {
+ public:
+  SpannContext() = default;
+  SearchContext head_ctx;
+  std::unique_ptr<storage::IoQueue> io;
+  storage::AlignedBuffer buffer;
+  VisitedSet seen;
+  std::vector<float> scores;
+  std::vector<float> query;
+};
+
+struct SpannStats {
+  size_t num_vectors = 0;
+  size_t num_lists = 0;
+  size_t total_entries = 0;      // with replicas
+  size_t memory_bytes = 0;       // resident in-memory part: heads HNSW + list directory
+  size_t disk_bytes = 0;         // posting file
+  size_t raw_vector_bytes = 0;   // n x dim x 4, for the memory ratio
+  // List length distribution (entries).
+  size_t list_min = 0, list_median = 0, list_p99 = 0, list_max = 0;
+};
+
+class SpannIndex {
+ public:
+  // Builds from `base` (ids 0..n-1) and writes the index directory at `path`
+  // atomically (a temporary directory renamed into place; `path` must not exist).
+  // Takes the vectors by value so that cosine normalization happens in place:
+  // the build never holds a second copy of the raw vectors.
+  static Status Build(VectorSet base, const std::filesystem::path& path,
+                      const SpannBuildOptions& options);
+  static Result<std::unique_ptr<SpannIndex>> Open(const std::filesystem::path& path,
+                                                  const SpannOpenOptions& options = {});
+
+  Result<std::vector<Neighbor>> Search(VectorView query, const SpannSearchParams& params,
+                                       SpannContext& ctx, SpannQueryStats* stats = nullptr) const;
+
+  SpannStats Stats() const;
+  size_t dim() const { return dim_; }
+  Metric metric() const { return metric_; }
+  storage::IoBackend backend() const { return backend_; }
+  bool direct_io() const;
+
+  ~SpannIndex();
+
+ private:
+  SpannIndex() = default;
+  struct ListEntry {
+    uint64_t offset;    // within the posting file
+    uint32_t bytes;     // padded to 4 KiB
+    uint32_t count;     // entries
+    uint64_t checksum;  // XXH3-64 of the list's bytes
+  };
+  size_t dim_ = 0;
+  Metric metric_ = Metric::kL2;
+  size_t num_vectors_ = 0;
+  std::unique_ptr<HnswIndex> heads_;
+  std::vector<ListEntry> lists_;
+  std::shared_ptr<storage::BlockFile> file_;
+  storage::IoBackend backend_ = storage::IoBackend::kPread;
+  storage::IoBackend requested_backend_ = storage::IoBackend::kAuto;
+  std::filesystem::path path_;
+  size_t disk_bytes_ = 0;
+};
+
+}  // namespace strata::index
