@@ -332,7 +332,7 @@ Result<std::shared_ptr<BlockFile>> BlockFile::Open(const std::filesystem::path& 
   const int flags = O_RDONLY | O_CLOEXEC;
   bool direct = options.direct;
   int fd = ::open(path.c_str(), flags | (direct ? O_DIRECT : 0));
-  if (fd < 0 && direct && errno == EINVAL) {  // tmpfs and others refuse O_DIRECT at open
+  if (fd < 0 && direct && errno == EINVAL) {  // tmpfs before 6.6 refuses O_DIRECT at open
     direct = false;
     fd = ::open(path.c_str(), flags);
   }

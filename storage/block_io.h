@@ -44,7 +44,8 @@ class BlockFile {
  public:
   struct Options {
     // Open with O_DIRECT so reads bypass the page cache. When the file system refuses O_DIRECT
-    // (tmpfs, some overlays) the file is opened for buffered reads instead and direct() is false.
+    // (tmpfs before Linux 6.6, some FUSE and overlay set-ups) the file is opened for buffered
+    // reads instead and direct() is false.
     bool direct = true;
   };
 

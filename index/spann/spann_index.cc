@@ -284,7 +284,8 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
   const size_t min_entry = sizeof(uint32_t) + size_t(meta.dim) * sizeof(float);
   for (size_t l = 0; l < meta.num_lists; ++l) {
     const DirEntry& d = dir[l];
-    if (d.offset % kPage || d.bytes % kPage || d.bytes == 0 || d.offset + d.bytes > post_entry->size ||
+    if (d.offset % kPage || d.bytes % kPage || d.bytes == 0 || d.offset > post_entry->size ||
+        d.bytes > post_entry->size - d.offset ||
         uint64_t(d.count) * min_entry > d.bytes) {
       return Error(Corruption("{}: list {} has a bad directory entry (offset {}, bytes {}, count "
                               "{}; POST holds {} bytes)",

@@ -28,8 +28,9 @@ uint8_t PatternByte(uint64_t pos) {
 }
 
 // A fresh directory, removed on destruction. Under the system temp dir unless STRATA_TEST_DIR
-// names another base: /tmp may be tmpfs, where O_DIRECT is refused and BlockFile falls back to
-// buffered reads, so run once with STRATA_TEST_DIR on a disk-backed file system to test O_DIRECT.
+// names another base: /tmp may be tmpfs, which refuses O_DIRECT before Linux 6.6, and BlockFile
+// falls back to buffered reads, so run once with STRATA_TEST_DIR on a disk-backed file system to
+// test O_DIRECT.
 class TestDir {
  public:
   TestDir() {

@@ -1,0 +1,649 @@
+#include "index/spann/spann_index.h"
+#include "tests/index/test_data.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "index/flat/flat_index.h"
+#include "storage/block_io.h"
+#include "storage/section_file.h"
+
+namespace strata::index {
+namespace {
+
+namespace fs = std::filesystem;
+using test_data::Clustered;
+
+constexpr size_t kN = 5000;
+constexpr size_t kDim = 32;
+constexpr size_t kQueries = 100;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+// The running test's directory (removed by the fixture's TearDown).
+fs::path TestDirPath() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string test = std::string(info->test_suite_name()) + "_" + info->name();
+  std::replace(test.begin(), test.end(), '/', '_');
+  return fs::temp_directory_path() / ("strata_spann_test_" + test);
+}
+
+// A fresh, empty directory for the running test.
+fs::path TestDir() {
+  fs::path dir = TestDirPath();
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<char> ReadAll(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+}
+
+void WriteAll(const fs::path& p, const std::vector<char>& data) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(data.data(), std::streamsize(data.size()));
+}
+
+VectorSet Base() { return Clustered(kN, kDim, /*seed=*/1); }
+VectorSet Queries() { return Clustered(kQueries, kDim, /*seed=*/2); }
+
+SpannBuildOptions BuildOptions(Metric metric) {
+  SpannBuildOptions o;
+  o.metric = metric;
+  o.cluster_size = 16;
+  o.num_threads = 2;
+  return o;
+}
+
+// The raw section table entry for `tag` in a postings file.
+storage::SectionFile::Entry SectionEntry(const fs::path& postings, const char (&tag)[5]) {
+  auto sf = storage::SectionFile::Open(postings, "STRSPAN", 1, {.verify_checksums = false});
+  EXPECT_TRUE(sf.has_value()) << sf.error().ToString();
+  for (const auto& e : sf->entries()) {
+    if (e.tag == storage::SectionTag(tag)) return e;
+  }
+  ADD_FAILURE() << "no section " << tag << " in " << postings;
+  return {};
+}
+
+// LDIR records, as documented in docs/formats/spann.md.
+struct DirRecord {
+  uint64_t offset;
+  uint32_t bytes;
+  uint32_t count;
+  uint64_t checksum;
+};
+static_assert(sizeof(DirRecord) == 24);
+
+std::vector<DirRecord> ReadDirectory(const fs::path& postings) {
+  auto sf = storage::SectionFile::Open(postings, "STRSPAN", 1);
+  EXPECT_TRUE(sf.has_value()) << sf.error().ToString();
+  auto bytes = sf->Section(storage::SectionTag("LDIR"));
+  EXPECT_TRUE(bytes.has_value());
+  std::vector<DirRecord> dir(bytes->size() / sizeof(DirRecord));
+  std::memcpy(dir.data(), bytes->data(), dir.size() * sizeof(DirRecord));
+  return dir;
+}
+
+// Rewrites a postings file the way a buggy or hostile writer would: `edit` may change the LDIR
+// records and the POST bytes, and every checksum that covers them (LDIR's section checksum and
+// the section table's) is recomputed, so only SpannIndex's own checks stand in the way.
+template <typename Edit>
+void RewriteConsistently(const fs::path& post, Edit edit) {
+  std::vector<char> bytes = ReadAll(post);
+  uint64_t table_offset;
+  uint32_t count;
+  std::memcpy(&table_offset, bytes.data() + 16, 8);
+  std::memcpy(&count, bytes.data() + 24, 4);
+  auto pst = SectionEntry(post, "POST");
+  auto ldir = SectionEntry(post, "LDIR");
+  std::vector<DirRecord> dir(ldir.size / sizeof(DirRecord));
+  std::memcpy(dir.data(), bytes.data() + ldir.offset, ldir.size);
+  edit(dir, reinterpret_cast<std::byte*>(bytes.data() + pst.offset));
+  std::memcpy(bytes.data() + ldir.offset, dir.data(), ldir.size);
+  auto checksum = [&](uint64_t off, uint64_t size) {
+    return storage::SectionChecksum(
+        std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data() + off), size));
+  };
+  for (uint32_t i = 0; i < count; ++i) {
+    char* e = bytes.data() + table_offset + 32 * i;
+    uint32_t tag;
+    std::memcpy(&tag, e, 4);
+    if (tag != storage::SectionTag("LDIR")) continue;
+    const uint64_t c = checksum(ldir.offset, ldir.size);
+    std::memcpy(e + 24, &c, 8);
+  }
+  const uint64_t tc = checksum(table_offset, uint64_t(count) * 32);
+  std::memcpy(bytes.data() + table_offset + uint64_t(count) * 32, &tc, 8);
+  WriteAll(post, bytes);
+}
+
+// The built indexes, shared by every test; tests that damage files work on a copy.
+class SpannTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new fs::path(fs::temp_directory_path() / "strata_spann_test_shared");
+    fs::remove_all(*root_);
+    fs::create_directories(*root_);
+    for (Metric m : {Metric::kL2, Metric::kCosine}) {
+      Status s = SpannIndex::Build(Base(), Dir(m), BuildOptions(m));
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    fs::remove_all(*root_, ec);
+    delete root_;
+    root_ = nullptr;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(TestDirPath(), ec);
+  }
+  static fs::path Dir(Metric m) { return *root_ / (m == Metric::kL2 ? "l2" : "cosine"); }
+
+  // A private copy of the l2 index in this test's directory.
+  static fs::path CopyOfL2() {
+    fs::path dst = TestDir() / "index";
+    fs::copy(Dir(Metric::kL2), dst, fs::copy_options::recursive);
+    return dst;
+  }
+
+  static std::unique_ptr<SpannIndex> OpenOrDie(const fs::path& p, const SpannOpenOptions& o = {}) {
+    auto idx = SpannIndex::Open(p, o);
+    EXPECT_TRUE(idx.has_value()) << idx.error().ToString();
+    return idx ? std::move(*idx) : nullptr;
+  }
+
+  static fs::path* root_;
+};
+fs::path* SpannTest::root_ = nullptr;
+
+double RecallVsFlat(const SpannIndex& idx, Metric metric, uint32_t max_lists) {
+  auto flat = *FlatIndex::Build(Base(), metric);
+  VectorSet queries = Queries();
+  SpannContext ctx;
+  SearchContext fctx;
+  SpannSearchParams p;
+  p.k = 10;
+  p.max_lists = max_lists;
+  SearchParams fp;
+  fp.k = 10;
+  size_t hit = 0, total = 0;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    auto got = idx.Search(queries[q], p, ctx);
+    auto want = flat->Search(queries[q], fp, fctx);
+    EXPECT_TRUE(got.has_value()) << got.error().ToString();
+    EXPECT_TRUE(want.has_value());
+    if (!got || !want) return 0;
+    EXPECT_EQ(got->size(), 10u);
+    EXPECT_TRUE(std::is_sorted(got->begin(), got->end())) << "query " << q;
+    std::unordered_set<VectorId> ids;
+    for (const auto& n : *got) {
+      EXPECT_LT(n.id, kN);
+      EXPECT_TRUE(ids.insert(n.id).second) << "duplicate id " << n.id << " in query " << q;
+    }
+    std::unordered_set<VectorId> w;
+    for (const auto& n : *want) w.insert(n.id);
+    for (const auto& n : *got) hit += w.count(n.id);
+    total += want->size();
+  }
+  return total ? double(hit) / double(total) : 1.0;
+}
+
+// ---------------------------------------------------------------------------
+// Build, Open, Search
+
+TEST_F(SpannTest, RecallL2) {
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  EXPECT_EQ(idx->dim(), kDim);
+  EXPECT_EQ(idx->metric(), Metric::kL2);
+  EXPECT_GE(RecallVsFlat(*idx, Metric::kL2, 64), 0.9);
+}
+
+TEST_F(SpannTest, RecallCosine) {
+  auto idx = OpenOrDie(Dir(Metric::kCosine));
+  ASSERT_NE(idx, nullptr);
+  EXPECT_EQ(idx->metric(), Metric::kCosine);
+  EXPECT_GE(RecallVsFlat(*idx, Metric::kCosine, 64), 0.9);
+}
+
+TEST_F(SpannTest, L2DistancesMatchFlat) {
+  // A base vector is its own nearest neighbour at distance 0.
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  VectorSet base = Base();
+  SpannContext ctx;
+  for (size_t i = 0; i < kN; i += 97) {
+    auto r = idx->Search(base[i], {.k = 1}, ctx);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    ASSERT_EQ(r->size(), 1u);
+    EXPECT_EQ((*r)[0].id, i);
+    EXPECT_NEAR((*r)[0].distance, 0.0f, 1e-4f);
+  }
+}
+
+TEST_F(SpannTest, KLargerThanCandidatesReturnsWhatItHas) {
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  VectorSet queries = Queries();
+  SpannContext ctx;
+  auto r = idx->Search(queries[0], {.k = 100000, .max_lists = 2, .prune_epsilon = 1e9}, ctx);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_GT(r->size(), 0u);
+  EXPECT_LE(r->size(), kN);
+  EXPECT_TRUE(std::is_sorted(r->begin(), r->end()));
+}
+
+TEST_F(SpannTest, QueryStatsCount) {
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  VectorSet queries = Queries();
+  SpannContext ctx;
+  SpannQueryStats st;
+  auto r = idx->Search(queries[0], {.k = 10, .max_lists = 8}, ctx, &st);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_GE(st.lists_read, 1u);
+  EXPECT_LE(st.lists_read, 8u);
+  EXPECT_EQ(st.bytes_read % 4096, 0u);
+  EXPECT_GE(st.bytes_read, uint64_t(st.lists_read) * 4096);
+  EXPECT_GT(st.entries_scored, 0u);
+}
+
+// ---------------------------------------------------------------------------
+// Argument errors
+
+TEST_F(SpannTest, InnerProductRefused) {
+  fs::path dir = TestDir();
+  Status s = SpannIndex::Build(Clustered(200, 8, 1), dir / "ip", BuildOptions(Metric::kInnerProduct));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_FALSE(fs::exists(dir / "ip"));
+}
+
+TEST_F(SpannTest, BuildIntoExistingPathIsAlreadyExists) {
+  fs::path dir = TestDir();
+  fs::create_directories(dir / "taken");
+  Status s = SpannIndex::Build(Clustered(200, 8, 1), dir / "taken", BuildOptions(Metric::kL2));
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+  // And over a built index.
+  s = SpannIndex::Build(Base(), Dir(Metric::kL2), BuildOptions(Metric::kL2));
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+  EXPECT_NE(OpenOrDie(Dir(Metric::kL2)), nullptr);
+}
+
+TEST_F(SpannTest, BuildRejectsNaN) {
+  fs::path dir = TestDir();
+  VectorSet base = Clustered(200, 8, 1);
+  base.mutable_row(17)[3] = std::numeric_limits<float>::quiet_NaN();
+  Status s = SpannIndex::Build(std::move(base), dir / "nan", BuildOptions(Metric::kL2));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_FALSE(fs::exists(dir / "nan"));
+}
+
+TEST_F(SpannTest, SearchArgumentErrors) {
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  SpannContext ctx;
+  std::vector<float> q(kDim, 0.5f);
+
+  std::vector<float> wrong(kDim + 1, 0.5f);
+  auto r = idx->Search(VectorView(wrong.data(), wrong.size()), {}, ctx);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+
+  auto nan = q;
+  nan[5] = std::numeric_limits<float>::quiet_NaN();
+  r = idx->Search(VectorView(nan.data(), kDim), {}, ctx);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+
+  auto inf = q;
+  inf[0] = std::numeric_limits<float>::infinity();
+  r = idx->Search(VectorView(inf.data(), kDim), {}, ctx);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+
+  r = idx->Search(VectorView(q.data(), kDim), {.k = 0}, ctx);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+
+  r = idx->Search(VectorView(q.data(), kDim), {.k = 10, .max_lists = 0}, ctx);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+
+  // The context is still usable after the errors.
+  r = idx->Search(VectorView(q.data(), kDim), {}, ctx);
+  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+}
+
+// ---------------------------------------------------------------------------
+// Backends
+
+void ExpectSameResults(const SpannIndex& a, const SpannIndex& b) {
+  VectorSet queries = Queries();
+  SpannContext ca, cb;
+  SpannSearchParams p;
+  p.k = 10;
+  p.max_lists = 32;
+  for (size_t q = 0; q < queries.size(); q += 3) {
+    auto ra = a.Search(queries[q], p, ca);
+    auto rb = b.Search(queries[q], p, cb);
+    ASSERT_TRUE(ra.has_value()) << ra.error().ToString();
+    ASSERT_TRUE(rb.has_value()) << rb.error().ToString();
+    ASSERT_EQ(ra->size(), rb->size()) << "query " << q;
+    for (size_t i = 0; i < ra->size(); ++i) {
+      EXPECT_EQ((*ra)[i].id, (*rb)[i].id) << "query " << q << " rank " << i;
+      EXPECT_EQ((*ra)[i].distance, (*rb)[i].distance) << "query " << q << " rank " << i;
+    }
+  }
+}
+
+TEST_F(SpannTest, IoUringAndPreadAgree) {
+  if (!storage::IoQueue::Create(storage::IoBackend::kIoUring).has_value()) {
+    GTEST_SKIP() << "io_uring not available here";
+  }
+  auto uring = OpenOrDie(Dir(Metric::kL2), {.backend = storage::IoBackend::kIoUring});
+  auto pread = OpenOrDie(Dir(Metric::kL2), {.backend = storage::IoBackend::kPread});
+  ASSERT_NE(uring, nullptr);
+  ASSERT_NE(pread, nullptr);
+  EXPECT_EQ(uring->backend(), storage::IoBackend::kIoUring);
+  EXPECT_EQ(pread->backend(), storage::IoBackend::kPread);
+  ExpectSameResults(*uring, *pread);
+}
+
+TEST_F(SpannTest, AutoBackendIsConcrete) {
+  auto idx = OpenOrDie(Dir(Metric::kL2), {.backend = storage::IoBackend::kAuto});
+  ASSERT_NE(idx, nullptr);
+  EXPECT_NE(idx->backend(), storage::IoBackend::kAuto);
+  auto pread = OpenOrDie(Dir(Metric::kL2), {.backend = storage::IoBackend::kPread});
+  ASSERT_NE(pread, nullptr);
+  ExpectSameResults(*idx, *pread);
+}
+
+TEST_F(SpannTest, DirectAndBufferedAgree) {
+  for (auto backend : {storage::IoBackend::kPread, storage::IoBackend::kAuto}) {
+    auto direct = OpenOrDie(Dir(Metric::kL2), {.backend = backend, .direct = true});
+    auto buffered = OpenOrDie(Dir(Metric::kL2), {.backend = backend, .direct = false});
+    ASSERT_NE(direct, nullptr);
+    ASSERT_NE(buffered, nullptr);
+    EXPECT_FALSE(buffered->direct_io());
+    ExpectSameResults(*direct, *buffered);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Stats
+
+TEST_F(SpannTest, Stats) {
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  SpannStats s = idx->Stats();
+  EXPECT_EQ(s.num_vectors, kN);
+  EXPECT_GT(s.num_lists, 0u);
+  EXPECT_GE(s.total_entries, kN);
+  EXPECT_GT(s.memory_bytes, 0u);
+  EXPECT_EQ(s.disk_bytes, fs::file_size(Dir(Metric::kL2) / "postings.spann"));
+  EXPECT_EQ(s.raw_vector_bytes, kN * kDim * sizeof(float));
+  EXPECT_LE(s.list_min, s.list_median);
+  EXPECT_LE(s.list_median, s.list_p99);
+  EXPECT_LE(s.list_p99, s.list_max);
+  EXPECT_LE(s.list_max, 8 * 16u);  // max_list_entries defaults to 8 x cluster_size
+}
+
+TEST_F(SpannTest, LayoutMatchesFormatDoc) {
+  const fs::path post = Dir(Metric::kL2) / "postings.spann";
+  auto meta = SectionEntry(post, "META");
+  auto pst = SectionEntry(post, "POST");
+  EXPECT_EQ(meta.size, 64u);
+  EXPECT_EQ(pst.offset % 4096, 0u);
+  auto dir = ReadDirectory(post);
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  ASSERT_EQ(dir.size(), idx->Stats().num_lists);
+  std::vector<char> bytes = ReadAll(post);
+  uint64_t expect_offset = 0, total = 0;
+  for (size_t l = 0; l < dir.size(); ++l) {
+    const DirRecord& d = dir[l];
+    EXPECT_EQ(d.offset, expect_offset) << "list " << l;
+    EXPECT_EQ(d.bytes % 4096, 0u);
+    EXPECT_GE(d.bytes, d.count * (4 + kDim * 4));
+    auto span = std::span<const std::byte>(
+        reinterpret_cast<const std::byte*>(bytes.data() + pst.offset + d.offset), d.bytes);
+    EXPECT_EQ(storage::SectionChecksum(span), d.checksum) << "list " << l;
+    // Ids first, all in range; zero padding at the end.
+    const auto* ids = reinterpret_cast<const uint32_t*>(span.data());
+    for (uint32_t j = 0; j < d.count; ++j) EXPECT_LT(ids[j], kN);
+    for (size_t b = d.count * (4 + kDim * 4); b < d.bytes; ++b) {
+      if (span[b] != std::byte{0}) {
+        ADD_FAILURE() << "list " << l << " padding byte " << b << " is not zero";
+        break;
+      }
+    }
+    expect_offset += d.bytes;
+    total += d.count;
+  }
+  EXPECT_EQ(expect_offset, pst.size);
+  EXPECT_EQ(total, idx->Stats().total_entries);
+}
+
+// ---------------------------------------------------------------------------
+// Corruption
+
+TEST_F(SpannTest, CorruptPostingListIsReportedNotScored) {
+  fs::path dir = CopyOfL2();
+  const fs::path post = dir / "postings.spann";
+  auto pst = SectionEntry(post, "POST");
+  auto ldir = ReadDirectory(post);
+  ASSERT_FALSE(ldir.empty());
+  // Damage the first id of a list in the middle of the file: the list it belongs to.
+  const size_t victim = ldir.size() / 2;
+  ASSERT_GT(ldir[victim].count, 0u);
+  std::vector<char> bytes = ReadAll(post);
+  const uint64_t at = pst.offset + ldir[victim].offset + 2;  // high bytes of the first id
+  std::vector<uint32_t> members(ldir[victim].count);
+  std::memcpy(members.data(), bytes.data() + pst.offset + ldir[victim].offset,
+              members.size() * 4);
+  bytes[at] = char(bytes[at] ^ 0x5a);
+  WriteAll(post, bytes);
+
+  auto idx = OpenOrDie(dir);  // POST is not verified at open
+  ASSERT_NE(idx, nullptr);
+  VectorSet base = Base();
+  VectorSet queries = Queries();
+  std::vector<const float*> qs;
+  for (uint32_t id : members) qs.push_back(base.row(id));  // these reach the damaged list
+  for (size_t q = 0; q < queries.size(); ++q) qs.push_back(queries.row(q));
+
+  SpannContext ctx;
+  SpannSearchParams p;
+  p.k = 10;
+  p.max_lists = 256;
+  p.prune_epsilon = 1e9;
+  size_t failures = 0;
+  const std::string want = "posting list " + std::to_string(victim) + " ";
+  for (const float* q : qs) {
+    auto r = idx->Search(VectorView(q, kDim), p, ctx);
+    if (!r) {
+      ++failures;
+      EXPECT_EQ(r.error().code(), StatusCode::kCorruption) << r.error().ToString();
+      EXPECT_NE(r.error().message().find(want), std::string::npos) << r.error().ToString();
+      EXPECT_NE(r.error().message().find("postings.spann"), std::string::npos)
+          << r.error().ToString();
+      continue;
+    }
+    for (const auto& n : *r) EXPECT_LT(n.id, kN) << "garbage id from a corrupt list";
+  }
+  EXPECT_GT(failures, 0u) << "no search read the damaged list " << victim;
+}
+
+TEST_F(SpannTest, CorruptPostingPaddingIsDetected) {
+  // The checksum covers the whole padded list, so damage in the padding is caught too.
+  fs::path dir = CopyOfL2();
+  const fs::path post = dir / "postings.spann";
+  auto pst = SectionEntry(post, "POST");
+  auto ldir = ReadDirectory(post);
+  const DirRecord& d = ldir[0];
+  const uint64_t used = d.count * (4 + kDim * 4);
+  ASSERT_LT(used, d.bytes);
+  std::vector<char> bytes = ReadAll(post);
+  bytes[pst.offset + d.offset + d.bytes - 1] ^= 1;
+  WriteAll(post, bytes);
+  auto idx = OpenOrDie(dir);
+  ASSERT_NE(idx, nullptr);
+  VectorSet base = Base();
+  uint32_t member;
+  std::memcpy(&member, bytes.data() + pst.offset + d.offset, 4);
+  SpannContext ctx;
+  auto r = idx->Search(base[member], {.k = 10, .max_lists = 256, .prune_epsilon = 1e9}, ctx);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(r.error().message().find("posting list 0 "), std::string::npos)
+      << r.error().ToString();
+}
+
+TEST_F(SpannTest, RewriteHelperKeepsAValidFile) {
+  fs::path dir = CopyOfL2();
+  RewriteConsistently(dir / "postings.spann", [](std::vector<DirRecord>&, std::byte*) {});
+  EXPECT_NE(OpenOrDie(dir), nullptr);
+}
+
+TEST_F(SpannTest, DirectoryEntryPastPostIsRefused) {
+  // An offset so large that offset + bytes wraps around 2^64 must not pass the bounds check.
+  for (uint64_t offset : {~uint64_t(0) - 4095, uint64_t(1) << 62}) {
+    fs::path dir = CopyOfL2();
+    RewriteConsistently(dir / "postings.spann", [&](std::vector<DirRecord>& d, std::byte*) {
+      d[1].offset = offset;
+      d[1].bytes = 4096;
+      d[1].count = 1;
+    });
+    auto idx = SpannIndex::Open(dir);
+    ASSERT_FALSE(idx.has_value()) << "accepted list offset " << offset;
+    EXPECT_EQ(idx.error().code(), StatusCode::kCorruption) << idx.error().ToString();
+    EXPECT_NE(idx.error().message().find("list 1 "), std::string::npos) << idx.error().ToString();
+  }
+}
+
+TEST_F(SpannTest, OutOfRangeIdWithValidChecksumIsCorruption) {
+  // A list whose bytes pass the checksum but hold an id beyond n is still refused, not scored.
+  fs::path dir = CopyOfL2();
+  const size_t victim = 3;
+  std::vector<uint32_t> members;
+  RewriteConsistently(dir / "postings.spann", [&](std::vector<DirRecord>& d, std::byte* post) {
+    auto* ids = reinterpret_cast<uint32_t*>(post + d[victim].offset);
+    members.assign(ids, ids + d[victim].count);
+    ids[0] = uint32_t(kN + 7);
+    d[victim].checksum =
+        storage::SectionChecksum(std::span<const std::byte>(post + d[victim].offset, d[victim].bytes));
+  });
+  ASSERT_FALSE(members.empty());
+  auto idx = OpenOrDie(dir);
+  ASSERT_NE(idx, nullptr);
+  VectorSet base = Base();
+  SpannContext ctx;
+  size_t failures = 0;
+  for (uint32_t m : members) {
+    auto r = idx->Search(base[m], {.k = 10, .max_lists = 256, .prune_epsilon = 1e9}, ctx);
+    if (!r) {
+      ++failures;
+      EXPECT_EQ(r.error().code(), StatusCode::kCorruption) << r.error().ToString();
+      EXPECT_NE(r.error().message().find("posting list 3 "), std::string::npos)
+          << r.error().ToString();
+      continue;
+    }
+    for (const auto& n : *r) EXPECT_LT(n.id, kN);
+  }
+  EXPECT_GT(failures, 0u);
+}
+
+void ExpectOpenCorruptionAfterFlip(const fs::path& dir, const char (&tag)[5]) {
+  const fs::path post = dir / "postings.spann";
+  auto e = SectionEntry(post, tag);
+  ASSERT_GT(e.size, 0u);
+  std::vector<char> bytes = ReadAll(post);
+  bytes[e.offset + e.size / 2] ^= 0x10;
+  WriteAll(post, bytes);
+  auto idx = SpannIndex::Open(dir);
+  ASSERT_FALSE(idx.has_value()) << "opened with a damaged " << tag;
+  EXPECT_EQ(idx.error().code(), StatusCode::kCorruption) << idx.error().ToString();
+  EXPECT_NE(idx.error().message().find("postings.spann"), std::string::npos)
+      << idx.error().ToString();
+}
+
+TEST_F(SpannTest, CorruptMetaFailsOpen) { ExpectOpenCorruptionAfterFlip(CopyOfL2(), "META"); }
+
+TEST_F(SpannTest, CorruptDirectoryFailsOpen) { ExpectOpenCorruptionAfterFlip(CopyOfL2(), "LDIR"); }
+
+TEST_F(SpannTest, TruncatedPostingsFailOpen) {
+  const auto size = fs::file_size(Dir(Metric::kL2) / "postings.spann");
+  for (uintmax_t keep : {uintmax_t(0), uintmax_t(10), uintmax_t(4096), size / 2, size - 1}) {
+    fs::path dir = CopyOfL2();
+    fs::resize_file(dir / "postings.spann", keep);
+    auto idx = SpannIndex::Open(dir);
+    ASSERT_FALSE(idx.has_value()) << "opened a postings file cut to " << keep << " bytes";
+    EXPECT_NE(idx.error().message().find("postings.spann"), std::string::npos)
+        << idx.error().ToString();
+  }
+}
+
+TEST_F(SpannTest, MissingFilesFailOpen) {
+  fs::path dir = CopyOfL2();
+  fs::remove(dir / "heads.hnsw");
+  auto idx = SpannIndex::Open(dir);
+  ASSERT_FALSE(idx.has_value());
+  EXPECT_NE(idx.error().message().find("heads.hnsw"), std::string::npos) << idx.error().ToString();
+
+  dir = CopyOfL2();
+  fs::remove(dir / "postings.spann");
+  idx = SpannIndex::Open(dir);
+  ASSERT_FALSE(idx.has_value());
+  EXPECT_NE(idx.error().message().find("postings.spann"), std::string::npos)
+      << idx.error().ToString();
+
+  idx = SpannIndex::Open(TestDir() / "nowhere");
+  ASSERT_FALSE(idx.has_value());
+}
+
+TEST_F(SpannTest, HeadsFromAnotherIndexFailOpen) {
+  // heads.hnsw of a different build (another dimension) does not match the posting file.
+  fs::path dir = CopyOfL2();
+  fs::path other = dir.parent_path() / "other";
+  Status s = SpannIndex::Build(Clustered(300, 8, 3), other, BuildOptions(Metric::kL2));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  fs::copy_file(other / "heads.hnsw", dir / "heads.hnsw", fs::copy_options::overwrite_existing);
+  auto idx = SpannIndex::Open(dir);
+  ASSERT_FALSE(idx.has_value());
+  EXPECT_EQ(idx.error().code(), StatusCode::kCorruption) << idx.error().ToString();
+  EXPECT_NE(idx.error().message().find("heads.hnsw"), std::string::npos) << idx.error().ToString();
+}
+
+TEST_F(SpannTest, BuildLeavesNoTemporaryDirectory) {
+  fs::path dir = TestDir();
+  Status s = SpannIndex::Build(Clustered(300, 8, 3), dir / "idx", BuildOptions(Metric::kL2));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"idx"});
+  names.clear();
+  for (const auto& e : fs::directory_iterator(dir / "idx")) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"heads.hnsw", "postings.spann"}));
+}
+
+}  // namespace
+}  // namespace strata::index
