@@ -3,7 +3,8 @@
 #   - distance kernels, every SIMD level, against hnswlib's (Google Benchmark);
 #   - exact ground truth for GloVe-100, Strata's flat index against FAISS IndexFlatIP;
 #   - HNSW (M=16, ef_construction=200, ef sweep) against hnswlib and FAISS IndexHNSWFlat
-#     on GloVe-100 (cosine) and Fashion-MNIST (l2).
+#     on GloVe-100 (cosine) and Fashion-MNIST (l2);
+#   - SPANN against FAISS IndexIVFFlat with on-disk inverted lists on GloVe-100, warm and cold.
 # Installs hnswlib and FAISS from Debian, builds Release, fetches the data sets if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,3 +41,13 @@ build/release/bench/hnsw_peers --base "$DATA/fashion-mnist/base.u8bin" \
   --queries "$DATA/fashion-mnist/query.u8bin" --gt "$DATA/fashion-mnist/gt_l2_k100.ibin" \
   --metric l2 --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
   --json build/release/bench/results/hnsw_peers_fashion-mnist.json
+
+# SPANN vs FAISS IndexIVFFlat whose lists live in an OnDiskInvertedLists file (mmap), FAISS's
+# centroid memory matched to SPANN's in-memory part; one query at a time on one thread, warm
+# (page cache) and cold (Strata: O_DIRECT; FAISS: page cache dropped with fadvise). The work
+# directory must be on a real disk (not tmpfs); the SPANN and FAISS indexes there are reused.
+echo "=== SPANN vs FAISS IVFFlat on disk, GloVe-100 cosine, recall@10 ==="
+build/release/bench/spann_vs_faiss --base "$DATA/glove-100/base.fbin" \
+  --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
+  --metric cosine --k 10 --threads 2 --max-queries 1000 --reps 3 \
+  --workdir build/release/bench/spann_work

@@ -131,6 +131,7 @@ class SpannTarget final : public BenchTarget {
       index::SpannBuildOptions bo;
       bo.metric = metric;
       bo.cluster_size = opt_.cluster_size;
+      bo.memory_budget_fraction = opt_.memory_budget;
       bo.replicas = opt_.replicas;
       bo.closure_epsilon = opt_.closure_epsilon;
       bo.num_threads = threads;

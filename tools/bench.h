@@ -63,6 +63,7 @@ struct TargetOptions {
   bool mmap = false;      // with load_path: map read-only
   // SPANN
   size_t cluster_size = 16;
+  double memory_budget = 0;  // SPANN: share of raw vector bytes for the in-memory part
   uint32_t replicas = 8;
   double closure_epsilon = 10.0;
   double prune_epsilon = 10.0;

@@ -10,6 +10,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 
@@ -21,6 +23,7 @@
 #include "index/distance/distance.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
+#include "index/spann/spann_index.h"
 #include "storage/section_file.h"
 #include "storage/dataset_io.h"
 #include "tools/bench.h"
@@ -28,6 +31,7 @@
 #include "tools/eval.h"
 #include "tools/experiments.h"
 #include "tools/import.h"
+#include "tools/synth.h"
 
 namespace fs = std::filesystem;
 using namespace strata;
@@ -216,7 +220,9 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
 
 int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& topt, int threads,
              const std::string& out) {
-  if (kind != "hnsw") return Fail(InvalidArgument("--index {} cannot be built into a file yet (hnsw can)", kind));
+  if (kind != "hnsw" && kind != "spann") {
+    return Fail(InvalidArgument("--index {}: only hnsw and spann indexes are built into files", kind));
+  }
   Metric metric;
   if (!a.dataset.empty()) {
     auto info = tools::FindDataset(a.dataset);
@@ -236,6 +242,32 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
   }
   auto base = storage::ReadVectors(a.base);
   if (!base) return Fail(base.error());
+  if (kind == "spann") {
+    index::SpannBuildOptions so;
+    so.metric = metric;
+    so.cluster_size = topt.cluster_size;
+    so.memory_budget_fraction = topt.memory_budget;
+    so.replicas = topt.replicas;
+    so.closure_epsilon = topt.closure_epsilon;
+    so.num_threads = threads;
+    so.progress = true;
+    const size_t n = base->size(), dim = base->dim();
+    fmt::print(stderr, "building spann over {} x {} ({}) into {}\n", n, dim, MetricName(metric), out);
+    Timer t;
+    if (Status s = index::SpannIndex::Build(std::move(*base), out, so); !s.ok()) return Fail(s);
+    const double build_s = t.Seconds();
+    auto idx = index::SpannIndex::Open(out);
+    if (!idx) return Fail(idx.error());
+    auto st = (*idx)->Stats();
+    fmt::print("built spann over {} vectors in {:.1f} s: {} lists (entries min/median/p99/max "
+               "{}/{}/{}/{}), {:.2f} entries per vector; in memory {:.1f} MiB ({:.1f}% of the raw "
+               "vectors), on disk {:.1f} MiB; peak RSS {:.1f} MiB\n",
+               n, build_s, st.num_lists, st.list_min, st.list_median, st.list_p99, st.list_max,
+               double(st.total_entries) / double(n), st.memory_bytes / 1048576.0,
+               100.0 * double(st.memory_bytes) / double(st.raw_vector_bytes),
+               st.disk_bytes / 1048576.0, double(tools::PeakRssBytes()) / 1048576.0);
+    return 0;
+  }
   index::HnswOptions ho;
   ho.M = topt.M;
   ho.ef_construction = topt.ef_construction;
@@ -256,6 +288,94 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
              "layer-0 degree {:.1f})\n",
              gs.num_nodes, build_s, out, double(gs.memory_bytes) / (1 << 20), gs.max_level,
              gs.mean_degree0);
+  return 0;
+}
+
+// Recall@k of `all` (k per query) against ground-truth ids only: for runs that
+// must not load the base vectors (large sets). Ties at the k-th distance count as
+// hits when the ground truth carries distances.
+double IdRecall(const std::vector<Neighbor>& all, size_t k, const storage::GroundTruth& gt,
+                size_t nq, Metric metric) {
+  double sum = 0;
+  for (size_t q = 0; q < nq; ++q) {
+    const int32_t* t = gt.row(q);
+    float kth = gt.distances.empty() ? 0 : gt.distances[q * gt.k + k - 1];
+    size_t hits = 0;
+    for (size_t j = 0; j < k; ++j) {
+      const Neighbor& n = all[q * k + j];
+      if (n.id == kInvalidVectorId) continue;
+      bool in = std::find(t, t + k, int32_t(n.id)) != t + k;
+      // SPANN reports cosine as -cos, like strata gt; L2 as squared L2.
+      if (!in && !gt.distances.empty()) in = n.distance <= kth + 1e-5f * std::max(1.0f, std::fabs(kth));
+      hits += in;
+    }
+    sum += double(hits) / double(k);
+  }
+  (void)metric;
+  return nq ? sum / double(nq) : 0;
+}
+
+int RunSpannSearch(const std::string& index_path, const std::string& queries_path, uint32_t k,
+                   uint32_t max_lists, double prune_epsilon, const std::string& io, bool direct,
+                   size_t max_queries, size_t show, const std::string& gt_path) {
+  index::SpannOpenOptions oo;
+  auto backend = storage::ParseIoBackend(io);
+  if (!backend) return Fail(backend.error());
+  oo.backend = *backend;
+  oo.direct = direct;
+  Timer load_timer;
+  auto idx = index::SpannIndex::Open(index_path, oo);
+  if (!idx) return Fail(idx.error());
+  const double load_s = load_timer.Seconds();
+  storage::ReadOptions qopt;
+  if (max_queries) qopt.max_rows = max_queries;
+  auto queries = storage::ReadVectors(queries_path, qopt);
+  if (!queries) return Fail(queries.error());
+  index::SpannSearchParams p;
+  p.k = k;
+  p.max_lists = max_lists;
+  p.prune_epsilon = prune_epsilon;
+  index::SpannContext ctx;
+  index::SpannQueryStats qs;
+  std::vector<Neighbor> all(queries->size() * k);
+  std::vector<double> lat;
+  Timer t;
+  for (size_t q = 0; q < queries->size(); ++q) {
+    Timer tq;
+    auto r = (*idx)->Search((*queries)[q], p, ctx, &qs);
+    lat.push_back(tq.Millis());
+    if (!r) return Fail(r.error().WithContext(fmt::format("query {}", q)));
+    for (size_t j = 0; j < k; ++j) all[q * k + j] = j < r->size() ? (*r)[j] : Neighbor{};
+  }
+  const double secs = t.Seconds();
+  for (size_t q = 0; q < std::min(show, queries->size()); ++q) {
+    fmt::print("query {}:", q);
+    for (size_t j = 0; j < k && all[q * k + j].id != kInvalidVectorId; ++j) {
+      fmt::print(" {}({:.4f})", all[q * k + j].id, all[q * k + j].distance);
+    }
+    fmt::print("\n");
+  }
+  std::sort(lat.begin(), lat.end());
+  const size_t nq = queries->size();
+  auto st = (*idx)->Stats();
+  fmt::print("{} queries, k={}, max_lists={}, prune_epsilon={}: {:.1f} QPS on one thread, mean "
+             "{:.3f} ms, p99 {:.3f} ms; {:.1f} lists and {:.1f} KiB read per query, I/O wait {:.3f} "
+             "ms per query ({}, {}); index opened in {:.2f} s, {:.1f} MiB in memory\n",
+             nq, k, max_lists, prune_epsilon, nq / secs, secs * 1e3 / nq,
+             lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, lat.size() * 99 / 100)],
+             double(qs.lists_read) / nq, double(qs.bytes_read) / 1024.0 / nq,
+             double(qs.io_wait_ns) / 1e6 / nq, storage::IoBackendName((*idx)->backend()),
+             (*idx)->direct_io() ? "O_DIRECT" : "buffered", load_s, st.memory_bytes / 1048576.0);
+  if (!gt_path.empty()) {
+    auto gt = storage::ReadGroundTruth(gt_path);
+    if (!gt) return Fail(gt.error());
+    if (gt->num_queries < nq || gt->k < k) {
+      return Fail(InvalidArgument("{}: ground truth has {} x {}, need {} x {}", gt_path,
+                                  gt->num_queries, gt->k, nq, k));
+    }
+    fmt::print("recall@{} = {:.4f}\n", k, IdRecall(all, k, *gt, nq, (*idx)->metric()));
+  }
+  fmt::print("peak RSS {:.1f} MiB\n", double(tools::PeakRssBytes()) / 1048576.0);
   return 0;
 }
 
@@ -313,6 +433,31 @@ int RunSearch(const std::string& index_path, const std::string& queries_path, ui
 }
 
 int RunInspect(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    auto idx = index::SpannIndex::Open(path);
+    if (!idx) return Fail(idx.error());
+    auto sf = storage::SectionFile::Open(std::filesystem::path(path) / "postings.spann", "STRSPAN", 1,
+                                         storage::SectionFileOptions{.verify_checksums = false});
+    if (!sf) return Fail(sf.error());
+    fmt::print("{}: SPANN index; postings.spann STRSPAN version {}.{}, {} bytes\n", path,
+               sf->major(), sf->minor(), sf->file_size());
+    for (const auto& e : sf->entries()) {
+      fmt::print("  {:<6} {:>12} {:>14}  {:016x}\n", storage::SectionTagName(e.tag), e.offset,
+                 e.size, e.checksum);
+    }
+    auto st = (*idx)->Stats();
+    fmt::print("spann: dim {}, metric {}, {} vectors, {} lists, {:.2f} entries per vector, list "
+               "entries min/median/p99/max {}/{}/{}/{}\n",
+               (*idx)->dim(), MetricName((*idx)->metric()), st.num_vectors, st.num_lists,
+               double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors)), st.list_min,
+               st.list_median, st.list_p99, st.list_max);
+    fmt::print("  in memory {:.1f} MiB ({:.1f}% of the raw vectors), on disk {:.1f} MiB; META, "
+               "LDIR and the heads index verified (posting lists are verified on every read)\n",
+               st.memory_bytes / 1048576.0,
+               100.0 * double(st.memory_bytes) / double(std::max<size_t>(1, st.raw_vector_bytes)),
+               st.disk_bytes / 1048576.0);
+    return 0;
+  }
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return Fail(NotFound("{}: cannot open", path));
   char magic[8] = {};
@@ -381,6 +526,16 @@ int main(int argc, char** argv) {
   auto* info = dataset->add_subcommand("info", "Print the shape of a vector file");
   info->add_option("file", info_path, "vector file")->required();
   auto* list = dataset->add_subcommand("list", "List the named reference data sets");
+  tools::SynthOptions synth_opt;
+  std::string synth_out;
+  auto* synth = dataset->add_subcommand("synth", "Write a deterministic SYNTHETIC Gaussian-mixture set");
+  synth->add_option("--n", synth_opt.num_base, "base vectors")->capture_default_str();
+  synth->add_option("--queries", synth_opt.num_queries, "queries")->capture_default_str();
+  synth->add_option("--dim", synth_opt.dim, "dimension")->capture_default_str();
+  synth->add_option("--clusters", synth_opt.clusters, "mixture components")->capture_default_str();
+  synth->add_option("--noise", synth_opt.noise, "per-coordinate noise around a centre")->capture_default_str();
+  synth->add_option("--seed", synth_opt.seed, "seed")->capture_default_str();
+  synth->add_option("--out-dir", synth_out, "output directory")->required();
 
   // gt
   auto* gt = app.add_subcommand("gt", "Exact top-k ground truth");
@@ -448,7 +603,14 @@ int main(int argc, char** argv) {
   build->add_option("--data-dir", bd_args.data_dir, "Data directory")->capture_default_str();
   build->add_option("--base", bd_args.base, "Base vectors file (fvecs, bvecs, fbin, u8bin, npy)");
   build->add_option("--metric", bd_args.metric, "l2, ip or cosine");
-  build->add_option("--index", bd_index, "index kind: hnsw")->capture_default_str();
+  build->add_option("--index", bd_index, "index kind: hnsw or spann")->capture_default_str();
+  build->add_option("--cluster-size", bd_topt.cluster_size, "SPANN: target vectors per cluster")
+      ->capture_default_str();
+  build->add_option("--memory-budget", bd_topt.memory_budget,
+                    "SPANN: in-memory part as a share of the raw vectors (overrides --cluster-size)");
+  build->add_option("--replicas", bd_topt.replicas, "SPANN: most lists per vector")->capture_default_str();
+  build->add_option("--closure-epsilon", bd_topt.closure_epsilon, "SPANN: replication closure")
+      ->capture_default_str();
   build->add_option("--M", bd_topt.M, "links per node (2M on layer 0)")->capture_default_str();
   build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")
       ->capture_default_str();
@@ -461,7 +623,15 @@ int main(int argc, char** argv) {
   uint32_t s_k = 10, s_ef = 64;
   bool s_mmap = false;
   size_t s_max = 0, s_show = 3;
-  search->add_option("--index", s_index, "index file")->required();
+  search->add_option("--index", s_index, "index file (HNSW) or directory (SPANN)")->required();
+  uint32_t s_max_lists = 64;
+  double s_prune = 10.0;
+  std::string s_io = "auto";
+  bool s_direct = true;
+  search->add_option("--max-lists", s_max_lists, "SPANN: most posting lists per query")->capture_default_str();
+  search->add_option("--prune-epsilon", s_prune, "SPANN: query-aware pruning")->capture_default_str();
+  search->add_option("--io", s_io, "SPANN: auto, io_uring or pread")->capture_default_str();
+  search->add_flag("!--buffered", s_direct, "SPANN: read through the page cache, not O_DIRECT");
   search->add_option("--queries", s_queries, "query vectors file")->required();
   search->add_option("-k,--k", s_k, "neighbours per query")->capture_default_str()->check(CLI::Range(1, 100000));
   search->add_option("--ef", s_ef, "HNSW candidate list size")->capture_default_str()->check(CLI::Range(1, 1000000));
@@ -499,6 +669,13 @@ int main(int argc, char** argv) {
                storage::DatasetFormatName(shape->format));
     return 0;
   }
+  if (synth->parsed()) {
+    synth_opt.progress = !quiet;
+    if (Status s = tools::WriteSynthetic(synth_out, synth_opt); !s.ok()) return Fail(s);
+    fmt::print("wrote SYNTHETIC data to {}: base.fbin ({} x {}), query.fbin ({})\n", synth_out,
+               synth_opt.num_base, synth_opt.dim, synth_opt.num_queries);
+    return 0;
+  }
   if (list->parsed()) {
     for (const auto& d : tools::KnownDatasets()) {
       fmt::print("{:<15} {:<7} {}\n", d.name, MetricName(d.default_metric), d.description);
@@ -507,6 +684,10 @@ int main(int argc, char** argv) {
   }
   if (build->parsed()) return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out);
   if (search->parsed()) {
+    if (std::filesystem::is_directory(s_index)) {
+      return RunSpannSearch(s_index, s_queries, s_k, s_max_lists, s_prune, s_io, s_direct, s_max,
+                            s_show, s_gt);
+    }
     return RunSearch(s_index, s_queries, s_k, s_ef, s_mmap, s_max, s_show, s_gt, s_base);
   }
   if (inspect->parsed()) return RunInspect(inspect_path);

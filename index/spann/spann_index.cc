@@ -82,6 +82,9 @@ Status SpannBuildOptions::Validate() const {
   if (cluster_size < 2) return InvalidArgument("cluster_size must be at least 2, got {}", cluster_size);
   if (replicas < 1 || replicas > 64) return InvalidArgument("replicas must be in [1, 64], got {}", replicas);
   if (!(closure_epsilon >= 0)) return InvalidArgument("closure_epsilon must be >= 0");
+  if (!(memory_budget_fraction >= 0 && memory_budget_fraction < 1)) {
+    return InvalidArgument("memory_budget_fraction must be in [0, 1), got {}", memory_budget_fraction);
+  }
   return Status::Ok();
 }
 
@@ -103,10 +106,20 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   if (fs::exists(path, ec)) return AlreadyExists("{} already exists; remove it or pick another path", path.string());
   if (MetricNormalizes(o.metric)) base.NormalizeRows();
   const int threads = o.num_threads > 0 ? o.num_threads : omp_get_max_threads();
+  size_t cluster_size = o.cluster_size;
+  if (o.memory_budget_fraction > 0) {
+    // Resident bytes per head: its HNSW node block (links, vector, id, rounded
+    // to 64), upper links on average, the id map entry and its list directory entry.
+    const size_t block = ((4 * (1 + 2 * size_t(o.head_M)) + 4 * dim + 7) / 8 * 8 + 8 + 63) / 64 * 64;
+    const double per_head = double(block) + 4.0 * (o.head_M + 1) / std::log(double(o.head_M)) +
+                            40.0 + sizeof(ListEntry);
+    const double heads = o.memory_budget_fraction * double(n) * double(dim) * 4.0 / per_head;
+    cluster_size = std::max<size_t>(2, size_t(std::ceil(double(n) / std::max(1.0, heads))));
+  }
 
   // 1. Heads: centroids of a balanced hierarchical clustering.
   BalancedClusteringOptions co;
-  co.max_cluster_size = o.cluster_size;
+  co.max_cluster_size = cluster_size;
   co.seed = o.seed;
   co.num_threads = threads;
   co.metric = Metric::kL2;  // cosine data are normalized: L2 orders them the same way
@@ -185,7 +198,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
       std::vector<Assignment>().swap(v);
     }
   }
-  const size_t cap = o.max_list_entries ? o.max_list_entries : 8 * o.cluster_size;
+  const size_t cap = o.max_list_entries ? o.max_list_entries : 8 * cluster_size;
 
   // 4. Write the posting file into a temporary directory, then rename it into place.
   fs::path tmp = path;
@@ -202,7 +215,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   meta.num_lists = num_lists;
   meta.replicas = R;
   meta.closure_epsilon = o.closure_epsilon;
-  meta.cluster_size = o.cluster_size;
+  meta.cluster_size = cluster_size;
   std::vector<DirEntry> dir(num_lists);
   STRATA_RETURN_IF_ERROR(w.BeginSection(kTagPost));
   std::vector<std::byte> buf;

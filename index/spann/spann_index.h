@@ -42,6 +42,10 @@ struct SpannBuildOptions {
   Metric metric = Metric::kL2;
   // Target vectors per cluster before replication; heads = about n / this.
   size_t cluster_size = 16;
+  // When > 0, overrides cluster_size: the number of heads is chosen so that the
+  // in-memory part (heads' HNSW and list directory) takes about this share of
+  // the raw vector bytes (e.g. 0.15 = 15%).
+  double memory_budget_fraction = 0;
   uint32_t replicas = 8;                 // most lists one vector joins
   double closure_epsilon = 10.0;         // join a list when its head is within (1+eps) x nearest
   size_t max_list_entries = 0;           // cap per list after replication (0 = 8 x cluster_size)

@@ -2,6 +2,7 @@
 #include "tests/index/test_data.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -36,7 +37,8 @@ fs::path TestDirPath() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string test = std::string(info->test_suite_name()) + "_" + info->name();
   std::replace(test.begin(), test.end(), '/', '_');
-  return fs::temp_directory_path() / ("strata_spann_test_" + test);
+  return fs::temp_directory_path() /
+         ("strata_spann_test_" + test + "_" + std::to_string(::getpid()));
 }
 
 // A fresh, empty directory for the running test.
@@ -135,7 +137,9 @@ void RewriteConsistently(const fs::path& post, Edit edit) {
 class SpannTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = new fs::path(fs::temp_directory_path() / "strata_spann_test_shared");
+    // One directory per process: ctest runs the tests of this suite in parallel processes.
+    root_ = new fs::path(fs::temp_directory_path() /
+                         ("strata_spann_test_shared_" + std::to_string(::getpid())));
     fs::remove_all(*root_);
     fs::create_directories(*root_);
     for (Metric m : {Metric::kL2, Metric::kCosine}) {
