@@ -583,7 +583,7 @@ int main(int argc, char** argv) {
       double kib = 0;
       auto ls = LatencyAtRecall(*st, target, &s_first, &kib);
       auto lf = LatencyAtRecall(*fs_, target, &f_first);
-      const std::string ratio = ls && lf ? fmt::format("{:.2f}", *ls / *lf) : "n/a";
+      const std::string ratio = ls && lf ? fmt::format("{:.3f}", *ls / *lf) : "n/a";
       fmt::print("{:>6.2f} {:>5} {:>12} {:>12} {:>13} {:>16}\n", target, mode, fmt_ms(ls, s_first),
                  fmt_ms(lf, f_first), ratio, ls ? fmt::format("{:.1f}", kib) : "-");
       json line = {{"summary", true}, {"target_recall", target}, {"mode", mode}};

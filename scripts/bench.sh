@@ -49,5 +49,5 @@ build/release/bench/hnsw_peers --base "$DATA/fashion-mnist/base.u8bin" \
 echo "=== SPANN vs FAISS IVFFlat on disk, GloVe-100 cosine, recall@10 ==="
 build/release/bench/spann_vs_faiss --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
-  --metric cosine --k 10 --threads 2 --max-queries 1000 --reps 3 \
+  --metric cosine --k 10 --threads 2 --max-queries 1000 --reps 3 --faiss-prefetch-threads 0 \
   --workdir build/release/bench/spann_work

@@ -134,6 +134,7 @@ class SpannTarget final : public BenchTarget {
       bo.memory_budget_fraction = opt_.memory_budget;
       bo.replicas = opt_.replicas;
       bo.closure_epsilon = opt_.closure_epsilon;
+      bo.rng_factor = opt_.rng_factor;
       bo.num_threads = threads;
       bo.progress = true;
       STRATA_ASSIGN_OR_RETURN(VectorSet copy, base.Clone());

@@ -66,6 +66,7 @@ struct TargetOptions {
   double memory_budget = 0;  // SPANN: share of raw vector bytes for the in-memory part
   uint32_t replicas = 8;
   double closure_epsilon = 10.0;
+  double rng_factor = 1.0;
   double prune_epsilon = 10.0;
   std::vector<uint32_t> max_lists = {8, 16, 32, 64, 128};
   std::string io_backend = "auto";

@@ -249,6 +249,7 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
     so.memory_budget_fraction = topt.memory_budget;
     so.replicas = topt.replicas;
     so.closure_epsilon = topt.closure_epsilon;
+    so.rng_factor = topt.rng_factor;
     so.num_threads = threads;
     so.progress = true;
     const size_t n = base->size(), dim = base->dim();
@@ -580,6 +581,9 @@ int main(int argc, char** argv) {
   bench->add_option("--closure-epsilon", b_topt.closure_epsilon,
                     "SPANN: replicate into lists within (1+eps) x the nearest head's distance")
       ->capture_default_str();
+  bench->add_option("--rng-factor", b_topt.rng_factor,
+                    "SPANN: skip a head shadowed by a chosen one (1 = paper's rule, 0 = off)")
+      ->capture_default_str();
   bench->add_option("--prune-epsilon", b_topt.prune_epsilon,
                     "SPANN: read lists within (1+eps) x the nearest head's distance")
       ->capture_default_str();
@@ -610,6 +614,8 @@ int main(int argc, char** argv) {
                     "SPANN: in-memory part as a share of the raw vectors (overrides --cluster-size)");
   build->add_option("--replicas", bd_topt.replicas, "SPANN: most lists per vector")->capture_default_str();
   build->add_option("--closure-epsilon", bd_topt.closure_epsilon, "SPANN: replication closure")
+      ->capture_default_str();
+  build->add_option("--rng-factor", bd_topt.rng_factor, "SPANN: RNG rule factor (0 = off)")
       ->capture_default_str();
   build->add_option("--M", bd_topt.M, "links per node (2M on layer 0)")->capture_default_str();
   build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")

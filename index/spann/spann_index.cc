@@ -170,7 +170,9 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
         if (!chosen.empty() && c.distance > limit) break;
         bool covered = false;
         for (const Neighbor& h : chosen) {
-          if (kern.l2sq(centroids + h.id * dim, centroids + c.id * dim, dim) < c.distance) {
+          if (o.rng_factor > 0 &&
+              float(o.rng_factor) * kern.l2sq(centroids + h.id * dim, centroids + c.id * dim, dim) <
+                  c.distance) {
             covered = true;
             break;
           }
@@ -306,7 +308,12 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
     }
     idx->lists_[l] = {post_entry->offset + d.offset, d.bytes, d.count, d.checksum};
   }
-  STRATA_ASSIGN_OR_RETURN(idx->heads_, HnswIndex::Load(path / kHeadsFile));
+  // The heads are searched in place from a read-only mapping: SPANN is immutable, and
+  // copying them would hold the file's pages and the copy at once while loading
+  // (the searching process's peak RSS is part of what SPANN promises).
+  HnswLoadOptions hl;
+  hl.mmap = true;
+  STRATA_ASSIGN_OR_RETURN(idx->heads_, HnswIndex::Load(path / kHeadsFile, hl));
   if (idx->heads_->size() != meta.num_lists || idx->heads_->dim() != meta.dim) {
     return Error(Corruption("{}: heads index holds {} heads of dimension {}, the posting file "
                             "expects {} of dimension {}",

@@ -48,6 +48,9 @@ struct SpannBuildOptions {
   double memory_budget_fraction = 0;
   uint32_t replicas = 8;                 // most lists one vector joins
   double closure_epsilon = 10.0;         // join a list when its head is within (1+eps) x nearest
+  // RNG rule: skip a candidate head c when an already chosen head h has
+  // rng_factor * d(h, c) < d(x, c). 1 is the paper's rule; 0 turns it off.
+  double rng_factor = 1.0;
   size_t max_list_entries = 0;           // cap per list after replication (0 = 8 x cluster_size)
   uint32_t head_M = 16;                  // HNSW over the heads
   uint32_t head_ef_construction = 200;
