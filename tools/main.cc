@@ -292,6 +292,17 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
   return 0;
 }
 
+// Prints the first `count` queries' results: "query q: id(distance) ...".
+void PrintResults(const std::vector<Neighbor>& all, size_t k, size_t count) {
+  for (size_t q = 0; q < count; ++q) {
+    fmt::print("query {}:", q);
+    for (size_t j = 0; j < k && all[q * k + j].id != kInvalidVectorId; ++j) {
+      fmt::print(" {}({:.4f})", all[q * k + j].id, all[q * k + j].distance);
+    }
+    fmt::print("\n");
+  }
+}
+
 // Recall@k of `all` (k per query) against ground-truth ids only: for runs that
 // must not load the base vectors (large sets). Ties at the k-th distance count as
 // hits when the ground truth carries distances.
@@ -349,13 +360,7 @@ int RunSpannSearch(const std::string& index_path, const std::string& queries_pat
     for (size_t j = 0; j < k; ++j) all[q * k + j] = j < r->size() ? (*r)[j] : Neighbor{};
   }
   const double secs = t.Seconds();
-  for (size_t q = 0; q < std::min(show, queries->size()); ++q) {
-    fmt::print("query {}:", q);
-    for (size_t j = 0; j < k && all[q * k + j].id != kInvalidVectorId; ++j) {
-      fmt::print(" {}({:.4f})", all[q * k + j].id, all[q * k + j].distance);
-    }
-    fmt::print("\n");
-  }
+  PrintResults(all, k, std::min(show, queries->size()));
   std::sort(lat.begin(), lat.end());
   const size_t nq = queries->size();
   auto st = (*idx)->Stats();
@@ -409,13 +414,7 @@ int RunSearch(const std::string& index_path, const std::string& queries_path, ui
     for (size_t j = 0; j < k; ++j) all[q * k + j] = j < r->size() ? (*r)[j] : Neighbor{};
   }
   const double secs = t.Seconds();
-  for (size_t q = 0; q < std::min(show, queries->size()); ++q) {
-    fmt::print("query {}:", q);
-    for (size_t j = 0; j < k && all[q * k + j].id != kInvalidVectorId; ++j) {
-      fmt::print(" {}({:.4f})", all[q * k + j].id, all[q * k + j].distance);
-    }
-    fmt::print("\n");
-  }
+  PrintResults(all, k, std::min(show, queries->size()));
   fmt::print("{} queries, k={}, ef={}: {:.1f} QPS on one thread ({:.3f} ms mean); index opened "
              "in {:.2f} s{}\n",
              queries->size(), k, ef, queries->size() / secs, secs * 1e3 / queries->size(), load_s,
