@@ -67,8 +67,9 @@ struct TargetOptions {
   uint32_t replicas = 8;
   double closure_epsilon = 10.0;
   double rng_factor = 1.0;
-  double prune_epsilon = 10.0;
-  std::vector<uint32_t> max_lists = {8, 16, 32, 64, 128};
+  bool head_vectors = true;
+  double prune_epsilon = 0.6;
+  std::vector<uint32_t> max_lists = {16, 32, 48, 64, 96, 128};
   std::string io_backend = "auto";
   bool direct_io = true;
   double deletes = 0;     // > 0: run the delete scenario (tools/experiments.h)

@@ -583,6 +583,8 @@ int main(int argc, char** argv) {
   bench->add_option("--rng-factor", b_topt.rng_factor,
                     "SPANN: skip a head shadowed by a chosen one (1 = paper's rule, 0 = off)")
       ->capture_default_str();
+  bench->add_flag("!--centroid-heads", b_topt.head_vectors,
+                  "SPANN: use cluster centroids as heads instead of the nearest member vectors");
   bench->add_option("--prune-epsilon", b_topt.prune_epsilon,
                     "SPANN: read lists within (1+eps) x the nearest head's distance")
       ->capture_default_str();
@@ -630,7 +632,7 @@ int main(int argc, char** argv) {
   size_t s_max = 0, s_show = 3;
   search->add_option("--index", s_index, "index file (HNSW) or directory (SPANN)")->required();
   uint32_t s_max_lists = 64;
-  double s_prune = 10.0;
+  double s_prune = 0.6;
   std::string s_io = "auto";
   bool s_direct = true;
   search->add_option("--max-lists", s_max_lists, "SPANN: most posting lists per query")->capture_default_str();

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 
 #include "core/progress.h"
@@ -126,6 +127,28 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   co.progress = o.progress;
   STRATA_ASSIGN_OR_RETURN(Clustering clusters, BalancedHierarchicalClustering(base, co));
   const size_t num_lists = clusters.centroids.size();
+  if (o.head_vectors) {
+    // Replace each centroid by its cluster's member nearest to it, as the paper
+    // does: heads then spread like the data, which is what the RNG rule's
+    // distance comparisons assume (centroids crowd together, and the rule then
+    // rejects nearly every extra head).
+    const DistanceKernels& k0 = Kernels();
+    std::vector<float> best(num_lists, std::numeric_limits<float>::infinity());
+    std::vector<uint32_t> best_row(num_lists, UINT32_MAX);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t c = clusters.assignment[i];
+      const float d = k0.l2sq(base.row(i), clusters.centroids.row(c), dim);
+      if (d < best[c] || (d == best[c] && i < best_row[c])) {
+        best[c] = d;
+        best_row[c] = uint32_t(i);
+      }
+    }
+    for (size_t c = 0; c < num_lists; ++c) {
+      if (best_row[c] != UINT32_MAX) {
+        std::memcpy(clusters.centroids.mutable_row(c), base.row(best_row[c]), dim * sizeof(float));
+      }
+    }
+  }
   HnswOptions ho;
   ho.M = o.head_M;
   ho.ef_construction = o.head_ef_construction;

@@ -51,6 +51,9 @@ struct SpannBuildOptions {
   // RNG rule: skip a candidate head c when an already chosen head h has
   // rng_factor * d(h, c) < d(x, c). 1 is the paper's rule; 0 turns it off.
   double rng_factor = 1.0;
+  // Heads are the cluster members nearest to each centroid (the paper's choice)
+  // rather than the centroids themselves.
+  bool head_vectors = true;
   size_t max_list_entries = 0;           // cap per list after replication (0 = 8 x cluster_size)
   uint32_t head_M = 16;                  // HNSW over the heads
   uint32_t head_ef_construction = 200;
@@ -64,7 +67,9 @@ struct SpannBuildOptions {
 struct SpannSearchParams {
   uint32_t k = 10;
   uint32_t max_lists = 64;      // most posting lists read per query
-  double prune_epsilon = 10.0;  // read a list when its head is within (1+eps) x nearest head
+  // Read a list when its head is within (1+eps) x the nearest head's (squared)
+  // distance. 0.6 reached recall@10 0.90 at 64 lists on GloVe-100 (docs/BENCHMARKS.md).
+  double prune_epsilon = 0.6;
   uint32_t head_ef = 0;         // HNSW ef over the heads (0 = 2 x max_lists)
 };
 
