@@ -34,19 +34,23 @@ echo "=== HNSW peers, GloVe-100 cosine, recall@10, M=16 efc=200, 2 build threads
 build/release/bench/hnsw_peers --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
   --metric cosine --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
+  --ef 10,16,32,64,128,256,512,768,1024 --libs strata,hnswlib \
   --json build/release/bench/results/hnsw_peers_glove-100.json
+# FAISS IndexHNSWFlat on GloVe-100 (for information: Debian's FAISS lacks AVX2, its build takes
+# ~8 minutes here): add --libs strata,hnswlib,faiss to the command above.
 
 echo "=== HNSW peers, Fashion-MNIST l2, recall@10, M=16 efc=200, 2 build threads ==="
 build/release/bench/hnsw_peers --base "$DATA/fashion-mnist/base.u8bin" \
   --queries "$DATA/fashion-mnist/query.u8bin" --gt "$DATA/fashion-mnist/gt_l2_k100.ibin" \
   --metric l2 --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
-  --json build/release/bench/results/hnsw_peers_fashion-mnist.json
+  --ef 10,16,32,64,128,256 --json build/release/bench/results/hnsw_peers_fashion-mnist.json
 
 # SPANN vs FAISS IndexIVFFlat whose lists live in an OnDiskInvertedLists file (mmap), FAISS's
 # centroid memory matched to SPANN's in-memory part; one query at a time on one thread, warm
 # (page cache) and cold (Strata: O_DIRECT; FAISS: page cache dropped with fadvise). The work
 # directory must be on a real disk (not tmpfs); the SPANN and FAISS indexes there are reused.
 echo "=== SPANN vs FAISS IVFFlat on disk, GloVe-100 cosine, recall@10 ==="
+rm -rf build/release/bench/spann_work/spann   # rebuilt from the current code (~15 s); FAISS's is kept
 build/release/bench/spann_vs_faiss --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
   --metric cosine --k 10 --threads 2 --max-queries 1000 --reps 3 --faiss-prefetch-threads 0 \
