@@ -136,6 +136,7 @@ class SpannTarget final : public BenchTarget {
       bo.closure_epsilon = opt_.closure_epsilon;
       bo.rng_factor = opt_.rng_factor;
       bo.head_vectors = opt_.head_vectors;
+      bo.max_list_entries = opt_.list_cap;
       bo.num_threads = threads;
       bo.progress = true;
       STRATA_ASSIGN_OR_RETURN(VectorSet copy, base.Clone());

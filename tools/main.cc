@@ -583,6 +583,8 @@ int main(int argc, char** argv) {
   bench->add_option("--rng-factor", b_topt.rng_factor,
                     "SPANN: skip a head shadowed by a chosen one (1 = paper's rule, 0 = off)")
       ->capture_default_str();
+  bench->add_option("--list-cap", b_topt.list_cap,
+                    "SPANN: most entries per posting list (0 = 8 x cluster size)");
   bench->add_flag("!--centroid-heads", b_topt.head_vectors,
                   "SPANN: use cluster centroids as heads instead of the nearest member vectors");
   bench->add_option("--prune-epsilon", b_topt.prune_epsilon,
