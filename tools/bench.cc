@@ -64,9 +64,7 @@ class HnswTarget final : public BenchTarget {
   explicit HnswTarget(const TargetOptions& o) : opt_(o) {}
   std::string name() const override { return "hnsw"; }
   Status Build(const VectorSet& base, Metric metric, int threads) override {
-    index::HnswOptions ho;
-    ho.M = opt_.M;
-    ho.ef_construction = opt_.ef_construction;
+    const index::HnswOptions ho = HnswOptionsFrom(opt_);
     if (!opt_.load_path.empty()) {
       index::HnswLoadOptions lo;
       lo.mmap = opt_.mmap;
@@ -128,17 +126,7 @@ class SpannTarget final : public BenchTarget {
                           fmt::format("strata-spann-bench-{}", ::getpid());
       std::error_code ec;
       if (!keep_) std::filesystem::remove_all(path_, ec);
-      index::SpannBuildOptions bo;
-      bo.metric = metric;
-      bo.cluster_size = opt_.cluster_size;
-      bo.memory_budget_fraction = opt_.memory_budget;
-      bo.replicas = opt_.replicas;
-      bo.closure_epsilon = opt_.closure_epsilon;
-      bo.rng_factor = opt_.rng_factor;
-      bo.head_vectors = opt_.head_vectors;
-      bo.max_list_entries = opt_.list_cap;
-      bo.num_threads = threads;
-      bo.progress = true;
+      const index::SpannBuildOptions bo = SpannOptionsFrom(opt_, metric, threads);
       STRATA_ASSIGN_OR_RETURN(VectorSet copy, base.Clone());
       STRATA_RETURN_IF_ERROR(index::SpannIndex::Build(std::move(copy), path_, bo));
     }
@@ -224,6 +212,28 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 }  // namespace
+
+index::HnswOptions HnswOptionsFrom(const TargetOptions& o) {
+  index::HnswOptions h;
+  h.M = o.M;
+  h.ef_construction = o.ef_construction;
+  return h;
+}
+
+index::SpannBuildOptions SpannOptionsFrom(const TargetOptions& o, Metric metric, int threads) {
+  index::SpannBuildOptions s;
+  s.metric = metric;
+  s.cluster_size = o.cluster_size;
+  s.memory_budget_fraction = o.memory_budget;
+  s.replicas = o.replicas;
+  s.closure_epsilon = o.closure_epsilon;
+  s.rng_factor = o.rng_factor;
+  s.head_vectors = o.head_vectors;
+  s.max_list_entries = o.list_cap;
+  s.num_threads = threads;
+  s.progress = true;
+  return s;
+}
 
 Result<std::unique_ptr<BenchTarget>> MakeBenchTarget(const std::string& kind,
                                                      const TargetOptions& options) {

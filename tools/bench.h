@@ -18,7 +18,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/metric.h"
+#include "index/hnsw/hnsw_index.h"
 #include "index/index.h"
+#include "index/spann/spann_index.h"
 #include "tools/datasets.h"
 
 namespace strata::tools {
@@ -77,7 +79,11 @@ struct TargetOptions {
   std::vector<double> selectivities;  // non-empty: run the filter scenario
 };
 
-// "flat" or "hnsw"; the SPANN issue adds "spann".
+// The build options the command line asked for (shared by `strata build` and `strata bench`).
+index::HnswOptions HnswOptionsFrom(const TargetOptions& o);
+index::SpannBuildOptions SpannOptionsFrom(const TargetOptions& o, Metric metric, int threads);
+
+// "flat", "hnsw" or "spann".
 Result<std::unique_ptr<BenchTarget>> MakeBenchTarget(const std::string& kind,
                                                      const TargetOptions& options = {});
 

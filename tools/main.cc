@@ -243,15 +243,7 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
   auto base = storage::ReadVectors(a.base);
   if (!base) return Fail(base.error());
   if (kind == "spann") {
-    index::SpannBuildOptions so;
-    so.metric = metric;
-    so.cluster_size = topt.cluster_size;
-    so.memory_budget_fraction = topt.memory_budget;
-    so.replicas = topt.replicas;
-    so.closure_epsilon = topt.closure_epsilon;
-    so.rng_factor = topt.rng_factor;
-    so.num_threads = threads;
-    so.progress = true;
+    const index::SpannBuildOptions so = tools::SpannOptionsFrom(topt, metric, threads);
     const size_t n = base->size(), dim = base->dim();
     fmt::print(stderr, "building spann over {} x {} ({}) into {}\n", n, dim, MetricName(metric), out);
     Timer t;
@@ -269,9 +261,7 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
                st.disk_bytes / 1048576.0, double(tools::PeakRssBytes()) / 1048576.0);
     return 0;
   }
-  index::HnswOptions ho;
-  ho.M = topt.M;
-  ho.ef_construction = topt.ef_construction;
+  const index::HnswOptions ho = tools::HnswOptionsFrom(topt);
   auto idx = index::HnswIndex::Create(base->dim(), metric, ho);
   if (!idx) return Fail(idx.error());
   index::HnswBuildOptions bo;
@@ -292,6 +282,30 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
   return 0;
 }
 
+// Runs every query one at a time on this thread: k results per query (padded with
+// invalid ids), each query's latency, and the total time.
+struct QueryRun {
+  std::vector<Neighbor> results;
+  std::vector<double> latency_ms;
+  double seconds = 0;
+};
+template <typename SearchFn>
+Result<QueryRun> RunQueries(const VectorSet& queries, size_t k, SearchFn&& search) {
+  QueryRun run;
+  run.results.resize(queries.size() * k);
+  run.latency_ms.reserve(queries.size());
+  Timer t;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    Timer tq;
+    auto r = search(queries[q]);
+    run.latency_ms.push_back(tq.Millis());
+    if (!r) return Error(r.error().WithContext(fmt::format("query {}", q)));
+    for (size_t j = 0; j < k; ++j) run.results[q * k + j] = j < r->size() ? (*r)[j] : Neighbor{};
+  }
+  run.seconds = t.Seconds();
+  return run;
+}
+
 // Prints the first `count` queries' results: "query q: id(distance) ...".
 void PrintResults(const std::vector<Neighbor>& all, size_t k, size_t count) {
   for (size_t q = 0; q < count; ++q) {
@@ -307,7 +321,7 @@ void PrintResults(const std::vector<Neighbor>& all, size_t k, size_t count) {
 // must not load the base vectors (large sets). Ties at the k-th distance count as
 // hits when the ground truth carries distances.
 double IdRecall(const std::vector<Neighbor>& all, size_t k, const storage::GroundTruth& gt,
-                size_t nq, Metric metric) {
+                size_t nq) {
   double sum = 0;
   for (size_t q = 0; q < nq; ++q) {
     const int32_t* t = gt.row(q);
@@ -323,7 +337,6 @@ double IdRecall(const std::vector<Neighbor>& all, size_t k, const storage::Groun
     }
     sum += double(hits) / double(k);
   }
-  (void)metric;
   return nq ? sum / double(nq) : 0;
 }
 
@@ -349,17 +362,11 @@ int RunSpannSearch(const std::string& index_path, const std::string& queries_pat
   p.prune_epsilon = prune_epsilon;
   index::SpannContext ctx;
   index::SpannQueryStats qs;
-  std::vector<Neighbor> all(queries->size() * k);
-  std::vector<double> lat;
-  Timer t;
-  for (size_t q = 0; q < queries->size(); ++q) {
-    Timer tq;
-    auto r = (*idx)->Search((*queries)[q], p, ctx, &qs);
-    lat.push_back(tq.Millis());
-    if (!r) return Fail(r.error().WithContext(fmt::format("query {}", q)));
-    for (size_t j = 0; j < k; ++j) all[q * k + j] = j < r->size() ? (*r)[j] : Neighbor{};
-  }
-  const double secs = t.Seconds();
+  auto run = RunQueries(*queries, k, [&](VectorView q) { return (*idx)->Search(q, p, ctx, &qs); });
+  if (!run) return Fail(run.error());
+  const std::vector<Neighbor>& all = run->results;
+  std::vector<double>& lat = run->latency_ms;
+  const double secs = run->seconds;
   PrintResults(all, k, std::min(show, queries->size()));
   std::sort(lat.begin(), lat.end());
   const size_t nq = queries->size();
@@ -379,7 +386,7 @@ int RunSpannSearch(const std::string& index_path, const std::string& queries_pat
       return Fail(InvalidArgument("{}: ground truth has {} x {}, need {} x {}", gt_path,
                                   gt->num_queries, gt->k, nq, k));
     }
-    fmt::print("recall@{} = {:.4f}\n", k, IdRecall(all, k, *gt, nq, (*idx)->metric()));
+    fmt::print("recall@{} = {:.4f}\n", k, IdRecall(all, k, *gt, nq));
   }
   fmt::print("peak RSS {:.1f} MiB\n", double(tools::PeakRssBytes()) / 1048576.0);
   return 0;
@@ -406,14 +413,10 @@ int RunSearch(const std::string& index_path, const std::string& queries_path, ui
   p.k = k;
   p.ef = ef;
   index::SearchContext ctx;
-  std::vector<Neighbor> all(queries->size() * k);
-  Timer t;
-  for (size_t q = 0; q < queries->size(); ++q) {
-    auto r = (*idx)->Search((*queries)[q], p, ctx);
-    if (!r) return Fail(r.error().WithContext(fmt::format("query {}", q)));
-    for (size_t j = 0; j < k; ++j) all[q * k + j] = j < r->size() ? (*r)[j] : Neighbor{};
-  }
-  const double secs = t.Seconds();
+  auto run = RunQueries(*queries, k, [&](VectorView q) { return (*idx)->Search(q, p, ctx); });
+  if (!run) return Fail(run.error());
+  const std::vector<Neighbor>& all = run->results;
+  const double secs = run->seconds;
   PrintResults(all, k, std::min(show, queries->size()));
   fmt::print("{} queries, k={}, ef={}: {:.1f} QPS on one thread ({:.3f} ms mean); index opened "
              "in {:.2f} s{}\n",

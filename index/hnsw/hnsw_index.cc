@@ -895,7 +895,6 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
     out.reserve(m);
     for (size_t i = 0; i < m; ++i) out.push_back({im.Label(results[i].id), results[i].dist});
   }
-  if (stats) stats->visited = stats->distances;
   return out;
 }
 

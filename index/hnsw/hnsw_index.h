@@ -75,7 +75,6 @@ struct HnswStats {
 
 // Counters of one search (for EXPLAIN and tests).
 struct HnswSearchStats {
-  uint64_t visited = 0;
   uint64_t distances = 0;
   uint64_t hops = 0;
 };

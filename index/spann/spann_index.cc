@@ -380,7 +380,8 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   uint64_t total = 0;
   for (size_t i = 0; i < nlists; ++i) total += lists_[heads[i].id].bytes;
   std::byte* base = ctx.buffer.Get(total);
-  std::vector<storage::ReadRequest> reqs(nlists);
+  std::vector<storage::ReadRequest>& reqs = ctx.requests;
+  reqs.resize(nlists);
   uint64_t pos = 0;
   for (size_t i = 0; i < nlists; ++i) {
     const ListEntry& l = lists_[heads[i].id];

@@ -3,10 +3,11 @@
 // efficient Billion-scale Approximate Nearest Neighbor Search" (NeurIPS 2021).
 //
 // Build. Balanced hierarchical clustering cuts the base into many small
-// clusters; their centroids are the heads, kept in memory and indexed by
-// Strata's own HNSW. Every vector is written to the posting list of its nearest
-// head and, near a boundary, replicated into up to `replicas` further lists
-// whose head is within (1 + closure_epsilon) x the nearest head's distance,
+// clusters; the member nearest each centroid is its head (head_vectors), kept in
+// memory and indexed by Strata's own HNSW. Every vector is written to the posting
+// list of its nearest head and, near a boundary, replicated into further lists
+// (`replicas` in all) whose head is within (1 + closure_epsilon) x the nearest
+// head's distance,
 // skipping a head when an already chosen head is closer to it than the vector
 // is (the paper's RNG rule, section 3.2). Posting lists live on disk, each on a
 // 4 KiB boundary with its own checksum (docs/formats/spann.md).
@@ -46,7 +47,7 @@ struct SpannBuildOptions {
   // in-memory part (heads' HNSW and list directory) takes about this share of
   // the raw vector bytes (e.g. 0.15 = 15%).
   double memory_budget_fraction = 0;
-  uint32_t replicas = 8;                 // most lists one vector joins
+  uint32_t replicas = 8;                 // most lists one vector joins, the nearest included
   double closure_epsilon = 10.0;         // join a list when its head is within (1+eps) x nearest
   // RNG rule: skip a candidate head c when an already chosen head h has
   // rng_factor * d(h, c) < d(x, c). 1 is the paper's rule; 0 turns it off.
@@ -96,6 +97,7 @@ class SpannContext {
   VisitedSet seen;
   std::vector<float> scores;
   std::vector<float> query;
+  std::vector<storage::ReadRequest> requests;
 };
 
 struct SpannStats {
