@@ -137,11 +137,13 @@ class SpannTarget final : public BenchTarget {
     auto st = index_->Stats();
     fmt::print(stderr,
                "spann: {} lists (entries min/median/p99/max {}/{}/{}/{}), {:.2f} entries per "
-               "vector, memory {:.1f} MiB = {:.1f}% of the raw vectors, disk {:.1f} MiB, io {} {}\n",
+               "vector, memory {:.1f} MiB = {:.1f}% of the raw vectors ({} heads), disk {:.1f} "
+               "MiB, io {} {}\n",
                st.num_lists, st.list_min, st.list_median, st.list_p99, st.list_max,
                double(st.total_entries) / double(st.num_vectors), st.memory_bytes / 1048576.0,
                100.0 * double(st.memory_bytes) / double(st.raw_vector_bytes),
-               st.disk_bytes / 1048576.0, storage::IoBackendName(index_->backend()),
+               st.half_heads ? "float16" : "float32", st.disk_bytes / 1048576.0,
+               storage::IoBackendName(index_->backend()),
                index_->direct_io() ? "O_DIRECT" : "buffered");
     return Status::Ok();
   }
@@ -229,6 +231,8 @@ index::SpannBuildOptions SpannOptionsFrom(const TargetOptions& o, Metric metric,
   s.closure_epsilon = o.closure_epsilon;
   s.rng_factor = o.rng_factor;
   s.head_vectors = o.head_vectors;
+  s.head_M = o.head_M;
+  s.half_heads = o.half_heads;
   s.max_list_entries = o.list_cap;
   s.num_threads = threads;
   s.progress = true;

@@ -70,6 +70,8 @@ struct TargetOptions {
   double closure_epsilon = 10.0;
   double rng_factor = 1.0;
   bool head_vectors = true;
+  uint32_t head_M = 16;
+  bool half_heads = true;
   size_t list_cap = 0;  // SPANN: most entries per posting list (0 = 8 x cluster size)
   double prune_epsilon = 0.6;
   std::vector<uint32_t> max_lists = {16, 32, 48, 64, 96, 128};

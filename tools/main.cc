@@ -449,9 +449,10 @@ int RunInspect(const std::string& path) {
                  e.size, e.checksum);
     }
     auto st = (*idx)->Stats();
-    fmt::print("spann: dim {}, metric {}, {} vectors, {} lists, {:.2f} entries per vector, list "
-               "entries min/median/p99/max {}/{}/{}/{}\n",
+    fmt::print("spann: dim {}, metric {}, {} vectors, {} lists ({} heads), {:.2f} entries per "
+               "vector, list entries min/median/p99/max {}/{}/{}/{}\n",
                (*idx)->dim(), MetricName((*idx)->metric()), st.num_vectors, st.num_lists,
+               st.half_heads ? "float16" : "float32",
                double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors)), st.list_min,
                st.list_median, st.list_p99, st.list_max);
     fmt::print("  in memory {:.1f} MiB ({:.1f}% of the raw vectors), on disk {:.1f} MiB; META, "
@@ -503,6 +504,29 @@ int RunInspect(const std::string& path) {
 }
 
 }  // namespace
+
+// SPANN build flags, shared by `bench` and `build` so both honour the same set.
+static void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {
+  cmd->add_option("--cluster-size", o.cluster_size, "SPANN: target vectors per cluster")
+      ->capture_default_str();
+  cmd->add_option("--memory-budget", o.memory_budget,
+                  "SPANN: in-memory part as a share of the raw vectors (overrides --cluster-size)");
+  cmd->add_option("--replicas", o.replicas, "SPANN: most lists per vector")->capture_default_str();
+  cmd->add_option("--closure-epsilon", o.closure_epsilon,
+                  "SPANN: replicate into lists within (1+eps) x the nearest head's distance")
+      ->capture_default_str();
+  cmd->add_option("--rng-factor", o.rng_factor,
+                  "SPANN: skip a head shadowed by a chosen one (1 = paper's rule, 0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--list-cap", o.list_cap,
+                  "SPANN: most entries per posting list (0 = 8 x cluster size)");
+  cmd->add_flag("!--centroid-heads", o.head_vectors,
+                "SPANN: use cluster centroids as heads instead of the nearest member vectors");
+  cmd->add_option("--head-M", o.head_M, "SPANN: links per node of the heads' HNSW")
+      ->capture_default_str();
+  cmd->add_flag("!--float32-heads", o.half_heads,
+                "SPANN: keep head vectors in float32 (default: half precision when they fit)");
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"strata: approximate nearest neighbour search engine"};
@@ -577,19 +601,7 @@ int main(int argc, char** argv) {
   bench->add_option("--save", b_topt.save_path, "save the built index to this file");
   bench->add_option("--load", b_topt.load_path, "open this saved index instead of building");
   bench->add_flag("--mmap", b_topt.mmap, "with --load: memory-map the index read-only");
-  bench->add_option("--cluster-size", b_topt.cluster_size, "SPANN: target vectors per cluster")
-      ->capture_default_str();
-  bench->add_option("--replicas", b_topt.replicas, "SPANN: most lists per vector")->capture_default_str();
-  bench->add_option("--closure-epsilon", b_topt.closure_epsilon,
-                    "SPANN: replicate into lists within (1+eps) x the nearest head's distance")
-      ->capture_default_str();
-  bench->add_option("--rng-factor", b_topt.rng_factor,
-                    "SPANN: skip a head shadowed by a chosen one (1 = paper's rule, 0 = off)")
-      ->capture_default_str();
-  bench->add_option("--list-cap", b_topt.list_cap,
-                    "SPANN: most entries per posting list (0 = 8 x cluster size)");
-  bench->add_flag("!--centroid-heads", b_topt.head_vectors,
-                  "SPANN: use cluster centroids as heads instead of the nearest member vectors");
+  AddSpannBuildFlags(bench, b_topt);
   bench->add_option("--prune-epsilon", b_topt.prune_epsilon,
                     "SPANN: read lists within (1+eps) x the nearest head's distance")
       ->capture_default_str();
@@ -614,15 +626,7 @@ int main(int argc, char** argv) {
   build->add_option("--base", bd_args.base, "Base vectors file (fvecs, bvecs, fbin, u8bin, npy)");
   build->add_option("--metric", bd_args.metric, "l2, ip or cosine");
   build->add_option("--index", bd_index, "index kind: hnsw or spann")->capture_default_str();
-  build->add_option("--cluster-size", bd_topt.cluster_size, "SPANN: target vectors per cluster")
-      ->capture_default_str();
-  build->add_option("--memory-budget", bd_topt.memory_budget,
-                    "SPANN: in-memory part as a share of the raw vectors (overrides --cluster-size)");
-  build->add_option("--replicas", bd_topt.replicas, "SPANN: most lists per vector")->capture_default_str();
-  build->add_option("--closure-epsilon", bd_topt.closure_epsilon, "SPANN: replication closure")
-      ->capture_default_str();
-  build->add_option("--rng-factor", bd_topt.rng_factor, "SPANN: RNG rule factor (0 = off)")
-      ->capture_default_str();
+  AddSpannBuildFlags(build, bd_topt);
   build->add_option("--M", bd_topt.M, "links per node (2M on layer 0)")->capture_default_str();
   build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")
       ->capture_default_str();

@@ -18,7 +18,9 @@ namespace {
 
 bool CpuHasAvx2() {
   __builtin_cpu_init();  // Harmless if already done; needed if called before constructors run.
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // F16C converts the half-precision vectors (every AVX2 CPU so far has it).
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
 }
 
 bool CpuHasAvx512() {

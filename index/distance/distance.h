@@ -1,5 +1,6 @@
 #pragma once
-// Distance kernels: squared L2 and inner product over float32 vectors.
+// Distance kernels: squared L2 and inner product over float32 vectors (and a
+// float32 query against half-precision stored vectors).
 //
 // Three implementations of every kernel -- a scalar reference, AVX2+FMA and
 // AVX-512 -- each compiled in its own translation unit with its own ISA flags,
@@ -34,6 +35,12 @@ struct DistanceKernels {
   // One query against n contiguous rows (row i at rows + i * dim): out[i].
   void (*l2sq_batch)(const float* query, const float* rows, size_t n, size_t dim, float* out);
   void (*ip_batch)(const float* query, const float* rows, size_t n, size_t dim, float* out);
+  // A float32 query against one vector stored as IEEE half (binary16) values.
+  float (*l2sq_f16)(const float* query, const uint16_t* v, size_t dim);
+  float (*ip_f16)(const float* query, const uint16_t* v, size_t dim);
+  // Conversions, rounding to nearest even (see half.h for the scalar rules).
+  void (*to_f16)(const float* in, uint16_t* out, size_t n);
+  void (*from_f16)(const uint16_t* in, float* out, size_t n);
   SimdLevel level;
 };
 
@@ -52,6 +59,10 @@ Status SetSimdOverride(SimdLevel level);
 inline float Distance(const DistanceKernels& k, Metric m, const float* a, const float* b,
                       size_t dim) {
   return m == Metric::kL2 ? k.l2sq(a, b, dim) : -k.ip(a, b, dim);
+}
+inline float Distance(const DistanceKernels& k, Metric m, const float* a, const uint16_t* b,
+                      size_t dim) {
+  return m == Metric::kL2 ? k.l2sq_f16(a, b, dim) : -k.ip_f16(a, b, dim);
 }
 
 // Per-level tables, defined in distance_{scalar,avx2,avx512}.cc.

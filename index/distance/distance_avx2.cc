@@ -1,5 +1,5 @@
-// AVX2 + FMA kernels (compiled with -mavx2 -mfma; only called after distance.cc has
-// checked the CPU supports both).
+// AVX2 + FMA kernels (compiled with -mavx2 -mfma -mf16c; only called after distance.cc has
+// checked the CPU supports all three).
 //
 // Same shape as the AVX-512 level: four independent ymm accumulators in the main
 // loop so that FMAs do not wait on each other, leftover whole 8-float blocks spread
@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "index/distance/distance.h"
+#include "index/distance/half.h"
 
 namespace strata::index {
 namespace {
@@ -141,11 +142,59 @@ void IpBatch(const float* query, const float* rows, size_t n, size_t dim, float*
   Batch<false>(query, rows, n, dim, out);
 }
 
+// Half-precision rows: 8 halves (16 bytes) widen to one ymm with F16C's vcvtph2ps.
+inline __m256 LoadHalf8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+template <bool kL2>
+inline float PairF16(const float* q, const uint16_t* v, size_t dim) {
+  __m256 s0 = _mm256_setzero_ps();
+  __m256 s1 = _mm256_setzero_ps();
+  __m256 s2 = _mm256_setzero_ps();
+  __m256 s3 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= dim; i += 32) {
+    s0 = Accumulate<kL2>(s0, _mm256_loadu_ps(q + i), LoadHalf8(v + i));
+    s1 = Accumulate<kL2>(s1, _mm256_loadu_ps(q + i + 8), LoadHalf8(v + i + 8));
+    s2 = Accumulate<kL2>(s2, _mm256_loadu_ps(q + i + 16), LoadHalf8(v + i + 16));
+    s3 = Accumulate<kL2>(s3, _mm256_loadu_ps(q + i + 24), LoadHalf8(v + i + 24));
+  }
+  for (; i + 8 <= dim; i += 8) s0 = Accumulate<kL2>(s0, _mm256_loadu_ps(q + i), LoadHalf8(v + i));
+  float sum = ReduceAdd(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < dim; ++i) {  // 1..7 left: a 16-byte load here could read past the vector
+    const float x = HalfToFloat(v[i]);
+    sum += kL2 ? (q[i] - x) * (q[i] - x) : q[i] * x;
+  }
+  return sum;
+}
+
+float L2SqF16(const float* q, const uint16_t* v, size_t dim) { return PairF16<true>(q, v, dim); }
+float IpF16(const float* q, const uint16_t* v, size_t dim) { return PairF16<false>(q, v, dim); }
+
+void ToF16(const float* in, uint16_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h =
+        _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < n; ++i) out[i] = FloatToHalf(in[i]);
+}
+
+void FromF16(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, LoadHalf8(in + i));
+  for (; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+
 }  // namespace
 
 namespace detail {
 const DistanceKernels& Avx2Kernels() {
-  static constexpr DistanceKernels kTable = {&L2Sq, &Ip, &L2SqBatch, &IpBatch, SimdLevel::kAvx2};
+  static constexpr DistanceKernels kTable = {&L2Sq,    &Ip,    &L2SqBatch, &IpBatch,
+                                             &L2SqF16, &IpF16, &ToF16,     &FromF16,
+                                             SimdLevel::kAvx2};
   return kTable;
 }
 }  // namespace detail

@@ -1,4 +1,4 @@
-// AVX-512 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq; only
+// AVX-512 kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mf16c; only
 // called after distance.cc has checked the CPU supports them).
 //
 // Single pair: four independent zmm accumulators in the main loop, because one
@@ -17,6 +17,7 @@
 #include <cstddef>
 
 #include "index/distance/distance.h"
+#include "index/distance/half.h"
 
 namespace strata::index {
 namespace {
@@ -154,11 +155,72 @@ void IpBatch(const float* query, const float* rows, size_t n, size_t dim, float*
   Batch<false>(query, rows, n, dim, out);
 }
 
+// Half-precision rows: 16 halves (32 bytes) widen to one zmm with vcvtph2ps. The
+// all-ones masked forms, for the same GCC 12 -Wuninitialized reason as ReduceAdd.
+inline __m512 Widen(__m256i h) { return _mm512_maskz_cvtph_ps(0xFFFF, h); }
+inline __m512 LoadHalf16(const uint16_t* p) {
+  return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <bool kL2>
+inline float PairF16(const float* q, const uint16_t* v, size_t dim) {
+  __m512 s0 = _mm512_setzero_ps();
+  __m512 s1 = _mm512_setzero_ps();
+  __m512 s2 = _mm512_setzero_ps();
+  __m512 s3 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 64 <= dim; i += 64) {
+    s0 = Accumulate<kL2>(s0, _mm512_loadu_ps(q + i), LoadHalf16(v + i));
+    s1 = Accumulate<kL2>(s1, _mm512_loadu_ps(q + i + 16), LoadHalf16(v + i + 16));
+    s2 = Accumulate<kL2>(s2, _mm512_loadu_ps(q + i + 32), LoadHalf16(v + i + 32));
+    s3 = Accumulate<kL2>(s3, _mm512_loadu_ps(q + i + 48), LoadHalf16(v + i + 48));
+  }
+  if (i + 16 <= dim) {
+    s0 = Accumulate<kL2>(s0, _mm512_loadu_ps(q + i), LoadHalf16(v + i));
+    i += 16;
+    if (i + 16 <= dim) {
+      s1 = Accumulate<kL2>(s1, _mm512_loadu_ps(q + i), LoadHalf16(v + i));
+      i += 16;
+      if (i + 16 <= dim) {
+        s2 = Accumulate<kL2>(s2, _mm512_loadu_ps(q + i), LoadHalf16(v + i));
+        i += 16;
+      }
+    }
+  }
+  if (i < dim) {
+    const __mmask16 mask = TailMask(dim - i);
+    const __m512 h = Widen(_mm256_maskz_loadu_epi16(mask, v + i));
+    s3 = Accumulate<kL2>(s3, _mm512_maskz_loadu_ps(mask, q + i), h);
+  }
+  return ReduceAdd(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+float L2SqF16(const float* q, const uint16_t* v, size_t dim) { return PairF16<true>(q, v, dim); }
+float IpF16(const float* q, const uint16_t* v, size_t dim) { return PairF16<false>(q, v, dim); }
+
+void ToF16(const float* in, uint16_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm512_maskz_cvtps_ph(0xFFFF, _mm512_loadu_ps(in + i),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), h);
+  }
+  for (; i < n; ++i) out[i] = FloatToHalf(in[i]);
+}
+
+void FromF16(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, LoadHalf16(in + i));
+  for (; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+
 }  // namespace
 
 namespace detail {
 const DistanceKernels& Avx512Kernels() {
-  static constexpr DistanceKernels kTable = {&L2Sq, &Ip, &L2SqBatch, &IpBatch, SimdLevel::kAvx512};
+  static constexpr DistanceKernels kTable = {&L2Sq,    &Ip,    &L2SqBatch, &IpBatch,
+                                             &L2SqF16, &IpF16, &ToF16,     &FromF16,
+                                             SimdLevel::kAvx512};
   return kTable;
 }
 }  // namespace detail

@@ -11,6 +11,7 @@
 #include <cstddef>
 
 #include "index/distance/distance.h"
+#include "index/distance/half.h"
 
 namespace strata::index {
 namespace {
@@ -38,11 +39,36 @@ void IpBatch(const float* query, const float* rows, size_t n, size_t dim, float*
   for (size_t i = 0; i < n; ++i) out[i] = Ip(query, rows + i * dim, dim);
 }
 
+float L2SqF16(const float* q, const uint16_t* v, size_t dim) {
+  float sum = 0.0f;
+  for (size_t i = 0; i < dim; ++i) {
+    const float diff = q[i] - HalfToFloat(v[i]);
+    sum += diff * diff;
+  }
+  return sum;
+}
+
+float IpF16(const float* q, const uint16_t* v, size_t dim) {
+  float sum = 0.0f;
+  for (size_t i = 0; i < dim; ++i) sum += q[i] * HalfToFloat(v[i]);
+  return sum;
+}
+
+void ToF16(const float* in, uint16_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = FloatToHalf(in[i]);
+}
+
+void FromF16(const uint16_t* in, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = HalfToFloat(in[i]);
+}
+
 }  // namespace
 
 namespace detail {
 const DistanceKernels& ScalarKernels() {
-  static constexpr DistanceKernels kTable = {&L2Sq, &Ip, &L2SqBatch, &IpBatch, SimdLevel::kScalar};
+  static constexpr DistanceKernels kTable = {&L2Sq,    &Ip,    &L2SqBatch, &IpBatch,
+                                             &L2SqF16, &IpF16, &ToF16,     &FromF16,
+                                             SimdLevel::kScalar};
   return kTable;
 }
 }  // namespace detail

@@ -10,7 +10,9 @@ namespace strata::index::hnsw_format {
 
 inline constexpr char kMagic[] = "STRHNSW";
 inline constexpr uint16_t kMajor = 1;
-inline constexpr uint16_t kMinor = 0;
+// Minor 1 added META.encoding (the high half of what was a 32-bit keep_pruned,
+// so 1.0 files read as float32).
+inline constexpr uint16_t kMinor = 1;
 inline constexpr uint32_t kTagMeta = storage::SectionTag("META");
 inline constexpr uint32_t kTagNode = storage::SectionTag("NODE");
 inline constexpr uint32_t kTagUpper = storage::SectionTag("UPPR");
@@ -30,7 +32,8 @@ struct Meta {
   uint32_t metric;
   uint32_t M;
   uint32_t ef_construction;
-  uint32_t keep_pruned;
+  uint16_t keep_pruned;
+  uint16_t encoding;  // VectorEncoding: 0 float32, 1 float16
   uint32_t num_nodes;
   uint32_t entry_node;
   uint32_t entry_level;

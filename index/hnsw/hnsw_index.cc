@@ -8,11 +8,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 
 #include "core/progress.h"
 #include "core/topk.h"
 #include "index/distance/distance.h"
+#include "index/distance/half.h"
 #include "index/hnsw/hnsw_format.h"
 #include "storage/section_file.h"
 
@@ -143,13 +145,19 @@ class HnswIndex::Impl {
     }
     links_bytes_ = sizeof(uint32_t) * (1 + m0_);
     vec_offset_ = links_bytes_;
-    size_t label_off = (vec_offset_ + dim_ * sizeof(float) + 7) / 8 * 8;
+    f16_ = o.encoding == VectorEncoding::kFloat16;
+    vec_bytes_ = dim_ * (f16_ ? sizeof(uint16_t) : sizeof(float));
+    size_t label_off = (vec_offset_ + vec_bytes_ + 7) / 8 * 8;
     label_offset_ = label_off;
     block_bytes_ = (label_offset_ + sizeof(uint64_t) + 63) / 64 * 64;
-    prefetch_bytes_ = std::min<size_t>(dim_ * sizeof(float), 512);
+    prefetch_bytes_ = std::min<size_t>(vec_bytes_, 512);
     const DistanceKernels& k = Kernels();
     l2sq_ = k.l2sq;
     ip_ = k.ip;
+    l2sq_f16_ = k.l2sq_f16;
+    ip_f16_ = k.ip_f16;
+    to_f16_ = k.to_f16;
+    from_f16_ = k.from_f16;
   }
 
   ~Impl() {
@@ -171,8 +179,21 @@ class HnswIndex::Impl {
            size_t(i & (kChunkNodes - 1)) * block_bytes_;
   }
   uint32_t* Links0(uint32_t i) const { return reinterpret_cast<uint32_t*>(Block(i)); }
-  const float* Vec(uint32_t i) const {
-    return reinterpret_cast<const float*>(Block(i) + vec_offset_);
+  // Node i's stored vector: float32 or half values (see HnswOptions::encoding).
+  const char* Code(uint32_t i) const { return Block(i) + vec_offset_; }
+  const float* VecF32(uint32_t i) const { return reinterpret_cast<const float*>(Code(i)); }
+  const uint16_t* VecF16(uint32_t i) const { return reinterpret_cast<const uint16_t*>(Code(i)); }
+  // Node i's vector as float32: in place, or decoded into `scratch` (dim floats).
+  const float* VecAsFloat(uint32_t i, float* scratch) const {
+    if (!f16_) return VecF32(i);
+    from_f16_(VecF16(i), scratch, dim_);
+    return scratch;
+  }
+  // Per-thread decode buffers for node-to-node distances (inserts, repairs).
+  float* Scratch(int slot) const {
+    thread_local std::vector<float> buf[2];
+    if (buf[slot].size() < dim_) buf[slot].resize(dim_);
+    return buf[slot].data();
   }
   VectorId& Label(uint32_t i) const {
     return *reinterpret_cast<VectorId*>(Block(i) + label_offset_);
@@ -196,6 +217,11 @@ class HnswIndex::Impl {
 
   float Dist(const float* a, const float* b) const {
     return metric_ == Metric::kL2 ? l2sq_(a, b, dim_) : -ip_(a, b, dim_);
+  }
+  // Distance from a float32 vector to node i's stored vector.
+  float DistTo(const float* q, uint32_t i) const {
+    if (f16_) return metric_ == Metric::kL2 ? l2sq_f16_(q, VecF16(i), dim_) : -ip_f16_(q, VecF16(i), dim_);
+    return Dist(q, VecF32(i));
   }
 
   // Reads node i's list at `level` into out (at most max entries); returns count.
@@ -273,7 +299,7 @@ class HnswIndex::Impl {
       changed = false;
       uint32_t c = CopyLinks(cur, level, buf);
       for (uint32_t j = 0; j < c; ++j) {
-        float d = Dist(q, Vec(buf[j]));
+        float d = DistTo(q, buf[j]);
         if (st) ++st->distances;
         if (d < cur_dist) {
           cur_dist = d;
@@ -288,15 +314,28 @@ class HnswIndex::Impl {
   // Best-first search on one layer with the sorted pool; all visited nodes are
   // candidates (tombstones included: they still route). Used by inserts and by
   // unfiltered searches when no tombstones exist.
-  template <bool kL2>
   void SearchLayer(const float* q, uint32_t ep, float ep_dist, int level, CandidatePool& pool,
                    VisitedSet& visited, HnswSearchStats* st) const {
+    const bool l2 = metric_ == Metric::kL2;
+    if (f16_) {
+      if (l2) SearchLayerT<true, true>(q, ep, ep_dist, level, pool, visited, st);
+      else SearchLayerT<false, true>(q, ep, ep_dist, level, pool, visited, st);
+    } else {
+      if (l2) SearchLayerT<true, false>(q, ep, ep_dist, level, pool, visited, st);
+      else SearchLayerT<false, false>(q, ep, ep_dist, level, pool, visited, st);
+    }
+  }
+  template <bool kL2, bool kF16>
+  void SearchLayerT(const float* q, uint32_t ep, float ep_dist, int level, CandidatePool& pool,
+                    VisitedSet& visited, HnswSearchStats* st) const {
     visited.Insert(ep);
     pool.Insert(ep, ep_dist);
     uint32_t buf[512];
     const size_t dim = dim_;
     auto l2 = l2sq_;
     auto ip = ip_;
+    auto l2h = l2sq_f16_;
+    auto iph = ip_f16_;
     uint64_t dists = 0, hops = 0;
     while (pool.HasNext()) {
       const uint32_t u = pool.PopNext();
@@ -312,12 +351,18 @@ class HnswIndex::Impl {
       // Start every miss at once: the memory system overlaps them, where one
       // prefetch ahead of each distance leaves most of the latency exposed.
       for (uint32_t j = 0; j < n; ++j) {
-        const char* nv = reinterpret_cast<const char*>(Vec(buf[j]));
+        const char* nv = Code(buf[j]);
         for (size_t off = 0; off < prefetch_bytes_; off += 64) _mm_prefetch(nv + off, _MM_HINT_T0);
       }
       for (uint32_t j = 0; j < n; ++j) {
-        const float* vv = Vec(buf[j]);
-        const float d = kL2 ? l2(q, vv, dim) : -ip(q, vv, dim);
+        float d;
+        if constexpr (kF16) {
+          const uint16_t* vv = VecF16(buf[j]);
+          d = kL2 ? l2h(q, vv, dim) : -iph(q, vv, dim);
+        } else {
+          const float* vv = VecF32(buf[j]);
+          d = kL2 ? l2(q, vv, dim) : -ip(q, vv, dim);
+        }
         ++dists;
         if (!pool.full() || d < pool.worst()) {
           pool.Insert(buf[j], d);
@@ -358,7 +403,7 @@ class HnswIndex::Impl {
       for (uint32_t j = 0; j < cnt; ++j) {
         const uint32_t v = buf[j];
         if (!visited.Insert(v)) continue;
-        const float d = Dist(q, Vec(v));
+        const float d = DistTo(q, v);
         if (st) ++st->distances;
         if (results.size() < ef || d < bound) {
           cand.push_back({d, v});
@@ -387,7 +432,7 @@ class HnswIndex::Impl {
     uint64_t e = entry_.load(std::memory_order_acquire);
     cur = uint32_t(e);
     top = int(e >> 32);
-    cur_dist = Dist(q, Vec(cur));
+    cur_dist = DistTo(q, cur);
     if (st) ++st->distances;
     for (int l = top; l > target_level; --l) GreedyStep(q, l, cur, cur_dist, st);
   }
@@ -409,9 +454,9 @@ class HnswIndex::Impl {
     for (const Candidate& c : cands) {
       if (out.size() >= m) break;
       bool good = true;
-      const float* cv = Vec(c.id);
+      const float* cv = VecAsFloat(c.id, Scratch(0));
       for (const Candidate& r : out) {
-        if (Dist(cv, Vec(r.id)) < c.dist) {
+        if (DistTo(cv, r.id) < c.dist) {
           good = false;
           break;
         }
@@ -436,11 +481,12 @@ class HnswIndex::Impl {
       else StoreRelease(list[0], c + 1);
       return;
     }
-    const float* dv = Vec(dst);
+    // Scratch(1): SelectNeighbors below decodes into Scratch(0).
+    const float* dv = VecAsFloat(dst, Scratch(1));
     std::vector<Candidate> cands;
     cands.reserve(c + 1);
-    cands.push_back({Dist(dv, Vec(src)), src});
-    for (uint32_t j = 0; j < c; ++j) cands.push_back({Dist(dv, Vec(list[1 + j])), list[1 + j]});
+    cands.push_back({DistTo(dv, src), src});
+    for (uint32_t j = 0; j < c; ++j) cands.push_back({DistTo(dv, list[1 + j]), list[1 + j]});
     std::sort(cands.begin(), cands.end());
     std::vector<Candidate> sel;
     SelectNeighbors(cands, cap, sel);
@@ -455,7 +501,8 @@ class HnswIndex::Impl {
     const int level = RandomLevel();
     char* block = Block(node);
     std::memset(block, 0, block_bytes_);
-    std::memcpy(block + vec_offset_, v, dim_ * sizeof(float));
+    if (f16_) to_f16_(v, reinterpret_cast<uint16_t*>(block + vec_offset_), dim_);
+    else std::memcpy(block + vec_offset_, v, dim_ * sizeof(float));
     Label(node) = label;
     if (level > 0) {
       uint32_t* up = new uint32_t[size_t(level) * (m_ + 1)]();
@@ -477,7 +524,14 @@ class HnswIndex::Impl {
         }
       }
     }
-    const float* q = Vec(node);
+    // The stored form (decoded when half), so that this node's distances agree
+    // with the ones later computed against it.
+    std::vector<float> decoded;
+    const float* q = v;
+    if (f16_) {
+      decoded.resize(dim_);
+      q = VecAsFloat(node, decoded.data());
+    }
     uint32_t cur;
     float cur_dist;
     int top;
@@ -490,8 +544,7 @@ class HnswIndex::Impl {
       pool.Reset(storage, ef);
       ctx.visited().Reset(capacity_.load(std::memory_order_acquire));
       ctx.visited().Insert(node);
-      if (metric_ == Metric::kL2) SearchLayer<true>(q, cur, cur_dist, l, pool, ctx.visited(), nullptr);
-      else SearchLayer<false>(q, cur, cur_dist, l, pool, ctx.visited(), nullptr);
+      SearchLayer(q, cur, cur_dist, l, pool, ctx.visited(), nullptr);
       cands.clear();
       for (size_t i = 0; i < pool.size(); ++i) {
         uint32_t id = pool.id(i);
@@ -523,10 +576,15 @@ class HnswIndex::Impl {
   HnswOptions opt_;
   uint32_t m_, m0_;
   double ml_;
-  size_t links_bytes_ = 0, vec_offset_ = 0, label_offset_ = 0;
+  size_t links_bytes_ = 0, vec_offset_ = 0, vec_bytes_ = 0, label_offset_ = 0;
+  bool f16_ = false;
   size_t block_bytes_ = 0;
   size_t prefetch_bytes_ = 0;  // how much of a vector SearchLayer prefetches
   float (*l2sq_)(const float*, const float*, size_t) = nullptr;
+  float (*l2sq_f16_)(const float*, const uint16_t*, size_t) = nullptr;
+  float (*ip_f16_)(const float*, const uint16_t*, size_t) = nullptr;
+  void (*to_f16_)(const float*, uint16_t*, size_t) = nullptr;
+  void (*from_f16_)(const uint16_t*, float*, size_t) = nullptr;
   float (*ip_)(const float*, const float*, size_t) = nullptr;
 
   std::unique_ptr<std::atomic<char*>[]> chunks_;
@@ -546,6 +604,19 @@ class HnswIndex::Impl {
   // Labels: id -> node, guarded by label_mu_.
   mutable std::mutex label_mu_;
   std::unordered_map<VectorId, uint32_t> node_of_;
+  // A mapped (read-only) index whose labels are exactly 0..n-1 with no tombstone
+  // or free slot -- SPANN's heads -- keeps no map: node i holds id i.
+  bool identity_ = false;
+  // Node of `id` (caller holds label_mu_).
+  std::optional<uint32_t> NodeOf(VectorId id) const {
+    if (identity_) {
+      if (id < num_nodes_.load(std::memory_order_relaxed)) return uint32_t(id);
+      return std::nullopt;
+    }
+    auto it = node_of_.find(id);
+    if (it == node_of_.end()) return std::nullopt;
+    return it->second;
+  }
   std::atomic<size_t> num_deleted_{0};
 
   // Inserts, removes and searches hold it shared; Consolidate, Save hold it exclusively.
@@ -584,16 +655,27 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Create(size_t dim, Metric metric,
 
 size_t HnswIndex::size() const {
   std::lock_guard<std::mutex> g(impl_->label_mu_);
+  if (impl_->identity_) return impl_->num_nodes_.load();
   return impl_->node_of_.size();
 }
 
 bool HnswIndex::Contains(VectorId id) const {
   std::lock_guard<std::mutex> g(impl_->label_mu_);
-  return impl_->node_of_.count(id) > 0;
+  return impl_->NodeOf(id).has_value();
 }
 
 
 namespace {
+// Half storage holds magnitudes up to 65504; larger ones would turn into infinity.
+// (Cosine vectors are normalized first, so only l2 and ip can hit this.)
+bool FitsEncoding(const HnswOptions& o, Metric metric, const float* v, size_t dim) {
+  if (o.encoding != VectorEncoding::kFloat16 || MetricNormalizes(metric)) return true;
+  for (size_t i = 0; i < dim; ++i) {
+    if (std::fabs(v[i]) > kHalfMax) return false;
+  }
+  return true;
+}
+
 // Copies `v` normalized when the metric asks for it; returns the pointer to use.
 const float* Prepare(Metric metric, const float* v, size_t dim, std::vector<float>& buf) {
   if (!MetricNormalizes(metric)) return v;
@@ -622,6 +704,10 @@ Status HnswIndex::Add(VectorId id, VectorView v) {
   }
   if (!AllFinite(v.data, v.dim)) {
     return InvalidArgument("vector {} has a NaN or infinite component", id);
+  }
+  if (!FitsEncoding(options_, metric_, v.data, dim_)) {
+    return InvalidArgument("vector {} has a component beyond float16's range (+-{}); this index "
+                           "stores half-precision vectors", id, kHalfMax);
   }
   std::vector<float> buf;
   const float* data = Prepare(metric_, v.data, dim_, buf);
@@ -670,6 +756,10 @@ Status HnswIndex::AddBatch(const VectorSet& vectors, std::span<const VectorId> i
   for (size_t i = 0; i < n; ++i) {
     if (!AllFinite(vectors.row(i), dim_)) {
       return InvalidArgument("vector at row {} has a NaN or infinite component", i);
+    }
+    if (!FitsEncoding(options_, metric_, vectors.row(i), dim_)) {
+      return InvalidArgument("vector at row {} has a component beyond float16's range (+-{}); "
+                             "this index stores half-precision vectors", i, kHalfMax);
     }
   }
   if (!ids.empty()) {
@@ -801,9 +891,9 @@ Status HnswIndex::Consolidate() {
         }
         std::sort(cand_ids.begin(), cand_ids.end());
         cand_ids.erase(std::unique(cand_ids.begin(), cand_ids.end()), cand_ids.end());
-        const float* uv = im.Vec(u);
+        const float* uv = im.VecAsFloat(u, im.Scratch(1));
         cands.clear();
-        for (uint32_t v : cand_ids) cands.push_back({im.Dist(uv, im.Vec(v)), v});
+        for (uint32_t v : cand_ids) cands.push_back({im.DistTo(uv, v), v});
         std::sort(cands.begin(), cands.end());
         // Keep the pruned candidates too (up to the list's capacity): a repaired
         // node has lost links it was chosen for, and the extra edges keep the
@@ -847,10 +937,12 @@ Status HnswIndex::Consolidate() {
 Result<std::vector<float>> HnswIndex::Get(VectorId id) const {
   std::shared_lock<std::shared_mutex> s(impl_->structure_mu_);
   std::lock_guard<std::mutex> g(impl_->label_mu_);
-  auto it = impl_->node_of_.find(id);
-  if (it == impl_->node_of_.end()) return Error(NotFound("id {} is not in the index", id));
-  const float* v = impl_->Vec(it->second);
-  return std::vector<float>(v, v + dim_);
+  const std::optional<uint32_t> node = impl_->NodeOf(id);
+  if (!node) return Error(NotFound("id {} is not in the index", id));
+  std::vector<float> out(dim_);
+  const float* v = impl_->VecAsFloat(*node, out.data());
+  if (v != out.data()) std::memcpy(out.data(), v, dim_ * sizeof(float));
+  return out;
 }
 
 Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchParams& params,
@@ -878,8 +970,7 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
   if (!params.filter && !tombstones) {
     CandidatePool pool;
     pool.Reset(CandidateStorage(ctx, 0, ef), ef);
-    if (metric_ == Metric::kL2) im.SearchLayer<true>(q, cur, cur_dist, 0, pool, visited, stats);
-    else im.SearchLayer<false>(q, cur, cur_dist, 0, pool, visited, stats);
+    im.SearchLayer(q, cur, cur_dist, 0, pool, visited, stats);
     const size_t m = std::min(k, pool.size());
     out.reserve(m);
     for (size_t i = 0; i < m; ++i) out.push_back({im.Label(pool.id(i)), pool.dist(i)});
@@ -912,14 +1003,13 @@ Result<std::vector<Neighbor>> HnswIndex::SearchSubset(VectorView query, uint32_t
   {
     std::lock_guard<std::mutex> g(im.label_mu_);
     for (VectorId id : ids) {
-      auto it = im.node_of_.find(id);
-      if (it != im.node_of_.end()) nodes.push_back(it->second);
+      if (auto node = im.NodeOf(id)) nodes.push_back(*node);
     }
   }
   TopK<uint32_t> top(k);
   for (size_t i = 0; i < nodes.size(); ++i) {
-    if (i + 2 < nodes.size()) _mm_prefetch(reinterpret_cast<const char*>(im.Vec(nodes[i + 2])), _MM_HINT_T0);
-    top.Push(im.Dist(q, im.Vec(nodes[i])), nodes[i]);
+    if (i + 2 < nodes.size()) _mm_prefetch(im.Code(nodes[i + 2]), _MM_HINT_T0);
+    top.Push(im.DistTo(q, nodes[i]), nodes[i]);
   }
   std::vector<Neighbor> out;
   for (const auto& e : top.TakeSorted()) out.push_back({im.Label(e.id), e.distance});
@@ -957,7 +1047,12 @@ HnswStats HnswIndex::GraphStats() const {
     map_bytes = im.node_of_.size() * (sizeof(VectorId) + sizeof(uint32_t) + 2 * sizeof(void*)) +
                 im.node_of_.bucket_count() * sizeof(void*);
   }
-  st.memory_bytes = size_t(n) * im.block_bytes_ + upper_bytes + map_bytes +
+  // Each chunk also has its table of upper-link pointers (zero-filled, so resident).
+  size_t pointer_tables = 0;
+  for (uint32_t c = 0; c < kMaxChunks && im.upper_chunks_[c].load(); ++c) {
+    pointer_tables += kChunkNodes * sizeof(uint32_t*);
+  }
+  st.memory_bytes = size_t(n) * im.block_bytes_ + upper_bytes + map_bytes + pointer_tables +
                     kLockStripes * sizeof(std::mutex);
   return st;
 }
@@ -1004,6 +1099,7 @@ Status HnswIndex::Save(const std::filesystem::path& path) const {
   meta.M = options_.M;
   meta.ef_construction = options_.ef_construction;
   meta.keep_pruned = options_.keep_pruned;
+  meta.encoding = uint16_t(options_.encoding);
   meta.num_nodes = n;
   meta.entry_node = uint32_t(e);
   meta.entry_level = uint32_t(e >> 32);
@@ -1048,10 +1144,14 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
   if (meta.metric > uint32_t(Metric::kCosine)) {
     return Error(Corruption("{}: META.metric {} is not a known metric", file, meta.metric));
   }
+  if (meta.encoding > uint16_t(VectorEncoding::kFloat16)) {
+    return Error(Corruption("{}: META.encoding {} is not a known vector encoding", file, meta.encoding));
+  }
   HnswOptions opt;
   opt.M = meta.M;
   opt.ef_construction = meta.ef_construction;
   opt.keep_pruned = meta.keep_pruned != 0;
+  opt.encoding = VectorEncoding(meta.encoding);
   opt.seed = meta.seed;
   opt.consolidate_fraction = meta.consolidate_fraction;
   auto created = Create(meta.dim, Metric(meta.metric), opt);
@@ -1200,8 +1300,13 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
     listed[fl[j]] = true;
     im.free_.push_back(fl[j]);
   }
-  im.node_of_.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) {
+  if (options.mmap && deleted == 0 && im.free_.empty()) {
+    bool identity = true;
+    for (uint32_t i = 0; i < n && identity; ++i) identity = im.Label(i) == i;
+    im.identity_ = identity;
+  }
+  if (!im.identity_) im.node_of_.reserve(n);
+  for (uint32_t i = 0; i < n && !im.identity_; ++i) {
     const uint32_t h = im.Header(i);
     if (h & (kFreeBit | kDeletedBit)) continue;
     if (!im.node_of_.emplace(im.Label(i), i).second) {

@@ -46,12 +46,18 @@ class MappedFile;
 
 namespace strata::index {
 
+// How node vectors are stored. kFloat16 (IEEE half, rounded to nearest) halves
+// their memory; queries stay float32 and are scored against the stored halves.
+// Components must lie within +-65504 (cosine vectors always do).
+enum class VectorEncoding : uint8_t { kFloat32 = 0, kFloat16 = 1 };
+
 struct HnswOptions {
   uint32_t M = 16;                  // links per node on upper layers; 2M on layer 0
   uint32_t ef_construction = 200;   // candidate list size while inserting
   bool keep_pruned = false;         // fill lists up to M with pruned candidates (paper's option)
   uint64_t seed = 42;               // level generator seed
   double consolidate_fraction = 0.1;  // repair the graph when tombstones pass this share
+  VectorEncoding encoding = VectorEncoding::kFloat32;
   Status Validate() const;
 };
 
@@ -98,7 +104,7 @@ class HnswIndex final : public MutableIndex {
   // Repairs links around tombstones and frees their slots (see class comment).
   Status Consolidate();
   bool Contains(VectorId id) const;
-  // The stored vector of `id` (normalized for cosine).
+  // The stored vector of `id` (normalized for cosine; rounded when stored as half).
   Result<std::vector<float>> Get(VectorId id) const;
 
   // Exact search restricted to `ids` (absent ids are skipped): the path for

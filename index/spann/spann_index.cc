@@ -16,6 +16,7 @@
 #include "core/topk.h"
 #include "index/clustering/balanced.h"
 #include "index/distance/distance.h"
+#include "index/distance/half.h"
 #include "storage/section_file.h"
 
 namespace strata::index {
@@ -111,7 +112,9 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   if (o.memory_budget_fraction > 0) {
     // Resident bytes per head: its HNSW node block (links, vector, id, rounded
     // to 64), upper links on average, the id map entry and its list directory entry.
-    const size_t block = ((4 * (1 + 2 * size_t(o.head_M)) + 4 * dim + 7) / 8 * 8 + 8 + 63) / 64 * 64;
+    const size_t value_bytes = o.half_heads ? 2 : 4;  // (exact unless heads fall back to float32)
+    const size_t block =
+        ((4 * (1 + 2 * size_t(o.head_M)) + value_bytes * dim + 7) / 8 * 8 + 8 + 63) / 64 * 64;
     const double per_head = double(block) + 4.0 * (o.head_M + 1) / std::log(double(o.head_M)) +
                             40.0 + sizeof(ListEntry);
     const double heads = o.memory_budget_fraction * double(n) * double(dim) * 4.0 / per_head;
@@ -151,6 +154,13 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   }
   HnswOptions ho;
   ho.M = o.head_M;
+  if (o.half_heads) {
+    const float* c = clusters.centroids.data();
+    const size_t values = num_lists * dim;
+    bool fits = true;
+    for (size_t i = 0; i < values && fits; ++i) fits = std::fabs(c[i]) <= kHalfMax;
+    ho.encoding = fits ? VectorEncoding::kFloat16 : VectorEncoding::kFloat32;
+  }
   ho.ef_construction = o.head_ef_construction;
   ho.seed = o.seed;
   STRATA_ASSIGN_OR_RETURN(auto heads, HnswIndex::Create(dim, Metric::kL2, ho));
@@ -461,6 +471,7 @@ SpannStats SpannIndex::Stats() const {
   s.memory_bytes = heads_->Stats().memory_bytes + lists_.capacity() * sizeof(ListEntry);
   s.disk_bytes = disk_bytes_;
   s.raw_vector_bytes = num_vectors_ * dim_ * sizeof(float);
+  s.half_heads = heads_->options().encoding == VectorEncoding::kFloat16;
   return s;
 }
 

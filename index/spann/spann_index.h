@@ -56,6 +56,10 @@ struct SpannBuildOptions {
   // rather than the centroids themselves.
   bool head_vectors = true;
   size_t max_list_entries = 0;           // cap per list after replication (0 = 8 x cluster_size)
+  // Head vectors in the heads' HNSW as IEEE half precision (half the memory, so
+  // about twice the heads fit a budget); used only when every head component
+  // lies within +-65504, float32 otherwise. Posting lists always hold float32.
+  bool half_heads = true;
   uint32_t head_M = 16;                  // HNSW over the heads
   uint32_t head_ef_construction = 200;
   uint32_t assign_ef = 64;               // HNSW ef when finding a vector's candidate heads
@@ -107,6 +111,7 @@ struct SpannStats {
   size_t memory_bytes = 0;       // resident in-memory part: heads HNSW + list directory
   size_t disk_bytes = 0;         // posting file
   size_t raw_vector_bytes = 0;   // n x dim x 4, for the memory ratio
+  bool half_heads = false;       // head vectors held as IEEE half precision
   // List length distribution (entries).
   size_t list_min = 0, list_median = 0, list_p99 = 0, list_max = 0;
 };

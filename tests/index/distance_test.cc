@@ -10,12 +10,16 @@
 // 64-byte aligned start), so under ASan a kernel that reads one float too many fails.
 
 #include "index/distance/distance.h"
+#include "index/distance/half.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <new>
 #include <random>
@@ -217,6 +221,108 @@ TEST_P(DistanceLevelTest, MetricAwareDistance) {
   EXPECT_EQ(Distance(*kernels_, Metric::kL2, a, b, 3), 8.0f);
   EXPECT_EQ(Distance(*kernels_, Metric::kInnerProduct, a, b, 3), -10.0f);
   EXPECT_EQ(Distance(*kernels_, Metric::kCosine, a, b, 3), -10.0f);
+}
+
+// ---- half precision ---------------------------------------------------------
+
+TEST(HalfTest, KnownConversions) {
+  EXPECT_EQ(FloatToHalf(0.0f), 0x0000);
+  EXPECT_EQ(FloatToHalf(-0.0f), 0x8000);
+  EXPECT_EQ(FloatToHalf(1.0f), 0x3C00);
+  EXPECT_EQ(FloatToHalf(-2.0f), 0xC000);
+  EXPECT_EQ(FloatToHalf(0.1f), 0x2E66);
+  EXPECT_EQ(FloatToHalf(65504.0f), 0x7BFF);   // largest finite half
+  EXPECT_EQ(FloatToHalf(65519.0f), 0x7BFF);   // rounds down
+  EXPECT_EQ(FloatToHalf(65520.0f), 0x7C00);   // ties to even: infinity
+  EXPECT_EQ(FloatToHalf(1e9f), 0x7C00);
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -26)), 0x0000);  // below half of it
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -14)), 0x0400);  // smallest normal
+  EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie, to even
+  EXPECT_EQ(FloatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie, to even (up)
+  EXPECT_EQ(FloatToHalf(std::numeric_limits<float>::infinity()), 0x7C00);
+  EXPECT_EQ(FloatToHalf(std::nanf("")) & 0x7C00, 0x7C00);
+  EXPECT_NE(FloatToHalf(std::nanf("")) & 0x03FF, 0);
+  EXPECT_EQ(HalfToFloat(0x3C00), 1.0f);
+  EXPECT_EQ(HalfToFloat(0x7BFF), 65504.0f);
+  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(HalfToFloat(0x8400), -std::ldexp(1.0f, -14));
+  EXPECT_TRUE(std::isinf(HalfToFloat(0x7C00)));
+  EXPECT_TRUE(std::isnan(HalfToFloat(0x7E00)));
+}
+
+TEST(HalfTest, EveryHalfRoundTrips) {
+  for (uint32_t h = 0; h <= 0xFFFF; ++h) {
+    const float f = HalfToFloat(uint16_t(h));
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(FloatToHalf(f), h) << std::hex << h;
+  }
+}
+
+// Values spread over the half range, subnormals and overflow included.
+std::vector<float> HalfTestValues(size_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> mant(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exp(-28, 17);
+  std::vector<float> v(n);
+  for (float& x : v) x = std::ldexp(mant(rng), exp(rng));
+  return v;
+}
+
+TEST_P(DistanceLevelTest, HalfConversionsMatchScalarBitForBit) {
+  std::mt19937 rng(17);
+  for (size_t n : {1, 7, 8, 9, 15, 16, 17, 33, 100, 1000}) {
+    const std::vector<float> in = HalfTestValues(n, rng);
+    std::vector<uint16_t> want(n + 1, 0xABCD), got(n + 1, 0xABCD);
+    scalar_.to_f16(in.data(), want.data(), n);
+    kernels_->to_f16(in.data(), got.data(), n);
+    ASSERT_EQ(got, want) << "n " << n;  // the sentinel past the end included
+    std::vector<float> back_want(n + 1, -7.0f), back_got(n + 1, -7.0f);
+    scalar_.from_f16(want.data(), back_want.data(), n);
+    kernels_->from_f16(want.data(), back_got.data(), n);
+    for (size_t i = 0; i <= n; ++i) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(back_got[i]), std::bit_cast<uint32_t>(back_want[i]))
+          << "n " << n << " i " << i;
+    }
+  }
+}
+
+TEST_P(DistanceLevelTest, HalfDistancesExactOnIntegers) {
+  // Small integers are exact halves, so every level must equal the float32 sums.
+  std::mt19937 rng(5);
+  for (size_t dim = 1; dim <= 300; ++dim) {
+    const std::vector<float> q = RandomInts(dim, rng);
+    const std::vector<float> v = RandomInts(dim, rng);
+    // At the very end of its allocation, so a read past the vector trips ASan.
+    std::unique_ptr<uint16_t[]> h(new uint16_t[dim]);
+    scalar_.to_f16(v.data(), h.get(), dim);
+    ASSERT_EQ(kernels_->l2sq_f16(q.data(), h.get(), dim), scalar_.l2sq(q.data(), v.data(), dim))
+        << "dim " << dim;
+    ASSERT_EQ(kernels_->ip_f16(q.data(), h.get(), dim), scalar_.ip(q.data(), v.data(), dim))
+        << "dim " << dim;
+  }
+}
+
+TEST_P(DistanceLevelTest, HalfDistancesCloseToFloatOnReals) {
+  std::mt19937 rng(6);
+  for (size_t dim : {3, 16, 100, 128, 784}) {
+    const std::vector<float> q = RandomReals(dim, rng);
+    std::vector<float> v = RandomReals(dim, rng);
+    std::vector<uint16_t> h(dim);
+    scalar_.to_f16(v.data(), h.data(), dim);
+    std::vector<float> rounded(dim);
+    scalar_.from_f16(h.data(), rounded.data(), dim);
+    // Against the float32 kernel on the rounded values: only summation order differs.
+    const float want = scalar_.l2sq(q.data(), rounded.data(), dim);
+    EXPECT_NEAR(kernels_->l2sq_f16(q.data(), h.data(), dim), want, 1e-5 * want) << dim;
+    // And rounding itself moves the distance by well under 1%.
+    const float exact = scalar_.l2sq(q.data(), v.data(), dim);
+    EXPECT_NEAR(want, exact, 1e-2 * exact) << dim;
+    const float* hq = q.data();
+    EXPECT_EQ(Distance(*kernels_, Metric::kL2, hq, h.data(), dim),
+              kernels_->l2sq_f16(q.data(), h.data(), dim));
+    EXPECT_EQ(Distance(*kernels_, Metric::kCosine, hq, h.data(), dim),
+              -kernels_->ip_f16(q.data(), h.data(), dim));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllLevels, DistanceLevelTest, ::testing::ValuesIn(AllLevels()),

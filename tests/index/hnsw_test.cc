@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "index/distance/half.h"
 #include "index/flat/flat_index.h"
 #include "storage/section_file.h"
 
@@ -599,6 +600,127 @@ TEST_P(HnswSaveLoadTest, RoundTripKeepsFreeSlots) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, HnswSaveLoadTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Mmap" : "Copy"; });
+
+// ---------------------------------------------------------------------------
+// Half-precision storage
+
+TEST(HnswIndex, HalfStorageRecallMatchesFloat32) {
+  auto base = Clustered(4000, kDim, 61);
+  auto queries = Clustered(100, kDim, 62);
+  for (Metric metric : {Metric::kL2, Metric::kCosine, Metric::kInnerProduct}) {
+    HnswOptions opt;
+    opt.ef_construction = 100;
+    auto full = BuildHnsw(base, metric, opt);
+    opt.encoding = VectorEncoding::kFloat16;
+    auto half = BuildHnsw(base, metric, opt);
+    auto exact = BuildFlat(base, metric, AllRows(base.size()));
+    const double r32 = Recall(*full, *exact, queries, kK, 64);
+    const double r16 = Recall(*half, *exact, queries, kK, 64);
+    EXPECT_GE(r16, 0.95) << MetricName(metric);
+    EXPECT_NEAR(r16, r32, 0.02) << MetricName(metric);
+    // Half the vector bytes: the node blocks shrink.
+    EXPECT_LT(half->Stats().memory_bytes, full->Stats().memory_bytes) << MetricName(metric);
+  }
+}
+
+TEST(HnswIndex, HalfStorageGetReturnsRoundedVector) {
+  auto base = Clustered(200, kDim, 63);
+  HnswOptions opt;
+  opt.encoding = VectorEncoding::kFloat16;
+  auto index = BuildHnsw(base, Metric::kL2, opt);
+  auto got = index->Get(5);
+  ASSERT_TRUE(got.has_value());
+  for (size_t j = 0; j < kDim; ++j) {
+    EXPECT_EQ((*got)[j], HalfToFloat(FloatToHalf(base.row(5)[j]))) << j;
+  }
+}
+
+TEST(HnswIndex, HalfStorageRejectsComponentsBeyondRange) {
+  HnswOptions opt;
+  opt.encoding = VectorEncoding::kFloat16;
+  auto index = *HnswIndex::Create(4, Metric::kL2, opt);
+  std::vector<float> v = {1.0f, 70000.0f, 0.0f, 0.0f};
+  Status s = index->Add(1, VectorView(v.data(), 4));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("float16"), std::string::npos) << s.message();
+  auto batch = *VectorSet::Create(2, 4);
+  std::memcpy(batch.mutable_row(1), v.data(), sizeof(float) * 4);
+  s = index->AddBatch(batch, {});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("row 1"), std::string::npos) << s.message();
+  // Cosine vectors are normalized before they are stored, so any finite vector fits.
+  auto cos = *HnswIndex::Create(4, Metric::kCosine, opt);
+  EXPECT_TRUE(cos->Add(1, VectorView(v.data(), 4)).ok());
+}
+
+TEST_P(HnswSaveLoadTest, HalfStorageRoundTrips) {
+  auto base = Clustered(1500, kDim, 64);
+  auto queries = Clustered(50, kDim, 65);
+  HnswOptions opt;
+  opt.ef_construction = 64;
+  opt.encoding = VectorEncoding::kFloat16;
+  auto index = BuildHnsw(base, Metric::kCosine, opt);
+  auto path = TempPath("half.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  auto loaded = HnswIndex::Load(path, LoadOptions());
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+  EXPECT_EQ((*loaded)->options().encoding, VectorEncoding::kFloat16);
+  ExpectSameResults(*index, **loaded, queries);
+}
+
+TEST(HnswIndex, UnknownEncodingIsCorruption) {
+  auto base = Clustered(100, 8, 66);
+  auto index = BuildHnsw(base, Metric::kL2);
+  auto path = TempPath("index.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  // Rewrite META with encoding 7 through the section writer, so checksums hold.
+  auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
+  hnsw_format::Meta meta;
+  std::memcpy(&meta, (*sf.Section(hnsw_format::kTagMeta)).data(), sizeof meta);
+  meta.encoding = 7;
+  auto out = TempPath("bad.hnsw");
+  auto w = *storage::SectionFileWriter::Create(out, hnsw_format::kMagic, hnsw_format::kMajor,
+                                               hnsw_format::kMinor);
+  for (const auto& e : sf.entries()) {
+    if (e.tag == hnsw_format::kTagMeta) {
+      ASSERT_TRUE(w.AddSection(e.tag, std::as_bytes(std::span(&meta, 1))).ok());
+    } else {
+      ASSERT_TRUE(w.AddSection(e.tag, *sf.Section(e.tag)).ok());
+    }
+  }
+  ASSERT_TRUE(w.Commit().ok());
+  auto loaded = HnswIndex::Load(out);
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_EQ(loaded.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(loaded.error().message().find("encoding"), std::string::npos);
+}
+
+TEST(HnswIndex, MmappedDenseIdsNeedNoMapAndStillResolveIds) {
+  // Ids 0..n-1 with no tombstone: the mapped index answers id lookups without a
+  // hash map (SPANN's heads), and reports the smaller memory.
+  auto base = Clustered(800, 16, 67);
+  auto queries = Clustered(20, 16, 68);
+  auto index = BuildHnsw(base, Metric::kL2);
+  auto path = TempPath("index.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  auto mapped = *HnswIndex::Load(path, HnswLoadOptions{.mmap = true});
+  auto copied = *HnswIndex::Load(path);
+  EXPECT_EQ(mapped->size(), 800u);
+  EXPECT_TRUE(mapped->Contains(0));
+  EXPECT_TRUE(mapped->Contains(799));
+  EXPECT_FALSE(mapped->Contains(800));
+  EXPECT_EQ(mapped->Get(800).error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(*mapped->Get(17), *copied->Get(17));
+  EXPECT_LT(mapped->Stats().memory_bytes, copied->Stats().memory_bytes);
+  ExpectSameResults(*copied, *mapped, queries);
+  SearchContext ctx;
+  std::vector<VectorId> subset = {3, 799, 5000, 42};
+  auto a = mapped->SearchSubset(queries[0], 10, subset, ctx);
+  auto b = copied->SearchSubset(queries[0], 10, subset, ctx);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  EXPECT_EQ(a->size(), 3u);
+  EXPECT_EQ(*a, *b);
+}
 
 TEST(HnswIndex, MmappedIndexRejectsWrites) {
   auto base = Clustered(300, 16, 39);

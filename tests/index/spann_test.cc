@@ -408,6 +408,51 @@ TEST_F(SpannTest, Stats) {
   EXPECT_LE(s.list_max, 8 * 16u);  // max_list_entries defaults to 8 x cluster_size
 }
 
+TEST_F(SpannTest, HeadsAreHalfPrecisionByDefault) {
+  auto idx = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(idx, nullptr);
+  EXPECT_TRUE(idx->Stats().half_heads);
+}
+
+TEST_F(SpannTest, HeadsBeyondHalfRangeFallBackToFloat32) {
+  // Scaled so that components pass 65504: half heads would overflow, so the build
+  // keeps them in float32 and the index still finds exact neighbours.
+  VectorSet base = Clustered(2000, 8, 3);
+  VectorSet queries = Clustered(20, 8, 4);
+  for (size_t i = 0; i < base.size(); ++i) {
+    for (size_t j = 0; j < 8; ++j) base.mutable_row(i)[j] *= 1e5f;
+  }
+  for (size_t i = 0; i < queries.size(); ++i) {
+    for (size_t j = 0; j < 8; ++j) queries.mutable_row(i)[j] *= 1e5f;
+  }
+  auto copy = *base.Clone();
+  const fs::path dir = TestDir() / "big";
+  ASSERT_TRUE(SpannIndex::Build(std::move(copy), dir, BuildOptions(Metric::kL2)).ok());
+  auto idx = OpenOrDie(dir);
+  ASSERT_NE(idx, nullptr);
+  EXPECT_FALSE(idx->Stats().half_heads);
+  SpannContext ctx;
+  auto got = idx->Search(base[7], SpannSearchParams{}, ctx);
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  ASSERT_FALSE(got->empty());
+  EXPECT_EQ((*got)[0].id, 7u);
+  EXPECT_EQ((*got)[0].distance, 0.0f);
+}
+
+TEST_F(SpannTest, HalfAndFloat32HeadsGiveSimilarRecall) {
+  SpannBuildOptions o = BuildOptions(Metric::kL2);
+  o.half_heads = false;
+  const fs::path dir = TestDir() / "f32";
+  ASSERT_TRUE(SpannIndex::Build(Base(), dir, o).ok());
+  auto full = OpenOrDie(dir);
+  auto half = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(full, nullptr);
+  ASSERT_NE(half, nullptr);
+  EXPECT_FALSE(full->Stats().half_heads);
+  EXPECT_LT(half->Stats().memory_bytes, full->Stats().memory_bytes);
+  EXPECT_NEAR(RecallVsFlat(*half, Metric::kL2, 32), RecallVsFlat(*full, Metric::kL2, 32), 0.02);
+}
+
 TEST_F(SpannTest, LayoutMatchesFormatDoc) {
   const fs::path post = Dir(Metric::kL2) / "postings.spann";
   auto meta = SectionEntry(post, "META");
