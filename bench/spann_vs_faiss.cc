@@ -70,8 +70,9 @@ struct Config {
   std::string base_path, query_path, gt_path, metric_name = "cosine", workdir;
   size_t k = 10;
   int threads = 2;
-  size_t cluster_size = 16;
-  std::vector<uint32_t> max_lists = {8, 16, 32, 64, 128, 256};
+  size_t cluster_size = 0;      // 0: heads from the memory budget (SPANN's default)
+  double memory_budget = 0.2;
+  std::vector<uint32_t> max_lists = {16, 32, 48, 64, 80, 96, 128, 192};
   std::vector<uint32_t> nprobes = {1, 2, 4, 8, 16, 32, 64};
   size_t max_queries = 1000;
   int reps = 3;
@@ -229,8 +230,10 @@ int main(int argc, char** argv) {
   app.add_option("--k", c.k, "recall@k")->check(CLI::PositiveNumber);
   app.add_option("--threads", c.threads, "build threads (search is single-threaded)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--cluster-size", c.cluster_size, "SPANN target vectors per cluster")
-      ->check(CLI::PositiveNumber);
+  app.add_option("--cluster-size", c.cluster_size,
+                 "SPANN largest cluster (0 = as many heads as --memory-budget allows)");
+  app.add_option("--memory-budget", c.memory_budget,
+                 "SPANN in-memory part as a share of the raw vectors");
   app.add_option("--max-lists", ml_list, "SPANN max_lists sweep");
   app.add_option("--nprobe", np_list, "FAISS nprobe sweep");
   app.add_option("--max-queries", c.max_queries, "use the first N queries (0 = all)");
@@ -282,6 +285,7 @@ int main(int argc, char** argv) {
     index::SpannBuildOptions bo;
     bo.metric = *metric;
     bo.cluster_size = c.cluster_size;
+    bo.memory_budget_fraction = c.memory_budget;
     bo.num_threads = c.threads;
     bo.progress = true;
     Timer t;

@@ -64,14 +64,15 @@ struct TargetOptions {
   std::string load_path;  // open this index instead of building
   bool mmap = false;      // with load_path: map read-only
   // SPANN
-  size_t cluster_size = 16;
-  double memory_budget = 0;  // SPANN: share of raw vector bytes for the in-memory part
+  size_t cluster_size = 0;     // SPANN: 0 = from the memory budget
+  double memory_budget = 0.2;  // SPANN: share of raw vector bytes for the in-memory part
   uint32_t replicas = 8;
   double closure_epsilon = 10.0;
   double rng_factor = 1.0;
   bool head_vectors = true;
   uint32_t head_M = 16;
   bool half_heads = true;
+  bool half_lists = true;
   size_t list_cap = 0;  // SPANN: most entries per posting list (0 = 8 x cluster size)
   double prune_epsilon = 0.6;
   std::vector<uint32_t> max_lists = {16, 32, 48, 64, 96, 128};

@@ -449,10 +449,10 @@ int RunInspect(const std::string& path) {
                  e.size, e.checksum);
     }
     auto st = (*idx)->Stats();
-    fmt::print("spann: dim {}, metric {}, {} vectors, {} lists ({} heads), {:.2f} entries per "
-               "vector, list entries min/median/p99/max {}/{}/{}/{}\n",
+    fmt::print("spann: dim {}, metric {}, {} vectors, {} lists ({} heads, {} posting vectors), "
+               "{:.2f} entries per vector, list entries min/median/p99/max {}/{}/{}/{}\n",
                (*idx)->dim(), MetricName((*idx)->metric()), st.num_vectors, st.num_lists,
-               st.half_heads ? "float16" : "float32",
+               st.half_heads ? "float16" : "float32", st.half_lists ? "float16" : "float32",
                double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors)), st.list_min,
                st.list_median, st.list_p99, st.list_max);
     fmt::print("  in memory {:.1f} MiB ({:.1f}% of the raw vectors), on disk {:.1f} MiB; META, "
@@ -507,10 +507,12 @@ int RunInspect(const std::string& path) {
 
 // SPANN build flags, shared by `bench` and `build` so both honour the same set.
 static void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {
-  cmd->add_option("--cluster-size", o.cluster_size, "SPANN: target vectors per cluster")
+  cmd->add_option("--cluster-size", o.cluster_size,
+                  "SPANN: largest cluster before replication (0 = as many heads as --memory-budget allows)")
       ->capture_default_str();
   cmd->add_option("--memory-budget", o.memory_budget,
-                  "SPANN: in-memory part as a share of the raw vectors (overrides --cluster-size)");
+                  "SPANN: in-memory part as a share of the raw vectors (with --cluster-size 0)")
+      ->capture_default_str();
   cmd->add_option("--replicas", o.replicas, "SPANN: most lists per vector")->capture_default_str();
   cmd->add_option("--closure-epsilon", o.closure_epsilon,
                   "SPANN: replicate into lists within (1+eps) x the nearest head's distance")
@@ -519,13 +521,16 @@ static void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {
                   "SPANN: skip a head shadowed by a chosen one (1 = paper's rule, 0 = off)")
       ->capture_default_str();
   cmd->add_option("--list-cap", o.list_cap,
-                  "SPANN: most entries per posting list (0 = 8 x cluster size)");
+                  "SPANN: most entries per posting list (0 = 16 x cluster size)");
   cmd->add_flag("!--centroid-heads", o.head_vectors,
                 "SPANN: use cluster centroids as heads instead of the nearest member vectors");
   cmd->add_option("--head-M", o.head_M, "SPANN: links per node of the heads' HNSW")
       ->capture_default_str();
   cmd->add_flag("!--float32-heads", o.half_heads,
                 "SPANN: keep head vectors in float32 (default: half precision when they fit)");
+  cmd->add_flag("!--float32-lists", o.half_lists,
+                "SPANN: keep posting vectors in float32, for exact distances (default: half "
+                "precision when they fit: half the disk and bytes read)");
 }
 
 int main(int argc, char** argv) {

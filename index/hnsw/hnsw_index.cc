@@ -604,13 +604,15 @@ class HnswIndex::Impl {
   // Labels: id -> node, guarded by label_mu_.
   mutable std::mutex label_mu_;
   std::unordered_map<VectorId, uint32_t> node_of_;
-  // A mapped (read-only) index whose labels are exactly 0..n-1 with no tombstone
-  // or free slot -- SPANN's heads -- keeps no map: node i holds id i.
-  bool identity_ = false;
+  // A mapped (read-only) index whose ids are a permutation of 0..n-1 with no
+  // tombstone or free slot -- SPANN's heads -- keeps a dense array instead of the
+  // hash map (4 bytes per node instead of about 40).
+  bool dense_ = false;
+  std::vector<uint32_t> dense_node_of_;
   // Node of `id` (caller holds label_mu_).
   std::optional<uint32_t> NodeOf(VectorId id) const {
-    if (identity_) {
-      if (id < num_nodes_.load(std::memory_order_relaxed)) return uint32_t(id);
+    if (dense_) {
+      if (id < dense_node_of_.size()) return dense_node_of_[id];
       return std::nullopt;
     }
     auto it = node_of_.find(id);
@@ -655,7 +657,7 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Create(size_t dim, Metric metric,
 
 size_t HnswIndex::size() const {
   std::lock_guard<std::mutex> g(impl_->label_mu_);
-  if (impl_->identity_) return impl_->num_nodes_.load();
+  if (impl_->dense_) return impl_->dense_node_of_.size();
   return impl_->node_of_.size();
 }
 
@@ -1045,16 +1047,35 @@ HnswStats HnswIndex::GraphStats() const {
     std::lock_guard<std::mutex> g(im.label_mu_);
     // Node of a hash map entry: key, value, next pointer and cached hash, plus a bucket slot.
     map_bytes = im.node_of_.size() * (sizeof(VectorId) + sizeof(uint32_t) + 2 * sizeof(void*)) +
-                im.node_of_.bucket_count() * sizeof(void*);
+                im.node_of_.bucket_count() * sizeof(void*) +
+                im.dense_node_of_.capacity() * sizeof(uint32_t);
   }
-  // Each chunk also has its table of upper-link pointers (zero-filled, so resident).
+  // Each chunk also has its table of upper-link pointers (zero-filled, so resident);
+  // a mapped index sizes them to its nodes and has no node locks.
   size_t pointer_tables = 0;
   for (uint32_t c = 0; c < kMaxChunks && im.upper_chunks_[c].load(); ++c) {
-    pointer_tables += kChunkNodes * sizeof(uint32_t*);
+    pointer_tables += sizeof(uint32_t*) * (im.mapped_ ? std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes)
+                                                      : kChunkNodes);
   }
   st.memory_bytes = size_t(n) * im.block_bytes_ + upper_bytes + map_bytes + pointer_tables +
-                    kLockStripes * sizeof(std::mutex);
+                    (im.locks_ ? kLockStripes * sizeof(std::mutex) : 0);
   return st;
+}
+
+size_t HnswIndex::EstimateMemoryBytes(size_t nodes, size_t dim, const HnswOptions& o,
+                                      bool mapped_dense_ids) {
+  const size_t value_bytes = o.encoding == VectorEncoding::kFloat16 ? 2 : 4;
+  const size_t links = sizeof(uint32_t) * (1 + 2 * size_t(o.M));
+  const size_t block = ((links + value_bytes * dim + 7) / 8 * 8 + sizeof(uint64_t) + 63) / 64 * 64;
+  // A node reaches level >= l with probability M^-l: 1/(M-1) upper lists on average.
+  const double upper = double(nodes) * sizeof(uint32_t) * (o.M + 1) / std::max(1.0, o.M - 1.0);
+  if (mapped_dense_ids) {  // pointer tables sized to the nodes, no locks, dense id array
+    return nodes * block + size_t(upper) + nodes * sizeof(uint32_t*) + nodes * sizeof(uint32_t);
+  }
+  const size_t chunks = (nodes + kChunkNodes - 1) / kChunkNodes;
+  const size_t map = nodes * (sizeof(VectorId) + sizeof(uint32_t) + 3 * sizeof(void*));
+  return nodes * block + size_t(upper) + chunks * kChunkNodes * sizeof(uint32_t*) + map +
+         kLockStripes * sizeof(std::mutex);
 }
 
 IndexStats HnswIndex::Stats() const {
@@ -1182,7 +1203,9 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
   char* base = const_cast<char*>(reinterpret_cast<const char*>(nodes.data()));
   if (options.mmap) {
     for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
-      im.upper_chunks_[c].store(new uint32_t*[kChunkNodes]());
+      // A mapped index never grows: each pointer table holds only its chunk's nodes.
+      const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
+      im.upper_chunks_[c].store(new uint32_t*[count]());
       im.chunks_[c].store(base + size_t(c) * kChunkNodes * im.block_bytes_);
     }
     im.capacity_.store(n);
@@ -1301,12 +1324,20 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
     im.free_.push_back(fl[j]);
   }
   if (options.mmap && deleted == 0 && im.free_.empty()) {
-    bool identity = true;
-    for (uint32_t i = 0; i < n && identity; ++i) identity = im.Label(i) == i;
-    im.identity_ = identity;
+    std::vector<uint32_t> dense(n, kInvalidNode);
+    bool ok = true;
+    for (uint32_t i = 0; i < n && ok; ++i) {
+      const VectorId id = im.Label(i);
+      ok = id < n && dense[id] == kInvalidNode;
+      if (ok) dense[id] = i;
+    }
+    if (ok) {
+      im.dense_ = true;
+      im.dense_node_of_ = std::move(dense);
+    }
   }
-  if (!im.identity_) im.node_of_.reserve(n);
-  for (uint32_t i = 0; i < n && !im.identity_; ++i) {
+  if (!im.dense_) im.node_of_.reserve(n);
+  for (uint32_t i = 0; i < n && !im.dense_; ++i) {
     const uint32_t h = im.Header(i);
     if (h & (kFreeBit | kDeletedBit)) continue;
     if (!im.node_of_.emplace(im.Label(i), i).second) {
@@ -1315,7 +1346,10 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
     }
   }
   im.num_deleted_.store(deleted);
-  if (options.mmap) im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
+  if (options.mmap) {
+    im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
+    im.locks_.reset();  // read-only: nothing will ever take a node lock
+  }
   return index;
 }
 

@@ -119,6 +119,11 @@ class HnswIndex final : public MutableIndex {
 
   IndexStats Stats() const override;
   HnswStats GraphStats() const;
+  // Resident bytes that Stats() would report for `nodes` nodes of dimension `dim`
+  // (expected upper links; the dense id array of a mapped index with ids
+  // 0..nodes-1 when `mapped_dense_ids`, else the hash map).
+  static size_t EstimateMemoryBytes(size_t nodes, size_t dim, const HnswOptions& options,
+                                    bool mapped_dense_ids);
   size_t dim() const override { return dim_; }
   Metric metric() const override { return metric_; }
   size_t size() const override;  // live vectors

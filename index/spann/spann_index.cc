@@ -26,7 +26,9 @@ namespace {
 
 constexpr char kMagic[] = "STRSPAN";
 constexpr uint16_t kMajor = 1;
-constexpr uint16_t kMinor = 0;
+// Minor 1 added META.encoding (a field that was reserved and zero, so 1.0 files
+// read as float32 lists).
+constexpr uint16_t kMinor = 1;
 constexpr uint32_t kTagMeta = storage::SectionTag("META");
 constexpr uint32_t kTagPost = storage::SectionTag("POST");
 constexpr uint32_t kTagDir = storage::SectionTag("LDIR");
@@ -41,7 +43,7 @@ struct Meta {
   uint64_t num_lists;
   uint64_t total_entries;
   uint32_t replicas;
-  uint32_t reserved;
+  uint32_t encoding;  // posting vectors: 0 float32, 1 IEEE half
   double closure_epsilon;
   uint64_t cluster_size;
   uint64_t reserved2;
@@ -81,11 +83,12 @@ Status SpannBuildOptions::Validate() const {
     return InvalidArgument("SPANN supports l2 and cosine, not inner product (its pruning rule "
                            "compares distance ratios)");
   }
-  if (cluster_size < 2) return InvalidArgument("cluster_size must be at least 2, got {}", cluster_size);
+  if (cluster_size == 1) return InvalidArgument("cluster_size must be at least 2 (or 0: from the memory budget)");
   if (replicas < 1 || replicas > 64) return InvalidArgument("replicas must be in [1, 64], got {}", replicas);
   if (!(closure_epsilon >= 0)) return InvalidArgument("closure_epsilon must be >= 0");
-  if (!(memory_budget_fraction >= 0 && memory_budget_fraction < 1)) {
-    return InvalidArgument("memory_budget_fraction must be in [0, 1), got {}", memory_budget_fraction);
+  if (cluster_size == 0 && !(memory_budget_fraction > 0 && memory_budget_fraction < 1)) {
+    return InvalidArgument("memory_budget_fraction must be in (0, 1) when cluster_size is 0, got {}",
+                           memory_budget_fraction);
   }
   return Status::Ok();
 }
@@ -109,16 +112,33 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   if (MetricNormalizes(o.metric)) base.NormalizeRows();
   const int threads = o.num_threads > 0 ? o.num_threads : omp_get_max_threads();
   size_t cluster_size = o.cluster_size;
-  if (o.memory_budget_fraction > 0) {
-    // Resident bytes per head: its HNSW node block (links, vector, id, rounded
-    // to 64), upper links on average, the id map entry and its list directory entry.
-    const size_t value_bytes = o.half_heads ? 2 : 4;  // (exact unless heads fall back to float32)
-    const size_t block =
-        ((4 * (1 + 2 * size_t(o.head_M)) + value_bytes * dim + 7) / 8 * 8 + 8 + 63) / 64 * 64;
-    const double per_head = double(block) + 4.0 * (o.head_M + 1) / std::log(double(o.head_M)) +
-                            40.0 + sizeof(ListEntry);
-    const double heads = o.memory_budget_fraction * double(n) * double(dim) * 4.0 / per_head;
-    cluster_size = std::max<size_t>(2, size_t(std::ceil(double(n) / std::max(1.0, heads))));
+  HnswOptions ho;
+  ho.M = o.head_M;
+  ho.ef_construction = o.head_ef_construction;
+  ho.seed = o.seed;
+  ho.encoding = o.half_heads ? VectorEncoding::kFloat16 : VectorEncoding::kFloat32;
+  if (cluster_size == 0) {
+    // As many heads as the budget holds: the heads' HNSW (searched from a mapping,
+    // ids 0..h-1) plus one list directory entry per head.
+    const double budget = o.memory_budget_fraction * double(n) * double(dim) * sizeof(float);
+    const auto cost = [&](size_t h) {
+      return double(HnswIndex::EstimateMemoryBytes(h, dim, ho, true) + h * sizeof(ListEntry));
+    };
+    size_t lo = 1, hi = n;  // largest h with cost(h) <= budget (at least one head)
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo + 1) / 2;
+      if (cost(mid) <= budget) lo = mid; else hi = mid - 1;
+    }
+    const double budget_heads = double(lo);
+    // The clustering fills leaves to floor(cluster_size / 1.2) (balanced.h) and
+    // measured head counts run up to 7% above n / that: take the smallest cluster
+    // size whose predicted head count fits.
+    cluster_size = 2;
+    while (cluster_size < n &&
+           1.07 * std::ceil(double(n) / double(std::max<size_t>(1, size_t(double(cluster_size) / 1.2)))) >
+               budget_heads) {
+      ++cluster_size;
+    }
   }
 
   // 1. Heads: centroids of a balanced hierarchical clustering.
@@ -152,17 +172,13 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
       }
     }
   }
-  HnswOptions ho;
-  ho.M = o.head_M;
   if (o.half_heads) {
     const float* c = clusters.centroids.data();
     const size_t values = num_lists * dim;
     bool fits = true;
     for (size_t i = 0; i < values && fits; ++i) fits = std::fabs(c[i]) <= kHalfMax;
-    ho.encoding = fits ? VectorEncoding::kFloat16 : VectorEncoding::kFloat32;
+    if (!fits) ho.encoding = VectorEncoding::kFloat32;
   }
-  ho.ef_construction = o.head_ef_construction;
-  ho.seed = o.seed;
   STRATA_ASSIGN_OR_RETURN(auto heads, HnswIndex::Create(dim, Metric::kL2, ho));
   HnswBuildOptions hb;
   hb.num_threads = threads;
@@ -233,7 +249,16 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
       std::vector<Assignment>().swap(v);
     }
   }
-  const size_t cap = o.max_list_entries ? o.max_list_entries : 8 * cluster_size;
+  const size_t cap = o.max_list_entries ? o.max_list_entries : 16 * cluster_size;
+  // Posting vectors in half precision when every component fits (cosine vectors,
+  // being normalized, always do).
+  bool half_lists = o.half_lists;
+  for (size_t i = 0; i < n && half_lists; ++i) {
+    const float* row = base.row(i);
+    for (size_t j = 0; j < dim && half_lists; ++j) half_lists = std::fabs(row[j]) <= kHalfMax;
+  }
+  const size_t value_bytes = half_lists ? sizeof(uint16_t) : sizeof(float);
+  const DistanceKernels& kw = Kernels();
 
   // 4. Write the posting file into a temporary directory, then rename it into place.
   fs::path tmp = path;
@@ -249,6 +274,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   meta.num_vectors = n;
   meta.num_lists = num_lists;
   meta.replicas = R;
+  meta.encoding = half_lists ? 1 : 0;
   meta.closure_epsilon = o.closure_epsilon;
   meta.cluster_size = cluster_size;
   std::vector<DirEntry> dir(num_lists);
@@ -262,14 +288,16 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
       return a.dist < b.dist || (a.dist == b.dist && a.vector < b.vector);
     });
     const size_t count = std::min<size_t>(size_t(last - first), cap);
-    const size_t raw = count * (sizeof(uint32_t) + dim * sizeof(float));
+    const size_t raw = count * (sizeof(uint32_t) + dim * value_bytes);
     const size_t bytes = PadToPage(std::max<size_t>(raw, 1));
     buf.assign(bytes, std::byte{0});
     auto* ids = reinterpret_cast<uint32_t*>(buf.data());
-    auto* vecs = reinterpret_cast<float*>(buf.data() + count * sizeof(uint32_t));
+    std::byte* vecs = buf.data() + count * sizeof(uint32_t);
     for (size_t j = 0; j < count; ++j) {
       ids[j] = first[j].vector;
-      std::memcpy(vecs + j * dim, base.row(first[j].vector), dim * sizeof(float));
+      std::byte* dst = vecs + j * dim * value_bytes;
+      if (half_lists) kw.to_f16(base.row(first[j].vector), reinterpret_cast<uint16_t*>(dst), dim);
+      else std::memcpy(dst, base.row(first[j].vector), dim * sizeof(float));
     }
     dir[l] = {offset, uint32_t(bytes), uint32_t(count), storage::SectionChecksum(buf)};
     STRATA_RETURN_IF_ERROR(w.Append(buf.data(), bytes));
@@ -329,7 +357,13 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
   idx->disk_bytes_ = sf.file_size();
   idx->lists_.resize(meta.num_lists);
   const auto* dir = reinterpret_cast<const DirEntry*>(dir_bytes.data());
-  const size_t min_entry = sizeof(uint32_t) + size_t(meta.dim) * sizeof(float);
+  if (meta.encoding > 1) {
+    return Error(Corruption("{}: META.encoding {} is not a known vector encoding", post.string(),
+                            meta.encoding));
+  }
+  idx->half_lists_ = meta.encoding == 1;
+  const size_t min_entry =
+      sizeof(uint32_t) + size_t(meta.dim) * (idx->half_lists_ ? sizeof(uint16_t) : sizeof(float));
   for (size_t l = 0; l < meta.num_lists; ++l) {
     const DirEntry& d = dir[l];
     if (d.offset % kPage || d.bytes % kPage || d.bytes == 0 || d.offset > post_entry->size ||
@@ -422,9 +456,14 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
       return;
     }
     const auto* ids = reinterpret_cast<const uint32_t*>(bytes);
-    const auto* vecs = reinterpret_cast<const float*>(bytes + size_t(l.count) * sizeof(uint32_t));
+    const std::byte* vecs = bytes + size_t(l.count) * sizeof(uint32_t);
     if (ctx.scores.size() < l.count) ctx.scores.resize(l.count);
-    kern.l2sq_batch(q, vecs, l.count, dim_, ctx.scores.data());
+    if (half_lists_) {
+      const auto* h = reinterpret_cast<const uint16_t*>(vecs);
+      for (uint32_t j = 0; j < l.count; ++j) ctx.scores[j] = kern.l2sq_f16(q, h + size_t(j) * dim_, dim_);
+    } else {
+      kern.l2sq_batch(q, reinterpret_cast<const float*>(vecs), l.count, dim_, ctx.scores.data());
+    }
     for (uint32_t j = 0; j < l.count; ++j) {
       if (ids[j] >= num_vectors_) {
         first_error = Corruption("posting list {} holds id {} beyond {} vectors", list, ids[j],
@@ -472,6 +511,7 @@ SpannStats SpannIndex::Stats() const {
   s.disk_bytes = disk_bytes_;
   s.raw_vector_bytes = num_vectors_ * dim_ * sizeof(float);
   s.half_heads = heads_->options().encoding == VectorEncoding::kFloat16;
+  s.half_lists = half_lists_;
   return s;
 }
 

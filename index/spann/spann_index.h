@@ -41,12 +41,12 @@ namespace strata::index {
 
 struct SpannBuildOptions {
   Metric metric = Metric::kL2;
-  // Target vectors per cluster before replication; heads = about n / this.
-  size_t cluster_size = 16;
-  // When > 0, overrides cluster_size: the number of heads is chosen so that the
-  // in-memory part (heads' HNSW and list directory) takes about this share of
-  // the raw vector bytes (e.g. 0.15 = 15%).
-  double memory_budget_fraction = 0;
+  // Heads: when cluster_size is 0 (the default), as many as fit the memory budget:
+  // the in-memory part (heads' HNSW, id array, list directory) takes at most about
+  // memory_budget_fraction of the raw vector bytes. A nonzero cluster_size sets the
+  // largest cluster before replication instead (heads = about n / (0.8 x it)).
+  size_t cluster_size = 0;
+  double memory_budget_fraction = 0.2;
   uint32_t replicas = 8;                 // most lists one vector joins, the nearest included
   double closure_epsilon = 10.0;         // join a list when its head is within (1+eps) x nearest
   // RNG rule: skip a candidate head c when an already chosen head h has
@@ -55,11 +55,16 @@ struct SpannBuildOptions {
   // Heads are the cluster members nearest to each centroid (the paper's choice)
   // rather than the centroids themselves.
   bool head_vectors = true;
-  size_t max_list_entries = 0;           // cap per list after replication (0 = 8 x cluster_size)
+  size_t max_list_entries = 0;           // cap per list after replication (0 = 16 x cluster size)
   // Head vectors in the heads' HNSW as IEEE half precision (half the memory, so
   // about twice the heads fit a budget); used only when every head component
-  // lies within +-65504, float32 otherwise. Posting lists always hold float32.
+  // lies within +-65504, float32 otherwise.
   bool half_heads = true;
+  // Posting-list vectors as IEEE half precision: half the disk and half the bytes
+  // read per query. Scores (and returned distances) then carry half's rounding,
+  // about 1e-3 relative; false keeps float32 and exact distances. Falls back to
+  // float32 when a component lies beyond +-65504.
+  bool half_lists = true;
   uint32_t head_M = 16;                  // HNSW over the heads
   uint32_t head_ef_construction = 200;
   uint32_t assign_ef = 64;               // HNSW ef when finding a vector's candidate heads
@@ -112,6 +117,7 @@ struct SpannStats {
   size_t disk_bytes = 0;         // posting file
   size_t raw_vector_bytes = 0;   // n x dim x 4, for the memory ratio
   bool half_heads = false;       // head vectors held as IEEE half precision
+  bool half_lists = false;       // posting vectors stored as IEEE half precision
   // List length distribution (entries).
   size_t list_min = 0, list_median = 0, list_p99 = 0, list_max = 0;
 };
@@ -156,6 +162,7 @@ class SpannIndex {
   storage::IoBackend requested_backend_ = storage::IoBackend::kAuto;
   std::filesystem::path path_;
   size_t disk_bytes_ = 0;
+  bool half_lists_ = false;
 };
 
 }  // namespace strata::index

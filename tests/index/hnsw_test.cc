@@ -696,11 +696,12 @@ TEST(HnswIndex, UnknownEncodingIsCorruption) {
 }
 
 TEST(HnswIndex, MmappedDenseIdsNeedNoMapAndStillResolveIds) {
-  // Ids 0..n-1 with no tombstone: the mapped index answers id lookups without a
-  // hash map (SPANN's heads), and reports the smaller memory.
+  // Ids 0..n-1 with no tombstone: the mapped index answers id lookups from a dense
+  // array (SPANN's heads), and reports the smaller memory. Built on two threads so
+  // that slots and ids differ.
   auto base = Clustered(800, 16, 67);
   auto queries = Clustered(20, 16, 68);
-  auto index = BuildHnsw(base, Metric::kL2);
+  auto index = BuildHnsw(base, Metric::kL2, {}, 2);
   auto path = TempPath("index.hnsw");
   ASSERT_TRUE(index->Save(path).ok());
   auto mapped = *HnswIndex::Load(path, HnswLoadOptions{.mmap = true});
@@ -710,7 +711,11 @@ TEST(HnswIndex, MmappedDenseIdsNeedNoMapAndStillResolveIds) {
   EXPECT_TRUE(mapped->Contains(799));
   EXPECT_FALSE(mapped->Contains(800));
   EXPECT_EQ(mapped->Get(800).error().code(), StatusCode::kNotFound);
-  EXPECT_EQ(*mapped->Get(17), *copied->Get(17));
+  for (VectorId id : {0u, 17u, 400u, 799u}) {
+    auto v = mapped->Get(id);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(*v, std::vector<float>(base.row(id), base.row(id) + 16)) << id;
+  }
   EXPECT_LT(mapped->Stats().memory_bytes, copied->Stats().memory_bytes);
   ExpectSameResults(*copied, *mapped, queries);
   SearchContext ctx;

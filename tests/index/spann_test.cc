@@ -15,6 +15,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include "index/distance/distance.h"
 #include "index/flat/flat_index.h"
 #include "storage/block_io.h"
 #include "storage/section_file.h"
@@ -405,7 +408,42 @@ TEST_F(SpannTest, Stats) {
   EXPECT_LE(s.list_min, s.list_median);
   EXPECT_LE(s.list_median, s.list_p99);
   EXPECT_LE(s.list_p99, s.list_max);
-  EXPECT_LE(s.list_max, 8 * 16u);  // max_list_entries defaults to 8 x cluster_size
+  EXPECT_LE(s.list_max, 16 * 16u);  // max_list_entries defaults to 16 x cluster_size
+}
+
+TEST_F(SpannTest, HeadsFollowTheMemoryBudget) {
+  // cluster_size 0: as many heads as the budget holds, and never more.
+  VectorSet base = Clustered(12000, 96, 5);
+  size_t lists_small = 0;
+  for (double budget : {0.15, 0.3}) {
+    SpannBuildOptions o;
+    o.metric = Metric::kL2;
+    o.num_threads = 2;
+    ASSERT_EQ(o.cluster_size, 0u);  // the default
+    o.memory_budget_fraction = budget;
+    const fs::path dir = TestDir() / fmt::format("budget{}", budget);
+    ASSERT_TRUE(SpannIndex::Build(*base.Clone(), dir, o).ok());
+    auto idx = OpenOrDie(dir);
+    ASSERT_NE(idx, nullptr);
+    const SpannStats st = idx->Stats();
+    const double share = double(st.memory_bytes) / double(st.raw_vector_bytes);
+    EXPECT_LE(share, budget) << "budget " << budget;
+    EXPECT_GE(share, 0.6 * budget) << "budget " << budget;  // and it is used
+    if (budget == 0.15) lists_small = st.num_lists;
+    else EXPECT_GT(st.num_lists, lists_small);
+  }
+}
+
+TEST(SpannOptions, BudgetMustBeAFraction) {
+  SpannBuildOptions o;
+  o.memory_budget_fraction = 0;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o.memory_budget_fraction = 1.5;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
+  o.cluster_size = 16;  // an explicit cluster size does not need the budget
+  EXPECT_TRUE(o.Validate().ok());
+  o.cluster_size = 1;
+  EXPECT_EQ(o.Validate().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(SpannTest, HeadsAreHalfPrecisionByDefault) {
@@ -431,6 +469,7 @@ TEST_F(SpannTest, HeadsBeyondHalfRangeFallBackToFloat32) {
   auto idx = OpenOrDie(dir);
   ASSERT_NE(idx, nullptr);
   EXPECT_FALSE(idx->Stats().half_heads);
+  EXPECT_FALSE(idx->Stats().half_lists);
   SpannContext ctx;
   auto got = idx->Search(base[7], SpannSearchParams{}, ctx);
   ASSERT_TRUE(got.has_value()) << got.error().ToString();
@@ -453,6 +492,39 @@ TEST_F(SpannTest, HalfAndFloat32HeadsGiveSimilarRecall) {
   EXPECT_NEAR(RecallVsFlat(*half, Metric::kL2, 32), RecallVsFlat(*full, Metric::kL2, 32), 0.02);
 }
 
+TEST_F(SpannTest, Float32ListsGiveExactDistancesHalfListsClose) {
+  SpannBuildOptions o = BuildOptions(Metric::kL2);
+  o.half_lists = false;
+  const fs::path dir = TestDir() / "f32lists";
+  ASSERT_TRUE(SpannIndex::Build(Base(), dir, o).ok());
+  auto full = OpenOrDie(dir);
+  auto half = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_NE(full, nullptr);
+  ASSERT_NE(half, nullptr);
+  EXPECT_FALSE(full->Stats().half_lists);
+  EXPECT_TRUE(half->Stats().half_lists);
+  EXPECT_LT(half->Stats().disk_bytes, full->Stats().disk_bytes);
+  VectorSet base = Base();
+  VectorSet queries = Queries();
+  const DistanceKernels& k = Kernels();
+  SpannContext ctx;
+  for (size_t q = 0; q < queries.size(); q += 9) {
+    auto a = full->Search(queries[q], {.k = 5}, ctx);
+    ASSERT_TRUE(a.has_value());
+    for (const auto& n : *a) {
+      const float exact = k.l2sq(queries.row(q), base.row(n.id), kDim);
+      EXPECT_NEAR(n.distance, exact, 1e-5 * exact);  // summation order only
+    }
+    auto b = half->Search(queries[q], {.k = 5}, ctx);
+    ASSERT_TRUE(b.has_value());
+    for (const auto& n : *b) {
+      const float exact = k.l2sq(queries.row(q), base.row(n.id), kDim);
+      EXPECT_NEAR(n.distance, exact, 1e-2 * exact) << "query " << q << " id " << n.id;
+    }
+  }
+  EXPECT_NEAR(RecallVsFlat(*half, Metric::kL2, 32), RecallVsFlat(*full, Metric::kL2, 32), 0.02);
+}
+
 TEST_F(SpannTest, LayoutMatchesFormatDoc) {
   const fs::path post = Dir(Metric::kL2) / "postings.spann";
   auto meta = SectionEntry(post, "META");
@@ -464,19 +536,21 @@ TEST_F(SpannTest, LayoutMatchesFormatDoc) {
   ASSERT_NE(idx, nullptr);
   ASSERT_EQ(dir.size(), idx->Stats().num_lists);
   std::vector<char> bytes = ReadAll(post);
+  ASSERT_TRUE(idx->Stats().half_lists);  // the default
+  const size_t entry = 4 + kDim * 2;     // id + half-precision vector
   uint64_t expect_offset = 0, total = 0;
   for (size_t l = 0; l < dir.size(); ++l) {
     const DirRecord& d = dir[l];
     EXPECT_EQ(d.offset, expect_offset) << "list " << l;
     EXPECT_EQ(d.bytes % 4096, 0u);
-    EXPECT_GE(d.bytes, d.count * (4 + kDim * 4));
+    EXPECT_GE(d.bytes, d.count * entry);
     auto span = std::span<const std::byte>(
         reinterpret_cast<const std::byte*>(bytes.data() + pst.offset + d.offset), d.bytes);
     EXPECT_EQ(storage::SectionChecksum(span), d.checksum) << "list " << l;
     // Ids first, all in range; zero padding at the end.
     const auto* ids = reinterpret_cast<const uint32_t*>(span.data());
     for (uint32_t j = 0; j < d.count; ++j) EXPECT_LT(ids[j], kN);
-    for (size_t b = d.count * (4 + kDim * 4); b < d.bytes; ++b) {
+    for (size_t b = d.count * entry; b < d.bytes; ++b) {
       if (span[b] != std::byte{0}) {
         ADD_FAILURE() << "list " << l << " padding byte " << b << " is not zero";
         break;
@@ -546,7 +620,7 @@ TEST_F(SpannTest, CorruptPostingPaddingIsDetected) {
   auto pst = SectionEntry(post, "POST");
   auto ldir = ReadDirectory(post);
   const DirRecord& d = ldir[0];
-  const uint64_t used = d.count * (4 + kDim * 4);
+  const uint64_t used = d.count * (4 + kDim * 2);  // half-precision lists
   ASSERT_LT(used, d.bytes);
   std::vector<char> bytes = ReadAll(post);
   bytes[pst.offset + d.offset + d.bytes - 1] ^= 1;
