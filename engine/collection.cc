@@ -1,0 +1,446 @@
+#include "engine/collection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/vector_set.h"
+#include "storage/section_file.h"
+
+namespace strata::engine {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint8_t kBatchRecord = 1;  // WAL record type: an encoded WriteBatch
+constexpr char kManifestFile[] = "collection.manifest";
+constexpr char kManifestMagic[] = "STRCOLL";
+constexpr uint16_t kManifestMajor = 1;
+constexpr uint16_t kManifestMinor = 0;
+constexpr uint32_t kTagManifest = storage::SectionTag("CMAN");
+
+fs::path SegmentDir(const fs::path& dir, uint64_t id) { return dir / ("seg-" + std::to_string(id)); }
+
+// Keeps ids that are not in a segment's deleted set.
+class NotDeleted final : public index::IdFilter {
+ public:
+  explicit NotDeleted(const std::unordered_set<VectorId>& deleted) : deleted_(deleted) {}
+  bool Contains(VectorId id) const override { return deleted_.count(id) == 0; }
+
+ private:
+  const std::unordered_set<VectorId>& deleted_;
+};
+
+struct ManifestState {
+  uint64_t checkpoint = 0;
+  uint64_t wal_first = 1;
+  uint64_t next_segment = 1;
+  uint64_t generation = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> segments;  // (id, deletes generation or 0)
+};
+
+Result<ManifestState> LoadManifest(const fs::path& dir) {
+  ManifestState m;
+  const fs::path path = dir / kManifestFile;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return m;  // never sealed
+  STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf, storage::SectionFile::Open(path, kManifestMagic, kManifestMajor));
+  STRATA_ASSIGN_OR_RETURN(auto bytes, sf.Section(kTagManifest));
+  try {
+    const auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    m.checkpoint = j.at("checkpoint_sequence").get<uint64_t>();
+    m.wal_first = j.at("wal_first_sequence").get<uint64_t>();
+    m.next_segment = j.at("next_segment_id").get<uint64_t>();
+    m.generation = j.at("generation").get<uint64_t>();
+    for (const auto& s : j.at("segments")) {
+      m.segments.emplace_back(s.at("id").get<uint64_t>(), s.at("deletes_generation").get<uint64_t>());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Error(Corruption("{}: not the expected JSON: {}", path.string(), e.what()));
+  }
+  if (m.wal_first != m.checkpoint + 1) {
+    return Error(Corruption("{}: log starts at {} but the checkpoint is {}", path.string(), m.wal_first,
+                            m.checkpoint));
+  }
+  for (const auto& [id, gen] : m.segments) {
+    if (id >= m.next_segment || gen > m.generation) {
+      return Error(Corruption("{}: segment {} (deletes generation {}) is out of range", path.string(), id, gen));
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+Collection::Collection(fs::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options)
+    : dir_(std::move(dir)), id_(id), spec_(std::move(spec)), wal_options_(wal_options) {}
+
+Collection::~Collection() { (void)Close(); }
+
+fs::path Collection::WalPath(const fs::path& dir, uint64_t first_sequence) {
+  return dir / "wal" / fmt::format("{:020}.wal", first_sequence);
+}
+
+Result<std::unique_ptr<index::HnswIndex>> Collection::NewGraph() const {
+  index::HnswOptions ho;
+  ho.M = spec_.hnsw_M;
+  ho.ef_construction = spec_.hnsw_ef_construction;
+  return index::HnswIndex::Create(spec_.dim, spec_.metric, ho);
+}
+
+Result<std::unique_ptr<Collection>> Collection::Create(const fs::path& dir, uint64_t id,
+                                                       const CollectionSpec& spec,
+                                                       const WalOptions& wal_options) {
+  std::error_code ec;
+  if (fs::exists(dir, ec)) return Error(AlreadyExists("{} already exists", dir.string()));
+  fs::create_directories(dir / "wal", ec);
+  if (ec) return Error(IOError("{}: cannot create: {}", (dir / "wal").string(), ec.message()));
+  auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options));
+  STRATA_ASSIGN_OR_RETURN(c->hnsw_, c->NewGraph());
+  STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::Create(WalPath(dir, 1), 1, wal_options));
+  return c;
+}
+
+Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64_t id,
+                                                     const CollectionSpec& spec,
+                                                     const WalOptions& wal_options,
+                                                     RecoveryReport& report) {
+  auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options));
+  STRATA_ASSIGN_OR_RETURN(c->hnsw_, c->NewGraph());
+  STRATA_ASSIGN_OR_RETURN(ManifestState m, LoadManifest(dir));
+  c->wal_first_ = m.wal_first;
+  c->next_segment_id_ = m.next_segment;
+  c->generation_ = m.generation;
+  c->last_sequence_.store(m.checkpoint);
+  std::unordered_set<std::string> keep = {kManifestFile, "wal"};
+  for (const auto& [sid, gen] : m.segments) {
+    const fs::path sdir = SegmentDir(dir, sid);
+    STRATA_ASSIGN_OR_RETURN(auto seg, SealedSegment::Open(sdir, sid, spec.dim));
+    if (gen > 0) {
+      STRATA_ASSIGN_OR_RETURN(auto dels, SealedSegment::ReadDeletes(sdir, gen));
+      for (VectorId d : dels) {
+        if (!seg->Find(d)) {
+          return Error(Corruption("{}: deletes id {} that the segment does not hold",
+                                  SealedSegment::DeletesPath(sdir, gen).string(), d));
+        }
+        seg->deleted.insert(d);
+      }
+      seg->deletes_generation = gen;
+    }
+    keep.insert(sdir.filename().string());
+    // Deletes files of other generations are leftovers of an interrupted seal.
+    std::error_code ec;
+    for (const auto& f : fs::directory_iterator(sdir, ec)) {
+      const std::string name = f.path().filename().string();
+      if (name.starts_with("deletes-") && f.path() != SealedSegment::DeletesPath(sdir, gen)) {
+        fs::remove(f.path(), ec);
+      }
+    }
+    c->sealed_.push_back(std::move(seg));
+  }
+  // Segment folders and log files the manifest does not name are leftovers of a
+  // seal cut short by a crash: what they hold is also in the named log.
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(dir, ec)) {
+    if (keep.count(f.path().filename().string())) continue;
+    fs::remove_all(f.path(), ec);
+    report.notes.push_back(fmt::format("{}: left by an interrupted seal; removed", f.path().string()));
+  }
+  const fs::path wal_path = WalPath(dir, m.wal_first);
+  for (const auto& f : fs::directory_iterator(dir / "wal", ec)) {
+    if (f.path() == wal_path) continue;
+    fs::remove_all(f.path(), ec);
+    report.notes.push_back(fmt::format("{}: log left by an interrupted seal; removed", f.path().string()));
+  }
+  if (!fs::exists(wal_path, ec)) {
+    return Error(Corruption("{}: the log of collection '{}' is missing", wal_path.string(), spec.name));
+  }
+  STRATA_ASSIGN_OR_RETURN(WalContents log, ReadWal(wal_path));
+  if (log.first_sequence != m.wal_first) {
+    return Error(Corruption("{}: log starts at sequence {}, the manifest expects {}", wal_path.string(),
+                            log.first_sequence, m.wal_first));
+  }
+  for (const WalRecord& r : log.records) {
+    if (r.type != kBatchRecord) {
+      return Error(Corruption("{}: record {} has unknown type {}", wal_path.string(), r.sequence, r.type));
+    }
+    auto batch = DecodeBatch(r.payload, spec.dim);
+    if (!batch) {
+      return Error(batch.error().WithContext(fmt::format("{}: record {}", wal_path.string(), r.sequence)));
+    }
+    if (Status s = ValidateBatch(*batch, spec.dim, SIZE_MAX); !s.ok()) {
+      return Error(Corruption("{}: record {} holds an invalid batch: {}", wal_path.string(), r.sequence,
+                              s.message()));
+    }
+    STRATA_RETURN_IF_ERROR(c->Apply(*batch));
+    c->last_sequence_.store(r.sequence);
+    c->dirty_ = true;
+    ++report.batches_replayed;
+  }
+  if (log.dropped_bytes > 0) {
+    STRATA_RETURN_IF_ERROR(TruncateWal(wal_path, log.valid_bytes));
+    report.torn_bytes_dropped += log.dropped_bytes;
+    report.notes.push_back(fmt::format("{}: torn tail cut ({}); {} bytes dropped, none of them acknowledged",
+                                       wal_path.string(), log.tail_problem, log.dropped_bytes));
+  }
+  STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::OpenForAppend(wal_path, wal_options));
+  return c;
+}
+
+Status Collection::Close() {
+  std::lock_guard<std::mutex> g(write_mu_);
+  if (!wal_) return Status::Ok();
+  Status s = wal_->Close();
+  wal_.reset();
+  if (poisoned_.ok()) poisoned_ = Cancelled("collection '{}' is closed", spec_.name);
+  return s;
+}
+
+Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
+  STRATA_RETURN_IF_ERROR(ValidateBatch(batch, spec_.dim, max_ops));
+  if (batch.empty()) return Status::Ok();
+  std::vector<std::byte> payload;
+  EncodeBatch(batch, payload);
+  std::lock_guard<std::mutex> g(write_mu_);
+  if (!poisoned_.ok()) return poisoned_;
+  auto seq = wal_->Append(kBatchRecord, payload);
+  if (!seq) {
+    // The log may hold part of this record: refuse further writes rather than
+    // acknowledge anything that recovery might not see.
+    poisoned_ = seq.error().WithContext(fmt::format("collection '{}' stopped taking writes", spec_.name));
+    return seq.error();
+  }
+  if (Status s = Apply(batch); !s.ok()) {
+    // The batch is in the log but not in memory: only a reopen makes the two agree.
+    poisoned_ = s.WithContext(fmt::format("collection '{}' needs a reopen", spec_.name));
+    return s;
+  }
+  last_sequence_.store(*seq);
+  dirty_ = true;
+  if (records_.size() >= spec_.seal_threshold) {
+    // The batch is durable and applied whatever happens here; a failed seal is
+    // retried by the next write (or reported by Flush).
+    if (Status s = SealLocked(); !s.ok()) spdlog::warn("collection '{}': seal failed: {}", spec_.name, s.ToString());
+  }
+  return Status::Ok();
+}
+
+Status Collection::Flush() {
+  std::lock_guard<std::mutex> g(write_mu_);
+  if (!poisoned_.ok()) return poisoned_;
+  return SealLocked();
+}
+
+void Collection::DeleteFromSealed(VectorId id) {
+  for (auto it = sealed_.rbegin(); it != sealed_.rend(); ++it) {
+    SealedSegment& seg = **it;
+    if (seg.Find(id) && seg.deleted.insert(id).second) return;
+  }
+}
+
+Status Collection::Apply(const WriteBatch& batch) {
+  std::unique_lock<std::shared_mutex> x(apply_mu_);
+  // Fast path: only upserts with distinct ids go to the graph in parallel.
+  bool bulk = batch.size() >= 64;
+  if (bulk) {
+    std::unordered_set<VectorId> seen;
+    seen.reserve(batch.size());
+    for (const WriteOp& op : batch.ops()) {
+      if (op.kind != WriteOp::Kind::kUpsert || !seen.insert(op.id).second) {
+        bulk = false;
+        break;
+      }
+    }
+  }
+  if (bulk) {
+    STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(batch.size(), spec_.dim));
+    std::vector<VectorId> ids(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      std::memcpy(vs.mutable_row(i), batch.ops()[i].vector.data(), spec_.dim * sizeof(float));
+      ids[i] = batch.ops()[i].id;
+    }
+    STRATA_RETURN_IF_ERROR(hnsw_->AddBatch(vs, ids));
+    for (const WriteOp& op : batch.ops()) {
+      if (!records_.count(op.id)) DeleteFromSealed(op.id);
+      records_[op.id] = Stored{op.vector, op.attributes};
+    }
+    return Status::Ok();
+  }
+  for (const WriteOp& op : batch.ops()) {
+    if (op.kind == WriteOp::Kind::kUpsert) {
+      if (!records_.count(op.id)) DeleteFromSealed(op.id);
+      STRATA_RETURN_IF_ERROR(hnsw_->Add(op.id, VectorView(op.vector.data(), spec_.dim)));
+      records_[op.id] = Stored{op.vector, op.attributes};
+    } else if (records_.erase(op.id) > 0) {
+      STRATA_RETURN_IF_ERROR(hnsw_->Remove(op.id));
+    } else {
+      DeleteFromSealed(op.id);  // deleting an absent id is a no-op: deletes are idempotent
+    }
+  }
+  return Status::Ok();
+}
+
+Status Collection::SaveManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment,
+                                uint64_t generation,
+                                const std::vector<std::pair<uint64_t, uint64_t>>& segments) const {
+  nlohmann::json j;
+  j["checkpoint_sequence"] = checkpoint;
+  j["wal_first_sequence"] = wal_first;
+  j["next_segment_id"] = next_segment;
+  j["generation"] = generation;
+  j["segments"] = nlohmann::json::array();
+  for (const auto& [sid, gen] : segments) j["segments"].push_back({{"id", sid}, {"deletes_generation", gen}});
+  const std::string text = j.dump(1);
+  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir_ / kManifestFile, kManifestMagic,
+                                                                       kManifestMajor, kManifestMinor));
+  STRATA_RETURN_IF_ERROR(w.AddSection(kTagManifest, std::as_bytes(std::span(text.data(), text.size()))));
+  return w.Commit();
+}
+
+Status Collection::SealLocked() {
+  if (!dirty_) return Status::Ok();
+  const uint64_t checkpoint = last_sequence_.load();
+  const uint64_t gen = generation_ + 1;
+  uint64_t next_segment = next_segment_id_;
+  std::error_code ec;
+  // 1. The new segment's files (readers keep using the in-memory segment meanwhile:
+  //    only writers, excluded by write_mu_, change records_ and the deleted sets).
+  std::unique_ptr<SealedSegment> fresh;
+  if (!records_.empty()) {
+    const uint64_t sid = next_segment++;
+    const fs::path sdir = SegmentDir(dir_, sid);
+    fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
+    std::vector<SealedSegment::Row> rows;
+    rows.reserve(records_.size());
+    for (const auto& [id, r] : records_) rows.push_back({id, &r.vector, &r.attributes});
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    STRATA_RETURN_IF_ERROR(SealedSegment::Write(sdir, spec_.dim, spec_.metric, rows, *hnsw_));
+    STRATA_ASSIGN_OR_RETURN(fresh, SealedSegment::Open(sdir, sid, spec_.dim));
+  }
+  // 2. The deletes of the older segments, as a new generation.
+  std::vector<std::pair<uint64_t, uint64_t>> listed;
+  for (const auto& seg : sealed_) {
+    uint64_t g = 0;
+    if (!seg->deleted.empty()) {
+      std::vector<VectorId> ids(seg->deleted.begin(), seg->deleted.end());
+      std::sort(ids.begin(), ids.end());
+      STRATA_RETURN_IF_ERROR(SealedSegment::WriteDeletes(seg->dir(), gen, ids));
+      g = gen;
+    }
+    listed.emplace_back(seg->id(), g);
+  }
+  if (fresh) listed.emplace_back(fresh->id(), 0);
+  // 3. A new, empty log after the checkpoint; 4. the manifest that names it all.
+  const fs::path new_wal = WalPath(dir_, checkpoint + 1);
+  if (new_wal != wal_->path()) fs::remove(new_wal, ec);
+  std::unique_ptr<WalWriter> wal;
+  if (new_wal != wal_->path()) {
+    STRATA_ASSIGN_OR_RETURN(wal, WalWriter::Create(new_wal, checkpoint + 1, wal_options_));
+  }
+  STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());  // before the commit: nothing may fail after it
+  STRATA_RETURN_IF_ERROR(SaveManifest(checkpoint, checkpoint + 1, next_segment, gen, listed));
+  // Committed. 5. Swap in memory; 6. drop what the manifest no longer names.
+  {
+    std::unique_lock<std::shared_mutex> x(apply_mu_);
+    for (size_t i = 0; i < sealed_.size(); ++i) sealed_[i]->deletes_generation = listed[i].second;
+    if (fresh) sealed_.push_back(std::move(fresh));
+    records_.clear();
+    hnsw_ = std::move(graph);
+  }
+  next_segment_id_ = next_segment;
+  generation_ = gen;
+  dirty_ = false;
+  if (wal) {
+    const fs::path old = wal_->path();
+    (void)wal_->Close();
+    wal_ = std::move(wal);
+    wal_first_ = checkpoint + 1;
+    fs::remove(old, ec);
+  }
+  for (const auto& seg : sealed_) {
+    for (const auto& f : fs::directory_iterator(seg->dir(), ec)) {
+      const std::string name = f.path().filename().string();
+      if (name.starts_with("deletes-") &&
+          f.path() != SealedSegment::DeletesPath(seg->dir(), seg->deletes_generation)) {
+        fs::remove(f.path(), ec);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Record> Collection::Get(VectorId id) const {
+  std::shared_lock<std::shared_mutex> s(apply_mu_);
+  if (auto it = records_.find(id); it != records_.end()) {
+    return Record{id, it->second.vector, it->second.attributes};
+  }
+  for (auto it = sealed_.rbegin(); it != sealed_.rend(); ++it) {
+    const SealedSegment& seg = **it;
+    if (auto row = seg.Find(id); row && !seg.deleted.count(id)) return seg.Read(*row);
+  }
+  return Error(NotFound("id {} is not in collection '{}'", id, spec_.name));
+}
+
+Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query,
+                                                 const SearchOptions& options) const {
+  if (query.size() != spec_.dim) {
+    return Error(InvalidArgument("query has dimension {}, collection '{}' has {}", query.size(),
+                                 spec_.name, spec_.dim));
+  }
+  if (options.k == 0) return Error(InvalidArgument("k must be at least 1"));
+  thread_local index::SearchContext ctx;
+  index::SearchParams p;
+  p.k = options.k;
+  p.ef = std::max(options.ef, options.k);
+  const VectorView q(query.data(), query.size());
+  std::shared_lock<std::shared_mutex> s(apply_mu_);
+  STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, hnsw_->Search(q, p, ctx));
+  for (const auto& seg : sealed_) {
+    NotDeleted filter(seg->deleted);
+    index::SearchParams sp = p;
+    if (!seg->deleted.empty()) sp.filter = &filter;
+    STRATA_ASSIGN_OR_RETURN(auto part, seg->graph().Search(q, sp, ctx));
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  if (!sealed_.empty()) {
+    std::sort(out.begin(), out.end());
+    if (out.size() > options.k) out.resize(options.k);
+  }
+  return out;
+}
+
+CollectionInfo Collection::Info() const {
+  CollectionInfo info;
+  info.spec = spec_;
+  info.id = id_;
+  std::shared_lock<std::shared_mutex> s(apply_mu_);
+  info.num_vectors = records_.size();
+  info.last_sequence = last_sequence_.load();
+  // The record copies (vector as written; attributes not counted) and their map
+  // entries, plus the graphs.
+  info.memory_bytes =
+      hnsw_->Stats().memory_bytes +
+      records_.size() * (spec_.dim * sizeof(float) + sizeof(Stored) + sizeof(VectorId) + 3 * sizeof(void*));
+  for (const auto& seg : sealed_) {
+    info.num_vectors += seg->rows() - seg->deleted.size();
+    info.memory_bytes += seg->memory_bytes();
+  }
+  info.sealed_segments = sealed_.size();
+  return info;
+}
+
+uint64_t Collection::wal_bytes() const {
+  std::lock_guard<std::mutex> g(write_mu_);
+  return wal_ ? wal_->bytes_written() : 0;
+}
+
+uint64_t Collection::wal_fsyncs() const {
+  std::lock_guard<std::mutex> g(write_mu_);
+  return wal_ ? wal_->fsyncs() : 0;
+}
+
+}  // namespace strata::engine

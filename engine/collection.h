@@ -1,0 +1,107 @@
+#pragma once
+// Collection: one named set of vectors with their attributes. Internal to the
+// engine (the public API is engine/strata.h).
+//
+// Segments. Writes go to one in-memory segment (an HNSW graph plus the records
+// as written); once it holds spec.seal_threshold vectors (or on Flush) it is
+// sealed: written to disk as a SealedSegment (segment.h), the collection's
+// manifest replaced atomically to name it, and the log restarted after it. Each
+// id is live in at most one segment: an upsert or delete of an id held by a
+// sealed segment marks it in that segment's deleted set, persisted at the next
+// seal (until then the log holds the delete).
+//
+// Writes: a batch is validated, appended to the log as one record (durable per
+// the durability mode when Append returns), then applied in memory. Writes and
+// seals are serialized by write_mu_, so the log's order is the order of
+// application and replaying the log rebuilds exactly what was acknowledged.
+//
+// Reads: Search and Get take apply_mu_ shared; applying a batch and swapping
+// in a sealed segment take it exclusively (writing the segment's files does not),
+// so a reader sees every batch entirely or not at all.
+//
+// Thread safety: all public methods may be called concurrently.
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/segment.h"
+#include "engine/strata.h"
+#include "engine/wal.h"
+#include "index/hnsw/hnsw_index.h"
+
+namespace strata::engine {
+
+class Collection {
+ public:
+  // Creates the collection's folder (which must not exist) with an empty log.
+  static Result<std::unique_ptr<Collection>> Create(const std::filesystem::path& dir, uint64_t id,
+                                                    const CollectionSpec& spec,
+                                                    const WalOptions& wal_options);
+  // Opens an existing folder: maps its sealed segments and replays its log;
+  // repairs (torn tails cut, leftovers of an interrupted seal removed) are added
+  // to `report`.
+  static Result<std::unique_ptr<Collection>> Open(const std::filesystem::path& dir, uint64_t id,
+                                                  const CollectionSpec& spec,
+                                                  const WalOptions& wal_options,
+                                                  RecoveryReport& report);
+  ~Collection();
+
+  Status Write(const WriteBatch& batch, size_t max_ops);
+  // Seals the in-memory segment now (a no-op when nothing was written since the last seal).
+  Status Flush();
+  Result<Record> Get(VectorId id) const;
+  Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options) const;
+  CollectionInfo Info() const;
+  uint64_t wal_bytes() const;
+  uint64_t wal_fsyncs() const;
+  const std::filesystem::path& dir() const { return dir_; }
+  // Stops taking writes and closes the log (syncing it).
+  Status Close();
+
+  // The log file that starts at `first_sequence`.
+  static std::filesystem::path WalPath(const std::filesystem::path& dir, uint64_t first_sequence = 1);
+
+ private:
+  Collection(std::filesystem::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options);
+  Result<std::unique_ptr<index::HnswIndex>> NewGraph() const;
+  // Applies a decoded batch to memory (caller holds write_mu_ or is recovering).
+  Status Apply(const WriteBatch& batch);
+  // Marks `id` deleted in the sealed segment that holds it live, if any (caller
+  // holds apply_mu_ exclusively).
+  void DeleteFromSealed(VectorId id);
+  Status SealLocked();  // caller holds write_mu_
+  Status SaveManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment, uint64_t generation,
+                      const std::vector<std::pair<uint64_t, uint64_t>>& segments) const;
+
+  struct Stored {
+    std::vector<float> vector;
+    Attributes attributes;
+  };
+
+  const std::filesystem::path dir_;
+  const uint64_t id_;
+  const CollectionSpec spec_;
+  const WalOptions wal_options_;
+  mutable std::mutex write_mu_;         // one writer or seal at a time: log order = apply order
+  mutable std::shared_mutex apply_mu_;  // readers shared; applying a batch or a seal exclusive
+  // The in-memory segment (guarded by apply_mu_).
+  std::unordered_map<VectorId, Stored> records_;
+  std::unique_ptr<index::HnswIndex> hnsw_;
+  // Sealed segments, oldest first (guarded by apply_mu_; deleted sets too).
+  std::vector<std::unique_ptr<SealedSegment>> sealed_;
+  // Guarded by write_mu_.
+  std::unique_ptr<WalWriter> wal_;
+  uint64_t wal_first_ = 1;        // first sequence of the current log file
+  uint64_t next_segment_id_ = 1;
+  uint64_t generation_ = 0;       // bumped by every seal
+  bool dirty_ = false;            // something was written since the last seal
+  std::atomic<uint64_t> last_sequence_{0};
+  Status poisoned_;  // set when the log failed: later writes are refused
+};
+
+}  // namespace strata::engine

@@ -1,0 +1,289 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/collection.h"
+#include "engine/strata.h"
+#include "storage/section_file.h"
+
+namespace strata {
+namespace fs = std::filesystem;
+using engine::Collection;
+
+namespace {
+
+constexpr char kManifestMagic[] = "STRMANI";
+constexpr uint16_t kManifestMajor = 1;
+constexpr uint16_t kManifestMinor = 0;
+constexpr uint32_t kTagCatalog = storage::SectionTag("CATL");
+constexpr char kManifestFile[] = "MANIFEST";
+
+Status ValidateSpec(const CollectionSpec& s) {
+  if (s.name.empty() || s.name.size() > 64) {
+    return InvalidArgument("collection name '{}' must have 1 to 64 characters", s.name);
+  }
+  for (char c : s.name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') {
+      return InvalidArgument("collection name '{}' may only hold letters, digits, '_' and '-'", s.name);
+    }
+  }
+  if (s.dim == 0 || s.dim > 65536) return InvalidArgument("dimension {} must be in 1..65536", s.dim);
+  if (s.metric != Metric::kL2 && s.metric != Metric::kInnerProduct && s.metric != Metric::kCosine) {
+    return InvalidArgument("unknown metric");
+  }
+  if (s.hnsw_M < 2 || s.hnsw_M > 256) return InvalidArgument("hnsw_M {} must be in 2..256", s.hnsw_M);
+  if (s.hnsw_ef_construction < 1) return InvalidArgument("hnsw_ef_construction must be at least 1");
+  if (s.seal_threshold < 1) return InvalidArgument("seal_threshold must be at least 1");
+  return Status::Ok();
+}
+
+engine::WalOptions WalOptionsFrom(const EngineOptions& o) {
+  engine::WalOptions w;
+  w.durability = o.durability == Durability::kSync       ? engine::Durability::kSync
+                 : o.durability == Durability::kInterval ? engine::Durability::kInterval
+                                                         : engine::Durability::kNone;
+  w.interval_ms = o.sync_interval_ms;
+  return w;
+}
+
+struct CatalogEntry {
+  uint64_t id;
+  CollectionSpec spec;
+};
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  fs::path dir_;
+  EngineOptions options_;
+  RecoveryReport report_;
+  mutable std::shared_mutex mu_;  // the catalog: shared for lookups, exclusive for create/drop
+  std::map<std::string, std::shared_ptr<Collection>> collections_;
+  uint64_t next_id_ = 1;
+  mutable std::atomic<uint64_t> write_batches_{0}, upserts_{0}, deletes_{0}, searches_{0}, gets_{0};
+
+  fs::path CollectionDir(uint64_t id) const { return dir_ / "collections" / std::to_string(id); }
+
+  // Writes the catalog as it is in collections_ (caller holds mu_ exclusively).
+  Status SaveManifest() const {
+    nlohmann::json j;
+    j["next_collection_id"] = next_id_;
+    j["collections"] = nlohmann::json::array();
+    for (const auto& [name, c] : collections_) {
+      const CollectionInfo info = c->Info();
+      j["collections"].push_back({{"id", info.id},
+                                  {"name", name},
+                                  {"dim", info.spec.dim},
+                                  {"metric", std::string(MetricName(info.spec.metric))},
+                                  {"hnsw_M", info.spec.hnsw_M},
+                                  {"hnsw_ef_construction", info.spec.hnsw_ef_construction},
+                                  {"seal_threshold", info.spec.seal_threshold}});
+    }
+    const std::string text = j.dump(1);
+    STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir_ / kManifestFile, kManifestMagic,
+                                                                         kManifestMajor, kManifestMinor));
+    STRATA_RETURN_IF_ERROR(w.AddSection(kTagCatalog, std::as_bytes(std::span(text.data(), text.size()))));
+    return w.Commit();
+  }
+
+  // Reads the catalog. A missing MANIFEST in an otherwise empty directory is a new database.
+  Result<std::vector<CatalogEntry>> LoadManifest() {
+    const fs::path path = dir_ / kManifestFile;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return std::vector<CatalogEntry>{};
+    STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf,
+                            storage::SectionFile::Open(path, kManifestMagic, kManifestMajor));
+    STRATA_ASSIGN_OR_RETURN(auto bytes, sf.Section(kTagCatalog));
+    const std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    std::vector<CatalogEntry> out;
+    try {
+      const nlohmann::json j = nlohmann::json::parse(text);
+      next_id_ = j.at("next_collection_id").get<uint64_t>();
+      for (const auto& c : j.at("collections")) {
+        CatalogEntry e;
+        e.id = c.at("id").get<uint64_t>();
+        e.spec.name = c.at("name").get<std::string>();
+        e.spec.dim = c.at("dim").get<size_t>();
+        auto metric = ParseMetric(c.at("metric").get<std::string>());
+        if (!metric) return Error(Corruption("{}: collection '{}': {}", path.string(), e.spec.name,
+                                             metric.error().message()));
+        e.spec.metric = *metric;
+        e.spec.hnsw_M = c.at("hnsw_M").get<uint32_t>();
+        e.spec.hnsw_ef_construction = c.at("hnsw_ef_construction").get<uint32_t>();
+        e.spec.seal_threshold = c.at("seal_threshold").get<size_t>();
+        if (Status s = ValidateSpec(e.spec); !s.ok()) {
+          return Error(Corruption("{}: collection entry is invalid: {}", path.string(), s.message()));
+        }
+        if (e.id >= next_id_) {
+          return Error(Corruption("{}: collection id {} is not below next_collection_id {}",
+                                  path.string(), e.id, next_id_));
+        }
+        out.push_back(std::move(e));
+      }
+    } catch (const nlohmann::json::exception& e) {
+      return Error(Corruption("{}: catalog is not the expected JSON: {}", path.string(), e.what()));
+    }
+    return out;
+  }
+
+  Result<std::shared_ptr<Collection>> Find(const std::string& name) const {
+    std::shared_lock<std::shared_mutex> s(mu_);
+    auto it = collections_.find(name);
+    if (it == collections_.end()) return Error(NotFound("collection '{}' does not exist", name));
+    return it->second;
+  }
+};
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOptions& options) {
+  if (options.max_batch_ops == 0) return Error(InvalidArgument("max_batch_ops must be at least 1"));
+  auto impl = std::make_unique<Impl>();
+  impl->dir_ = dir;
+  impl->options_ = options;
+  std::error_code ec;
+  fs::create_directories(dir / "collections", ec);
+  if (ec) return Error(IOError("{}: cannot create: {}", (dir / "collections").string(), ec.message()));
+  STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
+  const engine::WalOptions wal = WalOptionsFrom(options);
+  std::map<uint64_t, bool> known;
+  for (const CatalogEntry& e : catalog) {
+    if (impl->collections_.count(e.spec.name)) {
+      return Error(Corruption("{}: collection '{}' is listed twice", (dir / kManifestFile).string(),
+                              e.spec.name));
+    }
+    STRATA_ASSIGN_OR_RETURN(auto c, Collection::Open(impl->CollectionDir(e.id), e.id, e.spec, wal,
+                                                     impl->report_));
+    impl->collections_.emplace(e.spec.name, std::move(c));
+    known[e.id] = true;
+  }
+  impl->report_.collections = impl->collections_.size();
+  // Folders the catalog does not name are collections whose creation or drop was
+  // cut short by a crash: nothing in them was ever acknowledged.
+  for (const auto& entry : fs::directory_iterator(dir / "collections", ec)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t id = 0;
+    const bool numeric = !name.empty() && std::all_of(name.begin(), name.end(), ::isdigit);
+    if (numeric) id = std::stoull(name);
+    if (numeric && known.count(id)) continue;
+    fs::remove_all(entry.path(), ec);
+    impl->report_.notes.push_back(fmt::format("{}: not in the catalog (an unfinished create or drop); removed",
+                                              entry.path().string()));
+  }
+  for (const std::string& n : impl->report_.notes) spdlog::warn("recovery: {}", n);
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Status Engine::CreateCollection(const CollectionSpec& spec) {
+  STRATA_RETURN_IF_ERROR(ValidateSpec(spec));
+  std::unique_lock<std::shared_mutex> x(impl_->mu_);
+  if (impl_->collections_.count(spec.name)) return AlreadyExists("collection '{}' already exists", spec.name);
+  const uint64_t id = impl_->next_id_++;
+  STRATA_ASSIGN_OR_RETURN(auto c, Collection::Create(impl_->CollectionDir(id), id, spec,
+                                                     WalOptionsFrom(impl_->options_)));
+  impl_->collections_.emplace(spec.name, std::move(c));
+  if (Status s = impl_->SaveManifest(); !s.ok()) {
+    impl_->collections_.erase(spec.name);  // its folder is removed at the next open
+    return s;
+  }
+  return Status::Ok();
+}
+
+Status Engine::DropCollection(const std::string& name) {
+  std::unique_lock<std::shared_mutex> x(impl_->mu_);
+  auto it = impl_->collections_.find(name);
+  if (it == impl_->collections_.end()) return NotFound("collection '{}' does not exist", name);
+  std::shared_ptr<Collection> c = it->second;
+  impl_->collections_.erase(it);
+  if (Status s = impl_->SaveManifest(); !s.ok()) {
+    impl_->collections_.emplace(name, c);
+    return s;
+  }
+  (void)c->Close();
+  std::error_code ec;
+  fs::remove_all(c->dir(), ec);  // a leftover is removed at the next open
+  return Status::Ok();
+}
+
+std::vector<CollectionInfo> Engine::ListCollections() const {
+  std::shared_lock<std::shared_mutex> s(impl_->mu_);
+  std::vector<CollectionInfo> out;
+  for (const auto& [name, c] : impl_->collections_) out.push_back(c->Info());
+  return out;
+}
+
+Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(name));
+  return c->Info();
+}
+
+Status Engine::Write(const std::string& collection, const WriteBatch& batch) {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  STRATA_RETURN_IF_ERROR(c->Write(batch, impl_->options_.max_batch_ops));
+  impl_->write_batches_.fetch_add(1, std::memory_order_relaxed);
+  for (const auto& op : batch.ops()) {
+    (op.kind == engine::WriteOp::Kind::kUpsert ? impl_->upserts_ : impl_->deletes_)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+  return Status::Ok();
+}
+
+Status Engine::Upsert(const std::string& collection, VectorId id, std::span<const float> vector,
+                      Attributes attributes) {
+  WriteBatch b;
+  b.Upsert(id, vector, std::move(attributes));
+  return Write(collection, b);
+}
+
+Status Engine::Delete(const std::string& collection, VectorId id) {
+  WriteBatch b;
+  b.Delete(id);
+  return Write(collection, b);
+}
+
+Status Engine::Flush(const std::string& collection) {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  return c->Flush();
+}
+
+Result<Record> Engine::Get(const std::string& collection, VectorId id) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  impl_->gets_.fetch_add(1, std::memory_order_relaxed);
+  return c->Get(id);
+}
+
+Result<std::vector<Neighbor>> Engine::Search(const std::string& collection, std::span<const float> query,
+                                             const SearchOptions& options) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  impl_->searches_.fetch_add(1, std::memory_order_relaxed);
+  return c->Search(query, options);
+}
+
+const RecoveryReport& Engine::recovery() const { return impl_->report_; }
+const fs::path& Engine::dir() const { return impl_->dir_; }
+
+EngineCounters Engine::counters() const {
+  EngineCounters c;
+  c.write_batches = impl_->write_batches_.load();
+  c.upserts = impl_->upserts_.load();
+  c.deletes = impl_->deletes_.load();
+  c.searches = impl_->searches_.load();
+  c.gets = impl_->gets_.load();
+  std::shared_lock<std::shared_mutex> s(impl_->mu_);
+  for (const auto& [name, col] : impl_->collections_) {
+    c.wal_bytes += col->wal_bytes();
+    c.wal_fsyncs += col->wal_fsyncs();
+  }
+  return c;
+}
+
+}  // namespace strata

@@ -1,0 +1,146 @@
+#pragma once
+// Strata, embedded: the one header an application includes.
+//
+//   auto engine = strata::Engine::Open("./strata-data");            // creates it when empty
+//   (*engine)->CreateCollection({.name = "docs", .dim = 100, .metric = strata::Metric::kCosine});
+//   strata::WriteBatch batch;
+//   batch.Upsert(42, vector, {{"lang", std::string("en")}});
+//   (*engine)->Write("docs", batch);                                  // durable when it returns
+//   auto hits = (*engine)->Search("docs", query, {.k = 10});
+//
+// Data directory: a MANIFEST (the catalog, replaced atomically) and one folder
+// per collection holding its sealed segments, their manifest and its write-ahead
+// log (docs/formats/engine.md). Opening recovers: sealed segments are mapped, the
+// log after the last seal is replayed, and a torn tail (a write cut by a crash)
+// is reported with the bytes dropped and cut.
+//
+// Thread safety: every Engine method may be called from any number of threads
+// at once. Writes to one collection are applied in the order their log records
+// were written; a search sees each batch entirely or not at all.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/metric.h"
+#include "core/status.h"
+#include "core/types.h"
+#include "engine/attributes.h"
+#include "engine/write_batch.h"
+
+namespace strata {
+
+using engine::Attribute;
+using engine::Attributes;
+using engine::AttributeValue;
+using engine::TagList;
+using engine::WriteBatch;
+
+// When an acknowledged write reaches the disk.
+enum class Durability : uint8_t {
+  kSync,      // default: every batch is fsynced before Write returns
+  kInterval,  // fsynced every `sync_interval_ms` in the background; a crash may lose that window
+  kNone,      // left to the operating system; a crash may lose recent writes
+};
+
+struct EngineOptions {
+  Durability durability = Durability::kSync;
+  uint32_t sync_interval_ms = 100;
+  size_t max_batch_ops = 100000;  // larger batches are refused
+  int search_threads = 0;         // for SearchBatch (0 = all cores)
+};
+
+struct CollectionSpec {
+  std::string name;  // 1..64 characters of [A-Za-z0-9_-]
+  size_t dim = 0;    // 1..65536
+  Metric metric = Metric::kL2;
+  uint32_t hnsw_M = 16;
+  uint32_t hnsw_ef_construction = 200;
+  // The in-memory segment that takes writes is sealed to disk (and the log cut)
+  // once it holds this many vectors.
+  size_t seal_threshold = 100000;
+};
+
+struct CollectionInfo {
+  CollectionSpec spec;
+  uint64_t id = 0;             // unique for the life of the data directory
+  size_t num_vectors = 0;      // live vectors
+  uint64_t last_sequence = 0;  // log sequence of the last applied batch (0: none)
+  size_t memory_bytes = 0;
+  size_t sealed_segments = 0;
+};
+
+struct SearchOptions {
+  uint32_t k = 10;
+  uint32_t ef = 64;  // HNSW candidate list (raised to k when smaller)
+};
+
+struct Record {
+  VectorId id = 0;
+  std::vector<float> vector;  // as written
+  Attributes attributes;
+};
+
+// What opening the data directory found and repaired.
+struct RecoveryReport {
+  size_t collections = 0;
+  uint64_t batches_replayed = 0;
+  uint64_t torn_bytes_dropped = 0;  // cut from log tails (writes never acknowledged)
+  std::vector<std::string> notes;   // one line per repair, naming the file
+};
+
+// Counters kept by the engine (for the server's metrics endpoint).
+struct EngineCounters {
+  uint64_t write_batches = 0;
+  uint64_t upserts = 0;
+  uint64_t deletes = 0;
+  uint64_t searches = 0;
+  uint64_t gets = 0;
+  uint64_t wal_bytes = 0;
+  uint64_t wal_fsyncs = 0;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Open(const std::filesystem::path& dir,
+                                              const EngineOptions& options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  Status CreateCollection(const CollectionSpec& spec);
+  // Removes the collection and its files. NotFound when absent.
+  Status DropCollection(const std::string& name);
+  std::vector<CollectionInfo> ListCollections() const;
+  Result<CollectionInfo> DescribeCollection(const std::string& name) const;
+
+  // Applies the batch atomically; in kSync mode it is on disk when this returns OK.
+  // Invalid input (wrong dimension, NaN, bad attributes, too many operations) is
+  // refused as a whole with InvalidArgument and nothing is written.
+  Status Write(const std::string& collection, const WriteBatch& batch);
+  Status Upsert(const std::string& collection, VectorId id, std::span<const float> vector,
+                Attributes attributes = {});
+  Status Delete(const std::string& collection, VectorId id);
+
+  // Seals the collection's in-memory segment to disk now and cuts its log.
+  Status Flush(const std::string& collection);
+
+  Result<Record> Get(const std::string& collection, VectorId id) const;
+  Result<std::vector<Neighbor>> Search(const std::string& collection, std::span<const float> query,
+                                       const SearchOptions& options = {}) const;
+
+  const RecoveryReport& recovery() const;
+  EngineCounters counters() const;
+  const std::filesystem::path& dir() const;
+
+  class Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata

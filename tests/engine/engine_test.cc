@@ -1,0 +1,565 @@
+// Engine: catalog, writes, reads and recovery through the public header.
+
+#include "engine/strata.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/collection.h"
+#include "storage/section_file.h"
+
+namespace strata {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path TestDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path dir = fs::temp_directory_path() /
+                 ("strata_engine_test_" + std::string(info->test_suite_name()) + "_" + info->name() +
+                  "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+std::vector<char> ReadAll(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+}
+void WriteAll(const fs::path& p, const std::vector<char>& data) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(data.data(), std::streamsize(data.size()));
+}
+
+std::unique_ptr<Engine> OpenOrDie(const fs::path& dir, const EngineOptions& o = {}) {
+  auto e = Engine::Open(dir, o);
+  EXPECT_TRUE(e.has_value()) << e.error().ToString();
+  return e ? std::move(*e) : nullptr;
+}
+
+CollectionSpec Spec(const std::string& name, size_t dim = 8, Metric m = Metric::kL2) {
+  CollectionSpec s;
+  s.name = name;
+  s.dim = dim;
+  s.metric = m;
+  s.hnsw_ef_construction = 64;
+  return s;
+}
+
+std::vector<float> RandomVector(size_t dim, std::mt19937& rng) {
+  std::normal_distribution<float> g;
+  std::vector<float> v(dim);
+  for (float& x : v) x = g(rng);
+  return v;
+}
+
+// The exact state a sequence of batches should leave.
+using Model = std::map<VectorId, Record>;
+void ApplyToModel(Model& m, const WriteBatch& b) {
+  for (const auto& op : b.ops()) {
+    if (op.kind == engine::WriteOp::Kind::kUpsert) m[op.id] = Record{op.id, op.vector, op.attributes};
+    else m.erase(op.id);
+  }
+}
+
+void ExpectMatchesModel(const Engine& e, const std::string& name, const Model& model, VectorId max_id,
+                        size_t dim) {
+  auto info = e.DescribeCollection(name);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->num_vectors, model.size());
+  for (VectorId id = 0; id < max_id; ++id) {
+    auto r = e.Get(name, id);
+    auto it = model.find(id);
+    if (it == model.end()) {
+      ASSERT_FALSE(r.has_value()) << "id " << id << " should be absent";
+      EXPECT_EQ(r.error().code(), StatusCode::kNotFound);
+    } else {
+      ASSERT_TRUE(r.has_value()) << "id " << id << ": " << r.error().ToString();
+      EXPECT_EQ(r->vector, it->second.vector) << "id " << id;
+      EXPECT_EQ(r->attributes, it->second.attributes) << "id " << id;
+    }
+  }
+  // Searches with ef beyond the size are exact on these small sets: compare with brute force.
+  std::mt19937 rng(77);
+  for (int q = 0; q < 5 && !model.empty(); ++q) {
+    std::vector<float> query = RandomVector(dim, rng);
+    auto got = e.Search(name, query, {.k = 5, .ef = 512});
+    ASSERT_TRUE(got.has_value()) << got.error().ToString();
+    std::vector<float> want;
+    for (const auto& [id, rec] : model) {
+      float d = 0;
+      for (size_t j = 0; j < dim; ++j) d += (rec.vector[j] - query[j]) * (rec.vector[j] - query[j]);
+      want.push_back(d);
+    }
+    std::sort(want.begin(), want.end());
+    ASSERT_EQ(got->size(), std::min<size_t>(5, model.size()));
+    for (size_t i = 0; i < got->size(); ++i) {
+      EXPECT_NEAR((*got)[i].distance, want[i], 1e-3f * (1 + want[i])) << "rank " << i;
+      EXPECT_TRUE(model.count((*got)[i].id)) << "deleted id " << (*got)[i].id << " returned";
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Catalog
+
+TEST(Engine, CreatesEmptyDirectoryAndListsNothing) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_NE(e, nullptr);
+  EXPECT_TRUE(e->ListCollections().empty());
+  EXPECT_TRUE(fs::exists(dir / "collections"));
+  fs::remove_all(dir);
+}
+
+TEST(Engine, CreateDescribeListDrop) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("a", 4)).ok());
+  ASSERT_TRUE(e->CreateCollection(Spec("b", 16, Metric::kCosine)).ok());
+  EXPECT_EQ(e->CreateCollection(Spec("a", 4)).code(), StatusCode::kAlreadyExists);
+  auto info = e->DescribeCollection("b");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->spec.dim, 16u);
+  EXPECT_EQ(info->spec.metric, Metric::kCosine);
+  EXPECT_EQ(info->num_vectors, 0u);
+  EXPECT_EQ(e->ListCollections().size(), 2u);
+  ASSERT_TRUE(e->DropCollection("a").ok());
+  EXPECT_EQ(e->DropCollection("a").code(), StatusCode::kNotFound);
+  EXPECT_EQ(e->DescribeCollection("a").error().code(), StatusCode::kNotFound);
+  e.reset();
+  auto again = OpenOrDie(dir);
+  ASSERT_EQ(again->ListCollections().size(), 1u);
+  EXPECT_EQ(again->ListCollections()[0].spec.name, "b");
+  // A dropped name can be reused, and starts empty.
+  ASSERT_TRUE(again->CreateCollection(Spec("a", 4)).ok());
+  EXPECT_EQ(again->DescribeCollection("a")->num_vectors, 0u);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, RejectsBadSpecs) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  EXPECT_EQ(e->CreateCollection(Spec("", 4)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->CreateCollection(Spec("a/b", 4)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->CreateCollection(Spec("..", 4)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->CreateCollection(Spec("ok", 0)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->CreateCollection(Spec("ok", 70000)).code(), StatusCode::kInvalidArgument);
+  CollectionSpec s = Spec("ok", 4);
+  s.hnsw_M = 1;
+  EXPECT_EQ(e->CreateCollection(s).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(e->ListCollections().empty());
+  fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------
+// Writes and reads
+
+TEST(Engine, UpsertGetSearchDelete) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 4)).ok());
+  const std::vector<float> v1 = {1, 0, 0, 0}, v2 = {0, 1, 0, 0};
+  Attributes attrs = {{"lang", std::string("en")}, {"year", int64_t(2024)},
+                      {"score", 0.5}, {"tags", TagList{"a", "b"}}};
+  ASSERT_TRUE(e->Upsert("c", 1, v1, attrs).ok());
+  ASSERT_TRUE(e->Upsert("c", 2, v2).ok());
+  auto r = e->Get("c", 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->vector, v1);
+  EXPECT_EQ(r->attributes, attrs);
+  auto hits = e->Search("c", v2, {.k = 2});
+  ASSERT_TRUE(hits.has_value());
+  ASSERT_EQ(hits->size(), 2u);
+  EXPECT_EQ((*hits)[0].id, 2u);
+  // Upsert replaces vector and attributes.
+  ASSERT_TRUE(e->Upsert("c", 1, v2).ok());
+  EXPECT_EQ(e->Get("c", 1)->vector, v2);
+  EXPECT_TRUE(e->Get("c", 1)->attributes.empty());
+  ASSERT_TRUE(e->Delete("c", 2).ok());
+  EXPECT_EQ(e->Get("c", 2).error().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(e->Delete("c", 2).ok());  // idempotent
+  hits = e->Search("c", v2, {.k = 5});
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].id, 1u);
+  EXPECT_EQ(e->DescribeCollection("c")->num_vectors, 1u);
+  const EngineCounters c = e->counters();
+  EXPECT_EQ(c.upserts, 3u);
+  EXPECT_EQ(c.deletes, 2u);
+  EXPECT_GT(c.wal_bytes, 0u);
+  EXPECT_GE(c.wal_fsyncs, 5u);  // kSync: one per batch at least
+  fs::remove_all(dir);
+}
+
+TEST(Engine, InvalidBatchesAreRefusedWhole) {
+  const fs::path dir = TestDir();
+  EngineOptions o;
+  o.max_batch_ops = 10;
+  auto e = OpenOrDie(dir, o);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 4)).ok());
+  const std::vector<float> good = {1, 2, 3, 4}, short_vec = {1, 2, 3};
+  std::vector<float> nan = good;
+  nan[2] = std::nanf("");
+  auto expect_refused = [&](const WriteBatch& b, const std::string& fragment) {
+    Status s = e->Write("c", b);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_NE(s.message().find(fragment), std::string::npos) << s.message();
+    EXPECT_EQ(e->DescribeCollection("c")->num_vectors, 0u) << "a refused batch left data";
+  };
+  WriteBatch b1;
+  b1.Upsert(1, good);
+  b1.Upsert(2, short_vec);
+  expect_refused(b1, "dimension 3");
+  WriteBatch b2;
+  b2.Upsert(1, good);
+  b2.Upsert(2, nan);
+  expect_refused(b2, "NaN");
+  WriteBatch b3;
+  for (int i = 0; i < 11; ++i) b3.Upsert(i, good);
+  expect_refused(b3, "at most 10");
+  WriteBatch b4;
+  b4.Upsert(1, good, {{"x", 1.0}, {"x", 2.0}});
+  expect_refused(b4, "twice");
+  WriteBatch b5;
+  b5.Upsert(1, good, {{"x", std::nan("")}});
+  expect_refused(b5, "finite");
+  EXPECT_EQ(e->Write("nope", b1).code(), StatusCode::kNotFound);
+  EXPECT_EQ(e->Search("c", short_vec).error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Search("c", good, {.k = 0}).error().code(), StatusCode::kInvalidArgument);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, BatchAppliesInOrder) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 2)).ok());
+  WriteBatch b;
+  b.Upsert(5, std::vector<float>{1, 1});
+  b.Delete(5);
+  b.Upsert(6, std::vector<float>{1, 1});
+  b.Upsert(6, std::vector<float>{2, 2});
+  ASSERT_TRUE(e->Write("c", b).ok());
+  EXPECT_FALSE(e->Get("c", 5).has_value());
+  EXPECT_EQ(e->Get("c", 6)->vector, (std::vector<float>{2, 2}));
+  fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------
+// Recovery
+
+// Writes `batches` random batches (upserts and deletes over ids < max_id).
+Model WriteRandom(Engine& e, const std::string& name, size_t dim, int batches, VectorId max_id,
+                  uint32_t seed, Model model = {}) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<VectorId> pick(0, max_id - 1);
+  for (int b = 0; b < batches; ++b) {
+    WriteBatch batch;
+    const int n = 1 + int(rng() % 100);
+    for (int i = 0; i < n; ++i) {
+      if (rng() % 4 == 0) {
+        batch.Delete(pick(rng));
+      } else {
+        Attributes a;
+        if (rng() % 2) a.push_back({"n", int64_t(rng() % 1000)});
+        batch.Upsert(pick(rng), RandomVector(dim, rng), std::move(a));
+      }
+    }
+    Status s = e.Write(name, batch);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    ApplyToModel(model, batch);
+  }
+  return model;
+}
+
+TEST(Engine, ReopenReplaysTheLog) {
+  const fs::path dir = TestDir();
+  Model model;
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+    ASSERT_TRUE(e->CreateCollection(Spec("d", 8, Metric::kCosine)).ok());
+    model = WriteRandom(*e, "c", 8, 40, 300, 1);
+    ExpectMatchesModel(*e, "c", model, 300, 8);
+  }
+  auto e = OpenOrDie(dir);
+  EXPECT_EQ(e->recovery().collections, 2u);
+  EXPECT_EQ(e->recovery().batches_replayed, 40u);
+  EXPECT_EQ(e->recovery().torn_bytes_dropped, 0u);
+  ExpectMatchesModel(*e, "c", model, 300, 8);
+  EXPECT_EQ(e->DescribeCollection("c")->last_sequence, 40u);
+  // Writes continue after recovery, and survive another reopen.
+  model = WriteRandom(*e, "c", 8, 10, 300, 2, model);
+  e.reset();
+  e = OpenOrDie(dir);
+  ExpectMatchesModel(*e, "c", model, 300, 8);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, TornLogTailIsCutAndReported) {
+  const fs::path dir = TestDir();
+  Model before;
+  fs::path wal;
+  size_t size_before = 0;
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+    before = WriteRandom(*e, "c", 8, 10, 200, 3);
+    wal = engine::Collection::WalPath(dir / "collections" / "1");
+    size_before = fs::file_size(wal);
+    WriteRandom(*e, "c", 8, 1, 200, 4, before);  // the batch the "crash" tears
+  }
+  const size_t full = fs::file_size(wal);
+  ASSERT_GT(full, size_before + 10);
+  fs::resize_file(wal, size_before + (full - size_before) / 2);
+  auto e = OpenOrDie(dir);
+  EXPECT_EQ(e->recovery().torn_bytes_dropped, (full - size_before) / 2);
+  ASSERT_EQ(e->recovery().notes.size(), 1u);
+  EXPECT_NE(e->recovery().notes[0].find(wal.string()), std::string::npos) << e->recovery().notes[0];
+  ExpectMatchesModel(*e, "c", before, 200, 8);
+  EXPECT_EQ(fs::file_size(wal), size_before);
+  // And the log takes writes again.
+  std::mt19937 rng(5);
+  ASSERT_TRUE(e->Upsert("c", 1, RandomVector(8, rng)).ok());
+  fs::remove_all(dir);
+}
+
+TEST(Engine, DamageInsideTheLogFailsOpenNamingTheFile) {
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+    WriteRandom(*e, "c", 8, 10, 200, 6);
+  }
+  const fs::path wal = engine::Collection::WalPath(dir / "collections" / "1");
+  std::vector<char> bytes = ReadAll(wal);
+  bytes[bytes.size() / 2] ^= 0x40;  // inside an early record, valid ones follow
+  WriteAll(wal, bytes);
+  auto e = Engine::Open(dir);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(e.error().message().find(wal.string()), std::string::npos) << e.error().ToString();
+  fs::remove_all(dir);
+}
+
+TEST(Engine, DamagedManifestFailsOpenNamingIt) {
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+  }
+  const std::vector<char> good = ReadAll(dir / "MANIFEST");
+  for (size_t at : {size_t(3), size_t(20), good.size() - 1, size_t(4096 + 2)}) {
+    if (at >= good.size()) continue;
+    std::vector<char> bad = good;
+    bad[at] ^= 0x11;
+    WriteAll(dir / "MANIFEST", bad);
+    auto e = Engine::Open(dir);
+    ASSERT_FALSE(e.has_value()) << "flip at " << at;
+    EXPECT_NE(e.error().message().find("MANIFEST"), std::string::npos) << e.error().ToString();
+  }
+  std::vector<char> cut(good.begin(), good.begin() + good.size() / 2);
+  WriteAll(dir / "MANIFEST", cut);
+  auto e = Engine::Open(dir);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().message().find("MANIFEST"), std::string::npos) << e.error().ToString();
+  fs::remove_all(dir);
+}
+
+TEST(Engine, MissingLogFailsOpen) {
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+  }
+  fs::remove(engine::Collection::WalPath(dir / "collections" / "1"));
+  auto e = Engine::Open(dir);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().message().find("log"), std::string::npos) << e.error().ToString();
+  fs::remove_all(dir);
+}
+
+TEST(Engine, UncataloguedFoldersAreRemovedOnOpen) {
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+  }
+  fs::create_directories(dir / "collections" / "99" / "wal");
+  auto e = OpenOrDie(dir);
+  EXPECT_FALSE(fs::exists(dir / "collections" / "99"));
+  ASSERT_EQ(e->recovery().notes.size(), 1u);
+  EXPECT_EQ(e->ListCollections().size(), 1u);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, EveryDurabilityModeRecovers) {
+  for (Durability d : {Durability::kSync, Durability::kInterval, Durability::kNone}) {
+    const fs::path dir = TestDir();
+    EngineOptions o;
+    o.durability = d;
+    Model model;
+    {
+      auto e = OpenOrDie(dir, o);
+      ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+      model = WriteRandom(*e, "c", 8, 5, 100, 8);
+    }  // a clean close syncs whatever the mode
+    auto e = OpenOrDie(dir, o);
+    ExpectMatchesModel(*e, "c", model, 100, 8);
+    fs::remove_all(dir);
+  }
+}
+
+
+// ---------------------------------------------------------------------------
+// Sealed segments
+
+// The section table of any Strata section file, whatever its magic.
+std::vector<storage::SectionFile::Entry> SectionFileEntries(const fs::path& f) {
+  const std::vector<char> bytes = ReadAll(f);
+  std::string magic(bytes.data(), strnlen(bytes.data(), 8));
+  auto sf = storage::SectionFile::Open(f, magic, 1);
+  EXPECT_TRUE(sf.has_value()) << f << ": " << sf.error().ToString();
+  if (!sf) return {};
+  return sf->entries();
+}
+
+CollectionSpec SmallSeal(const std::string& name, size_t threshold) {
+  CollectionSpec s = Spec(name, 8);
+  s.seal_threshold = threshold;
+  return s;
+}
+
+TEST(Engine, SealsAtThresholdAndRecovers) {
+  const fs::path dir = TestDir();
+  Model model;
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(SmallSeal("c", 60)).ok());
+    model = WriteRandom(*e, "c", 8, 30, 250, 11);
+    auto info = e->DescribeCollection("c");
+    EXPECT_GE(info->sealed_segments, 2u);
+    ExpectMatchesModel(*e, "c", model, 250, 8);
+  }
+  auto e = OpenOrDie(dir);
+  EXPECT_GE(e->DescribeCollection("c")->sealed_segments, 2u);
+  ExpectMatchesModel(*e, "c", model, 250, 8);
+  // Upserts and deletes of ids that live in sealed segments keep working after reopen.
+  model = WriteRandom(*e, "c", 8, 20, 250, 12, model);
+  ExpectMatchesModel(*e, "c", model, 250, 8);
+  e.reset();
+  e = OpenOrDie(dir);
+  ExpectMatchesModel(*e, "c", model, 250, 8);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, FlushSealsCutsTheLogAndPersistsDeletes) {
+  const fs::path dir = TestDir();
+  Model model;
+  const fs::path cdir = dir / "collections" / "1";
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(SmallSeal("c", 1000000)).ok());
+    model = WriteRandom(*e, "c", 8, 10, 200, 13);
+    ASSERT_TRUE(e->Flush("c").ok());
+    EXPECT_EQ(e->DescribeCollection("c")->sealed_segments, 1u);
+    const uint64_t seq = e->DescribeCollection("c")->last_sequence;
+    EXPECT_FALSE(fs::exists(engine::Collection::WalPath(cdir, 1)));
+    EXPECT_TRUE(fs::exists(engine::Collection::WalPath(cdir, seq + 1)));
+    ASSERT_TRUE(e->Flush("c").ok());  // nothing new: no new segment
+    EXPECT_EQ(e->DescribeCollection("c")->sealed_segments, 1u);
+    // Delete half of what the sealed segment holds, then seal again: the deletes
+    // are persisted with it, and the log that held them is gone.
+    WriteBatch b;
+    size_t n = 0;
+    for (const auto& [id, rec] : model) {
+      if (n++ % 2 == 0) b.Delete(id);
+    }
+    ASSERT_TRUE(e->Write("c", b).ok());
+    ApplyToModel(model, b);
+    ExpectMatchesModel(*e, "c", model, 200, 8);
+    ASSERT_TRUE(e->Flush("c").ok());
+    EXPECT_EQ(e->DescribeCollection("c")->sealed_segments, 1u);  // only deletes: no new segment
+  }
+  auto e = OpenOrDie(dir);
+  EXPECT_EQ(e->recovery().batches_replayed, 0u);
+  ExpectMatchesModel(*e, "c", model, 200, 8);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, LeftoversOfAnInterruptedSealAreRemoved) {
+  const fs::path dir = TestDir();
+  Model model;
+  const fs::path cdir = dir / "collections" / "1";
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(SmallSeal("c", 1000000)).ok());
+    model = WriteRandom(*e, "c", 8, 5, 100, 14);
+    ASSERT_TRUE(e->Flush("c").ok());
+    model = WriteRandom(*e, "c", 8, 5, 100, 15, model);
+  }
+  // What a seal cut short would leave: a segment folder and a log the manifest does not name.
+  fs::create_directories(cdir / "seg-9");
+  std::ofstream(cdir / "seg-9" / "records.strata") << "partial";
+  std::ofstream(cdir / "wal" / "00000000000000000999.wal") << "x";
+  auto e = OpenOrDie(dir);
+  EXPECT_FALSE(fs::exists(cdir / "seg-9"));
+  EXPECT_FALSE(fs::exists(cdir / "wal" / "00000000000000000999.wal"));
+  EXPECT_EQ(e->recovery().notes.size(), 2u);
+  ExpectMatchesModel(*e, "c", model, 100, 8);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, DamagedSegmentFilesFailOpenNamingThem) {
+  const fs::path dir = TestDir();
+  const fs::path cdir = dir / "collections" / "1";
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(SmallSeal("c", 1000000)).ok());
+    Model m = WriteRandom(*e, "c", 8, 10, 200, 16);
+    ASSERT_TRUE(e->Flush("c").ok());
+    ASSERT_TRUE(e->Delete("c", m.begin()->first).ok());
+    ASSERT_TRUE(e->Flush("c").ok());  // writes a deletes file for seg-1
+  }
+  std::vector<fs::path> files;
+  for (const auto& f : fs::recursive_directory_iterator(cdir)) {
+    if (f.is_regular_file() && f.path().extension() != ".wal") files.push_back(f.path());
+  }
+  ASSERT_GE(files.size(), 4u);  // manifest, records, graph, deletes
+  for (const fs::path& f : files) {
+    const std::vector<char> good = ReadAll(f);
+    // The header, and the middle of every section (the padding between sections
+    // carries nothing and no checksum).
+    std::vector<size_t> spots = {10};
+    for (const auto& entry : SectionFileEntries(f)) spots.push_back(entry.offset + entry.size / 2);
+    for (size_t at : spots) {
+      std::vector<char> bad = good;
+      bad[at] ^= 0x20;
+      WriteAll(f, bad);
+      auto e = Engine::Open(dir);
+      ASSERT_FALSE(e.has_value()) << f << " flipped at " << at;
+      EXPECT_NE(e.error().message().find(f.filename().string()), std::string::npos) << e.error().ToString();
+    }
+    WriteAll(f, std::vector<char>(good.begin(), good.begin() + good.size() / 3));
+    auto e = Engine::Open(dir);
+    ASSERT_FALSE(e.has_value()) << f << " truncated";
+    EXPECT_NE(e.error().message().find(f.filename().string()), std::string::npos) << e.error().ToString();
+    WriteAll(f, good);
+  }
+  auto e = OpenOrDie(dir);  // restored: opens again
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace strata
