@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/vector_set.h"
+#include "index/spann/spann_index.h"
 #include "storage/section_file.h"
 
 namespace strata::engine {
@@ -24,16 +25,6 @@ constexpr uint16_t kManifestMinor = 0;
 constexpr uint32_t kTagManifest = storage::SectionTag("CMAN");
 
 fs::path SegmentDir(const fs::path& dir, uint64_t id) { return dir / ("seg-" + std::to_string(id)); }
-
-// Keeps ids that are not in a segment's deleted set.
-class NotDeleted final : public index::IdFilter {
- public:
-  explicit NotDeleted(const std::unordered_set<VectorId>& deleted) : deleted_(deleted) {}
-  bool Contains(VectorId id) const override { return deleted_.count(id) == 0; }
-
- private:
-  const std::unordered_set<VectorId>& deleted_;
-};
 
 struct ManifestState {
   uint64_t checkpoint = 0;
@@ -316,9 +307,11 @@ Status Collection::SealLocked() {
     fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
     std::vector<SealedSegment::Row> rows;
     rows.reserve(records_.size());
-    for (const auto& [id, r] : records_) rows.push_back({id, &r.vector, &r.attributes});
+    for (const auto& [id, r] : records_) rows.push_back({id, r.vector.data(), &r.attributes});
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-    STRATA_RETURN_IF_ERROR(SealedSegment::Write(sdir, spec_.dim, spec_.metric, rows, *hnsw_));
+    STRATA_RETURN_IF_ERROR(
+        SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, SealedSegment::Kind::kHnsw, rows));
+    STRATA_RETURN_IF_ERROR(hnsw_->Save(SealedSegment::GraphPath(sdir)));
     STRATA_ASSIGN_OR_RETURN(fresh, SealedSegment::Open(sdir, sid, spec_.dim));
   }
   // 2. The deletes of the older segments, as a new generation.
@@ -373,6 +366,86 @@ Status Collection::SealLocked() {
   return Status::Ok();
 }
 
+Status Collection::Compact() {
+  std::lock_guard<std::mutex> g(write_mu_);
+  if (!poisoned_.ok()) return poisoned_;
+  STRATA_RETURN_IF_ERROR(SealLocked());
+  size_t deleted = 0;
+  for (const auto& seg : sealed_) deleted += seg->deleted.size();
+  if (sealed_.size() < 2 && deleted == 0) return Status::Ok();  // already one clean segment
+  // Live rows of every segment, merged by id (an id is live in one segment at most).
+  // Segments are immutable and their deleted sets change only under write_mu_,
+  // which this holds: readers keep searching them meanwhile.
+  std::vector<SealedSegment::Row> rows;
+  std::vector<Attributes> attrs;
+  size_t live = 0;
+  for (const auto& seg : sealed_) live += seg->rows() - seg->deleted.size();
+  rows.reserve(live);
+  attrs.reserve(live);  // stable addresses for the rows
+  for (const auto& seg : sealed_) {
+    for (size_t r = 0; r < seg->rows(); ++r) {
+      const VectorId id = seg->ids()[r];
+      if (seg->deleted.count(id)) continue;
+      STRATA_ASSIGN_OR_RETURN(Record rec, seg->Read(r));
+      attrs.push_back(std::move(rec.attributes));
+      rows.push_back({id, seg->vector(r), &attrs.back()});
+    }
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  for (size_t i = 1; i < rows.size(); ++i) {
+    if (rows[i].id == rows[i - 1].id) {
+      return Internal("id {} is live in two segments of collection '{}'", rows[i].id, spec_.name);
+    }
+  }
+  const uint64_t sid = next_segment_id_;
+  const fs::path sdir = SegmentDir(dir_, sid);
+  std::error_code ec;
+  fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
+  const uint64_t raw_bytes = uint64_t(rows.size()) * spec_.dim * sizeof(float);
+  const bool spann = spec_.memory_budget_bytes > 0 && raw_bytes > spec_.memory_budget_bytes &&
+                     spec_.metric != Metric::kInnerProduct && rows.size() >= 1000;
+  const auto kind = spann ? SealedSegment::Kind::kSpann : SealedSegment::Kind::kHnsw;
+  STRATA_RETURN_IF_ERROR(SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, kind, rows));
+  if (!rows.empty()) {
+    STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(rows.size(), spec_.dim));
+    std::vector<VectorId> ids(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::memcpy(vs.mutable_row(i), rows[i].vector, spec_.dim * sizeof(float));
+      ids[i] = rows[i].id;
+    }
+    if (spann) {
+      // SPANN entries are the rows 0..n-1 of records.strata (in id order).
+      index::SpannBuildOptions so;
+      so.metric = spec_.metric;
+      STRATA_RETURN_IF_ERROR(index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so));
+    } else {
+      STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
+      STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, ids));
+      STRATA_RETURN_IF_ERROR(graph->Save(SealedSegment::GraphPath(sdir)));
+    }
+  } else {
+    STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
+    STRATA_RETURN_IF_ERROR(graph->Save(SealedSegment::GraphPath(sdir)));
+  }
+  STRATA_ASSIGN_OR_RETURN(auto merged, SealedSegment::Open(sdir, sid, spec_.dim));
+  const uint64_t gen = generation_ + 1;
+  std::vector<std::pair<uint64_t, uint64_t>> listed;
+  if (!rows.empty()) listed.emplace_back(sid, 0);
+  // The log is untouched: the seal above left it empty after the checkpoint.
+  STRATA_RETURN_IF_ERROR(SaveManifest(last_sequence_.load(), wal_first_, sid + 1, gen, listed));
+  std::vector<std::unique_ptr<SealedSegment>> old;
+  {
+    std::unique_lock<std::shared_mutex> x(apply_mu_);
+    old.swap(sealed_);
+    if (!rows.empty()) sealed_.push_back(std::move(merged));
+  }
+  next_segment_id_ = sid + 1;
+  generation_ = gen;
+  for (const auto& seg : old) fs::remove_all(seg->dir(), ec);
+  if (rows.empty()) fs::remove_all(sdir, ec);
+  return Status::Ok();
+}
+
 Result<Record> Collection::Get(VectorId id) const {
   std::shared_lock<std::shared_mutex> s(apply_mu_);
   if (auto it = records_.find(id); it != records_.end()) {
@@ -392,7 +465,9 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query,
                                  spec_.name, spec_.dim));
   }
   if (options.k == 0) return Error(InvalidArgument("k must be at least 1"));
+  if (options.max_lists == 0) return Error(InvalidArgument("max_lists must be at least 1"));
   thread_local index::SearchContext ctx;
+  thread_local index::SpannContext sctx;
   index::SearchParams p;
   p.k = options.k;
   p.ef = std::max(options.ef, options.k);
@@ -400,10 +475,7 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query,
   std::shared_lock<std::shared_mutex> s(apply_mu_);
   STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, hnsw_->Search(q, p, ctx));
   for (const auto& seg : sealed_) {
-    NotDeleted filter(seg->deleted);
-    index::SearchParams sp = p;
-    if (!seg->deleted.empty()) sp.filter = &filter;
-    STRATA_ASSIGN_OR_RETURN(auto part, seg->graph().Search(q, sp, ctx));
+    STRATA_ASSIGN_OR_RETURN(auto part, seg->Search(q, options, ctx, sctx));
     out.insert(out.end(), part.begin(), part.end());
   }
   if (!sealed_.empty()) {

@@ -54,6 +54,9 @@ class Collection {
   Status Write(const WriteBatch& batch, size_t max_ops);
   // Seals the in-memory segment now (a no-op when nothing was written since the last seal).
   Status Flush();
+  // Seals, then merges all sealed segments into one without the deleted vectors
+  // (docs/formats/engine.md). Readers go on using the old segments until the swap.
+  Status Compact();
   Result<Record> Get(VectorId id) const;
   Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options) const;
   CollectionInfo Info() const;

@@ -85,7 +85,8 @@ class Engine::Impl {
                                   {"metric", std::string(MetricName(info.spec.metric))},
                                   {"hnsw_M", info.spec.hnsw_M},
                                   {"hnsw_ef_construction", info.spec.hnsw_ef_construction},
-                                  {"seal_threshold", info.spec.seal_threshold}});
+                                  {"seal_threshold", info.spec.seal_threshold},
+                                  {"memory_budget_bytes", info.spec.memory_budget_bytes}});
     }
     const std::string text = j.dump(1);
     STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir_ / kManifestFile, kManifestMagic,
@@ -119,6 +120,7 @@ class Engine::Impl {
         e.spec.hnsw_M = c.at("hnsw_M").get<uint32_t>();
         e.spec.hnsw_ef_construction = c.at("hnsw_ef_construction").get<uint32_t>();
         e.spec.seal_threshold = c.at("seal_threshold").get<size_t>();
+        e.spec.memory_budget_bytes = c.at("memory_budget_bytes").get<uint64_t>();
         if (Status s = ValidateSpec(e.spec); !s.ok()) {
           return Error(Corruption("{}: collection entry is invalid: {}", path.string(), s.message()));
         }
@@ -253,6 +255,11 @@ Status Engine::Delete(const std::string& collection, VectorId id) {
 Status Engine::Flush(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   return c->Flush();
+}
+
+Status Engine::Compact(const std::string& collection) {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  return c->Compact();
 }
 
 Result<Record> Engine::Get(const std::string& collection, VectorId id) const {

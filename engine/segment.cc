@@ -21,13 +21,14 @@ constexpr uint32_t kTagAoff = storage::SectionTag("AOFF");
 constexpr uint32_t kTagAttr = storage::SectionTag("ATTR");
 constexpr uint32_t kTagDels = storage::SectionTag("DELS");
 constexpr char kRecordsFile[] = "records.strata";
-constexpr char kGraphFile[] = "index.hnsw";
 
 struct Meta {
   uint64_t rows;
   uint32_t dim;
   uint32_t metric;
-  uint64_t reserved[6];
+  uint32_t kind;  // SealedSegment::Kind
+  uint32_t reserved0;
+  uint64_t reserved[5];
 };
 static_assert(sizeof(Meta) == 64);
 
@@ -38,8 +39,8 @@ std::span<const std::byte> Bytes(const std::vector<T>& v) {
 
 }  // namespace
 
-Status SealedSegment::Write(const fs::path& dir, size_t dim, Metric metric, std::span<const Row> rows,
-                            const index::HnswIndex& graph) {
+Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metric, Kind kind,
+                                   std::span<const Row> rows) {
   std::error_code ec;
   if (fs::exists(dir, ec)) return AlreadyExists("{} already exists", dir.string());
   fs::create_directories(dir, ec);
@@ -58,17 +59,17 @@ Status SealedSegment::Write(const fs::path& dir, size_t dim, Metric metric, std:
   meta.rows = rows.size();
   meta.dim = uint32_t(dim);
   meta.metric = uint32_t(metric);
+  meta.kind = uint32_t(kind);
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir / kRecordsFile, kRecordsMagic,
                                                                        kMajor, kMinor));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagIds, Bytes(ids)));
   STRATA_RETURN_IF_ERROR(w.BeginSection(kTagVecs));
-  for (const Row& r : rows) STRATA_RETURN_IF_ERROR(w.Append(r.vector->data(), dim * sizeof(float)));
+  for (const Row& r : rows) STRATA_RETURN_IF_ERROR(w.Append(r.vector, dim * sizeof(float)));
   STRATA_RETURN_IF_ERROR(w.EndSection());
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAoff, Bytes(offsets)));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAttr, attrs));
-  STRATA_RETURN_IF_ERROR(w.Commit());
-  return graph.Save(dir / kGraphFile);
+  return w.Commit();
 }
 
 Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, uint64_t id, size_t dim) {
@@ -116,12 +117,24 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
       return Error(Corruption("{}: attribute offsets decrease at row {}", path.string(), i));
     }
   }
-  index::HnswLoadOptions lo;
-  lo.mmap = true;
-  STRATA_ASSIGN_OR_RETURN(seg->graph_, index::HnswIndex::Load(dir / kGraphFile, lo));
-  if (seg->graph_->dim() != dim) {
-    return Error(Corruption("{}: graph has dimension {}, expected {}", (dir / kGraphFile).string(),
-                            seg->graph_->dim(), dim));
+  if (meta.kind == uint32_t(Kind::kHnsw)) {
+    index::HnswLoadOptions lo;
+    lo.mmap = true;
+    STRATA_ASSIGN_OR_RETURN(seg->graph_, index::HnswIndex::Load(GraphPath(dir), lo));
+    if (seg->graph_->dim() != dim) {
+      return Error(Corruption("{}: graph has dimension {}, expected {}", GraphPath(dir).string(),
+                              seg->graph_->dim(), dim));
+    }
+  } else if (meta.kind == uint32_t(Kind::kSpann)) {
+    seg->kind_ = Kind::kSpann;
+    STRATA_ASSIGN_OR_RETURN(seg->spann_, index::SpannIndex::Open(SpannPath(dir)));
+    if (seg->spann_->dim() != dim || seg->spann_->Stats().num_vectors != n) {
+      return Error(Corruption("{}: SPANN index holds {} vectors of dimension {}, the records {} of {}",
+                              SpannPath(dir).string(), seg->spann_->Stats().num_vectors, seg->spann_->dim(),
+                              n, dim));
+    }
+  } else {
+    return Error(Corruption("{}: META names unknown index kind {}", path.string(), meta.kind));
   }
   return seg;
 }
@@ -143,10 +156,57 @@ Result<Record> SealedSegment::Read(size_t row) const {
   return r;
 }
 
+namespace {
+// Keeps external ids that are not in a segment's deleted set (HNSW segments are
+// labelled with external ids).
+class LiveIds final : public index::IdFilter {
+ public:
+  explicit LiveIds(const std::unordered_set<VectorId>& deleted) : deleted_(deleted) {}
+  bool Contains(VectorId id) const override { return deleted_.count(id) == 0; }
+
+ private:
+  const std::unordered_set<VectorId>& deleted_;
+};
+// The same for SPANN segments, whose entries are row numbers.
+class LiveRows final : public index::IdFilter {
+ public:
+  LiveRows(std::span<const VectorId> ids, const std::unordered_set<VectorId>& deleted)
+      : ids_(ids), deleted_(deleted) {}
+  bool Contains(VectorId row) const override { return deleted_.count(ids_[row]) == 0; }
+
+ private:
+  std::span<const VectorId> ids_;
+  const std::unordered_set<VectorId>& deleted_;
+};
+}  // namespace
+
+Result<std::vector<Neighbor>> SealedSegment::Search(VectorView query, const SearchOptions& options,
+                                                    index::SearchContext& ctx,
+                                                    index::SpannContext& sctx) const {
+  if (kind_ == Kind::kHnsw) {
+    LiveIds live(deleted);
+    index::SearchParams p;
+    p.k = options.k;
+    p.ef = std::max(options.ef, options.k);
+    if (!deleted.empty()) p.filter = &live;
+    return graph_->Search(query, p, ctx);
+  }
+  LiveRows live(ids_, deleted);
+  index::SpannSearchParams p;
+  p.k = options.k;
+  p.max_lists = options.max_lists;
+  if (!deleted.empty()) p.filter = &live;
+  STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, spann_->Search(query, p, sctx));
+  for (Neighbor& n : out) n.id = ids_[n.id];  // rows to ids
+  return out;
+}
+
 size_t SealedSegment::memory_bytes() const {
-  // Resident: the graph (mapped, see HNSW's own accounting) and the id column
-  // (searched by binary search); vectors and attributes are read on demand.
-  return graph_->Stats().memory_bytes + ids_.size_bytes() + deleted.size() * 32;
+  // Resident: the index's in-memory part (an HNSW graph is mapped, see its own
+  // accounting; SPANN keeps its heads) and the id column (searched by binary
+  // search); vectors and attributes are read on demand.
+  const size_t index_bytes = graph_ ? graph_->Stats().memory_bytes : spann_->Stats().memory_bytes;
+  return index_bytes + ids_.size_bytes() + deleted.size() * 32;
 }
 
 fs::path SealedSegment::DeletesPath(const fs::path& dir, uint64_t generation) {

@@ -62,6 +62,9 @@ struct CollectionSpec {
   // The in-memory segment that takes writes is sealed to disk (and the log cut)
   // once it holds this many vectors.
   size_t seal_threshold = 100000;
+  // Compaction builds a SPANN segment instead of an HNSW one when the merged
+  // vectors take more than this many bytes (0: always HNSW). Not for inner product.
+  uint64_t memory_budget_bytes = 0;
 };
 
 struct CollectionInfo {
@@ -75,7 +78,8 @@ struct CollectionInfo {
 
 struct SearchOptions {
   uint32_t k = 10;
-  uint32_t ef = 64;  // HNSW candidate list (raised to k when smaller)
+  uint32_t ef = 64;          // HNSW segments: candidate list (raised to k when smaller)
+  uint32_t max_lists = 96;   // SPANN segments: most posting lists read
 };
 
 struct Record {
@@ -127,6 +131,10 @@ class Engine {
 
   // Seals the collection's in-memory segment to disk now and cuts its log.
   Status Flush(const std::string& collection);
+  // Seals, then merges every sealed segment into one, dropping deleted vectors
+  // (SPANN when past spec.memory_budget_bytes). Searches go on meanwhile; writes
+  // to this collection wait.
+  Status Compact(const std::string& collection);
 
   Result<Record> Get(const std::string& collection, VectorId id) const;
   Result<std::vector<Neighbor>> Search(const std::string& collection, std::span<const float> query,

@@ -470,7 +470,10 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
                                  num_vectors_);
         return;
       }
-      if (ctx.scores[j] < top.threshold() && ctx.seen.Insert(ids[j])) top.Push(ctx.scores[j], ids[j]);
+      if (ctx.scores[j] < top.threshold() && (!p.filter || p.filter->Contains(ids[j])) &&
+          ctx.seen.Insert(ids[j])) {
+        top.Push(ctx.scores[j], ids[j]);
+      }
     }
     entries += l.count;
   }));

@@ -35,6 +35,7 @@
 #include "core/types.h"
 #include "core/vector_set.h"
 #include "index/hnsw/hnsw_index.h"
+#include "index/index.h"
 #include "storage/block_io.h"
 
 namespace strata::index {
@@ -81,6 +82,9 @@ struct SpannSearchParams {
   // distance. 0.6 reached recall@10 0.90 at 64 lists on GloVe-100 (docs/BENCHMARKS.md).
   double prune_epsilon = 0.6;
   uint32_t head_ef = 0;         // HNSW ef over the heads (0 = 2 x max_lists)
+  // Optional: only entries whose id the filter contains are scored and returned
+  // (the lists read are the same). Not owned.
+  const IdFilter* filter = nullptr;
 };
 
 struct SpannOpenOptions {

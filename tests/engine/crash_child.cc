@@ -46,7 +46,16 @@ int main(int argc, char** argv) {
     }
     std::printf("%llu\n", static_cast<unsigned long long>(b));
     std::fflush(stdout);
-    if (b % 16 == 15) {  // and explicit seals, announced so the parent can kill inside one
+    if (b % 48 == 47) {  // compactions and explicit seals, announced so the parent can kill inside one
+      std::printf("compact\n");
+      std::fflush(stdout);
+      if (auto s = e.Compact(strata::crash_test::kCollection); !s.ok()) {
+        std::fprintf(stderr, "compact: %s\n", s.ToString().c_str());
+        return 1;
+      }
+      std::printf("compacted\n");
+      std::fflush(stdout);
+    } else if (b % 16 == 15) {
       std::printf("flush\n");
       std::fflush(stdout);
       if (auto s = e.Flush(strata::crash_test::kCollection); !s.ok()) {

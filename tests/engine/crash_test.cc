@@ -67,14 +67,15 @@ Child Spawn(const fs::path& dir, uint64_t first, uint64_t seed) {
 struct Outcome {
   int64_t last = -1;       // highest acknowledged batch
   bool created = false;    // the child created the collection
-  bool in_flush = false;   // killed between "flush" and "flushed"
+  bool in_flush = false;    // killed between "flush" and "flushed"
+  bool in_compact = false;  // killed between "compact" and "compacted"
 };
 
 // kill_in_flush: kill `ms` (0..2) milliseconds after the child announces a seal.
 Outcome RunAndKill(Child c, int ms, bool from_start, bool kill_in_flush = false) {
   std::string buf;
   int64_t last = -1;
-  bool created = false, ready = false, in_flush = false;
+  bool created = false, ready = false, in_flush = false, in_compact = false;
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + (from_start ? std::chrono::milliseconds(ms) : std::chrono::seconds(60));
   auto drain = [&] {
@@ -92,6 +93,11 @@ Outcome RunAndKill(Child c, int ms, bool from_start, bool kill_in_flush = false)
         if (kill_in_flush) deadline = Clock::now() + std::chrono::milliseconds(ms);
       } else if (line == "flushed") {
         in_flush = false;
+      } else if (line == "compact") {
+        in_compact = true;
+        if (kill_in_flush) deadline = Clock::now() + std::chrono::milliseconds(ms);
+      } else if (line == "compacted") {
+        in_compact = false;
       } else if (line == "ready") {
         if (!from_start && !kill_in_flush && !ready) deadline = Clock::now() + std::chrono::milliseconds(ms);
         ready = true;
@@ -108,7 +114,7 @@ Outcome RunAndKill(Child c, int ms, bool from_start, bool kill_in_flush = false)
     if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
       ADD_FAILURE() << "child exited by itself with status " << status;
       close(c.out);
-      return {last, created, false};
+      return {last, created, false, false};
     }
   }
   kill(c.pid, SIGKILL);
@@ -116,7 +122,7 @@ Outcome RunAndKill(Child c, int ms, bool from_start, bool kill_in_flush = false)
   waitpid(c.pid, &status, 0);
   drain();  // lines written before the kill
   close(c.out);
-  return {last, created, in_flush};
+  return {last, created, in_flush, in_compact};
 }
 
 TEST(EngineCrash, AcknowledgedBatchesSurviveSigkill) {
@@ -128,18 +134,19 @@ TEST(EngineCrash, AcknowledgedBatchesSurviveSigkill) {
   Model model;             // state after batches 0..applied-1
   uint64_t applied = 0;    // batches in `model`
   bool created = false;
-  uint64_t torn_rounds = 0, torn_bytes = 0, unacked_present = 0, killed_in_seal = 0;
+  uint64_t torn_rounds = 0, torn_bytes = 0, unacked_present = 0, killed_in_seal = 0, killed_in_compaction = 0;
   for (int round = 0; round < rounds; ++round) {
     // One round in five kills the child while it is still opening (recovering),
     // one in four right after it announces a seal; the others let it write for up
     // to 300 ms.
     const unsigned mode = rng() % 20;
     const bool during_open = mode < 4, during_seal = mode >= 15;
-    const int ms = during_open ? int(rng() % 150) : during_seal ? int(rng() % 3) : 1 + int(rng() % 300);
+    const int ms = during_open ? int(rng() % 150) : during_seal ? int(rng() % 4) : 1 + int(rng() % 300);
     const Outcome out = RunAndKill(Spawn(dir, applied, seed), ms, during_open, during_seal);
     const int64_t last = out.last;
     created = created || out.created;
     killed_in_seal += out.in_flush;
+    killed_in_compaction += out.in_compact;
     auto e = Engine::Open(dir);
     ASSERT_TRUE(e.has_value()) << "round " << round << ": " << e.error().ToString();
     torn_bytes += (*e)->recovery().torn_bytes_dropped;
@@ -176,12 +183,14 @@ TEST(EngineCrash, AcknowledgedBatchesSurviveSigkill) {
     }
   }
   std::printf("crash test: %d rounds, %llu batches acknowledged and verified, %llu kills inside a seal, "
-              "%llu rounds with a torn log tail (%llu bytes dropped in all), %llu rounds where the "
-              "in-flight batch had reached the log\n",
+              "%llu inside a compaction, %llu rounds with a torn log tail (%llu bytes dropped in all), "
+              "%llu rounds where the in-flight batch had reached the log\n",
               rounds, static_cast<unsigned long long>(applied), static_cast<unsigned long long>(killed_in_seal),
+              static_cast<unsigned long long>(killed_in_compaction),
               static_cast<unsigned long long>(torn_rounds), static_cast<unsigned long long>(torn_bytes),
               static_cast<unsigned long long>(unacked_present));
   EXPECT_GT(killed_in_seal, 0u);
+  EXPECT_GT(killed_in_compaction, 0u);
   EXPECT_GT(applied, uint64_t(rounds));  // the children made progress
   fs::remove_all(dir);
 }
