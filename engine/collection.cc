@@ -234,7 +234,7 @@ void Collection::DeleteFromSealed(VectorId id) {
 }
 
 Status Collection::Apply(const WriteBatch& batch) {
-  std::unique_lock<std::shared_mutex> x(apply_mu_);
+  std::unique_lock<FairSharedMutex> x(apply_mu_);
   // Fast path: only upserts with distinct ids go to the graph in parallel.
   bool bulk = batch.size() >= 64;
   if (bulk) {
@@ -338,7 +338,7 @@ Status Collection::SealLocked() {
   STRATA_RETURN_IF_ERROR(SaveManifest(checkpoint, checkpoint + 1, next_segment, gen, listed));
   // Committed. 5. Swap in memory; 6. drop what the manifest no longer names.
   {
-    std::unique_lock<std::shared_mutex> x(apply_mu_);
+    std::unique_lock<FairSharedMutex> x(apply_mu_);
     for (size_t i = 0; i < sealed_.size(); ++i) sealed_[i]->deletes_generation = listed[i].second;
     if (fresh) sealed_.push_back(std::move(fresh));
     records_.clear();
@@ -350,6 +350,8 @@ Status Collection::SealLocked() {
   if (wal) {
     const fs::path old = wal_->path();
     (void)wal_->Close();
+    wal_bytes_before_ += wal_->bytes_written();
+    wal_fsyncs_before_ += wal_->fsyncs();
     wal_ = std::move(wal);
     wal_first_ = checkpoint + 1;
     fs::remove(old, ec);
@@ -435,7 +437,7 @@ Status Collection::Compact() {
   STRATA_RETURN_IF_ERROR(SaveManifest(last_sequence_.load(), wal_first_, sid + 1, gen, listed));
   std::vector<std::unique_ptr<SealedSegment>> old;
   {
-    std::unique_lock<std::shared_mutex> x(apply_mu_);
+    std::unique_lock<FairSharedMutex> x(apply_mu_);
     old.swap(sealed_);
     if (!rows.empty()) sealed_.push_back(std::move(merged));
   }
@@ -447,7 +449,7 @@ Status Collection::Compact() {
 }
 
 Result<Record> Collection::Get(VectorId id) const {
-  std::shared_lock<std::shared_mutex> s(apply_mu_);
+  std::shared_lock<FairSharedMutex> s(apply_mu_);
   if (auto it = records_.find(id); it != records_.end()) {
     return Record{id, it->second.vector, it->second.attributes};
   }
@@ -472,11 +474,16 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query,
   p.k = options.k;
   p.ef = std::max(options.ef, options.k);
   const VectorView q(query.data(), query.size());
-  std::shared_lock<std::shared_mutex> s(apply_mu_);
+  std::shared_lock<FairSharedMutex> s(apply_mu_);
   STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, hnsw_->Search(q, p, ctx));
+  index::SpannQueryStats io;
   for (const auto& seg : sealed_) {
-    STRATA_ASSIGN_OR_RETURN(auto part, seg->Search(q, options, ctx, sctx));
+    STRATA_ASSIGN_OR_RETURN(auto part, seg->Search(q, options, ctx, sctx, &io));
     out.insert(out.end(), part.begin(), part.end());
+  }
+  if (io.lists_read) {
+    disk_reads_.fetch_add(io.lists_read, std::memory_order_relaxed);
+    disk_read_bytes_.fetch_add(io.bytes_read, std::memory_order_relaxed);
   }
   if (!sealed_.empty()) {
     std::sort(out.begin(), out.end());
@@ -489,7 +496,7 @@ CollectionInfo Collection::Info() const {
   CollectionInfo info;
   info.spec = spec_;
   info.id = id_;
-  std::shared_lock<std::shared_mutex> s(apply_mu_);
+  std::shared_lock<FairSharedMutex> s(apply_mu_);
   info.num_vectors = records_.size();
   info.last_sequence = last_sequence_.load();
   // The record copies (vector as written; attributes not counted) and their map
@@ -507,12 +514,12 @@ CollectionInfo Collection::Info() const {
 
 uint64_t Collection::wal_bytes() const {
   std::lock_guard<std::mutex> g(write_mu_);
-  return wal_ ? wal_->bytes_written() : 0;
+  return wal_bytes_before_ + (wal_ ? wal_->bytes_written() : 0);
 }
 
 uint64_t Collection::wal_fsyncs() const {
   std::lock_guard<std::mutex> g(write_mu_);
-  return wal_ ? wal_->fsyncs() : 0;
+  return wal_fsyncs_before_ + (wal_ ? wal_->fsyncs() : 0);
 }
 
 }  // namespace strata::engine

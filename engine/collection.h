@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/fair_shared_mutex.h"
 #include "engine/segment.h"
 #include "engine/strata.h"
 #include "engine/wal.h"
@@ -62,6 +63,8 @@ class Collection {
   CollectionInfo Info() const;
   uint64_t wal_bytes() const;
   uint64_t wal_fsyncs() const;
+  uint64_t disk_reads() const { return disk_reads_.load(std::memory_order_relaxed); }
+  uint64_t disk_read_bytes() const { return disk_read_bytes_.load(std::memory_order_relaxed); }
   const std::filesystem::path& dir() const { return dir_; }
   // Stops taking writes and closes the log (syncing it).
   Status Close();
@@ -91,7 +94,7 @@ class Collection {
   const CollectionSpec spec_;
   const WalOptions wal_options_;
   mutable std::mutex write_mu_;         // one writer or seal at a time: log order = apply order
-  mutable std::shared_mutex apply_mu_;  // readers shared; applying a batch or a seal exclusive
+  mutable FairSharedMutex apply_mu_;    // readers shared; applying a batch or a seal exclusive
   // The in-memory segment (guarded by apply_mu_).
   std::unordered_map<VectorId, Stored> records_;
   std::unique_ptr<index::HnswIndex> hnsw_;
@@ -99,11 +102,14 @@ class Collection {
   std::vector<std::unique_ptr<SealedSegment>> sealed_;
   // Guarded by write_mu_.
   std::unique_ptr<WalWriter> wal_;
+  uint64_t wal_bytes_before_ = 0;   // written to log files since closed by seals (this process)
+  uint64_t wal_fsyncs_before_ = 0;
   uint64_t wal_first_ = 1;        // first sequence of the current log file
   uint64_t next_segment_id_ = 1;
   uint64_t generation_ = 0;       // bumped by every seal
   bool dirty_ = false;            // something was written since the last seal
   std::atomic<uint64_t> last_sequence_{0};
+  mutable std::atomic<uint64_t> disk_reads_{0}, disk_read_bytes_{0};
   Status poisoned_;  // set when the log failed: later writes are refused
 };
 

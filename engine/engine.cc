@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -69,6 +70,7 @@ class Engine::Impl {
   std::map<std::string, std::shared_ptr<Collection>> collections_;
   uint64_t next_id_ = 1;
   mutable std::atomic<uint64_t> write_batches_{0}, upserts_{0}, deletes_{0}, searches_{0}, gets_{0};
+  mutable LatencyHistogram search_hist_, write_hist_;
 
   fs::path CollectionDir(uint64_t id) const { return dir_ / "collections" / std::to_string(id); }
 
@@ -230,7 +232,10 @@ Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const
 
 Status Engine::Write(const std::string& collection, const WriteBatch& batch) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  const auto start = std::chrono::steady_clock::now();
   STRATA_RETURN_IF_ERROR(c->Write(batch, impl_->options_.max_batch_ops));
+  impl_->write_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now() - start).count()));
   impl_->write_batches_.fetch_add(1, std::memory_order_relaxed);
   for (const auto& op : batch.ops()) {
     (op.kind == engine::WriteOp::Kind::kUpsert ? impl_->upserts_ : impl_->deletes_)
@@ -272,7 +277,11 @@ Result<std::vector<Neighbor>> Engine::Search(const std::string& collection, std:
                                              const SearchOptions& options) const {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   impl_->searches_.fetch_add(1, std::memory_order_relaxed);
-  return c->Search(query, options);
+  const auto start = std::chrono::steady_clock::now();
+  auto out = c->Search(query, options);
+  impl_->search_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::steady_clock::now() - start).count()));
+  return out;
 }
 
 const RecoveryReport& Engine::recovery() const { return impl_->report_; }
@@ -289,7 +298,14 @@ EngineCounters Engine::counters() const {
   for (const auto& [name, col] : impl_->collections_) {
     c.wal_bytes += col->wal_bytes();
     c.wal_fsyncs += col->wal_fsyncs();
+    c.disk_reads += col->disk_reads();
+    c.disk_read_bytes += col->disk_read_bytes();
+    const CollectionInfo info = col->Info();
+    c.vectors += info.num_vectors;
+    c.memory_bytes += info.memory_bytes;
   }
+  c.search_latency = impl_->search_hist_.Snapshot();
+  c.write_latency = impl_->write_hist_.Snapshot();
   return c;
 }
 

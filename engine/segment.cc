@@ -181,8 +181,8 @@ class LiveRows final : public index::IdFilter {
 }  // namespace
 
 Result<std::vector<Neighbor>> SealedSegment::Search(VectorView query, const SearchOptions& options,
-                                                    index::SearchContext& ctx,
-                                                    index::SpannContext& sctx) const {
+                                                    index::SearchContext& ctx, index::SpannContext& sctx,
+                                                    index::SpannQueryStats* io) const {
   if (kind_ == Kind::kHnsw) {
     LiveIds live(deleted);
     index::SearchParams p;
@@ -196,7 +196,7 @@ Result<std::vector<Neighbor>> SealedSegment::Search(VectorView query, const Sear
   p.k = options.k;
   p.max_lists = options.max_lists;
   if (!deleted.empty()) p.filter = &live;
-  STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, spann_->Search(query, p, sctx));
+  STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, spann_->Search(query, p, sctx, io));
   for (Neighbor& n : out) n.id = ids_[n.id];  // rows to ids
   return out;
 }

@@ -66,8 +66,10 @@ class SealedSegment {
   Kind kind() const { return kind_; }
   // Top-k of the live (not deleted) ids; the caller holds the collection's apply
   // lock shared. Thread-safe otherwise.
+  // SPANN segments add what they read to `io`.
   Result<std::vector<Neighbor>> Search(VectorView query, const SearchOptions& options,
-                                       index::SearchContext& ctx, index::SpannContext& sctx) const;
+                                       index::SearchContext& ctx, index::SpannContext& sctx,
+                                       index::SpannQueryStats* io = nullptr) const;
   size_t memory_bytes() const;
 
   // Deleted ids (a subset of ids()); guarded by the collection's apply lock.

@@ -2,11 +2,13 @@
 // Strata, embedded: the one header an application includes.
 //
 //   auto engine = strata::Engine::Open("./strata-data");            // creates it when empty
-//   (*engine)->CreateCollection({.name = "docs", .dim = 100, .metric = strata::Metric::kCosine});
+//   if (!engine) return engine.error();                               // a Status naming the file
+//   strata::Status s = (*engine)->CreateCollection({.name = "docs", .dim = 100,
+//                                                   .metric = strata::Metric::kCosine});
 //   strata::WriteBatch batch;
 //   batch.Upsert(42, vector, {{"lang", std::string("en")}});
-//   (*engine)->Write("docs", batch);                                  // durable when it returns
-//   auto hits = (*engine)->Search("docs", query, {.k = 10});
+//   s = (*engine)->Write("docs", batch);                              // durable when it returns OK
+//   auto hits = (*engine)->Search("docs", query, {.k = 10});          // Result<vector<Neighbor>>
 //
 // Data directory: a MANIFEST (the catalog, replaced atomically) and one folder
 // per collection holding its sealed segments, their manifest and its write-ahead
@@ -29,6 +31,7 @@
 #include "core/status.h"
 #include "core/types.h"
 #include "engine/attributes.h"
+#include "engine/metrics.h"
 #include "engine/write_batch.h"
 
 namespace strata {
@@ -96,15 +99,21 @@ struct RecoveryReport {
   std::vector<std::string> notes;   // one line per repair, naming the file
 };
 
-// Counters kept by the engine (for the server's metrics endpoint).
+// Counters and histograms kept by the engine (for the server's metrics endpoint).
 struct EngineCounters {
   uint64_t write_batches = 0;
   uint64_t upserts = 0;
   uint64_t deletes = 0;
   uint64_t searches = 0;
   uint64_t gets = 0;
-  uint64_t wal_bytes = 0;
-  uint64_t wal_fsyncs = 0;
+  uint64_t wal_bytes = 0;        // bytes of log files written or opened by this process
+  uint64_t wal_fsyncs = 0;       // log fsyncs made by this process
+  uint64_t vectors = 0;          // live vectors in all collections
+  uint64_t memory_bytes = 0;     // resident bytes of all collections' indexes and records
+  uint64_t disk_reads = 0;       // posting lists read by searches of SPANN segments
+  uint64_t disk_read_bytes = 0;
+  HistogramSnapshot search_latency;  // Engine::Search, seconds
+  HistogramSnapshot write_latency;   // Engine::Write (through the durability point), seconds
 };
 
 class Engine {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds the test suites
 # with AddressSanitizer + UndefinedBehaviorSanitizer, and runs ctest; then builds
-# the concurrency suite with ThreadSanitizer and runs the tests labelled "concurrent".
+# the concurrency suites with ThreadSanitizer and runs the tests labelled "concurrent".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,7 +17,13 @@ ctest --test-dir build/asan --output-on-failure -j"$JOBS" "$@"
 # concurrency, and AddBatch's explicit two-thread region is checked as well.
 cmake -S . -B build/tsan -G Ninja -DSTRATA_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSTRATA_BUILD_BENCH=OFF >/dev/null
-cmake --build build/tsan -j"$JOBS" --target hnsw_concurrency_test
+cmake --build build/tsan -j"$JOBS" --target hnsw_concurrency_test engine_concurrency_test wal_test
+# The concurrent suites (HNSW inserts and searches; the engine's 60-second mixed
+# load of two writers and two readers with seals and compactions), and the WAL's
+# group commit and its races with Sync/Close.
 OMP_NUM_THREADS=1 \
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir build/tsan -L concurrent --output-on-failure
+OMP_NUM_THREADS=1 \
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  build/tsan/tests/wal_test --gtest_filter='Wal.GroupCommit*:Wal.SyncAndCloseRace*:*WalDurability*'

@@ -27,6 +27,7 @@
 #include "storage/section_file.h"
 #include "storage/dataset_io.h"
 #include "tools/bench.h"
+#include "tools/engine_bench.h"
 #include "tools/datasets.h"
 #include "tools/eval.h"
 #include "tools/experiments.h"
@@ -154,29 +155,43 @@ int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string comp
   return 0;
 }
 
+// Reads base, queries and ground truth named by resolved data arguments.
+Result<tools::LoadedDataset> LoadData(const DataArgs& a) {
+  tools::LoadedDataset data;
+  data.name = a.dataset.empty() ? fs::path(a.base).stem().string() : a.dataset;
+  STRATA_ASSIGN_OR_RETURN(data.base, storage::ReadVectors(a.base));
+  storage::ReadOptions qopt;
+  if (a.max_queries) qopt.max_rows = a.max_queries;
+  STRATA_ASSIGN_OR_RETURN(data.queries, storage::ReadVectors(a.queries, qopt));
+  STRATA_ASSIGN_OR_RETURN(data.gt, storage::ReadGroundTruth(a.gt));
+  if (data.base.dim() != data.queries.dim()) {
+    return Error(InvalidArgument("{} has dimension {} but {} has {}", a.base, data.base.dim(), a.queries,
+                                 data.queries.dim()));
+  }
+  return data;
+}
+
+int RunEngineBenchCmd(DataArgs a, tools::EngineBenchConfig config) {
+  auto metric = ResolveDataArgs(a, true);
+  if (!metric) return Fail(metric.error());
+  if (a.gt.empty()) return Fail(InvalidArgument("--gt is required with --base/--queries"));
+  auto data = LoadData(a);
+  if (!data) return Fail(data.error());
+  config.metric = *metric;
+  config.max_queries = a.max_queries;
+  Status s = tools::RunEngineBench(*data, config);
+  return s.ok() ? 0 : Fail(s);
+}
+
 int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions& topt,
                 uint32_t k, int threads, size_t single_queries, const std::string& json_out,
                 double min_recall) {
   auto metric = ResolveDataArgs(a, true);
   if (!metric) return Fail(metric.error());
   if (a.gt.empty()) return Fail(InvalidArgument("--gt is required with --base/--queries"));
-  tools::LoadedDataset data;
-  data.name = a.dataset.empty() ? fs::path(a.base).stem().string() : a.dataset;
-  auto base = storage::ReadVectors(a.base);
-  if (!base) return Fail(base.error());
-  storage::ReadOptions qopt;
-  if (a.max_queries) qopt.max_rows = a.max_queries;
-  auto queries = storage::ReadVectors(a.queries, qopt);
-  if (!queries) return Fail(queries.error());
-  auto gt = storage::ReadGroundTruth(a.gt);
-  if (!gt) return Fail(gt.error());
-  if (base->dim() != queries->dim()) {
-    return Fail(InvalidArgument("{} has dimension {} but {} has {}", a.base, base->dim(),
-                                a.queries, queries->dim()));
-  }
-  data.base = std::move(*base);
-  data.queries = std::move(*queries);
-  data.gt = std::move(*gt);
+  auto loaded = LoadData(a);
+  if (!loaded) return Fail(loaded.error());
+  tools::LoadedDataset& data = *loaded;
   if (topt.deletes > 0 || !topt.selectivities.empty()) {
     if (kind != "hnsw") return Fail(InvalidArgument("--deletes and --filter need --index hnsw"));
     tools::ScenarioConfig sc;
@@ -620,6 +635,23 @@ int main(int argc, char** argv) {
                     "HNSW scenario: random-tag filters at these selectivities (e.g. 0.5,0.1,0.01)")
       ->delimiter(',');
 
+  // engine-bench
+  auto* ebench = app.add_subcommand(
+      "engine-bench", "Engine end to end: upsert throughput (fsync per batch), recall/QPS after seals and "
+                      "compaction, next to a fresh HNSW");
+  DataArgs eb_args;
+  tools::EngineBenchConfig eb_config;
+  std::string eb_dir = "build/engine-bench-data";
+  AddDataOptions(ebench, eb_args);
+  ebench->add_option("--gt", eb_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
+  ebench->add_option("--engine-dir", eb_dir, "data directory for the engine (emptied first)")->capture_default_str();
+  ebench->add_option("--batch", eb_config.batch, "vectors per write batch")->capture_default_str();
+  ebench->add_option("--seals", eb_config.seals, "sealed segments to write the base in")->capture_default_str();
+  ebench->add_option("--ef", eb_config.ef_values, "ef values to sweep")->delimiter(',');
+  ebench->add_option("--M", eb_config.M, "HNSW links per node")->capture_default_str();
+  ebench->add_option("--ef-construction", eb_config.ef_construction, "HNSW build candidate list")
+      ->capture_default_str();
+
   // build
   auto* build = app.add_subcommand("build", "Build an index from a vector file and save it");
   DataArgs bd_args;
@@ -713,6 +745,10 @@ int main(int argc, char** argv) {
   }
   if (inspect->parsed()) return RunInspect(inspect_path);
   if (gt->parsed()) return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k);
+  if (ebench->parsed()) {
+    eb_config.data_dir = eb_dir;
+    return RunEngineBenchCmd(eb_args, eb_config);
+  }
   if (bench->parsed()) {
     return RunBenchCmd(b_args, b_index, b_topt, b_k, b_threads, b_single, b_json, b_min_recall);
   }

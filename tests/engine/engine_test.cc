@@ -201,6 +201,15 @@ TEST(Engine, UpsertGetSearchDelete) {
   EXPECT_EQ(c.deletes, 2u);
   EXPECT_GT(c.wal_bytes, 0u);
   EXPECT_GE(c.wal_fsyncs, 5u);  // kSync: one per batch at least
+  EXPECT_EQ(c.vectors, 1u);
+  EXPECT_GT(c.memory_bytes, 0u);
+  EXPECT_EQ(c.write_latency.count, 5u);
+  EXPECT_EQ(c.search_latency.count, 2u);
+  uint64_t in_buckets = 0;
+  for (uint64_t b : c.search_latency.counts) in_buckets += b;
+  EXPECT_EQ(in_buckets, 2u);
+  EXPECT_EQ(c.search_latency.counts.size(), c.search_latency.upper_bounds_seconds.size() + 1);
+  EXPECT_GT(c.search_latency.sum_seconds, 0.0);
   fs::remove_all(dir);
 }
 
@@ -451,6 +460,7 @@ TEST(Engine, SealsAtThresholdAndRecovers) {
     model = WriteRandom(*e, "c", 8, 30, 250, 11);
     auto info = e->DescribeCollection("c");
     EXPECT_GE(info->sealed_segments, 2u);
+    EXPECT_GE(e->counters().wal_fsyncs, 30u);  // one per batch (kSync), across the logs seals cut
     ExpectMatchesModel(*e, "c", model, 250, 8);
   }
   auto e = OpenOrDie(dir);
@@ -617,6 +627,7 @@ TEST(Engine, CompactionBuildsSpannPastTheMemoryBudget) {
     return fs::path();
   }();
   ASSERT_TRUE(fs::exists(sdir / "spann" / "postings.spann")) << sdir;
+  const uint64_t reads_before = e->counters().disk_reads;
   // Deletes after compaction are honoured by the SPANN segment too.
   WriteBatch b;
   size_t n = 0;
@@ -655,6 +666,9 @@ TEST(Engine, CompactionBuildsSpannPastTheMemoryBudget) {
       total += 10;
     }
     EXPECT_GE(double(hit) / double(total), 0.9) << "pass " << pass;
+    if (pass == 0) {
+      EXPECT_GT(e->counters().disk_reads, reads_before);  // SPANN lists were read
+    }
     e.reset();
     e = OpenOrDie(dir);
   }
