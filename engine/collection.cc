@@ -68,7 +68,22 @@ Result<ManifestState> LoadManifest(const fs::path& dir) {
 }  // namespace
 
 Collection::Collection(fs::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options)
-    : dir_(std::move(dir)), id_(id), spec_(std::move(spec)), wal_options_(wal_options) {}
+    : dir_(std::move(dir)), id_(id), spec_(std::move(spec)), wal_options_(wal_options) {
+  seal_retry_size_ = spec_.seal_threshold;
+}
+
+Status Collection::CommitManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment,
+                                  uint64_t generation,
+                                  const std::vector<std::pair<uint64_t, uint64_t>>& segments) {
+  Status s = SaveManifest(checkpoint, wal_first, next_segment, generation, segments);
+  if (!s.ok()) {
+    // The replacement may have been renamed into place before the failure (e.g. the
+    // directory fsync failed): memory can no longer tell which manifest is in force.
+    // Refuse further changes; reopening reads whichever one is there.
+    poisoned_ = s.WithContext(fmt::format("collection '{}' needs a reopen", spec_.name));
+  }
+  return s;
+}
 
 Collection::~Collection() { (void)Close(); }
 
@@ -107,7 +122,12 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
   c->next_segment_id_ = m.next_segment;
   c->generation_ = m.generation;
   c->last_sequence_.store(m.checkpoint);
+  const bool have_manifest = fs::exists(dir / kManifestFile);
   std::unordered_set<std::string> keep = {kManifestFile, "wal"};
+  // Everything is checked before anything is removed: leftovers are deleted only
+  // once the state the manifest names has been read whole.
+  std::vector<fs::path> leftovers;
+  std::error_code ec;
   for (const auto& [sid, gen] : m.segments) {
     const fs::path sdir = SegmentDir(dir, sid);
     STRATA_ASSIGN_OR_RETURN(auto seg, SealedSegment::Open(sdir, sid, spec.dim));
@@ -124,28 +144,28 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
     }
     keep.insert(sdir.filename().string());
     // Deletes files of other generations are leftovers of an interrupted seal.
-    std::error_code ec;
     for (const auto& f : fs::directory_iterator(sdir, ec)) {
       const std::string name = f.path().filename().string();
       if (name.starts_with("deletes-") && f.path() != SealedSegment::DeletesPath(sdir, gen)) {
-        fs::remove(f.path(), ec);
+        leftovers.push_back(f.path());
       }
     }
     c->sealed_.push_back(std::move(seg));
   }
   // Segment folders and log files the manifest does not name are leftovers of a
-  // seal cut short by a crash: what they hold is also in the named log.
-  std::error_code ec;
+  // seal or compaction cut short by a crash: what they hold is also in what it names.
   for (const auto& f : fs::directory_iterator(dir, ec)) {
-    if (keep.count(f.path().filename().string())) continue;
-    fs::remove_all(f.path(), ec);
-    report.notes.push_back(fmt::format("{}: left by an interrupted seal; removed", f.path().string()));
+    if (!keep.count(f.path().filename().string())) leftovers.push_back(f.path());
   }
   const fs::path wal_path = WalPath(dir, m.wal_first);
   for (const auto& f : fs::directory_iterator(dir / "wal", ec)) {
-    if (f.path() == wal_path) continue;
-    fs::remove_all(f.path(), ec);
-    report.notes.push_back(fmt::format("{}: log left by an interrupted seal; removed", f.path().string()));
+    if (f.path() != wal_path) leftovers.push_back(f.path());
+  }
+  if (!have_manifest && !leftovers.empty()) {
+    // Without its manifest a collection that was ever sealed cannot be told from one
+    // that never was: refuse rather than take its segments for leftovers.
+    return Error(Corruption("{}: missing, but {} holds {} (sealed segments or logs it would name)",
+                            (dir / kManifestFile).string(), dir.string(), leftovers.front().string()));
   }
   if (!fs::exists(wal_path, ec)) {
     return Error(Corruption("{}: the log of collection '{}' is missing", wal_path.string(), spec.name));
@@ -172,6 +192,10 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
     c->dirty_ = true;
     ++report.batches_replayed;
   }
+  for (const fs::path& p : leftovers) {
+    fs::remove_all(p, ec);
+    report.notes.push_back(fmt::format("{}: left by an interrupted seal or compaction; removed", p.string()));
+  }
   if (log.dropped_bytes > 0) {
     STRATA_RETURN_IF_ERROR(TruncateWal(wal_path, log.valid_bytes));
     report.torn_bytes_dropped += log.dropped_bytes;
@@ -196,6 +220,10 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
   if (batch.empty()) return Status::Ok();
   std::vector<std::byte> payload;
   EncodeBatch(batch, payload);
+  if (payload.size() > wal_options_.max_record_bytes) {
+    return InvalidArgument("batch encodes to {} bytes, more than one log record takes ({}); split it",
+                           payload.size(), wal_options_.max_record_bytes);
+  }
   std::lock_guard<std::mutex> g(write_mu_);
   if (!poisoned_.ok()) return poisoned_;
   auto seq = wal_->Append(kBatchRecord, payload);
@@ -212,10 +240,16 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
   }
   last_sequence_.store(*seq);
   dirty_ = true;
-  if (records_.size() >= spec_.seal_threshold) {
-    // The batch is durable and applied whatever happens here; a failed seal is
-    // retried by the next write (or reported by Flush).
-    if (Status s = SealLocked(); !s.ok()) spdlog::warn("collection '{}': seal failed: {}", spec_.name, s.ToString());
+  // Seal at the size threshold, or when the log alone has grown large (deletes of
+  // sealed ids and rewrites of the same ids add to the log, not to records_).
+  if (records_.size() >= seal_retry_size_ || wal_->bytes_written() >= seal_retry_log_bytes_) {
+    // The batch is durable and applied whatever happens here. A failed seal is
+    // retried once the segment has grown by another threshold (or by Flush).
+    if (Status s = SealLocked(); !s.ok()) {
+      spdlog::warn("collection '{}': seal failed: {}", spec_.name, s.ToString());
+      seal_retry_size_ = records_.size() + spec_.seal_threshold;
+      seal_retry_log_bytes_ = wal_->bytes_written() + kSealLogBytes;
+    }
   }
   return Status::Ok();
 }
@@ -311,7 +345,8 @@ Status Collection::SealLocked() {
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
     STRATA_RETURN_IF_ERROR(
         SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, SealedSegment::Kind::kHnsw, rows));
-    STRATA_RETURN_IF_ERROR(hnsw_->Save(SealedSegment::GraphPath(sdir)));
+    // Writers are excluded by write_mu_: searches of this graph go on meanwhile.
+    STRATA_RETURN_IF_ERROR(hnsw_->SaveQuiescent(SealedSegment::GraphPath(sdir)));
     STRATA_ASSIGN_OR_RETURN(fresh, SealedSegment::Open(sdir, sid, spec_.dim));
   }
   // 2. The deletes of the older segments, as a new generation.
@@ -335,7 +370,7 @@ Status Collection::SealLocked() {
     STRATA_ASSIGN_OR_RETURN(wal, WalWriter::Create(new_wal, checkpoint + 1, wal_options_));
   }
   STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());  // before the commit: nothing may fail after it
-  STRATA_RETURN_IF_ERROR(SaveManifest(checkpoint, checkpoint + 1, next_segment, gen, listed));
+  STRATA_RETURN_IF_ERROR(CommitManifest(checkpoint, checkpoint + 1, next_segment, gen, listed));
   // Committed. 5. Swap in memory; 6. drop what the manifest no longer names.
   {
     std::unique_lock<FairSharedMutex> x(apply_mu_);
@@ -347,6 +382,8 @@ Status Collection::SealLocked() {
   next_segment_id_ = next_segment;
   generation_ = gen;
   dirty_ = false;
+  seal_retry_size_ = spec_.seal_threshold;
+  seal_retry_log_bytes_ = kSealLogBytes;
   if (wal) {
     const fs::path old = wal_->path();
     (void)wal_->Close();
@@ -434,7 +471,7 @@ Status Collection::Compact() {
   std::vector<std::pair<uint64_t, uint64_t>> listed;
   if (!rows.empty()) listed.emplace_back(sid, 0);
   // The log is untouched: the seal above left it empty after the checkpoint.
-  STRATA_RETURN_IF_ERROR(SaveManifest(last_sequence_.load(), wal_first_, sid + 1, gen, listed));
+  STRATA_RETURN_IF_ERROR(CommitManifest(last_sequence_.load(), wal_first_, sid + 1, gen, listed));
   std::vector<std::unique_ptr<SealedSegment>> old;
   {
     std::unique_lock<FairSharedMutex> x(apply_mu_);
@@ -466,8 +503,15 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query,
     return Error(InvalidArgument("query has dimension {}, collection '{}' has {}", query.size(),
                                  spec_.name, spec_.dim));
   }
-  if (options.k == 0) return Error(InvalidArgument("k must be at least 1"));
-  if (options.max_lists == 0) return Error(InvalidArgument("max_lists must be at least 1"));
+  if (options.k == 0 || options.k > kMaxSearchK) {
+    return Error(InvalidArgument("k is {}; it must be in 1..{}", options.k, kMaxSearchK));
+  }
+  if (options.ef > kMaxSearchEf) {
+    return Error(InvalidArgument("ef is {}; at most {} is accepted", options.ef, kMaxSearchEf));
+  }
+  if (options.max_lists == 0 || options.max_lists > kMaxSearchLists) {
+    return Error(InvalidArgument("max_lists is {}; it must be in 1..{}", options.max_lists, kMaxSearchLists));
+  }
   thread_local index::SearchContext ctx;
   thread_local index::SpannContext sctx;
   index::SearchParams p;

@@ -81,6 +81,9 @@ class Collection {
   // holds apply_mu_ exclusively).
   void DeleteFromSealed(VectorId id);
   Status SealLocked();  // caller holds write_mu_
+  // SaveManifest, poisoning the collection when it fails (caller holds write_mu_).
+  Status CommitManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment, uint64_t generation,
+                        const std::vector<std::pair<uint64_t, uint64_t>>& segments);
   Status SaveManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment, uint64_t generation,
                       const std::vector<std::pair<uint64_t, uint64_t>>& segments) const;
 
@@ -108,6 +111,10 @@ class Collection {
   uint64_t next_segment_id_ = 1;
   uint64_t generation_ = 0;       // bumped by every seal
   bool dirty_ = false;            // something was written since the last seal
+  // Automatic seals: when records_ or the log reach these (raised after a failed seal).
+  static constexpr uint64_t kSealLogBytes = 256ull << 20;
+  size_t seal_retry_size_ = 0;
+  uint64_t seal_retry_log_bytes_ = kSealLogBytes;
   std::atomic<uint64_t> last_sequence_{0};
   mutable std::atomic<uint64_t> disk_reads_{0}, disk_read_bytes_{0};
   Status poisoned_;  // set when the log failed: later writes are refused

@@ -2,7 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <charconv>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -51,6 +58,7 @@ engine::WalOptions WalOptionsFrom(const EngineOptions& o) {
                  : o.durability == Durability::kInterval ? engine::Durability::kInterval
                                                          : engine::Durability::kNone;
   w.interval_ms = o.sync_interval_ms;
+  w.max_record_bytes = uint32_t(o.max_batch_bytes);
   return w;
 }
 
@@ -71,6 +79,12 @@ class Engine::Impl {
   uint64_t next_id_ = 1;
   mutable std::atomic<uint64_t> write_batches_{0}, upserts_{0}, deletes_{0}, searches_{0}, gets_{0};
   mutable LatencyHistogram search_hist_, write_hist_;
+  int lock_fd_ = -1;  // holds the data directory's LOCK (flock) while open
+
+  ~Impl() {
+    collections_.clear();  // close every log before letting go of the directory
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
 
   fs::path CollectionDir(uint64_t id) const { return dir_ / "collections" / std::to_string(id); }
 
@@ -121,8 +135,9 @@ class Engine::Impl {
         e.spec.metric = *metric;
         e.spec.hnsw_M = c.at("hnsw_M").get<uint32_t>();
         e.spec.hnsw_ef_construction = c.at("hnsw_ef_construction").get<uint32_t>();
-        e.spec.seal_threshold = c.at("seal_threshold").get<size_t>();
-        e.spec.memory_budget_bytes = c.at("memory_budget_bytes").get<uint64_t>();
+        // Added after the first manifests were written: absent means the default.
+        e.spec.seal_threshold = c.value("seal_threshold", CollectionSpec{}.seal_threshold);
+        e.spec.memory_budget_bytes = c.value("memory_budget_bytes", CollectionSpec{}.memory_budget_bytes);
         if (Status s = ValidateSpec(e.spec); !s.ok()) {
           return Error(Corruption("{}: collection entry is invalid: {}", path.string(), s.message()));
         }
@@ -151,12 +166,30 @@ Engine::~Engine() = default;
 
 Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOptions& options) {
   if (options.max_batch_ops == 0) return Error(InvalidArgument("max_batch_ops must be at least 1"));
+  if (options.max_batch_bytes < 1024 || options.max_batch_bytes > engine::kDefaultMaxWalRecordBytes) {
+    return Error(InvalidArgument("max_batch_bytes is {}; it must be in 1024..{}", options.max_batch_bytes,
+                                 engine::kDefaultMaxWalRecordBytes));
+  }
+  if (options.durability == Durability::kInterval && options.sync_interval_ms == 0) {
+    return Error(InvalidArgument("sync_interval_ms must be at least 1 with interval durability"));
+  }
   auto impl = std::make_unique<Impl>();
   impl->dir_ = dir;
   impl->options_ = options;
   std::error_code ec;
   fs::create_directories(dir / "collections", ec);
   if (ec) return Error(IOError("{}: cannot create: {}", (dir / "collections").string(), ec.message()));
+  // One engine per directory: a second one would take the first one's files in
+  // flight (a segment being sealed, a new log) for leftovers and remove them.
+  const fs::path lock_path = dir / "LOCK";
+  impl->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (impl->lock_fd_ < 0) {
+    return Error(IOError("{}: cannot open: {}", lock_path.string(), std::strerror(errno)));
+  }
+  if (::flock(impl->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return Error(IOError("{}: the data directory is in use by another Strata engine ({})",
+                         lock_path.string(), std::strerror(errno)));
+  }
   STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
   const engine::WalOptions wal = WalOptionsFrom(options);
   std::map<uint64_t, bool> known;
@@ -173,12 +206,20 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
   impl->report_.collections = impl->collections_.size();
   // Folders the catalog does not name are collections whose creation or drop was
   // cut short by a crash: nothing in them was ever acknowledged.
+  // Only folders named like a collection id are touched; anything else is left alone.
   for (const auto& entry : fs::directory_iterator(dir / "collections", ec)) {
     const std::string name = entry.path().filename().string();
     uint64_t id = 0;
-    const bool numeric = !name.empty() && std::all_of(name.begin(), name.end(), ::isdigit);
-    if (numeric) id = std::stoull(name);
-    if (numeric && known.count(id)) continue;
+    const auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), id);
+    if (err != std::errc() || end != name.data() + name.size() || name.empty()) {
+      impl->report_.notes.push_back(fmt::format("{}: not a collection folder; left alone", entry.path().string()));
+      continue;
+    }
+    if (known.count(id)) continue;
+    if (catalog.empty() && !fs::exists(dir / kManifestFile)) {
+      return Error(Corruption("{}: missing, but {} holds collection folders",
+                              (dir / kManifestFile).string(), (dir / "collections").string()));
+    }
     fs::remove_all(entry.path(), ec);
     impl->report_.notes.push_back(fmt::format("{}: not in the catalog (an unfinished create or drop); removed",
                                               entry.path().string()));

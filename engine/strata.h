@@ -52,7 +52,8 @@ enum class Durability : uint8_t {
 struct EngineOptions {
   Durability durability = Durability::kSync;
   uint32_t sync_interval_ms = 100;
-  size_t max_batch_ops = 100000;  // larger batches are refused
+  size_t max_batch_ops = 100000;          // larger batches are refused
+  size_t max_batch_bytes = 256u << 20;    // encoded size of one batch (one log record), 1 KiB..256 MiB
   int search_threads = 0;         // for SearchBatch (0 = all cores)
 };
 
@@ -78,6 +79,11 @@ struct CollectionInfo {
   size_t memory_bytes = 0;
   size_t sealed_segments = 0;
 };
+
+// Largest accepted search parameters (larger requests are refused, not truncated).
+inline constexpr uint32_t kMaxSearchK = 10000;
+inline constexpr uint32_t kMaxSearchEf = 100000;
+inline constexpr uint32_t kMaxSearchLists = 100000;
 
 struct SearchOptions {
   uint32_t k = 10;

@@ -1108,9 +1108,19 @@ using HnswMeta = hnsw_format::Meta;
 }  // namespace
 
 Status HnswIndex::Save(const std::filesystem::path& path) const {
-  const Impl& im = *impl_;
   // Exclusive: a saved file is one consistent graph.
-  std::unique_lock<std::shared_mutex> x(im.structure_mu_);
+  std::unique_lock<std::shared_mutex> x(impl_->structure_mu_);
+  return SaveLocked(path);
+}
+
+Status HnswIndex::SaveQuiescent(const std::filesystem::path& path) const {
+  // Shared: writers are excluded by the caller, so readers may go on.
+  std::shared_lock<std::shared_mutex> s(impl_->structure_mu_);
+  return SaveLocked(path);
+}
+
+Status HnswIndex::SaveLocked(const std::filesystem::path& path) const {
+  const Impl& im = *impl_;
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(path, hnsw_format::kMagic, hnsw_format::kMajor, hnsw_format::kMinor));
   const uint32_t n = im.num_nodes_.load();
   const uint64_t e = im.entry_.load();

@@ -114,6 +114,10 @@ class HnswIndex final : public MutableIndex {
                                              SearchContext& ctx) const;
 
   Status Save(const std::filesystem::path& path) const;
+  // Save for a caller that guarantees no Add, Remove or Consolidate runs meanwhile
+  // (e.g. it holds its own writer lock): searches go on while the file is written,
+  // instead of waiting for the exclusive lock Save takes.
+  Status SaveQuiescent(const std::filesystem::path& path) const;
   static Result<std::unique_ptr<HnswIndex>> Load(const std::filesystem::path& path,
                                                  const HnswLoadOptions& options = {});
 
@@ -135,6 +139,7 @@ class HnswIndex final : public MutableIndex {
 
  private:
   Status AddLocked(VectorId id, const float* data);
+  Status SaveLocked(const std::filesystem::path& path) const;  // caller holds structure_mu_
   void MaybeConsolidate();
   HnswIndex(size_t dim, Metric metric, const HnswOptions& options);
   size_t dim_;

@@ -248,6 +248,10 @@ TEST(Engine, InvalidBatchesAreRefusedWhole) {
   EXPECT_EQ(e->Write("nope", b1).code(), StatusCode::kNotFound);
   EXPECT_EQ(e->Search("c", short_vec).error().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(e->Search("c", good, {.k = 0}).error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Search("c", good, {.k = 4000000000u}).error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Search("c", good, {.k = 10, .ef = 4000000000u}).error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Search("c", good, {.k = 10, .ef = 64, .max_lists = 0}).error().code(),
+            StatusCode::kInvalidArgument);
   fs::remove_all(dir);
 }
 
@@ -672,6 +676,64 @@ TEST(Engine, CompactionBuildsSpannPastTheMemoryBudget) {
     e.reset();
     e = OpenOrDie(dir);
   }
+  fs::remove_all(dir);
+}
+
+
+// ---------------------------------------------------------------------------
+// Review follow-ups
+
+TEST(Engine, SecondEngineOnTheSameDirectoryIsRefused) {
+  const fs::path dir = TestDir();
+  auto first = OpenOrDie(dir);
+  auto second = Engine::Open(dir);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_NE(second.error().message().find("in use"), std::string::npos) << second.error().ToString();
+  first.reset();
+  EXPECT_TRUE(Engine::Open(dir).has_value());  // released on close
+  fs::remove_all(dir);
+}
+
+TEST(Engine, OversizedBatchIsRefusedAndWritesGoOn) {
+  const fs::path dir = TestDir();
+  EngineOptions o;
+  o.max_batch_bytes = 1 << 20;
+  auto e = OpenOrDie(dir, o);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 4)).ok());
+  // 20 upserts with 64 KiB of attributes each: more than one 1 MiB log record.
+  WriteBatch big;
+  const std::vector<float> v = {1, 2, 3, 4};
+  for (int i = 0; i < 20; ++i) big.Upsert(i, v, {{"s", std::string(engine::kMaxAttributeString, 'x')}});
+  Status s = e->Write("c", big);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("split"), std::string::npos) << s.message();
+  EXPECT_TRUE(e->Upsert("c", 1, v).ok());  // the collection still takes writes
+  EXPECT_EQ(e->DescribeCollection("c")->num_vectors, 1u);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, MissingManifestsNextToDataFailOpenInsteadOfDeleting) {
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(SmallSeal("c", 1000000)).ok());
+    WriteRandom(*e, "c", 8, 5, 100, 31);
+    ASSERT_TRUE(e->Flush("c").ok());
+  }
+  const fs::path cdir = dir / "collections" / "1";
+  fs::rename(cdir / "collection.manifest", dir / "saved.manifest");
+  auto e = Engine::Open(dir);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().message().find("collection.manifest"), std::string::npos) << e.error().ToString();
+  EXPECT_TRUE(fs::exists(cdir / "seg-1"));  // nothing was removed
+  fs::rename(dir / "saved.manifest", cdir / "collection.manifest");
+  fs::rename(dir / "MANIFEST", dir / "saved.MANIFEST");
+  e = Engine::Open(dir);
+  ASSERT_FALSE(e.has_value());
+  EXPECT_NE(e.error().message().find("MANIFEST"), std::string::npos) << e.error().ToString();
+  EXPECT_TRUE(fs::exists(cdir));
+  fs::rename(dir / "saved.MANIFEST", dir / "MANIFEST");
+  EXPECT_TRUE(Engine::Open(dir).has_value());
   fs::remove_all(dir);
 }
 
