@@ -10,6 +10,7 @@
 
 #include "core/vector_set.h"
 #include "index/spann/spann_index.h"
+#include "storage/file_util.h"
 #include "storage/section_file.h"
 
 namespace strata::engine {
@@ -105,9 +106,13 @@ Result<std::unique_ptr<Collection>> Collection::Create(const fs::path& dir, uint
   if (fs::exists(dir, ec)) return Error(AlreadyExists("{} already exists", dir.string()));
   fs::create_directories(dir / "wal", ec);
   if (ec) return Error(IOError("{}: cannot create: {}", (dir / "wal").string(), ec.message()));
+  // The new folders' entries must be durable before the catalog names them.
+  STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(dir / "wal"));
+  STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(dir));
   auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options));
   STRATA_ASSIGN_OR_RETURN(c->hnsw_, c->NewGraph());
   STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::Create(WalPath(dir, 1), 1, wal_options));
+  c->PublishWalCounters();
   return c;
 }
 
@@ -203,6 +208,7 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
                                        wal_path.string(), log.tail_problem, log.dropped_bytes));
   }
   STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::OpenForAppend(wal_path, wal_options));
+  c->PublishWalCounters();
   return c;
 }
 
@@ -233,13 +239,20 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
     poisoned_ = seq.error().WithContext(fmt::format("collection '{}' stopped taking writes", spec_.name));
     return seq.error();
   }
-  if (Status s = Apply(batch); !s.ok()) {
-    // The batch is in the log but not in memory: only a reopen makes the two agree.
-    poisoned_ = s.WithContext(fmt::format("collection '{}' needs a reopen", spec_.name));
-    return s;
+  Status applied;
+  try {
+    applied = Apply(batch);
+  } catch (const std::exception& e) {  // e.g. bad_alloc: memory may now hold part of the batch
+    applied = ResourceExhausted("applying the batch failed: {}", e.what());
+  }
+  if (!applied.ok()) {
+    // The batch is in the log but not (wholly) in memory: only a reopen makes the two agree.
+    poisoned_ = applied.WithContext(fmt::format("collection '{}' needs a reopen", spec_.name));
+    return applied;
   }
   last_sequence_.store(*seq);
   dirty_ = true;
+  PublishWalCounters();
   // Seal at the size threshold, or when the log alone has grown large (deletes of
   // sealed ids and rewrites of the same ids add to the log, not to records_).
   if (records_.size() >= seal_retry_size_ || wal_->bytes_written() >= seal_retry_log_bytes_) {
@@ -392,6 +405,7 @@ Status Collection::SealLocked() {
     wal_ = std::move(wal);
     wal_first_ = checkpoint + 1;
     fs::remove(old, ec);
+    PublishWalCounters();
   }
   for (const auto& seg : sealed_) {
     for (const auto& f : fs::directory_iterator(seg->dir(), ec)) {
@@ -556,14 +570,13 @@ CollectionInfo Collection::Info() const {
   return info;
 }
 
-uint64_t Collection::wal_bytes() const {
-  std::lock_guard<std::mutex> g(write_mu_);
-  return wal_bytes_before_ + (wal_ ? wal_->bytes_written() : 0);
-}
+uint64_t Collection::wal_bytes() const { return wal_bytes_.load(std::memory_order_relaxed); }
+uint64_t Collection::wal_fsyncs() const { return wal_fsyncs_.load(std::memory_order_relaxed); }
 
-uint64_t Collection::wal_fsyncs() const {
-  std::lock_guard<std::mutex> g(write_mu_);
-  return wal_fsyncs_before_ + (wal_ ? wal_->fsyncs() : 0);
+void Collection::PublishWalCounters() {
+  if (!wal_) return;
+  wal_bytes_.store(wal_bytes_before_ + wal_->bytes_written(), std::memory_order_relaxed);
+  wal_fsyncs_.store(wal_fsyncs_before_ + wal_->fsyncs(), std::memory_order_relaxed);
 }
 
 }  // namespace strata::engine

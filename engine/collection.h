@@ -66,6 +66,8 @@ class Collection {
   uint64_t disk_reads() const { return disk_reads_.load(std::memory_order_relaxed); }
   uint64_t disk_read_bytes() const { return disk_read_bytes_.load(std::memory_order_relaxed); }
   const std::filesystem::path& dir() const { return dir_; }
+  const CollectionSpec& spec() const { return spec_; }
+  uint64_t id() const { return id_; }
   // Stops taking writes and closes the log (syncing it).
   Status Close();
 
@@ -107,6 +109,9 @@ class Collection {
   std::unique_ptr<WalWriter> wal_;
   uint64_t wal_bytes_before_ = 0;   // written to log files since closed by seals (this process)
   uint64_t wal_fsyncs_before_ = 0;
+  // Published after each write and seal, so that counters never wait on write_mu_.
+  std::atomic<uint64_t> wal_bytes_{0}, wal_fsyncs_{0};
+  void PublishWalCounters();  // caller holds write_mu_ (or is opening)
   uint64_t wal_first_ = 1;        // first sequence of the current log file
   uint64_t next_segment_id_ = 1;
   uint64_t generation_ = 0;       // bumped by every seal

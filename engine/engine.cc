@@ -94,15 +94,15 @@ class Engine::Impl {
     j["next_collection_id"] = next_id_;
     j["collections"] = nlohmann::json::array();
     for (const auto& [name, c] : collections_) {
-      const CollectionInfo info = c->Info();
-      j["collections"].push_back({{"id", info.id},
+      const CollectionSpec& spec = c->spec();  // immutable: no wait on the collection's locks
+      j["collections"].push_back({{"id", c->id()},
                                   {"name", name},
-                                  {"dim", info.spec.dim},
-                                  {"metric", std::string(MetricName(info.spec.metric))},
-                                  {"hnsw_M", info.spec.hnsw_M},
-                                  {"hnsw_ef_construction", info.spec.hnsw_ef_construction},
-                                  {"seal_threshold", info.spec.seal_threshold},
-                                  {"memory_budget_bytes", info.spec.memory_budget_bytes}});
+                                  {"dim", spec.dim},
+                                  {"metric", std::string(MetricName(spec.metric))},
+                                  {"hnsw_M", spec.hnsw_M},
+                                  {"hnsw_ef_construction", spec.hnsw_ef_construction},
+                                  {"seal_threshold", spec.seal_threshold},
+                                  {"memory_budget_bytes", spec.memory_budget_bytes}});
     }
     const std::string text = j.dump(1);
     STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir_ / kManifestFile, kManifestMagic,
@@ -244,15 +244,20 @@ Status Engine::CreateCollection(const CollectionSpec& spec) {
 }
 
 Status Engine::DropCollection(const std::string& name) {
-  std::unique_lock<std::shared_mutex> x(impl_->mu_);
-  auto it = impl_->collections_.find(name);
-  if (it == impl_->collections_.end()) return NotFound("collection '{}' does not exist", name);
-  std::shared_ptr<Collection> c = it->second;
-  impl_->collections_.erase(it);
-  if (Status s = impl_->SaveManifest(); !s.ok()) {
-    impl_->collections_.emplace(name, c);
-    return s;
+  std::shared_ptr<Collection> c;
+  {
+    std::unique_lock<std::shared_mutex> x(impl_->mu_);
+    auto it = impl_->collections_.find(name);
+    if (it == impl_->collections_.end()) return NotFound("collection '{}' does not exist", name);
+    c = it->second;
+    impl_->collections_.erase(it);
+    if (Status s = impl_->SaveManifest(); !s.ok()) {
+      impl_->collections_.emplace(name, c);
+      return s;
+    }
   }
+  // Outside the catalog lock: closing waits for the collection's running write,
+  // seal or compaction, and other collections need not wait with it.
   (void)c->Close();
   std::error_code ec;
   fs::remove_all(c->dir(), ec);  // a leftover is removed at the next open

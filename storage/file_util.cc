@@ -259,4 +259,6 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
 }
 
+Status SyncParentDirectory(const std::filesystem::path& path) { return SyncDirectory(path); }
+
 }  // namespace strata::storage

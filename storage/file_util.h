@@ -16,6 +16,10 @@ namespace strata::storage {
 // A crash leaves either the old file or the new one, never a mix.
 Status AtomicWriteFile(const std::filesystem::path& path, std::span<const std::byte> bytes);
 
+// Makes the directory entry of `path` durable: fsyncs the directory holding it
+// (after creating a file or folder that must survive a crash).
+Status SyncParentDirectory(const std::filesystem::path& path);
+
 // Streaming variant for large outputs: write pieces with Append, then Commit.
 // If Commit is never called the temporary file is removed. Thread-compatible.
 class AtomicFileWriter {
