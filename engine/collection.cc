@@ -419,6 +419,80 @@ Status Collection::SealLocked() {
   return Status::Ok();
 }
 
+Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegment::Row> rows) {
+  const uint64_t raw_bytes = uint64_t(rows.size()) * spec_.dim * sizeof(float);
+  const bool spann = spec_.memory_budget_bytes > 0 && raw_bytes > spec_.memory_budget_bytes &&
+                     spec_.metric != Metric::kInnerProduct && rows.size() >= 1000;
+  const auto kind = spann ? SealedSegment::Kind::kSpann : SealedSegment::Kind::kHnsw;
+  STRATA_RETURN_IF_ERROR(SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, kind, rows));
+  STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(rows.size(), spec_.dim));
+  std::vector<VectorId> ids(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(vs.mutable_row(i), rows[i].vector, spec_.dim * sizeof(float));
+    ids[i] = rows[i].id;
+  }
+  if (spann) {
+    // SPANN entries are the rows 0..n-1 of records.strata (in id order).
+    index::SpannBuildOptions so;
+    so.metric = spec_.metric;
+    return index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so);
+  }
+  STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
+  if (!rows.empty()) STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, ids));
+  return graph->Save(SealedSegment::GraphPath(sdir));
+}
+
+Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> ids,
+                            std::span<const Attributes> attributes) {
+  const size_t n = vectors.size();
+  if (vectors.dim() != spec_.dim) {
+    return InvalidArgument("vectors have dimension {}, collection '{}' has {}", vectors.dim(), spec_.name,
+                           spec_.dim);
+  }
+  if (!ids.empty() && ids.size() != n) return InvalidArgument("{} ids given for {} vectors", ids.size(), n);
+  if (!attributes.empty() && attributes.size() != n) {
+    return InvalidArgument("{} attribute sets given for {} vectors", attributes.size(), n);
+  }
+  std::vector<SealedSegment::Row> rows(n);
+  static const Attributes kNone;
+  for (size_t i = 0; i < n; ++i) {
+    if (!AllFinite(vectors.row(i), spec_.dim)) {
+      return InvalidArgument("vector at row {} has a NaN or infinite component", i);
+    }
+    const VectorId id = ids.empty() ? VectorId(i) : ids[i];
+    if (id == kInvalidVectorId) return InvalidArgument("row {}: id {} is reserved", i, id);
+    if (!attributes.empty()) {
+      if (Status s = ValidateAttributes(attributes[i]); !s.ok()) return s.WithContext(fmt::format("row {}", i));
+    }
+    rows[i] = {id, vectors.row(i), attributes.empty() ? &kNone : &attributes[i]};
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  for (size_t i = 1; i < n; ++i) {
+    if (rows[i].id == rows[i - 1].id) return InvalidArgument("id {} is given twice", rows[i].id);
+  }
+  std::lock_guard<std::mutex> g(write_mu_);
+  if (!poisoned_.ok()) return poisoned_;
+  if (dirty_ || !records_.empty() || !sealed_.empty()) {
+    return InvalidArgument("collection '{}' is not empty: bulk load fills empty collections only", spec_.name);
+  }
+  if (n == 0) return Status::Ok();
+  const uint64_t sid = next_segment_id_;
+  const fs::path sdir = SegmentDir(dir_, sid);
+  std::error_code ec;
+  fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
+  STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
+  STRATA_ASSIGN_OR_RETURN(auto seg, SealedSegment::Open(sdir, sid, spec_.dim));
+  const uint64_t gen = generation_ + 1;
+  STRATA_RETURN_IF_ERROR(CommitManifest(last_sequence_.load(), wal_first_, sid + 1, gen, {{sid, 0}}));
+  {
+    std::unique_lock<FairSharedMutex> x(apply_mu_);
+    sealed_.push_back(std::move(seg));
+  }
+  next_segment_id_ = sid + 1;
+  generation_ = gen;
+  return Status::Ok();
+}
+
 Status Collection::Compact() {
   std::lock_guard<std::mutex> g(write_mu_);
   if (!poisoned_.ok()) return poisoned_;
@@ -454,32 +528,7 @@ Status Collection::Compact() {
   const fs::path sdir = SegmentDir(dir_, sid);
   std::error_code ec;
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
-  const uint64_t raw_bytes = uint64_t(rows.size()) * spec_.dim * sizeof(float);
-  const bool spann = spec_.memory_budget_bytes > 0 && raw_bytes > spec_.memory_budget_bytes &&
-                     spec_.metric != Metric::kInnerProduct && rows.size() >= 1000;
-  const auto kind = spann ? SealedSegment::Kind::kSpann : SealedSegment::Kind::kHnsw;
-  STRATA_RETURN_IF_ERROR(SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, kind, rows));
-  if (!rows.empty()) {
-    STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(rows.size(), spec_.dim));
-    std::vector<VectorId> ids(rows.size());
-    for (size_t i = 0; i < rows.size(); ++i) {
-      std::memcpy(vs.mutable_row(i), rows[i].vector, spec_.dim * sizeof(float));
-      ids[i] = rows[i].id;
-    }
-    if (spann) {
-      // SPANN entries are the rows 0..n-1 of records.strata (in id order).
-      index::SpannBuildOptions so;
-      so.metric = spec_.metric;
-      STRATA_RETURN_IF_ERROR(index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so));
-    } else {
-      STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
-      STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, ids));
-      STRATA_RETURN_IF_ERROR(graph->Save(SealedSegment::GraphPath(sdir)));
-    }
-  } else {
-    STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
-    STRATA_RETURN_IF_ERROR(graph->Save(SealedSegment::GraphPath(sdir)));
-  }
+  STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
   STRATA_ASSIGN_OR_RETURN(auto merged, SealedSegment::Open(sdir, sid, spec_.dim));
   const uint64_t gen = generation_ + 1;
   std::vector<std::pair<uint64_t, uint64_t>> listed;

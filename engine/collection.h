@@ -55,6 +55,9 @@ class Collection {
   Status Write(const WriteBatch& batch, size_t max_ops);
   // Seals the in-memory segment now (a no-op when nothing was written since the last seal).
   Status Flush();
+  // See Engine::BulkLoad.
+  Status BulkLoad(const VectorSet& vectors, std::span<const VectorId> ids,
+                  std::span<const Attributes> attributes);
   // Seals, then merges all sealed segments into one without the deleted vectors
   // (docs/formats/engine.md). Readers go on using the old segments until the swap.
   Status Compact();
@@ -83,6 +86,9 @@ class Collection {
   // holds apply_mu_ exclusively).
   void DeleteFromSealed(VectorId id);
   Status SealLocked();  // caller holds write_mu_
+  // Writes rows (sorted by id) as segment `sid` in `sdir`: records and an HNSW
+  // graph, or SPANN past the memory budget. Caller holds write_mu_.
+  Status WriteSegment(const std::filesystem::path& sdir, std::span<const SealedSegment::Row> rows);
   // SaveManifest, poisoning the collection when it fails (caller holds write_mu_).
   Status CommitManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment, uint64_t generation,
                         const std::vector<std::pair<uint64_t, uint64_t>>& segments);

@@ -308,6 +308,14 @@ Status Engine::Flush(const std::string& collection) {
   return c->Flush();
 }
 
+Status Engine::BulkLoad(const std::string& collection, const VectorSet& vectors,
+                        std::span<const VectorId> ids, std::span<const Attributes> attributes) {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  STRATA_RETURN_IF_ERROR(c->BulkLoad(vectors, ids, attributes));
+  impl_->upserts_.fetch_add(vectors.size(), std::memory_order_relaxed);
+  return Status::Ok();
+}
+
 Status Engine::Compact(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   return c->Compact();

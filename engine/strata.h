@@ -30,6 +30,7 @@
 #include "core/metric.h"
 #include "core/status.h"
 #include "core/types.h"
+#include "core/vector_set.h"
 #include "engine/attributes.h"
 #include "engine/metrics.h"
 #include "engine/write_batch.h"
@@ -146,6 +147,13 @@ class Engine {
 
   // Seals the collection's in-memory segment to disk now and cuts its log.
   Status Flush(const std::string& collection);
+  // Loads an empty collection in one go: rows of `vectors` with `ids` (empty:
+  // 0..n-1) and `attributes` (empty: none), written straight into one sealed
+  // segment -- HNSW, or SPANN past spec.memory_budget_bytes -- without going
+  // through the log. Durable when it returns; all or nothing. InvalidArgument for
+  // a non-empty collection, wrong dimension, NaN, duplicate or reserved ids.
+  Status BulkLoad(const std::string& collection, const VectorSet& vectors,
+                  std::span<const VectorId> ids = {}, std::span<const Attributes> attributes = {});
   // Seals, then merges every sealed segment into one, dropping deleted vectors
   // (SPANN when past spec.memory_budget_bytes). Searches go on meanwhile; writes
   // to this collection wait.

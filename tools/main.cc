@@ -13,10 +13,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include "core/progress.h"
 #include "core/timer.h"
@@ -26,6 +28,7 @@
 #include "index/spann/spann_index.h"
 #include "storage/section_file.h"
 #include "storage/dataset_io.h"
+#include "engine/strata.h"
 #include "tools/bench.h"
 #include "tools/engine_bench.h"
 #include "tools/datasets.h"
@@ -230,6 +233,107 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
       }
     }
   }
+  return 0;
+}
+
+struct BuildIntoArgs {
+  std::string data_dir;
+  std::string collection = "default";
+  std::string attributes;  // JSON Lines, optional
+  uint64_t memory_budget_bytes = 0;
+};
+
+// One row's attributes from JSON: integers, numbers, strings and string arrays.
+Result<Attributes> AttributesFromJson(const nlohmann::json& j, size_t line) {
+  Attributes out;
+  if (!j.is_object()) return Error(InvalidArgument("line {}: \"attributes\" must be an object", line));
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const auto& v = it.value();
+    if (v.is_number_integer()) {
+      out.push_back({it.key(), v.get<int64_t>()});
+    } else if (v.is_number()) {
+      out.push_back({it.key(), v.get<double>()});
+    } else if (v.is_string()) {
+      out.push_back({it.key(), v.get<std::string>()});
+    } else if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& e) { return e.is_string(); })) {
+      out.push_back({it.key(), v.get<TagList>()});
+    } else {
+      return Error(InvalidArgument("line {}: attribute '{}' must be an integer, a number, a string or an "
+                                   "array of strings", line, it.key()));
+    }
+  }
+  return out;
+}
+
+int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoArgs& into) {
+  auto metric = ResolveDataArgs(a, false);
+  if (!metric && a.base.empty()) return Fail(metric.error());
+  if (!metric) {
+    if (a.metric.empty()) return Fail(InvalidArgument("--metric is required with --base"));
+    metric = ParseMetric(a.metric);
+    if (!metric) return Fail(metric.error());
+  }
+  auto base = storage::ReadVectors(a.base);
+  if (!base) return Fail(base.error());
+  std::vector<VectorId> ids;
+  std::vector<Attributes> attrs;
+  if (!into.attributes.empty()) {
+    std::ifstream in(into.attributes);
+    if (!in) return Fail(IOError("{}: cannot open", into.attributes));
+    std::string text;
+    size_t line = 0;
+    bool any_id = false;
+    while (std::getline(in, text)) {
+      ++line;
+      if (text.empty()) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(text);
+      } catch (const nlohmann::json::exception& e) {
+        return Fail(InvalidArgument("{}: line {} is not JSON: {}", into.attributes, line, e.what()));
+      }
+      const size_t row = attrs.size();
+      if (j.contains("id")) {
+        if (!j["id"].is_number_unsigned() && !(j["id"].is_number_integer() && j["id"].get<int64_t>() >= 0)) {
+          return Fail(InvalidArgument("{}: line {}: id must be a non-negative integer", into.attributes, line));
+        }
+        any_id = true;
+      }
+      ids.push_back(j.contains("id") ? j["id"].get<uint64_t>() : VectorId(row));
+      auto at = AttributesFromJson(j.value("attributes", nlohmann::json::object()), line);
+      if (!at) return Fail(at.error().WithContext(into.attributes));
+      attrs.push_back(std::move(*at));
+    }
+    if (attrs.size() != base->size()) {
+      return Fail(InvalidArgument("{} has {} rows, {} has {} vectors", into.attributes, attrs.size(), a.base,
+                                  base->size()));
+    }
+    if (!any_id) ids.clear();
+  }
+  auto engine = Engine::Open(into.data_dir);
+  if (!engine) return Fail(engine.error());
+  CollectionSpec spec;
+  spec.name = into.collection;
+  spec.dim = base->dim();
+  spec.metric = *metric;
+  spec.hnsw_M = topt.M;
+  spec.hnsw_ef_construction = topt.ef_construction;
+  spec.memory_budget_bytes = into.memory_budget_bytes;
+  if (Status s = (*engine)->CreateCollection(spec); !s.ok()) return Fail(s);
+  fmt::print(stderr, "loading {} x {} ({}) into collection '{}' of {}\n", base->size(), base->dim(),
+             MetricName(*metric), into.collection, into.data_dir);
+  Timer t;
+  Status s = (*engine)->BulkLoad(into.collection, *base, ids, attrs);
+  if (!s.ok()) {
+    (void)(*engine)->DropCollection(into.collection);  // nothing half-made stays behind
+    return Fail(s);
+  }
+  auto info = (*engine)->DescribeCollection(into.collection);
+  if (!info) return Fail(info.error());
+  const bool spann = std::filesystem::exists(std::filesystem::path(into.data_dir) / "collections" /
+                                             std::to_string(info->id) / "seg-1" / "spann");
+  fmt::print("loaded {} vectors into '{}' ({}) in {:.1f} s; {:.1f} MiB in memory\n", info->num_vectors,
+             into.collection, spann ? "SPANN" : "HNSW", t.Seconds(), info->memory_bytes / 1048576.0);
   return 0;
 }
 
@@ -668,7 +772,19 @@ int main(int argc, char** argv) {
   build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")
       ->capture_default_str();
   build->add_option("--threads", bd_threads, "threads (0 = all cores)");
-  build->add_option("-o,--out", bd_out, "index file to write")->required();
+  build->add_option("-o,--out", bd_out, "index file (HNSW) or directory (SPANN) to write");
+  BuildIntoArgs bd_into;
+  build->add_option("--into", bd_into.data_dir,
+                    "instead of -o: load the vectors into a new collection of this engine data directory");
+  build->add_option("--collection", bd_into.collection, "with --into: the collection's name")
+      ->capture_default_str();
+  build->add_option("--attributes", bd_into.attributes,
+                    "with --into: JSON Lines, one object per row: {\"id\": 7, \"attributes\": {\"lang\": \"en\", "
+                    "\"year\": 2024, \"tags\": [\"a\"]}} (id optional: default the row number)");
+  build->add_option("--memory-budget-bytes", bd_into.memory_budget_bytes,
+                    "with --into: store the collection as SPANN when its vectors take more than this "
+                    "(0 = always HNSW)")
+      ->capture_default_str();
 
   // search
   auto* search = app.add_subcommand("search", "Query a saved index");
@@ -735,7 +851,11 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  if (build->parsed()) return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out);
+  if (build->parsed()) {
+    if (!bd_into.data_dir.empty()) return RunBuildInto(bd_args, bd_topt, bd_into);
+    if (bd_out.empty()) return Fail(InvalidArgument("give -o FILE, or --into DIR with --collection"));
+    return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out);
+  }
   if (search->parsed()) {
     if (std::filesystem::is_directory(s_index)) {
       return RunSpannSearch(s_index, s_queries, s_k, s_max_lists, s_prune, s_io, s_direct, s_max,

@@ -18,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/vector_set.h"
 #include "engine/collection.h"
 #include "storage/section_file.h"
 
@@ -734,6 +735,69 @@ TEST(Engine, MissingManifestsNextToDataFailOpenInsteadOfDeleting) {
   EXPECT_TRUE(fs::exists(cdir));
   fs::rename(dir / "saved.MANIFEST", dir / "MANIFEST");
   EXPECT_TRUE(Engine::Open(dir).has_value());
+  fs::remove_all(dir);
+}
+
+
+// ---------------------------------------------------------------------------
+// Bulk load
+
+TEST(Engine, BulkLoadFillsAnEmptyCollectionDurably) {
+  const fs::path dir = TestDir();
+  std::mt19937 rng(41);
+  auto vs = *VectorSet::Create(300, 8);
+  std::vector<VectorId> ids(300);
+  std::vector<Attributes> attrs(300);
+  Model model;
+  for (size_t i = 0; i < 300; ++i) {
+    auto v = RandomVector(8, rng);
+    std::memcpy(vs.mutable_row(i), v.data(), sizeof(float) * 8);
+    ids[i] = 1000 + 7 * i;
+    attrs[i] = {{"i", int64_t(i)}};
+    model[ids[i]] = Record{ids[i], v, attrs[i]};
+  }
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+    ASSERT_TRUE(e->BulkLoad("c", vs, ids, attrs).ok());
+    EXPECT_EQ(e->DescribeCollection("c")->sealed_segments, 1u);
+    // Only an empty collection takes a bulk load.
+    Status s = e->BulkLoad("c", vs, ids, attrs);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("not empty"), std::string::npos) << s.message();
+  }
+  auto e = OpenOrDie(dir);
+  EXPECT_EQ(e->recovery().batches_replayed, 0u);  // it never went through the log
+  for (const auto& [id, rec] : model) {
+    auto r = e->Get("c", id);
+    ASSERT_TRUE(r.has_value()) << id;
+    EXPECT_EQ(r->vector, rec.vector);
+    EXPECT_EQ(r->attributes, rec.attributes);
+  }
+  auto hits = e->Search("c", model.begin()->second.vector, {.k = 1, .ef = 256});
+  ASSERT_TRUE(hits.has_value());
+  EXPECT_EQ((*hits)[0].id, model.begin()->first);
+  // And it takes ordinary writes afterwards.
+  ASSERT_TRUE(e->Delete("c", ids[0]).ok());
+  EXPECT_FALSE(e->Get("c", ids[0]).has_value());
+  fs::remove_all(dir);
+}
+
+TEST(Engine, BulkLoadRejectsBadInputWhole) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 4)).ok());
+  auto vs = *VectorSet::Create(3, 4);
+  std::vector<VectorId> dup = {1, 2, 1};
+  EXPECT_EQ(e->BulkLoad("c", vs, dup).code(), StatusCode::kInvalidArgument);
+  std::vector<VectorId> two = {1, 2};
+  EXPECT_EQ(e->BulkLoad("c", vs, two).code(), StatusCode::kInvalidArgument);
+  auto wrong = *VectorSet::Create(3, 5);
+  EXPECT_EQ(e->BulkLoad("c", wrong).code(), StatusCode::kInvalidArgument);
+  vs.mutable_row(1)[2] = std::nanf("");
+  EXPECT_EQ(e->BulkLoad("c", vs).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->DescribeCollection("c")->num_vectors, 0u);
+  EXPECT_EQ(e->DescribeCollection("c")->sealed_segments, 0u);
   fs::remove_all(dir);
 }
 
