@@ -127,6 +127,7 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
   c->next_segment_id_ = m.next_segment;
   c->generation_ = m.generation;
   c->last_sequence_.store(m.checkpoint);
+  c->checkpoint_ = m.checkpoint;
   const bool have_manifest = fs::exists(dir / kManifestFile);
   std::unordered_set<std::string> keep = {kManifestFile, "wal"};
   // Everything is checked before anything is removed: leftovers are deleted only
@@ -394,6 +395,7 @@ Status Collection::SealLocked() {
   }
   next_segment_id_ = next_segment;
   generation_ = gen;
+  checkpoint_ = checkpoint;
   dirty_ = false;
   seal_retry_size_ = spec_.seal_threshold;
   seal_retry_log_bytes_ = kSealLogBytes;
@@ -483,7 +485,7 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
   STRATA_ASSIGN_OR_RETURN(auto seg, SealedSegment::Open(sdir, sid, spec_.dim));
   const uint64_t gen = generation_ + 1;
-  STRATA_RETURN_IF_ERROR(CommitManifest(last_sequence_.load(), wal_first_, sid + 1, gen, {{sid, 0}}));
+  STRATA_RETURN_IF_ERROR(CommitManifest(checkpoint_, wal_first_, sid + 1, gen, {{sid, 0}}));
   {
     std::unique_lock<FairSharedMutex> x(apply_mu_);
     sealed_.push_back(std::move(seg));
@@ -493,29 +495,64 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   return Status::Ok();
 }
 
+bool Collection::WantsCompaction() const {
+  std::shared_lock<FairSharedMutex> s(apply_mu_);
+  if (sealed_.size() >= kCompactSegments) return true;
+  size_t rows = 0, deleted = 0;
+  for (const auto& seg : sealed_) {
+    rows += seg->rows();
+    deleted += seg->deleted.size();
+  }
+  return rows >= 1000 && double(deleted) >= kCompactDeletedShare * double(rows);
+}
+
 Status Collection::Compact() {
-  std::lock_guard<std::mutex> g(write_mu_);
-  if (!poisoned_.ok()) return poisoned_;
-  STRATA_RETURN_IF_ERROR(SealLocked());
-  size_t deleted = 0;
-  for (const auto& seg : sealed_) deleted += seg->deleted.size();
-  if (sealed_.size() < 2 && deleted == 0) return Status::Ok();  // already one clean segment
-  // Live rows of every segment, merged by id (an id is live in one segment at most).
-  // Segments are immutable and their deleted sets change only under write_mu_,
-  // which this holds: readers keep searching them meanwhile.
+  // Phase 1, under write_mu_: seal, then take the sealed segments as they are now
+  // (with a copy of their deleted sets) as the input.
+  std::vector<const SealedSegment*> inputs;
+  std::vector<std::unordered_set<VectorId>> base_deleted;
+  uint64_t sid = 0;
+  {
+    std::lock_guard<std::mutex> g(write_mu_);
+    if (!poisoned_.ok()) return poisoned_;
+    if (compacting_) return Status::Ok();  // one compaction at a time; that one covers this request
+    STRATA_RETURN_IF_ERROR(SealLocked());
+    size_t deleted = 0;
+    for (const auto& seg : sealed_) deleted += seg->deleted.size();
+    if (sealed_.size() < 2 && deleted == 0) return Status::Ok();  // already one clean segment
+    for (const auto& seg : sealed_) {
+      inputs.push_back(seg.get());
+      base_deleted.push_back(seg->deleted);
+    }
+    sid = next_segment_id_++;  // reserved: seals meanwhile number theirs after it
+    compacting_ = true;
+  }
+  // Whatever happens next, the next compaction may run.
+  struct Done {
+    Collection* c;
+    ~Done() {
+      std::lock_guard<std::mutex> g(c->write_mu_);
+      c->compacting_ = false;
+    }
+  } done{this};
+
+  // Phase 2, without write_mu_: writes, seals and searches go on. The inputs stay
+  // alive (only a compaction removes segments) and their rows are immutable; their
+  // deleted sets may grow meanwhile, so the copies taken above are used.
   std::vector<SealedSegment::Row> rows;
   std::vector<Attributes> attrs;
   size_t live = 0;
-  for (const auto& seg : sealed_) live += seg->rows() - seg->deleted.size();
+  for (size_t i = 0; i < inputs.size(); ++i) live += inputs[i]->rows() - base_deleted[i].size();
   rows.reserve(live);
   attrs.reserve(live);  // stable addresses for the rows
-  for (const auto& seg : sealed_) {
-    for (size_t r = 0; r < seg->rows(); ++r) {
-      const VectorId id = seg->ids()[r];
-      if (seg->deleted.count(id)) continue;
-      STRATA_ASSIGN_OR_RETURN(Record rec, seg->Read(r));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const SealedSegment& seg = *inputs[i];
+    for (size_t r = 0; r < seg.rows(); ++r) {
+      const VectorId id = seg.ids()[r];
+      if (base_deleted[i].count(id)) continue;
+      STRATA_ASSIGN_OR_RETURN(Record rec, seg.Read(r));
       attrs.push_back(std::move(rec.attributes));
-      rows.push_back({id, seg->vector(r), &attrs.back()});
+      rows.push_back({id, seg.vector(r), &attrs.back()});
     }
   }
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -524,27 +561,67 @@ Status Collection::Compact() {
       return Internal("id {} is live in two segments of collection '{}'", rows[i].id, spec_.name);
     }
   }
-  const uint64_t sid = next_segment_id_;
   const fs::path sdir = SegmentDir(dir_, sid);
   std::error_code ec;
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
   STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
   STRATA_ASSIGN_OR_RETURN(auto merged, SealedSegment::Open(sdir, sid, spec_.dim));
+
+  // Phase 3, under write_mu_ again: carry over the deletes that reached the inputs
+  // meanwhile, persist the deletes of every segment as a new generation, and
+  // replace the manifest.
+  std::lock_guard<std::mutex> g(write_mu_);
+  if (!poisoned_.ok()) {
+    fs::remove_all(sdir, ec);
+    return poisoned_;
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    for (VectorId id : inputs[i]->deleted) {
+      if (!base_deleted[i].count(id)) merged->deleted.insert(id);  // live at the snapshot: in merged
+    }
+  }
   const uint64_t gen = generation_ + 1;
+  std::vector<SealedSegment*> result;
+  if (!rows.empty()) result.push_back(merged.get());
+  for (const auto& seg : sealed_) {
+    if (std::find(inputs.begin(), inputs.end(), seg.get()) == inputs.end()) result.push_back(seg.get());
+  }
   std::vector<std::pair<uint64_t, uint64_t>> listed;
-  if (!rows.empty()) listed.emplace_back(sid, 0);
-  // The log is untouched: the seal above left it empty after the checkpoint.
-  STRATA_RETURN_IF_ERROR(CommitManifest(last_sequence_.load(), wal_first_, sid + 1, gen, listed));
+  for (SealedSegment* seg : result) {
+    uint64_t dg = 0;
+    if (!seg->deleted.empty()) {
+      std::vector<VectorId> ids(seg->deleted.begin(), seg->deleted.end());
+      std::sort(ids.begin(), ids.end());
+      STRATA_RETURN_IF_ERROR(SealedSegment::WriteDeletes(seg->dir(), gen, ids));
+      dg = gen;
+    }
+    listed.emplace_back(seg->id(), dg);
+  }
+  STRATA_RETURN_IF_ERROR(CommitManifest(checkpoint_, wal_first_, next_segment_id_, gen, listed));
   std::vector<std::unique_ptr<SealedSegment>> old;
   {
     std::unique_lock<FairSharedMutex> x(apply_mu_);
-    old.swap(sealed_);
-    if (!rows.empty()) sealed_.push_back(std::move(merged));
+    std::vector<std::unique_ptr<SealedSegment>> kept;
+    if (!rows.empty()) kept.push_back(std::move(merged));
+    for (auto& seg : sealed_) {
+      if (std::find(inputs.begin(), inputs.end(), seg.get()) == inputs.end()) kept.push_back(std::move(seg));
+      else old.push_back(std::move(seg));
+    }
+    sealed_ = std::move(kept);
+    for (size_t i = 0; i < sealed_.size(); ++i) sealed_[i]->deletes_generation = listed[i].second;
   }
-  next_segment_id_ = sid + 1;
   generation_ = gen;
   for (const auto& seg : old) fs::remove_all(seg->dir(), ec);
   if (rows.empty()) fs::remove_all(sdir, ec);
+  for (const auto& seg : sealed_) {  // deletes files of older generations
+    for (const auto& f : fs::directory_iterator(seg->dir(), ec)) {
+      const std::string name = f.path().filename().string();
+      if (name.starts_with("deletes-") &&
+          f.path() != SealedSegment::DeletesPath(seg->dir(), seg->deletes_generation)) {
+        fs::remove(f.path(), ec);
+      }
+    }
+  }
   return Status::Ok();
 }
 

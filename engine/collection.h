@@ -59,8 +59,15 @@ class Collection {
   Status BulkLoad(const VectorSet& vectors, std::span<const VectorId> ids,
                   std::span<const Attributes> attributes);
   // Seals, then merges all sealed segments into one without the deleted vectors
-  // (docs/formats/engine.md). Readers go on using the old segments until the swap.
+  // (docs/formats/engine.md). Searches and writes go on meanwhile (writes wait only
+  // for the seal and the final swap); deletes that reach the merged segments in
+  // between are carried over. A call while another compaction runs returns at once.
   Status Compact();
+  // True when the engine's background maintenance should compact: at least
+  // kCompactSegments sealed segments, or deleted rows past kCompactDeletedShare.
+  bool WantsCompaction() const;
+  static constexpr size_t kCompactSegments = 4;
+  static constexpr double kCompactDeletedShare = 0.2;
   Result<Record> Get(VectorId id) const;
   Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options) const;
   CollectionInfo Info() const;
@@ -120,7 +127,9 @@ class Collection {
   void PublishWalCounters();  // caller holds write_mu_ (or is opening)
   uint64_t wal_first_ = 1;        // first sequence of the current log file
   uint64_t next_segment_id_ = 1;
-  uint64_t generation_ = 0;       // bumped by every seal
+  uint64_t generation_ = 0;       // bumped by every seal and compaction
+  uint64_t checkpoint_ = 0;       // log sequence the manifest on disk has sealed up to
+  bool compacting_ = false;       // a compaction is between its phases
   bool dirty_ = false;            // something was written since the last seal
   // Automatic seals: when records_ or the log reach these (raised after a failed seal).
   static constexpr uint64_t kSealLogBytes = 256ull << 20;

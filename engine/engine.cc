@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <condition_variable>
+#include <thread>
 #include <charconv>
 #include <cerrno>
 #include <cstring>
@@ -80,8 +82,47 @@ class Engine::Impl {
   mutable std::atomic<uint64_t> write_batches_{0}, upserts_{0}, deletes_{0}, searches_{0}, gets_{0};
   mutable LatencyHistogram search_hist_, write_hist_;
   int lock_fd_ = -1;  // holds the data directory's LOCK (flock) while open
+  // Background maintenance (compaction).
+  std::thread maintenance_;
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  bool stop_ = false;
+
+  void MaintenanceLoop() {
+    std::unique_lock<std::mutex> lk(maintenance_mu_);
+    while (!stop_) {
+      maintenance_cv_.wait_for(lk, std::chrono::milliseconds(options_.maintenance_interval_ms),
+                               [&] { return stop_; });
+      if (stop_) break;
+      lk.unlock();
+      std::vector<std::shared_ptr<Collection>> all;
+      {
+        std::shared_lock<std::shared_mutex> s(mu_);
+        for (const auto& [name, c] : collections_) all.push_back(c);
+      }
+      for (const auto& c : all) {
+        {
+          std::lock_guard<std::mutex> g(maintenance_mu_);
+          if (stop_) break;
+        }
+        if (!c->WantsCompaction()) continue;
+        if (Status s = c->Compact(); !s.ok() && s.code() != StatusCode::kCancelled) {
+          spdlog::warn("background compaction of '{}': {}", c->spec().name, s.ToString());
+        }
+      }
+      lk.lock();
+    }
+  }
 
   ~Impl() {
+    if (maintenance_.joinable()) {
+      {
+        std::lock_guard<std::mutex> g(maintenance_mu_);
+        stop_ = true;
+      }
+      maintenance_cv_.notify_all();
+      maintenance_.join();  // a compaction in progress finishes first
+    }
     collections_.clear();  // close every log before letting go of the directory
     if (lock_fd_ >= 0) ::close(lock_fd_);
   }
@@ -170,6 +211,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     return Error(InvalidArgument("max_batch_bytes is {}; it must be in 1024..{}", options.max_batch_bytes,
                                  engine::kDefaultMaxWalRecordBytes));
   }
+  if (options.background_compaction && options.maintenance_interval_ms == 0) {
+    return Error(InvalidArgument("maintenance_interval_ms must be at least 1"));
+  }
   if (options.durability == Durability::kInterval && options.sync_interval_ms == 0) {
     return Error(InvalidArgument("sync_interval_ms must be at least 1 with interval durability"));
   }
@@ -225,6 +269,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
                                               entry.path().string()));
   }
   for (const std::string& n : impl->report_.notes) spdlog::warn("recovery: {}", n);
+  if (options.background_compaction) {
+    Impl* raw = impl.get();
+    impl->maintenance_ = std::thread([raw] { raw->MaintenanceLoop(); });
+  }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 

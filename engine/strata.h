@@ -55,7 +55,10 @@ struct EngineOptions {
   uint32_t sync_interval_ms = 100;
   size_t max_batch_ops = 100000;          // larger batches are refused
   size_t max_batch_bytes = 256u << 20;    // encoded size of one batch (one log record), 1 KiB..256 MiB
-  int search_threads = 0;         // for SearchBatch (0 = all cores)
+  // A background thread compacts a collection once it has 4 sealed segments or a
+  // fifth of its sealed rows are deleted (checked every maintenance_interval_ms).
+  bool background_compaction = true;
+  uint32_t maintenance_interval_ms = 1000;
 };
 
 struct CollectionSpec {
@@ -155,8 +158,8 @@ class Engine {
   Status BulkLoad(const std::string& collection, const VectorSet& vectors,
                   std::span<const VectorId> ids = {}, std::span<const Attributes> attributes = {});
   // Seals, then merges every sealed segment into one, dropping deleted vectors
-  // (SPANN when past spec.memory_budget_bytes). Searches go on meanwhile; writes
-  // to this collection wait.
+  // (SPANN when past spec.memory_budget_bytes). Searches and writes go on
+  // meanwhile. Returns at once when a compaction of it is already running.
   Status Compact(const std::string& collection);
 
   Result<Record> Get(const std::string& collection, VectorId id) const;
