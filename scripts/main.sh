@@ -39,3 +39,5 @@ run_bench fashion-mnist flat groundtruth_l2_k100.ivecs --min-recall 0.999
 # HNSW (M=16, ef_construction=200) across a sweep of ef.
 run_bench glove-100 hnsw groundtruth_angular_k100.ivecs --ef 16,32,64,128,256
 run_bench fashion-mnist hnsw groundtruth_l2_k100.ivecs --ef 16,32,64,128
+# SPANN: posting lists on disk, read with O_DIRECT (lists and KiB read per query are printed).
+run_bench glove-100 spann groundtruth_angular_k100.ivecs --max-lists 32,64,96 --single-queries 2000
