@@ -1,4 +1,5 @@
 #include "engine/attributes.h"
+#include "engine/attribute_codec.h"
 
 #include <cmath>
 #include <unordered_set>

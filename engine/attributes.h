@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "core/status.h"
-#include "engine/codec.h"
 
 namespace strata::engine {
 
@@ -37,10 +36,5 @@ inline constexpr size_t kMaxAttributeString = 64 * 1024;
 inline constexpr size_t kMaxTags = 1024;
 
 Status ValidateAttributes(const Attributes& attributes);
-
-// Encoding: u16 count, then per attribute: name (u32 length + bytes), u8 kind
-// (0 int64, 1 double, 2 string, 3 tags), the value (tags: u32 count + strings).
-void EncodeAttributes(const Attributes& attributes, ByteWriter& out);
-Status DecodeAttributes(ByteReader& in, Attributes& out);
 
 }  // namespace strata::engine

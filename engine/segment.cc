@@ -1,4 +1,5 @@
 #include "engine/segment.h"
+#include "engine/attribute_codec.h"
 
 #include <algorithm>
 #include <cstring>

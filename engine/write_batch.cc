@@ -1,4 +1,5 @@
 #include "engine/write_batch.h"
+#include "engine/attribute_codec.h"
 
 #include "core/vector_set.h"
 
