@@ -1,5 +1,7 @@
 #include "engine/wal.h"
 
+#include "storage/file_util.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -186,21 +188,6 @@ Status PreadAll(int fd, std::byte* dst, size_t n, uint64_t offset,
   return Status::Ok();
 }
 
-// A new directory entry is only durable once the directory itself is synced.
-Status SyncDirectory(const std::filesystem::path& file) {
-  std::filesystem::path dir = file.parent_path();
-  if (dir.empty()) dir = ".";
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return OsError(errno, "open directory for fsync", dir);
-  int rc = RetryOnEintr([&] { return ::fsync(fd); });
-  int err = errno;
-  ::close(fd);
-  // Some file systems do not support fsync on directories (EINVAL); nothing more can be done there.
-  if (rc != 0 && err != EINVAL) {
-    return IOError("{}: fsync directory: {}", dir.string(), ErrnoMessage(err));
-  }
-  return Status::Ok();
-}
 
 // Takes the exclusive writer lock on an open WAL. Only a lock held elsewhere is an error: on file
 // systems without flock the lock is skipped (best effort, as documented in wal.h).
@@ -484,7 +471,7 @@ Result<std::unique_ptr<WalWriter>> WalWriter::Create(const std::filesystem::path
   if (RetryOnEintr([&] { return ::fsync(fd); }) != 0) {
     return fail(IOError("{}: fsync of the new WAL header: {}", path.string(), ErrnoMessage(errno)));
   }
-  if (Status s = SyncDirectory(path); !s.ok()) return fail(std::move(s));
+  if (Status s = storage::SyncParentDirectory(path); !s.ok()) return fail(std::move(s));
   return std::unique_ptr<WalWriter>(
       new WalWriter(path, fd, options, kWalHeaderBytes, first_sequence));
 }

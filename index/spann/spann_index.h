@@ -79,7 +79,8 @@ struct SpannSearchParams {
   uint32_t k = 10;
   uint32_t max_lists = 64;      // most posting lists read per query
   // Read a list when its head is within (1+eps) x the nearest head's (squared)
-  // distance. 0.6 reached recall@10 0.90 at 64 lists on GloVe-100 (docs/BENCHMARKS.md).
+  // distance. 0.6 gave the best recall per byte read on GloVe-100 (0.90 at about 85 lists with
+  // the default budget; prune 0.4 and 1.0 were worse, docs/BENCHMARKS.md).
   double prune_epsilon = 0.6;
   uint32_t head_ef = 0;         // HNSW ef over the heads (0 = 2 x max_lists)
   // Optional: only entries whose id the filter contains are scored and returned
