@@ -3,12 +3,18 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
+#include <functional>
+#include <optional>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
 #include "core/vector_set.h"
+#include "engine/planner.h"
+#include "index/distance/distance.h"
 #include "index/spann/spann_index.h"
 #include "storage/file_util.h"
 #include "storage/section_file.h"
@@ -144,7 +150,7 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
           return Error(Corruption("{}: deletes id {} that the segment does not hold",
                                   SealedSegment::DeletesPath(sdir, gen).string(), d));
         }
-        seg->deleted.insert(d);
+        seg->MarkDeleted(d);
       }
       seg->deletes_generation = gen;
     }
@@ -277,7 +283,7 @@ Status Collection::Flush() {
 void Collection::DeleteFromSealed(VectorId id) {
   for (auto it = sealed_.rbegin(); it != sealed_.rend(); ++it) {
     SealedSegment& seg = **it;
-    if (seg.Find(id) && seg.deleted.insert(id).second) return;
+    if (seg.MarkDeleted(id)) return;
   }
 }
 
@@ -305,7 +311,7 @@ Status Collection::Apply(const WriteBatch& batch) {
     STRATA_RETURN_IF_ERROR(hnsw_->AddBatch(vs, ids));
     for (const WriteOp& op : batch.ops()) {
       if (!records_.count(op.id)) DeleteFromSealed(op.id);
-      records_[op.id] = Stored{op.vector, op.attributes};
+      StoreRecord(op.id, op.vector, op.attributes);
     }
     return Status::Ok();
   }
@@ -313,14 +319,25 @@ Status Collection::Apply(const WriteBatch& batch) {
     if (op.kind == WriteOp::Kind::kUpsert) {
       if (!records_.count(op.id)) DeleteFromSealed(op.id);
       STRATA_RETURN_IF_ERROR(hnsw_->Add(op.id, VectorView(op.vector.data(), spec_.dim)));
-      records_[op.id] = Stored{op.vector, op.attributes};
-    } else if (records_.erase(op.id) > 0) {
+      StoreRecord(op.id, op.vector, op.attributes);
+    } else if (auto it = records_.find(op.id); it != records_.end()) {
+      mem_attrs_.Remove(it->second.row);
+      records_.erase(it);
       STRATA_RETURN_IF_ERROR(hnsw_->Remove(op.id));
     } else {
       DeleteFromSealed(op.id);  // deleting an absent id is a no-op: deletes are idempotent
     }
   }
   return Status::Ok();
+}
+
+void Collection::StoreRecord(VectorId id, std::vector<float> vector, Attributes attributes) {
+  const uint32_t row = uint32_t(mem_row_ids_.size());
+  mem_row_ids_.push_back(id);
+  mem_attrs_.Add(row, attributes);
+  auto [it, inserted] = records_.try_emplace(id);
+  if (!inserted) mem_attrs_.Remove(it->second.row);
+  it->second = Stored{std::move(vector), std::move(attributes), row};
 }
 
 Status Collection::SaveManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment,
@@ -362,13 +379,14 @@ Status Collection::SealLocked() {
     // Writers are excluded by write_mu_: searches of this graph go on meanwhile.
     STRATA_RETURN_IF_ERROR(hnsw_->SaveQuiescent(SealedSegment::GraphPath(sdir)));
     STRATA_ASSIGN_OR_RETURN(fresh, SealedSegment::Open(sdir, sid, spec_.dim));
+    STRATA_RETURN_IF_ERROR(fresh->CalibrateAndSave());
   }
   // 2. The deletes of the older segments, as a new generation.
   std::vector<std::pair<uint64_t, uint64_t>> listed;
   for (const auto& seg : sealed_) {
     uint64_t g = 0;
-    if (!seg->deleted.empty()) {
-      std::vector<VectorId> ids(seg->deleted.begin(), seg->deleted.end());
+    if (seg->deleted_count() > 0) {
+      std::vector<VectorId> ids(seg->deleted().begin(), seg->deleted().end());
       std::sort(ids.begin(), ids.end());
       STRATA_RETURN_IF_ERROR(SealedSegment::WriteDeletes(seg->dir(), gen, ids));
       g = gen;
@@ -391,6 +409,8 @@ Status Collection::SealLocked() {
     for (size_t i = 0; i < sealed_.size(); ++i) sealed_[i]->deletes_generation = listed[i].second;
     if (fresh) sealed_.push_back(std::move(fresh));
     records_.clear();
+    mem_row_ids_.clear();
+    mem_attrs_ = AttributeIndex();
     hnsw_ = std::move(graph);
   }
   next_segment_id_ = next_segment;
@@ -426,12 +446,15 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
   const bool spann = spec_.memory_budget_bytes > 0 && raw_bytes > spec_.memory_budget_bytes &&
                      spec_.metric != Metric::kInnerProduct && rows.size() >= 1000;
   const auto kind = spann ? SealedSegment::Kind::kSpann : SealedSegment::Kind::kHnsw;
-  STRATA_RETURN_IF_ERROR(SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, kind, rows));
+  // An HNSW graph written here labels its nodes with row numbers, so that filters
+  // test a bitmap instead of looking ids up.
+  STRATA_RETURN_IF_ERROR(SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, kind, rows,
+                                                     /*graph_labels_rows=*/!spann));
   STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(rows.size(), spec_.dim));
   std::vector<VectorId> ids(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     std::memcpy(vs.mutable_row(i), rows[i].vector, spec_.dim * sizeof(float));
-    ids[i] = rows[i].id;
+    ids[i] = i;
   }
   if (spann) {
     // SPANN entries are the rows 0..n-1 of records.strata (in id order).
@@ -484,6 +507,7 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
   STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
   STRATA_ASSIGN_OR_RETURN(auto seg, SealedSegment::Open(sdir, sid, spec_.dim));
+  STRATA_RETURN_IF_ERROR(seg->CalibrateAndSave());
   const uint64_t gen = generation_ + 1;
   STRATA_RETURN_IF_ERROR(CommitManifest(checkpoint_, wal_first_, sid + 1, gen, {{sid, 0}}));
   {
@@ -501,7 +525,7 @@ bool Collection::WantsCompaction() const {
   size_t rows = 0, deleted = 0;
   for (const auto& seg : sealed_) {
     rows += seg->rows();
-    deleted += seg->deleted.size();
+    deleted += seg->deleted_count();
   }
   return rows >= 1000 && double(deleted) >= kCompactDeletedShare * double(rows);
 }
@@ -518,11 +542,11 @@ Status Collection::Compact() {
     if (compacting_) return Status::Ok();  // one compaction at a time; that one covers this request
     STRATA_RETURN_IF_ERROR(SealLocked());
     size_t deleted = 0;
-    for (const auto& seg : sealed_) deleted += seg->deleted.size();
+    for (const auto& seg : sealed_) deleted += seg->deleted_count();
     if (sealed_.size() < 2 && deleted == 0) return Status::Ok();  // already one clean segment
     for (const auto& seg : sealed_) {
       inputs.push_back(seg.get());
-      base_deleted.push_back(seg->deleted);
+      base_deleted.push_back(seg->deleted());
     }
     sid = next_segment_id_++;  // reserved: seals meanwhile number theirs after it
     compacting_ = true;
@@ -566,6 +590,7 @@ Status Collection::Compact() {
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
   STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
   STRATA_ASSIGN_OR_RETURN(auto merged, SealedSegment::Open(sdir, sid, spec_.dim));
+  STRATA_RETURN_IF_ERROR(merged->CalibrateAndSave());
 
   // Phase 3, under write_mu_ again: carry over the deletes that reached the inputs
   // meanwhile, persist the deletes of every segment as a new generation, and
@@ -576,8 +601,8 @@ Status Collection::Compact() {
     return poisoned_;
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
-    for (VectorId id : inputs[i]->deleted) {
-      if (!base_deleted[i].count(id)) merged->deleted.insert(id);  // live at the snapshot: in merged
+    for (VectorId id : inputs[i]->deleted()) {
+      if (!base_deleted[i].count(id)) merged->MarkDeleted(id);  // live at the snapshot: in merged
     }
   }
   const uint64_t gen = generation_ + 1;
@@ -589,8 +614,8 @@ Status Collection::Compact() {
   std::vector<std::pair<uint64_t, uint64_t>> listed;
   for (SealedSegment* seg : result) {
     uint64_t dg = 0;
-    if (!seg->deleted.empty()) {
-      std::vector<VectorId> ids(seg->deleted.begin(), seg->deleted.end());
+    if (seg->deleted_count() > 0) {
+      std::vector<VectorId> ids(seg->deleted().begin(), seg->deleted().end());
       std::sort(ids.begin(), ids.end());
       STRATA_RETURN_IF_ERROR(SealedSegment::WriteDeletes(seg->dir(), gen, ids));
       dg = gen;
@@ -632,16 +657,181 @@ Result<Record> Collection::Get(VectorId id) const {
   }
   for (auto it = sealed_.rbegin(); it != sealed_.rend(); ++it) {
     const SealedSegment& seg = **it;
-    if (auto row = seg.Find(id); row && !seg.deleted.count(id)) return seg.Read(*row);
+    if (auto row = seg.Find(id); row && !seg.IsDeleted(id)) return seg.Read(*row);
   }
   return Error(NotFound("id {} is not in collection '{}'", id, spec_.name));
 }
 
-Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query,
-                                                 const SearchOptions& options) const {
+namespace {
+
+double MillisSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+// The in-memory graph is labelled with ids: a filter looks the record up.
+class MemoryFilter final : public index::IdFilter {
+ public:
+  template <typename Map>
+  MemoryFilter(const Map& records, const RowBitmap& match)
+      : lookup_([&records](VectorId id) -> int64_t {
+          auto it = records.find(id);
+          return it == records.end() ? -1 : int64_t(it->second.row);
+        }),
+        match_(match) {}
+  bool Contains(VectorId id) const override {
+    const int64_t row = lookup_(id);
+    return row >= 0 && match_.Test(size_t(row));
+  }
+
+ private:
+  std::function<int64_t(VectorId)> lookup_;
+  const RowBitmap& match_;
+};
+
+}  // namespace
+
+const Calibration* Collection::MemoryCalibration() const {
+  const size_t n = records_.size();
+  if (n < kMinCalibrationRows) return nullptr;
+  std::lock_guard<std::mutex> g(mem_calibration_mu_);
+  if (mem_calibration_ && mem_calibration_graph_ == hnsw_.get() && n < 2 * mem_calibration_rows_) {
+    return mem_calibration_.get();
+  }
+  std::vector<const Stored*> rows;
+  std::vector<VectorId> ids;
+  rows.reserve(n);
+  ids.reserve(n);
+  for (const auto& [id, r] : records_) {
+    rows.push_back(&r);
+    ids.push_back(id);
+  }
+  CalibrationSource src;
+  src.rows = n;
+  src.dim = spec_.dim;
+  src.metric = spec_.metric;
+  src.vector = [&](size_t r) { return rows[r]->vector.data(); };
+  src.id = [&](size_t r) { return ids[r]; };
+  src.grid = HnswCalibrationGrid();
+  src.search = [this](const float* q, uint32_t k, uint32_t ef, double* cost) -> Result<std::vector<Neighbor>> {
+    thread_local index::SearchContext ctx;
+    index::SearchParams p;
+    p.k = k;
+    p.ef = std::max(ef, k);
+    index::HnswSearchStats st;
+    STRATA_ASSIGN_OR_RETURN(auto out, hnsw_->Search(VectorView(q, spec_.dim), p, ctx, &st));
+    *cost += double(st.distances);
+    return out;
+  };
+  auto c = Calibrate(src, 100);
+  if (!c) {
+    spdlog::warn("collection '{}': calibrating the in-memory segment failed: {}", spec_.name,
+                 c.error().ToString());
+    return nullptr;
+  }
+  mem_calibration_ = std::make_shared<const Calibration>(std::move(*c));
+  mem_calibration_rows_ = n;
+  mem_calibration_graph_ = hnsw_.get();
+  return mem_calibration_.get();
+}
+
+Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const float* normalized,
+                                                       const Filter* filter, const SearchOptions& o,
+                                                       double recall_target, index::SearchContext& ctx,
+                                                       SegmentExplain* explain) const {
+  auto t0 = std::chrono::steady_clock::now();
+  std::optional<RowBitmap> match;
+  const uint64_t live = records_.size();
+  uint64_t matching = live;
+  double estimated = 1.0;
+  if (filter) {
+    estimated = mem_attrs_.EstimateSelectivity(*filter);
+    match = mem_attrs_.Evaluate(*filter);
+    matching = match->Count();
+  }
+  SegmentExplain ex;
+  ex.segment = "memory";
+  ex.kind = "hnsw";
+  ex.filter_ms = filter ? MillisSince(t0) : 0.0;
+  PlanInput in;
+  in.kind = SegmentKind::kHnsw;
+  in.rows = live;
+  in.matching = matching;
+  in.filtered = filter != nullptr;
+  in.calibration = MemoryCalibration();
+  in.options = &o;
+  in.recall_target = recall_target;
+  const SegmentPlan plan = PlanSegment(in);
+  ex.rows = live;
+  ex.matching = matching;
+  ex.estimated_selectivity = estimated;
+  ex.actual_selectivity = live ? double(matching) / double(live) : 0.0;
+  ex.predicted_recall = plan.predicted_recall;
+  ex.reason = plan.reason;
+  t0 = std::chrono::steady_clock::now();
+  std::vector<Neighbor> out;
+  if (plan.skip) {
+    ex.strategy = "skipped";
+  } else if (plan.strategy == SearchStrategy::kScan) {
+    ex.strategy = "scan";
+    std::vector<const std::pair<const VectorId, Stored>*> rows;
+    rows.reserve(matching);
+    if (match) {
+      match->ForEach([&](uint32_t r) { rows.push_back(&*records_.find(mem_row_ids_[r])); });
+    } else {
+      for (const auto& kv : records_) rows.push_back(&kv);
+    }
+    const auto& kern = index::Kernels();
+    const bool cosine = spec_.metric == Metric::kCosine;
+    out = ScanTopK(normalized, spec_.dim, spec_.metric, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
+      *id = rows[i]->first;
+      const float* v = rows[i]->second.vector.data();
+      if (cosine) {
+        const float nn = kern.ip(v, v, spec_.dim);
+        *inv = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
+      }
+      return v;
+    });
+    ex.distances = rows.size();
+  } else {
+    const bool post = plan.strategy == SearchStrategy::kPostFilter;
+    ex.strategy = post ? "post-filter" : (match ? "filtered index" : "index");
+    const uint32_t want = post ? plan.post_k : o.k;
+    index::SearchParams p;
+    p.k = want;
+    p.ef = std::max(plan.param, want);
+    std::optional<MemoryFilter> mf;
+    if (match && !post) {
+      mf.emplace(records_, *match);
+      p.filter = &*mf;
+    }
+    index::HnswSearchStats st;
+    STRATA_ASSIGN_OR_RETURN(out, hnsw_->Search(query, p, ctx, &st));
+    if (post) {
+      std::erase_if(out, [&](const Neighbor& nb) {
+        auto it = records_.find(nb.id);
+        return it == records_.end() || !match->Test(it->second.row);
+      });
+      if (out.size() > o.k) out.resize(o.k);
+    }
+    ex.ef = p.ef;
+    ex.distances = st.distances;
+    ex.nodes_visited = st.hops;
+  }
+  ex.search_ms = MillisSince(t0);
+  ex.results = out.size();
+  if (explain) *explain = std::move(ex);
+  return out;
+}
+
+Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, const SearchOptions& options,
+                                                 Explain* explain) const {
+  const auto start = std::chrono::steady_clock::now();
   if (query.size() != spec_.dim) {
     return Error(InvalidArgument("query has dimension {}, collection '{}' has {}", query.size(),
                                  spec_.name, spec_.dim));
+  }
+  if (!AllFinite(query.data(), query.size())) {
+    return Error(InvalidArgument("query has a NaN or infinite component"));
   }
   if (options.k == 0 || options.k > kMaxSearchK) {
     return Error(InvalidArgument("k is {}; it must be in 1..{}", options.k, kMaxSearchK));
@@ -649,29 +839,67 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query,
   if (options.ef > kMaxSearchEf) {
     return Error(InvalidArgument("ef is {}; at most {} is accepted", options.ef, kMaxSearchEf));
   }
-  if (options.max_lists == 0 || options.max_lists > kMaxSearchLists) {
-    return Error(InvalidArgument("max_lists is {}; it must be in 1..{}", options.max_lists, kMaxSearchLists));
+  if (options.max_lists > kMaxSearchLists) {
+    return Error(InvalidArgument("max_lists is {}; at most {} is accepted", options.max_lists, kMaxSearchLists));
   }
+  if (!(options.recall >= 0 && options.recall <= 1)) {
+    return Error(InvalidArgument("recall target {} must be in (0, 1] (0: the default)", options.recall));
+  }
+  if (uint8_t(options.strategy) > uint8_t(SearchStrategy::kPostFilter)) {
+    return Error(InvalidArgument("unknown search strategy {}", int(options.strategy)));
+  }
+  std::optional<Filter> filter;
+  if (!options.filter.empty()) {
+    STRATA_ASSIGN_OR_RETURN(Filter f, Filter::Parse(options.filter));
+    filter = std::move(f);
+  }
+  const double parse_ms = filter ? MillisSince(start) : 0.0;
+  const double recall_target = options.recall > 0 ? options.recall : kDefaultRecallTarget;
   thread_local index::SearchContext ctx;
   thread_local index::SpannContext sctx;
-  index::SearchParams p;
-  p.k = options.k;
-  p.ef = std::max(options.ef, options.k);
   const VectorView q(query.data(), query.size());
+  thread_local std::vector<float> normalized;
+  normalized.assign(query.begin(), query.end());
+  if (spec_.metric == Metric::kCosine) {
+    const float nn = index::Kernels().ip(normalized.data(), normalized.data(), spec_.dim);
+    if (nn > 0) {
+      const float inv = 1.0f / std::sqrt(nn);
+      for (float& x : normalized) x *= inv;
+    }
+  }
+  if (explain) {
+    *explain = Explain{};
+    explain->k = options.k;
+    explain->recall_target = options.recall > 0 || (options.ef == 0 && options.max_lists == 0) ? recall_target : 0;
+    explain->filter = filter ? filter->ToString() : "";
+    explain->parse_ms = parse_ms;
+  }
+  const Filter* fp = filter ? &*filter : nullptr;
   std::shared_lock<FairSharedMutex> s(apply_mu_);
-  STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, hnsw_->Search(q, p, ctx));
+  SegmentExplain mem_ex;
+  STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out,
+                          SearchMemory(q, normalized.data(), fp, options, recall_target, ctx,
+                                       explain ? &mem_ex : nullptr));
+  if (explain) explain->segments.push_back(std::move(mem_ex));
   index::SpannQueryStats io;
   for (const auto& seg : sealed_) {
-    STRATA_ASSIGN_OR_RETURN(auto part, seg->Search(q, options, ctx, sctx, &io));
+    SegmentExplain seg_ex;
+    SealedSegment::Query sq{q, normalized.data(), fp, &options, recall_target};
+    STRATA_ASSIGN_OR_RETURN(auto part, seg->Search(sq, ctx, sctx, explain ? &seg_ex : nullptr, &io));
     out.insert(out.end(), part.begin(), part.end());
+    if (explain) explain->segments.push_back(std::move(seg_ex));
   }
+  s.unlock();
   if (io.lists_read) {
     disk_reads_.fetch_add(io.lists_read, std::memory_order_relaxed);
     disk_read_bytes_.fetch_add(io.bytes_read, std::memory_order_relaxed);
   }
-  if (!sealed_.empty()) {
-    std::sort(out.begin(), out.end());
-    if (out.size() > options.k) out.resize(options.k);
+  const auto merge_start = std::chrono::steady_clock::now();
+  std::sort(out.begin(), out.end());
+  if (out.size() > options.k) out.resize(options.k);
+  if (explain) {
+    explain->merge_ms = MillisSince(merge_start);
+    explain->total_ms = MillisSince(start);
   }
   return out;
 }
@@ -689,7 +917,7 @@ CollectionInfo Collection::Info() const {
       hnsw_->Stats().memory_bytes +
       records_.size() * (spec_.dim * sizeof(float) + sizeof(Stored) + sizeof(VectorId) + 3 * sizeof(void*));
   for (const auto& seg : sealed_) {
-    info.num_vectors += seg->rows() - seg->deleted.size();
+    info.num_vectors += seg->live_rows();
     info.memory_bytes += seg->memory_bytes();
   }
   info.sealed_segments = sealed_.size();

@@ -69,7 +69,9 @@ class Collection {
   static constexpr size_t kCompactSegments = 4;
   static constexpr double kCompactDeletedShare = 0.2;
   Result<Record> Get(VectorId id) const;
-  Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options) const;
+  // Plans and runs the query over every segment (planner.h), merging their top-k.
+  Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options,
+                                       Explain* explain = nullptr) const;
   CollectionInfo Info() const;
   uint64_t wal_bytes() const;
   uint64_t wal_fsyncs() const;
@@ -105,7 +107,18 @@ class Collection {
   struct Stored {
     std::vector<float> vector;
     Attributes attributes;
+    uint32_t row = 0;  // in mem_row_ids_ / mem_attrs_
   };
+  // Adds or replaces `id` in the in-memory segment's records and attribute index
+  // (caller holds apply_mu_ exclusively).
+  void StoreRecord(VectorId id, std::vector<float> vector, Attributes attributes);
+  // The in-memory segment's part of a search (caller holds apply_mu_ shared).
+  Result<std::vector<Neighbor>> SearchMemory(VectorView query, const float* normalized, const Filter* filter,
+                                             const SearchOptions& options, double recall_target,
+                                             index::SearchContext& ctx, SegmentExplain* explain) const;
+  // The in-memory graph's calibration, measured again once the segment has doubled
+  // since (caller holds apply_mu_ shared).
+  const Calibration* MemoryCalibration() const;
 
   const std::filesystem::path dir_;
   const uint64_t id_;
@@ -116,6 +129,13 @@ class Collection {
   // The in-memory segment (guarded by apply_mu_).
   std::unordered_map<VectorId, Stored> records_;
   std::unique_ptr<index::HnswIndex> hnsw_;
+  std::vector<VectorId> mem_row_ids_;  // row -> id (rows of replaced or deleted records stay, dead)
+  AttributeIndex mem_attrs_;
+  // The in-memory graph's calibration and the size it was measured at.
+  mutable std::mutex mem_calibration_mu_;
+  mutable std::shared_ptr<const Calibration> mem_calibration_;
+  mutable size_t mem_calibration_rows_ = 0;
+  mutable const void* mem_calibration_graph_ = nullptr;
   // Sealed segments, oldest first (guarded by apply_mu_; deleted sets too).
   std::vector<std::unique_ptr<SealedSegment>> sealed_;
   // Guarded by write_mu_.

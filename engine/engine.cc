@@ -18,6 +18,7 @@
 #include <shared_mutex>
 
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "engine/collection.h"
 #include "engine/strata.h"
@@ -376,13 +377,45 @@ Result<Record> Engine::Get(const std::string& collection, VectorId id) const {
 }
 
 Result<std::vector<Neighbor>> Engine::Search(const std::string& collection, std::span<const float> query,
-                                             const SearchOptions& options) const {
+                                             const SearchOptions& options, Explain* explain) const {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   impl_->searches_.fetch_add(1, std::memory_order_relaxed);
   const auto start = std::chrono::steady_clock::now();
-  auto out = c->Search(query, options);
+  auto out = c->Search(query, options, explain);
   impl_->search_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                           std::chrono::steady_clock::now() - start).count()));
+  return out;
+}
+
+Result<std::vector<std::vector<Neighbor>>> Engine::SearchBatch(const std::string& collection,
+                                                               const VectorSet& queries,
+                                                               const SearchOptions& options,
+                                                               size_t threads) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  if (queries.dim() != c->spec().dim) {
+    return Error(InvalidArgument("queries have dimension {}, collection '{}' has {}", queries.dim(), collection,
+                                 c->spec().dim));
+  }
+  const size_t n = queries.size();
+  std::vector<std::vector<Neighbor>> out(n);
+  std::vector<Status> errors(n);
+  const int nthreads = threads ? int(threads) : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
+  for (size_t i = 0; i < n; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = c->Search(std::span<const float>(queries.row(i), queries.dim()), options);
+    impl_->search_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                            std::chrono::steady_clock::now() - start).count()));
+    if (r) {
+      out[i] = std::move(*r);
+    } else {
+      errors[i] = r.error();
+    }
+  }
+  impl_->searches_.fetch_add(n, std::memory_order_relaxed);
+  for (size_t i = 0; i < n; ++i) {
+    if (!errors[i].ok()) return Error(errors[i].WithContext(fmt::format("query {}", i)));
+  }
   return out;
 }
 

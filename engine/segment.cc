@@ -2,9 +2,15 @@
 #include "engine/attribute_codec.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "engine/codec.h"
+#include "engine/planner.h"
+#include "index/distance/distance.h"
 
 namespace strata::engine {
 namespace fs = std::filesystem;
@@ -14,7 +20,7 @@ namespace {
 constexpr char kRecordsMagic[] = "STRSEG";
 constexpr char kDeletesMagic[] = "STRDEL";
 constexpr uint16_t kMajor = 1;
-constexpr uint16_t kMinor = 0;
+constexpr uint16_t kMinor = 1;  // 1.1: META.graph_labels (rows or ids)
 constexpr uint32_t kTagMeta = storage::SectionTag("META");
 constexpr uint32_t kTagIds = storage::SectionTag("IDS ");
 constexpr uint32_t kTagVecs = storage::SectionTag("VECS");
@@ -22,13 +28,18 @@ constexpr uint32_t kTagAoff = storage::SectionTag("AOFF");
 constexpr uint32_t kTagAttr = storage::SectionTag("ATTR");
 constexpr uint32_t kTagDels = storage::SectionTag("DELS");
 constexpr char kRecordsFile[] = "records.strata";
+constexpr char kCalibrationFile[] = "calibration.strata";
+
+double MillisSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
 
 struct Meta {
   uint64_t rows;
   uint32_t dim;
   uint32_t metric;
   uint32_t kind;  // SealedSegment::Kind
-  uint32_t reserved0;
+  uint32_t graph_labels;  // HNSW: 0 = the graph's labels are ids, 1 = row numbers
   uint64_t reserved[5];
 };
 static_assert(sizeof(Meta) == 64);
@@ -41,7 +52,7 @@ std::span<const std::byte> Bytes(const std::vector<T>& v) {
 }  // namespace
 
 Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metric, Kind kind,
-                                   std::span<const Row> rows) {
+                                   std::span<const Row> rows, bool graph_labels_rows) {
   std::error_code ec;
   if (fs::exists(dir, ec)) return AlreadyExists("{} already exists", dir.string());
   fs::create_directories(dir, ec);
@@ -61,6 +72,7 @@ Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metri
   meta.dim = uint32_t(dim);
   meta.metric = uint32_t(metric);
   meta.kind = uint32_t(kind);
+  meta.graph_labels = graph_labels_rows ? 1 : 0;
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir / kRecordsFile, kRecordsMagic,
                                                                        kMajor, kMinor));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
@@ -75,6 +87,7 @@ Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metri
 
 Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, uint64_t id, size_t dim) {
   const fs::path path = dir / kRecordsFile;
+  std::error_code ec;
   auto seg = std::unique_ptr<SealedSegment>(new SealedSegment());
   seg->dir_ = dir;
   seg->id_ = id;
@@ -118,6 +131,39 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
       return Error(Corruption("{}: attribute offsets decrease at row {}", path.string(), i));
     }
   }
+  if (meta.metric > uint32_t(Metric::kCosine) || meta.graph_labels > 1) {
+    return Error(Corruption("{}: META names unknown metric {} or graph labelling {}", path.string(), meta.metric,
+                            meta.graph_labels));
+  }
+  seg->metric_ = Metric(meta.metric);
+  seg->graph_labels_rows_ = meta.graph_labels == 1;
+  seg->dead_rows_ = RowBitmap(n);
+  if (seg->metric_ == Metric::kCosine) {
+    const auto& kern = index::Kernels();
+    seg->inv_norms_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const float* v = seg->vector(i);
+      const float nn = kern.ip(v, v, dim);
+      seg->inv_norms_[i] = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
+    }
+  }
+  {
+    // The attribute index, from the stored attributes.
+    Attributes attrs;
+    for (size_t i = 0; i < n; ++i) {
+      attrs.clear();
+      ByteReader br(seg->attrs_.subspan(seg->attr_offsets_[i], seg->attr_offsets_[i + 1] - seg->attr_offsets_[i]));
+      if (Status st = DecodeAttributes(br, attrs); !st.ok()) {
+        return Error(st.WithContext(fmt::format("{}: attributes of row {}", path.string(), i)));
+      }
+      seg->attr_index_.Add(uint32_t(i), attrs);
+    }
+    seg->attr_index_.Seal();
+  }
+  if (fs::exists(dir / kCalibrationFile, ec)) {
+    STRATA_ASSIGN_OR_RETURN(Calibration c, Calibration::Load(dir / kCalibrationFile));
+    seg->calibration_ = std::move(c);
+  }
   if (meta.kind == uint32_t(Kind::kHnsw)) {
     index::HnswLoadOptions lo;
     lo.mmap = true;
@@ -157,48 +203,214 @@ Result<Record> SealedSegment::Read(size_t row) const {
   return r;
 }
 
-namespace {
-// Keeps external ids that are not in a segment's deleted set (HNSW segments are
-// labelled with external ids).
-class LiveIds final : public index::IdFilter {
- public:
-  explicit LiveIds(const std::unordered_set<VectorId>& deleted) : deleted_(deleted) {}
-  bool Contains(VectorId id) const override { return deleted_.count(id) == 0; }
-
- private:
-  const std::unordered_set<VectorId>& deleted_;
-};
-// The same for SPANN segments, whose entries are row numbers.
-class LiveRows final : public index::IdFilter {
- public:
-  LiveRows(std::span<const VectorId> ids, const std::unordered_set<VectorId>& deleted)
-      : ids_(ids), deleted_(deleted) {}
-  bool Contains(VectorId row) const override { return deleted_.count(ids_[row]) == 0; }
-
- private:
-  std::span<const VectorId> ids_;
-  const std::unordered_set<VectorId>& deleted_;
-};
-}  // namespace
-
-Result<std::vector<Neighbor>> SealedSegment::Search(VectorView query, const SearchOptions& options,
-                                                    index::SearchContext& ctx, index::SpannContext& sctx,
-                                                    index::SpannQueryStats* io) const {
-  if (kind_ == Kind::kHnsw) {
-    LiveIds live(deleted);
-    index::SearchParams p;
-    p.k = options.k;
-    p.ef = std::max(options.ef, options.k);
-    if (!deleted.empty()) p.filter = &live;
-    return graph_->Search(query, p, ctx);
+// Which labels an index search may return: live rows, and matching ones when a
+// filter was evaluated. Labels are rows (SPANN; HNSW written by compaction or bulk
+// load) or ids (HNSW saved by a seal, looked up by binary search).
+struct SealedSegment::RowFilter final : index::IdFilter {
+  RowFilter(const SealedSegment& s, const RowBitmap* a, bool rows) : seg(s), allowed(a), by_row(rows) {}
+  bool Contains(VectorId label) const override {
+    size_t row = label;
+    if (!by_row) {
+      auto r = seg.Find(label);
+      if (!r) return false;
+      row = *r;
+    }
+    return allowed ? allowed->Test(row) : !seg.dead_rows_.Test(row);
   }
-  LiveRows live(ids_, deleted);
-  index::SpannSearchParams p;
-  p.k = options.k;
-  p.max_lists = options.max_lists;
-  if (!deleted.empty()) p.filter = &live;
-  STRATA_ASSIGN_OR_RETURN(std::vector<Neighbor> out, spann_->Search(query, p, sctx, io));
-  for (Neighbor& n : out) n.id = ids_[n.id];  // rows to ids
+  const SealedSegment& seg;
+  const RowBitmap* allowed;
+  bool by_row;
+};
+
+bool SealedSegment::MarkDeleted(VectorId id) {
+  auto row = Find(id);
+  if (!row || !deleted_.insert(id).second) return false;
+  dead_rows_.Set(*row);
+  return true;
+}
+
+Result<Calibration> SealedSegment::Measure(size_t queries) const {
+  CalibrationSource src;
+  src.rows = rows();
+  src.dim = dim_;
+  src.metric = metric_;
+  src.vector = [this](size_t r) { return vector(r); };
+  src.id = [this](size_t r) { return ids_[r]; };
+  if (kind_ == Kind::kHnsw) {
+    src.grid = HnswCalibrationGrid();
+    src.search = [this](const float* q, uint32_t k, uint32_t ef, double* cost) -> Result<std::vector<Neighbor>> {
+      thread_local index::SearchContext ctx;
+      index::SearchParams p;
+      p.k = k;
+      p.ef = std::max(ef, k);
+      index::HnswSearchStats st;
+      STRATA_ASSIGN_OR_RETURN(auto out, graph_->Search(VectorView(q, dim_), p, ctx, &st));
+      *cost += double(st.distances);
+      if (graph_labels_rows_) {
+        for (Neighbor& nb : out) nb.id = ids_[nb.id];
+      }
+      return out;
+    };
+  } else {
+    src.grid = SpannCalibrationGrid(spann_->Stats().num_lists);
+    src.param_at_least_k = false;
+    src.search = [this](const float* q, uint32_t k, uint32_t lists,
+                        double* cost) -> Result<std::vector<Neighbor>> {
+      thread_local index::SpannContext sctx;
+      index::SpannSearchParams p;
+      p.k = k;
+      p.max_lists = lists;
+      index::SpannQueryStats st;
+      STRATA_ASSIGN_OR_RETURN(auto out, spann_->Search(VectorView(q, dim_), p, sctx, &st));
+      *cost += double(st.bytes_read);
+      for (Neighbor& nb : out) nb.id = ids_[nb.id];
+      return out;
+    };
+  }
+  return Calibrate(src, queries);
+}
+
+Status SealedSegment::CalibrateAndSave(size_t queries) {
+  // Segments below kMinCalibrationRows get an empty table (the planner scans them).
+  Calibration c;
+  if (rows() >= kMinCalibrationRows) {
+    STRATA_ASSIGN_OR_RETURN(c, Measure(std::min(queries, std::max<size_t>(100, rows() / 50))));
+  }
+  STRATA_RETURN_IF_ERROR(c.Save(dir_ / kCalibrationFile));
+  std::lock_guard<std::mutex> g(calibration_mu_);
+  calibration_ = std::move(c);
+  return Status::Ok();
+}
+
+const Calibration& SealedSegment::calibration() const {
+  std::lock_guard<std::mutex> g(calibration_mu_);
+  if (!calibration_) {
+    // A segment written before calibration existed: measure now, keep it, and try
+    // to save it for the next open.
+    auto c = rows() >= kMinCalibrationRows ? Measure(std::max<size_t>(100, std::min<size_t>(300, rows() / 50)))
+                                           : Result<Calibration>(Calibration{});
+    if (!c) {
+      spdlog::warn("{}: calibration failed: {}", dir_.string(), c.error().ToString());
+      calibration_ = Calibration{};
+    } else {
+      if (Status s = c->Save(dir_ / kCalibrationFile); !s.ok()) {
+        spdlog::warn("{}: calibration not saved: {}", dir_.string(), s.ToString());
+      }
+      calibration_ = std::move(*c);
+    }
+  }
+  return *calibration_;
+}
+
+Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::SearchContext& ctx,
+                                                    index::SpannContext& sctx, SegmentExplain* explain,
+                                                    index::SpannQueryStats* io) const {
+  const SearchOptions& o = *q.options;
+  auto t0 = std::chrono::steady_clock::now();
+  std::optional<RowBitmap> match;
+  const uint64_t live = live_rows();
+  uint64_t matching = live;
+  double estimated = 1.0;
+  if (q.filter) {
+    estimated = attr_index_.EstimateSelectivity(*q.filter);
+    match = attr_index_.Evaluate(*q.filter);
+    match->AndNot(dead_rows_);
+    matching = match->Count();
+  }
+  const double filter_ms = q.filter ? MillisSince(t0) : 0.0;
+  PlanInput in;
+  in.kind = kind_ == Kind::kHnsw ? SegmentKind::kHnsw : SegmentKind::kSpann;
+  in.rows = live;
+  in.matching = matching;
+  in.filtered = q.filter != nullptr;
+  in.spann_lists = spann_ ? uint32_t(spann_->Stats().num_lists) : 0;
+  in.calibration = &calibration();
+  in.options = &o;
+  in.recall_target = q.recall_target;
+  const SegmentPlan plan = PlanSegment(in);
+  SegmentExplain ex;
+  ex.segment = fmt::format("segment {}", id_);
+  ex.kind = kind_ == Kind::kHnsw ? "hnsw" : "spann";
+  ex.rows = live;
+  ex.matching = matching;
+  ex.estimated_selectivity = estimated;
+  ex.actual_selectivity = live ? double(matching) / double(live) : 0.0;
+  ex.predicted_recall = plan.predicted_recall;
+  ex.reason = plan.reason;
+  ex.filter_ms = filter_ms;
+  t0 = std::chrono::steady_clock::now();
+  std::vector<Neighbor> out;
+  if (plan.skip) {
+    ex.strategy = "skipped";
+  } else if (plan.strategy == SearchStrategy::kScan) {
+    ex.strategy = "scan";
+    std::vector<uint32_t> rows;
+    rows.reserve(matching);
+    if (match) {
+      match->ForEach([&](uint32_t r) { rows.push_back(r); });
+    } else {
+      for (size_t r = 0; r < ids_.size(); ++r) {
+        if (!dead_rows_.Test(r)) rows.push_back(uint32_t(r));
+      }
+    }
+    out = ScanTopK(q.normalized, dim_, metric_, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
+      const uint32_t r = rows[i];
+      *id = ids_[r];
+      if (!inv_norms_.empty()) *inv = inv_norms_[r];
+      return vector(r);
+    });
+    ex.distances = rows.size();
+  } else {
+    const bool post = plan.strategy == SearchStrategy::kPostFilter;
+    ex.strategy = post ? "post-filter" : (match ? "filtered index" : "index");
+    const bool by_row = kind_ == Kind::kSpann || graph_labels_rows_;
+    RowFilter rf(*this, post ? nullptr : (match ? &*match : nullptr), by_row);
+    const bool need_filter = (match && !post) || !deleted_.empty();
+    const uint32_t want = post ? plan.post_k : o.k;
+    if (kind_ == Kind::kHnsw) {
+      index::SearchParams p;
+      p.k = want;
+      p.ef = std::max(plan.param, want);
+      if (need_filter) p.filter = &rf;
+      index::HnswSearchStats st;
+      STRATA_ASSIGN_OR_RETURN(out, graph_->Search(q.query, p, ctx, &st));
+      ex.ef = p.ef;
+      ex.distances = st.distances;
+      ex.nodes_visited = st.hops;
+    } else {
+      index::SpannSearchParams p;
+      p.k = want;
+      p.max_lists = plan.param;
+      if (need_filter) p.filter = &rf;
+      index::SpannQueryStats st;
+      STRATA_ASSIGN_OR_RETURN(out, spann_->Search(q.query, p, sctx, &st));
+      ex.max_lists = p.max_lists;
+      ex.distances = st.entries_scored;
+      ex.lists_read = st.lists_read;
+      ex.bytes_read = st.bytes_read;
+      if (io) {
+        io->lists_read += st.lists_read;
+        io->bytes_read += st.bytes_read;
+        io->entries_scored += st.entries_scored;
+        io->io_wait_ns += st.io_wait_ns;
+      }
+    }
+    if (by_row) {
+      if (post) {
+        std::erase_if(out, [&](const Neighbor& nb) { return !match->Test(nb.id); });
+      }
+      for (Neighbor& nb : out) nb.id = ids_[nb.id];
+    } else if (post) {
+      std::erase_if(out, [&](const Neighbor& nb) {
+        auto r = Find(nb.id);
+        return !r || !match->Test(*r);
+      });
+    }
+    if (out.size() > o.k) out.resize(o.k);
+  }
+  ex.search_ms = MillisSince(t0);
+  ex.results = out.size();
+  if (explain) *explain = std::move(ex);
   return out;
 }
 
@@ -207,7 +419,8 @@ size_t SealedSegment::memory_bytes() const {
   // accounting; SPANN keeps its heads) and the id column (searched by binary
   // search); vectors and attributes are read on demand.
   const size_t index_bytes = graph_ ? graph_->Stats().memory_bytes : spann_->Stats().memory_bytes;
-  return index_bytes + ids_.size_bytes() + deleted.size() * 32;
+  return index_bytes + ids_.size_bytes() + deleted_.size() * 32 + inv_norms_.size() * sizeof(float) +
+         attr_index_.memory_bytes() + dead_rows_.memory_bytes();
 }
 
 fs::path SealedSegment::DeletesPath(const fs::path& dir, uint64_t generation) {

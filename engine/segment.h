@@ -10,18 +10,26 @@
 //   spann/           SPANN segments: the index over rows 0..n-1 in id order (spann.md)
 //   deletes-<g>.ids  section file "STRDEL": DELS (sorted u64), written when a seal or
 //                    compaction persists the deletes of generation g
+//   calibration.strata  recall per ef / max_lists measured on the segment (calibration.h)
 //
-// Thread safety: the records and the graph are immutable after Open/Write and may
-// be read from any number of threads. The deleted set is guarded by the owning
-// collection (its apply lock), not here.
+// At open the attributes are indexed in memory (attribute_index.h) for filters.
+//
+// Thread safety: the records, the graph and the attribute index are immutable
+// after Open and may be read from any number of threads. The deleted set is
+// guarded by the owning collection (its apply lock), not here. The calibration is
+// loaded or measured once, under its own mutex.
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <unordered_set>
 #include <vector>
 
+#include "engine/attribute_index.h"
+#include "engine/calibration.h"
+#include "engine/filter.h"
 #include "engine/strata.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/spann/spann_index.h"
@@ -40,8 +48,11 @@ class SealedSegment {
   // Writes records.strata into `dir` (created; must not exist), for an index of
   // `kind` that the caller then writes beside it (GraphPath / SpannPath).
   // `rows` must be sorted by id with no duplicates.
+  // `graph_labels_rows`: the HNSW graph written beside it labels its nodes with
+  // row numbers (0..n-1) instead of ids (compaction and bulk load do; a seal saves
+  // the in-memory graph, labelled with ids).
   static Status WriteRecords(const std::filesystem::path& dir, size_t dim, Metric metric, Kind kind,
-                             std::span<const Row> rows);
+                             std::span<const Row> rows, bool graph_labels_rows = false);
   static std::filesystem::path GraphPath(const std::filesystem::path& dir) { return dir / "index.hnsw"; }
   static std::filesystem::path SpannPath(const std::filesystem::path& dir) { return dir / "spann"; }
   // Opens a segment; an HNSW graph is searched from a read-only mapping, a SPANN
@@ -64,20 +75,42 @@ class SealedSegment {
   Result<Record> Read(size_t row) const;
   const float* vector(size_t row) const { return vectors_ + row * dim_; }
   Kind kind() const { return kind_; }
-  // Top-k of the live (not deleted) ids; the caller holds the collection's apply
-  // lock shared. Thread-safe otherwise.
-  // SPANN segments add what they read to `io`.
-  Result<std::vector<Neighbor>> Search(VectorView query, const SearchOptions& options,
-                                       index::SearchContext& ctx, index::SpannContext& sctx,
-                                       index::SpannQueryStats* io = nullptr) const;
+  // One query against this segment: evaluates the filter on the attribute index,
+  // plans (planner.h) and runs the plan. Returns the segment's top-k live matching
+  // rows as ids; fills `explain` when given. The caller holds the collection's
+  // apply lock shared; thread-safe otherwise. SPANN segments add what they read to `io`.
+  struct Query {
+    VectorView query;               // as given (indexes normalize for cosine themselves)
+    const float* normalized;        // normalized for cosine (the same as query otherwise)
+    const Filter* filter = nullptr; // null: none
+    const SearchOptions* options = nullptr;
+    double recall_target = 0;       // resolved target (0: explicit parameters)
+  };
+  Result<std::vector<Neighbor>> Search(const Query& q, index::SearchContext& ctx, index::SpannContext& sctx,
+                                       SegmentExplain* explain, index::SpannQueryStats* io) const;
+  // Measures the calibration table and writes calibration.strata (called on a
+  // freshly written segment before the manifest names it).
+  Status CalibrateAndSave(size_t queries = 300);
+  // The calibration (loaded at open, or measured now and saved when missing).
+  const Calibration& calibration() const;
+  const AttributeIndex& attribute_index() const { return attr_index_; }
+  Metric metric() const { return metric_; }
+  size_t live_rows() const { return ids_.size() - deleted_.size(); }
+
+  // Marks `id` deleted when the segment holds it live; returns whether it did.
+  bool MarkDeleted(VectorId id);
+  bool IsDeleted(VectorId id) const { return deleted_.count(id) > 0; }
+  const std::unordered_set<VectorId>& deleted() const { return deleted_; }
+  size_t deleted_count() const { return deleted_.size(); }
   size_t memory_bytes() const;
 
-  // Deleted ids (a subset of ids()); guarded by the collection's apply lock.
-  std::unordered_set<VectorId> deleted;
   uint64_t deletes_generation = 0;  // generation of the persisted deletes file (0: none)
 
  private:
   SealedSegment() = default;
+  Result<Calibration> Measure(size_t queries) const;
+  // Rows the index may return: live and (when `match`) matching.
+  struct RowFilter;
   std::filesystem::path dir_;
   uint64_t id_ = 0;
   size_t dim_ = 0;
@@ -87,6 +120,15 @@ class SealedSegment {
   std::span<const uint64_t> attr_offsets_;
   std::span<const std::byte> attrs_;
   Kind kind_ = Kind::kHnsw;
+  Metric metric_ = Metric::kL2;
+  bool graph_labels_rows_ = false;
+  std::vector<float> inv_norms_;  // cosine: 1/|row| of each stored vector
+  AttributeIndex attr_index_;
+  // Deleted ids (a subset of ids()) and their rows; guarded by the collection's apply lock.
+  std::unordered_set<VectorId> deleted_;
+  RowBitmap dead_rows_;
+  mutable std::mutex calibration_mu_;
+  mutable std::optional<Calibration> calibration_;
   std::unique_ptr<index::HnswIndex> graph_;
   std::unique_ptr<index::SpannIndex> spann_;
 };

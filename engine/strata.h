@@ -89,10 +89,65 @@ inline constexpr uint32_t kMaxSearchK = 10000;
 inline constexpr uint32_t kMaxSearchEf = 100000;
 inline constexpr uint32_t kMaxSearchLists = 100000;
 
+// How a segment is searched. The planner chooses per query and segment (kAuto);
+// the others force one path, for comparison and for users who know better.
+enum class SearchStrategy : uint8_t {
+  kAuto,        // the planner's choice (docs/PLANNER.md)
+  kIndex,       // the segment's index: HNSW traversal (a filter restricts what is returned, every
+                // node still routes) or SPANN (a filter restricts the posting entries scored)
+  kScan,        // exact: every matching live row is scored (every live row without a filter)
+  kPostFilter,  // the index searched without the filter for more results, non-matching ones dropped
+};
+
+// The recall target used when a search names neither a target nor explicit parameters.
+inline constexpr double kDefaultRecallTarget = 0.95;
+
 struct SearchOptions {
   uint32_t k = 10;
-  uint32_t ef = 64;          // HNSW segments: candidate list (raised to k when smaller)
-  uint32_t max_lists = 96;   // SPANN segments: most posting lists read
+  // Recall@k wanted, in (0, 1]; mapped per segment to ef / max_lists through the
+  // calibration table measured when the segment was written. 0: kDefaultRecallTarget,
+  // unless ef / max_lists are given.
+  double recall = 0;
+  uint32_t ef = 0;          // HNSW segments: explicit candidate list (raised to k); 0: from recall
+  uint32_t max_lists = 0;   // SPANN segments: explicit most posting lists read; 0: from recall
+  // Filter expression over attributes, e.g. `lang == "en" AND year >= 2020` (docs/PLANNER.md);
+  // empty: none.
+  std::string filter{};
+  SearchStrategy strategy = SearchStrategy::kAuto;
+};
+
+// What a search did, per segment and per stage (EXPLAIN).
+struct SegmentExplain {
+  std::string segment;         // "memory" or "segment <id>"
+  std::string kind;            // "hnsw" or "spann"
+  std::string strategy;        // "index", "filtered index", "scan", "post-filter" or "skipped"
+  std::string reason;          // why the planner chose it
+  uint64_t rows = 0;           // live rows in the segment
+  uint64_t matching = 0;       // live rows matching the filter (rows without one)
+  double estimated_selectivity = 1;  // from per-predicate counts, before evaluating the filter
+  double actual_selectivity = 1;     // matching / rows
+  uint32_t ef = 0;             // HNSW parameter used (0: not an HNSW search)
+  uint32_t max_lists = 0;      // SPANN parameter used (0: not a SPANN search)
+  double predicted_recall = 0; // from the calibration table (0: explicit parameters, or exact)
+  uint64_t nodes_visited = 0;  // graph nodes expanded (HNSW) or heads searched (SPANN)
+  uint64_t distances = 0;      // distance computations
+  uint64_t lists_read = 0;     // SPANN posting lists read
+  uint64_t bytes_read = 0;
+  uint64_t results = 0;        // candidates this segment contributed before the merge
+  double filter_ms = 0;        // evaluating the filter on the attribute index
+  double search_ms = 0;
+};
+
+struct Explain {
+  uint32_t k = 0;
+  double recall_target = 0;    // 0: explicit parameters
+  std::string filter;          // canonical form ("" when none)
+  std::vector<SegmentExplain> segments;
+  double parse_ms = 0;         // parsing the filter
+  double merge_ms = 0;
+  double total_ms = 0;
+  std::string ToString() const;  // a readable table
+  std::string ToJson() const;
 };
 
 struct Record {
@@ -163,8 +218,16 @@ class Engine {
   Status Compact(const std::string& collection);
 
   Result<Record> Get(const std::string& collection, VectorId id) const;
+  // The k nearest live vectors matching options.filter, nearest first. With `explain`, also what
+  // the planner chose per segment and what it cost.
   Result<std::vector<Neighbor>> Search(const std::string& collection, std::span<const float> query,
-                                       const SearchOptions& options = {}) const;
+                                       const SearchOptions& options = {}, Explain* explain = nullptr) const;
+  // Many queries (rows of `queries`) in one call, spread over `threads` threads (0: all cores);
+  // the same results as searching them one by one. Fails as a whole on the first bad query.
+  Result<std::vector<std::vector<Neighbor>>> SearchBatch(const std::string& collection,
+                                                         const VectorSet& queries,
+                                                         const SearchOptions& options = {},
+                                                         size_t threads = 0) const;
 
   const RecoveryReport& recovery() const;
   EngineCounters counters() const;

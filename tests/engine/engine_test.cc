@@ -280,8 +280,16 @@ TEST(Engine, InvalidBatchesAreRefusedWhole) {
   EXPECT_EQ(e->Search("c", good, {.k = 0}).error().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(e->Search("c", good, {.k = 4000000000u}).error().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(e->Search("c", good, {.k = 10, .ef = 4000000000u}).error().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(e->Search("c", good, {.k = 10, .ef = 64, .max_lists = 0}).error().code(),
+  EXPECT_EQ(e->Search("c", good, {.k = 10, .ef = 64, .max_lists = 200000}).error().code(),
             StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Search("c", good, {.k = 10, .recall = 1.5}).error().code(), StatusCode::kInvalidArgument);
+  std::vector<float> nan_query = good;
+  nan_query[0] = std::nanf("");
+  EXPECT_EQ(e->Search("c", nan_query).error().code(), StatusCode::kInvalidArgument);
+  auto bad_filter = e->Search("c", good, {.k = 10, .filter = "x >= "});
+  ASSERT_FALSE(bad_filter.has_value());
+  EXPECT_EQ(bad_filter.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_filter.error().message().find("position"), std::string::npos) << bad_filter.error().ToString();
   fs::remove_all(dir);
 }
 
@@ -682,7 +690,7 @@ TEST(Engine, CompactionBuildsSpannPastTheMemoryBudget) {
     size_t hit = 0, total = 0;
     for (int q = 0; q < 50; ++q) {
       std::vector<float> query = RandomVector(16, rng);
-      auto got = e->Search("c", query, {.k = 10, .ef = 64, .max_lists = 64});
+      auto got = e->Search("c", query, {.k = 10, .ef = 64, .max_lists = 64, .strategy = SearchStrategy::kIndex});
       ASSERT_TRUE(got.has_value()) << got.error().ToString();
       std::vector<std::pair<float, VectorId>> all;
       for (const auto& [id, rec] : model) {

@@ -1,0 +1,94 @@
+#pragma once
+// Calibration: a segment's own recall per search parameter, measured when the
+// segment is written, so that a recall target can be turned into ef (HNSW) or
+// max_lists (SPANN) per segment.
+//
+// Method: a sample of the segment's own rows is used as held-out queries -- each
+// query's own row is excluded from both the exact answer and the index's answer
+// (the index is asked for k + 1 and the query's id removed) -- so the queries come
+// from the data's distribution without being trivially found. Recall@k is measured
+// at k = 10 and k = 100 along a grid of the parameter; the mean search cost
+// (distance computations, or bytes read for SPANN) is kept beside it for the
+// planner's cost model.
+//
+// Stored as calibration.strata in the segment's folder (section file "STRCAL",
+// one JSON section; docs/formats/engine.md).
+//
+// Value types; thread-compatible. Calibrate runs the searches it is given from
+// several threads at once.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/metric.h"
+#include "core/status.h"
+#include "core/types.h"
+
+namespace strata::engine {
+
+struct CalibrationPoint {
+  uint32_t param = 0;   // ef or max_lists
+  double recall = 0;    // mean recall@k of the held-out queries
+  double cost = 0;      // mean distances computed (HNSW) or bytes read (SPANN) per query
+};
+
+struct CalibrationTable {
+  uint32_t k = 0;
+  std::vector<CalibrationPoint> points;  // ascending param
+};
+
+struct Calibration {
+  uint32_t queries = 0;  // held-out queries measured
+  CalibrationTable k10, k100;
+  bool empty() const { return k10.points.empty(); }
+
+  struct Choice {
+    uint32_t param = 0;
+    double predicted_recall = 0;
+    double cost = 0;          // interpolated mean cost at param
+    bool reachable = true;    // false: no measured point reaches the target (param is the largest)
+  };
+  // The smallest parameter whose measured recall@k reaches `target`, interpolated
+  // linearly between grid points; k <= 10 uses the k = 10 table, larger k the k = 100
+  // one (and never a parameter below k when `param_at_least_k`).
+  Choice For(double target, uint32_t k, bool param_at_least_k) const;
+  // Predicted recall and cost at an explicit parameter (interpolated).
+  Choice At(uint32_t param, uint32_t k) const;
+
+  std::string ToJson() const;
+  static Result<Calibration> FromJson(const std::string& text);
+  Status Save(const std::filesystem::path& path) const;
+  static Result<Calibration> Load(const std::filesystem::path& path);
+};
+
+// What Calibrate needs of a segment.
+struct CalibrationSource {
+  size_t rows = 0;
+  size_t dim = 0;
+  Metric metric = Metric::kL2;
+  std::function<const float*(size_t row)> vector;  // as written (not normalized)
+  std::function<VectorId(size_t row)> id;
+  // The index's answer at `param` for `query` (normalized for cosine), adding
+  // what it cost to *cost. Called from several threads at once.
+  std::function<Result<std::vector<Neighbor>>(const float* query, uint32_t k, uint32_t param,
+                                              double* cost)> search;
+  std::vector<uint32_t> grid;  // ascending parameters to measure
+  bool param_at_least_k = true;  // HNSW: ef below k is meaningless
+};
+
+// Segments smaller than this are not calibrated: the planner scans them (an exact
+// scan of 2,000 rows costs less than a generous graph search).
+inline constexpr size_t kMinCalibrationRows = 2000;
+
+// The default grids.
+std::vector<uint32_t> HnswCalibrationGrid();
+std::vector<uint32_t> SpannCalibrationGrid(size_t lists);
+
+// Measures recall along the grid with up to `queries` held-out rows (fewer for
+// small segments; none below 2 rows -> an empty calibration).
+Result<Calibration> Calibrate(const CalibrationSource& source, size_t queries = 300, uint64_t seed = 7);
+
+}  // namespace strata::engine

@@ -1,0 +1,218 @@
+#include "engine/planner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "index/distance/distance.h"
+
+namespace strata::engine {
+const char* StrategyName(SearchStrategy s) {
+  switch (s) {
+    case SearchStrategy::kAuto: return "auto";
+    case SearchStrategy::kIndex: return "index";
+    case SearchStrategy::kScan: return "scan";
+    case SearchStrategy::kPostFilter: return "post-filter";
+  }
+  return "?";
+}
+
+SegmentPlan PlanSegment(const PlanInput& in) {
+  const SearchOptions& o = *in.options;
+  SegmentPlan plan;
+  const uint32_t k = o.k;
+  if (in.matching == 0) {
+    plan.skip = true;
+    plan.reason = in.filtered ? "no live row matches the filter" : "no live rows";
+    return plan;
+  }
+  const bool hnsw = in.kind == SegmentKind::kHnsw;
+  const bool calibrated = in.calibration && !in.calibration->empty();
+  // 1. The index parameter and what it is predicted to cost and reach.
+  const uint32_t explicit_param = hnsw ? o.ef : o.max_lists;
+  double cost = 0;  // distances (HNSW) or bytes (SPANN) of one unfiltered index search
+  if (explicit_param > 0 || in.recall_target <= 0) {
+    plan.param = hnsw ? std::max(explicit_param, k) : std::max<uint32_t>(explicit_param, 1);
+    if (calibrated) {
+      const auto at = in.calibration->At(plan.param, k);
+      cost = at.cost;
+    }
+    plan.reason = fmt::format("explicit {}={}", hnsw ? "ef" : "max_lists", plan.param);
+  } else if (calibrated) {
+    const auto c = in.calibration->For(in.recall_target, k, hnsw);
+    plan.param = c.param;
+    plan.predicted_recall = c.predicted_recall;
+    cost = c.cost;
+    plan.reason = c.reachable ? fmt::format("recall {:.3f} -> {}={} (calibrated {:.3f})", in.recall_target,
+                                            hnsw ? "ef" : "max_lists", c.param, c.predicted_recall)
+                              : fmt::format("recall {:.3f} is above the calibrated maximum {:.3f}: {}={}",
+                                            in.recall_target, c.predicted_recall, hnsw ? "ef" : "max_lists",
+                                            c.param);
+  } else {
+    // No calibration (a segment too small to measure): generous parameters.
+    plan.param = hnsw ? std::max<uint32_t>(k, 128) : std::max<uint32_t>(in.spann_lists, 1);
+    plan.reason = "uncalibrated segment: generous parameters";
+  }
+  if (hnsw && plan.param > kMaxSearchEf) plan.param = kMaxSearchEf;
+  if (!hnsw && in.spann_lists > 0) plan.param = std::min(plan.param, in.spann_lists);
+  if (cost <= 0) cost = hnsw ? kUncalibratedDistancesPerEf * plan.param : 0;
+  // Index cost in distance units.
+  const double index_distances = hnsw ? cost : cost / kSpannBytesPerDistance;
+  const double s = in.rows ? double(in.matching) / double(in.rows) : 1.0;
+  const double scan_cost = kScanCost * double(in.matching);
+
+  // 2. Forced strategies.
+  if (o.strategy == SearchStrategy::kScan) {
+    plan.strategy = SearchStrategy::kScan;
+    plan.predicted_recall = 1.0;
+    plan.reason = "scan forced";
+    return plan;
+  }
+  if (o.strategy == SearchStrategy::kPostFilter && in.filtered) {
+    plan.strategy = SearchStrategy::kPostFilter;
+    plan.post_k = uint32_t(std::min<double>(std::ceil(k / std::max(s, 1e-9)), double(kMaxSearchK)));
+    plan.post_k = std::max(plan.post_k, k);
+    if (hnsw) plan.param = std::max(plan.param, plan.post_k);
+    plan.reason += fmt::format("; post-filter forced: {} results asked of the index", plan.post_k);
+    return plan;
+  }
+  if (o.strategy == SearchStrategy::kIndex || o.strategy == SearchStrategy::kPostFilter) {
+    plan.strategy = SearchStrategy::kIndex;
+    if (!hnsw && in.filtered) {
+      plan.param = std::min<uint32_t>(
+          in.spann_lists, uint32_t(std::ceil(plan.param / std::pow(std::max(s, 1e-9), kSpannListExponent))));
+    }
+    plan.reason += "; index forced";
+    return plan;
+  }
+
+  // 3. The planner's choice.
+  if (!in.filtered) {
+    if (scan_cost <= index_distances) {
+      plan.strategy = SearchStrategy::kScan;
+      plan.predicted_recall = 1.0;
+      plan.reason = fmt::format("{} rows: an exact scan ({:.0f}) costs less than the index ({:.0f})", in.rows,
+                                scan_cost, index_distances);
+    } else {
+      plan.strategy = SearchStrategy::kIndex;
+    }
+    return plan;
+  }
+  if (hnsw) {
+    const double traversal = index_distances / std::max(s, 1e-9);
+    if (scan_cost <= traversal) {
+      plan.strategy = SearchStrategy::kScan;
+      plan.predicted_recall = 1.0;
+      plan.reason = fmt::format("selectivity {:.4f}: scan of {} rows ({:.0f}) under filtered traversal ({:.0f})",
+                                s, in.matching, scan_cost, traversal);
+    } else {
+      plan.strategy = SearchStrategy::kIndex;
+      plan.reason += fmt::format("; selectivity {:.4f}: filtered traversal ({:.0f}) under a scan ({:.0f})", s,
+                                 traversal, scan_cost);
+    }
+    return plan;
+  }
+  // SPANN.
+  const uint32_t lists = std::min<uint32_t>(
+      std::max<uint32_t>(in.spann_lists, 1),
+      uint32_t(std::ceil(plan.param / std::pow(std::max(s, 1e-9), kSpannListExponent))));
+  const double spann_cost = index_distances * double(lists) / std::max<uint32_t>(plan.param, 1);
+  if (s < kSpannMinSelectivity || scan_cost <= spann_cost) {
+    plan.strategy = SearchStrategy::kScan;
+    plan.predicted_recall = 1.0;
+    plan.reason = fmt::format("selectivity {:.4f}: scan of {} rows ({:.0f}) under filtered SPANN with {} lists "
+                              "({:.0f})", s, in.matching, scan_cost, lists, spann_cost);
+  } else {
+    plan.strategy = SearchStrategy::kIndex;
+    plan.reason += fmt::format("; selectivity {:.4f}: filtered SPANN, max_lists raised to {}", s, lists);
+    plan.param = lists;
+  }
+  return plan;
+}
+
+std::vector<Neighbor> ScanTopK(const float* query, size_t dim, Metric metric, uint32_t k, size_t count,
+                               const std::function<const float*(size_t, VectorId*, float*)>& row) {
+  const auto& kern = index::Kernels();
+  const bool cosine = metric == Metric::kCosine;
+  const Metric scored = cosine ? Metric::kInnerProduct : metric;
+  std::vector<Neighbor> heap;
+  heap.reserve(size_t(k) + 1);
+  for (size_t i = 0; i < count; ++i) {
+    VectorId id = 0;
+    float inv = 1.0f;
+    const float* v = row(i, &id, &inv);
+    float d = index::Distance(kern, scored, query, v, dim);
+    if (cosine) d *= inv;
+    const Neighbor nb{id, d};
+    if (heap.size() < k) {
+      heap.push_back(nb);
+      std::push_heap(heap.begin(), heap.end());
+    } else if (nb < heap.front()) {
+      std::pop_heap(heap.begin(), heap.end());
+      heap.back() = nb;
+      std::push_heap(heap.begin(), heap.end());
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end());
+  return heap;
+}
+
+}  // namespace strata::engine
+
+namespace strata {
+
+std::string Explain::ToString() const {
+  std::string out = fmt::format("k={} recall_target={} filter={}\n", k,
+                                recall_target > 0 ? fmt::format("{:.3f}", recall_target) : "explicit",
+                                filter.empty() ? "(none)" : filter);
+  out += fmt::format("{:<12} {:<6} {:<15} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>7} {:>8} {:>9} {:>6} {:>10} "
+                     "{:>8} {:>8}\n",
+                     "segment", "kind", "strategy", "rows", "matching", "est_sel", "act_sel", "ef", "lists",
+                     "pred_r", "visited", "distances", "read", "bytes", "filt_ms", "srch_ms");
+  for (const auto& s : segments) {
+    out += fmt::format("{:<12} {:<6} {:<15} {:>9} {:>9} {:>8.4f} {:>8.4f} {:>6} {:>6} {:>7.3f} {:>8} {:>9} {:>6} "
+                       "{:>10} {:>8.3f} {:>8.3f}\n",
+                       s.segment, s.kind, s.strategy, s.rows, s.matching, s.estimated_selectivity,
+                       s.actual_selectivity, s.ef, s.max_lists, s.predicted_recall, s.nodes_visited, s.distances,
+                       s.lists_read, s.bytes_read, s.filter_ms, s.search_ms);
+    if (!s.reason.empty()) out += fmt::format("    why: {}\n", s.reason);
+  }
+  out += fmt::format("parse {:.3f} ms, merge {:.3f} ms, total {:.3f} ms\n", parse_ms, merge_ms, total_ms);
+  return out;
+}
+
+std::string Explain::ToJson() const {
+  nlohmann::json j;
+  j["k"] = k;
+  j["recall_target"] = recall_target;
+  j["filter"] = filter;
+  j["parse_ms"] = parse_ms;
+  j["merge_ms"] = merge_ms;
+  j["total_ms"] = total_ms;
+  j["segments"] = nlohmann::json::array();
+  for (const auto& s : segments) {
+    j["segments"].push_back({{"segment", s.segment},
+                             {"kind", s.kind},
+                             {"strategy", s.strategy},
+                             {"reason", s.reason},
+                             {"rows", s.rows},
+                             {"matching", s.matching},
+                             {"estimated_selectivity", s.estimated_selectivity},
+                             {"actual_selectivity", s.actual_selectivity},
+                             {"ef", s.ef},
+                             {"max_lists", s.max_lists},
+                             {"predicted_recall", s.predicted_recall},
+                             {"nodes_visited", s.nodes_visited},
+                             {"distances", s.distances},
+                             {"lists_read", s.lists_read},
+                             {"bytes_read", s.bytes_read},
+                             {"results", s.results},
+                             {"filter_ms", s.filter_ms},
+                             {"search_ms", s.search_ms}});
+  }
+  return j.dump(1);
+}
+
+}  // namespace strata

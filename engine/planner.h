@@ -1,0 +1,76 @@
+#pragma once
+// The planner: how one segment answers one query. Internal to the engine; the
+// rules, their thresholds and the measurements behind them are in docs/PLANNER.md.
+//
+//   - Parameters: an explicit ef / max_lists wins; otherwise the recall target
+//     (default kDefaultRecallTarget) is looked up in the segment's calibration table.
+//   - Without a filter: the index, unless the segment is so small that scoring
+//     every live row costs less than the index search would (then an exact scan).
+//   - With a filter of selectivity s matching m rows:
+//       HNSW: filtered traversal costs about D(ef) / s distance computations (D: the
+//             calibrated cost of an unfiltered search, since only one visited node in
+//             1/s can fill the result list), the exact scan m x kScanCost; the cheaper wins.
+//       SPANN: posting entries are filtered while read, with max_lists raised to
+//             param / s^kSpannListExponent (a filtered top-k lies about as far out as the
+//             unfiltered top-k/s); below kSpannMinSelectivity, or when the scan is
+//             cheaper by the same cost model, the exact scan of the matching rows.
+//
+// Pure functions; thread-safe.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/metric.h"
+#include "core/types.h"
+#include "engine/calibration.h"
+#include "engine/strata.h"
+
+namespace strata::engine {
+
+// Relative cost of scoring one row in an exact scan (sequential rows, no graph
+// bookkeeping) against one distance computation of a graph traversal (measured:
+// docs/PLANNER.md).
+inline constexpr double kScanCost = 0.5;
+inline constexpr double kSpannMinSelectivity = 0.05;
+inline constexpr double kSpannListExponent = 1.0;
+// Distances per HNSW search assumed per unit of ef when no calibration exists.
+inline constexpr double kUncalibratedDistancesPerEf = 12.0;
+// Bytes of posting list read cost as much as one distance computation, for
+// comparing a SPANN search with a scan (an entry of d half-precision values plus
+// its id is read once and scored once).
+inline constexpr double kSpannBytesPerDistance = 64.0;
+
+enum class SegmentKind : uint8_t { kHnsw, kSpann };
+
+struct PlanInput {
+  SegmentKind kind = SegmentKind::kHnsw;
+  uint64_t rows = 0;       // live rows
+  uint64_t matching = 0;   // live rows matching the filter (== rows without one)
+  bool filtered = false;
+  uint32_t spann_lists = 0;          // SPANN: posting lists in the index
+  const Calibration* calibration = nullptr;  // may be null or empty
+  const SearchOptions* options = nullptr;
+  double recall_target = kDefaultRecallTarget;  // resolved (0 when explicit parameters rule)
+};
+
+struct SegmentPlan {
+  SearchStrategy strategy = SearchStrategy::kIndex;  // never kAuto
+  uint32_t param = 0;        // ef or max_lists
+  uint32_t post_k = 0;       // kPostFilter: results asked of the index
+  double predicted_recall = 0;
+  bool skip = false;         // nothing matches
+  std::string reason;
+};
+
+SegmentPlan PlanSegment(const PlanInput& in);
+const char* StrategyName(SearchStrategy s);
+
+// Exact top-k over `count` candidates; `row(i, &id)` returns the i-th candidate's
+// vector as written and sets its id. `query` is normalized for cosine; rows are
+// normalized on the fly (`inv_norm(i)` gives 1/|row|; unused for other metrics).
+std::vector<Neighbor> ScanTopK(const float* query, size_t dim, Metric metric, uint32_t k, size_t count,
+                               const std::function<const float*(size_t i, VectorId* id, float* inv_norm)>& row);
+
+}  // namespace strata::engine

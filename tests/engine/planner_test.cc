@@ -1,0 +1,433 @@
+// Planner: filters across segment kinds, strategies, recall targets, EXPLAIN
+// against the indexes' own statistics, batch queries.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "core/vector_set.h"
+#include "engine/filter.h"
+#include "engine/planner.h"
+#include "engine/strata.h"
+#include "index/hnsw/hnsw_index.h"
+#include "index/spann/spann_index.h"
+
+namespace strata {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path TestDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path dir = fs::temp_directory_path() / ("strata_planner_test_" + std::string(info->name()) + "_" +
+                                              std::to_string(::getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+EngineOptions Quiet() {
+  EngineOptions o;
+  o.background_compaction = false;
+  return o;
+}
+
+constexpr size_t kDim = 16;
+
+// Clustered data, so that graphs and clusters are not trivially exact.
+struct Data {
+  VectorSet vectors;
+  std::vector<VectorId> ids;
+  std::vector<Attributes> attrs;
+};
+
+Data MakeData(size_t n, uint64_t seed, VectorId first_id = 0) {
+  std::mt19937 rng{uint32_t(seed)};
+  std::normal_distribution<float> g;
+  std::vector<std::vector<float>> centers(20, std::vector<float>(kDim));
+  for (auto& c : centers) {
+    for (float& x : c) x = 4 * g(rng);
+  }
+  Data d{*VectorSet::Create(n, kDim), {}, {}};
+  for (size_t i = 0; i < n; ++i) {
+    const auto& c = centers[rng() % centers.size()];
+    for (size_t j = 0; j < kDim; ++j) d.vectors.mutable_row(i)[j] = c[j] + g(rng);
+    d.ids.push_back(first_id + i);
+    Attributes a;
+    a.push_back({"tenant", std::string(i % 100 == 7 ? "rare" : "t" + std::to_string(i % 4))});
+    a.push_back({"score", int64_t(i % 1000)});
+    TagList tags;
+    if (i % 2 == 0) tags.push_back("even");
+    if (i % 10 == 0) tags.push_back("tenth");
+    a.push_back({"tags", tags});
+    d.attrs.push_back(std::move(a));
+  }
+  return d;
+}
+
+// Exact filtered top-k over the model (L2).
+std::vector<VectorId> Exact(const std::map<VectorId, std::pair<std::vector<float>, Attributes>>& model,
+                            const std::vector<float>& q, const engine::Filter* f, size_t k) {
+  std::vector<std::pair<float, VectorId>> all;
+  for (const auto& [id, rec] : model) {
+    if (f && !f->Matches(rec.second)) continue;
+    float d = 0;
+    for (size_t j = 0; j < kDim; ++j) d += (rec.first[j] - q[j]) * (rec.first[j] - q[j]);
+    all.push_back({d, id});
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<VectorId> out;
+  for (size_t i = 0; i < std::min(k, all.size()); ++i) out.push_back(all[i].second);
+  return out;
+}
+
+// A collection with three kinds of segment: a bulk-loaded HNSW segment (rows
+// 0..2999), a sealed HNSW segment from writes (3000..4999) and the in-memory one
+// (5000..6999); `spann` makes the bulk-loaded segment SPANN instead.
+struct Fixture {
+  fs::path dir;
+  std::unique_ptr<Engine> engine;
+  std::map<VectorId, std::pair<std::vector<float>, Attributes>> model;
+
+  explicit Fixture(bool spann) : dir(TestDir()) {
+    auto e = Engine::Open(dir, Quiet());
+    EXPECT_TRUE(e.has_value());
+    engine = std::move(*e);
+    CollectionSpec spec{.name = "c", .dim = kDim, .metric = Metric::kL2};
+    spec.hnsw_ef_construction = 100;
+    spec.seal_threshold = 100000;
+    if (spann) spec.memory_budget_bytes = 1000;
+    EXPECT_TRUE(engine->CreateCollection(spec).ok());
+    Data bulk = MakeData(3000, 1);
+    EXPECT_TRUE(engine->BulkLoad("c", bulk.vectors, bulk.ids, bulk.attrs).ok());
+    Add(bulk);
+    Data sealed = MakeData(2000, 2, 3000);
+    Write(sealed);
+    EXPECT_TRUE(engine->Flush("c").ok());
+    Data mem = MakeData(2000, 3, 5000);
+    Write(mem);
+    // Some deletes in every segment.
+    WriteBatch del;
+    for (VectorId id : {VectorId(7), VectorId(107), VectorId(3007), VectorId(5007), VectorId(12)}) {
+      del.Delete(id);
+      model.erase(id);
+    }
+    EXPECT_TRUE(engine->Write("c", del).ok());
+  }
+  ~Fixture() {
+    engine.reset();
+    fs::remove_all(dir);
+  }
+  void Add(const Data& d) {
+    for (size_t i = 0; i < d.ids.size(); ++i) {
+      model[d.ids[i]] = {std::vector<float>(d.vectors.row(i), d.vectors.row(i) + kDim), d.attrs[i]};
+    }
+  }
+  void Write(const Data& d) {
+    WriteBatch b;
+    for (size_t i = 0; i < d.ids.size(); ++i) {
+      b.Upsert(d.ids[i], std::span<const float>(d.vectors.row(i), kDim), d.attrs[i]);
+    }
+    EXPECT_TRUE(engine->Write("c", b).ok());
+    Add(d);
+  }
+};
+
+const char* kFilters[] = {
+    "tenant == \"rare\"",                      // 1%
+    "tenant == \"t1\"",                        // ~25%
+    "tags == \"even\"",                        // 50%
+    "tags == \"tenth\" AND score < 500",       // ~5%
+    "NOT tenant IN (\"t0\", \"t1\") OR score >= 990",
+    "score >= 100 AND score < 103",            // 0.3%
+    "tenant == \"nobody\"",                    // none
+};
+
+void CheckFilters(Fixture& fx, const char* label) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g;
+  for (const char* text : kFilters) {
+    auto f = engine::Filter::Parse(text);
+    ASSERT_TRUE(f.has_value()) << text;
+    double hit = 0, total = 0;
+    for (int qi = 0; qi < 20; ++qi) {
+      std::vector<float> q(kDim);
+      // Queries near stored vectors (random member plus noise).
+      auto it = fx.model.begin();
+      std::advance(it, rng() % fx.model.size());
+      for (size_t j = 0; j < kDim; ++j) q[j] = it->second.first[j] + 0.5f * g(rng);
+      const auto want = Exact(fx.model, q, &*f, 10);
+      // Forced exact scan: exactly the model's answer.
+      auto scan = fx.engine->Search("c", q, {.k = 10, .filter = text, .strategy = SearchStrategy::kScan});
+      ASSERT_TRUE(scan.has_value()) << scan.error().ToString();
+      std::vector<VectorId> got;
+      for (const auto& nb : *scan) got.push_back(nb.id);
+      EXPECT_EQ(got, want) << label << " " << text;
+      for (SearchStrategy s : {SearchStrategy::kAuto, SearchStrategy::kIndex, SearchStrategy::kPostFilter}) {
+        auto r = fx.engine->Search("c", q, {.k = 10, .recall = 0.99, .filter = text, .strategy = s});
+        ASSERT_TRUE(r.has_value()) << r.error().ToString();
+        std::unordered_set<VectorId> w(want.begin(), want.end());
+        for (const auto& nb : *r) {
+          ASSERT_TRUE(fx.model.count(nb.id)) << "deleted id " << nb.id;
+          EXPECT_TRUE(f->Matches(fx.model.at(nb.id).second)) << text << ": id " << nb.id << " does not match";
+        }
+        // Forced index and post-filtering are the baselines the planner is measured
+        // against: they may miss (a traversal through few matching nodes, a
+        // post-filter short of matches); the planner's choice may not.
+        if (s != SearchStrategy::kAuto) continue;
+        for (const auto& nb : *r) hit += w.count(nb.id);
+        EXPECT_EQ(r->size(), want.size()) << label << " " << text << " strategy " << int(s);
+        total += double(want.size());
+      }
+    }
+    if (total > 0) {
+      EXPECT_GE(hit / total, 0.95) << label << " " << text;
+    }
+  }
+}
+
+TEST(Planner, FiltersAgreeWithExactSearchAcrossHnswSegments) {
+  Fixture fx(false);
+  CheckFilters(fx, "hnsw");
+}
+
+TEST(Planner, FiltersAgreeWithExactSearchWithASpannSegment) {
+  Fixture fx(true);
+  auto info = fx.engine->DescribeCollection("c");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->sealed_segments, 2u);
+  CheckFilters(fx, "spann");
+}
+
+// EXPLAIN's counters equal what the segment's own index reports for the same search.
+TEST(Planner, ExplainAgreesWithIndexStatistics) {
+  for (bool spann : {false, true}) {
+    Fixture fx(spann);
+    std::vector<float> q(fx.model.begin()->second.first);
+    Explain ex;
+    auto r = fx.engine->Search("c", q, {.k = 10, .ef = 40, .max_lists = 8, .strategy = SearchStrategy::kIndex},
+                               &ex);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    ASSERT_EQ(ex.segments.size(), 3u);
+    EXPECT_EQ(ex.segments[0].segment, "memory");
+    const SegmentExplain& bulk = ex.segments[1];
+    EXPECT_EQ(bulk.kind, spann ? "spann" : "hnsw");
+    EXPECT_EQ(bulk.strategy, "index");
+    EXPECT_EQ(bulk.rows, 3000u - 3u);  // ids 7, 107 and 12 deleted
+    // The same search on the segment's index files, opened directly. With deletes
+    // the engine filters; the direct search gets an equal filter.
+    const fs::path sdir = fx.dir / "collections" / "1" / "seg-1";
+    ASSERT_TRUE(fs::exists(sdir)) << sdir;
+    struct Dead : index::IdFilter {
+      bool Contains(VectorId row) const override { return row != 7 && row != 107 && row != 12; }
+    } dead;
+    if (!spann) {
+      auto g = index::HnswIndex::Load(sdir / "index.hnsw");
+      ASSERT_TRUE(g.has_value()) << g.error().ToString();
+      index::SearchContext ctx;
+      index::HnswSearchStats st;
+      index::SearchParams p;
+      p.k = 10;
+      p.ef = 40;
+      p.filter = &dead;
+      auto direct = (*g)->Search(VectorView(q.data(), kDim), p, ctx, &st);
+      ASSERT_TRUE(direct.has_value());
+      EXPECT_EQ(bulk.ef, 40u);
+      EXPECT_EQ(bulk.distances, st.distances);
+      EXPECT_EQ(bulk.nodes_visited, st.hops);
+      EXPECT_EQ(bulk.results, direct->size());
+    } else {
+      auto s = index::SpannIndex::Open(sdir / "spann");
+      ASSERT_TRUE(s.has_value()) << s.error().ToString();
+      index::SpannContext ctx;
+      index::SpannQueryStats st;
+      index::SpannSearchParams p;
+      p.k = 10;
+      p.max_lists = 8;
+      p.filter = &dead;
+      auto direct = (*s)->Search(VectorView(q.data(), kDim), p, ctx, &st);
+      ASSERT_TRUE(direct.has_value());
+      EXPECT_EQ(bulk.max_lists, 8u);
+      EXPECT_EQ(bulk.lists_read, st.lists_read);
+      EXPECT_EQ(bulk.bytes_read, st.bytes_read);
+      EXPECT_EQ(bulk.distances, st.entries_scored);
+      EXPECT_EQ(bulk.results, direct->size());
+    }
+    // A filtered scan counts one distance per matching live row.
+    Explain ex2;
+    ASSERT_TRUE(fx.engine->Search("c", q, {.k = 5, .filter = "tenant == \"rare\"", .strategy = SearchStrategy::kScan},
+                                  &ex2).has_value());
+    uint64_t matching = 0;
+    auto f = engine::Filter::Parse("tenant == \"rare\"");
+    for (const auto& [id, rec] : fx.model) matching += f->Matches(rec.second);
+    uint64_t scanned = 0, reported = 0;
+    for (const auto& s : ex2.segments) {
+      EXPECT_EQ(s.strategy, "scan");
+      EXPECT_EQ(s.distances, s.matching);
+      EXPECT_DOUBLE_EQ(s.actual_selectivity, double(s.matching) / double(s.rows));
+      scanned += s.distances;
+      reported += s.matching;
+    }
+    EXPECT_EQ(scanned, matching);
+    EXPECT_EQ(reported, matching);
+    EXPECT_FALSE(ex2.ToString().empty());
+    EXPECT_NE(ex2.ToJson().find("\"strategy\""), std::string::npos);
+  }
+}
+
+TEST(Planner, RecallTargetsRaiseParametersAndAreMet) {
+  const fs::path dir = TestDir();
+  auto e = Engine::Open(dir, Quiet());
+  ASSERT_TRUE(e.has_value());
+  CollectionSpec spec{.name = "c", .dim = kDim, .metric = Metric::kL2};
+  spec.hnsw_M = 8;
+  spec.hnsw_ef_construction = 40;
+  ASSERT_TRUE((*e)->CreateCollection(spec).ok());
+  Data all = MakeData(8200, 5);  // the last 200: held-out queries of the same distribution
+  Data d{*VectorSet::Create(8000, kDim), {}, {}};
+  std::copy(all.vectors.row(0), all.vectors.row(0) + 8000 * kDim, d.vectors.mutable_row(0));
+  d.ids.assign(all.ids.begin(), all.ids.begin() + 8000);
+  d.attrs.assign(all.attrs.begin(), all.attrs.begin() + 8000);
+  ASSERT_TRUE((*e)->BulkLoad("c", d.vectors, d.ids, d.attrs).ok());
+  ASSERT_TRUE(fs::exists(dir / "collections" / "1" / "seg-1" / "calibration.strata"));
+  std::map<VectorId, std::pair<std::vector<float>, Attributes>> model;
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    model[d.ids[i]] = {std::vector<float>(d.vectors.row(i), d.vectors.row(i) + kDim), {}};
+  }
+  uint32_t last_ef = 0;
+  for (double target : {0.8, 0.9, 0.99}) {
+    double hit = 0;
+    Explain ex;
+    for (size_t qi = 8000; qi < 8200; ++qi) {
+      std::vector<float> q(all.vectors.row(qi), all.vectors.row(qi) + kDim);
+      auto r = (*e)->Search("c", q, {.k = 10, .recall = target, .strategy = SearchStrategy::kIndex}, &ex);
+      ASSERT_TRUE(r.has_value());
+      const auto want = Exact(model, q, nullptr, 10);
+      std::unordered_set<VectorId> w(want.begin(), want.end());
+      for (const auto& nb : *r) hit += w.count(nb.id);
+    }
+    const double recall = hit / (10.0 * 200);
+    ASSERT_EQ(ex.segments.size(), 2u);
+    const SegmentExplain& s = ex.segments[1];
+    EXPECT_GE(s.predicted_recall, target - 1e-9);
+    EXPECT_GE(s.ef, last_ef);
+    last_ef = s.ef;
+    // Measured recall on held-out queries follows the calibrated prediction (which
+    // is above the target when even the smallest ef exceeds it).
+    EXPECT_NEAR(recall, s.predicted_recall, 0.05) << "target " << target << " ef " << s.ef;
+    EXPECT_GE(recall, target - 0.05) << "target " << target << " ef " << s.ef;
+  }
+  // Explicit parameters override the target.
+  Explain ex;
+  ASSERT_TRUE((*e)->Search("c", std::vector<float>(kDim, 0.f), {.k = 10, .recall = 0.99, .ef = 17,
+                                                               .strategy = SearchStrategy::kIndex}, &ex)
+                  .has_value());
+  EXPECT_EQ(ex.segments[1].ef, 17u);
+  // The calibration survives a reopen; a damaged one is refused with its name.
+  e->reset();
+  const fs::path cal = dir / "collections" / "1" / "seg-1" / "calibration.strata";
+  {
+    auto again = Engine::Open(dir, Quiet());
+    ASSERT_TRUE(again.has_value()) << again.error().ToString();
+  }
+  {
+    std::FILE* f = std::fopen(cal.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 4200, SEEK_SET);
+    std::fputc('#', f);
+    std::fclose(f);
+  }
+  auto broken = Engine::Open(dir, Quiet());
+  ASSERT_FALSE(broken.has_value());
+  EXPECT_NE(broken.error().message().find("calibration.strata"), std::string::npos) << broken.error().ToString();
+  fs::remove_all(dir);
+}
+
+TEST(Planner, BatchQueriesEqualOneByOne) {
+  Fixture fx(false);
+  Data qs = MakeData(64, 9, 900000);
+  for (const char* filter : {"", "tags == \"even\"", "tenant == \"rare\""}) {
+    SearchOptions o{.k = 7, .filter = filter};
+    auto batch = fx.engine->SearchBatch("c", qs.vectors, o, 2);
+    ASSERT_TRUE(batch.has_value()) << batch.error().ToString();
+    ASSERT_EQ(batch->size(), 64u);
+    for (size_t i = 0; i < 64; ++i) {
+      auto one = fx.engine->Search("c", std::span<const float>(qs.vectors.row(i), kDim), o);
+      ASSERT_TRUE(one.has_value());
+      EXPECT_EQ((*batch)[i], *one) << "query " << i << " filter " << filter;
+    }
+  }
+  // A bad query fails the whole batch, naming it.
+  auto bad = fx.engine->SearchBatch("c", qs.vectors, {.k = 7, .filter = "tenant =="}, 2);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("position"), std::string::npos) << bad.error().ToString();
+}
+
+// The rule itself, on made-up segments.
+TEST(Planner, RuleChoosesByCost) {
+  using engine::PlanInput;
+  using engine::PlanSegment;
+  engine::Calibration cal;
+  cal.queries = 100;
+  cal.k10.k = 10;
+  cal.k10.points = {{10, 0.7, 300}, {32, 0.9, 700}, {64, 0.95, 1200}, {128, 0.99, 2200}};
+  cal.k100.k = 100;
+  cal.k100.points = {{100, 0.9, 2000}, {200, 0.97, 3500}};
+  SearchOptions o;
+  PlanInput in;
+  in.rows = 1000000;
+  in.matching = 1000000;
+  in.calibration = &cal;
+  in.options = &o;
+  in.recall_target = 0.95;
+  auto p = PlanSegment(in);
+  EXPECT_EQ(p.strategy, SearchStrategy::kIndex);
+  EXPECT_EQ(p.param, 64u);
+  in.recall_target = 0.92;  // interpolated between 32 and 64
+  p = PlanSegment(in);
+  EXPECT_GT(p.param, 32u);
+  EXPECT_LT(p.param, 64u);
+  in.recall_target = 0.999;  // unreachable: the largest measured
+  p = PlanSegment(in);
+  EXPECT_EQ(p.param, 128u);
+  EXPECT_NE(p.reason.find("above"), std::string::npos);
+  in.recall_target = 0.95;
+  // A tiny segment is scanned.
+  in.rows = in.matching = 500;
+  EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kScan);
+  // Filters: selective -> scan, broad -> filtered traversal.
+  in.rows = 1000000;
+  in.filtered = true;
+  in.matching = 1000;
+  EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kScan);
+  in.matching = 500000;
+  EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kIndex);
+  in.matching = 0;
+  EXPECT_TRUE(PlanSegment(in).skip);
+  // SPANN below the minimum selectivity scans; above it reads more lists.
+  in.kind = engine::SegmentKind::kSpann;
+  in.spann_lists = 50000;
+  cal.k10.points = {{8, 0.8, 80000}, {64, 0.95, 600000}};
+  in.matching = 10000;
+  EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kScan);
+  in.matching = 500000;
+  p = PlanSegment(in);
+  EXPECT_EQ(p.strategy, SearchStrategy::kIndex);
+  EXPECT_GT(p.param, 64u);
+  // Explicit parameters and forced strategies win.
+  o.max_lists = 10;
+  o.strategy = SearchStrategy::kPostFilter;
+  p = PlanSegment(in);
+  EXPECT_EQ(p.strategy, SearchStrategy::kPostFilter);
+  EXPECT_EQ(p.post_k, 20u);
+  EXPECT_EQ(p.param, 10u);
+}
+
+}  // namespace
+}  // namespace strata
