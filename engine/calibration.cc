@@ -227,7 +227,7 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
 #pragma omp parallel for schedule(dynamic, 4)
       for (size_t qi = 0; qi < nq; ++qi) {
         double c = 0;
-        auto res = src.search(qv[qi].data(), k + 1, param, &c);
+        auto res = src.search(qv[qi].data(), k + 1, param, sample[qi], &c);
         if (!res) {
 #pragma omp critical
           failed = res.error();

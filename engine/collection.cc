@@ -712,11 +712,13 @@ const Calibration* Collection::MemoryCalibration() const {
   src.vector = [&](size_t r) { return rows[r]->vector.data(); };
   src.id = [&](size_t r) { return ids[r]; };
   src.grid = HnswCalibrationGrid();
-  src.search = [this](const float* q, uint32_t k, uint32_t ef, double* cost) -> Result<std::vector<Neighbor>> {
+  src.search = [&, this](const float* q, uint32_t k, uint32_t ef, size_t self,
+                         double* cost) -> Result<std::vector<Neighbor>> {
     thread_local index::SearchContext ctx;
     index::SearchParams p;
     p.k = k;
     p.ef = std::max(ef, k);
+    p.exclude = ids[self];
     index::HnswSearchStats st;
     STRATA_ASSIGN_OR_RETURN(auto out, hnsw_->Search(VectorView(q, spec_.dim), p, ctx, &st));
     *cost += double(st.distances);

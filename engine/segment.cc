@@ -238,11 +238,13 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
   src.id = [this](size_t r) { return ids_[r]; };
   if (kind_ == Kind::kHnsw) {
     src.grid = HnswCalibrationGrid();
-    src.search = [this](const float* q, uint32_t k, uint32_t ef, double* cost) -> Result<std::vector<Neighbor>> {
+    src.search = [this](const float* q, uint32_t k, uint32_t ef, size_t self,
+                        double* cost) -> Result<std::vector<Neighbor>> {
       thread_local index::SearchContext ctx;
       index::SearchParams p;
       p.k = k;
       p.ef = std::max(ef, k);
+      p.exclude = graph_labels_rows_ ? VectorId(self) : ids_[self];
       index::HnswSearchStats st;
       STRATA_ASSIGN_OR_RETURN(auto out, graph_->Search(VectorView(q, dim_), p, ctx, &st));
       *cost += double(st.distances);
@@ -254,7 +256,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
   } else {
     src.grid = SpannCalibrationGrid(spann_->Stats().num_lists);
     src.param_at_least_k = false;
-    src.search = [this](const float* q, uint32_t k, uint32_t lists,
+    src.search = [this](const float* q, uint32_t k, uint32_t lists, size_t,
                         double* cost) -> Result<std::vector<Neighbor>> {
       thread_local index::SpannContext sctx;
       index::SpannSearchParams p;

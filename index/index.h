@@ -33,6 +33,9 @@ struct SearchParams {
   uint32_t k = 10;
   uint32_t ef = 64;                  // HNSW: size of the dynamic candidate list (>= k used)
   const IdFilter* filter = nullptr;  // optional; not owned
+  // HNSW: a node held out of this search entirely -- neither expanded nor returned,
+  // as if it were not in the graph (used to calibrate with held-out queries).
+  VectorId exclude = kInvalidVectorId;
 };
 
 // Epoch-tagged visited marks: Reset() is O(1) except once every 65535 searches.

@@ -31,6 +31,7 @@
 #include "engine/strata.h"
 #include "tools/bench.h"
 #include "tools/engine_bench.h"
+#include "tools/planner_bench.h"
 #include "tools/datasets.h"
 #include "tools/eval.h"
 #include "tools/experiments.h"
@@ -554,6 +555,58 @@ int RunSearch(const std::string& index_path, const std::string& queries_path, ui
   return 0;
 }
 
+// `strata search --engine-dir DIR --collection NAME`: through the engine and its planner.
+struct EngineSearchArgs {
+  std::string dir, collection, filter, strategy = "auto";
+  double recall = 0;
+  bool explain = false;
+  uint32_t ef = 0, max_lists = 0;
+};
+
+int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, uint32_t k, size_t max_queries,
+                    size_t show, const std::string& gt_path) {
+  SearchOptions o;
+  o.k = k;
+  o.recall = a.recall;
+  o.ef = a.ef;
+  o.max_lists = a.max_lists;
+  o.filter = a.filter;
+  if (a.strategy == "auto") o.strategy = SearchStrategy::kAuto;
+  else if (a.strategy == "index") o.strategy = SearchStrategy::kIndex;
+  else if (a.strategy == "scan") o.strategy = SearchStrategy::kScan;
+  else if (a.strategy == "post-filter") o.strategy = SearchStrategy::kPostFilter;
+  else return Fail(InvalidArgument("--strategy '{}': expected auto, index, scan or post-filter", a.strategy));
+  Timer load_timer;
+  auto engine = Engine::Open(a.dir);
+  if (!engine) return Fail(engine.error());
+  const double load_s = load_timer.Seconds();
+  storage::ReadOptions qopt;
+  if (max_queries) qopt.max_rows = max_queries;
+  auto queries = storage::ReadVectors(queries_path, qopt);
+  if (!queries) return Fail(queries.error());
+  Explain ex;
+  size_t qi = 0;
+  auto run = RunQueries(*queries, k, [&](VectorView q) {
+    return (*engine)->Search(a.collection, std::span<const float>(q.data, q.dim), o,
+                             a.explain && qi++ < show ? &ex : nullptr);
+  });
+  if (!run) return Fail(run.error());
+  PrintResults(run->results, k, std::min(show, queries->size()));
+  fmt::print("{} queries, k={}: {:.1f} QPS on one thread ({:.3f} ms mean); engine opened in {:.2f} s\n",
+             queries->size(), k, queries->size() / run->seconds, run->seconds * 1e3 / queries->size(), load_s);
+  if (a.explain) fmt::print("EXPLAIN (query {}):\n{}", std::min(show, queries->size()) - 1, ex.ToString());
+  if (!gt_path.empty()) {
+    auto gt = storage::ReadGroundTruth(gt_path);
+    if (!gt) return Fail(gt.error());
+    if (gt->k < k || gt->num_queries < queries->size()) {
+      return Fail(InvalidArgument("{}: {} rows of {} ids, need {} of {}", gt_path, gt->num_queries, gt->k,
+                                  queries->size(), k));
+    }
+    fmt::print("recall@{} = {:.4f} (ids only)\n", k, IdRecall(run->results, k, *gt, queries->size()));
+  }
+  return 0;
+}
+
 int RunInspect(const std::string& path) {
   if (std::filesystem::is_directory(path)) {
     auto idx = index::SpannIndex::Open(path);
@@ -756,6 +809,23 @@ int main(int argc, char** argv) {
   ebench->add_option("--ef-construction", eb_config.ef_construction, "HNSW build candidate list")
       ->capture_default_str();
 
+  // planner-bench
+  auto* pbench = app.add_subcommand(
+      "planner-bench", "Planner: recall targets against hand-set parameters, filters at several selectivities, "
+                       "for an HNSW and a SPANN collection");
+  DataArgs pb_args;
+  tools::PlannerBenchConfig pb_config;
+  std::string pb_dir = "build/planner-bench-data";
+  AddDataOptions(pbench, pb_args);
+  pbench->add_option("--gt", pb_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
+  pbench->add_option("--engine-dir", pb_dir, "data directory for the engine (emptied first)")->capture_default_str();
+  pbench->add_option("--kinds", pb_config.kinds, "collections to measure: hnsw, spann")->delimiter(',');
+  pbench->add_option("--targets", pb_config.targets, "recall targets")->delimiter(',');
+  pbench->add_option("--selectivities", pb_config.selectivities, "filter selectivities")->delimiter(',');
+  pbench->add_option("--sweep-queries", pb_config.sweep_queries, "SPANN hand-set sweep: queries (0: all)")
+      ->capture_default_str();
+  pbench->add_option("--filter-queries", pb_config.filter_queries, "queries per selectivity")->capture_default_str();
+
   // build
   auto* build = app.add_subcommand("build", "Build an index from a vector file and save it");
   DataArgs bd_args;
@@ -792,7 +862,16 @@ int main(int argc, char** argv) {
   uint32_t s_k = 10, s_ef = 64;
   bool s_mmap = false;
   size_t s_max = 0, s_show = 3;
-  search->add_option("--index", s_index, "index file (HNSW) or directory (SPANN)")->required();
+  search->add_option("--index", s_index, "index file (HNSW) or directory (SPANN)");
+  EngineSearchArgs s_engine;
+  search->add_option("--engine-dir", s_engine.dir, "search a collection of this engine data directory instead");
+  search->add_option("--collection", s_engine.collection, "with --engine-dir: the collection");
+  search->add_option("--filter", s_engine.filter, "with --engine-dir: filter expression, e.g. 'lang == \"en\"'");
+  search->add_option("--recall", s_engine.recall, "with --engine-dir: recall target (default 0.95)")
+      ->check(CLI::Range(0.0, 1.0));
+  search->add_option("--strategy", s_engine.strategy, "with --engine-dir: auto, index, scan or post-filter")
+      ->capture_default_str();
+  search->add_flag("--explain", s_engine.explain, "with --engine-dir: print the plan and its costs");
   uint32_t s_max_lists = 64;
   double s_prune = 0.6;
   std::string s_io = "auto";
@@ -857,6 +936,13 @@ int main(int argc, char** argv) {
     return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out);
   }
   if (search->parsed()) {
+    if (!s_engine.dir.empty()) {
+      if (s_engine.collection.empty()) return Fail(InvalidArgument("--engine-dir needs --collection"));
+      if (search->count("--ef")) s_engine.ef = s_ef;
+      if (search->count("--max-lists")) s_engine.max_lists = s_max_lists;
+      return RunEngineSearch(s_engine, s_queries, s_k, s_max, s_show, s_gt);
+    }
+    if (s_index.empty()) return Fail(InvalidArgument("give --index FILE, or --engine-dir DIR with --collection"));
     if (std::filesystem::is_directory(s_index)) {
       return RunSpannSearch(s_index, s_queries, s_k, s_max_lists, s_prune, s_io, s_direct, s_max,
                             s_show, s_gt);
@@ -865,6 +951,18 @@ int main(int argc, char** argv) {
   }
   if (inspect->parsed()) return RunInspect(inspect_path);
   if (gt->parsed()) return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k);
+  if (pbench->parsed()) {
+    pb_config.data_dir = pb_dir;
+    auto metric = ResolveDataArgs(pb_args, true);
+    if (!metric) return Fail(metric.error());
+    if (pb_args.gt.empty()) return Fail(InvalidArgument("--gt is required with --base/--queries"));
+    auto data = LoadData(pb_args);
+    if (!data) return Fail(data.error());
+    pb_config.metric = *metric;
+    pb_config.max_queries = pb_args.max_queries;
+    Status st = tools::RunPlannerBench(*data, pb_config);
+    return st.ok() ? 0 : Fail(st);
+  }
   if (ebench->parsed()) {
     eb_config.data_dir = eb_dir;
     return RunEngineBenchCmd(eb_args, eb_config);

@@ -968,6 +968,24 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
   im.Descend(q, 0, cur, cur_dist, top, stats);
   VisitedSet& visited = ctx.visited();
   visited.Reset(im.capacity_.load(std::memory_order_acquire));
+  if (params.exclude != kInvalidVectorId) {
+    std::optional<uint32_t> x;
+    {
+      std::lock_guard<std::mutex> g(im.label_mu_);
+      x = im.NodeOf(params.exclude);
+    }
+    if (x) {
+      visited.Insert(*x);  // never expanded nor returned
+      if (cur == *x) {     // the descent ended on it: start from one of its neighbours
+        uint32_t buf[512];
+        const uint32_t c = im.CopyLinks(*x, 0, buf);
+        if (c == 0) return out;
+        cur = buf[0];
+        cur_dist = im.DistTo(q, cur);
+        if (stats) ++stats->distances;
+      }
+    }
+  }
   const bool tombstones = im.num_deleted_.load(std::memory_order_acquire) > 0;
   if (!params.filter && !tombstones) {
     CandidatePool pool;

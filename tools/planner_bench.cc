@@ -1,0 +1,197 @@
+#include "tools/planner_bench.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <unordered_set>
+
+#include "core/timer.h"
+#include "engine/strata.h"
+#include "tools/bench.h"
+#include "tools/eval.h"
+
+namespace strata::tools {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string TagFor(double s) { return fmt::format("sel{}", s); }
+
+struct Run {
+  double recall = 0, qps = 0, mean_ms = 0;
+  size_t short_answers = 0;
+  std::map<std::string, size_t> strategies;  // strategy of the largest segment, per query
+  uint32_t param = 0;
+};
+
+}  // namespace
+
+Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
+  const size_t n = data.base.size(), dim = data.base.dim();
+  const size_t nq = c.max_queries ? std::min(c.max_queries, data.queries.size()) : data.queries.size();
+  STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,
+                          RecallEvaluator::Create(data.base, data.queries, data.gt, c.metric, c.k));
+  // Random tags: tag "sel<s>" on each vector with probability s, independently.
+  std::vector<Attributes> attrs(n);
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (size_t i = 0; i < n; ++i) {
+    TagList tags;
+    for (double s : c.selectivities) {
+      if (u(rng) < s) tags.push_back(TagFor(s));
+    }
+    attrs[i] = {{"tags", tags}};
+  }
+  std::error_code ec;
+  fs::remove_all(c.data_dir, ec);
+  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(c.data_dir));
+  const std::string rev = GitRevision();
+
+  for (const std::string& kind : c.kinds) {
+    const bool spann = kind == "spann";
+    CollectionSpec spec;
+    spec.name = kind;
+    spec.dim = dim;
+    spec.metric = c.metric;
+    if (spann) spec.memory_budget_bytes = uint64_t(c.spann_memory_fraction * double(n * dim * sizeof(float)));
+    STRATA_RETURN_IF_ERROR(engine->CreateCollection(spec));
+    fmt::print("\n== {} collection: {} ({} x {}, {}), bulk load with random tags\n", kind, data.name, n, dim,
+               MetricName(c.metric));
+    Timer tl;
+    STRATA_RETURN_IF_ERROR(engine->BulkLoad(kind, data.base, {}, attrs));
+    fmt::print("bulk load (index build + calibration): {:.1f} s\n", tl.Seconds());
+
+    auto run = [&](size_t queries, const SearchOptions& o, const std::vector<std::vector<VectorId>>* exact,
+                   bool score_gt) -> Result<Run> {
+      Run r;
+      std::vector<Neighbor> results(queries * c.k);
+      std::vector<std::vector<Neighbor>> got(queries);
+      Timer t;
+      Explain ex;
+      for (size_t q = 0; q < queries; ++q) {
+        STRATA_ASSIGN_OR_RETURN(got[q], engine->Search(kind, std::span<const float>(data.queries.row(q), dim), o,
+                                                       q < 50 ? &ex : nullptr));
+        if (q < 50 && ex.segments.size() > 1) {
+          const auto& s = ex.segments[1];
+          r.strategies[s.strategy]++;
+          r.param = std::max(s.ef, s.max_lists);
+        }
+      }
+      const double secs = t.Seconds();
+      r.qps = double(queries) / secs;
+      r.mean_ms = 1e3 * secs / double(queries);
+      if (score_gt) {
+        for (size_t q = 0; q < queries; ++q) {
+          for (size_t j = 0; j < c.k; ++j) results[q * c.k + j] = j < got[q].size() ? got[q][j] : Neighbor{};
+        }
+        r.recall = eval.Recall(results, c.k, queries);
+      }
+      if (exact) {
+        double hit = 0, total = 0;
+        for (size_t q = 0; q < queries; ++q) {
+          const auto& want = (*exact)[q];
+          std::unordered_set<VectorId> w(want.begin(), want.end());
+          for (const auto& nb : got[q]) hit += w.count(nb.id);
+          total += double(want.size());
+          if (got[q].size() < want.size()) ++r.short_answers;
+        }
+        r.recall = total > 0 ? hit / total : 1.0;
+      }
+      return r;
+    };
+
+    // 1. Recall targets.
+    fmt::print("\nrecall targets ({} queries, one thread, no filter):\n", nq);
+    fmt::print("{:>7} {:>9} {:>8} {:>10} {:>9} | {:>13} {:>10} {:>9}\n", "target", "recall", spann ? "lists" : "ef",
+               "QPS", "mean ms", "hand-set best", "its QPS", "ratio");
+    std::vector<Run> target_runs;
+    for (double t : c.targets) {
+      STRATA_ASSIGN_OR_RETURN(Run r, run(nq, {.k = c.k, .recall = t}, nullptr, true));
+      target_runs.push_back(r);
+    }
+    // Hand-set sweep.
+    const std::vector<uint32_t> grid =
+        spann ? std::vector<uint32_t>{8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024}
+              : std::vector<uint32_t>{10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160,
+                                      192, 224, 256, 320, 384, 448, 512, 640, 768};
+    const size_t sq = spann && c.sweep_queries ? std::min(c.sweep_queries, nq) : nq;
+    std::vector<std::pair<uint32_t, Run>> sweep;
+    for (uint32_t p : grid) {
+      SearchOptions o{.k = c.k, .strategy = SearchStrategy::kIndex};
+      if (spann) o.max_lists = p;
+      else o.ef = p;
+      STRATA_ASSIGN_OR_RETURN(Run r, run(sq, o, nullptr, true));
+      sweep.emplace_back(p, r);
+      fmt::print("JSON {{\"bench\":\"planner_sweep\",\"dataset\":\"{}\",\"kind\":\"{}\",\"param\":{},"
+                 "\"recall\":{:.5f},\"qps_1t\":{:.1f},\"queries\":{},\"rev\":\"{}\"}}\n",
+                 data.name, kind, p, r.recall, r.qps, sq, rev);
+      if (r.recall >= 0.999) break;
+    }
+    for (size_t i = 0; i < c.targets.size(); ++i) {
+      const Run& r = target_runs[i];
+      // The cheapest hand-set parameter whose recall reaches the target run's.
+      const std::pair<uint32_t, Run>* best = nullptr;
+      for (const auto& s : sweep) {
+        if (s.second.recall >= r.recall - 1e-9 && (!best || s.second.qps > best->second.qps)) best = &s;
+      }
+      fmt::print("{:>7.2f} {:>9.4f} {:>8} {:>10.1f} {:>9.3f} | {:>13} {:>10} {:>9}\n", c.targets[i], r.recall,
+                 r.param, r.qps, r.mean_ms, best ? fmt::format("{} ({:.4f})", best->first, best->second.recall) : "-",
+                 best ? fmt::format("{:.1f}", best->second.qps) : "-",
+                 best ? fmt::format("{:.2f}", r.qps / best->second.qps) : "-");
+      fmt::print("JSON {{\"bench\":\"planner_recall\",\"dataset\":\"{}\",\"kind\":\"{}\",\"target\":{},"
+                 "\"recall\":{:.5f},\"param\":{},\"qps_1t\":{:.1f},\"best_param\":{},\"best_qps\":{:.1f},"
+                 "\"rev\":\"{}\"}}\n",
+                 data.name, kind, c.targets[i], r.recall, r.param, r.qps, best ? best->first : 0,
+                 best ? best->second.qps : 0.0, rev);
+    }
+
+    // 2. Filters.
+    const size_t fq = std::min(c.filter_queries, data.queries.size());
+    fmt::print("\nfilters ({} queries, one thread, default recall target {}):\n", fq, kDefaultRecallTarget);
+    fmt::print("{:>8} {:>9} | {:<26} {:>8} {:>6} {:>9} | {:>9} | {:>9} {:>8}\n", "select.", "matches",
+               "planner: strategy", "recall", "short", "mean ms", "scan ms", "post ms", "post rec");
+    for (double s : c.selectivities) {
+      const std::string filter = fmt::format("tags == \"{}\"", TagFor(s));
+      size_t matches = 0;
+      for (const auto& a : attrs) {
+        const auto& tags = std::get<TagList>(a[0].value);
+        matches += std::find(tags.begin(), tags.end(), TagFor(s)) != tags.end();
+      }
+      // Exact answers (and the scan's latency).
+      std::vector<std::vector<VectorId>> exact(fq);
+      Timer ts;
+      for (size_t q = 0; q < fq; ++q) {
+        STRATA_ASSIGN_OR_RETURN(auto r, engine->Search(kind, std::span<const float>(data.queries.row(q), dim),
+                                                       {.k = c.k, .filter = filter, .strategy = SearchStrategy::kScan}));
+        for (const auto& nb : r) exact[q].push_back(nb.id);
+      }
+      const double scan_ms = 1e3 * ts.Seconds() / double(fq);
+      STRATA_ASSIGN_OR_RETURN(Run post, run(fq, {.k = c.k, .filter = filter, .strategy = SearchStrategy::kPostFilter},
+                                            &exact, false));
+      STRATA_ASSIGN_OR_RETURN(Run planner, run(fq, {.k = c.k, .filter = filter}, &exact, false));
+      std::string strat;
+      for (const auto& [name, count] : planner.strategies) strat += fmt::format("{}{} x{}", strat.empty() ? "" : ", ", name, count);
+      fmt::print("{:>7.1f}% {:>9} | {:<26} {:>8.4f} {:>6} {:>9.3f} | {:>9.3f} | {:>9.3f} {:>8.4f}\n", s * 100,
+                 matches, strat, planner.recall, planner.short_answers, planner.mean_ms, scan_ms, post.mean_ms,
+                 post.recall);
+      fmt::print("JSON {{\"bench\":\"planner_filter\",\"dataset\":\"{}\",\"kind\":\"{}\",\"selectivity\":{},"
+                 "\"matches\":{},\"recall\":{:.5f},\"short\":{},\"mean_ms\":{:.4f},\"scan_ms\":{:.4f},"
+                 "\"post_ms\":{:.4f},\"post_recall\":{:.5f},\"rev\":\"{}\"}}\n",
+                 data.name, kind, s, matches, planner.recall, planner.short_answers, planner.mean_ms, scan_ms,
+                 post.mean_ms, post.recall, rev);
+    }
+    Explain ex;
+    auto one = engine->Search(kind, std::span<const float>(data.queries.row(0), dim),
+                              {.k = c.k, .recall = 0.95, .filter = fmt::format("tags == \"{}\"", TagFor(c.selectivities[0]))},
+                              &ex);
+    if (!one) return one.error();
+    fmt::print("\nEXPLAIN of one query (recall 0.95, filter at {}%):\n{}", c.selectivities[0] * 100, ex.ToString());
+  }
+  engine.reset();
+  fs::remove_all(c.data_dir, ec);
+  return Status::Ok();
+}
+
+}  // namespace strata::tools
