@@ -29,6 +29,7 @@
 #include "core/metric.h"
 #include "core/status.h"
 #include "core/types.h"
+#include "index/index.h"
 
 namespace strata::engine {
 
@@ -43,9 +44,18 @@ struct CalibrationTable {
   std::vector<CalibrationPoint> points;  // ascending param
 };
 
+// Recall@10 of searches restricted to a random subset of the rows (a filter of
+// known selectivity): what a filtered search reaches at each parameter, and what
+// it costs (a filtered HNSW traversal visits more nodes per result).
+struct FilteredTable {
+  double selectivity = 1;
+  CalibrationTable table;
+};
+
 struct Calibration {
   uint32_t queries = 0;  // held-out queries measured
   CalibrationTable k10, k100;
+  std::vector<FilteredTable> filtered;  // descending selectivity
   bool empty() const { return k10.points.empty(); }
 
   struct Choice {
@@ -60,6 +70,17 @@ struct Calibration {
   Choice For(double target, uint32_t k, bool param_at_least_k) const;
   // Predicted recall and cost at an explicit parameter (interpolated).
   Choice At(uint32_t param, uint32_t k) const;
+  // The same for a filtered search of selectivity `s`, interpolated in log(s)
+  // between the unfiltered table (s = 1) and the filtered ones; below the smallest
+  // measured selectivity its parameter is kept and its cost scaled by 1/s. Empty
+  // (param 0) when no filtered table exists.
+  Choice ForFiltered(double target, uint32_t k, double s, bool param_at_least_k) const;
+
+  static constexpr double kFilteredMargin = 0.005;
+  // Selectivities the filtered tables are measured at.
+  static constexpr double kFilteredSelectivities[] = {0.5, 0.1, 0.02};
+  // Whether row `row` belongs to the random subset of selectivity `s` (a hash of the row).
+  static bool InSubset(size_t row, double s);
 
   std::string ToJson() const;
   static Result<Calibration> FromJson(const std::string& text);
@@ -77,15 +98,28 @@ struct CalibrationSource {
   // The index's answer at `param` for `query` (normalized for cosine), with row
   // `self` held out of the search where the index can (HNSW: never expanded), adding
   // what it cost to *cost. Called from several threads at once.
+  // `allowed`: when not null, only rows for which it is true may be returned.
   std::function<Result<std::vector<Neighbor>>(const float* query, uint32_t k, uint32_t param, size_t self,
-                                              double* cost)> search;
+                                              const std::function<bool(size_t row)>* allowed, double* cost)>
+      search;
   std::vector<uint32_t> grid;  // ascending parameters to measure
+
   bool param_at_least_k = true;  // HNSW: ef below k is meaningless
 };
 
 // Segments smaller than this are not calibrated: the planner scans them (an exact
 // scan of 2,000 rows costs less than a generous graph search).
 inline constexpr size_t kMinCalibrationRows = 2000;
+
+// Adapts a predicate over an index's labels to the index's filter interface.
+class LabelPredicate final : public index::IdFilter {
+ public:
+  explicit LabelPredicate(std::function<bool(VectorId)> f) : f_(std::move(f)) {}
+  bool Contains(VectorId label) const override { return f_(label); }
+
+ private:
+  std::function<bool(VectorId)> f_;
+};
 
 // The default grids.
 std::vector<uint32_t> HnswCalibrationGrid();

@@ -337,7 +337,12 @@ void Collection::StoreRecord(VectorId id, std::vector<float> vector, Attributes 
   mem_attrs_.Add(row, attributes);
   auto [it, inserted] = records_.try_emplace(id);
   if (!inserted) mem_attrs_.Remove(it->second.row);
-  it->second = Stored{std::move(vector), std::move(attributes), row};
+  float inv_norm = 1.0f;
+  if (spec_.metric == Metric::kCosine) {
+    const float nn = index::Kernels().ip(vector.data(), vector.data(), spec_.dim);
+    inv_norm = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
+  }
+  it->second = Stored{std::move(vector), std::move(attributes), row, inv_norm};
 }
 
 Status Collection::SaveManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment,
@@ -412,6 +417,7 @@ Status Collection::SealLocked() {
     mem_row_ids_.clear();
     mem_attrs_ = AttributeIndex();
     hnsw_ = std::move(graph);
+    ++mem_epoch_;
   }
   next_segment_id_ = next_segment;
   generation_ = gen;
@@ -690,12 +696,12 @@ class MemoryFilter final : public index::IdFilter {
 
 }  // namespace
 
-const Calibration* Collection::MemoryCalibration() const {
+std::shared_ptr<const Calibration> Collection::MemoryCalibration() const {
   const size_t n = records_.size();
   if (n < kMinCalibrationRows) return nullptr;
   std::lock_guard<std::mutex> g(mem_calibration_mu_);
-  if (mem_calibration_ && mem_calibration_graph_ == hnsw_.get() && n < 2 * mem_calibration_rows_) {
-    return mem_calibration_.get();
+  if (mem_calibration_ && mem_calibration_epoch_ == mem_epoch_ && n < 2 * mem_calibration_rows_) {
+    return mem_calibration_;
   }
   std::vector<const Stored*> rows;
   std::vector<VectorId> ids;
@@ -712,13 +718,25 @@ const Calibration* Collection::MemoryCalibration() const {
   src.vector = [&](size_t r) { return rows[r]->vector.data(); };
   src.id = [&](size_t r) { return ids[r]; };
   src.grid = HnswCalibrationGrid();
+  std::unordered_map<VectorId, size_t> row_of;
+  row_of.reserve(n);
+  for (size_t r = 0; r < n; ++r) row_of.emplace(ids[r], r);
   src.search = [&, this](const float* q, uint32_t k, uint32_t ef, size_t self,
+                         const std::function<bool(size_t)>* allowed,
                          double* cost) -> Result<std::vector<Neighbor>> {
     thread_local index::SearchContext ctx;
     index::SearchParams p;
     p.k = k;
     p.ef = std::max(ef, k);
     p.exclude = ids[self];
+    std::optional<LabelPredicate> lp;
+    if (allowed) {
+      lp.emplace([&row_of, allowed](VectorId id) {
+        auto it = row_of.find(id);
+        return it != row_of.end() && (*allowed)(it->second);
+      });
+      p.filter = &*lp;
+    }
     index::HnswSearchStats st;
     STRATA_ASSIGN_OR_RETURN(auto out, hnsw_->Search(VectorView(q, spec_.dim), p, ctx, &st));
     *cost += double(st.distances);
@@ -732,8 +750,8 @@ const Calibration* Collection::MemoryCalibration() const {
   }
   mem_calibration_ = std::make_shared<const Calibration>(std::move(*c));
   mem_calibration_rows_ = n;
-  mem_calibration_graph_ = hnsw_.get();
-  return mem_calibration_.get();
+  mem_calibration_epoch_ = mem_epoch_;
+  return mem_calibration_;
 }
 
 Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const float* normalized,
@@ -759,9 +777,11 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
   in.rows = live;
   in.matching = matching;
   in.filtered = filter != nullptr;
-  in.calibration = MemoryCalibration();
+  const std::shared_ptr<const Calibration> calibration = MemoryCalibration();
+  in.calibration = calibration.get();
   in.options = &o;
   in.recall_target = recall_target;
+  in.want_reason = explain != nullptr;
   const SegmentPlan plan = PlanSegment(in);
   ex.rows = live;
   ex.matching = matching;
@@ -782,16 +802,10 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
     } else {
       for (const auto& kv : records_) rows.push_back(&kv);
     }
-    const auto& kern = index::Kernels();
-    const bool cosine = spec_.metric == Metric::kCosine;
     out = ScanTopK(normalized, spec_.dim, spec_.metric, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
       *id = rows[i]->first;
-      const float* v = rows[i]->second.vector.data();
-      if (cosine) {
-        const float nn = kern.ip(v, v, spec_.dim);
-        *inv = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
-      }
-      return v;
+      *inv = rows[i]->second.inv_norm;
+      return rows[i]->second.vector.data();
     });
     ex.distances = rows.size();
   } else {
@@ -855,6 +869,7 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     STRATA_ASSIGN_OR_RETURN(Filter f, Filter::Parse(options.filter));
     filter = std::move(f);
   }
+  const std::string filter_key = filter ? filter->ToString() : std::string();
   const double parse_ms = filter ? MillisSince(start) : 0.0;
   const double recall_target = options.recall > 0 ? options.recall : kDefaultRecallTarget;
   thread_local index::SearchContext ctx;
@@ -873,7 +888,7 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     *explain = Explain{};
     explain->k = options.k;
     explain->recall_target = options.recall > 0 || (options.ef == 0 && options.max_lists == 0) ? recall_target : 0;
-    explain->filter = filter ? filter->ToString() : "";
+    explain->filter = filter_key;
     explain->parse_ms = parse_ms;
   }
   const Filter* fp = filter ? &*filter : nullptr;
@@ -886,7 +901,7 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
   index::SpannQueryStats io;
   for (const auto& seg : sealed_) {
     SegmentExplain seg_ex;
-    SealedSegment::Query sq{q, normalized.data(), fp, &options, recall_target};
+    SealedSegment::Query sq{q, normalized.data(), fp, filter ? &filter_key : nullptr, &options, recall_target};
     STRATA_ASSIGN_OR_RETURN(auto part, seg->Search(sq, ctx, sctx, explain ? &seg_ex : nullptr, &io));
     out.insert(out.end(), part.begin(), part.end());
     if (explain) explain->segments.push_back(std::move(seg_ex));

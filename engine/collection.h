@@ -108,6 +108,7 @@ class Collection {
     std::vector<float> vector;
     Attributes attributes;
     uint32_t row = 0;  // in mem_row_ids_ / mem_attrs_
+    float inv_norm = 1;  // cosine: 1/|vector|, for exact scans
   };
   // Adds or replaces `id` in the in-memory segment's records and attribute index
   // (caller holds apply_mu_ exclusively).
@@ -118,7 +119,7 @@ class Collection {
                                              index::SearchContext& ctx, SegmentExplain* explain) const;
   // The in-memory graph's calibration, measured again once the segment has doubled
   // since (caller holds apply_mu_ shared).
-  const Calibration* MemoryCalibration() const;
+  std::shared_ptr<const Calibration> MemoryCalibration() const;
 
   const std::filesystem::path dir_;
   const uint64_t id_;
@@ -135,7 +136,8 @@ class Collection {
   mutable std::mutex mem_calibration_mu_;
   mutable std::shared_ptr<const Calibration> mem_calibration_;
   mutable size_t mem_calibration_rows_ = 0;
-  mutable const void* mem_calibration_graph_ = nullptr;
+  mutable uint64_t mem_calibration_epoch_ = 0;
+  uint64_t mem_epoch_ = 1;  // bumped when a seal replaces the in-memory graph (guarded by apply_mu_)
   // Sealed segments, oldest first (guarded by apply_mu_; deleted sets too).
   std::vector<std::unique_ptr<SealedSegment>> sealed_;
   // Guarded by write_mu_.

@@ -39,13 +39,13 @@ SegmentPlan PlanSegment(const PlanInput& in) {
       const auto at = in.calibration->At(plan.param, k);
       cost = at.cost;
     }
-    plan.reason = fmt::format("explicit {}={}", hnsw ? "ef" : "max_lists", plan.param);
+    if (in.want_reason) plan.reason = fmt::format("explicit {}={}", hnsw ? "ef" : "max_lists", plan.param);
   } else if (calibrated) {
     const auto c = in.calibration->For(in.recall_target, k, hnsw);
     plan.param = c.param;
     plan.predicted_recall = c.predicted_recall;
     cost = c.cost;
-    plan.reason = c.reachable ? fmt::format("recall {:.3f} -> {}={} (calibrated {:.3f})", in.recall_target,
+    if (in.want_reason) plan.reason = c.reachable ? fmt::format("recall {:.3f} -> {}={} (calibrated {:.3f})", in.recall_target,
                                             hnsw ? "ef" : "max_lists", c.param, c.predicted_recall)
                               : fmt::format("recall {:.3f} is above the calibrated maximum {:.3f}: {}={}",
                                             in.recall_target, c.predicted_recall, hnsw ? "ef" : "max_lists",
@@ -72,10 +72,12 @@ SegmentPlan PlanSegment(const PlanInput& in) {
   }
   if (o.strategy == SearchStrategy::kPostFilter && in.filtered) {
     plan.strategy = SearchStrategy::kPostFilter;
-    plan.post_k = uint32_t(std::min<double>(std::ceil(k / std::max(s, 1e-9)), double(kMaxSearchK)));
+    // Twice the expected number of results holding k matches: a post-filter that
+    // asks for only k/s comes back short about half the time.
+    plan.post_k = uint32_t(std::min<double>(std::ceil(2.0 * k / std::max(s, 1e-9)), double(kMaxSearchK)));
     plan.post_k = std::max(plan.post_k, k);
     if (hnsw) plan.param = std::max(plan.param, plan.post_k);
-    plan.reason += fmt::format("; post-filter forced: {} results asked of the index", plan.post_k);
+    if (in.want_reason) plan.reason += fmt::format("; post-filter forced: {} results asked of the index", plan.post_k);
     return plan;
   }
   if (o.strategy == SearchStrategy::kIndex || o.strategy == SearchStrategy::kPostFilter) {
@@ -93,70 +95,74 @@ SegmentPlan PlanSegment(const PlanInput& in) {
     if (scan_cost <= index_distances) {
       plan.strategy = SearchStrategy::kScan;
       plan.predicted_recall = 1.0;
-      plan.reason = fmt::format("{} rows: an exact scan ({:.0f}) costs less than the index ({:.0f})", in.rows,
-                                scan_cost, index_distances);
+      if (in.want_reason) {
+        plan.reason = fmt::format("{} rows: an exact scan ({:.0f}) costs less than the index ({:.0f})", in.rows,
+                                  scan_cost, index_distances);
+      }
     } else {
       plan.strategy = SearchStrategy::kIndex;
     }
     return plan;
   }
+  // Filtered: the parameter and the cost of a filtered index search, from the
+  // filtered calibration tables when the parameter is not explicit.
+  Calibration::Choice filtered;
+  if (calibrated && explicit_param == 0 && in.recall_target > 0) {
+    filtered = in.calibration->ForFiltered(in.recall_target, k, s, hnsw);
+  }
   if (hnsw) {
-    const double traversal = index_distances / std::max(s, 1e-9);
-    if (scan_cost <= traversal) {
+    double traversal = index_distances / std::max(s, 1e-9);
+    if (filtered.param > 0) {
+      plan.param = std::min<uint32_t>(filtered.param, kMaxSearchEf);
+      plan.predicted_recall = filtered.predicted_recall;
+      traversal = filtered.cost;
+    }
+    if (scan_cost <= traversal || (filtered.param > 0 && !filtered.reachable)) {
       plan.strategy = SearchStrategy::kScan;
       plan.predicted_recall = 1.0;
-      plan.reason = fmt::format("selectivity {:.4f}: scan of {} rows ({:.0f}) under filtered traversal ({:.0f})",
-                                s, in.matching, scan_cost, traversal);
+      if (in.want_reason) {
+        plan.reason = fmt::format("selectivity {:.4f}: scan of {} rows ({:.0f}) under filtered traversal ({:.0f})",
+                                  s, in.matching, scan_cost, traversal);
+      }
     } else {
       plan.strategy = SearchStrategy::kIndex;
-      plan.reason += fmt::format("; selectivity {:.4f}: filtered traversal ({:.0f}) under a scan ({:.0f})", s,
-                                 traversal, scan_cost);
+      if (in.want_reason) {
+        plan.reason += fmt::format("; selectivity {:.4f}: filtered traversal at ef={} ({:.0f}{}) under a scan "
+                                   "({:.0f})", s, plan.param, traversal,
+                                   filtered.param > 0 ? ", filtered calibration" : "", scan_cost);
+      }
     }
     return plan;
   }
   // SPANN.
-  const uint32_t lists = std::min<uint32_t>(
+  uint32_t lists = std::min<uint32_t>(
       std::max<uint32_t>(in.spann_lists, 1),
       uint32_t(std::ceil(plan.param / std::pow(std::max(s, 1e-9), kSpannListExponent))));
-  const double spann_cost = index_distances * double(lists) / std::max<uint32_t>(plan.param, 1);
-  if (s < kSpannMinSelectivity || scan_cost <= spann_cost) {
+  double spann_cost = index_distances * double(lists) / std::max<uint32_t>(plan.param, 1);
+  bool too_selective = s < kSpannMinSelectivity;
+  if (filtered.param > 0) {
+    lists = std::min<uint32_t>(std::max<uint32_t>(in.spann_lists, 1), filtered.param);
+    spann_cost = filtered.cost / kSpannBytesPerDistance;
+    plan.predicted_recall = filtered.predicted_recall;
+    too_selective = !filtered.reachable;
+  }
+  if (too_selective || scan_cost <= spann_cost) {
     plan.strategy = SearchStrategy::kScan;
     plan.predicted_recall = 1.0;
-    plan.reason = fmt::format("selectivity {:.4f}: scan of {} rows ({:.0f}) under filtered SPANN with {} lists "
-                              "({:.0f})", s, in.matching, scan_cost, lists, spann_cost);
+    if (in.want_reason) {
+      plan.reason = fmt::format("selectivity {:.4f}: scan of {} rows ({:.0f}) under filtered SPANN with {} lists "
+                                "({:.0f}{})", s, in.matching, scan_cost, lists, spann_cost,
+                                too_selective ? ", target out of its reach" : "");
+    }
   } else {
     plan.strategy = SearchStrategy::kIndex;
-    plan.reason += fmt::format("; selectivity {:.4f}: filtered SPANN, max_lists raised to {}", s, lists);
+    if (in.want_reason) {
+      plan.reason += fmt::format("; selectivity {:.4f}: filtered SPANN, max_lists {}{}", s, lists,
+                                 filtered.param > 0 ? " (filtered calibration)" : "");
+    }
     plan.param = lists;
   }
   return plan;
-}
-
-std::vector<Neighbor> ScanTopK(const float* query, size_t dim, Metric metric, uint32_t k, size_t count,
-                               const std::function<const float*(size_t, VectorId*, float*)>& row) {
-  const auto& kern = index::Kernels();
-  const bool cosine = metric == Metric::kCosine;
-  const Metric scored = cosine ? Metric::kInnerProduct : metric;
-  std::vector<Neighbor> heap;
-  heap.reserve(size_t(k) + 1);
-  for (size_t i = 0; i < count; ++i) {
-    VectorId id = 0;
-    float inv = 1.0f;
-    const float* v = row(i, &id, &inv);
-    float d = index::Distance(kern, scored, query, v, dim);
-    if (cosine) d *= inv;
-    const Neighbor nb{id, d};
-    if (heap.size() < k) {
-      heap.push_back(nb);
-      std::push_heap(heap.begin(), heap.end());
-    } else if (nb < heap.front()) {
-      std::pop_heap(heap.begin(), heap.end());
-      heap.back() = nb;
-      std::push_heap(heap.begin(), heap.end());
-    }
-  }
-  std::sort_heap(heap.begin(), heap.end());
-  return heap;
 }
 
 }  // namespace strata::engine

@@ -17,6 +17,7 @@
 //
 // Pure functions; thread-safe.
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -26,6 +27,7 @@
 #include "core/types.h"
 #include "engine/calibration.h"
 #include "engine/strata.h"
+#include "index/distance/distance.h"
 
 namespace strata::engine {
 
@@ -53,6 +55,7 @@ struct PlanInput {
   const Calibration* calibration = nullptr;  // may be null or empty
   const SearchOptions* options = nullptr;
   double recall_target = kDefaultRecallTarget;  // resolved (0 when explicit parameters rule)
+  bool want_reason = false;  // fill SegmentPlan::reason (for EXPLAIN only: formatting costs)
 };
 
 struct SegmentPlan {
@@ -67,10 +70,43 @@ struct SegmentPlan {
 SegmentPlan PlanSegment(const PlanInput& in);
 const char* StrategyName(SearchStrategy s);
 
-// Exact top-k over `count` candidates; `row(i, &id)` returns the i-th candidate's
-// vector as written and sets its id. `query` is normalized for cosine; rows are
-// normalized on the fly (`inv_norm(i)` gives 1/|row|; unused for other metrics).
+// Exact top-k over `count` candidates; `row(i, &id, &inv_norm)` returns the i-th
+// candidate's vector as written, sets its id and (cosine) 1/|row|. `query` is
+// normalized for cosine. A template so the per-row call inlines; the next rows'
+// vectors are prefetched.
+template <typename RowFn>
 std::vector<Neighbor> ScanTopK(const float* query, size_t dim, Metric metric, uint32_t k, size_t count,
-                               const std::function<const float*(size_t i, VectorId* id, float* inv_norm)>& row);
+                               RowFn&& row) {
+  const auto& kern = index::Kernels();
+  const bool cosine = metric == Metric::kCosine;
+  const bool l2 = metric == Metric::kL2;
+  std::vector<Neighbor> heap;
+  heap.reserve(size_t(k) + 1);
+  constexpr size_t kAhead = 4;
+  for (size_t i = 0; i < count; ++i) {
+    if (i + kAhead < count) {
+      VectorId unused;
+      float unused_norm;
+      const char* next = reinterpret_cast<const char*>(row(i + kAhead, &unused, &unused_norm));
+      for (size_t off = 0; off < dim * sizeof(float); off += 64) __builtin_prefetch(next + off);
+    }
+    VectorId id = 0;
+    float inv = 1.0f;
+    const float* v = row(i, &id, &inv);
+    float d = l2 ? kern.l2sq(query, v, dim) : -kern.ip(query, v, dim);
+    if (cosine) d *= inv;
+    const Neighbor nb{id, d};
+    if (heap.size() < k) {
+      heap.push_back(nb);
+      std::push_heap(heap.begin(), heap.end());
+    } else if (nb < heap.front()) {
+      std::pop_heap(heap.begin(), heap.end());
+      heap.back() = nb;
+      std::push_heap(heap.begin(), heap.end());
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end());
+  return heap;
+}
 
 }  // namespace strata::engine

@@ -20,6 +20,7 @@
 // loaded or measured once, under its own mutex.
 
 #include <filesystem>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -83,6 +84,7 @@ class SealedSegment {
     VectorView query;               // as given (indexes normalize for cosine themselves)
     const float* normalized;        // normalized for cosine (the same as query otherwise)
     const Filter* filter = nullptr; // null: none
+    const std::string* filter_key = nullptr;  // the filter's canonical text: caches its rows
     const SearchOptions* options = nullptr;
     double recall_target = 0;       // resolved target (0: explicit parameters)
   };
@@ -109,6 +111,19 @@ class SealedSegment {
  private:
   SealedSegment() = default;
   Result<Calibration> Measure(size_t queries) const;
+  // The rows matching `filter` (deleted ones included) and their count, from a
+  // small cache of recent filters keyed by their canonical text (rows and
+  // attributes never change; tenant filters repeat).
+  std::pair<std::shared_ptr<const RowBitmap>, size_t> MatchingRows(const Filter& filter,
+                                                                   const std::string* key) const;
+  static constexpr size_t kFilterCacheEntries = 16;
+  struct CachedFilter {
+    std::string key;
+    std::shared_ptr<const RowBitmap> bits;
+    size_t count;
+  };
+  mutable std::mutex filter_cache_mu_;
+  mutable std::list<CachedFilter> filter_cache_;
   // Rows the index may return: live and (when `match`) matching.
   struct RowFilter;
   std::filesystem::path dir_;

@@ -417,7 +417,12 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   hp.ef = p.head_ef ? std::max(p.head_ef, p.max_lists) : 2 * p.max_lists;
   STRATA_ASSIGN_OR_RETURN(auto heads, heads_->Search(VectorView(q, dim_), hp, ctx.head_ctx));
   if (heads.empty()) return std::vector<Neighbor>{};
-  const float limit = std::max(heads[0].distance, 1e-12f) * float(1.0 + p.prune_epsilon);
+  // Pruning is relative to the nearest head; a query equal to a head's vector (a
+  // stored vector searched for its neighbours) measures from the next head instead,
+  // or it would read that one list alone.
+  float reference = heads[0].distance;
+  for (size_t i = 0; i < heads.size() && reference <= 1e-6f; ++i) reference = heads[i].distance;
+  const float limit = std::max(reference, 1e-12f) * float(1.0 + p.prune_epsilon);
   size_t nlists = 0;
   while (nlists < heads.size() && heads[nlists].distance <= limit) ++nlists;
 

@@ -386,6 +386,7 @@ TEST(Planner, RuleChoosesByCost) {
   in.calibration = &cal;
   in.options = &o;
   in.recall_target = 0.95;
+  in.want_reason = true;
   auto p = PlanSegment(in);
   EXPECT_EQ(p.strategy, SearchStrategy::kIndex);
   EXPECT_EQ(p.param, 64u);
@@ -425,7 +426,7 @@ TEST(Planner, RuleChoosesByCost) {
   o.strategy = SearchStrategy::kPostFilter;
   p = PlanSegment(in);
   EXPECT_EQ(p.strategy, SearchStrategy::kPostFilter);
-  EXPECT_EQ(p.post_k, 20u);
+  EXPECT_EQ(p.post_k, 40u);  // 2k / s
   EXPECT_EQ(p.param, 10u);
 }
 
