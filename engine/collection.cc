@@ -791,10 +791,7 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
   ex.reason = plan.reason;
   t0 = std::chrono::steady_clock::now();
   std::vector<Neighbor> out;
-  if (plan.skip) {
-    ex.strategy = "skipped";
-  } else if (plan.strategy == SearchStrategy::kScan) {
-    ex.strategy = "scan";
+  auto scan = [&] {
     std::vector<const std::pair<const VectorId, Stored>*> rows;
     rows.reserve(matching);
     if (match) {
@@ -802,12 +799,18 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
     } else {
       for (const auto& kv : records_) rows.push_back(&kv);
     }
-    out = ScanTopK(normalized, spec_.dim, spec_.metric, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
+    ex.distances += rows.size();
+    return ScanTopK(normalized, spec_.dim, spec_.metric, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
       *id = rows[i]->first;
       *inv = rows[i]->second.inv_norm;
       return rows[i]->second.vector.data();
     });
-    ex.distances = rows.size();
+  };
+  if (plan.skip) {
+    ex.strategy = "skipped";
+  } else if (plan.strategy == SearchStrategy::kScan) {
+    ex.strategy = "scan";
+    out = scan();
   } else {
     const bool post = plan.strategy == SearchStrategy::kPostFilter;
     ex.strategy = post ? "post-filter" : (match ? "filtered index" : "index");
@@ -832,6 +835,10 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
     ex.ef = p.ef;
     ex.distances = st.distances;
     ex.nodes_visited = st.hops;
+    if (match && !post && out.size() < std::min<uint64_t>(o.k, matching) && o.strategy == SearchStrategy::kAuto) {
+      ex.strategy = "index, then scan";
+      out = scan();
+    }
   }
   ex.search_ms = MillisSince(t0);
   ex.results = out.size();

@@ -108,7 +108,8 @@ SegmentPlan PlanSegment(const PlanInput& in) {
   // filtered calibration tables when the parameter is not explicit.
   Calibration::Choice filtered;
   if (calibrated && explicit_param == 0 && in.recall_target > 0) {
-    filtered = in.calibration->ForFiltered(in.recall_target, k, s, hnsw);
+    filtered = in.calibration->ForFiltered(in.recall_target, k, s, hnsw,
+                                           hnsw ? Calibration::kFilteredMarginHnsw : Calibration::kFilteredMarginSpann);
   }
   if (hnsw) {
     double traversal = index_distances / std::max(s, 1e-9);

@@ -181,9 +181,12 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
   } else if (meta.kind == uint32_t(Kind::kSpann)) {
     seg->kind_ = Kind::kSpann;
     STRATA_ASSIGN_OR_RETURN(seg->spann_, index::SpannIndex::Open(SpannPath(dir)));
-    if (seg->spann_->dim() != dim || seg->spann_->Stats().num_vectors != n) {
+    const index::SpannStats st = seg->spann_->Stats();
+    seg->spann_lists_ = uint32_t(st.num_lists);
+    seg->spann_memory_bytes_ = st.memory_bytes;
+    if (seg->spann_->dim() != dim || st.num_vectors != n) {
       return Error(Corruption("{}: SPANN index holds {} vectors of dimension {}, the records {} of {}",
-                              SpannPath(dir).string(), seg->spann_->Stats().num_vectors, seg->spann_->dim(),
+                              SpannPath(dir).string(), st.num_vectors, seg->spann_->dim(),
                               n, dim));
     }
   } else {
@@ -291,7 +294,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
       return out;
     };
   } else {
-    src.grid = SpannCalibrationGrid(spann_->Stats().num_lists);
+    src.grid = SpannCalibrationGrid(spann_lists_);
     src.param_at_least_k = false;
 
     src.search = [this](const float* q, uint32_t k, uint32_t lists, size_t,
@@ -381,7 +384,7 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
   in.rows = live;
   in.matching = matching;
   in.filtered = q.filter != nullptr;
-  in.spann_lists = spann_ ? uint32_t(spann_->Stats().num_lists) : 0;
+  in.spann_lists = spann_lists_;  // cached: SpannIndex::Stats() sorts the list lengths
   in.calibration = &calibration();
   in.options = &o;
   in.recall_target = q.recall_target;
@@ -399,10 +402,7 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
   ex.filter_ms = filter_ms;
   t0 = std::chrono::steady_clock::now();
   std::vector<Neighbor> out;
-  if (plan.skip) {
-    ex.strategy = "skipped";
-  } else if (plan.strategy == SearchStrategy::kScan) {
-    ex.strategy = "scan";
+  auto scan = [&] {
     std::vector<uint32_t> rows;
     rows.reserve(matching);
     if (match) {
@@ -412,13 +412,19 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
         if (!dead_rows_.Test(r)) rows.push_back(uint32_t(r));
       }
     }
-    out = ScanTopK(q.normalized, dim_, metric_, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
+    ex.distances += rows.size();
+    return ScanTopK(q.normalized, dim_, metric_, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
       const uint32_t r = rows[i];
       *id = ids_[r];
       if (!inv_norms_.empty()) *inv = inv_norms_[r];
       return vector(r);
     });
-    ex.distances = rows.size();
+  };
+  if (plan.skip) {
+    ex.strategy = "skipped";
+  } else if (plan.strategy == SearchStrategy::kScan) {
+    ex.strategy = "scan";
+    out = scan();
   } else {
     const bool post = plan.strategy == SearchStrategy::kPostFilter;
     ex.strategy = post ? "post-filter" : (match ? "filtered index" : "index");
@@ -467,6 +473,12 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
       });
     }
     if (out.size() > o.k) out.resize(o.k);
+    // A filtered search that came back short although k rows match: the exact scan.
+    if (match && !post && out.size() < std::min<uint64_t>(o.k, matching) &&
+        o.strategy == SearchStrategy::kAuto) {
+      ex.strategy = "index, then scan";
+      out = scan();
+    }
   }
   ex.search_ms = MillisSince(t0);
   ex.results = out.size();
@@ -478,7 +490,7 @@ size_t SealedSegment::memory_bytes() const {
   // Resident: the index's in-memory part (an HNSW graph is mapped, see its own
   // accounting; SPANN keeps its heads) and the id column (searched by binary
   // search); vectors and attributes are read on demand.
-  const size_t index_bytes = graph_ ? graph_->Stats().memory_bytes : spann_->Stats().memory_bytes;
+  const size_t index_bytes = graph_ ? graph_->Stats().memory_bytes : spann_memory_bytes_;
   return index_bytes + ids_.size_bytes() + deleted_.size() * 32 + inv_norms_.size() * sizeof(float) +
          attr_index_.memory_bytes() + dead_rows_.memory_bytes();
 }

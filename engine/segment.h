@@ -136,6 +136,8 @@ class SealedSegment {
   std::span<const std::byte> attrs_;
   Kind kind_ = Kind::kHnsw;
   Metric metric_ = Metric::kL2;
+  uint32_t spann_lists_ = 0;        // SPANN: posting lists (from Stats() at open)
+  size_t spann_memory_bytes_ = 0;
   bool graph_labels_rows_ = false;
   std::vector<float> inv_norms_;  // cosine: 1/|row| of each stored vector
   AttributeIndex attr_index_;
