@@ -211,10 +211,13 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
   Calibration cal;
   const size_t n = src.rows;
   if (n < 2 || src.grid.empty()) return cal;
-  size_t nq = std::min(queries, n);
-  // Distinct sample rows.
-  std::vector<size_t> sample;
-  {
+  constexpr size_t kNoRow = SIZE_MAX;
+  const bool external = src.external_queries != nullptr;
+  size_t nq = external ? src.num_external_queries : std::min(queries, n);
+  if (nq == 0) return cal;
+  // Distinct sample rows (or, with external queries, none held out of the index).
+  std::vector<size_t> sample(external ? nq : 0, kNoRow);
+  if (!external) {
     std::mt19937_64 rng(seed);
     std::unordered_set<size_t> seen;
     for (size_t tries = 0; sample.size() < nq && tries < 50 * nq; ++tries) {
@@ -237,7 +240,7 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
       inv_norm[i] = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
     }
   }
-  const size_t kmax = std::min<size_t>(100, n - 1);
+  const size_t kmax = std::min<size_t>(100, external ? n : n - 1);
   constexpr size_t kSubsets = std::size(Calibration::kFilteredSelectivities);
   // Exact top-kmax of each query (its own row excluded), and the query itself;
   // also the exact top-10 within each random subset.
@@ -251,9 +254,12 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
 #pragma omp parallel for schedule(dynamic, 4)
   for (size_t qi = 0; qi < nq; ++qi) {
     const size_t self = sample[qi];
-    std::copy(src.vector(self), src.vector(self) + dim, qv[qi].begin());
+    const float* qsrc = external ? src.external_queries + qi * dim : src.vector(self);
+    std::copy(qsrc, qsrc + dim, qv[qi].begin());
     if (cosine) {
-      for (float& x : qv[qi]) x *= inv_norm[self];
+      const float nn = kern.ip(qsrc, qsrc, dim);
+      const float inv = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
+      for (float& x : qv[qi]) x *= inv;
     }
     std::vector<Neighbor> heap;  // max-heap of the best kmax
     heap.reserve(kmax + 1);
@@ -306,7 +312,7 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
           failed = res.error();
           continue;
         }
-        const VectorId self = src.id(sample[qi]);
+        const VectorId self = sample[qi] == kNoRow ? kInvalidVectorId : src.id(sample[qi]);
         const auto& t = subset >= 0 ? subset_truth[qi][size_t(subset)] : truth[qi];
         const size_t kk = std::min<size_t>(k, t.size());
         std::unordered_set<VectorId> want(t.begin(), t.begin() + kk);

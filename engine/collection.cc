@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <random>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -469,7 +470,61 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
     return index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so);
   }
   STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
-  if (!rows.empty()) STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, ids));
+  const size_t n = rows.size();
+  if (n < kMinCalibrationRows) {
+    if (n > 0) STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, ids));
+    return graph->Save(SealedSegment::GraphPath(sdir));
+  }
+  // Truly held-out calibration queries: a random sample of the rows is moved to the
+  // end and left out of the graph while it is measured, then inserted.
+  const size_t q = std::min<size_t>(300, std::max<size_t>(100, n / 50));
+  std::mt19937_64 rng(7);
+  for (size_t j = 0; j < q; ++j) {
+    const size_t tail = n - 1 - j;
+    const size_t pick = size_t(rng() % (tail + 1));
+    if (pick != tail) {
+      std::swap_ranges(vs.mutable_row(pick), vs.mutable_row(pick) + spec_.dim, vs.mutable_row(tail));
+      std::swap(ids[pick], ids[tail]);
+    }
+  }
+  std::vector<float> held(vs.row(n - q), vs.row(n - q) + q * spec_.dim);
+  std::vector<VectorId> held_ids(ids.end() - q, ids.end());
+  vs.Truncate(n - q);
+  STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, std::span<const VectorId>(ids).first(n - q)));
+  CalibrationSource src;
+  src.rows = n - q;
+  src.dim = spec_.dim;
+  src.metric = spec_.metric;
+  src.vector = [&](size_t r) { return vs.row(r); };
+  src.id = [&](size_t r) { return ids[r]; };
+  src.grid = HnswCalibrationGrid();
+  src.external_queries = held.data();
+  src.num_external_queries = q;
+  const index::HnswIndex& g = *graph;
+  std::vector<uint32_t> position(n, UINT32_MAX);  // graph label -> row of the calibration source
+  for (size_t r = 0; r < n - q; ++r) position[ids[r]] = uint32_t(r);
+  src.search = [&](const float* query, uint32_t k, uint32_t ef, size_t,
+                   const std::function<bool(size_t)>* allowed, double* cost) -> Result<std::vector<Neighbor>> {
+    thread_local index::SearchContext ctx;
+    index::SearchParams p;
+    p.k = k;
+    p.ef = std::max(ef, k);
+    // Labels are rows of records.strata; the calibration's rows are positions in vs.
+    std::optional<LabelPredicate> lp;
+    if (allowed) {
+      lp.emplace([&](VectorId label) { return label < n && position[label] != UINT32_MAX && (*allowed)(position[label]); });
+      p.filter = &*lp;
+    }
+    index::HnswSearchStats st;
+    STRATA_ASSIGN_OR_RETURN(auto out, g.Search(VectorView(query, spec_.dim), p, ctx, &st));
+    *cost += double(st.distances);
+    return out;
+  };
+  STRATA_ASSIGN_OR_RETURN(Calibration cal, Calibrate(src));
+  STRATA_RETURN_IF_ERROR(cal.Save(SealedSegment::CalibrationPath(sdir)));
+  for (size_t j = 0; j < q; ++j) {
+    STRATA_RETURN_IF_ERROR(graph->Add(held_ids[j], VectorView(held.data() + j * spec_.dim, spec_.dim)));
+  }
   return graph->Save(SealedSegment::GraphPath(sdir));
 }
 

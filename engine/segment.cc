@@ -321,6 +321,10 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
 }
 
 Status SealedSegment::CalibrateAndSave(size_t queries) {
+  {
+    std::lock_guard<std::mutex> g(calibration_mu_);
+    if (calibration_) return Status::Ok();
+  }
   // Segments below kMinCalibrationRows get an empty table (the planner scans them).
   Calibration c;
   if (rows() >= kMinCalibrationRows) {

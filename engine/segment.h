@@ -56,6 +56,9 @@ class SealedSegment {
                              std::span<const Row> rows, bool graph_labels_rows = false);
   static std::filesystem::path GraphPath(const std::filesystem::path& dir) { return dir / "index.hnsw"; }
   static std::filesystem::path SpannPath(const std::filesystem::path& dir) { return dir / "spann"; }
+  static std::filesystem::path CalibrationPath(const std::filesystem::path& dir) {
+    return dir / "calibration.strata";
+  }
   // Opens a segment; an HNSW graph is searched from a read-only mapping, a SPANN
   // index reads its lists from disk.
   static Result<std::unique_ptr<SealedSegment>> Open(const std::filesystem::path& dir, uint64_t id,
@@ -91,7 +94,8 @@ class SealedSegment {
   Result<std::vector<Neighbor>> Search(const Query& q, index::SearchContext& ctx, index::SpannContext& sctx,
                                        SegmentExplain* explain, index::SpannQueryStats* io) const;
   // Measures the calibration table and writes calibration.strata (called on a
-  // freshly written segment before the manifest names it).
+  // freshly written segment before the manifest names it; a no-op when the writer
+  // already measured it, with truly held-out queries, and Open loaded it).
   Status CalibrateAndSave(size_t queries = 300);
   // The calibration (loaded at open, or measured now and saved when missing).
   const Calibration& calibration() const;
