@@ -799,9 +799,11 @@ std::shared_ptr<const Calibration> Collection::MemoryCalibration() const {
   };
   auto c = Calibrate(src, 100);
   if (!c) {
+    // Kept (empty: the planner then uses generous parameters or a scan) so that
+    // the next queries do not try again before the segment has doubled.
     spdlog::warn("collection '{}': calibrating the in-memory segment failed: {}", spec_.name,
                  c.error().ToString());
-    return nullptr;
+    c = Calibration{};
   }
   mem_calibration_ = std::make_shared<const Calibration>(std::move(*c));
   mem_calibration_rows_ = n;

@@ -55,6 +55,12 @@ SegmentPlan PlanSegment(const PlanInput& in) {
     plan.param = hnsw ? std::max<uint32_t>(k, 128) : std::max<uint32_t>(in.spann_lists, 1);
     plan.reason = "uncalibrated segment: generous parameters";
   }
+  // Scan rather than search when the index cannot be predicted to reach the target:
+  // an uncalibrated SPANN segment (no cost model for it), or a target above every
+  // calibrated point (only the exact scan delivers it).
+  const bool target_param = explicit_param == 0 && in.recall_target > 0;
+  const bool unpredictable = target_param && ((!hnsw && !calibrated) ||
+                                              (calibrated && in.calibration->For(in.recall_target, k, hnsw).reachable == false));
   if (hnsw && plan.param > kMaxSearchEf) plan.param = kMaxSearchEf;
   if (!hnsw && in.spann_lists > 0) plan.param = std::min(plan.param, in.spann_lists);
   if (cost <= 0) cost = hnsw ? kUncalibratedDistancesPerEf * plan.param : 0;
@@ -91,6 +97,12 @@ SegmentPlan PlanSegment(const PlanInput& in) {
   }
 
   // 3. The planner's choice.
+  if (unpredictable) {
+    plan.strategy = SearchStrategy::kScan;
+    plan.predicted_recall = 1.0;
+    if (in.want_reason) plan.reason += "; the index cannot be predicted to reach the target: exact scan";
+    return plan;
+  }
   if (!in.filtered) {
     if (scan_cost <= index_distances) {
       plan.strategy = SearchStrategy::kScan;

@@ -394,10 +394,20 @@ TEST(Planner, RuleChoosesByCost) {
   p = PlanSegment(in);
   EXPECT_GT(p.param, 32u);
   EXPECT_LT(p.param, 64u);
-  in.recall_target = 0.999;  // unreachable: the largest measured
+  in.recall_target = 0.999;  // unreachable by the index: the exact scan
   p = PlanSegment(in);
   EXPECT_EQ(p.param, 128u);
+  EXPECT_EQ(p.strategy, SearchStrategy::kScan);
   EXPECT_NE(p.reason.find("above"), std::string::npos);
+  // An uncalibrated SPANN segment is scanned.
+  {
+    PlanInput sp = in;
+    sp.kind = engine::SegmentKind::kSpann;
+    sp.spann_lists = 40;
+    sp.calibration = nullptr;
+    sp.recall_target = 0.95;
+    EXPECT_EQ(PlanSegment(sp).strategy, SearchStrategy::kScan);
+  }
   in.recall_target = 0.95;
   // A tiny segment is scanned.
   in.rows = in.matching = 500;
