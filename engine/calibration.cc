@@ -52,8 +52,8 @@ CalibrationTable TableFrom(const nlohmann::json& j) {
 
 }  // namespace
 
-Calibration::Choice Calibration::For(double target, uint32_t k, bool param_at_least_k) const {
-  const CalibrationTable& t = TableFor(*this, k);
+Calibration::Choice Calibration::ChooseIn(const CalibrationTable& t, double target, uint32_t k,
+                                          bool param_at_least_k) {
   Choice c;
   if (t.points.empty()) {
     c.reachable = false;
@@ -79,6 +79,10 @@ Calibration::Choice Calibration::For(double target, uint32_t k, bool param_at_le
   }
   if (param_at_least_k && c.param < k) c.param = k;
   return c;
+}
+
+Calibration::Choice Calibration::For(double target, uint32_t k, bool param_at_least_k) const {
+  return ChooseIn(TableFor(*this, k), target, k, param_at_least_k);
 }
 
 Calibration::Choice Calibration::At(uint32_t param, uint32_t k) const {
@@ -117,18 +121,13 @@ Calibration::Choice Calibration::ForFiltered(double target, uint32_t k, double s
   Choice none;
   if (filtered.empty() || k > 10) return none;  // filtered tables are recall@10
   target = std::min(1.0, target + margin);
-  // Bracketing tables: (selectivity, choice), from s = 1 down.
-  std::vector<std::pair<double, Choice>> levels;
-  levels.emplace_back(1.0, For(target, k, param_at_least_k));
+  // Walk the tables from s = 1 down until two bracket s (no copies: this runs per query).
+  double s_hi = 1.0;
+  Choice hi = For(target, k, param_at_least_k);
+  if (s >= 1.0) return hi;
   for (const auto& f : filtered) {
-    Calibration one;
-    one.k10 = f.table;
-    levels.emplace_back(f.selectivity, one.For(target, k, param_at_least_k));
-  }
-  if (s >= 1.0) return levels.front().second;
-  for (size_t i = 1; i < levels.size(); ++i) {
-    const auto& [s_hi, hi] = levels[i - 1];
-    const auto& [s_lo, lo] = levels[i];
+    const double s_lo = f.selectivity;
+    const Choice lo = ChooseIn(f.table, target, k, param_at_least_k);
     if (s >= s_lo) {
       const double t = (std::log(s_hi) - std::log(s)) / (std::log(s_hi) - std::log(s_lo));
       Choice c;
@@ -139,10 +138,12 @@ Calibration::Choice Calibration::ForFiltered(double target, uint32_t k, double s
       if (param_at_least_k && c.param < k) c.param = k;
       return c;
     }
+    s_hi = s_lo;
+    hi = lo;
   }
-  const auto& [s_min, last] = levels.back();
-  Choice c = last;
-  c.cost = last.cost * s_min / std::max(s, 1e-9);
+  // Below the smallest measured selectivity: its parameter, its cost scaled by 1/s.
+  Choice c = hi;
+  c.cost = hi.cost * s_hi / std::max(s, 1e-9);
   return c;
 }
 

@@ -87,6 +87,9 @@ struct Calibration {
   // Whether row `row` belongs to the random subset of selectivity `s` (a hash of the row).
   static bool InSubset(size_t row, double s);
 
+  // The smallest parameter of one table reaching `target` (see For).
+  static Choice ChooseIn(const CalibrationTable& table, double target, uint32_t k, bool param_at_least_k);
+
   std::string ToJson() const;
   static Result<Calibration> FromJson(const std::string& text);
   Status Save(const std::filesystem::path& path) const;

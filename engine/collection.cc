@@ -725,27 +725,18 @@ Result<Record> Collection::Get(VectorId id) const {
 
 namespace {
 
-double MillisSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
-
 // The in-memory graph is labelled with ids: a filter looks the record up.
+template <typename Map>
 class MemoryFilter final : public index::IdFilter {
  public:
-  template <typename Map>
-  MemoryFilter(const Map& records, const RowBitmap& match)
-      : lookup_([&records](VectorId id) -> int64_t {
-          auto it = records.find(id);
-          return it == records.end() ? -1 : int64_t(it->second.row);
-        }),
-        match_(match) {}
+  MemoryFilter(const Map& records, const RowBitmap& match) : records_(records), match_(match) {}
   bool Contains(VectorId id) const override {
-    const int64_t row = lookup_(id);
-    return row >= 0 && match_.Test(size_t(row));
+    auto it = records_.find(id);
+    return it != records_.end() && match_.Test(it->second.row);
   }
 
  private:
-  std::function<int64_t(VectorId)> lookup_;
+  const Map& records_;
   const RowBitmap& match_;
 };
 
@@ -821,7 +812,7 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
   uint64_t matching = live;
   double estimated = 1.0;
   if (filter) {
-    estimated = mem_attrs_.EstimateSelectivity(*filter);
+    if (explain) estimated = mem_attrs_.EstimateSelectivity(*filter);  // EXPLAIN only
     match = mem_attrs_.Evaluate(*filter);
     matching = match->Count();
   }
@@ -875,7 +866,7 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
     index::SearchParams p;
     p.k = want;
     p.ef = std::max(plan.param, want);
-    std::optional<MemoryFilter> mf;
+    std::optional<MemoryFilter<decltype(records_)>> mf;
     if (match && !post) {
       mf.emplace(records_, *match);
       p.filter = &*mf;

@@ -9,16 +9,6 @@
 #include "index/distance/distance.h"
 
 namespace strata::engine {
-const char* StrategyName(SearchStrategy s) {
-  switch (s) {
-    case SearchStrategy::kAuto: return "auto";
-    case SearchStrategy::kIndex: return "index";
-    case SearchStrategy::kScan: return "scan";
-    case SearchStrategy::kPostFilter: return "post-filter";
-  }
-  return "?";
-}
-
 SegmentPlan PlanSegment(const PlanInput& in) {
   const SearchOptions& o = *in.options;
   SegmentPlan plan;
@@ -33,6 +23,7 @@ SegmentPlan PlanSegment(const PlanInput& in) {
   // 1. The index parameter and what it is predicted to cost and reach.
   const uint32_t explicit_param = hnsw ? o.ef : o.max_lists;
   double cost = 0;  // distances (HNSW) or bytes (SPANN) of one unfiltered index search
+  bool reachable = true;  // the calibrated index reaches the target
   if (explicit_param > 0 || in.recall_target <= 0) {
     plan.param = hnsw ? std::max(explicit_param, k) : std::max<uint32_t>(explicit_param, 1);
     if (calibrated) {
@@ -42,6 +33,7 @@ SegmentPlan PlanSegment(const PlanInput& in) {
     if (in.want_reason) plan.reason = fmt::format("explicit {}={}", hnsw ? "ef" : "max_lists", plan.param);
   } else if (calibrated) {
     const auto c = in.calibration->For(in.recall_target, k, hnsw);
+    reachable = c.reachable;
     plan.param = c.param;
     plan.predicted_recall = c.predicted_recall;
     cost = c.cost;
@@ -59,8 +51,7 @@ SegmentPlan PlanSegment(const PlanInput& in) {
   // an uncalibrated SPANN segment (no cost model for it), or a target above every
   // calibrated point (only the exact scan delivers it).
   const bool target_param = explicit_param == 0 && in.recall_target > 0;
-  const bool unpredictable = target_param && ((!hnsw && !calibrated) ||
-                                              (calibrated && in.calibration->For(in.recall_target, k, hnsw).reachable == false));
+  const bool unpredictable = target_param && ((!hnsw && !calibrated) || (calibrated && !reachable));
   if (hnsw && plan.param > kMaxSearchEf) plan.param = kMaxSearchEf;
   if (!hnsw && in.spann_lists > 0) plan.param = std::min(plan.param, in.spann_lists);
   if (cost <= 0) cost = hnsw ? kUncalibratedDistancesPerEf * plan.param : 0;

@@ -18,6 +18,7 @@
 // Pure functions; thread-safe.
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -68,7 +69,11 @@ struct SegmentPlan {
 };
 
 SegmentPlan PlanSegment(const PlanInput& in);
-const char* StrategyName(SearchStrategy s);
+
+// Milliseconds since `t` (EXPLAIN's stage times).
+inline double MillisSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
 
 // Exact top-k over `count` candidates; `row(i, &id, &inv_norm)` returns the i-th
 // candidate's vector as written, sets its id and (cosine) 1/|row|. `query` is

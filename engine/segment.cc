@@ -36,10 +36,6 @@ constexpr char kCalibrationFile[] = "calibration.strata";
 // at about 0.948 on GloVe-100 however many lists are allowed.
 double PruneFor(uint32_t lists) { return index::SpannSearchParams{}.prune_epsilon * std::max(1.0, lists / 64.0); }
 
-double MillisSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
-
 struct Meta {
   uint64_t rows;
   uint32_t dim;
@@ -370,7 +366,7 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
   uint64_t matching = live;
   double estimated = 1.0;
   if (q.filter) {
-    estimated = attr_index_.EstimateSelectivity(*q.filter);
+    if (explain) estimated = attr_index_.EstimateSelectivity(*q.filter);  // EXPLAIN only
     auto [bits, count] = MatchingRows(*q.filter, q.filter_key);
     if (deleted_.empty()) {
       match = std::move(bits);
