@@ -4,16 +4,18 @@
 //
 //   - Parameters: an explicit ef / max_lists wins; otherwise the recall target
 //     (default kDefaultRecallTarget) is looked up in the segment's calibration table.
+//   - A target the index cannot be predicted to reach (above every calibrated point,
+//     or an uncalibrated SPANN segment): the exact scan.
 //   - Without a filter: the index, unless the segment is so small that scoring
 //     every live row costs less than the index search would (then an exact scan).
-//   - With a filter of selectivity s matching m rows:
-//       HNSW: filtered traversal costs about D(ef) / s distance computations (D: the
-//             calibrated cost of an unfiltered search, since only one visited node in
-//             1/s can fill the result list), the exact scan m x kScanCost; the cheaper wins.
-//       SPANN: posting entries are filtered while read, with max_lists raised to
-//             param / s^kSpannListExponent (a filtered top-k lies about as far out as the
-//             unfiltered top-k/s); below kSpannMinSelectivity, or when the scan is
-//             cheaper by the same cost model, the exact scan of the matching rows.
+//   - With a filter of selectivity s matching m rows, the parameter and the cost of
+//     a filtered index search come from the segment's filtered calibration tables
+//     (interpolated in log s); the exact scan costs m x kScanCost; the cheaper wins.
+//     Without filtered tables: HNSW traversal costs about D(ef) / s (D: the calibrated
+//     cost of an unfiltered search, since only one visited node in 1/s can fill the
+//     result list); SPANN reads max_lists raised to param / s^kSpannListExponent (a
+//     filtered top-k lies about as far out as the unfiltered top-k/s), and scans below
+//     kSpannMinSelectivity.
 //
 // Pure functions; thread-safe.
 
