@@ -1,0 +1,290 @@
+#pragma once
+// Strata's wire protocol: frames, messages, and their encoding (docs/PROTOCOL.md).
+//
+// Every message travels in one frame: a fixed 24-byte little-endian header
+// followed by `payload_size` bytes of payload.
+//
+//   offset  size  field
+//   0       4     magic        "STRA" (0x41525453 read as a little-endian u32)
+//   4       2     version      kProtocolVersion; a peer refuses any other
+//   6       2     opcode       Op; a response carries the request's opcode | kResponseBit,
+//                              an error response carries Op::kError
+//   8       8     request_id   chosen by the client, echoed in the response (pipelining:
+//                              responses may come back in any order)
+//   16      4     payload_size bytes after the header; at most the receiver's max frame size
+//   20      4     flags        0 (reserved; a non-zero value is a framing error)
+//
+// Payload primitives (all little-endian): u8/u16/u32/u64/i64, f32/f64 (IEEE-754),
+// bool (u8 0 or 1; anything else is malformed), string (u32 length + bytes),
+// vectors of floats as raw f32 arrays whose length follows from counts already read.
+// A decoder checks every length against the bytes left before reading, refuses
+// trailing bytes, and never allocates more than the payload could describe.
+//
+// This layer knows nothing of the engine: it has its own copies of the few types
+// that cross the wire (spec, options, attributes), so that a client links
+// strata_protocol and strata_core only. The server converts.
+//
+// Thread safety: free functions over values; safe to call from any thread.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/status.h"
+#include "core/types.h"
+
+namespace strata::protocol {
+
+inline constexpr uint32_t kMagic = 0x41525453;  // "STRA"
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr size_t kHeaderSize = 24;
+inline constexpr uint16_t kResponseBit = 0x8000;
+// Largest frame any peer may be configured to accept (the server's own limit is smaller).
+inline constexpr uint32_t kAbsoluteMaxPayload = 1u << 30;
+
+enum class Op : uint16_t {
+  kHello = 1,
+  kPing = 2,
+  kCreateCollection = 3,
+  kDropCollection = 4,
+  kListCollections = 5,
+  kDescribeCollection = 6,
+  kUpsert = 7,
+  kDelete = 8,
+  kGet = 9,
+  kSearch = 10,       // one query
+  kSearchBatch = 11,  // many queries, one response
+  kExplain = 12,      // one query; the response adds the plan and its cost (JSON)
+  kStats = 13,
+  kFlush = 14,
+  kCompact = 15,
+  kError = 0x7fff,    // only in responses: ErrorReply
+};
+std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
+bool IsKnownRequestOp(uint16_t opcode);
+
+// Error codes carried by error frames. 1..10 mirror StatusCode; the rest belong to the server.
+enum class ErrorCode : uint16_t {
+  kInvalidArgument = 1,
+  kNotFound = 2,
+  kAlreadyExists = 3,
+  kCorruption = 4,
+  kIOError = 5,
+  kOutOfRange = 6,
+  kUnimplemented = 7,
+  kResourceExhausted = 8,
+  kCancelled = 9,
+  kInternal = 10,
+  kMalformed = 100,        // the payload could not be decoded (the connection stays usable)
+  kUnknownOp = 101,
+  kUnauthenticated = 102,  // hello with a valid token required first
+  kBusy = 103,             // the server's queue is full; retry later
+  kTooLarge = 104,         // a batch, k or frame over the server's limits
+  kShuttingDown = 105,
+};
+std::string_view ErrorCodeName(ErrorCode code);
+ErrorCode ErrorCodeFromStatus(StatusCode code);
+// The status a client returns for an error frame (server-only codes map to the
+// closest StatusCode; the message keeps the server's text, prefixed with the code name).
+Status StatusFromError(ErrorCode code, std::string_view message);
+
+struct FrameHeader {
+  uint16_t version = kProtocolVersion;
+  uint16_t opcode = 0;
+  uint64_t request_id = 0;
+  uint32_t payload_size = 0;
+  uint32_t flags = 0;
+};
+void EncodeHeader(const FrameHeader& header, std::span<uint8_t, kHeaderSize> out);
+// Checks magic, version, flags and payload_size <= max_payload. A failure here is a
+// framing error: the receiver answers with an error frame (if it can) and closes.
+Result<FrameHeader> DecodeHeader(std::span<const uint8_t, kHeaderSize> in, uint32_t max_payload);
+
+// ---------------------------------------------------------------------------
+// Types that cross the wire.
+// ---------------------------------------------------------------------------
+
+enum class WireMetric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
+
+using TagList = std::vector<std::string>;
+using AttributeValue = std::variant<int64_t, double, std::string, TagList>;  // wire types 0..3
+struct Attribute {
+  std::string name;
+  AttributeValue value;
+  friend bool operator==(const Attribute&, const Attribute&) = default;
+};
+using Attributes = std::vector<Attribute>;
+
+struct CollectionSpec {
+  std::string name;
+  uint32_t dim = 0;
+  WireMetric metric = WireMetric::kL2;
+  uint32_t hnsw_M = 16;
+  uint32_t hnsw_ef_construction = 200;
+  uint64_t seal_threshold = 100000;
+  uint64_t memory_budget_bytes = 0;
+  friend bool operator==(const CollectionSpec&, const CollectionSpec&) = default;
+};
+
+struct CollectionInfo {
+  CollectionSpec spec;
+  uint64_t id = 0;
+  uint64_t num_vectors = 0;
+  uint64_t last_sequence = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t sealed_segments = 0;
+  friend bool operator==(const CollectionInfo&, const CollectionInfo&) = default;
+};
+
+// 0 kAuto, 1 kIndex, 2 kScan, 3 kPostFilter (engine::SearchStrategy's order).
+enum class WireStrategy : uint8_t { kAuto = 0, kIndex = 1, kScan = 2, kPostFilter = 3 };
+
+struct SearchOptions {
+  uint32_t k = 10;
+  double recall = 0;       // 0: server default, unless ef / max_lists are given
+  uint32_t ef = 0;
+  uint32_t max_lists = 0;
+  std::string filter;      // empty: none
+  WireStrategy strategy = WireStrategy::kAuto;
+  friend bool operator==(const SearchOptions&, const SearchOptions&) = default;
+};
+
+struct Record {
+  VectorId id = 0;
+  std::vector<float> vector;
+  Attributes attributes;
+  friend bool operator==(const Record&, const Record&) = default;
+};
+
+// ---------------------------------------------------------------------------
+// Requests. Each struct is one opcode's payload.
+// ---------------------------------------------------------------------------
+
+struct HelloRequest {            // kHello: string client_name, string token
+  std::string client_name;
+  std::string token;             // empty unless the server requires one
+};
+struct PingRequest {};           // kPing: empty payload
+struct CreateCollectionRequest { CollectionSpec spec; };
+struct DropCollectionRequest { std::string name; };
+struct ListCollectionsRequest {};
+struct DescribeCollectionRequest { std::string name; };
+// kUpsert: string collection, u32 dim, u32 count, then count x (u64 id, dim x f32,
+// u16 attribute count, attributes). Applied atomically as one write batch.
+struct UpsertRequest {
+  std::string collection;
+  uint32_t dim = 0;
+  std::vector<Record> records;   // each vector has `dim` components
+};
+struct DeleteRequest {           // string collection, u32 count, count x u64
+  std::string collection;
+  std::vector<VectorId> ids;
+};
+struct GetRequest {              // string collection, u32 count, count x u64
+  std::string collection;
+  std::vector<VectorId> ids;
+};
+// kSearch / kExplain: exactly one query; kSearchBatch: one or more. Payload:
+// string collection, options (u32 k, f64 recall, u32 ef, u32 max_lists, string filter,
+// u8 strategy), u32 dim, u32 count, count x dim x f32 (row-major).
+struct SearchRequest {
+  std::string collection;
+  SearchOptions options;
+  uint32_t dim = 0;
+  uint32_t count = 0;
+  std::vector<float> queries;    // count * dim
+};
+struct StatsRequest {};
+struct FlushRequest { std::string collection; };
+struct CompactRequest { std::string collection; };
+
+using RequestBody = std::variant<HelloRequest, PingRequest, CreateCollectionRequest,
+                                 DropCollectionRequest, ListCollectionsRequest,
+                                 DescribeCollectionRequest, UpsertRequest, DeleteRequest,
+                                 GetRequest, SearchRequest, StatsRequest, FlushRequest,
+                                 CompactRequest>;
+struct Request {
+  Op op = Op::kPing;  // kSearch, kSearchBatch and kExplain share SearchRequest
+  RequestBody body;
+};
+
+// ---------------------------------------------------------------------------
+// Responses (opcode = request opcode | kResponseBit, or kError).
+// ---------------------------------------------------------------------------
+
+struct HelloReply {
+  uint16_t protocol_version = kProtocolVersion;
+  std::string server_version;
+  uint32_t max_payload = 0;      // the server's frame limit
+  uint32_t max_batch = 0;        // most records / ids / queries per request
+  uint32_t max_k = 0;
+  bool auth_required = false;
+};
+struct EmptyReply {};            // ping, create, drop, flush, compact
+struct ListCollectionsReply { std::vector<CollectionInfo> collections; };
+struct DescribeCollectionReply { CollectionInfo info; };
+struct WriteReply { uint64_t applied = 0; };   // upsert / delete: operations applied
+// For every requested id, in order: u8 found, then (found) the record.
+struct GetReply { std::vector<std::optional<Record>> records; };
+// Per query: u32 n, n x (u64 id, f32 distance). kExplain adds string explain_json.
+struct SearchReply {
+  std::vector<std::vector<Neighbor>> results;
+  std::string explain_json;      // kExplain only
+};
+struct HistogramWire {
+  std::vector<double> upper_bounds_seconds;
+  std::vector<uint64_t> counts;  // per bucket, upper_bounds_seconds.size() + 1
+  uint64_t count = 0;
+  double sum_seconds = 0;
+};
+struct StatsReply {              // the engine's counters (EngineCounters) and the server's
+  uint64_t write_batches = 0, upserts = 0, deletes = 0, searches = 0, gets = 0;
+  uint64_t wal_bytes = 0, wal_fsyncs = 0, vectors = 0, memory_bytes = 0;
+  uint64_t disk_reads = 0, disk_read_bytes = 0;
+  HistogramWire search_latency, write_latency;
+  uint64_t connections = 0;      // open now
+  uint64_t requests = 0;         // answered since start
+  uint64_t errors = 0;           // error frames sent since start
+  uint64_t busy_rejections = 0;
+};
+struct ErrorReply {              // u16 code, string message
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+};
+
+using ResponseBody = std::variant<HelloReply, EmptyReply, ListCollectionsReply,
+                                  DescribeCollectionReply, WriteReply, GetReply, SearchReply,
+                                  StatsReply, ErrorReply>;
+struct Response {
+  Op op = Op::kPing;             // the request's op, or kError
+  ResponseBody body;
+};
+
+// Limits a decoder enforces (beyond the frame size, which DecodeHeader checks).
+struct DecodeLimits {
+  uint32_t max_batch = 100000;   // records / ids / queries per request
+  uint32_t max_dim = 65536;
+  uint32_t max_string = 1u << 20;  // filter expressions, names, attribute strings
+  uint32_t max_attributes = 256;
+  uint32_t max_tags = 1024;
+};
+
+// Whole frames (header + payload) appended to `out`.
+void EncodeRequest(const Request& request, uint64_t request_id, std::vector<uint8_t>& out);
+void EncodeResponse(const Response& response, uint64_t request_id, std::vector<uint8_t>& out);
+
+// Decodes one payload for the opcode in `header`. InvalidArgument naming the field
+// at fault for malformed input (short, trailing bytes, bad enum or bool, count over
+// a limit, count * dim not matching); Unimplemented for an unknown opcode. Checks
+// shape only: finite floats, k and collection existence are the server's business.
+Result<Request> DecodeRequest(const FrameHeader& header, std::span<const uint8_t> payload,
+                              const DecodeLimits& limits = {});
+Result<Response> DecodeResponse(const FrameHeader& header, std::span<const uint8_t> payload,
+                                const DecodeLimits& limits = {});
+
+}  // namespace strata::protocol
