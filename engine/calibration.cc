@@ -108,6 +108,20 @@ Calibration::Choice Calibration::At(uint32_t param, uint32_t k) const {
   return c;
 }
 
+Calibration::Choice Calibration::ForDepth(double target, uint32_t depth, bool param_at_least_k) const {
+  if (depth <= 10 || k100.points.empty()) return For(target, std::min<uint32_t>(depth, 10), param_at_least_k);
+  const Choice a = ChooseIn(k10, target, 10, param_at_least_k);
+  const Choice b = ChooseIn(k100, target, 100, false);
+  const double t = std::log(double(std::min<uint32_t>(depth, 100)) / 10.0) / std::log(10.0);
+  Choice c;
+  c.param = uint32_t(std::ceil(double(a.param) + t * (double(b.param) - double(a.param))));
+  c.param = std::max(c.param, a.param);
+  c.reachable = a.reachable && b.reachable;
+  c.predicted_recall = c.reachable ? target : std::min(a.predicted_recall, b.predicted_recall);
+  c.cost = At(c.param, 10).cost;
+  return c;
+}
+
 bool Calibration::InSubset(size_t row, double s) {
   uint64_t z = uint64_t(row) + 0x9e3779b97f4a7c15ull;  // splitmix64
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -70,6 +70,11 @@ struct Calibration {
   Choice For(double target, uint32_t k, bool param_at_least_k) const;
   // Predicted recall and cost at an explicit parameter (interpolated).
   Choice At(uint32_t param, uint32_t k) const;
+  // The parameter at which an unfiltered search finds `target` of the true top
+  // `depth` (10 < depth <= 100: interpolated in log(depth) between the k = 10 and
+  // k = 100 tables), with the cost of a k = 10 search there. What a post-filter
+  // needs: with selectivity s the k matching answers lie about k/s deep.
+  Choice ForDepth(double target, uint32_t depth, bool param_at_least_k) const;
   // The same for a filtered search of selectivity `s`, interpolated in log(s)
   // between the unfiltered table (s = 1) and the filtered ones; below the smallest
   // measured selectivity its parameter is kept and its cost scaled by 1/s. Empty

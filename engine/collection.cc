@@ -453,21 +453,52 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
   const bool spann = spec_.memory_budget_bytes > 0 && raw_bytes > spec_.memory_budget_bytes &&
                      spec_.metric != Metric::kInnerProduct && rows.size() >= 1000;
   const auto kind = spann ? SealedSegment::Kind::kSpann : SealedSegment::Kind::kHnsw;
+  if (spann) {
+    // SPANN entries are labelled with their rows of records.strata (in id order).
+    // A random sample of rows (the side rows) stays out of the index: the segment's
+    // calibration queries them, truly held out, and every search scores them exactly.
+    const size_t n = rows.size();
+    std::vector<uint32_t> side;
+    if (n >= kMinCalibrationRows) {
+      const size_t q = std::min<size_t>(150, std::max<size_t>(100, n / 50));
+      std::mt19937_64 rng(7);
+      std::vector<bool> picked(n, false);
+      while (side.size() < q) {
+        const size_t r = size_t(rng() % n);
+        if (!picked[r]) {
+          picked[r] = true;
+          side.push_back(uint32_t(r));
+        }
+      }
+      std::sort(side.begin(), side.end());
+    }
+    STRATA_RETURN_IF_ERROR(SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, kind, rows,
+                                                       /*graph_labels_rows=*/false, side));
+    STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(n - side.size(), spec_.dim));
+    std::vector<uint32_t> labels;
+    labels.reserve(n - side.size());
+    size_t next = 0;
+    for (size_t r = 0; r < n; ++r) {
+      if (next < side.size() && side[next] == r) {
+        ++next;
+        continue;
+      }
+      std::memcpy(vs.mutable_row(labels.size()), rows[r].vector, spec_.dim * sizeof(float));
+      labels.push_back(uint32_t(r));
+    }
+    index::SpannBuildOptions so;
+    so.metric = spec_.metric;
+    return index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so, labels);
+  }
   // An HNSW graph written here labels its nodes with row numbers, so that filters
   // test a bitmap instead of looking ids up.
   STRATA_RETURN_IF_ERROR(SealedSegment::WriteRecords(sdir, spec_.dim, spec_.metric, kind, rows,
-                                                     /*graph_labels_rows=*/!spann));
+                                                     /*graph_labels_rows=*/true));
   STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(rows.size(), spec_.dim));
   std::vector<VectorId> ids(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     std::memcpy(vs.mutable_row(i), rows[i].vector, spec_.dim * sizeof(float));
     ids[i] = i;
-  }
-  if (spann) {
-    // SPANN entries are the rows 0..n-1 of records.strata (in id order).
-    index::SpannBuildOptions so;
-    so.metric = spec_.metric;
-    return index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so);
   }
   STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
   const size_t n = rows.size();
@@ -883,7 +914,7 @@ Result<std::vector<Neighbor>> Collection::SearchMemory(VectorView query, const f
     ex.ef = p.ef;
     ex.distances = st.distances;
     ex.nodes_visited = st.hops;
-    if (match && !post && out.size() < std::min<uint64_t>(o.k, matching) && o.strategy == SearchStrategy::kAuto) {
+    if (match && out.size() < std::min<uint64_t>(o.k, matching) && o.strategy == SearchStrategy::kAuto) {
       ex.strategy = "index, then scan";
       out = scan();
     }

@@ -114,6 +114,35 @@ SegmentPlan PlanSegment(const PlanInput& in) {
     filtered = in.calibration->ForFiltered(in.recall_target, k, s, hnsw,
                                            hnsw ? Calibration::kFilteredMarginHnsw : Calibration::kFilteredMarginSpann);
   }
+  // Post-filtering -- an unfiltered search asked for post_k results, the
+  // non-matching ones dropped -- where matches are common: the k matching answers
+  // lie about k/s deep in the unfiltered order, so the parameter must find the
+  // target share of the top k/s (Calibration::ForDepth).
+  SegmentPlan post;
+  double post_cost = 0;
+  if (calibrated && target_param && s >= kPostFilterMinSelectivity) {
+    const auto c = in.calibration->ForDepth(in.recall_target, uint32_t(std::ceil(k / s)), hnsw);
+    if (c.reachable) {
+      post.strategy = SearchStrategy::kPostFilter;
+      post.post_k = std::max(k, uint32_t(std::min<double>(std::ceil(2.0 * k / s), double(kMaxSearchK))));
+      post.param = hnsw ? std::min<uint32_t>(std::max(c.param, post.post_k), kMaxSearchEf)
+                        : std::min<uint32_t>(c.param, std::max<uint32_t>(in.spann_lists, 1));
+      post.predicted_recall = c.predicted_recall;
+      post_cost = hnsw ? in.calibration->At(post.param, 10).cost
+                       : in.calibration->At(post.param, 10).cost / kSpannBytesPerDistance;
+    }
+  }
+  auto choose_post = [&](double index_cost) {
+    if (post.post_k == 0 || post_cost >= index_cost || post_cost >= scan_cost) return false;
+    if (in.want_reason) {
+      post.reason = fmt::format("selectivity {:.4f}: post-filter, {} results of an unfiltered search at {}={} "
+                                "({:.0f}) under the filtered index ({:.0f}) and a scan ({:.0f})",
+                                s, post.post_k, hnsw ? "ef" : "max_lists", post.param, post_cost, index_cost,
+                                scan_cost);
+    }
+    plan = std::move(post);
+    return true;
+  };
   if (hnsw) {
     double traversal = index_distances / std::max(s, 1e-9);
     if (filtered.param > 0) {
@@ -121,6 +150,7 @@ SegmentPlan PlanSegment(const PlanInput& in) {
       plan.predicted_recall = filtered.predicted_recall;
       traversal = filtered.cost;
     }
+    if (choose_post(filtered.param > 0 && !filtered.reachable ? HUGE_VAL : traversal)) return plan;
     if (scan_cost <= traversal || (filtered.param > 0 && !filtered.reachable)) {
       plan.strategy = SearchStrategy::kScan;
       plan.predicted_recall = 1.0;
@@ -150,6 +180,7 @@ SegmentPlan PlanSegment(const PlanInput& in) {
     plan.predicted_recall = filtered.predicted_recall;
     too_selective = !filtered.reachable;
   }
+  if (choose_post(too_selective ? HUGE_VAL : spann_cost)) return plan;
   if (too_selective || scan_cost <= spann_cost) {
     plan.strategy = SearchStrategy::kScan;
     plan.predicted_recall = 1.0;

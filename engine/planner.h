@@ -11,6 +11,9 @@
 //   - With a filter of selectivity s matching m rows, the parameter and the cost of
 //     a filtered index search come from the segment's filtered calibration tables
 //     (interpolated in log s); the exact scan costs m x kScanCost; the cheaper wins.
+//     Where s >= kPostFilterMinSelectivity, post-filtering (an unfiltered search
+//     for 2k/s results, the non-matching dropped) competes too, at the cost of an
+//     unfiltered search whose parameter finds the target share of the top k/s.
 //     Without filtered tables: HNSW traversal costs about D(ef) / s (D: the calibrated
 //     cost of an unfiltered search, since only one visited node in 1/s can fill the
 //     result list); SPANN reads max_lists raised to param / s^kSpannListExponent (a
@@ -39,6 +42,9 @@ namespace strata::engine {
 // docs/PLANNER.md).
 inline constexpr double kScanCost = 0.5;
 inline constexpr double kSpannMinSelectivity = 0.05;
+// Post-filtering is considered from this selectivity up (it then asks the index
+// for at most 2k/s = 10k results).
+inline constexpr double kPostFilterMinSelectivity = 0.2;
 inline constexpr double kSpannListExponent = 1.0;
 // Distances per HNSW search assumed per unit of ef when no calibration exists.
 inline constexpr double kUncalibratedDistancesPerEf = 12.0;

@@ -20,13 +20,14 @@ namespace {
 constexpr char kRecordsMagic[] = "STRSEG";
 constexpr char kDeletesMagic[] = "STRDEL";
 constexpr uint16_t kMajor = 1;
-constexpr uint16_t kMinor = 1;  // 1.1: META.graph_labels (rows or ids)
+constexpr uint16_t kMinor = 2;  // 1.1: META.graph_labels (rows or ids); 1.2: SIDE (SPANN held-out rows)
 constexpr uint32_t kTagMeta = storage::SectionTag("META");
 constexpr uint32_t kTagIds = storage::SectionTag("IDS ");
 constexpr uint32_t kTagVecs = storage::SectionTag("VECS");
 constexpr uint32_t kTagAoff = storage::SectionTag("AOFF");
 constexpr uint32_t kTagAttr = storage::SectionTag("ATTR");
 constexpr uint32_t kTagDels = storage::SectionTag("DELS");
+constexpr uint32_t kTagSide = storage::SectionTag("SIDE");
 constexpr char kRecordsFile[] = "records.strata";
 constexpr char kCalibrationFile[] = "calibration.strata";
 
@@ -54,7 +55,8 @@ std::span<const std::byte> Bytes(const std::vector<T>& v) {
 }  // namespace
 
 Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metric, Kind kind,
-                                   std::span<const Row> rows, bool graph_labels_rows) {
+                                   std::span<const Row> rows, bool graph_labels_rows,
+                                   std::span<const uint32_t> side_rows) {
   std::error_code ec;
   if (fs::exists(dir, ec)) return AlreadyExists("{} already exists", dir.string());
   fs::create_directories(dir, ec);
@@ -84,6 +86,7 @@ Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metri
   STRATA_RETURN_IF_ERROR(w.EndSection());
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAoff, Bytes(offsets)));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAttr, attrs));
+  if (!side_rows.empty()) STRATA_RETURN_IF_ERROR(w.AddSection(kTagSide, std::as_bytes(side_rows)));
   return w.Commit();
 }
 
@@ -139,6 +142,21 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
   }
   seg->metric_ = Metric(meta.metric);
   seg->graph_labels_rows_ = meta.graph_labels == 1;
+  if (f.Has(kTagSide)) {
+    STRATA_ASSIGN_OR_RETURN(auto side, f.Section(kTagSide));
+    if (side.size() % sizeof(uint32_t) || meta.kind != uint32_t(Kind::kSpann)) {
+      return Error(Corruption("{}: SIDE has {} bytes in a segment of kind {}", path.string(), side.size(),
+                              meta.kind));
+    }
+    seg->side_rows_.resize(side.size() / sizeof(uint32_t));
+    std::memcpy(seg->side_rows_.data(), side.data(), side.size());
+    for (size_t i = 0; i < seg->side_rows_.size(); ++i) {
+      if (seg->side_rows_[i] >= n || (i > 0 && seg->side_rows_[i] <= seg->side_rows_[i - 1])) {
+        return Error(Corruption("{}: SIDE row {} out of order or beyond {} rows", path.string(),
+                                seg->side_rows_[i], n));
+      }
+    }
+  }
   seg->dead_rows_ = RowBitmap(n);
   if (seg->metric_ == Metric::kCosine) {
     const auto& kern = index::Kernels();
@@ -180,7 +198,8 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
     const index::SpannStats st = seg->spann_->Stats();
     seg->spann_lists_ = uint32_t(st.num_lists);
     seg->spann_memory_bytes_ = st.memory_bytes;
-    if (seg->spann_->dim() != dim || st.num_vectors != n) {
+    // Labels are rows; held-out rows at the end leave the label bound below n.
+    if (seg->spann_->dim() != dim || st.num_vectors > n || (seg->side_rows_.empty() && st.num_vectors != n)) {
       return Error(Corruption("{}: SPANN index holds {} vectors of dimension {}, the records {} of {}",
                               SpannPath(dir).string(), st.num_vectors, seg->spann_->dim(),
                               n, dim));
@@ -292,10 +311,31 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
   } else {
     src.grid = SpannCalibrationGrid(spann_lists_);
     src.param_at_least_k = false;
-
-    src.search = [this](const float* q, uint32_t k, uint32_t lists, size_t,
-                        const std::function<bool(size_t)>* allowed,
-                        double* cost) -> Result<std::vector<Neighbor>> {
+    // With side rows: they are the queries (not in the index at all) and the rows
+    // measured against are the others (`position` maps a row to its place among them).
+    std::vector<uint32_t> indexed, position;
+    std::vector<float> held;
+    if (!side_rows_.empty()) {
+      position.assign(rows(), UINT32_MAX);
+      size_t next = 0;
+      for (size_t r = 0; r < rows(); ++r) {
+        if (next < side_rows_.size() && side_rows_[next] == r) {
+          ++next;
+          continue;
+        }
+        position[r] = uint32_t(indexed.size());
+        indexed.push_back(uint32_t(r));
+      }
+      for (uint32_t r : side_rows_) held.insert(held.end(), vector(r), vector(r) + dim_);
+      src.rows = indexed.size();
+      src.vector = [this, &indexed](size_t p) { return vector(indexed[p]); };
+      src.id = [this, &indexed](size_t p) { return ids_[indexed[p]]; };
+      src.external_queries = held.data();
+      src.num_external_queries = side_rows_.size();
+    }
+    src.search = [this, &position](const float* q, uint32_t k, uint32_t lists, size_t,
+                                   const std::function<bool(size_t)>* allowed,
+                                   double* cost) -> Result<std::vector<Neighbor>> {
       thread_local index::SpannContext sctx;
       index::SpannSearchParams p;
       p.k = k;
@@ -303,7 +343,9 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
       p.prune_epsilon = PruneFor(lists);
       std::optional<LabelPredicate> lp;
       if (allowed) {
-        lp.emplace([allowed](VectorId row) { return (*allowed)(size_t(row)); });
+        lp.emplace([allowed, &position](VectorId row) {
+          return (*allowed)(position.empty() ? size_t(row) : size_t(position[row]));
+        });
         p.filter = &*lp;
       }
       index::SpannQueryStats st;
@@ -312,6 +354,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
       for (Neighbor& nb : out) nb.id = ids_[nb.id];
       return out;
     };
+    return Calibrate(src, queries);
   }
   return Calibrate(src, queries);
 }
@@ -450,8 +493,24 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
       if (need_filter) p.filter = &rf;
       index::SpannQueryStats st;
       STRATA_ASSIGN_OR_RETURN(out, spann_->Search(q.query, p, sctx, &st));
+      if (!side_rows_.empty()) {
+        // Rows held out of the index: scored exactly, merged by row.
+        std::vector<uint32_t> side;
+        for (uint32_t r : side_rows_) {
+          if (!dead_rows_.Test(r) && (!match || match->Test(r))) side.push_back(r);
+        }
+        auto extra = ScanTopK(q.normalized, dim_, metric_, want, side.size(), [&](size_t i, VectorId* id, float* inv) {
+          *id = side[i];
+          if (!inv_norms_.empty()) *inv = inv_norms_[side[i]];
+          return vector(side[i]);
+        });
+        ex.distances += side.size();
+        out.insert(out.end(), extra.begin(), extra.end());
+        std::sort(out.begin(), out.end());
+        if (out.size() > want) out.resize(want);
+      }
       ex.max_lists = p.max_lists;
-      ex.distances = st.entries_scored;
+      ex.distances += st.entries_scored;
       ex.lists_read = st.lists_read;
       ex.bytes_read = st.bytes_read;
       if (io) {
@@ -474,8 +533,7 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
     }
     if (out.size() > o.k) out.resize(o.k);
     // A filtered search that came back short although k rows match: the exact scan.
-    if (match && !post && out.size() < std::min<uint64_t>(o.k, matching) &&
-        o.strategy == SearchStrategy::kAuto) {
+    if (match && out.size() < std::min<uint64_t>(o.k, matching) && o.strategy == SearchStrategy::kAuto) {
       ex.strategy = "index, then scan";
       out = scan();
     }

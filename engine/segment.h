@@ -5,9 +5,11 @@
 //
 // Files in the segment's folder (docs/formats/engine.md):
 //   records.strata   section file "STRSEG": META, IDS (sorted u64), VECS (f32, in id
-//                    order), AOFF (u64 offsets into ATTR, count + 1), ATTR (attribute blobs)
+//                    order), AOFF (u64 offsets into ATTR, count + 1), ATTR (attribute blobs),
+//                    SIDE (optional, u32 rows a SPANN index leaves out)
 //   index.hnsw       HNSW segments: the graph, labelled with the same ids (hnsw.md)
-//   spann/           SPANN segments: the index over rows 0..n-1 in id order (spann.md)
+//   spann/           SPANN segments: the index over rows 0..n-1 in id order (spann.md),
+//                    labelled with row numbers, except the SIDE rows of records.strata
 //   deletes-<g>.ids  section file "STRDEL": DELS (sorted u64), written when a seal or
 //                    compaction persists the deletes of generation g
 //   calibration.strata  recall per ef / max_lists measured on the segment (calibration.h)
@@ -52,8 +54,12 @@ class SealedSegment {
   // `graph_labels_rows`: the HNSW graph written beside it labels its nodes with
   // row numbers (0..n-1) instead of ids (compaction and bulk load do; a seal saves
   // the in-memory graph, labelled with ids).
+  // `side_rows` (SPANN, ascending): rows left out of the index -- truly held-out
+  // calibration queries (a query that is also an indexed row predicts a recall
+  // 0.02-0.05 off the mark) -- which every search scores exactly instead.
   static Status WriteRecords(const std::filesystem::path& dir, size_t dim, Metric metric, Kind kind,
-                             std::span<const Row> rows, bool graph_labels_rows = false);
+                             std::span<const Row> rows, bool graph_labels_rows = false,
+                             std::span<const uint32_t> side_rows = {});
   static std::filesystem::path GraphPath(const std::filesystem::path& dir) { return dir / "index.hnsw"; }
   static std::filesystem::path SpannPath(const std::filesystem::path& dir) { return dir / "spann"; }
   static std::filesystem::path CalibrationPath(const std::filesystem::path& dir) {
@@ -143,6 +149,7 @@ class SealedSegment {
   uint32_t spann_lists_ = 0;        // SPANN: posting lists (from Stats() at open)
   size_t spann_memory_bytes_ = 0;
   bool graph_labels_rows_ = false;
+  std::vector<uint32_t> side_rows_;  // SPANN: rows not in the index, scanned by every search
   std::vector<float> inv_norms_;  // cosine: 1/|row| of each stored vector
   AttributeIndex attr_index_;
   // Deleted ids (a subset of ids()) and their rows; guarded by the collection's apply lock.

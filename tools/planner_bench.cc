@@ -65,9 +65,29 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
     fmt::print("bulk load (index build + calibration): {:.1f} s\n", tl.Seconds());
     std::fflush(stdout);
 
+    // SPANN's recall-target runs use sweep_queries queries spread evenly over the
+    // set (the first GloVe queries are much easier than the rest), with their ground truth.
+    const size_t sq = spann && c.sweep_queries ? std::min(c.sweep_queries, nq) : nq;
+    VectorSet sweep_queries = *VectorSet::Create(sq, dim);
+    storage::GroundTruth sweep_gt;
+    sweep_gt.num_queries = sq;
+    sweep_gt.k = data.gt.k;
+    for (size_t i = 0; i < sq; ++i) {
+      const size_t q = i * nq / sq;
+      std::copy(data.queries.row(q), data.queries.row(q) + dim, sweep_queries.mutable_row(i));
+      if (!data.gt.ids.empty()) sweep_gt.ids.insert(sweep_gt.ids.end(), data.gt.row(q), data.gt.row(q) + data.gt.k);
+      if (!data.gt.distances.empty()) {
+        sweep_gt.distances.insert(sweep_gt.distances.end(), data.gt.distances.begin() + q * data.gt.k,
+                                  data.gt.distances.begin() + (q + 1) * data.gt.k);
+      }
+    }
+    STRATA_ASSIGN_OR_RETURN(RecallEvaluator sweep_eval,
+                            RecallEvaluator::Create(data.base, sweep_queries, sweep_gt, c.metric, c.k));
+
     auto run = [&](size_t queries, const SearchOptions& o, const std::vector<std::vector<VectorId>>* exact,
                    bool score_gt, const VectorSet* qset = nullptr) -> Result<Run> {
       const VectorSet& Q = qset ? *qset : data.queries;
+      const RecallEvaluator& ev = qset == &sweep_queries ? sweep_eval : eval;
       Run r;
       std::vector<Neighbor> results(queries * c.k);
       std::vector<std::vector<Neighbor>> got(queries);
@@ -93,7 +113,7 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
         for (size_t q = 0; q < queries; ++q) {
           for (size_t j = 0; j < c.k; ++j) results[q * c.k + j] = j < got[q].size() ? got[q][j] : Neighbor{};
         }
-        r.recall = eval.Recall(results, c.k, queries);
+        r.recall = ev.Recall(results, c.k, queries);
       }
       if (exact) {
         double hit = 0, total = 0;
@@ -109,8 +129,7 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
       return r;
     };
 
-    // 1. Recall targets (SPANN: the first sweep_queries queries, when set).
-    const size_t sq = spann && c.sweep_queries ? std::min(c.sweep_queries, nq) : nq;
+    // 1. Recall targets (SPANN: sweep_queries queries spread over the set, when set).
     fmt::print("\nrecall targets ({} queries, one thread, no filter):\n", sq);
     fmt::print("(QPS: medians of 3 alternating rounds of {} queries against the cheapest hand-set parameter "
                "reaching the same recall)\n", sq);
@@ -118,7 +137,7 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
                "QPS", "mean ms", "hand-set best", "its QPS", "ratio");
     std::vector<Run> target_runs;
     for (double t : c.targets) {
-      STRATA_ASSIGN_OR_RETURN(Run r, run(sq, {.k = c.k, .recall = t}, nullptr, true));
+      STRATA_ASSIGN_OR_RETURN(Run r, run(sq, {.k = c.k, .recall = t}, nullptr, true, &sweep_queries));
       target_runs.push_back(r);
     }
     // Hand-set sweep.
@@ -131,7 +150,7 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
       SearchOptions o{.k = c.k, .strategy = SearchStrategy::kIndex};
       if (spann) o.max_lists = p;
       else o.ef = p;
-      STRATA_ASSIGN_OR_RETURN(Run r, run(sq, o, nullptr, true));
+      STRATA_ASSIGN_OR_RETURN(Run r, run(sq, o, nullptr, true, &sweep_queries));
       sweep.emplace_back(p, r);
       fmt::print("JSON {{\"bench\":\"planner_sweep\",\"dataset\":\"{}\",\"kind\":\"{}\",\"param\":{},"
                  "\"recall\":{:.5f},\"qps_1t\":{:.1f},\"queries\":{},\"rev\":\"{}\"}}\n",
@@ -154,11 +173,11 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
       if (best) {
         std::vector<double> a, b;
         for (int round = 0; round < 3; ++round) {
-          STRATA_ASSIGN_OR_RETURN(Run ra, run(sq, {.k = c.k, .recall = c.targets[i]}, nullptr, false));
+          STRATA_ASSIGN_OR_RETURN(Run ra, run(sq, {.k = c.k, .recall = c.targets[i]}, nullptr, false, &sweep_queries));
           SearchOptions o{.k = c.k, .strategy = SearchStrategy::kIndex};
           if (spann) o.max_lists = best->first;
           else o.ef = best->first;
-          STRATA_ASSIGN_OR_RETURN(Run rb, run(sq, o, nullptr, false));
+          STRATA_ASSIGN_OR_RETURN(Run rb, run(sq, o, nullptr, false, &sweep_queries));
           a.push_back(ra.qps);
           b.push_back(rb.qps);
         }

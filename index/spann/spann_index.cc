@@ -97,11 +97,21 @@ SpannIndex::~SpannIndex() = default;
 
 bool SpannIndex::direct_io() const { return file_ && file_->direct(); }
 
-Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildOptions& o) {
+Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildOptions& o,
+                         std::span<const uint32_t> labels) {
   STRATA_RETURN_IF_ERROR(o.Validate());
   const size_t n = base.size(), dim = base.dim();
   if (n == 0) return InvalidArgument("cannot build SPANN over an empty vector set");
   if (n >= (uint64_t(1) << 32)) return InvalidArgument("SPANN holds at most 2^32 - 1 vectors");
+  if (!labels.empty() && labels.size() != n) {
+    return InvalidArgument("{} labels given for {} vectors", labels.size(), n);
+  }
+  uint64_t id_bound = n;
+  if (!labels.empty()) {
+    id_bound = 0;
+    for (uint32_t l : labels) id_bound = std::max<uint64_t>(id_bound, uint64_t(l) + 1);
+    if (id_bound >= (uint64_t(1) << 32)) return InvalidArgument("label {} is reserved", id_bound - 1);
+  }
   for (size_t i = 0; i < n; ++i) {
     if (!AllFinite(base.row(i), dim)) {
       return InvalidArgument("vector {} has a NaN or infinite component", i);
@@ -271,7 +281,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   Meta meta{};
   meta.dim = uint32_t(dim);
   meta.metric = uint32_t(o.metric);
-  meta.num_vectors = n;
+  meta.num_vectors = id_bound;
   meta.num_lists = num_lists;
   meta.replicas = R;
   meta.encoding = half_lists ? 1 : 0;
@@ -294,7 +304,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
     auto* ids = reinterpret_cast<uint32_t*>(buf.data());
     std::byte* vecs = buf.data() + count * sizeof(uint32_t);
     for (size_t j = 0; j < count; ++j) {
-      ids[j] = first[j].vector;
+      ids[j] = labels.empty() ? first[j].vector : labels[first[j].vector];
       std::byte* dst = vecs + j * dim * value_bytes;
       if (half_lists) kw.to_f16(base.row(first[j].vector), reinterpret_cast<uint16_t*>(dst), dim);
       else std::memcpy(dst, base.row(first[j].vector), dim * sizeof(float));

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/metric.h"
@@ -133,8 +134,12 @@ class SpannIndex {
   // atomically (a temporary directory renamed into place; `path` must not exist).
   // Takes the vectors by value so that cosine normalization happens in place:
   // the build never holds a second copy of the raw vectors.
+  // `labels`: the id each row is stored under (empty: its row number, 0..n-1); the
+  // index then answers with ids below max(labels) + 1 (its num_vectors), not every
+  // one of which need be present (the engine keeps a few rows out of the index to
+  // calibrate it with truly held-out queries).
   static Status Build(VectorSet base, const std::filesystem::path& path,
-                      const SpannBuildOptions& options);
+                      const SpannBuildOptions& options, std::span<const uint32_t> labels = {});
   static Result<std::unique_ptr<SpannIndex>> Open(const std::filesystem::path& path,
                                                   const SpannOpenOptions& options = {});
 

@@ -18,6 +18,7 @@
 #include "engine/strata.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/spann/spann_index.h"
+#include "storage/section_file.h"
 
 namespace strata {
 namespace {
@@ -256,8 +257,30 @@ TEST(Planner, ExplainAgreesWithIndexStatistics) {
       EXPECT_EQ(bulk.max_lists, 8u);
       EXPECT_EQ(bulk.lists_read, st.lists_read);
       EXPECT_EQ(bulk.bytes_read, st.bytes_read);
-      EXPECT_EQ(bulk.distances, st.entries_scored);
-      EXPECT_EQ(bulk.results, direct->size());
+      // The segment also scores its side rows (held out of the index for calibration)
+      // exactly: the live ones among them count as distances too.
+      auto rec = storage::SectionFile::Open(sdir / "records.strata", "STRSEG", 1);
+      ASSERT_TRUE(rec.has_value()) << rec.error().ToString();
+      auto side = rec->Section(storage::SectionTag("SIDE"));
+      ASSERT_TRUE(side.has_value()) << side.error().ToString();
+      std::vector<uint32_t> side_rows(side->size() / sizeof(uint32_t));
+      std::memcpy(side_rows.data(), side->data(), side->size());
+      EXPECT_EQ(side_rows.size(), 100u);  // 3000 rows: max(100, n / 50)
+      const size_t live_side = std::count_if(side_rows.begin(), side_rows.end(),
+                                             [&](uint32_t r) { return dead.Contains(r); });
+      EXPECT_EQ(bulk.distances, st.entries_scored + live_side);
+      EXPECT_EQ(bulk.results, std::min<size_t>(10, direct->size() + live_side));
+      // Side rows are found although the index does not hold them.
+      size_t checked = 0;
+      for (uint32_t r : side_rows) {
+        if (!dead.Contains(r) || fx.model.count(r) == 0 || ++checked > 5) continue;
+        auto self = fx.engine->Search("c", fx.model.at(r).first,
+                                      {.k = 1, .max_lists = 1, .strategy = SearchStrategy::kIndex});
+        ASSERT_TRUE(self.has_value()) << self.error().ToString();
+        ASSERT_EQ(self->size(), 1u);
+        EXPECT_EQ((*self)[0].id, VectorId(r));
+      }
+      EXPECT_GT(checked, 0u);
     }
     // A filtered scan counts one distance per matching live row.
     Explain ex2;
@@ -417,8 +440,18 @@ TEST(Planner, RuleChoosesByCost) {
   in.filtered = true;
   in.matching = 1000;
   EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kScan);
-  in.matching = 500000;
+  in.matching = 150000;
   EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kIndex);
+  // Broad filters: post-filtering at the parameter that finds 0.95 of the top k/s = 20
+  // (between the k = 10 table's 64 and the k = 100 table's ~171) costs less than a
+  // traversal at 1/s times an unfiltered search.
+  in.matching = 500000;
+  p = PlanSegment(in);
+  EXPECT_EQ(p.strategy, SearchStrategy::kPostFilter);
+  EXPECT_EQ(p.post_k, 40u);  // 2k / s
+  EXPECT_GT(p.param, 64u);
+  EXPECT_LT(p.param, 128u);
+  EXPECT_NE(p.reason.find("post-filter"), std::string::npos) << p.reason;
   in.matching = 0;
   EXPECT_TRUE(PlanSegment(in).skip);
   // SPANN below the minimum selectivity scans; above it reads more lists.
@@ -427,10 +460,12 @@ TEST(Planner, RuleChoosesByCost) {
   cal.k10.points = {{8, 0.8, 80000}, {64, 0.95, 600000}};
   in.matching = 10000;
   EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kScan);
-  in.matching = 500000;
+  in.matching = 150000;
   p = PlanSegment(in);
   EXPECT_EQ(p.strategy, SearchStrategy::kIndex);
   EXPECT_GT(p.param, 64u);
+  in.matching = 500000;
+  EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kPostFilter);
   // Explicit parameters and forced strategies win.
   o.max_lists = 10;
   o.strategy = SearchStrategy::kPostFilter;
