@@ -287,4 +287,32 @@ Result<Request> DecodeRequest(const FrameHeader& header, std::span<const uint8_t
 Result<Response> DecodeResponse(const FrameHeader& header, std::span<const uint8_t> payload,
                                 const DecodeLimits& limits = {});
 
+// ---------------------------------------------------------------------------
+// Details of the functions above, and helpers added after the first contract.
+// ---------------------------------------------------------------------------
+//
+// DecodeHeader: a payload_size over max_payload is OutOfRange (a server answers kTooLarge);
+// bad magic, version or flags are InvalidArgument (kMalformed). Both close the connection.
+//
+// DecodeRequest / DecodeResponse read only header.opcode; the payload span is authoritative
+// (DecodeHeader and the frame reader are responsible for payload_size). DecodeResponse:
+// an opcode without kResponseBit that names a request is InvalidArgument; any other unknown
+// opcode is Unimplemented. Limits apply to responses too, except that strings a server writes
+// for people (server_version, error messages, explain_json) and the neighbor and collection
+// counts are bounded only by the payload. An ErrorReply keeps any u16 code as sent, known or
+// not (StatusFromError maps unknown codes to Internal), so that a newer server's codes
+// survive.
+//
+// EncodeRequest / EncodeResponse abort (STRATA_CHECK) on a message that cannot be encoded
+// faithfully: a body that is not the op's alternative, an upsert record whose vector is not
+// `dim` floats long, queries.size() != count * dim, more than 65535 attributes on a record,
+// a payload over 4 GiB. Those are programmer errors; a caller holding user input checks the
+// request first with ValidateForEncoding.
+
+// InvalidArgument naming the record or field for each of the conditions above, plus the search
+// count rules (kSearch / kExplain: count == 1; kSearchBatch: count >= 1) and a payload over
+// kAbsoluteMaxPayload (OutOfRange). OK means EncodeRequest will not abort; a server may still
+// refuse counts, dims or strings over its own limits (DecodeLimits, HelloReply).
+Status ValidateForEncoding(const Request& request);
+
 }  // namespace strata::protocol

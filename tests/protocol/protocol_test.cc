@@ -1,0 +1,875 @@
+#include "protocol/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tests/protocol/counting_new.h"
+#include "tests/protocol/sample_messages.h"
+
+// Value equality for the message structs that do not define it in protocol.h (tests only;
+// floats compare by value, so NaN content is checked bit for bit where it matters).
+namespace strata::protocol {
+bool operator==(const HelloRequest& a, const HelloRequest& b) {
+  return a.client_name == b.client_name && a.token == b.token;
+}
+bool operator==(const PingRequest&, const PingRequest&) { return true; }
+bool operator==(const CreateCollectionRequest& a, const CreateCollectionRequest& b) {
+  return a.spec == b.spec;
+}
+bool operator==(const DropCollectionRequest& a, const DropCollectionRequest& b) {
+  return a.name == b.name;
+}
+bool operator==(const ListCollectionsRequest&, const ListCollectionsRequest&) { return true; }
+bool operator==(const DescribeCollectionRequest& a, const DescribeCollectionRequest& b) {
+  return a.name == b.name;
+}
+bool operator==(const UpsertRequest& a, const UpsertRequest& b) {
+  return a.collection == b.collection && a.dim == b.dim && a.records == b.records;
+}
+bool operator==(const DeleteRequest& a, const DeleteRequest& b) {
+  return a.collection == b.collection && a.ids == b.ids;
+}
+bool operator==(const GetRequest& a, const GetRequest& b) {
+  return a.collection == b.collection && a.ids == b.ids;
+}
+bool operator==(const SearchRequest& a, const SearchRequest& b) {
+  return a.collection == b.collection && a.options == b.options && a.dim == b.dim &&
+         a.count == b.count && a.queries == b.queries;
+}
+bool operator==(const StatsRequest&, const StatsRequest&) { return true; }
+bool operator==(const FlushRequest& a, const FlushRequest& b) {
+  return a.collection == b.collection;
+}
+bool operator==(const CompactRequest& a, const CompactRequest& b) {
+  return a.collection == b.collection;
+}
+bool operator==(const Request& a, const Request& b) { return a.op == b.op && a.body == b.body; }
+
+bool operator==(const HelloReply& a, const HelloReply& b) {
+  return a.protocol_version == b.protocol_version && a.server_version == b.server_version &&
+         a.max_payload == b.max_payload && a.max_batch == b.max_batch && a.max_k == b.max_k &&
+         a.auth_required == b.auth_required;
+}
+bool operator==(const EmptyReply&, const EmptyReply&) { return true; }
+bool operator==(const ListCollectionsReply& a, const ListCollectionsReply& b) {
+  return a.collections == b.collections;
+}
+bool operator==(const DescribeCollectionReply& a, const DescribeCollectionReply& b) {
+  return a.info == b.info;
+}
+bool operator==(const WriteReply& a, const WriteReply& b) { return a.applied == b.applied; }
+bool operator==(const GetReply& a, const GetReply& b) { return a.records == b.records; }
+bool operator==(const SearchReply& a, const SearchReply& b) {
+  return a.results == b.results && a.explain_json == b.explain_json;
+}
+bool operator==(const HistogramWire& a, const HistogramWire& b) {
+  return a.upper_bounds_seconds == b.upper_bounds_seconds && a.counts == b.counts &&
+         a.count == b.count && a.sum_seconds == b.sum_seconds;
+}
+bool operator==(const StatsReply& a, const StatsReply& b) {
+  return a.write_batches == b.write_batches && a.upserts == b.upserts && a.deletes == b.deletes &&
+         a.searches == b.searches && a.gets == b.gets && a.wal_bytes == b.wal_bytes &&
+         a.wal_fsyncs == b.wal_fsyncs && a.vectors == b.vectors &&
+         a.memory_bytes == b.memory_bytes && a.disk_reads == b.disk_reads &&
+         a.disk_read_bytes == b.disk_read_bytes && a.search_latency == b.search_latency &&
+         a.write_latency == b.write_latency && a.connections == b.connections &&
+         a.requests == b.requests && a.errors == b.errors && a.busy_rejections == b.busy_rejections;
+}
+bool operator==(const ErrorReply& a, const ErrorReply& b) {
+  return a.code == b.code && a.message == b.message;
+}
+bool operator==(const Response& a, const Response& b) { return a.op == b.op && a.body == b.body; }
+}  // namespace strata::protocol
+
+namespace strata::protocol {
+namespace {
+
+using testing::CountAllocations;
+using testing::SampleRequests;
+using testing::SampleResponses;
+
+// ---------------------------------------------------------------------------
+// Helpers: frames split back into header and payload.
+// ---------------------------------------------------------------------------
+
+struct Frame {
+  FrameHeader header;
+  std::vector<uint8_t> payload;
+};
+
+Frame Split(const std::vector<uint8_t>& bytes) {
+  EXPECT_GE(bytes.size(), kHeaderSize);
+  auto h = DecodeHeader(std::span<const uint8_t, kHeaderSize>(bytes.data(), kHeaderSize),
+                        kAbsoluteMaxPayload);
+  EXPECT_TRUE(h.has_value()) << h.error().ToString();
+  return Frame{*h, std::vector<uint8_t>(bytes.begin() + kHeaderSize, bytes.end())};
+}
+
+Frame EncodeReq(const Request& r, uint64_t id = 1) {
+  std::vector<uint8_t> out;
+  EncodeRequest(r, id, out);
+  return Split(out);
+}
+
+Frame EncodeResp(const Response& r, uint64_t id = 1) {
+  std::vector<uint8_t> out;
+  EncodeResponse(r, id, out);
+  return Split(out);
+}
+
+FrameHeader HeaderFor(uint16_t opcode, size_t payload_size = 0) {
+  FrameHeader h;
+  h.opcode = opcode;
+  h.request_id = 5;
+  h.payload_size = static_cast<uint32_t>(payload_size);
+  return h;
+}
+
+Result<Request> DecodeReq(uint16_t opcode, const std::vector<uint8_t>& payload,
+                          const DecodeLimits& limits = {}) {
+  return DecodeRequest(HeaderFor(opcode, payload.size()), payload, limits);
+}
+
+Result<Response> DecodeResp(uint16_t opcode, const std::vector<uint8_t>& payload,
+                            const DecodeLimits& limits = {}) {
+  return DecodeResponse(HeaderFor(opcode, payload.size()), payload, limits);
+}
+
+uint16_t Reply(Op op) { return static_cast<uint16_t>(static_cast<uint16_t>(op) | kResponseBit); }
+
+// Little-endian payload builder for hand-made (often malformed) payloads.
+class Bytes {
+ public:
+  Bytes& U8(uint8_t v) { return Put(v); }
+  Bytes& U16(uint16_t v) { return Put(v); }
+  Bytes& U32(uint32_t v) { return Put(v); }
+  Bytes& U64(uint64_t v) { return Put(v); }
+  Bytes& I64(int64_t v) { return Put(v); }
+  Bytes& F32(float v) { return Put(v); }
+  Bytes& F64(double v) { return Put(v); }
+  Bytes& Str(std::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    bytes_.insert(bytes_.end(), s.begin(), s.end());
+    return *this;
+  }
+  Bytes& Raw(std::vector<uint8_t> b) {
+    bytes_.insert(bytes_.end(), b.begin(), b.end());
+    return *this;
+  }
+  const std::vector<uint8_t>& get() const { return bytes_; }
+
+ private:
+  template <typename T>
+  Bytes& Put(T v) {
+    uint8_t b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    bytes_.insert(bytes_.end(), b, b + sizeof(T));
+    return *this;
+  }
+  std::vector<uint8_t> bytes_;
+};
+
+// Search payload after the collection name and options.
+Bytes SearchPayload(uint32_t dim, uint32_t count, size_t floats) {
+  Bytes b;
+  b.Str("c").U32(10).F64(0).U32(0).U32(0).Str("").U8(0).U32(dim).U32(count);
+  for (size_t i = 0; i < floats; ++i) b.F32(float(i));
+  return b;
+}
+
+void ExpectMalformed(const Result<Request>& r, std::string_view fragment) {
+  ASSERT_FALSE(r.has_value()) << "decoded although malformed";
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find(fragment), std::string::npos)
+      << "'" << r.error().message() << "' does not mention '" << fragment << "'";
+}
+
+void ExpectMalformed(const Result<Response>& r, std::string_view fragment) {
+  ASSERT_FALSE(r.has_value()) << "decoded although malformed";
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message().find(fragment), std::string::npos)
+      << "'" << r.error().message() << "' does not mention '" << fragment << "'";
+}
+
+// ---------------------------------------------------------------------------
+// Round trips.
+// ---------------------------------------------------------------------------
+
+TEST(ProtocolRoundTrip, EveryRequestKind) {
+  const std::vector<Request> requests = SampleRequests();
+  ASSERT_EQ(requests.size(), 15u);  // kHello .. kCompact
+  uint64_t id = 1000;
+  for (const Request& req : requests) {
+    SCOPED_TRACE(std::string(OpName(req.op)));
+    std::vector<uint8_t> bytes;
+    EncodeRequest(req, id, bytes);
+    Frame f = Split(bytes);
+    EXPECT_EQ(f.header.opcode, static_cast<uint16_t>(req.op));
+    EXPECT_EQ(f.header.request_id, id);
+    EXPECT_EQ(f.header.version, kProtocolVersion);
+    EXPECT_EQ(f.header.flags, 0u);
+    EXPECT_EQ(f.header.payload_size, bytes.size() - kHeaderSize);
+    auto back = DecodeRequest(f.header, f.payload);
+    ASSERT_TRUE(back.has_value()) << back.error().ToString();
+    EXPECT_TRUE(*back == req);
+    EXPECT_TRUE(ValidateForEncoding(req).ok());
+    // Deterministic: the decoded message encodes to the same bytes.
+    std::vector<uint8_t> again;
+    EncodeRequest(*back, id, again);
+    EXPECT_EQ(again, bytes);
+    ++id;
+  }
+}
+
+TEST(ProtocolRoundTrip, EveryResponseKind) {
+  const std::vector<Response> responses = SampleResponses();
+  ASSERT_EQ(responses.size(), 16u);  // kHello .. kCompact, then kError
+  uint64_t id = 1u << 31;
+  for (const Response& resp : responses) {
+    SCOPED_TRACE(std::string(OpName(resp.op)));
+    std::vector<uint8_t> bytes;
+    EncodeResponse(resp, id, bytes);
+    Frame f = Split(bytes);
+    const uint16_t want_opcode = resp.op == Op::kError ? uint16_t{0x7fff} : Reply(resp.op);
+    EXPECT_EQ(f.header.opcode, want_opcode);
+    EXPECT_EQ(f.header.request_id, id);
+    auto back = DecodeResponse(f.header, f.payload);
+    ASSERT_TRUE(back.has_value()) << back.error().ToString();
+    EXPECT_TRUE(*back == resp);
+    std::vector<uint8_t> again;
+    EncodeResponse(*back, id, again);
+    EXPECT_EQ(again, bytes);
+    ++id;
+  }
+}
+
+TEST(ProtocolRoundTrip, EmptyMessagesAndDefaults) {
+  // Empty strings, no records, no attributes, default histograms.
+  const std::vector<Request> requests = {
+      {Op::kHello, HelloRequest{}},
+      {Op::kUpsert, UpsertRequest{"", 0, {}}},
+      {Op::kUpsert, UpsertRequest{"c", 2, {Record{5, {1, 2}, {}}}}},
+      {Op::kDelete, DeleteRequest{}},
+      {Op::kGet, GetRequest{"c", {}}},
+      {Op::kSearchBatch, testing::SampleSearch(1, WireStrategy::kAuto, "")},
+  };
+  for (const Request& req : requests) {
+    Frame f = EncodeReq(req);
+    auto back = DecodeRequest(f.header, f.payload);
+    ASSERT_TRUE(back.has_value()) << OpName(req.op) << ": " << back.error().ToString();
+    EXPECT_TRUE(*back == req) << OpName(req.op);
+  }
+  const std::vector<Response> responses = {
+      {Op::kHello, HelloReply{}},
+      {Op::kListCollections, ListCollectionsReply{}},
+      {Op::kGet, GetReply{{std::nullopt, std::nullopt}}},
+      {Op::kSearch, SearchReply{{{}}, ""}},
+      {Op::kExplain, SearchReply{{{}}, ""}},
+      {Op::kStats, StatsReply{}},
+      {Op::kError, ErrorReply{ErrorCode::kBusy, ""}},
+  };
+  for (const Response& resp : responses) {
+    Frame f = EncodeResp(resp);
+    auto back = DecodeResponse(f.header, f.payload);
+    ASSERT_TRUE(back.has_value()) << OpName(resp.op) << ": " << back.error().ToString();
+    EXPECT_TRUE(*back == resp) << OpName(resp.op);
+  }
+}
+
+TEST(ProtocolRoundTrip, FramesAppendToTheBuffer) {
+  std::vector<uint8_t> out = {0xaa};
+  EncodeRequest({Op::kPing, PingRequest{}}, 1, out);
+  EncodeRequest({Op::kDropCollection, DropCollectionRequest{"x"}}, 2, out);
+  ASSERT_EQ(out.size(), 1 + kHeaderSize + kHeaderSize + 5);
+  EXPECT_EQ(out[0], 0xaa);
+  std::vector<uint8_t> second(out.begin() + 1 + kHeaderSize, out.end());
+  Frame f = Split(second);
+  EXPECT_EQ(f.header.request_id, 2u);
+  auto req = DecodeRequest(f.header, f.payload);
+  ASSERT_TRUE(req.has_value());
+  EXPECT_EQ(std::get<DropCollectionRequest>(req->body).name, "x");
+}
+
+TEST(ProtocolRoundTrip, ExplainJsonOnlyTravelsWithExplain) {
+  SearchReply reply{{{{1, 0.5f}}}, "{\"plan\":1}"};
+  Frame search = EncodeResp({Op::kSearch, reply});
+  Frame explain = EncodeResp({Op::kExplain, reply});
+  EXPECT_EQ(explain.payload.size(), search.payload.size() + 4 + reply.explain_json.size());
+  auto s = DecodeResponse(search.header, search.payload);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(std::get<SearchReply>(s->body).explain_json, "");
+  auto e = DecodeResponse(explain.header, explain.payload);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(std::get<SearchReply>(e->body).explain_json, "{\"plan\":1}");
+}
+
+TEST(ProtocolRoundTrip, UnknownErrorCodeIsKeptAndMapsToInternal) {
+  Bytes b;
+  b.U16(777).Str("from a newer server");
+  auto r = DecodeResp(0x7fff, b.get());
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  const auto& e = std::get<ErrorReply>(r->body);
+  EXPECT_EQ(static_cast<uint16_t>(e.code), 777);
+  EXPECT_EQ(ErrorCodeName(e.code), "Unknown");
+  Frame again = EncodeResp(*r);
+  EXPECT_EQ(again.payload, b.get());
+  Status s = StatusFromError(e.code, e.message);
+  EXPECT_EQ(s.code(), StatusCode::kInternal);
+  EXPECT_NE(s.message().find("777"), std::string::npos);
+  EXPECT_NE(s.message().find("from a newer server"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Byte layout (docs/PROTOCOL.md shows these bytes).
+// ---------------------------------------------------------------------------
+
+TEST(ProtocolLayout, PingFrameBytes) {
+  std::vector<uint8_t> out;
+  EncodeRequest({Op::kPing, PingRequest{}}, 0x0102030405060708ull, out);
+  const std::vector<uint8_t> want = {0x53, 0x54, 0x52, 0x41,  // "STRA"
+                                     0x01, 0x00,              // version 1
+                                     0x02, 0x00,              // opcode 2 (ping)
+                                     0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // request_id
+                                     0x00, 0x00, 0x00, 0x00,   // payload_size 0
+                                     0x00, 0x00, 0x00, 0x00};  // flags
+  EXPECT_EQ(out, want);
+  std::vector<uint8_t> reply;
+  EncodeResponse({Op::kPing, EmptyReply{}}, 0x0102030405060708ull, reply);
+  std::vector<uint8_t> want_reply = want;
+  want_reply[7] = 0x80;  // opcode 0x8002
+  EXPECT_EQ(reply, want_reply);
+}
+
+TEST(ProtocolLayout, PayloadFieldsInDocumentedOrder) {
+  // Delete: string collection, u32 count, count x u64.
+  Frame del = EncodeReq({Op::kDelete, DeleteRequest{"ab", {1, 0x1122334455667788ull}}});
+  EXPECT_EQ(del.payload, Bytes().Str("ab").U32(2).U64(1).U64(0x1122334455667788ull).get());
+
+  // Upsert with one attribute of each type.
+  Record rec{9, {1.5f, -2.0f}, {}};
+  rec.attributes = {
+      {"i", int64_t{-3}}, {"d", 0.25}, {"s", std::string("xy")}, {"t", TagList{"p", ""}}};
+  Frame up = EncodeReq({Op::kUpsert, UpsertRequest{"c", 2, {rec}}});
+  Bytes want_up;
+  want_up.Str("c").U32(2).U32(1).U64(9).F32(1.5f).F32(-2.0f).U16(4);
+  want_up.Str("i").U8(0).I64(-3);
+  want_up.Str("d").U8(1).F64(0.25);
+  want_up.Str("s").U8(2).Str("xy");
+  want_up.Str("t").U8(3).U32(2).Str("p").Str("");
+  EXPECT_EQ(up.payload, want_up.get());
+
+  // Search: collection, options (k, recall, ef, max_lists, filter, strategy), dim, count, floats.
+  SearchRequest s;
+  s.collection = "c";
+  s.options = SearchOptions{7, 0.5, 33, 4, "f", WireStrategy::kScan};
+  s.dim = 2;
+  s.count = 1;
+  s.queries = {3.0f, 4.0f};
+  Frame search = EncodeReq({Op::kSearch, s});
+  EXPECT_EQ(search.payload, Bytes()
+                                .Str("c")
+                                .U32(7)
+                                .F64(0.5)
+                                .U32(33)
+                                .U32(4)
+                                .Str("f")
+                                .U8(2)
+                                .U32(2)
+                                .U32(1)
+                                .F32(3)
+                                .F32(4)
+                                .get());
+
+  // Get reply: u32 count, then u8 found and (found) u64 id, u32 dim, floats, attributes.
+  Frame get = EncodeResp({Op::kGet, GetReply{{std::nullopt, Record{4, {2.0f}, {}}}}});
+  EXPECT_EQ(get.payload, Bytes().U32(2).U8(0).U8(1).U64(4).U32(1).F32(2).U16(0).get());
+
+  // Search reply: u32 query count, per query u32 n then n x (u64 id, f32 distance).
+  Frame sr = EncodeResp({Op::kSearchBatch, SearchReply{{{{5, 0.5f}}, {}}, ""}});
+  EXPECT_EQ(sr.payload, Bytes().U32(2).U32(1).U64(5).F32(0.5f).U32(0).get());
+
+  // Hello reply and error reply.
+  Frame hello = EncodeResp({Op::kHello, HelloReply{1, "v", 100, 200, 300, true}});
+  EXPECT_EQ(hello.payload, Bytes().U16(1).Str("v").U32(100).U32(200).U32(300).U8(1).get());
+  Frame err = EncodeResp({Op::kError, ErrorReply{ErrorCode::kTooLarge, "big"}});
+  EXPECT_EQ(err.header.opcode, 0x7fff);
+  EXPECT_EQ(err.payload, Bytes().U16(104).Str("big").get());
+}
+
+std::vector<uint8_t> FromHex(std::string_view hex) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
+
+TEST(ProtocolLayout, WorkedExamplesOfTheDocs) {
+  // docs/PROTOCOL.md, "Worked examples": the search, its reply and the error frame.
+  SearchRequest s;
+  s.collection = "docs";
+  s.options.k = 3;
+  s.dim = 2;
+  s.count = 1;
+  s.queries = {1.0f, 0.5f};
+  std::vector<uint8_t> out;
+  EncodeRequest({Op::kSearch, s}, 7, out);
+  EXPECT_EQ(out,
+            FromHex("5354524101000a000700000000000000310000000000000004000000646f6373030000000000"
+                    "0000000000000000000000000000000000000002000000010000000000803f0000003f"));
+  out.clear();
+  EncodeResponse({Op::kSearch, SearchReply{{{{42, 0.25f}, {7, 1.0f}}}, ""}}, 7, out);
+  EXPECT_EQ(out,
+            FromHex("5354524101000a800700000000000000200000000000000001000000020000002a0000000000"
+                    "00000000803e07000000000000000000803f"));
+  out.clear();
+  EncodeResponse({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'docs' not found"}}, 7,
+                 out);
+  EXPECT_EQ(out, FromHex("535452410100ff7f0700000000000000210000000000000002001b000000636f6c6c6563"
+                         "74696f6e2027646f637327206e6f7420666f756e64"));
+}
+
+// ---------------------------------------------------------------------------
+// Header.
+// ---------------------------------------------------------------------------
+
+std::vector<uint8_t> PingBytes() {
+  std::vector<uint8_t> out;
+  EncodeRequest({Op::kPing, PingRequest{}}, 1, out);
+  return out;
+}
+
+Result<FrameHeader> Header(const std::vector<uint8_t>& bytes, uint32_t max) {
+  return DecodeHeader(std::span<const uint8_t, kHeaderSize>(bytes.data(), kHeaderSize), max);
+}
+
+TEST(ProtocolHeader, BadMagicRefused) {
+  std::vector<uint8_t> b = PingBytes();
+  b[3] = 'B';
+  auto h = Header(b, 1024);
+  ASSERT_FALSE(h.has_value());
+  EXPECT_EQ(h.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(h.error().message().find("magic"), std::string::npos);
+}
+
+TEST(ProtocolHeader, OtherVersionRefused) {
+  for (uint16_t v : {uint16_t{0}, uint16_t{2}, uint16_t{0xffff}}) {
+    std::vector<uint8_t> b = PingBytes();
+    std::memcpy(b.data() + 4, &v, 2);
+    auto h = Header(b, 1024);
+    ASSERT_FALSE(h.has_value()) << v;
+    EXPECT_NE(h.error().message().find("version"), std::string::npos);
+  }
+}
+
+TEST(ProtocolHeader, NonZeroFlagsRefused) {
+  std::vector<uint8_t> b = PingBytes();
+  b[23] = 0x80;
+  auto h = Header(b, 1024);
+  ASSERT_FALSE(h.has_value());
+  EXPECT_NE(h.error().message().find("flags"), std::string::npos);
+}
+
+TEST(ProtocolHeader, PayloadOverTheLimitIsOutOfRange) {
+  std::vector<uint8_t> b = PingBytes();
+  const uint32_t size = 1025;
+  std::memcpy(b.data() + 16, &size, 4);
+  auto over = Header(b, 1024);
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error().code(), StatusCode::kOutOfRange);
+  EXPECT_NE(over.error().message().find("1025"), std::string::npos);
+  auto at = Header(b, 1025);
+  ASSERT_TRUE(at.has_value());
+  EXPECT_EQ(at->payload_size, 1025u);
+}
+
+TEST(ProtocolHeader, UnknownOpcodeIsNotAFramingError) {
+  std::vector<uint8_t> b = PingBytes();
+  b[6] = 0x42;
+  auto h = Header(b, 1024);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->opcode, 0x42);
+  auto req = DecodeRequest(*h, {});
+  ASSERT_FALSE(req.has_value());
+  EXPECT_EQ(req.error().code(), StatusCode::kUnimplemented);
+}
+
+// ---------------------------------------------------------------------------
+// Malformed payloads.
+// ---------------------------------------------------------------------------
+
+TEST(ProtocolMalformed, EveryStrictPrefixOfARequestFails) {
+  for (const Request& req : SampleRequests()) {
+    Frame f = EncodeReq(req);
+    for (size_t n = 0; n < f.payload.size(); ++n) {
+      std::vector<uint8_t> prefix(f.payload.begin(), f.payload.begin() + n);
+      auto r = DecodeRequest(f.header, prefix);
+      ASSERT_FALSE(r.has_value()) << OpName(req.op) << " prefix of " << n << " bytes decoded";
+      EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+      // The message starts with the op's name and says what was short.
+      EXPECT_EQ(r.error().message().rfind(OpName(req.op), 0), 0u) << r.error().message();
+    }
+  }
+}
+
+TEST(ProtocolMalformed, EveryStrictPrefixOfAResponseFails) {
+  for (const Response& resp : SampleResponses()) {
+    Frame f = EncodeResp(resp);
+    for (size_t n = 0; n < f.payload.size(); ++n) {
+      std::vector<uint8_t> prefix(f.payload.begin(), f.payload.begin() + n);
+      auto r = DecodeResponse(f.header, prefix);
+      ASSERT_FALSE(r.has_value()) << OpName(resp.op) << " prefix of " << n << " bytes decoded";
+      EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+    }
+  }
+}
+
+TEST(ProtocolMalformed, TrailingBytesFail) {
+  for (const Request& req : SampleRequests()) {
+    Frame f = EncodeReq(req);
+    f.payload.push_back(0);
+    ExpectMalformed(DecodeRequest(f.header, f.payload), "1 trailing bytes");
+  }
+  for (const Response& resp : SampleResponses()) {
+    Frame f = EncodeResp(resp);
+    f.payload.push_back(0);
+    f.payload.push_back(0);
+    ExpectMalformed(DecodeResponse(f.header, f.payload), "2 trailing bytes");
+  }
+}
+
+TEST(ProtocolMalformed, EmptyPayloadOpsRefuseBytes) {
+  for (Op op : {Op::kPing, Op::kListCollections, Op::kStats}) {
+    ExpectMalformed(DecodeReq(static_cast<uint16_t>(op), {0}), "trailing");
+    auto ok = DecodeReq(static_cast<uint16_t>(op), {});
+    EXPECT_TRUE(ok.has_value()) << OpName(op);
+  }
+}
+
+TEST(ProtocolMalformed, ErrorNamesRecordAttributeAndField) {
+  // Four upsert records of dim 1; the fourth has an attribute "lang" whose string length says
+  // 99999 with 16 bytes left.
+  Bytes b;
+  b.Str("docs").U32(1).U32(4);
+  for (int i = 0; i < 3; ++i) b.U64(i).F32(1).U16(0);
+  b.U64(3).F32(1).U16(1).Str("lang").U8(2).U32(99999);
+  b.Raw(std::vector<uint8_t>(16, 'x'));
+  auto r = DecodeReq(static_cast<uint16_t>(Op::kUpsert), b.get());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message(),
+            "upsert: record 3: attribute 'lang': string length 99999 exceeds 16 bytes left");
+}
+
+TEST(ProtocolMalformed, HugeCountsFailWithoutAllocating) {
+  DecodeLimits unlimited;
+  unlimited.max_batch = std::numeric_limits<uint32_t>::max();
+  unlimited.max_tags = std::numeric_limits<uint32_t>::max();
+  unlimited.max_attributes = std::numeric_limits<uint32_t>::max();
+  const uint32_t huge = std::numeric_limits<uint32_t>::max();
+  struct Case {
+    const char* name;
+    bool request;
+    uint16_t opcode;
+    std::vector<uint8_t> payload;
+  };
+  const std::vector<Case> cases = {
+      {"upsert records", true, uint16_t(Op::kUpsert), Bytes().Str("c").U32(4).U32(huge).get()},
+      {"upsert records, dim 0", true, uint16_t(Op::kUpsert),
+       Bytes().Str("c").U32(0).U32(huge).U16(0).get()},
+      {"delete ids", true, uint16_t(Op::kDelete), Bytes().Str("c").U32(huge).U16(0).get()},
+      {"get ids", true, uint16_t(Op::kGet), Bytes().Str("").U32(huge).get()},
+      {"batch queries", true, uint16_t(Op::kSearchBatch), SearchPayload(65536, huge, 2).get()},
+      {"string", true, uint16_t(Op::kDropCollection), Bytes().U32(huge).U32(0).get()},
+      {"tags", true, uint16_t(Op::kUpsert),
+       Bytes().Str("c").U32(0).U32(1).U64(1).U16(1).Str("t").U8(3).U32(huge).get()},
+      {"attributes", true, uint16_t(Op::kUpsert),
+       Bytes().Str("c").U32(0).U32(1).U64(1).U16(0xffff).get()},
+      {"get reply records", false, Reply(Op::kGet), Bytes().U32(huge).U8(0).get()},
+      {"search reply lists", false, Reply(Op::kSearchBatch), Bytes().U32(huge).U32(0).get()},
+      {"search reply neighbors", false, Reply(Op::kSearch), Bytes().U32(1).U32(huge).get()},
+      {"collections", false, Reply(Op::kListCollections), Bytes().U32(huge).get()},
+      {"histogram", false, Reply(Op::kStats),
+       Bytes().Raw(std::vector<uint8_t>(88, 0)).U32(huge).get()},
+      {"record dim", false, Reply(Op::kGet), Bytes().U32(1).U8(1).U64(1).U32(65536).get()},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_LE(c.payload.size(), 100u);
+    size_t allocated = 0;
+    bool failed = false;
+    {
+      CountAllocations count;
+      if (c.request) {
+        auto r = DecodeReq(c.opcode, c.payload, unlimited);
+        failed = !r.has_value() && r.error().code() == StatusCode::kInvalidArgument;
+      } else {
+        auto r = DecodeResp(c.opcode, c.payload, unlimited);
+        failed = !r.has_value() && r.error().code() == StatusCode::kInvalidArgument;
+      }
+      allocated = count.bytes();
+    }
+    EXPECT_TRUE(failed);
+    // Only the error message and a few small strings: nothing sized by the count.
+    EXPECT_LT(allocated, 2048u);
+  }
+}
+
+TEST(ProtocolMalformed, DecodingAllocatesInProportionToThePayload) {
+  // A get reply of absent records is the widest legitimate expansion (1 wire byte each).
+  Bytes b;
+  b.U32(4000);
+  for (int i = 0; i < 4000; ++i) b.U8(0);
+  size_t largest = 0;
+  {
+    CountAllocations count;
+    auto r = DecodeResp(Reply(Op::kGet), b.get());
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(std::get<GetReply>(r->body).records.size(), 4000u);
+    largest = count.largest();
+  }
+  EXPECT_LE(largest, 4000u * sizeof(std::optional<Record>));
+}
+
+TEST(ProtocolMalformed, CountTimesDimMustMatchThePayload) {
+  // dim 3, count 2: 6 floats needed.
+  ExpectMalformed(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(3, 2, 5).get()), "queries");
+  ExpectMalformed(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(3, 2, 7).get()), "trailing");
+  EXPECT_TRUE(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(3, 2, 6).get()).has_value());
+  // An overflowing product in 32 bits (65536 x 65537 = 2^32 + 65536) is caught in 64.
+  DecodeLimits limits;
+  limits.max_batch = std::numeric_limits<uint32_t>::max();
+  ExpectMalformed(
+      DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(65536, 65537, 16384).get(), limits),
+      "queries");
+}
+
+TEST(ProtocolMalformed, BadBoolRefused) {
+  ExpectMalformed(DecodeResp(Reply(Op::kGet), Bytes().U32(1).U8(2).get()), "neither 0 nor 1");
+  ExpectMalformed(
+      DecodeResp(Reply(Op::kHello), Bytes().U16(1).Str("v").U32(1).U32(1).U32(1).U8(0xff).get()),
+      "auth_required");
+}
+
+TEST(ProtocolMalformed, BadEnumsRefused) {
+  Frame create = EncodeReq({Op::kCreateCollection, CreateCollectionRequest{testing::SampleSpec()}});
+  create.payload[4 + 4 + 4] = 3;  // metric after name "docs" and dim
+  ExpectMalformed(DecodeRequest(create.header, create.payload), "metric");
+
+  SearchRequest s = testing::SampleSearch(1, WireStrategy::kAuto, "");
+  Frame search = EncodeReq({Op::kSearch, s});
+  // strategy sits before dim, count and the 16 query bytes.
+  search.payload[search.payload.size() - 16 - 8 - 1] = 4;
+  ExpectMalformed(DecodeRequest(search.header, search.payload), "strategy");
+
+  Bytes attr;
+  attr.Str("c").U32(0).U32(1).U64(1).U16(1).Str("a").U8(4).I64(0);
+  ExpectMalformed(DecodeReq(uint16_t(Op::kUpsert), attr.get()), "attribute 'a': type");
+
+  Frame info = EncodeResp({Op::kDescribeCollection, DescribeCollectionReply{}});
+  info.payload[4 + 4] = 0xff;  // metric after empty name and dim
+  ExpectMalformed(DecodeResponse(info.header, info.payload), "metric");
+}
+
+TEST(ProtocolMalformed, SearchCountRules) {
+  for (Op op : {Op::kSearch, Op::kExplain}) {
+    ExpectMalformed(DecodeReq(uint16_t(op), SearchPayload(2, 0, 0).get()), "exactly 1");
+    ExpectMalformed(DecodeReq(uint16_t(op), SearchPayload(2, 2, 4).get()), "exactly 1");
+    EXPECT_TRUE(DecodeReq(uint16_t(op), SearchPayload(2, 1, 2).get()).has_value());
+  }
+  ExpectMalformed(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(2, 0, 0).get()),
+                  "at least 1");
+  auto batch = DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(2, 3, 6).get());
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(std::get<SearchRequest>(batch->body).count, 3u);
+}
+
+TEST(ProtocolMalformed, LimitsApply) {
+  DecodeLimits limits;
+  limits.max_batch = 2;
+  limits.max_dim = 3;
+  limits.max_string = 4;
+  limits.max_attributes = 1;
+  limits.max_tags = 1;
+  const uint16_t upsert = uint16_t(Op::kUpsert);
+  ExpectMalformed(
+      DecodeReq(uint16_t(Op::kDelete), Bytes().Str("c").U32(3).U64(1).U64(2).U64(3).get(), limits),
+      "count: 3 exceeds the limit 2");
+  ExpectMalformed(DecodeReq(uint16_t(Op::kDropCollection), Bytes().Str("abcde").get(), limits),
+                  "string length 5 exceeds the limit 4");
+  ExpectMalformed(DecodeReq(upsert, Bytes().Str("c").U32(4).U32(0).get(), limits),
+                  "dim: 4 exceeds the limit 3");
+  ExpectMalformed(DecodeReq(upsert,
+                            Bytes()
+                                .Str("c")
+                                .U32(0)
+                                .U32(1)
+                                .U64(1)
+                                .U16(2)
+                                .Str("a")
+                                .U8(0)
+                                .I64(1)
+                                .Str("b")
+                                .U8(0)
+                                .I64(2)
+                                .get(),
+                            limits),
+                  "attribute count: 2 exceeds the limit 1");
+  ExpectMalformed(DecodeReq(upsert,
+                            Bytes()
+                                .Str("c")
+                                .U32(0)
+                                .U32(1)
+                                .U64(1)
+                                .U16(1)
+                                .Str("a")
+                                .U8(3)
+                                .U32(2)
+                                .Str("x")
+                                .Str("y")
+                                .get(),
+                            limits),
+                  "tag count: 2 exceeds the limit 1");
+  ExpectMalformed(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(1, 3, 3).get(), limits),
+                  "count: 3 exceeds the limit 2");
+  ExpectMalformed(DecodeResp(Reply(Op::kGet), Bytes().U32(3).U8(0).U8(0).U8(0).get(), limits),
+                  "count: 3 exceeds the limit 2");
+  // Within the limits the same shapes decode.
+  EXPECT_TRUE(DecodeReq(uint16_t(Op::kDelete), Bytes().Str("c").U32(2).U64(1).U64(2).get(), limits)
+                  .has_value());
+}
+
+TEST(ProtocolMalformed, NonFiniteFloatsPassTheDecoder) {
+  // Finiteness is the server's business: the decoder keeps the exact bits.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float payload_nan = std::bit_cast<float>(uint32_t{0x7fa00001});  // signalling, payload
+  const float inf = std::numeric_limits<float>::infinity();
+  SearchRequest s;
+  s.collection = "c";
+  s.dim = 3;
+  s.count = 1;
+  s.queries = {nan, payload_nan, -inf};
+  s.options.recall = std::numeric_limits<double>::quiet_NaN();
+  Frame f = EncodeReq({Op::kSearch, s});
+  auto r = DecodeRequest(f.header, f.payload);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  const auto& q = std::get<SearchRequest>(r->body);
+  ASSERT_EQ(q.queries.size(), 3u);
+  EXPECT_TRUE(std::isnan(q.queries[0]));
+  EXPECT_EQ(std::bit_cast<uint32_t>(q.queries[1]), 0x7fa00001u);
+  EXPECT_EQ(q.queries[2], -inf);
+  EXPECT_TRUE(std::isnan(q.options.recall));
+
+  UpsertRequest u{
+      "c", 2, {Record{1, {nan, inf}, {{"x", std::numeric_limits<double>::infinity()}}}}};
+  Frame fu = EncodeReq({Op::kUpsert, u});
+  auto ru = DecodeRequest(fu.header, fu.payload);
+  ASSERT_TRUE(ru.has_value()) << ru.error().ToString();
+  EXPECT_TRUE(std::isnan(std::get<UpsertRequest>(ru->body).records[0].vector[0]));
+
+  Frame fr = EncodeResp({Op::kSearch, SearchReply{{{{1, nan}}}, ""}});
+  auto rr = DecodeResponse(fr.header, fr.payload);
+  ASSERT_TRUE(rr.has_value());
+  EXPECT_TRUE(std::isnan(std::get<SearchReply>(rr->body).results[0][0].distance));
+}
+
+TEST(ProtocolMalformed, OpcodeChecks) {
+  // Requests: unknown, a response opcode, the error opcode.
+  for (uint16_t opcode : {uint16_t{0}, uint16_t{16}, Reply(Op::kPing), uint16_t{0x7fff}}) {
+    auto r = DecodeReq(opcode, {});
+    ASSERT_FALSE(r.has_value()) << opcode;
+    EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
+  }
+  // Responses: a request opcode is refused as such; unknown ones are Unimplemented.
+  auto req_op = DecodeResp(uint16_t(Op::kPing), {});
+  ASSERT_FALSE(req_op.has_value());
+  EXPECT_EQ(req_op.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(req_op.error().message().find("not a response"), std::string::npos);
+  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8010}, uint16_t{0xffff}, uint16_t{0x42}}) {
+    auto r = DecodeResp(opcode, {});
+    ASSERT_FALSE(r.has_value()) << opcode;
+    EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Names, codes and encoder preconditions.
+// ---------------------------------------------------------------------------
+
+TEST(ProtocolNames, OpsAndCodes) {
+  EXPECT_EQ(OpName(Op::kHello), "hello");
+  EXPECT_EQ(OpName(Op::kSearchBatch), "search_batch");
+  EXPECT_EQ(OpName(Op::kError), "error");
+  EXPECT_EQ(OpName(static_cast<Op>(99)), "unknown");
+  for (uint16_t op = 0; op < 20; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 15) << op;
+  EXPECT_FALSE(IsKnownRequestOp(0x7fff));
+  EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kBusy), "Busy");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kNotFound), "NotFound");
+}
+
+TEST(ProtocolNames, StatusCodesMirrorErrorCodes) {
+  for (int c = 1; c <= 10; ++c) {
+    const auto code = static_cast<StatusCode>(c);
+    const ErrorCode e = ErrorCodeFromStatus(code);
+    EXPECT_EQ(static_cast<int>(e), c);
+    Status s = StatusFromError(e, "text");
+    EXPECT_EQ(s.code(), code);
+    EXPECT_EQ(s.message(), "text");
+  }
+  EXPECT_EQ(ErrorCodeFromStatus(StatusCode::kOk), ErrorCode::kInternal);
+}
+
+TEST(ProtocolNames, ServerCodesMapToTheClosestStatus) {
+  struct Case {
+    ErrorCode code;
+    StatusCode status;
+  };
+  for (const Case& c : {Case{ErrorCode::kMalformed, StatusCode::kInvalidArgument},
+                        Case{ErrorCode::kUnknownOp, StatusCode::kUnimplemented},
+                        Case{ErrorCode::kUnauthenticated, StatusCode::kInvalidArgument},
+                        Case{ErrorCode::kBusy, StatusCode::kResourceExhausted},
+                        Case{ErrorCode::kTooLarge, StatusCode::kOutOfRange},
+                        Case{ErrorCode::kShuttingDown, StatusCode::kCancelled}}) {
+    Status s = StatusFromError(c.code, "server says");
+    EXPECT_EQ(s.code(), c.status) << ErrorCodeName(c.code);
+    EXPECT_EQ(s.message(), std::string(ErrorCodeName(c.code)) + ": server says");
+  }
+}
+
+TEST(ProtocolEncode, ValidateForEncodingCatchesShapeErrors) {
+  Request bad_dim{Op::kUpsert, UpsertRequest{"c", 3, {Record{1, {1, 2}, {}}}}};
+  Status s = ValidateForEncoding(bad_dim);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("record 0"), std::string::npos) << s.message();
+
+  Request wrong_body{Op::kSearch, PingRequest{}};
+  EXPECT_EQ(ValidateForEncoding(wrong_body).code(), StatusCode::kInvalidArgument);
+
+  SearchRequest q = testing::SampleSearch(2, WireStrategy::kAuto, "");
+  EXPECT_FALSE(ValidateForEncoding({Op::kSearch, q}).ok());
+  EXPECT_TRUE(ValidateForEncoding({Op::kSearchBatch, q}).ok());
+  q.queries.pop_back();
+  EXPECT_FALSE(ValidateForEncoding({Op::kSearchBatch, q}).ok());
+
+  Record many;
+  many.attributes.resize(65536, Attribute{"a", int64_t{1}});
+  EXPECT_FALSE(ValidateForEncoding({Op::kUpsert, UpsertRequest{"c", 0, {many}}}).ok());
+  EXPECT_FALSE(ValidateForEncoding({Op::kError, PingRequest{}}).ok());
+}
+
+TEST(ProtocolEncodeDeathTest, MismatchedDimIsAProgrammerError) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Request bad{Op::kUpsert, UpsertRequest{"c", 3, {Record{1, {1, 2}, {}}}}};
+  std::vector<uint8_t> out;
+  EXPECT_DEATH(EncodeRequest(bad, 1, out), "STRATA_CHECK");
+}
+
+}  // namespace
+}  // namespace strata::protocol

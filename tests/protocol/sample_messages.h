@@ -1,0 +1,168 @@
+#pragma once
+// One message of every request and response kind, with non-trivial content (every attribute
+// type, empty and non-empty strings, absent and present records, histograms). Shared by
+// protocol_test and the fuzz corpus generator (tests/fuzz/make_corpus.cc), so that the seeds
+// are the same frames the tests prove valid.
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "protocol/protocol.h"
+
+namespace strata::protocol::testing {
+
+inline CollectionSpec SampleSpec() {
+  CollectionSpec s;
+  s.name = "docs";
+  s.dim = 4;
+  s.metric = WireMetric::kCosine;
+  s.hnsw_M = 24;
+  s.hnsw_ef_construction = 300;
+  s.seal_threshold = 5000;
+  s.memory_budget_bytes = uint64_t{1} << 33;
+  return s;
+}
+
+inline CollectionInfo SampleInfo(std::string name, WireMetric metric) {
+  CollectionInfo info;
+  info.spec = SampleSpec();
+  info.spec.name = std::move(name);
+  info.spec.metric = metric;
+  info.id = 42;
+  info.num_vectors = 123456789;
+  info.last_sequence = uint64_t{1} << 40;
+  info.memory_bytes = 987654321;
+  info.sealed_segments = 3;
+  return info;
+}
+
+// Records of dim 4 carrying every attribute type.
+inline std::vector<Record> SampleRecords() {
+  std::vector<Record> records(3);
+  records[0].id = 1;
+  records[0].vector = {0.5f, -1.25f, 3.0f, 1e-30f};
+  records[0].attributes = {
+      {"year", int64_t{-2024}},
+      {"score", 2.5},
+      {"lang", std::string("en")},
+      {"note", std::string()},
+      {"tags", TagList{"a", "", "a longer tag"}},
+  };
+  records[1].id = std::numeric_limits<VectorId>::max() - 1;
+  records[1].vector = {0.0f, -0.0f, std::numeric_limits<float>::max(),
+                       std::numeric_limits<float>::denorm_min()};
+  records[2].id = 0;
+  records[2].vector = {1, 2, 3, 4};
+  records[2].attributes = {{"empty_tags", TagList{}},
+                           {"", int64_t{std::numeric_limits<int64_t>::min()}}};
+  return records;
+}
+
+inline SearchRequest SampleSearch(uint32_t count, WireStrategy strategy, std::string filter) {
+  SearchRequest m;
+  m.collection = "docs";
+  m.options.k = 5;
+  m.options.recall = 0.95;
+  m.options.ef = 128;
+  m.options.max_lists = 7;
+  m.options.filter = std::move(filter);
+  m.options.strategy = strategy;
+  m.dim = 4;
+  m.count = count;
+  for (uint32_t i = 0; i < count * m.dim; ++i) m.queries.push_back(0.25f * float(i) - 1.0f);
+  return m;
+}
+
+// One request per opcode, in opcode order (kHello .. kCompact).
+inline std::vector<Request> SampleRequests() {
+  std::vector<Request> out;
+  out.push_back({Op::kHello, HelloRequest{"strata-test", "s3cret"}});
+  out.push_back({Op::kPing, PingRequest{}});
+  out.push_back({Op::kCreateCollection, CreateCollectionRequest{SampleSpec()}});
+  out.push_back({Op::kDropCollection, DropCollectionRequest{"old"}});
+  out.push_back({Op::kListCollections, ListCollectionsRequest{}});
+  out.push_back({Op::kDescribeCollection, DescribeCollectionRequest{"docs"}});
+  out.push_back({Op::kUpsert, UpsertRequest{"docs", 4, SampleRecords()}});
+  out.push_back({Op::kDelete, DeleteRequest{"docs", {1, 2, std::numeric_limits<VectorId>::max()}}});
+  out.push_back({Op::kGet, GetRequest{"docs", {7, 0, 8}}});
+  out.push_back({Op::kSearch, SampleSearch(1, WireStrategy::kIndex, R"(lang == "en")")});
+  out.push_back({Op::kSearchBatch, SampleSearch(3, WireStrategy::kPostFilter, "year >= 2000")});
+  out.push_back({Op::kExplain, SampleSearch(1, WireStrategy::kScan, "")});
+  out.push_back({Op::kStats, StatsRequest{}});
+  out.push_back({Op::kFlush, FlushRequest{"docs"}});
+  out.push_back({Op::kCompact, CompactRequest{"docs"}});
+  return out;
+}
+
+inline HistogramWire SampleHistogram() {
+  HistogramWire h;
+  h.upper_bounds_seconds = {50e-6, 100e-6, 200e-6};
+  h.counts = {10, 0, 3, 1};
+  h.count = 14;
+  h.sum_seconds = 0.00123;
+  return h;
+}
+
+// One response per opcode (kHello .. kCompact), then an error frame.
+inline std::vector<Response> SampleResponses() {
+  std::vector<Response> out;
+  out.push_back(
+      {Op::kHello, HelloReply{kProtocolVersion, "strata 0.1.0", 16u << 20, 10000, 1000, true}});
+  out.push_back({Op::kPing, EmptyReply{}});
+  out.push_back({Op::kCreateCollection, EmptyReply{}});
+  out.push_back({Op::kDropCollection, EmptyReply{}});
+  out.push_back(
+      {Op::kListCollections, ListCollectionsReply{{SampleInfo("docs", WireMetric::kCosine),
+                                                   SampleInfo("", WireMetric::kInnerProduct)}}});
+  out.push_back(
+      {Op::kDescribeCollection, DescribeCollectionReply{SampleInfo("docs", WireMetric::kL2)}});
+  out.push_back({Op::kUpsert, WriteReply{3}});
+  out.push_back({Op::kDelete, WriteReply{2}});
+  {
+    GetReply get;
+    std::vector<Record> records = SampleRecords();
+    get.records.push_back(records[0]);
+    get.records.push_back(std::nullopt);
+    Record short_record;  // a record may carry any dim of its own
+    short_record.id = 9;
+    short_record.vector = {7.0f};
+    get.records.push_back(short_record);
+    get.records.push_back(records[2]);
+    out.push_back({Op::kGet, std::move(get)});
+  }
+  out.push_back({Op::kSearch, SearchReply{{{{3, 0.0f}, {1, 0.5f}, {99, 2.25f}}}, ""}});
+  out.push_back({Op::kSearchBatch, SearchReply{{{{1, -0.75f}}, {}, {{5, 1.0f}, {6, 1.5f}}}, ""}});
+  out.push_back(
+      {Op::kExplain,
+       SearchReply{{{{3, 0.0f}}}, R"({"segments":[{"kind":"hnsw","ef":64,"visited":310}]})"}});
+  {
+    StatsReply s;
+    s.write_batches = 1;
+    s.upserts = 2;
+    s.deletes = 3;
+    s.searches = 4;
+    s.gets = 5;
+    s.wal_bytes = 6;
+    s.wal_fsyncs = 7;
+    s.vectors = 8;
+    s.memory_bytes = 9;
+    s.disk_reads = 10;
+    s.disk_read_bytes = 11;
+    s.search_latency = SampleHistogram();
+    // write_latency stays empty (no bounds, no buckets): also valid.
+    s.connections = 12;
+    s.requests = 13;
+    s.errors = 14;
+    s.busy_rejections = 15;
+    out.push_back({Op::kStats, std::move(s)});
+  }
+  out.push_back({Op::kFlush, EmptyReply{}});
+  out.push_back({Op::kCompact, EmptyReply{}});
+  out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
+  return out;
+}
+
+}  // namespace strata::protocol::testing
