@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -561,6 +562,7 @@ struct EngineSearchArgs {
   double recall = 0;
   bool explain = false;
   uint32_t ef = 0, max_lists = 0;
+  int threads = 1;  // > 1 or 0 (all cores): also time Engine::SearchBatch over that many threads
 };
 
 int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, uint32_t k, size_t max_queries,
@@ -594,6 +596,19 @@ int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, 
   PrintResults(run->results, k, std::min(show, queries->size()));
   fmt::print("{} queries, k={}: {:.1f} QPS on one thread ({:.3f} ms mean); engine opened in {:.2f} s\n",
              queries->size(), k, queries->size() / run->seconds, run->seconds * 1e3 / queries->size(), load_s);
+  if (a.threads != 1) {
+    // In-process throughput on several threads (the server benchmark's reference).
+    Timer bt;
+    auto batch = (*engine)->SearchBatch(a.collection, *queries, o, size_t(std::max(a.threads, 0)));
+    if (!batch) return Fail(batch.error());
+    const double secs = bt.Seconds();
+    const int used = a.threads > 0 ? a.threads : int(std::thread::hardware_concurrency());
+    fmt::print("{} queries, k={}: {:.1f} QPS on {} threads (Engine::SearchBatch)\n", queries->size(), k,
+               queries->size() / secs, used);
+    fmt::print("JSON {{\"bench\":\"engine_search\",\"collection\":\"{}\",\"threads\":{},\"qps\":{:.1f},"
+               "\"qps_1t\":{:.1f},\"queries\":{}}}\n", a.collection, used, queries->size() / secs,
+               queries->size() / run->seconds, queries->size());
+  }
   if (a.explain) fmt::print("EXPLAIN (query {}):\n{}", std::min(show, queries->size()) - 1, ex.ToString());
   if (!gt_path.empty()) {
     auto gt = storage::ReadGroundTruth(gt_path);
@@ -872,6 +887,9 @@ int main(int argc, char** argv) {
   search->add_option("--strategy", s_engine.strategy, "with --engine-dir: auto, index, scan or post-filter")
       ->capture_default_str();
   search->add_flag("--explain", s_engine.explain, "with --engine-dir: print the plan and its costs");
+  search->add_option("--threads", s_engine.threads,
+                     "with --engine-dir: also measure a batch over this many threads (0 = all cores)")
+      ->capture_default_str();
   uint32_t s_max_lists = 64;
   double s_prune = 0.6;
   std::string s_io = "auto";

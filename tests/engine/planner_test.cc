@@ -457,7 +457,7 @@ TEST(Planner, RuleChoosesByCost) {
   // SPANN below the minimum selectivity scans; above it reads more lists.
   in.kind = engine::SegmentKind::kSpann;
   in.spann_lists = 50000;
-  cal.k10.points = {{8, 0.8, 80000}, {64, 0.95, 600000}};
+  cal.k10.points = {{8, 0.8, 80000}, {64, 0.95, 600000}, {128, 0.99, 1100000}};
   in.matching = 10000;
   EXPECT_EQ(PlanSegment(in).strategy, SearchStrategy::kScan);
   in.matching = 150000;
