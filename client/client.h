@@ -1,0 +1,192 @@
+#pragma once
+// Strata's C++ client: one TCP connection to a Strata server, speaking the wire
+// protocol of protocol/protocol.h (docs/PROTOCOL.md).
+//
+//   STRATA_ASSIGN_OR_RETURN(auto client, client::Client::Connect("127.0.0.1", 7420));
+//   STRATA_RETURN_IF_ERROR(client->CreateCollection({.name = "docs", .dim = 3}));
+//   std::vector<protocol::Record> records = {{.id = 1, .vector = {0.1f, 0.2f, 0.3f}}};
+//   STRATA_ASSIGN_OR_RETURN(uint64_t applied, client->Upsert("docs", 3, records));
+//   STRATA_ASSIGN_OR_RETURN(auto hits, client->Search("docs", query, {.k = 10}));
+//
+// Errors:
+//   - An error frame from the server becomes the Status of protocol::StatusFromError (its
+//     message carries the server's text). The connection stays usable.
+//   - A request the client can refuse before sending (a frame over the server's limit, an
+//     upsert record whose vector is not `dim` long, an empty query, a request body that is not
+//     its opcode's) fails with InvalidArgument and nothing is sent. The connection stays usable.
+//   - A broken connection -- end of stream, reset, an I/O timeout, a frame that cannot be
+//     decoded, a reply that does not belong to any request -- fails the call with IOError, and
+//     the Client is closed for good: every later call fails at once with IOError
+//     "connection to HOST:PORT is closed: <first failure>". Connect again to recover.
+//
+// The client links strata_protocol and strata_core only (never the engine or the server).
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "core/types.h"
+#include "protocol/protocol.h"
+
+namespace strata::client {
+
+struct ClientOptions {
+  std::string token{};                   // sent in the hello; empty unless the server needs one
+  std::string client_name = "strata-client";
+  uint32_t connect_timeout_ms = 5000;    // per address tried; 0: no limit
+  // Longest wait for the socket to make progress (a byte to arrive, room to send) while a
+  // call is in progress; past it the connection is closed. 0: no limit.
+  uint32_t io_timeout_ms = 60000;
+};
+
+// One connection.
+//
+// Thread-compatible, not thread-safe: one Client per thread (the load mode of strata-cli opens
+// one per connection). Calls on one Client must not overlap.
+//
+// Every request carries a request id chosen here (1, 2, 3, ...); a response is matched to its
+// request by id, so the server may answer pipelined requests in any order.
+class Client {
+ public:
+  // Resolves `host` (name or address, IPv4 or IPv6), connects with a timeout, sets
+  // TCP_NODELAY and sends the hello. Fails with IOError when no address accepts the
+  // connection, and with the server's error (e.g. unauthenticated) when it refuses the hello.
+  static Result<std::unique_ptr<Client>> Connect(const std::string& host, uint16_t port,
+                                                 const ClientOptions& options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // What the server reported in its hello reply: version and limits.
+  const protocol::HelloReply& server() const { return server_; }
+  // False once the connection has broken (see the header comment).
+  bool is_open() const { return fd_ >= 0; }
+  // "HOST:PORT", as given to Connect.
+  const std::string& peer() const { return peer_; }
+
+  Status Ping();
+  Status CreateCollection(const protocol::CollectionSpec& spec);
+  Status DropCollection(const std::string& name);
+  Result<std::vector<protocol::CollectionInfo>> ListCollections();
+  Result<protocol::CollectionInfo> DescribeCollection(const std::string& name);
+
+  // Applied atomically as one write batch; returns the operations applied. Every record's
+  // vector must have `dim` components.
+  Result<uint64_t> Upsert(const std::string& collection, uint32_t dim,
+                          std::span<const protocol::Record> records);
+  Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
+  // One entry per requested id, in order; nullopt for an id that is not there.
+  Result<std::vector<std::optional<protocol::Record>>> Get(const std::string& collection,
+                                                           std::span<const VectorId> ids);
+
+  Result<std::vector<Neighbor>> Search(const std::string& collection,
+                                       std::span<const float> query,
+                                       const protocol::SearchOptions& options);
+  // `count` queries, row-major `count * dim` floats, in one request and one response.
+  Result<std::vector<std::vector<Neighbor>>> SearchBatch(const std::string& collection,
+                                                         const float* queries, uint32_t dim,
+                                                         uint32_t count,
+                                                         const protocol::SearchOptions& options);
+  // The results and the server's EXPLAIN of the plan, as JSON.
+  Result<std::pair<std::vector<Neighbor>, std::string>> Explain(
+      const std::string& collection, std::span<const float> query,
+      const protocol::SearchOptions& options);
+
+  Result<protocol::StatsReply> Stats();
+  Status Flush(const std::string& collection);
+  Status Compact(const std::string& collection);
+
+  // One kSearch frame per query with up to `window` (>= 1) in flight, matched by request id.
+  // Results come back in query order. The first error (an error frame, or a reply with the
+  // wrong shape) fails the call, after the requests already in flight have been drained, so
+  // the connection stays usable; a broken connection fails it at once.
+  Result<std::vector<std::vector<Neighbor>>> SearchPipelined(
+      const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
+      const protocol::SearchOptions& options, uint32_t window = 32);
+
+  // Low level, for load generators: Send writes one request without waiting and returns its
+  // request id; Receive returns the next response to a request sent with Send (in the order
+  // the server answers), with error frames as Response{Op::kError, ErrorReply}. Receive with
+  // nothing outstanding fails with InvalidArgument (it would wait forever).
+  Result<uint64_t> Send(const protocol::Request& request);
+  Result<std::pair<uint64_t, protocol::Response>> Receive();
+  // Like Receive, but waits at most `wait` for a whole response; nullopt when none arrived in
+  // time (bytes of a partly received frame are kept for the next call). The connection's I/O
+  // timeout does not apply. For open-loop load generation, hence the microsecond resolution.
+  Result<std::optional<std::pair<uint64_t, protocol::Response>>> Poll(
+      std::chrono::microseconds wait);
+  // Requests sent with Send whose responses have not been returned by Receive or Poll yet.
+  size_t outstanding() const { return user_outstanding_ + stashed_.size(); }
+
+ private:
+  struct InFlight {
+    protocol::Op op;
+    bool user;  // sent by Send (answered through Receive / Poll)
+  };
+
+  Client(int fd, std::string peer, const ClientOptions& options);
+
+  // Encodes and writes one request frame and records it as in flight.
+  Result<uint64_t> SendRequest(const protocol::Request& request, bool user);
+  struct Received {
+    uint64_t id = 0;
+    bool user = false;
+    protocol::Response response;
+  };
+  // Reads one whole response frame and checks that it answers a request in flight, with the
+  // request's opcode or an error. Without a deadline the I/O timeout applies and running out
+  // of it closes the connection; with one, nullopt is returned once it has passed.
+  Result<std::optional<Received>> ReadResponse(
+      std::optional<std::chrono::steady_clock::time_point> deadline);
+  // Reads responses until the one to `id` arrives, stashing responses to Send requests.
+  Result<protocol::Response> AwaitResponse(uint64_t id);
+  // Sends one request and waits for its response. Error frames become a Status.
+  Result<protocol::Response> Call(const protocol::Request& request);
+  // Keeps a response to a Send request for Receive / Poll.
+  void Stash(uint64_t id, protocol::Response response);
+
+  // Closes the socket and remembers why; returns the error for the caller to return.
+  Status Break(Status why);
+  Status ClosedError() const;
+  Status WriteAll(std::span<const uint8_t> bytes);
+  // Waits for `events` on the socket until `deadline` (nullopt: forever); the events that
+  // occurred, 0 on timeout.
+  Result<short> WaitFor(short events, std::optional<std::chrono::steady_clock::time_point> deadline);
+  // Appends whatever bytes are readable now to the receive buffer (without waiting).
+  Status ReadAvailable();
+  // The deadline of one wait for progress under the I/O timeout (nullopt: no limit).
+  std::optional<std::chrono::steady_clock::time_point> IoDeadline() const;
+
+  int fd_ = -1;
+  std::string peer_;
+  ClientOptions options_;
+  protocol::HelloReply server_;
+  Status broken_;
+  uint64_t next_request_id_ = 1;
+  std::vector<uint8_t> send_buffer_;
+  // Received bytes not yet consumed: [recv_begin_, recv_end_) of recv_buffer_.
+  std::vector<uint8_t> recv_buffer_;
+  size_t recv_begin_ = 0;
+  size_t recv_end_ = 0;
+  std::unordered_map<uint64_t, InFlight> in_flight_;
+  size_t user_outstanding_ = 0;  // in_flight_ entries with user == true
+  // Responses to Send requests that arrived while another call waited for its own, oldest first.
+  std::deque<std::pair<uint64_t, protocol::Response>> stashed_;
+};
+
+// "l2", "ip", "cosine" (also "inner_product", "dot", "euclidean", "angular").
+Result<protocol::WireMetric> ParseWireMetric(std::string_view name);
+std::string_view WireMetricName(protocol::WireMetric metric);
+// "auto", "index", "scan", "post-filter" (also "postfilter", "post_filter").
+Result<protocol::WireStrategy> ParseWireStrategy(std::string_view name);
+std::string_view WireStrategyName(protocol::WireStrategy strategy);
+
+}  // namespace strata::client

@@ -1,0 +1,223 @@
+// strata-cli end to end: the real binary (STRATA_CLI_PATH) against a real server, its exit
+// codes, its text and --json outputs, and its one-line errors.
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "storage/dataset_io.h"
+#include "tests/client/integration_util.h"
+
+namespace strata::client {
+namespace {
+
+using testing::L2;
+using testing::ServerFixture;
+using testing::VectorFor;
+using Json = nlohmann::json;
+
+struct CliRun {
+  int rc = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadAll(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class CliTest : public ServerFixture {
+ protected:
+  // Runs strata-cli with `args` (shell words) against the fixture's server.
+  CliRun Cli(const std::string& args, bool with_port = true) {
+    const auto out = dir_ / "cli.out";
+    const auto err = dir_ / "cli.err";
+    std::string cmd = std::string(STRATA_CLI_PATH) + " " + args;
+    if (with_port) cmd += " --port " + std::to_string(port());  // after the subcommand, on purpose
+    cmd += " >" + out.string() + " 2>" + err.string();
+    const int status = std::system(cmd.c_str());
+    CliRun r;
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = ReadAll(out);
+    r.err = ReadAll(err);
+    return r;
+  }
+
+  static Json ParseJson(const CliRun& r) {
+    Json j = Json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not one JSON document: " << r.out;
+    return j;
+  }
+};
+
+// One line on stderr, nothing else.
+void ExpectOneErrorLine(const CliRun& r, const std::string& part) {
+  EXPECT_NE(r.rc, 0);
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+  EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, EveryCommandEndToEnd) {
+  constexpr uint32_t kDim = 8;
+  constexpr size_t kRows = 120;
+  constexpr size_t kQueries = 12;
+  constexpr uint64_t kOffset = 5;
+  // Base, queries and exact ground truth (ids are base rows).
+  auto base = VectorSet::Create(kRows, kDim);
+  auto queries = VectorSet::Create(kQueries, kDim);
+  ASSERT_TRUE(base.has_value() && queries.has_value());
+  for (size_t i = 0; i < kRows; ++i) {
+    const auto v = VectorFor(i, kDim);
+    std::copy(v.begin(), v.end(), base->mutable_row(i));
+  }
+  storage::GroundTruth gt;
+  gt.num_queries = kQueries;
+  gt.k = 10;
+  for (size_t q = 0; q < kQueries; ++q) {
+    const auto v = VectorFor(900000 + q, kDim);
+    std::copy(v.begin(), v.end(), queries->mutable_row(q));
+    std::vector<std::pair<float, int32_t>> all;
+    for (size_t i = 0; i < kRows; ++i) all.push_back({L2(v, base->row(i)), int32_t(i)});
+    std::sort(all.begin(), all.end());
+    for (size_t j = 0; j < gt.k; ++j) gt.ids.push_back(all[j].second);
+  }
+  const auto base_path = dir_ / "base.fvecs";
+  const auto query_path = dir_ / "queries.fbin";
+  const auto gt_path = dir_ / "gt.ivecs";
+  ASSERT_TRUE(storage::WriteVectors(base_path, *base).ok());
+  ASSERT_TRUE(storage::WriteVectors(query_path, *queries).ok());
+  ASSERT_TRUE(storage::WriteGroundTruth(gt_path, gt).ok());
+
+  CliRun r = Cli("ping");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("pong"), std::string::npos) << r.out;
+
+  r = Cli("create vec --dim 8 --metric l2 --M 12 --ef-construction 80 --memory-budget 64M");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = Cli("upsert vec --vectors " + base_path.string() + " --batch 50 --id-offset 5");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("upserted 120 vectors"), std::string::npos) << r.out;
+
+  r = Cli("describe vec --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  Json j = ParseJson(r);
+  EXPECT_EQ(j["num_vectors"], kRows);
+  EXPECT_EQ(j["dim"], kDim);
+  EXPECT_EQ(j["metric"], "l2");
+  EXPECT_EQ(j["hnsw_M"], 12);
+  EXPECT_EQ(j["memory_budget_bytes"], 64u << 20);
+  r = Cli("list --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["name"], "vec");
+
+  r = Cli("get vec 5 124 125 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  ASSERT_EQ(j.size(), 3u);
+  EXPECT_EQ(j[0]["found"], true);
+  EXPECT_EQ(j[0]["vector"].get<std::vector<float>>(), VectorFor(0, kDim));
+  EXPECT_EQ(j[1]["found"], true);
+  EXPECT_EQ(j[2]["found"], false);
+
+  // One vector, text and JSON, with and without the plan.
+  std::string vec;
+  for (float x : VectorFor(3, kDim)) vec += (vec.empty() ? "" : ",") + fmt::format("{}", x);
+  r = Cli("search vec --vector=" + vec + " --k 3 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  ASSERT_EQ(j["results"].size(), 1u);
+  ASSERT_EQ(j["results"][0].size(), 3u);
+  EXPECT_EQ(j["results"][0][0]["id"], 3 + kOffset);
+  r = Cli("search vec --vector=" + vec + " --k 3 --explain --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  ASSERT_TRUE(j["explain"].is_object()) << r.out;
+  EXPECT_FALSE(j["explain"]["segments"].empty());
+  r = Cli("search vec --vector=" + vec + " --k 3");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.rfind(std::to_string(3 + kOffset) + "\t", 0), 0u) << r.out;
+
+  // A query file with ground truth: exact search has recall 1.
+  r = Cli("search vec --queries " + query_path.string() + " --gt " + gt_path.string() +
+          " --id-offset 5 --strategy scan --pipeline 4 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  EXPECT_EQ(j["queries"], kQueries);
+  EXPECT_EQ(j["recall"], 1.0);
+  EXPECT_GT(j["qps"].get<double>(), 0);
+  EXPECT_GT(j["latency_ms"]["p99"].get<double>(), 0);
+  r = Cli("search vec --queries " + query_path.string() + " --limit 3 --results");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("queries: 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2:"), std::string::npos) << r.out;
+
+  r = Cli("load vec --queries " + query_path.string() + " --gt " + gt_path.string() +
+          " --id-offset 5 --strategy scan --connections 2 --duration 0.5 --pipeline 2 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  EXPECT_GT(j["ok"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["ok"], j["sent"]);
+  EXPECT_TRUE(j["errors"].empty());
+  EXPECT_EQ(j["recall"], 1.0);
+  for (const char* p : {"p50", "p90", "p99", "p999"}) EXPECT_TRUE(j["latency_ms"].contains(p));
+  r = Cli("load vec --queries " + query_path.string() +
+          " --connections 2 --duration 0.5 --rate 40");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("throughput"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("p99.9"), std::string::npos) << r.out;
+
+  r = Cli("delete vec 5 6");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = Cli("get vec 5 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(ParseJson(r)[0]["found"], false);
+  r = Cli("stats --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  EXPECT_GE(j["upserts"].get<uint64_t>(), kRows);
+  EXPECT_GE(j["deletes"].get<uint64_t>(), 2u);
+  EXPECT_TRUE(j["search_latency"]["counts"].is_array());
+  for (const char* cmd : {"flush vec", "compact vec", "stats", "list", "describe vec"}) {
+    r = Cli(cmd);
+    EXPECT_EQ(r.rc, 0) << cmd << ": " << r.err;
+    EXPECT_FALSE(r.out.empty()) << cmd;
+  }
+  r = Cli("drop vec");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = Cli("describe vec");
+  ExpectOneErrorLine(r, "NotFound");
+}
+
+TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
+  ExpectOneErrorLine(Cli("search vec"), "exactly one of --vector or --queries");
+  ExpectOneErrorLine(Cli("search vec --vector 1,x,3"), "'x'");
+  ExpectOneErrorLine(Cli("create c --dim 4 --metric hamming"), "unknown metric");
+  ExpectOneErrorLine(Cli("create c --dim 4 --memory-budget 12Q"), "suffix");
+  ExpectOneErrorLine(Cli("upsert c --vectors /nonexistent/x.fvecs"), "/nonexistent/x.fvecs");
+  ExpectOneErrorLine(Cli("frobnicate"), "frobnicate");
+  ExpectOneErrorLine(Cli("load c --queries /nonexistent/q.fvecs"), "/nonexistent/q.fvecs");
+  // Nothing listening on port 1.
+  ExpectOneErrorLine(Cli("ping --port 1", false), "refused");
+  // A server-side error: the collection does not exist.
+  ExpectOneErrorLine(Cli("flush nope"), "nope");
+}
+
+}  // namespace
+}  // namespace strata::client

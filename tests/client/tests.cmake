@@ -1,0 +1,17 @@
+# Client suites (included by tests/CMakeLists.txt; paths relative to tests/).
+# client_test runs the client against a scripted fake server and links strata_client only.
+strata_test(client_test SOURCES client/client_test.cc LIBS strata_client LABELS unit)
+# client_integration_test starts a real server (strata_server over strata_engine) on an
+# ephemeral loopback port, and runs the strata-cli binary against it; only when the server
+# is part of the build.
+if(TARGET strata_server)
+  find_package(nlohmann_json REQUIRED)
+  strata_test(client_integration_test
+    SOURCES client/client_integration_test.cc client/cli_test.cc
+    LIBS strata_client strata_client_measure strata_server strata_engine strata_storage
+         nlohmann_json::nlohmann_json
+    LABELS unit)
+  target_compile_definitions(client_integration_test PRIVATE
+    STRATA_CLI_PATH="$<TARGET_FILE:strata-cli>")
+  add_dependencies(client_integration_test strata-cli)
+endif()
