@@ -590,8 +590,8 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
     return Fail(InvalidArgument("give exactly one of --vector or --queries"));
   }
   if (!a.vector.empty() && !a.gt.empty()) return Fail(InvalidArgument("--gt needs --queries"));
-  if (!a.queries.empty() && a.explain) {
-    return Fail(InvalidArgument("--explain takes one query: use --vector"));
+  if (!a.queries.empty() && a.explain && a.limit != 1) {
+    return Fail(InvalidArgument("--explain takes one query: use --vector, or --queries with --limit 1"));
   }
   if (a.pipeline == 0) return Fail(InvalidArgument("--pipeline must be >= 1"));
   auto options = ToSearchOptions(a.search);
@@ -609,6 +609,10 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   auto c = Open(g);
   if (!c) return Fail(c.error());
   const VectorSet& q = data->queries;
+  if (a.explain) {  // --limit 1: the file's first query, with its plan
+    if (q.size() == 0) return Fail(InvalidArgument("{} holds no queries", a.queries));
+    return CmdSearchOne(**c, a, std::vector<float>(q.row(0), q.row(0) + q.dim()), *options);
+  }
   auto run = client::RunQueries(**c, a.name, q.data(), uint32_t(q.dim()), uint32_t(q.size()),
                                 *options, a.pipeline);
   if (!run) return Fail(run.error());
@@ -828,7 +832,7 @@ int main(int argc, char** argv) {
   search->add_option("--queries", search_args.queries, "Query file (fvecs, bvecs, fbin, u8bin, npy)");
   search->add_option("--limit", search_args.limit, "Use only the first N queries (0: all)");
   AddSearchArgs(search, search_args.search);
-  search->add_flag("--explain", search_args.explain, "Also print the plan (one --vector only)");
+  search->add_flag("--explain", search_args.explain, "Also print the plan (one --vector, or --queries with --limit 1)");
   search->add_option("--gt", search_args.gt, "Ground truth (ivecs, ibin, npy): report recall@k");
   search->add_option("--id-offset", search_args.id_offset,
                      "Subtracted from result ids before comparing with --gt rows");

@@ -149,7 +149,7 @@ struct SearchOptions {
   double recall = 0;       // 0: server default, unless ef / max_lists are given
   uint32_t ef = 0;
   uint32_t max_lists = 0;
-  std::string filter;      // empty: none
+  std::string filter{};    // empty: none
   WireStrategy strategy = WireStrategy::kAuto;
   friend bool operator==(const SearchOptions&, const SearchOptions&) = default;
 };
@@ -157,7 +157,7 @@ struct SearchOptions {
 struct Record {
   VectorId id = 0;
   std::vector<float> vector;
-  Attributes attributes;
+  Attributes attributes{};
   friend bool operator==(const Record&, const Record&) = default;
 };
 
@@ -194,7 +194,7 @@ struct GetRequest {              // string collection, u32 count, count x u64
 // u8 strategy), u32 dim, u32 count, count x dim x f32 (row-major).
 struct SearchRequest {
   std::string collection;
-  SearchOptions options;
+  SearchOptions options{};
   uint32_t dim = 0;
   uint32_t count = 0;
   std::vector<float> queries;    // count * dim

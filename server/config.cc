@@ -1,0 +1,374 @@
+#include "server/config.h"
+
+#include <fmt/core.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <boost/asio/ip/address.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <thread>
+
+#include "protocol/protocol.h"
+
+namespace strata::server {
+
+namespace {
+
+std::string_view NodeTypeName(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// Names one key of one file, with the line where it appears: "strata.toml:12: server.port".
+class KeyContext {
+ public:
+  KeyContext(std::string_view source, std::string key, const toml::node& node)
+      : source_(source), key_(std::move(key)), line_(node.source().begin.line) {}
+
+  template <typename... Args>
+  Status Fail(fmt::format_string<Args...> format, Args&&... args) const {
+    return InvalidArgument("{}:{}: {}: {}", source_, line_, key_,
+                           fmt::format(format, std::forward<Args>(args)...));
+  }
+
+ private:
+  std::string_view source_;
+  std::string key_;
+  uint32_t line_;
+};
+
+template <typename T>
+Status ReadInteger(const toml::node& node, const KeyContext& ctx, T& out) {
+  const auto* v = node.as_integer();
+  if (v == nullptr) return ctx.Fail("expected an integer, got {}", NodeTypeName(node));
+  const int64_t x = v->get();
+  if (x < 0 || uint64_t(x) > uint64_t(std::numeric_limits<T>::max())) {
+    return ctx.Fail("{} is out of range 0..{}", x, uint64_t(std::numeric_limits<T>::max()));
+  }
+  out = T(x);
+  return Status::Ok();
+}
+
+// Seconds: an integer or a float (so that tests can use fractions of a second).
+Status ReadSeconds(const toml::node& node, const KeyContext& ctx, double& out) {
+  double x;
+  if (const auto* i = node.as_integer()) {
+    x = double(i->get());
+  } else if (const auto* f = node.as_floating_point()) {
+    x = f->get();
+  } else {
+    return ctx.Fail("expected a number of seconds, got {}", NodeTypeName(node));
+  }
+  if (!std::isfinite(x) || x <= 0) return ctx.Fail("{} must be a positive number of seconds", x);
+  out = x;
+  return Status::Ok();
+}
+
+Status ReadString(const toml::node& node, const KeyContext& ctx, std::string& out) {
+  const auto* v = node.as_string();
+  if (v == nullptr) return ctx.Fail("expected a string, got {}", NodeTypeName(node));
+  out = v->get();
+  return Status::Ok();
+}
+
+Status ReadBool(const toml::node& node, const KeyContext& ctx, bool& out) {
+  const auto* v = node.as_boolean();
+  if (v == nullptr) return ctx.Fail("expected a boolean, got {}", NodeTypeName(node));
+  out = v->get();
+  return Status::Ok();
+}
+
+using Setter = std::function<Status(const toml::node&, const KeyContext&, ServerConfig&)>;
+
+template <typename T>
+Setter Integer(T ServerConfig::*member) {
+  return [member](const toml::node& n, const KeyContext& ctx, ServerConfig& c) {
+    return ReadInteger(n, ctx, c.*member);
+  };
+}
+Setter Seconds(double ServerConfig::*member) {
+  return [member](const toml::node& n, const KeyContext& ctx, ServerConfig& c) {
+    return ReadSeconds(n, ctx, c.*member);
+  };
+}
+Setter String(std::string ServerConfig::*member) {
+  return [member](const toml::node& n, const KeyContext& ctx, ServerConfig& c) {
+    return ReadString(n, ctx, c.*member);
+  };
+}
+Setter Bool(bool ServerConfig::*member) {
+  return [member](const toml::node& n, const KeyContext& ctx, ServerConfig& c) {
+    return ReadBool(n, ctx, c.*member);
+  };
+}
+
+const std::map<std::string, std::map<std::string, Setter>>& Schema() {
+  static const auto* schema = new std::map<std::string, std::map<std::string, Setter>>{
+      {"server",
+       {
+           {"listen", String(&ServerConfig::listen)},
+           {"port", Integer(&ServerConfig::port)},
+           {"metrics_port", Integer(&ServerConfig::metrics_port)},
+           {"data_dir", String(&ServerConfig::data_dir)},
+           {"worker_threads", Integer(&ServerConfig::worker_threads)},
+           {"io_threads", Integer(&ServerConfig::io_threads)},
+           {"max_connections", Integer(&ServerConfig::max_connections)},
+           {"max_frame_bytes", Integer(&ServerConfig::max_frame_bytes)},
+           {"max_batch", Integer(&ServerConfig::max_batch)},
+           {"max_k", Integer(&ServerConfig::max_k)},
+           {"queue_limit", Integer(&ServerConfig::queue_limit)},
+           {"max_pipeline", Integer(&ServerConfig::max_pipeline)},
+           {"idle_timeout_s", Seconds(&ServerConfig::idle_timeout_s)},
+           {"request_timeout_s", Seconds(&ServerConfig::request_timeout_s)},
+           {"shutdown_timeout_s", Seconds(&ServerConfig::shutdown_timeout_s)},
+           {"token", String(&ServerConfig::token)},
+           {"log_level", String(&ServerConfig::log_level)},
+       }},
+      {"engine",
+       {
+           {"durability",
+            [](const toml::node& n, const KeyContext& ctx, ServerConfig& c) -> Status {
+              std::string name;
+              STRATA_RETURN_IF_ERROR(ReadString(n, ctx, name));
+              auto d = ParseDurability(name);
+              if (!d) return ctx.Fail("{}", d.error().message());
+              c.durability = *d;
+              return Status::Ok();
+            }},
+           {"sync_interval_ms", Integer(&ServerConfig::sync_interval_ms)},
+           {"background_compaction", Bool(&ServerConfig::background_compaction)},
+       }},
+  };
+  return *schema;
+}
+
+constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
+                                           "error", "critical", "off"};
+
+}  // namespace
+
+std::string_view DurabilityName(Durability d) {
+  switch (d) {
+    case Durability::kSync:
+      return "sync";
+    case Durability::kInterval:
+      return "interval";
+    case Durability::kNone:
+      return "none";
+  }
+  return "unknown";
+}
+
+Result<Durability> ParseDurability(std::string_view name) {
+  if (name == "sync") return Durability::kSync;
+  if (name == "interval") return Durability::kInterval;
+  if (name == "none") return Durability::kNone;
+  return Error(InvalidArgument("durability '{}' is not one of sync, interval, none", name));
+}
+
+bool IsLoopbackAddress(std::string_view address) {
+  if (address == "localhost") return true;
+  boost::system::error_code ec;
+  const auto a = boost::asio::ip::make_address(std::string(address), ec);
+  if (ec) return false;
+  if (a.is_loopback()) return true;
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6()).is_loopback();
+  }
+  return false;
+}
+
+Result<ServerConfig> ParseServerConfig(std::string_view toml_text, std::string_view source) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return Error(InvalidArgument("{}:{}:{}: not valid TOML: {}", source, e.source().begin.line,
+                                 e.source().begin.column, e.description()));
+  }
+  ServerConfig config;
+  const auto& schema = Schema();
+  for (const auto& [table_key, table_node] : root) {
+    const std::string table_name(table_key.str());
+    auto table_schema = schema.find(table_name);
+    if (table_schema == schema.end()) {
+      return Error(
+          InvalidArgument("{}:{}: unknown table or key '{}' (expected [server] or [engine])",
+                          source, table_node.source().begin.line, table_name));
+    }
+    const toml::table* table = table_node.as_table();
+    if (table == nullptr) {
+      return Error(InvalidArgument("{}:{}: '{}' must be a table ([{}]), got {}", source,
+                                   table_node.source().begin.line, table_name, table_name,
+                                   NodeTypeName(table_node)));
+    }
+    for (const auto& [key, node] : *table) {
+      const std::string qualified = fmt::format("{}.{}", table_name, key.str());
+      auto setter = table_schema->second.find(std::string(key.str()));
+      if (setter == table_schema->second.end()) {
+        return Error(InvalidArgument("{}:{}: unknown key '{}'", source, node.source().begin.line,
+                                     qualified));
+      }
+      STRATA_RETURN_IF_ERROR(setter->second(node, KeyContext(source, qualified, node), config));
+    }
+  }
+  return config;
+}
+
+Result<ServerConfig> LoadServerConfig(const std::filesystem::path& toml_file) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(toml_file, ec)) {
+    return Error(IOError("{}: cannot read the configuration: {}", toml_file.string(),
+                         ec ? ec.message() : "not a regular file"));
+  }
+  std::string text;
+  {
+    FILE* f = std::fopen(toml_file.c_str(), "rb");
+    if (f == nullptr) {
+      return Error(IOError("{}: cannot open the configuration: {}", toml_file.string(),
+                           std::strerror(errno)));
+    }
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    const bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) return Error(IOError("{}: cannot read the configuration", toml_file.string()));
+  }
+  return ParseServerConfig(text, toml_file.string());
+}
+
+Status ValidateServerConfig(const ServerConfig& c) {
+  boost::system::error_code ec;
+  if (c.listen != "localhost") {
+    boost::asio::ip::make_address(c.listen, ec);
+    if (ec) {
+      return InvalidArgument("server.listen: '{}' is not an IPv4 or IPv6 address", c.listen);
+    }
+  }
+  if (c.token.empty() && !IsLoopbackAddress(c.listen)) {
+    return InvalidArgument(
+        "server.listen: '{}' is not a loopback address, and server.token is empty: set a token "
+        "(clients must send it in their hello) or listen on 127.0.0.1",
+        c.listen);
+  }
+  if (c.metrics_port != 0 && c.metrics_port == c.port) {
+    return InvalidArgument("server.metrics_port: {} is also server.port", c.metrics_port);
+  }
+  if (c.data_dir.empty()) return InvalidArgument("server.data_dir: must not be empty");
+  if (c.worker_threads > 1024) {
+    return InvalidArgument("server.worker_threads: {} is over 1024", c.worker_threads);
+  }
+  if (c.io_threads < 1 || c.io_threads > 256) {
+    return InvalidArgument("server.io_threads: {} must be in 1..256", c.io_threads);
+  }
+  if (c.max_connections < 1) return InvalidArgument("server.max_connections: must be at least 1");
+  if (c.max_frame_bytes < 1024 || c.max_frame_bytes > protocol::kAbsoluteMaxPayload) {
+    return InvalidArgument("server.max_frame_bytes: {} must be in 1024..{}", c.max_frame_bytes,
+                           protocol::kAbsoluteMaxPayload);
+  }
+  if (c.max_batch < 1 || c.max_batch > 1000000) {
+    return InvalidArgument("server.max_batch: {} must be in 1..1000000", c.max_batch);
+  }
+  if (c.max_k < 1 || c.max_k > kMaxSearchK) {
+    return InvalidArgument("server.max_k: {} must be in 1..{} (the engine's limit)", c.max_k,
+                           kMaxSearchK);
+  }
+  if (c.max_pipeline < 1) return InvalidArgument("server.max_pipeline: must be at least 1");
+  for (const auto& [name, value] :
+       {std::pair<std::string_view, double>{"idle_timeout_s", c.idle_timeout_s},
+        {"request_timeout_s", c.request_timeout_s},
+        {"shutdown_timeout_s", c.shutdown_timeout_s}}) {
+    if (!std::isfinite(value) || value <= 0 || value > 1e6) {
+      return InvalidArgument("server.{}: {} must be a positive number of seconds (at most 1e6)",
+                             name, value);
+    }
+  }
+  if (std::find(std::begin(kLogLevels), std::end(kLogLevels), c.log_level) ==
+      std::end(kLogLevels)) {
+    return InvalidArgument(
+        "server.log_level: '{}' is not one of trace, debug, info, warn, error, critical, off",
+        c.log_level);
+  }
+  if (c.durability == Durability::kInterval && c.sync_interval_ms == 0) {
+    return InvalidArgument(
+        "engine.sync_interval_ms: must be at least 1 with durability \"interval\"");
+  }
+  return Status::Ok();
+}
+
+std::string DescribeServerConfig(const ServerConfig& c) {
+  std::string out;
+  auto line = [&out](std::string_view key, const auto& value) {
+    out += fmt::format("{} = {}\n", key, value);
+  };
+  line("server.listen", fmt::format("\"{}\"", c.listen));
+  line("server.port", c.port);
+  line("server.metrics_port",
+       c.metrics_port == 0 ? std::string("0 (off)") : fmt::format("{}", c.metrics_port));
+  line("server.data_dir", fmt::format("\"{}\"", c.data_dir));
+  line("server.worker_threads", c.worker_threads == 0
+                                    ? fmt::format("0 ({} cores)", EffectiveWorkerThreads(c))
+                                    : fmt::format("{}", c.worker_threads));
+  line("server.io_threads", c.io_threads);
+  line("server.max_connections", c.max_connections);
+  line("server.max_frame_bytes", c.max_frame_bytes);
+  line("server.max_batch", c.max_batch);
+  line("server.max_k", c.max_k);
+  line("server.queue_limit", c.queue_limit);
+  line("server.max_pipeline", c.max_pipeline);
+  line("server.idle_timeout_s", c.idle_timeout_s);
+  line("server.request_timeout_s", c.request_timeout_s);
+  line("server.shutdown_timeout_s", c.shutdown_timeout_s);
+  line("server.token", c.token.empty() ? std::string("(none)") : std::string("(set)"));
+  line("server.log_level", fmt::format("\"{}\"", c.log_level));
+  line("engine.durability", fmt::format("\"{}\"", DurabilityName(c.durability)));
+  line("engine.sync_interval_ms", c.sync_interval_ms);
+  line("engine.background_compaction", c.background_compaction);
+  return out;
+}
+
+EngineOptions EngineOptionsFor(const ServerConfig& c) {
+  EngineOptions o;
+  o.durability = c.durability;
+  o.sync_interval_ms = c.sync_interval_ms;
+  o.background_compaction = c.background_compaction;
+  // The server refuses larger batches itself (kTooLarge); the engine's own limit is
+  // kept at least as large so that it never refuses what the server let through.
+  o.max_batch_ops = std::max<size_t>(o.max_batch_ops, c.max_batch);
+  return o;
+}
+
+uint32_t EffectiveWorkerThreads(const ServerConfig& c) {
+  if (c.worker_threads > 0) return c.worker_threads;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace strata::server

@@ -1,0 +1,83 @@
+#pragma once
+// The server's configuration: one typed struct with every default in one place,
+// loaded from a TOML file (configs/strata.toml documents every key), checked by
+// ValidateServerConfig, and logged at start by DescribeServerConfig.
+//
+//   [server]                                [engine]
+//   listen, port, metrics_port, data_dir,   durability, sync_interval_ms,
+//   worker_threads, io_threads,             background_compaction
+//   max_connections, max_frame_bytes,
+//   max_batch, max_k, queue_limit,
+//   max_pipeline, idle_timeout_s,
+//   request_timeout_s, shutdown_timeout_s,
+//   token, log_level
+//
+// Unknown tables and keys, and values of the wrong type, are errors naming the
+// key and the file: a misspelt key must not silently leave a default in place.
+//
+// Value types and free functions; thread-compatible.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+#include "engine/strata.h"
+
+namespace strata::server {
+
+struct ServerConfig {
+  // [server]
+  std::string listen = "127.0.0.1";  // IPv4 or IPv6 address literal, or "localhost"
+  uint16_t port = 7420;              // 0: an ephemeral port (Server::port() tells which)
+  uint16_t metrics_port = 7421;      // HTTP GET /metrics; 0: off
+  std::string data_dir = "./strata-data";
+  uint32_t worker_threads = 0;     // engine calls run here; 0: one per core
+  uint32_t io_threads = 1;         // sockets, framing, hello and ping
+  uint32_t max_connections = 256;  // beyond it a new connection gets a kBusy frame and is closed
+  uint32_t max_frame_bytes = 64u << 20;  // largest payload accepted (and sent)
+  uint32_t max_batch = 10000;            // records / ids / queries per request
+  uint32_t max_k = 10000;                // largest k of a search
+  uint32_t queue_limit = 1024;           // requests waiting for a worker; beyond it: kBusy
+  uint32_t max_pipeline = 128;           // requests in flight per connection before reading pauses
+  double idle_timeout_s = 300;     // no request started for this long: the connection is closed
+  double request_timeout_s = 30;   // a frame begun must be complete (and a write done) by then
+  double shutdown_timeout_s = 30;  // graceful shutdown: longest wait for replies to drain
+  std::string token;               // shared secret for hello; empty: none required
+  std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
+  // [engine]
+  Durability durability = Durability::kSync;
+  uint32_t sync_interval_ms = 100;
+  bool background_compaction = true;
+
+  friend bool operator==(const ServerConfig&, const ServerConfig&) = default;
+};
+
+// Reads `toml_file`. Keys absent from the file keep their defaults. Errors (IOError
+// for an unreadable file, InvalidArgument otherwise) name the file and the key.
+// The result is not validated: call ValidateServerConfig after applying overrides.
+Result<ServerConfig> LoadServerConfig(const std::filesystem::path& toml_file);
+// Parses TOML text; `source` names it in errors (LoadServerConfig passes the path).
+Result<ServerConfig> ParseServerConfig(std::string_view toml_text, std::string_view source);
+
+// Ranges and combinations: a valid listen address, a non-loopback address only
+// with a token, non-zero limits, max_k within the engine's limit, positive
+// timeouts, a known log level. InvalidArgument naming the key.
+Status ValidateServerConfig(const ServerConfig& config);
+
+// One "key = value" line per key (the token is shown only as set or not), for the start-up log.
+std::string DescribeServerConfig(const ServerConfig& config);
+
+// The engine options the config implies (durability, sync interval, compaction, batch limit).
+EngineOptions EngineOptionsFor(const ServerConfig& config);
+// worker_threads with 0 resolved to the number of cores (at least 1).
+uint32_t EffectiveWorkerThreads(const ServerConfig& config);
+
+std::string_view DurabilityName(Durability d);
+Result<Durability> ParseDurability(std::string_view name);
+
+// True for 127.0.0.0/8, ::1, IPv4-mapped loopback and "localhost".
+bool IsLoopbackAddress(std::string_view address);
+
+}  // namespace strata::server

@@ -1,0 +1,328 @@
+#include "server/handler.h"
+
+#include <fmt/core.h>
+
+#include <cmath>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <variant>
+
+#include "server/convert.h"
+
+#ifndef STRATA_VERSION
+#define STRATA_VERSION "unknown"
+#endif
+
+namespace strata::server {
+
+using protocol::ErrorCode;
+using protocol::ErrorReply;
+using protocol::Op;
+
+namespace {
+
+std::unexpected<ErrorReply> Fail(const Status& s) { return std::unexpected(ToErrorReply(s)); }
+
+template <typename... Args>
+std::unexpected<ErrorReply> Fail(ErrorCode code, fmt::format_string<Args...> format,
+                                 Args&&... args) {
+  return std::unexpected(ErrorReply{code, fmt::format(format, std::forward<Args>(args)...)});
+}
+
+// "query 2: component 5 is nan" for the first non-finite component, or OK.
+Status CheckFinite(const float* v, size_t dim, std::string_view what) {
+  for (size_t i = 0; i < dim; ++i) {
+    if (!std::isfinite(v[i])) {
+      return InvalidArgument("{}: component {} is {} (vector components must be finite)", what, i,
+                             std::isnan(v[i]) ? "NaN" : (v[i] > 0 ? "+inf" : "-inf"));
+    }
+  }
+  return Status::Ok();
+}
+
+// Encoded sizes used to refuse a reply that could not fit in one frame before
+// doing the work (protocol.h: per query u32 n then n x (u64 id, f32 distance);
+// per record u8 found, u64 id, dim x f32, u16 attribute count).
+constexpr uint64_t kNeighborBytes = 12;
+
+// Encoded size of a record's attributes (u16 count; per attribute the name, a type
+// byte and the value).
+uint64_t AttributeWireBytes(const engine::Attributes& attributes) {
+  uint64_t n = 2;
+  for (const engine::Attribute& a : attributes) {
+    n += 4 + a.name.size() + 1;
+    std::visit(
+        [&n](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            n += 4 + v.size();
+          } else if constexpr (std::is_same_v<T, engine::TagList>) {
+            n += 4;
+            for (const std::string& tag : v) n += 4 + tag.size();
+          } else {
+            n += 8;
+          }
+        },
+        a.value);
+  }
+  return n;
+}
+
+}  // namespace
+
+RequestHandler::RequestHandler(Engine& engine, const ServerConfig& config,
+                               const ServerMetrics& metrics)
+    : engine_(engine), config_(config), metrics_(metrics) {}
+
+protocol::HelloReply RequestHandler::Hello() const {
+  protocol::HelloReply r;
+  r.protocol_version = protocol::kProtocolVersion;
+  r.server_version = fmt::format("strata {}", STRATA_VERSION);
+  r.max_payload = config_.max_frame_bytes;
+  r.max_batch = config_.max_batch;
+  r.max_k = config_.max_k;
+  r.auth_required = !config_.token.empty();
+  return r;
+}
+
+protocol::Response RequestHandler::Execute(const protocol::Request& request) {
+  Outcome out;
+  try {
+    out = Dispatch(request);
+  } catch (const std::exception& e) {
+    out = Fail(ErrorCode::kInternal, "{}: {}", protocol::OpName(request.op), e.what());
+  } catch (...) {
+    out = Fail(ErrorCode::kInternal, "{}: unexpected failure", protocol::OpName(request.op));
+  }
+  if (!out) return {Op::kError, std::move(out.error())};
+  return {request.op, std::move(*out)};
+}
+
+Result<size_t> RequestHandler::CollectionDim(const std::string& name, bool refresh) {
+  if (!refresh) {
+    std::lock_guard<std::mutex> l(dims_mu_);
+    if (auto it = dims_.find(name); it != dims_.end()) return it->second;
+  }
+  auto info = engine_.DescribeCollection(name);
+  std::lock_guard<std::mutex> l(dims_mu_);
+  if (!info) {
+    dims_.erase(name);
+    return Error(info.error());
+  }
+  dims_[name] = info->spec.dim;
+  return info->spec.dim;
+}
+
+void RequestHandler::ForgetCollection(const std::string& name) {
+  std::lock_guard<std::mutex> l(dims_mu_);
+  dims_.erase(name);
+}
+
+Status RequestHandler::CheckDim(const std::string& collection, uint32_t dim,
+                                std::string_view what) {
+  STRATA_ASSIGN_OR_RETURN(size_t have, CollectionDim(collection, false));
+  if (have != dim) {
+    STRATA_ASSIGN_OR_RETURN(have, CollectionDim(collection, true));
+  }
+  if (have != dim) {
+    return InvalidArgument("{} dimension {} does not match collection '{}' (dimension {})", what,
+                           dim, collection, have);
+  }
+  return Status::Ok();
+}
+
+RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& request) {
+  const protocol::RequestBody& b = request.body;
+  switch (request.op) {
+    case Op::kPing:
+      return protocol::EmptyReply{};
+    case Op::kCreateCollection: {
+      const auto& m = std::get<protocol::CreateCollectionRequest>(b);
+      ForgetCollection(m.spec.name);
+      if (Status s = engine_.CreateCollection(ToEngine(m.spec)); !s.ok()) return Fail(s);
+      return protocol::EmptyReply{};
+    }
+    case Op::kDropCollection: {
+      const auto& m = std::get<protocol::DropCollectionRequest>(b);
+      ForgetCollection(m.name);
+      Status s = engine_.DropCollection(m.name);
+      ForgetCollection(m.name);
+      if (!s.ok()) return Fail(s);
+      return protocol::EmptyReply{};
+    }
+    case Op::kListCollections: {
+      protocol::ListCollectionsReply r;
+      for (const CollectionInfo& info : engine_.ListCollections())
+        r.collections.push_back(ToWire(info));
+      return r;
+    }
+    case Op::kDescribeCollection: {
+      const auto& m = std::get<protocol::DescribeCollectionRequest>(b);
+      auto info = engine_.DescribeCollection(m.name);
+      if (!info) return Fail(info.error());
+      return protocol::DescribeCollectionReply{ToWire(*info)};
+    }
+    case Op::kUpsert:
+      return Upsert(std::get<protocol::UpsertRequest>(b));
+    case Op::kDelete:
+      return Delete(std::get<protocol::DeleteRequest>(b));
+    case Op::kGet:
+      return Get(std::get<protocol::GetRequest>(b));
+    case Op::kSearch:
+    case Op::kSearchBatch:
+    case Op::kExplain:
+      return Search(request.op, std::get<protocol::SearchRequest>(b));
+    case Op::kStats:
+      return ToStatsReply(engine_.counters(), metrics_.Snapshot());
+    case Op::kFlush: {
+      if (Status s = engine_.Flush(std::get<protocol::FlushRequest>(b).collection); !s.ok())
+        return Fail(s);
+      return protocol::EmptyReply{};
+    }
+    case Op::kCompact: {
+      if (Status s = engine_.Compact(std::get<protocol::CompactRequest>(b).collection); !s.ok()) {
+        return Fail(s);
+      }
+      return protocol::EmptyReply{};
+    }
+    case Op::kHello:
+      return Hello();
+    case Op::kError:
+      break;
+  }
+  return Fail(ErrorCode::kUnknownOp, "opcode {} is not a request",
+              static_cast<uint16_t>(request.op));
+}
+
+RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequest& m) {
+  const std::string_view name = protocol::OpName(op);
+  if (m.count > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "{}: {} queries, over the server's limit of {} (max_batch)",
+                name, m.count, config_.max_batch);
+  }
+  if (m.count == 0 || m.queries.size() != uint64_t{m.count} * m.dim) {
+    return Fail(InvalidArgument("{}: {} query floats for {} queries of dimension {}", name,
+                                m.queries.size(), m.count, m.dim));
+  }
+  if (m.options.k == 0) return Fail(InvalidArgument("{}: k must be at least 1", name));
+  if (m.options.k > config_.max_k) {
+    return Fail(ErrorCode::kTooLarge, "{}: k {} is over the server's limit of {} (max_k)", name,
+                m.options.k, config_.max_k);
+  }
+  const uint64_t reply_bytes = uint64_t{m.count} * (4 + uint64_t{m.options.k} * kNeighborBytes);
+  if (reply_bytes > config_.max_frame_bytes) {
+    return Fail(
+        ErrorCode::kTooLarge,
+        "{}: the reply to {} queries with k {} could take {} bytes, over the server's frame "
+        "limit of {} (max_frame_bytes); send fewer queries per request",
+        name, m.count, m.options.k, reply_bytes, config_.max_frame_bytes);
+  }
+  if (Status s = CheckDim(m.collection, m.dim, fmt::format("{}: query", name)); !s.ok()) {
+    return Fail(s);
+  }
+  for (uint32_t q = 0; q < m.count; ++q) {
+    Status s = CheckFinite(
+        m.queries.data() + size_t(q) * m.dim, m.dim,
+        m.count == 1 ? fmt::format("{}: query", name) : fmt::format("{}: query {}", name, q));
+    if (!s.ok()) return Fail(s);
+  }
+  const SearchOptions options = ToEngine(m.options);
+  const std::span<const float> first(m.queries.data(), m.dim);
+  protocol::SearchReply reply;
+  if (op == Op::kSearch) {
+    auto r = engine_.Search(m.collection, first, options);
+    if (!r) return Fail(r.error());
+    reply.results.push_back(std::move(*r));
+  } else if (op == Op::kExplain) {
+    Explain explain;
+    auto r = engine_.Search(m.collection, first, options, &explain);
+    if (!r) return Fail(r.error());
+    reply.results.push_back(std::move(*r));
+    reply.explain_json = explain.ToJson();
+  } else {
+    auto queries = VectorSet::Create(m.count, m.dim);
+    if (!queries) return Fail(queries.error());
+    std::copy(m.queries.begin(), m.queries.end(), queries->mutable_data());
+    // One thread: the batch already runs on a worker, and the pool is the server's concurrency.
+    auto r = engine_.SearchBatch(m.collection, *queries, options, 1);
+    if (!r) return Fail(r.error());
+    reply.results = std::move(*r);
+  }
+  return reply;
+}
+
+RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m) {
+  if (m.records.size() > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge,
+                "upsert: {} records, over the server's limit of {} (max_batch)", m.records.size(),
+                config_.max_batch);
+  }
+  if (Status s = CheckDim(m.collection, m.dim, "upsert: vector"); !s.ok()) return Fail(s);
+  engine::WriteBatch batch;
+  for (size_t i = 0; i < m.records.size(); ++i) {
+    const protocol::Record& r = m.records[i];
+    if (r.vector.size() != m.dim) {
+      return Fail(InvalidArgument("upsert: record {} (id {}): {} components, dim is {}", i, r.id,
+                                  r.vector.size(), m.dim));
+    }
+    Status s = CheckFinite(r.vector.data(), r.vector.size(),
+                           fmt::format("upsert: record {} (id {})", i, r.id));
+    if (!s.ok()) return Fail(s);
+    batch.Upsert(r.id, r.vector, ToEngine(r.attributes));
+  }
+  if (Status s = engine_.Write(m.collection, batch); !s.ok()) return Fail(s.WithContext("upsert"));
+  return protocol::WriteReply{m.records.size()};
+}
+
+RequestHandler::Outcome RequestHandler::Delete(const protocol::DeleteRequest& m) {
+  if (m.ids.size() > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "delete: {} ids, over the server's limit of {} (max_batch)",
+                m.ids.size(), config_.max_batch);
+  }
+  engine::WriteBatch batch;
+  for (VectorId id : m.ids) batch.Delete(id);
+  if (Status s = engine_.Write(m.collection, batch); !s.ok()) return Fail(s.WithContext("delete"));
+  return protocol::WriteReply{m.ids.size()};
+}
+
+RequestHandler::Outcome RequestHandler::Get(const protocol::GetRequest& m) {
+  if (m.ids.size() > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "get: {} ids, over the server's limit of {} (max_batch)",
+                m.ids.size(), config_.max_batch);
+  }
+  // Also tells a missing collection (NotFound for the request) from a missing id (not found).
+  auto dim = CollectionDim(m.collection, false);
+  if (!dim) return Fail(dim.error().WithContext("get"));
+  const uint64_t reply_bytes = 4 + uint64_t{m.ids.size()} * (1 + 8 + *dim * sizeof(float) + 2);
+  if (reply_bytes > config_.max_frame_bytes) {
+    return Fail(ErrorCode::kTooLarge,
+                "get: the reply to {} ids of dimension {} would take at least {} bytes, over the "
+                "server's frame limit of {} (max_frame_bytes); ask for fewer ids",
+                m.ids.size(), *dim, reply_bytes, config_.max_frame_bytes);
+  }
+  protocol::GetReply reply;
+  reply.records.reserve(m.ids.size());
+  uint64_t bytes = 4 + m.ids.size();  // count, and a found byte per id
+  for (VectorId id : m.ids) {
+    auto r = engine_.Get(m.collection, id);
+    if (r) {
+      // Attributes can be large: stop as soon as the reply could not be sent.
+      bytes += 8 + r->vector.size() * sizeof(float) + AttributeWireBytes(r->attributes);
+      if (bytes > config_.max_frame_bytes) {
+        return Fail(ErrorCode::kTooLarge,
+                    "get: the reply to {} ids takes more than the server's frame limit of {} bytes "
+                    "(max_frame_bytes); ask for fewer ids",
+                    m.ids.size(), config_.max_frame_bytes);
+      }
+      reply.records.push_back(ToWire(*r));
+    } else if (r.error().code() == StatusCode::kNotFound) {
+      reply.records.push_back(std::nullopt);
+    } else {
+      return Fail(r.error().WithContext(fmt::format("get: id {}", id)));
+    }
+  }
+  return reply;
+}
+
+}  // namespace strata::server

@@ -1,0 +1,54 @@
+#pragma once
+// What `strata-server` (and `strata serve`) run: the config file, flags over it,
+// the engine, the server, and a graceful stop on SIGINT / SIGTERM.
+//
+//   CLI::App app{"..."};
+//   strata::server::ServeArgs args;
+//   strata::server::AddServeFlags(app, args);
+//   CLI11_PARSE(app, argc, argv);
+//   return strata::server::RunServe(args);
+//
+// Free functions; RunServe is meant for a process's main thread (it handles signals).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/status.h"
+#include "server/config.h"
+
+namespace CLI {
+class App;
+}
+
+namespace strata::server {
+
+struct ServeArgs {
+  std::string config_path;  // empty: the defaults of ServerConfig
+  // Overrides of the file's values (unset: the file's, or the default).
+  std::optional<std::string> listen;
+  std::optional<uint16_t> port;
+  std::optional<uint16_t> metrics_port;
+  std::optional<std::string> data_dir;
+  std::optional<uint32_t> workers;
+  std::optional<std::string> token;
+  std::optional<std::string> log_level;
+  // Once listening, the bound port is written here (decimal, one line, atomically:
+  // written to PATH.tmp then renamed), for scripts and tests that start on port 0.
+  std::string port_file;
+};
+
+// --config, --listen, --port, --metrics-port, --data-dir, --workers, --token
+// (or the STRATA_TOKEN environment variable), --log-level, --port-file.
+void AddServeFlags(CLI::App& app, ServeArgs& args);
+
+// The file (or the defaults), then the flags, validated.
+Result<ServerConfig> ResolveServeConfig(const ServeArgs& args);
+
+// Resolves the config, opens the engine, starts the server, logs the effective
+// config, waits for SIGINT or SIGTERM, shuts down gracefully, closes the engine
+// (which syncs its logs) and flushes the log. Returns the process exit code:
+// 0 after a clean stop, 2 for a bad configuration, 1 for any other failure.
+int RunServe(const ServeArgs& args);
+
+}  // namespace strata::server

@@ -1,0 +1,935 @@
+#include "server/server.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "protocol/protocol.h"
+#include "server/auth.h"
+#include "server/handler.h"
+#include "server/log.h"
+
+namespace strata::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+using Strand = asio::strand<asio::io_context::executor_type>;
+using protocol::ErrorCode;
+using protocol::Op;
+
+spdlog::logger& ServerLog() {
+  static const std::shared_ptr<spdlog::logger> logger = [] {
+    if (auto existing = spdlog::get("server")) return existing;
+    auto l = spdlog::default_logger()->clone("server");
+    try {
+      spdlog::register_logger(l);
+    } catch (const spdlog::spdlog_ex&) {
+      // Registered by someone else in the meantime: use theirs.
+      if (auto existing = spdlog::get("server")) return existing;
+    }
+    return l;
+  }();
+  return *logger;
+}
+
+namespace {
+
+Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+// A failed hello past this many closes the connection.
+constexpr int kMaxFailedHellos = 3;
+// After the last reply the server shuts its sending side and waits this long at
+// most for the client to close, reading and dropping whatever it still sends:
+// closing a socket with unread input resets the connection, and a reset can
+// destroy replies the client has not read yet.
+constexpr double kLingerSeconds = 1.0;
+// A metrics request must arrive whole within this long (or request_timeout_s, if shorter).
+constexpr double kHttpTimeoutSeconds = 10.0;
+constexpr size_t kMaxHttpHeadBytes = 16 * 1024;
+// A writer sends at most this many frames / bytes in one gathered write.
+constexpr size_t kMaxFramesPerWrite = 64;
+constexpr size_t kMaxBytesPerWrite = 4u << 20;
+
+std::string EndpointString(const tcp::socket& s) {
+  error_code ec;
+  const tcp::endpoint e = s.remote_endpoint(ec);
+  if (ec) return "unknown peer";
+  if (e.address().is_v6()) return fmt::format("[{}]:{}", e.address().to_string(), e.port());
+  return fmt::format("{}:{}", e.address().to_string(), e.port());
+}
+
+void LogCoroutineFailure(std::string_view what, std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    ServerLog().error("{}: {}", what, x.what());
+  } catch (...) {
+    ServerLog().error("{}: unknown exception", what);
+  }
+}
+
+}  // namespace
+
+class Connection;
+
+// ---------------------------------------------------------------------------
+// Server::Impl: the threads, the acceptors and the registry of connections.
+//
+// Thread-safe as Server is. The acceptors, the drain timer and next_connection_id_
+// are used only on control_; conns_ under conns_mu_; pending_, stopping_ and the
+// metrics are atomics; the rest is set before the threads start and then read-only.
+// ---------------------------------------------------------------------------
+class Server::Impl {
+ public:
+  Impl(const ServerConfig& config, Engine& engine)
+      : config_(config),
+        engine_(engine),
+        workers_(EffectiveWorkerThreads(config)),
+        pool_(workers_),
+        control_(asio::make_strand(io_)),
+        acceptor_(control_),
+        metrics_acceptor_(control_),
+        drain_timer_(control_),
+        handler_(engine, config, metrics_),
+        linger_(Seconds(std::min(kLingerSeconds, config.request_timeout_s))) {
+    decode_limits_.max_batch = std::numeric_limits<uint32_t>::max();  // see HandleFrame
+  }
+
+  Status Bind();
+  void Run();
+  void Shutdown();
+  void Wait();
+
+  // The connection side (called on the connection's strand).
+  bool TryAcquireWorkSlot();
+  void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, protocol::Request request,
+              Clock::time_point start);
+  std::vector<uint8_t> EncodeReply(protocol::Response response, uint64_t request_id,
+                                   uint16_t opcode, Clock::time_point start);
+  std::vector<uint8_t> ErrorFrame(uint64_t request_id, uint16_t opcode, ErrorCode code,
+                                  std::string message, Clock::time_point start);
+  void Unregister(uint64_t id);
+
+  const ServerConfig config_;
+  Engine& engine_;
+  const uint32_t workers_;
+  asio::io_context io_;
+  asio::thread_pool pool_;
+  Strand control_;  // the acceptors, the drain timer, the accept loops
+  tcp::acceptor acceptor_;
+  tcp::acceptor metrics_acceptor_;
+  asio::steady_timer drain_timer_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> io_work_;
+  ServerMetrics metrics_;
+  RequestHandler handler_;
+  protocol::DecodeLimits decode_limits_;
+  const Clock::duration linger_;
+  uint16_t port_ = 0;
+  uint16_t metrics_port_ = 0;
+
+  std::atomic<uint32_t> pending_{0};  // requests queued for or running on the pool
+  std::atomic<bool> stopping_{false};
+  std::atomic<Clock::rep> shutdown_started_{0};  // Clock ticks, set by Shutdown
+
+  std::mutex conns_mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<Connection>> conns_;  // guarded by conns_mu_
+  uint64_t next_connection_id_ = 0;                                // on control_
+
+  std::vector<std::thread> io_threads_;
+  std::mutex wait_mu_;
+  bool joined_ = false;  // guarded by wait_mu_
+
+ private:
+  asio::awaitable<void> AcceptLoop();
+  asio::awaitable<void> MetricsAcceptLoop();
+  asio::awaitable<void> ServeHttp(std::shared_ptr<tcp::socket> socket);
+  asio::awaitable<std::string> RenderMetricsOnPool();
+  std::vector<std::shared_ptr<Connection>> LiveConnections();
+  void RunIo();
+};
+
+// ---------------------------------------------------------------------------
+// Connection: one client socket, its three coroutines and its queue of replies.
+//
+// Thread-compatible, confined to strand_: every method runs there (other threads
+// post to it), except Start, which runs before anything else can reach it.
+// Owned jointly by its coroutines and by the replies in flight for it.
+// ---------------------------------------------------------------------------
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Server::Impl& server, uint64_t id, Strand strand, tcp::socket socket, bool admitted)
+      : server_(server),
+        config_(server.config_),
+        id_(id),
+        admitted_(admitted),
+        strand_(std::move(strand)),
+        socket_(std::move(socket)),
+        peer_(EndpointString(socket_)),
+        write_signal_(strand_),
+        read_signal_(strand_),
+        watchdog_(strand_),
+        authenticated_(config_.token.empty()),
+        last_activity_(Clock::now()) {
+    write_signal_.expires_at(Clock::time_point::max());
+    read_signal_.expires_at(Clock::time_point::max());
+  }
+
+  const Strand& strand() const { return strand_; }
+  uint64_t id() const { return id_; }
+
+  // Spawns the reader, the writer and the watchdog.
+  void Start() {
+    if (admitted_) ServerLog().debug("connection {} from {} opened", id_, peer_);
+    Spawn(ReadLoop(shared_from_this()), "reader");
+    Spawn(WriteLoop(shared_from_this()), "writer");
+    Spawn(Watchdog(shared_from_this()), "watchdog");
+  }
+
+  // A connection over max_connections: send one error frame, then close.
+  void StartRejected(std::vector<uint8_t> frame) {
+    accepting_ = false;
+    ++in_flight_;
+    out_.push_back(std::move(frame));
+    Start();
+  }
+
+  // Graceful shutdown: take no new frames; close once every reply has been written.
+  void StopAccepting() {
+    if (closed_ || !accepting_) return;
+    accepting_ = false;
+    Kick();
+  }
+
+  // A reply for a request of this connection (from a worker, posted to the strand).
+  // An empty frame means the reply could not be made: the connection is closed.
+  void Deliver(std::vector<uint8_t> frame) {
+    if (closed_ || finishing_) {
+      --in_flight_;
+      return;  // the connection went away: the reply is dropped
+    }
+    if (frame.empty()) {
+      --in_flight_;
+      Close("a reply could not be encoded");
+      return;
+    }
+    out_.push_back(std::move(frame));
+    write_signal_.cancel();
+  }
+
+  void Close(std::string_view why) {
+    if (closed_) return;
+    closed_ = true;
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    write_signal_.cancel();
+    read_signal_.cancel();
+    watchdog_.cancel();
+    out_.clear();
+    if (admitted_) {
+      ServerLog().debug("connection {} from {} closed: {} ({} requests)", id_, peer_, why,
+                        requests_);
+      server_.Unregister(id_);
+    }
+  }
+
+ private:
+  enum class Phase { kIdle, kInFrame, kPaused };
+
+  template <typename Awaitable>
+  void Spawn(Awaitable a, const char* what) {
+    asio::co_spawn(strand_, std::move(a), [self = shared_from_this(), what](std::exception_ptr e) {
+      if (!e) return;
+      LogCoroutineFailure(fmt::format("connection {} {}", self->id_, what), e);
+      self->Close("internal error");
+    });
+  }
+
+  // Wakes every coroutine so that it re-checks the state.
+  void Kick() {
+    write_signal_.cancel();
+    read_signal_.cancel();
+    watchdog_.cancel();
+  }
+
+  // Each coroutine takes a reference to the connection as a parameter: parameters
+  // live in the coroutine frame, so the connection outlives the coroutine.
+  asio::awaitable<void> ReadLoop(std::shared_ptr<Connection> keep_alive);
+  asio::awaitable<void> WriteLoop(std::shared_ptr<Connection> keep_alive);
+  asio::awaitable<void> Watchdog(std::shared_ptr<Connection> keep_alive);
+  asio::awaitable<void> ReadPayload(uint32_t size, error_code& ec);
+  void HandleFrame(const protocol::FrameHeader& header, Clock::time_point start);
+  void FramingError(const Status& error, Clock::time_point start);
+  void ReplyError(uint64_t request_id, uint16_t opcode, ErrorCode code, std::string message,
+                  Clock::time_point start) {
+    Deliver(server_.ErrorFrame(request_id, opcode, code, std::move(message), start));
+  }
+
+  Server::Impl& server_;
+  const ServerConfig& config_;
+  const uint64_t id_;
+  const bool admitted_;  // counted in max_connections (a rejected one is not)
+  Strand strand_;
+  tcp::socket socket_;
+  const std::string peer_;
+  asio::steady_timer write_signal_;  // cancelled to wake the writer
+  asio::steady_timer read_signal_;   // cancelled to wake a reader paused by max_pipeline
+  asio::steady_timer watchdog_;      // the deadlines; cancelled to re-evaluate them
+
+  std::deque<std::vector<uint8_t>> out_;  // frames waiting to be written
+  uint32_t in_flight_ = 0;  // frames read (or rejections queued) whose reply is not written yet
+  Phase phase_ = Phase::kIdle;
+  bool accepting_ = true;   // false: no new frames (shutdown, framing error, failed hellos, EOF)
+  bool finishing_ = false;  // every reply written and the sending side shut
+  bool reader_done_ = false;
+  bool closed_ = false;
+  bool authenticated_;
+  int failed_hellos_ = 0;
+  uint64_t requests_ = 0;
+  Clock::time_point last_activity_;    // the idle clock starts here
+  Clock::time_point frame_deadline_;   // while kInFrame
+  Clock::time_point linger_deadline_;  // while finishing_
+  std::optional<Clock::time_point> write_deadline_;
+  std::array<uint8_t, protocol::kHeaderSize> header_{};
+  std::vector<uint8_t> payload_;
+};
+
+asio::awaitable<void> Connection::ReadPayload(uint32_t size, error_code& ec) {
+  // Grown as bytes arrive rather than allocated from the header up front, so that
+  // a peer announcing a large frame and sending nothing costs no memory.
+  payload_.clear();
+  size_t got = 0;
+  while (got < size) {
+    const size_t want = std::min<size_t>(size, std::max<size_t>(2 * got, 64 * 1024));
+    payload_.resize(want);
+    co_await asio::async_read(socket_, asio::buffer(payload_.data() + got, want - got),
+                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    got = want;
+  }
+}
+
+asio::awaitable<void> Connection::ReadLoop(std::shared_ptr<Connection> /*keep_alive*/) {
+  error_code ec;
+  std::array<uint8_t, 4096> scratch;
+  while (!closed_) {
+    if (!accepting_) {
+      // No new frames: read and drop whatever the client sends until it closes
+      // (or the watchdog or the writer closes the connection).
+      co_await socket_.async_read_some(asio::buffer(scratch),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      continue;
+    }
+    if (in_flight_ >= config_.max_pipeline) {
+      phase_ = Phase::kPaused;
+      co_await read_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;  // woken by a write that completed (or by a state change): check again
+    }
+    phase_ = Phase::kIdle;
+    last_activity_ = std::max(last_activity_, Clock::now());
+    const size_t n = co_await socket_.async_read_some(
+        asio::buffer(header_), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    const Clock::time_point start = Clock::now();
+    phase_ = Phase::kInFrame;
+    frame_deadline_ = start + Seconds(config_.request_timeout_s);
+    if (n < header_.size()) {
+      co_await asio::async_read(socket_, asio::buffer(header_.data() + n, header_.size() - n),
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
+    auto header = protocol::DecodeHeader(header_, config_.max_frame_bytes);
+    if (!header) {
+      phase_ = Phase::kIdle;
+      FramingError(header.error(), start);
+      continue;
+    }
+    co_await ReadPayload(header->payload_size, ec);
+    if (ec) break;
+    phase_ = Phase::kIdle;
+    HandleFrame(*header, start);
+    if (payload_.capacity() > (1u << 20)) std::vector<uint8_t>().swap(payload_);
+  }
+  reader_done_ = true;
+  phase_ = Phase::kIdle;
+  if (closed_) co_return;
+  if (ec == asio::error::eof && !finishing_) {
+    // The client has finished sending: answer what is in flight, then close.
+    accepting_ = false;
+    Kick();
+  } else if (ec == asio::error::eof) {
+    Close("closed by the client");
+  } else {
+    Close(fmt::format("read failed: {}", ec.message()));
+  }
+}
+
+asio::awaitable<void> Connection::WriteLoop(std::shared_ptr<Connection> /*keep_alive*/) {
+  error_code ec;
+  std::vector<std::vector<uint8_t>> batch;
+  std::vector<asio::const_buffer> buffers;
+  while (!closed_) {
+    if (!out_.empty()) {
+      batch.clear();
+      buffers.clear();
+      size_t bytes = 0;
+      while (!out_.empty() && batch.size() < kMaxFramesPerWrite && bytes < kMaxBytesPerWrite) {
+        bytes += out_.front().size();
+        batch.push_back(std::move(out_.front()));
+        out_.pop_front();
+      }
+      for (const auto& frame : batch) buffers.push_back(asio::buffer(frame));
+      write_deadline_ = Clock::now() + Seconds(config_.request_timeout_s);
+      co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      write_deadline_.reset();
+      in_flight_ -= uint32_t(batch.size());
+      if (ec) {
+        Close(fmt::format("write failed: {}", ec.message()));
+        co_return;
+      }
+      last_activity_ = Clock::now();
+      read_signal_.cancel();  // room in the pipeline again
+      continue;
+    }
+    if (!accepting_ && in_flight_ == 0) {
+      // Every reply is out: send FIN, then wait (bounded) for the client to close.
+      finishing_ = true;
+      socket_.shutdown(tcp::socket::shutdown_send, ec);
+      if (reader_done_ || ec) {
+        Close("finished");
+      } else {
+        linger_deadline_ = Clock::now() + server_.linger_;
+        watchdog_.cancel();
+      }
+      co_return;
+    }
+    co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+asio::awaitable<void> Connection::Watchdog(std::shared_ptr<Connection> /*keep_alive*/) {
+  const Clock::duration idle_timeout = Seconds(config_.idle_timeout_s);
+  const Clock::duration request_timeout = Seconds(config_.request_timeout_s);
+  // Deadlines are only ever set to at least `now + cap` (except the linger one,
+  // which cancels the timer), so sleeping at most `cap` never wakes up late.
+  const Clock::duration cap = std::min(idle_timeout, request_timeout);
+  error_code ec;
+  while (!closed_) {
+    const Clock::time_point now = Clock::now();
+    const bool idle = phase_ == Phase::kIdle && accepting_ && in_flight_ == 0;
+    if (phase_ == Phase::kInFrame && now >= frame_deadline_) {
+      ServerLog().warn(
+          "connection {} from {}: request timeout: a frame begun {} s ago is still "
+          "incomplete (request_timeout_s); closing",
+          id_, peer_, config_.request_timeout_s);
+      Close("request timeout");
+      break;
+    }
+    if (write_deadline_ && now >= *write_deadline_) {
+      ServerLog().warn(
+          "connection {} from {}: write timeout: the client has not read its replies "
+          "for {} s (request_timeout_s); closing",
+          id_, peer_, config_.request_timeout_s);
+      Close("write timeout");
+      break;
+    }
+    if (finishing_ && now >= linger_deadline_) {
+      Close("finished");
+      break;
+    }
+    if (idle && now >= last_activity_ + idle_timeout) {
+      ServerLog().warn("connection {} from {}: idle for {} s (idle_timeout_s); closing", id_, peer_,
+                       config_.idle_timeout_s);
+      Close("idle timeout");
+      break;
+    }
+    Clock::time_point next = now + cap;
+    if (phase_ == Phase::kInFrame) next = std::min(next, frame_deadline_);
+    if (write_deadline_) next = std::min(next, *write_deadline_);
+    if (finishing_) next = std::min(next, linger_deadline_);
+    if (idle) next = std::min(next, last_activity_ + idle_timeout);
+    watchdog_.expires_at(next);
+    co_await watchdog_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+void Connection::FramingError(const Status& error, Clock::time_point start) {
+  // Best effort: the request id where it would be, whatever the rest of the header says.
+  uint64_t request_id = 0;
+  std::memcpy(&request_id, header_.data() + 8, sizeof request_id);
+  uint16_t opcode = 0;
+  std::memcpy(&opcode, header_.data() + 6, sizeof opcode);
+  ServerLog().warn("connection {} from {}: framing error: {}; closing", id_, peer_,
+                   error.message());
+  const ErrorCode code =
+      error.code() == StatusCode::kOutOfRange ? ErrorCode::kTooLarge : ErrorCode::kMalformed;
+  accepting_ = false;
+  ++in_flight_;
+  ReplyError(request_id, opcode, code, error.message(), start);
+  Kick();
+}
+
+void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_point start) {
+  const uint64_t rid = header.request_id;
+  const uint16_t opcode = header.opcode;
+  if (finishing_) return;  // the sending side is shut: nothing can be answered
+  ++in_flight_;
+  ++requests_;
+  if (!accepting_) {
+    ReplyError(rid, opcode, ErrorCode::kShuttingDown, "the server is shutting down", start);
+    return;
+  }
+  if (!protocol::IsKnownRequestOp(opcode)) {
+    ReplyError(rid, opcode, ErrorCode::kUnknownOp,
+               fmt::format("unknown opcode {} (0x{:04x})", opcode, opcode), start);
+    return;
+  }
+  const Op op = static_cast<Op>(opcode);
+  // Before decoding, so that a client without the token cannot make the server
+  // decode (and allocate for) anything but a hello.
+  if (!authenticated_ && op != Op::kHello) {
+    ReplyError(
+        rid, opcode, ErrorCode::kUnauthenticated,
+        fmt::format("{}: this server requires a hello with its token first", protocol::OpName(op)),
+        start);
+    return;
+  }
+  // Decoded with no batch limit of its own (the decoder already refuses a count
+  // that the payload could not hold, so this allocates nothing extra): a batch
+  // over max_batch is then refused by the handler as kTooLarge, naming the limit,
+  // rather than as a malformed payload.
+  auto request = protocol::DecodeRequest(header, payload_, server_.decode_limits_);
+  if (!request) {
+    const ErrorCode code = request.error().code() == StatusCode::kUnimplemented
+                               ? ErrorCode::kUnknownOp
+                               : ErrorCode::kMalformed;
+    ServerLog().debug("connection {} from {}: {}", id_, peer_, request.error().message());
+    ReplyError(rid, opcode, code, request.error().message(), start);
+    return;
+  }
+  if (op == Op::kHello) {
+    const auto& hello = std::get<protocol::HelloRequest>(request->body);
+    if (!config_.token.empty() && !TokensEqual(config_.token, hello.token)) {
+      ++failed_hellos_;
+      ServerLog().warn("connection {} from {}: hello with a wrong token ({} of {})", id_, peer_,
+                       failed_hellos_, kMaxFailedHellos);
+      ReplyError(rid, opcode, ErrorCode::kUnauthenticated, "hello: wrong token", start);
+      if (failed_hellos_ >= kMaxFailedHellos) {
+        accepting_ = false;  // the error goes out, then the connection closes
+        Kick();
+      }
+      return;
+    }
+    authenticated_ = true;
+    ServerLog().debug("connection {} from {}: hello from '{}'", id_, peer_, hello.client_name);
+    Deliver(server_.EncodeReply({Op::kHello, server_.handler_.Hello()}, rid, opcode, start));
+    return;
+  }
+  if (op == Op::kPing) {
+    Deliver(server_.EncodeReply({Op::kPing, protocol::EmptyReply{}}, rid, opcode, start));
+    return;
+  }
+  if (!server_.TryAcquireWorkSlot()) {
+    server_.metrics_.BusyRejection();
+    ReplyError(
+        rid, opcode, ErrorCode::kBusy,
+        fmt::format("server busy: {} requests queued or running (worker_threads {} + "
+                    "queue_limit {}); retry later",
+                    server_.workers_ + config_.queue_limit, server_.workers_, config_.queue_limit),
+        start);
+    return;
+  }
+  server_.Submit(shared_from_this(), rid, std::move(*request), start);
+}
+
+// ---------------------------------------------------------------------------
+// Server::Impl
+// ---------------------------------------------------------------------------
+
+bool Server::Impl::TryAcquireWorkSlot() {
+  const uint32_t limit = workers_ + config_.queue_limit;
+  if (pending_.fetch_add(1, std::memory_order_acq_rel) >= limit) {
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    return false;
+  }
+  metrics_.WorkQueued();
+  return true;
+}
+
+void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
+                          protocol::Request request, Clock::time_point start) {
+  // The work guard keeps the I/O threads running until the reply has been handed back.
+  asio::post(pool_, [this, conn = std::move(conn), request_id, request = std::move(request), start,
+                     work = asio::make_work_guard(io_)]() mutable {
+    const uint16_t opcode = static_cast<uint16_t>(request.op);
+    std::vector<uint8_t> frame;
+    try {
+      protocol::Response response = handler_.Execute(request);
+      request = {};  // free the payload before the reply is queued
+      frame = EncodeReply(std::move(response), request_id, opcode, start);
+    } catch (const std::exception& e) {
+      // Out of memory while encoding, typically. An empty frame makes the
+      // connection close (every request must get exactly one reply).
+      ServerLog().error("{}: cannot encode the reply: {}",
+                        protocol::OpName(static_cast<Op>(opcode)), e.what());
+      frame.clear();
+      try {
+        frame = ErrorFrame(request_id, opcode, ErrorCode::kInternal,
+                           fmt::format("cannot encode the reply: {}", e.what()), start);
+      } catch (const std::exception&) {
+        frame.clear();
+      }
+    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    metrics_.WorkDone();
+    const Strand strand = conn->strand();
+    asio::post(strand, [conn = std::move(conn), frame = std::move(frame)]() mutable {
+      conn->Deliver(std::move(frame));
+    });
+  });
+}
+
+std::vector<uint8_t> Server::Impl::EncodeReply(protocol::Response response, uint64_t request_id,
+                                               uint16_t opcode, Clock::time_point start) {
+  std::vector<uint8_t> frame;
+  protocol::EncodeResponse(response, request_id, frame);
+  const size_t payload = frame.size() - protocol::kHeaderSize;
+  if (payload > config_.max_frame_bytes) {
+    response = {Op::kError,
+                protocol::ErrorReply{
+                    ErrorCode::kTooLarge,
+                    fmt::format("{}: the reply would take {} bytes, over the "
+                                "server's frame limit of {} (max_frame_bytes)",
+                                protocol::OpName(response.op), payload, config_.max_frame_bytes)}};
+    frame.clear();
+    protocol::EncodeResponse(response, request_id, frame);
+  }
+  metrics_.RequestAnswered(
+      opcode,
+      uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
+  if (const auto* error = std::get_if<protocol::ErrorReply>(&response.body)) {
+    metrics_.ErrorSent(error->code);
+  }
+  return frame;
+}
+
+std::vector<uint8_t> Server::Impl::ErrorFrame(uint64_t request_id, uint16_t opcode, ErrorCode code,
+                                              std::string message, Clock::time_point start) {
+  return EncodeReply({Op::kError, protocol::ErrorReply{code, std::move(message)}}, request_id,
+                     opcode, start);
+}
+
+void Server::Impl::Unregister(uint64_t id) {
+  std::lock_guard<std::mutex> l(conns_mu_);
+  if (conns_.erase(id) == 0) return;
+  metrics_.ConnectionClosed();
+  if (stopping_.load() && conns_.empty()) {
+    asio::post(control_, [this] { drain_timer_.cancel(); });
+  }
+}
+
+std::vector<std::shared_ptr<Connection>> Server::Impl::LiveConnections() {
+  std::vector<std::shared_ptr<Connection>> out;
+  std::lock_guard<std::mutex> l(conns_mu_);
+  for (const auto& [id, weak] : conns_) {
+    if (auto c = weak.lock()) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Status Server::Impl::Bind() {
+  error_code ec;
+  const std::string host = config_.listen == "localhost" ? "127.0.0.1" : config_.listen;
+  const asio::ip::address address = asio::ip::make_address(host, ec);
+  if (ec) return InvalidArgument("server.listen: '{}' is not an IP address", config_.listen);
+  auto listen = [&](tcp::acceptor& a, uint16_t port, std::string_view what) -> Result<uint16_t> {
+    const tcp::endpoint endpoint(address, port);
+    error_code e;
+    a.open(endpoint.protocol(), e);
+    if (!e) a.set_option(tcp::acceptor::reuse_address(true), e);
+    if (!e) a.bind(endpoint, e);
+    if (!e) a.listen(asio::socket_base::max_listen_connections, e);
+    if (e) {
+      return Error(
+          IOError("cannot listen on {}:{} ({}): {}", config_.listen, port, what, e.message()));
+    }
+    const uint16_t bound = a.local_endpoint(e).port();
+    if (e) return Error(IOError("{}: cannot read the bound port: {}", what, e.message()));
+    return bound;
+  };
+  STRATA_ASSIGN_OR_RETURN(port_, listen(acceptor_, config_.port, "server.port"));
+  if (config_.metrics_port != 0) {
+    STRATA_ASSIGN_OR_RETURN(metrics_port_,
+                            listen(metrics_acceptor_, config_.metrics_port, "server.metrics_port"));
+  }
+  return Status::Ok();
+}
+
+void Server::Impl::Run() {
+  io_work_.emplace(io_.get_executor());
+  asio::co_spawn(control_, AcceptLoop(),
+                 [](std::exception_ptr e) { LogCoroutineFailure("accept loop", e); });
+  if (metrics_acceptor_.is_open()) {
+    asio::co_spawn(control_, MetricsAcceptLoop(),
+                   [](std::exception_ptr e) { LogCoroutineFailure("metrics accept loop", e); });
+  }
+  for (uint32_t i = 0; i < config_.io_threads; ++i) io_threads_.emplace_back([this] { RunIo(); });
+}
+
+void Server::Impl::RunIo() {
+  for (;;) {
+    try {
+      io_.run();
+      return;
+    } catch (const std::exception& e) {
+      ServerLog().error("I/O thread: {}", e.what());
+    } catch (...) {
+      ServerLog().error("I/O thread: unknown exception");
+    }
+  }
+}
+
+asio::awaitable<void> Server::Impl::AcceptLoop() {
+  asio::steady_timer backoff(control_);
+  for (;;) {
+    Strand strand = asio::make_strand(io_);
+    tcp::socket socket(strand);
+    error_code ec;
+    co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_.load()) co_return;
+    if (ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // Out of file descriptors, typically: wait a little rather than spin.
+      ServerLog().warn("accept on port {} failed: {}", port_, ec.message());
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    const uint64_t id = ++next_connection_id_;
+    bool admitted;
+    std::shared_ptr<Connection> conn;
+    {
+      std::lock_guard<std::mutex> l(conns_mu_);
+      admitted = conns_.size() < config_.max_connections;
+      conn = std::make_shared<Connection>(*this, id, strand, std::move(socket), admitted);
+      if (admitted) {
+        conns_.emplace(id, conn);
+        metrics_.ConnectionOpened();
+      }
+    }
+    if (admitted) {
+      conn->Start();
+      continue;
+    }
+    ServerLog().warn("refused a connection: too many connections ({})", config_.max_connections);
+    // Not a request: counted as a busy rejection and an error frame, not in requests_total.
+    metrics_.BusyRejection();
+    metrics_.ErrorSent(ErrorCode::kBusy);
+    std::vector<uint8_t> frame;
+    protocol::EncodeResponse(
+        {Op::kError, protocol::ErrorReply{ErrorCode::kBusy, fmt::format("too many connections ({})",
+                                                                        config_.max_connections)}},
+        0, frame);
+    asio::post(strand, [conn, frame = std::move(frame)]() mutable {
+      conn->StartRejected(std::move(frame));
+    });
+  }
+}
+
+asio::awaitable<void> Server::Impl::MetricsAcceptLoop() {
+  asio::steady_timer backoff(control_);
+  for (;;) {
+    auto socket = std::make_shared<tcp::socket>(asio::make_strand(io_));
+    error_code ec;
+    co_await metrics_acceptor_.async_accept(*socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_.load() || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      ServerLog().warn("accept on metrics port {} failed: {}", metrics_port_, ec.message());
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    asio::co_spawn(socket->get_executor(), ServeHttp(socket),
+                   [](std::exception_ptr e) { LogCoroutineFailure("metrics connection", e); });
+  }
+}
+
+asio::awaitable<std::string> Server::Impl::RenderMetricsOnPool() {
+  // engine.counters() takes the engine's locks and walks every collection: it runs
+  // on a worker, never on an I/O thread. The work guard keeps the I/O threads up
+  // until the text has been handed back.
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
+      [this](auto handler) {
+        asio::post(pool_, [this, handler = std::move(handler),
+                           work = asio::make_work_guard(io_)]() mutable {
+          std::string text;
+          try {
+            text = RenderPrometheus(engine_.counters(), metrics_.Snapshot());
+          } catch (const std::exception& e) {
+            text = fmt::format("# rendering failed: {}\n", e.what());
+          }
+          auto ex = asio::get_associated_executor(handler);
+          asio::dispatch(ex, [handler = std::move(handler), text = std::move(text)]() mutable {
+            handler(std::move(text));
+          });
+        });
+      },
+      asio::use_awaitable);
+}
+
+asio::awaitable<void> Server::Impl::ServeHttp(std::shared_ptr<tcp::socket> socket) {
+  asio::steady_timer deadline(socket->get_executor());
+  deadline.expires_after(Seconds(std::min(kHttpTimeoutSeconds, config_.request_timeout_s)));
+  deadline.async_wait([socket](error_code ec) {
+    if (ec) return;
+    error_code ignored;
+    socket->close(ignored);
+  });
+  std::string head;
+  error_code ec;
+  const size_t n =
+      co_await asio::async_read_until(*socket, asio::dynamic_buffer(head, kMaxHttpHeadBytes),
+                                      "\r\n\r\n", asio::redirect_error(asio::use_awaitable, ec));
+  HttpResponse response;
+  if (ec == asio::error::not_found) {
+    response.status = 431;
+    response.body = "request head too large\n";
+  } else if (ec) {
+    deadline.cancel();
+    co_return;  // the client went away or timed out
+  } else {
+    bool wants_metrics = false;
+    response = HandleMetricsRequest(std::string_view(head).substr(0, n), [&wants_metrics] {
+      wants_metrics = true;
+      return std::string();
+    });
+    if (wants_metrics) response.body = co_await RenderMetricsOnPool();
+  }
+  const std::string bytes = SerializeHttpResponse(response);
+  co_await asio::async_write(*socket, asio::buffer(bytes),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  socket->shutdown(tcp::socket::shutdown_send, ec);
+  // Drain what the client may still send (bounded by the deadline), then close.
+  std::array<char, 512> scratch;
+  while (!ec) {
+    co_await socket->async_read_some(asio::buffer(scratch),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+  }
+  socket->close(ec);
+  deadline.cancel();
+}
+
+void Server::Impl::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  shutdown_started_.store(Clock::now().time_since_epoch().count());
+  ServerLog().info("shutting down: no new connections or requests; answering those in flight");
+  asio::post(control_, [this] {
+    error_code ec;
+    acceptor_.close(ec);
+    if (metrics_acceptor_.is_open()) metrics_acceptor_.close(ec);
+    const auto conns = LiveConnections();
+    for (const auto& c : conns) {
+      asio::post(c->strand(), [c] { c->StopAccepting(); });
+    }
+    if (!conns.empty()) {
+      drain_timer_.expires_after(Seconds(config_.shutdown_timeout_s));
+      drain_timer_.async_wait([this](error_code e) {
+        if (e) return;  // every connection closed in time
+        const auto left = LiveConnections();
+        ServerLog().warn(
+            "shutdown: {} connections still busy after {} s (shutdown_timeout_s); closing them",
+            left.size(), config_.shutdown_timeout_s);
+        for (const auto& c : left) asio::post(c->strand(), [c] { c->Close("shutdown timeout"); });
+      });
+    }
+    io_work_.reset();
+  });
+}
+
+void Server::Impl::Wait() {
+  std::lock_guard<std::mutex> l(wait_mu_);
+  if (joined_) return;
+  for (auto& t : io_threads_) t.join();
+  pool_.join();
+  joined_ = true;
+  const ServerMetricsSnapshot m = metrics_.Snapshot();
+  ServerLog().info(
+      "server stopped after {:.3f} s of shutdown: {} connections, {} requests answered, {} errors, "
+      "{} busy rejections",
+      std::chrono::duration<double>(Clock::now() -
+                                    Clock::time_point(Clock::duration(shutdown_started_.load())))
+          .count(),
+      m.connections_total, m.requests, m.errors, m.busy_rejections);
+}
+
+// ---------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  Shutdown();
+  Wait();
+}
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Engine& engine) {
+  STRATA_RETURN_IF_ERROR(ValidateServerConfig(config));
+  auto impl = std::make_unique<Impl>(config, engine);
+  STRATA_RETURN_IF_ERROR(impl->Bind());
+  impl->Run();
+  if (impl->metrics_port_ != 0) {
+    ServerLog().info("listening on {}:{} (metrics on port {}), {} I/O threads, {} workers",
+                     config.listen, impl->port_, impl->metrics_port_, config.io_threads,
+                     impl->workers_);
+  } else {
+    ServerLog().info("listening on {}:{} (metrics off), {} I/O threads, {} workers", config.listen,
+                     impl->port_, config.io_threads, impl->workers_);
+  }
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+uint16_t Server::port() const { return impl_->port_; }
+uint16_t Server::metrics_port() const { return impl_->metrics_port_; }
+ServerMetricsSnapshot Server::metrics() const { return impl_->metrics_.Snapshot(); }
+void Server::Shutdown() { impl_->Shutdown(); }
+void Server::Wait() { impl_->Wait(); }
+
+}  // namespace strata::server

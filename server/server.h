@@ -1,0 +1,66 @@
+#pragma once
+// Strata's network server: the wire protocol (protocol/protocol.h) over TCP,
+// served with Boost.Asio and C++20 coroutines, in front of an Engine.
+//
+//   STRATA_ASSIGN_OR_RETURN(auto server, server::Server::Start(config, *engine));
+//   fmt::print("listening on {}\n", server->port());
+//   ...                       // from a signal handler's thread, a test, ...
+//   server->Shutdown();       // graceful: in-flight requests are answered first
+//   server->Wait();
+//
+// Threads: `io_threads` run the io_context (accept, read and write frames, hello
+// and ping, the metrics endpoint); `worker_threads` run every other request's
+// engine call and encode its reply, which is handed back to the connection's
+// strand to be written. The I/O threads never call into the engine.
+//
+// Per connection: one coroutine reads frames, one writes replies (replies may go
+// out in any order: pipelining), one enforces the deadlines (idle_timeout_s with
+// nothing in progress, request_timeout_s for a frame begun or a write). A framing
+// error (bad header, payload over max_frame_bytes) is answered with an error frame
+// and closes that connection only; a payload that cannot be decoded is answered
+// with kMalformed and the connection stays open. Past `max_pipeline` requests in
+// flight the connection is not read until replies drain; past `worker_threads +
+// queue_limit` requests queued or running server-wide a request gets kBusy at once.
+//
+// Graceful shutdown: stop accepting, stop taking new frames, let queued and running
+// requests finish and their replies be written (bounded by shutdown_timeout_s),
+// close every connection, stop the threads.
+
+#include <cstdint>
+#include <memory>
+
+#include "core/status.h"
+#include "engine/strata.h"
+#include "server/config.h"
+#include "server/metrics.h"
+
+namespace strata::server {
+
+// Thread-safe: port, metrics_port, metrics, Shutdown and Wait may be called from
+// any thread, concurrently -- except that Wait and the destructor must not run
+// on one of the server's own threads (they join them).
+class Server {
+ public:
+  // Validates `config`, binds the listening sockets (IOError naming the address
+  // when that fails) and starts the threads. `engine` is not owned and must
+  // outlive the server.
+  static Result<std::unique_ptr<Server>> Start(const ServerConfig& config, Engine& engine);
+  ~Server();  // Shutdown() then Wait()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  uint16_t port() const;          // the bound port (config port 0: an ephemeral one)
+  uint16_t metrics_port() const;  // 0 when the metrics endpoint is off
+  ServerMetricsSnapshot metrics() const;
+
+  void Shutdown();  // graceful, idempotent; returns at once
+  void Wait();      // until every thread has stopped (after Shutdown)
+
+  class Impl;
+
+ private:
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace strata::server

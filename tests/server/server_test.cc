@@ -1,0 +1,1050 @@
+// The server over real sockets: a Server on 127.0.0.1, port 0, over an engine in a
+// temporary directory, driven by the raw-socket TestClient.
+
+#include "server/server.h"
+
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/server/test_client.h"
+
+namespace strata::server {
+namespace {
+
+namespace fs = std::filesystem;
+using protocol::ErrorCode;
+using protocol::Op;
+using testing::AsError;
+using testing::Frame;
+using testing::TestClient;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "strata-server-test-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::vector<float> Vec(VectorId id, uint32_t dim) {
+  std::vector<float> v(dim);
+  for (uint32_t j = 0; j < dim; ++j) v[j] = float((id * 31 + j * 7) % 101) / 10.0f;
+  return v;
+}
+
+std::vector<protocol::Record> Records(VectorId first, size_t n, uint32_t dim) {
+  std::vector<protocol::Record> out;
+  for (size_t i = 0; i < n; ++i) out.push_back({first + i, Vec(first + i, dim), {}});
+  return out;
+}
+
+// A copy of the reply's body; fails the test (and returns nullopt) unless `f` is a
+// reply (not an error) of `op`.
+template <typename T>
+std::optional<T> Reply(const std::optional<Frame>& f, Op op) {
+  if (!f) {
+    ADD_FAILURE() << "no frame";
+    return std::nullopt;
+  }
+  if (const auto* e = AsError(f)) {
+    ADD_FAILURE() << "error " << static_cast<int>(e->code) << ": " << e->message;
+    return std::nullopt;
+  }
+  EXPECT_EQ(f->response.op, op);
+  EXPECT_EQ(f->header.opcode,
+            static_cast<uint16_t>(static_cast<uint16_t>(op) | protocol::kResponseBit));
+  const T* body = std::get_if<T>(&f->response.body);
+  EXPECT_NE(body, nullptr);
+  if (body == nullptr) return std::nullopt;
+  return *body;
+}
+
+// Fails the test unless `f` is an error frame with `code`; returns its message.
+std::string ExpectError(const std::optional<Frame>& f, ErrorCode code) {
+  if (!f) {
+    ADD_FAILURE() << "no frame";
+    return {};
+  }
+  const auto* e = AsError(f);
+  if (e == nullptr) {
+    ADD_FAILURE() << "not an error frame (op " << static_cast<int>(f->response.op) << ")";
+    return {};
+  }
+  EXPECT_EQ(e->code, code) << e->message;
+  EXPECT_EQ(f->header.opcode, static_cast<uint16_t>(Op::kError));
+  return e->message;
+}
+
+std::vector<uint8_t> RawFrame(uint16_t opcode, uint64_t request_id, std::vector<uint8_t> payload,
+                              std::optional<uint32_t> declared_size = std::nullopt) {
+  protocol::FrameHeader h;
+  h.opcode = opcode;
+  h.request_id = request_id;
+  h.payload_size = declared_size.value_or(uint32_t(payload.size()));
+  std::vector<uint8_t> out(protocol::kHeaderSize);
+  protocol::EncodeHeader(
+      h, std::span<uint8_t, protocol::kHeaderSize>(out.data(), protocol::kHeaderSize));
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+template <typename Pred>
+bool Eventually(Pred pred, int timeout_ms = 10000) {
+  const auto deadline = testing::Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (testing::Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred();
+}
+
+double SecondsSince(testing::Clock::time_point t) {
+  return std::chrono::duration<double>(testing::Clock::now() - t).count();
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { spdlog::set_level(spdlog::level::err); }
+
+  ServerConfig Config() const {
+    ServerConfig c;
+    c.port = 0;
+    c.metrics_port = 0;
+    c.data_dir = dir_.path().string();
+    c.worker_threads = 2;
+    c.durability = Durability::kNone;
+    c.background_compaction = false;
+    c.log_level = "error";
+    return c;
+  }
+
+  void Start(const ServerConfig& config) {
+    auto engine = Engine::Open(config.data_dir, EngineOptionsFor(config));
+    ASSERT_TRUE(engine.has_value()) << engine.error().ToString();
+    engine_ = std::move(*engine);
+    auto server = Server::Start(config, *engine_);
+    ASSERT_TRUE(server.has_value()) << server.error().ToString();
+    server_ = std::move(*server);
+    ASSERT_NE(server_->port(), 0);
+  }
+
+  std::unique_ptr<TestClient> Connect() {
+    auto c = TestClient::Connect(server_->port());
+    EXPECT_NE(c, nullptr);
+    return c;
+  }
+
+  void ExpectPing(TestClient& c, uint64_t id = 77) {
+    auto f = c.Call(testing::PingRequest(), id);
+    ASSERT_TRUE(f.has_value()) << c.last_error();
+    Reply<protocol::EmptyReply>(f, Op::kPing);
+    EXPECT_EQ(f->header.request_id, id);
+  }
+
+  // Creates `name` (L2, `dim`) and upserts ids 1..n.
+  void Fill(TestClient& c, const std::string& name, uint32_t dim, size_t n) {
+    Reply<protocol::EmptyReply>(c.Call(testing::CreateRequest(name, dim)), Op::kCreateCollection);
+    for (size_t first = 1; first <= n; first += 1000) {
+      const size_t count = std::min<size_t>(1000, n + 1 - first);
+      auto f = c.Call(testing::UpsertRequest(name, dim, Records(first, count, dim)));
+      auto w = Reply<protocol::WriteReply>(f, Op::kUpsert);
+      ASSERT_TRUE(w.has_value());
+      ASSERT_EQ(w->applied, count);
+    }
+  }
+
+  // Queries (rows of `dim`) for an exact-scan search batch over `collection` that
+  // takes the server about `seconds`: measured here, since the cost differs by
+  // orders of magnitude between sanitizer and release builds.
+  std::vector<float> SlowQueries(TestClient& c, const std::string& collection, uint32_t dim,
+                                 double seconds) {
+    auto queries = [&](size_t n) {
+      std::vector<float> q;
+      for (size_t i = 0; i < n; ++i) {
+        const auto v = Vec(i % 500 + 1, dim);
+        q.insert(q.end(), v.begin(), v.end());
+      }
+      return q;
+    };
+    size_t n = 4;
+    for (;;) {
+      const auto start = testing::Clock::now();
+      auto f = c.Call(testing::SearchRequest(Op::kSearchBatch, collection, dim, queries(n), 10,
+                                             protocol::WireStrategy::kScan));
+      EXPECT_TRUE(f.has_value() && AsError(f) == nullptr);
+      const double took = SecondsSince(start);
+      if (took >= seconds / 4 || n >= 4000) {
+        const double per_query = took / double(n);
+        return queries(std::clamp<size_t>(size_t(seconds / per_query), 1, 4000));
+      }
+      n *= 4;
+    }
+  }
+
+  void TearDown() override {
+    server_.reset();
+    engine_.reset();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Server> server_;
+};
+
+// ---------------------------------------------------------------------------
+// Every op.
+// ---------------------------------------------------------------------------
+
+TEST_F(ServerTest, EveryOpRoundTrips) {
+  ServerConfig config = Config();
+  Start(config);
+  auto c = Connect();
+
+  auto hello_frame = c->Call(testing::HelloRequest(""), 5);
+  auto hello = Reply<protocol::HelloReply>(hello_frame, Op::kHello);
+  ASSERT_TRUE(hello.has_value());
+  EXPECT_EQ(hello_frame->header.request_id, 5u);
+  EXPECT_EQ(hello->protocol_version, protocol::kProtocolVersion);
+  EXPECT_EQ(hello->server_version.rfind("strata ", 0), 0u) << hello->server_version;
+  EXPECT_EQ(hello->max_payload, config.max_frame_bytes);
+  EXPECT_EQ(hello->max_batch, config.max_batch);
+  EXPECT_EQ(hello->max_k, config.max_k);
+  EXPECT_FALSE(hello->auth_required);
+
+  ExpectPing(*c, 6);
+  Reply<protocol::EmptyReply>(c->Call(testing::CreateRequest("docs", 4)), Op::kCreateCollection);
+  ExpectError(c->Call(testing::CreateRequest("docs", 4)), ErrorCode::kAlreadyExists);
+
+  auto list = Reply<protocol::ListCollectionsReply>(
+      c->Call({Op::kListCollections, protocol::ListCollectionsRequest{}}), Op::kListCollections);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->collections.size(), 1u);
+  EXPECT_EQ(list->collections[0].spec.name, "docs");
+  EXPECT_EQ(list->collections[0].spec.dim, 4u);
+
+  auto describe = [&] {
+    return c->Call({Op::kDescribeCollection, protocol::DescribeCollectionRequest{"docs"}});
+  };
+  auto info = Reply<protocol::DescribeCollectionReply>(describe(), Op::kDescribeCollection);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->info.spec.name, "docs");
+  EXPECT_EQ(info->info.num_vectors, 0u);
+
+  std::vector<protocol::Record> records = Records(1, 3, 4);
+  records[0].attributes = {{"lang", std::string("en")},
+                           {"year", int64_t{2020}},
+                           {"score", 0.5},
+                           {"tags", protocol::TagList{"a", "b"}}};
+  records[1].attributes = {{"lang", std::string("de")}};
+  records[2].attributes = {{"lang", std::string("de")}};
+  auto write =
+      Reply<protocol::WriteReply>(c->Call(testing::UpsertRequest("docs", 4, records)), Op::kUpsert);
+  ASSERT_TRUE(write.has_value());
+  EXPECT_EQ(write->applied, 3u);
+
+  auto got = Reply<protocol::GetReply>(c->Call(testing::GetRequest("docs", {1, 2, 42})), Op::kGet);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->records.size(), 3u);
+  ASSERT_TRUE(got->records[0].has_value());
+  EXPECT_EQ(*got->records[0], records[0]);
+  ASSERT_TRUE(got->records[1].has_value());
+  EXPECT_EQ(got->records[1]->vector, records[1].vector);
+  EXPECT_FALSE(got->records[2].has_value());
+
+  auto search = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, Vec(2, 4), 2)), Op::kSearch);
+  ASSERT_TRUE(search.has_value());
+  ASSERT_EQ(search->results.size(), 1u);
+  ASSERT_EQ(search->results[0].size(), 2u);
+  EXPECT_EQ(search->results[0][0].id, 2u);
+  EXPECT_EQ(search->results[0][0].distance, 0.0f);
+  EXPECT_TRUE(search->explain_json.empty());
+
+  protocol::Request filtered = testing::SearchRequest(Op::kSearch, "docs", 4, Vec(2, 4), 3);
+  std::get<protocol::SearchRequest>(filtered.body).options.filter = "lang == \"en\"";
+  auto only_en = Reply<protocol::SearchReply>(c->Call(filtered), Op::kSearch);
+  ASSERT_TRUE(only_en.has_value());
+  ASSERT_EQ(only_en->results[0].size(), 1u);
+  EXPECT_EQ(only_en->results[0][0].id, 1u);
+
+  std::vector<float> two = Vec(1, 4);
+  const std::vector<float> q3 = Vec(3, 4);
+  two.insert(two.end(), q3.begin(), q3.end());
+  auto batch = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kSearchBatch, "docs", 4, two, 1)), Op::kSearchBatch);
+  ASSERT_TRUE(batch.has_value());
+  ASSERT_EQ(batch->results.size(), 2u);
+  EXPECT_EQ(batch->results[0].at(0).id, 1u);
+  EXPECT_EQ(batch->results[1].at(0).id, 3u);
+
+  auto explain = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kExplain, "docs", 4, Vec(2, 4), 1)), Op::kExplain);
+  ASSERT_TRUE(explain.has_value());
+  EXPECT_EQ(explain->results.at(0).at(0).id, 2u);
+  ASSERT_FALSE(explain->explain_json.empty());
+  EXPECT_EQ(explain->explain_json.front(), '{');
+  EXPECT_NE(explain->explain_json.find("segments"), std::string::npos) << explain->explain_json;
+
+  auto deleted =
+      Reply<protocol::WriteReply>(c->Call(testing::DeleteRequest("docs", {2})), Op::kDelete);
+  ASSERT_TRUE(deleted.has_value());
+  EXPECT_EQ(deleted->applied, 1u);
+  auto after_delete =
+      Reply<protocol::GetReply>(c->Call(testing::GetRequest("docs", {2})), Op::kGet);
+  ASSERT_TRUE(after_delete.has_value());
+  EXPECT_FALSE(after_delete->records.at(0).has_value());
+
+  auto stats =
+      Reply<protocol::StatsReply>(c->Call({Op::kStats, protocol::StatsRequest{}}), Op::kStats);
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_EQ(stats->upserts, 3u);
+  EXPECT_EQ(stats->deletes, 1u);
+  EXPECT_EQ(stats->vectors, 2u);
+  EXPECT_GE(stats->searches, 5u);
+  EXPECT_EQ(stats->connections, 1u);
+  EXPECT_GE(stats->requests, 14u);
+  EXPECT_EQ(stats->errors, 1u);  // the second create
+  EXPECT_EQ(stats->search_latency.counts.size(),
+            stats->search_latency.upper_bounds_seconds.size() + 1);
+
+  Reply<protocol::EmptyReply>(c->Call({Op::kFlush, protocol::FlushRequest{"docs"}}), Op::kFlush);
+  Reply<protocol::EmptyReply>(c->Call({Op::kCompact, protocol::CompactRequest{"docs"}}),
+                              Op::kCompact);
+  auto compacted = Reply<protocol::DescribeCollectionReply>(describe(), Op::kDescribeCollection);
+  ASSERT_TRUE(compacted.has_value());
+  EXPECT_EQ(compacted->info.num_vectors, 2u);
+  EXPECT_GE(compacted->info.sealed_segments, 1u);
+  auto again = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, Vec(3, 4), 1)), Op::kSearch);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->results.at(0).at(0).id, 3u);
+
+  Reply<protocol::EmptyReply>(
+      c->Call({Op::kDropCollection, protocol::DropCollectionRequest{"docs"}}), Op::kDropCollection);
+  auto empty = Reply<protocol::ListCollectionsReply>(
+      c->Call({Op::kListCollections, protocol::ListCollectionsRequest{}}), Op::kListCollections);
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_TRUE(empty->collections.empty());
+  ExpectError(describe(), ErrorCode::kNotFound);
+}
+
+TEST_F(ServerTest, ACollectionCreatedAgainWithAnotherDimensionIsUsable) {
+  Start(Config());
+  auto c = Connect();
+  Fill(*c, "docs", 4, 10);
+  Reply<protocol::EmptyReply>(
+      c->Call({Op::kDropCollection, protocol::DropCollectionRequest{"docs"}}), Op::kDropCollection);
+  Fill(*c, "docs", 8, 10);
+  auto s = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kSearch, "docs", 8, Vec(4, 8), 1)), Op::kSearch);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->results.at(0).at(0).id, 4u);
+}
+
+TEST_F(ServerTest, LargeFramesAreReadInPieces) {
+  Start(Config());
+  auto c = Connect();
+  Reply<protocol::EmptyReply>(c->Call(testing::CreateRequest("big", 256)), Op::kCreateCollection);
+  // ~620 KB of payload: more than the first read chunk, so the buffer grows as bytes arrive.
+  auto f = c->Call(testing::UpsertRequest("big", 256, Records(1, 600, 256)));
+  auto w = Reply<protocol::WriteReply>(f, Op::kUpsert);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->applied, 600u);
+  auto got =
+      Reply<protocol::GetReply>(c->Call(testing::GetRequest("big", {1, 300, 600})), Op::kGet);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->records.size(), 3u);
+  const VectorId ids[] = {1, 300, 600};
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(got->records[i].has_value());
+    EXPECT_EQ(got->records[i]->vector, Vec(ids[i], 256));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Bad input.
+// ---------------------------------------------------------------------------
+
+TEST_F(ServerTest, MalformedPayloadIsAnsweredAndTheConnectionStaysOpen) {
+  Start(Config());
+  auto c = Connect();
+  ASSERT_TRUE(c->SendRaw(RawFrame(static_cast<uint16_t>(Op::kCreateCollection), 41, {1, 2, 3})));
+  auto f = c->ReadFrame();
+  ExpectError(f, ErrorCode::kMalformed);
+  EXPECT_EQ(f->header.request_id, 41u);
+  // Trailing bytes after a ping's empty payload.
+  ASSERT_TRUE(c->SendRaw(RawFrame(static_cast<uint16_t>(Op::kPing), 42, {0})));
+  ExpectError(c->ReadFrame(), ErrorCode::kMalformed);
+  ExpectPing(*c);
+}
+
+TEST_F(ServerTest, UnknownOpcodeIsAnsweredAndTheConnectionStaysOpen) {
+  Start(Config());
+  auto c = Connect();
+  ASSERT_TRUE(c->SendRaw(RawFrame(999, 9, {})));
+  auto f = c->ReadFrame();
+  const std::string message = ExpectError(f, ErrorCode::kUnknownOp);
+  EXPECT_NE(message.find("999"), std::string::npos) << message;
+  EXPECT_EQ(f->header.request_id, 9u);
+  ASSERT_TRUE(c->SendRaw(RawFrame(static_cast<uint16_t>(Op::kError), 10, {})));
+  ExpectError(c->ReadFrame(), ErrorCode::kUnknownOp);
+  ASSERT_TRUE(
+      c->SendRaw(RawFrame(static_cast<uint16_t>(Op::kPing) | protocol::kResponseBit, 11, {})));
+  ExpectError(c->ReadFrame(), ErrorCode::kUnknownOp);
+  ExpectPing(*c);
+}
+
+TEST_F(ServerTest, NonFiniteComponentsAreRefusedNamingRecordAndComponent) {
+  Start(Config());
+  auto c = Connect();
+  Fill(*c, "docs", 4, 5);
+  std::vector<protocol::Record> records = Records(100, 2, 4);
+  records[1].vector[2] = std::numeric_limits<float>::quiet_NaN();
+  std::string m =
+      ExpectError(c->Call(testing::UpsertRequest("docs", 4, records)), ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.find("record 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("component 2"), std::string::npos) << m;
+  EXPECT_NE(m.find("NaN"), std::string::npos) << m;
+  // All or nothing: record 0 was not written either.
+  auto got = Reply<protocol::GetReply>(c->Call(testing::GetRequest("docs", {100})), Op::kGet);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(got->records.at(0).has_value());
+
+  std::vector<float> q = Vec(1, 4);
+  q[3] = std::numeric_limits<float>::infinity();
+  m = ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, q, 3)),
+                  ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.find("component 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("inf"), std::string::npos) << m;
+
+  std::vector<float> batch = Vec(1, 4);
+  std::vector<float> bad = Vec(2, 4);
+  bad[0] = -std::numeric_limits<float>::infinity();
+  batch.insert(batch.end(), bad.begin(), bad.end());
+  m = ExpectError(c->Call(testing::SearchRequest(Op::kSearchBatch, "docs", 4, batch, 3)),
+                  ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.find("query 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("component 0"), std::string::npos) << m;
+  ExpectPing(*c);
+}
+
+TEST_F(ServerTest, DimensionMismatchNamesBothDimensions) {
+  Start(Config());
+  auto c = Connect();
+  Fill(*c, "docs", 4, 5);
+  std::string m = ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "docs", 3, Vec(1, 3), 1)),
+                              ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.find("dimension 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("'docs' (dimension 4)"), std::string::npos) << m;
+  m = ExpectError(c->Call(testing::UpsertRequest("docs", 5, Records(50, 1, 5))),
+                  ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.find("dimension 5"), std::string::npos) << m;
+  EXPECT_NE(m.find("'docs' (dimension 4)"), std::string::npos) << m;
+}
+
+TEST_F(ServerTest, KMustBeBetweenOneAndMaxK) {
+  ServerConfig config = Config();
+  config.max_k = 50;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 4, 5);
+  std::string m = ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, Vec(1, 4), 0)),
+                              ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.find("k"), std::string::npos) << m;
+  m = ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, Vec(1, 4), 51)),
+                  ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("max_k"), std::string::npos) << m;
+  ExpectError(c->Call(testing::SearchRequest(Op::kSearchBatch, "docs", 4, Vec(1, 4), 51)),
+              ErrorCode::kTooLarge);
+  ExpectError(c->Call(testing::SearchRequest(Op::kExplain, "docs", 4, Vec(1, 4), 0)),
+              ErrorCode::kInvalidArgument);
+  auto ok = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, Vec(1, 4), 50)), Op::kSearch);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->results.at(0).size(), 5u);
+}
+
+TEST_F(ServerTest, BatchesOverMaxBatchAreTooLarge) {
+  ServerConfig config = Config();
+  config.max_batch = 4;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 4, 4);
+  std::string m = ExpectError(c->Call(testing::UpsertRequest("docs", 4, Records(10, 5, 4))),
+                              ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("max_batch"), std::string::npos) << m;
+  ExpectError(c->Call(testing::DeleteRequest("docs", {1, 2, 3, 4, 5})), ErrorCode::kTooLarge);
+  ExpectError(c->Call(testing::GetRequest("docs", {1, 2, 3, 4, 5})), ErrorCode::kTooLarge);
+  std::vector<float> five;
+  for (VectorId id = 1; id <= 5; ++id) {
+    const auto v = Vec(id, 4);
+    five.insert(five.end(), v.begin(), v.end());
+  }
+  ExpectError(c->Call(testing::SearchRequest(Op::kSearchBatch, "docs", 4, five, 1)),
+              ErrorCode::kTooLarge);
+  five.resize(16);
+  auto ok = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kSearchBatch, "docs", 4, five, 1)), Op::kSearchBatch);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->results.size(), 4u);
+  auto got =
+      Reply<protocol::GetReply>(c->Call(testing::GetRequest("docs", {1, 2, 3, 4})), Op::kGet);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->records.size(), 4u);
+}
+
+TEST_F(ServerTest, UnknownCollectionIsNotFound) {
+  Start(Config());
+  auto c = Connect();
+  ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "nope", 4, Vec(1, 4), 1)),
+              ErrorCode::kNotFound);
+  ExpectError(c->Call(testing::UpsertRequest("nope", 4, Records(1, 1, 4))), ErrorCode::kNotFound);
+  ExpectError(c->Call(testing::GetRequest("nope", {1})), ErrorCode::kNotFound);
+  ExpectError(c->Call(testing::DeleteRequest("nope", {1})), ErrorCode::kNotFound);
+  ExpectError(c->Call({Op::kDescribeCollection, protocol::DescribeCollectionRequest{"nope"}}),
+              ErrorCode::kNotFound);
+  ExpectError(c->Call({Op::kDropCollection, protocol::DropCollectionRequest{"nope"}}),
+              ErrorCode::kNotFound);
+  ExpectError(c->Call({Op::kFlush, protocol::FlushRequest{"nope"}}), ErrorCode::kNotFound);
+  const std::string m =
+      ExpectError(c->Call({Op::kCompact, protocol::CompactRequest{"nope"}}), ErrorCode::kNotFound);
+  EXPECT_NE(m.find("nope"), std::string::npos) << m;
+}
+
+TEST_F(ServerTest, BadMagicClosesThatConnectionOnly) {
+  Start(Config());
+  auto other = Connect();
+  ExpectPing(*other);
+  auto c = Connect();
+  std::vector<uint8_t> frame = RawFrame(static_cast<uint16_t>(Op::kPing), 5, {});
+  frame[0] = 'X';
+  ASSERT_TRUE(c->SendRaw(frame));
+  auto f = c->ReadFrame();
+  const std::string m = ExpectError(f, ErrorCode::kMalformed);
+  EXPECT_NE(m.find("magic"), std::string::npos) << m;
+  EXPECT_EQ(f->header.request_id, 5u);
+  EXPECT_TRUE(c->WaitClosed(5000));
+  ExpectPing(*other);
+  auto fresh = Connect();
+  ExpectPing(*fresh);
+}
+
+TEST_F(ServerTest, OversizedOrBadHeaderClosesTheConnection) {
+  ServerConfig config = Config();
+  config.max_frame_bytes = 4096;
+  Start(config);
+  auto c = Connect();
+  ASSERT_TRUE(c->SendRaw(RawFrame(static_cast<uint16_t>(Op::kUpsert), 6, {}, 1u << 20)));
+  const std::string m = ExpectError(c->ReadFrame(), ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("4096"), std::string::npos) << m;
+  EXPECT_TRUE(c->WaitClosed(5000));
+
+  auto v = Connect();
+  std::vector<uint8_t> frame = RawFrame(static_cast<uint16_t>(Op::kPing), 7, {});
+  frame[4] = 9;  // protocol version 9
+  ASSERT_TRUE(v->SendRaw(frame));
+  ExpectError(v->ReadFrame(), ErrorCode::kMalformed);
+  EXPECT_TRUE(v->WaitClosed(5000));
+
+  auto fresh = Connect();
+  ExpectPing(*fresh);
+}
+
+TEST_F(ServerTest, RandomPayloadsForEveryOpcodeGetExactlyOneReplyEach) {
+  ServerConfig config = Config();
+  config.max_frame_bytes = 4096;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 4, 5);
+  std::mt19937 rng(1234);
+  std::vector<uint8_t> bytes;
+  uint64_t id = 0;
+  for (uint16_t opcode = 1; opcode <= 16; ++opcode) {
+    for (int i = 0; i < 20; ++i) {
+      std::vector<uint8_t> payload(rng() % 200);
+      for (auto& b : payload) b = uint8_t(rng() % 4 == 0 ? 0 : rng());
+      const auto frame = RawFrame(opcode, ++id, payload);
+      bytes.insert(bytes.end(), frame.begin(), frame.end());
+    }
+  }
+  ASSERT_TRUE(c->SendRaw(bytes));
+  std::set<uint64_t> seen;
+  for (uint64_t i = 0; i < id; ++i) {
+    auto f = c->ReadFrame(30000);
+    ASSERT_TRUE(f.has_value()) << c->last_error();
+    EXPECT_TRUE(seen.insert(f->header.request_id).second);
+  }
+  EXPECT_EQ(seen.size(), id);
+  ExpectPing(*c);
+}
+
+TEST_F(ServerTest, RepliesThatWouldNotFitInAFrameAreTooLarge) {
+  ServerConfig config = Config();
+  config.max_frame_bytes = 4096;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 256, 3);
+  std::string m =
+      ExpectError(c->Call(testing::GetRequest("docs", {1, 2, 3, 4, 5})), ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("max_frame_bytes"), std::string::npos) << m;
+  std::vector<float> queries;
+  for (VectorId q = 1; q <= 3; ++q) {
+    const auto v = Vec(q, 256);
+    queries.insert(queries.end(), v.begin(), v.end());
+  }
+  m = ExpectError(c->Call(testing::SearchRequest(Op::kSearchBatch, "docs", 256, queries, 200)),
+                  ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("max_frame_bytes"), std::string::npos) << m;
+  auto small = Reply<protocol::GetReply>(c->Call(testing::GetRequest("docs", {1, 2})), Op::kGet);
+  ASSERT_TRUE(small.has_value());
+  EXPECT_TRUE(small->records.at(1).has_value());
+}
+
+// ---------------------------------------------------------------------------
+// Timeouts and limits.
+// ---------------------------------------------------------------------------
+
+TEST_F(ServerTest, HalfAHeaderThenSilenceIsClosedAfterTheRequestTimeout) {
+  ServerConfig config = Config();
+  config.request_timeout_s = 0.3;
+  config.idle_timeout_s = 60;
+  Start(config);
+  auto c = Connect();
+  ExpectPing(*c);
+  std::vector<uint8_t> frame = RawFrame(static_cast<uint16_t>(Op::kPing), 1, {});
+  frame.resize(10);
+  const auto start = testing::Clock::now();
+  ASSERT_TRUE(c->SendRaw(frame));
+  EXPECT_TRUE(c->WaitClosed(5000));
+  EXPECT_GE(SecondsSince(start), 0.25);
+
+  // A payload that stops short is closed the same way.
+  auto p = Connect();
+  std::vector<uint8_t> partial = RawFrame(static_cast<uint16_t>(Op::kDropCollection), 2, {}, 100);
+  partial.resize(partial.size() + 10, 0);
+  ASSERT_TRUE(p->SendRaw(partial));
+  EXPECT_TRUE(p->WaitClosed(5000));
+
+  auto fresh = Connect();
+  ExpectPing(*fresh);
+}
+
+TEST_F(ServerTest, IdleConnectionIsClosedButABusyOneIsNot) {
+  ServerConfig config = Config();
+  config.idle_timeout_s = 0.8;
+  config.request_timeout_s = 5;
+  Start(config);
+  auto busy = Connect();
+  auto idle = Connect();
+  ExpectPing(*idle);
+  const auto start = testing::Clock::now();
+  // Requests every 100 ms keep `busy` open well past the idle timeout.
+  for (int i = 0; i < 12; ++i) {
+    ExpectPing(*busy, 100 + i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ExpectPing(*busy, 200);
+  EXPECT_TRUE(idle->WaitClosed(5000));
+  EXPECT_GE(SecondsSince(start), 0.75);
+  EXPECT_TRUE(busy->WaitClosed(5000));  // and it too, once left alone
+}
+
+TEST_F(ServerTest, AClientThatDoesNotReadItsRepliesIsClosed) {
+  ServerConfig config = Config();
+  config.request_timeout_s = 0.5;
+  Start(config);
+  {
+    auto filler = Connect();
+    Fill(*filler, "wide", 2048, 64);  // a get of all 64 is a 512 KiB reply
+  }
+  auto c = TestClient::Connect(server_->port(), 64 * 1024);
+  ASSERT_NE(c, nullptr);
+  std::vector<VectorId> all;
+  for (VectorId id = 1; id <= 64; ++id) all.push_back(id);
+  std::vector<uint8_t> bytes;
+  // 8 MiB of replies: more than the server's send buffer (4 MiB at most) and the
+  // client's 64 KiB receive buffer together.
+  for (uint64_t id = 1; id <= 16; ++id)
+    protocol::EncodeRequest(testing::GetRequest("wide", all), id, bytes);
+  ASSERT_TRUE(c->SendRaw(bytes));
+  // Reading nothing: the buffers fill and a write stalls past request_timeout_s.
+  EXPECT_TRUE(Eventually([&] { return server_->metrics().connections == 0; }, 15000));
+  auto other = Connect();
+  ExpectPing(*other);
+}
+
+TEST_F(ServerTest, ConnectionsPastMaxConnectionsAreRefused) {
+  ServerConfig config = Config();
+  config.max_connections = 2;
+  Start(config);
+  auto a = Connect();
+  auto b = Connect();
+  ExpectPing(*a);
+  ExpectPing(*b);
+  auto third = Connect();
+  ASSERT_NE(third, nullptr);
+  auto f = third->ReadFrame();
+  const std::string m = ExpectError(f, ErrorCode::kBusy);
+  EXPECT_EQ(m, "too many connections (2)");
+  EXPECT_TRUE(third->WaitClosed(5000));
+  EXPECT_GE(server_->metrics().busy_rejections, 1u);
+
+  a.reset();
+  ASSERT_TRUE(Eventually([&] { return server_->metrics().connections == 1; }));
+  auto d = Connect();
+  ExpectPing(*d);
+}
+
+TEST_F(ServerTest, TokenIsRequiredBeforeAnyOtherRequest) {
+  ServerConfig config = Config();
+  config.token = "s3cret";
+  Start(config);
+  auto c = Connect();
+  std::string m = ExpectError(c->Call(testing::PingRequest()), ErrorCode::kUnauthenticated);
+  EXPECT_NE(m.find("hello"), std::string::npos) << m;
+  ExpectError(c->Call({Op::kListCollections, protocol::ListCollectionsRequest{}}),
+              ErrorCode::kUnauthenticated);
+  ExpectError(c->Call(testing::HelloRequest("wrong")), ErrorCode::kUnauthenticated);
+  auto hello = Reply<protocol::HelloReply>(c->Call(testing::HelloRequest("s3cret")), Op::kHello);
+  ASSERT_TRUE(hello.has_value());
+  EXPECT_TRUE(hello->auth_required);
+  ExpectPing(*c);
+  Reply<protocol::ListCollectionsReply>(
+      c->Call({Op::kListCollections, protocol::ListCollectionsRequest{}}), Op::kListCollections);
+}
+
+TEST_F(ServerTest, ThreeWrongHellosCloseTheConnection) {
+  ServerConfig config = Config();
+  config.token = "s3cret";
+  Start(config);
+  auto c = Connect();
+  for (int i = 0; i < 3; ++i) {
+    ExpectError(c->Call(testing::HelloRequest("s3cre" + std::to_string(i)), 20 + i),
+                ErrorCode::kUnauthenticated);
+  }
+  EXPECT_TRUE(c->WaitClosed(5000));
+  auto fresh = Connect();
+  Reply<protocol::HelloReply>(fresh->Call(testing::HelloRequest("s3cret")), Op::kHello);
+}
+
+TEST_F(ServerTest, BusyServerRefusesSomeButAnswersEveryRequestOnce) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  config.queue_limit = 0;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 16, 1000);
+  // 20 slow requests at once (exact-scan batches of about 0.2 s each): one runs, the
+  // others arrive while it does.
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.2);
+  const size_t num_queries = queries.size() / 16;
+  std::vector<uint8_t> bytes;
+  for (uint64_t id = 1; id <= 20; ++id) {
+    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
+                                                   protocol::WireStrategy::kScan),
+                            id, bytes);
+  }
+  ASSERT_TRUE(c->SendRaw(bytes));
+  std::set<uint64_t> answered;
+  size_t busy = 0, ok = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto f = c->ReadFrame(60000);
+    ASSERT_TRUE(f.has_value()) << c->last_error();
+    EXPECT_TRUE(answered.insert(f->header.request_id).second)
+        << "answered twice: " << f->header.request_id;
+    if (const auto* e = AsError(f)) {
+      EXPECT_EQ(e->code, ErrorCode::kBusy) << e->message;
+      ++busy;
+    } else {
+      auto r = Reply<protocol::SearchReply>(f, Op::kSearchBatch);
+      ASSERT_TRUE(r.has_value());
+      EXPECT_EQ(r->results.size(), num_queries);
+      ++ok;
+    }
+  }
+  EXPECT_EQ(answered.size(), 20u);
+  EXPECT_EQ(*answered.begin(), 1u);
+  EXPECT_EQ(*answered.rbegin(), 20u);
+  EXPECT_GE(busy, 1u);
+  EXPECT_GE(ok, 1u);
+  EXPECT_EQ(server_->metrics().busy_rejections, busy);
+  ExpectPing(*c);  // nothing more in the pipe
+}
+
+// ---------------------------------------------------------------------------
+// Pipelining.
+// ---------------------------------------------------------------------------
+
+void PipelineHundred(TestClient& c) {
+  std::vector<uint8_t> bytes;
+  std::map<uint64_t, Op> sent;
+  for (uint64_t i = 0; i < 100; ++i) {
+    const uint64_t id = 1000 + i;
+    protocol::Request r;
+    switch (i % 4) {
+      case 0:
+        r = testing::SearchRequest(Op::kSearch, "docs", 8, Vec(i % 50 + 1, 8), 1);
+        break;
+      case 1:
+        r = testing::PingRequest();
+        break;
+      case 2:
+        r = testing::GetRequest("docs", {i % 50 + 1});
+        break;
+      default:
+        r = testing::SearchRequest(Op::kSearchBatch, "docs", 8, Vec(i % 50 + 1, 8), 1);
+        break;
+    }
+    sent[id] = r.op;
+    protocol::EncodeRequest(r, id, bytes);
+  }
+  ASSERT_TRUE(c.SendRaw(bytes));
+  std::set<uint64_t> seen;
+  for (int i = 0; i < 100; ++i) {
+    auto f = c.ReadFrame(30000);
+    ASSERT_TRUE(f.has_value()) << c.last_error();
+    const uint64_t id = f->header.request_id;
+    ASSERT_TRUE(sent.count(id)) << id;
+    EXPECT_TRUE(seen.insert(id).second) << "answered twice: " << id;
+    ASSERT_EQ(AsError(f), nullptr) << AsError(f)->message;
+    EXPECT_EQ(f->response.op, sent[id]);
+    const VectorId expect = (id - 1000) % 50 + 1;
+    if (const auto* s = std::get_if<protocol::SearchReply>(&f->response.body)) {
+      EXPECT_EQ(s->results.at(0).at(0).id, expect);
+    } else if (const auto* g = std::get_if<protocol::GetReply>(&f->response.body)) {
+      ASSERT_TRUE(g->records.at(0).has_value());
+      EXPECT_EQ(g->records[0]->id, expect);
+    }
+  }
+  EXPECT_EQ(seen.size(), 100u);
+}
+
+TEST_F(ServerTest, HundredPipelinedRequestsAreEachAnsweredOnce) {
+  Start(Config());
+  auto c = Connect();
+  Fill(*c, "docs", 8, 50);
+  PipelineHundred(*c);
+  ExpectPing(*c);
+}
+
+TEST_F(ServerTest, PipelineLimitPausesReadingButLosesNothing) {
+  ServerConfig config = Config();
+  config.max_pipeline = 4;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 8, 50);
+  PipelineHundred(*c);
+  ExpectPing(*c);
+}
+
+TEST_F(ServerTest, SeveralIoThreadsServeManyConnectionsAtOnce) {
+  ServerConfig config = Config();
+  config.io_threads = 3;
+  config.max_pipeline = 8;
+  Start(config);
+  {
+    auto c = Connect();
+    Fill(*c, "docs", 8, 50);
+  }
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([this] {
+      auto c = TestClient::Connect(server_->port());
+      ASSERT_NE(c, nullptr);
+      PipelineHundred(*c);
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_GE(server_->metrics().requests, 400u);
+}
+
+TEST_F(ServerTest, ClientThatStopsSendingStillGetsItsReplies) {
+  Start(Config());
+  auto c = Connect();
+  Fill(*c, "docs", 8, 50);
+  std::vector<uint8_t> bytes;
+  for (uint64_t id = 1; id <= 10; ++id) {
+    protocol::EncodeRequest(testing::SearchRequest(Op::kSearch, "docs", 8, Vec(id, 8), 1), id,
+                            bytes);
+  }
+  ASSERT_TRUE(c->SendRaw(bytes));
+  ASSERT_EQ(::shutdown(c->fd(), SHUT_WR), 0);
+  std::set<uint64_t> seen;
+  for (int i = 0; i < 10; ++i) {
+    auto f = c->ReadFrame();
+    ASSERT_TRUE(f.has_value()) << c->last_error();
+    seen.insert(f->header.request_id);
+  }
+  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_TRUE(c->WaitClosed(5000));
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown.
+// ---------------------------------------------------------------------------
+
+TEST_F(ServerTest, GracefulShutdownAnswersRequestsInFlightThenCloses) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 16, 1000);
+  auto idle = Connect();
+  ExpectPing(*idle);
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
+  const size_t num_queries = queries.size() / 16;
+  std::vector<uint8_t> bytes;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 5,
+                                                   protocol::WireStrategy::kScan),
+                            id, bytes);
+  }
+  auto search_batches_answered = [&] {
+    for (const auto& [op, n] : server_->metrics().requests_by_op) {
+      if (op == "search_batch") return n;
+    }
+    return uint64_t{0};
+  };
+  const uint64_t answered_before = search_batches_answered();  // the calibration
+  ASSERT_TRUE(c->SendRaw(bytes));
+  // Wait until the server holds all three (queued, running or answered).
+  ASSERT_TRUE(Eventually([&] {
+    return server_->metrics().in_progress + search_batches_answered() - answered_before == 3;
+  }));
+  const uint64_t in_progress = server_->metrics().in_progress;
+  server_->Shutdown();
+  std::set<uint64_t> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto f = c->ReadFrame(60000);
+    ASSERT_TRUE(f.has_value()) << c->last_error();
+    auto r = Reply<protocol::SearchReply>(f, Op::kSearchBatch);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->results.size(), num_queries);
+    seen.insert(f->header.request_id);
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_TRUE(c->WaitClosed(10000));
+  EXPECT_TRUE(idle->WaitClosed(10000));
+  server_->Wait();
+  EXPECT_EQ(TestClient::Connect(server_->port()), nullptr);  // no longer listening
+  // The point of the test: some were still queued or running when Shutdown was called.
+  EXPECT_GE(in_progress, 1u);
+  RecordProperty("in_progress_at_shutdown", std::to_string(in_progress));
+}
+
+TEST_F(ServerTest, ShutdownWithIdleConnectionsIsPrompt) {
+  Start(Config());
+  auto a = Connect();
+  auto b = Connect();
+  ExpectPing(*a);
+  ExpectPing(*b);
+  const auto start = testing::Clock::now();
+  server_->Shutdown();
+  server_->Shutdown();  // idempotent
+  server_->Wait();
+  EXPECT_LT(SecondsSince(start), 5.0);
+  EXPECT_TRUE(a->WaitClosed(1000));
+  EXPECT_TRUE(b->WaitClosed(1000));
+}
+
+// ---------------------------------------------------------------------------
+// Metrics over HTTP.
+// ---------------------------------------------------------------------------
+
+// A port that was free a moment ago (bind to 0, read it, close).
+uint16_t FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string HttpExchange(uint16_t port, const std::string& request) {
+  auto c = TestClient::Connect(port);
+  if (!c) return "connect failed";
+  if (!c->SendRaw(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(request.data()),
+                                           request.size()))) {
+    return "send failed";
+  }
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    pollfd p{c->fd(), POLLIN, 0};
+    if (::poll(&p, 1, 10000) <= 0) return out + "\n<timed out>";
+    const ssize_t n = ::recv(c->fd(), buf, sizeof buf, 0);
+    if (n <= 0) return out;  // the server closes after one response
+    out.append(buf, size_t(n));
+  }
+}
+
+TEST_F(ServerTest, MetricsEndpointServesPrometheusText) {
+  ServerConfig config = Config();
+  // The metrics port has no "ephemeral" setting (0 is off): try free ports.
+  for (int attempt = 0; attempt < 5 && !server_; ++attempt) {
+    config.metrics_port = FreePort();
+    auto engine = Engine::Open(config.data_dir, EngineOptionsFor(config));
+    ASSERT_TRUE(engine.has_value());
+    engine_ = std::move(*engine);
+    auto server = Server::Start(config, *engine_);
+    if (server)
+      server_ = std::move(*server);
+    else
+      engine_.reset();
+  }
+  ASSERT_NE(server_, nullptr);
+  EXPECT_EQ(server_->metrics_port(), config.metrics_port);
+  auto c = Connect();
+  ExpectPing(*c);
+  Fill(*c, "docs", 4, 3);
+  ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "nope", 4, Vec(1, 4), 1)),
+              ErrorCode::kNotFound);
+
+  const std::string ok =
+      HttpExchange(server_->metrics_port(), "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ok;
+  EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(ok.find("\nstrata_server_requests_total{op=\"ping\"} 1\n"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("\nstrata_server_errors_total{code=\"not_found\"} 1\n"), std::string::npos)
+      << ok;
+  EXPECT_NE(ok.find("\nstrata_upserts_total 3\n"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("\nstrata_vectors 3\n"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("\nstrata_server_connections 1\n"), std::string::npos) << ok;
+  EXPECT_NE(ok.find("strata_server_request_duration_seconds_bucket{le=\"+Inf\"}"),
+            std::string::npos);
+
+  const std::string missing = HttpExchange(server_->metrics_port(), "GET /other HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(missing.rfind("HTTP/1.1 404 ", 0), 0u) << missing;
+  const std::string bad = HttpExchange(server_->metrics_port(), "nonsense\r\n\r\n");
+  EXPECT_EQ(bad.rfind("HTTP/1.1 400 ", 0), 0u) << bad;
+}
+
+}  // namespace
+}  // namespace strata::server
