@@ -1,43 +1,103 @@
 #!/usr/bin/env bash
-# The README's main command: installs what is missing, builds Release, fetches
-# the reference data sets (GloVe-100 and Fashion-MNIST), computes exact ground
-# truth, runs exact search and builds and queries HNSW indexes, printing recall,
-# QPS and latency for each.
+# The README's main command, end to end on a built-in default:
+#   1. installs what is missing and builds Release (strata, strata-server, strata-cli);
+#   2. fetches GloVe-100 (and its exact ground truth);
+#   3. loads it into two collections of a fresh engine data directory: one HNSW
+#      (in memory) and one SPANN (posting lists on disk, 20% of the vectors' bytes in memory);
+#   4. starts strata-server on a free loopback port, queries both collections through
+#      strata-cli (recall@10 against the ground truth, QPS, p50/p99 latency; a filtered
+#      query with its EXPLAIN; a short load run), prints the server's metrics, and
+#   5. stops the server with SIGTERM (graceful shutdown).
 #
-# Environment: STRATA_DATA_DIR (default ./data), STRATA_REFERENCE_DATA (the
-# independent reference ground truth; default ../shared/data when present).
+# Environment: STRATA_DATA_DIR (data sets, default ./data), STRATA_REFERENCE_DATA (the
+# independent reference ground truth; default ../shared/data when present),
+# STRATA_MAIN_DIR (the engine data directory, default ./build/main-data; rebuilt each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 bash scripts/setup.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_TESTS=OFF \
   -DSTRATA_BUILD_BENCH=OFF >/dev/null
-cmake --build build/release --target strata -j"$(nproc)"
+cmake --build build/release --target strata strata-server strata-cli -j"$(nproc)"
 STRATA="$ROOT/build/release/tools/strata"
+SERVER="$ROOT/build/release/server/strata-server"
+CLI="$ROOT/build/release/client/strata-cli"
 DATA="${STRATA_DATA_DIR:-$ROOT/data}"
 REF="${STRATA_REFERENCE_DATA:-$ROOT/../shared/data}"
+ENGINE_DIR="${STRATA_MAIN_DIR:-$ROOT/build/main-data}"
 
 STRATA_BIN="$STRATA" bash tools/fetch_dataset.sh glove-100 "$DATA"
-STRATA_BIN="$STRATA" bash tools/fetch_dataset.sh fashion-mnist "$DATA"
+GT="$REF/glove-100/groundtruth_angular_k100.ivecs"
+[[ -f "$GT" ]] || GT="$DATA/glove-100/gt_cosine_k100.ibin"
+QUERIES="$DATA/glove-100/query.fbin"
+echo "ground truth: $GT"
 
-# Score against the independent reference ground truth when it is present,
-# otherwise against the ground truth computed above.
-gt_for() {  # dataset reffile
-  if [[ -f "$REF/$1/$2" ]]; then echo "$REF/$1/$2"; else echo ""; fi
+# 3. Two collections, bulk-loaded (index build + calibration of the planner).
+rm -rf "$ENGINE_DIR"
+RAW_BYTES=$((331479 * 100 * 4))
+# Every vector of the HNSW collection gets an attribute `tenant` (one of 100, row % 100), so that
+# filters can be shown; the SPANN collection has none.
+ATTRS="$ENGINE_DIR.attributes.jsonl"
+awk 'BEGIN { for (i = 0; i < 331479; i++) printf "{\"attributes\": {\"tenant\": \"t%d\"}}\n", i % 100 }' >"$ATTRS"
+echo
+echo "=== loading GloVe-100 into collection glove_hnsw (HNSW, attribute tenant) ==="
+"$STRATA" build --dataset glove-100 --data-dir "$DATA" --into "$ENGINE_DIR" --collection glove_hnsw \
+  --attributes "$ATTRS"
+echo
+echo "=== loading GloVe-100 into collection glove_spann (SPANN: past a 1 MB memory budget) ==="
+"$STRATA" build --dataset glove-100 --data-dir "$DATA" --into "$ENGINE_DIR" --collection glove_spann \
+  --memory-budget-bytes 1000000
+echo "(raw vectors: $((RAW_BYTES / 1048576)) MiB)"
+
+# 4. Serve on a free loopback port (the server writes the port it bound).
+PORT_FILE="$ENGINE_DIR/server.port"
+LOG="$ENGINE_DIR/server.log"
+"$SERVER" --data-dir "$ENGINE_DIR" --port 0 --metrics-port 0 --port-file "$PORT_FILE" >"$LOG" 2>&1 &
+SERVER_PID=$!
+stop_server() {
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+  fi
 }
-run_bench() {  # dataset index reffile [extra args...]
-  local gt; gt=$(gt_for "$1" "$3")
-  local ds=$1 kind=$2
-  shift 3
+trap stop_server EXIT
+for _ in $(seq 1 600); do
+  [[ -s "$PORT_FILE" ]] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$LOG" >&2; echo "main: the server exited" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -s "$PORT_FILE" ]] || { cat "$LOG" >&2; echo "main: the server did not start" >&2; exit 1; }
+PORT=$(head -n1 "$PORT_FILE")
+CLI_AT=("$CLI" --port "$PORT")
+echo
+echo "=== strata-server listening on 127.0.0.1:$PORT (log: $LOG) ==="
+"${CLI_AT[@]}" ping
+"${CLI_AT[@]}" list
+
+for c in glove_hnsw glove_spann; do
   echo
-  echo "=== $kind on $ds (ground truth: ${gt:-computed by strata gt}) ==="
-  "$STRATA" bench --index "$kind" --dataset "$ds" --data-dir "$DATA" ${gt:+--gt "$gt"} "$@"
-}
-# Exact search must find the true neighbours.
-run_bench glove-100 flat groundtruth_angular_k100.ivecs --min-recall 0.999
-run_bench fashion-mnist flat groundtruth_l2_k100.ivecs --min-recall 0.999
-# HNSW (M=16, ef_construction=200) across a sweep of ef.
-run_bench glove-100 hnsw groundtruth_angular_k100.ivecs --ef 16,32,64,128,256
-run_bench fashion-mnist hnsw groundtruth_l2_k100.ivecs --ef 16,32,64,128
-# SPANN: posting lists on disk, read with O_DIRECT (lists and KiB read per query are printed).
-run_bench glove-100 spann groundtruth_angular_k100.ivecs --max-lists 32,64,96 --single-queries 2000
+  echo "=== $c: 10,000 queries through strata-cli, recall target 0.95, 16 in flight ==="
+  "${CLI_AT[@]}" search "$c" --queries "$QUERIES" --gt "$GT" --k 10 --recall 0.95 --pipeline 16
+done
+
+for f in 'tenant == "t7"' 'tenant IN ("t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10")' \
+         'NOT tenant == "t7"'; do
+  echo
+  echo "=== the first query, filtered by: $f (k = 5, with the planner's EXPLAIN) ==="
+  "${CLI_AT[@]}" search glove_hnsw --queries "$QUERIES" --limit 1 --k 5 --filter "$f" --explain
+done
+
+echo
+echo "=== load: 2 connections x 8 in flight for 10 s on glove_hnsw ==="
+"${CLI_AT[@]}" load glove_hnsw --queries "$QUERIES" --gt "$GT" --connections 2 --pipeline 8 --duration 10
+
+echo
+echo "=== server counters ==="
+"${CLI_AT[@]}" stats
+
+# 5. Graceful shutdown.
+stop_server
+trap - EXIT
+echo
+echo "server stopped (SIGTERM); its log ends:"
+tail -n 3 "$LOG"

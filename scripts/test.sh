@@ -17,7 +17,8 @@ ctest --test-dir build/asan --output-on-failure -j"$JOBS" "$@"
 # concurrency, and AddBatch's explicit two-thread region is checked as well.
 cmake -S . -B build/tsan -G Ninja -DSTRATA_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSTRATA_BUILD_BENCH=OFF >/dev/null
-cmake --build build/tsan -j"$JOBS" --target hnsw_concurrency_test engine_concurrency_test wal_test
+cmake --build build/tsan -j"$JOBS" --target hnsw_concurrency_test engine_concurrency_test wal_test \
+  server_test client_integration_test
 # The concurrent suites (HNSW inserts and searches; the engine's 60-second mixed
 # load of two writers and two readers with seals and compactions), and the WAL's
 # group commit and its races with Sync/Close.
@@ -27,3 +28,11 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 OMP_NUM_THREADS=1 \
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   build/tsan/tests/wal_test --gtest_filter='Wal.GroupCommit*:Wal.SyncAndCloseRace*:*WalDurability*'
+# The server's threads (I/O threads, worker pool, pipelined and concurrent clients,
+# busy refusals, graceful shutdown) and eight concurrent clients against a real server.
+OMP_NUM_THREADS=1 \
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  build/tsan/tests/server_test --gtest_filter='ServerTest.Hundred*:ServerTest.Busy*:ServerTest.Graceful*:ServerTest.SeveralIo*:ServerTest.Pipeline*:ServerTest.EveryOp*'
+OMP_NUM_THREADS=1 \
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  build/tsan/tests/client_integration_test --gtest_filter='ClientIntegration.Concurrent*:ClientIntegration.EveryOperation*'

@@ -30,6 +30,7 @@
 #include "storage/section_file.h"
 #include "storage/dataset_io.h"
 #include "engine/strata.h"
+#include "server/serve.h"
 #include "tools/bench.h"
 #include "tools/engine_bench.h"
 #include "tools/planner_bench.h"
@@ -907,6 +908,11 @@ int main(int argc, char** argv) {
   search->add_option("--gt", s_gt, "ground truth: also print recall@k");
   search->add_option("--base", s_base, "base vectors (needed with --gt for tie-aware recall)");
 
+  // serve: the same as strata-server
+  auto* serve = app.add_subcommand("serve", "Serve an engine data directory over TCP (as strata-server)");
+  server::ServeArgs serve_args;
+  server::AddServeFlags(*serve, serve_args);
+
   // inspect
   auto* inspect = app.add_subcommand("inspect", "Describe and validate a Strata file");
   std::string inspect_path;
@@ -968,6 +974,7 @@ int main(int argc, char** argv) {
     return RunSearch(s_index, s_queries, s_k, s_ef, s_mmap, s_max, s_show, s_gt, s_base);
   }
   if (inspect->parsed()) return RunInspect(inspect_path);
+  if (serve->parsed()) return server::RunServe(serve_args);
   if (gt->parsed()) return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k);
   if (pbench->parsed()) {
     pb_config.data_dir = pb_dir;
