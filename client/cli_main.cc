@@ -463,7 +463,10 @@ int CmdDelete(const GlobalArgs& g, const std::string& name, const std::vector<ui
   if (!c) return Fail(c.error());
   auto applied = (*c)->Delete(name, ids);
   if (!applied) return Fail(applied.error());
-  fmt::print("deleted {} of {} ids from {}\n", *applied, ids.size(), name);
+  // `applied` counts every id sent, whether or not it existed: say so rather than suggest
+  // that some ids were skipped.
+  fmt::print("delete of {} ids applied to {} (ids that did not exist count too)\n", *applied,
+             name);
   return 0;
 }
 
@@ -755,7 +758,9 @@ int main(int argc, char** argv) {
       ->envname("STRATA_TOKEN");
   app.add_option("--connect-timeout-ms", g.connect_timeout_ms, "Connect timeout")
       ->capture_default_str();
-  app.add_option("--timeout-ms", g.timeout_ms, "Longest wait for the server during a request")
+  app.add_option("--timeout-ms", g.timeout_ms,
+                 "Longest wait for the server during a request (create, drop, flush and "
+                 "compact wait as long as the server works)")
       ->capture_default_str();
 
   int rc = 0;

@@ -178,7 +178,7 @@ std::string_view WireStrategyName(protocol::WireStrategy strategy) {
 // ---------------------------------------------------------------------------
 
 Client::Client(int fd, std::string peer, const ClientOptions& options)
-    : fd_(fd), peer_(std::move(peer)), options_(options) {}
+    : fd_(fd), peer_(std::move(peer)), options_(options), io_timeout_ms_(options.io_timeout_ms) {}
 
 Client::~Client() {
   if (fd_ >= 0) ::close(fd_);
@@ -252,7 +252,26 @@ Status Client::ClosedError() const {
 }
 
 std::optional<Clock::time_point> Client::IoDeadline() const {
-  return DeadlineAfterMs(options_.io_timeout_ms);
+  return DeadlineAfterMs(io_timeout_ms_);
+}
+
+std::string Client::BufferedServerError() const {
+  std::string last;
+  size_t pos = recv_begin_;
+  while (recv_end_ - pos >= protocol::kHeaderSize) {
+    std::span<const uint8_t, protocol::kHeaderSize> head(recv_buffer_.data() + pos,
+                                                         protocol::kHeaderSize);
+    auto header = protocol::DecodeHeader(head, protocol::kAbsoluteMaxPayload);
+    if (!header || recv_end_ - pos - protocol::kHeaderSize < header->payload_size) break;
+    if (header->opcode == static_cast<uint16_t>(Op::kError)) {
+      std::span<const uint8_t> payload(recv_buffer_.data() + pos + protocol::kHeaderSize,
+                                       header->payload_size);
+      auto error = protocol::DecodeResponse(*header, payload, ReplyLimits());
+      if (error && error->op == Op::kError) last = ErrorStatus(*error).ToString();
+    }
+    pos += protocol::kHeaderSize + header->payload_size;
+  }
+  return last;
 }
 
 Result<short> Client::WaitFor(short events, std::optional<Clock::time_point> deadline) {
@@ -274,8 +293,12 @@ Status Client::ReadAvailable() {
       return Status::Ok();
     }
     if (n == 0) {
-      return Break(IOError("{}: the server closed the connection while a request was being sent",
-                           peer_));
+      // Whatever the server said before hanging up (typically an error frame naming why) has
+      // been buffered while sending: keep it in the message.
+      const std::string said = BufferedServerError();
+      return Break(IOError("{}: the server closed the connection while a request was being "
+                           "sent{}",
+                           peer_, said.empty() ? "" : fmt::format("; it said: {}", said)));
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Ok();
@@ -298,12 +321,15 @@ Status Client::WriteAll(std::span<const uint8_t> bytes) {
       STRATA_ASSIGN_OR_RETURN(short ready, WaitFor(POLLOUT | POLLIN, IoDeadline()));
       if (ready == 0) {
         return Break(IOError("{}: timed out after {} ms sending a request", peer_,
-                             options_.io_timeout_ms));
+                             io_timeout_ms_));
       }
       if (ready & POLLIN) STRATA_RETURN_IF_ERROR(ReadAvailable());
       continue;
     }
-    return Break(IOError("{}: send: {}", peer_, n < 0 ? ErrnoText(errno) : "no progress"));
+    const std::string why = n < 0 ? ErrnoText(errno) : "no progress";
+    const std::string said = BufferedServerError();
+    return Break(IOError("{}: send: {}{}", peer_, why,
+                         said.empty() ? "" : fmt::format("; the server said: {}", said)));
   }
   return Status::Ok();
 }
@@ -417,7 +443,7 @@ Result<std::optional<Client::Received>> Client::ReadResponse(
       STRATA_ASSIGN_OR_RETURN(short ready, WaitFor(POLLIN, IoDeadline()));
       if (ready == 0) {
         return Error(Break(IOError("{}: no response within {} ms (I/O timeout)", peer_,
-                                   options_.io_timeout_ms)));
+                                   io_timeout_ms_)));
       }
     } else {
       if (Clock::now() >= *deadline) return std::optional<Received>();
@@ -441,6 +467,13 @@ Result<Response> Client::AwaitResponse(uint64_t id) {
   }
 }
 
+Result<Response> Client::Call(const Request& request, uint32_t io_timeout_ms) {
+  io_timeout_ms_ = io_timeout_ms;
+  auto response = Call(request);
+  io_timeout_ms_ = options_.io_timeout_ms;
+  return response;
+}
+
 Result<Response> Client::Call(const Request& request) {
   STRATA_ASSIGN_OR_RETURN(uint64_t id, SendRequest(request, false));
   STRATA_ASSIGN_OR_RETURN(Response response, AwaitResponse(id));
@@ -459,13 +492,15 @@ Status Client::Ping() {
 
 Status Client::CreateCollection(const protocol::CollectionSpec& spec) {
   STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kCreateCollection,
-                                                   .body = protocol::CreateCollectionRequest{spec}}));
+                                                   .body = protocol::CreateCollectionRequest{spec}},
+                                           options_.admin_timeout_ms));
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kCreateCollection));
 }
 
 Status Client::DropCollection(const std::string& name) {
   STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kDropCollection,
-                                                   .body = protocol::DropCollectionRequest{name}}));
+                                                   .body = protocol::DropCollectionRequest{name}},
+                                           options_.admin_timeout_ms));
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kDropCollection));
 }
 
@@ -576,13 +611,15 @@ Result<protocol::StatsReply> Client::Stats() {
 
 Status Client::Flush(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kFlush,
-                                                   .body = protocol::FlushRequest{collection}}));
+                                                   .body = protocol::FlushRequest{collection}},
+                                           options_.admin_timeout_ms));
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kFlush));
 }
 
 Status Client::Compact(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kCompact,
-                                                   .body = protocol::CompactRequest{collection}}));
+                                                   .body = protocol::CompactRequest{collection}},
+                                           options_.admin_timeout_ms));
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kCompact));
 }
 

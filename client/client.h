@@ -45,6 +45,11 @@ struct ClientOptions {
   // Longest wait for the socket to make progress (a byte to arrive, room to send) while a
   // call is in progress; past it the connection is closed. 0: no limit.
   uint32_t io_timeout_ms = 60000;
+  // The same for CreateCollection, DropCollection, Flush and Compact, which the server may
+  // work on for minutes (building, writing or merging segments) before it answers; with the
+  // I/O timeout the connection would be closed under a call the server is still doing.
+  // 0 (the default): no limit.
+  uint32_t admin_timeout_ms = 0;
 };
 
 // One connection.
@@ -73,6 +78,8 @@ class Client {
   const std::string& peer() const { return peer_; }
 
   Status Ping();
+  // CreateCollection, DropCollection, Flush and Compact wait under admin_timeout_ms (no limit
+  // by default), not io_timeout_ms.
   Status CreateCollection(const protocol::CollectionSpec& spec);
   Status DropCollection(const std::string& name);
   Result<std::vector<protocol::CollectionInfo>> ListCollections();
@@ -82,6 +89,8 @@ class Client {
   // vector must have `dim` components.
   Result<uint64_t> Upsert(const std::string& collection, uint32_t dim,
                           std::span<const protocol::Record> records);
+  // Returns the number of ids in the request (the server's `applied`), whether or not each
+  // id existed: deleting a missing id is not an error.
   Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
   // One entry per requested id, in order; nullopt for an id that is not there.
   Result<std::vector<std::optional<protocol::Record>>> Get(const std::string& collection,
@@ -148,8 +157,10 @@ class Client {
       std::optional<std::chrono::steady_clock::time_point> deadline);
   // Reads responses until the one to `id` arrives, stashing responses to Send requests.
   Result<protocol::Response> AwaitResponse(uint64_t id);
-  // Sends one request and waits for its response. Error frames become a Status.
+  // Sends one request and waits for its response. Error frames become a Status. The second
+  // form waits under `io_timeout_ms` (0: no limit) instead of options_.io_timeout_ms.
   Result<protocol::Response> Call(const protocol::Request& request);
+  Result<protocol::Response> Call(const protocol::Request& request, uint32_t io_timeout_ms);
   // Keeps a response to a Send request for Receive / Poll.
   void Stash(uint64_t id, protocol::Response response);
 
@@ -164,10 +175,14 @@ class Client {
   Status ReadAvailable();
   // The deadline of one wait for progress under the I/O timeout (nullopt: no limit).
   std::optional<std::chrono::steady_clock::time_point> IoDeadline() const;
+  // The last error frame among the whole frames received but not consumed yet, as text, or ""
+  // when there is none: a server that closes a connection says why in an error frame first.
+  std::string BufferedServerError() const;
 
   int fd_ = -1;
   std::string peer_;
   ClientOptions options_;
+  uint32_t io_timeout_ms_;  // the I/O timeout of the call in progress
   protocol::HelloReply server_;
   Status broken_;
   uint64_t next_request_id_ = 1;

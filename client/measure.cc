@@ -291,6 +291,16 @@ Result<LoadReport> RunLoad(const LoadConfig& config) {
   if (!(config.rate >= 0) || !std::isfinite(config.rate)) {
     return Error(InvalidArgument("--rate must be >= 0"));
   }
+  // Each connection sends every connections / rate seconds; the schedule is kept in
+  // clock ticks, so a shorter interval would round to nothing (and the schedule would
+  // never advance). A microsecond is far below what one connection can send anyway.
+  if (config.rate > 0 && double(config.connections) / config.rate < 1e-6) {
+    return Error(InvalidArgument(
+        "--rate {} over {} connections asks each connection to send every {:.3g} s; the "
+        "shortest interval per connection is 1 us (rate at most {:.0f} per connection): lower "
+        "--rate or add --connections",
+        config.rate, config.connections, double(config.connections) / config.rate, 1e6));
+  }
   if (config.num_queries == 0 || config.dim == 0 || config.queries == nullptr) {
     return Error(InvalidArgument("the load needs at least one query"));
   }

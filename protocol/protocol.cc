@@ -83,6 +83,15 @@ std::string Prefix(std::string_view field) {
   return field.empty() ? std::string() : fmt::format("{}: ", field);
 }
 
+// A well-formed value over one of the DecodeLimits: OutOfRange (a server answers kTooLarge),
+// naming the field, the value, the limit and the DecodeLimits member that sets it:
+// "count: 5 exceeds the limit 4 (max_batch)".
+Status OverLimit(std::string_view field, std::string_view what, uint64_t value, uint64_t limit,
+                 std::string_view limit_name) {
+  return OutOfRange("{}{}{} exceeds the limit {} ({})", Prefix(field), what, value, limit,
+                    limit_name);
+}
+
 class Reader {
  public:
   explicit Reader(std::span<const uint8_t> in) : in_(in) {}
@@ -121,32 +130,30 @@ class Reader {
       return Error(
           InvalidArgument("{}string length {} exceeds {} bytes left", Prefix(field), len, left()));
     }
-    if (len > max_len) {
-      return Error(
-          InvalidArgument("{}string length {} exceeds the limit {}", Prefix(field), len, max_len));
-    }
+    if (len > max_len) return Error(OverLimit(field, "string length ", len, max_len, "max_string"));
     std::string s(reinterpret_cast<const char*>(in_.data() + pos_), len);
     pos_ += len;
     return s;
   }
 
-  // A u32 count of elements that each take at least `min_bytes` bytes: refused when over
-  // `limit` or when that many elements cannot fit in the bytes left, before anything is
-  // allocated for them.
-  Result<uint32_t> Count(std::string_view field, uint32_t limit, uint64_t min_bytes) {
+  // A u32 count of elements that each take at least `min_bytes` bytes, refused before anything
+  // is allocated for them: InvalidArgument (malformed) when that many elements cannot fit in the
+  // bytes left, else OutOfRange when over `limit` (the DecodeLimits field `limit_name`). The fit
+  // is checked first, so that a count the payload could not hold is reported as malformed
+  // whatever the limit.
+  Result<uint32_t> Count(std::string_view field, uint32_t limit, std::string_view limit_name,
+                         uint64_t min_bytes) {
     STRATA_ASSIGN_OR_RETURN(uint32_t n, U32(field));
-    return CheckCount(field, n, limit, min_bytes);
+    return CheckCount(field, n, limit, limit_name, min_bytes);
   }
   Result<uint32_t> CheckCount(std::string_view field, uint64_t n, uint64_t limit,
-                              uint64_t min_bytes) {
-    if (n > limit) {
-      return Error(InvalidArgument("{}{} exceeds the limit {}", Prefix(field), n, limit));
-    }
+                              std::string_view limit_name, uint64_t min_bytes) {
     // n < 2^32 and min_bytes < 2^40 here, so the product cannot overflow 64 bits.
     if (n * min_bytes > left()) {
       return Error(InvalidArgument("{}{} entries need at least {} bytes, {} left", Prefix(field), n,
                                    n * min_bytes, left()));
     }
+    if (n > limit) return Error(OverLimit(field, "", n, limit, limit_name));
     return static_cast<uint32_t>(n);
   }
 
@@ -190,9 +197,7 @@ Result<CollectionSpec> ReadSpec(Reader& r, const DecodeLimits& limits) {
   CollectionSpec s;
   STRATA_ASSIGN_OR_RETURN(s.name, r.String("name", limits.max_string));
   STRATA_ASSIGN_OR_RETURN(s.dim, r.U32("dim"));
-  if (s.dim > limits.max_dim) {
-    return Error(InvalidArgument("dim: {} exceeds the limit {}", s.dim, limits.max_dim));
-  }
+  if (s.dim > limits.max_dim) return Error(OverLimit("dim", "", s.dim, limits.max_dim, "max_dim"));
   STRATA_ASSIGN_OR_RETURN(uint8_t metric, r.U8("metric"));
   if (metric > static_cast<uint8_t>(WireMetric::kCosine)) {
     return Error(InvalidArgument("metric: unknown value {} (0 l2, 1 ip, 2 cosine)", metric));
@@ -285,7 +290,7 @@ Result<Attribute> ReadAttribute(Reader& r, const DecodeLimits& limits, size_t in
       break;
     }
     case 3: {
-      auto n = r.Count("tag count", limits.max_tags, kMinStringBytes);
+      auto n = r.Count("tag count", limits.max_tags, "max_tags", kMinStringBytes);
       if (!n) return fail(n.error());
       TagList tags;
       tags.reserve(*n);
@@ -307,7 +312,8 @@ Result<Attribute> ReadAttribute(Reader& r, const DecodeLimits& limits, size_t in
 Result<Attributes> ReadAttributes(Reader& r, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(uint16_t n, r.U16("attribute count"));
   STRATA_RETURN_IF_ERROR(
-      r.CheckCount("attribute count", n, limits.max_attributes, kMinAttributeBytes));
+      r.CheckCount("attribute count", n, limits.max_attributes, "max_attributes",
+                   kMinAttributeBytes));
   Attributes attributes;
   attributes.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -329,9 +335,7 @@ Result<Record> ReadFullRecord(Reader& r, const DecodeLimits& limits) {
   Record rec;
   STRATA_ASSIGN_OR_RETURN(rec.id, r.U64("id"));
   STRATA_ASSIGN_OR_RETURN(uint32_t dim, r.U32("dim"));
-  if (dim > limits.max_dim) {
-    return Error(InvalidArgument("dim: {} exceeds the limit {}", dim, limits.max_dim));
-  }
+  if (dim > limits.max_dim) return Error(OverLimit("dim", "", dim, limits.max_dim, "max_dim"));
   STRATA_RETURN_IF_ERROR(r.Floats("vector", dim, rec.vector));
   STRATA_ASSIGN_OR_RETURN(rec.attributes, ReadAttributes(r, limits));
   return rec;
@@ -375,14 +379,14 @@ Result<HistogramWire> ReadHistogram(Reader& r) {
   HistogramWire h;
   // Bounded by the payload only: the server's histograms have a few dozen buckets.
   STRATA_ASSIGN_OR_RETURN(uint32_t nb,
-                          r.Count("bound count", std::numeric_limits<uint32_t>::max(), 8));
+                          r.Count("bound count", std::numeric_limits<uint32_t>::max(), "", 8));
   h.upper_bounds_seconds.reserve(nb);
   for (uint32_t i = 0; i < nb; ++i) {
     STRATA_ASSIGN_OR_RETURN(double b, r.F64("upper bound"));
     h.upper_bounds_seconds.push_back(b);
   }
   STRATA_ASSIGN_OR_RETURN(uint32_t nc,
-                          r.Count("bucket count", std::numeric_limits<uint32_t>::max(), 8));
+                          r.Count("bucket count", std::numeric_limits<uint32_t>::max(), "", 8));
   h.counts.reserve(nc);
   for (uint32_t i = 0; i < nc; ++i) {
     STRATA_ASSIGN_OR_RETURN(uint64_t c, r.U64("bucket"));
@@ -485,7 +489,7 @@ void WriteRequestPayload(Writer& w, const Request& req) {
 }
 
 Result<std::vector<VectorId>> ReadIds(Reader& r, const DecodeLimits& limits) {
-  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, 8));
+  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", 8));
   std::vector<VectorId> ids;
   ids.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
@@ -499,12 +503,10 @@ Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits) {
   UpsertRequest m;
   STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
   STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
-  if (m.dim > limits.max_dim) {
-    return Error(InvalidArgument("dim: {} exceeds the limit {}", m.dim, limits.max_dim));
-  }
+  if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
   // id + dim floats + attribute count, per record; dim <= max_dim keeps this far from overflow.
   const uint64_t min_record = 8 + uint64_t{m.dim} * sizeof(float) + 2;
-  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, min_record));
+  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", min_record));
   m.records.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
     auto fail = [i](const Status& s) { return Error(s.WithContext(fmt::format("record {}", i))); };
@@ -526,20 +528,24 @@ Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
   STRATA_ASSIGN_OR_RETURN(m.options, ReadOptions(r, limits));
   STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
-  if (m.dim > limits.max_dim) {
-    return Error(InvalidArgument("dim: {} exceeds the limit {}", m.dim, limits.max_dim));
-  }
+  if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
   STRATA_ASSIGN_OR_RETURN(m.count, r.U32("count"));
   if (op == Op::kSearchBatch) {
     if (m.count == 0) return Error(InvalidArgument("count: a search batch needs at least 1 query"));
   } else if (m.count != 1) {
     return Error(InvalidArgument("count: {} carries exactly 1 query, got {}", OpName(op), m.count));
   }
-  if (m.count > limits.max_batch) {
-    return Error(InvalidArgument("count: {} exceeds the limit {}", m.count, limits.max_batch));
-  }
-  // 64-bit: count < 2^32 and dim <= max_dim < 2^32, so count * dim cannot overflow.
+  // 64-bit: count < 2^32 and dim <= max_dim < 2^32, so count * dim cannot overflow. As for
+  // counts, a payload too short for the queries is malformed before a count over the limit is
+  // refused as too large (and nothing is allocated for either).
   const uint64_t floats = uint64_t{m.count} * m.dim;
+  if (floats > r.left() / sizeof(float)) {
+    return Error(InvalidArgument("queries: {} floats need {} bytes, {} left", floats,
+                                 floats * sizeof(float), r.left()));
+  }
+  if (m.count > limits.max_batch) {
+    return Error(OverLimit("count", "", m.count, limits.max_batch, "max_batch"));
+  }
   STRATA_RETURN_IF_ERROR(r.Floats("queries", floats, m.queries));
   return m;
 }
@@ -712,7 +718,7 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return EmptyReply{};
     case Op::kListCollections: {
       ListCollectionsReply m;
-      STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", kAnyLength, kMinInfoBytes));
+      STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", kAnyLength, "", kMinInfoBytes));
       m.collections.reserve(n);
       for (uint32_t i = 0; i < n; ++i) {
         auto info = ReadInfo(r, limits);
@@ -732,7 +738,7 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
     }
     case Op::kGet: {
       GetReply m;
-      STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, 1));
+      STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", 1));
       m.records.reserve(n);
       for (uint32_t i = 0; i < n; ++i) {
         auto fail = [i](const Status& s) {
@@ -754,10 +760,10 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
     case Op::kSearchBatch:
     case Op::kExplain: {
       SearchReply m;
-      STRATA_ASSIGN_OR_RETURN(uint32_t q, r.Count("query count", limits.max_batch, 4));
+      STRATA_ASSIGN_OR_RETURN(uint32_t q, r.Count("query count", limits.max_batch, "max_batch", 4));
       m.results.reserve(q);
       for (uint32_t i = 0; i < q; ++i) {
-        auto n = r.Count("neighbor count", kAnyLength, kNeighborBytes);
+        auto n = r.Count("neighbor count", kAnyLength, "", kNeighborBytes);
         if (!n) return Error(n.error().WithContext(fmt::format("result {}", i)));
         std::vector<Neighbor> list(*n);
         for (Neighbor& nb : list) {

@@ -17,8 +17,11 @@
 // Payload primitives (all little-endian): u8/u16/u32/u64/i64, f32/f64 (IEEE-754),
 // bool (u8 0 or 1; anything else is malformed), string (u32 length + bytes),
 // vectors of floats as raw f32 arrays whose length follows from counts already read.
-// A decoder checks every length against the bytes left before reading, refuses
-// trailing bytes, and never allocates more than the payload could describe.
+// A decoder checks every length against the bytes left before reading and refuses
+// trailing bytes, so that what it allocates is bounded by a constant factor of the
+// payload: up to about 8x (a tag of 4 wire bytes decodes to a 32-byte std::string, an
+// attribute of 9 to some 70 bytes), not by what a header or count claims. A receiver
+// that holds many decoded requests at once must budget for that factor.
 //
 // This layer knows nothing of the engine: it has its own copies of the few types
 // that cross the wire (spec, options, attributes), so that a client links
@@ -265,7 +268,8 @@ struct Response {
   ResponseBody body;
 };
 
-// Limits a decoder enforces (beyond the frame size, which DecodeHeader checks).
+// Limits a decoder enforces (beyond the frame size, which DecodeHeader checks); a value
+// over one of them is OutOfRange (see DecodeRequest).
 struct DecodeLimits {
   uint32_t max_batch = 100000;   // records / ids / queries per request
   uint32_t max_dim = 65536;
@@ -279,9 +283,13 @@ void EncodeRequest(const Request& request, uint64_t request_id, std::vector<uint
 void EncodeResponse(const Response& response, uint64_t request_id, std::vector<uint8_t>& out);
 
 // Decodes one payload for the opcode in `header`. InvalidArgument naming the field
-// at fault for malformed input (short, trailing bytes, bad enum or bool, count over
-// a limit, count * dim not matching); Unimplemented for an unknown opcode. Checks
-// shape only: finite floats, k and collection existence are the server's business.
+// at fault for malformed input (short, trailing bytes, bad enum or bool, a count the
+// payload cannot hold, count * dim not matching); OutOfRange for a well-formed count,
+// dim or string length over one of `limits`, naming the field, the value and the
+// DecodeLimits member ("upsert: count: 5 exceeds the limit 4 (max_batch)"): a server
+// answers that with kTooLarge rather than kMalformed. Unimplemented for an unknown
+// opcode. Checks shape only: finite floats, k and collection existence are the
+// server's business.
 Result<Request> DecodeRequest(const FrameHeader& header, std::span<const uint8_t> payload,
                               const DecodeLimits& limits = {});
 Result<Response> DecodeResponse(const FrameHeader& header, std::span<const uint8_t> payload,

@@ -84,7 +84,7 @@ for r in $(seq 1 "$ROUNDS"); do
   "$CLI" --port "$port" search glove --queries "$QUERIES" --limit 200 --recall "$RECALL" >/dev/null  # warm-up
   out=$("$CLI" --port "$port" load glove --queries "$QUERIES" --gt "$GT" --recall "$RECALL" \
     --connections "$CORES" --pipeline "$PIPELINE" --duration "$DURATION" --json)
-  remote+=("$(num "$out" qps)")
+  remote+=("$(printf '%.1f' "$(num "$out" qps)")")
   recall_remote=$(num "$out" recall)
   stop_server
   echo "round $r: in-process ${inproc[-1]} QPS, loopback pipelined ${remote[-1]} QPS"

@@ -144,6 +144,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"max_batch", Integer(&ServerConfig::max_batch)},
            {"max_k", Integer(&ServerConfig::max_k)},
            {"queue_limit", Integer(&ServerConfig::queue_limit)},
+           {"max_inflight_bytes", Integer(&ServerConfig::max_inflight_bytes)},
            {"max_pipeline", Integer(&ServerConfig::max_pipeline)},
            {"idle_timeout_s", Seconds(&ServerConfig::idle_timeout_s)},
            {"request_timeout_s", Seconds(&ServerConfig::request_timeout_s)},
@@ -301,14 +302,24 @@ Status ValidateServerConfig(const ServerConfig& c) {
     return InvalidArgument("server.max_k: {} must be in 1..{} (the engine's limit)", c.max_k,
                            kMaxSearchK);
   }
+  // Bounded so that worker_threads (<= 1024) + queue_limit cannot wrap a uint32_t.
+  if (c.queue_limit > 1000000) {
+    return InvalidArgument("server.queue_limit: {} must be in 0..1000000", c.queue_limit);
+  }
+  if (c.max_inflight_bytes < c.max_frame_bytes) {
+    return InvalidArgument(
+        "server.max_inflight_bytes: {} must be at least server.max_frame_bytes ({}), so that "
+        "a request of the largest size can be admitted",
+        c.max_inflight_bytes, c.max_frame_bytes);
+  }
   if (c.max_pipeline < 1) return InvalidArgument("server.max_pipeline: must be at least 1");
   for (const auto& [name, value] :
        {std::pair<std::string_view, double>{"idle_timeout_s", c.idle_timeout_s},
         {"request_timeout_s", c.request_timeout_s},
         {"shutdown_timeout_s", c.shutdown_timeout_s}}) {
-    if (!std::isfinite(value) || value <= 0 || value > 1e6) {
-      return InvalidArgument("server.{}: {} must be a positive number of seconds (at most 1e6)",
-                             name, value);
+    if (!std::isfinite(value) || value < 0.001 || value > 1e6) {
+      return InvalidArgument("server.{}: {} must be a number of seconds in 0.001..1e6", name,
+                             value);
     }
   }
   if (std::find(std::begin(kLogLevels), std::end(kLogLevels), c.log_level) ==
@@ -343,6 +354,7 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("server.max_batch", c.max_batch);
   line("server.max_k", c.max_k);
   line("server.queue_limit", c.queue_limit);
+  line("server.max_inflight_bytes", c.max_inflight_bytes);
   line("server.max_pipeline", c.max_pipeline);
   line("server.idle_timeout_s", c.idle_timeout_s);
   line("server.request_timeout_s", c.request_timeout_s);

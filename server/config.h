@@ -8,7 +8,8 @@
 //   worker_threads, io_threads,             background_compaction
 //   max_connections, max_frame_bytes,
 //   max_batch, max_k, queue_limit,
-//   max_pipeline, idle_timeout_s,
+//   max_inflight_bytes, max_pipeline,
+//   idle_timeout_s,
 //   request_timeout_s, shutdown_timeout_s,
 //   token, log_level
 //
@@ -40,10 +41,18 @@ struct ServerConfig {
   uint32_t max_batch = 10000;            // records / ids / queries per request
   uint32_t max_k = 10000;                // largest k of a search
   uint32_t queue_limit = 1024;           // requests waiting for a worker; beyond it: kBusy
+  // Payload bytes of the requests queued for or running on the workers, server-wide;
+  // beyond it: kBusy. Decoded requests take several times their wire size.
+  uint64_t max_inflight_bytes = uint64_t{256} << 20;
   uint32_t max_pipeline = 128;           // requests in flight per connection before reading pauses
   double idle_timeout_s = 300;     // no request started for this long: the connection is closed
-  double request_timeout_s = 30;   // a frame begun must be complete (and a write done) by then
-  double shutdown_timeout_s = 30;  // graceful shutdown: longest wait for replies to drain
+  // A frame begun must be complete by then, a write must make progress within it, and
+  // (with a token) a connection must have sent a valid hello within it.
+  double request_timeout_s = 30;
+  // Graceful shutdown: longest wait for replies to drain. Then connections are closed and
+  // requests not yet started are skipped; one already running in the engine is not
+  // interrupted (Server::Wait returns once it has finished).
+  double shutdown_timeout_s = 30;
   std::string token;               // shared secret for hello; empty: none required
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   // [engine]
@@ -62,8 +71,9 @@ Result<ServerConfig> LoadServerConfig(const std::filesystem::path& toml_file);
 Result<ServerConfig> ParseServerConfig(std::string_view toml_text, std::string_view source);
 
 // Ranges and combinations: a valid listen address, a non-loopback address only
-// with a token, non-zero limits, max_k within the engine's limit, positive
-// timeouts, a known log level. InvalidArgument naming the key.
+// with a token, non-zero limits, max_k within the engine's limit, queue_limit at
+// most 1000000, max_inflight_bytes at least max_frame_bytes, timeouts of at least
+// 1 ms, a known log level. InvalidArgument naming the key.
 Status ValidateServerConfig(const ServerConfig& config);
 
 // One "key = value" line per key (the token is shown only as set or not), for the start-up log.

@@ -41,10 +41,12 @@ Status CheckFinite(const float* v, size_t dim, std::string_view what) {
   return Status::Ok();
 }
 
-// Encoded sizes used to refuse a reply that could not fit in one frame before
-// doing the work (protocol.h: per query u32 n then n x (u64 id, f32 distance);
-// per record u8 found, u64 id, dim x f32, u16 attribute count).
+// Encoded sizes used to refuse, before doing the work, a request whose reply could
+// not fit in one frame (protocol.h). Search: u32 query count, then per query u32 n
+// and n x (u64 id, f32 distance). Get: u32 count, then per id u8 found and, when
+// found, u64 id, u32 dim, dim x f32 and the attributes (u16 count, ...).
 constexpr uint64_t kNeighborBytes = 12;
+constexpr uint64_t kFoundRecordBytes = 8 + 4 + 2;  // id, dim, attribute count
 
 // Encoded size of a record's attributes (u16 count; per attribute the name, a type
 // byte and the value).
@@ -99,8 +101,8 @@ protocol::Response RequestHandler::Execute(const protocol::Request& request) {
   return {request.op, std::move(*out)};
 }
 
-Result<size_t> RequestHandler::CollectionDim(const std::string& name, bool refresh) {
-  if (!refresh) {
+Result<size_t> RequestHandler::CollectionDim(const std::string& name) {
+  {
     std::lock_guard<std::mutex> l(dims_mu_);
     if (auto it = dims_.find(name); it != dims_.end()) return it->second;
   }
@@ -119,17 +121,9 @@ void RequestHandler::ForgetCollection(const std::string& name) {
   dims_.erase(name);
 }
 
-Status RequestHandler::CheckDim(const std::string& collection, uint32_t dim,
-                                std::string_view what) {
-  STRATA_ASSIGN_OR_RETURN(size_t have, CollectionDim(collection, false));
-  if (have != dim) {
-    STRATA_ASSIGN_OR_RETURN(have, CollectionDim(collection, true));
-  }
-  if (have != dim) {
-    return InvalidArgument("{} dimension {} does not match collection '{}' (dimension {})", what,
-                           dim, collection, have);
-  }
-  return Status::Ok();
+Status RequestHandler::CheckCollection(const std::string& collection) {
+  auto dim = CollectionDim(collection);
+  return dim ? Status::Ok() : dim.error();
 }
 
 RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& request) {
@@ -210,17 +204,19 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
     return Fail(ErrorCode::kTooLarge, "{}: k {} is over the server's limit of {} (max_k)", name,
                 m.options.k, config_.max_k);
   }
-  const uint64_t reply_bytes = uint64_t{m.count} * (4 + uint64_t{m.options.k} * kNeighborBytes);
+  // An upper bound (k results for every query; explain's JSON comes on top), used
+  // only to refuse a request that could not be answered in one frame before searching.
+  const uint64_t reply_bytes =
+      4 + uint64_t{m.count} * (4 + uint64_t{m.options.k} * kNeighborBytes);
   if (reply_bytes > config_.max_frame_bytes) {
     return Fail(
         ErrorCode::kTooLarge,
-        "{}: the reply to {} queries with k {} could take {} bytes, over the server's frame "
-        "limit of {} (max_frame_bytes); send fewer queries per request",
+        "{}: the reply to {} queries with k {} could take up to {} bytes, over the server's "
+        "frame limit of {} (max_frame_bytes); send fewer queries per request or lower k",
         name, m.count, m.options.k, reply_bytes, config_.max_frame_bytes);
   }
-  if (Status s = CheckDim(m.collection, m.dim, fmt::format("{}: query", name)); !s.ok()) {
-    return Fail(s);
-  }
+  // The dimension itself is the engine's to check (its error names both dimensions).
+  if (Status s = CheckCollection(m.collection); !s.ok()) return Fail(s);
   for (uint32_t q = 0; q < m.count; ++q) {
     Status s = CheckFinite(
         m.queries.data() + size_t(q) * m.dim, m.dim,
@@ -258,7 +254,6 @@ RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m)
                 "upsert: {} records, over the server's limit of {} (max_batch)", m.records.size(),
                 config_.max_batch);
   }
-  if (Status s = CheckDim(m.collection, m.dim, "upsert: vector"); !s.ok()) return Fail(s);
   engine::WriteBatch batch;
   for (size_t i = 0; i < m.records.size(); ++i) {
     const protocol::Record& r = m.records[i];
@@ -292,13 +287,18 @@ RequestHandler::Outcome RequestHandler::Get(const protocol::GetRequest& m) {
                 m.ids.size(), config_.max_batch);
   }
   // Also tells a missing collection (NotFound for the request) from a missing id (not found).
-  auto dim = CollectionDim(m.collection, false);
+  auto dim = CollectionDim(m.collection);
   if (!dim) return Fail(dim.error().WithContext("get"));
-  const uint64_t reply_bytes = 4 + uint64_t{m.ids.size()} * (1 + 8 + *dim * sizeof(float) + 2);
+  // The reply's size if every id is found (attributes come on top): a request for more
+  // ids than that lets fit in one frame is refused before reading any record, even if
+  // some ids would turn out to be missing.
+  const uint64_t reply_bytes =
+      4 + uint64_t{m.ids.size()} * (1 + kFoundRecordBytes + *dim * sizeof(float));
   if (reply_bytes > config_.max_frame_bytes) {
     return Fail(ErrorCode::kTooLarge,
-                "get: the reply to {} ids of dimension {} would take at least {} bytes, over the "
-                "server's frame limit of {} (max_frame_bytes); ask for fewer ids",
+                "get: the reply to {} ids of dimension {} could take {} bytes if every id is "
+                "found (attributes not counted), over the server's frame limit of {} "
+                "(max_frame_bytes); ask for fewer ids",
                 m.ids.size(), *dim, reply_bytes, config_.max_frame_bytes);
   }
   protocol::GetReply reply;
@@ -308,7 +308,7 @@ RequestHandler::Outcome RequestHandler::Get(const protocol::GetRequest& m) {
     auto r = engine_.Get(m.collection, id);
     if (r) {
       // Attributes can be large: stop as soon as the reply could not be sent.
-      bytes += 8 + r->vector.size() * sizeof(float) + AttributeWireBytes(r->attributes);
+      bytes += 8 + 4 + r->vector.size() * sizeof(float) + AttributeWireBytes(r->attributes);
       if (bytes > config_.max_frame_bytes) {
         return Fail(ErrorCode::kTooLarge,
                     "get: the reply to {} ids takes more than the server's frame limit of {} bytes "

@@ -5,12 +5,13 @@
 //
 // What the server checks before the engine, and answers with:
 //   records / ids / queries over max_batch, k over max_k,
-//   a reply that could not fit in max_frame_bytes          kTooLarge
+//   a reply that could not fit in max_frame_bytes (an
+//   upper bound: k results per query, every id found)       kTooLarge
 //   k = 0, a NaN or infinite component (naming the record
-//   or query and the component), a dimension that is not
-//   the collection's                                        kInvalidArgument
+//   or query and the component)                             kInvalidArgument
 //   an unknown collection                                   kNotFound
-// Everything else is the engine's error, mapped by ErrorCodeFromStatus.
+// Everything else is the engine's error, mapped by ErrorCodeFromStatus; that
+// includes a dimension that is not the collection's (InvalidArgument naming both).
 
 #include <mutex>
 #include <string>
@@ -46,12 +47,14 @@ class RequestHandler {
   Outcome Get(const protocol::GetRequest& m);
 
   // The collection's dimension, from a cache filled by DescribeCollection (which
-  // is not cheap: it walks the collection's graph). `refresh` re-reads it, for a
-  // mismatch that may come from a collection dropped and created again.
-  Result<size_t> CollectionDim(const std::string& name, bool refresh);
+  // is not cheap: it takes the collection's lock and walks its graph) the first
+  // time a collection is used. The cache may be stale (a collection dropped and created again
+  // elsewhere), so it only sizes reply checks and tells a missing collection: a
+  // dimension mismatch is left to the engine, which knows the current dimension.
+  Result<size_t> CollectionDim(const std::string& name);
   void ForgetCollection(const std::string& name);
-  // InvalidArgument naming the request's and the collection's dimensions, or OK.
-  Status CheckDim(const std::string& collection, uint32_t dim, std::string_view what);
+  // NotFound for a collection that does not exist (as far as the cache knows), or OK.
+  Status CheckCollection(const std::string& collection);
 
   Engine& engine_;
   const ServerConfig config_;

@@ -148,7 +148,9 @@ int RunServe(const ServeArgs& args) {
     log.info("received signal {} ({}); shutting down", signal,
              signal == SIGINT ? "SIGINT" : "SIGTERM");
     (*server)->Shutdown();
-    // A second signal while draining: stop at once (acknowledged writes are already durable).
+    // A second signal while draining: stop at once. Acknowledged writes survive this only
+    // with durability "sync" (fsynced before the reply); with "interval" or "none" the
+    // operating system still holds them, which survives a process exit but not a crash.
     signals.async_wait([&log](const boost::system::error_code& e, int s) {
       if (e) return;
       log.warn("received signal {} again; exiting without waiting", s);

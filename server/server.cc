@@ -77,8 +77,16 @@ constexpr int kMaxFailedHellos = 3;
 // closing a socket with unread input resets the connection, and a reset can
 // destroy replies the client has not read yet.
 constexpr double kLingerSeconds = 1.0;
+// Before a successful hello on a server with a token, a frame's payload may be at most
+// this large (a hello is a name and a token): an unauthenticated peer cannot make the
+// server buffer a max_frame_bytes payload.
+constexpr uint32_t kMaxPayloadBeforeHello = 64 * 1024;
 // A metrics request must arrive whole within this long (or request_timeout_s, if shorter).
 constexpr double kHttpTimeoutSeconds = 10.0;
+// The metrics text is rendered at most once per this period (engine.counters() takes the
+// engine's locks and walks every collection) and by one worker at a time; scrapes in
+// between get the cached text.
+constexpr auto kMetricsCacheTtl = std::chrono::seconds(1);
 constexpr size_t kMaxHttpHeadBytes = 16 * 1024;
 // A writer sends at most this many frames / bytes in one gathered write.
 constexpr size_t kMaxFramesPerWrite = 64;
@@ -111,7 +119,8 @@ class Connection;
 // Server::Impl: the threads, the acceptors and the registry of connections.
 //
 // Thread-safe as Server is. The acceptors, the drain timer and next_connection_id_
-// are used only on control_; conns_ under conns_mu_; pending_, stopping_ and the
+// are used only on control_; conns_ under conns_mu_; the metrics cache under
+// metrics_cache_mu_; pending_, inflight_bytes_, stopping_, drain_expired_ and the
 // metrics are atomics; the rest is set before the threads start and then read-only.
 // ---------------------------------------------------------------------------
 class Server::Impl {
@@ -127,7 +136,9 @@ class Server::Impl {
         drain_timer_(control_),
         handler_(engine, config, metrics_),
         linger_(Seconds(std::min(kLingerSeconds, config.request_timeout_s))) {
-    decode_limits_.max_batch = std::numeric_limits<uint32_t>::max();  // see HandleFrame
+    // A batch over max_batch is refused while decoding (OutOfRange, answered with
+    // kTooLarge), before anything is allocated for its records.
+    decode_limits_.max_batch = config.max_batch;
   }
 
   Status Bind();
@@ -136,9 +147,17 @@ class Server::Impl {
   void Wait();
 
   // The connection side (called on the connection's strand).
-  bool TryAcquireWorkSlot();
+  //
+  // A request for the workers takes a slot (worker_threads + queue_limit of them) and
+  // its payload's bytes from max_inflight_bytes, both before it is decoded, and gives
+  // them back (Release) once its reply is encoded: decoded requests are several times
+  // their wire size, so the bytes budget is what bounds the memory held by queued work.
+  enum class Admission { kAdmitted, kQueueFull, kBytesFull };
+  Admission TryAdmit(uint64_t payload_bytes);
+  void Release(uint64_t payload_bytes);
+  std::string BusyMessage(Admission why, uint64_t payload_bytes) const;
   void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, protocol::Request request,
-              Clock::time_point start);
+              uint64_t payload_bytes, Clock::time_point start);
   std::vector<uint8_t> EncodeReply(protocol::Response response, uint64_t request_id,
                                    uint16_t opcode, Clock::time_point start);
   std::vector<uint8_t> ErrorFrame(uint64_t request_id, uint16_t opcode, ErrorCode code,
@@ -162,8 +181,10 @@ class Server::Impl {
   uint16_t port_ = 0;
   uint16_t metrics_port_ = 0;
 
-  std::atomic<uint32_t> pending_{0};  // requests queued for or running on the pool
+  std::atomic<uint32_t> pending_{0};         // requests queued for or running on the pool
+  std::atomic<uint64_t> inflight_bytes_{0};  // their payload bytes
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> drain_expired_{false};  // shutdown_timeout_s has passed
   std::atomic<Clock::rep> shutdown_started_{0};  // Clock ticks, set by Shutdown
 
   std::mutex conns_mu_;
@@ -174,11 +195,19 @@ class Server::Impl {
   std::mutex wait_mu_;
   bool joined_ = false;  // guarded by wait_mu_
 
+  std::mutex metrics_cache_mu_;
+  std::string metrics_text_;                            // guarded by metrics_cache_mu_
+  std::optional<Clock::time_point> metrics_rendered_at_;  // guarded by metrics_cache_mu_
+  bool metrics_rendering_ = false;                      // guarded by metrics_cache_mu_
+
  private:
   asio::awaitable<void> AcceptLoop();
   asio::awaitable<void> MetricsAcceptLoop();
   asio::awaitable<void> ServeHttp(std::shared_ptr<tcp::socket> socket);
   asio::awaitable<std::string> RenderMetricsOnPool();
+  // The metrics text, at most kMetricsCacheTtl old; nullopt when another scrape's
+  // rendering did not finish by `deadline`.
+  asio::awaitable<std::optional<std::string>> MetricsText(Clock::time_point deadline);
   std::vector<std::shared_ptr<Connection>> LiveConnections();
   void RunIo();
 };
@@ -187,7 +216,8 @@ class Server::Impl {
 // Connection: one client socket, its three coroutines and its queue of replies.
 //
 // Thread-compatible, confined to strand_: every method runs there (other threads
-// post to it), except Start, which runs before anything else can reach it.
+// post to it), except Start, which runs before anything else can reach it, and
+// gone() and id(), which any thread may call.
 // Owned jointly by its coroutines and by the replies in flight for it.
 // ---------------------------------------------------------------------------
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -204,13 +234,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
         read_signal_(strand_),
         watchdog_(strand_),
         authenticated_(config_.token.empty()),
-        last_activity_(Clock::now()) {
+        last_activity_(Clock::now()),
+        hello_deadline_(last_activity_ + Seconds(config_.request_timeout_s)) {
     write_signal_.expires_at(Clock::time_point::max());
     read_signal_.expires_at(Clock::time_point::max());
   }
 
   const Strand& strand() const { return strand_; }
   uint64_t id() const { return id_; }
+  // True once the connection has been closed (any thread may ask: a worker checks it
+  // before running a request whose reply nobody could read).
+  bool gone() const { return gone_.load(std::memory_order_acquire); }
 
   // Spawns the reader, the writer and the watchdog.
   void Start() {
@@ -254,6 +288,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Close(std::string_view why) {
     if (closed_) return;
     closed_ = true;
+    gone_.store(true, std::memory_order_release);
     error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -295,6 +330,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> ReadPayload(uint32_t size, error_code& ec);
   void HandleFrame(const protocol::FrameHeader& header, Clock::time_point start);
   void FramingError(const Status& error, Clock::time_point start);
+  // The error reply to a payload DecodeRequest refused.
+  void DecodeFailed(uint64_t request_id, uint16_t opcode, const Status& error,
+                    Clock::time_point start);
   void ReplyError(uint64_t request_id, uint16_t opcode, ErrorCode code, std::string message,
                   Clock::time_point start) {
     Deliver(server_.ErrorFrame(request_id, opcode, code, std::move(message), start));
@@ -318,10 +356,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool finishing_ = false;  // every reply written and the sending side shut
   bool reader_done_ = false;
   bool closed_ = false;
+  std::atomic<bool> gone_{false};  // closed_, for other threads
   bool authenticated_;
   int failed_hellos_ = 0;
   uint64_t requests_ = 0;
   Clock::time_point last_activity_;    // the idle clock starts here
+  const Clock::time_point hello_deadline_;  // a token is set: no valid hello by then closes
   Clock::time_point frame_deadline_;   // while kInFrame
   Clock::time_point linger_deadline_;  // while finishing_
   std::optional<Clock::time_point> write_deadline_;
@@ -375,6 +415,12 @@ asio::awaitable<void> Connection::ReadLoop(std::shared_ptr<Connection> /*keep_al
       if (ec) break;
     }
     auto header = protocol::DecodeHeader(header_, config_.max_frame_bytes);
+    if (header && !authenticated_ && header->payload_size > kMaxPayloadBeforeHello) {
+      header = Error(OutOfRange(
+          "frame header: payload_size {} exceeds the limit {} that applies until a hello with "
+          "this server's token has succeeded",
+          header->payload_size, kMaxPayloadBeforeHello));
+    }
     if (!header) {
       phase_ = Phase::kIdle;
       FramingError(header.error(), start);
@@ -384,6 +430,9 @@ asio::awaitable<void> Connection::ReadLoop(std::shared_ptr<Connection> /*keep_al
     if (ec) break;
     phase_ = Phase::kIdle;
     HandleFrame(*header, start);
+    // The writer does not finish while a frame is being read (its request must be
+    // answered, if only with kShuttingDown): let it re-check now that it is done.
+    write_signal_.cancel();
     if (payload_.capacity() > (1u << 20)) std::vector<uint8_t>().swap(payload_);
   }
   reader_done_ = true;
@@ -415,8 +464,17 @@ asio::awaitable<void> Connection::WriteLoop(std::shared_ptr<Connection> /*keep_a
         out_.pop_front();
       }
       for (const auto& frame : batch) buffers.push_back(asio::buffer(frame));
-      write_deadline_ = Clock::now() + Seconds(config_.request_timeout_s);
-      co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      // The deadline is for progress: request_timeout_s from the start of the write and
+      // again from each partial write (the completion condition runs before each one, on
+      // this strand), so a client that reads a large reply slowly but steadily is kept.
+      const Clock::duration timeout = Seconds(config_.request_timeout_s);
+      co_await asio::async_write(
+          socket_, buffers,
+          [this, timeout](const error_code& e, size_t transferred) -> size_t {
+            write_deadline_ = Clock::now() + timeout;
+            return asio::transfer_all()(e, transferred);
+          },
+          asio::redirect_error(asio::use_awaitable, ec));
       write_deadline_.reset();
       in_flight_ -= uint32_t(batch.size());
       if (ec) {
@@ -427,8 +485,9 @@ asio::awaitable<void> Connection::WriteLoop(std::shared_ptr<Connection> /*keep_a
       read_signal_.cancel();  // room in the pipeline again
       continue;
     }
-    if (!accepting_ && in_flight_ == 0) {
-      // Every reply is out: send FIN, then wait (bounded) for the client to close.
+    if (!accepting_ && in_flight_ == 0 && phase_ != Phase::kInFrame) {
+      // Every reply is out, and no frame is half read (the reader kicks the writer once
+      // it has handled one): send FIN, then wait (bounded) for the client to close.
       finishing_ = true;
       socket_.shutdown(tcp::socket::shutdown_send, ec);
       if (reader_done_ || ec) {
@@ -463,10 +522,18 @@ asio::awaitable<void> Connection::Watchdog(std::shared_ptr<Connection> /*keep_al
     }
     if (write_deadline_ && now >= *write_deadline_) {
       ServerLog().warn(
-          "connection {} from {}: write timeout: the client has not read its replies "
+          "connection {} from {}: write timeout: the client has taken none of its replies "
           "for {} s (request_timeout_s); closing",
           id_, peer_, config_.request_timeout_s);
       Close("write timeout");
+      break;
+    }
+    if (!authenticated_ && now >= hello_deadline_) {
+      ServerLog().warn(
+          "connection {} from {}: no hello with the server's token within {} s "
+          "(request_timeout_s); closing",
+          id_, peer_, config_.request_timeout_s);
+      Close("no valid hello");
       break;
     }
     if (finishing_ && now >= linger_deadline_) {
@@ -484,6 +551,7 @@ asio::awaitable<void> Connection::Watchdog(std::shared_ptr<Connection> /*keep_al
     if (write_deadline_) next = std::min(next, *write_deadline_);
     if (finishing_) next = std::min(next, linger_deadline_);
     if (idle) next = std::min(next, last_activity_ + idle_timeout);
+    if (!authenticated_) next = std::min(next, hello_deadline_);
     watchdog_.expires_at(next);
     co_await watchdog_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
@@ -530,20 +598,17 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
         start);
     return;
   }
-  // Decoded with no batch limit of its own (the decoder already refuses a count
-  // that the payload could not hold, so this allocates nothing extra): a batch
-  // over max_batch is then refused by the handler as kTooLarge, naming the limit,
-  // rather than as a malformed payload.
-  auto request = protocol::DecodeRequest(header, payload_, server_.decode_limits_);
-  if (!request) {
-    const ErrorCode code = request.error().code() == StatusCode::kUnimplemented
-                               ? ErrorCode::kUnknownOp
-                               : ErrorCode::kMalformed;
-    ServerLog().debug("connection {} from {}: {}", id_, peer_, request.error().message());
-    ReplyError(rid, opcode, code, request.error().message(), start);
-    return;
-  }
-  if (op == Op::kHello) {
+  if (op == Op::kHello || op == Op::kPing) {
+    // Answered here, on the I/O thread: small, and needing no worker.
+    auto request = protocol::DecodeRequest(header, payload_, server_.decode_limits_);
+    if (!request) {
+      DecodeFailed(rid, opcode, request.error(), start);
+      return;
+    }
+    if (op == Op::kPing) {
+      Deliver(server_.EncodeReply({Op::kPing, protocol::EmptyReply{}}, rid, opcode, start));
+      return;
+    }
     const auto& hello = std::get<protocol::HelloRequest>(request->body);
     if (!config_.token.empty() && !TokensEqual(config_.token, hello.token)) {
       ++failed_hellos_;
@@ -557,67 +622,129 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
       return;
     }
     authenticated_ = true;
+    watchdog_.cancel();  // the hello deadline no longer applies
     ServerLog().debug("connection {} from {}: hello from '{}'", id_, peer_, hello.client_name);
     Deliver(server_.EncodeReply({Op::kHello, server_.handler_.Hello()}, rid, opcode, start));
     return;
   }
-  if (op == Op::kPing) {
-    Deliver(server_.EncodeReply({Op::kPing, protocol::EmptyReply{}}, rid, opcode, start));
-    return;
-  }
-  if (!server_.TryAcquireWorkSlot()) {
+  // A request for the workers: admitted (a queue slot and its payload's bytes) before
+  // it is decoded, so that a busy server spends nothing on the requests it refuses.
+  const uint64_t bytes = header.payload_size;
+  const auto admission = server_.TryAdmit(bytes);
+  if (admission != Server::Impl::Admission::kAdmitted) {
     server_.metrics_.BusyRejection();
-    ReplyError(
-        rid, opcode, ErrorCode::kBusy,
-        fmt::format("server busy: {} requests queued or running (worker_threads {} + "
-                    "queue_limit {}); retry later",
-                    server_.workers_ + config_.queue_limit, server_.workers_, config_.queue_limit),
-        start);
+    ReplyError(rid, opcode, ErrorCode::kBusy, server_.BusyMessage(admission, bytes), start);
     return;
   }
-  server_.Submit(shared_from_this(), rid, std::move(*request), start);
+  auto request = protocol::DecodeRequest(header, payload_, server_.decode_limits_);
+  if (!request) {
+    server_.Release(bytes);
+    DecodeFailed(rid, opcode, request.error(), start);
+    return;
+  }
+  server_.Submit(shared_from_this(), rid, std::move(*request), bytes, start);
+}
+
+void Connection::DecodeFailed(uint64_t request_id, uint16_t opcode, const Status& error,
+                              Clock::time_point start) {
+  // A count, dim or string over the decoder's limits (max_batch is the server's) is
+  // OutOfRange: the request is well formed but too large; anything else is malformed.
+  ErrorCode code = ErrorCode::kMalformed;
+  if (error.code() == StatusCode::kUnimplemented) code = ErrorCode::kUnknownOp;
+  if (error.code() == StatusCode::kOutOfRange) code = ErrorCode::kTooLarge;
+  ServerLog().debug("connection {} from {}: {}", id_, peer_, error.message());
+  ReplyError(request_id, opcode, code, error.message(), start);
 }
 
 // ---------------------------------------------------------------------------
 // Server::Impl
 // ---------------------------------------------------------------------------
 
-bool Server::Impl::TryAcquireWorkSlot() {
+Server::Impl::Admission Server::Impl::TryAdmit(uint64_t payload_bytes) {
   const uint32_t limit = workers_ + config_.queue_limit;
   if (pending_.fetch_add(1, std::memory_order_acq_rel) >= limit) {
     pending_.fetch_sub(1, std::memory_order_acq_rel);
-    return false;
+    return Admission::kQueueFull;
   }
+  // ValidateServerConfig keeps max_inflight_bytes >= max_frame_bytes, so a request
+  // alone always fits.
+  uint64_t held = inflight_bytes_.load(std::memory_order_relaxed);
+  do {
+    if (held + payload_bytes > config_.max_inflight_bytes) {
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      return Admission::kBytesFull;
+    }
+  } while (!inflight_bytes_.compare_exchange_weak(held, held + payload_bytes,
+                                                  std::memory_order_acq_rel));
   metrics_.WorkQueued();
-  return true;
+  return Admission::kAdmitted;
+}
+
+void Server::Impl::Release(uint64_t payload_bytes) {
+  inflight_bytes_.fetch_sub(payload_bytes, std::memory_order_acq_rel);
+  pending_.fetch_sub(1, std::memory_order_acq_rel);
+  metrics_.WorkDone();
+}
+
+std::string Server::Impl::BusyMessage(Admission why, uint64_t payload_bytes) const {
+  if (why == Admission::kBytesFull) {
+    return fmt::format(
+        "server busy: requests of {} payload bytes are queued or running, and this one's {} "
+        "would pass max_inflight_bytes {}; retry later",
+        inflight_bytes_.load(std::memory_order_relaxed), payload_bytes,
+        config_.max_inflight_bytes);
+  }
+  return fmt::format(
+      "server busy: {} requests queued or running (worker_threads {} + queue_limit {}); retry "
+      "later",
+      workers_ + config_.queue_limit, workers_, config_.queue_limit);
 }
 
 void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
-                          protocol::Request request, Clock::time_point start) {
+                          protocol::Request request, uint64_t payload_bytes,
+                          Clock::time_point start) {
   // The work guard keeps the I/O threads running until the reply has been handed back.
-  asio::post(pool_, [this, conn = std::move(conn), request_id, request = std::move(request), start,
-                     work = asio::make_work_guard(io_)]() mutable {
+  asio::post(pool_, [this, conn = std::move(conn), request_id, request = std::move(request),
+                     payload_bytes, start, work = asio::make_work_guard(io_)]() mutable {
     const uint16_t opcode = static_cast<uint16_t>(request.op);
     std::vector<uint8_t> frame;
-    try {
-      protocol::Response response = handler_.Execute(request);
-      request = {};  // free the payload before the reply is queued
-      frame = EncodeReply(std::move(response), request_id, opcode, start);
-    } catch (const std::exception& e) {
-      // Out of memory while encoding, typically. An empty frame makes the
-      // connection close (every request must get exactly one reply).
-      ServerLog().error("{}: cannot encode the reply: {}",
-                        protocol::OpName(static_cast<Op>(opcode)), e.what());
-      frame.clear();
+    if (conn->gone()) {
+      // Closed before its turn came (reset, a timeout, the shutdown deadline): nobody can
+      // read the reply, so the request is not run. For a write this means it is not
+      // applied -- the client never got an acknowledgement, so it cannot tell this from a
+      // write lost with the connection. Deliver drops the (empty) reply.
+      ServerLog().debug("{}: skipped, its connection {} closed before it started",
+                        protocol::OpName(request.op), conn->id());
+    } else {
       try {
-        frame = ErrorFrame(request_id, opcode, ErrorCode::kInternal,
-                           fmt::format("cannot encode the reply: {}", e.what()), start);
-      } catch (const std::exception&) {
+        if (drain_expired_.load(std::memory_order_acquire)) {
+          // The connection is being closed too; the reply goes out if it still can.
+          frame = ErrorFrame(request_id, opcode, ErrorCode::kShuttingDown,
+                             fmt::format("the server is shutting down: shutdown_timeout_s ({} s) "
+                                         "passed before this request started",
+                                         config_.shutdown_timeout_s),
+                             start);
+        } else {
+          protocol::Response response = handler_.Execute(request);
+          request = {};  // free the payload before the reply is queued
+          frame = EncodeReply(std::move(response), request_id, opcode, start);
+        }
+      } catch (const std::exception& e) {
+        // Out of memory while encoding, typically. An empty frame makes the
+        // connection close (every request must get exactly one reply).
+        ServerLog().error("{}: cannot encode the reply: {}",
+                          protocol::OpName(static_cast<Op>(opcode)), e.what());
         frame.clear();
+        try {
+          frame = ErrorFrame(request_id, opcode, ErrorCode::kInternal,
+                             fmt::format("cannot encode the reply: {}", e.what()), start);
+        } catch (const std::exception&) {
+          frame.clear();
+        }
       }
     }
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
-    metrics_.WorkDone();
+    request = {};
+    Release(payload_bytes);
     const Strand strand = conn->strand();
     asio::post(strand, [conn = std::move(conn), frame = std::move(frame)]() mutable {
       conn->Deliver(std::move(frame));
@@ -814,6 +941,34 @@ asio::awaitable<std::string> Server::Impl::RenderMetricsOnPool() {
       asio::use_awaitable);
 }
 
+asio::awaitable<std::optional<std::string>> Server::Impl::MetricsText(
+    Clock::time_point deadline) {
+  asio::steady_timer poll(co_await asio::this_coro::executor);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> l(metrics_cache_mu_);
+      if (metrics_rendered_at_ && Clock::now() - *metrics_rendered_at_ < kMetricsCacheTtl) {
+        co_return metrics_text_;
+      }
+      if (!metrics_rendering_) {
+        metrics_rendering_ = true;
+        break;
+      }
+    }
+    // Another scrape is rendering: wait for its text rather than render a second time.
+    if (Clock::now() >= deadline) co_return std::nullopt;
+    poll.expires_after(std::chrono::milliseconds(10));
+    error_code ec;
+    co_await poll.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  std::string text = co_await RenderMetricsOnPool();
+  std::lock_guard<std::mutex> l(metrics_cache_mu_);
+  metrics_text_ = text;
+  metrics_rendered_at_ = Clock::now();
+  metrics_rendering_ = false;
+  co_return text;
+}
+
 asio::awaitable<void> Server::Impl::ServeHttp(std::shared_ptr<tcp::socket> socket) {
   asio::steady_timer deadline(socket->get_executor());
   deadline.expires_after(Seconds(std::min(kHttpTimeoutSeconds, config_.request_timeout_s)));
@@ -840,7 +995,17 @@ asio::awaitable<void> Server::Impl::ServeHttp(std::shared_ptr<tcp::socket> socke
       wants_metrics = true;
       return std::string();
     });
-    if (wants_metrics) response.body = co_await RenderMetricsOnPool();
+    if (wants_metrics) {
+      std::optional<std::string> text = co_await MetricsText(deadline.expiry());
+      if (text) {
+        response.body = std::move(*text);
+      } else {
+        response = HttpResponse{};
+        response.status = 503;
+        response.body = "metrics are being rendered for another scrape; retry\n";
+        response.extra_headers.emplace_back("Retry-After", "1");
+      }
+    }
   }
   const std::string bytes = SerializeHttpResponse(response);
   co_await asio::async_write(*socket, asio::buffer(bytes),
@@ -872,6 +1037,9 @@ void Server::Impl::Shutdown() {
       drain_timer_.expires_after(Seconds(config_.shutdown_timeout_s));
       drain_timer_.async_wait([this](error_code e) {
         if (e) return;  // every connection closed in time
+        // Requests still queued are not started any more (a running one cannot be
+        // interrupted: Wait returns once it has finished).
+        drain_expired_.store(true, std::memory_order_release);
         const auto left = LiveConnections();
         ServerLog().warn(
             "shutdown: {} connections still busy after {} s (shutdown_timeout_s); closing them",

@@ -15,16 +15,24 @@
 //
 // Per connection: one coroutine reads frames, one writes replies (replies may go
 // out in any order: pipelining), one enforces the deadlines (idle_timeout_s with
-// nothing in progress, request_timeout_s for a frame begun or a write). A framing
-// error (bad header, payload over max_frame_bytes) is answered with an error frame
-// and closes that connection only; a payload that cannot be decoded is answered
-// with kMalformed and the connection stays open. Past `max_pipeline` requests in
-// flight the connection is not read until replies drain; past `worker_threads +
-// queue_limit` requests queued or running server-wide a request gets kBusy at once.
+// nothing in progress; request_timeout_s for a frame begun, for each step of a
+// write to make progress, and -- when a token is set -- for a valid hello to arrive).
+// A framing error (bad header, payload over max_frame_bytes, or over 64 KiB before a
+// successful hello when a token is set) is answered with an error frame and closes
+// that connection only; a payload that cannot be decoded is answered with kMalformed,
+// or kTooLarge for a count over max_batch (the decoder's limit), and the connection
+// stays open. Past `max_pipeline` requests in flight the connection is not read until
+// replies drain. A request for the workers is admitted before it is decoded: past
+// `worker_threads + queue_limit` requests, or `max_inflight_bytes` of their payloads,
+// queued or running server-wide it gets kBusy at once.
 //
-// Graceful shutdown: stop accepting, stop taking new frames, let queued and running
-// requests finish and their replies be written (bounded by shutdown_timeout_s),
-// close every connection, stop the threads.
+// Graceful shutdown: stop accepting, stop taking new frames (a frame already being
+// read is answered with kShuttingDown), let queued and running requests finish and
+// their replies be written, close every connection, stop the threads.
+// shutdown_timeout_s bounds the wait for the replies: past it every connection is
+// closed and requests not yet started are skipped, but a request already running in
+// the engine cannot be interrupted, so Wait returns only once it has finished. A
+// worker also skips a request whose connection closed before it started.
 
 #include <cstdint>
 #include <memory>

@@ -391,6 +391,37 @@ TEST_F(ClientIntegration, ConcurrentClientsReadTheirOwnWrites) {
   EXPECT_EQ(info->num_vectors, live);
 }
 
+TEST(LoadConfigChecks, ARateTooHighForTheClockIsRefused) {
+  // connections / rate under 1 us per connection would round the schedule's interval to 0
+  // clock ticks, and the loop that advances it would never end: refused up front (before
+  // any connection is made, so no server is needed here).
+  const std::vector<float> queries(kDim, 0.5f);
+  LoadConfig config;
+  config.host = "127.0.0.1";
+  config.port = 1;  // nothing listens; never reached
+  config.collection = "c";
+  config.queries = queries.data();
+  config.dim = kDim;
+  config.num_queries = 1;
+  config.duration_s = 0.1;
+  config.connections = 4;
+  for (double rate : {4e9, 1e12, 4.0000001e6}) {
+    config.rate = rate;
+    auto report = RunLoad(config);
+    ASSERT_FALSE(report.has_value()) << rate;
+    EXPECT_EQ(report.error().code(), StatusCode::kInvalidArgument) << rate;
+    EXPECT_NE(report.error().message().find("1 us"), std::string::npos)
+        << report.error().ToString();
+    EXPECT_NE(report.error().message().find("--connections"), std::string::npos)
+        << report.error().ToString();
+  }
+  // At exactly 1 us per connection the run is attempted (and fails to connect to port 1).
+  config.rate = 4e6;
+  auto report = RunLoad(config);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), StatusCode::kIOError) << report.error().ToString();
+}
+
 TEST_F(ClientIntegration, LoadGeneratorMeasuresRecallAndKeepsTheSchedule) {
   auto client = Connect();
   ASSERT_NE(client, nullptr);

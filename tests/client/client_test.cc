@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -653,6 +654,73 @@ TEST(Client, IoTimeoutWhenThePeerNeverAnswers) {
   EXPECT_TRUE(Contains(ping.message(), "200 ms")) << ping.ToString();
   EXPECT_GE(waited, std::chrono::milliseconds(190));
   EXPECT_LT(waited, std::chrono::seconds(5));
+  ExpectClosed(*client);
+}
+
+TEST(Client, AdminCallsAreNotCutShortByTheIoTimeout) {
+  // Create, drop, flush and compact may keep the server busy for minutes: they wait under
+  // admin_timeout_ms (no limit by default), not io_timeout_ms.
+  {
+    FakeServer server([](FakeConnection& c) {
+      c.AcceptHello();
+      for (Op op : {Op::kCreateCollection, Op::kFlush, Op::kCompact, Op::kDropCollection}) {
+        auto f = c.Expect(op);
+        if (!f) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        c.Reply(f->header.request_id, Empty(op));
+      }
+      auto ping = c.Expect(Op::kPing);
+      if (ping) c.Reply(ping->header.request_id, Empty(Op::kPing));
+      c.WaitForClose();
+    });
+    auto client = MustConnect(server.port(), {.io_timeout_ms = 150});
+    ASSERT_NE(client, nullptr);
+    EXPECT_TRUE(client->CreateCollection({.name = "c", .dim = 2}).ok());
+    Status flush = client->Flush("c");
+    EXPECT_TRUE(flush.ok()) << flush.ToString();
+    Status compact = client->Compact("c");
+    EXPECT_TRUE(compact.ok()) << compact.ToString();
+    EXPECT_TRUE(client->DropCollection("c").ok());
+    // Other calls still use io_timeout_ms (the ping is answered at once here).
+    EXPECT_TRUE(client->Ping().ok());
+  }
+  // A per-call limit, when set, applies.
+  FakeServer server([](FakeConnection& c) {
+    c.AcceptHello();
+    c.Expect(Op::kCompact);
+    c.WaitForClose();  // never answers
+  });
+  auto client = MustConnect(server.port(), {.io_timeout_ms = 60000, .admin_timeout_ms = 200});
+  ASSERT_NE(client, nullptr);
+  const auto start = Clock::now();
+  Status compact = client->Compact("c");
+  ASSERT_FALSE(compact.ok());
+  EXPECT_TRUE(Contains(compact.message(), "200 ms")) << compact.ToString();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(Client, WhyTheServerHungUpWhileARequestWasSentIsKept) {
+  // The server refuses a frame from its header (e.g. too large before a hello), says so in
+  // an error frame and hangs up while the client is still sending the payload.
+  FakeServer server([](FakeConnection& c) {
+    c.AcceptHello();
+    auto header = c.ReadHeader();
+    if (!header) return;
+    c.ReplyError(header->request_id, ErrorCode::kTooLarge,
+                 "frame header: payload_size exceeds the limit");
+    c.ShutdownWrite();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  });
+  auto client = MustConnect(server.port());
+  ASSERT_NE(client, nullptr);
+  // 32 MiB: more than the socket buffers hold, so the client is still sending at the FIN.
+  std::vector<protocol::Record> records(8192, MakeRecord(1, std::vector<float>(1024, 0.5f)));
+  auto up = client->Upsert("c", 1024, records);
+  ASSERT_FALSE(up.has_value());
+  EXPECT_EQ(up.error().code(), StatusCode::kIOError);
+  EXPECT_TRUE(Contains(up.error().message(), "payload_size exceeds the limit"))
+      << up.error().ToString();
+  EXPECT_TRUE(Contains(up.error().message(), "TooLarge")) << up.error().ToString();
   ExpectClosed(*client);
 }
 

@@ -64,6 +64,22 @@ class FakeConnection {
     return Frame{*header, std::move(*request)};
   }
 
+  // Reads only the next frame's header (its payload stays unread), or nullopt.
+  std::optional<protocol::FrameHeader> ReadHeader() {
+    uint8_t head[protocol::kHeaderSize];
+    if (!ReadExact(head, sizeof(head))) return std::nullopt;
+    auto header = protocol::DecodeHeader(std::span<const uint8_t, protocol::kHeaderSize>(head),
+                                         protocol::kAbsoluteMaxPayload);
+    if (!header) {
+      ADD_FAILURE() << "fake server: bad header: " << header.error().ToString();
+      return std::nullopt;
+    }
+    return *header;
+  }
+
+  // Sends FIN (the client reads end of stream) while reading nothing more.
+  void ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
+
   // Reads one request and checks that it is `op`.
   std::optional<Frame> Expect(protocol::Op op) {
     auto frame = Read();

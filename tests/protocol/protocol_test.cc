@@ -198,6 +198,15 @@ void ExpectMalformed(const Result<Response>& r, std::string_view fragment) {
       << "'" << r.error().message() << "' does not mention '" << fragment << "'";
 }
 
+// Well-formed but over one of the DecodeLimits: OutOfRange (a server's kTooLarge).
+template <typename T>
+void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
+  ASSERT_FALSE(r.has_value()) << "decoded although over a limit";
+  EXPECT_EQ(r.error().code(), StatusCode::kOutOfRange) << r.error().ToString();
+  EXPECT_NE(r.error().message().find(fragment), std::string::npos)
+      << "'" << r.error().message() << "' does not mention '" << fragment << "'";
+}
+
 // ---------------------------------------------------------------------------
 // Round trips.
 // ---------------------------------------------------------------------------
@@ -698,14 +707,14 @@ TEST(ProtocolMalformed, LimitsApply) {
   limits.max_attributes = 1;
   limits.max_tags = 1;
   const uint16_t upsert = uint16_t(Op::kUpsert);
-  ExpectMalformed(
+  ExpectOverLimit(
       DecodeReq(uint16_t(Op::kDelete), Bytes().Str("c").U32(3).U64(1).U64(2).U64(3).get(), limits),
-      "count: 3 exceeds the limit 2");
-  ExpectMalformed(DecodeReq(uint16_t(Op::kDropCollection), Bytes().Str("abcde").get(), limits),
-                  "string length 5 exceeds the limit 4");
-  ExpectMalformed(DecodeReq(upsert, Bytes().Str("c").U32(4).U32(0).get(), limits),
-                  "dim: 4 exceeds the limit 3");
-  ExpectMalformed(DecodeReq(upsert,
+      "count: 3 exceeds the limit 2 (max_batch)");
+  ExpectOverLimit(DecodeReq(uint16_t(Op::kDropCollection), Bytes().Str("abcde").get(), limits),
+                  "string length 5 exceeds the limit 4 (max_string)");
+  ExpectOverLimit(DecodeReq(upsert, Bytes().Str("c").U32(4).U32(0).get(), limits),
+                  "dim: 4 exceeds the limit 3 (max_dim)");
+  ExpectOverLimit(DecodeReq(upsert,
                             Bytes()
                                 .Str("c")
                                 .U32(0)
@@ -720,8 +729,8 @@ TEST(ProtocolMalformed, LimitsApply) {
                                 .I64(2)
                                 .get(),
                             limits),
-                  "attribute count: 2 exceeds the limit 1");
-  ExpectMalformed(DecodeReq(upsert,
+                  "attribute count: 2 exceeds the limit 1 (max_attributes)");
+  ExpectOverLimit(DecodeReq(upsert,
                             Bytes()
                                 .Str("c")
                                 .U32(0)
@@ -735,11 +744,17 @@ TEST(ProtocolMalformed, LimitsApply) {
                                 .Str("y")
                                 .get(),
                             limits),
-                  "tag count: 2 exceeds the limit 1");
-  ExpectMalformed(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(1, 3, 3).get(), limits),
-                  "count: 3 exceeds the limit 2");
-  ExpectMalformed(DecodeResp(Reply(Op::kGet), Bytes().U32(3).U8(0).U8(0).U8(0).get(), limits),
-                  "count: 3 exceeds the limit 2");
+                  "tag count: 2 exceeds the limit 1 (max_tags)");
+  ExpectOverLimit(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(1, 3, 3).get(), limits),
+                  "count: 3 exceeds the limit 2 (max_batch)");
+  ExpectOverLimit(DecodeResp(Reply(Op::kGet), Bytes().U32(3).U8(0).U8(0).U8(0).get(), limits),
+                  "count: 3 exceeds the limit 2 (max_batch)");
+  // A count the payload cannot hold is malformed (InvalidArgument), over the limit or not:
+  // only a well-formed request is "too large".
+  ExpectMalformed(DecodeReq(uint16_t(Op::kDelete), Bytes().Str("c").U32(3).U64(1).get(), limits),
+                  "3 entries need at least 24 bytes");
+  ExpectMalformed(DecodeReq(uint16_t(Op::kSearchBatch), SearchPayload(1, 3, 2).get(), limits),
+                  "3 floats need 12 bytes");
   // Within the limits the same shapes decode.
   EXPECT_TRUE(DecodeReq(uint16_t(Op::kDelete), Bytes().Str("c").U32(2).U64(1).U64(2).get(), limits)
                   .has_value());

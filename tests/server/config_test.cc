@@ -44,7 +44,7 @@ TEST(ServerConfig, ShippedFileSetsEveryKey) {
     EXPECT_NE(text.find("\n" + key + " = "), std::string::npos) << key;
     ++keys;
   }
-  EXPECT_EQ(keys, 20u);
+  EXPECT_EQ(keys, 21u);
 }
 
 TEST(ServerConfig, ValuesAreRead) {
@@ -76,6 +76,9 @@ background_compaction = false
   EXPECT_EQ(c->sync_interval_ms, 5u);
   EXPECT_FALSE(c->background_compaction);
   EXPECT_EQ(c->max_batch, ServerConfig{}.max_batch);  // absent: the default
+  auto bytes = Parse("[server]\nmax_inflight_bytes = 1073741824\n");
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().ToString();
+  EXPECT_EQ(bytes->max_inflight_bytes, uint64_t{1} << 30);
 }
 
 TEST(ServerConfig, UnknownKeyIsAnErrorNamingItAndTheFile) {
@@ -179,6 +182,23 @@ TEST(ServerConfig, ValidationNamesTheKey) {
   check([](ServerConfig& c) { c.log_level = "loud"; }, "server.log_level");
   check([](ServerConfig& c) { c.metrics_port = c.port; }, "server.metrics_port");
   check([](ServerConfig& c) { c.data_dir = ""; }, "server.data_dir");
+  // worker_threads + queue_limit must not wrap a uint32_t.
+  check([](ServerConfig& c) { c.queue_limit = 1000001; }, "server.queue_limit");
+  check([](ServerConfig& c) { c.queue_limit = 0xffffffffu; }, "server.queue_limit");
+  // A request of the largest frame size must be admissible.
+  check([](ServerConfig& c) { c.max_inflight_bytes = c.max_frame_bytes - 1; },
+        "server.max_inflight_bytes");
+  // Timeouts under a millisecond (a positive double can be as small as 5e-324).
+  check([](ServerConfig& c) { c.idle_timeout_s = 0.0005; }, "server.idle_timeout_s");
+  check([](ServerConfig& c) { c.request_timeout_s = 1e-300; }, "server.request_timeout_s");
+  check([](ServerConfig& c) { c.shutdown_timeout_s = 0.0009; }, "server.shutdown_timeout_s");
+  {
+    ServerConfig c;
+    c.queue_limit = 1000000;
+    c.request_timeout_s = 0.001;
+    c.max_inflight_bytes = c.max_frame_bytes;
+    EXPECT_TRUE(ValidateServerConfig(c).ok());
+  }
   check(
       [](ServerConfig& c) {
         c.durability = Durability::kInterval;
@@ -203,6 +223,7 @@ TEST(ServerConfig, DescribeListsEveryKeyAndHidesTheToken) {
                           "server.max_batch",
                           "server.max_k",
                           "server.queue_limit",
+                          "server.max_inflight_bytes",
                           "server.max_pipeline",
                           "server.idle_timeout_s",
                           "server.request_timeout_s",

@@ -124,6 +124,21 @@ double SecondsSince(testing::Clock::time_point t) {
   return std::chrono::duration<double>(testing::Clock::now() - t).count();
 }
 
+// Requests of `op` ("search_batch", ...) answered so far, from the server's metrics.
+uint64_t AnsweredOf(const Server& server, std::string_view op) {
+  for (const auto& [name, n] : server.metrics().requests_by_op) {
+    if (name == op) return n;
+  }
+  return 0;
+}
+
+// Closes `c` with a reset (SO_LINGER 0) rather than an orderly FIN.
+void Reset(std::unique_ptr<TestClient>& c) {
+  linger l{1, 0};
+  ::setsockopt(c->fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  c.reset();
+}
+
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { spdlog::set_level(spdlog::level::err); }
@@ -451,17 +466,30 @@ TEST_F(ServerTest, NonFiniteComponentsAreRefusedNamingRecordAndComponent) {
 }
 
 TEST_F(ServerTest, DimensionMismatchNamesBothDimensions) {
+  // The engine's own check speaks (the server's cached dimension may be stale, and
+  // re-reading it would walk the collection): its messages name both dimensions.
   Start(Config());
   auto c = Connect();
   Fill(*c, "docs", 4, 5);
   std::string m = ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "docs", 3, Vec(1, 3), 1)),
                               ErrorCode::kInvalidArgument);
-  EXPECT_NE(m.find("dimension 3"), std::string::npos) << m;
-  EXPECT_NE(m.find("'docs' (dimension 4)"), std::string::npos) << m;
+  EXPECT_NE(m.find("query has dimension 3, collection 'docs' has 4"), std::string::npos) << m;
+  std::vector<float> two = Vec(1, 3);
+  const std::vector<float> second = Vec(2, 3);
+  two.insert(two.end(), second.begin(), second.end());
+  m = ExpectError(c->Call(testing::SearchRequest(Op::kSearchBatch, "docs", 3, two, 1)),
+                  ErrorCode::kInvalidArgument);
+  EXPECT_NE(m.find("queries have dimension 3, collection 'docs' has 4"), std::string::npos) << m;
   m = ExpectError(c->Call(testing::UpsertRequest("docs", 5, Records(50, 1, 5))),
                   ErrorCode::kInvalidArgument);
-  EXPECT_NE(m.find("dimension 5"), std::string::npos) << m;
-  EXPECT_NE(m.find("'docs' (dimension 4)"), std::string::npos) << m;
+  EXPECT_NE(m.find("upsert"), std::string::npos) << m;
+  EXPECT_NE(m.find("id 50"), std::string::npos) << m;
+  EXPECT_NE(m.find("dimension 5, the collection 4"), std::string::npos) << m;
+  // Nothing was written, and the right dimension still works.
+  auto got = Reply<protocol::GetReply>(c->Call(testing::GetRequest("docs", {50})), Op::kGet);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(got->records.at(0).has_value());
+  ExpectPing(*c);
 }
 
 TEST_F(ServerTest, KMustBeBetweenOneAndMaxK) {
@@ -494,7 +522,8 @@ TEST_F(ServerTest, BatchesOverMaxBatchAreTooLarge) {
   Fill(*c, "docs", 4, 4);
   std::string m = ExpectError(c->Call(testing::UpsertRequest("docs", 4, Records(10, 5, 4))),
                               ErrorCode::kTooLarge);
-  EXPECT_NE(m.find("max_batch"), std::string::npos) << m;
+  // Refused by the decoder, from the count (before any record is decoded).
+  EXPECT_NE(m.find("count: 5 exceeds the limit 4 (max_batch)"), std::string::npos) << m;
   ExpectError(c->Call(testing::DeleteRequest("docs", {1, 2, 3, 4, 5})), ErrorCode::kTooLarge);
   ExpectError(c->Call(testing::GetRequest("docs", {1, 2, 3, 4, 5})), ErrorCode::kTooLarge);
   std::vector<float> five;
@@ -622,6 +651,32 @@ TEST_F(ServerTest, RepliesThatWouldNotFitInAFrameAreTooLarge) {
   EXPECT_TRUE(small->records.at(1).has_value());
 }
 
+TEST_F(ServerTest, ReplySizeChecksCountEveryByteOfTheReply) {
+  ServerConfig config = Config();
+  config.max_frame_bytes = 4096;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 4, 5);
+  // A search reply: u32 query count, u32 n, n x 12 bytes. k 341: 4 + 4 + 4092 = 4100 bytes
+  // at most, over 4096 (whatever the collection holds, the check is an upper bound).
+  std::string m = ExpectError(c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, Vec(1, 4), 341)),
+                              ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("could take up to 4100 bytes"), std::string::npos) << m;
+  auto ok = Reply<protocol::SearchReply>(
+      c->Call(testing::SearchRequest(Op::kSearch, "docs", 4, Vec(1, 4), 340)), Op::kSearch);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->results.at(0).size(), 5u);
+  // A get reply of two found records of dim 508: 4 + 2 x (1 + 8 + 4 (dim) + 2032 + 2) =
+  // 4098 bytes. Only id 1 exists, but the check is an upper bound: every id found.
+  Fill(*c, "wide", 508, 1);
+  m = ExpectError(c->Call(testing::GetRequest("wide", {1, 2})), ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("could take 4098 bytes if every id is found"), std::string::npos) << m;
+  auto one = Reply<protocol::GetReply>(c->Call(testing::GetRequest("wide", {1})), Op::kGet);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_TRUE(one->records.at(0).has_value());
+  ExpectPing(*c);
+}
+
 // ---------------------------------------------------------------------------
 // Timeouts and limits.
 // ---------------------------------------------------------------------------
@@ -747,6 +802,204 @@ TEST_F(ServerTest, ThreeWrongHellosCloseTheConnection) {
   EXPECT_TRUE(c->WaitClosed(5000));
   auto fresh = Connect();
   Reply<protocol::HelloReply>(fresh->Call(testing::HelloRequest("s3cret")), Op::kHello);
+}
+
+TEST_F(ServerTest, BeforeAHelloFramesAreSmallAndTheHelloMustComeInTime) {
+  ServerConfig config = Config();
+  config.token = "s3cret";
+  config.request_timeout_s = 0.5;
+  config.idle_timeout_s = 60;
+  Start(config);
+  // A 100 KB frame (well within max_frame_bytes) before the hello: a framing error.
+  auto big = Connect();
+  ASSERT_TRUE(big->SendRaw(RawFrame(static_cast<uint16_t>(Op::kUpsert), 3, {}, 100000)));
+  auto f = big->ReadFrame();
+  const std::string m = ExpectError(f, ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("65536"), std::string::npos) << m;
+  EXPECT_NE(m.find("hello"), std::string::npos) << m;
+  EXPECT_EQ(f->header.request_id, 3u);
+  EXPECT_TRUE(big->WaitClosed(5000));
+
+  // A connection that never sends a hello is closed after request_timeout_s, even
+  // though it is far from its idle timeout.
+  auto silent = Connect();
+  const auto start = testing::Clock::now();
+  EXPECT_TRUE(silent->WaitClosed(5000));
+  EXPECT_GE(SecondsSince(start), 0.4);
+
+  // After a good hello neither applies.
+  auto good = Connect();
+  Reply<protocol::HelloReply>(good->Call(testing::HelloRequest("s3cret")), Op::kHello);
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  ExpectPing(*good);
+  Reply<protocol::EmptyReply>(good->Call(testing::CreateRequest("big", 256)),
+                              Op::kCreateCollection);
+  auto w = Reply<protocol::WriteReply>(
+      good->Call(testing::UpsertRequest("big", 256, Records(1, 100, 256))), Op::kUpsert);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->applied, 100u);
+}
+
+TEST_F(ServerTest, InflightBytesOverTheBudgetAreBusy) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  config.max_frame_bytes = 1024 * 1024;
+  config.max_inflight_bytes = 1024 * 1024;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 16, 1000);
+  Reply<protocol::EmptyReply>(c->Call(testing::CreateRequest("wide", 256)),
+                              Op::kCreateCollection);
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.5);
+  // One slow search runs (at most 4000 queries: 256 KB); a ~400 KB upsert waits behind
+  // it; a 700 KB frame would take the bytes held past 1 MiB: refused at once, without
+  // being decoded.
+  std::vector<uint8_t> bytes;
+  protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
+                                                 protocol::WireStrategy::kScan),
+                          1, bytes);
+  protocol::EncodeRequest(testing::UpsertRequest("wide", 256, Records(1, 390, 256)), 2, bytes);
+  const auto garbage = RawFrame(static_cast<uint16_t>(Op::kUpsert), 3,
+                                std::vector<uint8_t>(700 * 1024, 0xab));
+  bytes.insert(bytes.end(), garbage.begin(), garbage.end());
+  ASSERT_TRUE(c->SendRaw(bytes));
+  std::map<uint64_t, std::optional<Frame>> replies;
+  for (int i = 0; i < 3; ++i) {
+    auto f = c->ReadFrame(60000);
+    ASSERT_TRUE(f.has_value()) << c->last_error();
+    replies[f->header.request_id] = f;
+  }
+  ASSERT_EQ(replies.size(), 3u);
+  Reply<protocol::SearchReply>(replies[1], Op::kSearchBatch);
+  Reply<protocol::WriteReply>(replies[2], Op::kUpsert);
+  const std::string m = ExpectError(replies[3], ErrorCode::kBusy);
+  EXPECT_NE(m.find("max_inflight_bytes"), std::string::npos) << m;
+  EXPECT_GE(server_->metrics().busy_rejections, 1u);
+  // The bytes are given back: the same frame is now decoded (and found malformed).
+  ASSERT_TRUE(c->SendRaw(garbage));
+  ExpectError(c->ReadFrame(), ErrorCode::kMalformed);
+}
+
+TEST_F(ServerTest, RequestsOfAConnectionThatWentAwayAreNotRun) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 16, 1000);
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
+  const uint64_t answered_before = AnsweredOf(*server_, "search_batch");
+  auto gone = Connect();
+  std::vector<uint8_t> bytes;
+  for (uint64_t id = 1; id <= 10; ++id) {
+    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
+                                                   protocol::WireStrategy::kScan),
+                            id, bytes);
+  }
+  ASSERT_TRUE(gone->SendRaw(bytes));
+  ASSERT_TRUE(Eventually([&] {
+    return server_->metrics().in_progress + AnsweredOf(*server_, "search_batch") -
+               answered_before ==
+           10;
+  }));
+  Reset(gone);
+  // The one running finishes (and perhaps one more, started before the reset was
+  // noticed); the rest are dropped without running, long before 10 x 0.3 s.
+  ASSERT_TRUE(Eventually([&] { return server_->metrics().in_progress == 0; }, 30000));
+  EXPECT_LE(AnsweredOf(*server_, "search_batch") - answered_before, 3u);
+  ExpectPing(*c);
+}
+
+TEST_F(ServerTest, ShutdownTimeoutSkipsRequestsNotStarted) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  config.shutdown_timeout_s = 0.3;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 16, 1000);
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
+  const uint64_t answered_before = AnsweredOf(*server_, "search_batch");
+  std::vector<uint8_t> bytes;
+  for (uint64_t id = 1; id <= 12; ++id) {
+    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
+                                                   protocol::WireStrategy::kScan),
+                            id, bytes);
+  }
+  ASSERT_TRUE(c->SendRaw(bytes));
+  ASSERT_TRUE(Eventually([&] {
+    return server_->metrics().in_progress + AnsweredOf(*server_, "search_batch") -
+               answered_before ==
+           12;
+  }));
+  const auto start = testing::Clock::now();
+  server_->Shutdown();
+  server_->Wait();
+  // 12 x 0.3 s of work was queued; the drain stops after 0.3 s plus the request running.
+  EXPECT_LT(SecondsSince(start), 2.5);
+  EXPECT_LE(AnsweredOf(*server_, "search_batch") - answered_before, 5u);
+  EXPECT_TRUE(c->WaitClosed(5000));
+}
+
+TEST_F(ServerTest, AFrameBeingReadWhenShutdownBeginsIsAnswered) {
+  Start(Config());
+  auto c = Connect();
+  ExpectPing(*c);
+  // Half of a describe_collection frame: the header and part of the payload.
+  protocol::Request describe{Op::kDescribeCollection,
+                             protocol::DescribeCollectionRequest{std::string(100, 'x')}};
+  std::vector<uint8_t> frame;
+  protocol::EncodeRequest(describe, 31, frame);
+  const size_t half = protocol::kHeaderSize + 50;
+  ASSERT_TRUE(c->SendRaw(std::span<const uint8_t>(frame).first(half)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server_->Shutdown();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(c->SendRaw(std::span<const uint8_t>(frame).subspan(half)));
+  auto f = c->ReadFrame();
+  ASSERT_TRUE(f.has_value()) << c->last_error();
+  EXPECT_EQ(f->header.request_id, 31u);
+  ExpectError(f, ErrorCode::kShuttingDown);
+  EXPECT_TRUE(c->WaitClosed(5000));
+}
+
+TEST_F(ServerTest, AClientThatReadsSlowlyButSteadilyIsKept) {
+  ServerConfig config = Config();
+  config.request_timeout_s = 1.0;
+  config.idle_timeout_s = 60;
+  Start(config);
+  {
+    auto filler = Connect();
+    Fill(*filler, "wide", 2048, 1);
+  }
+  auto c = TestClient::Connect(server_->port(), 64 * 1024);
+  ASSERT_NE(c, nullptr);
+  // One reply of 16 MB (id 1, 2000 times): a single write that takes seconds at the pace
+  // below, but makes progress all the time.
+  constexpr size_t kIds = 2000;
+  ASSERT_TRUE(c->Send(testing::GetRequest("wide", std::vector<VectorId>(kIds, 1)), 1));
+  const size_t expected = protocol::kHeaderSize + 4 + kIds * (1 + 8 + 4 + 2048 * 4 + 2);
+  // 256 KiB every 50 ms: at most 5 MB/s, so the write takes about 3 s, three times
+  // request_timeout_s; the kernel lets the server write again each time a few hundred
+  // KB have been taken.
+  const auto start = testing::Clock::now();
+  size_t received = 0;
+  std::vector<uint8_t> buf(256 * 1024);
+  while (received < expected && SecondsSince(start) < 60) {
+    size_t chunk = 0;
+    while (chunk < buf.size() && received + chunk < expected) {
+      pollfd p{c->fd(), POLLIN, 0};
+      if (::poll(&p, 1, 5000) <= 0) break;
+      const ssize_t n = ::recv(c->fd(), buf.data() + chunk, buf.size() - chunk, 0);
+      if (n <= 0) break;
+      chunk += size_t(n);
+    }
+    if (chunk == 0) break;  // closed, or nothing for 5 s
+    received += chunk;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(received, expected);
+  EXPECT_GT(SecondsSince(start), 1.0);  // the point: longer than request_timeout_s
+  EXPECT_EQ(server_->metrics().connections, 1u);
+  ExpectPing(*c);
 }
 
 TEST_F(ServerTest, BusyServerRefusesSomeButAnswersEveryRequestOnce) {
@@ -1005,22 +1258,36 @@ std::string HttpExchange(uint16_t port, const std::string& request) {
   }
 }
 
-TEST_F(ServerTest, MetricsEndpointServesPrometheusText) {
-  ServerConfig config = Config();
-  // The metrics port has no "ephemeral" setting (0 is off): try free ports.
-  for (int attempt = 0; attempt < 5 && !server_; ++attempt) {
+// Starts the server of `test` with a metrics port: the port has no "ephemeral" setting
+// (0 is off), so free ports are tried.
+void StartWithMetrics(ServerConfig config, std::unique_ptr<Engine>& engine_out,
+                      std::unique_ptr<Server>& server_out) {
+  for (int attempt = 0; attempt < 5 && !server_out; ++attempt) {
     config.metrics_port = FreePort();
     auto engine = Engine::Open(config.data_dir, EngineOptionsFor(config));
     ASSERT_TRUE(engine.has_value());
-    engine_ = std::move(*engine);
-    auto server = Server::Start(config, *engine_);
+    engine_out = std::move(*engine);
+    auto server = Server::Start(config, *engine_out);
     if (server)
-      server_ = std::move(*server);
+      server_out = std::move(*server);
     else
-      engine_.reset();
+      engine_out.reset();
   }
+  ASSERT_NE(server_out, nullptr);
+}
+
+// The value of the sample `name` in Prometheus text, or "" when absent.
+std::string Sample(const std::string& text, const std::string& name) {
+  const size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return "";
+  const size_t begin = at + 1 + name.size() + 1;
+  return text.substr(begin, text.find('\n', begin) - begin);
+}
+
+TEST_F(ServerTest, MetricsEndpointServesPrometheusText) {
+  ServerConfig config = Config();
+  StartWithMetrics(config, engine_, server_);
   ASSERT_NE(server_, nullptr);
-  EXPECT_EQ(server_->metrics_port(), config.metrics_port);
   auto c = Connect();
   ExpectPing(*c);
   Fill(*c, "docs", 4, 3);
@@ -1044,6 +1311,36 @@ TEST_F(ServerTest, MetricsEndpointServesPrometheusText) {
   EXPECT_EQ(missing.rfind("HTTP/1.1 404 ", 0), 0u) << missing;
   const std::string bad = HttpExchange(server_->metrics_port(), "nonsense\r\n\r\n");
   EXPECT_EQ(bad.rfind("HTTP/1.1 400 ", 0), 0u) << bad;
+}
+
+TEST_F(ServerTest, MetricsAreRenderedAtMostOnceASecond) {
+  StartWithMetrics(Config(), engine_, server_);
+  ASSERT_NE(server_, nullptr);
+  const std::string get = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+  const std::string pings = "strata_server_requests_total{op=\"ping\"}";
+  auto c = Connect();
+  ExpectPing(*c);
+  const auto start = testing::Clock::now();
+  const std::string first = HttpExchange(server_->metrics_port(), get);
+  EXPECT_EQ(Sample(first, pings), "1") << first;
+  ExpectPing(*c);
+  ExpectPing(*c);
+  const std::string second = HttpExchange(server_->metrics_port(), get);
+  if (SecondsSince(start) < 0.9) {
+    EXPECT_EQ(Sample(second, pings), "1") << "not the cached text: " << second;
+  }
+  // Once the cache is stale, scrapes at once share one rendering, and all see the pings.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  std::vector<std::string> texts(8);
+  std::vector<std::thread> scrapers;
+  for (auto& text : texts) {
+    scrapers.emplace_back([&, this] { text = HttpExchange(server_->metrics_port(), get); });
+  }
+  for (auto& t : scrapers) t.join();
+  for (const std::string& text : texts) {
+    EXPECT_EQ(text.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << text;
+    EXPECT_EQ(Sample(text, pings), "3") << text;
+  }
 }
 
 }  // namespace
