@@ -837,6 +837,8 @@ int main(int argc, char** argv) {
   pbench->add_option("--engine-dir", pb_dir, "data directory for the engine (emptied first)")->capture_default_str();
   pbench->add_option("--kinds", pb_config.kinds, "collections to measure: hnsw, spann")->delimiter(',');
   pbench->add_option("--targets", pb_config.targets, "recall targets")->delimiter(',');
+  bool pb_filters_only = false;
+  pbench->add_flag("--filters-only", pb_filters_only, "skip the recall targets: filters only");
   pbench->add_option("--selectivities", pb_config.selectivities, "filter selectivities")->delimiter(',');
   pbench->add_option("--sweep-queries", pb_config.sweep_queries, "SPANN hand-set sweep: queries (0: all)")
       ->capture_default_str();
@@ -985,6 +987,7 @@ int main(int argc, char** argv) {
     if (!data) return Fail(data.error());
     pb_config.metric = *metric;
     pb_config.max_queries = pb_args.max_queries;
+    if (pb_filters_only) pb_config.targets.clear();
     Status st = tools::RunPlannerBench(*data, pb_config);
     return st.ok() ? 0 : Fail(st);
   }
