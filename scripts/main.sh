@@ -25,6 +25,7 @@ CLI="$ROOT/build/release/client/strata-cli"
 DATA="${STRATA_DATA_DIR:-$ROOT/data}"
 REF="${STRATA_REFERENCE_DATA:-$ROOT/../shared/data}"
 ENGINE_DIR="${STRATA_MAIN_DIR:-$ROOT/build/main-data}"
+source scripts/lib/scratch.sh
 
 STRATA_BIN="$STRATA" bash tools/fetch_dataset.sh glove-100 "$DATA"
 GT="$REF/glove-100/groundtruth_angular_k100.ivecs"
@@ -33,11 +34,12 @@ QUERIES="$DATA/glove-100/query.fbin"
 echo "ground truth: $GT"
 
 # 3. Two collections, bulk-loaded (index build + calibration of the planner).
-rm -rf "$ENGINE_DIR"
+# Never a directory this script did not create, nor one a running server holds (scripts/lib/scratch.sh).
+claim_scratch "$ENGINE_DIR" "$([[ -z "${STRATA_MAIN_DIR:-}" ]] && echo 1 || echo 0)"
 RAW_BYTES=$((331479 * 100 * 4))
 # Every vector of the HNSW collection gets an attribute `tenant` (one of 100, row % 100), so that
 # filters can be shown; the SPANN collection has none.
-ATTRS="$ENGINE_DIR.attributes.jsonl"
+ATTRS="$ENGINE_DIR/tenant-attributes.jsonl"   # inside the scratch directory: nothing outside it is written
 awk 'BEGIN { for (i = 0; i < 331479; i++) printf "{\"attributes\": {\"tenant\": \"t%d\"}}\n", i % 100 }' >"$ATTRS"
 echo
 echo "=== loading GloVe-100 into collection glove_hnsw (HNSW, attribute tenant) ==="

@@ -35,14 +35,15 @@ CLI="$ROOT/build/release/client/strata-cli"
 DATA="${STRATA_DATA_DIR:-$ROOT/data}"
 REF="${STRATA_REFERENCE_DATA:-$ROOT/../shared/data}"
 DIR="${STRATA_BENCH_DIR:-$ROOT/build/server-bench-data}"
+source scripts/lib/scratch.sh
 CORES=$(nproc)
 
 STRATA_BIN="$STRATA" bash tools/fetch_dataset.sh glove-100 "$DATA" >/dev/null
 GT="$REF/glove-100/groundtruth_angular_k100.ivecs"
 [[ -f "$GT" ]] || GT="$DATA/glove-100/gt_cosine_k100.ibin"
 QUERIES="$DATA/glove-100/query.fbin"
-if [[ ! -f "$DIR/MANIFEST" ]]; then
-  rm -rf "$DIR"
+if [[ ! -f "$DIR/MANIFEST" || ! -f "$DIR/.strata-scratch" ]]; then
+  claim_scratch "$DIR" "$([[ -z "${STRATA_BENCH_DIR:-}" ]] && echo 1 || echo 0)"
   "$STRATA" build --dataset glove-100 --data-dir "$DATA" --into "$DIR" --collection glove
 fi
 
@@ -51,16 +52,16 @@ num() {  # json key -> the first number after "key":
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-PORT_FILE="$DIR.port"
+PORT_FILE="$DIR/server.port"
 SERVER_PID=""
 start_server() {
   rm -f "$PORT_FILE"
   "$SERVER" --data-dir "$DIR" --port 0 --metrics-port 0 --workers "$CORES" --port-file "$PORT_FILE" \
-    --log-level warn >"$DIR.log" 2>&1 &
+    --log-level warn >"$DIR/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do
     [[ -s "$PORT_FILE" ]] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$DIR.log" >&2; return 1; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$DIR/server.log" >&2; return 1; }
     sleep 0.1
   done
   return 1

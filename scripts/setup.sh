@@ -8,7 +8,7 @@ set -euo pipefail
 
 PKGS=(build-essential g++ cmake ninja-build git ca-certificates curl tar gzip
       libboost-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev liburing-dev
-      libcli11-dev libxxhash-dev libbenchmark-dev nlohmann-json3-dev libtomlplusplus-dev)
+      libcli11-dev libxxhash-dev libbenchmark-dev nlohmann-json3-dev libtomlplusplus-dev ccache)
 if [[ "${1:-}" == "--peers" ]]; then
   PKGS+=(libhnswlib-dev libfaiss-dev libopenblas-dev)
 fi

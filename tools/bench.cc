@@ -1,5 +1,7 @@
 #include "tools/bench.h"
 
+#include "tools/scratch_dir.h"
+
 #include <omp.h>
 #include <unistd.h>
 #include <sys/resource.h>
@@ -18,6 +20,7 @@
 #include "index/hnsw/hnsw_index.h"
 #include "index/spann/spann_index.h"
 #include "tools/eval.h"
+#include "tools/scratch_dir.h"
 
 #ifndef STRATA_GIT_REV
 #define STRATA_GIT_REV "unknown"
@@ -108,24 +111,18 @@ class HnswTarget final : public BenchTarget {
 class SpannTarget final : public BenchTarget {
  public:
   explicit SpannTarget(const TargetOptions& o) : opt_(o) {}
-  ~SpannTarget() override {
-    if (!keep_) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);
-    }
-  }
   std::string name() const override { return "spann"; }
   Status Build(const VectorSet& base, Metric metric, int threads) override {
     if (!opt_.load_path.empty()) {
       path_ = opt_.load_path;
-      keep_ = true;
     } else {
-      keep_ = !opt_.save_path.empty();
-      path_ = keep_ ? std::filesystem::path(opt_.save_path)
-                    : std::filesystem::temp_directory_path() /
-                          fmt::format("strata-spann-bench-{}", ::getpid());
-      std::error_code ec;
-      if (!keep_) std::filesystem::remove_all(path_, ec);
+      if (opt_.save_path.empty()) {
+        // A fresh temporary directory of our own, removed with this target (tools/scratch_dir.h).
+        STRATA_ASSIGN_OR_RETURN(scratch_, ScratchDir::Claim({}, "strata-spann-bench", "strata bench"));
+        path_ = scratch_->path() / "index.spann";
+      } else {
+        path_ = opt_.save_path;  // SpannIndex::Build refuses an existing path
+      }
       const index::SpannBuildOptions bo = SpannOptionsFrom(opt_, metric, threads);
       STRATA_ASSIGN_OR_RETURN(VectorSet copy, base.Clone());
       STRATA_RETURN_IF_ERROR(index::SpannIndex::Build(std::move(copy), path_, bo));
@@ -199,8 +196,8 @@ class SpannTarget final : public BenchTarget {
 
  private:
   TargetOptions opt_;
+  std::unique_ptr<ScratchDir> scratch_;  // declared before index_: removed after it is closed
   std::filesystem::path path_;
-  bool keep_ = false;
   std::unique_ptr<index::SpannIndex> index_;
   mutable std::atomic<uint64_t> lists_{0}, bytes_{0}, wait_ns_{0};
 };

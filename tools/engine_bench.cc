@@ -10,6 +10,7 @@
 #include "index/hnsw/hnsw_index.h"
 #include "tools/bench.h"
 #include "tools/eval.h"
+#include "tools/scratch_dir.h"
 
 namespace strata::tools {
 namespace fs = std::filesystem;
@@ -41,9 +42,13 @@ Status RunEngineBench(const LoadedDataset& data, const EngineBenchConfig& c) {
   const size_t nq = c.max_queries ? std::min(c.max_queries, data.queries.size()) : data.queries.size();
   STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,
                           RecallEvaluator::Create(data.base, data.queries, data.gt, c.metric, c.k));
-  std::error_code ec;
-  fs::remove_all(c.data_dir, ec);
-  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(c.data_dir));
+  // Scratch space: a fresh temporary directory, or the one given if this tool may use it
+  // (new, empty, or marked by an earlier run; never one whose LOCK is held).
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ScratchDir> scratch,
+                          ScratchDir::Claim(c.data_dir, "strata-engine-bench", "strata engine-bench"));
+  if (c.keep) scratch->Keep();
+  fmt::print("engine data directory: {}{}\n", scratch->path().string(), c.keep ? " (kept)" : "");
+  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path()));
   CollectionSpec spec;
   spec.name = "bench";
   spec.dim = dim;
@@ -122,8 +127,7 @@ Status RunEngineBench(const LoadedDataset& data, const EngineBenchConfig& c) {
     return fresh->Search(data.queries[q], p, ctx);
   }));
   fmt::print("fresh HNSW build: {:.1f} s\n", fresh_s);
-  engine.reset();
-  fs::remove_all(c.data_dir, ec);
+  engine.reset();  // closes the engine before the scratch directory is removed
   return Status::Ok();
 }
 

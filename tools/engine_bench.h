@@ -14,7 +14,10 @@
 namespace strata::tools {
 
 struct EngineBenchConfig {
-  std::filesystem::path data_dir;  // emptied first
+  // Engine data directory: empty = a fresh temporary one; otherwise new, empty or marked
+  // by an earlier run (tools/scratch_dir.h). Removed at the end unless `keep`.
+  std::filesystem::path data_dir;
+  bool keep = false;
   Metric metric = Metric::kL2;
   size_t batch = 1000;             // vectors per Write
   size_t seals = 3;                // the base is written in this many sealed segments

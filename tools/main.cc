@@ -814,10 +814,13 @@ int main(int argc, char** argv) {
                       "compaction, next to a fresh HNSW");
   DataArgs eb_args;
   tools::EngineBenchConfig eb_config;
-  std::string eb_dir = "build/engine-bench-data";
+  std::string eb_dir;
   AddDataOptions(ebench, eb_args);
   ebench->add_option("--gt", eb_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
-  ebench->add_option("--engine-dir", eb_dir, "data directory for the engine (emptied first)")->capture_default_str();
+  ebench->add_option("--engine-dir", eb_dir,
+                     "engine data directory: new, empty, or left by an earlier run of this tool (default: a fresh "
+                     "temporary directory); a directory with other contents or a held LOCK is refused");
+  ebench->add_flag("--keep", eb_config.keep, "keep the engine data directory at the end");
   ebench->add_option("--batch", eb_config.batch, "vectors per write batch")->capture_default_str();
   ebench->add_option("--seals", eb_config.seals, "sealed segments to write the base in")->capture_default_str();
   ebench->add_option("--ef", eb_config.ef_values, "ef values to sweep")->delimiter(',');
@@ -831,10 +834,13 @@ int main(int argc, char** argv) {
                        "for an HNSW and a SPANN collection");
   DataArgs pb_args;
   tools::PlannerBenchConfig pb_config;
-  std::string pb_dir = "build/planner-bench-data";
+  std::string pb_dir;
   AddDataOptions(pbench, pb_args);
   pbench->add_option("--gt", pb_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
-  pbench->add_option("--engine-dir", pb_dir, "data directory for the engine (emptied first)")->capture_default_str();
+  pbench->add_option("--engine-dir", pb_dir,
+                     "engine data directory: new, empty, or left by an earlier run of this tool (default: a fresh "
+                     "temporary directory); a directory with other contents or a held LOCK is refused");
+  pbench->add_flag("--keep", pb_config.keep, "keep the engine data directory at the end");
   pbench->add_option("--kinds", pb_config.kinds, "collections to measure: hnsw, spann")->delimiter(',');
   pbench->add_option("--targets", pb_config.targets, "recall targets")->delimiter(',');
   bool pb_filters_only = false;

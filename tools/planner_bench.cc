@@ -12,6 +12,7 @@
 #include "engine/strata.h"
 #include "tools/bench.h"
 #include "tools/eval.h"
+#include "tools/scratch_dir.h"
 
 namespace strata::tools {
 namespace fs = std::filesystem;
@@ -45,9 +46,13 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
     }
     attrs[i] = {{"tags", tags}};
   }
-  std::error_code ec;
-  fs::remove_all(c.data_dir, ec);
-  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(c.data_dir));
+  // Scratch space: a fresh temporary directory, or the one given if this tool may use it
+  // (new, empty, or marked by an earlier run; never one whose LOCK is held).
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ScratchDir> scratch,
+                          ScratchDir::Claim(c.data_dir, "strata-planner-bench", "strata planner-bench"));
+  if (c.keep) scratch->Keep();
+  fmt::print("engine data directory: {}{}\n", scratch->path().string(), c.keep ? " (kept)" : "");
+  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path()));
   const std::string rev = GitRevision();
 
   for (const std::string& kind : c.kinds) {
@@ -60,9 +65,13 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
     STRATA_RETURN_IF_ERROR(engine->CreateCollection(spec));
     fmt::print("\n== {} collection: {} ({} x {}, {}), bulk load with random tags\n", kind, data.name, n, dim,
                MetricName(c.metric));
+    const EngineCounters before = engine->counters();
     Timer tl;
     STRATA_RETURN_IF_ERROR(engine->BulkLoad(kind, data.base, {}, attrs));
-    fmt::print("bulk load (index build + calibration): {:.1f} s\n", tl.Seconds());
+    const EngineCounters after = engine->counters();
+    fmt::print("bulk load: {:.1f} s (index build {:.1f} s, calibration {:.1f} s)\n", tl.Seconds(),
+               after.index_build_seconds - before.index_build_seconds,
+               after.calibration_seconds - before.calibration_seconds);
     std::fflush(stdout);
 
     // SPANN's recall-target runs use sweep_queries queries spread evenly over the
@@ -301,8 +310,7 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
     if (!one) return one.error();
     fmt::print("\nEXPLAIN of one query (recall 0.95, filter at {}%):\n{}", c.selectivities[0] * 100, ex.ToString());
   }
-  engine.reset();
-  fs::remove_all(c.data_dir, ec);
+  engine.reset();  // closes the engine before the scratch directory is removed
   return Status::Ok();
 }
 

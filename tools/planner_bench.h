@@ -19,7 +19,10 @@
 namespace strata::tools {
 
 struct PlannerBenchConfig {
-  std::filesystem::path data_dir;  // emptied first
+  // Engine data directory: empty = a fresh temporary one; otherwise new, empty or marked
+  // by an earlier run (tools/scratch_dir.h). Removed at the end unless `keep`.
+  std::filesystem::path data_dir;
+  bool keep = false;
   Metric metric = Metric::kL2;
   std::vector<std::string> kinds = {"hnsw", "spann"};
   std::vector<double> targets = {0.90, 0.95, 0.99};

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -271,11 +273,22 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   const DistanceKernels& kw = Kernels();
 
   // 4. Write the posting file into a temporary directory, then rename it into place.
-  fs::path tmp = path;
-  tmp += ".tmp";
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) return IOError("{}: cannot create directory: {}", tmp.string(), ec.message());
+  // The temporary directory gets a fresh unique name (mkdtemp) beside the target, so that
+  // nothing that is already there -- another build's, or a user's -- is ever removed.
+  std::string tmp_name = path.string() + ".tmp-XXXXXX";
+  if (::mkdtemp(tmp_name.data()) == nullptr) {
+    return IOError("{}: cannot create a temporary directory: {}", tmp_name, std::strerror(errno));
+  }
+  const fs::path tmp = tmp_name;
+  // Removed on any failure below (it is ours); renamed into place on success.
+  struct TmpGuard {
+    fs::path p;
+    bool armed = true;
+    ~TmpGuard() {
+      std::error_code e;
+      if (armed) fs::remove_all(p, e);
+    }
+  } tmp_guard{tmp};
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(tmp / kPostingsFile, kMagic,
                                                                        kMajor, kMinor));
   Meta meta{};
@@ -325,6 +338,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   STRATA_RETURN_IF_ERROR(FsyncPath(tmp));
   fs::rename(tmp, path, ec);
   if (ec) return IOError("cannot rename {} to {}: {}", tmp.string(), path.string(), ec.message());
+  tmp_guard.armed = false;
   STRATA_RETURN_IF_ERROR(FsyncPath(path.has_parent_path() ? path.parent_path() : fs::path(".")));
   return Status::Ok();
 }
