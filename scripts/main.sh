@@ -16,6 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 bash scripts/setup.sh
+# ccache (installed by setup.sh) keyed on paths relative to the checkout, so that a fresh clone
+# reuses what an earlier build of the same sources compiled.
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_TESTS=OFF \
   -DSTRATA_BUILD_BENCH=OFF >/dev/null
 cmake --build build/release --target strata strata-server strata-cli -j"$(nproc)"
