@@ -64,7 +64,14 @@ client::ClientOptions Options(const GlobalArgs& g) {
 }
 
 Result<std::unique_ptr<Client>> Open(const GlobalArgs& g) {
-  return Client::Connect(g.host, g.port, Options(g));
+  auto client = Client::Connect(g.host, g.port, Options(g));
+  if (!client && g.token.empty() &&
+      client.error().message().find("token required") != std::string::npos) {
+    // The server told a missing token from a wrong one: say where a token comes from.
+    return Error(Status(client.error().code(),
+                        client.error().message() + " (give it with --token or STRATA_TOKEN)"));
+  }
+  return client;
 }
 
 // "512", "64K", "512M", "2G" (powers of 1024).

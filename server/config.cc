@@ -146,9 +146,18 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"queue_limit", Integer(&ServerConfig::queue_limit)},
            {"max_inflight_bytes", Integer(&ServerConfig::max_inflight_bytes)},
            {"max_pipeline", Integer(&ServerConfig::max_pipeline)},
+           {"max_reply_bytes", Integer(&ServerConfig::max_reply_bytes)},
+           {"max_connection_reply_bytes", Integer(&ServerConfig::max_connection_reply_bytes)},
+           {"min_write_bytes_per_s", Integer(&ServerConfig::min_write_bytes_per_s)},
            {"idle_timeout_s", Seconds(&ServerConfig::idle_timeout_s)},
            {"request_timeout_s", Seconds(&ServerConfig::request_timeout_s)},
            {"shutdown_timeout_s", Seconds(&ServerConfig::shutdown_timeout_s)},
+           {"hello_timeout_s", Seconds(&ServerConfig::hello_timeout_s)},
+           {"max_unauthenticated_connections",
+            Integer(&ServerConfig::max_unauthenticated_connections)},
+           {"max_unauthenticated_per_address",
+            Integer(&ServerConfig::max_unauthenticated_per_address)},
+           {"max_failed_hellos", Integer(&ServerConfig::max_failed_hellos)},
            {"token", String(&ServerConfig::token)},
            {"log_level", String(&ServerConfig::log_level)},
        }},
@@ -274,6 +283,24 @@ Status ValidateServerConfig(const ServerConfig& c) {
       return InvalidArgument("server.listen: '{}' is not an IPv4 or IPv6 address", c.listen);
     }
   }
+  if (!c.token.empty()) {
+    // Checked wherever the token came from (the file, --token, STRATA_TOKEN): a short
+    // token is guessable, and a blank one (" ") would satisfy the rule below by accident.
+    if (c.token.size() < kMinTokenBytes) {
+      return InvalidArgument(
+          "server.token (or --token, STRATA_TOKEN): {} bytes; a token must be at least {} bytes "
+          "(for example: openssl rand -hex 16)",
+          c.token.size(), kMinTokenBytes);
+    }
+    auto blank = [](char ch) {
+      return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+    };
+    if (blank(c.token.front()) || blank(c.token.back())) {
+      return InvalidArgument(
+          "server.token (or --token, STRATA_TOKEN): starts or ends with a blank (space, tab or "
+          "newline), which is easily lost on the client's side; remove it");
+    }
+  }
   if (c.token.empty() && !IsLoopbackAddress(c.listen)) {
     return InvalidArgument(
         "server.listen: '{}' is not a loopback address, and server.token is empty: set a token "
@@ -313,10 +340,33 @@ Status ValidateServerConfig(const ServerConfig& c) {
         c.max_inflight_bytes, c.max_frame_bytes);
   }
   if (c.max_pipeline < 1) return InvalidArgument("server.max_pipeline: must be at least 1");
+  if (c.max_reply_bytes < c.max_frame_bytes) {
+    return InvalidArgument(
+        "server.max_reply_bytes: {} must be at least server.max_frame_bytes ({}), so that a "
+        "request whose reply may take the largest frame can be admitted",
+        c.max_reply_bytes, c.max_frame_bytes);
+  }
+  if (c.max_connection_reply_bytes < 1 || c.max_connection_reply_bytes > c.max_reply_bytes) {
+    return InvalidArgument(
+        "server.max_connection_reply_bytes: {} must be in 1..server.max_reply_bytes ({})",
+        c.max_connection_reply_bytes, c.max_reply_bytes);
+  }
+  // Not tied to max_connections (a smaller max_connections caps them in effect), so that
+  // lowering max_connections alone stays valid.
+  if (c.max_unauthenticated_connections < 1) {
+    return InvalidArgument("server.max_unauthenticated_connections: must be at least 1");
+  }
+  if (c.max_unauthenticated_per_address < 1) {
+    return InvalidArgument("server.max_unauthenticated_per_address: must be at least 1");
+  }
+  if (c.max_failed_hellos < 1) {
+    return InvalidArgument("server.max_failed_hellos: must be at least 1");
+  }
   for (const auto& [name, value] :
        {std::pair<std::string_view, double>{"idle_timeout_s", c.idle_timeout_s},
         {"request_timeout_s", c.request_timeout_s},
-        {"shutdown_timeout_s", c.shutdown_timeout_s}}) {
+        {"shutdown_timeout_s", c.shutdown_timeout_s},
+        {"hello_timeout_s", c.hello_timeout_s}}) {
     if (!std::isfinite(value) || value < 0.001 || value > 1e6) {
       return InvalidArgument("server.{}: {} must be a number of seconds in 0.001..1e6", name,
                              value);
@@ -356,9 +406,18 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("server.queue_limit", c.queue_limit);
   line("server.max_inflight_bytes", c.max_inflight_bytes);
   line("server.max_pipeline", c.max_pipeline);
+  line("server.max_reply_bytes", c.max_reply_bytes);
+  line("server.max_connection_reply_bytes", c.max_connection_reply_bytes);
+  line("server.min_write_bytes_per_s",
+       c.min_write_bytes_per_s == 0 ? std::string("0 (off)")
+                                    : fmt::format("{}", c.min_write_bytes_per_s));
   line("server.idle_timeout_s", c.idle_timeout_s);
   line("server.request_timeout_s", c.request_timeout_s);
   line("server.shutdown_timeout_s", c.shutdown_timeout_s);
+  line("server.hello_timeout_s", c.hello_timeout_s);
+  line("server.max_unauthenticated_connections", c.max_unauthenticated_connections);
+  line("server.max_unauthenticated_per_address", c.max_unauthenticated_per_address);
+  line("server.max_failed_hellos", c.max_failed_hellos);
   line("server.token", c.token.empty() ? std::string("(none)") : std::string("(set)"));
   line("server.log_level", fmt::format("\"{}\"", c.log_level));
   line("engine.durability", fmt::format("\"{}\"", DurabilityName(c.durability)));

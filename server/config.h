@@ -9,9 +9,14 @@
 //   max_connections, max_frame_bytes,
 //   max_batch, max_k, queue_limit,
 //   max_inflight_bytes, max_pipeline,
-//   idle_timeout_s,
+//   max_reply_bytes,
+//   max_connection_reply_bytes,
+//   min_write_bytes_per_s, idle_timeout_s,
 //   request_timeout_s, shutdown_timeout_s,
-//   token, log_level
+//   hello_timeout_s,
+//   max_unauthenticated_connections,
+//   max_unauthenticated_per_address,
+//   max_failed_hellos, token, log_level
 //
 // Unknown tables and keys, and values of the wrong type, are errors naming the
 // key and the file: a misspelt key must not silently leave a default in place.
@@ -41,19 +46,42 @@ struct ServerConfig {
   uint32_t max_batch = 10000;            // records / ids / queries per request
   uint32_t max_k = 10000;                // largest k of a search
   uint32_t queue_limit = 1024;           // requests waiting for a worker; beyond it: kBusy
-  // Payload bytes of the requests queued for or running on the workers, server-wide;
-  // beyond it: kBusy. Decoded requests take several times their wire size.
+  // Payload bytes of the requests being read, queued for or running on the workers,
+  // server-wide; beyond it: kBusy. Decoded requests take several times their wire size.
   uint64_t max_inflight_bytes = uint64_t{256} << 20;
   uint32_t max_pipeline = 128;           // requests in flight per connection before reading pauses
+  // Reply bytes held server-wide: for each request admitted, an upper bound of its reply
+  // until the reply is encoded, then the encoded frame until it is written. A request that
+  // would pass it gets kBusy at once. At least max_frame_bytes.
+  uint64_t max_reply_bytes = uint64_t{256} << 20;
+  // The same, per connection: while a connection holds this much, it is not read (its
+  // requests wait in the socket) until replies have been written. One request is always
+  // admitted, so a connection holds at most this plus one reply (<= max_frame_bytes).
+  uint64_t max_connection_reply_bytes = uint64_t{16} << 20;
+  // Replies waiting to be written must drain at least this fast, averaged from when they
+  // began waiting (checked once they have waited request_timeout_s); slower: closed. 0: off.
+  uint32_t min_write_bytes_per_s = 256 * 1024;
   double idle_timeout_s = 300;     // no request started for this long: the connection is closed
-  // A frame begun must be complete by then, a write must make progress within it, and
-  // (with a token) a connection must have sent a valid hello within it.
+  // A frame begun must be complete by then, and a write must make progress within it.
   double request_timeout_s = 30;
   // Graceful shutdown: longest wait for replies to drain. Then connections are closed and
   // requests not yet started are skipped; one already running in the engine is not
   // interrupted (Server::Wait returns once it has finished).
   double shutdown_timeout_s = 30;
-  std::string token;               // shared secret for hello; empty: none required
+  // With a token: a connection must send a valid hello within this long of connecting.
+  double hello_timeout_s = 5;
+  // With a token: connections that have not said a valid hello yet. Server-wide: one more
+  // (or one past max_connections) closes the oldest of them to make room, so that they
+  // cannot keep out a client that knows the token. Per peer address: one more from that
+  // address is refused at once (a kBusy frame, then closed).
+  uint32_t max_unauthenticated_connections = 64;
+  uint32_t max_unauthenticated_per_address = 8;
+  // Failed hellos from one peer address within a minute before that address is refused
+  // (connections and hellos alike) for 1 s, doubling with each further failure up to 60 s.
+  uint32_t max_failed_hellos = 10;
+  // Shared secret for hello; empty: none required. Otherwise at least kMinTokenBytes,
+  // without leading or trailing blanks.
+  std::string token;
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   // [engine]
   Durability durability = Durability::kSync;
@@ -63,6 +91,9 @@ struct ServerConfig {
   friend bool operator==(const ServerConfig&, const ServerConfig&) = default;
 };
 
+// The shortest token ValidateServerConfig accepts.
+inline constexpr size_t kMinTokenBytes = 16;
+
 // Reads `toml_file`. Keys absent from the file keep their defaults. Errors (IOError
 // for an unreadable file, InvalidArgument otherwise) name the file and the key.
 // The result is not validated: call ValidateServerConfig after applying overrides.
@@ -71,9 +102,12 @@ Result<ServerConfig> LoadServerConfig(const std::filesystem::path& toml_file);
 Result<ServerConfig> ParseServerConfig(std::string_view toml_text, std::string_view source);
 
 // Ranges and combinations: a valid listen address, a non-loopback address only
-// with a token, non-zero limits, max_k within the engine's limit, queue_limit at
-// most 1000000, max_inflight_bytes at least max_frame_bytes, timeouts of at least
-// 1 ms, a known log level. InvalidArgument naming the key.
+// with a token, a token of at least kMinTokenBytes with no leading or trailing blank,
+// non-zero limits, max_k within the engine's limit, queue_limit at most 1000000,
+// max_inflight_bytes and max_reply_bytes at least max_frame_bytes,
+// max_connection_reply_bytes at most max_reply_bytes, timeouts of at least 1 ms, a known
+// log level.
+// InvalidArgument naming the key.
 Status ValidateServerConfig(const ServerConfig& config);
 
 // One "key = value" line per key (the token is shown only as set or not), for the start-up log.

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <string>
@@ -47,6 +48,22 @@ Status CheckFinite(const float* v, size_t dim, std::string_view what) {
 // found, u64 id, u32 dim, dim x f32 and the attributes (u16 count, ...).
 constexpr uint64_t kNeighborBytes = 12;
 constexpr uint64_t kFoundRecordBytes = 8 + 4 + 2;  // id, dim, attribute count
+
+uint64_t SearchReplyBytes(uint64_t queries, uint64_t k) {
+  return 4 + queries * (4 + k * kNeighborBytes);
+}
+// Attributes not counted.
+uint64_t GetReplyBytes(uint64_t ids, uint64_t dim) {
+  return 4 + ids * (1 + kFoundRecordBytes + dim * sizeof(float));
+}
+
+// ReplyBound's allowances for what it cannot size without the engine: an error frame's
+// message (they name a field or two), the stats reply (a few hundred bytes), explain's JSON
+// and list_collections (a few hundred bytes per segment or collection). The encoded reply
+// replaces the bound once it is made, so these need only be typical, not maximal.
+constexpr uint64_t kSmallReplyBytes = 4 * 1024;
+constexpr uint64_t kListReplyBytes = 64 * 1024;
+constexpr uint64_t kExplainJsonBytes = 64 * 1024;
 
 // Encoded size of a record's attributes (u16 count; per attribute the name, a type
 // byte and the value).
@@ -114,6 +131,40 @@ Result<size_t> RequestHandler::CollectionDim(const std::string& name) {
   }
   dims_[name] = info->spec.dim;
   return info->spec.dim;
+}
+
+std::optional<size_t> RequestHandler::CachedDim(const std::string& name) {
+  std::lock_guard<std::mutex> l(dims_mu_);
+  if (auto it = dims_.find(name); it != dims_.end()) return it->second;
+  return std::nullopt;
+}
+
+uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
+  const uint64_t frame = config_.max_frame_bytes;
+  // A bound over the frame limit is answered with a short TooLarge error (Search, Get).
+  auto fit = [frame](uint64_t bound) { return bound > frame ? kSmallReplyBytes : bound; };
+  switch (request.op) {
+    case Op::kSearch:
+    case Op::kSearchBatch: {
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      return fit(SearchReplyBytes(m.count, m.options.k));
+    }
+    case Op::kExplain: {
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      const uint64_t bound = SearchReplyBytes(m.count, m.options.k);
+      return bound > frame ? kSmallReplyBytes : std::min(frame, bound + kExplainJsonBytes);
+    }
+    case Op::kGet: {
+      const auto& m = std::get<protocol::GetRequest>(request.body);
+      if (auto dim = CachedDim(m.collection)) return fit(GetReplyBytes(m.ids.size(), *dim));
+      // Not seen yet: the largest dimension a collection can have, but never past a frame.
+      return std::min(frame, GetReplyBytes(m.ids.size(), protocol::DecodeLimits{}.max_dim));
+    }
+    case Op::kListCollections:
+      return std::min(frame, kListReplyBytes);
+    default:
+      return kSmallReplyBytes;
+  }
 }
 
 void RequestHandler::ForgetCollection(const std::string& name) {
@@ -206,8 +257,7 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
   }
   // An upper bound (k results for every query; explain's JSON comes on top), used
   // only to refuse a request that could not be answered in one frame before searching.
-  const uint64_t reply_bytes =
-      4 + uint64_t{m.count} * (4 + uint64_t{m.options.k} * kNeighborBytes);
+  const uint64_t reply_bytes = SearchReplyBytes(m.count, m.options.k);
   if (reply_bytes > config_.max_frame_bytes) {
     return Fail(
         ErrorCode::kTooLarge,
@@ -292,8 +342,7 @@ RequestHandler::Outcome RequestHandler::Get(const protocol::GetRequest& m) {
   // The reply's size if every id is found (attributes come on top): a request for more
   // ids than that lets fit in one frame is refused before reading any record, even if
   // some ids would turn out to be missing.
-  const uint64_t reply_bytes =
-      4 + uint64_t{m.ids.size()} * (1 + kFoundRecordBytes + *dim * sizeof(float));
+  const uint64_t reply_bytes = GetReplyBytes(m.ids.size(), *dim);
   if (reply_bytes > config_.max_frame_bytes) {
     return Fail(ErrorCode::kTooLarge,
                 "get: the reply to {} ids of dimension {} could take {} bytes if every id is "

@@ -14,6 +14,7 @@
 // includes a dimension that is not the collection's (InvalidArgument naming both).
 
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -37,6 +38,16 @@ class RequestHandler {
   // The reply to a successful hello: version and limits.
   protocol::HelloReply Hello() const;
 
+  // An upper bound of the payload of the reply Execute will give `request`, cheap enough
+  // for an I/O thread (no engine call), so that the server can budget reply memory before
+  // the request runs: k results for every query; every id found, at the collection's
+  // dimension once the handler has seen the collection (else at the decoder's largest);
+  // a fixed allowance for the rest (explain's JSON, list_collections, error messages).
+  // Never above max_frame_bytes: a reply that could not fit in a frame is refused with a
+  // short error instead. Attributes of a get and explain's JSON may exceed their allowance;
+  // the server counts the encoded reply once it is made.
+  uint64_t ReplyBound(const protocol::Request& request);
+
  private:
   using Outcome = std::expected<protocol::ResponseBody, protocol::ErrorReply>;
 
@@ -53,6 +64,8 @@ class RequestHandler {
   // dimension mismatch is left to the engine, which knows the current dimension.
   Result<size_t> CollectionDim(const std::string& name);
   void ForgetCollection(const std::string& name);
+  // The cached dimension, if any (never calls the engine).
+  std::optional<size_t> CachedDim(const std::string& name);
   // NotFound for a collection that does not exist (as far as the cache knows), or OK.
   Status CheckCollection(const std::string& collection);
 

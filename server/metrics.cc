@@ -87,6 +87,14 @@ void ServerMetrics::ErrorSent(ErrorCode code) {
   errors_by_code_[ErrorSlot(code)].fetch_add(1, std::memory_order_relaxed);
 }
 
+void ServerMetrics::ReplyBytes(uint64_t now) {
+  reply_bytes_.store(now, std::memory_order_relaxed);
+  uint64_t peak = reply_bytes_peak_.load(std::memory_order_relaxed);
+  while (now > peak &&
+         !reply_bytes_peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
 ServerMetricsSnapshot ServerMetrics::Snapshot() const {
   ServerMetricsSnapshot s;
   s.connections = connections_.load(std::memory_order_relaxed);
@@ -94,6 +102,13 @@ ServerMetricsSnapshot ServerMetrics::Snapshot() const {
   s.errors = errors_.load(std::memory_order_relaxed);
   s.busy_rejections = busy_rejections_.load(std::memory_order_relaxed);
   s.in_progress = in_progress_.load(std::memory_order_relaxed);
+  s.reply_bytes = reply_bytes_.load(std::memory_order_relaxed);
+  s.reply_bytes_peak = reply_bytes_peak_.load(std::memory_order_relaxed);
+  s.failed_hellos = failed_hellos_.load(std::memory_order_relaxed);
+  s.hello_backoff_refusals = hello_backoff_refusals_.load(std::memory_order_relaxed);
+  s.unauthenticated_refusals = unauthenticated_refusals_.load(std::memory_order_relaxed);
+  s.unauthenticated_displaced = unauthenticated_displaced_.load(std::memory_order_relaxed);
+  s.slow_client_closes = slow_client_closes_.load(std::memory_order_relaxed);
   for (size_t op = 1; op < kOps; ++op) {
     const uint64_t n = requests_by_op_[op].load(std::memory_order_relaxed);
     s.requests_by_op.emplace_back(protocol::OpName(static_cast<protocol::Op>(op)), n);
@@ -200,6 +215,26 @@ std::string RenderPrometheus(const EngineCounters& e, const ServerMetricsSnapsho
   w.Counter("strata_server_busy_rejections_total",
             "Requests and connections refused because the server was at its limit.",
             s.busy_rejections);
+  w.Gauge("strata_server_reply_bytes",
+          "Bytes held for replies now: an upper bound per request until its reply is encoded, "
+          "then the encoded reply until written.",
+          s.reply_bytes);
+  w.Gauge("strata_server_reply_bytes_peak", "The most strata_server_reply_bytes since start.",
+          s.reply_bytes_peak);
+  w.Counter("strata_server_failed_hellos_total", "Hellos with a wrong or missing token.",
+            s.failed_hellos);
+  w.Counter("strata_server_hello_backoff_refusals_total",
+            "Connections and hellos refused because their address failed too many hellos.",
+            s.hello_backoff_refusals);
+  w.Counter("strata_server_unauthenticated_refusals_total",
+            "Connections refused because too many from their address had not said a valid hello.",
+            s.unauthenticated_refusals);
+  w.Counter("strata_server_unauthenticated_displaced_total",
+            "Connections without a valid hello closed to make room for a new connection.",
+            s.unauthenticated_displaced);
+  w.Counter("strata_server_slow_client_closes_total",
+            "Connections closed because their client took its replies too slowly.",
+            s.slow_client_closes);
   return w.Take();
 }
 

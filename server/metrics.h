@@ -29,6 +29,14 @@ struct ServerMetricsSnapshot {
   uint64_t errors = 0;             // error frames sent since start
   uint64_t busy_rejections = 0;    // requests (and connections) refused with kBusy
   uint64_t in_progress = 0;        // requests queued for or running on the worker pool now
+  uint64_t reply_bytes = 0;        // held for replies now (bounds, then encoded frames)
+  uint64_t reply_bytes_peak = 0;   // the most reply_bytes has been since start
+  uint64_t failed_hellos = 0;      // hellos with a wrong or missing token since start
+  uint64_t hello_backoff_refusals = 0;  // connections and hellos refused: address in back-off
+  uint64_t unauthenticated_refusals = 0;  // connections refused: too many from one address
+                                          // without a hello
+  uint64_t unauthenticated_displaced = 0;  // connections without a hello closed for a new one
+  uint64_t slow_client_closes = 0;  // connections closed: replies not taken fast enough
   // Every request op ("hello", "ping", ..., then "unknown"), in opcode order.
   std::vector<std::pair<std::string, uint64_t>> requests_by_op;
   // Every error code ("invalid_argument", ..., "busy", ...), in code order.
@@ -53,6 +61,17 @@ class ServerMetrics {
   void BusyRejection() { busy_rejections_.fetch_add(1, std::memory_order_relaxed); }
   void WorkQueued() { in_progress_.fetch_add(1, std::memory_order_relaxed); }
   void WorkDone() { in_progress_.fetch_sub(1, std::memory_order_relaxed); }
+  // The reply bytes held now (the server keeps the count; this records it and its peak).
+  void ReplyBytes(uint64_t now);
+  void FailedHello() { failed_hellos_.fetch_add(1, std::memory_order_relaxed); }
+  void HelloBackoffRefusal() { hello_backoff_refusals_.fetch_add(1, std::memory_order_relaxed); }
+  void UnauthenticatedRefusal() {
+    unauthenticated_refusals_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void UnauthenticatedDisplaced() {
+    unauthenticated_displaced_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void SlowClientClosed() { slow_client_closes_.fetch_add(1, std::memory_order_relaxed); }
   ServerMetricsSnapshot Snapshot() const;
 
  private:
@@ -65,6 +84,13 @@ class ServerMetrics {
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> busy_rejections_{0};
   std::atomic<uint64_t> in_progress_{0};
+  std::atomic<uint64_t> reply_bytes_{0};
+  std::atomic<uint64_t> reply_bytes_peak_{0};
+  std::atomic<uint64_t> failed_hellos_{0};
+  std::atomic<uint64_t> hello_backoff_refusals_{0};
+  std::atomic<uint64_t> unauthenticated_refusals_{0};
+  std::atomic<uint64_t> unauthenticated_displaced_{0};
+  std::atomic<uint64_t> slow_client_closes_{0};
   std::array<std::atomic<uint64_t>, kOps> requests_by_op_{};
   std::array<std::atomic<uint64_t>, kErrorCodes> errors_by_code_{};
   LatencyHistogram request_duration_;

@@ -26,6 +26,7 @@
 #include <deque>
 #include <exception>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -91,6 +92,26 @@ constexpr size_t kMaxHttpHeadBytes = 16 * 1024;
 // A writer sends at most this many frames / bytes in one gathered write.
 constexpr size_t kMaxFramesPerWrite = 64;
 constexpr size_t kMaxBytesPerWrite = 4u << 20;
+// Failed hellos per peer address (max_failed_hellos): failures are forgotten after this
+// long without one; past the limit the address is refused for kFirstBackoff, doubling
+// with each further failure up to kMaxBackoff.
+constexpr auto kFailureMemory = std::chrono::seconds(60);
+constexpr auto kFirstBackoff = std::chrono::seconds(1);
+constexpr auto kMaxBackoff = std::chrono::seconds(60);
+// Addresses whose failures are remembered at most; past it those neither refused nor
+// recently failed are forgotten first.
+constexpr size_t kMaxTrackedAddresses = 65536;
+// Refused connections are logged at most once per this period (the rest are counted in
+// the metrics and summed in the next line), so that a flood does not flood the log.
+constexpr auto kRefusalLogPeriod = std::chrono::seconds(1);
+
+// The peer's address without the port ("127.0.0.1", "::1"): the key of the per-address limits.
+std::string AddressString(const tcp::socket& s) {
+  error_code ec;
+  const tcp::endpoint e = s.remote_endpoint(ec);
+  if (ec) return "unknown";
+  return e.address().to_string();
+}
 
 std::string EndpointString(const tcp::socket& s) {
   error_code ec;
@@ -148,16 +169,37 @@ class Server::Impl {
 
   // The connection side (called on the connection's strand).
   //
-  // A request for the workers takes a slot (worker_threads + queue_limit of them) and
-  // its payload's bytes from max_inflight_bytes, both before it is decoded, and gives
-  // them back (Release) once its reply is encoded: decoded requests are several times
-  // their wire size, so the bytes budget is what bounds the memory held by queued work.
-  enum class Admission { kAdmitted, kQueueFull, kBytesFull };
-  Admission TryAdmit(uint64_t payload_bytes);
-  void Release(uint64_t payload_bytes);
-  std::string BusyMessage(Admission why, uint64_t payload_bytes) const;
+  // A frame's payload takes its bytes from max_inflight_bytes as soon as its header is
+  // read (TryReserveInflight; refused: the payload is read and dropped, and the request
+  // answered kBusy), so that frames being read are budgeted too. A request for the workers
+  // then takes a slot (worker_threads + queue_limit of them, TryAdmit) before it is
+  // decoded, and an upper bound of its reply from max_reply_bytes (TryReserveReply) once
+  // decoded; the worker gives the slot and the payload bytes back (Release) once the reply
+  // is encoded, and the reply bytes follow the reply until it is written (AdjustReply).
+  // Decoded requests are several times their wire size, and a reply can be thousands of
+  // times its request's: the two byte budgets are what bound the memory of queued work.
+  enum class Admission { kAdmitted, kQueueFull, kBytesFull, kReplyFull };
+  bool TryReserveInflight(uint64_t payload_bytes);
+  void ReleaseInflight(uint64_t payload_bytes);
+  bool TryAdmit();
+  void Release(uint64_t payload_bytes);  // the slot, and payload bytes reserved
+  bool TryReserveReply(uint64_t bytes);
+  // Reply bytes held change by `delta` (a bound replaced by the encoded frame, a frame
+  // written or dropped).
+  void AdjustReply(int64_t delta);
+  std::string BusyMessage(Admission why, uint64_t bytes) const;
   void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, protocol::Request request,
-              uint64_t payload_bytes, Clock::time_point start);
+              uint64_t payload_bytes, uint64_t reply_bytes, Clock::time_point start);
+
+  // Authentication (any thread). A connection that has not said a valid hello (with a
+  // token set) is counted from accept until its hello succeeds, it closes or it is
+  // displaced (idempotent).
+  void Authenticated(uint64_t connection_id);
+  // A failed hello from `address`: counted, logged; returns how long the address is now
+  // refused (zero: not refused).
+  Clock::duration HelloFailed(const std::string& address, uint64_t connection_id);
+  // How much longer `address` is refused after failed hellos (zero: not refused).
+  Clock::duration HelloBackoff(const std::string& address);
   std::vector<uint8_t> EncodeReply(protocol::Response response, uint64_t request_id,
                                    uint16_t opcode, Clock::time_point start);
   std::vector<uint8_t> ErrorFrame(uint64_t request_id, uint16_t opcode, ErrorCode code,
@@ -182,14 +224,31 @@ class Server::Impl {
   uint16_t metrics_port_ = 0;
 
   std::atomic<uint32_t> pending_{0};         // requests queued for or running on the pool
-  std::atomic<uint64_t> inflight_bytes_{0};  // their payload bytes
+  std::atomic<uint64_t> inflight_bytes_{0};  // payload bytes being read, queued or running
+  std::atomic<uint64_t> reply_bytes_{0};     // reply bounds, then encoded replies not written
   std::atomic<bool> stopping_{false};
   std::atomic<bool> drain_expired_{false};  // shutdown_timeout_s has passed
   std::atomic<Clock::rep> shutdown_started_{0};  // Clock ticks, set by Shutdown
 
   std::mutex conns_mu_;
   std::unordered_map<uint64_t, std::weak_ptr<Connection>> conns_;  // guarded by conns_mu_
+  // Connections without a valid hello yet (a token is set), oldest first (ids grow), with
+  // their peer address; and their number per address. Guarded by conns_mu_.
+  std::map<uint64_t, std::pair<std::weak_ptr<Connection>, std::string>> unauthenticated_;
+  std::unordered_map<std::string, uint32_t> unauthenticated_by_address_;
   uint64_t next_connection_id_ = 0;                                // on control_
+  Clock::time_point last_refusal_log_{};                           // on control_
+  uint64_t refusals_not_logged_ = 0;                               // on control_
+
+  // Failed hellos per peer address (HelloFailed, HelloBackoff).
+  struct PeerFailures {
+    uint32_t failures = 0;  // within kFailureMemory of each other
+    Clock::time_point last_failure{};
+    Clock::duration backoff{};
+    Clock::time_point refused_until{};
+  };
+  std::mutex auth_mu_;
+  std::unordered_map<std::string, PeerFailures> failures_by_address_;  // guarded by auth_mu_
 
   std::vector<std::thread> io_threads_;
   std::mutex wait_mu_;
@@ -202,6 +261,14 @@ class Server::Impl {
 
  private:
   asio::awaitable<void> AcceptLoop();
+  // Why a new connection from `address` is refused, or nullopt (under conns_mu_). When
+  // it is admitted past max_connections or max_unauthenticated_connections, the oldest
+  // connection without a hello is taken out of the count and set in `displaced`, to be
+  // closed: connections that never say hello cannot keep out one that does.
+  std::optional<protocol::ErrorReply> Refusal(const std::string& address,
+                                              std::shared_ptr<Connection>& displaced);
+  void ForgetUnauthenticated(uint64_t connection_id);  // under conns_mu_
+  void LogRefusal(const std::string& address, const std::string& why);
   asio::awaitable<void> MetricsAcceptLoop();
   asio::awaitable<void> ServeHttp(std::shared_ptr<tcp::socket> socket);
   asio::awaitable<std::string> RenderMetricsOnPool();
@@ -219,6 +286,11 @@ class Server::Impl {
 // post to it), except Start, which runs before anything else can reach it, and
 // gone() and id(), which any thread may call.
 // Owned jointly by its coroutines and by the replies in flight for it.
+//
+// Memory it holds: the payload of the frame being read (reserved from max_inflight_bytes
+// from its header on); the replies of its requests, as bounds and then as frames
+// (reply_bytes_, also counted server-wide): at or over max_connection_reply_bytes the
+// reader pauses, as at max_pipeline requests in flight.
 // ---------------------------------------------------------------------------
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -230,12 +302,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
         strand_(std::move(strand)),
         socket_(std::move(socket)),
         peer_(EndpointString(socket_)),
+        address_(AddressString(socket_)),
         write_signal_(strand_),
         read_signal_(strand_),
         watchdog_(strand_),
         authenticated_(config_.token.empty()),
+        counted_unauthenticated_(admitted && !authenticated_),
         last_activity_(Clock::now()),
-        hello_deadline_(last_activity_ + Seconds(config_.request_timeout_s)) {
+        hello_deadline_(last_activity_ + Seconds(config_.hello_timeout_s)) {
     write_signal_.expires_at(Clock::time_point::max());
     read_signal_.expires_at(Clock::time_point::max());
   }
@@ -254,12 +328,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Spawn(Watchdog(shared_from_this()), "watchdog");
   }
 
-  // A connection over max_connections: send one error frame, then close.
+  // A connection refused at accept (max_connections, the limits on connections without a
+  // hello, an address in back-off): send one error frame, then close.
   void StartRejected(std::vector<uint8_t> frame) {
     accepting_ = false;
     ++in_flight_;
     out_.push_back(std::move(frame));
     Start();
+  }
+
+  // Made room for a new connection (Server::Impl::Refusal): closed unless it has said
+  // its hello in the meantime.
+  void Displace() {
+    if (closed_ || authenticated_) return;
+    ServerLog().debug("connection {} from {}: no hello yet; closed to make room for a new one",
+                      id_, peer_);
+    counted_unauthenticated_ = false;  // already out of the count
+    Close("displaced before its hello");
   }
 
   // Graceful shutdown: take no new frames; close once every reply has been written.
@@ -269,20 +354,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Kick();
   }
 
-  // A reply for a request of this connection (from a worker, posted to the strand).
+  // A reply for a request of this connection (from a worker, posted to the strand, or
+  // made here), for which `reserved` reply bytes were taken (0 for replies made here): from
+  // now on the frame's own size is held instead, until it is written.
   // An empty frame means the reply could not be made: the connection is closed.
-  void Deliver(std::vector<uint8_t> frame) {
-    if (closed_ || finishing_) {
+  void Deliver(std::vector<uint8_t> frame, uint64_t reserved = 0) {
+    if (closed_ || finishing_ || frame.empty()) {
       --in_flight_;
-      return;  // the connection went away: the reply is dropped
-    }
-    if (frame.empty()) {
-      --in_flight_;
-      Close("a reply could not be encoded");
+      HoldReply(-int64_t(reserved));
+      // Gone: the reply is dropped; empty: it could not be made.
+      if (!closed_ && !finishing_) Close("a reply could not be encoded");
       return;
     }
+    HoldReply(int64_t(frame.size()) - int64_t(reserved));
     out_.push_back(std::move(frame));
     write_signal_.cancel();
+    read_signal_.cancel();  // the bytes held may have dropped under the limit
   }
 
   void Close(std::string_view why) {
@@ -295,7 +382,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     write_signal_.cancel();
     read_signal_.cancel();
     watchdog_.cancel();
+    int64_t queued = 0;
+    for (const auto& frame : out_) queued += int64_t(frame.size());
     out_.clear();
+    HoldReply(-queued);
+    if (counted_unauthenticated_) {
+      counted_unauthenticated_ = false;
+      server_.Authenticated(id_);
+    }
     if (admitted_) {
       ServerLog().debug("connection {} from {} closed: {} ({} requests)", id_, peer_, why,
                         requests_);
@@ -328,6 +422,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> WriteLoop(std::shared_ptr<Connection> keep_alive);
   asio::awaitable<void> Watchdog(std::shared_ptr<Connection> keep_alive);
   asio::awaitable<void> ReadPayload(uint32_t size, error_code& ec);
+  // Reads `size` bytes and drops them (a payload refused for want of budget).
+  asio::awaitable<void> DiscardPayload(uint32_t size, error_code& ec);
+  // The reply bytes this connection holds change by `delta` (and the server's with them).
+  void HoldReply(int64_t delta) {
+    if (delta == 0) return;
+    reply_bytes_ = uint64_t(int64_t(reply_bytes_) + delta);
+    server_.AdjustReply(delta);
+  }
+  // The reader pauses: max_pipeline requests in flight, or max_connection_reply_bytes held.
+  bool ShouldPause() const {
+    return in_flight_ >= config_.max_pipeline || reply_bytes_ >= config_.max_connection_reply_bytes;
+  }
+  void Hello(const protocol::HelloRequest& hello, uint64_t request_id, uint16_t opcode,
+             Clock::time_point start);
   void HandleFrame(const protocol::FrameHeader& header, Clock::time_point start);
   void FramingError(const Status& error, Clock::time_point start);
   // The error reply to a payload DecodeRequest refused.
@@ -345,6 +453,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Strand strand_;
   tcp::socket socket_;
   const std::string peer_;
+  const std::string address_;        // peer_ without the port
   asio::steady_timer write_signal_;  // cancelled to wake the writer
   asio::steady_timer read_signal_;   // cancelled to wake a reader paused by max_pipeline
   asio::steady_timer watchdog_;      // the deadlines; cancelled to re-evaluate them
@@ -358,13 +467,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   std::atomic<bool> gone_{false};  // closed_, for other threads
   bool authenticated_;
+  bool counted_unauthenticated_;  // in the server's count of connections without a hello
   int failed_hellos_ = 0;
   uint64_t requests_ = 0;
+  uint64_t reply_bytes_ = 0;       // reply bounds and frames held for this connection
+  uint64_t reserved_payload_ = 0;  // max_inflight_bytes taken for the frame being read
   Clock::time_point last_activity_;    // the idle clock starts here
   const Clock::time_point hello_deadline_;  // a token is set: no valid hello by then closes
   Clock::time_point frame_deadline_;   // while kInFrame
   Clock::time_point linger_deadline_;  // while finishing_
-  std::optional<Clock::time_point> write_deadline_;
+  std::optional<Clock::time_point> write_deadline_;  // progress: while a write is pending
+  // min_write_bytes_per_s: since when replies have been waiting to be written (unset
+  // when all are out), and the bytes written since then.
+  std::optional<Clock::time_point> backlog_since_;
+  uint64_t backlog_written_ = 0;
   std::array<uint8_t, protocol::kHeaderSize> header_{};
   std::vector<uint8_t> payload_;
 };
@@ -384,6 +500,18 @@ asio::awaitable<void> Connection::ReadPayload(uint32_t size, error_code& ec) {
   }
 }
 
+asio::awaitable<void> Connection::DiscardPayload(uint32_t size, error_code& ec) {
+  std::array<uint8_t, 4096> scratch;
+  size_t left = size;
+  while (left > 0) {
+    const size_t n = co_await socket_.async_read_some(
+        asio::buffer(scratch.data(), std::min(left, scratch.size())),
+        asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    left -= n;
+  }
+}
+
 asio::awaitable<void> Connection::ReadLoop(std::shared_ptr<Connection> /*keep_alive*/) {
   error_code ec;
   std::array<uint8_t, 4096> scratch;
@@ -396,7 +524,7 @@ asio::awaitable<void> Connection::ReadLoop(std::shared_ptr<Connection> /*keep_al
       if (ec) break;
       continue;
     }
-    if (in_flight_ >= config_.max_pipeline) {
+    if (ShouldPause()) {
       phase_ = Phase::kPaused;
       co_await read_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;  // woken by a write that completed (or by a state change): check again
@@ -426,15 +554,35 @@ asio::awaitable<void> Connection::ReadLoop(std::shared_ptr<Connection> /*keep_al
       FramingError(header.error(), start);
       continue;
     }
+    if (!server_.TryReserveInflight(header->payload_size)) {
+      // No budget for the payload: read it without keeping it, and answer busy (the
+      // connection stays in step with the frames, and keeps no memory for this one).
+      co_await DiscardPayload(header->payload_size, ec);
+      if (ec) break;
+      phase_ = Phase::kIdle;
+      if (finishing_) continue;
+      ++in_flight_;
+      ++requests_;
+      server_.metrics_.BusyRejection();
+      ReplyError(header->request_id, header->opcode, ErrorCode::kBusy,
+                 server_.BusyMessage(Server::Impl::Admission::kBytesFull, header->payload_size),
+                 start);
+      write_signal_.cancel();
+      continue;
+    }
+    reserved_payload_ = header->payload_size;
     co_await ReadPayload(header->payload_size, ec);
     if (ec) break;
     phase_ = Phase::kIdle;
-    HandleFrame(*header, start);
+    HandleFrame(*header, start);  // takes reserved_payload_ when it submits the request
+    server_.ReleaseInflight(std::exchange(reserved_payload_, 0));
     // The writer does not finish while a frame is being read (its request must be
     // answered, if only with kShuttingDown): let it re-check now that it is done.
     write_signal_.cancel();
-    if (payload_.capacity() > (1u << 20)) std::vector<uint8_t>().swap(payload_);
+    // What an idle connection keeps is small: a large payload's buffer is not kept.
+    if (payload_.capacity() > kMaxPayloadBeforeHello) std::vector<uint8_t>().swap(payload_);
   }
+  server_.ReleaseInflight(std::exchange(reserved_payload_, 0));
   reader_done_ = true;
   phase_ = Phase::kIdle;
   if (closed_) co_return;
@@ -466,17 +614,28 @@ asio::awaitable<void> Connection::WriteLoop(std::shared_ptr<Connection> /*keep_a
       for (const auto& frame : batch) buffers.push_back(asio::buffer(frame));
       // The deadline is for progress: request_timeout_s from the start of the write and
       // again from each partial write (the completion condition runs before each one, on
-      // this strand), so a client that reads a large reply slowly but steadily is kept.
+      // this strand), so a client that reads a large reply slowly but steadily is kept --
+      // as long as it keeps up min_write_bytes_per_s since its replies began waiting
+      // (backlog_since_; the watchdog checks).
       const Clock::duration timeout = Seconds(config_.request_timeout_s);
+      if (!backlog_since_) {
+        backlog_since_ = Clock::now();
+        backlog_written_ = 0;
+      }
+      const uint64_t written_before = backlog_written_;
       co_await asio::async_write(
           socket_, buffers,
-          [this, timeout](const error_code& e, size_t transferred) -> size_t {
+          [this, timeout, written_before](const error_code& e, size_t transferred) -> size_t {
             write_deadline_ = Clock::now() + timeout;
+            backlog_written_ = written_before + transferred;
             return asio::transfer_all()(e, transferred);
           },
           asio::redirect_error(asio::use_awaitable, ec));
       write_deadline_.reset();
       in_flight_ -= uint32_t(batch.size());
+      HoldReply(-int64_t(bytes));  // written, or lost with the connection
+      batch.clear();
+      if (out_.empty()) backlog_since_.reset();
       if (ec) {
         Close(fmt::format("write failed: {}", ec.message()));
         co_return;
@@ -508,6 +667,7 @@ asio::awaitable<void> Connection::Watchdog(std::shared_ptr<Connection> /*keep_al
   // Deadlines are only ever set to at least `now + cap` (except the linger one,
   // which cancels the timer), so sleeping at most `cap` never wakes up late.
   const Clock::duration cap = std::min(idle_timeout, request_timeout);
+  const double min_rate = config_.min_write_bytes_per_s;
   error_code ec;
   while (!closed_) {
     const Clock::time_point now = Clock::now();
@@ -525,14 +685,27 @@ asio::awaitable<void> Connection::Watchdog(std::shared_ptr<Connection> /*keep_al
           "connection {} from {}: write timeout: the client has taken none of its replies "
           "for {} s (request_timeout_s); closing",
           id_, peer_, config_.request_timeout_s);
+      server_.metrics_.SlowClientClosed();
       Close("write timeout");
       break;
+    }
+    if (backlog_since_ && min_rate > 0 && now >= *backlog_since_ + request_timeout) {
+      const double waited = std::chrono::duration<double>(now - *backlog_since_).count();
+      if (double(backlog_written_) < min_rate * waited) {
+        ServerLog().warn(
+            "connection {} from {}: write too slow: the client took {} bytes of its replies in "
+            "{:.1f} s, under min_write_bytes_per_s {}; closing",
+            id_, peer_, backlog_written_, waited, config_.min_write_bytes_per_s);
+        server_.metrics_.SlowClientClosed();
+        Close("write too slow");
+        break;
+      }
     }
     if (!authenticated_ && now >= hello_deadline_) {
       ServerLog().warn(
           "connection {} from {}: no hello with the server's token within {} s "
-          "(request_timeout_s); closing",
-          id_, peer_, config_.request_timeout_s);
+          "(hello_timeout_s); closing",
+          id_, peer_, config_.hello_timeout_s);
       Close("no valid hello");
       break;
     }
@@ -549,6 +722,14 @@ asio::awaitable<void> Connection::Watchdog(std::shared_ptr<Connection> /*keep_al
     Clock::time_point next = now + cap;
     if (phase_ == Phase::kInFrame) next = std::min(next, frame_deadline_);
     if (write_deadline_) next = std::min(next, *write_deadline_);
+    if (backlog_since_ && min_rate > 0) {
+      // The first check once the replies have waited request_timeout_s; then when the
+      // bytes written would fall under the rate if no more were taken (writes only move
+      // that later, so the watchdog never wakes late).
+      const double ahead_s = std::min(double(backlog_written_) / min_rate, 1e6);
+      const auto behind = *backlog_since_ + Seconds(ahead_s);
+      next = std::min(next, std::max(*backlog_since_ + request_timeout, behind));
+    }
     if (finishing_) next = std::min(next, linger_deadline_);
     if (idle) next = std::min(next, last_activity_ + idle_timeout);
     if (!authenticated_) next = std::min(next, hello_deadline_);
@@ -609,40 +790,86 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
       Deliver(server_.EncodeReply({Op::kPing, protocol::EmptyReply{}}, rid, opcode, start));
       return;
     }
-    const auto& hello = std::get<protocol::HelloRequest>(request->body);
-    if (!config_.token.empty() && !TokensEqual(config_.token, hello.token)) {
-      ++failed_hellos_;
-      ServerLog().warn("connection {} from {}: hello with a wrong token ({} of {})", id_, peer_,
-                       failed_hellos_, kMaxFailedHellos);
-      ReplyError(rid, opcode, ErrorCode::kUnauthenticated, "hello: wrong token", start);
-      if (failed_hellos_ >= kMaxFailedHellos) {
-        accepting_ = false;  // the error goes out, then the connection closes
-        Kick();
-      }
-      return;
-    }
-    authenticated_ = true;
-    watchdog_.cancel();  // the hello deadline no longer applies
-    ServerLog().debug("connection {} from {}: hello from '{}'", id_, peer_, hello.client_name);
-    Deliver(server_.EncodeReply({Op::kHello, server_.handler_.Hello()}, rid, opcode, start));
+    Hello(std::get<protocol::HelloRequest>(request->body), rid, opcode, start);
     return;
   }
-  // A request for the workers: admitted (a queue slot and its payload's bytes) before
-  // it is decoded, so that a busy server spends nothing on the requests it refuses.
-  const uint64_t bytes = header.payload_size;
-  const auto admission = server_.TryAdmit(bytes);
-  if (admission != Server::Impl::Admission::kAdmitted) {
+  // A request for the workers: admitted (a queue slot; its payload's bytes were taken
+  // when its header was read) before it is decoded, so that a busy server spends nothing
+  // on the requests it refuses.
+  if (!server_.TryAdmit()) {
     server_.metrics_.BusyRejection();
-    ReplyError(rid, opcode, ErrorCode::kBusy, server_.BusyMessage(admission, bytes), start);
+    ReplyError(rid, opcode, ErrorCode::kBusy,
+               server_.BusyMessage(Server::Impl::Admission::kQueueFull, 0), start);
     return;
   }
   auto request = protocol::DecodeRequest(header, payload_, server_.decode_limits_);
   if (!request) {
-    server_.Release(bytes);
+    server_.Release(0);
     DecodeFailed(rid, opcode, request.error(), start);
     return;
   }
-  server_.Submit(shared_from_this(), rid, std::move(*request), bytes, start);
+  // Its reply's upper bound, held from now until the reply is written: past
+  // max_reply_bytes server-wide it is busy; this connection's share is checked by the
+  // reader before it takes the next frame (ShouldPause).
+  const uint64_t reply = protocol::kHeaderSize + server_.handler_.ReplyBound(*request);
+  if (!server_.TryReserveReply(reply)) {
+    server_.Release(0);
+    server_.metrics_.BusyRejection();
+    ReplyError(rid, opcode, ErrorCode::kBusy,
+               server_.BusyMessage(Server::Impl::Admission::kReplyFull, reply), start);
+    return;
+  }
+  reply_bytes_ += reply;
+  server_.Submit(shared_from_this(), rid, std::move(*request), std::exchange(reserved_payload_, 0),
+                 reply, start);
+}
+
+void Connection::Hello(const protocol::HelloRequest& hello, uint64_t rid, uint16_t opcode,
+                       Clock::time_point start) {
+  if (config_.token.empty()) {
+    // No token needed: the hello only asks for the limits.
+    Deliver(server_.EncodeReply({Op::kHello, server_.handler_.Hello()}, rid, opcode, start));
+    return;
+  }
+  // An address in back-off gets no comparison at all: a guess then tells nothing.
+  if (const Clock::duration left = server_.HelloBackoff(address_); left > Clock::duration::zero()) {
+    server_.metrics_.HelloBackoffRefusal();
+    ReplyError(rid, opcode, ErrorCode::kUnauthenticated,
+               fmt::format("hello: refused: too many failed hellos from {}; retry in {:.1f} s",
+                           address_, std::chrono::duration<double>(left).count()),
+               start);
+    accepting_ = false;  // the error goes out, then the connection closes
+    Kick();
+    return;
+  }
+  if (!TokensEqual(config_.token, hello.token)) {
+    ++failed_hellos_;
+    const bool missing = hello.token.empty();
+    ServerLog().warn("connection {} from {}: hello {} ({} of {} on this connection)", id_, peer_,
+                     missing ? "without a token" : "with a wrong token", failed_hellos_,
+                     kMaxFailedHellos);
+    server_.HelloFailed(address_, id_);
+    // A missing token is told apart from a wrong one: the first is a client not given
+    // the token at all (--token, STRATA_TOKEN), the second a token that differs.
+    ReplyError(rid, opcode, ErrorCode::kUnauthenticated,
+               missing ? "hello: token required: this server requires a token and the hello "
+                         "carried none"
+                       : "hello: wrong token",
+               start);
+    if (failed_hellos_ >= kMaxFailedHellos) {
+      accepting_ = false;  // the error goes out, then the connection closes
+      Kick();
+    }
+    return;
+  }
+  authenticated_ = true;
+  if (counted_unauthenticated_) {
+    counted_unauthenticated_ = false;
+    server_.Authenticated(id_);
+  }
+  watchdog_.cancel();  // the hello deadline no longer applies
+  ServerLog().debug("connection {} from {}: hello from '{}'", id_, peer_, hello.client_name);
+  Deliver(server_.EncodeReply({Op::kHello, server_.handler_.Hello()}, rid, opcode, start));
 }
 
 void Connection::DecodeFailed(uint64_t request_id, uint16_t opcode, const Status& error,
@@ -660,39 +887,76 @@ void Connection::DecodeFailed(uint64_t request_id, uint16_t opcode, const Status
 // Server::Impl
 // ---------------------------------------------------------------------------
 
-Server::Impl::Admission Server::Impl::TryAdmit(uint64_t payload_bytes) {
+namespace {
+
+// Adds `bytes` to `counter` unless that would pass `limit`; a caller holding nothing
+// else may always take `bytes` up to the limit.
+bool TryTake(std::atomic<uint64_t>& counter, uint64_t bytes, uint64_t limit) {
+  uint64_t held = counter.load(std::memory_order_relaxed);
+  do {
+    if (bytes > limit || held > limit - bytes) return false;
+  } while (!counter.compare_exchange_weak(held, held + bytes, std::memory_order_acq_rel));
+  return true;
+}
+
+}  // namespace
+
+bool Server::Impl::TryReserveInflight(uint64_t payload_bytes) {
+  // ValidateServerConfig keeps max_inflight_bytes >= max_frame_bytes, so a frame alone
+  // always fits.
+  return TryTake(inflight_bytes_, payload_bytes, config_.max_inflight_bytes);
+}
+
+void Server::Impl::ReleaseInflight(uint64_t payload_bytes) {
+  if (payload_bytes != 0) inflight_bytes_.fetch_sub(payload_bytes, std::memory_order_acq_rel);
+}
+
+bool Server::Impl::TryAdmit() {
   const uint32_t limit = workers_ + config_.queue_limit;
   if (pending_.fetch_add(1, std::memory_order_acq_rel) >= limit) {
     pending_.fetch_sub(1, std::memory_order_acq_rel);
-    return Admission::kQueueFull;
+    return false;
   }
-  // ValidateServerConfig keeps max_inflight_bytes >= max_frame_bytes, so a request
-  // alone always fits.
-  uint64_t held = inflight_bytes_.load(std::memory_order_relaxed);
-  do {
-    if (held + payload_bytes > config_.max_inflight_bytes) {
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-      return Admission::kBytesFull;
-    }
-  } while (!inflight_bytes_.compare_exchange_weak(held, held + payload_bytes,
-                                                  std::memory_order_acq_rel));
   metrics_.WorkQueued();
-  return Admission::kAdmitted;
+  return true;
 }
 
 void Server::Impl::Release(uint64_t payload_bytes) {
-  inflight_bytes_.fetch_sub(payload_bytes, std::memory_order_acq_rel);
+  ReleaseInflight(payload_bytes);
   pending_.fetch_sub(1, std::memory_order_acq_rel);
   metrics_.WorkDone();
 }
 
-std::string Server::Impl::BusyMessage(Admission why, uint64_t payload_bytes) const {
-  if (why == Admission::kBytesFull) {
-    return fmt::format(
-        "server busy: requests of {} payload bytes are queued or running, and this one's {} "
-        "would pass max_inflight_bytes {}; retry later",
-        inflight_bytes_.load(std::memory_order_relaxed), payload_bytes,
-        config_.max_inflight_bytes);
+bool Server::Impl::TryReserveReply(uint64_t bytes) {
+  // ValidateServerConfig keeps max_reply_bytes >= max_frame_bytes, and bounds are at most
+  // a frame: a request alone always fits.
+  if (!TryTake(reply_bytes_, bytes, config_.max_reply_bytes)) return false;
+  metrics_.ReplyBytes(reply_bytes_.load(std::memory_order_relaxed));
+  return true;
+}
+
+void Server::Impl::AdjustReply(int64_t delta) {
+  // Unsigned wrap-around adds a negative delta.
+  const uint64_t now = reply_bytes_.fetch_add(uint64_t(delta), std::memory_order_acq_rel) +
+                       uint64_t(delta);
+  metrics_.ReplyBytes(now);
+}
+
+std::string Server::Impl::BusyMessage(Admission why, uint64_t bytes) const {
+  switch (why) {
+    case Admission::kBytesFull:
+      return fmt::format(
+          "server busy: requests of {} payload bytes are being read, queued or running, and "
+          "this one's {} would pass max_inflight_bytes {}; retry later",
+          inflight_bytes_.load(std::memory_order_relaxed), bytes, config_.max_inflight_bytes);
+    case Admission::kReplyFull:
+      return fmt::format(
+          "server busy: replies of {} bytes are being made or wait to be written, and this "
+          "request's could take up to {} more, over max_reply_bytes {}; retry later",
+          reply_bytes_.load(std::memory_order_relaxed), bytes, config_.max_reply_bytes);
+    case Admission::kQueueFull:
+    case Admission::kAdmitted:
+      break;
   }
   return fmt::format(
       "server busy: {} requests queued or running (worker_threads {} + queue_limit {}); retry "
@@ -700,12 +964,77 @@ std::string Server::Impl::BusyMessage(Admission why, uint64_t payload_bytes) con
       workers_ + config_.queue_limit, workers_, config_.queue_limit);
 }
 
+void Server::Impl::Authenticated(uint64_t connection_id) {
+  std::lock_guard<std::mutex> l(conns_mu_);
+  ForgetUnauthenticated(connection_id);
+}
+
+void Server::Impl::ForgetUnauthenticated(uint64_t connection_id) {
+  auto it = unauthenticated_.find(connection_id);
+  if (it == unauthenticated_.end()) return;
+  auto by_address = unauthenticated_by_address_.find(it->second.second);
+  if (by_address != unauthenticated_by_address_.end() && --by_address->second == 0) {
+    unauthenticated_by_address_.erase(by_address);
+  }
+  unauthenticated_.erase(it);
+}
+
+Clock::duration Server::Impl::HelloFailed(const std::string& address, uint64_t connection_id) {
+  metrics_.FailedHello();
+  const Clock::time_point now = Clock::now();
+  std::lock_guard<std::mutex> l(auth_mu_);
+  if (failures_by_address_.size() >= kMaxTrackedAddresses &&
+      !failures_by_address_.contains(address)) {
+    // Forget addresses neither refused nor failing recently; an address refused now
+    // stays remembered.
+    std::erase_if(failures_by_address_, [now](const auto& entry) {
+      return entry.second.refused_until <= now &&
+             now - entry.second.last_failure > kFailureMemory;
+    });
+    if (failures_by_address_.size() >= kMaxTrackedAddresses) {
+      std::erase_if(failures_by_address_,
+                    [now](const auto& entry) { return entry.second.refused_until <= now; });
+    }
+  }
+  PeerFailures& p = failures_by_address_[address];
+  if (now - p.last_failure > kFailureMemory) {
+    p.failures = 0;
+    p.backoff = Clock::duration::zero();
+  }
+  ++p.failures;
+  p.last_failure = now;
+  if (p.failures < config_.max_failed_hellos) return Clock::duration::zero();
+  p.backoff = p.backoff == Clock::duration::zero()
+                  ? Clock::duration(kFirstBackoff)
+                  : std::min<Clock::duration>(2 * p.backoff, kMaxBackoff);
+  p.refused_until = now + p.backoff;
+  ServerLog().warn(
+      "connection {}: {} failed hellos from {} within {} s (max_failed_hellos {}); refusing "
+      "its connections and hellos for {:.0f} s",
+      connection_id, p.failures, address,
+      std::chrono::duration_cast<std::chrono::seconds>(kFailureMemory).count(),
+      config_.max_failed_hellos, std::chrono::duration<double>(p.backoff).count());
+  return p.backoff;
+}
+
+Clock::duration Server::Impl::HelloBackoff(const std::string& address) {
+  const Clock::time_point now = Clock::now();
+  std::lock_guard<std::mutex> l(auth_mu_);
+  auto it = failures_by_address_.find(address);
+  if (it == failures_by_address_.end() || it->second.refused_until <= now) {
+    return Clock::duration::zero();
+  }
+  return it->second.refused_until - now;
+}
+
 void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
                           protocol::Request request, uint64_t payload_bytes,
-                          Clock::time_point start) {
+                          uint64_t reply_bytes, Clock::time_point start) {
   // The work guard keeps the I/O threads running until the reply has been handed back.
+  // `reply_bytes` (the reply's bound, held since admission) goes back with the reply.
   asio::post(pool_, [this, conn = std::move(conn), request_id, request = std::move(request),
-                     payload_bytes, start, work = asio::make_work_guard(io_)]() mutable {
+                     payload_bytes, reply_bytes, start,
+                     work = asio::make_work_guard(io_)]() mutable {
     const uint16_t opcode = static_cast<uint16_t>(request.op);
     std::vector<uint8_t> frame;
     if (conn->gone()) {
@@ -746,8 +1075,8 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
     request = {};
     Release(payload_bytes);
     const Strand strand = conn->strand();
-    asio::post(strand, [conn = std::move(conn), frame = std::move(frame)]() mutable {
-      conn->Deliver(std::move(frame));
+    asio::post(strand, [conn = std::move(conn), frame = std::move(frame), reply_bytes]() mutable {
+      conn->Deliver(std::move(frame), reply_bytes);
     });
   });
 }
@@ -870,34 +1199,102 @@ asio::awaitable<void> Server::Impl::AcceptLoop() {
     }
     socket.set_option(tcp::no_delay(true), ec);
     const uint64_t id = ++next_connection_id_;
-    bool admitted;
+    const std::string address = AddressString(socket);
+    std::optional<protocol::ErrorReply> refusal;
     std::shared_ptr<Connection> conn;
+    std::shared_ptr<Connection> displaced;
     {
       std::lock_guard<std::mutex> l(conns_mu_);
-      admitted = conns_.size() < config_.max_connections;
-      conn = std::make_shared<Connection>(*this, id, strand, std::move(socket), admitted);
-      if (admitted) {
+      refusal = Refusal(address, displaced);
+      conn = std::make_shared<Connection>(*this, id, strand, std::move(socket), !refusal);
+      if (!refusal) {
         conns_.emplace(id, conn);
         metrics_.ConnectionOpened();
+        if (!config_.token.empty()) {
+          unauthenticated_.emplace(id, std::make_pair(std::weak_ptr<Connection>(conn), address));
+          ++unauthenticated_by_address_[address];
+        }
       }
     }
-    if (admitted) {
+    if (displaced) asio::post(displaced->strand(), [displaced] { displaced->Displace(); });
+    if (!refusal) {
       conn->Start();
       continue;
     }
-    ServerLog().warn("refused a connection: too many connections ({})", config_.max_connections);
-    // Not a request: counted as a busy rejection and an error frame, not in requests_total.
-    metrics_.BusyRejection();
-    metrics_.ErrorSent(ErrorCode::kBusy);
+    LogRefusal(address, refusal->message);
+    // Not a request: counted as a rejection and an error frame, not in requests_total.
+    if (refusal->code == ErrorCode::kBusy) metrics_.BusyRejection();
+    metrics_.ErrorSent(refusal->code);
     std::vector<uint8_t> frame;
-    protocol::EncodeResponse(
-        {Op::kError, protocol::ErrorReply{ErrorCode::kBusy, fmt::format("too many connections ({})",
-                                                                        config_.max_connections)}},
-        0, frame);
+    protocol::EncodeResponse({Op::kError, std::move(*refusal)}, 0, frame);
     asio::post(strand, [conn, frame = std::move(frame)]() mutable {
       conn->StartRejected(std::move(frame));
     });
   }
+}
+
+std::optional<protocol::ErrorReply> Server::Impl::Refusal(
+    const std::string& address, std::shared_ptr<Connection>& displaced) {
+  const bool token = !config_.token.empty();
+  if (token) {
+    // Before any byte is read: an address in back-off, then the per-address limit on
+    // connections that have not said a valid hello.
+    if (const Clock::duration left = HelloBackoff(address); left > Clock::duration::zero()) {
+      metrics_.HelloBackoffRefusal();
+      return protocol::ErrorReply{
+          ErrorCode::kUnauthenticated,
+          fmt::format("too many failed hellos from {}: its connections are refused for {:.1f} s",
+                      address, std::chrono::duration<double>(left).count())};
+    }
+    auto it = unauthenticated_by_address_.find(address);
+    if (it != unauthenticated_by_address_.end() &&
+        it->second >= config_.max_unauthenticated_per_address) {
+      metrics_.UnauthenticatedRefusal();
+      return protocol::ErrorReply{
+          ErrorCode::kBusy,
+          fmt::format("too many connections from {} that have not said hello yet ({}, "
+                      "max_unauthenticated_per_address)",
+                      address, config_.max_unauthenticated_per_address)};
+    }
+  }
+  const bool over_total = conns_.size() >= config_.max_connections;
+  const bool over_unauthenticated =
+      token && unauthenticated_.size() >=
+                   std::min(config_.max_unauthenticated_connections, config_.max_connections);
+  if (!over_total && !over_unauthenticated) return std::nullopt;
+  // The oldest connection without a hello makes room (it is closed on its strand; until
+  // then the connections may number one more than the limit). Taken out of the count now,
+  // so that the next accept picks the next one.
+  while (token && !unauthenticated_.empty()) {
+    const auto oldest = unauthenticated_.begin();
+    std::shared_ptr<Connection> c = oldest->second.first.lock();
+    ForgetUnauthenticated(oldest->first);
+    if (c && !c->gone()) {
+      displaced = std::move(c);
+      metrics_.UnauthenticatedDisplaced();
+      return std::nullopt;
+    }
+  }
+  if (!over_total) return std::nullopt;  // those counted had closed meanwhile
+  return protocol::ErrorReply{ErrorCode::kBusy,
+                              fmt::format("too many connections ({})", config_.max_connections)};
+}
+
+void Server::Impl::LogRefusal(const std::string& address, const std::string& why) {
+  const Clock::time_point now = Clock::now();
+  if (now - last_refusal_log_ < kRefusalLogPeriod) {
+    ++refusals_not_logged_;
+    return;
+  }
+  last_refusal_log_ = now;
+  if (refusals_not_logged_ > 0) {
+    ServerLog().warn("refused a connection from {}: {} (and {} more refusals since the last "
+                     "such line)",
+                     address, why, refusals_not_logged_);
+  } else {
+    ServerLog().warn("refused a connection from {}: {}", address, why);
+  }
+  refusals_not_logged_ = 0;
 }
 
 asio::awaitable<void> Server::Impl::MetricsAcceptLoop() {

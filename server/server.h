@@ -15,16 +15,26 @@
 //
 // Per connection: one coroutine reads frames, one writes replies (replies may go
 // out in any order: pipelining), one enforces the deadlines (idle_timeout_s with
-// nothing in progress; request_timeout_s for a frame begun, for each step of a
-// write to make progress, and -- when a token is set -- for a valid hello to arrive).
+// nothing in progress; request_timeout_s for a frame begun and for each step of a
+// write to make progress; min_write_bytes_per_s for replies waiting to be written;
+// hello_timeout_s, when a token is set, for a valid hello to arrive).
 // A framing error (bad header, payload over max_frame_bytes, or over 64 KiB before a
 // successful hello when a token is set) is answered with an error frame and closes
 // that connection only; a payload that cannot be decoded is answered with kMalformed,
 // or kTooLarge for a count over max_batch (the decoder's limit), and the connection
-// stays open. Past `max_pipeline` requests in flight the connection is not read until
-// replies drain. A request for the workers is admitted before it is decoded: past
-// `worker_threads + queue_limit` requests, or `max_inflight_bytes` of their payloads,
-// queued or running server-wide it gets kBusy at once.
+// stays open. Past `max_pipeline` requests in flight, or `max_connection_reply_bytes`
+// of replies held, the connection is not read until replies drain. A frame's payload
+// is budgeted from its header on: past `max_inflight_bytes` of payloads being read,
+// queued or running server-wide it is read, dropped and answered kBusy. A request for
+// the workers is admitted before it is decoded (past `worker_threads + queue_limit`
+// requests: kBusy), and with an upper bound of its reply (past `max_reply_bytes` of
+// replies being made or waiting to be written: kBusy) before it runs.
+//
+// With a token: connections without a valid hello are limited per peer address
+// (max_unauthenticated_per_address: refused) and in all (max_unauthenticated_connections,
+// and max_connections: the oldest is closed to make room); an address with
+// max_failed_hellos failed hellos within a minute is refused (connections and hellos)
+// for 1 s, doubling up to 60 s.
 //
 // Graceful shutdown: stop accepting, stop taking new frames (a frame already being
 // read is answered with kShuttingDown), let queued and running requests finish and

@@ -223,5 +223,21 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   ExpectOneErrorLine(Cli("flush nope"), "nope");
 }
 
+TEST_F(CliTest, AMissingTokenIsToldFromAWrongOne) {
+  const std::string token = "cli-test-token-0123456789";
+  StartServer(token);
+  // STRATA_TOKEN is not set for the runs below: an empty --token.
+  ::unsetenv("STRATA_TOKEN");
+  CliRun r = Cli("ping");
+  ExpectOneErrorLine(r, "token required");
+  EXPECT_NE(r.err.find("--token"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("wrong token"), std::string::npos) << r.err;
+  r = Cli("ping --token not-the-token-0123456789");
+  ExpectOneErrorLine(r, "wrong token");
+  EXPECT_EQ(r.err.find("token required"), std::string::npos) << r.err;
+  r = Cli("ping --token " + token);
+  EXPECT_EQ(r.rc, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace strata::client

@@ -44,7 +44,24 @@ inline float L2(const std::vector<float>& a, const float* b) {
 
 class ServerFixture : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartServer(""); }
+
+  // Stops the server (if any) and starts a new one over the same engine; `token` empty:
+  // none required.
+  void StartServer(const std::string& token) {
+    if (server_) {
+      server_->Shutdown();
+      server_->Wait();
+      server_.reset();
+    }
+    if (engine_) {
+      server::ServerConfig config = Config();
+      config.token = token;
+      auto server = server::Server::Start(config, *engine_);
+      ASSERT_TRUE(server.has_value()) << server.error().ToString();
+      server_ = std::move(*server);
+      return;
+    }
     static std::atomic<int> counter{0};
     dir_ = std::filesystem::temp_directory_path() /
            ("strata_client_it_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
@@ -56,6 +73,14 @@ class ServerFixture : public ::testing::Test {
     auto engine = Engine::Open(dir_, engine_options);
     ASSERT_TRUE(engine.has_value()) << engine.error().ToString();
     engine_ = std::move(*engine);
+    server::ServerConfig config = Config();
+    config.token = token;
+    auto server = server::Server::Start(config, *engine_);
+    ASSERT_TRUE(server.has_value()) << server.error().ToString();
+    server_ = std::move(*server);
+  }
+
+  server::ServerConfig Config() const {
     server::ServerConfig config;
     config.listen = "127.0.0.1";
     config.port = 0;
@@ -63,9 +88,7 @@ class ServerFixture : public ::testing::Test {
     config.data_dir = dir_.string();
     config.worker_threads = 4;
     config.log_level = "warn";
-    auto server = server::Server::Start(config, *engine_);
-    ASSERT_TRUE(server.has_value()) << server.error().ToString();
-    server_ = std::move(*server);
+    return config;
   }
 
   void TearDown() override {

@@ -44,7 +44,7 @@ TEST(ServerConfig, ShippedFileSetsEveryKey) {
     EXPECT_NE(text.find("\n" + key + " = "), std::string::npos) << key;
     ++keys;
   }
-  EXPECT_EQ(keys, 21u);
+  EXPECT_EQ(keys, 28u);
 }
 
 TEST(ServerConfig, ValuesAreRead) {
@@ -151,7 +151,7 @@ TEST(ServerConfig, NonLoopbackListenNeedsAToken) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("server.listen"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("token"), std::string::npos) << s.message();
-  c.token = "secret";
+  c.token = "0123456789abcdef";
   EXPECT_TRUE(ValidateServerConfig(c).ok());
   for (const char* loopback : {"127.0.0.1", "127.1.2.3", "::1", "localhost", "::ffff:127.0.0.1"}) {
     ServerConfig l;
@@ -192,6 +192,19 @@ TEST(ServerConfig, ValidationNamesTheKey) {
   check([](ServerConfig& c) { c.idle_timeout_s = 0.0005; }, "server.idle_timeout_s");
   check([](ServerConfig& c) { c.request_timeout_s = 1e-300; }, "server.request_timeout_s");
   check([](ServerConfig& c) { c.shutdown_timeout_s = 0.0009; }, "server.shutdown_timeout_s");
+  check([](ServerConfig& c) { c.hello_timeout_s = 0.0005; }, "server.hello_timeout_s");
+  // A reply of the largest frame size must be admissible.
+  check([](ServerConfig& c) { c.max_reply_bytes = c.max_frame_bytes - 1; },
+        "server.max_reply_bytes");
+  check([](ServerConfig& c) { c.max_connection_reply_bytes = 0; },
+        "server.max_connection_reply_bytes");
+  check([](ServerConfig& c) { c.max_connection_reply_bytes = c.max_reply_bytes + 1; },
+        "server.max_connection_reply_bytes");
+  check([](ServerConfig& c) { c.max_unauthenticated_connections = 0; },
+        "server.max_unauthenticated_connections");
+  check([](ServerConfig& c) { c.max_unauthenticated_per_address = 0; },
+        "server.max_unauthenticated_per_address");
+  check([](ServerConfig& c) { c.max_failed_hellos = 0; }, "server.max_failed_hellos");
   {
     ServerConfig c;
     c.queue_limit = 1000000;
@@ -205,6 +218,26 @@ TEST(ServerConfig, ValidationNamesTheKey) {
         c.sync_interval_ms = 0;
       },
       "engine.sync_interval_ms");
+}
+
+TEST(ServerConfig, TokensAreLongAndHaveNoBlanksAround) {
+  ServerConfig c;
+  for (const char* bad : {" ", "s3cret", "0123456789abcde", " 0123456789abcdef",
+                          "0123456789abcdef ", "0123456789abcdef\n", "\t0123456789abcdef"}) {
+    c.token = bad;
+    Status s = ValidateServerConfig(c);
+    EXPECT_FALSE(s.ok()) << "'" << bad << "'";
+    EXPECT_NE(s.message().find("server.token"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("--token"), std::string::npos) << s.message();
+  }
+  c.token = "0123456789abcdef";  // 16 bytes
+  EXPECT_TRUE(ValidateServerConfig(c).ok());
+  c.token = "a token with inner spaces";
+  EXPECT_TRUE(ValidateServerConfig(c).ok());
+  // The case: a blank token on a non-loopback address no longer passes.
+  c.listen = "0.0.0.0";
+  c.token = " ";
+  EXPECT_FALSE(ValidateServerConfig(c).ok());
 }
 
 TEST(ServerConfig, DescribeListsEveryKeyAndHidesTheToken) {
@@ -225,6 +258,13 @@ TEST(ServerConfig, DescribeListsEveryKeyAndHidesTheToken) {
                           "server.queue_limit",
                           "server.max_inflight_bytes",
                           "server.max_pipeline",
+                          "server.max_reply_bytes",
+                          "server.max_connection_reply_bytes",
+                          "server.min_write_bytes_per_s",
+                          "server.hello_timeout_s",
+                          "server.max_unauthenticated_connections",
+                          "server.max_unauthenticated_per_address",
+                          "server.max_failed_hellos",
                           "server.idle_timeout_s",
                           "server.request_timeout_s",
                           "server.shutdown_timeout_s",
@@ -268,7 +308,7 @@ Result<ServerConfig> ResolveWith(std::vector<std::string> argv) {
 TEST(ServeFlags, FlagsOverrideTheFile) {
   const std::string file = std::string(STRATA_SOURCE_DIR) + "/configs/strata.toml";
   auto c = ResolveWith({"--config", file, "--listen", "0.0.0.0", "--port", "9001", "--metrics-port",
-                        "0", "--data-dir", "/tmp/x", "--workers", "3", "--token", "t0k",
+                        "0", "--data-dir", "/tmp/x", "--workers", "3", "--token", "t0k-0123456789abcdef",
                         "--log-level", "warn"});
   ASSERT_TRUE(c.has_value()) << c.error().ToString();
   EXPECT_EQ(c->listen, "0.0.0.0");
@@ -276,7 +316,7 @@ TEST(ServeFlags, FlagsOverrideTheFile) {
   EXPECT_EQ(c->metrics_port, 0);
   EXPECT_EQ(c->data_dir, "/tmp/x");
   EXPECT_EQ(c->worker_threads, 3u);
-  EXPECT_EQ(c->token, "t0k");
+  EXPECT_EQ(c->token, "t0k-0123456789abcdef");
   EXPECT_EQ(c->log_level, "warn");
   EXPECT_EQ(c->max_batch, ServerConfig{}.max_batch);  // not overridden: the file's
 }
@@ -291,6 +331,12 @@ TEST(ServeFlags, OverridesAreValidated) {
   auto c = ResolveWith({"--listen", "0.0.0.0"});  // no token
   ASSERT_FALSE(c.has_value());
   EXPECT_NE(c.error().message().find("server.listen"), std::string::npos);
+  // A token given on the command line is checked like one in the file.
+  for (const char* token : {" ", "t0k"}) {
+    auto t = ResolveWith({"--token", token});
+    ASSERT_FALSE(t.has_value()) << token;
+    EXPECT_NE(t.error().message().find("server.token"), std::string::npos);
+  }
   auto level = ResolveWith({"--log-level", "chatty"});
   ASSERT_FALSE(level.has_value());
   EXPECT_NE(level.error().message().find("server.log_level"), std::string::npos);

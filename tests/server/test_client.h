@@ -38,12 +38,24 @@ class TestClient {
  public:
   // nullptr when the connection cannot be made. `receive_buffer_bytes` > 0 fixes the
   // socket's receive buffer (no autotuning), so that a client that does not read
-  // stalls the server's writes sooner.
-  static std::unique_ptr<TestClient> Connect(uint16_t port, int receive_buffer_bytes = 0) {
+  // stalls the server's writes sooner. `source_address` (an IPv4 loopback address such
+  // as "127.0.0.2"): the address the server sees, for its per-address limits.
+  static std::unique_ptr<TestClient> Connect(uint16_t port, int receive_buffer_bytes = 0,
+                                             const char* source_address = nullptr) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return nullptr;
     if (receive_buffer_bytes > 0) {
       ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes, sizeof receive_buffer_bytes);
+    }
+    if (source_address != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      local.sin_port = 0;
+      if (::inet_pton(AF_INET, source_address, &local.sin_addr) != 1 ||
+          ::bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
+        ::close(fd);
+        return nullptr;
+      }
     }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
