@@ -126,7 +126,7 @@ Result<std::unique_ptr<Collection>> Collection::Create(const fs::path& dir, uint
 Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64_t id,
                                                      const CollectionSpec& spec,
                                                      const WalOptions& wal_options,
-                                                     RecoveryReport& report) {
+                                                     RecoveryReport& report, bool salvage_wal_tail) {
   auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options));
   STRATA_ASSIGN_OR_RETURN(c->hnsw_, c->NewGraph());
   STRATA_ASSIGN_OR_RETURN(ManifestState m, LoadManifest(dir));
@@ -183,7 +183,11 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
   if (!fs::exists(wal_path, ec)) {
     return Error(Corruption("{}: the log of collection '{}' is missing", wal_path.string(), spec.name));
   }
-  STRATA_ASSIGN_OR_RETURN(WalContents log, ReadWal(wal_path));
+  // A torn tail (a write cut short) is cut below; a damaged record is refused, naming
+  // the file and offset, unless the caller asked to salvage (EngineOptions::salvage_wal_tail).
+  STRATA_ASSIGN_OR_RETURN(WalContents log,
+                          ReadWal(wal_path, kDefaultMaxWalRecordBytes,
+                                  salvage_wal_tail ? WalTail::kSalvage : WalTail::kCutTorn));
   if (log.first_sequence != m.wal_first) {
     return Error(Corruption("{}: log starts at sequence {}, the manifest expects {}", wal_path.string(),
                             log.first_sequence, m.wal_first));
@@ -211,9 +215,17 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
   }
   if (log.dropped_bytes > 0) {
     STRATA_RETURN_IF_ERROR(TruncateWal(wal_path, log.valid_bytes));
-    report.torn_bytes_dropped += log.dropped_bytes;
-    report.notes.push_back(fmt::format("{}: torn tail cut ({}); {} bytes dropped, none of them acknowledged",
-                                       wal_path.string(), log.tail_problem, log.dropped_bytes));
+    if (log.damaged) {
+      report.salvaged_bytes_dropped += log.dropped_bytes;
+      report.notes.push_back(fmt::format("{}: damaged log cut at offset {} as salvage_wal_tail asked ({}); {} "
+                                         "bytes dropped, which may have held acknowledged writes",
+                                         wal_path.string(), log.valid_bytes, log.tail_problem, log.dropped_bytes));
+      spdlog::warn("{}", report.notes.back());
+    } else {
+      report.torn_bytes_dropped += log.dropped_bytes;
+      report.notes.push_back(fmt::format("{}: torn tail cut ({}); {} bytes dropped, none of them acknowledged",
+                                         wal_path.string(), log.tail_problem, log.dropped_bytes));
+    }
   }
   STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::OpenForAppend(wal_path, wal_options));
   c->PublishWalCounters();
@@ -314,6 +326,7 @@ Status Collection::Apply(const WriteBatch& batch) {
       if (!records_.count(op.id)) DeleteFromSealed(op.id);
       StoreRecord(op.id, op.vector, op.attributes);
     }
+    MaybeRenumberMemoryRows();
     return Status::Ok();
   }
   for (const WriteOp& op : batch.ops()) {
@@ -329,7 +342,22 @@ Status Collection::Apply(const WriteBatch& batch) {
       DeleteFromSealed(op.id);  // deleting an absent id is a no-op: deletes are idempotent
     }
   }
+  MaybeRenumberMemoryRows();
   return Status::Ok();
+}
+
+void Collection::MaybeRenumberMemoryRows() {
+  // Amortized: a renumbering costs O(live rows) and comes after at least as many writes.
+  if (mem_row_ids_.size() < 1024 || mem_row_ids_.size() < 2 * records_.size()) return;
+  mem_row_ids_.clear();
+  mem_row_ids_.shrink_to_fit();
+  mem_row_ids_.reserve(records_.size());
+  mem_attrs_ = AttributeIndex();
+  for (auto& [id, r] : records_) {
+    r.row = uint32_t(mem_row_ids_.size());
+    mem_row_ids_.push_back(id);
+    mem_attrs_.Add(r.row, r.attributes);
+  }
 }
 
 void Collection::StoreRecord(VectorId id, std::vector<float> vector, Attributes attributes) {
@@ -387,9 +415,16 @@ Status Collection::SealLocked() {
     STRATA_ASSIGN_OR_RETURN(fresh, SealedSegment::Open(sdir, sid, spec_.dim));
     STRATA_RETURN_IF_ERROR(fresh->CalibrateAndSave());
   }
-  // 2. The deletes of the older segments, as a new generation.
+  // 2. The deletes of the older segments, as a new generation. A segment whose rows
+  //    are all deleted (e.g. every id rewritten since) is dropped instead -- unless a
+  //    compaction, which holds the segments it merges, is between its phases.
   std::vector<std::pair<uint64_t, uint64_t>> listed;
+  std::vector<const SealedSegment*> emptied;
   for (const auto& seg : sealed_) {
+    if (!compacting_ && seg->live_rows() == 0) {
+      emptied.push_back(seg.get());
+      continue;
+    }
     uint64_t g = 0;
     if (seg->deleted_count() > 0) {
       std::vector<VectorId> ids(seg->deleted().begin(), seg->deleted().end());
@@ -410,8 +445,13 @@ Status Collection::SealLocked() {
   STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());  // before the commit: nothing may fail after it
   STRATA_RETURN_IF_ERROR(CommitManifest(checkpoint, checkpoint + 1, next_segment, gen, listed));
   // Committed. 5. Swap in memory; 6. drop what the manifest no longer names.
+  std::vector<std::unique_ptr<SealedSegment>> dropped;
   {
     std::unique_lock<FairSharedMutex> x(apply_mu_);
+    for (auto& seg : sealed_) {
+      if (std::find(emptied.begin(), emptied.end(), seg.get()) != emptied.end()) dropped.push_back(std::move(seg));
+    }
+    std::erase_if(sealed_, [](const auto& seg) { return seg == nullptr; });
     for (size_t i = 0; i < sealed_.size(); ++i) sealed_[i]->deletes_generation = listed[i].second;
     if (fresh) sealed_.push_back(std::move(fresh));
     records_.clear();
@@ -436,6 +476,7 @@ Status Collection::SealLocked() {
     fs::remove(old, ec);
     PublishWalCounters();
   }
+  for (const auto& seg : dropped) fs::remove_all(seg->dir(), ec);
   for (const auto& seg : sealed_) {
     for (const auto& f : fs::directory_iterator(seg->dir(), ec)) {
       const std::string name = f.path().filename().string();
@@ -614,12 +655,14 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
 bool Collection::WantsCompaction() const {
   std::shared_lock<FairSharedMutex> s(apply_mu_);
   if (sealed_.size() >= kCompactSegments) return true;
-  size_t rows = 0, deleted = 0;
+  // Dead entries: deleted rows, and graph nodes a seal saved beyond the rows
+  // (tombstones and free slots of the in-memory graph; issue 14).
+  size_t entries = 0, dead = 0;
   for (const auto& seg : sealed_) {
-    rows += seg->rows();
-    deleted += seg->deleted_count();
+    entries += seg->rows() + seg->dead_index_nodes();
+    dead += seg->deleted_count() + seg->dead_index_nodes();
   }
-  return rows >= 1000 && double(deleted) >= kCompactDeletedShare * double(rows);
+  return entries >= 1000 && double(dead) >= kCompactDeletedShare * double(entries);
 }
 
 Status Collection::Compact() {
@@ -633,9 +676,9 @@ Status Collection::Compact() {
     if (!poisoned_.ok()) return poisoned_;
     if (compacting_) return Status::Ok();  // one compaction at a time; that one covers this request
     STRATA_RETURN_IF_ERROR(SealLocked());
-    size_t deleted = 0;
-    for (const auto& seg : sealed_) deleted += seg->deleted_count();
-    if (sealed_.size() < 2 && deleted == 0) return Status::Ok();  // already one clean segment
+    size_t dead = 0;
+    for (const auto& seg : sealed_) dead += seg->deleted_count() + seg->dead_index_nodes();
+    if (sealed_.size() < 2 && dead == 0) return Status::Ok();  // already one clean segment
     for (const auto& seg : sealed_) {
       inputs.push_back(seg.get());
       base_deleted.push_back(seg->deleted());

@@ -45,11 +45,12 @@ class Collection {
                                                     const WalOptions& wal_options);
   // Opens an existing folder: maps its sealed segments and replays its log;
   // repairs (torn tails cut, leftovers of an interrupted seal removed) are added
-  // to `report`.
+  // to `report`. A damaged log is Corruption, or with `salvage_wal_tail` cut at its
+  // first damaged record (EngineOptions::salvage_wal_tail).
   static Result<std::unique_ptr<Collection>> Open(const std::filesystem::path& dir, uint64_t id,
                                                   const CollectionSpec& spec,
                                                   const WalOptions& wal_options,
-                                                  RecoveryReport& report);
+                                                  RecoveryReport& report, bool salvage_wal_tail = false);
   ~Collection();
 
   Status Write(const WriteBatch& batch, size_t max_ops);
@@ -59,12 +60,15 @@ class Collection {
   Status BulkLoad(const VectorSet& vectors, std::span<const VectorId> ids,
                   std::span<const Attributes> attributes);
   // Seals, then merges all sealed segments into one without the deleted vectors
-  // (docs/formats/engine.md). Searches and writes go on meanwhile (writes wait only
+  // (docs/formats/engine.md); a lone segment is rewritten when it has deleted rows
+  // or dead graph nodes. Searches and writes go on meanwhile (writes wait only
   // for the seal and the final swap); deletes that reach the merged segments in
   // between are carried over. A call while another compaction runs returns at once.
   Status Compact();
   // True when the engine's background maintenance should compact: at least
-  // kCompactSegments sealed segments, or deleted rows past kCompactDeletedShare.
+  // kCompactSegments sealed segments, or dead entries -- deleted rows, and graph
+  // nodes beyond a segment's rows (tombstones and free slots a seal saved) -- past
+  // kCompactDeletedShare of all entries, even in a lone segment.
   bool WantsCompaction() const;
   static constexpr size_t kCompactSegments = 4;
   static constexpr double kCompactDeletedShare = 0.2;
@@ -113,6 +117,10 @@ class Collection {
   // Adds or replaces `id` in the in-memory segment's records and attribute index
   // (caller holds apply_mu_ exclusively).
   void StoreRecord(VectorId id, std::vector<float> vector, Attributes attributes);
+  // Renumbers the in-memory rows once replaced and deleted ones outnumber the live
+  // ones, so that rewriting the same ids does not grow mem_row_ids_ and mem_attrs_
+  // (caller holds apply_mu_ exclusively).
+  void MaybeRenumberMemoryRows();
   // The in-memory segment's part of a search (caller holds apply_mu_ shared).
   Result<std::vector<Neighbor>> SearchMemory(VectorView query, const float* normalized, const Filter* filter,
                                              const SearchOptions& options, double recall_target,

@@ -244,7 +244,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
                               e.spec.name));
     }
     STRATA_ASSIGN_OR_RETURN(auto c, Collection::Open(impl->CollectionDir(e.id), e.id, e.spec, wal,
-                                                     impl->report_));
+                                                     impl->report_, options.salvage_wal_tail));
     impl->collections_.emplace(e.spec.name, std::move(c));
     known[e.id] = true;
   }

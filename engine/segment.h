@@ -21,6 +21,7 @@
 // guarded by the owning collection (its apply lock), not here. The calibration is
 // loaded or measured once, under its own mutex.
 
+#include <algorithm>
 #include <filesystem>
 #include <list>
 #include <memory>
@@ -108,6 +109,11 @@ class SealedSegment {
   const AttributeIndex& attribute_index() const { return attr_index_; }
   Metric metric() const { return metric_; }
   size_t live_rows() const { return ids_.size() - deleted_.size(); }
+  // Graph nodes beyond the rows: tombstones and free slots that a seal saved with
+  // the in-memory graph (0 for SPANN and for graphs built from the rows). Cheap.
+  size_t dead_index_nodes() const {
+    return graph_ ? graph_->num_slots() - std::min(graph_->num_slots(), rows()) : 0;
+  }
 
   // Marks `id` deleted when the segment holds it live; returns whether it did.
   bool MarkDeleted(VectorId id);

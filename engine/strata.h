@@ -14,7 +14,8 @@
 // per collection holding its sealed segments, their manifest and its write-ahead
 // log (docs/formats/engine.md). Opening recovers: sealed segments are mapped, the
 // log after the last seal is replayed, and a torn tail (a write cut by a crash)
-// is reported with the bytes dropped and cut.
+// is reported with the bytes dropped and cut; a damaged log record is refused
+// (see EngineOptions::salvage_wal_tail).
 //
 // Thread safety: every Engine method may be called from any number of threads
 // at once. Writes to one collection are applied in the order their log records
@@ -59,6 +60,13 @@ struct EngineOptions {
   // fifth of its sealed rows are deleted (checked every maintenance_interval_ms).
   bool background_compaction = true;
   uint32_t maintenance_interval_ms = 1000;
+  // Salvage at open: a log whose records fail their checks although they are
+  // complete -- damage, not a torn write -- makes Open fail with Corruption naming
+  // the file and the offset, because those records may have been acknowledged. With
+  // this set, Open instead cuts such a log at its first damaged record, dropping it
+  // and everything after it, and reports what it dropped (RecoveryReport). Set it
+  // for one open, after reading that error; never leave it on (docs/RELIABILITY.md).
+  bool salvage_wal_tail = false;
 };
 
 struct CollectionSpec {
@@ -161,6 +169,9 @@ struct RecoveryReport {
   size_t collections = 0;
   uint64_t batches_replayed = 0;
   uint64_t torn_bytes_dropped = 0;  // cut from log tails (writes never acknowledged)
+  // Cut from damaged logs at EngineOptions::salvage_wal_tail's request (these may
+  // have held acknowledged writes).
+  uint64_t salvaged_bytes_dropped = 0;
   std::vector<std::string> notes;   // one line per repair, naming the file
 };
 

@@ -312,7 +312,7 @@ struct ScanResult {
 };
 
 Result<ScanResult> ScanWal(int fd, const std::filesystem::path& path, uint32_t max_record_bytes,
-                           bool keep_payloads) {
+                           bool keep_payloads, WalTail tail = WalTail::kCutTorn) {
   const std::string name = path.string();
   struct stat st;
   if (::fstat(fd, &st) != 0) return Error(OsError(errno, "fstat", path));
@@ -331,31 +331,55 @@ Result<ScanResult> ScanWal(int fd, const std::filesystem::path& path, uint32_t m
   WalContents& out = result.contents;
   STRATA_ASSIGN_OR_RETURN(out.first_sequence, CheckFileHeader(file_header, name));
 
-  // Pass 1: the valid prefix. `problem` says why it ended, if it ended before the file did.
+  // Pass 1: the valid prefix. `problem` says why it ended, if it ended before the file did;
+  // `incomplete` whether the record that ended it runs past the end of the file (what a write
+  // cut short leaves), and `stale` whether it is a well-formed copy of an earlier record.
   uint64_t offset = kWalHeaderBytes;
   uint64_t expected = out.first_sequence;
   std::string problem;
+  bool incomplete = false;
+  bool stale = false;
   std::vector<std::byte> scratch;  // payloads that are verified but not kept
   while (offset < size) {
     const uint64_t remaining = size - offset;
     if (remaining < kWalRecordHeaderBytes) {
       problem = fmt::format("record header at offset {} is cut short ({} of {} bytes)", offset,
                             remaining, kWalRecordHeaderBytes);
+      incomplete = true;
       break;
     }
     RecordHeader raw;
     STRATA_RETURN_IF_ERROR(reader.Read(offset, raw.data(), raw.size()));
     const ParsedRecordHeader h = ParseRecordHeader(raw);
-    if (h.payload_bytes > max_record_bytes) {
-      problem =
-          fmt::format("record at offset {} claims {} payload bytes, more than max_record_bytes {}",
-                      offset, h.payload_bytes, max_record_bytes);
-      break;
-    }
-    if (h.payload_bytes > remaining - kWalRecordHeaderBytes) {
+    const uint64_t room = remaining - kWalRecordHeaderBytes;
+    if (h.payload_bytes > room) {
       problem = fmt::format(
           "record at offset {} is cut short: it claims {} payload bytes but {} remain in the file",
-          offset, h.payload_bytes, remaining - kWalRecordHeaderBytes);
+          offset, h.payload_bytes, room);
+      incomplete = true;
+      // A write cut short leaves the header it wrote, whose length runs past the end. So does a
+      // damaged length field of a complete last record -- unless the record, with the length
+      // that fills the file, passes its checksum: then it is the length that is damaged.
+      if (room <= max_record_bytes) {
+        RecordHeader fixed = raw;
+        Store<uint32_t>(fixed.data() + kRecPayloadBytesOffset, static_cast<uint32_t>(room));
+        scratch.resize(room);
+        STRATA_RETURN_IF_ERROR(reader.Read(offset + kWalRecordHeaderBytes, scratch.data(), room));
+        if (RecordChecksum(fixed.data(), scratch) == h.checksum) {
+          problem = fmt::format(
+              "record at offset {} claims {} payload bytes, but with the {} that remain in the "
+              "file it passes its checksum: its length field is damaged",
+              offset, h.payload_bytes, room);
+          incomplete = false;
+        }
+      }
+      break;
+    }
+    if (h.payload_bytes > max_record_bytes) {
+      problem =
+          fmt::format("record at offset {} claims {} payload bytes, more than max_record_bytes {} "
+                      "(a reader needs a limit at least as large as the writer's)",
+                      offset, h.payload_bytes, max_record_bytes);
       break;
     }
     // Both bounds are checked, so this allocation is at most min(max_record_bytes, file size).
@@ -375,6 +399,7 @@ Result<ScanResult> ScanWal(int fd, const std::filesystem::path& path, uint32_t m
     if (h.sequence != expected || h.sequence == kNoSequence) {
       problem = fmt::format("record at offset {} has sequence {}, expected {}", offset, h.sequence,
                             expected);
+      stale = h.sequence < expected;
       break;
     }
     if (keep_payloads) {
@@ -388,6 +413,11 @@ Result<ScanResult> ScanWal(int fd, const std::filesystem::path& path, uint32_t m
   }
   out.valid_bytes = offset;
   if (problem.empty()) return result;
+  const uint64_t dropped = size - offset;
+  const std::string salvage_hint = fmt::format(
+      "nothing was cut; to open anyway, dropping the log from offset {} on ({} bytes), salvage it "
+      "explicitly (EngineOptions::salvage_wal_tail; docs/formats/wal.md)",
+      offset, dropped);
 
   // Pass 2: torn tail or damage in the middle? A crash while appending can only leave garbage
   // after the last acknowledged record, never a complete record with a later sequence. So look at
@@ -407,13 +437,45 @@ Result<ScanResult> ScanWal(int fd, const std::filesystem::path& path, uint32_t m
     scratch.resize(h.payload_bytes);
     STRATA_RETURN_IF_ERROR(reader.Read(p + kWalRecordHeaderBytes, scratch.data(), scratch.size()));
     if (RecordChecksum(raw.data(), scratch) != h.checksum) continue;
-    return Error(Corruption(
-        "{}: {}, but a valid record with sequence {} follows at offset {}: the log is damaged in "
-        "the middle, and dropping the rest would lose acknowledged records",
-        name, problem, h.sequence, p));
+    const std::string what = fmt::format(
+        "{}, but a valid record with sequence {} follows at offset {}: the log is damaged in the "
+        "middle, and dropping the rest would lose acknowledged records",
+        problem, h.sequence, p);
+    if (tail != WalTail::kSalvage) return Error(Corruption("{}: {}; {}", name, what, salvage_hint));
+    out.damaged = true;
+    out.dropped_bytes = dropped;
+    out.tail_problem = fmt::format("{}; salvaged: {} bytes dropped", what, dropped);
+    return result;
   }
-  out.dropped_bytes = size - offset;
-  out.tail_problem = fmt::format("{}; {} bytes dropped", problem, out.dropped_bytes);
+
+  // Pass 3: a torn write, or damage at the end? A write cut short leaves a record that runs past
+  // the end of the file; a file system that extended the file but never wrote the data leaves
+  // zeros. A complete record that fails its checks can hold an acknowledged write (a flipped
+  // byte, a bad sector), so it is refused unless the caller salvages. A well-formed copy of an
+  // earlier record (stale blocks reused by the file system) proves nothing lost.
+  bool zeros = !incomplete && !stale;
+  for (uint64_t p = offset; zeros && p < size;) {
+    std::array<std::byte, 4096> buf;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - p));
+    STRATA_RETURN_IF_ERROR(reader.Read(p, buf.data(), n));
+    zeros = AllZero(buf.data(), n);
+    p += n;
+  }
+  out.dropped_bytes = dropped;
+  if (incomplete || stale || zeros) {
+    out.tail_problem = zeros ? fmt::format("{}; the {} bytes from there on are all zero (a file "
+                                           "extended but never written); {} bytes dropped",
+                                           problem, dropped, dropped)
+                             : fmt::format("{}; {} bytes dropped", problem, dropped);
+    return result;
+  }
+  const std::string what = fmt::format(
+      "{}, yet it is complete (it ends within the file): this is damage, not a torn write, and the "
+      "record may hold acknowledged writes",
+      problem);
+  if (tail != WalTail::kSalvage) return Error(Corruption("{}: {}; {}", name, what, salvage_hint));
+  out.damaged = true;
+  out.tail_problem = fmt::format("{}; salvaged: {} bytes dropped", what, dropped);
   return result;
 }
 
@@ -622,10 +684,11 @@ Status WalWriter::Close() {
 // ---------------------------------------------------------------------------------------------
 // Reading and truncating
 
-Result<WalContents> ReadWal(const std::filesystem::path& path, uint32_t max_record_bytes) {
+Result<WalContents> ReadWal(const std::filesystem::path& path, uint32_t max_record_bytes,
+                            WalTail tail) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error(OsError(errno, "cannot open WAL file", path));
-  Result<ScanResult> scan = ScanWal(fd, path, max_record_bytes, /*keep_payloads=*/true);
+  Result<ScanResult> scan = ScanWal(fd, path, max_record_bytes, /*keep_payloads=*/true, tail);
   ::close(fd);
   if (!scan.has_value()) return Error(std::move(scan).error());
   return std::move(scan->contents);

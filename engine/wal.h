@@ -3,9 +3,12 @@
 // itself (a 1-byte type plus a payload), each numbered with a sequence that grows by exactly 1.
 // The byte layout and every check the reader makes are in docs/formats/wal.md.
 //
-// Recovery, in the LevelDB style, with one addition: a damaged record is only taken for a torn
-// tail (a crash in the middle of a write) when no valid record with a later sequence follows it.
-// Damage in the middle of the log is an error, never a silent loss of acknowledged records.
+// Recovery, in the LevelDB style: a torn tail -- a last record cut short by a crash in the middle
+// of a write, or zeros where the file was extended but never written -- is cut and reported. A
+// record that is complete (it ends within the file) but fails its checks is damage, not a torn
+// write, wherever it is: it may hold acknowledged records, so reading refuses it (Corruption naming
+// the file and offset) unless the caller explicitly salvages (WalTail::kSalvage), which cuts the
+// log there.
 //
 //   STRATA_ASSIGN_OR_RETURN(WalContents wal, ReadWal(path));
 //   for (const WalRecord& r : wal.records) Replay(r);
@@ -183,30 +186,52 @@ struct WalContents {
   uint64_t valid_bytes = 0;
   // Bytes after the valid prefix (a torn tail), 0 when the file ended cleanly.
   uint64_t dropped_bytes = 0;
-  // Why the tail was dropped, e.g. "record at offset 123 fails its checksum; 57 bytes dropped".
+  // Why the tail was dropped, e.g. "record at offset 123 is cut short: ...; 57 bytes dropped".
   // Empty when the file ended cleanly.
   std::string tail_problem;
+  // True when what was dropped is damage, not a torn write (only with WalTail::kSalvage): the
+  // dropped bytes may have held acknowledged records.
+  bool damaged = false;
+};
+
+// What ReadWal may drop after the valid prefix.
+enum class WalTail : uint8_t {
+  // A torn tail only: a record that runs past the end of the file, a tail of zeros, or a
+  // well-formed stale copy of an earlier record. Any complete record that fails its checks is
+  // Corruption.
+  kCutTorn,
+  // Also damage: the log is cut at the first record that fails its checks, wherever it is, and
+  // everything from there on is dropped (WalContents::damaged). For explicit salvage only.
+  kSalvage,
 };
 
 // Reads and verifies every record of the log at `path`.
 //
 // A record that is cut short, fails its checksum, claims a payload longer than max_record_bytes or
 // than the rest of the file, has nonzero reserved bytes, or breaks the sequence ends the valid
-// prefix. The rest of the file is then searched, at every byte offset from the bad record's start,
-// for a well-formed record (valid checksum) with a sequence beyond the last good one. If there is
-// one, the log was damaged in the middle: Corruption naming the file, the bad record's offset and
-// the later sequence, because dropping the tail would drop acknowledged records. Otherwise it is
-// a torn tail, reported in dropped_bytes and tail_problem, and the records before it are returned.
+// prefix. What follows is then classified (docs/formats/wal.md):
+//   - damage in the middle: the rest of the file holds, at some byte offset from the bad record's
+//     start, a well-formed record (valid checksum) with a sequence beyond the last good one;
+//   - a torn tail: the bad record runs past the end of the file (a write cut short; unless, with
+//     the length that fills the file, it passes its checksum -- a damaged length field), or
+//     everything from it on is zero bytes, or it is a well-formed record with an earlier sequence;
+//   - damage at the end: anything else, i.e. a complete record that fails its checks.
+// A torn tail is reported in dropped_bytes and tail_problem, and the records before it returned.
+// Damage is Corruption naming the file and the bad record's offset, because dropping it could lose
+// acknowledged records -- unless `tail` is kSalvage: then it is dropped like a torn tail and
+// reported with WalContents::damaged.
 //
 // Errors: Corruption naming the file for a damaged header (too short, wrong magic, checksum,
-// reserved fields) or mid-log damage; InvalidArgument for a major version this build cannot read;
-// NotFound/IOError from the file system. Nothing is allocated before its size has been checked
-// against the file size and max_record_bytes.
+// reserved fields) or damaged records (above); InvalidArgument for a major version this build
+// cannot read; NotFound/IOError from the file system. Nothing is allocated before its size has
+// been checked against the file size and max_record_bytes.
 Result<WalContents> ReadWal(const std::filesystem::path& path,
-                            uint32_t max_record_bytes = kDefaultMaxWalRecordBytes);
+                            uint32_t max_record_bytes = kDefaultMaxWalRecordBytes,
+                            WalTail tail = WalTail::kCutTorn);
 
 // Cuts the log at `path` to `valid_bytes` and fsyncs it; recovery calls this with
-// WalContents::valid_bytes after ReadWal reported a torn tail. It does not re-verify the records.
+// WalContents::valid_bytes after ReadWal reported a torn tail (or a salvaged one). It does not
+// re-verify the records.
 // Errors: InvalidArgument if valid_bytes is smaller than the header or larger than the file;
 // IOError if a writer holds the file; NotFound/IOError from the file system.
 Status TruncateWal(const std::filesystem::path& path, uint64_t valid_bytes);

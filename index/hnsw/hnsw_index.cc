@@ -669,6 +669,8 @@ size_t HnswIndex::size() const {
   return impl_->node_of_.size();
 }
 
+size_t HnswIndex::num_slots() const { return impl_->num_nodes_.load(std::memory_order_acquire); }
+
 bool HnswIndex::Contains(VectorId id) const {
   std::lock_guard<std::mutex> g(impl_->label_mu_);
   return impl_->NodeOf(id).has_value();
@@ -780,23 +782,58 @@ Status HnswIndex::AddBatch(const VectorSet& vectors, std::span<const VectorId> i
       if (!ok) return InvalidArgument("id {} appears at rows {} and {} of the batch", ids[i], it->second, i);
     }
   }
+  auto id_of = [&](size_t i) { return ids.empty() ? VectorId(i) : ids[i]; };
+  // Rows that replace an id already present tombstone its old node. Add repairs
+  // tombstones and frees their slots for reuse once they pass consolidate_fraction;
+  // a batch does the same between slices, each small enough that its tombstones stay
+  // near that share, so that rewriting the same ids in batches of any size keeps the
+  // graph proportional to the live vectors (issue 14). A batch of new ids is one slice.
+  size_t replacing = 0;
   {
     std::lock_guard<std::mutex> g(impl_->label_mu_);
-    impl_->node_of_.reserve(impl_->node_of_.size() + n);
+    for (size_t i = 0; i < n; ++i) replacing += impl_->node_of_.count(id_of(i));
+    impl_->node_of_.reserve(impl_->node_of_.size() + (n - replacing));
   }
-  STRATA_RETURN_IF_ERROR(impl_->Reserve(impl_->num_nodes_.load() + n));
-  auto id_of = [&](size_t i) { return ids.empty() ? VectorId(i) : ids[i]; };
+  size_t slice = n;
+  if (replacing > 0) {
+    // 256 rows at least, so that each parallel region has work for every thread.
+    const double nodes = double(std::max<size_t>(impl_->num_nodes_.load(), n));
+    slice = std::max<size_t>(256, size_t(options_.consolidate_fraction * nodes));
+  }
   Progress progress("hnsw build", n, !options.progress);
+  const int threads = options.num_threads > 0 ? options.num_threads : omp_get_max_threads();
+  for (size_t begin = 0; begin < n; begin += slice) {
+    const size_t end = std::min(n, begin + slice);
+    STRATA_RETURN_IF_ERROR(AddSlice(vectors, ids, begin, end, threads, progress));
+    if (replacing > 0) MaybeConsolidate();
+  }
+  progress.Finish();
+  return Status::Ok();
+}
+
+Status HnswIndex::AddSlice(const VectorSet& vectors, std::span<const VectorId> ids, size_t begin,
+                           size_t end, int threads, Progress& progress) {
+  auto id_of = [&](size_t i) { return ids.empty() ? VectorId(i) : ids[i]; };
+  {
+    // Chunks for the rows that freed slots will not take (a fresh chunk costs address
+    // space and its pointer table).
+    size_t free_slots;
+    {
+      std::lock_guard<std::mutex> g(impl_->grow_mu_);
+      free_slots = impl_->free_.size();
+    }
+    const size_t rows = end - begin;
+    STRATA_RETURN_IF_ERROR(impl_->Reserve(impl_->num_nodes_.load() + rows - std::min(rows, free_slots)));
+  }
   std::shared_lock<std::shared_mutex> s(impl_->structure_mu_);
   // The first insert into an empty graph sets the entry point; do it alone.
-  size_t start = 0;
+  size_t start = begin;
   if (uint32_t(impl_->entry_.load()) == kInvalidNode) {
     std::vector<float> buf;
-    STRATA_RETURN_IF_ERROR(AddLocked(id_of(0), Prepare(metric_, vectors.row(0), dim_, buf)));
-    start = 1;
+    STRATA_RETURN_IF_ERROR(AddLocked(id_of(begin), Prepare(metric_, vectors.row(begin), dim_, buf)));
+    start = begin + 1;
     progress.Add();
   }
-  const int threads = options.num_threads > 0 ? options.num_threads : omp_get_max_threads();
   // The first error is handed over under a mutex rather than through the end of the
   // parallel region: libgomp's barrier is invisible to ThreadSanitizer.
   std::mutex error_mu;
@@ -806,7 +843,7 @@ Status HnswIndex::AddBatch(const VectorSet& vectors, std::span<const VectorId> i
   {
     std::vector<float> buf;
 #pragma omp for schedule(dynamic, 64)
-    for (size_t i = start; i < n; ++i) {
+    for (size_t i = start; i < end; ++i) {
       if (failed.load(std::memory_order_relaxed)) continue;
       Status s = AddLocked(id_of(i), Prepare(metric_, vectors.row(i), dim_, buf));
       if (!s.ok()) {
@@ -817,7 +854,6 @@ Status HnswIndex::AddBatch(const VectorSet& vectors, std::span<const VectorId> i
       progress.Add();
     }
   }
-  progress.Finish();
   std::lock_guard<std::mutex> g(error_mu);
   return error;
 }

@@ -16,15 +16,16 @@
 // allocate. k, ef and the filter are per-call parameters; nothing query-specific
 // is stored on the index.
 //
-// Deletes. Remove() tombstones a node at once (it is never returned again);
-// once tombstones pass `consolidate_fraction` of the nodes, the graph is
-// repaired: each live node that linked to a removed one is re-linked by the
-// selection heuristic over its live neighbours and theirs, and the freed slots
-// are reused by later inserts.
+// Deletes. Remove() and an upsert of a present id (Add, AddBatch) tombstone a
+// node at once (it is never returned again); once tombstones pass
+// `consolidate_fraction` of the nodes, the graph is repaired: each live node
+// that linked to a removed one is re-linked by the selection heuristic over its
+// live neighbours and theirs, and the freed slots are reused by later inserts.
 //
 // Thread safety: Search, Stats and Get may run concurrently with each other and
-// with Add and Remove, from any number of threads. Add and Remove may run
-// concurrently with each other (per-node striped locks). Consolidate, Save and
+// with Add, AddBatch and Remove, from any number of threads. Add, AddBatch and
+// Remove may run concurrently with each other (per-node striped locks).
+// Consolidate (also run by Add, AddBatch and Remove past the threshold), Save and
 // Build take the index exclusively (they wait for running writers and searches).
 // A memory-mapped index (LoadOptions::mmap) is read-only.
 
@@ -40,6 +41,9 @@
 
 #include "index/index.h"
 
+namespace strata {
+class Progress;
+}
 namespace strata::storage {
 class MappedFile;
 }
@@ -89,7 +93,10 @@ class HnswIndex final : public MutableIndex {
  public:
   static Result<std::unique_ptr<HnswIndex>> Create(size_t dim, Metric metric,
                                                    const HnswOptions& options = {});
-  // Bulk insert of rows (ids given, or 0..n-1), in parallel.
+  // Bulk insert of rows (ids given, or 0..n-1), in parallel. Ids already present
+  // are replaced as by Add; their tombstones are repaired and the slots reused
+  // between slices of the batch, so rewriting ids in batches of any size keeps the
+  // graph proportional to the live vectors.
   Status AddBatch(const VectorSet& vectors, std::span<const VectorId> ids,
                   const HnswBuildOptions& options = {});
 
@@ -131,6 +138,9 @@ class HnswIndex final : public MutableIndex {
   size_t dim() const override { return dim_; }
   Metric metric() const override { return metric_; }
   size_t size() const override;  // live vectors
+  // Node slots in use, live or not: size() plus tombstones and free slots. Cheap
+  // (a counter), unlike GraphStats.
+  size_t num_slots() const;
   const HnswOptions& options() const { return options_; }
 
   ~HnswIndex() override;
@@ -139,6 +149,9 @@ class HnswIndex final : public MutableIndex {
 
  private:
   Status AddLocked(VectorId id, const float* data);
+  // Rows [begin, end) of an AddBatch, in parallel under structure_mu_ shared.
+  Status AddSlice(const VectorSet& vectors, std::span<const VectorId> ids, size_t begin, size_t end,
+                  int threads, Progress& progress);
   Status SaveLocked(const std::filesystem::path& path) const;  // caller holds structure_mu_
   void MaybeConsolidate();
   HnswIndex(size_t dim, Metric metric, const HnswOptions& options);

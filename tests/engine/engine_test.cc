@@ -387,6 +387,53 @@ TEST(Engine, TornLogTailIsCutAndReported) {
   fs::remove_all(dir);
 }
 
+// Issue 14, R4: a flipped byte in the last record is damage to an acknowledged
+// write, not a torn one: Open refuses, naming the file and offset, until the
+// caller salvages explicitly.
+TEST(Engine, DamagedLastLogRecordIsRefusedUntilSalvaged) {
+  const fs::path dir = TestDir();
+  Model before;
+  fs::path wal;
+  size_t size_before = 0;
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+    before = WriteRandom(*e, "c", 8, 10, 200, 3);
+    wal = engine::Collection::WalPath(dir / "collections" / "1");
+    size_before = fs::file_size(wal);
+    WriteRandom(*e, "c", 8, 1, 200, 4, before);  // acknowledged, then damaged
+  }
+  std::vector<char> bytes = ReadAll(wal);
+  ASSERT_GT(bytes.size(), size_before + 40);
+  bytes[size_before + 30] ^= 0x01;  // inside the last record's payload
+  WriteAll(wal, bytes);
+  auto refused = Engine::Open(dir, Quiet());
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), StatusCode::kCorruption);
+  const std::string& m = refused.error().message();
+  EXPECT_NE(m.find(wal.string()), std::string::npos) << m;
+  EXPECT_NE(m.find("offset " + std::to_string(size_before)), std::string::npos) << m;
+  EXPECT_NE(m.find("salvage_wal_tail"), std::string::npos) << m;
+  EXPECT_EQ(fs::file_size(wal), bytes.size());  // nothing cut
+  EngineOptions salvage = Quiet();
+  salvage.salvage_wal_tail = true;
+  auto e = OpenOrDie(dir, salvage);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->recovery().torn_bytes_dropped, 0u);
+  EXPECT_EQ(e->recovery().salvaged_bytes_dropped, bytes.size() - size_before);
+  ASSERT_EQ(e->recovery().notes.size(), 1u);
+  EXPECT_NE(e->recovery().notes[0].find("may have held acknowledged writes"), std::string::npos)
+      << e->recovery().notes[0];
+  ExpectMatchesModel(*e, "c", before, 200, 8);
+  EXPECT_EQ(fs::file_size(wal), size_before);
+  std::mt19937 rng(5);
+  ASSERT_TRUE(e->Upsert("c", 1, RandomVector(8, rng)).ok());
+  e.reset();
+  e = OpenOrDie(dir);  // clean now, without the option
+  EXPECT_EQ(e->recovery().salvaged_bytes_dropped, 0u);
+  fs::remove_all(dir);
+}
+
 TEST(Engine, DamageInsideTheLogFailsOpenNamingTheFile) {
   const fs::path dir = TestDir();
   {
@@ -839,6 +886,125 @@ TEST(Engine, BulkLoadRejectsBadInputWhole) {
 }
 
 
+// Bytes of every regular file under `dir` (what du would count, before block rounding).
+uint64_t DirBytes(const fs::path& dir) {
+  uint64_t bytes = 0;
+  for (const auto& f : fs::recursive_directory_iterator(dir)) {
+    if (f.is_regular_file()) bytes += f.file_size();
+  }
+  return bytes;
+}
+
+// Upserts ids 0..rows-1 with fresh random vectors, in batches of `batch` (the
+// graph's parallel batch path from 64 on).
+void UpsertAll(Engine& e, const std::string& name, size_t dim, size_t rows, size_t batch, uint32_t seed) {
+  std::mt19937 rng(seed);
+  for (size_t s = 0; s < rows; s += batch) {
+    WriteBatch b;
+    for (size_t id = s; id < std::min(rows, s + batch); ++id) b.Upsert(id, RandomVector(dim, rng));
+    Status st = e.Write(name, b);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+}
+
+// Issue 14, D1: rewriting the same ids in batches of 1,000 must leave memory and
+// files proportional to the live rows: "many" (written 6 times) against "once".
+TEST(Engine, RepeatedBatchReupsertsKeepMemoryAndDiskBounded) {
+  const fs::path dir = TestDir();
+  constexpr size_t kRows = 1500, kDim = 16, kBatch = 1000;
+  const fs::path once_dir = dir / "collections" / "1", many_dir = dir / "collections" / "2";
+  auto expect_bounded = [&](Engine& e, const char* when, bool disk) {
+    SCOPED_TRACE(when);
+    auto once = e.DescribeCollection("once"), many = e.DescribeCollection("many");
+    ASSERT_TRUE(once.has_value() && many.has_value());
+    EXPECT_EQ(many->num_vectors, kRows);
+    EXPECT_LE(double(many->memory_bytes), 1.5 * double(once->memory_bytes))
+        << many->memory_bytes << " bytes for the rewritten collection, " << once->memory_bytes
+        << " for the one written once";
+    if (disk) {
+      EXPECT_LE(double(DirBytes(many_dir)), 1.5 * double(DirBytes(once_dir)))
+          << DirBytes(many_dir) << " bytes on disk against " << DirBytes(once_dir);
+    }
+  };
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("once", kDim)).ok());
+    ASSERT_TRUE(e->CreateCollection(Spec("many", kDim)).ok());
+    UpsertAll(*e, "once", kDim, kRows, kBatch, 1);
+    for (uint32_t round = 0; round < 6; ++round) UpsertAll(*e, "many", kDim, kRows, kBatch, 10 + round);
+    expect_bounded(*e, "in memory", false);
+  }
+  {
+    auto e = OpenOrDie(dir);  // the log replayed through the same batch path
+    expect_bounded(*e, "after replaying the log", false);
+    ASSERT_TRUE(e->Flush("once").ok());
+    ASSERT_TRUE(e->Flush("many").ok());
+    expect_bounded(*e, "after a flush", true);
+  }
+  auto e = OpenOrDie(dir);
+  expect_bounded(*e, "after a restart", true);
+  // The last round is what the collection holds.
+  std::mt19937 rng(15);
+  const std::vector<float> v0 = RandomVector(kDim, rng);
+  auto got = e->Get("many", 0);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->vector, v0);
+  auto top = e->Search("many", v0, {.k = 1, .ef = 64});
+  ASSERT_TRUE(top.has_value());
+  ASSERT_EQ(top->size(), 1u);
+  EXPECT_EQ((*top)[0].id, 0u);
+  fs::remove_all(dir);
+}
+
+// A sealed segment whose graph holds many dead nodes (tombstones or freed slots,
+// e.g. a seal after deletes, or a file written before issue 14's fix) is compacted
+// although it is the only segment and none of its rows is deleted.
+TEST(Engine, LoneSegmentWithDeadGraphNodesIsCompacted) {
+  const fs::path dir = TestDir();
+  constexpr size_t kRows = 1600, kDim = 16;
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", kDim)).ok());
+  UpsertAll(*e, "c", kDim, kRows, 1000, 3);
+  WriteBatch del;
+  for (VectorId id = 0; id < kRows; id += 2) del.Delete(id);
+  ASSERT_TRUE(e->Write("c", del).ok());
+  ASSERT_TRUE(e->Flush("c").ok());
+  // The one segment folder's graph (call with no engine open: a compaction in flight
+  // writes a second folder).
+  auto graph_file = [&]() -> fs::path {
+    fs::path found;
+    for (const auto& f : fs::directory_iterator(dir / "collections" / "1")) {
+      if (!f.path().filename().string().starts_with("seg-")) continue;
+      EXPECT_TRUE(found.empty()) << "two segment folders: " << found << " and " << f.path();
+      found = f.path() / "index.hnsw";
+    }
+    return found;
+  };
+  const size_t sealed_memory = e->DescribeCollection("c")->memory_bytes;
+  e.reset();
+  const uint64_t sealed_bytes = fs::file_size(graph_file());
+  EngineOptions o;  // background compaction on
+  o.maintenance_interval_ms = 20;
+  e = OpenOrDie(dir, o);
+  // The compacted segment replaces the sealed one in one swap: watch the memory counter
+  // (which also holds the empty in-memory graph's fixed part, hence 9/10).
+  for (int i = 0; i < 500 && e->DescribeCollection("c")->memory_bytes > sealed_memory * 9 / 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_LE(e->DescribeCollection("c")->memory_bytes, sealed_memory * 9 / 10);
+  EXPECT_EQ(e->DescribeCollection("c")->sealed_segments, 1u);
+  EXPECT_EQ(e->DescribeCollection("c")->num_vectors, kRows / 2);
+  e.reset();  // waits for the compaction to finish
+  EXPECT_LE(fs::file_size(graph_file()), sealed_bytes * 7 / 10)
+      << "the graph of " << kRows / 2 << " live rows still takes " << fs::file_size(graph_file()) << " bytes";
+  // A clean lone segment is then left alone by an explicit Compact.
+  e = OpenOrDie(dir);
+  const fs::path compacted = graph_file();
+  ASSERT_TRUE(e->Compact("c").ok());
+  EXPECT_EQ(graph_file(), compacted);
+  fs::remove_all(dir);
+}
+
 TEST(Engine, BackgroundCompactionMergesSegments) {
   const fs::path dir = TestDir();
   EngineOptions o;  // background compaction on
@@ -882,6 +1048,43 @@ TEST(Engine, DeletesDuringACompactionAreCarriedOver) {
   e.reset();
   e = OpenOrDie(dir);
   ExpectMatchesModel(*e, "c", model, 400, 8);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, CompactWaitsForARunningCompactionAndCoversLaterWrites) {
+  // A Compact that finds another one running used to return OK at once, leaving the
+  // segments written meanwhile unmerged. It now waits for the running one and then
+  // compacts what is left: on return, one segment holds every acknowledged write.
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  CollectionSpec spec = Spec("c", 16);
+  spec.seal_threshold = 1000;
+  ASSERT_TRUE(e->CreateCollection(spec).ok());
+  std::mt19937 rng(77);
+  auto write_range = [&](VectorId from, VectorId to) {
+    for (VectorId start = from; start < to; start += 500) {
+      WriteBatch b;
+      for (VectorId id = start; id < std::min<VectorId>(to, start + 500); ++id) b.Upsert(id, RandomVector(16, rng));
+      ASSERT_TRUE(e->Write("c", b).ok());
+    }
+  };
+  write_range(0, 3000);  // three sealed segments
+  ASSERT_TRUE(e->Flush("c").ok());
+  std::atomic<bool> started{false};
+  std::thread first([&] {
+    started.store(true);
+    EXPECT_TRUE(e->Compact("c").ok());
+  });
+  while (!started.load()) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  write_range(3000, 3300);
+  ASSERT_TRUE(e->Flush("c").ok());  // a new segment, after the first compaction took its inputs
+  ASSERT_TRUE(e->Compact("c").ok());
+  auto info = e->DescribeCollection("c");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->sealed_segments, 1u);
+  EXPECT_EQ(info->num_vectors, 3300u);
+  first.join();
   fs::remove_all(dir);
 }
 

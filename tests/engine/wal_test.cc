@@ -496,7 +496,9 @@ TEST(Wal, TornLastRecordAtEveryLengthKeepsEarlierRecords) {
   EXPECT_TRUE(c->tail_problem.empty());
 }
 
-TEST(Wal, FlippedByteInLastRecordIsATornTail) {
+// Issue 14, R4: a complete last record that fails its checks may hold an acknowledged write; it
+// is damage, not a torn write, and is refused naming the file and the offset.
+TEST(Wal, FlippedByteInLastRecordIsRefusedNamingFileAndOffset) {
   TempDir dir;
   const fs::path path = dir / "flip_last.wal";
   std::vector<Written> written = WriteLog(path, 0, FivePayloads());
@@ -508,12 +510,64 @@ TEST(Wal, FlippedByteInLastRecordIsATornTail) {
     damaged[at] = static_cast<char>(damaged[at] ^ 0x40);
     WriteRawFile(path, damaged);
     auto c = ReadWal(path);
-    ASSERT_TRUE(c.has_value()) << c.error().ToString();
-    ExpectRecords(*c, written, 4);
-    EXPECT_EQ(c->valid_bytes, last);
-    EXPECT_EQ(c->dropped_bytes, full.size() - last);
-    EXPECT_FALSE(c->tail_problem.empty());
+    ASSERT_FALSE(c.has_value()) << c->tail_problem;
+    EXPECT_EQ(c.error().code(), StatusCode::kCorruption) << c.error().ToString();
+    const std::string& m = c.error().message();
+    EXPECT_NE(m.find(path.string()), std::string::npos) << m;
+    EXPECT_NE(m.find(fmt::format("record at offset {}", last)), std::string::npos) << m;
+    EXPECT_NE(m.find("not a torn write"), std::string::npos) << m;
+    EXPECT_NE(m.find("salvage"), std::string::npos) << m;
+    if (at > last && at < last + 4) {  // the length grown past the end (its byte 0 is 64 ^ 0x40 = 0)
+      EXPECT_NE(m.find("length field is damaged"), std::string::npos) << m;
+    }
+    // Nothing was cut, and a writer cannot continue after it either.
+    EXPECT_EQ(fs::file_size(path), full.size());
+    auto w = WalWriter::OpenForAppend(path, NoSync());
+    ASSERT_FALSE(w.has_value());
+    EXPECT_EQ(w.error().code(), StatusCode::kCorruption);
   }
+}
+
+TEST(Wal, SalvageCutsAtTheDamagedRecord) {
+  TempDir dir;
+  const fs::path path = dir / "salvage.wal";
+  std::vector<Written> written = WriteLog(path, 10, FivePayloads());
+  std::string damaged = ReadRawFile(path);
+  const uint64_t last = written.back().offset;
+  damaged[last + kWalRecordHeaderBytes + 5] ^= 0x01;  // the last record's payload
+  WriteRawFile(path, damaged);
+  ASSERT_FALSE(ReadWal(path).has_value());
+  auto c = ReadWal(path, kDefaultMaxWalRecordBytes, WalTail::kSalvage);
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  ExpectRecords(*c, written, 4);
+  EXPECT_TRUE(c->damaged);
+  EXPECT_EQ(c->valid_bytes, last);
+  EXPECT_EQ(c->dropped_bytes, damaged.size() - last);
+  EXPECT_NE(c->tail_problem.find("salvaged"), std::string::npos) << c->tail_problem;
+  ASSERT_TRUE(TruncateWal(path, c->valid_bytes).ok());
+  auto w = WalWriter::OpenForAppend(path, NoSync());
+  ASSERT_TRUE(w.has_value()) << w.error().ToString();
+  EXPECT_EQ((*w)->next_sequence(), 14u);
+
+  // Damage in the middle: salvage also cuts at the first bad record, dropping the valid ones
+  // after it, and says so.
+  written = WriteLog(dir / "middle.wal", 0, FivePayloads());
+  damaged = ReadRawFile(dir / "middle.wal");
+  damaged[written[1].offset + kRecChecksumAt] ^= 0x01;
+  WriteRawFile(dir / "middle.wal", damaged);
+  auto m = ReadWal(dir / "middle.wal", kDefaultMaxWalRecordBytes, WalTail::kSalvage);
+  ASSERT_TRUE(m.has_value()) << m.error().ToString();
+  ExpectRecords(*m, written, 1);
+  EXPECT_TRUE(m->damaged);
+  EXPECT_NE(m->tail_problem.find("sequence 2 follows"), std::string::npos) << m->tail_problem;
+  // A torn tail read with kSalvage is not damage.
+  written = WriteLog(dir / "torn.wal", 0, FivePayloads());
+  const std::string torn = ReadRawFile(dir / "torn.wal");
+  WriteRawFile(dir / "torn.wal", std::string_view(torn).substr(0, torn.size() - 3));
+  auto t = ReadWal(dir / "torn.wal", kDefaultMaxWalRecordBytes, WalTail::kSalvage);
+  ASSERT_TRUE(t.has_value()) << t.error().ToString();
+  EXPECT_FALSE(t->damaged);
+  ExpectRecords(*t, written, 4);
 }
 
 TEST(Wal, GarbageAfterValidRecordsIsATornTail) {
@@ -613,15 +667,19 @@ TEST(Wal, MissingRecordIsCorruption) {
       << c.error().ToString();
 }
 
-TEST(Wal, RecordLongerThanTheReadersLimitEndsThePrefix) {
+TEST(Wal, RecordLongerThanTheReadersLimitIsRefused) {
+  // A complete record is never dropped as torn, even when the reader's limit is too small.
   TempDir dir;
   const fs::path path = dir / "limit.wal";
   std::vector<Written> written = WriteLog(path, 0, {Pattern(10, 1), Pattern(1000, 2)});
-  auto c = ReadWal(path, 500);
+  auto refused = ReadWal(path, 500);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(refused.error().message().find("more than max_record_bytes 500"), std::string::npos)
+      << refused.error().ToString();
+  auto c = ReadWal(path, 500, WalTail::kSalvage);
   ASSERT_TRUE(c.has_value()) << c.error().ToString();
   ExpectRecords(*c, written, 1);
-  EXPECT_NE(c->tail_problem.find("more than max_record_bytes 500"), std::string::npos)
-      << c->tail_problem;
   // With a record after it, the same limit reveals damage rather than dropping data.
   WriteLog(dir / "limit2.wal", 0, {Pattern(10, 1), Pattern(1000, 2), Pattern(10, 3)});
   auto c2 = ReadWal(dir / "limit2.wal", 500);

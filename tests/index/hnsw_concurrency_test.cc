@@ -194,6 +194,71 @@ TEST(HnswConcurrency, AddBatchWhileSearching) {
   EXPECT_GE(RecallAgainstLive(*index, base, std::vector<bool>(kTotal, true), queries), 0.9);
 }
 
+// Issue 14: a batch that replaces present ids consolidates between its slices (taking
+// the index exclusively) while searches and single inserts go on.
+TEST(HnswConcurrency, ReplacingBatchWhileSearchingAndInserting) {
+  constexpr size_t kIds = 1500, kExtra = 300, kSearches = 300;
+  auto base = Clustered(kIds, kDim, 7);
+  auto next = Clustered(kIds, kDim, 8);
+  auto extra = Clustered(kExtra, kDim, 9);
+  auto queries = Clustered(100, kDim, 10);
+  HnswOptions opt;
+  opt.ef_construction = 64;
+  auto index = *HnswIndex::Create(kDim, Metric::kL2, opt);
+  std::vector<VectorId> ids(kIds);
+  std::iota(ids.begin(), ids.end(), VectorId(0));
+  ASSERT_TRUE(index->AddBatch(base, ids).ok());
+
+  const VectorId max_id = kIds + kExtra;
+  const std::vector<uint32_t> no_removals(max_id, 0);
+  std::atomic<int> failures{0};
+  std::latch start(4);
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    // One OpenMP thread: the batch runs one parallel region per slice, and with a pool of
+    // two ThreadSanitizer cannot see libgomp's barriers between regions (false reports on
+    // the reused stack slots). The races that matter here are with the other threads.
+    HnswBuildOptions b;
+    b.num_threads = 1;
+    start.arrive_and_wait();
+    for (const VectorSet* round : {&next, &base}) {
+      Status s = index->AddBatch(*round, ids, b);
+      if (!s.ok()) {
+        ADD_FAILURE() << s.ToString();
+        ++failures;
+      }
+    }
+  });
+  threads.emplace_back([&] {
+    start.arrive_and_wait();
+    for (size_t i = 0; i < kExtra; ++i) {
+      Status s = index->Add(kIds + i, extra[i]);
+      if (!s.ok()) {
+        ADD_FAILURE() << s.ToString();
+        ++failures;
+      }
+    }
+  });
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      SearchContext ctx;
+      SearchParams p;
+      p.k = 10;
+      p.ef = 48;
+      start.arrive_and_wait();
+      for (size_t i = 0; i < kSearches; ++i) {
+        CheckResult(index->Search(queries[(i * 2 + t) % queries.size()], p, ctx), max_id, no_removals, 0,
+                    failures);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  EXPECT_EQ(index->size(), max_id);
+  EXPECT_LE(index->GraphStats().num_nodes, max_id * 3 / 2);
+  EXPECT_EQ(*index->Get(0), std::vector<float>(base.row(0), base.row(0) + kDim));
+}
+
 TEST(HnswConcurrency, ConcurrentUpsertsKeepOneVectorPerId) {
   constexpr size_t kIds = 200, kRounds = 3;
   auto base = Clustered(2 * kIds * kRounds, kDim, 6);

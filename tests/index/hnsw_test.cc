@@ -454,6 +454,47 @@ TEST(HnswIndex, UpsertReplacesVector) {
   for (const auto& n : old) EXPECT_NE(n.id, 7u);
 }
 
+// Issue 14, D1: replacing existing ids through AddBatch tombstones the old nodes;
+// they must be repaired and their slots reused as Add does, whatever the batch size,
+// so that the graph stays proportional to the live vectors.
+void ExpectReplacingInBatchesStaysBounded(size_t batch) {
+  constexpr size_t n = 2000;
+  HnswOptions opt;
+  opt.ef_construction = 64;
+  std::vector<VectorId> ids(n);
+  std::iota(ids.begin(), ids.end(), VectorId(0));
+  auto index = BuildHnsw(Clustered(n, 16, 27), Metric::kL2, opt, 2, ids);
+  VectorSet last;
+  for (uint32_t round = 0; round < 6; ++round) {
+    last = Clustered(n, 16, 100 + round);
+    for (size_t s = 0; s < n; s += batch) {
+      const size_t len = std::min(batch, n - s);
+      std::vector<size_t> rows(len);
+      std::iota(rows.begin(), rows.end(), s);
+      HnswBuildOptions b;
+      b.num_threads = 2;
+      ASSERT_TRUE(index->AddBatch(Rows(last, rows), std::span(ids).subspan(s, len), b).ok());
+    }
+    const HnswStats st = index->GraphStats();
+    EXPECT_EQ(index->size(), n);
+    EXPECT_LE(st.num_nodes, n * 3 / 2) << "round " << round << ": " << st.num_deleted
+                                       << " tombstones, " << st.num_free << " free slots";
+    EXPECT_LE(st.num_deleted, size_t(opt.consolidate_fraction * double(st.num_nodes)) + 1)
+        << "round " << round;
+  }
+  // The repaired graph still answers for the vectors of the last round.
+  auto exact = BuildFlat(last, Metric::kL2, AllRows(n));
+  EXPECT_GE(Recall(*index, *exact, Clustered(50, 16, 99), kK, 64), 0.9);
+}
+
+TEST(HnswIndex, AddBatchReplacingIdsInSmallBatchesKeepsNodeCountBounded) {
+  ExpectReplacingInBatchesStaysBounded(500);
+}
+
+TEST(HnswIndex, AddBatchReplacingEveryIdAtOnceKeepsNodeCountBounded) {
+  ExpectReplacingInBatchesStaysBounded(2000);
+}
+
 // ---------------------------------------------------------------------------
 // Filtered search
 
