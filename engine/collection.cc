@@ -672,9 +672,12 @@ Status Collection::Compact() {
   std::vector<std::unordered_set<VectorId>> base_deleted;
   uint64_t sid = 0;
   {
-    std::lock_guard<std::mutex> g(write_mu_);
+    std::unique_lock<std::mutex> g(write_mu_);
+    // One compaction at a time. A request that finds one running waits for it and then
+    // compacts what is left (the running one took its inputs before this request), so
+    // that a Compact that returns OK has covered every write acknowledged before it.
+    compaction_done_.wait(g, [&] { return !compacting_; });
     if (!poisoned_.ok()) return poisoned_;
-    if (compacting_) return Status::Ok();  // one compaction at a time; that one covers this request
     STRATA_RETURN_IF_ERROR(SealLocked());
     size_t dead = 0;
     for (const auto& seg : sealed_) dead += seg->deleted_count() + seg->dead_index_nodes();
@@ -690,8 +693,11 @@ Status Collection::Compact() {
   struct Done {
     Collection* c;
     ~Done() {
-      std::lock_guard<std::mutex> g(c->write_mu_);
-      c->compacting_ = false;
+      {
+        std::lock_guard<std::mutex> g(c->write_mu_);
+        c->compacting_ = false;
+      }
+      c->compaction_done_.notify_all();
     }
   } done{this};
 

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
@@ -160,6 +161,7 @@ class Collection {
   uint64_t generation_ = 0;       // bumped by every seal and compaction
   uint64_t checkpoint_ = 0;       // log sequence the manifest on disk has sealed up to
   bool compacting_ = false;       // a compaction is between its phases
+  std::condition_variable compaction_done_;  // with write_mu_: compacting_ went false
   bool dirty_ = false;            // something was written since the last seal
   // Automatic seals: when records_ or the log reach these (raised after a failed seal).
   static constexpr uint64_t kSealLogBytes = 256ull << 20;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -90,6 +91,9 @@ class Engine::Impl {
   bool stop_ = false;
 
   void MaintenanceLoop() {
+    // Background compaction runs at the lowest CPU priority (nice 19; its OpenMP team
+    // threads inherit it): searches and writes of the application come first.
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
     std::unique_lock<std::mutex> lk(maintenance_mu_);
     while (!stop_) {
       maintenance_cv_.wait_for(lk, std::chrono::milliseconds(options_.maintenance_interval_ms),

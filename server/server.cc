@@ -1,6 +1,8 @@
 #include "server/server.h"
 
 #include <fmt/core.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -21,6 +23,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -132,6 +135,21 @@ void LogCoroutineFailure(std::string_view what, std::exception_ptr e) {
   }
 }
 
+// Raises the calling thread's nice value to `nice` once (Linux: nice is per thread, and
+// threads it creates -- OpenMP teams of a seal or compaction -- inherit it). Lowering
+// priority needs no privilege; failure only costs the protection, so it is logged once.
+void LowerThreadPriority(int nice) {
+  thread_local bool done = false;
+  if (done) return;
+  done = true;
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      ServerLog().warn("cannot lower the priority of write/maintenance threads: {}", std::strerror(errno));
+    }
+  }
+}
+
 }  // namespace
 
 class Connection;
@@ -151,6 +169,8 @@ class Server::Impl {
         engine_(engine),
         workers_(EffectiveWorkerThreads(config)),
         pool_(workers_),
+        write_pool_(workers_),
+        maintenance_pool_(kMaintenanceThreads),
         control_(asio::make_strand(io_)),
         acceptor_(control_),
         metrics_acceptor_(control_),
@@ -181,8 +201,17 @@ class Server::Impl {
   enum class Admission { kAdmitted, kQueueFull, kBytesFull, kReplyFull };
   bool TryReserveInflight(uint64_t payload_bytes);
   void ReleaseInflight(uint64_t payload_bytes);
-  bool TryAdmit();
-  void Release(uint64_t payload_bytes);  // the slot, and payload bytes reserved
+  // Searches and other reads, writes, and maintenance (flush, compact, create, drop) run
+  // on three pools: reads on `pool_` at normal priority; writes on `write_pool_` and
+  // maintenance on `maintenance_pool_`, whose threads lower their CPU priority (nice) on
+  // their first job, so that a big upsert, a seal or a compaction -- and the OpenMP
+  // threads they start, which inherit the priority -- take the cores only when searches
+  // leave them idle. Writes and maintenance together may hold at most half of the queue
+  // slots, so reads are always admitted while the queue has room for them.
+  enum class Lane { kRead, kWrite, kMaintenance };
+  static Lane LaneOf(Op op);
+  bool TryAdmit(Op op);
+  void Release(uint64_t payload_bytes, Op op);  // the slot, and payload bytes reserved
   bool TryReserveReply(uint64_t bytes);
   // Reply bytes held change by `delta` (a bound replaced by the encoded frame, a frame
   // written or dropped).
@@ -210,7 +239,13 @@ class Server::Impl {
   Engine& engine_;
   const uint32_t workers_;
   asio::io_context io_;
-  asio::thread_pool pool_;
+  asio::thread_pool pool_;              // reads
+  asio::thread_pool write_pool_;        // upserts and deletes, nice kWriteNice
+  asio::thread_pool maintenance_pool_;  // flush, compact, create, drop, nice kMaintenanceNice
+  static constexpr uint32_t kMaintenanceThreads = 2;
+  static constexpr int kWriteNice = 10;
+  static constexpr int kMaintenanceNice = 19;
+  std::atomic<uint32_t> pending_background_{0};  // the part of pending_ in writes and maintenance
   Strand control_;  // the acceptors, the drain timer, the accept loops
   tcp::acceptor acceptor_;
   tcp::acceptor metrics_acceptor_;
@@ -796,7 +831,7 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
   // A request for the workers: admitted (a queue slot; its payload's bytes were taken
   // when its header was read) before it is decoded, so that a busy server spends nothing
   // on the requests it refuses.
-  if (!server_.TryAdmit()) {
+  if (!server_.TryAdmit(op)) {
     server_.metrics_.BusyRejection();
     ReplyError(rid, opcode, ErrorCode::kBusy,
                server_.BusyMessage(Server::Impl::Admission::kQueueFull, 0), start);
@@ -804,7 +839,7 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
   }
   auto request = protocol::DecodeRequest(header, payload_, server_.decode_limits_);
   if (!request) {
-    server_.Release(0);
+    server_.Release(0, op);
     DecodeFailed(rid, opcode, request.error(), start);
     return;
   }
@@ -813,7 +848,7 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
   // reader before it takes the next frame (ShouldPause).
   const uint64_t reply = protocol::kHeaderSize + server_.handler_.ReplyBound(*request);
   if (!server_.TryReserveReply(reply)) {
-    server_.Release(0);
+    server_.Release(0, op);
     server_.metrics_.BusyRejection();
     ReplyError(rid, opcode, ErrorCode::kBusy,
                server_.BusyMessage(Server::Impl::Admission::kReplyFull, reply), start);
@@ -911,19 +946,44 @@ void Server::Impl::ReleaseInflight(uint64_t payload_bytes) {
   if (payload_bytes != 0) inflight_bytes_.fetch_sub(payload_bytes, std::memory_order_acq_rel);
 }
 
-bool Server::Impl::TryAdmit() {
+Server::Impl::Lane Server::Impl::LaneOf(Op op) {
+  switch (op) {
+    case Op::kUpsert:
+    case Op::kDelete:
+      return Lane::kWrite;
+    case Op::kFlush:
+    case Op::kCompact:
+    case Op::kCreateCollection:
+    case Op::kDropCollection:
+      return Lane::kMaintenance;
+    default:
+      return Lane::kRead;
+  }
+}
+
+bool Server::Impl::TryAdmit(Op op) {
   const uint32_t limit = workers_ + config_.queue_limit;
+  const bool background = LaneOf(op) != Lane::kRead;
+  if (background) {
+    const uint32_t background_limit = std::max<uint32_t>(1, limit / 2);
+    if (pending_background_.fetch_add(1, std::memory_order_acq_rel) >= background_limit) {
+      pending_background_.fetch_sub(1, std::memory_order_acq_rel);
+      return false;
+    }
+  }
   if (pending_.fetch_add(1, std::memory_order_acq_rel) >= limit) {
     pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (background) pending_background_.fetch_sub(1, std::memory_order_acq_rel);
     return false;
   }
   metrics_.WorkQueued();
   return true;
 }
 
-void Server::Impl::Release(uint64_t payload_bytes) {
+void Server::Impl::Release(uint64_t payload_bytes, Op op) {
   ReleaseInflight(payload_bytes);
   pending_.fetch_sub(1, std::memory_order_acq_rel);
+  if (LaneOf(op) != Lane::kRead) pending_background_.fetch_sub(1, std::memory_order_acq_rel);
   metrics_.WorkDone();
 }
 
@@ -1032,10 +1092,16 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
                           uint64_t reply_bytes, Clock::time_point start) {
   // The work guard keeps the I/O threads running until the reply has been handed back.
   // `reply_bytes` (the reply's bound, held since admission) goes back with the reply.
-  asio::post(pool_, [this, conn = std::move(conn), request_id, request = std::move(request),
-                     payload_bytes, reply_bytes, start,
-                     work = asio::make_work_guard(io_)]() mutable {
-    const uint16_t opcode = static_cast<uint16_t>(request.op);
+  const Op op = request.op;
+  const Lane lane = LaneOf(op);
+  asio::thread_pool& pool = lane == Lane::kRead    ? pool_
+                            : lane == Lane::kWrite ? write_pool_
+                                                   : maintenance_pool_;
+  asio::post(pool, [this, conn = std::move(conn), request_id, request = std::move(request),
+                    payload_bytes, reply_bytes, start, op, lane,
+                    work = asio::make_work_guard(io_)]() mutable {
+    if (lane != Lane::kRead) LowerThreadPriority(lane == Lane::kWrite ? kWriteNice : kMaintenanceNice);
+    const uint16_t opcode = static_cast<uint16_t>(op);
     std::vector<uint8_t> frame;
     if (conn->gone()) {
       // Closed before its turn came (reset, a timeout, the shutdown deadline): nobody can
@@ -1073,7 +1139,7 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
       }
     }
     request = {};
-    Release(payload_bytes);
+    Release(payload_bytes, op);
     const Strand strand = conn->strand();
     asio::post(strand, [conn = std::move(conn), frame = std::move(frame), reply_bytes]() mutable {
       conn->Deliver(std::move(frame), reply_bytes);
@@ -1453,6 +1519,8 @@ void Server::Impl::Wait() {
   if (joined_) return;
   for (auto& t : io_threads_) t.join();
   pool_.join();
+  write_pool_.join();
+  maintenance_pool_.join();
   joined_ = true;
   const ServerMetricsSnapshot m = metrics_.Snapshot();
   ServerLog().info(

@@ -1433,6 +1433,50 @@ TEST_F(ServerTest, BusyServerRefusesSomeButAnswersEveryRequestOnce) {
   ExpectPing(*c);  // nothing more in the pipe
 }
 
+// Issue 14 R1: searches, writes and maintenance used to share one worker pool, so a
+// compaction (or a big upsert) of one collection held a search of another until it
+// finished. Now maintenance and writes have their own (lower-priority) pools: with one
+// worker, a search of B is answered while a compaction of A is still running.
+TEST_F(ServerTest, MaintenanceAndWritesDoNotQueueAheadOfSearches) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  Start(config);
+  auto admin = Connect();
+  Fill(*admin, "b", 16, 300);
+  Reply<protocol::EmptyReply>(admin->Call(testing::CreateRequest("a", 32)), Op::kCreateCollection);
+  VectorId next = 1;
+  for (int segment = 0; segment < 3; ++segment) {
+    for (int batch = 0; batch < 2; ++batch) {
+      auto f = admin->Call(testing::UpsertRequest("a", 32, Records(next, 500, 32)));
+      ASSERT_TRUE(Reply<protocol::WriteReply>(f, Op::kUpsert).has_value());
+      next += 500;
+    }
+    auto f = admin->Call({Op::kFlush, protocol::FlushRequest{"a"}});
+    ASSERT_TRUE(Reply<protocol::EmptyReply>(f, Op::kFlush).has_value());
+  }
+  auto maintenance = Connect();
+  auto searcher = Connect();
+  std::vector<uint8_t> bytes;
+  protocol::EncodeRequest({Op::kCompact, protocol::CompactRequest{"a"}}, 1, bytes);
+  const auto t0 = testing::Clock::now();
+  ASSERT_TRUE(maintenance->SendRaw(bytes));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the compaction is under way
+  // A few searches of B, one after another, each answered while A compacts.
+  double searches_done_s = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto f = searcher->Call(testing::SearchRequest(Op::kSearch, "b", 16, Vec(i + 1, 16), 5), 10 + i);
+    ASSERT_TRUE(Reply<protocol::SearchReply>(f, Op::kSearch).has_value());
+    searches_done_s = SecondsSince(t0);
+  }
+  auto cf = maintenance->ReadFrame(300000);
+  const double compact_s = SecondsSince(t0);
+  ASSERT_TRUE(Reply<protocol::EmptyReply>(cf, Op::kCompact).has_value());
+  // 3,000 vectors of 32 dimensions take well over 0.2 s to merge and calibrate.
+  ASSERT_GT(compact_s, 0.2) << "the compaction was too quick to tell anything";
+  EXPECT_LT(searches_done_s, 0.5 * compact_s)
+      << "searches answered after " << searches_done_s << " s, the compaction after " << compact_s << " s";
+}
+
 // ---------------------------------------------------------------------------
 // Pipelining.
 // ---------------------------------------------------------------------------
