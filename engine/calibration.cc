@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <random>
 #include <unordered_set>
@@ -164,6 +166,7 @@ Calibration::Choice Calibration::ForFiltered(double target, uint32_t k, double s
 std::string Calibration::ToJson() const {
   nlohmann::json j;
   j["queries"] = queries;
+  j["seconds"] = seconds;
   j["k10"] = TableJson(k10);
   j["k100"] = TableJson(k100);
   j["filtered"] = nlohmann::json::array();
@@ -176,6 +179,7 @@ Result<Calibration> Calibration::FromJson(const std::string& text) {
     const auto j = nlohmann::json::parse(text);
     Calibration c;
     c.queries = j.at("queries").get<uint32_t>();
+    c.seconds = j.value("seconds", 0.0);
     c.k10 = TableFrom(j.at("k10"));
     c.k100 = TableFrom(j.at("k100"));
     if (j.contains("filtered")) {
@@ -222,7 +226,67 @@ std::vector<uint32_t> SpannCalibrationGrid(size_t lists) {
   return g;
 }
 
+namespace {
+
+// Adaptive measurement (docs/PLANNER.md, "Calibration cost"); the constants were
+// chosen on GloVe-100 and Fashion-MNIST (docs/BENCHMARKS.md section 5):
+// - kFirstQueries: every point is measured with this many held-out queries first;
+//   a point whose recall lies where targets are asked for (kSeLow..kSeHigh) gets
+//   more (doubling, up to the caller's maximum) while its standard error is above
+//   kMaxStdErr. The planner promises +-0.02; 0.0075 keeps a point's sampling error
+//   within that at 2.7 sigma. Recall varies most from query to query where it is
+//   low (per-query sd about 0.15 at 0.9 on GloVe, 0.03 at 0.99), and the points
+//   there are the cheap ones: the expensive high-parameter points keep the first 100.
+// - kMaxGap / kMaxGapFiltered: neighbouring measured points further apart than this
+//   in recall get the grid point between them measured (bisection of the recall
+//   curve). The curve is concave, so linear interpolation between points errs low:
+//   the planner asks for a slightly larger parameter, never a smaller. Filtered
+//   tables are interpolated in log(selectivity) and searched with a margin anyway.
+// - kSaturated: the walk up the grid (doubling the parameter) stops at the first
+//   point reaching it (both recall@10 and recall@100 for the unfiltered table).
+// - kPlateauFrom / kPlateauGain: it also stops when a doubling gained at most
+//   0.001 in every recall above 0.99 (levelled off short of kSaturated).
+// - kCostCapScans: and when a search costs this many times the exact scan of the
+//   rows the table covers (for a filtered table, the rows of the next broader one:
+//   the range the planner interpolates it over), since the planner scans there.
+constexpr size_t kFirstQueries = 100;
+constexpr double kMaxStdErr = 0.0075;
+constexpr double kSeLow = 0.8, kSeHigh = 0.995;
+constexpr double kMaxGap = 0.015;
+constexpr double kMaxGapFiltered = 0.03;
+constexpr double kSaturated = 0.999;
+constexpr double kPlateauFrom = 0.99, kPlateauGain = 0.001;
+constexpr double kCostCapScans = 1.0;
+
+// Sums over the queries measured at one grid point.
+struct Acc {
+  size_t n = 0;
+  double r10 = 0, r10sq = 0, r100 = 0, r100sq = 0, cost = 0;
+  bool has100 = false;
+  double Mean10() const { return n ? r10 / double(n) : 0; }
+  double Mean100() const { return n ? r100 / double(n) : 0; }
+  double MeanCost() const { return n ? cost / double(n) : 0; }
+  static double StdErr(double sum, double sq, size_t n) {
+    if (n < 2) return 1.0;
+    const double m = sum / double(n);
+    const double var = std::max(0.0, (sq - double(n) * m * m) / double(n - 1));
+    return std::sqrt(var / double(n));
+  }
+  // The largest standard error among this point's recalls in the range targets use.
+  double WorstStdErr() const {
+    double se = 0;
+    const double m10 = Mean10();
+    if (m10 >= kSeLow && m10 <= kSeHigh) se = std::max(se, StdErr(r10, r10sq, n));
+    const double m100 = Mean100();
+    if (has100 && m100 >= kSeLow && m100 <= kSeHigh) se = std::max(se, StdErr(r100, r100sq, n));
+    return se;
+  }
+};
+
+}  // namespace
+
 Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint64_t seed) {
+  const auto started = std::chrono::steady_clock::now();
   Calibration cal;
   const size_t n = src.rows;
   if (n < 2 || src.grid.empty()) return cal;
@@ -230,10 +294,14 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
   const bool external = src.external_queries != nullptr;
   size_t nq = external ? src.num_external_queries : std::min(queries, n);
   if (nq == 0) return cal;
+  std::mt19937_64 rng(seed);
   // Distinct sample rows (or, with external queries, none held out of the index).
   std::vector<size_t> sample(external ? nq : 0, kNoRow);
+  // The order queries are measured in: random, since the first batch may be all that
+  // is measured (external queries come in row order, and rows may be sorted by
+  // something that correlates with difficulty, e.g. word frequency).
+  std::vector<size_t> order;
   if (!external) {
-    std::mt19937_64 rng(seed);
     std::unordered_set<size_t> seen;
     for (size_t tries = 0; sample.size() < nq && tries < 50 * nq; ++tries) {
       const size_t r = size_t(rng() % n);
@@ -241,6 +309,12 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
     }
     if (sample.empty()) return cal;
     nq = sample.size();
+    order.resize(nq);
+    std::iota(order.begin(), order.end(), 0);
+  } else {
+    order.resize(nq);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
   }
   const auto& kern = index::Kernels();
   const size_t dim = src.dim;
@@ -256,109 +330,246 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
     }
   }
   const size_t kmax = std::min<size_t>(100, external ? n : n - 1);
+  const uint32_t k10 = uint32_t(std::min<size_t>(10, kmax));
+  const bool with100 = kmax >= 100;
   constexpr size_t kSubsets = std::size(Calibration::kFilteredSelectivities);
-  // Exact top-kmax of each query (its own row excluded), and the query itself;
-  // also the exact top-10 within each random subset.
-  std::vector<std::vector<VectorId>> truth(nq);
-  std::vector<std::array<std::vector<VectorId>, kSubsets>> subset_truth(nq);
   std::vector<std::array<bool, kSubsets>> member(n);
   for (size_t r = 0; r < n; ++r) {
     for (size_t si = 0; si < kSubsets; ++si) member[r][si] = Calibration::InSubset(r, Calibration::kFilteredSelectivities[si]);
   }
-  std::vector<std::vector<float>> qv(nq, std::vector<float>(dim));
-#pragma omp parallel for schedule(dynamic, 4)
-  for (size_t qi = 0; qi < nq; ++qi) {
-    const size_t self = sample[qi];
-    const float* qsrc = external ? src.external_queries + qi * dim : src.vector(self);
-    std::copy(qsrc, qsrc + dim, qv[qi].begin());
-    if (cosine) {
-      const float nn = kern.ip(qsrc, qsrc, dim);
-      const float inv = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
-      for (float& x : qv[qi]) x *= inv;
-    }
-    std::vector<Neighbor> heap;  // max-heap of the best kmax
-    heap.reserve(kmax + 1);
-    std::array<std::vector<Neighbor>, kSubsets> sub;
-    auto push = [](std::vector<Neighbor>& h, size_t cap, const Neighbor& nb) {
-      if (h.size() < cap) {
-        h.push_back(nb);
-        std::push_heap(h.begin(), h.end());
-      } else if (nb < h.front()) {
-        std::pop_heap(h.begin(), h.end());
-        h.back() = nb;
-        std::push_heap(h.begin(), h.end());
-      }
-    };
-    for (size_t r = 0; r < n; ++r) {
-      if (r == self) continue;
-      float d = index::Distance(kern, scored, qv[qi].data(), src.vector(r), dim);
-      if (cosine) d *= inv_norm[r];
-      const Neighbor nb{src.id(r), d};
-      push(heap, kmax, nb);
-      for (size_t si = 0; si < kSubsets; ++si) {
-        if (member[r][si]) push(sub[si], 10, nb);
-      }
-    }
-    std::sort_heap(heap.begin(), heap.end());
-    truth[qi].reserve(heap.size());
-    for (const auto& h : heap) truth[qi].push_back(h.id);
-    for (size_t si = 0; si < kSubsets; ++si) {
-      std::sort_heap(sub[si].begin(), sub[si].end());
-      for (const auto& h : sub[si]) subset_truth[qi][si].push_back(h.id);
-    }
-  }
-  // subset < 0: unfiltered, recall@k against `truth`; otherwise recall@10 within subset `subset`.
-  auto measure = [&](uint32_t k, CalibrationTable& table, int subset = -1) -> Status {
-    table.k = k;
-    if (k > kmax) return Status::Ok();
-    std::function<bool(size_t)> allowed;
-    if (subset >= 0) allowed = [&member, subset](size_t r) { return member[r][size_t(subset)]; };
-    int misses = 0;
-    for (uint32_t param : src.grid) {
-      if (src.param_at_least_k && param < k) continue;
-      std::vector<double> recall(nq, 0), cost(nq, 0);
-      Status failed;
-#pragma omp parallel for schedule(dynamic, 4)
-      for (size_t qi = 0; qi < nq; ++qi) {
-        double c = 0;
-        auto res = src.search(qv[qi].data(), k + 1, param, sample[qi], subset >= 0 ? &allowed : nullptr, &c);
-        if (!res) {
-#pragma omp critical
-          failed = res.error();
-          continue;
+  // Per query (index into `order`'s positions, filled as batches are added): the
+  // query, its exact top-kmax (its own row excluded), and its exact top-10 within
+  // each random subset.
+  std::vector<std::vector<VectorId>> truth(nq);
+  std::vector<std::array<std::vector<VectorId>, kSubsets>> subset_truth(nq);
+  std::vector<std::vector<float>> qv(nq);
+  std::vector<VectorId> self_id(nq, kInvalidVectorId);
+  size_t prepared = 0;
+  auto prepare = [&](size_t upto) {
+    if (upto <= prepared) return;
+    // Queries go in groups of kGroup per pass over the rows, so that each row is
+    // read from memory once per group: the rows of a large segment do not fit in
+    // cache, and one pass per query was bound by memory bandwidth.
+    constexpr size_t kGroup = 8;
+    const size_t groups = (upto - prepared + kGroup - 1) / kGroup;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t g = 0; g < groups; ++g) {
+      const size_t lo = prepared + g * kGroup, hi = std::min(upto, lo + kGroup);
+      struct Pending {
+        size_t self = kNoRow;
+        std::vector<Neighbor> heap;  // max-heap of the best kmax
+        std::array<std::vector<Neighbor>, kSubsets> sub;
+      };
+      std::array<Pending, kGroup> qs;
+      for (size_t pos = lo; pos < hi; ++pos) {
+        const size_t qi = order[pos];
+        Pending& p = qs[pos - lo];
+        p.self = sample[qi];
+        if (p.self != kNoRow) self_id[pos] = src.id(p.self);
+        const float* qsrc = external ? src.external_queries + qi * dim : src.vector(p.self);
+        qv[pos].assign(qsrc, qsrc + dim);
+        if (cosine) {
+          const float nn = kern.ip(qsrc, qsrc, dim);
+          const float inv = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
+          for (float& x : qv[pos]) x *= inv;
         }
-        const VectorId self = sample[qi] == kNoRow ? kInvalidVectorId : src.id(sample[qi]);
-        const auto& t = subset >= 0 ? subset_truth[qi][size_t(subset)] : truth[qi];
-        const size_t kk = std::min<size_t>(k, t.size());
-        std::unordered_set<VectorId> want(t.begin(), t.begin() + kk);
+        p.heap.reserve(kmax + 1);
+      }
+      auto push = [](std::vector<Neighbor>& h, size_t cap, const Neighbor& nb) {
+        if (h.size() < cap) {
+          h.push_back(nb);
+          std::push_heap(h.begin(), h.end());
+        } else if (nb < h.front()) {
+          std::pop_heap(h.begin(), h.end());
+          h.back() = nb;
+          std::push_heap(h.begin(), h.end());
+        }
+      };
+      for (size_t r = 0; r < n; ++r) {
+        const float* v = src.vector(r);
+        const VectorId id = src.id(r);
+        for (size_t pos = lo; pos < hi; ++pos) {
+          Pending& p = qs[pos - lo];
+          if (r == p.self) continue;
+          float d = index::Distance(kern, scored, qv[pos].data(), v, dim);
+          if (cosine) d *= inv_norm[r];
+          const Neighbor nb{id, d};
+          push(p.heap, kmax, nb);
+          for (size_t si = 0; si < kSubsets; ++si) {
+            if (member[r][si]) push(p.sub[si], 10, nb);
+          }
+        }
+      }
+      for (size_t pos = lo; pos < hi; ++pos) {
+        Pending& p = qs[pos - lo];
+        std::sort_heap(p.heap.begin(), p.heap.end());
+        truth[pos].reserve(p.heap.size());
+        for (const auto& h : p.heap) truth[pos].push_back(h.id);
+        for (size_t si = 0; si < kSubsets; ++si) {
+          std::sort_heap(p.sub[si].begin(), p.sub[si].end());
+          for (const auto& h : p.sub[si]) subset_truth[pos][si].push_back(h.id);
+        }
+      }
+    }
+    prepared = upto;
+  };
+
+  // One table's measurements: grid index -> sums over queries [0, queries_in).
+  // subset < 0: unfiltered, recall@10 and (where the parameter allows k = 100)
+  // recall@100 from the same search; otherwise recall@10 within subset `subset`.
+  const std::vector<uint32_t>& grid = src.grid;
+  struct Curve {
+    int subset = -1;
+    double cost_cap = 0;  // 0: none
+    std::map<size_t, Acc> points;
+  };
+  const size_t first_queries = std::min(nq, kFirstQueries);
+  auto wants100 = [&](const Curve& c, size_t gi) {
+    return c.subset < 0 && with100 && (!src.param_at_least_k || grid[gi] >= 100);
+  };
+  // Adds queries [from, to) to grid point gi of curve c.
+  auto measure = [&](Curve& c, size_t gi, size_t from, size_t to) -> Status {
+    if (from >= to) return Status::Ok();
+    const uint32_t param = grid[gi];
+    const bool both = wants100(c, gi);
+    const uint32_t k = both ? 100 : k10;
+    std::function<bool(size_t)> allowed;
+    if (c.subset >= 0) allowed = [&member, s = size_t(c.subset)](size_t r) { return member[r][s]; };
+    std::vector<double> r10(to - from, 0), r100(to - from, 0), cost(to - from, 0);
+    Status failed;
+#pragma omp parallel for schedule(dynamic, 2)
+    for (size_t pos = from; pos < to; ++pos) {
+      double cst = 0;
+      auto res = src.search(qv[pos].data(), k + 1, param, sample[order[pos]], c.subset >= 0 ? &allowed : nullptr, &cst);
+      if (!res) {
+#pragma omp critical
+        failed = res.error();
+        continue;
+      }
+      // Recall@kk of the answer (the query's own row dropped) against `t`.
+      auto recall = [&](const std::vector<VectorId>& t, size_t kk) {
+        kk = std::min(kk, t.size());
+        if (kk == 0) return 1.0;
         size_t hit = 0, taken = 0;
         for (const Neighbor& nb : *res) {
-          if (nb.id == self) continue;
+          if (nb.id == self_id[pos]) continue;
           if (taken++ == kk) break;
-          hit += want.count(nb.id);
+          hit += std::find(t.begin(), t.begin() + kk, nb.id) != t.begin() + kk;
         }
-        recall[qi] = kk ? double(hit) / double(kk) : 1.0;
-        cost[qi] = c;
-      }
-      STRATA_RETURN_IF_ERROR(failed);
-      const double r = std::accumulate(recall.begin(), recall.end(), 0.0) / nq;
-      const double c = std::accumulate(cost.begin(), cost.end(), 0.0) / nq;
-      table.points.push_back({param, r, c});
-      // Stop once recall is (nearly) saturated twice in a row.
-      if (r >= 0.999 && ++misses >= 2) break;
+        return double(hit) / double(kk);
+      };
+      const auto& t = c.subset >= 0 ? subset_truth[pos][size_t(c.subset)] : truth[pos];
+      r10[pos - from] = recall(t, k10);
+      if (both) r100[pos - from] = recall(t, 100);
+      cost[pos - from] = cst;
     }
+    STRATA_RETURN_IF_ERROR(failed);
+    Acc& a = c.points[gi];
+    a.has100 = both;
+    for (size_t i = 0; i < r10.size(); ++i) {
+      a.r10 += r10[i];
+      a.r10sq += r10[i] * r10[i];
+      a.r100 += r100[i];
+      a.r100sq += r100[i] * r100[i];
+      a.cost += cost[i];
+    }
+    a.n += to - from;
     return Status::Ok();
   };
-  cal.queries = uint32_t(nq);
-  STRATA_RETURN_IF_ERROR(measure(10, cal.k10));
-  if (cal.k10.points.empty()) STRATA_RETURN_IF_ERROR(measure(uint32_t(std::min<size_t>(10, kmax)), cal.k10));
-  STRATA_RETURN_IF_ERROR(measure(100, cal.k100));
+  auto ensure = [&](Curve& c, size_t gi) -> Status {
+    if (c.points.count(gi)) return Status::Ok();
+    return measure(c, gi, 0, first_queries);
+  };
+  auto saturated = [&](const Acc& a) {
+    return a.Mean10() >= kSaturated && (!a.has100 || a.Mean100() >= kSaturated);
+  };
+  // A doubling of the parameter that gained at most kPlateauGain in every recall,
+  // once targets up to kPlateauFrom are bracketed: recall has levelled off below 1
+  // (a few held-out queries the index does not find at any affordable parameter),
+  // and a target above it is served by the scan.
+  auto plateau = [&](const Acc& lo, const Acc& hi) {
+    if (hi.Mean10() < kPlateauFrom || hi.Mean10() - lo.Mean10() > kPlateauGain) return false;
+    if (!hi.has100) return true;
+    return lo.has100 && hi.Mean100() >= kPlateauFrom && hi.Mean100() - lo.Mean100() <= kPlateauGain;
+  };
+  // First grid point the table may use (HNSW: ef >= k).
+  size_t first = 0;
+  while (first < grid.size() && src.param_at_least_k && grid[first] < k10) ++first;
+  if (first == grid.size()) return cal;
+  // The first point of the recall@100 table, so that it starts where it did with a
+  // fixed grid (k > 10 searches and post-filters read it).
+  size_t first100 = first;
+  while (first100 < grid.size() && src.param_at_least_k && grid[first100] < 100) ++first100;
+
+  // Walks up the grid doubling the parameter until recall saturates or the cost
+  // passes the cap, then bisects neighbouring points whose recalls differ by more
+  // than kMaxGap; adds queries while the standard error says so.
+  auto build = [&](Curve& c) -> Status {
+    prepare(first_queries);
+    for (;;) {
+      for (size_t gi = first, prev = SIZE_MAX;;) {
+        STRATA_RETURN_IF_ERROR(ensure(c, gi));
+        const Acc& a = c.points[gi];
+        if (saturated(a) || (c.cost_cap > 0 && a.MeanCost() >= c.cost_cap) || gi + 1 == grid.size()) break;
+        if (prev != SIZE_MAX && plateau(c.points[prev], a)) break;
+        prev = gi;
+        size_t next = gi + 1;
+        while (next + 1 < grid.size() && grid[next] < 2 * grid[gi]) ++next;
+        if (c.subset < 0 && with100 && gi < first100 && next > first100) next = first100;
+        gi = next;
+      }
+      for (bool changed = true; changed;) {
+        changed = false;
+        for (auto it = c.points.begin(); std::next(it) != c.points.end(); ++it) {
+          auto nx = std::next(it);
+          if (nx->first <= it->first + 1) continue;
+          double gap = nx->second.Mean10() - it->second.Mean10();
+          if (it->second.has100 && nx->second.has100) gap = std::max(gap, nx->second.Mean100() - it->second.Mean100());
+          if (gap > (c.subset < 0 ? kMaxGap : kMaxGapFiltered)) {
+            STRATA_RETURN_IF_ERROR(ensure(c, (it->first + nx->first) / 2));
+            changed = true;
+            break;  // the map changed: walk it again
+          }
+        }
+      }
+      // Each point gets the queries its own confidence needs: recall varies most
+      // from query to query where it is low, and the points there are the cheap ones.
+      bool grew = false;
+      for (auto& [gi, a] : c.points) {
+        if (a.n >= nq || a.WorstStdErr() <= kMaxStdErr) continue;
+        const size_t more = std::min(nq, 2 * a.n);
+        prepare(more);
+        STRATA_RETURN_IF_ERROR(measure(c, gi, a.n, more));
+        grew = true;
+      }
+      if (!grew) return Status::Ok();
+    }
+  };
+  const double scan_cap = kCostCapScans * src.scan_cost_per_row * double(n);
+  Curve unfiltered;
+  unfiltered.cost_cap = scan_cap;
+  STRATA_RETURN_IF_ERROR(build(unfiltered));
+  for (const auto& [gi, a] : unfiltered.points) cal.queries = std::max(cal.queries, uint32_t(a.n));
+  cal.k10.k = k10;
+  cal.k100.k = 100;
+  for (const auto& [gi, a] : unfiltered.points) {
+    cal.k10.points.push_back({grid[gi], a.Mean10(), a.MeanCost()});
+    if (a.has100) cal.k100.points.push_back({grid[gi], a.Mean100(), a.MeanCost()});
+  }
+  double broader = 1.0;
   for (size_t si = 0; si < kSubsets; ++si) {
+    Curve c;
+    c.subset = int(si);
+    c.cost_cap = scan_cap * broader;
+    STRATA_RETURN_IF_ERROR(build(c));
     FilteredTable f;
     f.selectivity = Calibration::kFilteredSelectivities[si];
-    STRATA_RETURN_IF_ERROR(measure(10, f.table, int(si)));
+    f.table.k = 10;
+    for (const auto& [gi, a] : c.points) f.table.points.push_back({grid[gi], a.Mean10(), a.MeanCost()});
     cal.filtered.push_back(std::move(f));
+    broader = Calibration::kFilteredSelectivities[si];
   }
+  cal.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return cal;
 }
 

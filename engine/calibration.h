@@ -10,9 +10,9 @@
 // overestimated -- by 0.08 at ef 10 in a test; SPANN cannot hold a row out, its id
 // is dropped from the answer) -- so the queries come from the data's distribution
 // without being trivially found. Recall@k is measured
-// at k = 10 and k = 100 along a grid of the parameter; the mean search cost
-// (distance computations, or bytes read for SPANN) is kept beside it for the
-// planner's cost model.
+// at k = 10 and k = 100 at points of a grid of the parameter, chosen adaptively
+// (see Calibrate); the mean search cost (distance computations, or bytes read for
+// SPANN) is kept beside it for the planner's cost model.
 //
 // Stored as calibration.strata in the segment's folder (section file "STRCAL",
 // one JSON section; docs/formats/engine.md).
@@ -53,7 +53,8 @@ struct FilteredTable {
 };
 
 struct Calibration {
-  uint32_t queries = 0;  // held-out queries measured
+  uint32_t queries = 0;  // most held-out queries measured at one point of the unfiltered table
+  double seconds = 0;    // how long measuring took (0: unknown, e.g. a file written before it was kept)
   CalibrationTable k10, k100;
   std::vector<FilteredTable> filtered;  // descending selectivity
   bool empty() const { return k10.points.empty(); }
@@ -126,6 +127,11 @@ struct CalibrationSource {
   size_t num_external_queries = 0;
 
   bool param_at_least_k = true;  // HNSW: ef below k is meaningless
+  // What the planner's exact scan costs per row, in the unit of `cost` (HNSW:
+  // kScanCost distances; SPANN: kScanCost x kSpannBytesPerDistance bytes). A table
+  // stops once a search costs more than the scan of the rows it covers: the
+  // planner scans there anyway. 0: no such stop.
+  double scan_cost_per_row = 0;
 };
 
 // Segments smaller than this are not calibrated: the planner scans them (an exact
@@ -146,8 +152,16 @@ class LabelPredicate final : public index::IdFilter {
 std::vector<uint32_t> HnswCalibrationGrid();
 std::vector<uint32_t> SpannCalibrationGrid(size_t lists);
 
-// Measures recall along the grid with up to `queries` held-out rows (fewer for
-// small segments; none below 2 rows -> an empty calibration).
+// Measures recall on held-out rows at points of the grid, adaptively, so that the
+// cost stays a small share of the segment's build (docs/PLANNER.md, "Calibration
+// cost"): the parameter doubles along the grid until recall saturates (0.999),
+// levels off above 0.99, or a search costs more than the exact scan; grid points are
+// added between neighbours whose recall differs by more than 0.015 (0.03 filtered);
+// one search per query and point gives both recall@10 and recall@100; each point is
+// measured with 100 queries, and up to `queries` (fewer for small segments; none
+// below 2 rows -> an empty calibration) where the standard error of its recall
+// between 0.8 and 0.995 is above 0.0075. The exact answers are computed for 8
+// queries per pass over the rows.
 Result<Calibration> Calibrate(const CalibrationSource& source, size_t queries = 300, uint64_t seed = 7);
 
 }  // namespace strata::engine

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/timer.h"
 #include "core/vector_set.h"
 #include "engine/planner.h"
 #include "index/distance/distance.h"
@@ -401,6 +402,7 @@ Status Collection::SealLocked() {
   //    only writers, excluded by write_mu_, change records_ and the deleted sets).
   std::unique_ptr<SealedSegment> fresh;
   if (!records_.empty()) {
+    const Timer seal_timer;
     const uint64_t sid = next_segment++;
     const fs::path sdir = SegmentDir(dir_, sid);
     fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
@@ -413,7 +415,11 @@ Status Collection::SealLocked() {
     // Writers are excluded by write_mu_: searches of this graph go on meanwhile.
     STRATA_RETURN_IF_ERROR(hnsw_->SaveQuiescent(SealedSegment::GraphPath(sdir)));
     STRATA_ASSIGN_OR_RETURN(fresh, SealedSegment::Open(sdir, sid, spec_.dim));
-    STRATA_RETURN_IF_ERROR(fresh->CalibrateAndSave());
+    double calibration_s = 0;
+    STRATA_RETURN_IF_ERROR(fresh->CalibrateAndSave(300, &calibration_s));
+    CountCalibration(calibration_s);
+    spdlog::info("collection '{}': sealed {} rows as segment {} in {:.2f} s (calibration {:.2f} s)", spec_.name,
+                 rows.size(), sid, seal_timer.Seconds(), calibration_s);
   }
   // 2. The deletes of the older segments, as a new generation. A segment whose rows
   //    are all deleted (e.g. every id rewritten since) is dropped instead -- unless a
@@ -489,7 +495,18 @@ Status Collection::SealLocked() {
   return Status::Ok();
 }
 
-Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegment::Row> rows) {
+void Collection::CountCalibration(double seconds) const {
+  if (seconds <= 0) return;
+  calibrations_.fetch_add(1, std::memory_order_relaxed);
+  calibration_ns_.fetch_add(uint64_t(seconds * 1e9), std::memory_order_relaxed);
+}
+
+void Collection::CountIndexBuild(double seconds) const {
+  index_build_ns_.fetch_add(uint64_t(std::max(0.0, seconds) * 1e9), std::memory_order_relaxed);
+}
+
+Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegment::Row> rows,
+                                WriteTimes& times) {
   const uint64_t raw_bytes = uint64_t(rows.size()) * spec_.dim * sizeof(float);
   const bool spann = spec_.memory_budget_bytes > 0 && raw_bytes > spec_.memory_budget_bytes &&
                      spec_.metric != Metric::kInnerProduct && rows.size() >= 1000;
@@ -529,7 +546,10 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
     }
     index::SpannBuildOptions so;
     so.metric = spec_.metric;
-    return index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so, labels);
+    const Timer build;
+    Status built = index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so, labels);
+    times.index_build_seconds = build.Seconds();
+    return built;
   }
   // An HNSW graph written here labels its nodes with row numbers, so that filters
   // test a bitmap instead of looking ids up.
@@ -544,7 +564,9 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
   STRATA_ASSIGN_OR_RETURN(auto graph, NewGraph());
   const size_t n = rows.size();
   if (n < kMinCalibrationRows) {
+    const Timer build;
     if (n > 0) STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, ids));
+    times.index_build_seconds = build.Seconds();
     return graph->Save(SealedSegment::GraphPath(sdir));
   }
   // Truly held-out calibration queries: a random sample of the rows is moved to the
@@ -562,7 +584,9 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
   std::vector<float> held(vs.row(n - q), vs.row(n - q) + q * spec_.dim);
   std::vector<VectorId> held_ids(ids.end() - q, ids.end());
   vs.Truncate(n - q);
+  const Timer build;
   STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, std::span<const VectorId>(ids).first(n - q)));
+  times.index_build_seconds = build.Seconds();
   CalibrationSource src;
   src.rows = n - q;
   src.dim = spec_.dim;
@@ -570,6 +594,7 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
   src.vector = [&](size_t r) { return vs.row(r); };
   src.id = [&](size_t r) { return ids[r]; };
   src.grid = HnswCalibrationGrid();
+  src.scan_cost_per_row = kScanCost;
   src.external_queries = held.data();
   src.num_external_queries = q;
   const index::HnswIndex& g = *graph;
@@ -593,10 +618,13 @@ Status Collection::WriteSegment(const fs::path& sdir, std::span<const SealedSegm
     return out;
   };
   STRATA_ASSIGN_OR_RETURN(Calibration cal, Calibrate(src));
+  times.calibration_seconds = cal.seconds;
   STRATA_RETURN_IF_ERROR(cal.Save(SealedSegment::CalibrationPath(sdir)));
+  const Timer add_held;
   for (size_t j = 0; j < q; ++j) {
     STRATA_RETURN_IF_ERROR(graph->Add(held_ids[j], VectorView(held.data() + j * spec_.dim, spec_.dim)));
   }
+  times.index_build_seconds += add_held.Seconds();
   return graph->Save(SealedSegment::GraphPath(sdir));
 }
 
@@ -638,9 +666,16 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   const fs::path sdir = SegmentDir(dir_, sid);
   std::error_code ec;
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
-  STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
+  WriteTimes times;
+  STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows, times));
   STRATA_ASSIGN_OR_RETURN(auto seg, SealedSegment::Open(sdir, sid, spec_.dim));
-  STRATA_RETURN_IF_ERROR(seg->CalibrateAndSave());
+  double calibration_s = 0;
+  STRATA_RETURN_IF_ERROR(seg->CalibrateAndSave(300, &calibration_s));
+  times.calibration_seconds += calibration_s;
+  CountIndexBuild(times.index_build_seconds);
+  CountCalibration(times.calibration_seconds);
+  spdlog::info("collection '{}': bulk load of {} rows as segment {}: index build {:.2f} s, calibration {:.2f} s",
+               spec_.name, n, sid, times.index_build_seconds, times.calibration_seconds);
   const uint64_t gen = generation_ + 1;
   STRATA_RETURN_IF_ERROR(CommitManifest(checkpoint_, wal_first_, sid + 1, gen, {{sid, 0}}));
   {
@@ -729,9 +764,17 @@ Status Collection::Compact() {
   const fs::path sdir = SegmentDir(dir_, sid);
   std::error_code ec;
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
-  STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows));
+  WriteTimes times;
+  STRATA_RETURN_IF_ERROR(WriteSegment(sdir, rows, times));
   STRATA_ASSIGN_OR_RETURN(auto merged, SealedSegment::Open(sdir, sid, spec_.dim));
-  STRATA_RETURN_IF_ERROR(merged->CalibrateAndSave());
+  double calibration_s = 0;
+  STRATA_RETURN_IF_ERROR(merged->CalibrateAndSave(300, &calibration_s));
+  times.calibration_seconds += calibration_s;
+  CountIndexBuild(times.index_build_seconds);
+  CountCalibration(times.calibration_seconds);
+  spdlog::info("collection '{}': compacted {} segments into segment {} ({} rows): index build {:.2f} s, "
+               "calibration {:.2f} s", spec_.name, inputs.size(), sid, rows.size(), times.index_build_seconds,
+               times.calibration_seconds);
 
   // Phase 3, under write_mu_ again: carry over the deletes that reached the inputs
   // meanwhile, persist the deletes of every segment as a new generation, and
@@ -844,6 +887,7 @@ std::shared_ptr<const Calibration> Collection::MemoryCalibration() const {
   src.vector = [&](size_t r) { return rows[r]->vector.data(); };
   src.id = [&](size_t r) { return ids[r]; };
   src.grid = HnswCalibrationGrid();
+  src.scan_cost_per_row = kScanCost;
   std::unordered_map<VectorId, size_t> row_of;
   row_of.reserve(n);
   for (size_t r = 0; r < n; ++r) row_of.emplace(ids[r], r);
@@ -869,6 +913,7 @@ std::shared_ptr<const Calibration> Collection::MemoryCalibration() const {
     return out;
   };
   auto c = Calibrate(src, 100);
+  if (c) CountCalibration(c->seconds);
   if (!c) {
     // Kept (empty: the planner then uses generous parameters or a scan) so that
     // the next queries do not try again before the segment has doubled.

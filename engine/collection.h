@@ -82,6 +82,12 @@ class Collection {
   uint64_t wal_fsyncs() const;
   uint64_t disk_reads() const { return disk_reads_.load(std::memory_order_relaxed); }
   uint64_t disk_read_bytes() const { return disk_read_bytes_.load(std::memory_order_relaxed); }
+  // Segment maintenance so far (this process): calibrations measured (sealed and
+  // in-memory segments), their seconds, and seconds spent building indexes (bulk
+  // load and compaction; a seal saves a graph built by the writes).
+  uint64_t calibrations() const { return calibrations_.load(std::memory_order_relaxed); }
+  double calibration_seconds() const { return 1e-9 * double(calibration_ns_.load(std::memory_order_relaxed)); }
+  double index_build_seconds() const { return 1e-9 * double(index_build_ns_.load(std::memory_order_relaxed)); }
   const std::filesystem::path& dir() const { return dir_; }
   const CollectionSpec& spec() const { return spec_; }
   uint64_t id() const { return id_; }
@@ -102,7 +108,16 @@ class Collection {
   Status SealLocked();  // caller holds write_mu_
   // Writes rows (sorted by id) as segment `sid` in `sdir`: records and an HNSW
   // graph, or SPANN past the memory budget. Caller holds write_mu_.
-  Status WriteSegment(const std::filesystem::path& sdir, std::span<const SealedSegment::Row> rows);
+  // `times` gets the seconds spent building the index and calibrating it here.
+  struct WriteTimes {
+    double index_build_seconds = 0;
+    double calibration_seconds = 0;
+  };
+  Status WriteSegment(const std::filesystem::path& sdir, std::span<const SealedSegment::Row> rows,
+                      WriteTimes& times);
+  // Adds to the maintenance counters.
+  void CountCalibration(double seconds) const;
+  void CountIndexBuild(double seconds) const;
   // SaveManifest, poisoning the collection when it fails (caller holds write_mu_).
   Status CommitManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment, uint64_t generation,
                         const std::vector<std::pair<uint64_t, uint64_t>>& segments);
@@ -169,6 +184,7 @@ class Collection {
   uint64_t seal_retry_log_bytes_ = kSealLogBytes;
   std::atomic<uint64_t> last_sequence_{0};
   mutable std::atomic<uint64_t> disk_reads_{0}, disk_read_bytes_{0};
+  mutable std::atomic<uint64_t> calibrations_{0}, calibration_ns_{0}, index_build_ns_{0};
   Status poisoned_;  // set when the log failed: later writes are refused
 };
 

@@ -439,6 +439,9 @@ EngineCounters Engine::counters() const {
     c.wal_fsyncs += col->wal_fsyncs();
     c.disk_reads += col->disk_reads();
     c.disk_read_bytes += col->disk_read_bytes();
+    c.calibrations += col->calibrations();
+    c.calibration_seconds += col->calibration_seconds();
+    c.index_build_seconds += col->index_build_seconds();
     const CollectionInfo info = col->Info();
     c.vectors += info.num_vectors;
     c.memory_bytes += info.memory_bytes;

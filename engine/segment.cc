@@ -283,6 +283,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
   src.id = [this](size_t r) { return ids_[r]; };
   if (kind_ == Kind::kHnsw) {
     src.grid = HnswCalibrationGrid();
+    src.scan_cost_per_row = kScanCost;
     src.search = [this](const float* q, uint32_t k, uint32_t ef, size_t self,
                         const std::function<bool(size_t)>* allowed,
                         double* cost) -> Result<std::vector<Neighbor>> {
@@ -311,6 +312,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
   } else {
     src.grid = SpannCalibrationGrid(spann_lists_);
     src.param_at_least_k = false;
+    src.scan_cost_per_row = kScanCost * kSpannBytesPerDistance;
     // With side rows: they are the queries (not in the index at all) and the rows
     // measured against are the others (`position` maps a row to its place among them).
     std::vector<uint32_t> indexed, position;
@@ -359,7 +361,8 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
   return Calibrate(src, queries);
 }
 
-Status SealedSegment::CalibrateAndSave(size_t queries) {
+Status SealedSegment::CalibrateAndSave(size_t queries, double* seconds) {
+  if (seconds) *seconds = 0;
   {
     std::lock_guard<std::mutex> g(calibration_mu_);
     if (calibration_) return Status::Ok();
@@ -371,6 +374,7 @@ Status SealedSegment::CalibrateAndSave(size_t queries) {
     const size_t q = std::min(kind_ == Kind::kSpann ? std::min<size_t>(queries, 150) : queries,
                               std::max<size_t>(100, rows() / 50));
     STRATA_ASSIGN_OR_RETURN(c, Measure(q));
+    if (seconds) *seconds = c.seconds;
   }
   STRATA_RETURN_IF_ERROR(c.Save(dir_ / kCalibrationFile));
   std::lock_guard<std::mutex> g(calibration_mu_);

@@ -103,7 +103,8 @@ class SealedSegment {
   // Measures the calibration table and writes calibration.strata (called on a
   // freshly written segment before the manifest names it; a no-op when the writer
   // already measured it, with truly held-out queries, and Open loaded it).
-  Status CalibrateAndSave(size_t queries = 300);
+  // `seconds`, when given: how long measuring took (0 for the no-op).
+  Status CalibrateAndSave(size_t queries = 300, double* seconds = nullptr);
   // The calibration (loaded at open, or measured now and saved when missing).
   const Calibration& calibration() const;
   const AttributeIndex& attribute_index() const { return attr_index_; }

@@ -188,6 +188,12 @@ struct EngineCounters {
   uint64_t memory_bytes = 0;     // resident bytes of all collections' indexes and records
   uint64_t disk_reads = 0;       // posting lists read by searches of SPANN segments
   uint64_t disk_read_bytes = 0;
+  // Segment maintenance by this process (bulk load, seal, compaction, and the
+  // in-memory segment's calibration): calibrations measured and their seconds, and
+  // seconds spent building indexes (bulk load and compaction).
+  uint64_t calibrations = 0;
+  double calibration_seconds = 0;
+  double index_build_seconds = 0;
   HistogramSnapshot search_latency;  // Engine::Search, seconds
   HistogramSnapshot write_latency;   // Engine::Write (through the durability point), seconds
 };

@@ -335,8 +335,10 @@ int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoAr
   if (!info) return Fail(info.error());
   const bool spann = std::filesystem::exists(std::filesystem::path(into.data_dir) / "collections" /
                                              std::to_string(info->id) / "seg-1" / "spann");
-  fmt::print("loaded {} vectors into '{}' ({}) in {:.1f} s; {:.1f} MiB in memory\n", info->num_vectors,
-             into.collection, spann ? "SPANN" : "HNSW", t.Seconds(), info->memory_bytes / 1048576.0);
+  const EngineCounters counters = (*engine)->counters();
+  fmt::print("loaded {} vectors into '{}' ({}) in {:.1f} s (index build {:.1f} s, calibration {:.1f} s); "
+             "{:.1f} MiB in memory\n", info->num_vectors, into.collection, spann ? "SPANN" : "HNSW", t.Seconds(),
+             counters.index_build_seconds, counters.calibration_seconds, info->memory_bytes / 1048576.0);
   return 0;
 }
 

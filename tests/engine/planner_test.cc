@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "core/vector_set.h"
+#include "engine/calibration.h"
 #include "engine/filter.h"
 #include "engine/planner.h"
 #include "engine/strata.h"
@@ -319,6 +321,13 @@ TEST(Planner, RecallTargetsRaiseParametersAndAreMet) {
   d.attrs.assign(all.attrs.begin(), all.attrs.begin() + 8000);
   ASSERT_TRUE((*e)->BulkLoad("c", d.vectors, d.ids, d.attrs).ok());
   ASSERT_TRUE(fs::exists(dir / "collections" / "1" / "seg-1" / "calibration.strata"));
+  {
+    // Calibration time is reported apart from the index build.
+    const EngineCounters c = (*e)->counters();
+    EXPECT_EQ(c.calibrations, 1u);
+    EXPECT_GT(c.calibration_seconds, 0.0);
+    EXPECT_GT(c.index_build_seconds, 0.0);
+  }
   std::map<VectorId, std::pair<std::vector<float>, Attributes>> model;
   for (size_t i = 0; i < d.ids.size(); ++i) {
     model[d.ids[i]] = {std::vector<float>(d.vectors.row(i), d.vectors.row(i) + kDim), {}};
@@ -370,6 +379,83 @@ TEST(Planner, RecallTargetsRaiseParametersAndAreMet) {
   ASSERT_FALSE(broken.has_value());
   EXPECT_NE(broken.error().message().find("calibration.strata"), std::string::npos) << broken.error().ToString();
   fs::remove_all(dir);
+}
+
+// The adaptive calibration on a made-up index whose recall at each parameter is
+// known: it tracks the curve within the planner's tolerance while measuring a
+// fraction of the grid x queries a fixed sweep did, and respects the cost cap.
+TEST(Calibration, AdaptiveMeasurementTracksTheCurveAtAFractionOfTheCost) {
+  constexpr size_t kRows = 1000, kD = 4;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  std::vector<float> data(kRows * kD);
+  for (float& x : data) x = g(rng);
+  // Mean recall at `param` (the same for the filtered searches).
+  auto curve = [](double param) { return 1.0 - 0.6 * std::exp(-param / 60.0); };
+  std::atomic<size_t> searches{0}, params{0};
+  engine::CalibrationSource src;
+  src.rows = kRows;
+  src.dim = kD;
+  src.metric = Metric::kL2;
+  src.vector = [&](size_t r) { return data.data() + r * kD; };
+  src.id = [](size_t r) { return VectorId(r); };
+  src.grid = engine::HnswCalibrationGrid();
+  src.scan_cost_per_row = engine::kScanCost;
+  src.search = [&](const float* q, uint32_t k, uint32_t param, size_t self,
+                   const std::function<bool(size_t)>* allowed, double* cost) -> Result<std::vector<Neighbor>> {
+    ++searches;
+    params += param;
+    std::vector<Neighbor> all;
+    for (size_t r = 0; r < kRows; ++r) {
+      if (r == self || (allowed && !(*allowed)(r))) continue;
+      float d = 0;
+      for (size_t j = 0; j < kD; ++j) d += (q[j] - data[r * kD + j]) * (q[j] - data[r * kD + j]);
+      all.push_back({VectorId(r), d});
+    }
+    const size_t kk = std::min<size_t>(k, all.size() / 2);
+    std::partial_sort(all.begin(), all.begin() + 2 * kk, all.end());
+    // Each true neighbour is found with probability curve(param) (a hash of the
+    // query and the rank decides), else replaced by a row outside the true top k.
+    const double r = curve(param);
+    std::vector<Neighbor> out;
+    for (size_t i = 0; i < kk; ++i) {
+      const double u = std::fmod(std::abs(std::sin(double(q[0]) * 12.9898 + double(i) * 78.233) * 43758.5453), 1.0);
+      out.push_back(u < r ? all[i] : all[kk + i]);
+    }
+    std::sort(out.begin(), out.end());
+    *cost += 2.0 * param;
+    return out;
+  };
+  auto cal = engine::Calibrate(src, 300);
+  ASSERT_TRUE(cal.has_value()) << cal.error().ToString();
+  ASSERT_FALSE(cal->empty());
+  ASSERT_EQ(cal->filtered.size(), 3u);
+  EXPECT_GT(cal->seconds, 0.0);
+  // Targets land where the true curve reaches them, within the planner's tolerance.
+  for (double target : {0.8, 0.9, 0.95, 0.99}) {
+    const auto c = cal->For(target, 10, true);
+    ASSERT_TRUE(c.reachable) << target;
+    EXPECT_NEAR(curve(c.param), target, 0.02) << "target " << target << " ef " << c.param;
+  }
+  for (double target : {0.9, 0.95, 0.99}) {  // the recall@100 table starts at ef 112 (0.907)
+    const auto c = cal->For(target, 100, true);
+    ASSERT_TRUE(c.reachable) << target;
+    EXPECT_NEAR(curve(c.param), target, 0.02) << "k 100, target " << target << " ef " << c.param;
+  }
+  // Points ascend along the grid; the unfiltered table stops where a search costs
+  // more than the scan (2 x ef >= 0.5 x 1000) or recall saturates.
+  for (const auto* t : {&cal->k10, &cal->k100, &cal->filtered[0].table}) {
+    for (size_t i = 1; i < t->points.size(); ++i) EXPECT_LT(t->points[i - 1].param, t->points[i].param);
+  }
+  EXPECT_LE(cal->k10.points.back().param, 768u);
+  // The fixed sweep this replaced measured 300 queries at every grid point up to
+  // saturation (twice 0.999: ef 448 here) for recall@10, again for recall@100 from
+  // ef 112, and for the three filtered tables; a search costs about its ef.
+  size_t sweep = 0;
+  for (uint32_t ef : src.grid) {
+    if (ef <= 448) sweep += 300 * (4 * ef + (ef >= 112 ? ef : 0));
+  }
+  EXPECT_LT(params.load(), sweep / 4) << searches.load() << " searches";
 }
 
 TEST(Planner, BatchQueriesEqualOneByOne) {
