@@ -1,0 +1,341 @@
+// strata.Client: the Engine's methods over the network (client/client.h).
+
+#include <mutex>
+#include <unordered_map>
+
+#include "client/client.h"
+#include "python/src/common.h"
+
+namespace strata::python {
+
+namespace {
+
+protocol::Attributes ToWire(engine::Attributes a) {
+  protocol::Attributes out;
+  out.reserve(a.size());
+  for (auto& x : a) {
+    protocol::Attribute w;
+    w.name = std::move(x.name);
+    std::visit([&](auto&& v) { w.value = std::move(v); }, std::move(x.value));
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+engine::Attributes FromWire(const protocol::Attributes& a) {
+  engine::Attributes out;
+  for (const auto& x : a) {
+    engine::Attribute e;
+    e.name = x.name;
+    std::visit([&](const auto& v) { e.value = v; }, x.value);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// Encoded size of one upsert record, for splitting batches under the server's frame limit.
+size_t RecordBytes(const protocol::Record& r) {
+  size_t n = 8 + 4 * r.vector.size() + 2;
+  for (const auto& a : r.attributes) {
+    n += 8 + a.name.size();
+    if (const auto* s = std::get_if<std::string>(&a.value)) n += s->size();
+    if (const auto* t = std::get_if<protocol::TagList>(&a.value)) {
+      for (const auto& s : *t) n += 4 + s.size();
+    }
+    n += 8;
+  }
+  return n;
+}
+
+py::dict InfoDict(const protocol::CollectionInfo& info) {
+  py::dict d;
+  d["name"] = info.spec.name;
+  d["dim"] = info.spec.dim;
+  d["metric"] = std::string(client::WireMetricName(info.spec.metric));
+  d["M"] = info.spec.hnsw_M;
+  d["ef_construction"] = info.spec.hnsw_ef_construction;
+  d["seal_threshold"] = info.spec.seal_threshold;
+  d["memory_budget_bytes"] = info.spec.memory_budget_bytes;
+  d["id"] = info.id;
+  d["num_vectors"] = info.num_vectors;
+  d["last_sequence"] = info.last_sequence;
+  d["memory_bytes"] = info.memory_bytes;
+  d["sealed_segments"] = info.sealed_segments;
+  return d;
+}
+
+// One connection, shared by the Python threads that use this object: calls are
+// serialized by a mutex (taken after the GIL is released).
+class PyClient {
+ public:
+  PyClient(const std::string& host, uint16_t port, py::handle token, uint32_t timeout_ms) {
+    client::ClientOptions o;
+    if (!token.is_none()) o.token = token.cast<std::string>();
+    o.client_name = "strata-python";
+    o.io_timeout_ms = timeout_ms;
+    py::gil_scoped_release release;
+    client_ = ValueOrThrow(client::Client::Connect(host, port, o));
+  }
+
+  // Runs fn(client) without the GIL, one call at a time.
+  template <typename Fn>
+  auto With(Fn fn) {
+    py::gil_scoped_release release;
+    std::lock_guard lock(mu_);
+    if (!client_) Throw(Status(StatusCode::kInvalidArgument, "the client is closed"));
+    return fn(*client_);
+  }
+
+  void Close() {
+    py::gil_scoped_release release;
+    std::lock_guard lock(mu_);
+    client_.reset();
+  }
+
+  size_t Upsert(const std::string& collection, py::handle ids_obj, py::handle vectors, py::handle attributes) {
+    const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
+    const Matrix m = ToMatrix(vectors, "vectors", 0);
+    if (ids.size() != m.rows) ThrowInvalid("ids: {} ids for {} vectors", ids.size(), m.rows);
+    std::vector<protocol::Record> records(m.rows);
+    py::sequence attr_rows;
+    if (!attributes.is_none()) {
+      if (py::isinstance<py::dict>(attributes) && m.rows == 1) {
+        py::list l;
+        l.append(attributes);
+        attr_rows = l;
+      } else if (!py::isinstance<py::sequence>(attributes) || py::isinstance<py::str>(attributes)) {
+        ThrowInvalid("attributes: expected a list of dicts (one per vector)");
+      } else {
+        attr_rows = py::reinterpret_borrow<py::sequence>(attributes);
+      }
+      if (attr_rows.size() != m.rows) ThrowInvalid("attributes: {} entries for {} vectors", attr_rows.size(), m.rows);
+    }
+    for (size_t i = 0; i < m.rows; ++i) {
+      records[i].id = ids[i];
+      records[i].vector.assign(m.row(i), m.row(i) + m.dim);
+      if (!attributes.is_none()) records[i].attributes = ToWire(ToAttributes(attr_rows[i], i));
+    }
+    return With([&](client::Client& c) {
+      // Split under the server's limits (records per request, frame size); each
+      // request is one atomic batch on the server.
+      const size_t max_batch = std::max<size_t>(1, c.server().max_batch);
+      const size_t max_bytes = c.server().max_payload > 4096 ? c.server().max_payload - 4096 : 1;
+      size_t applied = 0, begin = 0;
+      while (begin < records.size()) {
+        size_t end = begin, bytes = 64 + collection.size();
+        while (end < records.size() && end - begin < max_batch) {
+          const size_t b = RecordBytes(records[end]);
+          if (end > begin && bytes + b > max_bytes) break;
+          bytes += b;
+          ++end;
+        }
+        applied += ValueOrThrow(c.Upsert(collection, uint32_t(m.dim),
+                                         std::span<const protocol::Record>(records.data() + begin, end - begin)));
+        begin = end;
+      }
+      return applied;
+    });
+  }
+
+  size_t Delete(const std::string& collection, py::handle ids_obj) {
+    const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
+    return With([&](client::Client& c) {
+      const size_t step = std::max<size_t>(1, c.server().max_batch);
+      size_t applied = 0;
+      for (size_t b = 0; b < ids.size(); b += step) {
+        applied += ValueOrThrow(c.Delete(collection, std::span<const VectorId>(ids).subspan(b, std::min(step, ids.size() - b))));
+      }
+      return applied;
+    });
+  }
+
+  std::vector<std::optional<protocol::Record>> Fetch(client::Client& c, const std::string& collection,
+                                                     const std::vector<VectorId>& ids) {
+    std::vector<std::optional<protocol::Record>> out;
+    const size_t step = std::max<size_t>(1, c.server().max_batch);
+    for (size_t b = 0; b < ids.size(); b += step) {
+      auto part = ValueOrThrow(c.Get(collection, std::span<const VectorId>(ids).subspan(b, std::min(step, ids.size() - b))));
+      for (auto& r : part) out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  py::object Get(const std::string& collection, py::handle ids_obj) {
+    const bool one = py::isinstance<py::int_>(ids_obj);
+    const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
+    auto records = With([&](client::Client& c) { return Fetch(c, collection, ids); });
+    py::list out;
+    for (auto& r : records) {
+      if (!r) {
+        out.append(py::none());
+        continue;
+      }
+      py::dict d;
+      d["id"] = r->id;
+      py::array_t<float> v(py::ssize_t(r->vector.size()));
+      std::copy(r->vector.begin(), r->vector.end(), v.mutable_data());
+      d["vector"] = std::move(v);
+      d["attributes"] = FromAttributes(FromWire(r->attributes));
+      out.append(std::move(d));
+    }
+    if (one) return out[0];
+    return std::move(out);
+  }
+
+  py::tuple Search(const std::string& collection, py::handle queries, uint32_t k, py::handle recall,
+                   py::handle filter, py::handle ef, py::handle max_lists, bool with_attributes, bool explain,
+                   const std::string& strategy, uint32_t pipeline) {
+    if (k == 0) ThrowInvalid("k must be at least 1");
+    if (pipeline == 0) ThrowInvalid("pipeline must be at least 1");
+    protocol::SearchOptions o;
+    o.k = k;
+    if (!recall.is_none()) o.recall = recall.cast<double>();
+    if (!filter.is_none()) o.filter = filter.cast<std::string>();
+    if (!ef.is_none()) o.ef = ef.cast<uint32_t>();
+    if (!max_lists.is_none()) o.max_lists = max_lists.cast<uint32_t>();
+    o.strategy = ValueOrThrow(client::ParseWireStrategy(strategy));
+    const Matrix q = ToMatrix(queries, "queries", 0);
+    std::vector<std::vector<Neighbor>> results;
+    std::vector<std::string> explains;
+    std::unordered_map<VectorId, std::optional<protocol::Record>> found;
+    With([&](client::Client& c) {
+      if (explain) {
+        for (size_t i = 0; i < q.rows; ++i) {
+          auto r = c.Explain(collection, std::span<const float>(q.row(i), q.dim), o);
+          if (!r) Throw(r.error().WithContext(fmt::format("query {}", i)));
+          results.push_back(std::move(r->first));
+          explains.push_back(std::move(r->second));
+        }
+      } else if (q.rows == 1) {
+        results.push_back(ValueOrThrow(c.Search(collection, std::span<const float>(q.data, q.dim), o)));
+      } else if (q.rows > 1) {
+        // One frame per query, `pipeline` in flight: the server's workers take them in parallel.
+        results = ValueOrThrow(c.SearchPipelined(collection, q.data, uint32_t(q.dim), uint32_t(q.rows), o, pipeline));
+      }
+      if (with_attributes) {
+        std::vector<VectorId> ids;
+        for (const auto& row : results) {
+          for (const auto& n : row) {
+            if (found.emplace(n.id, std::nullopt).second) ids.push_back(n.id);
+          }
+        }
+        auto records = Fetch(c, collection, ids);
+        for (size_t i = 0; i < ids.size(); ++i) found[ids[i]] = std::move(records[i]);
+      }
+      return 0;
+    });
+    py::tuple arrays = ToArrays(results, k, q.one_row);
+    py::list extra;
+    extra.append(arrays[0]);
+    extra.append(arrays[1]);
+    if (with_attributes) {
+      py::list rows;
+      for (const auto& row : results) {
+        py::list hits;
+        for (const auto& n : row) {
+          const auto& r = found[n.id];
+          hits.append(r ? py::object(FromAttributes(FromWire(r->attributes))) : py::none());
+        }
+        rows.append(std::move(hits));
+      }
+      extra.append(q.one_row ? rows[0] : py::object(rows));
+    }
+    if (explain) {
+      py::object loads = py::module_::import("json").attr("loads");
+      py::list rows;
+      for (const auto& j : explains) rows.append(loads(j));
+      extra.append(q.one_row ? rows[0] : py::object(rows));
+    }
+    return py::tuple(extra);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<client::Client> client_;
+};
+
+}  // namespace
+
+void BindClient(py::module_& m) {
+  py::class_<PyClient>(m, "Client", R"doc(
+A connection to a strata-server (docs/PROTOCOL.md) with the Engine's methods.
+Searches over a query matrix are pipelined: one frame per query, `pipeline` in
+flight, answered by the server's workers in parallel. Upserts larger than the
+server's batch or frame limit are split into several requests (each atomic on
+its own). One connection per Client; calls from several Python threads are
+serialized on it (open one Client per thread for parallel requests).
+
+Errors: the server's errors become the same exceptions as the Engine's; a
+broken connection raises IoError (an OSError) and closes the Client for good.
+)doc")
+      .def(py::init<const std::string&, uint16_t, py::handle, uint32_t>(), py::arg("host") = "127.0.0.1",
+           py::arg("port") = 7420, py::arg("token") = py::none(), py::arg("timeout_ms") = 60000,
+           "Connects and says hello. token: the server's shared secret, when it needs one.")
+      .def("close", &PyClient::Close, "Closes the connection.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](PyClient& self, py::args) { self.Close(); })
+      .def("ping", [](PyClient& self) { self.With([](client::Client& c) { ThrowIfError(c.Ping()); return 0; }); },
+           "Round trip to the server.")
+      .def_property_readonly("server_version", [](PyClient& self) {
+        return self.With([](client::Client& c) { return c.server().server_version; });
+      })
+      .def("create_collection",
+           [](PyClient& self, const std::string& name, uint32_t dim, const std::string& metric, uint32_t M,
+              uint32_t ef_construction, uint64_t seal_threshold, uint64_t memory_budget_bytes) {
+             protocol::CollectionSpec spec{.name = name,
+                                           .dim = dim,
+                                           .metric = ValueOrThrow(client::ParseWireMetric(metric)),
+                                           .hnsw_M = M,
+                                           .hnsw_ef_construction = ef_construction,
+                                           .seal_threshold = seal_threshold,
+                                           .memory_budget_bytes = memory_budget_bytes};
+             self.With([&](client::Client& c) { ThrowIfError(c.CreateCollection(spec)); return 0; });
+           },
+           py::arg("name"), py::arg("dim"), py::arg("metric") = "l2", py::arg("M") = 16,
+           py::arg("ef_construction") = 200, py::arg("seal_threshold") = 100000, py::arg("memory_budget_bytes") = 0,
+           "As Engine.create_collection.")
+      .def("drop_collection",
+           [](PyClient& self, const std::string& name) {
+             self.With([&](client::Client& c) { ThrowIfError(c.DropCollection(name)); return 0; });
+           },
+           py::arg("name"), "As Engine.drop_collection.")
+      .def("list_collections",
+           [](PyClient& self) {
+             auto infos = self.With([](client::Client& c) { return ValueOrThrow(c.ListCollections()); });
+             py::list out;
+             for (const auto& i : infos) out.append(InfoDict(i));
+             return out;
+           },
+           "As Engine.list_collections.")
+      .def("describe_collection",
+           [](PyClient& self, const std::string& name) {
+             return InfoDict(self.With([&](client::Client& c) { return ValueOrThrow(c.DescribeCollection(name)); }));
+           },
+           py::arg("name"), "As Engine.describe_collection.")
+      .def("upsert", &PyClient::Upsert, py::arg("collection"), py::arg("ids"), py::arg("vectors"),
+           py::arg("attributes") = py::none(),
+           "As Engine.upsert (split into several atomic requests past the server's limits).")
+      .def("delete", &PyClient::Delete, py::arg("collection"), py::arg("ids"), "As Engine.delete.")
+      .def("get", &PyClient::Get, py::arg("collection"), py::arg("ids"), "As Engine.get.")
+      .def("flush",
+           [](PyClient& self, const std::string& collection) {
+             self.With([&](client::Client& c) { ThrowIfError(c.Flush(collection)); return 0; });
+           },
+           py::arg("collection"), "As Engine.flush.")
+      .def("compact",
+           [](PyClient& self, const std::string& collection) {
+             self.With([&](client::Client& c) { ThrowIfError(c.Compact(collection)); return 0; });
+           },
+           py::arg("collection"), "As Engine.compact.")
+      .def("search", &PyClient::Search, py::arg("collection"), py::arg("queries"), py::arg("k") = 10,
+           py::arg("recall") = py::none(), py::arg("filter") = py::none(), py::arg("ef") = py::none(),
+           py::arg("max_lists") = py::none(), py::arg("with_attributes") = false, py::arg("explain") = false,
+           py::arg("strategy") = "auto", py::arg("pipeline") = 32, R"doc(
+As Engine.search, over the network: (ids, distances[, attributes][, explain]).
+A matrix is sent as one frame per query with `pipeline` requests in flight.
+with_attributes fetches the hits' records with one get request per batch of
+distinct ids.
+)doc");
+}
+
+}  // namespace strata::python
