@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Installs, from Debian 12 packages, whatever Strata needs and is missing.
 #   scripts/setup.sh           build, test and run dependencies
-#   scripts/setup.sh --peers   also hnswlib and FAISS, for the peer benchmarks
+#   scripts/setup.sh --peers   also hnswlib (C++ and Python) and FAISS, for the peer benchmarks
 #   scripts/setup.sh --fuzz    also clang 16 and its sanitizer/libFuzzer runtimes (scripts/fuzz.sh)
 # Runs apt-get only when something is missing. Needs root (or sudo) in that case.
 set -euo pipefail
 
 PKGS=(build-essential g++ cmake ninja-build git ca-certificates curl tar gzip
       libboost-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev liburing-dev
-      libcli11-dev libxxhash-dev libbenchmark-dev nlohmann-json3-dev libtomlplusplus-dev ccache)
+      libcli11-dev libxxhash-dev libbenchmark-dev nlohmann-json3-dev libtomlplusplus-dev ccache
+      # The Python module (python/) and its tests (tests/python, on Debian's Fashion-MNIST).
+      python3-dev pybind11-dev python3-pybind11 python3-numpy python3-pytest python3-venv
+      python3-setuptools python3-wheel dataset-fashion-mnist)
 if [[ "${1:-}" == "--peers" ]]; then
-  PKGS+=(libhnswlib-dev libfaiss-dev libopenblas-dev)
+  PKGS+=(libhnswlib-dev libfaiss-dev libopenblas-dev python3-hnswlib)
 fi
 if [[ "${1:-}" == "--fuzz" ]]; then
   PKGS+=(clang-16 libclang-rt-16-dev)

@@ -16,6 +16,16 @@ cmake --build build/asan -j"$JOBS"
 # within about 15 minutes on 2 cores).
 ctest --test-dir build/asan --output-on-failure -j"$JOBS" -LE concurrent "$@"
 
+# The Python module (python/, pybind11) in its own Release build with position-independent
+# static libraries, and its pytest suites (tests/python: Fashion-MNIST from Debian's
+# dataset-fashion-mnist, and a live strata-server -- the ASan build's).
+cmake -S . -B build/py -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_PYTHON=ON \
+  -DSTRATA_BUILD_TESTS=OFF -DSTRATA_BUILD_BENCH=OFF -DPython_EXECUTABLE=/usr/bin/python3 >/dev/null
+cmake --build build/py -j"$JOBS" --target _strata
+PYTHONPATH="$PWD/build/py/python" PYTHONDONTWRITEBYTECODE=1 \
+STRATA_SERVER="$PWD/build/asan/server/strata-server" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
+
 # ThreadSanitizer. libgomp's barriers are not instrumented, so work handed between
 # OpenMP regions looks like a race: OMP_NUM_THREADS=1 keeps the default-sized
 # regions (Consolidate) on the calling thread; the tests use std::thread for

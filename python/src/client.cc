@@ -179,7 +179,7 @@ class PyClient {
       out.append(std::move(d));
     }
     if (one) return out[0];
-    return std::move(out);
+    return out;
   }
 
   py::tuple Search(const std::string& collection, py::handle queries, uint32_t k, py::handle recall,

@@ -162,7 +162,7 @@ class PyEngine {
     py::list out;
     for (auto& r : records) out.append(r ? RecordDict(*r) : py::none());
     if (one) return out[0];
-    return std::move(out);
+    return out;
   }
 
   py::tuple Search(const std::string& collection, py::handle queries_obj, uint32_t k, py::handle recall,
