@@ -160,8 +160,8 @@ std::vector<uint32_t> SpannCalibrationGrid(size_t lists);
 // one search per query and point gives both recall@10 and recall@100; each point is
 // measured with 100 queries, and up to `queries` (fewer for small segments; none
 // below 2 rows -> an empty calibration) where the standard error of its recall
-// between 0.8 and 0.995 is above 0.0075. The exact answers are computed for 8
-// queries per pass over the rows.
+// between 0.8 and 0.995 is above 0.005 (0.0075 in the filtered tables). The exact
+// answers are computed for 8 queries per pass over the rows.
 Result<Calibration> Calibrate(const CalibrationSource& source, size_t queries = 300, uint64_t seed = 7);
 
 }  // namespace strata::engine
