@@ -101,9 +101,9 @@ Outcome RunAndKill(Child c, int ms, bool from_start, bool kill_in_flush = false)
       } else if (line == "ready") {
         if (!from_start && !kill_in_flush && !ready) deadline = Clock::now() + std::chrono::milliseconds(ms);
         ready = true;
-      } else {
+      } else if (!line.empty() && line.find_first_not_of("0123456789") == std::string::npos) {
         last = std::stoll(line);
-      }
+      }  // anything else is the engine's log on stdout (seal and compaction notes)
     }
   };
   while (Clock::now() < deadline) {
