@@ -26,6 +26,7 @@ The host is shared and noisy: interleaving and medians are what make the ratios 
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -210,6 +211,20 @@ def bench_dataset(name, args):
     return lines
 
 
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """The engine logs (spdlog) to the process's stdout; keep it off the JSON lines."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def bench_overhead(name, args):
     """Engine.search over the whole query matrix against the C++ Engine::SearchBatch."""
     base_file, query_file, metric, _, _ = DATASETS[name]
@@ -223,7 +238,8 @@ def bench_overhead(name, args):
         with strata.Engine(path) as e:
             e.create_collection("c", dim=base.shape[1], metric=metric)
             t = time.perf_counter()
-            e.bulk_load("c", base)
+            with stdout_to_stderr():
+                e.bulk_load("c", base)
             print(f"# overhead {name}: bulk load {time.perf_counter() - t:.1f} s", file=sys.stderr)
         py_s, cpp_s = [], []
         for r in range(args.rounds):

@@ -98,12 +98,8 @@ class PyEngine {
                 py::handle attributes_obj) {
     auto e = Get();
     const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
-    CollectionInfo info;
-    {
-      py::gil_scoped_release release;
-      info = ValueOrThrow(e->DescribeCollection(collection));
-    }
-    const Matrix m = ToMatrix(vectors_obj, "vectors", info.spec.dim);
+    // The dimension is checked by the engine (ValidateBatch), which names the operation.
+    const Matrix m = ToMatrix(vectors_obj, "vectors", 0);
     if (ids.size() != m.rows) ThrowInvalid("ids: {} ids for {} vectors", ids.size(), m.rows);
     std::vector<engine::Attributes> attributes = ToAttributeRows(attributes_obj, m.rows);
     py::gil_scoped_release release;

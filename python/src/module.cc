@@ -168,8 +168,12 @@ std::vector<VectorId> ToIds(py::handle obj, const char* what) {
 
 py::tuple ToArrays(const std::vector<std::vector<Neighbor>>& results, size_t k, bool one_row) {
   const size_t n = results.size();
-  py::array_t<uint64_t> ids(std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(k)});
-  py::array_t<float> dist(std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(k)});
+  // A single query gives (k,) arrays, built with that shape directly (no reshape call:
+  // the one-query-per-call path is the one where the binding's own cost shows).
+  std::vector<py::ssize_t> shape = one_row && n == 1 ? std::vector<py::ssize_t>{py::ssize_t(k)}
+                                                     : std::vector<py::ssize_t>{py::ssize_t(n), py::ssize_t(k)};
+  py::array_t<uint64_t> ids(shape);
+  py::array_t<float> dist(shape);
   uint64_t* ip = ids.mutable_data();
   float* dp = dist.mutable_data();
   for (size_t i = 0; i < n; ++i) {
@@ -183,9 +187,6 @@ py::tuple ToArrays(const std::vector<std::vector<Neighbor>>& results, size_t k, 
       ip[i * k + j] = kInvalidVectorId;
       dp[i * k + j] = std::numeric_limits<float>::infinity();
     }
-  }
-  if (one_row && n == 1) {
-    return py::make_tuple(ids.attr("reshape")(py::ssize_t(k)), dist.attr("reshape")(py::ssize_t(k)));
   }
   return py::make_tuple(std::move(ids), std::move(dist));
 }

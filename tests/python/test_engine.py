@@ -147,7 +147,7 @@ def test_bulk_load(tmp_path, fmnist):
 
 
 def test_write_errors(engine):
-    with pytest.raises(ValueError, match="dimension 3, expected 784"):
+    with pytest.raises(ValueError, match="dimension 3, the collection 784"):
         engine.upsert("fm", [1], np.zeros((1, 3)))
     bad = np.zeros((1, DIM), dtype=np.float32)
     bad[0, 5] = np.nan
