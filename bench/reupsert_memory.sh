@@ -5,10 +5,18 @@
 # Prints the JSON lines of each run and the ratios (rewritten / written once).
 set -euo pipefail
 build=${1:?usage: $0 BUILD_DIR [WORK_DIR]}
-work=${2:-$(mktemp -d /tmp/strata_reupsert.XXXXXX)}
+made_work=0
+if [[ -n "${2:-}" ]]; then
+  work=$2
+  for d in once many; do  # never cleared: this script removes only what it created
+    [[ -e "$work/$d" ]] && { echo "$work/$d exists; give a WORK_DIR without once/ and many/" >&2; exit 2; }
+  done
+else
+  work=$(mktemp -d /tmp/strata_reupsert.XXXXXX)
+  made_work=1
+fi
 tool=$build/bench/reupsert_memory
 rows=${ROWS:-10000} dim=${DIM:-256} batch=${BATCH:-1000} rewrites=${REWRITES:-40}
-rm -rf "$work/once" "$work/many"
 mkdir -p "$work"
 run() {  # NAME REWRITES (log lines on stdout are left out)
   "$tool" write "$work/$1" --rows "$rows" --dim "$dim" --batch "$batch" --rewrites "$2" 2>/dev/null \
@@ -27,3 +35,4 @@ for phase in ("after_writes", "after_flush", "after_flush_settled", "after_resta
         print(f"{phase:22} {m:20} {a/2**20:10.1f}Mi {b/2**20:10.1f}Mi {b/a:6.2f}")
 PY
 rm -rf "$work/once" "$work/many"
+if ((made_work)); then rm -rf "$work"; fi

@@ -700,6 +700,16 @@ bool Collection::WantsCompaction() const {
   return entries >= 1000 && double(dead) >= kCompactDeletedShare * double(entries);
 }
 
+double Collection::DeadShare() const {
+  std::shared_lock<FairSharedMutex> s(apply_mu_);
+  size_t entries = 0, dead = 0;
+  for (const auto& seg : sealed_) {
+    entries += seg->rows() + seg->dead_index_nodes();
+    dead += seg->deleted_count() + seg->dead_index_nodes();
+  }
+  return entries == 0 ? 0.0 : double(dead) / double(entries);
+}
+
 Status Collection::Compact() {
   // Phase 1, under write_mu_: seal, then take the sealed segments as they are now
   // (with a copy of their deleted sets) as the input.

@@ -71,6 +71,13 @@ class Collection {
   // nodes beyond a segment's rows (tombstones and free slots a seal saved) -- past
   // kCompactDeletedShare of all entries, even in a lone segment.
   bool WantsCompaction() const;
+  // Dead entries (deleted or replaced rows, graph nodes saved beyond the rows) over all
+  // entries of the sealed segments; 0 when there are none.
+  double DeadShare() const;
+  // A flush that leaves at least this share of dead entries also compacts (issue 14 D1:
+  // disk and memory stay proportional to the live rows after a flush, however the
+  // rows were rewritten).
+  static constexpr double kFlushCompactDeadShare = 0.5;
   static constexpr size_t kCompactSegments = 4;
   static constexpr double kCompactDeletedShare = 0.2;
   Result<Record> Get(VectorId id) const;

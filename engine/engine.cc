@@ -358,7 +358,13 @@ Status Engine::Delete(const std::string& collection, VectorId id) {
 
 Status Engine::Flush(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
-  return c->Flush();
+  STRATA_RETURN_IF_ERROR(c->Flush());
+  // Rewrites leave replaced rows in older segments; when they are half of what the
+  // segments hold, the flush compacts as well, so that what a flush leaves on disk and
+  // in memory stays proportional to the live rows (a lighter share waits for background
+  // compaction).
+  if (c->DeadShare() >= Collection::kFlushCompactDeadShare) return c->Compact();
+  return Status::Ok();
 }
 
 Status Engine::BulkLoad(const std::string& collection, const VectorSet& vectors,

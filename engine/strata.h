@@ -220,7 +220,10 @@ class Engine {
                 Attributes attributes = {});
   Status Delete(const std::string& collection, VectorId id);
 
-  // Seals the collection's in-memory segment to disk now and cuts its log.
+  // Seals the collection's in-memory segment to disk now and cuts its log. When at
+  // least half of what the sealed segments hold is dead (deleted rows, rows replaced by
+  // later upserts), it then compacts too, so that a flush leaves disk and memory
+  // proportional to the live rows.
   Status Flush(const std::string& collection);
   // Loads an empty collection in one go: rows of `vectors` with `ids` (empty:
   // 0..n-1) and `attributes` (empty: none), written straight into one sealed

@@ -956,6 +956,36 @@ TEST(Engine, RepeatedBatchReupsertsKeepMemoryAndDiskBounded) {
   fs::remove_all(dir);
 }
 
+// Issue 14, D1: deletes and rewrites leave dead rows in the sealed segments; a flush
+// that finds half or more of the sealed entries dead compacts too, so that right after
+// it the collection holds its live rows alone.
+TEST(Engine, FlushCompactsWhenMostSealedEntriesAreDead) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);  // background compaction off
+  ASSERT_TRUE(e->CreateCollection(SmallSeal("c", 200)).ok());
+  UpsertAll(*e, "c", 8, 1000, 100, 1);  // five sealed segments of 200
+  // Four rows of every five deleted: each segment keeps a fifth of its rows live (a
+  // segment with no live row would be dropped by the next seal anyway).
+  WriteBatch del;
+  for (VectorId id = 0; id < 1000; ++id) {
+    if (id % 5 != 0) del.Delete(id);
+  }
+  ASSERT_TRUE(e->Write("c", del).ok());
+  ASSERT_EQ(e->DescribeCollection("c")->sealed_segments, 5u);
+  ASSERT_TRUE(e->Flush("c").ok());
+  auto info = e->DescribeCollection("c");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->sealed_segments, 1u);
+  EXPECT_EQ(info->num_vectors, 200u);
+  std::mt19937 rng(1);
+  const std::vector<float> v0 = RandomVector(8, rng);
+  auto got = e->Get("c", 0);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->vector, v0);
+  EXPECT_FALSE(e->Get("c", 1).has_value());
+  fs::remove_all(dir);
+}
+
 // A sealed segment whose graph holds many dead nodes (tombstones or freed slots,
 // e.g. a seal after deletes, or a file written before issue 14's fix) is compacted
 // although it is the only segment and none of its rows is deleted.
@@ -965,10 +995,16 @@ TEST(Engine, LoneSegmentWithDeadGraphNodesIsCompacted) {
   auto e = OpenOrDie(dir);
   ASSERT_TRUE(e->CreateCollection(Spec("c", kDim)).ok());
   UpsertAll(*e, "c", kDim, kRows, 1000, 3);
+  // 40% deleted: under Collection::kFlushCompactDeadShare, so the flush leaves the
+  // dead graph nodes for background compaction (over kCompactDeletedShare).
   WriteBatch del;
-  for (VectorId id = 0; id < kRows; id += 2) del.Delete(id);
+  for (VectorId id = 0; id < kRows; ++id) {
+    if (id % 5 < 2) del.Delete(id);
+  }
+  constexpr size_t kLive = kRows * 3 / 5;
   ASSERT_TRUE(e->Write("c", del).ok());
   ASSERT_TRUE(e->Flush("c").ok());
+  ASSERT_EQ(e->DescribeCollection("c")->sealed_segments, 1u);
   // The one segment folder's graph (call with no engine open: a compaction in flight
   // writes a second folder).
   auto graph_file = [&]() -> fs::path {
@@ -993,10 +1029,10 @@ TEST(Engine, LoneSegmentWithDeadGraphNodesIsCompacted) {
   }
   EXPECT_LE(e->DescribeCollection("c")->memory_bytes, sealed_memory * 9 / 10);
   EXPECT_EQ(e->DescribeCollection("c")->sealed_segments, 1u);
-  EXPECT_EQ(e->DescribeCollection("c")->num_vectors, kRows / 2);
+  EXPECT_EQ(e->DescribeCollection("c")->num_vectors, kLive);
   e.reset();  // waits for the compaction to finish
   EXPECT_LE(fs::file_size(graph_file()), sealed_bytes * 7 / 10)
-      << "the graph of " << kRows / 2 << " live rows still takes " << fs::file_size(graph_file()) << " bytes";
+      << "the graph of " << kLive << " live rows still takes " << fs::file_size(graph_file()) << " bytes";
   // A clean lone segment is then left alone by an explicit Compact.
   e = OpenOrDie(dir);
   const fs::path compacted = graph_file();
