@@ -5,6 +5,9 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <unistd.h>
 
 #include <cctype>
@@ -30,6 +33,15 @@ namespace fs = std::filesystem;
 using engine::Collection;
 
 namespace {
+
+// A compaction frees the segments it replaced (often most of a rewritten collection's
+// memory); glibc keeps freed memory in its arenas unless asked, so the process would
+// stay at its peak. Return what it can to the system (no-op elsewhere).
+void ReleaseFreedMemory() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+}
 
 constexpr char kManifestMagic[] = "STRMANI";
 constexpr uint16_t kManifestMajor = 1;
@@ -114,6 +126,7 @@ class Engine::Impl {
         if (Status s = c->Compact(); !s.ok() && s.code() != StatusCode::kCancelled) {
           spdlog::warn("background compaction of '{}': {}", c->spec().name, s.ToString());
         }
+        ReleaseFreedMemory();
       }
       lk.lock();
     }
@@ -363,7 +376,10 @@ Status Engine::Flush(const std::string& collection) {
   // segments hold, the flush compacts as well, so that what a flush leaves on disk and
   // in memory stays proportional to the live rows (a lighter share waits for background
   // compaction).
-  if (c->DeadShare() >= Collection::kFlushCompactDeadShare) return c->Compact();
+  if (c->DeadShare() >= Collection::kFlushCompactDeadShare) {
+    STRATA_RETURN_IF_ERROR(c->Compact());
+    ReleaseFreedMemory();
+  }
   return Status::Ok();
 }
 
