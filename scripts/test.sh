@@ -25,6 +25,12 @@ cmake --build build/py -j"$JOBS" --target _strata
 PYTHONPATH="$PWD/build/py/python" PYTHONDONTWRITEBYTECODE=1 \
 STRATA_SERVER="$PWD/build/asan/server/strata-server" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
+# The README's install steps, into a throwaway virtual environment (Debian's packages only, no
+# network; pip reuses build/py, so this only links).
+rm -rf build/py-venv
+/usr/bin/python3 -m venv --system-site-packages build/py-venv
+build/py-venv/bin/pip install -q --no-build-isolation --no-deps ./python
+(cd build && py-venv/bin/python -c "import strata; print('strata', strata.__version__, strata.__file__)")
 
 # ThreadSanitizer. libgomp's barriers are not instrumented, so work handed between
 # OpenMP regions looks like a race: OMP_NUM_THREADS=1 keeps the default-sized
@@ -48,4 +54,4 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 # ClientIntegration.ConcurrentClientsReadTheirOwnWrites, runs under ASan above.)
 OMP_NUM_THREADS=1 \
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  build/tsan/tests/server_test --gtest_filter='ServerTest.Hundred*:ServerTest.Busy*:ServerTest.Graceful*:ServerTest.SeveralIo*:ServerTest.Pipeline*:ServerTest.EveryOp*:ServerTest.MaintenanceAndWrites*:ServerTest.ConnectionsWithoutAHello*'
+  build/tsan/tests/server_test --gtest_filter='ServerTest.Hundred*:ServerTest.Busy*:ServerTest.Graceful*:ServerTest.SeveralIo*:ServerTest.Pipeline*:ServerTest.EveryOp*'
