@@ -54,4 +54,4 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 # ClientIntegration.ConcurrentClientsReadTheirOwnWrites, runs under ASan above.)
 OMP_NUM_THREADS=1 \
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  build/tsan/tests/server_test --gtest_filter='ServerTest.Hundred*:ServerTest.Busy*:ServerTest.Graceful*:ServerTest.SeveralIo*:ServerTest.Pipeline*:ServerTest.EveryOp*'
+  build/tsan/tests/server_test --gtest_filter='ServerTest.Hundred*:ServerTest.Busy*:ServerTest.Graceful*:ServerTest.SeveralIo*:ServerTest.Pipeline*:ServerTest.EveryOp*:ServerTest.MaintenanceAndWrites*:ServerTest.ConnectionsWithoutAHello*'
