@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <unordered_map>
 #include <random>
 #include <unordered_set>
 
@@ -261,11 +262,17 @@ constexpr double kMaxGapFiltered = 0.03;
 constexpr double kSaturated = 0.999;
 constexpr double kPlateauFrom = 0.99, kPlateauGain = 0.001;
 constexpr double kCostCapScans = 1.0;
+// Answers asked for when the filtered tables are derived from unfiltered searches:
+// enough that the smallest subset (2%) has 10 members among them (20 expected).
+constexpr size_t kDeriveK = 1000;
 
 // Sums over the queries measured at one grid point.
 struct Acc {
   size_t n = 0;
   double r10 = 0, r10sq = 0, r100 = 0, r100sq = 0, cost = 0;
+  // Recall@10 within each random subset, derived from the same searches
+  // (CalibrationSource::derive_filtered).
+  std::array<double, std::size(Calibration::kFilteredSelectivities)> sub{};
   bool has100 = false;
   double Mean10() const { return n ? r10 / double(n) : 0; }
   double Mean100() const { return n ? r100 / double(n) : 0; }
@@ -340,6 +347,12 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
   std::vector<std::array<bool, kSubsets>> member(n);
   for (size_t r = 0; r < n; ++r) {
     for (size_t si = 0; si < kSubsets; ++si) member[r][si] = Calibration::InSubset(r, Calibration::kFilteredSelectivities[si]);
+  }
+  // Deriving the filtered tables needs the row of an answer's id.
+  std::unordered_map<VectorId, uint32_t> row_of;
+  if (src.derive_filtered) {
+    row_of.reserve(n);
+    for (size_t r = 0; r < n; ++r) row_of.emplace(src.id(r), uint32_t(r));
   }
   // Per query (index into `order`'s positions, filled as batches are added): the
   // query, its exact top-kmax (its own row excluded), and its exact top-10 within
@@ -436,10 +449,12 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
     if (from >= to) return Status::Ok();
     const uint32_t param = grid[gi];
     const bool both = wants100(c, gi);
-    const uint32_t k = both ? 100 : k10;
+    const bool derive = src.derive_filtered && c.subset < 0;
+    const uint32_t k = derive ? uint32_t(std::min<size_t>(kDeriveK, n)) : both ? 100 : k10;
     std::function<bool(size_t)> allowed;
     if (c.subset >= 0) allowed = [&member, s = size_t(c.subset)](size_t r) { return member[r][s]; };
     std::vector<double> r10(to - from, 0), r100(to - from, 0), cost(to - from, 0);
+    std::vector<std::array<double, kSubsets>> rsub(to - from);
     Status failed;
 #pragma omp parallel for schedule(dynamic, 2)
     for (size_t pos = from; pos < to; ++pos) {
@@ -466,6 +481,24 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
       r10[pos - from] = recall(t, k10);
       if (both) r100[pos - from] = recall(t, 100);
       cost[pos - from] = cst;
+      if (derive) {
+        // What a filtered search of subset si returns: the best matching entries
+        // among those read -- the first 10 members of this longer answer.
+        for (size_t si = 0; si < kSubsets; ++si) {
+          const auto& st = subset_truth[pos][si];
+          const size_t kk = std::min<size_t>(10, st.size());
+          size_t hit = 0, taken = 0;
+          for (const Neighbor& nb : *res) {
+            if (taken == kk) break;
+            if (nb.id == self_id[pos]) continue;
+            auto row = row_of.find(nb.id);
+            if (row == row_of.end() || !member[row->second][si]) continue;
+            ++taken;
+            hit += std::find(st.begin(), st.begin() + kk, nb.id) != st.begin() + kk;
+          }
+          rsub[pos - from][si] = kk ? double(hit) / double(kk) : 1.0;
+        }
+      }
     }
     STRATA_RETURN_IF_ERROR(failed);
     Acc& a = c.points[gi];
@@ -476,6 +509,7 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
       a.r100 += r100[i];
       a.r100sq += r100[i] * r100[i];
       a.cost += cost[i];
+      for (size_t si = 0; si < kSubsets; ++si) a.sub[si] += rsub[i][si];
     }
     a.n += to - from;
     return Status::Ok();
@@ -562,6 +596,20 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
   }
   double broader = 1.0;
   for (size_t si = 0; si < kSubsets; ++si) {
+    if (src.derive_filtered) {
+      // From the unfiltered searches, up to the point where the table's own cost
+      // cap would have stopped it (the cost of a filtered search is the same).
+      FilteredTable f;
+      f.selectivity = Calibration::kFilteredSelectivities[si];
+      f.table.k = 10;
+      for (const auto& [gi, a] : unfiltered.points) {
+        f.table.points.push_back({grid[gi], a.sub[si] / double(a.n), a.MeanCost()});
+        if (scan_cap > 0 && a.MeanCost() >= scan_cap * broader) break;
+      }
+      cal.filtered.push_back(std::move(f));
+      broader = Calibration::kFilteredSelectivities[si];
+      continue;
+    }
     Curve c;
     c.subset = int(si);
     c.cost_cap = scan_cap * broader;

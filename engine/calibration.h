@@ -127,6 +127,12 @@ struct CalibrationSource {
   size_t num_external_queries = 0;
 
   bool param_at_least_k = true;  // HNSW: ef below k is meaningless
+  // A filtered search reads exactly what the unfiltered one does and returns the
+  // best matching entries among them, at the same cost (SPANN: the lists read depend
+  // on the query alone). The filtered tables are then derived from the unfiltered
+  // searches, asked for 1,000 answers, instead of measured: one search per query
+  // and point gives all five tables.
+  bool derive_filtered = false;
   // What the planner's exact scan costs per row, in the unit of `cost` (HNSW:
   // kScanCost distances; SPANN: kScanCost x kSpannBytesPerDistance bytes). A table
   // stops once a search costs more than the scan of the rows it covers: the
@@ -160,8 +166,9 @@ std::vector<uint32_t> SpannCalibrationGrid(size_t lists);
 // one search per query and point gives both recall@10 and recall@100; each point is
 // measured with 100 queries, and up to `queries` (fewer for small segments; none
 // below 2 rows -> an empty calibration) where the standard error of its recall
-// between 0.8 and 0.995 is above 0.005 (0.0075 in the filtered tables). The exact
-// answers are computed for 8 queries per pass over the rows.
+// between 0.8 and 0.995 is above 0.005 (0.0075 in the filtered tables); with
+// `derive_filtered` the filtered tables come from the unfiltered searches. The
+// exact answers are computed for 8 queries per pass over the rows.
 Result<Calibration> Calibrate(const CalibrationSource& source, size_t queries = 300, uint64_t seed = 7);
 
 }  // namespace strata::engine

@@ -313,6 +313,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
     src.grid = SpannCalibrationGrid(spann_lists_);
     src.param_at_least_k = false;
     src.scan_cost_per_row = kScanCost * kSpannBytesPerDistance;
+    src.derive_filtered = true;
     // With side rows: they are the queries (not in the index at all) and the rows
     // measured against are the others (`position` maps a row to its place among them).
     std::vector<uint32_t> indexed, position;

@@ -456,6 +456,23 @@ TEST(Calibration, AdaptiveMeasurementTracksTheCurveAtAFractionOfTheCost) {
     if (ef <= 448) sweep += 300 * (4 * ef + (ef >= 112 ? ef : 0));
   }
   EXPECT_LT(params.load(), sweep / 4) << searches.load() << " searches";
+
+  // An index whose filtered search reads what the unfiltered one does (SPANN):
+  // the filtered tables come from the unfiltered searches, with no searches of their own.
+  const size_t measured = searches.load();
+  searches = 0;
+  src.derive_filtered = true;
+  cal = engine::Calibrate(src, 300);
+  ASSERT_TRUE(cal.has_value()) << cal.error().ToString();
+  ASSERT_EQ(cal->filtered.size(), 3u);
+  EXPECT_LT(searches.load(), measured / 2);
+  for (const auto& f : cal->filtered) {
+    ASSERT_FALSE(f.table.points.empty()) << f.selectivity;
+    EXPECT_EQ(f.table.points.front().param, cal->k10.points.front().param);
+  }
+  const auto f = engine::Calibration::ChooseIn(cal->filtered[0].table, 0.9, 10, true);
+  ASSERT_TRUE(f.reachable);
+  EXPECT_NEAR(curve(f.param), 0.9, 0.03) << "ef " << f.param;
 }
 
 TEST(Planner, BatchQueriesEqualOneByOne) {
