@@ -182,17 +182,18 @@ class PyClient {
     return out;
   }
 
-  py::tuple Search(const std::string& collection, py::handle queries, uint32_t k, py::handle recall,
-                   py::handle filter, py::handle ef, py::handle max_lists, bool with_attributes, bool explain,
+  py::tuple Search(const std::string& collection, py::handle queries, uint32_t k, std::optional<double> recall,
+                   std::optional<std::string> filter, std::optional<uint32_t> ef,
+                   std::optional<uint32_t> max_lists, bool with_attributes, bool explain,
                    const std::string& strategy, uint32_t pipeline) {
     if (k == 0) ThrowInvalid("k must be at least 1");
     if (pipeline == 0) ThrowInvalid("pipeline must be at least 1");
     protocol::SearchOptions o;
     o.k = k;
-    if (!recall.is_none()) o.recall = recall.cast<double>();
-    if (!filter.is_none()) o.filter = filter.cast<std::string>();
-    if (!ef.is_none()) o.ef = ef.cast<uint32_t>();
-    if (!max_lists.is_none()) o.max_lists = max_lists.cast<uint32_t>();
+    if (recall) o.recall = *recall;
+    if (filter) o.filter = *filter;
+    if (ef) o.ef = *ef;
+    if (max_lists) o.max_lists = *max_lists;
     o.strategy = ValueOrThrow(client::ParseWireStrategy(strategy));
     const Matrix q = ToMatrix(queries, "queries", 0);
     std::vector<std::vector<Neighbor>> results;

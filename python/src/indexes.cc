@@ -199,13 +199,13 @@ class PyHnsw {
     ThrowIfError(index_->AddBatch(set, ids, {.num_threads = Threads(num_threads)}));
   }
 
-  py::tuple Search(py::handle queries, uint32_t k, py::handle ef, int num_threads, py::handle filter) {
+  py::tuple Search(py::handle queries, uint32_t k, std::optional<uint32_t> ef, int num_threads, py::handle filter) {
     if (k == 0) ThrowInvalid("k must be at least 1");
     const Matrix q = ToMatrix(queries, "queries", index_->dim());
     FilterArg f = ToFilter(filter);
     index::SearchParams p;
     p.k = k;
-    p.ef = ef.is_none() ? std::max<uint32_t>(64, k) : ef.cast<uint32_t>();
+    p.ef = ef ? *ef : std::max<uint32_t>(64, k);
     p.filter = f.get();
     std::vector<std::vector<Neighbor>> results;
     {
