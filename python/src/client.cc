@@ -161,7 +161,7 @@ class PyClient {
   }
 
   py::object Get(const std::string& collection, py::handle ids_obj) {
-    const bool one = py::isinstance<py::int_>(ids_obj);
+    const bool one = IsScalarId(ids_obj);
     const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
     auto records = With([&](client::Client& c) { return Fetch(c, collection, ids); });
     py::list out;

@@ -76,6 +76,11 @@ VectorSet ToVectorSet(const Matrix& m);
 
 // Ids: an int, or a 1-D sequence / array of non-negative integers below 2^64-1.
 std::vector<VectorId> ToIds(py::handle obj, const char* what);
+// True for one id (a Python int or a 0-d numpy integer): the caller answers with one item.
+inline bool IsScalarId(py::handle obj) {
+  if (py::isinstance<py::int_>(obj)) return true;
+  return py::hasattr(obj, "ndim") && py::hasattr(obj, "dtype") && obj.attr("ndim").cast<int>() == 0;
+}
 
 // Result arrays: ids (uint64, padded with kInvalidVectorId) and distances
 // (float32, padded with +inf), shape (n, k), or (k,) when `one_row`.

@@ -138,7 +138,7 @@ class PyEngine {
 
   py::object GetRecords(const std::string& collection, py::handle ids_obj) {
     auto e = Get();
-    const bool one = py::isinstance<py::int_>(ids_obj);
+    const bool one = IsScalarId(ids_obj);
     const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
     std::vector<std::optional<Record>> records(ids.size());
     {

@@ -226,7 +226,7 @@ class PyHnsw {
   }
 
   py::array_t<float> GetVectors(py::handle ids_obj) {
-    const bool one = py::isinstance<py::int_>(ids_obj);
+    const bool one = IsScalarId(ids_obj);
     const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
     py::array_t<float> out(std::vector<py::ssize_t>{py::ssize_t(ids.size()), py::ssize_t(index_->dim())});
     float* p = out.mutable_data();

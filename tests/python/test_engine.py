@@ -118,6 +118,7 @@ def test_get_delete_and_reopen(tmp_path, fmnist):
         assert rec["id"] == 10 and rec["attributes"] == {"a": 1}
         np.testing.assert_array_equal(rec["vector"], base[0].astype(np.float32))
         assert e.get("c", 99) is None
+        assert e.get("c", np.int64(10))["id"] == 10  # a numpy scalar is one id
         assert [r is None for r in e.get("c", [11, 99, 12])] == [False, True, False]
         assert e.delete("c", [11, 99]) == 2
         assert e.get("c", 11) is None
