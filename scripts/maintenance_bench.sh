@@ -4,8 +4,9 @@
 # A strata-server (Release, default worker count) serves two collections:
 #   b: 50,000 x 100 (synthetic Gaussian mixture), searched open loop by `strata-cli load`
 #      at RATE queries/s from one connection (recall target 0.95);
-#   a: 1470-d, three sealed segments of 3,000; during the "busy" phase it gets, at once,
-#      a 56 MiB upsert (one request of 10,000 x 1470 floats), a flush and a compaction.
+#   a: 1470-d, three sealed segments of 3,000; during the whole "busy" phase it gets, pass
+#      after pass, a 56 MiB upsert (one request of 10,000 x 1470 floats), a flush and a
+#      compaction sent at once.
 # Each round measures b's latency idle, then busy (the load runs while a's jobs run);
 # ROUNDS rounds. With several builds (STRATA_BIN_DIRS="DIR1 DIR2", each holding strata,
 # strata-server and strata-cli), one server per build runs side by side and the rounds
@@ -88,21 +89,32 @@ for round in $(seq "$ROUNDS"); do
     done
     jobs_log="$WORK/jobs.$round.$i"
     : >"$jobs_log"
-    t0=$(date +%s.%N)
-    since() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-    ( "${cli[@]}" upsert a --vectors "$WORK/a-big/base.fbin" --id-offset 100000 --batch 10000 >/dev/null 2>&1
-      echo "upsert(56MiB) $(since)" >>"$jobs_log" ) &
-    up=$!
-    ( "${cli[@]}" flush a >/dev/null; echo "flush $(since)" >>"$jobs_log" ) &
-    fl=$!
-    ( "${cli[@]}" compact a >/dev/null; echo "compact $(since)" >>"$jobs_log" ) &
-    co=$!
+    rm -f "$WORK/stop"
+    # a's maintenance, repeated until b's load ends: each pass sends the 56 MiB upsert (the
+    # same ids every pass: a re-embedding), a flush and a compaction at once, and waits.
+    (
+      pass=0
+      while [[ ! -e "$WORK/stop" ]]; do
+        t0=$(date +%s.%N)
+        "${cli[@]}" upsert a --vectors "$WORK/a-big/base.fbin" --id-offset 100000 --batch 10000 >/dev/null 2>&1 &
+        u=$!
+        "${cli[@]}" flush a >/dev/null &
+        f=$!
+        "${cli[@]}" compact a >/dev/null &
+        c=$!
+        wait $u $f $c
+        pass=$((pass + 1))
+        echo "pass $pass $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }')" >>"$jobs_log"
+      done
+    ) &
+    jobs_pid=$!
     out=$(load_b)
     bp50=$(num "$out" p50) bp99=$(num "$out" p99)
-    wait $up $fl $co
+    touch "$WORK/stop"
+    wait $jobs_pid
     IP50[$i]+=" $ip50" IP99[$i]+=" $ip99" BP50[$i]+=" $bp50" BP99[$i]+=" $bp99"
     echo "round $round, ${BINS[$i]}: idle p50 $ip50 p99 $ip99 ms; busy p50 $bp50 p99 $bp99 ms;" \
-         "a's jobs done after (s): $(tr '\n' ' ' <"$jobs_log")"
+         "a's maintenance passes (upsert + flush + compact): $(tr '\n' ' ' <"$jobs_log")"
   done
 done
 for i in "${!BINS[@]}"; do
