@@ -20,8 +20,8 @@ bash scripts/setup.sh
 # reuses what an earlier build of the same sources compiled.
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_TESTS=OFF \
-  -DSTRATA_BUILD_BENCH=OFF >/dev/null
-cmake --build build/release --target strata strata-server strata-cli -j"$(nproc)"
+  -DSTRATA_BUILD_BENCH=OFF -DSTRATA_BUILD_PYTHON=ON -DPython_EXECUTABLE=/usr/bin/python3 >/dev/null
+cmake --build build/release --target strata strata-server strata-cli _strata -j"$(nproc)"
 STRATA="$ROOT/build/release/tools/strata"
 SERVER="$ROOT/build/release/server/strata-server"
 CLI="$ROOT/build/release/client/strata-cli"
@@ -95,6 +95,32 @@ done
 echo
 echo "=== load: 2 connections x 8 in flight for 10 s on glove_hnsw ==="
 "${CLI_AT[@]}" load glove_hnsw --queries "$QUERIES" --gt "$GT" --connections 2 --pipeline 8 --duration 10
+
+echo
+echo "=== Python: strata.Client, the 10,000 queries as one matrix (pipelined), recall target 0.95 ==="
+PYTHONPATH="$ROOT/build/release/python" /usr/bin/python3 - "$PORT" "$QUERIES" "$GT" <<'PY'
+import sys, time
+import numpy as np
+import strata
+
+port, queries_path, gt_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+n, d = np.fromfile(queries_path, dtype=np.int32, count=2)
+queries = np.fromfile(queries_path, dtype=np.float32, offset=8).reshape(n, d)
+if gt_path.endswith(".ivecs"):
+    raw = np.fromfile(gt_path, dtype=np.int32)
+    gt = raw.reshape(-1, raw[0] + 1)[:, 1:]
+else:  # .ibin: rows, k, then the ids
+    rows, k = np.fromfile(gt_path, dtype=np.int32, count=2)
+    gt = np.fromfile(gt_path, dtype=np.int32, offset=8, count=rows * k).reshape(rows, k)
+with strata.Client(port=port) as client:
+    start = time.perf_counter()
+    ids, distances = client.search("glove_hnsw", queries, k=10, recall=0.95)
+    seconds = time.perf_counter() - start
+hits = sum(len(set(ids[i].tolist()) & set(gt[i, :10].tolist())) for i in range(len(queries)))
+print(f"strata {strata.__version__}: {len(queries)} queries in {seconds:.2f} s "
+      f"({len(queries) / seconds:.0f} QPS), recall@10 {hits / (10 * len(queries)):.4f}")
+print("first query's neighbours:", ids[0].tolist())
+PY
 
 echo
 echo "=== server counters ==="
