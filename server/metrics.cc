@@ -285,7 +285,7 @@ std::string SerializeHttpResponse(const HttpResponse& r) {
 }
 
 HttpResponse HandleMetricsRequest(std::string_view head,
-                                  const std::function<std::string()>& render_metrics) {
+                                  const std::function<std::string()>& render_metrics, bool ready) {
   const size_t eol = head.find('\n');
   if (eol == std::string_view::npos) return TextResponse(400, "bad request: no request line\n");
   std::string_view line = head.substr(0, eol);
@@ -308,11 +308,17 @@ HttpResponse HandleMetricsRequest(std::string_view head,
     if (c < 'A' || c > 'Z') return TextResponse(400, "bad request: malformed method\n");
   }
   const std::string_view path = target.substr(0, target.find('?'));
-  if (path != "/metrics") return TextResponse(404, "not found: try GET /metrics\n");
+  if (path != "/metrics" && path != "/healthz" && path != "/readyz") {
+    return TextResponse(404, "not found: try GET /metrics, /healthz or /readyz\n");
+  }
   if (method != "GET") {
     HttpResponse r = TextResponse(405, "method not allowed: use GET\n");
     r.extra_headers.emplace_back("Allow", "GET");
     return r;
+  }
+  if (path == "/healthz") return TextResponse(200, "ok\n");
+  if (path == "/readyz") {
+    return ready ? TextResponse(200, "ready\n") : TextResponse(503, "not ready: the server is shutting down\n");
   }
   HttpResponse r;
   r.status = 200;

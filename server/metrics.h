@@ -115,9 +115,12 @@ inline constexpr std::string_view kPrometheusContentType =
     "text/plain; version=0.0.4; charset=utf-8";
 
 // Answers one HTTP/1.x request given its head (request line and headers, the
-// blank line optional). `render_metrics` is called only for GET /metrics.
-// A pure function of its arguments.
+// blank line optional): GET /metrics (`render_metrics` is called only for it),
+// GET /healthz (200 while the process answers at all) and GET /readyz (200 when
+// `ready` -- the engine is open, recovery done and the server not shutting down --
+// else 503). A pure function of its arguments.
 HttpResponse HandleMetricsRequest(std::string_view head,
-                                  const std::function<std::string()>& render_metrics);
+                                  const std::function<std::string()>& render_metrics,
+                                  bool ready = true);
 
 }  // namespace strata::server

@@ -1454,10 +1454,16 @@ asio::awaitable<void> Server::Impl::ServeHttp(std::shared_ptr<tcp::socket> socke
     co_return;  // the client went away or timed out
   } else {
     bool wants_metrics = false;
-    response = HandleMetricsRequest(std::string_view(head).substr(0, n), [&wants_metrics] {
-      wants_metrics = true;
-      return std::string();
-    });
+    // Ready: the engine is open and recovered (the server starts after both) and no
+    // shutdown has begun.
+    const bool ready = !stopping_.load(std::memory_order_acquire);
+    response = HandleMetricsRequest(
+        std::string_view(head).substr(0, n),
+        [&wants_metrics] {
+          wants_metrics = true;
+          return std::string();
+        },
+        ready);
     if (wants_metrics) {
       std::optional<std::string> text = co_await MetricsText(deadline.expiry());
       if (text) {

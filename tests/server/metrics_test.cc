@@ -195,6 +195,25 @@ TEST(MetricsHttp, OtherPathsAre404AndGarbageIs400) {
   EXPECT_EQ(not_found.rfind("HTTP/1.1 404 Not Found\r\n", 0), 0u);
 }
 
+// Issue 13: liveness and readiness on the metrics port, for orchestrators' probes.
+TEST(MetricsHttp, HealthzAndReadyz) {
+  auto never = []() -> std::string {
+    ADD_FAILURE() << "rendered for a request that is not GET /metrics";
+    return {};
+  };
+  HttpResponse h = HandleMetricsRequest("GET /healthz HTTP/1.1\r\n\r\n", never, /*ready=*/false);
+  EXPECT_EQ(h.status, 200);  // alive even while not ready
+  EXPECT_EQ(h.body, "ok\n");
+  HttpResponse r = HandleMetricsRequest("GET /readyz HTTP/1.1\r\n\r\n", never, /*ready=*/true);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ready\n");
+  HttpResponse n = HandleMetricsRequest("GET /readyz?verbose HTTP/1.0\r\n\r\n", never, /*ready=*/false);
+  EXPECT_EQ(n.status, 503);
+  EXPECT_NE(n.body.find("shutting down"), std::string::npos);
+  EXPECT_EQ(HandleMetricsRequest("POST /healthz HTTP/1.1\r\n\r\n", never).status, 405);
+  EXPECT_EQ(HandleMetricsRequest("GET /health HTTP/1.1\r\n\r\n", never).status, 404);
+}
+
 TEST(Auth, TokensEqualComparesWholeStrings) {
   EXPECT_TRUE(TokensEqual("s3cret", "s3cret"));
   EXPECT_TRUE(TokensEqual("", ""));

@@ -1742,6 +1742,12 @@ TEST_F(ServerTest, MetricsEndpointServesPrometheusText) {
   EXPECT_EQ(missing.rfind("HTTP/1.1 404 ", 0), 0u) << missing;
   const std::string bad = HttpExchange(server_->metrics_port(), "nonsense\r\n\r\n");
   EXPECT_EQ(bad.rfind("HTTP/1.1 400 ", 0), 0u) << bad;
+  // Liveness and readiness probes (issue 13).
+  const std::string health = HttpExchange(server_->metrics_port(), "GET /healthz HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(health.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << health;
+  const std::string ready = HttpExchange(server_->metrics_port(), "GET /readyz HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(ready.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ready;
+  EXPECT_NE(ready.find("\r\n\r\nready\n"), std::string::npos) << ready;
 }
 
 TEST_F(ServerTest, MetricsAreRenderedAtMostOnceASecond) {
