@@ -756,6 +756,7 @@ int CmdLoad(const GlobalArgs& g, const LoadCmdArgs& a) {
 
 int main(int argc, char** argv) {
   CLI::App app{"strata-cli: the remote command line of a Strata server"};
+  app.set_version_flag("--version", std::string("strata-cli ") + STRATA_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global flags are accepted after the subcommand too
   GlobalArgs g;
@@ -885,6 +886,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();

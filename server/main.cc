@@ -11,6 +11,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"strata-server: serves a Strata data directory over TCP"};
+  app.set_version_flag("--version", std::string("strata-server ") + STRATA_VERSION);
   strata::server::ServeArgs args;
   strata::server::AddServeFlags(app, args);
   CLI11_PARSE(app, argc, argv);

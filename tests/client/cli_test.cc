@@ -223,6 +223,20 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   ExpectOneErrorLine(Cli("flush nope"), "nope");
 }
 
+// Issue 13: `--version` on every binary, exit status 0, one line on stdout.
+TEST_F(CliTest, VersionOnEveryBinary) {
+  const CliRun cli = Cli("--version", false);
+  EXPECT_EQ(cli.rc, 0) << cli.err;
+  EXPECT_EQ(cli.out.rfind("strata-cli ", 0), 0u) << cli.out;
+  EXPECT_EQ(cli.out.find('\n'), cli.out.size() - 1) << cli.out;
+  const auto out = dir_ / "server-version.out";
+  const int status =
+      std::system((std::string(STRATA_SERVER_BINARY) + " --version >" + out.string() + " 2>&1").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(ReadAll(out).rfind("strata-server ", 0), 0u) << ReadAll(out);
+}
+
 TEST_F(CliTest, AMissingTokenIsToldFromAWrongOne) {
   const std::string token = "cli-test-token-0123456789";
   StartServer(token);

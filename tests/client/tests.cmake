@@ -12,6 +12,6 @@ if(TARGET strata_server)
          nlohmann_json::nlohmann_json
     LABELS unit)
   target_compile_definitions(client_integration_test PRIVATE
-    STRATA_CLI_PATH="$<TARGET_FILE:strata-cli>")
-  add_dependencies(client_integration_test strata-cli)
+    STRATA_CLI_PATH="$<TARGET_FILE:strata-cli>" STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>")
+  add_dependencies(client_integration_test strata-cli strata-server)
 endif()
