@@ -225,12 +225,8 @@ class PyClient {
       }
       return 0;
     });
-    py::tuple arrays = ToArrays(results, k, q.one_row);
-    py::list extra;
-    extra.append(arrays[0]);
-    extra.append(arrays[1]);
+    py::list rows;
     if (with_attributes) {
-      py::list rows;
       for (const auto& row : results) {
         py::list hits;
         for (const auto& n : row) {
@@ -239,15 +235,8 @@ class PyClient {
         }
         rows.append(std::move(hits));
       }
-      extra.append(q.one_row ? rows[0] : py::object(rows));
     }
-    if (explain) {
-      py::object loads = py::module_::import("json").attr("loads");
-      py::list rows;
-      for (const auto& j : explains) rows.append(loads(j));
-      extra.append(q.one_row ? rows[0] : py::object(rows));
-    }
-    return py::tuple(extra);
+    return SearchResult(results, k, q.one_row, with_attributes ? &rows : nullptr, explain ? &explains : nullptr);
   }
 
  private:

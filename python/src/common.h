@@ -86,6 +86,13 @@ inline bool IsScalarId(py::handle obj) {
 // (float32, padded with +inf), shape (n, k), or (k,) when `one_row`.
 py::tuple ToArrays(const std::vector<std::vector<Neighbor>>& results, size_t k, bool one_row);
 
+// What Engine.search and Client.search return: (ids, distances), then the hits'
+// attributes (one list per query of dict-or-None) when `attributes` is given, then the
+// EXPLAIN of each query (JSON texts, parsed) when `explains` is given; one query's
+// entries unwrapped when `one_row`.
+py::tuple SearchResult(const std::vector<std::vector<Neighbor>>& results, size_t k, bool one_row,
+                       const py::list* attributes, const std::vector<std::string>* explains);
+
 Metric ToMetric(const std::string& name);
 
 engine::Attributes ToAttributes(py::handle obj, size_t row);

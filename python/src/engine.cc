@@ -200,26 +200,15 @@ class PyEngine {
       }
       if (with_attributes) records = FetchRecords(*e, collection, results);
     }
-    py::tuple arrays = ToArrays(results, k, q.one_row);
-    py::list extra;
-    extra.append(arrays[0]);
-    extra.append(arrays[1]);
+    py::list rows;
     if (with_attributes) {
-      py::list rows;
       for (const auto& row : records) {
         py::list hits;
         for (const auto& r : row) hits.append(r ? py::object(FromAttributes(r->attributes)) : py::none());
         rows.append(std::move(hits));
       }
-      extra.append(q.one_row ? rows[0] : py::object(rows));
     }
-    if (explain) {
-      py::object loads = py::module_::import("json").attr("loads");
-      py::list rows;
-      for (const auto& j : explains) rows.append(loads(j));
-      extra.append(q.one_row ? rows[0] : py::object(rows));
-    }
-    return py::tuple(extra);
+    return SearchResult(results, k, q.one_row, with_attributes ? &rows : nullptr, explain ? &explains : nullptr);
   }
 
  private:

@@ -191,6 +191,22 @@ py::tuple ToArrays(const std::vector<std::vector<Neighbor>>& results, size_t k, 
   return py::make_tuple(std::move(ids), std::move(dist));
 }
 
+py::tuple SearchResult(const std::vector<std::vector<Neighbor>>& results, size_t k, bool one_row,
+                       const py::list* attributes, const std::vector<std::string>* explains) {
+  py::tuple arrays = ToArrays(results, k, one_row);
+  py::list out;
+  out.append(arrays[0]);
+  out.append(arrays[1]);
+  if (attributes) out.append(one_row ? (*attributes)[0] : py::object(*attributes));
+  if (explains) {
+    py::object loads = py::module_::import("json").attr("loads");
+    py::list rows;
+    for (const auto& j : *explains) rows.append(loads(j));
+    out.append(one_row ? rows[0] : py::object(rows));
+  }
+  return py::tuple(out);
+}
+
 Metric ToMetric(const std::string& name) { return ValueOrThrow(ParseMetric(name)); }
 
 engine::Attributes ToAttributes(py::handle obj, size_t row) {
