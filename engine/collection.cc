@@ -690,6 +690,17 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
 bool Collection::WantsCompaction() const {
   std::shared_lock<FairSharedMutex> s(apply_mu_);
   if (sealed_.size() >= kCompactSegments) return true;
+  const auto [entries, dead] = SealedEntriesLocked();
+  return entries >= 1000 && double(dead) >= kCompactDeletedShare * double(entries);
+}
+
+double Collection::DeadShare() const {
+  std::shared_lock<FairSharedMutex> s(apply_mu_);
+  const auto [entries, dead] = SealedEntriesLocked();
+  return entries == 0 ? 0.0 : double(dead) / double(entries);
+}
+
+std::pair<size_t, size_t> Collection::SealedEntriesLocked() const {
   // Dead entries: deleted rows, and graph nodes a seal saved beyond the rows
   // (tombstones and free slots of the in-memory graph; issue 14).
   size_t entries = 0, dead = 0;
@@ -697,17 +708,7 @@ bool Collection::WantsCompaction() const {
     entries += seg->rows() + seg->dead_index_nodes();
     dead += seg->deleted_count() + seg->dead_index_nodes();
   }
-  return entries >= 1000 && double(dead) >= kCompactDeletedShare * double(entries);
-}
-
-double Collection::DeadShare() const {
-  std::shared_lock<FairSharedMutex> s(apply_mu_);
-  size_t entries = 0, dead = 0;
-  for (const auto& seg : sealed_) {
-    entries += seg->rows() + seg->dead_index_nodes();
-    dead += seg->deleted_count() + seg->dead_index_nodes();
-  }
-  return entries == 0 ? 0.0 : double(dead) / double(entries);
+  return {entries, dead};
 }
 
 Status Collection::Compact() {

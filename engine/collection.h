@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <memory>
 #include <condition_variable>
+#include <utility>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
@@ -182,6 +183,8 @@ class Collection {
   uint64_t next_segment_id_ = 1;
   uint64_t generation_ = 0;       // bumped by every seal and compaction
   uint64_t checkpoint_ = 0;       // log sequence the manifest on disk has sealed up to
+  // (entries, dead entries) of the sealed segments; apply_mu_ held.
+  std::pair<size_t, size_t> SealedEntriesLocked() const;
   bool compacting_ = false;       // a compaction is between its phases
   std::condition_variable compaction_done_;  // with write_mu_: compacting_ went false
   bool dirty_ = false;            // something was written since the last seal
