@@ -64,6 +64,16 @@ class TopK {
     out.swap(heap_);
     return out;
   }
+  // The same as Neighbors (ids taken as they were pushed), sorted nearest
+  // first. The heap is left empty.
+  std::vector<Neighbor> TakeSortedNeighbors() {
+    std::sort_heap(heap_.begin(), heap_.end());
+    std::vector<Neighbor> out;
+    out.reserve(heap_.size());
+    for (const Entry& e : heap_) out.push_back(Neighbor{VectorId(e.id), e.distance});
+    heap_.clear();
+    return out;
+  }
   const std::vector<Entry>& entries() const { return heap_; }
 
  private:

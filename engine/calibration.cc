@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/topk.h"
 #include "index/distance/distance.h"
 #include "storage/section_file.h"
 
@@ -374,8 +375,8 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
       const size_t lo = prepared + g * kGroup, hi = std::min(upto, lo + kGroup);
       struct Pending {
         size_t self = kNoRow;
-        std::vector<Neighbor> heap;  // max-heap of the best kmax
-        std::array<std::vector<Neighbor>, kSubsets> sub;
+        TopK<VectorId> top;                         // the best kmax
+        std::array<TopK<VectorId>, kSubsets> sub;  // the best 10 of each subset
       };
       std::array<Pending, kGroup> qs;
       for (size_t pos = lo; pos < hi; ++pos) {
@@ -390,18 +391,9 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
           const float inv = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
           for (float& x : qv[pos]) x *= inv;
         }
-        p.heap.reserve(kmax + 1);
+        p.top.Reset(kmax);
+        for (auto& sub_top : p.sub) sub_top.Reset(10);
       }
-      auto push = [](std::vector<Neighbor>& h, size_t cap, const Neighbor& nb) {
-        if (h.size() < cap) {
-          h.push_back(nb);
-          std::push_heap(h.begin(), h.end());
-        } else if (nb < h.front()) {
-          std::pop_heap(h.begin(), h.end());
-          h.back() = nb;
-          std::push_heap(h.begin(), h.end());
-        }
-      };
       for (size_t r = 0; r < n; ++r) {
         const float* v = src.vector(r);
         const VectorId id = src.id(r);
@@ -410,21 +402,18 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
           if (r == p.self) continue;
           float d = index::Distance(kern, scored, qv[pos].data(), v, dim);
           if (cosine) d *= inv_norm[r];
-          const Neighbor nb{id, d};
-          push(p.heap, kmax, nb);
+          p.top.Push(d, id);
           for (size_t si = 0; si < kSubsets; ++si) {
-            if (member[r][si]) push(p.sub[si], 10, nb);
+            if (member[r][si]) p.sub[si].Push(d, id);
           }
         }
       }
       for (size_t pos = lo; pos < hi; ++pos) {
         Pending& p = qs[pos - lo];
-        std::sort_heap(p.heap.begin(), p.heap.end());
-        truth[pos].reserve(p.heap.size());
-        for (const auto& h : p.heap) truth[pos].push_back(h.id);
+        truth[pos].reserve(p.top.size());
+        for (const auto& h : p.top.TakeSorted()) truth[pos].push_back(h.id);
         for (size_t si = 0; si < kSubsets; ++si) {
-          std::sort_heap(p.sub[si].begin(), p.sub[si].end());
-          for (const auto& h : p.sub[si]) subset_truth[pos][si].push_back(h.id);
+          for (const auto& h : p.sub[si].TakeSorted()) subset_truth[pos][si].push_back(h.id);
         }
       }
     }

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/metric.h"
+#include "core/topk.h"
 #include "core/types.h"
 #include "engine/calibration.h"
 #include "engine/strata.h"
@@ -93,8 +94,7 @@ std::vector<Neighbor> ScanTopK(const float* query, size_t dim, Metric metric, ui
   const auto& kern = index::Kernels();
   const bool cosine = metric == Metric::kCosine;
   const bool l2 = metric == Metric::kL2;
-  std::vector<Neighbor> heap;
-  heap.reserve(size_t(k) + 1);
+  TopK<VectorId> top(k);
   constexpr size_t kAhead = 4;
   for (size_t i = 0; i < count; ++i) {
     if (i + kAhead < count) {
@@ -108,18 +108,9 @@ std::vector<Neighbor> ScanTopK(const float* query, size_t dim, Metric metric, ui
     const float* v = row(i, &id, &inv);
     float d = l2 ? kern.l2sq(query, v, dim) : -kern.ip(query, v, dim);
     if (cosine) d *= inv;
-    const Neighbor nb{id, d};
-    if (heap.size() < k) {
-      heap.push_back(nb);
-      std::push_heap(heap.begin(), heap.end());
-    } else if (nb < heap.front()) {
-      std::pop_heap(heap.begin(), heap.end());
-      heap.back() = nb;
-      std::push_heap(heap.begin(), heap.end());
-    }
+    top.Push(d, id);
   }
-  std::sort_heap(heap.begin(), heap.end());
-  return heap;
+  return top.TakeSortedNeighbors();
 }
 
 }  // namespace strata::engine

@@ -56,5 +56,19 @@ TEST(TopK, ZeroKKeepsNothing) {
   EXPECT_EQ(top.size(), 0u);
 }
 
+TEST(TopK, TakeSortedNeighborsNearestFirstWithIds) {
+  TopK<VectorId> top(3);
+  top.Push(0.5f, 40);
+  top.Push(0.1f, 10);
+  top.Push(0.9f, 90);
+  top.Push(0.3f, 30);
+  const std::vector<Neighbor> got = top.TakeSortedNeighbors();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], (Neighbor{10, 0.1f}));
+  EXPECT_EQ(got[1], (Neighbor{30, 0.3f}));
+  EXPECT_EQ(got[2], (Neighbor{40, 0.5f}));
+  EXPECT_EQ(top.size(), 0u);
+}
+
 }  // namespace
 }  // namespace strata
