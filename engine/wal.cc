@@ -1,11 +1,12 @@
 #include "engine/wal.h"
 
+#include "storage/byte_format.h"
 #include "storage/file_util.h"
+#include "storage/posix_file.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 // For XXH3_state_t, so that a record's checksum can be computed over its two pieces (header and
@@ -16,22 +17,23 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <limits>
 #include <string_view>
-#include <system_error>
 #include <utility>
 
 namespace strata::engine {
 
-// Fields are written with memcpy from native integers; the format is little-endian.
-static_assert(std::endian::native == std::endian::little,
-              "WAL files are little-endian; a big-endian port must byte-swap here");
-
 namespace {
+
+using storage::ErrnoMessage;
+using storage::LoadLe;
+using storage::OsError;
+using storage::PwriteAll;
+using storage::RetryOnEintr;
+using storage::StoreLe;
 
 // File header layout (docs/formats/wal.md).
 constexpr char kMagic[8] = {'S', 'T', 'R', 'W', 'A', 'L', '\0', '\0'};
@@ -66,31 +68,6 @@ constexpr size_t kReadWindowBytes = size_t{1} << 20;
 
 using RecordHeader = std::array<std::byte, kWalRecordHeaderBytes>;
 
-template <typename T>
-void Store(std::byte* dst, T v) {
-  std::memcpy(dst, &v, sizeof(T));
-}
-
-template <typename T>
-T Load(const std::byte* src) {
-  T v;
-  std::memcpy(&v, src, sizeof(T));
-  return v;
-}
-
-// std::strerror is not guaranteed thread-safe; the generic category's message is.
-std::string ErrnoMessage(int err) {
-  return std::error_code(err, std::generic_category()).message();
-}
-
-// Maps an errno from open/stat to the Status code callers branch on.
-Status OsError(int err, std::string_view what, const std::filesystem::path& path) {
-  if (err == ENOENT || err == ENOTDIR) {
-    return NotFound("{}: {}: {}", path.string(), what, ErrnoMessage(err));
-  }
-  return IOError("{}: {}: {}", path.string(), what, ErrnoMessage(err));
-}
-
 uint64_t RecordChecksum(const std::byte* header, std::span<const std::byte> payload) {
   XXH3_state_t state;
   XXH3_INITSTATE(&state);
@@ -103,91 +80,6 @@ uint64_t RecordChecksum(const std::byte* header, std::span<const std::byte> payl
 bool AllZero(const std::byte* p, size_t n) {
   return std::all_of(p, p + n, [](std::byte b) { return b == std::byte{0}; });
 }
-
-// The magic as found, for messages: printable ASCII as is, anything else as \xNN.
-std::string MagicForMessage(const std::byte* magic) {
-  std::string out;
-  for (size_t i = 0; i < sizeof(kMagic); ++i) {
-    unsigned char c = static_cast<unsigned char>(magic[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-    }
-  }
-  return out;
-}
-
-int RetryOnEintr(auto call) {
-  int rc;
-  do {
-    rc = call();
-  } while (rc != 0 && errno == EINTR);
-  return rc;
-}
-
-// Writes `a` then `b` at `offset` with pwritev, retrying on EINTR and short writes.
-Status PwriteAll(int fd, std::span<const std::byte> a, std::span<const std::byte> b,
-                 uint64_t offset, const std::filesystem::path& path) {
-  iovec iov[2] = {{const_cast<std::byte*>(a.data()), a.size()},
-                  {const_cast<std::byte*>(b.data()), b.size()}};
-  iovec* cur = iov;
-  int count = 2;
-  uint64_t pos = offset;
-  while (count > 0) {
-    if (cur->iov_len == 0) {
-      ++cur;
-      --count;
-      continue;
-    }
-    ssize_t n = ::pwritev(fd, cur, count, static_cast<off_t>(pos));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return IOError("{}: write failed at byte offset {}: {}", path.string(), pos,
-                     ErrnoMessage(errno));
-    }
-    if (n == 0) return IOError("{}: write made no progress at byte offset {}", path.string(), pos);
-    pos += static_cast<uint64_t>(n);
-    size_t left = static_cast<size_t>(n);
-    while (left > 0) {
-      if (left >= cur->iov_len) {
-        left -= cur->iov_len;
-        ++cur;
-        --count;
-      } else {
-        cur->iov_base = static_cast<char*>(cur->iov_base) + left;
-        cur->iov_len -= left;
-        left = 0;
-      }
-    }
-  }
-  return Status::Ok();
-}
-
-// Reads exactly n bytes at offset, retrying on EINTR and short reads. The caller has checked the
-// range against the file size, so end of file here means the file shrank under us.
-Status PreadAll(int fd, std::byte* dst, size_t n, uint64_t offset,
-                const std::filesystem::path& path) {
-  while (n > 0) {
-    ssize_t got = ::pread(fd, dst, n, static_cast<off_t>(offset));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return IOError("{}: read of {} bytes at byte offset {} failed: {}", path.string(), n, offset,
-                     ErrnoMessage(errno));
-    }
-    if (got == 0) {
-      return IOError(
-          "{}: file ended at byte offset {} while {} more bytes were expected (was it "
-          "truncated while being read?)",
-          path.string(), offset, n);
-    }
-    dst += got;
-    n -= static_cast<size_t>(got);
-    offset += static_cast<uint64_t>(got);
-  }
-  return Status::Ok();
-}
-
 
 // Takes the exclusive writer lock on an open WAL. Only a lock held elsewhere is an error: on file
 // systems without flock the lock is skipped (best effort, as documented in wal.h).
@@ -228,11 +120,11 @@ class WindowedReader {
       std::memcpy(dst, window_.data() + (offset - window_offset_), n);
       return Status::Ok();
     }
-    if (n >= kReadWindowBytes) return PreadAll(fd_, dst, n, offset, path_);
+    if (n >= kReadWindowBytes) return storage::PreadExact(fd_, dst, n, offset, path_);
     size_t fill = static_cast<size_t>(std::min<uint64_t>(kReadWindowBytes, file_size_ - offset));
     window_.resize(fill);
     window_offset_ = offset;
-    Status s = PreadAll(fd_, window_.data(), fill, offset, path_);
+    Status s = storage::PreadExact(fd_, window_.data(), fill, offset, path_);
     if (!s.ok()) {
       window_.clear();
       return s;
@@ -258,11 +150,11 @@ struct ParsedRecordHeader {
 };
 
 ParsedRecordHeader ParseRecordHeader(const RecordHeader& h) {
-  return {.payload_bytes = Load<uint32_t>(h.data() + kRecPayloadBytesOffset),
+  return {.payload_bytes = LoadLe<uint32_t>(h.data() + kRecPayloadBytesOffset),
           .type = static_cast<uint8_t>(h[kRecTypeOffset]),
           .reserved_zero = AllZero(h.data() + kRecReservedOffset, kRecReservedBytes),
-          .sequence = Load<uint64_t>(h.data() + kRecSequenceOffset),
-          .checksum = Load<uint64_t>(h.data() + kRecChecksumOffset)};
+          .sequence = LoadLe<uint64_t>(h.data() + kRecSequenceOffset),
+          .checksum = LoadLe<uint64_t>(h.data() + kRecChecksumOffset)};
 }
 
 // Validates the 64-byte file header and returns first_sequence.
@@ -270,26 +162,26 @@ Result<uint64_t> CheckFileHeader(const std::array<std::byte, kWalHeaderBytes>& h
                                  const std::string& name) {
   // The magic first, so that a file of another kind says so rather than "checksum mismatch".
   if (std::memcmp(h.data() + kMagicOffset, kMagic, sizeof(kMagic)) != 0) {
-    return Error(Corruption("{}: not a WAL file: magic at byte 0 is \"{}\", expected \"STRWAL\"",
-                            name, MagicForMessage(h.data() + kMagicOffset)));
+    return Error(Corruption("{}: not a WAL file: magic at byte 0 is {}, expected \"STRWAL\"", name,
+                            storage::MagicForMessage({h.data() + kMagicOffset, sizeof(kMagic)})));
   }
   // The checksum before the version, so that a damaged version field reads as damage.
-  const uint64_t stored = Load<uint64_t>(h.data() + kHeaderChecksumOffset);
+  const uint64_t stored = LoadLe<uint64_t>(h.data() + kHeaderChecksumOffset);
   const uint64_t computed = XXH3_64bits(h.data(), kHeaderChecksumOffset);
   if (stored != computed) {
     return Error(Corruption(
         "{}: WAL header checksum mismatch (stored 0x{:016x} at byte {}, computed 0x{:016x})", name,
         stored, kHeaderChecksumOffset, computed));
   }
-  const uint16_t major = Load<uint16_t>(h.data() + kMajorOffset);
-  const uint16_t minor = Load<uint16_t>(h.data() + kMinorOffset);
+  const uint16_t major = LoadLe<uint16_t>(h.data() + kMajorOffset);
+  const uint16_t minor = LoadLe<uint16_t>(h.data() + kMinorOffset);
   if (major != kWalMajorVersion) {
     return Error(InvalidArgument(
         "{}: unsupported WAL major version {} (field at byte {}, minor {}); this build reads "
         "major {}",
         name, major, kMajorOffset, minor, kWalMajorVersion));
   }
-  const uint32_t reserved0 = Load<uint32_t>(h.data() + kReserved0Offset);
+  const uint32_t reserved0 = LoadLe<uint32_t>(h.data() + kReserved0Offset);
   if (reserved0 != 0) {
     return Error(Corruption("{}: reserved WAL header field at byte {} is 0x{:08x}, expected 0",
                             name, kReserved0Offset, reserved0));
@@ -300,7 +192,7 @@ Result<uint64_t> CheckFileHeader(const std::array<std::byte, kWalHeaderBytes>& h
                               static_cast<unsigned>(h[i])));
     }
   }
-  return Load<uint64_t>(h.data() + kFirstSequenceOffset);
+  return LoadLe<uint64_t>(h.data() + kFirstSequenceOffset);
 }
 
 // The reader behind ReadWal and OpenForAppend, on an open descriptor. With keep_payloads false
@@ -362,7 +254,7 @@ Result<ScanResult> ScanWal(int fd, const std::filesystem::path& path, uint32_t m
       // that fills the file, passes its checksum: then it is the length that is damaged.
       if (room <= max_record_bytes) {
         RecordHeader fixed = raw;
-        Store<uint32_t>(fixed.data() + kRecPayloadBytesOffset, static_cast<uint32_t>(room));
+        StoreLe<uint32_t>(fixed.data() + kRecPayloadBytesOffset, static_cast<uint32_t>(room));
         scratch.resize(room);
         STRATA_RETURN_IF_ERROR(reader.Read(offset + kWalRecordHeaderBytes, scratch.data(), room));
         if (RecordChecksum(fixed.data(), scratch) == h.checksum) {
@@ -524,11 +416,11 @@ Result<std::unique_ptr<WalWriter>> WalWriter::Create(const std::filesystem::path
 
   std::array<std::byte, kWalHeaderBytes> header{};
   std::memcpy(header.data() + kMagicOffset, kMagic, sizeof(kMagic));
-  Store<uint16_t>(header.data() + kMajorOffset, kWalMajorVersion);
-  Store<uint16_t>(header.data() + kMinorOffset, kWalMinorVersion);
-  Store<uint64_t>(header.data() + kFirstSequenceOffset, first_sequence);
-  Store<uint64_t>(header.data() + kHeaderChecksumOffset,
-                  XXH3_64bits(header.data(), kHeaderChecksumOffset));
+  StoreLe<uint16_t>(header.data() + kMajorOffset, kWalMajorVersion);
+  StoreLe<uint16_t>(header.data() + kMinorOffset, kWalMinorVersion);
+  StoreLe<uint64_t>(header.data() + kFirstSequenceOffset, first_sequence);
+  StoreLe<uint64_t>(header.data() + kHeaderChecksumOffset,
+                    XXH3_64bits(header.data(), kHeaderChecksumOffset));
   if (Status s = PwriteAll(fd, header, {}, 0, path); !s.ok()) return fail(std::move(s));
   if (RetryOnEintr([&] { return ::fsync(fd); }) != 0) {
     return fail(IOError("{}: fsync of the new WAL header: {}", path.string(), ErrnoMessage(errno)));
@@ -580,7 +472,7 @@ Result<uint64_t> WalWriter::Append(uint8_t type, std::span<const std::byte> payl
                                  path_.string(), payload.size(), options_.max_record_bytes));
   }
   RecordHeader header{};
-  Store<uint32_t>(header.data() + kRecPayloadBytesOffset, static_cast<uint32_t>(payload.size()));
+  StoreLe<uint32_t>(header.data() + kRecPayloadBytesOffset, static_cast<uint32_t>(payload.size()));
   header[kRecTypeOffset] = static_cast<std::byte>(type);
 
   std::unique_lock lock(mu_);
@@ -592,8 +484,8 @@ Result<uint64_t> WalWriter::Append(uint8_t type, std::span<const std::byte> payl
   // The sequence is part of the checksummed bytes, so both are settled under the lock, in the
   // order the records land in the file.
   const uint64_t sequence = next_sequence_;
-  Store<uint64_t>(header.data() + kRecSequenceOffset, sequence);
-  Store<uint64_t>(header.data() + kRecChecksumOffset, RecordChecksum(header.data(), payload));
+  StoreLe<uint64_t>(header.data() + kRecSequenceOffset, sequence);
+  StoreLe<uint64_t>(header.data() + kRecChecksumOffset, RecordChecksum(header.data(), payload));
   Status s = PwriteAll(fd_, header, payload, end_offset_, path_);
   // A partial record may now be in the file; recovery will see it as a torn tail.
   if (!s.ok()) return Error(Poison(std::move(s)));
