@@ -3,7 +3,13 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "core/timer.h"
 #include "engine/strata.h"
@@ -35,9 +41,228 @@ Result<Point> Measure(const RecallEvaluator& eval, size_t nq, uint32_t k,
   return Point{eval.Recall(results, k, nq), double(nq) / s, 1000.0 * s / double(nq)};
 }
 
+// --mixed ----------------------------------------------------------------
+
+// Search latencies (ms) and recall of one phase, merged over the reader threads.
+struct PhaseStats {
+  std::vector<double> latency_ms;
+  double recall_sum = 0;
+
+  void Merge(const PhaseStats& o) {
+    latency_ms.insert(latency_ms.end(), o.latency_ms.begin(), o.latency_ms.end());
+    recall_sum += o.recall_sum;
+  }
+  size_t searches() const { return latency_ms.size(); }
+  double recall() const { return latency_ms.empty() ? 0 : recall_sum / double(latency_ms.size()); }
+};
+
+// Nearest rank: the smallest sample with at least a share `p` of the samples at or below it.
+// `sorted` ascending; 0 when empty.
+double NearestRank(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const size_t rank = size_t(std::ceil(p * double(sorted.size())));
+  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
+}
+
+// Sleeps up to `seconds`, returning early once `stop` is set (a thread failed).
+void WaitUnlessStopped(double seconds, const std::atomic<bool>& stop) {
+  Timer t;
+  while (!stop.load(std::memory_order_relaxed) && t.Seconds() < seconds) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
+  if (c.readers == 0 || c.writers == 0) {
+    return InvalidArgument("engine-bench --mixed: --readers and --writers must be at least 1");
+  }
+  if (!(c.seconds > 0)) return InvalidArgument("engine-bench --mixed: --seconds must be positive");
+  if (c.batch == 0) return InvalidArgument("engine-bench: --batch must be at least 1");
+  const size_t n = data.base.size(), dim = data.base.dim();
+  const size_t nq = c.max_queries ? std::min(c.max_queries, data.queries.size()) : data.queries.size();
+  if (n == 0 || nq == 0) return InvalidArgument("engine-bench --mixed: the base and the queries must not be empty");
+  // A batch never holds one id twice, whatever the size of the base.
+  const size_t batch = std::min(c.batch, n);
+  STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,
+                          RecallEvaluator::Create(data.base, data.queries, data.gt, c.metric, c.k));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ScratchDir> scratch,
+                          ScratchDir::Claim(c.data_dir, "strata-engine-bench", "strata engine-bench"));
+  if (c.keep) scratch->Keep();
+  fmt::print("engine data directory: {}{}\n", scratch->path().string(), c.keep ? " (kept)" : "");
+
+  // Maintenance as strata-server runs it: the defaults, with background compaction on.
+  EngineOptions options;
+  options.durability = Durability::kSync;
+  options.background_compaction = true;
+  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path(), options));
+  const std::string name = "bench";
+  CollectionSpec spec;
+  spec.name = name;
+  spec.dim = dim;
+  spec.metric = c.metric;
+  spec.hnsw_M = c.M;
+  spec.hnsw_ef_construction = c.ef_construction;  // seal_threshold: the default, as the server's
+  STRATA_RETURN_IF_ERROR(engine->CreateCollection(spec));
+
+  // Start state: the base in one sealed, calibrated segment, nothing in memory.
+  Timer tl;
+  STRATA_RETURN_IF_ERROR(engine->BulkLoad(name, data.base));
+  STRATA_RETURN_IF_ERROR(engine->Flush(name));
+  STRATA_ASSIGN_OR_RETURN(CollectionInfo start_info, engine->DescribeCollection(name));
+  fmt::print("engine-bench --mixed {}: {} x {} ({}) bulk-loaded in {:.1f} s into {} sealed segment(s); "
+             "seal threshold {}, background compaction on\n",
+             data.name, n, dim, MetricName(c.metric), tl.Seconds(), start_info.sealed_segments,
+             spec.seal_threshold);
+  fmt::print("{} reader(s): k={}, recall target {}, {} queries in turn; {} writer(s): batches of {} base "
+             "vectors re-upserted under their own ids, durability sync; {} s per phase\n",
+             c.readers, c.k, c.recall_target, nq, c.writers, batch, c.seconds);
+  const EngineCounters before = engine->counters();
+
+  // Phase 0 ("idle"): readers only; phase 1 ("writes"): readers and writers.
+  std::atomic<int> phase{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::array<PhaseStats, 2>> reader_stats(c.readers);
+  std::vector<Status> reader_status(c.readers, Status::Ok());
+  std::vector<std::thread> readers;
+  SearchOptions so;
+  so.k = c.k;
+  so.recall = c.recall_target;
+  for (size_t r = 0; r < c.readers; ++r) {
+    readers.emplace_back([&, r] {
+      size_t q = r * nq / c.readers;  // each reader from its own offset
+      while (!stop.load(std::memory_order_relaxed)) {
+        const int ph = phase.load(std::memory_order_relaxed);
+        Timer t;
+        auto result = engine->Search(name, std::span<const float>(data.queries.row(q), dim), so);
+        const double ms = t.Millis();
+        if (!result) {
+          reader_status[r] = result.error();
+          stop = true;
+          return;
+        }
+        PhaseStats& st = reader_stats[r][ph];
+        st.latency_ms.push_back(ms);
+        st.recall_sum += eval.QueryRecall(q, result->data(), result->size());
+        q = (q + 1) % nq;
+      }
+    });
+  }
+  WaitUnlessStopped(c.seconds, stop);
+
+  std::atomic<size_t> next_batch{0};
+  std::vector<size_t> written(c.writers, 0);
+  std::vector<std::vector<double>> write_ms(c.writers);
+  std::vector<Status> writer_status(c.writers, Status::Ok());
+  std::vector<std::thread> writers;
+  phase = 1;
+  Timer tw;
+  for (size_t w = 0; w < c.writers; ++w) {
+    writers.emplace_back([&, w] {
+      WriteBatch b;
+      while (!stop.load(std::memory_order_relaxed)) {
+        const size_t first = next_batch.fetch_add(1) * batch % n;
+        b.Clear();
+        for (size_t j = 0; j < batch; ++j) {
+          const size_t row = (first + j) % n;
+          b.Upsert(VectorId(row), std::span<const float>(data.base.row(row), dim));
+        }
+        Timer t;
+        Status s = engine->Write(name, b);
+        if (!s.ok()) {
+          writer_status[w] = s;
+          stop = true;
+          return;
+        }
+        write_ms[w].push_back(t.Millis());
+        written[w] += batch;
+      }
+    });
+  }
+  WaitUnlessStopped(c.seconds, stop);
+  stop = true;
+  for (auto& t : writers) t.join();
+  const double writes_s = tw.Seconds();  // includes the batches in flight when the phase ended
+  for (auto& t : readers) t.join();
+  for (const Status& s : reader_status) STRATA_RETURN_IF_ERROR(s);
+  for (const Status& s : writer_status) STRATA_RETURN_IF_ERROR(s);
+
+  std::array<PhaseStats, 2> phases;
+  for (const auto& per_reader : reader_stats) {
+    for (int ph = 0; ph < 2; ++ph) phases[ph].Merge(per_reader[ph]);
+  }
+  for (auto& p : phases) std::sort(p.latency_ms.begin(), p.latency_ms.end());
+  size_t vectors = 0;
+  std::vector<double> all_write_ms;
+  for (size_t w = 0; w < c.writers; ++w) {
+    vectors += written[w];
+    all_write_ms.insert(all_write_ms.end(), write_ms[w].begin(), write_ms[w].end());
+  }
+  std::sort(all_write_ms.begin(), all_write_ms.end());
+  const double upserts_per_s = double(vectors) / writes_s;
+  const EngineCounters after = engine->counters();
+  STRATA_ASSIGN_OR_RETURN(CollectionInfo end_info, engine->DescribeCollection(name));
+
+  const std::string recall_col = "recall@" + std::to_string(c.k);
+  fmt::print("\n{:<7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10}\n", "phase", "searches", "QPS", "p50 ms",
+             "p90 ms", "p99 ms", "max ms", recall_col);
+  const char* labels[2] = {"idle", "writes"};
+  for (int ph = 0; ph < 2; ++ph) {
+    const PhaseStats& p = phases[ph];
+    const double phase_s = ph == 0 ? c.seconds : writes_s;
+    fmt::print("{:<7} {:>9} {:>9.1f} {:>8.3f} {:>8.3f} {:>8.3f} {:>9.3f} {:>10.4f}\n", labels[ph],
+               p.searches(), double(p.searches()) / phase_s, NearestRank(p.latency_ms, 0.5),
+               NearestRank(p.latency_ms, 0.9), NearestRank(p.latency_ms, 0.99),
+               p.latency_ms.empty() ? 0.0 : p.latency_ms.back(), p.recall());
+  }
+  fmt::print("writes: {} vectors in {:.1f} s = {:.0f} vectors/s ({} batches; write latency p50 {:.1f} ms, "
+             "p99 {:.1f} ms, max {:.1f} ms)\n",
+             vectors, writes_s, upserts_per_s, all_write_ms.size(), NearestRank(all_write_ms, 0.5),
+             NearestRank(all_write_ms, 0.99), all_write_ms.empty() ? 0.0 : all_write_ms.back());
+  fmt::print("engine during the writes: sealed segments {} -> {}, {} calibrations ({:.1f} s), {:.1f} s of "
+             "compaction index builds\n",
+             start_info.sealed_segments, end_info.sealed_segments, after.calibrations - before.calibrations,
+             after.calibration_seconds - before.calibration_seconds,
+             after.index_build_seconds - before.index_build_seconds);
+  Timer tc;
+  engine.reset();  // waits for a compaction in progress; before the scratch directory goes
+  fmt::print("engine closed in {:.1f} s\n", tc.Seconds());
+
+  auto ms = [](double v) { return std::round(v * 1e4) / 1e4; };  // 0.1 us is plenty
+  nlohmann::ordered_json j;
+  j["bench"] = "engine_mixed";
+  j["dataset"] = data.name;
+  j["readers"] = c.readers;
+  j["writers"] = c.writers;
+  j["seconds"] = c.seconds;
+  j["batch"] = batch;
+  j["k"] = c.k;
+  j["recall_target"] = c.recall_target;
+  j["queries"] = nq;
+  j["base"] = n;
+  j["searches_idle"] = phases[0].searches();
+  j["searches_writes"] = phases[1].searches();
+  j["search_p50_idle_ms"] = ms(NearestRank(phases[0].latency_ms, 0.5));
+  j["search_p99_idle_ms"] = ms(NearestRank(phases[0].latency_ms, 0.99));
+  j["search_p50_writes_ms"] = ms(NearestRank(phases[1].latency_ms, 0.5));
+  j["search_p99_writes_ms"] = ms(NearestRank(phases[1].latency_ms, 0.99));
+  j["search_max_writes_ms"] = ms(phases[1].latency_ms.empty() ? 0.0 : phases[1].latency_ms.back());
+  j["recall_idle"] = std::round(phases[0].recall() * 1e5) / 1e5;
+  j["recall"] = std::round(phases[1].recall() * 1e5) / 1e5;
+  j["upserts_per_s"] = std::round(upserts_per_s * 10) / 10;
+  j["vectors_upserted"] = vectors;
+  j["write_p50_ms"] = ms(NearestRank(all_write_ms, 0.5));
+  j["write_p99_ms"] = ms(NearestRank(all_write_ms, 0.99));
+  j["sealed_segments_start"] = start_info.sealed_segments;
+  j["sealed_segments_end"] = end_info.sealed_segments;
+  j["rev"] = GitRevision();
+  fmt::print("JSON {}\n", j.dump());
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status RunEngineBench(const LoadedDataset& data, const EngineBenchConfig& c) {
+  if (c.mixed) return RunMixed(data, c);
   const size_t n = data.base.size(), dim = data.base.dim();
   const size_t nq = c.max_queries ? std::min(c.max_queries, data.queries.size()) : data.queries.size();
   STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,

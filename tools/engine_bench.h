@@ -3,6 +3,17 @@
 // throughput through the write-ahead log with the default durability (fsync per
 // batch), then search recall/QPS of the collection after its seals and after a
 // compaction, next to an HNSW index freshly built over the same vectors.
+//
+// `strata engine-bench --mixed`: search latency and recall under writes (issue 15).
+// The base is bulk-loaded into one sealed, calibrated segment; the engine runs its
+// background maintenance (seals, compactions) as a server does. Then two phases of
+// `seconds` each: "idle", `readers` threads search (recall target, k, every query in
+// turn, each thread from its own offset); "writes", the same readers while `writers`
+// threads upsert batches of `batch` vectors with fsync per batch. The writers re-upsert
+// base rows under their own ids with identical vectors, cycling through the base, so
+// the ground truth stays valid throughout. Prints a table, then as its last line one
+// JSON object (prefixed "JSON ", like the other engine-bench lines) with per-phase
+// latency percentiles, recall and the writers' vectors/s.
 
 #include <cstdint>
 #include <filesystem>
@@ -26,8 +37,16 @@ struct EngineBenchConfig {
   uint32_t ef_construction = 200;
   std::vector<uint32_t> ef_values = {16, 32, 64, 128, 256};
   size_t max_queries = 0;          // 0: all
+  // --mixed (see above); `batch`, `k`, `M`, `ef_construction` and `max_queries` apply too.
+  bool mixed = false;
+  size_t readers = 1;              // search threads, >= 1
+  size_t writers = 1;              // upsert threads, >= 1
+  double seconds = 20;             // length of each phase, > 0
+  double recall_target = 0.95;     // SearchOptions::recall of every search
 };
 
+// Runs the mixed-load bench when config.mixed, the sequential one otherwise.
+// InvalidArgument for a zero batch, readers or writers, or seconds <= 0 (--mixed).
 Status RunEngineBench(const LoadedDataset& data, const EngineBenchConfig& config);
 
 }  // namespace strata::tools

@@ -829,6 +829,12 @@ int main(int argc, char** argv) {
   ebench->add_option("--M", eb_config.M, "HNSW links per node")->capture_default_str();
   ebench->add_option("--ef-construction", eb_config.ef_construction, "HNSW build candidate list")
       ->capture_default_str();
+  ebench->add_flag("--mixed", eb_config.mixed,
+                   "mixed load instead: readers search alone, then while writers re-upsert the base "
+                   "(batches of --batch, fsync per batch); latency percentiles and recall of both phases");
+  ebench->add_option("--readers", eb_config.readers, "--mixed: search threads")->capture_default_str();
+  ebench->add_option("--writers", eb_config.writers, "--mixed: upsert threads")->capture_default_str();
+  ebench->add_option("--seconds", eb_config.seconds, "--mixed: length of each phase")->capture_default_str();
 
   // planner-bench
   auto* pbench = app.add_subcommand(
