@@ -15,8 +15,9 @@
 #include <mutex>
 #include <new>
 #include <string>
-#include <system_error>
 #include <vector>
+
+#include "storage/posix_file.h"
 
 namespace strata::storage {
 namespace {
@@ -37,11 +38,6 @@ std::shared_ptr<spdlog::logger> Logger() {
     }
   }();
   return logger;
-}
-
-// std::strerror is not guaranteed thread-safe; the generic category's message is.
-std::string ErrnoMessage(int err) {
-  return std::error_code(err, std::generic_category()).message();
 }
 
 uint64_t NowNs() {
@@ -336,18 +332,12 @@ Result<std::shared_ptr<BlockFile>> BlockFile::Open(const std::filesystem::path& 
     direct = false;
     fd = ::open(path.c_str(), flags);
   }
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT || err == ENOTDIR) {
-      return Error(NotFound("{}: open: {}", path.string(), ErrnoMessage(err)));
-    }
-    return Error(IOError("{}: open: {}", path.string(), ErrnoMessage(err)));
-  }
+  if (fd < 0) return Error(OsError(errno, "open", path));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    const int err = errno;
+    Status s = OsError(errno, "fstat", path);
     ::close(fd);
-    return Error(IOError("{}: fstat: {}", path.string(), ErrnoMessage(err)));
+    return Error(std::move(s));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -357,15 +347,13 @@ Result<std::shared_ptr<BlockFile>> BlockFile::Open(const std::filesystem::path& 
     // Some file systems (FUSE, some overlays) accept O_DIRECT at open and refuse it at read
     // time; one aligned probe read finds out here rather than on a query.
     AlignedBuffer probe(kBlockAlignment);
-    ssize_t n;
-    do {
-      n = ::pread(fd, probe.Get(kBlockAlignment), kBlockAlignment, 0);
-    } while (n < 0 && errno == EINTR);
+    const ssize_t n =
+        RetryOnEintr([&] { return ::pread(fd, probe.Get(kBlockAlignment), kBlockAlignment, 0); });
     if (n < 0 && errno == EINVAL) {
       ::close(fd);
       direct = false;
       fd = ::open(path.c_str(), flags);
-      if (fd < 0) return Error(IOError("{}: open: {}", path.string(), ErrnoMessage(errno)));
+      if (fd < 0) return Error(OsError(errno, "open", path));
     }
   }
   return std::shared_ptr<BlockFile>(

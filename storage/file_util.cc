@@ -7,8 +7,9 @@
 
 #include <cerrno>
 #include <string_view>
-#include <system_error>
 #include <utility>
+
+#include "storage/posix_file.h"
 
 namespace strata::storage {
 namespace {
@@ -16,39 +17,6 @@ namespace {
 // Large enough that streaming writers (fvecs rows of a few hundred bytes) make few
 // syscalls, small enough not to matter next to the data being written.
 constexpr size_t kWriteBufferBytes = size_t{1} << 20;
-
-// std::strerror is not guaranteed thread-safe; the generic category's message is.
-std::string ErrnoMessage(int err) {
-  return std::error_code(err, std::generic_category()).message();
-}
-
-// Maps an errno from open/stat to the Status code callers branch on.
-Status OsError(int err, std::string_view what, const std::filesystem::path& path) {
-  if (err == ENOENT || err == ENOTDIR) {
-    return NotFound("{}: {}: {}", path.string(), what, ErrnoMessage(err));
-  }
-  return IOError("{}: {}: {}", path.string(), what, ErrnoMessage(err));
-}
-
-// Writes all of [data, data + bytes), retrying on EINTR and short writes.
-Status WriteAll(int fd, const char* data, size_t bytes, const std::filesystem::path& path,
-                uint64_t offset) {
-  while (bytes > 0) {
-    ssize_t n = ::write(fd, data, bytes);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return IOError("{}: write failed at byte offset {}: {}", path.string(), offset,
-                     ErrnoMessage(errno));
-    }
-    if (n == 0) {
-      return IOError("{}: write made no progress at byte offset {}", path.string(), offset);
-    }
-    data += n;
-    bytes -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-  return Status::Ok();
-}
 
 // A rename is only durable once the directory entry itself is on disk.
 Status SyncDirectory(const std::filesystem::path& file) {
@@ -118,7 +86,7 @@ Status AtomicFileWriter::Append(const void* data, size_t bytes) {
   STRATA_RETURN_IF_ERROR(Flush());
   if (bytes >= kWriteBufferBytes) {
     // Large pieces go straight to the file: copying them through the buffer buys nothing.
-    Status s = WriteAll(fd_, p, bytes, tmp_path_, written_);
+    Status s = PwriteAll(fd_, {reinterpret_cast<const std::byte*>(p), bytes}, written_, tmp_path_);
     if (!s.ok()) {
       Abandon(fd_, tmp_path_);
       return s;
@@ -143,31 +111,16 @@ Status AtomicFileWriter::WriteAt(uint64_t offset, const void* data, size_t bytes
   STRATA_CHECK(data != nullptr);
   // The target range may still sit in the buffer; flushing first keeps a single copy of every byte.
   STRATA_RETURN_IF_ERROR(Flush());
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    // pwrite leaves the file position alone, so later Appends still go to the end.
-    ssize_t n = ::pwrite(fd_, p, bytes, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status s = IOError("{}: pwrite failed at byte offset {}: {}", tmp_path_.string(), offset,
-                         ErrnoMessage(errno));
-      Abandon(fd_, tmp_path_);
-      return s;
-    }
-    if (n == 0) {
-      Abandon(fd_, tmp_path_);
-      return IOError("{}: pwrite made no progress at byte offset {}", tmp_path_.string(), offset);
-    }
-    p += n;
-    bytes -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-  return Status::Ok();
+  Status s = PwriteAll(fd_, {static_cast<const std::byte*>(data), bytes}, offset, tmp_path_);
+  if (!s.ok()) Abandon(fd_, tmp_path_);
+  return s;
 }
 
 Status AtomicFileWriter::Flush() {
   if (buffer_.empty()) return Status::Ok();
-  Status s = WriteAll(fd_, buffer_.data(), buffer_.size(), tmp_path_, written_ - buffer_.size());
+  // Every write is positional: the buffer holds the bytes that end at written_.
+  Status s =
+      PwriteAll(fd_, std::as_bytes(std::span(buffer_)), written_ - buffer_.size(), tmp_path_);
   buffer_.clear();
   if (!s.ok()) Abandon(fd_, tmp_path_);
   return s;

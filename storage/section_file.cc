@@ -4,15 +4,12 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <utility>
 
-namespace strata::storage {
+#include "storage/byte_format.h"
 
-// Fields are written with memcpy from native integers; the format is little-endian.
-static_assert(std::endian::native == std::endian::little,
-              "section files are little-endian; a big-endian port must byte-swap here");
+namespace strata::storage {
 
 namespace {
 
@@ -39,18 +36,6 @@ constexpr uint64_t kTableAlignment = 8;
 // A page of zeros, the most padding ever needed at once.
 constexpr std::byte kZeros[kSectionAlignment] = {};
 
-template <typename T>
-void Store(std::byte* dst, T v) {
-  std::memcpy(dst, &v, sizeof(T));
-}
-
-template <typename T>
-T Load(const std::byte* src) {
-  T v;
-  std::memcpy(&v, src, sizeof(T));
-  return v;
-}
-
 uint64_t RoundUp(uint64_t n, uint64_t align) { return (n + align - 1) / align * align; }
 
 // Magic as the caller means it: up to 8 bytes, zero padded. False if it does not fit.
@@ -59,24 +44,6 @@ bool PadMagic(std::string_view magic, char (&out)[kSectionFileMagicBytes]) {
   std::memset(out, 0, sizeof(out));
   std::memcpy(out, magic.data(), magic.size());
   return true;
-}
-
-// Printable form of 8 magic bytes for error messages: trailing zeros dropped, other
-// non-printable bytes as \xNN.
-std::string MagicForMessage(const char* magic) {
-  size_t n = kSectionFileMagicBytes;
-  while (n > 0 && magic[n - 1] == '\0') --n;
-  std::string out = "\"";
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char c = static_cast<unsigned char>(magic[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-    }
-  }
-  out += '"';
-  return out;
 }
 
 }  // namespace
@@ -225,27 +192,27 @@ Status SectionFileWriter::Commit() {
   std::vector<std::byte> table(entries_.size() * kEntryBytes + 8);
   for (size_t i = 0; i < entries_.size(); ++i) {
     std::byte* p = table.data() + i * kEntryBytes;
-    Store<uint32_t>(p, entries_[i].tag);
-    Store<uint32_t>(p + 4, 0);
-    Store<uint64_t>(p + 8, entries_[i].offset);
-    Store<uint64_t>(p + 16, entries_[i].size);
-    Store<uint64_t>(p + 24, entries_[i].checksum);
+    StoreLe<uint32_t>(p, entries_[i].tag);
+    StoreLe<uint32_t>(p + 4, 0);
+    StoreLe<uint64_t>(p + 8, entries_[i].offset);
+    StoreLe<uint64_t>(p + 16, entries_[i].size);
+    StoreLe<uint64_t>(p + 24, entries_[i].checksum);
   }
   const size_t entries_bytes = entries_.size() * kEntryBytes;
-  Store<uint64_t>(table.data() + entries_bytes,
-                  SectionChecksum(std::span(table.data(), entries_bytes)));
+  StoreLe<uint64_t>(table.data() + entries_bytes,
+                    SectionChecksum(std::span(table.data(), entries_bytes)));
   STRATA_RETURN_IF_ERROR(Write(table.data(), table.size()));
 
   std::byte header[kSectionFileHeaderBytes] = {};
   std::memcpy(header + kMagicOffset, magic_, sizeof(magic_));
-  Store<uint16_t>(header + kMajorOffset, major_);
-  Store<uint16_t>(header + kMinorOffset, minor_);
-  Store<uint32_t>(header + kFlagsOffset, 0);
-  Store<uint64_t>(header + kTableOffsetOffset, table_offset);
-  Store<uint32_t>(header + kSectionCountOffset, static_cast<uint32_t>(entries_.size()));
-  Store<uint64_t>(header + kFileSizeOffset, file_.bytes_written());
-  Store<uint64_t>(header + kHeaderChecksumOffset,
-                  SectionChecksum(std::span(header, kHeaderChecksumOffset)));
+  StoreLe<uint16_t>(header + kMajorOffset, major_);
+  StoreLe<uint16_t>(header + kMinorOffset, minor_);
+  StoreLe<uint32_t>(header + kFlagsOffset, 0);
+  StoreLe<uint64_t>(header + kTableOffsetOffset, table_offset);
+  StoreLe<uint32_t>(header + kSectionCountOffset, static_cast<uint32_t>(entries_.size()));
+  StoreLe<uint64_t>(header + kFileSizeOffset, file_.bytes_written());
+  StoreLe<uint64_t>(header + kHeaderChecksumOffset,
+                    SectionChecksum(std::span(header, kHeaderChecksumOffset)));
   Status s = file_.WriteAt(0, header, sizeof(header));
   if (s.ok()) s = file_.Commit();
   finished_ = true;
@@ -277,10 +244,11 @@ Result<SectionFile> SectionFile::Open(const std::filesystem::path& path, std::st
   std::memcpy(found_magic, data + kMagicOffset, sizeof(found_magic));
   if (std::memcmp(found_magic, expected_magic, sizeof(found_magic)) != 0) {
     return Error(InvalidArgument("{}: wrong magic at byte 0: found {}, expected {}", name,
-                                 MagicForMessage(found_magic), MagicForMessage(expected_magic)));
+                                 MagicForMessage(std::as_bytes(std::span(found_magic))),
+                                 MagicForMessage(std::as_bytes(std::span(expected_magic)))));
   }
   // Checksum before version, so that a damaged version field reads as damage.
-  const uint64_t stored_header_checksum = Load<uint64_t>(data + kHeaderChecksumOffset);
+  const uint64_t stored_header_checksum = LoadLe<uint64_t>(data + kHeaderChecksumOffset);
   const uint64_t header_checksum = SectionChecksum(std::span(data, kHeaderChecksumOffset));
   if (stored_header_checksum != header_checksum) {
     return Error(Corruption(
@@ -289,20 +257,20 @@ Result<SectionFile> SectionFile::Open(const std::filesystem::path& path, std::st
         name, kHeaderChecksumOffset, stored_header_checksum, kHeaderChecksumOffset - 1,
         header_checksum));
   }
-  f.major_ = Load<uint16_t>(data + kMajorOffset);
-  f.minor_ = Load<uint16_t>(data + kMinorOffset);
+  f.major_ = LoadLe<uint16_t>(data + kMajorOffset);
+  f.minor_ = LoadLe<uint16_t>(data + kMinorOffset);
   if (f.major_ != supported_major) {
     return Error(InvalidArgument(
         "{}: unsupported major version {} (field at byte {}, minor {}); this build reads major "
         "version {}",
         name, f.major_, kMajorOffset, f.minor_, supported_major));
   }
-  const uint32_t flags = Load<uint32_t>(data + kFlagsOffset);
+  const uint32_t flags = LoadLe<uint32_t>(data + kFlagsOffset);
   if (flags != 0) {
     return Error(InvalidArgument("{}: unsupported header flags 0x{:08x} (field at byte {})", name,
                                  flags, kFlagsOffset));
   }
-  const uint32_t reserved0 = Load<uint32_t>(data + kReserved0Offset);
+  const uint32_t reserved0 = LoadLe<uint32_t>(data + kReserved0Offset);
   if (reserved0 != 0) {
     return Error(Corruption("{}: reserved header field at byte {} is 0x{:08x}, expected 0", name,
                             kReserved0Offset, reserved0));
@@ -314,7 +282,7 @@ Result<SectionFile> SectionFile::Open(const std::filesystem::path& path, std::st
                               static_cast<unsigned>(data[kReserved1Offset + i])));
     }
   }
-  const uint64_t header_file_size = Load<uint64_t>(data + kFileSizeOffset);
+  const uint64_t header_file_size = LoadLe<uint64_t>(data + kFileSizeOffset);
   if (header_file_size != actual_size) {
     return Error(Corruption(
         "{}: header says the file is {} bytes (field at byte {}) but it is {} bytes; the file "
@@ -322,8 +290,8 @@ Result<SectionFile> SectionFile::Open(const std::filesystem::path& path, std::st
         name, header_file_size, kFileSizeOffset, actual_size,
         actual_size < header_file_size ? "truncated" : "extended"));
   }
-  STRATA_RETURN_IF_ERROR(f.ParseTable(Load<uint64_t>(data + kTableOffsetOffset),
-                                      Load<uint32_t>(data + kSectionCountOffset)));
+  STRATA_RETURN_IF_ERROR(f.ParseTable(LoadLe<uint64_t>(data + kTableOffsetOffset),
+                                      LoadLe<uint32_t>(data + kSectionCountOffset)));
   if (options.verify_checksums) {
     for (const Entry& e : f.entries_) STRATA_RETURN_IF_ERROR(f.VerifySection(e.tag));
   }
@@ -352,7 +320,7 @@ Status SectionFile::ParseTable(uint64_t table_offset, uint32_t section_count) {
   }
   const std::byte* table = file_.data() + table_offset;
   const uint64_t entries_bytes = table_bytes - 8;
-  const uint64_t stored_table_checksum = Load<uint64_t>(table + entries_bytes);
+  const uint64_t stored_table_checksum = LoadLe<uint64_t>(table + entries_bytes);
   const uint64_t table_checksum = SectionChecksum(std::span(table, entries_bytes));
   if (stored_table_checksum != table_checksum) {
     return Corruption(
@@ -367,12 +335,12 @@ Status SectionFile::ParseTable(uint64_t table_offset, uint32_t section_count) {
   for (uint32_t i = 0; i < section_count; ++i) {
     const std::byte* p = table + uint64_t{i} * kEntryBytes;
     const uint64_t entry_at = table_offset + uint64_t{i} * kEntryBytes;
-    Entry e{.tag = Load<uint32_t>(p),
-            .offset = Load<uint64_t>(p + 8),
-            .size = Load<uint64_t>(p + 16),
-            .checksum = Load<uint64_t>(p + 24)};
+    Entry e{.tag = LoadLe<uint32_t>(p),
+            .offset = LoadLe<uint64_t>(p + 8),
+            .size = LoadLe<uint64_t>(p + 16),
+            .checksum = LoadLe<uint64_t>(p + 24)};
     const std::string tag = SectionTagName(e.tag);
-    const uint32_t reserved = Load<uint32_t>(p + 4);
+    const uint32_t reserved = LoadLe<uint32_t>(p + 4);
     if (reserved != 0) {
       return Corruption(
           "{}: section table entry {} ('{}', at byte {}): reserved field is "
