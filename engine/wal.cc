@@ -206,10 +206,7 @@ struct ScanResult {
 Result<ScanResult> ScanWal(int fd, const std::filesystem::path& path, uint32_t max_record_bytes,
                            bool keep_payloads, WalTail tail = WalTail::kCutTorn) {
   const std::string name = path.string();
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return Error(OsError(errno, "fstat", path));
-  if (!S_ISREG(st.st_mode)) return Error(InvalidArgument("{}: not a regular file", name));
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  STRATA_ASSIGN_OR_RETURN(const uint64_t size, storage::RegularFileSize(fd, path));
   if (size < kWalHeaderBytes) {
     return Error(Corruption("{}: file is {} bytes, shorter than the {}-byte WAL header", name, size,
                             kWalHeaderBytes));

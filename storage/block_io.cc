@@ -333,17 +333,12 @@ Result<std::shared_ptr<BlockFile>> BlockFile::Open(const std::filesystem::path& 
     fd = ::open(path.c_str(), flags);
   }
   if (fd < 0) return Error(OsError(errno, "open", path));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    Status s = OsError(errno, "fstat", path);
+  const Result<uint64_t> size = RegularFileSize(fd, path);
+  if (!size.has_value()) {
     ::close(fd);
-    return Error(std::move(s));
+    return Error(size.error());
   }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Error(InvalidArgument("{}: not a regular file", path.string()));
-  }
-  if (direct && st.st_size > 0) {
+  if (direct && *size > 0) {
     // Some file systems (FUSE, some overlays) accept O_DIRECT at open and refuse it at read
     // time; one aligned probe read finds out here rather than on a query.
     AlignedBuffer probe(kBlockAlignment);
@@ -356,8 +351,7 @@ Result<std::shared_ptr<BlockFile>> BlockFile::Open(const std::filesystem::path& 
       if (fd < 0) return Error(OsError(errno, "open", path));
     }
   }
-  return std::shared_ptr<BlockFile>(
-      new BlockFile(path, fd, static_cast<uint64_t>(st.st_size), direct));
+  return std::shared_ptr<BlockFile>(new BlockFile(path, fd, *size, direct));
 }
 
 BlockFile::~BlockFile() { ::close(fd_); }

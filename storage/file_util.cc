@@ -165,19 +165,14 @@ Status AtomicWriteFile(const std::filesystem::path& path, std::span<const std::b
 Result<MappedFile> MappedFile::Open(const std::filesystem::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error(OsError(errno, "cannot open", path));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    Status s = OsError(errno, "fstat", path);
+  const Result<uint64_t> size = RegularFileSize(fd, path);
+  if (!size.has_value()) {
     ::close(fd);
-    return Error(std::move(s));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Error(InvalidArgument("{}: not a regular file", path.string()));
+    return Error(size.error());
   }
   MappedFile file;
   file.path_ = path;
-  file.size_ = static_cast<size_t>(st.st_size);
+  file.size_ = static_cast<size_t>(*size);
   if (file.size_ > 0) {
     void* p = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {

@@ -1,5 +1,6 @@
 #include "storage/posix_file.h"
 
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -16,6 +17,13 @@ Status OsError(int err, std::string_view what, const std::filesystem::path& path
     return NotFound("{}: {}: {}", path.string(), what, ErrnoMessage(err));
   }
   return IOError("{}: {}: {}", path.string(), what, ErrnoMessage(err));
+}
+
+Result<uint64_t> RegularFileSize(int fd, const std::filesystem::path& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Error(OsError(errno, "fstat", path));
+  if (!S_ISREG(st.st_mode)) return Error(InvalidArgument("{}: not a regular file", path.string()));
+  return static_cast<uint64_t>(st.st_size);
 }
 
 Status PwriteAll(int fd, std::span<const std::byte> bytes, uint64_t offset,

@@ -34,6 +34,10 @@ auto RetryOnEintr(Call&& call) -> decltype(call()) {
   return rc;
 }
 
+// The size of the open file `fd`: OsError when fstat fails, InvalidArgument naming `path` when it
+// is not a regular file (a directory, a FIFO, a device).
+Result<uint64_t> RegularFileSize(int fd, const std::filesystem::path& path);
+
 // Writes all of `bytes` at byte `offset` of `fd` (pwrite: the file position is left alone),
 // retrying on EINTR and short writes. Errors name `path` and the offset reached.
 Status PwriteAll(int fd, std::span<const std::byte> bytes, uint64_t offset,

@@ -93,6 +93,23 @@ TEST(PosixFile, RetryOnEintrRepeatsOnlyInterruptedCalls) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST(PosixFile, RegularFileSizeIsTheSizeAndRefusesADirectory) {
+  TempDir dir;
+  const fs::path path = dir / "five";
+  WriteRawFile(path, "12345");
+  Fd file(path, O_RDONLY);
+  ASSERT_GE(file.get(), 0);
+  const Result<uint64_t> size = RegularFileSize(file.get(), path);
+  ASSERT_TRUE(size.has_value()) << size.error().ToString();
+  EXPECT_EQ(*size, 5u);
+  Fd folder(dir.path(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(folder.get(), 0);
+  const Result<uint64_t> refused = RegularFileSize(folder.get(), dir.path());
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message().find("not a regular file"), std::string::npos);
+}
+
 TEST(PosixFile, PwriteAllWritesBothPiecesAtTheOffsetAndPreadExactReadsThem) {
   TempDir dir;
   const fs::path path = dir / "f";
