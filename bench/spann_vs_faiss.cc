@@ -55,6 +55,7 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "core/stats.h"
 #include "core/timer.h"
 #include "index/spann/spann_index.h"
 #include "storage/dataset_io.h"
@@ -86,13 +87,6 @@ double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, size_t(std::ceil(p * double(v.size()))) - 1);
-  return v[i];
 }
 
 int Die(const Status& s) {
@@ -449,7 +443,7 @@ int main(int argc, char** argv) {
     double sum = 0;
     for (double l : lat) sum += l;
     p.mean_ms = sum / double(nq);
-    p.p99_ms = Percentile(lat, 0.99);
+    p.p99_ms = Percentile<double>(lat, 0.99);
     p.lists = double(lists) / double(nq);
     p.kib = double(bytes) / 1024.0 / double(nq);
     return p;
@@ -473,7 +467,7 @@ int main(int argc, char** argv) {
     double sum = 0;
     for (double l : lat) sum += l;
     p.mean_ms = sum / double(nq);
-    p.p99_ms = Percentile(lat, 0.99);
+    p.p99_ms = Percentile<double>(lat, 0.99);
     return p;
   };
 

@@ -6,9 +6,11 @@
 #include <limits>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/core.h>
+
+#include "core/recall.h"
+#include "core/stats.h"
 
 namespace strata::client {
 namespace {
@@ -186,41 +188,27 @@ class LoadWorker {
 }  // namespace
 
 LatencySummary SummarizeLatencies(std::vector<double>& ms) {
-  LatencySummary s;
-  s.count = ms.size();
-  if (ms.empty()) return s;
-  std::sort(ms.begin(), ms.end());
-  double sum = 0;
-  for (double v : ms) sum += v;
-  s.mean_ms = sum / double(ms.size());
-  auto rank = [&](double p) {
-    // Nearest rank: the smallest value with at least p of the samples at or below it.
-    const size_t r = size_t(std::ceil(p * double(ms.size())));
-    return ms[std::clamp<size_t>(r, 1, ms.size()) - 1];
-  };
-  s.p50_ms = rank(0.50);
-  s.p90_ms = rank(0.90);
-  s.p99_ms = rank(0.99);
-  s.p999_ms = rank(0.999);
-  s.max_ms = ms.back();
-  return s;
+  const SampleSummary s = Summarize(ms);
+  return {.count = s.count,
+          .mean_ms = s.mean,
+          .p50_ms = s.p50,
+          .p90_ms = s.p90,
+          .p99_ms = s.p99,
+          .p999_ms = s.p999,
+          .max_ms = s.max};
 }
 
 double RecallAtK(const storage::GroundTruth& truth, size_t query, std::span<const Neighbor> result,
                  uint32_t k, uint64_t id_offset) {
   const size_t kk = std::min<size_t>(k, truth.k);
   if (kk == 0 || query >= truth.num_queries) return 0;
-  const int32_t* row = truth.row(query);
-  std::unordered_set<int64_t> want(row, row + kk);
-  size_t hits = 0;
-  for (size_t i = 0; i < std::min(result.size(), kk); ++i) {
-    const VectorId id = result[i].id;
-    if (id < id_offset) continue;
-    const uint64_t row_id = id - id_offset;
-    if (row_id > uint64_t(std::numeric_limits<int32_t>::max())) continue;
-    if (want.erase(int64_t(row_id)) > 0) ++hits;  // erase: a repeated id counts once
-  }
-  return double(hits) / double(kk);
+  const std::span<const int32_t> row(truth.row(query), kk);
+  const std::span<const float> distances =
+      truth.distances.empty()
+          ? std::span<const float>()
+          : std::span<const float>(truth.distances).subspan(query * truth.k, kk);
+  std::vector<VectorId> ids;
+  return strata::RecallAtK(TruthFromFileRow(row, distances, id_offset, ids), result);
 }
 
 Result<QueryRun> RunQueries(Client& client, const std::string& collection, const float* queries,

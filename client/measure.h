@@ -11,9 +11,11 @@
 // could actually be sent: when the server falls behind and the window is full, the wait for a
 // free slot counts, so coordinated omission does not hide queueing.
 //
-// Recall@k, when ground truth is given, is the fraction of the true k nearest ids (the first k
-// of the ground-truth row, minus nothing; result ids minus `id_offset`) found among the first k
-// results; ties are not credited (the client has no base vectors to recompute distances).
+// Recall@k, when ground truth is given, follows core/recall.h: the true k nearest are the first k
+// of the ground-truth row (result ids minus `id_offset` are rows). When the file carries distances
+// (.ibin from `strata gt`), a result whose distance, as the server reported it, is within the tie
+// slack of the k-th true distance is a hit too; with ids only (.ivecs) only the true ids count (the
+// client has no base vectors to recompute distances).
 //
 // Thread safety: free functions; RunLoad starts and joins its own threads.
 
@@ -31,7 +33,7 @@
 
 namespace strata::client {
 
-// Latency percentiles (nearest rank) in milliseconds.
+// Latency percentiles in milliseconds, by core/stats.h's rule (nearest rank).
 struct LatencySummary {
   uint64_t count = 0;
   double mean_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;

@@ -14,6 +14,7 @@
 
 #include <fmt/core.h>
 
+#include "core/stats.h"
 #include "core/timer.h"
 #include "index/distance/distance.h"
 #include "index/flat/flat_index.h"
@@ -209,15 +210,6 @@ double Mean(const std::vector<double>& v) {
   return sum / double(v.size());
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  double pos = p * double(v.size() - 1);
-  size_t lo = size_t(pos);
-  size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - double(lo));
-}
-
 }  // namespace
 
 index::HnswOptions HnswOptionsFrom(const TargetOptions& o) {
@@ -352,13 +344,13 @@ Result<std::vector<BenchPointResult>> RunBench(BenchTarget& target, const Loaded
     j["qps_all"] = qps_all;
     j["threads"] = threads;
     j["mean_ms"] = Mean(lat_ms);
-    j["p50_ms"] = Percentile(lat_ms, 0.50);
-    j["p95_ms"] = Percentile(lat_ms, 0.95);
-    j["p99_ms"] = Percentile(lat_ms, 0.99);
+    j["p50_ms"] = Percentile<double>(lat_ms, 0.50);
+    j["p95_ms"] = Percentile<double>(lat_ms, 0.95);
+    j["p99_ms"] = Percentile<double>(lat_ms, 0.99);
     j["single_thread_queries"] = single_n;
     if (!lat_all_ms.empty()) {
       j["mean_ms_all"] = Mean(lat_all_ms);
-      j["p99_ms_all"] = Percentile(lat_all_ms, 0.99);
+      j["p99_ms_all"] = Percentile<double>(lat_all_ms, 0.99);
     }
     j["num_queries"] = nq;
     j["num_base"] = data.base.size();

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/stats.h"
 #include "core/timer.h"
 #include "engine/strata.h"
 #include "index/hnsw/hnsw_index.h"
@@ -55,14 +56,6 @@ struct PhaseStats {
   size_t searches() const { return latency_ms.size(); }
   double recall() const { return latency_ms.empty() ? 0 : recall_sum / double(latency_ms.size()); }
 };
-
-// Nearest rank: the smallest sample with at least a share `p` of the samples at or below it.
-// `sorted` ascending; 0 when empty.
-double NearestRank(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  const size_t rank = size_t(std::ceil(p * double(sorted.size())));
-  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
-}
 
 // Sleeps up to `seconds`, returning early once `stop` is set (a thread failed).
 void WaitUnlessStopped(double seconds, const std::atomic<bool>& stop) {
@@ -210,14 +203,18 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
     const PhaseStats& p = phases[ph];
     const double phase_s = ph == 0 ? c.seconds : writes_s;
     fmt::print("{:<7} {:>9} {:>9.1f} {:>8.3f} {:>8.3f} {:>8.3f} {:>9.3f} {:>10.4f}\n", labels[ph],
-               p.searches(), double(p.searches()) / phase_s, NearestRank(p.latency_ms, 0.5),
-               NearestRank(p.latency_ms, 0.9), NearestRank(p.latency_ms, 0.99),
+               p.searches(), double(p.searches()) / phase_s,
+               PercentileOfSorted<double>(p.latency_ms, 0.5),
+               PercentileOfSorted<double>(p.latency_ms, 0.9),
+               PercentileOfSorted<double>(p.latency_ms, 0.99),
                p.latency_ms.empty() ? 0.0 : p.latency_ms.back(), p.recall());
   }
   fmt::print("writes: {} vectors in {:.1f} s = {:.0f} vectors/s ({} batches; write latency p50 {:.1f} ms, "
              "p99 {:.1f} ms, max {:.1f} ms)\n",
-             vectors, writes_s, upserts_per_s, all_write_ms.size(), NearestRank(all_write_ms, 0.5),
-             NearestRank(all_write_ms, 0.99), all_write_ms.empty() ? 0.0 : all_write_ms.back());
+             vectors, writes_s, upserts_per_s, all_write_ms.size(),
+             PercentileOfSorted<double>(all_write_ms, 0.5),
+             PercentileOfSorted<double>(all_write_ms, 0.99),
+             all_write_ms.empty() ? 0.0 : all_write_ms.back());
   fmt::print("engine during the writes: sealed segments {} -> {}, {} calibrations ({:.1f} s), {:.1f} s of "
              "compaction index builds\n",
              start_info.sealed_segments, end_info.sealed_segments, after.calibrations - before.calibrations,
@@ -241,17 +238,17 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   j["base"] = n;
   j["searches_idle"] = phases[0].searches();
   j["searches_writes"] = phases[1].searches();
-  j["search_p50_idle_ms"] = ms(NearestRank(phases[0].latency_ms, 0.5));
-  j["search_p99_idle_ms"] = ms(NearestRank(phases[0].latency_ms, 0.99));
-  j["search_p50_writes_ms"] = ms(NearestRank(phases[1].latency_ms, 0.5));
-  j["search_p99_writes_ms"] = ms(NearestRank(phases[1].latency_ms, 0.99));
+  j["search_p50_idle_ms"] = ms(PercentileOfSorted<double>(phases[0].latency_ms, 0.5));
+  j["search_p99_idle_ms"] = ms(PercentileOfSorted<double>(phases[0].latency_ms, 0.99));
+  j["search_p50_writes_ms"] = ms(PercentileOfSorted<double>(phases[1].latency_ms, 0.5));
+  j["search_p99_writes_ms"] = ms(PercentileOfSorted<double>(phases[1].latency_ms, 0.99));
   j["search_max_writes_ms"] = ms(phases[1].latency_ms.empty() ? 0.0 : phases[1].latency_ms.back());
   j["recall_idle"] = std::round(phases[0].recall() * 1e5) / 1e5;
   j["recall"] = std::round(phases[1].recall() * 1e5) / 1e5;
   j["upserts_per_s"] = std::round(upserts_per_s * 10) / 10;
   j["vectors_upserted"] = vectors;
-  j["write_p50_ms"] = ms(NearestRank(all_write_ms, 0.5));
-  j["write_p99_ms"] = ms(NearestRank(all_write_ms, 0.99));
+  j["write_p50_ms"] = ms(PercentileOfSorted<double>(all_write_ms, 0.5));
+  j["write_p99_ms"] = ms(PercentileOfSorted<double>(all_write_ms, 0.99));
   j["sealed_segments_start"] = start_info.sealed_segments;
   j["sealed_segments_end"] = end_info.sealed_segments;
   j["rev"] = GitRevision();

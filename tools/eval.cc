@@ -3,12 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/recall.h"
+
 namespace strata::tools {
-namespace {
-// Relative slack for "as close as the k-th neighbour": double-precision
-// recomputation of float data leaves only rounding noise far below this.
-constexpr double kTieEpsilon = 1e-6;
-}  // namespace
 
 Result<RecallEvaluator> RecallEvaluator::Create(const VectorSet& base, const VectorSet& queries,
                                                 const storage::GroundTruth& gt, Metric metric,
@@ -71,19 +68,15 @@ double RecallEvaluator::ExactDistance(size_t q, size_t row) const {
 }
 
 double RecallEvaluator::QueryRecall(size_t q, const Neighbor* result, size_t count) const {
-  const int32_t* truth = gt_->row(q);
-  const double limit = kth_distance_[q] + kTieEpsilon * std::max(1.0, std::fabs(kth_distance_[q]));
-  size_t hits = 0;
-  const size_t n = std::min(count, k_);
-  for (size_t i = 0; i < n; ++i) {
-    const VectorId id = result[i].id;
-    if (id == kInvalidVectorId || id >= base_->size()) continue;
-    if (std::find(truth, truth + k_, int32_t(id)) != truth + k_ ||
-        ExactDistance(q, size_t(id)) <= limit) {
-      ++hits;
-    }
+  std::vector<VectorId> truth(k_);
+  std::copy(gt_->row(q), gt_->row(q) + k_, truth.begin());
+  // The returned neighbours with their distances recomputed exactly (ids outside the base set,
+  // padding included, can be no hit: an infinite distance).
+  std::vector<Neighbor> exact(result, result + std::min(count, k_));
+  for (Neighbor& nb : exact) {
+    nb.distance = nb.id < base_->size() ? float(ExactDistance(q, size_t(nb.id))) : INFINITY;
   }
-  return double(hits) / double(k_);
+  return RecallAtK({.ids = truth, .kth_distance = kth_distance_[q]}, exact);
 }
 
 double RecallEvaluator::Recall(const std::vector<Neighbor>& results, size_t stride,

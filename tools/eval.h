@@ -1,9 +1,8 @@
 #pragma once
-// Recall evaluation against ground truth, counting ties the way
-// ann-benchmarks does: a returned id is a hit when it is in the true top-k, or
-// when its exact distance (recomputed in double precision) is no larger than the
-// true k-th distance. Without this, an exact search that picks the other one of
-// two equidistant vectors would score below 1.
+// Recall evaluation against ground truth with the base vectors at hand: the rule of
+// core/recall.h (ann-benchmarks' ties at the k-th distance count), with every distance
+// recomputed in double precision from the vectors rather than taken from the search, so an
+// index that reports approximate distances is judged on the exact ones.
 //
 // Thread-compatible: build once, then Recall() may be called concurrently.
 

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <unordered_set>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "core/recall.h"
 #include "core/timer.h"
 #include "index/distance/distance.h"
 #include "index/filter.h"
@@ -69,20 +71,14 @@ struct Truth {
   std::vector<Neighbor> rows;
 };
 
-// Tie-aware recall@k of one result list against exact neighbours with distances.
+// Recall@k (core/recall.h) of one result list against exact neighbours with distances; the
+// truth row ends early (kInvalidVectorId) when fewer than k rows qualify.
 double RecallAgainst(const Neighbor* truth, size_t k, const std::vector<Neighbor>& got) {
-  size_t valid = 0;
-  while (valid < k && truth[valid].id != kInvalidVectorId) ++valid;
-  if (valid == 0) return 1.0;
-  const float kth = truth[valid - 1].distance;
-  const float slack = 1e-5f * std::max(1.0f, std::fabs(kth));
-  size_t hits = 0;
-  for (size_t i = 0; i < std::min(got.size(), valid); ++i) {
-    bool in = false;
-    for (size_t j = 0; j < valid && !in; ++j) in = truth[j].id == got[i].id;
-    if (in || got[i].distance <= kth + slack) ++hits;
-  }
-  return double(hits) / double(valid);
+  std::vector<VectorId> ids;
+  for (size_t j = 0; j < k && truth[j].id != kInvalidVectorId; ++j) ids.push_back(truth[j].id);
+  const std::optional<double> kth =
+      ids.empty() ? std::nullopt : std::optional<double>(truth[ids.size() - 1].distance);
+  return RecallAtK({.ids = ids, .kth_distance = kth}, got);
 }
 
 }  // namespace

@@ -22,6 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/progress.h"
+#include "core/recall.h"
+#include "core/stats.h"
 #include "core/timer.h"
 #include "index/distance/distance.h"
 #include "index/flat/flat_index.h"
@@ -441,25 +443,20 @@ void PrintResults(const std::vector<Neighbor>& all, size_t k, size_t count) {
   }
 }
 
-// Recall@k of `all` (k per query) against ground-truth ids only: for runs that
-// must not load the base vectors (large sets). Ties at the k-th distance count as
-// hits when the ground truth carries distances.
+// Recall@k (core/recall.h) of `all` (k per query) against a ground-truth file alone, for runs
+// that must not load the base vectors (large sets): ids, and ties at the k-th distance when the
+// file carries distances (in the units the search reports: SPANN gives cosine as -cos and L2 as
+// squared L2, like `strata gt`).
 double IdRecall(const std::vector<Neighbor>& all, size_t k, const storage::GroundTruth& gt,
                 size_t nq) {
   double sum = 0;
+  std::vector<VectorId> ids;
   for (size_t q = 0; q < nq; ++q) {
-    const int32_t* t = gt.row(q);
-    float kth = gt.distances.empty() ? 0 : gt.distances[q * gt.k + k - 1];
-    size_t hits = 0;
-    for (size_t j = 0; j < k; ++j) {
-      const Neighbor& n = all[q * k + j];
-      if (n.id == kInvalidVectorId) continue;
-      bool in = std::find(t, t + k, int32_t(n.id)) != t + k;
-      // SPANN reports cosine as -cos, like strata gt; L2 as squared L2.
-      if (!in && !gt.distances.empty()) in = n.distance <= kth + 1e-5f * std::max(1.0f, std::fabs(kth));
-      hits += in;
-    }
-    sum += double(hits) / double(k);
+    const std::span<const float> distances =
+        gt.distances.empty() ? std::span<const float>()
+                             : std::span<const float>(gt.distances).subspan(q * gt.k, k);
+    const RecallTruth truth = TruthFromFileRow({gt.row(q), k}, distances, 0, ids);
+    sum += RecallAtK(truth, std::span<const Neighbor>(all).subspan(q * k, k));
   }
   return nq ? sum / double(nq) : 0;
 }
@@ -499,7 +496,7 @@ int RunSpannSearch(const std::string& index_path, const std::string& queries_pat
              "{:.3f} ms, p99 {:.3f} ms; {:.1f} lists and {:.1f} KiB read per query, I/O wait {:.3f} "
              "ms per query ({}, {}); index opened in {:.2f} s, {:.1f} MiB in memory\n",
              nq, k, max_lists, prune_epsilon, nq / secs, secs * 1e3 / nq,
-             lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, lat.size() * 99 / 100)],
+             PercentileOfSorted<double>(lat, 0.99),
              double(qs.lists_read) / nq, double(qs.bytes_read) / 1024.0 / nq,
              double(qs.io_wait_ns) / 1e6 / nq, storage::IoBackendName((*idx)->backend()),
              (*idx)->direct_io() ? "O_DIRECT" : "buffered", load_s, st.memory_bytes / 1048576.0);

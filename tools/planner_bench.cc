@@ -6,8 +6,9 @@
 #include <cstdio>
 #include <map>
 #include <random>
-#include <unordered_set>
+#include <optional>
 
+#include "core/recall.h"
 #include "core/timer.h"
 #include "engine/strata.h"
 #include "tools/bench.h"
@@ -93,7 +94,7 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
     STRATA_ASSIGN_OR_RETURN(RecallEvaluator sweep_eval,
                             RecallEvaluator::Create(data.base, sweep_queries, sweep_gt, c.metric, c.k));
 
-    auto run = [&](size_t queries, const SearchOptions& o, const std::vector<std::vector<VectorId>>* exact,
+    auto run = [&](size_t queries, const SearchOptions& o, const std::vector<std::vector<Neighbor>>* exact,
                    bool score_gt, const VectorSet* qset = nullptr) -> Result<Run> {
       const VectorSet& Q = qset ? *qset : data.queries;
       const RecallEvaluator& ev = qset == &sweep_queries ? sweep_eval : eval;
@@ -125,15 +126,20 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
         r.recall = ev.Recall(results, c.k, queries);
       }
       if (exact) {
-        double hit = 0, total = 0;
+        // Recall@k (core/recall.h) against the exact filtered answer with its distances; a
+        // filter that matches fewer than k rows makes k the number it matches.
+        double sum = 0;
+        std::vector<VectorId> ids;
         for (size_t q = 0; q < queries; ++q) {
-          const auto& want = (*exact)[q];
-          std::unordered_set<VectorId> w(want.begin(), want.end());
-          for (const auto& nb : got[q]) hit += w.count(nb.id);
-          total += double(want.size());
+          const std::vector<Neighbor>& want = (*exact)[q];
+          ids.clear();
+          for (const Neighbor& nb : want) ids.push_back(nb.id);
+          const std::optional<double> kth =
+              want.empty() ? std::nullopt : std::optional<double>(want.back().distance);
+          sum += RecallAtK({.ids = ids, .kth_distance = kth}, got[q]);
           if (got[q].size() < want.size()) ++r.short_answers;
         }
-        r.recall = total > 0 ? hit / total : 1.0;
+        r.recall = queries > 0 ? sum / double(queries) : 1.0;
       }
       return r;
     };
@@ -228,11 +234,10 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
         matches += std::find(tags.begin(), tags.end(), TagFor(s)) != tags.end();
       }
       // Exact answers (the scan's latency is timed below, side by side).
-      std::vector<std::vector<VectorId>> exact(fq);
+      std::vector<std::vector<Neighbor>> exact(fq);
       for (size_t q = 0; q < fq; ++q) {
-        STRATA_ASSIGN_OR_RETURN(auto r, engine->Search(kind, std::span<const float>(fqs.row(q), dim),
-                                                       {.k = c.k, .filter = filter, .strategy = SearchStrategy::kScan}));
-        for (const auto& nb : r) exact[q].push_back(nb.id);
+        STRATA_ASSIGN_OR_RETURN(exact[q], engine->Search(kind, std::span<const float>(fqs.row(q), dim),
+                                                         {.k = c.k, .filter = filter, .strategy = SearchStrategy::kScan}));
       }
       double scan_ms = 0;
       STRATA_ASSIGN_OR_RETURN(Run planner, run(fq, {.k = c.k, .filter = filter}, &exact, false, &fqs));

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/progress.h"
+#include "core/stats.h"
 #include "index/clustering/clustering_internal.h"
 #include "index/distance/distance.h"
 
@@ -291,8 +292,7 @@ SizeSummary SummarizeSizes(std::span<const uint32_t> sizes) {
   s.min = sorted.front();
   s.max = sorted.back();
   s.median = sorted[s.count / 2];
-  const size_t rank = size_t(std::ceil(0.99 * double(s.count)));
-  s.p99 = sorted[std::max<size_t>(rank, 1) - 1];
+  s.p99 = PercentileOfSorted<uint32_t>(sorted, 0.99);
   double sum = 0;
   for (const uint32_t v : sorted) sum += v;
   s.mean = sum / double(s.count);

@@ -82,8 +82,8 @@ struct Clustering {
 Result<Clustering> BalancedHierarchicalClustering(const VectorSet& data,
                                                   const BalancedClusteringOptions& options);
 
-// Distribution of cluster sizes. median = sorted[count / 2]; p99 = the nearest-rank
-// 99th percentile, sorted[ceil(0.99 * count) - 1]. All zero for an empty span.
+// Distribution of cluster sizes. median = sorted[count / 2]; p99 = the 99th percentile by
+// core/stats.h (nearest rank, sorted[ceil(0.99 * count) - 1]). All zero for an empty span.
 struct SizeSummary {
   size_t count = 0, min = 0, median = 0, p99 = 0, max = 0;
   double mean = 0;

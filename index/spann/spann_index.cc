@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "core/progress.h"
+#include "core/stats.h"
 #include "core/timer.h"
 #include "core/topk.h"
 #include "index/clustering/balanced.h"
@@ -536,7 +537,7 @@ SpannStats SpannIndex::Stats() const {
   if (!sizes.empty()) {
     s.list_min = sizes.front();
     s.list_median = sizes[sizes.size() / 2];
-    s.list_p99 = sizes[std::min(sizes.size() - 1, sizes.size() * 99 / 100)];
+    s.list_p99 = PercentileOfSorted<uint32_t>(sizes, 0.99);
     s.list_max = sizes.back();
   }
   s.memory_bytes = heads_->Stats().memory_bytes + lists_.capacity() * sizeof(ListEntry);

@@ -1,6 +1,8 @@
 # Client suites (included by tests/CMakeLists.txt; paths relative to tests/).
 # client_test runs the client against a scripted fake server and links strata_client only.
 strata_test(client_test SOURCES client/client_test.cc LIBS strata_client LABELS unit)
+# measure_test: recall and latency summaries of client/measure, without a server.
+strata_test(measure_test SOURCES client/measure_test.cc LIBS strata_client_measure LABELS unit)
 # client_integration_test starts a real server (strata_server over strata_engine) on an
 # ephemeral loopback port, and runs the strata-cli binary against it; only when the server
 # is part of the build.

@@ -35,6 +35,15 @@ TEST(RecallEvaluator, TiedNeighbourCountsAsHit) {
   EXPECT_DOUBLE_EQ(ev.ExactSetAgreement(r, 4, 1), 0.0);
 }
 
+TEST(RecallEvaluator, JudgesRecomputedDistancesNotReportedOnes) {
+  Fixture f;
+  auto ev = *RecallEvaluator::Create(f.base, f.queries, f.gt, Metric::kL2, 4);
+  // Row 4 reported far off (as an approximate index might) is still the exact tie of row 3;
+  // row 5 reported at the k-th distance is still 100 away.
+  EXPECT_DOUBLE_EQ(ev.Recall({{0, 0}, {1, 1}, {2, 4}, {4, 50}}, 4, 1), 1.0);
+  EXPECT_DOUBLE_EQ(ev.Recall({{0, 0}, {1, 1}, {2, 4}, {5, 9}}, 4, 1), 0.75);
+}
+
 TEST(RecallEvaluator, FartherNeighbourIsAMiss) {
   Fixture f;
   auto ev = *RecallEvaluator::Create(f.base, f.queries, f.gt, Metric::kL2, 4);
