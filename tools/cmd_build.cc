@@ -1,0 +1,183 @@
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "core/timer.h"
+#include "engine/strata.h"
+#include "index/distance/distance.h"
+#include "index/hnsw/hnsw_index.h"
+#include "index/spann/spann_index.h"
+#include "storage/dataset_io.h"
+#include "tools/commands.h"
+
+namespace strata::tools::cmd {
+namespace {
+
+// One row's attributes from JSON: integers, numbers, strings and string arrays.
+Result<Attributes> AttributesFromJson(const nlohmann::json& j, size_t line) {
+  Attributes out;
+  if (!j.is_object()) return Error(InvalidArgument("line {}: \"attributes\" must be an object", line));
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const auto& v = it.value();
+    if (v.is_number_integer()) {
+      out.push_back({it.key(), v.get<int64_t>()});
+    } else if (v.is_number()) {
+      out.push_back({it.key(), v.get<double>()});
+    } else if (v.is_string()) {
+      out.push_back({it.key(), v.get<std::string>()});
+    } else if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& e) { return e.is_string(); })) {
+      out.push_back({it.key(), v.get<TagList>()});
+    } else {
+      return Error(InvalidArgument("line {}: attribute '{}' must be an integer, a number, a string or an "
+                                   "array of strings", line, it.key()));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoArgs& into) {
+  auto metric = ResolveDataArgs(a, false);
+  if (!metric && a.base.empty()) return Fail(metric.error());
+  if (!metric) {
+    if (a.metric.empty()) return Fail(InvalidArgument("--metric is required with --base"));
+    metric = ParseMetric(a.metric);
+    if (!metric) return Fail(metric.error());
+  }
+  auto base = storage::ReadVectors(a.base);
+  if (!base) return Fail(base.error());
+  std::vector<VectorId> ids;
+  std::vector<Attributes> attrs;
+  if (!into.attributes.empty()) {
+    std::ifstream in(into.attributes);
+    if (!in) return Fail(IOError("{}: cannot open", into.attributes));
+    std::string text;
+    size_t line = 0;
+    bool any_id = false;
+    while (std::getline(in, text)) {
+      ++line;
+      if (text.empty()) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(text);
+      } catch (const nlohmann::json::exception& e) {
+        return Fail(InvalidArgument("{}: line {} is not JSON: {}", into.attributes, line, e.what()));
+      }
+      const size_t row = attrs.size();
+      if (j.contains("id")) {
+        if (!j["id"].is_number_unsigned() && !(j["id"].is_number_integer() && j["id"].get<int64_t>() >= 0)) {
+          return Fail(InvalidArgument("{}: line {}: id must be a non-negative integer", into.attributes, line));
+        }
+        any_id = true;
+      }
+      ids.push_back(j.contains("id") ? j["id"].get<uint64_t>() : VectorId(row));
+      auto at = AttributesFromJson(j.value("attributes", nlohmann::json::object()), line);
+      if (!at) return Fail(at.error().WithContext(into.attributes));
+      attrs.push_back(std::move(*at));
+    }
+    if (attrs.size() != base->size()) {
+      return Fail(InvalidArgument("{} has {} rows, {} has {} vectors", into.attributes, attrs.size(), a.base,
+                                  base->size()));
+    }
+    if (!any_id) ids.clear();
+  }
+  auto engine = Engine::Open(into.data_dir);
+  if (!engine) return Fail(engine.error());
+  CollectionSpec spec;
+  spec.name = into.collection;
+  spec.dim = base->dim();
+  spec.metric = *metric;
+  spec.hnsw_M = topt.M;
+  spec.hnsw_ef_construction = topt.ef_construction;
+  spec.memory_budget_bytes = into.memory_budget_bytes;
+  if (Status s = (*engine)->CreateCollection(spec); !s.ok()) return Fail(s);
+  fmt::print(stderr, "loading {} x {} ({}) into collection '{}' of {}\n", base->size(), base->dim(),
+             MetricName(*metric), into.collection, into.data_dir);
+  Timer t;
+  Status s = (*engine)->BulkLoad(into.collection, *base, ids, attrs);
+  if (!s.ok()) {
+    (void)(*engine)->DropCollection(into.collection);  // nothing half-made stays behind
+    return Fail(s);
+  }
+  auto info = (*engine)->DescribeCollection(into.collection);
+  if (!info) return Fail(info.error());
+  const bool spann = std::filesystem::exists(std::filesystem::path(into.data_dir) / "collections" /
+                                             std::to_string(info->id) / "seg-1" / "spann");
+  const EngineCounters counters = (*engine)->counters();
+  fmt::print("loaded {} vectors into '{}' ({}) in {:.1f} s (index build {:.1f} s, calibration {:.1f} s); "
+             "{:.1f} MiB in memory\n", info->num_vectors, into.collection, spann ? "SPANN" : "HNSW", t.Seconds(),
+             counters.index_build_seconds, counters.calibration_seconds, info->memory_bytes / 1048576.0);
+  return 0;
+}
+
+int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& topt, int threads,
+             const std::string& out) {
+  if (kind != "hnsw" && kind != "spann") {
+    return Fail(InvalidArgument("--index {}: only hnsw and spann indexes are built into files", kind));
+  }
+  Metric metric;
+  if (!a.dataset.empty()) {
+    auto info = tools::FindDataset(a.dataset);
+    if (!info) return Fail(info.error());
+    auto m = a.metric.empty() ? Result<Metric>(info->default_metric) : ParseMetric(a.metric);
+    if (!m) return Fail(m.error());
+    metric = *m;
+    auto paths = tools::ResolveDataset(a.data_dir, a.dataset, metric);
+    if (!paths) return Fail(paths.error());
+    if (a.base.empty()) a.base = paths->base.string();
+  } else {
+    if (a.base.empty()) return Fail(InvalidArgument("give --dataset or --base"));
+    if (a.metric.empty()) return Fail(InvalidArgument("--metric is required with --base"));
+    auto m = ParseMetric(a.metric);
+    if (!m) return Fail(m.error());
+    metric = *m;
+  }
+  auto base = storage::ReadVectors(a.base);
+  if (!base) return Fail(base.error());
+  if (kind == "spann") {
+    const index::SpannBuildOptions so = tools::SpannOptionsFrom(topt, metric, threads);
+    const size_t n = base->size(), dim = base->dim();
+    fmt::print(stderr, "building spann over {} x {} ({}) into {}\n", n, dim, MetricName(metric), out);
+    Timer t;
+    if (Status s = index::SpannIndex::Build(std::move(*base), out, so); !s.ok()) return Fail(s);
+    const double build_s = t.Seconds();
+    auto idx = index::SpannIndex::Open(out);
+    if (!idx) return Fail(idx.error());
+    auto st = (*idx)->Stats();
+    fmt::print("built spann over {} vectors in {:.1f} s: {} lists (entries min/median/p99/max "
+               "{}/{}/{}/{}), {:.2f} entries per vector; in memory {:.1f} MiB ({:.1f}% of the raw "
+               "vectors), on disk {:.1f} MiB; peak RSS {:.1f} MiB\n",
+               n, build_s, st.num_lists, st.list_min, st.list_median, st.list_p99, st.list_max,
+               double(st.total_entries) / double(n), st.memory_bytes / 1048576.0,
+               100.0 * double(st.memory_bytes) / double(st.raw_vector_bytes),
+               st.disk_bytes / 1048576.0, double(tools::PeakRssBytes()) / 1048576.0);
+    return 0;
+  }
+  const index::HnswOptions ho = tools::HnswOptionsFrom(topt);
+  auto idx = index::HnswIndex::Create(base->dim(), metric, ho);
+  if (!idx) return Fail(idx.error());
+  index::HnswBuildOptions bo;
+  bo.num_threads = threads;
+  bo.progress = true;
+  fmt::print(stderr, "building hnsw (M={}, ef_construction={}) over {} x {} ({}), simd {}\n", ho.M,
+             ho.ef_construction, base->size(), base->dim(), MetricName(metric),
+             index::SimdLevelName(index::Kernels().level));
+  Timer t;
+  if (Status s = (*idx)->AddBatch(*base, {}, bo); !s.ok()) return Fail(s);
+  const double build_s = t.Seconds();
+  if (Status s = (*idx)->Save(out); !s.ok()) return Fail(s);
+  auto gs = (*idx)->GraphStats();
+  fmt::print("built {} vectors in {:.1f} s; saved to {} ({:.1f} MiB in memory, max level {}, mean "
+             "layer-0 degree {:.1f})\n",
+             gs.num_nodes, build_s, out, double(gs.memory_bytes) / (1 << 20), gs.max_level,
+             gs.mean_degree0);
+  return 0;
+}
+
+}  // namespace strata::tools::cmd

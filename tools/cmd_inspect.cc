@@ -1,0 +1,85 @@
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "index/hnsw/hnsw_index.h"
+#include "index/spann/spann_index.h"
+#include "storage/dataset_io.h"
+#include "storage/section_file.h"
+#include "tools/commands.h"
+
+namespace strata::tools::cmd {
+
+int RunInspect(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    auto idx = index::SpannIndex::Open(path);
+    if (!idx) return Fail(idx.error());
+    auto sf = storage::SectionFile::Open(std::filesystem::path(path) / "postings.spann", "STRSPAN", 1,
+                                         storage::SectionFileOptions{.verify_checksums = false});
+    if (!sf) return Fail(sf.error());
+    fmt::print("{}: SPANN index; postings.spann STRSPAN version {}.{}, {} bytes\n", path,
+               sf->major(), sf->minor(), sf->file_size());
+    for (const auto& e : sf->entries()) {
+      fmt::print("  {:<6} {:>12} {:>14}  {:016x}\n", storage::SectionTagName(e.tag), e.offset,
+                 e.size, e.checksum);
+    }
+    auto st = (*idx)->Stats();
+    fmt::print("spann: dim {}, metric {}, {} vectors, {} lists ({} heads, {} posting vectors), "
+               "{:.2f} entries per vector, list entries min/median/p99/max {}/{}/{}/{}\n",
+               (*idx)->dim(), MetricName((*idx)->metric()), st.num_vectors, st.num_lists,
+               st.half_heads ? "float16" : "float32", st.half_lists ? "float16" : "float32",
+               double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors)), st.list_min,
+               st.list_median, st.list_p99, st.list_max);
+    fmt::print("  in memory {:.1f} MiB ({:.1f}% of the raw vectors), on disk {:.1f} MiB; META, "
+               "LDIR and the heads index verified (posting lists are verified on every read)\n",
+               st.memory_bytes / 1048576.0,
+               100.0 * double(st.memory_bytes) / double(std::max<size_t>(1, st.raw_vector_bytes)),
+               st.disk_bytes / 1048576.0);
+    return 0;
+  }
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Fail(NotFound("{}: cannot open", path));
+  char magic[8] = {};
+  size_t got = std::fread(magic, 1, 8, f);
+  std::fclose(f);
+  std::string m(magic, strnlen(magic, std::min<size_t>(got, 8)));
+  if (m != "STRHNSW") {
+    auto shape = storage::ProbeVectors(path);
+    if (shape) {
+      fmt::print("{}: data set file, {} rows x {} dim ({})\n", path, shape->rows, shape->dim,
+                 storage::DatasetFormatName(shape->format));
+      return 0;
+    }
+    return Fail(InvalidArgument("{}: not a Strata index (magic '{}') nor a readable data set: {}",
+                                path, m, shape.error().message()));
+  }
+  auto sf = storage::SectionFile::Open(path, m, 1);
+  if (!sf) return Fail(sf.error());
+  fmt::print("{}: {} version {}.{}, {} bytes, checksums verified\n", path, m, sf->major(),
+             sf->minor(), sf->file_size());
+  fmt::print("  {:<6} {:>12} {:>14}  {}\n", "tag", "offset", "bytes", "xxh3");
+  for (const auto& e : sf->entries()) {
+    fmt::print("  {:<6} {:>12} {:>14}  {:016x}\n", storage::SectionTagName(e.tag), e.offset, e.size,
+               e.checksum);
+  }
+  index::HnswLoadOptions lo;
+  lo.mmap = true;
+  auto idx = index::HnswIndex::Load(path, lo);
+  if (!idx) return Fail(idx.error());
+  auto gs = (*idx)->GraphStats();
+  const auto& o = (*idx)->options();
+  fmt::print("hnsw: dim {}, metric {}, M {}, ef_construction {}, keep_pruned {}\n", (*idx)->dim(),
+             MetricName((*idx)->metric()), o.M, o.ef_construction, o.keep_pruned);
+  fmt::print("  nodes {} (live {}, tombstones {}, free slots {}), max level {}, mean layer-0 "
+             "degree {:.2f}, memory when loaded {:.1f} MiB\n",
+             gs.num_nodes, gs.num_nodes - gs.num_deleted - gs.num_free, gs.num_deleted,
+             gs.num_free, gs.max_level, gs.mean_degree0, double(gs.memory_bytes) / (1 << 20));
+  fmt::print("  structure validated (ids in range, no self links, entry point, levels)\n");
+  return 0;
+}
+
+}  // namespace strata::tools::cmd
