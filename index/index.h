@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/metric.h"
@@ -68,6 +69,14 @@ class VisitedSet {
   uint16_t epoch_ = 0;
 };
 
+// What one index kind keeps in a SearchContext between calls (HNSW: its candidate
+// pool and heaps, hnsw/hnsw_scratch.h): a typed object, created by
+// SearchContext::scratch<T>(), instead of raw buffers cast to the kind's types.
+class IndexScratch {
+ public:
+  virtual ~IndexScratch() = default;
+};
+
 // Per-thread scratch. Indexes keep what they need in it (grown on demand and
 // reused), so searches do not allocate on the hot path. Thread-compatible: one
 // context per thread.
@@ -82,8 +91,18 @@ class SearchContext {
   // A copy of the query (e.g. normalized for cosine), reused between calls.
   float* QueryBuffer(size_t dim) { return query_.size() >= dim ? query_.data() : Grow(dim); }
   VisitedSet& visited() { return visited_; }
-  // Generic reusable buffers for index-specific scratch (candidate pools, heaps).
-  std::vector<uint64_t>& words(int slot) { return words_[slot]; }
+  // The scratch of index kind T (derived from IndexScratch), created on first use and
+  // reused by later calls. It holds one kind at a time: handing the context to
+  // another kind replaces it.
+  template <typename T>
+  T& scratch() {
+    static_assert(std::is_base_of_v<IndexScratch, T>);
+    if (scratch_kind_ != &kScratchKind<T>) {
+      scratch_ = std::make_unique<T>();
+      scratch_kind_ = &kScratchKind<T>;
+    }
+    return static_cast<T&>(*scratch_);
+  }
 
  private:
   float* Grow(size_t dim) {
@@ -94,7 +113,12 @@ class SearchContext {
   size_t floats_size_ = 0;
   std::vector<float> query_;
   VisitedSet visited_;
-  std::vector<uint64_t> words_[4];
+  // One address per scratch type (an inline variable: the same in every translation
+  // unit), so scratch<T>() checks the kind with a pointer comparison.
+  template <typename T>
+  static constexpr char kScratchKind = 0;
+  std::unique_ptr<IndexScratch> scratch_;
+  const char* scratch_kind_ = nullptr;
 };
 
 struct IndexStats {

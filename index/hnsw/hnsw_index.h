@@ -145,7 +145,7 @@ class HnswIndex final : public MutableIndex {
 
   ~HnswIndex() override;
 
-  class Impl;  // defined in hnsw_index.cc
+  class Impl;  // the graph store: hnsw_graph.h
 
  private:
   Status AddLocked(VectorId id, const float* data);

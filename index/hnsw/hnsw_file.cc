@@ -1,0 +1,294 @@
+// HNSW files: Save, and Load with the checks that make a damaged or crafted file
+// an error rather than a crash (sizes before use, structure after load).
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "index/hnsw/hnsw_format.h"
+#include "index/hnsw/hnsw_graph.h"
+#include "storage/section_file.h"
+
+namespace strata::index {
+
+using hnsw_detail::kChunkNodes;
+using hnsw_detail::kCountMask;
+using hnsw_detail::kDeletedBit;
+using hnsw_detail::kFreeBit;
+using hnsw_detail::kLevelMask;
+using hnsw_detail::kLevelShift;
+
+// File layout (docs/formats/hnsw.md): a section file with magic "STRHNSW", major
+// version 1, and sections
+//   META  hnsw_format::Meta (hnsw_format.h)
+//   NODE  num_nodes blocks of block_bytes: [header word, 2M link ids][vector][label]
+//   UPPR  for each node with level L > 0, in node order: L lists of (count, M ids)
+//   FREE  free slot numbers (uint32)
+
+namespace {
+
+using hnsw_format::kTagFree;
+using hnsw_format::kTagMeta;
+using hnsw_format::kTagNode;
+using hnsw_format::kTagUpper;
+using HnswMeta = hnsw_format::Meta;
+
+}  // namespace
+
+Status HnswIndex::Save(const std::filesystem::path& path) const {
+  // Exclusive: a saved file is one consistent graph.
+  std::unique_lock<std::shared_mutex> x(impl_->structure_mu_);
+  return SaveLocked(path);
+}
+
+Status HnswIndex::SaveQuiescent(const std::filesystem::path& path) const {
+  // Shared: writers are excluded by the caller, so readers may go on.
+  std::shared_lock<std::shared_mutex> s(impl_->structure_mu_);
+  return SaveLocked(path);
+}
+
+Status HnswIndex::SaveLocked(const std::filesystem::path& path) const {
+  const Impl& im = *impl_;
+  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(path, hnsw_format::kMagic, hnsw_format::kMajor, hnsw_format::kMinor));
+  const uint32_t n = im.num_nodes_.load();
+  const uint64_t e = im.entry_.load();
+  HnswMeta meta{};
+  meta.dim = uint32_t(dim_);
+  meta.metric = uint32_t(metric_);
+  meta.M = options_.M;
+  meta.ef_construction = options_.ef_construction;
+  meta.keep_pruned = options_.keep_pruned;
+  meta.encoding = uint16_t(options_.encoding);
+  meta.num_nodes = n;
+  meta.entry_node = uint32_t(e);
+  meta.entry_level = uint32_t(e >> 32);
+  meta.block_bytes = im.block_bytes_;
+  meta.seed = options_.seed;
+  meta.consolidate_fraction = options_.consolidate_fraction;
+  meta.num_deleted = im.num_deleted_.load();
+  STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
+  STRATA_RETURN_IF_ERROR(w.BeginSection(kTagNode));
+  for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
+    const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
+    STRATA_RETURN_IF_ERROR(w.Append(im.chunks_[c].load(), count * im.block_bytes_));
+  }
+  STRATA_RETURN_IF_ERROR(w.EndSection());
+  STRATA_RETURN_IF_ERROR(w.BeginSection(kTagUpper));
+  for (uint32_t i = 0; i < n; ++i) {
+    const int l = Impl::LevelOf(im.Header(i));
+    if (l > 0) STRATA_RETURN_IF_ERROR(w.Append(im.UpperPtr(i), size_t(l) * (im.m_ + 1) * 4));
+  }
+  STRATA_RETURN_IF_ERROR(w.EndSection());
+  std::vector<uint32_t> free_list;
+  {
+    std::lock_guard<std::mutex> g(im.grow_mu_);
+    free_list = im.free_;
+  }
+  STRATA_RETURN_IF_ERROR(w.AddSection(kTagFree, std::as_bytes(std::span(free_list))));
+  return w.Commit();
+}
+
+Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& path,
+                                                   const HnswLoadOptions& options) {
+  const std::string file = path.string();
+  STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf,
+                          storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor));
+  STRATA_ASSIGN_OR_RETURN(auto meta_bytes, sf.Section(kTagMeta));
+  if (meta_bytes.size() != sizeof(HnswMeta)) {
+    return Error(Corruption("{}: META section has {} bytes, expected {}", file, meta_bytes.size(),
+                            sizeof(HnswMeta)));
+  }
+  HnswMeta meta;
+  std::memcpy(&meta, meta_bytes.data(), sizeof meta);
+  if (meta.metric > uint32_t(Metric::kCosine)) {
+    return Error(Corruption("{}: META.metric {} is not a known metric", file, meta.metric));
+  }
+  if (meta.encoding > uint16_t(VectorEncoding::kFloat16)) {
+    return Error(Corruption("{}: META.encoding {} is not a known vector encoding", file, meta.encoding));
+  }
+  HnswOptions opt;
+  opt.M = meta.M;
+  opt.ef_construction = meta.ef_construction;
+  opt.keep_pruned = meta.keep_pruned != 0;
+  opt.encoding = VectorEncoding(meta.encoding);
+  opt.seed = meta.seed;
+  opt.consolidate_fraction = meta.consolidate_fraction;
+  auto created = Create(meta.dim, Metric(meta.metric), opt);
+  if (!created) return Error(Corruption("{}: META: {}", file, created.error().message()));
+  std::unique_ptr<HnswIndex> index = std::move(*created);
+  Impl& im = *index->impl_;
+  if (meta.block_bytes != im.block_bytes_) {
+    return Error(Corruption("{}: META.block_bytes {} does not match dim {} and M {} (expected {})",
+                            file, meta.block_bytes, meta.dim, meta.M, im.block_bytes_));
+  }
+  const uint32_t n = meta.num_nodes;
+  if (n == std::numeric_limits<uint32_t>::max()) {
+    return Error(Corruption("{}: META.num_nodes {} is out of range", file, n));
+  }
+  STRATA_ASSIGN_OR_RETURN(auto nodes, sf.Section(kTagNode));
+  if (nodes.size() != uint64_t(n) * im.block_bytes_) {
+    return Error(Corruption("{}: NODE section has {} bytes, expected {} nodes x {} bytes", file,
+                            nodes.size(), n, im.block_bytes_));
+  }
+  STRATA_ASSIGN_OR_RETURN(auto upper, sf.Section(kTagUpper));
+  STRATA_ASSIGN_OR_RETURN(auto free_bytes, sf.Section(kTagFree));
+  if (free_bytes.size() % 4 != 0) {
+    return Error(Corruption("{}: FREE section size {} is not a multiple of 4", file,
+                            free_bytes.size()));
+  }
+
+  // Place the node blocks: mapped in place, or copied into fresh chunks.
+  char* base = const_cast<char*>(reinterpret_cast<const char*>(nodes.data()));
+  if (options.mmap) {
+    for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
+      // A mapped index never grows: each pointer table holds only its chunk's nodes.
+      const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
+      im.upper_chunks_[c].store(new uint32_t*[count]());
+      im.chunks_[c].store(base + size_t(c) * kChunkNodes * im.block_bytes_);
+    }
+    im.capacity_.store(n);
+    im.mapped_ = true;
+  } else {
+    STRATA_RETURN_IF_ERROR(im.Reserve(n));
+    for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
+      const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
+      std::memcpy(im.chunks_[c].load(), base + size_t(c) * kChunkNodes * im.block_bytes_,
+                  count * im.block_bytes_);
+    }
+  }
+  im.num_nodes_.store(n);
+
+  // Headers and upper lists: levels must add up to the UPPR section exactly.
+  const size_t upper_words = upper.size() / 4;
+  if (upper.size() % 4) return Error(Corruption("{}: UPPR size {} is not a multiple of 4", file, upper.size()));
+  const uint32_t* up = reinterpret_cast<const uint32_t*>(upper.data());
+  size_t pos = 0;
+  size_t deleted = 0;
+  int top_level = -1;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t h = im.Header(i);
+    const int l = Impl::LevelOf(h);
+    if ((h & ~(kCountMask | (kLevelMask << kLevelShift) | kFreeBit | kDeletedBit)) != 0) {
+      return Error(Corruption("{}: node {} has unknown header bits 0x{:08x}", file, i, h));
+    }
+    if (h & kFreeBit) {
+      if (l != 0 || (h & kCountMask) != 0) {
+        return Error(Corruption("{}: free node {} has links or a level", file, i));
+      }
+      continue;
+    }
+    if (h & kDeletedBit) ++deleted;
+    top_level = std::max(top_level, l);
+    if (l == 0) continue;
+    const size_t words = size_t(l) * (im.m_ + 1);
+    if (pos + words > upper_words) {
+      return Error(Corruption("{}: UPPR section ends before the upper links of node {} (level {})",
+                              file, i, l));
+    }
+    if (options.mmap) {
+      im.UpperPtr(i) = const_cast<uint32_t*>(up + pos);
+    } else {
+      im.UpperPtr(i) = new uint32_t[words];
+      std::memcpy(im.UpperPtr(i), up + pos, words * 4);
+    }
+    pos += words;
+  }
+  if (pos != upper_words) {
+    return Error(Corruption("{}: UPPR section has {} bytes, node levels account for {}", file,
+                            upper.size(), pos * 4));
+  }
+
+  // Structure: link counts, ids in range, no self links, no links to free
+  // slots, upper links only to nodes that exist on that level.
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t h = im.Header(i);
+    if (h & kFreeBit) continue;
+    const int l = Impl::LevelOf(h);
+    for (int lv = 0; lv <= l; ++lv) {
+      const uint32_t* list = im.LinksAt(i, lv);
+      const uint32_t c = lv == 0 ? (list[0] & kCountMask) : list[0];
+      if (c > im.MaxLinks(lv)) {
+        return Error(Corruption("{}: node {} has {} links on level {}, at most {} allowed", file, i,
+                                c, lv, im.MaxLinks(lv)));
+      }
+      for (uint32_t j = 0; j < c; ++j) {
+        const uint32_t v = list[1 + j];
+        if (v >= n) {
+          return Error(Corruption("{}: node {} level {} links to node {}, beyond the {} nodes",
+                                  file, i, lv, v, n));
+        }
+        if (v == i) return Error(Corruption("{}: node {} links to itself on level {}", file, i, lv));
+        const uint32_t hv = im.Header(v);
+        if (hv & kFreeBit) {
+          return Error(Corruption("{}: node {} level {} links to free slot {}", file, i, lv, v));
+        }
+        if (Impl::LevelOf(hv) < lv) {
+          return Error(Corruption("{}: node {} level {} links to node {} which has only level {}",
+                                  file, i, lv, v, Impl::LevelOf(hv)));
+        }
+      }
+    }
+  }
+  // Entry point.
+  if (n == 0 || top_level < 0) {
+    if (meta.entry_node != kInvalidNode) {
+      return Error(Corruption("{}: META.entry_node {} but the graph has no live node", file,
+                              meta.entry_node));
+    }
+  } else {
+    if (meta.entry_node >= n || (im.Header(meta.entry_node) & kFreeBit)) {
+      return Error(Corruption("{}: entry point {} does not exist", file, meta.entry_node));
+    }
+    if (int(meta.entry_level) != Impl::LevelOf(im.Header(meta.entry_node)) ||
+        int(meta.entry_level) != top_level) {
+      return Error(Corruption("{}: entry point {} has level {}, META says {}, highest node level is {}",
+                              file, meta.entry_node, Impl::LevelOf(im.Header(meta.entry_node)),
+                              meta.entry_level, top_level));
+    }
+    im.entry_.store(Impl::PackEntry(meta.entry_node, int(meta.entry_level)));
+  }
+  // Free list and labels.
+  const uint32_t* fl = reinterpret_cast<const uint32_t*>(free_bytes.data());
+  std::vector<bool> listed(n, false);  // a slot listed twice would be given to two inserts
+  for (size_t j = 0; j < free_bytes.size() / 4; ++j) {
+    if (fl[j] >= n || !(im.Header(fl[j]) & kFreeBit)) {
+      return Error(Corruption("{}: FREE entry {} names slot {}, which is not a free slot", file, j,
+                              fl[j]));
+    }
+    if (listed[fl[j]]) {
+      return Error(Corruption("{}: FREE entry {} names slot {} a second time", file, j, fl[j]));
+    }
+    listed[fl[j]] = true;
+    im.free_.push_back(fl[j]);
+  }
+  if (options.mmap && deleted == 0 && im.free_.empty()) {
+    std::vector<uint32_t> dense(n, kInvalidNode);
+    bool ok = true;
+    for (uint32_t i = 0; i < n && ok; ++i) {
+      const VectorId id = im.Label(i);
+      ok = id < n && dense[id] == kInvalidNode;
+      if (ok) dense[id] = i;
+    }
+    if (ok) {
+      im.dense_ = true;
+      im.dense_node_of_ = std::move(dense);
+    }
+  }
+  if (!im.dense_) im.node_of_.reserve(n);
+  for (uint32_t i = 0; i < n && !im.dense_; ++i) {
+    const uint32_t h = im.Header(i);
+    if (h & (kFreeBit | kDeletedBit)) continue;
+    if (!im.node_of_.emplace(im.Label(i), i).second) {
+      return Error(Corruption("{}: id {} is stored twice (nodes {} and {})", file, im.Label(i),
+                              im.node_of_[im.Label(i)], i));
+    }
+  }
+  im.num_deleted_.store(deleted);
+  if (options.mmap) {
+    im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
+    im.locks_.reset();  // read-only: nothing will ever take a node lock
+  }
+  return index;
+}
+
+}  // namespace strata::index

@@ -1,0 +1,245 @@
+#pragma once
+// Internal to index/hnsw: HnswIndex::Impl, the graph store (node blocks, links,
+// labels, slot allocation) and the declarations of the algorithm around it, which
+// is defined by topic:
+//   hnsw_graph.cc   the store: layout, growth, statistics, Get
+//   hnsw_search.cc  greedy descent and layer searches; Search, SearchSubset
+//   hnsw_insert.cc  inserts, neighbour selection, deletes and graph repair
+//   hnsw_file.cc    Save, and Load with its structural checks (docs/formats/hnsw.md)
+//
+// Thread safety is HnswIndex's (hnsw_index.h): node lists are read with acquire
+// loads while writers store them under the node's striped lock (LockOf); labels
+// are guarded by label_mu_, the free list and chunk growth by grow_mu_, and the
+// structure as a whole by structure_mu_ (shared for inserts, removes and
+// searches, exclusive for Consolidate and Save).
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "core/vector_set.h"
+#include "index/distance/distance.h"
+#include "index/hnsw/hnsw_format.h"
+#include "index/hnsw/hnsw_index.h"
+#include "index/hnsw/hnsw_scratch.h"
+
+namespace strata::index {
+
+namespace hnsw_detail {
+
+inline constexpr uint32_t kChunkShift = 16;
+inline constexpr uint32_t kChunkNodes = 1u << kChunkShift;
+inline constexpr uint32_t kMaxChunks = 1u << 16;  // 2^32 nodes in all
+inline constexpr uint32_t kLockStripes = 1u << 14;
+inline constexpr int kMaxLevel = 31;
+
+using hnsw_format::kCountMask;
+using hnsw_format::kDeletedBit;
+using hnsw_format::kFreeBit;
+using hnsw_format::kLevelMask;
+using hnsw_format::kLevelShift;
+
+// Link words are read while other threads may rewrite them; atomic_ref keeps
+// that well-defined (and visible to ThreadSanitizer) at the cost of a plain
+// load/store on x86. The const_cast is for read-only mapped files: a load never writes.
+inline uint32_t LoadAcquire(const uint32_t& w) {
+  return std::atomic_ref<uint32_t>(const_cast<uint32_t&>(w)).load(std::memory_order_acquire);
+}
+inline void StoreRelease(uint32_t& w, uint32_t v) {
+  std::atomic_ref<uint32_t>(w).store(v, std::memory_order_release);
+}
+
+}  // namespace hnsw_detail
+
+class HnswIndex::Impl {
+ public:
+  using Candidate = hnsw_detail::Candidate;
+  using CandidatePool = hnsw_detail::CandidatePool;
+  using HnswScratch = hnsw_detail::HnswScratch;
+
+  Impl(size_t dim, Metric metric, const HnswOptions& o);
+  ~Impl();
+
+  // ---- node accessors (hot: kept inline) ----------------------------------
+  char* Block(uint32_t i) const {
+    return chunks_[i >> hnsw_detail::kChunkShift].load(std::memory_order_acquire) +
+           size_t(i & (hnsw_detail::kChunkNodes - 1)) * block_bytes_;
+  }
+  uint32_t* Links0(uint32_t i) const { return reinterpret_cast<uint32_t*>(Block(i)); }
+  // Node i's stored vector: float32 or half values (see HnswOptions::encoding).
+  const char* Code(uint32_t i) const { return Block(i) + vec_offset_; }
+  const float* VecF32(uint32_t i) const { return reinterpret_cast<const float*>(Code(i)); }
+  const uint16_t* VecF16(uint32_t i) const { return reinterpret_cast<const uint16_t*>(Code(i)); }
+  // Node i's vector as float32: in place, or decoded into `scratch` (dim floats).
+  const float* VecAsFloat(uint32_t i, float* scratch) const {
+    if (!f16_) return VecF32(i);
+    from_f16_(VecF16(i), scratch, dim_);
+    return scratch;
+  }
+  VectorId& Label(uint32_t i) const {
+    return *reinterpret_cast<VectorId*>(Block(i) + label_offset_);
+  }
+  uint32_t*& UpperPtr(uint32_t i) const {
+    return upper_chunks_[i >> hnsw_detail::kChunkShift].load(
+        std::memory_order_acquire)[i & (hnsw_detail::kChunkNodes - 1)];
+  }
+  uint32_t Header(uint32_t i) const { return hnsw_detail::LoadAcquire(Links0(i)[0]); }
+  static int LevelOf(uint32_t header) {
+    return int((header >> hnsw_detail::kLevelShift) & hnsw_detail::kLevelMask);
+  }
+  // Link list of node i at `level`: [count, ids...]. Level 0 holds 2M slots, others M.
+  uint32_t* LinksAt(uint32_t i, int level) const {
+    if (level == 0) return Links0(i);
+    return UpperPtr(i) + size_t(level - 1) * (m_ + 1);
+  }
+  uint32_t CountAt(const uint32_t* list, int level) const {
+    uint32_t w = hnsw_detail::LoadAcquire(list[0]);
+    return level == 0 ? (w & hnsw_detail::kCountMask) : w;
+  }
+  uint32_t MaxLinks(int level) const { return level == 0 ? m0_ : m_; }
+  std::mutex& LockOf(uint32_t i) const { return locks_[i & (hnsw_detail::kLockStripes - 1)]; }
+
+  float Dist(const float* a, const float* b) const {
+    return metric_ == Metric::kL2 ? l2sq_(a, b, dim_) : -ip_(a, b, dim_);
+  }
+  // Distance from a float32 vector to node i's stored vector.
+  float DistTo(const float* q, uint32_t i) const {
+    if (f16_) return metric_ == Metric::kL2 ? l2sq_f16_(q, VecF16(i), dim_) : -ip_f16_(q, VecF16(i), dim_);
+    return Dist(q, VecF32(i));
+  }
+
+  // Reads node i's list at `level` into out (at most max entries); returns count.
+  uint32_t CopyLinks(uint32_t i, int level, uint32_t* out) const {
+    const uint32_t* list = LinksAt(i, level);
+    uint32_t c = std::min(CountAt(list, level), MaxLinks(level));
+    for (uint32_t j = 0; j < c; ++j) out[j] = hnsw_detail::LoadAcquire(list[1 + j]);
+    return c;
+  }
+  // Replaces node i's list at `level` (caller holds LockOf(i)).
+  void WriteLinks(uint32_t i, int level, const uint32_t* ids, uint32_t count) {
+    uint32_t* list = LinksAt(i, level);
+    for (uint32_t j = 0; j < count; ++j) hnsw_detail::StoreRelease(list[1 + j], ids[j]);
+    if (level == 0) {
+      uint32_t w = list[0];
+      hnsw_detail::StoreRelease(list[0], (w & ~hnsw_detail::kCountMask) | count);
+    } else {
+      hnsw_detail::StoreRelease(list[0], count);
+    }
+  }
+
+  // Entry point packed as (level << 32 | node); node == kInvalidNode when empty.
+  static uint64_t PackEntry(uint32_t node, int level) { return uint64_t(level) << 32 | node; }
+
+  // Node of `id` (caller holds label_mu_).
+  std::optional<uint32_t> NodeOf(VectorId id) const {
+    if (dense_) {
+      if (id < dense_node_of_.size()) return dense_node_of_[id];
+      return std::nullopt;
+    }
+    auto it = node_of_.find(id);
+    if (it == node_of_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // ---- storage growth (hnsw_graph.cc) ---------------------------------------
+  // A free slot, or a new one at the end (its chunk allocated when needed).
+  Result<uint32_t> AllocateSlot();
+  // Chunks for node slots [0, n).
+  Status Reserve(size_t n);
+
+  // ---- search primitives (hnsw_search.cc) -----------------------------------
+  // Greedy walk on one upper layer: moves to the closest neighbour until none is closer.
+  void GreedyStep(const float* q, int level, uint32_t& cur, float& cur_dist,
+                  HnswSearchStats* st) const;
+  // Best-first search on one layer with the sorted pool; all visited nodes are
+  // candidates (tombstones included: they still route). Used by inserts and by
+  // unfiltered searches when no tombstones exist.
+  void SearchLayer(const float* q, uint32_t ep, float ep_dist, int level, CandidatePool& pool,
+                   VisitedSet& visited, HnswSearchStats* st) const;
+  // Layer-0 search where only `allowed` nodes become results but every node
+  // routes (hnswlib-style two heaps): keeps going until ef allowed results are
+  // held and no candidate can improve them. Results land in scratch.results,
+  // nearest first.
+  template <typename Allowed>
+  void SearchLayer0Filtered(const float* q, uint32_t ep, float ep_dist, size_t ef,
+                            const Allowed& allowed, VisitedSet& visited, HnswScratch& scratch,
+                            HnswSearchStats* st) const;
+  // Descends from the entry point to `target_level` + 1.
+  void Descend(const float* q, int target_level, uint32_t& cur, float& cur_dist, int& top,
+               HnswSearchStats* st) const;
+
+  // ---- inserts (hnsw_insert.cc) ----------------------------------------------
+  int RandomLevel();
+  // The paper's Algorithm 4: `cands` sorted ascending by distance to the base
+  // node; returns up to `m` in `out` (keep_pruned: the options', or as given).
+  void SelectNeighbors(std::vector<Candidate>& cands, uint32_t m, std::vector<Candidate>& out,
+                       HnswScratch& scratch) const;
+  void SelectNeighbors(std::vector<Candidate>& cands, uint32_t m, std::vector<Candidate>& out,
+                       bool keep_pruned, HnswScratch& scratch) const;
+  // Adds `src` to the list of `dst` at `level`, shrinking with the heuristic when full.
+  void Connect(uint32_t dst, uint32_t src, int level, HnswScratch& scratch);
+  // Stores `v` under `label` in a new node and links it in; returns the node.
+  Result<uint32_t> Insert(VectorId label, const float* v, SearchContext& ctx);
+
+  // ---- members -------------------------------------------------------------
+  size_t dim_;
+  Metric metric_;
+  HnswOptions opt_;
+  uint32_t m_, m0_;
+  double ml_;
+  size_t links_bytes_ = 0, vec_offset_ = 0, vec_bytes_ = 0, label_offset_ = 0;
+  bool f16_ = false;
+  size_t block_bytes_ = 0;
+  size_t prefetch_bytes_ = 0;  // how much of a vector SearchLayer prefetches
+  float (*l2sq_)(const float*, const float*, size_t) = nullptr;
+  float (*l2sq_f16_)(const float*, const uint16_t*, size_t) = nullptr;
+  float (*ip_f16_)(const float*, const uint16_t*, size_t) = nullptr;
+  void (*to_f16_)(const float*, uint16_t*, size_t) = nullptr;
+  void (*from_f16_)(const uint16_t*, float*, size_t) = nullptr;
+  float (*ip_)(const float*, const float*, size_t) = nullptr;
+
+  std::unique_ptr<std::atomic<char*>[]> chunks_;
+  std::unique_ptr<std::atomic<uint32_t**>[]> upper_chunks_;  // per chunk: node -> upper links
+  std::vector<std::unique_ptr<char[], AlignedFree>> owned_chunks_;  // guarded by grow_mu_
+  std::unique_ptr<std::mutex[]> locks_;
+  std::atomic<uint32_t> num_nodes_{0};
+  // Node slots backed by chunks. Visited sets are sized to it, not to num_nodes_:
+  // a concurrent insert may link a node created after a search started.
+  std::atomic<size_t> capacity_{0};
+  std::atomic<uint64_t> entry_{PackEntry(kInvalidNode, 0)};
+  std::atomic<uint64_t> level_counter_{0};
+  mutable std::mutex grow_mu_;
+  std::vector<uint32_t> free_;  // guarded by grow_mu_
+  std::mutex entry_mu_;
+
+  // Labels: id -> node, guarded by label_mu_.
+  mutable std::mutex label_mu_;
+  std::unordered_map<VectorId, uint32_t> node_of_;
+  // A mapped (read-only) index whose ids are a permutation of 0..n-1 with no
+  // tombstone or free slot -- SPANN's heads -- keeps a dense array instead of the
+  // hash map (4 bytes per node instead of about 40).
+  bool dense_ = false;
+  std::vector<uint32_t> dense_node_of_;
+  std::atomic<size_t> num_deleted_{0};
+
+  // Inserts, removes and searches hold it shared; Consolidate, Save hold it exclusively.
+  mutable std::shared_mutex structure_mu_;
+
+  // Set when nodes live in a read-only mapped file.
+  bool mapped_ = false;
+  std::shared_ptr<void> mapping_;
+
+ private:
+  Status EnsureChunk(uint32_t c);  // caller holds grow_mu_
+  template <bool kL2, bool kF16>
+  void SearchLayerT(const float* q, uint32_t ep, float ep_dist, int level, CandidatePool& pool,
+                    VisitedSet& visited, HnswSearchStats* st) const;
+};
+
+}  // namespace strata::index

@@ -1,0 +1,275 @@
+// HNSW searches: greedy descent through the upper layers, the ef-bounded
+// best-first search of one layer (unfiltered) or of layer 0 with a filter and
+// tombstones, and the exact scan of a subset.
+
+#include <xmmintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <optional>
+
+#include "core/topk.h"
+#include "index/hnsw/hnsw_graph.h"
+
+namespace strata::index {
+
+using hnsw_detail::Candidate;
+using hnsw_detail::CandidatePool;
+using hnsw_detail::CloserFirst;
+using hnsw_detail::FartherFirst;
+using hnsw_detail::HnswScratch;
+using hnsw_detail::kDeletedBit;
+using hnsw_detail::kFreeBit;
+
+void HnswIndex::Impl::GreedyStep(const float* q, int level, uint32_t& cur, float& cur_dist,
+                                 HnswSearchStats* st) const {
+  uint32_t buf[256];
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    uint32_t c = CopyLinks(cur, level, buf);
+    for (uint32_t j = 0; j < c; ++j) {
+      float d = DistTo(q, buf[j]);
+      if (st) ++st->distances;
+      if (d < cur_dist) {
+        cur_dist = d;
+        cur = buf[j];
+        changed = true;
+      }
+    }
+    if (st) ++st->hops;
+  }
+}
+
+void HnswIndex::Impl::SearchLayer(const float* q, uint32_t ep, float ep_dist, int level,
+                                  CandidatePool& pool, VisitedSet& visited,
+                                  HnswSearchStats* st) const {
+  const bool l2 = metric_ == Metric::kL2;
+  if (f16_) {
+    if (l2) SearchLayerT<true, true>(q, ep, ep_dist, level, pool, visited, st);
+    else SearchLayerT<false, true>(q, ep, ep_dist, level, pool, visited, st);
+  } else {
+    if (l2) SearchLayerT<true, false>(q, ep, ep_dist, level, pool, visited, st);
+    else SearchLayerT<false, false>(q, ep, ep_dist, level, pool, visited, st);
+  }
+}
+
+template <bool kL2, bool kF16>
+void HnswIndex::Impl::SearchLayerT(const float* q, uint32_t ep, float ep_dist, int level,
+                                   CandidatePool& pool, VisitedSet& visited,
+                                   HnswSearchStats* st) const {
+  visited.Insert(ep);
+  pool.Insert(ep, ep_dist);
+  uint32_t buf[512];
+  const size_t dim = dim_;
+  auto l2 = l2sq_;
+  auto ip = ip_;
+  auto l2h = l2sq_f16_;
+  auto iph = ip_f16_;
+  uint64_t dists = 0, hops = 0;
+  while (pool.HasNext()) {
+    const uint32_t u = pool.PopNext();
+    ++hops;
+    const uint32_t c = CopyLinks(u, level, buf);
+    // Gather the unvisited neighbours first, then score them with the next
+    // vector prefetched, so memory latency overlaps the arithmetic.
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < c; ++j) {
+      const uint32_t v = buf[j];
+      if (visited.Insert(v)) buf[n++] = v;
+    }
+    // Start every miss at once: the memory system overlaps them, where one
+    // prefetch ahead of each distance leaves most of the latency exposed.
+    for (uint32_t j = 0; j < n; ++j) {
+      const char* nv = Code(buf[j]);
+      for (size_t off = 0; off < prefetch_bytes_; off += 64) _mm_prefetch(nv + off, _MM_HINT_T0);
+    }
+    for (uint32_t j = 0; j < n; ++j) {
+      float d;
+      if constexpr (kF16) {
+        const uint16_t* vv = VecF16(buf[j]);
+        d = kL2 ? l2h(q, vv, dim) : -iph(q, vv, dim);
+      } else {
+        const float* vv = VecF32(buf[j]);
+        d = kL2 ? l2(q, vv, dim) : -ip(q, vv, dim);
+      }
+      ++dists;
+      if (!pool.full() || d < pool.worst()) {
+        pool.Insert(buf[j], d);
+        // Prefetch the link list of a promising node: it is likely expanded soon.
+        _mm_prefetch(reinterpret_cast<const char*>(Links0(buf[j])), _MM_HINT_T0);
+      }
+    }
+  }
+  if (st) {
+    st->distances += dists;
+    st->hops += hops;
+  }
+}
+
+template <typename Allowed>
+void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep_dist, size_t ef,
+                                           const Allowed& allowed, VisitedSet& visited,
+                                           HnswScratch& scratch, HnswSearchStats* st) const {
+  std::vector<Candidate>& cand = scratch.frontier;  // min-heap
+  std::vector<Candidate>& results = scratch.results;
+  cand.clear();
+  results.clear();
+  visited.Insert(ep);
+  cand.push_back({ep_dist, ep});
+  if (allowed(ep)) results.push_back({ep_dist, ep});
+  float bound = results.size() >= ef ? results.front().dist : std::numeric_limits<float>::infinity();
+  uint32_t buf[512];
+  while (!cand.empty()) {
+    Candidate c = cand.front();
+    if (c.dist > bound && results.size() >= ef) break;
+    std::pop_heap(cand.begin(), cand.end(), CloserFirst());
+    cand.pop_back();
+    if (st) ++st->hops;
+    const uint32_t cnt = CopyLinks(c.id, 0, buf);
+    // Unvisited neighbours first, their vectors prefetched together (as in SearchLayerT).
+    uint32_t fresh = 0;
+    for (uint32_t j = 0; j < cnt; ++j) {
+      if (visited.Insert(buf[j])) buf[fresh++] = buf[j];
+    }
+    for (uint32_t j = 0; j < fresh; ++j) {
+      const char* nv = Code(buf[j]);
+      for (size_t off = 0; off < prefetch_bytes_; off += 64) _mm_prefetch(nv + off, _MM_HINT_T0);
+    }
+    for (uint32_t j = 0; j < fresh; ++j) {
+      const uint32_t v = buf[j];
+      const float d = DistTo(q, v);
+      if (st) ++st->distances;
+      if (results.size() < ef || d < bound) {
+        cand.push_back({d, v});
+        std::push_heap(cand.begin(), cand.end(), CloserFirst());
+        if (allowed(v)) {
+          results.push_back({d, v});
+          std::push_heap(results.begin(), results.end(), FartherFirst());
+          if (results.size() > ef) {
+            std::pop_heap(results.begin(), results.end(), FartherFirst());
+            results.pop_back();
+          }
+          if (results.size() >= ef) bound = results.front().dist;
+        }
+      }
+    }
+  }
+  std::sort_heap(results.begin(), results.end(), FartherFirst());
+}
+
+void HnswIndex::Impl::Descend(const float* q, int target_level, uint32_t& cur, float& cur_dist,
+                              int& top, HnswSearchStats* st) const {
+  uint64_t e = entry_.load(std::memory_order_acquire);
+  cur = uint32_t(e);
+  top = int(e >> 32);
+  cur_dist = DistTo(q, cur);
+  if (st) ++st->distances;
+  for (int l = top; l > target_level; --l) GreedyStep(q, l, cur, cur_dist, st);
+}
+
+// ===========================================================================
+
+namespace {
+// The query as the graph stores vectors: normalized (in ctx's buffer) for cosine.
+const float* PrepareQuery(Metric metric, VectorView query, SearchContext& ctx) {
+  if (!MetricNormalizes(metric)) return query.data;
+  float* buf = ctx.QueryBuffer(query.dim);
+  std::memcpy(buf, query.data, query.dim * sizeof(float));
+  NormalizeInPlace(buf, query.dim);
+  return buf;
+}
+}  // namespace
+
+Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchParams& params,
+                                                SearchContext& ctx) const {
+  return Search(query, params, ctx, nullptr);
+}
+
+Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchParams& params,
+                                                SearchContext& ctx, HnswSearchStats* stats) const {
+  STRATA_RETURN_IF_ERROR(ValidateQuery(query, dim_, params));
+  const Impl& im = *impl_;
+  const float* q = PrepareQuery(metric_, query, ctx);
+  std::shared_lock<std::shared_mutex> s(im.structure_mu_);
+  std::vector<Neighbor> out;
+  if (uint32_t(im.entry_.load(std::memory_order_acquire)) == kInvalidNode) return out;
+  const size_t k = params.k;
+  const size_t ef = std::max<size_t>(params.ef, k);
+  uint32_t cur;
+  float cur_dist;
+  int top;
+  im.Descend(q, 0, cur, cur_dist, top, stats);
+  VisitedSet& visited = ctx.visited();
+  visited.Reset(im.capacity_.load(std::memory_order_acquire));
+  if (params.exclude != kInvalidVectorId) {
+    std::optional<uint32_t> x;
+    {
+      std::lock_guard<std::mutex> g(im.label_mu_);
+      x = im.NodeOf(params.exclude);
+    }
+    if (x) {
+      visited.Insert(*x);  // never expanded nor returned
+      if (cur == *x) {     // the descent ended on it: start from one of its neighbours
+        uint32_t buf[512];
+        const uint32_t c = im.CopyLinks(*x, 0, buf);
+        if (c == 0) return out;
+        cur = buf[0];
+        cur_dist = im.DistTo(q, cur);
+        if (stats) ++stats->distances;
+      }
+    }
+  }
+  const bool tombstones = im.num_deleted_.load(std::memory_order_acquire) > 0;
+  if (!params.filter && !tombstones) {
+    CandidatePool pool;
+    pool.Reset(ctx.scratch<HnswScratch>().Pool(ef), ef);
+    im.SearchLayer(q, cur, cur_dist, 0, pool, visited, stats);
+    const size_t m = std::min(k, pool.size());
+    out.reserve(m);
+    for (size_t i = 0; i < m; ++i) out.push_back({im.Label(pool.id(i)), pool.dist(i)});
+  } else {
+    const IdFilter* filter = params.filter;
+    auto allowed = [&](uint32_t node) {
+      if (im.Header(node) & (kDeletedBit | kFreeBit)) return false;
+      return filter == nullptr || filter->Contains(im.Label(node));
+    };
+    HnswScratch& scratch = ctx.scratch<HnswScratch>();
+    im.SearchLayer0Filtered(q, cur, cur_dist, ef, allowed, visited, scratch, stats);
+    const std::vector<Candidate>& results = scratch.results;
+    const size_t m = std::min(k, results.size());
+    out.reserve(m);
+    for (size_t i = 0; i < m; ++i) out.push_back({im.Label(results[i].id), results[i].dist});
+  }
+  return out;
+}
+
+Result<std::vector<Neighbor>> HnswIndex::SearchSubset(VectorView query, uint32_t k,
+                                                      std::span<const VectorId> ids,
+                                                      SearchContext& ctx) const {
+  SearchParams p;
+  p.k = k;
+  STRATA_RETURN_IF_ERROR(ValidateQuery(query, dim_, p));
+  const Impl& im = *impl_;
+  const float* q = PrepareQuery(metric_, query, ctx);
+  std::shared_lock<std::shared_mutex> s(im.structure_mu_);
+  std::vector<uint32_t> nodes;
+  nodes.reserve(ids.size());
+  {
+    std::lock_guard<std::mutex> g(im.label_mu_);
+    for (VectorId id : ids) {
+      if (auto node = im.NodeOf(id)) nodes.push_back(*node);
+    }
+  }
+  TopK<uint32_t> top(k);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (i + 2 < nodes.size()) _mm_prefetch(im.Code(nodes[i + 2]), _MM_HINT_T0);
+    top.Push(im.DistTo(q, nodes[i]), nodes[i]);
+  }
+  std::vector<Neighbor> out;
+  for (const auto& e : top.TakeSorted()) out.push_back({im.Label(e.id), e.distance});
+  return out;
+}
+
+}  // namespace strata::index
