@@ -8,17 +8,15 @@ namespace strata::tools::cmd {
 int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions& topt,
                 uint32_t k, int threads, size_t single_queries, const std::string& json_out,
                 double min_recall) {
-  auto metric = ResolveDataArgs(a, true);
-  if (!metric) return Fail(metric.error());
-  if (a.gt.empty()) return Fail(InvalidArgument("--gt is required with --base/--queries"));
-  auto loaded = LoadData(a);
+  Metric metric;
+  auto loaded = LoadBenchData(a, metric);
   if (!loaded) return Fail(loaded.error());
   tools::LoadedDataset& data = *loaded;
   if (topt.deletes > 0 || !topt.selectivities.empty()) {
     if (kind != "hnsw") return Fail(InvalidArgument("--deletes and --filter need --index hnsw"));
     tools::ScenarioConfig sc;
     sc.dataset_label = data.name;
-    sc.metric = *metric;
+    sc.metric = metric;
     sc.k = k;
     sc.threads = threads;
     sc.M = topt.M;
@@ -34,7 +32,7 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
   if (!target) return Fail(target.error());
   tools::BenchConfig config;
   config.dataset_label = data.name;
-  config.metric = *metric;
+  config.metric = metric;
   config.k = k;
   config.threads = threads;
   if (single_queries) config.single_thread_queries = single_queries;
@@ -56,24 +54,16 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
 }
 
 int RunEngineBenchCmd(DataArgs a, tools::EngineBenchConfig config) {
-  auto metric = ResolveDataArgs(a, true);
-  if (!metric) return Fail(metric.error());
-  if (a.gt.empty()) return Fail(InvalidArgument("--gt is required with --base/--queries"));
-  auto data = LoadData(a);
+  auto data = LoadBenchData(a, config.metric);
   if (!data) return Fail(data.error());
-  config.metric = *metric;
   config.max_queries = a.max_queries;
   Status s = tools::RunEngineBench(*data, config);
   return s.ok() ? 0 : Fail(s);
 }
 
 int RunPlannerBenchCmd(DataArgs a, PlannerBenchConfig config, bool filters_only) {
-  auto metric = ResolveDataArgs(a, true);
-  if (!metric) return Fail(metric.error());
-  if (a.gt.empty()) return Fail(InvalidArgument("--gt is required with --base/--queries"));
-  auto data = LoadData(a);
+  auto data = LoadBenchData(a, config.metric);
   if (!data) return Fail(data.error());
-  config.metric = *metric;
   config.max_queries = a.max_queries;
   if (filters_only) config.targets.clear();
   Status st = RunPlannerBench(*data, config);

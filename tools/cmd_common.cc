@@ -49,15 +49,25 @@ Result<tools::LoadedDataset> LoadData(const DataArgs& a) {
   tools::LoadedDataset data;
   data.name = a.dataset.empty() ? std::filesystem::path(a.base).stem().string() : a.dataset;
   STRATA_ASSIGN_OR_RETURN(data.base, storage::ReadVectors(a.base));
-  storage::ReadOptions qopt;
-  if (a.max_queries) qopt.max_rows = a.max_queries;
-  STRATA_ASSIGN_OR_RETURN(data.queries, storage::ReadVectors(a.queries, qopt));
+  STRATA_ASSIGN_OR_RETURN(data.queries, ReadQueries(a.queries, a.max_queries));
   STRATA_ASSIGN_OR_RETURN(data.gt, storage::ReadGroundTruth(a.gt));
   if (data.base.dim() != data.queries.dim()) {
     return Error(InvalidArgument("{} has dimension {} but {} has {}", a.base, data.base.dim(), a.queries,
                                  data.queries.dim()));
   }
   return data;
+}
+
+Result<LoadedDataset> LoadBenchData(DataArgs& a, Metric& metric) {
+  STRATA_ASSIGN_OR_RETURN(metric, ResolveDataArgs(a, true));
+  if (a.gt.empty()) return Error(InvalidArgument("--gt is required with --base/--queries"));
+  return LoadData(a);
+}
+
+Result<VectorSet> ReadQueries(const std::string& path, size_t max_queries) {
+  storage::ReadOptions options;
+  if (max_queries) options.max_rows = max_queries;
+  return storage::ReadVectors(path, options);
 }
 
 }  // namespace strata::tools::cmd

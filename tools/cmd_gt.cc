@@ -21,9 +21,7 @@ int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string comp
   if (out.empty()) return Fail(InvalidArgument("--out is required"));
   auto base = storage::ReadVectors(a.base);
   if (!base) return Fail(base.error());
-  storage::ReadOptions qopt;
-  if (a.max_queries) qopt.max_rows = a.max_queries;
-  auto queries = storage::ReadVectors(a.queries, qopt);
+  auto queries = ReadQueries(a.queries, a.max_queries);
   if (!queries) return Fail(queries.error());
   fmt::print(stderr, "ground truth: {} queries x {} base, dim {}, {}, k={}, simd {}\n",
              queries->size(), base->size(), base->dim(), MetricName(*metric), k,

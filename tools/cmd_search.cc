@@ -86,9 +86,7 @@ int RunSpannSearch(const std::string& index_path, const std::string& queries_pat
   auto idx = index::SpannIndex::Open(index_path, oo);
   if (!idx) return Fail(idx.error());
   const double load_s = load_timer.Seconds();
-  storage::ReadOptions qopt;
-  if (max_queries) qopt.max_rows = max_queries;
-  auto queries = storage::ReadVectors(queries_path, qopt);
+  auto queries = ReadQueries(queries_path, max_queries);
   if (!queries) return Fail(queries.error());
   index::SpannSearchParams p;
   p.k = k;
@@ -135,9 +133,7 @@ int RunSearch(const std::string& index_path, const std::string& queries_path, ui
   auto idx = index::HnswIndex::Load(index_path, lo);
   if (!idx) return Fail(idx.error());
   const double load_s = load_timer.Seconds();
-  storage::ReadOptions qopt;
-  if (max_queries) qopt.max_rows = max_queries;
-  auto queries = storage::ReadVectors(queries_path, qopt);
+  auto queries = ReadQueries(queries_path, max_queries);
   if (!queries) return Fail(queries.error());
   if (queries->dim() != (*idx)->dim()) {
     return Fail(InvalidArgument("{} has dimension {}, index {} has {}", queries_path,
@@ -186,9 +182,7 @@ int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, 
   auto engine = Engine::Open(a.dir);
   if (!engine) return Fail(engine.error());
   const double load_s = load_timer.Seconds();
-  storage::ReadOptions qopt;
-  if (max_queries) qopt.max_rows = max_queries;
-  auto queries = storage::ReadVectors(queries_path, qopt);
+  auto queries = ReadQueries(queries_path, max_queries);
   if (!queries) return Fail(queries.error());
   Explain ex;
   size_t qi = 0;

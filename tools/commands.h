@@ -12,6 +12,7 @@
 
 #include "core/metric.h"
 #include "core/status.h"
+#include "core/vector_set.h"
 #include "tools/bench.h"
 #include "tools/datasets.h"
 #include "tools/engine_bench.h"
@@ -37,6 +38,11 @@ struct DataArgs {
 Result<Metric> ResolveDataArgs(DataArgs& a, bool need_gt_default);
 // Reads base, queries and ground truth named by resolved data arguments.
 Result<LoadedDataset> LoadData(const DataArgs& a);
+// What the benchmarks start with: ResolveDataArgs (sets `metric`), a ground truth required, then
+// LoadData.
+Result<LoadedDataset> LoadBenchData(DataArgs& a, Metric& metric);
+// Reads a query file, its first `max_queries` rows only when that is not 0.
+Result<VectorSet> ReadQueries(const std::string& path, size_t max_queries);
 // --simd: "" or "auto" keeps the detected kernel level.
 Status SetSimd(const std::string& simd);
 
