@@ -1,7 +1,7 @@
 #pragma once
 // The server's own counters, and the metrics endpoint's pure parts: rendering
 // the Prometheus text format (version 0.0.4) and answering one HTTP request.
-// The socket side lives in server.cc; everything here is tested without one.
+// The socket side lives in metrics_http.cc; everything here is tested without one.
 //
 //   GET /metrics  -> 200, Content-Type: text/plain; version=0.0.4
 //   other paths   -> 404;  other methods -> 405;  anything unparsable -> 400

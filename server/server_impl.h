@@ -1,0 +1,206 @@
+#pragma once
+// Internal to server/: Server::Impl -- the threads, the acceptors, the admission
+// budgets and the registry of connections -- and what its files share. Defined in
+//   server.cc        budgets, admission, authentication, workers, accept, shutdown
+//   metrics_http.cc  the metrics port: /metrics (cached), /healthz, /readyz
+// Connections (one client socket each) are in connection.h / connection.cc.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "protocol/protocol.h"
+#include "server/config.h"
+#include "server/handler.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/server.h"
+
+namespace strata::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+using Strand = asio::strand<asio::io_context::executor_type>;
+using protocol::ErrorCode;
+using protocol::Op;
+
+inline Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+// The peer's address without the port ("127.0.0.1", "::1"): the key of the per-address limits.
+std::string AddressString(const tcp::socket& s);
+// The peer's address and port, for log lines ("127.0.0.1:5000", "[::1]:5000").
+std::string EndpointString(const tcp::socket& s);
+// Logs the exception a coroutine ended with, if any.
+void LogCoroutineFailure(std::string_view what, std::exception_ptr e);
+
+class Connection;
+
+// ---------------------------------------------------------------------------
+// Server::Impl: the threads, the acceptors and the registry of connections.
+//
+// Thread-safe as Server is. The acceptors, the drain timer and next_connection_id_
+// are used only on control_; conns_ under conns_mu_; the metrics cache under
+// metrics_cache_mu_; pending_, inflight_bytes_, stopping_, drain_expired_ and the
+// metrics are atomics; the rest is set before the threads start and then read-only.
+// ---------------------------------------------------------------------------
+class Server::Impl {
+ public:
+  Impl(const ServerConfig& config, Engine& engine);
+
+  Status Bind();
+  void Run();
+  void Shutdown();
+  void Wait();
+
+  // The connection side (called on the connection's strand).
+  //
+  // A frame's payload takes its bytes from max_inflight_bytes as soon as its header is
+  // read (TryReserveInflight; refused: the payload is read and dropped, and the request
+  // answered kBusy), so that frames being read are budgeted too. A request for the workers
+  // then takes a slot (worker_threads + queue_limit of them, TryAdmit) before it is
+  // decoded, and an upper bound of its reply from max_reply_bytes (TryReserveReply) once
+  // decoded; the worker gives the slot and the payload bytes back (Release) once the reply
+  // is encoded, and the reply bytes follow the reply until it is written (AdjustReply).
+  // Decoded requests are several times their wire size, and a reply can be thousands of
+  // times its request's: the two byte budgets are what bound the memory of queued work.
+  enum class Admission { kAdmitted, kQueueFull, kBytesFull, kReplyFull };
+  bool TryReserveInflight(uint64_t payload_bytes);
+  void ReleaseInflight(uint64_t payload_bytes);
+  // Searches and other reads, writes, and maintenance (flush, compact, create, drop) run
+  // on three pools: reads on `pool_` at normal priority; writes on `write_pool_` and
+  // maintenance on `maintenance_pool_`, whose threads lower their CPU priority (nice) on
+  // their first job, so that a big upsert, a seal or a compaction -- and the OpenMP
+  // threads they start, which inherit the priority -- take the cores only when searches
+  // leave them idle. Writes and maintenance together may hold at most half of the queue
+  // slots, so reads are always admitted while the queue has room for them.
+  enum class Lane { kRead, kWrite, kMaintenance };
+  static Lane LaneOf(Op op);
+  bool TryAdmit(Op op);
+  void Release(uint64_t payload_bytes, Op op);  // the slot, and payload bytes reserved
+  bool TryReserveReply(uint64_t bytes);
+  // Reply bytes held change by `delta` (a bound replaced by the encoded frame, a frame
+  // written or dropped).
+  void AdjustReply(int64_t delta);
+  std::string BusyMessage(Admission why, uint64_t bytes) const;
+  void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, protocol::Request request,
+              uint64_t payload_bytes, uint64_t reply_bytes, Clock::time_point start);
+
+  // Authentication (any thread). A connection that has not said a valid hello (with a
+  // token set) is counted from accept until its hello succeeds, it closes or it is
+  // displaced (idempotent).
+  void Authenticated(uint64_t connection_id);
+  // A failed hello from `address`: counted, logged; returns how long the address is now
+  // refused (zero: not refused).
+  Clock::duration HelloFailed(const std::string& address, uint64_t connection_id);
+  // How much longer `address` is refused after failed hellos (zero: not refused).
+  Clock::duration HelloBackoff(const std::string& address);
+  std::vector<uint8_t> EncodeReply(protocol::Response response, uint64_t request_id,
+                                   uint16_t opcode, Clock::time_point start);
+  std::vector<uint8_t> ErrorFrame(uint64_t request_id, uint16_t opcode, ErrorCode code,
+                                  std::string message, Clock::time_point start);
+  void Unregister(uint64_t id);
+
+  const ServerConfig config_;
+  Engine& engine_;
+  const uint32_t workers_;
+  asio::io_context io_;
+  asio::thread_pool pool_;              // reads
+  asio::thread_pool write_pool_;        // upserts and deletes, nice kWriteNice
+  asio::thread_pool maintenance_pool_;  // flush, compact, create, drop, nice kMaintenanceNice
+  static constexpr uint32_t kMaintenanceThreads = 2;
+  static constexpr int kWriteNice = 10;
+  static constexpr int kMaintenanceNice = 19;
+  std::atomic<uint32_t> pending_background_{0};  // the part of pending_ in writes and maintenance
+  Strand control_;  // the acceptors, the drain timer, the accept loops
+  tcp::acceptor acceptor_;
+  tcp::acceptor metrics_acceptor_;
+  asio::steady_timer drain_timer_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> io_work_;
+  ServerMetrics metrics_;
+  RequestHandler handler_;
+  protocol::DecodeLimits decode_limits_;
+  const Clock::duration linger_;
+  uint16_t port_ = 0;
+  uint16_t metrics_port_ = 0;
+
+  std::atomic<uint32_t> pending_{0};         // requests queued for or running on the pool
+  std::atomic<uint64_t> inflight_bytes_{0};  // payload bytes being read, queued or running
+  std::atomic<uint64_t> reply_bytes_{0};     // reply bounds, then encoded replies not written
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> drain_expired_{false};  // shutdown_timeout_s has passed
+  std::atomic<Clock::rep> shutdown_started_{0};  // Clock ticks, set by Shutdown
+
+  std::mutex conns_mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<Connection>> conns_;  // guarded by conns_mu_
+  // Connections without a valid hello yet (a token is set), oldest first (ids grow), with
+  // their peer address; and their number per address. Guarded by conns_mu_.
+  std::map<uint64_t, std::pair<std::weak_ptr<Connection>, std::string>> unauthenticated_;
+  std::unordered_map<std::string, uint32_t> unauthenticated_by_address_;
+  uint64_t next_connection_id_ = 0;                                // on control_
+  Clock::time_point last_refusal_log_{};                           // on control_
+  uint64_t refusals_not_logged_ = 0;                               // on control_
+
+  // Failed hellos per peer address (HelloFailed, HelloBackoff).
+  struct PeerFailures {
+    uint32_t failures = 0;  // within kFailureMemory of each other
+    Clock::time_point last_failure{};
+    Clock::duration backoff{};
+    Clock::time_point refused_until{};
+  };
+  std::mutex auth_mu_;
+  std::unordered_map<std::string, PeerFailures> failures_by_address_;  // guarded by auth_mu_
+
+  std::vector<std::thread> io_threads_;
+  std::mutex wait_mu_;
+  bool joined_ = false;  // guarded by wait_mu_
+
+  std::mutex metrics_cache_mu_;
+  std::string metrics_text_;                            // guarded by metrics_cache_mu_
+  std::optional<Clock::time_point> metrics_rendered_at_;  // guarded by metrics_cache_mu_
+  bool metrics_rendering_ = false;                      // guarded by metrics_cache_mu_
+
+ private:
+  asio::awaitable<void> AcceptLoop();
+  // Why a new connection from `address` is refused, or nullopt (under conns_mu_). When
+  // it is admitted past max_connections or max_unauthenticated_connections, the oldest
+  // connection without a hello is taken out of the count and set in `displaced`, to be
+  // closed: connections that never say hello cannot keep out one that does.
+  std::optional<protocol::ErrorReply> Refusal(const std::string& address,
+                                              std::shared_ptr<Connection>& displaced);
+  void ForgetUnauthenticated(uint64_t connection_id);  // under conns_mu_
+  void LogRefusal(const std::string& address, const std::string& why);
+  asio::awaitable<void> MetricsAcceptLoop();
+  asio::awaitable<void> ServeHttp(std::shared_ptr<tcp::socket> socket);
+  asio::awaitable<std::string> RenderMetricsOnPool();
+  // The metrics text, at most kMetricsCacheTtl old; nullopt when another scrape's
+  // rendering did not finish by `deadline`.
+  asio::awaitable<std::optional<std::string>> MetricsText(Clock::time_point deadline);
+  std::vector<std::shared_ptr<Connection>> LiveConnections();
+  void RunIo();
+};
+
+}  // namespace strata::server
