@@ -1,0 +1,66 @@
+#pragma once
+// Internal to protocol/: the payload codec of each message, its encoder next to its
+// decoder, one file per message family. protocol.cc maps opcodes to these (the
+// request and response switches), and adds the frame, the opcode check and the
+// outer error context ("upsert: record 3: ...").
+//
+// Write* appends a message's payload (or only counts it: Writer(nullptr)); Read*
+// decodes one from a Reader, naming the field at fault; neither checks the opcode.
+// Messages with an empty payload (ping, list_collections and stats requests, the
+// empty reply) have no codec here. Free functions; safe to call from any thread.
+
+#include "protocol/protocol.h"
+#include "protocol/wire.h"
+
+namespace strata::protocol::wire {
+
+// ---- session_messages.cc: hello, and the error reply ------------------------------
+void WriteHello(Writer& w, const HelloRequest& m);
+Result<HelloRequest> ReadHello(Reader& r, const DecodeLimits& limits);
+void WriteHelloReply(Writer& w, const HelloReply& m);
+Result<HelloReply> ReadHelloReply(Reader& r);
+void WriteErrorReply(Writer& w, const ErrorReply& m);
+Result<ErrorReply> ReadErrorReply(Reader& r);
+
+// ---- collection_messages.cc: create, drop, list, describe --------------------------
+void WriteCreateCollection(Writer& w, const CreateCollectionRequest& m);
+Result<CreateCollectionRequest> ReadCreateCollection(Reader& r, const DecodeLimits& limits);
+void WriteDropCollection(Writer& w, const DropCollectionRequest& m);
+Result<DropCollectionRequest> ReadDropCollection(Reader& r, const DecodeLimits& limits);
+void WriteListCollectionsReply(Writer& w, const ListCollectionsReply& m);
+Result<ListCollectionsReply> ReadListCollectionsReply(Reader& r, const DecodeLimits& limits);
+void WriteDescribeCollection(Writer& w, const DescribeCollectionRequest& m);
+Result<DescribeCollectionRequest> ReadDescribeCollection(Reader& r, const DecodeLimits& limits);
+void WriteDescribeCollectionReply(Writer& w, const DescribeCollectionReply& m);
+Result<DescribeCollectionReply> ReadDescribeCollectionReply(Reader& r,
+                                                            const DecodeLimits& limits);
+
+// ---- record_messages.cc: upsert, delete, get --------------------------------------
+void WriteUpsert(Writer& w, const UpsertRequest& m);
+Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits);
+void WriteDelete(Writer& w, const DeleteRequest& m);
+Result<DeleteRequest> ReadDelete(Reader& r, const DecodeLimits& limits);
+void WriteWriteReply(Writer& w, const WriteReply& m);  // upsert and delete
+Result<WriteReply> ReadWriteReply(Reader& r);
+void WriteGet(Writer& w, const GetRequest& m);
+Result<GetRequest> ReadGet(Reader& r, const DecodeLimits& limits);
+void WriteGetReply(Writer& w, const GetReply& m);
+Result<GetReply> ReadGetReply(Reader& r, const DecodeLimits& limits);
+
+// ---- search_messages.cc: search, search_batch, explain ----------------------------
+// `op` is one of the three: it sets how many queries a request may carry and whether a
+// reply ends with the explain text.
+void WriteSearch(Writer& w, const SearchRequest& m);
+Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits);
+void WriteSearchReply(Writer& w, Op op, const SearchReply& m);
+Result<SearchReply> ReadSearchReply(Reader& r, Op op, const DecodeLimits& limits);
+
+// ---- admin_messages.cc: stats, flush, compact -------------------------------------
+void WriteStatsReply(Writer& w, const StatsReply& m);
+Result<StatsReply> ReadStatsReply(Reader& r);
+void WriteFlush(Writer& w, const FlushRequest& m);
+Result<FlushRequest> ReadFlush(Reader& r, const DecodeLimits& limits);
+void WriteCompact(Writer& w, const CompactRequest& m);
+Result<CompactRequest> ReadCompact(Reader& r, const DecodeLimits& limits);
+
+}  // namespace strata::protocol::wire

@@ -1,0 +1,114 @@
+// Search messages: search, search_batch and explain share one request (options, dim,
+// count, the queries) and one reply (a neighbour list per query; explain adds the plan).
+
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "protocol/messages.h"
+
+namespace strata::protocol::wire {
+
+namespace {
+
+constexpr uint64_t kNeighborBytes = 8 + 4;  // u64 id, f32 distance
+
+void WriteOptions(Writer& w, const SearchOptions& o) {
+  w.U32(o.k);
+  w.F64(o.recall);
+  w.U32(o.ef);
+  w.U32(o.max_lists);
+  w.String(o.filter);
+  w.U8(static_cast<uint8_t>(o.strategy));
+}
+
+Result<SearchOptions> ReadOptions(Reader& r, const DecodeLimits& limits) {
+  SearchOptions o;
+  STRATA_ASSIGN_OR_RETURN(o.k, r.U32("k"));
+  STRATA_ASSIGN_OR_RETURN(o.recall, r.F64("recall"));
+  STRATA_ASSIGN_OR_RETURN(o.ef, r.U32("ef"));
+  STRATA_ASSIGN_OR_RETURN(o.max_lists, r.U32("max_lists"));
+  STRATA_ASSIGN_OR_RETURN(o.filter, r.String("filter", limits.max_string));
+  STRATA_ASSIGN_OR_RETURN(uint8_t strategy, r.U8("strategy"));
+  if (strategy > static_cast<uint8_t>(WireStrategy::kPostFilter)) {
+    return Error(InvalidArgument(
+        "strategy: unknown value {} (0 auto, 1 index, 2 scan, 3 post_filter)", strategy));
+  }
+  o.strategy = static_cast<WireStrategy>(strategy);
+  return o;
+}
+
+}  // namespace
+
+void WriteSearch(Writer& w, const SearchRequest& m) {
+  STRATA_CHECK(m.queries.size() == uint64_t{m.count} * m.dim);
+  w.String(m.collection);
+  WriteOptions(w, m.options);
+  w.U32(m.dim);
+  w.U32(m.count);
+  w.Floats(m.queries);
+}
+
+Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
+  SearchRequest m;
+  STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
+  STRATA_ASSIGN_OR_RETURN(m.options, ReadOptions(r, limits));
+  STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
+  if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
+  STRATA_ASSIGN_OR_RETURN(m.count, r.U32("count"));
+  if (op == Op::kSearchBatch) {
+    if (m.count == 0) return Error(InvalidArgument("count: a search batch needs at least 1 query"));
+  } else if (m.count != 1) {
+    return Error(InvalidArgument("count: {} carries exactly 1 query, got {}", OpName(op), m.count));
+  }
+  // 64-bit: count < 2^32 and dim <= max_dim < 2^32, so count * dim cannot overflow. As for
+  // counts, a payload too short for the queries is malformed before a count over the limit is
+  // refused as too large (and nothing is allocated for either).
+  const uint64_t floats = uint64_t{m.count} * m.dim;
+  if (floats > r.left() / sizeof(float)) {
+    return Error(InvalidArgument("queries: {} floats need {} bytes, {} left", floats,
+                                 floats * sizeof(float), r.left()));
+  }
+  if (m.count > limits.max_batch) {
+    return Error(OverLimit("count", "", m.count, limits.max_batch, "max_batch"));
+  }
+  STRATA_RETURN_IF_ERROR(r.Floats("queries", floats, m.queries));
+  return m;
+}
+
+void WriteSearchReply(Writer& w, Op op, const SearchReply& m) {
+  w.Count(m.results.size());
+  for (const std::vector<Neighbor>& list : m.results) {
+    w.Count(list.size());
+    for (const Neighbor& n : list) {
+      w.U64(n.id);
+      w.Fixed(n.distance);
+    }
+  }
+  if (op == Op::kExplain) w.String(m.explain_json);
+}
+
+Result<SearchReply> ReadSearchReply(Reader& r, Op op, const DecodeLimits& limits) {
+  // Neighbour lists and the plan are bounded by the payload only.
+  constexpr uint32_t kAnyLength = std::numeric_limits<uint32_t>::max();
+  SearchReply m;
+  STRATA_ASSIGN_OR_RETURN(uint32_t q, r.Count("query count", limits.max_batch, "max_batch", 4));
+  m.results.reserve(q);
+  for (uint32_t i = 0; i < q; ++i) {
+    auto n = r.Count("neighbor count", kAnyLength, "", kNeighborBytes);
+    if (!n) return Error(n.error().WithContext(fmt::format("result {}", i)));
+    std::vector<Neighbor> list(*n);
+    for (Neighbor& nb : list) {
+      // The count check above guarantees these bytes are present.
+      nb.id = *r.U64("id");
+      nb.distance = *r.F32("distance");
+    }
+    m.results.push_back(std::move(list));
+  }
+  if (op == Op::kExplain) {
+    STRATA_ASSIGN_OR_RETURN(m.explain_json, r.String("explain_json", kAnyLength));
+  }
+  return m;
+}
+
+}  // namespace strata::protocol::wire
