@@ -1,0 +1,273 @@
+// The typed calls of Client (one request, its reply checked for shape) and the
+// pipelined search; the names of metrics and strategies. The connection they run
+// over -- framing, request ids, timeouts, the broken state -- is in client.cc.
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "client/client.h"
+#include "client/client_internal.h"
+
+namespace strata::client {
+namespace {
+
+using detail::Body;
+using detail::ErrorStatus;
+using protocol::Op;
+using protocol::Request;
+using protocol::Response;
+
+Request SearchRequestFor(Op op, const std::string& collection, const float* queries, uint32_t dim,
+                         uint32_t count, const protocol::SearchOptions& options) {
+  protocol::SearchRequest search;
+  search.collection = collection;
+  search.options = options;
+  search.dim = dim;
+  search.count = count;
+  search.queries.assign(queries, queries + size_t(dim) * count);
+  return Request{.op = op, .body = std::move(search)};
+}
+
+}  // namespace
+
+Result<protocol::WireMetric> ParseWireMetric(std::string_view name) {
+  if (name == "l2" || name == "euclidean") return protocol::WireMetric::kL2;
+  if (name == "ip" || name == "inner_product" || name == "dot") {
+    return protocol::WireMetric::kInnerProduct;
+  }
+  if (name == "cosine" || name == "angular") return protocol::WireMetric::kCosine;
+  return Error(InvalidArgument("unknown metric '{}' (expected l2, ip or cosine)", name));
+}
+
+std::string_view WireMetricName(protocol::WireMetric metric) {
+  switch (metric) {
+    case protocol::WireMetric::kL2: return "l2";
+    case protocol::WireMetric::kInnerProduct: return "ip";
+    case protocol::WireMetric::kCosine: return "cosine";
+  }
+  return "unknown";
+}
+
+Result<protocol::WireStrategy> ParseWireStrategy(std::string_view name) {
+  if (name == "auto") return protocol::WireStrategy::kAuto;
+  if (name == "index") return protocol::WireStrategy::kIndex;
+  if (name == "scan") return protocol::WireStrategy::kScan;
+  if (name == "post-filter" || name == "postfilter" || name == "post_filter") {
+    return protocol::WireStrategy::kPostFilter;
+  }
+  return Error(InvalidArgument(
+      "unknown strategy '{}' (expected auto, index, scan or post-filter)", name));
+}
+
+std::string_view WireStrategyName(protocol::WireStrategy strategy) {
+  switch (strategy) {
+    case protocol::WireStrategy::kAuto: return "auto";
+    case protocol::WireStrategy::kIndex: return "index";
+    case protocol::WireStrategy::kScan: return "scan";
+    case protocol::WireStrategy::kPostFilter: return "post-filter";
+  }
+  return "unknown";
+}
+// ---------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------
+
+Status Client::Ping() {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kPing, .body = protocol::PingRequest{}}));
+  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kPing));
+}
+
+Status Client::CreateCollection(const protocol::CollectionSpec& spec) {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kCreateCollection,
+                                                   .body = protocol::CreateCollectionRequest{spec}},
+                                           options_.admin_timeout_ms));
+  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kCreateCollection));
+}
+
+Status Client::DropCollection(const std::string& name) {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kDropCollection,
+                                                   .body = protocol::DropCollectionRequest{name}},
+                                           options_.admin_timeout_ms));
+  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kDropCollection));
+}
+
+Result<std::vector<protocol::CollectionInfo>> Client::ListCollections() {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kListCollections,
+                                                   .body = protocol::ListCollectionsRequest{}}));
+  STRATA_ASSIGN_OR_RETURN(auto reply,
+                          Body<protocol::ListCollectionsReply>(std::move(r), Op::kListCollections));
+  return std::move(reply.collections);
+}
+
+Result<protocol::CollectionInfo> Client::DescribeCollection(const std::string& name) {
+  STRATA_ASSIGN_OR_RETURN(Response r,
+                          Call(Request{.op = Op::kDescribeCollection,
+                                       .body = protocol::DescribeCollectionRequest{name}}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::DescribeCollectionReply>(
+                                          std::move(r), Op::kDescribeCollection));
+  return std::move(reply.info);
+}
+
+Result<uint64_t> Client::Upsert(const std::string& collection, uint32_t dim,
+                                std::span<const protocol::Record> records) {
+  if (fd_ < 0) return Error(ClosedError());
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i].vector.size() != dim) {
+      return Error(InvalidArgument("upsert: record {} (id {}) has {} components, expected dim {}",
+                                   i, records[i].id, records[i].vector.size(), dim));
+    }
+  }
+  protocol::UpsertRequest upsert;
+  upsert.collection = collection;
+  upsert.dim = dim;
+  upsert.records.assign(records.begin(), records.end());
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kUpsert, .body = std::move(upsert)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::WriteReply>(std::move(r), Op::kUpsert));
+  return reply.applied;
+}
+
+Result<uint64_t> Client::Delete(const std::string& collection, std::span<const VectorId> ids) {
+  protocol::DeleteRequest del;
+  del.collection = collection;
+  del.ids.assign(ids.begin(), ids.end());
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kDelete, .body = std::move(del)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::WriteReply>(std::move(r), Op::kDelete));
+  return reply.applied;
+}
+
+Result<std::vector<std::optional<protocol::Record>>> Client::Get(const std::string& collection,
+                                                                 std::span<const VectorId> ids) {
+  protocol::GetRequest get;
+  get.collection = collection;
+  get.ids.assign(ids.begin(), ids.end());
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kGet, .body = std::move(get)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::GetReply>(std::move(r), Op::kGet));
+  if (reply.records.size() != ids.size()) {
+    return Error(Internal("get: the server answered {} records for {} ids", reply.records.size(),
+                          ids.size()));
+  }
+  return std::move(reply.records);
+}
+
+Result<std::vector<Neighbor>> Client::Search(const std::string& collection,
+                                             std::span<const float> query,
+                                             const protocol::SearchOptions& options) {
+  if (query.empty()) return Error(InvalidArgument("search: the query vector is empty"));
+  STRATA_ASSIGN_OR_RETURN(auto results, SearchBatch(collection, query.data(),
+                                                    uint32_t(query.size()), 1, options));
+  return std::move(results[0]);
+}
+
+Result<std::vector<std::vector<Neighbor>>> Client::SearchBatch(
+    const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
+    const protocol::SearchOptions& options) {
+  if (fd_ < 0) return Error(ClosedError());
+  if (count == 0) return std::vector<std::vector<Neighbor>>();
+  if (dim == 0) return Error(InvalidArgument("search: dim must be > 0"));
+  const Op op = count == 1 ? Op::kSearch : Op::kSearchBatch;
+  STRATA_ASSIGN_OR_RETURN(Response r,
+                          Call(SearchRequestFor(op, collection, queries, dim, count, options)));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::SearchReply>(std::move(r), op));
+  if (reply.results.size() != count) {
+    return Error(Internal("{}: the server answered {} result lists for {} queries",
+                          protocol::OpName(op), reply.results.size(), count));
+  }
+  return std::move(reply.results);
+}
+
+Result<std::pair<std::vector<Neighbor>, std::string>> Client::Explain(
+    const std::string& collection, std::span<const float> query,
+    const protocol::SearchOptions& options) {
+  if (fd_ < 0) return Error(ClosedError());
+  if (query.empty()) return Error(InvalidArgument("explain: the query vector is empty"));
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(SearchRequestFor(Op::kExplain, collection, query.data(),
+                                                            uint32_t(query.size()), 1, options)));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::SearchReply>(std::move(r), Op::kExplain));
+  if (reply.results.size() != 1) {
+    return Error(Internal("explain: the server answered {} result lists for 1 query",
+                          reply.results.size()));
+  }
+  return std::make_pair(std::move(reply.results[0]), std::move(reply.explain_json));
+}
+
+Result<protocol::StatsReply> Client::Stats() {
+  STRATA_ASSIGN_OR_RETURN(Response r,
+                          Call(Request{.op = Op::kStats, .body = protocol::StatsRequest{}}));
+  return Body<protocol::StatsReply>(std::move(r), Op::kStats);
+}
+
+Status Client::Flush(const std::string& collection) {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kFlush,
+                                                   .body = protocol::FlushRequest{collection}},
+                                           options_.admin_timeout_ms));
+  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kFlush));
+}
+
+Status Client::Compact(const std::string& collection) {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kCompact,
+                                                   .body = protocol::CompactRequest{collection}},
+                                           options_.admin_timeout_ms));
+  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kCompact));
+}
+
+Result<std::vector<std::vector<Neighbor>>> Client::SearchPipelined(
+    const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
+    const protocol::SearchOptions& options, uint32_t window) {
+  if (fd_ < 0) return Error(ClosedError());
+  if (window == 0) return Error(InvalidArgument("search: the pipeline window must be >= 1"));
+  if (count == 0) return std::vector<std::vector<Neighbor>>();
+  if (dim == 0) return Error(InvalidArgument("search: dim must be > 0"));
+
+  std::vector<std::vector<Neighbor>> results(count);
+  // One request object, its query overwritten for each send (the encoder copies it out).
+  Request request = SearchRequestFor(Op::kSearch, collection, queries, dim, 1, options);
+  std::vector<float>& query = std::get<protocol::SearchRequest>(request.body).queries;
+  std::unordered_map<uint64_t, uint32_t> pending;  // request id -> query index
+  Status first_error;
+  uint32_t next = 0;
+  for (;;) {
+    while (first_error.ok() && next < count && pending.size() < window) {
+      std::copy_n(queries + size_t(next) * dim, dim, query.begin());
+      auto id = SendRequest(request, false);
+      if (!id) {
+        if (fd_ < 0) return Error(id.error());
+        first_error = id.error();  // refused before sending: drain, the connection is fine
+        break;
+      }
+      pending.emplace(*id, next++);
+    }
+    if (pending.empty()) break;
+    STRATA_ASSIGN_OR_RETURN(std::optional<Received> received, ReadResponse(std::nullopt));
+    auto it = pending.find(received->id);
+    if (it == pending.end()) {
+      STRATA_CHECK(received->user);
+      Stash(received->id, std::move(received->response));
+      continue;
+    }
+    const uint32_t index = it->second;
+    pending.erase(it);
+    if (!first_error.ok()) continue;  // draining after an error
+    Response& response = received->response;
+    if (response.op == Op::kError) {
+      first_error = ErrorStatus(response).WithContext(fmt::format("query {}", index));
+      continue;
+    }
+    auto* reply = std::get_if<protocol::SearchReply>(&response.body);
+    if (reply == nullptr || reply->results.size() != 1) {
+      first_error = Internal("query {}: the server answered {} result lists for 1 query", index,
+                             reply == nullptr ? 0 : reply->results.size());
+      continue;
+    }
+    results[index] = std::move(reply->results[0]);
+  }
+  if (!first_error.ok()) return Error(first_error);
+  return results;
+}
+
+}  // namespace strata::client
