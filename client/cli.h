@@ -1,0 +1,144 @@
+#pragma once
+// Internal to strata-cli: what its subcommands share -- the global flags and the
+// connection they open, error reporting, search flags and query files, JSON output --
+// and the subcommands themselves, one file per family:
+//   cli_collections.cc  ping, list, describe, create, drop, flush, compact, stats
+//   cli_records.cc      upsert, delete, get
+//   cli_search.cc       search (one vector, or a measured query file)
+//   cli_load.cc         load (measured search load over several connections)
+// cli_main.cc defines the command line and calls them. Each Cmd* returns the exit
+// status, having printed its result on stdout or one error line on stderr.
+// Single-threaded, like the program (load's threads are client::RunLoad's).
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "client/client.h"
+#include "client/measure.h"
+#include "core/status.h"
+#include "core/vector_set.h"
+#include "storage/dataset_io.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
+
+namespace strata::cli {
+
+using client::Client;
+using Json = nlohmann::ordered_json;
+
+// JSON text; invalid UTF-8 from the server (names, attribute strings) is replaced, not thrown.
+inline std::string Dump(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
+// Prints `s` as one line on stderr; returns the exit status 1.
+int Fail(const Status& s);
+
+struct GlobalArgs {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7420;
+  std::string token;
+  uint32_t connect_timeout_ms = 5000;
+  uint32_t timeout_ms = 60000;
+};
+
+client::ClientOptions Options(const GlobalArgs& g);
+// Connects and says hello; a missing token is explained with where a token comes from.
+Result<std::unique_ptr<Client>> Open(const GlobalArgs& g);
+
+// "512 B", "1.5 KiB", "2.0 GiB".
+std::string HumanBytes(uint64_t bytes);
+Json LatencyJson(const client::LatencySummary& l);
+
+// Search options shared by `search` and `load`.
+struct SearchArgs {
+  uint32_t k = 10;
+  double recall = 0;
+  uint32_t ef = 0;
+  uint32_t max_lists = 0;
+  std::string filter;
+  std::string strategy = "auto";
+};
+void AddSearchArgs(CLI::App* cmd, SearchArgs& a);
+Result<protocol::SearchOptions> ToSearchOptions(const SearchArgs& a);
+
+// Reads queries (at most `limit` rows; 0: all) and, when `gt_path` is set, ground truth that
+// covers them.
+struct QueryData {
+  VectorSet queries;
+  std::optional<storage::GroundTruth> truth;
+};
+Result<QueryData> ReadQueryData(const std::string& path, size_t limit, const std::string& gt_path);
+
+// ---- cli_collections.cc ----
+int CmdPing(const GlobalArgs& g);
+int CmdList(const GlobalArgs& g, bool json);
+int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json);
+struct CreateArgs {
+  std::string name;
+  uint32_t dim = 0;
+  std::string metric = "l2";
+  uint32_t m = 16;
+  uint32_t ef_construction = 200;
+  uint64_t seal_threshold = 100000;
+  std::string memory_budget = "0";
+};
+int CmdCreate(const GlobalArgs& g, const CreateArgs& a);
+// drop, flush, compact: one name, one call, one line.
+int CmdSimple(const GlobalArgs& g, const std::string& verb, const std::string& name);
+int CmdStats(const GlobalArgs& g, bool json);
+
+// ---- cli_records.cc ----
+struct UpsertArgs {
+  std::string name;
+  std::string vectors;
+  uint64_t id_offset = 0;
+  uint32_t batch = 1000;
+  size_t limit = 0;
+};
+int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a);
+int CmdDelete(const GlobalArgs& g, const std::string& name, const std::vector<uint64_t>& ids);
+int CmdGet(const GlobalArgs& g, const std::string& name, const std::vector<uint64_t>& ids,
+           bool json);
+
+// ---- cli_search.cc ----
+struct SearchCmdArgs {
+  std::string name;
+  std::string vector;
+  std::string queries;
+  size_t limit = 0;
+  SearchArgs search;
+  bool explain = false;
+  std::string gt;
+  uint64_t id_offset = 0;
+  uint32_t pipeline = 1;
+  bool results = false;
+  bool json = false;
+};
+int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a);
+
+// ---- cli_load.cc ----
+struct LoadCmdArgs {
+  std::string name;
+  std::string queries;
+  size_t limit = 0;
+  SearchArgs search;
+  uint32_t connections = 4;
+  double duration_s = 10;
+  uint32_t pipeline = 1;
+  double rate = 0;
+  std::string gt;
+  uint64_t id_offset = 0;
+  bool json = false;
+};
+int CmdLoad(const GlobalArgs& g, const LoadCmdArgs& a);
+
+}  // namespace strata::cli

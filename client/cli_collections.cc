@@ -1,0 +1,203 @@
+// strata-cli: ping, list, describe, create, drop, flush, compact and stats.
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "client/cli.h"
+#include "core/timer.h"
+
+namespace strata::cli {
+namespace {
+
+// "512", "64K", "512M", "2G" (powers of 1024).
+Result<uint64_t> ParseBytes(const std::string& text) {
+  uint64_t value = 0;
+  const char* begin = text.data();
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(begin, end, value);
+  if (ec != std::errc() || p == begin) {
+    return Error(InvalidArgument("'{}' is not a byte size (e.g. 1048576, 512M, 2G)", text));
+  }
+  std::string suffix(p, end);
+  std::transform(suffix.begin(), suffix.end(), suffix.begin(), ::toupper);
+  int shift = 0;
+  if (suffix.empty() || suffix == "B") {
+    shift = 0;
+  } else if (suffix == "K" || suffix == "KB" || suffix == "KIB") {
+    shift = 10;
+  } else if (suffix == "M" || suffix == "MB" || suffix == "MIB") {
+    shift = 20;
+  } else if (suffix == "G" || suffix == "GB" || suffix == "GIB") {
+    shift = 30;
+  } else if (suffix == "T" || suffix == "TB" || suffix == "TIB") {
+    shift = 40;
+  } else {
+    return Error(InvalidArgument("'{}': unknown size suffix '{}' (K, M, G or T)", text, suffix));
+  }
+  if (shift > 0 && value > (std::numeric_limits<uint64_t>::max() >> shift)) {
+    return Error(InvalidArgument("'{}' is too large", text));
+  }
+  return value << shift;
+}
+
+Json InfoJson(const protocol::CollectionInfo& info) {
+  return {{"name", info.spec.name},
+          {"id", info.id},
+          {"dim", info.spec.dim},
+          {"metric", client::WireMetricName(info.spec.metric)},
+          {"hnsw_M", info.spec.hnsw_M},
+          {"hnsw_ef_construction", info.spec.hnsw_ef_construction},
+          {"seal_threshold", info.spec.seal_threshold},
+          {"memory_budget_bytes", info.spec.memory_budget_bytes},
+          {"num_vectors", info.num_vectors},
+          {"sealed_segments", info.sealed_segments},
+          {"memory_bytes", info.memory_bytes},
+          {"last_sequence", info.last_sequence}};
+}
+
+Json HistogramJson(const protocol::HistogramWire& h) {
+  return {{"upper_bounds_seconds", h.upper_bounds_seconds},
+          {"counts", h.counts},
+          {"count", h.count},
+          {"sum_seconds", h.sum_seconds}};
+}
+
+}  // namespace
+
+int CmdPing(const GlobalArgs& g) {
+  Timer connect_timer;
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  const double connect_ms = connect_timer.Millis();
+  Timer timer;
+  if (Status s = (*c)->Ping(); !s.ok()) return Fail(s);
+  const double rtt_ms = timer.Millis();
+  const protocol::HelloReply& h = (*c)->server();
+  fmt::print("pong from {}: server {}, protocol {}, round trip {:.3f} ms (connect + hello {:.3f} "
+             "ms)\nlimits: frame {}, batch {}, k {}, auth {}\n",
+             (*c)->peer(), h.server_version, h.protocol_version, rtt_ms, connect_ms,
+             HumanBytes(h.max_payload), h.max_batch, h.max_k,
+             h.auth_required ? "required" : "off");
+  return 0;
+}
+
+int CmdList(const GlobalArgs& g, bool json) {
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  auto list = (*c)->ListCollections();
+  if (!list) return Fail(list.error());
+  if (json) {
+    Json a = Json::array();
+    for (const auto& info : *list) a.push_back(InfoJson(info));
+    fmt::print("{}\n", Dump(a));
+    return 0;
+  }
+  if (list->empty()) {
+    fmt::print("no collections\n");
+    return 0;
+  }
+  fmt::print("{:<24} {:>6} {:<7} {:>12} {:>9} {:>12}\n", "NAME", "DIM", "METRIC", "VECTORS",
+             "SEGMENTS", "MEMORY");
+  for (const auto& info : *list) {
+    fmt::print("{:<24} {:>6} {:<7} {:>12} {:>9} {:>12}\n", info.spec.name, info.spec.dim,
+               client::WireMetricName(info.spec.metric), info.num_vectors, info.sealed_segments,
+               HumanBytes(info.memory_bytes));
+  }
+  return 0;
+}
+
+int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json) {
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  auto info = (*c)->DescribeCollection(name);
+  if (!info) return Fail(info.error());
+  if (json) {
+    fmt::print("{}\n", Dump(InfoJson(*info)));
+    return 0;
+  }
+  const auto& s = info->spec;
+  fmt::print("name: {}\nid: {}\ndim: {}\nmetric: {}\nhnsw M: {}\nhnsw ef_construction: {}\n"
+             "seal threshold: {} vectors\nmemory budget: {}\nvectors: {}\nsealed segments: {}\n"
+             "memory: {}\nlast sequence: {}\n",
+             s.name, info->id, s.dim, client::WireMetricName(s.metric), s.hnsw_M,
+             s.hnsw_ef_construction, s.seal_threshold,
+             s.memory_budget_bytes == 0 ? std::string("none (compaction builds HNSW)")
+                                        : HumanBytes(s.memory_budget_bytes),
+             info->num_vectors, info->sealed_segments, HumanBytes(info->memory_bytes),
+             info->last_sequence);
+  return 0;
+}
+
+int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
+  protocol::CollectionSpec spec;
+  spec.name = a.name;
+  spec.dim = a.dim;
+  auto metric = client::ParseWireMetric(a.metric);
+  if (!metric) return Fail(metric.error());
+  spec.metric = *metric;
+  spec.hnsw_M = a.m;
+  spec.hnsw_ef_construction = a.ef_construction;
+  spec.seal_threshold = a.seal_threshold;
+  auto budget = ParseBytes(a.memory_budget);
+  if (!budget) return Fail(budget.error().WithContext("--memory-budget"));
+  spec.memory_budget_bytes = *budget;
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  if (Status s = (*c)->CreateCollection(spec); !s.ok()) return Fail(s);
+  fmt::print("created {} (dim {}, {})\n", spec.name, spec.dim, client::WireMetricName(spec.metric));
+  return 0;
+}
+
+// drop, flush, compact: one name, one call, one line.
+int CmdSimple(const GlobalArgs& g, const std::string& verb, const std::string& name) {
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  Status s;
+  if (verb == "drop") s = (*c)->DropCollection(name);
+  if (verb == "flush") s = (*c)->Flush(name);
+  if (verb == "compact") s = (*c)->Compact(name);
+  if (!s.ok()) return Fail(s);
+  const char* done = verb == "drop" ? "dropped" : verb == "flush" ? "flushed" : "compacted";
+  fmt::print("{} {}\n", done, name);
+  return 0;
+}
+
+int CmdStats(const GlobalArgs& g, bool json) {
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  auto st = (*c)->Stats();
+  if (!st) return Fail(st.error());
+  const auto& s = *st;
+  if (json) {
+    Json o = {{"write_batches", s.write_batches}, {"upserts", s.upserts},
+              {"deletes", s.deletes},             {"searches", s.searches},
+              {"gets", s.gets},                   {"wal_bytes", s.wal_bytes},
+              {"wal_fsyncs", s.wal_fsyncs},       {"vectors", s.vectors},
+              {"memory_bytes", s.memory_bytes},   {"disk_reads", s.disk_reads},
+              {"disk_read_bytes", s.disk_read_bytes},
+              {"search_latency", HistogramJson(s.search_latency)},
+              {"write_latency", HistogramJson(s.write_latency)},
+              {"connections", s.connections},     {"requests", s.requests},
+              {"errors", s.errors},               {"busy_rejections", s.busy_rejections}};
+    fmt::print("{}\n", Dump(o));
+    return 0;
+  }
+  auto mean_ms = [](const protocol::HistogramWire& h) {
+    return h.count == 0 ? 0.0 : h.sum_seconds / double(h.count) * 1e3;
+  };
+  fmt::print("vectors: {}\nmemory: {}\nsearches: {} (mean {:.3f} ms)\ngets: {}\n"
+             "write batches: {} (mean {:.3f} ms): {} upserts, {} deletes\n"
+             "wal: {} written, {} fsyncs\ndisk reads: {} ({})\n"
+             "server: {} connections open, {} requests answered, {} errors, {} busy rejections\n",
+             s.vectors, HumanBytes(s.memory_bytes), s.searches, mean_ms(s.search_latency), s.gets,
+             s.write_batches, mean_ms(s.write_latency), s.upserts, s.deletes,
+             HumanBytes(s.wal_bytes), s.wal_fsyncs, s.disk_reads, HumanBytes(s.disk_read_bytes),
+             s.connections, s.requests, s.errors, s.busy_rejections);
+  return 0;
+}
+
+}  // namespace strata::cli

@@ -1,0 +1,102 @@
+// strata-cli: the pieces its subcommands share (cli.h).
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "client/cli.h"
+
+namespace strata::cli {
+
+int Fail(const Status& s) {
+  std::string line = s.ToString();
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  fmt::print(stderr, "strata-cli: error: {}\n", line);
+  return 1;
+}
+
+client::ClientOptions Options(const GlobalArgs& g) {
+  client::ClientOptions o;
+  o.token = g.token;
+  o.client_name = "strata-cli";
+  o.connect_timeout_ms = g.connect_timeout_ms;
+  o.io_timeout_ms = g.timeout_ms;
+  return o;
+}
+
+Result<std::unique_ptr<Client>> Open(const GlobalArgs& g) {
+  auto client = Client::Connect(g.host, g.port, Options(g));
+  if (!client && g.token.empty() &&
+      client.error().message().find("token required") != std::string::npos) {
+    // The server told a missing token from a wrong one: say where a token comes from.
+    return Error(Status(client.error().code(),
+                        client.error().message() + " (give it with --token or STRATA_TOKEN)"));
+  }
+  return client;
+}
+
+std::string HumanBytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+Json LatencyJson(const client::LatencySummary& l) {
+  return {{"count", l.count}, {"mean", l.mean_ms}, {"p50", l.p50_ms},  {"p90", l.p90_ms},
+          {"p99", l.p99_ms},  {"p999", l.p999_ms}, {"max", l.max_ms}};
+}
+
+void AddSearchArgs(CLI::App* cmd, SearchArgs& a) {
+  cmd->add_option("-k,--k", a.k, "Neighbours per query")->capture_default_str();
+  cmd->add_option("--recall", a.recall, "Recall target in (0, 1]; 0: the server's default");
+  cmd->add_option("--ef", a.ef, "HNSW candidate list (0: from the recall target)");
+  cmd->add_option("--max-lists", a.max_lists, "SPANN posting lists read (0: from the recall target)");
+  cmd->add_option("--filter", a.filter, "Filter expression, e.g. 'lang == \"en\" AND year >= 2020'");
+  cmd->add_option("--strategy", a.strategy, "auto, index, scan or post-filter")->capture_default_str();
+}
+
+Result<protocol::SearchOptions> ToSearchOptions(const SearchArgs& a) {
+  if (a.k == 0) return Error(InvalidArgument("--k must be >= 1"));
+  if (!(a.recall >= 0 && a.recall <= 1)) {
+    return Error(InvalidArgument("--recall {} is outside [0, 1]", a.recall));
+  }
+  protocol::SearchOptions o;
+  o.k = a.k;
+  o.recall = a.recall;
+  o.ef = a.ef;
+  o.max_lists = a.max_lists;
+  o.filter = a.filter;
+  STRATA_ASSIGN_OR_RETURN(o.strategy, client::ParseWireStrategy(a.strategy));
+  return o;
+}
+
+Result<QueryData> ReadQueryData(const std::string& path, size_t limit, const std::string& gt_path) {
+  QueryData d;
+  storage::ReadOptions opt;
+  if (limit > 0) opt.max_rows = limit;
+  STRATA_ASSIGN_OR_RETURN(d.queries, storage::ReadVectors(path, opt));
+  if (d.queries.empty()) return Error(InvalidArgument("{}: no queries", path));
+  if (d.queries.size() > std::numeric_limits<uint32_t>::max()) {
+    return Error(InvalidArgument("{}: more than 2^32-1 queries; use --limit", path));
+  }
+  if (!gt_path.empty()) {
+    STRATA_ASSIGN_OR_RETURN(storage::GroundTruth gt, storage::ReadGroundTruth(gt_path));
+    if (gt.num_queries < d.queries.size()) {
+      return Error(InvalidArgument("{} has {} rows for {} queries", gt_path, gt.num_queries,
+                                   d.queries.size()));
+    }
+    d.truth = std::move(gt);
+  }
+  return d;
+}
+
+}  // namespace strata::cli

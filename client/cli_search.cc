@@ -1,0 +1,161 @@
+// strata-cli: search -- one vector (optionally with its plan), or a query file run
+// through the connection and measured (QPS, latency percentiles, recall@k).
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "client/cli.h"
+#include "core/timer.h"
+
+namespace strata::cli {
+namespace {
+
+// "1,2,3" or "1 2 3" (commas and/or spaces).
+Result<std::vector<float>> ParseVector(const std::string& text) {
+  std::vector<float> v;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ',' || text[i] == ' ' || text[i] == '\t')) ++i;
+    if (i >= text.size()) break;
+    size_t j = i;
+    while (j < text.size() && text[j] != ',' && text[j] != ' ' && text[j] != '\t') ++j;
+    const std::string token = text.substr(i, j - i);
+    float x = 0;
+    // from_chars does not take a leading '+'.
+    const char* b = token.data() + (token[0] == '+' ? 1 : 0);
+    auto [p, ec] = std::from_chars(b, token.data() + token.size(), x);
+    if (ec != std::errc() || p != token.data() + token.size()) {
+      return Error(InvalidArgument("--vector: '{}' (component {}) is not a number", token,
+                                   v.size()));
+    }
+    if (!std::isfinite(x)) {
+      return Error(InvalidArgument("--vector: component {} is not finite", v.size()));
+    }
+    v.push_back(x);
+    i = j;
+  }
+  if (v.empty()) return Error(InvalidArgument("--vector is empty"));
+  return v;
+}
+
+Json NeighborsJson(const std::vector<Neighbor>& list) {
+  Json a = Json::array();
+  for (const Neighbor& n : list) a.push_back({{"id", n.id}, {"distance", n.distance}});
+  return a;
+}
+
+int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float>& query,
+                 const protocol::SearchOptions& options) {
+  std::vector<Neighbor> hits;
+  std::string explain;
+  Timer timer;
+  if (a.explain) {
+    auto r = client.Explain(a.name, query, options);
+    if (!r) return Fail(r.error());
+    hits = std::move(r->first);
+    explain = std::move(r->second);
+  } else {
+    auto r = client.Search(a.name, query, options);
+    if (!r) return Fail(r.error());
+    hits = std::move(*r);
+  }
+  const double ms = timer.Millis();
+  Json plan;
+  if (a.explain) {
+    plan = Json::parse(explain, nullptr, /*allow_exceptions=*/false);
+    if (plan.is_discarded()) plan = explain;  // not JSON: pass the text through
+  }
+  if (a.json) {
+    Json o = {{"command", "search"}, {"collection", a.name}, {"k", options.k},
+              {"latency_ms", ms}, {"results", Json::array({NeighborsJson(hits)})}};
+    if (a.explain) o["explain"] = plan;
+    fmt::print("{}\n", Dump(o));
+    return 0;
+  }
+  for (const Neighbor& n : hits) fmt::print("{}\t{}\n", n.id, n.distance);
+  if (hits.empty()) fmt::print("no results\n");
+  if (a.explain) fmt::print("{}\n", plan.is_string() ? plan.get<std::string>() : Dump(plan, 2));
+  fmt::print(stderr, "{} results in {:.3f} ms\n", hits.size(), ms);
+  return 0;
+}
+
+}  // namespace
+
+int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
+  if (a.vector.empty() == a.queries.empty()) {
+    return Fail(InvalidArgument("give exactly one of --vector or --queries"));
+  }
+  if (!a.vector.empty() && !a.gt.empty()) return Fail(InvalidArgument("--gt needs --queries"));
+  if (!a.queries.empty() && a.explain && a.limit != 1) {
+    return Fail(InvalidArgument("--explain takes one query: use --vector, or --queries with --limit 1"));
+  }
+  if (a.pipeline == 0) return Fail(InvalidArgument("--pipeline must be >= 1"));
+  auto options = ToSearchOptions(a.search);
+  if (!options) return Fail(options.error());
+  if (!a.vector.empty()) {
+    auto query = ParseVector(a.vector);
+    if (!query) return Fail(query.error());
+    auto c = Open(g);
+    if (!c) return Fail(c.error());
+    return CmdSearchOne(**c, a, *query, *options);
+  }
+
+  auto data = ReadQueryData(a.queries, a.limit, a.gt);
+  if (!data) return Fail(data.error());
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  const VectorSet& q = data->queries;
+  if (a.explain) {  // --limit 1: the file's first query, with its plan
+    if (q.size() == 0) return Fail(InvalidArgument("{} holds no queries", a.queries));
+    return CmdSearchOne(**c, a, std::vector<float>(q.row(0), q.row(0) + q.dim()), *options);
+  }
+  auto run = client::RunQueries(**c, a.name, q.data(), uint32_t(q.dim()), uint32_t(q.size()),
+                                *options, a.pipeline);
+  if (!run) return Fail(run.error());
+  std::optional<double> recall;
+  if (data->truth) {
+    double sum = 0;
+    for (size_t i = 0; i < q.size(); ++i) {
+      sum += client::RecallAtK(*data->truth, i, run->results[i], options->k, a.id_offset);
+    }
+    recall = sum / double(q.size());
+  }
+  std::vector<double> latencies = run->latency_ms;
+  const client::LatencySummary lat = client::SummarizeLatencies(latencies);
+  const double qps = run->elapsed_s > 0 ? double(q.size()) / run->elapsed_s : 0;
+  if (a.json) {
+    Json o = {{"command", "search"}, {"collection", a.name}, {"queries", q.size()},
+              {"k", options->k},     {"pipeline", a.pipeline}, {"elapsed_s", run->elapsed_s},
+              {"qps", qps},          {"latency_ms", LatencyJson(lat)}};
+    o["recall"] = recall ? Json(*recall) : Json(nullptr);
+    if (a.results) {
+      Json all = Json::array();
+      for (const auto& r : run->results) all.push_back(NeighborsJson(r));
+      o["results"] = std::move(all);
+    }
+    fmt::print("{}\n", Dump(o));
+    return 0;
+  }
+  if (a.results) {
+    for (size_t i = 0; i < run->results.size(); ++i) {
+      std::string line;
+      for (const Neighbor& n : run->results[i]) line += fmt::format(" {}:{}", n.id, n.distance);
+      fmt::print("{}:{}\n", i, line);
+    }
+  }
+  fmt::print("queries: {} (k={}, pipeline {}) in {:.3f} s: {:.1f} QPS\n", q.size(), options->k,
+             a.pipeline, run->elapsed_s, qps);
+  fmt::print("latency ms: p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
+             lat.p50_ms, lat.p90_ms, lat.p99_ms, lat.max_ms, lat.mean_ms);
+  if (recall) fmt::print("recall@{}: {:.4f}\n", std::min<size_t>(options->k, data->truth->k), *recall);
+  return 0;
+}
+
+}  // namespace strata::cli
