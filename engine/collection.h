@@ -1,41 +1,51 @@
 #pragma once
 // Collection: one named set of vectors with their attributes. Internal to the
-// engine (the public API is engine/strata.h).
+// engine (the public API is engine/strata.h). docs/DESIGN.md has the picture.
 //
-// Segments. Writes go to one in-memory segment (an HNSW graph plus the records
-// as written); once it holds spec.seal_threshold vectors (or on Flush) it is
-// sealed: written to disk as a SealedSegment (segment.h), the collection's
-// manifest replaced atomically to name it, and the log restarted after it. Each
-// id is live in at most one segment: an upsert or delete of an id held by a
-// sealed segment marks it in that segment's deleted set, persisted at the next
-// seal (until then the log holds the delete).
+// A collection is a write-ahead log, a manifest (manifest.h) and an immutable
+// Snapshot: the in-memory segment taking writes (memory_segment.h), at most one
+// frozen in-memory segment being sealed, and the sealed segments (sealed_segment.h)
+// with their delete sets. Each id is live in at most one segment.
 //
-// Writes: a batch is validated, appended to the log as one record (durable per
-// the durability mode when Append returns), then applied in memory. Writes and
-// seals are serialized by write_mu_, so the log's order is the order of
-// application and replaying the log rebuilds exactly what was acknowledged.
+// Writes. A batch is validated, appended to the log as one record (durable per the
+// durability mode when Append returns), then applied: its rows are appended to the
+// in-memory segment and inserted into its graph while searches go on, the rows it
+// replaces or deletes are marked (in-memory rows with the batch's sequence; sealed
+// rows in copies of their delete sets), and a new snapshot is published. A search
+// sees all of a batch or none of it. Writers are serialized by write_mu_, so the
+// log's order is the order of application and replaying the log rebuilds exactly
+// what was acknowledged.
 //
-// Reads: Search and Get take apply_mu_ shared; applying a batch and swapping
-// in a sealed segment take it exclusively (writing the segment's files does not),
-// so a reader sees every batch entirely or not at all.
+// Reads. Search and Get take the current snapshot (an atomic shared pointer) and
+// never wait for a writer or for maintenance; SPANN reads happen without any lock.
+//
+// Maintenance (Maintain, on the engine's background thread; Flush and Compact run
+// the same jobs in the caller's thread). A seal freezes the in-memory segment (a
+// new log file starts; writes go to a fresh in-memory segment at once), writes the
+// frozen rows as a sealed segment (its graph saved relabelled, then calibrated),
+// commits the manifest and publishes a snapshot without the frozen segment. The
+// in-memory segment is calibrated in the background once it reaches
+// kMinCalibrationRows and again whenever it has doubled; until then the planner
+// uses a fixed ef (docs/PLANNER.md). Compaction merges the sealed segments without
+// their dead rows. maint_mu_ runs one job at a time.
 //
 // Thread safety: all public methods may be called concurrently.
 
 #include <atomic>
-#include <filesystem>
-#include <memory>
 #include <condition_variable>
-#include <utility>
+#include <filesystem>
+#include <functional>
+#include <memory>
 #include <mutex>
-#include <shared_mutex>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
-#include "engine/fair_shared_mutex.h"
-#include "engine/segment.h"
+#include "engine/manifest.h"
+#include "engine/memory_segment.h"
+#include "engine/sealed_segment.h"
+#include "engine/segment_writer.h"
 #include "engine/strata.h"
 #include "engine/wal.h"
-#include "index/hnsw/hnsw_index.h"
 
 namespace strata::engine {
 
@@ -45,7 +55,7 @@ class Collection {
   static Result<std::unique_ptr<Collection>> Create(const std::filesystem::path& dir, uint64_t id,
                                                     const CollectionSpec& spec,
                                                     const WalOptions& wal_options);
-  // Opens an existing folder: maps its sealed segments and replays its log;
+  // Opens an existing folder: maps its sealed segments and replays its logs;
   // repairs (torn tails cut, leftovers of an interrupted seal removed) are added
   // to `report`. A damaged log is Corruption, or with `salvage_wal_tail` cut at its
   // first damaged record (EngineOptions::salvage_wal_tail).
@@ -56,20 +66,30 @@ class Collection {
   ~Collection();
 
   Status Write(const WriteBatch& batch, size_t max_ops);
-  // Seals the in-memory segment now (a no-op when nothing was written since the last seal).
+  // Seals the in-memory segment now (a no-op when nothing was written since the
+  // last seal), waiting for a maintenance job in progress.
   Status Flush();
   // See Engine::BulkLoad.
   Status BulkLoad(const VectorSet& vectors, std::span<const VectorId> ids,
                   std::span<const Attributes> attributes);
   // Seals, then merges all sealed segments into one without the deleted vectors
   // (docs/formats/engine.md); a lone segment is rewritten when it has deleted rows
-  // or dead graph nodes. Searches and writes go on meanwhile (writes wait only
-  // for the seal and the final swap); deletes that reach the merged segments in
-  // between are carried over. A call while another compaction runs returns at once.
+  // or dead graph nodes. Searches and writes go on meanwhile; deletes that reach the
+  // merged segments in between are carried over. Waits for a maintenance job in
+  // progress, so that a Compact that returns OK has covered every write
+  // acknowledged before it.
   Status Compact();
+  // One round of background maintenance: seals what is frozen (or the in-memory
+  // segment when it is over its threshold), calibrates the in-memory segment when
+  // due and sealed segments that lack a calibration, and with `allow_compaction`
+  // compacts when WantsCompaction. Returns at once when another job runs.
+  Status Maintain(bool allow_compaction);
+  // Called (without locks held) when a writer froze the in-memory segment, so
+  // that the seal starts at once.
+  void SetMaintenanceWakeup(std::function<void()> wake) { wake_ = std::move(wake); }
   // True when the engine's background maintenance should compact: at least
   // kCompactSegments sealed segments, or dead entries -- deleted rows, and graph
-  // nodes beyond a segment's rows (tombstones and free slots a seal saved) -- past
+  // nodes beyond a segment's rows (tombstones a seal saved) -- past
   // kCompactDeletedShare of all entries, even in a lone segment.
   bool WantsCompaction() const;
   // Dead entries (deleted or replaced rows, graph nodes saved beyond the rows) over all
@@ -82,9 +102,11 @@ class Collection {
   static constexpr size_t kCompactSegments = 4;
   static constexpr double kCompactDeletedShare = 0.2;
   Result<Record> Get(VectorId id) const;
-  // Plans and runs the query over every segment (planner.h), merging their top-k.
+  // Plans and runs the query over every segment of the current snapshot (segment.h),
+  // merging their top-k.
   Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options,
                                        Explain* explain = nullptr) const;
+  // O(1): counts kept with the snapshot.
   CollectionInfo Info() const;
   uint64_t wal_bytes() const;
   uint64_t wal_fsyncs() const;
@@ -106,92 +128,87 @@ class Collection {
   static std::filesystem::path WalPath(const std::filesystem::path& dir, uint64_t first_sequence = 1);
 
  private:
-  Collection(std::filesystem::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options);
-  Result<std::unique_ptr<index::HnswIndex>> NewGraph() const;
-  // Applies a decoded batch to memory (caller holds write_mu_ or is recovering).
-  Status Apply(const WriteBatch& batch);
-  // Marks `id` deleted in the sealed segment that holds it live, if any (caller
-  // holds apply_mu_ exclusively).
-  void DeleteFromSealed(VectorId id);
-  Status SealLocked();  // caller holds write_mu_
-  // Writes rows (sorted by id) as segment `sid` in `sdir`: records and an HNSW
-  // graph, or SPANN past the memory budget. Caller holds write_mu_.
-  // `times` gets the seconds spent building the index and calibrating it here.
-  struct WriteTimes {
-    double index_build_seconds = 0;
-    double calibration_seconds = 0;
+  struct SealedEntry {
+    std::shared_ptr<const SealedSegment> segment;
+    std::shared_ptr<const DeleteSet> deletes;  // null: nothing deleted
+    uint64_t deletes_generation = 0;           // of the persisted deletes file (0: none)
+    uint64_t deleted() const { return deletes ? deletes->count : 0; }
+    uint64_t live() const { return segment->rows() - deleted(); }
   };
-  Status WriteSegment(const std::filesystem::path& sdir, std::span<const SealedSegment::Row> rows,
-                      WriteTimes& times);
-  // Adds to the maintenance counters.
+  // What one search sees. Immutable once published.
+  struct Snapshot {
+    uint64_t sequence = 0;  // the last batch applied
+    std::shared_ptr<MemorySegment> memory;
+    uint32_t memory_rows = 0;
+    uint64_t memory_live = 0;
+    std::shared_ptr<MemorySegment> frozen;  // being sealed (null: none)
+    uint32_t frozen_rows = 0;
+    uint64_t frozen_live = 0;
+    uint64_t frozen_sequence = 0;  // the last batch in it
+    std::vector<SealedEntry> sealed;  // oldest first
+    uint64_t live() const;
+  };
+
+  Collection(std::filesystem::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options);
+  Result<std::shared_ptr<MemorySegment>> NewMemorySegment() const;
+  std::shared_ptr<const Snapshot> snapshot() const { return snapshot_.load(std::memory_order_acquire); }
+  void Publish(std::shared_ptr<const Snapshot> next) { snapshot_.store(std::move(next), std::memory_order_release); }
+  // Applies a decoded batch with log sequence `sequence` and publishes it (caller
+  // holds write_mu_ or is recovering).
+  Status Apply(const WriteBatch& batch, uint64_t sequence);
+  // Freezes the in-memory segment and starts a new log file after it (caller holds
+  // write_mu_; no frozen segment may be pending). A no-op when nothing was written.
+  Status FreezeLocked();
+  // Writes the frozen segment as a sealed one and commits it (caller holds maint_mu_).
+  Status SealFrozen();
+  // Freeze (unless a frozen segment is pending) and SealFrozen (caller holds maint_mu_).
+  Status SealNow();
+  // The compaction proper (caller holds maint_mu_).
+  Status CompactLocked();
+  // Background calibrations that are due (caller holds maint_mu_).
+  void CalibrateDue();
+  // Persists the delete sets of `entries` as generation `gen` (entries with none
+  // get 0) and fills `listed` for the manifest (caller holds maint_mu_).
+  Status PersistDeletes(std::vector<SealedEntry>& entries, uint64_t gen,
+                        std::vector<std::pair<uint64_t, uint64_t>>& listed);
+  // Saves the manifest, poisoning the collection when that fails (caller holds write_mu_).
+  Status CommitManifest(const CollectionManifest& m);
+  // Removes deletes files of other generations than the entries' own, log files
+  // before wal_first_, and `dropped` segment folders.
+  void RemoveObsoleteFiles(const std::vector<SealedEntry>& entries,
+                           const std::vector<std::filesystem::path>& dropped);
   void CountCalibration(double seconds) const;
   void CountIndexBuild(double seconds) const;
-  // SaveManifest, poisoning the collection when it fails (caller holds write_mu_).
-  Status CommitManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment, uint64_t generation,
-                        const std::vector<std::pair<uint64_t, uint64_t>>& segments);
-  Status SaveManifest(uint64_t checkpoint, uint64_t wal_first, uint64_t next_segment, uint64_t generation,
-                      const std::vector<std::pair<uint64_t, uint64_t>>& segments) const;
-
-  struct Stored {
-    std::vector<float> vector;
-    Attributes attributes;
-    uint32_t row = 0;  // in mem_row_ids_ / mem_attrs_
-    float inv_norm = 1;  // cosine: 1/|vector|, for exact scans
-  };
-  // Adds or replaces `id` in the in-memory segment's records and attribute index
-  // (caller holds apply_mu_ exclusively).
-  void StoreRecord(VectorId id, std::vector<float> vector, Attributes attributes);
-  // Renumbers the in-memory rows once replaced and deleted ones outnumber the live
-  // ones, so that rewriting the same ids does not grow mem_row_ids_ and mem_attrs_
-  // (caller holds apply_mu_ exclusively).
-  void MaybeRenumberMemoryRows();
-  // The in-memory segment's part of a search (caller holds apply_mu_ shared).
-  Result<std::vector<Neighbor>> SearchMemory(VectorView query, const float* normalized, const Filter* filter,
-                                             const SearchOptions& options, double recall_target,
-                                             index::SearchContext& ctx, SegmentExplain* explain) const;
-  // The in-memory graph's calibration, measured again once the segment has doubled
-  // since (caller holds apply_mu_ shared).
-  std::shared_ptr<const Calibration> MemoryCalibration() const;
+  void PublishWalCounters();  // caller holds write_mu_ (or is opening)
+  bool OverThreshold(const Snapshot& s) const;
 
   const std::filesystem::path dir_;
   const uint64_t id_;
   const CollectionSpec spec_;
   const WalOptions wal_options_;
-  mutable std::mutex write_mu_;         // one writer or seal at a time: log order = apply order
-  mutable FairSharedMutex apply_mu_;    // readers shared; applying a batch or a seal exclusive
-  // The in-memory segment (guarded by apply_mu_).
-  std::unordered_map<VectorId, Stored> records_;
-  std::unique_ptr<index::HnswIndex> hnsw_;
-  std::vector<VectorId> mem_row_ids_;  // row -> id (rows of replaced or deleted records stay, dead)
-  AttributeIndex mem_attrs_;
-  // The in-memory graph's calibration and the size it was measured at.
-  mutable std::mutex mem_calibration_mu_;
-  mutable std::shared_ptr<const Calibration> mem_calibration_;
-  mutable size_t mem_calibration_rows_ = 0;
-  mutable uint64_t mem_calibration_epoch_ = 0;
-  uint64_t mem_epoch_ = 1;  // bumped when a seal replaces the in-memory graph (guarded by apply_mu_)
-  // Sealed segments, oldest first (guarded by apply_mu_; deleted sets too).
-  std::vector<std::unique_ptr<SealedSegment>> sealed_;
+  mutable std::mutex write_mu_;  // one writer at a time: log order = apply order
+  std::mutex maint_mu_;          // one seal, compaction or calibration round at a time
+  std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
+  std::function<void()> wake_;
   // Guarded by write_mu_.
   std::unique_ptr<WalWriter> wal_;
-  uint64_t wal_bytes_before_ = 0;   // written to log files since closed by seals (this process)
+  uint64_t wal_bytes_before_ = 0;   // written to log files closed by freezes (this process)
   uint64_t wal_fsyncs_before_ = 0;
-  // Published after each write and seal, so that counters never wait on write_mu_.
-  std::atomic<uint64_t> wal_bytes_{0}, wal_fsyncs_{0};
-  void PublishWalCounters();  // caller holds write_mu_ (or is opening)
-  uint64_t wal_first_ = 1;        // first sequence of the current log file
+  uint64_t wal_first_ = 1;        // first sequence of the oldest log file still needed
   uint64_t next_segment_id_ = 1;
   uint64_t generation_ = 0;       // bumped by every seal and compaction
   uint64_t checkpoint_ = 0;       // log sequence the manifest on disk has sealed up to
-  // (entries, dead entries) of the sealed segments; apply_mu_ held.
-  std::pair<size_t, size_t> SealedEntriesLocked() const;
-  bool compacting_ = false;       // a compaction is between its phases
-  std::condition_variable compaction_done_;  // with write_mu_: compacting_ went false
-  bool dirty_ = false;            // something was written since the last seal
-  // Automatic seals: when records_ or the log reach these (raised after a failed seal).
+  bool dirty_ = false;            // something was written since the last freeze
+  // The snapshot published by the last freeze: its delete sets are what the seal
+  // persists (the state at the frozen sequence). Null when no seal is pending.
+  std::shared_ptr<const Snapshot> frozen_at_;
+  // Automatic seals: when the in-memory rows or the log reach these (raised after a failed seal).
   static constexpr uint64_t kSealLogBytes = 256ull << 20;
-  size_t seal_retry_size_ = 0;
+  static constexpr uint64_t kSealDeadRows = 1024;
+  size_t seal_retry_rows_ = 0;
   uint64_t seal_retry_log_bytes_ = kSealLogBytes;
+  // Published after each write and seal, so that counters never wait on write_mu_.
+  std::atomic<uint64_t> wal_bytes_{0}, wal_fsyncs_{0};
   std::atomic<uint64_t> last_sequence_{0};
   mutable std::atomic<uint64_t> disk_reads_{0}, disk_read_bytes_{0};
   mutable std::atomic<uint64_t> calibrations_{0}, calibration_ns_{0}, index_build_ns_{0};

@@ -102,15 +102,20 @@ class Engine::Impl {
   std::condition_variable maintenance_cv_;
   bool stop_ = false;
 
+  bool wake_ = false;  // guarded by maintenance_mu_: a collection asked for a round now
+
+  // Maintenance: seals (a writer froze an in-memory segment, or one is over its
+  // threshold), background calibration, and with background_compaction compaction.
+  // It runs at the lowest CPU priority (nice 19; its OpenMP team threads inherit it):
+  // searches and writes of the application come first.
   void MaintenanceLoop() {
-    // Background compaction runs at the lowest CPU priority (nice 19; its OpenMP team
-    // threads inherit it): searches and writes of the application come first.
     (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
     std::unique_lock<std::mutex> lk(maintenance_mu_);
     while (!stop_) {
-      maintenance_cv_.wait_for(lk, std::chrono::milliseconds(options_.maintenance_interval_ms),
-                               [&] { return stop_; });
+      maintenance_cv_.wait_for(lk, std::chrono::milliseconds(std::max<uint32_t>(1, options_.maintenance_interval_ms)),
+                               [&] { return stop_ || wake_; });
       if (stop_) break;
+      wake_ = false;
       lk.unlock();
       std::vector<std::shared_ptr<Collection>> all;
       {
@@ -122,14 +127,27 @@ class Engine::Impl {
           std::lock_guard<std::mutex> g(maintenance_mu_);
           if (stop_) break;
         }
-        if (!c->WantsCompaction()) continue;
-        if (Status s = c->Compact(); !s.ok() && s.code() != StatusCode::kCancelled) {
-          spdlog::warn("background compaction of '{}': {}", c->spec().name, s.ToString());
+        const bool compacts = options_.background_compaction && c->WantsCompaction();
+        if (Status s = c->Maintain(options_.background_compaction); !s.ok() && s.code() != StatusCode::kCancelled) {
+          spdlog::warn("background maintenance of '{}': {}", c->spec().name, s.ToString());
         }
-        ReleaseFreedMemory();
+        if (compacts) ReleaseFreedMemory();
       }
       lk.lock();
     }
+  }
+
+  void WakeMaintenance() {
+    {
+      std::lock_guard<std::mutex> g(maintenance_mu_);
+      wake_ = true;
+    }
+    maintenance_cv_.notify_all();
+  }
+
+  // Lets the collection's writers start a seal at once.
+  void Attach(Collection& c) {
+    c.SetMaintenanceWakeup([this] { WakeMaintenance(); });
   }
 
   ~Impl() {
@@ -229,7 +247,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     return Error(InvalidArgument("max_batch_bytes is {}; it must be in 1024..{}", options.max_batch_bytes,
                                  engine::kDefaultMaxWalRecordBytes));
   }
-  if (options.background_compaction && options.maintenance_interval_ms == 0) {
+  if (options.maintenance_interval_ms == 0) {
     return Error(InvalidArgument("maintenance_interval_ms must be at least 1"));
   }
   if (options.durability == Durability::kInterval && options.sync_interval_ms == 0) {
@@ -262,6 +280,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     }
     STRATA_ASSIGN_OR_RETURN(auto c, Collection::Open(impl->CollectionDir(e.id), e.id, e.spec, wal,
                                                      impl->report_, options.salvage_wal_tail));
+    impl->Attach(*c);
     impl->collections_.emplace(e.spec.name, std::move(c));
     known[e.id] = true;
   }
@@ -287,7 +306,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
                                               entry.path().string()));
   }
   for (const std::string& n : impl->report_.notes) spdlog::warn("recovery: {}", n);
-  if (options.background_compaction) {
+  {
     Impl* raw = impl.get();
     impl->maintenance_ = std::thread([raw] { raw->MaintenanceLoop(); });
   }
@@ -301,6 +320,7 @@ Status Engine::CreateCollection(const CollectionSpec& spec) {
   const uint64_t id = impl_->next_id_++;
   STRATA_ASSIGN_OR_RETURN(auto c, Collection::Create(impl_->CollectionDir(id), id, spec,
                                                      WalOptionsFrom(impl_->options_)));
+  impl_->Attach(*c);
   impl_->collections_.emplace(spec.name, std::move(c));
   if (Status s = impl_->SaveManifest(); !s.ok()) {
     impl_->collections_.erase(spec.name);  // its folder is removed at the next open

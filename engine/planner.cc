@@ -43,18 +43,19 @@ SegmentPlan PlanSegment(const PlanInput& in) {
                                             in.recall_target, c.predicted_recall, hnsw ? "ef" : "max_lists",
                                             c.param);
   } else {
-    // No calibration (a segment too small to measure): generous parameters.
-    plan.param = hnsw ? std::max<uint32_t>(k, 128) : std::max<uint32_t>(in.spann_lists, 1);
-    plan.reason = "uncalibrated segment: generous parameters";
+    // No calibration (a segment too small to measure, or not measured yet: maintenance
+    // calibrates in the background, a search never does): fixed, generous parameters.
+    plan.param = hnsw ? std::max<uint32_t>(k, kUncalibratedEf)
+                      : std::max<uint32_t>(std::min<uint32_t>(in.spann_lists, kUncalibratedMaxLists), 1);
+    plan.reason = "uncalibrated segment: fixed parameters";
   }
   // Scan rather than search when the index cannot be predicted to reach the target:
-  // an uncalibrated SPANN segment (no cost model for it), or a target above every
-  // calibrated point (only the exact scan delivers it).
+  // a target above every calibrated point (only the exact scan delivers it).
   const bool target_param = explicit_param == 0 && in.recall_target > 0;
-  const bool unpredictable = target_param && ((!hnsw && !calibrated) || (calibrated && !reachable));
+  const bool unpredictable = target_param && calibrated && !reachable;
   if (hnsw && plan.param > kMaxSearchEf) plan.param = kMaxSearchEf;
   if (!hnsw && in.spann_lists > 0) plan.param = std::min(plan.param, in.spann_lists);
-  if (cost <= 0) cost = hnsw ? kUncalibratedDistancesPerEf * plan.param : 0;
+  if (cost <= 0) cost = hnsw ? kUncalibratedDistancesPerEf * plan.param : kUncalibratedBytesPerList * plan.param;
   // Index cost in distance units.
   const double index_distances = hnsw ? cost : cost / kSpannBytesPerDistance;
   const double s = in.rows ? double(in.matching) / double(in.rows) : 1.0;

@@ -1,472 +1,65 @@
 #include "engine/segment.h"
-#include "engine/attribute_codec.h"
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstring>
-
-#include <spdlog/spdlog.h>
-
-#include "engine/codec.h"
-#include "engine/planner.h"
-#include "index/distance/distance.h"
 
 namespace strata::engine {
-namespace fs = std::filesystem;
 
-namespace {
-
-constexpr char kRecordsMagic[] = "STRSEG";
-constexpr char kDeletesMagic[] = "STRDEL";
-constexpr uint16_t kMajor = 1;
-constexpr uint16_t kMinor = 2;  // 1.1: META.graph_labels (rows or ids); 1.2: SIDE (SPANN held-out rows)
-constexpr uint32_t kTagMeta = storage::SectionTag("META");
-constexpr uint32_t kTagIds = storage::SectionTag("IDS ");
-constexpr uint32_t kTagVecs = storage::SectionTag("VECS");
-constexpr uint32_t kTagAoff = storage::SectionTag("AOFF");
-constexpr uint32_t kTagAttr = storage::SectionTag("ATTR");
-constexpr uint32_t kTagDels = storage::SectionTag("DELS");
-constexpr uint32_t kTagSide = storage::SectionTag("SIDE");
-constexpr char kRecordsFile[] = "records.strata";
-constexpr char kCalibrationFile[] = "calibration.strata";
-
-// SPANN's query-aware pruning for a given max_lists: the index's default up to 64
-// lists, relaxed in proportion beyond, so that a larger max_lists (a higher recall
-// target) really reads more lists -- with the default pruning recall stops rising
-// at about 0.948 on GloVe-100 however many lists are allowed.
-double PruneFor(uint32_t lists) { return index::SpannSearchParams{}.prune_epsilon * std::max(1.0, lists / 64.0); }
-
-struct Meta {
-  uint64_t rows;
-  uint32_t dim;
-  uint32_t metric;
-  uint32_t kind;  // SealedSegment::Kind
-  uint32_t graph_labels;  // HNSW: 0 = the graph's labels are ids, 1 = row numbers
-  uint64_t reserved[5];
-};
-static_assert(sizeof(Meta) == 64);
-
-template <typename T>
-std::span<const std::byte> Bytes(const std::vector<T>& v) {
-  return std::as_bytes(std::span(v));
-}
-
-}  // namespace
-
-Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metric, Kind kind,
-                                   std::span<const Row> rows, bool graph_labels_rows,
-                                   std::span<const uint32_t> side_rows) {
-  std::error_code ec;
-  if (fs::exists(dir, ec)) return AlreadyExists("{} already exists", dir.string());
-  fs::create_directories(dir, ec);
-  if (ec) return IOError("{}: cannot create: {}", dir.string(), ec.message());
-  std::vector<VectorId> ids(rows.size());
-  std::vector<uint64_t> offsets(rows.size() + 1, 0);
-  std::vector<std::byte> attrs;
-  ByteWriter aw(attrs);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    ids[i] = rows[i].id;
-    if (i > 0 && ids[i] <= ids[i - 1]) return Internal("segment rows are not sorted by id");
-    EncodeAttributes(*rows[i].attributes, aw);
-    offsets[i + 1] = attrs.size();
-  }
-  Meta meta{};
-  meta.rows = rows.size();
-  meta.dim = uint32_t(dim);
-  meta.metric = uint32_t(metric);
-  meta.kind = uint32_t(kind);
-  meta.graph_labels = graph_labels_rows ? 1 : 0;
-  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir / kRecordsFile, kRecordsMagic,
-                                                                       kMajor, kMinor));
-  STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
-  STRATA_RETURN_IF_ERROR(w.AddSection(kTagIds, Bytes(ids)));
-  STRATA_RETURN_IF_ERROR(w.BeginSection(kTagVecs));
-  for (const Row& r : rows) STRATA_RETURN_IF_ERROR(w.Append(r.vector, dim * sizeof(float)));
-  STRATA_RETURN_IF_ERROR(w.EndSection());
-  STRATA_RETURN_IF_ERROR(w.AddSection(kTagAoff, Bytes(offsets)));
-  STRATA_RETURN_IF_ERROR(w.AddSection(kTagAttr, attrs));
-  if (!side_rows.empty()) STRATA_RETURN_IF_ERROR(w.AddSection(kTagSide, std::as_bytes(side_rows)));
-  return w.Commit();
-}
-
-Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, uint64_t id, size_t dim) {
-  const fs::path path = dir / kRecordsFile;
-  std::error_code ec;
-  auto seg = std::unique_ptr<SealedSegment>(new SealedSegment());
-  seg->dir_ = dir;
-  seg->id_ = id;
-  seg->dim_ = dim;
-  STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf, storage::SectionFile::Open(path, kRecordsMagic, kMajor));
-  seg->records_ = std::make_unique<storage::SectionFile>(std::move(sf));
-  const storage::SectionFile& f = *seg->records_;
-  STRATA_ASSIGN_OR_RETURN(auto meta_bytes, f.Section(kTagMeta));
-  if (meta_bytes.size() != sizeof(Meta)) {
-    return Error(Corruption("{}: META has {} bytes, expected {}", path.string(), meta_bytes.size(), sizeof(Meta)));
-  }
-  Meta meta;
-  std::memcpy(&meta, meta_bytes.data(), sizeof meta);
-  if (meta.dim != dim) {
-    return Error(Corruption("{}: segment has dimension {}, the collection {}", path.string(), meta.dim, dim));
-  }
-  STRATA_ASSIGN_OR_RETURN(auto ids, f.Section(kTagIds));
-  STRATA_ASSIGN_OR_RETURN(auto vecs, f.Section(kTagVecs));
-  STRATA_ASSIGN_OR_RETURN(auto aoff, f.Section(kTagAoff));
-  STRATA_ASSIGN_OR_RETURN(auto attr, f.Section(kTagAttr));
-  const uint64_t n = meta.rows;
-  if (ids.size() != n * sizeof(VectorId) || vecs.size() != n * dim * sizeof(float) ||
-      aoff.size() != (n + 1) * sizeof(uint64_t)) {
-    return Error(Corruption("{}: section sizes (ids {}, vectors {}, offsets {}) do not fit {} rows of "
-                            "dimension {}", path.string(), ids.size(), vecs.size(), aoff.size(), n, dim));
-  }
-  seg->ids_ = {reinterpret_cast<const VectorId*>(ids.data()), n};
-  seg->vectors_ = reinterpret_cast<const float*>(vecs.data());
-  seg->attr_offsets_ = {reinterpret_cast<const uint64_t*>(aoff.data()), n + 1};
-  seg->attrs_ = attr;
-  for (size_t i = 1; i < n; ++i) {
-    if (seg->ids_[i] <= seg->ids_[i - 1]) {
-      return Error(Corruption("{}: ids are not strictly increasing at row {}", path.string(), i));
-    }
-  }
-  if (seg->attr_offsets_[0] != 0 || seg->attr_offsets_[n] != attr.size()) {
-    return Error(Corruption("{}: attribute offsets do not span ATTR", path.string()));
-  }
-  for (size_t i = 0; i < n; ++i) {
-    if (seg->attr_offsets_[i + 1] < seg->attr_offsets_[i]) {
-      return Error(Corruption("{}: attribute offsets decrease at row {}", path.string(), i));
-    }
-  }
-  if (meta.metric > uint32_t(Metric::kCosine) || meta.graph_labels > 1) {
-    return Error(Corruption("{}: META names unknown metric {} or graph labelling {}", path.string(), meta.metric,
-                            meta.graph_labels));
-  }
-  seg->metric_ = Metric(meta.metric);
-  seg->graph_labels_rows_ = meta.graph_labels == 1;
-  if (f.Has(kTagSide)) {
-    STRATA_ASSIGN_OR_RETURN(auto side, f.Section(kTagSide));
-    if (side.size() % sizeof(uint32_t) || meta.kind != uint32_t(Kind::kSpann)) {
-      return Error(Corruption("{}: SIDE has {} bytes in a segment of kind {}", path.string(), side.size(),
-                              meta.kind));
-    }
-    seg->side_rows_.resize(side.size() / sizeof(uint32_t));
-    std::memcpy(seg->side_rows_.data(), side.data(), side.size());
-    for (size_t i = 0; i < seg->side_rows_.size(); ++i) {
-      if (seg->side_rows_[i] >= n || (i > 0 && seg->side_rows_[i] <= seg->side_rows_[i - 1])) {
-        return Error(Corruption("{}: SIDE row {} out of order or beyond {} rows", path.string(),
-                                seg->side_rows_[i], n));
-      }
-    }
-  }
-  seg->dead_rows_ = RowBitmap(n);
-  if (seg->metric_ == Metric::kCosine) {
-    const auto& kern = index::Kernels();
-    seg->inv_norms_.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      const float* v = seg->vector(i);
-      const float nn = kern.ip(v, v, dim);
-      seg->inv_norms_[i] = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
-    }
-  }
-  {
-    // The attribute index, from the stored attributes.
-    Attributes attrs;
-    for (size_t i = 0; i < n; ++i) {
-      attrs.clear();
-      ByteReader br(seg->attrs_.subspan(seg->attr_offsets_[i], seg->attr_offsets_[i + 1] - seg->attr_offsets_[i]));
-      if (Status st = DecodeAttributes(br, attrs); !st.ok()) {
-        return Error(st.WithContext(fmt::format("{}: attributes of row {}", path.string(), i)));
-      }
-      seg->attr_index_.Add(uint32_t(i), attrs);
-    }
-    seg->attr_index_.Seal();
-  }
-  if (fs::exists(dir / kCalibrationFile, ec)) {
-    STRATA_ASSIGN_OR_RETURN(Calibration c, Calibration::Load(dir / kCalibrationFile));
-    seg->calibration_ = std::move(c);
-  }
-  if (meta.kind == uint32_t(Kind::kHnsw)) {
-    index::HnswLoadOptions lo;
-    lo.mmap = true;
-    STRATA_ASSIGN_OR_RETURN(seg->graph_, index::HnswIndex::Load(GraphPath(dir), lo));
-    if (seg->graph_->dim() != dim) {
-      return Error(Corruption("{}: graph has dimension {}, expected {}", GraphPath(dir).string(),
-                              seg->graph_->dim(), dim));
-    }
-  } else if (meta.kind == uint32_t(Kind::kSpann)) {
-    seg->kind_ = Kind::kSpann;
-    STRATA_ASSIGN_OR_RETURN(seg->spann_, index::SpannIndex::Open(SpannPath(dir)));
-    const index::SpannStats st = seg->spann_->Stats();
-    seg->spann_lists_ = uint32_t(st.num_lists);
-    seg->spann_memory_bytes_ = st.memory_bytes;
-    // Labels are rows; held-out rows at the end leave the label bound below n.
-    if (seg->spann_->dim() != dim || st.num_vectors > n || (seg->side_rows_.empty() && st.num_vectors != n)) {
-      return Error(Corruption("{}: SPANN index holds {} vectors of dimension {}, the records {} of {}",
-                              SpannPath(dir).string(), st.num_vectors, seg->spann_->dim(),
-                              n, dim));
-    }
-  } else {
-    return Error(Corruption("{}: META names unknown index kind {}", path.string(), meta.kind));
-  }
-  return seg;
-}
-
-std::optional<size_t> SealedSegment::Find(VectorId id) const {
-  auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
-  if (it == ids_.end() || *it != id) return std::nullopt;
-  return size_t(it - ids_.begin());
-}
-
-Result<Record> SealedSegment::Read(size_t row) const {
-  Record r;
-  r.id = ids_[row];
-  r.vector.assign(vectors_ + row * dim_, vectors_ + (row + 1) * dim_);
-  ByteReader br(attrs_.subspan(attr_offsets_[row], attr_offsets_[row + 1] - attr_offsets_[row]));
-  if (Status s = DecodeAttributes(br, r.attributes); !s.ok()) {
-    return Error(s.WithContext(fmt::format("{}: attributes of id {}", (dir_ / kRecordsFile).string(), r.id)));
-  }
-  return r;
-}
-
-// Which labels an index search may return: live rows, and matching ones when a
-// filter was evaluated. Labels are rows (SPANN; HNSW written by compaction or bulk
-// load) or ids (HNSW saved by a seal, looked up by binary search).
-struct SealedSegment::RowFilter final : index::IdFilter {
-  RowFilter(const SealedSegment& s, const RowBitmap* a, bool rows) : seg(s), allowed(a), by_row(rows) {}
-  bool Contains(VectorId label) const override {
-    size_t row = label;
-    if (!by_row) {
-      auto r = seg.Find(label);
-      if (!r) return false;
-      row = *r;
-    }
-    return allowed ? allowed->Test(row) : !seg.dead_rows_.Test(row);
-  }
-  const SealedSegment& seg;
-  const RowBitmap* allowed;
-  bool by_row;
-};
-
-std::pair<std::shared_ptr<const RowBitmap>, size_t> SealedSegment::MatchingRows(const Filter& filter,
-                                                                              const std::string* key) const {
-  if (key) {
-    std::lock_guard<std::mutex> g(filter_cache_mu_);
-    for (auto it = filter_cache_.begin(); it != filter_cache_.end(); ++it) {
-      if (it->key == *key) {
-        filter_cache_.splice(filter_cache_.begin(), filter_cache_, it);  // most recent first
-        return {filter_cache_.front().bits, filter_cache_.front().count};
-      }
-    }
-  }
-  auto bits = std::make_shared<const RowBitmap>(attr_index_.Evaluate(filter));
-  const size_t count = bits->Count();
-  if (key) {
-    std::lock_guard<std::mutex> g(filter_cache_mu_);
-    filter_cache_.push_front({*key, bits, count});
-    if (filter_cache_.size() > kFilterCacheEntries) filter_cache_.pop_back();
-  }
-  return {bits, count};
-}
-
-bool SealedSegment::MarkDeleted(VectorId id) {
-  auto row = Find(id);
-  if (!row || !deleted_.insert(id).second) return false;
-  dead_rows_.Set(*row);
-  return true;
-}
-
-Result<Calibration> SealedSegment::Measure(size_t queries) const {
-  CalibrationSource src;
-  src.rows = rows();
-  src.dim = dim_;
-  src.metric = metric_;
-  src.vector = [this](size_t r) { return vector(r); };
-  src.id = [this](size_t r) { return ids_[r]; };
-  if (kind_ == Kind::kHnsw) {
-    src.grid = HnswCalibrationGrid();
-    src.scan_cost_per_row = kScanCost;
-    src.search = [this](const float* q, uint32_t k, uint32_t ef, size_t self,
-                        const std::function<bool(size_t)>* allowed,
-                        double* cost) -> Result<std::vector<Neighbor>> {
-      thread_local index::SearchContext ctx;
-      index::SearchParams p;
-      p.k = k;
-      p.ef = std::max(ef, k);
-      p.exclude = graph_labels_rows_ ? VectorId(self) : ids_[self];
-      std::optional<LabelPredicate> lp;
-      if (allowed) {
-        lp.emplace([this, allowed](VectorId label) {
-          if (graph_labels_rows_) return (*allowed)(size_t(label));
-          auto r = Find(label);
-          return r && (*allowed)(*r);
-        });
-        p.filter = &*lp;
-      }
-      index::HnswSearchStats st;
-      STRATA_ASSIGN_OR_RETURN(auto out, graph_->Search(VectorView(q, dim_), p, ctx, &st));
-      *cost += double(st.distances);
-      if (graph_labels_rows_) {
-        for (Neighbor& nb : out) nb.id = ids_[nb.id];
-      }
-      return out;
-    };
-  } else {
-    src.grid = SpannCalibrationGrid(spann_lists_);
-    src.param_at_least_k = false;
-    src.scan_cost_per_row = kScanCost * kSpannBytesPerDistance;
-    src.derive_filtered = true;
-    // With side rows: they are the queries (not in the index at all) and the rows
-    // measured against are the others (`position` maps a row to its place among them).
-    std::vector<uint32_t> indexed, position;
-    std::vector<float> held;
-    if (!side_rows_.empty()) {
-      position.assign(rows(), UINT32_MAX);
-      size_t next = 0;
-      for (size_t r = 0; r < rows(); ++r) {
-        if (next < side_rows_.size() && side_rows_[next] == r) {
-          ++next;
-          continue;
-        }
-        position[r] = uint32_t(indexed.size());
-        indexed.push_back(uint32_t(r));
-      }
-      for (uint32_t r : side_rows_) held.insert(held.end(), vector(r), vector(r) + dim_);
-      src.rows = indexed.size();
-      src.vector = [this, &indexed](size_t p) { return vector(indexed[p]); };
-      src.id = [this, &indexed](size_t p) { return ids_[indexed[p]]; };
-      src.external_queries = held.data();
-      src.num_external_queries = side_rows_.size();
-    }
-    src.search = [this, &position](const float* q, uint32_t k, uint32_t lists, size_t,
-                                   const std::function<bool(size_t)>* allowed,
-                                   double* cost) -> Result<std::vector<Neighbor>> {
-      thread_local index::SpannContext sctx;
-      index::SpannSearchParams p;
-      p.k = k;
-      p.max_lists = lists;
-      p.prune_epsilon = PruneFor(lists);
-      std::optional<LabelPredicate> lp;
-      if (allowed) {
-        lp.emplace([allowed, &position](VectorId row) {
-          return (*allowed)(position.empty() ? size_t(row) : size_t(position[row]));
-        });
-        p.filter = &*lp;
-      }
-      index::SpannQueryStats st;
-      STRATA_ASSIGN_OR_RETURN(auto out, spann_->Search(VectorView(q, dim_), p, sctx, &st));
-      *cost += double(st.bytes_read);
-      for (Neighbor& nb : out) nb.id = ids_[nb.id];
-      return out;
-    };
-    return Calibrate(src, queries);
-  }
-  return Calibrate(src, queries);
-}
-
-Status SealedSegment::CalibrateAndSave(size_t queries, double* seconds) {
-  if (seconds) *seconds = 0;
-  {
-    std::lock_guard<std::mutex> g(calibration_mu_);
-    if (calibration_) return Status::Ok();
-  }
-  // Segments below kMinCalibrationRows get an empty table (the planner scans them).
-  Calibration c;
-  if (rows() >= kMinCalibrationRows) {
-    // SPANN searches read from disk: fewer held-out queries.
-    const size_t q = std::min(kind_ == Kind::kSpann ? std::min<size_t>(queries, 150) : queries,
-                              std::max<size_t>(100, rows() / 50));
-    STRATA_ASSIGN_OR_RETURN(c, Measure(q));
-    if (seconds) *seconds = c.seconds;
-  }
-  STRATA_RETURN_IF_ERROR(c.Save(dir_ / kCalibrationFile));
-  std::lock_guard<std::mutex> g(calibration_mu_);
-  calibration_ = std::move(c);
-  return Status::Ok();
-}
-
-const Calibration& SealedSegment::calibration() const {
-  std::lock_guard<std::mutex> g(calibration_mu_);
-  if (!calibration_) {
-    // A segment written before calibration existed: measure now, keep it, and try
-    // to save it for the next open.
-    auto c = rows() >= kMinCalibrationRows ? Measure(std::max<size_t>(100, std::min<size_t>(300, rows() / 50)))
-                                           : Result<Calibration>(Calibration{});
-    if (!c) {
-      spdlog::warn("{}: calibration failed: {}", dir_.string(), c.error().ToString());
-      calibration_ = Calibration{};
-    } else {
-      if (Status s = c->Save(dir_ / kCalibrationFile); !s.ok()) {
-        spdlog::warn("{}: calibration not saved: {}", dir_.string(), s.ToString());
-      }
-      calibration_ = std::move(*c);
-    }
-  }
-  return *calibration_;
-}
-
-Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::SearchContext& ctx,
-                                                    index::SpannContext& sctx, SegmentExplain* explain,
-                                                    index::SpannQueryStats* io) const {
+Result<std::vector<Neighbor>> SearchSegment(const Segment& seg, const SegmentQuery& q, SearchScratch& scratch,
+                                            SegmentExplain* explain, index::SpannQueryStats* io) {
   const SearchOptions& o = *q.options;
   auto t0 = std::chrono::steady_clock::now();
-  // `match`: the live matching rows (the cached bitmap itself when nothing is deleted).
+  // 1. The filter: the live matching rows (cached by the segment where it can).
   std::shared_ptr<const RowBitmap> match;
-  const uint64_t live = live_rows();
+  const uint64_t live = seg.live_rows();
   uint64_t matching = live;
   double estimated = 1.0;
   if (q.filter) {
-    if (explain) estimated = attr_index_.EstimateSelectivity(*q.filter);  // EXPLAIN only
-    auto [bits, count] = MatchingRows(*q.filter, q.filter_key);
-    if (deleted_.empty()) {
-      match = std::move(bits);
-      matching = count;
-    } else {
-      auto live_bits = std::make_shared<RowBitmap>(*bits);
-      live_bits->AndNot(dead_rows_);
-      matching = live_bits->Count();
-      match = std::move(live_bits);
-    }
+    if (explain) estimated = seg.EstimateSelectivity(*q.filter);  // EXPLAIN only
+    MatchingRows m = seg.Match(*q.filter, q.filter_key);
+    match = std::move(m.rows);
+    matching = m.count;
   }
-  const double filter_ms = q.filter ? MillisSince(t0) : 0.0;
+  SegmentExplain ex;
+  if (explain) ex.segment = seg.name();
+  ex.kind = seg.kind() == SegmentKind::kHnsw ? "hnsw" : "spann";
+  ex.filter_ms = q.filter ? MillisSince(t0) : 0.0;
+  // 2. The plan.
   PlanInput in;
-  in.kind = kind_ == Kind::kHnsw ? SegmentKind::kHnsw : SegmentKind::kSpann;
+  in.kind = seg.kind();
   in.rows = live;
   in.matching = matching;
   in.filtered = q.filter != nullptr;
-  in.spann_lists = spann_lists_;  // cached: SpannIndex::Stats() sorts the list lengths
-  in.calibration = &calibration();
+  in.spann_lists = seg.spann_lists();
+  in.calibration = seg.calibration();
   in.options = &o;
   in.recall_target = q.recall_target;
   in.want_reason = explain != nullptr;
   const SegmentPlan plan = PlanSegment(in);
-  SegmentExplain ex;
-  if (explain) ex.segment = fmt::format("segment {}", id_);
-  ex.kind = kind_ == Kind::kHnsw ? "hnsw" : "spann";
   ex.rows = live;
   ex.matching = matching;
   ex.estimated_selectivity = estimated;
   ex.actual_selectivity = live ? double(matching) / double(live) : 0.0;
   ex.predicted_recall = plan.predicted_recall;
   ex.reason = plan.reason;
-  ex.filter_ms = filter_ms;
+  // 3. Run it.
   t0 = std::chrono::steady_clock::now();
-  std::vector<Neighbor> out;
+  std::vector<Neighbor> out;  // rows until the end
   auto scan = [&] {
     std::vector<uint32_t> rows;
     rows.reserve(matching);
     if (match) {
       match->ForEach([&](uint32_t r) { rows.push_back(r); });
     } else {
-      for (size_t r = 0; r < ids_.size(); ++r) {
-        if (!dead_rows_.Test(r)) rows.push_back(uint32_t(r));
-      }
+      seg.LiveRows(rows);
     }
     ex.distances += rows.size();
-    return ScanTopK(q.normalized, dim_, metric_, o.k, rows.size(), [&](size_t i, VectorId* id, float* inv) {
-      const uint32_t r = rows[i];
-      *id = ids_[r];
-      if (!inv_norms_.empty()) *inv = inv_norms_[r];
-      return vector(r);
-    });
+    return ScanTopK(q.normalized, seg.dim(), seg.metric(), o.k, rows.size(),
+                    [&](size_t i, VectorId* row, float* inv) {
+                      *row = rows[i];
+                      *inv = seg.inv_norm(rows[i]);
+                      return seg.vector(rows[i]);
+                    });
   };
   if (plan.skip) {
     ex.strategy = "skipped";
@@ -476,66 +69,9 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
   } else {
     const bool post = plan.strategy == SearchStrategy::kPostFilter;
     ex.strategy = post ? "post-filter" : (match ? "filtered index" : "index");
-    const bool by_row = kind_ == Kind::kSpann || graph_labels_rows_;
-    RowFilter rf(*this, post ? nullptr : match.get(), by_row);
-    const bool need_filter = (match && !post) || !deleted_.empty();
     const uint32_t want = post ? plan.post_k : o.k;
-    if (kind_ == Kind::kHnsw) {
-      index::SearchParams p;
-      p.k = want;
-      p.ef = std::max(plan.param, want);
-      if (need_filter) p.filter = &rf;
-      index::HnswSearchStats st;
-      STRATA_ASSIGN_OR_RETURN(out, graph_->Search(q.query, p, ctx, &st));
-      ex.ef = p.ef;
-      ex.distances = st.distances;
-      ex.nodes_visited = st.hops;
-    } else {
-      index::SpannSearchParams p;
-      p.k = want;
-      p.max_lists = plan.param;
-      p.prune_epsilon = PruneFor(plan.param);
-      if (need_filter) p.filter = &rf;
-      index::SpannQueryStats st;
-      STRATA_ASSIGN_OR_RETURN(out, spann_->Search(q.query, p, sctx, &st));
-      if (!side_rows_.empty()) {
-        // Rows held out of the index: scored exactly, merged by row.
-        std::vector<uint32_t> side;
-        for (uint32_t r : side_rows_) {
-          if (!dead_rows_.Test(r) && (!match || match->Test(r))) side.push_back(r);
-        }
-        auto extra = ScanTopK(q.normalized, dim_, metric_, want, side.size(), [&](size_t i, VectorId* id, float* inv) {
-          *id = side[i];
-          if (!inv_norms_.empty()) *inv = inv_norms_[side[i]];
-          return vector(side[i]);
-        });
-        ex.distances += side.size();
-        out.insert(out.end(), extra.begin(), extra.end());
-        std::sort(out.begin(), out.end());
-        if (out.size() > want) out.resize(want);
-      }
-      ex.max_lists = p.max_lists;
-      ex.distances += st.entries_scored;
-      ex.lists_read = st.lists_read;
-      ex.bytes_read = st.bytes_read;
-      if (io) {
-        io->lists_read += st.lists_read;
-        io->bytes_read += st.bytes_read;
-        io->entries_scored += st.entries_scored;
-        io->io_wait_ns += st.io_wait_ns;
-      }
-    }
-    if (by_row) {
-      if (post) {
-        std::erase_if(out, [&](const Neighbor& nb) { return !match->Test(nb.id); });
-      }
-      for (Neighbor& nb : out) nb.id = ids_[nb.id];
-    } else if (post) {
-      std::erase_if(out, [&](const Neighbor& nb) {
-        auto r = Find(nb.id);
-        return !r || !match->Test(*r);
-      });
-    }
+    STRATA_ASSIGN_OR_RETURN(out, seg.IndexSearch(q, want, plan.param, post ? nullptr : match.get(), scratch, ex, io));
+    if (post) std::erase_if(out, [&](const Neighbor& nb) { return !match->Test(uint32_t(nb.id)); });
     if (out.size() > o.k) out.resize(o.k);
     // A filtered search that came back short although k rows match: the exact scan.
     if (match && out.size() < std::min<uint64_t>(o.k, matching) && o.strategy == SearchStrategy::kAuto) {
@@ -543,42 +79,11 @@ Result<std::vector<Neighbor>> SealedSegment::Search(const Query& q, index::Searc
       out = scan();
     }
   }
+  for (Neighbor& nb : out) nb.id = seg.id(uint32_t(nb.id));
   ex.search_ms = MillisSince(t0);
   ex.results = out.size();
   if (explain) *explain = std::move(ex);
   return out;
-}
-
-size_t SealedSegment::memory_bytes() const {
-  // Resident: the index's in-memory part (an HNSW graph is mapped, see its own
-  // accounting; SPANN keeps its heads) and the id column (searched by binary
-  // search); vectors and attributes are read on demand.
-  const size_t index_bytes = graph_ ? graph_->Stats().memory_bytes : spann_memory_bytes_;
-  return index_bytes + ids_.size_bytes() + deleted_.size() * 32 + inv_norms_.size() * sizeof(float) +
-         attr_index_.memory_bytes() + dead_rows_.memory_bytes();
-}
-
-fs::path SealedSegment::DeletesPath(const fs::path& dir, uint64_t generation) {
-  return dir / ("deletes-" + std::to_string(generation) + ".ids");
-}
-
-Status SealedSegment::WriteDeletes(const fs::path& dir, uint64_t generation, const std::vector<VectorId>& ids) {
-  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(DeletesPath(dir, generation),
-                                                                       kDeletesMagic, kMajor, kMinor));
-  STRATA_RETURN_IF_ERROR(w.AddSection(kTagDels, Bytes(ids)));
-  return w.Commit();
-}
-
-Result<std::vector<VectorId>> SealedSegment::ReadDeletes(const fs::path& dir, uint64_t generation) {
-  const fs::path path = DeletesPath(dir, generation);
-  STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf, storage::SectionFile::Open(path, kDeletesMagic, kMajor));
-  STRATA_ASSIGN_OR_RETURN(auto bytes, sf.Section(kTagDels));
-  if (bytes.size() % sizeof(VectorId)) {
-    return Error(Corruption("{}: DELS has {} bytes, not a whole number of ids", path.string(), bytes.size()));
-  }
-  std::vector<VectorId> ids(bytes.size() / sizeof(VectorId));
-  std::memcpy(ids.data(), bytes.data(), bytes.size());
-  return ids;
 }
 
 }  // namespace strata::engine

@@ -56,8 +56,11 @@ struct EngineOptions {
   uint32_t sync_interval_ms = 100;
   size_t max_batch_ops = 100000;          // larger batches are refused
   size_t max_batch_bytes = 256u << 20;    // encoded size of one batch (one log record), 1 KiB..256 MiB
-  // A background thread compacts a collection once it has 4 sealed segments or a
-  // fifth of its sealed rows are deleted (checked every maintenance_interval_ms).
+  // A background maintenance thread (lowest CPU priority) seals in-memory segments
+  // that reached their threshold (woken by the write that froze one), calibrates
+  // in-memory segments as they grow, and -- with background_compaction -- compacts
+  // a collection once it has 4 sealed segments or a fifth of its sealed rows are
+  // deleted. It looks every maintenance_interval_ms. Searches never calibrate.
   bool background_compaction = true;
   uint32_t maintenance_interval_ms = 1000;
   // Salvage at open: a log whose records fail their checks although they are

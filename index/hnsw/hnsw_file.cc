@@ -47,7 +47,21 @@ Status HnswIndex::SaveQuiescent(const std::filesystem::path& path) const {
   return SaveLocked(path);
 }
 
-Status HnswIndex::SaveLocked(const std::filesystem::path& path) const {
+Status HnswIndex::SaveRelabeled(const std::filesystem::path& path, std::span<const VectorId> relabel) const {
+  std::shared_lock<std::shared_mutex> s(impl_->structure_mu_);
+  const uint32_t n = impl_->num_nodes_.load();
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t h = impl_->Header(i);
+    if (h & kFreeBit) continue;
+    if (impl_->Label(i) >= relabel.size()) {
+      return InvalidArgument("{}: node {} has label {}, beyond the {} labels mapped", path.string(), i,
+                             impl_->Label(i), relabel.size());
+    }
+  }
+  return SaveLocked(path, relabel);
+}
+
+Status HnswIndex::SaveLocked(const std::filesystem::path& path, std::span<const VectorId> relabel) const {
   const Impl& im = *impl_;
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(path, hnsw_format::kMagic, hnsw_format::kMajor, hnsw_format::kMinor));
   const uint32_t n = im.num_nodes_.load();
@@ -66,11 +80,36 @@ Status HnswIndex::SaveLocked(const std::filesystem::path& path) const {
   meta.seed = options_.seed;
   meta.consolidate_fraction = options_.consolidate_fraction;
   meta.num_deleted = im.num_deleted_.load();
+  if (!relabel.empty()) {
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t h = im.Header(i);
+      if (!(h & (kFreeBit | kDeletedBit)) && relabel[im.Label(i)] == kInvalidVectorId) ++meta.num_deleted;
+    }
+  }
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
   STRATA_RETURN_IF_ERROR(w.BeginSection(kTagNode));
+  std::vector<char> block(relabel.empty() ? 0 : im.block_bytes_);
   for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
     const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
-    STRATA_RETURN_IF_ERROR(w.Append(im.chunks_[c].load(), count * im.block_bytes_));
+    if (relabel.empty()) {
+      STRATA_RETURN_IF_ERROR(w.Append(im.chunks_[c].load(), count * im.block_bytes_));
+      continue;
+    }
+    // Node by node: the block with its label mapped, or marked deleted.
+    for (uint32_t i = c * kChunkNodes; i < c * kChunkNodes + count; ++i) {
+      std::memcpy(block.data(), im.Block(i), im.block_bytes_);
+      const uint32_t h = im.Header(i);
+      if (!(h & kFreeBit)) {
+        const VectorId to = relabel[im.Label(i)];
+        if (to == kInvalidVectorId) {
+          const uint32_t marked = h | kDeletedBit;
+          std::memcpy(block.data(), &marked, sizeof marked);  // the header word leads the block
+        } else {
+          std::memcpy(block.data() + (reinterpret_cast<const char*>(&im.Label(i)) - im.Block(i)), &to, sizeof to);
+        }
+      }
+      STRATA_RETURN_IF_ERROR(w.Append(block.data(), block.size()));
+    }
   }
   STRATA_RETURN_IF_ERROR(w.EndSection());
   STRATA_RETURN_IF_ERROR(w.BeginSection(kTagUpper));

@@ -125,6 +125,12 @@ class HnswIndex final : public MutableIndex {
   // (e.g. it holds its own writer lock): searches go on while the file is written,
   // instead of waiting for the exclusive lock Save takes.
   Status SaveQuiescent(const std::filesystem::path& path) const;
+  // SaveQuiescent with every label mapped through `relabel` (indexed by the label;
+  // labels must be below relabel.size()); a node whose label maps to
+  // kInvalidVectorId is saved as a tombstone (it still routes, is never returned).
+  // For the engine's seal: its in-memory graph is labelled with memory rows, the
+  // sealed segment's with the rows of its records file.
+  Status SaveRelabeled(const std::filesystem::path& path, std::span<const VectorId> relabel) const;
   static Result<std::unique_ptr<HnswIndex>> Load(const std::filesystem::path& path,
                                                  const HnswLoadOptions& options = {});
 
@@ -152,7 +158,8 @@ class HnswIndex final : public MutableIndex {
   // Rows [begin, end) of an AddBatch, in parallel under structure_mu_ shared.
   Status AddSlice(const VectorSet& vectors, std::span<const VectorId> ids, size_t begin, size_t end,
                   int threads, Progress& progress);
-  Status SaveLocked(const std::filesystem::path& path) const;  // caller holds structure_mu_
+  // Caller holds structure_mu_; `relabel`: see SaveRelabeled (empty: labels as they are).
+  Status SaveLocked(const std::filesystem::path& path, std::span<const VectorId> relabel = {}) const;
   void MaybeConsolidate();
   HnswIndex(size_t dim, Metric metric, const HnswOptions& options);
   size_t dim_;

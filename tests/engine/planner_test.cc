@@ -525,13 +525,21 @@ TEST(Planner, RuleChoosesByCost) {
   EXPECT_EQ(p.param, 128u);
   EXPECT_EQ(p.strategy, SearchStrategy::kScan);
   EXPECT_NE(p.reason.find("above"), std::string::npos);
-  // An uncalibrated SPANN segment is scanned.
+  // An uncalibrated SPANN segment (not measured yet): fixed max_lists while large,
+  // the exact scan while that costs less.
   {
     PlanInput sp = in;
     sp.kind = engine::SegmentKind::kSpann;
-    sp.spann_lists = 40;
+    sp.spann_lists = 400;
     sp.calibration = nullptr;
     sp.recall_target = 0.95;
+    sp.rows = sp.matching = 1000000;
+    auto plan = PlanSegment(sp);
+    EXPECT_EQ(plan.strategy, SearchStrategy::kIndex);
+    EXPECT_EQ(plan.param, engine::kUncalibratedMaxLists);
+    sp.spann_lists = 40;
+    EXPECT_EQ(PlanSegment(sp).param, 40u);  // never more lists than the index has
+    sp.rows = sp.matching = 1500;
     EXPECT_EQ(PlanSegment(sp).strategy, SearchStrategy::kScan);
   }
   in.recall_target = 0.95;

@@ -1,0 +1,211 @@
+#pragma once
+// SealedSegment: an immutable slice of a collection on disk -- its records
+// (ids, vectors as written, attributes) and the index over them, an HNSW graph
+// or a SPANN index.
+//
+// Files in the segment's folder (docs/formats/engine.md):
+//   records.strata   section file "STRSEG": META, IDS (sorted u64), VECS (f32, in id
+//                    order), AOFF (u64 offsets into ATTR, count + 1), ATTR (attribute blobs),
+//                    SIDE (optional, u32 rows a SPANN index leaves out)
+//   index.hnsw       HNSW segments: the graph, labelled with ids (older seals) or
+//                    with rows (META.graph_labels; hnsw.md)
+//   spann/           SPANN segments: the index over rows 0..n-1 in id order (spann.md),
+//                    labelled with row numbers, except the SIDE rows of records.strata
+//   deletes-<g>.ids  section file "STRDEL": DELS (sorted u64), written when a seal or
+//                    compaction persists the deletes of generation g
+//   calibration.strata  recall per ef / max_lists measured on the segment (calibration.h)
+//
+// At open the attributes are indexed in memory (attribute_index.h) for filters.
+//
+// Deletes are not part of the segment: a snapshot pairs it with a DeleteSet (the
+// rows deleted since it was sealed), which writers replace copy-on-write.
+//
+// Thread safety: immutable after Open, except the calibration, which maintenance
+// may measure and publish once (atomically) while searches run; any number of
+// threads may read and search a segment at once.
+
+#include <algorithm>
+#include <filesystem>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <unordered_set>
+#include <vector>
+
+#include "engine/attribute_index.h"
+#include "engine/calibration.h"
+#include "engine/filter.h"
+#include "engine/segment.h"
+#include "engine/strata.h"
+#include "index/hnsw/hnsw_index.h"
+#include "index/spann/spann_index.h"
+#include "storage/section_file.h"
+
+namespace strata::engine {
+
+class SealedSegment;
+
+// The rows of a sealed segment deleted since it was sealed. Immutable once a
+// snapshot holds it: a writer copies it, marks rows and publishes the copy.
+struct DeleteSet {
+  RowBitmap rows;  // size: the segment's rows
+  uint64_t count = 0;
+  // The deleted ids, ascending (rows are in id order).
+  std::vector<VectorId> Ids(const SealedSegment& segment) const;
+};
+
+class SealedSegment {
+ public:
+  enum class Kind : uint32_t { kHnsw = 0, kSpann = 1 };
+  struct Row {
+    VectorId id;
+    const float* vector;  // dim floats
+    const Attributes* attributes;
+  };
+  // Writes records.strata into `dir` (created; must not exist), for an index of
+  // `kind` that the caller then writes beside it (GraphPath / SpannPath).
+  // `rows` must be sorted by id with no duplicates.
+  // `graph_labels_rows`: the HNSW graph written beside it labels its nodes with
+  // row numbers (0..n-1) instead of ids (compaction and bulk load do; a seal saves
+  // the in-memory graph, labelled with ids).
+  // `side_rows` (SPANN, ascending): rows left out of the index -- truly held-out
+  // calibration queries (a query that is also an indexed row predicts a recall
+  // 0.02-0.05 off the mark) -- which every search scores exactly instead.
+  static Status WriteRecords(const std::filesystem::path& dir, size_t dim, Metric metric, Kind kind,
+                             std::span<const Row> rows, bool graph_labels_rows = false,
+                             std::span<const uint32_t> side_rows = {});
+  static std::filesystem::path GraphPath(const std::filesystem::path& dir) { return dir / "index.hnsw"; }
+  static std::filesystem::path SpannPath(const std::filesystem::path& dir) { return dir / "spann"; }
+  static std::filesystem::path CalibrationPath(const std::filesystem::path& dir) {
+    return dir / "calibration.strata";
+  }
+  // Opens a segment; an HNSW graph is searched from a read-only mapping, a SPANN
+  // index reads its lists from disk.
+  static Result<std::unique_ptr<SealedSegment>> Open(const std::filesystem::path& dir, uint64_t id,
+                                                     size_t dim);
+
+  // Persists `ids` (sorted) as deletes-<generation>.ids, atomically.
+  static Status WriteDeletes(const std::filesystem::path& dir, uint64_t generation,
+                             const std::vector<VectorId>& ids);
+  static Result<std::vector<VectorId>> ReadDeletes(const std::filesystem::path& dir, uint64_t generation);
+  static std::filesystem::path DeletesPath(const std::filesystem::path& dir, uint64_t generation);
+
+  uint64_t id() const { return id_; }
+  size_t rows() const { return ids_.size(); }
+  const std::filesystem::path& dir() const { return dir_; }
+  // Row of `id`, if the segment holds it (deleted or not).
+  std::optional<size_t> Find(VectorId id) const;
+  std::span<const VectorId> ids() const { return ids_; }
+  Result<Record> Read(size_t row) const;
+  const float* vector(size_t row) const { return vectors_ + row * dim_; }
+  Kind kind() const { return kind_; }
+  // Measures the calibration table and writes calibration.strata (called on a
+  // freshly written segment before the manifest names it; a no-op when the writer
+  // already measured it, with truly held-out queries, and Open loaded it).
+  // `seconds`, when given: how long measuring took (0 for the no-op).
+  Status CalibrateAndSave(size_t queries = 300, double* seconds = nullptr);
+  // The calibration, loaded at open or measured by CalibrateAndSave; null until then
+  // (a segment written before calibration existed, until maintenance measures it).
+  std::shared_ptr<const Calibration> calibration() const { return std::atomic_load(&calibration_); }
+  const AttributeIndex& attribute_index() const { return attr_index_; }
+  Metric metric() const { return metric_; }
+  // Graph nodes beyond the rows: tombstones and free slots that a seal saved with
+  // the in-memory graph (0 for SPANN and for graphs built from the rows). Cheap.
+  size_t dead_index_nodes() const {
+    return graph_ ? graph_->num_slots() - std::min(graph_->num_slots(), rows()) : 0;
+  }
+
+  // Resident bytes, computed at open (the deletes are counted by their owner).
+  size_t memory_bytes() const { return memory_bytes_; }
+
+  // What the index returns for `q` at `param`, as rows (see Segment::IndexSearch):
+  // live per `deletes` (null: none deleted) and, with `allowed`, set there.
+  Result<std::vector<Neighbor>> IndexSearch(const SegmentQuery& q, uint32_t want, uint32_t param,
+                                            const DeleteSet* deletes, const RowBitmap* allowed,
+                                            SearchScratch& scratch, SegmentExplain& ex,
+                                            index::SpannQueryStats* io) const;
+  // The rows matching `filter` (deleted ones included) and their count, from a
+  // small cache of recent filters keyed by their canonical text (rows and
+  // attributes never change; tenant filters repeat).
+  std::pair<std::shared_ptr<const RowBitmap>, size_t> FilterRows(const Filter& filter,
+                                                                   const std::string* key) const;
+  float inv_norm(size_t row) const { return inv_norms_.empty() ? 1.0f : inv_norms_[row]; }
+  uint32_t spann_lists() const { return spann_lists_; }
+  size_t dim() const { return dim_; }
+
+  // This segment as a snapshot sees it, with `deletes` (null: none).
+  class View;
+
+ private:
+  SealedSegment() = default;
+  Result<Calibration> Measure(size_t queries) const;
+  static constexpr size_t kFilterCacheEntries = 16;
+  struct CachedFilter {
+    std::string key;
+    std::shared_ptr<const RowBitmap> bits;
+    size_t count;
+  };
+  mutable std::mutex filter_cache_mu_;
+  mutable std::list<CachedFilter> filter_cache_;
+  // Which labels the index may return (labels are rows or ids).
+  struct RowFilter;
+  std::filesystem::path dir_;
+  uint64_t id_ = 0;
+  size_t dim_ = 0;
+  std::unique_ptr<storage::SectionFile> records_;
+  std::span<const VectorId> ids_;
+  const float* vectors_ = nullptr;
+  std::span<const uint64_t> attr_offsets_;
+  std::span<const std::byte> attrs_;
+  Kind kind_ = Kind::kHnsw;
+  Metric metric_ = Metric::kL2;
+  uint32_t spann_lists_ = 0;        // SPANN: posting lists (from Stats() at open)
+  size_t spann_memory_bytes_ = 0;
+  size_t memory_bytes_ = 0;  // computed at open
+  bool graph_labels_rows_ = false;
+  std::vector<uint32_t> side_rows_;  // SPANN: rows not in the index, scanned by every search
+  std::vector<float> inv_norms_;  // cosine: 1/|row| of each stored vector
+  AttributeIndex attr_index_;
+  std::shared_ptr<const Calibration> calibration_;  // std::atomic_load / atomic_store
+  std::unique_ptr<index::HnswIndex> graph_;
+  std::unique_ptr<index::SpannIndex> spann_;
+};
+
+class SealedSegment::View final : public Segment {
+ public:
+  View(const SealedSegment& segment, const DeleteSet* deletes, std::shared_ptr<const Calibration> calibration)
+      : seg_(segment), deletes_(deletes), calibration_(std::move(calibration)) {}
+  std::string name() const override;
+  SegmentKind kind() const override {
+    return seg_.kind() == Kind::kHnsw ? SegmentKind::kHnsw : SegmentKind::kSpann;
+  }
+  uint32_t row_bound() const override { return uint32_t(seg_.rows()); }
+  uint64_t live_rows() const override { return seg_.rows() - (deletes_ ? deletes_->count : 0); }
+  bool IsLive(uint32_t row) const override { return !deletes_ || !deletes_->rows.Test(row); }
+  void LiveRows(std::vector<uint32_t>& out) const override;
+  VectorId id(uint32_t row) const override { return seg_.ids()[row]; }
+  const float* vector(uint32_t row) const override { return seg_.vector(row); }
+  float inv_norm(uint32_t row) const override { return seg_.inv_norm(row); }
+  const Calibration* calibration() const override { return calibration_.get(); }
+  uint32_t spann_lists() const override { return seg_.spann_lists(); }
+  MatchingRows Match(const Filter& filter, const std::string* key) const override;
+  double EstimateSelectivity(const Filter& filter) const override {
+    return seg_.attribute_index().EstimateSelectivity(filter);
+  }
+  Result<std::vector<Neighbor>> IndexSearch(const SegmentQuery& q, uint32_t want, uint32_t param,
+                                            const RowBitmap* allowed, SearchScratch& scratch, SegmentExplain& ex,
+                                            index::SpannQueryStats* io) const override {
+    return seg_.IndexSearch(q, want, param, deletes_, allowed, scratch, ex, io);
+  }
+  size_t dim() const override { return seg_.dim(); }
+  Metric metric() const override { return seg_.metric(); }
+
+ private:
+  const SealedSegment& seg_;
+  const DeleteSet* deletes_;
+  std::shared_ptr<const Calibration> calibration_;
+};
+
+}  // namespace strata::engine
