@@ -226,7 +226,9 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
 }
 
 Status Collection::Close() {
-  std::lock_guard<std::mutex> m(maint_mu_);  // a seal or compaction in progress finishes first
+  // A seal or compaction in progress finishes first.
+  std::lock_guard<std::mutex> c(compact_mu_);
+  std::lock_guard<std::mutex> m(seal_mu_);
   std::lock_guard<std::mutex> g(write_mu_);
   if (!wal_) return Status::Ok();
   Status s = wal_->Close();
@@ -340,8 +342,14 @@ Status Collection::Apply(const WriteBatch& batch, uint64_t sequence) {
       mem.AppendRow(op.id, std::span<const float>(op.vector.data(), spec_.dim), op.attributes, prev);
     }
   }
-  // The graph insertion: searches of the current snapshot go on meanwhile.
-  STRATA_RETURN_IF_ERROR(mem.IndexRows(first, mem.rows()));
+  // The graph insertion: searches of the current snapshot go on meanwhile (on the
+  // engine's lower-priority insert thread when there is one, so that they come first).
+  const uint32_t end = mem.rows();
+  if (insert_thread_) {
+    STRATA_RETURN_IF_ERROR(insert_thread_->Run([&] { return mem.IndexRows(first, end); }));
+  } else {
+    STRATA_RETURN_IF_ERROR(mem.IndexRows(first, end));
+  }
   next->sequence = sequence;
   next->memory_rows = mem.rows();
   next->memory_live = mem.live_now();
@@ -393,16 +401,30 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
   if (uint8_t(options.strategy) > uint8_t(SearchStrategy::kPostFilter)) {
     return Error(InvalidArgument("unknown search strategy {}", int(options.strategy)));
   }
-  std::optional<Filter> filter;
-  if (!options.filter.empty()) {
-    STRATA_ASSIGN_OR_RETURN(Filter f, Filter::Parse(options.filter));
-    filter = std::move(f);
+  if (options.prepared_filter && !options.filter.empty()) {
+    return Error(InvalidArgument("both a filter expression and a prepared filter were given"));
   }
-  const std::string filter_key = filter ? filter->ToString() : std::string();
-  const double parse_ms = filter ? MillisSince(start) : 0.0;
+  std::optional<Filter> parsed;
+  const Filter* filter = nullptr;
+  std::string parsed_key;
+  const std::string* filter_key = nullptr;
+  if (options.prepared_filter) {
+    filter = options.prepared_filter->filter_.get();
+    filter_key = &options.prepared_filter->text();
+  } else if (!options.filter.empty()) {
+    STRATA_ASSIGN_OR_RETURN(Filter f, Filter::Parse(options.filter));
+    parsed = std::move(f);
+    filter = &*parsed;
+    parsed_key = filter->ToString();
+    filter_key = &parsed_key;
+  }
+  const double parse_ms = parsed ? MillisSince(start) : 0.0;
   const double recall_target = options.recall > 0 ? options.recall : kDefaultRecallTarget;
-  thread_local SearchScratch scratch;
-  thread_local std::vector<float> normalized;
+  // Scratch from the collection's pool (not thread-local: an application thread that
+  // searched once keeps no buffers or io_uring queue alive).
+  ScratchLease lease(*this);
+  SearchScratch& scratch = *lease.scratch;
+  std::vector<float>& normalized = scratch.query;
   normalized.assign(query.begin(), query.end());
   if (spec_.metric == Metric::kCosine) {
     const float nn = index::Kernels().ip(normalized.data(), normalized.data(), spec_.dim);
@@ -415,11 +437,11 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     *explain = Explain{};
     explain->k = options.k;
     explain->recall_target = options.recall > 0 || (options.ef == 0 && options.max_lists == 0) ? recall_target : 0;
-    explain->filter = filter_key;
+    explain->filter = filter_key ? *filter_key : std::string();
     explain->parse_ms = parse_ms;
   }
-  const SegmentQuery sq{VectorView(query.data(), query.size()), normalized.data(), filter ? &*filter : nullptr,
-                        filter ? &filter_key : nullptr, &options, recall_target};
+  const SegmentQuery sq{VectorView(query.data(), query.size()), normalized.data(), filter, filter_key, &options,
+                        recall_target};
   // The snapshot: no lock from here on, whatever writers and maintenance do.
   const std::shared_ptr<const Snapshot> s = snapshot();
   std::vector<Neighbor> out;
@@ -452,6 +474,23 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     explain->total_ms = MillisSince(start);
   }
   return out;
+}
+
+Collection::ScratchLease::ScratchLease(const Collection& c) : owner(c) {
+  {
+    std::lock_guard<std::mutex> g(c.scratch_mu_);
+    if (!c.scratch_pool_.empty()) {
+      scratch = std::move(c.scratch_pool_.back());
+      c.scratch_pool_.pop_back();
+    }
+  }
+  if (!scratch) scratch = std::make_unique<SearchScratch>();
+}
+
+Collection::ScratchLease::~ScratchLease() {
+  std::lock_guard<std::mutex> g(owner.scratch_mu_);
+  // As many as searches ran at once, at most kMaxPooledScratch kept.
+  if (owner.scratch_pool_.size() < kMaxPooledScratch) owner.scratch_pool_.push_back(std::move(scratch));
 }
 
 CollectionInfo Collection::Info() const {

@@ -27,7 +27,9 @@
 // in-memory segment is calibrated in the background once it reaches
 // kMinCalibrationRows and again whenever it has doubled; until then the planner
 // uses a fixed ef (docs/PLANNER.md). Compaction merges the sealed segments without
-// their dead rows. maint_mu_ runs one job at a time.
+// their dead rows, on its own thread: a seal never waits for a compaction (only for
+// the other's short commit, under manifest_mu_). Lock order: compact_mu_, seal_mu_,
+// manifest_mu_, write_mu_.
 //
 // Thread safety: all public methods may be called concurrently.
 
@@ -40,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/insert_thread.h"
 #include "engine/manifest.h"
 #include "engine/memory_segment.h"
 #include "engine/sealed_segment.h"
@@ -81,12 +84,17 @@ class Collection {
   Status Compact();
   // One round of background maintenance: seals what is frozen (or the in-memory
   // segment when it is over its threshold), calibrates the in-memory segment when
-  // due and sealed segments that lack a calibration, and with `allow_compaction`
-  // compacts when WantsCompaction. Returns at once when another job runs.
-  Status Maintain(bool allow_compaction);
+  // due and sealed segments that lack a calibration. Returns at once when another
+  // seal runs.
+  Status MaintainSeals();
+  // Background compaction: compacts when WantsCompaction. Returns at once when
+  // another compaction runs.
+  Status MaintainCompaction();
   // Called (without locks held) when a writer froze the in-memory segment, so
   // that the seal starts at once.
   void SetMaintenanceWakeup(std::function<void()> wake) { wake_ = std::move(wake); }
+  // Where a write's graph insertion runs (insert_thread.h); without one, in the writer's thread.
+  void SetInsertThread(InsertThread* t) { insert_thread_ = t; }
   // True when the engine's background maintenance should compact: at least
   // kCompactSegments sealed segments, or dead entries -- deleted rows, and graph
   // nodes beyond a segment's rows (tombstones a seal saved) -- past
@@ -159,16 +167,16 @@ class Collection {
   // Freezes the in-memory segment and starts a new log file after it (caller holds
   // write_mu_; no frozen segment may be pending). A no-op when nothing was written.
   Status FreezeLocked();
-  // Writes the frozen segment as a sealed one and commits it (caller holds maint_mu_).
+  // Writes the frozen segment as a sealed one and commits it (caller holds seal_mu_).
   Status SealFrozen();
-  // Freeze (unless a frozen segment is pending) and SealFrozen (caller holds maint_mu_).
+  // Freeze (unless a frozen segment is pending) and SealFrozen (caller holds seal_mu_).
   Status SealNow();
-  // The compaction proper (caller holds maint_mu_).
+  // The compaction proper (caller holds compact_mu_).
   Status CompactLocked();
-  // Background calibrations that are due (caller holds maint_mu_).
+  // Background calibrations that are due (caller holds seal_mu_).
   void CalibrateDue();
   // Persists the delete sets of `entries` as generation `gen` (entries with none
-  // get 0) and fills `listed` for the manifest (caller holds maint_mu_).
+  // get 0) and fills `listed` for the manifest (caller holds manifest_mu_).
   Status PersistDeletes(std::vector<SealedEntry>& entries, uint64_t gen,
                         std::vector<std::pair<uint64_t, uint64_t>>& listed);
   // Saves the manifest, poisoning the collection when that fails (caller holds write_mu_).
@@ -187,10 +195,16 @@ class Collection {
   const CollectionSpec spec_;
   const WalOptions wal_options_;
   mutable std::mutex write_mu_;  // one writer at a time: log order = apply order
-  std::mutex maint_mu_;          // one seal, compaction or calibration round at a time
+  std::mutex compact_mu_;   // one compaction at a time
+  std::mutex seal_mu_;      // one seal or calibration round at a time
+  // Commits: writing a manifest and publishing the segment list it names. Guards
+  // generation_, checkpoint_, wal_first_ and compacting_ after Open.
+  std::mutex manifest_mu_;
+  bool compacting_ = false;  // a compaction holds inputs: seals do not drop segments meanwhile
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::function<void()> wake_;
-  // Guarded by write_mu_.
+  InsertThread* insert_thread_ = nullptr;
+  // Guarded by write_mu_ (wal_first_, next_segment_id_... see manifest_mu_ above).
   std::unique_ptr<WalWriter> wal_;
   uint64_t wal_bytes_before_ = 0;   // written to log files closed by freezes (this process)
   uint64_t wal_fsyncs_before_ = 0;
@@ -210,6 +224,16 @@ class Collection {
   // Published after each write and seal, so that counters never wait on write_mu_.
   std::atomic<uint64_t> wal_bytes_{0}, wal_fsyncs_{0};
   std::atomic<uint64_t> last_sequence_{0};
+  // Search scratch, lent to one search at a time (ScratchLease).
+  struct ScratchLease {
+    explicit ScratchLease(const Collection& c);
+    ~ScratchLease();
+    const Collection& owner;
+    std::unique_ptr<SearchScratch> scratch;
+  };
+  static constexpr size_t kMaxPooledScratch = 64;
+  mutable std::mutex scratch_mu_;
+  mutable std::vector<std::unique_ptr<SearchScratch>> scratch_pool_;
   mutable std::atomic<uint64_t> disk_reads_{0}, disk_read_bytes_{0};
   mutable std::atomic<uint64_t> calibrations_{0}, calibration_ns_{0}, index_build_ns_{0};
   Status poisoned_;  // set when the log failed: later writes are refused

@@ -143,10 +143,11 @@ Status Collection::SealFrozen() {
     CountCalibration(times.calibration_seconds);
   }
   // 2. The deletes as they were at the frozen sequence, persisted as a new generation,
-  //    and the manifest -- outside the write lock (only maintenance, serialized by
-  //    maint_mu_, writes manifests; what they name is fixed at the freeze), so that
-  //    writers do not wait for these fsyncs. A segment whose rows were all deleted by
-  //    then is dropped.
+  //    and the manifest -- under manifest_mu_, outside the write lock (what they name
+  //    is fixed at the freeze), so that writers do not wait for these fsyncs. A
+  //    segment whose rows were all deleted by then is dropped (unless a compaction
+  //    holds it as an input).
+  std::lock_guard<std::mutex> mm(manifest_mu_);
   //    The sealed segments are the current ones (a compaction may have replaced some
   //    since the freeze; only maintenance changes the list); a segment that was there
   //    at the freeze is persisted with its delete set of then, a newer one with its
@@ -158,7 +159,7 @@ Status Collection::SealFrozen() {
     auto then = std::find_if(at->sealed.begin(), at->sealed.end(),
                              [&](const SealedEntry& x) { return x.segment == now.segment; });
     const SealedEntry& e = then != at->sealed.end() ? *then : now;
-    if (e.live() == 0) {
+    if (e.live() == 0 && !compacting_) {
       dropped.push_back(e.segment->dir());
     } else {
       persisted.push_back(e);
@@ -251,13 +252,13 @@ Status Collection::SealNow() {
 }
 
 Status Collection::Flush() {
-  std::lock_guard<std::mutex> m(maint_mu_);
+  std::lock_guard<std::mutex> m(seal_mu_);
   STRATA_RETURN_IF_ERROR(SealFrozen());  // an earlier freeze first: seals go in log order
   return SealNow();
 }
 
-Status Collection::Maintain(bool allow_compaction) {
-  std::unique_lock<std::mutex> m(maint_mu_, std::try_to_lock);
+Status Collection::MaintainSeals() {
+  std::unique_lock<std::mutex> m(seal_mu_, std::try_to_lock);
   if (!m.owns_lock()) return Status::Ok();
   bool seal = false;
   {
@@ -267,8 +268,13 @@ Status Collection::Maintain(bool allow_compaction) {
   }
   if (seal) STRATA_RETURN_IF_ERROR(SealNow());
   CalibrateDue();
-  if (allow_compaction && WantsCompaction()) return CompactLocked();
   return Status::Ok();
+}
+
+Status Collection::MaintainCompaction() {
+  std::unique_lock<std::mutex> m(compact_mu_, std::try_to_lock);
+  if (!m.owns_lock() || !WantsCompaction()) return Status::Ok();
+  return CompactLocked();
 }
 
 void Collection::CalibrateDue() {
@@ -325,7 +331,9 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   for (size_t i = 1; i < n; ++i) {
     if (rows[i].id == rows[i - 1].id) return InvalidArgument("id {} is given twice", rows[i].id);
   }
-  std::lock_guard<std::mutex> m(maint_mu_);
+  std::lock_guard<std::mutex> c(compact_mu_);
+  std::lock_guard<std::mutex> m(seal_mu_);
+  std::lock_guard<std::mutex> mm(manifest_mu_);
   std::lock_guard<std::mutex> g(write_mu_);  // held throughout: the collection is empty, nothing waits long
   if (!poisoned_.ok()) return poisoned_;
   const std::shared_ptr<const Snapshot> cur = snapshot();
@@ -387,11 +395,14 @@ double Collection::DeadShare() const {
 }
 
 Status Collection::Compact() {
-  std::lock_guard<std::mutex> m(maint_mu_);
-  // Seal first (what a running seal left frozen, then the in-memory segment), so that
-  // everything acknowledged before this call is merged.
-  STRATA_RETURN_IF_ERROR(SealFrozen());
-  STRATA_RETURN_IF_ERROR(SealNow());
+  std::lock_guard<std::mutex> c(compact_mu_);
+  {
+    // Seal first (what a running seal left frozen, then the in-memory segment), so
+    // that everything acknowledged before this call is merged.
+    std::lock_guard<std::mutex> m(seal_mu_);
+    STRATA_RETURN_IF_ERROR(SealFrozen());
+    STRATA_RETURN_IF_ERROR(SealNow());
+  }
   return CompactLocked();
 }
 
@@ -400,6 +411,7 @@ Status Collection::CompactLocked() {
   std::vector<SealedEntry> inputs;
   uint64_t sid = 0;
   {
+    std::lock_guard<std::mutex> mm(manifest_mu_);  // the segment list stays as read here
     std::lock_guard<std::mutex> g(write_mu_);
     if (!poisoned_.ok()) return poisoned_;
     inputs = snapshot()->sealed;
@@ -407,7 +419,15 @@ Status Collection::CompactLocked() {
     for (const SealedEntry& e : inputs) dead += e.deleted() + e.segment->dead_index_nodes();
     if (inputs.size() < 2 && dead == 0) return Status::Ok();  // already one clean segment
     sid = next_segment_id_++;  // reserved
+    compacting_ = true;  // seals keep the inputs (do not drop them) until phase 3
   }
+  struct Done {  // whatever happens next, seals may drop segments again
+    Collection* c;
+    ~Done() {
+      std::lock_guard<std::mutex> mm(c->manifest_mu_);
+      c->compacting_ = false;
+    }
+  } done{this};
   // Phase 2, without locks: writes and searches go on. The inputs' rows are
   // immutable; their delete sets may be replaced meanwhile (the copies above hold).
   std::vector<SealedSegment::Row> rows;
@@ -452,6 +472,8 @@ Status Collection::CompactLocked() {
 
   // Phase 3, under the write lock: carry over the deletes that reached the inputs
   // meanwhile, persist every segment's deletes as a new generation, commit, publish.
+  // Segments sealed meanwhile are kept as they are.
+  std::lock_guard<std::mutex> mm(manifest_mu_);
   std::lock_guard<std::mutex> g(write_mu_);
   if (!poisoned_.ok()) {
     fs::remove_all(sdir, ec);

@@ -25,6 +25,9 @@
 #include <omp.h>
 
 #include "engine/collection.h"
+#include "engine/filter.h"
+#include "engine/insert_thread.h"
+#include <optional>
 #include "engine/strata.h"
 #include "storage/section_file.h"
 
@@ -70,9 +73,7 @@ Status ValidateSpec(const CollectionSpec& s) {
 
 engine::WalOptions WalOptionsFrom(const EngineOptions& o) {
   engine::WalOptions w;
-  w.durability = o.durability == Durability::kSync       ? engine::Durability::kSync
-                 : o.durability == Durability::kInterval ? engine::Durability::kInterval
-                                                         : engine::Durability::kNone;
+  w.durability = o.durability;
   w.interval_ms = o.sync_interval_ms;
   w.max_record_bytes = uint32_t(o.max_batch_bytes);
   return w;
@@ -96,26 +97,25 @@ class Engine::Impl {
   mutable std::atomic<uint64_t> write_batches_{0}, upserts_{0}, deletes_{0}, searches_{0}, gets_{0};
   mutable LatencyHistogram search_hist_, write_hist_;
   int lock_fd_ = -1;  // holds the data directory's LOCK (flock) while open
-  // Background maintenance (compaction).
-  std::thread maintenance_;
+  // Background maintenance: seals and calibrations on one thread, compactions on
+  // another, so that a long compaction never holds up a seal.
+  std::thread maintenance_, compaction_;
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;
   bool stop_ = false;
+  bool wake_ = false;  // guarded by maintenance_mu_: a collection asked for a seal now
 
-  bool wake_ = false;  // guarded by maintenance_mu_: a collection asked for a round now
-
-  // Maintenance: seals (a writer froze an in-memory segment, or one is over its
-  // threshold), background calibration, and with background_compaction compaction.
-  // It runs at the lowest CPU priority (nice 19; its OpenMP team threads inherit it):
+  // Runs `job` on every collection each maintenance_interval_ms (and, with `wakeable`,
+  // when a writer asks), at CPU priority `nice` (its OpenMP team threads inherit it):
   // searches and writes of the application come first.
-  void MaintenanceLoop() {
-    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+  void MaintenanceLoop(int nice, bool wakeable, Status (Collection::*job)(), const char* what) {
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
     std::unique_lock<std::mutex> lk(maintenance_mu_);
     while (!stop_) {
       maintenance_cv_.wait_for(lk, std::chrono::milliseconds(std::max<uint32_t>(1, options_.maintenance_interval_ms)),
-                               [&] { return stop_ || wake_; });
+                               [&] { return stop_ || (wakeable && wake_); });
       if (stop_) break;
-      wake_ = false;
+      if (wakeable) wake_ = false;
       lk.unlock();
       std::vector<std::shared_ptr<Collection>> all;
       {
@@ -127,9 +127,9 @@ class Engine::Impl {
           std::lock_guard<std::mutex> g(maintenance_mu_);
           if (stop_) break;
         }
-        const bool compacts = options_.background_compaction && c->WantsCompaction();
-        if (Status s = c->Maintain(options_.background_compaction); !s.ok() && s.code() != StatusCode::kCancelled) {
-          spdlog::warn("background maintenance of '{}': {}", c->spec().name, s.ToString());
+        const bool compacts = !wakeable && c->WantsCompaction();
+        if (Status s = ((*c).*job)(); !s.ok() && s.code() != StatusCode::kCancelled) {
+          spdlog::warn("background {} of '{}': {}", what, c->spec().name, s.ToString());
         }
         if (compacts) ReleaseFreedMemory();
       }
@@ -145,20 +145,22 @@ class Engine::Impl {
     maintenance_cv_.notify_all();
   }
 
-  // Lets the collection's writers start a seal at once.
+  // Lets the collection's writers start a seal at once, and run their graph inserts
+  // on the insert thread.
   void Attach(Collection& c) {
     c.SetMaintenanceWakeup([this] { WakeMaintenance(); });
+    c.SetInsertThread(insert_thread_.get());
   }
+  std::unique_ptr<engine::InsertThread> insert_thread_;  // null: inserts run in the writers' threads
 
   ~Impl() {
-    if (maintenance_.joinable()) {
-      {
-        std::lock_guard<std::mutex> g(maintenance_mu_);
-        stop_ = true;
-      }
-      maintenance_cv_.notify_all();
-      maintenance_.join();  // a compaction in progress finishes first
+    {
+      std::lock_guard<std::mutex> g(maintenance_mu_);
+      stop_ = true;
     }
+    maintenance_cv_.notify_all();
+    if (maintenance_.joinable()) maintenance_.join();  // a seal in progress finishes first
+    if (compaction_.joinable()) compaction_.join();    // and a compaction
     collections_.clear();  // close every log before letting go of the directory
     if (lock_fd_ >= 0) ::close(lock_fd_);
   }
@@ -247,6 +249,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     return Error(InvalidArgument("max_batch_bytes is {}; it must be in 1024..{}", options.max_batch_bytes,
                                  engine::kDefaultMaxWalRecordBytes));
   }
+  if (options.insert_nice > 19) return Error(InvalidArgument("insert_nice is {}; it must be in -1..19", options.insert_nice));
   if (options.maintenance_interval_ms == 0) {
     return Error(InvalidArgument("maintenance_interval_ms must be at least 1"));
   }
@@ -270,6 +273,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     return Error(IOError("{}: the data directory is in use by another Strata engine ({})",
                          lock_path.string(), std::strerror(errno)));
   }
+  if (options.insert_nice >= 0) impl->insert_thread_ = std::make_unique<engine::InsertThread>(options.insert_nice);
   STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
   const engine::WalOptions wal = WalOptionsFrom(options);
   std::map<uint64_t, bool> known;
@@ -307,8 +311,14 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
   }
   for (const std::string& n : impl->report_.notes) spdlog::warn("recovery: {}", n);
   {
+    // Seals bound the in-memory segment's memory: nice 10, as the inserts (a seal
+    // starved by a busy machine would let it grow); compactions can wait: nice 19.
     Impl* raw = impl.get();
-    impl->maintenance_ = std::thread([raw] { raw->MaintenanceLoop(); });
+    impl->maintenance_ = std::thread([raw] { raw->MaintenanceLoop(10, true, &Collection::MaintainSeals, "seal"); });
+    if (options.background_compaction) {
+      impl->compaction_ = std::thread(
+          [raw] { raw->MaintenanceLoop(19, false, &Collection::MaintainCompaction, "compaction"); });
+    }
   }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -437,19 +447,40 @@ Result<std::vector<std::vector<Neighbor>>> Engine::SearchBatch(const std::string
                                                                const VectorSet& queries,
                                                                const SearchOptions& options,
                                                                size_t threads) const {
+  const std::span<const float> rows(queries.size() ? queries.row(0) : nullptr, queries.size() * queries.dim());
+  return SearchBatch(collection, rows, queries.dim(), options, threads);
+}
+
+Result<std::vector<std::vector<Neighbor>>> Engine::SearchBatch(const std::string& collection,
+                                                               std::span<const float> queries, size_t dim,
+                                                               const SearchOptions& options,
+                                                               size_t threads) const {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
-  if (queries.dim() != c->spec().dim) {
-    return Error(InvalidArgument("queries have dimension {}, collection '{}' has {}", queries.dim(), collection,
+  if (dim != c->spec().dim) {
+    return Error(InvalidArgument("queries have dimension {}, collection '{}' has {}", dim, collection,
                                  c->spec().dim));
   }
-  const size_t n = queries.size();
+  if (queries.size() % dim != 0) {
+    return Error(InvalidArgument("{} floats are not whole queries of dimension {}", queries.size(), dim));
+  }
+  // The filter is parsed once for the whole batch.
+  SearchOptions o = options;
+  std::optional<PreparedFilter> prepared;
+  if (!o.filter.empty()) {
+    if (o.prepared_filter) return Error(InvalidArgument("both a filter expression and a prepared filter were given"));
+    STRATA_ASSIGN_OR_RETURN(PreparedFilter p, PrepareFilter(o.filter));
+    prepared = std::move(p);
+    o.filter.clear();
+    o.prepared_filter = &*prepared;
+  }
+  const size_t n = queries.size() / dim;
   std::vector<std::vector<Neighbor>> out(n);
   std::vector<Status> errors(n);
   const int nthreads = threads ? int(threads) : omp_get_max_threads();
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
   for (size_t i = 0; i < n; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    auto r = c->Search(std::span<const float>(queries.row(i), queries.dim()), options);
+    auto r = c->Search(queries.subspan(i * dim, dim), o);
     impl_->search_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                             std::chrono::steady_clock::now() - start).count()));
     if (r) {
@@ -463,6 +494,14 @@ Result<std::vector<std::vector<Neighbor>>> Engine::SearchBatch(const std::string
     if (!errors[i].ok()) return Error(errors[i].WithContext(fmt::format("query {}", i)));
   }
   return out;
+}
+
+Result<PreparedFilter> Engine::PrepareFilter(std::string_view expression) {
+  STRATA_ASSIGN_OR_RETURN(engine::Filter f, engine::Filter::Parse(expression));
+  PreparedFilter p;
+  p.text_ = f.ToString();
+  p.filter_ = std::make_shared<const engine::Filter>(std::move(f));
+  return p;
 }
 
 const RecoveryReport& Engine::recovery() const { return impl_->report_; }

@@ -41,6 +41,7 @@ namespace strata::engine {
 struct SearchScratch {
   index::SearchContext hnsw;
   index::SpannContext spann;
+  std::vector<float> query;  // the query, normalized for cosine
 };
 
 // One query, resolved once for every segment it runs against.

@@ -26,6 +26,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/metric.h"
@@ -33,10 +34,15 @@
 #include "core/types.h"
 #include "core/vector_set.h"
 #include "engine/attributes.h"
+#include "engine/durability.h"
 #include "engine/metrics.h"
 #include "engine/write_batch.h"
 
 namespace strata {
+namespace engine {
+class Collection;
+class Filter;
+}  // namespace engine
 
 using engine::Attribute;
 using engine::Attributes;
@@ -44,25 +50,23 @@ using engine::AttributeValue;
 using engine::TagList;
 using engine::WriteBatch;
 
-// When an acknowledged write reaches the disk.
-enum class Durability : uint8_t {
-  kSync,      // default: every batch is fsynced before Write returns
-  kInterval,  // fsynced every `sync_interval_ms` in the background; a crash may lose that window
-  kNone,      // left to the operating system; a crash may lose recent writes
-};
-
 struct EngineOptions {
   Durability durability = Durability::kSync;
   uint32_t sync_interval_ms = 100;
   size_t max_batch_ops = 100000;          // larger batches are refused
   size_t max_batch_bytes = 256u << 20;    // encoded size of one batch (one log record), 1 KiB..256 MiB
-  // A background maintenance thread (lowest CPU priority) seals in-memory segments
-  // that reached their threshold (woken by the write that froze one), calibrates
-  // in-memory segments as they grow, and -- with background_compaction -- compacts
-  // a collection once it has 4 sealed segments or a fifth of its sealed rows are
-  // deleted. It looks every maintenance_interval_ms. Searches never calibrate.
+  // A background maintenance thread (nice 10) seals in-memory segments that reached
+  // their threshold (woken by the write that froze one) and calibrates in-memory
+  // segments as they grow; with background_compaction another (nice 19) compacts a
+  // collection once it has 4 sealed segments or a fifth of its sealed rows are
+  // deleted. Both look every maintenance_interval_ms. Searches never calibrate.
   bool background_compaction = true;
   uint32_t maintenance_interval_ms = 1000;
+  // Searches come first: a write batch is inserted into the in-memory graph on an
+  // engine thread at this CPU nice value (0..19), the writer waiting for it, so that
+  // on a busy machine the kernel runs searches before insert work and their latency
+  // holds while writes go on. -1: in the writer's own thread, at its priority.
+  int insert_nice = 10;
   // Salvage at open: a log whose records fail their checks although they are
   // complete -- damage, not a torn write -- makes Open fail with Corruption naming
   // the file and the offset, because those records may have been acknowledged. With
@@ -113,6 +117,21 @@ enum class SearchStrategy : uint8_t {
 // The recall target used when a search names neither a target nor explicit parameters.
 inline constexpr double kDefaultRecallTarget = 0.95;
 
+// A filter expression parsed and checked once (Engine::PrepareFilter), for searches
+// that repeat it: SearchOptions::prepared_filter saves parsing it on every call.
+// Immutable; any number of threads may use one at once.
+class PreparedFilter {
+ public:
+  // The canonical form of the expression (what EXPLAIN shows).
+  const std::string& text() const { return text_; }
+
+ private:
+  friend class Engine;
+  friend class engine::Collection;
+  std::shared_ptr<const engine::Filter> filter_;
+  std::string text_;
+};
+
 struct SearchOptions {
   uint32_t k = 10;
   // Recall@k wanted, in (0, 1]; mapped per segment to ef / max_lists through the
@@ -125,6 +144,9 @@ struct SearchOptions {
   // empty: none.
   std::string filter{};
   SearchStrategy strategy = SearchStrategy::kAuto;
+  // Instead of `filter`: one prepared by Engine::PrepareFilter (not owned; it must
+  // outlive the call). Giving both is InvalidArgument.
+  const PreparedFilter* prepared_filter = nullptr;
 };
 
 // What a search did, per segment and per stage (EXPLAIN).
@@ -251,14 +273,22 @@ class Engine {
                                                          const VectorSet& queries,
                                                          const SearchOptions& options = {},
                                                          size_t threads = 0) const;
+  // The same over a caller's buffer, without copying it: `queries` holds whole
+  // rows of `dim` floats (InvalidArgument otherwise). A filter is parsed once.
+  Result<std::vector<std::vector<Neighbor>>> SearchBatch(const std::string& collection,
+                                                         std::span<const float> queries, size_t dim,
+                                                         const SearchOptions& options = {},
+                                                         size_t threads = 0) const;
+  // Parses and checks a filter expression once, for SearchOptions::prepared_filter.
+  static Result<PreparedFilter> PrepareFilter(std::string_view expression);
 
   const RecoveryReport& recovery() const;
   EngineCounters counters() const;
   const std::filesystem::path& dir() const;
 
-  class Impl;
 
  private:
+  class Impl;  // engine.cc
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/durability.h"
 
 namespace strata::engine {
 
@@ -42,18 +43,8 @@ inline constexpr uint16_t kWalMajorVersion = 1;
 inline constexpr uint16_t kWalMinorVersion = 0;
 inline constexpr uint32_t kDefaultMaxWalRecordBytes = 256u << 20;
 
-// When Append may return, relative to the record reaching stable storage.
-enum class Durability : uint8_t {
-  // Append returns only once the record has been made durable with fdatasync. Concurrent
-  // appenders share fsyncs (group commit), so throughput grows with the number of writers.
-  kSync,
-  // Append returns after write(2); a background thread calls fdatasync every interval_ms when
-  // anything was written since the last sync. A crash of the machine (not of the process) can lose
-  // up to interval_ms of acknowledged records.
-  kInterval,
-  // No fsync except in Sync() and Close(). For bulk loads that can be redone, and for tests.
-  kNone,
-};
+// When Append may return, relative to the record reaching stable storage (engine/durability.h).
+using strata::Durability;
 
 struct WalOptions {
   Durability durability = Durability::kSync;

@@ -195,8 +195,9 @@ class PyEngine {
         // One vector: no batch machinery (thread team, query copy) for the common case.
         results.push_back(ValueOrThrow(e->Search(collection, std::span<const float>(q.data, q.dim), o)));
       } else if (q.rows > 1) {
-        VectorSet set = ToVectorSet(q);
-        results = ValueOrThrow(e->SearchBatch(collection, set, o, size_t(Threads(num_threads))));
+        // The caller's float32 buffer as it is: no copy.
+        results = ValueOrThrow(e->SearchBatch(collection, std::span<const float>(q.data, q.rows * q.dim), q.dim, o,
+                                              size_t(Threads(num_threads))));
       }
       if (with_attributes) records = FetchRecords(*e, collection, results);
     }

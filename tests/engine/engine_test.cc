@@ -1150,5 +1150,58 @@ TEST(Engine, CompactWaitsForARunningCompactionAndCoversLaterWrites) {
   fs::remove_all(dir);
 }
 
+
+// Issue 15, item 7: a filter prepared once gives what its text gives; SearchBatch over
+// a caller's buffer gives what searching the rows one by one gives; bad input is refused.
+TEST(Engine, PreparedFilterAndBatchOverABuffer) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+  std::mt19937 rng(5);
+  WriteBatch b;
+  for (VectorId id = 0; id < 500; ++id) b.Upsert(id, RandomVector(8, rng), {{"n", int64_t(id % 10)}});
+  ASSERT_TRUE(e->Write("c", b).ok());
+  auto prepared = Engine::PrepareFilter("n < 3 AND n != 1");
+  ASSERT_TRUE(prepared.has_value()) << prepared.error().ToString();
+  EXPECT_FALSE(prepared->text().empty());
+  std::vector<float> queries;
+  for (int q = 0; q < 20; ++q) {
+    auto v = RandomVector(8, rng);
+    queries.insert(queries.end(), v.begin(), v.end());
+  }
+  SearchOptions by_text{.k = 5, .filter = "n < 3 AND n != 1"};
+  SearchOptions by_prepared{.k = 5};
+  by_prepared.prepared_filter = &*prepared;
+  auto batch = e->SearchBatch("c", std::span<const float>(queries), 8, by_text, 2);
+  ASSERT_TRUE(batch.has_value()) << batch.error().ToString();
+  ASSERT_EQ(batch->size(), 20u);
+  for (size_t q = 0; q < 20; ++q) {
+    const std::span<const float> query(queries.data() + q * 8, 8);
+    auto one = e->Search("c", query, by_text);
+    auto again = e->Search("c", query, by_prepared);
+    ASSERT_TRUE(one.has_value() && again.has_value());
+    EXPECT_EQ(*one, *again) << "query " << q;
+    EXPECT_EQ(*one, (*batch)[q]) << "query " << q;
+    for (const Neighbor& nb : *one) EXPECT_TRUE(nb.id % 10 == 0 || nb.id % 10 == 2) << nb.id;
+  }
+  Explain ex;
+  ASSERT_TRUE(e->Search("c", std::span<const float>(queries.data(), 8), by_prepared, &ex).has_value());
+  EXPECT_EQ(ex.filter, prepared->text());
+  // Both forms at once, a bad expression, a buffer that is not whole rows, the wrong dimension.
+  SearchOptions both = by_text;
+  both.prepared_filter = &*prepared;
+  auto r = e->Search("c", std::span<const float>(queries.data(), 8), both);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(Engine::PrepareFilter("n <").has_value());
+  auto partial = e->SearchBatch("c", std::span<const float>(queries.data(), 12), 8);
+  ASSERT_FALSE(partial.has_value());
+  EXPECT_EQ(partial.error().code(), StatusCode::kInvalidArgument);
+  auto wrong_dim = e->SearchBatch("c", std::span<const float>(queries.data(), 16), 4);
+  ASSERT_FALSE(wrong_dim.has_value());
+  EXPECT_EQ(wrong_dim.error().code(), StatusCode::kInvalidArgument);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace strata
