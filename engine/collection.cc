@@ -346,9 +346,9 @@ Status Collection::Apply(const WriteBatch& batch, uint64_t sequence) {
   // engine's lower-priority insert thread when there is one, so that they come first).
   const uint32_t end = mem.rows();
   if (insert_thread_) {
-    STRATA_RETURN_IF_ERROR(insert_thread_->Run([&] { return mem.IndexRows(first, end); }));
+    STRATA_RETURN_IF_ERROR(insert_thread_->Run([&] { return mem.IndexRows(first, end, insert_threads_); }));
   } else {
-    STRATA_RETURN_IF_ERROR(mem.IndexRows(first, end));
+    STRATA_RETURN_IF_ERROR(mem.IndexRows(first, end, insert_threads_));
   }
   next->sequence = sequence;
   next->memory_rows = mem.rows();

@@ -155,7 +155,8 @@ Status Collection::SealFrozen() {
   const uint64_t gen = generation_ + 1;
   std::vector<SealedEntry> persisted;
   std::vector<fs::path> dropped;
-  for (const SealedEntry& now : snapshot()->sealed) {
+  const std::shared_ptr<const Snapshot> listed_from = snapshot();  // held: the loop reads into it
+  for (const SealedEntry& now : listed_from->sealed) {
     auto then = std::find_if(at->sealed.begin(), at->sealed.end(),
                              [&](const SealedEntry& x) { return x.segment == now.segment; });
     const SealedEntry& e = then != at->sealed.end() ? *then : now;

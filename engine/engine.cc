@@ -149,7 +149,7 @@ class Engine::Impl {
   // on the insert thread.
   void Attach(Collection& c) {
     c.SetMaintenanceWakeup([this] { WakeMaintenance(); });
-    c.SetInsertThread(insert_thread_.get());
+    c.SetInsertThread(insert_thread_.get(), options_.insert_threads);
   }
   std::unique_ptr<engine::InsertThread> insert_thread_;  // null: inserts run in the writers' threads
 

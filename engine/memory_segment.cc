@@ -108,7 +108,7 @@ void MemorySegment::Remove(uint32_t row, uint64_t sequence) {
   ++removed_;
 }
 
-Status MemorySegment::IndexRows(uint32_t begin, uint32_t end) {
+Status MemorySegment::IndexRows(uint32_t begin, uint32_t end, uint32_t threads) {
   {
     std::unique_lock<std::shared_mutex> x(map_mu_);
     for (uint32_t r = booked_; r < end; ++r) {
@@ -125,7 +125,9 @@ Status MemorySegment::IndexRows(uint32_t begin, uint32_t end) {
       std::memcpy(vs.mutable_row(r - begin), vector(r), dim_ * sizeof(float));
       labels[r - begin] = r;
     }
-    return graph_->AddBatch(vs, labels);
+    index::HnswBuildOptions bo;
+    bo.num_threads = int(threads);
+    return graph_->AddBatch(vs, labels, bo);
   }
   for (uint32_t r = begin; r < end; ++r) {
     STRATA_RETURN_IF_ERROR(graph_->Add(r, VectorView(vector(r), dim_)));

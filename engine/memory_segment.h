@@ -57,8 +57,8 @@ class MemorySegment {
   // `prev` (the id's previous row here, or kNoRow). Returns the row.
   uint32_t AppendRow(VectorId id, std::span<const float> vector, const Attributes& attributes, uint32_t prev);
   // Books rows [begin, end) into the id map and the attribute index, then inserts
-  // them into the graph (several threads when many).
-  Status IndexRows(uint32_t begin, uint32_t end);
+  // them into the graph (on `threads` threads when many; 0: all cores).
+  Status IndexRows(uint32_t begin, uint32_t end, uint32_t threads = 0);
   // The id's latest row here (live or not), or kNoRow.
   uint32_t LatestRow(VectorId id) const;
   // Whether `row` is live for the writer (no removal recorded yet).

@@ -67,6 +67,9 @@ struct EngineOptions {
   // on a busy machine the kernel runs searches before insert work and their latency
   // holds while writes go on. -1: in the writer's own thread, at its priority.
   int insert_nice = 10;
+  // Threads that insert one batch into the graph (0: all cores). Fewer leave cores to
+  // searches at the cost of write throughput (docs/BENCHMARKS.md section 8).
+  uint32_t insert_threads = 0;
   // Salvage at open: a log whose records fail their checks although they are
   // complete -- damage, not a torn write -- makes Open fail with Corruption naming
   // the file and the offset, because those records may have been acknowledged. With

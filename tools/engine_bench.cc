@@ -87,6 +87,8 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   EngineOptions options;
   options.durability = Durability::kSync;
   options.background_compaction = true;
+  options.insert_nice = c.insert_nice;
+  options.insert_threads = c.insert_threads;
   STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path(), options));
   const std::string name = "bench";
   CollectionSpec spec;
@@ -251,6 +253,8 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   j["write_p99_ms"] = ms(PercentileOfSorted<double>(all_write_ms, 0.99));
   j["sealed_segments_start"] = start_info.sealed_segments;
   j["sealed_segments_end"] = end_info.sealed_segments;
+  j["insert_nice"] = c.insert_nice;
+  j["insert_threads"] = c.insert_threads;
   j["rev"] = GitRevision();
   fmt::print("JSON {}\n", j.dump());
   return Status::Ok();

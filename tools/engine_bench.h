@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/strata.h"
 #include "tools/datasets.h"
 
 namespace strata::tools {
@@ -43,6 +44,8 @@ struct EngineBenchConfig {
   size_t writers = 1;              // upsert threads, >= 1
   double seconds = 20;             // length of each phase, > 0
   double recall_target = 0.95;     // SearchOptions::recall of every search
+  int insert_nice = EngineOptions{}.insert_nice;            // EngineOptions::insert_nice
+  uint32_t insert_threads = EngineOptions{}.insert_threads;  // EngineOptions::insert_threads
 };
 
 // Runs the mixed-load bench when config.mixed, the sequential one otherwise.

@@ -177,6 +177,13 @@ int main(int argc, char** argv) {
   ebench->add_option("--readers", eb_config.readers, "--mixed: search threads")->capture_default_str();
   ebench->add_option("--writers", eb_config.writers, "--mixed: upsert threads")->capture_default_str();
   ebench->add_option("--seconds", eb_config.seconds, "--mixed: length of each phase")->capture_default_str();
+  ebench->add_option("--insert-nice", eb_config.insert_nice,
+                     "engine: CPU nice of the thread that inserts write batches (-1: the writer's own thread)")
+      ->check(CLI::Range(-1, 19))
+      ->capture_default_str();
+  ebench->add_option("--insert-threads", eb_config.insert_threads,
+                     "engine: threads inserting one batch into the graph (0: all cores)")
+      ->capture_default_str();
 
   // planner-bench
   auto* pbench = app.add_subcommand(
