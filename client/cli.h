@@ -68,7 +68,7 @@ struct SearchArgs {
   std::string strategy = "auto";
 };
 void AddSearchArgs(CLI::App* cmd, SearchArgs& a);
-Result<protocol::SearchOptions> ToSearchOptions(const SearchArgs& a);
+Result<SearchOptions> ToSearchOptions(const SearchArgs& a);
 
 // Reads queries (at most `limit` rows; 0: all) and, when `gt_path` is set, ground truth that
 // covers them.

@@ -44,11 +44,11 @@ Result<uint64_t> ParseBytes(const std::string& text) {
   return value << shift;
 }
 
-Json InfoJson(const protocol::CollectionInfo& info) {
+Json InfoJson(const CollectionInfo& info) {
   return {{"name", info.spec.name},
           {"id", info.id},
           {"dim", info.spec.dim},
-          {"metric", client::WireMetricName(info.spec.metric)},
+          {"metric", MetricName(info.spec.metric)},
           {"hnsw_M", info.spec.hnsw_M},
           {"hnsw_ef_construction", info.spec.hnsw_ef_construction},
           {"seal_threshold", info.spec.seal_threshold},
@@ -59,7 +59,7 @@ Json InfoJson(const protocol::CollectionInfo& info) {
           {"last_sequence", info.last_sequence}};
 }
 
-Json HistogramJson(const protocol::HistogramWire& h) {
+Json HistogramJson(const HistogramSnapshot& h) {
   return {{"upper_bounds_seconds", h.upper_bounds_seconds},
           {"counts", h.counts},
           {"count", h.count},
@@ -104,7 +104,7 @@ int CmdList(const GlobalArgs& g, bool json) {
              "SEGMENTS", "MEMORY");
   for (const auto& info : *list) {
     fmt::print("{:<24} {:>6} {:<7} {:>12} {:>9} {:>12}\n", info.spec.name, info.spec.dim,
-               client::WireMetricName(info.spec.metric), info.num_vectors, info.sealed_segments,
+               MetricName(info.spec.metric), info.num_vectors, info.sealed_segments,
                HumanBytes(info.memory_bytes));
   }
   return 0;
@@ -123,7 +123,7 @@ int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json) {
   fmt::print("name: {}\nid: {}\ndim: {}\nmetric: {}\nhnsw M: {}\nhnsw ef_construction: {}\n"
              "seal threshold: {} vectors\nmemory budget: {}\nvectors: {}\nsealed segments: {}\n"
              "memory: {}\nlast sequence: {}\n",
-             s.name, info->id, s.dim, client::WireMetricName(s.metric), s.hnsw_M,
+             s.name, info->id, s.dim, MetricName(s.metric), s.hnsw_M,
              s.hnsw_ef_construction, s.seal_threshold,
              s.memory_budget_bytes == 0 ? std::string("none (compaction builds HNSW)")
                                         : HumanBytes(s.memory_budget_bytes),
@@ -133,10 +133,10 @@ int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json) {
 }
 
 int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
-  protocol::CollectionSpec spec;
+  CollectionSpec spec;
   spec.name = a.name;
   spec.dim = a.dim;
-  auto metric = client::ParseWireMetric(a.metric);
+  auto metric = ParseMetric(a.metric);
   if (!metric) return Fail(metric.error());
   spec.metric = *metric;
   spec.hnsw_M = a.m;
@@ -148,7 +148,7 @@ int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
   auto c = Open(g);
   if (!c) return Fail(c.error());
   if (Status s = (*c)->CreateCollection(spec); !s.ok()) return Fail(s);
-  fmt::print("created {} (dim {}, {})\n", spec.name, spec.dim, client::WireMetricName(spec.metric));
+  fmt::print("created {} (dim {}, {})\n", spec.name, spec.dim, MetricName(spec.metric));
   return 0;
 }
 
@@ -186,7 +186,7 @@ int CmdStats(const GlobalArgs& g, bool json) {
     fmt::print("{}\n", Dump(o));
     return 0;
   }
-  auto mean_ms = [](const protocol::HistogramWire& h) {
+  auto mean_ms = [](const HistogramSnapshot& h) {
     return h.count == 0 ? 0.0 : h.sum_seconds / double(h.count) * 1e3;
   };
   fmt::print("vectors: {}\nmemory: {}\nsearches: {} (mean {:.3f} ms)\ngets: {}\n"

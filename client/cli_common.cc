@@ -64,18 +64,18 @@ void AddSearchArgs(CLI::App* cmd, SearchArgs& a) {
   cmd->add_option("--strategy", a.strategy, "auto, index, scan or post-filter")->capture_default_str();
 }
 
-Result<protocol::SearchOptions> ToSearchOptions(const SearchArgs& a) {
+Result<SearchOptions> ToSearchOptions(const SearchArgs& a) {
   if (a.k == 0) return Error(InvalidArgument("--k must be >= 1"));
   if (!(a.recall >= 0 && a.recall <= 1)) {
     return Error(InvalidArgument("--recall {} is outside [0, 1]", a.recall));
   }
-  protocol::SearchOptions o;
+  SearchOptions o;
   o.k = a.k;
   o.recall = a.recall;
   o.ef = a.ef;
   o.max_lists = a.max_lists;
   o.filter = a.filter;
-  STRATA_ASSIGN_OR_RETURN(o.strategy, client::ParseWireStrategy(a.strategy));
+  STRATA_ASSIGN_OR_RETURN(o.strategy, ParseSearchStrategy(a.strategy));
   return o;
 }
 

@@ -16,17 +16,17 @@
 namespace strata::cli {
 namespace {
 
-Json AttributesJson(const protocol::Attributes& attributes) {
+Json AttributesJson(const Attributes& attributes) {
   Json o = Json::object();
-  for (const protocol::Attribute& a : attributes) {
+  for (const Attribute& a : attributes) {
     std::visit([&](const auto& v) { o[a.name] = v; }, a.value);
   }
   return o;
 }
 
-std::string AttributesText(const protocol::Attributes& attributes) {
+std::string AttributesText(const Attributes& attributes) {
   std::string out;
-  for (const protocol::Attribute& a : attributes) {
+  for (const Attribute& a : attributes) {
     if (!out.empty()) out += ", ";
     out += a.name + "=";
     std::visit(
@@ -34,7 +34,7 @@ std::string AttributesText(const protocol::Attributes& attributes) {
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<T, std::string>) {
             out += Dump(Json(v));
-          } else if constexpr (std::is_same_v<T, protocol::TagList>) {
+          } else if constexpr (std::is_same_v<T, TagList>) {
             out += Dump(Json(v));
           } else {
             out += fmt::format("{}", v);
@@ -86,7 +86,7 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   const size_t chunk = batch * std::max<size_t>(1, 65536 / batch);
   Progress progress("upsert", rows);
   Timer timer;
-  std::vector<protocol::Record> records;
+  std::vector<Record> records;
   uint64_t applied = 0;
   for (size_t first = 0; first < rows; first += chunk) {
     storage::ReadOptions opt;

@@ -52,7 +52,7 @@ Json NeighborsJson(const std::vector<Neighbor>& list) {
 }
 
 int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float>& query,
-                 const protocol::SearchOptions& options) {
+                 const SearchOptions& options) {
   std::vector<Neighbor> hits;
   std::string explain;
   Timer timer;
@@ -60,7 +60,7 @@ int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float
     auto r = client.Explain(a.name, query, options);
     if (!r) return Fail(r.error());
     hits = std::move(r->first);
-    explain = std::move(r->second);
+    explain = r->second.ToJson();
   } else {
     auto r = client.Search(a.name, query, options);
     if (!r) return Fail(r.error());

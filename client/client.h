@@ -4,7 +4,7 @@
 //
 //   STRATA_ASSIGN_OR_RETURN(auto client, client::Client::Connect("127.0.0.1", 7420));
 //   STRATA_RETURN_IF_ERROR(client->CreateCollection({.name = "docs", .dim = 3}));
-//   std::vector<protocol::Record> records = {{.id = 1, .vector = {0.1f, 0.2f, 0.3f}}};
+//   std::vector<Record> records = {{.id = 1, .vector = {0.1f, 0.2f, 0.3f}}};
 //   STRATA_ASSIGN_OR_RETURN(uint64_t applied, client->Upsert("docs", 3, records));
 //   STRATA_ASSIGN_OR_RETURN(auto hits, client->Search("docs", query, {.k = 10}));
 //
@@ -19,7 +19,15 @@
 //     the Client is closed for good: every later call fails at once with IOError
 //     "connection to HOST:PORT is closed: <first failure>". Connect again to recover.
 //
-// The client links strata_protocol and strata_core only (never the engine or the server).
+// The types it takes and returns -- CollectionSpec, CollectionInfo, SearchOptions, Record,
+// Attributes, Neighbor, Explain -- are the engine's own (api/, shared with engine/strata.h),
+// so code moves between the embedded engine and a server without converting.
+// SearchOptions::prepared_filter is the embedded engine's: a call that sets it fails with
+// InvalidArgument (send `filter` text). Metric and strategy names: ParseMetric /
+// MetricName (core/metric.h), ParseSearchStrategy / SearchStrategyName (api/types.h).
+//
+// The client links strata_protocol, strata_api and strata_core only (never the engine or
+// the server).
 
 #include <chrono>
 #include <cstdint>
@@ -32,6 +40,8 @@
 #include <utility>
 #include <vector>
 
+#include "api/explain.h"
+#include "api/types.h"
 #include "core/status.h"
 #include "core/types.h"
 #include "protocol/protocol.h"
@@ -80,34 +90,35 @@ class Client {
   Status Ping();
   // CreateCollection, DropCollection, Flush and Compact wait under admin_timeout_ms (no limit
   // by default), not io_timeout_ms.
-  Status CreateCollection(const protocol::CollectionSpec& spec);
+  Status CreateCollection(const CollectionSpec& spec);
   Status DropCollection(const std::string& name);
-  Result<std::vector<protocol::CollectionInfo>> ListCollections();
-  Result<protocol::CollectionInfo> DescribeCollection(const std::string& name);
+  Result<std::vector<CollectionInfo>> ListCollections();
+  Result<CollectionInfo> DescribeCollection(const std::string& name);
 
   // Applied atomically as one write batch; returns the operations applied. Every record's
   // vector must have `dim` components.
   Result<uint64_t> Upsert(const std::string& collection, uint32_t dim,
-                          std::span<const protocol::Record> records);
+                          std::span<const Record> records);
   // Returns the number of ids in the request (the server's `applied`), whether or not each
   // id existed: deleting a missing id is not an error.
   Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
   // One entry per requested id, in order; nullopt for an id that is not there.
-  Result<std::vector<std::optional<protocol::Record>>> Get(const std::string& collection,
+  Result<std::vector<std::optional<Record>>> Get(const std::string& collection,
                                                            std::span<const VectorId> ids);
 
   Result<std::vector<Neighbor>> Search(const std::string& collection,
                                        std::span<const float> query,
-                                       const protocol::SearchOptions& options);
+                                       const SearchOptions& options);
   // `count` queries, row-major `count * dim` floats, in one request and one response.
   Result<std::vector<std::vector<Neighbor>>> SearchBatch(const std::string& collection,
                                                          const float* queries, uint32_t dim,
                                                          uint32_t count,
-                                                         const protocol::SearchOptions& options);
-  // The results and the server's EXPLAIN of the plan, as JSON.
-  Result<std::pair<std::vector<Neighbor>, std::string>> Explain(
+                                                         const SearchOptions& options);
+  // The results and the server's EXPLAIN of the plan (the engine's strata::Explain;
+  // ToString / ToJson give its text forms).
+  Result<std::pair<std::vector<Neighbor>, strata::Explain>> Explain(
       const std::string& collection, std::span<const float> query,
-      const protocol::SearchOptions& options);
+      const SearchOptions& options);
 
   Result<protocol::StatsReply> Stats();
   Status Flush(const std::string& collection);
@@ -119,7 +130,7 @@ class Client {
   // the connection stays usable; a broken connection fails it at once.
   Result<std::vector<std::vector<Neighbor>>> SearchPipelined(
       const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
-      const protocol::SearchOptions& options, uint32_t window = 32);
+      const SearchOptions& options, uint32_t window = 32);
 
   // Low level, for load generators: Send writes one request without waiting and returns its
   // request id; Receive returns the next response to a request sent with Send (in the order
@@ -196,12 +207,5 @@ class Client {
   // Responses to Send requests that arrived while another call waited for its own, oldest first.
   std::deque<std::pair<uint64_t, protocol::Response>> stashed_;
 };
-
-// "l2", "ip", "cosine" (also "inner_product", "dot", "euclidean", "angular").
-Result<protocol::WireMetric> ParseWireMetric(std::string_view name);
-std::string_view WireMetricName(protocol::WireMetric metric);
-// "auto", "index", "scan", "post-filter" (also "postfilter", "post_filter").
-Result<protocol::WireStrategy> ParseWireStrategy(std::string_view name);
-std::string_view WireStrategyName(protocol::WireStrategy strategy);
 
 }  // namespace strata::client

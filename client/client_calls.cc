@@ -1,5 +1,5 @@
 // The typed calls of Client (one request, its reply checked for shape) and the
-// pipelined search; the names of metrics and strategies. The connection they run
+// pipelined search. The connection they run
 // over -- framing, request ids, timeouts, the broken state -- is in client.cc.
 
 #include <algorithm>
@@ -24,7 +24,7 @@ using protocol::Request;
 using protocol::Response;
 
 Request SearchRequestFor(Op op, const std::string& collection, const float* queries, uint32_t dim,
-                         uint32_t count, const protocol::SearchOptions& options) {
+                         uint32_t count, const SearchOptions& options) {
   protocol::SearchRequest search;
   search.collection = collection;
   search.options = options;
@@ -36,44 +36,6 @@ Request SearchRequestFor(Op op, const std::string& collection, const float* quer
 
 }  // namespace
 
-Result<protocol::WireMetric> ParseWireMetric(std::string_view name) {
-  if (name == "l2" || name == "euclidean") return protocol::WireMetric::kL2;
-  if (name == "ip" || name == "inner_product" || name == "dot") {
-    return protocol::WireMetric::kInnerProduct;
-  }
-  if (name == "cosine" || name == "angular") return protocol::WireMetric::kCosine;
-  return Error(InvalidArgument("unknown metric '{}' (expected l2, ip or cosine)", name));
-}
-
-std::string_view WireMetricName(protocol::WireMetric metric) {
-  switch (metric) {
-    case protocol::WireMetric::kL2: return "l2";
-    case protocol::WireMetric::kInnerProduct: return "ip";
-    case protocol::WireMetric::kCosine: return "cosine";
-  }
-  return "unknown";
-}
-
-Result<protocol::WireStrategy> ParseWireStrategy(std::string_view name) {
-  if (name == "auto") return protocol::WireStrategy::kAuto;
-  if (name == "index") return protocol::WireStrategy::kIndex;
-  if (name == "scan") return protocol::WireStrategy::kScan;
-  if (name == "post-filter" || name == "postfilter" || name == "post_filter") {
-    return protocol::WireStrategy::kPostFilter;
-  }
-  return Error(InvalidArgument(
-      "unknown strategy '{}' (expected auto, index, scan or post-filter)", name));
-}
-
-std::string_view WireStrategyName(protocol::WireStrategy strategy) {
-  switch (strategy) {
-    case protocol::WireStrategy::kAuto: return "auto";
-    case protocol::WireStrategy::kIndex: return "index";
-    case protocol::WireStrategy::kScan: return "scan";
-    case protocol::WireStrategy::kPostFilter: return "post-filter";
-  }
-  return "unknown";
-}
 // ---------------------------------------------------------------------------
 // Operations
 // ---------------------------------------------------------------------------
@@ -83,7 +45,7 @@ Status Client::Ping() {
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kPing));
 }
 
-Status Client::CreateCollection(const protocol::CollectionSpec& spec) {
+Status Client::CreateCollection(const CollectionSpec& spec) {
   STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kCreateCollection,
                                                    .body = protocol::CreateCollectionRequest{spec}},
                                            options_.admin_timeout_ms));
@@ -97,7 +59,7 @@ Status Client::DropCollection(const std::string& name) {
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kDropCollection));
 }
 
-Result<std::vector<protocol::CollectionInfo>> Client::ListCollections() {
+Result<std::vector<CollectionInfo>> Client::ListCollections() {
   STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kListCollections,
                                                    .body = protocol::ListCollectionsRequest{}}));
   STRATA_ASSIGN_OR_RETURN(auto reply,
@@ -105,7 +67,7 @@ Result<std::vector<protocol::CollectionInfo>> Client::ListCollections() {
   return std::move(reply.collections);
 }
 
-Result<protocol::CollectionInfo> Client::DescribeCollection(const std::string& name) {
+Result<CollectionInfo> Client::DescribeCollection(const std::string& name) {
   STRATA_ASSIGN_OR_RETURN(Response r,
                           Call(Request{.op = Op::kDescribeCollection,
                                        .body = protocol::DescribeCollectionRequest{name}}));
@@ -115,7 +77,7 @@ Result<protocol::CollectionInfo> Client::DescribeCollection(const std::string& n
 }
 
 Result<uint64_t> Client::Upsert(const std::string& collection, uint32_t dim,
-                                std::span<const protocol::Record> records) {
+                                std::span<const Record> records) {
   if (fd_ < 0) return Error(ClosedError());
   for (size_t i = 0; i < records.size(); ++i) {
     if (records[i].vector.size() != dim) {
@@ -141,7 +103,7 @@ Result<uint64_t> Client::Delete(const std::string& collection, std::span<const V
   return reply.applied;
 }
 
-Result<std::vector<std::optional<protocol::Record>>> Client::Get(const std::string& collection,
+Result<std::vector<std::optional<Record>>> Client::Get(const std::string& collection,
                                                                  std::span<const VectorId> ids) {
   protocol::GetRequest get;
   get.collection = collection;
@@ -157,7 +119,7 @@ Result<std::vector<std::optional<protocol::Record>>> Client::Get(const std::stri
 
 Result<std::vector<Neighbor>> Client::Search(const std::string& collection,
                                              std::span<const float> query,
-                                             const protocol::SearchOptions& options) {
+                                             const SearchOptions& options) {
   if (query.empty()) return Error(InvalidArgument("search: the query vector is empty"));
   STRATA_ASSIGN_OR_RETURN(auto results, SearchBatch(collection, query.data(),
                                                     uint32_t(query.size()), 1, options));
@@ -166,7 +128,7 @@ Result<std::vector<Neighbor>> Client::Search(const std::string& collection,
 
 Result<std::vector<std::vector<Neighbor>>> Client::SearchBatch(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
-    const protocol::SearchOptions& options) {
+    const SearchOptions& options) {
   if (fd_ < 0) return Error(ClosedError());
   if (count == 0) return std::vector<std::vector<Neighbor>>();
   if (dim == 0) return Error(InvalidArgument("search: dim must be > 0"));
@@ -181,9 +143,9 @@ Result<std::vector<std::vector<Neighbor>>> Client::SearchBatch(
   return std::move(reply.results);
 }
 
-Result<std::pair<std::vector<Neighbor>, std::string>> Client::Explain(
+Result<std::pair<std::vector<Neighbor>, strata::Explain>> Client::Explain(
     const std::string& collection, std::span<const float> query,
-    const protocol::SearchOptions& options) {
+    const SearchOptions& options) {
   if (fd_ < 0) return Error(ClosedError());
   if (query.empty()) return Error(InvalidArgument("explain: the query vector is empty"));
   STRATA_ASSIGN_OR_RETURN(Response r, Call(SearchRequestFor(Op::kExplain, collection, query.data(),
@@ -193,7 +155,7 @@ Result<std::pair<std::vector<Neighbor>, std::string>> Client::Explain(
     return Error(Internal("explain: the server answered {} result lists for 1 query",
                           reply.results.size()));
   }
-  return std::make_pair(std::move(reply.results[0]), std::move(reply.explain_json));
+  return std::make_pair(std::move(reply.results[0]), std::move(reply.explain));
 }
 
 Result<protocol::StatsReply> Client::Stats() {
@@ -218,7 +180,7 @@ Status Client::Compact(const std::string& collection) {
 
 Result<std::vector<std::vector<Neighbor>>> Client::SearchPipelined(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
-    const protocol::SearchOptions& options, uint32_t window) {
+    const SearchOptions& options, uint32_t window) {
   if (fd_ < 0) return Error(ClosedError());
   if (window == 0) return Error(InvalidArgument("search: the pipeline window must be >= 1"));
   if (count == 0) return std::vector<std::vector<Neighbor>>();

@@ -24,7 +24,7 @@ double Millis(Clock::duration d) { return std::chrono::duration<double, std::mil
 
 // A kSearch request for one query; Load() overwrites its vector before each send.
 Request SearchTemplate(const std::string& collection, uint32_t dim,
-                       const protocol::SearchOptions& options) {
+                       const SearchOptions& options) {
   protocol::SearchRequest search;
   search.collection = collection;
   search.options = options;
@@ -212,7 +212,7 @@ double RecallAtK(const storage::GroundTruth& truth, size_t query, std::span<cons
 }
 
 Result<QueryRun> RunQueries(Client& client, const std::string& collection, const float* queries,
-                            uint32_t dim, uint32_t count, const protocol::SearchOptions& options,
+                            uint32_t dim, uint32_t count, const SearchOptions& options,
                             uint32_t window) {
   if (window == 0) return Error(InvalidArgument("the pipeline window must be >= 1"));
   if (dim == 0) return Error(InvalidArgument("query dim must be > 0"));

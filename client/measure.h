@@ -56,7 +56,7 @@ struct QueryRun {
 // flight. The first error answer fails the run after the requests in flight have been drained
 // (the client stays usable); its message names the query.
 Result<QueryRun> RunQueries(Client& client, const std::string& collection, const float* queries,
-                            uint32_t dim, uint32_t count, const protocol::SearchOptions& options,
+                            uint32_t dim, uint32_t count, const SearchOptions& options,
                             uint32_t window);
 
 struct LoadConfig {
@@ -67,7 +67,7 @@ struct LoadConfig {
   const float* queries = nullptr;  // num_queries x dim, row-major; reused round robin
   uint32_t dim = 0;
   uint32_t num_queries = 0;
-  protocol::SearchOptions search;
+  SearchOptions search;
   uint32_t connections = 4;
   double duration_s = 10;
   uint32_t pipeline = 1;           // requests in flight per connection, at most

@@ -1,7 +1,6 @@
 #pragma once
-// Per-vector attributes: named values of four kinds -- int64, double, string,
-// and a list of strings (tags). The planner filters on them; the engine stores
-// them next to each vector and returns them from Get.
+// Per-vector attributes (the types: api/attributes.h) and the limits the engine
+// enforces on them.
 //
 // Limits (checked by ValidateAttributes, so that a bad request is refused up
 // front rather than stored): at most kMaxAttributes per vector, names of 1 to
@@ -16,19 +15,16 @@
 #include <variant>
 #include <vector>
 
+#include "api/attributes.h"
 #include "core/status.h"
 
 namespace strata::engine {
 
-using TagList = std::vector<std::string>;
-using AttributeValue = std::variant<int64_t, double, std::string, TagList>;
-
-struct Attribute {
-  std::string name;
-  AttributeValue value;
-  friend bool operator==(const Attribute&, const Attribute&) = default;
-};
-using Attributes = std::vector<Attribute>;
+// The types are the shared vocabulary's (api/attributes.h); the engine's names for them.
+using strata::Attribute;
+using strata::Attributes;
+using strata::AttributeValue;
+using strata::TagList;
 
 inline constexpr size_t kMaxAttributes = 256;
 inline constexpr size_t kMaxAttributeName = 256;

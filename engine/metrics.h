@@ -12,14 +12,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace strata {
+#include "api/histogram.h"  // HistogramSnapshot
 
-struct HistogramSnapshot {
-  std::vector<double> upper_bounds_seconds;  // finite bounds; the last bucket (+Inf) is implicit
-  std::vector<uint64_t> counts;              // per bucket (not cumulative), bounds.size() + 1
-  uint64_t count = 0;
-  double sum_seconds = 0;
-};
+namespace strata {
 
 class LatencyHistogram {
  public:

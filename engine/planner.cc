@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "index/distance/distance.h"
 
@@ -206,59 +205,3 @@ SegmentPlan PlanSegment(const PlanInput& in) {
 }
 
 }  // namespace strata::engine
-
-namespace strata {
-
-std::string Explain::ToString() const {
-  std::string out = fmt::format("k={} recall_target={} filter={}\n", k,
-                                recall_target > 0 ? fmt::format("{:.3f}", recall_target) : "explicit",
-                                filter.empty() ? "(none)" : filter);
-  out += fmt::format("{:<12} {:<6} {:<15} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>7} {:>8} {:>9} {:>6} {:>10} "
-                     "{:>8} {:>8}\n",
-                     "segment", "kind", "strategy", "rows", "matching", "est_sel", "act_sel", "ef", "lists",
-                     "pred_r", "visited", "distances", "read", "bytes", "filt_ms", "srch_ms");
-  for (const auto& s : segments) {
-    out += fmt::format("{:<12} {:<6} {:<15} {:>9} {:>9} {:>8.4f} {:>8.4f} {:>6} {:>6} {:>7.3f} {:>8} {:>9} {:>6} "
-                       "{:>10} {:>8.3f} {:>8.3f}\n",
-                       s.segment, s.kind, s.strategy, s.rows, s.matching, s.estimated_selectivity,
-                       s.actual_selectivity, s.ef, s.max_lists, s.predicted_recall, s.nodes_visited, s.distances,
-                       s.lists_read, s.bytes_read, s.filter_ms, s.search_ms);
-    if (!s.reason.empty()) out += fmt::format("    why: {}\n", s.reason);
-  }
-  out += fmt::format("parse {:.3f} ms, merge {:.3f} ms, total {:.3f} ms\n", parse_ms, merge_ms, total_ms);
-  return out;
-}
-
-std::string Explain::ToJson() const {
-  nlohmann::json j;
-  j["k"] = k;
-  j["recall_target"] = recall_target;
-  j["filter"] = filter;
-  j["parse_ms"] = parse_ms;
-  j["merge_ms"] = merge_ms;
-  j["total_ms"] = total_ms;
-  j["segments"] = nlohmann::json::array();
-  for (const auto& s : segments) {
-    j["segments"].push_back({{"segment", s.segment},
-                             {"kind", s.kind},
-                             {"strategy", s.strategy},
-                             {"reason", s.reason},
-                             {"rows", s.rows},
-                             {"matching", s.matching},
-                             {"estimated_selectivity", s.estimated_selectivity},
-                             {"actual_selectivity", s.actual_selectivity},
-                             {"ef", s.ef},
-                             {"max_lists", s.max_lists},
-                             {"predicted_recall", s.predicted_recall},
-                             {"nodes_visited", s.nodes_visited},
-                             {"distances", s.distances},
-                             {"lists_read", s.lists_read},
-                             {"bytes_read", s.bytes_read},
-                             {"results", s.results},
-                             {"filter_ms", s.filter_ms},
-                             {"search_ms", s.search_ms}});
-  }
-  return j.dump(1);
-}
-
-}  // namespace strata

@@ -17,6 +17,10 @@
 // is reported with the bytes dropped and cut; a damaged log record is refused
 // (see EngineOptions::salvage_wal_tail).
 //
+// The value types (CollectionSpec, CollectionInfo, SearchOptions, Record, Explain,
+// Attributes) are the vocabulary the client shares (api/, DESIGN.md); this header adds
+// what only the embedded engine has.
+//
 // Thread safety: every Engine method may be called from any number of threads
 // at once. Writes to one collection are applied in the order their log records
 // were written; a search sees each batch entirely or not at all.
@@ -29,6 +33,9 @@
 #include <string_view>
 #include <vector>
 
+#include "api/attributes.h"
+#include "api/explain.h"
+#include "api/types.h"
 #include "core/metric.h"
 #include "core/status.h"
 #include "core/types.h"
@@ -44,10 +51,6 @@ class Collection;
 class Filter;
 }  // namespace engine
 
-using engine::Attribute;
-using engine::Attributes;
-using engine::AttributeValue;
-using engine::TagList;
 using engine::WriteBatch;
 
 struct EngineOptions {
@@ -79,49 +82,9 @@ struct EngineOptions {
   bool salvage_wal_tail = false;
 };
 
-struct CollectionSpec {
-  std::string name;  // 1..64 characters of [A-Za-z0-9_-]
-  size_t dim = 0;    // 1..65536
-  Metric metric = Metric::kL2;
-  uint32_t hnsw_M = 16;
-  uint32_t hnsw_ef_construction = 200;
-  // The in-memory segment that takes writes is sealed to disk (and the log cut)
-  // once it holds this many vectors.
-  size_t seal_threshold = 100000;
-  // Compaction builds a SPANN segment instead of an HNSW one when the merged
-  // vectors take more than this many bytes (0: always HNSW). Not for inner product.
-  uint64_t memory_budget_bytes = 0;
-};
-
-struct CollectionInfo {
-  CollectionSpec spec;
-  uint64_t id = 0;             // unique for the life of the data directory
-  size_t num_vectors = 0;      // live vectors
-  uint64_t last_sequence = 0;  // log sequence of the last applied batch (0: none)
-  size_t memory_bytes = 0;
-  size_t sealed_segments = 0;
-};
-
-// Largest accepted search parameters (larger requests are refused, not truncated).
-inline constexpr uint32_t kMaxSearchK = 10000;
-inline constexpr uint32_t kMaxSearchEf = 100000;
-inline constexpr uint32_t kMaxSearchLists = 100000;
-
-// How a segment is searched. The planner chooses per query and segment (kAuto);
-// the others force one path, for comparison and for users who know better.
-enum class SearchStrategy : uint8_t {
-  kAuto,        // the planner's choice (docs/PLANNER.md)
-  kIndex,       // the segment's index: HNSW traversal (a filter restricts what is returned, every
-                // node still routes) or SPANN (a filter restricts the posting entries scored)
-  kScan,        // exact: every matching live row is scored (every live row without a filter)
-  kPostFilter,  // the index searched without the filter for more results, non-matching ones dropped
-};
-
-// The recall target used when a search names neither a target nor explicit parameters.
-inline constexpr double kDefaultRecallTarget = 0.95;
-
 // A filter expression parsed and checked once (Engine::PrepareFilter), for searches
 // that repeat it: SearchOptions::prepared_filter saves parsing it on every call.
+// Engine-only: api/types.h declares it for SearchOptions; the wire carries filter text.
 // Immutable; any number of threads may use one at once.
 class PreparedFilter {
  public:
@@ -133,63 +96,6 @@ class PreparedFilter {
   friend class engine::Collection;
   std::shared_ptr<const engine::Filter> filter_;
   std::string text_;
-};
-
-struct SearchOptions {
-  uint32_t k = 10;
-  // Recall@k wanted, in (0, 1]; mapped per segment to ef / max_lists through the
-  // calibration table measured when the segment was written. 0: kDefaultRecallTarget,
-  // unless ef / max_lists are given.
-  double recall = 0;
-  uint32_t ef = 0;          // HNSW segments: explicit candidate list (raised to k); 0: from recall
-  uint32_t max_lists = 0;   // SPANN segments: explicit most posting lists read; 0: from recall
-  // Filter expression over attributes, e.g. `lang == "en" AND year >= 2020` (docs/PLANNER.md);
-  // empty: none.
-  std::string filter{};
-  SearchStrategy strategy = SearchStrategy::kAuto;
-  // Instead of `filter`: one prepared by Engine::PrepareFilter (not owned; it must
-  // outlive the call). Giving both is InvalidArgument.
-  const PreparedFilter* prepared_filter = nullptr;
-};
-
-// What a search did, per segment and per stage (EXPLAIN).
-struct SegmentExplain {
-  std::string segment;         // "memory" or "segment <id>"
-  std::string kind;            // "hnsw" or "spann"
-  std::string strategy;        // "index", "filtered index", "scan", "post-filter" or "skipped"
-  std::string reason;          // why the planner chose it
-  uint64_t rows = 0;           // live rows in the segment
-  uint64_t matching = 0;       // live rows matching the filter (rows without one)
-  double estimated_selectivity = 1;  // from per-predicate counts, before evaluating the filter
-  double actual_selectivity = 1;     // matching / rows
-  uint32_t ef = 0;             // HNSW parameter used (0: not an HNSW search)
-  uint32_t max_lists = 0;      // SPANN parameter used (0: not a SPANN search)
-  double predicted_recall = 0; // from the calibration table (0: explicit parameters, or exact)
-  uint64_t nodes_visited = 0;  // graph nodes expanded (HNSW) or heads searched (SPANN)
-  uint64_t distances = 0;      // distance computations
-  uint64_t lists_read = 0;     // SPANN posting lists read
-  uint64_t bytes_read = 0;
-  uint64_t results = 0;        // candidates this segment contributed before the merge
-  double filter_ms = 0;        // evaluating the filter on the attribute index
-  double search_ms = 0;
-};
-
-struct Explain {
-  uint32_t k = 0;
-  double recall_target = 0;    // 0: explicit parameters
-  std::string filter;          // canonical form ("" when none)
-  std::vector<SegmentExplain> segments;
-  double parse_ms = 0;         // parsing the filter
-  double merge_ms = 0;
-  double total_ms = 0;
-  std::string ToString() const;  // a readable table
-  std::string ToJson() const;
-};
-
-struct Record {
-  VectorId id = 0;
-  std::vector<float> vector;  // as written
-  Attributes attributes;
 };
 
 // What opening the data directory found and repaired.

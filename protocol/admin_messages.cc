@@ -12,7 +12,7 @@ namespace strata::protocol::wire {
 
 namespace {
 
-void WriteHistogram(Writer& w, const HistogramWire& h) {
+void WriteHistogram(Writer& w, const HistogramSnapshot& h) {
   w.Count(h.upper_bounds_seconds.size());
   for (double b : h.upper_bounds_seconds) w.F64(b);
   w.Count(h.counts.size());
@@ -21,8 +21,8 @@ void WriteHistogram(Writer& w, const HistogramWire& h) {
   w.F64(h.sum_seconds);
 }
 
-Result<HistogramWire> ReadHistogram(Reader& r) {
-  HistogramWire h;
+Result<HistogramSnapshot> ReadHistogram(Reader& r) {
+  HistogramSnapshot h;
   // Bounded by the payload only: the server's histograms have a few dozen buckets.
   STRATA_ASSIGN_OR_RETURN(uint32_t nb,
                           r.Count("bound count", std::numeric_limits<uint32_t>::max(), "", 8));

@@ -16,8 +16,9 @@ constexpr uint64_t kMinSpecBytes = kMinStringBytes + 4 + 1 + 4 + 4 + 8 + 8;
 constexpr uint64_t kMinInfoBytes = kMinSpecBytes + 5 * 8;
 
 void WriteSpec(Writer& w, const CollectionSpec& s) {
+  STRATA_CHECK(s.dim <= std::numeric_limits<uint32_t>::max());
   w.String(s.name);
-  w.U32(s.dim);
+  w.U32(uint32_t(s.dim));
   w.U8(static_cast<uint8_t>(s.metric));
   w.U32(s.hnsw_M);
   w.U32(s.hnsw_ef_construction);
@@ -28,13 +29,14 @@ void WriteSpec(Writer& w, const CollectionSpec& s) {
 Result<CollectionSpec> ReadSpec(Reader& r, const DecodeLimits& limits) {
   CollectionSpec s;
   STRATA_ASSIGN_OR_RETURN(s.name, r.String("name", limits.max_string));
-  STRATA_ASSIGN_OR_RETURN(s.dim, r.U32("dim"));
-  if (s.dim > limits.max_dim) return Error(OverLimit("dim", "", s.dim, limits.max_dim, "max_dim"));
+  STRATA_ASSIGN_OR_RETURN(uint32_t dim, r.U32("dim"));
+  s.dim = dim;
+  if (dim > limits.max_dim) return Error(OverLimit("dim", "", dim, limits.max_dim, "max_dim"));
   STRATA_ASSIGN_OR_RETURN(uint8_t metric, r.U8("metric"));
-  if (metric > static_cast<uint8_t>(WireMetric::kCosine)) {
+  if (metric > static_cast<uint8_t>(Metric::kCosine)) {
     return Error(InvalidArgument("metric: unknown value {} (0 l2, 1 ip, 2 cosine)", metric));
   }
-  s.metric = static_cast<WireMetric>(metric);
+  s.metric = static_cast<Metric>(metric);
   STRATA_ASSIGN_OR_RETURN(s.hnsw_M, r.U32("hnsw_M"));
   STRATA_ASSIGN_OR_RETURN(s.hnsw_ef_construction, r.U32("hnsw_ef_construction"));
   STRATA_ASSIGN_OR_RETURN(s.seal_threshold, r.U64("seal_threshold"));

@@ -452,9 +452,14 @@ Status ValidateForEncoding(const Request& request) {
     case Op::kPing:
       if (!std::holds_alternative<PingRequest>(request.body)) return wrong_body();
       break;
-    case Op::kCreateCollection:
-      if (!std::holds_alternative<CreateCollectionRequest>(request.body)) return wrong_body();
+    case Op::kCreateCollection: {
+      const auto* m = std::get_if<CreateCollectionRequest>(&request.body);
+      if (m == nullptr) return wrong_body();
+      if (m->spec.dim > std::numeric_limits<uint32_t>::max()) {
+        return InvalidArgument("{}: dim {} does not fit the wire's u32", op, m->spec.dim);
+      }
       break;
+    }
     case Op::kDropCollection:
       if (!std::holds_alternative<DropCollectionRequest>(request.body)) return wrong_body();
       break;
@@ -494,6 +499,10 @@ Status ValidateForEncoding(const Request& request) {
       if (request.op == Op::kSearchBatch ? m->count == 0 : m->count != 1) {
         return InvalidArgument(
             "{}: count {} (search and explain carry 1 query, a batch at least 1)", op, m->count);
+      }
+      if (m->options.prepared_filter != nullptr) {
+        return InvalidArgument(
+            "{}: options.prepared_filter is the embedded engine's; send the filter text", op);
       }
       break;
     }

@@ -23,9 +23,10 @@
 // attribute of 9 to some 70 bytes), not by what a header or count claims. A receiver
 // that holds many decoded requests at once must budget for that factor.
 //
-// This layer knows nothing of the engine: it has its own copies of the few types
-// that cross the wire (spec, options, attributes), so that a client links
-// strata_protocol and strata_core only. The server converts.
+// This layer knows nothing of the engine: the types that cross the wire (spec, options,
+// records, attributes, explain) are the shared vocabulary of api/, which the engine and
+// the client both speak, so that a client links strata_protocol, strata_api and
+// strata_core only. The server maps engine calls to messages (server/convert.h).
 //
 // Thread safety: free functions over values; safe to call from any thread.
 
@@ -38,6 +39,11 @@
 #include <variant>
 #include <vector>
 
+#include "api/attributes.h"
+#include "api/explain.h"
+#include "api/histogram.h"
+#include "api/types.h"
+#include "core/metric.h"
 #include "core/status.h"
 #include "core/types.h"
 
@@ -112,57 +118,13 @@ Result<FrameHeader> DecodeHeader(std::span<const uint8_t, kHeaderSize> in, uint3
 // Types that cross the wire.
 // ---------------------------------------------------------------------------
 
-enum class WireMetric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
-
-using TagList = std::vector<std::string>;
-using AttributeValue = std::variant<int64_t, double, std::string, TagList>;  // wire types 0..3
-struct Attribute {
-  std::string name;
-  AttributeValue value;
-  friend bool operator==(const Attribute&, const Attribute&) = default;
-};
-using Attributes = std::vector<Attribute>;
-
-struct CollectionSpec {
-  std::string name;
-  uint32_t dim = 0;
-  WireMetric metric = WireMetric::kL2;
-  uint32_t hnsw_M = 16;
-  uint32_t hnsw_ef_construction = 200;
-  uint64_t seal_threshold = 100000;
-  uint64_t memory_budget_bytes = 0;
-  friend bool operator==(const CollectionSpec&, const CollectionSpec&) = default;
-};
-
-struct CollectionInfo {
-  CollectionSpec spec;
-  uint64_t id = 0;
-  uint64_t num_vectors = 0;
-  uint64_t last_sequence = 0;
-  uint64_t memory_bytes = 0;
-  uint64_t sealed_segments = 0;
-  friend bool operator==(const CollectionInfo&, const CollectionInfo&) = default;
-};
-
-// 0 kAuto, 1 kIndex, 2 kScan, 3 kPostFilter (engine::SearchStrategy's order).
-enum class WireStrategy : uint8_t { kAuto = 0, kIndex = 1, kScan = 2, kPostFilter = 3 };
-
-struct SearchOptions {
-  uint32_t k = 10;
-  double recall = 0;       // 0: server default, unless ef / max_lists are given
-  uint32_t ef = 0;
-  uint32_t max_lists = 0;
-  std::string filter{};    // empty: none
-  WireStrategy strategy = WireStrategy::kAuto;
-  friend bool operator==(const SearchOptions&, const SearchOptions&) = default;
-};
-
-struct Record {
-  VectorId id = 0;
-  std::vector<float> vector;
-  Attributes attributes{};
-  friend bool operator==(const Record&, const Record&) = default;
-};
+// The shared vocabulary (api/types.h, api/attributes.h, api/explain.h): CollectionSpec,
+// CollectionInfo, SearchOptions, SearchStrategy, Record, Attributes, Explain,
+// HistogramSnapshot, and core's
+// Metric and Neighbor. Enums travel as their u8 value (Metric 0 l2, 1 ip, 2 cosine;
+// SearchStrategy 0 auto, 1 index, 2 scan, 3 post-filter); CollectionSpec::dim as u32;
+// size_t counts as u64. SearchOptions::prepared_filter is the embedded engine's and never
+// crosses the wire (ValidateForEncoding refuses a request that sets it).
 
 // ---------------------------------------------------------------------------
 // Requests. Each struct is one opcode's payload.
@@ -234,22 +196,18 @@ struct DescribeCollectionReply { CollectionInfo info; };
 struct WriteReply { uint64_t applied = 0; };   // upsert / delete: operations applied
 // For every requested id, in order: u8 found, then (found) the record.
 struct GetReply { std::vector<std::optional<Record>> records; };
-// Per query: u32 n, n x (u64 id, f32 distance). kExplain adds string explain_json.
+// Per query: u32 n, n x (u64 id, f32 distance). kExplain adds the plan as a string, its
+// JSON form (Explain::ToJson; decoded with Explain::FromJson, a malformed plan being
+// InvalidArgument).
 struct SearchReply {
   std::vector<std::vector<Neighbor>> results;
-  std::string explain_json;      // kExplain only
-};
-struct HistogramWire {
-  std::vector<double> upper_bounds_seconds;
-  std::vector<uint64_t> counts;  // per bucket, upper_bounds_seconds.size() + 1
-  uint64_t count = 0;
-  double sum_seconds = 0;
+  Explain explain{};             // kExplain only
 };
 struct StatsReply {              // the engine's counters (EngineCounters) and the server's
   uint64_t write_batches = 0, upserts = 0, deletes = 0, searches = 0, gets = 0;
   uint64_t wal_bytes = 0, wal_fsyncs = 0, vectors = 0, memory_bytes = 0;
   uint64_t disk_reads = 0, disk_read_bytes = 0;
-  HistogramWire search_latency, write_latency;
+  HistogramSnapshot search_latency, write_latency;
   uint64_t connections = 0;      // open now
   uint64_t requests = 0;         // answered since start
   uint64_t errors = 0;           // error frames sent since start
@@ -314,7 +272,8 @@ Result<Response> DecodeResponse(const FrameHeader& header, std::span<const uint8
 // EncodeRequest / EncodeResponse abort (STRATA_CHECK) on a message that cannot be encoded
 // faithfully: a body that is not the op's alternative, an upsert record whose vector is not
 // `dim` floats long, queries.size() != count * dim, more than 65535 attributes on a record,
-// a payload over 4 GiB. Those are programmer errors; a caller holding user input checks the
+// a payload over 4 GiB, a collection spec whose dim exceeds u32, search options with a
+// prepared_filter. Those are programmer errors; a caller holding user input checks the
 // request first with ValidateForEncoding.
 
 // InvalidArgument naming the record or field for each of the conditions above, plus the search

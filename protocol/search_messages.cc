@@ -2,6 +2,7 @@
 // count, the queries) and one reply (a neighbour list per query; explain adds the plan).
 
 #include <limits>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -14,6 +15,7 @@ namespace {
 constexpr uint64_t kNeighborBytes = 8 + 4;  // u64 id, f32 distance
 
 void WriteOptions(Writer& w, const SearchOptions& o) {
+  STRATA_CHECK(o.prepared_filter == nullptr);  // the engine's, never on the wire
   w.U32(o.k);
   w.F64(o.recall);
   w.U32(o.ef);
@@ -30,11 +32,11 @@ Result<SearchOptions> ReadOptions(Reader& r, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(o.max_lists, r.U32("max_lists"));
   STRATA_ASSIGN_OR_RETURN(o.filter, r.String("filter", limits.max_string));
   STRATA_ASSIGN_OR_RETURN(uint8_t strategy, r.U8("strategy"));
-  if (strategy > static_cast<uint8_t>(WireStrategy::kPostFilter)) {
+  if (strategy > static_cast<uint8_t>(SearchStrategy::kPostFilter)) {
     return Error(InvalidArgument(
         "strategy: unknown value {} (0 auto, 1 index, 2 scan, 3 post_filter)", strategy));
   }
-  o.strategy = static_cast<WireStrategy>(strategy);
+  o.strategy = static_cast<SearchStrategy>(strategy);
   return o;
 }
 
@@ -85,7 +87,7 @@ void WriteSearchReply(Writer& w, Op op, const SearchReply& m) {
       w.Fixed(n.distance);
     }
   }
-  if (op == Op::kExplain) w.String(m.explain_json);
+  if (op == Op::kExplain) w.String(m.explain.ToJson());
 }
 
 Result<SearchReply> ReadSearchReply(Reader& r, Op op, const DecodeLimits& limits) {
@@ -106,7 +108,8 @@ Result<SearchReply> ReadSearchReply(Reader& r, Op op, const DecodeLimits& limits
     m.results.push_back(std::move(list));
   }
   if (op == Op::kExplain) {
-    STRATA_ASSIGN_OR_RETURN(m.explain_json, r.String("explain_json", kAnyLength));
+    STRATA_ASSIGN_OR_RETURN(std::string json, r.String("explain_json", kAnyLength));
+    STRATA_ASSIGN_OR_RETURN(m.explain, Explain::FromJson(json));
   }
   return m;
 }

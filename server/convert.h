@@ -1,8 +1,8 @@
 #pragma once
-// Conversions between the wire's types (protocol/protocol.h) and the engine's
-// (engine/strata.h). The protocol keeps its own copies of the few types that
-// cross the wire so that a client never links the engine; this file is the one
-// place where the two meet.
+// The wire mapping that is not a plain copy: the engine's counters and the server's
+// metrics as one stats reply, and a failed engine call as an error frame. Everything
+// else crosses unchanged, because the engine and the protocol speak the same vocabulary
+// (api/: CollectionSpec, CollectionInfo, SearchOptions, Record, Attributes, Explain).
 //
 // Free functions over values; safe to call from any thread.
 
@@ -12,21 +12,6 @@
 
 namespace strata::server {
 
-Metric ToEngine(protocol::WireMetric metric);
-protocol::WireMetric ToWire(Metric metric);
-
-CollectionSpec ToEngine(const protocol::CollectionSpec& spec);
-protocol::CollectionSpec ToWire(const CollectionSpec& spec);
-protocol::CollectionInfo ToWire(const CollectionInfo& info);
-
-SearchOptions ToEngine(const protocol::SearchOptions& options);
-
-engine::Attributes ToEngine(const protocol::Attributes& attributes);
-protocol::Attributes ToWire(const engine::Attributes& attributes);
-
-protocol::Record ToWire(const Record& record);
-
-protocol::HistogramWire ToWire(const HistogramSnapshot& histogram);
 // The engine's counters and the server's, as one stats reply.
 protocol::StatsReply ToStatsReply(const EngineCounters& engine,
                                   const ServerMetricsSnapshot& server);

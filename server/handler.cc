@@ -185,7 +185,7 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
     case Op::kCreateCollection: {
       const auto& m = std::get<protocol::CreateCollectionRequest>(b);
       ForgetCollection(m.spec.name);
-      if (Status s = engine_.CreateCollection(ToEngine(m.spec)); !s.ok()) return Fail(s);
+      if (Status s = engine_.CreateCollection(m.spec); !s.ok()) return Fail(s);
       return protocol::EmptyReply{};
     }
     case Op::kDropCollection: {
@@ -197,16 +197,13 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
       return protocol::EmptyReply{};
     }
     case Op::kListCollections: {
-      protocol::ListCollectionsReply r;
-      for (const CollectionInfo& info : engine_.ListCollections())
-        r.collections.push_back(ToWire(info));
-      return r;
+      return protocol::ListCollectionsReply{engine_.ListCollections()};
     }
     case Op::kDescribeCollection: {
       const auto& m = std::get<protocol::DescribeCollectionRequest>(b);
       auto info = engine_.DescribeCollection(m.name);
       if (!info) return Fail(info.error());
-      return protocol::DescribeCollectionReply{ToWire(*info)};
+      return protocol::DescribeCollectionReply{std::move(*info)};
     }
     case Op::kUpsert:
       return Upsert(std::get<protocol::UpsertRequest>(b));
@@ -273,7 +270,7 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
         m.count == 1 ? fmt::format("{}: query", name) : fmt::format("{}: query {}", name, q));
     if (!s.ok()) return Fail(s);
   }
-  const SearchOptions options = ToEngine(m.options);
+  const SearchOptions& options = m.options;
   const std::span<const float> first(m.queries.data(), m.dim);
   protocol::SearchReply reply;
   if (op == Op::kSearch) {
@@ -285,7 +282,7 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
     auto r = engine_.Search(m.collection, first, options, &explain);
     if (!r) return Fail(r.error());
     reply.results.push_back(std::move(*r));
-    reply.explain_json = explain.ToJson();
+    reply.explain = std::move(explain);
   } else {
     auto queries = VectorSet::Create(m.count, m.dim);
     if (!queries) return Fail(queries.error());
@@ -306,7 +303,7 @@ RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m)
   }
   engine::WriteBatch batch;
   for (size_t i = 0; i < m.records.size(); ++i) {
-    const protocol::Record& r = m.records[i];
+    const Record& r = m.records[i];
     if (r.vector.size() != m.dim) {
       return Fail(InvalidArgument("upsert: record {} (id {}): {} components, dim is {}", i, r.id,
                                   r.vector.size(), m.dim));
@@ -314,7 +311,7 @@ RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m)
     Status s = CheckFinite(r.vector.data(), r.vector.size(),
                            fmt::format("upsert: record {} (id {})", i, r.id));
     if (!s.ok()) return Fail(s);
-    batch.Upsert(r.id, r.vector, ToEngine(r.attributes));
+    batch.Upsert(r.id, r.vector, r.attributes);
   }
   if (Status s = engine_.Write(m.collection, batch); !s.ok()) return Fail(s.WithContext("upsert"));
   return protocol::WriteReply{m.records.size()};
@@ -364,7 +361,7 @@ RequestHandler::Outcome RequestHandler::Get(const protocol::GetRequest& m) {
                     "(max_frame_bytes); ask for fewer ids",
                     m.ids.size(), config_.max_frame_bytes);
       }
-      reply.records.push_back(ToWire(*r));
+      reply.records.push_back(std::move(*r));
     } else if (r.error().code() == StatusCode::kNotFound) {
       reply.records.push_back(std::nullopt);
     } else {

@@ -173,11 +173,9 @@ int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, 
   o.ef = a.ef;
   o.max_lists = a.max_lists;
   o.filter = a.filter;
-  if (a.strategy == "auto") o.strategy = SearchStrategy::kAuto;
-  else if (a.strategy == "index") o.strategy = SearchStrategy::kIndex;
-  else if (a.strategy == "scan") o.strategy = SearchStrategy::kScan;
-  else if (a.strategy == "post-filter") o.strategy = SearchStrategy::kPostFilter;
-  else return Fail(InvalidArgument("--strategy '{}': expected auto, index, scan or post-filter", a.strategy));
+  auto strategy = ParseSearchStrategy(a.strategy);
+  if (!strategy) return Fail(strategy.error().WithContext("--strategy"));
+  o.strategy = *strategy;
   Timer load_timer;
   auto engine = Engine::Open(a.dir);
   if (!engine) return Fail(engine.error());

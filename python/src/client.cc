@@ -10,36 +10,13 @@ namespace strata::python {
 
 namespace {
 
-protocol::Attributes ToWire(engine::Attributes a) {
-  protocol::Attributes out;
-  out.reserve(a.size());
-  for (auto& x : a) {
-    protocol::Attribute w;
-    w.name = std::move(x.name);
-    std::visit([&](auto&& v) { w.value = std::move(v); }, std::move(x.value));
-    out.push_back(std::move(w));
-  }
-  return out;
-}
-
-engine::Attributes FromWire(const protocol::Attributes& a) {
-  engine::Attributes out;
-  for (const auto& x : a) {
-    engine::Attribute e;
-    e.name = x.name;
-    std::visit([&](const auto& v) { e.value = v; }, x.value);
-    out.push_back(std::move(e));
-  }
-  return out;
-}
-
 // Encoded size of one upsert record, for splitting batches under the server's frame limit.
-size_t RecordBytes(const protocol::Record& r) {
+size_t RecordBytes(const Record& r) {
   size_t n = 8 + 4 * r.vector.size() + 2;
   for (const auto& a : r.attributes) {
     n += 8 + a.name.size();
     if (const auto* s = std::get_if<std::string>(&a.value)) n += s->size();
-    if (const auto* t = std::get_if<protocol::TagList>(&a.value)) {
+    if (const auto* t = std::get_if<TagList>(&a.value)) {
       for (const auto& s : *t) n += 4 + s.size();
     }
     n += 8;
@@ -47,11 +24,11 @@ size_t RecordBytes(const protocol::Record& r) {
   return n;
 }
 
-py::dict InfoDict(const protocol::CollectionInfo& info) {
+py::dict InfoDict(const CollectionInfo& info) {
   py::dict d;
   d["name"] = info.spec.name;
   d["dim"] = info.spec.dim;
-  d["metric"] = std::string(client::WireMetricName(info.spec.metric));
+  d["metric"] = std::string(MetricName(info.spec.metric));
   d["M"] = info.spec.hnsw_M;
   d["ef_construction"] = info.spec.hnsw_ef_construction;
   d["seal_threshold"] = info.spec.seal_threshold;
@@ -96,7 +73,7 @@ class PyClient {
     const std::vector<VectorId> ids = ToIds(ids_obj, "ids");
     const Matrix m = ToMatrix(vectors, "vectors", 0);
     if (ids.size() != m.rows) ThrowInvalid("ids: {} ids for {} vectors", ids.size(), m.rows);
-    std::vector<protocol::Record> records(m.rows);
+    std::vector<Record> records(m.rows);
     py::sequence attr_rows;
     if (!attributes.is_none()) {
       if (py::isinstance<py::dict>(attributes) && m.rows == 1) {
@@ -113,7 +90,7 @@ class PyClient {
     for (size_t i = 0; i < m.rows; ++i) {
       records[i].id = ids[i];
       records[i].vector.assign(m.row(i), m.row(i) + m.dim);
-      if (!attributes.is_none()) records[i].attributes = ToWire(ToAttributes(attr_rows[i], i));
+      if (!attributes.is_none()) records[i].attributes = ToAttributes(attr_rows[i], i);
     }
     return With([&](client::Client& c) {
       // Split under the server's limits (records per request, frame size); each
@@ -130,7 +107,7 @@ class PyClient {
           ++end;
         }
         applied += ValueOrThrow(c.Upsert(collection, uint32_t(m.dim),
-                                         std::span<const protocol::Record>(records.data() + begin, end - begin)));
+                                         std::span<const Record>(records.data() + begin, end - begin)));
         begin = end;
       }
       return applied;
@@ -149,9 +126,9 @@ class PyClient {
     });
   }
 
-  std::vector<std::optional<protocol::Record>> Fetch(client::Client& c, const std::string& collection,
+  std::vector<std::optional<Record>> Fetch(client::Client& c, const std::string& collection,
                                                      const std::vector<VectorId>& ids) {
-    std::vector<std::optional<protocol::Record>> out;
+    std::vector<std::optional<Record>> out;
     const size_t step = std::max<size_t>(1, c.server().max_batch);
     for (size_t b = 0; b < ids.size(); b += step) {
       auto part = ValueOrThrow(c.Get(collection, std::span<const VectorId>(ids).subspan(b, std::min(step, ids.size() - b))));
@@ -175,7 +152,7 @@ class PyClient {
       py::array_t<float> v(py::ssize_t(r->vector.size()));
       std::copy(r->vector.begin(), r->vector.end(), v.mutable_data());
       d["vector"] = std::move(v);
-      d["attributes"] = FromAttributes(FromWire(r->attributes));
+      d["attributes"] = FromAttributes(r->attributes);
       out.append(std::move(d));
     }
     if (one) return out[0];
@@ -188,24 +165,24 @@ class PyClient {
                    const std::string& strategy, uint32_t pipeline) {
     if (k == 0) ThrowInvalid("k must be at least 1");
     if (pipeline == 0) ThrowInvalid("pipeline must be at least 1");
-    protocol::SearchOptions o;
+    SearchOptions o;
     o.k = k;
     if (recall) o.recall = *recall;
     if (filter) o.filter = *filter;
     if (ef) o.ef = *ef;
     if (max_lists) o.max_lists = *max_lists;
-    o.strategy = ValueOrThrow(client::ParseWireStrategy(strategy));
+    o.strategy = ValueOrThrow(ParseSearchStrategy(strategy));
     const Matrix q = ToMatrix(queries, "queries", 0);
     std::vector<std::vector<Neighbor>> results;
     std::vector<std::string> explains;
-    std::unordered_map<VectorId, std::optional<protocol::Record>> found;
+    std::unordered_map<VectorId, std::optional<Record>> found;
     With([&](client::Client& c) {
       if (explain) {
         for (size_t i = 0; i < q.rows; ++i) {
           auto r = c.Explain(collection, std::span<const float>(q.row(i), q.dim), o);
           if (!r) Throw(r.error().WithContext(fmt::format("query {}", i)));
           results.push_back(std::move(r->first));
-          explains.push_back(std::move(r->second));
+          explains.push_back(r->second.ToJson());
         }
       } else if (q.rows == 1) {
         results.push_back(ValueOrThrow(c.Search(collection, std::span<const float>(q.data, q.dim), o)));
@@ -231,7 +208,7 @@ class PyClient {
         py::list hits;
         for (const auto& n : row) {
           const auto& r = found[n.id];
-          hits.append(r ? py::object(FromAttributes(FromWire(r->attributes))) : py::none());
+          hits.append(r ? py::object(FromAttributes(r->attributes)) : py::none());
         }
         rows.append(std::move(hits));
       }
@@ -272,13 +249,13 @@ broken connection raises IoError (an OSError) and closes the Client for good.
       .def("create_collection",
            [](PyClient& self, const std::string& name, uint32_t dim, const std::string& metric, uint32_t M,
               uint32_t ef_construction, uint64_t seal_threshold, uint64_t memory_budget_bytes) {
-             protocol::CollectionSpec spec{.name = name,
-                                           .dim = dim,
-                                           .metric = ValueOrThrow(client::ParseWireMetric(metric)),
-                                           .hnsw_M = M,
-                                           .hnsw_ef_construction = ef_construction,
-                                           .seal_threshold = seal_threshold,
-                                           .memory_budget_bytes = memory_budget_bytes};
+             CollectionSpec spec{.name = name,
+                                 .dim = dim,
+                                 .metric = ValueOrThrow(ParseMetric(metric)),
+                                 .hnsw_M = M,
+                                 .hnsw_ef_construction = ef_construction,
+                                 .seal_threshold = seal_threshold,
+                                 .memory_budget_bytes = memory_budget_bytes};
              self.With([&](client::Client& c) { ThrowIfError(c.CreateCollection(spec)); return 0; });
            },
            py::arg("name"), py::arg("dim"), py::arg("metric") = "l2", py::arg("M") = 16,

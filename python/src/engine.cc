@@ -18,13 +18,7 @@ Durability ToDurability(const std::string& name) {
   ThrowInvalid("durability '{}': expected sync, interval or none", name);
 }
 
-SearchStrategy ToStrategy(const std::string& name) {
-  if (name == "auto") return SearchStrategy::kAuto;
-  if (name == "index") return SearchStrategy::kIndex;
-  if (name == "scan") return SearchStrategy::kScan;
-  if (name == "post-filter" || name == "postfilter" || name == "post_filter") return SearchStrategy::kPostFilter;
-  ThrowInvalid("strategy '{}': expected auto, index, scan or post-filter", name);
-}
+SearchStrategy ToStrategy(const std::string& name) { return ValueOrThrow(ParseSearchStrategy(name)); }
 
 py::dict InfoDict(const CollectionInfo& info) {
   py::dict d;

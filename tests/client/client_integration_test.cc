@@ -12,7 +12,6 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "client/client.h"
 #include "client/measure.h"
@@ -27,24 +26,24 @@ using testing::VectorFor;
 
 constexpr uint32_t kDim = 8;
 
-protocol::Record MakeRecord(VectorId id, std::vector<float> vector, protocol::Attributes attrs = {}) {
-  protocol::Record r;
+Record MakeRecord(VectorId id, std::vector<float> vector, Attributes attrs = {}) {
+  Record r;
   r.id = id;
   r.vector = std::move(vector);
   r.attributes = std::move(attrs);
   return r;
 }
 
-protocol::Attributes SortedByName(protocol::Attributes a) {
+Attributes SortedByName(Attributes a) {
   std::sort(a.begin(), a.end(), [](const auto& x, const auto& y) { return x.name < y.name; });
   return a;
 }
 
-protocol::SearchOptions Scan(uint32_t k, std::string filter = "") {
-  protocol::SearchOptions o;
+SearchOptions Scan(uint32_t k, std::string filter = "") {
+  SearchOptions o;
   o.k = k;
   o.filter = std::move(filter);
-  o.strategy = protocol::WireStrategy::kScan;
+  o.strategy = SearchStrategy::kScan;
   return o;
 }
 
@@ -77,10 +76,10 @@ TEST_F(ClientIntegration, EveryOperationRoundTrips) {
   EXPECT_GT(client->server().max_batch, 0u);
   ASSERT_TRUE(client->Ping().ok());
 
-  protocol::CollectionSpec spec;
+  CollectionSpec spec;
   spec.name = "docs";
   spec.dim = kDim;
-  spec.metric = protocol::WireMetric::kL2;
+  spec.metric = Metric::kL2;
   spec.hnsw_M = 12;
   spec.hnsw_ef_construction = 100;
   spec.seal_threshold = 5000;
@@ -101,7 +100,7 @@ TEST_F(ClientIntegration, EveryOperationRoundTrips) {
   // 300 records with attributes of every kind.
   constexpr VectorId kN = 300;
   std::map<VectorId, std::vector<float>> rows;
-  std::vector<protocol::Record> records;
+  std::vector<Record> records;
   for (VectorId id = 0; id < kN; ++id) {
     rows[id] = VectorFor(id, kDim);
     records.push_back(MakeRecord(
@@ -109,7 +108,7 @@ TEST_F(ClientIntegration, EveryOperationRoundTrips) {
         {{"parity", int64_t(id % 2)},
          {"lang", std::string(id % 3 == 0 ? "en" : "de")},
          {"score", double(id) / 8},
-         {"tags", protocol::TagList{"t" + std::to_string(id % 5), "all"}}}));
+         {"tags", TagList{"t" + std::to_string(id % 5), "all"}}}));
   }
   auto applied = client->Upsert("docs", kDim, records);
   ASSERT_TRUE(applied.has_value()) << applied.error().ToString();
@@ -128,7 +127,7 @@ TEST_F(ClientIntegration, EveryOperationRoundTrips) {
   EXPECT_FALSE((*got)[3].has_value());
 
   // Search: a stored vector finds itself first; an exact scan matches brute force.
-  protocol::SearchOptions options;
+  SearchOptions options;
   options.k = 5;
   auto hits = client->Search("docs", rows[17], options);
   ASSERT_TRUE(hits.has_value()) << hits.error().ToString();
@@ -149,7 +148,7 @@ TEST_F(ClientIntegration, EveryOperationRoundTrips) {
   EXPECT_EQ(Ids(*en), ExactTopK(rows, probe, 10, [](VectorId id) {
               return id % 3 == 0 && double(id) / 8 >= 10;
             }));
-  protocol::SearchOptions default_filtered;
+  SearchOptions default_filtered;
   default_filtered.k = 10;
   default_filtered.filter = "parity == 0";
   auto even = client->Search("docs", probe, default_filtered);
@@ -178,19 +177,25 @@ TEST_F(ClientIntegration, EveryOperationRoundTrips) {
     EXPECT_EQ((*batch)[q], *one) << "query " << q;
   }
 
-  // Explain: the same results, and a plan in JSON that names the segments searched.
+  // Explain: the same results, and the engine's Explain naming the segments searched.
   auto explained = client->Explain("docs", probe, Scan(10));
   ASSERT_TRUE(explained.has_value()) << explained.error().ToString();
   EXPECT_EQ(explained->first, *exact);
-  const auto plan = nlohmann::json::parse(explained->second, nullptr, false);
-  ASSERT_FALSE(plan.is_discarded()) << explained->second;
-  ASSERT_TRUE(plan.contains("segments")) << explained->second;
-  ASSERT_TRUE(plan["segments"].is_array());
-  ASSERT_FALSE(plan["segments"].empty());
-  for (const auto& segment : plan["segments"]) {
-    ASSERT_TRUE(segment.contains("segment")) << segment.dump();
-    EXPECT_FALSE(segment["segment"].get<std::string>().empty());
+  const strata::Explain& plan = explained->second;
+  EXPECT_EQ(plan.k, 10u);
+  ASSERT_FALSE(plan.segments.empty()) << plan.ToString();
+  for (const SegmentExplain& segment : plan.segments) {
+    EXPECT_FALSE(segment.segment.empty()) << plan.ToJson();
+    EXPECT_EQ(segment.strategy, "scan") << plan.ToJson();
   }
+
+  // A prepared filter is the embedded engine's: refused before anything is sent.
+  SearchOptions prepared = Scan(10);
+  prepared.prepared_filter = reinterpret_cast<const PreparedFilter*>(&prepared);  // not read
+  auto refused = client->Search("docs", probe, prepared);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), StatusCode::kInvalidArgument) << refused.error().ToString();
+  EXPECT_TRUE(client->is_open());
 
   // Delete: gone from Get and from search results.
   const std::vector<VectorId> doomed = {17, 18, 19};
@@ -221,7 +226,7 @@ TEST_F(ClientIntegration, EveryOperationRoundTrips) {
   ASSERT_TRUE(info.has_value());
   EXPECT_GE(info->sealed_segments, 1u);
   EXPECT_EQ(info->num_vectors, rows.size());
-  std::vector<protocol::Record> more;
+  std::vector<Record> more;
   for (VectorId id = kN; id < kN + 50; ++id) {
     rows[id] = VectorFor(id, kDim);
     more.push_back(MakeRecord(id, rows[id]));
@@ -258,19 +263,19 @@ TEST_F(ClientIntegration, ServerSideErrorsLeaveTheConnectionUsable) {
   EXPECT_EQ(client->DescribeCollection("missing").error().code(), StatusCode::kNotFound);
   EXPECT_FALSE(client->Flush("missing").ok());
 
-  protocol::CollectionSpec spec;
+  CollectionSpec spec;
   spec.name = "c";
   spec.dim = kDim;
   ASSERT_TRUE(client->CreateCollection(spec).ok());
   // Wrong dimension, a bad filter, a k over the server's limit: refused, connection fine.
-  std::vector<protocol::Record> wrong = {MakeRecord(1, VectorFor(1, kDim + 1))};
+  std::vector<Record> wrong = {MakeRecord(1, VectorFor(1, kDim + 1))};
   auto up = client->Upsert("c", kDim + 1, wrong);
   ASSERT_FALSE(up.has_value());
   EXPECT_EQ(up.error().code(), StatusCode::kInvalidArgument) << up.error().ToString();
-  protocol::SearchOptions bad_filter;
+  SearchOptions bad_filter;
   bad_filter.filter = "year >>= 3";
   EXPECT_FALSE(client->Search("c", VectorFor(1, kDim), bad_filter).has_value());
-  protocol::SearchOptions huge_k;
+  SearchOptions huge_k;
   huge_k.k = client->server().max_k + 1;
   EXPECT_FALSE(client->Search("c", VectorFor(1, kDim), huge_k).has_value());
   EXPECT_TRUE(client->is_open());
@@ -285,7 +290,7 @@ TEST_F(ClientIntegration, ConcurrentClientsReadTheirOwnWrites) {
   {
     auto admin = Connect();
     ASSERT_NE(admin, nullptr);
-    protocol::CollectionSpec spec;
+    CollectionSpec spec;
     spec.name = "shared";
     spec.dim = kDim;
     spec.seal_threshold = 400;  // seals happen during the run
@@ -310,7 +315,7 @@ TEST_F(ClientIntegration, ConcurrentClientsReadTheirOwnWrites) {
         std::vector<VectorId> touched;
         if (op < 3 || model.empty()) {
           // Upsert 1..8 ids of this client's range (new ones or overwrites).
-          std::vector<protocol::Record> batch;
+          std::vector<Record> batch;
           const int n = 1 + int(rng() % 8);
           std::set<VectorId> chosen;
           for (int i = 0; i < n; ++i) chosen.insert(base + rng() % 64);
@@ -425,12 +430,12 @@ TEST(LoadConfigChecks, ARateTooHighForTheClockIsRefused) {
 TEST_F(ClientIntegration, LoadGeneratorMeasuresRecallAndKeepsTheSchedule) {
   auto client = Connect();
   ASSERT_NE(client, nullptr);
-  protocol::CollectionSpec spec;
+  CollectionSpec spec;
   spec.name = "bench";
   spec.dim = kDim;
   ASSERT_TRUE(client->CreateCollection(spec).ok());
   std::map<VectorId, std::vector<float>> rows;
-  std::vector<protocol::Record> records;
+  std::vector<Record> records;
   constexpr uint64_t kOffset = 1000;  // ids = row + offset, as `strata-cli upsert --id-offset`
   for (VectorId row = 0; row < 200; ++row) {
     rows[row] = VectorFor(row, kDim);

@@ -42,8 +42,8 @@ bool Contains(const std::string& text, std::string_view part) {
   return text.find(part) != std::string::npos;
 }
 
-protocol::Record MakeRecord(VectorId id, std::vector<float> vector) {
-  protocol::Record r;
+Record MakeRecord(VectorId id, std::vector<float> vector) {
+  Record r;
   r.id = id;
   r.vector = std::move(vector);
   return r;
@@ -185,10 +185,10 @@ TEST(Client, ErrorFrameBecomesStatusAndTheConnectionStaysUsable) {
 }
 
 TEST(Client, RequestsCarryTheArgumentsAndRepliesComeBack) {
-  protocol::CollectionInfo info{.spec = {.name = "docs", .dim = 2,
-                                         .metric = protocol::WireMetric::kCosine, .hnsw_M = 24},
+  CollectionInfo info{.spec = {.name = "docs", .dim = 2,
+                                         .metric = Metric::kCosine, .hnsw_M = 24},
                                 .id = 7, .num_vectors = 2};
-  protocol::Record stored{.id = 5, .vector = {1.5f, -2}, .attributes = {{"lang", std::string("en")}}};
+  Record stored{.id = 5, .vector = {1.5f, -2}, .attributes = {{"lang", std::string("en")}}};
   FakeServer server([&](FakeConnection& c) {
     c.AcceptHello();
     if (auto f = c.Expect(Op::kCreateCollection)) {
@@ -227,7 +227,8 @@ TEST(Client, RequestsCarryTheArgumentsAndRepliesComeBack) {
     if (auto f = c.Expect(Op::kExplain)) {
       protocol::SearchReply reply;
       reply.results = {{{.id = 5, .distance = 1}}};
-      reply.explain_json = R"({"segments":[]})";
+      reply.explain.k = 1;
+      reply.explain.segments.push_back({.segment = "memory", .kind = "hnsw", .strategy = "scan"});
       c.Reply(f->header.request_id, {.op = Op::kExplain, .body = reply});
     }
     if (auto f = c.Expect(Op::kDelete)) {
@@ -244,7 +245,7 @@ TEST(Client, RequestsCarryTheArgumentsAndRepliesComeBack) {
   auto client = MustConnect(server.port());
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->CreateCollection(info.spec).ok());
-  std::vector<protocol::Record> records = {stored, MakeRecord(6, {0, 1})};
+  std::vector<Record> records = {stored, MakeRecord(6, {0, 1})};
   auto applied = client->Upsert("docs", 2, records);
   ASSERT_TRUE(applied.has_value()) << applied.error().ToString();
   EXPECT_EQ(*applied, 2u);
@@ -268,7 +269,10 @@ TEST(Client, RequestsCarryTheArgumentsAndRepliesComeBack) {
   auto explained = client->Explain("docs", std::span<const float>(queries, 2), {});
   ASSERT_TRUE(explained.has_value()) << explained.error().ToString();
   EXPECT_EQ(explained->first.size(), 1u);
-  EXPECT_EQ(explained->second, R"({"segments":[]})");
+  EXPECT_EQ(explained->second.k, 1u);
+  ASSERT_EQ(explained->second.segments.size(), 1u);
+  EXPECT_EQ(explained->second.segments[0].segment, "memory");
+  EXPECT_EQ(explained->second.segments[0].strategy, "scan");
   const VectorId del[] = {5};
   auto deleted = client->Delete("docs", del);
   ASSERT_TRUE(deleted.has_value());
@@ -714,7 +718,7 @@ TEST(Client, WhyTheServerHungUpWhileARequestWasSentIsKept) {
   auto client = MustConnect(server.port());
   ASSERT_NE(client, nullptr);
   // 32 MiB: more than the socket buffers hold, so the client is still sending at the FIN.
-  std::vector<protocol::Record> records(8192, MakeRecord(1, std::vector<float>(1024, 0.5f)));
+  std::vector<Record> records(8192, MakeRecord(1, std::vector<float>(1024, 0.5f)));
   auto up = client->Upsert("c", 1024, records);
   ASSERT_FALSE(up.has_value());
   EXPECT_EQ(up.error().code(), StatusCode::kIOError);
@@ -737,13 +741,13 @@ TEST(Client, BadRequestsAreRefusedBeforeSending) {
     auto client = MustConnect(server.port());
     ASSERT_NE(client, nullptr);
     // Over the server's frame limit (100 x 16 floats > 1024 bytes).
-    std::vector<protocol::Record> big(100, MakeRecord(0, std::vector<float>(16, 1)));
+    std::vector<Record> big(100, MakeRecord(0, std::vector<float>(16, 1)));
     auto up = client->Upsert("c", 16, big);
     ASSERT_FALSE(up.has_value());
     EXPECT_EQ(up.error().code(), StatusCode::kInvalidArgument);
     EXPECT_TRUE(Contains(up.error().message(), "frame limit of 1024")) << up.error().ToString();
     // A vector that is not `dim` long.
-    std::vector<protocol::Record> odd = {MakeRecord(3, {1, 2, 3})};
+    std::vector<Record> odd = {MakeRecord(3, {1, 2, 3})};
     up = client->Upsert("c", 2, odd);
     ASSERT_FALSE(up.has_value());
     EXPECT_TRUE(Contains(up.error().message(), "id 3")) << up.error().ToString();

@@ -67,11 +67,7 @@ bool operator==(const DescribeCollectionReply& a, const DescribeCollectionReply&
 bool operator==(const WriteReply& a, const WriteReply& b) { return a.applied == b.applied; }
 bool operator==(const GetReply& a, const GetReply& b) { return a.records == b.records; }
 bool operator==(const SearchReply& a, const SearchReply& b) {
-  return a.results == b.results && a.explain_json == b.explain_json;
-}
-bool operator==(const HistogramWire& a, const HistogramWire& b) {
-  return a.upper_bounds_seconds == b.upper_bounds_seconds && a.counts == b.counts &&
-         a.count == b.count && a.sum_seconds == b.sum_seconds;
+  return a.results == b.results && a.explain == b.explain;
 }
 bool operator==(const StatsReply& a, const StatsReply& b) {
   return a.write_batches == b.write_batches && a.upserts == b.upserts && a.deletes == b.deletes &&
@@ -267,7 +263,7 @@ TEST(ProtocolRoundTrip, EmptyMessagesAndDefaults) {
       {Op::kUpsert, UpsertRequest{"c", 2, {Record{5, {1, 2}, {}}}}},
       {Op::kDelete, DeleteRequest{}},
       {Op::kGet, GetRequest{"c", {}}},
-      {Op::kSearchBatch, testing::SampleSearch(1, WireStrategy::kAuto, "")},
+      {Op::kSearchBatch, testing::SampleSearch(1, SearchStrategy::kAuto, "")},
   };
   for (const Request& req : requests) {
     Frame f = EncodeReq(req);
@@ -279,8 +275,8 @@ TEST(ProtocolRoundTrip, EmptyMessagesAndDefaults) {
       {Op::kHello, HelloReply{}},
       {Op::kListCollections, ListCollectionsReply{}},
       {Op::kGet, GetReply{{std::nullopt, std::nullopt}}},
-      {Op::kSearch, SearchReply{{{}}, ""}},
-      {Op::kExplain, SearchReply{{{}}, ""}},
+      {Op::kSearch, SearchReply{{{}}, {}}},
+      {Op::kExplain, SearchReply{{{}}, {}}},
       {Op::kStats, StatsReply{}},
       {Op::kError, ErrorReply{ErrorCode::kBusy, ""}},
   };
@@ -306,17 +302,41 @@ TEST(ProtocolRoundTrip, FramesAppendToTheBuffer) {
   EXPECT_EQ(std::get<DropCollectionRequest>(req->body).name, "x");
 }
 
-TEST(ProtocolRoundTrip, ExplainJsonOnlyTravelsWithExplain) {
-  SearchReply reply{{{{1, 0.5f}}}, "{\"plan\":1}"};
+TEST(ProtocolRoundTrip, ExplainOnlyTravelsWithExplainAsItsJson) {
+  SearchReply reply{{{{1, 0.5f}}}, testing::SampleExplain()};
   Frame search = EncodeResp({Op::kSearch, reply});
   Frame explain = EncodeResp({Op::kExplain, reply});
-  EXPECT_EQ(explain.payload.size(), search.payload.size() + 4 + reply.explain_json.size());
+  EXPECT_EQ(explain.payload.size(),
+            search.payload.size() + 4 + reply.explain.ToJson().size());
   auto s = DecodeResponse(search.header, search.payload);
   ASSERT_TRUE(s.has_value());
-  EXPECT_EQ(std::get<SearchReply>(s->body).explain_json, "");
+  EXPECT_EQ(std::get<SearchReply>(s->body).explain, Explain{});
   auto e = DecodeResponse(explain.header, explain.payload);
   ASSERT_TRUE(e.has_value());
-  EXPECT_EQ(std::get<SearchReply>(e->body).explain_json, "{\"plan\":1}");
+  EXPECT_EQ(std::get<SearchReply>(e->body).explain, reply.explain);
+}
+
+TEST(ProtocolDecode, ExplainThatIsNotItsJsonIsMalformed) {
+  Bytes b;
+  b.U32(1).U32(1).U64(7).F32(0.5f).Str("{\"k\": \"ten\"}");
+  auto r = DecodeResp(Reply(Op::kExplain), b.get());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.error().message().find("explain: k"), std::string::npos) << r.error().message();
+}
+
+TEST(ProtocolValidate, EngineOnlyFieldsAreRefusedBeforeEncoding) {
+  SearchRequest s = testing::SampleSearch(1, SearchStrategy::kAuto, "");
+  s.options.prepared_filter = reinterpret_cast<const PreparedFilter*>(&s);  // never dereferenced
+  Status st = ValidateForEncoding({Op::kSearch, s});
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("prepared_filter"), std::string::npos) << st.message();
+
+  CreateCollectionRequest create{testing::SampleSpec()};
+  create.spec.dim = size_t{1} << 32;
+  st = ValidateForEncoding({Op::kCreateCollection, create});
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("u32"), std::string::npos) << st.message();
 }
 
 TEST(ProtocolRoundTrip, UnknownErrorCodeIsKeptAndMapsToInternal) {
@@ -377,7 +397,7 @@ TEST(ProtocolLayout, PayloadFieldsInDocumentedOrder) {
   // Search: collection, options (k, recall, ef, max_lists, filter, strategy), dim, count, floats.
   SearchRequest s;
   s.collection = "c";
-  s.options = SearchOptions{7, 0.5, 33, 4, "f", WireStrategy::kScan};
+  s.options = SearchOptions{7, 0.5, 33, 4, "f", SearchStrategy::kScan};
   s.dim = 2;
   s.count = 1;
   s.queries = {3.0f, 4.0f};
@@ -401,7 +421,7 @@ TEST(ProtocolLayout, PayloadFieldsInDocumentedOrder) {
   EXPECT_EQ(get.payload, Bytes().U32(2).U8(0).U8(1).U64(4).U32(1).F32(2).U16(0).get());
 
   // Search reply: u32 query count, per query u32 n then n x (u64 id, f32 distance).
-  Frame sr = EncodeResp({Op::kSearchBatch, SearchReply{{{{5, 0.5f}}, {}}, ""}});
+  Frame sr = EncodeResp({Op::kSearchBatch, SearchReply{{{{5, 0.5f}}, {}}, {}}});
   EXPECT_EQ(sr.payload, Bytes().U32(2).U32(1).U64(5).F32(0.5f).U32(0).get());
 
   // Hello reply and error reply.
@@ -434,7 +454,7 @@ TEST(ProtocolLayout, WorkedExamplesOfTheDocs) {
             FromHex("5354524101000a000700000000000000310000000000000004000000646f6373030000000000"
                     "0000000000000000000000000000000000000002000000010000000000803f0000003f"));
   out.clear();
-  EncodeResponse({Op::kSearch, SearchReply{{{{42, 0.25f}, {7, 1.0f}}}, ""}}, 7, out);
+  EncodeResponse({Op::kSearch, SearchReply{{{{42, 0.25f}, {7, 1.0f}}}, {}}}, 7, out);
   EXPECT_EQ(out,
             FromHex("5354524101000a800700000000000000200000000000000001000000020000002a0000000000"
                     "00000000803e07000000000000000000803f"));
@@ -671,7 +691,7 @@ TEST(ProtocolMalformed, BadEnumsRefused) {
   create.payload[4 + 4 + 4] = 3;  // metric after name "docs" and dim
   ExpectMalformed(DecodeRequest(create.header, create.payload), "metric");
 
-  SearchRequest s = testing::SampleSearch(1, WireStrategy::kAuto, "");
+  SearchRequest s = testing::SampleSearch(1, SearchStrategy::kAuto, "");
   Frame search = EncodeReq({Op::kSearch, s});
   // strategy sits before dim, count and the 16 query bytes.
   search.payload[search.payload.size() - 16 - 8 - 1] = 4;
@@ -788,7 +808,7 @@ TEST(ProtocolMalformed, NonFiniteFloatsPassTheDecoder) {
   ASSERT_TRUE(ru.has_value()) << ru.error().ToString();
   EXPECT_TRUE(std::isnan(std::get<UpsertRequest>(ru->body).records[0].vector[0]));
 
-  Frame fr = EncodeResp({Op::kSearch, SearchReply{{{{1, nan}}}, ""}});
+  Frame fr = EncodeResp({Op::kSearch, SearchReply{{{{1, nan}}}, {}}});
   auto rr = DecodeResponse(fr.header, fr.payload);
   ASSERT_TRUE(rr.has_value());
   EXPECT_TRUE(std::isnan(std::get<SearchReply>(rr->body).results[0][0].distance));
@@ -867,7 +887,7 @@ TEST(ProtocolEncode, ValidateForEncodingCatchesShapeErrors) {
   Request wrong_body{Op::kSearch, PingRequest{}};
   EXPECT_EQ(ValidateForEncoding(wrong_body).code(), StatusCode::kInvalidArgument);
 
-  SearchRequest q = testing::SampleSearch(2, WireStrategy::kAuto, "");
+  SearchRequest q = testing::SampleSearch(2, SearchStrategy::kAuto, "");
   EXPECT_FALSE(ValidateForEncoding({Op::kSearch, q}).ok());
   EXPECT_TRUE(ValidateForEncoding({Op::kSearchBatch, q}).ok());
   q.queries.pop_back();

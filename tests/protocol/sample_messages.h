@@ -18,7 +18,7 @@ inline CollectionSpec SampleSpec() {
   CollectionSpec s;
   s.name = "docs";
   s.dim = 4;
-  s.metric = WireMetric::kCosine;
+  s.metric = Metric::kCosine;
   s.hnsw_M = 24;
   s.hnsw_ef_construction = 300;
   s.seal_threshold = 5000;
@@ -26,7 +26,7 @@ inline CollectionSpec SampleSpec() {
   return s;
 }
 
-inline CollectionInfo SampleInfo(std::string name, WireMetric metric) {
+inline CollectionInfo SampleInfo(std::string name, Metric metric) {
   CollectionInfo info;
   info.spec = SampleSpec();
   info.spec.name = std::move(name);
@@ -61,7 +61,21 @@ inline std::vector<Record> SampleRecords() {
   return records;
 }
 
-inline SearchRequest SampleSearch(uint32_t count, WireStrategy strategy, std::string filter) {
+// A plan with one segment (travels as JSON: values that round-trip exactly).
+inline Explain SampleExplain() {
+  Explain e;
+  e.k = 3;
+  e.recall_target = 0.95;
+  e.filter = R"(lang == "en")";
+  e.total_ms = 1.5;
+  e.segments.push_back({.segment = "segment 2", .kind = "hnsw", .strategy = "index",
+                        .reason = "calibrated", .rows = 400, .matching = 400, .ef = 64,
+                        .predicted_recall = 0.96, .nodes_visited = 310, .distances = 2048,
+                        .results = 3, .search_ms = 0.25});
+  return e;
+}
+
+inline SearchRequest SampleSearch(uint32_t count, SearchStrategy strategy, std::string filter) {
   SearchRequest m;
   m.collection = "docs";
   m.options.k = 5;
@@ -88,17 +102,17 @@ inline std::vector<Request> SampleRequests() {
   out.push_back({Op::kUpsert, UpsertRequest{"docs", 4, SampleRecords()}});
   out.push_back({Op::kDelete, DeleteRequest{"docs", {1, 2, std::numeric_limits<VectorId>::max()}}});
   out.push_back({Op::kGet, GetRequest{"docs", {7, 0, 8}}});
-  out.push_back({Op::kSearch, SampleSearch(1, WireStrategy::kIndex, R"(lang == "en")")});
-  out.push_back({Op::kSearchBatch, SampleSearch(3, WireStrategy::kPostFilter, "year >= 2000")});
-  out.push_back({Op::kExplain, SampleSearch(1, WireStrategy::kScan, "")});
+  out.push_back({Op::kSearch, SampleSearch(1, SearchStrategy::kIndex, R"(lang == "en")")});
+  out.push_back({Op::kSearchBatch, SampleSearch(3, SearchStrategy::kPostFilter, "year >= 2000")});
+  out.push_back({Op::kExplain, SampleSearch(1, SearchStrategy::kScan, "")});
   out.push_back({Op::kStats, StatsRequest{}});
   out.push_back({Op::kFlush, FlushRequest{"docs"}});
   out.push_back({Op::kCompact, CompactRequest{"docs"}});
   return out;
 }
 
-inline HistogramWire SampleHistogram() {
-  HistogramWire h;
+inline HistogramSnapshot SampleHistogram() {
+  HistogramSnapshot h;
   h.upper_bounds_seconds = {50e-6, 100e-6, 200e-6};
   h.counts = {10, 0, 3, 1};
   h.count = 14;
@@ -115,10 +129,10 @@ inline std::vector<Response> SampleResponses() {
   out.push_back({Op::kCreateCollection, EmptyReply{}});
   out.push_back({Op::kDropCollection, EmptyReply{}});
   out.push_back(
-      {Op::kListCollections, ListCollectionsReply{{SampleInfo("docs", WireMetric::kCosine),
-                                                   SampleInfo("", WireMetric::kInnerProduct)}}});
+      {Op::kListCollections, ListCollectionsReply{{SampleInfo("docs", Metric::kCosine),
+                                                   SampleInfo("", Metric::kInnerProduct)}}});
   out.push_back(
-      {Op::kDescribeCollection, DescribeCollectionReply{SampleInfo("docs", WireMetric::kL2)}});
+      {Op::kDescribeCollection, DescribeCollectionReply{SampleInfo("docs", Metric::kL2)}});
   out.push_back({Op::kUpsert, WriteReply{3}});
   out.push_back({Op::kDelete, WriteReply{2}});
   {
@@ -133,11 +147,11 @@ inline std::vector<Response> SampleResponses() {
     get.records.push_back(records[2]);
     out.push_back({Op::kGet, std::move(get)});
   }
-  out.push_back({Op::kSearch, SearchReply{{{{3, 0.0f}, {1, 0.5f}, {99, 2.25f}}}, ""}});
-  out.push_back({Op::kSearchBatch, SearchReply{{{{1, -0.75f}}, {}, {{5, 1.0f}, {6, 1.5f}}}, ""}});
+  out.push_back({Op::kSearch, SearchReply{{{{3, 0.0f}, {1, 0.5f}, {99, 2.25f}}}, {}}});
+  out.push_back({Op::kSearchBatch, SearchReply{{{{1, -0.75f}}, {}, {{5, 1.0f}, {6, 1.5f}}}, {}}});
   out.push_back(
       {Op::kExplain,
-       SearchReply{{{{3, 0.0f}}}, R"({"segments":[{"kind":"hnsw","ef":64,"visited":310}]})"}});
+       SearchReply{{{{3, 0.0f}}}, SampleExplain()}});
   {
     StatsReply s;
     s.write_batches = 1;

@@ -154,7 +154,7 @@ TEST(ServerCrash, AcknowledgedUpsertsSurviveSigkill) {
     auto c = Hello(server.port());
     ASSERT_NE(c, nullptr);
     if (round == 0) {
-      protocol::CollectionSpec spec;
+      CollectionSpec spec;
       spec.name = "crash";
       spec.dim = kDim;
       auto f = c->Call({Op::kCreateCollection, protocol::CreateCollectionRequest{spec}});
@@ -171,7 +171,7 @@ TEST(ServerCrash, AcknowledgedUpsertsSurviveSigkill) {
     });
     uint64_t request_id = 100;
     for (;;) {
-      std::vector<protocol::Record> records;
+      std::vector<Record> records;
       for (size_t i = 0; i < kBatch; ++i) records.push_back({next_id + i, Vec(next_id + i), {}});
       auto f = c->Call({Op::kUpsert, protocol::UpsertRequest{"crash", kDim, std::move(records)}},
                        ++request_id, 30000);

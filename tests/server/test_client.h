@@ -195,8 +195,8 @@ inline protocol::Request HelloRequest(std::string token) {
 }
 
 inline protocol::Request CreateRequest(std::string name, uint32_t dim,
-                                       protocol::WireMetric metric = protocol::WireMetric::kL2) {
-  protocol::CollectionSpec spec;
+                                       Metric metric = Metric::kL2) {
+  CollectionSpec spec;
   spec.name = std::move(name);
   spec.dim = dim;
   spec.metric = metric;
@@ -204,7 +204,7 @@ inline protocol::Request CreateRequest(std::string name, uint32_t dim,
 }
 
 inline protocol::Request UpsertRequest(std::string collection, uint32_t dim,
-                                       std::vector<protocol::Record> records) {
+                                       std::vector<Record> records) {
   return {protocol::Op::kUpsert,
           protocol::UpsertRequest{std::move(collection), dim, std::move(records)}};
 }
@@ -220,7 +220,7 @@ inline protocol::Request DeleteRequest(std::string collection, std::vector<Vecto
 // `queries`: count rows of dim floats.
 inline protocol::Request SearchRequest(
     protocol::Op op, std::string collection, uint32_t dim, std::vector<float> queries, uint32_t k,
-    protocol::WireStrategy strategy = protocol::WireStrategy::kAuto) {
+    SearchStrategy strategy = SearchStrategy::kAuto) {
   protocol::SearchRequest m;
   m.collection = std::move(collection);
   m.options.k = k;

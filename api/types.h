@@ -1,0 +1,125 @@
+#pragma once
+// The vocabulary an application speaks to Strata, embedded or over the network: a
+// collection's spec and its description, search options, a record. The engine
+// (engine/strata.h) and the client (client/client.h) take and return these very types;
+// the protocol (protocol/protocol.h) encodes them. Header-only over core/ (Metric,
+// VectorId, Neighbor, Status), so that including it never pulls in the engine.
+// Explain, the plan of one search, is in api/explain.h.
+//
+// Value types; thread-compatible.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/attributes.h"
+#include "core/metric.h"
+#include "core/status.h"
+#include "core/types.h"
+
+namespace strata {
+
+struct CollectionSpec {
+  std::string name{};  // 1..64 characters of [A-Za-z0-9_-]
+  size_t dim = 0;    // 1..65536 (the wire carries it as u32)
+  Metric metric = Metric::kL2;
+  uint32_t hnsw_M = 16;
+  uint32_t hnsw_ef_construction = 200;
+  // The in-memory segment that takes writes is sealed to disk (and the log cut)
+  // once it holds this many vectors.
+  size_t seal_threshold = 100000;
+  // Compaction builds a SPANN segment instead of an HNSW one when the merged
+  // vectors take more than this many bytes (0: always HNSW). Not for inner product.
+  uint64_t memory_budget_bytes = 0;
+  friend bool operator==(const CollectionSpec&, const CollectionSpec&) = default;
+};
+
+struct CollectionInfo {
+  CollectionSpec spec;
+  uint64_t id = 0;             // unique for the life of the data directory
+  size_t num_vectors = 0;      // live vectors
+  uint64_t last_sequence = 0;  // log sequence of the last applied batch (0: none)
+  size_t memory_bytes = 0;
+  size_t sealed_segments = 0;
+  friend bool operator==(const CollectionInfo&, const CollectionInfo&) = default;
+};
+
+// Largest accepted search parameters (larger requests are refused, not truncated).
+inline constexpr uint32_t kMaxSearchK = 10000;
+inline constexpr uint32_t kMaxSearchEf = 100000;
+inline constexpr uint32_t kMaxSearchLists = 100000;
+
+// How a segment is searched. The planner chooses per query and segment (kAuto);
+// the others force one path, for comparison and for users who know better.
+// The values are the wire's strategy byte.
+enum class SearchStrategy : uint8_t {
+  kAuto = 0,        // the planner's choice (docs/PLANNER.md)
+  kIndex = 1,       // the segment's index: HNSW traversal (a filter restricts what is returned,
+                    // every node still routes) or SPANN (a filter restricts the posting entries
+                    // scored)
+  kScan = 2,        // exact: every matching live row is scored (every live row without a filter)
+  kPostFilter = 3,  // the index searched without the filter for more results, non-matching ones
+                    // dropped
+};
+
+// "auto", "index", "scan", "post-filter"; "unknown" for a value outside the enum.
+inline std::string_view SearchStrategyName(SearchStrategy strategy) {
+  switch (strategy) {
+    case SearchStrategy::kAuto: return "auto";
+    case SearchStrategy::kIndex: return "index";
+    case SearchStrategy::kScan: return "scan";
+    case SearchStrategy::kPostFilter: return "post-filter";
+  }
+  return "unknown";
+}
+
+// The names above, also "postfilter" and "post_filter".
+inline Result<SearchStrategy> ParseSearchStrategy(std::string_view name) {
+  if (name == "auto") return SearchStrategy::kAuto;
+  if (name == "index") return SearchStrategy::kIndex;
+  if (name == "scan") return SearchStrategy::kScan;
+  if (name == "post-filter" || name == "postfilter" || name == "post_filter") {
+    return SearchStrategy::kPostFilter;
+  }
+  return Error(InvalidArgument(
+      "unknown strategy '{}' (expected auto, index, scan or post-filter)", name));
+}
+
+// The recall target used when a search names neither a target nor explicit parameters.
+inline constexpr double kDefaultRecallTarget = 0.95;
+
+// A filter expression parsed and checked once by the embedded engine
+// (Engine::PrepareFilter, engine/strata.h, which defines the class). Only the engine
+// can make or read one; here it is declared so that SearchOptions can point at one.
+class PreparedFilter;
+
+struct SearchOptions {
+  uint32_t k = 10;
+  // Recall@k wanted, in (0, 1]; mapped per segment to ef / max_lists through the
+  // calibration table measured when the segment was written. 0: kDefaultRecallTarget,
+  // unless ef / max_lists are given.
+  double recall = 0;
+  uint32_t ef = 0;          // HNSW segments: explicit candidate list (raised to k); 0: from recall
+  uint32_t max_lists = 0;   // SPANN segments: explicit most posting lists read; 0: from recall
+  // Filter expression over attributes, e.g. `lang == "en" AND year >= 2020` (docs/PLANNER.md);
+  // empty: none.
+  std::string filter{};
+  SearchStrategy strategy = SearchStrategy::kAuto;
+  // Embedded engine only. Instead of `filter`: one prepared by Engine::PrepareFilter (not
+  // owned; it must outlive the call). Giving both is InvalidArgument. A prepared filter lives
+  // in the engine's memory and does not cross the wire: the protocol refuses a request that
+  // sets it (protocol::ValidateForEncoding), so a client sends `filter` text instead.
+  const PreparedFilter* prepared_filter = nullptr;
+  friend bool operator==(const SearchOptions&, const SearchOptions&) = default;
+};
+
+struct Record {
+  VectorId id = 0;
+  std::vector<float> vector{};  // as written
+  Attributes attributes{};
+  friend bool operator==(const Record&, const Record&) = default;
+};
+
+}  // namespace strata
