@@ -24,23 +24,6 @@ size_t RecordBytes(const Record& r) {
   return n;
 }
 
-py::dict InfoDict(const CollectionInfo& info) {
-  py::dict d;
-  d["name"] = info.spec.name;
-  d["dim"] = info.spec.dim;
-  d["metric"] = std::string(MetricName(info.spec.metric));
-  d["M"] = info.spec.hnsw_M;
-  d["ef_construction"] = info.spec.hnsw_ef_construction;
-  d["seal_threshold"] = info.spec.seal_threshold;
-  d["memory_budget_bytes"] = info.spec.memory_budget_bytes;
-  d["id"] = info.id;
-  d["num_vectors"] = info.num_vectors;
-  d["last_sequence"] = info.last_sequence;
-  d["memory_bytes"] = info.memory_bytes;
-  d["sealed_segments"] = info.sealed_segments;
-  return d;
-}
-
 // One connection, shared by the Python threads that use this object: calls are
 // serialized by a mutex (taken after the GIL is released).
 class PyClient {
@@ -147,13 +130,7 @@ class PyClient {
         out.append(py::none());
         continue;
       }
-      py::dict d;
-      d["id"] = r->id;
-      py::array_t<float> v(py::ssize_t(r->vector.size()));
-      std::copy(r->vector.begin(), r->vector.end(), v.mutable_data());
-      d["vector"] = std::move(v);
-      d["attributes"] = FromAttributes(r->attributes);
-      out.append(std::move(d));
+      out.append(RecordDict(*r));
     }
     if (one) return out[0];
     return out;
@@ -165,13 +142,7 @@ class PyClient {
                    const std::string& strategy, uint32_t pipeline) {
     if (k == 0) ThrowInvalid("k must be at least 1");
     if (pipeline == 0) ThrowInvalid("pipeline must be at least 1");
-    SearchOptions o;
-    o.k = k;
-    if (recall) o.recall = *recall;
-    if (filter) o.filter = *filter;
-    if (ef) o.ef = *ef;
-    if (max_lists) o.max_lists = *max_lists;
-    o.strategy = ValueOrThrow(ParseSearchStrategy(strategy));
+    const SearchOptions o = ToSearchOptions(k, recall, filter, ef, max_lists, strategy);
     const Matrix q = ToMatrix(queries, "queries", 0);
     std::vector<std::vector<Neighbor>> results;
     std::vector<std::string> explains;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "api/types.h"
 #include "core/metric.h"
 #include "core/status.h"
 #include "core/types.h"
@@ -97,6 +98,15 @@ Metric ToMetric(const std::string& name);
 
 engine::Attributes ToAttributes(py::handle obj, size_t row);
 py::dict FromAttributes(const engine::Attributes& attributes);
+
+// The shared vocabulary (api/types.h) as Python values, for Engine and Client alike: a
+// collection's description as a dict, a record as {"id", "vector" (numpy), "attributes"},
+// and search keyword arguments as SearchOptions (ValueError for an unknown strategy).
+py::dict InfoDict(const CollectionInfo& info);
+py::object RecordDict(const Record& r);
+SearchOptions ToSearchOptions(uint32_t k, std::optional<double> recall,
+                              const std::optional<std::string>& filter, std::optional<uint32_t> ef,
+                              std::optional<uint32_t> max_lists, const std::string& strategy);
 
 // Rows per call of a batch: None or -1 -> 0 (all cores, the C++ convention).
 inline int Threads(int num_threads) { return num_threads < 0 ? 0 : num_threads; }

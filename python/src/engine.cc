@@ -18,35 +18,6 @@ Durability ToDurability(const std::string& name) {
   ThrowInvalid("durability '{}': expected sync, interval or none", name);
 }
 
-SearchStrategy ToStrategy(const std::string& name) { return ValueOrThrow(ParseSearchStrategy(name)); }
-
-py::dict InfoDict(const CollectionInfo& info) {
-  py::dict d;
-  d["name"] = info.spec.name;
-  d["dim"] = info.spec.dim;
-  d["metric"] = std::string(MetricName(info.spec.metric));
-  d["M"] = info.spec.hnsw_M;
-  d["ef_construction"] = info.spec.hnsw_ef_construction;
-  d["seal_threshold"] = info.spec.seal_threshold;
-  d["memory_budget_bytes"] = info.spec.memory_budget_bytes;
-  d["id"] = info.id;
-  d["num_vectors"] = info.num_vectors;
-  d["last_sequence"] = info.last_sequence;
-  d["memory_bytes"] = info.memory_bytes;
-  d["sealed_segments"] = info.sealed_segments;
-  return d;
-}
-
-py::object RecordDict(const Record& r) {
-  py::dict d;
-  d["id"] = r.id;
-  py::array_t<float> v(py::ssize_t(r.vector.size()));
-  std::copy(r.vector.begin(), r.vector.end(), v.mutable_data());
-  d["vector"] = std::move(v);
-  d["attributes"] = FromAttributes(r.attributes);
-  return d;
-}
-
 // The Python object. The engine is shared with the calls in flight (each takes
 // a reference under the GIL before releasing it), so close() never frees it
 // under a running search.
@@ -160,13 +131,7 @@ class PyEngine {
                    std::optional<uint32_t> max_lists, bool with_attributes, bool explain,
                    const std::string& strategy, int num_threads) {
     auto e = Get();
-    SearchOptions o;
-    o.k = k;
-    if (recall) o.recall = *recall;
-    if (filter) o.filter = *filter;
-    if (ef) o.ef = *ef;
-    if (max_lists) o.max_lists = *max_lists;
-    o.strategy = ToStrategy(strategy);
+    const SearchOptions o = ToSearchOptions(k, recall, filter, ef, max_lists, strategy);
     if (k == 0) ThrowInvalid("k must be at least 1");
     const Matrix q = ToMatrix(queries_obj, "queries", 0);
     std::vector<std::vector<Neighbor>> results;

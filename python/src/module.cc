@@ -1,6 +1,7 @@
 // The `strata._strata` extension module: errors, conversions, and the entry point.
 // The classes are bound in engine.cc, indexes.cc and client.cc.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -208,6 +209,46 @@ py::tuple SearchResult(const std::vector<std::vector<Neighbor>>& results, size_t
 }
 
 Metric ToMetric(const std::string& name) { return ValueOrThrow(ParseMetric(name)); }
+
+py::dict InfoDict(const CollectionInfo& info) {
+  py::dict d;
+  d["name"] = info.spec.name;
+  d["dim"] = info.spec.dim;
+  d["metric"] = std::string(MetricName(info.spec.metric));
+  d["M"] = info.spec.hnsw_M;
+  d["ef_construction"] = info.spec.hnsw_ef_construction;
+  d["seal_threshold"] = info.spec.seal_threshold;
+  d["memory_budget_bytes"] = info.spec.memory_budget_bytes;
+  d["id"] = info.id;
+  d["num_vectors"] = info.num_vectors;
+  d["last_sequence"] = info.last_sequence;
+  d["memory_bytes"] = info.memory_bytes;
+  d["sealed_segments"] = info.sealed_segments;
+  return d;
+}
+
+py::object RecordDict(const Record& r) {
+  py::dict d;
+  d["id"] = r.id;
+  py::array_t<float> v(py::ssize_t(r.vector.size()));
+  std::copy(r.vector.begin(), r.vector.end(), v.mutable_data());
+  d["vector"] = std::move(v);
+  d["attributes"] = FromAttributes(r.attributes);
+  return d;
+}
+
+SearchOptions ToSearchOptions(uint32_t k, std::optional<double> recall,
+                              const std::optional<std::string>& filter, std::optional<uint32_t> ef,
+                              std::optional<uint32_t> max_lists, const std::string& strategy) {
+  SearchOptions o;
+  o.k = k;
+  if (recall) o.recall = *recall;
+  if (filter) o.filter = *filter;
+  if (ef) o.ef = *ef;
+  if (max_lists) o.max_lists = *max_lists;
+  o.strategy = ValueOrThrow(ParseSearchStrategy(strategy));
+  return o;
+}
 
 engine::Attributes ToAttributes(py::handle obj, size_t row) {
   engine::Attributes out;
