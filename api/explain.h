@@ -18,7 +18,7 @@
 namespace strata {
 
 struct SegmentExplain {
-  std::string segment{};       // "memory" or "segment <id>"
+  std::string segment{};       // "memory", "memory (sealing)" (frozen, being sealed) or "segment <id>"
   std::string kind{};          // "hnsw" or "spann"
   std::string strategy{};      // "index", "filtered index", "scan", "post-filter" or "skipped"
   std::string reason{};        // why the planner chose it

@@ -457,7 +457,8 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
       run(MemorySegment::View(*s->memory, s->memory_rows, s->sequence, s->memory_live, s->memory->calibration())));
   if (s->frozen) {
     STRATA_RETURN_IF_ERROR(
-        run(MemorySegment::View(*s->frozen, s->frozen_rows, s->sequence, s->frozen_live, s->frozen->calibration())));
+        run(MemorySegment::View(*s->frozen, s->frozen_rows, s->sequence, s->frozen_live, s->frozen->calibration(),
+                                "memory (sealing)")));
   }
   for (const SealedEntry& e : s->sealed) {
     STRATA_RETURN_IF_ERROR(run(SealedSegment::View(*e.segment, e.deletes.get(), e.segment->calibration())));

@@ -141,10 +141,12 @@ class MemorySegment {
 
 class MemorySegment::View final : public Segment {
  public:
+  // `name`: what EXPLAIN calls it ("memory", or "memory (sealing)" for a frozen one).
   View(const MemorySegment& segment, uint32_t limit, uint64_t sequence, uint64_t live,
-       std::shared_ptr<const Calibration> calibration)
-      : seg_(segment), limit_(limit), sequence_(sequence), live_(live), calibration_(std::move(calibration)) {}
-  std::string name() const override { return "memory"; }
+       std::shared_ptr<const Calibration> calibration, const char* name = "memory")
+      : seg_(segment), limit_(limit), sequence_(sequence), live_(live), calibration_(std::move(calibration)),
+        name_(name) {}
+  std::string name() const override { return name_; }
   SegmentKind kind() const override { return SegmentKind::kHnsw; }
   uint32_t row_bound() const override { return limit_; }
   uint64_t live_rows() const override { return live_; }
@@ -170,6 +172,7 @@ class MemorySegment::View final : public Segment {
   uint64_t sequence_;
   uint64_t live_;
   std::shared_ptr<const Calibration> calibration_;
+  const char* name_;
 };
 
 }  // namespace strata::engine

@@ -284,11 +284,9 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
     reply.results.push_back(std::move(*r));
     reply.explain = std::move(explain);
   } else {
-    auto queries = VectorSet::Create(m.count, m.dim);
-    if (!queries) return Fail(queries.error());
-    std::copy(m.queries.begin(), m.queries.end(), queries->mutable_data());
-    // One thread: the batch already runs on a worker, and the pool is the server's concurrency.
-    auto r = engine_.SearchBatch(m.collection, *queries, options, 1);
+    // The decoded queries as they are (no copy). One thread: the batch already runs on a
+    // worker, and the pool is the server's concurrency.
+    auto r = engine_.SearchBatch(m.collection, std::span<const float>(m.queries), m.dim, options, 1);
     if (!r) return Fail(r.error());
     reply.results = std::move(*r);
   }
