@@ -482,9 +482,11 @@ void ExpectReplacingInBatchesStaysBounded(size_t batch) {
     EXPECT_LE(st.num_deleted, size_t(opt.consolidate_fraction * double(st.num_nodes)) + 1)
         << "round " << round;
   }
-  // The repaired graph still answers for the vectors of the last round.
+  // The repaired graph still answers for the vectors of the last round. (200 queries at
+  // ef 128: with 50 at ef 64 the parallel inserts' nondeterminism put recall at
+  // 0.896-0.92, too near a 0.9 bar; a broken repair gives far less.)
   auto exact = BuildFlat(last, Metric::kL2, AllRows(n));
-  EXPECT_GE(Recall(*index, *exact, Clustered(50, 16, 99), kK, 64), 0.9);
+  EXPECT_GE(Recall(*index, *exact, Clustered(200, 16, 99), kK, 128), 0.9);
 }
 
 TEST(HnswIndex, AddBatchReplacingIdsInSmallBatchesKeepsNodeCountBounded) {
