@@ -20,8 +20,6 @@ namespace {
 
 constexpr uint8_t kBatchRecord = 1;  // WAL record type: an encoded WriteBatch
 
-fs::path SegmentDir(const fs::path& dir, uint64_t id) { return dir / ("seg-" + std::to_string(id)); }
-
 // The first sequence a log file's name gives (`<20 digits>.wal`), if it is one.
 std::optional<uint64_t> WalFileSequence(const fs::path& p) {
   const std::string name = p.filename().string();
@@ -46,6 +44,8 @@ Collection::Collection(fs::path dir, uint64_t id, CollectionSpec spec, WalOption
 }
 
 Collection::~Collection() { (void)Close(); }
+
+fs::path Collection::SegmentDir(const fs::path& dir, uint64_t id) { return dir / ("seg-" + std::to_string(id)); }
 
 fs::path Collection::WalPath(const fs::path& dir, uint64_t first_sequence) {
   return dir / "wal" / fmt::format("{:020}.wal", first_sequence);

@@ -138,6 +138,8 @@ class Collection {
 
   // The log file that starts at `first_sequence`.
   static std::filesystem::path WalPath(const std::filesystem::path& dir, uint64_t first_sequence = 1);
+  // The folder of sealed segment `id`.
+  static std::filesystem::path SegmentDir(const std::filesystem::path& dir, uint64_t id);
 
  private:
   struct SealedEntry {

@@ -15,8 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path SegmentDir(const fs::path& dir, uint64_t id) { return dir / ("seg-" + std::to_string(id)); }
-
 // A frozen segment whose replaced or deleted rows are at least this share of its
 // graph is written with a graph built from its live rows instead of its own (whose
 // dead nodes would stay until a compaction). The same share as a flush's compaction.

@@ -105,7 +105,6 @@ uint32_t MemorySegment::LatestRow(VectorId id) const {
 void MemorySegment::Remove(uint32_t row, uint64_t sequence) {
   mutable_chunk(row).removed[row & mask_].store(sequence, std::memory_order_relaxed);
   --live_;
-  ++removed_;
 }
 
 Status MemorySegment::IndexRows(uint32_t begin, uint32_t end, uint32_t threads) {

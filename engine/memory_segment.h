@@ -68,7 +68,6 @@ class MemorySegment {
   // Rows appended (live or not) and live for the writer.
   uint32_t rows() const { return rows_.load(std::memory_order_acquire); }
   uint64_t live_now() const { return live_; }
-  uint64_t removed_count() const { return removed_; }
 
   // ---- Readers ----
   // This segment as a snapshot sees it: rows below `limit` not removed at or
@@ -83,7 +82,6 @@ class MemorySegment {
   uint64_t removed_at(uint32_t row) const { return chunk(row).removed[row & mask_].load(std::memory_order_relaxed); }
   uint32_t prev(uint32_t row) const { return chunk(row).prev[row & mask_]; }
   const index::HnswIndex& graph() const { return *graph_; }
-  index::HnswIndex& mutable_graph() { return *graph_; }
   size_t dim() const { return dim_; }
   Metric metric() const { return metric_; }
 
@@ -127,7 +125,6 @@ class MemorySegment {
   std::vector<std::unique_ptr<Chunk>> chunks_;   // writer: owns the chunks
   std::atomic<uint32_t> rows_{0};
   uint64_t live_ = 0;      // writer
-  uint64_t removed_ = 0;   // writer
   std::unique_ptr<index::HnswIndex> graph_;
   // Guarded by map_mu_ (writer exclusive while booking, readers shared).
   mutable std::shared_mutex map_mu_;
@@ -163,8 +160,6 @@ class MemorySegment::View final : public Segment {
                                             index::SpannQueryStats* io) const override;
   size_t dim() const override { return seg_.dim(); }
   Metric metric() const override { return seg_.metric(); }
-  uint64_t sequence() const { return sequence_; }
-  const MemorySegment& segment() const { return seg_; }
 
  private:
   const MemorySegment& seg_;
