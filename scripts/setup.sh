@@ -11,7 +11,9 @@ PKGS=(build-essential g++ cmake ninja-build git ca-certificates curl tar gzip
       libcli11-dev libxxhash-dev libbenchmark-dev nlohmann-json3-dev libtomlplusplus-dev ccache
       # The Python module (python/) and its tests (tests/python, on Debian's Fashion-MNIST).
       python3-dev pybind11-dev python3-pybind11 python3-numpy python3-pytest python3-venv
-      python3-setuptools python3-wheel dataset-fashion-mnist)
+      python3-setuptools python3-wheel dataset-fashion-mnist
+      # Real Redis clients for the RESP listener's tests (redis-cli, redis-benchmark, redis-py).
+      redis-tools python3-redis)
 if [[ "${1:-}" == "--peers" ]]; then
   PKGS+=(libhnswlib-dev libfaiss-dev libopenblas-dev python3-hnswlib)
 fi
