@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Fuzzes the wire protocol's decoders with libFuzzer (tests/fuzz/protocol_fuzz.cc).
-#   scripts/fuzz.sh [SECONDS]   fuzz for SECONDS (default 600)
+# Fuzzes a parser with libFuzzer: the wire protocol's decoders (tests/fuzz/protocol_fuzz.cc,
+# the default) or the RESP request parser (tests/fuzz/resp_fuzz.cc).
+#   scripts/fuzz.sh [TARGET] [SECONDS]   TARGET protocol (default) or resp, or STRATA_FUZZ_TARGET;
+#                                        fuzz for SECONDS (default 600)
 # Installs clang 16 if missing, builds build/fuzz with it (STRATA_FUZZ=ON: ASan + UBSan +
-# coverage), copies the committed seeds (tests/fuzz/corpus/protocol) into build/fuzz/corpus,
-# where the inputs libFuzzer finds interesting accumulate across runs, and fuzzes. Exits
-# non-zero on a finding and says where the input that caused it was written; once fixed, copy
-# that file into tests/fuzz/corpus/protocol so that protocol_fuzz_corpus_test (default build)
-# replays it from then on. STRATA_JOBS sets the build's parallelism (default: all cores).
+# coverage), copies the committed seeds (tests/fuzz/corpus/TARGET) into
+# build/fuzz/corpus-TARGET (build/fuzz/corpus for protocol), where the inputs libFuzzer finds
+# interesting accumulate across runs, and fuzzes. Exits non-zero on a finding and says where
+# the input that caused it was written; once fixed, copy that file into tests/fuzz/corpus/TARGET
+# so that TARGET_fuzz_corpus_test (default build) replays it from then on. STRATA_JOBS sets the
+# build's parallelism (default: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TARGET=${STRATA_FUZZ_TARGET:-protocol}
+if [[ "${1:-}" == protocol || "${1:-}" == resp ]]; then
+  TARGET=$1
+  shift
+fi
 RUN_SECONDS=${1:-600}
-if ! [[ "$RUN_SECONDS" =~ ^[0-9]+$ ]] || ((RUN_SECONDS == 0)); then
-  echo "usage: scripts/fuzz.sh [SECONDS]" >&2
+if ! [[ "$RUN_SECONDS" =~ ^[0-9]+$ ]] || ((RUN_SECONDS == 0)) || [[ "$TARGET" != protocol && "$TARGET" != resp ]]; then
+  echo "usage: scripts/fuzz.sh [protocol|resp] [SECONDS]" >&2
   exit 2
 fi
 bash scripts/setup.sh --fuzz
@@ -25,13 +33,19 @@ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++-16 -DSTRATA_FUZZ=ON -DSTRATA_BUILD_BENCH=OFF \
   -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp \
   -DOpenMP_gomp_LIBRARY="$GOMP" >/dev/null
-cmake --build build/fuzz --target protocol_fuzz -j"$JOBS"
+cmake --build build/fuzz --target "${TARGET}_fuzz" -j"$JOBS"
 
-CORPUS=build/fuzz/corpus
-ARTIFACTS=build/fuzz/artifacts
-LOG=build/fuzz/fuzz.log
+if [[ "$TARGET" == protocol ]]; then
+  CORPUS=build/fuzz/corpus
+  ARTIFACTS=build/fuzz/artifacts
+  LOG=build/fuzz/fuzz.log
+else
+  CORPUS=build/fuzz/corpus-$TARGET
+  ARTIFACTS=build/fuzz/artifacts-$TARGET
+  LOG=build/fuzz/fuzz-$TARGET.log
+fi
 mkdir -p "$CORPUS" "$ARTIFACTS"
-cp tests/fuzz/corpus/protocol/* "$CORPUS"/
+cp tests/fuzz/corpus/"$TARGET"/* "$CORPUS"/
 
 # -max_len: the seeds are under 300 bytes; 4 KiB leaves room for many records and attributes.
 # -timeout: any single input taking 10 s is a hang. -malloc_limit_mb: far above what 4 KiB can
@@ -41,7 +55,7 @@ SYMBOLIZER=$(command -v llvm-symbolizer-16 || command -v llvm-symbolizer || true
 if [[ -n "$SYMBOLIZER" ]]; then export ASAN_SYMBOLIZER_PATH="$SYMBOLIZER"; fi
 set +e
 UBSAN_OPTIONS=print_stacktrace=1 \
-build/fuzz/tests/protocol_fuzz "$CORPUS" -max_total_time="$RUN_SECONDS" -max_len=4096 \
+build/fuzz/tests/"${TARGET}_fuzz" "$CORPUS" -max_total_time="$RUN_SECONDS" -max_len=4096 \
   -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=10 -artifact_prefix="$ARTIFACTS"/ \
   -print_final_stats=1 >"$LOG" 2>&1
 rc=$?
@@ -59,4 +73,4 @@ if ((rc != 0)); then
   echo "fuzz: FINDING after ${runs:-?} runs (exit $rc); input: ${crash:-none written}; log: $LOG" >&2
   exit 1
 fi
-echo "fuzz: ${runs:-?} runs in ${RUN_SECONDS} s, ${speed:-?} exec/s, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?} inputs, no findings (log: $LOG)"
+echo "fuzz ($TARGET): ${runs:-?} runs in ${RUN_SECONDS} s, ${speed:-?} exec/s, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?} inputs, no findings (log: $LOG)"

@@ -1,6 +1,7 @@
 # Wire protocol suites (included by tests/CMakeLists.txt; paths relative to tests/).
 
 strata_test(protocol_test SOURCES protocol/protocol_test.cc LIBS strata_protocol LABELS unit)
+strata_test(resp_test SOURCES protocol/resp_test.cc LIBS strata_protocol LABELS unit)
 
 # The fuzz target, built by gcc with a plain main() that replays the committed corpus: every
 # seed and every crash the fuzzer found stays a regression test of the default suite.
@@ -10,6 +11,15 @@ target_include_directories(protocol_fuzz_corpus_test PRIVATE ${PROJECT_SOURCE_DI
 add_test(NAME protocol_fuzz_corpus_test
   COMMAND protocol_fuzz_corpus_test ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/protocol)
 set_tests_properties(protocol_fuzz_corpus_test PROPERTIES LABELS unit TIMEOUT 120)
+
+# The same for the RESP request parser (tests/fuzz/resp_fuzz.cc; corpus written by hand, see
+# tests/fuzz/corpus/resp/README).
+add_executable(resp_fuzz_corpus_test fuzz/resp_fuzz.cc fuzz/corpus_driver.cc)
+target_link_libraries(resp_fuzz_corpus_test PRIVATE strata_protocol)
+target_include_directories(resp_fuzz_corpus_test PRIVATE ${PROJECT_SOURCE_DIR})
+add_test(NAME resp_fuzz_corpus_test
+  COMMAND resp_fuzz_corpus_test ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/resp)
+set_tests_properties(resp_fuzz_corpus_test PROPERTIES LABELS unit TIMEOUT 120)
 
 # Writes the seed corpus (run by hand when the format changes; its output is committed):
 #   build/<dir>/tests/protocol_make_corpus tests/fuzz/corpus/protocol
@@ -35,10 +45,12 @@ if(STRATA_FUZZ)
       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
       -fno-omit-frame-pointer)
   endforeach()
-  add_executable(protocol_fuzz fuzz/protocol_fuzz.cc)
-  target_compile_options(protocol_fuzz PRIVATE ${STRATA_FUZZ_EXPECTED_FIX}
-    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-  target_link_options(protocol_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(protocol_fuzz PRIVATE strata_protocol)
-  target_include_directories(protocol_fuzz PRIVATE ${PROJECT_SOURCE_DIR})
+  foreach(target protocol_fuzz resp_fuzz)
+    add_executable(${target} fuzz/${target}.cc)
+    target_compile_options(${target} PRIVATE ${STRATA_FUZZ_EXPECTED_FIX}
+      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_libraries(${target} PRIVATE strata_protocol)
+    target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR})
+  endforeach()
 endif()
