@@ -28,9 +28,24 @@ static_assert(std::endian::native == std::endian::little,
 // Row sizes are computed as 4 + dim * 4 with dim < 2^32 without an overflow check.
 static_assert(sizeof(size_t) == 8, "dataset readers assume a 64-bit size_t");
 
-enum class ElemType : uint8_t { kFloat32, kUint8, kInt32 };
+// kFloat64, kFloat16 and kInt8 come only from .npy files; readers convert them to float32.
+enum class ElemType : uint8_t { kFloat32, kUint8, kInt32, kFloat64, kFloat16, kInt8 };
 
-constexpr size_t ElemSize(ElemType t) { return t == ElemType::kUint8 ? 1 : 4; }
+constexpr size_t ElemSize(ElemType t) {
+  switch (t) {
+    case ElemType::kUint8:
+    case ElemType::kInt8:
+      return 1;
+    case ElemType::kFloat16:
+      return 2;
+    case ElemType::kFloat64:
+      return 8;
+    case ElemType::kFloat32:
+    case ElemType::kInt32:
+      break;
+  }
+  return 4;
+}
 
 constexpr std::string_view ElemName(ElemType t) {
   switch (t) {
@@ -40,6 +55,12 @@ constexpr std::string_view ElemName(ElemType t) {
       return "uint8";
     case ElemType::kInt32:
       return "int32";
+    case ElemType::kFloat64:
+      return "float64";
+    case ElemType::kFloat16:
+      return "float16";
+    case ElemType::kInt8:
+      return "int8";
   }
   return "?";
 }

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -73,7 +74,8 @@ Result<Layout> ParseVectorFile(const MappedFile& file, DatasetFormat format) {
       STRATA_ASSIGN_OR_RETURN(Layout layout, ParseNpy(file));
       if (layout.elem == ElemType::kInt32) {
         return Error(
-            InvalidArgument("{}: npy dtype '<i4' holds ids, not vectors; expected '<f4' or '|u1'",
+            InvalidArgument("{}: npy dtype '<i4' holds ids, not vectors; expected '<f4', '<f8', "
+                            "'<f2', '|u1' or '|i1'",
                             PathString(file)));
       }
       return layout;
@@ -83,6 +85,30 @@ Result<Layout> ParseVectorFile(const MappedFile& file, DatasetFormat format) {
       break;
   }
   return Error(IdFormatError(file.path(), format));
+}
+
+// IEEE 754 binary16 to float32, exactly (every half value is a float value).
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);  // infinity or NaN
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);  // normal: rebias 15 -> 127
+  } else if (mant == 0) {
+    bits = sign;  // signed zero
+  } else {
+    // Subnormal half: normalise the mantissa into a normal float.
+    int e = -1;
+    do {
+      ++e;
+      mant <<= 1;
+    } while ((mant & 0x400u) == 0);
+    bits = sign | uint32_t(112 - e) << 23 | ((mant & 0x3ffu) << 13);
+  }
+  return std::bit_cast<float>(bits);
 }
 
 Status NonFiniteError(const MappedFile& file, const Layout& layout, size_t row,
@@ -129,9 +155,19 @@ Result<VectorSet> ConvertRows(const MappedFile& file, const Layout& layout, size
     if (layout.elem == ElemType::kFloat32) {
       std::memcpy(dst, src, dim * sizeof(float));
       if (!AllFinite(dst, dim)) return Error(NonFiniteError(file, layout, row, dst));
-    } else {  // kUint8; id layouts never reach here
+    } else if (layout.elem == ElemType::kUint8) {
       const auto* bytes = reinterpret_cast<const uint8_t*>(src);
       for (size_t j = 0; j < dim; ++j) dst[j] = static_cast<float>(bytes[j]);
+    } else if (layout.elem == ElemType::kInt8) {
+      const auto* bytes = reinterpret_cast<const int8_t*>(src);
+      for (size_t j = 0; j < dim; ++j) dst[j] = static_cast<float>(bytes[j]);
+    } else if (layout.elem == ElemType::kFloat64) {
+      // A double beyond float's range becomes infinite and is refused below, as NaN is.
+      for (size_t j = 0; j < dim; ++j) dst[j] = static_cast<float>(dataset_detail::Load<double>(src + 8 * j));
+      if (!AllFinite(dst, dim)) return Error(NonFiniteError(file, layout, row, dst));
+    } else {  // kFloat16; id layouts never reach here
+      for (size_t j = 0; j < dim; ++j) dst[j] = HalfToFloat(dataset_detail::Load<uint16_t>(src + 2 * j));
+      if (!AllFinite(dst, dim)) return Error(NonFiniteError(file, layout, row, dst));
     }
   }
   return out;
@@ -195,7 +231,7 @@ Result<DatasetShape> ProbeVectors(const std::filesystem::path& path) {
   if (IsIdFormat(format)) return Error(IdFormatError(path, format));
   STRATA_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
   STRATA_ASSIGN_OR_RETURN(Layout layout, ParseVectorFile(file, format));
-  return DatasetShape{layout.rows, layout.dim, format};
+  return DatasetShape{layout.rows, layout.dim, format, ElemName(layout.elem)};
 }
 
 Result<GroundTruth> ReadGroundTruth(const std::filesystem::path& path) {

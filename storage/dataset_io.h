@@ -4,7 +4,9 @@
 //   .fvecs / .ivecs / .bvecs   texmex: per row, int32 dim then dim float32 / int32 / uint8
 //   .fbin / .u8bin / .ibin     big-ann-benchmarks: uint32 n, uint32 dim, then n*dim values
 //   ground truth (.ibin gt)    big-ann-benchmarks: uint32 n, uint32 k, n*k int32 ids, n*k float32 distances
-//   .npy                       NumPy v1/v2/v3, C order, dtype <f4 or |u1 (or <i4 for id matrices)
+//   .npy                       NumPy v1/v2/v3, C order, dtype <f4, <f8, <f2, |u1 or |i1 (or <i4 for
+//                              id matrices); float64, float16 and integer values are converted
+//                              to float32
 //
 // Readers memory-map the file, validate every size before allocating (n*dim
 // overflow, header claiming more than the file holds, truncated records, a record
@@ -36,8 +38,9 @@ struct ReadOptions {
   size_t max_rows = std::numeric_limits<size_t>::max();  // read at most this many rows
 };
 
-// Reads float vectors from fvecs, bvecs, fbin, u8bin or npy (f4 / u1); uint8 values
-// are widened to float. Fails with InvalidArgument for an id format (ivecs/ibin).
+// Reads float vectors from fvecs, bvecs, fbin, u8bin or npy (f4, f8, f2, u1, i1); other
+// types than float32 are converted to float (a float64 beyond float's range is refused as
+// non-finite, like NaN). Fails with InvalidArgument for an id format (ivecs/ibin).
 Result<VectorSet> ReadVectors(const std::filesystem::path& path, const ReadOptions& options = {});
 
 // Shape of a vector file without reading its payload: header and file size are validated
@@ -47,6 +50,9 @@ struct DatasetShape {
   size_t rows = 0;
   size_t dim = 0;
   DatasetFormat format = DatasetFormat::kFbin;
+  // The values' type on disk: "float32", "uint8", "float64", "float16" or "int8"; readers
+  // return float32 rows whatever it is.
+  std::string_view value_type = "float32";
 };
 Result<DatasetShape> ProbeVectors(const std::filesystem::path& path);
 

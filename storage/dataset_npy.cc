@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -219,19 +220,26 @@ Result<NpyHeader> ReadNpyHeader(const MappedFile& file) {
 // Validates an npy file as a C-order 2-D matrix of one of the supported dtypes.
 Result<Layout> ParseNpy(const MappedFile& file) {
   STRATA_ASSIGN_OR_RETURN(NpyHeader h, ReadNpyHeader(file));
-  ElemType elem;
-  if (!h.descr_structured && h.descr == "<f4") {
-    elem = ElemType::kFloat32;
-  } else if (!h.descr_structured && h.descr == "|u1") {
-    elem = ElemType::kUint8;
-  } else if (!h.descr_structured && h.descr == "<i4") {
-    elem = ElemType::kInt32;
-  } else {
+  // NumPy's spellings: '<' little-endian, '|' byte-sized (no order), '=' native (little
+  // here, see dataset_format.h).
+  static constexpr std::pair<std::string_view, ElemType> kDtypes[] = {
+      {"<f4", ElemType::kFloat32}, {"=f4", ElemType::kFloat32}, {"|u1", ElemType::kUint8},
+      {"<u1", ElemType::kUint8},   {"=u1", ElemType::kUint8},   {"<i4", ElemType::kInt32},
+      {"=i4", ElemType::kInt32},   {"<f8", ElemType::kFloat64}, {"=f8", ElemType::kFloat64},
+      {"<f2", ElemType::kFloat16}, {"=f2", ElemType::kFloat16}, {"|i1", ElemType::kInt8},
+      {"<i1", ElemType::kInt8},    {"=i1", ElemType::kInt8}};
+  std::optional<ElemType> found;
+  for (const auto& [descr, type] : kDtypes) {
+    if (!h.descr_structured && h.descr == descr) found = type;
+  }
+  if (!found) {
     return Error(InvalidArgument(
-        "{}: unsupported npy dtype '{}' at byte offset {}; expected '<f4', '|u1' or '<i4'",
+        "{}: unsupported npy dtype '{}' at byte offset {}; expected '<f4', '<f8', '<f2', '|u1', "
+        "'|i1' (vectors) or '<i4' (ids)",
         PathString(file), h.descr_structured ? std::string("structured") : h.descr,
         h.descr_offset));
   }
+  const ElemType elem = *found;
   if (h.fortran_order) {
     return Error(InvalidArgument(
         "{}: npy array is in Fortran order (fortran_order at byte offset {}); only C order is "

@@ -378,11 +378,60 @@ TEST_F(DatasetIoTest, NpyHeaderVariants) {
 }
 
 TEST_F(DatasetIoTest, NpyUnsupportedDtype) {
-  const fs::path path = dir_ / "f8.npy";
-  WriteRawFile(path, MakeNpy(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }",
+  const fs::path path = dir_ / "c8.npy";
+  WriteRawFile(path, MakeNpy(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (2, 2), }",
                              std::string(32, '\0')));
-  ExpectError(ReadVectors(path), StatusCode::kInvalidArgument, path, "<f8");
-  ExpectError(ProbeVectors(path), StatusCode::kInvalidArgument, path, "<f8");
+  ExpectError(ReadVectors(path), StatusCode::kInvalidArgument, path, "<c8");
+  ExpectError(ProbeVectors(path), StatusCode::kInvalidArgument, path, "<c8");
+}
+
+// float64, float16 and int8 (and uint8) matrices are read as float32, and the probe says
+// which type the file held (issue 13).
+TEST_F(DatasetIoTest, NpyConvertsFloat64Float16AndInt8) {
+  const std::vector<float> expect = {0.5f, -2.0f, 65504.0f, 1.0f / 1024, 0.0f, -0.25f};
+  Bytes f8, f2, i1;
+  for (float v : expect) f8.Put(double(v));
+  // The same values as IEEE binary16 bit patterns.
+  for (uint16_t h : {uint16_t{0x3800}, uint16_t{0xc000}, uint16_t{0x7bff}, uint16_t{0x1400},
+                     uint16_t{0x0000}, uint16_t{0xb400}}) {
+    f2.Put(h);
+  }
+  for (int8_t v : {int8_t{1}, int8_t{-128}, int8_t{127}, int8_t{0}, int8_t{-3}, int8_t{42}}) i1.Put(v);
+  struct Case {
+    const char* descr;
+    std::string payload;
+    std::vector<float> values;
+  };
+  const std::vector<Case> cases = {
+      {"<f8", f8.str(), expect},
+      {"<f2", f2.str(), expect},
+      {"|i1", i1.str(), {1, -128, 127, 0, -3, 42}},
+  };
+  for (const Case& c : cases) {
+    const fs::path path = dir_ / fmt::format("m{}.npy", c.descr + 1);
+    WriteRawFile(path, MakeNpy(1, fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': (2, 3), }}",
+                                              c.descr),
+                               c.payload));
+    auto v = ReadVectors(path);
+    ASSERT_TRUE(v.has_value()) << c.descr << ": " << v.error().ToString();
+    ASSERT_EQ(v->size(), 2u);
+    ASSERT_EQ(v->dim(), 3u);
+    for (size_t i = 0; i < 6; ++i) EXPECT_EQ(v->row(i / 3)[i % 3], c.values[i]) << c.descr << " value " << i;
+    auto shape = ProbeVectors(path);
+    ASSERT_TRUE(shape.has_value());
+    EXPECT_EQ(shape->value_type, c.descr[1] == 'f' ? (c.descr[2] == '8' ? "float64" : "float16") : "int8");
+  }
+  // A half subnormal (the smallest, 2^-24) and a float64 beyond float's range.
+  const fs::path sub = dir_ / "sub.npy";
+  WriteRawFile(sub, MakeNpy(1, "{'descr': '<f2', 'fortran_order': False, 'shape': (1, 1), }",
+                            Bytes().Put(uint16_t{0x0001}).str()));
+  auto s = ReadVectors(sub);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->row(0)[0], std::ldexp(1.0f, -24));
+  const fs::path big = dir_ / "big.npy";
+  WriteRawFile(big, MakeNpy(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }",
+                            Bytes().Put(1.0).Put(1e300).str()));
+  ExpectError(ReadVectors(big), StatusCode::kCorruption, big, "non-finite");
 }
 
 TEST_F(DatasetIoTest, NpyStructuredDtype) {
