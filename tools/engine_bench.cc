@@ -9,6 +9,9 @@
 #include <cmath>
 #include <thread>
 
+#include <sys/resource.h>
+#include <time.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/stats.h"
@@ -44,17 +47,91 @@ Result<Point> Measure(const RecallEvaluator& eval, size_t nq, uint32_t k,
 
 // --mixed ----------------------------------------------------------------
 
-// Search latencies (ms) and recall of one phase, merged over the reader threads.
+// What one search cost its thread (getrusage(RUSAGE_THREAD) around it): wall time,
+// CPU time, context switches (voluntary: it blocked; involuntary: it was preempted)
+// and page faults. Tells a tail made of work from one made of waiting.
+struct SearchCost {
+  double wall_ms = 0, cpu_ms = 0;
+  long nvcsw = 0, nivcsw = 0, minflt = 0;
+};
+
+struct ThreadUsage {
+  double cpu_ms = 0;
+  long nvcsw = 0, nivcsw = 0, minflt = 0;
+  static ThreadUsage Now() {
+    rusage u{};
+    getrusage(RUSAGE_THREAD, &u);
+    timespec cpu{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);  // exact, unlike rusage's tick-scaled times
+    return {double(cpu.tv_sec) * 1e3 + double(cpu.tv_nsec) / 1e6, u.ru_nvcsw, u.ru_nivcsw, u.ru_minflt};
+  }
+};
+
+// The slowest searches of a phase with their EXPLAIN (--show-slowest).
+struct SlowSearch {
+  double wall_ms = 0, cpu_ms = 0;
+  size_t query = 0;
+  Explain explain;
+};
+
+// Search costs and recall of one phase, merged over the reader threads.
 struct PhaseStats {
-  std::vector<double> latency_ms;
+  std::vector<SearchCost> costs;
+  std::vector<double> latency_ms;  // sorted, filled by Finish
   double recall_sum = 0;
 
   void Merge(const PhaseStats& o) {
-    latency_ms.insert(latency_ms.end(), o.latency_ms.begin(), o.latency_ms.end());
+    costs.insert(costs.end(), o.costs.begin(), o.costs.end());
     recall_sum += o.recall_sum;
+    slowest.insert(slowest.end(), o.slowest.begin(), o.slowest.end());
   }
-  size_t searches() const { return latency_ms.size(); }
-  double recall() const { return latency_ms.empty() ? 0 : recall_sum / double(latency_ms.size()); }
+  void Finish() {
+    latency_ms.clear();
+    for (const SearchCost& c : costs) latency_ms.push_back(c.wall_ms);
+    std::sort(latency_ms.begin(), latency_ms.end());
+  }
+  size_t searches() const { return costs.size(); }
+  double recall() const { return costs.empty() ? 0 : recall_sum / double(costs.size()); }
+  std::vector<SlowSearch> slowest;  // at most --show-slowest, any order
+
+  // Keeps `s` if it is among the `keep` slowest so far.
+  void OfferSlow(size_t keep, SlowSearch&& s) {
+    if (slowest.size() < keep) {
+      slowest.push_back(std::move(s));
+      return;
+    }
+    auto it = std::min_element(slowest.begin(), slowest.end(),
+                               [](const SlowSearch& a, const SlowSearch& b) { return a.wall_ms < b.wall_ms; });
+    if (it != slowest.end() && it->wall_ms < s.wall_ms) *it = std::move(s);
+  }
+
+  // Median wall and CPU time of the searches at or above the p99 latency (the tail)
+  // or of all; means of the switch and fault counts (x100, two decimals in a long).
+  SearchCost Summary(bool tail_only) const {
+    SearchCost m;
+    if (costs.empty()) return m;
+    const double p99 = PercentileOfSorted<double>(latency_ms, 0.99);
+    std::vector<double> wall, cpu;
+    double nv = 0, ni = 0, mf = 0;
+    for (const SearchCost& c : costs) {
+      if (tail_only && c.wall_ms < p99) continue;
+      wall.push_back(c.wall_ms);
+      cpu.push_back(c.cpu_ms);
+      nv += double(c.nvcsw);
+      ni += double(c.nivcsw);
+      mf += double(c.minflt);
+    }
+    if (wall.empty()) return m;
+    std::sort(wall.begin(), wall.end());
+    std::sort(cpu.begin(), cpu.end());
+    const double n = double(wall.size());
+    m.wall_ms = PercentileOfSorted<double>(wall, 0.5);
+    m.cpu_ms = PercentileOfSorted<double>(cpu, 0.5);
+    m.nvcsw = long(std::lround(100 * nv / n));
+    m.nivcsw = long(std::lround(100 * ni / n));
+    m.minflt = long(std::lround(100 * mf / n));
+    return m;
+  }
 };
 
 // Sleeps up to `seconds`, returning early once `stop` is set (a thread failed).
@@ -125,19 +202,25 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   for (size_t r = 0; r < c.readers; ++r) {
     readers.emplace_back([&, r] {
       size_t q = r * nq / c.readers;  // each reader from its own offset
+      Explain explain;
       while (!stop.load(std::memory_order_relaxed)) {
         const int ph = phase.load(std::memory_order_relaxed);
+        const ThreadUsage u0 = ThreadUsage::Now();
         Timer t;
-        auto result = engine->Search(name, std::span<const float>(data.queries.row(q), dim), so);
+        auto result = engine->Search(name, std::span<const float>(data.queries.row(q), dim), so,
+                                     c.show_slowest ? &explain : nullptr);
         const double ms = t.Millis();
+        const ThreadUsage u1 = ThreadUsage::Now();
         if (!result) {
           reader_status[r] = result.error();
           stop = true;
           return;
         }
         PhaseStats& st = reader_stats[r][ph];
-        st.latency_ms.push_back(ms);
+        st.costs.push_back({ms, u1.cpu_ms - u0.cpu_ms, u1.nvcsw - u0.nvcsw, u1.nivcsw - u0.nivcsw,
+                            u1.minflt - u0.minflt});
         st.recall_sum += eval.QueryRecall(q, result->data(), result->size());
+        if (c.show_slowest) st.OfferSlow(c.show_slowest, {ms, u1.cpu_ms - u0.cpu_ms, q, explain});
         q = (q + 1) % nq;
       }
     });
@@ -185,7 +268,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   for (const auto& per_reader : reader_stats) {
     for (int ph = 0; ph < 2; ++ph) phases[ph].Merge(per_reader[ph]);
   }
-  for (auto& p : phases) std::sort(p.latency_ms.begin(), p.latency_ms.end());
+  for (auto& p : phases) p.Finish();
   size_t vectors = 0;
   std::vector<double> all_write_ms;
   for (size_t w = 0; w < c.writers; ++w) {
@@ -210,6 +293,29 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
                PercentileOfSorted<double>(p.latency_ms, 0.9),
                PercentileOfSorted<double>(p.latency_ms, 0.99),
                p.latency_ms.empty() ? 0.0 : p.latency_ms.back(), p.recall());
+  }
+  // Where the time of the slowest 1% went: CPU (work, page faults) or waiting
+  // (preempted: involuntary switches; blocked on a lock or I/O: voluntary ones).
+  fmt::print("\n{:<7} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "phase", "part", "wall ms", "cpu ms",
+             "off-cpu", "vol csw", "invol csw", "minflt");
+  for (int ph = 0; ph < 2; ++ph) {
+    for (bool tail : {false, true}) {
+      const SearchCost m = phases[ph].Summary(tail);
+      fmt::print("{:<7} {:>6} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.2f} {:>9.2f} {:>9.2f}\n", labels[ph],
+                 tail ? ">=p99" : "all", m.wall_ms, m.cpu_ms, std::max(0.0, m.wall_ms - m.cpu_ms),
+                 double(m.nvcsw) / 100, double(m.nivcsw) / 100, double(m.minflt) / 100);
+    }
+  }
+  fmt::print("(wall and CPU: medians; switches and minor faults: means per search)\n");
+  for (int ph = 0; ph < 2; ++ph) {
+    auto slow = phases[ph].slowest;
+    std::sort(slow.begin(), slow.end(),
+              [](const SlowSearch& a, const SlowSearch& b) { return a.wall_ms > b.wall_ms; });
+    if (slow.size() > c.show_slowest) slow.resize(c.show_slowest);
+    for (const SlowSearch& s : slow) {
+      fmt::print("\nslow search ({}): query {}, {:.3f} ms wall, {:.3f} ms CPU\n{}", labels[ph], s.query,
+                 s.wall_ms, s.cpu_ms, s.explain.ToString());
+    }
   }
   fmt::print("writes: {} vectors in {:.1f} s = {:.0f} vectors/s ({} batches; write latency p50 {:.1f} ms, "
              "p99 {:.1f} ms, max {:.1f} ms)\n",
@@ -245,6 +351,15 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   j["search_p50_writes_ms"] = ms(PercentileOfSorted<double>(phases[1].latency_ms, 0.5));
   j["search_p99_writes_ms"] = ms(PercentileOfSorted<double>(phases[1].latency_ms, 0.99));
   j["search_max_writes_ms"] = ms(phases[1].latency_ms.empty() ? 0.0 : phases[1].latency_ms.back());
+  for (int ph = 0; ph < 2; ++ph) {
+    const SearchCost m = phases[ph].Summary(true);
+    const std::string p = std::string("tail_") + labels[ph];
+    j[p + "_cpu_ms"] = ms(m.cpu_ms);
+    j[p + "_offcpu_ms"] = ms(std::max(0.0, m.wall_ms - m.cpu_ms));
+    j[p + "_nvcsw"] = double(m.nvcsw) / 100;
+    j[p + "_nivcsw"] = double(m.nivcsw) / 100;
+    j[p + "_minflt"] = double(m.minflt) / 100;
+  }
   j["recall_idle"] = std::round(phases[0].recall() * 1e5) / 1e5;
   j["recall"] = std::round(phases[1].recall() * 1e5) / 1e5;
   j["upserts_per_s"] = std::round(upserts_per_s * 10) / 10;

@@ -46,6 +46,7 @@ struct EngineBenchConfig {
   double recall_target = 0.95;     // SearchOptions::recall of every search
   int insert_nice = EngineOptions{}.insert_nice;            // EngineOptions::insert_nice
   uint32_t insert_threads = EngineOptions{}.insert_threads;  // EngineOptions::insert_threads
+  size_t show_slowest = 0;         // print the EXPLAIN of this many slowest searches per phase
 };
 
 // Runs the mixed-load bench when config.mixed, the sequential one otherwise.

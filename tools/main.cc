@@ -184,6 +184,10 @@ int main(int argc, char** argv) {
   ebench->add_option("--insert-threads", eb_config.insert_threads,
                      "engine: threads inserting one batch into the graph (0: all cores)")
       ->capture_default_str();
+  ebench->add_option("--show-slowest", eb_config.show_slowest,
+                     "--mixed: print the EXPLAIN of the N slowest searches of each phase (every search then "
+                     "fills an EXPLAIN)")
+      ->capture_default_str();
 
   // planner-bench
   auto* pbench = app.add_subcommand(
