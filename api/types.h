@@ -115,11 +115,77 @@ struct SearchOptions {
   friend bool operator==(const SearchOptions&, const SearchOptions&) = default;
 };
 
+// ---- String keys ----
+//
+// Every record has a u64 id. A record may instead be written by a string key: a
+// key is 1..kMaxKeyBytes bytes, any bytes (binary-safe, as Redis elements are;
+// NUL included), compared byte for byte. Writing by key replaces the live record
+// with that key (it keeps its id) or, when there is none, creates one with a fresh
+// id that the engine assigns from the keyed range [kKeyedIdBase, kInvalidVectorId):
+// increasing, never reused in the collection's lifetime, even after a delete.
+// Upserts by id refuse ids in that range, so a record written by id never has a
+// key and a keyed record is only ever replaced through its key; deleting or
+// getting a keyed record by its id works as for any id. Keyed and id-only records
+// coexist in one collection and are searched together.
+inline constexpr size_t kMaxKeyBytes = 1024;
+inline constexpr VectorId kKeyedIdBase = VectorId{1} << 63;
+
+// Whether `id` is in the range the engine assigns to keyed records.
+inline constexpr bool IsKeyedId(VectorId id) { return id >= kKeyedIdBase && id != kInvalidVectorId; }
+
+// OK for a valid key; InvalidArgument saying what is wrong otherwise.
+inline Status ValidateKey(std::string_view key) {
+  if (key.empty()) return InvalidArgument("key is empty; a key has 1..{} bytes", kMaxKeyBytes);
+  if (key.size() > kMaxKeyBytes) {
+    return InvalidArgument("key has {} bytes; a key has at most {}", key.size(), kMaxKeyBytes);
+  }
+  return Status::Ok();
+}
+
+// A key as error messages and logs show it: printable ASCII as is, other bytes as \xNN,
+// at most 64 bytes of it (then "...").
+inline std::string KeyForMessage(std::string_view key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < key.size() && i < 64; ++i) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(char(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (key.size() > 64) out += "...";
+  return out;
+}
+
 struct Record {
   VectorId id = 0;
   std::vector<float> vector{};  // as written
   Attributes attributes{};
+  std::string key{};            // empty: written by id
   friend bool operator==(const Record&, const Record&) = default;
+};
+
+// One search result with its record's key (empty for a record written by id).
+// Search loops carry lean Neighbors; keys are looked up once the top-k is chosen.
+struct KeyedNeighbor {
+  VectorId id = kInvalidVectorId;
+  float distance = 0.0f;
+  std::string key{};
+  friend bool operator==(const KeyedNeighbor&, const KeyedNeighbor&) = default;
+};
+
+// One page of a key listing (Engine::ListKeys): keys of live keyed records in the
+// order of their ids, and the cursor that continues after them (0: the listing is
+// complete).
+struct KeyPage {
+  std::vector<std::string> keys{};
+  std::vector<VectorId> ids{};  // the records' ids, parallel to keys
+  uint64_t next_cursor = 0;
+  friend bool operator==(const KeyPage&, const KeyPage&) = default;
 };
 
 }  // namespace strata

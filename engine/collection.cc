@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -17,8 +18,6 @@ namespace strata::engine {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr uint8_t kBatchRecord = 1;  // WAL record type: an encoded WriteBatch
 
 // The first sequence a log file's name gives (`<20 digits>.wal`), if it is one.
 std::optional<uint64_t> WalFileSequence(const fs::path& p) {
@@ -88,6 +87,7 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
   c->generation_ = m.generation;
   c->last_sequence_.store(m.checkpoint);
   c->checkpoint_ = m.checkpoint;
+  c->next_key_id_ = m.next_key_id;
   const bool have_manifest = CollectionManifest::Exists(dir);
   std::unordered_set<std::string> keep = {CollectionManifest::kFile, "wal"};
   // Everything is checked before anything is removed: leftovers are deleted only
@@ -118,6 +118,10 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
       }
       e.deletes = std::move(d);
       e.deletes_generation = gen;
+    }
+    // Keyed ids assigned before the manifest was written (ids are sorted: the last is the largest).
+    if (!seg->ids().empty() && IsKeyedId(seg->ids().back())) {
+      c->next_key_id_ = std::max(c->next_key_id_, seg->ids().back() + 1);
     }
     keep.insert(sdir.filename().string());
     // Deletes files of other generations are leftovers of an interrupted seal.
@@ -186,12 +190,12 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
                               log.valid_bytes));
     }
     for (const WalRecord& r : log.records) {
-      if (r.type != kBatchRecord) {
+      if (r.type != kBatchRecord && r.type != kKeyedBatchRecord) {
         return Error(Corruption("{}: record {} has unknown type {}", path.string(), r.sequence, r.type));
       }
-      auto batch = DecodeBatch(r.payload, spec.dim);
+      auto batch = DecodeBatch(r.payload, spec.dim, r.type);
       if (!batch) return Error(batch.error().WithContext(fmt::format("{}: record {}", path.string(), r.sequence)));
-      if (Status s = ValidateBatch(*batch, spec.dim, SIZE_MAX); !s.ok()) {
+      if (Status s = ValidateBatch(*batch, spec.dim, SIZE_MAX, /*replayed=*/true); !s.ok()) {
         return Error(Corruption("{}: record {} holds an invalid batch: {}", path.string(), r.sequence, s.message()));
       }
       STRATA_RETURN_IF_ERROR(c->Apply(*batch, r.sequence));
@@ -251,7 +255,8 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
   STRATA_RETURN_IF_ERROR(ValidateBatch(batch, spec_.dim, max_ops));
   if (batch.empty()) return Status::Ok();
   std::vector<std::byte> payload;
-  EncodeBatch(batch, payload);
+  std::vector<size_t> key_id_offsets;  // keyed operations' ids, filled in once resolved
+  const uint8_t type = EncodeBatch(batch, payload, &key_id_offsets);
   if (payload.size() > wal_options_.max_record_bytes) {
     return InvalidArgument("batch encodes to {} bytes, more than one log record takes ({}); split it",
                            payload.size(), wal_options_.max_record_bytes);
@@ -260,7 +265,17 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
   {
     std::lock_guard<std::mutex> g(write_mu_);
     if (!poisoned_.ok()) return poisoned_;
-    auto seq = wal_->Append(kBatchRecord, payload);
+    // Keys to ids, against the state every earlier batch left (the log records the
+    // ids, so that replay assigns exactly these).
+    std::vector<VectorId> ids;
+    if (type == kKeyedBatchRecord) {
+      ids = ResolveKeys(batch);
+      size_t k = 0;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch.ops()[i].by_key()) std::memcpy(payload.data() + key_id_offsets[k++], &ids[i], sizeof(VectorId));
+      }
+    }
+    auto seq = wal_->Append(type, payload);
     if (!seq) {
       // The log may hold part of this record: refuse further writes rather than
       // acknowledge anything that recovery might not see.
@@ -269,7 +284,7 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
     }
     Status applied;
     try {
-      applied = Apply(batch, *seq);
+      applied = Apply(batch, *seq, ids);
     } catch (const std::exception& e) {  // e.g. bad_alloc: memory may now hold part of the batch
       applied = ResourceExhausted("applying the batch failed: {}", e.what());
     }
@@ -300,7 +315,7 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
   return Status::Ok();
 }
 
-Status Collection::Apply(const WriteBatch& batch, uint64_t sequence) {
+Status Collection::Apply(const WriteBatch& batch, uint64_t sequence, std::span<const VectorId> ids) {
   const std::shared_ptr<const Snapshot> cur = snapshot();
   auto next = std::make_shared<Snapshot>(*cur);
   MemorySegment& mem = *next->memory;
@@ -331,15 +346,19 @@ Status Collection::Apply(const WriteBatch& batch, uint64_t sequence) {
       return;
     }
   };
-  for (const WriteOp& op : batch.ops()) {
-    const uint32_t prev = mem.LatestRow(op.id);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const WriteOp& op = batch.ops()[i];
+    const VectorId id = ids.empty() ? op.id : ids[i];
+    if (id == kInvalidVectorId) continue;  // a delete of a key that was absent
+    if (IsKeyedId(id)) next_key_id_ = std::max(next_key_id_, id + 1);
+    const uint32_t prev = mem.LatestRow(id);
     if (prev != MemorySegment::kNoRow && mem.LiveNow(prev)) {
       mem.Remove(prev, sequence);
     } else {
-      remove_elsewhere(op.id);  // deleting an absent id is a no-op: deletes are idempotent
+      remove_elsewhere(id);  // deleting an absent id is a no-op: deletes are idempotent
     }
     if (op.kind == WriteOp::Kind::kUpsert) {
-      mem.AppendRow(op.id, std::span<const float>(op.vector.data(), spec_.dim), op.attributes, prev);
+      mem.AppendRow(id, op.key, std::span<const float>(op.vector.data(), spec_.dim), op.attributes, prev);
     }
   }
   // The graph insertion: searches of the current snapshot go on meanwhile (on the
@@ -359,25 +378,12 @@ Status Collection::Apply(const WriteBatch& batch, uint64_t sequence) {
 
 Result<Record> Collection::Get(VectorId id) const {
   const std::shared_ptr<const Snapshot> s = snapshot();
-  auto from_memory = [&](const MemorySegment& m, uint32_t limit) -> std::optional<Record> {
-    auto r = m.RowAt(id, limit, s->sequence);
-    if (!r) return std::nullopt;
-    const float* v = m.vector(*r);
-    return Record{id, std::vector<float>(v, v + spec_.dim), m.attributes(*r)};
-  };
-  if (auto rec = from_memory(*s->memory, s->memory_rows)) return *rec;
-  if (s->frozen) {
-    if (auto rec = from_memory(*s->frozen, s->frozen_rows)) return *rec;
-  }
-  for (auto it = s->sealed.rbegin(); it != s->sealed.rend(); ++it) {
-    auto row = it->segment->Find(id);
-    if (row && !(it->deletes && it->deletes->rows.Test(uint32_t(*row)))) return it->segment->Read(*row);
-  }
+  if (const Location at = LocateId(*s, id)) return ReadAt(at);
   return Error(NotFound("id {} is not in collection '{}'", id, spec_.name));
 }
 
 Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, const SearchOptions& options,
-                                                 Explain* explain) const {
+                                                 Explain* explain, std::vector<std::string>* keys) const {
   const auto start = std::chrono::steady_clock::now();
   if (query.size() != spec_.dim) {
     return Error(InvalidArgument("query has dimension {}, collection '{}' has {}", query.size(),
@@ -470,6 +476,16 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
   const auto merge_start = std::chrono::steady_clock::now();
   std::sort(out.begin(), out.end());
   if (out.size() > options.k) out.resize(options.k);
+  if (keys) {
+    // Keys of the chosen hits, from the same snapshot; records written by id have none.
+    keys->assign(out.size(), std::string());
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (!IsKeyedId(out[i].id)) continue;
+      const Location at = LocateId(*s, out[i].id);
+      if (at.memory) (*keys)[i] = at.memory->key(at.row);
+      if (at.sealed) (*keys)[i] = at.sealed->key(at.row);
+    }
+  }
   if (explain) {
     explain->merge_ms = MillisSince(merge_start);
     explain->total_ms = MillisSince(start);

@@ -74,8 +74,9 @@ class Collection {
   // last seal), waiting for a maintenance job in progress.
   Status Flush();
   // See Engine::BulkLoad.
+  // With `keys` (then `ids` is empty), the rows get fresh ids from the keyed range.
   Status BulkLoad(const VectorSet& vectors, std::span<const VectorId> ids,
-                  std::span<const Attributes> attributes);
+                  std::span<const Attributes> attributes, std::span<const std::string> keys = {});
   // Seals, then merges all sealed segments into one without the deleted vectors
   // (docs/formats/engine.md); a lone segment is rewritten when it has deleted rows
   // or dead graph nodes. Searches and writes go on meanwhile; deletes that reach the
@@ -114,10 +115,17 @@ class Collection {
   static constexpr size_t kCompactSegments = 4;
   static constexpr double kCompactDeletedShare = 0.2;
   Result<Record> Get(VectorId id) const;
+  // String keys (api/types.h; Engine has the contracts). Each reads one snapshot.
+  Result<Record> GetByKey(std::string_view key) const;
+  Result<VectorId> FindKey(std::string_view key) const;
+  Result<KeyPage> ListKeys(uint64_t cursor, size_t count) const;
+  Result<std::vector<std::string>> RandomKeys(size_t count, uint64_t seed) const;
   // Plans and runs the query over every segment of the current snapshot (segment.h),
   // merging their top-k.
+  // With `keys`, also each hit's key (empty for records written by id), looked up in
+  // the same snapshot once the top-k is chosen.
   Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options,
-                                       Explain* explain = nullptr) const;
+                                       Explain* explain = nullptr, std::vector<std::string>* keys = nullptr) const;
   // O(1): counts kept with the snapshot.
   CollectionInfo Info() const;
   uint64_t wal_bytes() const;
@@ -179,9 +187,27 @@ class Collection {
     }
     // `next` (the old snapshot) is released here, outside the lock.
   }
-  // Applies a decoded batch with log sequence `sequence` and publishes it (caller
-  // holds write_mu_ or is recovering).
-  Status Apply(const WriteBatch& batch, uint64_t sequence);
+  // Applies a batch with log sequence `sequence` and publishes it (caller holds
+  // write_mu_ or is recovering). `ids`: the id of each operation, keys resolved
+  // (kInvalidVectorId: a delete of an absent key, skipped); empty: the ops' own ids
+  // (a batch read back from the log).
+  Status Apply(const WriteBatch& batch, uint64_t sequence, std::span<const VectorId> ids = {});
+  // Where a record lives in a snapshot: a memory segment's row or a sealed one's.
+  struct Location {
+    const MemorySegment* memory = nullptr;
+    const SealedSegment* sealed = nullptr;
+    uint32_t row = 0;
+    explicit operator bool() const { return memory || sealed; }
+  };
+  Location LocateId(const Snapshot& s, VectorId id) const;
+  Location LocateKey(const Snapshot& s, std::string_view key) const;
+  Result<Record> ReadAt(const Location& at) const;
+  // Resolves the batch's keys against the current state (caller holds write_mu_):
+  // the id of every operation (see Apply), fresh ids taken from next_key_id_.
+  std::vector<VectorId> ResolveKeys(const WriteBatch& batch);
+  // Every live keyed record of `s` with id >= `from`, at most `count` per segment.
+  void CollectKeyed(const Snapshot& s, VectorId from, size_t count,
+                    std::vector<std::pair<VectorId, std::string>>& out) const;
   // Freezes the in-memory segment and starts a new log file after it (caller holds
   // write_mu_; no frozen segment may be pending). A no-op when nothing was written.
   Status FreezeLocked();
@@ -230,6 +256,7 @@ class Collection {
   uint64_t wal_fsyncs_before_ = 0;
   uint64_t wal_first_ = 1;        // first sequence of the oldest log file still needed
   uint64_t next_segment_id_ = 1;
+  uint64_t next_key_id_ = kKeyedIdBase;  // the next id a new key gets; only grows
   uint64_t generation_ = 0;       // bumped by every seal and compaction
   uint64_t checkpoint_ = 0;       // log sequence the manifest on disk has sealed up to
   bool dirty_ = false;            // something was written since the last freeze

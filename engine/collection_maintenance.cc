@@ -120,7 +120,7 @@ Status Collection::SealFrozen() {
     fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt (sid was reserved by us)
     std::vector<SealedSegment::Row> rows(live.size());
     for (size_t i = 0; i < live.size(); ++i) {
-      rows[i] = {frozen.id(live[i]), frozen.vector(live[i]), &frozen.attributes(live[i])};
+      rows[i] = {frozen.id(live[i]), frozen.vector(live[i]), &frozen.attributes(live[i]), frozen.key(live[i])};
     }
     const size_t nodes = frozen.graph().num_slots();
     Result<std::unique_ptr<SealedSegment>> written;
@@ -177,6 +177,7 @@ Status Collection::SealFrozen() {
   {
     std::lock_guard<std::mutex> g(write_mu_);
     m.next_segment = next_segment_id_;
+    m.next_key_id = next_key_id_;
   }
   if (fresh) listed.emplace_back(sid, 0);
   m.segments = listed;
@@ -303,13 +304,15 @@ void Collection::CalibrateDue() {
 }
 
 Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> ids,
-                            std::span<const Attributes> attributes) {
+                            std::span<const Attributes> attributes, std::span<const std::string> keys) {
   const size_t n = vectors.size();
   if (vectors.dim() != spec_.dim) {
     return InvalidArgument("vectors have dimension {}, collection '{}' has {}", vectors.dim(), spec_.name,
                            spec_.dim);
   }
   if (!ids.empty() && ids.size() != n) return InvalidArgument("{} ids given for {} vectors", ids.size(), n);
+  if (!keys.empty() && keys.size() != n) return InvalidArgument("{} keys given for {} vectors", keys.size(), n);
+  if (!keys.empty() && !ids.empty()) return InvalidArgument("both ids and keys given: a row has one or the other");
   if (!attributes.empty() && attributes.size() != n) {
     return InvalidArgument("{} attribute sets given for {} vectors", attributes.size(), n);
   }
@@ -319,12 +322,27 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
     if (!AllFinite(vectors.row(i), spec_.dim)) {
       return InvalidArgument("vector at row {} has a NaN or infinite component", i);
     }
-    const VectorId id = ids.empty() ? VectorId(i) : ids[i];
-    if (id == kInvalidVectorId) return InvalidArgument("row {}: id {} is reserved", i, id);
+    // Keyed rows get their ids below, once the collection's next keyed id is known.
+    const VectorId id = !keys.empty() ? VectorId(i) : ids.empty() ? VectorId(i) : ids[i];
+    if (id == kInvalidVectorId || IsKeyedId(id)) {
+      return InvalidArgument("row {}: id {} is reserved (ids from 2^63 up are assigned to records written by key)",
+                             i, id);
+    }
+    if (!keys.empty()) {
+      if (Status s = ValidateKey(keys[i]); !s.ok()) return s.WithContext(fmt::format("row {}", i));
+    }
     if (!attributes.empty()) {
       if (Status s = ValidateAttributes(attributes[i]); !s.ok()) return s.WithContext(fmt::format("row {}", i));
     }
-    rows[i] = {id, vectors.row(i), attributes.empty() ? &kNone : &attributes[i]};
+    rows[i] = {id, vectors.row(i), attributes.empty() ? &kNone : &attributes[i],
+               keys.empty() ? std::string_view() : std::string_view(keys[i])};
+  }
+  if (!keys.empty()) {
+    std::vector<std::string_view> sorted(keys.begin(), keys.end());
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 1; i < n; ++i) {
+      if (sorted[i] == sorted[i - 1]) return InvalidArgument("key '{}' is given twice", KeyForMessage(sorted[i]));
+    }
   }
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   for (size_t i = 1; i < n; ++i) {
@@ -340,6 +358,10 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
     return InvalidArgument("collection '{}' is not empty: bulk load fills empty collections only", spec_.name);
   }
   if (n == 0) return Status::Ok();
+  if (!keys.empty()) {
+    // Keyed rows: fresh ids in row order (rows are still in row order: ids were 0..n-1).
+    for (size_t i = 0; i < n; ++i) rows[i].id = next_key_id_ + i;
+  }
   const uint64_t sid = next_segment_id_;
   const fs::path sdir = SegmentDir(dir_, sid);
   std::error_code ec;
@@ -354,6 +376,7 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   man.checkpoint = checkpoint_;
   man.wal_first = wal_first_;
   man.next_segment = sid + 1;
+  man.next_key_id = next_key_id_ + (keys.empty() ? 0 : n);
   man.generation = generation_ + 1;
   man.segments = {{sid, 0}};
   STRATA_RETURN_IF_ERROR(CommitManifest(man));
@@ -361,6 +384,7 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   next->sealed.push_back(SealedEntry{std::shared_ptr<const SealedSegment>(std::move(seg)), nullptr, 0});
   Publish(std::move(next));
   next_segment_id_ = sid + 1;
+  next_key_id_ = man.next_key_id;
   generation_ = man.generation;
   return Status::Ok();
 }
@@ -441,7 +465,7 @@ Status Collection::CompactLocked() {
       if (e.deletes && e.deletes->rows.Test(uint32_t(r))) continue;
       STRATA_ASSIGN_OR_RETURN(Record rec, seg.Read(r));
       attrs.push_back(std::move(rec.attributes));
-      rows.push_back({rec.id, seg.vector(r), &attrs.back()});
+      rows.push_back({rec.id, seg.vector(r), &attrs.back(), seg.key(r)});
     }
   }
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -510,6 +534,7 @@ Status Collection::CompactLocked() {
   man.checkpoint = checkpoint_;
   man.wal_first = wal_first_;
   man.next_segment = next_segment_id_;
+  man.next_key_id = next_key_id_;
   man.generation = gen;
   man.segments = listed;
   STRATA_RETURN_IF_ERROR(CommitManifest(man));

@@ -399,6 +399,76 @@ Status Engine::Delete(const std::string& collection, VectorId id) {
   return Write(collection, b);
 }
 
+Status Engine::UpsertByKey(const std::string& collection, std::string_view key, std::span<const float> vector,
+                           Attributes attributes) {
+  WriteBatch b;
+  b.UpsertByKey(std::string(key), vector, std::move(attributes));
+  return Write(collection, b);
+}
+
+Status Engine::DeleteByKey(const std::string& collection, std::string_view key) {
+  WriteBatch b;
+  b.DeleteByKey(std::string(key));
+  return Write(collection, b);
+}
+
+Result<Record> Engine::GetByKey(const std::string& collection, std::string_view key) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  impl_->gets_.fetch_add(1, std::memory_order_relaxed);
+  return c->GetByKey(key);
+}
+
+Result<VectorId> Engine::FindKey(const std::string& collection, std::string_view key) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  impl_->gets_.fetch_add(1, std::memory_order_relaxed);
+  return c->FindKey(key);
+}
+
+namespace {
+
+std::vector<KeyedNeighbor> WithKeys(const std::vector<Neighbor>& hits, std::vector<std::string>& keys) {
+  std::vector<KeyedNeighbor> out(hits.size());
+  for (size_t i = 0; i < hits.size(); ++i) out[i] = {hits[i].id, hits[i].distance, std::move(keys[i])};
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<KeyedNeighbor>> Engine::SearchWithKeys(const std::string& collection, std::span<const float> query,
+                                                          const SearchOptions& options, Explain* explain) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  impl_->searches_.fetch_add(1, std::memory_order_relaxed);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> keys;
+  auto hits = c->Search(query, options, explain, &keys);
+  impl_->search_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::steady_clock::now() - start).count()));
+  if (!hits) return Error(hits.error());
+  return WithKeys(*hits, keys);
+}
+
+Result<KeyPage> Engine::ListKeys(const std::string& collection, uint64_t cursor, size_t count) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  return c->ListKeys(cursor, count);
+}
+
+Result<std::vector<std::string>> Engine::RandomKeys(const std::string& collection, size_t count,
+                                                    uint64_t seed) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  return c->RandomKeys(count, seed);
+}
+
+Status Engine::BulkLoadByKey(const std::string& collection, const VectorSet& vectors,
+                             std::span<const std::string> keys, std::span<const Attributes> attributes) {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  if (keys.size() != vectors.size()) {
+    return InvalidArgument("{} keys given for {} vectors", keys.size(), vectors.size());
+  }
+  STRATA_RETURN_IF_ERROR(c->BulkLoad(vectors, {}, attributes, keys));
+  impl_->upserts_.fetch_add(vectors.size(), std::memory_order_relaxed);
+  return Status::Ok();
+}
+
 Status Engine::Flush(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   STRATA_RETURN_IF_ERROR(c->Flush());
@@ -451,48 +521,80 @@ Result<std::vector<std::vector<Neighbor>>> Engine::SearchBatch(const std::string
   return SearchBatch(collection, rows, queries.dim(), options, threads);
 }
 
-Result<std::vector<std::vector<Neighbor>>> Engine::SearchBatch(const std::string& collection,
-                                                               std::span<const float> queries, size_t dim,
-                                                               const SearchOptions& options,
-                                                               size_t threads) const {
-  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
-  if (dim != c->spec().dim) {
-    return Error(InvalidArgument("queries have dimension {}, collection '{}' has {}", dim, collection,
-                                 c->spec().dim));
+namespace {
+
+// One search per row of `queries`, spread over `threads` threads; `search(row, i)`
+// searches one row into out[i]. The filter is parsed once for the whole batch.
+template <typename Hit, typename SearchRow>
+Result<std::vector<std::vector<Hit>>> RunBatch(const Collection& c, std::span<const float> queries, size_t dim,
+                                               const SearchOptions& options, size_t threads,
+                                               LatencyHistogram& hist, const SearchRow& search) {
+  if (dim != c.spec().dim) {
+    return Error(InvalidArgument("queries have dimension {}, collection '{}' has {}", dim, c.spec().name,
+                                 c.spec().dim));
   }
   if (queries.size() % dim != 0) {
     return Error(InvalidArgument("{} floats are not whole queries of dimension {}", queries.size(), dim));
   }
-  // The filter is parsed once for the whole batch.
   SearchOptions o = options;
   std::optional<PreparedFilter> prepared;
   if (!o.filter.empty()) {
     if (o.prepared_filter) return Error(InvalidArgument("both a filter expression and a prepared filter were given"));
-    STRATA_ASSIGN_OR_RETURN(PreparedFilter p, PrepareFilter(o.filter));
+    STRATA_ASSIGN_OR_RETURN(PreparedFilter p, Engine::PrepareFilter(o.filter));
     prepared = std::move(p);
     o.filter.clear();
     o.prepared_filter = &*prepared;
   }
   const size_t n = queries.size() / dim;
-  std::vector<std::vector<Neighbor>> out(n);
+  std::vector<std::vector<Hit>> out(n);
   std::vector<Status> errors(n);
   const int nthreads = threads ? int(threads) : omp_get_max_threads();
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
   for (size_t i = 0; i < n; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    auto r = c->Search(queries.subspan(i * dim, dim), o);
-    impl_->search_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                            std::chrono::steady_clock::now() - start).count()));
-    if (r) {
-      out[i] = std::move(*r);
-    } else {
-      errors[i] = r.error();
-    }
+    errors[i] = search(queries.subspan(i * dim, dim), o, out[i]);
+    hist.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::steady_clock::now() - start).count()));
   }
-  impl_->searches_.fetch_add(n, std::memory_order_relaxed);
   for (size_t i = 0; i < n; ++i) {
     if (!errors[i].ok()) return Error(errors[i].WithContext(fmt::format("query {}", i)));
   }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::vector<Neighbor>>> Engine::SearchBatch(const std::string& collection,
+                                                               std::span<const float> queries, size_t dim,
+                                                               const SearchOptions& options,
+                                                               size_t threads) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  auto out = RunBatch<Neighbor>(*c, queries, dim, options, threads, impl_->search_hist_,
+                                [&](std::span<const float> q, const SearchOptions& o, std::vector<Neighbor>& hits) {
+                                  auto r = c->Search(q, o);
+                                  if (!r) return r.error();
+                                  hits = std::move(*r);
+                                  return Status::Ok();
+                                });
+  if (out) impl_->searches_.fetch_add(out->size(), std::memory_order_relaxed);
+  return out;
+}
+
+Result<std::vector<std::vector<KeyedNeighbor>>> Engine::SearchBatchWithKeys(const std::string& collection,
+                                                                            std::span<const float> queries,
+                                                                            size_t dim, const SearchOptions& options,
+                                                                            size_t threads) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  auto out = RunBatch<KeyedNeighbor>(
+      *c, queries, dim, options, threads, impl_->search_hist_,
+      [&](std::span<const float> q, const SearchOptions& o, std::vector<KeyedNeighbor>& hits) {
+        std::vector<std::string> keys;
+        auto r = c->Search(q, o, nullptr, &keys);
+        if (!r) return r.error();
+        hits = WithKeys(*r, keys);
+        return Status::Ok();
+      });
+  if (out) impl_->searches_.fetch_add(out->size(), std::memory_order_relaxed);
   return out;
 }
 

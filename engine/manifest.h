@@ -22,6 +22,10 @@ struct CollectionManifest {
   uint64_t next_segment = 1;  // the next segment id
   uint64_t generation = 0;    // bumped by every seal and compaction
   std::vector<std::pair<uint64_t, uint64_t>> segments;  // (segment id, deletes generation or 0), oldest first
+  // The next id to assign to a record written by key (api/types.h): at least one past
+  // every keyed id ever assigned, so that ids stay unused after their records are
+  // compacted away. Absent in manifests written before keys: kKeyedIdBase.
+  uint64_t next_key_id = uint64_t{1} << 63;
 
   static constexpr char kFile[] = "collection.manifest";
   static bool Exists(const std::filesystem::path& dir);

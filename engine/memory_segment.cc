@@ -31,6 +31,8 @@ MemorySegment::Chunk::Chunk(size_t rows, size_t dim)
       inv_norms(new float[rows]),
       attributes(new Attributes[rows]),
       prev(new uint32_t[rows]),
+      keys(new std::string[rows]),
+      key_prev(new uint32_t[rows]),
       removed(new std::atomic<uint64_t>[rows]) {
   for (size_t i = 0; i < rows; ++i) removed[i].store(kLive, std::memory_order_relaxed);
 }
@@ -56,8 +58,8 @@ Result<std::shared_ptr<MemorySegment>> MemorySegment::Create(size_t dim, Metric 
   return seg;
 }
 
-uint32_t MemorySegment::AppendRow(VectorId id, std::span<const float> vector, const Attributes& attributes,
-                                  uint32_t prev) {
+uint32_t MemorySegment::AppendRow(VectorId id, std::string_view key, std::span<const float> vector,
+                                  const Attributes& attributes, uint32_t prev) {
   const uint32_t row = rows_.load(std::memory_order_relaxed);
   STRATA_CHECK(row < kNoRow - 1);
   const size_t c = row >> shift_;
@@ -88,6 +90,18 @@ uint32_t MemorySegment::AppendRow(VectorId id, std::span<const float> vector, co
   ch.inv_norms[i] = inv;
   ch.attributes[i] = attributes;
   ch.prev[i] = prev;
+  ch.keys[i].assign(key);
+  ch.key_prev[i] = kNoRow;
+  if (!key.empty()) {
+    ch.key_prev[i] = LatestKeyRow(key);
+    if (auto it = pending_keys_.find(key); it != pending_keys_.end()) {
+      it->second = row;
+    } else {
+      pending_keys_.emplace(std::string(key), row);
+    }
+    key_bytes_.fetch_add(key.size(), std::memory_order_relaxed);
+    keyed_rows_.fetch_add(1, std::memory_order_relaxed);
+  }
   ch.removed[i].store(kLive, std::memory_order_relaxed);
   pending_[id] = row;
   ++live_;
@@ -102,6 +116,13 @@ uint32_t MemorySegment::LatestRow(VectorId id) const {
   return it == latest_.end() ? kNoRow : it->second;
 }
 
+uint32_t MemorySegment::LatestKeyRow(std::string_view key) const {
+  if (auto it = pending_keys_.find(key); it != pending_keys_.end()) return it->second;
+  // Only this writer changes latest_key_: reading it without the lock is safe here.
+  auto it = latest_key_.find(key);
+  return it == latest_key_.end() ? kNoRow : it->second;
+}
+
 void MemorySegment::Remove(uint32_t row, uint64_t sequence) {
   mutable_chunk(row).removed[row & mask_].store(sequence, std::memory_order_relaxed);
   --live_;
@@ -112,11 +133,13 @@ Status MemorySegment::IndexRows(uint32_t begin, uint32_t end, uint32_t threads) 
     std::unique_lock<std::shared_mutex> x(map_mu_);
     for (uint32_t r = booked_; r < end; ++r) {
       latest_[id(r)] = r;
+      if (const std::string& k = key(r); !k.empty()) latest_key_[k] = r;
       attrs_.Add(r, attributes(r));
     }
     booked_ = std::max(booked_, end);
   }
   pending_.clear();
+  pending_keys_.clear();
   if (end - begin >= kParallelInsertRows) {
     STRATA_ASSIGN_OR_RETURN(VectorSet vs, VectorSet::Create(end - begin, dim_));
     std::vector<VectorId> labels(end - begin);
@@ -148,16 +171,37 @@ std::optional<uint32_t> MemorySegment::RowAt(VectorId id, uint32_t limit, uint64
   return r;
 }
 
+std::optional<uint32_t> MemorySegment::RowAtKey(std::string_view key, uint32_t limit, uint64_t sequence) const {
+  uint32_t r = kNoRow;
+  {
+    std::shared_lock<std::shared_mutex> s(map_mu_);
+    auto it = latest_key_.find(key);
+    if (it == latest_key_.end()) return std::nullopt;
+    r = it->second;
+  }
+  // Later rows of the key (past the snapshot) lead back to the one it sees. At most one
+  // row of a key is live at any sequence, and an older one was removed before a newer
+  // one was appended: when the newest row below the limit is not live, none is.
+  while (r != kNoRow && r >= limit) r = chunk(r).key_prev[r & mask_];
+  if (r == kNoRow || removed_at(r) <= sequence) return std::nullopt;
+  return r;
+}
+
 size_t MemorySegment::memory_bytes() const {
   // O(1), without locks: the chunks by count, the graph by its estimate, the id map
   // and the attribute index by row count (their exact size would need the writer's lock).
   const size_t rows = rows_.load(std::memory_order_acquire);
   const size_t per_row = sizeof(VectorId) + dim_ * sizeof(float) + sizeof(float) + sizeof(Attributes) +
-                         sizeof(uint32_t) + sizeof(uint64_t);
+                         sizeof(uint32_t) + sizeof(uint64_t) + sizeof(std::string) + sizeof(uint32_t);
+  // Keys: their bytes (beyond the strings' inline buffers, counted whole for
+  // simplicity) and a key-map entry per keyed row (a node with a string and a row).
+  const size_t keys = 2 * key_bytes_.load(std::memory_order_relaxed) +  // the row's copy and the map's
+                      keyed_rows_.load(std::memory_order_relaxed) *
+                          (sizeof(std::string) + sizeof(uint32_t) + 3 * sizeof(void*) + 16);
   const size_t chunk_rows = ((rows + mask_) >> shift_) << shift_;
   return chunk_rows * per_row +
          index::HnswIndex::EstimateMemoryBytes(graph_->num_slots(), dim_, graph_->options(), false) +
-         rows * (sizeof(VectorId) + sizeof(uint32_t) + 3 * sizeof(void*) + 16);
+         rows * (sizeof(VectorId) + sizeof(uint32_t) + 3 * sizeof(void*) + 16) + keys;
 }
 
 Result<double> MemorySegment::Calibrate(const View& view) {

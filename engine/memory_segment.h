@@ -1,7 +1,7 @@
 #pragma once
 // MemorySegment: the mutable segment of a collection, which takes its writes.
 //
-// Rows. Every upsert appends a row (id, vector as written, attributes); a row is
+// Rows. Every upsert appends a row (id, key, vector as written, attributes); a row is
 // never changed afterwards except for the sequence at which it stopped being live
 // (replaced by a later upsert of its id, or deleted). Rows live in chunks that
 // never move, reached through a table that grows by copy (old tables are kept until
@@ -22,7 +22,7 @@
 //
 // Thread safety: one writer at a time (the owning collection's write lock) may call
 // the writer methods; readers (View, RowAt, Calibrate) may run concurrently with
-// it and with each other. The id map and the attribute index are guarded by a
+// it and with each other. The id map, the key map and the attribute index are guarded by a
 // shared mutex that the writer holds exclusively only while it books a batch's rows
 // into them (no graph work, no I/O); the graph and the rows need no lock.
 
@@ -32,6 +32,8 @@
 #include <optional>
 #include <shared_mutex>
 #include <span>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -53,9 +55,11 @@ class MemorySegment {
   ~MemorySegment();
 
   // ---- Writer (one at a time) ----
-  // A new upsert of `id`: appends its row (not visible until published) after
-  // `prev` (the id's previous row here, or kNoRow). Returns the row.
-  uint32_t AppendRow(VectorId id, std::span<const float> vector, const Attributes& attributes, uint32_t prev);
+  // A new upsert of `id` (with `key`, empty when written by id): appends its row (not
+  // visible until published) after `prev` (the id's previous row here, or kNoRow).
+  // Returns the row.
+  uint32_t AppendRow(VectorId id, std::string_view key, std::span<const float> vector,
+                     const Attributes& attributes, uint32_t prev);
   // Books rows [begin, end) into the id map and the attribute index, then inserts
   // them into the graph (on `threads` threads when many; 0: all cores).
   Status IndexRows(uint32_t begin, uint32_t end, uint32_t threads = 0);
@@ -75,6 +79,10 @@ class MemorySegment {
   class View;
   // The row of `id` that a snapshot (limit, sequence) sees live, if any.
   std::optional<uint32_t> RowAt(VectorId id, uint32_t limit, uint64_t sequence) const;
+  // The row with `key` that a snapshot (limit, sequence) sees live, if any.
+  std::optional<uint32_t> RowAtKey(std::string_view key, uint32_t limit, uint64_t sequence) const;
+  // The row's key (empty: written by id).
+  const std::string& key(uint32_t row) const { return chunk(row).keys[row & mask_]; }
   VectorId id(uint32_t row) const { return chunk(row).ids[row & mask_]; }
   const float* vector(uint32_t row) const { return &chunk(row).vectors[size_t(row & mask_) * dim_]; }
   float inv_norm(uint32_t row) const { return chunk(row).inv_norms[row & mask_]; }
@@ -105,6 +113,8 @@ class MemorySegment {
     std::unique_ptr<float[]> inv_norms;
     std::unique_ptr<Attributes[]> attributes;
     std::unique_ptr<uint32_t[]> prev;
+    std::unique_ptr<std::string[]> keys;
+    std::unique_ptr<uint32_t[]> key_prev;  // the key's previous row here (kNoRow: none)
     std::unique_ptr<std::atomic<uint64_t>[]> removed;
   };
   struct Table {
@@ -132,6 +142,16 @@ class MemorySegment {
   AttributeIndex attrs_;
   uint32_t booked_ = 0;    // rows booked into latest_ and attrs_
   std::unordered_map<VectorId, uint32_t> pending_;  // writer: rows appended, not booked yet
+  // Keys: key -> its latest row (guarded by map_mu_), and the writer's unbooked ones.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, uint32_t, KeyHash, std::equal_to<>> latest_key_;
+  std::unordered_map<std::string, uint32_t, KeyHash, std::equal_to<>> pending_keys_;
+  uint32_t LatestKeyRow(std::string_view key) const;  // writer
+  std::atomic<uint64_t> key_bytes_{0};  // bytes of keys held (memory_bytes)
+  std::atomic<uint32_t> keyed_rows_{0};
   std::shared_ptr<const Calibration> calibration_;  // std::atomic_load / atomic_store
   std::atomic<uint64_t> calibrated_rows_{0};
 };

@@ -21,7 +21,10 @@ namespace {
 constexpr char kRecordsMagic[] = "STRSEG";
 constexpr char kDeletesMagic[] = "STRDEL";
 constexpr uint16_t kMajor = 1;
-constexpr uint16_t kMinor = 2;  // 1.1: META.graph_labels (rows or ids); 1.2: SIDE (SPANN held-out rows)
+// 1.1: META.graph_labels (rows or ids); 1.2: SIDE (SPANN held-out rows); 1.3: KOFF, KEYS,
+// KORD (string keys). Files without keys are still written as 1.2, byte for byte as before.
+constexpr uint16_t kMinor = 2;
+constexpr uint16_t kMinorKeys = 3;
 constexpr uint32_t kTagMeta = storage::SectionTag("META");
 constexpr uint32_t kTagIds = storage::SectionTag("IDS ");
 constexpr uint32_t kTagVecs = storage::SectionTag("VECS");
@@ -29,6 +32,9 @@ constexpr uint32_t kTagAoff = storage::SectionTag("AOFF");
 constexpr uint32_t kTagAttr = storage::SectionTag("ATTR");
 constexpr uint32_t kTagDels = storage::SectionTag("DELS");
 constexpr uint32_t kTagSide = storage::SectionTag("SIDE");
+constexpr uint32_t kTagKoff = storage::SectionTag("KOFF");
+constexpr uint32_t kTagKeys = storage::SectionTag("KEYS");
+constexpr uint32_t kTagKord = storage::SectionTag("KORD");
 constexpr char kRecordsFile[] = "records.strata";
 constexpr char kCalibrationFile[] = "calibration.strata";
 
@@ -66,11 +72,33 @@ Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metri
   std::vector<uint64_t> offsets(rows.size() + 1, 0);
   std::vector<std::byte> attrs;
   ByteWriter aw(attrs);
+  bool keyed = false;
   for (size_t i = 0; i < rows.size(); ++i) {
     ids[i] = rows[i].id;
     if (i > 0 && ids[i] <= ids[i - 1]) return Internal("segment rows are not sorted by id");
     EncodeAttributes(*rows[i].attributes, aw);
     offsets[i + 1] = attrs.size();
+    keyed = keyed || !rows[i].key.empty();
+  }
+  // Keys: every row's bytes (none for rows written by id) and the keyed rows in key order.
+  std::vector<uint64_t> key_offsets;
+  std::vector<std::byte> keys;
+  std::vector<uint32_t> key_order;
+  if (keyed) {
+    key_offsets.assign(rows.size() + 1, 0);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const std::string_view k = rows[i].key;
+      keys.insert(keys.end(), reinterpret_cast<const std::byte*>(k.data()),
+                  reinterpret_cast<const std::byte*>(k.data()) + k.size());
+      key_offsets[i + 1] = keys.size();
+      if (!k.empty()) key_order.push_back(uint32_t(i));
+    }
+    std::sort(key_order.begin(), key_order.end(), [&](uint32_t a, uint32_t b) { return rows[a].key < rows[b].key; });
+    for (size_t i = 1; i < key_order.size(); ++i) {
+      if (rows[key_order[i]].key == rows[key_order[i - 1]].key) {
+        return Internal("key '{}' is on two segment rows", KeyForMessage(rows[key_order[i]].key));
+      }
+    }
   }
   Meta meta{};
   meta.rows = rows.size();
@@ -79,7 +107,7 @@ Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metri
   meta.kind = uint32_t(kind);
   meta.graph_labels = graph_labels_rows ? 1 : 0;
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir / kRecordsFile, kRecordsMagic,
-                                                                       kMajor, kMinor));
+                                                                       kMajor, keyed ? kMinorKeys : kMinor));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagIds, Bytes(ids)));
   STRATA_RETURN_IF_ERROR(w.BeginSection(kTagVecs));
@@ -88,6 +116,11 @@ Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metri
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAoff, Bytes(offsets)));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAttr, attrs));
   if (!side_rows.empty()) STRATA_RETURN_IF_ERROR(w.AddSection(kTagSide, std::as_bytes(side_rows)));
+  if (keyed) {
+    STRATA_RETURN_IF_ERROR(w.AddSection(kTagKoff, Bytes(key_offsets)));
+    STRATA_RETURN_IF_ERROR(w.AddSection(kTagKeys, keys));
+    STRATA_RETURN_IF_ERROR(w.AddSection(kTagKord, Bytes(key_order)));
+  }
   return w.Commit();
 }
 
@@ -137,6 +170,7 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
       return Error(Corruption("{}: attribute offsets decrease at row {}", path.string(), i));
     }
   }
+  STRATA_RETURN_IF_ERROR(seg->LoadKeys(path));
   if (meta.metric > uint32_t(Metric::kCosine) || meta.graph_labels > 1) {
     return Error(Corruption("{}: META names unknown metric {} or graph labelling {}", path.string(), meta.metric,
                             meta.graph_labels));
@@ -211,9 +245,64 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
   // accounting; SPANN keeps its heads) and the id column (searched by binary
   // search); vectors and attributes are read on demand.
   const size_t index_bytes = seg->graph_ ? seg->graph_->Stats().memory_bytes : seg->spann_memory_bytes_;
+  // Keys: the offsets and the key order, touched by every key lookup (as the ids are).
   seg->memory_bytes_ = index_bytes + seg->ids_.size_bytes() + seg->inv_norms_.size() * sizeof(float) +
-                       seg->attr_index_.memory_bytes();
+                       seg->attr_index_.memory_bytes() + seg->key_offsets_.size_bytes() +
+                       seg->key_order_.size_bytes();
   return seg;
+}
+
+Status SealedSegment::LoadKeys(const fs::path& path) {
+  const storage::SectionFile& f = *records_;
+  const bool any = f.Has(kTagKoff) || f.Has(kTagKeys) || f.Has(kTagKord);
+  if (!any) return Status::Ok();
+  if (!f.Has(kTagKoff) || !f.Has(kTagKeys) || !f.Has(kTagKord)) {
+    return Corruption("{}: has some of the key sections KOFF, KEYS, KORD but not all", path.string());
+  }
+  STRATA_ASSIGN_OR_RETURN(auto koff, f.Section(kTagKoff));
+  STRATA_ASSIGN_OR_RETURN(auto keys, f.Section(kTagKeys));
+  STRATA_ASSIGN_OR_RETURN(auto kord, f.Section(kTagKord));
+  const size_t n = rows();
+  if (koff.size() != (n + 1) * sizeof(uint64_t) || kord.size() % sizeof(uint32_t) != 0) {
+    return Corruption("{}: KOFF has {} bytes for {} rows, KORD {}", path.string(), koff.size(), n, kord.size());
+  }
+  key_offsets_ = {reinterpret_cast<const uint64_t*>(koff.data()), n + 1};
+  keys_ = keys;
+  key_order_ = {reinterpret_cast<const uint32_t*>(kord.data()), kord.size() / sizeof(uint32_t)};
+  if (key_offsets_[0] != 0 || key_offsets_[n] != keys.size()) {
+    return Corruption("{}: key offsets do not span KEYS", path.string());
+  }
+  size_t keyed = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (key_offsets_[i + 1] < key_offsets_[i] || key_offsets_[i + 1] - key_offsets_[i] > kMaxKeyBytes) {
+      return Corruption("{}: key of row {} has a bad length", path.string(), i);
+    }
+    if (key_offsets_[i + 1] > key_offsets_[i]) {
+      ++keyed;
+      if (!IsKeyedId(ids_[i])) {
+        return Corruption("{}: row {} has a key but id {} is outside the keyed range", path.string(), i, ids_[i]);
+      }
+    }
+  }
+  // KORD: every keyed row once, in strictly increasing key order (so keys are distinct).
+  if (key_order_.size() != keyed) {
+    return Corruption("{}: KORD lists {} rows, {} rows have keys", path.string(), key_order_.size(), keyed);
+  }
+  for (size_t i = 0; i < key_order_.size(); ++i) {
+    if (key_order_[i] >= n || key(key_order_[i]).empty() ||
+        (i > 0 && key(key_order_[i]) <= key(key_order_[i - 1]))) {
+      return Corruption("{}: KORD entry {} (row {}) is out of range, not keyed or out of key order", path.string(),
+                        i, key_order_[i]);
+    }
+  }
+  return Status::Ok();
+}
+
+std::optional<size_t> SealedSegment::FindKey(std::string_view k) const {
+  auto it = std::lower_bound(key_order_.begin(), key_order_.end(), k,
+                             [this](uint32_t row, std::string_view x) { return key(row) < x; });
+  if (it == key_order_.end() || key(*it) != k) return std::nullopt;
+  return size_t(*it);
 }
 
 std::optional<size_t> SealedSegment::Find(VectorId id) const {
@@ -225,6 +314,7 @@ std::optional<size_t> SealedSegment::Find(VectorId id) const {
 Result<Record> SealedSegment::Read(size_t row) const {
   Record r;
   r.id = ids_[row];
+  r.key = std::string(key(row));
   r.vector.assign(vectors_ + row * dim_, vectors_ + (row + 1) * dim_);
   ByteReader br(attrs_.subspan(attr_offsets_[row], attr_offsets_[row + 1] - attr_offsets_[row]));
   if (Status s = DecodeAttributes(br, r.attributes); !s.ok()) {

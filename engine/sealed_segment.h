@@ -6,7 +6,9 @@
 // Files in the segment's folder (docs/formats/engine.md):
 //   records.strata   section file "STRSEG": META, IDS (sorted u64), VECS (f32, in id
 //                    order), AOFF (u64 offsets into ATTR, count + 1), ATTR (attribute blobs),
-//                    SIDE (optional, u32 rows a SPANN index leaves out)
+//                    SIDE (optional, u32 rows a SPANN index leaves out), and when any row
+//                    has a string key (version 1.3) KOFF (u64 offsets into KEYS, count + 1),
+//                    KEYS (the keys' bytes), KORD (u32 keyed rows in key order)
 //   index.hnsw       HNSW segments: the graph, labelled with ids (older seals) or
 //                    with rows (META.graph_labels; hnsw.md)
 //   spann/           SPANN segments: the index over rows 0..n-1 in id order (spann.md),
@@ -31,6 +33,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -63,6 +66,7 @@ class SealedSegment {
     VectorId id;
     const float* vector;  // dim floats
     const Attributes* attributes;
+    std::string_view key{};  // empty: written by id
   };
   // Writes records.strata into `dir` (created; must not exist), for an index of
   // `kind` that the caller then writes beside it (GraphPath / SpannPath).
@@ -99,6 +103,15 @@ class SealedSegment {
   std::optional<size_t> Find(VectorId id) const;
   std::span<const VectorId> ids() const { return ids_; }
   Result<Record> Read(size_t row) const;
+  // The row's key (empty: written by id); a view of the mapped file, valid while the
+  // segment lives.
+  std::string_view key(size_t row) const {
+    return key_offsets_.empty() ? std::string_view()
+                                : std::string_view(reinterpret_cast<const char*>(keys_.data()) + key_offsets_[row],
+                                                   key_offsets_[row + 1] - key_offsets_[row]);
+  }
+  // Row with `key`, if the segment holds it (deleted or not): a binary search of KORD.
+  std::optional<size_t> FindKey(std::string_view key) const;
   const float* vector(size_t row) const { return vectors_ + row * dim_; }
   Kind kind() const { return kind_; }
   // Measures the calibration table and writes calibration.strata (called on a
@@ -165,6 +178,11 @@ class SealedSegment {
   size_t spann_memory_bytes_ = 0;
   size_t memory_bytes_ = 0;  // computed at open
   bool graph_labels_rows_ = false;
+  std::span<const uint64_t> key_offsets_;  // empty: no keys
+  std::span<const std::byte> keys_;
+  std::span<const uint32_t> key_order_;
+  // Reads and checks KOFF / KEYS / KORD when present (Open).
+  Status LoadKeys(const std::filesystem::path& path);
   std::vector<uint32_t> side_rows_;  // SPANN: rows not in the index, scanned by every search
   std::vector<float> inv_norms_;  // cosine: 1/|row| of each stored vector
   AttributeIndex attr_index_;

@@ -21,6 +21,16 @@
 // Attributes) are the vocabulary the client shares (api/, DESIGN.md); this header adds
 // what only the embedded engine has.
 //
+// Records have u64 ids; a record may instead be written by a string key (1..1024
+// bytes, any bytes): the engine then gives it an id of its own from the keyed range
+// (ids from 2^63, which upserts by id refuse), keeps it when the key is written
+// again, and never reuses it. Keyed and id-only records live side by side; search
+// results carry each hit's key (SearchWithKeys). api/types.h has the whole rule.
+//
+//   batch.UpsertByKey("doc:17", vector, {{"lang", std::string("en")}});
+//   auto rec = (*engine)->GetByKey("docs", "doc:17");                 // rec->id is the engine's
+//   auto keyed = (*engine)->SearchWithKeys("docs", query, {.k = 10});  // hits with their keys
+//
 // Thread safety: every Engine method may be called from any number of threads
 // at once. Writes to one collection are applied in the order their log records
 // were written; a search sees each batch entirely or not at all.
@@ -154,6 +164,49 @@ class Engine {
                 Attributes attributes = {});
   Status Delete(const std::string& collection, VectorId id);
 
+  // ---- String keys (api/types.h states the rule) ----
+  // Every method here may be called from any number of threads at once, with each
+  // other and with every other method; each reads one snapshot, so it sees a write
+  // batch entirely or not at all. InvalidArgument for a key that is empty or longer
+  // than kMaxKeyBytes; NotFound for a missing collection.
+  //
+  // Writes by key: upsert replaces the live record with that key (keeping its id)
+  // or creates one with a fresh id from the keyed range; delete is a no-op when no
+  // live record has the key. Batches mixing ids and keys go through Write.
+  Status UpsertByKey(const std::string& collection, std::string_view key, std::span<const float> vector,
+                     Attributes attributes = {});
+  Status DeleteByKey(const std::string& collection, std::string_view key);
+  // The live record with this key (Record::key set); NotFound when there is none.
+  Result<Record> GetByKey(const std::string& collection, std::string_view key) const;
+  // The id of the live record with this key (cheaper than GetByKey: no vector copied);
+  // NotFound when there is none. For membership tests (VISMEMBER).
+  Result<VectorId> FindKey(const std::string& collection, std::string_view key) const;
+  // Search, with each hit's key (empty for records written by id), looked up once the
+  // top-k is chosen (costs nothing for hits written by id).
+  Result<std::vector<KeyedNeighbor>> SearchWithKeys(const std::string& collection, std::span<const float> query,
+                                                    const SearchOptions& options = {},
+                                                    Explain* explain = nullptr) const;
+  // SearchBatch's rows with keys; the same rules as SearchBatch over a buffer.
+  Result<std::vector<std::vector<KeyedNeighbor>>> SearchBatchWithKeys(const std::string& collection,
+                                                                      std::span<const float> queries, size_t dim,
+                                                                      const SearchOptions& options = {},
+                                                                      size_t threads = 0) const;
+  // Lists live keyed records in the order of their ids, at most `count` (1..100000)
+  // per call, from `cursor` (0: the start; then the page's next_cursor, until it is
+  // 0). A record live for the whole listing is returned exactly once (its id never
+  // changes); one written or deleted meanwhile may or may not be. The cost of a call
+  // is O(count + log n) per sealed segment plus a pass over the in-memory rows.
+  // For SCAN / KEYS.
+  Result<KeyPage> ListKeys(const std::string& collection, uint64_t cursor, size_t count) const;
+  // Up to `count` (1..100000) distinct keys of live records, picked at random (seeded
+  // by `seed`), fewer only when fewer keyed records are live. For VRANDMEMBER.
+  Result<std::vector<std::string>> RandomKeys(const std::string& collection, size_t count,
+                                              uint64_t seed) const;
+  // BulkLoad by key: rows of `vectors` with `keys` (distinct, valid) and `attributes`
+  // (empty: none); the engine assigns their ids from the keyed range, in row order.
+  Status BulkLoadByKey(const std::string& collection, const VectorSet& vectors,
+                       std::span<const std::string> keys, std::span<const Attributes> attributes = {});
+
   // Seals the collection's in-memory segment to disk now and cuts its log. When at
   // least half of what the sealed segments hold is dead (deleted rows, rows replaced by
   // later upserts), it then compacts too, so that a flush leaves disk and memory
@@ -163,7 +216,8 @@ class Engine {
   // 0..n-1) and `attributes` (empty: none), written straight into one sealed
   // segment -- HNSW, or SPANN past spec.memory_budget_bytes -- without going
   // through the log. Durable when it returns; all or nothing. InvalidArgument for
-  // a non-empty collection, wrong dimension, NaN, duplicate or reserved ids.
+  // a non-empty collection, wrong dimension, NaN, duplicate or reserved ids (kInvalidVectorId and the
+  // keyed range from kKeyedIdBase).
   Status BulkLoad(const std::string& collection, const VectorSet& vectors,
                   std::span<const VectorId> ids = {}, std::span<const Attributes> attributes = {});
   // Seals, then merges every sealed segment into one, dropping deleted vectors
@@ -171,6 +225,7 @@ class Engine {
   // meanwhile. Returns at once when a compaction of it is already running.
   Status Compact(const std::string& collection);
 
+  // The live record with this id (Record::key set when it was written by key).
   Result<Record> Get(const std::string& collection, VectorId id) const;
   // The k nearest live vectors matching options.filter, nearest first. With `explain`, also what
   // the planner chose per segment and what it cost.

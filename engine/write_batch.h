@@ -5,14 +5,17 @@
 // only once that record is on disk.
 //
 // Within a batch, operations apply in order (an upsert then a delete of the same
-// id leaves it deleted).
+// id leaves it deleted); operations by key and by id may be mixed (api/types.h
+// states the rule for keys).
 //
 // Value type; thread-compatible.
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "api/types.h"
 #include "core/status.h"
 #include "core/types.h"
 #include "engine/attributes.h"
@@ -22,34 +25,74 @@ namespace strata::engine {
 struct WriteOp {
   enum class Kind : uint8_t { kUpsert = 1, kDelete = 2 };
   Kind kind = Kind::kUpsert;
+  // By id: the record's id. By key: kInvalidVectorId as the caller wrote it; in a
+  // batch read back from the log, the id the engine resolved the key to
+  // (kInvalidVectorId for a delete of a key that was absent: a no-op).
   VectorId id = 0;
   std::vector<float> vector;  // upserts only
   Attributes attributes;      // upserts only
+  std::string key;            // non-empty: the operation is by key (api/types.h has the rule)
+  bool by_key() const { return !key.empty(); }
   friend bool operator==(const WriteOp&, const WriteOp&) = default;
 };
 
 class WriteBatch {
  public:
+  // By id: ids below kKeyedIdBase (the keyed range is the engine's to assign).
   void Upsert(VectorId id, std::span<const float> vector, Attributes attributes = {}) {
-    ops_.push_back({WriteOp::Kind::kUpsert, id, {vector.begin(), vector.end()}, std::move(attributes)});
+    ops_.push_back({WriteOp::Kind::kUpsert, id, {vector.begin(), vector.end()}, std::move(attributes), {}});
   }
-  void Delete(VectorId id) { ops_.push_back({WriteOp::Kind::kDelete, id, {}, {}}); }
+  void Delete(VectorId id) { ops_.push_back({WriteOp::Kind::kDelete, id, {}, {}, {}}); }
+  // By key (1..kMaxKeyBytes bytes, any bytes): replaces the live record with this key,
+  // keeping its id, or creates one with a fresh id from the keyed range.
+  void UpsertByKey(std::string key, std::span<const float> vector, Attributes attributes = {}) {
+    ops_.push_back({WriteOp::Kind::kUpsert, kInvalidVectorId, {vector.begin(), vector.end()},
+                    std::move(attributes), std::move(key)});
+  }
+  // Deletes the live record with this key; a no-op when there is none.
+  void DeleteByKey(std::string key) {
+    ops_.push_back({WriteOp::Kind::kDelete, kInvalidVectorId, {}, {}, std::move(key)});
+  }
   const std::vector<WriteOp>& ops() const { return ops_; }
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
+  // Whether any operation is by key.
+  bool has_keys() const {
+    for (const WriteOp& op : ops_) {
+      if (op.by_key()) return true;
+    }
+    return false;
+  }
   void Clear() { ops_.clear(); }
+
+  // The log's form of a batch (DecodeBatch): operations exactly as given, ids included.
+  void Append(WriteOp op) { ops_.push_back(std::move(op)); }
 
  private:
   std::vector<WriteOp> ops_;
 };
 
-// Checks a batch against a collection's dimension: ids below kInvalidVectorId,
-// vectors of `dim` finite floats, valid attributes, at most `max_ops` operations.
-Status ValidateBatch(const WriteBatch& batch, size_t dim, size_t max_ops);
+// Checks a batch against a collection's dimension: vectors of `dim` finite floats,
+// valid attributes, at most `max_ops` operations; by id, ids below kKeyedIdBase for
+// upserts and not kInvalidVectorId for deletes; by key, keys of 1..kMaxKeyBytes bytes.
+// `replayed`: a batch read back from the log, whose keyed operations carry resolved
+// ids (in the keyed range, or kInvalidVectorId for a delete of an absent key) and
+// whose upserts by id may hold keyed-range ids written before keys existed.
+Status ValidateBatch(const WriteBatch& batch, size_t dim, size_t max_ops, bool replayed = false);
 
-// Encoding (one WAL record): u32 op count, then per op u8 kind, u64 id and, for
-// upserts, dim floats and the attributes (attributes.h).
-void EncodeBatch(const WriteBatch& batch, std::vector<std::byte>& out);
-Result<WriteBatch> DecodeBatch(std::span<const std::byte> bytes, size_t dim);
+// Log record types (the WAL's 1-byte record type): a batch without keys is written
+// as kBatchRecord, byte for byte as before keys existed; a batch with keys as
+// kKeyedBatchRecord, which adds each operation's key (docs/formats/engine.md).
+inline constexpr uint8_t kBatchRecord = 1;
+inline constexpr uint8_t kKeyedBatchRecord = 2;
+
+// Encoding (one WAL record): u32 op count, then per op u8 kind, u64 id, for
+// kKeyedBatchRecord a u32 key length and the key's bytes, and, for upserts, dim
+// floats and the attributes (attributes.h). Returns the record type. When
+// `id_offsets` is given, it receives the byte offset of each keyed operation's id
+// (in operation order), for the writer to fill in once it has resolved the keys.
+uint8_t EncodeBatch(const WriteBatch& batch, std::vector<std::byte>& out,
+                    std::vector<size_t>* id_offsets = nullptr);
+Result<WriteBatch> DecodeBatch(std::span<const std::byte> bytes, size_t dim, uint8_t type = kBatchRecord);
 
 }  // namespace strata::engine
