@@ -8,41 +8,11 @@
 #include <fmt/core.h>
 
 #include "client/cli.h"
+#include "core/byte_size.h"
 #include "core/timer.h"
 
 namespace strata::cli {
 namespace {
-
-// "512", "64K", "512M", "2G" (powers of 1024).
-Result<uint64_t> ParseBytes(const std::string& text) {
-  uint64_t value = 0;
-  const char* begin = text.data();
-  const char* end = text.data() + text.size();
-  auto [p, ec] = std::from_chars(begin, end, value);
-  if (ec != std::errc() || p == begin) {
-    return Error(InvalidArgument("'{}' is not a byte size (e.g. 1048576, 512M, 2G)", text));
-  }
-  std::string suffix(p, end);
-  std::transform(suffix.begin(), suffix.end(), suffix.begin(), ::toupper);
-  int shift = 0;
-  if (suffix.empty() || suffix == "B") {
-    shift = 0;
-  } else if (suffix == "K" || suffix == "KB" || suffix == "KIB") {
-    shift = 10;
-  } else if (suffix == "M" || suffix == "MB" || suffix == "MIB") {
-    shift = 20;
-  } else if (suffix == "G" || suffix == "GB" || suffix == "GIB") {
-    shift = 30;
-  } else if (suffix == "T" || suffix == "TB" || suffix == "TIB") {
-    shift = 40;
-  } else {
-    return Error(InvalidArgument("'{}': unknown size suffix '{}' (K, M, G or T)", text, suffix));
-  }
-  if (shift > 0 && value > (std::numeric_limits<uint64_t>::max() >> shift)) {
-    return Error(InvalidArgument("'{}' is too large", text));
-  }
-  return value << shift;
-}
 
 Json InfoJson(const CollectionInfo& info) {
   return {{"name", info.spec.name},
@@ -142,9 +112,18 @@ int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
   spec.hnsw_M = a.m;
   spec.hnsw_ef_construction = a.ef_construction;
   spec.seal_threshold = a.seal_threshold;
-  auto budget = ParseBytes(a.memory_budget);
-  if (!budget) return Fail(budget.error().WithContext("--memory-budget"));
-  spec.memory_budget_bytes = *budget;
+  // The one budget syntax (core/byte_size.h); a share needs the data's size, which a new
+  // collection does not have yet.
+  auto budget = ParseMemoryBudget(a.memory_budget);
+  if (budget && budget->is_share()) {
+    budget = Error(InvalidArgument("'{}': a percentage needs the data's size, which a new collection does not "
+                                   "have; give bytes (e.g. 512M, 2G)", a.memory_budget));
+  }
+  if (!budget) {
+    Fail(budget.error().WithContext("--memory-budget"));
+    return 2;  // a usage error
+  }
+  spec.memory_budget_bytes = budget->bytes;
   auto c = Open(g);
   if (!c) return Fail(c.error());
   if (Status s = (*c)->CreateCollection(spec); !s.ok()) return Fail(s);

@@ -86,7 +86,7 @@ Result<QueryData> ReadQueryData(const std::string& path, size_t limit, const std
   STRATA_ASSIGN_OR_RETURN(d.queries, storage::ReadVectors(path, opt));
   if (d.queries.empty()) return Error(InvalidArgument("{}: no queries", path));
   if (d.queries.size() > std::numeric_limits<uint32_t>::max()) {
-    return Error(InvalidArgument("{}: more than 2^32-1 queries; use --limit", path));
+    return Error(InvalidArgument("{}: more than 2^32-1 queries; use --max-queries", path));
   }
   if (!gt_path.empty()) {
     STRATA_ASSIGN_OR_RETURN(storage::GroundTruth gt, storage::ReadGroundTruth(gt_path));

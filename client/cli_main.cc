@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
                      "Vectors in the memory segment before it is sealed to disk")
       ->capture_default_str();
   create->add_option("--memory-budget", create_args.memory_budget,
-                     "Compaction builds SPANN past this size (bytes, or 512M, 2G; 0: always HNSW)")
+                     "Compaction builds SPANN past this size (bytes: 1000000, 512M, 2G; 0: always HNSW)")
       ->capture_default_str();
   create->callback([&] { rc = CmdCreate(g, create_args); });
 
@@ -112,9 +112,10 @@ int main(int argc, char** argv) {
   search->add_option("name", search_args.name, "Collection")->required();
   search->add_option("--vector", search_args.vector, "One query: 0.1,-0.2,... (commas or spaces)");
   search->add_option("--queries", search_args.queries, "Query file (fvecs, bvecs, fbin, u8bin, npy)");
-  search->add_option("--limit", search_args.limit, "Use only the first N queries (0: all)");
+  search->add_option("--max-queries", search_args.limit, "Use only the first N queries (0: all)");
+  search->add_option("--limit", search_args.limit)->group("");  // the old name, hidden
   AddSearchArgs(search, search_args.search);
-  search->add_flag("--explain", search_args.explain, "Also print the plan (one --vector, or --queries with --limit 1)");
+  search->add_flag("--explain", search_args.explain, "Also print the plan (one --vector, or --queries with --max-queries 1)");
   search->add_option("--gt", search_args.gt, "Ground truth (ivecs, ibin, npy): report recall@k");
   search->add_option("--id-offset", search_args.id_offset,
                      "Subtracted from result ids before comparing with --gt rows");
@@ -133,7 +134,8 @@ int main(int argc, char** argv) {
   auto* load = app.add_subcommand("load", "Generate search load; report QPS, latency, errors");
   load->add_option("name", load_args.name, "Collection")->required();
   load->add_option("--queries", load_args.queries, "Query file, used round robin")->required();
-  load->add_option("--limit", load_args.limit, "Use only the first N queries (0: all)");
+  load->add_option("--max-queries", load_args.limit, "Use only the first N queries (0: all)");
+  load->add_option("--limit", load_args.limit)->group("");  // the old name, hidden
   load->add_option("--connections", load_args.connections, "Connections, one thread each")
       ->capture_default_str();
   load->add_option("--duration", load_args.duration_s, "Seconds")->capture_default_str();

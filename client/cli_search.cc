@@ -94,7 +94,7 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   }
   if (!a.vector.empty() && !a.gt.empty()) return Fail(InvalidArgument("--gt needs --queries"));
   if (!a.queries.empty() && a.explain && a.limit != 1) {
-    return Fail(InvalidArgument("--explain takes one query: use --vector, or --queries with --limit 1"));
+    return Fail(InvalidArgument("--explain takes one query: use --vector, or --queries with --max-queries 1"));
   }
   if (a.pipeline == 0) return Fail(InvalidArgument("--pipeline must be >= 1"));
   auto options = ToSearchOptions(a.search);
@@ -112,7 +112,7 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   auto c = Open(g);
   if (!c) return Fail(c.error());
   const VectorSet& q = data->queries;
-  if (a.explain) {  // --limit 1: the file's first query, with its plan
+  if (a.explain) {  // --max-queries 1: the file's first query, with its plan
     if (q.size() == 0) return Fail(InvalidArgument("{} holds no queries", a.queries));
     return CmdSearchOne(**c, a, std::vector<float>(q.row(0), q.row(0) + q.dim()), *options);
   }

@@ -89,7 +89,7 @@ for f in 'tenant == "t7"' 'tenant IN ("t1", "t2", "t3", "t4", "t5", "t6", "t7", 
          'NOT tenant == "t7"'; do
   echo
   echo "=== the first query, filtered by: $f (k = 5, with the planner's EXPLAIN) ==="
-  "${CLI_AT[@]}" search glove_hnsw --queries "$QUERIES" --limit 1 --k 5 --filter "$f" --explain
+  "${CLI_AT[@]}" search glove_hnsw --queries "$QUERIES" --max-queries 1 --k 5 --filter "$f" --explain
 done
 
 echo

@@ -82,7 +82,7 @@ for r in $(seq 1 "$ROUNDS"); do
   recall_in=$(grep -o 'recall@10 = [0-9.]*' <<<"$out" | cut -d' ' -f3)
   start_server
   port=$(head -n1 "$PORT_FILE")
-  "$CLI" --port "$port" search glove --queries "$QUERIES" --limit 200 --recall "$RECALL" >/dev/null  # warm-up
+  "$CLI" --port "$port" search glove --queries "$QUERIES" --max-queries 200 --recall "$RECALL" >/dev/null  # warm-up
   out=$("$CLI" --port "$port" load glove --queries "$QUERIES" --gt "$GT" --recall "$RECALL" \
     --connections "$CORES" --pipeline "$PIPELINE" --duration "$DURATION" --json)
   remote+=("$(printf '%.1f' "$(num "$out" qps)")")

@@ -163,10 +163,14 @@ TEST_F(CliTest, EveryCommandEndToEnd) {
   EXPECT_EQ(j["recall"], 1.0);
   EXPECT_GT(j["qps"].get<double>(), 0);
   EXPECT_GT(j["latency_ms"]["p99"].get<double>(), 0);
-  r = Cli("search vec --queries " + query_path.string() + " --limit 3 --results");
+  r = Cli("search vec --queries " + query_path.string() + " --max-queries 3 --results");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("queries: 3"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("2:"), std::string::npos) << r.out;
+  // The old name of --max-queries still works (hidden).
+  r = Cli("search vec --queries " + query_path.string() + " --limit 2 --results");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("queries: 2"), std::string::npos) << r.out;
 
   r = Cli("load vec --queries " + query_path.string() + " --gt " + gt_path.string() +
           " --id-offset 5 --strategy scan --connections 2 --duration 0.5 --pipeline 2 --json");
@@ -214,6 +218,15 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   ExpectOneErrorLine(Cli("search vec --vector 1,x,3"), "'x'");
   ExpectOneErrorLine(Cli("create c --dim 4 --metric hamming"), "unknown metric");
   ExpectOneErrorLine(Cli("create c --dim 4 --memory-budget 12Q"), "suffix");
+  // One budget syntax (core/byte_size.h): a bare fraction is refused with the percentage
+  // hint, and a percentage needs data a new collection does not have; both usage errors.
+  CliRun budget = Cli("create c --dim 4 --memory-budget 0.2");
+  ExpectOneErrorLine(budget, "20%");
+  EXPECT_EQ(budget.rc, 2);
+  budget = Cli("create c --dim 4 --memory-budget 20%");
+  ExpectOneErrorLine(budget, "percentage");
+  EXPECT_EQ(budget.rc, 2);
+  EXPECT_EQ(Cli("search").rc, 2);  // CLI11: a required argument is missing
   ExpectOneErrorLine(Cli("upsert c --vectors /nonexistent/x.fvecs"), "/nonexistent/x.fvecs");
   ExpectOneErrorLine(Cli("frobnicate"), "frobnicate");
   ExpectOneErrorLine(Cli("load c --queries /nonexistent/q.fvecs"), "/nonexistent/q.fvecs");
