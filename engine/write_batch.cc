@@ -87,7 +87,10 @@ Result<WriteBatch> DecodeBatch(std::span<const std::byte> bytes, size_t dim, uin
     uint8_t kind = 0;
     STRATA_RETURN_IF_ERROR(r.Get(kind, "operation kind"));
     STRATA_RETURN_IF_ERROR(r.Get(op.id, "operation id"));
-    if (keyed) STRATA_RETURN_IF_ERROR(r.GetString(op.key, kMaxKeyBytes, "operation key"));
+    if (keyed) {
+      STRATA_RETURN_IF_ERROR(r.GetString(op.key, kMaxKeyBytes, "operation key"));
+      op.keyed = !op.key.empty();
+    }
     if (kind == uint8_t(WriteOp::Kind::kDelete)) {
       op.kind = WriteOp::Kind::kDelete;
     } else if (kind == uint8_t(WriteOp::Kind::kUpsert)) {

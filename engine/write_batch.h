@@ -31,8 +31,9 @@ struct WriteOp {
   VectorId id = 0;
   std::vector<float> vector;  // upserts only
   Attributes attributes;      // upserts only
-  std::string key;            // non-empty: the operation is by key (api/types.h has the rule)
-  bool by_key() const { return !key.empty(); }
+  std::string key;            // by key: the key (api/types.h has the rule)
+  bool keyed = false;         // by key (an empty key too, which validation refuses)
+  bool by_key() const { return keyed; }
   friend bool operator==(const WriteOp&, const WriteOp&) = default;
 };
 
@@ -40,18 +41,18 @@ class WriteBatch {
  public:
   // By id: ids below kKeyedIdBase (the keyed range is the engine's to assign).
   void Upsert(VectorId id, std::span<const float> vector, Attributes attributes = {}) {
-    ops_.push_back({WriteOp::Kind::kUpsert, id, {vector.begin(), vector.end()}, std::move(attributes), {}});
+    ops_.push_back({WriteOp::Kind::kUpsert, id, {vector.begin(), vector.end()}, std::move(attributes), {}, false});
   }
-  void Delete(VectorId id) { ops_.push_back({WriteOp::Kind::kDelete, id, {}, {}, {}}); }
+  void Delete(VectorId id) { ops_.push_back({WriteOp::Kind::kDelete, id, {}, {}, {}, false}); }
   // By key (1..kMaxKeyBytes bytes, any bytes): replaces the live record with this key,
   // keeping its id, or creates one with a fresh id from the keyed range.
   void UpsertByKey(std::string key, std::span<const float> vector, Attributes attributes = {}) {
     ops_.push_back({WriteOp::Kind::kUpsert, kInvalidVectorId, {vector.begin(), vector.end()},
-                    std::move(attributes), std::move(key)});
+                    std::move(attributes), std::move(key), true});
   }
   // Deletes the live record with this key; a no-op when there is none.
   void DeleteByKey(std::string key) {
-    ops_.push_back({WriteOp::Kind::kDelete, kInvalidVectorId, {}, {}, std::move(key)});
+    ops_.push_back({WriteOp::Kind::kDelete, kInvalidVectorId, {}, {}, std::move(key), true});
   }
   const std::vector<WriteOp>& ops() const { return ops_; }
   size_t size() const { return ops_.size(); }
