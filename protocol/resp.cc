@@ -96,6 +96,11 @@ Result<size_t> RequestParser::Feed(std::string_view input, std::vector<Command>&
         auto words = SplitInline(line_);
         line_.clear();
         if (!words) return Error(Fail(words.error()));
+        if (words->size() > limits_.max_args) {
+          return Error(Fail(OutOfRange(
+              "Protocol error: inline command of {} arguments, over the limit of {}",
+              words->size(), limits_.max_args)));
+        }
         if (words->empty()) {  // an empty line: ignored, as Redis does
           state_ = State::kStart;
           wire_bytes_ = 0;

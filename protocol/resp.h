@@ -13,7 +13,7 @@
 // re-scanned.
 //
 // Limits (RespLimits), checked BEFORE anything is allocated for what a header
-// announces: an array of more than max_args elements, a bulk string over
+// announces: an array (or an inline line) of more than max_args elements, a bulk string over
 // max_bulk_bytes, a command whose bulk strings add up to more than
 // max_command_bytes, an inline line over max_inline_bytes, a length line over 32
 // bytes. Bulk strings grow as their bytes arrive, so a header announcing a large
@@ -130,6 +130,7 @@ class RespWriter {
   void Double(double v);   // RESP2: a bulk string ("0.5", "inf", "nan")
   void Bool(bool v);       // RESP2: the integer 1 or 0
   void Verbatim(std::string_view text);  // RESP3 `=` "txt:"; RESP2: a bulk string
+  void Raw(std::string_view encoded) { out_.append(encoded); }  // replies written elsewhere
 
  private:
   std::string& out_;

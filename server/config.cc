@@ -136,6 +136,8 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"listen", String(&ServerConfig::listen)},
            {"port", Integer(&ServerConfig::port)},
            {"metrics_port", Integer(&ServerConfig::metrics_port)},
+           {"resp_port", Integer(&ServerConfig::resp_port)},
+           {"resp_allow_flushall", Bool(&ServerConfig::resp_allow_flushall)},
            {"data_dir", String(&ServerConfig::data_dir)},
            {"worker_threads", Integer(&ServerConfig::worker_threads)},
            {"io_threads", Integer(&ServerConfig::io_threads)},
@@ -310,6 +312,10 @@ Status ValidateServerConfig(const ServerConfig& c) {
   if (c.metrics_port != 0 && c.metrics_port == c.port) {
     return InvalidArgument("server.metrics_port: {} is also server.port", c.metrics_port);
   }
+  if (c.resp_port != 0 && (c.resp_port == c.port || c.resp_port == c.metrics_port)) {
+    return InvalidArgument("server.resp_port: {} is also server.{}", c.resp_port,
+                           c.resp_port == c.port ? "port" : "metrics_port");
+  }
   if (c.data_dir.empty()) return InvalidArgument("server.data_dir: must not be empty");
   if (c.worker_threads > 1024) {
     return InvalidArgument("server.worker_threads: {} is over 1024", c.worker_threads);
@@ -394,6 +400,9 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("server.port", c.port);
   line("server.metrics_port",
        c.metrics_port == 0 ? std::string("0 (off)") : fmt::format("{}", c.metrics_port));
+  line("server.resp_port",
+       c.resp_port == 0 ? std::string("0 (off)") : fmt::format("{}", c.resp_port));
+  line("server.resp_allow_flushall", c.resp_allow_flushall);
   line("server.data_dir", fmt::format("\"{}\"", c.data_dir));
   line("server.worker_threads", c.worker_threads == 0
                                     ? fmt::format("0 ({} cores)", EffectiveWorkerThreads(c))

@@ -4,7 +4,8 @@
 // ValidateServerConfig, and logged at start by DescribeServerConfig.
 //
 //   [server]                                [engine]
-//   listen, port, metrics_port, data_dir,   durability, sync_interval_ms,
+//   listen, port, metrics_port, resp_port,  durability, sync_interval_ms,
+//   resp_allow_flushall, data_dir,
 //   worker_threads, io_threads,             background_compaction
 //   max_connections, max_frame_bytes,
 //   max_batch, max_k, queue_limit,
@@ -38,6 +39,11 @@ struct ServerConfig {
   std::string listen = "127.0.0.1";  // IPv4 or IPv6 address literal, or "localhost"
   uint16_t port = 7420;              // 0: an ephemeral port (Server::port() tells which)
   uint16_t metrics_port = 7421;      // HTTP GET /metrics; 0: off
+  // The RESP (Redis protocol) listener, docs/RESP.md; 0: off (the default, so that servers
+  // started side by side never contend for one port; 7422 is the suggested port).
+  uint16_t resp_port = 0;
+  // RESP FLUSHALL drops every collection; refused unless this is set.
+  bool resp_allow_flushall = false;
   std::string data_dir = "./strata-data";
   uint32_t worker_threads = 0;     // engine calls run here; 0: one per core
   uint32_t io_threads = 1;         // sockets, framing, hello and ping

@@ -82,6 +82,12 @@ void ServerMetrics::RequestAnswered(uint16_t opcode, uint64_t nanos) {
   request_duration_.Record(nanos);
 }
 
+void ServerMetrics::RespCommandAnswered(uint64_t nanos, bool error) {
+  resp_commands_.fetch_add(1, std::memory_order_relaxed);
+  if (error) resp_errors_.fetch_add(1, std::memory_order_relaxed);
+  resp_command_duration_.Record(nanos);
+}
+
 void ServerMetrics::ErrorSent(ErrorCode code) {
   errors_.fetch_add(1, std::memory_order_relaxed);
   errors_by_code_[ErrorSlot(code)].fetch_add(1, std::memory_order_relaxed);
@@ -109,6 +115,9 @@ ServerMetricsSnapshot ServerMetrics::Snapshot() const {
   s.unauthenticated_refusals = unauthenticated_refusals_.load(std::memory_order_relaxed);
   s.unauthenticated_displaced = unauthenticated_displaced_.load(std::memory_order_relaxed);
   s.slow_client_closes = slow_client_closes_.load(std::memory_order_relaxed);
+  s.resp_commands = resp_commands_.load(std::memory_order_relaxed);
+  s.resp_errors = resp_errors_.load(std::memory_order_relaxed);
+  s.resp_command_duration = resp_command_duration_.Snapshot();
   for (size_t op = 1; op < kOps; ++op) {
     const uint64_t n = requests_by_op_[op].load(std::memory_order_relaxed);
     s.requests_by_op.emplace_back(protocol::OpName(static_cast<protocol::Op>(op)), n);
@@ -235,6 +244,14 @@ std::string RenderPrometheus(const EngineCounters& e, const ServerMetricsSnapsho
   w.Counter("strata_server_slow_client_closes_total",
             "Connections closed because their client took its replies too slowly.",
             s.slow_client_closes);
+  w.Counter("strata_resp_commands_total",
+            "RESP (Redis protocol) commands that reached the engine, answered since start.",
+            s.resp_commands);
+  w.Counter("strata_resp_errors_total", "Of strata_resp_commands_total, those answered with an error.",
+            s.resp_errors);
+  w.Histogram("strata_resp_command_duration_seconds",
+              "RESP commands that reached the engine: from dispatch to the reply made.",
+              s.resp_command_duration);
   return w.Take();
 }
 

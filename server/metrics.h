@@ -37,6 +37,9 @@ struct ServerMetricsSnapshot {
                                           // without a hello
   uint64_t unauthenticated_displaced = 0;  // connections without a hello closed for a new one
   uint64_t slow_client_closes = 0;  // connections closed: replies not taken fast enough
+  uint64_t resp_commands = 0;  // RESP commands run on the workers since start
+  uint64_t resp_errors = 0;    // of which answered with an error
+  HistogramSnapshot resp_command_duration;  // RESP: queued to reply made, seconds
   // Every request op ("hello", "ping", ..., then "unknown"), in opcode order.
   std::vector<std::pair<std::string, uint64_t>> requests_by_op;
   // Every error code ("invalid_argument", ..., "busy", ...), in code order.
@@ -72,6 +75,8 @@ class ServerMetrics {
     unauthenticated_displaced_.fetch_add(1, std::memory_order_relaxed);
   }
   void SlowClientClosed() { slow_client_closes_.fetch_add(1, std::memory_order_relaxed); }
+  // One RESP command run on the workers (docs/RESP.md), `error` when answered with one.
+  void RespCommandAnswered(uint64_t nanos, bool error);
   ServerMetricsSnapshot Snapshot() const;
 
  private:
@@ -91,6 +96,9 @@ class ServerMetrics {
   std::atomic<uint64_t> unauthenticated_refusals_{0};
   std::atomic<uint64_t> unauthenticated_displaced_{0};
   std::atomic<uint64_t> slow_client_closes_{0};
+  std::atomic<uint64_t> resp_commands_{0};
+  std::atomic<uint64_t> resp_errors_{0};
+  LatencyHistogram resp_command_duration_;
   std::array<std::atomic<uint64_t>, kOps> requests_by_op_{};
   std::array<std::atomic<uint64_t>, kErrorCodes> errors_by_code_{};
   LatencyHistogram request_duration_;

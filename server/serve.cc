@@ -40,6 +40,9 @@ void AddServeFlags(CLI::App& app, ServeArgs& args) {
   app.add_option_function<uint16_t>(
       "--metrics-port", [&args](const uint16_t& v) { args.metrics_port = v; },
       "HTTP port of GET /metrics; 0: off (overrides server.metrics_port)");
+  app.add_option_function<uint16_t>(
+      "--resp-port", [&args](const uint16_t& v) { args.resp_port = v; },
+      "RESP (Redis protocol) port, e.g. 7422; 0: off, the default (overrides server.resp_port)");
   app.add_option_function<std::string>(
       "-d,--data-dir", [&args](const std::string& v) { args.data_dir = v; },
       "Data directory (overrides server.data_dir)");
@@ -65,6 +68,7 @@ Result<ServerConfig> ResolveServeConfig(const ServeArgs& args) {
   if (args.listen) config.listen = *args.listen;
   if (args.port) config.port = *args.port;
   if (args.metrics_port) config.metrics_port = *args.metrics_port;
+  if (args.resp_port) config.resp_port = *args.resp_port;
   if (args.data_dir) config.data_dir = *args.data_dir;
   if (args.workers) config.worker_threads = *args.workers;
   if (args.token) config.token = *args.token;

@@ -29,6 +29,7 @@ struct ServeArgs {
   std::optional<std::string> listen;
   std::optional<uint16_t> port;
   std::optional<uint16_t> metrics_port;
+  std::optional<uint16_t> resp_port;
   std::optional<std::string> data_dir;
   std::optional<uint32_t> workers;
   std::optional<std::string> token;
@@ -38,7 +39,7 @@ struct ServeArgs {
   std::string port_file;
 };
 
-// --config, --listen, --port, --metrics-port, --data-dir, --workers, --token
+// --config, --listen, --port, --metrics-port, --resp-port, --data-dir, --workers, --token
 // (or the STRATA_TOKEN environment variable), --log-level, --port-file.
 void AddServeFlags(CLI::App& app, ServeArgs& args);
 

@@ -25,6 +25,7 @@
 
 #include "protocol/protocol.h"
 #include "server/connection.h"
+#include "server/resp_listener.h"
 #include "server/server_impl.h"
 
 namespace strata::server {
@@ -64,9 +65,11 @@ constexpr size_t kMaxTrackedAddresses = 65536;
 // the metrics and summed in the next line), so that a flood does not flood the log.
 constexpr auto kRefusalLogPeriod = std::chrono::seconds(1);
 
-// Raises the calling thread's nice value to `nice` once (Linux: nice is per thread, and
-// threads it creates -- OpenMP teams of a seal or compaction -- inherit it). Lowering
-// priority needs no privilege; failure only costs the protection, so it is logged once.
+}  // namespace
+
+// Linux: nice is per thread, and threads it creates -- OpenMP teams of a seal or
+// compaction -- inherit it. Lowering priority needs no privilege; failure only costs the
+// protection, so it is logged once.
 void LowerThreadPriority(int nice) {
   thread_local bool done = false;
   if (done) return;
@@ -78,6 +81,8 @@ void LowerThreadPriority(int nice) {
     }
   }
 }
+
+namespace {
 
 // Adds `bytes` to `counter` unless that would pass `limit`; a caller holding nothing
 // else may always take `bytes` up to the limit.
@@ -423,6 +428,10 @@ Status Server::Impl::Bind() {
     STRATA_ASSIGN_OR_RETURN(metrics_port_,
                             listen(metrics_acceptor_, config_.metrics_port, "server.metrics_port"));
   }
+  if (config_.resp_port != 0) {
+    resp_ = std::make_unique<RespListener>(*this, engine_);
+    STRATA_RETURN_IF_ERROR(resp_->Bind(address));
+  }
   return Status::Ok();
 }
 
@@ -434,6 +443,7 @@ void Server::Impl::Run() {
     asio::co_spawn(control_, MetricsAcceptLoop(),
                    [](std::exception_ptr e) { LogCoroutineFailure("metrics accept loop", e); });
   }
+  if (resp_) resp_->Start();
   for (uint32_t i = 0; i < config_.io_threads; ++i) io_threads_.emplace_back([this] { RunIo(); });
 }
 
@@ -570,6 +580,7 @@ void Server::Impl::Shutdown() {
   if (stopping_.exchange(true)) return;
   shutdown_started_.store(Clock::now().time_since_epoch().count());
   ServerLog().info("shutting down: no new connections or requests; answering those in flight");
+  if (resp_) resp_->Shutdown();
   asio::post(control_, [this] {
     error_code ec;
     acceptor_.close(ec);
@@ -630,6 +641,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Engine
   auto impl = std::make_unique<Impl>(config, engine);
   STRATA_RETURN_IF_ERROR(impl->Bind());
   impl->Run();
+  if (impl->resp_) {
+    ServerLog().info("RESP (Redis protocol) listening on {}:{}", config.listen, impl->resp_->port());
+  }
   if (impl->metrics_port_ != 0) {
     ServerLog().info("listening on {}:{} (metrics on port {}), {} I/O threads, {} workers",
                      config.listen, impl->port_, impl->metrics_port_, config.io_threads,
@@ -643,6 +657,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Engine
 
 uint16_t Server::port() const { return impl_->port_; }
 uint16_t Server::metrics_port() const { return impl_->metrics_port_; }
+uint16_t Server::resp_port() const { return impl_->resp_ ? impl_->resp_->port() : 0; }
 ServerMetricsSnapshot Server::metrics() const { return impl_->metrics_.Snapshot(); }
 void Server::Shutdown() { impl_->Shutdown(); }
 void Server::Wait() { impl_->Wait(); }

@@ -69,6 +69,7 @@ class Server {
 
   uint16_t port() const;          // the bound port (config port 0: an ephemeral one)
   uint16_t metrics_port() const;  // 0 when the metrics endpoint is off
+  uint16_t resp_port() const;     // the RESP listener's bound port; 0 when it is off
   ServerMetricsSnapshot metrics() const;
 
   void Shutdown();  // graceful, idempotent; returns at once

@@ -58,6 +58,11 @@ std::string EndpointString(const tcp::socket& s);
 void LogCoroutineFailure(std::string_view what, std::exception_ptr e);
 
 class Connection;
+class RespListener;  // resp_listener.h
+
+// Raises the calling thread's nice value to `nice` once (the write and maintenance pools'
+// threads call it on their first job; see Server::Impl::Lane).
+void LowerThreadPriority(int nice);
 
 // ---------------------------------------------------------------------------
 // Server::Impl: the threads, the acceptors and the registry of connections.
@@ -146,6 +151,8 @@ class Server::Impl {
   const Clock::duration linger_;
   uint16_t port_ = 0;
   uint16_t metrics_port_ = 0;
+  // The RESP listener (server.resp_port != 0), set by Bind; destroyed before io_.
+  std::unique_ptr<RespListener> resp_;
 
   std::atomic<uint32_t> pending_{0};         // requests queued for or running on the pool
   std::atomic<uint64_t> inflight_bytes_{0};  // payload bytes being read, queued or running

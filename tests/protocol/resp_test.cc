@@ -127,6 +127,7 @@ TEST(RespParser, LimitsAreCheckedBeforeTheBytesArrive) {
   ExpectProtocolError("*1\r\n$101\r\n", "over the limit of 100", limits);
   ExpectProtocolError("*2\r\n$100\r\n" + std::string(100, 'a') + "\r\n$51\r\n", "150 bytes", limits);
   ExpectProtocolError(std::string(20, 'a'), "too big inline request", limits);
+  ExpectProtocolError("a b c d e\r\n", "inline command of 5 arguments", limits);
   // A header announcing the largest bulk string allocates nothing up front.
   RequestParser p(limits);
   std::vector<Command> out;
