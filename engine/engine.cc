@@ -108,8 +108,9 @@ class Engine::Impl {
   // Runs `job` on every collection each maintenance_interval_ms (and, with `wakeable`,
   // when a writer asks), at CPU priority `nice` (its OpenMP team threads inherit it):
   // searches and writes of the application come first.
-  void MaintenanceLoop(int nice, bool wakeable, Status (Collection::*job)(), const char* what) {
-    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+  void MaintenanceLoop(engine::BackgroundPriority priority, bool wakeable, Status (Collection::*job)(),
+                       const char* what) {
+    engine::ApplyToThisThread(priority);
     std::unique_lock<std::mutex> lk(maintenance_mu_);
     while (!stop_) {
       maintenance_cv_.wait_for(lk, std::chrono::milliseconds(std::max<uint32_t>(1, options_.maintenance_interval_ms)),
@@ -250,6 +251,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
                                  engine::kDefaultMaxWalRecordBytes));
   }
   if (options.insert_nice > 19) return Error(InvalidArgument("insert_nice is {}; it must be in -1..19", options.insert_nice));
+  if (options.maintenance_nice < 0 || options.maintenance_nice > 19) {
+    return Error(InvalidArgument("maintenance_nice is {}; it must be in 0..19", options.maintenance_nice));
+  }
   if (options.maintenance_interval_ms == 0) {
     return Error(InvalidArgument("maintenance_interval_ms must be at least 1"));
   }
@@ -273,7 +277,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     return Error(IOError("{}: the data directory is in use by another Strata engine ({})",
                          lock_path.string(), std::strerror(errno)));
   }
-  if (options.insert_nice >= 0) impl->insert_thread_ = std::make_unique<engine::InsertThread>(options.insert_nice);
+  if (options.insert_nice >= 0) {
+    impl->insert_thread_ = std::make_unique<engine::InsertThread>(
+        engine::BackgroundPriority{.nice = options.insert_nice, .idle = options.background_idle});
+  }
   STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
   const engine::WalOptions wal = WalOptionsFrom(options);
   std::map<uint64_t, bool> known;
@@ -314,10 +321,14 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     // Seals bound the in-memory segment's memory: nice 10, as the inserts (a seal
     // starved by a busy machine would let it grow); compactions can wait: nice 19.
     Impl* raw = impl.get();
-    impl->maintenance_ = std::thread([raw] { raw->MaintenanceLoop(10, true, &Collection::MaintainSeals, "seal"); });
+    const engine::BackgroundPriority seal{.nice = options.maintenance_nice, .idle = options.background_idle,
+                                          .threads = options.maintenance_threads};
+    const engine::BackgroundPriority compaction{.nice = 19, .idle = options.background_idle};
+    impl->maintenance_ = std::thread(
+        [raw, seal] { raw->MaintenanceLoop(seal, true, &Collection::MaintainSeals, "seal"); });
     if (options.background_compaction) {
       impl->compaction_ = std::thread(
-          [raw] { raw->MaintenanceLoop(19, false, &Collection::MaintainCompaction, "compaction"); });
+          [raw, compaction] { raw->MaintenanceLoop(compaction, false, &Collection::MaintainCompaction, "compaction"); });
     }
   }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));

@@ -1,13 +1,11 @@
 #include "engine/insert_thread.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <exception>
 
 namespace strata::engine {
 
-InsertThread::InsertThread(int nice) : thread_([this, nice] { Loop(nice); }) {}
+InsertThread::InsertThread(const BackgroundPriority& priority)
+    : thread_([this, priority] { Loop(priority); }) {}
 
 InsertThread::~InsertThread() {
   {
@@ -28,8 +26,8 @@ Status InsertThread::Run(const std::function<Status()>& job) {
   return j.status;
 }
 
-void InsertThread::Loop(int nice) {
-  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+void InsertThread::Loop(const BackgroundPriority& priority) {
+  ApplyToThisThread(priority);
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
     work_cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });

@@ -16,13 +16,14 @@
 #include <thread>
 
 #include "core/status.h"
+#include "engine/background_priority.h"
 
 namespace strata::engine {
 
 class InsertThread {
  public:
-  // `nice`: the thread's nice value (0..19; higher runs later).
-  explicit InsertThread(int nice);
+  // `priority`: the thread's CPU priority (engine/background_priority.h).
+  explicit InsertThread(const BackgroundPriority& priority);
   ~InsertThread();
   InsertThread(const InsertThread&) = delete;
   InsertThread& operator=(const InsertThread&) = delete;
@@ -36,7 +37,7 @@ class InsertThread {
     Status status;
     bool done = false;
   };
-  void Loop(int nice);
+  void Loop(const BackgroundPriority& priority);
 
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;

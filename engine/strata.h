@@ -83,6 +83,14 @@ struct EngineOptions {
   // Threads that insert one batch into the graph (0: all cores). Fewer leave cores to
   // searches at the cost of write throughput (docs/BENCHMARKS.md section 8).
   uint32_t insert_threads = 0;
+  // The maintenance thread's CPU nice value (0..19) and the threads its calibrations
+  // use (0: all cores). The compaction thread runs at nice 19.
+  int maintenance_nice = 10;
+  uint32_t maintenance_threads = 0;
+  // Run the insert, maintenance and compaction threads under SCHED_IDLE (the nice
+  // values are then ignored): the kernel gives them only what the application's
+  // threads leave, at the cost of write throughput on a busy machine.
+  bool background_idle = false;
   // Salvage at open: a log whose records fail their checks although they are
   // complete -- damage, not a torn write -- makes Open fail with Corruption naming
   // the file and the offset, because those records may have been acknowledged. With

@@ -166,6 +166,9 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   options.background_compaction = true;
   options.insert_nice = c.insert_nice;
   options.insert_threads = c.insert_threads;
+  options.maintenance_nice = c.maintenance_nice;
+  options.maintenance_threads = c.maintenance_threads;
+  options.background_idle = c.background_idle;
   STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path(), options));
   const std::string name = "bench";
   CollectionSpec spec;
@@ -370,6 +373,9 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   j["sealed_segments_end"] = end_info.sealed_segments;
   j["insert_nice"] = c.insert_nice;
   j["insert_threads"] = c.insert_threads;
+  j["maintenance_nice"] = c.maintenance_nice;
+  j["maintenance_threads"] = c.maintenance_threads;
+  j["background_idle"] = c.background_idle;
   j["rev"] = GitRevision();
   fmt::print("JSON {}\n", j.dump());
   return Status::Ok();

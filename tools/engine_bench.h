@@ -46,6 +46,9 @@ struct EngineBenchConfig {
   double recall_target = 0.95;     // SearchOptions::recall of every search
   int insert_nice = EngineOptions{}.insert_nice;            // EngineOptions::insert_nice
   uint32_t insert_threads = EngineOptions{}.insert_threads;  // EngineOptions::insert_threads
+  int maintenance_nice = EngineOptions{}.maintenance_nice;            // EngineOptions::maintenance_nice
+  uint32_t maintenance_threads = EngineOptions{}.maintenance_threads;  // EngineOptions::maintenance_threads
+  bool background_idle = EngineOptions{}.background_idle;              // EngineOptions::background_idle
   size_t show_slowest = 0;         // print the EXPLAIN of this many slowest searches per phase
 };
 

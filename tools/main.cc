@@ -184,6 +184,15 @@ int main(int argc, char** argv) {
   ebench->add_option("--insert-threads", eb_config.insert_threads,
                      "engine: threads inserting one batch into the graph (0: all cores)")
       ->capture_default_str();
+  ebench->add_option("--maintenance-nice", eb_config.maintenance_nice,
+                     "engine: CPU nice of the thread that seals and calibrates")
+      ->check(CLI::Range(0, 19))
+      ->capture_default_str();
+  ebench->add_option("--maintenance-threads", eb_config.maintenance_threads,
+                     "engine: threads a background calibration uses (0: all cores)")
+      ->capture_default_str();
+  ebench->add_flag("--background-idle", eb_config.background_idle,
+                   "engine: insert, maintenance and compaction threads under SCHED_IDLE");
   ebench->add_option("--show-slowest", eb_config.show_slowest,
                      "--mixed: print the EXPLAIN of the N slowest searches of each phase (every search then "
                      "fills an EXPLAIN)")
