@@ -120,6 +120,27 @@ class Client {
       const std::string& collection, std::span<const float> query,
       const SearchOptions& options);
 
+  // ---- Records by string key (api/types.h has the rule) ----
+  // Upserts each record by its Record::key (ids are ignored: the server keeps the id of a
+  // live record with the key, or assigns a fresh one); one atomic batch. Returns the
+  // records written.
+  Result<uint64_t> UpsertKeyed(const std::string& collection, uint32_t dim,
+                               std::span<const Record> records);
+  // Deletes the live records with these keys (a missing key is not an error); returns the
+  // number of keys in the request.
+  Result<uint64_t> DeleteKeyed(const std::string& collection, std::span<const std::string> keys);
+  // One entry per requested key, in order (Record::key set); nullopt for a key not there.
+  Result<std::vector<std::optional<Record>>> GetKeyed(const std::string& collection,
+                                                      std::span<const std::string> keys);
+  // `count` (>= 1) queries, row-major; every hit with its key (empty: written by id).
+  Result<std::vector<std::vector<KeyedNeighbor>>> SearchKeyed(const std::string& collection,
+                                                              const float* queries, uint32_t dim,
+                                                              uint32_t count,
+                                                              const SearchOptions& options);
+  // A page of keys in id order from `cursor` (0: the start); the page's next_cursor
+  // continues, 0 when done (Engine::ListKeys).
+  Result<KeyPage> ListKeys(const std::string& collection, uint64_t cursor, uint32_t count);
+
   Result<protocol::StatsReply> Stats();
   Status Flush(const std::string& collection);
   Status Compact(const std::string& collection);

@@ -117,6 +117,69 @@ Result<std::vector<std::optional<Record>>> Client::Get(const std::string& collec
   return std::move(reply.records);
 }
 
+Result<uint64_t> Client::UpsertKeyed(const std::string& collection, uint32_t dim,
+                                     std::span<const Record> records) {
+  if (fd_ < 0) return Error(ClosedError());
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i].vector.size() != dim) {
+      return Error(InvalidArgument("upsert_keyed: record {} (key '{}') has {} components, expected dim {}", i,
+                                   KeyForMessage(records[i].key), records[i].vector.size(), dim));
+    }
+    if (Status s = ValidateKey(records[i].key); !s.ok()) {
+      return Error(s.WithContext(fmt::format("upsert_keyed: record {}", i)));
+    }
+  }
+  protocol::UpsertRequest upsert;
+  upsert.collection = collection;
+  upsert.dim = dim;
+  upsert.records.assign(records.begin(), records.end());
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kUpsertKeyed, .body = std::move(upsert)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::WriteReply>(std::move(r), Op::kUpsertKeyed));
+  return reply.applied;
+}
+
+Result<uint64_t> Client::DeleteKeyed(const std::string& collection, std::span<const std::string> keys) {
+  protocol::KeysRequest del{collection, {keys.begin(), keys.end()}};
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kDeleteKeyed, .body = std::move(del)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::WriteReply>(std::move(r), Op::kDeleteKeyed));
+  return reply.applied;
+}
+
+Result<std::vector<std::optional<Record>>> Client::GetKeyed(const std::string& collection,
+                                                            std::span<const std::string> keys) {
+  protocol::KeysRequest get{collection, {keys.begin(), keys.end()}};
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kGetKeyed, .body = std::move(get)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::GetReply>(std::move(r), Op::kGetKeyed));
+  if (reply.records.size() != keys.size()) {
+    return Error(Internal("get_keyed: the server answered {} records for {} keys", reply.records.size(),
+                          keys.size()));
+  }
+  return std::move(reply.records);
+}
+
+Result<std::vector<std::vector<KeyedNeighbor>>> Client::SearchKeyed(const std::string& collection,
+                                                                    const float* queries, uint32_t dim,
+                                                                    uint32_t count, const SearchOptions& options) {
+  if (fd_ < 0) return Error(ClosedError());
+  if (count == 0) return std::vector<std::vector<KeyedNeighbor>>();
+  if (dim == 0) return Error(InvalidArgument("search_keyed: dim must be > 0"));
+  STRATA_ASSIGN_OR_RETURN(Response r,
+                          Call(SearchRequestFor(Op::kSearchKeyed, collection, queries, dim, count, options)));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::KeyedSearchReply>(std::move(r), Op::kSearchKeyed));
+  if (reply.results.size() != count) {
+    return Error(Internal("search_keyed: the server answered {} result lists for {} queries",
+                          reply.results.size(), count));
+  }
+  return std::move(reply.results);
+}
+
+Result<KeyPage> Client::ListKeys(const std::string& collection, uint64_t cursor, uint32_t count) {
+  protocol::ListKeysRequest list{collection, cursor, count};
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kListKeys, .body = std::move(list)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::ListKeysReply>(std::move(r), Op::kListKeys));
+  return std::move(reply.page);
+}
+
 Result<std::vector<Neighbor>> Client::Search(const std::string& collection,
                                              std::span<const float> query,
                                              const SearchOptions& options) {

@@ -36,6 +36,9 @@ Result<DescribeCollectionReply> ReadDescribeCollectionReply(Reader& r,
                                                             const DecodeLimits& limits);
 
 // ---- record_messages.cc: upsert, delete, get --------------------------------------
+// A record's attributes: u16 count, then each attribute (shared with key_messages.cc).
+void WriteAttributes(Writer& w, const Attributes& attributes);
+Result<Attributes> ReadAttributes(Reader& r, const DecodeLimits& limits);
 void WriteUpsert(Writer& w, const UpsertRequest& m);
 Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits);
 void WriteDelete(Writer& w, const DeleteRequest& m);
@@ -54,6 +57,21 @@ void WriteSearch(Writer& w, const SearchRequest& m);
 Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits);
 void WriteSearchReply(Writer& w, Op op, const SearchReply& m);
 Result<SearchReply> ReadSearchReply(Reader& r, Op op, const DecodeLimits& limits);
+
+// ---- key_messages.cc: records by string key (upsert_keyed, delete_keyed, get_keyed, the
+// keyed search reply, list_keys) --------------------------------------------------------
+void WriteUpsertKeyed(Writer& w, const UpsertRequest& m);
+Result<UpsertRequest> ReadUpsertKeyed(Reader& r, const DecodeLimits& limits);
+void WriteKeys(Writer& w, const KeysRequest& m);  // delete_keyed and get_keyed
+Result<KeysRequest> ReadKeys(Reader& r, const DecodeLimits& limits);
+void WriteKeyedGetReply(Writer& w, const GetReply& m);
+Result<GetReply> ReadKeyedGetReply(Reader& r, const DecodeLimits& limits);
+void WriteKeyedSearchReply(Writer& w, const KeyedSearchReply& m);
+Result<KeyedSearchReply> ReadKeyedSearchReply(Reader& r, const DecodeLimits& limits);
+void WriteListKeys(Writer& w, const ListKeysRequest& m);
+Result<ListKeysRequest> ReadListKeys(Reader& r, const DecodeLimits& limits);
+void WriteListKeysReply(Writer& w, const ListKeysReply& m);
+Result<ListKeysReply> ReadListKeysReply(Reader& r, const DecodeLimits& limits);
 
 // ---- admin_messages.cc: stats, flush, compact -------------------------------------
 void WriteStatsReply(Writer& w, const StatsReply& m);

@@ -76,6 +76,19 @@ void WriteRequestPayload(Writer& w, const Request& req) {
     case Op::kCompact:
       wire::WriteCompact(w, BodyAs<CompactRequest>(b));
       return;
+    case Op::kUpsertKeyed:
+      wire::WriteUpsertKeyed(w, BodyAs<UpsertRequest>(b));
+      return;
+    case Op::kDeleteKeyed:
+    case Op::kGetKeyed:
+      wire::WriteKeys(w, BodyAs<KeysRequest>(b));
+      return;
+    case Op::kSearchKeyed:
+      wire::WriteSearch(w, BodyAs<SearchRequest>(b));
+      return;
+    case Op::kListKeys:
+      wire::WriteListKeys(w, BodyAs<ListKeysRequest>(b));
+      return;
     case Op::kError:
       break;
   }
@@ -112,6 +125,15 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
       return wire::ReadFlush(r, limits);
     case Op::kCompact:
       return wire::ReadCompact(r, limits);
+    case Op::kUpsertKeyed:
+      return wire::ReadUpsertKeyed(r, limits);
+    case Op::kDeleteKeyed:
+    case Op::kGetKeyed:
+      return wire::ReadKeys(r, limits);
+    case Op::kSearchKeyed:
+      return wire::ReadSearch(r, op, limits);
+    case Op::kListKeys:
+      return wire::ReadListKeys(r, limits);
     case Op::kError:
       break;
   }
@@ -152,6 +174,19 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
     case Op::kStats:
       wire::WriteStatsReply(w, BodyAs<StatsReply>(b));
       return;
+    case Op::kUpsertKeyed:
+    case Op::kDeleteKeyed:
+      wire::WriteWriteReply(w, BodyAs<WriteReply>(b));
+      return;
+    case Op::kGetKeyed:
+      wire::WriteKeyedGetReply(w, BodyAs<GetReply>(b));
+      return;
+    case Op::kSearchKeyed:
+      wire::WriteKeyedSearchReply(w, BodyAs<KeyedSearchReply>(b));
+      return;
+    case Op::kListKeys:
+      wire::WriteListKeysReply(w, BodyAs<ListKeysReply>(b));
+      return;
     case Op::kError:
       wire::WriteErrorReply(w, BodyAs<ErrorReply>(b));
       return;
@@ -186,6 +221,15 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadSearchReply(r, op, limits);
     case Op::kStats:
       return wire::ReadStatsReply(r);
+    case Op::kUpsertKeyed:
+    case Op::kDeleteKeyed:
+      return wire::ReadWriteReply(r);
+    case Op::kGetKeyed:
+      return wire::ReadKeyedGetReply(r, limits);
+    case Op::kSearchKeyed:
+      return wire::ReadKeyedSearchReply(r, limits);
+    case Op::kListKeys:
+      return wire::ReadListKeysReply(r, limits);
     case Op::kError:
       return wire::ReadErrorReply(r);
   }
@@ -248,6 +292,16 @@ std::string_view OpName(Op op) {
       return "flush";
     case Op::kCompact:
       return "compact";
+    case Op::kUpsertKeyed:
+      return "upsert_keyed";
+    case Op::kDeleteKeyed:
+      return "delete_keyed";
+    case Op::kGetKeyed:
+      return "get_keyed";
+    case Op::kSearchKeyed:
+      return "search_keyed";
+    case Op::kListKeys:
+      return "list_keys";
     case Op::kError:
       return "error";
   }
@@ -256,7 +310,7 @@ std::string_view OpName(Op op) {
 
 bool IsKnownRequestOp(uint16_t opcode) {
   return opcode >= static_cast<uint16_t>(Op::kHello) &&
-         opcode <= static_cast<uint16_t>(Op::kCompact);
+         opcode <= static_cast<uint16_t>(Op::kListKeys);
 }
 
 std::string_view ErrorCodeName(ErrorCode code) {
@@ -469,7 +523,8 @@ Status ValidateForEncoding(const Request& request) {
     case Op::kDescribeCollection:
       if (!std::holds_alternative<DescribeCollectionRequest>(request.body)) return wrong_body();
       break;
-    case Op::kUpsert: {
+    case Op::kUpsert:
+    case Op::kUpsertKeyed: {
       const auto* m = std::get_if<UpsertRequest>(&request.body);
       if (m == nullptr) return wrong_body();
       for (size_t i = 0; i < m->records.size(); ++i) {
@@ -489,16 +544,19 @@ Status ValidateForEncoding(const Request& request) {
       break;
     case Op::kSearch:
     case Op::kSearchBatch:
-    case Op::kExplain: {
+    case Op::kExplain:
+    case Op::kSearchKeyed: {
       const auto* m = std::get_if<SearchRequest>(&request.body);
       if (m == nullptr) return wrong_body();
       if (m->queries.size() != uint64_t{m->count} * m->dim) {
         return InvalidArgument("{}: {} query floats, count {} x dim {} needs {}", op,
                                m->queries.size(), m->count, m->dim, uint64_t{m->count} * m->dim);
       }
-      if (request.op == Op::kSearchBatch ? m->count == 0 : m->count != 1) {
+      const bool many = request.op == Op::kSearchBatch || request.op == Op::kSearchKeyed;
+      if (many ? m->count == 0 : m->count != 1) {
         return InvalidArgument(
-            "{}: count {} (search and explain carry 1 query, a batch at least 1)", op, m->count);
+            "{}: count {} (search and explain carry 1 query, a batch or search_keyed at least 1)", op,
+            m->count);
       }
       if (m->options.prepared_filter != nullptr) {
         return InvalidArgument(
@@ -514,6 +572,13 @@ Status ValidateForEncoding(const Request& request) {
       break;
     case Op::kCompact:
       if (!std::holds_alternative<CompactRequest>(request.body)) return wrong_body();
+      break;
+    case Op::kDeleteKeyed:
+    case Op::kGetKeyed:
+      if (!std::holds_alternative<KeysRequest>(request.body)) return wrong_body();
+      break;
+    case Op::kListKeys:
+      if (!std::holds_alternative<ListKeysRequest>(request.body)) return wrong_body();
       break;
     case Op::kError:
       break;

@@ -72,6 +72,12 @@ enum class Op : uint16_t {
   kStats = 13,
   kFlush = 14,
   kCompact = 15,
+  // Records by string key (api/types.h has the rule), added within version 1:
+  kUpsertKeyed = 16,  // UpsertRequest, each record's key instead of its id
+  kDeleteKeyed = 17,  // KeysRequest
+  kGetKeyed = 18,     // KeysRequest; the reply's records carry their keys
+  kSearchKeyed = 19,  // SearchRequest (1 or more queries); every hit carries its key
+  kListKeys = 20,     // ListKeysRequest: a page of keys (Engine::ListKeys)
   kError = 0x7fff,    // only in responses: ErrorReply
 };
 std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
@@ -164,6 +170,17 @@ struct SearchRequest {
   uint32_t count = 0;
   std::vector<float> queries;    // count * dim
 };
+// kDeleteKeyed / kGetKeyed: string collection, u32 count, count x string key.
+struct KeysRequest {
+  std::string collection;
+  std::vector<std::string> keys;
+};
+// kListKeys: string collection, u64 cursor (0: from the start), u32 count (most keys wanted).
+struct ListKeysRequest {
+  std::string collection;
+  uint64_t cursor = 0;
+  uint32_t count = 0;
+};
 struct StatsRequest {};
 struct FlushRequest { std::string collection; };
 struct CompactRequest { std::string collection; };
@@ -172,9 +189,11 @@ using RequestBody = std::variant<HelloRequest, PingRequest, CreateCollectionRequ
                                  DropCollectionRequest, ListCollectionsRequest,
                                  DescribeCollectionRequest, UpsertRequest, DeleteRequest,
                                  GetRequest, SearchRequest, StatsRequest, FlushRequest,
-                                 CompactRequest>;
+                                 CompactRequest, KeysRequest, ListKeysRequest>;
 struct Request {
-  Op op = Op::kPing;  // kSearch, kSearchBatch and kExplain share SearchRequest
+  // kSearch, kSearchBatch, kExplain and kSearchKeyed share SearchRequest; kUpsert and
+  // kUpsertKeyed share UpsertRequest (by key: Record::key, the id is not sent).
+  Op op = Op::kPing;
   RequestBody body;
 };
 
@@ -194,8 +213,13 @@ struct EmptyReply {};            // ping, create, drop, flush, compact
 struct ListCollectionsReply { std::vector<CollectionInfo> collections; };
 struct DescribeCollectionReply { CollectionInfo info; };
 struct WriteReply { uint64_t applied = 0; };   // upsert / delete: operations applied
-// For every requested id, in order: u8 found, then (found) the record.
+// For every requested id (or key: kGetKeyed), in order: u8 found, then (found) the record
+// (kGetKeyed: with its key after its id).
 struct GetReply { std::vector<std::optional<Record>> records; };
+// kSearchKeyed: per query u32 n, n x (u64 id, f32 distance, string key; empty: written by id).
+struct KeyedSearchReply { std::vector<std::vector<KeyedNeighbor>> results; };
+// kListKeys: u64 next_cursor (0: done), u32 n, n x (u64 id, string key).
+struct ListKeysReply { KeyPage page; };
 // Per query: u32 n, n x (u64 id, f32 distance). kExplain adds the plan as a string, its
 // JSON form (Explain::ToJson; decoded with Explain::FromJson, a malformed plan being
 // InvalidArgument).
@@ -220,7 +244,7 @@ struct ErrorReply {              // u16 code, string message
 
 using ResponseBody = std::variant<HelloReply, EmptyReply, ListCollectionsReply,
                                   DescribeCollectionReply, WriteReply, GetReply, SearchReply,
-                                  StatsReply, ErrorReply>;
+                                  StatsReply, ErrorReply, KeyedSearchReply, ListKeysReply>;
 struct Response {
   Op op = Op::kPing;             // the request's op, or kError
   ResponseBody body;

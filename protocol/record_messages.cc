@@ -17,6 +17,8 @@ namespace {
 // Smallest encoded size of an attribute: name, type, u32 minimum (see kMinStringBytes).
 constexpr uint64_t kMinAttributeBytes = kMinStringBytes + 1 + 4;
 
+}  // namespace
+
 void WriteAttributes(Writer& w, const Attributes& attributes) {
   STRATA_CHECK(attributes.size() <= std::numeric_limits<uint16_t>::max());
   w.U16(static_cast<uint16_t>(attributes.size()));
@@ -44,6 +46,8 @@ void WriteAttributes(Writer& w, const Attributes& attributes) {
     }
   }
 }
+
+namespace {
 
 Result<Attribute> ReadAttribute(Reader& r, const DecodeLimits& limits, size_t index) {
   Attribute a;
@@ -96,6 +100,8 @@ Result<Attribute> ReadAttribute(Reader& r, const DecodeLimits& limits, size_t in
   return a;
 }
 
+}  // namespace
+
 Result<Attributes> ReadAttributes(Reader& r, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(uint16_t n, r.U16("attribute count"));
   STRATA_RETURN_IF_ERROR(
@@ -109,6 +115,8 @@ Result<Attributes> ReadAttributes(Reader& r, const DecodeLimits& limits) {
   }
   return attributes;
 }
+
+namespace {
 
 // A record in a GetReply carries its own dim (an upsert's records share the request's).
 void WriteFullRecord(Writer& w, const Record& rec) {

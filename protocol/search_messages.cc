@@ -58,7 +58,7 @@ Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
   if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
   STRATA_ASSIGN_OR_RETURN(m.count, r.U32("count"));
-  if (op == Op::kSearchBatch) {
+  if (op == Op::kSearchBatch || op == Op::kSearchKeyed) {
     if (m.count == 0) return Error(InvalidArgument("count: a search batch needs at least 1 query"));
   } else if (m.count != 1) {
     return Error(InvalidArgument("count: {} carries exactly 1 query, got {}", OpName(op), m.count));

@@ -64,6 +64,7 @@ uint64_t GetReplyBytes(uint64_t ids, uint64_t dim) {
 constexpr uint64_t kSmallReplyBytes = 4 * 1024;
 constexpr uint64_t kListReplyBytes = 64 * 1024;
 constexpr uint64_t kExplainJsonBytes = 64 * 1024;
+constexpr uint64_t kTypicalKeyBytes = 64;  // list_keys: keys are sized when the reply is made
 
 // Encoded size of a record's attributes (u16 count; per attribute the name, a type
 // byte and the value).
@@ -160,6 +161,22 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
       // Not seen yet: the largest dimension a collection can have, but never past a frame.
       return std::min(frame, GetReplyBytes(m.ids.size(), protocol::DecodeLimits{}.max_dim));
     }
+    case Op::kSearchKeyed: {
+      // Hits with keys: a key's length (its bytes are counted once the reply is made).
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      return fit(SearchReplyBytes(m.count, m.options.k) + uint64_t{m.count} * m.options.k * 4);
+    }
+    case Op::kGetKeyed: {
+      const auto& m = std::get<protocol::KeysRequest>(request.body);
+      uint64_t keys = 0;
+      for (const std::string& k : m.keys) keys += 4 + k.size();
+      const uint64_t dim = CachedDim(m.collection).value_or(protocol::DecodeLimits{}.max_dim);
+      return std::min(frame, GetReplyBytes(m.keys.size(), dim) + keys);
+    }
+    case Op::kListKeys: {
+      const auto& m = std::get<protocol::ListKeysRequest>(request.body);
+      return std::min(frame, 12 + uint64_t{m.count} * (12 + kTypicalKeyBytes));
+    }
     case Op::kListCollections:
       return std::min(frame, kListReplyBytes);
     default:
@@ -228,6 +245,16 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
       }
       return protocol::EmptyReply{};
     }
+    case Op::kUpsertKeyed:
+      return Upsert(std::get<protocol::UpsertRequest>(b), /*by_key=*/true);
+    case Op::kDeleteKeyed:
+      return DeleteKeys(std::get<protocol::KeysRequest>(b));
+    case Op::kGetKeyed:
+      return GetKeys(std::get<protocol::KeysRequest>(b));
+    case Op::kSearchKeyed:
+      return Search(request.op, std::get<protocol::SearchRequest>(b));
+    case Op::kListKeys:
+      return ListKeys(std::get<protocol::ListKeysRequest>(b));
     case Op::kHello:
       return Hello();
     case Op::kError:
@@ -283,6 +310,21 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
     if (!r) return Fail(r.error());
     reply.results.push_back(std::move(*r));
     reply.explain = std::move(explain);
+  } else if (op == Op::kSearchKeyed) {
+    auto r = engine_.SearchBatchWithKeys(m.collection, std::span<const float>(m.queries), m.dim, options, 1);
+    if (!r) return Fail(r.error());
+    // The keys' bytes were not in the bound checked above.
+    uint64_t bytes = reply_bytes;
+    for (const auto& list : *r) {
+      for (const KeyedNeighbor& n : list) bytes += 4 + n.key.size();
+    }
+    if (bytes > config_.max_frame_bytes) {
+      return Fail(ErrorCode::kTooLarge,
+                  "{}: the reply takes {} bytes with its keys, over the server's frame limit of {} "
+                  "(max_frame_bytes); send fewer queries per request or lower k",
+                  name, bytes, config_.max_frame_bytes);
+    }
+    return protocol::KeyedSearchReply{std::move(*r)};
   } else {
     // The decoded queries as they are (no copy). One thread: the batch already runs on a
     // worker, and the pool is the server's concurrency.
@@ -293,26 +335,96 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
   return reply;
 }
 
-RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m) {
+RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m, bool by_key) {
+  const std::string_view op = by_key ? "upsert_keyed" : "upsert";
   if (m.records.size() > config_.max_batch) {
     return Fail(ErrorCode::kTooLarge,
-                "upsert: {} records, over the server's limit of {} (max_batch)", m.records.size(),
+                "{}: {} records, over the server's limit of {} (max_batch)", op, m.records.size(),
                 config_.max_batch);
   }
   engine::WriteBatch batch;
   for (size_t i = 0; i < m.records.size(); ++i) {
     const Record& r = m.records[i];
+    const std::string which =
+        by_key ? fmt::format("key '{}'", KeyForMessage(r.key)) : fmt::format("id {}", r.id);
     if (r.vector.size() != m.dim) {
-      return Fail(InvalidArgument("upsert: record {} (id {}): {} components, dim is {}", i, r.id,
+      return Fail(InvalidArgument("{}: record {} ({}): {} components, dim is {}", op, i, which,
                                   r.vector.size(), m.dim));
     }
     Status s = CheckFinite(r.vector.data(), r.vector.size(),
-                           fmt::format("upsert: record {} (id {})", i, r.id));
+                           fmt::format("{}: record {} ({})", op, i, which));
     if (!s.ok()) return Fail(s);
-    batch.Upsert(r.id, r.vector, r.attributes);
+    if (by_key) {
+      batch.UpsertByKey(r.key, r.vector, r.attributes);
+    } else {
+      batch.Upsert(r.id, r.vector, r.attributes);
+    }
   }
-  if (Status s = engine_.Write(m.collection, batch); !s.ok()) return Fail(s.WithContext("upsert"));
+  if (Status s = engine_.Write(m.collection, batch); !s.ok()) return Fail(s.WithContext(op));
   return protocol::WriteReply{m.records.size()};
+}
+
+RequestHandler::Outcome RequestHandler::DeleteKeys(const protocol::KeysRequest& m) {
+  if (m.keys.size() > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge,
+                "delete_keyed: {} keys, over the server's limit of {} (max_batch)", m.keys.size(),
+                config_.max_batch);
+  }
+  engine::WriteBatch batch;
+  for (const std::string& k : m.keys) batch.DeleteByKey(k);
+  if (Status s = engine_.Write(m.collection, batch); !s.ok()) {
+    return Fail(s.WithContext("delete_keyed"));
+  }
+  return protocol::WriteReply{m.keys.size()};
+}
+
+RequestHandler::Outcome RequestHandler::GetKeys(const protocol::KeysRequest& m) {
+  if (m.keys.size() > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "get_keyed: {} keys, over the server's limit of {} (max_batch)",
+                m.keys.size(), config_.max_batch);
+  }
+  auto dim = CollectionDim(m.collection);
+  if (!dim) return Fail(dim.error().WithContext("get_keyed"));
+  protocol::GetReply reply;
+  reply.records.reserve(m.keys.size());
+  uint64_t bytes = 4 + m.keys.size();  // count, and a found byte per key
+  for (const std::string& key : m.keys) {
+    auto r = engine_.GetByKey(m.collection, key);
+    if (r) {
+      bytes += kFoundRecordBytes + 4 + r->key.size() + r->vector.size() * sizeof(float) +
+               AttributeWireBytes(r->attributes);
+      if (bytes > config_.max_frame_bytes) {
+        return Fail(ErrorCode::kTooLarge,
+                    "get_keyed: the reply to {} keys takes more than the server's frame limit of {} "
+                    "bytes (max_frame_bytes); ask for fewer keys",
+                    m.keys.size(), config_.max_frame_bytes);
+      }
+      reply.records.push_back(std::move(*r));
+    } else if (r.error().code() == StatusCode::kNotFound) {
+      reply.records.push_back(std::nullopt);
+    } else {
+      return Fail(r.error().WithContext("get_keyed"));
+    }
+  }
+  return reply;
+}
+
+RequestHandler::Outcome RequestHandler::ListKeys(const protocol::ListKeysRequest& m) {
+  if (m.count > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "list_keys: count {} is over the server's limit of {} (max_batch)",
+                m.count, config_.max_batch);
+  }
+  auto page = engine_.ListKeys(m.collection, m.cursor, m.count);
+  if (!page) return Fail(page.error().WithContext("list_keys"));
+  uint64_t bytes = 12;
+  for (const std::string& k : page->keys) bytes += 12 + k.size();
+  if (bytes > config_.max_frame_bytes) {
+    return Fail(ErrorCode::kTooLarge,
+                "list_keys: the page takes {} bytes, over the server's frame limit of {} "
+                "(max_frame_bytes); ask for fewer keys",
+                bytes, config_.max_frame_bytes);
+  }
+  return protocol::ListKeysReply{std::move(*page)};
 }
 
 RequestHandler::Outcome RequestHandler::Delete(const protocol::DeleteRequest& m) {

@@ -53,9 +53,14 @@ class RequestHandler {
 
   Outcome Dispatch(const protocol::Request& request);
   Outcome Search(protocol::Op op, const protocol::SearchRequest& m);
-  Outcome Upsert(const protocol::UpsertRequest& m);
+  // kUpsert by id, kUpsertKeyed by key.
+  Outcome Upsert(const protocol::UpsertRequest& m, bool by_key = false);
   Outcome Delete(const protocol::DeleteRequest& m);
   Outcome Get(const protocol::GetRequest& m);
+  // Records by string key (upsert_keyed goes through Upsert).
+  Outcome DeleteKeys(const protocol::KeysRequest& m);
+  Outcome GetKeys(const protocol::KeysRequest& m);
+  Outcome ListKeys(const protocol::ListKeysRequest& m);
 
   // The collection's dimension, from a cache filled by DescribeCollection (which
   // is not cheap: it takes the collection's lock and walks its graph) the first

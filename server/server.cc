@@ -158,6 +158,8 @@ Server::Impl::Lane Server::Impl::LaneOf(Op op) {
   switch (op) {
     case Op::kUpsert:
     case Op::kDelete:
+    case Op::kUpsertKeyed:
+    case Op::kDeleteKeyed:
       return Lane::kWrite;
     case Op::kFlush:
     case Op::kCompact:

@@ -50,6 +50,12 @@ bool operator==(const FlushRequest& a, const FlushRequest& b) {
 bool operator==(const CompactRequest& a, const CompactRequest& b) {
   return a.collection == b.collection;
 }
+bool operator==(const KeysRequest& a, const KeysRequest& b) {
+  return a.collection == b.collection && a.keys == b.keys;
+}
+bool operator==(const ListKeysRequest& a, const ListKeysRequest& b) {
+  return a.collection == b.collection && a.cursor == b.cursor && a.count == b.count;
+}
 bool operator==(const Request& a, const Request& b) { return a.op == b.op && a.body == b.body; }
 
 bool operator==(const HelloReply& a, const HelloReply& b) {
@@ -81,6 +87,8 @@ bool operator==(const StatsReply& a, const StatsReply& b) {
 bool operator==(const ErrorReply& a, const ErrorReply& b) {
   return a.code == b.code && a.message == b.message;
 }
+bool operator==(const KeyedSearchReply& a, const KeyedSearchReply& b) { return a.results == b.results; }
+bool operator==(const ListKeysReply& a, const ListKeysReply& b) { return a.page == b.page; }
 bool operator==(const Response& a, const Response& b) { return a.op == b.op && a.body == b.body; }
 }  // namespace strata::protocol
 
@@ -209,7 +217,7 @@ void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
 
 TEST(ProtocolRoundTrip, EveryRequestKind) {
   const std::vector<Request> requests = SampleRequests();
-  ASSERT_EQ(requests.size(), 15u);  // kHello .. kCompact
+  ASSERT_EQ(requests.size(), 20u);  // kHello .. kListKeys
   uint64_t id = 1000;
   for (const Request& req : requests) {
     SCOPED_TRACE(std::string(OpName(req.op)));
@@ -235,7 +243,7 @@ TEST(ProtocolRoundTrip, EveryRequestKind) {
 
 TEST(ProtocolRoundTrip, EveryResponseKind) {
   const std::vector<Response> responses = SampleResponses();
-  ASSERT_EQ(responses.size(), 16u);  // kHello .. kCompact, then kError
+  ASSERT_EQ(responses.size(), 21u);  // kHello .. kListKeys, then kError
   uint64_t id = 1u << 31;
   for (const Response& resp : responses) {
     SCOPED_TRACE(std::string(OpName(resp.op)));
@@ -430,6 +438,38 @@ TEST(ProtocolLayout, PayloadFieldsInDocumentedOrder) {
   Frame err = EncodeResp({Op::kError, ErrorReply{ErrorCode::kTooLarge, "big"}});
   EXPECT_EQ(err.header.opcode, 0x7fff);
   EXPECT_EQ(err.payload, Bytes().U16(104).Str("big").get());
+}
+
+TEST(ProtocolLayout, KeyedMessagesInDocumentedOrder) {
+  // upsert_keyed: string collection, u32 dim, u32 count, count x (string key, floats, attributes).
+  Record rec{kInvalidVectorId, {1.5f, -2.0f}, {}, "k1"};
+  Frame up = EncodeReq({Op::kUpsertKeyed, UpsertRequest{"c", 2, {rec}}});
+  EXPECT_EQ(up.header.opcode, 16);
+  EXPECT_EQ(up.payload, Bytes().Str("c").U32(2).U32(1).Str("k1").F32(1.5f).F32(-2.0f).U16(0).get());
+  // delete_keyed (17) and get_keyed (18): string collection, u32 count, count x string key.
+  Frame del = EncodeReq({Op::kDeleteKeyed, KeysRequest{"c", {"a", "bc"}}});
+  EXPECT_EQ(del.header.opcode, 17);
+  EXPECT_EQ(del.payload, Bytes().Str("c").U32(2).Str("a").Str("bc").get());
+  EXPECT_EQ(EncodeReq({Op::kGetKeyed, KeysRequest{"c", {"a", "bc"}}}).payload, del.payload);
+  // get_keyed reply: per key u8 found, then u64 id, string key, u32 dim, floats, attributes.
+  Frame get = EncodeResp({Op::kGetKeyed, GetReply{{std::nullopt, Record{kKeyedIdBase, {2.0f}, {}, "a"}}}});
+  EXPECT_EQ(get.payload,
+            Bytes().U32(2).U8(0).U8(1).U64(kKeyedIdBase).Str("a").U32(1).F32(2).U16(0).get());
+  // search_keyed (19) takes a search request; its reply adds a key to every hit.
+  Frame sr = EncodeResp({Op::kSearchKeyed, KeyedSearchReply{{{{kKeyedIdBase, 0.5f, "a"}, {3, 1.0f, ""}}}}});
+  EXPECT_EQ(sr.header.opcode, 0x8013);
+  EXPECT_EQ(sr.payload, Bytes().U32(1).U32(2).U64(kKeyedIdBase).F32(0.5f).Str("a").U64(3).F32(1.0f).Str("").get());
+  // list_keys (20): string collection, u64 cursor, u32 count; reply u64 next_cursor, u32 n,
+  // n x (u64 id, string key).
+  Frame lk = EncodeReq({Op::kListKeys, ListKeysRequest{"c", 5, 10}});
+  EXPECT_EQ(lk.payload, Bytes().Str("c").U64(5).U32(10).get());
+  Frame lr = EncodeResp({Op::kListKeys, ListKeysReply{KeyPage{{"a"}, {kKeyedIdBase + 4}, 5}}});
+  EXPECT_EQ(lr.payload, Bytes().U64(5).U32(1).U64(kKeyedIdBase + 4).Str("a").get());
+  // A keyed search carries one query or more (like a batch), never none.
+  SearchRequest none = testing::SampleSearch(1, SearchStrategy::kAuto, "");
+  none.count = 0;
+  none.queries.clear();
+  EXPECT_FALSE(ValidateForEncoding({Op::kSearchKeyed, none}).ok());
 }
 
 std::vector<uint8_t> FromHex(std::string_view hex) {
@@ -816,7 +856,7 @@ TEST(ProtocolMalformed, NonFiniteFloatsPassTheDecoder) {
 
 TEST(ProtocolMalformed, OpcodeChecks) {
   // Requests: unknown, a response opcode, the error opcode.
-  for (uint16_t opcode : {uint16_t{0}, uint16_t{16}, Reply(Op::kPing), uint16_t{0x7fff}}) {
+  for (uint16_t opcode : {uint16_t{0}, uint16_t{21}, Reply(Op::kPing), uint16_t{0x7fff}}) {
     auto r = DecodeReq(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -826,7 +866,7 @@ TEST(ProtocolMalformed, OpcodeChecks) {
   ASSERT_FALSE(req_op.has_value());
   EXPECT_EQ(req_op.error().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(req_op.error().message().find("not a response"), std::string::npos);
-  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8010}, uint16_t{0xffff}, uint16_t{0x42}}) {
+  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8015}, uint16_t{0xffff}, uint16_t{0x42}}) {
     auto r = DecodeResp(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -842,7 +882,9 @@ TEST(ProtocolNames, OpsAndCodes) {
   EXPECT_EQ(OpName(Op::kSearchBatch), "search_batch");
   EXPECT_EQ(OpName(Op::kError), "error");
   EXPECT_EQ(OpName(static_cast<Op>(99)), "unknown");
-  for (uint16_t op = 0; op < 20; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 15) << op;
+  EXPECT_EQ(OpName(Op::kUpsertKeyed), "upsert_keyed");
+  EXPECT_EQ(OpName(Op::kListKeys), "list_keys");
+  for (uint16_t op = 0; op < 25; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 20) << op;
   EXPECT_FALSE(IsKnownRequestOp(0x7fff));
   EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));
   EXPECT_EQ(ErrorCodeName(ErrorCode::kBusy), "Busy");

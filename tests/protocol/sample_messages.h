@@ -90,7 +90,7 @@ inline SearchRequest SampleSearch(uint32_t count, SearchStrategy strategy, std::
   return m;
 }
 
-// One request per opcode, in opcode order (kHello .. kCompact).
+// One request per opcode, in opcode order (kHello .. kListKeys).
 inline std::vector<Request> SampleRequests() {
   std::vector<Request> out;
   out.push_back({Op::kHello, HelloRequest{"strata-test", "s3cret"}});
@@ -108,6 +108,18 @@ inline std::vector<Request> SampleRequests() {
   out.push_back({Op::kStats, StatsRequest{}});
   out.push_back({Op::kFlush, FlushRequest{"docs"}});
   out.push_back({Op::kCompact, CompactRequest{"docs"}});
+  {
+    std::vector<Record> records = SampleRecords();
+    for (size_t i = 0; i < records.size(); ++i) {
+      records[i].id = kInvalidVectorId;  // by key: ids do not travel
+      records[i].key = i == 1 ? std::string("bin\0key\xff", 8) : "elem:" + std::to_string(i);
+    }
+    out.push_back({Op::kUpsertKeyed, UpsertRequest{"docs", 4, std::move(records)}});
+  }
+  out.push_back({Op::kDeleteKeyed, KeysRequest{"docs", {"a", "", std::string(1024, 'k')}}});
+  out.push_back({Op::kGetKeyed, KeysRequest{"docs", {"elem:0", "missing"}}});
+  out.push_back({Op::kSearchKeyed, SampleSearch(2, SearchStrategy::kAuto, "")});
+  out.push_back({Op::kListKeys, ListKeysRequest{"docs", 17, 100}});
   return out;
 }
 
@@ -120,7 +132,7 @@ inline HistogramSnapshot SampleHistogram() {
   return h;
 }
 
-// One response per opcode (kHello .. kCompact), then an error frame.
+// One response per opcode (kHello .. kListKeys), then an error frame.
 inline std::vector<Response> SampleResponses() {
   std::vector<Response> out;
   out.push_back(
@@ -175,6 +187,20 @@ inline std::vector<Response> SampleResponses() {
   }
   out.push_back({Op::kFlush, EmptyReply{}});
   out.push_back({Op::kCompact, EmptyReply{}});
+  out.push_back({Op::kUpsertKeyed, WriteReply{3}});
+  out.push_back({Op::kDeleteKeyed, WriteReply{1}});
+  {
+    GetReply get;
+    Record rec = SampleRecords()[0];
+    rec.id = kKeyedIdBase + 4;
+    rec.key = "elem:0";
+    get.records.push_back(rec);
+    get.records.push_back(std::nullopt);
+    out.push_back({Op::kGetKeyed, std::move(get)});
+  }
+  out.push_back({Op::kSearchKeyed,
+                 KeyedSearchReply{{{{kKeyedIdBase, 0.5f, "elem:0"}, {7, 1.0f, ""}}, {}}}});
+  out.push_back({Op::kListKeys, ListKeysReply{KeyPage{{"a", "b"}, {kKeyedIdBase, kKeyedIdBase + 9}, 10}}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }
