@@ -5,7 +5,17 @@
 //
 //   hnsw_peers --base B --queries Q --gt GT --metric cosine|l2 [--k 10] [--M 16]
 //              [--ef-construction 200] [--threads 2] [--ef 10,16,...,512]
-//              [--libs strata,hnswlib,faiss] [--json FILE] [--reps 3]
+//              [--libs strata,strata-sq8,strata-sq8-mmap,hnswlib,faiss] [--json FILE] [--reps 3]
+//              [--rerank N] [--save-dir DIR]
+//
+// strata-sq8 is Strata's HNSW with SQ8 codes (HnswOptions::codes) and the full
+// vectors in memory; strata-sq8-mmap builds the same, saves it under --save-dir,
+// and reloads it with the codes and graph in memory and the full vectors mapped
+// from the file (HnswLoadOptions::map_full_vectors), so its index RSS is what a
+// server holding such a file pays. At the end each child also reports its RSS
+// above the pre-build level split into anonymous and file-backed pages
+// (/proc/self/status RssAnon / RssFile): the mapped full vectors that reranks
+// touched are file-backed, clean, and reclaimable by the kernel.
 //
 // Data are loaded once in the parent; each library then runs in its own forked
 // child (build on --threads threads, then single-threaded one-query-at-a-time
@@ -61,6 +71,8 @@ struct Config {
   int reps = 3;
   std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
   std::vector<std::string> libs = {"strata", "hnswlib", "faiss"};
+  uint32_t rerank = 0;  // strata-sq8*: rerank depth (0: the index's default)
+  std::string save_dir = "/tmp";
 };
 
 // Data shared (copy-on-write) by every child.
@@ -88,6 +100,23 @@ double RssMb() {
   return double(pages_resident) * double(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
+// RssAnon or RssFile of /proc/self/status, in MB.
+double StatusMb(const char* key) {
+  double kb = 0;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    const size_t n = std::strlen(key);
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::strncmp(line, key, n) == 0 && line[n] == ':') {
+        kb = std::atof(line + n + 1);
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  return kb / 1024.0;
+}
+
 double PeakRssMb() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -107,23 +136,39 @@ class Runner {
 
 class StrataRunner final : public Runner {
  public:
+  // codes: traverse on SQ8 codes; map_full: then save, reload with the full vectors mapped.
+  StrataRunner(index::CodesKind codes, bool map_full) : codes_(codes), map_full_(map_full) {}
   Status Build(const Data& d, const Config& c) override {
     index::HnswOptions opt;
     opt.M = uint32_t(c.M);
     opt.ef_construction = uint32_t(c.ef_construction);
+    opt.codes = codes_;
     auto idx = index::HnswIndex::Create(d.base.dim(), d.metric, opt);
     if (!idx) return idx.error();
     index_ = std::move(*idx);
     index::HnswBuildOptions bopt;
     bopt.num_threads = c.threads;
     bopt.progress = false;
-    return index_->AddBatch(d.base, {}, bopt);
+    rerank_ = c.rerank;
+    if (Status s = index_->AddBatch(d.base, {}, bopt); !s.ok()) return s;
+    if (!map_full_) return Status::Ok();
+    const std::string path = fmt::format("{}/hnsw_peers_{}.hnsw", c.save_dir, getpid());
+    if (Status s = index_->Save(path); !s.ok()) return s;
+    index_.reset();
+    index::HnswLoadOptions lo;
+    lo.map_full_vectors = true;
+    auto loaded = index::HnswIndex::Load(path, lo);
+    std::remove(path.c_str());  // the mapping keeps the file's pages
+    if (!loaded) return loaded.error();
+    index_ = std::move(*loaded);
+    return Status::Ok();
   }
   void SetEf(size_t ef) override { ef_ = uint32_t(ef); }
   Status Search(const Data& d, size_t q, size_t k, Neighbor* out) override {
     index::SearchParams p;
     p.k = uint32_t(k);
     p.ef = ef_;
+    p.rerank = rerank_;
     auto res = index_->Search(d.queries[q], p, ctx_);
     if (!res) return res.error();
     const size_t n = std::min(k, res->size());
@@ -132,14 +177,22 @@ class StrataRunner final : public Runner {
     return Status::Ok();
   }
   std::string Info() const override {
-    auto s = index_->Stats();
-    return fmt::format("self-reported memory {:.1f} MB", double(s.memory_bytes) / (1 << 20));
+    auto s = index_->GraphStats();
+    std::string info = fmt::format("self-reported memory {:.1f} MB", double(s.memory_bytes) / (1 << 20));
+    if (s.full_vector_bytes) {
+      info += fmt::format(" (full vectors {:.1f} MB, {})", double(s.full_vector_bytes) / (1 << 20),
+                          s.full_vectors_mapped ? "mapped, not counted" : "in memory, counted");
+    }
+    return info;
   }
 
  private:
+  index::CodesKind codes_;
+  bool map_full_;
   std::unique_ptr<index::HnswIndex> index_;
   index::SearchContext ctx_;
   uint32_t ef_ = 64;
+  uint32_t rerank_ = 0;
 };
 
 class HnswlibRunner final : public Runner {
@@ -216,7 +269,9 @@ class FaissRunner final : public Runner {
 };
 
 std::unique_ptr<Runner> MakeRunner(const std::string& lib) {
-  if (lib == "strata") return std::make_unique<StrataRunner>();
+  if (lib == "strata") return std::make_unique<StrataRunner>(index::CodesKind::kNone, false);
+  if (lib == "strata-sq8") return std::make_unique<StrataRunner>(index::CodesKind::kSq8, false);
+  if (lib == "strata-sq8-mmap") return std::make_unique<StrataRunner>(index::CodesKind::kSq8, true);
   if (lib == "hnswlib") return std::make_unique<HnswlibRunner>();
   if (lib == "faiss") return std::make_unique<FaissRunner>();
   return nullptr;
@@ -297,6 +352,7 @@ class Child {
     };
     auto runner = MakeRunner(lib_);
     const double rss_before = RssMb();
+    const double anon_before = StatusMb("RssAnon"), file_before = StatusMb("RssFile");
     Timer t;
     if (Status s = runner->Build(d, c); !s.ok()) {
       reply(Err("build: " + s.ToString()));
@@ -328,7 +384,10 @@ class Child {
         }
         reply({{"qps", double(nq) / secs}, {"recall", d.eval->Recall(results, k, nq)}});
       } else {
-        reply({{"peak_rss_mb", PeakRssMb()}});
+        // After every search pass: what the index holds now, above the pre-build level.
+        reply({{"peak_rss_mb", PeakRssMb()}, {"end_index_rss_mb", RssMb() - rss_before},
+               {"end_index_anon_mb", StatusMb("RssAnon") - anon_before},
+               {"end_index_file_mb", StatusMb("RssFile") - file_before}});
         break;
       }
     }
@@ -380,7 +439,9 @@ std::vector<json> RunAll(const Data& d, const Config& c) {
   for (size_t i = 0; i < children.size(); ++i) {
     if (results[i].contains("error")) continue;
     json reply = children[i]->Send("quit");
-    if (reply.contains("peak_rss_mb")) results[i]["peak_rss_mb"] = reply["peak_rss_mb"];
+    for (const char* key : {"peak_rss_mb", "end_index_rss_mb", "end_index_anon_mb", "end_index_file_mb"}) {
+      if (reply.contains(key)) results[i][key] = reply[key];
+    }
   }
   return results;
 }
@@ -449,7 +510,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", c.threads, "build threads (search is single-threaded)")
       ->check(CLI::PositiveNumber);
   app.add_option("--ef", ef_list, "comma-separated ef values to sweep");
-  app.add_option("--libs", lib_list, "comma-separated subset of strata,hnswlib,faiss");
+  app.add_option("--libs", lib_list,
+                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,hnswlib,faiss");
+  app.add_option("--rerank", c.rerank, "strata-sq8*: candidates reranked with full vectors (0: index default)");
+  app.add_option("--save-dir", c.save_dir, "strata-sq8-mmap: where the index file is written");
   app.add_option("--json", c.json_path, "write the full results as one JSON document");
   app.add_option("--reps", c.reps, "timed passes over the queries per ef (median QPS)")
       ->check(CLI::PositiveNumber);
@@ -470,7 +534,8 @@ int main(int argc, char** argv) {
   c.libs = SplitList(lib_list);
   for (const auto& l : c.libs) {
     if (!MakeRunner(l)) {
-      fmt::print(stderr, "hnsw_peers: unknown library '{}' (strata, hnswlib, faiss)\n", l);
+      fmt::print(stderr, "hnsw_peers: unknown library '{}' (strata, strata-sq8, strata-sq8-mmap, "
+                 "hnswlib, faiss)\n", l);
       return 2;
     }
   }
@@ -526,25 +591,29 @@ int main(int argc, char** argv) {
   std::vector<json> results = RunAll(d, c);
 
   // Table.
-  fmt::print("\n{:<8} {:>5} {:>9} {:>10}\n", "lib", "ef", fmt::format("recall@{}", c.k), "QPS");
+  fmt::print("\n{:<15} {:>5} {:>9} {:>10}\n", "lib", "ef", fmt::format("recall@{}", c.k), "QPS");
   for (const auto& r : results) {
     if (r.contains("points")) {
       for (const auto& p : r["points"]) {
-        fmt::print("{:<8} {:>5} {:>9.4f} {:>10.0f}\n", r["lib"].get<std::string>(),
+        fmt::print("{:<15} {:>5} {:>9.4f} {:>10.0f}\n", r["lib"].get<std::string>(),
                    p["ef"].get<size_t>(), p["recall"].get<double>(), p["qps"].get<double>());
       }
     }
     if (r.contains("error")) {
-      fmt::print("{:<8} ERROR: {}\n", r["lib"].get<std::string>(), r["error"].get<std::string>());
+      fmt::print("{:<15} ERROR: {}\n", r["lib"].get<std::string>(), r["error"].get<std::string>());
     }
   }
-  fmt::print("\n{:<8} {:>9} {:>12} {:>13} {}\n", "lib", "build_s", "peak_rss_mb", "index_rss_mb",
-             "");
+  // index_rss_mb: growth over the build (and reload); end_*: above the pre-build
+  // level after every search pass, all / anonymous / file-backed.
+  fmt::print("\n{:<15} {:>9} {:>12} {:>13} {:>11} {:>10} {:>10} {}\n", "lib", "build_s",
+             "peak_rss_mb", "index_rss_mb", "end_rss_mb", "end_anon", "end_file", "");
   for (const auto& r : results) {
     if (!r.contains("build_s")) continue;
-    fmt::print("{:<8} {:>9.1f} {:>12.1f} {:>13.1f} {}\n", r["lib"].get<std::string>(),
-               r["build_s"].get<double>(), r.value("peak_rss_mb", 0.0),
-               r["index_rss_mb"].get<double>(), r.value("info", std::string()));
+    fmt::print("{:<15} {:>9.1f} {:>12.1f} {:>13.1f} {:>11.1f} {:>10.1f} {:>10.1f} {}\n",
+               r["lib"].get<std::string>(), r["build_s"].get<double>(), r.value("peak_rss_mb", 0.0),
+               r["index_rss_mb"].get<double>(), r.value("end_index_rss_mb", 0.0),
+               r.value("end_index_anon_mb", 0.0), r.value("end_index_file_mb", 0.0),
+               r.value("info", std::string()));
   }
 
   // JSON lines: one per (lib, ef) point, one per lib.
@@ -568,7 +637,8 @@ int main(int argc, char** argv) {
   for (const auto& r : results) {
     json line = common;
     line["lib"] = r["lib"];
-    for (const char* key : {"build_s", "peak_rss_mb", "index_rss_mb", "error"}) {
+    for (const char* key : {"build_s", "peak_rss_mb", "index_rss_mb", "end_index_rss_mb",
+                            "end_index_anon_mb", "end_index_file_mb", "error"}) {
       if (r.contains(key)) line[key] = r[key];
     }
     fmt::print("{}\n", line.dump());
@@ -598,38 +668,46 @@ int main(int argc, char** argv) {
   fmt::print("\nQPS at target recall@{} (log-QPS interpolated along the ef sweep; * = lowest ef "
              "already above the target, so the value is a lower bound)\n",
              c.k);
-  fmt::print("{:>7} {:>13} {:>13} {:>13} {:>15} {:>13}\n", "target", "strata", "hnswlib", "faiss",
-             "strata/hnswlib", "strata/faiss");
-  for (double target : {0.90, 0.95, 0.99}) {
-    std::string ts, th, tf;
-    auto s = lib_qps("strata", target, &ts);
-    auto h = lib_qps("hnswlib", target, &th);
-    auto f = lib_qps("faiss", target, &tf);
-    fmt::print("{:>7.2f} {:>13} {:>13} {:>13} {:>15} {:>13}\n", target, ts, th, tf, Ratio(s, h),
-               Ratio(s, f));
-    json row = {{"target", target}};
-    if (s) row["strata_qps"] = *s;
-    if (h) row["hnswlib_qps"] = *h;
-    if (f) row["faiss_qps"] = *f;
-    if (s && h) row["strata_over_hnswlib"] = *s / *h;
-    if (s && f) row["strata_over_faiss"] = *s / *f;
-    comparison.push_back(row);
-  }
   auto field = [&](const std::string& lib, const char* key) -> std::optional<double> {
     auto it = by_lib.find(lib);
     if (it == by_lib.end() || !it->second->contains(key)) return std::nullopt;
     return (*it->second)[key].get<double>();
   };
-  // Build time: lower is better, so the ratio is strata time / peer time.
-  fmt::print("build time        strata/hnswlib {}  strata/faiss {}\n",
-             Ratio(field("strata", "build_s"), field("hnswlib", "build_s")),
-             Ratio(field("strata", "build_s"), field("faiss", "build_s")));
-  fmt::print("index RSS growth  strata/hnswlib {}  strata/faiss {}\n",
-             Ratio(field("strata", "index_rss_mb"), field("hnswlib", "index_rss_mb")),
-             Ratio(field("strata", "index_rss_mb"), field("faiss", "index_rss_mb")));
-  fmt::print("peak RSS          strata/hnswlib {}  strata/faiss {}\n",
-             Ratio(field("strata", "peak_rss_mb"), field("hnswlib", "peak_rss_mb")),
-             Ratio(field("strata", "peak_rss_mb"), field("faiss", "peak_rss_mb")));
+  // One block per Strata variant that ran (JSON keys named after it: strata_qps, ...).
+  for (const std::string strata : {"strata", "strata-sq8", "strata-sq8-mmap"}) {
+    if (!by_lib.count(strata)) continue;
+    fmt::print("{:>7} {:>15} {:>13} {:>13} {:>24} {:>13}\n", "target", strata, "hnswlib", "faiss",
+               strata + "/hnswlib", "/faiss");
+    for (double target : {0.90, 0.95, 0.99}) {
+      std::string ts, th, tf;
+      auto s = lib_qps(strata, target, &ts);
+      auto h = lib_qps("hnswlib", target, &th);
+      auto f = lib_qps("faiss", target, &tf);
+      fmt::print("{:>7.2f} {:>15} {:>13} {:>13} {:>24} {:>13}\n", target, ts, th, tf, Ratio(s, h),
+                 Ratio(s, f));
+      json row = {{"target", target}, {"lib", strata}};
+      if (s) row[strata + "_qps"] = *s;
+      if (h) row["hnswlib_qps"] = *h;
+      if (f) row["faiss_qps"] = *f;
+      if (s && h) row[strata + "_over_hnswlib"] = *s / *h;
+      if (s && f) row[strata + "_over_faiss"] = *s / *f;
+      comparison.push_back(row);
+    }
+    // Build time: lower is better, so the ratio is strata time / peer time.
+    fmt::print("build time        {}/hnswlib {}  /faiss {}\n", strata,
+               Ratio(field(strata, "build_s"), field("hnswlib", "build_s")),
+               Ratio(field(strata, "build_s"), field("faiss", "build_s")));
+    fmt::print("index RSS growth  {}/hnswlib {}  /faiss {}\n", strata,
+               Ratio(field(strata, "index_rss_mb"), field("hnswlib", "index_rss_mb")),
+               Ratio(field(strata, "index_rss_mb"), field("faiss", "index_rss_mb")));
+    fmt::print("index RSS at end  {}/hnswlib {} (anonymous {}, file-backed {} MB)\n", strata,
+               Ratio(field(strata, "end_index_rss_mb"), field("hnswlib", "end_index_rss_mb")),
+               Ratio(field(strata, "end_index_anon_mb"), field("hnswlib", "end_index_rss_mb")),
+               field(strata, "end_index_file_mb").value_or(0.0));
+    fmt::print("peak RSS          {}/hnswlib {}  /faiss {}\n\n", strata,
+               Ratio(field(strata, "peak_rss_mb"), field("hnswlib", "peak_rss_mb")),
+               Ratio(field(strata, "peak_rss_mb"), field("faiss", "peak_rss_mb")));
+  }
 
   if (!c.json_path.empty()) {
     json doc = common;

@@ -37,6 +37,9 @@ struct SearchParams {
   // HNSW: a node held out of this search entirely -- neither expanded nor returned,
   // as if it were not in the graph (used to calibrate with held-out queries).
   VectorId exclude = kInvalidVectorId;
+  // HNSW with codes: candidates re-scored with full vectors (>= k used); 0 = the
+  // index's default (HnswOptions::rerank).
+  uint32_t rerank = 0;
 };
 
 // Epoch-tagged visited marks: Reset() is O(1) except once every 65535 searches.

@@ -1,6 +1,8 @@
 // HNSW files: Save, and Load with the checks that make a damaged or crafted file
 // an error rather than a crash (sizes before use, structure after load).
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -24,6 +26,8 @@ using hnsw_detail::kLevelShift;
 //   NODE  num_nodes blocks of block_bytes: [header word, 2M link ids][vector][label]
 //   UPPR  for each node with level L > 0, in node order: L lists of (count, M ids)
 //   FREE  free slot numbers (uint32)
+//   CODE  with codes: hnsw_format::CodesMeta, then the SQ8 offsets and scales
+//   FULL  with codes: num_nodes x dim float32 full vectors, in node order
 
 namespace {
 
@@ -72,7 +76,7 @@ Status HnswIndex::SaveLocked(const std::filesystem::path& path, std::span<const 
   meta.M = options_.M;
   meta.ef_construction = options_.ef_construction;
   meta.keep_pruned = options_.keep_pruned;
-  meta.encoding = uint16_t(options_.encoding);
+  meta.encoding = uint16_t(uint16_t(options_.encoding) | uint16_t(options_.codes) << 8);
   meta.num_nodes = n;
   meta.entry_node = uint32_t(e);
   meta.entry_level = uint32_t(e >> 32);
@@ -124,6 +128,25 @@ Status HnswIndex::SaveLocked(const std::filesystem::path& path, std::span<const 
     free_list = im.free_;
   }
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagFree, std::as_bytes(std::span(free_list))));
+  if (im.sq8_) {
+    hnsw_format::CodesMeta cm{};
+    cm.kind = uint32_t(options_.codes);
+    cm.dim = uint32_t(dim_);
+    cm.rerank = options_.rerank;
+    STRATA_RETURN_IF_ERROR(w.BeginSection(hnsw_format::kTagCodes));
+    STRATA_RETURN_IF_ERROR(w.Append(&cm, sizeof cm));
+    if (im.codes_trained()) {
+      STRATA_RETURN_IF_ERROR(w.Append(im.sq8_enc_.lo().data(), dim_ * sizeof(float)));
+      STRATA_RETURN_IF_ERROR(w.Append(im.sq8_enc_.scale().data(), dim_ * sizeof(float)));
+    }
+    STRATA_RETURN_IF_ERROR(w.EndSection());
+    STRATA_RETURN_IF_ERROR(w.BeginSection(hnsw_format::kTagFull));
+    for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
+      const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
+      STRATA_RETURN_IF_ERROR(w.Append(im.full_chunks_[c].load(), count * dim_ * sizeof(float)));
+    }
+    STRATA_RETURN_IF_ERROR(w.EndSection());
+  }
   return w.Commit();
 }
 
@@ -142,14 +165,19 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
   if (meta.metric > uint32_t(Metric::kCosine)) {
     return Error(Corruption("{}: META.metric {} is not a known metric", file, meta.metric));
   }
-  if (meta.encoding > uint16_t(VectorEncoding::kFloat16)) {
-    return Error(Corruption("{}: META.encoding {} is not a known vector encoding", file, meta.encoding));
+  const uint16_t encoding = meta.encoding & 0xFF, codes = meta.encoding >> 8;
+  if (encoding > uint16_t(VectorEncoding::kFloat16)) {
+    return Error(Corruption("{}: META.encoding {} is not a known vector encoding", file, encoding));
+  }
+  if (codes > uint16_t(CodesKind::kSq8)) {
+    return Error(Corruption("{}: META.encoding names codes kind {}, not a known kind", file, codes));
   }
   HnswOptions opt;
+  opt.codes = CodesKind(codes);
   opt.M = meta.M;
   opt.ef_construction = meta.ef_construction;
   opt.keep_pruned = meta.keep_pruned != 0;
-  opt.encoding = VectorEncoding(meta.encoding);
+  opt.encoding = VectorEncoding(encoding);
   opt.seed = meta.seed;
   opt.consolidate_fraction = meta.consolidate_fraction;
   auto created = Create(meta.dim, Metric(meta.metric), opt);
@@ -176,6 +204,45 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
                             free_bytes.size()));
   }
 
+  // Codes: the encoder and the full vectors (checked before anything is placed).
+  std::span<const std::byte> full;
+  if (im.sq8_) {
+    STRATA_ASSIGN_OR_RETURN(auto cb, sf.Section(hnsw_format::kTagCodes));
+    hnsw_format::CodesMeta cm{};
+    if (cb.size() < sizeof cm) {
+      return Error(Corruption("{}: CODE section has {} bytes, less than its header", file, cb.size()));
+    }
+    std::memcpy(&cm, cb.data(), sizeof cm);
+    if (cm.kind != codes || cm.dim != meta.dim) {
+      return Error(Corruption("{}: CODE section says kind {} dim {}, META says {} and {}", file,
+                              cm.kind, cm.dim, codes, meta.dim));
+    }
+    const size_t params = size_t(2) * meta.dim * sizeof(float);
+    if (cb.size() != sizeof cm + params && !(cb.size() == sizeof cm && n == 0)) {
+      return Error(Corruption("{}: CODE section has {} bytes, expected {}", file, cb.size(),
+                              sizeof cm + params));
+    }
+    im.opt_.rerank = cm.rerank;
+    index->options_.rerank = cm.rerank;
+    if (cb.size() > sizeof cm) {
+      std::vector<float> lo(meta.dim), scale(meta.dim);
+      std::memcpy(lo.data(), cb.data() + sizeof cm, meta.dim * sizeof(float));
+      std::memcpy(scale.data(), cb.data() + sizeof cm + meta.dim * sizeof(float), meta.dim * sizeof(float));
+      auto enc = Sq8Encoder::FromParams(std::move(lo), std::move(scale));
+      if (!enc) return Error(Corruption("{}: CODE section: {}", file, enc.error().message()));
+      im.sq8_enc_ = std::move(*enc);
+      im.codes_trained_.store(true);
+    }
+    STRATA_ASSIGN_OR_RETURN(full, sf.Section(hnsw_format::kTagFull));
+    if (full.size() != uint64_t(n) * meta.dim * sizeof(float)) {
+      return Error(Corruption("{}: FULL section has {} bytes, expected {} nodes x {} floats", file,
+                              full.size(), n, meta.dim));
+    }
+  } else if (sf.Has(hnsw_format::kTagCodes) || sf.Has(hnsw_format::kTagFull)) {
+    return Error(Corruption("{}: CODE or FULL section in an index without codes", file));
+  }
+  const bool map_full = im.sq8_ && (options.mmap || options.map_full_vectors);
+
   // Place the node blocks: mapped in place, or copied into fresh chunks.
   char* base = const_cast<char*>(reinterpret_cast<const char*>(nodes.data()));
   if (options.mmap) {
@@ -188,11 +255,29 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
     im.capacity_.store(n);
     im.mapped_ = true;
   } else {
+    // Full vectors to be mapped need no chunks of their own.
+    if (map_full) im.full_mapped_ = true;
     STRATA_RETURN_IF_ERROR(im.Reserve(n));
     for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
       const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
       std::memcpy(im.chunks_[c].load(), base + size_t(c) * kChunkNodes * im.block_bytes_,
                   count * im.block_bytes_);
+    }
+  }
+  if (im.sq8_) {
+    float* fbase = const_cast<float*>(reinterpret_cast<const float*>(full.data()));
+    for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
+      const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
+      float* src = fbase + size_t(c) * kChunkNodes * meta.dim;
+      if (map_full) im.full_chunks_[c].store(src);
+      else std::memcpy(im.full_chunks_[c].load(), src, count * meta.dim * sizeof(float));
+    }
+    if (map_full) {
+      im.full_mapped_ = true;
+      // Opening verified FULL's checksum and so touched every page; let them go
+      // from this process's resident set (they stay in the page cache): a search
+      // maps back only the vectors it reranks.
+      if (!full.empty()) madvise(fbase, full.size(), MADV_DONTNEED);
     }
   }
   im.num_nodes_.store(n);
@@ -326,6 +411,8 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
   if (options.mmap) {
     im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
     im.locks_.reset();  // read-only: nothing will ever take a node lock
+  } else if (map_full) {
+    im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
   }
   return index;
 }

@@ -12,11 +12,15 @@ inline constexpr char kMagic[] = "STRHNSW";
 inline constexpr uint16_t kMajor = 1;
 // Minor 1 added META.encoding (the high half of what was a 32-bit keep_pruned,
 // so 1.0 files read as float32).
-inline constexpr uint16_t kMinor = 1;
+// Minor 2 added codes: META.encoding's high byte is the CodesKind (so a 1.1 reader
+// refuses such a file as an unknown encoding), and sections CODE and FULL.
+inline constexpr uint16_t kMinor = 2;
 inline constexpr uint32_t kTagMeta = storage::SectionTag("META");
 inline constexpr uint32_t kTagNode = storage::SectionTag("NODE");
 inline constexpr uint32_t kTagUpper = storage::SectionTag("UPPR");
 inline constexpr uint32_t kTagFree = storage::SectionTag("FREE");
+inline constexpr uint32_t kTagCodes = storage::SectionTag("CODE");
+inline constexpr uint32_t kTagFull = storage::SectionTag("FULL");
 
 // Header word of a node block: bits 0-15 layer-0 link count, 16-20 level,
 // bit 30 free slot, bit 31 tombstone.
@@ -33,7 +37,7 @@ struct Meta {
   uint32_t M;
   uint32_t ef_construction;
   uint16_t keep_pruned;
-  uint16_t encoding;  // VectorEncoding: 0 float32, 1 float16
+  uint16_t encoding;  // low byte VectorEncoding (0 float32, 1 float16); high byte CodesKind
   uint32_t num_nodes;
   uint32_t entry_node;
   uint32_t entry_level;
@@ -43,5 +47,15 @@ struct Meta {
   uint64_t num_deleted;
 };
 static_assert(sizeof(Meta) == 64);
+
+// The CODE section (with codes): this header, then dim float offsets and dim
+// float scales of the SQ8 encoder. FULL then holds num_nodes x dim float32.
+struct CodesMeta {
+  uint32_t kind;    // CodesKind
+  uint32_t dim;
+  uint32_t rerank;  // HnswOptions::rerank
+  uint32_t reserved;
+};
+static_assert(sizeof(CodesMeta) == 16);
 
 }  // namespace strata::index::hnsw_format

@@ -41,11 +41,23 @@ HnswIndex::Impl::Impl(size_t dim, Metric metric, const HnswOptions& o)
   links_bytes_ = sizeof(uint32_t) * (1 + m0_);
   vec_offset_ = links_bytes_;
   f16_ = o.encoding == VectorEncoding::kFloat16;
-  vec_bytes_ = dim_ * (f16_ ? sizeof(uint16_t) : sizeof(float));
-  size_t label_off = (vec_offset_ + vec_bytes_ + 7) / 8 * 8;
-  label_offset_ = label_off;
+  sq8_ = o.codes == CodesKind::kSq8;
+  if (sq8_) {
+    // [links][code: dim bytes][|x^|^2 float][label]: the code and its norm are
+    // what a search reads of a node besides its links.
+    vec_bytes_ = dim_;
+    norm_offset_ = (vec_offset_ + vec_bytes_ + 3) / 4 * 4;
+    label_offset_ = (norm_offset_ + sizeof(float) + 7) / 8 * 8;
+    prefetch_bytes_ = std::min<size_t>(norm_offset_ + sizeof(float) - vec_offset_, 1024);
+    full_chunks_.reset(new std::atomic<float*>[hnsw_detail::kMaxChunks]);
+    for (uint32_t i = 0; i < hnsw_detail::kMaxChunks; ++i) full_chunks_[i].store(nullptr);
+    sq8k_ = &Sq8KernelsActive();
+  } else {
+    vec_bytes_ = dim_ * (f16_ ? sizeof(uint16_t) : sizeof(float));
+    label_offset_ = (vec_offset_ + vec_bytes_ + 7) / 8 * 8;
+    prefetch_bytes_ = std::min<size_t>(vec_bytes_, 512);
+  }
   block_bytes_ = (label_offset_ + sizeof(uint64_t) + 63) / 64 * 64;
-  prefetch_bytes_ = std::min<size_t>(vec_bytes_, 512);
   const DistanceKernels& k = Kernels();
   l2sq_ = k.l2sq;
   ip_ = k.ip;
@@ -94,6 +106,15 @@ Status HnswIndex::Impl::EnsureChunk(uint32_t c) {
   madvise(mem.get(), bytes, MADV_HUGEPAGE);  // advisory; failure only costs speed
   // Pages are touched only as nodes are written, so a fresh chunk costs address
   // space, not resident memory.
+  if (sq8_ && !full_mapped_) {
+    // Full vectors of the chunk's nodes: read by inserts and reranks only.
+    const size_t fbytes = (size_t(kChunkNodes) * dim_ * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
+    std::unique_ptr<char[], AlignedFree> full(static_cast<char*>(AlignedAlloc(fbytes, kHugePage)));
+    if (!full) return ResourceExhausted("cannot allocate {} bytes for HNSW full vectors", fbytes);
+    madvise(full.get(), fbytes, MADV_HUGEPAGE);
+    full_chunks_[c].store(reinterpret_cast<float*>(full.get()), std::memory_order_release);
+    owned_full_.push_back(std::move(full));
+  }
   upper_chunks_[c].store(new uint32_t*[kChunkNodes](), std::memory_order_release);
   chunks_[c].store(mem.get(), std::memory_order_release);
   owned_chunks_.push_back(std::move(mem));
@@ -115,6 +136,13 @@ Status HnswOptions::Validate() const {
   if (ef_construction < 1 || ef_construction > 100000) {
     return InvalidArgument("ef_construction must be in [1, 100000], got {}", ef_construction);
   }
+  if (codes == CodesKind::kSq8 && encoding != VectorEncoding::kFloat32) {
+    return InvalidArgument("codes sq8 keeps float32 full vectors: encoding must be float32");
+  }
+  if (uint8_t(codes) > uint8_t(CodesKind::kSq8)) {
+    return InvalidArgument("unknown codes kind {}", int(codes));
+  }
+  if (rerank > 100000) return InvalidArgument("rerank must be in [0, 100000], got {}", rerank);
   if (!(consolidate_fraction > 0 && consolidate_fraction <= 1)) {
     return InvalidArgument("consolidate_fraction must be in (0, 1], got {}", consolidate_fraction);
   }
@@ -199,6 +227,11 @@ HnswStats HnswIndex::GraphStats() const {
   }
   st.memory_bytes = size_t(n) * im.block_bytes_ + upper_bytes + map_bytes + pointer_tables +
                     (im.locks_ ? kLockStripes * sizeof(std::mutex) : 0);
+  if (im.sq8_) {
+    st.full_vector_bytes = size_t(n) * im.dim_ * sizeof(float);
+    st.full_vectors_mapped = im.full_mapped_ || im.mapped_;
+    if (!st.full_vectors_mapped) st.memory_bytes += st.full_vector_bytes;
+  }
   return st;
 }
 
@@ -206,7 +239,11 @@ size_t HnswIndex::EstimateMemoryBytes(size_t nodes, size_t dim, const HnswOption
                                       bool mapped_dense_ids) {
   const size_t value_bytes = o.encoding == VectorEncoding::kFloat16 ? 2 : 4;
   const size_t links = sizeof(uint32_t) * (1 + 2 * size_t(o.M));
-  const size_t block = ((links + value_bytes * dim + 7) / 8 * 8 + sizeof(uint64_t) + 63) / 64 * 64;
+  size_t block = ((links + value_bytes * dim + 7) / 8 * 8 + sizeof(uint64_t) + 63) / 64 * 64;
+  if (o.codes == CodesKind::kSq8) {  // code and norm in the block, full vectors apart
+    block = (((links + dim + 3) / 4 * 4 + sizeof(float) + 7) / 8 * 8 + sizeof(uint64_t) + 63) / 64 * 64 +
+            dim * sizeof(float);
+  }
   // A node reaches level >= l with probability M^-l: 1/(M-1) upper lists on average.
   const double upper = double(nodes) * sizeof(uint32_t) * (o.M + 1) / std::max(1.0, o.M - 1.0);
   if (mapped_dense_ids) {  // pointer tables sized to the nodes, no locks, dense id array

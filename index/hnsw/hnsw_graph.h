@@ -6,6 +6,8 @@
 //   hnsw_search.cc  greedy descent and layer searches; Search, SearchSubset
 //   hnsw_insert.cc  inserts, neighbour selection, deletes and graph repair
 //   hnsw_file.cc    Save, and Load with its structural checks (docs/formats/hnsw.md)
+//   hnsw_codes.cc   compressed codes: training, encoding, layer-0 search on codes
+//                   and the rerank with full vectors
 //
 // Thread safety is HnswIndex's (hnsw_index.h): node lists are read with acquire
 // loads while writers store them under the node's striped lock (LockOf); labels
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "core/vector_set.h"
+#include "index/codes/sq8.h"
 #include "index/distance/distance.h"
 #include "index/hnsw/hnsw_format.h"
 #include "index/hnsw/hnsw_index.h"
@@ -72,9 +75,25 @@ class HnswIndex::Impl {
            size_t(i & (hnsw_detail::kChunkNodes - 1)) * block_bytes_;
   }
   uint32_t* Links0(uint32_t i) const { return reinterpret_cast<uint32_t*>(Block(i)); }
-  // Node i's stored vector: float32 or half values (see HnswOptions::encoding).
+  // Node i's stored vector: float32 or half values (see HnswOptions::encoding), or
+  // with codes (sq8_) its SQ8 code, the full float32 vector living in full_chunks_.
   const char* Code(uint32_t i) const { return Block(i) + vec_offset_; }
-  const float* VecF32(uint32_t i) const { return reinterpret_cast<const float*>(Code(i)); }
+  const float* FullVec(uint32_t i) const {
+    return full_chunks_[i >> hnsw_detail::kChunkShift].load(std::memory_order_acquire) +
+           size_t(i & (hnsw_detail::kChunkNodes - 1)) * dim_;
+  }
+  const float* VecF32(uint32_t i) const {
+    return sq8_ ? FullVec(i) : reinterpret_cast<const float*>(Code(i));
+  }
+  // Where node i's float vector (or half vector) starts, for prefetching.
+  const char* VecPtr(uint32_t i) const {
+    return sq8_ ? reinterpret_cast<const char*>(FullVec(i)) : Code(i);
+  }
+  const uint8_t* Sq8Code(uint32_t i) const { return reinterpret_cast<const uint8_t*>(Code(i)); }
+  // |x^|^2 of node i's code (the L2 term of Sq8Distance).
+  float CodeNorm2(uint32_t i) const { return *reinterpret_cast<const float*>(Block(i) + norm_offset_); }
+  // Inserts, removes and consolidation need writable node blocks and full vectors.
+  bool ReadOnly() const { return mapped_ || full_mapped_; }
   const uint16_t* VecF16(uint32_t i) const { return reinterpret_cast<const uint16_t*>(Code(i)); }
   // Node i's vector as float32: in place, or decoded into `scratch` (dim floats).
   const float* VecAsFloat(uint32_t i, float* scratch) const {
@@ -174,6 +193,19 @@ class HnswIndex::Impl {
   void Descend(const float* q, int target_level, uint32_t& cur, float& cur_dist, int& top,
                HnswSearchStats* st) const;
 
+  // ---- codes (hnsw_codes.cc) ------------------------------------------------
+  // Trains the SQ8 encoder on up to kCodesTrainRows of `rows` (as stored: normalized
+  // for cosine) unless it is trained already. Thread-safe (train_mu_).
+  Status TrainCodes(const VectorSet& rows);
+  bool codes_trained() const { return codes_trained_.load(std::memory_order_acquire); }
+  // Writes node's code, its norm and its full vector (caller owns the fresh node).
+  void EncodeNode(uint32_t node, const float* v);
+  // Search of an index with codes (no filter, no tombstones): descent and layer 0
+  // on codes, then the best `rerank` of the ef-list re-scored with full vectors.
+  // Returns nearest first (at most k), labels not yet mapped: (distance, node).
+  void SearchCodes(const float* q, size_t k, size_t ef, size_t rerank, std::optional<uint32_t> exclude,
+                   VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st) const;
+
   // ---- inserts (hnsw_insert.cc) ----------------------------------------------
   int RandomLevel();
   // The paper's Algorithm 4: `cands` sorted ascending by distance to the base
@@ -195,6 +227,17 @@ class HnswIndex::Impl {
   double ml_;
   size_t links_bytes_ = 0, vec_offset_ = 0, vec_bytes_ = 0, label_offset_ = 0;
   bool f16_ = false;
+  // Codes: node blocks hold [links][SQ8 code][|x^|^2][label]; full vectors apart.
+  bool sq8_ = false;
+  size_t norm_offset_ = 0;
+  Sq8Encoder sq8_enc_;                       // immutable once codes_trained_
+  std::atomic<bool> codes_trained_{false};
+  std::mutex train_mu_;
+  const Sq8Kernels* sq8k_ = nullptr;
+  Sq8QueryMode sq8_mode_ = Sq8QueryMode::kFloat;
+  std::unique_ptr<std::atomic<float*>[]> full_chunks_;  // per chunk: kChunkNodes x dim floats
+  std::vector<std::unique_ptr<char[], AlignedFree>> owned_full_;  // guarded by grow_mu_
+  bool full_mapped_ = false;  // full vectors read from the mapped file (read-only index)
   size_t block_bytes_ = 0;
   size_t prefetch_bytes_ = 0;  // how much of a vector SearchLayer prefetches
   float (*l2sq_)(const float*, const float*, size_t) = nullptr;

@@ -27,7 +27,16 @@
 // Remove may run concurrently with each other (per-node striped locks).
 // Consolidate (also run by Add, AddBatch and Remove past the threshold), Save and
 // Build take the index exclusively (they wait for running writers and searches).
-// A memory-mapped index (LoadOptions::mmap) is read-only.
+// A memory-mapped index (LoadOptions::mmap or map_full_vectors) is read-only.
+//
+// Codes (HnswOptions::codes = kSq8). Node blocks then hold an SQ8 code of the
+// vector (index/codes/sq8.h: one byte per dimension) instead of the vector, and
+// the full float32 vectors live apart (in memory, or mapped from the file). An
+// unfiltered search without tombstones descends and walks layer 0 on the codes,
+// then re-scores the best `rerank` candidates of its ef-list with the full vectors
+// and returns those distances. Inserts, filtered searches and searches over
+// tombstones use the full vectors. The encoder is trained by the first AddBatch
+// (per-dimension range of up to 100,000 of its rows); Add before that is an error.
 
 #include <atomic>
 #include <cstdint>
@@ -39,6 +48,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "index/codes/sq8.h"
 #include "index/index.h"
 
 namespace strata {
@@ -62,6 +72,12 @@ struct HnswOptions {
   uint64_t seed = 42;               // level generator seed
   double consolidate_fraction = 0.1;  // repair the graph when tombstones pass this share
   VectorEncoding encoding = VectorEncoding::kFloat32;
+  // Compressed codes to traverse with (float32 full vectors are kept for the rerank).
+  CodesKind codes = CodesKind::kNone;
+  // With codes: how many of the ef-list are re-scored with full vectors when the
+  // search does not say (SearchParams::rerank); 0 = all of it. Chosen on GloVe-100
+  // and Fashion-MNIST (docs/BENCHMARKS.md, section 9).
+  uint32_t rerank = 0;
   Status Validate() const;
 };
 
@@ -72,6 +88,9 @@ struct HnswBuildOptions {
 
 struct HnswLoadOptions {
   bool mmap = false;  // map the file read-only instead of copying it into memory
+  // With codes: copy the graph and codes into memory but map the full vectors
+  // (touched only by reranks; the index is then read-only). Ignored without codes.
+  bool map_full_vectors = false;
 };
 
 struct HnswStats {
@@ -80,7 +99,9 @@ struct HnswStats {
   size_t num_free = 0;         // freed slots awaiting reuse
   int max_level = 0;
   double mean_degree0 = 0;     // mean layer-0 out-degree of live nodes
-  size_t memory_bytes = 0;
+  size_t memory_bytes = 0;     // resident: blocks, links, maps; full vectors when in memory
+  size_t full_vector_bytes = 0;  // with codes: the full vectors (in memory or mapped)
+  bool full_vectors_mapped = false;
 };
 
 // Counters of one search (for EXPLAIN and tests).

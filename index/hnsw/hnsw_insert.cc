@@ -138,7 +138,8 @@ Result<uint32_t> HnswIndex::Impl::Insert(VectorId label, const float* v, SearchC
   const int level = RandomLevel();
   char* block = Block(node);
   std::memset(block, 0, block_bytes_);
-  if (f16_) to_f16_(v, reinterpret_cast<uint16_t*>(block + vec_offset_), dim_);
+  if (sq8_) EncodeNode(node, v);
+  else if (f16_) to_f16_(v, reinterpret_cast<uint16_t*>(block + vec_offset_), dim_);
   else std::memcpy(block + vec_offset_, v, dim_ * sizeof(float));
   Label(node) = label;
   if (level > 0) {
@@ -209,7 +210,7 @@ Result<uint32_t> HnswIndex::Impl::Insert(VectorId label, const float* v, SearchC
 }
 
 Status HnswIndex::Add(VectorId id, VectorView v) {
-  if (impl_->mapped_) return InvalidArgument("index is memory-mapped read-only");
+  if (impl_->ReadOnly()) return InvalidArgument("index is memory-mapped read-only");
   if (v.dim != dim_) {
     return InvalidArgument("vector {} has dimension {}, index expects {}", id, v.dim, dim_);
   }
@@ -219,6 +220,10 @@ Status HnswIndex::Add(VectorId id, VectorView v) {
   if (!FitsEncoding(options_, metric_, v.data, dim_)) {
     return InvalidArgument("vector {} has a component beyond float16's range (+-{}); this index "
                            "stores half-precision vectors", id, kHalfMax);
+  }
+  if (impl_->sq8_ && !impl_->codes_trained()) {
+    return InvalidArgument("vector {}: this index keeps SQ8 codes, whose encoder is trained by "
+                           "the first AddBatch; add a batch first", id);
   }
   std::vector<float> buf;
   const float* data = Prepare(metric_, v.data, dim_, buf);
@@ -255,7 +260,7 @@ Status HnswIndex::AddLocked(VectorId id, const float* data) {
 
 Status HnswIndex::AddBatch(const VectorSet& vectors, std::span<const VectorId> ids,
                            const HnswBuildOptions& options) {
-  if (impl_->mapped_) return InvalidArgument("index is memory-mapped read-only");
+  if (impl_->ReadOnly()) return InvalidArgument("index is memory-mapped read-only");
   const size_t n = vectors.size();
   if (n == 0) return Status::Ok();
   if (vectors.dim() != dim_) {
@@ -281,6 +286,7 @@ Status HnswIndex::AddBatch(const VectorSet& vectors, std::span<const VectorId> i
       if (!ok) return InvalidArgument("id {} appears at rows {} and {} of the batch", ids[i], it->second, i);
     }
   }
+  if (impl_->sq8_) STRATA_RETURN_IF_ERROR(impl_->TrainCodes(vectors));
   auto id_of = [&](size_t i) { return ids.empty() ? VectorId(i) : ids[i]; };
   // Rows that replace an id already present tombstone its old node. Add repairs
   // tombstones and frees their slots for reuse once they pass consolidate_fraction;
@@ -358,7 +364,7 @@ Status HnswIndex::AddSlice(const VectorSet& vectors, std::span<const VectorId> i
 }
 
 Status HnswIndex::Remove(VectorId id) {
-  if (impl_->mapped_) return InvalidArgument("index is memory-mapped read-only");
+  if (impl_->ReadOnly()) return InvalidArgument("index is memory-mapped read-only");
   {
     std::shared_lock<std::shared_mutex> s(impl_->structure_mu_);
     std::lock_guard<std::mutex> g(impl_->label_mu_);
@@ -381,7 +387,7 @@ void HnswIndex::MaybeConsolidate() {
 }
 
 Status HnswIndex::Consolidate() {
-  if (impl_->mapped_) return InvalidArgument("index is memory-mapped read-only");
+  if (impl_->ReadOnly()) return InvalidArgument("index is memory-mapped read-only");
   Impl& im = *impl_;
   std::unique_lock<std::shared_mutex> x(im.structure_mu_);
   const uint32_t n = im.num_nodes_.load();

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "index/codes/sq8.h"
 #include "index/index.h"
 
 namespace strata::index::hnsw_detail {
@@ -98,6 +99,9 @@ struct HnswScratch final : IndexScratch {
   // list Connect or Consolidate rebuilds (which then calls SelectNeighbors).
   std::vector<float> candidate_vec;
   std::vector<float> base_vec;
+  // Searches on codes: the prepared query and the candidates being reranked.
+  Sq8Query sq8_query;
+  std::vector<Candidate> rerank;
 };
 
 }  // namespace strata::index::hnsw_detail

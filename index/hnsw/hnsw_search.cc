@@ -68,6 +68,8 @@ void HnswIndex::Impl::SearchLayerT(const float* q, uint32_t ep, float ep_dist, i
   auto l2h = l2sq_f16_;
   auto iph = ip_f16_;
   uint64_t dists = 0, hops = 0;
+  // With codes this walk (inserts) reads the full vectors.
+  const size_t pf_bytes = sq8_ ? std::min<size_t>(dim_ * sizeof(float), 512) : prefetch_bytes_;
   while (pool.HasNext()) {
     const uint32_t u = pool.PopNext();
     ++hops;
@@ -82,8 +84,8 @@ void HnswIndex::Impl::SearchLayerT(const float* q, uint32_t ep, float ep_dist, i
     // Start every miss at once: the memory system overlaps them, where one
     // prefetch ahead of each distance leaves most of the latency exposed.
     for (uint32_t j = 0; j < n; ++j) {
-      const char* nv = Code(buf[j]);
-      for (size_t off = 0; off < prefetch_bytes_; off += 64) _mm_prefetch(nv + off, _MM_HINT_T0);
+      const char* nv = VecPtr(buf[j]);
+      for (size_t off = 0; off < pf_bytes; off += 64) _mm_prefetch(nv + off, _MM_HINT_T0);
     }
     for (uint32_t j = 0; j < n; ++j) {
       float d;
@@ -134,7 +136,7 @@ void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep
       if (visited.Insert(buf[j])) buf[fresh++] = buf[j];
     }
     for (uint32_t j = 0; j < fresh; ++j) {
-      const char* nv = Code(buf[j]);
+      const char* nv = VecPtr(buf[j]);
       for (size_t off = 0; off < prefetch_bytes_; off += 64) _mm_prefetch(nv + off, _MM_HINT_T0);
     }
     for (uint32_t j = 0; j < fresh; ++j) {
@@ -197,6 +199,22 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
   if (uint32_t(im.entry_.load(std::memory_order_acquire)) == kInvalidNode) return out;
   const size_t k = params.k;
   const size_t ef = std::max<size_t>(params.ef, k);
+  const bool tombstones = im.num_deleted_.load(std::memory_order_acquire) > 0;
+  if (im.sq8_ && im.codes_trained() && !params.filter && !tombstones) {
+    VisitedSet& visited = ctx.visited();
+    visited.Reset(im.capacity_.load(std::memory_order_acquire));
+    std::optional<uint32_t> x;
+    if (params.exclude != kInvalidVectorId) {
+      std::lock_guard<std::mutex> g(im.label_mu_);
+      x = im.NodeOf(params.exclude);
+    }
+    HnswScratch& scratch = ctx.scratch<HnswScratch>();
+    im.SearchCodes(q, k, ef, params.rerank ? params.rerank : options_.rerank, x, visited, scratch,
+                   stats);
+    out.reserve(scratch.rerank.size());
+    for (const Candidate& c : scratch.rerank) out.push_back({im.Label(c.id), c.dist});
+    return out;
+  }
   uint32_t cur;
   float cur_dist;
   int top;
@@ -221,7 +239,6 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
       }
     }
   }
-  const bool tombstones = im.num_deleted_.load(std::memory_order_acquire) > 0;
   if (!params.filter && !tombstones) {
     CandidatePool pool;
     pool.Reset(ctx.scratch<HnswScratch>().Pool(ef), ef);
@@ -264,7 +281,7 @@ Result<std::vector<Neighbor>> HnswIndex::SearchSubset(VectorView query, uint32_t
   }
   TopK<uint32_t> top(k);
   for (size_t i = 0; i < nodes.size(); ++i) {
-    if (i + 2 < nodes.size()) _mm_prefetch(im.Code(nodes[i + 2]), _MM_HINT_T0);
+    if (i + 2 < nodes.size()) _mm_prefetch(im.VecPtr(nodes[i + 2]), _MM_HINT_T0);
     top.Push(im.DistTo(q, nodes[i]), nodes[i]);
   }
   std::vector<Neighbor> out;

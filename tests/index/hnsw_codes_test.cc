@@ -1,0 +1,238 @@
+// HNSW with SQ8 codes (HnswOptions::codes): recall against the exact index, exact
+// distances after the rerank, the file format (round trips, mapped full vectors,
+// older files), and the errors of an untrained or read-only index.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "index/flat/flat_index.h"
+#include "index/hnsw/hnsw_format.h"
+#include "index/hnsw/hnsw_index.h"
+#include "storage/section_file.h"
+#include "tests/index/test_data.h"
+
+namespace strata::index {
+namespace {
+
+using test_data::Clustered;
+
+constexpr size_t kDim = 48;
+constexpr uint32_t kK = 10;
+
+std::filesystem::path TempPath(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string test = std::string(info->test_suite_name()) + "_" + info->name();
+  std::replace(test.begin(), test.end(), '/', '_');
+  auto dir = std::filesystem::temp_directory_path() / ("strata_hnsw_codes_test_" + test);
+  std::filesystem::create_directories(dir);
+  return dir / name;
+}
+
+std::unique_ptr<HnswIndex> BuildCodes(const VectorSet& base, Metric metric, uint32_t rerank = 0) {
+  HnswOptions opt;
+  opt.codes = CodesKind::kSq8;
+  opt.rerank = rerank;
+  auto index = *HnswIndex::Create(base.dim(), metric, opt);
+  HnswBuildOptions b;
+  b.num_threads = 2;
+  Status s = index->AddBatch(base, {}, b);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return index;
+}
+
+// Mean recall@k against the exact index, and every returned distance checked
+// against the exact one of its id (the rerank's full-precision score).
+double RecallAndExactDistances(const HnswIndex& index, const FlatIndex& exact,
+                               const VectorSet& queries, uint32_t ef, uint32_t rerank = 0) {
+  SearchContext ctx, ectx;
+  SearchParams p;
+  p.k = kK;
+  p.ef = ef;
+  p.rerank = rerank;
+  SearchParams all = p;
+  all.k = uint32_t(exact.size());
+  size_t hit = 0, total = 0;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    auto got = index.Search(queries[q], p, ctx);
+    auto want = exact.Search(queries[q], p, ectx);
+    EXPECT_TRUE(got.has_value() && want.has_value());
+    if (!got || !want) return 0;
+    EXPECT_EQ(got->size(), kK);
+    EXPECT_TRUE(std::is_sorted(got->begin(), got->end(),
+                               [](const Neighbor& a, const Neighbor& b) { return a.distance < b.distance; }));
+    std::unordered_set<VectorId> w;
+    for (const auto& n : *want) w.insert(n.id);
+    for (const auto& n : *got) hit += w.count(n.id);
+    total += want->size();
+    if (q < 5) {  // distances are the full vectors' (exact to float rounding)
+      auto every = *exact.Search(queries[q], all, ectx);
+      for (const auto& n : *got) {
+        auto it = std::find_if(every.begin(), every.end(), [&](const Neighbor& e) { return e.id == n.id; });
+        if (it == every.end()) {
+          ADD_FAILURE() << "id " << n.id << " is not in the index";
+          continue;
+        }
+        EXPECT_NEAR(n.distance, it->distance, 1e-4f * (1 + std::fabs(it->distance)));
+      }
+    }
+  }
+  return double(hit) / double(total);
+}
+
+class HnswCodesTest : public ::testing::TestWithParam<Metric> {};
+
+TEST_P(HnswCodesTest, RecallWithRerankMeetsFloor) {
+  auto base = Clustered(3000, kDim, 5);
+  auto queries = Clustered(100, kDim, 6);
+  auto exact = *FlatIndex::Build(*base.Clone(), GetParam());
+  auto index = BuildCodes(base, GetParam());
+  EXPECT_GE(RecallAndExactDistances(*index, *exact, queries, 64), 0.93);
+  // A short rerank still returns k results.
+  EXPECT_GE(RecallAndExactDistances(*index, *exact, queries, 64, kK), 0.85);
+}
+
+INSTANTIATE_TEST_SUITE_P(Metrics, HnswCodesTest,
+                         ::testing::Values(Metric::kL2, Metric::kInnerProduct, Metric::kCosine),
+                         [](const auto& info) { return std::string(MetricName(info.param)); });
+
+TEST(HnswCodes, SaveLoadRoundTripsInMemoryMappedAndFullVectorsMapped) {
+  auto base = Clustered(1500, kDim, 7);
+  auto queries = Clustered(30, kDim, 8);
+  auto index = BuildCodes(base, Metric::kCosine, 24);
+  auto path = TempPath("codes.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  HnswLoadOptions in_memory, mapped, full_mapped;
+  mapped.mmap = true;
+  full_mapped.map_full_vectors = true;
+  for (const HnswLoadOptions& lo : {in_memory, mapped, full_mapped}) {
+    auto loaded = HnswIndex::Load(path, lo);
+    ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+    EXPECT_EQ((*loaded)->options().codes, CodesKind::kSq8);
+    EXPECT_EQ((*loaded)->options().rerank, 24u);
+    const HnswStats st = (*loaded)->GraphStats();
+    EXPECT_EQ(st.full_vector_bytes, base.size() * kDim * sizeof(float));
+    EXPECT_EQ(st.full_vectors_mapped, lo.mmap || lo.map_full_vectors);
+    SearchContext a, b;
+    SearchParams p;
+    p.k = kK;
+    p.ef = 48;
+    for (size_t q = 0; q < queries.size(); ++q) {
+      auto x = *index->Search(queries[q], p, a);
+      auto y = *(*loaded)->Search(queries[q], p, b);
+      ASSERT_EQ(x.size(), y.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        EXPECT_EQ(x[i].id, y[i].id);
+        EXPECT_EQ(x[i].distance, y[i].distance);
+      }
+    }
+    auto got = (*loaded)->Get(3);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, *index->Get(3));  // the full vector, not the decoded code
+  }
+}
+
+TEST(HnswCodes, MappedFullVectorsMakeTheIndexReadOnly) {
+  auto base = Clustered(300, kDim, 9);
+  auto index = BuildCodes(base, Metric::kL2);
+  auto path = TempPath("codes.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  HnswLoadOptions lo;
+  lo.map_full_vectors = true;
+  auto loaded = *HnswIndex::Load(path, lo);
+  EXPECT_FALSE(loaded->Add(5000, base[0]).ok());
+  EXPECT_FALSE(loaded->Remove(1).ok());
+  // Loaded into memory, the same file takes inserts.
+  auto writable = *HnswIndex::Load(path);
+  EXPECT_TRUE(writable->Add(5000, base[0]).ok());
+  SearchContext ctx;
+  SearchParams p;
+  p.k = 2;
+  auto r = *writable->Search(base[0], p, ctx);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].distance, 0.0f);
+}
+
+TEST(HnswCodes, AddBeforeAnyBatchIsAnError) {
+  HnswOptions opt;
+  opt.codes = CodesKind::kSq8;
+  auto index = *HnswIndex::Create(kDim, Metric::kL2, opt);
+  std::vector<float> v(kDim, 1.0f);
+  Status s = index->Add(1, VectorView{v.data(), kDim});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("AddBatch"), std::string::npos);
+}
+
+TEST(HnswCodes, CodesNeedFloat32FullVectors) {
+  HnswOptions opt;
+  opt.codes = CodesKind::kSq8;
+  opt.encoding = VectorEncoding::kFloat16;
+  EXPECT_FALSE(HnswIndex::Create(kDim, Metric::kL2, opt).has_value());
+}
+
+TEST(HnswCodes, FilteredSearchAndTombstonesUseFullVectors) {
+  auto base = Clustered(800, kDim, 10);
+  auto index = BuildCodes(base, Metric::kL2);
+  ASSERT_TRUE(index->Remove(0).ok());
+  SearchContext ctx;
+  SearchParams p;
+  p.k = 1;
+  p.ef = 32;
+  auto r = *index->Search(base[1], p, ctx);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].id, 1u);
+  EXPECT_EQ(r[0].distance, 0.0f);
+}
+
+// Rewrites `from` as a file of format minor `minor`, sections copied unchanged.
+void RewriteMinor(const std::filesystem::path& from, const std::filesystem::path& to, uint16_t minor) {
+  auto sf = *storage::SectionFile::Open(from, hnsw_format::kMagic, hnsw_format::kMajor);
+  auto w = *storage::SectionFileWriter::Create(to, hnsw_format::kMagic, hnsw_format::kMajor, minor);
+  for (const auto& e : sf.entries()) ASSERT_TRUE(w.AddSection(e.tag, *sf.Section(e.tag)).ok());
+  ASSERT_TRUE(w.Commit().ok());
+}
+
+TEST(HnswCodes, FormatOneOneFilesStillOpen) {
+  // A 1.1 file is a 1.2 file without codes, under minor 1.
+  auto base = Clustered(400, kDim, 11);
+  HnswBuildOptions b;
+  auto index = *HnswIndex::Create(kDim, Metric::kL2);
+  ASSERT_TRUE(index->AddBatch(base, {}, b).ok());
+  auto path = TempPath("new.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  auto old = TempPath("old.hnsw");
+  RewriteMinor(path, old, 1);
+  auto loaded = HnswIndex::Load(old);
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+  EXPECT_EQ((*loaded)->options().codes, CodesKind::kNone);
+  EXPECT_EQ((*loaded)->size(), base.size());
+}
+
+TEST(HnswCodes, MissingOrShortFullSectionIsCorruption) {
+  auto base = Clustered(200, kDim, 12);
+  auto index = BuildCodes(base, Metric::kL2);
+  auto path = TempPath("codes.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
+  auto out = TempPath("short.hnsw");
+  auto w = *storage::SectionFileWriter::Create(out, hnsw_format::kMagic, hnsw_format::kMajor,
+                                               hnsw_format::kMinor);
+  for (const auto& e : sf.entries()) {
+    auto bytes = *sf.Section(e.tag);
+    if (e.tag == hnsw_format::kTagFull) bytes = bytes.first(bytes.size() - 4);
+    ASSERT_TRUE(w.AddSection(e.tag, bytes).ok());
+  }
+  ASSERT_TRUE(w.Commit().ok());
+  auto loaded = HnswIndex::Load(out);
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_EQ(loaded.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(loaded.error().message().find("FULL"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata::index
