@@ -128,6 +128,12 @@ class Collection {
                                        Explain* explain = nullptr, std::vector<std::string>* keys = nullptr) const;
   // O(1): counts kept with the snapshot.
   CollectionInfo Info() const;
+  // Writes a consistent copy of the collection's folder to `dest` (which must not
+  // exist; its parent must): the sealed segments named by the manifest in force as
+  // hard links (copies across file systems), that manifest, and the logs after it up
+  // to the last acknowledged batch. Seals and compactions wait at their commit
+  // meanwhile; writers only for a log sync at the start; searches not at all.
+  Result<SnapshotReport> SnapshotTo(const std::filesystem::path& dest);
   uint64_t wal_bytes() const;
   uint64_t wal_fsyncs() const;
   uint64_t disk_reads() const { return disk_reads_.load(std::memory_order_relaxed); }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fcntl.h>
+#include <cstdio>
 #include <sys/file.h>
 #include <sys/resource.h>
 #if defined(__GLIBC__)
@@ -83,6 +84,29 @@ struct CatalogEntry {
   uint64_t id;
   CollectionSpec spec;
 };
+
+// Writes the catalog `dir`/MANIFEST (atomically: see SectionFileWriter).
+Status WriteCatalog(const fs::path& dir, uint64_t next_id, const std::vector<CatalogEntry>& entries) {
+  nlohmann::json j;
+  j["next_collection_id"] = next_id;
+  j["collections"] = nlohmann::json::array();
+  for (const CatalogEntry& e : entries) {
+    const CollectionSpec& spec = e.spec;
+    j["collections"].push_back({{"id", e.id},
+                                {"name", spec.name},
+                                {"dim", spec.dim},
+                                {"metric", std::string(MetricName(spec.metric))},
+                                {"hnsw_M", spec.hnsw_M},
+                                {"hnsw_ef_construction", spec.hnsw_ef_construction},
+                                {"seal_threshold", spec.seal_threshold},
+                                {"memory_budget_bytes", spec.memory_budget_bytes}});
+  }
+  const std::string text = j.dump(1);
+  STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir / kManifestFile, kManifestMagic,
+                                                                       kManifestMajor, kManifestMinor));
+  STRATA_RETURN_IF_ERROR(w.AddSection(kTagCatalog, std::as_bytes(std::span(text.data(), text.size()))));
+  return w.Commit();
+}
 
 }  // namespace
 
@@ -170,25 +194,10 @@ class Engine::Impl {
 
   // Writes the catalog as it is in collections_ (caller holds mu_ exclusively).
   Status SaveManifest() const {
-    nlohmann::json j;
-    j["next_collection_id"] = next_id_;
-    j["collections"] = nlohmann::json::array();
-    for (const auto& [name, c] : collections_) {
-      const CollectionSpec& spec = c->spec();  // immutable: no wait on the collection's locks
-      j["collections"].push_back({{"id", c->id()},
-                                  {"name", name},
-                                  {"dim", spec.dim},
-                                  {"metric", std::string(MetricName(spec.metric))},
-                                  {"hnsw_M", spec.hnsw_M},
-                                  {"hnsw_ef_construction", spec.hnsw_ef_construction},
-                                  {"seal_threshold", spec.seal_threshold},
-                                  {"memory_budget_bytes", spec.memory_budget_bytes}});
-    }
-    const std::string text = j.dump(1);
-    STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir_ / kManifestFile, kManifestMagic,
-                                                                         kManifestMajor, kManifestMinor));
-    STRATA_RETURN_IF_ERROR(w.AddSection(kTagCatalog, std::as_bytes(std::span(text.data(), text.size()))));
-    return w.Commit();
+    std::vector<CatalogEntry> entries;
+    // Specs are immutable: no wait on the collections' locks.
+    for (const auto& [name, c] : collections_) entries.push_back({c->id(), c->spec()});
+    return WriteCatalog(dir_, next_id_, entries);
   }
 
   // Reads the catalog. A missing MANIFEST in an otherwise empty directory is a new database.
@@ -505,6 +514,60 @@ Status Engine::BulkLoad(const std::string& collection, const VectorSet& vectors,
 Status Engine::Compact(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   return c->Compact();
+}
+
+Result<SnapshotReport> Engine::Snapshot(const std::string& collection, const fs::path& dest) {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  if (dest.empty()) return Error(InvalidArgument("snapshot of '{}': the destination is empty", collection));
+  const fs::path target = fs::absolute(dest).lexically_normal();
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(target, ec))) {
+    return Error(AlreadyExists("snapshot of '{}': {} exists; a snapshot never overwrites anything",
+                               collection, target.string()));
+  }
+  const fs::path parent = target.parent_path();
+  if (!fs::is_directory(parent, ec)) {
+    return Error(NotFound("snapshot of '{}': {} is not a directory", collection, parent.string()));
+  }
+  const fs::path data = fs::weakly_canonical(impl_->dir_, ec);
+  if (!ec && (fs::weakly_canonical(target, ec).string() + "/").starts_with(data.string() + "/")) {
+    return Error(InvalidArgument("snapshot of '{}': {} is inside the engine's data directory {}", collection,
+                                 target.string(), data.string()));
+  }
+  // Built in a folder of our own next to `dest`, renamed into place when whole.
+  std::string tmpl = (parent / ("." + target.filename().string() + ".partial-XXXXXX")).string();
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    return Error(IOError("snapshot of '{}': cannot create a folder in {}: {}", collection, parent.string(),
+                         std::strerror(errno)));
+  }
+  const fs::path tmp = tmpl;
+  auto built = [&]() -> Result<SnapshotReport> {
+    // The collection keeps its catalog id, so that its folder name and any log of
+    // a dropped collection with another id can never be confused.
+    const fs::path cdir = tmp / "collections" / std::to_string(c->id());
+    fs::create_directories(cdir.parent_path(), ec);
+    if (ec) return Error(IOError("{}: cannot create: {}", cdir.parent_path().string(), ec.message()));
+    STRATA_ASSIGN_OR_RETURN(SnapshotReport report, c->SnapshotTo(cdir));
+    STRATA_RETURN_IF_ERROR(WriteCatalog(tmp, c->id() + 1, {{c->id(), c->spec()}}));
+    STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(cdir));
+    STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(cdir.parent_path()));
+    return report;
+  }();
+  if (built && ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) != 0) {
+    built = Error(errno == EEXIST ? AlreadyExists("snapshot of '{}': {} appeared meanwhile; left alone",
+                                                  collection, target.string())
+                                  : IOError("snapshot of '{}': cannot rename {} to {}: {}", collection,
+                                            tmp.string(), target.string(), std::strerror(errno)));
+  }
+  if (!built) {
+    fs::remove_all(tmp, ec);  // made by mkdtemp above: ours alone
+    return built;
+  }
+  STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(target));
+  spdlog::info("collection '{}': snapshot to {} at batch {} ({} segments, {} files linked, {} copied, {} bytes)",
+               collection, target.string(), built->sequence, built->segments, built->files_linked,
+               built->files_copied, built->bytes_copied);
+  return built;
 }
 
 Result<Record> Engine::Get(const std::string& collection, VectorId id) const {

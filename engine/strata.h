@@ -150,6 +150,15 @@ struct EngineCounters {
   HistogramSnapshot write_latency;   // Engine::Write (through the durability point), seconds
 };
 
+// What Engine::Snapshot wrote.
+struct SnapshotReport {
+  uint64_t sequence = 0;      // the last write batch (log sequence) in the snapshot; 0: none
+  uint64_t segments = 0;      // sealed segments in it
+  uint64_t files_linked = 0;  // immutable files hard-linked
+  uint64_t files_copied = 0;  // files copied (logs; segment files across file systems)
+  uint64_t bytes_copied = 0;
+};
+
 class Engine {
  public:
   static Result<std::unique_ptr<Engine>> Open(const std::filesystem::path& dir,
@@ -230,8 +239,22 @@ class Engine {
                   std::span<const VectorId> ids = {}, std::span<const Attributes> attributes = {});
   // Seals, then merges every sealed segment into one, dropping deleted vectors
   // (SPANN when past spec.memory_budget_bytes). Searches and writes go on
-  // meanwhile. Returns at once when a compaction of it is already running.
+  // meanwhile. Waits for a compaction of it already running, then compacts what
+  // that one did not cover.
   Status Compact(const std::string& collection);
+
+  // A consistent copy of one collection, taken while writes go on: `dest` becomes an
+  // engine data directory holding that collection alone, exactly as it was after the
+  // batch numbered SnapshotReport::sequence (every write acknowledged before the call
+  // is in it; writes acknowledged after it may or may not be, whole batches only).
+  // Immutable segment files are hard-linked (copied when `dest` is on another file
+  // system), the log is copied up to that batch; everything is fsynced, built in a
+  // temporary folder next to `dest` and renamed into place, so that `dest` appears
+  // whole or not at all. Open it with Engine::Open (it is a data directory) or copy
+  // it into a new one (`strata restore`). AlreadyExists when `dest` exists: nothing
+  // is ever overwritten. Searches never wait; writes wait for one log sync; seals and
+  // compactions of the collection wait at their commit until the copy is done.
+  Result<SnapshotReport> Snapshot(const std::string& collection, const std::filesystem::path& dest);
 
   // The live record with this id (Record::key set when it was written by key).
   Result<Record> Get(const std::string& collection, VectorId id) const;
