@@ -24,6 +24,7 @@ std::string Explain::ToString() const {
                        s.lists_read, s.bytes_read, s.filter_ms, s.search_ms);
     if (!s.reason.empty()) out += fmt::format("    why: {}\n", s.reason);
   }
+  for (const std::string& w : warnings) out += fmt::format("warning: {}\n", w);
   out += fmt::format("parse {:.3f} ms, merge {:.3f} ms, total {:.3f} ms\n", parse_ms, merge_ms, total_ms);
   return out;
 }
@@ -33,6 +34,7 @@ std::string Explain::ToJson() const {
   j["k"] = k;
   j["recall_target"] = recall_target;
   j["filter"] = filter;
+  j["warnings"] = warnings;
   j["parse_ms"] = parse_ms;
   j["merge_ms"] = merge_ms;
   j["total_ms"] = total_ms;
@@ -126,6 +128,13 @@ Result<Explain> Explain::FromJson(std::string_view json) {
   STRATA_RETURN_IF_ERROR(Field(j, "parse_ms", "", e.parse_ms));
   STRATA_RETURN_IF_ERROR(Field(j, "merge_ms", "", e.merge_ms));
   STRATA_RETURN_IF_ERROR(Field(j, "total_ms", "", e.total_ms));
+  if (const auto it = j.find("warnings"); it != j.end()) {
+    if (!it->is_array()) return Error(InvalidArgument("explain: warnings: expected an array"));
+    for (size_t i = 0; i < it->size(); ++i) {
+      if (!(*it)[i].is_string()) return Error(InvalidArgument("explain: warnings[{}]: expected a string", i));
+      e.warnings.push_back((*it)[i].get<std::string>());
+    }
+  }
   if (const auto it = j.find("segments"); it != j.end()) {
     if (!it->is_array()) return Error(InvalidArgument("explain: segments: expected an array"));
     e.segments.reserve(it->size());

@@ -43,6 +43,10 @@ struct Explain {
   uint32_t k = 0;
   double recall_target = 0;    // 0: explicit parameters
   std::string filter{};        // canonical form ("" when none)
+  // Why the filter may match nothing although it parsed: an attribute that no
+  // record of the collection has, or a comparison with a type the attribute never
+  // holds (e.g. a string against an attribute that only ever held numbers).
+  std::vector<std::string> warnings{};
   std::vector<SegmentExplain> segments{};
   double parse_ms = 0;         // parsing the filter
   double merge_ms = 0;

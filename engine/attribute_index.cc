@@ -206,6 +206,12 @@ void AttributeIndex::Seal() {
   }
 }
 
+uint8_t AttributeIndex::KindsOf(std::string_view name) const {
+  const Column* c = FindColumn(name);
+  if (c == nullptr) return 0;
+  return uint8_t((c->numeric_rows.empty() ? 0 : kHoldsNumber) | (c->text_rows.empty() ? 0 : kHoldsText));
+}
+
 const AttributeIndex::Column* AttributeIndex::FindColumn(std::string_view name) const {
   auto it = columns_.find(name);
   return it == columns_.end() ? nullptr : &it->second;

@@ -134,6 +134,10 @@ class AttributeIndex {
   //    attribute (both clamped), so duplicate literals and tags that match several
   //    literals skew them.
   double EstimateSelectivity(const Filter& f) const;
+  // What kinds of value rows of this index ever held under `name` (live or not):
+  // kHoldsNumber, kHoldsText (strings and tag lists), both, or 0 (never set here).
+  static constexpr uint8_t kHoldsNumber = 1, kHoldsText = 2;
+  uint8_t KindsOf(std::string_view name) const;
 
   bool IsLive(uint32_t row) const { return row < live_.size() && live_.Test(row); }
   const RowBitmap& live() const { return live_; }

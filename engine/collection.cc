@@ -469,6 +469,7 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
   for (const SealedEntry& e : s->sealed) {
     STRATA_RETURN_IF_ERROR(run(SealedSegment::View(*e.segment, e.deletes.get(), e.segment->calibration())));
   }
+  if (explain && filter) explain->warnings = FilterWarningsIn(*s, *filter);
   if (io.lists_read) {
     disk_reads_.fetch_add(io.lists_read, std::memory_order_relaxed);
     disk_read_bytes_.fetch_add(io.bytes_read, std::memory_order_relaxed);
@@ -491,6 +492,23 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     explain->total_ms = MillisSince(start);
   }
   return out;
+}
+
+std::vector<std::string> Collection::FilterWarnings(const Filter& filter) const {
+  return FilterWarningsIn(*snapshot(), filter);
+}
+
+std::vector<std::string> Collection::FilterWarningsIn(const Snapshot& s, const Filter& filter) const {
+  auto kinds_of = [&](std::string_view name) {
+    uint8_t kinds = MemorySegment::View(*s.memory, s.memory_rows, s.sequence, s.memory_live, nullptr)
+                        .AttributeKinds(name);
+    if (s.frozen) {
+      kinds |= MemorySegment::View(*s.frozen, s.frozen_rows, s.sequence, s.frozen_live, nullptr).AttributeKinds(name);
+    }
+    for (const SealedEntry& e : s.sealed) kinds |= e.segment->attribute_index().KindsOf(name);
+    return kinds;
+  };
+  return filter.Warnings(kinds_of, spec_.name);
 }
 
 Collection::ScratchLease::ScratchLease(const Collection& c) : owner(c) {

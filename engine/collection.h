@@ -128,6 +128,8 @@ class Collection {
                                        Explain* explain = nullptr, std::vector<std::string>* keys = nullptr) const;
   // O(1): counts kept with the snapshot.
   CollectionInfo Info() const;
+  // Filter::Warnings against the attributes of every segment of the current snapshot.
+  std::vector<std::string> FilterWarnings(const Filter& filter) const;
   // Writes a consistent copy of the collection's folder to `dest` (which must not
   // exist; its parent must): the sealed segments named by the manifest in force as
   // hard links (copies across file systems), that manifest, and the logs after it up
@@ -206,6 +208,7 @@ class Collection {
     explicit operator bool() const { return memory || sealed; }
   };
   Location LocateId(const Snapshot& s, VectorId id) const;
+  std::vector<std::string> FilterWarningsIn(const Snapshot& s, const Filter& filter) const;
   Location LocateKey(const Snapshot& s, std::string_view key) const;
   Result<Record> ReadAt(const Location& at) const;
   // Resolves the batch's keys against the current state (caller holds write_mu_):

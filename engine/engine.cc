@@ -516,6 +516,13 @@ Status Engine::Compact(const std::string& collection) {
   return c->Compact();
 }
 
+Result<std::vector<std::string>> Engine::FilterWarnings(const std::string& collection,
+                                                        std::string_view filter) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  STRATA_ASSIGN_OR_RETURN(engine::Filter f, engine::Filter::Parse(filter));
+  return c->FilterWarnings(f);
+}
+
 Result<SnapshotReport> Engine::Snapshot(const std::string& collection, const fs::path& dest) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   if (dest.empty()) return Error(InvalidArgument("snapshot of '{}': the destination is empty", collection));

@@ -622,3 +622,46 @@ std::string Filter::ToString() const {
 }
 
 }  // namespace strata::engine
+
+namespace strata::engine {
+
+namespace {
+
+void CollectWarnings(const FilterNode& n, const std::function<uint8_t(std::string_view)>& kinds_of,
+                     std::string_view collection, std::vector<std::string>& seen_missing,
+                     std::vector<std::string>& out) {
+  if (n.kind != FilterNode::Kind::kCompare && n.kind != FilterNode::Kind::kIn) {
+    for (const FilterNode& c : n.children) CollectWarnings(c, kinds_of, collection, seen_missing, out);
+    return;
+  }
+  const uint8_t kinds = kinds_of(n.name);
+  if (kinds == 0) {
+    if (std::find(seen_missing.begin(), seen_missing.end(), n.name) == seen_missing.end()) {
+      seen_missing.push_back(n.name);
+      out.push_back(fmt::format("no record of collection '{}' has the attribute '{}' (misspelt?)", collection,
+                                n.name));
+    }
+    return;
+  }
+  bool number = false, text = false;
+  for (const FilterValue& v : n.literals) (std::holds_alternative<std::string>(v) ? text : number) = true;
+  const bool has_number = kinds & 1, has_text = kinds & 2;  // AttributeIndex::kHoldsNumber, kHoldsText
+  if (text && !has_text) {
+    out.push_back(fmt::format("attribute '{}' of collection '{}' only ever held numbers; compared with a string "
+                              "it matches no record", n.name, collection));
+  } else if (number && !has_number) {
+    out.push_back(fmt::format("attribute '{}' of collection '{}' only ever held strings or tags; compared with a "
+                              "number it matches no record", n.name, collection));
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> Filter::Warnings(const std::function<uint8_t(std::string_view)>& kinds_of,
+                                          std::string_view collection) const {
+  std::vector<std::string> out, missing;
+  CollectWarnings(root_, kinds_of, collection, missing, out);
+  return out;
+}
+
+}  // namespace strata::engine

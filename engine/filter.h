@@ -52,6 +52,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <functional>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -98,6 +99,14 @@ class Filter {
   std::string ToString() const;
 
   const FilterNode& root() const { return root_; }
+
+  // What may make this filter match nothing although it parsed, given `kinds_of`
+  // (AttributeIndex::KindsOf over the whole collection): each attribute it names that
+  // no record has, and each comparison of a number with an attribute that only held
+  // text or of a string with one that only held numbers. One message per attribute
+  // or comparison, in the filter's order.
+  std::vector<std::string> Warnings(const std::function<uint8_t(std::string_view)>& kinds_of,
+                                    std::string_view collection) const;
 
   friend bool operator==(const Filter&, const Filter&) = default;
 

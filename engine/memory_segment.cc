@@ -254,6 +254,11 @@ MatchingRows MemorySegment::View::Match(const Filter& filter, const std::string*
   return {std::move(live), count};
 }
 
+uint8_t MemorySegment::View::AttributeKinds(std::string_view name) const {
+  std::shared_lock<std::shared_mutex> s(seg_.map_mu_);
+  return seg_.attrs_.KindsOf(name);
+}
+
 double MemorySegment::View::EstimateSelectivity(const Filter& filter) const {
   std::shared_lock<std::shared_mutex> s(seg_.map_mu_);
   return seg_.attrs_.EstimateSelectivity(filter);

@@ -175,6 +175,7 @@ class MemorySegment::View final : public Segment {
   const Calibration* calibration() const override { return calibration_.get(); }
   MatchingRows Match(const Filter& filter, const std::string* key) const override;
   double EstimateSelectivity(const Filter& filter) const override;
+  uint8_t AttributeKinds(std::string_view name) const override;
   Result<std::vector<Neighbor>> IndexSearch(const SegmentQuery& q, uint32_t want, uint32_t param,
                                             const RowBitmap* allowed, SearchScratch& scratch, SegmentExplain& ex,
                                             index::SpannQueryStats* io) const override;

@@ -209,6 +209,9 @@ class SealedSegment::View final : public Segment {
   const Calibration* calibration() const override { return calibration_.get(); }
   uint32_t spann_lists() const override { return seg_.spann_lists(); }
   MatchingRows Match(const Filter& filter, const std::string* key) const override;
+  uint8_t AttributeKinds(std::string_view name) const override {
+    return seg_.attribute_index().KindsOf(name);
+  }
   double EstimateSelectivity(const Filter& filter) const override {
     return seg_.attribute_index().EstimateSelectivity(filter);
   }

@@ -83,6 +83,8 @@ class Segment {
   virtual uint32_t spann_lists() const { return 0; }
   virtual MatchingRows Match(const Filter& filter, const std::string* key) const = 0;
   virtual double EstimateSelectivity(const Filter& filter) const = 0;
+  // AttributeIndex::KindsOf of the segment's attribute index.
+  virtual uint8_t AttributeKinds(std::string_view name) const = 0;
   // The index's `want` nearest live rows (and, with `allowed`, only rows set there)
   // at parameter `param` (ef or max_lists). Neighbor::id holds the row. Adds what
   // it did to `ex` (ef or max_lists, distances, nodes, lists and bytes read) and,

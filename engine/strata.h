@@ -274,6 +274,11 @@ class Engine {
                                                          std::span<const float> queries, size_t dim,
                                                          const SearchOptions& options = {},
                                                          size_t threads = 0) const;
+  // Why `filter` may match nothing in `collection` although it parses: attributes
+  // that no record has, comparisons with a type an attribute never held (the same
+  // messages as Explain::warnings; empty when none). InvalidArgument for a filter
+  // that does not parse.
+  Result<std::vector<std::string>> FilterWarnings(const std::string& collection, std::string_view filter) const;
   // Parses and checks a filter expression once, for SearchOptions::prepared_filter.
   static Result<PreparedFilter> PrepareFilter(std::string_view expression);
 

@@ -37,6 +37,7 @@ Explain SampleExplain() {
   s.filter_ms = 0.25;
   s.search_ms = 1.0 / 3;
   e.segments = {s, SegmentExplain{.segment = "memory", .kind = "hnsw", .strategy = "scan"}};
+  e.warnings = {"no record of collection 'c' has the attribute 'yaer' (misspelt?)", "second"};
   return e;
 }
 

@@ -243,6 +243,44 @@ TEST(Engine, UpsertGetSearchDelete) {
   fs::remove_all(dir);
 }
 
+// Issue 13: a filter naming an attribute no record has, or comparing with a type the
+// attribute never held, is reported -- in EXPLAIN and by Engine::FilterWarnings --
+// in the in-memory segment and in sealed ones alike; a correct filter gets none.
+TEST(Engine, FiltersThatCanMatchNothingAreReported) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 4)).ok());
+  const std::vector<float> v = {1, 0, 0, 0};
+  ASSERT_TRUE(e->Upsert("c", 1, v, {{"year", int64_t(1990)}, {"lang", std::string("en")}}).ok());
+  for (bool sealed : {false, true}) {
+    if (sealed) ASSERT_TRUE(e->Flush("c").ok());
+    SCOPED_TRACE(sealed ? "sealed" : "in memory");
+    auto none = e->FilterWarnings("c", "year >= 1980 AND lang IN (\"en\", \"de\")");
+    ASSERT_TRUE(none.has_value());
+    EXPECT_TRUE(none->empty()) << none->front();
+    auto w = e->FilterWarnings("c", "yaer >= 1980 OR (lang == 3 AND year == \"1990\") OR NOT yaer == 1");
+    ASSERT_TRUE(w.has_value()) << w.error().ToString();
+    ASSERT_EQ(w->size(), 3u);
+    EXPECT_EQ((*w)[0], "no record of collection 'c' has the attribute 'yaer' (misspelt?)");
+    EXPECT_NE((*w)[1].find("'lang'"), std::string::npos);
+    EXPECT_NE((*w)[1].find("compared with a number"), std::string::npos);
+    EXPECT_NE((*w)[2].find("'year'"), std::string::npos);
+    EXPECT_NE((*w)[2].find("compared with a string"), std::string::npos);
+    Explain ex;
+    auto hits = e->Search("c", v, {.k = 1, .filter = "yaer >= 1980"}, &ex);
+    ASSERT_TRUE(hits.has_value());
+    EXPECT_TRUE(hits->empty());
+    ASSERT_EQ(ex.warnings.size(), 1u);
+    EXPECT_NE(ex.ToString().find("warning: no record of collection 'c' has the attribute 'yaer'"), std::string::npos);
+    ex = {};
+    ASSERT_TRUE(e->Search("c", v, {.k = 1, .filter = "year >= 1980"}, &ex).has_value());
+    EXPECT_TRUE(ex.warnings.empty());
+  }
+  EXPECT_EQ(e->FilterWarnings("c", "year >=").error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->FilterWarnings("nope", "year > 1").error().code(), StatusCode::kNotFound);
+  fs::remove_all(dir);
+}
+
 TEST(Engine, InvalidBatchesAreRefusedWhole) {
   const fs::path dir = TestDir();
   EngineOptions o = Quiet();
