@@ -76,6 +76,10 @@ class RequestParser {
   // parser: the caller never feeds them again.
   Result<size_t> Feed(std::string_view data, std::vector<Command>& out);
 
+  // New limits for what is read from now on (a connection raises them once authenticated);
+  // a command partly read keeps its state.
+  void SetLimits(const RespLimits& limits) { limits_ = limits; }
+
   // True when no command is partly read (the connection may idle here).
   bool idle() const { return state_ == State::kStart && line_.empty(); }
   // Bytes held for the command being read (for budgets).

@@ -25,6 +25,9 @@ cmake --build build/py -j"$JOBS" --target _strata
 PYTHONPATH="$PWD/build/py/python" PYTHONDONTWRITEBYTECODE=1 \
 STRATA_SERVER="$PWD/build/asan/server/strata-server" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python
+# Issue 13's walkthrough with the ASan build's binaries: ingest, filtered search, a snapshot while
+# strata-cli upserts, strata restore, the same answers from a second server (under a minute).
+bash scripts/walkthrough.sh --build-dir build/asan
 # The README's install steps, into a throwaway virtual environment (Debian's packages only, no
 # network; pip reuses build/py, so this only links).
 rm -rf build/py-venv
@@ -39,7 +42,7 @@ build/py-venv/bin/pip install -q --no-build-isolation --no-deps ./python
 cmake -S . -B build/tsan -G Ninja -DSTRATA_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSTRATA_BUILD_BENCH=OFF >/dev/null
 cmake --build build/tsan -j"$JOBS" --target hnsw_concurrency_test engine_concurrency_test wal_test \
-  server_test
+  server_test resp_server_test
 # The concurrent suites (HNSW inserts and searches; the engine's 60-second mixed
 # load of two writers and two readers with seals and compactions), and the WAL's
 # group commit and its races with Sync/Close.
@@ -55,3 +58,8 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 OMP_NUM_THREADS=1 \
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   build/tsan/tests/server_test --gtest_filter='ServerTest.Hundred*:ServerTest.Busy*:ServerTest.Graceful*:ServerTest.SeveralIo*:ServerTest.Pipeline*:ServerTest.EveryOp*:ServerTest.MaintenanceAndWrites*:ServerTest.ConnectionsWithoutAHello*'
+# The RESP listener's connections on the same threads: concurrent pipelined clients, timeouts,
+# AUTH, graceful shutdown.
+OMP_NUM_THREADS=1 \
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  build/tsan/tests/resp_server_test --gtest_filter='RespListenerTest.*'

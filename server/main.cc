@@ -14,6 +14,13 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("strata-server ") + STRATA_VERSION);
   strata::server::ServeArgs args;
   strata::server::AddServeFlags(app, args);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;  // a usage error, as in strata and strata-cli
+  }
   return strata::server::RunServe(args);
 }

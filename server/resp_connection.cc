@@ -127,7 +127,10 @@ void RespConnection::Close(std::string_view why) {
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   Kick();
-  HoldReply(-int64_t(reply_bytes_));
+  // Every reply held, those being written included, is given back now; nothing is counted
+  // for this connection after this (HoldReply).
+  server_.AdjustReply(-int64_t(reply_bytes_));
+  reply_bytes_ = 0;
   slots_.clear();
   pending_.clear();
   ServerLog().debug("RESP connection {} from {} closed: {} ({} commands)", id_, peer_, why,
@@ -136,7 +139,7 @@ void RespConnection::Close(std::string_view why) {
 }
 
 void RespConnection::HoldReply(int64_t delta) {
-  if (delta == 0) return;
+  if (delta == 0 || closed_) return;
   reply_bytes_ = uint64_t(int64_t(reply_bytes_) + delta);
   server_.AdjustReply(delta);
 }
@@ -301,7 +304,7 @@ std::string RespConnection::Auth(const std::vector<std::string>& args) {
   if (!user_ok || !TokensEqual(config_.token, args.back())) return AuthFailed();
   if (!authenticated_) {
     authenticated_ = true;
-    parser_ = resp::RequestParser(LimitsFor(config_, true));
+    parser_.SetLimits(LimitsFor(config_, true));
     watchdog_.cancel();  // the AUTH deadline no longer applies
   }
   std::string out;

@@ -36,6 +36,8 @@ class BenchTarget {
   virtual std::string name() const = 0;
   // Builds from `base` (a copy is the target's business; base stays valid during the run).
   virtual Status Build(const VectorSet& base, Metric metric, int threads) = 0;
+  // Whether Build opens a saved index (--load) rather than building one.
+  virtual bool Loads() const { return false; }
   virtual std::vector<SweepPoint> Sweep(uint32_t k) const = 0;
   virtual Result<std::vector<Neighbor>> Search(VectorView query, const index::SearchParams& params,
                                                index::SearchContext& ctx) const = 0;
@@ -97,6 +99,9 @@ struct BenchConfig {
   int threads = 0;                // 0 = all cores
   size_t single_thread_queries = SIZE_MAX;  // SIZE_MAX = target's default
   std::string json_out;           // append JSON lines here as well ("" = stdout only)
+  // false (--json without a file): stdout carries only the JSON lines, without the table
+  // and without their "JSON " prefix.
+  bool text = true;
 };
 
 struct BenchPointResult {

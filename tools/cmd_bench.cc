@@ -6,10 +6,10 @@
 namespace strata::tools::cmd {
 
 int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions& topt,
-                uint32_t k, int threads, size_t single_queries, const std::string& json_out,
+                uint32_t k, int threads, size_t single_queries, bool json, const std::string& json_out,
                 double min_recall) {
   Metric metric;
-  auto loaded = LoadBenchData(a, metric);
+  auto loaded = LoadBenchData(a, metric, k);
   if (!loaded) return Fail(loaded.error());
   tools::LoadedDataset& data = *loaded;
   if (topt.deletes > 0 || !topt.selectivities.empty()) {
@@ -37,8 +37,9 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
   config.threads = threads;
   if (single_queries) config.single_thread_queries = single_queries;
   config.json_out = json_out;
-  fmt::print("dataset {}: {} base x {} dim, {} queries, ground truth {}\n", data.name,
-             data.base.size(), data.base.dim(), data.queries.size(), a.gt);
+  config.text = !json || !json_out.empty();  // --json alone: JSON lines only on stdout
+  fmt::print(config.text ? stdout : stderr, "dataset {}: {} base x {} dim, {} queries, ground truth {}\n",
+             data.name, data.base.size(), data.base.dim(), data.queries.size(), a.gt);
   auto res = tools::RunBench(**target, data, config);
   if (!res) return Fail(res.error());
   if (min_recall > 0) {
@@ -54,7 +55,7 @@ int RunBenchCmd(DataArgs a, const std::string& kind, const tools::TargetOptions&
 }
 
 int RunEngineBenchCmd(DataArgs a, tools::EngineBenchConfig config) {
-  auto data = LoadBenchData(a, config.metric);
+  auto data = LoadBenchData(a, config.metric, config.k);
   if (!data) return Fail(data.error());
   config.max_queries = a.max_queries;
   Status s = tools::RunEngineBench(*data, config);
@@ -62,7 +63,7 @@ int RunEngineBenchCmd(DataArgs a, tools::EngineBenchConfig config) {
 }
 
 int RunPlannerBenchCmd(DataArgs a, PlannerBenchConfig config, bool filters_only) {
-  auto data = LoadBenchData(a, config.metric);
+  auto data = LoadBenchData(a, config.metric, config.k);
   if (!data) return Fail(data.error());
   config.max_queries = a.max_queries;
   if (filters_only) config.targets.clear();

@@ -50,7 +50,7 @@ int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoAr
     metric = ParseMetric(a.metric);
     if (!metric) return Fail(metric.error());
   }
-  auto base = storage::ReadVectors(a.base);
+  auto base = ReadVectorFile(a.base);
   if (!base) return Fail(base.error());
   std::vector<VectorId> ids;
   std::vector<Attributes> attrs;
@@ -138,7 +138,7 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
     if (!m) return Fail(m.error());
     metric = *m;
   }
-  auto base = storage::ReadVectors(a.base);
+  auto base = ReadVectorFile(a.base);
   if (!base) return Fail(base.error());
   if (kind == "spann") {
     const index::SpannBuildOptions so = tools::SpannOptionsFrom(topt, metric, threads);

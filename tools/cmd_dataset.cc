@@ -23,8 +23,8 @@ int RunImportIdx(const std::string& images, const std::string& out) {
 int RunDatasetInfo(const std::string& path) {
   auto shape = storage::ProbeVectors(path);
   if (!shape) return Fail(shape.error());
-  fmt::print("{}: {} rows x {} dim ({})\n", path, shape->rows, shape->dim,
-             storage::DatasetFormatName(shape->format));
+  fmt::print("{}: {} rows x {} dim ({}, {})\n", path, shape->rows, shape->dim,
+             storage::DatasetFormatName(shape->format), shape->value_type);
   return 0;
 }
 

@@ -6,10 +6,10 @@
 
 #include "core/timer.h"
 #include "index/distance/distance.h"
-#include "index/flat/flat_index.h"
 #include "storage/dataset_io.h"
 #include "tools/commands.h"
 #include "tools/eval.h"
+#include "tools/gt_cache.h"
 
 namespace strata::tools::cmd {
 
@@ -19,36 +19,18 @@ int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string comp
   if (!metric) return Fail(metric.error());
   if (out.empty()) out = a.gt;
   if (out.empty()) return Fail(InvalidArgument("--out is required"));
-  auto base = storage::ReadVectors(a.base);
+  auto base = ReadVectorFile(a.base);
   if (!base) return Fail(base.error());
   auto queries = ReadQueries(a.queries, a.max_queries);
   if (!queries) return Fail(queries.error());
   fmt::print(stderr, "ground truth: {} queries x {} base, dim {}, {}, k={}, simd {}\n",
              queries->size(), base->size(), base->dim(), MetricName(*metric), k,
              index::SimdLevelName(index::Kernels().level));
-  auto base_copy = base->Clone();
-  if (!base_copy) return Fail(base_copy.error());
-  auto flat = index::FlatIndex::Build(std::move(*base_copy), *metric);
-  if (!flat) return Fail(flat.error());
-  index::FlatIndex::BatchOptions opt;
-  opt.num_threads = threads;
-  opt.progress = true;
   Timer timer;
-  auto result = (*flat)->SearchBatch(*queries, k, opt);
-  if (!result) return Fail(result.error());
+  auto computed = tools::ComputeGroundTruth(*base, *queries, *metric, k, threads);
+  if (!computed) return Fail(computed.error());
   const double seconds = timer.Seconds();
-  storage::GroundTruth gt;
-  gt.num_queries = queries->size();
-  gt.k = std::min<size_t>(k, base->size());
-  gt.ids.resize(gt.num_queries * gt.k);
-  gt.distances.resize(gt.num_queries * gt.k);
-  for (size_t q = 0; q < gt.num_queries; ++q) {
-    for (size_t j = 0; j < gt.k; ++j) {
-      const Neighbor& n = (*result)[q * k + j];
-      gt.ids[q * gt.k + j] = int32_t(n.id);
-      gt.distances[q * gt.k + j] = n.distance;
-    }
-  }
+  const storage::GroundTruth& gt = *computed;
   if (Status s = storage::WriteGroundTruth(out, gt); !s.ok()) return Fail(s);
   const int used_threads = threads > 0 ? threads : omp_get_max_threads();
   fmt::print("ground truth written to {}: {} queries, k={}, {:.2f} s on {} threads ({:.0f} "
@@ -59,11 +41,18 @@ int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string comp
     if (!ref) return Fail(ref.error());
     auto eval = tools::RecallEvaluator::Create(*base, *queries, *ref, *metric, compare_k);
     if (!eval) return Fail(eval.error());
-    const double exact = eval->ExactSetAgreement(*result, k, queries->size());
-    const double recall = eval->Recall(*result, k, queries->size());
+    // The computed rows as search results, k per query (padded when the base is smaller).
+    std::vector<Neighbor> result(queries->size() * k);
+    for (size_t q = 0; q < gt.num_queries; ++q) {
+      for (size_t j = 0; j < gt.k; ++j) {
+        result[q * k + j] = Neighbor{VectorId(gt.ids[q * gt.k + j]), gt.distances[q * gt.k + j]};
+      }
+    }
+    const double exact = eval->ExactSetAgreement(result, k, queries->size());
+    const double recall = eval->Recall(result, k, queries->size());
     size_t tie_equal = 0;
     for (size_t q = 0; q < queries->size(); ++q) {
-      if (eval->QueryRecall(q, result->data() + q * k, k) == 1.0) ++tie_equal;
+      if (eval->QueryRecall(q, result.data() + q * k, k) == 1.0) ++tie_equal;
     }
     fmt::print("compared with {} at k={}: identical top-{} sets for {:.4f} of queries, "
                "{:.4f} counting ties; recall@{} {:.5f}\n",

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <filesystem>
 #include <span>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "storage/dataset_io.h"
 #include "tools/commands.h"
 #include "tools/eval.h"
+#include "tools/gt_cache.h"
 
 namespace strata::tools::cmd {
 namespace {
@@ -43,15 +45,46 @@ Result<QueryRun> RunQueries(const VectorSet& queries, size_t k, SearchFn&& searc
   return run;
 }
 
-// Prints the first `count` queries' results: "query q: id(distance) ...".
-void PrintResults(const std::vector<Neighbor>& all, size_t k, size_t count) {
-  for (size_t q = 0; q < count; ++q) {
-    fmt::print("query {}:", q);
-    for (size_t j = 0; j < k && all[q * k + j].id != kInvalidVectorId; ++j) {
-      fmt::print(" {}({:.4f})", all[q * k + j].id, all[q * k + j].distance);
+// The first `q.show` queries' results: "query q: id(distance) ..." lines, or with --json one
+// {"query", "ids", "distances"} object each.
+void ShowResults(const std::vector<Neighbor>& all, const QueryArgs& q, size_t nq, JsonSink& json) {
+  const size_t k = q.k, count = std::min(q.show, nq);
+  for (size_t i = 0; i < count; ++i) {
+    std::vector<VectorId> ids;
+    std::vector<float> distances;
+    for (size_t j = 0; j < k && all[i * k + j].id != kInvalidVectorId; ++j) {
+      ids.push_back(all[i * k + j].id);
+      distances.push_back(all[i * k + j].distance);
     }
+    json.Emit({{"query", i}, {"ids", ids}, {"distances", distances}});
+    if (!json.text()) continue;
+    fmt::print("query {}:", i);
+    for (size_t j = 0; j < ids.size(); ++j) fmt::print(" {}({:.4f})", ids[j], distances[j]);
     fmt::print("\n");
   }
+}
+
+// --gt as given, or for "auto" the cached exact ground truth of --base (computed first when
+// there is none).
+Result<std::string> GroundTruthPath(const QueryArgs& q, const VectorSet& queries, Metric metric) {
+  if (q.gt != "auto") return q.gt;
+  if (q.base.empty()) return Error(InvalidArgument("--gt auto needs --base (the vectors the index holds)"));
+  STRATA_ASSIGN_OR_RETURN(VectorSet base, ReadVectorFile(q.base));
+  if (base.dim() != queries.dim()) {
+    return Error(InvalidArgument("{} has dimension {}, {} has {}", q.base, base.dim(), q.queries, queries.dim()));
+  }
+  STRATA_ASSIGN_OR_RETURN(std::filesystem::path p, EnsureGroundTruth(base, q.base, queries, q.queries, metric, q.k));
+  return p.string();
+}
+
+// Reads a ground-truth file that must cover nq queries k deep.
+Result<storage::GroundTruth> ReadCoveringTruth(const std::string& path, size_t nq, size_t k) {
+  STRATA_ASSIGN_OR_RETURN(storage::GroundTruth gt, storage::ReadGroundTruth(path));
+  if (gt.num_queries < nq || gt.k < k) {
+    return Error(InvalidArgument("{}: ground truth has {} queries x {}, need {} x {}", path, gt.num_queries, gt.k,
+                                 nq, k));
+  }
+  return gt;
 }
 
 // Recall@k (core/recall.h) of `all` (k per query) against a ground-truth file alone, for runs
@@ -74,9 +107,10 @@ double IdRecall(const std::vector<Neighbor>& all, size_t k, const storage::Groun
 
 }  // namespace
 
-int RunSpannSearch(const std::string& index_path, const std::string& queries_path, uint32_t k,
-                   uint32_t max_lists, double prune_epsilon, const std::string& io, bool direct,
-                   size_t max_queries, size_t show, const std::string& gt_path) {
+int RunSpannSearch(const std::string& index_path, uint32_t max_lists, double prune_epsilon,
+                   const std::string& io, bool direct, const QueryArgs& q) {
+  auto json = JsonSink::Open(q.json, q.json_path);
+  if (!json) return Fail(json.error());
   index::SpannOpenOptions oo;
   auto backend = storage::ParseIoBackend(io);
   if (!backend) return Fail(backend.error());
@@ -86,87 +120,118 @@ int RunSpannSearch(const std::string& index_path, const std::string& queries_pat
   auto idx = index::SpannIndex::Open(index_path, oo);
   if (!idx) return Fail(idx.error());
   const double load_s = load_timer.Seconds();
-  auto queries = ReadQueries(queries_path, max_queries);
+  auto queries = ReadQueries(q.queries, q.max_queries);
   if (!queries) return Fail(queries.error());
+  const uint32_t k = q.k;
   index::SpannSearchParams p;
   p.k = k;
   p.max_lists = max_lists;
   p.prune_epsilon = prune_epsilon;
   index::SpannContext ctx;
   index::SpannQueryStats qs;
-  auto run = RunQueries(*queries, k, [&](VectorView q) { return (*idx)->Search(q, p, ctx, &qs); });
+  auto run = RunQueries(*queries, k, [&](VectorView v) { return (*idx)->Search(v, p, ctx, &qs); });
   if (!run) return Fail(run.error());
   const std::vector<Neighbor>& all = run->results;
   std::vector<double>& lat = run->latency_ms;
   const double secs = run->seconds;
-  PrintResults(all, k, std::min(show, queries->size()));
-  std::sort(lat.begin(), lat.end());
   const size_t nq = queries->size();
+  ShowResults(all, q, nq, *json);
+  std::sort(lat.begin(), lat.end());
   auto st = (*idx)->Stats();
-  fmt::print("{} queries, k={}, max_lists={}, prune_epsilon={}: {:.1f} QPS on one thread, mean "
-             "{:.3f} ms, p99 {:.3f} ms; {:.1f} lists and {:.1f} KiB read per query, I/O wait {:.3f} "
-             "ms per query ({}, {}); index opened in {:.2f} s, {:.1f} MiB in memory\n",
-             nq, k, max_lists, prune_epsilon, nq / secs, secs * 1e3 / nq,
-             PercentileOfSorted<double>(lat, 0.99),
-             double(qs.lists_read) / nq, double(qs.bytes_read) / 1024.0 / nq,
-             double(qs.io_wait_ns) / 1e6 / nq, storage::IoBackendName((*idx)->backend()),
-             (*idx)->direct_io() ? "O_DIRECT" : "buffered", load_s, st.memory_bytes / 1048576.0);
-  if (!gt_path.empty()) {
-    auto gt = storage::ReadGroundTruth(gt_path);
-    if (!gt) return Fail(gt.error());
-    if (gt->num_queries < nq || gt->k < k) {
-      return Fail(InvalidArgument("{}: ground truth has {} x {}, need {} x {}", gt_path,
-                                  gt->num_queries, gt->k, nq, k));
-    }
-    fmt::print("recall@{} = {:.4f}\n", k, IdRecall(all, k, *gt, nq));
+  nlohmann::json summary = {{"index", "spann"},
+                            {"queries", nq},
+                            {"k", k},
+                            {"max_lists", max_lists},
+                            {"prune_epsilon", prune_epsilon},
+                            {"qps_1t", nq / secs},
+                            {"mean_ms", secs * 1e3 / nq},
+                            {"p99_ms", PercentileOfSorted<double>(lat, 0.99)},
+                            {"lists_per_query", double(qs.lists_read) / nq},
+                            {"kib_read_per_query", double(qs.bytes_read) / 1024.0 / nq},
+                            {"io_wait_ms_per_query", double(qs.io_wait_ns) / 1e6 / nq},
+                            {"open_s", load_s},
+                            {"memory_bytes", st.memory_bytes}};
+  if (json->text()) {
+    fmt::print("{} queries, k={}, max_lists={}, prune_epsilon={}: {:.1f} QPS on one thread, mean "
+               "{:.3f} ms, p99 {:.3f} ms; {:.1f} lists and {:.1f} KiB read per query, I/O wait {:.3f} "
+               "ms per query ({}, {}); index opened in {:.2f} s, {:.1f} MiB in memory\n",
+               nq, k, max_lists, prune_epsilon, nq / secs, secs * 1e3 / nq,
+               PercentileOfSorted<double>(lat, 0.99),
+               double(qs.lists_read) / nq, double(qs.bytes_read) / 1024.0 / nq,
+               double(qs.io_wait_ns) / 1e6 / nq, storage::IoBackendName((*idx)->backend()),
+               (*idx)->direct_io() ? "O_DIRECT" : "buffered", load_s, st.memory_bytes / 1048576.0);
   }
-  fmt::print("peak RSS {:.1f} MiB\n", double(tools::PeakRssBytes()) / 1048576.0);
+  if (!q.gt.empty()) {
+    auto path = GroundTruthPath(q, *queries, (*idx)->metric());
+    if (!path) return Fail(path.error());
+    auto gt = ReadCoveringTruth(*path, nq, k);
+    if (!gt) return Fail(gt.error());
+    const double recall = IdRecall(all, k, *gt, nq);
+    summary["recall"] = recall;
+    if (json->text()) fmt::print("recall@{} = {:.4f}\n", k, recall);
+  }
+  summary["peak_rss_mb"] = double(tools::PeakRssBytes()) / 1048576.0;
+  if (json->text()) fmt::print("peak RSS {:.1f} MiB\n", double(tools::PeakRssBytes()) / 1048576.0);
+  json->Emit(summary);
   return 0;
 }
 
-int RunSearch(const std::string& index_path, const std::string& queries_path, uint32_t k,
-              uint32_t ef, bool mmap, size_t max_queries, size_t show, const std::string& gt_path,
-              const std::string& base_path) {
+int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, const QueryArgs& q) {
+  auto json = JsonSink::Open(q.json, q.json_path);
+  if (!json) return Fail(json.error());
   index::HnswLoadOptions lo;
   lo.mmap = mmap;
   Timer load_timer;
   auto idx = index::HnswIndex::Load(index_path, lo);
   if (!idx) return Fail(idx.error());
   const double load_s = load_timer.Seconds();
-  auto queries = ReadQueries(queries_path, max_queries);
+  auto queries = ReadQueries(q.queries, q.max_queries);
   if (!queries) return Fail(queries.error());
   if (queries->dim() != (*idx)->dim()) {
-    return Fail(InvalidArgument("{} has dimension {}, index {} has {}", queries_path,
-                                queries->dim(), index_path, (*idx)->dim()));
+    return Fail(InvalidArgument("{} has dimension {}, index {} has {}", q.queries, queries->dim(), index_path,
+                                (*idx)->dim()));
   }
+  const uint32_t k = q.k;
   index::SearchParams p;
   p.k = k;
   p.ef = ef;
   index::SearchContext ctx;
-  auto run = RunQueries(*queries, k, [&](VectorView q) { return (*idx)->Search(q, p, ctx); });
+  auto run = RunQueries(*queries, k, [&](VectorView v) { return (*idx)->Search(v, p, ctx); });
   if (!run) return Fail(run.error());
   const std::vector<Neighbor>& all = run->results;
   const double secs = run->seconds;
-  PrintResults(all, k, std::min(show, queries->size()));
-  fmt::print("{} queries, k={}, ef={}: {:.1f} QPS on one thread ({:.3f} ms mean); index opened "
-             "in {:.2f} s{}\n",
-             queries->size(), k, ef, queries->size() / secs, secs * 1e3 / queries->size(), load_s,
-             mmap ? " (mapped)" : "");
-  if (!gt_path.empty()) {
-    if (base_path.empty()) return Fail(InvalidArgument("--gt needs --base (for tie-aware recall)"));
-    auto base = storage::ReadVectors(base_path);
+  const size_t nq = queries->size();
+  ShowResults(all, q, nq, *json);
+  nlohmann::json summary = {{"index", "hnsw"},          {"queries", nq},   {"k", k},
+                            {"ef", ef},                 {"qps_1t", nq / secs}, {"mean_ms", secs * 1e3 / nq},
+                            {"open_s", load_s},         {"mmap", mmap}};
+  if (json->text()) {
+    fmt::print("{} queries, k={}, ef={}: {:.1f} QPS on one thread ({:.3f} ms mean); index opened "
+               "in {:.2f} s{}\n",
+               nq, k, ef, nq / secs, secs * 1e3 / nq, load_s, mmap ? " (mapped)" : "");
+  }
+  if (!q.gt.empty()) {
+    if (q.base.empty()) return Fail(InvalidArgument("--gt needs --base (for tie-aware recall)"));
+    auto path = GroundTruthPath(q, *queries, (*idx)->metric());
+    if (!path) return Fail(path.error());
+    auto base = ReadVectorFile(q.base);
     if (!base) return Fail(base.error());
-    auto gt = storage::ReadGroundTruth(gt_path);
+    auto gt = storage::ReadGroundTruth(*path);
     if (!gt) return Fail(gt.error());
     auto ev = tools::RecallEvaluator::Create(*base, *queries, *gt, (*idx)->metric(), k);
     if (!ev) return Fail(ev.error());
-    fmt::print("recall@{} = {:.4f}\n", k, ev->Recall(all, k, queries->size()));
+    const double recall = ev->Recall(all, k, nq);
+    summary["recall"] = recall;
+    if (json->text()) fmt::print("recall@{} = {:.4f}\n", k, recall);
   }
+  json->Emit(summary);
   return 0;
 }
 
-int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, uint32_t k, size_t max_queries,
-                    size_t show, const std::string& gt_path) {
+int RunEngineSearch(const EngineSearchArgs& a, const QueryArgs& q) {
+  auto json = JsonSink::Open(q.json, q.json_path);
+  if (!json) return Fail(json.error());
+  const uint32_t k = q.k;
   SearchOptions o;
   o.k = k;
   o.recall = a.recall;
@@ -180,18 +245,27 @@ int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, 
   auto engine = Engine::Open(a.dir);
   if (!engine) return Fail(engine.error());
   const double load_s = load_timer.Seconds();
-  auto queries = ReadQueries(queries_path, max_queries);
+  auto info = (*engine)->DescribeCollection(a.collection);
+  if (!info) return Fail(info.error());
+  auto queries = ReadQueries(q.queries, q.max_queries);
   if (!queries) return Fail(queries.error());
+  const size_t nq = queries->size();
   Explain ex;
   size_t qi = 0;
-  auto run = RunQueries(*queries, k, [&](VectorView q) {
-    return (*engine)->Search(a.collection, std::span<const float>(q.data, q.dim), o,
-                             a.explain && qi++ < show ? &ex : nullptr);
+  auto run = RunQueries(*queries, k, [&](VectorView v) {
+    return (*engine)->Search(a.collection, std::span<const float>(v.data, v.dim), o,
+                             a.explain && qi++ < q.show ? &ex : nullptr);
   });
   if (!run) return Fail(run.error());
-  PrintResults(run->results, k, std::min(show, queries->size()));
-  fmt::print("{} queries, k={}: {:.1f} QPS on one thread ({:.3f} ms mean); engine opened in {:.2f} s\n",
-             queries->size(), k, queries->size() / run->seconds, run->seconds * 1e3 / queries->size(), load_s);
+  ShowResults(run->results, q, nq, *json);
+  nlohmann::json summary = {{"index", "engine"},          {"collection", a.collection},
+                            {"queries", nq},              {"k", k},
+                            {"qps_1t", nq / run->seconds}, {"mean_ms", run->seconds * 1e3 / nq},
+                            {"open_s", load_s}};
+  if (json->text()) {
+    fmt::print("{} queries, k={}: {:.1f} QPS on one thread ({:.3f} ms mean); engine opened in {:.2f} s\n", nq, k,
+               nq / run->seconds, run->seconds * 1e3 / nq, load_s);
+  }
   if (a.threads != 1) {
     // In-process throughput on several threads (the server benchmark's reference).
     Timer bt;
@@ -199,22 +273,29 @@ int RunEngineSearch(const EngineSearchArgs& a, const std::string& queries_path, 
     if (!batch) return Fail(batch.error());
     const double secs = bt.Seconds();
     const int used = a.threads > 0 ? a.threads : int(std::thread::hardware_concurrency());
-    fmt::print("{} queries, k={}: {:.1f} QPS on {} threads (Engine::SearchBatch)\n", queries->size(), k,
-               queries->size() / secs, used);
-    fmt::print("JSON {{\"bench\":\"engine_search\",\"collection\":\"{}\",\"threads\":{},\"qps\":{:.1f},"
-               "\"qps_1t\":{:.1f},\"queries\":{}}}\n", a.collection, used, queries->size() / secs,
-               queries->size() / run->seconds, queries->size());
-  }
-  if (a.explain) fmt::print("EXPLAIN (query {}):\n{}", std::min(show, queries->size()) - 1, ex.ToString());
-  if (!gt_path.empty()) {
-    auto gt = storage::ReadGroundTruth(gt_path);
-    if (!gt) return Fail(gt.error());
-    if (gt->k < k || gt->num_queries < queries->size()) {
-      return Fail(InvalidArgument("{}: {} rows of {} ids, need {} of {}", gt_path, gt->num_queries, gt->k,
-                                  queries->size(), k));
+    summary["threads"] = used;
+    summary["qps"] = nq / secs;
+    if (json->text()) {
+      fmt::print("{} queries, k={}: {:.1f} QPS on {} threads (Engine::SearchBatch)\n", nq, k, nq / secs, used);
+      fmt::print("JSON {{\"bench\":\"engine_search\",\"collection\":\"{}\",\"threads\":{},\"qps\":{:.1f},"
+                 "\"qps_1t\":{:.1f},\"queries\":{}}}\n", a.collection, used, nq / secs, nq / run->seconds, nq);
     }
-    fmt::print("recall@{} = {:.4f} (ids only)\n", k, IdRecall(run->results, k, *gt, queries->size()));
   }
+  if (a.explain) {
+    const size_t which = std::min(q.show, nq) - 1;
+    if (json->enabled()) json->Emit({{"explain_query", which}, {"explain", nlohmann::json::parse(ex.ToJson())}});
+    if (json->text()) fmt::print("EXPLAIN (query {}):\n{}", which, ex.ToString());
+  }
+  if (!q.gt.empty()) {
+    auto path = GroundTruthPath(q, *queries, info->spec.metric);
+    if (!path) return Fail(path.error());
+    auto gt = ReadCoveringTruth(*path, nq, k);
+    if (!gt) return Fail(gt.error());
+    const double recall = IdRecall(run->results, k, *gt, nq);
+    summary["recall"] = recall;
+    if (json->text()) fmt::print("recall@{} = {:.4f} (ids only)\n", k, recall);
+  }
+  json->Emit(summary);
   return 0;
 }
 

@@ -6,10 +6,13 @@
 //   strata engine-bench | planner-bench    the engine end to end; the planner's choices
 //   strata build | search | inspect        index files, engine collections
 //   strata serve          the server, as strata-server
+//   strata plot           recall/QPS Pareto curves of benchmark results (SVG or PNG)
 //
-// This file only declares the flags (CLI11) and dispatches; each subcommand lives in its own
-// tools/cmd_*.cc (tools/commands.h). Every subcommand reports errors as one line on stderr and
-// exits non-zero.
+// This file only declares the flags (CLI11), checks them (tools/cmd_validate.cc) before any
+// long work, and dispatches; each subcommand lives in its own tools/cmd_*.cc
+// (tools/commands.h). Every subcommand reports errors as one line on stderr; usage errors
+// (unknown flags, bad values, missing input files, unwritable outputs) exit with status 2,
+// failures of the work itself with 1. Global flags go before or after the subcommand.
 
 #include <filesystem>
 #include <string>
@@ -35,13 +38,17 @@ void AddDataOptions(CLI::App* cmd, DataArgs& a) {
   cmd->add_option("--max-queries", a.max_queries, "Use only the first N queries (0 = all)");
 }
 
+// --json[=FILE]: the same on every subcommand that prints results (tools/commands.h JsonSink).
+void AddJsonOption(CLI::App* cmd, std::string& path) {
+  cmd->add_option("--json", path,
+                  "Results as JSON lines: on stdout instead of the text, or appended to FILE (--json=FILE)")
+      ->expected(0, 1);
+}
+
 // SPANN build flags, shared by `bench` and `build` so both honour the same set.
 void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {
   cmd->add_option("--cluster-size", o.cluster_size,
                   "SPANN: largest cluster before replication (0 = as many heads as --memory-budget allows)")
-      ->capture_default_str();
-  cmd->add_option("--memory-budget", o.memory_budget,
-                  "SPANN: in-memory part as a share of the raw vectors (with --cluster-size 0)")
       ->capture_default_str();
   cmd->add_option("--replicas", o.replicas, "SPANN: most lists per vector")->capture_default_str();
   cmd->add_option("--closure-epsilon", o.closure_epsilon,
@@ -63,11 +70,15 @@ void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {
                 "precision when they fit: half the disk and bytes read)");
 }
 
-}  // namespace
+// The memory budget flag of `build` and `bench` (bytes or a percentage: core/byte_size.h).
+void AddMemoryBudget(CLI::App* cmd, std::string& text, const std::string& help) {
+  cmd->add_option("--memory-budget", text, help);
+}
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   CLI::App app{"strata: approximate nearest neighbour search engine"};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags are accepted after the subcommand too
   bool quiet = false;
   std::string simd;
   app.add_flag("-q,--quiet", quiet, "No progress output");
@@ -114,6 +125,7 @@ int main(int argc, char** argv) {
   gt->add_option("--compare", gt_compare, "reference ground truth (.ivecs/.ibin) to check against");
   gt->add_option("--compare-k", gt_compare_k, "k for --compare")->capture_default_str();
 
+
   // bench
   auto* bench = app.add_subcommand("bench", "Build an index and measure recall, QPS and latency");
   DataArgs b_args;
@@ -123,12 +135,14 @@ int main(int argc, char** argv) {
   size_t b_single = 0;
   double b_min_recall = 0;
   AddDataOptions(bench, b_args);
-  bench->add_option("--gt", b_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
+  bench->add_option("--gt", b_args.gt,
+                    "ground truth (.ivecs/.ibin; default: the data set's own, else exact ground truth computed once "
+                    "and cached next to the base)");
   bench->add_option("--index", b_index, "index kind: flat, hnsw or spann")->capture_default_str();
   bench->add_option("-k,--k", b_k, "recall@k")->capture_default_str()->check(CLI::Range(1, 1000));
   bench->add_option("--threads", b_threads, "threads for the all-threads pass (0 = all cores)");
   bench->add_option("--single-queries", b_single, "queries in the one-thread latency pass (default: index's own)");
-  bench->add_option("--json", b_json, "also append JSON lines to this file");
+  AddJsonOption(bench, b_json);
   bench->add_option("--min-recall", b_min_recall, "exit with status 2 if any point's recall is lower");
   tools::TargetOptions b_topt;
   bench->add_option("--M", b_topt.M, "HNSW: links per node (2M on layer 0)")->capture_default_str();
@@ -139,6 +153,10 @@ int main(int argc, char** argv) {
   bench->add_option("--load", b_topt.load_path, "open this saved index instead of building");
   bench->add_flag("--mmap", b_topt.mmap, "with --load: memory-map the index read-only");
   AddSpannBuildFlags(bench, b_topt);
+  std::string b_budget = "20%";
+  AddMemoryBudget(bench, b_budget,
+                  "SPANN: memory for the in-memory part, bytes (2G) or a share of the raw vectors (20%), with "
+                  "--cluster-size 0 (default 20%)");
   bench->add_option("--prune-epsilon", b_topt.prune_epsilon,
                     "SPANN: read lists within (1+eps) x the nearest head's distance")
       ->capture_default_str();
@@ -160,7 +178,8 @@ int main(int argc, char** argv) {
   tools::EngineBenchConfig eb_config;
   std::string eb_dir;
   AddDataOptions(ebench, eb_args);
-  ebench->add_option("--gt", eb_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
+  ebench->add_option("--gt", eb_args.gt,
+                    "ground truth (.ivecs/.ibin; default: the data set's own, else computed once and cached)");
   ebench->add_option("--engine-dir", eb_dir,
                      "engine data directory: new, empty, or left by an earlier run of this tool (default: a fresh "
                      "temporary directory); a directory with other contents or a held LOCK is refused");
@@ -206,7 +225,8 @@ int main(int argc, char** argv) {
   tools::PlannerBenchConfig pb_config;
   std::string pb_dir;
   AddDataOptions(pbench, pb_args);
-  pbench->add_option("--gt", pb_args.gt, "ground truth (.ivecs/.ibin; default: the data set's own)");
+  pbench->add_option("--gt", pb_args.gt,
+                    "ground truth (.ivecs/.ibin; default: the data set's own, else computed once and cached)");
   pbench->add_option("--engine-dir", pb_dir,
                      "engine data directory: new, empty, or left by an earlier run of this tool (default: a fresh "
                      "temporary directory); a directory with other contents or a held LOCK is refused");
@@ -232,6 +252,10 @@ int main(int argc, char** argv) {
   build->add_option("--metric", bd_args.metric, "l2, ip or cosine");
   build->add_option("--index", bd_index, "index kind: hnsw or spann")->capture_default_str();
   AddSpannBuildFlags(build, bd_topt);
+  std::string bd_budget;
+  AddMemoryBudget(build, bd_budget,
+                  "bytes (2G) or a share of the raw vectors (20%): SPANN's in-memory part (default 20%); with "
+                  "--into, store the collection as SPANN when its vectors take more (default: always HNSW)");
   build->add_option("--M", bd_topt.M, "links per node (2M on layer 0)")->capture_default_str();
   build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")
       ->capture_default_str();
@@ -245,17 +269,14 @@ int main(int argc, char** argv) {
   build->add_option("--attributes", bd_into.attributes,
                     "with --into: JSON Lines, one object per row: {\"id\": 7, \"attributes\": {\"lang\": \"en\", "
                     "\"year\": 2024, \"tags\": [\"a\"]}} (id optional: default the row number)");
-  build->add_option("--memory-budget-bytes", bd_into.memory_budget_bytes,
-                    "with --into: store the collection as SPANN when its vectors take more than this "
-                    "(0 = always HNSW)")
-      ->capture_default_str();
+  build->add_option("--memory-budget-bytes", bd_budget)->group("");  // the old name with --into, hidden
 
   // search
-  auto* search = app.add_subcommand("search", "Query a saved index");
-  std::string s_index, s_queries, s_gt, s_base;
-  uint32_t s_k = 10, s_ef = 64;
+  auto* search = app.add_subcommand("search", "Query a saved index or an engine collection");
+  std::string s_index;
+  QueryArgs s_q;
+  uint32_t s_ef = 64;
   bool s_mmap = false;
-  size_t s_max = 0, s_show = 3;
   search->add_option("--index", s_index, "index file (HNSW) or directory (SPANN)");
   EngineSearchArgs s_engine;
   search->add_option("--engine-dir", s_engine.dir, "search a collection of this engine data directory instead");
@@ -277,14 +298,18 @@ int main(int argc, char** argv) {
   search->add_option("--prune-epsilon", s_prune, "SPANN: query-aware pruning")->capture_default_str();
   search->add_option("--io", s_io, "SPANN: auto, io_uring or pread")->capture_default_str();
   search->add_flag("!--buffered", s_direct, "SPANN: read through the page cache, not O_DIRECT");
-  search->add_option("--queries", s_queries, "query vectors file")->required();
-  search->add_option("-k,--k", s_k, "neighbours per query")->capture_default_str()->check(CLI::Range(1, 100000));
+  search->add_option("--queries", s_q.queries, "query vectors file")->required();
+  search->add_option("-k,--k", s_q.k, "neighbours per query")->capture_default_str()->check(CLI::Range(1, 100000));
   search->add_option("--ef", s_ef, "HNSW candidate list size")->capture_default_str()->check(CLI::Range(1, 1000000));
   search->add_flag("--mmap", s_mmap, "memory-map the index read-only");
-  search->add_option("--max-queries", s_max, "use only the first N queries (0 = all)");
-  search->add_option("--show", s_show, "print the results of the first N queries")->capture_default_str();
-  search->add_option("--gt", s_gt, "ground truth: also print recall@k");
-  search->add_option("--base", s_base, "base vectors (needed with --gt for tie-aware recall)");
+  search->add_option("--max-queries", s_q.max_queries, "use only the first N queries (0 = all)");
+  search->add_option("--show", s_q.show, "print the results of the first N queries")->capture_default_str();
+  search->add_option("--gt", s_q.gt,
+                     "ground truth: also print recall@k. A file, or 'auto' (or --gt alone): exact ground truth of "
+                     "--base, computed once and cached next to it")
+      ->expected(0, 1);
+  search->add_option("--base", s_q.base, "base vectors (for --gt auto, and tie-aware recall of HNSW files)");
+  AddJsonOption(search, s_q.json_path);
 
   // serve: the same as strata-server
   auto* serve = app.add_subcommand("serve", "Serve an engine data directory over TCP (as strata-server)");
@@ -296,9 +321,29 @@ int main(int argc, char** argv) {
   std::string inspect_path;
   inspect->add_option("file", inspect_path, "index or data set file")->required();
 
-  CLI11_PARSE(app, argc, argv);
+  // plot
+  auto* plot = app.add_subcommand("plot", "Recall/QPS Pareto curves of benchmark JSON lines, as SVG or PNG");
+  PlotArgs plot_args;
+  plot->add_option("results", plot_args.inputs,
+                   "JSON lines of `strata bench --json`, bench/hnsw_peers or bench/spann_vs_faiss")
+      ->required();
+  plot->add_option("-o,--out", plot_args.out, "output .svg or .png")->required();
+  plot->add_option("--title", plot_args.title, "title (default: the data set, metric and k of the results)");
+  plot->add_option("--machine", plot_args.machine,
+                   "the machine the results come from, for the title (default: this one's CPU and cores)");
+  plot->add_option("--qps", plot_args.qps_key,
+                   "which QPS: auto (one-thread where a result has both), qps_1t, qps_all or qps")
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return Usage(Status(StatusCode::kInvalidArgument, ParseErrorText(e, app, argc, argv)));
+  }
   Progress::SetGlobalQuiet(quiet);
-  if (Status s = SetSimd(simd); !s.ok()) return Fail(s);
+  if (Status s = SetSimd(simd); !s.ok()) return Usage(s.WithContext("--simd"));
 
   if (imp_glove->parsed()) return RunImportGlove(glove_json, glove_qids, glove_out);
   if (imp_idx->parsed()) return RunImportIdx(idx_in, idx_out);
@@ -309,37 +354,58 @@ int main(int argc, char** argv) {
   }
   if (list->parsed()) return RunDatasetList();
   if (build->parsed()) {
-    if (!bd_into.data_dir.empty()) return RunBuildInto(bd_args, bd_topt, bd_into);
-    if (bd_out.empty()) return Fail(InvalidArgument("give -o FILE, or --into DIR with --collection"));
+    const bool into = !bd_into.data_dir.empty();
+    if (!into && bd_out.empty()) return Usage(InvalidArgument("give -o FILE, or --into DIR with --collection"));
+    if (into && !bd_out.empty()) return Usage(InvalidArgument("give -o FILE or --into DIR, not both"));
+    if (Status s = CheckBuild(bd_args, bd_index, bd_out, bd_into, bd_budget, bd_topt); !s.ok()) return Usage(s);
+    if (into) return RunBuildInto(bd_args, bd_topt, bd_into);
     return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out);
   }
   if (search->parsed()) {
+    s_q.json = search->count("--json") > 0;
+    if (search->count("--gt") && s_q.gt.empty()) s_q.gt = "auto";
     if (!s_engine.dir.empty()) {
-      if (s_engine.collection.empty()) return Fail(InvalidArgument("--engine-dir needs --collection"));
+      if (s_engine.collection.empty()) return Usage(InvalidArgument("--engine-dir needs --collection"));
       if (search->count("--ef")) s_engine.ef = s_ef;
       if (search->count("--max-lists")) s_engine.max_lists = s_max_lists;
-      return RunEngineSearch(s_engine, s_queries, s_k, s_max, s_show, s_gt);
+      if (Status s = CheckSearch(s_engine.dir, s_q); !s.ok()) return Usage(s);
+      return RunEngineSearch(s_engine, s_q);
     }
-    if (s_index.empty()) return Fail(InvalidArgument("give --index FILE, or --engine-dir DIR with --collection"));
+    if (s_index.empty()) return Usage(InvalidArgument("give --index FILE, or --engine-dir DIR with --collection"));
+    if (Status s = CheckSearch(s_index, s_q); !s.ok()) return Usage(s);
     if (std::filesystem::is_directory(s_index)) {
-      return RunSpannSearch(s_index, s_queries, s_k, s_max_lists, s_prune, s_io, s_direct, s_max,
-                            s_show, s_gt);
+      return RunSpannSearch(s_index, s_max_lists, s_prune, s_io, s_direct, s_q);
     }
-    return RunSearch(s_index, s_queries, s_k, s_ef, s_mmap, s_max, s_show, s_gt, s_base);
+    return RunSearch(s_index, s_ef, s_mmap, s_q);
   }
   if (inspect->parsed()) return RunInspect(inspect_path);
   if (serve->parsed()) return server::RunServe(serve_args);
-  if (gt->parsed()) return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k);
+  if (plot->parsed()) {
+    if (Status s = CheckPlot(plot_args); !s.ok()) return Usage(s);
+    return RunPlot(plot_args);
+  }
+  if (gt->parsed()) {
+    if (Status s = CheckGt(gt_args, gt_out, gt_compare); !s.ok()) return Usage(s);
+    return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k);
+  }
   if (pbench->parsed()) {
+    if (Status s = CheckBenchData(pb_args); !s.ok()) return Usage(s);
     pb_config.data_dir = pb_dir;
     return RunPlannerBenchCmd(pb_args, pb_config, pb_filters_only);
   }
   if (ebench->parsed()) {
+    if (Status s = CheckBenchData(eb_args); !s.ok()) return Usage(s);
     eb_config.data_dir = eb_dir;
     return RunEngineBenchCmd(eb_args, eb_config);
   }
   if (bench->parsed()) {
-    return RunBenchCmd(b_args, b_index, b_topt, b_k, b_threads, b_single, b_json, b_min_recall);
+    const bool json_given = bench->count("--json") > 0;
+    if (Status s = CheckBench(b_args, b_index, b_budget, b_json, b_topt); !s.ok()) return Usage(s);
+    return RunBenchCmd(b_args, b_index, b_topt, b_k, b_threads, b_single, json_given, b_json, b_min_recall);
   }
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }

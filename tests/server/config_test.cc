@@ -44,7 +44,19 @@ TEST(ServerConfig, ShippedFileSetsEveryKey) {
     EXPECT_NE(text.find("\n" + key + " = "), std::string::npos) << key;
     ++keys;
   }
-  EXPECT_EQ(keys, 28u);
+  EXPECT_EQ(keys, 31u);
+}
+
+TEST(ServerConfig, RespPortIsReadAndMustDifferFromTheOthers) {
+  auto c = Parse("[server]\nresp_port = 7422\nresp_allow_flushall = true\n");
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->resp_port, 7422);
+  EXPECT_TRUE(c->resp_allow_flushall);
+  EXPECT_TRUE(ValidateServerConfig(*c).ok());
+  c->resp_port = c->port;
+  const Status s = ValidateServerConfig(*c);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("server.resp_port"), std::string::npos) << s.message();
 }
 
 TEST(ServerConfig, ValuesAreRead) {
@@ -249,6 +261,7 @@ TEST(ServerConfig, DescribeListsEveryKeyAndHidesTheToken) {
                           "server.port",
                           "server.metrics_port",
                           "server.data_dir",
+                          "server.snapshot_dir",
                           "server.worker_threads",
                           "server.io_threads",
                           "server.max_connections",
@@ -325,6 +338,30 @@ TEST(ServeFlags, WithoutFlagsTheFileWins) {
   auto c = ResolveWith({"--config", std::string(STRATA_SOURCE_DIR) + "/configs/strata.toml"});
   ASSERT_TRUE(c.has_value()) << c.error().ToString();
   EXPECT_EQ(*c, ServerConfig{});
+}
+
+TEST(ServerConfig, SnapshotDirIsReadAndMustBeOutsideTheDataDir) {
+  EXPECT_EQ(ServerConfig{}.snapshot_dir, "");  // snapshots are off unless asked for
+  auto c = Parse("[server]\ndata_dir = \"/srv/strata\"\nsnapshot_dir = \"/srv/strata-snapshots\"\n");
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->snapshot_dir, "/srv/strata-snapshots");
+  EXPECT_TRUE(ValidateServerConfig(*c).ok());  // a sibling whose name starts like the data dir's
+  for (const char* inside : {"/srv/strata", "/srv/strata/", "/srv/strata/snaps", "/srv/x/../strata/s"}) {
+    c->snapshot_dir = inside;
+    const Status s = ValidateServerConfig(*c);
+    EXPECT_FALSE(s.ok()) << inside;
+    EXPECT_NE(s.message().find("server.snapshot_dir"), std::string::npos) << s.message();
+  }
+  EXPECT_FALSE(Parse("[server]\nsnapshot_dir = 3\n").has_value());
+}
+
+TEST(ServeFlags, SnapshotDirFlagOverridesTheFile) {
+  auto c = ResolveWith({"--data-dir", "/tmp/d", "--snapshot-dir", "/tmp/d-snaps"});
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->snapshot_dir, "/tmp/d-snaps");
+  auto inside = ResolveWith({"--data-dir", "/tmp/d", "--snapshot-dir", "/tmp/d/snaps"});
+  ASSERT_FALSE(inside.has_value());
+  EXPECT_NE(inside.error().message().find("server.snapshot_dir"), std::string::npos);
 }
 
 TEST(ServeFlags, OverridesAreValidated) {

@@ -14,8 +14,8 @@ add_dependencies(server_crash_test strata-server)
 
 # The RESP listener (docs/RESP.md): Redis FILTER translation and JSON attributes, then
 # redis-cli (Debian's redis-tools) against the real strata-server binary, every reply exact.
-strata_test(resp_server_test SOURCES server/resp_filter_test.cc
-  LIBS strata_server strata_engine LABELS unit)
+strata_test(resp_server_test SOURCES server/resp_filter_test.cc server/resp_listener_test.cc
+  LIBS strata_server strata_engine spdlog::spdlog LABELS unit)
 find_program(STRATA_REDIS_CLI redis-cli)
 if(STRATA_REDIS_CLI)
   add_test(NAME resp_cli_test
