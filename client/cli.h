@@ -2,7 +2,7 @@
 // Internal to strata-cli: what its subcommands share -- the global flags and the
 // connection they open, error reporting, search flags and query files, JSON output --
 // and the subcommands themselves, one file per family:
-//   cli_collections.cc  ping, list, describe, create, drop, flush, compact, stats
+//   cli_collections.cc  ping, list, describe, create, drop, flush, compact, snapshot, stats
 //   cli_records.cc      upsert, delete, get
 //   cli_search.cc       search (one vector, or a measured query file)
 //   cli_load.cc         load (measured search load over several connections)
@@ -94,6 +94,9 @@ struct CreateArgs {
 int CmdCreate(const GlobalArgs& g, const CreateArgs& a);
 // drop, flush, compact: one name, one call, one line.
 int CmdSimple(const GlobalArgs& g, const std::string& verb, const std::string& name);
+// A consistent copy of a collection, written by the server as folder `snapshot` of its
+// --snapshot-dir; prints the path and the last write batch it holds.
+int CmdSnapshot(const GlobalArgs& g, const std::string& name, const std::string& snapshot, bool json);
 int CmdStats(const GlobalArgs& g, bool json);
 
 // ---- cli_records.cc ----

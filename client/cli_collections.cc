@@ -145,6 +145,25 @@ int CmdSimple(const GlobalArgs& g, const std::string& verb, const std::string& n
   return 0;
 }
 
+int CmdSnapshot(const GlobalArgs& g, const std::string& name, const std::string& snapshot, bool json) {
+  auto c = Open(g);
+  if (!c) return Fail(c.error());
+  auto r = (*c)->Snapshot(name, snapshot);
+  if (!r) return Fail(r.error());
+  if (json) {
+    Json o = {{"collection", name},           {"path", r->path},
+              {"sequence", r->sequence},      {"segments", r->segments},
+              {"files_linked", r->files_linked}, {"files_copied", r->files_copied},
+              {"bytes_copied", r->bytes_copied}};
+    fmt::print("{}\n", Dump(o));
+    return 0;
+  }
+  fmt::print("snapshot of {} at write batch {}: {}\n", name, r->sequence, r->path);
+  fmt::print("  {} sealed segments; {} files hard-linked, {} copied ({})\n", r->segments, r->files_linked,
+             r->files_copied, HumanBytes(r->bytes_copied));
+  return 0;
+}
+
 int CmdStats(const GlobalArgs& g, bool json) {
   auto c = Open(g);
   if (!c) return Fail(c.error());

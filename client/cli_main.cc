@@ -2,7 +2,8 @@
 // files; this one talks to `strata serve` over the wire protocol).
 //
 //   strata-cli [--host H] [--port P] [--token T]  ping | list | describe | create | drop |
-//              upsert | delete | get | search | stats | flush | compact | load
+//              upsert | delete | get | search | stats | flush | compact | snapshot |
+//              load
 //
 // `search --queries` and `load` measure (QPS, latency percentiles, recall@k against --gt);
 // with --json they print one JSON object on stdout for scripts. Every subcommand reports an
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout-ms", g.timeout_ms,
                  "Longest wait for the server during a request (create, drop, flush and "
-                 "compact wait as long as the server works)")
+                 "compact (and snapshot) wait as long as the server works)")
       ->capture_default_str();
 
   int rc = 0;
@@ -124,6 +125,19 @@ int main(int argc, char** argv) {
   search->add_flag("--results", search_args.results, "With --queries: print every query's results");
   search->add_flag("--json", search_args.json, "Print one JSON object");
   search->callback([&] { rc = CmdSearch(g, search_args); });
+
+  std::string snapshot_collection, snapshot_name;
+  bool snapshot_json = false;
+  auto* snapshot = app.add_subcommand(
+      "snapshot",
+      "Take a consistent copy of a collection while writes go on, as folder NAME of the server's "
+      "--snapshot-dir (restore it with: strata restore PATH --into DIR)");
+  snapshot->add_option("collection", snapshot_collection, "Collection")->required();
+  snapshot->add_option("name", snapshot_name,
+                       "The snapshot's folder name: letters, digits, '.', '_', '-' (never overwritten)")
+      ->required();
+  snapshot->add_flag("--json", snapshot_json, "Print JSON");
+  snapshot->callback([&] { rc = CmdSnapshot(g, snapshot_collection, snapshot_name, snapshot_json); });
 
   bool stats_json = false;
   auto* stats = app.add_subcommand("stats", "Server and engine counters");

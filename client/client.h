@@ -55,7 +55,7 @@ struct ClientOptions {
   // Longest wait for the socket to make progress (a byte to arrive, room to send) while a
   // call is in progress; past it the connection is closed. 0: no limit.
   uint32_t io_timeout_ms = 60000;
-  // The same for CreateCollection, DropCollection, Flush and Compact, which the server may
+  // The same for CreateCollection, DropCollection, Flush, Compact and Snapshot, which the server may
   // work on for minutes (building, writing or merging segments) before it answers; with the
   // I/O timeout the connection would be closed under a call the server is still doing.
   // 0 (the default): no limit.
@@ -144,6 +144,13 @@ class Client {
   Result<protocol::StatsReply> Stats();
   Status Flush(const std::string& collection);
   Status Compact(const std::string& collection);
+  // A consistent copy of the collection, taken while writes go on (Engine::Snapshot), written
+  // by the server as the new folder `name` of its snapshot_dir; the reply says the path (on
+  // the server's host) and the last write batch it holds. `name` is one folder name of
+  // [A-Za-z0-9._-] (not . or ..). The server refuses without a snapshot_dir (Unimplemented,
+  // saying how to enable it), a bad name (InvalidArgument), and a name that exists
+  // (AlreadyExists: nothing is overwritten).
+  Result<protocol::SnapshotReply> Snapshot(const std::string& collection, const std::string& name);
 
   // One kSearch frame per query with up to `window` (>= 1) in flight, matched by request id.
   // Results come back in query order. The first error (an error frame, or a reply with the

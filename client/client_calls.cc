@@ -241,6 +241,13 @@ Status Client::Compact(const std::string& collection) {
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kCompact));
 }
 
+Result<protocol::SnapshotReply> Client::Snapshot(const std::string& collection, const std::string& name) {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kSnapshot,
+                                                   .body = protocol::SnapshotRequest{collection, name}},
+                                           options_.admin_timeout_ms));
+  return Body<protocol::SnapshotReply>(std::move(r), Op::kSnapshot);
+}
+
 Result<std::vector<std::vector<Neighbor>>> Client::SearchPipelined(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
     const SearchOptions& options, uint32_t window) {

@@ -1,5 +1,6 @@
 // Admin messages: the stats reply (the engine's counters and the server's, with two
-// latency histograms), flush and compact (a collection name; the empty reply).
+// latency histograms), flush and compact (a collection name; the empty reply), and
+// snapshot (a collection and a snapshot name; the path written and what it holds).
 
 #include <limits>
 #include <string>
@@ -105,6 +106,38 @@ void WriteCompact(Writer& w, const CompactRequest& m) { w.String(m.collection); 
 Result<CompactRequest> ReadCompact(Reader& r, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(std::string name, r.String("collection", limits.max_string));
   return CompactRequest{std::move(name)};
+}
+
+void WriteSnapshot(Writer& w, const SnapshotRequest& m) {
+  w.String(m.collection);
+  w.String(m.name);
+}
+
+Result<SnapshotRequest> ReadSnapshot(Reader& r, const DecodeLimits& limits) {
+  SnapshotRequest m;
+  STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
+  STRATA_ASSIGN_OR_RETURN(m.name, r.String("name", limits.max_string));
+  return m;
+}
+
+void WriteSnapshotReply(Writer& w, const SnapshotReply& m) {
+  w.String(m.path);
+  for (uint64_t v : {m.sequence, m.segments, m.files_linked, m.files_copied, m.bytes_copied}) w.U64(v);
+}
+
+// The path is the server's text, bounded by the payload only (as error messages are).
+Result<SnapshotReply> ReadSnapshotReply(Reader& r) {
+  SnapshotReply m;
+  STRATA_ASSIGN_OR_RETURN(m.path, r.String("path", std::numeric_limits<uint32_t>::max()));
+  const std::pair<uint64_t*, std::string_view> fields[] = {{&m.sequence, "sequence"},
+                                                           {&m.segments, "segments"},
+                                                           {&m.files_linked, "files_linked"},
+                                                           {&m.files_copied, "files_copied"},
+                                                           {&m.bytes_copied, "bytes_copied"}};
+  for (const auto& [field, name] : fields) {
+    STRATA_ASSIGN_OR_RETURN(*field, r.U64(name));
+  }
+  return m;
 }
 
 }  // namespace strata::protocol::wire

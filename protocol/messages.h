@@ -73,12 +73,16 @@ Result<ListKeysRequest> ReadListKeys(Reader& r, const DecodeLimits& limits);
 void WriteListKeysReply(Writer& w, const ListKeysReply& m);
 Result<ListKeysReply> ReadListKeysReply(Reader& r, const DecodeLimits& limits);
 
-// ---- admin_messages.cc: stats, flush, compact -------------------------------------
+// ---- admin_messages.cc: stats, flush, compact, snapshot ---------------------------
 void WriteStatsReply(Writer& w, const StatsReply& m);
 Result<StatsReply> ReadStatsReply(Reader& r);
 void WriteFlush(Writer& w, const FlushRequest& m);
 Result<FlushRequest> ReadFlush(Reader& r, const DecodeLimits& limits);
 void WriteCompact(Writer& w, const CompactRequest& m);
 Result<CompactRequest> ReadCompact(Reader& r, const DecodeLimits& limits);
+void WriteSnapshot(Writer& w, const SnapshotRequest& m);
+Result<SnapshotRequest> ReadSnapshot(Reader& r, const DecodeLimits& limits);
+void WriteSnapshotReply(Writer& w, const SnapshotReply& m);
+Result<SnapshotReply> ReadSnapshotReply(Reader& r);
 
 }  // namespace strata::protocol::wire

@@ -89,6 +89,9 @@ void WriteRequestPayload(Writer& w, const Request& req) {
     case Op::kListKeys:
       wire::WriteListKeys(w, BodyAs<ListKeysRequest>(b));
       return;
+    case Op::kSnapshot:
+      wire::WriteSnapshot(w, BodyAs<SnapshotRequest>(b));
+      return;
     case Op::kError:
       break;
   }
@@ -134,6 +137,8 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
       return wire::ReadSearch(r, op, limits);
     case Op::kListKeys:
       return wire::ReadListKeys(r, limits);
+    case Op::kSnapshot:
+      return wire::ReadSnapshot(r, limits);
     case Op::kError:
       break;
   }
@@ -187,6 +192,9 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
     case Op::kListKeys:
       wire::WriteListKeysReply(w, BodyAs<ListKeysReply>(b));
       return;
+    case Op::kSnapshot:
+      wire::WriteSnapshotReply(w, BodyAs<SnapshotReply>(b));
+      return;
     case Op::kError:
       wire::WriteErrorReply(w, BodyAs<ErrorReply>(b));
       return;
@@ -230,6 +238,8 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadKeyedSearchReply(r, limits);
     case Op::kListKeys:
       return wire::ReadListKeysReply(r, limits);
+    case Op::kSnapshot:
+      return wire::ReadSnapshotReply(r);
     case Op::kError:
       return wire::ReadErrorReply(r);
   }
@@ -302,6 +312,8 @@ std::string_view OpName(Op op) {
       return "search_keyed";
     case Op::kListKeys:
       return "list_keys";
+    case Op::kSnapshot:
+      return "snapshot";
     case Op::kError:
       return "error";
   }
@@ -310,7 +322,7 @@ std::string_view OpName(Op op) {
 
 bool IsKnownRequestOp(uint16_t opcode) {
   return opcode >= static_cast<uint16_t>(Op::kHello) &&
-         opcode <= static_cast<uint16_t>(Op::kListKeys);
+         opcode <= static_cast<uint16_t>(kLastRequestOp);
 }
 
 std::string_view ErrorCodeName(ErrorCode code) {
@@ -579,6 +591,9 @@ Status ValidateForEncoding(const Request& request) {
       break;
     case Op::kListKeys:
       if (!std::holds_alternative<ListKeysRequest>(request.body)) return wrong_body();
+      break;
+    case Op::kSnapshot:
+      if (!std::holds_alternative<SnapshotRequest>(request.body)) return wrong_body();
       break;
     case Op::kError:
       break;

@@ -78,8 +78,14 @@ enum class Op : uint16_t {
   kGetKeyed = 18,     // KeysRequest; the reply's records carry their keys
   kSearchKeyed = 19,  // SearchRequest (1 or more queries); every hit carries its key
   kListKeys = 20,     // ListKeysRequest: a page of keys (Engine::ListKeys)
+  // Added within version 1: a consistent copy of a collection (Engine::Snapshot), written
+  // under the server's snapshot_dir only.
+  kSnapshot = 21,     // SnapshotRequest; SnapshotReply
   kError = 0x7fff,    // only in responses: ErrorReply
 };
+// The highest request opcode: request opcodes are 1..kLastRequestOp (tables indexed by
+// opcode, such as the server's per-op counters, size themselves by it).
+inline constexpr Op kLastRequestOp = Op::kSnapshot;
 std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
 bool IsKnownRequestOp(uint16_t opcode);
 
@@ -184,12 +190,18 @@ struct ListKeysRequest {
 struct StatsRequest {};
 struct FlushRequest { std::string collection; };
 struct CompactRequest { std::string collection; };
+// kSnapshot: string collection, string name. `name` is one path component that the server
+// creates inside its snapshot_dir (it checks the name: [A-Za-z0-9._-], not "." or "..").
+struct SnapshotRequest {
+  std::string collection;
+  std::string name;
+};
 
 using RequestBody = std::variant<HelloRequest, PingRequest, CreateCollectionRequest,
                                  DropCollectionRequest, ListCollectionsRequest,
                                  DescribeCollectionRequest, UpsertRequest, DeleteRequest,
                                  GetRequest, SearchRequest, StatsRequest, FlushRequest,
-                                 CompactRequest, KeysRequest, ListKeysRequest>;
+                                 CompactRequest, KeysRequest, ListKeysRequest, SnapshotRequest>;
 struct Request {
   // kSearch, kSearchBatch, kExplain and kSearchKeyed share SearchRequest; kUpsert and
   // kUpsertKeyed share UpsertRequest (by key: Record::key, the id is not sent).
@@ -220,6 +232,17 @@ struct GetReply { std::vector<std::optional<Record>> records; };
 struct KeyedSearchReply { std::vector<std::vector<KeyedNeighbor>> results; };
 // kListKeys: u64 next_cursor (0: done), u32 n, n x (u64 id, string key).
 struct ListKeysReply { KeyPage page; };
+// kSnapshot: string path (the directory written, absolute on the server's host), then
+// u64 each: sequence (the last write batch in the snapshot; 0: none), segments (sealed
+// segments in it), files_linked, files_copied, bytes_copied (Engine's SnapshotReport).
+struct SnapshotReply {
+  std::string path;
+  uint64_t sequence = 0;
+  uint64_t segments = 0;
+  uint64_t files_linked = 0;
+  uint64_t files_copied = 0;
+  uint64_t bytes_copied = 0;
+};
 // Per query: u32 n, n x (u64 id, f32 distance). kExplain adds the plan as a string, its
 // JSON form (Explain::ToJson; decoded with Explain::FromJson, a malformed plan being
 // InvalidArgument).
@@ -244,7 +267,8 @@ struct ErrorReply {              // u16 code, string message
 
 using ResponseBody = std::variant<HelloReply, EmptyReply, ListCollectionsReply,
                                   DescribeCollectionReply, WriteReply, GetReply, SearchReply,
-                                  StatsReply, ErrorReply, KeyedSearchReply, ListKeysReply>;
+                                  StatsReply, ErrorReply, KeyedSearchReply, ListKeysReply,
+                                  SnapshotReply>;
 struct Response {
   Op op = Op::kPing;             // the request's op, or kError
   ResponseBody body;

@@ -139,6 +139,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"resp_port", Integer(&ServerConfig::resp_port)},
            {"resp_allow_flushall", Bool(&ServerConfig::resp_allow_flushall)},
            {"data_dir", String(&ServerConfig::data_dir)},
+           {"snapshot_dir", String(&ServerConfig::snapshot_dir)},
            {"worker_threads", Integer(&ServerConfig::worker_threads)},
            {"io_threads", Integer(&ServerConfig::io_threads)},
            {"max_connections", Integer(&ServerConfig::max_connections)},
@@ -317,6 +318,21 @@ Status ValidateServerConfig(const ServerConfig& c) {
                            c.resp_port == c.port ? "port" : "metrics_port");
   }
   if (c.data_dir.empty()) return InvalidArgument("server.data_dir: must not be empty");
+  if (!c.snapshot_dir.empty()) {
+    // A snapshot inside the data directory would be taken for the engine's own files (the
+    // engine refuses such a destination too; this says so at start-up).
+    std::error_code fs_ec;
+    const auto resolve = [&fs_ec](const std::string& p) {
+      auto r = std::filesystem::weakly_canonical(std::filesystem::absolute(p), fs_ec);
+      return (fs_ec ? std::filesystem::absolute(p).lexically_normal() : r).string() + "/";
+    };
+    if (resolve(c.snapshot_dir).starts_with(resolve(c.data_dir))) {
+      return InvalidArgument(
+          "server.snapshot_dir: '{}' is server.data_dir '{}' or inside it; give a directory "
+          "outside the data directory (e.g. beside it)",
+          c.snapshot_dir, c.data_dir);
+    }
+  }
   if (c.worker_threads > 1024) {
     return InvalidArgument("server.worker_threads: {} is over 1024", c.worker_threads);
   }
@@ -404,6 +420,8 @@ std::string DescribeServerConfig(const ServerConfig& c) {
        c.resp_port == 0 ? std::string("0 (off)") : fmt::format("{}", c.resp_port));
   line("server.resp_allow_flushall", c.resp_allow_flushall);
   line("server.data_dir", fmt::format("\"{}\"", c.data_dir));
+  line("server.snapshot_dir",
+       c.snapshot_dir.empty() ? std::string("\"\" (snapshots off)") : fmt::format("\"{}\"", c.snapshot_dir));
   line("server.worker_threads", c.worker_threads == 0
                                     ? fmt::format("0 ({} cores)", EffectiveWorkerThreads(c))
                                     : fmt::format("{}", c.worker_threads));

@@ -6,6 +6,7 @@
 //   [server]                                [engine]
 //   listen, port, metrics_port, resp_port,  durability, sync_interval_ms,
 //   resp_allow_flushall, data_dir,
+//   snapshot_dir,
 //   worker_threads, io_threads,             background_compaction
 //   max_connections, max_frame_bytes,
 //   max_batch, max_k, queue_limit,
@@ -45,6 +46,10 @@ struct ServerConfig {
   // RESP FLUSHALL drops every collection; refused unless this is set.
   bool resp_allow_flushall = false;
   std::string data_dir = "./strata-data";
+  // Where the snapshot request (docs/PROTOCOL.md) writes: each snapshot is a new folder
+  // of this directory, named by the client with one path component; nothing outside it is
+  // ever written. Empty: snapshots are refused (the default). Must not be inside data_dir.
+  std::string snapshot_dir;
   uint32_t worker_threads = 0;     // engine calls run here; 0: one per core
   uint32_t io_threads = 1;         // sockets, framing, hello and ping
   uint32_t max_connections = 256;  // beyond it a new connection gets a kBusy frame and is closed
@@ -112,7 +117,8 @@ Result<ServerConfig> ParseServerConfig(std::string_view toml_text, std::string_v
 // non-zero limits, max_k within the engine's limit, queue_limit at most 1000000,
 // max_inflight_bytes and max_reply_bytes at least max_frame_bytes,
 // max_connection_reply_bytes at most max_reply_bytes, timeouts of at least 1 ms, a known
-// log level.
+// log level, a snapshot_dir that is neither data_dir nor inside it (compared as written and,
+// where they exist, after resolving links).
 // InvalidArgument naming the key.
 Status ValidateServerConfig(const ServerConfig& config);
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <type_traits>
 #include <variant>
@@ -87,6 +88,36 @@ uint64_t AttributeWireBytes(const engine::Attributes& attributes) {
         a.value);
   }
   return n;
+}
+
+// A snapshot's name: one path component, so that the snapshot lands inside snapshot_dir
+// and nowhere else -- no '/', no "." or "..", nothing a shell or another tool would read
+// differently (spaces, control bytes).
+constexpr size_t kMaxSnapshotNameBytes = 255;  // NAME_MAX of Linux file systems
+
+Status CheckSnapshotName(std::string_view name) {
+  if (name.empty()) return InvalidArgument("snapshot: the name is empty");
+  if (name.size() > kMaxSnapshotNameBytes) {
+    return InvalidArgument("snapshot: the name is {} bytes, at most {}", name.size(),
+                           kMaxSnapshotNameBytes);
+  }
+  if (name == "." || name == "..") {
+    return InvalidArgument("snapshot: the name '{}' is not allowed (one folder name, not . or ..)",
+                           name);
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(name[i]);
+    const bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+    if (!ok) {
+      return InvalidArgument(
+          "snapshot: the name has {} at byte {}; a name is one folder name of letters, digits, "
+          "'.', '_' and '-' (not . or ..)",
+          ch >= 0x21 && ch < 0x7f ? fmt::format("'{}'", char(ch)) : fmt::format("byte 0x{:02x}", ch),
+          i);
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -255,6 +286,8 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
       return Search(request.op, std::get<protocol::SearchRequest>(b));
     case Op::kListKeys:
       return ListKeys(std::get<protocol::ListKeysRequest>(b));
+    case Op::kSnapshot:
+      return Snapshot(std::get<protocol::SnapshotRequest>(b));
     case Op::kHello:
       return Hello();
     case Op::kError:
@@ -262,6 +295,30 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
   }
   return Fail(ErrorCode::kUnknownOp, "opcode {} is not a request",
               static_cast<uint16_t>(request.op));
+}
+
+RequestHandler::Outcome RequestHandler::Snapshot(const protocol::SnapshotRequest& m) {
+  if (config_.snapshot_dir.empty()) {
+    return Fail(Unimplemented(
+        "snapshot: this server takes no snapshots; start it with --snapshot-dir DIR (or set "
+        "snapshot_dir in the [server] table of its configuration) to allow them, each one a new "
+        "folder of DIR"));
+  }
+  if (Status s = CheckSnapshotName(m.name); !s.ok()) return Fail(s);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::absolute(config_.snapshot_dir, ec).lexically_normal();
+  if (ec || !fs::is_directory(dir, ec)) {
+    return Fail(IOError("snapshot: the server's snapshot_dir {} is not a directory{}", dir.string(),
+                        ec ? fmt::format(" ({})", ec.message()) : std::string()));
+  }
+  const fs::path dest = dir / m.name;
+  // The engine refuses a destination that exists (AlreadyExists: nothing is overwritten)
+  // and builds the copy in a folder of its own beside it, renamed into place when whole.
+  auto report = engine_.Snapshot(m.collection, dest);
+  if (!report) return Fail(report.error());
+  return protocol::SnapshotReply{dest.string(),          report->sequence,     report->segments,
+                                 report->files_linked,   report->files_copied, report->bytes_copied};
 }
 
 RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequest& m) {

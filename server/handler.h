@@ -61,6 +61,9 @@ class RequestHandler {
   Outcome DeleteKeys(const protocol::KeysRequest& m);
   Outcome GetKeys(const protocol::KeysRequest& m);
   Outcome ListKeys(const protocol::ListKeysRequest& m);
+  // Engine::Snapshot into config_.snapshot_dir / m.name; Unimplemented without a
+  // snapshot_dir, InvalidArgument for a name that is not one plain path component.
+  Outcome Snapshot(const protocol::SnapshotRequest& m);
 
   // The collection's dimension, from a cache filled by DescribeCollection (which
   // is not cheap: it takes the collection's lock and walks its graph) the first

@@ -80,7 +80,8 @@ class ServerMetrics {
   ServerMetricsSnapshot Snapshot() const;
 
  private:
-  static constexpr size_t kOps = 16;         // opcodes 1..15, slot 0: unknown
+  // Opcodes 1..kLastRequestOp, slot 0: unknown.
+  static constexpr size_t kOps = size_t(protocol::kLastRequestOp) + 1;
   static constexpr size_t kErrorCodes = 17;  // 1..10, 100..105, and one slot for anything else
   static size_t ErrorSlot(protocol::ErrorCode code);
 

@@ -46,6 +46,10 @@ void AddServeFlags(CLI::App& app, ServeArgs& args) {
   app.add_option_function<std::string>(
       "-d,--data-dir", [&args](const std::string& v) { args.data_dir = v; },
       "Data directory (overrides server.data_dir)");
+  app.add_option_function<std::string>(
+      "--snapshot-dir", [&args](const std::string& v) { args.snapshot_dir = v; },
+      "Allow the snapshot request: each snapshot is a new folder of DIR, created when missing "
+      "(outside the data directory; overrides server.snapshot_dir; default: snapshots off)");
   app.add_option_function<uint32_t>(
       "--workers", [&args](const uint32_t& v) { args.workers = v; },
       "Worker threads; 0: one per core (overrides server.worker_threads)");
@@ -70,6 +74,7 @@ Result<ServerConfig> ResolveServeConfig(const ServeArgs& args) {
   if (args.metrics_port) config.metrics_port = *args.metrics_port;
   if (args.resp_port) config.resp_port = *args.resp_port;
   if (args.data_dir) config.data_dir = *args.data_dir;
+  if (args.snapshot_dir) config.snapshot_dir = *args.snapshot_dir;
   if (args.workers) config.worker_threads = *args.workers;
   if (args.token) config.token = *args.token;
   if (args.log_level) config.log_level = *args.log_level;
@@ -117,6 +122,16 @@ int RunServe(const ServeArgs& args) {
   asio::io_context signal_io;
   asio::signal_set signals(signal_io, SIGINT, SIGTERM);
 
+  if (!config->snapshot_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(config->snapshot_dir, ec);
+    if (ec || !std::filesystem::is_directory(config->snapshot_dir)) {
+      log.error("cannot use the snapshot directory {}: {}", config->snapshot_dir,
+                ec ? ec.message() : "not a directory");
+      FlushLogs();
+      return 1;
+    }
+  }
   auto engine = Engine::Open(config->data_dir, EngineOptionsFor(*config));
   if (!engine) {
     log.error("cannot open the data directory {}: {}", config->data_dir, engine.error().ToString());

@@ -31,6 +31,7 @@ struct ServeArgs {
   std::optional<uint16_t> metrics_port;
   std::optional<uint16_t> resp_port;
   std::optional<std::string> data_dir;
+  std::optional<std::string> snapshot_dir;
   std::optional<uint32_t> workers;
   std::optional<std::string> token;
   std::optional<std::string> log_level;
@@ -39,14 +40,15 @@ struct ServeArgs {
   std::string port_file;
 };
 
-// --config, --listen, --port, --metrics-port, --resp-port, --data-dir, --workers, --token
-// (or the STRATA_TOKEN environment variable), --log-level, --port-file.
+// --config, --listen, --port, --metrics-port, --resp-port, --data-dir, --snapshot-dir,
+// --workers, --token (or the STRATA_TOKEN environment variable), --log-level, --port-file.
 void AddServeFlags(CLI::App& app, ServeArgs& args);
 
 // The file (or the defaults), then the flags, validated.
 Result<ServerConfig> ResolveServeConfig(const ServeArgs& args);
 
-// Resolves the config, opens the engine, starts the server, logs the effective
+// Resolves the config, creates snapshot_dir when it is set and missing, opens the
+// engine, starts the server, logs the effective
 // config, waits for SIGINT or SIGTERM, shuts down gracefully, closes the engine
 // (which syncs its logs) and flushes the log. Returns the process exit code:
 // 0 after a clean stop, 2 for a bad configuration, 1 for any other failure.

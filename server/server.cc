@@ -163,6 +163,7 @@ Server::Impl::Lane Server::Impl::LaneOf(Op op) {
       return Lane::kWrite;
     case Op::kFlush:
     case Op::kCompact:
+    case Op::kSnapshot:
     case Op::kCreateCollection:
     case Op::kDropCollection:
       return Lane::kMaintenance;

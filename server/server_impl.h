@@ -95,7 +95,7 @@ class Server::Impl {
   enum class Admission { kAdmitted, kQueueFull, kBytesFull, kReplyFull };
   bool TryReserveInflight(uint64_t payload_bytes);
   void ReleaseInflight(uint64_t payload_bytes);
-  // Searches and other reads, writes, and maintenance (flush, compact, create, drop) run
+  // Searches and other reads, writes, and maintenance (flush, compact, snapshot, create, drop) run
   // on three pools: reads on `pool_` at normal priority; writes on `write_pool_` and
   // maintenance on `maintenance_pool_`, whose threads lower their CPU priority (nice) on
   // their first job, so that a big upsert, a seal or a compaction -- and the OpenMP

@@ -56,6 +56,9 @@ bool operator==(const KeysRequest& a, const KeysRequest& b) {
 bool operator==(const ListKeysRequest& a, const ListKeysRequest& b) {
   return a.collection == b.collection && a.cursor == b.cursor && a.count == b.count;
 }
+bool operator==(const SnapshotRequest& a, const SnapshotRequest& b) {
+  return a.collection == b.collection && a.name == b.name;
+}
 bool operator==(const Request& a, const Request& b) { return a.op == b.op && a.body == b.body; }
 
 bool operator==(const HelloReply& a, const HelloReply& b) {
@@ -89,6 +92,11 @@ bool operator==(const ErrorReply& a, const ErrorReply& b) {
 }
 bool operator==(const KeyedSearchReply& a, const KeyedSearchReply& b) { return a.results == b.results; }
 bool operator==(const ListKeysReply& a, const ListKeysReply& b) { return a.page == b.page; }
+bool operator==(const SnapshotReply& a, const SnapshotReply& b) {
+  return a.path == b.path && a.sequence == b.sequence && a.segments == b.segments &&
+         a.files_linked == b.files_linked && a.files_copied == b.files_copied &&
+         a.bytes_copied == b.bytes_copied;
+}
 bool operator==(const Response& a, const Response& b) { return a.op == b.op && a.body == b.body; }
 }  // namespace strata::protocol
 
@@ -217,7 +225,8 @@ void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
 
 TEST(ProtocolRoundTrip, EveryRequestKind) {
   const std::vector<Request> requests = SampleRequests();
-  ASSERT_EQ(requests.size(), 20u);  // kHello .. kListKeys
+  ASSERT_EQ(requests.size(), 21u);  // kHello .. kSnapshot
+  ASSERT_EQ(requests.back().op, kLastRequestOp);
   uint64_t id = 1000;
   for (const Request& req : requests) {
     SCOPED_TRACE(std::string(OpName(req.op)));
@@ -243,7 +252,7 @@ TEST(ProtocolRoundTrip, EveryRequestKind) {
 
 TEST(ProtocolRoundTrip, EveryResponseKind) {
   const std::vector<Response> responses = SampleResponses();
-  ASSERT_EQ(responses.size(), 21u);  // kHello .. kListKeys, then kError
+  ASSERT_EQ(responses.size(), 22u);  // kHello .. kSnapshot, then kError
   uint64_t id = 1u << 31;
   for (const Response& resp : responses) {
     SCOPED_TRACE(std::string(OpName(resp.op)));
@@ -470,6 +479,31 @@ TEST(ProtocolLayout, KeyedMessagesInDocumentedOrder) {
   none.count = 0;
   none.queries.clear();
   EXPECT_FALSE(ValidateForEncoding({Op::kSearchKeyed, none}).ok());
+}
+
+TEST(ProtocolLayout, SnapshotInDocumentedOrder) {
+  // snapshot (21): string collection, string name.
+  Frame req = EncodeReq({Op::kSnapshot, SnapshotRequest{"docs", "nightly-1"}});
+  EXPECT_EQ(req.header.opcode, 21);
+  EXPECT_EQ(req.payload, Bytes().Str("docs").Str("nightly-1").get());
+  // Its reply (0x8015): string path, then u64 sequence, segments, files_linked, files_copied,
+  // bytes_copied.
+  Frame rep = EncodeResp({Op::kSnapshot, SnapshotReply{"/s/nightly-1", 7, 2, 9, 1, 4096}});
+  EXPECT_EQ(rep.header.opcode, 0x8015);
+  EXPECT_EQ(rep.payload, Bytes().Str("/s/nightly-1").U64(7).U64(2).U64(9).U64(1).U64(4096).get());
+  // Strict: a byte more is malformed, as is a reply cut inside its counters.
+  std::vector<uint8_t> longer = req.payload;
+  longer.push_back(0);
+  ExpectMalformed(DecodeRequest(req.header, longer), "trailing");
+  std::vector<uint8_t> shorter(rep.payload.begin(), rep.payload.end() - 1);
+  EXPECT_FALSE(DecodeResponse(rep.header, shorter).has_value());
+  // The name obeys max_string like any other name.
+  DecodeLimits tight;
+  tight.max_string = 4;
+  ExpectOverLimit(DecodeRequest(req.header, req.payload, tight), "name");
+  // A request body of another opcode is refused before encoding.
+  EXPECT_FALSE(ValidateForEncoding({Op::kSnapshot, CompactRequest{"docs"}}).ok());
+  EXPECT_TRUE(ValidateForEncoding({Op::kSnapshot, SnapshotRequest{"docs", "n"}}).ok());
 }
 
 std::vector<uint8_t> FromHex(std::string_view hex) {
@@ -856,7 +890,7 @@ TEST(ProtocolMalformed, NonFiniteFloatsPassTheDecoder) {
 
 TEST(ProtocolMalformed, OpcodeChecks) {
   // Requests: unknown, a response opcode, the error opcode.
-  for (uint16_t opcode : {uint16_t{0}, uint16_t{21}, Reply(Op::kPing), uint16_t{0x7fff}}) {
+  for (uint16_t opcode : {uint16_t{0}, uint16_t{22}, Reply(Op::kPing), uint16_t{0x7fff}}) {
     auto r = DecodeReq(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -866,7 +900,7 @@ TEST(ProtocolMalformed, OpcodeChecks) {
   ASSERT_FALSE(req_op.has_value());
   EXPECT_EQ(req_op.error().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(req_op.error().message().find("not a response"), std::string::npos);
-  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8015}, uint16_t{0xffff}, uint16_t{0x42}}) {
+  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8016}, uint16_t{0xffff}, uint16_t{0x42}}) {
     auto r = DecodeResp(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -884,7 +918,8 @@ TEST(ProtocolNames, OpsAndCodes) {
   EXPECT_EQ(OpName(static_cast<Op>(99)), "unknown");
   EXPECT_EQ(OpName(Op::kUpsertKeyed), "upsert_keyed");
   EXPECT_EQ(OpName(Op::kListKeys), "list_keys");
-  for (uint16_t op = 0; op < 25; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 20) << op;
+  EXPECT_EQ(OpName(Op::kSnapshot), "snapshot");
+  for (uint16_t op = 0; op < 25; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 21) << op;
   EXPECT_FALSE(IsKnownRequestOp(0x7fff));
   EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));
   EXPECT_EQ(ErrorCodeName(ErrorCode::kBusy), "Busy");

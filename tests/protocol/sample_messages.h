@@ -90,7 +90,7 @@ inline SearchRequest SampleSearch(uint32_t count, SearchStrategy strategy, std::
   return m;
 }
 
-// One request per opcode, in opcode order (kHello .. kListKeys).
+// One request per opcode, in opcode order (kHello .. kLastRequestOp).
 inline std::vector<Request> SampleRequests() {
   std::vector<Request> out;
   out.push_back({Op::kHello, HelloRequest{"strata-test", "s3cret"}});
@@ -120,6 +120,7 @@ inline std::vector<Request> SampleRequests() {
   out.push_back({Op::kGetKeyed, KeysRequest{"docs", {"elem:0", "missing"}}});
   out.push_back({Op::kSearchKeyed, SampleSearch(2, SearchStrategy::kAuto, "")});
   out.push_back({Op::kListKeys, ListKeysRequest{"docs", 17, 100}});
+  out.push_back({Op::kSnapshot, SnapshotRequest{"docs", "docs-2026-12-05"}});
   return out;
 }
 
@@ -132,7 +133,7 @@ inline HistogramSnapshot SampleHistogram() {
   return h;
 }
 
-// One response per opcode (kHello .. kListKeys), then an error frame.
+// One response per opcode (kHello .. kLastRequestOp), then an error frame.
 inline std::vector<Response> SampleResponses() {
   std::vector<Response> out;
   out.push_back(
@@ -201,6 +202,7 @@ inline std::vector<Response> SampleResponses() {
   out.push_back({Op::kSearchKeyed,
                  KeyedSearchReply{{{{kKeyedIdBase, 0.5f, "elem:0"}, {7, 1.0f, ""}}, {}}}});
   out.push_back({Op::kListKeys, ListKeysReply{KeyPage{{"a", "b"}, {kKeyedIdBase, kKeyedIdBase + 9}, 10}}});
+  out.push_back({Op::kSnapshot, SnapshotReply{"/srv/snapshots/docs-2026-12-05", 42, 3, 17, 2, 123456}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }
