@@ -106,11 +106,26 @@ struct UpsertArgs {
   uint64_t id_offset = 0;
   uint32_t batch = 1000;
   size_t limit = 0;
+  // By key: a text file of keys, line i for row i of `vectors` (instead of ids), or one
+  // record: `key` with `vector` ("0.1,0.2,...").
+  std::string keys_file;
+  std::string key;
+  std::string vector;
 };
 int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a);
-int CmdDelete(const GlobalArgs& g, const std::string& name, const std::vector<uint64_t>& ids);
+// By id and/or by key (records written by key; api/types.h).
+int CmdDelete(const GlobalArgs& g, const std::string& name, const std::vector<uint64_t>& ids,
+              const std::vector<std::string>& keys);
 int CmdGet(const GlobalArgs& g, const std::string& name, const std::vector<uint64_t>& ids,
-           bool json);
+           const std::vector<std::string>& keys, bool json);
+// A page of keys (or, with `all`, every page) in id order.
+int CmdKeys(const GlobalArgs& g, const std::string& name, uint64_t cursor, uint32_t count, bool all,
+            bool json);
+
+// "1,2,3" or "1 2 3" (commas and/or spaces), finite; `flag` names the option in errors.
+Result<std::vector<float>> ParseVector(const std::string& text, std::string_view flag = "--vector");
+// A key as the CLI prints it: printable ASCII as is, a backslash and other bytes as \xNN.
+std::string KeyText(std::string_view key);
 
 // ---- cli_search.cc ----
 struct SearchCmdArgs {

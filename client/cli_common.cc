@@ -1,6 +1,8 @@
 // strata-cli: the pieces its subcommands share (cli.h).
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <limits>
 #include <string>
 #include <utility>
@@ -11,6 +13,49 @@
 #include "client/cli.h"
 
 namespace strata::cli {
+
+Result<std::vector<float>> ParseVector(const std::string& text, std::string_view flag) {
+  std::vector<float> v;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ',' || text[i] == ' ' || text[i] == '\t')) ++i;
+    if (i >= text.size()) break;
+    size_t j = i;
+    while (j < text.size() && text[j] != ',' && text[j] != ' ' && text[j] != '\t') ++j;
+    const std::string token = text.substr(i, j - i);
+    float x = 0;
+    // from_chars does not take a leading '+'.
+    const char* b = token.data() + (token[0] == '+' ? 1 : 0);
+    auto [p, ec] = std::from_chars(b, token.data() + token.size(), x);
+    if (ec != std::errc() || p != token.data() + token.size()) {
+      return Error(InvalidArgument("{}: '{}' (component {}) is not a number", flag, token,
+                                   v.size()));
+    }
+    if (!std::isfinite(x)) {
+      return Error(InvalidArgument("{}: component {} is not finite", flag, v.size()));
+    }
+    v.push_back(x);
+    i = j;
+  }
+  if (v.empty()) return Error(InvalidArgument("{} is empty", flag));
+  return v;
+}
+
+std::string KeyText(std::string_view key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char ch : key) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(ch);
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
 
 int Fail(const Status& s) {
   std::string line = s.ToString();

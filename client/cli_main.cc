@@ -2,8 +2,8 @@
 // files; this one talks to `strata serve` over the wire protocol).
 //
 //   strata-cli [--host H] [--port P] [--token T]  ping | list | describe | create | drop |
-//              upsert | delete | get | search | stats | flush | compact | snapshot |
-//              load
+//              upsert | delete | get | keys | search | stats | flush | compact |
+//              snapshot | load
 //
 // `search --queries` and `load` measure (QPS, latency percentiles, recall@k against --gt);
 // with --json they print one JSON object on stdout for scripts. Every subcommand reports an
@@ -85,28 +85,45 @@ int main(int argc, char** argv) {
   }
 
   UpsertArgs upsert_args;
-  auto* upsert = app.add_subcommand("upsert", "Upsert vectors from a file (ids = row + offset)");
+  auto* upsert = app.add_subcommand(
+      "upsert", "Upsert vectors from a file (ids = row + offset, or --keys), or one record by --key");
   upsert->add_option("name", upsert_args.name, "Collection")->required();
-  upsert->add_option("--vectors", upsert_args.vectors, "fvecs, bvecs, fbin, u8bin or npy file")
-      ->required();
+  upsert->add_option("--vectors", upsert_args.vectors, "fvecs, bvecs, fbin, u8bin or npy file");
   upsert->add_option("--id-offset", upsert_args.id_offset, "Added to the row number to make the id")
       ->capture_default_str();
   upsert->add_option("--batch", upsert_args.batch, "Vectors per request")->capture_default_str();
   upsert->add_option("--limit", upsert_args.limit, "Upsert only the first N rows (0: all)");
+  upsert->add_option("--keys", upsert_args.keys_file,
+                     "By key: a text file of keys, line i the key of row i (instead of ids)");
+  upsert->add_option("--key", upsert_args.key, "One record by key (with --vector)");
+  upsert->add_option("--vector", upsert_args.vector, "The one record's vector: 0.1,-0.2,...");
   upsert->callback([&] { rc = CmdUpsert(g, upsert_args); });
 
   std::string ids_name;
   std::vector<uint64_t> ids;
+  std::vector<std::string> keys;
   bool get_json = false;
-  auto* del = app.add_subcommand("delete", "Delete vectors by id");
+  auto* del = app.add_subcommand("delete", "Delete vectors by id or by key");
   del->add_option("name", ids_name, "Collection")->required();
-  del->add_option("ids", ids, "Ids")->required();
-  del->callback([&] { rc = CmdDelete(g, ids_name, ids); });
-  auto* get = app.add_subcommand("get", "Fetch vectors and attributes by id");
+  del->add_option("ids", ids, "Ids");
+  del->add_option("--key", keys, "A key (repeatable)");
+  del->callback([&] { rc = CmdDelete(g, ids_name, ids, keys); });
+  auto* get = app.add_subcommand("get", "Fetch vectors and attributes by id or by key");
   get->add_option("name", ids_name, "Collection")->required();
-  get->add_option("ids", ids, "Ids")->required();
+  get->add_option("ids", ids, "Ids");
+  get->add_option("--key", keys, "A key (repeatable)");
   get->add_flag("--json", get_json, "Print JSON");
-  get->callback([&] { rc = CmdGet(g, ids_name, ids, get_json); });
+  get->callback([&] { rc = CmdGet(g, ids_name, ids, keys, get_json); });
+  uint64_t keys_cursor = 0;
+  uint32_t keys_count = 100;
+  bool keys_all = false, keys_json = false;
+  auto* keys_cmd = app.add_subcommand("keys", "List the keys of records written by key, in id order");
+  keys_cmd->add_option("name", ids_name, "Collection")->required();
+  keys_cmd->add_option("--cursor", keys_cursor, "Continue from a cursor (0: the start)");
+  keys_cmd->add_option("--count", keys_count, "Keys per page")->capture_default_str();
+  keys_cmd->add_flag("--all", keys_all, "Every page");
+  keys_cmd->add_flag("--json", keys_json, "Print JSON");
+  keys_cmd->callback([&] { rc = CmdKeys(g, ids_name, keys_cursor, keys_count, keys_all, keys_json); });
 
   SearchCmdArgs search_args;
   auto* search = app.add_subcommand("search", "Search one vector, or a query file (measured)");

@@ -17,54 +17,38 @@
 namespace strata::cli {
 namespace {
 
-// "1,2,3" or "1 2 3" (commas and/or spaces).
-Result<std::vector<float>> ParseVector(const std::string& text) {
-  std::vector<float> v;
-  size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && (text[i] == ',' || text[i] == ' ' || text[i] == '\t')) ++i;
-    if (i >= text.size()) break;
-    size_t j = i;
-    while (j < text.size() && text[j] != ',' && text[j] != ' ' && text[j] != '\t') ++j;
-    const std::string token = text.substr(i, j - i);
-    float x = 0;
-    // from_chars does not take a leading '+'.
-    const char* b = token.data() + (token[0] == '+' ? 1 : 0);
-    auto [p, ec] = std::from_chars(b, token.data() + token.size(), x);
-    if (ec != std::errc() || p != token.data() + token.size()) {
-      return Error(InvalidArgument("--vector: '{}' (component {}) is not a number", token,
-                                   v.size()));
-    }
-    if (!std::isfinite(x)) {
-      return Error(InvalidArgument("--vector: component {} is not finite", v.size()));
-    }
-    v.push_back(x);
-    i = j;
-  }
-  if (v.empty()) return Error(InvalidArgument("--vector is empty"));
-  return v;
-}
-
 Json NeighborsJson(const std::vector<Neighbor>& list) {
   Json a = Json::array();
   for (const Neighbor& n : list) a.push_back({{"id", n.id}, {"distance", n.distance}});
   return a;
 }
 
+// Keys (records written by key) appear as "key"; records written by id have none.
+Json NeighborsJson(const std::vector<KeyedNeighbor>& list) {
+  Json a = Json::array();
+  for (const KeyedNeighbor& n : list) {
+    Json o = {{"id", n.id}, {"distance", n.distance}};
+    if (!n.key.empty()) o["key"] = n.key;
+    a.push_back(std::move(o));
+  }
+  return a;
+}
+
 int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float>& query,
                  const SearchOptions& options) {
-  std::vector<Neighbor> hits;
+  std::vector<KeyedNeighbor> hits;
   std::string explain;
   Timer timer;
   if (a.explain) {
     auto r = client.Explain(a.name, query, options);
     if (!r) return Fail(r.error());
-    hits = std::move(r->first);
+    for (const Neighbor& n : r->first) hits.push_back({n.id, n.distance, {}});
     explain = r->second.ToJson();
   } else {
-    auto r = client.Search(a.name, query, options);
+    // With each hit's key (search_keyed), so that records written by key show it.
+    auto r = client.SearchKeyed(a.name, query.data(), uint32_t(query.size()), 1, options);
     if (!r) return Fail(r.error());
-    hits = std::move(*r);
+    hits = std::move((*r)[0]);
   }
   const double ms = timer.Millis();
   Json plan;
@@ -79,7 +63,13 @@ int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float
     fmt::print("{}\n", Dump(o));
     return 0;
   }
-  for (const Neighbor& n : hits) fmt::print("{}\t{}\n", n.id, n.distance);
+  for (const KeyedNeighbor& n : hits) {
+    if (n.key.empty()) {
+      fmt::print("{}\t{}\n", n.id, n.distance);
+    } else {
+      fmt::print("{}\t{}\t{}\n", n.id, n.distance, KeyText(n.key));
+    }
+  }
   if (hits.empty()) fmt::print("no results\n");
   if (a.explain) fmt::print("{}\n", plan.is_string() ? plan.get<std::string>() : Dump(plan, 2));
   fmt::print(stderr, "{} results in {:.3f} ms\n", hits.size(), ms);

@@ -2,7 +2,8 @@
 // random moments; after every kill the data directory is reopened and must hold
 // every acknowledged batch, and no batch partly: its state must be exactly the
 // model after batches 0..k, where k is the last acknowledged batch or the one
-// after it (written to the log but killed before it could say so).
+// after it (written to the log but killed before it could say so). Batches write
+// records by id and by string key; both are checked.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -27,12 +28,27 @@ namespace strata {
 namespace {
 
 namespace fs = std::filesystem;
-using Model = std::map<VectorId, Record>;
+// Records by id, and records by key (their ids are the engine's to assign).
+struct Model {
+  std::map<VectorId, Record> ids;
+  std::map<std::string, Record> keys;
+  size_t size() const { return ids.size() + keys.size(); }
+};
 
 void Apply(Model& m, const WriteBatch& b) {
   for (const auto& op : b.ops()) {
-    if (op.kind == engine::WriteOp::Kind::kUpsert) m[op.id] = Record{op.id, op.vector, op.attributes};
-    else m.erase(op.id);
+    const bool upsert = op.kind == engine::WriteOp::Kind::kUpsert;
+    if (op.by_key()) {
+      if (upsert) {
+        m.keys[op.key] = Record{0, op.vector, op.attributes, op.key};
+      } else {
+        m.keys.erase(op.key);
+      }
+    } else if (upsert) {
+      m.ids[op.id] = Record{op.id, op.vector, op.attributes};
+    } else {
+      m.ids.erase(op.id);
+    }
   }
 }
 
@@ -132,6 +148,8 @@ TEST(EngineCrash, AcknowledgedBatchesSurviveSigkill) {
   const uint64_t seed = 20261129;
   std::mt19937 rng(seed);
   Model model;             // state after batches 0..applied-1
+  std::map<std::string, VectorId> key_ids;  // the id each live key had at the last check
+  uint64_t keyed_checked = 0;
   uint64_t applied = 0;    // batches in `model`
   bool created = false;
   uint64_t torn_rounds = 0, torn_bytes = 0, unacked_present = 0, killed_in_seal = 0, killed_in_compaction = 0;
@@ -167,26 +185,54 @@ TEST(EngineCrash, AcknowledgedBatchesSurviveSigkill) {
     ASSERT_EQ(info->num_vectors, model.size()) << "round " << round;
     for (VectorId id = 0; id < crash_test::kMaxId; ++id) {
       auto r = (*e)->Get(crash_test::kCollection, id);
-      auto it = model.find(id);
-      ASSERT_EQ(r.has_value(), it != model.end()) << "round " << round << " id " << id;
+      auto it = model.ids.find(id);
+      ASSERT_EQ(r.has_value(), it != model.ids.end()) << "round " << round << " id " << id;
       if (r) {
         ASSERT_EQ(r->vector, it->second.vector) << "round " << round << " id " << id;
         ASSERT_EQ(r->attributes, it->second.attributes) << "round " << round << " id " << id;
       }
     }
-    if (!model.empty()) {
+    // Every acknowledged keyed write, by key; a live key keeps its id across crashes.
+    for (int k = 0; k < crash_test::kKeys; ++k) {
+      const std::string key = crash_test::CrashKey(uint64_t(k));
+      auto r = (*e)->GetByKey(crash_test::kCollection, key);
+      auto it = model.keys.find(key);
+      ASSERT_EQ(r.has_value(), it != model.keys.end()) << "round " << round << " key " << key;
+      if (!r) {
+        key_ids.erase(key);
+        continue;
+      }
+      ASSERT_EQ(r->key, key);
+      ASSERT_TRUE(IsKeyedId(r->id)) << r->id;
+      ASSERT_EQ(r->vector, it->second.vector) << "round " << round << " key " << key;
+      ASSERT_EQ(r->attributes, it->second.attributes) << "round " << round << " key " << key;
+      if (auto seen = key_ids.find(key); seen != key_ids.end() && seen->second != r->id) {
+        // Only a delete and re-add (between the two checks) gives a key a new, larger id.
+        ASSERT_GT(r->id, seen->second) << "round " << round << " key " << key;
+      }
+      key_ids[key] = r->id;
+      ++keyed_checked;
+    }
+    if (!model.ids.empty()) {
       // Search returns live ids at their true distances (the graph is approximate:
       // exactness is not asserted, content is).
-      const Record& probe = model.begin()->second;
-      auto hits = (*e)->Search(crash_test::kCollection, probe.vector, {.k = 5, .ef = 512});
+      const Record& probe = model.ids.begin()->second;
+      auto hits = (*e)->SearchWithKeys(crash_test::kCollection, probe.vector, {.k = 5, .ef = 512});
       ASSERT_TRUE(hits.has_value());
       ASSERT_EQ(hits->size(), std::min<size_t>(5, model.size()));
       for (const auto& h : *hits) {
-        auto it = model.find(h.id);
-        ASSERT_TRUE(it != model.end()) << "round " << round << ": search returned absent id " << h.id;
+        const Record* rec = nullptr;
+        if (h.key.empty()) {
+          auto it = model.ids.find(h.id);
+          if (it != model.ids.end()) rec = &it->second;
+        } else if (auto it = model.keys.find(h.key); it != model.keys.end()) {
+          rec = &it->second;
+        }
+        ASSERT_TRUE(rec != nullptr) << "round " << round << ": search returned absent id " << h.id << " key "
+                                    << h.key;
         float d = 0;
         for (size_t j = 0; j < crash_test::kDim; ++j) {
-          d += (it->second.vector[j] - probe.vector[j]) * (it->second.vector[j] - probe.vector[j]);
+          d += (rec->vector[j] - probe.vector[j]) * (rec->vector[j] - probe.vector[j]);
         }
         EXPECT_NEAR(h.distance, d, 1e-3f * (1 + d)) << "round " << round;
       }
@@ -202,6 +248,7 @@ TEST(EngineCrash, AcknowledgedBatchesSurviveSigkill) {
   EXPECT_GT(killed_in_seal, 0u);
   EXPECT_GT(killed_in_compaction, 0u);
   EXPECT_GT(applied, uint64_t(rounds));  // the children made progress
+  EXPECT_GT(keyed_checked, 0u);
   fs::remove_all(dir);
 }
 
