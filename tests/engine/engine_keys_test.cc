@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <map>
 #include <random>
 #include <set>
@@ -378,6 +380,77 @@ TEST(EngineKeys, SegmentsWithKeysAreVersion13) {
   e = OpenOrDie(dir);
   EXPECT_EQ(e->GetByKey("c", "k")->vector, Vec(2));
   EXPECT_EQ(e->Get("c", 3)->key, "");
+  fs::remove_all(dir);
+}
+
+// Rewrites `file` (a section file) with `change` applied to its sections (tag -> bytes;
+// a section mapped to nullopt is left out), checksums recomputed: structural damage that
+// checksums cannot see.
+void RewriteSections(const fs::path& file,
+                     const std::function<std::optional<std::vector<std::byte>>(uint32_t, std::span<const std::byte>)>&
+                         change) {
+  std::vector<std::pair<uint32_t, std::vector<std::byte>>> sections;
+  uint16_t major = 0, minor = 0;
+  {
+    auto sf = storage::SectionFile::Open(file, "STRSEG", 1);
+    ASSERT_TRUE(sf.has_value()) << sf.error().ToString();
+    major = sf->major();
+    minor = sf->minor();
+    for (const auto& entry : sf->entries()) {
+      auto bytes = sf->Section(entry.tag);
+      ASSERT_TRUE(bytes.has_value());
+      if (auto kept = change(entry.tag, *bytes)) sections.emplace_back(entry.tag, std::move(*kept));
+    }
+  }
+  auto w = storage::SectionFileWriter::Create(file, "STRSEG", major, minor);
+  ASSERT_TRUE(w.has_value()) << w.error().ToString();
+  for (const auto& [tag, bytes] : sections) ASSERT_TRUE(w->AddSection(tag, bytes).ok());
+  ASSERT_TRUE(w->Commit().ok());
+}
+
+TEST(EngineKeys, KeySectionsAreCheckedOnOpen) {
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c")).ok());
+    for (const char* k : {"a", "b", "c"}) ASSERT_TRUE(e->UpsertByKey("c", k, Vec(1)).ok());
+    ASSERT_TRUE(e->Flush("c").ok());
+  }
+  const fs::path records = dir / "collections" / "1" / "seg-1" / "records.strata";
+  const fs::path saved = dir / "records.good";
+  fs::copy_file(records, saved);
+  auto expect_refused = [&](const std::string& words) {
+    auto e = Engine::Open(dir, Quiet());
+    ASSERT_FALSE(e.has_value()) << words;
+    EXPECT_EQ(e.error().code(), StatusCode::kCorruption) << e.error().ToString();
+    EXPECT_NE(e.error().message().find("records.strata"), std::string::npos) << e.error().ToString();
+    EXPECT_NE(e.error().message().find(words), std::string::npos) << e.error().ToString();
+    fs::copy_file(saved, records, fs::copy_options::overwrite_existing);
+  };
+  const uint32_t kord = storage::SectionTag("KORD");
+  const uint32_t koff = storage::SectionTag("KOFF");
+  // Keys out of order (a lookup's binary search would miss them).
+  RewriteSections(records, [&](uint32_t tag, std::span<const std::byte> bytes) {
+    std::vector<std::byte> out(bytes.begin(), bytes.end());
+    if (tag == kord) std::reverse(reinterpret_cast<uint32_t*>(out.data()), reinterpret_cast<uint32_t*>(out.data()) + 3);
+    return std::optional(out);
+  });
+  expect_refused("out of key order");
+  // One of the three sections missing.
+  RewriteSections(records, [&](uint32_t tag, std::span<const std::byte> bytes) {
+    return tag == kord ? std::nullopt : std::optional(std::vector<std::byte>(bytes.begin(), bytes.end()));
+  });
+  expect_refused("not all");
+  // Offsets past the keys' bytes.
+  RewriteSections(records, [&](uint32_t tag, std::span<const std::byte> bytes) {
+    std::vector<std::byte> out(bytes.begin(), bytes.end());
+    if (tag == koff) reinterpret_cast<uint64_t*>(out.data())[3] += 1;
+    return std::optional(out);
+  });
+  expect_refused("do not span KEYS");
+  // The good file opens again.
+  auto e = OpenOrDie(dir);
+  EXPECT_EQ(*e->FindKey("c", "b"), kKeyedIdBase + 1);
   fs::remove_all(dir);
 }
 
