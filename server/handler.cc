@@ -93,7 +93,9 @@ uint64_t AttributeWireBytes(const engine::Attributes& attributes) {
 // A snapshot's name: one path component, so that the snapshot lands inside snapshot_dir
 // and nowhere else -- no '/', no "." or "..", nothing a shell or another tool would read
 // differently (spaces, control bytes).
-constexpr size_t kMaxSnapshotNameBytes = 255;  // NAME_MAX of Linux file systems
+// Linux file systems allow 255 bytes (NAME_MAX), and the engine builds the snapshot in a
+// folder named ".NAME.partial-XXXXXX" beside it first: 200 leaves room for that.
+constexpr size_t kMaxSnapshotNameBytes = 200;
 
 Status CheckSnapshotName(std::string_view name) {
   if (name.empty()) return InvalidArgument("snapshot: the name is empty");

@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "storage/posix_file.h"
 
@@ -208,5 +210,47 @@ MappedFile::~MappedFile() {
 }
 
 Status SyncParentDirectory(const std::filesystem::path& path) { return SyncDirectory(path); }
+
+Status CopyFileSynced(const std::filesystem::path& from, const std::filesystem::path& to,
+                      uint64_t bytes, uint64_t& copied) {
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return OsError(errno, "open", from);
+  const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    const int err = errno;
+    ::close(in);
+    return OsError(err, "create", to);
+  }
+  Status st = Status::Ok();
+  std::vector<char> buf(kWriteBufferBytes);
+  uint64_t left = bytes;
+  while (st.ok() && left > 0) {
+    const ssize_t n = ::read(in, buf.data(), size_t(std::min<uint64_t>(left, buf.size())));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      st = OsError(errno, "read", from);
+      break;
+    }
+    if (n == 0) {
+      if (bytes != kWholeFile) st = IOError("{}: shorter than the {} bytes to copy", from.string(), bytes);
+      break;
+    }
+    for (ssize_t off = 0; off < n;) {
+      const ssize_t w = ::write(out, buf.data() + off, size_t(n - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        st = OsError(errno, "write", to);
+        break;
+      }
+      off += w;
+    }
+    copied += uint64_t(n);
+    if (bytes != kWholeFile) left -= uint64_t(n);
+  }
+  if (st.ok() && ::fsync(out) != 0) st = OsError(errno, "fsync", to);
+  ::close(in);
+  if (::close(out) != 0 && st.ok()) st = OsError(errno, "close", to);
+  return st;
+}
 
 }  // namespace strata::storage

@@ -20,6 +20,15 @@ Status AtomicWriteFile(const std::filesystem::path& path, std::span<const std::b
 // (after creating a file or folder that must survive a crash).
 Status SyncParentDirectory(const std::filesystem::path& path);
 
+// Copies the first `bytes` of `from` (all of it: kWholeFile) into `to`, a file it
+// creates (O_EXCL: an existing file is never overwritten), fsynced before it returns;
+// adds the bytes written to `copied`. IOError naming the file on failure, and then `to`
+// may hold part of the data (the caller created it and removes it). The directory entry
+// is not synced: call SyncParentDirectory once the folder is complete.
+inline constexpr uint64_t kWholeFile = UINT64_MAX;
+Status CopyFileSynced(const std::filesystem::path& from, const std::filesystem::path& to,
+                      uint64_t bytes, uint64_t& copied);
+
 // Streaming variant for large outputs: write pieces with Append, then Commit.
 // If Commit is never called the temporary file is removed. Thread-compatible.
 class AtomicFileWriter {

@@ -176,4 +176,8 @@ Status CheckPlot(const PlotArgs& a);
 // inspect (cmd_inspect.cc): describe and validate a Strata file or SPANN directory.
 int RunInspect(const std::string& path);
 
+// restore (cmd_restore.cc): a snapshot copied into a new or empty data directory and opened to
+// check it (tools/restore.h); refusals exit with status 2. `json`: one JSON object on stdout.
+int RunRestore(const std::string& snapshot, const std::string& into, bool json);
+
 }  // namespace strata::tools::cmd

@@ -5,6 +5,7 @@
 //   strata bench          build an index, sweep search parameters, print recall/QPS/latency
 //   strata engine-bench | planner-bench    the engine end to end; the planner's choices
 //   strata build | search | inspect        index files, engine collections
+//   strata restore        a snapshot (strata-cli snapshot) into a new data directory
 //   strata serve          the server, as strata-server
 //   strata plot           recall/QPS Pareto curves of benchmark results (SVG or PNG)
 //
@@ -321,6 +322,17 @@ int Main(int argc, char** argv) {
   std::string inspect_path;
   inspect->add_option("file", inspect_path, "index or data set file")->required();
 
+  // restore
+  auto* restore = app.add_subcommand(
+      "restore", "Copy a snapshot (strata-cli snapshot) into a new or empty data directory, and check it opens");
+  std::string restore_snapshot, restore_into;
+  bool restore_json = false;
+  restore->add_option("snapshot", restore_snapshot, "the snapshot folder (an engine data directory)")->required();
+  restore->add_option("--into", restore_into,
+                      "the data directory to create: must not exist, or be an empty folder; never overwritten")
+      ->required();
+  restore->add_flag("--json", restore_json, "print one JSON object instead of the text");
+
   // plot
   auto* plot = app.add_subcommand("plot", "Recall/QPS Pareto curves of benchmark JSON lines, as SVG or PNG");
   PlotArgs plot_args;
@@ -379,6 +391,7 @@ int Main(int argc, char** argv) {
     return RunSearch(s_index, s_ef, s_mmap, s_q);
   }
   if (inspect->parsed()) return RunInspect(inspect_path);
+  if (restore->parsed()) return RunRestore(restore_snapshot, restore_into, restore_json);
   if (serve->parsed()) return server::RunServe(serve_args);
   if (plot->parsed()) {
     if (Status s = CheckPlot(plot_args); !s.ok()) return Usage(s);

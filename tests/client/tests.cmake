@@ -16,4 +16,15 @@ if(TARGET strata_server)
   target_compile_definitions(client_integration_test PRIVATE
     STRATA_CLI_PATH="$<TARGET_FILE:strata-cli>" STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>")
   add_dependencies(client_integration_test strata-cli strata-server)
+  # Snapshots end to end (issue 13): the snapshot request while a client writes, refusals,
+  # RestoreSnapshot and the strata-cli / strata binaries.
+  if(TARGET strata_tools_lib)
+    strata_test(snapshot_integration_test
+      SOURCES client/snapshot_integration_test.cc
+      LIBS strata_client strata_server strata_engine strata_tools_lib nlohmann_json::nlohmann_json
+      LABELS unit)
+    target_compile_definitions(snapshot_integration_test PRIVATE
+      STRATA_CLI_PATH="$<TARGET_FILE:strata-cli>" STRATA_BINARY="$<TARGET_FILE:strata>")
+    add_dependencies(snapshot_integration_test strata-cli strata)
+  endif()
 endif()
