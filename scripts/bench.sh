@@ -4,7 +4,8 @@
 #   - exact ground truth for GloVe-100, Strata's flat index against FAISS IndexFlatIP;
 #   - HNSW (M=16, ef_construction=200, ef sweep) against hnswlib and FAISS IndexHNSWFlat
 #     on GloVe-100 (cosine) and Fashion-MNIST (l2);
-#   - SPANN against FAISS IndexIVFFlat with on-disk inverted lists on GloVe-100, warm and cold.
+#   - SPANN against FAISS IndexIVFFlat with on-disk inverted lists on GloVe-100, warm and cold;
+#   - plots of the last two (recall@10 against QPS): `strata plot`, SVG in build/release/bench/results.
 # Installs hnswlib and FAISS from Debian, builds Release, fetches the data sets if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,13 +30,15 @@ build/release/bench/flat_vs_faiss --base "$DATA/glove-100/base.fbin" \
 # Each library builds and searches in its own child process (own peak RSS); build on 2
 # threads, search one query at a time on one thread; prints the ef sweep, JSON lines and
 # QPS ratios at recall 0.90/0.95/0.99.
-mkdir -p build/release/bench/results
+RESULTS=build/release/bench/results
+STRATA=build/release/tools/strata
+mkdir -p "$RESULTS"
 echo "=== HNSW peers, GloVe-100 cosine, recall@10, M=16 efc=200, 2 build threads ==="
 build/release/bench/hnsw_peers --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
   --metric cosine --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
   --ef 10,16,32,64,128,256,512,768,1024 --libs strata,hnswlib \
-  --json build/release/bench/results/hnsw_peers_glove-100.json
+  --json build/release/bench/results/hnsw_peers_glove-100.json | tee "$RESULTS/hnsw_peers_glove-100.txt"
 # FAISS IndexHNSWFlat on GloVe-100 (for information: Debian's FAISS lacks AVX2, its build takes
 # ~8 minutes here): add --libs strata,hnswlib,faiss to the command above.
 
@@ -43,7 +46,8 @@ echo "=== HNSW peers, Fashion-MNIST l2, recall@10, M=16 efc=200, 2 build threads
 build/release/bench/hnsw_peers --base "$DATA/fashion-mnist/base.u8bin" \
   --queries "$DATA/fashion-mnist/query.u8bin" --gt "$DATA/fashion-mnist/gt_l2_k100.ibin" \
   --metric l2 --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
-  --ef 10,16,32,64,128,256 --json build/release/bench/results/hnsw_peers_fashion-mnist.json
+  --ef 10,16,32,64,128,256 --json build/release/bench/results/hnsw_peers_fashion-mnist.json |
+  tee "$RESULTS/hnsw_peers_fashion-mnist.txt"
 
 # SPANN vs FAISS IndexIVFFlat whose lists live in an OnDiskInvertedLists file (mmap), FAISS's
 # centroid memory matched to SPANN's in-memory part; one query at a time on one thread, warm
@@ -54,4 +58,17 @@ rm -rf build/release/bench/spann_work/spann   # rebuilt from the current code (~
 build/release/bench/spann_vs_faiss --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
   --metric cosine --k 10 --threads 2 --max-queries 1000 --reps 3 --faiss-prefetch-threads 0 \
-  --workdir build/release/bench/spann_work
+  --workdir build/release/bench/spann_work | tee "$RESULTS/spann_vs_faiss_glove-100.txt"
+
+# Plots (strata plot: recall@10 against QPS, one Pareto curve per library; matplotlib from
+# Debian): into build/release/bench/results, and into docs/plots when PLOTS_TO_DOCS=1 (to
+# commit them with docs/BENCHMARKS.md).
+echo "=== plots ==="
+PLOTS="$RESULTS"
+[[ "${PLOTS_TO_DOCS:-0}" == 1 ]] && PLOTS="$ROOT/docs/plots" && mkdir -p "$PLOTS"
+# The title names this machine's CPU and cores, or STRATA_MACHINE when set.
+MACHINE=()
+[[ -n "${STRATA_MACHINE:-}" ]] && MACHINE=(--machine "$STRATA_MACHINE")
+for name in hnsw_peers_glove-100 hnsw_peers_fashion-mnist spann_vs_faiss_glove-100; do
+  "$STRATA" plot "$RESULTS/$name.txt" -o "$PLOTS/$name.svg" "${MACHINE[@]}"
+done

@@ -12,6 +12,8 @@ PKGS=(build-essential g++ cmake ninja-build git ca-certificates curl tar gzip
       # The Python module (python/) and its tests (tests/python, on Debian's Fashion-MNIST).
       python3-dev pybind11-dev python3-pybind11 python3-numpy python3-pytest python3-venv
       python3-setuptools python3-wheel dataset-fashion-mnist
+      # `strata plot` draws with matplotlib (tools/cmd_plot.cc).
+      python3-matplotlib
       # Real Redis clients for the RESP listener's tests (redis-cli, redis-benchmark, redis-py).
       redis-tools python3-redis)
 if [[ "${1:-}" == "--peers" ]]; then
