@@ -265,6 +265,29 @@ broken connection raises IoError (an OSError) and closes the Client for good.
              self.With([&](client::Client& c) { ThrowIfError(c.Compact(collection)); return 0; });
            },
            py::arg("collection"), "As Engine.compact.")
+      .def("snapshot",
+           [](PyClient& self, const std::string& collection, const std::string& name) {
+             auto r = self.With([&](client::Client& c) {
+               auto s = c.Snapshot(collection, name);
+               ThrowIfError(s.has_value() ? Status::Ok() : s.error());
+               return *s;
+             });
+             py::dict d;
+             d["path"] = r.path;
+             d["sequence"] = r.sequence;
+             d["segments"] = r.segments;
+             d["files_linked"] = r.files_linked;
+             d["files_copied"] = r.files_copied;
+             d["bytes_copied"] = r.bytes_copied;
+             return d;
+           },
+           py::arg("collection"), py::arg("name"),
+           "A consistent copy of the collection, taken while writes go on, written by the server as the\n"
+           "new folder `name` (letters, digits, '.', '_', '-') of its --snapshot-dir. Returns a dict:\n"
+           "path (on the server's host), sequence (the last write batch in it), segments, files_linked,\n"
+           "files_copied, bytes_copied. Restore it with `strata restore PATH --into DIR`, or serve it.\n"
+           "Raises AlreadyExistsError for a name that exists (never overwritten), ValueError for a bad\n"
+           "name, and an error saying how to enable snapshots when the server has no --snapshot-dir.")
       .def("search", &PyClient::Search, py::arg("collection"), py::arg("queries"), py::arg("k") = 10,
            py::arg("recall") = py::none(), py::arg("filter") = py::none(), py::arg("ef") = py::none(),
            py::arg("max_lists") = py::none(), py::arg("with_attributes") = false, py::arg("explain") = false,

@@ -111,7 +111,8 @@ def server(tmp_path_factory):
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen(
         [str(binary), "--data-dir", str(tmp / "data"), "--listen", "127.0.0.1", "--port", "0",
-         "--metrics-port", "0", "--workers", "2", "--port-file", str(port_file), "--log-level", "warn"],
+         "--metrics-port", "0", "--workers", "2", "--port-file", str(port_file), "--log-level", "warn",
+         "--snapshot-dir", str(tmp / "snapshots")],
         stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -2,6 +2,8 @@
 
 scripts/test.sh runs the ASan (Debug) server, so the collection is kept small: 2,000 rows."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,16 @@ def test_errors(client, server):
     other.close()
     with pytest.raises(strata.Error, match="closed"):
         other.ping()
+
+
+def test_snapshot(client):
+    client.create_collection("snap", dim=2)
+    client.upsert("snap", [1, 2], np.array([[1, 0], [0, 1]], dtype=np.float32))
+    s = client.snapshot("snap", "py-snap")
+    assert s["path"].endswith("/py-snap") and os.path.isdir(s["path"])  # the server runs on this host
+    assert s["sequence"] == 1 and os.path.isfile(os.path.join(s["path"], "MANIFEST"))
+    with pytest.raises(strata.AlreadyExistsError):
+        client.snapshot("snap", "py-snap")
+    with pytest.raises(ValueError, match="name"):
+        client.snapshot("snap", "../out")
+    client.drop_collection("snap")
