@@ -197,5 +197,38 @@ TEST(MappedFileTest, MoveKeepsMapping) {
   EXPECT_EQ(std::memcmp(moved.data(), "bb", 2), 0);
 }
 
+TEST(CopyFileSyncedTest, CopiesAllOrAPrefixAndCounts) {
+  TempDir dir;
+  WriteRawFile(dir / "src", "0123456789");
+  uint64_t copied = 5;  // added to, not reset
+  ASSERT_TRUE(CopyFileSynced(dir / "src", dir / "all", kWholeFile, copied).ok());
+  EXPECT_EQ(ReadRawFile(dir / "all"), "0123456789");
+  EXPECT_EQ(copied, 15u);
+  ASSERT_TRUE(CopyFileSynced(dir / "src", dir / "head", 4, copied).ok());
+  EXPECT_EQ(ReadRawFile(dir / "head"), "0123");
+  EXPECT_EQ(copied, 19u);
+  ASSERT_TRUE(CopyFileSynced(dir / "src", dir / "none", 0, copied).ok());
+  EXPECT_EQ(ReadRawFile(dir / "none"), "");
+}
+
+TEST(CopyFileSyncedTest, NeverOverwritesAndNamesWhatFailed) {
+  TempDir dir;
+  WriteRawFile(dir / "src", "new");
+  WriteRawFile(dir / "dst", "old");
+  uint64_t copied = 0;
+  Status s = CopyFileSynced(dir / "src", dir / "dst", kWholeFile, copied);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("dst"), std::string::npos) << s.message();
+  EXPECT_EQ(ReadRawFile(dir / "dst"), "old");
+  s = CopyFileSynced(dir / "missing", dir / "other", kWholeFile, copied);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("missing"), std::string::npos) << s.message();
+  EXPECT_FALSE(fs::exists(dir / "other"));
+  // A prefix longer than the file: an error, not a short copy reported as whole.
+  s = CopyFileSynced(dir / "src", dir / "long", 10, copied);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("shorter"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace strata::storage
