@@ -30,6 +30,7 @@
 
 #include <faiss/IndexHNSW.h>
 #include <hnswlib/hnswlib.h>
+#include <malloc.h>
 #include <omp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -155,6 +156,9 @@ class StrataRunner final : public Runner {
     const std::string path = fmt::format("{}/hnsw_peers_{}.hnsw", c.save_dir, getpid());
     if (Status s = index_->Save(path); !s.ok()) return s;
     index_.reset();
+    // Hand the freed build's heap back to the system, so the RSS measured after the
+    // load is what a fresh process loading the file would hold.
+    malloc_trim(0);
     index::HnswLoadOptions lo;
     lo.map_full_vectors = true;
     auto loaded = index::HnswIndex::Load(path, lo);

@@ -38,7 +38,7 @@ struct SearchParams {
   // as if it were not in the graph (used to calibrate with held-out queries).
   VectorId exclude = kInvalidVectorId;
   // HNSW with codes: candidates re-scored with full vectors (>= k used); 0 = the
-  // index's default (HnswOptions::rerank).
+  // index's default (HnswOptions::rerank; 0 there too: 2k).
   uint32_t rerank = 0;
 };
 

@@ -218,6 +218,8 @@ index::HnswOptions HnswOptionsFrom(const TargetOptions& o) {
   index::HnswOptions h;
   h.M = o.M;
   h.ef_construction = o.ef_construction;
+  h.codes = o.codes == "sq8" ? index::CodesKind::kSq8 : index::CodesKind::kNone;  // checked by the CLI
+  h.rerank = o.rerank;
   return h;
 }
 

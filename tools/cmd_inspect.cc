@@ -74,6 +74,13 @@ int RunInspect(const std::string& path) {
   const auto& o = (*idx)->options();
   fmt::print("hnsw: dim {}, metric {}, M {}, ef_construction {}, keep_pruned {}\n", (*idx)->dim(),
              MetricName((*idx)->metric()), o.M, o.ef_construction, o.keep_pruned);
+  if (o.codes != index::CodesKind::kNone) {
+    fmt::print("  codes {} ({} bytes per node in the graph), rerank {} by default; full vectors "
+               "float32, {:.1f} MiB (section FULL)\n",
+               index::CodesKindName(o.codes), (*idx)->dim(),
+               o.rerank ? fmt::format("{}", o.rerank) : std::string("2k"),
+               double(gs.full_vector_bytes) / (1 << 20));
+  }
   fmt::print("  nodes {} (live {}, tombstones {}, free slots {}), max level {}, mean layer-0 "
              "degree {:.2f}, memory when loaded {:.1f} MiB\n",
              gs.num_nodes, gs.num_nodes - gs.num_deleted - gs.num_free, gs.num_deleted,

@@ -47,6 +47,19 @@ void AddJsonOption(CLI::App* cmd, std::string& path) {
 }
 
 // SPANN build flags, shared by `bench` and `build` so both honour the same set.
+// HNSW codes (issue 18): the kind and the default rerank depth, stored in the index.
+void AddHnswCodesFlags(CLI::App* cmd, tools::TargetOptions& o) {
+  cmd->add_option("--codes", o.codes,
+                  "HNSW: traverse on compressed codes (sq8: one byte per dimension) and rerank with the "
+                  "full vectors, or none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "sq8"}));
+  cmd->add_option("--rerank", o.rerank,
+                  "HNSW with codes: candidates reranked with full vectors by default (0 = 2k)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+}
+
 void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {
   cmd->add_option("--cluster-size", o.cluster_size,
                   "SPANN: largest cluster before replication (0 = as many heads as --memory-budget allows)")
@@ -149,6 +162,7 @@ int Main(int argc, char** argv) {
   bench->add_option("--M", b_topt.M, "HNSW: links per node (2M on layer 0)")->capture_default_str();
   bench->add_option("--ef-construction", b_topt.ef_construction, "HNSW: build candidate list")
       ->capture_default_str();
+  AddHnswCodesFlags(bench, b_topt);
   bench->add_option("--ef", b_topt.ef_values, "HNSW: ef values to sweep")->delimiter(',');
   bench->add_option("--save", b_topt.save_path, "save the built index to this file");
   bench->add_option("--load", b_topt.load_path, "open this saved index instead of building");
@@ -260,6 +274,7 @@ int Main(int argc, char** argv) {
   build->add_option("--M", bd_topt.M, "links per node (2M on layer 0)")->capture_default_str();
   build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")
       ->capture_default_str();
+  AddHnswCodesFlags(build, bd_topt);
   build->add_option("--threads", bd_threads, "threads (0 = all cores)");
   build->add_option("-o,--out", bd_out, "index file (HNSW) or directory (SPANN) to write");
   BuildIntoArgs bd_into;

@@ -272,13 +272,7 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       if (map_full) im.full_chunks_[c].store(src);
       else std::memcpy(im.full_chunks_[c].load(), src, count * meta.dim * sizeof(float));
     }
-    if (map_full) {
-      im.full_mapped_ = true;
-      // Opening verified FULL's checksum and so touched every page; let them go
-      // from this process's resident set (they stay in the page cache): a search
-      // maps back only the vectors it reranks.
-      if (!full.empty()) madvise(fbase, full.size(), MADV_DONTNEED);
-    }
+    if (map_full) im.full_mapped_ = true;
   }
   im.num_nodes_.store(n);
 
@@ -412,6 +406,18 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
     im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
     im.locks_.reset();  // read-only: nothing will ever take a node lock
   } else if (map_full) {
+    // Opening verified every section's checksum and so touched every page, and the
+    // graph has been copied out: let the file's pages go from this process's
+    // resident set (they stay in the page cache). A search maps back only the full
+    // vectors it reranks.
+    for (const auto& e : sf.entries()) {
+      auto bytes = sf.Section(e.tag);
+      if (!bytes || bytes->empty()) continue;
+      const uintptr_t page = 4096;
+      const uintptr_t a = reinterpret_cast<uintptr_t>(bytes->data()) & ~(page - 1);
+      const uintptr_t b = reinterpret_cast<uintptr_t>(bytes->data()) + bytes->size();
+      madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+    }
     im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
   }
   return index;

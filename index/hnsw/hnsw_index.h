@@ -75,8 +75,9 @@ struct HnswOptions {
   // Compressed codes to traverse with (float32 full vectors are kept for the rerank).
   CodesKind codes = CodesKind::kNone;
   // With codes: how many of the ef-list are re-scored with full vectors when the
-  // search does not say (SearchParams::rerank); 0 = all of it. Chosen on GloVe-100
-  // and Fashion-MNIST (docs/BENCHMARKS.md, section 9).
+  // search does not say (SearchParams::rerank); 0 = automatic, 2k (measured on
+  // GloVe-100: no recall lost against reranking the whole ef-list; docs/BENCHMARKS.md,
+  // section 9). At least k are always reranked.
   uint32_t rerank = 0;
   Status Validate() const;
 };
