@@ -119,9 +119,14 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
       e.deletes = std::move(d);
       e.deletes_generation = gen;
     }
-    // Keyed ids assigned before the manifest was written (ids are sorted: the last is the largest).
-    if (!seg->ids().empty() && IsKeyedId(seg->ids().back())) {
-      c->next_key_id_ = std::max(c->next_key_id_, seg->ids().back() + 1);
+    // Keyed ids assigned before the manifest was written: the largest id that has a key
+    // (ids are sorted; ids in the keyed range without one were written by id before
+    // keys existed and never count).
+    for (size_t r = seg->ids().size(); r-- > 0 && IsKeyedId(seg->ids()[r]);) {
+      if (!seg->key(uint32_t(r)).empty()) {
+        c->next_key_id_ = std::max(c->next_key_id_, seg->ids()[r] + 1);
+        break;
+      }
     }
     keep.insert(sdir.filename().string());
     // Deletes files of other generations are leftovers of an interrupted seal.
@@ -229,7 +234,28 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
   return c;
 }
 
+void Collection::WaitForSealRoom() {
+  auto room = [&] {
+    const std::shared_ptr<const Snapshot> s = snapshot();
+    return !s->frozen || s->memory_rows < spec_.seal_threshold || closing_.load(std::memory_order_acquire);
+  };
+  if (room()) return;
+  const auto deadline = std::chrono::steady_clock::now() + kSealWaitLimit;
+  std::unique_lock<std::mutex> lk(seal_done_mu_);
+  if (seal_done_cv_.wait_until(lk, deadline, room)) return;
+  if (!seal_wait_warned_.exchange(true)) {
+    spdlog::warn("collection '{}': the previous seal has not finished in {} s; writes go on into a growing "
+                 "in-memory segment (a busy machine gives maintenance little CPU)",
+                 spec_.name, kSealWaitLimit.count());
+  }
+}
+
 Status Collection::Close() {
+  {
+    std::lock_guard<std::mutex> g(seal_done_mu_);
+    closing_.store(true, std::memory_order_release);
+  }
+  seal_done_cv_.notify_all();  // writers waiting for a seal go on (and find the log closed)
   // A seal or compaction in progress finishes first.
   std::lock_guard<std::mutex> c(compact_mu_);
   std::lock_guard<std::mutex> m(seal_mu_);
@@ -261,6 +287,7 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
     return InvalidArgument("batch encodes to {} bytes, more than one log record takes ({}); split it",
                            payload.size(), wal_options_.max_record_bytes);
   }
+  WaitForSealRoom();
   bool froze = false;
   {
     std::lock_guard<std::mutex> g(write_mu_);
@@ -269,7 +296,7 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
     // ids, so that replay assigns exactly these).
     std::vector<VectorId> ids;
     if (type == kKeyedBatchRecord) {
-      ids = ResolveKeys(batch);
+      STRATA_ASSIGN_OR_RETURN(ids, ResolveKeys(batch));
       size_t k = 0;
       for (size_t i = 0; i < batch.size(); ++i) {
         if (batch.ops()[i].by_key()) std::memcpy(payload.data() + key_id_offsets[k++], &ids[i], sizeof(VectorId));
@@ -350,7 +377,9 @@ Status Collection::Apply(const WriteBatch& batch, uint64_t sequence, std::span<c
     const WriteOp& op = batch.ops()[i];
     const VectorId id = ids.empty() ? op.id : ids[i];
     if (id == kInvalidVectorId) continue;  // a delete of a key that was absent
-    if (IsKeyedId(id)) next_key_id_ = std::max(next_key_id_, id + 1);
+    // Only ids given to keys move the counter (a delete by id of any id, even one in
+    // the keyed range, must not: it would spend the range).
+    if (op.by_key() && op.kind == WriteOp::Kind::kUpsert) next_key_id_ = std::max(next_key_id_, id + 1);
     const uint32_t prev = mem.LatestRow(id);
     if (prev != MemorySegment::kNoRow && mem.LiveNow(prev)) {
       mem.Remove(prev, sequence);

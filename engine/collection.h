@@ -35,6 +35,7 @@
 // Thread safety: all public methods may be called concurrently.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
@@ -213,13 +214,21 @@ class Collection {
   Result<Record> ReadAt(const Location& at) const;
   // Resolves the batch's keys against the current state (caller holds write_mu_):
   // the id of every operation (see Apply), fresh ids taken from next_key_id_.
-  std::vector<VectorId> ResolveKeys(const WriteBatch& batch);
+  // ResourceExhausted (nothing written) once the keyed range is spent.
+  Result<std::vector<VectorId>> ResolveKeys(const WriteBatch& batch);
   // Every live keyed record of `s` with id >= `from`, at most `count` per segment.
   void CollectKeyed(const Snapshot& s, VectorId from, size_t count,
                     std::vector<std::pair<VectorId, std::string>>& out) const;
   // Freezes the in-memory segment and starts a new log file after it (caller holds
   // write_mu_; no frozen segment may be pending). A no-op when nothing was written.
   Status FreezeLocked();
+  // Backpressure (called by Write before it takes write_mu_): while a frozen segment
+  // is still being sealed and the in-memory segment has reached the threshold again,
+  // waits for the seal -- at most kSealWaitLimit, then goes on (and says so) -- so
+  // that memory stays near two segments' worth however little CPU the seal gets
+  // (EngineOptions::background_idle).
+  void WaitForSealRoom();
+  static constexpr std::chrono::seconds kSealWaitLimit{60};
   // Writes the frozen segment as a sealed one and commits it (caller holds seal_mu_).
   Status SealFrozen();
   // Freeze (unless a frozen segment is pending) and SealFrozen (caller holds seal_mu_).
@@ -254,6 +263,10 @@ class Collection {
   // generation_, checkpoint_, wal_first_ and compacting_ after Open.
   std::mutex manifest_mu_;
   bool compacting_ = false;  // a compaction holds inputs: seals do not drop segments meanwhile
+  std::mutex seal_done_mu_;                // with seal_done_cv_: WaitForSealRoom
+  std::condition_variable seal_done_cv_;   // notified when a frozen segment is published sealed, and at Close
+  std::atomic<bool> closing_{false};
+  std::atomic<bool> seal_wait_warned_{false};
   mutable std::mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_;  // guarded by snapshot_mu_
   std::function<void()> wake_;

@@ -53,7 +53,7 @@ Result<Record> Collection::ReadAt(const Location& at) const {
   return Record{m.id(at.row), std::vector<float>(v, v + spec_.dim), m.attributes(at.row), m.key(at.row)};
 }
 
-std::vector<VectorId> Collection::ResolveKeys(const WriteBatch& batch) {
+Result<std::vector<VectorId>> Collection::ResolveKeys(const WriteBatch& batch) {
   const std::shared_ptr<const Snapshot> s = snapshot();  // the writer's: every earlier batch is in it
   std::vector<VectorId> ids(batch.size(), kInvalidVectorId);
   // What this batch did so far: key -> id (kInvalidVectorId: deleted), and keyed ids
@@ -75,7 +75,12 @@ std::vector<VectorId> Collection::ResolveKeys(const WriteBatch& batch) {
     }
     if (current != kInvalidVectorId && deleted.count(current)) current = kInvalidVectorId;
     if (op.kind == WriteOp::Kind::kUpsert) {
-      if (current == kInvalidVectorId) current = next_key_id_++;
+      if (current == kInvalidVectorId) {
+        if (next_key_id_ >= kInvalidVectorId) {
+          return Error(ResourceExhausted("collection '{}': every id of the keyed range has been given out", spec_.name));
+        }
+        current = next_key_id_++;
+      }
       deleted.erase(current);
       keys[op.key] = current;
       ids[i] = current;

@@ -225,6 +225,8 @@ Status Collection::SealFrozen() {
   next->frozen_sequence = 0;
   std::vector<SealedEntry> entries = next->sealed;
   Publish(std::move(next));
+  { std::lock_guard<std::mutex> w(seal_done_mu_); }  // a waiter checks between its test and its wait
+  seal_done_cv_.notify_all();                         // writers held back by WaitForSealRoom
   frozen_at_ = nullptr;
   generation_ = gen;
   checkpoint_ = fseq;
@@ -359,6 +361,9 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   }
   if (n == 0) return Status::Ok();
   if (!keys.empty()) {
+    if (n > kInvalidVectorId - next_key_id_) {
+      return ResourceExhausted("collection '{}': the keyed range has fewer than {} ids left", spec_.name, n);
+    }
     // Keyed rows: fresh ids in row order (rows are still in row order: ids were 0..n-1).
     for (size_t i = 0; i < n; ++i) rows[i].id = next_key_id_ + i;
   }

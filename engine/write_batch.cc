@@ -28,6 +28,9 @@ Status ValidateBatch(const WriteBatch& batch, size_t dim, size_t max_ops, bool r
           return InvalidArgument("operation {} ({}): id {} is outside the keyed range", i, OpName(op), op.id);
         }
       }
+    } else if (!op.key.empty()) {
+      return InvalidArgument("operation {}: an operation by id (id {}) carries a key; write by key instead", i,
+                             op.id);
     } else if (op.id == kInvalidVectorId) {
       return InvalidArgument("operation {}: id {} is reserved", i, op.id);
     } else if (!replayed && op.kind == WriteOp::Kind::kUpsert && IsKeyedId(op.id)) {

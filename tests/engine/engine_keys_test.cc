@@ -115,6 +115,39 @@ TEST(EngineKeys, WriteGetAndFindByKey) {
   fs::remove_all(dir);
 }
 
+// Review findings: a delete by id of an id high in the keyed range must not spend the
+// range (it used to move the next keyed id to 2^64-1: the next keyed upsert was
+// acknowledged but not stored, the one after took id 0, and the log no longer
+// replayed); an operation by id that carries a key is refused.
+TEST(EngineKeys, DeletesByIdDoNotSpendTheKeyedRangeAndByIdOpsCarryNoKey) {
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c")).ok());
+    ASSERT_TRUE(e->Upsert("c", 0, Vec(0)).ok());
+    ASSERT_TRUE(e->Delete("c", kInvalidVectorId - 1).ok());  // absent: a no-op
+    ASSERT_TRUE(e->UpsertByKey("c", "a", Vec(1)).ok());
+    ASSERT_TRUE(e->UpsertByKey("c", "b", Vec(2)).ok());
+    EXPECT_EQ(*e->FindKey("c", "a"), kKeyedIdBase);
+    EXPECT_EQ(*e->FindKey("c", "b"), kKeyedIdBase + 1);
+    EXPECT_EQ(e->Get("c", 0)->vector, Vec(0));  // the record written by id is untouched
+    WriteBatch w;
+    w.Append(engine::WriteOp{.kind = engine::WriteOp::Kind::kUpsert, .id = 5, .vector = Vec(5), .key = "x", .keyed = false});
+    const Status s = e->Write("c", w);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_NE(s.message().find("carries a key"), std::string::npos) << s.ToString();
+    EXPECT_FALSE(e->Get("c", 5).has_value());
+    ASSERT_TRUE(e->Flush("c").ok());
+    ASSERT_TRUE(e->Delete("c", kInvalidVectorId - 1).ok());  // in the log after the seal
+  }
+  auto e = OpenOrDie(dir);  // replays and opens
+  EXPECT_EQ(*e->FindKey("c", "a"), kKeyedIdBase);
+  ASSERT_TRUE(e->UpsertByKey("c", "c", Vec(3)).ok());
+  EXPECT_EQ(*e->FindKey("c", "c"), kKeyedIdBase + 2);
+  EXPECT_EQ(e->DescribeCollection("c")->num_vectors, 4u);
+  fs::remove_all(dir);
+}
+
 TEST(EngineKeys, ReplaceByKeyKeepsTheIdAndDeleteThenReAddGetsAFreshOne) {
   const fs::path dir = TestDir();
   auto e = OpenOrDie(dir);

@@ -281,6 +281,55 @@ TEST(Engine, FiltersThatCanMatchNothingAreReported) {
   fs::remove_all(dir);
 }
 
+// Backpressure (Collection::WaitForSealRoom): a collection on its own has no maintenance
+// thread, so a frozen in-memory segment stays unsealed until Flush -- the case of a seal
+// that gets no CPU. A writer that then fills the next in-memory segment to the threshold
+// waits for that seal instead of growing memory; Flush releases it, and every write is
+// acknowledged and readable.
+TEST(Engine, WritersWaitForAPendingSealInsteadOfGrowingMemory) {
+  const fs::path dir = TestDir();
+  constexpr size_t kThreshold = 300, kBatch = 100, kBatches = 9, kDim = 8;
+  CollectionSpec spec = Spec("c", kDim);
+  spec.seal_threshold = kThreshold;
+  auto c = engine::Collection::Create(dir, 1, spec, engine::WalOptions{});
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  std::atomic<size_t> written{0};
+  std::thread writer([&] {
+    std::mt19937 rng(7);
+    for (size_t b = 0; b < kBatches; ++b) {
+      WriteBatch w;
+      for (size_t j = 0; j < kBatch; ++j) w.Upsert(b * kBatch + j, RandomVector(kDim, rng));
+      ASSERT_TRUE((*c)->Write(w, 1000).ok());
+      written.fetch_add(1);
+    }
+  });
+  // Batches 1-3 fill the first segment (frozen at 300 rows), 4-6 the next one to the
+  // threshold; the 7th must wait, as nothing seals the frozen one.
+  auto stalled_at = [&](size_t n) {
+    for (int i = 0; i < 200 && written.load() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return written.load();
+  };
+  EXPECT_EQ(stalled_at(6), 6u);
+  Explain ex;
+  const std::vector<float> q(kDim, 0.5f);
+  ASSERT_TRUE((*c)->Search(q, {.k = 1}, &ex).has_value());
+  uint64_t memory_rows = 0, sealing_rows = 0;
+  for (const SegmentExplain& s : ex.segments) {
+    if (s.segment == "memory") memory_rows = s.rows;
+    if (s.segment == "memory (sealing)") sealing_rows = s.rows;
+  }
+  EXPECT_EQ(memory_rows, kThreshold);
+  EXPECT_EQ(sealing_rows, kThreshold);
+  ASSERT_TRUE((*c)->Flush().ok());  // the seal: the writer goes on
+  writer.join();
+  EXPECT_EQ(written.load(), kBatches);
+  EXPECT_EQ((*c)->Info().num_vectors, kBatch * kBatches);
+  for (VectorId id : {VectorId(0), VectorId(kBatch * kBatches - 1)}) EXPECT_TRUE((*c)->Get(id).has_value());
+  ASSERT_TRUE((*c)->Close().ok());
+  fs::remove_all(dir);
+}
+
 TEST(Engine, InvalidBatchesAreRefusedWhole) {
   const fs::path dir = TestDir();
   EngineOptions o = Quiet();
