@@ -121,5 +121,45 @@ TEST(EngineKeysConcurrency, ReadersSeeWholeBatchesOfKeys) {
   fs::remove_all(dir);
 }
 
+// Two writers upserting the same keys at once: a key is resolved under the collection's
+// write lock, so each key ends up as one record with one id, never two.
+TEST(EngineKeysConcurrency, ConcurrentWritersOfOneKeyMakeOneRecord) {
+  const fs::path dir = fs::temp_directory_path() / ("strata_keys_writers_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  EngineOptions o;
+  o.background_compaction = false;
+  auto opened = Engine::Open(dir, o);
+  ASSERT_TRUE(opened.has_value()) << opened.error().ToString();
+  Engine& e = **opened;
+  CollectionSpec spec;
+  spec.name = "w";
+  spec.dim = kDim;
+  spec.hnsw_ef_construction = 32;
+  spec.seal_threshold = 100;
+  ASSERT_TRUE(e.CreateCollection(spec).ok());
+  constexpr int kShared = 40;
+  std::atomic<int> failures{0};
+  auto writer = [&](int w) {
+    for (int round = 0; round < 30; ++round) {
+      WriteBatch b;
+      for (int i = 0; i < kShared; ++i) b.UpsertByKey(KeyName(i), Vec(round, w));
+      if (!e.Write("w", b).ok()) failures.fetch_add(1);
+    }
+  };
+  std::thread a(writer, 0), b(writer, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(e.DescribeCollection("w")->num_vectors, size_t(kShared));
+  auto page = e.ListKeys("w", 0, 1000);
+  ASSERT_TRUE(page.has_value());
+  EXPECT_EQ(page->keys.size(), size_t(kShared));
+  EXPECT_EQ(std::set<std::string>(page->keys.begin(), page->keys.end()).size(), size_t(kShared));
+  // Ids were assigned once per key: the first kShared keyed ids.
+  EXPECT_EQ(page->ids.back(), kKeyedIdBase + kShared - 1);
+  opened->reset();
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace strata
