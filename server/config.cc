@@ -177,6 +177,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
             }},
            {"sync_interval_ms", Integer(&ServerConfig::sync_interval_ms)},
            {"background_compaction", Bool(&ServerConfig::background_compaction)},
+           {"background_idle", Bool(&ServerConfig::background_idle)},
        }},
   };
   return *schema;
@@ -450,6 +451,7 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("engine.durability", fmt::format("\"{}\"", DurabilityName(c.durability)));
   line("engine.sync_interval_ms", c.sync_interval_ms);
   line("engine.background_compaction", c.background_compaction);
+  line("engine.background_idle", c.background_idle);
   return out;
 }
 
@@ -458,6 +460,7 @@ EngineOptions EngineOptionsFor(const ServerConfig& c) {
   o.durability = c.durability;
   o.sync_interval_ms = c.sync_interval_ms;
   o.background_compaction = c.background_compaction;
+  o.background_idle = c.background_idle;
   // The server refuses larger batches itself (kTooLarge); the engine's own limit is
   // kept at least as large so that it never refuses what the server let through.
   o.max_batch_ops = std::max<size_t>(o.max_batch_ops, c.max_batch);

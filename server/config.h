@@ -7,7 +7,7 @@
 //   listen, port, metrics_port, resp_port,  durability, sync_interval_ms,
 //   resp_allow_flushall, data_dir,
 //   snapshot_dir,
-//   worker_threads, io_threads,             background_compaction
+//   worker_threads, io_threads,             background_compaction, background_idle
 //   max_connections, max_frame_bytes,
 //   max_batch, max_k, queue_limit,
 //   max_inflight_bytes, max_pipeline,
@@ -98,6 +98,10 @@ struct ServerConfig {
   Durability durability = Durability::kSync;
   uint32_t sync_interval_ms = 100;
   bool background_compaction = true;
+  // Run writes, maintenance and the engine's insert, seal and compaction threads under
+  // SCHED_IDLE instead of nice 10/19: searches then never wait for them, but on a busy
+  // machine they get only idle CPU (EngineOptions::background_idle).
+  bool background_idle = false;
 
   friend bool operator==(const ServerConfig&, const ServerConfig&) = default;
 };

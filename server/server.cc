@@ -6,6 +6,8 @@
 #include "server/server.h"
 
 #include <fmt/core.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -67,14 +69,28 @@ constexpr auto kRefusalLogPeriod = std::chrono::seconds(1);
 
 }  // namespace
 
-// Linux: nice is per thread, and threads it creates -- OpenMP teams of a seal or
-// compaction -- inherit it. Lowering priority needs no privilege; failure only costs the
-// protection, so it is logged once.
+namespace {
+// ServerConfig::background_idle, set once when a server is made (every server of a
+// process is made with the same value in practice; the last one made wins).
+std::atomic<bool> g_background_idle{false};
+}  // namespace
+
+// Linux: nice (or SCHED_IDLE) is per thread, and threads it creates -- OpenMP teams of
+// a seal or compaction -- inherit it. Lowering priority needs no privilege; failure only
+// costs the protection, so it is logged once.
 void LowerThreadPriority(int nice) {
   thread_local bool done = false;
   if (done) return;
   done = true;
-  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+  int rc = 0;
+  if (g_background_idle.load(std::memory_order_relaxed)) {
+    sched_param param{};
+    rc = ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param);
+    if (rc != 0) errno = rc;
+  } else {
+    rc = ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+  }
+  if (rc != 0) {
     static std::atomic<bool> warned{false};
     if (!warned.exchange(true)) {
       ServerLog().warn("cannot lower the priority of write/maintenance threads: {}", std::strerror(errno));
@@ -142,6 +158,7 @@ Server::Impl::Impl(const ServerConfig& config, Engine& engine)
   // A batch over max_batch is refused while decoding (OutOfRange, answered with
   // kTooLarge), before anything is allocated for its records.
   decode_limits_.max_batch = config.max_batch;
+  g_background_idle.store(config.background_idle, std::memory_order_relaxed);
 }
 
 bool Server::Impl::TryReserveInflight(uint64_t payload_bytes) {

@@ -74,6 +74,7 @@ log_level = "debug"
 durability = "interval"
 sync_interval_ms = 5
 background_compaction = false
+background_idle = true
 )");
   ASSERT_TRUE(c.has_value()) << c.error().ToString();
   EXPECT_EQ(c->listen, "::1");
@@ -87,6 +88,7 @@ background_compaction = false
   EXPECT_EQ(c->durability, Durability::kInterval);
   EXPECT_EQ(c->sync_interval_ms, 5u);
   EXPECT_FALSE(c->background_compaction);
+  EXPECT_TRUE(c->background_idle);
   EXPECT_EQ(c->max_batch, ServerConfig{}.max_batch);  // absent: the default
   auto bytes = Parse("[server]\nmax_inflight_bytes = 1073741824\n");
   ASSERT_TRUE(bytes.has_value()) << bytes.error().ToString();
@@ -285,7 +287,8 @@ TEST(ServerConfig, DescribeListsEveryKeyAndHidesTheToken) {
                           "server.log_level",
                           "engine.durability",
                           "engine.sync_interval_ms",
-                          "engine.background_compaction"}) {
+                          "engine.background_compaction",
+                          "engine.background_idle"}) {
     EXPECT_NE(d.find(std::string(key) + " = "), std::string::npos) << key;
   }
 }
@@ -295,8 +298,10 @@ TEST(ServerConfig, EngineOptionsFollowTheConfig) {
   c.durability = Durability::kNone;
   c.sync_interval_ms = 7;
   c.background_compaction = false;
+  c.background_idle = true;
   c.max_batch = 500000;
   const EngineOptions o = EngineOptionsFor(c);
+  EXPECT_TRUE(o.background_idle);
   EXPECT_EQ(o.durability, Durability::kNone);
   EXPECT_EQ(o.sync_interval_ms, 7u);
   EXPECT_FALSE(o.background_compaction);
