@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/progress.h"
 #include "core/topk.h"
 #include "index/distance/distance.h"
 #include "storage/section_file.h"
@@ -363,6 +364,9 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
   std::vector<std::vector<float>> qv(nq);
   std::vector<VectorId> self_id(nq, kInvalidVectorId);
   size_t prepared = 0;
+  // Counts the queries whose exact answers are known: the bulk of the work, and what an
+  // ETA can be given for (how many grid points are measured depends on what they show).
+  Progress progress("calibration", nq, !src.progress);
   auto prepare = [&](size_t upto) {
     if (upto <= prepared) return;
     // Queries go in groups of kGroup per pass over the rows, so that each row is
@@ -408,6 +412,7 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
           }
         }
       }
+      progress.Add(hi - lo);
       for (size_t pos = lo; pos < hi; ++pos) {
         Pending& p = qs[pos - lo];
         truth[pos].reserve(p.top.size());

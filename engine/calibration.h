@@ -138,6 +138,9 @@ struct CalibrationSource {
   // stops once a search costs more than the scan of the rows it covers: the
   // planner scans there anyway. 0: no such stop.
   double scan_cost_per_row = 0;
+  // Progress on stderr (core/progress.h) over the exact answers of the queries, the
+  // bulk of the work.
+  bool progress = false;
 };
 
 // Segments smaller than this are not calibrated: the planner scans them (an exact

@@ -101,6 +101,8 @@ class Collection {
     insert_thread_ = t;
     insert_threads_ = threads;
   }
+  // EngineOptions::progress: bulk loads and compactions report progress on stderr.
+  void SetProgress(bool on) { progress_ = on; }
   // True when the engine's background maintenance should compact: at least
   // kCompactSegments sealed segments, or dead entries -- deleted rows, and graph
   // nodes beyond a segment's rows (tombstones a seal saved) -- past
@@ -272,6 +274,7 @@ class Collection {
   std::function<void()> wake_;
   InsertThread* insert_thread_ = nullptr;
   uint32_t insert_threads_ = 0;  // EngineOptions::insert_threads
+  bool progress_ = false;        // EngineOptions::progress
   // Guarded by write_mu_ (wal_first_, next_segment_id_... see manifest_mu_ above).
   std::unique_ptr<WalWriter> wal_;
   uint64_t wal_bytes_before_ = 0;   // written to log files closed by freezes (this process)

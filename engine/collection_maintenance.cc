@@ -372,6 +372,7 @@ Status Collection::BulkLoad(const VectorSet& vectors, std::span<const VectorId> 
   std::error_code ec;
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
   SegmentWriteTimes times;
+  times.progress = progress_;
   STRATA_ASSIGN_OR_RETURN(auto seg, WriteBuiltSegment(sdir, sid, spec_, rows, times));
   CountIndexBuild(times.index_build_seconds);
   CountCalibration(times.calibration_seconds);
@@ -484,6 +485,7 @@ Status Collection::CompactLocked() {
   fs::remove_all(sdir, ec);  // a leftover of an earlier failed attempt
   std::shared_ptr<const SealedSegment> merged;
   SegmentWriteTimes times;
+  times.progress = progress_;
   if (!rows.empty()) {
     auto written = WriteBuiltSegment(sdir, sid, spec_, rows, times);
     if (!written) {

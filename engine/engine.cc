@@ -175,6 +175,7 @@ class Engine::Impl {
   void Attach(Collection& c) {
     c.SetMaintenanceWakeup([this] { WakeMaintenance(); });
     c.SetInsertThread(insert_thread_.get(), options_.insert_threads);
+    c.SetProgress(options_.progress);
   }
   std::unique_ptr<engine::InsertThread> insert_thread_;  // null: inserts run in the writers' threads
 

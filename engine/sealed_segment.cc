@@ -369,13 +369,14 @@ std::pair<std::shared_ptr<const RowBitmap>, size_t> SealedSegment::FilterRows(co
   return {bits, count};
 }
 
-Result<Calibration> SealedSegment::Measure(size_t queries) const {
+Result<Calibration> SealedSegment::Measure(size_t queries, bool progress) const {
   CalibrationSource src;
   src.rows = rows();
   src.dim = dim_;
   src.metric = metric_;
   src.vector = [this](size_t r) { return vector(r); };
   src.id = [this](size_t r) { return ids_[r]; };
+  src.progress = progress;
   if (kind_ == Kind::kHnsw) {
     HnswCalibrationTarget t;
     t.graph = graph_.get();
@@ -443,7 +444,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries) const {
   return Calibrate(src, queries);
 }
 
-Status SealedSegment::CalibrateAndSave(size_t queries, double* seconds) {
+Status SealedSegment::CalibrateAndSave(size_t queries, double* seconds, bool progress) {
   if (seconds) *seconds = 0;
   if (calibration()) return Status::Ok();
   // Segments below kMinCalibrationRows get an empty table (the planner scans them).
@@ -451,7 +452,7 @@ Status SealedSegment::CalibrateAndSave(size_t queries, double* seconds) {
   if (rows() >= kMinCalibrationRows) {
     const size_t q = std::min(queries, CalibrationQueries(rows(), kind_ == Kind::kHnsw ? SegmentKind::kHnsw
                                                                                         : SegmentKind::kSpann));
-    STRATA_ASSIGN_OR_RETURN(c, Measure(q));
+    STRATA_ASSIGN_OR_RETURN(c, Measure(q, progress));
     if (seconds) *seconds = c.seconds;
   }
   STRATA_RETURN_IF_ERROR(c.Save(dir_ / kCalibrationFile));

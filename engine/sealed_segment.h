@@ -118,7 +118,7 @@ class SealedSegment {
   // freshly written segment before the manifest names it; a no-op when the writer
   // already measured it, with truly held-out queries, and Open loaded it).
   // `seconds`, when given: how long measuring took (0 for the no-op).
-  Status CalibrateAndSave(size_t queries = 300, double* seconds = nullptr);
+  Status CalibrateAndSave(size_t queries = 300, double* seconds = nullptr, bool progress = false);
   // The calibration, loaded at open or measured by CalibrateAndSave; null until then
   // (a segment written before calibration existed, until maintenance measures it).
   std::shared_ptr<const Calibration> calibration() const { return std::atomic_load(&calibration_); }
@@ -153,7 +153,7 @@ class SealedSegment {
 
  private:
   SealedSegment() = default;
-  Result<Calibration> Measure(size_t queries) const;
+  Result<Calibration> Measure(size_t queries, bool progress = false) const;
   static constexpr size_t kFilterCacheEntries = 16;
   struct CachedFilter {
     std::string key;

@@ -55,6 +55,7 @@ Status WriteSpann(const fs::path& sdir, const CollectionSpec& spec, std::span<co
   }
   index::SpannBuildOptions so;
   so.metric = spec.metric;
+  so.progress = times.progress;
   const Timer build;
   Status built = index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so, labels);
   times.index_build_seconds += build.Seconds();
@@ -96,7 +97,9 @@ Status WriteHnsw(const fs::path& sdir, const CollectionSpec& spec, std::span<con
     labels.push_back(r);
   }
   const Timer build;
-  if (!labels.empty()) STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, labels));
+  index::HnswBuildOptions bo;
+  bo.progress = times.progress;
+  if (!labels.empty()) STRATA_RETURN_IF_ERROR(graph->AddBatch(vs, labels, bo));
   times.index_build_seconds += build.Seconds();
   if (!held.empty()) {
     std::vector<float> queries;
@@ -116,6 +119,7 @@ Status WriteHnsw(const fs::path& sdir, const CollectionSpec& spec, std::span<con
     SetUpHnswCalibration(src, t);
     src.external_queries = queries.data();
     src.num_external_queries = held.size();
+    src.progress = times.progress;
     STRATA_ASSIGN_OR_RETURN(Calibration cal, Calibrate(src));
     times.calibration_seconds += cal.seconds;
     STRATA_RETURN_IF_ERROR(cal.Save(SealedSegment::CalibrationPath(sdir)));
@@ -131,7 +135,7 @@ Result<std::unique_ptr<SealedSegment>> OpenCalibrated(const fs::path& sdir, uint
                                                       SegmentWriteTimes& times) {
   STRATA_ASSIGN_OR_RETURN(auto seg, SealedSegment::Open(sdir, sid, dim));
   double seconds = 0;
-  STRATA_RETURN_IF_ERROR(seg->CalibrateAndSave(300, &seconds));
+  STRATA_RETURN_IF_ERROR(seg->CalibrateAndSave(300, &seconds, times.progress));
   times.calibration_seconds += seconds;
   return seg;
 }

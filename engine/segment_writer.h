@@ -16,7 +16,9 @@
 
 namespace strata::engine {
 
+// In: whether to report progress; out: where the time went.
 struct SegmentWriteTimes {
+  bool progress = false;  // the index build and calibration report progress on stderr
   double index_build_seconds = 0;
   double calibration_seconds = 0;
 };

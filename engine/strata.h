@@ -98,6 +98,10 @@ struct EngineOptions {
   // and everything after it, and reports what it dropped (RecoveryReport). Set it
   // for one open, after reading that error; never leave it on (docs/RELIABILITY.md).
   bool salvage_wal_tail = false;
+  // Progress with an ETA on stderr (core/progress.h: only on a terminal, one summary line
+  // each otherwise) for the long work a caller waits for: BulkLoad's index build and
+  // calibration, and Compact's. For command-line tools; a server leaves it off.
+  bool progress = false;
 };
 
 // A filter expression parsed and checked once (Engine::PrepareFilter), for searches

@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "core/progress.h"
 #include "core/timer.h"
 #include "engine/strata.h"
 #include "index/distance/distance.h"
@@ -87,7 +88,9 @@ int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoAr
     }
     if (!any_id) ids.clear();
   }
-  auto engine = Engine::Open(into.data_dir);
+  EngineOptions eo;
+  eo.progress = !Progress::GlobalQuiet();  // the index build and calibration of the load
+  auto engine = Engine::Open(into.data_dir, eo);
   if (!engine) return Fail(engine.error());
   CollectionSpec spec;
   spec.name = into.collection;

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/progress.h"
 #include "core/stats.h"
 #include "core/timer.h"
 #include "engine/strata.h"
@@ -395,7 +396,9 @@ Status RunEngineBench(const LoadedDataset& data, const EngineBenchConfig& c) {
                           ScratchDir::Claim(c.data_dir, "strata-engine-bench", "strata engine-bench"));
   if (c.keep) scratch->Keep();
   fmt::print("engine data directory: {}{}\n", scratch->path().string(), c.keep ? " (kept)" : "");
-  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path()));
+  EngineOptions options;
+  options.progress = !Progress::GlobalQuiet();  // the compaction it waits for
+  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path(), options));
   CollectionSpec spec;
   spec.name = "bench";
   spec.dim = dim;

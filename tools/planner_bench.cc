@@ -8,6 +8,7 @@
 #include <random>
 #include <optional>
 
+#include "core/progress.h"
 #include "core/recall.h"
 #include "core/timer.h"
 #include "engine/strata.h"
@@ -53,7 +54,9 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
                           ScratchDir::Claim(c.data_dir, "strata-planner-bench", "strata planner-bench"));
   if (c.keep) scratch->Keep();
   fmt::print("engine data directory: {}{}\n", scratch->path().string(), c.keep ? " (kept)" : "");
-  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path()));
+  EngineOptions eo;
+  eo.progress = !Progress::GlobalQuiet();  // bulk loads' builds and calibrations
+  STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path(), eo));
   const std::string rev = GitRevision();
 
   for (const std::string& kind : c.kinds) {

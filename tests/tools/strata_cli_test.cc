@@ -249,6 +249,28 @@ TEST_F(StrataCliTest, GlobalFlagsAfterTheSubcommandAndBenchJsonAndLoad) {
   EXPECT_NE(loaded.out.find("\"loaded\":true"), std::string::npos);
 }
 
+// build --into reports the progress of the bulk load's index build and calibration on stderr
+// (on a terminal with an ETA; here, not a terminal, one summary line each), and -q silences it.
+TEST_F(StrataCliTest, BuildIntoReportsProgressUnlessQuiet) {
+  constexpr size_t kBig = 2500;  // past the engine's calibration threshold (2,000 rows)
+  VectorSet big = *VectorSet::Create(kBig, kDim);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  for (size_t i = 0; i < kBig; ++i)
+    for (size_t j = 0; j < kDim; ++j) big.mutable_row(i)[j] = g(rng);
+  ASSERT_TRUE(storage::WriteVectors(root_ / "big.fbin", big).ok());
+  const Run loud = Strata("build --base " + P("big.fbin") + " --metric l2 --into " + P("eng1") + " --collection c");
+  ASSERT_EQ(loud.exit_code, 0) << loud.err;
+  EXPECT_NE(loud.err.find("hnsw build: "), std::string::npos) << loud.err;
+  EXPECT_NE(loud.err.find("calibration: "), std::string::npos) << loud.err;
+  EXPECT_EQ(loud.err.find("building"), std::string::npos) << loud.err;
+  const Run quiet = Strata("build --base " + P("big.fbin") + " --metric l2 --into " + P("eng2") + " --collection c -q");
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("hnsw build: "), std::string::npos) << quiet.err;
+  EXPECT_EQ(quiet.err.find("calibration: "), std::string::npos) << quiet.err;
+  EXPECT_NE(quiet.out.find("loaded 2500 vectors"), std::string::npos) << quiet.out;
+}
+
 TEST(PlotData, ParetoFrontierDropsDominatedPoints) {
   const std::vector<PlotPoint> pts = {{0.5, 1000, "a"}, {0.7, 800, "b"}, {0.6, 500, "c"},
                                       {0.9, 300, "d"}, {0.8, 100, "e"},  {0.99, 50, "f"}};
