@@ -93,6 +93,8 @@ int Main(int argc, char** argv) {
   CLI::App app{"strata: approximate nearest neighbour search engine"};
   app.require_subcommand(1);
   app.fallthrough();  // global flags are accepted after the subcommand too
+  app.footer("Global flags may come before or after the subcommand. Exit status: 0 done, 1 the work "
+             "failed, 2 a usage error (flags are all checked before any long work starts).");
   bool quiet = false;
   std::string simd;
   app.add_flag("-q,--quiet", quiet, "No progress output");
