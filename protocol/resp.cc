@@ -28,6 +28,9 @@ int HexValue(char c) {
   return -1;
 }
 
+// Arguments reserved from an array header at most (32 bytes each).
+constexpr size_t kReserveArgs = 1024;
+
 bool IsBlank(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f'; }
 
 // A printable rendering of one byte for an error message ("'x'", "'\x00'").
@@ -130,8 +133,9 @@ Result<size_t> RequestParser::Feed(std::string_view input, std::vector<Command>&
           break;
         }
         args_expected_ = static_cast<size_t>(n);
-        // Not reserved from n: a peer announcing a million arguments and sending none
-        // costs nothing; the vector grows with the arguments that do arrive.
+        // Reserved up to kReserveArgs only: a peer announcing a million arguments and sending
+        // none costs little; past that the vector grows with the arguments that do arrive.
+        current_.args.reserve(std::min(args_expected_, kReserveArgs));
         state_ = State::kBulkHeader;
         break;
       }
@@ -139,14 +143,33 @@ Result<size_t> RequestParser::Feed(std::string_view input, std::vector<Command>&
         if (line_.empty() && data[0] != '$') {
           return Error(Fail(InvalidArgument("Protocol error: expected '$', got {}", ShowByte(data[0]))));
         }
-        STRATA_ASSIGN_OR_RETURN(const bool done,
-                                TakeLine(data, kMaxLengthLine, "too big bulk count string"));
-        if (!done) break;
         int64_t n = 0;
-        if (!ParseLength(std::string_view(line_).substr(1), n) || n < 0) {
-          return Error(Fail(InvalidArgument("Protocol error: invalid bulk length")));
+        // Fast path: the whole "$<n>\r\n" line is in this read (the usual case) and is parsed
+        // where it lies; otherwise it is gathered in line_ across reads.
+        const void* nl = line_.empty() ? std::memchr(data.data(), '\n',
+                                                     std::min(data.size(), kMaxLengthLine + 2))
+                                       : nullptr;
+        if (nl != nullptr) {
+          const size_t len = static_cast<size_t>(static_cast<const char*>(nl) - data.data());
+          std::string_view line(data.data(), len);
+          if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+          if (line.size() > kMaxLengthLine) {
+            return Error(Fail(InvalidArgument("Protocol error: too big bulk count string")));
+          }
+          if (!ParseLength(line.substr(1), n) || n < 0) {
+            return Error(Fail(InvalidArgument("Protocol error: invalid bulk length")));
+          }
+          data = data.subspan(len + 1);
+          wire_bytes_ += len + 1;
+        } else {
+          STRATA_ASSIGN_OR_RETURN(const bool done,
+                                  TakeLine(data, kMaxLengthLine, "too big bulk count string"));
+          if (!done) break;
+          if (!ParseLength(std::string_view(line_).substr(1), n) || n < 0) {
+            return Error(Fail(InvalidArgument("Protocol error: invalid bulk length")));
+          }
+          line_.clear();
         }
-        line_.clear();
         const auto len = static_cast<uint64_t>(n);
         if (len > limits_.max_bulk_bytes) {
           return Error(Fail(OutOfRange(

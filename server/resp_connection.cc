@@ -572,7 +572,7 @@ void RespConnection::Completed(std::vector<Pending> batch, std::vector<std::stri
                                            : ErrorReply("ERR internal error: no reply was made"));
   }
   Pump();
-  Kick();
+  read_signal_.cancel();  // a reader paused on max_pipeline re-checks (Fill woke the writer)
 }
 
 asio::awaitable<void> RespConnection::WriteLoop(std::shared_ptr<RespConnection> /*keep_alive*/) {
