@@ -119,14 +119,12 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
       e.deletes = std::move(d);
       e.deletes_generation = gen;
     }
-    // Keyed ids assigned before the manifest was written: the largest id that has a key
-    // (ids are sorted; ids in the keyed range without one were written by id before
-    // keys existed and never count).
-    for (size_t r = seg->ids().size(); r-- > 0 && IsKeyedId(seg->ids()[r]);) {
-      if (!seg->key(uint32_t(r)).empty()) {
-        c->next_key_id_ = std::max(c->next_key_id_, seg->ids()[r] + 1);
-        break;
-      }
+    // Keyed ids assigned before the manifest was written: past the largest id of the
+    // keyed range that a row holds (ids are sorted: the last one). A row there without a
+    // key was written by id before keys existed; it counts too, or a new key could be
+    // given its id and replace it.
+    if (!seg->ids().empty() && IsKeyedId(seg->ids().back())) {
+      c->next_key_id_ = std::max(c->next_key_id_, seg->ids().back() + 1);
     }
     keep.insert(sdir.filename().string());
     // Deletes files of other generations are leftovers of an interrupted seal.
@@ -377,9 +375,11 @@ Status Collection::Apply(const WriteBatch& batch, uint64_t sequence, std::span<c
     const WriteOp& op = batch.ops()[i];
     const VectorId id = ids.empty() ? op.id : ids[i];
     if (id == kInvalidVectorId) continue;  // a delete of a key that was absent
-    // Only ids given to keys move the counter (a delete by id of any id, even one in
-    // the keyed range, must not: it would spend the range).
-    if (op.by_key() && op.kind == WriteOp::Kind::kUpsert) next_key_id_ = std::max(next_key_id_, id + 1);
+    // Upserts move the counter past their id: ids given to keys, and ids of the keyed
+    // range that old logs upserted by id (replay only: writes by id refuse the range),
+    // which a new key must not be given. Deletes never do (a delete by id of any id,
+    // even one in the keyed range, would spend the range).
+    if (op.kind == WriteOp::Kind::kUpsert && IsKeyedId(id)) next_key_id_ = std::max(next_key_id_, id + 1);
     const uint32_t prev = mem.LatestRow(id);
     if (prev != MemorySegment::kNoRow && mem.LiveNow(prev)) {
       mem.Remove(prev, sequence);

@@ -487,6 +487,44 @@ TEST(EngineKeys, KeySectionsAreCheckedOnOpen) {
   fs::remove_all(dir);
 }
 
+TEST(EngineKeys, ManifestWithoutNextKeyIdStillOpens) {
+  // A collection.manifest 1.0 (before keys) has no next_key_id: the next keyed id comes
+  // from the segments' largest.
+  const fs::path dir = TestDir();
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c")).ok());
+    for (const char* k : {"a", "b"}) ASSERT_TRUE(e->UpsertByKey("c", k, Vec(1)).ok());
+    ASSERT_TRUE(e->Flush("c").ok());
+  }
+  const fs::path manifest = dir / "collections" / "1" / "collection.manifest";
+  const uint32_t kCman = storage::SectionTag("CMAN");
+  std::string json;
+  {
+    auto sf = storage::SectionFile::Open(manifest, "STRCOLL", 1);
+    ASSERT_TRUE(sf.has_value()) << sf.error().ToString();
+    EXPECT_EQ(sf->minor(), 1);
+    auto bytes = sf->Section(kCman);
+    ASSERT_TRUE(bytes.has_value());
+    json.assign(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  }
+  const size_t at = json.find("\"next_key_id\"");
+  ASSERT_NE(at, std::string::npos) << json;
+  const size_t end = json.find_first_of(",}", at);
+  json.erase(at, end - at + (json[end] == ',' ? 1 : 0));
+  {
+    auto w = storage::SectionFileWriter::Create(manifest, "STRCOLL", 1, 0);
+    ASSERT_TRUE(w.has_value());
+    ASSERT_TRUE(w->AddSection(kCman, std::as_bytes(std::span(json.data(), json.size()))).ok());
+    ASSERT_TRUE(w->Commit().ok());
+  }
+  auto e = OpenOrDie(dir);
+  EXPECT_EQ(*e->FindKey("c", "b"), kKeyedIdBase + 1);
+  ASSERT_TRUE(e->UpsertByKey("c", "c", Vec(2)).ok());
+  EXPECT_EQ(*e->FindKey("c", "c"), kKeyedIdBase + 2);
+  fs::remove_all(dir);
+}
+
 TEST(EngineKeys, OldLogWithAnIdInTheKeyedRangeStillReplays) {
   // A log written before keys existed, holding an upsert of an id that is now in
   // the keyed range: it replays (the record has no key) and new keys get later ids.
@@ -518,6 +556,32 @@ TEST(EngineKeys, OldLogWithAnIdInTheKeyedRangeStillReplays) {
   EXPECT_EQ(r->key, "");
   ASSERT_TRUE(e->UpsertByKey("c", "new", Vec(5)).ok());
   EXPECT_EQ(*e->FindKey("c", "new"), legacy + 1);
+  // From a sealed segment too (a manifest whose next_key_id is behind it), the legacy
+  // record's id is never given to a key: a key must not replace it.
+  ASSERT_TRUE(e->DeleteByKey("c", "new").ok());
+  ASSERT_TRUE(e->Flush("c").ok());
+  e.reset();
+  {
+    const fs::path manifest = dir / "collections" / "1" / "collection.manifest";
+    auto sf = storage::SectionFile::Open(manifest, "STRCOLL", 1);
+    ASSERT_TRUE(sf.has_value());
+    auto bytes = sf->Section(storage::SectionTag("CMAN"));
+    ASSERT_TRUE(bytes.has_value());
+    std::string json(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    const std::string field = fmt::format("\"next_key_id\": {}", legacy + 2);
+    const size_t at = json.find(field);
+    ASSERT_NE(at, std::string::npos) << json;
+    json.replace(at, field.size(), fmt::format("\"next_key_id\": {}", kKeyedIdBase));
+    auto w = storage::SectionFileWriter::Create(manifest, "STRCOLL", 1, 1);
+    ASSERT_TRUE(w.has_value());
+    ASSERT_TRUE(w->AddSection(storage::SectionTag("CMAN"), std::as_bytes(std::span(json.data(), json.size()))).ok());
+    ASSERT_TRUE(w->Commit().ok());
+  }
+  e = OpenOrDie(dir);
+  ASSERT_TRUE(e->UpsertByKey("c", "later", Vec(6)).ok());
+  EXPECT_GT(*e->FindKey("c", "later"), legacy);
+  EXPECT_EQ(e->Get("c", legacy)->vector, Vec(4));
+  EXPECT_EQ(e->Get("c", legacy)->key, "");
   fs::remove_all(dir);
 }
 
