@@ -193,7 +193,8 @@ class Engine {
   //
   // Writes by key: upsert replaces the live record with that key (keeping its id)
   // or creates one with a fresh id from the keyed range; delete is a no-op when no
-  // live record has the key. Batches mixing ids and keys go through Write.
+  // live record has the key. Batches mixing ids and keys go through Write. A new key
+  // once every id of the keyed range was given out is ResourceExhausted.
   Status UpsertByKey(const std::string& collection, std::string_view key, std::span<const float> vector,
                      Attributes attributes = {});
   Status DeleteByKey(const std::string& collection, std::string_view key);
