@@ -40,7 +40,7 @@ if(STRATA_FUZZ)
   set(STRATA_FUZZ_EXPECTED_FIX -U__cpp_concepts -D__cpp_concepts=202002L)
   # The code under test gets coverage instrumentation and the sanitizers; only the fuzz target
   # links libFuzzer's main().
-  foreach(lib strata_core strata_protocol)
+  foreach(lib strata_core strata_api strata_protocol)
     target_compile_options(${lib} PRIVATE ${STRATA_FUZZ_EXPECTED_FIX}
       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
       -fno-omit-frame-pointer)
