@@ -14,6 +14,7 @@
 #include <map>
 #include <thread>
 
+#include "core/byte_size.h"
 #include "protocol/protocol.h"
 
 namespace strata::server {
@@ -76,6 +77,23 @@ Status ReadInteger(const toml::node& node, const KeyContext& ctx, T& out) {
   return Status::Ok();
 }
 
+// A size in bytes: an integer, or a string in the one size syntax of every Strata program
+// (core/byte_size.h: "64M", "256MiB", "1G").
+template <typename T>
+Status ReadBytes(const toml::node& node, const KeyContext& ctx, T& out) {
+  if (node.as_integer() != nullptr) return ReadInteger(node, ctx, out);
+  const auto* s = node.as_string();
+  if (s == nullptr) return ctx.Fail("expected a byte size (an integer, or a string such as \"64M\"), got {}",
+                                    NodeTypeName(node));
+  auto bytes = ParseByteSize(s->get());
+  if (!bytes) return ctx.Fail("{}", bytes.error().message());
+  if (*bytes > uint64_t(std::numeric_limits<T>::max())) {
+    return ctx.Fail("{} is out of range 0..{}", *bytes, uint64_t(std::numeric_limits<T>::max()));
+  }
+  out = T(*bytes);
+  return Status::Ok();
+}
+
 // Seconds: an integer or a float (so that tests can use fractions of a second).
 Status ReadSeconds(const toml::node& node, const KeyContext& ctx, double& out) {
   double x;
@@ -113,6 +131,12 @@ Setter Integer(T ServerConfig::*member) {
     return ReadInteger(n, ctx, c.*member);
   };
 }
+template <typename T>
+Setter Bytes(T ServerConfig::*member) {
+  return [member](const toml::node& n, const KeyContext& ctx, ServerConfig& c) {
+    return ReadBytes(n, ctx, c.*member);
+  };
+}
 Setter Seconds(double ServerConfig::*member) {
   return [member](const toml::node& n, const KeyContext& ctx, ServerConfig& c) {
     return ReadSeconds(n, ctx, c.*member);
@@ -143,14 +167,14 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"worker_threads", Integer(&ServerConfig::worker_threads)},
            {"io_threads", Integer(&ServerConfig::io_threads)},
            {"max_connections", Integer(&ServerConfig::max_connections)},
-           {"max_frame_bytes", Integer(&ServerConfig::max_frame_bytes)},
+           {"max_frame_bytes", Bytes(&ServerConfig::max_frame_bytes)},
            {"max_batch", Integer(&ServerConfig::max_batch)},
            {"max_k", Integer(&ServerConfig::max_k)},
            {"queue_limit", Integer(&ServerConfig::queue_limit)},
-           {"max_inflight_bytes", Integer(&ServerConfig::max_inflight_bytes)},
+           {"max_inflight_bytes", Bytes(&ServerConfig::max_inflight_bytes)},
            {"max_pipeline", Integer(&ServerConfig::max_pipeline)},
-           {"max_reply_bytes", Integer(&ServerConfig::max_reply_bytes)},
-           {"max_connection_reply_bytes", Integer(&ServerConfig::max_connection_reply_bytes)},
+           {"max_reply_bytes", Bytes(&ServerConfig::max_reply_bytes)},
+           {"max_connection_reply_bytes", Bytes(&ServerConfig::max_connection_reply_bytes)},
            {"min_write_bytes_per_s", Integer(&ServerConfig::min_write_bytes_per_s)},
            {"idle_timeout_s", Seconds(&ServerConfig::idle_timeout_s)},
            {"request_timeout_s", Seconds(&ServerConfig::request_timeout_s)},

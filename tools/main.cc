@@ -23,6 +23,7 @@
 #include "core/progress.h"
 #include "server/serve.h"
 #include "tools/commands.h"
+#include "tools/scratch_dir.h"
 
 using namespace strata;
 using namespace strata::tools::cmd;
@@ -420,11 +421,17 @@ int Main(int argc, char** argv) {
   }
   if (pbench->parsed()) {
     if (Status s = CheckBenchData(pb_args); !s.ok()) return Usage(s);
+    if (Status s = tools::ScratchDir::CheckUsable(pb_dir, "strata planner-bench"); !s.ok()) {
+      return Usage(s.WithContext("--engine-dir"));
+    }
     pb_config.data_dir = pb_dir;
     return RunPlannerBenchCmd(pb_args, pb_config, pb_filters_only);
   }
   if (ebench->parsed()) {
     if (Status s = CheckBenchData(eb_args); !s.ok()) return Usage(s);
+    if (Status s = tools::ScratchDir::CheckUsable(eb_dir, "strata engine-bench"); !s.ok()) {
+      return Usage(s.WithContext("--engine-dir"));
+    }
     eb_config.data_dir = eb_dir;
     return RunEngineBenchCmd(eb_args, eb_config);
   }

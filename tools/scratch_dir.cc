@@ -72,39 +72,48 @@ Result<std::unique_ptr<ScratchDir>> ScratchDir::Claim(const fs::path& requested,
     return std::unique_ptr<ScratchDir>(new ScratchDir(templ, Origin::kCreated));
   }
 
-  const fs::file_status st = fs::status(requested, ec);
-  if (ec && ec != std::errc::no_such_file_or_directory) {
-    return Error(IOError("{}: {}", requested.string(), ec.message()));
-  }
-  if (!fs::exists(st)) {
+  STRATA_RETURN_IF_ERROR(CheckUsable(requested, owner));
+  if (!fs::exists(requested, ec)) {
     fs::create_directories(requested, ec);
     if (ec) return Error(IOError("{}: cannot create: {}", requested.string(), ec.message()));
     STRATA_RETURN_IF_ERROR(WriteMarker(requested, owner));
     return std::unique_ptr<ScratchDir>(new ScratchDir(requested, Origin::kCreated));
   }
-  if (!fs::is_directory(st)) {
-    return Error(InvalidArgument("{}: exists and is not a directory; {} needs a new or empty directory",
-                                 requested.string(), owner));
-  }
-  if (LockIsHeld(requested)) {
-    return Error(InvalidArgument(
-        "{}: its LOCK is held (a running engine or strata-server has it open); {} refuses to touch it",
-        requested.string(), owner));
-  }
   if (fs::is_regular_file(requested / kScratchMarker)) {
     STRATA_RETURN_IF_ERROR(ClearContents(requested));
     return std::unique_ptr<ScratchDir>(new ScratchDir(requested, Origin::kMarked));
   }
-  const bool empty = fs::is_empty(requested, ec);
-  if (ec) return Error(IOError("{}: cannot list: {}", requested.string(), ec.message()));
-  if (!empty) {
-    return Error(InvalidArgument(
-        "{}: is not empty and carries no {} marker, so {} did not create it and will not clear it; give a new "
-        "or empty directory, or leave the option out to work in a fresh temporary directory",
-        requested.string(), kScratchMarker, owner));
-  }
   STRATA_RETURN_IF_ERROR(WriteMarker(requested, owner));
   return std::unique_ptr<ScratchDir>(new ScratchDir(requested, Origin::kWasEmpty));
+}
+
+Status ScratchDir::CheckUsable(const fs::path& requested, const std::string& owner) {
+  if (requested.empty()) return Status::Ok();
+  std::error_code ec;
+  const fs::file_status st = fs::status(requested, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return IOError("{}: {}", requested.string(), ec.message());
+  }
+  if (!fs::exists(st)) return Status::Ok();
+  if (!fs::is_directory(st)) {
+    return InvalidArgument("{}: exists and is not a directory; {} needs a new or empty directory",
+                           requested.string(), owner);
+  }
+  if (LockIsHeld(requested)) {
+    return InvalidArgument(
+        "{}: its LOCK is held (a running engine or strata-server has it open); {} refuses to touch it",
+        requested.string(), owner);
+  }
+  if (fs::is_regular_file(requested / kScratchMarker)) return Status::Ok();
+  const bool empty = fs::is_empty(requested, ec);
+  if (ec) return IOError("{}: cannot list: {}", requested.string(), ec.message());
+  if (!empty) {
+    return InvalidArgument(
+        "{}: is not empty and carries no {} marker, so {} did not create it and will not clear it; give a new "
+        "or empty directory, or leave the option out to work in a fresh temporary directory",
+        requested.string(), kScratchMarker, owner);
+  }
+  return Status::Ok();
 }
 
 ScratchDir::~ScratchDir() { Cleanup(); }

@@ -31,6 +31,9 @@ class ScratchDir {
   // `owner` names the tool in the marker and in errors (e.g. "strata engine-bench").
   static Result<std::unique_ptr<ScratchDir>> Claim(const std::filesystem::path& requested,
                                                     const std::string& prefix, const std::string& owner);
+  // The refusals of Claim for `requested`, without creating or clearing anything: what a
+  // tool checks before its long work starts (OK for "" and for a path that does not exist).
+  static Status CheckUsable(const std::filesystem::path& requested, const std::string& owner);
   ~ScratchDir();  // removes what this run created, unless Keep() was called
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;

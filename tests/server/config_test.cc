@@ -125,6 +125,21 @@ TEST(ServerConfig, WrongTypeIsAnErrorNamingTheKey) {
   EXPECT_NE(c.error().message().find("integer"), std::string::npos) << c.error().message();
 }
 
+// Byte limits take the size syntax of every Strata program (core/byte_size.h) as well as integers.
+TEST(ServerConfig, ByteLimitsTakeSizeStrings) {
+  auto c = Parse("[server]\nmax_frame_bytes = \"32M\"\nmax_inflight_bytes = \"1GiB\"\nmax_reply_bytes = 536870912\n");
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->max_frame_bytes, 32u << 20);
+  EXPECT_EQ(c->max_inflight_bytes, uint64_t{1} << 30);
+  EXPECT_EQ(c->max_reply_bytes, uint64_t{512} << 20);
+  for (const char* bad : {"[server]\nmax_frame_bytes = \"12Q\"\n", "[server]\nmax_frame_bytes = \"20%\"\n",
+                          "[server]\nmax_frame_bytes = \"8G\"\n", "[server]\nmax_frame_bytes = true\n"}) {
+    auto e = Parse(bad);
+    ASSERT_FALSE(e.has_value()) << bad;
+    EXPECT_NE(e.error().message().find("server.max_frame_bytes"), std::string::npos) << e.error().message();
+  }
+}
+
 TEST(ServerConfig, OutOfRangeValuesAreErrors) {
   auto port = Parse("[server]\nport = 70000\n");
   ASSERT_FALSE(port.has_value());

@@ -207,6 +207,9 @@ TEST_F(StrataCliTest, UsageErrorsExitWithStatus2BeforeAnyWork) {
       {"search --index " + P("none.hnsw") + " --queries " + P("query.fbin"), "none.hnsw: no such file"},
       {"plot " + P("none.jsonl") + " -o " + P("p.svg"), "none.jsonl: no such file"},
       {"--simd avx9 dataset list", "--simd"},
+      // A directory holding others' files: refused before the data is read or ground truth computed.
+      {"engine-bench" + data + " --metric l2 --engine-dir '" + root_.string() + "'", "carries no .strata-scratch"},
+      {"planner-bench" + data + " --metric l2 --engine-dir " + P("query.fbin"), "not a directory"},
   };
   for (const auto& [args, part] : cases) {
     const Run run = Strata(args);
