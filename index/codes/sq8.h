@@ -53,7 +53,7 @@ struct Sq8Kernels {
 const Sq8Kernels& Sq8KernelsFor(SimdLevel level);
 const Sq8Kernels& Sq8KernelsActive();
 
-// How a query is scored against codes (measured in docs/BENCHMARKS.md, section 9).
+// How a query is scored against codes (measured in docs/BENCHMARKS.md, section 10).
 enum class Sq8QueryMode : uint8_t { kFloat = 0, kInt8 = 1 };
 
 // A query prepared for one encoder: what the per-code distance needs.

@@ -30,7 +30,7 @@ constexpr size_t kCodesTrainRows = 100000;
 // Rerank depth when neither the search nor the index sets one: 2k candidates.
 // On GloVe-100 (all 10,000 queries, k = 10) reranking 15, 20, 40 or the whole
 // ef-list gave the same recall@10 at ef 64, 128 and 768 (12: -0.0007 at ef 128);
-// see docs/BENCHMARKS.md, section 9.
+// see docs/BENCHMARKS.md, section 10.
 constexpr size_t kAutoRerankPerK = 2;
 
 inline void PrefetchLines(const char* p, size_t bytes) {

@@ -235,7 +235,7 @@ class HnswIndex::Impl {
   std::mutex train_mu_;
   const Sq8Kernels* sq8k_ = nullptr;
   // Float queries against byte codes: on GloVe-100 about 13% more QPS than the int8
-  // (VNNI) query at the same recall, interleaved (docs/BENCHMARKS.md, section 9).
+  // (VNNI) query at the same recall, interleaved (docs/BENCHMARKS.md, section 10).
   Sq8QueryMode sq8_mode_ = Sq8QueryMode::kFloat;
   std::unique_ptr<std::atomic<float*>[]> full_chunks_;  // per chunk: kChunkNodes x dim floats
   std::vector<std::unique_ptr<char[], AlignedFree>> owned_full_;  // guarded by grow_mu_

@@ -77,7 +77,7 @@ struct HnswOptions {
   // With codes: how many of the ef-list are re-scored with full vectors when the
   // search does not say (SearchParams::rerank); 0 = automatic, 2k (measured on
   // GloVe-100: no recall lost against reranking the whole ef-list; docs/BENCHMARKS.md,
-  // section 9). At least k are always reranked.
+  // section 10). At least k are always reranked.
   uint32_t rerank = 0;
   Status Validate() const;
 };
