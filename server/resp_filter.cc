@@ -55,6 +55,7 @@ struct Node {
   std::unique_ptr<Node> left, right;  // kUnary: left only
 };
 
+// Precedence climbing over Redis's grammar into a Node tree. Thread-compatible: one per call.
 class Parser {
  public:
   explicit Parser(std::string_view s) : s_(s) {}
@@ -330,6 +331,8 @@ bool Truthy(const Value& v) {
   return v.truth;
 }
 
+// Node tree to Strata's filter text (the rules in resp_filter.h). Thread-compatible: one per
+// call; it borrows the Parser only to word its errors.
 class Translator {
  public:
   explicit Translator(const Parser& parser) : parser_(parser) {}
