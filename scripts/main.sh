@@ -51,7 +51,7 @@ echo "=== loading GloVe-100 into collection glove_hnsw (HNSW, attribute tenant) 
 echo
 echo "=== loading GloVe-100 into collection glove_spann (SPANN: past a 1 MB memory budget) ==="
 "$STRATA" build --dataset glove-100 --data-dir "$DATA" --into "$ENGINE_DIR" --collection glove_spann \
-  --memory-budget-bytes 1000000
+  --memory-budget 1000000
 echo "(raw vectors: $((RAW_BYTES / 1048576)) MiB)"
 
 # 4. Serve on a free loopback port (the server writes the port it bound).

