@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include "api/types.h"
 #include "core/byte_size.h"
 #include "storage/block_io.h"
 #include "storage/dataset_io.h"
@@ -169,6 +170,11 @@ Status CheckSearch(const std::string& index_or_dir, const QueryArgs& q) {
   if (!q.gt.empty() && q.gt != "auto") STRATA_RETURN_IF_ERROR(CheckInput(q.gt, "--gt"));
   if (!q.json_path.empty()) STRATA_RETURN_IF_ERROR(CheckOutputPath(q.json_path, "--json"));
   return Status::Ok();
+}
+
+Status CheckSearchOptions(const std::string& strategy, const std::string& io) {
+  STRATA_RETURN_IF_ERROR(Checked(ParseSearchStrategy(strategy), "--strategy"));
+  return Checked(storage::ParseIoBackend(io), "--io");
 }
 
 Status CheckPlot(const PlotArgs& a) {

@@ -171,6 +171,8 @@ Status CheckBench(DataArgs a, const std::string& kind, const std::string& budget
 Status CheckBuild(DataArgs a, const std::string& kind, const std::string& out, BuildIntoArgs& into,
                   const std::string& budget, TargetOptions& topt);
 Status CheckSearch(const std::string& index_or_dir, const QueryArgs& q);
+// --strategy (engine searches) and --io (SPANN) name known values.
+Status CheckSearchOptions(const std::string& strategy, const std::string& io);
 Status CheckPlot(const PlotArgs& a);
 
 // inspect (cmd_inspect.cc): describe and validate a Strata file or SPANN directory.

@@ -399,6 +399,7 @@ int Main(int argc, char** argv) {
   if (search->parsed()) {
     s_q.json = search->count("--json") > 0;
     if (search->count("--gt") && s_q.gt.empty()) s_q.gt = "auto";
+    if (Status s = CheckSearchOptions(s_engine.strategy, s_io); !s.ok()) return Usage(s);
     if (!s_engine.dir.empty()) {
       if (s_engine.collection.empty()) return Usage(InvalidArgument("--engine-dir needs --collection"));
       if (search->count("--ef")) s_engine.ef = s_ef;
