@@ -6,7 +6,9 @@
 #      (in memory) and one SPANN (posting lists on disk, 20% of the vectors' bytes in memory);
 #   4. starts strata-server on a free loopback port, queries both collections through
 #      strata-cli (recall@10 against the ground truth, QPS, p50/p99 latency; a filtered
-#      query with its EXPLAIN; a short load run), prints the server's metrics, and
+#      query with its EXPLAIN; a short load run), through the Python client, and with
+#      redis-cli on the server's RESP port (a vector set with attributes, VSIM with FILTER,
+#      a GloVe query), prints the server's metrics, and
 #   5. stops the server with SIGTERM (graceful shutdown).
 #
 # Environment: STRATA_DATA_DIR (data sets, default ./data), STRATA_REFERENCE_DATA (the
@@ -57,7 +59,10 @@ echo "(raw vectors: $((RAW_BYTES / 1048576)) MiB)"
 # 4. Serve on a free loopback port (the server writes the port it bound).
 PORT_FILE="$ENGINE_DIR/server.port"
 LOG="$ENGINE_DIR/server.log"
-"$SERVER" --data-dir "$ENGINE_DIR" --port 0 --metrics-port 0 --port-file "$PORT_FILE" >"$LOG" 2>&1 &
+# The RESP (Redis protocol) listener takes a fixed port: one the kernel has just handed out.
+RESP_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$SERVER" --data-dir "$ENGINE_DIR" --port 0 --metrics-port 0 --port-file "$PORT_FILE" --resp-port "$RESP_PORT" \
+  >"$LOG" 2>&1 &
 SERVER_PID=$!
 stop_server() {
   if kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -121,6 +126,22 @@ print(f"strata {strata.__version__}: {len(queries)} queries in {seconds:.2f} s "
       f"({len(queries) / seconds:.0f} QPS), recall@10 {hits / (10 * len(queries)):.4f}")
 print("first query's neighbours:", ids[0].tolist())
 PY
+
+echo
+echo "=== redis-cli on the RESP port ($RESP_PORT): a vector set with attributes, VSIM with FILTER ==="
+R=(redis-cli -p "$RESP_PORT")
+(set -x
+ "${R[@]}" VADD movies VALUES 3 0.9 0.1 0.2 m1 SETATTR '{"year": 1984, "rating": 8.1, "genre": "scifi"}'
+ "${R[@]}" VADD movies VALUES 3 0.1 0.8 0.3 m2 SETATTR '{"year": 1995, "rating": 6.5, "genre": "drama"}'
+ "${R[@]}" VADD movies VALUES 3 0.8 0.3 0.1 m3 SETATTR '{"year": 1979, "rating": 7.9, "genre": "scifi"}'
+ "${R[@]}" VSIM movies VALUES 3 1 0 0 WITHSCORES FILTER '.year >= 1980 and .rating > 7'
+ "${R[@]}" VSIM movies ELE m1 WITHSCORES COUNT 2 FILTER '.genre == "scifi"'
+ "${R[@]}" VCARD movies)
+echo "--- the first GloVe query against glove_hnsw over RESP (records written by id show as their id):"
+FIRST_QUERY=$(/usr/bin/python3 -c 'import sys, numpy as np; q = np.fromfile(sys.argv[1], dtype=np.float32, offset=8, count=100); print(" ".join(f"{x:.6g}" for x in q))' "$QUERIES")
+# shellcheck disable=SC2086  # the 100 numbers are separate arguments
+"${R[@]}" VSIM glove_hnsw VALUES 100 $FIRST_QUERY COUNT 5 WITHSCORES
+"${R[@]}" DEL movies
 
 echo
 echo "=== server counters ==="
