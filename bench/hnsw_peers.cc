@@ -15,7 +15,9 @@
 // server holding such a file pays. At the end each child also reports its RSS
 // above the pre-build level split into anonymous and file-backed pages
 // (/proc/self/status RssAnon / RssFile): the mapped full vectors that reranks
-// touched are file-backed, clean, and reclaimable by the kernel.
+// touched are file-backed, clean, and reclaimable by the kernel. strata-sq8-pread
+// reloads with HnswLoadOptions::read_full_vectors: reranks pread the full vectors,
+// which then never count in the process's RSS.
 //
 // Data are loaded once in the parent; each library then runs in its own forked
 // child (build on --threads threads, then single-threaded one-query-at-a-time
@@ -138,7 +140,9 @@ class Runner {
 class StrataRunner final : public Runner {
  public:
   // codes: traverse on SQ8 codes; map_full: then save, reload with the full vectors mapped.
-  StrataRunner(index::CodesKind codes, bool map_full) : codes_(codes), map_full_(map_full) {}
+  // read_full: reload with the full vectors read (pread) for reranks instead of mapped.
+  StrataRunner(index::CodesKind codes, bool map_full, bool read_full = false)
+      : codes_(codes), map_full_(map_full || read_full), read_full_(read_full) {}
   Status Build(const Data& d, const Config& c) override {
     index::HnswOptions opt;
     opt.M = uint32_t(c.M);
@@ -160,7 +164,8 @@ class StrataRunner final : public Runner {
     // load is what a fresh process loading the file would hold.
     malloc_trim(0);
     index::HnswLoadOptions lo;
-    lo.map_full_vectors = true;
+    lo.map_full_vectors = !read_full_;
+    lo.read_full_vectors = read_full_;
     auto loaded = index::HnswIndex::Load(path, lo);
     std::remove(path.c_str());  // the mapping keeps the file's pages
     if (!loaded) return loaded.error();
@@ -193,6 +198,7 @@ class StrataRunner final : public Runner {
  private:
   index::CodesKind codes_;
   bool map_full_;
+  bool read_full_;
   std::unique_ptr<index::HnswIndex> index_;
   index::SearchContext ctx_;
   uint32_t ef_ = 64;
@@ -276,6 +282,9 @@ std::unique_ptr<Runner> MakeRunner(const std::string& lib) {
   if (lib == "strata") return std::make_unique<StrataRunner>(index::CodesKind::kNone, false);
   if (lib == "strata-sq8") return std::make_unique<StrataRunner>(index::CodesKind::kSq8, false);
   if (lib == "strata-sq8-mmap") return std::make_unique<StrataRunner>(index::CodesKind::kSq8, true);
+  if (lib == "strata-sq8-pread") {
+    return std::make_unique<StrataRunner>(index::CodesKind::kSq8, false, true);
+  }
   if (lib == "hnswlib") return std::make_unique<HnswlibRunner>();
   if (lib == "faiss") return std::make_unique<FaissRunner>();
   return nullptr;
@@ -515,7 +524,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--ef", ef_list, "comma-separated ef values to sweep");
   app.add_option("--libs", lib_list,
-                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,hnswlib,faiss");
+                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,strata-sq8-pread,hnswlib,faiss");
   app.add_option("--rerank", c.rerank, "strata-sq8*: candidates reranked with full vectors (0: index default)");
   app.add_option("--save-dir", c.save_dir, "strata-sq8-mmap: where the index file is written");
   app.add_option("--json", c.json_path, "write the full results as one JSON document");
@@ -678,7 +687,7 @@ int main(int argc, char** argv) {
     return (*it->second)[key].get<double>();
   };
   // One block per Strata variant that ran (JSON keys named after it: strata_qps, ...).
-  for (const std::string strata : {"strata", "strata-sq8", "strata-sq8-mmap"}) {
+  for (const std::string strata : {"strata", "strata-sq8", "strata-sq8-mmap", "strata-sq8-pread"}) {
     if (!by_lib.count(strata)) continue;
     fmt::print("{:>7} {:>15} {:>13} {:>13} {:>24} {:>13}\n", "target", strata, "hnswlib", "faiss",
                strata + "/hnswlib", "/faiss");

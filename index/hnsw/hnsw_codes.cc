@@ -8,9 +8,11 @@
 // reorders near-ties; re-scoring the ef-list's best candidates with the full
 // vectors (a few dozen 400-byte reads per query) restores the exact order.
 
+#include <unistd.h>
 #include <xmmintrin.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "index/hnsw/hnsw_graph.h"
@@ -150,13 +152,13 @@ void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, floa
 
 }  // namespace
 
-void HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t rerank,
-                                  std::optional<uint32_t> exclude, VisitedSet& visited,
-                                  HnswScratch& scratch, HnswSearchStats* st) const {
+Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t rerank,
+                                    std::optional<uint32_t> exclude, VisitedSet& visited,
+                                    HnswScratch& scratch, HnswSearchStats* st) const {
   std::vector<Candidate>& out = scratch.rerank;
   out.clear();
   const uint64_t e = entry_.load(std::memory_order_acquire);
-  if (uint32_t(e) == kInvalidNode) return;
+  if (uint32_t(e) == kInvalidNode) return Status::Ok();
   Sq8Query& pq = scratch.sq8_query;
   sq8_enc_.PrepareQuery(q, metric_, sq8_mode_, pq);
   const uint32_t ep = uint32_t(e);
@@ -174,18 +176,35 @@ void HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t re
   // Rerank: the best r of the ef-list, scored with full vectors, all of their
   // lines requested before the first is scored.
   const size_t r = std::min(pool.size(), std::max(k, rerank == 0 ? kAutoRerankPerK * k : rerank));
-  for (size_t i = 0; i < r; ++i) {
-    PrefetchLines(reinterpret_cast<const char*>(FullVec(pool.id(i))), dim_ * sizeof(float));
-  }
   out.reserve(r);
-  for (size_t i = 0; i < r; ++i) {
-    const uint32_t id = pool.id(i);
-    out.push_back({Dist(q, FullVec(id)), id});
+  if (full_fd_ >= 0) {
+    // Read, not mapped: the vectors pass through the page cache but never become
+    // pages of this process.
+    const size_t bytes = dim_ * sizeof(float);
+    float* buf = HnswScratch::Sized(scratch.full_read, dim_);
+    for (size_t i = 0; i < r; ++i) {
+      const uint32_t id = pool.id(i);
+      const ssize_t got = pread(full_fd_, buf, bytes, off_t(full_file_offset_ + uint64_t(id) * bytes));
+      if (got != ssize_t(bytes)) {
+        return IOError("reading the full vector of node {} for a rerank: {}", id,
+                       got < 0 ? std::strerror(errno) : "short read");
+      }
+      out.push_back({Dist(q, buf), id});
+    }
+  } else {
+    for (size_t i = 0; i < r; ++i) {
+      PrefetchLines(reinterpret_cast<const char*>(FullVec(pool.id(i))), dim_ * sizeof(float));
+    }
+    for (size_t i = 0; i < r; ++i) {
+      const uint32_t id = pool.id(i);
+      out.push_back({Dist(q, FullVec(id)), id});
+    }
   }
   if (st) st->distances += r;
   const size_t m = std::min(k, out.size());
   std::partial_sort(out.begin(), out.begin() + m, out.end());
   out.resize(m);
+  return Status::Ok();
 }
 
 }  // namespace strata::index

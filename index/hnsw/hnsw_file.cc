@@ -1,7 +1,11 @@
 // HNSW files: Save, and Load with the checks that make a damaged or crafted file
 // an error rather than a crash (sizes before use, structure after load).
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstring>
@@ -241,7 +245,8 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
   } else if (sf.Has(hnsw_format::kTagCodes) || sf.Has(hnsw_format::kTagFull)) {
     return Error(Corruption("{}: CODE or FULL section in an index without codes", file));
   }
-  const bool map_full = im.sq8_ && (options.mmap || options.map_full_vectors);
+  const bool map_full =
+      im.sq8_ && (options.mmap || options.map_full_vectors || options.read_full_vectors);
 
   // Place the node blocks: mapped in place, or copied into fresh chunks.
   char* base = const_cast<char*>(reinterpret_cast<const char*>(nodes.data()));
@@ -417,6 +422,17 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       const uintptr_t a = reinterpret_cast<uintptr_t>(bytes->data()) & ~(page - 1);
       const uintptr_t b = reinterpret_cast<uintptr_t>(bytes->data()) + bytes->size();
       madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+    }
+    if (options.read_full_vectors) {
+      // Reranks read FULL through their own descriptor (Get and filtered searches
+      // still use the mapping).
+      for (const auto& e : sf.entries()) {
+        if (e.tag == hnsw_format::kTagFull) im.full_file_offset_ = e.offset;
+      }
+      im.full_fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+      if (im.full_fd_ < 0) {
+        return Error(IOError("{}: cannot open for reading full vectors: {}", file, std::strerror(errno)));
+      }
     }
     im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
   }

@@ -203,8 +203,9 @@ class HnswIndex::Impl {
   // Search of an index with codes (no filter, no tombstones): descent and layer 0
   // on codes, then the best `rerank` of the ef-list re-scored with full vectors.
   // Returns nearest first (at most k), labels not yet mapped: (distance, node).
-  void SearchCodes(const float* q, size_t k, size_t ef, size_t rerank, std::optional<uint32_t> exclude,
-                   VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st) const;
+  // IOError when a full vector cannot be read (read_full_vectors).
+  Status SearchCodes(const float* q, size_t k, size_t ef, size_t rerank, std::optional<uint32_t> exclude,
+                     VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st) const;
 
   // ---- inserts (hnsw_insert.cc) ----------------------------------------------
   int RandomLevel();
@@ -240,6 +241,8 @@ class HnswIndex::Impl {
   std::unique_ptr<std::atomic<float*>[]> full_chunks_;  // per chunk: kChunkNodes x dim floats
   std::vector<std::unique_ptr<char[], AlignedFree>> owned_full_;  // guarded by grow_mu_
   bool full_mapped_ = false;  // full vectors read from the mapped file (read-only index)
+  int full_fd_ = -1;          // HnswLoadOptions::read_full_vectors: reranks pread from here
+  uint64_t full_file_offset_ = 0;  // of the FULL section in that file
   size_t block_bytes_ = 0;
   size_t prefetch_bytes_ = 0;  // how much of a vector SearchLayer prefetches
   float (*l2sq_)(const float*, const float*, size_t) = nullptr;

@@ -92,6 +92,10 @@ struct HnswLoadOptions {
   // With codes: copy the graph and codes into memory but map the full vectors
   // (touched only by reranks; the index is then read-only). Ignored without codes.
   bool map_full_vectors = false;
+  // With codes: as map_full_vectors, but reranks read the full vectors with pread
+  // instead of through the mapping, so they never enter this process's resident
+  // set (the kernel's page cache still holds what was read). Ignored without codes.
+  bool read_full_vectors = false;
 };
 
 struct HnswStats {

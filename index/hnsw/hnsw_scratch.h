@@ -102,6 +102,7 @@ struct HnswScratch final : IndexScratch {
   // Searches on codes: the prepared query and the candidates being reranked.
   Sq8Query sq8_query;
   std::vector<Candidate> rerank;
+  std::vector<float> full_read;  // full vectors read for a rerank (read_full_vectors)
 };
 
 }  // namespace strata::index::hnsw_detail

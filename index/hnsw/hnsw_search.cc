@@ -209,8 +209,8 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
       x = im.NodeOf(params.exclude);
     }
     HnswScratch& scratch = ctx.scratch<HnswScratch>();
-    im.SearchCodes(q, k, ef, params.rerank ? params.rerank : options_.rerank, x, visited, scratch,
-                   stats);
+    STRATA_RETURN_IF_ERROR(im.SearchCodes(q, k, ef, params.rerank ? params.rerank : options_.rerank, x,
+                                          visited, scratch, stats));
     out.reserve(scratch.rerank.size());
     for (const Candidate& c : scratch.rerank) out.push_back({im.Label(c.id), c.dist});
     return out;

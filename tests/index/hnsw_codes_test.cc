@@ -101,23 +101,24 @@ INSTANTIATE_TEST_SUITE_P(Metrics, HnswCodesTest,
                          ::testing::Values(Metric::kL2, Metric::kInnerProduct, Metric::kCosine),
                          [](const auto& info) { return std::string(MetricName(info.param)); });
 
-TEST(HnswCodes, SaveLoadRoundTripsInMemoryMappedAndFullVectorsMapped) {
+TEST(HnswCodes, SaveLoadRoundTripsInMemoryMappedAndFullVectorsMappedOrRead) {
   auto base = Clustered(1500, kDim, 7);
   auto queries = Clustered(30, kDim, 8);
   auto index = BuildCodes(base, Metric::kCosine, 24);
   auto path = TempPath("codes.hnsw");
   ASSERT_TRUE(index->Save(path).ok());
-  HnswLoadOptions in_memory, mapped, full_mapped;
+  HnswLoadOptions in_memory, mapped, full_mapped, full_read;
   mapped.mmap = true;
   full_mapped.map_full_vectors = true;
-  for (const HnswLoadOptions& lo : {in_memory, mapped, full_mapped}) {
+  full_read.read_full_vectors = true;
+  for (const HnswLoadOptions& lo : {in_memory, mapped, full_mapped, full_read}) {
     auto loaded = HnswIndex::Load(path, lo);
     ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
     EXPECT_EQ((*loaded)->options().codes, CodesKind::kSq8);
     EXPECT_EQ((*loaded)->options().rerank, 24u);
     const HnswStats st = (*loaded)->GraphStats();
     EXPECT_EQ(st.full_vector_bytes, base.size() * kDim * sizeof(float));
-    EXPECT_EQ(st.full_vectors_mapped, lo.mmap || lo.map_full_vectors);
+    EXPECT_EQ(st.full_vectors_mapped, lo.mmap || lo.map_full_vectors || lo.read_full_vectors);
     SearchContext a, b;
     SearchParams p;
     p.k = kK;
@@ -147,6 +148,9 @@ TEST(HnswCodes, MappedFullVectorsMakeTheIndexReadOnly) {
   auto loaded = *HnswIndex::Load(path, lo);
   EXPECT_FALSE(loaded->Add(5000, base[0]).ok());
   EXPECT_FALSE(loaded->Remove(1).ok());
+  HnswLoadOptions ro;
+  ro.read_full_vectors = true;
+  EXPECT_FALSE((*HnswIndex::Load(path, ro))->Add(5000, base[0]).ok());
   // Loaded into memory, the same file takes inserts.
   auto writable = *HnswIndex::Load(path);
   EXPECT_TRUE(writable->Add(5000, base[0]).ok());
