@@ -70,6 +70,9 @@ struct SearchArgs {
 void AddSearchArgs(CLI::App* cmd, SearchArgs& a);
 Result<SearchOptions> ToSearchOptions(const SearchArgs& a);
 
+// Says on stderr when a vector file's values are converted to float32 (an .npy of float64,
+// float16, int8 or uint8), as `strata` does.
+void NoteConversion(const std::string& path, const storage::DatasetShape& shape);
 // Reads queries (at most `limit` rows; 0: all) and, when `gt_path` is set, ground truth that
 // covers them.
 struct QueryData {

@@ -124,8 +124,16 @@ Result<SearchOptions> ToSearchOptions(const SearchArgs& a) {
   return o;
 }
 
+void NoteConversion(const std::string& path, const storage::DatasetShape& shape) {
+  if (shape.format == storage::DatasetFormat::kNpy && shape.value_type != "float32") {
+    fmt::print(stderr, "strata-cli: {} holds {} values; converted to float32\n", path, shape.value_type);
+  }
+}
+
 Result<QueryData> ReadQueryData(const std::string& path, size_t limit, const std::string& gt_path) {
   QueryData d;
+  STRATA_ASSIGN_OR_RETURN(storage::DatasetShape shape, storage::ProbeVectors(path));
+  NoteConversion(path, shape);
   storage::ReadOptions opt;
   if (limit > 0) opt.max_rows = limit;
   STRATA_ASSIGN_OR_RETURN(d.queries, storage::ReadVectors(path, opt));

@@ -103,6 +103,7 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   if (a.vectors.empty()) return Fail(InvalidArgument("give --vectors FILE, or --key with --vector"));
   auto shape = storage::ProbeVectors(a.vectors);
   if (!shape) return Fail(shape.error());
+  NoteConversion(a.vectors, *shape);
   size_t rows = shape->rows;
   if (a.limit > 0) rows = std::min(rows, a.limit);
   if (a.batch == 0) return Fail(InvalidArgument("--batch must be >= 1"));

@@ -213,6 +213,34 @@ TEST_F(CliTest, EveryCommandEndToEnd) {
   ExpectOneErrorLine(r, "NotFound");
 }
 
+// A float64 .npy is upserted converted to float32, and strata-cli says so (issue 13).
+TEST_F(CliTest, Float64NpyIsConvertedWithANote) {
+  constexpr size_t kRows = 5, kDim = 4;
+  std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4), }";
+  dict.append((64 - (10 + dict.size() + 1) % 64) % 64, ' ');
+  dict.push_back('\n');
+  const auto path = dir_ / "v64.npy";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write("\x93NUMPY\x01\x00", 8);
+    const uint16_t len = uint16_t(dict.size());
+    out.write(reinterpret_cast<const char*>(&len), 2);
+    out << dict;
+    for (size_t i = 0; i < kRows * kDim; ++i) {
+      const double v = 0.25 * double(i);
+      out.write(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+  }
+  ASSERT_EQ(Cli("create v64 --dim 4 --metric l2").rc, 0);
+  CliRun r = Cli("upsert v64 --vectors " + path.string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("v64.npy holds float64 values; converted to float32"), std::string::npos) << r.err;
+  r = Cli("get v64 3 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const Json j = ParseJson(r);
+  EXPECT_EQ(j[0]["vector"][1], 0.25 * 13);
+}
+
 TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   ExpectOneErrorLine(Cli("search vec"), "exactly one of --vector or --queries");
   ExpectOneErrorLine(Cli("search vec --vector 1,x,3"), "'x'");
