@@ -37,16 +37,19 @@ echo "=== HNSW peers, GloVe-100 cosine, recall@10, M=16 efc=200, 2 build threads
 build/release/bench/hnsw_peers --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
   --metric cosine --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
-  --ef 10,16,32,64,128,256,512,768,1024 --libs strata,hnswlib \
+  --ef 10,16,32,64,128,256,512,768,1024 --libs strata,strata-sq8,strata-sq8-pread,hnswlib \
+  --save-dir "$RESULTS" \
   --json build/release/bench/results/hnsw_peers_glove-100.json | tee "$RESULTS/hnsw_peers_glove-100.txt"
 # FAISS IndexHNSWFlat on GloVe-100 (for information: Debian's FAISS lacks AVX2, its build takes
-# ~8 minutes here): add --libs strata,hnswlib,faiss to the command above.
+# ~8 minutes here): add faiss to --libs above. strata-sq8: HNSW on SQ8 codes (issue 18);
+# strata-sq8-pread: the same saved and reloaded with the full vectors read from the file.
 
 echo "=== HNSW peers, Fashion-MNIST l2, recall@10, M=16 efc=200, 2 build threads ==="
 build/release/bench/hnsw_peers --base "$DATA/fashion-mnist/base.u8bin" \
   --queries "$DATA/fashion-mnist/query.u8bin" --gt "$DATA/fashion-mnist/gt_l2_k100.ibin" \
   --metric l2 --k 10 --M 16 --ef-construction 200 --threads 2 --reps 3 \
-  --ef 10,16,32,64,128,256 --json build/release/bench/results/hnsw_peers_fashion-mnist.json |
+  --ef 10,16,32,64,128,256 --libs strata,strata-sq8,strata-sq8-pread,hnswlib,faiss \
+  --save-dir "$RESULTS" --json build/release/bench/results/hnsw_peers_fashion-mnist.json |
   tee "$RESULTS/hnsw_peers_fashion-mnist.txt"
 
 # SPANN vs FAISS IndexIVFFlat whose lists live in an OnDiskInvertedLists file (mmap), FAISS's
