@@ -1,12 +1,12 @@
 #pragma once
 // How the engine's own threads (the insert thread, the maintenance thread that seals
-// and calibrates, the compaction thread) step aside for the application's searches.
-// On a machine with few cores a search thread shares its core with these threads as
-// soon as more of them are runnable than there are cores, and the kernel then runs a
-// background thread for a whole scheduler tick (4 ms at HZ=250) before the search
-// gets its core back: that, not lock waits, is the tail of search latency under
-// writes (engine-bench --mixed's tail breakdown: the slowest 1% spend about one tick
-// off the CPU after one involuntary switch, and no more CPU than the median search).
+// and calibrates, the compaction thread) step aside for the application's searches:
+// a nice value (the default), or SCHED_IDLE, under which a waking search preempts them
+// at once but which, on a machine whose cores other work keeps busy, leaves them only
+// idle CPU (writes then wait for it; Collection::WaitForSealRoom bounds memory).
+// Measured (docs/BENCHMARKS.md section 8): on a quiet 2-core host SCHED_IDLE changes
+// neither the mixed-load tail nor issue 14's R1 tail -- those are CPU work and frame
+// decoding, not scheduling -- so it stays an option.
 //
 // Thread safety: the functions act on the calling thread only; any thread may call them.
 
