@@ -4,9 +4,9 @@
 // a nice value (the default), or SCHED_IDLE, under which a waking search preempts them
 // at once but which, on a machine whose cores other work keeps busy, leaves them only
 // idle CPU (writes then wait for it; Collection::WaitForSealRoom bounds memory).
-// Measured (docs/BENCHMARKS.md section 8): on a quiet 2-core host SCHED_IDLE changes
-// neither the mixed-load tail nor issue 14's R1 tail -- those are CPU work and frame
-// decoding, not scheduling -- so it stays an option.
+// Measured (docs/BENCHMARKS.md section 8, docs/RELIABILITY.md run 9): on a quiet 2-core
+// host SCHED_IDLE changes neither the mixed-load tail (CPU work: traversals through a
+// sealed segment's tombstones) nor issue 14's R1 tail, so it stays an option.
 //
 // Thread safety: the functions act on the calling thread only; any thread may call them.
 
