@@ -1,7 +1,7 @@
-// Messages for records by string key (api/types.h has the rule): upsert_keyed (records
-// sharing one dim, each with its key instead of an id), delete_keyed and get_keyed (keys),
+// Messages for records by string key (api/types.h has the rule): delete_keyed and get_keyed (keys),
 // the keyed get reply (full records with their keys), the keyed search reply (hits with
-// keys) and list_keys. Keys travel as strings (u32 length + bytes, any bytes); their
+// keys) and list_keys. upsert_keyed (each record with its key instead of an id) is
+// record_messages.cc's WriteUpsert / ReadUpsert with `keyed`. Keys travel as strings (u32 length + bytes, any bytes); their
 // rules (1..kMaxKeyBytes bytes) are the engine's to check.
 
 #include <limits>
@@ -19,43 +19,6 @@ namespace {
 Result<std::string> ReadKey(Reader& r, const DecodeLimits& limits) { return r.String("key", limits.max_string); }
 
 }  // namespace
-
-void WriteUpsertKeyed(Writer& w, const UpsertRequest& m) {
-  w.String(m.collection);
-  w.U32(m.dim);
-  w.Count(m.records.size());
-  for (const Record& rec : m.records) {
-    STRATA_CHECK(rec.vector.size() == m.dim);
-    w.String(rec.key);
-    w.Floats(rec.vector);
-    WriteAttributes(w, rec.attributes);
-  }
-}
-
-Result<UpsertRequest> ReadUpsertKeyed(Reader& r, const DecodeLimits& limits) {
-  UpsertRequest m;
-  STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
-  STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
-  if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
-  // key length + dim floats + attribute count, per record.
-  const uint64_t min_record = kMinStringBytes + uint64_t{m.dim} * sizeof(float) + 2;
-  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", min_record));
-  m.records.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) {
-    auto fail = [i](const Status& s) { return Error(s.WithContext(fmt::format("record {}", i))); };
-    Record rec;
-    rec.id = kInvalidVectorId;  // the engine's to assign or find
-    auto key = ReadKey(r, limits);
-    if (!key) return fail(key.error());
-    rec.key = std::move(*key);
-    if (Status s = r.Floats("vector", m.dim, rec.vector); !s.ok()) return fail(s);
-    auto attributes = ReadAttributes(r, limits);
-    if (!attributes) return fail(attributes.error());
-    rec.attributes = std::move(*attributes);
-    m.records.push_back(std::move(rec));
-  }
-  return m;
-}
 
 void WriteKeys(Writer& w, const KeysRequest& m) {
   w.String(m.collection);

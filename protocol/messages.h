@@ -39,8 +39,9 @@ Result<DescribeCollectionReply> ReadDescribeCollectionReply(Reader& r,
 // A record's attributes: u16 count, then each attribute (shared with key_messages.cc).
 void WriteAttributes(Writer& w, const Attributes& attributes);
 Result<Attributes> ReadAttributes(Reader& r, const DecodeLimits& limits);
-void WriteUpsert(Writer& w, const UpsertRequest& m);
-Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits);
+// upsert (each record named by its u64 id) and, with `keyed`, upsert_keyed (by its key).
+void WriteUpsert(Writer& w, const UpsertRequest& m, bool keyed = false);
+Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits, bool keyed = false);
 void WriteDelete(Writer& w, const DeleteRequest& m);
 Result<DeleteRequest> ReadDelete(Reader& r, const DecodeLimits& limits);
 void WriteWriteReply(Writer& w, const WriteReply& m);  // upsert and delete
@@ -60,8 +61,6 @@ Result<SearchReply> ReadSearchReply(Reader& r, Op op, const DecodeLimits& limits
 
 // ---- key_messages.cc: records by string key (upsert_keyed, delete_keyed, get_keyed, the
 // keyed search reply, list_keys) --------------------------------------------------------
-void WriteUpsertKeyed(Writer& w, const UpsertRequest& m);
-Result<UpsertRequest> ReadUpsertKeyed(Reader& r, const DecodeLimits& limits);
 void WriteKeys(Writer& w, const KeysRequest& m);  // delete_keyed and get_keyed
 Result<KeysRequest> ReadKeys(Reader& r, const DecodeLimits& limits);
 void WriteKeyedGetReply(Writer& w, const GetReply& m);

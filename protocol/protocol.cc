@@ -77,7 +77,7 @@ void WriteRequestPayload(Writer& w, const Request& req) {
       wire::WriteCompact(w, BodyAs<CompactRequest>(b));
       return;
     case Op::kUpsertKeyed:
-      wire::WriteUpsertKeyed(w, BodyAs<UpsertRequest>(b));
+      wire::WriteUpsert(w, BodyAs<UpsertRequest>(b), /*keyed=*/true);
       return;
     case Op::kDeleteKeyed:
     case Op::kGetKeyed:
@@ -129,7 +129,7 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
     case Op::kCompact:
       return wire::ReadCompact(r, limits);
     case Op::kUpsertKeyed:
-      return wire::ReadUpsertKeyed(r, limits);
+      return wire::ReadUpsert(r, limits, /*keyed=*/true);
     case Op::kDeleteKeyed:
     case Op::kGetKeyed:
       return wire::ReadKeys(r, limits);

@@ -149,33 +149,45 @@ Result<std::vector<VectorId>> ReadIds(Reader& r, const DecodeLimits& limits) {
 
 }  // namespace
 
-void WriteUpsert(Writer& w, const UpsertRequest& m) {
+void WriteUpsert(Writer& w, const UpsertRequest& m, bool keyed) {
   w.String(m.collection);
   w.U32(m.dim);
   w.Count(m.records.size());
   for (const Record& rec : m.records) {
     STRATA_CHECK(rec.vector.size() == m.dim);
-    w.U64(rec.id);
+    if (keyed) {
+      w.String(rec.key);
+    } else {
+      w.U64(rec.id);
+    }
     w.Floats(rec.vector);
     WriteAttributes(w, rec.attributes);
   }
 }
 
-Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits) {
+Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits, bool keyed) {
   UpsertRequest m;
   STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
   STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
   if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
-  // id + dim floats + attribute count, per record; dim <= max_dim keeps this far from overflow.
-  const uint64_t min_record = 8 + uint64_t{m.dim} * sizeof(float) + 2;
+  // id (or key length) + dim floats + attribute count, per record; dim <= max_dim keeps this
+  // far from overflow.
+  const uint64_t min_record = (keyed ? kMinStringBytes : 8) + uint64_t{m.dim} * sizeof(float) + 2;
   STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", min_record));
   m.records.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
     auto fail = [i](const Status& s) { return Error(s.WithContext(fmt::format("record {}", i))); };
     Record rec;
-    auto id = r.U64("id");
-    if (!id) return fail(id.error());
-    rec.id = *id;
+    if (keyed) {
+      rec.id = kInvalidVectorId;  // the engine's to assign or find
+      auto key = r.String("key", limits.max_string);
+      if (!key) return fail(key.error());
+      rec.key = std::move(*key);
+    } else {
+      auto id = r.U64("id");
+      if (!id) return fail(id.error());
+      rec.id = *id;
+    }
     if (Status s = r.Floats("vector", m.dim, rec.vector); !s.ok()) return fail(s);
     auto attributes = ReadAttributes(r, limits);
     if (!attributes) return fail(attributes.error());
