@@ -15,7 +15,9 @@ PKGS=(build-essential g++ cmake ninja-build git ca-certificates curl tar gzip
       # `strata plot` draws with matplotlib (tools/cmd_plot.cc).
       python3-matplotlib
       # Real Redis clients for the RESP listener's tests (redis-cli, redis-benchmark, redis-py).
-      redis-tools python3-redis)
+      redis-tools python3-redis
+      # etcd for the cluster layer (cluster/, issue 19) and its tests (a real etcd on loopback).
+      etcd-server etcd-client)
 if [[ "${1:-}" == "--peers" ]]; then
   PKGS+=(libhnswlib-dev libfaiss-dev libopenblas-dev python3-hnswlib)
 fi
