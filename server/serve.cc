@@ -104,7 +104,7 @@ void FlushLogs() {
 
 }  // namespace
 
-int RunServe(const ServeArgs& args) {
+int RunServe(const ServeArgs& args, const ServeExtensionFactory& extension) {
   auto config = ResolveServeConfig(args);
   if (!config) {
     fmt::print(stderr, "strata-server: error: {}\n", config.error().ToString());
@@ -160,6 +160,19 @@ int RunServe(const ServeArgs& args) {
       return 1;
     }
   }
+  std::unique_ptr<ServeExtension> beside;
+  if (extension) {
+    auto made = extension(**engine, **server, *config);
+    if (!made) {
+      log.error("{}", made.error().ToString());
+      (*server)->Shutdown();
+      server->reset();
+      engine->reset();
+      FlushLogs();
+      return made.error().code() == StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    beside = std::move(*made);
+  }
   FlushLogs();
 
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
@@ -182,6 +195,7 @@ int RunServe(const ServeArgs& args) {
   // The signal_set belongs to signal_thread now: cancel it there, which lets run() return.
   asio::post(signal_io, [&signals] { signals.cancel(); });
   signal_thread.join();
+  beside.reset();
   server->reset();
   engine->reset();  // closes the collections and syncs their logs
   log.info("stopped");

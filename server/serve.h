@@ -11,6 +11,8 @@
 // Free functions; RunServe is meant for a process's main thread (it handles signals).
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -21,7 +23,25 @@ namespace CLI {
 class App;
 }
 
+namespace strata {
+class Engine;
+}
+
 namespace strata::server {
+
+class Server;
+
+// Something that runs beside the server for the life of RunServe -- the cluster membership of
+// cluster/ (strata-server --cluster-etcd, docs/CLUSTER.md), which sits above this layer and
+// is handed in by the program's main. Made once the server listens; destroyed after the
+// server has stopped, before the engine closes.
+class ServeExtension {
+ public:
+  virtual ~ServeExtension() = default;
+};
+// Fails to refuse the start: InvalidArgument exits 2 (a bad configuration), anything else 1.
+using ServeExtensionFactory = std::function<Result<std::unique_ptr<ServeExtension>>(
+    Engine& engine, Server& server, const ServerConfig& config)>;
 
 struct ServeArgs {
   std::string config_path;  // empty: the defaults of ServerConfig
@@ -52,6 +72,7 @@ Result<ServerConfig> ResolveServeConfig(const ServeArgs& args);
 // config, waits for SIGINT or SIGTERM, shuts down gracefully, closes the engine
 // (which syncs its logs) and flushes the log. Returns the process exit code:
 // 0 after a clean stop, 2 for a bad configuration, 1 for any other failure.
-int RunServe(const ServeArgs& args);
+// `extension`, when given, is started beside the server (see ServeExtension).
+int RunServe(const ServeArgs& args, const ServeExtensionFactory& extension = {});
 
 }  // namespace strata::server

@@ -1,0 +1,75 @@
+#include "cluster/serve_cluster.h"
+
+#include <CLI/CLI.hpp>
+
+#include "cluster/etcd_http.h"
+#include "cluster/node.h"
+#include "server/server.h"
+
+namespace strata::cluster {
+
+void AddClusterFlags(CLI::App& app, ClusterArgs& args) {
+  app.add_option("--cluster-etcd", args.etcd,
+                 "Join a cluster coordinated by etcd at these client URLs (comma-separated, "
+                 "http://HOST:PORT); see docs/CLUSTER.md");
+  app.add_option("--node-id", args.node_id, "This node's id in the cluster ([A-Za-z0-9._-], unique)");
+  app.add_option("--advertise", args.advertise,
+                 "HOST:PORT where clients and the other nodes reach this node (HOST alone: the "
+                 "port the server bound)");
+  app.add_option("--cluster", args.cluster, "Cluster name: its keys live under /strata/NAME/ in etcd")
+      ->capture_default_str();
+  app.add_option("--lease-ttl", args.lease_ttl_s,
+                 "Seconds without a lease renewal after which the node counts as gone")
+      ->capture_default_str();
+}
+
+namespace {
+
+class ClusterExtension : public server::ServeExtension {
+ public:
+  explicit ClusterExtension(std::unique_ptr<ClusterNode> node) : node_(std::move(node)) {}
+
+ private:
+  std::unique_ptr<ClusterNode> node_;
+};
+
+}  // namespace
+
+Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& args) {
+  if (args.etcd.empty()) {
+    if (!args.node_id.empty() || !args.advertise.empty()) {
+      return Error(InvalidArgument("--node-id and --advertise need --cluster-etcd"));
+    }
+    return server::ServeExtensionFactory();
+  }
+  if (args.node_id.empty()) return Error(InvalidArgument("--cluster-etcd needs --node-id"));
+  if (args.advertise.empty()) return Error(InvalidArgument("--cluster-etcd needs --advertise"));
+  STRATA_RETURN_IF_ERROR(ParseEtcdEndpoints(args.etcd));
+  STRATA_RETURN_IF_ERROR(ValidateName("--node-id", args.node_id));
+  STRATA_RETURN_IF_ERROR(ValidateName("--cluster", args.cluster));
+  if (args.lease_ttl_s == 0) return Error(InvalidArgument("--lease-ttl must be >= 1"));
+  return server::ServeExtensionFactory(
+      [args](Engine&, server::Server& server,
+             const server::ServerConfig&) -> Result<std::unique_ptr<server::ServeExtension>> {
+        NodeOptions options;
+        options.etcd = args.etcd;
+        options.node_id = args.node_id;
+        options.cluster = args.cluster;
+        options.lease_ttl_s = args.lease_ttl_s;
+        // HOST, HOST:0 or [V6]: the bound port.
+        std::string advertise = args.advertise;
+        const size_t colon = advertise.rfind(':');
+        const bool has_port = colon != std::string::npos && advertise.find(']', colon) == std::string::npos &&
+                              (advertise.front() == '[' || advertise.find(':') == colon);
+        if (!has_port) {
+          advertise += ":" + std::to_string(server.port());
+        } else if (advertise.substr(colon + 1) == "0") {
+          advertise = advertise.substr(0, colon + 1) + std::to_string(server.port());
+        }
+        options.advertise = advertise;
+        STRATA_ASSIGN_OR_RETURN(auto node, ClusterNode::Start(options));
+        return std::unique_ptr<server::ServeExtension>(new ClusterExtension(std::move(node)));
+      });
+}
+
+}  // namespace strata::cluster
