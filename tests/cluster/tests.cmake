@@ -8,7 +8,8 @@ if(NOT STRATA_ETCD)
 endif()
 strata_test(etcd_client_test SOURCES cluster/etcd_client_test.cc LIBS strata_cluster LABELS unit)
 target_compile_definitions(etcd_client_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}")
-strata_test(cluster_node_test SOURCES cluster/node_test.cc LIBS strata_cluster LABELS unit)
+# Threads (lease renewal, election, the registry mirror): run under ThreadSanitizer (scripts/test.sh).
+strata_test(cluster_node_test SOURCES cluster/node_test.cc LIBS strata_cluster LABELS concurrent)
 target_compile_definitions(cluster_node_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}")
 # Real strata-server processes joining a cluster through a real etcd (a few seconds each).
 strata_test(cluster_server_test SOURCES cluster/cluster_server_test.cc LIBS strata_cluster LABELS unit)
