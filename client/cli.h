@@ -6,6 +6,7 @@
 //   cli_records.cc      upsert, delete, get
 //   cli_search.cc       search (one vector, or a measured query file)
 //   cli_load.cc         load (measured search load over several connections)
+//   cli_cluster.cc      cluster status, cluster create (through etcd, not a server)
 // cli_main.cc defines the command line and calls them. Each Cmd* returns the exit
 // status, having printed its result on stdout or one error line on stderr.
 // Single-threaded, like the program (load's threads are client::RunLoad's).
@@ -101,6 +102,10 @@ int CmdSimple(const GlobalArgs& g, const std::string& verb, const std::string& n
 // --snapshot-dir; prints the path and the last write batch it holds.
 int CmdSnapshot(const GlobalArgs& g, const std::string& name, const std::string& snapshot, bool json);
 int CmdStats(const GlobalArgs& g, bool json);
+
+// ---- cli_cluster.cc ----
+// `cluster status` and `cluster create`, through etcd (cluster/admin.h); sets `rc`.
+void AddClusterCommands(CLI::App& app, int& rc);
 
 // ---- cli_records.cc ----
 struct UpsertArgs {

@@ -3,7 +3,7 @@
 //
 //   strata-cli [--host H] [--port P] [--token T]  ping | list | describe | create | drop |
 //              upsert | delete | get | keys | search | stats | flush | compact |
-//              snapshot | load
+//              snapshot | load | cluster (status | create, through etcd)
 //
 // `search --queries` and `load` measure (QPS, latency percentiles, recall@k against --gt);
 // with --json they print one JSON object on stdout for scripts. Every subcommand reports an
@@ -182,6 +182,8 @@ int main(int argc, char** argv) {
                    "Subtracted from result ids before comparing with --gt rows");
   load->add_flag("--json", load_args.json, "Print one JSON object");
   load->callback([&] { rc = CmdLoad(g, load_args); });
+
+  AddClusterCommands(app, rc);
 
   try {
     app.parse(argc, argv);

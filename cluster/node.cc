@@ -30,10 +30,15 @@ std::string NodeRecord::ToJson() const {
   return json{{"id", id},
               {"advertise", advertise},
               {"lease", std::to_string(lease)},
-              {"incarnation", incarnation},
               {"version", version},
               {"started_unix_ms", started_unix_ms}}
       .dump();
+}
+
+Result<NodeRecord> NodeRecord::FromKeyValue(const EtcdKeyValue& kv) {
+  STRATA_ASSIGN_OR_RETURN(NodeRecord r, FromJson(kv.value));
+  r.incarnation = static_cast<uint64_t>(kv.create_revision);
+  return r;
 }
 
 Result<NodeRecord> NodeRecord::FromJson(std::string_view text) {
@@ -46,7 +51,6 @@ Result<NodeRecord> NodeRecord::FromJson(std::string_view text) {
     r.id = j.at("id").get<std::string>();
     r.advertise = j.at("advertise").get<std::string>();
     r.lease = std::stoll(j.value("lease", std::string("0")));
-    r.incarnation = j.value("incarnation", uint64_t{0});
     r.version = j.value("version", std::string());
     r.started_unix_ms = j.value("started_unix_ms", int64_t{0});
   } catch (const std::exception& e) {
@@ -152,10 +156,6 @@ Status ClusterNode::Register(uint32_t wait_ms) {
     record.id = options_.node_id;
     record.advertise = options_.advertise;
     record.lease = lease.id;
-    {
-      std::lock_guard lock(mu_);
-      record.incarnation = incarnation_ + 1;
-    }
     record.version = STRATA_VERSION;
     record.started_unix_ms = started_unix_ms_;
     auto txn = etcd_->Txn({.compare = {EtcdCompare::Absent(key)},
@@ -170,7 +170,7 @@ Status ClusterNode::Register(uint32_t wait_ms) {
       lease_ = lease.id;
       lease_ttl_s_ = lease.ttl_s;
       lease_until_ = sent + std::chrono::seconds(lease.ttl_s);
-      incarnation_ = record.incarnation;
+      incarnation_ = static_cast<uint64_t>(txn->revision);
       return Status::Ok();
     }
     (void)etcd_->LeaseRevoke(lease.id);
@@ -239,7 +239,7 @@ std::vector<NodeRecord> ClusterNode::Members() const {
   std::vector<NodeRecord> out;
   if (!members_) return out;
   for (const auto& [key, kv] : members_->view()->kvs) {
-    if (auto r = NodeRecord::FromJson(kv.value)) out.push_back(std::move(*r));
+    if (auto r = NodeRecord::FromKeyValue(kv)) out.push_back(std::move(*r));
   }
   return out;
 }

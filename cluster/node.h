@@ -21,6 +21,7 @@
 // a node stopped (SIGSTOP) longer than its TTL learns it only when it runs again. When etcd
 // says the lease is gone, the node registers again under a new lease (a new `incarnation`),
 // which later layers treat as a replica that must catch up.
+// Incarnation: the etcd revision that created the registration (unique, growing).
 //
 // Election: a second thread campaigns with the current lease. The leader's key lives under its
 // lease, so leadership ends with it. `leader_key()` is the fencing token for the leader's
@@ -62,12 +63,16 @@ struct NodeRecord {
   std::string id;
   std::string advertise;
   int64_t lease = 0;
-  uint64_t incarnation = 0;  // 1 at start, +1 each time the node registers again
+  // The etcd revision that created the registration (the key's create_revision; not in the
+  // JSON): unique to each registration, and larger for a later one, across restarts too.
+  uint64_t incarnation = 0;
   std::string version;
   int64_t started_unix_ms = 0;
 
   std::string ToJson() const;
   static Result<NodeRecord> FromJson(std::string_view json);
+  // FromJson, with the incarnation from the key-value's create revision.
+  static Result<NodeRecord> FromKeyValue(const EtcdKeyValue& kv);
 };
 
 class ClusterNode {

@@ -3,7 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cluster/etcd_http.h"
-#include "cluster/node.h"
+#include "cluster/service.h"
 #include "server/server.h"
 
 namespace strata::cluster {
@@ -27,10 +27,11 @@ namespace {
 
 class ClusterExtension : public server::ServeExtension {
  public:
-  explicit ClusterExtension(std::unique_ptr<ClusterNode> node) : node_(std::move(node)) {}
+  explicit ClusterExtension(std::unique_ptr<ClusterService> service)
+      : service_(std::move(service)) {}
 
  private:
-  std::unique_ptr<ClusterNode> node_;
+  std::unique_ptr<ClusterService> service_;
 };
 
 }  // namespace
@@ -49,7 +50,7 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
   STRATA_RETURN_IF_ERROR(ValidateName("--cluster", args.cluster));
   if (args.lease_ttl_s == 0) return Error(InvalidArgument("--lease-ttl must be >= 1"));
   return server::ServeExtensionFactory(
-      [args](Engine&, server::Server& server,
+      [args](Engine& engine, server::Server& server,
              const server::ServerConfig&) -> Result<std::unique_ptr<server::ServeExtension>> {
         NodeOptions options;
         options.etcd = args.etcd;
@@ -67,8 +68,8 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
           advertise = advertise.substr(0, colon + 1) + std::to_string(server.port());
         }
         options.advertise = advertise;
-        STRATA_ASSIGN_OR_RETURN(auto node, ClusterNode::Start(options));
-        return std::unique_ptr<server::ServeExtension>(new ClusterExtension(std::move(node)));
+        STRATA_ASSIGN_OR_RETURN(auto service, ClusterService::Start(options, engine));
+        return std::unique_ptr<server::ServeExtension>(new ClusterExtension(std::move(service)));
       });
 }
 

@@ -4,17 +4,37 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "client/client.h"
+#include "cluster/admin.h"
 #include "cluster/etcd_client.h"
 #include "cluster/node.h"
 #include "tests/cluster/etcd_process.h"
 #include "tests/cluster/server_process.h"
 
+#ifndef STRATA_CLI_BINARY
+#define STRATA_CLI_BINARY "strata-cli"
+#endif
+
 namespace strata::cluster {
 namespace {
+
+// Runs a command line; its exit status and its stdout (stderr joined).
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
@@ -47,7 +67,7 @@ class ClusterServerTest : public ::testing::Test {
     auto range = etcd->GetPrefix("/strata/t/nodes/");
     if (!range) return out;
     for (const auto& kv : range->kvs) {
-      if (auto r = NodeRecord::FromJson(kv.value)) out[r->id] = *r;
+      if (auto r = NodeRecord::FromKeyValue(kv)) out[r->id] = *r;
     }
     return out;
   }
@@ -109,13 +129,106 @@ TEST_F(ClusterServerTest, AStoppedNodeLapsesAndRegistersAgainWhenItRuns) {
   ASSERT_TRUE(p.has_value()) << p.error().ToString();
   ASSERT_TRUE(Eventually([&] { return Nodes().count("n1") == 1; }, 10000));
   const int64_t lease = Nodes()["n1"].lease;
+  const uint64_t incarnation = Nodes()["n1"].incarnation;
   (*p)->Signal(SIGSTOP);
   ASSERT_TRUE(Eventually([&] { return Nodes().count("n1") == 0; }, 8000));
   (*p)->Signal(SIGCONT);
   ASSERT_TRUE(Eventually([&] { return Nodes().count("n1") == 1; }, 8000)) << (*p)->Log();
   EXPECT_NE(Nodes()["n1"].lease, lease);
-  EXPECT_EQ(Nodes()["n1"].incarnation, 2u);
+  EXPECT_GT(Nodes()["n1"].incarnation, incarnation);
   EXPECT_NE((*p)->Log().find("lapsed"), std::string::npos);
+}
+
+TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) {
+  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = "n" + std::to_string(i);
+    auto p = testing::ServerProcess::Start(dir_.path(), id, ClusterArgs(id, 2));
+    ASSERT_TRUE(p.has_value()) << p.error().ToString();
+    nodes.push_back(std::move(*p));
+  }
+  ASSERT_TRUE(Eventually([&] { return Nodes().size() == 3 && !Leader().empty(); }, 10000));
+  const std::string cli = std::string(STRATA_CLI_BINARY) + " cluster --etcd " + etcd_->url() +
+                          " --cluster t ";
+  auto [rc, out] = RunCommand(cli + "create docs --dim 8 --metric cosine --shards 4 --replicas 2 --wait 30");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("every replica reports its shard ready"), std::string::npos) << out;
+
+  auto status = ReadClusterStatus(*etcd, "t");
+  ASSERT_TRUE(status.has_value()) << status.error().ToString();
+  EXPECT_TRUE(status->AllReady()) << status->ToText();
+  ASSERT_EQ(status->collections.size(), 1u);
+  const CollectionStatus& docs = status->collections[0];
+  EXPECT_EQ(docs.placement_epoch, 1u);
+  ASSERT_EQ(docs.shards.size(), 4u);
+  // Every node holds, in its engine, exactly the shards placed on it.
+  std::map<std::string, std::set<std::string>> expected;
+  for (const ShardStatus& s : docs.shards) {
+    ASSERT_EQ(s.placement.replicas.size(), 2u);
+    EXPECT_EQ(s.placement.in_sync.size(), 2u);
+    for (const std::string& n : s.placement.replicas) {
+      expected[n].insert(LocalShardName("docs", s.placement.shard));
+    }
+  }
+  EXPECT_EQ(expected.size(), 3u);  // 8 replicas spread over the 3 nodes
+  for (int i = 0; i < 3; ++i) {
+    auto c = client::Client::Connect("127.0.0.1", nodes[i]->port());
+    ASSERT_TRUE(c.has_value()) << c.error().ToString();
+    auto list = (*c)->ListCollections();
+    ASSERT_TRUE(list.has_value()) << list.error().ToString();
+    std::set<std::string> names;
+    for (const CollectionInfo& info : *list) {
+      names.insert(info.spec.name);
+      EXPECT_EQ(info.spec.dim, 8u);
+      EXPECT_EQ(info.spec.metric, Metric::kCosine);
+    }
+    EXPECT_EQ(names, expected["n" + std::to_string(i)]) << "n" << i;
+  }
+
+  // strata-cli cluster status, as text and JSON.
+  auto [text_rc, text] = RunCommand(cli + "status");
+  ASSERT_EQ(text_rc, 0) << text;
+  EXPECT_NE(text.find("3 nodes, leader " + Leader()), std::string::npos) << text;
+  EXPECT_NE(text.find("4 shards x 2 replicas, placement epoch 1"), std::string::npos) << text;
+  auto [json_rc, json_text] = RunCommand(cli + "status --json");
+  ASSERT_EQ(json_rc, 0) << json_text;
+  auto j = nlohmann::json::parse(json_text, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << json_text;
+  EXPECT_EQ(j["nodes"].size(), 3u);
+  EXPECT_EQ(j["all_ready"], true);
+  EXPECT_EQ(j["collections"][0]["shard_status"].size(), 4u);
+
+  // The name is taken now.
+  auto [again_rc, again] = RunCommand(cli + "create docs --dim 8 --shards 1");
+  EXPECT_EQ(again_rc, 1) << again;
+  EXPECT_NE(again.find("already"), std::string::npos) << again;
+
+  // SIGKILL a node: once its lease lapses the leader takes it out of every in-sync set
+  // (epoch +1), and never empties one.
+  const std::string leader = Leader();
+  const int victim = leader == "n0" ? 1 : 0;
+  nodes[victim]->Kill();
+  const std::string gone = "n" + std::to_string(victim);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto st = ReadClusterStatus(*etcd, "t");
+        if (!st || st->collections.empty()) return false;
+        for (const ShardStatus& s : st->collections[0].shards) {
+          for (const ReplicaRef& r : s.placement.in_sync) {
+            if (r.node == gone) return false;
+          }
+        }
+        return true;
+      },
+      10000));
+  status = ReadClusterStatus(*etcd, "t");
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->collections[0].placement_epoch, 2u) << status->ToText();
+  EXPECT_FALSE(status->AllReady());
+  for (const ShardStatus& s : status->collections[0].shards) {
+    EXPECT_FALSE(s.placement.in_sync.empty());
+    EXPECT_EQ(s.placement.replicas.size(), 2u);  // placement itself unchanged
+  }
 }
 
 TEST_F(ClusterServerTest, BadClusterFlagsExitWithUsageErrors) {

@@ -6,13 +6,15 @@ if(NOT STRATA_ETCD)
                   "the cluster tests will fail")
   set(STRATA_ETCD etcd)
 endif()
+strata_test(cluster_model_test SOURCES cluster/model_test.cc LIBS strata_cluster LABELS unit)
 strata_test(etcd_client_test SOURCES cluster/etcd_client_test.cc LIBS strata_cluster LABELS unit)
 target_compile_definitions(etcd_client_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}")
 # Threads (lease renewal, election, the registry mirror): run under ThreadSanitizer (scripts/test.sh).
 strata_test(cluster_node_test SOURCES cluster/node_test.cc LIBS strata_cluster LABELS concurrent)
 target_compile_definitions(cluster_node_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}")
 # Real strata-server processes joining a cluster through a real etcd (a few seconds each).
-strata_test(cluster_server_test SOURCES cluster/cluster_server_test.cc LIBS strata_cluster LABELS unit)
+strata_test(cluster_server_test SOURCES cluster/cluster_server_test.cc
+  LIBS strata_cluster strata_client nlohmann_json::nlohmann_json LABELS unit)
 target_compile_definitions(cluster_server_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
-  STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>")
-add_dependencies(cluster_server_test strata-server)
+  STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>" STRATA_CLI_BINARY="$<TARGET_FILE:strata-cli>")
+add_dependencies(cluster_server_test strata-server strata-cli)

@@ -1,0 +1,205 @@
+#include "cluster/model.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+namespace strata::cluster {
+
+using nlohmann::json;
+
+Status ValidateCollectionName(std::string_view name) {
+  if (name.empty() || name.size() > 56) {
+    return InvalidArgument("cluster collection name '{}' must have 1 to 56 characters", name);
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) {
+      return InvalidArgument("cluster collection name '{}' may only hold letters, digits, '_' and '-'",
+                             name);
+    }
+  }
+  return Status::Ok();
+}
+
+std::string LocalShardName(std::string_view collection, uint32_t shard) {
+  return fmt::format("{}__s{}", collection, shard);
+}
+
+Status CollectionRecord::Validate() const {
+  STRATA_RETURN_IF_ERROR(ValidateCollectionName(name));
+  if (dim == 0 || dim > 65536) return InvalidArgument("collection '{}': dim {} not in 1..65536", name, dim);
+  if (shards == 0 || shards > kMaxShards) {
+    return InvalidArgument("collection '{}': shards {} not in 1..{}", name, shards, kMaxShards);
+  }
+  if (replicas == 0 || replicas > kMaxReplicas) {
+    return InvalidArgument("collection '{}': replicas {} not in 1..{}", name, replicas, kMaxReplicas);
+  }
+  if (hnsw_M < 2 || hnsw_ef_construction == 0) {
+    return InvalidArgument("collection '{}': hnsw_M must be >= 2 and ef_construction > 0", name);
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+template <typename T, typename F>
+Result<T> ParseWith(std::string_view text, std::string_view what, F&& f) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Error(Corruption("{} is not a JSON object: '{}'", what, text.substr(0, 120)));
+  }
+  try {
+    return f(j);
+  } catch (const std::exception& e) {
+    return Error(Corruption("{} '{}': {}", what, text.substr(0, 120), e.what()));
+  }
+}
+
+}  // namespace
+
+std::string CollectionRecord::ToJson() const {
+  return json{{"name", name},
+              {"dim", dim},
+              {"metric", std::string(MetricName(metric))},
+              {"shards", shards},
+              {"replicas", replicas},
+              {"hnsw_M", hnsw_M},
+              {"hnsw_ef_construction", hnsw_ef_construction},
+              {"created_unix_ms", created_unix_ms}}
+      .dump();
+}
+
+Result<CollectionRecord> CollectionRecord::FromJson(std::string_view text) {
+  return ParseWith<CollectionRecord>(text, "collection record", [](const json& j) -> Result<CollectionRecord> {
+    CollectionRecord r;
+    r.name = j.at("name").get<std::string>();
+    r.dim = j.at("dim").get<uint32_t>();
+    auto metric = ParseMetric(j.at("metric").get<std::string>());
+    if (!metric) return Error(metric.error());
+    r.metric = *metric;
+    r.shards = j.at("shards").get<uint32_t>();
+    r.replicas = j.at("replicas").get<uint32_t>();
+    r.hnsw_M = j.value("hnsw_M", 16u);
+    r.hnsw_ef_construction = j.value("hnsw_ef_construction", 200u);
+    r.created_unix_ms = j.value("created_unix_ms", int64_t{0});
+    STRATA_RETURN_IF_ERROR(r.Validate());
+    return r;
+  });
+}
+
+std::string Placement::ToJson() const {
+  json shards_json = json::array();
+  for (const ShardPlacement& s : shards) {
+    json in_sync = json::array();
+    for (const ReplicaRef& r : s.in_sync) in_sync.push_back({{"node", r.node}, {"incarnation", r.incarnation}});
+    shards_json.push_back({{"shard", s.shard}, {"replicas", s.replicas}, {"in_sync", in_sync}});
+  }
+  return json{{"collection", collection}, {"epoch", epoch}, {"shards", shards_json}}.dump();
+}
+
+Result<Placement> Placement::FromJson(std::string_view text) {
+  return ParseWith<Placement>(text, "placement", [](const json& j) -> Result<Placement> {
+    Placement p;
+    p.collection = j.at("collection").get<std::string>();
+    p.epoch = j.at("epoch").get<uint64_t>();
+    for (const json& s : j.at("shards")) {
+      ShardPlacement sp;
+      sp.shard = s.at("shard").get<uint32_t>();
+      sp.replicas = s.at("replicas").get<std::vector<std::string>>();
+      for (const json& r : s.at("in_sync")) {
+        sp.in_sync.push_back({r.at("node").get<std::string>(), r.at("incarnation").get<uint64_t>()});
+      }
+      if (sp.shard != p.shards.size()) {
+        return Error(Corruption("placement of '{}': shard {} listed at position {}", p.collection,
+                                sp.shard, p.shards.size()));
+      }
+      p.shards.push_back(std::move(sp));
+    }
+    return p;
+  });
+}
+
+std::string ReplicaReport::ToJson() const {
+  return json{{"node", node},
+              {"incarnation", incarnation},
+              {"state", state},
+              {"num_vectors", num_vectors},
+              {"last_sequence", last_sequence}}
+      .dump();
+}
+
+Result<ReplicaReport> ReplicaReport::FromJson(std::string_view text) {
+  return ParseWith<ReplicaReport>(text, "replica report", [](const json& j) -> Result<ReplicaReport> {
+    ReplicaReport r;
+    r.node = j.at("node").get<std::string>();
+    r.incarnation = j.at("incarnation").get<uint64_t>();
+    r.state = j.at("state").get<std::string>();
+    r.num_vectors = j.value("num_vectors", uint64_t{0});
+    r.last_sequence = j.value("last_sequence", uint64_t{0});
+    return r;
+  });
+}
+
+Result<Placement> PlaceCollection(const CollectionRecord& collection, const LiveNodes& live,
+                                  std::map<std::string, uint32_t> load) {
+  STRATA_RETURN_IF_ERROR(collection.Validate());
+  if (live.size() < collection.replicas) {
+    return Error(ResourceExhausted("collection '{}' needs {} replicas per shard; {} nodes are live",
+                                   collection.name, collection.replicas, live.size()));
+  }
+  std::vector<std::string> ids;
+  for (const auto& [id, incarnation] : live) ids.push_back(id);
+  Placement p;
+  p.collection = collection.name;
+  p.epoch = 1;
+  // Searches go to one replica per shard, the first preferred: spread the first replicas too.
+  std::map<std::string, uint32_t> firsts;
+  for (uint32_t s = 0; s < collection.shards; ++s) {
+    const size_t n = ids.size();
+    auto rotated = [&](size_t i) { return (i + n - s % n) % n; };
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    ShardPlacement sp;
+    sp.shard = s;
+    for (uint32_t r = 0; r < collection.replicas; ++r) {
+      // Among the nodes not chosen yet: the fewest first replicas (for r = 0), then the least
+      // loaded; among equals, the order rotates with the shard.
+      auto best = std::min_element(order.begin(), order.end(), [&](size_t a, size_t b) {
+        if (r == 0 && firsts[ids[a]] != firsts[ids[b]]) return firsts[ids[a]] < firsts[ids[b]];
+        const uint32_t la = load[ids[a]], lb = load[ids[b]];
+        if (la != lb) return la < lb;
+        return rotated(a) < rotated(b);
+      });
+      const std::string& id = ids[*best];
+      order.erase(best);
+      if (r == 0) ++firsts[id];
+      sp.replicas.push_back(id);
+      sp.in_sync.push_back({id, live.at(id)});
+      ++load[id];
+    }
+    p.shards.push_back(std::move(sp));
+  }
+  return p;
+}
+
+bool UpdateInSync(Placement& placement, const LiveNodes& live) {
+  bool changed = false;
+  for (ShardPlacement& s : placement.shards) {
+    std::vector<ReplicaRef> kept;
+    for (const ReplicaRef& r : s.in_sync) {
+      auto it = live.find(r.node);
+      if (it == live.end()) continue;
+      kept.push_back({r.node, it->second});
+    }
+    if (kept.empty()) continue;  // every in-sync replica is gone: the set stays as it is
+    if (kept != s.in_sync) {
+      s.in_sync = std::move(kept);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+}  // namespace strata::cluster

@@ -1,0 +1,108 @@
+#pragma once
+// The cluster's records in etcd (docs/CLUSTER.md), their JSON, and the pure placement rules.
+//
+//   /strata/<c>/collections/<name>               CollectionRecord   written by a client (create
+//                                                                   if absent)
+//   /strata/<c>/placement/<name>                 Placement          written only by the leader,
+//                                                                   fenced by its election key
+//   /strata/<c>/replicas/<name>/<shard>/<node>   ReplicaReport      written by the replica, under
+//                                                                   its lease
+//
+// A collection of `shards` x `replicas` is `shards` engine collections per replica node, each
+// named LocalShardName(name, shard). A shard's `in_sync` set names the replicas (with the
+// incarnation they were in sync at) that hold every acknowledged write; a node that lapses and
+// registers again is a new incarnation and leaves the set until it has caught up.
+//
+// Pure functions and value types; thread-compatible.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/metric.h"
+#include "core/status.h"
+
+namespace strata::cluster {
+
+// A cluster collection name: 1..56 characters of [A-Za-z0-9_-] (room for the shard suffix
+// within the engine's 64).
+Status ValidateCollectionName(std::string_view name);
+// The engine collection holding shard `shard` of `collection` on a replica: "<name>__s<shard>".
+std::string LocalShardName(std::string_view collection, uint32_t shard);
+
+inline constexpr uint32_t kMaxShards = 1024;
+inline constexpr uint32_t kMaxReplicas = 16;
+
+struct CollectionRecord {
+  std::string name;
+  uint32_t dim = 0;
+  Metric metric = Metric::kL2;
+  uint32_t shards = 1;
+  uint32_t replicas = 1;
+  uint32_t hnsw_M = 16;
+  uint32_t hnsw_ef_construction = 200;
+  int64_t created_unix_ms = 0;
+
+  Status Validate() const;
+  std::string ToJson() const;
+  static Result<CollectionRecord> FromJson(std::string_view json);
+};
+
+struct ReplicaRef {
+  std::string node;
+  uint64_t incarnation = 0;
+  friend bool operator==(const ReplicaRef&, const ReplicaRef&) = default;
+};
+
+struct ShardPlacement {
+  uint32_t shard = 0;
+  std::vector<std::string> replicas;  // the nodes that hold the shard, the first preferred
+  std::vector<ReplicaRef> in_sync;    // those holding every acknowledged write
+  friend bool operator==(const ShardPlacement&, const ShardPlacement&) = default;
+};
+
+struct Placement {
+  std::string collection;
+  uint64_t epoch = 0;  // +1 on every change the leader writes
+  std::vector<ShardPlacement> shards;
+  friend bool operator==(const Placement&, const Placement&) = default;
+
+  std::string ToJson() const;
+  static Result<Placement> FromJson(std::string_view json);
+};
+
+// What a replica reports about its copy of a shard.
+struct ReplicaReport {
+  std::string node;
+  uint64_t incarnation = 0;
+  std::string state;           // "ready", or "error: ..." when the shard could not be made
+  uint64_t num_vectors = 0;
+  uint64_t last_sequence = 0;  // the engine's last applied write batch on this replica
+
+  std::string ToJson() const;
+  static Result<ReplicaReport> FromJson(std::string_view json);
+};
+
+// node id -> incarnation, of the registered nodes.
+using LiveNodes = std::map<std::string, uint64_t>;
+
+// Places a new collection: each shard on `replicas` distinct live nodes, the least loaded first
+// (`load`: shards each node already holds, over every collection), the first replicas (where
+// searches go first) spread over the nodes; ties rotate with the shard. Every replica starts in sync (the
+// shard is empty). ResourceExhausted when fewer than `replicas` nodes are live.
+Result<Placement> PlaceCollection(const CollectionRecord& collection, const LiveNodes& live,
+                                  std::map<std::string, uint32_t> load);
+
+// Brings every in-sync set up to date with the registry (the leader's rule):
+//  - a replica not registered any more leaves the set -- unless it is the last one(s): the set
+//    is never emptied, since only its members hold every acknowledged write (the shard waits
+//    for one of them to return);
+//  - a replica registered again under a new incarnation while still in the set stays, at the
+//    new incarnation: no write can have been acknowledged without it while it was listed (a
+//    write needs every in-sync replica), and its log kept what it acknowledged.
+// Returns whether anything changed.
+bool UpdateInSync(Placement& placement, const LiveNodes& live);
+
+}  // namespace strata::cluster

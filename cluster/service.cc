@@ -1,0 +1,224 @@
+#include "cluster/service.h"
+
+#include <chrono>
+
+#include "cluster/log.h"
+#include "engine/strata.h"
+
+namespace strata::cluster {
+
+using Clock = std::chrono::steady_clock;
+
+ClusterService::ClusterService(std::unique_ptr<ClusterNode> node, Engine& engine,
+                               const ServiceOptions& options)
+    : node_(std::move(node)), engine_(engine), options_(options) {}
+
+Result<std::unique_ptr<ClusterService>> ClusterService::Start(const NodeOptions& node_options,
+                                                              Engine& engine,
+                                                              const ServiceOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(auto node, ClusterNode::Start(node_options));
+  std::unique_ptr<ClusterService> s(new ClusterService(std::move(node), engine, options));
+  auto wake = [p = s.get()](const PrefixMirror::View&) { p->Wake(); };
+  STRATA_ASSIGN_OR_RETURN(s->collections_,
+                          PrefixMirror::Start(s->node_->etcd(), s->node_->keys().collections(), wake));
+  STRATA_ASSIGN_OR_RETURN(s->placement_,
+                          PrefixMirror::Start(s->node_->etcd(), s->node_->keys().placements(), wake));
+  s->thread_ = std::thread([p = s.get()] { p->Run(); });
+  return s;
+}
+
+ClusterService::~ClusterService() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // The mirrors call Wake: stop them before anything else goes.
+  placement_.reset();
+  collections_.reset();
+  node_.reset();
+}
+
+void ClusterService::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    dirty_ = true;
+  }
+  wake_.notify_all();
+}
+
+Result<Placement> ClusterService::PlacementOf(const std::string& collection) const {
+  auto view = placement_->view();
+  auto it = view->kvs.find(node_->keys().placement(collection));
+  if (it == view->kvs.end()) {
+    return Error(NotFound("collection '{}' has no placement (yet)", collection));
+  }
+  return Placement::FromJson(it->second.value);
+}
+
+void ClusterService::Run() {
+  auto next_figures = Clock::now();
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait_for(lock, std::chrono::milliseconds(options_.poll_ms),
+                     [&] { return stop_ || dirty_; });
+      if (stop_) return;
+      dirty_ = false;
+    }
+    ReconcileAsLeader();
+    const bool figures = Clock::now() >= next_figures;
+    if (figures) next_figures = Clock::now() + std::chrono::milliseconds(options_.report_every_ms);
+    ReconcileReplicas(figures);
+  }
+}
+
+void ClusterService::ReconcileAsLeader() {
+  const auto token = node_->leader_key();
+  if (!token) return;
+  const ClusterKeys& keys = node_->keys();
+  LiveNodes live;
+  for (const NodeRecord& r : node_->Members()) live[r.id] = r.incarnation;
+  if (live.empty()) return;  // the registry mirror is not up yet
+
+  auto collections = collections_->view();
+  auto placements = placement_->view();
+  std::map<std::string, uint32_t> load;
+  for (const auto& [key, kv] : placements->kvs) {
+    if (auto p = Placement::FromJson(kv.value)) {
+      for (const ShardPlacement& s : p->shards) {
+        for (const std::string& n : s.replicas) ++load[n];
+      }
+    }
+  }
+  const EtcdCompare fence = EtcdCompare::CreateRevisionIs(token->key, token->rev);
+
+  for (const auto& [key, kv] : collections->kvs) {
+    auto record = CollectionRecord::FromJson(kv.value);
+    if (!record) {
+      ClusterLog().warn("{}: {}", key, record.error().ToString());
+      continue;
+    }
+    const std::string pkey = keys.placement(record->name);
+    auto existing = placements->kvs.find(pkey);
+    if (existing == placements->kvs.end()) {
+      auto placed = PlaceCollection(*record, live, load);
+      if (!placed) {
+        const std::string why = placed.error().ToString();
+        if (place_failures_[record->name] != why) {
+          ClusterLog().warn("cannot place collection '{}' yet: {}", record->name, why);
+          place_failures_[record->name] = why;
+        }
+        continue;
+      }
+      place_failures_.erase(record->name);
+      auto txn = node_->etcd().Txn({.compare = {fence, EtcdCompare::Absent(pkey)},
+                                    .success = {EtcdOp::Put(pkey, placed->ToJson())}});
+      if (!txn) {
+        ClusterLog().warn("placing collection '{}': {}", record->name, txn.error().ToString());
+      } else if (txn->succeeded) {
+        for (const ShardPlacement& s : placed->shards) {
+          for (const std::string& n : s.replicas) ++load[n];
+        }
+        std::string summary;
+        for (const ShardPlacement& s : placed->shards) {
+          summary += fmt::format(" s{}:", s.shard);
+          for (size_t i = 0; i < s.replicas.size(); ++i) summary += (i ? "," : "") + s.replicas[i];
+        }
+        ClusterLog().info("placed collection '{}' ({} shards x {} replicas):{}", record->name,
+                          record->shards, record->replicas, summary);
+      }
+      continue;
+    }
+    auto placement = Placement::FromJson(existing->second.value);
+    if (!placement) {
+      ClusterLog().warn("{}: {}", pkey, placement.error().ToString());
+      continue;
+    }
+    Placement next = *placement;
+    if (!UpdateInSync(next, live)) continue;
+    ++next.epoch;
+    auto txn = node_->etcd().Txn(
+        {.compare = {fence, EtcdCompare::ModRevisionIs(pkey, existing->second.mod_revision)},
+         .success = {EtcdOp::Put(pkey, next.ToJson())}});
+    if (!txn) {
+      ClusterLog().warn("updating the in-sync sets of '{}': {}", record->name,
+                        txn.error().ToString());
+      continue;
+    }
+    if (!txn->succeeded) continue;  // lost the leadership, or a newer placement: next round
+    for (size_t s = 0; s < next.shards.size(); ++s) {
+      if (next.shards[s].in_sync == placement->shards[s].in_sync) continue;
+      std::string before, after;
+      for (const ReplicaRef& r : placement->shards[s].in_sync) before += fmt::format(" {}#{}", r.node, r.incarnation);
+      for (const ReplicaRef& r : next.shards[s].in_sync) after += fmt::format(" {}#{}", r.node, r.incarnation);
+      ClusterLog().info("collection '{}' shard {} in sync:{} ->{} (epoch {})", record->name, s,
+                        before, after, next.epoch);
+    }
+  }
+}
+
+void ClusterService::ReconcileReplicas(bool refresh_figures) {
+  if (!node_->LeaseHeld()) return;
+  const int64_t lease = node_->lease();
+  const uint64_t incarnation = node_->incarnation();
+  const std::string& me = node_->options().node_id;
+  const ClusterKeys& keys = node_->keys();
+  auto collections = collections_->view();
+  auto placements = placement_->view();
+  for (const auto& [pkey, kv] : placements->kvs) {
+    auto placement = Placement::FromJson(kv.value);
+    if (!placement) continue;
+    auto ckv = collections->kvs.find(keys.collection(placement->collection));
+    if (ckv == collections->kvs.end()) continue;
+    auto record = CollectionRecord::FromJson(ckv->second.value);
+    if (!record) continue;
+    for (const ShardPlacement& s : placement->shards) {
+      if (std::find(s.replicas.begin(), s.replicas.end(), me) == s.replicas.end()) continue;
+      const std::string local = LocalShardName(record->name, s.shard);
+      const std::string rkey = keys.replica(record->name, s.shard, me);
+      ReplicaReport report;
+      report.node = me;
+      report.incarnation = incarnation;
+      auto info = engine_.DescribeCollection(local);
+      if (!info && info.error().code() == StatusCode::kNotFound) {
+        CollectionSpec spec;
+        spec.name = local;
+        spec.dim = record->dim;
+        spec.metric = record->metric;
+        spec.hnsw_M = record->hnsw_M;
+        spec.hnsw_ef_construction = record->hnsw_ef_construction;
+        if (Status st = engine_.CreateCollection(spec); !st.ok()) {
+          report.state = "error: " + st.ToString();
+        } else {
+          ClusterLog().info("node {} holds shard {} of '{}' (engine collection {})", me, s.shard,
+                            record->name, local);
+          info = engine_.DescribeCollection(local);
+        }
+      }
+      if (report.state.empty()) {
+        if (!info) {
+          report.state = "error: " + info.error().ToString();
+        } else {
+          report.state = "ready";
+          report.num_vectors = info->num_vectors;
+          report.last_sequence = info->last_sequence;
+        }
+      }
+      auto last = reported_.find(rkey);
+      const std::string tag = fmt::format("{}:", lease);
+      // Figures change with every write: refresh them every report_every_ms only.
+      if (last != reported_.end() && last->second.starts_with(tag) && !refresh_figures) continue;
+      const std::string json = report.ToJson();
+      if (last != reported_.end() && last->second == tag + json) continue;
+      if (auto put = node_->etcd().Put(rkey, json, lease); put) {
+        reported_[rkey] = tag + json;
+      } else {
+        ClusterLog().warn("reporting {}: {}", rkey, put.error().ToString());
+      }
+    }
+  }
+}
+
+}  // namespace strata::cluster

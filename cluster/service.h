@@ -1,0 +1,78 @@
+#pragma once
+// What a node does in a cluster besides being a member (docs/CLUSTER.md):
+//  - as the leader: places each new collection's shards on the live nodes, and keeps every
+//    shard's in-sync set current with the registry (UpdateInSync), each write a
+//    compare-and-swap fenced by the leader's election key;
+//  - as a replica: makes the engine collection of every shard placed on it
+//    (LocalShardName) and reports it under its lease (ReplicaReport: state, vectors, last
+//    write batch).
+// One thread does both, when the collections or the placement change, and every `poll_ms`
+// (the registry, the leadership and the reports).
+//
+// Thread-safe: every method may be called from any thread; the destructor stops the thread,
+// then the node (which leaves the cluster).
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "cluster/model.h"
+#include "cluster/node.h"
+#include "cluster/prefix_mirror.h"
+#include "core/status.h"
+
+namespace strata {
+class Engine;
+}
+
+namespace strata::cluster {
+
+struct ServiceOptions {
+  uint32_t poll_ms = 250;         // the loop's longest sleep
+  uint32_t report_every_ms = 1000;  // how often a replica refreshes its reports' figures
+};
+
+class ClusterService {
+ public:
+  // Joins the cluster (ClusterNode::Start) and starts the loop. `engine` is borrowed, must
+  // outlive the service, and holds the shards placed on this node.
+  static Result<std::unique_ptr<ClusterService>> Start(const NodeOptions& node, Engine& engine,
+                                                       const ServiceOptions& options = {});
+  ~ClusterService();
+  ClusterService(const ClusterService&) = delete;
+  ClusterService& operator=(const ClusterService&) = delete;
+
+  ClusterNode& node() { return *node_; }
+  // The placement of `collection` as this node last saw it; NotFound when there is none yet.
+  Result<Placement> PlacementOf(const std::string& collection) const;
+
+ private:
+  ClusterService(std::unique_ptr<ClusterNode> node, Engine& engine, const ServiceOptions& options);
+  void Run();
+  void Wake();
+  // The leader's part: place new collections, update in-sync sets.
+  void ReconcileAsLeader();
+  // The replica's part: make local shards, write reports.
+  void ReconcileReplicas(bool refresh_figures);
+
+  std::unique_ptr<ClusterNode> node_;
+  Engine& engine_;
+  const ServiceOptions options_;
+  std::unique_ptr<PrefixMirror> collections_;
+  std::unique_ptr<PrefixMirror> placement_;
+
+  // The loop thread's own state.
+  std::map<std::string, std::string> reported_;  // report key -> "lease:json" last written
+  std::map<std::string, std::string> place_failures_;  // collection -> last error logged
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;   // guarded by mu_
+  bool dirty_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace strata::cluster

@@ -1,0 +1,131 @@
+// The cluster's records and placement rules (cluster/model.h), without etcd.
+
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "cluster/model.h"
+
+namespace strata::cluster {
+namespace {
+
+CollectionRecord Record(uint32_t shards, uint32_t replicas) {
+  CollectionRecord r;
+  r.name = "docs";
+  r.dim = 8;
+  r.metric = Metric::kCosine;
+  r.shards = shards;
+  r.replicas = replicas;
+  return r;
+}
+
+TEST(ClusterModel, PlacesShardsOnDistinctLeastLoadedNodes) {
+  const LiveNodes live = {{"n0", 10}, {"n1", 11}, {"n2", 12}};
+  auto p = PlaceCollection(Record(4, 2), live, {});
+  ASSERT_TRUE(p.has_value()) << p.error().ToString();
+  EXPECT_EQ(p->collection, "docs");
+  EXPECT_EQ(p->epoch, 1u);
+  ASSERT_EQ(p->shards.size(), 4u);
+  std::map<std::string, int> load;
+  std::set<std::string> firsts;
+  for (uint32_t s = 0; s < 4; ++s) {
+    const ShardPlacement& sp = p->shards[s];
+    EXPECT_EQ(sp.shard, s);
+    ASSERT_EQ(sp.replicas.size(), 2u);
+    EXPECT_NE(sp.replicas[0], sp.replicas[1]);
+    // A new shard is empty: every replica starts in sync, at its incarnation.
+    ASSERT_EQ(sp.in_sync.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(sp.in_sync[i].node, sp.replicas[i]);
+      EXPECT_EQ(sp.in_sync[i].incarnation, live.at(sp.replicas[i]));
+      ++load[sp.replicas[i]];
+    }
+    firsts.insert(sp.replicas[0]);
+  }
+  // 8 replicas over 3 nodes: 3, 3, 2; and the first replicas are spread.
+  for (const auto& [node, n] : load) EXPECT_TRUE(n == 2 || n == 3) << node << " " << n;
+  EXPECT_EQ(firsts.size(), 3u);
+
+  // Existing load steers a new collection to the emptier nodes.
+  auto q = PlaceCollection(Record(1, 1), live, {{"n0", 5}, {"n1", 1}, {"n2", 3}});
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(q->shards[0].replicas, std::vector<std::string>{"n1"});
+}
+
+TEST(ClusterModel, RefusesPlacementWithTooFewNodesAndBadRecords) {
+  auto p = PlaceCollection(Record(2, 3), {{"n0", 1}, {"n1", 2}}, {});
+  ASSERT_FALSE(p.has_value());
+  EXPECT_EQ(p.error().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(p.error().message().find("needs 3 replicas"), std::string::npos);
+  EXPECT_FALSE(PlaceCollection(Record(0, 1), {{"n0", 1}}, {}).has_value());
+  EXPECT_FALSE(Record(1, kMaxReplicas + 1).Validate().ok());
+  EXPECT_FALSE(ValidateCollectionName("a.b").ok());
+  EXPECT_FALSE(ValidateCollectionName(std::string(57, 'a')).ok());
+  EXPECT_TRUE(ValidateCollectionName(std::string(56, 'a')).ok());
+  EXPECT_EQ(LocalShardName("docs", 3), "docs__s3");
+}
+
+TEST(ClusterModel, InSyncSetsFollowTheRegistry) {
+  Placement p;
+  p.collection = "docs";
+  p.epoch = 4;
+  p.shards = {{0, {"n0", "n1"}, {{"n0", 10}, {"n1", 11}}}, {1, {"n1", "n2"}, {{"n1", 11}, {"n2", 12}}}};
+  // Nothing changed.
+  Placement same = p;
+  EXPECT_FALSE(UpdateInSync(same, {{"n0", 10}, {"n1", 11}, {"n2", 12}}));
+  EXPECT_EQ(same, p);
+  // n1 lapsed: it leaves both sets.
+  Placement lapsed = p;
+  EXPECT_TRUE(UpdateInSync(lapsed, {{"n0", 10}, {"n2", 12}}));
+  EXPECT_EQ(lapsed.shards[0].in_sync, (std::vector<ReplicaRef>{{"n0", 10}}));
+  EXPECT_EQ(lapsed.shards[1].in_sync, (std::vector<ReplicaRef>{{"n2", 12}}));
+  // Then n0 lapses too: the last in-sync replica of shard 0 stays (only it has every write).
+  EXPECT_TRUE(UpdateInSync(lapsed, {{"n2", 12}}) == false);
+  EXPECT_EQ(lapsed.shards[0].in_sync, (std::vector<ReplicaRef>{{"n0", 10}}));
+  // n1 registered again while still listed: it stays, at its new incarnation.
+  Placement back = p;
+  EXPECT_TRUE(UpdateInSync(back, {{"n0", 10}, {"n1", 20}, {"n2", 12}}));
+  EXPECT_EQ(back.shards[0].in_sync[1], (ReplicaRef{"n1", 20}));
+  // Replicas are never added back to the set here (that needs a catch-up first).
+  EXPECT_FALSE(UpdateInSync(lapsed, {{"n0", 10}, {"n1", 11}, {"n2", 12}}));
+  EXPECT_EQ(lapsed.shards[1].in_sync.size(), 1u);
+}
+
+TEST(ClusterModel, RecordsRoundTripThroughJson) {
+  CollectionRecord c = Record(4, 2);
+  c.created_unix_ms = 123;
+  auto c2 = CollectionRecord::FromJson(c.ToJson());
+  ASSERT_TRUE(c2.has_value()) << c2.error().ToString();
+  EXPECT_EQ(c2->ToJson(), c.ToJson());
+  EXPECT_EQ(c2->metric, Metric::kCosine);
+
+  auto p = PlaceCollection(c, {{"a", 1}, {"b", 2}}, {});
+  ASSERT_TRUE(p.has_value());
+  auto p2 = Placement::FromJson(p->ToJson());
+  ASSERT_TRUE(p2.has_value()) << p2.error().ToString();
+  EXPECT_EQ(*p2, *p);
+
+  ReplicaReport r{"a", 7, "ready", 100, 42};
+  auto r2 = ReplicaReport::FromJson(r.ToJson());
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->ToJson(), r.ToJson());
+
+  for (const char* bad : {"", "[]", "{\"name\":\"x\"}", "{\"name\":\"x\",\"dim\":\"8\"}"}) {
+    auto e = CollectionRecord::FromJson(bad);
+    ASSERT_FALSE(e.has_value()) << bad;
+    EXPECT_EQ(e.error().code(), StatusCode::kCorruption) << e.error().ToString();
+  }
+  // A record that parses but is not valid (dim 0).
+  auto invalid = CollectionRecord::FromJson(
+      R"({"name":"x","dim":0,"metric":"l2","shards":1,"replicas":1})");
+  ASSERT_FALSE(invalid.has_value());
+  EXPECT_EQ(invalid.error().code(), StatusCode::kInvalidArgument);
+  // Shards out of order.
+  auto disordered = Placement::FromJson(
+      R"({"collection":"x","epoch":1,"shards":[{"shard":1,"replicas":[],"in_sync":[]}]})");
+  ASSERT_FALSE(disordered.has_value());
+  EXPECT_NE(disordered.error().message().find("position 0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata::cluster
