@@ -18,3 +18,10 @@ strata_test(cluster_server_test SOURCES cluster/cluster_server_test.cc
 target_compile_definitions(cluster_server_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
   STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>" STRATA_CLI_BINARY="$<TARGET_FILE:strata-cli>")
 add_dependencies(cluster_server_test strata-server strata-cli)
+# ClusterRouter over 3 real nodes: replicated writes, merged searches, recall against one node,
+# a replica SIGKILLed (about 10 s).
+strata_test(cluster_router_test SOURCES cluster/router_test.cc
+  LIBS strata_cluster_router LABELS unit)
+target_compile_definitions(cluster_router_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
+  STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>")
+add_dependencies(cluster_router_test strata-server)

@@ -1,0 +1,270 @@
+#include "cluster/router.h"
+
+#include <algorithm>
+
+#include "cluster/keys.h"
+#include "cluster/node.h"
+
+namespace strata::cluster {
+
+uint32_t ShardOfId(VectorId id, uint32_t shards) {
+  uint64_t z = id + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<uint32_t>(z % shards);
+}
+
+ClusterRouter::ClusterRouter(const RouterOptions& options, std::unique_ptr<EtcdClient> etcd)
+    : options_(options), etcd_(std::move(etcd)) {}
+
+ClusterRouter::~ClusterRouter() {
+  // The mirrors' threads use etcd_: stop them first.
+  placement_.reset();
+  collections_.reset();
+  nodes_.reset();
+}
+
+Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Open(const RouterOptions& options) {
+  STRATA_RETURN_IF_ERROR(ValidateName("cluster name", options.cluster));
+  STRATA_ASSIGN_OR_RETURN(auto etcd,
+                          EtcdClient::Create(options.etcd, {.timeout_ms = options.etcd_timeout_ms}));
+  std::unique_ptr<ClusterRouter> r(new ClusterRouter(options, std::move(etcd)));
+  const ClusterKeys keys(options.cluster);
+  STRATA_ASSIGN_OR_RETURN(r->nodes_, PrefixMirror::Start(*r->etcd_, keys.nodes()));
+  STRATA_ASSIGN_OR_RETURN(r->collections_, PrefixMirror::Start(*r->etcd_, keys.collections()));
+  STRATA_ASSIGN_OR_RETURN(r->placement_, PrefixMirror::Start(*r->etcd_, keys.placements()));
+  return r;
+}
+
+Result<ClusterRouter::Route> ClusterRouter::RouteOf(const std::string& collection) const {
+  const ClusterKeys keys(options_.cluster);
+  auto collections = collections_->view();
+  auto c = collections->kvs.find(keys.collection(collection));
+  if (c == collections->kvs.end()) {
+    return Error(NotFound("cluster '{}' has no collection '{}'", options_.cluster, collection));
+  }
+  auto placements = placement_->view();
+  auto p = placements->kvs.find(keys.placement(collection));
+  if (p == placements->kvs.end()) {
+    return Error(NotFound("collection '{}' is not placed yet (is a leader up, with enough nodes?)",
+                          collection));
+  }
+  Route route;
+  STRATA_ASSIGN_OR_RETURN(route.record, CollectionRecord::FromJson(c->second.value));
+  STRATA_ASSIGN_OR_RETURN(route.placement, Placement::FromJson(p->second.value));
+  if (route.placement.shards.size() != route.record.shards) {
+    return Error(Corruption("placement of '{}' has {} shards, the collection {}", collection,
+                            route.placement.shards.size(), route.record.shards));
+  }
+  return route;
+}
+
+Result<client::Client*> ClusterRouter::Connection(const std::string& node) {
+  const ClusterKeys keys(options_.cluster);
+  auto nodes = nodes_->view();
+  auto it = nodes->kvs.find(keys.node(node));
+  if (it == nodes->kvs.end()) {
+    return Error(IOError("node {} is not registered (gone, or its lease lapsed)", node));
+  }
+  STRATA_ASSIGN_OR_RETURN(NodeRecord record, NodeRecord::FromKeyValue(it->second));
+  auto conn = connections_.find(node);
+  if (conn != connections_.end() && conn->second->is_open() &&
+      connected_to_[node] == record.advertise) {
+    return conn->second.get();
+  }
+  const size_t colon = record.advertise.rfind(':');
+  if (colon == std::string::npos) {
+    return Error(Corruption("node {} advertises '{}', not HOST:PORT", node, record.advertise));
+  }
+  std::string host = record.advertise.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const int port = std::atoi(record.advertise.c_str() + colon + 1);
+  auto client = client::Client::Connect(host, static_cast<uint16_t>(port), options_.client);
+  if (!client) {
+    return Error(client.error().WithContext(fmt::format("node {} ({})", node, record.advertise)));
+  }
+  connected_to_[node] = record.advertise;
+  connections_[node] = std::move(*client);
+  return connections_[node].get();
+}
+
+std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
+    const std::vector<std::pair<std::string, protocol::Request>>& requests) {
+  std::vector<Result<protocol::Response>> out(requests.size(), Error(Internal("not sent")));
+  // Per request: its connection and request id once sent.
+  std::vector<client::Client*> via(requests.size(), nullptr);
+  std::vector<uint64_t> ids(requests.size(), 0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto conn = Connection(requests[i].first);
+    if (!conn) {
+      out[i] = Error(conn.error());
+      continue;
+    }
+    auto id = (*conn)->Send(requests[i].second);
+    if (!id) {
+      out[i] = Error(id.error().WithContext(fmt::format("node {}", requests[i].first)));
+      continue;
+    }
+    via[i] = *conn;
+    ids[i] = *id;
+  }
+  // Collect: each connection answers its own requests (in any order).
+  for (size_t i = 0; i < requests.size(); ++i) {
+    client::Client* const conn = via[i];
+    if (conn == nullptr) continue;
+    // Responses that arrived for other requests on the same connection are matched by id.
+    for (;;) {
+      auto got = conn->Receive();
+      if (!got) {
+        // The connection broke: every request still waiting on it fails.
+        const Status failed = got.error().WithContext(fmt::format("node {}", requests[i].first));
+        for (size_t j = i; j < requests.size(); ++j) {
+          if (via[j] == conn) {
+            out[j] = Error(failed);
+            via[j] = nullptr;
+          }
+        }
+        break;
+      }
+      size_t owner = requests.size();
+      for (size_t j = i; j < requests.size(); ++j) {
+        if (via[j] == conn && ids[j] == got->first) owner = j;
+      }
+      if (owner == requests.size()) continue;  // not ours (cannot happen: one user per router)
+      protocol::Response& response = got->second;
+      if (response.op == protocol::Op::kError) {
+        const auto& e = std::get<protocol::ErrorReply>(response.body);
+        out[owner] = Error(protocol::StatusFromError(e.code, e.message)
+                               .WithContext(fmt::format("node {}", requests[owner].first)));
+      } else {
+        out[owner] = std::move(response);
+      }
+      via[owner] = nullptr;  // answered
+      if (owner == i) break;
+    }
+  }
+  return out;
+}
+
+Result<uint64_t> ClusterRouter::Upsert(const std::string& collection,
+                                       std::span<const Record> records) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  const uint32_t shards = route.record.shards;
+  std::vector<std::vector<Record>> by_shard(shards);
+  for (const Record& r : records) {
+    if (r.vector.size() != route.record.dim) {
+      return Error(InvalidArgument("record {}: {} components, collection '{}' has dim {}", r.id,
+                                   r.vector.size(), collection, route.record.dim));
+    }
+    by_shard[ShardOfId(r.id, shards)].push_back(r);
+  }
+  std::vector<std::pair<std::string, protocol::Request>> requests;
+  std::vector<uint32_t> shard_of;
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (by_shard[s].empty()) continue;
+    const ShardPlacement& sp = route.placement.shards[s];
+    if (sp.in_sync.empty()) {
+      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
+    }
+    for (const ReplicaRef& replica : sp.in_sync) {
+      protocol::UpsertRequest u;
+      u.collection = LocalShardName(collection, s);
+      u.dim = route.record.dim;
+      u.records = by_shard[s];
+      requests.push_back({replica.node, protocol::Request{protocol::Op::kUpsert, std::move(u)}});
+      shard_of.push_back(s);
+    }
+  }
+  auto responses = FanOut(requests);
+  for (size_t i = 0; i < responses.size(); ++i) {
+    if (!responses[i]) {
+      return Error(IOError("collection '{}' shard {}: in-sync replica {} did not apply the write "
+                           "(not acknowledged; the replicas that applied it keep it): {}",
+                           collection, shard_of[i], requests[i].first,
+                           responses[i].error().ToString()));
+    }
+  }
+  return static_cast<uint64_t>(records.size());
+}
+
+Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
+    const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
+    const SearchOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  if (dim != route.record.dim) {
+    return Error(InvalidArgument("queries have dim {}, collection '{}' has {}", dim, collection,
+                                 route.record.dim));
+  }
+  if (count == 0) return Error(InvalidArgument("no queries"));
+  // Per shard, its in-sync replicas in placement order (the placement spreads the first
+  // replicas over the nodes): the first is asked, the next ones when it fails.
+  const uint32_t shards = route.record.shards;
+  std::vector<std::vector<std::string>> candidates(shards);
+  for (const ShardPlacement& sp : route.placement.shards) {
+    for (const std::string& n : sp.replicas) {
+      if (std::any_of(sp.in_sync.begin(), sp.in_sync.end(),
+                      [&](const ReplicaRef& r) { return r.node == n; })) {
+        candidates[sp.shard].push_back(n);
+      }
+    }
+    if (candidates[sp.shard].empty()) {
+      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, sp.shard));
+    }
+  }
+  std::vector<std::vector<Neighbor>> merged(count);
+  std::vector<uint32_t> pending(shards);
+  for (uint32_t s = 0; s < shards; ++s) pending[s] = s;
+  std::vector<std::string> failures(shards);
+  for (size_t attempt = 0; !pending.empty(); ++attempt) {
+    std::vector<std::pair<std::string, protocol::Request>> requests;
+    std::vector<uint32_t> asked;
+    for (uint32_t s : pending) {
+      if (attempt >= candidates[s].size()) {
+        return Error(IOError("collection '{}' shard {}: no in-sync replica answered the search: {}",
+                             collection, s, failures[s]));
+      }
+      protocol::SearchRequest q;
+      q.collection = LocalShardName(collection, s);
+      q.options = options;
+      q.dim = dim;
+      q.count = count;
+      q.queries.assign(queries, queries + size_t(dim) * count);
+      requests.push_back({candidates[s][attempt], protocol::Request{protocol::Op::kSearchBatch, std::move(q)}});
+      asked.push_back(s);
+    }
+    auto responses = FanOut(requests);
+    pending.clear();
+    for (size_t i = 0; i < responses.size(); ++i) {
+      const uint32_t s = asked[i];
+      const protocol::SearchReply* reply =
+          responses[i] ? std::get_if<protocol::SearchReply>(&responses[i]->body) : nullptr;
+      if (reply == nullptr || reply->results.size() != count) {
+        failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
+                                   responses[i] ? std::string("a reply of the wrong shape")
+                                                : responses[i].error().ToString());
+        pending.push_back(s);
+        continue;
+      }
+      for (uint32_t q = 0; q < count; ++q) {
+        merged[q].insert(merged[q].end(), reply->results[q].begin(), reply->results[q].end());
+      }
+    }
+  }
+  for (auto& hits : merged) {
+    std::sort(hits.begin(), hits.end());
+    if (hits.size() > options.k) hits.resize(options.k);
+  }
+  return merged;
+}
+
+Result<std::vector<Neighbor>> ClusterRouter::Search(const std::string& collection,
+                                                    std::span<const float> query,
+                                                    const SearchOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(auto results,
+                          SearchBatch(collection, query.data(), static_cast<uint32_t>(query.size()),
+                                      1, options));
+  return std::move(results.front());
+}
+
+}  // namespace strata::cluster

@@ -1,0 +1,90 @@
+#pragma once
+// Routing for a cluster collection (docs/CLUSTER.md), as a client library: writes go by id hash
+// to the shard's in-sync replicas and count as done when every one of them has applied them;
+// searches go to one in-sync replica per shard and the top-k are merged. It follows the
+// registry, the collections and the placement through etcd, and talks to each node's shard
+// collections (LocalShardName) with the existing client (client/client.h), one connection per
+// node, requests to different nodes in flight together (Client::Send / Receive).
+//
+//   STRATA_ASSIGN_OR_RETURN(auto router, ClusterRouter::Open({.etcd = "http://127.0.0.1:2379"}));
+//   STRATA_ASSIGN_OR_RETURN(uint64_t n, router->Upsert("docs", records));
+//   STRATA_ASSIGN_OR_RETURN(auto hits, router->Search("docs", query, {.k = 10}));
+//
+// A write fails (IOError naming the node and the shard) when an in-sync replica does not apply
+// it; the replicas that did keep it (docs/CLUSTER.md: such a write was never acknowledged, and
+// a replica's catch-up is what reconciles it). It is never acknowledged without a replica the
+// placement still lists as in sync. Retry once the leader has updated the in-sync set.
+// A search asks one in-sync replica per shard (the first in placement order) and, for a shard
+// whose replica fails, the next in-sync one; it fails when none answers (no partial replies yet).
+//
+// Not yet inside the nodes: a node does not route a client's request itself (strata-server's
+// request path has no cluster hook yet); this is the routing it will run.
+//
+// Thread-compatible: one thread uses a router at a time (its connections are not shared).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "api/types.h"
+#include "client/client.h"
+#include "cluster/etcd_client.h"
+#include "cluster/model.h"
+#include "cluster/prefix_mirror.h"
+#include "core/status.h"
+
+namespace strata::cluster {
+
+struct RouterOptions {
+  std::string etcd;  // comma-separated etcd client URLs
+  std::string cluster = "strata";
+  uint32_t etcd_timeout_ms = 2000;
+  client::ClientOptions client{};  // for the connections to the nodes
+};
+
+// The shard of id `id` in a collection of `shards` shards (splitmix64 of the id, mod shards).
+uint32_t ShardOfId(VectorId id, uint32_t shards);
+
+class ClusterRouter {
+ public:
+  static Result<std::unique_ptr<ClusterRouter>> Open(const RouterOptions& options);
+  ~ClusterRouter();
+  ClusterRouter(const ClusterRouter&) = delete;
+  ClusterRouter& operator=(const ClusterRouter&) = delete;
+
+  // Upserts by id. Returns the records written. NotFound for a collection that is not placed.
+  Result<uint64_t> Upsert(const std::string& collection, std::span<const Record> records);
+  // `count` queries, row-major; one result list per query, the merged top-k.
+  Result<std::vector<std::vector<Neighbor>>> SearchBatch(const std::string& collection,
+                                                         const float* queries, uint32_t dim,
+                                                         uint32_t count,
+                                                         const SearchOptions& options);
+  Result<std::vector<Neighbor>> Search(const std::string& collection, std::span<const float> query,
+                                       const SearchOptions& options);
+
+ private:
+  explicit ClusterRouter(const RouterOptions& options, std::unique_ptr<EtcdClient> etcd);
+  struct Route {
+    CollectionRecord record;
+    Placement placement;
+  };
+  Result<Route> RouteOf(const std::string& collection) const;
+  // The open connection to `node` (from its registered address), connecting when needed.
+  Result<client::Client*> Connection(const std::string& node);
+  // Sends every request, then collects every response; the statuses in order.
+  std::vector<Result<protocol::Response>> FanOut(
+      const std::vector<std::pair<std::string, protocol::Request>>& requests);
+
+  const RouterOptions options_;
+  std::unique_ptr<EtcdClient> etcd_;
+  std::unique_ptr<PrefixMirror> nodes_;
+  std::unique_ptr<PrefixMirror> collections_;
+  std::unique_ptr<PrefixMirror> placement_;
+  std::map<std::string, std::unique_ptr<client::Client>> connections_;  // by node id
+  std::map<std::string, std::string> connected_to_;  // node id -> address of its connection
+};
+
+}  // namespace strata::cluster
