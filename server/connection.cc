@@ -32,18 +32,13 @@ constexpr size_t kMaxBytesPerWrite = 4u << 20;
 }  // namespace
 
 asio::awaitable<void> Connection::ReadPayload(uint32_t size, error_code& ec) {
-  // Grown as bytes arrive rather than allocated from the header up front, so that
-  // a peer announcing a large frame and sending nothing costs no memory.
-  payload_.clear();
-  size_t got = 0;
-  while (got < size) {
-    const size_t want = std::min<size_t>(size, std::max<size_t>(2 * got, 64 * 1024));
-    payload_.resize(want);
-    co_await asio::async_read(socket_, asio::buffer(payload_.data() + got, want - got),
-                              asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return;
-    got = want;
-  }
+  // Sized from the header at once but not initialized (FrameBytes): a large block's pages
+  // are mapped only as the socket's bytes land in them, so a peer announcing a large frame
+  // and sending nothing costs no memory (and max_inflight_bytes was taken for it anyway),
+  // and no byte is zeroed or copied on growth.
+  payload_.resize(size);
+  co_await asio::async_read(socket_, asio::buffer(payload_.data(), size),
+                            asio::redirect_error(asio::use_awaitable, ec));
 }
 
 asio::awaitable<void> Connection::DiscardPayload(uint32_t size, error_code& ec) {
@@ -126,7 +121,7 @@ asio::awaitable<void> Connection::ReadLoop(std::shared_ptr<Connection> /*keep_al
     // answered, if only with kShuttingDown): let it re-check now that it is done.
     write_signal_.cancel();
     // What an idle connection keeps is small: a large payload's buffer is not kept.
-    if (payload_.capacity() > kMaxPayloadBeforeHello) std::vector<uint8_t>().swap(payload_);
+    if (payload_.capacity() > kMaxPayloadBeforeHello) FrameBytes().swap(payload_);
   }
   server_.ReleaseInflight(std::exchange(reserved_payload_, 0));
   reader_done_ = true;
@@ -348,6 +343,24 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
                server_.BusyMessage(Server::Impl::Admission::kQueueFull, 0), start);
     return;
   }
+  if (Server::Impl::LaneOf(op) == Server::Impl::Lane::kWrite) {
+    // A write is decoded by the write pool's thread that runs it (EncodedRequest); its
+    // reply is an acknowledgement or an error, whatever its size.
+    const uint64_t reply = protocol::kHeaderSize + RequestHandler::kWriteReplyBound;
+    if (!server_.TryReserveReply(reply)) {
+      server_.Release(0, op);
+      server_.metrics_.BusyRejection();
+      ReplyError(rid, opcode, ErrorCode::kBusy,
+                 server_.BusyMessage(Server::Impl::Admission::kReplyFull, reply), start);
+      return;
+    }
+    reply_bytes_ += reply;
+    server_.Submit(shared_from_this(), rid, op,
+                   Server::Impl::EncodedRequest{header, std::move(payload_)},
+                   std::exchange(reserved_payload_, 0), reply, start);
+    payload_.clear();  // moved from: empty, to be sized by the next frame
+    return;
+  }
   auto request = protocol::DecodeRequest(header, payload_, server_.decode_limits_);
   if (!request) {
     server_.Release(0, op);
@@ -366,7 +379,7 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
     return;
   }
   reply_bytes_ += reply;
-  server_.Submit(shared_from_this(), rid, std::move(*request), std::exchange(reserved_payload_, 0),
+  server_.Submit(shared_from_this(), rid, op, std::move(*request), std::exchange(reserved_payload_, 0),
                  reply, start);
 }
 
@@ -422,11 +435,8 @@ void Connection::DecodeFailed(uint64_t request_id, uint16_t opcode, const Status
                               Clock::time_point start) {
   // A count, dim or string over the decoder's limits (max_batch is the server's) is
   // OutOfRange: the request is well formed but too large; anything else is malformed.
-  ErrorCode code = ErrorCode::kMalformed;
-  if (error.code() == StatusCode::kUnimplemented) code = ErrorCode::kUnknownOp;
-  if (error.code() == StatusCode::kOutOfRange) code = ErrorCode::kTooLarge;
   ServerLog().debug("connection {} from {}: {}", id_, peer_, error.message());
-  ReplyError(request_id, opcode, code, error.message(), start);
+  ReplyError(request_id, opcode, Server::Impl::DecodeErrorCode(error), error.message(), start);
 }
 
 }  // namespace strata::server

@@ -18,6 +18,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 
+#include "server/frame_buffer.h"
 #include "server/server_impl.h"
 
 namespace strata::server {
@@ -225,7 +226,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<Clock::time_point> backlog_since_;
   uint64_t backlog_written_ = 0;
   std::array<uint8_t, protocol::kHeaderSize> header_{};
-  std::vector<uint8_t> payload_;
+  FrameBytes payload_;
 };
 
 }  // namespace strata::server

@@ -62,7 +62,7 @@ uint64_t GetReplyBytes(uint64_t ids, uint64_t dim) {
 // message (they name a field or two), the stats reply (a few hundred bytes), explain's JSON
 // and list_collections (a few hundred bytes per segment or collection). The encoded reply
 // replaces the bound once it is made, so these need only be typical, not maximal.
-constexpr uint64_t kSmallReplyBytes = 4 * 1024;
+constexpr uint64_t kSmallReplyBytes = RequestHandler::kWriteReplyBound;
 constexpr uint64_t kListReplyBytes = 64 * 1024;
 constexpr uint64_t kExplainJsonBytes = 64 * 1024;
 constexpr uint64_t kTypicalKeyBytes = 64;  // list_keys: keys are sized when the reply is made

@@ -47,6 +47,9 @@ class RequestHandler {
   // short error instead. Attributes of a get and explain's JSON may exceed their allowance;
   // the server counts the encoded reply once it is made.
   uint64_t ReplyBound(const protocol::Request& request);
+  // ReplyBound of a write (upsert, delete, by id or key), known before it is decoded: an
+  // empty acknowledgement or an error naming a field or two.
+  static constexpr uint64_t kWriteReplyBound = 4 * 1024;
 
  private:
   using Outcome = std::expected<protocol::ResponseBody, protocol::ErrorReply>;

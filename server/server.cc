@@ -315,29 +315,50 @@ Clock::duration Server::Impl::HelloBackoff(const std::string& address) {
   return it->second.refused_until - now;
 }
 
-void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
-                          protocol::Request request, uint64_t payload_bytes,
-                          uint64_t reply_bytes, Clock::time_point start) {
+ErrorCode Server::Impl::DecodeErrorCode(const Status& error) {
+  if (error.code() == StatusCode::kUnimplemented) return ErrorCode::kUnknownOp;
+  if (error.code() == StatusCode::kOutOfRange) return ErrorCode::kTooLarge;
+  return ErrorCode::kMalformed;
+}
+
+void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id, Op op,
+                          PendingRequest pending, uint64_t payload_bytes, uint64_t reply_bytes,
+                          Clock::time_point start) {
   // The work guard keeps the I/O threads running until the reply has been handed back.
   // `reply_bytes` (the reply's bound, held since admission) goes back with the reply.
-  const Op op = request.op;
   const Lane lane = LaneOf(op);
   asio::thread_pool& pool = lane == Lane::kRead    ? pool_
                             : lane == Lane::kWrite ? write_pool_
                                                    : maintenance_pool_;
-  asio::post(pool, [this, conn = std::move(conn), request_id, request = std::move(request),
+  asio::post(pool, [this, conn = std::move(conn), request_id, pending = std::move(pending),
                     payload_bytes, reply_bytes, start, op, lane,
                     work = asio::make_work_guard(io_)]() mutable {
     if (lane != Lane::kRead) LowerThreadPriority(lane == Lane::kWrite ? kWriteNice : kMaintenanceNice);
     const uint16_t opcode = static_cast<uint16_t>(op);
     std::vector<uint8_t> frame;
-    if (conn->gone()) {
+    protocol::Request request;
+    if (auto* decoded = std::get_if<protocol::Request>(&pending)) {
+      request = std::move(*decoded);
+    } else if (!conn->gone()) {
+      auto& encoded = std::get<EncodedRequest>(pending);
+      auto r = protocol::DecodeRequest(encoded.header, encoded.payload, decode_limits_);
+      if (r) {
+        request = std::move(*r);
+      } else {
+        ServerLog().debug("connection {}: {}", conn->id(), r.error().message());
+        frame = ErrorFrame(request_id, opcode, DecodeErrorCode(r.error()), r.error().message(), start);
+      }
+    }
+    pending = protocol::Request{};  // the payload's bytes: decoded, or refused
+    if (!frame.empty()) {
+      // Refused by the decoder: the error frame is the reply.
+    } else if (conn->gone()) {
       // Closed before its turn came (reset, a timeout, the shutdown deadline): nobody can
       // read the reply, so the request is not run. For a write this means it is not
       // applied -- the client never got an acknowledgement, so it cannot tell this from a
       // write lost with the connection. Deliver drops the (empty) reply.
       ServerLog().debug("{}: skipped, its connection {} closed before it started",
-                        protocol::OpName(request.op), conn->id());
+                        protocol::OpName(op), conn->id());
     } else {
       try {
         if (drain_expired_.load(std::memory_order_acquire)) {
