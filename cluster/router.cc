@@ -15,36 +15,49 @@ uint32_t ShardOfId(VectorId id, uint32_t shards) {
   return static_cast<uint32_t>(z % shards);
 }
 
-ClusterRouter::ClusterRouter(const RouterOptions& options, std::unique_ptr<EtcdClient> etcd)
-    : options_(options), etcd_(std::move(etcd)) {}
-
-ClusterRouter::~ClusterRouter() {
+ClusterView::~ClusterView() {
   // The mirrors' threads use etcd_: stop them first.
   placement_.reset();
   collections_.reset();
   nodes_.reset();
 }
 
-Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Open(const RouterOptions& options) {
+Result<std::shared_ptr<ClusterView>> ClusterView::Open(const RouterOptions& options) {
   STRATA_RETURN_IF_ERROR(ValidateName("cluster name", options.cluster));
   STRATA_ASSIGN_OR_RETURN(auto etcd,
                           EtcdClient::Create(options.etcd, {.timeout_ms = options.etcd_timeout_ms}));
-  std::unique_ptr<ClusterRouter> r(new ClusterRouter(options, std::move(etcd)));
+  std::shared_ptr<ClusterView> v(new ClusterView(options.cluster, std::move(etcd)));
   const ClusterKeys keys(options.cluster);
-  STRATA_ASSIGN_OR_RETURN(r->nodes_, PrefixMirror::Start(*r->etcd_, keys.nodes()));
-  STRATA_ASSIGN_OR_RETURN(r->collections_, PrefixMirror::Start(*r->etcd_, keys.collections()));
-  STRATA_ASSIGN_OR_RETURN(r->placement_, PrefixMirror::Start(*r->etcd_, keys.placements()));
-  return r;
+  STRATA_ASSIGN_OR_RETURN(v->nodes_, PrefixMirror::Start(*v->etcd_, keys.nodes()));
+  STRATA_ASSIGN_OR_RETURN(v->collections_, PrefixMirror::Start(*v->etcd_, keys.collections()));
+  STRATA_ASSIGN_OR_RETURN(v->placement_, PrefixMirror::Start(*v->etcd_, keys.placements()));
+  return v;
+}
+
+bool ClusterView::HasCollection(const std::string& collection) const {
+  return collections_->view()->kvs.contains(ClusterKeys(cluster_).collection(collection));
+}
+
+Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Open(const RouterOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(auto view, ClusterView::Open(options));
+  return Over(std::move(view), options.client);
+}
+
+std::unique_ptr<ClusterRouter> ClusterRouter::Over(std::shared_ptr<ClusterView> view,
+                                                   const client::ClientOptions& client,
+                                                   std::string self, LocalExecutor local) {
+  return std::unique_ptr<ClusterRouter>(
+      new ClusterRouter(std::move(view), client, std::move(self), std::move(local)));
 }
 
 Result<ClusterRouter::Route> ClusterRouter::RouteOf(const std::string& collection) const {
-  const ClusterKeys keys(options_.cluster);
-  auto collections = collections_->view();
+  const ClusterKeys keys(view_->cluster());
+  auto collections = view_->collections_->view();
   auto c = collections->kvs.find(keys.collection(collection));
   if (c == collections->kvs.end()) {
-    return Error(NotFound("cluster '{}' has no collection '{}'", options_.cluster, collection));
+    return Error(NotFound("cluster '{}' has no collection '{}'", view_->cluster(), collection));
   }
-  auto placements = placement_->view();
+  auto placements = view_->placement_->view();
   auto p = placements->kvs.find(keys.placement(collection));
   if (p == placements->kvs.end()) {
     return Error(NotFound("collection '{}' is not placed yet (is a leader up, with enough nodes?)",
@@ -61,8 +74,8 @@ Result<ClusterRouter::Route> ClusterRouter::RouteOf(const std::string& collectio
 }
 
 Result<client::Client*> ClusterRouter::Connection(const std::string& node) {
-  const ClusterKeys keys(options_.cluster);
-  auto nodes = nodes_->view();
+  const ClusterKeys keys(view_->cluster());
+  auto nodes = view_->nodes_->view();
   auto it = nodes->kvs.find(keys.node(node));
   if (it == nodes->kvs.end()) {
     return Error(IOError("node {} is not registered (gone, or its lease lapsed)", node));
@@ -80,7 +93,7 @@ Result<client::Client*> ClusterRouter::Connection(const std::string& node) {
   std::string host = record.advertise.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   const int port = std::atoi(record.advertise.c_str() + colon + 1);
-  auto client = client::Client::Connect(host, static_cast<uint16_t>(port), options_.client);
+  auto client = client::Client::Connect(host, static_cast<uint16_t>(port), client_options_);
   if (!client) {
     return Error(client.error().WithContext(fmt::format("node {} ({})", node, record.advertise)));
   }
@@ -96,6 +109,7 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
   std::vector<client::Client*> via(requests.size(), nullptr);
   std::vector<uint64_t> ids(requests.size(), 0);
   for (size_t i = 0; i < requests.size(); ++i) {
+    if (local_ && !self_.empty() && requests[i].first == self_) continue;  // below
     auto conn = Connection(requests[i].first);
     if (!conn) {
       out[i] = Error(conn.error());
@@ -108,6 +122,12 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
     }
     via[i] = *conn;
     ids[i] = *id;
+  }
+  // This node's own shards, while the others work.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!(local_ && !self_.empty() && requests[i].first == self_)) continue;
+    auto r = local_(requests[i].second);
+    out[i] = r ? std::move(r) : Error(r.error().WithContext(fmt::format("node {}", self_)));
   }
   // Collect: each connection answers its own requests (in any order).
   for (size_t i = 0; i < requests.size(); ++i) {

@@ -23,6 +23,7 @@
 // Thread-compatible: one thread uses a router at a time (its connections are not shared).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -48,10 +49,42 @@ struct RouterOptions {
 // The shard of id `id` in a collection of `shards` shards (splitmix64 of the id, mod shards).
 uint32_t ShardOfId(VectorId id, uint32_t shards);
 
+// What routing reads: the registry, the collections and the placement, mirrored from etcd.
+// Thread-safe (the mirrors are); shared by every router of a process.
+class ClusterView {
+ public:
+  static Result<std::shared_ptr<ClusterView>> Open(const RouterOptions& options);
+  ~ClusterView();
+  ClusterView(const ClusterView&) = delete;
+  ClusterView& operator=(const ClusterView&) = delete;
+
+  const std::string& cluster() const { return cluster_; }
+  // Whether `collection` is a collection of this cluster (as last seen).
+  bool HasCollection(const std::string& collection) const;
+
+ private:
+  friend class ClusterRouter;
+  explicit ClusterView(std::string cluster, std::unique_ptr<EtcdClient> etcd)
+      : cluster_(std::move(cluster)), etcd_(std::move(etcd)) {}
+  const std::string cluster_;
+  std::unique_ptr<EtcdClient> etcd_;
+  std::unique_ptr<PrefixMirror> nodes_;
+  std::unique_ptr<PrefixMirror> collections_;
+  std::unique_ptr<PrefixMirror> placement_;
+};
+
 class ClusterRouter {
  public:
+  // A router with its own view (etcd mirrors).
   static Result<std::unique_ptr<ClusterRouter>> Open(const RouterOptions& options);
-  ~ClusterRouter();
+  // Runs a request for one of this process's own shards without a connection (inside a node:
+  // its own engine, so that a node's workers never wait on its own queue).
+  using LocalExecutor = std::function<Result<protocol::Response>(const protocol::Request&)>;
+  // A router over a shared view: its own connections only. Requests for node `self` go to
+  // `local` when both are given.
+  static std::unique_ptr<ClusterRouter> Over(std::shared_ptr<ClusterView> view,
+                                             const client::ClientOptions& client = {},
+                                             std::string self = {}, LocalExecutor local = {});
   ClusterRouter(const ClusterRouter&) = delete;
   ClusterRouter& operator=(const ClusterRouter&) = delete;
 
@@ -66,7 +99,10 @@ class ClusterRouter {
                                        const SearchOptions& options);
 
  private:
-  explicit ClusterRouter(const RouterOptions& options, std::unique_ptr<EtcdClient> etcd);
+  ClusterRouter(std::shared_ptr<ClusterView> view, const client::ClientOptions& client,
+                std::string self, LocalExecutor local)
+      : view_(std::move(view)), client_options_(client), self_(std::move(self)),
+        local_(std::move(local)) {}
   struct Route {
     CollectionRecord record;
     Placement placement;
@@ -78,11 +114,10 @@ class ClusterRouter {
   std::vector<Result<protocol::Response>> FanOut(
       const std::vector<std::pair<std::string, protocol::Request>>& requests);
 
-  const RouterOptions options_;
-  std::unique_ptr<EtcdClient> etcd_;
-  std::unique_ptr<PrefixMirror> nodes_;
-  std::unique_ptr<PrefixMirror> collections_;
-  std::unique_ptr<PrefixMirror> placement_;
+  const std::shared_ptr<ClusterView> view_;
+  const client::ClientOptions client_options_;
+  const std::string self_;
+  const LocalExecutor local_;
   std::map<std::string, std::unique_ptr<client::Client>> connections_;  // by node id
   std::map<std::string, std::string> connected_to_;  // node id -> address of its connection
 };

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cluster/etcd_http.h"
+#include "cluster/route_hook.h"
 #include "cluster/service.h"
 #include "server/server.h"
 
@@ -27,11 +28,21 @@ namespace {
 
 class ClusterExtension : public server::ServeExtension {
  public:
-  explicit ClusterExtension(std::unique_ptr<ClusterService> service)
-      : service_(std::move(service)) {}
+  ClusterExtension(std::unique_ptr<ClusterService> service, server::Server& server,
+                   std::shared_ptr<ClusterRequestHook> hook)
+      : service_(std::move(service)), server_(server), hook_(std::move(hook)) {
+    server_.SetRequestHook(hook_);
+  }
+  ~ClusterExtension() override {
+    server_.SetRequestHook(nullptr);
+    hook_.reset();
+    service_.reset();  // leaves the cluster
+  }
 
  private:
   std::unique_ptr<ClusterService> service_;
+  server::Server& server_;
+  std::shared_ptr<ClusterRequestHook> hook_;
 };
 
 }  // namespace
@@ -69,7 +80,13 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
         }
         options.advertise = advertise;
         STRATA_ASSIGN_OR_RETURN(auto service, ClusterService::Start(options, engine));
-        return std::unique_ptr<server::ServeExtension>(new ClusterExtension(std::move(service)));
+        // Routing: a client may send a cluster collection's requests to any node.
+        STRATA_ASSIGN_OR_RETURN(auto view, ClusterView::Open({.etcd = options.etcd,
+                                                              .cluster = options.cluster,
+                                                              .etcd_timeout_ms = options.etcd_timeout_ms}));
+        auto hook = std::make_shared<ClusterRequestHook>(std::move(view), service->node(), engine);
+        return std::unique_ptr<server::ServeExtension>(
+            new ClusterExtension(std::move(service), server, std::move(hook)));
       });
 }
 

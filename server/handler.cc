@@ -142,6 +142,9 @@ protocol::HelloReply RequestHandler::Hello() const {
 protocol::Response RequestHandler::Execute(const protocol::Request& request) {
   Outcome out;
   try {
+    if (const std::shared_ptr<RequestHook> hook = hook_.load()) {
+      if (std::optional<protocol::Response> r = hook->Handle(request)) return std::move(*r);
+    }
     out = Dispatch(request);
   } catch (const std::exception& e) {
     out = Fail(ErrorCode::kInternal, "{}: {}", protocol::OpName(request.op), e.what());

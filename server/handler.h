@@ -13,6 +13,8 @@
 // Everything else is the engine's error, mapped by ErrorCodeFromStatus; that
 // includes a dimension that is not the collection's (InvalidArgument naming both).
 
+#include <atomic>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -22,6 +24,7 @@
 #include "protocol/protocol.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "server/request_hook.h"
 
 namespace strata::server {
 
@@ -37,6 +40,9 @@ class RequestHandler {
 
   // The reply to a successful hello: version and limits.
   protocol::HelloReply Hello() const;
+
+  // A hook that Execute asks first (request_hook.h); nullptr: none. Any thread, any time.
+  void SetHook(std::shared_ptr<RequestHook> hook) { hook_.store(std::move(hook)); }
 
   // An upper bound of the payload of the reply Execute will give `request`, cheap enough
   // for an I/O thread (no engine call), so that the server can budget reply memory before
@@ -83,6 +89,7 @@ class RequestHandler {
   Engine& engine_;
   const ServerConfig config_;
   const ServerMetrics& metrics_;
+  std::atomic<std::shared_ptr<RequestHook>> hook_;
   std::mutex dims_mu_;
   std::unordered_map<std::string, size_t> dims_;  // guarded by dims_mu_
 };

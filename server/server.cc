@@ -700,6 +700,9 @@ uint16_t Server::port() const { return impl_->port_; }
 uint16_t Server::metrics_port() const { return impl_->metrics_port_; }
 uint16_t Server::resp_port() const { return impl_->resp_ ? impl_->resp_->port() : 0; }
 ServerMetricsSnapshot Server::metrics() const { return impl_->metrics_.Snapshot(); }
+void Server::SetRequestHook(std::shared_ptr<RequestHook> hook) {
+  impl_->handler_.SetHook(std::move(hook));
+}
 void Server::Shutdown() { impl_->Shutdown(); }
 void Server::Wait() { impl_->Wait(); }
 

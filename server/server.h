@@ -51,6 +51,7 @@
 #include "engine/strata.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "server/request_hook.h"
 
 namespace strata::server {
 
@@ -71,6 +72,9 @@ class Server {
   uint16_t metrics_port() const;  // 0 when the metrics endpoint is off
   uint16_t resp_port() const;     // the RESP listener's bound port; 0 when it is off
   ServerMetricsSnapshot metrics() const;
+  // Requests go to `hook` first (server/request_hook.h: the cluster layer's routing); nullptr
+  // removes it. Any thread, any time.
+  void SetRequestHook(std::shared_ptr<RequestHook> hook);
 
   void Shutdown();  // graceful, idempotent; returns at once
   void Wait();      // until every thread has stopped (after Shutdown)

@@ -170,6 +170,34 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     EXPECT_TRUE(std::is_sorted(hits.begin(), hits.end()));
   }
 
+  // Any node routes: a plain client sends the cluster collection's requests to one node.
+  for (int i = 0; i < 3; ++i) {
+    auto c = client::Client::Connect("127.0.0.1", nodes[i]->port());
+    ASSERT_TRUE(c.has_value());
+    auto through_node = (*c)->SearchBatch("vec", queries.data(), kDim, kQueries, options);
+    ASSERT_TRUE(through_node.has_value()) << through_node.error().ToString();
+    EXPECT_EQ(*through_node, *clustered) << "through n" << i;
+    auto one_hit = (*c)->Search("vec", VectorFor(42), {.k = 1});
+    ASSERT_TRUE(one_hit.has_value()) << one_hit.error().ToString();
+    ASSERT_EQ(one_hit->size(), 1u);
+    EXPECT_EQ((*one_hit)[0].id, 42u);
+    // A write through the node, then read back through another.
+    const auto extra = Records(kN + 1000 + i, kN + 1001 + i);
+    auto written = (*c)->Upsert("vec", kDim, extra);
+    ASSERT_TRUE(written.has_value()) << written.error().ToString();
+    EXPECT_EQ(*written, 1u);
+    auto other = client::Client::Connect("127.0.0.1", nodes[(i + 1) % 3]->port());
+    auto back = (*other)->Search("vec", extra[0].vector, {.k = 1});
+    ASSERT_TRUE(back.has_value()) << back.error().ToString();
+    EXPECT_EQ((*back)[0].id, extra[0].id);
+    // Not routed yet: refused with a clear error, not sent to the engine.
+    const VectorId ids[] = {1};
+    auto get = (*c)->Get("vec", ids);
+    ASSERT_FALSE(get.has_value());
+    EXPECT_EQ(get.error().code(), StatusCode::kUnimplemented) << get.error().ToString();
+    EXPECT_NE(get.error().message().find("not routed yet"), std::string::npos);
+  }
+
   // SIGKILL a replica that is not the leader: writes to its shards are refused (not
   // acknowledged without it) until the leader takes it out of the in-sync sets.
   const std::string leader = status->leader;

@@ -1,0 +1,112 @@
+#include "cluster/route_hook.h"
+
+#include "engine/strata.h"
+
+namespace strata::cluster {
+
+using protocol::Op;
+
+namespace {
+
+protocol::Response ErrorResponse(const Status& s) {
+  return {Op::kError, protocol::ErrorReply{protocol::ErrorCodeFromStatus(s.code()), s.message()}};
+}
+
+// The collection a request names, for the ops that are routed or refused here.
+const std::string* CollectionOf(const protocol::Request& r) {
+  if (const auto* m = std::get_if<protocol::UpsertRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::SearchRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::DeleteRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::GetRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::KeysRequest>(&r.body)) return &m->collection;
+  return nullptr;
+}
+
+}  // namespace
+
+ClusterRequestHook::ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node,
+                                       Engine& engine)
+    : view_(std::move(view)), node_(node), engine_(engine) {}
+
+std::unique_ptr<ClusterRouter> ClusterRequestHook::Acquire() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      auto r = std::move(idle_.back());
+      idle_.pop_back();
+      return r;
+    }
+  }
+  return ClusterRouter::Over(view_, {}, node_.options().node_id,
+                             [this](const protocol::Request& r) { return RunLocal(r); });
+}
+
+void ClusterRequestHook::Release(std::unique_ptr<ClusterRouter> router) {
+  std::lock_guard lock(mu_);
+  idle_.push_back(std::move(router));
+}
+
+Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request& request) {
+  if (const auto* m = std::get_if<protocol::UpsertRequest>(&request.body);
+      m != nullptr && request.op == Op::kUpsert) {
+    engine::WriteBatch batch;
+    for (const Record& r : m->records) batch.Upsert(r.id, r.vector, r.attributes);
+    STRATA_RETURN_IF_ERROR(engine_.Write(m->collection, batch));
+    return protocol::Response{Op::kUpsert, protocol::WriteReply{m->records.size()}};
+  }
+  if (const auto* m = std::get_if<protocol::SearchRequest>(&request.body);
+      m != nullptr && request.op == Op::kSearchBatch) {
+    STRATA_ASSIGN_OR_RETURN(auto results,
+                            engine_.SearchBatch(m->collection, std::span<const float>(m->queries),
+                                                m->dim, m->options, 1));
+    protocol::SearchReply reply;
+    reply.results = std::move(results);
+    return protocol::Response{Op::kSearchBatch, std::move(reply)};
+  }
+  return Error(Internal("cluster: no local execution for {}", protocol::OpName(request.op)));
+}
+
+std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Request& request) {
+  const std::string* collection = CollectionOf(request);
+  if (collection == nullptr || !view_->HasCollection(*collection)) return std::nullopt;
+  const std::string& name = *collection;
+  switch (request.op) {
+    case Op::kUpsert: {
+      if (!node_.LeaseHeld()) {
+        return ErrorResponse(IOError(
+            "node {}: its cluster lease may have lapsed; it routes no write until it has "
+            "registered again (retry, or use another node)",
+            node_.options().node_id));
+      }
+      const auto& m = std::get<protocol::UpsertRequest>(request.body);
+      auto router = Acquire();
+      auto n = router->Upsert(name, m.records);
+      Release(std::move(router));
+      if (!n) return ErrorResponse(n.error());
+      return protocol::Response{Op::kUpsert, protocol::WriteReply{*n}};
+    }
+    case Op::kSearch:
+    case Op::kSearchBatch: {
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      if (m.count == 0 || m.queries.size() != size_t(m.count) * m.dim) {
+        return ErrorResponse(InvalidArgument("{}: {} query floats for {} queries of dimension {}",
+                                             protocol::OpName(request.op), m.queries.size(),
+                                             m.count, m.dim));
+      }
+      auto router = Acquire();
+      auto r = router->SearchBatch(name, m.queries.data(), m.dim, m.count, m.options);
+      Release(std::move(router));
+      if (!r) return ErrorResponse(r.error());
+      protocol::SearchReply reply;
+      reply.results = std::move(*r);
+      return protocol::Response{request.op, std::move(reply)};
+    }
+    default:
+      return ErrorResponse(Unimplemented(
+          "{} on cluster collection '{}' is not routed yet (routed: upsert by id, search, "
+          "search batch; docs/CLUSTER.md)",
+          protocol::OpName(request.op), name));
+  }
+}
+
+}  // namespace strata::cluster

@@ -1,0 +1,47 @@
+#pragma once
+// The cluster's request hook inside a node (server/request_hook.h): a client's upsert (by id),
+// search or batch search for a cluster collection is routed by ClusterRouter (router.h) --
+// the node's own shards through its engine, the others through connections to their nodes.
+// Other requests for a cluster collection are refused (Unimplemented: not routed yet); requests
+// for any other collection (a shard's engine collection among them) go to the engine as before.
+// A node whose lease may have lapsed (ClusterNode::LeaseHeld) routes no write.
+//
+// Thread-safe: Handle runs on every worker thread at once; each call takes a router from a pool
+// (a router's connections serve one call at a time).
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cluster/node.h"
+#include "cluster/router.h"
+#include "server/request_hook.h"
+
+namespace strata {
+class Engine;
+}
+
+namespace strata::cluster {
+
+class ClusterRequestHook : public server::RequestHook {
+ public:
+  // `node` and `engine` are borrowed and must outlive the hook.
+  ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node, Engine& engine);
+  std::optional<protocol::Response> Handle(const protocol::Request& request) override;
+
+ private:
+  std::unique_ptr<ClusterRouter> Acquire();
+  void Release(std::unique_ptr<ClusterRouter> router);
+  // A shard request for this node's own engine (upsert, search batch).
+  Result<protocol::Response> RunLocal(const protocol::Request& request);
+
+  const std::shared_ptr<ClusterView> view_;
+  const ClusterNode& node_;
+  Engine& engine_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<ClusterRouter>> idle_;  // guarded by mu_
+};
+
+}  // namespace strata::cluster

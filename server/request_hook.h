@@ -1,0 +1,23 @@
+#pragma once
+// A layer above the server may take some requests before the engine does: the cluster layer
+// (cluster/, docs/CLUSTER.md) routes the requests for a cluster collection to the nodes that
+// hold its shards. Set with Server::SetRequestHook; RequestHandler::Execute asks the hook first,
+// on the worker thread that runs the request, and answers with its response when it gives one.
+//
+// Thread-safe: Handle is called from every worker thread at once.
+
+#include <optional>
+
+#include "protocol/protocol.h"
+
+namespace strata::server {
+
+class RequestHook {
+ public:
+  virtual ~RequestHook() = default;
+  // The response to `request`, or nullopt when the hook leaves it to the engine. Must not
+  // throw (an exception becomes a kInternal error reply, as from the engine).
+  virtual std::optional<protocol::Response> Handle(const protocol::Request& request) = 0;
+};
+
+}  // namespace strata::server
