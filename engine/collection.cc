@@ -7,6 +7,7 @@
 #include <cstring>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <unordered_set>
 
@@ -475,8 +476,8 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     explain->filter = filter_key ? *filter_key : std::string();
     explain->parse_ms = parse_ms;
   }
-  const SegmentQuery sq{VectorView(query.data(), query.size()), normalized.data(), filter, filter_key, &options,
-                        recall_target};
+  SegmentQuery sq{VectorView(query.data(), query.size()), normalized.data(), filter, filter_key, &options,
+                  recall_target};
   // The snapshot: no lock from here on, whatever writers and maintenance do.
   const std::shared_ptr<const Snapshot> s = snapshot();
   std::vector<Neighbor> out;
@@ -486,6 +487,14 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     STRATA_ASSIGN_OR_RETURN(auto part, SearchSegment(seg, sq, scratch, explain ? &ex : nullptr, &io));
     out.insert(out.end(), part.begin(), part.end());
     if (explain) explain->segments.push_back(std::move(ex));
+    // The segments after this one need nothing farther than the k-th hit so far: kept
+    // sorted and cut to k, its last is that bound.
+    std::sort(out.begin(), out.end());
+    if (out.size() > options.k) out.resize(options.k);
+    // (The next float up: a tie with the k-th, with a smaller id, still wins the merge.)
+    if (out.size() == options.k) {
+      sq.max_distance = std::nextafter(out.back().distance, std::numeric_limits<float>::infinity());
+    }
     return Status::Ok();
   };
   STRATA_RETURN_IF_ERROR(

@@ -274,6 +274,7 @@ Result<std::vector<Neighbor>> MemorySegment::View::IndexSearch(const SegmentQuer
   // search but are never returned.
   LiveRowFilter filter(*this, allowed);
   if (allowed || live_ < seg_.graph().num_slots()) p.filter = &filter;
+  if (!q.filter) p.max_distance = q.max_distance;
   index::HnswSearchStats st;
   STRATA_ASSIGN_OR_RETURN(auto out, seg_.graph().Search(q.query, p, scratch.hnsw, &st));
   ex.ef = p.ef;

@@ -473,6 +473,7 @@ Result<std::vector<Neighbor>> SealedSegment::IndexSearch(const SegmentQuery& q, 
     p.k = want;
     p.ef = std::max(param, want);
     if (need_filter) p.filter = &rf;
+    if (!q.filter) p.max_distance = q.max_distance;
     index::HnswSearchStats st;
     STRATA_ASSIGN_OR_RETURN(out, graph_->Search(q.query, p, scratch.hnsw, &st));
     ex.ef = p.ef;

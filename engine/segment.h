@@ -20,6 +20,7 @@
 // Thread safety: a view is immutable; any number of threads may search one at once.
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -52,6 +53,10 @@ struct SegmentQuery {
   const std::string* filter_key = nullptr;  // the filter's canonical text: caches its rows
   const SearchOptions* options = nullptr;
   double recall_target = 0;                 // resolved target (0: explicit parameters)
+  // Without a filter: the k-th distance among the segments searched before this one (they
+  // already hold k hits this close), so this segment's index search need not look past it
+  // (index::SearchParams::max_distance; what bounds a walk through deleted rows).
+  float max_distance = std::numeric_limits<float>::infinity();
 };
 
 // The live rows of a segment that match a filter.

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -40,6 +41,13 @@ struct SearchParams {
   // HNSW with codes: candidates re-scored with full vectors (>= k used); 0 = the
   // index's default (HnswOptions::rerank; 0 there too: 2k).
   uint32_t rerank = 0;
+  // HNSW, filtered searches (a filter, or deleted nodes): only neighbours closer than this
+  // are wanted -- another part of the query (a segment searched before) already holds k that
+  // are this close. Such a walk, which otherwise goes on until it holds ef allowed nodes
+  // however far that is (a region whose nodes were all deleted: thousands of nodes), then
+  // ends once it has walked as far as an unfiltered search would and no candidate is
+  // closer than this. Infinity: no bound.
+  float max_distance = std::numeric_limits<float>::infinity();
 };
 
 // Epoch-tagged visited marks: Reset() is O(1) except once every 65535 searches.

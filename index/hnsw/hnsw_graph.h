@@ -183,12 +183,14 @@ class HnswIndex::Impl {
                    VisitedSet& visited, HnswSearchStats* st) const;
   // Layer-0 search where only `allowed` nodes become results but every node
   // routes (hnswlib-style two heaps): keeps going until ef allowed results are
-  // held and no candidate can improve them. Results land in scratch.results,
-  // nearest first.
+  // held and no candidate can improve them -- or, with a finite `max_distance`
+  // (SearchParams::max_distance), once it has walked as far as an unfiltered search
+  // would and no candidate is closer than max_distance. Results (only nodes closer
+  // than max_distance) land in scratch.results, nearest first.
   template <typename Allowed>
   void SearchLayer0Filtered(const float* q, uint32_t ep, float ep_dist, size_t ef,
-                            const Allowed& allowed, VisitedSet& visited, HnswScratch& scratch,
-                            HnswSearchStats* st) const;
+                            float max_distance, const Allowed& allowed, VisitedSet& visited,
+                            HnswScratch& scratch, HnswSearchStats* st) const;
   // Descends from the entry point to `target_level` + 1.
   void Descend(const float* q, int target_level, uint32_t& cur, float& cur_dist, int& top,
                HnswSearchStats* st) const;

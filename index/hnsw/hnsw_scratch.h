@@ -95,6 +95,7 @@ struct HnswScratch final : IndexScratch {
   // results so far (max-heap).
   std::vector<Candidate> frontier;
   std::vector<Candidate> results;
+  std::vector<float> beam;  // filtered search with max_distance: the ef nearest visited
   // Decoded vectors: of the candidate SelectNeighbors weighs, and of the node whose
   // list Connect or Consolidate rebuilds (which then calls SelectNeighbors).
   std::vector<float> candidate_vec;

@@ -112,20 +112,31 @@ void HnswIndex::Impl::SearchLayerT(const float* q, uint32_t ep, float ep_dist, i
 
 template <typename Allowed>
 void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep_dist, size_t ef,
-                                           const Allowed& allowed, VisitedSet& visited,
-                                           HnswScratch& scratch, HnswSearchStats* st) const {
+                                           float max_distance, const Allowed& allowed,
+                                           VisitedSet& visited, HnswScratch& scratch,
+                                           HnswSearchStats* st) const {
   std::vector<Candidate>& cand = scratch.frontier;  // min-heap
   std::vector<Candidate>& results = scratch.results;
   cand.clear();
   results.clear();
   visited.Insert(ep);
   cand.push_back({ep_dist, ep});
-  if (allowed(ep)) results.push_back({ep_dist, ep});
+  if (ep_dist < max_distance && allowed(ep)) results.push_back({ep_dist, ep});
+  // `bound`: the ef-th allowed result once there are ef (infinity until then); nothing past
+  // it is expanded or kept. With a finite max_distance, `beam` holds the ef nearest nodes
+  // visited, allowed or not -- what an unfiltered search would end on -- and the walk also
+  // ends once the nearest candidate lies past both that beam and max_distance: it has done
+  // an unfiltered search's work, and what lies farther is not wanted.
   float bound = results.size() >= ef ? results.front().dist : std::numeric_limits<float>::infinity();
+  const bool bounded = max_distance < std::numeric_limits<float>::infinity();
+  std::vector<float>& beam = scratch.beam;  // max-heap of distances
+  beam.clear();
+  if (bounded) beam.push_back(ep_dist);
   uint32_t buf[512];
   while (!cand.empty()) {
     Candidate c = cand.front();
     if (c.dist > bound && results.size() >= ef) break;
+    if (bounded && c.dist > max_distance && beam.size() >= ef && c.dist > beam.front()) break;
     std::pop_heap(cand.begin(), cand.end(), CloserFirst());
     cand.pop_back();
     if (st) ++st->hops;
@@ -143,10 +154,18 @@ void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep
       const uint32_t v = buf[j];
       const float d = DistTo(q, v);
       if (st) ++st->distances;
+      if (bounded && (beam.size() < ef || d < beam.front())) {
+        beam.push_back(d);
+        std::push_heap(beam.begin(), beam.end());
+        if (beam.size() > ef) {
+          std::pop_heap(beam.begin(), beam.end());
+          beam.pop_back();
+        }
+      }
       if (results.size() < ef || d < bound) {
         cand.push_back({d, v});
         std::push_heap(cand.begin(), cand.end(), CloserFirst());
-        if (allowed(v)) {
+        if (d < max_distance && allowed(v)) {
           results.push_back({d, v});
           std::push_heap(results.begin(), results.end(), FartherFirst());
           if (results.size() > ef) {
@@ -253,7 +272,8 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
       return filter == nullptr || filter->Contains(im.Label(node));
     };
     HnswScratch& scratch = ctx.scratch<HnswScratch>();
-    im.SearchLayer0Filtered(q, cur, cur_dist, ef, allowed, visited, scratch, stats);
+    im.SearchLayer0Filtered(q, cur, cur_dist, ef, params.max_distance, allowed, visited, scratch,
+                            stats);
     const std::vector<Candidate>& results = scratch.results;
     const size_t m = std::min(k, results.size());
     out.reserve(m);

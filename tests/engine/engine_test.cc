@@ -243,6 +243,52 @@ TEST(Engine, UpsertGetSearchDelete) {
   fs::remove_all(dir);
 }
 
+// Issue 15: rows of a sealed segment re-upserted (so deleted there) around a query. The
+// in-memory segment, searched first, holds the k nearest; the sealed segment's walk, which
+// may return only live rows, stops at their distance instead of walking the deleted region
+// until it has collected ef live rows (before: about as many nodes as were deleted).
+TEST(Engine, SearchNextToReupsertedRowsDoesNotWalkTheDeletedRegion) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c", 8)).ok());
+  std::mt19937 rng(15);
+  constexpr VectorId kRows = 4000;
+  std::vector<std::vector<float>> rows;
+  for (VectorId i = 0; i < kRows; ++i) rows.push_back(RandomVector(8, rng));
+  for (VectorId first = 0; first < kRows; first += 1000) {
+    WriteBatch b;
+    for (VectorId i = first; i < first + 1000; ++i) b.Upsert(i, rows[i]);
+    ASSERT_TRUE(e->Write("c", b).ok());
+  }
+  ASSERT_TRUE(e->Flush("c").ok());
+  const std::vector<float>& q = rows[0];
+  std::vector<std::pair<float, VectorId>> by_dist;
+  for (VectorId i = 0; i < kRows; ++i) {
+    float d = 0;
+    for (size_t j = 0; j < 8; ++j) d += (rows[i][j] - q[j]) * (rows[i][j] - q[j]);
+    by_dist.push_back({d, i});
+  }
+  std::sort(by_dist.begin(), by_dist.end());
+  WriteBatch again;  // the 800 nearest, the same vectors again
+  for (size_t i = 0; i < 800; ++i) again.Upsert(by_dist[i].second, rows[by_dist[i].second]);
+  ASSERT_TRUE(e->Write("c", again).ok());
+  SearchOptions o;
+  o.k = 10;
+  o.ef = 64;
+  o.strategy = SearchStrategy::kIndex;
+  Explain ex;
+  auto hits = e->Search("c", q, o, &ex);
+  ASSERT_TRUE(hits.has_value()) << hits.error().ToString();
+  ASSERT_EQ(hits->size(), 10u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ((*hits)[i].id, by_dist[i].second) << i;
+  ASSERT_EQ(ex.segments.size(), 2u);
+  EXPECT_EQ(ex.segments[0].segment, "memory");
+  const SegmentExplain& sealed = ex.segments[1];
+  EXPECT_LT(sealed.nodes_visited, 100u) << "the sealed walk went through the deleted region";
+  EXPECT_LE(sealed.results, 10u);
+  fs::remove_all(dir);
+}
+
 // Issue 13: a filter naming an attribute no record has, or comparing with a type the
 // attribute never held, is reported -- in EXPLAIN and by Engine::FilterWarnings --
 // in the in-memory segment and in sealed ones alike; a correct filter gets none.

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -339,6 +340,60 @@ TEST(HnswIndex, RemovedIdsAreNeverReturned) {
   EXPECT_EQ(index->GraphStats().num_deleted, 300u);
   EXPECT_EQ(index->size(), 1700u);
   ExpectNeverReturned(*index, base, removed, queries);
+}
+
+// A query whose whole neighbourhood was deleted: without a bound the tombstone-filtered
+// walk goes on until it holds ef live nodes, however far; with max_distance (what another
+// segment already found) it stops there, and still returns the live nodes closer than it.
+TEST(HnswIndex, MaxDistanceBoundsAWalkThroughDeletedNodes) {
+  auto base = Clustered(4000, 16, 61);
+  HnswOptions opt;
+  opt.ef_construction = 64;
+  opt.consolidate_fraction = 1.0;  // keep the tombstones
+  auto index = BuildHnsw(base, Metric::kL2, opt);
+  const float* q = base.row(0);
+  // Rows by distance to q; the nearest 600 are deleted.
+  std::vector<std::pair<float, size_t>> by_dist;
+  for (size_t r = 0; r < base.size(); ++r) {
+    float d = 0;
+    for (size_t j = 0; j < base.dim(); ++j) d += (base.row(r)[j] - q[j]) * (base.row(r)[j] - q[j]);
+    by_dist.push_back({d, r});
+  }
+  std::sort(by_dist.begin(), by_dist.end());
+  for (size_t i = 0; i < 600; ++i) ASSERT_TRUE(index->Remove(by_dist[i].second).ok());
+  SearchContext ctx;
+  SearchParams p;
+  p.k = 10;
+  p.ef = 64;
+  HnswSearchStats unbounded;
+  auto all = index->Search(VectorView(q, base.dim()), p, ctx, &unbounded);
+  ASSERT_TRUE(all.has_value()) << all.error().ToString();
+  ASSERT_EQ(all->size(), 10u);
+  for (const Neighbor& nb : *all) EXPECT_GE(nb.distance, by_dist[600].first);
+  // Bounded just past the 4th nearest live row: the deleted rows inside route the walk, and
+  // only the live rows closer than the bound come back.
+  p.max_distance = std::nextafter(by_dist[603].first, 1e30f);
+  auto near = index->Search(VectorView(q, base.dim()), p, ctx);
+  ASSERT_TRUE(near.has_value()) << near.error().ToString();
+  for (const Neighbor& nb : *near) EXPECT_LT(nb.distance, p.max_distance);
+  EXPECT_LE(near->size(), 4u);
+  EXPECT_GE(near->size(), 3u) << "the live rows inside the bound are found";
+  // Bounded inside the deleted region (another segment holds the 20 nearest): nothing, after
+  // a fraction of the unbounded walk.
+  p.max_distance = by_dist[20].first;
+  HnswSearchStats inside;
+  auto empty = index->Search(VectorView(q, base.dim()), p, ctx, &inside);
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_TRUE(empty->empty());
+  EXPECT_LT(inside.hops * 4, unbounded.hops)
+      << "bounded " << inside.hops << " hops, unbounded " << unbounded.hops;
+  // Infinity (the default) is the unbounded search, hop for hop.
+  p.max_distance = std::numeric_limits<float>::infinity();
+  HnswSearchStats again;
+  auto same = index->Search(VectorView(q, base.dim()), p, ctx, &again);
+  ASSERT_TRUE(same.has_value());
+  EXPECT_EQ(*same, *all);
+  EXPECT_EQ(again.hops, unbounded.hops);
 }
 
 TEST(HnswIndex, RemovedIdsStayGoneAfterConsolidate) {
