@@ -46,7 +46,20 @@ uint64_t NowNs() {
                                    .count());
 }
 
-bool IsAligned(uint64_t v) { return v % kBlockAlignment == 0; }
+bool IsAligned(uint64_t v, uint64_t alignment) { return v % alignment == 0; }
+
+// The file system's O_DIRECT alignment (statx STATX_DIOALIGN), within 512..kBlockAlignment;
+// kBlockAlignment when the kernel or file system does not say.
+size_t DirectAlignment(int fd) {
+  struct statx st {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &st) != 0 || !(st.stx_mask & STATX_DIOALIGN) ||
+      st.stx_dio_offset_align == 0) {
+    return kBlockAlignment;
+  }
+  const size_t a = std::max<size_t>(st.stx_dio_offset_align, st.stx_dio_mem_align);
+  if (a > kBlockAlignment || (a & (a - 1)) != 0) return kBlockAlignment;
+  return std::max<size_t>(a, 512);
+}
 
 // The outcome of one read(2)-like result for a request that has `done` bytes so far.
 enum class Step { kDone, kRetry, kFailed };
@@ -351,7 +364,8 @@ Result<std::shared_ptr<BlockFile>> BlockFile::Open(const std::filesystem::path& 
       if (fd < 0) return Error(OsError(errno, "open", path));
     }
   }
-  return std::shared_ptr<BlockFile>(new BlockFile(path, fd, *size, direct));
+  const size_t alignment = direct ? DirectAlignment(fd) : 1;
+  return std::shared_ptr<BlockFile>(new BlockFile(path, fd, *size, direct, alignment));
 }
 
 BlockFile::~BlockFile() { ::close(fd_); }
@@ -399,12 +413,13 @@ Status IoQueue::ValidateRequests(const BlockFile& file, std::span<const ReadRequ
       return InvalidArgument("{}: request {} (offset {}, length {}) overflows the file offset",
                              file.path().string(), i, r.offset, r.length);
     }
-    if (file.direct() && !(IsAligned(r.offset) && IsAligned(r.length) &&
-                           IsAligned(reinterpret_cast<uintptr_t>(r.buffer)))) {
+    const uint64_t a = file.alignment();
+    if (file.direct() && !(IsAligned(r.offset, a) && IsAligned(r.length, a) &&
+                           IsAligned(reinterpret_cast<uintptr_t>(r.buffer), a))) {
       return InvalidArgument(
           "{}: request {} (offset {}, length {}, buffer {}) is not {}-aligned, which O_DIRECT "
           "requires",
-          file.path().string(), i, r.offset, r.length, r.buffer, kBlockAlignment);
+          file.path().string(), i, r.offset, r.length, r.buffer, a);
     }
   }
   return Status::Ok();

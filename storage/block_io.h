@@ -60,8 +60,14 @@ class BlockFile {
 
   int fd() const { return fd_; }
   uint64_t size() const { return size_; }
-  // True when reads bypass the page cache; requests must then be 4096-aligned (see ReadRequest).
+  // True when reads bypass the page cache; requests must then be aligned (see ReadRequest).
   bool direct() const { return direct_; }
+  // The alignment a direct read needs (offset, length and buffer): the file system's own where
+  // statx reports it (STATX_DIOALIGN, Linux 6.1+: 512 on most disks), kept within 512..4096, and
+  // kBlockAlignment where it does not. 1 for a buffered file. Layouts written to be read with
+  // O_DIRECT on any device still use kBlockAlignment; a reader of small records (SPANN's rerank
+  // reads, one vector each) asks for only this much.
+  size_t alignment() const { return alignment_; }
   const std::filesystem::path& path() const { return path_; }
 
   // Drops this file's pages from the page cache (posix_fadvise DONTNEED), so that a benchmark of
@@ -69,20 +75,21 @@ class BlockFile {
   Status DropCache() const;
 
  private:
-  BlockFile(std::filesystem::path path, int fd, uint64_t size, bool direct)
-      : path_(std::move(path)), fd_(fd), size_(size), direct_(direct) {}
+  BlockFile(std::filesystem::path path, int fd, uint64_t size, bool direct, size_t alignment)
+      : path_(std::move(path)), fd_(fd), size_(size), direct_(direct), alignment_(alignment) {}
 
   std::filesystem::path path_;
   int fd_;
   uint64_t size_;
   bool direct_;
+  size_t alignment_;
 };
 
 // One read. The buffer is borrowed: it must stay valid until ReadBatch returns.
 struct ReadRequest {
-  uint64_t offset = 0;     // multiple of kBlockAlignment when the file is direct
-  uint32_t length = 0;     // > 0; multiple of kBlockAlignment when the file is direct
-  void* buffer = nullptr;  // kBlockAlignment-aligned when the file is direct
+  uint64_t offset = 0;     // multiple of BlockFile::alignment() when the file is direct
+  uint32_t length = 0;     // > 0; multiple of BlockFile::alignment() when the file is direct
+  void* buffer = nullptr;  // BlockFile::alignment()-aligned when the file is direct
 };
 
 // A per-thread I/O queue. Thread-compatible: use one per thread (SPANN keeps one in each search
@@ -112,7 +119,7 @@ class IoQueue {
   //
   // Before anything is submitted every request is checked: a null buffer, a zero length, an
   // offset + length that overflows, or (on a direct file) an offset, length or buffer that is not
-  // 4096-aligned returns InvalidArgument naming the request, and on_done is never called.
+  // aligned to the file's alignment() returns InvalidArgument naming the request, and on_done is never called.
   // Otherwise returns OK once on_done has been called for every request (per-request failures go
   // to on_done only). If the kernel ever refuses an io_uring submission for good, the queue waits
   // for the reads already in flight, logs a warning, and reads the rest of this batch and all

@@ -138,12 +138,17 @@ class SpannTarget final : public BenchTarget {
     fmt::print(stderr,
                "spann: {} lists (entries min/median/p99/max {}/{}/{}/{}), {:.2f} entries per "
                "vector, memory {:.1f} MiB = {:.1f}% of the raw vectors ({} heads), disk {:.1f} "
-               "MiB ({} lists), io {} {}\n",
+               "MiB ({} lists{}), io {} {}\n",
                st.num_lists, st.list_min, st.list_median, st.list_p99, st.list_max,
                double(st.total_entries) / double(st.num_vectors), st.memory_bytes / 1048576.0,
                100.0 * double(st.memory_bytes) / double(st.raw_vector_bytes),
                st.half_heads ? "float16" : "float32", st.disk_bytes / 1048576.0,
-               st.half_lists ? "float16" : "float32",
+               st.codes != index::CodesKind::kNone ? "sq8" : st.half_lists ? "float16" : "float32",
+               st.codes == index::CodesKind::kNone ? std::string()
+               : st.full_in_lists ? fmt::format(" + {} vectors in the lists for reranks",
+                                                st.half_lists ? "float16" : "float32")
+                                  : fmt::format(", reranks read float32 vectors from a {:.1f} MiB "
+                                                "FULL section", st.full_section_bytes / 1048576.0),
                storage::IoBackendName(index_->backend()),
                index_->direct_io() ? "O_DIRECT" : "buffered");
     return Status::Ok();
@@ -166,23 +171,27 @@ class SpannTarget final : public BenchTarget {
     sp.k = params.k;
     sp.max_lists = params.ef;
     sp.prune_epsilon = opt_.prune_epsilon;
+    sp.rerank = opt_.rerank;
     index::SpannQueryStats qs;
     auto r = index_->Search(query, sp, ctx, &qs);
     lists_ += qs.lists_read;
     bytes_ += qs.bytes_read;
     wait_ns_ += qs.io_wait_ns;
+    rerank_bytes_ += qs.rerank_bytes_read;
     return r;
   }
   void ResetCounters() override {
     lists_ = 0;
     bytes_ = 0;
     wait_ns_ = 0;
+    rerank_bytes_ = 0;
   }
   nlohmann::json Counters(size_t queries) const override {
     const double q = double(std::max<size_t>(queries, 1));
     return {{"lists_per_query", double(lists_) / q},
             {"kib_read_per_query", double(bytes_) / 1024.0 / q},
-            {"io_wait_ms_per_query", double(wait_ns_) / 1e6 / q}};
+            {"io_wait_ms_per_query", double(wait_ns_) / 1e6 / q},
+            {"rerank_kib_read_per_query", double(rerank_bytes_) / 1024.0 / q}};
   }
   size_t DefaultSingleThreadQueries() const override { return 0; }
   index::IndexStats Stats() const override {
@@ -202,7 +211,7 @@ class SpannTarget final : public BenchTarget {
   std::unique_ptr<ScratchDir> scratch_;  // declared before index_: removed after it is closed
   std::filesystem::path path_;
   std::unique_ptr<index::SpannIndex> index_;
-  mutable std::atomic<uint64_t> lists_{0}, bytes_{0}, wait_ns_{0};
+  mutable std::atomic<uint64_t> lists_{0}, bytes_{0}, wait_ns_{0}, rerank_bytes_{0};
 };
 
 double Mean(const std::vector<double>& v) {
@@ -236,6 +245,9 @@ index::SpannBuildOptions SpannOptionsFrom(const TargetOptions& o, Metric metric,
   s.half_heads = o.half_heads;
   s.half_lists = o.half_lists;
   s.max_list_entries = o.list_cap;
+  s.codes = o.codes == "sq8" ? index::CodesKind::kSq8 : index::CodesKind::kNone;  // checked by the CLI
+  s.rerank_from = o.rerank_from == "list" ? index::SpannRerankFrom::kList : index::SpannRerankFrom::kFile;
+  s.rerank = o.rerank;
   s.num_threads = threads;
   s.progress = true;
   return s;

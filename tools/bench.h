@@ -65,8 +65,9 @@ struct TargetOptions {
   std::string save_path;  // save the built index here
   std::string load_path;  // open this index instead of building
   bool mmap = false;      // with load_path: map read-only
-  std::string codes = "none";  // HNSW: "sq8" traverses on SQ8 codes, reranks with full vectors
-  uint32_t rerank = 0;         // HNSW with codes: candidates reranked (0 = 2k)
+  std::string codes = "none";  // "sq8": HNSW traverses / SPANN lists hold SQ8 codes, reranks with full vectors
+  uint32_t rerank = 0;         // with codes: candidates reranked (0 = the index's default)
+  std::string rerank_from = "file";  // SPANN with codes: full vectors from the FULL section or the lists
   // SPANN
   size_t cluster_size = 0;     // SPANN: 0 = from the memory budget
   double memory_budget = 0.2;  // SPANN: share of raw vector bytes for the in-memory part

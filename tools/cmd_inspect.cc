@@ -31,7 +31,8 @@ int RunInspect(const std::string& path) {
     fmt::print("spann: dim {}, metric {}, {} vectors, {} lists ({} heads, {} posting vectors), "
                "{:.2f} entries per vector, list entries min/median/p99/max {}/{}/{}/{}\n",
                (*idx)->dim(), MetricName((*idx)->metric()), st.num_vectors, st.num_lists,
-               st.half_heads ? "float16" : "float32", st.half_lists ? "float16" : "float32",
+               st.half_heads ? "float16" : "float32",
+               st.codes != index::CodesKind::kNone ? "no" : st.half_lists ? "float16" : "float32",
                double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors)), st.list_min,
                st.list_median, st.list_p99, st.list_max);
     fmt::print("  in memory {:.1f} MiB ({:.1f}% of the raw vectors), on disk {:.1f} MiB; META, "
@@ -39,6 +40,19 @@ int RunInspect(const std::string& path) {
                st.memory_bytes / 1048576.0,
                100.0 * double(st.memory_bytes) / double(std::max<size_t>(1, st.raw_vector_bytes)),
                st.disk_bytes / 1048576.0);
+    if (st.codes != index::CodesKind::kNone) {
+      fmt::print("  codes {} ({} bytes per list entry: id, decoded norm, code{}); rerank {} by "
+                 "default; full vectors {}\n",
+                 index::CodesKindName(st.codes), st.list_entry_bytes,
+                 st.full_in_lists ? (st.half_lists ? ", float16 vector" : ", float32 vector") : "",
+                 st.rerank ? std::to_string(st.rerank)
+                           : fmt::format("{}k", index::kSpannDefaultRerankFactor),
+                 st.full_in_lists
+                     ? std::string("in the lists")
+                     : fmt::format("in FULL ({:.1f} MiB, float32, one checksummed slot per id, read "
+                                   "for reranks)",
+                                   st.full_section_bytes / 1048576.0));
+    }
     return 0;
   }
   std::FILE* f = std::fopen(path.c_str(), "rb");

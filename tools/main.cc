@@ -52,13 +52,19 @@ void AddJsonOption(CLI::App* cmd, std::string& path) {
 void AddHnswCodesFlags(CLI::App* cmd, tools::TargetOptions& o) {
   cmd->add_option("--codes", o.codes,
                   "HNSW: traverse on compressed codes (sq8: one byte per dimension) and rerank with the "
-                  "full vectors, or none")
+                  "full vectors; SPANN: posting lists hold sq8 codes, reranks read full vectors (see "
+                  "--rerank-from); or none")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "sq8"}));
   cmd->add_option("--rerank", o.rerank,
-                  "HNSW with codes: candidates reranked with full vectors by default (0 = 2k)")
+                  "With codes: candidates reranked with full vectors by default (0 = HNSW 2k, SPANN 4k)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
+  cmd->add_option("--rerank-from", o.rerank_from,
+                  "SPANN with codes: full vectors for reranks from the index's FULL section (one "
+                  "small read per candidate) or stored in the lists beside the codes")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"file", "list"}));
 }
 
 void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {

@@ -30,14 +30,23 @@ namespace {
 constexpr char kMagic[] = "STRSPAN";
 constexpr uint16_t kMajor = 1;
 // Minor 1 added META.encoding (a field that was reserved and zero, so 1.0 files
-// read as float32 lists).
-constexpr uint16_t kMinor = 1;
+// read as float32 lists). Minor 2 added codes (META.codes / full / rerank, the SQ8P
+// and FULL sections, encoding 2), in what was reserved2: 1.0 and 1.1 files read as
+// lists without codes.
+constexpr uint16_t kMinor = 2;
 constexpr uint32_t kTagMeta = storage::SectionTag("META");
 constexpr uint32_t kTagPost = storage::SectionTag("POST");
 constexpr uint32_t kTagDir = storage::SectionTag("LDIR");
+constexpr uint32_t kTagSq8 = storage::SectionTag("SQ8P");
+constexpr uint32_t kTagFull = storage::SectionTag("FULL");
 constexpr uint64_t kPage = 4096;
+// FULL slots are multiples of the smallest O_DIRECT alignment, so that a rerank read of
+// one vector costs one 512-byte block where the device allows it (BlockFile::alignment()).
+constexpr uint64_t kSlotAlignment = 512;
 constexpr char kHeadsFile[] = "heads.hnsw";
 constexpr char kPostingsFile[] = "postings.spann";
+
+constexpr uint32_t kEncodingF32 = 0, kEncodingF16 = 1, kEncodingNone = 2;
 
 struct Meta {
   uint32_t dim;
@@ -46,12 +55,21 @@ struct Meta {
   uint64_t num_lists;
   uint64_t total_entries;
   uint32_t replicas;
-  uint32_t encoding;  // posting vectors: 0 float32, 1 IEEE half
+  uint32_t encoding;  // list vectors: 0 float32, 1 IEEE half, 2 none (codes only, 1.2)
   double closure_epsilon;
   uint64_t cluster_size;
-  uint64_t reserved2;
+  uint16_t codes;     // 1.2: 0 none, 1 SQ8 (parameters in SQ8P)
+  uint16_t full;      // 1.2: 1 = full vectors in the FULL section
+  uint32_t rerank;    // 1.2: default rerank depth (0 = automatic)
 };
 static_assert(sizeof(Meta) == 64);
+
+// FULL: one slot per id: the float32 vector, the id, zeros, and the XXH3-64 of the slot's
+// bytes before it in its last 8 bytes.
+uint64_t FullSlotBytes(size_t dim) {
+  return (dim * sizeof(float) + sizeof(uint32_t) + sizeof(uint64_t) + kSlotAlignment - 1) /
+         kSlotAlignment * kSlotAlignment;
+}
 
 struct DirEntry {  // LDIR record; offsets relative to the POST section
   uint64_t offset;
@@ -81,6 +99,16 @@ struct Assignment {
 
 }  // namespace
 
+std::string_view SpannRerankFromName(SpannRerankFrom from) {
+  return from == SpannRerankFrom::kList ? "list" : "file";
+}
+
+Result<SpannRerankFrom> ParseSpannRerankFrom(std::string_view name) {
+  if (name == "file") return SpannRerankFrom::kFile;
+  if (name == "list") return SpannRerankFrom::kList;
+  return Error(InvalidArgument("unknown rerank source '{}': expected file or list", name));
+}
+
 Status SpannBuildOptions::Validate() const {
   if (metric == Metric::kInnerProduct) {
     return InvalidArgument("SPANN supports l2 and cosine, not inner product (its pruning rule "
@@ -89,6 +117,12 @@ Status SpannBuildOptions::Validate() const {
   if (cluster_size == 1) return InvalidArgument("cluster_size must be at least 2 (or 0: from the memory budget)");
   if (replicas < 1 || replicas > 64) return InvalidArgument("replicas must be in [1, 64], got {}", replicas);
   if (!(closure_epsilon >= 0)) return InvalidArgument("closure_epsilon must be >= 0");
+  if (codes != CodesKind::kNone && codes != CodesKind::kSq8) {
+    return InvalidArgument("SPANN codes must be none or sq8");
+  }
+  if (rerank_from != SpannRerankFrom::kFile && rerank_from != SpannRerankFrom::kList) {
+    return InvalidArgument("SPANN rerank source must be file or list");
+  }
   if (cluster_size == 0 && !(memory_budget_fraction > 0 && memory_budget_fraction < 1)) {
     return InvalidArgument("memory_budget_fraction must be in (0, 1) when cluster_size is 0, got {}",
                            memory_budget_fraction);
@@ -270,7 +304,17 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
     const float* row = base.row(i);
     for (size_t j = 0; j < dim && half_lists; ++j) half_lists = std::fabs(row[j]) <= kHalfMax;
   }
-  const size_t value_bytes = half_lists ? sizeof(uint16_t) : sizeof(float);
+  const bool codes = o.codes == CodesKind::kSq8;
+  // With codes and rerank from the file, the lists hold no vectors.
+  const bool list_vectors = !codes || o.rerank_from == SpannRerankFrom::kList;
+  const bool full_section = codes && !list_vectors;
+  const size_t value_bytes = !list_vectors ? 0 : half_lists ? sizeof(uint16_t) : sizeof(float);
+  const size_t code_bytes = codes ? sizeof(float) + dim : 0;  // decoded norm2 + SQ8 code
+  Sq8Encoder sq8;
+  if (codes) {
+    // The range of every (normalized) row: nothing is clamped.
+    STRATA_ASSIGN_OR_RETURN(sq8, Sq8Encoder::Train(base.data(), n, dim));
+  }
   const DistanceKernels& kw = Kernels();
 
   // 4. Write the posting file into a temporary directory, then rename it into place.
@@ -298,7 +342,10 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   meta.num_vectors = id_bound;
   meta.num_lists = num_lists;
   meta.replicas = R;
-  meta.encoding = half_lists ? 1 : 0;
+  meta.encoding = !list_vectors ? kEncodingNone : half_lists ? kEncodingF16 : kEncodingF32;
+  meta.codes = codes ? uint16_t(CodesKind::kSq8) : 0;
+  meta.full = full_section ? 1 : 0;
+  meta.rerank = codes ? o.rerank : 0;
   meta.closure_epsilon = o.closure_epsilon;
   meta.cluster_size = cluster_size;
   std::vector<DirEntry> dir(num_lists);
@@ -312,16 +359,26 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
       return a.dist < b.dist || (a.dist == b.dist && a.vector < b.vector);
     });
     const size_t count = std::min<size_t>(size_t(last - first), cap);
-    const size_t raw = count * (sizeof(uint32_t) + dim * value_bytes);
+    const size_t raw = count * (sizeof(uint32_t) + code_bytes + dim * value_bytes);
     const size_t bytes = PadToPage(std::max<size_t>(raw, 1));
     buf.assign(bytes, std::byte{0});
     auto* ids = reinterpret_cast<uint32_t*>(buf.data());
-    std::byte* vecs = buf.data() + count * sizeof(uint32_t);
+    std::byte* p = buf.data() + count * sizeof(uint32_t);
+    auto* norms = reinterpret_cast<float*>(p);
+    auto* codes_out = reinterpret_cast<uint8_t*>(p + count * sizeof(float) * (codes ? 1 : 0));
+    std::byte* vecs = p + count * code_bytes;
     for (size_t j = 0; j < count; ++j) {
+      const float* row = base.row(first[j].vector);
       ids[j] = labels.empty() ? first[j].vector : labels[first[j].vector];
+      if (codes) {
+        uint8_t* c = codes_out + j * dim;
+        sq8.Encode(row, c);
+        norms[j] = sq8.DecodedNorm2(c);
+      }
+      if (!list_vectors) continue;
       std::byte* dst = vecs + j * dim * value_bytes;
-      if (half_lists) kw.to_f16(base.row(first[j].vector), reinterpret_cast<uint16_t*>(dst), dim);
-      else std::memcpy(dst, base.row(first[j].vector), dim * sizeof(float));
+      if (half_lists) kw.to_f16(row, reinterpret_cast<uint16_t*>(dst), dim);
+      else std::memcpy(dst, row, dim * sizeof(float));
     }
     dir[l] = {offset, uint32_t(bytes), uint32_t(count), storage::SectionChecksum(buf)};
     STRATA_RETURN_IF_ERROR(w.Append(buf.data(), bytes));
@@ -331,6 +388,38 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   }
   wprog.Finish();
   STRATA_RETURN_IF_ERROR(w.EndSection());
+  if (codes) {
+    std::vector<float> params(sq8.lo());
+    params.insert(params.end(), sq8.scale().begin(), sq8.scale().end());
+    STRATA_RETURN_IF_ERROR(w.AddSection(kTagSq8, std::as_bytes(std::span(params))));
+  }
+  if (full_section) {
+    // One slot per id, in id order, so that a rerank finds a vector without a directory.
+    std::vector<uint32_t> row_of;
+    if (!labels.empty()) {
+      row_of.assign(id_bound, UINT32_MAX);
+      for (size_t i = 0; i < n; ++i) row_of[labels[i]] = uint32_t(i);
+    }
+    const size_t slot = FullSlotBytes(dim);
+    constexpr size_t kChunkSlots = 1024;
+    STRATA_RETURN_IF_ERROR(w.BeginSection(kTagFull));
+    for (uint64_t id0 = 0; id0 < id_bound; id0 += kChunkSlots) {
+      const uint64_t m = std::min<uint64_t>(kChunkSlots, id_bound - id0);
+      buf.assign(m * slot, std::byte{0});
+      for (uint64_t t = 0; t < m; ++t) {
+        const uint64_t id = id0 + t;
+        std::byte* s0 = buf.data() + t * slot;
+        const uint32_t row = labels.empty() ? uint32_t(id) : row_of[id];
+        if (row != UINT32_MAX) std::memcpy(s0, base.row(row), dim * sizeof(float));
+        const uint32_t id32 = uint32_t(id);
+        std::memcpy(s0 + dim * sizeof(float), &id32, sizeof id32);
+        const uint64_t sum = storage::SectionChecksum(std::span<const std::byte>(s0, slot - 8));
+        std::memcpy(s0 + slot - 8, &sum, sizeof sum);
+      }
+      STRATA_RETURN_IF_ERROR(w.Append(buf.data(), buf.size()));
+    }
+    STRATA_RETURN_IF_ERROR(w.EndSection());
+  }
   meta.total_entries = total;
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagDir, std::as_bytes(std::span(dir))));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
@@ -382,13 +471,60 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
   idx->disk_bytes_ = sf.file_size();
   idx->lists_.resize(meta.num_lists);
   const auto* dir = reinterpret_cast<const DirEntry*>(dir_bytes.data());
-  if (meta.encoding > 1) {
-    return Error(Corruption("{}: META.encoding {} is not a known vector encoding", post.string(),
-                            meta.encoding));
+  // 1.0 / 1.1 files carry zeros where 1.2 put codes, full and rerank.
+  if (meta.codes > uint16_t(CodesKind::kSq8) || meta.full > 1) {
+    return Error(Corruption("{}: META.codes {} / META.full {} are not known", post.string(),
+                            meta.codes, meta.full));
   }
-  idx->half_lists_ = meta.encoding == 1;
+  const bool codes = meta.codes == uint16_t(CodesKind::kSq8);
+  if (meta.encoding > (codes ? kEncodingNone : kEncodingF16)) {
+    return Error(Corruption("{}: META.encoding {} is not a known vector encoding{}", post.string(),
+                            meta.encoding, codes ? "" : " for lists without codes"));
+  }
+  idx->list_vectors_ = meta.encoding != kEncodingNone;
+  if (meta.full != (codes && !idx->list_vectors_ ? 1 : 0)) {
+    return Error(Corruption("{}: META.full {} does not match codes {} with list encoding {}",
+                            post.string(), meta.full, meta.codes, meta.encoding));
+  }
+  idx->half_lists_ = meta.encoding == kEncodingF16;
+  idx->codes_ = CodesKind(meta.codes);
+  idx->rerank_ = meta.rerank;
+  if (codes) {
+    STRATA_RETURN_IF_ERROR(sf.VerifySection(kTagSq8));
+    STRATA_ASSIGN_OR_RETURN(auto sq8_bytes, sf.Section(kTagSq8));
+    if (sq8_bytes.size() != 2 * size_t(meta.dim) * sizeof(float)) {
+      return Error(Corruption("{}: SQ8P has {} bytes, expected {} for dimension {}", post.string(),
+                              sq8_bytes.size(), 2 * size_t(meta.dim) * sizeof(float), meta.dim));
+    }
+    std::vector<float> lo(meta.dim), scale(meta.dim);
+    std::memcpy(lo.data(), sq8_bytes.data(), meta.dim * sizeof(float));
+    std::memcpy(scale.data(), sq8_bytes.data() + meta.dim * sizeof(float), meta.dim * sizeof(float));
+    auto enc = Sq8Encoder::FromParams(std::move(lo), std::move(scale));
+    if (!enc) {
+      return Error(Corruption("{}: SQ8P: {}", post.string(), enc.error().message()));
+    }
+    idx->sq8_ = std::move(*enc);
+  }
+  if (meta.full) {
+    const storage::SectionFile::Entry* full = nullptr;
+    for (const auto& e : sf.entries()) {
+      if (e.tag == kTagFull) full = &e;
+    }
+    const uint64_t slot = FullSlotBytes(meta.dim);
+    if (!full || full->size / slot != meta.num_vectors || full->size % slot != 0) {
+      return Error(Corruption("{}: FULL section {} bytes, expected {} slots of {} bytes",
+                              post.string(), full ? full->size : 0, meta.num_vectors, slot));
+    }
+    // Each slot carries its own checksum, verified on every rerank read.
+    idx->full_offset_ = full->offset;
+    idx->full_bytes_ = full->size;
+    idx->full_slot_ = uint32_t(slot);
+  }
   const size_t min_entry =
-      sizeof(uint32_t) + size_t(meta.dim) * (idx->half_lists_ ? sizeof(uint16_t) : sizeof(float));
+      sizeof(uint32_t) + (codes ? sizeof(float) + size_t(meta.dim) : 0) +
+      (idx->list_vectors_
+           ? size_t(meta.dim) * (idx->half_lists_ ? sizeof(uint16_t) : sizeof(float))
+           : 0);
   for (size_t l = 0; l < meta.num_lists; ++l) {
     const DirEntry& d = dir[l];
     if (d.offset % kPage || d.bytes % kPage || d.bytes == 0 || d.offset > post_entry->size ||
@@ -466,10 +602,21 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
     STRATA_ASSIGN_OR_RETURN(ctx.io, storage::IoQueue::Create(backend_));
   }
   ctx.seen.Reset(num_vectors_);
-  TopK<uint32_t> top(p.k);
+  const bool codes = codes_ == CodesKind::kSq8;
+  // With codes the first round keeps `depth` candidates by code distance, packed as
+  // (request << 32 | entry) so that a rerank from the list finds the entry again.
+  uint32_t depth = p.k;
+  if (codes) {
+    depth = p.rerank ? p.rerank : rerank_ ? rerank_ : kSpannDefaultRerankFactor * p.k;
+    depth = std::max(depth, p.k);
+    sq8_.PrepareQuery(q, Metric::kL2, Sq8QueryMode::kFloat, ctx.sq8_query);
+  }
+  TopK<uint64_t> top(depth);
   Status first_error;
   uint64_t entries = 0;
   const DistanceKernels& kern = Kernels();
+  const Sq8Kernels& sk = Sq8KernelsActive();
+  const size_t value_bytes = half_lists_ ? sizeof(uint16_t) : sizeof(float);
   const uint64_t wait_before = ctx.io->counters().wait_ns;
   STRATA_RETURN_IF_ERROR(ctx.io->ReadBatch(*file_, reqs, [&](size_t i, const Status& s) {
     if (!first_error.ok()) return;
@@ -486,13 +633,21 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
       return;
     }
     const auto* ids = reinterpret_cast<const uint32_t*>(bytes);
-    const std::byte* vecs = bytes + size_t(l.count) * sizeof(uint32_t);
     if (ctx.scores.size() < l.count) ctx.scores.resize(l.count);
-    if (half_lists_) {
-      const auto* h = reinterpret_cast<const uint16_t*>(vecs);
-      for (uint32_t j = 0; j < l.count; ++j) ctx.scores[j] = kern.l2sq_f16(q, h + size_t(j) * dim_, dim_);
+    if (codes) {
+      const auto* norms = reinterpret_cast<const float*>(bytes + size_t(l.count) * sizeof(uint32_t));
+      const auto* c = reinterpret_cast<const uint8_t*>(norms + l.count);
+      for (uint32_t j = 0; j < l.count; ++j) {
+        ctx.scores[j] = Sq8Distance(sk, ctx.sq8_query, c + size_t(j) * dim_, norms[j], dim_);
+      }
     } else {
-      kern.l2sq_batch(q, reinterpret_cast<const float*>(vecs), l.count, dim_, ctx.scores.data());
+      const std::byte* vecs = bytes + size_t(l.count) * sizeof(uint32_t);
+      if (half_lists_) {
+        const auto* h = reinterpret_cast<const uint16_t*>(vecs);
+        for (uint32_t j = 0; j < l.count; ++j) ctx.scores[j] = kern.l2sq_f16(q, h + size_t(j) * dim_, dim_);
+      } else {
+        kern.l2sq_batch(q, reinterpret_cast<const float*>(vecs), l.count, dim_, ctx.scores.data());
+      }
     }
     for (uint32_t j = 0; j < l.count; ++j) {
       if (ids[j] >= num_vectors_) {
@@ -502,23 +657,97 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
       }
       if (ctx.scores[j] < top.threshold() && (!p.filter || p.filter->Contains(ids[j])) &&
           ctx.seen.Insert(ids[j])) {
-        top.Push(ctx.scores[j], ids[j]);
+        top.Push(ctx.scores[j], codes ? (uint64_t(i) << 32 | j) : ids[j]);
       }
     }
     entries += l.count;
   }));
   STRATA_RETURN_IF_ERROR(first_error);
+  uint64_t rerank_bytes = 0;
+  uint32_t reranked = 0;
+  std::vector<Neighbor> out;
+  const auto emit = [&](std::vector<TopK<uint64_t>::Entry> sorted) {
+    for (const auto& e : sorted) {
+      // On the unit sphere |a-b|^2 = 2 - 2cos: report -cos like every cosine index.
+      const float d = MetricNormalizes(metric_) ? e.distance * 0.5f - 1.0f : e.distance;
+      out.push_back({VectorId(e.id), d});
+    }
+  };
+  if (!codes) {
+    emit(top.TakeSorted());
+  } else {
+    auto cands = top.TakeSorted();
+    reranked = uint32_t(cands.size());
+    TopK<uint64_t> best(p.k);
+    const auto id_of = [&](uint64_t packed) {
+      return reinterpret_cast<const uint32_t*>(reqs[packed >> 32].buffer)[uint32_t(packed)];
+    };
+    if (list_vectors_) {
+      for (const auto& e : cands) {
+        const size_t i = e.id >> 32, j = uint32_t(e.id);
+        const uint32_t count = lists_[heads[i].id].count;
+        const std::byte* vecs = static_cast<const std::byte*>(reqs[i].buffer) +
+                                size_t(count) * (sizeof(uint32_t) + sizeof(float) + dim_);
+        const std::byte* v = vecs + j * dim_ * value_bytes;
+        const float d = half_lists_ ? kern.l2sq_f16(q, reinterpret_cast<const uint16_t*>(v), dim_)
+                                    : kern.l2sq(q, reinterpret_cast<const float*>(v), dim_);
+        best.Push(d, id_of(e.id));
+      }
+    } else if (!cands.empty()) {
+      // Second round: one read per candidate's FULL slot, all submitted at once, each as
+      // small as the file's O_DIRECT alignment allows (512 bytes on most disks).
+      const uint64_t a = std::max<uint64_t>(file_->alignment(), 1);
+      std::vector<storage::ReadRequest>& rr = ctx.rerank_requests;
+      rr.resize(cands.size());
+      std::vector<uint64_t>& where = ctx.candidates;  // slot offset within each read
+      where.resize(cands.size());
+      uint64_t total_r = 0;
+      for (size_t c = 0; c < cands.size(); ++c) {
+        const uint64_t off = full_offset_ + uint64_t(id_of(cands[c].id)) * full_slot_;
+        const uint64_t lo = off / a * a, hi = (off + full_slot_ + a - 1) / a * a;
+        rr[c] = {lo, uint32_t(hi - lo), nullptr};
+        where[c] = off - lo;
+        total_r += hi - lo;
+      }
+      std::byte* rb = ctx.rerank_buffer.Get(total_r);
+      uint64_t pos_r = 0;
+      for (auto& r : rr) {
+        r.buffer = rb + pos_r;
+        pos_r += r.length;
+      }
+      STRATA_RETURN_IF_ERROR(ctx.io->ReadBatch(*file_, rr, [&](size_t c, const Status& s) {
+        if (!first_error.ok()) return;
+        if (!s.ok()) {
+          first_error = s;
+          return;
+        }
+        const uint32_t id = id_of(cands[c].id);
+        const std::byte* slot = static_cast<const std::byte*>(rr[c].buffer) + where[c];
+        uint64_t sum;
+        uint32_t stored_id;
+        std::memcpy(&sum, slot + full_slot_ - 8, sizeof sum);
+        std::memcpy(&stored_id, slot + dim_ * sizeof(float), sizeof stored_id);
+        if (storage::SectionChecksum(std::span<const std::byte>(slot, full_slot_ - 8)) != sum ||
+            stored_id != id) {
+          first_error = Corruption("{}: the full vector of id {} (FULL slot at offset {}) fails "
+                                   "its checksum",
+                                   (path_ / kPostingsFile).string(), id, rr[c].offset + where[c]);
+          return;
+        }
+        best.Push(kern.l2sq(q, reinterpret_cast<const float*>(slot), dim_), id);
+      }));
+      STRATA_RETURN_IF_ERROR(first_error);
+      rerank_bytes = total_r;
+    }
+    emit(best.TakeSorted());
+  }
   if (stats) {
     stats->lists_read += uint32_t(nlists);
-    stats->bytes_read += total;
+    stats->bytes_read += total + rerank_bytes;
+    stats->rerank_bytes_read += rerank_bytes;
+    stats->reranked += reranked;
     stats->entries_scored += entries;
     stats->io_wait_ns += ctx.io->counters().wait_ns - wait_before;
-  }
-  std::vector<Neighbor> out;
-  for (const auto& e : top.TakeSorted()) {
-    // On the unit sphere |a-b|^2 = 2 - 2cos: report -cos like every cosine index.
-    const float d = MetricNormalizes(metric_) ? e.distance * 0.5f - 1.0f : e.distance;
-    out.push_back({VectorId(e.id), d});
   }
   return out;
 }
@@ -544,7 +773,14 @@ SpannStats SpannIndex::Stats() const {
   s.disk_bytes = disk_bytes_;
   s.raw_vector_bytes = num_vectors_ * dim_ * sizeof(float);
   s.half_heads = heads_->options().encoding == VectorEncoding::kFloat16;
-  s.half_lists = half_lists_;
+  s.half_lists = half_lists_ && list_vectors_;
+  s.codes = codes_;
+  s.full_in_lists = codes_ != CodesKind::kNone && list_vectors_;
+  s.full_section_bytes = full_bytes_;
+  s.rerank = rerank_;
+  s.list_entry_bytes = sizeof(uint32_t) +
+                       (codes_ != CodesKind::kNone ? sizeof(float) + dim_ : 0) +
+                       (list_vectors_ ? dim_ * (half_lists_ ? sizeof(uint16_t) : sizeof(float)) : 0);
   return s;
 }
 

@@ -18,6 +18,16 @@
 // where available, pread otherwise); each list is checksummed and scored as its
 // read completes; replicas are dropped by id; the best k are kept.
 //
+// Codes (issue 18; SpannBuildOptions::codes = kSq8). Each list entry then carries
+// an SQ8 code (index/codes/sq8.h: one byte per dimension) and its decoded squared
+// norm, and a search scores the entries on the codes, keeps the best `rerank`
+// distinct candidates, and re-scores those with full vectors, which come either
+// from the FULL section of the posting file (one small O_DIRECT read per
+// candidate, all submitted at once after the lists: SpannRerankFrom::kFile, the
+// default) or from the list itself, stored beside the codes (kList: more bytes
+// per list, no second round of reads). Returned distances are then exact (kFile:
+// float32) or carry half precision's rounding (kList with half_lists).
+//
 // Metrics: l2 and cosine (vectors normalized; distances are then squared L2 on
 // the unit sphere, a monotone function of cosine). Inner product is refused:
 // the pruning rule compares distance ratios, which needs distances >= 0.
@@ -29,17 +39,27 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/metric.h"
 #include "core/status.h"
 #include "core/types.h"
 #include "core/vector_set.h"
+#include "index/codes/sq8.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/index.h"
 #include "storage/block_io.h"
 
 namespace strata::index {
+
+// Where a codes index takes the full vectors its reranks need.
+enum class SpannRerankFrom : uint8_t {
+  kFile = 0,  // the FULL section: float32, one read per reranked candidate
+  kList = 1,  // beside the codes in every list entry (half precision per half_lists)
+};
+std::string_view SpannRerankFromName(SpannRerankFrom from);  // "file", "list"
+Result<SpannRerankFrom> ParseSpannRerankFrom(std::string_view name);
 
 struct SpannBuildOptions {
   Metric metric = Metric::kL2;
@@ -67,6 +87,13 @@ struct SpannBuildOptions {
   // about 1e-3 relative; false keeps float32 and exact distances. Falls back to
   // float32 when a component lies beyond +-65504.
   bool half_lists = true;
+  // Compressed codes in the posting lists (see the class comment); kNone keeps
+  // the lists as full vectors (float16 or float32 per half_lists).
+  CodesKind codes = CodesKind::kNone;
+  SpannRerankFrom rerank_from = SpannRerankFrom::kFile;
+  // With codes: candidates reranked when a search does not say (SpannSearchParams::
+  // rerank); 0 = automatic (kSpannDefaultRerankFactor x k).
+  uint32_t rerank = 0;
   uint32_t head_M = 16;                  // HNSW over the heads
   uint32_t head_ef_construction = 200;
   uint32_t assign_ef = 64;               // HNSW ef when finding a vector's candidate heads
@@ -84,6 +111,9 @@ struct SpannSearchParams {
   // the default budget; prune 0.4 and 1.0 were worse, docs/BENCHMARKS.md).
   double prune_epsilon = 0.6;
   uint32_t head_ef = 0;         // HNSW ef over the heads (0 = 2 x max_lists)
+  // With codes: distinct candidates re-scored with full vectors (at least k);
+  // 0 = the index's default (SpannBuildOptions::rerank).
+  uint32_t rerank = 0;
   // Optional: only entries whose id the filter contains are scored and returned
   // (the lists read are the same). Not owned.
   const IdFilter* filter = nullptr;
@@ -97,9 +127,11 @@ struct SpannOpenOptions {
 // What one search cost.
 struct SpannQueryStats {
   uint32_t lists_read = 0;
-  uint64_t bytes_read = 0;
+  uint64_t bytes_read = 0;       // posting lists and rerank reads together
   uint64_t entries_scored = 0;
-  uint64_t io_wait_ns = 0;
+  uint64_t io_wait_ns = 0;       // both rounds of reads
+  uint32_t reranked = 0;         // with codes: candidates re-scored with full vectors
+  uint64_t rerank_bytes_read = 0;  // of bytes_read: the FULL section reads (kFile)
 };
 
 // Per-thread scratch: I/O queue, aligned read buffers, dedup marks.
@@ -113,6 +145,11 @@ class SpannContext {
   std::vector<float> scores;
   std::vector<float> query;
   std::vector<storage::ReadRequest> requests;
+  // Codes: the prepared query, candidates and the rerank reads' buffer.
+  Sq8Query sq8_query;
+  std::vector<uint64_t> candidates;
+  storage::AlignedBuffer rerank_buffer;
+  std::vector<storage::ReadRequest> rerank_requests;
 };
 
 struct SpannStats {
@@ -124,6 +161,11 @@ struct SpannStats {
   size_t raw_vector_bytes = 0;   // n x dim x 4, for the memory ratio
   bool half_heads = false;       // head vectors held as IEEE half precision
   bool half_lists = false;       // posting vectors stored as IEEE half precision
+  CodesKind codes = CodesKind::kNone;  // codes in the posting lists
+  bool full_in_lists = false;    // codes: the lists also hold the vectors (rerank from the list)
+  size_t full_section_bytes = 0; // codes: the FULL section (rerank from the file)
+  uint32_t rerank = 0;           // codes: default rerank depth (0 = automatic)
+  size_t list_entry_bytes = 0;   // bytes per list entry (id, codes, norm, vectors)
   // List length distribution (entries).
   size_t list_min = 0, list_median = 0, list_p99 = 0, list_max = 0;
 };
@@ -173,6 +215,17 @@ class SpannIndex {
   std::filesystem::path path_;
   size_t disk_bytes_ = 0;
   bool half_lists_ = false;
+  bool list_vectors_ = true;  // the lists hold vectors (always without codes)
+  CodesKind codes_ = CodesKind::kNone;
+  Sq8Encoder sq8_;
+  uint32_t rerank_ = 0;
+  uint64_t full_offset_ = 0;  // codes with the FULL section: its file offset, else 0
+  uint64_t full_bytes_ = 0;
+  uint32_t full_slot_ = 0;    // bytes per vector slot in FULL
 };
+
+// The rerank depth a codes index uses when neither the search nor the index says: this many
+// times k (measured on GloVe-100, docs/BENCHMARKS.md section 11).
+inline constexpr uint32_t kSpannDefaultRerankFactor = 4;
 
 }  // namespace strata::index

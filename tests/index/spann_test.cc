@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <string>
@@ -766,6 +767,375 @@ TEST_F(SpannTest, BuildLeavesNoTemporaryDirectory) {
   }
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"heads.hnsw", "postings.spann"}));
+}
+
+// ---------------------------------------------------------------------------
+// Codes (issue 18): SQ8 codes in the lists, reranks from the FULL section or the lists
+
+// Rewrites one section's bytes through `edit` and recomputes that section's checksum and the
+// table's, so that only SpannIndex's own checks stand in the way.
+template <typename Edit>
+void RewriteSection(const fs::path& post, const char (&tag)[5], Edit edit) {
+  std::vector<char> bytes = ReadAll(post);
+  uint64_t table_offset;
+  uint32_t count;
+  std::memcpy(&table_offset, bytes.data() + 16, 8);
+  std::memcpy(&count, bytes.data() + 24, 4);
+  auto e = SectionEntry(post, tag);
+  edit(reinterpret_cast<std::byte*>(bytes.data() + e.offset), e.size);
+  auto checksum = [&](uint64_t off, uint64_t size) {
+    return storage::SectionChecksum(
+        std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data() + off), size));
+  };
+  for (uint32_t i = 0; i < count; ++i) {
+    char* t = bytes.data() + table_offset + 32 * i;
+    uint32_t got;
+    std::memcpy(&got, t, 4);
+    if (got != storage::SectionTag(tag)) continue;
+    const uint64_t c = checksum(e.offset, e.size);
+    std::memcpy(t + 24, &c, 8);
+  }
+  const uint64_t tc = checksum(table_offset, uint64_t(count) * 32);
+  std::memcpy(bytes.data() + table_offset + uint64_t(count) * 32, &tc, 8);
+  WriteAll(post, bytes);
+}
+
+// The section file header's minor version, rewritten with its checksum (section_file.md).
+void SetMinorVersion(const fs::path& post, uint16_t minor) {
+  std::vector<char> bytes = ReadAll(post);
+  std::memcpy(bytes.data() + 10, &minor, 2);
+  const uint64_t c = storage::SectionChecksum(
+      std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), 56));
+  std::memcpy(bytes.data() + 56, &c, 8);
+  WriteAll(post, bytes);
+}
+
+class SpannCodesTest : public SpannTest {
+ protected:
+  static void SetUpTestSuite() {
+    SpannTest::SetUpTestSuite();
+    for (Metric m : {Metric::kL2, Metric::kCosine}) {
+      for (SpannRerankFrom from : {SpannRerankFrom::kFile, SpannRerankFrom::kList}) {
+        SpannBuildOptions o = BuildOptions(m);
+        o.codes = CodesKind::kSq8;
+        o.rerank_from = from;
+        Status s = SpannIndex::Build(Base(), CodesDir(m, from), o);
+        ASSERT_TRUE(s.ok()) << s.ToString();
+      }
+    }
+  }
+  static fs::path CodesDir(Metric m, SpannRerankFrom from) {
+    return *root_ / fmt::format("sq8_{}_{}", m == Metric::kL2 ? "l2" : "cosine",
+                                SpannRerankFromName(from));
+  }
+  static fs::path CopyOf(const fs::path& src) {
+    fs::path dst = TestDir() / "index";
+    fs::copy(src, dst, fs::copy_options::recursive);
+    return dst;
+  }
+};
+
+TEST_F(SpannCodesTest, RecallCloseToFullVectorLists) {
+  for (Metric m : {Metric::kL2, Metric::kCosine}) {
+    auto plain = OpenOrDie(Dir(m));
+    ASSERT_NE(plain, nullptr);
+    const double want = RecallVsFlat(*plain, m, 64);
+    for (SpannRerankFrom from : {SpannRerankFrom::kFile, SpannRerankFrom::kList}) {
+      auto idx = OpenOrDie(CodesDir(m, from));
+      ASSERT_NE(idx, nullptr);
+      const double got = RecallVsFlat(*idx, m, 64);
+      EXPECT_GE(got, 0.9) << MetricName(m) << " " << SpannRerankFromName(from);
+      EXPECT_GE(got, want - 0.01) << MetricName(m) << " " << SpannRerankFromName(from);
+    }
+  }
+}
+
+TEST_F(SpannCodesTest, RerankFromFileGivesExactDistances) {
+  // Reranks score float32 vectors: the distances are flat search's, to float rounding.
+  for (Metric m : {Metric::kL2, Metric::kCosine}) {
+    auto idx = OpenOrDie(CodesDir(m, SpannRerankFrom::kFile));
+    ASSERT_NE(idx, nullptr);
+    auto flat = *FlatIndex::Build(Base(), m);
+    VectorSet queries = Queries();
+    SpannContext ctx;
+    SearchContext fctx;
+    for (size_t q = 0; q < queries.size(); q += 7) {
+      auto got = idx->Search(queries[q], {.k = 10, .max_lists = 64}, ctx);
+      ASSERT_TRUE(got.has_value()) << got.error().ToString();
+      auto want = flat->Search(queries[q], {.k = kN}, fctx);
+      ASSERT_TRUE(want.has_value());
+      for (const auto& n : *got) {
+        const auto it = std::find_if(want->begin(), want->end(),
+                                     [&](const Neighbor& w) { return w.id == n.id; });
+        ASSERT_NE(it, want->end());
+        EXPECT_NEAR(n.distance, it->distance, 1e-4f * std::max(1.0f, std::fabs(it->distance)))
+            << MetricName(m) << " query " << q << " id " << n.id;
+      }
+    }
+  }
+}
+
+TEST_F(SpannCodesTest, OwnVectorFoundAtDistanceZero) {
+  auto idx = OpenOrDie(CodesDir(Metric::kL2, SpannRerankFrom::kFile));
+  ASSERT_NE(idx, nullptr);
+  VectorSet base = Base();
+  SpannContext ctx;
+  for (size_t i = 0; i < kN; i += 97) {
+    auto r = idx->Search(base[i], {.k = 1}, ctx);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    ASSERT_EQ(r->size(), 1u);
+    EXPECT_EQ((*r)[0].id, i);
+    EXPECT_NEAR((*r)[0].distance, 0.0f, 1e-4f);
+  }
+}
+
+TEST_F(SpannCodesTest, DeeperRerankNeverLosesRecallAndCountsReads) {
+  auto idx = OpenOrDie(CodesDir(Metric::kL2, SpannRerankFrom::kFile));
+  ASSERT_NE(idx, nullptr);
+  const SpannStats st = idx->Stats();
+  ASSERT_GT(st.full_section_bytes, 0u);
+  const uint64_t slot = st.full_section_bytes / st.num_vectors;
+  VectorSet queries = Queries();
+  SpannContext ctx;
+  double shallow = 0, deep = 0;
+  auto flat = *FlatIndex::Build(Base(), Metric::kL2);
+  SearchContext fctx;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    auto want = flat->Search(queries[q], {.k = 10}, fctx);
+    ASSERT_TRUE(want.has_value());
+    std::unordered_set<VectorId> w;
+    for (const auto& n : *want) w.insert(n.id);
+    for (uint32_t depth : {10u, 100u}) {
+      SpannQueryStats qs;
+      auto r = idx->Search(queries[q], {.k = 10, .max_lists = 64, .rerank = depth}, ctx, &qs);
+      ASSERT_TRUE(r.has_value()) << r.error().ToString();
+      EXPECT_LE(qs.reranked, depth);
+      EXPECT_GE(qs.reranked, r->size());
+      // One read of a slot per candidate, rounded to the file's O_DIRECT alignment.
+      EXPECT_GE(qs.rerank_bytes_read, uint64_t(qs.reranked) * slot);
+      EXPECT_LE(qs.rerank_bytes_read, uint64_t(qs.reranked) * (slot + 2 * 4096));
+      EXPECT_GE(qs.bytes_read, qs.rerank_bytes_read + uint64_t(qs.lists_read) * 4096);
+      size_t hit = 0;
+      for (const auto& n : *r) hit += w.count(n.id);
+      (depth == 10 ? shallow : deep) += double(hit);
+    }
+  }
+  EXPECT_GE(deep, shallow);
+}
+
+TEST_F(SpannCodesTest, BackendsAndDirectBufferedAgree) {
+  const fs::path dir = CodesDir(Metric::kL2, SpannRerankFrom::kFile);
+  auto a = OpenOrDie(dir, {.backend = storage::IoBackend::kPread, .direct = true});
+  auto b = OpenOrDie(dir, {.backend = storage::IoBackend::kAuto, .direct = false});
+  auto c = OpenOrDie(dir, {.backend = storage::IoBackend::kAuto, .direct = true});
+  ASSERT_TRUE(a && b && c);
+  VectorSet queries = Queries();
+  SpannContext ca, cb, cc;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    auto ra = a->Search(queries[q], {.k = 10, .max_lists = 32}, ca);
+    auto rb = b->Search(queries[q], {.k = 10, .max_lists = 32}, cb);
+    auto rc = c->Search(queries[q], {.k = 10, .max_lists = 32}, cc);
+    ASSERT_TRUE(ra && rb && rc);
+    EXPECT_EQ(*ra, *rb) << "query " << q;
+    EXPECT_EQ(*ra, *rc) << "query " << q;
+  }
+}
+
+TEST_F(SpannCodesTest, StatsDescribeTheCodes) {
+  auto file = OpenOrDie(CodesDir(Metric::kL2, SpannRerankFrom::kFile));
+  auto list = OpenOrDie(CodesDir(Metric::kL2, SpannRerankFrom::kList));
+  auto plain = OpenOrDie(Dir(Metric::kL2));
+  ASSERT_TRUE(file && list && plain);
+  const SpannStats f = file->Stats(), l = list->Stats(), p = plain->Stats();
+  EXPECT_EQ(f.codes, CodesKind::kSq8);
+  EXPECT_FALSE(f.full_in_lists);
+  EXPECT_FALSE(f.half_lists);
+  EXPECT_EQ(f.list_entry_bytes, 4 + 4 + kDim);  // id, decoded norm, code
+  EXPECT_EQ(f.full_section_bytes, kN * 512u);   // 32 floats + id + checksum fit one 512-byte slot
+  EXPECT_EQ(l.codes, CodesKind::kSq8);
+  EXPECT_TRUE(l.full_in_lists);
+  EXPECT_EQ(l.full_section_bytes, 0u);
+  EXPECT_EQ(l.list_entry_bytes, 4 + 4 + kDim + 2 * kDim);  // and a half-precision vector
+  EXPECT_EQ(p.codes, CodesKind::kNone);
+  EXPECT_EQ(p.list_entry_bytes, 4 + 2 * kDim);
+  // The same lists: the codes change what an entry holds, not the clustering (replication
+  // follows the heads' HNSW, built on two threads, so it may differ by a few entries).
+  EXPECT_EQ(f.num_lists, p.num_lists);
+  EXPECT_NEAR(double(f.total_entries), double(p.total_entries), 0.01 * double(p.total_entries));
+}
+
+TEST_F(SpannCodesTest, LayoutMatchesFormatDoc) {
+  const fs::path post = CodesDir(Metric::kL2, SpannRerankFrom::kFile) / "postings.spann";
+  auto sf = storage::SectionFile::Open(post, "STRSPAN", 1);
+  ASSERT_TRUE(sf.has_value()) << sf.error().ToString();
+  EXPECT_EQ(sf->minor(), 2);
+  auto sq8 = sf->Section(storage::SectionTag("SQ8P"));
+  ASSERT_TRUE(sq8.has_value());
+  EXPECT_EQ(sq8->size(), 2 * kDim * sizeof(float));
+  auto full = SectionEntry(post, "FULL");
+  EXPECT_EQ(full.offset % 4096, 0u);
+  // Slot i: vector i (float32), the id, zeros, the checksum of everything before it.
+  std::vector<char> bytes = ReadAll(post);
+  VectorSet base = Base();
+  for (size_t i : {size_t(0), size_t(1), kN - 1}) {
+    const char* slot = bytes.data() + full.offset + i * 512;
+    EXPECT_EQ(std::memcmp(slot, base.row(i), kDim * sizeof(float)), 0) << i;
+    uint32_t id;
+    std::memcpy(&id, slot + kDim * sizeof(float), 4);
+    EXPECT_EQ(id, i);
+    uint64_t sum;
+    std::memcpy(&sum, slot + 504, 8);
+    EXPECT_EQ(sum, storage::SectionChecksum(std::span<const std::byte>(
+                       reinterpret_cast<const std::byte*>(slot), 504)));
+  }
+  // A list: ids, decoded norms, codes, padding.
+  auto ldir = ReadDirectory(post);
+  auto pst = SectionEntry(post, "POST");
+  auto idx = OpenOrDie(post.parent_path());
+  ASSERT_NE(idx, nullptr);
+  for (const auto& d : ldir) {
+    if (d.count == 0) continue;
+    EXPECT_LE(uint64_t(d.count) * (4 + 4 + kDim), d.bytes);
+    uint32_t first_id;
+    std::memcpy(&first_id, bytes.data() + pst.offset + d.offset, 4);
+    EXPECT_LT(first_id, kN);
+    float norm;
+    std::memcpy(&norm, bytes.data() + pst.offset + d.offset + 4 * d.count, 4);
+    float want = 0;
+    for (size_t j = 0; j < kDim; ++j) want += base.row(first_id)[j] * base.row(first_id)[j];
+    EXPECT_NEAR(norm, want, 0.02f * std::max(1.0f, want)) << "decoded norm of id " << first_id;
+    break;
+  }
+}
+
+TEST_F(SpannCodesTest, CorruptFullVectorIsReportedNotScored) {
+  fs::path dir = CopyOf(CodesDir(Metric::kL2, SpannRerankFrom::kFile));
+  const fs::path post = dir / "postings.spann";
+  auto full = SectionEntry(post, "FULL");
+  const size_t victim = 1234;
+  std::vector<char> bytes = ReadAll(post);
+  bytes[full.offset + victim * 512 + 5] ^= 0x21;  // inside the vector
+  WriteAll(post, bytes);
+  auto idx = OpenOrDie(dir);  // slots are verified on every read, not at open
+  ASSERT_NE(idx, nullptr);
+  VectorSet base = Base();
+  SpannContext ctx;
+  auto r = idx->Search(base[victim], {.k = 10}, ctx);
+  ASSERT_FALSE(r.has_value()) << "scored a damaged full vector";
+  EXPECT_EQ(r.error().code(), StatusCode::kCorruption) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("postings.spann"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("id 1234 "), std::string::npos) << r.error().ToString();
+  // A query that does not rerank the damaged vector still answers.
+  auto other = idx->Search(base[0], {.k = 10}, ctx);
+  EXPECT_TRUE(other.has_value()) << other.error().ToString();
+}
+
+TEST_F(SpannCodesTest, SlotOfAnotherIdIsCorruption) {
+  // A slot with a valid checksum in the wrong place (a writer's bug) is caught by its id.
+  fs::path dir = CopyOf(CodesDir(Metric::kL2, SpannRerankFrom::kFile));
+  const fs::path post = dir / "postings.spann";
+  RewriteSection(post, "FULL", [](std::byte* p, uint64_t) {
+    std::vector<std::byte> a(p + 7 * 512, p + 8 * 512);
+    std::memcpy(p + 7 * 512, p + 8 * 512, 512);
+    std::memcpy(p + 8 * 512, a.data(), 512);
+  });
+  auto idx = OpenOrDie(dir);
+  ASSERT_NE(idx, nullptr);
+  VectorSet base = Base();
+  SpannContext ctx;
+  auto r = idx->Search(base[7], {.k = 10}, ctx);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kCorruption) << r.error().ToString();
+}
+
+TEST_F(SpannCodesTest, DamagedCodeSectionsFailOpen) {
+  ExpectOpenCorruptionAfterFlip(CopyOf(CodesDir(Metric::kL2, SpannRerankFrom::kFile)), "SQ8P");
+  ExpectOpenCorruptionAfterFlip(CopyOf(CodesDir(Metric::kL2, SpannRerankFrom::kFile)), "META");
+}
+
+TEST_F(SpannCodesTest, InconsistentMetaFailsOpen) {
+  // Checksums intact, fields wrong: unknown codes, codes without any full vectors, a FULL
+  // section cut short, SQ8 parameters that are not finite.
+  struct Case {
+    const char* what;
+    const char* tag;
+    std::function<void(std::byte*, uint64_t)> edit;
+  };
+  const std::vector<Case> cases = {
+      {"codes 7", "META", [](std::byte* m, uint64_t) { m[56] = std::byte{7}; }},
+      {"full 0", "META", [](std::byte* m, uint64_t) { m[58] = std::byte{0}; }},
+      {"encoding 9", "META", [](std::byte* m, uint64_t) { m[36] = std::byte{9}; }},
+      {"scale NaN", "SQ8P",
+       [](std::byte* p, uint64_t size) {
+         const float nan = std::numeric_limits<float>::quiet_NaN();
+         std::memcpy(p + size - 4, &nan, 4);
+       }},
+  };
+  for (const Case& c : cases) {
+    fs::path dir = CopyOf(CodesDir(Metric::kL2, SpannRerankFrom::kFile));
+    if (std::string(c.tag) == "META") RewriteSection(dir / "postings.spann", "META", c.edit);
+    else RewriteSection(dir / "postings.spann", "SQ8P", c.edit);
+    auto idx = SpannIndex::Open(dir);
+    ASSERT_FALSE(idx.has_value()) << c.what;
+    EXPECT_EQ(idx.error().code(), StatusCode::kCorruption) << c.what << ": " << idx.error().ToString();
+    EXPECT_NE(idx.error().message().find("postings.spann"), std::string::npos)
+        << c.what << ": " << idx.error().ToString();
+    fs::remove_all(dir);
+  }
+}
+
+TEST_F(SpannCodesTest, Version11FilesStillOpen) {
+  // A 1.2 writer without codes writes a 1.1 file's bytes with minor 2; set the minor back
+  // to 1 (and to 0, whose META.encoding was reserved and zero: float32 lists).
+  fs::path dir = CopyOfL2();
+  SetMinorVersion(dir / "postings.spann", 1);
+  auto idx = OpenOrDie(dir);
+  ASSERT_NE(idx, nullptr);
+  EXPECT_EQ(idx->Stats().codes, CodesKind::kNone);
+  EXPECT_GE(RecallVsFlat(*idx, Metric::kL2, 64), 0.9);
+
+  fs::path dir10 = TestDir() / "v10";
+  SpannBuildOptions o = BuildOptions(Metric::kL2);
+  o.half_lists = false;
+  ASSERT_TRUE(SpannIndex::Build(Base(), dir10, o).ok());
+  SetMinorVersion(dir10 / "postings.spann", 0);
+  auto idx10 = OpenOrDie(dir10);
+  ASSERT_NE(idx10, nullptr);
+  EXPECT_FALSE(idx10->Stats().half_lists);
+  EXPECT_GE(RecallVsFlat(*idx10, Metric::kL2, 64), 0.9);
+}
+
+TEST_F(SpannCodesTest, LabelsAreTheIdsOfTheFullSection) {
+  // With labels (the engine's held-out rows) FULL has one slot per id below the bound, and
+  // reranks find each labelled vector in its own slot.
+  const size_t n = 1000;
+  VectorSet base = Clustered(n, kDim, 5);
+  std::vector<uint32_t> labels(n);
+  for (size_t i = 0; i < n; ++i) labels[i] = uint32_t(3 * i + 2);
+  SpannBuildOptions o = BuildOptions(Metric::kL2);
+  o.codes = CodesKind::kSq8;
+  fs::path dir = TestDir() / "labels";
+  ASSERT_TRUE(SpannIndex::Build(Clustered(n, kDim, 5), dir, o, labels).ok());
+  auto idx = OpenOrDie(dir);
+  ASSERT_NE(idx, nullptr);
+  EXPECT_EQ(idx->Stats().full_section_bytes, (3 * (n - 1) + 3) * 512u);
+  SpannContext ctx;
+  for (size_t i = 0; i < n; i += 37) {
+    auto r = idx->Search(base[i], {.k = 1, .max_lists = 16}, ctx);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    ASSERT_EQ(r->size(), 1u);
+    EXPECT_EQ((*r)[0].id, labels[i]);
+    EXPECT_NEAR((*r)[0].distance, 0.0f, 1e-4f);
+  }
+}
+
+TEST(SpannRerankFrom, NamesRoundTrip) {
+  for (SpannRerankFrom f : {SpannRerankFrom::kFile, SpannRerankFrom::kList}) {
+    auto parsed = ParseSpannRerankFrom(SpannRerankFromName(f));
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(*parsed, f);
+  }
+  EXPECT_FALSE(ParseSpannRerankFrom("disk").has_value());
 }
 
 }  // namespace
