@@ -26,6 +26,12 @@
 // threads per search that touch the probed lists ahead of the scan (parallel page faults, FAISS's
 // answer to a deep I/O queue); --faiss-prefetch-threads 0 turns that off, which helps when warm.
 //
+// Codes rows (issue 18): --spann-variants default,sq8,sq8-list adds SPANN indexes whose lists
+// hold SQ8 codes, reranking from the FULL section (DIR/spann-sq8) or from full vectors kept in
+// the lists (DIR/spann-sq8-list), as series "strata-sq8" and "strata-sq8-list" beside "strata"
+// (the default index, unchanged); --rerank sets their rerank depth (0 = the index's default).
+// --skip-faiss leaves FAISS out (no training), --modes cold keeps only the O_DIRECT series.
+//
 // Per sweep point: tie-aware recall@k (RecallEvaluator), mean and p99 latency per query,
 // QPS = 1 / mean latency; for SPANN also lists and KiB read per query. Each figure is the
 // median over --reps timed passes. Both run in this one process, alternating per repetition.
@@ -81,6 +87,11 @@ struct Config {
   size_t train_cap = 200000;
   std::string faiss_cold_drop = "query";
   int faiss_prefetch_threads = -1;  // -1: FAISS's own default
+  std::vector<std::string> variants = {"default"};
+  uint32_t rerank = 0;
+  double prune_epsilon = 0.6;
+  bool skip_faiss = false;
+  std::vector<std::string> modes = {"warm", "cold"};
 };
 
 double Median(std::vector<double> v) {
@@ -133,7 +144,7 @@ struct Point {
 };
 
 struct Series {
-  std::string system, mode;  // "strata"/"faiss", "warm"/"cold"
+  std::string system, mode;  // "strata"/"strata-sq8"/.../"faiss", "warm"/"cold"
   std::string param_name;
   std::vector<Point> points;
 };
@@ -239,6 +250,17 @@ int main(int argc, char** argv) {
   app.add_option("--faiss-cold-drop", c.faiss_cold_drop,
                  "evict FAISS's list pages before every query or every timed pass")
       ->check(CLI::IsMember({"query", "pass"}));
+  app.add_option("--spann-variants", c.variants,
+                 "SPANN indexes to measure: default (DIR/spann), sq8 (codes, reranks from the FULL "
+                 "section: DIR/spann-sq8), sq8-list (codes, full vectors in the lists)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"default", "sq8", "sq8-list"}));
+  app.add_option("--rerank", c.rerank, "SPANN with codes: rerank depth (0 = the index's default)");
+  app.add_option("--prune-epsilon", c.prune_epsilon, "SPANN query-aware pruning (all variants)");
+  app.add_flag("--skip-faiss", c.skip_faiss, "leave FAISS out (no training, no FAISS rows)");
+  app.add_option("--modes", c.modes, "warm (buffered), cold (O_DIRECT), or both")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"warm", "cold"}));
   app.add_option("--faiss-prefetch-threads", c.faiss_prefetch_threads,
                  "OnDiskInvertedLists::prefetch_nthread: threads FAISS starts per query to touch "
                  "the probed lists ahead of the scan (-1 = FAISS's default, 0 = none)");
@@ -270,34 +292,50 @@ int main(int argc, char** argv) {
   fs::create_directories(c.workdir, ec);
   if (ec) return Die(fmt::format("cannot create {}: {}", c.workdir, ec.message()));
 
-  // ---- Strata SPANN ----
-  const fs::path spann_dir = fs::path(c.workdir) / "spann";
-  double spann_build_s = -1;
-  if (!fs::exists(spann_dir)) {
-    auto copy = base.Clone();
-    if (!copy) return Die(copy.error());
-    index::SpannBuildOptions bo;
-    bo.metric = *metric;
-    bo.cluster_size = c.cluster_size;
-    bo.memory_budget_fraction = c.memory_budget;
-    bo.num_threads = c.threads;
-    bo.progress = true;
-    Timer t;
-    if (Status s = index::SpannIndex::Build(std::move(*copy), spann_dir, bo); !s.ok()) return Die(s);
-    spann_build_s = t.Seconds();
-  } else {
-    fmt::print(stderr, "reusing {} (its build options are whatever it was built with)\n",
-               spann_dir.string());
+  // ---- Strata SPANN: one index per variant ----
+  struct Variant {
+    std::string name, system;  // "sq8", "strata-sq8"
+    std::unique_ptr<index::SpannIndex> cold, warm;
+    double build_s = -1;
+  };
+  std::vector<Variant> variants;
+  for (const std::string& v : c.variants) {
+    Variant var;
+    var.name = v;
+    var.system = v == "default" ? "strata" : "strata-" + v;
+    const fs::path dir = fs::path(c.workdir) / (v == "default" ? "spann" : "spann-" + v);
+    if (!fs::exists(dir)) {
+      auto copy = base.Clone();
+      if (!copy) return Die(copy.error());
+      index::SpannBuildOptions bo;
+      bo.metric = *metric;
+      bo.cluster_size = c.cluster_size;
+      bo.memory_budget_fraction = c.memory_budget;
+      bo.num_threads = c.threads;
+      bo.progress = true;
+      if (v != "default") {
+        bo.codes = index::CodesKind::kSq8;
+        bo.rerank_from = v == "sq8-list" ? index::SpannRerankFrom::kList : index::SpannRerankFrom::kFile;
+      }
+      Timer t;
+      if (Status s = index::SpannIndex::Build(std::move(*copy), dir, bo); !s.ok()) return Die(s);
+      var.build_s = t.Seconds();
+    } else {
+      fmt::print(stderr, "reusing {} (its build options are whatever it was built with)\n",
+                 dir.string());
+    }
+    index::SpannOpenOptions cold_opt, warm_opt;
+    cold_opt.direct = true;
+    warm_opt.direct = false;
+    auto cold_r = index::SpannIndex::Open(dir, cold_opt);
+    if (!cold_r) return Die(cold_r.error());
+    auto warm_r = index::SpannIndex::Open(dir, warm_opt);
+    if (!warm_r) return Die(warm_r.error());
+    var.cold = std::move(*cold_r);
+    var.warm = std::move(*warm_r);
+    variants.push_back(std::move(var));
   }
-  index::SpannOpenOptions cold_opt, warm_opt;
-  cold_opt.direct = true;
-  warm_opt.direct = false;
-  auto sp_cold_r = index::SpannIndex::Open(spann_dir, cold_opt);
-  if (!sp_cold_r) return Die(sp_cold_r.error());
-  auto sp_warm_r = index::SpannIndex::Open(spann_dir, warm_opt);
-  if (!sp_warm_r) return Die(sp_warm_r.error());
-  std::unique_ptr<index::SpannIndex> sp_cold = std::move(*sp_cold_r), sp_warm = std::move(*sp_warm_r);
-  const index::SpannStats sst = sp_cold->Stats();
+  const index::SpannStats sst = variants.front().cold->Stats();
 
   // ---- FAISS IVFFlat, lists on disk ----
   VectorSet fbase, fq;
@@ -326,7 +364,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<faiss::IndexIVFFlat> ivf;
   double faiss_train_s = -1, faiss_add_s = -1;
   size_t train_n = 0;
-  if (fs::exists(faiss_index_path) && fs::exists(faiss_lists_path)) {
+  if (c.skip_faiss) {
+    // no FAISS rows
+  } else if (fs::exists(faiss_index_path) && fs::exists(faiss_lists_path)) {
     fmt::print(stderr, "reusing {}\n", faiss_index_path.string());
     faiss::Index* raw = faiss::read_index(faiss_index_path.c_str(), faiss::IO_FLAG_READ_ONLY);
     ivf.reset(dynamic_cast<faiss::IndexIVFFlat*>(raw));
@@ -374,27 +414,45 @@ int main(int argc, char** argv) {
     ivf.reset(dynamic_cast<faiss::IndexIVFFlat*>(raw));
     if (!ivf) return Die("saved FAISS index is not an IndexIVFFlat");
   }
-  auto* od = dynamic_cast<faiss::OnDiskInvertedLists*>(ivf->invlists);
-  if (!od) return Die("FAISS lists are not on disk");
-  if (c.faiss_prefetch_threads >= 0) od->prefetch_nthread = c.faiss_prefetch_threads;
+  faiss::OnDiskInvertedLists* od = nullptr;
   FaissFile ff;
-  ff.od = od;
-  ff.fd = ::open(od->filename.c_str(), O_RDONLY);
-  if (ff.fd < 0) return Die("cannot open " + od->filename);
-  fdatasync(ff.fd);
+  if (ivf) {
+    od = dynamic_cast<faiss::OnDiskInvertedLists*>(ivf->invlists);
+    if (!od) return Die("FAISS lists are not on disk");
+    if (c.faiss_prefetch_threads >= 0) od->prefetch_nthread = c.faiss_prefetch_threads;
+    ff.od = od;
+    ff.fd = ::open(od->filename.c_str(), O_RDONLY);
+    if (ff.fd < 0) return Die("cannot open " + od->filename);
+    fdatasync(ff.fd);
+  }
   omp_set_num_threads(1);
 
   fmt::print("spann_vs_faiss: base {} ({} x {}), {} queries (of {}), {}, recall@{}, 1 search "
              "thread, one query at a time, {} rep(s) per point (medians)\n",
              c.base_path, n, dim, nq, queries.size(), MetricName(*metric), k, c.reps);
-  fmt::print("strata spann: {} lists (entries min/median/p99/max {}/{}/{}/{}), {:.2f} entries per "
-             "vector, disk {:.1f} MiB, io {}; cold = {} , warm = {}{}\n",
-             sst.num_lists, sst.list_min, sst.list_median, sst.list_p99, sst.list_max,
-             double(sst.total_entries) / double(std::max<size_t>(1, sst.num_vectors)),
-             sst.disk_bytes / 1048576.0, storage::IoBackendName(sp_cold->backend()),
-             sp_cold->direct_io() ? "O_DIRECT" : "BUFFERED (O_DIRECT refused!)",
-             sp_warm->direct_io() ? "O_DIRECT?" : "buffered",
-             spann_build_s >= 0 ? fmt::format(", built in {:.1f} s", spann_build_s) : "");
+  for (const Variant& var : variants) {
+    const index::SpannStats st = var.cold->Stats();
+    fmt::print("{} (DIR/{}): {} lists (entries min/median/p99/max {}/{}/{}/{}), {:.2f} entries per "
+               "vector, {} bytes per list entry ({}), in memory {:.2f} MiB = {:.1f}% of the raw "
+               "vectors, disk {:.1f} MiB, io {}; cold = {} , warm = {}{}\n",
+               var.system, var.name == "default" ? "spann" : "spann-" + var.name, st.num_lists,
+               st.list_min, st.list_median, st.list_p99, st.list_max,
+               double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors)),
+               st.list_entry_bytes,
+               st.codes == index::CodesKind::kNone
+                   ? (st.half_lists ? "float16 vectors" : "float32 vectors")
+                   : st.full_in_lists ? "sq8 codes + vectors, reranks from the list"
+                                      : "sq8 codes, reranks read the FULL section",
+               st.memory_bytes / 1048576.0,
+               100.0 * double(st.memory_bytes) / double(std::max<size_t>(1, st.raw_vector_bytes)),
+               st.disk_bytes / 1048576.0, storage::IoBackendName(var.cold->backend()),
+               var.cold->direct_io() ? "O_DIRECT" : "BUFFERED (O_DIRECT refused!)",
+               var.warm->direct_io() ? "O_DIRECT?" : "buffered",
+               var.build_s >= 0 ? fmt::format(", built in {:.1f} s", var.build_s) : "");
+  }
+  fmt::print("strata search: prune_epsilon {}, rerank {} (codes; 0 = the index's default)\n",
+             c.prune_epsilon, c.rerank);
+  if (ivf) {
   fmt::print("faiss IndexIVFFlat: nlist {}, {} quantizer, lists in {} ({:.1f} MiB, mmap, "
              "{} prefetch threads per query){}\n", nlist,
              fmetric == faiss::METRIC_L2 ? "IndexFlatL2" : "IndexFlatIP (normalized data)",
@@ -403,6 +461,7 @@ int main(int argc, char** argv) {
                                               "{:.1f} s, added in {:.1f} s",
                                               train_n, c.train_iters, faiss_train_s, faiss_add_s)
                                 : std::string(", reused"));
+  }
   fmt::print("memory: strata spann in-memory part {:.2f} MiB, faiss centroids {:.2f} MiB, raw "
              "vectors {:.2f} MiB\n",
              sst.memory_bytes / 1048576.0, faiss_centroid_bytes / 1048576.0,
@@ -425,6 +484,8 @@ int main(int argc, char** argv) {
     index::SpannSearchParams sp;
     sp.k = uint32_t(k);
     sp.max_lists = max_lists;
+    sp.prune_epsilon = c.prune_epsilon;
+    sp.rerank = c.rerank;
     uint64_t lists = 0, bytes = 0;
     for (size_t q = 0; q < nq; ++q) {
       index::SpannQueryStats qs;
@@ -471,20 +532,31 @@ int main(int argc, char** argv) {
     return p;
   };
 
-  std::vector<Series> series = {{"strata", "warm", "max_lists", {}},
-                                {"faiss", "warm", "nprobe", {}},
-                                {"strata", "cold", "max_lists", {}},
-                                {"faiss", "cold", "nprobe", {}}};
+  std::vector<Series> series;
+  for (const char* mode : {"warm", "cold"}) {
+    if (std::find(c.modes.begin(), c.modes.end(), mode) == c.modes.end()) continue;
+    for (const Variant& var : variants) series.push_back({var.system, mode, "max_lists", {}});
+    if (ivf) series.push_back({"faiss", mode, "nprobe", {}});
+  }
+  const auto is_strata = [](const Series& s) { return s.system.rfind("strata", 0) == 0; };
+  const auto variant_of = [&](const Series& s) -> const Variant& {
+    for (const Variant& v : variants) {
+      if (v.system == s.system) return v;
+    }
+    return variants.front();
+  };
   for (auto& s : series) {
-    for (uint32_t v : s.system == "strata" ? c.max_lists : c.nprobes) s.points.push_back({v, {}});
+    for (uint32_t v : is_strata(s) ? c.max_lists : c.nprobes) s.points.push_back({v, {}});
   }
 
   // Warm-up: one untimed pass at the largest point of each (buffered SPANN; FAISS).
   {
     Timer t;
-    auto r = strata_pass(*sp_warm, *std::max_element(c.max_lists.begin(), c.max_lists.end()));
-    if (!r) return Die(r.error());
-    faiss_pass(*std::max_element(c.nprobes.begin(), c.nprobes.end()), false);
+    for (const Variant& var : variants) {
+      auto r = strata_pass(*var.warm, *std::max_element(c.max_lists.begin(), c.max_lists.end()));
+      if (!r) return Die(r.error());
+    }
+    if (ivf) faiss_pass(*std::max_element(c.nprobes.begin(), c.nprobes.end()), false);
     fmt::print(stderr, "warm-up passes done in {:.1f} s (faiss list file {:.0f}% resident)\n",
                t.Seconds(), 100.0 * ff.Resident());
   }
@@ -497,8 +569,9 @@ int main(int argc, char** argv) {
       }
       for (auto& pt : s.points) {
         Pass p;
-        if (s.system == "strata") {
-          auto r = strata_pass(s.mode == "warm" ? *sp_warm : *sp_cold, pt.param);
+        if (is_strata(s)) {
+          const Variant& var = variant_of(s);
+          auto r = strata_pass(s.mode == "warm" ? *var.warm : *var.cold, pt.param);
           if (!r) return Die(r.error());
           p = *r;
         } else {
@@ -513,16 +586,16 @@ int main(int argc, char** argv) {
   }
 
   // ---- table ----
-  fmt::print("\n{:<7} {:<5} {:<10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n", "system", "mode",
+  fmt::print("\n{:<15} {:<5} {:<10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n", "system", "mode",
              "param", "value", fmt::format("recall@{}", k), "mean_ms", "p99_ms", "QPS", "lists/q",
              "KiB/q");
   for (const auto& s : series) {
     for (const auto& pt : s.points) {
       const Pass m = pt.Med();
-      fmt::print("{:<7} {:<5} {:<10} {:>6} {:>9.4f} {:>9.3f} {:>9.3f} {:>9.0f} {:>8} {:>9}\n",
+      fmt::print("{:<15} {:<5} {:<10} {:>6} {:>9.4f} {:>9.3f} {:>9.3f} {:>9.0f} {:>8} {:>9}\n",
                  s.system, s.mode, s.param_name, pt.param, m.recall, m.mean_ms, m.p99_ms,
-                 1000.0 / m.mean_ms, s.system == "strata" ? fmt::format("{:.1f}", m.lists) : "-",
-                 s.system == "strata" ? fmt::format("{:.1f}", m.kib) : "-");
+                 1000.0 / m.mean_ms, is_strata(s) ? fmt::format("{:.1f}", m.lists) : "-",
+                 is_strata(s) ? fmt::format("{:.1f}", m.kib) : "-");
     }
   }
 
@@ -535,11 +608,13 @@ int main(int argc, char** argv) {
                        {"k", k},
                        {"reps", c.reps},
                        {"spann_memory_bytes", sst.memory_bytes},
-                       {"faiss_nlist", nlist},
-                       {"faiss_centroid_bytes", faiss_centroid_bytes},
+                       {"faiss_nlist", ivf ? nlist : 0},
+                       {"faiss_centroid_bytes", ivf ? faiss_centroid_bytes : 0},
                        {"raw_vector_bytes", n * dim * sizeof(float)},
                        {"faiss_cold_drop", c.faiss_cold_drop},
-                       {"faiss_prefetch_threads", od->prefetch_nthread}};
+                       {"faiss_prefetch_threads", od ? od->prefetch_nthread : 0},
+                       {"prune_epsilon", c.prune_epsilon},
+                       {"rerank", c.rerank}};
   fmt::print("\n");
   for (const auto& s : series) {
     for (const auto& pt : s.points) {
@@ -552,7 +627,8 @@ int main(int argc, char** argv) {
       line["mean_ms"] = m.mean_ms;
       line["p99_ms"] = m.p99_ms;
       line["qps"] = 1000.0 / m.mean_ms;
-      if (s.system == "strata") {
+      if (is_strata(s)) {
+        line["spann_memory_bytes"] = variant_of(s).cold->Stats().memory_bytes;
         line["lists_per_query"] = m.lists;
         line["kib_read_per_query"] = m.kib;
       }
@@ -562,35 +638,41 @@ int main(int argc, char** argv) {
 
   // ---- summary ----
   fmt::print("\nmean latency at target recall@{} (log-latency interpolated along each sweep; "
-             "* = first point already above the target, an upper bound)\n",
+             "* = first point already above the target, an upper bound); ratios against FAISS "
+             "when it ran, else against the default SPANN index (\"strata\")\n",
              k);
-  fmt::print("{:>6} {:>5} {:>12} {:>12} {:>13} {:>16}\n", "target", "mode", "strata_ms",
-             "faiss_ms", "strata/faiss", "strata KiB/q");
+  fmt::print("{:>6} {:>5} {:<15} {:>12} {:>12} {:>8} {:>14}\n", "target", "mode", "system",
+             "mean_ms", "ref_ms", "ratio", "KiB/q");
   auto fmt_ms = [](std::optional<double> v, bool star) {
     return v ? fmt::format("{:.3f}{}", *v, star ? "*" : "") : std::string("not reached");
   };
-  for (double target : {0.85, 0.90, 0.95}) {
+  for (double target : {0.85, 0.90, 0.95, 0.97}) {
     for (const char* mode : {"warm", "cold"}) {
-      const Series* st = nullptr;
-      const Series* fs_ = nullptr;
+      const Series* ref = nullptr;
       for (const auto& s : series) {
-        if (s.mode != mode) continue;
-        (s.system == "strata" ? st : fs_) = &s;
+        if (s.mode == mode && s.system == (ivf ? "faiss" : "strata")) ref = &s;
       }
-      bool s_first = false, f_first = false;
-      double kib = 0;
-      auto ls = LatencyAtRecall(*st, target, &s_first, &kib);
-      auto lf = LatencyAtRecall(*fs_, target, &f_first);
-      const std::string ratio = ls && lf ? fmt::format("{:.3f}", *ls / *lf) : "n/a";
-      fmt::print("{:>6.2f} {:>5} {:>12} {:>12} {:>13} {:>16}\n", target, mode, fmt_ms(ls, s_first),
-                 fmt_ms(lf, f_first), ratio, ls ? fmt::format("{:.1f}", kib) : "-");
-      json line = {{"summary", true}, {"target_recall", target}, {"mode", mode}};
-      if (ls) line["strata_mean_ms"] = *ls, line["strata_kib_per_query"] = kib;
-      if (lf) line["faiss_mean_ms"] = *lf;
-      if (ls && lf) line["strata_over_faiss_latency"] = *ls / *lf;
-      fmt::print("JSON {}\n", line.dump());
+      bool r_first = false;
+      std::optional<double> lr;
+      if (ref) lr = LatencyAtRecall(*ref, target, &r_first);
+      for (const auto& s : series) {
+        if (s.mode != mode || !is_strata(s) || (!ivf && &s == ref && variants.size() > 1)) continue;
+        bool s_first = false;
+        double kib = 0;
+        auto ls = LatencyAtRecall(s, target, &s_first, &kib);
+        const std::string ratio = ls && lr ? fmt::format("{:.3f}", *ls / *lr) : "n/a";
+        fmt::print("{:>6.2f} {:>5} {:<15} {:>12} {:>12} {:>8} {:>14}\n", target, mode, s.system,
+                   fmt_ms(ls, s_first), ref ? fmt_ms(lr, r_first) : "-", ratio,
+                   ls ? fmt::format("{:.1f}", kib) : "-");
+        json line = {{"summary", true}, {"target_recall", target}, {"mode", mode},
+                     {"system", s.system}};
+        if (ls) line["strata_mean_ms"] = *ls, line["strata_kib_per_query"] = kib;
+        if (lr) line[ivf ? "faiss_mean_ms" : "reference_mean_ms"] = *lr;
+        if (ls && lr) line[ivf ? "strata_over_faiss_latency" : "over_reference_latency"] = *ls / *lr;
+        fmt::print("JSON {}\n", line.dump());
+      }
     }
   }
-  ::close(ff.fd);
+  if (ff.fd >= 0) ::close(ff.fd);
   return 0;
 }
