@@ -364,7 +364,8 @@ Result<std::shared_ptr<BlockFile>> BlockFile::Open(const std::filesystem::path& 
       if (fd < 0) return Error(OsError(errno, "open", path));
     }
   }
-  const size_t alignment = direct ? DirectAlignment(fd) : 1;
+  const size_t alignment =
+      direct ? std::min(std::max(DirectAlignment(fd), options.min_alignment), kBlockAlignment) : 1;
   return std::shared_ptr<BlockFile>(new BlockFile(path, fd, *size, direct, alignment));
 }
 

@@ -47,6 +47,9 @@ class BlockFile {
     // (tmpfs before Linux 6.6, some FUSE and overlay set-ups) the file is opened for buffered
     // reads instead and direct() is false.
     bool direct = true;
+    // A direct file's alignment() is at least this (a power of two up to kBlockAlignment): a
+    // reader can then be tested as it runs on a device with 4 KiB logical blocks.
+    size_t min_alignment = 0;
   };
 
   // Errors: NotFound when the path does not exist, InvalidArgument when it is not a regular file,

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <cmath>
 #include <cerrno>
@@ -58,9 +59,11 @@ struct Meta {
   uint32_t encoding;  // list vectors: 0 float32, 1 IEEE half, 2 none (codes only, 1.2)
   double closure_epsilon;
   uint64_t cluster_size;
-  uint16_t codes;     // 1.2: 0 none, 1 SQ8 (parameters in SQ8P)
-  uint16_t full;      // 1.2: 1 = full vectors in the FULL section
-  uint32_t rerank;    // 1.2: default rerank depth (0 = automatic)
+  uint8_t codes;       // 1.2: 0 none, 1 SQ8 (parameters in SQ8P)
+  uint8_t full;        // 1.2: 1 = full vectors in the FULL section
+  uint8_t list_align;  // 1.2: log2 of the lists' alignment, 9..12 (0 = 12, as before 1.2)
+  uint8_t reserved3;
+  uint32_t rerank;     // 1.2: default rerank depth (0 = automatic)
 };
 static_assert(sizeof(Meta) == 64);
 
@@ -79,7 +82,7 @@ struct DirEntry {  // LDIR record; offsets relative to the POST section
 };
 static_assert(sizeof(DirEntry) == 24);
 
-uint64_t PadToPage(uint64_t b) { return (b + kPage - 1) / kPage * kPage; }
+uint64_t PadTo(uint64_t b, uint64_t a) { return (b + a - 1) / a * a; }
 
 Status FsyncPath(const fs::path& p) {
   int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
@@ -119,6 +122,11 @@ Status SpannBuildOptions::Validate() const {
   if (!(closure_epsilon >= 0)) return InvalidArgument("closure_epsilon must be >= 0");
   if (codes != CodesKind::kNone && codes != CodesKind::kSq8) {
     return InvalidArgument("SPANN codes must be none or sq8");
+  }
+  if (list_alignment != 0 && (list_alignment < 512 || list_alignment > 4096 ||
+                              (list_alignment & (list_alignment - 1)) != 0)) {
+    return InvalidArgument("list_alignment must be 0, 512, 1024, 2048 or 4096, got {}",
+                           list_alignment);
   }
   if (rerank_from != SpannRerankFrom::kFile && rerank_from != SpannRerankFrom::kList) {
     return InvalidArgument("SPANN rerank source must be file or list");
@@ -316,6 +324,9 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
     STRATA_ASSIGN_OR_RETURN(sq8, Sq8Encoder::Train(base.data(), n, dim));
   }
   const DistanceKernels& kw = Kernels();
+  // Lists of a codes index are small (GloVe-100: a median of 24 entries, 2.6 KiB): on 4 KiB
+  // boundaries their padding would be most of what a query reads.
+  const size_t list_align = o.list_alignment ? o.list_alignment : codes ? 512 : kPage;
 
   // 4. Write the posting file into a temporary directory, then rename it into place.
   // The temporary directory gets a fresh unique name (mkdtemp) beside the target, so that
@@ -346,6 +357,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   meta.codes = codes ? uint16_t(CodesKind::kSq8) : 0;
   meta.full = full_section ? 1 : 0;
   meta.rerank = codes ? o.rerank : 0;
+  meta.list_align = list_align == kPage ? 0 : uint8_t(std::countr_zero(list_align));
   meta.closure_epsilon = o.closure_epsilon;
   meta.cluster_size = cluster_size;
   std::vector<DirEntry> dir(num_lists);
@@ -360,7 +372,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
     });
     const size_t count = std::min<size_t>(size_t(last - first), cap);
     const size_t raw = count * (sizeof(uint32_t) + code_bytes + dim * value_bytes);
-    const size_t bytes = PadToPage(std::max<size_t>(raw, 1));
+    const size_t bytes = PadTo(std::max<size_t>(raw, 1), list_align);
     buf.assign(bytes, std::byte{0});
     auto* ids = reinterpret_cast<uint32_t*>(buf.data());
     std::byte* p = buf.data() + count * sizeof(uint32_t);
@@ -472,11 +484,15 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
   idx->lists_.resize(meta.num_lists);
   const auto* dir = reinterpret_cast<const DirEntry*>(dir_bytes.data());
   // 1.0 / 1.1 files carry zeros where 1.2 put codes, full and rerank.
-  if (meta.codes > uint16_t(CodesKind::kSq8) || meta.full > 1) {
-    return Error(Corruption("{}: META.codes {} / META.full {} are not known", post.string(),
-                            meta.codes, meta.full));
+  if (meta.codes > uint8_t(CodesKind::kSq8) || meta.full > 1 || meta.reserved3 != 0 ||
+      (meta.list_align != 0 && (meta.list_align < 9 || meta.list_align > 12))) {
+    return Error(Corruption("{}: META.codes {} / full {} / list_align {} / reserved {} are not "
+                            "known",
+                            post.string(), meta.codes, meta.full, meta.list_align, meta.reserved3));
   }
-  const bool codes = meta.codes == uint16_t(CodesKind::kSq8);
+  const uint64_t list_align = meta.list_align ? uint64_t(1) << meta.list_align : kPage;
+  idx->list_align_ = uint32_t(list_align);
+  const bool codes = meta.codes == uint8_t(CodesKind::kSq8);
   if (meta.encoding > (codes ? kEncodingNone : kEncodingF16)) {
     return Error(Corruption("{}: META.encoding {} is not a known vector encoding{}", post.string(),
                             meta.encoding, codes ? "" : " for lists without codes"));
@@ -527,7 +543,7 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
            : 0);
   for (size_t l = 0; l < meta.num_lists; ++l) {
     const DirEntry& d = dir[l];
-    if (d.offset % kPage || d.bytes % kPage || d.bytes == 0 || d.offset > post_entry->size ||
+    if (d.offset % list_align || d.bytes % list_align || d.bytes == 0 || d.offset > post_entry->size ||
         d.bytes > post_entry->size - d.offset ||
         uint64_t(d.count) * min_entry > d.bytes) {
       return Error(Corruption("{}: list {} has a bad directory entry (offset {}, bytes {}, count "
@@ -550,6 +566,7 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
   }
   storage::BlockFile::Options bo;
   bo.direct = options.direct;
+  bo.min_alignment = options.min_read_alignment;
   STRATA_ASSIGN_OR_RETURN(idx->file_, storage::BlockFile::Open(post, bo));
   // Probe the backend once here, so the choice (and any fallback) is known up front.
   STRATA_ASSIGN_OR_RETURN(auto probe, storage::IoQueue::Create(options.backend));
@@ -587,16 +604,26 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   size_t nlists = 0;
   while (nlists < heads.size() && heads[nlists].distance <= limit) ++nlists;
 
+  // A list is read as the blocks that hold it: itself where the file's O_DIRECT alignment is
+  // no coarser than the lists' (always for 4096-aligned lists), else the aligned blocks around
+  // it; `list_at[i]` is where list i starts in its read.
+  const uint64_t fa = std::max<uint64_t>(file_->alignment(), 1);
   uint64_t total = 0;
-  for (size_t i = 0; i < nlists; ++i) total += lists_[heads[i].id].bytes;
+  for (size_t i = 0; i < nlists; ++i) {
+    const ListEntry& l = lists_[heads[i].id];
+    total += PadTo(l.offset + l.bytes, fa) - l.offset / fa * fa;
+  }
   std::byte* base = ctx.buffer.Get(total);
   std::vector<storage::ReadRequest>& reqs = ctx.requests;
   reqs.resize(nlists);
+  ctx.list_at.resize(nlists);
   uint64_t pos = 0;
   for (size_t i = 0; i < nlists; ++i) {
     const ListEntry& l = lists_[heads[i].id];
-    reqs[i] = {l.offset, l.bytes, base + pos};
-    pos += l.bytes;
+    const uint64_t lo = l.offset / fa * fa, hi = PadTo(l.offset + l.bytes, fa);
+    reqs[i] = {lo, uint32_t(hi - lo), base + pos};
+    ctx.list_at[i] = uint32_t(l.offset - lo);
+    pos += hi - lo;
   }
   if (!ctx.io || ctx.io->backend() != backend_) {
     STRATA_ASSIGN_OR_RETURN(ctx.io, storage::IoQueue::Create(backend_));
@@ -626,7 +653,7 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
     }
     const uint32_t list = uint32_t(heads[i].id);
     const ListEntry& l = lists_[list];
-    auto* bytes = static_cast<std::byte*>(reqs[i].buffer);
+    auto* bytes = static_cast<std::byte*>(reqs[i].buffer) + ctx.list_at[i];
     if (storage::SectionChecksum(std::span<const std::byte>(bytes, l.bytes)) != l.checksum) {
       first_error = Corruption("{}: posting list {} (offset {}, {} bytes) fails its checksum",
                                (path_ / kPostingsFile).string(), list, l.offset, l.bytes);
@@ -680,13 +707,15 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
     reranked = uint32_t(cands.size());
     TopK<uint64_t> best(p.k);
     const auto id_of = [&](uint64_t packed) {
-      return reinterpret_cast<const uint32_t*>(reqs[packed >> 32].buffer)[uint32_t(packed)];
+      const size_t i = packed >> 32;
+      return reinterpret_cast<const uint32_t*>(static_cast<const std::byte*>(reqs[i].buffer) +
+                                               ctx.list_at[i])[uint32_t(packed)];
     };
     if (list_vectors_) {
       for (const auto& e : cands) {
         const size_t i = e.id >> 32, j = uint32_t(e.id);
         const uint32_t count = lists_[heads[i].id].count;
-        const std::byte* vecs = static_cast<const std::byte*>(reqs[i].buffer) +
+        const std::byte* vecs = static_cast<const std::byte*>(reqs[i].buffer) + ctx.list_at[i] +
                                 size_t(count) * (sizeof(uint32_t) + sizeof(float) + dim_);
         const std::byte* v = vecs + j * dim_ * value_bytes;
         const float d = half_lists_ ? kern.l2sq_f16(q, reinterpret_cast<const uint16_t*>(v), dim_)
@@ -743,6 +772,7 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   }
   if (stats) {
     stats->lists_read += uint32_t(nlists);
+    // `total`: the bytes of the list reads, as submitted (aligned blocks).
     stats->bytes_read += total + rerank_bytes;
     stats->rerank_bytes_read += rerank_bytes;
     stats->reranked += reranked;
@@ -778,6 +808,7 @@ SpannStats SpannIndex::Stats() const {
   s.full_in_lists = codes_ != CodesKind::kNone && list_vectors_;
   s.full_section_bytes = full_bytes_;
   s.rerank = rerank_;
+  s.list_alignment = list_align_;
   s.list_entry_bytes = sizeof(uint32_t) +
                        (codes_ != CodesKind::kNone ? sizeof(float) + dim_ : 0) +
                        (list_vectors_ ? dim_ * (half_lists_ ? sizeof(uint16_t) : sizeof(float)) : 0);

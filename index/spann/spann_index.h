@@ -94,6 +94,10 @@ struct SpannBuildOptions {
   // With codes: candidates reranked when a search does not say (SpannSearchParams::
   // rerank); 0 = automatic (kSpannDefaultRerankFactor x k).
   uint32_t rerank = 0;
+  // Where each posting list starts: a multiple of this many bytes (512..4096, a power of
+  // two; 0 = 4096 without codes, 512 with codes). A device whose O_DIRECT alignment is
+  // coarser than this reads the aligned blocks around a list (some of its neighbours' bytes).
+  size_t list_alignment = 0;
   uint32_t head_M = 16;                  // HNSW over the heads
   uint32_t head_ef_construction = 200;
   uint32_t assign_ef = 64;               // HNSW ef when finding a vector's candidate heads
@@ -122,6 +126,8 @@ struct SpannSearchParams {
 struct SpannOpenOptions {
   storage::IoBackend backend = storage::IoBackend::kAuto;
   bool direct = true;  // O_DIRECT posting reads (falls back to buffered where refused)
+  // Reads aligned to at least this (BlockFile::Options::min_alignment); for tests.
+  size_t min_read_alignment = 0;
 };
 
 // What one search cost.
@@ -145,6 +151,7 @@ class SpannContext {
   std::vector<float> scores;
   std::vector<float> query;
   std::vector<storage::ReadRequest> requests;
+  std::vector<uint32_t> list_at;  // where each list starts within its read
   // Codes: the prepared query, candidates and the rerank reads' buffer.
   Sq8Query sq8_query;
   std::vector<uint64_t> candidates;
@@ -166,6 +173,7 @@ struct SpannStats {
   size_t full_section_bytes = 0; // codes: the FULL section (rerank from the file)
   uint32_t rerank = 0;           // codes: default rerank depth (0 = automatic)
   size_t list_entry_bytes = 0;   // bytes per list entry (id, codes, norm, vectors)
+  size_t list_alignment = 4096;  // lists start on multiples of this
   // List length distribution (entries).
   size_t list_min = 0, list_median = 0, list_p99 = 0, list_max = 0;
 };
@@ -200,7 +208,7 @@ class SpannIndex {
   SpannIndex() = default;
   struct ListEntry {
     uint64_t offset;    // within the posting file
-    uint32_t bytes;     // padded to 4 KiB
+    uint32_t bytes;     // padded to the list alignment (4 KiB by default)
     uint32_t count;     // entries
     uint64_t checksum;  // XXH3-64 of the list's bytes
   };
@@ -222,6 +230,7 @@ class SpannIndex {
   uint64_t full_offset_ = 0;  // codes with the FULL section: its file offset, else 0
   uint64_t full_bytes_ = 0;
   uint32_t full_slot_ = 0;    // bytes per vector slot in FULL
+  uint32_t list_align_ = 4096;
 };
 
 // The rerank depth a codes index uses when neither the search nor the index says: this many

@@ -914,7 +914,7 @@ TEST_F(SpannCodesTest, DeeperRerankNeverLosesRecallAndCountsReads) {
       // One read of a slot per candidate, rounded to the file's O_DIRECT alignment.
       EXPECT_GE(qs.rerank_bytes_read, uint64_t(qs.reranked) * slot);
       EXPECT_LE(qs.rerank_bytes_read, uint64_t(qs.reranked) * (slot + 2 * 4096));
-      EXPECT_GE(qs.bytes_read, qs.rerank_bytes_read + uint64_t(qs.lists_read) * 4096);
+      EXPECT_GE(qs.bytes_read, qs.rerank_bytes_read + uint64_t(qs.lists_read) * 512);
       size_t hit = 0;
       for (const auto& n : *r) hit += w.count(n.id);
       (depth == 10 ? shallow : deep) += double(hit);
@@ -928,16 +928,23 @@ TEST_F(SpannCodesTest, BackendsAndDirectBufferedAgree) {
   auto a = OpenOrDie(dir, {.backend = storage::IoBackend::kPread, .direct = true});
   auto b = OpenOrDie(dir, {.backend = storage::IoBackend::kAuto, .direct = false});
   auto c = OpenOrDie(dir, {.backend = storage::IoBackend::kAuto, .direct = true});
-  ASSERT_TRUE(a && b && c);
+  // As on a device with 4 KiB blocks: 512-byte lists and slots are read with their neighbours.
+  auto d = OpenOrDie(dir, {.backend = storage::IoBackend::kAuto, .direct = true,
+                           .min_read_alignment = 4096});
+  ASSERT_TRUE(a && b && c && d);
   VectorSet queries = Queries();
-  SpannContext ca, cb, cc;
+  SpannContext ca, cb, cc, cd;
   for (size_t q = 0; q < queries.size(); ++q) {
     auto ra = a->Search(queries[q], {.k = 10, .max_lists = 32}, ca);
     auto rb = b->Search(queries[q], {.k = 10, .max_lists = 32}, cb);
     auto rc = c->Search(queries[q], {.k = 10, .max_lists = 32}, cc);
-    ASSERT_TRUE(ra && rb && rc);
+    SpannQueryStats sd;
+    auto rd = d->Search(queries[q], {.k = 10, .max_lists = 32}, cd, &sd);
+    ASSERT_TRUE(ra && rb && rc && rd);
     EXPECT_EQ(*ra, *rb) << "query " << q;
     EXPECT_EQ(*ra, *rc) << "query " << q;
+    EXPECT_EQ(*ra, *rd) << "query " << q;
+    if (d->direct_io()) EXPECT_EQ(sd.bytes_read % 4096, 0u);
   }
 }
 
@@ -958,6 +965,8 @@ TEST_F(SpannCodesTest, StatsDescribeTheCodes) {
   EXPECT_EQ(l.list_entry_bytes, 4 + 4 + kDim + 2 * kDim);  // and a half-precision vector
   EXPECT_EQ(p.codes, CodesKind::kNone);
   EXPECT_EQ(p.list_entry_bytes, 4 + 2 * kDim);
+  EXPECT_EQ(p.list_alignment, 4096u);
+  EXPECT_EQ(f.list_alignment, 512u);  // codes: lists packed on 512-byte boundaries
   // The same lists: the codes change what an entry holds, not the clustering (replication
   // follows the heads' HNSW, built on two threads, so it may differ by a few entries).
   EXPECT_EQ(f.num_lists, p.num_lists);
@@ -988,9 +997,16 @@ TEST_F(SpannCodesTest, LayoutMatchesFormatDoc) {
     EXPECT_EQ(sum, storage::SectionChecksum(std::span<const std::byte>(
                        reinterpret_cast<const std::byte*>(slot), 504)));
   }
-  // A list: ids, decoded norms, codes, padding.
+  // A list: ids, decoded norms, codes, padding to 512 bytes; lists follow one another.
   auto ldir = ReadDirectory(post);
   auto pst = SectionEntry(post, "POST");
+  uint64_t expect_offset = 0;
+  for (const auto& d : ldir) {
+    EXPECT_EQ(d.offset, expect_offset);
+    EXPECT_EQ(d.bytes % 512, 0u);
+    EXPECT_EQ(d.bytes, std::max<uint64_t>(512, (uint64_t(d.count) * (8 + kDim) + 511) / 512 * 512));
+    expect_offset += d.bytes;
+  }
   auto idx = OpenOrDie(post.parent_path());
   ASSERT_NE(idx, nullptr);
   for (const auto& d : ldir) {
