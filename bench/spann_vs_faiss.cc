@@ -89,7 +89,7 @@ struct Config {
   int faiss_prefetch_threads = -1;  // -1: FAISS's own default
   std::vector<std::string> variants = {"default"};
   uint32_t rerank = 0;
-  double prune_epsilon = 0.6;
+  std::vector<double> prune_epsilon = {0.6};  // one for all variants, or one per variant
   bool skip_faiss = false;
   std::vector<std::string> modes = {"warm", "cold"};
 };
@@ -256,7 +256,10 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"default", "sq8", "sq8-list"}));
   app.add_option("--rerank", c.rerank, "SPANN with codes: rerank depth (0 = the index's default)");
-  app.add_option("--prune-epsilon", c.prune_epsilon, "SPANN query-aware pruning (all variants)");
+  app.add_option("--prune-epsilon", c.prune_epsilon,
+                 "SPANN query-aware pruning: one value for every variant, or one per variant in "
+                 "--spann-variants order")
+      ->delimiter(',');
   app.add_flag("--skip-faiss", c.skip_faiss, "leave FAISS out (no training, no FAISS rows)");
   app.add_option("--modes", c.modes, "warm (buffered), cold (O_DIRECT), or both")
       ->delimiter(',')
@@ -297,12 +300,17 @@ int main(int argc, char** argv) {
     std::string name, system;  // "sq8", "strata-sq8"
     std::unique_ptr<index::SpannIndex> cold, warm;
     double build_s = -1;
+    double prune_epsilon = 0.6;
   };
+  if (c.prune_epsilon.size() != 1 && c.prune_epsilon.size() != c.variants.size()) {
+    return Die("--prune-epsilon: give one value, or one per --spann-variants entry");
+  }
   std::vector<Variant> variants;
   for (const std::string& v : c.variants) {
     Variant var;
     var.name = v;
     var.system = v == "default" ? "strata" : "strata-" + v;
+    var.prune_epsilon = c.prune_epsilon[c.prune_epsilon.size() == 1 ? 0 : variants.size()];
     const fs::path dir = fs::path(c.workdir) / (v == "default" ? "spann" : "spann-" + v);
     if (!fs::exists(dir)) {
       auto copy = base.Clone();
@@ -450,8 +458,11 @@ int main(int argc, char** argv) {
                var.warm->direct_io() ? "O_DIRECT?" : "buffered",
                var.build_s >= 0 ? fmt::format(", built in {:.1f} s", var.build_s) : "");
   }
-  fmt::print("strata search: prune_epsilon {}, rerank {} (codes; 0 = the index's default)\n",
-             c.prune_epsilon, c.rerank);
+  for (const Variant& var : variants) {
+    fmt::print("{} search: prune_epsilon {}{}\n", var.system, var.prune_epsilon,
+               var.name == "default" ? std::string()
+                                     : fmt::format(", rerank {} (0 = the index's default)", c.rerank));
+  }
   if (ivf) {
   fmt::print("faiss IndexIVFFlat: nlist {}, {} quantizer, lists in {} ({:.1f} MiB, mmap, "
              "{} prefetch threads per query){}\n", nlist,
@@ -480,11 +491,12 @@ int main(int argc, char** argv) {
   std::vector<faiss::Index::idx_t> fids(k);
   std::vector<double> lat(nq);
 
-  auto strata_pass = [&](const index::SpannIndex& idx, uint32_t max_lists) -> Result<Pass> {
+  auto strata_pass = [&](const index::SpannIndex& idx, uint32_t max_lists,
+                         double prune_epsilon) -> Result<Pass> {
     index::SpannSearchParams sp;
     sp.k = uint32_t(k);
     sp.max_lists = max_lists;
-    sp.prune_epsilon = c.prune_epsilon;
+    sp.prune_epsilon = prune_epsilon;
     sp.rerank = c.rerank;
     uint64_t lists = 0, bytes = 0;
     for (size_t q = 0; q < nq; ++q) {
@@ -553,7 +565,8 @@ int main(int argc, char** argv) {
   {
     Timer t;
     for (const Variant& var : variants) {
-      auto r = strata_pass(*var.warm, *std::max_element(c.max_lists.begin(), c.max_lists.end()));
+      auto r = strata_pass(*var.warm, *std::max_element(c.max_lists.begin(), c.max_lists.end()),
+                           var.prune_epsilon);
       if (!r) return Die(r.error());
     }
     if (ivf) faiss_pass(*std::max_element(c.nprobes.begin(), c.nprobes.end()), false);
@@ -571,7 +584,8 @@ int main(int argc, char** argv) {
         Pass p;
         if (is_strata(s)) {
           const Variant& var = variant_of(s);
-          auto r = strata_pass(s.mode == "warm" ? *var.warm : *var.cold, pt.param);
+          auto r = strata_pass(s.mode == "warm" ? *var.warm : *var.cold, pt.param,
+                               var.prune_epsilon);
           if (!r) return Die(r.error());
           p = *r;
         } else {
@@ -613,7 +627,6 @@ int main(int argc, char** argv) {
                        {"raw_vector_bytes", n * dim * sizeof(float)},
                        {"faiss_cold_drop", c.faiss_cold_drop},
                        {"faiss_prefetch_threads", od ? od->prefetch_nthread : 0},
-                       {"prune_epsilon", c.prune_epsilon},
                        {"rerank", c.rerank}};
   fmt::print("\n");
   for (const auto& s : series) {
@@ -629,6 +642,7 @@ int main(int argc, char** argv) {
       line["qps"] = 1000.0 / m.mean_ms;
       if (is_strata(s)) {
         line["spann_memory_bytes"] = variant_of(s).cold->Stats().memory_bytes;
+        line["prune_epsilon"] = variant_of(s).prune_epsilon;
         line["lists_per_query"] = m.lists;
         line["kib_read_per_query"] = m.kib;
       }
