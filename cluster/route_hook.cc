@@ -19,6 +19,7 @@ const std::string* CollectionOf(const protocol::Request& r) {
   if (const auto* m = std::get_if<protocol::DeleteRequest>(&r.body)) return &m->collection;
   if (const auto* m = std::get_if<protocol::GetRequest>(&r.body)) return &m->collection;
   if (const auto* m = std::get_if<protocol::KeysRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::DescribeCollectionRequest>(&r.body)) return &m->name;
   return nullptr;
 }
 
@@ -63,6 +64,10 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
     reply.results = std::move(results);
     return protocol::Response{Op::kSearchBatch, std::move(reply)};
   }
+  if (const auto* m = std::get_if<protocol::DescribeCollectionRequest>(&request.body)) {
+    STRATA_ASSIGN_OR_RETURN(CollectionInfo info, engine_.DescribeCollection(m->name));
+    return protocol::Response{Op::kDescribeCollection, protocol::DescribeCollectionReply{info}};
+  }
   return Error(Internal("cluster: no local execution for {}", protocol::OpName(request.op)));
 }
 
@@ -101,10 +106,17 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       reply.results = std::move(*r);
       return protocol::Response{request.op, std::move(reply)};
     }
+    case Op::kDescribeCollection: {
+      auto router = Acquire();
+      auto info = router->Describe(name);
+      Release(std::move(router));
+      if (!info) return ErrorResponse(info.error());
+      return protocol::Response{Op::kDescribeCollection, protocol::DescribeCollectionReply{*info}};
+    }
     default:
       return ErrorResponse(Unimplemented(
           "{} on cluster collection '{}' is not routed yet (routed: upsert by id, search, "
-          "search batch; docs/CLUSTER.md)",
+          "search batch, describe; docs/CLUSTER.md)",
           protocol::OpName(request.op), name));
   }
 }

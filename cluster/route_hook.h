@@ -1,6 +1,7 @@
 #pragma once
 // The cluster's request hook inside a node (server/request_hook.h): a client's upsert (by id),
-// search or batch search for a cluster collection is routed by ClusterRouter (router.h) --
+// search, batch search or describe for a cluster collection is routed by ClusterRouter
+// (router.h) --
 // the node's own shards through its engine, the others through connections to their nodes.
 // Other requests for a cluster collection are refused (Unimplemented: not routed yet); requests
 // for any other collection (a shard's engine collection among them) go to the engine as before.

@@ -287,4 +287,40 @@ Result<std::vector<Neighbor>> ClusterRouter::Search(const std::string& collectio
   return std::move(results.front());
 }
 
+Result<CollectionInfo> ClusterRouter::Describe(const std::string& collection) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  std::vector<std::pair<std::string, protocol::Request>> requests;
+  for (const ShardPlacement& sp : route.placement.shards) {
+    if (sp.in_sync.empty()) {
+      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, sp.shard));
+    }
+    requests.push_back({sp.in_sync.front().node,
+                        protocol::Request{protocol::Op::kDescribeCollection,
+                                          protocol::DescribeCollectionRequest{
+                                              LocalShardName(collection, sp.shard)}}});
+  }
+  auto responses = FanOut(requests);
+  CollectionInfo info;
+  info.spec.name = collection;
+  info.spec.dim = route.record.dim;
+  info.spec.metric = route.record.metric;
+  info.spec.hnsw_M = route.record.hnsw_M;
+  info.spec.hnsw_ef_construction = route.record.hnsw_ef_construction;
+  for (size_t i = 0; i < responses.size(); ++i) {
+    const auto* reply =
+        responses[i] ? std::get_if<protocol::DescribeCollectionReply>(&responses[i]->body) : nullptr;
+    if (reply == nullptr) {
+      return Error(IOError("collection '{}' shard {}: replica {} did not describe it: {}",
+                           collection, i, requests[i].first,
+                           responses[i] ? std::string("a reply of the wrong shape")
+                                        : responses[i].error().ToString()));
+    }
+    info.num_vectors += reply->info.num_vectors;
+    info.memory_bytes += reply->info.memory_bytes;
+    info.sealed_segments += reply->info.sealed_segments;
+    info.last_sequence = std::max(info.last_sequence, reply->info.last_sequence);
+  }
+  return info;
+}
+
 }  // namespace strata::cluster

@@ -97,6 +97,9 @@ class ClusterRouter {
                                                          const SearchOptions& options);
   Result<std::vector<Neighbor>> Search(const std::string& collection, std::span<const float> query,
                                        const SearchOptions& options);
+  // The collection as one: its record's spec (named `collection`), and over one in-sync replica
+  // per shard the vectors, memory and sealed segments summed, the largest last write batch.
+  Result<CollectionInfo> Describe(const std::string& collection);
 
  private:
   ClusterRouter(std::shared_ptr<ClusterView> view, const client::ClientOptions& client,

@@ -190,6 +190,12 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     auto back = (*other)->Search("vec", extra[0].vector, {.k = 1});
     ASSERT_TRUE(back.has_value()) << back.error().ToString();
     EXPECT_EQ((*back)[0].id, extra[0].id);
+    // Describe: the collection as one, its vectors summed over the shards.
+    auto info = (*c)->DescribeCollection("vec");
+    ASSERT_TRUE(info.has_value()) << info.error().ToString();
+    EXPECT_EQ(info->spec.name, "vec");
+    EXPECT_EQ(info->spec.dim, kDim);
+    EXPECT_EQ(info->num_vectors, kN + i + 1);
     // Not routed yet: refused with a clear error, not sent to the engine.
     const VectorId ids[] = {1};
     auto get = (*c)->Get("vec", ids);

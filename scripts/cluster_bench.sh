@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Issue 19's routing overhead: the same data and the same client load through a 3-node cluster
+# (one collection of 4 shards x 2 replicas; the client talks to one node, which routes) and
+# against one node alone, all on this machine's loopback. Prints recall@10 at target 0.95, QPS
+# and p50/p99 of each, as strata-cli's JSON lines.
+#
+#   scripts/cluster_bench.sh [--build-dir build/release] [--data-dir data] [--set fashion-mnist]
+#                            [--duration 10] [--connections 2]
+#
+# Starts its own etcd and strata-server processes on free loopback ports, in a fresh temporary
+# directory that it removes at the end (that directory only), and stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=build/release
+DATA=data
+SET=fashion-mnist
+DURATION=10
+CONNECTIONS=2
+while (($#)); do
+  case "$1" in
+    --build-dir) BUILD=$2; shift 2 ;;
+    --data-dir) DATA=$2; shift 2 ;;
+    --set) SET=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --connections) CONNECTIONS=$2; shift 2 ;;
+    *) echo "cluster_bench: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+SERVER=$BUILD/server/strata-server
+CLI=$BUILD/client/strata-cli
+for f in "$SERVER" "$CLI"; do
+  [[ -x $f ]] || { echo "cluster_bench: $f not built (cmake --build $BUILD --target strata-server strata-cli)" >&2; exit 2; }
+done
+command -v etcd >/dev/null || { echo "cluster_bench: etcd not installed (scripts/setup.sh)" >&2; exit 2; }
+case "$SET" in
+  fashion-mnist) BASE=$DATA/$SET/base.u8bin; QUERIES=$DATA/$SET/query.u8bin; GT=$DATA/$SET/gt_l2_k100.ibin; DIM=784; METRIC=l2 ;;
+  glove-100) BASE=$DATA/$SET/base.fbin; QUERIES=$DATA/$SET/query.fbin; GT=$DATA/$SET/gt_cosine_k100.ibin; DIM=100; METRIC=cosine ;;
+  *) echo "cluster_bench: --set fashion-mnist or glove-100" >&2; exit 2 ;;
+esac
+for f in "$BASE" "$QUERIES" "$GT"; do
+  [[ -f $f ]] || { echo "cluster_bench: $f missing (tools/fetch_dataset.sh $SET $DATA)" >&2; exit 2; }
+done
+
+T=$(mktemp -d /tmp/strata_cluster_bench_XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+EP=$(free_port); PP=$(free_port)
+ETCD=http://127.0.0.1:$EP
+etcd --name bench --data-dir "$T/etcd" --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+  --listen-peer-urls "http://127.0.0.1:$PP" --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
+  --initial-cluster "bench=http://127.0.0.1:$PP" --logger zap --log-level warn >"$T/etcd.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+  curl -sf -X POST "$ETCD/v3/kv/range" -d '{"key":"AA=="}' >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+start_server() {  # name, extra flags...
+  local name=$1; shift
+  "$SERVER" --data-dir "$T/$name" --port 0 --port-file "$T/$name.port" --metrics-port 0 \
+    --log-level warn "$@" >"$T/$name.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 200); do [[ -s $T/$name.port ]] && break; sleep 0.05; done
+  cat "$T/$name.port"
+}
+N0=$(start_server n0 --cluster-etcd "$ETCD" --node-id n0 --advertise 127.0.0.1)
+start_server n1 --cluster-etcd "$ETCD" --node-id n1 --advertise 127.0.0.1 >/dev/null
+start_server n2 --cluster-etcd "$ETCD" --node-id n2 --advertise 127.0.0.1 >/dev/null
+ONE=$(start_server single)
+
+"$CLI" cluster --etcd "$ETCD" create bench --dim $DIM --metric $METRIC --shards 4 --replicas 2 --wait 30 >&2
+"$CLI" --port "$ONE" create bench --dim $DIM --metric $METRIC >&2
+echo "loading $BASE through node n0 (routed: 4 shards x 2 replicas) and into the single node" >&2
+t0=$(date +%s.%N)
+"$CLI" --port "$N0" upsert bench --vectors "$BASE" --batch 1000 >&2
+t1=$(date +%s.%N)
+"$CLI" --port "$ONE" upsert bench --vectors "$BASE" --batch 1000 >&2
+t2=$(date +%s.%N)
+python3 -c "print('load: cluster %.1f s, one node %.1f s' % ($t1-$t0, $t2-$t1))" >&2
+"$CLI" cluster --etcd "$ETCD" status >&2
+
+for target in cluster single; do
+  port=$N0; [[ $target == single ]] && port=$ONE
+  echo "== $target: search (all queries, recall target 0.95)" >&2
+  "$CLI" --port "$port" search bench --queries "$QUERIES" --gt "$GT" -k 10 --recall 0.95 --json \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); d['target']='$target'; print(json.dumps(d))"
+  echo "== $target: load ($CONNECTIONS connections, $DURATION s)" >&2
+  "$CLI" --port "$port" load bench --queries "$QUERIES" -k 10 --recall 0.95 \
+    --connections "$CONNECTIONS" --duration "$DURATION" --json \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); d['target']='$target'; print(json.dumps(d))"
+done
