@@ -246,5 +246,79 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
   }
 }
 
+// etcd stopped under reads and writes: searches through a node keep answering from its last view;
+// writes go on while the nodes' leases hold, then are refused (a node that cannot renew its lease
+// acknowledges nothing), and resume once etcd is back (leases survive an etcd restart).
+TEST(ClusterRouterTest, EtcdDownKeepsReadsAndPausesWritesUntilItIsBack) {
+  testing::TempDir dir;
+  auto etcd_process = testing::EtcdProcess::Start();
+  ASSERT_TRUE(etcd_process.has_value()) << etcd_process.error().ToString();
+  const std::string url = (*etcd_process)->url();
+  auto etcd = std::move(*EtcdClient::Create(url));
+  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = "n" + std::to_string(i);
+    auto p = testing::ServerProcess::Start(
+        dir.path(), id,
+        {"--cluster-etcd", url, "--node-id", id, "--advertise", "127.0.0.1", "--cluster", "t",
+         "--lease-ttl", "2"});
+    ASSERT_TRUE(p.has_value()) << p.error().ToString();
+    nodes.push_back(std::move(*p));
+  }
+  CollectionRecord record;
+  record.name = "vec";
+  record.dim = kDim;
+  record.shards = 2;
+  record.replicas = 2;
+  ASSERT_TRUE(Eventually([&] {
+    auto st = ReadClusterStatus(*etcd, "t");
+    return st && st->nodes.size() == 2 && !st->leader.empty();
+  }, 10000));
+  ASSERT_TRUE(CreateClusterCollection(*etcd, "t", record).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto st = ReadClusterStatus(*etcd, "t");
+    return st && st->collections.size() == 1 && st->AllReady();
+  }, 15000));
+  auto c = client::Client::Connect("127.0.0.1", nodes[0]->port());
+  ASSERT_TRUE(c.has_value());
+  ASSERT_TRUE(Eventually([&] { return (*c)->Upsert("vec", kDim, Records(0, 200)).has_value(); }, 5000));
+
+  (*etcd_process)->Stop();
+  const auto stopped = Clock::now();
+  // Reads: every search answers while etcd is down.
+  uint64_t next = 200;
+  auto write_refused = Clock::time_point{};
+  while (Clock::now() - stopped < milliseconds(4000)) {
+    auto hit = (*c)->Search("vec", VectorFor(7), {.k = 1});
+    ASSERT_TRUE(hit.has_value()) << hit.error().ToString();
+    EXPECT_EQ((*hit)[0].id, 7u);
+    if (write_refused == Clock::time_point{}) {
+      auto w = (*c)->Upsert("vec", kDim, Records(next, next + 1));
+      if (w.has_value()) {
+        ++next;
+      } else {
+        EXPECT_NE(w.error().message().find("lease"), std::string::npos) << w.error().message();
+        write_refused = Clock::now();
+      }
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_NE(write_refused, Clock::time_point{}) << "writes went on without etcd past the lease";
+  EXPECT_LE(write_refused - stopped, milliseconds(2500));  // within the lease TTL (+ margin)
+
+  ASSERT_TRUE((*etcd_process)->Restart().ok());
+  const auto restarted = Clock::now();
+  ASSERT_TRUE(Eventually([&] { return (*c)->Upsert("vec", kDim, Records(next, next + 1)).has_value(); },
+                         10000));
+  std::printf("etcd stopped: writes went on for %lld ms (lease TTL 2 s), then were refused; "
+              "resumed %lld ms after etcd restarted; searches never failed\n",
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(write_refused - stopped).count()),
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(Clock::now() - restarted).count()));
+  // Every acknowledged write is there.
+  auto info = (*c)->DescribeCollection("vec");
+  ASSERT_TRUE(info.has_value()) << info.error().ToString();
+  EXPECT_EQ(info->num_vectors, next + 1);
+}
+
 }  // namespace
 }  // namespace strata::cluster
