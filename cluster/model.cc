@@ -20,6 +20,11 @@ Status ValidateCollectionName(std::string_view name) {
                              name);
     }
   }
+  // "__" separates a shard's engine collection from its number (LocalShardName).
+  if (name.find("__") != std::string_view::npos) {
+    return InvalidArgument("cluster collection name '{}' must not contain '__' (shard names use it)",
+                           name);
+  }
   return Status::Ok();
 }
 

@@ -27,7 +27,7 @@
 namespace strata::cluster {
 
 // A cluster collection name: 1..56 characters of [A-Za-z0-9_-] (room for the shard suffix
-// within the engine's 64).
+// within the engine's 64), without "__" (which names a shard's engine collection).
 Status ValidateCollectionName(std::string_view name);
 // The engine collection holding shard `shard` of `collection` on a replica: "<name>__s<shard>".
 std::string LocalShardName(std::string_view collection, uint32_t shard);

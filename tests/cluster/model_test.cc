@@ -60,6 +60,8 @@ TEST(ClusterModel, RefusesPlacementWithTooFewNodesAndBadRecords) {
   EXPECT_FALSE(PlaceCollection(Record(0, 1), {{"n0", 1}}, {}).has_value());
   EXPECT_FALSE(Record(1, kMaxReplicas + 1).Validate().ok());
   EXPECT_FALSE(ValidateCollectionName("a.b").ok());
+  EXPECT_FALSE(ValidateCollectionName("docs__s0").ok());
+  EXPECT_TRUE(ValidateCollectionName("my_docs-2").ok());
   EXPECT_FALSE(ValidateCollectionName(std::string(57, 'a')).ok());
   EXPECT_TRUE(ValidateCollectionName(std::string(56, 'a')).ok());
   EXPECT_EQ(LocalShardName("docs", 3), "docs__s3");
