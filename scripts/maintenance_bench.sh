@@ -15,7 +15,9 @@
 #
 #   bash scripts/maintenance_bench.sh                      # this checkout's Release build
 #   STRATA_BIN_DIRS="/tmp/before /tmp/after" bash scripts/maintenance_bench.sh
-#   ROUNDS=3 RATE=50 DURATION=20 (defaults); STRATA_SERVER_FLAGS: more strata-server flags
+#   ROUNDS=3 RATE=50 DURATION=20 (defaults); STRATA_SERVER_FLAGS: more strata-server flags;
+#   SERVER_LOGS=DIR: each server's log is copied to DIR/server<i>.log at the end (with a config
+#   setting [server] slow_request_ms, it names where each slow request's time went)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -44,6 +46,17 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [[ -n "${SERVER_LOGS:-}" ]]; then
+    mkdir -p "$SERVER_LOGS"
+    for d in "$WORK"/server*; do
+      dest="$SERVER_LOGS/$(basename "$d").log"
+      if [[ -e "$dest" ]]; then
+        echo "maintenance_bench: $dest exists; not overwritten (the log is lost with $WORK)" >&2
+      elif [[ -f "$d/server.log" ]]; then
+        cp "$d/server.log" "$dest"
+      fi
+    done
+  fi
   rm -rf "$WORK"  # made by mktemp above: ours
 }
 trap cleanup EXIT

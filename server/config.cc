@@ -179,6 +179,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"idle_timeout_s", Seconds(&ServerConfig::idle_timeout_s)},
            {"request_timeout_s", Seconds(&ServerConfig::request_timeout_s)},
            {"shutdown_timeout_s", Seconds(&ServerConfig::shutdown_timeout_s)},
+           {"slow_request_ms", Integer(&ServerConfig::slow_request_ms)},
            {"hello_timeout_s", Seconds(&ServerConfig::hello_timeout_s)},
            {"max_unauthenticated_connections",
             Integer(&ServerConfig::max_unauthenticated_connections)},
@@ -466,6 +467,8 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("server.idle_timeout_s", c.idle_timeout_s);
   line("server.request_timeout_s", c.request_timeout_s);
   line("server.shutdown_timeout_s", c.shutdown_timeout_s);
+  line("server.slow_request_ms",
+       c.slow_request_ms == 0 ? std::string("0 (off)") : fmt::format("{}", c.slow_request_ms));
   line("server.hello_timeout_s", c.hello_timeout_s);
   line("server.max_unauthenticated_connections", c.max_unauthenticated_connections);
   line("server.max_unauthenticated_per_address", c.max_unauthenticated_per_address);

@@ -79,6 +79,10 @@ struct ServerConfig {
   // requests not yet started are skipped; one already running in the engine is not
   // interrupted (Server::Wait returns once it has finished).
   double shutdown_timeout_s = 30;
+  // A request taking at least this many milliseconds, from its frame's first byte to its
+  // reply handed to the writer, is logged (warn) with where the time went: reading the
+  // frame, waiting for a worker, running, handing the reply over. 0: off.
+  uint32_t slow_request_ms = 0;
   // With a token: a connection must send a valid hello within this long of connecting.
   double hello_timeout_s = 5;
   // With a token: connections that have not said a valid hello yet. Server-wide: one more

@@ -189,6 +189,18 @@ Server::Impl::Lane Server::Impl::LaneOf(Op op) {
   }
 }
 
+const char* Server::Impl::LaneName(Lane lane) {
+  switch (lane) {
+    case Lane::kRead:
+      return "worker";
+    case Lane::kWrite:
+      return "write";
+    case Lane::kMaintenance:
+      return "maintenance";
+  }
+  return "?";
+}
+
 bool Server::Impl::TryAdmit(Op op) {
   const uint32_t limit = workers_ + config_.queue_limit;
   const bool background = LaneOf(op) != Lane::kRead;
@@ -330,9 +342,11 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
   asio::thread_pool& pool = lane == Lane::kRead    ? pool_
                             : lane == Lane::kWrite ? write_pool_
                                                    : maintenance_pool_;
+  const Clock::time_point submitted = Clock::now();
   asio::post(pool, [this, conn = std::move(conn), request_id, pending = std::move(pending),
-                    payload_bytes, reply_bytes, start, op, lane,
+                    payload_bytes, reply_bytes, start, submitted, op, lane,
                     work = asio::make_work_guard(io_)]() mutable {
+    const Clock::time_point began = Clock::now();
     if (lane != Lane::kRead) LowerThreadPriority(lane == Lane::kWrite ? kWriteNice : kMaintenanceNice);
     const uint16_t opcode = static_cast<uint16_t>(op);
     std::vector<uint8_t> frame;
@@ -389,8 +403,19 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
     }
     request = {};
     Release(payload_bytes, op);
+    const Clock::time_point ran = Clock::now();
     const Strand strand = conn->strand();
-    asio::post(strand, [conn = std::move(conn), frame = std::move(frame), reply_bytes]() mutable {
+    asio::post(strand, [this, conn = std::move(conn), frame = std::move(frame), reply_bytes, op,
+                        start, submitted, began, ran]() mutable {
+      const Clock::time_point now = Clock::now();
+      auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+      if (config_.slow_request_ms > 0 && ms(now - start) >= config_.slow_request_ms) {
+        ServerLog().warn(
+            "slow request: {} on connection {}: {:.2f} ms = reading the frame {:.2f} + waiting "
+            "for a {} thread {:.2f} + running {:.2f} + reaching the writer {:.2f}",
+            protocol::OpName(op), conn->id(), ms(now - start), ms(submitted - start),
+            LaneName(LaneOf(op)), ms(began - submitted), ms(ran - began), ms(now - ran));
+      }
       conn->Deliver(std::move(frame), reply_bytes);
     });
   });

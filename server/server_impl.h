@@ -106,6 +106,7 @@ class Server::Impl {
   // slots, so reads are always admitted while the queue has room for them.
   enum class Lane { kRead, kWrite, kMaintenance };
   static Lane LaneOf(Op op);
+  static const char* LaneName(Lane lane);  // "worker", "write", "maintenance" (logs)
   bool TryAdmit(Op op);
   void Release(uint64_t payload_bytes, Op op);  // the slot, and payload bytes reserved
   bool TryReserveReply(uint64_t bytes);

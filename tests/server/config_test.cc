@@ -44,7 +44,7 @@ TEST(ServerConfig, ShippedFileSetsEveryKey) {
     EXPECT_NE(text.find("\n" + key + " = "), std::string::npos) << key;
     ++keys;
   }
-  EXPECT_EQ(keys, 32u);
+  EXPECT_EQ(keys, 33u);
 }
 
 TEST(ServerConfig, RespPortIsReadAndMustDifferFromTheOthers) {

@@ -1,9 +1,11 @@
 // The server over real sockets: a Server on 127.0.0.1, port 0, over an engine in a
 // temporary directory, driven by the raw-socket TestClient.
 
+#include "server/log.h"
 #include "server/server.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
@@ -1438,6 +1440,46 @@ TEST_F(ServerTest, BusyServerRefusesSomeButAnswersEveryRequestOnce) {
 // compaction (or a big upsert) of one collection held a search of another until it
 // finished. Now maintenance and writes have their own (lower-priority) pools: with one
 // worker, a search of B is answered while a compaction of A is still running.
+// slow_request_ms: a request at least that slow is logged with where its time went; a
+// quick one is not; 0 logs nothing.
+TEST_F(ServerTest, SlowRequestsAreLoggedWithWhereTheTimeWent) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  ServerLog().sinks().push_back(sink);
+  const spdlog::level::level_enum level = ServerLog().level();
+  ServerLog().set_level(spdlog::level::warn);
+  ServerConfig config = Config();
+  config.slow_request_ms = 50;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "a", 32, 2000);
+  auto lines = [&] {
+    std::string all;
+    for (const std::string& l : sink->last_formatted()) all += l;
+    return all;
+  };
+  // A ping is answered on the I/O thread and never logged; a small search is quick.
+  const auto s0 = testing::Clock::now();
+  auto f = c->Call(testing::SearchRequest(Op::kSearch, "a", 32, Vec(1, 32), 5), 7);
+  ASSERT_TRUE(Reply<protocol::SearchReply>(f, Op::kSearch).has_value());
+  const double search_s = SecondsSince(s0);
+  // A flush that seals 2,000 rows (records, graph, calibration) takes well over 50 ms.
+  const auto t0 = testing::Clock::now();
+  auto ff = c->Call({Op::kFlush, protocol::FlushRequest{"a"}}, 8);
+  ASSERT_TRUE(Reply<protocol::EmptyReply>(ff, Op::kFlush).has_value());
+  const double flush_s = SecondsSince(t0);
+  const std::string log = lines();
+  ServerLog().sinks().pop_back();
+  ServerLog().set_level(level);
+  if (search_s < 0.04) EXPECT_EQ(log.find("slow request: search"), std::string::npos) << log;
+  if (flush_s > 0.06) {
+    EXPECT_NE(log.find("slow request: flush"), std::string::npos) << log;
+    EXPECT_NE(log.find("waiting for a maintenance thread"), std::string::npos) << log;
+    EXPECT_NE(log.find("+ running"), std::string::npos) << log;
+  } else {
+    GTEST_SKIP() << "the flush took only " << flush_s << " s";
+  }
+}
+
 TEST_F(ServerTest, MaintenanceAndWritesDoNotQueueAheadOfSearches) {
   ServerConfig config = Config();
   config.worker_threads = 1;
