@@ -238,7 +238,10 @@ std::optional<EtcdLeaderKey> ClusterNode::leader_key() const {
 std::vector<NodeRecord> ClusterNode::Members() const {
   std::vector<NodeRecord> out;
   if (!members_) return out;
-  for (const auto& [key, kv] : members_->view()->kvs) {
+  // Hold the view: a range-for over `view()->kvs` would let the temporary shared_ptr go before
+  // the loop (C++20 lifetime rules), and the mirror may drop that view meanwhile.
+  const std::shared_ptr<const PrefixMirror::View> view = members_->view();
+  for (const auto& [key, kv] : view->kvs) {
     if (auto r = NodeRecord::FromKeyValue(kv)) out.push_back(std::move(*r));
   }
   return out;
