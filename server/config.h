@@ -79,9 +79,11 @@ struct ServerConfig {
   // requests not yet started are skipped; one already running in the engine is not
   // interrupted (Server::Wait returns once it has finished).
   double shutdown_timeout_s = 30;
-  // A request taking at least this many milliseconds, from its frame's first byte to its
-  // reply handed to the writer, is logged (warn) with where the time went: reading the
-  // frame, waiting for a worker, running, handing the reply over. 0: off.
+  // A request run by a worker, write or maintenance thread that takes at least this many
+  // milliseconds, from its frame's first byte to its reply handed to the writer, is logged
+  // (warn) with where the time went: reading the frame (and, for reads, decoding it),
+  // waiting for the thread, running (a write's decoding included), handing the reply
+  // over. Requests answered on the I/O thread (ping, hello, refusals) are not. 0: off.
   uint32_t slow_request_ms = 0;
   // With a token: a connection must send a valid hello within this long of connecting.
   double hello_timeout_s = 5;

@@ -351,54 +351,58 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
     const uint16_t opcode = static_cast<uint16_t>(op);
     std::vector<uint8_t> frame;
     protocol::Request request;
-    if (auto* decoded = std::get_if<protocol::Request>(&pending)) {
-      request = std::move(*decoded);
-    } else if (!conn->gone()) {
-      auto& encoded = std::get<EncodedRequest>(pending);
-      auto r = protocol::DecodeRequest(encoded.header, encoded.payload, decode_limits_);
-      if (r) {
-        request = std::move(*r);
-      } else {
-        ServerLog().debug("connection {}: {}", conn->id(), r.error().message());
-        frame = ErrorFrame(request_id, opcode, DecodeErrorCode(r.error()), r.error().message(), start);
-      }
-    }
-    pending = protocol::Request{};  // the payload's bytes: decoded, or refused
-    if (!frame.empty()) {
-      // Refused by the decoder: the error frame is the reply.
-    } else if (conn->gone()) {
-      // Closed before its turn came (reset, a timeout, the shutdown deadline): nobody can
-      // read the reply, so the request is not run. For a write this means it is not
-      // applied -- the client never got an acknowledgement, so it cannot tell this from a
-      // write lost with the connection. Deliver drops the (empty) reply.
-      ServerLog().debug("{}: skipped, its connection {} closed before it started",
-                        protocol::OpName(op), conn->id());
-    } else {
-      try {
-        if (drain_expired_.load(std::memory_order_acquire)) {
-          // The connection is being closed too; the reply goes out if it still can.
-          frame = ErrorFrame(request_id, opcode, ErrorCode::kShuttingDown,
-                             fmt::format("the server is shutting down: shutdown_timeout_s ({} s) "
-                                         "passed before this request started",
-                                         config_.shutdown_timeout_s),
-                             start);
+    // Everything that can throw (decoding a large write, running it, encoding the reply)
+    // is inside the try: an exception escaping a pool's thread would end the process.
+    try {
+      bool refused = false;
+      if (auto* decoded = std::get_if<protocol::Request>(&pending)) {
+        request = std::move(*decoded);
+      } else if (!conn->gone()) {
+        auto& encoded = std::get<EncodedRequest>(pending);
+        auto r = protocol::DecodeRequest(encoded.header, encoded.payload, decode_limits_);
+        if (r) {
+          request = std::move(*r);
         } else {
-          protocol::Response response = handler_.Execute(request);
-          request = {};  // free the payload before the reply is queued
-          frame = EncodeReply(std::move(response), request_id, opcode, start);
+          refused = true;
+          ServerLog().debug("connection {}: {}", conn->id(), r.error().message());
+          frame = ErrorFrame(request_id, opcode, DecodeErrorCode(r.error()), r.error().message(), start);
         }
-      } catch (const std::exception& e) {
-        // Out of memory while encoding, typically. An empty frame makes the
-        // connection close (every request must get exactly one reply).
-        ServerLog().error("{}: cannot encode the reply: {}",
-                          protocol::OpName(static_cast<Op>(opcode)), e.what());
+      }
+      pending = protocol::Request{};  // the payload's bytes: decoded, or refused
+      if (refused) {
+        // Refused by the decoder: the error frame is the reply.
+      } else if (conn->gone()) {
+        // Closed before its turn came (reset, a timeout, the shutdown deadline): nobody can
+        // read the reply, so the request is not run. For a write this means it is not
+        // applied -- the client never got an acknowledgement, so it cannot tell this from a
+        // write lost with the connection. Deliver drops the (empty) reply.
+        ServerLog().debug("{}: skipped, its connection {} closed before it started",
+                          protocol::OpName(op), conn->id());
+      } else if (drain_expired_.load(std::memory_order_acquire)) {
+        // The connection is being closed too; the reply goes out if it still can.
+        frame = ErrorFrame(request_id, opcode, ErrorCode::kShuttingDown,
+                           fmt::format("the server is shutting down: shutdown_timeout_s ({} s) "
+                                       "passed before this request started",
+                                       config_.shutdown_timeout_s),
+                           start);
+      } else {
+        protocol::Response response = handler_.Execute(request);
+        request = {};  // free the payload before the reply is queued
+        frame = EncodeReply(std::move(response), request_id, opcode, start);
+      }
+    } catch (const std::exception& e) {
+      // Out of memory while decoding or encoding, typically. An empty frame makes the
+      // connection close (every request must get exactly one reply).
+      ServerLog().error("{}: cannot decode the request or encode the reply: {}",
+                        protocol::OpName(static_cast<Op>(opcode)), e.what());
+      frame.clear();
+      pending = protocol::Request{};
+      try {
+        frame = ErrorFrame(request_id, opcode, ErrorCode::kInternal,
+                           fmt::format("cannot decode the request or encode the reply: {}", e.what()),
+                           start);
+      } catch (const std::exception&) {
         frame.clear();
-        try {
-          frame = ErrorFrame(request_id, opcode, ErrorCode::kInternal,
-                             fmt::format("cannot encode the reply: {}", e.what()), start);
-        } catch (const std::exception&) {
-          frame.clear();
-        }
       }
     }
     request = {};

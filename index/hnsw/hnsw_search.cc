@@ -121,14 +121,15 @@ void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep
   results.clear();
   visited.Insert(ep);
   cand.push_back({ep_dist, ep});
-  if (ep_dist < max_distance && allowed(ep)) results.push_back({ep_dist, ep});
+  // (Unbounded, nothing is dropped by distance: not even a distance that overflowed.)
+  const bool bounded = max_distance < std::numeric_limits<float>::infinity();
+  if ((!bounded || ep_dist < max_distance) && allowed(ep)) results.push_back({ep_dist, ep});
   // `bound`: the ef-th allowed result once there are ef (infinity until then); nothing past
   // it is expanded or kept. With a finite max_distance, `beam` holds the ef nearest nodes
   // visited, allowed or not -- what an unfiltered search would end on -- and the walk also
   // ends once the nearest candidate lies past both that beam and max_distance: it has done
   // an unfiltered search's work, and what lies farther is not wanted.
   float bound = results.size() >= ef ? results.front().dist : std::numeric_limits<float>::infinity();
-  const bool bounded = max_distance < std::numeric_limits<float>::infinity();
   std::vector<float>& beam = scratch.beam;  // max-heap of distances
   beam.clear();
   if (bounded) beam.push_back(ep_dist);
@@ -165,7 +166,7 @@ void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep
       if (results.size() < ef || d < bound) {
         cand.push_back({d, v});
         std::push_heap(cand.begin(), cand.end(), CloserFirst());
-        if (d < max_distance && allowed(v)) {
+        if ((!bounded || d < max_distance) && allowed(v)) {
           results.push_back({d, v});
           std::push_heap(results.begin(), results.end(), FartherFirst());
           if (results.size() > ef) {

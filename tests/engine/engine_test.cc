@@ -284,8 +284,9 @@ TEST(Engine, SearchNextToReupsertedRowsDoesNotWalkTheDeletedRegion) {
   ASSERT_EQ(ex.segments.size(), 2u);
   EXPECT_EQ(ex.segments[0].segment, "memory");
   const SegmentExplain& sealed = ex.segments[1];
-  EXPECT_LT(sealed.nodes_visited, 100u) << "the sealed walk went through the deleted region";
-  EXPECT_LE(sealed.results, 10u);
+  // About an unfiltered ef = 64 walk (before: 867 nodes, the deleted region and past it).
+  EXPECT_LT(sealed.nodes_visited, 250u) << "the sealed walk went through the deleted region";
+  EXPECT_EQ(sealed.results, 0u) << "every sealed row inside the bound is deleted";
   fs::remove_all(dir);
 }
 

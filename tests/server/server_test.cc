@@ -1436,12 +1436,8 @@ TEST_F(ServerTest, BusyServerRefusesSomeButAnswersEveryRequestOnce) {
   ExpectPing(*c);  // nothing more in the pipe
 }
 
-// Issue 14 R1: searches, writes and maintenance used to share one worker pool, so a
-// compaction (or a big upsert) of one collection held a search of another until it
-// finished. Now maintenance and writes have their own (lower-priority) pools: with one
-// worker, a search of B is answered while a compaction of A is still running.
 // slow_request_ms: a request at least that slow is logged with where its time went; a
-// quick one is not; 0 logs nothing.
+// quick one is not.
 TEST_F(ServerTest, SlowRequestsAreLoggedWithWhereTheTimeWent) {
   auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
   ServerLog().sinks().push_back(sink);
@@ -1471,7 +1467,7 @@ TEST_F(ServerTest, SlowRequestsAreLoggedWithWhereTheTimeWent) {
   ServerLog().sinks().pop_back();
   ServerLog().set_level(level);
   if (search_s < 0.04) EXPECT_EQ(log.find("slow request: search"), std::string::npos) << log;
-  if (flush_s > 0.06) {
+  if (flush_s > 0.2) {
     EXPECT_NE(log.find("slow request: flush"), std::string::npos) << log;
     EXPECT_NE(log.find("waiting for a maintenance thread"), std::string::npos) << log;
     EXPECT_NE(log.find("+ running"), std::string::npos) << log;
@@ -1480,6 +1476,10 @@ TEST_F(ServerTest, SlowRequestsAreLoggedWithWhereTheTimeWent) {
   }
 }
 
+// Issue 14 R1: searches, writes and maintenance used to share one worker pool, so a
+// compaction (or a big upsert) of one collection held a search of another until it
+// finished. Now maintenance and writes have their own (lower-priority) pools: with one
+// worker, a search of B is answered while a compaction of A is still running.
 TEST_F(ServerTest, MaintenanceAndWritesDoNotQueueAheadOfSearches) {
   ServerConfig config = Config();
   config.worker_threads = 1;
