@@ -57,10 +57,12 @@ build/release/bench/hnsw_peers --base "$DATA/fashion-mnist/base.u8bin" \
 # (page cache) and cold (Strata: O_DIRECT; FAISS: page cache dropped with fadvise). The work
 # directory must be on a real disk (not tmpfs); the SPANN and FAISS indexes there are reused.
 echo "=== SPANN vs FAISS IVFFlat on disk, GloVe-100 cosine, recall@10 ==="
-rm -rf build/release/bench/spann_work/spann   # rebuilt from the current code (~15 s); FAISS's is kept
+# Codes rows (issue 18): strata-sq8, the same heads with SQ8 codes in the lists, prune 1.0.
+rm -rf build/release/bench/spann_work/spann build/release/bench/spann_work/spann-sq8   # rebuilt from the current code (~15 s each); FAISS's is kept
 build/release/bench/spann_vs_faiss --base "$DATA/glove-100/base.fbin" \
   --queries "$DATA/glove-100/query.fbin" --gt "$DATA/glove-100/gt_cosine_k100.ibin" \
   --metric cosine --k 10 --threads 2 --max-queries 1000 --reps 3 --faiss-prefetch-threads 0 \
+  --spann-variants default,sq8 --prune-epsilon 0.6,1.0 \
   --workdir build/release/bench/spann_work | tee "$RESULTS/spann_vs_faiss_glove-100.txt"
 
 # Plots (strata plot: recall@10 against QPS, one Pareto curve per library; matplotlib from
