@@ -112,6 +112,11 @@ struct SearchOptions {
   // in the engine's memory and does not cross the wire: the protocol refuses a request that
   // sets it (protocol::ValidateForEncoding), so a client sends `filter` text instead.
   const PreparedFilter* prepared_filter = nullptr;
+  // Return each hit's attributes with it (as Qdrant's with_payload): SearchWithKeys and
+  // SearchBatchWithKeys fill KeyedNeighbor::attributes from the same snapshot once the top-k
+  // is chosen, and over the wire the search_with request carries it (docs/PROTOCOL.md), so a
+  // client needs no get per hit. Engine::Search's Neighbors have no room for them.
+  bool with_attributes = false;
   friend bool operator==(const SearchOptions&, const SearchOptions&) = default;
 };
 
@@ -169,12 +174,14 @@ struct Record {
   friend bool operator==(const Record&, const Record&) = default;
 };
 
-// One search result with its record's key (empty for a record written by id).
-// Search loops carry lean Neighbors; keys are looked up once the top-k is chosen.
+// One search result with its record's key (empty for a record written by id) and, when
+// SearchOptions::with_attributes asked for them, its attributes. Search loops carry lean
+// Neighbors; keys and attributes are looked up once the top-k is chosen.
 struct KeyedNeighbor {
   VectorId id = kInvalidVectorId;
   float distance = 0.0f;
   std::string key{};
+  Attributes attributes{};
   friend bool operator==(const KeyedNeighbor&, const KeyedNeighbor&) = default;
 };
 

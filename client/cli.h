@@ -42,6 +42,9 @@ inline std::string Dump(const Json& j, int indent = -1) {
 
 // Prints `s` as one line on stderr; returns the exit status 1.
 int Fail(const Status& s);
+// The same for a usage error (a bad flag or combination, an input file missing or
+// unreadable): exit status 2, as everywhere in strata.
+int Usage(const Status& s);
 
 struct GlobalArgs {
   std::string host = "127.0.0.1";
@@ -54,6 +57,12 @@ struct GlobalArgs {
 client::ClientOptions Options(const GlobalArgs& g);
 // Connects and says hello; a missing token is explained with where a token comes from.
 Result<std::unique_ptr<Client>> Open(const GlobalArgs& g);
+
+// A record's attributes as a JSON object (tags as arrays).
+Json AttributesJson(const Attributes& attributes);
+// The server's warnings about a filter (search_with, EXPLAIN), one line each on stderr:
+// "strata-cli: warning: ...".
+void PrintWarnings(const std::vector<std::string>& warnings);
 
 // "512 B", "1.5 KiB", "2.0 GiB".
 std::string HumanBytes(uint64_t bytes);
@@ -119,6 +128,12 @@ struct UpsertArgs {
   std::string keys_file;
   std::string key;
   std::string vector;
+  // Ids per row (instead of row + id_offset): .npy of int64/uint64, or JSON Lines.
+  std::string ids_file;
+  // Attributes per row, JSON Lines (api/attribute_rows.h, as `strata build --attributes`);
+  // an "id" there names the row's record too. An upsert replaces the whole record.
+  std::string attributes_file;
+  bool json = false;
 };
 int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a);
 // By id and/or by key (records written by key; api/types.h).
@@ -143,6 +158,8 @@ struct SearchCmdArgs {
   size_t limit = 0;
   SearchArgs search;
   bool explain = false;
+  // Each hit's attributes with it (search_with: one request, no get per hit).
+  bool with_attributes = false;
   std::string gt;
   uint64_t id_offset = 0;
   uint32_t pipeline = 1;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 #include <utility>
+#include <variant>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -62,6 +63,26 @@ int Fail(const Status& s) {
   std::replace(line.begin(), line.end(), '\n', ' ');
   fmt::print(stderr, "strata-cli: error: {}\n", line);
   return 1;
+}
+
+Json AttributesJson(const Attributes& attributes) {
+  Json o = Json::object();
+  for (const Attribute& a : attributes) {
+    std::visit([&](const auto& v) { o[a.name] = v; }, a.value);
+  }
+  return o;
+}
+
+void PrintWarnings(const std::vector<std::string>& warnings) {
+  for (std::string w : warnings) {
+    std::replace(w.begin(), w.end(), '\n', ' ');
+    fmt::print(stderr, "strata-cli: warning: {}\n", w);
+  }
+}
+
+int Usage(const Status& s) {
+  Fail(s);
+  return 2;
 }
 
 client::ClientOptions Options(const GlobalArgs& g) {

@@ -86,17 +86,27 @@ int main(int argc, char** argv) {
 
   UpsertArgs upsert_args;
   auto* upsert = app.add_subcommand(
-      "upsert", "Upsert vectors from a file (ids = row + offset, or --keys), or one record by --key");
+      "upsert",
+      "Upsert vectors from a file -- ids from --ids, the --attributes rows, or row + --id-offset; or "
+      "keys from --keys -- or one record by --key. An upsert replaces the whole record: re-upserting "
+      "an id (or key) replaces its vector and its attributes (a row without attributes leaves none)");
   upsert->add_option("name", upsert_args.name, "Collection")->required();
   upsert->add_option("--vectors", upsert_args.vectors, "fvecs, bvecs, fbin, u8bin or npy file");
-  upsert->add_option("--id-offset", upsert_args.id_offset, "Added to the row number to make the id")
+  upsert->add_option("--ids", upsert_args.ids_file,
+                     "Ids, one per row: .npy of int64 or uint64, or JSON Lines (7, or {\"id\": 7}, a line each)");
+  upsert->add_option("--attributes", upsert_args.attributes_file,
+                     "JSON Lines, one object per row, as strata build --attributes: {\"id\": 7, \"attributes\": "
+                     "{\"lang\": \"en\", \"year\": 2024, \"tags\": [\"a\"]}} (id optional)");
+  upsert->add_option("--id-offset", upsert_args.id_offset, "Added to the row number to make the id (without --ids)")
       ->capture_default_str();
-  upsert->add_option("--batch", upsert_args.batch, "Vectors per request")->capture_default_str();
+  upsert->add_option("--batch", upsert_args.batch, "Vectors per request (fewer when they would not fit a frame)")
+      ->capture_default_str();
   upsert->add_option("--limit", upsert_args.limit, "Upsert only the first N rows (0: all)");
   upsert->add_option("--keys", upsert_args.keys_file,
                      "By key: a text file of keys, line i the key of row i (instead of ids)");
   upsert->add_option("--key", upsert_args.key, "One record by key (with --vector)");
   upsert->add_option("--vector", upsert_args.vector, "The one record's vector: 0.1,-0.2,...");
+  upsert->add_flag("--json", upsert_args.json, "Print JSON");
   upsert->callback([&] { rc = CmdUpsert(g, upsert_args); });
 
   std::string ids_name;
@@ -126,7 +136,10 @@ int main(int argc, char** argv) {
   keys_cmd->callback([&] { rc = CmdKeys(g, ids_name, keys_cursor, keys_count, keys_all, keys_json); });
 
   SearchCmdArgs search_args;
-  auto* search = app.add_subcommand("search", "Search one vector, or a query file (measured)");
+  auto* search = app.add_subcommand(
+      "search",
+      "Search one vector, or a query file (measured). A filter naming an attribute no record has, or "
+      "comparing with a type the attribute never holds, is warned about on stderr");
   search->add_option("name", search_args.name, "Collection")->required();
   search->add_option("--vector", search_args.vector, "One query: 0.1,-0.2,... (commas or spaces)");
   search->add_option("--queries", search_args.queries, "Query file (fvecs, bvecs, fbin, u8bin, npy)");
@@ -134,6 +147,9 @@ int main(int argc, char** argv) {
   search->add_option("--limit", search_args.limit)->group("");  // the old name, hidden
   AddSearchArgs(search, search_args.search);
   search->add_flag("--explain", search_args.explain, "Also print the plan (one --vector, or --queries with --max-queries 1)");
+  search->add_flag("--with-attributes", search_args.with_attributes,
+                   "Return each hit's attributes with it, in the same request (one --vector, or --queries "
+                   "with --max-queries 1); text: a JSON object after each hit");
   search->add_option("--gt", search_args.gt, "Ground truth (ivecs, ibin, npy): report recall@k");
   search->add_option("--id-offset", search_args.id_offset,
                      "Subtracted from result ids before comparing with --gt rows");

@@ -13,20 +13,13 @@
 
 #include <fmt/core.h>
 
+#include "api/attribute_rows.h"
 #include "client/cli.h"
 #include "core/progress.h"
 #include "core/timer.h"
 
 namespace strata::cli {
 namespace {
-
-Json AttributesJson(const Attributes& attributes) {
-  Json o = Json::object();
-  for (const Attribute& a : attributes) {
-    std::visit([&](const auto& v) { o[a.name] = v; }, a.value);
-  }
-  return o;
-}
 
 std::string AttributesText(const Attributes& attributes) {
   std::string out;
@@ -51,8 +44,9 @@ std::string AttributesText(const Attributes& attributes) {
 
 // `upsert NAME --key K --vector V`: one record by key.
 int CmdUpsertOne(const GlobalArgs& g, const UpsertArgs& a) {
-  if (!a.vectors.empty() || !a.keys_file.empty()) {
-    return Fail(InvalidArgument("--key and --vector upsert one record: without --vectors or --keys"));
+  if (!a.vectors.empty() || !a.keys_file.empty() || !a.ids_file.empty() || !a.attributes_file.empty()) {
+    return Usage(InvalidArgument("--key and --vector upsert one record: without --vectors, --keys, --ids or "
+                                 "--attributes"));
   }
   if (a.vector.empty() || a.key.empty()) {
     return Fail(InvalidArgument("--key and --vector go together (one record by key)"));
@@ -96,26 +90,127 @@ Result<std::vector<std::string>> ReadKeys(const std::string& path, size_t rows) 
   return keys;
 }
 
+
+// Encoded size of a record's attributes on the wire (u16 count; per attribute the name,
+// a type byte and the value: docs/PROTOCOL.md).
+size_t AttributeWireBytes(const Attributes& attributes) {
+  size_t n = 2;
+  for (const Attribute& at : attributes) {
+    n += 4 + at.name.size() + 1;
+    std::visit(
+        [&n](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            n += 4 + v.size();
+          } else if constexpr (std::is_same_v<T, TagList>) {
+            n += 4;
+            for (const std::string& tag : v) n += 4 + tag.size();
+          } else {
+            n += 8;
+          }
+        },
+        at.value);
+  }
+  return n;
+}
+
+// What upsert takes per row besides the vector: ids (--ids, or the attribute rows' "id"),
+// keys (--keys), attributes (--attributes); each empty when not given. Every file must have
+// exactly one row per vector.
+struct RowInputs {
+  std::vector<VectorId> ids;
+  std::vector<std::string> keys;
+  std::vector<Attributes> attributes;
+};
+
+Result<RowInputs> ReadRowInputs(const UpsertArgs& a, size_t rows) {
+  RowInputs in;
+  if (!a.ids_file.empty()) {
+    if (a.ids_file.ends_with(".npy")) {
+      STRATA_ASSIGN_OR_RETURN(in.ids, storage::ReadIdsNpy(a.ids_file));
+    } else {
+      STRATA_ASSIGN_OR_RETURN(auto lines, ReadAttributeRows(a.ids_file));
+      for (size_t i = 0; i < lines.size(); ++i) {
+        if (!lines[i].id) {
+          return Error(InvalidArgument("{}: row {} has no id (one id per line: 7, or {{\"id\": 7}})", a.ids_file, i));
+        }
+        in.ids.push_back(*lines[i].id);
+      }
+    }
+    if (in.ids.size() != rows) {
+      return Error(InvalidArgument("--ids {} holds {} ids for {} vectors in {} (one id per row)", a.ids_file,
+                                   in.ids.size(), rows, a.vectors));
+    }
+  }
+  if (!a.attributes_file.empty()) {
+    STRATA_ASSIGN_OR_RETURN(auto lines, ReadAttributeRows(a.attributes_file));
+    if (lines.size() != rows) {
+      return Error(InvalidArgument("--attributes {} has {} rows for {} vectors in {} (one row per vector)",
+                                   a.attributes_file, lines.size(), rows, a.vectors));
+    }
+    const bool any_id = std::any_of(lines.begin(), lines.end(), [](const AttributeRow& r) { return r.id.has_value(); });
+    if (any_id && !a.keys_file.empty()) {
+      return Error(InvalidArgument("--attributes {} gives ids, but --keys names the records by key",
+                                   a.attributes_file));
+    }
+    if (any_id && a.id_offset != 0) {
+      return Error(InvalidArgument("--attributes {} gives ids: --id-offset does not apply", a.attributes_file));
+    }
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (!lines[i].id) {
+        if (any_id && in.ids.empty()) {
+          return Error(InvalidArgument("--attributes {}: row {} has no id, others do (all rows or none)",
+                                       a.attributes_file, i));
+        }
+      } else if (!a.ids_file.empty() && in.ids[i] != *lines[i].id) {
+        return Error(InvalidArgument("row {}: --ids gives id {}, --attributes {} gives {}", i, in.ids[i],
+                                     a.attributes_file, *lines[i].id));
+      }
+      in.attributes.push_back(std::move(lines[i].attributes));
+    }
+    if (any_id && a.ids_file.empty()) {
+      for (const AttributeRow& r : lines) in.ids.push_back(*r.id);
+    }
+  }
+  for (const VectorId id : in.ids) {
+    if (id >= kKeyedIdBase) {
+      return Error(InvalidArgument("id {} is in the range kept for records written by key (from 2^63)", id));
+    }
+  }
+  if (!a.keys_file.empty()) {
+    STRATA_ASSIGN_OR_RETURN(in.keys, ReadKeys(a.keys_file, rows));
+  }
+  return in;
+}
+
 }  // namespace
 
 int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   if (!a.key.empty() || !a.vector.empty()) return CmdUpsertOne(g, a);
-  if (a.vectors.empty()) return Fail(InvalidArgument("give --vectors FILE, or --key with --vector"));
-  auto shape = storage::ProbeVectors(a.vectors);
-  if (!shape) return Fail(shape.error());
-  NoteConversion(a.vectors, *shape);
-  size_t rows = shape->rows;
-  if (a.limit > 0) rows = std::min(rows, a.limit);
-  if (a.batch == 0) return Fail(InvalidArgument("--batch must be >= 1"));
-  std::vector<std::string> keys;
-  if (!a.keys_file.empty()) {
-    if (a.id_offset != 0) return Fail(InvalidArgument("--keys and --id-offset do not go together"));
-    auto read = ReadKeys(a.keys_file, rows);
-    if (!read) return Fail(read.error());
-    keys = std::move(*read);
+  if (a.vectors.empty()) return Usage(InvalidArgument("give --vectors FILE, or --key with --vector"));
+  if (a.batch == 0) return Usage(InvalidArgument("--batch must be >= 1"));
+  if (!a.keys_file.empty() && !a.ids_file.empty()) {
+    return Usage(InvalidArgument("--keys and --ids do not go together (records by key, or by id)"));
   }
-  if (rows > 0 && a.id_offset > std::numeric_limits<uint64_t>::max() - (rows - 1)) {
-    return Fail(InvalidArgument("--id-offset {} + {} rows overflows a 64-bit id", a.id_offset, rows));
+  if (!a.ids_file.empty() && a.id_offset != 0) {
+    return Usage(InvalidArgument("--ids and --id-offset do not go together"));
+  }
+  if (!a.keys_file.empty() && a.id_offset != 0) {
+    return Usage(InvalidArgument("--keys and --id-offset do not go together"));
+  }
+  auto shape = storage::ProbeVectors(a.vectors);
+  if (!shape) return Usage(shape.error());
+  NoteConversion(a.vectors, *shape);
+  // Every input is read and checked before anything is sent.
+  auto rows = ReadRowInputs(a, shape->rows);
+  if (!rows) return Usage(rows.error());
+  const std::vector<VectorId>& ids = rows->ids;
+  const std::vector<std::string>& keys = rows->keys;
+  const std::vector<Attributes>& attributes = rows->attributes;
+  size_t n_rows = shape->rows;
+  if (a.limit > 0) n_rows = std::min(n_rows, a.limit);
+  if (ids.empty() && n_rows > 0 && a.id_offset > std::numeric_limits<uint64_t>::max() - (n_rows - 1)) {
+    return Usage(InvalidArgument("--id-offset {} + {} rows overflows a 64-bit id", a.id_offset, n_rows));
   }
   auto c = Open(g);
   if (!c) return Fail(c.error());
@@ -127,59 +222,80 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
                                 a.name, info->spec.dim));
   }
   const uint32_t dim = uint32_t(shape->dim);
-  // Requests must fit the server's limits: records per request, and the frame size
-  // (per record: u64 id -- or a key, of the longest in the file --, dim floats, u16
-  // attribute count; plus the name and two counts).
+  // Requests must fit the server's limits: records per request, and the frame size (per
+  // record: u64 id or the key, dim floats, the attributes; plus the name and two counts).
   size_t batch = a.batch;
   if (client.server().max_batch > 0) batch = std::min<size_t>(batch, client.server().max_batch);
-  if (client.server().max_payload > 0) {
-    size_t longest = 0;
-    for (const std::string& k : keys) longest = std::max(longest, k.size());
-    const size_t per_record = (keys.empty() ? 8 : 4 + longest) + size_t(dim) * 4 + 2;
-    const size_t overhead = 4 + a.name.size() + 8;
-    const size_t fits = client.server().max_payload > overhead
-                            ? (client.server().max_payload - overhead) / per_record
-                            : 0;
-    if (fits == 0) {
-      return Fail(InvalidArgument("one vector of dim {} does not fit the server's frame limit "
-                                  "of {} bytes", dim, client.server().max_payload));
-    }
-    batch = std::min(batch, fits);
-  }
-  // Read the file in chunks of whole batches (bounded memory for large files).
-  const size_t chunk = batch * std::max<size_t>(1, 65536 / batch);
-  Progress progress("upsert", rows);
+  const size_t max_payload = client.server().max_payload > 0 ? client.server().max_payload : SIZE_MAX;
+  const size_t overhead = 4 + a.name.size() + 8;
+  auto record_bytes = [&](size_t row) {
+    size_t n = (keys.empty() ? 8 : 4 + keys[row].size()) + size_t(dim) * 4;
+    return n + (attributes.empty() ? 2 : AttributeWireBytes(attributes[row]));
+  };
+  // Read the file in chunks (bounded memory for large files); cut requests by count and size.
+  const size_t chunk = std::max<size_t>(batch, 65536);
+  Progress progress("upsert", n_rows);
   Timer timer;
   std::vector<Record> records;
   uint64_t applied = 0;
-  for (size_t first = 0; first < rows; first += chunk) {
+  size_t batches = 0;
+  auto send = [&](size_t first_row) -> Status {
+    if (records.empty()) return Status::Ok();
+    auto done = keys.empty() ? client.Upsert(a.name, dim, records) : client.UpsertKeyed(a.name, dim, records);
+    if (!done) {
+      return done.error().WithContext(
+          fmt::format("rows {}..{} of {}", first_row, first_row + records.size() - 1, a.vectors));
+    }
+    applied += *done;
+    ++batches;
+    progress.Add(records.size());
+    records.clear();
+    return Status::Ok();
+  };
+  size_t batch_first = 0, batch_bytes = overhead;
+  for (size_t first = 0; first < n_rows; first += chunk) {
     storage::ReadOptions opt;
     opt.first_row = first;
-    opt.max_rows = std::min(chunk, rows - first);
+    opt.max_rows = std::min(chunk, n_rows - first);
     auto part = storage::ReadVectors(a.vectors, opt);
     if (!part) return Fail(part.error());
-    for (size_t b = 0; b < part->size(); b += batch) {
-      const size_t n = std::min(batch, part->size() - b);
-      records.resize(n);
-      for (size_t i = 0; i < n; ++i) {
-        records[i].id = a.id_offset + first + b + i;
-        if (!keys.empty()) records[i].key = keys[first + b + i];
-        records[i].vector.assign(part->row(b + i), part->row(b + i) + dim);
-        records[i].attributes.clear();
+    for (size_t i = 0; i < part->size(); ++i) {
+      const size_t row = first + i;
+      const size_t bytes = record_bytes(row);
+      if (overhead + bytes > max_payload) {
+        return Fail(InvalidArgument("row {} of {} takes {} bytes, over the server's frame limit of {} bytes",
+                                    row, a.vectors, overhead + bytes, max_payload));
       }
-      auto done = keys.empty() ? client.Upsert(a.name, dim, records) : client.UpsertKeyed(a.name, dim, records);
-      if (!done) {
-        return Fail(done.error().WithContext(
-            fmt::format("rows {}..{} of {}", first + b, first + b + n - 1, a.vectors)));
+      if (records.size() == batch || batch_bytes + bytes > max_payload) {
+        if (Status s = send(batch_first); !s.ok()) return Fail(s);
+        batch_bytes = overhead;
       }
-      applied += *done;
-      progress.Add(n);
+      if (records.empty()) batch_first = row;
+      Record& r = records.emplace_back();
+      r.id = ids.empty() ? a.id_offset + row : ids[row];
+      if (!keys.empty()) r.key = keys[row];
+      r.vector.assign(part->row(i), part->row(i) + dim);
+      // An upsert replaces the whole record: a row without attributes leaves none.
+      if (!attributes.empty()) r.attributes = attributes[row];
+      batch_bytes += bytes;
     }
   }
+  if (Status s = send(batch_first); !s.ok()) return Fail(s);
   progress.Finish();
   const double s = timer.Seconds();
-  fmt::print("upserted {} vectors{} into {} in {:.2f} s ({:.0f} vectors/s, batches of {})\n",
-             applied, keys.empty() ? "" : " by key", a.name, s, s > 0 ? double(applied) / s : 0.0, batch);
+  if (a.json) {
+    fmt::print("{}\n", Dump(Json{{"command", "upsert"},
+                                 {"collection", a.name},
+                                 {"upserted", applied},
+                                 {"by_key", !keys.empty()},
+                                 {"with_attributes", !attributes.empty()},
+                                 {"requests", batches},
+                                 {"seconds", s}}));
+    return 0;
+  }
+  fmt::print("upserted {} vectors{}{} into {} in {:.2f} s ({:.0f} vectors/s, {} requests)\n", applied,
+             keys.empty() ? "" : " by key", attributes.empty() ? "" : " with attributes", a.name, s,
+             s > 0 ? double(applied) / s : 0.0, batches);
   return 0;
 }
 

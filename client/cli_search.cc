@@ -23,34 +23,57 @@ Json NeighborsJson(const std::vector<Neighbor>& list) {
   return a;
 }
 
-// Keys (records written by key) appear as "key"; records written by id have none.
-Json NeighborsJson(const std::vector<KeyedNeighbor>& list) {
+// Keys (records written by key) appear as "key"; records written by id have none. With
+// `attributes`, every hit has "attributes" (an object, empty when it has none).
+Json NeighborsJson(const std::vector<KeyedNeighbor>& list, bool attributes) {
   Json a = Json::array();
   for (const KeyedNeighbor& n : list) {
     Json o = {{"id", n.id}, {"distance", n.distance}};
     if (!n.key.empty()) o["key"] = n.key;
+    if (attributes) o["attributes"] = AttributesJson(n.attributes);
     a.push_back(std::move(o));
   }
   return a;
 }
 
+// One search through search_with: hits with keys (and attributes on request) and the filter's
+// warnings. A server that predates search_with: search_keyed, without warnings (unless the
+// attributes were asked for, which it cannot give).
+Result<protocol::SearchWithReply> SearchOne(Client& client, const std::string& name,
+                                            const std::vector<float>& query, const SearchOptions& options) {
+  auto r = client.SearchWith(name, query.data(), uint32_t(query.size()), 1, options);
+  if (r || r.error().code() != StatusCode::kUnimplemented || options.with_attributes || !client.is_open()) {
+    return r;
+  }
+  auto keyed = client.SearchKeyed(name, query.data(), uint32_t(query.size()), 1, options);
+  if (!keyed) return Error(keyed.error());
+  return protocol::SearchWithReply{false, std::move(*keyed), {}};
+}
+
 int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float>& query,
-                 const SearchOptions& options) {
+                 SearchOptions options) {
+  options.with_attributes = a.with_attributes;
   std::vector<KeyedNeighbor> hits;
+  std::vector<std::string> warnings;
   std::string explain;
   Timer timer;
   if (a.explain) {
-    auto r = client.Explain(a.name, query, options);
+    SearchOptions plain = options;
+    plain.with_attributes = false;
+    auto r = client.Explain(a.name, query, plain);
     if (!r) return Fail(r.error());
-    for (const Neighbor& n : r->first) hits.push_back({n.id, n.distance, {}});
+    for (const Neighbor& n : r->first) hits.push_back({n.id, n.distance, {}, {}});
     explain = r->second.ToJson();
-  } else {
-    // With each hit's key (search_keyed), so that records written by key show it.
-    auto r = client.SearchKeyed(a.name, query.data(), uint32_t(query.size()), 1, options);
+    warnings = r->second.warnings;
+  }
+  if (!a.explain || a.with_attributes) {
+    auto r = SearchOne(client, a.name, query, options);
     if (!r) return Fail(r.error());
-    hits = std::move((*r)[0]);
+    hits = std::move(r->results[0]);
+    warnings = std::move(r->warnings);
   }
   const double ms = timer.Millis();
+  PrintWarnings(warnings);
   Json plan;
   if (a.explain) {
     plan = Json::parse(explain, nullptr, /*allow_exceptions=*/false);
@@ -58,17 +81,19 @@ int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float
   }
   if (a.json) {
     Json o = {{"command", "search"}, {"collection", a.name}, {"k", options.k},
-              {"latency_ms", ms}, {"results", Json::array({NeighborsJson(hits)})}};
+              {"latency_ms", ms}, {"results", Json::array({NeighborsJson(hits, a.with_attributes)})},
+              {"warnings", warnings}};
     if (a.explain) o["explain"] = plan;
     fmt::print("{}\n", Dump(o));
     return 0;
   }
+  // One line per hit: id, distance, the key (records written by key), the attributes as a
+  // JSON object (--with-attributes), tab-separated.
   for (const KeyedNeighbor& n : hits) {
-    if (n.key.empty()) {
-      fmt::print("{}\t{}\n", n.id, n.distance);
-    } else {
-      fmt::print("{}\t{}\t{}\n", n.id, n.distance, KeyText(n.key));
-    }
+    std::string line = fmt::format("{}\t{}", n.id, n.distance);
+    if (!n.key.empty()) line += "\t" + KeyText(n.key);
+    if (a.with_attributes) line += "\t" + Dump(AttributesJson(n.attributes));
+    fmt::print("{}\n", line);
   }
   if (hits.empty()) fmt::print("no results\n");
   if (a.explain) fmt::print("{}\n", plan.is_string() ? plan.get<std::string>() : Dump(plan, 2));
@@ -86,6 +111,10 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   if (!a.queries.empty() && a.explain && a.limit != 1) {
     return Fail(InvalidArgument("--explain takes one query: use --vector, or --queries with --max-queries 1"));
   }
+  if (!a.queries.empty() && a.with_attributes && a.limit != 1) {
+    return Usage(InvalidArgument(
+        "--with-attributes shows one search's hits: use --vector, or --queries with --max-queries 1"));
+  }
   if (a.pipeline == 0) return Fail(InvalidArgument("--pipeline must be >= 1"));
   auto options = ToSearchOptions(a.search);
   if (!options) return Fail(options.error());
@@ -102,9 +131,18 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   auto c = Open(g);
   if (!c) return Fail(c.error());
   const VectorSet& q = data->queries;
-  if (a.explain) {  // --max-queries 1: the file's first query, with its plan
+  if (a.explain || a.with_attributes) {  // --max-queries 1: the file's first query, its plan or attributes
     if (q.size() == 0) return Fail(InvalidArgument("{} holds no queries", a.queries));
     return CmdSearchOne(**c, a, std::vector<float>(q.row(0), q.row(0) + q.dim()), *options);
+  }
+  // A filter's warnings (attributes no record has, ...) come with a search_with reply: one for
+  // the first query, before the measured run.
+  std::vector<std::string> warnings;
+  if (!options->filter.empty() && q.size() > 0) {
+    auto first = SearchOne(**c, a.name, std::vector<float>(q.row(0), q.row(0) + q.dim()), *options);
+    if (!first) return Fail(first.error());
+    warnings = std::move(first->warnings);
+    PrintWarnings(warnings);
   }
   auto run = client::RunQueries(**c, a.name, q.data(), uint32_t(q.dim()), uint32_t(q.size()),
                                 *options, a.pipeline);
@@ -125,6 +163,7 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
               {"k", options->k},     {"pipeline", a.pipeline}, {"elapsed_s", run->elapsed_s},
               {"qps", qps},          {"latency_ms", LatencyJson(lat)}};
     o["recall"] = recall ? Json(*recall) : Json(nullptr);
+    o["warnings"] = warnings;
     if (a.results) {
       Json all = Json::array();
       for (const auto& r : run->results) all.push_back(NeighborsJson(r));

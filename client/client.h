@@ -137,6 +137,13 @@ class Client {
                                                               const float* queries, uint32_t dim,
                                                               uint32_t count,
                                                               const SearchOptions& options);
+  // search_with (docs/PROTOCOL.md): `count` (>= 1) queries, row-major, in one request; every
+  // hit with its key (empty: written by id) and, with options.with_attributes, its attributes
+  // (no get per hit); and the server's warnings about the filter -- attributes no record has,
+  // comparisons with a type an attribute never holds (Engine::FilterWarnings) -- which say why
+  // a filter may match nothing. A server that predates search_with: Unimplemented, saying so.
+  Result<protocol::SearchWithReply> SearchWith(const std::string& collection, const float* queries,
+                                               uint32_t dim, uint32_t count, const SearchOptions& options);
   // A page of keys in id order from `cursor` (0: the start); the page's next_cursor
   // continues, 0 when done (Engine::ListKeys).
   Result<KeyPage> ListKeys(const std::string& collection, uint64_t cursor, uint32_t count);

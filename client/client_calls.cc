@@ -173,6 +173,32 @@ Result<std::vector<std::vector<KeyedNeighbor>>> Client::SearchKeyed(const std::s
   return std::move(reply.results);
 }
 
+Result<protocol::SearchWithReply> Client::SearchWith(const std::string& collection, const float* queries,
+                                                     uint32_t dim, uint32_t count, const SearchOptions& options) {
+  if (fd_ < 0) return Error(ClosedError());
+  if (count == 0) return protocol::SearchWithReply{options.with_attributes, {}, {}};
+  if (dim == 0) return Error(InvalidArgument("search_with: dim must be > 0"));
+  auto r = Call(SearchRequestFor(Op::kSearchWith, collection, queries, dim, count, options));
+  if (!r && r.error().code() == StatusCode::kUnimplemented && is_open() &&
+      r.error().message().find("UnknownOp") != std::string::npos) {
+    return Error(Unimplemented(
+        "search_with: the server ({}) predates search_with (opcode 22), which returns attributes with "
+        "the hits and the filter's warnings; upgrade it, or search without them",
+        server_.server_version));
+  }
+  if (!r) return Error(r.error());
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::SearchWithReply>(std::move(*r), Op::kSearchWith));
+  if (reply.results.size() != count) {
+    return Error(Internal("search_with: the server answered {} result lists for {} queries",
+                          reply.results.size(), count));
+  }
+  if (reply.with_attributes != options.with_attributes) {
+    return Error(Internal("search_with: the server's hits {} attributes, {} were asked for",
+                          reply.with_attributes ? "carry" : "lack", options.with_attributes ? "they" : "none"));
+  }
+  return reply;
+}
+
 Result<KeyPage> Client::ListKeys(const std::string& collection, uint64_t cursor, uint32_t count) {
   protocol::ListKeysRequest list{collection, cursor, count};
   STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kListKeys, .body = std::move(list)}));

@@ -413,7 +413,8 @@ Result<Record> Collection::Get(VectorId id) const {
 }
 
 Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, const SearchOptions& options,
-                                                 Explain* explain, std::vector<std::string>* keys) const {
+                                                 Explain* explain, std::vector<std::string>* keys,
+                                                 std::vector<Attributes>* attributes) const {
   const auto start = std::chrono::steady_clock::now();
   if (query.size() != spec_.dim) {
     return Error(InvalidArgument("query has dimension {}, collection '{}' has {}", query.size(),
@@ -523,6 +524,17 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
       const Location at = LocateId(*s, out[i].id);
       if (at.memory) (*keys)[i] = at.memory->key(at.row);
       if (at.sealed) (*keys)[i] = at.sealed->key(at.row);
+    }
+  }
+  if (attributes) {
+    // SearchOptions::with_attributes: the chosen hits' attributes, from the same snapshot.
+    attributes->assign(out.size(), Attributes());
+    for (size_t i = 0; i < out.size(); ++i) {
+      const Location at = LocateId(*s, out[i].id);
+      if (at.memory) (*attributes)[i] = at.memory->attributes(at.row);
+      if (at.sealed) {
+        STRATA_ASSIGN_OR_RETURN((*attributes)[i], at.sealed->ReadAttributes(at.row));
+      }
     }
   }
   if (explain) {

@@ -125,10 +125,12 @@ class Collection {
   Result<std::vector<std::string>> RandomKeys(size_t count, uint64_t seed) const;
   // Plans and runs the query over every segment of the current snapshot (segment.h),
   // merging their top-k.
-  // With `keys`, also each hit's key (empty for records written by id), looked up in
-  // the same snapshot once the top-k is chosen.
+  // With `keys`, also each hit's key (empty for records written by id), and with
+  // `attributes` each hit's attributes, looked up in the same snapshot once the top-k is
+  // chosen.
   Result<std::vector<Neighbor>> Search(std::span<const float> query, const SearchOptions& options,
-                                       Explain* explain = nullptr, std::vector<std::string>* keys = nullptr) const;
+                                       Explain* explain = nullptr, std::vector<std::string>* keys = nullptr,
+                                       std::vector<Attributes>* attributes = nullptr) const;
   // O(1): counts kept with the snapshot.
   CollectionInfo Info() const;
   // Filter::Warnings against the attributes of every segment of the current snapshot.

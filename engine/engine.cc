@@ -447,9 +447,12 @@ Result<VectorId> Engine::FindKey(const std::string& collection, std::string_view
 
 namespace {
 
-std::vector<KeyedNeighbor> WithKeys(const std::vector<Neighbor>& hits, std::vector<std::string>& keys) {
+// `attributes` is empty unless the search asked for them (SearchOptions::with_attributes).
+std::vector<KeyedNeighbor> WithKeys(const std::vector<Neighbor>& hits, std::vector<std::string>& keys,
+                                    std::vector<Attributes>& attributes) {
   std::vector<KeyedNeighbor> out(hits.size());
   for (size_t i = 0; i < hits.size(); ++i) out[i] = {hits[i].id, hits[i].distance, std::move(keys[i])};
+  for (size_t i = 0; i < attributes.size() && i < hits.size(); ++i) out[i].attributes = std::move(attributes[i]);
   return out;
 }
 
@@ -461,11 +464,12 @@ Result<std::vector<KeyedNeighbor>> Engine::SearchWithKeys(const std::string& col
   impl_->searches_.fetch_add(1, std::memory_order_relaxed);
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> keys;
-  auto hits = c->Search(query, options, explain, &keys);
+  std::vector<Attributes> attributes;
+  auto hits = c->Search(query, options, explain, &keys, options.with_attributes ? &attributes : nullptr);
   impl_->search_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                           std::chrono::steady_clock::now() - start).count()));
   if (!hits) return Error(hits.error());
-  return WithKeys(*hits, keys);
+  return WithKeys(*hits, keys, attributes);
 }
 
 Result<KeyPage> Engine::ListKeys(const std::string& collection, uint64_t cursor, size_t count) const {
@@ -671,9 +675,10 @@ Result<std::vector<std::vector<KeyedNeighbor>>> Engine::SearchBatchWithKeys(cons
       *c, queries, dim, options, threads, impl_->search_hist_,
       [&](std::span<const float> q, const SearchOptions& o, std::vector<KeyedNeighbor>& hits) {
         std::vector<std::string> keys;
-        auto r = c->Search(q, o, nullptr, &keys);
+        std::vector<Attributes> attributes;
+        auto r = c->Search(q, o, nullptr, &keys, o.with_attributes ? &attributes : nullptr);
         if (!r) return r.error();
-        hits = WithKeys(*r, keys);
+        hits = WithKeys(*r, keys, attributes);
         return Status::Ok();
       });
   if (out) impl_->searches_.fetch_add(out->size(), std::memory_order_relaxed);

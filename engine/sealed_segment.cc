@@ -323,6 +323,15 @@ Result<Record> SealedSegment::Read(size_t row) const {
   return r;
 }
 
+Result<Attributes> SealedSegment::ReadAttributes(size_t row) const {
+  Attributes out;
+  ByteReader br(attrs_.subspan(attr_offsets_[row], attr_offsets_[row + 1] - attr_offsets_[row]));
+  if (Status s = DecodeAttributes(br, out); !s.ok()) {
+    return Error(s.WithContext(fmt::format("{}: attributes of id {}", (dir_ / kRecordsFile).string(), ids_[row])));
+  }
+  return out;
+}
+
 // Which labels an index search may return: live rows (per the view's deletes),
 // and with `allowed` only rows set there. Labels are rows (SPANN; HNSW graphs
 // written from rows, and seals since format 1.3) or ids (HNSW saved by older

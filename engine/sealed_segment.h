@@ -103,6 +103,8 @@ class SealedSegment {
   std::optional<size_t> Find(VectorId id) const;
   std::span<const VectorId> ids() const { return ids_; }
   Result<Record> Read(size_t row) const;
+  // The row's attributes alone (a search's with_attributes); Corruption when they do not decode.
+  Result<Attributes> ReadAttributes(size_t row) const;
   // The row's key (empty: written by id); a view of the mapped file, valid while the
   // segment lives.
   std::string_view key(size_t row) const {

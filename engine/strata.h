@@ -204,7 +204,8 @@ class Engine {
   // NotFound when there is none. For membership tests (VISMEMBER).
   Result<VectorId> FindKey(const std::string& collection, std::string_view key) const;
   // Search, with each hit's key (empty for records written by id), looked up once the
-  // top-k is chosen (costs nothing for hits written by id).
+  // top-k is chosen (costs nothing for hits written by id); with options.with_attributes,
+  // each hit's attributes too, from the same snapshot (one lookup per hit).
   Result<std::vector<KeyedNeighbor>> SearchWithKeys(const std::string& collection, std::span<const float> query,
                                                     const SearchOptions& options = {},
                                                     Explain* explain = nullptr) const;

@@ -54,8 +54,11 @@ Result<GetReply> ReadGetReply(Reader& r, const DecodeLimits& limits);
 // ---- search_messages.cc: search, search_batch, explain ----------------------------
 // `op` is one of the three: it sets how many queries a request may carry and whether a
 // reply ends with the explain text.
-void WriteSearch(Writer& w, const SearchRequest& m);
+// kSearchWith's request ends with u32 fields (options.with_attributes).
+void WriteSearch(Writer& w, Op op, const SearchRequest& m);
 Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits);
+void WriteSearchWithReply(Writer& w, const SearchWithReply& m);
+Result<SearchWithReply> ReadSearchWithReply(Reader& r, const DecodeLimits& limits);
 void WriteSearchReply(Writer& w, Op op, const SearchReply& m);
 Result<SearchReply> ReadSearchReply(Reader& r, Op op, const DecodeLimits& limits);
 

@@ -65,7 +65,9 @@ void WriteRequestPayload(Writer& w, const Request& req) {
     case Op::kSearch:
     case Op::kSearchBatch:
     case Op::kExplain:
-      wire::WriteSearch(w, BodyAs<SearchRequest>(b));
+    case Op::kSearchKeyed:
+    case Op::kSearchWith:
+      wire::WriteSearch(w, req.op, BodyAs<SearchRequest>(b));
       return;
     case Op::kStats:
       (void)BodyAs<StatsRequest>(b);
@@ -82,9 +84,6 @@ void WriteRequestPayload(Writer& w, const Request& req) {
     case Op::kDeleteKeyed:
     case Op::kGetKeyed:
       wire::WriteKeys(w, BodyAs<KeysRequest>(b));
-      return;
-    case Op::kSearchKeyed:
-      wire::WriteSearch(w, BodyAs<SearchRequest>(b));
       return;
     case Op::kListKeys:
       wire::WriteListKeys(w, BodyAs<ListKeysRequest>(b));
@@ -134,6 +133,7 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
     case Op::kGetKeyed:
       return wire::ReadKeys(r, limits);
     case Op::kSearchKeyed:
+    case Op::kSearchWith:
       return wire::ReadSearch(r, op, limits);
     case Op::kListKeys:
       return wire::ReadListKeys(r, limits);
@@ -195,6 +195,9 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
     case Op::kSnapshot:
       wire::WriteSnapshotReply(w, BodyAs<SnapshotReply>(b));
       return;
+    case Op::kSearchWith:
+      wire::WriteSearchWithReply(w, BodyAs<SearchWithReply>(b));
+      return;
     case Op::kError:
       wire::WriteErrorReply(w, BodyAs<ErrorReply>(b));
       return;
@@ -240,6 +243,8 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadListKeysReply(r, limits);
     case Op::kSnapshot:
       return wire::ReadSnapshotReply(r);
+    case Op::kSearchWith:
+      return wire::ReadSearchWithReply(r, limits);
     case Op::kError:
       return wire::ReadErrorReply(r);
   }
@@ -314,6 +319,8 @@ std::string_view OpName(Op op) {
       return "list_keys";
     case Op::kSnapshot:
       return "snapshot";
+    case Op::kSearchWith:
+      return "search_with";
     case Op::kError:
       return "error";
   }
@@ -557,18 +564,24 @@ Status ValidateForEncoding(const Request& request) {
     case Op::kSearch:
     case Op::kSearchBatch:
     case Op::kExplain:
-    case Op::kSearchKeyed: {
+    case Op::kSearchKeyed:
+    case Op::kSearchWith: {
       const auto* m = std::get_if<SearchRequest>(&request.body);
       if (m == nullptr) return wrong_body();
       if (m->queries.size() != uint64_t{m->count} * m->dim) {
         return InvalidArgument("{}: {} query floats, count {} x dim {} needs {}", op,
                                m->queries.size(), m->count, m->dim, uint64_t{m->count} * m->dim);
       }
-      const bool many = request.op == Op::kSearchBatch || request.op == Op::kSearchKeyed;
+      const bool many = request.op == Op::kSearchBatch || request.op == Op::kSearchKeyed ||
+                        request.op == Op::kSearchWith;
       if (many ? m->count == 0 : m->count != 1) {
         return InvalidArgument(
-            "{}: count {} (search and explain carry 1 query, a batch or search_keyed at least 1)", op,
-            m->count);
+            "{}: count {} (search and explain carry 1 query, search_batch, search_keyed and "
+            "search_with at least 1)",
+            op, m->count);
+      }
+      if (m->options.with_attributes && request.op != Op::kSearchWith) {
+        return InvalidArgument("{}: options.with_attributes needs the search_with request", op);
       }
       if (m->options.prepared_filter != nullptr) {
         return InvalidArgument(

@@ -81,11 +81,14 @@ enum class Op : uint16_t {
   // Added within version 1: a consistent copy of a collection (Engine::Snapshot), written
   // under the server's snapshot_dir only.
   kSnapshot = 21,     // SnapshotRequest; SnapshotReply
+  // Added within version 1: a search (1 or more queries) whose reply carries each hit's key,
+  // its attributes on request (SearchOptions::with_attributes) and the filter's warnings.
+  kSearchWith = 22,   // SearchRequest + u32 fields; SearchWithReply
   kError = 0x7fff,    // only in responses: ErrorReply
 };
 // The highest request opcode: request opcodes are 1..kLastRequestOp (tables indexed by
 // opcode, such as the server's per-op counters, size themselves by it).
-inline constexpr Op kLastRequestOp = Op::kSnapshot;
+inline constexpr Op kLastRequestOp = Op::kSearchWith;
 std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
 bool IsKnownRequestOp(uint16_t opcode);
 
@@ -166,9 +169,11 @@ struct GetRequest {              // string collection, u32 count, count x u64
   std::string collection;
   std::vector<VectorId> ids;
 };
-// kSearch / kExplain: exactly one query; kSearchBatch: one or more. Payload:
-// string collection, options (u32 k, f64 recall, u32 ef, u32 max_lists, string filter,
-// u8 strategy), u32 dim, u32 count, count x dim x f32 (row-major).
+// kSearch / kExplain: exactly one query; kSearchBatch, kSearchKeyed, kSearchWith: one or
+// more. Payload: string collection, options (u32 k, f64 recall, u32 ef, u32 max_lists, string
+// filter, u8 strategy), u32 dim, u32 count, count x dim x f32 (row-major); kSearchWith then
+// adds u32 fields: bit 0 = options.with_attributes (other bits: malformed). Only kSearchWith
+// carries with_attributes (ValidateForEncoding refuses it on the others).
 struct SearchRequest {
   std::string collection;
   SearchOptions options{};
@@ -203,7 +208,7 @@ using RequestBody = std::variant<HelloRequest, PingRequest, CreateCollectionRequ
                                  GetRequest, SearchRequest, StatsRequest, FlushRequest,
                                  CompactRequest, KeysRequest, ListKeysRequest, SnapshotRequest>;
 struct Request {
-  // kSearch, kSearchBatch, kExplain and kSearchKeyed share SearchRequest; kUpsert and
+  // kSearch, kSearchBatch, kExplain, kSearchKeyed and kSearchWith share SearchRequest; kUpsert and
   // kUpsertKeyed share UpsertRequest (by key: Record::key, the id is not sent).
   Op op = Op::kPing;
   RequestBody body;
@@ -243,6 +248,16 @@ struct SnapshotReply {
   uint64_t files_copied = 0;
   uint64_t bytes_copied = 0;
 };
+// kSearchWith: u32 fields (bit 0: hits carry attributes), u32 query count, per query u32 n,
+// n x (u64 id, f32 distance, string key (empty: written by id), [u16 + attributes when bit 0]),
+// then u32 count x string warnings: why the filter may match nothing although it parses
+// (attributes no record has, a comparison with a type the attribute never holds:
+// Engine::FilterWarnings); empty without a filter or when there is nothing to say.
+struct SearchWithReply {
+  bool with_attributes = false;
+  std::vector<std::vector<KeyedNeighbor>> results;
+  std::vector<std::string> warnings;
+};
 // Per query: u32 n, n x (u64 id, f32 distance). kExplain adds the plan as a string, its
 // JSON form (Explain::ToJson; decoded with Explain::FromJson, a malformed plan being
 // InvalidArgument).
@@ -268,7 +283,7 @@ struct ErrorReply {              // u16 code, string message
 using ResponseBody = std::variant<HelloReply, EmptyReply, ListCollectionsReply,
                                   DescribeCollectionReply, WriteReply, GetReply, SearchReply,
                                   StatsReply, ErrorReply, KeyedSearchReply, ListKeysReply,
-                                  SnapshotReply>;
+                                  SnapshotReply, SearchWithReply>;
 struct Response {
   Op op = Op::kPing;             // the request's op, or kError
   ResponseBody body;

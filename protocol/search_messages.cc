@@ -1,5 +1,7 @@
 // Search messages: search, search_batch and explain share one request (options, dim,
-// count, the queries) and one reply (a neighbour list per query; explain adds the plan).
+// count, the queries) and one reply (a neighbour list per query; explain adds the plan);
+// search_with adds the fields wanted to the request and keys, attributes and the filter's
+// warnings to the reply.
 
 #include <limits>
 #include <string>
@@ -13,6 +15,9 @@ namespace strata::protocol::wire {
 namespace {
 
 constexpr uint64_t kNeighborBytes = 8 + 4;  // u64 id, f32 distance
+// search_with's fields: what each hit carries beyond id, distance and key.
+constexpr uint32_t kFieldAttributes = 1u << 0;
+constexpr uint32_t kKnownFields = kFieldAttributes;
 
 void WriteOptions(Writer& w, const SearchOptions& o) {
   STRATA_CHECK(o.prepared_filter == nullptr);  // the engine's, never on the wire
@@ -42,13 +47,16 @@ Result<SearchOptions> ReadOptions(Reader& r, const DecodeLimits& limits) {
 
 }  // namespace
 
-void WriteSearch(Writer& w, const SearchRequest& m) {
+void WriteSearch(Writer& w, Op op, const SearchRequest& m) {
   STRATA_CHECK(m.queries.size() == uint64_t{m.count} * m.dim);
+  // Only search_with carries it; the older searches have no room (ValidateForEncoding).
+  STRATA_CHECK(op == Op::kSearchWith || !m.options.with_attributes);
   w.String(m.collection);
   WriteOptions(w, m.options);
   w.U32(m.dim);
   w.U32(m.count);
   w.Floats(m.queries);
+  if (op == Op::kSearchWith) w.U32(m.options.with_attributes ? kFieldAttributes : 0);
 }
 
 Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
@@ -58,7 +66,7 @@ Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
   if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
   STRATA_ASSIGN_OR_RETURN(m.count, r.U32("count"));
-  if (op == Op::kSearchBatch || op == Op::kSearchKeyed) {
+  if (op == Op::kSearchBatch || op == Op::kSearchKeyed || op == Op::kSearchWith) {
     if (m.count == 0) return Error(InvalidArgument("count: a search batch needs at least 1 query"));
   } else if (m.count != 1) {
     return Error(InvalidArgument("count: {} carries exactly 1 query, got {}", OpName(op), m.count));
@@ -75,6 +83,71 @@ Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
     return Error(OverLimit("count", "", m.count, limits.max_batch, "max_batch"));
   }
   STRATA_RETURN_IF_ERROR(r.Floats("queries", floats, m.queries));
+  if (op == Op::kSearchWith) {
+    STRATA_ASSIGN_OR_RETURN(uint32_t fields, r.U32("fields"));
+    if (fields & ~kKnownFields) {
+      return Error(InvalidArgument("fields: unknown bits 0x{:x} (bit 0: attributes)", fields & ~kKnownFields));
+    }
+    m.options.with_attributes = (fields & kFieldAttributes) != 0;
+  }
+  return m;
+}
+
+void WriteSearchWithReply(Writer& w, const SearchWithReply& m) {
+  w.U32(m.with_attributes ? kFieldAttributes : 0);
+  w.Count(m.results.size());
+  for (const std::vector<KeyedNeighbor>& list : m.results) {
+    w.Count(list.size());
+    for (const KeyedNeighbor& n : list) {
+      w.U64(n.id);
+      w.Fixed(n.distance);
+      w.String(n.key);
+      if (m.with_attributes) WriteAttributes(w, n.attributes);
+    }
+  }
+  w.Count(m.warnings.size());
+  for (const std::string& warning : m.warnings) w.String(warning);
+}
+
+Result<SearchWithReply> ReadSearchWithReply(Reader& r, const DecodeLimits& limits) {
+  // Neighbour lists and warnings are bounded by the payload only.
+  constexpr uint32_t kAnyLength = std::numeric_limits<uint32_t>::max();
+  SearchWithReply m;
+  STRATA_ASSIGN_OR_RETURN(uint32_t fields, r.U32("fields"));
+  if (fields & ~kKnownFields) {
+    return Error(InvalidArgument("fields: unknown bits 0x{:x} (bit 0: attributes)", fields & ~kKnownFields));
+  }
+  m.with_attributes = (fields & kFieldAttributes) != 0;
+  // Per hit at least: id, distance, the key's length (and the attribute count).
+  const uint64_t min_hit = kNeighborBytes + 4 + (m.with_attributes ? 2 : 0);
+  STRATA_ASSIGN_OR_RETURN(uint32_t q, r.Count("query count", limits.max_batch, "max_batch", 4));
+  m.results.reserve(q);
+  for (uint32_t i = 0; i < q; ++i) {
+    auto n = r.Count("neighbor count", kAnyLength, "", min_hit);
+    if (!n) return Error(n.error().WithContext(fmt::format("result {}", i)));
+    std::vector<KeyedNeighbor> list(*n);
+    for (size_t j = 0; j < list.size(); ++j) {
+      KeyedNeighbor& nb = list[j];
+      const std::string where = fmt::format("result {} hit {}", i, j);
+      STRATA_ASSIGN_OR_RETURN(nb.id, r.U64("id"));
+      STRATA_ASSIGN_OR_RETURN(nb.distance, r.F32("distance"));
+      auto key = r.String("key", limits.max_string);
+      if (!key) return Error(key.error().WithContext(where));
+      nb.key = std::move(*key);
+      if (m.with_attributes) {
+        auto attributes = ReadAttributes(r, limits);
+        if (!attributes) return Error(attributes.error().WithContext(where));
+        nb.attributes = std::move(*attributes);
+      }
+    }
+    m.results.push_back(std::move(list));
+  }
+  STRATA_ASSIGN_OR_RETURN(uint32_t nw, r.Count("warning count", kAnyLength, "", 4));
+  m.warnings.reserve(nw);
+  for (uint32_t i = 0; i < nw; ++i) {
+    STRATA_ASSIGN_OR_RETURN(std::string warning, r.String("warning", kAnyLength));
+    m.warnings.push_back(std::move(warning));
+  }
   return m;
 }
 

@@ -202,6 +202,14 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
       const auto& m = std::get<protocol::SearchRequest>(request.body);
       return fit(SearchReplyBytes(m.count, m.options.k) + uint64_t{m.count} * m.options.k * 4);
     }
+    case Op::kSearchWith: {
+      // Hits with keys and (on request) attributes, sized once the reply is made; the bound
+      // counts a key's length, an attribute count and the warnings.
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      const uint64_t per_hit = 4 + (m.options.with_attributes ? 2 : 0);
+      return fit(SearchReplyBytes(m.count, m.options.k) + uint64_t{m.count} * m.options.k * per_hit +
+                 kSmallReplyBytes);
+    }
     case Op::kGetKeyed: {
       const auto& m = std::get<protocol::KeysRequest>(request.body);
       uint64_t keys = 0;
@@ -288,6 +296,7 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
     case Op::kGetKeyed:
       return GetKeys(std::get<protocol::KeysRequest>(b));
     case Op::kSearchKeyed:
+    case Op::kSearchWith:
       return Search(request.op, std::get<protocol::SearchRequest>(b));
     case Op::kListKeys:
       return ListKeys(std::get<protocol::ListKeysRequest>(b));
@@ -372,19 +381,34 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
     if (!r) return Fail(r.error());
     reply.results.push_back(std::move(*r));
     reply.explain = std::move(explain);
-  } else if (op == Op::kSearchKeyed) {
+  } else if (op == Op::kSearchKeyed || op == Op::kSearchWith) {
     auto r = engine_.SearchBatchWithKeys(m.collection, std::span<const float>(m.queries), m.dim, options, 1);
     if (!r) return Fail(r.error());
-    // The keys' bytes were not in the bound checked above.
-    uint64_t bytes = reply_bytes;
-    for (const auto& list : *r) {
-      for (const KeyedNeighbor& n : list) bytes += 4 + n.key.size();
+    // search_with: why the filter may match nothing (attributes no record has, types an
+    // attribute never holds), the same words as EXPLAIN's warnings.
+    std::vector<std::string> warnings;
+    if (op == Op::kSearchWith && !options.filter.empty()) {
+      auto w = engine_.FilterWarnings(m.collection, options.filter);
+      if (!w) return Fail(w.error());
+      warnings = std::move(*w);
     }
+    // The keys', attributes' and warnings' bytes were not in the bound checked above.
+    uint64_t bytes = reply_bytes + (op == Op::kSearchWith ? 8 : 0);
+    for (const auto& list : *r) {
+      for (const KeyedNeighbor& n : list) {
+        bytes += 4 + n.key.size();
+        if (options.with_attributes) bytes += AttributeWireBytes(n.attributes);
+      }
+    }
+    for (const std::string& w : warnings) bytes += 4 + w.size();
     if (bytes > config_.max_frame_bytes) {
       return Fail(ErrorCode::kTooLarge,
-                  "{}: the reply takes {} bytes with its keys, over the server's frame limit of {} "
+                  "{}: the reply takes {} bytes with its keys and attributes, over the server's frame limit of {} "
                   "(max_frame_bytes); send fewer queries per request or lower k",
                   name, bytes, config_.max_frame_bytes);
+    }
+    if (op == Op::kSearchWith) {
+      return protocol::SearchWithReply{options.with_attributes, std::move(*r), std::move(warnings)};
     }
     return protocol::KeyedSearchReply{std::move(*r)};
   } else {

@@ -148,6 +148,7 @@ class PromWriter {
     out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   }
   void Value(std::string_view name, uint64_t value) { out_ += fmt::format("{} {}\n", name, value); }
+  void Raw(std::string_view line) { out_ += line; }
   void Counter(std::string_view name, std::string_view help, uint64_t value) {
     Header(name, "counter", help);
     Value(name, value);
@@ -180,6 +181,29 @@ class PromWriter {
     out_ += fmt::format("{}_sum {}\n", name, h.sum_seconds);
     out_ += fmt::format("{}_count {}\n", name, cumulative);
   }
+  // One gauge, a sample per collection (label collection="NAME"), in the order given.
+  void PerCollection(std::string_view name, std::string_view help, const std::vector<CollectionInfo>& collections,
+                     uint64_t (*value)(const CollectionInfo&)) {
+    Header(name, "gauge", help);
+    for (const CollectionInfo& c : collections) {
+      out_ += fmt::format("{}{{collection=\"{}\"}} {}\n", name, LabelValue(c.spec.name), value(c));
+    }
+  }
+  // A label value as the format wants it: backslash, double quote and line feed escaped.
+  static std::string LabelValue(std::string_view v) {
+    std::string out;
+    for (const char c : v) {
+      if (c == '\\' || c == '"') {
+        out.push_back('\\');
+        out.push_back(c);
+      } else if (c == '\n') {
+        out += "\\n";
+      } else {
+        out.push_back(c);
+      }
+    }
+    return out;
+  }
   std::string Take() { return std::move(out_); }
 
  private:
@@ -188,7 +212,8 @@ class PromWriter {
 
 }  // namespace
 
-std::string RenderPrometheus(const EngineCounters& e, const ServerMetricsSnapshot& s) {
+std::string RenderPrometheus(const EngineCounters& e, const ServerMetricsSnapshot& s,
+                             const std::vector<CollectionInfo>& collections) {
   PromWriter w;
   w.Counter("strata_write_batches_total", "Write batches applied by the engine.", e.write_batches);
   w.Counter("strata_upserts_total", "Vectors upserted.", e.upserts);
@@ -206,6 +231,20 @@ std::string RenderPrometheus(const EngineCounters& e, const ServerMetricsSnapsho
   w.Gauge("strata_vectors", "Live vectors in all collections.", e.vectors);
   w.Gauge("strata_memory_bytes", "Resident bytes of all collections' indexes and records.",
           e.memory_bytes);
+  // Per collection (labels): what the totals above add up.
+  w.PerCollection("strata_collection_vectors", "Live vectors, per collection.", collections,
+                  [](const CollectionInfo& c) { return uint64_t(c.num_vectors); });
+  w.PerCollection("strata_collection_memory_bytes", "Resident bytes of the indexes and records, per collection.",
+                  collections, [](const CollectionInfo& c) { return uint64_t(c.memory_bytes); });
+  w.PerCollection("strata_collection_sealed_segments", "Segments on disk, per collection.", collections,
+                  [](const CollectionInfo& c) { return uint64_t(c.sealed_segments); });
+  w.PerCollection("strata_collection_last_sequence", "Log sequence of the last applied write batch, per collection.",
+                  collections, [](const CollectionInfo& c) { return c.last_sequence; });
+  w.Header("strata_collection_info", "gauge", "One per collection: its dimension and metric as labels.");
+  for (const CollectionInfo& c : collections) {
+    w.Raw(fmt::format("strata_collection_info{{collection=\"{}\",dim=\"{}\",metric=\"{}\"}} 1\n",
+                      PromWriter::LabelValue(c.spec.name), c.spec.dim, MetricName(c.spec.metric)));
+  }
   w.Gauge("strata_server_connections", "Client connections open now.", s.connections);
   w.Counter("strata_server_connections_total", "Client connections accepted since start.",
             s.connections_total);

@@ -108,8 +108,12 @@ class ServerMetrics {
 // The Prometheus text exposition (format 0.0.4) of the engine's and the server's
 // counters: every metric with # HELP and # TYPE; histograms with cumulative
 // `_bucket{le="..."}` lines ending in `+Inf`, then `_sum` and `_count`.
+// With `collections` (Engine::ListCollections), per-collection gauges labelled
+// collection="NAME": strata_collection_vectors, _memory_bytes, _sealed_segments and
+// _last_sequence, plus strata_collection_info{collection, metric, dim} = 1.
 // A pure function.
-std::string RenderPrometheus(const EngineCounters& engine, const ServerMetricsSnapshot& server);
+std::string RenderPrometheus(const EngineCounters& engine, const ServerMetricsSnapshot& server,
+                             const std::vector<CollectionInfo>& collections = {});
 
 struct HttpResponse {
   int status = 200;

@@ -59,7 +59,7 @@ asio::awaitable<std::string> Server::Impl::RenderMetricsOnPool() {
                            work = asio::make_work_guard(io_)]() mutable {
           std::string text;
           try {
-            text = RenderPrometheus(engine_.counters(), metrics_.Snapshot());
+            text = RenderPrometheus(engine_.counters(), metrics_.Snapshot(), engine_.ListCollections());
           } catch (const std::exception& e) {
             text = fmt::format("# rendering failed: {}\n", e.what());
           }

@@ -133,6 +133,8 @@ Status WriteBin(const std::filesystem::path& path, const void* data, size_t n, s
 // ---- dataset_npy.cc ----
 // Validates an npy file as a C-order 2-D matrix of one of the supported dtypes.
 Result<Layout> ParseNpy(const MappedFile& file);
+// Ids: a 1-D (n,) or (n, 1) array of '<i8' (non-negative) or '<u8'.
+Result<std::vector<uint64_t>> ReadNpyIds(const MappedFile& file);
 // NumPy 1.0, C order, 2-D, `descr` the dtype ("<f4", "|u1", "<i4").
 Status WriteNpy(const std::filesystem::path& path, std::string_view descr, const void* data,
                 size_t n, size_t dim, size_t elem_size);

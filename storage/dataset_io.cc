@@ -234,6 +234,11 @@ Result<DatasetShape> ProbeVectors(const std::filesystem::path& path) {
   return DatasetShape{layout.rows, layout.dim, format, ElemName(layout.elem)};
 }
 
+Result<std::vector<uint64_t>> ReadIdsNpy(const std::filesystem::path& path) {
+  STRATA_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
+  return dataset_detail::ReadNpyIds(file);
+}
+
 Result<GroundTruth> ReadGroundTruth(const std::filesystem::path& path) {
   STRATA_ASSIGN_OR_RETURN(DatasetFormat format, FormatFromPath(path));
   if (format != DatasetFormat::kIvecs && format != DatasetFormat::kIbin &&

@@ -70,6 +70,10 @@ struct GroundTruth {
 // or an int32 .npy matrix.
 Result<GroundTruth> ReadGroundTruth(const std::filesystem::path& path);
 
+// Ids, one per row: an .npy of int64 ('<i8', none negative) or uint64 ('<u8'), shape (n,)
+// or (n, 1). InvalidArgument for another dtype or shape, Corruption for a damaged file.
+Result<std::vector<uint64_t>> ReadIdsNpy(const std::filesystem::path& path);
+
 // Writes float vectors as .fvecs, .fbin or .npy (chosen by extension).
 Status WriteVectors(const std::filesystem::path& path, const VectorSet& vectors);
 // Writes uint8 vectors (n x dim, row-major) as .bvecs, .u8bin or .npy.

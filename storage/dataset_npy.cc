@@ -273,6 +273,48 @@ Result<Layout> ParseNpy(const MappedFile& file) {
   return layout;
 }
 
+// A 1-D (n,) or 2-D (n, 1) C-order array of int64 ('<i8') or uint64 ('<u8') ids; negative
+// int64 values are refused, naming the row.
+Result<std::vector<uint64_t>> ReadNpyIds(const MappedFile& file) {
+  STRATA_ASSIGN_OR_RETURN(NpyHeader h, ReadNpyHeader(file));
+  const bool is_signed = !h.descr_structured && (h.descr == "<i8" || h.descr == "=i8");
+  const bool is_unsigned = !h.descr_structured && (h.descr == "<u8" || h.descr == "=u8");
+  if (!is_signed && !is_unsigned) {
+    return Error(InvalidArgument(
+        "{}: npy dtype '{}' at byte offset {} is not an id type; ids are '<i8' (int64) or '<u8' "
+        "(uint64)",
+        PathString(file), h.descr_structured ? std::string("structured") : h.descr, h.descr_offset));
+  }
+  if (h.fortran_order && h.shape.size() == 2 && h.shape[1] != 1) {
+    return Error(InvalidArgument("{}: npy array is in Fortran order; only C order is supported",
+                                 PathString(file)));
+  }
+  if (h.shape.empty() || h.shape.size() > 2 || (h.shape.size() == 2 && h.shape[1] != 1)) {
+    return Error(InvalidArgument(
+        "{}: npy shape at byte offset {} is not (n,) or (n, 1); ids are one column",
+        PathString(file), h.shape_offset));
+  }
+  const uint64_t rows = h.shape[0];
+  size_t payload = 0;
+  if (!CheckedMul(rows, size_t{8}, &payload) || payload > std::numeric_limits<size_t>::max() - h.data_offset) {
+    return Error(Corruption("{}: npy shape at byte offset {} ({} ids) overflows", PathString(file),
+                            h.shape_offset, rows));
+  }
+  if (file.size() != h.data_offset + payload) {
+    return Error(Corruption("{}: the header claims {} ids ({} bytes from byte offset {}), the file has {} bytes",
+                            PathString(file), rows, payload, h.data_offset, file.size()));
+  }
+  std::vector<uint64_t> ids(rows);
+  for (size_t i = 0; i < rows; ++i) {
+    ids[i] = Load<uint64_t>(file.data() + h.data_offset + i * 8);
+    if (is_signed && int64_t(ids[i]) < 0) {
+      return Error(InvalidArgument("{}: id {} (row {}) is negative; ids are 0..2^64-2", PathString(file),
+                                   int64_t(ids[i]), i));
+    }
+  }
+  return ids;
+}
+
 // NumPy 1.0 (2.0 if the header would not fit 64 KiB), C order, 2-D.
 Status WriteNpy(const std::filesystem::path& path, std::string_view descr, const void* data,
                 size_t n, size_t dim, size_t elem_size) {

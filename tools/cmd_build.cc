@@ -1,12 +1,11 @@
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <fmt/core.h>
-#include <nlohmann/json.hpp>
 
+#include "api/attribute_rows.h"
 #include "core/progress.h"
 #include "core/timer.h"
 #include "engine/strata.h"
@@ -17,31 +16,6 @@
 #include "tools/commands.h"
 
 namespace strata::tools::cmd {
-namespace {
-
-// One row's attributes from JSON: integers, numbers, strings and string arrays.
-Result<Attributes> AttributesFromJson(const nlohmann::json& j, size_t line) {
-  Attributes out;
-  if (!j.is_object()) return Error(InvalidArgument("line {}: \"attributes\" must be an object", line));
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const auto& v = it.value();
-    if (v.is_number_integer()) {
-      out.push_back({it.key(), v.get<int64_t>()});
-    } else if (v.is_number()) {
-      out.push_back({it.key(), v.get<double>()});
-    } else if (v.is_string()) {
-      out.push_back({it.key(), v.get<std::string>()});
-    } else if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& e) { return e.is_string(); })) {
-      out.push_back({it.key(), v.get<TagList>()});
-    } else {
-      return Error(InvalidArgument("line {}: attribute '{}' must be an integer, a number, a string or an "
-                                   "array of strings", line, it.key()));
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoArgs& into) {
   auto metric = ResolveDataArgs(a, false);
@@ -56,35 +30,18 @@ int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoAr
   std::vector<VectorId> ids;
   std::vector<Attributes> attrs;
   if (!into.attributes.empty()) {
-    std::ifstream in(into.attributes);
-    if (!in) return Fail(IOError("{}: cannot open", into.attributes));
-    std::string text;
-    size_t line = 0;
-    bool any_id = false;
-    while (std::getline(in, text)) {
-      ++line;
-      if (text.empty()) continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(text);
-      } catch (const nlohmann::json::exception& e) {
-        return Fail(InvalidArgument("{}: line {} is not JSON: {}", into.attributes, line, e.what()));
-      }
-      const size_t row = attrs.size();
-      if (j.contains("id")) {
-        if (!j["id"].is_number_unsigned() && !(j["id"].is_number_integer() && j["id"].get<int64_t>() >= 0)) {
-          return Fail(InvalidArgument("{}: line {}: id must be a non-negative integer", into.attributes, line));
-        }
-        any_id = true;
-      }
-      ids.push_back(j.contains("id") ? j["id"].get<uint64_t>() : VectorId(row));
-      auto at = AttributesFromJson(j.value("attributes", nlohmann::json::object()), line);
-      if (!at) return Fail(at.error().WithContext(into.attributes));
-      attrs.push_back(std::move(*at));
-    }
-    if (attrs.size() != base->size()) {
-      return Fail(InvalidArgument("{} has {} rows, {} has {} vectors", into.attributes, attrs.size(), a.base,
+    // The format strata-cli upsert --attributes reads too (api/attribute_rows.h).
+    auto rows = ReadAttributeRows(into.attributes);
+    if (!rows) return Fail(rows.error());
+    if (rows->size() != base->size()) {
+      return Fail(InvalidArgument("{} has {} rows, {} has {} vectors", into.attributes, rows->size(), a.base,
                                   base->size()));
+    }
+    bool any_id = false;
+    for (size_t row = 0; row < rows->size(); ++row) {
+      any_id |= (*rows)[row].id.has_value();
+      ids.push_back((*rows)[row].id.value_or(VectorId(row)));
+      attrs.push_back(std::move((*rows)[row].attributes));
     }
     if (!any_id) ids.clear();
   }

@@ -1,4 +1,5 @@
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include "storage/dataset_io.h"
 #include "tools/commands.h"
@@ -20,16 +21,32 @@ int RunImportIdx(const std::string& images, const std::string& out) {
   return 0;
 }
 
-int RunDatasetInfo(const std::string& path) {
+int RunDatasetInfo(const std::string& path, bool json) {
   auto shape = storage::ProbeVectors(path);
   if (!shape) return Fail(shape.error());
+  if (json) {
+    fmt::print("{}\n", nlohmann::ordered_json{{"path", path},
+                                              {"rows", shape->rows},
+                                              {"dim", shape->dim},
+                                              {"format", storage::DatasetFormatName(shape->format)},
+                                              {"value_type", shape->value_type}}
+                           .dump());
+    return 0;
+  }
   fmt::print("{}: {} rows x {} dim ({}, {})\n", path, shape->rows, shape->dim,
              storage::DatasetFormatName(shape->format), shape->value_type);
   return 0;
 }
 
-int RunDatasetList() {
+int RunDatasetList(bool json) {
   for (const auto& d : KnownDatasets()) {
+    if (json) {
+      fmt::print("{}\n", nlohmann::ordered_json{{"name", d.name},
+                                                {"metric", MetricName(d.default_metric)},
+                                                {"description", d.description}}
+                             .dump());
+      continue;
+    }
     fmt::print("{:<15} {:<7} {}\n", d.name, MetricName(d.default_metric), d.description);
   }
   return 0;

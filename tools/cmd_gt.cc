@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include "core/timer.h"
 #include "index/distance/distance.h"
@@ -14,7 +15,7 @@
 namespace strata::tools::cmd {
 
 int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string compare,
-          uint32_t compare_k) {
+          uint32_t compare_k, bool json) {
   auto metric = ResolveDataArgs(a, true);
   if (!metric) return Fail(metric.error());
   if (out.empty()) out = a.gt;
@@ -33,7 +34,12 @@ int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string comp
   const storage::GroundTruth& gt = *computed;
   if (Status s = storage::WriteGroundTruth(out, gt); !s.ok()) return Fail(s);
   const int used_threads = threads > 0 ? threads : omp_get_max_threads();
-  fmt::print("ground truth written to {}: {} queries, k={}, {:.2f} s on {} threads ({:.0f} "
+  nlohmann::ordered_json j = {{"command", "gt"},     {"out", out},
+                              {"queries", gt.num_queries}, {"base", base->size()},
+                              {"dim", base->dim()},  {"metric", MetricName(*metric)},
+                              {"k", gt.k},           {"seconds", seconds},
+                              {"threads", used_threads}};
+  if (!json) fmt::print("ground truth written to {}: {} queries, k={}, {:.2f} s on {} threads ({:.0f} "
              "queries/s)\n",
              out, gt.num_queries, gt.k, seconds, used_threads, gt.num_queries / seconds);
   if (!compare.empty()) {
@@ -54,11 +60,14 @@ int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string comp
     for (size_t q = 0; q < queries->size(); ++q) {
       if (eval->QueryRecall(q, result.data() + q * k, k) == 1.0) ++tie_equal;
     }
-    fmt::print("compared with {} at k={}: identical top-{} sets for {:.4f} of queries, "
+    j["compare"] = {{"reference", compare}, {"k", compare_k}, {"identical_sets", exact},
+                    {"identical_with_ties", double(tie_equal) / queries->size()}, {"recall", recall}};
+    if (!json) fmt::print("compared with {} at k={}: identical top-{} sets for {:.4f} of queries, "
                "{:.4f} counting ties; recall@{} {:.5f}\n",
                compare, compare_k, compare_k, exact, double(tie_equal) / queries->size(),
                compare_k, recall);
   }
+  if (json) fmt::print("{}\n", j.dump());
   return 0;
 }
 

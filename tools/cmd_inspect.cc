@@ -5,6 +5,7 @@
 #include <string>
 
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include "index/hnsw/hnsw_index.h"
 #include "index/spann/spann_index.h"
@@ -14,20 +15,55 @@
 
 namespace strata::tools::cmd {
 
-int RunInspect(const std::string& path) {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json SectionsJson(const storage::SectionFile& sf) {
+  Json a = Json::array();
+  for (const auto& e : sf.entries()) {
+    a.push_back({{"tag", storage::SectionTagName(e.tag)}, {"offset", e.offset}, {"bytes", e.size},
+                 {"xxh3", fmt::format("{:016x}", e.checksum)}});
+  }
+  return a;
+}
+
+}  // namespace
+
+int RunInspect(const std::string& path, bool json) {
   if (std::filesystem::is_directory(path)) {
     auto idx = index::SpannIndex::Open(path);
     if (!idx) return Fail(idx.error());
     auto sf = storage::SectionFile::Open(std::filesystem::path(path) / "postings.spann", "STRSPAN", 1,
                                          storage::SectionFileOptions{.verify_checksums = false});
     if (!sf) return Fail(sf.error());
+    auto st = (*idx)->Stats();
+    if (json) {
+      fmt::print("{}\n", Json{{"path", path},
+                              {"kind", "spann"},
+                              {"version", fmt::format("{}.{}", sf->major(), sf->minor())},
+                              {"postings_bytes", sf->file_size()},
+                              {"sections", SectionsJson(*sf)},
+                              {"dim", (*idx)->dim()},
+                              {"metric", MetricName((*idx)->metric())},
+                              {"vectors", st.num_vectors},
+                              {"lists", st.num_lists},
+                              {"heads", st.half_heads ? "float16" : "float32"},
+                              {"posting_vectors", st.half_lists ? "float16" : "float32"},
+                              {"entries_per_vector", double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors))},
+                              {"list_entries", {{"min", st.list_min}, {"median", st.list_median},
+                                                {"p99", st.list_p99}, {"max", st.list_max}}},
+                              {"memory_bytes", st.memory_bytes},
+                              {"disk_bytes", st.disk_bytes}}
+                             .dump());
+      return 0;
+    }
     fmt::print("{}: SPANN index; postings.spann STRSPAN version {}.{}, {} bytes\n", path,
                sf->major(), sf->minor(), sf->file_size());
     for (const auto& e : sf->entries()) {
       fmt::print("  {:<6} {:>12} {:>14}  {:016x}\n", storage::SectionTagName(e.tag), e.offset,
                  e.size, e.checksum);
     }
-    auto st = (*idx)->Stats();
     fmt::print("spann: dim {}, metric {}, {} vectors, {} lists ({} heads, {} posting vectors), "
                "{:.2f} entries per vector, list entries min/median/p99/max {}/{}/{}/{}\n",
                (*idx)->dim(), MetricName((*idx)->metric()), st.num_vectors, st.num_lists,
@@ -63,6 +99,13 @@ int RunInspect(const std::string& path) {
   std::string m(magic, strnlen(magic, std::min<size_t>(got, 8)));
   if (m != "STRHNSW") {
     auto shape = storage::ProbeVectors(path);
+    if (shape && json) {
+      fmt::print("{}\n", Json{{"path", path}, {"kind", "dataset"}, {"rows", shape->rows}, {"dim", shape->dim},
+                              {"format", storage::DatasetFormatName(shape->format)},
+                              {"value_type", shape->value_type}}
+                             .dump());
+      return 0;
+    }
     if (shape) {
       fmt::print("{}: data set file, {} rows x {} dim ({})\n", path, shape->rows, shape->dim,
                  storage::DatasetFormatName(shape->format));
@@ -73,6 +116,34 @@ int RunInspect(const std::string& path) {
   }
   auto sf = storage::SectionFile::Open(path, m, 1);
   if (!sf) return Fail(sf.error());
+  index::HnswLoadOptions lo;
+  lo.mmap = true;
+  auto idx = index::HnswIndex::Load(path, lo);
+  if (!idx) return Fail(idx.error());
+  auto gs = (*idx)->GraphStats();
+  const auto& o = (*idx)->options();
+  if (json) {
+    Json j = {{"path", path},
+              {"kind", "hnsw"},
+              {"version", fmt::format("{}.{}", sf->major(), sf->minor())},
+              {"bytes", sf->file_size()},
+              {"sections", SectionsJson(*sf)},
+              {"dim", (*idx)->dim()},
+              {"metric", MetricName((*idx)->metric())},
+              {"M", o.M},
+              {"ef_construction", o.ef_construction},
+              {"keep_pruned", o.keep_pruned},
+              {"codes", index::CodesKindName(o.codes)},
+              {"nodes", gs.num_nodes},
+              {"live", gs.num_nodes - gs.num_deleted - gs.num_free},
+              {"tombstones", gs.num_deleted},
+              {"free_slots", gs.num_free},
+              {"max_level", gs.max_level},
+              {"mean_degree0", gs.mean_degree0},
+              {"memory_bytes", gs.memory_bytes}};
+    fmt::print("{}\n", j.dump());
+    return 0;
+  }
   fmt::print("{}: {} version {}.{}, {} bytes, checksums verified\n", path, m, sf->major(),
              sf->minor(), sf->file_size());
   fmt::print("  {:<6} {:>12} {:>14}  {}\n", "tag", "offset", "bytes", "xxh3");
@@ -80,12 +151,6 @@ int RunInspect(const std::string& path) {
     fmt::print("  {:<6} {:>12} {:>14}  {:016x}\n", storage::SectionTagName(e.tag), e.offset, e.size,
                e.checksum);
   }
-  index::HnswLoadOptions lo;
-  lo.mmap = true;
-  auto idx = index::HnswIndex::Load(path, lo);
-  if (!idx) return Fail(idx.error());
-  auto gs = (*idx)->GraphStats();
-  const auto& o = (*idx)->options();
   fmt::print("hnsw: dim {}, metric {}, M {}, ef_construction {}, keep_pruned {}\n", (*idx)->dim(),
              MetricName((*idx)->metric()), o.M, o.ef_construction, o.keep_pruned);
   if (o.codes != index::CodesKind::kNone) {

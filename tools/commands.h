@@ -92,13 +92,15 @@ Status SetSimd(const std::string& simd);
 // dataset (cmd_dataset.cc)
 int RunImportGlove(const std::string& json, const std::string& query_ids, const std::string& out_dir);
 int RunImportIdx(const std::string& images, const std::string& out);
-int RunDatasetInfo(const std::string& path);
-int RunDatasetList();
+// json: one JSON object (info), JSON lines (list) on stdout instead of the text.
+int RunDatasetInfo(const std::string& path, bool json);
+int RunDatasetList(bool json);
 int RunSynth(const std::string& out_dir, const SynthOptions& options);
 
 // gt (cmd_gt.cc)
+// json: one JSON object on stdout instead of the text.
 int RunGt(DataArgs a, uint32_t k, std::string out, int threads, std::string compare,
-          uint32_t compare_k);
+          uint32_t compare_k, bool json);
 
 // bench, engine-bench, planner-bench (cmd_bench.cc)
 // json: --json was given; json_path: its file ("" for stdout).
@@ -176,7 +178,8 @@ Status CheckSearchOptions(const std::string& strategy, const std::string& io);
 Status CheckPlot(const PlotArgs& a);
 
 // inspect (cmd_inspect.cc): describe and validate a Strata file or SPANN directory.
-int RunInspect(const std::string& path);
+// json: one JSON object on stdout instead of the text.
+int RunInspect(const std::string& path, bool json);
 
 // restore (cmd_restore.cc): a snapshot copied into a new or empty data directory and opened to
 // check it (tools/restore.h); refusals exit with status 2. `json`: one JSON object on stdout.

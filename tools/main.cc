@@ -125,7 +125,10 @@ int Main(int argc, char** argv) {
   std::string info_path;
   auto* info = dataset->add_subcommand("info", "Print the shape of a vector file");
   info->add_option("file", info_path, "vector file")->required();
+  bool info_json = false, list_json = false;
+  info->add_flag("--json", info_json, "print one JSON object instead of the text");
   auto* list = dataset->add_subcommand("list", "List the named reference data sets");
+  list->add_flag("--json", list_json, "print JSON lines, one data set a line, instead of the text");
   tools::SynthOptions synth_opt;
   std::string synth_out;
   auto* synth = dataset->add_subcommand("synth", "Write a deterministic SYNTHETIC Gaussian-mixture set");
@@ -149,6 +152,8 @@ int Main(int argc, char** argv) {
   gt->add_option("--threads", gt_threads, "threads (0 = all cores)");
   gt->add_option("--compare", gt_compare, "reference ground truth (.ivecs/.ibin) to check against");
   gt->add_option("--compare-k", gt_compare_k, "k for --compare")->capture_default_str();
+  bool gt_json = false;
+  gt->add_flag("--json", gt_json, "print one JSON object instead of the text (progress stays on stderr)");
 
 
   // bench
@@ -347,6 +352,8 @@ int Main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "Describe and validate a Strata file");
   std::string inspect_path;
   inspect->add_option("file", inspect_path, "index or data set file")->required();
+  bool inspect_json = false;
+  inspect->add_flag("--json", inspect_json, "print one JSON object instead of the text");
 
   // restore
   auto* restore = app.add_subcommand(
@@ -388,12 +395,12 @@ int Main(int argc, char** argv) {
     return RunImportGlove(glove_json, glove_qids, glove_out);
   }
   if (imp_idx->parsed()) return RunImportIdx(idx_in, idx_out);
-  if (info->parsed()) return RunDatasetInfo(info_path);
+  if (info->parsed()) return RunDatasetInfo(info_path, info_json);
   if (synth->parsed()) {
     synth_opt.progress = !quiet;
     return RunSynth(synth_out, synth_opt);
   }
-  if (list->parsed()) return RunDatasetList();
+  if (list->parsed()) return RunDatasetList(list_json);
   if (build->parsed()) {
     const bool into = !bd_into.data_dir.empty();
     if (!into && bd_out.empty()) return Usage(InvalidArgument("give -o FILE, or --into DIR with --collection"));
@@ -420,7 +427,7 @@ int Main(int argc, char** argv) {
     }
     return RunSearch(s_index, s_ef, s_mmap, s_q);
   }
-  if (inspect->parsed()) return RunInspect(inspect_path);
+  if (inspect->parsed()) return RunInspect(inspect_path, inspect_json);
   if (restore->parsed()) return RunRestore(restore_snapshot, restore_into, restore_json);
   if (serve->parsed()) return server::RunServe(serve_args);
   if (plot->parsed()) {
@@ -429,7 +436,7 @@ int Main(int argc, char** argv) {
   }
   if (gt->parsed()) {
     if (Status s = CheckGt(gt_args, gt_out, gt_compare); !s.ok()) return Usage(s);
-    return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k);
+    return RunGt(gt_args, gt_k, gt_out, gt_threads, gt_compare, gt_compare_k, gt_json);
   }
   if (pbench->parsed()) {
     if (Status s = CheckBenchData(pb_args); !s.ok()) return Usage(s);

@@ -147,6 +147,7 @@ class PyClient {
     std::vector<std::vector<Neighbor>> results;
     std::vector<std::string> explains;
     std::unordered_map<VectorId, std::optional<Record>> found;
+    std::vector<std::vector<std::optional<Record>>> hit_records;  // with_attributes, without explain
     With([&](client::Client& c) {
       if (explain) {
         for (size_t i = 0; i < q.rows; ++i) {
@@ -155,13 +156,33 @@ class PyClient {
           results.push_back(std::move(r->first));
           explains.push_back(r->second.ToJson());
         }
+      } else if (with_attributes) {
+        // search_with: the hits with their attributes, as many queries per request as the
+        // server takes (no get per hit).
+        SearchOptions oa = o;
+        oa.with_attributes = true;
+        const size_t step = std::max<size_t>(1, c.server().max_batch);
+        for (size_t b = 0; b < q.rows; b += step) {
+          const size_t n = std::min(step, q.rows - b);
+          auto reply = ValueOrThrow(c.SearchWith(collection, q.row(b), uint32_t(q.dim), uint32_t(n), oa));
+          for (auto& row : reply.results) {
+            std::vector<Neighbor> ns;
+            std::vector<std::optional<Record>> rs;
+            for (KeyedNeighbor& h : row) {
+              ns.push_back({h.id, h.distance});
+              rs.push_back(Record{h.id, {}, std::move(h.attributes), std::move(h.key)});
+            }
+            results.push_back(std::move(ns));
+            hit_records.push_back(std::move(rs));
+          }
+        }
       } else if (q.rows == 1) {
         results.push_back(ValueOrThrow(c.Search(collection, std::span<const float>(q.data, q.dim), o)));
       } else if (q.rows > 1) {
         // One frame per query, `pipeline` in flight: the server's workers take them in parallel.
         results = ValueOrThrow(c.SearchPipelined(collection, q.data, uint32_t(q.dim), uint32_t(q.rows), o, pipeline));
       }
-      if (with_attributes) {
+      if (with_attributes && explain) {
         std::vector<VectorId> ids;
         for (const auto& row : results) {
           for (const auto& n : row) {
@@ -174,7 +195,13 @@ class PyClient {
       return 0;
     });
     py::list rows;
-    if (with_attributes) {
+    if (with_attributes && !explain) {
+      for (const auto& row : hit_records) {
+        py::list hits;
+        for (const auto& r : row) hits.append(r ? py::object(FromAttributes(r->attributes)) : py::none());
+        rows.append(std::move(hits));
+      }
+    } else if (with_attributes) {
       for (const auto& row : results) {
         py::list hits;
         for (const auto& n : row) {
@@ -294,8 +321,9 @@ broken connection raises IoError (an OSError) and closes the Client for good.
            py::arg("strategy") = "auto", py::arg("pipeline") = 32, R"doc(
 As Engine.search, over the network: (ids, distances[, attributes][, explain]).
 A matrix is sent as one frame per query with `pipeline` requests in flight.
-with_attributes fetches the hits' records with one get request per batch of
-distinct ids.
+with_attributes sends search_with requests instead (as many queries per request
+as the server's max_batch): each hit comes back with its attributes, no get per
+hit (with explain=True they are fetched with get requests after the search).
 )doc");
 }
 

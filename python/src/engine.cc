@@ -150,6 +150,20 @@ class PyEngine {
           results[i] = std::move(*r);
           explains[i] = ex.ToJson();
         }
+      } else if (with_attributes && q.rows > 0) {
+        // SearchOptions::with_attributes: each hit's attributes from the search's own snapshot.
+        SearchOptions oa = o;
+        oa.with_attributes = true;
+        auto hits = ValueOrThrow(e->SearchBatchWithKeys(collection, std::span<const float>(q.data, q.rows * q.dim),
+                                                        q.dim, oa, size_t(Threads(num_threads))));
+        results.resize(hits.size());
+        records.resize(hits.size());
+        for (size_t i = 0; i < hits.size(); ++i) {
+          for (KeyedNeighbor& n : hits[i]) {
+            results[i].push_back({n.id, n.distance});
+            records[i].push_back(Record{n.id, {}, std::move(n.attributes), std::move(n.key)});
+          }
+        }
       } else if (q.rows == 1) {
         // One vector: no batch machinery (thread team, query copy) for the common case.
         results.push_back(ValueOrThrow(e->Search(collection, std::span<const float>(q.data, q.dim), o)));
@@ -158,7 +172,7 @@ class PyEngine {
         results = ValueOrThrow(e->SearchBatch(collection, std::span<const float>(q.data, q.rows * q.dim), q.dim, o,
                                               size_t(Threads(num_threads))));
       }
-      if (with_attributes) records = FetchRecords(*e, collection, results);
+      if (with_attributes && explain) records = FetchRecords(*e, collection, results);
     }
     py::list rows;
     if (with_attributes) {
@@ -189,8 +203,8 @@ class PyEngine {
     return out;
   }
 
-  // The engine returns ids and distances; the attributes of the hits come from
-  // Engine::Get, one call per hit (a hit deleted meanwhile gets None).
+  // With explain (Engine::Search, ids and distances only), the attributes of the hits
+  // come from Engine::Get, one call per hit (a hit deleted meanwhile gets None).
   static std::vector<std::vector<std::optional<Record>>> FetchRecords(
       const Engine& e, const std::string& collection, const std::vector<std::vector<Neighbor>>& results) {
     std::vector<std::vector<std::optional<Record>>> out(results.size());
@@ -337,9 +351,10 @@ strategy: "auto", "index", "scan" or "post-filter".
 Returns (ids, distances): uint64 (N, k) and float32 (N, k) arrays -- or (k,)
 for a single vector. Rows with fewer than k hits are padded with
 strata.NO_ID (2^64-1) and inf.
-with_attributes=True appends the hits' attributes: per query a list of dicts
-(None for a hit deleted meanwhile). The engine returns ids and distances only,
-so the binding fetches them with get() for each hit, after the search.
+with_attributes=True appends the hits' attributes: per query a list of dicts,
+read by the search itself from the snapshot it searched (SearchOptions::
+with_attributes); with explain=True they are fetched after the search (None for
+a hit deleted meanwhile).
 explain=True appends, per query, the planner's EXPLAIN as a dict (segments,
 strategy, ef / lists, distances computed, milliseconds); queries then run one
 after the other on one thread.

@@ -2,7 +2,12 @@
 // strategy names parse and print.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "api/attribute_rows.h"
 #include "api/explain.h"
 #include "api/types.h"
 
@@ -100,6 +105,58 @@ TEST(SearchStrategyNames, ParseAndPrint) {
   EXPECT_EQ(*ParseSearchStrategy("post_filter"), SearchStrategy::kPostFilter);
   EXPECT_FALSE(ParseSearchStrategy("fast").has_value());
   EXPECT_EQ(SearchStrategyName(static_cast<SearchStrategy>(9)), "unknown");
+}
+
+}  // namespace
+}  // namespace strata
+
+namespace strata {
+namespace {
+
+// The JSON Lines rows of `strata build --attributes` and `strata-cli upsert --attributes/--ids`.
+TEST(AttributeRows, ParsesEveryValueTypeAndOptionalIds) {
+  auto row = ParseAttributeRow(R"({"id": 7, "attributes": {"lang": "en", "year": 2024, "score": 0.5, "tags": ["a", "b"]}})");
+  ASSERT_TRUE(row.has_value()) << row.error().ToString();
+  EXPECT_EQ(row->id, VectorId{7});
+  const Attributes want = {{"lang", std::string("en")}, {"year", int64_t{2024}}, {"score", 0.5},
+                           {"tags", TagList{"a", "b"}}};
+  EXPECT_EQ(row->attributes, want);
+  row = ParseAttributeRow(R"({"attributes": {}})");
+  ASSERT_TRUE(row.has_value());
+  EXPECT_FALSE(row->id.has_value());
+  row = ParseAttributeRow("42");  // a bare id (an --ids file)
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(row->id, VectorId{42});
+  EXPECT_TRUE(row->attributes.empty());
+  row = ParseAttributeRow(R"({"id": 18446744073709551614})");
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(*row->id, 18446744073709551614ull);
+}
+
+TEST(AttributeRows, RefusesWhatItCannotStore) {
+  for (const char* bad : {"not json", R"({"id": -1})", R"({"id": 1.5})", R"({"id": "7"})", "[1, 2]",
+                          R"({"attributes": []})", R"({"attributes": {"a": {"b": 1}}})",
+                          R"({"attributes": {"a": [1, 2]}})", R"({"attributes": {"a": null}})",
+                          R"({"attributes": {"a": 9223372036854775808}})", R"({"atributes": {}})"}) {
+    auto row = ParseAttributeRow(bad);
+    ASSERT_FALSE(row.has_value()) << bad;
+    EXPECT_EQ(row.error().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(AttributeRows, ReadsAFileSkippingBlankLinesAndNamesTheLineAtFault) {
+  const auto path = std::filesystem::temp_directory_path() / ("attribute_rows_" + std::to_string(::getpid()));
+  std::ofstream(path) << "{\"id\": 1}\r\n\n   \n{\"attributes\": {\"a\": 1}}\n";
+  auto rows = ReadAttributeRows(path);
+  ASSERT_TRUE(rows.has_value()) << rows.error().ToString();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].id, VectorId{1});
+  std::ofstream(path) << "{}\n{\"id\": -3}\n";
+  rows = ReadAttributeRows(path);
+  ASSERT_FALSE(rows.has_value());
+  EXPECT_NE(rows.error().message().find("line 2"), std::string::npos) << rows.error().ToString();
+  std::filesystem::remove(path);
+  EXPECT_EQ(ReadAttributeRows(path).error().code(), StatusCode::kIOError);
 }
 
 }  // namespace

@@ -16,52 +16,17 @@
 #include <nlohmann/json.hpp>
 
 #include "storage/dataset_io.h"
-#include "tests/client/integration_util.h"
+#include "tests/client/cli_util.h"
 
 namespace strata::client {
 namespace {
 
+using testing::CliRun;
+using testing::CliTest;
+using testing::ReadAll;
 using testing::L2;
-using testing::ServerFixture;
 using testing::VectorFor;
 using Json = nlohmann::json;
-
-struct CliRun {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadAll(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-class CliTest : public ServerFixture {
- protected:
-  // Runs strata-cli with `args` (shell words) against the fixture's server.
-  CliRun Cli(const std::string& args, bool with_port = true) {
-    const auto out = dir_ / "cli.out";
-    const auto err = dir_ / "cli.err";
-    std::string cmd = std::string(STRATA_CLI_PATH) + " " + args;
-    if (with_port) cmd += " --port " + std::to_string(port());  // after the subcommand, on purpose
-    cmd += " >" + out.string() + " 2>" + err.string();
-    const int status = std::system(cmd.c_str());
-    CliRun r;
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = ReadAll(out);
-    r.err = ReadAll(err);
-    return r;
-  }
-
-  static Json ParseJson(const CliRun& r) {
-    Json j = Json::parse(r.out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "not one JSON document: " << r.out;
-    return j;
-  }
-};
 
 // One line on stderr, nothing else.
 void ExpectOneErrorLine(const CliRun& r, const std::string& part) {

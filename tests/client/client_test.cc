@@ -774,3 +774,63 @@ TEST(Client, BadRequestsAreRefusedBeforeSending) {
 
 }  // namespace
 }  // namespace strata::client
+
+namespace strata::client {
+namespace {
+
+// search_with (opcode 22) carries with_attributes to the server and brings back the hits'
+// attributes and the filter's warnings; an older server that answers UnknownOp is named as
+// such, and the connection stays usable for the older searches (docs/PROTOCOL.md#versioning).
+TEST(ClientSearchWith, AttributesAndWarningsComeBackAndAnOldServerIsNamed) {
+  FakeServer server([](FakeConnection& c) {
+    c.AcceptHello();
+    auto with = c.Expect(Op::kSearchWith);
+    if (with) {
+      const auto& m = std::get<protocol::SearchRequest>(with->request.body);
+      EXPECT_TRUE(m.options.with_attributes);
+      EXPECT_EQ(m.options.filter, "lnag == 1");
+      EXPECT_EQ(m.count, 2u);
+      protocol::SearchWithReply r;
+      r.with_attributes = true;
+      r.results = {{{5, 0.5f, "", {{"lang", std::string("en")}}}}, {}};
+      r.warnings = {"no record of collection 'c' has the attribute 'lnag' (misspelt?)"};
+      c.Reply(with->header.request_id, {.op = Op::kSearchWith, .body = r});
+    }
+    // An older server: it does not know opcode 22.
+    auto old = c.Expect(Op::kSearchWith);
+    if (old) c.ReplyError(old->header.request_id, ErrorCode::kUnknownOp, "opcode 22 is not a request");
+    auto keyed = c.Expect(Op::kSearchKeyed);
+    if (keyed) {
+      c.Reply(keyed->header.request_id,
+              {.op = Op::kSearchKeyed, .body = protocol::KeyedSearchReply{{{{7, 1.0f, "", {}}}}}});
+    }
+    c.WaitForClose();
+  });
+  auto client = MustConnect(server.port());
+  ASSERT_NE(client, nullptr);
+  const float q[4] = {1, 2, 3, 4};
+  SearchOptions o;
+  o.filter = "lnag == 1";
+  o.with_attributes = true;
+  auto r = client->SearchWith("c", q, 2, 2, o);
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  ASSERT_EQ(r->results.size(), 2u);
+  ASSERT_EQ(r->results[0].size(), 1u);
+  EXPECT_EQ(r->results[0][0].attributes, (Attributes{{"lang", std::string("en")}}));
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_NE(r->warnings[0].find("lnag"), std::string::npos);
+  auto old = client->SearchWith("c", q, 2, 1, o);
+  ASSERT_FALSE(old.has_value());
+  EXPECT_EQ(old.error().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(old.error().message().find("predates search_with"), std::string::npos) << old.error().ToString();
+  EXPECT_TRUE(client->is_open());
+  // The older request still works; with_attributes has no room in it and is refused unsent.
+  EXPECT_FALSE(client->SearchKeyed("c", q, 2, 1, o).has_value());
+  o.with_attributes = false;
+  auto keyed = client->SearchKeyed("c", q, 2, 1, o);
+  ASSERT_TRUE(keyed.has_value()) << keyed.error().ToString();
+  EXPECT_EQ((*keyed)[0][0].id, 7u);
+}
+
+}  // namespace
+}  // namespace strata::client

@@ -97,6 +97,9 @@ bool operator==(const SnapshotReply& a, const SnapshotReply& b) {
          a.files_linked == b.files_linked && a.files_copied == b.files_copied &&
          a.bytes_copied == b.bytes_copied;
 }
+bool operator==(const SearchWithReply& a, const SearchWithReply& b) {
+  return a.with_attributes == b.with_attributes && a.results == b.results && a.warnings == b.warnings;
+}
 bool operator==(const Response& a, const Response& b) { return a.op == b.op && a.body == b.body; }
 }  // namespace strata::protocol
 
@@ -225,7 +228,7 @@ void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
 
 TEST(ProtocolRoundTrip, EveryRequestKind) {
   const std::vector<Request> requests = SampleRequests();
-  ASSERT_EQ(requests.size(), 21u);  // kHello .. kSnapshot
+  ASSERT_EQ(requests.size(), 22u);  // kHello .. kSearchWith
   ASSERT_EQ(requests.back().op, kLastRequestOp);
   uint64_t id = 1000;
   for (const Request& req : requests) {
@@ -252,7 +255,7 @@ TEST(ProtocolRoundTrip, EveryRequestKind) {
 
 TEST(ProtocolRoundTrip, EveryResponseKind) {
   const std::vector<Response> responses = SampleResponses();
-  ASSERT_EQ(responses.size(), 22u);  // kHello .. kSnapshot, then kError
+  ASSERT_EQ(responses.size(), 23u);  // kHello .. kSearchWith, then kError
   uint64_t id = 1u << 31;
   for (const Response& resp : responses) {
     SCOPED_TRACE(std::string(OpName(resp.op)));
@@ -504,6 +507,47 @@ TEST(ProtocolLayout, SnapshotInDocumentedOrder) {
   // A request body of another opcode is refused before encoding.
   EXPECT_FALSE(ValidateForEncoding({Op::kSnapshot, CompactRequest{"docs"}}).ok());
   EXPECT_TRUE(ValidateForEncoding({Op::kSnapshot, SnapshotRequest{"docs", "n"}}).ok());
+}
+
+TEST(ProtocolLayout, SearchWithInDocumentedOrder) {
+  // search_with (22): a search request (1 or more queries), then u32 fields (bit 0: attributes).
+  SearchRequest m;
+  m.collection = "c";
+  m.options.k = 2;
+  m.options.filter = "a == 1";
+  m.options.with_attributes = true;
+  m.dim = 1;
+  m.count = 1;
+  m.queries = {0.5f};
+  Frame req = EncodeReq({Op::kSearchWith, m});
+  EXPECT_EQ(req.header.opcode, 22);
+  EXPECT_EQ(req.payload, Bytes().Str("c").U32(2).F64(0).U32(0).U32(0).Str("a == 1").U8(0).U32(1).U32(1).F32(0.5f)
+                             .U32(1).get());
+  // Unknown field bits are malformed, so that a client learns the server lacks them.
+  std::vector<uint8_t> unknown = req.payload;
+  unknown.back() = 0x02;
+  ExpectMalformed(DecodeRequest(req.header, unknown), "fields");
+  // The older searches have no room for with_attributes: refused before encoding.
+  EXPECT_FALSE(ValidateForEncoding({Op::kSearch, m}).ok());
+  EXPECT_FALSE(ValidateForEncoding({Op::kSearchKeyed, m}).ok());
+  EXPECT_TRUE(ValidateForEncoding({Op::kSearchWith, m}).ok());
+  // Its reply (0x8016): u32 fields, u32 query count, per query u32 n and n x (u64 id, f32
+  // distance, string key, [attributes]), then u32 count x string warnings.
+  Attributes at = {{"n", int64_t{3}}};
+  Frame rep = EncodeResp({Op::kSearchWith, SearchWithReply{true, {{{5, 0.25f, "", at}}}, {"w"}}});
+  EXPECT_EQ(rep.header.opcode, 0x8016);
+  EXPECT_EQ(rep.payload, Bytes().U32(1).U32(1).U32(1).U64(5).F32(0.25f).Str("").U16(1).Str("n").U8(0).I64(3)
+                             .U32(1).Str("w").get());
+  // Without attributes the hits end at their key.
+  Frame plain = EncodeResp({Op::kSearchWith, SearchWithReply{false, {{{5, 0.25f, "k", {}}}}, {}}});
+  EXPECT_EQ(plain.payload, Bytes().U32(0).U32(1).U32(1).U64(5).F32(0.25f).Str("k").U32(0).get());
+  auto back = DecodeResponse(rep.header, rep.payload);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  const auto& r = std::get<SearchWithReply>(back->body);
+  EXPECT_EQ(r.results[0][0].attributes, at);
+  EXPECT_EQ(r.warnings, std::vector<std::string>{"w"});
+  std::vector<uint8_t> shorter(rep.payload.begin(), rep.payload.end() - 1);
+  EXPECT_FALSE(DecodeResponse(rep.header, shorter).has_value());
 }
 
 std::vector<uint8_t> FromHex(std::string_view hex) {
@@ -890,7 +934,7 @@ TEST(ProtocolMalformed, NonFiniteFloatsPassTheDecoder) {
 
 TEST(ProtocolMalformed, OpcodeChecks) {
   // Requests: unknown, a response opcode, the error opcode.
-  for (uint16_t opcode : {uint16_t{0}, uint16_t{22}, Reply(Op::kPing), uint16_t{0x7fff}}) {
+  for (uint16_t opcode : {uint16_t{0}, uint16_t{23}, Reply(Op::kPing), uint16_t{0x7fff}}) {
     auto r = DecodeReq(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -900,7 +944,7 @@ TEST(ProtocolMalformed, OpcodeChecks) {
   ASSERT_FALSE(req_op.has_value());
   EXPECT_EQ(req_op.error().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(req_op.error().message().find("not a response"), std::string::npos);
-  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8016}, uint16_t{0xffff}, uint16_t{0x42}}) {
+  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8017}, uint16_t{0xffff}, uint16_t{0x42}}) {
     auto r = DecodeResp(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -919,7 +963,8 @@ TEST(ProtocolNames, OpsAndCodes) {
   EXPECT_EQ(OpName(Op::kUpsertKeyed), "upsert_keyed");
   EXPECT_EQ(OpName(Op::kListKeys), "list_keys");
   EXPECT_EQ(OpName(Op::kSnapshot), "snapshot");
-  for (uint16_t op = 0; op < 25; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 21) << op;
+  EXPECT_EQ(OpName(Op::kSearchWith), "search_with");
+  for (uint16_t op = 0; op < 25; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 22) << op;
   EXPECT_FALSE(IsKnownRequestOp(0x7fff));
   EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));
   EXPECT_EQ(ErrorCodeName(ErrorCode::kBusy), "Busy");

@@ -121,6 +121,11 @@ inline std::vector<Request> SampleRequests() {
   out.push_back({Op::kSearchKeyed, SampleSearch(2, SearchStrategy::kAuto, "")});
   out.push_back({Op::kListKeys, ListKeysRequest{"docs", 17, 100}});
   out.push_back({Op::kSnapshot, SnapshotRequest{"docs", "docs-2026-12-05"}});
+  {
+    SearchRequest with = SampleSearch(2, SearchStrategy::kAuto, R"(lang == "en")");
+    with.options.with_attributes = true;
+    out.push_back({Op::kSearchWith, std::move(with)});
+  }
   return out;
 }
 
@@ -203,6 +208,11 @@ inline std::vector<Response> SampleResponses() {
                  KeyedSearchReply{{{{kKeyedIdBase, 0.5f, "elem:0"}, {7, 1.0f, ""}}, {}}}});
   out.push_back({Op::kListKeys, ListKeysReply{KeyPage{{"a", "b"}, {kKeyedIdBase, kKeyedIdBase + 9}, 10}}});
   out.push_back({Op::kSnapshot, SnapshotReply{"/srv/snapshots/docs-2026-12-05", 42, 3, 17, 2, 123456}});
+  out.push_back({Op::kSearchWith,
+                 SearchWithReply{true,
+                                 {{{kKeyedIdBase, 0.5f, "elem:0", SampleRecords()[0].attributes}, {7, 1.0f, "", {}}},
+                                  {}},
+                                 {"attribute 'lnag' is on no record of collection 'docs'"}}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }

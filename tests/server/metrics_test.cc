@@ -9,7 +9,15 @@
 #include <sstream>
 #include <string>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "server/auth.h"
+#include "server/server.h"
 
 namespace strata::server {
 namespace {
@@ -153,6 +161,103 @@ TEST(Prometheus, HistogramBucketsAreCumulativeAndEndWithInf) {
   // An empty histogram still has every bucket, at zero.
   EXPECT_EQ(samples["strata_write_latency_seconds_bucket{le=\"+Inf\"}"], "0");
   EXPECT_EQ(samples["strata_write_latency_seconds_count"], "0");
+}
+
+// Per-collection gauges carry a collection label (issue 13), one sample per collection.
+TEST(Prometheus, CollectionMetricsCarryTheCollectionLabel) {
+  std::vector<CollectionInfo> collections(2);
+  collections[0].spec = {.name = "docs", .dim = 100, .metric = Metric::kCosine};
+  collections[0].num_vectors = 1234;
+  collections[0].memory_bytes = 56789;
+  collections[0].sealed_segments = 2;
+  collections[0].last_sequence = 41;
+  collections[1].spec = {.name = "img-2", .dim = 784, .metric = Metric::kL2};
+  collections[1].num_vectors = 7;
+  const std::string text = RenderPrometheus(EngineCounters{}, ServerMetrics().Snapshot(), collections);
+  std::map<std::string, std::string> types;
+  auto samples = ParseExposition(text, &types);
+  for (const char* gauge : {"strata_collection_vectors", "strata_collection_memory_bytes",
+                            "strata_collection_sealed_segments", "strata_collection_last_sequence",
+                            "strata_collection_info"}) {
+    EXPECT_EQ(types[gauge], "gauge") << gauge;
+  }
+  EXPECT_EQ(samples["strata_collection_vectors{collection=\"docs\"}"], "1234");
+  EXPECT_EQ(samples["strata_collection_vectors{collection=\"img-2\"}"], "7");
+  EXPECT_EQ(samples["strata_collection_memory_bytes{collection=\"docs\"}"], "56789");
+  EXPECT_EQ(samples["strata_collection_sealed_segments{collection=\"docs\"}"], "2");
+  EXPECT_EQ(samples["strata_collection_last_sequence{collection=\"docs\"}"], "41");
+  EXPECT_EQ(samples["strata_collection_info{collection=\"docs\",dim=\"100\",metric=\"cosine\"}"], "1");
+  EXPECT_EQ(samples["strata_collection_info{collection=\"img-2\",dim=\"784\",metric=\"l2\"}"], "1");
+  // No collections: the families are announced, with no samples.
+  const std::string empty = RenderPrometheus(EngineCounters{}, ServerMetrics().Snapshot());
+  EXPECT_NE(empty.find("# TYPE strata_collection_vectors gauge"), std::string::npos);
+  EXPECT_EQ(empty.find("strata_collection_vectors{"), std::string::npos);
+}
+
+// A live server's metrics port shows each collection under its own label.
+TEST(MetricsHttp, LiveServerLabelsEachCollection) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("strata_metrics_labels_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  {
+    EngineOptions eo;
+    eo.durability = Durability::kNone;
+    auto engine = Engine::Open(dir, eo);
+    ASSERT_TRUE(engine.has_value()) << engine.error().ToString();
+    ASSERT_TRUE((*engine)->CreateCollection({.name = "alpha", .dim = 2}).ok());
+    ASSERT_TRUE((*engine)->CreateCollection({.name = "beta", .dim = 3}).ok());
+    for (VectorId id = 0; id < 3; ++id) {
+      ASSERT_TRUE((*engine)->Upsert("beta", id, std::vector<float>{1.0f, float(id), 0.5f}).ok());
+    }
+    ServerConfig config;
+    config.port = 0;
+    config.data_dir = dir.string();
+    config.worker_threads = 1;
+    config.log_level = "error";
+    // A port the kernel hands out; another test may take it before the server binds it: then
+    // another one, a few times.
+    auto free_port = [] {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      socklen_t n = sizeof a;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+      ::close(fd);
+      return ntohs(a.sin_port);
+    };
+    config.metrics_port = free_port();
+    auto server = Server::Start(config, **engine);
+    for (int attempt = 0; attempt < 5 && !server &&
+                          server.error().message().find("in use") != std::string::npos;
+         ++attempt) {
+      config.metrics_port = free_port();
+      server = Server::Start(config, **engine);
+    }
+    ASSERT_TRUE(server.has_value()) << server.error().ToString();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((*server)->metrics_port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string get = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_EQ(::send(fd, get.data(), get.size(), 0), ssize_t(get.size()));
+    std::string reply;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, size_t(n));
+    ::close(fd);
+    (*server)->Shutdown();
+    (*server)->Wait();
+    EXPECT_NE(reply.find("strata_collection_vectors{collection=\"alpha\"} 0\n"), std::string::npos) << reply;
+    EXPECT_NE(reply.find("strata_collection_vectors{collection=\"beta\"} 3\n"), std::string::npos) << reply;
+    EXPECT_NE(reply.find("strata_collection_info{collection=\"beta\",dim=\"3\",metric=\"l2\"} 1\n"),
+              std::string::npos)
+        << reply;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MetricsHttp, GetMetricsIs200WithPrometheusContentType) {

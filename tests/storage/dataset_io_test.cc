@@ -737,6 +737,40 @@ TEST_F(DatasetIoTest, NanInNpy) {
   ExpectError(ReadVectors(path), StatusCode::kCorruption, path, "row 0 at byte offset 128");
 }
 
+// Ids (strata-cli upsert --ids): int64 or uint64, (n,) or (n, 1); negative ids, other dtypes
+// and shapes, and a short payload are refused naming the file.
+TEST_F(DatasetIoTest, IdsNpy) {
+  Bytes ids;
+  for (uint64_t v : {7ull, 0ull, 1ull << 40}) ids.Put(v);
+  const fs::path a = dir_ / "ids.npy";
+  WriteRawFile(a, MakeNpy(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", ids.str()));
+  auto read = ReadIdsNpy(a);
+  ASSERT_TRUE(read.has_value()) << read.error().ToString();
+  EXPECT_EQ(*read, (std::vector<uint64_t>{7, 0, 1ull << 40}));
+  const fs::path b = dir_ / "col.npy";
+  WriteRawFile(b, MakeNpy(1, "{'descr': '<u8', 'fortran_order': False, 'shape': (3, 1), }", ids.str()));
+  ASSERT_TRUE(ReadIdsNpy(b).has_value());
+  Bytes neg;
+  neg.Put(uint64_t{1}).Put(int64_t{-2});
+  const fs::path c = dir_ / "neg.npy";
+  WriteRawFile(c, MakeNpy(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", neg.str()));
+  auto bad = ReadIdsNpy(c);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("row 1"), std::string::npos) << bad.error().ToString();
+  const fs::path d = dir_ / "f4.npy";
+  WriteRawFile(d, MakeNpy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", FloatPayload(2)));
+  EXPECT_EQ(ReadIdsNpy(d).error().code(), StatusCode::kInvalidArgument);
+  const fs::path e = dir_ / "wide.npy";
+  WriteRawFile(e, MakeNpy(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 3), }", ids.str()));
+  EXPECT_EQ(ReadIdsNpy(e).error().code(), StatusCode::kInvalidArgument);
+  const fs::path f = dir_ / "short.npy";
+  WriteRawFile(f, MakeNpy(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }", ids.str()));
+  auto cut = ReadIdsNpy(f);
+  ASSERT_FALSE(cut.has_value());
+  EXPECT_EQ(cut.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(cut.error().message().find("short.npy"), std::string::npos);
+}
+
 // Every prefix of a valid file is either read correctly (a whole number of records) or
 // rejected with a Status; under ASan this also proves no read runs past the end.
 TEST_F(DatasetIoTest, EveryTruncationIsHandled) {

@@ -281,6 +281,52 @@ TEST_F(StrataCliTest, BuildIntoReportsProgressUnlessQuiet) {
   EXPECT_NE(quiet.out.find("loaded 2500 vectors"), std::string::npos) << quiet.out;
 }
 
+// Every command that prints results takes --json: gt, inspect (an index, a data set),
+// dataset info and dataset list print JSON on stdout instead of the text (issue 13).
+TEST_F(StrataCliTest, JsonOnEveryCommandThatPrintsResults) {
+  auto parse = [](const Run& r) {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out;
+    return j;
+  };
+  nlohmann::json j = parse(Strata("dataset info " + P("base.fbin") + " --json"));
+  EXPECT_EQ(j["rows"], kRows);
+  EXPECT_EQ(j["dim"], kDim);
+  EXPECT_EQ(j["format"], "fbin");
+  EXPECT_EQ(j["value_type"], "float32");
+
+  const Run list = Strata("dataset list --json");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::istringstream lines(list.out);
+  size_t n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    nlohmann::json d = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(d.is_discarded()) << line;
+    EXPECT_TRUE(d.contains("name") && d.contains("metric")) << line;
+  }
+  EXPECT_GE(n, 2u);
+
+  const std::string gt = "-q gt --base " + P("base.fbin") + " --queries " + P("query.fbin") + " --metric l2 --k 5";
+  ASSERT_EQ(Strata(gt + " --out " + P("ref.ibin")).exit_code, 0);
+  j = parse(Strata(gt + " --out " + P("gt.ibin") + " --json --compare " + P("ref.ibin") + " --compare-k 5"));
+  EXPECT_EQ(j["queries"], kQueries);
+  EXPECT_EQ(j["k"], 5);
+  EXPECT_EQ(j["metric"], "l2");
+  EXPECT_EQ(j["compare"]["recall"], 1.0);
+  EXPECT_TRUE(fs::exists(root_ / "gt.ibin"));
+
+  ASSERT_EQ(Strata("-q build --index hnsw --base " + P("base.fbin") + " --metric l2 -o " + P("i.hnsw")).exit_code, 0);
+  j = parse(Strata("inspect " + P("i.hnsw") + " --json"));
+  EXPECT_EQ(j["kind"], "hnsw");
+  EXPECT_EQ(j["nodes"], kRows);
+  EXPECT_EQ(j["metric"], "l2");
+  EXPECT_FALSE(j["sections"].empty());
+  j = parse(Strata("inspect " + P("base.fbin") + " --json"));
+  EXPECT_EQ(j["kind"], "dataset");
+  EXPECT_EQ(j["rows"], kRows);
+}
+
 TEST(PlotData, ParetoFrontierDropsDominatedPoints) {
   const std::vector<PlotPoint> pts = {{0.5, 1000, "a"}, {0.7, 800, "b"}, {0.6, 500, "c"},
                                       {0.9, 300, "d"}, {0.8, 100, "e"},  {0.99, 50, "f"}};
