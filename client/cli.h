@@ -92,7 +92,7 @@ struct QueryData {
 Result<QueryData> ReadQueryData(const std::string& path, size_t limit, const std::string& gt_path);
 
 // ---- cli_collections.cc ----
-int CmdPing(const GlobalArgs& g);
+int CmdPing(const GlobalArgs& g, bool json);
 int CmdList(const GlobalArgs& g, bool json);
 int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json);
 struct CreateArgs {

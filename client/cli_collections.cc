@@ -38,7 +38,7 @@ Json HistogramJson(const HistogramSnapshot& h) {
 
 }  // namespace
 
-int CmdPing(const GlobalArgs& g) {
+int CmdPing(const GlobalArgs& g, bool json) {
   Timer connect_timer;
   auto c = Open(g);
   if (!c) return Fail(c.error());
@@ -47,6 +47,19 @@ int CmdPing(const GlobalArgs& g) {
   if (Status s = (*c)->Ping(); !s.ok()) return Fail(s);
   const double rtt_ms = timer.Millis();
   const protocol::HelloReply& h = (*c)->server();
+  if (json) {
+    fmt::print("{}\n", Dump(Json{{"command", "ping"},
+                                 {"peer", (*c)->peer()},
+                                 {"server_version", h.server_version},
+                                 {"protocol_version", h.protocol_version},
+                                 {"round_trip_ms", rtt_ms},
+                                 {"connect_ms", connect_ms},
+                                 {"max_payload", h.max_payload},
+                                 {"max_batch", h.max_batch},
+                                 {"max_k", h.max_k},
+                                 {"auth_required", h.auth_required}}));
+    return 0;
+  }
   fmt::print("pong from {}: server {}, protocol {}, round trip {:.3f} ms (connect + hello {:.3f} "
              "ms)\nlimits: frame {}, batch {}, k {}, auth {}\n",
              (*c)->peer(), h.server_version, h.protocol_version, rtt_ms, connect_ms,

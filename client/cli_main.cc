@@ -42,8 +42,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   int rc = 0;
+  bool ping_json = false;
   auto* ping = app.add_subcommand("ping", "Check that the server answers; show its limits");
-  ping->callback([&] { rc = CmdPing(g); });
+  ping->add_flag("--json", ping_json, "Print JSON");
+  ping->callback([&] { rc = CmdPing(g, ping_json); });
 
   bool list_json = false;
   auto* list = app.add_subcommand("list", "List the collections");

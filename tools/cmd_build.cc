@@ -4,6 +4,7 @@
 #include <vector>
 
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include "api/attribute_rows.h"
 #include "core/progress.h"
@@ -17,7 +18,7 @@
 
 namespace strata::tools::cmd {
 
-int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoArgs& into) {
+int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoArgs& into, bool json) {
   auto metric = ResolveDataArgs(a, false);
   if (!metric && a.base.empty()) return Fail(metric.error());
   if (!metric) {
@@ -70,6 +71,19 @@ int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoAr
   const bool spann = std::filesystem::exists(std::filesystem::path(into.data_dir) / "collections" /
                                              std::to_string(info->id) / "seg-1" / "spann");
   const EngineCounters counters = (*engine)->counters();
+  if (json) {
+    fmt::print("{}\n", nlohmann::ordered_json{{"command", "build"},
+                                              {"into", into.data_dir},
+                                              {"collection", into.collection},
+                                              {"index", spann ? "spann" : "hnsw"},
+                                              {"vectors", info->num_vectors},
+                                              {"seconds", t.Seconds()},
+                                              {"index_build_seconds", counters.index_build_seconds},
+                                              {"calibration_seconds", counters.calibration_seconds},
+                                              {"memory_bytes", info->memory_bytes}}
+                           .dump());
+    return 0;
+  }
   fmt::print("loaded {} vectors into '{}' ({}) in {:.1f} s (index build {:.1f} s, calibration {:.1f} s); "
              "{:.1f} MiB in memory\n", info->num_vectors, into.collection, spann ? "SPANN" : "HNSW", t.Seconds(),
              counters.index_build_seconds, counters.calibration_seconds, info->memory_bytes / 1048576.0);
@@ -77,7 +91,7 @@ int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoAr
 }
 
 int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& topt, int threads,
-             const std::string& out) {
+             const std::string& out, bool json) {
   if (kind != "hnsw" && kind != "spann") {
     return Fail(InvalidArgument("--index {}: only hnsw and spann indexes are built into files", kind));
   }
@@ -110,6 +124,15 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
     auto idx = index::SpannIndex::Open(out);
     if (!idx) return Fail(idx.error());
     auto st = (*idx)->Stats();
+    if (json) {
+      fmt::print("{}\n", nlohmann::ordered_json{{"command", "build"}, {"index", "spann"}, {"out", out},
+                                                {"vectors", n}, {"seconds", build_s}, {"lists", st.num_lists},
+                                                {"entries_per_vector", double(st.total_entries) / double(n)},
+                                                {"memory_bytes", st.memory_bytes}, {"disk_bytes", st.disk_bytes},
+                                                {"peak_rss_bytes", tools::PeakRssBytes()}}
+                             .dump());
+      return 0;
+    }
     fmt::print("built spann over {} vectors in {:.1f} s: {} lists (entries min/median/p99/max "
                "{}/{}/{}/{}), {:.2f} entries per vector; in memory {:.1f} MiB ({:.1f}% of the raw "
                "vectors), on disk {:.1f} MiB; peak RSS {:.1f} MiB\n",
@@ -133,6 +156,14 @@ int RunBuild(DataArgs a, const std::string& kind, const tools::TargetOptions& to
   const double build_s = t.Seconds();
   if (Status s = (*idx)->Save(out); !s.ok()) return Fail(s);
   auto gs = (*idx)->GraphStats();
+  if (json) {
+    fmt::print("{}\n", nlohmann::ordered_json{{"command", "build"}, {"index", "hnsw"}, {"out", out},
+                                              {"vectors", gs.num_nodes}, {"seconds", build_s},
+                                              {"memory_bytes", gs.memory_bytes}, {"max_level", gs.max_level},
+                                              {"mean_degree0", gs.mean_degree0}}
+                           .dump());
+    return 0;
+  }
   fmt::print("built {} vectors in {:.1f} s; saved to {} ({:.1f} MiB in memory, max level {}, mean "
              "layer-0 degree {:.1f})\n",
              gs.num_nodes, build_s, out, double(gs.memory_bytes) / (1 << 20), gs.max_level,

@@ -118,9 +118,10 @@ struct BuildIntoArgs {
   uint64_t memory_budget_bytes = 0;
 };
 
+// json: one JSON object on stdout instead of the summary line (progress stays on stderr).
 int RunBuild(DataArgs a, const std::string& kind, const TargetOptions& topt, int threads,
-             const std::string& out);
-int RunBuildInto(DataArgs a, const TargetOptions& topt, const BuildIntoArgs& into);
+             const std::string& out, bool json);
+int RunBuildInto(DataArgs a, const TargetOptions& topt, const BuildIntoArgs& into, bool json);
 
 // search (cmd_search.cc): a saved HNSW file, a SPANN directory, or an engine collection. What
 // every search reads and prints, whichever index answers:

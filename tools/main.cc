@@ -19,6 +19,8 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "core/progress.h"
 #include "server/serve.h"
@@ -293,6 +295,8 @@ int Main(int argc, char** argv) {
   AddHnswCodesFlags(build, bd_topt);
   build->add_option("--threads", bd_threads, "threads (0 = all cores)");
   build->add_option("-o,--out", bd_out, "index file (HNSW) or directory (SPANN) to write");
+  bool bd_json = false;
+  build->add_flag("--json", bd_json, "print one JSON object instead of the summary (progress stays on stderr)");
   BuildIntoArgs bd_into;
   build->add_option("--into", bd_into.data_dir,
                     "instead of -o: load the vectors into a new collection of this engine data directory");
@@ -388,6 +392,9 @@ int Main(int argc, char** argv) {
     return Usage(Status(StatusCode::kInvalidArgument, ParseErrorText(e, app, argc, argv)));
   }
   Progress::SetGlobalQuiet(quiet);
+  // stdout is for results (text, or --json that a script parses): the engine's log lines go to
+  // stderr, with the progress. `serve` keeps the server's own logging.
+  if (!serve->parsed()) spdlog::set_default_logger(spdlog::stderr_color_mt("strata"));
   if (Status s = SetSimd(simd); !s.ok()) return Usage(s.WithContext("--simd"));
 
   if (imp_glove->parsed()) {
@@ -406,8 +413,8 @@ int Main(int argc, char** argv) {
     if (!into && bd_out.empty()) return Usage(InvalidArgument("give -o FILE, or --into DIR with --collection"));
     if (into && !bd_out.empty()) return Usage(InvalidArgument("give -o FILE or --into DIR, not both"));
     if (Status s = CheckBuild(bd_args, bd_index, bd_out, bd_into, bd_budget, bd_topt); !s.ok()) return Usage(s);
-    if (into) return RunBuildInto(bd_args, bd_topt, bd_into);
-    return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out);
+    if (into) return RunBuildInto(bd_args, bd_topt, bd_into, bd_json);
+    return RunBuild(bd_args, bd_index, bd_topt, bd_threads, bd_out, bd_json);
   }
   if (search->parsed()) {
     s_q.json = search->count("--json") > 0;

@@ -192,6 +192,10 @@ TEST_F(CliAttributesTest, SearchReturnsAttributesAndWarnsAboutTheFilter) {
   r = Cli("search docs --queries " + queries + " --filter 'lnag == \"en\"'");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("lnag"), std::string::npos) << r.err;
+  // ping prints JSON too.
+  r = Cli("ping --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_GT(ParseJson(r)["max_batch"].get<int>(), 0);
   // --with-attributes takes one query.
   r = Cli("search docs --queries " + queries + " --with-attributes");
   EXPECT_EQ(r.rc, 2) << r.err;

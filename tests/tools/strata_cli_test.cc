@@ -316,7 +316,12 @@ TEST_F(StrataCliTest, JsonOnEveryCommandThatPrintsResults) {
   EXPECT_EQ(j["compare"]["recall"], 1.0);
   EXPECT_TRUE(fs::exists(root_ / "gt.ibin"));
 
-  ASSERT_EQ(Strata("-q build --index hnsw --base " + P("base.fbin") + " --metric l2 -o " + P("i.hnsw")).exit_code, 0);
+  j = parse(Strata("-q build --index hnsw --base " + P("base.fbin") + " --metric l2 -o " + P("i.hnsw") + " --json"));
+  EXPECT_EQ(j["index"], "hnsw");
+  EXPECT_EQ(j["vectors"], kRows);
+  j = parse(Strata("-q build --base " + P("base.fbin") + " --metric l2 --into " + P("eng") + " --collection c --json"));
+  EXPECT_EQ(j["collection"], "c");
+  EXPECT_EQ(j["vectors"], kRows);
   j = parse(Strata("inspect " + P("i.hnsw") + " --json"));
   EXPECT_EQ(j["kind"], "hnsw");
   EXPECT_EQ(j["nodes"], kRows);
