@@ -59,7 +59,7 @@ void AddHnswCodesFlags(CLI::App* cmd, tools::TargetOptions& o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "sq8"}));
   cmd->add_option("--rerank", o.rerank,
-                  "With codes: candidates reranked with full vectors by default (0 = HNSW 2k, SPANN 4k)")
+                  "With codes: candidates reranked with full vectors by default (0 = 2k)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
   cmd->add_option("--rerank-from", o.rerank_from,
