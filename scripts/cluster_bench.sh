@@ -62,18 +62,19 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-start_server() {  # name, extra flags...
+# Not called in $(...): the pid must reach PIDS in this shell, for cleanup.
+start_server() {  # name, extra flags...; sets PORT
   local name=$1; shift
   "$SERVER" --data-dir "$T/$name" --port 0 --port-file "$T/$name.port" --metrics-port 0 \
     --log-level warn "$@" >"$T/$name.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 200); do [[ -s $T/$name.port ]] && break; sleep 0.05; done
-  cat "$T/$name.port"
+  PORT=$(cat "$T/$name.port")
 }
-N0=$(start_server n0 --cluster-etcd "$ETCD" --node-id n0 --advertise 127.0.0.1)
-start_server n1 --cluster-etcd "$ETCD" --node-id n1 --advertise 127.0.0.1 >/dev/null
-start_server n2 --cluster-etcd "$ETCD" --node-id n2 --advertise 127.0.0.1 >/dev/null
-ONE=$(start_server single)
+start_server n0 --cluster-etcd "$ETCD" --node-id n0 --advertise 127.0.0.1; N0=$PORT
+start_server n1 --cluster-etcd "$ETCD" --node-id n1 --advertise 127.0.0.1
+start_server n2 --cluster-etcd "$ETCD" --node-id n2 --advertise 127.0.0.1
+start_server single; ONE=$PORT
 
 "$CLI" cluster --etcd "$ETCD" create bench --dim $DIM --metric $METRIC --shards 4 --replicas 2 --wait 30 >&2
 "$CLI" --port "$ONE" create bench --dim $DIM --metric $METRIC >&2
