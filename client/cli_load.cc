@@ -12,7 +12,7 @@ namespace strata::cli {
 
 int CmdLoad(const GlobalArgs& g, const LoadCmdArgs& a) {
   auto options = ToSearchOptions(a.search);
-  if (!options) return Fail(options.error());
+  if (!options) return Usage(options.error());
   auto data = ReadQueryData(a.queries, a.limit, a.gt);
   if (!data) return Fail(data.error());
   client::LoadConfig config;

@@ -49,11 +49,11 @@ int CmdUpsertOne(const GlobalArgs& g, const UpsertArgs& a) {
                                  "--attributes"));
   }
   if (a.vector.empty() || a.key.empty()) {
-    return Fail(InvalidArgument("--key and --vector go together (one record by key)"));
+    return Usage(InvalidArgument("--key and --vector go together (one record by key)"));
   }
   auto vec = ParseVector(a.vector);
-  if (!vec) return Fail(vec.error());
-  if (Status s = ValidateKey(a.key); !s.ok()) return Fail(s.WithContext("--key"));
+  if (!vec) return Usage(vec.error());
+  if (Status s = ValidateKey(a.key); !s.ok()) return Usage(s.WithContext("--key"));
   auto c = Open(g);
   if (!c) return Fail(c.error());
   Record rec;
@@ -301,7 +301,7 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
 
 int CmdDelete(const GlobalArgs& g, const std::string& name, const std::vector<uint64_t>& ids,
               const std::vector<std::string>& keys) {
-  if (ids.empty() && keys.empty()) return Fail(InvalidArgument("give ids, or --key (repeatable)"));
+  if (ids.empty() && keys.empty()) return Usage(InvalidArgument("give ids, or --key (repeatable)"));
   auto c = Open(g);
   if (!c) return Fail(c.error());
   if (!ids.empty()) {
@@ -323,7 +323,7 @@ int CmdDelete(const GlobalArgs& g, const std::string& name, const std::vector<ui
 
 int CmdGet(const GlobalArgs& g, const std::string& name, const std::vector<uint64_t>& ids,
            const std::vector<std::string>& keys, bool json) {
-  if (ids.empty() && keys.empty()) return Fail(InvalidArgument("give ids, or --key (repeatable)"));
+  if (ids.empty() && keys.empty()) return Usage(InvalidArgument("give ids, or --key (repeatable)"));
   auto c = Open(g);
   if (!c) return Fail(c.error());
   // What was asked for (an id or a key) and what came back, in the order asked.
@@ -378,7 +378,7 @@ int CmdGet(const GlobalArgs& g, const std::string& name, const std::vector<uint6
 
 int CmdKeys(const GlobalArgs& g, const std::string& name, uint64_t cursor, uint32_t count, bool all,
             bool json) {
-  if (count == 0) return Fail(InvalidArgument("--count must be >= 1"));
+  if (count == 0) return Usage(InvalidArgument("--count must be >= 1"));
   auto c = Open(g);
   if (!c) return Fail(c.error());
   if (client::Client& client = **c; client.server().max_batch > 0) count = std::min(count, client.server().max_batch);

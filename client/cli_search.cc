@@ -105,22 +105,22 @@ int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float
 
 int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   if (a.vector.empty() == a.queries.empty()) {
-    return Fail(InvalidArgument("give exactly one of --vector or --queries"));
+    return Usage(InvalidArgument("give exactly one of --vector or --queries"));
   }
-  if (!a.vector.empty() && !a.gt.empty()) return Fail(InvalidArgument("--gt needs --queries"));
+  if (!a.vector.empty() && !a.gt.empty()) return Usage(InvalidArgument("--gt needs --queries"));
   if (!a.queries.empty() && a.explain && a.limit != 1) {
-    return Fail(InvalidArgument("--explain takes one query: use --vector, or --queries with --max-queries 1"));
+    return Usage(InvalidArgument("--explain takes one query: use --vector, or --queries with --max-queries 1"));
   }
   if (!a.queries.empty() && a.with_attributes && a.limit != 1) {
     return Usage(InvalidArgument(
         "--with-attributes shows one search's hits: use --vector, or --queries with --max-queries 1"));
   }
-  if (a.pipeline == 0) return Fail(InvalidArgument("--pipeline must be >= 1"));
+  if (a.pipeline == 0) return Usage(InvalidArgument("--pipeline must be >= 1"));
   auto options = ToSearchOptions(a.search);
-  if (!options) return Fail(options.error());
+  if (!options) return Usage(options.error());
   if (!a.vector.empty()) {
     auto query = ParseVector(a.vector);
-    if (!query) return Fail(query.error());
+    if (!query) return Usage(query.error());
     auto c = Open(g);
     if (!c) return Fail(c.error());
     return CmdSearchOne(**c, a, *query, *options);

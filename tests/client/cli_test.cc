@@ -220,6 +220,15 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   ExpectOneErrorLine(budget, "percentage");
   EXPECT_EQ(budget.rc, 2);
   EXPECT_EQ(Cli("search").rc, 2);  // CLI11: a required argument is missing
+  // Flags that do not go together, or values no request could carry: usage errors (2),
+  // found before anything is sent; a failure of the work itself is 1.
+  for (const char* usage : {"search vec", "search vec --vector 1,x,3", "search vec --vector 1,2 --gt g.ivecs",
+                            "search vec --vector 1,2 --pipeline 0", "search vec --vector 1,2 --k 0",
+                            "search vec --vector 1,2 --recall 1.5", "upsert vec --key a",
+                            "get vec", "delete vec", "keys vec --count 0"}) {
+    EXPECT_EQ(Cli(usage).rc, 2) << usage;
+  }
+  EXPECT_EQ(Cli("flush nope").rc, 1);
   ExpectOneErrorLine(Cli("upsert c --vectors /nonexistent/x.fvecs"), "/nonexistent/x.fvecs");
   ExpectOneErrorLine(Cli("frobnicate"), "frobnicate");
   ExpectOneErrorLine(Cli("load c --queries /nonexistent/q.fvecs"), "/nonexistent/q.fvecs");
