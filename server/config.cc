@@ -166,6 +166,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"snapshot_dir", String(&ServerConfig::snapshot_dir)},
            {"worker_threads", Integer(&ServerConfig::worker_threads)},
            {"io_threads", Integer(&ServerConfig::io_threads)},
+           {"inline_reads", Bool(&ServerConfig::inline_reads)},
            {"max_connections", Integer(&ServerConfig::max_connections)},
            {"max_frame_bytes", Bytes(&ServerConfig::max_frame_bytes)},
            {"max_batch", Integer(&ServerConfig::max_batch)},
@@ -362,8 +363,8 @@ Status ValidateServerConfig(const ServerConfig& c) {
   if (c.worker_threads > 1024) {
     return InvalidArgument("server.worker_threads: {} is over 1024", c.worker_threads);
   }
-  if (c.io_threads < 1 || c.io_threads > 256) {
-    return InvalidArgument("server.io_threads: {} must be in 1..256", c.io_threads);
+  if (c.io_threads > 256) {
+    return InvalidArgument("server.io_threads: {} must be in 0..256 (0: one per core)", c.io_threads);
   }
   if (c.max_connections < 1) return InvalidArgument("server.max_connections: must be at least 1");
   if (c.max_frame_bytes < 1024 || c.max_frame_bytes > protocol::kAbsoluteMaxPayload) {
@@ -451,7 +452,9 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("server.worker_threads", c.worker_threads == 0
                                     ? fmt::format("0 ({} cores)", EffectiveWorkerThreads(c))
                                     : fmt::format("{}", c.worker_threads));
-  line("server.io_threads", c.io_threads);
+  line("server.io_threads", c.io_threads == 0 ? fmt::format("0 ({} cores)", EffectiveIoThreads(c))
+                                              : fmt::format("{}", c.io_threads));
+  line("server.inline_reads", c.inline_reads);
   line("server.max_connections", c.max_connections);
   line("server.max_frame_bytes", c.max_frame_bytes);
   line("server.max_batch", c.max_batch);
@@ -492,6 +495,11 @@ EngineOptions EngineOptionsFor(const ServerConfig& c) {
   // kept at least as large so that it never refuses what the server let through.
   o.max_batch_ops = std::max<size_t>(o.max_batch_ops, c.max_batch);
   return o;
+}
+
+uint32_t EffectiveIoThreads(const ServerConfig& c) {
+  if (c.io_threads > 0) return c.io_threads;
+  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 uint32_t EffectiveWorkerThreads(const ServerConfig& c) {

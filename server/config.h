@@ -51,7 +51,14 @@ struct ServerConfig {
   // ever written. Empty: snapshots are refused (the default). Must not be inside data_dir.
   std::string snapshot_dir;
   uint32_t worker_threads = 0;     // engine calls run here; 0: one per core
-  uint32_t io_threads = 1;         // sockets, framing, hello and ping
+  // Sockets, framing, hello and ping, and the small reads run inline (below); 0: one per core.
+  uint32_t io_threads = 0;
+  // A single-query search, or a get/describe/list of a few records, runs on the I/O thread
+  // that read it (see Server::Impl::RunsInline) instead of waiting for a worker and then
+  // for the I/O thread again: one thread wake-up per search instead of three, which is what
+  // a search waits for when other work holds the cores. Batches, writes, maintenance and
+  // requests a cluster routes to other nodes still go to their pools.
+  bool inline_reads = true;
   uint32_t max_connections = 256;  // beyond it a new connection gets a kBusy frame and is closed
   uint32_t max_frame_bytes = 64u << 20;  // largest payload accepted (and sent)
   uint32_t max_batch = 10000;            // records / ids / queries per request
@@ -139,6 +146,8 @@ std::string DescribeServerConfig(const ServerConfig& config);
 EngineOptions EngineOptionsFor(const ServerConfig& config);
 // worker_threads with 0 resolved to the number of cores (at least 1).
 uint32_t EffectiveWorkerThreads(const ServerConfig& config);
+// io_threads with 0 resolved to the number of cores (at least 1).
+uint32_t EffectiveIoThreads(const ServerConfig& config);
 
 std::string_view DurabilityName(Durability d);
 Result<Durability> ParseDurability(std::string_view name);

@@ -1,5 +1,6 @@
 // Connection: reading frames (with their budgets and deadlines), answering hello
-// and ping on the I/O thread, handing other requests to Server::Impl::Submit, and
+// and ping, and the small reads of ServerConfig::inline_reads, on the I/O thread, handing
+// other requests to Server::Impl::Submit, and
 // writing the replies back in gathered writes.
 
 #include "server/connection.h"
@@ -379,6 +380,11 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
     return;
   }
   reply_bytes_ += reply;
+  if (server_.RunsInline(*request)) {
+    // Small: run here, on the I/O thread that read it (ServerConfig::inline_reads).
+    Deliver(server_.ExecuteInline(*request, rid, std::exchange(reserved_payload_, 0), start), reply);
+    return;
+  }
   server_.Submit(shared_from_this(), rid, op, std::move(*request), std::exchange(reserved_payload_, 0),
                  reply, start);
 }

@@ -43,6 +43,8 @@ class RequestHandler {
 
   // A hook that Execute asks first (request_hook.h); nullptr: none. Any thread, any time.
   void SetHook(std::shared_ptr<RequestHook> hook) { hook_.store(std::move(hook)); }
+  // Whether a hook is set (a cluster node's router: its requests may wait on other nodes).
+  bool has_hook() const { return hook_.load() != nullptr; }
 
   // An upper bound of the payload of the reply Execute will give `request`, cheap enough
   // for an I/O thread (no engine call), so that the server can budget reply memory before

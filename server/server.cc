@@ -514,7 +514,7 @@ void Server::Impl::Run() {
                    [](std::exception_ptr e) { LogCoroutineFailure("metrics accept loop", e); });
   }
   if (resp_) resp_->Start();
-  for (uint32_t i = 0; i < config_.io_threads; ++i) io_threads_.emplace_back([this] { RunIo(); });
+  for (uint32_t i = 0; i < EffectiveIoThreads(config_); ++i) io_threads_.emplace_back([this] { RunIo(); });
 }
 
 void Server::Impl::RunIo() {
@@ -716,11 +716,11 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config, Engine
   }
   if (impl->metrics_port_ != 0) {
     ServerLog().info("listening on {}:{} (metrics on port {}), {} I/O threads, {} workers",
-                     config.listen, impl->port_, impl->metrics_port_, config.io_threads,
+                     config.listen, impl->port_, impl->metrics_port_, EffectiveIoThreads(config),
                      impl->workers_);
   } else {
     ServerLog().info("listening on {}:{} (metrics off), {} I/O threads, {} workers", config.listen,
-                     impl->port_, config.io_threads, impl->workers_);
+                     impl->port_, EffectiveIoThreads(config), impl->workers_);
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

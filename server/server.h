@@ -9,9 +9,10 @@
 //   server->Wait();
 //
 // Threads: `io_threads` run the io_context (accept, read and write frames, hello
-// and ping, the metrics endpoint); `worker_threads` run every other request's
-// engine call and encode its reply, which is handed back to the connection's
-// strand to be written. The I/O threads never call into the engine.
+// and ping, the metrics endpoint) and, with `inline_reads`, the small reads (a search
+// of one query, a get of a few records, describe, list); `worker_threads` run every
+// other read's engine call and encode its reply, which is handed back to the
+// connection's strand to be written; writes and maintenance have pools of their own.
 //
 // Per connection: one coroutine reads frames, one writes replies (replies may go
 // out in any order: pipelining), one enforces the deadlines (idle_timeout_s with

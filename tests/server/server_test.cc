@@ -1466,7 +1466,9 @@ TEST_F(ServerTest, SlowRequestsAreLoggedWithWhereTheTimeWent) {
   const std::string log = lines();
   ServerLog().sinks().pop_back();
   ServerLog().set_level(level);
-  if (search_s < 0.04) EXPECT_EQ(log.find("slow request: search"), std::string::npos) << log;
+  if (search_s < 0.04) {
+    EXPECT_EQ(log.find("slow request: search"), std::string::npos) << log;
+  }
   if (flush_s > 0.2) {
     EXPECT_NE(log.find("slow request: flush"), std::string::npos) << log;
     EXPECT_NE(log.find("waiting for a maintenance thread"), std::string::npos) << log;
@@ -1518,6 +1520,55 @@ TEST_F(ServerTest, MaintenanceAndWritesDoNotQueueAheadOfSearches) {
   ASSERT_GT(compact_s, 0.2) << "the compaction was too quick to tell anything";
   EXPECT_LT(searches_done_s, 0.5 * compact_s)
       << "searches answered after " << searches_done_s << " s, the compaction after " << compact_s << " s";
+}
+
+// ServerConfig::inline_reads: a search of one query runs on the I/O thread that read it,
+// so it does not queue behind the worker's long batch; with inline_reads off it does.
+TEST_F(ServerTest, ASmallSearchRunsOnTheIoThreadInsteadOfQueueingBehindTheWorkers) {
+  for (const bool inline_reads : {true, false}) {
+    SCOPED_TRACE(inline_reads ? "inline_reads on" : "inline_reads off");
+    ServerConfig config = Config();
+    config.worker_threads = 1;
+    config.io_threads = 2;
+    config.inline_reads = inline_reads;
+    Start(config);
+    const std::string docs = inline_reads ? "docs-inline" : "docs-workers";
+    auto c = Connect();
+    Fill(*c, docs, 16, 1000);
+    const std::vector<float> queries = SlowQueries(*c, docs, 16, 0.3);
+    const uint64_t batches_before = AnsweredOf(*server_, "search_batch");
+    auto busy = Connect();
+    std::vector<uint8_t> bytes;
+    for (uint64_t id = 1; id <= 3; ++id) {
+      protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, docs, 16, queries, 10,
+                                                     SearchStrategy::kScan),
+                              id, bytes);
+    }
+    ASSERT_TRUE(busy->SendRaw(bytes));
+    // The one worker is running the first batch; two more wait for it.
+    ASSERT_TRUE(Eventually([&] { return server_->metrics().in_progress >= 3; }));
+    auto searcher = Connect();
+    auto f = searcher->Call(testing::SearchRequest(Op::kSearch, docs, 16, Vec(7, 16), 3), 99);
+    auto hits = Reply<protocol::SearchReply>(f, Op::kSearch);
+    ASSERT_TRUE(hits.has_value());
+    EXPECT_EQ(hits->results.at(0).at(0).id, 7u);
+    const uint64_t batches_done = AnsweredOf(*server_, "search_batch") - batches_before;
+    if (inline_reads) {
+      // About 0.9 s of batches were queued; the search did not wait for them.
+      EXPECT_LT(batches_done, 3u);
+    } else {
+      // Behind every batch queued before it (one worker, first come first served).
+      EXPECT_EQ(batches_done, 3u);
+    }
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(busy->ReadFrame(30000).has_value());
+    busy.reset();
+    c.reset();
+    searcher.reset();
+    server_->Shutdown();
+    server_->Wait();
+    server_.reset();
+    engine_.reset();
+  }
 }
 
 // ---------------------------------------------------------------------------
