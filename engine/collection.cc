@@ -38,8 +38,13 @@ uint64_t Collection::Snapshot::live() const {
   return n;
 }
 
-Collection::Collection(fs::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options)
-    : dir_(std::move(dir)), id_(id), spec_(std::move(spec)), wal_options_(wal_options) {
+Collection::Collection(fs::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options,
+                       uint32_t memory_ef_construction)
+    : dir_(std::move(dir)),
+      id_(id),
+      spec_(std::move(spec)),
+      wal_options_(wal_options),
+      memory_ef_construction_(memory_ef_construction) {
   seal_retry_rows_ = spec_.seal_threshold;
 }
 
@@ -54,13 +59,14 @@ fs::path Collection::WalPath(const fs::path& dir, uint64_t first_sequence) {
 Result<std::shared_ptr<MemorySegment>> Collection::NewMemorySegment() const {
   index::HnswOptions ho;
   ho.M = spec_.hnsw_M;
-  ho.ef_construction = spec_.hnsw_ef_construction;
+  ho.ef_construction = memory_ef_construction_ > 0 ? memory_ef_construction_ : spec_.hnsw_ef_construction;
   return MemorySegment::Create(spec_.dim, spec_.metric, ho);
 }
 
 Result<std::unique_ptr<Collection>> Collection::Create(const fs::path& dir, uint64_t id,
                                                        const CollectionSpec& spec,
-                                                       const WalOptions& wal_options) {
+                                                       const WalOptions& wal_options,
+                                                       uint32_t memory_ef_construction) {
   std::error_code ec;
   if (fs::exists(dir, ec)) return Error(AlreadyExists("{} already exists", dir.string()));
   fs::create_directories(dir / "wal", ec);
@@ -68,7 +74,7 @@ Result<std::unique_ptr<Collection>> Collection::Create(const fs::path& dir, uint
   // The new folders' entries must be durable before the catalog names them.
   STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(dir / "wal"));
   STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(dir));
-  auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options));
+  auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options, memory_ef_construction));
   auto snap = std::make_shared<Snapshot>();
   STRATA_ASSIGN_OR_RETURN(snap->memory, c->NewMemorySegment());
   c->Publish(std::move(snap));
@@ -80,8 +86,9 @@ Result<std::unique_ptr<Collection>> Collection::Create(const fs::path& dir, uint
 Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64_t id,
                                                      const CollectionSpec& spec,
                                                      const WalOptions& wal_options,
-                                                     RecoveryReport& report, bool salvage_wal_tail) {
-  auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options));
+                                                     RecoveryReport& report, bool salvage_wal_tail,
+                                                     uint32_t memory_ef_construction) {
+  auto c = std::unique_ptr<Collection>(new Collection(dir, id, spec, wal_options, memory_ef_construction));
   STRATA_ASSIGN_OR_RETURN(CollectionManifest m, CollectionManifest::Load(dir));
   c->wal_first_ = m.wal_first;
   c->next_segment_id_ = m.next_segment;

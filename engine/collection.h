@@ -59,7 +59,8 @@ class Collection {
   // Creates the collection's folder (which must not exist) with an empty log.
   static Result<std::unique_ptr<Collection>> Create(const std::filesystem::path& dir, uint64_t id,
                                                     const CollectionSpec& spec,
-                                                    const WalOptions& wal_options);
+                                                    const WalOptions& wal_options,
+                                                    uint32_t memory_ef_construction = 0);
   // Opens an existing folder: maps its sealed segments and replays its logs;
   // repairs (torn tails cut, leftovers of an interrupted seal removed) are added
   // to `report`. A damaged log is Corruption, or with `salvage_wal_tail` cut at its
@@ -67,7 +68,8 @@ class Collection {
   static Result<std::unique_ptr<Collection>> Open(const std::filesystem::path& dir, uint64_t id,
                                                   const CollectionSpec& spec,
                                                   const WalOptions& wal_options,
-                                                  RecoveryReport& report, bool salvage_wal_tail = false);
+                                                  RecoveryReport& report, bool salvage_wal_tail = false,
+                                                  uint32_t memory_ef_construction = 0);
   ~Collection();
 
   Status Write(const WriteBatch& batch, size_t max_ops);
@@ -184,7 +186,8 @@ class Collection {
     uint64_t live() const;
   };
 
-  Collection(std::filesystem::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options);
+  Collection(std::filesystem::path dir, uint64_t id, CollectionSpec spec, WalOptions wal_options,
+             uint32_t memory_ef_construction);
   Result<std::shared_ptr<MemorySegment>> NewMemorySegment() const;
   // The current snapshot. snapshot_mu_ guards only the pointer copy (nanoseconds, no
   // work under it): std::atomic<std::shared_ptr> would do, but libstdc++ 12's lock bit
@@ -260,6 +263,8 @@ class Collection {
   const uint64_t id_;
   const CollectionSpec spec_;
   const WalOptions wal_options_;
+  // EngineOptions::memory_ef_construction (0: spec_.hnsw_ef_construction).
+  const uint32_t memory_ef_construction_;
   mutable std::mutex write_mu_;  // one writer at a time: log order = apply order
   std::mutex compact_mu_;   // one compaction at a time
   std::mutex seal_mu_;      // one seal or calibration round at a time

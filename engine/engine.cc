@@ -264,6 +264,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
   if (options.maintenance_nice < 0 || options.maintenance_nice > 19) {
     return Error(InvalidArgument("maintenance_nice is {}; it must be in 0..19", options.maintenance_nice));
   }
+  if (options.memory_ef_construction > 4096) {
+    return Error(InvalidArgument("memory_ef_construction is {}; it must be in 0..4096 (0: the collection's "
+                                 "hnsw_ef_construction)",
+                                 options.memory_ef_construction));
+  }
   if (options.maintenance_interval_ms == 0) {
     return Error(InvalidArgument("maintenance_interval_ms must be at least 1"));
   }
@@ -300,7 +305,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
                               e.spec.name));
     }
     STRATA_ASSIGN_OR_RETURN(auto c, Collection::Open(impl->CollectionDir(e.id), e.id, e.spec, wal,
-                                                     impl->report_, options.salvage_wal_tail));
+                                                     impl->report_, options.salvage_wal_tail,
+                                                     options.memory_ef_construction));
     impl->Attach(*c);
     impl->collections_.emplace(e.spec.name, std::move(c));
     known[e.id] = true;
@@ -350,7 +356,8 @@ Status Engine::CreateCollection(const CollectionSpec& spec) {
   if (impl_->collections_.count(spec.name)) return AlreadyExists("collection '{}' already exists", spec.name);
   const uint64_t id = impl_->next_id_++;
   STRATA_ASSIGN_OR_RETURN(auto c, Collection::Create(impl_->CollectionDir(id), id, spec,
-                                                     WalOptionsFrom(impl_->options_)));
+                                                     WalOptionsFrom(impl_->options_),
+                                                     impl_->options_.memory_ef_construction));
   impl_->Attach(*c);
   impl_->collections_.emplace(spec.name, std::move(c));
   if (Status s = impl_->SaveManifest(); !s.ok()) {

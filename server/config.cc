@@ -204,6 +204,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"sync_interval_ms", Integer(&ServerConfig::sync_interval_ms)},
            {"background_compaction", Bool(&ServerConfig::background_compaction)},
            {"background_idle", Bool(&ServerConfig::background_idle)},
+           {"memory_ef_construction", Integer(&ServerConfig::memory_ef_construction)},
        }},
   };
   return *schema;
@@ -431,6 +432,11 @@ Status ValidateServerConfig(const ServerConfig& c) {
     return InvalidArgument(
         "engine.sync_interval_ms: must be at least 1 with durability \"interval\"");
   }
+  if (c.memory_ef_construction > 4096) {
+    return InvalidArgument("engine.memory_ef_construction: {} must be in 0..4096 (0: each collection's "
+                           "hnsw_ef_construction)",
+                           c.memory_ef_construction);
+  }
   return Status::Ok();
 }
 
@@ -482,6 +488,9 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("engine.sync_interval_ms", c.sync_interval_ms);
   line("engine.background_compaction", c.background_compaction);
   line("engine.background_idle", c.background_idle);
+  line("engine.memory_ef_construction",
+       c.memory_ef_construction == 0 ? std::string("0 (each collection's hnsw_ef_construction)")
+                                     : fmt::format("{}", c.memory_ef_construction));
   return out;
 }
 
@@ -491,6 +500,7 @@ EngineOptions EngineOptionsFor(const ServerConfig& c) {
   o.sync_interval_ms = c.sync_interval_ms;
   o.background_compaction = c.background_compaction;
   o.background_idle = c.background_idle;
+  o.memory_ef_construction = c.memory_ef_construction;
   // The server refuses larger batches itself (kTooLarge); the engine's own limit is
   // kept at least as large so that it never refuses what the server let through.
   o.max_batch_ops = std::max<size_t>(o.max_batch_ops, c.max_batch);

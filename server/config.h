@@ -7,7 +7,8 @@
 //   listen, port, metrics_port, resp_port,  durability, sync_interval_ms,
 //   resp_allow_flushall, data_dir,
 //   snapshot_dir,
-//   worker_threads, io_threads,             background_compaction, background_idle
+//   worker_threads, io_threads,             background_compaction, background_idle,
+//   inline_reads,                           memory_ef_construction
 //   max_connections, max_frame_bytes,
 //   max_batch, max_k, queue_limit,
 //   max_inflight_bytes, max_pipeline,
@@ -115,6 +116,9 @@ struct ServerConfig {
   // SCHED_IDLE instead of nice 10/19: searches then never wait for them, but on a busy
   // machine they get only idle CPU (EngineOptions::background_idle).
   bool background_idle = false;
+  // ef_construction of each collection's in-memory graph (EngineOptions::
+  // memory_ef_construction); 0: the collection's hnsw_ef_construction.
+  uint32_t memory_ef_construction = EngineOptions{}.memory_ef_construction;
 
   friend bool operator==(const ServerConfig&, const ServerConfig&) = default;
 };

@@ -170,6 +170,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   options.maintenance_nice = c.maintenance_nice;
   options.maintenance_threads = c.maintenance_threads;
   options.background_idle = c.background_idle;
+  options.memory_ef_construction = c.memory_ef_construction;
   STRATA_ASSIGN_OR_RETURN(auto engine, Engine::Open(scratch->path(), options));
   const std::string name = "bench";
   CollectionSpec spec;
@@ -377,6 +378,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   j["maintenance_nice"] = c.maintenance_nice;
   j["maintenance_threads"] = c.maintenance_threads;
   j["background_idle"] = c.background_idle;
+  j["memory_ef_construction"] = c.memory_ef_construction;
   j["rev"] = GitRevision();
   fmt::print("JSON {}\n", j.dump());
   return Status::Ok();

@@ -49,6 +49,7 @@ struct EngineBenchConfig {
   int maintenance_nice = EngineOptions{}.maintenance_nice;            // EngineOptions::maintenance_nice
   uint32_t maintenance_threads = EngineOptions{}.maintenance_threads;  // EngineOptions::maintenance_threads
   bool background_idle = EngineOptions{}.background_idle;              // EngineOptions::background_idle
+  uint32_t memory_ef_construction = EngineOptions{}.memory_ef_construction;  // EngineOptions::memory_ef_construction
   size_t show_slowest = 0;         // print the EXPLAIN of this many slowest searches per phase
 };
 

@@ -245,6 +245,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   ebench->add_flag("--background-idle", eb_config.background_idle,
                    "engine: insert, maintenance and compaction threads under SCHED_IDLE");
+  ebench->add_option("--memory-ef-construction", eb_config.memory_ef_construction,
+                     "engine: ef_construction of the in-memory segment's graph (0: --ef-construction)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
   ebench->add_option("--show-slowest", eb_config.show_slowest,
                      "--mixed: print the EXPLAIN of the N slowest searches of each phase (every search then "
                      "fills an EXPLAIN)")

@@ -15,6 +15,7 @@
 #include <iterator>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -241,6 +242,57 @@ TEST(Engine, UpsertGetSearchDelete) {
   EXPECT_EQ(c.search_latency.counts.size(), c.search_latency.upper_bounds_seconds.size() + 1);
   EXPECT_GT(c.search_latency.sum_seconds, 0.0);
   fs::remove_all(dir);
+}
+
+// EngineOptions::memory_ef_construction: the in-memory graph, the one writes go into, is
+// built at its own ef_construction (cheaper inserts); out-of-range values are refused.
+TEST(Engine, MemoryEfConstructionBuildsTheInMemoryGraph) {
+  {
+    EngineOptions bad = Quiet();
+    bad.memory_ef_construction = 5000;
+    const fs::path dir = TestDir();
+    auto refused = Engine::Open(dir, bad);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_NE(refused.error().message().find("memory_ef_construction"), std::string::npos)
+        << refused.error().message();
+    fs::remove_all(dir);
+  }
+  // Recall@10 of the in-memory graph at a fixed small ef against exact search.
+  auto recall_with = [](uint32_t memory_ef_construction) {
+    const fs::path dir = TestDir();
+    EngineOptions o = Quiet();
+    o.memory_ef_construction = memory_ef_construction;
+    auto e = OpenOrDie(dir, o);
+    CollectionSpec spec = Spec("c", 16);
+    spec.hnsw_M = 4;  // so that ef_construction 1 (raised to M) leaves a poor graph
+    spec.hnsw_ef_construction = 200;
+    EXPECT_TRUE(e->CreateCollection(spec).ok());
+    std::mt19937 rng(7);
+    for (VectorId first = 1; first <= 3000; first += 500) {
+      WriteBatch b;
+      for (VectorId id = first; id < first + 500; ++id) b.Upsert(id, RandomVector(16, rng));
+      EXPECT_TRUE(e->Write("c", b).ok());
+    }
+    size_t found = 0, wanted = 0;
+    for (int q = 0; q < 100; ++q) {
+      const std::vector<float> query = RandomVector(16, rng);
+      auto exact = e->Search("c", query, {.k = 10, .strategy = SearchStrategy::kScan});
+      auto approx = e->Search("c", query, {.k = 10, .ef = 10, .strategy = SearchStrategy::kIndex});
+      EXPECT_TRUE(exact.has_value() && approx.has_value());
+      if (!exact || !approx) return 0.0;
+      std::set<VectorId> truth;
+      for (const auto& h : *exact) truth.insert(h.id);
+      for (const auto& h : *approx) found += truth.count(h.id);
+      wanted += truth.size();
+    }
+    e.reset();
+    fs::remove_all(dir);
+    return double(found) / double(wanted);
+  };
+  const double full = recall_with(0);    // the collection's 200
+  const double cheap = recall_with(1);   // as few candidates as the graph allows (M)
+  EXPECT_GT(full, 0.3) << "memory_ef_construction 1: " << cheap;
+  EXPECT_LT(cheap, full - 0.05) << "ef_construction 200: " << full << ", memory_ef_construction 1: " << cheap;
 }
 
 // Issue 15: rows of a sealed segment re-upserted (so deleted there) around a query. The

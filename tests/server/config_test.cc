@@ -44,7 +44,7 @@ TEST(ServerConfig, ShippedFileSetsEveryKey) {
     EXPECT_NE(text.find("\n" + key + " = "), std::string::npos) << key;
     ++keys;
   }
-  EXPECT_EQ(keys, 34u);
+  EXPECT_EQ(keys, 35u);
 }
 
 TEST(ServerConfig, RespPortIsReadAndMustDifferFromTheOthers) {
@@ -205,6 +205,7 @@ TEST(ServerConfig, ValidationNamesTheKey) {
   check([](ServerConfig& c) { c.max_k = 20000; }, "server.max_k");
   check([](ServerConfig& c) { c.max_batch = 0; }, "server.max_batch");
   check([](ServerConfig& c) { c.io_threads = 257; }, "server.io_threads");
+  check([](ServerConfig& c) { c.memory_ef_construction = 5000; }, "engine.memory_ef_construction");
   check([](ServerConfig& c) { c.max_connections = 0; }, "server.max_connections");
   check([](ServerConfig& c) { c.max_pipeline = 0; }, "server.max_pipeline");
   check([](ServerConfig& c) { c.max_frame_bytes = 10; }, "server.max_frame_bytes");
