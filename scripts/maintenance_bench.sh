@@ -16,6 +16,7 @@
 #   bash scripts/maintenance_bench.sh                      # this checkout's Release build
 #   STRATA_BIN_DIRS="/tmp/before /tmp/after" bash scripts/maintenance_bench.sh
 #   ROUNDS=3 RATE=50 DURATION=20 (defaults); STRATA_SERVER_FLAGS: more strata-server flags;
+#   A_CLIENT_NICE=N or A_CLIENT_SCHED=idle: a's clients at lower CPU priority (see below);
 #   SERVER_LOGS=DIR: each server's log is copied to DIR/server<i>.log at the end (with a config
 #   setting [server] slow_request_ms, it names where each slow request's time went)
 set -euo pipefail
@@ -38,8 +39,16 @@ read -r -a BINS <<<"$STRATA_BIN_DIRS"
 # The clients that send a's upsert, flush and compaction run on this machine's cores too (reading
 # and encoding the 56 MiB file); A_CLIENT_NICE=10 runs them at lower priority, standing in for
 # clients on other machines. Default: 0 (same priority as everything else).
+# A_CLIENT_SCHED=idle runs them under SCHED_IDLE instead (chrt --idle 0): they then take a core
+# only when nothing else wants it, as clients on other machines would.
 A_NICE=""
 if [[ "${A_CLIENT_NICE:-0}" != 0 ]]; then A_NICE="nice -n ${A_CLIENT_NICE}"; fi
+if [[ "${A_CLIENT_SCHED:-}" == idle ]]; then
+  A_NICE="chrt --idle 0"
+elif [[ -n "${A_CLIENT_SCHED:-}" ]]; then
+  echo "maintenance_bench: A_CLIENT_SCHED must be 'idle' or empty, not '${A_CLIENT_SCHED}'" >&2
+  exit 2
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-maintenance-bench-XXXXXX")
 PIDS=()
