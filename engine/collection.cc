@@ -521,8 +521,7 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     disk_read_bytes_.fetch_add(io.bytes_read, std::memory_order_relaxed);
   }
   const auto merge_start = std::chrono::steady_clock::now();
-  std::sort(out.begin(), out.end());
-  if (out.size() > options.k) out.resize(options.k);
+  // `out` is the merge already: sorted and cut to k after each segment (run above).
   if (keys) {
     // Keys of the chosen hits, from the same snapshot; records written by id have none.
     keys->assign(out.size(), std::string());
