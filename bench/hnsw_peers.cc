@@ -17,7 +17,8 @@
 // (/proc/self/status RssAnon / RssFile): the mapped full vectors that reranks
 // touched are file-backed, clean, and reclaimable by the kernel. strata-sq8-pread
 // reloads with HnswLoadOptions::read_full_vectors: reranks pread the full vectors,
-// which then never count in the process's RSS.
+// which then never count in the process's RSS; all of one query's reads go to the
+// kernel as one batch (io_uring), or one pread each for strata-sq8-pread-sync.
 //
 // Data are loaded once in the parent; each library then runs in its own forked
 // child (build on --threads threads, then single-threaded one-query-at-a-time
@@ -141,8 +142,10 @@ class StrataRunner final : public Runner {
  public:
   // codes: traverse on SQ8 codes; map_full: then save, reload with the full vectors mapped.
   // read_full: reload with the full vectors read (pread) for reranks instead of mapped.
-  StrataRunner(index::CodesKind codes, bool map_full, bool read_full = false)
-      : codes_(codes), map_full_(map_full || read_full), read_full_(read_full) {}
+  // read_io: how those reads are issued (HnswLoadOptions::full_vector_io).
+  StrataRunner(index::CodesKind codes, bool map_full, bool read_full = false,
+               storage::IoBackend read_io = storage::IoBackend::kAuto)
+      : codes_(codes), map_full_(map_full || read_full), read_full_(read_full), read_io_(read_io) {}
   Status Build(const Data& d, const Config& c) override {
     index::HnswOptions opt;
     opt.M = uint32_t(c.M);
@@ -166,6 +169,7 @@ class StrataRunner final : public Runner {
     index::HnswLoadOptions lo;
     lo.map_full_vectors = !read_full_;
     lo.read_full_vectors = read_full_;
+    lo.full_vector_io = read_io_;
     auto loaded = index::HnswIndex::Load(path, lo);
     std::remove(path.c_str());  // the mapping keeps the file's pages
     if (!loaded) return loaded.error();
@@ -199,6 +203,7 @@ class StrataRunner final : public Runner {
   index::CodesKind codes_;
   bool map_full_;
   bool read_full_;
+  storage::IoBackend read_io_;
   std::unique_ptr<index::HnswIndex> index_;
   index::SearchContext ctx_;
   uint32_t ef_ = 64;
@@ -284,6 +289,10 @@ std::unique_ptr<Runner> MakeRunner(const std::string& lib) {
   if (lib == "strata-sq8-mmap") return std::make_unique<StrataRunner>(index::CodesKind::kSq8, true);
   if (lib == "strata-sq8-pread") {
     return std::make_unique<StrataRunner>(index::CodesKind::kSq8, false, true);
+  }
+  if (lib == "strata-sq8-pread-sync") {  // one pread per reranked vector (before io_uring batches)
+    return std::make_unique<StrataRunner>(index::CodesKind::kSq8, false, true,
+                                          storage::IoBackend::kPread);
   }
   if (lib == "hnswlib") return std::make_unique<HnswlibRunner>();
   if (lib == "faiss") return std::make_unique<FaissRunner>();
@@ -524,7 +533,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--ef", ef_list, "comma-separated ef values to sweep");
   app.add_option("--libs", lib_list,
-                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,strata-sq8-pread,hnswlib,faiss");
+                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,strata-sq8-pread,strata-sq8-pread-sync,hnswlib,faiss");
   app.add_option("--rerank", c.rerank, "strata-sq8*: candidates reranked with full vectors (0: index default)");
   app.add_option("--save-dir", c.save_dir, "strata-sq8-mmap: where the index file is written");
   app.add_option("--json", c.json_path, "write the full results as one JSON document");
@@ -548,7 +557,7 @@ int main(int argc, char** argv) {
   for (const auto& l : c.libs) {
     if (!MakeRunner(l)) {
       fmt::print(stderr, "hnsw_peers: unknown library '{}' (strata, strata-sq8, strata-sq8-mmap, "
-                 "hnswlib, faiss)\n", l);
+                 "strata-sq8-pread, strata-sq8-pread-sync, hnswlib, faiss)\n", l);
       return 2;
     }
   }
@@ -687,7 +696,8 @@ int main(int argc, char** argv) {
     return (*it->second)[key].get<double>();
   };
   // One block per Strata variant that ran (JSON keys named after it: strata_qps, ...).
-  for (const std::string strata : {"strata", "strata-sq8", "strata-sq8-mmap", "strata-sq8-pread"}) {
+  for (const std::string strata :
+       {"strata", "strata-sq8", "strata-sq8-mmap", "strata-sq8-pread", "strata-sq8-pread-sync"}) {
     if (!by_lib.count(strata)) continue;
     fmt::print("{:>7} {:>15} {:>13} {:>13} {:>24} {:>13}\n", "target", strata, "hnswlib", "faiss",
                strata + "/hnswlib", "/faiss");

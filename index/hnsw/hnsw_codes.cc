@@ -8,7 +8,6 @@
 // reorders near-ties; re-scoring the ef-list's best candidates with the full
 // vectors (a few dozen 400-byte reads per query) restores the exact order.
 
-#include <unistd.h>
 #include <xmmintrin.h>
 
 #include <algorithm>
@@ -152,6 +151,42 @@ void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, floa
 
 }  // namespace
 
+Status HnswIndex::Impl::ReadFullVectors(const CandidatePool& pool, size_t r,
+                                        HnswScratch& scratch) const {
+  using storage::IoBackend;
+  const IoBackend have = scratch.io ? scratch.io->backend() : IoBackend::kAuto;
+  if (!scratch.io || (full_io_ == IoBackend::kPread && have != IoBackend::kPread) ||
+      (full_io_ == IoBackend::kIoUring && have != IoBackend::kIoUring)) {
+    // Deep enough for the default rerank (2k) of any k up to 32; longer reranks are
+    // read in rounds of this many.
+    STRATA_ASSIGN_OR_RETURN(scratch.io, storage::IoQueue::Create(full_io_, 64));
+  }
+  const size_t bytes = dim_ * sizeof(float);
+  float* buf = HnswScratch::Sized(scratch.full_read, r * dim_);
+  scratch.full_requests.resize(r);
+  for (size_t i = 0; i < r; ++i) {
+    storage::ReadRequest& req = scratch.full_requests[i];
+    req.offset = full_file_offset_ + uint64_t(pool.id(i)) * bytes;
+    req.length = uint32_t(bytes);
+    req.buffer = buf + i * dim_;
+  }
+  Status failed;
+  size_t failed_at = 0;
+  STRATA_RETURN_IF_ERROR(scratch.io->ReadBatch(
+      *full_file_, std::span<const storage::ReadRequest>(scratch.full_requests.data(), r),
+      [&](size_t i, const Status& s) {
+        if (!s.ok() && failed.ok()) {
+          failed = s;
+          failed_at = i;
+        }
+      }));
+  if (!failed.ok()) {
+    return IOError("reading the full vector of node {} for a rerank: {}", pool.id(failed_at),
+                   failed.ToString());
+  }
+  return Status::Ok();
+}
+
 Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t rerank,
                                     std::optional<uint32_t> exclude, VisitedSet& visited,
                                     HnswScratch& scratch, HnswSearchStats* st) const {
@@ -177,20 +212,14 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
   // lines requested before the first is scored.
   const size_t r = std::min(pool.size(), std::max(k, rerank == 0 ? kAutoRerankPerK * k : rerank));
   out.reserve(r);
-  if (full_fd_ >= 0) {
+  if (full_file_) {
     // Read, not mapped: the vectors pass through the page cache but never become
-    // pages of this process.
-    const size_t bytes = dim_ * sizeof(float);
-    float* buf = HnswScratch::Sized(scratch.full_read, dim_);
-    for (size_t i = 0; i < r; ++i) {
-      const uint32_t id = pool.id(i);
-      const ssize_t got = pread(full_fd_, buf, bytes, off_t(full_file_offset_ + uint64_t(id) * bytes));
-      if (got != ssize_t(bytes)) {
-        return IOError("reading the full vector of node {} for a rerank: {}", id,
-                       got < 0 ? std::strerror(errno) : "short read");
-      }
-      out.push_back({Dist(q, buf), id});
-    }
+    // pages of this process. All r reads go to the kernel as one batch (one
+    // io_uring submission; reads of cached pages complete inside it), which costs
+    // less than r system calls; see docs/BENCHMARKS.md, section 10.
+    STRATA_RETURN_IF_ERROR(ReadFullVectors(pool, r, scratch));
+    const float* vecs = scratch.full_read.data();
+    for (size_t i = 0; i < r; ++i) out.push_back({Dist(q, vecs + i * dim_), pool.id(i)});
   } else {
     for (size_t i = 0; i < r; ++i) {
       PrefetchLines(reinterpret_cast<const char*>(FullVec(pool.id(i))), dim_ * sizeof(float));

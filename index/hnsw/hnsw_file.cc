@@ -429,10 +429,17 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       for (const auto& e : sf.entries()) {
         if (e.tag == hnsw_format::kTagFull) im.full_file_offset_ = e.offset;
       }
-      im.full_fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-      if (im.full_fd_ < 0) {
-        return Error(IOError("{}: cannot open for reading full vectors: {}", file, std::strerror(errno)));
+      // Buffered, not O_DIRECT: a rerank reads a few hundred bytes per candidate,
+      // and the page cache keeps the vectors that reranks come back to.
+      storage::BlockFile::Options fo;
+      fo.direct = false;
+      auto opened = storage::BlockFile::Open(file, fo);
+      if (!opened) {
+        return Error(IOError("{}: cannot open for reading full vectors: {}", file,
+                             opened.error().ToString()));
       }
+      im.full_file_ = std::move(*opened);
+      im.full_io_ = options.full_vector_io;
     }
     im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
   }

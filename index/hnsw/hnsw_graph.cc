@@ -69,7 +69,6 @@ HnswIndex::Impl::Impl(size_t dim, Metric metric, const HnswOptions& o)
 }
 
 HnswIndex::Impl::~Impl() {
-  if (full_fd_ >= 0) ::close(full_fd_);
   // Upper-link arrays are owned by the nodes (unless they live in a mapped file).
   if (!mapped_) {
     const uint32_t n = num_nodes_.load();

@@ -208,6 +208,9 @@ class HnswIndex::Impl {
   // IOError when a full vector cannot be read (read_full_vectors).
   Status SearchCodes(const float* q, size_t k, size_t ef, size_t rerank, std::optional<uint32_t> exclude,
                      VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st) const;
+  // Reads the full vectors of the pool's first r candidates from full_file_ into
+  // scratch.full_read (row i = candidate i), as one batch on the scratch's IoQueue.
+  Status ReadFullVectors(const CandidatePool& pool, size_t r, HnswScratch& scratch) const;
 
   // ---- inserts (hnsw_insert.cc) ----------------------------------------------
   int RandomLevel();
@@ -243,8 +246,11 @@ class HnswIndex::Impl {
   std::unique_ptr<std::atomic<float*>[]> full_chunks_;  // per chunk: kChunkNodes x dim floats
   std::vector<std::unique_ptr<char[], AlignedFree>> owned_full_;  // guarded by grow_mu_
   bool full_mapped_ = false;  // full vectors read from the mapped file (read-only index)
-  int full_fd_ = -1;          // HnswLoadOptions::read_full_vectors: reranks pread from here
-  uint64_t full_file_offset_ = 0;  // of the FULL section in that file
+  // HnswLoadOptions::read_full_vectors: reranks read from this file (buffered), at
+  // full_file_offset_ (the FULL section), through the searcher's IoQueue.
+  std::shared_ptr<storage::BlockFile> full_file_;
+  uint64_t full_file_offset_ = 0;
+  storage::IoBackend full_io_ = storage::IoBackend::kAuto;
   size_t block_bytes_ = 0;
   size_t prefetch_bytes_ = 0;  // how much of a vector SearchLayer prefetches
   float (*l2sq_)(const float*, const float*, size_t) = nullptr;

@@ -50,6 +50,7 @@
 
 #include "index/codes/sq8.h"
 #include "index/index.h"
+#include "storage/block_io.h"
 
 namespace strata {
 class Progress;
@@ -96,6 +97,11 @@ struct HnswLoadOptions {
   // instead of through the mapping, so they never enter this process's resident
   // set (the kernel's page cache still holds what was read). Ignored without codes.
   bool read_full_vectors = false;
+  // With read_full_vectors: how a rerank reads its candidates' vectors. kAuto (and
+  // kIoUring) submits all of one query's reads at once through the caller's
+  // SearchContext (storage::IoQueue: one io_uring submission, falling back to pread
+  // where the kernel refuses io_uring); kPread reads them one pread at a time.
+  storage::IoBackend full_vector_io = storage::IoBackend::kAuto;
 };
 
 struct HnswStats {

@@ -8,10 +8,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "index/codes/sq8.h"
 #include "index/index.h"
+#include "storage/block_io.h"
 
 namespace strata::index::hnsw_detail {
 
@@ -103,7 +105,12 @@ struct HnswScratch final : IndexScratch {
   // Searches on codes: the prepared query and the candidates being reranked.
   Sq8Query sq8_query;
   std::vector<Candidate> rerank;
-  std::vector<float> full_read;  // full vectors read for a rerank (read_full_vectors)
+  // Reranks with read_full_vectors: the candidates' vectors (r x dim floats), their
+  // read requests, and this searcher's I/O queue (created on the first such rerank;
+  // one io_uring per search context, never per thread behind the caller's back).
+  std::vector<float> full_read;
+  std::vector<storage::ReadRequest> full_requests;
+  std::unique_ptr<storage::IoQueue> io;
 };
 
 }  // namespace strata::index::hnsw_detail

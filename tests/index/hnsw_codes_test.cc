@@ -107,11 +107,13 @@ TEST(HnswCodes, SaveLoadRoundTripsInMemoryMappedAndFullVectorsMappedOrRead) {
   auto index = BuildCodes(base, Metric::kCosine, 24);
   auto path = TempPath("codes.hnsw");
   ASSERT_TRUE(index->Save(path).ok());
-  HnswLoadOptions in_memory, mapped, full_mapped, full_read;
+  HnswLoadOptions in_memory, mapped, full_mapped, full_read, full_read_sync;
   mapped.mmap = true;
   full_mapped.map_full_vectors = true;
-  full_read.read_full_vectors = true;
-  for (const HnswLoadOptions& lo : {in_memory, mapped, full_mapped, full_read}) {
+  full_read.read_full_vectors = true;  // one batch per rerank (io_uring where allowed)
+  full_read_sync.read_full_vectors = true;
+  full_read_sync.full_vector_io = storage::IoBackend::kPread;  // one pread per vector
+  for (const HnswLoadOptions& lo : {in_memory, mapped, full_mapped, full_read, full_read_sync}) {
     auto loaded = HnswIndex::Load(path, lo);
     ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
     EXPECT_EQ((*loaded)->options().codes, CodesKind::kSq8);
@@ -160,6 +162,33 @@ TEST(HnswCodes, MappedFullVectorsMakeTheIndexReadOnly) {
   auto r = *writable->Search(base[0], p, ctx);
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[0].distance, 0.0f);
+}
+
+TEST(HnswCodes, ARerankReadThatFailsIsAnIOErrorNamingTheNode) {
+  auto base = Clustered(600, kDim, 11);
+  auto index = BuildCodes(base, Metric::kL2);
+  auto path = TempPath("codes.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  for (storage::IoBackend io : {storage::IoBackend::kAuto, storage::IoBackend::kPread}) {
+    HnswLoadOptions lo;
+    lo.read_full_vectors = true;
+    lo.full_vector_io = io;
+    auto loaded = *HnswIndex::Load(path, lo);
+    // Cut the file off inside the FULL section: the reranks' reads come back short.
+    const auto size = std::filesystem::file_size(path);
+    std::filesystem::resize_file(path, size / 2);
+    SearchContext ctx;
+    SearchParams p;
+    p.k = kK;
+    p.ef = 64;
+    p.rerank = 64;  // reaches nodes whose vectors were cut off
+    auto r = loaded->Search(base[599], p, ctx);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), StatusCode::kIOError) << r.error().ToString();
+    EXPECT_NE(r.error().message().find("for a rerank"), std::string::npos);
+    std::filesystem::resize_file(path, size);  // zeros: no longer short, for the next backend
+    ASSERT_TRUE(index->Save(path).ok());
+  }
 }
 
 TEST(HnswCodes, AddBeforeAnyBatchIsAnError) {
