@@ -21,6 +21,27 @@
 
 namespace strata {
 
+// Compressed codes a collection's sealed segments are built with (the values are the
+// wire's codes byte; index/codes: CodesKind). kSq8: one byte per dimension; HNSW
+// segments walk the graph on the codes and SPANN posting lists hold codes, both
+// reranking their best candidates with the full float32 vectors.
+enum class VectorCodes : uint8_t { kNone = 0, kSq8 = 1 };
+
+// "none", "sq8"; "unknown" for a value outside the enum.
+inline std::string_view VectorCodesName(VectorCodes codes) {
+  switch (codes) {
+    case VectorCodes::kNone: return "none";
+    case VectorCodes::kSq8: return "sq8";
+  }
+  return "unknown";
+}
+
+inline Result<VectorCodes> ParseVectorCodes(std::string_view name) {
+  if (name == "none") return VectorCodes::kNone;
+  if (name == "sq8") return VectorCodes::kSq8;
+  return Error(InvalidArgument("unknown codes '{}' (expected none or sq8)", name));
+}
+
 struct CollectionSpec {
   std::string name{};  // 1..64 characters of [A-Za-z0-9_-]
   size_t dim = 0;    // 1..65536 (the wire carries it as u32)
@@ -33,6 +54,12 @@ struct CollectionSpec {
   // Compaction builds a SPANN segment instead of an HNSW one when the merged
   // vectors take more than this many bytes (0: always HNSW). Not for inner product.
   uint64_t memory_budget_bytes = 0;
+  // Codes of the sealed segments (seals, compaction, bulk load); the in-memory
+  // segment that takes writes keeps float32 vectors.
+  VectorCodes codes = VectorCodes::kNone;
+  // With codes: candidates reranked with full vectors per search (at least k);
+  // 0: the index's default (2k; docs/BENCHMARKS.md, sections 10 and 12).
+  uint32_t rerank = 0;
   friend bool operator==(const CollectionSpec&, const CollectionSpec&) = default;
 };
 

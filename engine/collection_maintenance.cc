@@ -124,7 +124,10 @@ Status Collection::SealFrozen() {
     }
     const size_t nodes = frozen.graph().num_slots();
     Result<std::unique_ptr<SealedSegment>> written;
-    if (double(nodes - live.size()) >= kRebuildDeadShare * double(nodes)) {
+    // With codes the graph is built anew from the rows: the in-memory graph holds
+    // float32 vectors (its inserts come one at a time, before any codes are trained).
+    if (double(nodes - live.size()) >= kRebuildDeadShare * double(nodes) ||
+        spec_.codes != VectorCodes::kNone) {
       written = WriteBuiltSegment(sdir, sid, spec_, rows, times);
     } else {
       // The graph the writes built, its labels (memory rows) mapped to segment rows.

@@ -49,7 +49,8 @@ void ReleaseFreedMemory() {
 
 constexpr char kManifestMagic[] = "STRMANI";
 constexpr uint16_t kManifestMajor = 1;
-constexpr uint16_t kManifestMinor = 0;
+// Minor 1: a collection may carry "codes" and "rerank" (absent: none and 0, as in 1.0).
+constexpr uint16_t kManifestMinor = 1;
 constexpr uint32_t kTagCatalog = storage::SectionTag("CATL");
 constexpr char kManifestFile[] = "MANIFEST";
 
@@ -69,6 +70,13 @@ Status ValidateSpec(const CollectionSpec& s) {
   if (s.hnsw_M < 2 || s.hnsw_M > 256) return InvalidArgument("hnsw_M {} must be in 2..256", s.hnsw_M);
   if (s.hnsw_ef_construction < 1) return InvalidArgument("hnsw_ef_construction must be at least 1");
   if (s.seal_threshold < 1) return InvalidArgument("seal_threshold must be at least 1");
+  if (s.codes != VectorCodes::kNone && s.codes != VectorCodes::kSq8) {
+    return InvalidArgument("unknown codes value {} (0 none, 1 sq8)", int(s.codes));
+  }
+  if (s.codes == VectorCodes::kNone && s.rerank != 0) {
+    return InvalidArgument("rerank {} needs codes (it is the depth of their rerank)", s.rerank);
+  }
+  if (s.rerank > kMaxSearchEf) return InvalidArgument("rerank {} must be at most {}", s.rerank, kMaxSearchEf);
   return Status::Ok();
 }
 
@@ -92,14 +100,19 @@ Status WriteCatalog(const fs::path& dir, uint64_t next_id, const std::vector<Cat
   j["collections"] = nlohmann::json::array();
   for (const CatalogEntry& e : entries) {
     const CollectionSpec& spec = e.spec;
-    j["collections"].push_back({{"id", e.id},
-                                {"name", spec.name},
-                                {"dim", spec.dim},
-                                {"metric", std::string(MetricName(spec.metric))},
-                                {"hnsw_M", spec.hnsw_M},
-                                {"hnsw_ef_construction", spec.hnsw_ef_construction},
-                                {"seal_threshold", spec.seal_threshold},
-                                {"memory_budget_bytes", spec.memory_budget_bytes}});
+    nlohmann::json c = {{"id", e.id},
+                        {"name", spec.name},
+                        {"dim", spec.dim},
+                        {"metric", std::string(MetricName(spec.metric))},
+                        {"hnsw_M", spec.hnsw_M},
+                        {"hnsw_ef_construction", spec.hnsw_ef_construction},
+                        {"seal_threshold", spec.seal_threshold},
+                        {"memory_budget_bytes", spec.memory_budget_bytes}};
+    if (spec.codes != VectorCodes::kNone) {
+      c["codes"] = std::string(VectorCodesName(spec.codes));
+      c["rerank"] = spec.rerank;
+    }
+    j["collections"].push_back(std::move(c));
   }
   const std::string text = j.dump(1);
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir / kManifestFile, kManifestMagic,
@@ -228,6 +241,13 @@ class Engine::Impl {
         // Added after the first manifests were written: absent means the default.
         e.spec.seal_threshold = c.value("seal_threshold", CollectionSpec{}.seal_threshold);
         e.spec.memory_budget_bytes = c.value("memory_budget_bytes", CollectionSpec{}.memory_budget_bytes);
+        if (c.contains("codes")) {  // 1.1
+          auto codes = ParseVectorCodes(c.at("codes").get<std::string>());
+          if (!codes) return Error(Corruption("{}: collection '{}': {}", path.string(), e.spec.name,
+                                              codes.error().message()));
+          e.spec.codes = *codes;
+          e.spec.rerank = c.value("rerank", uint32_t{0});
+        }
         if (Status s = ValidateSpec(e.spec); !s.ok()) {
           return Error(Corruption("{}: collection entry is invalid: {}", path.string(), s.message()));
         }

@@ -14,6 +14,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+index::CodesKind IndexCodes(VectorCodes codes) {
+  return codes == VectorCodes::kSq8 ? index::CodesKind::kSq8 : index::CodesKind::kNone;
+}
+
 // `count` distinct rows of `n`, ascending (a fixed seed: rewriting the same rows
 // picks the same sample).
 std::vector<uint32_t> SampleRows(size_t n, size_t count) {
@@ -55,6 +59,8 @@ Status WriteSpann(const fs::path& sdir, const CollectionSpec& spec, std::span<co
   }
   index::SpannBuildOptions so;
   so.metric = spec.metric;
+  so.codes = IndexCodes(spec.codes);
+  so.rerank = spec.rerank;
   so.progress = times.progress;
   const Timer build;
   Status built = index::SpannIndex::Build(std::move(vs), SealedSegment::SpannPath(sdir), so, labels);
@@ -66,6 +72,8 @@ Result<std::unique_ptr<index::HnswIndex>> NewGraph(const CollectionSpec& spec) {
   index::HnswOptions ho;
   ho.M = spec.hnsw_M;
   ho.ef_construction = spec.hnsw_ef_construction;
+  ho.codes = IndexCodes(spec.codes);
+  ho.rerank = spec.rerank;
   return index::HnswIndex::Create(spec.dim, spec.metric, ho);
 }
 

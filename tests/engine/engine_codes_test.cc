@@ -1,0 +1,185 @@
+// Collections whose sealed segments carry compressed codes (CollectionSpec::codes):
+// the spec persists across a reopen, seals, bulk loads and SPANN builds write
+// indexes with codes, and searches at a recall target still reach it.
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "core/vector_set.h"
+#include "engine/strata.h"
+#include "index/hnsw/hnsw_index.h"
+#include "index/spann/spann_index.h"
+
+namespace strata {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kDim = 16;
+
+fs::path TestDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path dir = fs::temp_directory_path() /
+                 ("strata_engine_codes_test_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+EngineOptions Quiet() {
+  EngineOptions o;
+  o.background_compaction = false;
+  return o;
+}
+
+// Clustered rows, ids first_id.., and the same rows kept for exact answers.
+struct Rows {
+  VectorSet vectors;
+  std::vector<VectorId> ids;
+};
+
+Rows MakeRows(size_t n, uint64_t seed, VectorId first_id) {
+  std::mt19937 rng{uint32_t(seed)};
+  std::normal_distribution<float> g;
+  std::vector<std::vector<float>> centers(20, std::vector<float>(kDim));
+  for (auto& c : centers) {
+    for (float& x : c) x = 4 * g(rng);
+  }
+  Rows r{*VectorSet::Create(n, kDim), {}};
+  for (size_t i = 0; i < n; ++i) {
+    const auto& c = centers[rng() % centers.size()];
+    for (size_t j = 0; j < kDim; ++j) r.vectors.mutable_row(i)[j] = c[j] + g(rng);
+    r.ids.push_back(first_id + i);
+  }
+  return r;
+}
+
+// Mean recall@10 of `queries` searched at `target` against exact L2 over `all`.
+double RecallAt(Engine& e, const std::vector<const Rows*>& all, double target, int queries) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  double hit = 0, total = 0;
+  for (int qi = 0; qi < queries; ++qi) {
+    const Rows& from = *all[size_t(qi) % all.size()];
+    const float* base = from.vectors.row(rng() % from.vectors.size());
+    std::vector<float> q(kDim);
+    for (size_t j = 0; j < kDim; ++j) q[j] = base[j] + 0.5f * g(rng);
+    std::vector<std::pair<float, VectorId>> exact;
+    for (const Rows* r : all) {
+      for (size_t i = 0; i < r->vectors.size(); ++i) {
+        float d = 0;
+        for (size_t j = 0; j < kDim; ++j) d += (r->vectors.row(i)[j] - q[j]) * (r->vectors.row(i)[j] - q[j]);
+        exact.push_back({d, r->ids[i]});
+      }
+    }
+    std::partial_sort(exact.begin(), exact.begin() + 10, exact.end());
+    std::unordered_set<VectorId> want;
+    for (size_t i = 0; i < 10; ++i) want.insert(exact[i].second);
+    auto got = e.Search("c", q, {.k = 10, .recall = target});
+    EXPECT_TRUE(got.has_value()) << got.error().ToString();
+    if (!got) return 0;
+    for (const auto& nb : *got) hit += want.count(nb.id);
+    total += 10;
+  }
+  return hit / total;
+}
+
+// Every file named `name` under `dir`.
+std::vector<fs::path> FilesNamed(const fs::path& dir, const std::string& name) {
+  std::vector<fs::path> out;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.path().filename() == name) out.push_back(entry.path());
+  }
+  return out;
+}
+
+TEST(EngineCodes, SealedAndBulkLoadedHnswSegmentsCarryCodesAndSearchesReachTheirTarget) {
+  const fs::path dir = TestDir();
+  const Rows bulk = MakeRows(3000, 1, 0), written = MakeRows(2000, 2, 3000), mem = MakeRows(300, 3, 5000);
+  {
+    auto e = *Engine::Open(dir, Quiet());
+    CollectionSpec spec{.name = "c", .dim = kDim, .metric = Metric::kL2};
+    spec.hnsw_ef_construction = 100;
+    spec.codes = VectorCodes::kSq8;
+    spec.rerank = 24;
+    ASSERT_TRUE(e->CreateCollection(spec).ok());
+    ASSERT_TRUE(e->BulkLoad("c", bulk.vectors, bulk.ids).ok());
+    WriteBatch b;
+    for (size_t i = 0; i < written.ids.size(); ++i) {
+      b.Upsert(written.ids[i], std::span<const float>(written.vectors.row(i), kDim));
+    }
+    ASSERT_TRUE(e->Write("c", b).ok());
+    ASSERT_TRUE(e->Flush("c").ok());  // seals the written rows: a graph built with codes
+    WriteBatch m;
+    for (size_t i = 0; i < mem.ids.size(); ++i) m.Upsert(mem.ids[i], std::span<const float>(mem.vectors.row(i), kDim));
+    ASSERT_TRUE(e->Write("c", m).ok());
+  }
+  auto e = *Engine::Open(dir, Quiet());
+  auto info = e->DescribeCollection("c");
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->spec.codes, VectorCodes::kSq8);
+  EXPECT_EQ(info->spec.rerank, 24u);
+  EXPECT_EQ(info->sealed_segments, 2u);
+  const auto graphs = FilesNamed(dir, "index.hnsw");
+  ASSERT_EQ(graphs.size(), 2u);
+  for (const auto& g : graphs) {
+    auto loaded = index::HnswIndex::Load(g);
+    ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+    EXPECT_EQ((*loaded)->options().codes, index::CodesKind::kSq8) << g;
+    EXPECT_EQ((*loaded)->options().rerank, 24u) << g;
+  }
+  // Calibrated on the codes they search with, so the targets hold (within the
+  // planner's +-0.02; docs/BENCHMARKS.md, section 5).
+  EXPECT_GE(RecallAt(*e, {&bulk, &written, &mem}, 0.95, 60), 0.93);
+  EXPECT_GE(RecallAt(*e, {&bulk, &written, &mem}, 0.80, 60), 0.78);
+  e.reset();
+  fs::remove_all(dir);
+}
+
+TEST(EngineCodes, SpannSegmentsPastTheBudgetCarryCodes) {
+  const fs::path dir = TestDir();
+  const Rows bulk = MakeRows(4000, 4, 0);
+  {
+    auto e = *Engine::Open(dir, Quiet());
+    CollectionSpec spec{.name = "c", .dim = kDim, .metric = Metric::kL2};
+    spec.memory_budget_bytes = 1000;  // any bulk load passes it: SPANN
+    spec.codes = VectorCodes::kSq8;
+    ASSERT_TRUE(e->CreateCollection(spec).ok());
+    ASSERT_TRUE(e->BulkLoad("c", bulk.vectors, bulk.ids).ok());
+  }
+  auto e = *Engine::Open(dir, Quiet());
+  const auto spann = FilesNamed(dir, "spann");
+  ASSERT_EQ(spann.size(), 1u);
+  auto opened = index::SpannIndex::Open(spann[0]);
+  ASSERT_TRUE(opened.has_value()) << opened.error().ToString();
+  EXPECT_EQ((*opened)->Stats().codes, index::CodesKind::kSq8);
+  EXPECT_GE(RecallAt(*e, {&bulk}, 0.90, 60), 0.88);
+  e.reset();
+  fs::remove_all(dir);
+}
+
+TEST(EngineCodes, ARerankWithoutCodesOrAnUnknownCodesValueIsRefused) {
+  const fs::path dir = TestDir();
+  auto e = *Engine::Open(dir, Quiet());
+  CollectionSpec spec{.name = "c", .dim = kDim};
+  spec.rerank = 10;
+  Status s = e->CreateCollection(spec);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("needs codes"), std::string::npos) << s.message();
+  spec.rerank = 0;
+  spec.codes = static_cast<VectorCodes>(7);
+  s = e->CreateCollection(spec);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("codes"), std::string::npos) << s.message();
+  e.reset();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace strata
