@@ -103,6 +103,8 @@ struct CreateArgs {
   uint32_t ef_construction = 200;
   uint64_t seal_threshold = 100000;
   std::string memory_budget = "0";
+  std::string codes = "none";
+  uint32_t rerank = 0;
 };
 int CmdCreate(const GlobalArgs& g, const CreateArgs& a);
 // drop, flush, compact: one name, one call, one line.

@@ -23,6 +23,8 @@ Json InfoJson(const CollectionInfo& info) {
           {"hnsw_ef_construction", info.spec.hnsw_ef_construction},
           {"seal_threshold", info.spec.seal_threshold},
           {"memory_budget_bytes", info.spec.memory_budget_bytes},
+          {"codes", VectorCodesName(info.spec.codes)},
+          {"rerank", info.spec.rerank},
           {"num_vectors", info.num_vectors},
           {"sealed_segments", info.sealed_segments},
           {"memory_bytes", info.memory_bytes},
@@ -104,12 +106,16 @@ int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json) {
   }
   const auto& s = info->spec;
   fmt::print("name: {}\nid: {}\ndim: {}\nmetric: {}\nhnsw M: {}\nhnsw ef_construction: {}\n"
-             "seal threshold: {} vectors\nmemory budget: {}\nvectors: {}\nsealed segments: {}\n"
-             "memory: {}\nlast sequence: {}\n",
+             "seal threshold: {} vectors\nmemory budget: {}\ncodes: {}\nvectors: {}\n"
+             "sealed segments: {}\nmemory: {}\nlast sequence: {}\n",
              s.name, info->id, s.dim, MetricName(s.metric), s.hnsw_M,
              s.hnsw_ef_construction, s.seal_threshold,
              s.memory_budget_bytes == 0 ? std::string("none (compaction builds HNSW)")
                                         : HumanBytes(s.memory_budget_bytes),
+             s.codes == VectorCodes::kNone
+                 ? std::string("none")
+                 : fmt::format("{} (rerank {})", VectorCodesName(s.codes),
+                               s.rerank == 0 ? std::string("2k") : std::to_string(s.rerank)),
              info->num_vectors, info->sealed_segments, HumanBytes(info->memory_bytes),
              info->last_sequence);
   return 0;
@@ -137,10 +143,22 @@ int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
     return 2;  // a usage error
   }
   spec.memory_budget_bytes = budget->bytes;
+  auto codes = ParseVectorCodes(a.codes);
+  if (!codes) {
+    Fail(codes.error().WithContext("--codes"));
+    return 2;  // a usage error
+  }
+  spec.codes = *codes;
+  spec.rerank = a.rerank;
+  if (spec.codes == VectorCodes::kNone && spec.rerank != 0) {
+    Fail(InvalidArgument("--rerank needs --codes (it is the depth of their rerank)"));
+    return 2;
+  }
   auto c = Open(g);
   if (!c) return Fail(c.error());
   if (Status s = (*c)->CreateCollection(spec); !s.ok()) return Fail(s);
-  fmt::print("created {} (dim {}, {})\n", spec.name, spec.dim, MetricName(spec.metric));
+  fmt::print("created {} (dim {}, {}{})\n", spec.name, spec.dim, MetricName(spec.metric),
+             spec.codes == VectorCodes::kNone ? "" : fmt::format(", codes {}", VectorCodesName(spec.codes)));
   return 0;
 }
 

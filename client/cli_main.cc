@@ -73,6 +73,13 @@ int main(int argc, char** argv) {
   create->add_option("--memory-budget", create_args.memory_budget,
                      "Compaction builds SPANN past this size (bytes: 1000000, 512M, 2G; 0: always HNSW)")
       ->capture_default_str();
+  create->add_option("--codes", create_args.codes,
+                     "Compressed codes of the sealed segments: none or sq8 (HNSW walks them, SPANN "
+                     "lists hold them; both rerank with full vectors)")
+      ->capture_default_str();
+  create->add_option("--rerank", create_args.rerank,
+                     "With --codes: candidates reranked with full vectors per search (0: 2k)")
+      ->capture_default_str();
   create->callback([&] { rc = CmdCreate(g, create_args); });
 
   std::string simple_name;

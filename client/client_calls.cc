@@ -45,11 +45,27 @@ Status Client::Ping() {
   return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kPing));
 }
 
+namespace {
+// An error reply to an opcode the server does not know (it predates the opcode).
+bool IsUnknownOp(const Status& s) {
+  return s.code() == StatusCode::kUnimplemented && s.message().find("UnknownOp") != std::string::npos;
+}
+}  // namespace
+
 Status Client::CreateCollection(const CollectionSpec& spec) {
-  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kCreateCollection,
-                                                   .body = protocol::CreateCollectionRequest{spec}},
-                                           options_.admin_timeout_ms));
-  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kCreateCollection));
+  // A spec that version 1's create_collection carries goes as before, so that servers
+  // predating create_collection_with (23) still take it.
+  const bool with = spec.codes != VectorCodes::kNone || spec.rerank != 0;
+  const Op op = with ? Op::kCreateCollectionWith : Op::kCreateCollection;
+  auto r = Call(Request{.op = op, .body = protocol::CreateCollectionRequest{spec}}, options_.admin_timeout_ms);
+  if (!r && with && is_open() && IsUnknownOp(r.error())) {
+    return Unimplemented(
+        "create_collection: the server ({}) predates create_collection_with (opcode 23), which "
+        "carries the collection's codes; upgrade it, or create the collection without codes",
+        server_.server_version);
+  }
+  if (!r) return r.error();
+  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(*r), op));
 }
 
 Status Client::DropCollection(const std::string& name) {
@@ -68,11 +84,16 @@ Result<std::vector<CollectionInfo>> Client::ListCollections() {
 }
 
 Result<CollectionInfo> Client::DescribeCollection(const std::string& name) {
-  STRATA_ASSIGN_OR_RETURN(Response r,
-                          Call(Request{.op = Op::kDescribeCollection,
-                                       .body = protocol::DescribeCollectionRequest{name}}));
-  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::DescribeCollectionReply>(
-                                          std::move(r), Op::kDescribeCollection));
+  // describe_collection_with (24) carries the whole spec; a server that predates it
+  // answers describe_collection (6), whose collections have no codes.
+  Op op = Op::kDescribeCollectionWith;
+  auto r = Call(Request{.op = op, .body = protocol::DescribeCollectionRequest{name}});
+  if (!r && is_open() && IsUnknownOp(r.error())) {
+    op = Op::kDescribeCollection;
+    r = Call(Request{.op = op, .body = protocol::DescribeCollectionRequest{name}});
+  }
+  if (!r) return Error(r.error());
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::DescribeCollectionReply>(std::move(*r), op));
   return std::move(reply.info);
 }
 

@@ -106,12 +106,13 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       reply.results = std::move(*r);
       return protocol::Response{request.op, std::move(reply)};
     }
-    case Op::kDescribeCollection: {
+    case Op::kDescribeCollection:
+    case Op::kDescribeCollectionWith: {
       auto router = Acquire();
       auto info = router->Describe(name);
       Release(std::move(router));
       if (!info) return ErrorResponse(info.error());
-      return protocol::Response{Op::kDescribeCollection, protocol::DescribeCollectionReply{*info}};
+      return protocol::Response{request.op, protocol::DescribeCollectionReply{*info}};
     }
     default:
       return ErrorResponse(Unimplemented(

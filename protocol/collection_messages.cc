@@ -44,6 +44,33 @@ Result<CollectionSpec> ReadSpec(Reader& r, const DecodeLimits& limits) {
   return s;
 }
 
+// The spec's parts after version 1's layout (kCreateCollectionWith,
+// kDescribeCollectionWith): u32 fields, then each part whose bit is set.
+constexpr uint32_t kSpecFieldCodes = 1u << 0;  // u8 codes, u32 rerank
+constexpr uint32_t kKnownSpecFields = kSpecFieldCodes;
+
+void WriteSpecFields(Writer& w, const CollectionSpec& s) {
+  w.U32(kSpecFieldCodes);
+  w.U8(static_cast<uint8_t>(s.codes));
+  w.U32(s.rerank);
+}
+
+Status ReadSpecFields(Reader& r, CollectionSpec& s) {
+  STRATA_ASSIGN_OR_RETURN(uint32_t fields, r.U32("fields"));
+  if (fields & ~kKnownSpecFields) {
+    return InvalidArgument("fields: unknown bits 0x{:x} (bit 0: codes)", fields & ~kKnownSpecFields);
+  }
+  if (fields & kSpecFieldCodes) {
+    STRATA_ASSIGN_OR_RETURN(uint8_t codes, r.U8("codes"));
+    if (codes > static_cast<uint8_t>(VectorCodes::kSq8)) {
+      return InvalidArgument("codes: unknown value {} (0 none, 1 sq8)", codes);
+    }
+    s.codes = static_cast<VectorCodes>(codes);
+    STRATA_ASSIGN_OR_RETURN(s.rerank, r.U32("rerank"));
+  }
+  return Status::Ok();
+}
+
 void WriteInfo(Writer& w, const CollectionInfo& info) {
   WriteSpec(w, info.spec);
   w.U64(info.id);
@@ -113,6 +140,29 @@ void WriteDescribeCollectionReply(Writer& w, const DescribeCollectionReply& m) {
 Result<DescribeCollectionReply> ReadDescribeCollectionReply(Reader& r,
                                                             const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(CollectionInfo info, ReadInfo(r, limits));
+  return DescribeCollectionReply{std::move(info)};
+}
+
+void WriteCreateCollectionWith(Writer& w, const CreateCollectionRequest& m) {
+  WriteSpec(w, m.spec);
+  WriteSpecFields(w, m.spec);
+}
+
+Result<CreateCollectionRequest> ReadCreateCollectionWith(Reader& r, const DecodeLimits& limits) {
+  STRATA_ASSIGN_OR_RETURN(CollectionSpec spec, ReadSpec(r, limits));
+  STRATA_RETURN_IF_ERROR(ReadSpecFields(r, spec));
+  return CreateCollectionRequest{std::move(spec)};
+}
+
+void WriteDescribeCollectionWithReply(Writer& w, const DescribeCollectionReply& m) {
+  WriteInfo(w, m.info);
+  WriteSpecFields(w, m.info.spec);
+}
+
+Result<DescribeCollectionReply> ReadDescribeCollectionWithReply(Reader& r,
+                                                                const DecodeLimits& limits) {
+  STRATA_ASSIGN_OR_RETURN(CollectionInfo info, ReadInfo(r, limits));
+  STRATA_RETURN_IF_ERROR(ReadSpecFields(r, info.spec));
   return DescribeCollectionReply{std::move(info)};
 }
 

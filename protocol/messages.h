@@ -34,6 +34,13 @@ Result<DescribeCollectionRequest> ReadDescribeCollection(Reader& r, const Decode
 void WriteDescribeCollectionReply(Writer& w, const DescribeCollectionReply& m);
 Result<DescribeCollectionReply> ReadDescribeCollectionReply(Reader& r,
                                                             const DecodeLimits& limits);
+// kCreateCollectionWith and kDescribeCollectionWith: the same, each spec followed by
+// u32 fields (bit 0: u8 codes, u32 rerank).
+void WriteCreateCollectionWith(Writer& w, const CreateCollectionRequest& m);
+Result<CreateCollectionRequest> ReadCreateCollectionWith(Reader& r, const DecodeLimits& limits);
+void WriteDescribeCollectionWithReply(Writer& w, const DescribeCollectionReply& m);
+Result<DescribeCollectionReply> ReadDescribeCollectionWithReply(Reader& r,
+                                                                const DecodeLimits& limits);
 
 // ---- record_messages.cc: upsert, delete, get --------------------------------------
 // A record's attributes: u16 count, then each attribute (shared with key_messages.cc).

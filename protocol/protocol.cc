@@ -51,7 +51,11 @@ void WriteRequestPayload(Writer& w, const Request& req) {
       (void)BodyAs<ListCollectionsRequest>(b);
       return;
     case Op::kDescribeCollection:
+    case Op::kDescribeCollectionWith:
       wire::WriteDescribeCollection(w, BodyAs<DescribeCollectionRequest>(b));
+      return;
+    case Op::kCreateCollectionWith:
+      wire::WriteCreateCollectionWith(w, BodyAs<CreateCollectionRequest>(b));
       return;
     case Op::kUpsert:
       wire::WriteUpsert(w, BodyAs<UpsertRequest>(b));
@@ -110,7 +114,10 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
     case Op::kListCollections:
       return ListCollectionsRequest{};
     case Op::kDescribeCollection:
+    case Op::kDescribeCollectionWith:
       return wire::ReadDescribeCollection(r, limits);
+    case Op::kCreateCollectionWith:
+      return wire::ReadCreateCollectionWith(r, limits);
     case Op::kUpsert:
       return wire::ReadUpsert(r, limits);
     case Op::kDelete:
@@ -153,6 +160,7 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
       return;
     case Op::kPing:
     case Op::kCreateCollection:
+    case Op::kCreateCollectionWith:
     case Op::kDropCollection:
     case Op::kFlush:
     case Op::kCompact:
@@ -163,6 +171,9 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
       return;
     case Op::kDescribeCollection:
       wire::WriteDescribeCollectionReply(w, BodyAs<DescribeCollectionReply>(b));
+      return;
+    case Op::kDescribeCollectionWith:
+      wire::WriteDescribeCollectionWithReply(w, BodyAs<DescribeCollectionReply>(b));
       return;
     case Op::kUpsert:
     case Op::kDelete:
@@ -213,6 +224,7 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadHelloReply(r);
     case Op::kPing:
     case Op::kCreateCollection:
+    case Op::kCreateCollectionWith:
     case Op::kDropCollection:
     case Op::kFlush:
     case Op::kCompact:
@@ -221,6 +233,8 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadListCollectionsReply(r, limits);
     case Op::kDescribeCollection:
       return wire::ReadDescribeCollectionReply(r, limits);
+    case Op::kDescribeCollectionWith:
+      return wire::ReadDescribeCollectionWithReply(r, limits);
     case Op::kUpsert:
     case Op::kDelete:
       return wire::ReadWriteReply(r);
@@ -321,6 +335,10 @@ std::string_view OpName(Op op) {
       return "snapshot";
     case Op::kSearchWith:
       return "search_with";
+    case Op::kCreateCollectionWith:
+      return "create_collection_with";
+    case Op::kDescribeCollectionWith:
+      return "describe_collection_with";
     case Op::kError:
       return "error";
   }
@@ -525,11 +543,16 @@ Status ValidateForEncoding(const Request& request) {
     case Op::kPing:
       if (!std::holds_alternative<PingRequest>(request.body)) return wrong_body();
       break;
-    case Op::kCreateCollection: {
+    case Op::kCreateCollection:
+    case Op::kCreateCollectionWith: {
       const auto* m = std::get_if<CreateCollectionRequest>(&request.body);
       if (m == nullptr) return wrong_body();
       if (m->spec.dim > std::numeric_limits<uint32_t>::max()) {
         return InvalidArgument("{}: dim {} does not fit the wire's u32", op, m->spec.dim);
+      }
+      if (request.op == Op::kCreateCollection &&
+          (m->spec.codes != VectorCodes::kNone || m->spec.rerank != 0)) {
+        return InvalidArgument("{}: codes and rerank travel only in create_collection_with (23)", op);
       }
       break;
     }
@@ -540,6 +563,7 @@ Status ValidateForEncoding(const Request& request) {
       if (!std::holds_alternative<ListCollectionsRequest>(request.body)) return wrong_body();
       break;
     case Op::kDescribeCollection:
+    case Op::kDescribeCollectionWith:
       if (!std::holds_alternative<DescribeCollectionRequest>(request.body)) return wrong_body();
       break;
     case Op::kUpsert:

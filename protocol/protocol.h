@@ -84,11 +84,15 @@ enum class Op : uint16_t {
   // Added within version 1: a search (1 or more queries) whose reply carries each hit's key,
   // its attributes on request (SearchOptions::with_attributes) and the filter's warnings.
   kSearchWith = 22,   // SearchRequest + u32 fields; SearchWithReply
+  // Added within version 1: a collection spec with the parts that came after version 1's
+  // CollectionSpec (codes, rerank), named by a u32 fields word (docs/PROTOCOL.md).
+  kCreateCollectionWith = 23,    // CreateCollectionRequest: spec + fields; EmptyReply
+  kDescribeCollectionWith = 24,  // DescribeCollectionRequest; DescribeCollectionReply + fields
   kError = 0x7fff,    // only in responses: ErrorReply
 };
 // The highest request opcode: request opcodes are 1..kLastRequestOp (tables indexed by
 // opcode, such as the server's per-op counters, size themselves by it).
-inline constexpr Op kLastRequestOp = Op::kSearchWith;
+inline constexpr Op kLastRequestOp = Op::kDescribeCollectionWith;
 std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
 bool IsKnownRequestOp(uint16_t opcode);
 

@@ -243,7 +243,8 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
   switch (request.op) {
     case Op::kPing:
       return protocol::EmptyReply{};
-    case Op::kCreateCollection: {
+    case Op::kCreateCollection:
+    case Op::kCreateCollectionWith: {
       const auto& m = std::get<protocol::CreateCollectionRequest>(b);
       ForgetCollection(m.spec.name);
       if (Status s = engine_.CreateCollection(m.spec); !s.ok()) return Fail(s);
@@ -260,7 +261,8 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
     case Op::kListCollections: {
       return protocol::ListCollectionsReply{engine_.ListCollections()};
     }
-    case Op::kDescribeCollection: {
+    case Op::kDescribeCollection:
+    case Op::kDescribeCollectionWith: {
       const auto& m = std::get<protocol::DescribeCollectionRequest>(b);
       auto info = engine_.DescribeCollection(m.name);
       if (!info) return Fail(info.error());

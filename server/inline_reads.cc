@@ -34,6 +34,7 @@ bool Server::Impl::RunsInline(const protocol::Request& request) const {
       return g != nullptr && g->keys.size() <= kInlineMaxRecords;
     }
     case Op::kDescribeCollection:
+    case Op::kDescribeCollectionWith:
     case Op::kListCollections:
       return true;
     default:

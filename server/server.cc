@@ -182,6 +182,7 @@ Server::Impl::Lane Server::Impl::LaneOf(Op op) {
     case Op::kCompact:
     case Op::kSnapshot:
     case Op::kCreateCollection:
+    case Op::kCreateCollectionWith:
     case Op::kDropCollection:
       return Lane::kMaintenance;
     default:

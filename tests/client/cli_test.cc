@@ -85,12 +85,25 @@ TEST_F(CliTest, EveryCommandEndToEnd) {
   EXPECT_EQ(j["metric"], "l2");
   EXPECT_EQ(j["hnsw_M"], 12);
   EXPECT_EQ(j["memory_budget_bytes"], 64u << 20);
+  EXPECT_EQ(j["codes"], "none");
   r = Cli("list --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   j = ParseJson(r);
   ASSERT_TRUE(j.is_array());
   ASSERT_EQ(j.size(), 1u);
   EXPECT_EQ(j[0]["name"], "vec");
+  // Codes travel in create_collection_with / describe_collection_with.
+  r = Cli("create coded --dim 8 --codes sq8 --rerank 30");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("codes sq8"), std::string::npos) << r.out;
+  r = Cli("describe coded --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  EXPECT_EQ(j["codes"], "sq8");
+  EXPECT_EQ(j["rerank"], 30);
+  r = Cli("describe coded");
+  EXPECT_NE(r.out.find("codes: sq8 (rerank 30)"), std::string::npos) << r.out;
+  ASSERT_EQ(Cli("drop coded").rc, 0);
 
   r = Cli("get vec 5 124 125 --json");
   ASSERT_EQ(r.rc, 0) << r.err;
@@ -219,6 +232,12 @@ TEST_F(CliTest, ErrorsAreOneLineAndNonZero) {
   budget = Cli("create c --dim 4 --memory-budget 20%");
   ExpectOneErrorLine(budget, "percentage");
   EXPECT_EQ(budget.rc, 2);
+  CliRun codes = Cli("create c --dim 4 --codes pq");
+  ExpectOneErrorLine(codes, "unknown codes");
+  EXPECT_EQ(codes.rc, 2);
+  codes = Cli("create c --dim 4 --rerank 20");
+  ExpectOneErrorLine(codes, "--rerank needs --codes");
+  EXPECT_EQ(codes.rc, 2);
   EXPECT_EQ(Cli("search").rc, 2);  // CLI11: a required argument is missing
   // Flags that do not go together, or values no request could carry: usage errors (2),
   // found before anything is sent; a failure of the work itself is 1.

@@ -156,7 +156,7 @@ TEST(Client, ConnectionRefusedByTheServerKeepsItsMessage) {
 TEST(Client, ErrorFrameBecomesStatusAndTheConnectionStaysUsable) {
   FakeServer server([](FakeConnection& c) {
     c.AcceptHello();
-    auto describe = c.Expect(Op::kDescribeCollection);
+    auto describe = c.Expect(Op::kDescribeCollectionWith);
     if (describe) {
       EXPECT_EQ(std::get<protocol::DescribeCollectionRequest>(describe->request.body).name, "nope");
       c.ReplyError(describe->header.request_id, ErrorCode::kNotFound,
@@ -777,6 +777,55 @@ TEST(Client, BadRequestsAreRefusedBeforeSending) {
 
 namespace strata::client {
 namespace {
+
+// A spec with codes goes out as create_collection_with (23) and comes back whole from
+// describe_collection_with (24); against an older server (UnknownOp) a spec without codes
+// still goes out as create_collection (3), one with codes fails naming opcode 23, and
+// describe falls back to describe_collection (6).
+TEST(ClientCodes, SpecWithCodesRoundTripsAndAnOldServerStillServesPlainSpecs) {
+  CollectionSpec spec{.name = "c", .dim = 4};
+  spec.codes = VectorCodes::kSq8;
+  spec.rerank = 30;
+  FakeServer server([spec](FakeConnection& c) {
+    c.AcceptHello();
+    if (auto f = c.Expect(Op::kCreateCollectionWith)) {
+      EXPECT_EQ(std::get<protocol::CreateCollectionRequest>(f->request.body).spec, spec);
+      c.Reply(f->header.request_id, Empty(Op::kCreateCollectionWith));
+    }
+    if (auto f = c.Expect(Op::kDescribeCollectionWith)) {
+      CollectionInfo info;
+      info.spec = spec;
+      c.Reply(f->header.request_id, {.op = Op::kDescribeCollectionWith, .body = protocol::DescribeCollectionReply{info}});
+    }
+    // An older server from here on.
+    if (auto f = c.Expect(Op::kCreateCollectionWith)) {
+      c.ReplyError(f->header.request_id, ErrorCode::kUnknownOp, "opcode 23 is not a request");
+    }
+    if (auto f = c.Expect(Op::kCreateCollection)) c.Reply(f->header.request_id, Empty(Op::kCreateCollection));
+    if (auto f = c.Expect(Op::kDescribeCollectionWith)) {
+      c.ReplyError(f->header.request_id, ErrorCode::kUnknownOp, "opcode 24 is not a request");
+    }
+    if (auto f = c.Expect(Op::kDescribeCollection)) {
+      CollectionInfo info;
+      info.spec = CollectionSpec{.name = "d", .dim = 4};
+      c.Reply(f->header.request_id, {.op = Op::kDescribeCollection, .body = protocol::DescribeCollectionReply{info}});
+    }
+    c.WaitForClose();
+  });
+  auto client = MustConnect(server.port());
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->CreateCollection(spec).ok());
+  auto info = client->DescribeCollection("c");
+  ASSERT_TRUE(info.has_value()) << info.error().ToString();
+  EXPECT_EQ(info->spec, spec);
+  Status old = client->CreateCollection(spec);
+  EXPECT_EQ(old.code(), StatusCode::kUnimplemented);
+  EXPECT_NE(old.message().find("opcode 23"), std::string::npos) << old.ToString();
+  EXPECT_TRUE(client->CreateCollection(CollectionSpec{.name = "d", .dim = 4}).ok());
+  auto plain = client->DescribeCollection("d");
+  ASSERT_TRUE(plain.has_value()) << plain.error().ToString();
+  EXPECT_EQ(plain->spec.codes, VectorCodes::kNone);
+}
 
 // search_with (opcode 22) carries with_attributes to the server and brings back the hits'
 // attributes and the filter's warnings; an older server that answers UnknownOp is named as

@@ -228,7 +228,7 @@ void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
 
 TEST(ProtocolRoundTrip, EveryRequestKind) {
   const std::vector<Request> requests = SampleRequests();
-  ASSERT_EQ(requests.size(), 22u);  // kHello .. kSearchWith
+  ASSERT_EQ(requests.size(), 24u);  // kHello .. kDescribeCollectionWith
   ASSERT_EQ(requests.back().op, kLastRequestOp);
   uint64_t id = 1000;
   for (const Request& req : requests) {
@@ -255,7 +255,7 @@ TEST(ProtocolRoundTrip, EveryRequestKind) {
 
 TEST(ProtocolRoundTrip, EveryResponseKind) {
   const std::vector<Response> responses = SampleResponses();
-  ASSERT_EQ(responses.size(), 23u);  // kHello .. kSearchWith, then kError
+  ASSERT_EQ(responses.size(), 25u);  // kHello .. kDescribeCollectionWith, then kError
   uint64_t id = 1u << 31;
   for (const Response& resp : responses) {
     SCOPED_TRACE(std::string(OpName(resp.op)));
@@ -548,6 +548,54 @@ TEST(ProtocolLayout, SearchWithInDocumentedOrder) {
   EXPECT_EQ(r.warnings, std::vector<std::string>{"w"});
   std::vector<uint8_t> shorter(rep.payload.begin(), rep.payload.end() - 1);
   EXPECT_FALSE(DecodeResponse(rep.header, shorter).has_value());
+}
+
+TEST(ProtocolLayout, CollectionSpecWithCodesInDocumentedOrder) {
+  CollectionSpec spec;
+  spec.name = "c";
+  spec.dim = 3;
+  spec.metric = Metric::kCosine;
+  spec.codes = VectorCodes::kSq8;
+  spec.rerank = 40;
+  Bytes v1;  // version 1's CollectionSpec
+  v1.Str("c").U32(3).U8(2).U32(16).U32(200).U64(100000).U64(0);
+  // create_collection_with (23): the spec, then u32 fields (bit 0: u8 codes, u32 rerank).
+  Frame req = EncodeReq({Op::kCreateCollectionWith, CreateCollectionRequest{spec}});
+  EXPECT_EQ(req.header.opcode, 23);
+  EXPECT_EQ(req.payload, Bytes(v1).U32(1).U8(1).U32(40).get());
+  auto back = DecodeRequest(req.header, req.payload);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(std::get<CreateCollectionRequest>(back->body).spec, spec);
+  // A create_collection (3) keeps its bytes: a spec without codes encodes as before, and
+  // one with codes is refused before encoding (version 1's spec has no room for them).
+  CollectionSpec plain = spec;
+  plain.codes = VectorCodes::kNone;
+  plain.rerank = 0;
+  EXPECT_EQ(EncodeReq({Op::kCreateCollection, CreateCollectionRequest{plain}}).payload, v1.get());
+  EXPECT_FALSE(ValidateForEncoding({Op::kCreateCollection, CreateCollectionRequest{spec}}).ok());
+  EXPECT_TRUE(ValidateForEncoding({Op::kCreateCollectionWith, CreateCollectionRequest{spec}}).ok());
+  // Fields absent: the defaults; unknown bits and unknown codes are malformed.
+  Frame none = req;
+  none.payload = Bytes(v1).U32(0).get();
+  auto defaults = DecodeRequest(none.header, none.payload);
+  ASSERT_TRUE(defaults.has_value()) << defaults.error().ToString();
+  EXPECT_EQ(std::get<CreateCollectionRequest>(defaults->body).spec, plain);
+  ExpectMalformed(DecodeRequest(req.header, Bytes(v1).U32(3).U8(1).U32(40).get()), "fields");
+  ExpectMalformed(DecodeRequest(req.header, Bytes(v1).U32(1).U8(2).U32(40).get()), "codes");
+  // describe_collection_with (24): a name; its reply, a CollectionInfo and the same fields.
+  Frame desc = EncodeReq({Op::kDescribeCollectionWith, DescribeCollectionRequest{"c"}});
+  EXPECT_EQ(desc.header.opcode, 24);
+  EXPECT_EQ(desc.payload, Bytes().Str("c").get());
+  CollectionInfo info;
+  info.spec = spec;
+  info.id = 5;
+  info.num_vectors = 6;
+  Frame rep = EncodeResp({Op::kDescribeCollectionWith, DescribeCollectionReply{info}});
+  EXPECT_EQ(rep.header.opcode, 0x8018);
+  EXPECT_EQ(rep.payload, Bytes(v1).U64(5).U64(6).U64(0).U64(0).U64(0).U32(1).U8(1).U32(40).get());
+  auto info_back = DecodeResponse(rep.header, rep.payload);
+  ASSERT_TRUE(info_back.has_value()) << info_back.error().ToString();
+  EXPECT_EQ(std::get<DescribeCollectionReply>(info_back->body).info, info);
 }
 
 std::vector<uint8_t> FromHex(std::string_view hex) {
@@ -934,7 +982,7 @@ TEST(ProtocolMalformed, NonFiniteFloatsPassTheDecoder) {
 
 TEST(ProtocolMalformed, OpcodeChecks) {
   // Requests: unknown, a response opcode, the error opcode.
-  for (uint16_t opcode : {uint16_t{0}, uint16_t{23}, Reply(Op::kPing), uint16_t{0x7fff}}) {
+  for (uint16_t opcode : {uint16_t{0}, uint16_t{25}, Reply(Op::kPing), uint16_t{0x7fff}}) {
     auto r = DecodeReq(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -944,7 +992,7 @@ TEST(ProtocolMalformed, OpcodeChecks) {
   ASSERT_FALSE(req_op.has_value());
   EXPECT_EQ(req_op.error().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(req_op.error().message().find("not a response"), std::string::npos);
-  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8017}, uint16_t{0xffff}, uint16_t{0x42}}) {
+  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8019}, uint16_t{0xffff}, uint16_t{0x42}}) {
     auto r = DecodeResp(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -964,7 +1012,9 @@ TEST(ProtocolNames, OpsAndCodes) {
   EXPECT_EQ(OpName(Op::kListKeys), "list_keys");
   EXPECT_EQ(OpName(Op::kSnapshot), "snapshot");
   EXPECT_EQ(OpName(Op::kSearchWith), "search_with");
-  for (uint16_t op = 0; op < 25; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 22) << op;
+  EXPECT_EQ(OpName(Op::kCreateCollectionWith), "create_collection_with");
+  EXPECT_EQ(OpName(Op::kDescribeCollectionWith), "describe_collection_with");
+  for (uint16_t op = 0; op < 27; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 24) << op;
   EXPECT_FALSE(IsKnownRequestOp(0x7fff));
   EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));
   EXPECT_EQ(ErrorCodeName(ErrorCode::kBusy), "Busy");

@@ -26,6 +26,14 @@ inline CollectionSpec SampleSpec() {
   return s;
 }
 
+// A spec with the parts only create_collection_with / describe_collection_with carry.
+inline CollectionSpec SampleSpecWithCodes() {
+  CollectionSpec s = SampleSpec();
+  s.codes = VectorCodes::kSq8;
+  s.rerank = 40;
+  return s;
+}
+
 inline CollectionInfo SampleInfo(std::string name, Metric metric) {
   CollectionInfo info;
   info.spec = SampleSpec();
@@ -126,6 +134,8 @@ inline std::vector<Request> SampleRequests() {
     with.options.with_attributes = true;
     out.push_back({Op::kSearchWith, std::move(with)});
   }
+  out.push_back({Op::kCreateCollectionWith, CreateCollectionRequest{SampleSpecWithCodes()}});
+  out.push_back({Op::kDescribeCollectionWith, DescribeCollectionRequest{"docs"}});
   return out;
 }
 
@@ -213,6 +223,12 @@ inline std::vector<Response> SampleResponses() {
                                  {{{kKeyedIdBase, 0.5f, "elem:0", SampleRecords()[0].attributes}, {7, 1.0f, "", {}}},
                                   {}},
                                  {"attribute 'lnag' is on no record of collection 'docs'"}}});
+  out.push_back({Op::kCreateCollectionWith, EmptyReply{}});
+  {
+    CollectionInfo info = SampleInfo("docs", Metric::kL2);
+    info.spec = SampleSpecWithCodes();
+    out.push_back({Op::kDescribeCollectionWith, DescribeCollectionReply{info}});
+  }
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }
