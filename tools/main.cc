@@ -269,6 +269,8 @@ int Main(int argc, char** argv) {
                      "temporary directory); a directory with other contents or a held LOCK is refused");
   pbench->add_flag("--keep", pb_config.keep, "keep the engine data directory at the end");
   pbench->add_option("--kinds", pb_config.kinds, "collections to measure: hnsw, spann")->delimiter(',');
+  std::string pb_codes = "none";
+  pbench->add_option("--codes", pb_codes, "the collections' codes: none or sq8")->capture_default_str();
   pbench->add_option("--targets", pb_config.targets, "recall targets")->delimiter(',');
   bool pb_filters_only = false;
   pbench->add_flag("--filters-only", pb_filters_only, "skip the recall targets: filters only");
@@ -455,6 +457,9 @@ int Main(int argc, char** argv) {
       return Usage(s.WithContext("--engine-dir"));
     }
     pb_config.data_dir = pb_dir;
+    auto pb_codes_kind = ParseVectorCodes(pb_codes);
+    if (!pb_codes_kind) return Usage(pb_codes_kind.error().WithContext("--codes"));
+    pb_config.codes = *pb_codes_kind;
     return RunPlannerBenchCmd(pb_args, pb_config, pb_filters_only);
   }
   if (ebench->parsed()) {

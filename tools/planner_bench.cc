@@ -66,9 +66,10 @@ Status RunPlannerBench(const LoadedDataset& data, const PlannerBenchConfig& c) {
     spec.dim = dim;
     spec.metric = c.metric;
     if (spann) spec.memory_budget_bytes = uint64_t(c.spann_memory_fraction * double(n * dim * sizeof(float)));
+    spec.codes = c.codes;
     STRATA_RETURN_IF_ERROR(engine->CreateCollection(spec));
-    fmt::print("\n== {} collection: {} ({} x {}, {}), bulk load with random tags\n", kind, data.name, n, dim,
-               MetricName(c.metric));
+    fmt::print("\n== {} collection: {} ({} x {}, {}, codes {}), bulk load with random tags\n", kind, data.name, n,
+               dim, MetricName(c.metric), VectorCodesName(c.codes));
     const EngineCounters before = engine->counters();
     Timer tl;
     STRATA_RETURN_IF_ERROR(engine->BulkLoad(kind, data.base, {}, attrs));

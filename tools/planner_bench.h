@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "api/types.h"
 #include "core/status.h"
 #include "tools/datasets.h"
 
@@ -25,6 +26,7 @@ struct PlannerBenchConfig {
   bool keep = false;
   Metric metric = Metric::kL2;
   std::vector<std::string> kinds = {"hnsw", "spann"};
+  VectorCodes codes = VectorCodes::kNone;  // the collections' sealed segments' codes
   std::vector<double> targets = {0.90, 0.95, 0.99};
   std::vector<double> selectivities = {0.5, 0.1, 0.01, 0.001};
   uint32_t k = 10;
