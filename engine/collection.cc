@@ -59,7 +59,9 @@ fs::path Collection::WalPath(const fs::path& dir, uint64_t first_sequence) {
 Result<std::shared_ptr<MemorySegment>> Collection::NewMemorySegment() const {
   index::HnswOptions ho;
   ho.M = spec_.hnsw_M;
-  ho.ef_construction = memory_ef_construction_ > 0 ? memory_ef_construction_ : spec_.hnsw_ef_construction;
+  // A cap: a collection built cheaper than the engine's value keeps its own.
+  ho.ef_construction = memory_ef_construction_ > 0 ? std::min(memory_ef_construction_, spec_.hnsw_ef_construction)
+                                                   : spec_.hnsw_ef_construction;
   return MemorySegment::Create(spec_.dim, spec_.metric, ho);
 }
 

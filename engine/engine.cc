@@ -128,9 +128,14 @@ class Engine::Impl {
   fs::path dir_;
   EngineOptions options_;
   RecoveryReport report_;
-  mutable std::shared_mutex mu_;  // the catalog: shared for lookups, exclusive for create/drop
-  std::map<std::string, std::shared_ptr<Collection>> collections_;
-  uint64_t next_id_ = 1;
+  // The catalog. Lookups take mu_ shared; create and drop take catalog_mu_ (one at a time)
+  // for their whole course -- folders, fsyncs, the MANIFEST -- and mu_ exclusively only to
+  // change the map, so that no lookup (a search on a server's I/O thread) waits for a disk.
+  // Order: catalog_mu_, then mu_.
+  mutable std::shared_mutex mu_;
+  std::mutex catalog_mu_;
+  std::map<std::string, std::shared_ptr<Collection>> collections_;  // guarded by mu_
+  uint64_t next_id_ = 1;  // guarded by catalog_mu_ (after Open)
   mutable std::atomic<uint64_t> write_batches_{0}, upserts_{0}, deletes_{0}, searches_{0}, gets_{0};
   mutable LatencyHistogram search_hist_, write_hist_;
   int lock_fd_ = -1;  // holds the data directory's LOCK (flock) while open
@@ -207,10 +212,19 @@ class Engine::Impl {
   fs::path CollectionDir(uint64_t id) const { return dir_ / "collections" / std::to_string(id); }
 
   // Writes the catalog as it is in collections_ (caller holds mu_ exclusively).
-  Status SaveManifest() const {
+  // The MANIFEST for the current catalog, with `added` listed and `removed` left out (the
+  // caller changes the map after it is durable). Holds catalog_mu_ (or is Open, alone);
+  // takes mu_ shared only to copy the entries: the fsyncs run without it.
+  Status SaveManifest(const Collection* added = nullptr, const std::string* removed = nullptr) const {
     std::vector<CatalogEntry> entries;
-    // Specs are immutable: no wait on the collections' locks.
-    for (const auto& [name, c] : collections_) entries.push_back({c->id(), c->spec()});
+    {
+      std::shared_lock<std::shared_mutex> s(mu_);
+      // Specs are immutable: no wait on the collections' locks.
+      for (const auto& [name, c] : collections_) {
+        if (removed == nullptr || name != *removed) entries.push_back({c->id(), c->spec()});
+      }
+    }
+    if (added != nullptr) entries.push_back({added->id(), added->spec()});
     return WriteCatalog(dir_, next_id_, entries);
   }
 
@@ -372,32 +386,39 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
 
 Status Engine::CreateCollection(const CollectionSpec& spec) {
   STRATA_RETURN_IF_ERROR(ValidateSpec(spec));
-  std::unique_lock<std::shared_mutex> x(impl_->mu_);
-  if (impl_->collections_.count(spec.name)) return AlreadyExists("collection '{}' already exists", spec.name);
+  std::lock_guard<std::mutex> catalog(impl_->catalog_mu_);
+  {
+    std::shared_lock<std::shared_mutex> s(impl_->mu_);
+    if (impl_->collections_.count(spec.name)) return AlreadyExists("collection '{}' already exists", spec.name);
+  }
   const uint64_t id = impl_->next_id_++;
   STRATA_ASSIGN_OR_RETURN(auto c, Collection::Create(impl_->CollectionDir(id), id, spec,
                                                      WalOptionsFrom(impl_->options_),
                                                      impl_->options_.memory_ef_construction));
+  // Listed durably first, visible after: a failed MANIFEST leaves a folder that the next
+  // open removes, and nothing was ever written to it.
+  STRATA_RETURN_IF_ERROR(impl_->SaveManifest(c.get()));
   impl_->Attach(*c);
+  std::unique_lock<std::shared_mutex> x(impl_->mu_);
   impl_->collections_.emplace(spec.name, std::move(c));
-  if (Status s = impl_->SaveManifest(); !s.ok()) {
-    impl_->collections_.erase(spec.name);  // its folder is removed at the next open
-    return s;
-  }
   return Status::Ok();
 }
 
 Status Engine::DropCollection(const std::string& name) {
   std::shared_ptr<Collection> c;
   {
-    std::unique_lock<std::shared_mutex> x(impl_->mu_);
-    auto it = impl_->collections_.find(name);
-    if (it == impl_->collections_.end()) return NotFound("collection '{}' does not exist", name);
-    c = it->second;
-    impl_->collections_.erase(it);
-    if (Status s = impl_->SaveManifest(); !s.ok()) {
-      impl_->collections_.emplace(name, c);
-      return s;
+    std::lock_guard<std::mutex> catalog(impl_->catalog_mu_);
+    {
+      std::shared_lock<std::shared_mutex> s(impl_->mu_);
+      auto it = impl_->collections_.find(name);
+      if (it == impl_->collections_.end()) return NotFound("collection '{}' does not exist", name);
+      c = it->second;
+    }
+    // Unlisted durably first (the collection serves until then), then out of the map.
+    STRATA_RETURN_IF_ERROR(impl_->SaveManifest(nullptr, &name));
+    {
+      std::unique_lock<std::shared_mutex> x(impl_->mu_);
+      impl_->collections_.erase(name);
     }
   }
   // Outside the catalog lock: closing waits for the collection's running write,

@@ -83,12 +83,13 @@ struct EngineOptions {
   // Threads that insert one batch into the graph (0: all cores). Fewer leave cores to
   // searches at the cost of write throughput (docs/BENCHMARKS.md section 8).
   uint32_t insert_threads = 0;
-  // ef_construction of the in-memory segment's graph, the one writes are inserted into
-  // (0: the collection's hnsw_ef_construction). Inserting costs about proportionally to
-  // it, so a lower value takes writes faster; the graph is calibrated like any other, so
-  // recall targets still hold, searches of those rows visiting somewhat more nodes. A
-  // seal keeps the graph; a compaction rebuilds at the collection's value
-  // (docs/BENCHMARKS.md section 8 has the measured trade).
+  // Caps the ef_construction of the in-memory segment's graph, the one writes are inserted
+  // into (0: the collection's hnsw_ef_construction). Inserting costs about proportionally
+  // to it, so a lower value takes writes faster; the graph is calibrated like any other, so
+  // recall targets still hold, its searches visiting more nodes. A seal keeps the graph as
+  // the sealed segment's: only a compaction (4 sealed segments, or a fifth of the rows
+  // deleted; or `compact`) rebuilds those rows at the collection's value, so with few
+  // seals the cheaper graph stays (docs/BENCHMARKS.md section 8 has the measured trade).
   uint32_t memory_ef_construction = 0;
   // The maintenance thread's CPU nice value (0..19) and the threads its calibrations
   // use (0: all cores). The compaction thread runs at nice 19.

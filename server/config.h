@@ -54,11 +54,11 @@ struct ServerConfig {
   uint32_t worker_threads = 0;     // engine calls run here; 0: one per core
   // Sockets, framing, hello and ping, and the small reads run inline (below); 0: one per core.
   uint32_t io_threads = 0;
-  // A single-query search, or a get/describe/list of a few records, runs on the I/O thread
-  // that read it (see Server::Impl::RunsInline) instead of waiting for a worker and then
-  // for the I/O thread again: one thread wake-up per search instead of three, which is what
-  // a search waits for when other work holds the cores. Batches, writes, maintenance and
-  // requests a cluster routes to other nodes still go to their pools.
+  // A single-query search at a recall target, or a get of a few records, of a collection
+  // without a memory budget runs on the I/O thread that read it (Server::Impl::RunsInline)
+  // instead of waiting for a worker and then for the I/O thread again: one thread wake-up
+  // per search instead of three, which is what a search waits for when other work holds
+  // the cores. Everything else, and requests a cluster routes, still goes to the pools.
   bool inline_reads = true;
   uint32_t max_connections = 256;  // beyond it a new connection gets a kBusy frame and is closed
   uint32_t max_frame_bytes = 64u << 20;  // largest payload accepted (and sent)
@@ -116,7 +116,7 @@ struct ServerConfig {
   // SCHED_IDLE instead of nice 10/19: searches then never wait for them, but on a busy
   // machine they get only idle CPU (EngineOptions::background_idle).
   bool background_idle = false;
-  // ef_construction of each collection's in-memory graph (EngineOptions::
+  // Caps the ef_construction of each collection's in-memory graph (EngineOptions::
   // memory_ef_construction); 0: the collection's hnsw_ef_construction.
   uint32_t memory_ef_construction = EngineOptions{}.memory_ef_construction;
 

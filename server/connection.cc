@@ -382,8 +382,11 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
   reply_bytes_ += reply;
   if (server_.RunsInline(*request)) {
     // Small: run here, on the I/O thread that read it (ServerConfig::inline_reads).
-    Deliver(server_.ExecuteInline(*request, rid, std::exchange(reserved_payload_, 0), start), reply);
-    return;
+    if (auto frame = server_.ExecuteInline(*request, rid, reserved_payload_, start)) {
+      reserved_payload_ = 0;  // given back by ExecuteInline
+      Deliver(std::move(*frame), reply);
+      return;
+    }
   }
   server_.Submit(shared_from_this(), rid, op, std::move(*request), std::exchange(reserved_payload_, 0),
                  reply, start);

@@ -139,6 +139,25 @@ protocol::HelloReply RequestHandler::Hello() const {
   return r;
 }
 
+std::optional<protocol::Response> RequestHandler::ExecuteUnlessHooked(const protocol::Request& request) {
+  if (hook_.load() != nullptr) return std::nullopt;
+  Outcome out;
+  try {
+    out = Dispatch(request);
+  } catch (const std::exception& e) {
+    out = Fail(ErrorCode::kInternal, "{}: {}", protocol::OpName(request.op), e.what());
+  } catch (...) {
+    out = Fail(ErrorCode::kInternal, "{}: unexpected failure", protocol::OpName(request.op));
+  }
+  if (!out) return protocol::Response{Op::kError, std::move(out.error())};
+  return protocol::Response{request.op, std::move(*out)};
+}
+
+bool RequestHandler::MayReadFromDisk(const std::string& collection) {
+  std::lock_guard<std::mutex> l(dims_mu_);
+  return !dims_.count(collection) || disk_.count(collection);
+}
+
 protocol::Response RequestHandler::Execute(const protocol::Request& request) {
   Outcome out;
   try {
@@ -164,9 +183,15 @@ Result<size_t> RequestHandler::CollectionDim(const std::string& name) {
   std::lock_guard<std::mutex> l(dims_mu_);
   if (!info) {
     dims_.erase(name);
+    disk_.erase(name);
     return Error(info.error());
   }
   dims_[name] = info->spec.dim;
+  if (info->spec.memory_budget_bytes > 0) {
+    disk_.insert(name);
+  } else {
+    disk_.erase(name);
+  }
   return info->spec.dim;
 }
 
@@ -231,6 +256,7 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
 void RequestHandler::ForgetCollection(const std::string& name) {
   std::lock_guard<std::mutex> l(dims_mu_);
   dims_.erase(name);
+  disk_.erase(name);
 }
 
 Status RequestHandler::CheckCollection(const std::string& collection) {

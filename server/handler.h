@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "engine/strata.h"
 #include "protocol/protocol.h"
@@ -43,8 +44,14 @@ class RequestHandler {
 
   // A hook that Execute asks first (request_hook.h); nullptr: none. Any thread, any time.
   void SetHook(std::shared_ptr<RequestHook> hook) { hook_.store(std::move(hook)); }
-  // Whether a hook is set (a cluster node's router: its requests may wait on other nodes).
-  bool has_hook() const { return hook_.load() != nullptr; }
+  // Execute, unless a hook is set (nullopt then: the caller runs Execute elsewhere). For
+  // the I/O threads' small reads (inline_reads): a hook -- a cluster node's router -- may
+  // wait on other nodes. Any thread.
+  std::optional<protocol::Response> ExecuteUnlessHooked(const protocol::Request& request);
+  // Whether searches of `collection` may read from disk (it has a memory budget, so SPANN
+  // segments), as far as the handler has seen it; true for one it has not seen yet. Never
+  // calls the engine. Any thread.
+  bool MayReadFromDisk(const std::string& collection);
 
   // An upper bound of the payload of the reply Execute will give `request`, cheap enough
   // for an I/O thread (no engine call), so that the server can budget reply memory before
@@ -94,6 +101,8 @@ class RequestHandler {
   std::atomic<std::shared_ptr<RequestHook>> hook_;
   std::mutex dims_mu_;
   std::unordered_map<std::string, size_t> dims_;  // guarded by dims_mu_
+  // Collections of dims_ with a memory budget (MayReadFromDisk); guarded by dims_mu_.
+  std::unordered_set<std::string> disk_;
 };
 
 }  // namespace strata::server

@@ -5,6 +5,7 @@
 // wait for a core when writes and maintenance hold both (docs/RELIABILITY.md, R1: 3-5 ms
 // each on this machine, one scheduler slice). Run where it was read, it meets one.
 #include <exception>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -16,39 +17,43 @@
 
 namespace strata::server {
 
-bool Server::Impl::RunsInline(const protocol::Request& request) const {
-  if (!config_.inline_reads || handler_.has_hook()) return false;
+bool Server::Impl::RunsInline(const protocol::Request& request) {
+  if (!config_.inline_reads) return false;
   switch (request.op) {
     case Op::kSearch:
     case Op::kSearchKeyed:
     case Op::kSearchWith: {
+      // Only the planner's own choice at a recall target: an explicit strategy (an exact
+      // scan), ef or max_lists, a filter (whose plan may scan) or recall 1 can cost far more
+      // than a worker's hand-off saves, and would hold an I/O thread meanwhile.
       const auto* s = std::get_if<protocol::SearchRequest>(&request.body);
-      return s != nullptr && s->count == 1 && s->options.k <= kInlineMaxK;
+      return s != nullptr && s->count == 1 && s->options.k <= kInlineMaxK &&
+             s->options.strategy == SearchStrategy::kAuto && s->options.ef == 0 &&
+             s->options.max_lists == 0 && s->options.filter.empty() && s->options.recall < 1.0 &&
+             !handler_.MayReadFromDisk(s->collection);
     }
     case Op::kGet: {
       const auto* g = std::get_if<protocol::GetRequest>(&request.body);
-      return g != nullptr && g->ids.size() <= kInlineMaxRecords;
+      return g != nullptr && g->ids.size() <= kInlineMaxRecords && !handler_.MayReadFromDisk(g->collection);
     }
     case Op::kGetKeyed: {
       const auto* g = std::get_if<protocol::KeysRequest>(&request.body);
-      return g != nullptr && g->keys.size() <= kInlineMaxRecords;
+      return g != nullptr && g->keys.size() <= kInlineMaxRecords && !handler_.MayReadFromDisk(g->collection);
     }
-    case Op::kDescribeCollection:
-    case Op::kDescribeCollectionWith:
-    case Op::kListCollections:
-      return true;
     default:
       return false;
   }
 }
 
-std::vector<uint8_t> Server::Impl::ExecuteInline(const protocol::Request& request,
-                                                 uint64_t request_id, uint64_t payload_bytes,
-                                                 Clock::time_point start) {
+std::optional<std::vector<uint8_t>> Server::Impl::ExecuteInline(const protocol::Request& request,
+                                                                uint64_t request_id, uint64_t payload_bytes,
+                                                                Clock::time_point start) {
   const uint16_t opcode = static_cast<uint16_t>(request.op);
   std::vector<uint8_t> frame;
   try {
-    frame = EncodeReply(handler_.Execute(request), request_id, opcode, start);
+    std::optional<protocol::Response> response = handler_.ExecuteUnlessHooked(request);
+    if (!response) return std::nullopt;  // a cluster's router: the workers run it
+    frame = EncodeReply(std::move(*response), request_id, opcode, start);
   } catch (const std::exception& e) {
     // Out of memory while running or encoding, typically; as on the workers (Submit).
     ServerLog().error("{}: cannot run the request or encode the reply: {}",

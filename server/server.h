@@ -10,7 +10,7 @@
 //
 // Threads: `io_threads` run the io_context (accept, read and write frames, hello
 // and ping, the metrics endpoint) and, with `inline_reads`, the small reads (a search
-// of one query, a get of a few records, describe, list); `worker_threads` run every
+// of one query at a recall target, a get of a few records; Server::Impl::RunsInline); `worker_threads` run every
 // other read's engine call and encode its reply, which is handed back to the
 // connection's strand to be written; writes and maintenance have pools of their own.
 //

@@ -128,16 +128,19 @@ class Server::Impl {
   void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, Op op, PendingRequest request,
               uint64_t payload_bytes, uint64_t reply_bytes, Clock::time_point start);
   // ServerConfig::inline_reads: whether `request` is small enough to run on the I/O thread
-  // that read it -- a search of one query with k <= kInlineMaxK, a get of at most
-  // kInlineMaxRecords, a describe or a list of collections -- and no hook (a cluster's
-  // router, which may wait on other nodes) is set. Any thread.
-  bool RunsInline(const protocol::Request& request) const;
+  // that read it: a search of one query with k <= kInlineMaxK at the planner's own choice
+  // (no strategy, ef, max_lists or filter given, recall below 1), or a get of at most
+  // kInlineMaxRecords, of a collection the handler has seen and that has no memory budget
+  // (so no SPANN segment: no disk read). Any thread.
+  bool RunsInline(const protocol::Request& request);
   static constexpr uint32_t kInlineMaxK = 1000;
   static constexpr size_t kInlineMaxRecords = 64;
   // Runs an admitted request (RunsInline) on the calling I/O thread and returns its reply
-  // frame; the slot and the payload bytes are given back (Release) before it returns.
-  std::vector<uint8_t> ExecuteInline(const protocol::Request& request, uint64_t request_id,
-                                     uint64_t payload_bytes, Clock::time_point start);
+  // frame, having given the slot and the payload bytes back (Release); nullopt, with nothing
+  // given back, when a hook (a cluster's router, which may wait on other nodes) is set: the
+  // caller then submits it to the workers.
+  std::optional<std::vector<uint8_t>> ExecuteInline(const protocol::Request& request, uint64_t request_id,
+                                                    uint64_t payload_bytes, Clock::time_point start);
 
   // Authentication (any thread). A connection that has not said a valid hello (with a
   // token set) is counted from accept until its hello succeeds, it closes or it is

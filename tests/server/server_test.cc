@@ -1556,6 +1556,13 @@ TEST_F(ServerTest, ASmallSearchRunsOnTheIoThreadInsteadOfQueueingBehindTheWorker
     if (inline_reads) {
       // About 0.9 s of batches were queued; the search did not wait for them.
       EXPECT_LT(batches_done, 3u);
+      // A search that asks for an exact scan may cost as much as a batch: to the worker,
+      // behind the batches queued before it.
+      auto g = searcher->Call(testing::SearchRequest(Op::kSearch, docs, 16, Vec(8, 16), 3,
+                                                     SearchStrategy::kScan),
+                              100);
+      ASSERT_TRUE(Reply<protocol::SearchReply>(g, Op::kSearch).has_value());
+      EXPECT_EQ(AnsweredOf(*server_, "search_batch") - batches_before, 3u);
     } else {
       // Behind every batch queued before it (one worker, first come first served).
       EXPECT_EQ(batches_done, 3u);
