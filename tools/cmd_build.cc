@@ -57,6 +57,10 @@ int RunBuildInto(DataArgs a, const tools::TargetOptions& topt, const BuildIntoAr
   spec.hnsw_M = topt.M;
   spec.hnsw_ef_construction = topt.ef_construction;
   spec.memory_budget_bytes = into.memory_budget_bytes;
+  // --codes / --rerank become the collection's: its bulk-loaded segment and every later
+  // seal and compaction carry them (--rerank-from stays the SPANN file's default, file).
+  spec.codes = topt.codes == "sq8" ? VectorCodes::kSq8 : VectorCodes::kNone;  // checked by the CLI
+  spec.rerank = spec.codes == VectorCodes::kNone ? 0 : topt.rerank;
   if (Status s = (*engine)->CreateCollection(spec); !s.ok()) return Fail(s);
   fmt::print(stderr, "loading {} x {} ({}) into collection '{}' of {}\n", base->size(), base->dim(),
              MetricName(*metric), into.collection, into.data_dir);

@@ -18,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/vector_set.h"
+#include "engine/strata.h"
+#include "index/hnsw/hnsw_index.h"
 #include "storage/dataset_io.h"
 #include "tools/gt_cache.h"
 #include "tools/plot.h"
@@ -279,6 +281,24 @@ TEST_F(StrataCliTest, BuildIntoReportsProgressUnlessQuiet) {
   EXPECT_EQ(quiet.err.find("hnsw build: "), std::string::npos) << quiet.err;
   EXPECT_EQ(quiet.err.find("calibration: "), std::string::npos) << quiet.err;
   EXPECT_NE(quiet.out.find("loaded 2500 vectors"), std::string::npos) << quiet.out;
+}
+
+// build --into --codes sq8 makes codes the collection's own: the spec keeps them (so later
+// seals and compactions use them too) and the bulk-loaded segment carries them.
+TEST_F(StrataCliTest, BuildIntoWithCodesMakesThemTheCollections) {
+  const Run r = Strata("-q build --base " + P("base.fbin") + " --metric l2 --into " + P("engc") +
+                       " --collection c --codes sq8 --rerank 25");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto engine = Engine::Open(root_ / "engc");
+  ASSERT_TRUE(engine.has_value()) << engine.error().ToString();
+  auto info = (*engine)->DescribeCollection("c");
+  ASSERT_TRUE(info.has_value()) << info.error().ToString();
+  EXPECT_EQ(info->spec.codes, VectorCodes::kSq8);
+  EXPECT_EQ(info->spec.rerank, 25u);
+  auto graph = index::HnswIndex::Load(root_ / "engc" / "collections" / std::to_string(info->id) / "seg-1" /
+                                      "index.hnsw");
+  ASSERT_TRUE(graph.has_value()) << graph.error().ToString();
+  EXPECT_EQ((*graph)->options().codes, index::CodesKind::kSq8);
 }
 
 // Every command that prints results takes --json: gt, inspect (an index, a data set),
