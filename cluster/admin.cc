@@ -143,6 +143,11 @@ Json ClusterStatus::ToJson() const {
       for (const ReplicaRef& r : s.placement.in_sync) {
         sj["in_sync"].push_back({{"node", r.node}, {"incarnation", r.incarnation}});
       }
+      sj["catching_up"] = Json::array();
+      for (const ReplicaRef& r : s.placement.catching_up) {
+        sj["catching_up"].push_back({{"node", r.node}, {"incarnation", r.incarnation}, {"since", r.since}});
+      }
+      sj["write_epoch"] = s.placement.write_epoch;
       uint64_t newest = 0;
       for (const ReplicaReport& r : s.reports) newest = std::max(newest, r.last_sequence);
       sj["reports"] = Json::array();
@@ -152,7 +157,8 @@ Json ClusterStatus::ToJson() const {
                                  {"state", r.state},
                                  {"num_vectors", r.num_vectors},
                                  {"last_sequence", r.last_sequence},
-                                 {"lag_batches", newest - r.last_sequence}});
+                                 {"lag_batches", newest - r.last_sequence},
+                                 {"caught_up_epoch", r.caught_up_epoch}});
       }
       cj["shard_status"].push_back(std::move(sj));
     }
@@ -185,6 +191,9 @@ std::string ClusterStatus::ToText() const {
       for (const std::string& r : s.placement.replicas) replicas += (replicas.empty() ? "" : ",") + r;
       for (const ReplicaRef& r : s.placement.in_sync) {
         in_sync += (in_sync.empty() ? "" : ",") + fmt::format("{}#{}", r.node, r.incarnation);
+      }
+      for (const ReplicaRef& r : s.placement.catching_up) {
+        in_sync += fmt::format(" (catching up: {}#{} since epoch {})", r.node, r.incarnation, r.since);
       }
       uint64_t newest = 0;
       for (const ReplicaReport& r : s.reports) newest = std::max(newest, r.last_sequence);

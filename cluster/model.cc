@@ -99,7 +99,17 @@ std::string Placement::ToJson() const {
   for (const ShardPlacement& s : shards) {
     json in_sync = json::array();
     for (const ReplicaRef& r : s.in_sync) in_sync.push_back({{"node", r.node}, {"incarnation", r.incarnation}});
-    shards_json.push_back({{"shard", s.shard}, {"replicas", s.replicas}, {"in_sync", in_sync}});
+    json shard{{"shard", s.shard}, {"replicas", s.replicas}, {"in_sync", in_sync}};
+    // Left out when empty / 0, as placements written before catch-up read them.
+    if (!s.catching_up.empty()) {
+      json catching = json::array();
+      for (const ReplicaRef& r : s.catching_up) {
+        catching.push_back({{"node", r.node}, {"incarnation", r.incarnation}, {"since", r.since}});
+      }
+      shard["catching_up"] = catching;
+    }
+    if (s.write_epoch != 0) shard["write_epoch"] = s.write_epoch;
+    shards_json.push_back(shard);
   }
   return json{{"collection", collection}, {"epoch", epoch}, {"shards", shards_json}}.dump();
 }
@@ -116,6 +126,14 @@ Result<Placement> Placement::FromJson(std::string_view text) {
       for (const json& r : s.at("in_sync")) {
         sp.in_sync.push_back({r.at("node").get<std::string>(), r.at("incarnation").get<uint64_t>()});
       }
+      if (s.contains("catching_up")) {
+        for (const json& r : s.at("catching_up")) {
+          sp.catching_up.push_back({r.at("node").get<std::string>(),
+                                    r.at("incarnation").get<uint64_t>(),
+                                    r.at("since").get<uint64_t>()});
+        }
+      }
+      sp.write_epoch = s.value("write_epoch", uint64_t{0});
       if (sp.shard != p.shards.size()) {
         return Error(Corruption("placement of '{}': shard {} listed at position {}", p.collection,
                                 sp.shard, p.shards.size()));
@@ -131,7 +149,8 @@ std::string ReplicaReport::ToJson() const {
               {"incarnation", incarnation},
               {"state", state},
               {"num_vectors", num_vectors},
-              {"last_sequence", last_sequence}}
+              {"last_sequence", last_sequence},
+              {"caught_up_epoch", caught_up_epoch}}
       .dump();
 }
 
@@ -143,6 +162,7 @@ Result<ReplicaReport> ReplicaReport::FromJson(std::string_view text) {
     r.state = j.at("state").get<std::string>();
     r.num_vectors = j.value("num_vectors", uint64_t{0});
     r.last_sequence = j.value("last_sequence", uint64_t{0});
+    r.caught_up_epoch = j.value("caught_up_epoch", uint64_t{0});
     return r;
   });
 }
@@ -205,6 +225,97 @@ bool UpdateInSync(Placement& placement, const LiveNodes& live) {
     }
   }
   return changed;
+}
+
+}  // namespace strata::cluster
+
+namespace strata::cluster {
+
+bool UpdateCatchUp(Placement& placement, const LiveNodes& live, const ShardReports& reports,
+                   uint64_t epoch) {
+  bool changed = false;
+  for (size_t i = 0; i < placement.shards.size(); ++i) {
+    ShardPlacement& s = placement.shards[i];
+    std::vector<ReplicaRef> still;
+    for (const ReplicaRef& r : s.catching_up) {
+      auto it = live.find(r.node);
+      if (it == live.end() || it->second != r.incarnation) {
+        changed = true;  // gone, or another incarnation: it starts over
+        continue;
+      }
+      const ReplicaReport* report = nullptr;
+      if (i < reports.size()) {
+        auto rep = reports[i].find(r.node);
+        if (rep != reports[i].end()) report = &rep->second;
+      }
+      if (report != nullptr && report->incarnation == r.incarnation && report->caught_up_epoch != 0 &&
+          report->caught_up_epoch >= r.since) {
+        s.in_sync.push_back({r.node, r.incarnation});
+        changed = true;
+        continue;
+      }
+      still.push_back(r);
+    }
+    s.catching_up = std::move(still);
+    for (const std::string& n : s.replicas) {
+      auto it = live.find(n);
+      if (it == live.end()) continue;
+      auto listed = [&](const std::vector<ReplicaRef>& v) {
+        return std::any_of(v.begin(), v.end(), [&](const ReplicaRef& r) { return r.node == n; });
+      };
+      if (listed(s.in_sync) || listed(s.catching_up)) continue;
+      s.catching_up.push_back({n, it->second, epoch});
+      s.write_epoch = epoch;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+std::string ShardAddress::ToString() const {
+  return fmt::format("{}@{}{}", local, epoch, catching_up ? "+" : "");
+}
+
+ShardAddress MakeShardAddress(std::string_view collection, uint32_t shard, uint64_t epoch,
+                              bool catching_up) {
+  return {LocalShardName(collection, shard), std::string(collection), shard, epoch, catching_up};
+}
+
+std::optional<Result<ShardAddress>> ParseShardAddress(std::string_view name) {
+  const size_t at = name.rfind('@');
+  if (at == std::string_view::npos) return std::nullopt;
+  auto bad = [&] {
+    return Error(InvalidArgument("'{}' is not a shard address (<collection>__s<shard>@<epoch>[+])",
+                                 name.substr(0, 120)));
+  };
+  ShardAddress a;
+  a.local = std::string(name.substr(0, at));
+  std::string_view tail = name.substr(at + 1);
+  if (!tail.empty() && tail.back() == '+') {
+    a.catching_up = true;
+    tail.remove_suffix(1);
+  }
+  if (tail.empty() || tail.size() > 19) return bad();
+  for (char c : tail) {
+    if (c < '0' || c > '9') return bad();
+    a.epoch = a.epoch * 10 + uint64_t(c - '0');
+  }
+  const size_t sep = a.local.rfind("__s");
+  if (sep == std::string::npos || sep == 0 || sep + 3 >= a.local.size() ||
+      a.local.size() - sep - 3 > 4) {
+    return bad();
+  }
+  a.collection = a.local.substr(0, sep);
+  for (size_t i = sep + 3; i < a.local.size(); ++i) {
+    const char c = a.local[i];
+    if (c < '0' || c > '9') return bad();
+    a.shard = a.shard * 10 + uint32_t(c - '0');
+  }
+  if (!ValidateCollectionName(a.collection).ok() || a.shard >= kMaxShards ||
+      a.local != LocalShardName(a.collection, a.shard)) {
+    return bad();
+  }
+  return a;
 }
 
 }  // namespace strata::cluster

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,7 @@ struct CollectionRecord {
 struct ReplicaRef {
   std::string node;
   uint64_t incarnation = 0;
+  uint64_t since = 0;  // in `catching_up`: the placement epoch it was added at (0 elsewhere)
   friend bool operator==(const ReplicaRef&, const ReplicaRef&) = default;
 };
 
@@ -60,6 +62,13 @@ struct ShardPlacement {
   uint32_t shard = 0;
   std::vector<std::string> replicas;  // the nodes that hold the shard, the first preferred
   std::vector<ReplicaRef> in_sync;    // those holding every acknowledged write
+  // Replicas copying the shard from an in-sync peer (cluster/catch_up.h): writes go to them
+  // too (a write needs every in-sync and every catching-up replica), searches do not.
+  std::vector<ReplicaRef> catching_up;
+  // The epoch at which the set of replicas that take writes last grew (a replica joined
+  // catching_up); a replica refuses a write routed with an older placement (the router's view
+  // lacked a replica that must have it). 0: never grew.
+  uint64_t write_epoch = 0;
   friend bool operator==(const ShardPlacement&, const ShardPlacement&) = default;
 };
 
@@ -80,6 +89,9 @@ struct ReplicaReport {
   std::string state;           // "ready", or "error: ..." when the shard could not be made
   uint64_t num_vectors = 0;
   uint64_t last_sequence = 0;  // the engine's last applied write batch on this replica
+  // This incarnation finished copying the shard from an in-sync peer for the catch-up that
+  // started at this placement epoch (ReplicaRef::since); 0: none.
+  uint64_t caught_up_epoch = 0;
 
   std::string ToJson() const;
   static Result<ReplicaReport> FromJson(std::string_view json);
@@ -104,5 +116,34 @@ Result<Placement> PlaceCollection(const CollectionRecord& collection, const Live
 //    write needs every in-sync replica), and its log kept what it acknowledged.
 // Returns whether anything changed.
 bool UpdateInSync(Placement& placement, const LiveNodes& live);
+
+// The catch-up rules (the leader's too), run after UpdateInSync; `epoch` is the epoch the
+// placement will be written at if anything changes (placement.epoch + 1):
+//  - a catching-up replica whose node is gone or registered again (another incarnation)
+//    leaves catching_up (it starts over when it is back);
+//  - one whose report (same incarnation) says it caught up at or after the epoch it was added
+//    at joins the in-sync set;
+//  - a replica of the shard that is live and in neither set joins catching_up at `epoch`,
+//    and the shard's write_epoch becomes `epoch`.
+// `reports`: (node -> report) per shard index. Returns whether anything changed.
+using ShardReports = std::vector<std::map<std::string, ReplicaReport>>;
+bool UpdateCatchUp(Placement& placement, const LiveNodes& live, const ShardReports& reports,
+                   uint64_t epoch);
+
+// How nodes address a shard replica in requests between them: "<LocalShardName>@<epoch>",
+// "+" appended for a replica that is catching up. The epoch is the placement epoch the request
+// was routed with; the receiving node checks it against the shard's write fence.
+struct ShardAddress {
+  std::string local;  // the engine collection, LocalShardName(collection, shard)
+  std::string collection;
+  uint32_t shard = 0;
+  uint64_t epoch = 0;
+  bool catching_up = false;
+  std::string ToString() const;
+};
+ShardAddress MakeShardAddress(std::string_view collection, uint32_t shard, uint64_t epoch,
+                              bool catching_up = false);
+// nullopt when `name` is not a shard address (no '@'); InvalidArgument when it is malformed.
+std::optional<Result<ShardAddress>> ParseShardAddress(std::string_view name);
 
 }  // namespace strata::cluster

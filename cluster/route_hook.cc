@@ -20,14 +20,52 @@ const std::string* CollectionOf(const protocol::Request& r) {
   if (const auto* m = std::get_if<protocol::GetRequest>(&r.body)) return &m->collection;
   if (const auto* m = std::get_if<protocol::KeysRequest>(&r.body)) return &m->collection;
   if (const auto* m = std::get_if<protocol::DescribeCollectionRequest>(&r.body)) return &m->name;
+  if (const auto* m = std::get_if<protocol::ListKeysRequest>(&r.body)) return &m->collection;
   return nullptr;
 }
 
 }  // namespace
 
 ClusterRequestHook::ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node,
-                                       Engine& engine)
-    : view_(std::move(view)), node_(node), engine_(engine) {}
+                                       Engine& engine, ShardGate& gate)
+    : view_(std::move(view)), node_(node), engine_(engine), gate_(gate) {}
+
+Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& address,
+                                                        const protocol::Request& request) {
+  switch (request.op) {
+    case Op::kUpsert: {
+      const auto& m = std::get<protocol::UpsertRequest>(request.body);
+      STRATA_RETURN_IF_ERROR(
+          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), m.records));
+      return protocol::Response{Op::kUpsert, protocol::WriteReply{m.records.size()}};
+    }
+    case Op::kListKeys: {
+      const auto& m = std::get<protocol::ListKeysRequest>(request.body);
+      gate_.Fence(address.local, address.epoch);
+      STRATA_ASSIGN_OR_RETURN(KeyPage page, engine_.ListIds(address.local, m.cursor, m.count));
+      return protocol::Response{Op::kListKeys, protocol::ListKeysReply{std::move(page)}};
+    }
+    case Op::kGet: {
+      const auto& m = std::get<protocol::GetRequest>(request.body);
+      protocol::GetReply reply;
+      if (auto exists = engine_.DescribeCollection(address.local); !exists) return Error(exists.error());
+      for (VectorId id : m.ids) {
+        auto r = engine_.Get(address.local, id);
+        if (r) {
+          reply.records.push_back(std::move(*r));
+        } else if (r.error().code() == StatusCode::kNotFound) {
+          reply.records.push_back(std::nullopt);
+        } else {
+          return Error(r.error());
+        }
+      }
+      return protocol::Response{Op::kGet, std::move(reply)};
+    }
+    default:
+      return Error(InvalidArgument("{} is not a request between nodes for shard address '{}'",
+                                   protocol::OpName(request.op), address.ToString()));
+  }
+}
 
 std::unique_ptr<ClusterRouter> ClusterRequestHook::Acquire() {
   {
@@ -48,6 +86,12 @@ void ClusterRequestHook::Release(std::unique_ptr<ClusterRouter> router) {
 }
 
 Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request& request) {
+  if (const std::string* name = CollectionOf(request)) {
+    if (auto address = ParseShardAddress(*name)) {
+      if (!address->has_value()) return Error(address->error());
+      return RunShard(**address, request);
+    }
+  }
   if (const auto* m = std::get_if<protocol::UpsertRequest>(&request.body);
       m != nullptr && request.op == Op::kUpsert) {
     engine::WriteBatch batch;
@@ -73,7 +117,13 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
 
 std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Request& request) {
   const std::string* collection = CollectionOf(request);
-  if (collection == nullptr || !view_->HasCollection(*collection)) return std::nullopt;
+  if (collection == nullptr) return std::nullopt;
+  if (auto address = ParseShardAddress(*collection)) {
+    auto r = address->has_value() ? RunShard(**address, request) : Error(address->error());
+    if (!r) return ErrorResponse(r.error());
+    return std::move(*r);
+  }
+  if (!view_->HasCollection(*collection)) return std::nullopt;
   const std::string& name = *collection;
   switch (request.op) {
     case Op::kUpsert: {

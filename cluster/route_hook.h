@@ -3,6 +3,9 @@
 // search, batch search or describe for a cluster collection is routed by ClusterRouter
 // (router.h) --
 // the node's own shards through its engine, the others through connections to their nodes.
+// Requests that name a shard address ("<name>__s<k>@<epoch>[+]", from another node's router
+// or a catching-up peer) go through the ShardGate (catch_up.h): upserts checked against the
+// shard's write fence, the id listing (which raises the fence) and gets of a catch-up.
 // Other requests for a cluster collection are refused (Unimplemented: not routed yet); requests
 // for any other collection (a shard's engine collection among them) go to the engine as before.
 // A node whose lease may have lapsed (ClusterNode::LeaseHeld) routes no write.
@@ -16,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/catch_up.h"
 #include "cluster/node.h"
 #include "cluster/router.h"
 #include "server/request_hook.h"
@@ -29,7 +33,9 @@ namespace strata::cluster {
 class ClusterRequestHook : public server::RequestHook {
  public:
   // `node` and `engine` are borrowed and must outlive the hook.
-  ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node, Engine& engine);
+  // `gate` applies the shard requests from other nodes (catch_up.h); borrowed too.
+  ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node, Engine& engine,
+                     ShardGate& gate);
   std::optional<protocol::Response> Handle(const protocol::Request& request) override;
 
  private:
@@ -37,10 +43,14 @@ class ClusterRequestHook : public server::RequestHook {
   void Release(std::unique_ptr<ClusterRouter> router);
   // A shard request for this node's own engine (upsert, search batch).
   Result<protocol::Response> RunLocal(const protocol::Request& request);
+  // A request naming a shard address (model.h): an upsert through the gate, the id listing
+  // and the gets of a peer's catch-up.
+  Result<protocol::Response> RunShard(const ShardAddress& address, const protocol::Request& request);
 
   const std::shared_ptr<ClusterView> view_;
   const ClusterNode& node_;
   Engine& engine_;
+  ShardGate& gate_;
   std::mutex mu_;
   std::vector<std::unique_ptr<ClusterRouter>> idle_;  // guarded by mu_
 };

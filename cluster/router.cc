@@ -1,6 +1,8 @@
 #include "cluster/router.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "cluster/keys.h"
 #include "cluster/node.h"
@@ -36,6 +38,23 @@ Result<std::shared_ptr<ClusterView>> ClusterView::Open(const RouterOptions& opti
 
 bool ClusterView::HasCollection(const std::string& collection) const {
   return collections_->view()->kvs.contains(ClusterKeys(cluster_).collection(collection));
+}
+
+uint64_t ClusterView::WriteEpochOf(const std::string& collection, uint32_t shard) const {
+  auto placements = placement_->view();
+  auto it = placements->kvs.find(ClusterKeys(cluster_).placement(collection));
+  if (it == placements->kvs.end()) return 0;
+  auto p = Placement::FromJson(it->second.value);
+  if (!p || shard >= p->shards.size()) return 0;
+  return p->shards[shard].write_epoch;
+}
+
+uint64_t ClusterView::EpochOf(const std::string& collection) const {
+  auto placements = placement_->view();
+  auto it = placements->kvs.find(ClusterKeys(cluster_).placement(collection));
+  if (it == placements->kvs.end()) return 0;
+  auto p = Placement::FromJson(it->second.value);
+  return p ? p->epoch : 0;
 }
 
 Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Open(const RouterOptions& options) {
@@ -169,6 +188,23 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
 
 Result<uint64_t> ClusterRouter::Upsert(const std::string& collection,
                                        std::span<const Record> records) {
+  // A replica that has seen a newer placement (a replica joined the shard) refuses a write
+  // routed with an older one: wait for this view to reach it, then route again (upserts are
+  // idempotent: the replicas that applied the first try apply the same records again).
+  for (int attempt = 0;; ++attempt) {
+    auto r = UpsertOnce(collection, records);
+    if (r || attempt >= 20 || r.error().message().find("stale placement epoch") == std::string::npos) {
+      return r;
+    }
+    const uint64_t seen = view_->EpochOf(collection);
+    for (int i = 0; i < 100 && view_->EpochOf(collection) == seen; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
+Result<uint64_t> ClusterRouter::UpsertOnce(const std::string& collection,
+                                           std::span<const Record> records) {
   STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
   const uint32_t shards = route.record.shards;
   std::vector<std::vector<Record>> by_shard(shards);
@@ -187,19 +223,26 @@ Result<uint64_t> ClusterRouter::Upsert(const std::string& collection,
     if (sp.in_sync.empty()) {
       return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
     }
-    for (const ReplicaRef& replica : sp.in_sync) {
-      protocol::UpsertRequest u;
-      u.collection = LocalShardName(collection, s);
-      u.dim = route.record.dim;
-      u.records = by_shard[s];
-      requests.push_back({replica.node, protocol::Request{protocol::Op::kUpsert, std::move(u)}});
-      shard_of.push_back(s);
+    // Every in-sync replica, then every catching-up one (marked "+": catch_up.h).
+    for (int catching = 0; catching < 2; ++catching) {
+      for (const ReplicaRef& replica : catching ? sp.catching_up : sp.in_sync) {
+        protocol::UpsertRequest u;
+        u.collection =
+            MakeShardAddress(collection, s, route.placement.epoch, catching != 0).ToString();
+        u.dim = route.record.dim;
+        u.records = by_shard[s];
+        requests.push_back({replica.node, protocol::Request{protocol::Op::kUpsert, std::move(u)}});
+        shard_of.push_back(s);
+      }
     }
   }
   auto responses = FanOut(requests);
   for (size_t i = 0; i < responses.size(); ++i) {
     if (!responses[i]) {
-      return Error(IOError("collection '{}' shard {}: in-sync replica {} did not apply the write "
+      if (responses[i].error().message().find("stale placement epoch") != std::string::npos) {
+        return Error(responses[i].error());  // Upsert retries with the newer placement
+      }
+      return Error(IOError("collection '{}' shard {}: replica {} did not apply the write "
                            "(not acknowledged; the replicas that applied it keep it): {}",
                            collection, shard_of[i], requests[i].first,
                            responses[i].error().ToString()));

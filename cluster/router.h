@@ -10,15 +10,17 @@
 //   STRATA_ASSIGN_OR_RETURN(uint64_t n, router->Upsert("docs", records));
 //   STRATA_ASSIGN_OR_RETURN(auto hits, router->Search("docs", query, {.k = 10}));
 //
-// A write fails (IOError naming the node and the shard) when an in-sync replica does not apply
+// A write goes to the shard's in-sync and catching-up replicas, addressed with the placement
+// epoch it was routed with (model.h, ShardAddress); a replica that has seen a replica join
+// the shard since refuses it, and the router retries once its view has the newer placement.
+// A write fails (IOError naming the node and the shard) when such a replica does not apply
 // it; the replicas that did keep it (docs/CLUSTER.md: such a write was never acknowledged, and
 // a replica's catch-up is what reconciles it). It is never acknowledged without a replica the
 // placement still lists as in sync. Retry once the leader has updated the in-sync set.
 // A search asks one in-sync replica per shard (the first in placement order) and, for a shard
 // whose replica fails, the next in-sync one; it fails when none answers (no partial replies yet).
 //
-// Not yet inside the nodes: a node does not route a client's request itself (strata-server's
-// request path has no cluster hook yet); this is the routing it will run.
+// Every node runs it for its clients' requests (route_hook.h).
 //
 // Thread-compatible: one thread uses a router at a time (its connections are not shared).
 
@@ -61,6 +63,10 @@ class ClusterView {
   const std::string& cluster() const { return cluster_; }
   // Whether `collection` is a collection of this cluster (as last seen).
   bool HasCollection(const std::string& collection) const;
+  // The write_epoch of `collection`'s shard `shard` (model.h) as last seen; 0 when unknown.
+  uint64_t WriteEpochOf(const std::string& collection, uint32_t shard) const;
+  // The placement epoch of `collection` as last seen; 0 when unknown.
+  uint64_t EpochOf(const std::string& collection) const;
 
  private:
   friend class ClusterRouter;
@@ -111,6 +117,7 @@ class ClusterRouter {
     Placement placement;
   };
   Result<Route> RouteOf(const std::string& collection) const;
+  Result<uint64_t> UpsertOnce(const std::string& collection, std::span<const Record> records);
   // The open connection to `node` (from its registered address), connecting when needed.
   Result<client::Client*> Connection(const std::string& node);
   // Sends every request, then collects every response; the statuses in order.

@@ -84,7 +84,8 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
         STRATA_ASSIGN_OR_RETURN(auto view, ClusterView::Open({.etcd = options.etcd,
                                                               .cluster = options.cluster,
                                                               .etcd_timeout_ms = options.etcd_timeout_ms}));
-        auto hook = std::make_shared<ClusterRequestHook>(std::move(view), service->node(), engine);
+        auto hook = std::make_shared<ClusterRequestHook>(std::move(view), service->node(), engine,
+                                                         service->gate());
         return std::unique_ptr<server::ServeExtension>(
             new ClusterExtension(std::move(service), server, std::move(hook)));
       });

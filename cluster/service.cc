@@ -1,5 +1,6 @@
 #include "cluster/service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "cluster/log.h"
@@ -11,7 +12,7 @@ using Clock = std::chrono::steady_clock;
 
 ClusterService::ClusterService(std::unique_ptr<ClusterNode> node, Engine& engine,
                                const ServiceOptions& options)
-    : node_(std::move(node)), engine_(engine), options_(options) {}
+    : node_(std::move(node)), engine_(engine), options_(options), gate_(engine) {}
 
 Result<std::unique_ptr<ClusterService>> ClusterService::Start(const NodeOptions& node_options,
                                                               Engine& engine,
@@ -23,6 +24,8 @@ Result<std::unique_ptr<ClusterService>> ClusterService::Start(const NodeOptions&
                           PrefixMirror::Start(s->node_->etcd(), s->node_->keys().collections(), wake));
   STRATA_ASSIGN_OR_RETURN(s->placement_,
                           PrefixMirror::Start(s->node_->etcd(), s->node_->keys().placements(), wake));
+  STRATA_ASSIGN_OR_RETURN(s->reports_,
+                          PrefixMirror::Start(s->node_->etcd(), s->node_->keys().replicas(), wake));
   s->thread_ = std::thread([p = s.get()] { p->Run(); });
   return s;
 }
@@ -34,7 +37,9 @@ ClusterService::~ClusterService() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (catchup_thread_.joinable()) catchup_thread_.join();
   // The mirrors call Wake: stop them before anything else goes.
+  reports_.reset();
   placement_.reset();
   collections_.reset();
   node_.reset();
@@ -68,7 +73,13 @@ void ClusterService::Run() {
       dirty_ = false;
     }
     ReconcileAsLeader();
-    const bool figures = Clock::now() >= next_figures;
+    bool figures = Clock::now() >= next_figures;
+    {
+      std::lock_guard lock(mu_);
+      figures = figures || force_report_;
+      force_report_ = false;
+      if (!catchup_running_ && catchup_thread_.joinable()) catchup_thread_.join();
+    }
     if (figures) next_figures = Clock::now() + std::chrono::milliseconds(options_.report_every_ms);
     ReconcileReplicas(figures);
   }
@@ -137,7 +148,20 @@ void ClusterService::ReconcileAsLeader() {
       continue;
     }
     Placement next = *placement;
-    if (!UpdateInSync(next, live)) continue;
+    bool changed = UpdateInSync(next, live);
+    ShardReports reports(next.shards.size());
+    {
+      auto reported = reports_->view();
+      for (size_t s = 0; s < next.shards.size(); ++s) {
+        for (const std::string& n : next.shards[s].replicas) {
+          auto it = reported->kvs.find(keys.replica(record->name, uint32_t(s), n));
+          if (it == reported->kvs.end()) continue;
+          if (auto r = ReplicaReport::FromJson(it->second.value)) reports[s][n] = std::move(*r);
+        }
+      }
+    }
+    changed = UpdateCatchUp(next, live, reports, next.epoch + 1) || changed;
+    if (!changed) continue;
     ++next.epoch;
     auto txn = node_->etcd().Txn(
         {.compare = {fence, EtcdCompare::ModRevisionIs(pkey, existing->second.mod_revision)},
@@ -149,12 +173,17 @@ void ClusterService::ReconcileAsLeader() {
     }
     if (!txn->succeeded) continue;  // lost the leadership, or a newer placement: next round
     for (size_t s = 0; s < next.shards.size(); ++s) {
-      if (next.shards[s].in_sync == placement->shards[s].in_sync) continue;
+      if (next.shards[s].in_sync == placement->shards[s].in_sync &&
+          next.shards[s].catching_up == placement->shards[s].catching_up) {
+        continue;
+      }
       std::string before, after;
       for (const ReplicaRef& r : placement->shards[s].in_sync) before += fmt::format(" {}#{}", r.node, r.incarnation);
+      for (const ReplicaRef& r : placement->shards[s].catching_up) before += fmt::format(" +{}#{}", r.node, r.incarnation);
       for (const ReplicaRef& r : next.shards[s].in_sync) after += fmt::format(" {}#{}", r.node, r.incarnation);
-      ClusterLog().info("collection '{}' shard {} in sync:{} ->{} (epoch {})", record->name, s,
-                        before, after, next.epoch);
+      for (const ReplicaRef& r : next.shards[s].catching_up) after += fmt::format(" +{}#{}", r.node, r.incarnation);
+      ClusterLog().info("collection '{}' shard {} in sync (+ catching up):{} ->{} (epoch {})",
+                        record->name, s, before, after, next.epoch);
     }
   }
 }
@@ -206,6 +235,38 @@ void ClusterService::ReconcileReplicas(bool refresh_figures) {
           report.last_sequence = info->last_sequence;
         }
       }
+      // Catch-up: this incarnation listed as catching up, and not caught up for that epoch yet.
+      const ReplicaRef* catching = nullptr;
+      for (const ReplicaRef& r : s.catching_up) {
+        if (r.node == me && r.incarnation == incarnation) catching = &r;
+      }
+      {
+        std::lock_guard lock(mu_);
+        if (auto c = caught_up_.find(local); c != caught_up_.end()) report.caught_up_epoch = c->second;
+        if (catching != nullptr && info && report.caught_up_epoch < catching->since &&
+            !catchup_running_ && !catchup_thread_.joinable()) {
+          // From the first in-sync replica that is registered (not this node).
+          std::string peer;
+          for (const ReplicaRef& r : s.in_sync) {
+            if (r.node != me && AddressOf(r.node)) {
+              peer = r.node;
+              break;
+            }
+          }
+          if (!peer.empty()) {
+            catchup_running_ = true;
+            catchup_thread_ = std::thread(
+                [this, a = MakeShardAddress(record->name, s.shard, catching->since), peer] {
+                  RunCatchUp(a, peer);
+                });
+          }
+        }
+        if (catching == nullptr && std::any_of(s.in_sync.begin(), s.in_sync.end(), [&](const ReplicaRef& r) {
+              return r.node == me && r.incarnation == incarnation;
+            })) {
+          gate_.Forget(local);
+        }
+      }
       auto last = reported_.find(rkey);
       const std::string tag = fmt::format("{}:", lease);
       // Figures change with every write: refresh them every report_every_ms only.
@@ -219,6 +280,60 @@ void ClusterService::ReconcileReplicas(bool refresh_figures) {
       }
     }
   }
+}
+
+}  // namespace strata::cluster
+
+namespace strata::cluster {
+
+std::optional<std::string> ClusterService::AddressOf(const std::string& node) const {
+  for (const NodeRecord& r : node_->Members()) {
+    if (r.id == node) return r.advertise;
+  }
+  return std::nullopt;
+}
+
+void ClusterService::RunCatchUp(ShardAddress address, std::string peer) {
+  const auto start = Clock::now();
+  Status status;
+  CatchUpReport report;
+  if (auto at = AddressOf(peer); !at) {
+    status = IOError("node {} is not registered", peer);
+  } else {
+    const size_t colon = at->rfind(':');
+    std::string host = at->substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    auto client = client::Client::Connect(
+        host, static_cast<uint16_t>(std::atoi(at->c_str() + colon + 1)), {});
+    if (!client) {
+      status = client.error();
+    } else if (auto r = gate_.CatchUp(address, **client); !r) {
+      status = r.error();
+    } else {
+      report = *r;
+    }
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!status.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(500));  // before a retry
+  {
+    std::lock_guard lock(mu_);
+    if (status.ok()) {
+      caught_up_[address.local] = address.epoch;
+      force_report_ = true;
+      dirty_ = true;
+    }
+    catchup_running_ = false;
+  }
+  if (status.ok()) {
+    ClusterLog().info("caught up {} from {} (catch-up of epoch {}) in {:.3f} s: {} ids listed, {} "
+                      "held already, {} copied, {} written live meanwhile, {} deleted",
+                      address.local, peer, address.epoch, seconds, report.listed, report.same,
+                      report.copied, report.skipped, report.deleted);
+  } else {
+    ClusterLog().warn("catch-up of {} from {} failed after {:.3f} s (retrying): {}", address.local,
+                      peer, seconds, status.ToString());
+  }
+  wake_.notify_all();
 }
 
 }  // namespace strata::cluster

@@ -3,9 +3,12 @@
 //  - as the leader: places each new collection's shards on the live nodes, and keeps every
 //    shard's in-sync set current with the registry (UpdateInSync), each write a
 //    compare-and-swap fenced by the leader's election key;
+//  - as the leader, also the catch-up rules (UpdateCatchUp): a replica back (or new) joins the
+//    shard's catching-up set, and the in-sync set once its report says it has caught up;
 //  - as a replica: makes the engine collection of every shard placed on it
 //    (LocalShardName) and reports it under its lease (ReplicaReport: state, vectors, last
-//    write batch).
+//    write batch, the catch-up it finished); catches up the shards where it is catching up
+//    (catch_up.h), one at a time on a thread of its own.
 // One thread does both, when the collections or the placement change, and every `poll_ms`
 // (the registry, the leadership and the reports).
 //
@@ -16,9 +19,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "cluster/catch_up.h"
 #include "cluster/model.h"
 #include "cluster/node.h"
 #include "cluster/prefix_mirror.h"
@@ -46,6 +51,8 @@ class ClusterService {
   ClusterService& operator=(const ClusterService&) = delete;
 
   ClusterNode& node() { return *node_; }
+  // Applies the shard requests of other nodes (catch_up.h); the request hook uses it.
+  ShardGate& gate() { return gate_; }
   // The placement of `collection` as this node last saw it; NotFound when there is none yet.
   Result<Placement> PlacementOf(const std::string& collection) const;
 
@@ -55,14 +62,20 @@ class ClusterService {
   void Wake();
   // The leader's part: place new collections, update in-sync sets.
   void ReconcileAsLeader();
-  // The replica's part: make local shards, write reports.
+  // The replica's part: make local shards, write reports, start catch-ups.
   void ReconcileReplicas(bool refresh_figures);
+  // Catches up one shard from an in-sync peer (on catchup_thread_).
+  void RunCatchUp(ShardAddress address, std::string peer);
+  // The advertised address of a registered node.
+  std::optional<std::string> AddressOf(const std::string& node) const;
 
   std::unique_ptr<ClusterNode> node_;
   Engine& engine_;
   const ServiceOptions options_;
   std::unique_ptr<PrefixMirror> collections_;
   std::unique_ptr<PrefixMirror> placement_;
+  std::unique_ptr<PrefixMirror> reports_;
+  ShardGate gate_;
 
   // The loop thread's own state.
   std::map<std::string, std::string> reported_;  // report key -> "lease:json" last written
@@ -72,6 +85,12 @@ class ClusterService {
   std::condition_variable wake_;
   bool stop_ = false;   // guarded by mu_
   bool dirty_ = false;  // guarded by mu_
+  // Catch-ups: local shard -> the epoch of the catch-up this incarnation finished; the one
+  // running, if any (one at a time, on catchup_thread_).
+  std::map<std::string, uint64_t> caught_up_;  // guarded by mu_
+  bool catchup_running_ = false;               // guarded by mu_
+  bool force_report_ = false;                  // guarded by mu_
+  std::thread catchup_thread_;                 // started and joined by the loop thread
   std::thread thread_;
 };
 

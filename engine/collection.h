@@ -124,6 +124,7 @@ class Collection {
   Result<Record> GetByKey(std::string_view key) const;
   Result<VectorId> FindKey(std::string_view key) const;
   Result<KeyPage> ListKeys(uint64_t cursor, size_t count) const;
+  Result<KeyPage> ListIds(uint64_t cursor, size_t count) const;
   Result<std::vector<std::string>> RandomKeys(size_t count, uint64_t seed) const;
   // Plans and runs the query over every segment of the current snapshot (segment.h),
   // merging their top-k.
@@ -223,9 +224,10 @@ class Collection {
   // the id of every operation (see Apply), fresh ids taken from next_key_id_.
   // ResourceExhausted (nothing written) once the keyed range is spent.
   Result<std::vector<VectorId>> ResolveKeys(const WriteBatch& batch);
-  // Every live keyed record of `s` with id >= `from`, at most `count` per segment.
+  // Every live keyed record of `s` with id >= `from`, at most `count` per segment; with
+  // `keyed_only` false, every live record (keys empty for those written by id).
   void CollectKeyed(const Snapshot& s, VectorId from, size_t count,
-                    std::vector<std::pair<VectorId, std::string>>& out) const;
+                    std::vector<std::pair<VectorId, std::string>>& out, bool keyed_only = true) const;
   // Freezes the in-memory segment and starts a new log file after it (caller holds
   // write_mu_; no frozen segment may be pending). A no-op when nothing was written.
   Status FreezeLocked();

@@ -107,15 +107,18 @@ Result<VectorId> Collection::FindKey(std::string_view key) const {
 }
 
 void Collection::CollectKeyed(const Snapshot& s, VectorId from, size_t count,
-                              std::vector<std::pair<VectorId, std::string>>& out) const {
-  from = std::max(from, kKeyedIdBase);
+                              std::vector<std::pair<VectorId, std::string>>& out, bool keyed_only) const {
+  if (keyed_only) from = std::max(from, kKeyedIdBase);
   auto from_memory = [&](const MemorySegment& m, uint32_t limit) {
     // Rows are in write order, not id order: every row is looked at, and only the
     // `count` smallest ids of this segment are kept.
     std::vector<std::pair<VectorId, uint32_t>> found;
     for (uint32_t r = 0; r < limit; ++r) {
       const VectorId id = m.id(r);
-      if (id >= from && IsKeyedId(id) && m.removed_at(r) > s.sequence && !m.key(r).empty()) found.emplace_back(id, r);
+      if (id >= from && id != kInvalidVectorId && m.removed_at(r) > s.sequence &&
+          (!keyed_only || (IsKeyedId(id) && !m.key(r).empty()))) {
+        found.emplace_back(id, r);
+      }
     }
     if (found.size() > count) {
       std::nth_element(found.begin(), found.begin() + ptrdiff_t(count), found.end());
@@ -130,7 +133,7 @@ void Collection::CollectKeyed(const Snapshot& s, VectorId from, size_t count,
     size_t taken = 0;
     for (auto it = std::lower_bound(ids.begin(), ids.end(), from); it != ids.end() && taken < count; ++it) {
       const auto r = uint32_t(it - ids.begin());
-      if ((e.deletes && e.deletes->rows.Test(r)) || e.segment->key(r).empty()) continue;
+      if ((e.deletes && e.deletes->rows.Test(r)) || (keyed_only && e.segment->key(r).empty())) continue;
       out.emplace_back(*it, std::string(e.segment->key(r)));
       ++taken;
     }
@@ -158,6 +161,29 @@ Result<KeyPage> Collection::ListKeys(uint64_t cursor, size_t count) const {
   }
   // A full page may have more after it; a short one ends the listing.
   page.next_cursor = n == count ? page.ids.back() - kKeyedIdBase + 1 : 0;
+  return page;
+}
+
+Result<KeyPage> Collection::ListIds(uint64_t cursor, size_t count) const {
+  if (count == 0 || count > kMaxKeyPage) {
+    return Error(InvalidArgument("count is {}; it must be in 1..{}", count, kMaxKeyPage));
+  }
+  if (cursor >= kInvalidVectorId) return Error(InvalidArgument("cursor {} is past the ids", cursor));
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  std::vector<std::pair<VectorId, std::string>> found;
+  CollectKeyed(*s, cursor, count, found, /*keyed_only=*/false);
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  KeyPage page;
+  const size_t n = std::min(count, found.size());
+  page.keys.reserve(n);
+  page.ids.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    page.ids.push_back(found[i].first);
+    page.keys.push_back(std::move(found[i].second));
+  }
+  // A full page may have more after it; a short one ends the listing. The next cursor is the
+  // id after the last one listed (0 only when the listing ends).
+  page.next_cursor = n == count && page.ids.back() + 1 < kInvalidVectorId ? page.ids.back() + 1 : 0;
   return page;
 }
 

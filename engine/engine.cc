@@ -525,6 +525,11 @@ Result<KeyPage> Engine::ListKeys(const std::string& collection, uint64_t cursor,
   return c->ListKeys(cursor, count);
 }
 
+Result<KeyPage> Engine::ListIds(const std::string& collection, uint64_t cursor, size_t count) const {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  return c->ListIds(cursor, count);
+}
+
 Result<std::vector<std::string>> Engine::RandomKeys(const std::string& collection, size_t count,
                                                     uint64_t seed) const {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));

@@ -229,6 +229,11 @@ class Engine {
   // is O(count + log n) per sealed segment plus a pass over the in-memory rows.
   // For SCAN / KEYS.
   Result<KeyPage> ListKeys(const std::string& collection, uint64_t cursor, size_t count) const;
+  // Lists every live record's id (and its key; empty for one written by id) in id order, as
+  // ListKeys does for keys: at most `count` (1..100000) per call, from `cursor` (0: the
+  // start; then the page's next_cursor, until it is 0), with the same guarantees. For a
+  // cluster replica's catch-up (cluster/catch_up.h).
+  Result<KeyPage> ListIds(const std::string& collection, uint64_t cursor, size_t count) const;
   // Up to `count` (1..100000) distinct keys of live records, picked at random (seeded
   // by `seed`), fewer only when fewer keyed records are live. For VRANDMEMBER.
   Result<std::vector<std::string>> RandomKeys(const std::string& collection, size_t count,

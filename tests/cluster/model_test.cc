@@ -93,6 +93,78 @@ TEST(ClusterModel, InSyncSetsFollowTheRegistry) {
   EXPECT_EQ(lapsed.shards[1].in_sync.size(), 1u);
 }
 
+TEST(ClusterModel, AReturningReplicaCatchesUpBeforeItIsInSyncAgain) {
+  Placement p;
+  p.collection = "docs";
+  p.epoch = 5;
+  // n1 lapsed earlier and left shard 0's in-sync set.
+  p.shards = {{0, {"n0", "n1"}, {{"n0", 10}}}, {1, {"n1", "n2"}, {{"n1", 11}, {"n2", 12}}}};
+  ShardReports none(2);
+  // Still gone: nothing to do.
+  Placement gone = p;
+  EXPECT_FALSE(UpdateCatchUp(gone, {{"n0", 10}, {"n2", 12}}, none, 6));
+  // Back as incarnation 20: it catches up from epoch 6; shard 0's write set grew at 6.
+  Placement back = p;
+  EXPECT_TRUE(UpdateCatchUp(back, {{"n0", 10}, {"n1", 20}, {"n2", 12}}, none, 6));
+  EXPECT_EQ(back.shards[0].catching_up, (std::vector<ReplicaRef>{{"n1", 20, 6}}));
+  EXPECT_EQ(back.shards[0].write_epoch, 6u);
+  EXPECT_EQ(back.shards[0].in_sync, (std::vector<ReplicaRef>{{"n0", 10}}));
+  EXPECT_TRUE(back.shards[1].catching_up.empty());
+  EXPECT_EQ(back.shards[1].write_epoch, 0u);
+  back.epoch = 6;
+  // No report yet, or a report of an older catch-up or incarnation: it stays catching up.
+  ShardReports reports(2);
+  EXPECT_FALSE(UpdateCatchUp(back, {{"n0", 10}, {"n1", 20}, {"n2", 12}}, reports, 7));
+  reports[0]["n1"] = ReplicaReport{"n1", 20, "ready", 5, 9, 3};
+  EXPECT_FALSE(UpdateCatchUp(back, {{"n0", 10}, {"n1", 20}, {"n2", 12}}, reports, 7));
+  reports[0]["n1"] = ReplicaReport{"n1", 19, "ready", 5, 9, 6};
+  EXPECT_FALSE(UpdateCatchUp(back, {{"n0", 10}, {"n1", 20}, {"n2", 12}}, reports, 7));
+  // Caught up at 6: in sync; the write epoch stays (the write set did not grow).
+  Placement done = back;
+  reports[0]["n1"] = ReplicaReport{"n1", 20, "ready", 5, 9, 6};
+  EXPECT_TRUE(UpdateCatchUp(done, {{"n0", 10}, {"n1", 20}, {"n2", 12}}, reports, 7));
+  EXPECT_EQ(done.shards[0].in_sync, (std::vector<ReplicaRef>{{"n0", 10}, {"n1", 20}}));
+  EXPECT_TRUE(done.shards[0].catching_up.empty());
+  EXPECT_EQ(done.shards[0].write_epoch, 6u);
+  // Gone again (or another incarnation) while catching up: it leaves catching_up, and comes
+  // back at a later epoch.
+  Placement lapsed = back;
+  EXPECT_TRUE(UpdateCatchUp(lapsed, {{"n0", 10}, {"n2", 12}}, none, 7));
+  EXPECT_TRUE(lapsed.shards[0].catching_up.empty());
+  Placement again = back;
+  EXPECT_TRUE(UpdateCatchUp(again, {{"n0", 10}, {"n1", 30}, {"n2", 12}}, none, 7));
+  EXPECT_EQ(again.shards[0].catching_up, (std::vector<ReplicaRef>{{"n1", 30, 7}}));
+  EXPECT_EQ(again.shards[0].write_epoch, 7u);
+  // Through JSON, and a placement written before catch-up reads with the new fields empty.
+  auto round = Placement::FromJson(back.ToJson());
+  ASSERT_TRUE(round.has_value()) << round.error().ToString();
+  EXPECT_EQ(*round, back);
+  auto old = Placement::FromJson(
+      R"({"collection":"x","epoch":1,"shards":[{"shard":0,"replicas":["a"],"in_sync":[{"node":"a","incarnation":3}]}]})");
+  ASSERT_TRUE(old.has_value()) << old.error().ToString();
+  EXPECT_TRUE(old->shards[0].catching_up.empty());
+  EXPECT_EQ(old->shards[0].write_epoch, 0u);
+}
+
+TEST(ClusterModel, ShardAddresses) {
+  EXPECT_EQ(MakeShardAddress("docs", 3, 17).ToString(), "docs__s3@17");
+  EXPECT_EQ(MakeShardAddress("docs", 3, 17, true).ToString(), "docs__s3@17+");
+  EXPECT_FALSE(ParseShardAddress("docs__s3").has_value());  // an engine name, not an address
+  auto a = ParseShardAddress("my_docs__s12@99+");
+  ASSERT_TRUE(a.has_value() && a->has_value());
+  EXPECT_EQ((*a)->collection, "my_docs");
+  EXPECT_EQ((*a)->local, "my_docs__s12");
+  EXPECT_EQ((*a)->shard, 12u);
+  EXPECT_EQ((*a)->epoch, 99u);
+  EXPECT_TRUE((*a)->catching_up);
+  for (const char* bad : {"docs@1", "docs__s@1", "docs__sx@1", "docs__s1@", "docs__s1@1x",
+                          "docs__s01@1", "a.b__s1@1", "docs__s1@99999999999999999999"}) {
+    auto b = ParseShardAddress(bad);
+    ASSERT_TRUE(b.has_value()) << bad;
+    EXPECT_FALSE(b->has_value()) << bad;
+  }
+}
+
 TEST(ClusterModel, RecordsRoundTripThroughJson) {
   CollectionRecord c = Record(4, 2);
   c.created_unix_ms = 123;

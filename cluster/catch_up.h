@@ -1,0 +1,88 @@
+#pragma once
+// A replica's side of the shard requests between nodes, and its catch-up (docs/CLUSTER.md,
+// "Catch-up").
+//
+// Writes between nodes name a shard address (model.h: "<name>__s<k>@<epoch>[+]"): the
+// placement epoch the router routed the write with, "+" when this replica was catching up in
+// that placement. ShardGate::Write refuses a write whose epoch is older than the shard's write
+// fence -- the highest write_epoch this node has seen, raised by a catching-up peer's first
+// listing (Fence) -- because a router with an older view may have left out a replica that must
+// have it; the router retries with its newer view.
+//
+// Catch-up of this node's copy of a shard, for the catch-up started at placement epoch E
+// (ReplicaRef::since), from an in-sync peer P:
+//  1. P raises its fence to E (its listing does it, waiting for the writes that passed the
+//     older fence): from then on every write P applies was routed with a placement that lists
+//     this replica as catching up, so it comes here too.
+//  2. Every id P holds is listed and its record copied here -- unless this replica holds the
+//     same vector and attributes already (what it kept from before a restart is not written
+//     again), or a live write (routed at E or later, marked "+") has reached this id here
+//     meanwhile: this replica's value for it is at least as new as the copy's. Copy batches and live writes are serialized per
+//     shard, so neither overwrites a newer value with an older one.
+//  3. Ids here that P did not list and that no live write reached are deleted (writes that were
+//     never acknowledged, or deleted while this replica was away).
+// Records written by string key are not copied (keyed writes are not routed on cluster
+// collections yet).
+//
+// Thread-safe: Write, Fence, Forget and CatchUp may run on any threads at once; CatchUp of one
+// shard must not run twice at once (ClusterService runs one catch-up at a time).
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+
+#include "api/types.h"
+#include "client/client.h"
+#include "cluster/model.h"
+#include "core/status.h"
+
+namespace strata {
+class Engine;
+}
+
+namespace strata::cluster {
+
+struct CatchUpReport {
+  uint64_t listed = 0;   // ids the peer listed
+  uint64_t same = 0;     // records this replica already held as the peer does
+  uint64_t copied = 0;   // records copied from the peer (missing or different here)
+  uint64_t skipped = 0;  // ids a live write had reached here first
+  uint64_t deleted = 0;  // ids here the peer did not hold
+};
+
+class ShardGate {
+ public:
+  explicit ShardGate(Engine& engine) : engine_(engine) {}
+
+  // Applies an upsert addressed to `address` on this node's engine. `view_write_epoch`: the
+  // shard's write_epoch in this node's view of the placement (0 when unknown). Cancelled with
+  // "stale placement epoch" when address.epoch is older than the fence.
+  Status Write(const ShardAddress& address, uint64_t view_write_epoch, std::span<const Record> records);
+  // Raises the write fence of engine collection `local` to `epoch`; returns once every write
+  // that passed an older fence has finished.
+  void Fence(const std::string& local, uint64_t epoch);
+  // Drops what catch-up tracks for `local` (the replica is in sync again).
+  void Forget(const std::string& local);
+  // Copies shard `address.local` from `peer` for the catch-up started at `address.epoch`.
+  Result<CatchUpReport> CatchUp(const ShardAddress& address, client::Client& peer);
+
+ private:
+  struct Shard {
+    std::shared_mutex fence_mu;  // writes share it; Fence takes it alone
+    uint64_t fence = 0;          // guarded by fence_mu
+    std::mutex touch_mu;         // serializes live "+" writes with copy batches
+    std::unordered_map<VectorId, uint64_t> touched;  // id -> epoch of its last live "+" write
+  };
+  Shard& ShardOf(const std::string& local);
+
+  Engine& engine_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Shard>> shards_;  // guarded by mu_ (entries live on)
+};
+
+}  // namespace strata::cluster
