@@ -9,7 +9,10 @@
 #      query with its EXPLAIN; a short load run), through the Python client, and with
 #      redis-cli on the server's RESP port (a vector set with attributes, VSIM with FILTER,
 #      a GloVe query), prints the server's metrics, and
-#   5. stops the server with SIGTERM (graceful shutdown).
+#   5. stops the server with SIGTERM (graceful shutdown);
+#   6. shows the cluster (scripts/cluster_demo.sh): a real etcd and three nodes on loopback, a
+#      collection of 4 shards x 2 replicas loaded and searched through different nodes,
+#      `strata-cli cluster status`, a node stopped, then started again and caught up.
 #
 # Environment: STRATA_DATA_DIR (data sets, default ./data), STRATA_REFERENCE_DATA (the
 # independent reference ground truth; default ../shared/data when present),
@@ -153,3 +156,10 @@ trap - EXIT
 echo
 echo "server stopped (SIGTERM); its log ends:"
 tail -n 3 "$LOG"
+
+# 6. The cluster in brief (issue 19, docs/CLUSTER.md): etcd and three nodes on loopback, a sharded
+# and replicated collection, a node stopped and started again (scripts/cluster_demo.sh; it stops
+# everything it started).
+echo
+echo "=== cluster: etcd + 3 strata-server nodes on loopback, 4 shards x 2 replicas (first 20,000 GloVe vectors) ==="
+bash scripts/cluster_demo.sh "$ROOT/build/release" "$DATA"
