@@ -25,3 +25,9 @@ strata_test(cluster_router_test SOURCES cluster/router_test.cc
 target_compile_definitions(cluster_router_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
   STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>")
 add_dependencies(cluster_router_test strata-server)
+# Issue 19's recall test on Fashion-MNIST (a subset under ctest: recall_test.cc says why).
+strata_test(cluster_recall_test SOURCES cluster/recall_test.cc LIBS strata_cluster strata_client
+  LABELS unit)
+target_compile_definitions(cluster_recall_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
+  STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>" STRATA_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+add_dependencies(cluster_recall_test strata-server)
