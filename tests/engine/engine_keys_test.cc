@@ -633,6 +633,47 @@ TEST(EngineKeys, ListKeysPagesThroughMemoryAndSealedSegments) {
   fs::remove_all(dir);
 }
 
+TEST(EngineKeys, ListIdsPagesThroughEveryLiveRecord) {
+  const fs::path dir = TestDir();
+  auto e = OpenOrDie(dir);
+  ASSERT_TRUE(e->CreateCollection(Spec("c")).ok());
+  std::set<VectorId> want;
+  for (VectorId id = 0; id < 30; ++id) {
+    ASSERT_TRUE(e->Upsert("c", id * 3, Vec(float(id))).ok());
+    want.insert(id * 3);
+  }
+  ASSERT_TRUE(e->UpsertByKey("c", "k", Vec(1)).ok());  // keyed records are listed too
+  want.insert(*e->FindKey("c", "k"));
+  ASSERT_TRUE(e->Flush("c").ok());
+  for (VectorId id = 100; id < 110; ++id) {
+    ASSERT_TRUE(e->Upsert("c", id, Vec(float(id))).ok());
+    want.insert(id);
+  }
+  ASSERT_TRUE(e->Delete("c", 6).ok());    // sealed row deleted
+  ASSERT_TRUE(e->Delete("c", 104).ok());  // memory row deleted
+  ASSERT_TRUE(e->Upsert("c", 9, Vec(90)).ok());  // replaced into memory: listed once
+  want.erase(6);
+  want.erase(104);
+  std::vector<VectorId> got;
+  uint64_t cursor = 0;
+  int pages = 0;
+  do {
+    auto page = e->ListIds("c", cursor, 7);
+    ASSERT_TRUE(page.has_value()) << page.error().ToString();
+    EXPECT_LE(page->ids.size(), 7u);
+    ASSERT_EQ(page->keys.size(), page->ids.size());
+    EXPECT_TRUE(std::is_sorted(page->ids.begin(), page->ids.end()));
+    got.insert(got.end(), page->ids.begin(), page->ids.end());
+    cursor = page->next_cursor;
+    ASSERT_LT(++pages, 20);
+  } while (cursor != 0);
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::set<VectorId>(got.begin(), got.end()), want);
+  EXPECT_EQ(e->ListIds("c", 0, 0).error().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->ListIds("nope", 0, 5).error().code(), StatusCode::kNotFound);
+  fs::remove_all(dir);
+}
+
 TEST(EngineKeys, RandomKeysProbesLargeCollections) {
   const fs::path dir = TestDir();
   auto e = OpenOrDie(dir);
