@@ -20,7 +20,7 @@ ShardGate::Shard& ShardGate::ShardOf(const std::string& local) {
 }
 
 Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
-                        std::span<const Record> records) {
+                        std::span<const VectorId> ids, const engine::WriteBatch& batch) {
   Shard& shard = ShardOf(address.local);
   std::shared_lock fence(shard.fence_mu);
   const uint64_t need = std::max(shard.fence, view_write_epoch);
@@ -29,12 +29,10 @@ Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
                      "{} or later (a replica joined the shard; retry with the newer placement)",
                      address.epoch, address.local, need);
   }
-  engine::WriteBatch batch;
-  for (const Record& r : records) batch.Upsert(r.id, r.vector, r.attributes);
   if (!address.catching_up) return engine_.Write(address.local, batch);
   std::lock_guard touch(shard.touch_mu);
-  for (const Record& r : records) {
-    uint64_t& e = shard.touched[r.id];
+  for (VectorId id : ids) {
+    uint64_t& e = shard.touched[id];
     e = std::max(e, address.epoch);
   }
   return engine_.Write(address.local, batch);

@@ -40,6 +40,7 @@
 #include "client/client.h"
 #include "cluster/model.h"
 #include "core/status.h"
+#include "engine/write_batch.h"
 
 namespace strata {
 class Engine;
@@ -59,10 +60,12 @@ class ShardGate {
  public:
   explicit ShardGate(Engine& engine) : engine_(engine) {}
 
-  // Applies an upsert addressed to `address` on this node's engine. `view_write_epoch`: the
-  // shard's write_epoch in this node's view of the placement (0 when unknown). Cancelled with
-  // "stale placement epoch" when address.epoch is older than the fence.
-  Status Write(const ShardAddress& address, uint64_t view_write_epoch, std::span<const Record> records);
+  // Applies a write batch (upserts and deletes by id) addressed to `address` on this node's
+  // engine; `ids` are the ids it touches. `view_write_epoch`: the shard's write_epoch in this
+  // node's view of the placement (0 when unknown). Cancelled with "stale placement epoch" when
+  // address.epoch is older than the fence.
+  Status Write(const ShardAddress& address, uint64_t view_write_epoch, std::span<const VectorId> ids,
+               const engine::WriteBatch& batch);
   // Raises the write fence of engine collection `local` to `epoch`; returns once every write
   // that passed an older fence has finished.
   void Fence(const std::string& local, uint64_t epoch);

@@ -35,9 +35,23 @@ Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& addr
   switch (request.op) {
     case Op::kUpsert: {
       const auto& m = std::get<protocol::UpsertRequest>(request.body);
+      engine::WriteBatch batch;
+      std::vector<VectorId> ids;
+      for (const Record& r : m.records) {
+        batch.Upsert(r.id, r.vector, r.attributes);
+        ids.push_back(r.id);
+      }
       STRATA_RETURN_IF_ERROR(
-          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), m.records));
+          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), ids, batch));
       return protocol::Response{Op::kUpsert, protocol::WriteReply{m.records.size()}};
+    }
+    case Op::kDelete: {
+      const auto& m = std::get<protocol::DeleteRequest>(request.body);
+      engine::WriteBatch batch;
+      for (VectorId id : m.ids) batch.Delete(id);
+      STRATA_RETURN_IF_ERROR(
+          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), m.ids, batch));
+      return protocol::Response{Op::kDelete, protocol::WriteReply{m.ids.size()}};
     }
     case Op::kListKeys: {
       const auto& m = std::get<protocol::ListKeysRequest>(request.body);
@@ -112,6 +126,21 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
     STRATA_ASSIGN_OR_RETURN(CollectionInfo info, engine_.DescribeCollection(m->name));
     return protocol::Response{Op::kDescribeCollection, protocol::DescribeCollectionReply{info}};
   }
+  if (const auto* m = std::get_if<protocol::GetRequest>(&request.body); m != nullptr && request.op == Op::kGet) {
+    if (auto exists = engine_.DescribeCollection(m->collection); !exists) return Error(exists.error());
+    protocol::GetReply reply;
+    for (VectorId id : m->ids) {
+      auto r = engine_.Get(m->collection, id);
+      if (r) {
+        reply.records.push_back(std::move(*r));
+      } else if (r.error().code() == StatusCode::kNotFound) {
+        reply.records.push_back(std::nullopt);
+      } else {
+        return Error(r.error());
+      }
+    }
+    return protocol::Response{Op::kGet, std::move(reply)};
+  }
   return Error(Internal("cluster: no local execution for {}", protocol::OpName(request.op)));
 }
 
@@ -164,10 +193,32 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       if (!info) return ErrorResponse(info.error());
       return protocol::Response{request.op, protocol::DescribeCollectionReply{*info}};
     }
+    case Op::kDelete: {
+      if (!node_.LeaseHeld()) {
+        return ErrorResponse(IOError(
+            "node {}: its cluster lease may have lapsed; it routes no write until it has "
+            "registered again (retry, or use another node)",
+            node_.options().node_id));
+      }
+      const auto& m = std::get<protocol::DeleteRequest>(request.body);
+      auto router = Acquire();
+      auto n = router->Delete(name, m.ids);
+      Release(std::move(router));
+      if (!n) return ErrorResponse(n.error());
+      return protocol::Response{Op::kDelete, protocol::WriteReply{*n}};
+    }
+    case Op::kGet: {
+      const auto& m = std::get<protocol::GetRequest>(request.body);
+      auto router = Acquire();
+      auto records = router->Get(name, m.ids);
+      Release(std::move(router));
+      if (!records) return ErrorResponse(records.error());
+      return protocol::Response{Op::kGet, protocol::GetReply{std::move(*records)}};
+    }
     default:
       return ErrorResponse(Unimplemented(
-          "{} on cluster collection '{}' is not routed yet (routed: upsert by id, search, "
-          "search batch, describe; docs/CLUSTER.md)",
+          "{} on cluster collection '{}' is not routed yet (routed: upsert and delete by id, get, "
+          "search, search batch, describe; docs/CLUSTER.md)",
           protocol::OpName(request.op), name));
   }
 }

@@ -123,6 +123,19 @@ Result<client::Client*> ClusterRouter::Connection(const std::string& node) {
 
 std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
     const std::vector<std::pair<std::string, protocol::Request>>& requests) {
+  // This process's requests in flight per node, for the least-loaded choice.
+  {
+    std::lock_guard lock(view_->load_mu_);
+    for (const auto& [node, request] : requests) ++view_->in_flight_[node];
+  }
+  struct Done {
+    ClusterView& view;
+    const std::vector<std::pair<std::string, protocol::Request>>& requests;
+    ~Done() {
+      std::lock_guard lock(view.load_mu_);
+      for (const auto& [node, request] : requests) --view.in_flight_[node];
+    }
+  } done{*view_, requests};
   std::vector<Result<protocol::Response>> out(requests.size(), Error(Internal("not sent")));
   // Per request: its connection and request id once sent.
   std::vector<client::Client*> via(requests.size(), nullptr);
@@ -188,11 +201,23 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
 
 Result<uint64_t> ClusterRouter::Upsert(const std::string& collection,
                                        std::span<const Record> records) {
+  return Write(collection, records, {});
+}
+
+Result<uint64_t> ClusterRouter::Delete(const std::string& collection,
+                                       std::span<const VectorId> ids) {
+  if (ids.empty()) return uint64_t{0};
+  return Write(collection, {}, ids);
+}
+
+Result<uint64_t> ClusterRouter::Write(const std::string& collection,
+                                      std::span<const Record> records,
+                                      std::span<const VectorId> ids) {
   // A replica that has seen a newer placement (a replica joined the shard) refuses a write
-  // routed with an older one: wait for this view to reach it, then route again (upserts are
-  // idempotent: the replicas that applied the first try apply the same records again).
+  // routed with an older one: wait for this view to reach it, then route again (upserts and
+  // deletes are idempotent: the replicas that applied the first try apply the same again).
   for (int attempt = 0;; ++attempt) {
-    auto r = UpsertOnce(collection, records);
+    auto r = WriteOnce(collection, records, ids);
     if (r || attempt >= 20 || r.error().message().find("stale placement epoch") == std::string::npos) {
       return r;
     }
@@ -203,11 +228,13 @@ Result<uint64_t> ClusterRouter::Upsert(const std::string& collection,
   }
 }
 
-Result<uint64_t> ClusterRouter::UpsertOnce(const std::string& collection,
-                                           std::span<const Record> records) {
+Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
+                                          std::span<const Record> records,
+                                          std::span<const VectorId> ids) {
   STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
   const uint32_t shards = route.record.shards;
   std::vector<std::vector<Record>> by_shard(shards);
+  std::vector<std::vector<VectorId>> ids_by_shard(shards);
   for (const Record& r : records) {
     if (r.vector.size() != route.record.dim) {
       return Error(InvalidArgument("record {}: {} components, collection '{}' has dim {}", r.id,
@@ -215,10 +242,12 @@ Result<uint64_t> ClusterRouter::UpsertOnce(const std::string& collection,
     }
     by_shard[ShardOfId(r.id, shards)].push_back(r);
   }
+  for (VectorId id : ids) ids_by_shard[ShardOfId(id, shards)].push_back(id);
+  const bool deleting = records.empty();
   std::vector<std::pair<std::string, protocol::Request>> requests;
   std::vector<uint32_t> shard_of;
   for (uint32_t s = 0; s < shards; ++s) {
-    if (by_shard[s].empty()) continue;
+    if (by_shard[s].empty() && ids_by_shard[s].empty()) continue;
     const ShardPlacement& sp = route.placement.shards[s];
     if (sp.in_sync.empty()) {
       return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
@@ -226,12 +255,18 @@ Result<uint64_t> ClusterRouter::UpsertOnce(const std::string& collection,
     // Every in-sync replica, then every catching-up one (marked "+": catch_up.h).
     for (int catching = 0; catching < 2; ++catching) {
       for (const ReplicaRef& replica : catching ? sp.catching_up : sp.in_sync) {
-        protocol::UpsertRequest u;
-        u.collection =
+        const std::string address =
             MakeShardAddress(collection, s, route.placement.epoch, catching != 0).ToString();
-        u.dim = route.record.dim;
-        u.records = by_shard[s];
-        requests.push_back({replica.node, protocol::Request{protocol::Op::kUpsert, std::move(u)}});
+        if (deleting) {
+          requests.push_back({replica.node, protocol::Request{protocol::Op::kDelete,
+                                                              protocol::DeleteRequest{address, ids_by_shard[s]}}});
+        } else {
+          protocol::UpsertRequest u;
+          u.collection = address;
+          u.dim = route.record.dim;
+          u.records = by_shard[s];
+          requests.push_back({replica.node, protocol::Request{protocol::Op::kUpsert, std::move(u)}});
+        }
         shard_of.push_back(s);
       }
     }
@@ -248,7 +283,77 @@ Result<uint64_t> ClusterRouter::UpsertOnce(const std::string& collection,
                            responses[i].error().ToString()));
     }
   }
-  return static_cast<uint64_t>(records.size());
+  return static_cast<uint64_t>(deleting ? ids.size() : records.size());
+}
+
+std::vector<std::vector<std::string>> ClusterRouter::ReadCandidates(const Route& route) const {
+  std::vector<std::vector<std::string>> candidates(route.record.shards);
+  std::lock_guard lock(view_->load_mu_);
+  for (const ShardPlacement& sp : route.placement.shards) {
+    auto& c = candidates[sp.shard];
+    for (const std::string& n : sp.replicas) {
+      if (std::any_of(sp.in_sync.begin(), sp.in_sync.end(),
+                      [&](const ReplicaRef& r) { return r.node == n; })) {
+        c.push_back(n);
+      }
+    }
+    std::stable_sort(c.begin(), c.end(), [&](const std::string& a, const std::string& b) {
+      auto load = [&](const std::string& n) {
+        auto it = view_->in_flight_.find(n);
+        return it == view_->in_flight_.end() ? 0u : it->second;
+      };
+      return load(a) < load(b);
+    });
+  }
+  return candidates;
+}
+
+Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string& collection,
+                                                              std::span<const VectorId> ids) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  const uint32_t shards = route.record.shards;
+  const auto candidates = ReadCandidates(route);
+  std::vector<std::vector<size_t>> positions(shards);  // per shard, the positions of its ids
+  for (size_t i = 0; i < ids.size(); ++i) positions[ShardOfId(ids[i], shards)].push_back(i);
+  std::vector<std::optional<Record>> out(ids.size());
+  std::vector<uint32_t> pending;
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (positions[s].empty()) continue;
+    if (candidates[s].empty()) {
+      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
+    }
+    pending.push_back(s);
+  }
+  std::vector<std::string> failures(shards);
+  for (size_t attempt = 0; !pending.empty(); ++attempt) {
+    std::vector<std::pair<std::string, protocol::Request>> requests;
+    for (uint32_t s : pending) {
+      if (attempt >= candidates[s].size()) {
+        return Error(IOError("collection '{}' shard {}: no in-sync replica answered the get: {}",
+                             collection, s, failures[s]));
+      }
+      protocol::GetRequest g;
+      g.collection = LocalShardName(collection, s);
+      for (size_t i : positions[s]) g.ids.push_back(ids[i]);
+      requests.push_back({candidates[s][attempt], protocol::Request{protocol::Op::kGet, std::move(g)}});
+    }
+    auto responses = FanOut(requests);
+    std::vector<uint32_t> again;
+    for (size_t i = 0; i < responses.size(); ++i) {
+      const uint32_t s = pending[i];
+      auto* reply = responses[i] ? std::get_if<protocol::GetReply>(&responses[i]->body) : nullptr;
+      if (reply == nullptr || reply->records.size() != positions[s].size()) {
+        failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
+                                   responses[i] ? std::string("a reply of the wrong shape")
+                                                : responses[i].error().ToString());
+        again.push_back(s);
+        continue;
+      }
+      for (size_t j = 0; j < positions[s].size(); ++j) out[positions[s][j]] = std::move(reply->records[j]);
+    }
+    pending = std::move(again);
+  }
+  return out;
 }
 
 Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
@@ -260,19 +365,13 @@ Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
                                  route.record.dim));
   }
   if (count == 0) return Error(InvalidArgument("no queries"));
-  // Per shard, its in-sync replicas in placement order (the placement spreads the first
-  // replicas over the nodes): the first is asked, the next ones when it fails.
+  // Per shard, its in-sync replicas, the least loaded first (ReadCandidates): the first is
+  // asked, the next ones when it fails.
   const uint32_t shards = route.record.shards;
-  std::vector<std::vector<std::string>> candidates(shards);
-  for (const ShardPlacement& sp : route.placement.shards) {
-    for (const std::string& n : sp.replicas) {
-      if (std::any_of(sp.in_sync.begin(), sp.in_sync.end(),
-                      [&](const ReplicaRef& r) { return r.node == n; })) {
-        candidates[sp.shard].push_back(n);
-      }
-    }
-    if (candidates[sp.shard].empty()) {
-      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, sp.shard));
+  const auto candidates = ReadCandidates(route);
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (candidates[s].empty()) {
+      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
     }
   }
   std::vector<std::vector<Neighbor>> merged(count);

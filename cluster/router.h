@@ -17,8 +17,9 @@
 // it; the replicas that did keep it (docs/CLUSTER.md: such a write was never acknowledged, and
 // a replica's catch-up is what reconciles it). It is never acknowledged without a replica the
 // placement still lists as in sync. Retry once the leader has updated the in-sync set.
-// A search asks one in-sync replica per shard (the first in placement order) and, for a shard
-// whose replica fails, the next in-sync one; it fails when none answers (no partial replies yet).
+// A search (and a get) asks one in-sync replica per shard -- the one this process has the
+// fewest requests in flight to, placement order breaking ties -- and, for a shard whose
+// replica fails, the next in-sync one; it fails when none answers (no partial replies yet).
 //
 // Every node runs it for its clients' requests (route_hook.h).
 //
@@ -28,6 +29,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -74,6 +77,9 @@ class ClusterView {
       : cluster_(std::move(cluster)), etcd_(std::move(etcd)) {}
   const std::string cluster_;
   std::unique_ptr<EtcdClient> etcd_;
+  // Requests in flight from this process's routers, per node (the least-loaded choice).
+  mutable std::mutex load_mu_;
+  std::map<std::string, uint32_t> in_flight_;  // guarded by load_mu_
   std::unique_ptr<PrefixMirror> nodes_;
   std::unique_ptr<PrefixMirror> collections_;
   std::unique_ptr<PrefixMirror> placement_;
@@ -96,6 +102,13 @@ class ClusterRouter {
 
   // Upserts by id. Returns the records written. NotFound for a collection that is not placed.
   Result<uint64_t> Upsert(const std::string& collection, std::span<const Record> records);
+  // Deletes by id, routed as upserts are (every in-sync and catching-up replica of each id's
+  // shard). Returns the number of ids (deleting a missing id is not an error).
+  Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
+  // One entry per id, in order (nullopt: not there), each from one in-sync replica of its
+  // shard (the next one when it fails).
+  Result<std::vector<std::optional<Record>>> Get(const std::string& collection,
+                                                 std::span<const VectorId> ids);
   // `count` queries, row-major; one result list per query, the merged top-k.
   Result<std::vector<std::vector<Neighbor>>> SearchBatch(const std::string& collection,
                                                          const float* queries, uint32_t dim,
@@ -117,7 +130,14 @@ class ClusterRouter {
     Placement placement;
   };
   Result<Route> RouteOf(const std::string& collection) const;
-  Result<uint64_t> UpsertOnce(const std::string& collection, std::span<const Record> records);
+  // One try of a write: `records` to upsert, or (records empty) `ids` to delete.
+  Result<uint64_t> WriteOnce(const std::string& collection, std::span<const Record> records,
+                             std::span<const VectorId> ids);
+  Result<uint64_t> Write(const std::string& collection, std::span<const Record> records,
+                         std::span<const VectorId> ids);
+  // Per shard, its in-sync replicas to ask in turn: the least loaded first (requests this
+  // process has in flight to each node), then placement order.
+  std::vector<std::vector<std::string>> ReadCandidates(const Route& route) const;
   // The open connection to `node` (from its registered address), connecting when needed.
   Result<client::Client*> Connection(const std::string& node);
   // Sends every request, then collects every response; the statuses in order.

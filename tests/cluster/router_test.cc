@@ -237,12 +237,53 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     EXPECT_EQ(info->spec.name, "vec");
     EXPECT_EQ(info->spec.dim, kDim);
     EXPECT_EQ(info->num_vectors, kN + i + 1);
+    // Get by id, each id from its shard: in order, a missing id as nullopt.
+    const VectorId ids[] = {42, kN + 5000, 7, extra[0].id};
+    auto got = (*c)->Get("vec", ids);
+    ASSERT_TRUE(got.has_value()) << got.error().ToString();
+    ASSERT_EQ(got->size(), 4u);
+    ASSERT_TRUE((*got)[0].has_value());
+    EXPECT_EQ((*got)[0]->id, 42u);
+    EXPECT_EQ((*got)[0]->vector, VectorFor(42));
+    EXPECT_FALSE((*got)[1].has_value());
+    ASSERT_TRUE((*got)[2].has_value());
+    EXPECT_EQ((*got)[2]->vector, VectorFor(7));
+    ASSERT_TRUE((*got)[3].has_value());
+    EXPECT_EQ((*got)[3]->vector, extra[0].vector);
     // Not routed yet: refused with a clear error, not sent to the engine.
-    const VectorId ids[] = {1};
-    auto get = (*c)->Get("vec", ids);
-    ASSERT_FALSE(get.has_value());
-    EXPECT_EQ(get.error().code(), StatusCode::kUnimplemented) << get.error().ToString();
-    EXPECT_NE(get.error().message().find("not routed yet"), std::string::npos);
+    const std::string keys[] = {"a"};
+    auto keyed = (*c)->GetKeyed("vec", keys);
+    ASSERT_FALSE(keyed.has_value());
+    EXPECT_EQ(keyed.error().code(), StatusCode::kUnimplemented) << keyed.error().ToString();
+    EXPECT_NE(keyed.error().message().find("not routed yet"), std::string::npos);
+  }
+  // Delete by id through a node: gone from every replica of its shard.
+  {
+    auto c = client::Client::Connect("127.0.0.1", nodes[2]->port());
+    ASSERT_TRUE(c.has_value());
+    const VectorId doomed[] = {kN + 1000, kN + 1001};
+    auto deleted = (*c)->Delete("vec", doomed);
+    ASSERT_TRUE(deleted.has_value()) << deleted.error().ToString();
+    EXPECT_EQ(*deleted, 2u);
+    auto after_delete = (*c)->Get("vec", doomed);
+    ASSERT_TRUE(after_delete.has_value()) << after_delete.error().ToString();
+    EXPECT_FALSE((*after_delete)[0].has_value());
+    EXPECT_FALSE((*after_delete)[1].has_value());
+    for (VectorId id : doomed) {
+      const uint32_t shard = ShardOfId(id, 4);
+      for (const ShardStatus& s : status->collections[0].shards) {
+        if (s.placement.shard != shard) continue;
+        for (const std::string& n : s.placement.replicas) {
+          EXPECT_EQ(ShardContents(port_of[n], LocalShardName("vec", shard)).count(id), 0u)
+              << "id " << id << " on " << n;
+        }
+      }
+    }
+    auto info = (*c)->DescribeCollection("vec");
+    ASSERT_TRUE(info.has_value());
+    EXPECT_EQ(info->num_vectors, kN + 1);
+    // Put them back, for what follows.
+    ASSERT_TRUE((*c)->Upsert("vec", kDim, Records(kN + 1000, kN + 1002)).has_value());
   }
 
   // SIGKILL a replica that is not the leader: writes to its shards are refused (not
