@@ -37,6 +37,8 @@ class ClusterRequestHook : public server::RequestHook {
   ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node, Engine& engine,
                      ShardGate& gate);
   std::optional<protocol::Response> Handle(const protocol::Request& request) override;
+  // The per-shard counters of this node's routing (ClusterView::MetricsText).
+  std::string MetricsText() const override { return view_->MetricsText(); }
 
  private:
   std::unique_ptr<ClusterRouter> Acquire();

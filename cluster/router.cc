@@ -57,6 +57,48 @@ uint64_t ClusterView::EpochOf(const std::string& collection) const {
   return p ? p->epoch : 0;
 }
 
+std::string ClusterView::MetricsText() const {
+  std::string out;
+  std::lock_guard lock(load_mu_);
+  auto label = [](std::string_view v) {
+    std::string s;
+    for (char c : v) {
+      if (c == '\\' || c == '"') s.push_back('\\');
+      if (c == '\n') {
+        s += "\\n";
+        continue;
+      }
+      s.push_back(c);
+    }
+    return s;
+  };
+  out += "# HELP strata_cluster_shard_requests_total Requests this node routed to a shard replica, by operation and result.\n";
+  out += "# TYPE strata_cluster_shard_requests_total counter\n";
+  for (const auto& [key, c] : shard_counters_) {
+    const auto& [collection, shard, node, op] = key;
+    for (int failed = 0; failed < 2; ++failed) {
+      out += fmt::format(
+          "strata_cluster_shard_requests_total{{collection=\"{}\",shard=\"{}\",node=\"{}\",op=\"{}\",result=\"{}\"}} {}\n",
+          label(collection), shard, label(node), label(op), failed ? "error" : "ok",
+          failed ? c.failed : c.ok);
+    }
+  }
+  out += "# HELP strata_cluster_shard_request_seconds_total Seconds the requests routed to a shard replica took (a fan-out's wall time, per request in it).\n";
+  out += "# TYPE strata_cluster_shard_request_seconds_total counter\n";
+  for (const auto& [key, c] : shard_counters_) {
+    const auto& [collection, shard, node, op] = key;
+    out += fmt::format(
+        "strata_cluster_shard_request_seconds_total{{collection=\"{}\",shard=\"{}\",node=\"{}\",op=\"{}\"}} {}\n",
+        label(collection), shard, label(node), label(op), c.seconds);
+  }
+  out += "# HELP strata_cluster_node_requests_in_flight Requests this node's routers have in flight to each node now.\n";
+  out += "# TYPE strata_cluster_node_requests_in_flight gauge\n";
+  for (const auto& [node, n] : in_flight_) {
+    out += fmt::format("strata_cluster_node_requests_in_flight{{node=\"{}\"}} {}\n", label(node), n);
+  }
+  return out;
+}
+
 Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Open(const RouterOptions& options) {
   STRATA_ASSIGN_OR_RETURN(auto view, ClusterView::Open(options));
   return Over(std::move(view), options.client);
@@ -123,19 +165,43 @@ Result<client::Client*> ClusterRouter::Connection(const std::string& node) {
 
 std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
     const std::vector<std::pair<std::string, protocol::Request>>& requests) {
-  // This process's requests in flight per node, for the least-loaded choice.
+  // This process's requests in flight per node (the least-loaded choice), and per shard
+  // replica what they came to (ClusterView::MetricsText).
   {
     std::lock_guard lock(view_->load_mu_);
     for (const auto& [node, request] : requests) ++view_->in_flight_[node];
   }
-  struct Done {
-    ClusterView& view;
-    const std::vector<std::pair<std::string, protocol::Request>>& requests;
-    ~Done() {
-      std::lock_guard lock(view.load_mu_);
-      for (const auto& [node, request] : requests) --view.in_flight_[node];
+  const auto started = std::chrono::steady_clock::now();
+  auto out = FanOutOnce(requests);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::lock_guard lock(view_->load_mu_);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& [node, request] = requests[i];
+    --view_->in_flight_[node];
+    // The shard the request went to (an engine collection name or a shard address).
+    std::string name;
+    std::visit([&](const auto& m) {
+      if constexpr (requires { m.collection; }) name = m.collection;
+      if constexpr (requires { m.name; }) name = m.name;
+    }, request.body);
+    if (name.find('@') == std::string::npos) name += "@0";
+    auto address = ParseShardAddress(name);
+    if (!address || !address->has_value()) continue;
+    auto& c = view_->shard_counters_[{(*address)->collection, (*address)->shard, node,
+                                      std::string(protocol::OpName(request.op))}];
+    if (out[i].has_value()) {
+      ++c.ok;
+    } else {
+      ++c.failed;
     }
-  } done{*view_, requests};
+    c.seconds += seconds;
+  }
+  return out;
+}
+
+std::vector<Result<protocol::Response>> ClusterRouter::FanOutOnce(
+    const std::vector<std::pair<std::string, protocol::Request>>& requests) {
   std::vector<Result<protocol::Response>> out(requests.size(), Error(Internal("not sent")));
   // Per request: its connection and request id once sent.
   std::vector<client::Client*> via(requests.size(), nullptr);

@@ -33,6 +33,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "api/types.h"
@@ -70,6 +71,9 @@ class ClusterView {
   uint64_t WriteEpochOf(const std::string& collection, uint32_t shard) const;
   // The placement epoch of `collection` as last seen; 0 when unknown.
   uint64_t EpochOf(const std::string& collection) const;
+  // Prometheus text: per shard replica, the requests this process's routers sent it (by
+  // operation and result) and the seconds they took; per node, the requests in flight now.
+  std::string MetricsText() const;
 
  private:
   friend class ClusterRouter;
@@ -77,9 +81,17 @@ class ClusterView {
       : cluster_(std::move(cluster)), etcd_(std::move(etcd)) {}
   const std::string cluster_;
   std::unique_ptr<EtcdClient> etcd_;
-  // Requests in flight from this process's routers, per node (the least-loaded choice).
+  // Requests in flight from this process's routers, per node (the least-loaded choice), and
+  // what they came to, per shard replica.
+  struct ShardCounters {
+    uint64_t ok = 0, failed = 0;
+    double seconds = 0;
+  };
+  // (collection, shard, node, op) -> counters
+  using ShardKey = std::tuple<std::string, uint32_t, std::string, std::string>;
   mutable std::mutex load_mu_;
-  std::map<std::string, uint32_t> in_flight_;  // guarded by load_mu_
+  std::map<std::string, uint32_t> in_flight_;       // guarded by load_mu_
+  std::map<ShardKey, ShardCounters> shard_counters_;  // guarded by load_mu_
   std::unique_ptr<PrefixMirror> nodes_;
   std::unique_ptr<PrefixMirror> collections_;
   std::unique_ptr<PrefixMirror> placement_;
@@ -99,6 +111,9 @@ class ClusterRouter {
                                              std::string self = {}, LocalExecutor local = {});
   ClusterRouter(const ClusterRouter&) = delete;
   ClusterRouter& operator=(const ClusterRouter&) = delete;
+
+  // The view it routes by (shared by the routers Over it).
+  const ClusterView& view() const { return *view_; }
 
   // Upserts by id. Returns the records written. NotFound for a collection that is not placed.
   Result<uint64_t> Upsert(const std::string& collection, std::span<const Record> records);
@@ -142,6 +157,9 @@ class ClusterRouter {
   Result<client::Client*> Connection(const std::string& node);
   // Sends every request, then collects every response; the statuses in order.
   std::vector<Result<protocol::Response>> FanOut(
+      const std::vector<std::pair<std::string, protocol::Request>>& requests);
+  // FanOut's sending and collecting, without the counting.
+  std::vector<Result<protocol::Response>> FanOutOnce(
       const std::vector<std::pair<std::string, protocol::Request>>& requests);
 
   const std::shared_ptr<ClusterView> view_;

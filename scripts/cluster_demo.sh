@@ -53,9 +53,9 @@ done
 echo "etcd on $ETCD (data in $T/etcd)"
 
 # Not called in $(...): the pid must reach PIDS in this shell, for cleanup.
-start_node() {  # id; sets PORT
-  local id=$1
-  "$SERVER" --data-dir "$T/$id" --port 0 --port-file "$T/$id.port" --metrics-port 0 --log-level warn \
+start_node() {  # id [metrics port]; sets PORT
+  local id=$1 metrics=${2:-0}
+  "$SERVER" --data-dir "$T/$id" --port 0 --port-file "$T/$id.port" --metrics-port "$metrics" --log-level warn \
     --cluster-etcd "$ETCD" --node-id "$id" --advertise 127.0.0.1 --lease-ttl 2 >"$T/$id.log" 2>&1 &
   PIDS+=($!)
   # A node started again replays its log first (its shards' indexes are rebuilt): up to 60 s.
@@ -69,7 +69,8 @@ start_node() {  # id; sets PORT
 }
 start_node n0; P0=$PORT; N0_PID=${PIDS[-1]}; N0_AT=${#PIDS[@]}
 start_node n1; P1=$PORT
-start_node n2; P2=$PORT
+M2=$(free_port)
+start_node n2 "$M2"; P2=$PORT
 echo "nodes n0 n1 n2 on 127.0.0.1:$P0 :$P1 :$P2"
 CLUSTER=("$CLI" cluster --etcd "$ETCD")
 
@@ -94,6 +95,8 @@ set -x
 "$CLI" --port "$P0" describe glove
 "${CLUSTER[@]}" status
 { set +x; } 2>/dev/null
+echo "--- n2's metrics: the searches it routed, per shard replica (curl 127.0.0.1:$M2/metrics)"
+curl -sf "http://127.0.0.1:$M2/metrics" | grep -E '^strata_cluster_shard_requests_total.*op="search_batch",result="ok"' || true
 echo "--- node n0 stopped (SIGTERM): it leaves at once; the leader takes it out of the in-sync sets"
 kill -TERM "$N0_PID"; wait "$N0_PID" 2>/dev/null || true
 sleep 1

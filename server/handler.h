@@ -52,6 +52,11 @@ class RequestHandler {
   // segments), as far as the handler has seen it; true for one it has not seen yet. Never
   // calls the engine. Any thread.
   bool MayReadFromDisk(const std::string& collection);
+  // The hook's metrics text (RequestHook::MetricsText); empty without a hook.
+  std::string HookMetrics() const {
+    const std::shared_ptr<RequestHook> hook = hook_.load();
+    return hook ? hook->MetricsText() : std::string();
+  }
 
   // An upper bound of the payload of the reply Execute will give `request`, cheap enough
   // for an I/O thread (no engine call), so that the server can budget reply memory before

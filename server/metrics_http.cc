@@ -60,6 +60,7 @@ asio::awaitable<std::string> Server::Impl::RenderMetricsOnPool() {
           std::string text;
           try {
             text = RenderPrometheus(engine_.counters(), metrics_.Snapshot(), engine_.ListCollections());
+            text += handler_.HookMetrics();
           } catch (const std::exception& e) {
             text = fmt::format("# rendering failed: {}\n", e.what());
           }

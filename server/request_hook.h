@@ -7,6 +7,7 @@
 // Thread-safe: Handle is called from every worker thread at once.
 
 #include <optional>
+#include <string>
 
 #include "protocol/protocol.h"
 
@@ -18,6 +19,9 @@ class RequestHook {
   // The response to `request`, or nullopt when the hook leaves it to the engine. Must not
   // throw (an exception becomes a kInternal error reply, as from the engine).
   virtual std::optional<protocol::Response> Handle(const protocol::Request& request) = 0;
+  // Prometheus text appended to the server's metrics (the cluster's per-shard counters); empty:
+  // nothing. Called on a worker thread, concurrently with Handle; must not throw.
+  virtual std::string MetricsText() const { return {}; }
 };
 
 }  // namespace strata::server

@@ -211,6 +211,18 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     EXPECT_TRUE(std::is_sorted(hits.begin(), hits.end()));
   }
 
+  // Per-shard metrics: what the router sent each shard replica, by operation and result.
+  {
+    const std::string metrics = (*router)->view().MetricsText();
+    for (uint32_t shard = 0; shard < 4; ++shard) {
+      EXPECT_NE(metrics.find(fmt::format("strata_cluster_shard_requests_total{{collection=\"vec\",shard=\"{}\",", shard)),
+                std::string::npos) << metrics;
+    }
+    EXPECT_NE(metrics.find("op=\"search_batch\",result=\"ok\"}"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("op=\"upsert\",result=\"ok\"}"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("strata_cluster_node_requests_in_flight{node=\"n0\"} 0"), std::string::npos) << metrics;
+  }
+
   // Any node routes: a plain client sends the cluster collection's requests to one node.
   for (int i = 0; i < 3; ++i) {
     auto c = client::Client::Connect("127.0.0.1", nodes[i]->port());
