@@ -21,6 +21,9 @@ const std::string* CollectionOf(const protocol::Request& r) {
   if (const auto* m = std::get_if<protocol::KeysRequest>(&r.body)) return &m->collection;
   if (const auto* m = std::get_if<protocol::DescribeCollectionRequest>(&r.body)) return &m->name;
   if (const auto* m = std::get_if<protocol::ListKeysRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::FlushRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::CompactRequest>(&r.body)) return &m->collection;
+  if (const auto* m = std::get_if<protocol::DropCollectionRequest>(&r.body)) return &m->name;
   return nullptr;
 }
 
@@ -141,6 +144,14 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
     }
     return protocol::Response{Op::kGet, std::move(reply)};
   }
+  if (const auto* m = std::get_if<protocol::FlushRequest>(&request.body)) {
+    STRATA_RETURN_IF_ERROR(engine_.Flush(m->collection));
+    return protocol::Response{Op::kFlush, protocol::EmptyReply{}};
+  }
+  if (const auto* m = std::get_if<protocol::CompactRequest>(&request.body)) {
+    STRATA_RETURN_IF_ERROR(engine_.Compact(m->collection));
+    return protocol::Response{Op::kCompact, protocol::EmptyReply{}};
+  }
   return Error(Internal("cluster: no local execution for {}", protocol::OpName(request.op)));
 }
 
@@ -215,10 +226,23 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       if (!records) return ErrorResponse(records.error());
       return protocol::Response{Op::kGet, protocol::GetReply{std::move(*records)}};
     }
+    case Op::kFlush:
+    case Op::kCompact: {
+      auto router = Acquire();
+      Status st = router->FlushOrCompact(name, request.op == Op::kCompact);
+      Release(std::move(router));
+      if (!st.ok()) return ErrorResponse(st);
+      return protocol::Response{request.op, protocol::EmptyReply{}};
+    }
+    case Op::kDropCollection:
+      return ErrorResponse(Unimplemented(
+          "dropping cluster collection '{}' is not built yet (its placement and every replica's "
+          "shards would go; docs/CLUSTER.md)",
+          name));
     default:
       return ErrorResponse(Unimplemented(
           "{} on cluster collection '{}' is not routed yet (routed: upsert and delete by id, get, "
-          "search, search batch, describe; docs/CLUSTER.md)",
+          "search, search batch, describe, flush, compact; docs/CLUSTER.md)",
           protocol::OpName(request.op), name));
   }
 }

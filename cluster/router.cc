@@ -352,6 +352,31 @@ Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
   return static_cast<uint64_t>(deleting ? ids.size() : records.size());
 }
 
+Status ClusterRouter::FlushOrCompact(const std::string& collection, bool compact) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  std::vector<std::pair<std::string, protocol::Request>> requests;
+  for (const ShardPlacement& sp : route.placement.shards) {
+    const std::string local = LocalShardName(collection, sp.shard);
+    for (int catching = 0; catching < 2; ++catching) {
+      for (const ReplicaRef& r : catching ? sp.catching_up : sp.in_sync) {
+        if (compact) {
+          requests.push_back({r.node, protocol::Request{protocol::Op::kCompact, protocol::CompactRequest{local}}});
+        } else {
+          requests.push_back({r.node, protocol::Request{protocol::Op::kFlush, protocol::FlushRequest{local}}});
+        }
+      }
+    }
+  }
+  auto responses = FanOut(requests);
+  for (size_t i = 0; i < responses.size(); ++i) {
+    if (!responses[i]) {
+      return IOError("{} of collection '{}': replica {} failed: {}", compact ? "compact" : "flush",
+                     collection, requests[i].first, responses[i].error().ToString());
+    }
+  }
+  return Status::Ok();
+}
+
 std::vector<std::vector<std::string>> ClusterRouter::ReadCandidates(const Route& route) const {
   std::vector<std::vector<std::string>> candidates(route.record.shards);
   std::lock_guard lock(view_->load_mu_);

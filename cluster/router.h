@@ -120,6 +120,8 @@ class ClusterRouter {
   // Deletes by id, routed as upserts are (every in-sync and catching-up replica of each id's
   // shard). Returns the number of ids (deleting a missing id is not an error).
   Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
+  // Flushes (or compacts) every shard on every replica that holds it (in sync or catching up).
+  Status FlushOrCompact(const std::string& collection, bool compact);
   // One entry per id, in order (nullopt: not there), each from one in-sync replica of its
   // shard (the next one when it fails).
   Result<std::vector<std::optional<Record>>> Get(const std::string& collection,

@@ -296,6 +296,23 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     EXPECT_EQ(info->num_vectors, kN + 1);
     // Put them back, for what follows.
     ASSERT_TRUE((*c)->Upsert("vec", kDim, Records(kN + 1000, kN + 1002)).has_value());
+    // Flush seals every shard replica's memory segment; compact merges them; the data stays.
+    ASSERT_TRUE((*c)->Flush("vec").ok());
+    for (const ShardStatus& s : status->collections[0].shards) {
+      for (const std::string& n : s.placement.replicas) {
+        auto rc = client::Client::Connect("127.0.0.1", port_of[n]);
+        auto shard_info = (*rc)->DescribeCollection(LocalShardName("vec", s.placement.shard));
+        ASSERT_TRUE(shard_info.has_value());
+        EXPECT_GE(shard_info->sealed_segments, 1u) << "shard " << s.placement.shard << " on " << n;
+      }
+    }
+    ASSERT_TRUE((*c)->Compact("vec").ok());
+    auto after_compact = (*c)->DescribeCollection("vec");
+    ASSERT_TRUE(after_compact.has_value());
+    EXPECT_EQ(after_compact->num_vectors, kN + 3);
+    // Dropping a cluster collection: refused, clearly.
+    Status drop = (*c)->DropCollection("vec");
+    EXPECT_EQ(drop.code(), StatusCode::kUnimplemented) << drop.ToString();
   }
 
   // SIGKILL a replica that is not the leader: writes to its shards are refused (not
