@@ -12,6 +12,14 @@ protocol::Response ErrorResponse(const Status& s) {
   return {Op::kError, protocol::ErrorReply{protocol::ErrorCodeFromStatus(s.code()), s.message()}};
 }
 
+// The refusal of a write routed while this node's lease may have lapsed.
+protocol::Response LeaseLapsed(const std::string& node_id) {
+  return ErrorResponse(IOError(
+      "node {}: its cluster lease may have lapsed; it routes no write until it has "
+      "registered again (retry, or use another node)",
+      node_id));
+}
+
 // The collection a request names, for the ops that are routed or refused here.
 const std::string* CollectionOf(const protocol::Request& r) {
   if (const auto* m = std::get_if<protocol::UpsertRequest>(&r.body)) return &m->collection;
@@ -167,12 +175,7 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
   const std::string& name = *collection;
   switch (request.op) {
     case Op::kUpsert: {
-      if (!node_.LeaseHeld()) {
-        return ErrorResponse(IOError(
-            "node {}: its cluster lease may have lapsed; it routes no write until it has "
-            "registered again (retry, or use another node)",
-            node_.options().node_id));
-      }
+      if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
       const auto& m = std::get<protocol::UpsertRequest>(request.body);
       auto router = Acquire();
       auto n = router->Upsert(name, m.records);
@@ -205,12 +208,7 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       return protocol::Response{request.op, protocol::DescribeCollectionReply{*info}};
     }
     case Op::kDelete: {
-      if (!node_.LeaseHeld()) {
-        return ErrorResponse(IOError(
-            "node {}: its cluster lease may have lapsed; it routes no write until it has "
-            "registered again (retry, or use another node)",
-            node_.options().node_id));
-      }
+      if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
       const auto& m = std::get<protocol::DeleteRequest>(request.body);
       auto router = Acquire();
       auto n = router->Delete(name, m.ids);
