@@ -246,19 +246,22 @@ broken connection raises IoError (an OSError) and closes the Client for good.
       })
       .def("create_collection",
            [](PyClient& self, const std::string& name, uint32_t dim, const std::string& metric, uint32_t M,
-              uint32_t ef_construction, uint64_t seal_threshold, uint64_t memory_budget_bytes) {
+              uint32_t ef_construction, uint64_t seal_threshold, uint64_t memory_budget_bytes,
+              const std::string& codes, uint32_t rerank) {
              CollectionSpec spec{.name = name,
                                  .dim = dim,
                                  .metric = ValueOrThrow(ParseMetric(metric)),
                                  .hnsw_M = M,
                                  .hnsw_ef_construction = ef_construction,
                                  .seal_threshold = seal_threshold,
-                                 .memory_budget_bytes = memory_budget_bytes};
+                                 .memory_budget_bytes = memory_budget_bytes,
+                                 .codes = ValueOrThrow(ParseVectorCodes(codes)),
+                                 .rerank = rerank};
              self.With([&](client::Client& c) { ThrowIfError(c.CreateCollection(spec)); return 0; });
            },
            py::arg("name"), py::arg("dim"), py::arg("metric") = "l2", py::arg("M") = 16,
            py::arg("ef_construction") = 200, py::arg("seal_threshold") = 100000, py::arg("memory_budget_bytes") = 0,
-           "As Engine.create_collection.")
+           py::arg("codes") = "none", py::arg("rerank") = 0, "As Engine.create_collection.")
       .def("drop_collection",
            [](PyClient& self, const std::string& name) {
              self.With([&](client::Client& c) { ThrowIfError(c.DropCollection(name)); return 0; });

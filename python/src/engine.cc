@@ -46,14 +46,17 @@ class PyEngine {
   }
 
   void CreateCollection(const std::string& name, size_t dim, const std::string& metric, uint32_t M,
-                        uint32_t ef_construction, size_t seal_threshold, uint64_t memory_budget_bytes) {
+                        uint32_t ef_construction, size_t seal_threshold, uint64_t memory_budget_bytes,
+                        const std::string& codes, uint32_t rerank) {
     CollectionSpec spec{.name = name,
                         .dim = dim,
                         .metric = ToMetric(metric),
                         .hnsw_M = M,
                         .hnsw_ef_construction = ef_construction,
                         .seal_threshold = seal_threshold,
-                        .memory_budget_bytes = memory_budget_bytes};
+                        .memory_budget_bytes = memory_budget_bytes,
+                        .codes = ValueOrThrow(ParseVectorCodes(codes)),
+                        .rerank = rerank};
     auto e = Get();
     py::gil_scoped_release release;
     ThrowIfError(e->CreateCollection(spec));
@@ -251,11 +254,15 @@ Raises NoSuchFileError/IoError/CorruptionError for directory problems.
       .def("__exit__", [](PyEngine& self, py::args) { self.Close(); })
       .def("create_collection", &PyEngine::CreateCollection, py::arg("name"), py::arg("dim"),
            py::arg("metric") = "l2", py::arg("M") = 16, py::arg("ef_construction") = 200,
-           py::arg("seal_threshold") = 100000, py::arg("memory_budget_bytes") = 0, R"doc(
+           py::arg("seal_threshold") = 100000, py::arg("memory_budget_bytes") = 0, py::arg("codes") = "none",
+           py::arg("rerank") = 0, R"doc(
 Creates a collection. metric: "l2" (squared Euclidean), "ip" (negated dot
 product) or "cosine" (-cos). The in-memory segment is sealed to disk every
 `seal_threshold` vectors; compaction builds SPANN past `memory_budget_bytes`
-(0: always HNSW). AlreadyExistsError when the name is taken.
+(0: always HNSW). codes: "none" or "sq8" (one byte per dimension: sealed
+segments search on the codes and rerank `rerank` candidates with the full
+vectors; 0: the index's default). describe_collection shows both.
+AlreadyExistsError when the name is taken; ValueError for unknown codes.
 )doc")
       .def("drop_collection",
            [](PyEngine& self, const std::string& name) {
@@ -288,7 +295,7 @@ product) or "cosine" (-cos). The in-memory segment is sealed to disk every
              return InfoDict(info);
            },
            py::arg("name"),
-           "A dict: name, dim, metric, M, ef_construction, seal_threshold, memory_budget_bytes, id, "
+           "A dict: name, dim, metric, M, ef_construction, seal_threshold, memory_budget_bytes, codes, rerank, id, "
            "num_vectors, last_sequence, memory_bytes, sealed_segments.")
       .def("upsert", &PyEngine::Upsert, py::arg("collection"), py::arg("ids"), py::arg("vectors"),
            py::arg("attributes") = py::none(), R"doc(

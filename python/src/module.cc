@@ -219,6 +219,8 @@ py::dict InfoDict(const CollectionInfo& info) {
   d["ef_construction"] = info.spec.hnsw_ef_construction;
   d["seal_threshold"] = info.spec.seal_threshold;
   d["memory_budget_bytes"] = info.spec.memory_budget_bytes;
+  d["codes"] = std::string(VectorCodesName(info.spec.codes));
+  d["rerank"] = info.spec.rerank;
   d["id"] = info.id;
   d["num_vectors"] = info.num_vectors;
   d["last_sequence"] = info.last_sequence;

@@ -88,3 +88,13 @@ def test_snapshot(client):
     with pytest.raises(ValueError, match="name"):
         client.snapshot("snap", "../out")
     client.drop_collection("snap")
+
+
+def test_codes(client):
+    """create_collection(codes=...) crosses the wire (create_collection_with) and describe shows it."""
+    client.create_collection("coded", dim=8, codes="sq8", rerank=32)
+    info = client.describe_collection("coded")
+    assert info["codes"] == "sq8" and info["rerank"] == 32
+    with pytest.raises(strata.InvalidArgumentError, match="unknown codes"):
+        client.create_collection("coded2", dim=8, codes="bogus")
+    client.drop_collection("coded")

@@ -211,3 +211,24 @@ def test_four_threads_search_while_one_upserts(tmp_path, fmnist):
         assert all(s > 0 for s in searched)
         ids, _ = e.search("c", queries, k=K, ef=64)
         assert recall(ids, truth) >= 0.97
+
+
+def test_codes(tmp_path, fmnist):
+    """create_collection(codes="sq8"): describe shows the codes; sealed segments built with them still
+    answer with the recall of the float path (rerank on the full vectors)."""
+    base, queries, _ = fmnist
+    base = base[:2000]
+    truth = exact_knn(base, queries, K)
+    with strata.Engine(str(tmp_path / "data")) as e:
+        e.create_collection("c", dim=DIM, codes="sq8", rerank=40)
+        info = e.describe_collection("c")
+        assert info["codes"] == "sq8" and info["rerank"] == 40
+        e.create_collection("plain", dim=DIM)
+        assert e.describe_collection("plain")["codes"] == "none"
+        assert e.describe_collection("plain")["rerank"] == 0
+        e.bulk_load("c", base)
+        ids, _ = e.search("c", queries, k=K, ef=64)
+        assert recall(ids, truth) >= 0.95
+        with pytest.raises(strata.InvalidArgumentError, match="unknown codes 'pq'"):
+            e.create_collection("bad", dim=DIM, codes="pq")
+        assert "bad" not in [c["name"] for c in e.list_collections()]
