@@ -157,7 +157,7 @@ class StrataRunner final : public Runner {
     index::HnswBuildOptions bopt;
     bopt.num_threads = c.threads;
     bopt.progress = false;
-    rerank_ = c.rerank;
+    rerank_ = rerank_override_ ? rerank_override_ : c.rerank;
     if (Status s = index_->AddBatch(d.base, {}, bopt); !s.ok()) return s;
     if (!map_full_) return Status::Ok();
     const std::string path = fmt::format("{}/hnsw_peers_{}.hnsw", c.save_dir, getpid());
@@ -177,6 +177,8 @@ class StrataRunner final : public Runner {
     return Status::Ok();
   }
   void SetEf(size_t ef) override { ef_ = uint32_t(ef); }
+  // A rerank depth for this library alone (the "@N" suffix of its --libs name).
+  void SetRerank(uint32_t rerank) { rerank_override_ = rerank; }
   Status Search(const Data& d, size_t q, size_t k, Neighbor* out) override {
     index::SearchParams p;
     p.k = uint32_t(k);
@@ -208,6 +210,7 @@ class StrataRunner final : public Runner {
   index::SearchContext ctx_;
   uint32_t ef_ = 64;
   uint32_t rerank_ = 0;
+  uint32_t rerank_override_ = 0;
 };
 
 class HnswlibRunner final : public Runner {
@@ -282,6 +285,23 @@ class FaissRunner final : public Runner {
   std::vector<float> dist_;
   std::vector<faiss::Index::idx_t> ids_;
 };
+
+std::unique_ptr<Runner> MakeRunner(const std::string& lib);
+
+// "strata-sq8-pread@15": a strata-sq8* library with its own rerank depth, so that two
+// depths run interleaved in one pass (the suffix needs a positive number).
+std::unique_ptr<Runner> MakeRunnerWithRerank(const std::string& name) {
+  const size_t at = name.find('@');
+  if (at == std::string::npos) return MakeRunner(name);
+  const std::string base = name.substr(0, at), depth = name.substr(at + 1);
+  if (base.rfind("strata-sq8", 0) != 0 || depth.empty() || depth.size() > 6 ||
+      depth.find_first_not_of("0123456789") != std::string::npos || std::stoul(depth) == 0) {
+    return nullptr;
+  }
+  auto runner = MakeRunner(base);
+  if (runner) static_cast<StrataRunner*>(runner.get())->SetRerank(uint32_t(std::stoul(depth)));
+  return runner;
+}
 
 std::unique_ptr<Runner> MakeRunner(const std::string& lib) {
   if (lib == "strata") return std::make_unique<StrataRunner>(index::CodesKind::kNone, false);
@@ -372,7 +392,7 @@ class Child {
       std::fprintf(out, "%s\n", j.dump().c_str());
       std::fflush(out);
     };
-    auto runner = MakeRunner(lib_);
+    auto runner = MakeRunnerWithRerank(lib_);
     const double rss_before = RssMb();
     const double anon_before = StatusMb("RssAnon"), file_before = StatusMb("RssFile");
     Timer t;
@@ -533,7 +553,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--ef", ef_list, "comma-separated ef values to sweep");
   app.add_option("--libs", lib_list,
-                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,strata-sq8-pread,strata-sq8-pread-sync,hnswlib,faiss");
+                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,strata-sq8-pread,strata-sq8-pread-sync,hnswlib,faiss "
+                 "(strata-sq8*@N: that library with rerank depth N)");
   app.add_option("--rerank", c.rerank, "strata-sq8*: candidates reranked with full vectors (0: index default)");
   app.add_option("--save-dir", c.save_dir, "strata-sq8-mmap: where the index file is written");
   app.add_option("--json", c.json_path, "write the full results as one JSON document");
@@ -555,9 +576,10 @@ int main(int argc, char** argv) {
   }
   c.libs = SplitList(lib_list);
   for (const auto& l : c.libs) {
-    if (!MakeRunner(l)) {
+    if (!MakeRunnerWithRerank(l)) {
       fmt::print(stderr, "hnsw_peers: unknown library '{}' (strata, strata-sq8, strata-sq8-mmap, "
-                 "strata-sq8-pread, strata-sq8-pread-sync, hnswlib, faiss)\n", l);
+                 "strata-sq8-pread, strata-sq8-pread-sync, hnswlib, faiss; a strata-sq8* name may end in @N, "
+                 "a rerank depth of its own)\n", l);
       return 2;
     }
   }

@@ -17,6 +17,8 @@
 #   STRATA_BIN_DIRS="/tmp/before /tmp/after" bash scripts/maintenance_bench.sh
 #   ROUNDS=3 RATE=50 DURATION=20 (defaults); STRATA_SERVER_FLAGS: more strata-server flags;
 #   A_CLIENT_NICE=N or A_CLIENT_SCHED=idle: a's clients at lower CPU priority (see below);
+#   A_JOBS="upsert flush compact" (default): which of a's jobs each pass sends (a subset tells
+#   which of them b's tail comes from);
 #   SERVER_LOGS=DIR: each server's log is copied to DIR/server<i>.log at the end (with a config
 #   setting [server] slow_request_ms, it names where each slow request's time went)
 set -euo pipefail
@@ -41,6 +43,14 @@ read -r -a BINS <<<"$STRATA_BIN_DIRS"
 # clients on other machines. Default: 0 (same priority as everything else).
 # A_CLIENT_SCHED=idle runs them under SCHED_IDLE instead (chrt --idle 0): they then take a core
 # only when nothing else wants it, as clients on other machines would.
+A_JOBS=${A_JOBS:-upsert flush compact}
+for job in $A_JOBS; do
+  case "$job" in
+    upsert | flush | compact) ;;
+    *) echo "maintenance_bench: A_JOBS takes upsert, flush and compact, not '$job'" >&2; exit 2 ;;
+  esac
+done
+[[ -n "${A_JOBS// /}" ]] || { echo "maintenance_bench: A_JOBS names no job" >&2; exit 2; }
 A_NICE=""
 if [[ "${A_CLIENT_NICE:-0}" != 0 ]]; then A_NICE="nice -n ${A_CLIENT_NICE}"; fi
 if [[ "${A_CLIENT_SCHED:-}" == idle ]]; then
@@ -124,14 +134,21 @@ for round in $(seq "$ROUNDS"); do
       pass=0
       while [[ ! -e "$WORK/stop" ]]; do
         t0=$(date +%s.%N)
-        $A_NICE "${cli[@]}" upsert a --vectors "$WORK/a-big/base.fbin" --id-offset 100000 --batch 10000 \
-          >/dev/null 2>&1 &
-        u=$!
-        $A_NICE "${cli[@]}" flush a >/dev/null &
-        f=$!
-        $A_NICE "${cli[@]}" compact a >/dev/null &
-        c=$!
-        wait $u $f $c
+        waits=()
+        if [[ " $A_JOBS " == *" upsert "* ]]; then
+          $A_NICE "${cli[@]}" upsert a --vectors "$WORK/a-big/base.fbin" --id-offset 100000 --batch 10000 \
+            >/dev/null 2>&1 &
+          waits+=($!)
+        fi
+        if [[ " $A_JOBS " == *" flush "* ]]; then
+          $A_NICE "${cli[@]}" flush a >/dev/null &
+          waits+=($!)
+        fi
+        if [[ " $A_JOBS " == *" compact "* ]]; then
+          $A_NICE "${cli[@]}" compact a >/dev/null &
+          waits+=($!)
+        fi
+        wait "${waits[@]}"
         pass=$((pass + 1))
         echo "pass $pass $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }')" >>"$jobs_log"
       done
@@ -143,7 +160,7 @@ for round in $(seq "$ROUNDS"); do
     wait $jobs_pid
     IP50[$i]+=" $ip50" IP99[$i]+=" $ip99" BP50[$i]+=" $bp50" BP99[$i]+=" $bp99"
     echo "round $round, ${BINS[$i]}: idle p50 $ip50 p99 $ip99 ms; busy p50 $bp50 p99 $bp99 ms;" \
-         "a's maintenance passes (upsert + flush + compact): $(tr '\n' ' ' <"$jobs_log")"
+         "a's maintenance passes (${A_JOBS// / + }): $(tr '\n' ' ' <"$jobs_log")"
   done
 done
 for i in "${!BINS[@]}"; do
