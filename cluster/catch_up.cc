@@ -20,7 +20,8 @@ ShardGate::Shard& ShardGate::ShardOf(const std::string& local) {
 }
 
 Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
-                        std::span<const VectorId> ids, const engine::WriteBatch& batch) {
+                        std::span<const VectorId> ids, std::span<const std::string> keys,
+                        const engine::WriteBatch& batch, std::vector<VectorId>* resolved) {
   Shard& shard = ShardOf(address.local);
   std::shared_lock fence(shard.fence_mu);
   const uint64_t need = std::max(shard.fence, view_write_epoch);
@@ -29,13 +30,20 @@ Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
                      "{} or later (a replica joined the shard; retry with the newer placement)",
                      address.epoch, address.local, need);
   }
-  if (!address.catching_up) return engine_.Write(address.local, batch);
+  if (!address.catching_up) return engine_.Write(address.local, batch, resolved);
   std::lock_guard touch(shard.touch_mu);
+  // Marked only once applied: a live write refused here (a keyed one whose key this replica
+  // still holds under an older id) must not keep the copy from repairing that key.
+  STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch, resolved));
   for (VectorId id : ids) {
     uint64_t& e = shard.touched[id];
     e = std::max(e, address.epoch);
   }
-  return engine_.Write(address.local, batch);
+  for (const std::string& key : keys) {
+    uint64_t& e = shard.touched_keys[key];
+    e = std::max(e, address.epoch);
+  }
+  return Status::Ok();
 }
 
 void ShardGate::Fence(const std::string& local, uint64_t epoch) {
@@ -48,6 +56,7 @@ void ShardGate::Forget(const std::string& local) {
   Shard& shard = ShardOf(local);
   std::lock_guard touch(shard.touch_mu);
   if (!shard.touched.empty()) shard.touched = {};
+  if (!shard.touched_keys.empty()) shard.touched_keys = {};
 }
 
 Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Client& peer) {
@@ -57,6 +66,7 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
     // Live writes of earlier catch-ups say nothing about this one.
     std::lock_guard touch(shard.touch_mu);
     std::erase_if(shard.touched, [&](const auto& kv) { return kv.second < since; });
+    std::erase_if(shard.touched_keys, [&](const auto& kv) { return kv.second < since; });
   }
   STRATA_ASSIGN_OR_RETURN(CollectionInfo info, engine_.DescribeCollection(address.local));
   const uint32_t dim = info.spec.dim;
@@ -71,17 +81,32 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
     report.listed += page.ids.size();
     for (size_t from = 0; from < page.ids.size(); from += kCopyBatch) {
       std::vector<VectorId> ids;
+      std::vector<std::string> keys;  // parallel to ids: the listing's key (empty: by id)
       for (size_t i = from; i < std::min(page.ids.size(), from + kCopyBatch); ++i) {
         theirs.insert(page.ids[i]);
-        if (!IsKeyedId(page.ids[i])) ids.push_back(page.ids[i]);
+        // A keyed-range id without a key (upserted by id by an old log) cannot be written
+        // by id here; such records are left as they are.
+        if (IsKeyedId(page.ids[i]) && page.keys[i].empty()) continue;
+        ids.push_back(page.ids[i]);
+        keys.push_back(page.keys[i]);
       }
       if (ids.empty()) continue;
       STRATA_ASSIGN_OR_RETURN(auto records, peer.Get(remote, ids));
+      if (records.size() != ids.size()) {
+        return Error(IOError("catch-up of {}: the peer answered {} records for {} ids", address.local,
+                             records.size(), ids.size()));
+      }
       std::lock_guard touch(shard.touch_mu);
       engine::WriteBatch batch;
-      for (const auto& r : records) {
+      for (size_t j = 0; j < records.size(); ++j) {
+        const auto& r = records[j];
+        const std::string& key = keys[j];
         if (!r) continue;  // deleted there since it was listed (a live write says so here too)
         if (auto t = shard.touched.find(r->id); t != shard.touched.end() && t->second >= since) {
+          ++report.skipped;
+          continue;
+        }
+        if (auto t = shard.touched_keys.find(key); !key.empty() && t != shard.touched_keys.end() && t->second >= since) {
           ++report.skipped;
           continue;
         }
@@ -90,33 +115,58 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
                                   address.local, r->id, r->vector.size(), dim));
         }
         // What this replica kept from before (a restart) is not written again.
-        if (auto mine = engine_.Get(address.local, r->id);
-            mine && mine->vector == r->vector && mine->attributes == r->attributes) {
+        auto mine = engine_.Get(address.local, r->id);
+        if (mine && mine->key == key && mine->vector == r->vector && mine->attributes == r->attributes) {
           ++report.same;
           continue;
         }
-        batch.Upsert(r->id, r->vector, r->attributes);
         ++report.copied;
+        if (key.empty()) {
+          batch.Upsert(r->id, r->vector, r->attributes);
+          continue;
+        }
+        // By key with the peer's id. A local record holding the key under another id, or the
+        // id under another key, was never acknowledged (the in-sync peer would hold it): it is
+        // deleted, in a batch of its own so that the copy batch's other keys see no change.
+        auto held = engine_.FindKey(address.local, key);
+        const bool key_elsewhere = held && *held != r->id;
+        const bool id_elsewhere = mine && mine->key != key;
+        if (!key_elsewhere && !id_elsewhere) {
+          batch.UpsertByKeyWithId(key, r->id, r->vector, r->attributes);
+          continue;
+        }
+        engine::WriteBatch repair;
+        if (key_elsewhere) repair.Delete(*held);
+        if (id_elsewhere) repair.Delete(r->id);
+        repair.UpsertByKeyWithId(key, r->id, r->vector, r->attributes);
+        STRATA_RETURN_IF_ERROR(engine_.Write(address.local, repair));
+        ++report.repaired;
       }
       if (batch.size() > 0) STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch));
     }
   } while (cursor != 0);
   // What this replica holds that the peer did not list.
-  std::vector<VectorId> extra;
+  std::vector<std::pair<VectorId, std::string>> extra;  // (id, key)
   cursor = 0;
   do {
     STRATA_ASSIGN_OR_RETURN(KeyPage page, engine_.ListIds(address.local, cursor, kListPage));
     cursor = page.next_cursor;
-    for (VectorId id : page.ids) {
-      if (!IsKeyedId(id) && !theirs.contains(id)) extra.push_back(id);
+    for (size_t i = 0; i < page.ids.size(); ++i) {
+      const VectorId id = page.ids[i];
+      if (theirs.contains(id) || (IsKeyedId(id) && page.keys[i].empty())) continue;
+      extra.push_back({id, std::move(page.keys[i])});
     }
   } while (cursor != 0);
   for (size_t from = 0; from < extra.size(); from += kCopyBatch) {
     std::lock_guard touch(shard.touch_mu);
     engine::WriteBatch batch;
     for (size_t i = from; i < std::min(extra.size(), from + kCopyBatch); ++i) {
-      if (auto t = shard.touched.find(extra[i]); t != shard.touched.end() && t->second >= since) continue;
-      batch.Delete(extra[i]);
+      const auto& [id, key] = extra[i];
+      if (auto t = shard.touched.find(id); t != shard.touched.end() && t->second >= since) continue;
+      if (auto t = shard.touched_keys.find(key); !key.empty() && t != shard.touched_keys.end() && t->second >= since) {
+        continue;  // a live write by key reached it
+      }
+      batch.Delete(id);
       ++report.deleted;
     }
     if (batch.size() > 0) STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch));

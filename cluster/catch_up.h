@@ -15,14 +15,16 @@
 //     older fence): from then on every write P applies was routed with a placement that lists
 //     this replica as catching up, so it comes here too.
 //  2. Every id P holds is listed and its record copied here -- unless this replica holds the
-//     same vector and attributes already (what it kept from before a restart is not written
+//     same key, vector and attributes already (what it kept from before a restart is not written
 //     again), or a live write (routed at E or later, marked "+") has reached this id here
 //     meanwhile: this replica's value for it is at least as new as the copy's. Copy batches and live writes are serialized per
 //     shard, so neither overwrites a newer value with an older one.
 //  3. Ids here that P did not list and that no live write reached are deleted (writes that were
 //     never acknowledged, or deleted while this replica was away).
-// Records written by string key are not copied (keyed writes are not routed on cluster
-// collections yet).
+// Records written by string key are copied with their keys and ids (the peer's listing names
+// both): a local record that holds the key under another id, or the id under another key (a
+// write that was never acknowledged), is deleted in the same batch. A live write by key (a
+// delete by key names no id) marks its key, so the copy skips it as it skips a marked id.
 //
 // Thread-safe: Write, Fence, Forget and CatchUp may run on any threads at once; CatchUp of one
 // shard must not run twice at once (ClusterService runs one catch-up at a time).
@@ -54,18 +56,21 @@ struct CatchUpReport {
   uint64_t copied = 0;   // records copied from the peer (missing or different here)
   uint64_t skipped = 0;  // ids a live write had reached here first
   uint64_t deleted = 0;  // ids here the peer did not hold
+  uint64_t repaired = 0;  // of `copied`: keyed records whose key or id was held otherwise here
 };
 
 class ShardGate {
  public:
   explicit ShardGate(Engine& engine) : engine_(engine) {}
 
-  // Applies a write batch (upserts and deletes by id) addressed to `address` on this node's
-  // engine; `ids` are the ids it touches. `view_write_epoch`: the shard's write_epoch in this
-  // node's view of the placement (0 when unknown). Cancelled with "stale placement epoch" when
-  // address.epoch is older than the fence.
+  // Applies a write batch (upserts and deletes by id or by key) addressed to `address` on
+  // this node's engine; `ids` and `keys` are the ids and keys it touches (a keyed upsert
+  // with its id names both). `view_write_epoch`: the shard's write_epoch in this node's view
+  // of the placement (0 when unknown). Cancelled with "stale placement epoch" when
+  // address.epoch is older than the fence. `resolved`: as Engine::Write's `ids`.
   Status Write(const ShardAddress& address, uint64_t view_write_epoch, std::span<const VectorId> ids,
-               const engine::WriteBatch& batch);
+               std::span<const std::string> keys, const engine::WriteBatch& batch,
+               std::vector<VectorId>* resolved = nullptr);
   // Raises the write fence of engine collection `local` to `epoch`; returns once every write
   // that passed an older fence has finished.
   void Fence(const std::string& local, uint64_t epoch);
@@ -80,6 +85,7 @@ class ShardGate {
     uint64_t fence = 0;          // guarded by fence_mu
     std::mutex touch_mu;         // serializes live "+" writes with copy batches
     std::unordered_map<VectorId, uint64_t> touched;  // id -> epoch of its last live "+" write
+    std::unordered_map<std::string, uint64_t> touched_keys;  // key -> the same, for keyed writes
   };
   Shard& ShardOf(const std::string& local);
 

@@ -53,15 +53,40 @@ Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& addr
         ids.push_back(r.id);
       }
       STRATA_RETURN_IF_ERROR(
-          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), ids, batch));
+          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), ids, {}, batch));
       return protocol::Response{Op::kUpsert, protocol::WriteReply{m.records.size()}};
+    }
+    case Op::kUpsertKeyedIds: {
+      // From a router: at the shard's primary without ids (it finds or assigns them), at the
+      // other replicas with the primary's.
+      const auto& m = std::get<protocol::UpsertRequest>(request.body);
+      engine::WriteBatch batch;
+      std::vector<VectorId> ids;
+      std::vector<std::string> keys;
+      for (const Record& r : m.records) {
+        batch.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
+        if (r.id != kInvalidVectorId) ids.push_back(r.id);
+        keys.push_back(r.key);
+      }
+      protocol::IdsReply reply;
+      STRATA_RETURN_IF_ERROR(gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), ids,
+                                         keys, batch, &reply.ids));
+      return protocol::Response{Op::kUpsertKeyedIds, std::move(reply)};
+    }
+    case Op::kDeleteKeyed: {
+      const auto& m = std::get<protocol::KeysRequest>(request.body);
+      engine::WriteBatch batch;
+      for (const std::string& key : m.keys) batch.DeleteByKey(key);
+      STRATA_RETURN_IF_ERROR(
+          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), {}, m.keys, batch));
+      return protocol::Response{Op::kDeleteKeyed, protocol::WriteReply{m.keys.size()}};
     }
     case Op::kDelete: {
       const auto& m = std::get<protocol::DeleteRequest>(request.body);
       engine::WriteBatch batch;
       for (VectorId id : m.ids) batch.Delete(id);
       STRATA_RETURN_IF_ERROR(
-          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), m.ids, batch));
+          gate_.Write(address, view_->WriteEpochOf(address.collection, address.shard), m.ids, {}, batch));
       return protocol::Response{Op::kDelete, protocol::WriteReply{m.ids.size()}};
     }
     case Op::kListKeys: {
@@ -152,6 +177,28 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
     }
     return protocol::Response{Op::kGet, std::move(reply)};
   }
+  if (const auto* m = std::get_if<protocol::KeysRequest>(&request.body); m != nullptr && request.op == Op::kGetKeyed) {
+    if (auto exists = engine_.DescribeCollection(m->collection); !exists) return Error(exists.error());
+    protocol::GetReply reply;
+    for (const std::string& key : m->keys) {
+      auto r = engine_.GetByKey(m->collection, key);
+      if (r) {
+        reply.records.push_back(std::move(*r));
+      } else if (r.error().code() == StatusCode::kNotFound) {
+        reply.records.push_back(std::nullopt);
+      } else {
+        return Error(r.error());
+      }
+    }
+    return protocol::Response{Op::kGetKeyed, std::move(reply)};
+  }
+  if (const auto* m = std::get_if<protocol::SearchRequest>(&request.body);
+      m != nullptr && request.op == Op::kSearchKeyed) {
+    STRATA_ASSIGN_OR_RETURN(auto results,
+                            engine_.SearchBatchWithKeys(m->collection, std::span<const float>(m->queries),
+                                                        m->dim, m->options, 1));
+    return protocol::Response{Op::kSearchKeyed, protocol::KeyedSearchReply{std::move(results)}};
+  }
   if (const auto* m = std::get_if<protocol::FlushRequest>(&request.body)) {
     STRATA_RETURN_IF_ERROR(engine_.Flush(m->collection));
     return protocol::Response{Op::kFlush, protocol::EmptyReply{}};
@@ -224,6 +271,45 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       if (!records) return ErrorResponse(records.error());
       return protocol::Response{Op::kGet, protocol::GetReply{std::move(*records)}};
     }
+    case Op::kUpsertKeyed: {
+      if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
+      const auto& m = std::get<protocol::UpsertRequest>(request.body);
+      auto router = Acquire();
+      auto ids = router->UpsertKeyed(name, m.records);
+      Release(std::move(router));
+      if (!ids) return ErrorResponse(ids.error());
+      return protocol::Response{Op::kUpsertKeyed, protocol::WriteReply{ids->size()}};
+    }
+    case Op::kDeleteKeyed: {
+      if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
+      const auto& m = std::get<protocol::KeysRequest>(request.body);
+      auto router = Acquire();
+      auto n = router->DeleteKeyed(name, m.keys);
+      Release(std::move(router));
+      if (!n) return ErrorResponse(n.error());
+      return protocol::Response{Op::kDeleteKeyed, protocol::WriteReply{*n}};
+    }
+    case Op::kGetKeyed: {
+      const auto& m = std::get<protocol::KeysRequest>(request.body);
+      auto router = Acquire();
+      auto records = router->GetKeyed(name, m.keys);
+      Release(std::move(router));
+      if (!records) return ErrorResponse(records.error());
+      return protocol::Response{Op::kGetKeyed, protocol::GetReply{std::move(*records)}};
+    }
+    case Op::kSearchKeyed: {
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      if (m.count == 0 || m.queries.size() != size_t(m.count) * m.dim) {
+        return ErrorResponse(InvalidArgument("{}: {} query floats for {} queries of dimension {}",
+                                             protocol::OpName(request.op), m.queries.size(),
+                                             m.count, m.dim));
+      }
+      auto router = Acquire();
+      auto r = router->SearchKeyed(name, m.queries.data(), m.dim, m.count, m.options);
+      Release(std::move(router));
+      if (!r) return ErrorResponse(r.error());
+      return protocol::Response{Op::kSearchKeyed, protocol::KeyedSearchReply{std::move(*r)}};
+    }
     case Op::kFlush:
     case Op::kCompact: {
       auto router = Acquire();
@@ -239,8 +325,9 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
           name));
     default:
       return ErrorResponse(Unimplemented(
-          "{} on cluster collection '{}' is not routed yet (routed: upsert and delete by id, get, "
-          "search, search batch, describe, flush, compact; docs/CLUSTER.md)",
+          "{} on cluster collection '{}' is not routed yet (routed: upsert, delete and get by id "
+          "or by key, search, search batch, search keyed, describe, flush, compact; "
+          "docs/CLUSTER.md)",
           protocol::OpName(request.op), name));
   }
 }

@@ -1,11 +1,11 @@
 #pragma once
-// The cluster's request hook inside a node (server/request_hook.h): a client's upsert (by id),
-// search, batch search or describe for a cluster collection is routed by ClusterRouter
-// (router.h) --
+// The cluster's request hook inside a node (server/request_hook.h): a client's upsert, delete
+// and get (by id or by key), search, batch search, keyed search, describe, flush or compact
+// for a cluster collection is routed by ClusterRouter (router.h) --
 // the node's own shards through its engine, the others through connections to their nodes.
 // Requests that name a shard address ("<name>__s<k>@<epoch>[+]", from another node's router
-// or a catching-up peer) go through the ShardGate (catch_up.h): upserts checked against the
-// shard's write fence, the id listing (which raises the fence) and gets of a catch-up.
+// or a catching-up peer) go through the ShardGate (catch_up.h): writes (by id, and by key:
+// upsert_keyed_ids, delete_keyed) checked against the shard's write fence, the id listing (which raises the fence) and gets of a catch-up.
 // Other requests for a cluster collection are refused (Unimplemented: not routed yet); requests
 // for any other collection (a shard's engine collection among them) go to the engine as before.
 // A node whose lease may have lapsed (ClusterNode::LeaseHeld) routes no write.

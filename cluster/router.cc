@@ -4,6 +4,8 @@
 #include <chrono>
 #include <thread>
 
+#include <xxhash.h>
+
 #include "cluster/keys.h"
 #include "cluster/node.h"
 
@@ -15,6 +17,10 @@ uint32_t ShardOfId(VectorId id, uint32_t shards) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
   return static_cast<uint32_t>(z % shards);
+}
+
+uint32_t ShardOfKey(std::string_view key, uint32_t shards) {
+  return static_cast<uint32_t>(XXH64(key.data(), key.size(), 0) % shards);
 }
 
 ClusterView::~ClusterView() {
@@ -276,14 +282,14 @@ Result<uint64_t> ClusterRouter::Delete(const std::string& collection,
   return Write(collection, {}, ids);
 }
 
-Result<uint64_t> ClusterRouter::Write(const std::string& collection,
-                                      std::span<const Record> records,
-                                      std::span<const VectorId> ids) {
+template <typename F>
+auto ClusterRouter::RetryStale(const std::string& collection, F once) -> decltype(once()) {
   // A replica that has seen a newer placement (a replica joined the shard) refuses a write
   // routed with an older one: wait for this view to reach it, then route again (upserts and
-  // deletes are idempotent: the replicas that applied the first try apply the same again).
+  // deletes are idempotent: the replicas that applied the first try apply the same again;
+  // a keyed upsert finds the ids its first try gave).
   for (int attempt = 0;; ++attempt) {
-    auto r = WriteOnce(collection, records, ids);
+    auto r = once();
     if (r || attempt >= 20 || r.error().message().find("stale placement epoch") == std::string::npos) {
       return r;
     }
@@ -294,9 +300,17 @@ Result<uint64_t> ClusterRouter::Write(const std::string& collection,
   }
 }
 
+Result<uint64_t> ClusterRouter::Write(const std::string& collection,
+                                      std::span<const Record> records,
+                                      std::span<const VectorId> ids,
+                                      std::span<const std::string> keys) {
+  return RetryStale(collection, [&] { return WriteOnce(collection, records, ids, keys); });
+}
+
 Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
                                           std::span<const Record> records,
-                                          std::span<const VectorId> ids) {
+                                          std::span<const VectorId> ids,
+                                          std::span<const std::string> keys) {
   STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
   const uint32_t shards = route.record.shards;
   std::vector<std::vector<Record>> by_shard(shards);
@@ -309,11 +323,16 @@ Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
     by_shard[ShardOfId(r.id, shards)].push_back(r);
   }
   for (VectorId id : ids) ids_by_shard[ShardOfId(id, shards)].push_back(id);
+  std::vector<std::vector<std::string>> keys_by_shard(shards);
+  for (const std::string& key : keys) {
+    STRATA_RETURN_IF_ERROR(ValidateKey(key));
+    keys_by_shard[ShardOfKey(key, shards)].push_back(key);
+  }
   const bool deleting = records.empty();
   std::vector<std::pair<std::string, protocol::Request>> requests;
   std::vector<uint32_t> shard_of;
   for (uint32_t s = 0; s < shards; ++s) {
-    if (by_shard[s].empty() && ids_by_shard[s].empty()) continue;
+    if (by_shard[s].empty() && ids_by_shard[s].empty() && keys_by_shard[s].empty()) continue;
     const ShardPlacement& sp = route.placement.shards[s];
     if (sp.in_sync.empty()) {
       return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
@@ -323,7 +342,10 @@ Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
       for (const ReplicaRef& replica : catching ? sp.catching_up : sp.in_sync) {
         const std::string address =
             MakeShardAddress(collection, s, route.placement.epoch, catching != 0).ToString();
-        if (deleting) {
+        if (!keys_by_shard[s].empty()) {
+          requests.push_back({replica.node, protocol::Request{protocol::Op::kDeleteKeyed,
+                                                              protocol::KeysRequest{address, keys_by_shard[s]}}});
+        } else if (deleting) {
           requests.push_back({replica.node, protocol::Request{protocol::Op::kDelete,
                                                               protocol::DeleteRequest{address, ids_by_shard[s]}}});
         } else {
@@ -349,7 +371,213 @@ Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
                            responses[i].error().ToString()));
     }
   }
-  return static_cast<uint64_t>(deleting ? ids.size() : records.size());
+  return static_cast<uint64_t>(deleting ? ids.size() + keys.size() : records.size());
+}
+
+Result<uint64_t> ClusterRouter::DeleteKeyed(const std::string& collection,
+                                            std::span<const std::string> keys) {
+  if (keys.empty()) return uint64_t{0};
+  return Write(collection, {}, {}, keys);
+}
+
+Result<std::vector<VectorId>> ClusterRouter::UpsertKeyed(const std::string& collection,
+                                                         std::span<const Record> records) {
+  if (records.empty()) return std::vector<VectorId>{};
+  return RetryStale(collection, [&] { return UpsertKeyedOnce(collection, records); });
+}
+
+Result<std::vector<VectorId>> ClusterRouter::UpsertKeyedOnce(const std::string& collection,
+                                                             std::span<const Record> records) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  const uint32_t shards = route.record.shards;
+  std::vector<std::vector<size_t>> positions(shards);  // per shard, its records' positions
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
+    if (Status s = ValidateKey(r.key); !s.ok()) return Error(s.WithContext(fmt::format("record {}", i)));
+    if (r.vector.size() != route.record.dim) {
+      return Error(InvalidArgument("record {} (key '{}'): {} components, collection '{}' has dim {}", i,
+                                   KeyForMessage(r.key), r.vector.size(), collection, route.record.dim));
+    }
+    positions[ShardOfKey(r.key, shards)].push_back(i);
+  }
+  auto request_for = [&](uint32_t s, bool catching, const std::vector<VectorId>* ids) {
+    protocol::UpsertRequest u;
+    u.collection = MakeShardAddress(collection, s, route.placement.epoch, catching).ToString();
+    u.dim = route.record.dim;
+    for (size_t j = 0; j < positions[s].size(); ++j) {
+      Record r = records[positions[s][j]];
+      r.id = ids ? (*ids)[j] : kInvalidVectorId;
+      u.records.push_back(std::move(r));
+    }
+    return protocol::Request{protocol::Op::kUpsertKeyedIds, std::move(u)};
+  };
+  auto failed = [&](uint32_t s, const std::string& node, const Status& error) -> Status {
+    if (error.message().find("stale placement epoch") != std::string::npos) return error;  // retried
+    return IOError("collection '{}' shard {}: replica {} did not apply the keyed write (not "
+                   "acknowledged; the replicas that applied it keep it): {}",
+                   collection, s, node, error.ToString());
+  };
+  // 1. Each shard's primary (the first of its in-sync set: replicas that catch up join the
+  // set at its end, so it changes only when the primary leaves) finds or assigns the ids.
+  std::vector<std::pair<std::string, protocol::Request>> requests;
+  std::vector<uint32_t> shard_of;
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (positions[s].empty()) continue;
+    const ShardPlacement& sp = route.placement.shards[s];
+    if (sp.in_sync.empty()) {
+      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
+    }
+    requests.push_back({sp.in_sync.front().node, request_for(s, false, nullptr)});
+    shard_of.push_back(s);
+  }
+  auto responses = FanOut(requests);
+  std::vector<std::vector<VectorId>> ids_of(shards);
+  for (size_t i = 0; i < responses.size(); ++i) {
+    const uint32_t s = shard_of[i];
+    if (!responses[i]) return Error(failed(s, requests[i].first, responses[i].error()));
+    const auto* reply = std::get_if<protocol::IdsReply>(&responses[i]->body);
+    if (reply == nullptr || reply->ids.size() != positions[s].size()) {
+      return Error(failed(s, requests[i].first, Internal("a reply of the wrong shape")));
+    }
+    for (VectorId id : reply->ids) {
+      if (!IsKeyedId(id)) {
+        return Error(failed(s, requests[i].first, Internal("id {} is outside the keyed range", id)));
+      }
+    }
+    ids_of[s] = reply->ids;
+  }
+  // 2. The other in-sync replicas and the catching-up ones write each key with its id.
+  requests.clear();
+  shard_of.clear();
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (positions[s].empty()) continue;
+    const ShardPlacement& sp = route.placement.shards[s];
+    for (size_t r = 1; r < sp.in_sync.size(); ++r) {
+      requests.push_back({sp.in_sync[r].node, request_for(s, false, &ids_of[s])});
+      shard_of.push_back(s);
+    }
+    for (const ReplicaRef& replica : sp.catching_up) {
+      requests.push_back({replica.node, request_for(s, true, &ids_of[s])});
+      shard_of.push_back(s);
+    }
+  }
+  responses = FanOut(requests);
+  for (size_t i = 0; i < responses.size(); ++i) {
+    if (!responses[i]) return Error(failed(shard_of[i], requests[i].first, responses[i].error()));
+  }
+  std::vector<VectorId> out(records.size(), kInvalidVectorId);
+  for (uint32_t s = 0; s < shards; ++s) {
+    for (size_t j = 0; j < positions[s].size(); ++j) out[positions[s][j]] = ids_of[s][j];
+  }
+  return out;
+}
+
+Status ClusterRouter::ReadShards(const Route& route, const std::string& collection,
+                                 std::string_view what, const std::vector<uint32_t>& shards,
+                                 const std::function<protocol::Request(uint32_t shard)>& make,
+                                 const std::function<bool(uint32_t shard, protocol::Response& reply)>& take) {
+  const auto candidates = ReadCandidates(route);
+  for (uint32_t s : shards) {
+    if (candidates[s].empty()) {
+      return IOError("collection '{}' shard {} has no in-sync replica", collection, s);
+    }
+  }
+  std::vector<std::string> failures(route.record.shards);
+  std::vector<uint32_t> pending = shards;
+  for (size_t attempt = 0; !pending.empty(); ++attempt) {
+    std::vector<std::pair<std::string, protocol::Request>> requests;
+    for (uint32_t s : pending) {
+      if (attempt >= candidates[s].size()) {
+        return IOError("collection '{}' shard {}: no in-sync replica answered the {}: {}", collection, s,
+                       what, failures[s]);
+      }
+      requests.push_back({candidates[s][attempt], make(s)});
+    }
+    auto responses = FanOut(requests);
+    std::vector<uint32_t> again;
+    for (size_t i = 0; i < responses.size(); ++i) {
+      const uint32_t s = pending[i];
+      if (!responses[i] || !take(s, *responses[i])) {
+        failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
+                                   responses[i] ? std::string("a reply of the wrong shape")
+                                                : responses[i].error().ToString());
+        again.push_back(s);
+      }
+    }
+    pending = std::move(again);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::optional<Record>>> ClusterRouter::GetKeyed(const std::string& collection,
+                                                                   std::span<const std::string> keys) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  const uint32_t shards = route.record.shards;
+  std::vector<std::vector<size_t>> positions(shards);  // per shard, the positions of its keys
+  for (size_t i = 0; i < keys.size(); ++i) {
+    STRATA_RETURN_IF_ERROR(ValidateKey(keys[i]));
+    positions[ShardOfKey(keys[i], shards)].push_back(i);
+  }
+  std::vector<uint32_t> asked;
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (!positions[s].empty()) asked.push_back(s);
+  }
+  std::vector<std::optional<Record>> out(keys.size());
+  STRATA_RETURN_IF_ERROR(ReadShards(
+      route, collection, "get", asked,
+      [&](uint32_t s) {
+        protocol::KeysRequest g;
+        g.collection = LocalShardName(collection, s);
+        for (size_t i : positions[s]) g.keys.push_back(keys[i]);
+        return protocol::Request{protocol::Op::kGetKeyed, std::move(g)};
+      },
+      [&](uint32_t s, protocol::Response& response) {
+        auto* reply = std::get_if<protocol::GetReply>(&response.body);
+        if (reply == nullptr || reply->records.size() != positions[s].size()) return false;
+        for (size_t j = 0; j < positions[s].size(); ++j) out[positions[s][j]] = std::move(reply->records[j]);
+        return true;
+      }));
+  return out;
+}
+
+Result<std::vector<std::vector<KeyedNeighbor>>> ClusterRouter::SearchKeyed(
+    const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
+    const SearchOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  if (dim != route.record.dim) {
+    return Error(InvalidArgument("queries have dim {}, collection '{}' has {}", dim, collection,
+                                 route.record.dim));
+  }
+  if (count == 0) return Error(InvalidArgument("no queries"));
+  std::vector<uint32_t> all(route.record.shards);
+  for (uint32_t s = 0; s < route.record.shards; ++s) all[s] = s;
+  std::vector<std::vector<KeyedNeighbor>> merged(count);
+  STRATA_RETURN_IF_ERROR(ReadShards(
+      route, collection, "search", all,
+      [&](uint32_t s) {
+        protocol::SearchRequest q;
+        q.collection = LocalShardName(collection, s);
+        q.options = options;
+        q.dim = dim;
+        q.count = count;
+        q.queries.assign(queries, queries + size_t(dim) * count);
+        return protocol::Request{protocol::Op::kSearchKeyed, std::move(q)};
+      },
+      [&](uint32_t, protocol::Response& response) {
+        auto* reply = std::get_if<protocol::KeyedSearchReply>(&response.body);
+        if (reply == nullptr || reply->results.size() != count) return false;
+        for (uint32_t q = 0; q < count; ++q) {
+          for (KeyedNeighbor& h : reply->results[q]) merged[q].push_back(std::move(h));
+        }
+        return true;
+      }));
+  for (auto& hits : merged) {
+    std::sort(hits.begin(), hits.end(), [](const KeyedNeighbor& a, const KeyedNeighbor& b) {
+      return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+    });
+    if (hits.size() > options.k) hits.resize(options.k);
+  }
+  return merged;
 }
 
 Status ClusterRouter::FlushOrCompact(const std::string& collection, bool compact) {

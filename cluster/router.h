@@ -1,6 +1,6 @@
 #pragma once
 // Routing for a cluster collection (docs/CLUSTER.md), as a client library: writes go by id hash
-// to the shard's in-sync replicas and count as done when every one of them has applied them;
+// (or key hash: ShardOfKey) to the shard's in-sync replicas and count as done when every one of them has applied them;
 // searches go to one in-sync replica per shard and the top-k are merged. It follows the
 // registry, the collections and the placement through etcd, and talks to each node's shard
 // collections (LocalShardName) with the existing client (client/client.h), one connection per
@@ -54,6 +54,10 @@ struct RouterOptions {
 
 // The shard of id `id` in a collection of `shards` shards (splitmix64 of the id, mod shards).
 uint32_t ShardOfId(VectorId id, uint32_t shards);
+// The shard of a record written by string key: XXH64 of the key's bytes (seed 0), mod
+// shards. A keyed record lives in its key's shard whatever its id (ShardOfId does not apply
+// to keyed ids); both hashes are part of the on-disk layout of a cluster: never change them.
+uint32_t ShardOfKey(std::string_view key, uint32_t shards);
 
 // What routing reads: the registry, the collections and the placement, mirrored from etcd.
 // Thread-safe (the mirrors are); shared by every router of a process.
@@ -120,6 +124,25 @@ class ClusterRouter {
   // Deletes by id, routed as upserts are (every in-sync and catching-up replica of each id's
   // shard). Returns the number of ids (deleting a missing id is not an error).
   Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
+  // ---- Records by string key (api/types.h), each in its key's shard (ShardOfKey) ----
+  // Upserts by key; returns each record's id, in order. The shard's primary replica (the
+  // first of its in-sync set) finds or assigns each key's id; the other in-sync and the
+  // catching-up replicas then write the same key with the same id (upsert_keyed_ids), so that
+  // every replica gives a key one id. A replica that holds the key under another id (or the
+  // id under another key) refuses it: the write fails, not acknowledged (docs/CLUSTER.md).
+  Result<std::vector<VectorId>> UpsertKeyed(const std::string& collection,
+                                            std::span<const Record> records);
+  // Deletes by key on every in-sync and catching-up replica of each key's shard. Returns the
+  // number of keys (a missing key is not an error).
+  Result<uint64_t> DeleteKeyed(const std::string& collection, std::span<const std::string> keys);
+  // One entry per key, in order (nullopt: not there; records carry their keys), as Get.
+  Result<std::vector<std::optional<Record>>> GetKeyed(const std::string& collection,
+                                                      std::span<const std::string> keys);
+  // As SearchBatch; every hit carries its key (empty: written by id).
+  Result<std::vector<std::vector<KeyedNeighbor>>> SearchKeyed(const std::string& collection,
+                                                              const float* queries, uint32_t dim,
+                                                              uint32_t count,
+                                                              const SearchOptions& options);
   // Flushes (or compacts) every shard on every replica that holds it (in sync or catching up).
   Status FlushOrCompact(const std::string& collection, bool compact);
   // One entry per id, in order (nullopt: not there), each from one in-sync replica of its
@@ -147,11 +170,25 @@ class ClusterRouter {
     Placement placement;
   };
   Result<Route> RouteOf(const std::string& collection) const;
-  // One try of a write: `records` to upsert, or (records empty) `ids` to delete.
+  // One try of a write: `records` to upsert, or (records empty) `ids` or `keys` to delete.
   Result<uint64_t> WriteOnce(const std::string& collection, std::span<const Record> records,
-                             std::span<const VectorId> ids);
+                             std::span<const VectorId> ids, std::span<const std::string> keys);
+  // One try of UpsertKeyed.
+  Result<std::vector<VectorId>> UpsertKeyedOnce(const std::string& collection,
+                                                std::span<const Record> records);
+  // Runs `once` again while a replica answers "stale placement epoch" (a replica joined the
+  // shard): once this view has the newer placement.
+  template <typename F>
+  auto RetryStale(const std::string& collection, F once) -> decltype(once());
   Result<uint64_t> Write(const std::string& collection, std::span<const Record> records,
-                         std::span<const VectorId> ids);
+                         std::span<const VectorId> ids, std::span<const std::string> keys = {});
+  // The reads of Get / GetKeyed and SearchBatch / SearchKeyed: per shard, the request `make`
+  // builds for it (its positions in the caller's list / the queries), to one in-sync replica
+  // (the next on failure); `take` reads a reply (false: the wrong shape).
+  Status ReadShards(const Route& route, const std::string& collection, std::string_view what,
+                    const std::vector<uint32_t>& shards,
+                    const std::function<protocol::Request(uint32_t shard)>& make,
+                    const std::function<bool(uint32_t shard, protocol::Response& reply)>& take);
   // Per shard, its in-sync replicas to ask in turn: the least loaded first (requests this
   // process has in flight to each node), then placement order.
   std::vector<std::vector<std::string>> ReadCandidates(const Route& route) const;

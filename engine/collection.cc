@@ -285,7 +285,7 @@ bool Collection::OverThreshold(const Snapshot& s) const {
          (wal_ && wal_->bytes_written() >= seal_retry_log_bytes_);
 }
 
-Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
+Status Collection::Write(const WriteBatch& batch, size_t max_ops, std::vector<VectorId>* resolved) {
   STRATA_RETURN_IF_ERROR(ValidateBatch(batch, spec_.dim, max_ops));
   if (batch.empty()) return Status::Ok();
   std::vector<std::byte> payload;
@@ -330,6 +330,14 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops) {
     }
     last_sequence_.store(*seq);
     dirty_ = true;
+    if (resolved) {
+      if (ids.empty()) {
+        resolved->clear();
+        for (const WriteOp& op : batch.ops()) resolved->push_back(op.id);
+      } else {
+        *resolved = ids;
+      }
+    }
     PublishWalCounters();
     // Freeze at the size threshold, or when the log alone has grown large (deletes of
     // sealed ids add to the log, not to the segment); maintenance seals it. While an

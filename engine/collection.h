@@ -72,7 +72,9 @@ class Collection {
                                                   uint32_t memory_ef_construction = 0);
   ~Collection();
 
-  Status Write(const WriteBatch& batch, size_t max_ops);
+  // `resolved`, when given, receives on success the id of each operation (keyed ones as
+  // resolved; kInvalidVectorId for a delete of an absent key).
+  Status Write(const WriteBatch& batch, size_t max_ops, std::vector<VectorId>* resolved = nullptr);
   // Seals the in-memory segment now (a no-op when nothing was written since the
   // last seal), waiting for a maintenance job in progress.
   Status Flush();

@@ -4,6 +4,7 @@
 // lookup by id, and sees a batch entirely or not at all.
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -56,15 +57,21 @@ Result<Record> Collection::ReadAt(const Location& at) const {
 Result<std::vector<VectorId>> Collection::ResolveKeys(const WriteBatch& batch) {
   const std::shared_ptr<const Snapshot> s = snapshot();  // the writer's: every earlier batch is in it
   std::vector<VectorId> ids(batch.size(), kInvalidVectorId);
-  // What this batch did so far: key -> id (kInvalidVectorId: deleted), and keyed ids
-  // deleted by id (their key is gone with them).
+  // What this batch did so far: key -> id (kInvalidVectorId: deleted), keyed ids that
+  // went (deleted by id, or with their key), and the ids it gave keys.
   std::unordered_map<std::string_view, VectorId> keys;
   std::unordered_set<VectorId> deleted;
+  std::unordered_map<VectorId, std::string_view> owners;
+  // The keyed-id counter as this batch leaves it; kept only when the batch is resolved.
+  uint64_t next_key_id = next_key_id_;
   for (size_t i = 0; i < batch.size(); ++i) {
     const WriteOp& op = batch.ops()[i];
     if (!op.by_key()) {
       ids[i] = op.id;
-      if (op.kind == WriteOp::Kind::kDelete && IsKeyedId(op.id)) deleted.insert(op.id);
+      if (op.kind == WriteOp::Kind::kDelete && IsKeyedId(op.id)) {
+        deleted.insert(op.id);
+        owners.erase(op.id);
+      }
       continue;
     }
     VectorId current = kInvalidVectorId;
@@ -74,21 +81,59 @@ Result<std::vector<VectorId>> Collection::ResolveKeys(const WriteBatch& batch) {
       current = at.memory ? at.memory->id(at.row) : at.sealed->ids()[at.row];
     }
     if (current != kInvalidVectorId && deleted.count(current)) current = kInvalidVectorId;
+    // The snapshot's id of this key went to another key earlier in the batch (it was
+    // deleted, then given again with UpsertByKeyWithId): this key no longer has it.
+    if (auto o = owners.find(current); current != kInvalidVectorId && o != owners.end() && o->second != op.key) {
+      current = kInvalidVectorId;
+    }
     if (op.kind == WriteOp::Kind::kUpsert) {
-      if (current == kInvalidVectorId) {
-        if (next_key_id_ >= kInvalidVectorId) {
+      if (op.id != kInvalidVectorId) {
+        // UpsertByKeyWithId: the key's id is given; the key and the id must agree with
+        // what is live (ValidateBatch checked the id is in the keyed range).
+        if (current != kInvalidVectorId && current != op.id) {
+          return Error(AlreadyExists(
+              "operation {}: key '{}' is live under id {} in collection '{}', not under the id {} given",
+              i, KeyForMessage(op.key), current, spec_.name, op.id));
+        }
+        if (current == kInvalidVectorId) {
+          std::optional<std::string> holder;  // the key holding op.id ("" : written by id)
+          if (auto o = owners.find(op.id); o != owners.end()) {
+            holder = std::string(o->second);
+          } else if (!deleted.count(op.id)) {
+            if (const Location at = LocateId(*s, op.id)) {
+              holder = std::string(at.memory ? at.memory->key(at.row) : at.sealed->key(at.row));
+            }
+          }
+          if (holder) {
+            return Error(AlreadyExists(
+                "operation {}: id {} is live in collection '{}' under {}, not under key '{}'", i, op.id,
+                spec_.name, holder->empty() ? std::string("no key") : fmt::format("key '{}'", KeyForMessage(*holder)),
+                KeyForMessage(op.key)));
+          }
+        }
+        current = op.id;
+        // Fresh ids given later (in this batch too) come after it.
+        next_key_id = std::max(next_key_id, op.id + 1);
+      } else if (current == kInvalidVectorId) {
+        if (next_key_id >= kInvalidVectorId) {
           return Error(ResourceExhausted("collection '{}': every id of the keyed range has been given out", spec_.name));
         }
-        current = next_key_id_++;
+        current = next_key_id++;
       }
       deleted.erase(current);
       keys[op.key] = current;
+      owners[current] = op.key;
       ids[i] = current;
     } else {
       ids[i] = current;  // kInvalidVectorId when absent: a no-op
       keys[op.key] = kInvalidVectorId;
+      if (current != kInvalidVectorId) {
+        deleted.insert(current);
+        owners.erase(current);
+      }
     }
   }
+  next_key_id_ = next_key_id;
   return ids;
 }
 

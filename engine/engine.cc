@@ -441,10 +441,10 @@ Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const
   return c->Info();
 }
 
-Status Engine::Write(const std::string& collection, const WriteBatch& batch) {
+Status Engine::Write(const std::string& collection, const WriteBatch& batch, std::vector<VectorId>* ids) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   const auto start = std::chrono::steady_clock::now();
-  STRATA_RETURN_IF_ERROR(c->Write(batch, impl_->options_.max_batch_ops));
+  STRATA_RETURN_IF_ERROR(c->Write(batch, impl_->options_.max_batch_ops, ids));
   impl_->write_hist_.Record(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                          std::chrono::steady_clock::now() - start).count()));
   impl_->write_batches_.fetch_add(1, std::memory_order_relaxed);

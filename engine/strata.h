@@ -188,7 +188,10 @@ class Engine {
   // Applies the batch atomically; in kSync mode it is on disk when this returns OK.
   // Invalid input (wrong dimension, NaN, bad attributes, too many operations) is
   // refused as a whole with InvalidArgument and nothing is written.
-  Status Write(const std::string& collection, const WriteBatch& batch);
+  // `ids`, when given, receives on success the id of each operation, in order: a keyed
+  // upsert's id as the engine found or assigned it (kInvalidVectorId for a delete of a key
+  // that was absent); what a cluster's primary replica tells the others (docs/CLUSTER.md).
+  Status Write(const std::string& collection, const WriteBatch& batch, std::vector<VectorId>* ids = nullptr);
   Status Upsert(const std::string& collection, VectorId id, std::span<const float> vector,
                 Attributes attributes = {});
   Status Delete(const std::string& collection, VectorId id);

@@ -27,6 +27,15 @@ Status ValidateBatch(const WriteBatch& batch, size_t dim, size_t max_ops, bool r
         if (!IsKeyedId(op.id) && !absent_delete) {
           return InvalidArgument("operation {} ({}): id {} is outside the keyed range", i, OpName(op), op.id);
         }
+      } else if (op.id != kInvalidVectorId) {
+        if (op.kind != WriteOp::Kind::kUpsert) {
+          return InvalidArgument("operation {} ({}): a delete by key takes no id", i, OpName(op));
+        }
+        if (!IsKeyedId(op.id)) {
+          return InvalidArgument(
+              "operation {} ({}): id {} is outside the keyed range: a key's id is from {} (2^63) up", i,
+              OpName(op), op.id, kKeyedIdBase);
+        }
       }
     } else if (!op.key.empty()) {
       return InvalidArgument("operation {}: an operation by id (id {}) carries a key; write by key instead", i,

@@ -50,6 +50,18 @@ class WriteBatch {
     ops_.push_back({WriteOp::Kind::kUpsert, kInvalidVectorId, {vector.begin(), vector.end()},
                     std::move(attributes), std::move(key), true});
   }
+  // By key, with the id the record must have (an id of the keyed range): the form a
+  // cluster's replicas take, so that every replica of a shard gives a key the id its primary
+  // gave it (docs/CLUSTER.md). Collection::Write refuses it (AlreadyExists) when the key is
+  // live under another id or the id is live under another key (or without one); otherwise it
+  // replaces the key's record or creates it with this id, which may be below the engine's
+  // keyed-id counter (a catch-up copies old records), and moves the counter past it. The log
+  // records the id as it records an assigned one, so replay gives the key the same id.
+  void UpsertByKeyWithId(std::string key, VectorId id, std::span<const float> vector,
+                         Attributes attributes = {}) {
+    ops_.push_back({WriteOp::Kind::kUpsert, id, {vector.begin(), vector.end()}, std::move(attributes),
+                    std::move(key), true});
+  }
   // Deletes the live record with this key; a no-op when there is none.
   void DeleteByKey(std::string key) {
     ops_.push_back({WriteOp::Kind::kDelete, kInvalidVectorId, {}, {}, std::move(key), true});
@@ -75,7 +87,8 @@ class WriteBatch {
 
 // Checks a batch against a collection's dimension: vectors of `dim` finite floats,
 // valid attributes, at most `max_ops` operations; by id, ids below kKeyedIdBase for
-// upserts and not kInvalidVectorId for deletes; by key, keys of 1..kMaxKeyBytes bytes.
+// upserts and not kInvalidVectorId for deletes; by key, keys of 1..kMaxKeyBytes bytes,
+// and an explicit id (UpsertByKeyWithId) only on upserts and in the keyed range.
 // `replayed`: a batch read back from the log, whose keyed operations carry resolved
 // ids (in the keyed range, or kInvalidVectorId for a delete of an absent key) and
 // whose upserts by id may hold keyed-range ids written before keys existed.

@@ -126,6 +126,62 @@ Result<ListKeysRequest> ReadListKeys(Reader& r, const DecodeLimits& limits) {
   return m;
 }
 
+void WriteUpsertKeyedIds(Writer& w, const UpsertRequest& m) {
+  w.String(m.collection);
+  w.U32(m.dim);
+  w.Count(m.records.size());
+  for (const Record& rec : m.records) {
+    STRATA_CHECK(rec.vector.size() == m.dim);
+    w.U64(rec.id);
+    w.String(rec.key);
+    w.Floats(rec.vector);
+    WriteAttributes(w, rec.attributes);
+  }
+}
+
+Result<UpsertRequest> ReadUpsertKeyedIds(Reader& r, const DecodeLimits& limits) {
+  UpsertRequest m;
+  STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
+  STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
+  if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
+  // id + key length + dim floats + attribute count, per record.
+  const uint64_t min_record = 8 + kMinStringBytes + uint64_t{m.dim} * sizeof(float) + 2;
+  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", min_record));
+  m.records.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    auto fail = [i](const Status& s) { return Error(s.WithContext(fmt::format("record {}", i))); };
+    Record rec;
+    auto id = r.U64("id");
+    if (!id) return fail(id.error());
+    rec.id = *id;
+    auto key = ReadKey(r, limits);
+    if (!key) return fail(key.error());
+    rec.key = std::move(*key);
+    if (Status s = r.Floats("vector", m.dim, rec.vector); !s.ok()) return fail(s);
+    auto attributes = ReadAttributes(r, limits);
+    if (!attributes) return fail(attributes.error());
+    rec.attributes = std::move(*attributes);
+    m.records.push_back(std::move(rec));
+  }
+  return m;
+}
+
+void WriteIdsReply(Writer& w, const IdsReply& m) {
+  w.Count(m.ids.size());
+  for (VectorId id : m.ids) w.U64(id);
+}
+
+Result<IdsReply> ReadIdsReply(Reader& r, const DecodeLimits& limits) {
+  IdsReply m;
+  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", 8));
+  m.ids.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    STRATA_ASSIGN_OR_RETURN(VectorId id, r.U64("id"));
+    m.ids.push_back(id);
+  }
+  return m;
+}
+
 void WriteListKeysReply(Writer& w, const ListKeysReply& m) {
   STRATA_CHECK(m.page.keys.size() == m.page.ids.size());
   w.U64(m.page.next_cursor);

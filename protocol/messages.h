@@ -77,6 +77,11 @@ void WriteKeyedGetReply(Writer& w, const GetReply& m);
 Result<GetReply> ReadKeyedGetReply(Reader& r, const DecodeLimits& limits);
 void WriteKeyedSearchReply(Writer& w, const KeyedSearchReply& m);
 Result<KeyedSearchReply> ReadKeyedSearchReply(Reader& r, const DecodeLimits& limits);
+// upsert_keyed_ids: per record u64 id, string key, dim x f32, attributes; its reply the ids.
+void WriteUpsertKeyedIds(Writer& w, const UpsertRequest& m);
+Result<UpsertRequest> ReadUpsertKeyedIds(Reader& r, const DecodeLimits& limits);
+void WriteIdsReply(Writer& w, const IdsReply& m);
+Result<IdsReply> ReadIdsReply(Reader& r, const DecodeLimits& limits);
 void WriteListKeys(Writer& w, const ListKeysRequest& m);
 Result<ListKeysRequest> ReadListKeys(Reader& r, const DecodeLimits& limits);
 void WriteListKeysReply(Writer& w, const ListKeysReply& m);

@@ -85,6 +85,9 @@ void WriteRequestPayload(Writer& w, const Request& req) {
     case Op::kUpsertKeyed:
       wire::WriteUpsert(w, BodyAs<UpsertRequest>(b), /*keyed=*/true);
       return;
+    case Op::kUpsertKeyedIds:
+      wire::WriteUpsertKeyedIds(w, BodyAs<UpsertRequest>(b));
+      return;
     case Op::kDeleteKeyed:
     case Op::kGetKeyed:
       wire::WriteKeys(w, BodyAs<KeysRequest>(b));
@@ -136,6 +139,8 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
       return wire::ReadCompact(r, limits);
     case Op::kUpsertKeyed:
       return wire::ReadUpsert(r, limits, /*keyed=*/true);
+    case Op::kUpsertKeyedIds:
+      return wire::ReadUpsertKeyedIds(r, limits);
     case Op::kDeleteKeyed:
     case Op::kGetKeyed:
       return wire::ReadKeys(r, limits);
@@ -209,6 +214,9 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
     case Op::kSearchWith:
       wire::WriteSearchWithReply(w, BodyAs<SearchWithReply>(b));
       return;
+    case Op::kUpsertKeyedIds:
+      wire::WriteIdsReply(w, BodyAs<IdsReply>(b));
+      return;
     case Op::kError:
       wire::WriteErrorReply(w, BodyAs<ErrorReply>(b));
       return;
@@ -259,6 +267,8 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadSnapshotReply(r);
     case Op::kSearchWith:
       return wire::ReadSearchWithReply(r, limits);
+    case Op::kUpsertKeyedIds:
+      return wire::ReadIdsReply(r, limits);
     case Op::kError:
       return wire::ReadErrorReply(r);
   }
@@ -339,6 +349,8 @@ std::string_view OpName(Op op) {
       return "create_collection_with";
     case Op::kDescribeCollectionWith:
       return "describe_collection_with";
+    case Op::kUpsertKeyedIds:
+      return "upsert_keyed_ids";
     case Op::kError:
       return "error";
   }
@@ -567,7 +579,8 @@ Status ValidateForEncoding(const Request& request) {
       if (!std::holds_alternative<DescribeCollectionRequest>(request.body)) return wrong_body();
       break;
     case Op::kUpsert:
-    case Op::kUpsertKeyed: {
+    case Op::kUpsertKeyed:
+    case Op::kUpsertKeyedIds: {
       const auto* m = std::get_if<UpsertRequest>(&request.body);
       if (m == nullptr) return wrong_body();
       for (size_t i = 0; i < m->records.size(); ++i) {

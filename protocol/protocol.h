@@ -88,11 +88,16 @@ enum class Op : uint16_t {
   // CollectionSpec (codes, rerank), named by a u32 fields word (docs/PROTOCOL.md).
   kCreateCollectionWith = 23,    // CreateCollectionRequest: spec + fields; EmptyReply
   kDescribeCollectionWith = 24,  // DescribeCollectionRequest; DescribeCollectionReply + fields
+  // Added within version 1: upsert by key with the id each key must have (or kInvalidVectorId:
+  // the server finds or assigns it, as upsert_keyed does), replying with every record's id.
+  // What a cluster's router uses to make a shard's replicas agree on each key's id
+  // (docs/CLUSTER.md).
+  kUpsertKeyedIds = 25,  // UpsertRequest, each record's id and key; IdsReply
   kError = 0x7fff,    // only in responses: ErrorReply
 };
 // The highest request opcode: request opcodes are 1..kLastRequestOp (tables indexed by
 // opcode, such as the server's per-op counters, size themselves by it).
-inline constexpr Op kLastRequestOp = Op::kDescribeCollectionWith;
+inline constexpr Op kLastRequestOp = Op::kUpsertKeyedIds;
 std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
 bool IsKnownRequestOp(uint16_t opcode);
 
@@ -159,7 +164,9 @@ struct DropCollectionRequest { std::string name; };
 struct ListCollectionsRequest {};
 struct DescribeCollectionRequest { std::string name; };
 // kUpsert: string collection, u32 dim, u32 count, then count x (u64 id, dim x f32,
-// u16 attribute count, attributes). Applied atomically as one write batch.
+// u16 attribute count, attributes). Applied atomically as one write batch. kUpsertKeyed:
+// each record's string key instead of its id. kUpsertKeyedIds: each record's u64 id, then
+// its string key.
 struct UpsertRequest {
   std::string collection;
   uint32_t dim = 0;
@@ -212,8 +219,9 @@ using RequestBody = std::variant<HelloRequest, PingRequest, CreateCollectionRequ
                                  GetRequest, SearchRequest, StatsRequest, FlushRequest,
                                  CompactRequest, KeysRequest, ListKeysRequest, SnapshotRequest>;
 struct Request {
-  // kSearch, kSearchBatch, kExplain, kSearchKeyed and kSearchWith share SearchRequest; kUpsert and
-  // kUpsertKeyed share UpsertRequest (by key: Record::key, the id is not sent).
+  // kSearch, kSearchBatch, kExplain, kSearchKeyed and kSearchWith share SearchRequest; kUpsert,
+  // kUpsertKeyed and kUpsertKeyedIds share UpsertRequest (by key: Record::key, the id is not
+  // sent; kUpsertKeyedIds: both, kInvalidVectorId for "find or assign").
   Op op = Op::kPing;
   RequestBody body;
 };
@@ -239,6 +247,8 @@ struct WriteReply { uint64_t applied = 0; };   // upsert / delete: operations ap
 struct GetReply { std::vector<std::optional<Record>> records; };
 // kSearchKeyed: per query u32 n, n x (u64 id, f32 distance, string key; empty: written by id).
 struct KeyedSearchReply { std::vector<std::vector<KeyedNeighbor>> results; };
+// kUpsertKeyedIds: u32 n, n x u64: each record's id, in request order.
+struct IdsReply { std::vector<VectorId> ids; };
 // kListKeys: u64 next_cursor (0: done), u32 n, n x (u64 id, string key).
 struct ListKeysReply { KeyPage page; };
 // kSnapshot: string path (the directory written, absolute on the server's host), then
@@ -287,7 +297,7 @@ struct ErrorReply {              // u16 code, string message
 using ResponseBody = std::variant<HelloReply, EmptyReply, ListCollectionsReply,
                                   DescribeCollectionReply, WriteReply, GetReply, SearchReply,
                                   StatsReply, ErrorReply, KeyedSearchReply, ListKeysReply,
-                                  SnapshotReply, SearchWithReply>;
+                                  SnapshotReply, SearchWithReply, IdsReply>;
 struct Response {
   Op op = Op::kPing;             // the request's op, or kError
   ResponseBody body;

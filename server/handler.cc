@@ -246,6 +246,10 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
       const auto& m = std::get<protocol::ListKeysRequest>(request.body);
       return std::min(frame, 12 + uint64_t{m.count} * (12 + kTypicalKeyBytes));
     }
+    case Op::kUpsertKeyedIds: {
+      const auto& m = std::get<protocol::UpsertRequest>(request.body);
+      return std::min(frame, kSmallReplyBytes + 8 * uint64_t{m.records.size()});
+    }
     case Op::kListCollections:
       return std::min(frame, kListReplyBytes);
     default:
@@ -319,6 +323,8 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
     }
     case Op::kUpsertKeyed:
       return Upsert(std::get<protocol::UpsertRequest>(b), /*by_key=*/true);
+    case Op::kUpsertKeyedIds:
+      return UpsertKeyedIds(std::get<protocol::UpsertRequest>(b));
     case Op::kDeleteKeyed:
       return DeleteKeys(std::get<protocol::KeysRequest>(b));
     case Op::kGetKeyed:
@@ -476,6 +482,29 @@ RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m,
   }
   if (Status s = engine_.Write(m.collection, batch); !s.ok()) return Fail(s.WithContext(op));
   return protocol::WriteReply{m.records.size()};
+}
+
+RequestHandler::Outcome RequestHandler::UpsertKeyedIds(const protocol::UpsertRequest& m) {
+  constexpr std::string_view op = "upsert_keyed_ids";
+  if (m.records.size() > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "{}: {} records, over the server's limit of {} (max_batch)", op,
+                m.records.size(), config_.max_batch);
+  }
+  engine::WriteBatch batch;
+  for (size_t i = 0; i < m.records.size(); ++i) {
+    const Record& r = m.records[i];
+    if (r.vector.size() != m.dim) {
+      return Fail(InvalidArgument("{}: record {} (key '{}'): {} components, dim is {}", op, i,
+                                  KeyForMessage(r.key), r.vector.size(), m.dim));
+    }
+    Status s = CheckFinite(r.vector.data(), r.vector.size(),
+                           fmt::format("{}: record {} (key '{}')", op, i, KeyForMessage(r.key)));
+    if (!s.ok()) return Fail(s);
+    batch.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
+  }
+  std::vector<VectorId> ids;
+  if (Status s = engine_.Write(m.collection, batch, &ids); !s.ok()) return Fail(s.WithContext(op));
+  return protocol::IdsReply{std::move(ids)};
 }
 
 RequestHandler::Outcome RequestHandler::DeleteKeys(const protocol::KeysRequest& m) {

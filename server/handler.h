@@ -78,6 +78,9 @@ class RequestHandler {
   Outcome Search(protocol::Op op, const protocol::SearchRequest& m);
   // kUpsert by id, kUpsertKeyed by key.
   Outcome Upsert(const protocol::UpsertRequest& m, bool by_key = false);
+  // kUpsertKeyedIds: by key, each with the id it must have (kInvalidVectorId: found or
+  // assigned); the reply lists every record's id.
+  Outcome UpsertKeyedIds(const protocol::UpsertRequest& m);
   Outcome Delete(const protocol::DeleteRequest& m);
   Outcome Get(const protocol::GetRequest& m);
   // Records by string key (upsert_keyed goes through Upsert).

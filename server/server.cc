@@ -176,6 +176,7 @@ Server::Impl::Lane Server::Impl::LaneOf(Op op) {
     case Op::kUpsert:
     case Op::kDelete:
     case Op::kUpsertKeyed:
+    case Op::kUpsertKeyedIds:
     case Op::kDeleteKeyed:
       return Lane::kWrite;
     case Op::kFlush:

@@ -106,6 +106,35 @@ std::map<VectorId, std::vector<float>> ShardContents(uint16_t port, const std::s
   return out;
 }
 
+// The keyed records of engine collection `local` on the node at `port` (as ShardContents):
+// key -> id.
+std::map<std::string, VectorId> ShardKeys(uint16_t port, const std::string& local) {
+  std::map<std::string, VectorId> out;
+  auto c = client::Client::Connect("127.0.0.1", port);
+  EXPECT_TRUE(c.has_value());
+  if (!c) return out;
+  uint64_t cursor = 0;
+  do {
+    auto page = (*c)->ListKeys(local + "@0", cursor, 1000);
+    EXPECT_TRUE(page.has_value()) << page.error().ToString();
+    if (!page) return out;
+    cursor = page->next_cursor;
+    for (size_t i = 0; i < page->ids.size(); ++i) {
+      if (!page->keys[i].empty()) out[page->keys[i]] = page->ids[i];
+    }
+  } while (cursor != 0);
+  return out;
+}
+
+// Records by key, `seed` + i the vector of key prefix + i.
+std::vector<Record> KeyedRecords(const std::string& prefix, int from, int to, uint64_t seed) {
+  std::vector<Record> out;
+  for (int i = from; i < to; ++i) {
+    out.push_back({.id = kInvalidVectorId, .vector = VectorFor(seed + i), .key = prefix + std::to_string(i)});
+  }
+  return out;
+}
+
 // Whether every replica of every shard is in sync (none catching up).
 bool AllInSync(EtcdClient& etcd) {
   auto st = ReadClusterStatus(etcd, "t");
@@ -262,12 +291,107 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     EXPECT_EQ((*got)[2]->vector, VectorFor(7));
     ASSERT_TRUE((*got)[3].has_value());
     EXPECT_EQ((*got)[3]->vector, extra[0].vector);
-    // Not routed yet: refused with a clear error, not sent to the engine.
-    const std::string keys[] = {"a"};
-    auto keyed = (*c)->GetKeyed("vec", keys);
-    ASSERT_FALSE(keyed.has_value());
-    EXPECT_EQ(keyed.error().code(), StatusCode::kUnimplemented) << keyed.error().ToString();
-    EXPECT_NE(keyed.error().message().find("not routed yet"), std::string::npos);
+    // Not routed: the ids of keyed records are the cluster's to give.
+    auto given = (*c)->Send(protocol::Request{
+        protocol::Op::kUpsertKeyedIds,
+        protocol::UpsertRequest{"vec", kDim, {{.id = kKeyedIdBase, .vector = VectorFor(1), .key = "a"}}}});
+    ASSERT_TRUE(given.has_value());
+    auto refused = (*c)->Receive();
+    ASSERT_TRUE(refused.has_value());
+    ASSERT_EQ(refused->second.op, protocol::Op::kError);
+    EXPECT_NE(std::get<protocol::ErrorReply>(refused->second.body).message.find("not routed"), std::string::npos);
+  }
+
+  // Records by key, written through every node: each key lands in its shard (ShardOfKey) on
+  // every replica, under one id everywhere.
+  auto keys_by_replica = [&](const ShardStatus& s) {
+    std::vector<std::map<std::string, VectorId>> out;
+    for (const std::string& n : s.placement.replicas) {
+      out.push_back(ShardKeys(port_of[n], LocalShardName("vec", s.placement.shard)));
+    }
+    return out;
+  };
+  {
+    for (int i = 0; i < 3; ++i) {
+      auto c = client::Client::Connect("127.0.0.1", nodes[i]->port());
+      ASSERT_TRUE(c.has_value());
+      auto n = (*c)->UpsertKeyed("vec", kDim, KeyedRecords("doc:", i * 100, i * 100 + 100, 9000000));
+      ASSERT_TRUE(n.has_value()) << n.error().ToString();
+      EXPECT_EQ(*n, 100u);
+    }
+    std::map<std::string, VectorId> ids;  // every key's id
+    for (const ShardStatus& s : status->collections[0].shards) {
+      auto copies = keys_by_replica(s);
+      ASSERT_EQ(copies.size(), 2u);
+      EXPECT_EQ(copies[0], copies[1]) << "shard " << s.placement.shard;
+      EXPECT_GT(copies[0].size(), 300u / 8);  // the hash spreads the keys
+      for (const auto& [key, id] : copies[0]) {
+        EXPECT_EQ(ShardOfKey(key, 4), s.placement.shard) << key;
+        EXPECT_TRUE(IsKeyedId(id));
+        EXPECT_TRUE(ids.emplace(key, id).second) << key << " in two shards";
+      }
+    }
+    ASSERT_EQ(ids.size(), 300u);
+    // Written again through another node (new vectors): the ids stay, on every replica.
+    auto c0 = client::Client::Connect("127.0.0.1", nodes[0]->port());
+    auto c1 = client::Client::Connect("127.0.0.1", nodes[1]->port());
+    auto c2 = client::Client::Connect("127.0.0.1", nodes[2]->port());
+    ASSERT_TRUE(c0.has_value() && c1.has_value() && c2.has_value());
+    ASSERT_TRUE((*c2)->UpsertKeyed("vec", kDim, KeyedRecords("doc:", 0, 50, 9500000)).has_value());
+    std::map<std::string, VectorId> again;
+    for (const ShardStatus& s : status->collections[0].shards) {
+      auto copies = keys_by_replica(s);
+      EXPECT_EQ(copies[0], copies[1]) << "shard " << s.placement.shard;
+      again.insert(copies[0].begin(), copies[0].end());
+    }
+    EXPECT_EQ(again, ids);
+    // Get by key through another node: in order, each with its key; a missing key as nullopt.
+    const std::string wanted[] = {"doc:3", "doc:nope", "doc:250"};
+    auto got = (*c0)->GetKeyed("vec", wanted);
+    ASSERT_TRUE(got.has_value()) << got.error().ToString();
+    ASSERT_EQ(got->size(), 3u);
+    ASSERT_TRUE((*got)[0].has_value());
+    EXPECT_EQ((*got)[0]->key, "doc:3");
+    EXPECT_EQ((*got)[0]->id, ids["doc:3"]);
+    EXPECT_EQ((*got)[0]->vector, VectorFor(9500000 + 3));  // the second write's
+    EXPECT_FALSE((*got)[1].has_value());
+    ASSERT_TRUE((*got)[2].has_value());
+    EXPECT_EQ((*got)[2]->vector, VectorFor(9000000 + 250));
+    // A keyed search merges the shards; hits carry their keys (empty for records by id).
+    const auto q = VectorFor(9000000 + 123);
+    auto hits = (*c1)->SearchKeyed("vec", q.data(), kDim, 1, {.k = 5});
+    ASSERT_TRUE(hits.has_value()) << hits.error().ToString();
+    ASSERT_EQ(hits->size(), 1u);
+    ASSERT_EQ((*hits)[0].size(), 5u);
+    EXPECT_EQ((*hits)[0][0].key, "doc:123");
+    EXPECT_EQ((*hits)[0][0].id, ids["doc:123"]);
+    const auto q42 = VectorFor(42);
+    auto by_id = (*c1)->SearchKeyed("vec", q42.data(), kDim, 1, {.k = 1});
+    ASSERT_TRUE(by_id.has_value()) << by_id.error().ToString();
+    EXPECT_EQ((*by_id)[0][0].id, 42u);
+    EXPECT_EQ((*by_id)[0][0].key, "");
+    // Delete by key through another node: gone from every replica.
+    std::vector<std::string> doomed;
+    for (int i = 0; i < 300; ++i) doomed.push_back("doc:" + std::to_string(i));
+    auto deleted = (*c1)->DeleteKeyed("vec", std::span(doomed).subspan(0, 10));
+    ASSERT_TRUE(deleted.has_value()) << deleted.error().ToString();
+    EXPECT_EQ(*deleted, 10u);
+    auto after = (*c2)->GetKeyed("vec", std::span(doomed).subspan(0, 10));
+    ASSERT_TRUE(after.has_value()) << after.error().ToString();
+    for (const auto& r : *after) EXPECT_FALSE(r.has_value());
+    size_t left = 0;
+    for (const ShardStatus& s : status->collections[0].shards) {
+      auto copies = keys_by_replica(s);
+      EXPECT_EQ(copies[0], copies[1]) << "shard " << s.placement.shard;
+      left += copies[0].size();
+      for (int i = 0; i < 10; ++i) EXPECT_EQ(copies[0].count(doomed[i]), 0u);
+    }
+    EXPECT_EQ(left, 290u);
+    // The rest go too (what follows counts the records by id).
+    ASSERT_TRUE((*c0)->DeleteKeyed("vec", doomed).has_value());
+    auto info = (*c0)->DescribeCollection("vec");
+    ASSERT_TRUE(info.has_value());
+    EXPECT_EQ(info->num_vectors, kN + 3);
   }
   // Delete by id through a node: gone from every replica of its shard.
   {
@@ -573,7 +697,11 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
     ASSERT_TRUE(Eventually([&] { return (*c)->Upsert("vec", kDim, Records(0, 1)).has_value(); }, 5000));
     ASSERT_TRUE((*c)->Upsert("vec", kDim, Records(0, kPreloaded)).has_value());
     for (uint64_t id = 0; id < kPreloaded; ++id) acked[id] = id;
+    // Records by key too: their catch-up keeps their ids and keys.
+    ASSERT_TRUE((*c)->UpsertKeyed("vec", kDim, KeyedRecords("k", 0, 100, 7000000)).has_value());
   }
+  std::map<std::string, uint64_t> acked_keys;  // key -> the seed of its vector
+  for (int i = 0; i < 100; ++i) acked_keys["k" + std::to_string(i)] = 7000000 + i;
 
   std::atomic<bool> stop{false};
   std::mutex mu;  // guards the figures below and `acked` while the threads run
@@ -666,6 +794,20 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
     return true;
   }, 15000));
   std::this_thread::sleep_for(milliseconds(1000));  // writes go on without it
+  {
+    // Keyed writes it misses: new keys, keys written again, keys deleted.
+    auto c = client::Client::Connect("127.0.0.1", nodes[writer_node]->port());
+    ASSERT_TRUE(c.has_value());
+    auto retried = [&](auto write) { return Eventually([&] { return write().has_value(); }, 5000); };
+    ASSERT_TRUE(retried([&] { return (*c)->UpsertKeyed("vec", kDim, KeyedRecords("k", 100, 150, 7000000)); }));
+    ASSERT_TRUE(retried([&] { return (*c)->UpsertKeyed("vec", kDim, KeyedRecords("k", 0, 20, 8000000)); }));
+    std::vector<std::string> doomed;
+    for (int i = 20; i < 30; ++i) doomed.push_back("k" + std::to_string(i));
+    ASSERT_TRUE(retried([&] { return (*c)->DeleteKeyed("vec", doomed); }));
+    for (int i = 100; i < 150; ++i) acked_keys["k" + std::to_string(i)] = 7000000 + i;
+    for (int i = 0; i < 20; ++i) acked_keys["k" + std::to_string(i)] = 8000000 + i;
+    for (const std::string& k : doomed) acked_keys.erase(k);
+  }
   const TP before_restart = Clock::now();
   ASSERT_TRUE(nodes[victim]->Restart(args(gone)).ok());
   restarted = Clock::now();
@@ -715,7 +857,34 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
                                         << copies[0].size() << " vs " << copies[1].size();
     all.insert(copies[0].begin(), copies[0].end());
   }
+  std::erase_if(all, [](const auto& kv) { return IsKeyedId(kv.first); });  // checked below
   EXPECT_EQ(all.size(), acked.size());
+  // The keyed records: the same keys under the same ids on both replicas of each shard,
+  // exactly the acknowledged keys with their last vectors.
+  std::map<std::string, VectorId> keys;
+  for (const ShardStatus& s : st->collections[0].shards) {
+    std::vector<std::map<std::string, VectorId>> copies;
+    for (const std::string& n : s.placement.replicas) {
+      copies.push_back(ShardKeys(nodes[n[1] - '0']->port(), LocalShardName("vec", s.placement.shard)));
+    }
+    EXPECT_EQ(copies[0], copies[1]) << "shard " << s.placement.shard;
+    keys.insert(copies[0].begin(), copies[0].end());
+  }
+  EXPECT_EQ(keys.size(), acked_keys.size());
+  {
+    auto c = client::Client::Connect("127.0.0.1", nodes[reader_node]->port());
+    ASSERT_TRUE(c.has_value());
+    std::vector<std::string> names;
+    for (const auto& [key, seed] : acked_keys) names.push_back(key);
+    auto got = (*c)->GetKeyed("vec", names);
+    ASSERT_TRUE(got.has_value()) << got.error().ToString();
+    size_t wrong_keys = 0;
+    for (size_t i = 0; i < names.size(); ++i) {
+      const auto& r = (*got)[i];
+      if (!r || r->vector != VectorFor(acked_keys[names[i]]) || r->id != keys[names[i]]) ++wrong_keys;
+    }
+    EXPECT_EQ(wrong_keys, 0u) << "acknowledged keyed writes missing, not the last value or not under one id";
+  }
   size_t wrong = 0;
   for (const auto& [id, seed] : acked) {
     auto it = all.find(id);

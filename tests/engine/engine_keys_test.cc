@@ -171,6 +171,84 @@ TEST(EngineKeys, ReplaceByKeyKeepsTheIdAndDeleteThenReAddGetsAFreshOne) {
   fs::remove_all(dir);
 }
 
+// UpsertByKeyWithId (a cluster replica's form, docs/CLUSTER.md): the key gets the id given;
+// a key live under another id, or an id live under another key (or without one), is refused
+// and nothing of the batch is written; the keyed-id counter moves past the id, so that fresh
+// keys never get it; the log gives the same ids back on replay, and the counter too.
+TEST(EngineKeys, UpsertByKeyWithIdTakesTheGivenIdRefusesConflictsAndSurvivesReplay) {
+  const fs::path dir = TestDir();
+  auto with_id = [](std::string key, VectorId id, float x) {
+    WriteBatch b;
+    b.UpsertByKeyWithId(std::move(key), id, Vec(x));
+    return b;
+  };
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(Spec("c")).ok());
+    ASSERT_TRUE(e->Upsert("c", 3, Vec(3)).ok());
+    // A new key with an id well past the counter: taken as given, and ids written back.
+    std::vector<VectorId> ids;
+    ASSERT_TRUE(e->Write("c", with_id("far", kKeyedIdBase + 100, 1), &ids).ok());
+    EXPECT_EQ(ids, std::vector<VectorId>{kKeyedIdBase + 100});
+    EXPECT_EQ(*e->FindKey("c", "far"), kKeyedIdBase + 100);
+    // The counter moved past it: a fresh key gets the next id.
+    WriteBatch fresh;
+    fresh.UpsertByKey("fresh", Vec(2));
+    fresh.Upsert(4, Vec(4));
+    ASSERT_TRUE(e->Write("c", fresh, &ids).ok());
+    EXPECT_EQ(ids, (std::vector<VectorId>{kKeyedIdBase + 101, 4}));
+    // The same key and id again: replaces the record, keeps the id.
+    ASSERT_TRUE(e->Write("c", with_id("far", kKeyedIdBase + 100, 5)).ok());
+    EXPECT_EQ(e->GetByKey("c", "far")->vector, Vec(5));
+    // An id below the counter that nothing holds is taken too (a catch-up copies old ids).
+    ASSERT_TRUE(e->Write("c", with_id("low", kKeyedIdBase + 7, 6)).ok());
+    EXPECT_EQ(*e->FindKey("c", "low"), kKeyedIdBase + 7);
+    // Conflicts: the key under another id, the id under another key, the id of a record
+    // written by id (outside the keyed range: refused by validation).
+    Status s = e->Write("c", with_id("far", kKeyedIdBase + 200, 7));
+    EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+    EXPECT_NE(s.message().find("key 'far' is live under id " + std::to_string(kKeyedIdBase + 100)),
+              std::string::npos) << s.ToString();
+    s = e->Write("c", with_id("other", kKeyedIdBase + 100, 7));
+    EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+    EXPECT_NE(s.message().find("under key 'far'"), std::string::npos) << s.ToString();
+    s = e->Write("c", with_id("other", 3, 7));
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_NE(s.message().find("outside the keyed range"), std::string::npos) << s.ToString();
+    // Within one batch: an id given to a key earlier in the batch is held.
+    WriteBatch twice;
+    twice.UpsertByKeyWithId("x", kKeyedIdBase + 300, Vec(1));
+    twice.UpsertByKeyWithId("y", kKeyedIdBase + 300, Vec(1));
+    EXPECT_EQ(e->Write("c", twice).code(), StatusCode::kAlreadyExists);
+    EXPECT_FALSE(e->FindKey("c", "x").has_value());  // nothing of a refused batch is written
+    // ... and one freed earlier in the batch may be given again (a catch-up's repair).
+    WriteBatch repair;
+    repair.DeleteByKey("low");
+    repair.UpsertByKeyWithId("low2", kKeyedIdBase + 7, Vec(8));
+    ASSERT_TRUE(e->Write("c", repair).ok());
+    EXPECT_EQ(*e->FindKey("c", "low2"), kKeyedIdBase + 7);
+    EXPECT_FALSE(e->FindKey("c", "low").has_value());
+    // A delete by key takes no id.
+    WriteBatch bad;
+    bad.Append(engine::WriteOp{.kind = engine::WriteOp::Kind::kDelete, .id = kKeyedIdBase + 1, .vector = {}, .attributes = {}, .key = "far", .keyed = true});
+    EXPECT_EQ(e->Write("c", bad).code(), StatusCode::kInvalidArgument);
+  }
+  for (int reopen = 0; reopen < 2; ++reopen) {
+    auto e = OpenOrDie(dir);  // from the log; then from the sealed segment
+    EXPECT_EQ(*e->FindKey("c", "far"), kKeyedIdBase + 100);
+    EXPECT_EQ(e->GetByKey("c", "far")->vector, Vec(5));
+    EXPECT_EQ(*e->FindKey("c", "fresh"), kKeyedIdBase + 101);
+    EXPECT_EQ(*e->FindKey("c", "low2"), kKeyedIdBase + 7);
+    EXPECT_EQ(e->DescribeCollection("c")->num_vectors, 5u + reopen);
+    // The counter came back past every id given.
+    const std::string key = "next" + std::to_string(reopen);
+    ASSERT_TRUE(e->UpsertByKey("c", key, Vec(9)).ok());
+    EXPECT_EQ(*e->FindKey("c", key), kKeyedIdBase + 102 + reopen);
+    ASSERT_TRUE(e->Flush("c").ok());
+  }
+  fs::remove_all(dir);
+}
+
 TEST(EngineKeys, BatchOperationsByKeyApplyInOrder) {
   const fs::path dir = TestDir();
   auto e = OpenOrDie(dir);

@@ -92,6 +92,7 @@ bool operator==(const ErrorReply& a, const ErrorReply& b) {
 }
 bool operator==(const KeyedSearchReply& a, const KeyedSearchReply& b) { return a.results == b.results; }
 bool operator==(const ListKeysReply& a, const ListKeysReply& b) { return a.page == b.page; }
+bool operator==(const IdsReply& a, const IdsReply& b) { return a.ids == b.ids; }
 bool operator==(const SnapshotReply& a, const SnapshotReply& b) {
   return a.path == b.path && a.sequence == b.sequence && a.segments == b.segments &&
          a.files_linked == b.files_linked && a.files_copied == b.files_copied &&
@@ -228,7 +229,7 @@ void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
 
 TEST(ProtocolRoundTrip, EveryRequestKind) {
   const std::vector<Request> requests = SampleRequests();
-  ASSERT_EQ(requests.size(), 24u);  // kHello .. kDescribeCollectionWith
+  ASSERT_EQ(requests.size(), 25u);  // kHello .. kUpsertKeyedIds
   ASSERT_EQ(requests.back().op, kLastRequestOp);
   uint64_t id = 1000;
   for (const Request& req : requests) {
@@ -255,7 +256,7 @@ TEST(ProtocolRoundTrip, EveryRequestKind) {
 
 TEST(ProtocolRoundTrip, EveryResponseKind) {
   const std::vector<Response> responses = SampleResponses();
-  ASSERT_EQ(responses.size(), 25u);  // kHello .. kDescribeCollectionWith, then kError
+  ASSERT_EQ(responses.size(), 26u);  // kHello .. kUpsertKeyedIds, then kError
   uint64_t id = 1u << 31;
   for (const Response& resp : responses) {
     SCOPED_TRACE(std::string(OpName(resp.op)));
@@ -982,7 +983,7 @@ TEST(ProtocolMalformed, NonFiniteFloatsPassTheDecoder) {
 
 TEST(ProtocolMalformed, OpcodeChecks) {
   // Requests: unknown, a response opcode, the error opcode.
-  for (uint16_t opcode : {uint16_t{0}, uint16_t{25}, Reply(Op::kPing), uint16_t{0x7fff}}) {
+  for (uint16_t opcode : {uint16_t{0}, uint16_t{999}, Reply(Op::kPing), uint16_t{0x7fff}}) {
     auto r = DecodeReq(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -992,7 +993,7 @@ TEST(ProtocolMalformed, OpcodeChecks) {
   ASSERT_FALSE(req_op.has_value());
   EXPECT_EQ(req_op.error().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(req_op.error().message().find("not a response"), std::string::npos);
-  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x8019}, uint16_t{0xffff}, uint16_t{0x42}}) {
+  for (uint16_t opcode : {uint16_t{0x8000}, uint16_t{0x83e7}, uint16_t{0xffff}, uint16_t{0x42}}) {
     auto r = DecodeResp(opcode, {});
     ASSERT_FALSE(r.has_value()) << opcode;
     EXPECT_EQ(r.error().code(), StatusCode::kUnimplemented) << opcode;
@@ -1014,7 +1015,8 @@ TEST(ProtocolNames, OpsAndCodes) {
   EXPECT_EQ(OpName(Op::kSearchWith), "search_with");
   EXPECT_EQ(OpName(Op::kCreateCollectionWith), "create_collection_with");
   EXPECT_EQ(OpName(Op::kDescribeCollectionWith), "describe_collection_with");
-  for (uint16_t op = 0; op < 27; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 24) << op;
+  EXPECT_EQ(OpName(Op::kUpsertKeyedIds), "upsert_keyed_ids");
+  for (uint16_t op = 0; op < 27; ++op) EXPECT_EQ(IsKnownRequestOp(op), op >= 1 && op <= 25) << op;
   EXPECT_FALSE(IsKnownRequestOp(0x7fff));
   EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));
   EXPECT_EQ(ErrorCodeName(ErrorCode::kBusy), "Busy");

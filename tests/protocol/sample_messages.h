@@ -136,6 +136,14 @@ inline std::vector<Request> SampleRequests() {
   }
   out.push_back({Op::kCreateCollectionWith, CreateCollectionRequest{SampleSpecWithCodes()}});
   out.push_back({Op::kDescribeCollectionWith, DescribeCollectionRequest{"docs"}});
+  {
+    std::vector<Record> records = SampleRecords();
+    for (size_t i = 0; i < records.size(); ++i) {
+      records[i].id = i == 0 ? kInvalidVectorId : kKeyedIdBase + 40 + i;  // find/assign, or given
+      records[i].key = "elem:" + std::to_string(i);
+    }
+    out.push_back({Op::kUpsertKeyedIds, UpsertRequest{"docs", 4, std::move(records)}});
+  }
   return out;
 }
 
@@ -229,6 +237,7 @@ inline std::vector<Response> SampleResponses() {
     info.spec = SampleSpecWithCodes();
     out.push_back({Op::kDescribeCollectionWith, DescribeCollectionReply{info}});
   }
+  out.push_back({Op::kUpsertKeyedIds, IdsReply{{kKeyedIdBase, kKeyedIdBase + 41, 7}}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }
