@@ -326,9 +326,10 @@ void ClusterService::RunCatchUp(ShardAddress address, std::string peer) {
   }
   if (status.ok()) {
     ClusterLog().info("caught up {} from {} (catch-up of epoch {}) in {:.3f} s: {} ids listed, {} "
-                      "held already, {} copied, {} written live meanwhile, {} deleted",
+                      "held already, {} copied ({} of them by key repaired: the key or id was held otherwise here), "
+                      "{} written live meanwhile, {} deleted",
                       address.local, peer, address.epoch, seconds, report.listed, report.same,
-                      report.copied, report.skipped, report.deleted);
+                      report.copied, report.repaired, report.skipped, report.deleted);
   } else {
     ClusterLog().warn("catch-up of {} from {} failed after {:.3f} s (retrying): {}", address.local,
                       peer, seconds, status.ToString());

@@ -702,6 +702,35 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
   }
   std::map<std::string, uint64_t> acked_keys;  // key -> the seed of its vector
   for (int i = 0; i < 100; ++i) acked_keys["k" + std::to_string(i)] = 7000000 + i;
+  // A write the cluster never acknowledged, on the victim's copy of a shard only: a key under
+  // an id of its own. Its catch-up must give the key the in-sync peer's id.
+  std::string stray;
+  {
+    auto st = ReadClusterStatus(*etcd, "t");
+    ASSERT_TRUE(st.has_value());
+    const std::string victim_id = "n" + std::to_string(victim);
+    for (int i = 0; stray.empty(); ++i) {
+      const std::string key = "stray" + std::to_string(i);
+      for (const ShardStatus& s : st->collections[0].shards) {
+        const auto& replicas = s.placement.replicas;
+        if (s.placement.shard == ShardOfKey(key, 4) &&
+            std::find(replicas.begin(), replicas.end(), victim_id) != replicas.end()) {
+          stray = key;
+        }
+      }
+    }
+    auto c = client::Client::Connect("127.0.0.1", nodes[victim]->port());
+    ASSERT_TRUE(c.has_value());
+    ASSERT_TRUE((*c)->Send(protocol::Request{
+                            protocol::Op::kUpsertKeyedIds,
+                            protocol::UpsertRequest{LocalShardName("vec", ShardOfKey(stray, 4)), kDim,
+                                                    {{.id = kKeyedIdBase + 1000000, .vector = VectorFor(1), .key = stray}}}})
+                    .has_value());
+    auto reply = (*c)->Receive();
+    ASSERT_TRUE(reply.has_value());
+    ASSERT_EQ(reply->second.op, protocol::Op::kUpsertKeyedIds)
+        << std::get<protocol::ErrorReply>(reply->second.body).message;
+  }
 
   std::atomic<bool> stop{false};
   std::mutex mu;  // guards the figures below and `acked` while the threads run
@@ -804,6 +833,9 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
     std::vector<std::string> doomed;
     for (int i = 20; i < 30; ++i) doomed.push_back("k" + std::to_string(i));
     ASSERT_TRUE(retried([&] { return (*c)->DeleteKeyed("vec", doomed); }));
+    const std::vector<Record> strays{{.id = kInvalidVectorId, .vector = VectorFor(6000000), .key = stray}};
+    ASSERT_TRUE(retried([&] { return (*c)->UpsertKeyed("vec", kDim, strays); }));
+    acked_keys[stray] = 6000000;
     for (int i = 100; i < 150; ++i) acked_keys["k" + std::to_string(i)] = 7000000 + i;
     for (int i = 0; i < 20; ++i) acked_keys["k" + std::to_string(i)] = 8000000 + i;
     for (const std::string& k : doomed) acked_keys.erase(k);
