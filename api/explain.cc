@@ -26,6 +26,19 @@ std::string Explain::ToString() const {
   }
   for (const std::string& w : warnings) out += fmt::format("warning: {}\n", w);
   out += fmt::format("parse {:.3f} ms, merge {:.3f} ms, total {:.3f} ms\n", parse_ms, merge_ms, total_ms);
+  for (const ShardExplain& sh : shards) {
+    out += fmt::format("shard {} on node {} ({}): {} results in {:.3f} ms\n", sh.shard, sh.node,
+                       sh.address, sh.results, sh.ms);
+    auto plan = FromJson(sh.plan);
+    const std::string text = plan ? plan->ToString() : sh.plan + "\n";
+    size_t from = 0;
+    while (from < text.size()) {
+      const size_t nl = text.find('\n', from);
+      const size_t end = nl == std::string::npos ? text.size() : nl;
+      out += "  " + text.substr(from, end - from) + "\n";
+      from = end + 1;
+    }
+  }
   return out;
 }
 
@@ -58,6 +71,19 @@ std::string Explain::ToJson() const {
                              {"results", s.results},
                              {"filter_ms", s.filter_ms},
                              {"search_ms", s.search_ms}});
+  }
+  if (!shards.empty()) {
+    j["shards"] = nlohmann::json::array();
+    for (const ShardExplain& sh : shards) {
+      nlohmann::json plan = nlohmann::json::parse(sh.plan, nullptr, /*allow_exceptions=*/false);
+      if (plan.is_discarded()) plan = sh.plan;  // not JSON: kept as text
+      j["shards"].push_back({{"shard", sh.shard},
+                             {"node", sh.node},
+                             {"address", sh.address},
+                             {"results", sh.results},
+                             {"ms", sh.ms},
+                             {"plan", std::move(plan)}});
+    }
   }
   return j.dump(1);
 }
@@ -141,6 +167,30 @@ Result<Explain> Explain::FromJson(std::string_view json) {
     for (size_t i = 0; i < it->size(); ++i) {
       STRATA_ASSIGN_OR_RETURN(SegmentExplain s, SegmentFromJson((*it)[i], i));
       e.segments.push_back(std::move(s));
+    }
+  }
+  if (const auto it = j.find("shards"); it != j.end()) {
+    if (!it->is_array()) return Error(InvalidArgument("explain: shards: expected an array"));
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& o = (*it)[i];
+      const std::string where = fmt::format("shards[{}].", i);
+      if (!o.is_object()) return Error(InvalidArgument("explain: shards[{}]: expected an object", i));
+      ShardExplain sh;
+      STRATA_RETURN_IF_ERROR(Field(o, "shard", where, sh.shard));
+      STRATA_RETURN_IF_ERROR(Field(o, "node", where, sh.node));
+      STRATA_RETURN_IF_ERROR(Field(o, "address", where, sh.address));
+      STRATA_RETURN_IF_ERROR(Field(o, "results", where, sh.results));
+      STRATA_RETURN_IF_ERROR(Field(o, "ms", where, sh.ms));
+      if (const auto plan = o.find("plan"); plan != o.end()) {
+        if (plan->is_string()) {
+          sh.plan = plan->get<std::string>();
+        } else if (plan->is_object()) {
+          sh.plan = plan->dump(1);
+        } else {
+          return Error(InvalidArgument("explain: {}plan: expected an object", where));
+        }
+      }
+      e.shards.push_back(std::move(sh));
     }
   }
   return e;

@@ -39,6 +39,18 @@ struct SegmentExplain {
   friend bool operator==(const SegmentExplain&, const SegmentExplain&) = default;
 };
 
+// A cluster collection's EXPLAIN (docs/CLUSTER.md): one entry per shard, the replica that
+// answered and that shard's own plan. Empty for a plain collection.
+struct ShardExplain {
+  uint32_t shard = 0;
+  std::string node{};          // the node id of the replica that answered
+  std::string address{};       // its advertised HOST:PORT
+  uint64_t results = 0;        // hits the shard returned, before the merge
+  double ms = 0;               // the wall time of the fan-out it answered in (routing node's clock)
+  std::string plan{};          // the shard's own plan, Explain::ToJson (an object "plan" in JSON)
+  friend bool operator==(const ShardExplain&, const ShardExplain&) = default;
+};
+
 struct Explain {
   uint32_t k = 0;
   double recall_target = 0;    // 0: explicit parameters
@@ -48,13 +60,18 @@ struct Explain {
   // holds (e.g. a string against an attribute that only ever held numbers).
   std::vector<std::string> warnings{};
   std::vector<SegmentExplain> segments{};
+  // A cluster collection: per shard, where it ran and its plan (the segments are the shards');
+  // merge_ms is then the merge of the shards' hits, total_ms the whole scatter.
+  std::vector<ShardExplain> shards{};
   double parse_ms = 0;         // parsing the filter
   double merge_ms = 0;
   double total_ms = 0;
   friend bool operator==(const Explain&, const Explain&) = default;
 
   std::string ToString() const;  // a readable table
-  // One JSON object, keys named as the fields above ("segments": an array of objects).
+  // One JSON object, keys named as the fields above ("segments": an array of objects;
+  // "shards", present only when there are some: an array of objects, each shard's plan an
+  // object under "plan").
   std::string ToJson() const;
   // The inverse of ToJson. A key that is absent keeps its default (so that a newer peer
   // may add keys and an older one omit them); text that is not a JSON object, or a key

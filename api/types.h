@@ -144,6 +144,12 @@ struct SearchOptions {
   // is chosen, and over the wire the search_with request carries it (docs/PROTOCOL.md), so a
   // client needs no get per hit. Engine::Search's Neighbors have no room for them.
   bool with_attributes = false;
+  // Cluster collections (docs/CLUSTER.md), over the wire in search_with only; the engine
+  // ignores both. allow_partial: a shard that does not answer in time leaves the reply
+  // partial (SearchWithReply::missing names it) instead of failing it. shard_timeout_ms: how
+  // long the routing node waits for each shard replica; 0: the server's default.
+  bool allow_partial = false;
+  uint32_t shard_timeout_ms = 0;
   friend bool operator==(const SearchOptions&, const SearchOptions&) = default;
 };
 

@@ -162,6 +162,11 @@ struct SearchCmdArgs {
   bool explain = false;
   // Each hit's attributes with it (search_with: one request, no get per hit).
   bool with_attributes = false;
+  // A cluster collection (search_with, one query): a shard that does not answer in time
+  // leaves the reply partial (said on stderr, and in --json) instead of failing it; the
+  // routing node's wait per shard replica (0: the server's --cluster-shard-timeout-ms).
+  bool allow_partial = false;
+  uint32_t shard_timeout_ms = 0;
   std::string gt;
   uint64_t id_offset = 0;
   uint32_t pipeline = 1;

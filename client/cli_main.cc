@@ -159,6 +159,13 @@ int main(int argc, char** argv) {
   search->add_flag("--with-attributes", search_args.with_attributes,
                    "Return each hit's attributes with it, in the same request (one --vector, or --queries "
                    "with --max-queries 1); text: a JSON object after each hit");
+  search->add_flag("--allow-partial", search_args.allow_partial,
+                   "A cluster collection: a shard that does not answer in time leaves the reply "
+                   "partial (the other shards' hits; the missing shards named) instead of failing it "
+                   "(one --vector, or --queries with --max-queries 1)");
+  search->add_option("--shard-timeout-ms", search_args.shard_timeout_ms,
+                     "A cluster collection: how long the node waits for each shard replica (0: the "
+                     "server's --cluster-shard-timeout-ms)");
   search->add_option("--gt", search_args.gt, "Ground truth (ivecs, ibin, npy): report recall@k");
   search->add_option("--id-offset", search_args.id_offset,
                      "Subtracted from result ids before comparing with --gt rows");

@@ -45,35 +45,49 @@ Result<protocol::SearchWithReply> SearchOne(Client& client, const std::string& n
   if (r || r.error().code() != StatusCode::kUnimplemented || options.with_attributes || !client.is_open()) {
     return r;
   }
-  auto keyed = client.SearchKeyed(name, query.data(), uint32_t(query.size()), 1, options);
+  SearchOptions keyed_options = options;  // search_keyed carries neither (no cluster either)
+  keyed_options.allow_partial = false;
+  keyed_options.shard_timeout_ms = 0;
+  auto keyed = client.SearchKeyed(name, query.data(), uint32_t(query.size()), 1, keyed_options);
   if (!keyed) return Error(keyed.error());
-  return protocol::SearchWithReply{false, std::move(*keyed), {}};
+  return protocol::SearchWithReply{false, std::move(*keyed), {}, {}};
 }
 
 int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float>& query,
                  SearchOptions options) {
   options.with_attributes = a.with_attributes;
+  options.allow_partial = a.allow_partial;
+  options.shard_timeout_ms = a.shard_timeout_ms;
   std::vector<KeyedNeighbor> hits;
   std::vector<std::string> warnings;
+  std::vector<protocol::MissingShard> missing;
   std::string explain;
+  strata::Explain explained;
   Timer timer;
   if (a.explain) {
     SearchOptions plain = options;
     plain.with_attributes = false;
+    plain.allow_partial = false;  // explain carries neither (search_with only)
+    plain.shard_timeout_ms = 0;
     auto r = client.Explain(a.name, query, plain);
     if (!r) return Fail(r.error());
     for (const Neighbor& n : r->first) hits.push_back({n.id, n.distance, {}, {}});
     explain = r->second.ToJson();
     warnings = r->second.warnings;
+    explained = std::move(r->second);
   }
-  if (!a.explain || a.with_attributes) {
+  if (!a.explain || a.with_attributes || a.allow_partial || a.shard_timeout_ms != 0) {
     auto r = SearchOne(client, a.name, query, options);
     if (!r) return Fail(r.error());
     hits = std::move(r->results[0]);
     warnings = std::move(r->warnings);
+    missing = std::move(r->missing);
   }
   const double ms = timer.Millis();
   PrintWarnings(warnings);
+  for (const auto& m : missing) {
+    fmt::print(stderr, "partial: shard {} missing: {}\n", m.shard, m.reason);
+  }
   Json plan;
   if (a.explain) {
     plan = Json::parse(explain, nullptr, /*allow_exceptions=*/false);
@@ -84,6 +98,12 @@ int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float
               {"latency_ms", ms}, {"results", Json::array({NeighborsJson(hits, a.with_attributes)})},
               {"warnings", warnings}};
     if (a.explain) o["explain"] = plan;
+    if (a.allow_partial) {
+      Json m = Json::array();
+      for (const auto& s : missing) m.push_back({{"shard", s.shard}, {"reason", s.reason}});
+      o["partial"] = !missing.empty();
+      o["missing_shards"] = std::move(m);
+    }
     fmt::print("{}\n", Dump(o));
     return 0;
   }
@@ -96,7 +116,14 @@ int CmdSearchOne(Client& client, const SearchCmdArgs& a, const std::vector<float
     fmt::print("{}\n", line);
   }
   if (hits.empty()) fmt::print("no results\n");
-  if (a.explain) fmt::print("{}\n", plan.is_string() ? plan.get<std::string>() : Dump(plan, 2));
+  if (a.explain) {
+    // A cluster collection: where each shard ran, then the whole plan (each shard's inside).
+    for (const ShardExplain& sh : explained.shards) {
+      fmt::print("shard {} on node {} ({}): {} results in {:.3f} ms\n", sh.shard, sh.node,
+                 sh.address, sh.results, sh.ms);
+    }
+    fmt::print("{}\n", plan.is_string() ? plan.get<std::string>() : Dump(plan, 2));
+  }
   fmt::print(stderr, "{} results in {:.3f} ms\n", hits.size(), ms);
   return 0;
 }
@@ -110,6 +137,11 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   if (!a.vector.empty() && !a.gt.empty()) return Usage(InvalidArgument("--gt needs --queries"));
   if (!a.queries.empty() && a.explain && a.limit != 1) {
     return Usage(InvalidArgument("--explain takes one query: use --vector, or --queries with --max-queries 1"));
+  }
+  if (!a.queries.empty() && (a.allow_partial || a.shard_timeout_ms != 0) && a.limit != 1) {
+    return Usage(InvalidArgument(
+        "--allow-partial and --shard-timeout-ms apply to one search: use --vector, or --queries "
+        "with --max-queries 1"));
   }
   if (!a.queries.empty() && a.with_attributes && a.limit != 1) {
     return Usage(InvalidArgument(
@@ -131,7 +163,7 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   auto c = Open(g);
   if (!c) return Fail(c.error());
   const VectorSet& q = data->queries;
-  if (a.explain || a.with_attributes) {  // --max-queries 1: the file's first query, its plan or attributes
+  if (a.explain || a.with_attributes || a.allow_partial || a.shard_timeout_ms != 0) {  // --max-queries 1: the file's first query, its plan or attributes
     if (q.size() == 0) return Fail(InvalidArgument("{} holds no queries", a.queries));
     return CmdSearchOne(**c, a, std::vector<float>(q.row(0), q.row(0) + q.dim()), *options);
   }

@@ -158,6 +158,28 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
     reply.results = std::move(results);
     return protocol::Response{Op::kSearchBatch, std::move(reply)};
   }
+  if (const auto* m = std::get_if<protocol::SearchRequest>(&request.body);
+      m != nullptr && request.op == Op::kExplain) {
+    strata::Explain explain;
+    STRATA_ASSIGN_OR_RETURN(auto hits, engine_.Search(m->collection, std::span<const float>(m->queries),
+                                                      m->options, &explain));
+    protocol::SearchReply reply;
+    reply.results.push_back(std::move(hits));
+    reply.explain = std::move(explain);
+    return protocol::Response{Op::kExplain, std::move(reply)};
+  }
+  if (const auto* m = std::get_if<protocol::SearchRequest>(&request.body);
+      m != nullptr && request.op == Op::kSearchWith) {
+    protocol::SearchWithReply reply;
+    reply.with_attributes = m->options.with_attributes;
+    STRATA_ASSIGN_OR_RETURN(reply.results,
+                            engine_.SearchBatchWithKeys(m->collection, std::span<const float>(m->queries),
+                                                        m->dim, m->options, 1));
+    if (!m->options.filter.empty()) {
+      STRATA_ASSIGN_OR_RETURN(reply.warnings, engine_.FilterWarnings(m->collection, m->options.filter));
+    }
+    return protocol::Response{Op::kSearchWith, std::move(reply)};
+  }
   if (const auto* m = std::get_if<protocol::DescribeCollectionRequest>(&request.body)) {
     STRATA_ASSIGN_OR_RETURN(CollectionInfo info, engine_.DescribeCollection(m->name));
     return protocol::Response{Op::kDescribeCollection, protocol::DescribeCollectionReply{info}};
@@ -246,6 +268,33 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       reply.results = std::move(*r);
       return protocol::Response{request.op, std::move(reply)};
     }
+    case Op::kSearchWith: {
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      if (m.count == 0 || m.queries.size() != size_t(m.count) * m.dim) {
+        return ErrorResponse(InvalidArgument("search_with: {} query floats for {} queries of dimension {}",
+                                             m.queries.size(), m.count, m.dim));
+      }
+      auto router = Acquire();
+      auto r = router->SearchWith(name, m.queries.data(), m.dim, m.count, m.options);
+      Release(std::move(router));
+      if (!r) return ErrorResponse(r.error());
+      return protocol::Response{Op::kSearchWith, std::move(*r)};
+    }
+    case Op::kExplain: {
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      if (m.count != 1 || m.queries.size() != m.dim) {
+        return ErrorResponse(InvalidArgument("explain: {} query floats for {} queries of dimension {}",
+                                             m.queries.size(), m.count, m.dim));
+      }
+      auto router = Acquire();
+      auto r = router->Explain(name, m.queries, m.options);
+      Release(std::move(router));
+      if (!r) return ErrorResponse(r.error());
+      protocol::SearchReply reply;
+      reply.results.push_back(std::move(r->first));
+      reply.explain = std::move(r->second);
+      return protocol::Response{Op::kExplain, std::move(reply)};
+    }
     case Op::kDescribeCollection:
     case Op::kDescribeCollectionWith: {
       auto router = Acquire();
@@ -318,15 +367,18 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
       if (!st.ok()) return ErrorResponse(st);
       return protocol::Response{request.op, protocol::EmptyReply{}};
     }
-    case Op::kDropCollection:
-      return ErrorResponse(Unimplemented(
-          "dropping cluster collection '{}' is not built yet (its placement and every replica's "
-          "shards would go; docs/CLUSTER.md)",
-          name));
+    case Op::kDropCollection: {
+      auto router = Acquire();
+      Status st = router->Drop(name);
+      Release(std::move(router));
+      if (!st.ok()) return ErrorResponse(st);
+      return protocol::Response{Op::kDropCollection, protocol::EmptyReply{}};
+    }
     default:
       return ErrorResponse(Unimplemented(
           "{} on cluster collection '{}' is not routed yet (routed: upsert, delete and get by id "
-          "or by key, search, search batch, search keyed, describe, flush, compact; "
+          "or by key, search, search batch, search keyed, search_with, explain, describe, flush, "
+          "compact, drop; "
           "docs/CLUSTER.md)",
           protocol::OpName(request.op), name));
   }

@@ -1,7 +1,8 @@
 #pragma once
 // The cluster's request hook inside a node (server/request_hook.h): a client's upsert, delete
-// and get (by id or by key), search, batch search, keyed search, describe, flush or compact
-// for a cluster collection is routed by ClusterRouter (router.h) --
+// and get (by id or by key), search, batch search, keyed search, search_with (partial replies
+// on request), explain (per shard and node), describe, flush, compact or drop for a cluster
+// collection is routed by ClusterRouter (router.h) --
 // the node's own shards through its engine, the others through connections to their nodes.
 // Requests that name a shard address ("<name>__s<k>@<epoch>[+]", from another node's router
 // or a catching-up peer) go through the ShardGate (catch_up.h): writes (by id, and by key:

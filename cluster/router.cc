@@ -34,7 +34,8 @@ Result<std::shared_ptr<ClusterView>> ClusterView::Open(const RouterOptions& opti
   STRATA_RETURN_IF_ERROR(ValidateName("cluster name", options.cluster));
   STRATA_ASSIGN_OR_RETURN(auto etcd,
                           EtcdClient::Create(options.etcd, {.timeout_ms = options.etcd_timeout_ms}));
-  std::shared_ptr<ClusterView> v(new ClusterView(options.cluster, std::move(etcd)));
+  std::shared_ptr<ClusterView> v(
+      new ClusterView(options.cluster, std::move(etcd), options.shard_timeout_ms));
   const ClusterKeys keys(options.cluster);
   STRATA_ASSIGN_OR_RETURN(v->nodes_, PrefixMirror::Start(*v->etcd_, keys.nodes()));
   STRATA_ASSIGN_OR_RETURN(v->collections_, PrefixMirror::Start(*v->etcd_, keys.collections()));
@@ -170,7 +171,7 @@ Result<client::Client*> ClusterRouter::Connection(const std::string& node) {
 }
 
 std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
-    const std::vector<std::pair<std::string, protocol::Request>>& requests) {
+    const std::vector<std::pair<std::string, protocol::Request>>& requests, Deadline deadline) {
   // This process's requests in flight per node (the least-loaded choice), and per shard
   // replica what they came to (ClusterView::MetricsText).
   {
@@ -178,7 +179,7 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
     for (const auto& [node, request] : requests) ++view_->in_flight_[node];
   }
   const auto started = std::chrono::steady_clock::now();
-  auto out = FanOutOnce(requests);
+  auto out = FanOutOnce(requests, deadline);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::lock_guard lock(view_->load_mu_);
@@ -207,7 +208,7 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
 }
 
 std::vector<Result<protocol::Response>> ClusterRouter::FanOutOnce(
-    const std::vector<std::pair<std::string, protocol::Request>>& requests) {
+    const std::vector<std::pair<std::string, protocol::Request>>& requests, Deadline deadline) {
   std::vector<Result<protocol::Response>> out(requests.size(), Error(Internal("not sent")));
   // Per request: its connection and request id once sent.
   std::vector<client::Client*> via(requests.size(), nullptr);
@@ -239,7 +240,27 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOutOnce(
     if (conn == nullptr) continue;
     // Responses that arrived for other requests on the same connection are matched by id.
     for (;;) {
-      auto got = conn->Receive();
+      Result<std::pair<uint64_t, protocol::Response>> got = Error(Internal("unset"));
+      if (deadline) {
+        const auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+            *deadline - std::chrono::steady_clock::now());
+        auto polled = conn->Poll(std::max(left, std::chrono::microseconds(0)));
+        if (polled && !polled->has_value()) {
+          // Out of time: every request still waiting on this connection fails; the
+          // connection stays open (its late answers are skipped when they come).
+          for (size_t j = i; j < requests.size(); ++j) {
+            if (via[j] == conn) {
+              out[j] = Error(IOError("node {}: no answer in time (shard timeout)", requests[j].first));
+              via[j] = nullptr;
+            }
+          }
+          break;
+        }
+        got = polled ? Result<std::pair<uint64_t, protocol::Response>>(std::move(**polled))
+                     : Error(polled.error());
+      } else {
+        got = conn->Receive();
+      }
       if (!got) {
         // The connection broke: every request still waiting on it fails.
         const Status failed = got.error().WithContext(fmt::format("node {}", requests[i].first));
@@ -675,6 +696,99 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
   return out;
 }
 
+std::string ClusterRouter::AddressOfNode(const std::string& node) const {
+  auto nodes = view_->nodes_->view();
+  auto it = nodes->kvs.find(ClusterKeys(view_->cluster()).node(node));
+  if (it == nodes->kvs.end()) return {};
+  auto record = NodeRecord::FromKeyValue(it->second);
+  return record ? record->advertise : std::string();
+}
+
+Result<ClusterRouter::Scattered> ClusterRouter::ScatterRead(
+    const Route& route, const std::string& collection, std::string_view what,
+    const std::function<protocol::Request(uint32_t shard)>& make,
+    const std::function<bool(const protocol::Response&)>& fits, uint32_t timeout_ms,
+    bool allow_partial) {
+  // Per shard, its in-sync replicas, the least loaded first (ReadCandidates): the first is
+  // asked, the next ones when it fails or does not answer in time.
+  const uint32_t shards = route.record.shards;
+  const auto candidates = ReadCandidates(route);
+  Scattered out;
+  out.responses.resize(shards);
+  out.nodes.resize(shards);
+  out.ms.resize(shards);
+  std::vector<std::string> failures(shards);
+  std::vector<uint32_t> pending;
+  auto give_up = [&](uint32_t s) -> Status {
+    const std::string why = failures[s].empty() ? std::string("it has no in-sync replica") : failures[s];
+    if (!allow_partial) {
+      return IOError("collection '{}' shard {}: no in-sync replica answered the {}: {}",
+                     collection, s, what, why);
+    }
+    out.missing.push_back({s, why});
+    return Status::Ok();
+  };
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (candidates[s].empty()) {
+      STRATA_RETURN_IF_ERROR(give_up(s));
+    } else {
+      pending.push_back(s);
+    }
+  }
+  for (size_t attempt = 0; !pending.empty(); ++attempt) {
+    std::vector<std::pair<std::string, protocol::Request>> requests;
+    std::vector<uint32_t> asked;
+    for (uint32_t s : pending) {
+      if (attempt >= candidates[s].size()) {
+        STRATA_RETURN_IF_ERROR(give_up(s));
+        continue;
+      }
+      requests.push_back({candidates[s][attempt], make(s)});
+      asked.push_back(s);
+    }
+    Deadline deadline;
+    if (timeout_ms != 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    const auto round_start = std::chrono::steady_clock::now();
+    auto responses = FanOut(requests, deadline);
+    const double round_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - round_start).count();
+    pending.clear();
+    for (size_t i = 0; i < responses.size(); ++i) {
+      const uint32_t s = asked[i];
+      if (!responses[i] && responses[i].error().code() == StatusCode::kInvalidArgument) {
+        // The request's own fault (a bad filter, say): every replica would say the same.
+        return Error(responses[i].error().WithContext(fmt::format("collection '{}' shard {}", collection, s)));
+      }
+      if (!responses[i] || !fits(*responses[i])) {
+        failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
+                                   responses[i] ? std::string("a reply of the wrong shape")
+                                                : responses[i].error().ToString());
+        pending.push_back(s);
+        continue;
+      }
+      out.responses[s] = std::move(*responses[i]);
+      out.nodes[s] = requests[i].first;
+      out.ms[s] = round_ms;
+    }
+  }
+  if (!out.missing.empty() && out.missing.size() == shards) {
+    std::string why;
+    for (const auto& m : out.missing) why += fmt::format("{}shard {}: {}", why.empty() ? "" : "; ", m.shard, m.reason);
+    return Error(IOError("collection '{}': no shard answered the {}: {}", collection, what, why));
+  }
+  std::sort(out.missing.begin(), out.missing.end(),
+            [](const auto& a, const auto& b) { return a.shard < b.shard; });
+  return out;
+}
+
+namespace {
+
+uint32_t TimeoutOf(const SearchOptions& options, const ClusterView& view) {
+  return options.shard_timeout_ms != 0 ? options.shard_timeout_ms : view.shard_timeout_ms();
+}
+
+}  // namespace
+
 Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
     const SearchOptions& options) {
@@ -684,52 +798,32 @@ Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
                                  route.record.dim));
   }
   if (count == 0) return Error(InvalidArgument("no queries"));
-  // Per shard, its in-sync replicas, the least loaded first (ReadCandidates): the first is
-  // asked, the next ones when it fails.
-  const uint32_t shards = route.record.shards;
-  const auto candidates = ReadCandidates(route);
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (candidates[s].empty()) {
-      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
-    }
-  }
+  SearchOptions shard_options = options;
+  shard_options.allow_partial = false;
+  shard_options.shard_timeout_ms = 0;
+  STRATA_ASSIGN_OR_RETURN(
+      Scattered got,
+      ScatterRead(
+          route, collection, "search",
+          [&](uint32_t s) {
+            protocol::SearchRequest q;
+            q.collection = LocalShardName(collection, s);
+            q.options = shard_options;
+            q.dim = dim;
+            q.count = count;
+            q.queries.assign(queries, queries + size_t(dim) * count);
+            return protocol::Request{protocol::Op::kSearchBatch, std::move(q)};
+          },
+          [&](const protocol::Response& r) {
+            const auto* reply = std::get_if<protocol::SearchReply>(&r.body);
+            return reply != nullptr && reply->results.size() == count;
+          },
+          TimeoutOf(options, *view_), /*allow_partial=*/false));
   std::vector<std::vector<Neighbor>> merged(count);
-  std::vector<uint32_t> pending(shards);
-  for (uint32_t s = 0; s < shards; ++s) pending[s] = s;
-  std::vector<std::string> failures(shards);
-  for (size_t attempt = 0; !pending.empty(); ++attempt) {
-    std::vector<std::pair<std::string, protocol::Request>> requests;
-    std::vector<uint32_t> asked;
-    for (uint32_t s : pending) {
-      if (attempt >= candidates[s].size()) {
-        return Error(IOError("collection '{}' shard {}: no in-sync replica answered the search: {}",
-                             collection, s, failures[s]));
-      }
-      protocol::SearchRequest q;
-      q.collection = LocalShardName(collection, s);
-      q.options = options;
-      q.dim = dim;
-      q.count = count;
-      q.queries.assign(queries, queries + size_t(dim) * count);
-      requests.push_back({candidates[s][attempt], protocol::Request{protocol::Op::kSearchBatch, std::move(q)}});
-      asked.push_back(s);
-    }
-    auto responses = FanOut(requests);
-    pending.clear();
-    for (size_t i = 0; i < responses.size(); ++i) {
-      const uint32_t s = asked[i];
-      const protocol::SearchReply* reply =
-          responses[i] ? std::get_if<protocol::SearchReply>(&responses[i]->body) : nullptr;
-      if (reply == nullptr || reply->results.size() != count) {
-        failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
-                                   responses[i] ? std::string("a reply of the wrong shape")
-                                                : responses[i].error().ToString());
-        pending.push_back(s);
-        continue;
-      }
-      for (uint32_t q = 0; q < count; ++q) {
-        merged[q].insert(merged[q].end(), reply->results[q].begin(), reply->results[q].end());
-      }
+  for (const auto& response : got.responses) {
+    const auto& reply = std::get<protocol::SearchReply>(response->body);
+    for (uint32_t q = 0; q < count; ++q) {
+      merged[q].insert(merged[q].end(), reply.results[q].begin(), reply.results[q].end());
     }
   }
   for (auto& hits : merged) {
@@ -737,6 +831,127 @@ Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
     if (hits.size() > options.k) hits.resize(options.k);
   }
   return merged;
+}
+
+Result<protocol::SearchWithReply> ClusterRouter::SearchWith(const std::string& collection,
+                                                            const float* queries, uint32_t dim,
+                                                            uint32_t count,
+                                                            const SearchOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  if (dim != route.record.dim) {
+    return Error(InvalidArgument("queries have dim {}, collection '{}' has {}", dim, collection,
+                                 route.record.dim));
+  }
+  if (count == 0) return Error(InvalidArgument("no queries"));
+  SearchOptions shard_options = options;
+  shard_options.allow_partial = false;
+  shard_options.shard_timeout_ms = 0;
+  STRATA_ASSIGN_OR_RETURN(
+      Scattered got,
+      ScatterRead(
+          route, collection, "search",
+          [&](uint32_t s) {
+            protocol::SearchRequest q;
+            q.collection = LocalShardName(collection, s);
+            q.options = shard_options;
+            q.dim = dim;
+            q.count = count;
+            q.queries.assign(queries, queries + size_t(dim) * count);
+            return protocol::Request{protocol::Op::kSearchWith, std::move(q)};
+          },
+          [&](const protocol::Response& r) {
+            const auto* reply = std::get_if<protocol::SearchWithReply>(&r.body);
+            return reply != nullptr && reply->results.size() == count &&
+                   reply->with_attributes == options.with_attributes;
+          },
+          TimeoutOf(options, *view_), options.allow_partial));
+  protocol::SearchWithReply out;
+  out.with_attributes = options.with_attributes;
+  out.results.resize(count);
+  for (auto& response : got.responses) {
+    if (!response) continue;  // missing (partial)
+    auto& reply = std::get<protocol::SearchWithReply>(response->body);
+    for (uint32_t q = 0; q < count; ++q) {
+      for (KeyedNeighbor& n : reply.results[q]) out.results[q].push_back(std::move(n));
+    }
+    for (std::string& w : reply.warnings) {
+      if (std::find(out.warnings.begin(), out.warnings.end(), w) == out.warnings.end()) {
+        out.warnings.push_back(std::move(w));
+      }
+    }
+  }
+  for (auto& hits : out.results) {
+    std::stable_sort(hits.begin(), hits.end(), [](const KeyedNeighbor& a, const KeyedNeighbor& b) {
+      return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
+    });
+    if (hits.size() > options.k) hits.resize(options.k);
+  }
+  out.missing = std::move(got.missing);
+  return out;
+}
+
+Result<std::pair<std::vector<Neighbor>, strata::Explain>> ClusterRouter::Explain(
+    const std::string& collection, std::span<const float> query, const SearchOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  if (query.size() != route.record.dim) {
+    return Error(InvalidArgument("query has dim {}, collection '{}' has {}", query.size(),
+                                 collection, route.record.dim));
+  }
+  SearchOptions shard_options = options;
+  shard_options.allow_partial = false;
+  shard_options.shard_timeout_ms = 0;
+  shard_options.with_attributes = false;
+  STRATA_ASSIGN_OR_RETURN(
+      Scattered got,
+      ScatterRead(
+          route, collection, "explain",
+          [&](uint32_t s) {
+            protocol::SearchRequest q;
+            q.collection = LocalShardName(collection, s);
+            q.options = shard_options;
+            q.dim = static_cast<uint32_t>(query.size());
+            q.count = 1;
+            q.queries.assign(query.begin(), query.end());
+            return protocol::Request{protocol::Op::kExplain, std::move(q)};
+          },
+          [&](const protocol::Response& r) {
+            const auto* reply = std::get_if<protocol::SearchReply>(&r.body);
+            return reply != nullptr && reply->results.size() == 1;
+          },
+          TimeoutOf(options, *view_), /*allow_partial=*/false));
+  const auto merge_start = std::chrono::steady_clock::now();
+  std::vector<Neighbor> hits;
+  strata::Explain plan;
+  for (uint32_t s = 0; s < got.responses.size(); ++s) {
+    const auto& reply = std::get<protocol::SearchReply>(got.responses[s]->body);
+    hits.insert(hits.end(), reply.results[0].begin(), reply.results[0].end());
+    if (s == 0) {
+      plan.k = reply.explain.k;
+      plan.recall_target = reply.explain.recall_target;
+      plan.filter = reply.explain.filter;
+      plan.parse_ms = reply.explain.parse_ms;
+    }
+    for (const std::string& w : reply.explain.warnings) {
+      if (std::find(plan.warnings.begin(), plan.warnings.end(), w) == plan.warnings.end()) {
+        plan.warnings.push_back(w);
+      }
+    }
+    ShardExplain sh;
+    sh.shard = s;
+    sh.node = got.nodes[s];
+    sh.address = AddressOfNode(got.nodes[s]);
+    sh.results = reply.results[0].size();
+    sh.ms = got.ms[s];
+    sh.plan = reply.explain.ToJson();
+    plan.shards.push_back(std::move(sh));
+  }
+  std::sort(hits.begin(), hits.end());
+  if (hits.size() > options.k) hits.resize(options.k);
+  const auto done = std::chrono::steady_clock::now();
+  plan.merge_ms = std::chrono::duration<double, std::milli>(done - merge_start).count();
+  plan.total_ms = std::chrono::duration<double, std::milli>(done - started).count();
+  return std::make_pair(std::move(hits), std::move(plan));
 }
 
 Result<std::vector<Neighbor>> ClusterRouter::Search(const std::string& collection,
@@ -782,6 +997,48 @@ Result<CollectionInfo> ClusterRouter::Describe(const std::string& collection) {
     info.last_sequence = std::max(info.last_sequence, reply->info.last_sequence);
   }
   return info;
+}
+
+Status ClusterRouter::Drop(const std::string& collection, uint32_t wait_ms) {
+  const ClusterKeys keys(view_->cluster());
+  const std::string ckey = keys.collection(collection);
+  // The record as etcd has it now, deleted only if nobody changed it since (a create of the
+  // same name racing the drop keeps its own record).
+  STRATA_ASSIGN_OR_RETURN(auto current, view_->etcd_->Get(ckey));
+  if (!current) return NotFound("cluster '{}' has no collection '{}'", view_->cluster(), collection);
+  STRATA_ASSIGN_OR_RETURN(
+      EtcdTxnResult txn,
+      view_->etcd_->Txn({.compare = {EtcdCompare::ModRevisionIs(ckey, current->mod_revision)},
+                         .success = {EtcdOp::Delete(ckey)}}));
+  if (!txn.succeeded) {
+    return IOError("collection '{}' changed while it was being dropped; drop it again", collection);
+  }
+  // The leader deletes the placement (fenced), each replica drops its shard collections and
+  // then withdraws its reports: wait for both.
+  const std::string pkey = keys.placement(collection);
+  const std::string reports = keys.replicas() + collection + "/";
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  std::string left;
+  for (;;) {
+    left.clear();
+    auto placement = view_->etcd_->Get(pkey);
+    if (!placement) {
+      left = placement.error().ToString();
+    } else if (placement->has_value()) {
+      left = "the leader has not deleted its placement yet";
+    } else if (auto r = view_->etcd_->GetPrefix(reports); !r) {
+      left = r.error().ToString();
+    } else if (!r->kvs.empty()) {
+      left = fmt::format("{} shard replica(s) not dropped yet, e.g. {}", r->kvs.size(),
+                         r->kvs.front().key.substr(keys.replicas().size()));
+    }
+    if (left.empty()) return Status::Ok();
+    if (std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return IOError("collection '{}' is dropped from the cluster, but after {} ms {} (the rest "
+                 "follows when the leader and the nodes get to it)",
+                 collection, wait_ms, left);
 }
 
 }  // namespace strata::cluster

@@ -19,12 +19,22 @@
 // placement still lists as in sync. Retry once the leader has updated the in-sync set.
 // A search (and a get) asks one in-sync replica per shard -- the one this process has the
 // fewest requests in flight to, placement order breaking ties -- and, for a shard whose
-// replica fails, the next in-sync one; it fails when none answers (no partial replies yet).
+// replica fails or does not answer within the shard timeout (the request's
+// SearchOptions::shard_timeout_ms, else RouterOptions::shard_timeout_ms), the next in-sync one.
+// A shard none of whose replicas answered fails the read with an error naming the shard and
+// what each replica said -- or, for a search that allows it (SearchOptions::allow_partial,
+// SearchWith only), leaves the reply partial: the other shards' hits, and the missing shards
+// with the reason (protocol::SearchWithReply::missing).
+// Explain scatters the query as a search does and returns the merged hits with a plan that
+// lists, per shard, the node that answered and that shard's own plan (api/explain.h).
+// Drop removes the collection from etcd; the leader then removes its placement and every
+// node drops its shard collections (docs/CLUSTER.md).
 //
 // Every node runs it for its clients' requests (route_hook.h).
 //
 // Thread-compatible: one thread uses a router at a time (its connections are not shared).
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -36,6 +46,7 @@
 #include <tuple>
 #include <vector>
 
+#include "api/explain.h"
 #include "api/types.h"
 #include "client/client.h"
 #include "cluster/etcd_client.h"
@@ -50,6 +61,10 @@ struct RouterOptions {
   std::string cluster = "strata";
   uint32_t etcd_timeout_ms = 2000;
   client::ClientOptions client{};  // for the connections to the nodes
+  // How long a read (search, explain) waits for one shard replica before it asks the next one
+  // (or, when none is left, counts the shard as missing); a request's
+  // SearchOptions::shard_timeout_ms overrides it. 0: no limit but the connections' own.
+  uint32_t shard_timeout_ms = 10000;
 };
 
 // The shard of id `id` in a collection of `shards` shards (splitmix64 of the id, mod shards).
@@ -69,6 +84,7 @@ class ClusterView {
   ClusterView& operator=(const ClusterView&) = delete;
 
   const std::string& cluster() const { return cluster_; }
+  uint32_t shard_timeout_ms() const { return shard_timeout_ms_; }
   // Whether `collection` is a collection of this cluster (as last seen).
   bool HasCollection(const std::string& collection) const;
   // The write_epoch of `collection`'s shard `shard` (model.h) as last seen; 0 when unknown.
@@ -81,10 +97,11 @@ class ClusterView {
 
  private:
   friend class ClusterRouter;
-  explicit ClusterView(std::string cluster, std::unique_ptr<EtcdClient> etcd)
-      : cluster_(std::move(cluster)), etcd_(std::move(etcd)) {}
+  explicit ClusterView(std::string cluster, std::unique_ptr<EtcdClient> etcd, uint32_t shard_timeout_ms)
+      : cluster_(std::move(cluster)), etcd_(std::move(etcd)), shard_timeout_ms_(shard_timeout_ms) {}
   const std::string cluster_;
   std::unique_ptr<EtcdClient> etcd_;
+  const uint32_t shard_timeout_ms_;
   // Requests in flight from this process's routers, per node (the least-loaded choice), and
   // what they came to, per shard replica.
   struct ShardCounters {
@@ -156,6 +173,24 @@ class ClusterRouter {
                                                          const SearchOptions& options);
   Result<std::vector<Neighbor>> Search(const std::string& collection, std::span<const float> query,
                                        const SearchOptions& options);
+  // search_with over the shards: every hit with its key (and attributes on request), the
+  // shards' filter warnings (each once), and with options.allow_partial the shards that did
+  // not answer (the reply is then partial; InvalidArgument from a shard fails it still, and
+  // so does every shard missing).
+  Result<protocol::SearchWithReply> SearchWith(const std::string& collection, const float* queries,
+                                               uint32_t dim, uint32_t count,
+                                               const SearchOptions& options);
+  // One query scattered as a search is; the merged hits and a plan whose `shards` hold, per
+  // shard, the node (id and address) that answered and its own plan.
+  Result<std::pair<std::vector<Neighbor>, strata::Explain>> Explain(const std::string& collection,
+                                                                    std::span<const float> query,
+                                                                    const SearchOptions& options);
+  // Drops the collection: deletes its record in etcd (compare-and-swap on the record read),
+  // then waits up to `wait_ms` for the leader to delete its placement and for every replica to
+  // withdraw its reports (each node drops its shard collections, then its reports). NotFound
+  // when the cluster has no such collection; IOError when the wait runs out (the record is
+  // gone: the rest follows when the leader and the nodes get to it).
+  Status Drop(const std::string& collection, uint32_t wait_ms = 30000);
   // The collection as one: its record's spec (named `collection`), and over one in-sync replica
   // per shard the vectors, memory and sealed segments summed, the largest last write batch.
   Result<CollectionInfo> Describe(const std::string& collection);
@@ -194,12 +229,35 @@ class ClusterRouter {
   std::vector<std::vector<std::string>> ReadCandidates(const Route& route) const;
   // The open connection to `node` (from its registered address), connecting when needed.
   Result<client::Client*> Connection(const std::string& node);
-  // Sends every request, then collects every response; the statuses in order.
+  // Sends every request, then collects every response; the statuses in order. With a
+  // deadline, a request not answered by then fails (its connection stays open: a late answer
+  // is skipped when it comes).
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
   std::vector<Result<protocol::Response>> FanOut(
-      const std::vector<std::pair<std::string, protocol::Request>>& requests);
+      const std::vector<std::pair<std::string, protocol::Request>>& requests,
+      Deadline deadline = std::nullopt);
   // FanOut's sending and collecting, without the counting.
   std::vector<Result<protocol::Response>> FanOutOnce(
-      const std::vector<std::pair<std::string, protocol::Request>>& requests);
+      const std::vector<std::pair<std::string, protocol::Request>>& requests, Deadline deadline);
+  // A read scattered over the shards, one in-sync replica each (ReadCandidates), the next
+  // one when a replica fails, answers with the wrong shape (`fits` false) or does not answer
+  // within `timeout_ms` (0: no limit). Per shard its response and the node that gave it; a
+  // shard none of whose replicas answered fails the read (IOError naming the shard and each
+  // replica's failure) unless `allow_partial` (then it is in `missing`, unless every shard
+  // is). InvalidArgument from a replica (the request's fault) fails the read at once.
+  struct Scattered {
+    std::vector<std::optional<protocol::Response>> responses;  // per shard; nullopt: missing
+    std::vector<std::string> nodes;                              // per shard: who answered
+    std::vector<double> ms;  // per shard: the wall time of the fan-out it answered in
+    std::vector<protocol::MissingShard> missing;
+  };
+  Result<Scattered> ScatterRead(const Route& route, const std::string& collection,
+                                std::string_view what,
+                                const std::function<protocol::Request(uint32_t shard)>& make,
+                                const std::function<bool(const protocol::Response&)>& fits,
+                                uint32_t timeout_ms, bool allow_partial);
+  // The registered address of `node`; "" when it is not registered.
+  std::string AddressOfNode(const std::string& node) const;
 
   const std::shared_ptr<ClusterView> view_;
   const client::ClientOptions client_options_;

@@ -22,6 +22,11 @@ void AddClusterFlags(CLI::App& app, ClusterArgs& args) {
   app.add_option("--lease-ttl", args.lease_ttl_s,
                  "Seconds without a lease renewal after which the node counts as gone")
       ->capture_default_str();
+  app.add_option("--cluster-shard-timeout-ms", args.shard_timeout_ms,
+                 "How long a search routed by this node waits for one shard replica before it "
+                 "asks the next one, then fails the reply (or, if the request allows, leaves it "
+                 "partial); a request may set its own (0: no limit)")
+      ->capture_default_str();
 }
 
 namespace {
@@ -83,7 +88,8 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
         // Routing: a client may send a cluster collection's requests to any node.
         STRATA_ASSIGN_OR_RETURN(auto view, ClusterView::Open({.etcd = options.etcd,
                                                               .cluster = options.cluster,
-                                                              .etcd_timeout_ms = options.etcd_timeout_ms}));
+                                                              .etcd_timeout_ms = options.etcd_timeout_ms,
+                                                              .shard_timeout_ms = args.shard_timeout_ms}));
         auto hook = std::make_shared<ClusterRequestHook>(std::move(view), service->node(), engine,
                                                          service->gate());
         return std::unique_ptr<server::ServeExtension>(

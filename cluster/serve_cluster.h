@@ -1,7 +1,7 @@
 #pragma once
 // strata-server's cluster flags and the membership that runs beside the server
 // (server::ServeExtension): --cluster-etcd URL[,URL...] --node-id ID --advertise HOST[:PORT]
-// [--cluster NAME] [--lease-ttl S].
+// [--cluster NAME] [--lease-ttl S] [--cluster-shard-timeout-ms MS].
 //
 //   ClusterArgs cluster;
 //   AddClusterFlags(app, cluster);
@@ -28,6 +28,8 @@ struct ClusterArgs {
   std::string advertise;  // HOST:PORT; HOST alone or port 0: the port the server bound
   std::string cluster = "strata";
   uint32_t lease_ttl_s = 5;
+  // How long a routed read waits for one shard replica (RouterOptions::shard_timeout_ms).
+  uint32_t shard_timeout_ms = 10000;
 };
 
 void AddClusterFlags(CLI::App& app, ClusterArgs& args);

@@ -186,10 +186,71 @@ void ClusterService::ReconcileAsLeader() {
                         record->name, s, before, after, next.epoch);
     }
   }
+  DeleteDroppedPlacements(fence);
+}
+
+void ClusterService::DeleteDroppedPlacements(const EtcdCompare& fence) {
+  const ClusterKeys& keys = node_->keys();
+  auto collections = collections_->view();
+  auto placements = placement_->view();
+  for (const auto& [pkey, kv] : placements->kvs) {
+    const std::string name = pkey.substr(keys.placements().size());
+    const std::string ckey = keys.collection(name);
+    if (collections->kvs.contains(ckey)) continue;
+    // Dropped (its record deleted: ClusterRouter::Drop). etcd checks that the record is
+    // absent, in the same transaction: this node's mirrors may lag one another.
+    auto txn = node_->etcd().Txn(
+        {.compare = {fence, EtcdCompare::Absent(ckey), EtcdCompare::ModRevisionIs(pkey, kv.mod_revision)},
+         .success = {EtcdOp::Delete(pkey)}});
+    if (!txn) {
+      ClusterLog().warn("deleting the placement of dropped collection '{}': {}", name,
+                        txn.error().ToString());
+    } else if (txn->succeeded) {
+      ClusterLog().info("collection '{}' was dropped: its placement is deleted", name);
+    }
+  }
+}
+
+void ClusterService::DropDroppedShards() {
+  const ClusterKeys& keys = node_->keys();
+  auto collections = collections_->view();
+  auto placements = placement_->view();
+  for (auto it = held_.begin(); it != held_.end();) {
+    const auto& [local, where] = *it;
+    const auto& [name, shard] = where;
+    if (collections->kvs.contains(keys.collection(name)) || placements->kvs.contains(keys.placement(name))) {
+      ++it;
+      continue;
+    }
+    // The record and then the placement are gone: the collection was dropped.
+    Status st = engine_.DropCollection(local);
+    if (!st.ok() && st.code() != StatusCode::kNotFound) {
+      ClusterLog().warn("dropping shard collection {} of dropped collection '{}': {} (retrying)",
+                        local, name, st.ToString());
+      ++it;
+      continue;
+    }
+    gate_.Forget(local);
+    const std::string rkey = keys.replica(name, shard, node_->options().node_id);
+    if (auto del = node_->etcd().Delete(rkey); !del) {
+      ClusterLog().warn("withdrawing report {}: {} (retrying)", rkey, del.error().ToString());
+      ++it;
+      continue;
+    }
+    reported_.erase(rkey);
+    {
+      std::lock_guard lock(mu_);
+      caught_up_.erase(local);
+    }
+    ClusterLog().info("node {} dropped shard {} of dropped collection '{}' (engine collection {})",
+                      node_->options().node_id, shard, name, local);
+    it = held_.erase(it);
+  }
 }
 
 void ClusterService::ReconcileReplicas(bool refresh_figures) {
   if (!node_->LeaseHeld()) return;
+  DropDroppedShards();
   const int64_t lease = node_->lease();
   const uint64_t incarnation = node_->incarnation();
   const std::string& me = node_->options().node_id;
@@ -207,6 +268,7 @@ void ClusterService::ReconcileReplicas(bool refresh_figures) {
       if (std::find(s.replicas.begin(), s.replicas.end(), me) == s.replicas.end()) continue;
       const std::string local = LocalShardName(record->name, s.shard);
       const std::string rkey = keys.replica(record->name, s.shard, me);
+      held_[local] = {record->name, s.shard};
       ReplicaReport report;
       report.node = me;
       report.incarnation = incarnation;

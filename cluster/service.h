@@ -8,7 +8,10 @@
 //  - as a replica: makes the engine collection of every shard placed on it
 //    (LocalShardName) and reports it under its lease (ReplicaReport: state, vectors, last
 //    write batch, the catch-up it finished); catches up the shards where it is catching up
-//    (catch_up.h), one at a time on a thread of its own.
+//    (catch_up.h), one at a time on a thread of its own;
+//  - a dropped collection (its record deleted: ClusterRouter::Drop): the leader deletes its
+//    placement (fenced, and only while etcd says the record is absent); each replica then
+//    drops the shard collections it made for it this run and withdraws their reports.
 // One thread does both, when the collections or the placement change, and every `poll_ms`
 // (the registry, the leadership and the reports).
 //
@@ -64,6 +67,10 @@ class ClusterService {
   void ReconcileAsLeader();
   // The replica's part: make local shards, write reports, start catch-ups.
   void ReconcileReplicas(bool refresh_figures);
+  // The leader's part of a drop: the placements whose collection record is gone.
+  void DeleteDroppedPlacements(const EtcdCompare& fence);
+  // The replica's part of a drop: the shards held_ whose record and placement are gone.
+  void DropDroppedShards();
   // Catches up one shard from an in-sync peer (on catchup_thread_).
   void RunCatchUp(ShardAddress address, std::string peer);
   // The advertised address of a registered node.
@@ -80,6 +87,9 @@ class ClusterService {
   // The loop thread's own state.
   std::map<std::string, std::string> reported_;  // report key -> "lease:json" last written
   std::map<std::string, std::string> place_failures_;  // collection -> last error logged
+  // The shard collections this node made or found for a placement since it started:
+  // local name -> (collection, shard). Only these are dropped with their collection.
+  std::map<std::string, std::pair<std::string, uint32_t>> held_;
 
   std::mutex mu_;
   std::condition_variable wake_;

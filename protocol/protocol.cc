@@ -620,6 +620,10 @@ Status ValidateForEncoding(const Request& request) {
       if (m->options.with_attributes && request.op != Op::kSearchWith) {
         return InvalidArgument("{}: options.with_attributes needs the search_with request", op);
       }
+      if ((m->options.allow_partial || m->options.shard_timeout_ms != 0) && request.op != Op::kSearchWith) {
+        return InvalidArgument(
+            "{}: options.allow_partial and shard_timeout_ms need the search_with request", op);
+      }
       if (m->options.prepared_filter != nullptr) {
         return InvalidArgument(
             "{}: options.prepared_filter is the embedded engine's; send the filter text", op);

@@ -183,8 +183,10 @@ struct GetRequest {              // string collection, u32 count, count x u64
 // kSearch / kExplain: exactly one query; kSearchBatch, kSearchKeyed, kSearchWith: one or
 // more. Payload: string collection, options (u32 k, f64 recall, u32 ef, u32 max_lists, string
 // filter, u8 strategy), u32 dim, u32 count, count x dim x f32 (row-major); kSearchWith then
-// adds u32 fields: bit 0 = options.with_attributes (other bits: malformed). Only kSearchWith
-// carries with_attributes (ValidateForEncoding refuses it on the others).
+// adds u32 fields: bit 0 = options.with_attributes, bit 1 = options.allow_partial, bit 2 = a
+// u32 options.shard_timeout_ms follows (other bits: malformed). Only kSearchWith carries
+// with_attributes, allow_partial and shard_timeout_ms (ValidateForEncoding refuses them on the
+// others); a request without bits 1 and 2 has the bytes it had before they existed.
 struct SearchRequest {
   std::string collection;
   SearchOptions options{};
@@ -266,11 +268,20 @@ struct SnapshotReply {
 // n x (u64 id, f32 distance, string key (empty: written by id), [u16 + attributes when bit 0]),
 // then u32 count x string warnings: why the filter may match nothing although it parses
 // (attributes no record has, a comparison with a type the attribute never holds:
-// Engine::FilterWarnings); empty without a filter or when there is nothing to say.
+// Engine::FilterWarnings); empty without a filter or when there is nothing to say. Bit 1 of
+// fields (a cluster collection searched with allow_partial, some shards missing): then
+// u32 count x (u32 shard, string reason), the shards whose hits are not in the results.
+struct MissingShard {
+  uint32_t shard = 0;
+  std::string reason;  // names the replica(s) tried and why each failed
+  friend bool operator==(const MissingShard&, const MissingShard&) = default;
+};
 struct SearchWithReply {
   bool with_attributes = false;
   std::vector<std::vector<KeyedNeighbor>> results;
   std::vector<std::string> warnings;
+  std::vector<MissingShard> missing;  // non-empty: the reply is partial
+  bool partial() const { return !missing.empty(); }
 };
 // Per query: u32 n, n x (u64 id, f32 distance). kExplain adds the plan as a string, its
 // JSON form (Explain::ToJson; decoded with Explain::FromJson, a malformed plan being

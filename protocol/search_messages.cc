@@ -17,7 +17,12 @@ namespace {
 constexpr uint64_t kNeighborBytes = 8 + 4;  // u64 id, f32 distance
 // search_with's fields: what each hit carries beyond id, distance and key.
 constexpr uint32_t kFieldAttributes = 1u << 0;
-constexpr uint32_t kKnownFields = kFieldAttributes;
+// Request: options.allow_partial; reply: the missing shards follow the warnings.
+constexpr uint32_t kFieldPartial = 1u << 1;
+// Request only: a u32 options.shard_timeout_ms follows the fields word.
+constexpr uint32_t kFieldShardTimeout = 1u << 2;
+constexpr uint32_t kKnownRequestFields = kFieldAttributes | kFieldPartial | kFieldShardTimeout;
+constexpr uint32_t kKnownReplyFields = kFieldAttributes | kFieldPartial;
 
 void WriteOptions(Writer& w, const SearchOptions& o) {
   STRATA_CHECK(o.prepared_filter == nullptr);  // the engine's, never on the wire
@@ -56,7 +61,13 @@ void WriteSearch(Writer& w, Op op, const SearchRequest& m) {
   w.U32(m.dim);
   w.U32(m.count);
   w.Floats(m.queries);
-  if (op == Op::kSearchWith) w.U32(m.options.with_attributes ? kFieldAttributes : 0);
+  if (op == Op::kSearchWith) {
+    const uint32_t fields = (m.options.with_attributes ? kFieldAttributes : 0) |
+                            (m.options.allow_partial ? kFieldPartial : 0) |
+                            (m.options.shard_timeout_ms != 0 ? kFieldShardTimeout : 0);
+    w.U32(fields);
+    if (fields & kFieldShardTimeout) w.U32(m.options.shard_timeout_ms);
+  }
 }
 
 Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
@@ -85,16 +96,25 @@ Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
   STRATA_RETURN_IF_ERROR(r.Floats("queries", floats, m.queries));
   if (op == Op::kSearchWith) {
     STRATA_ASSIGN_OR_RETURN(uint32_t fields, r.U32("fields"));
-    if (fields & ~kKnownFields) {
-      return Error(InvalidArgument("fields: unknown bits 0x{:x} (bit 0: attributes)", fields & ~kKnownFields));
+    if (fields & ~kKnownRequestFields) {
+      return Error(InvalidArgument(
+          "fields: unknown bits 0x{:x} (bit 0: attributes, 1: allow partial, 2: shard timeout)",
+          fields & ~kKnownRequestFields));
     }
     m.options.with_attributes = (fields & kFieldAttributes) != 0;
+    m.options.allow_partial = (fields & kFieldPartial) != 0;
+    if (fields & kFieldShardTimeout) {
+      STRATA_ASSIGN_OR_RETURN(m.options.shard_timeout_ms, r.U32("shard_timeout_ms"));
+      if (m.options.shard_timeout_ms == 0) {
+        return Error(InvalidArgument("shard_timeout_ms: 0 with fields bit 2 set (leave the bit out)"));
+      }
+    }
   }
   return m;
 }
 
 void WriteSearchWithReply(Writer& w, const SearchWithReply& m) {
-  w.U32(m.with_attributes ? kFieldAttributes : 0);
+  w.U32((m.with_attributes ? kFieldAttributes : 0) | (m.missing.empty() ? 0 : kFieldPartial));
   w.Count(m.results.size());
   for (const std::vector<KeyedNeighbor>& list : m.results) {
     w.Count(list.size());
@@ -107,6 +127,13 @@ void WriteSearchWithReply(Writer& w, const SearchWithReply& m) {
   }
   w.Count(m.warnings.size());
   for (const std::string& warning : m.warnings) w.String(warning);
+  if (!m.missing.empty()) {
+    w.Count(m.missing.size());
+    for (const MissingShard& s : m.missing) {
+      w.U32(s.shard);
+      w.String(s.reason);
+    }
+  }
 }
 
 Result<SearchWithReply> ReadSearchWithReply(Reader& r, const DecodeLimits& limits) {
@@ -114,8 +141,9 @@ Result<SearchWithReply> ReadSearchWithReply(Reader& r, const DecodeLimits& limit
   constexpr uint32_t kAnyLength = std::numeric_limits<uint32_t>::max();
   SearchWithReply m;
   STRATA_ASSIGN_OR_RETURN(uint32_t fields, r.U32("fields"));
-  if (fields & ~kKnownFields) {
-    return Error(InvalidArgument("fields: unknown bits 0x{:x} (bit 0: attributes)", fields & ~kKnownFields));
+  if (fields & ~kKnownReplyFields) {
+    return Error(InvalidArgument("fields: unknown bits 0x{:x} (bit 0: attributes, 1: partial)",
+                                 fields & ~kKnownReplyFields));
   }
   m.with_attributes = (fields & kFieldAttributes) != 0;
   // Per hit at least: id, distance, the key's length (and the attribute count).
@@ -147,6 +175,16 @@ Result<SearchWithReply> ReadSearchWithReply(Reader& r, const DecodeLimits& limit
   for (uint32_t i = 0; i < nw; ++i) {
     STRATA_ASSIGN_OR_RETURN(std::string warning, r.String("warning", kAnyLength));
     m.warnings.push_back(std::move(warning));
+  }
+  if (fields & kFieldPartial) {
+    STRATA_ASSIGN_OR_RETURN(uint32_t nm, r.Count("missing shard count", kAnyLength, "", 8));
+    if (nm == 0) return Error(InvalidArgument("missing shard count: 0 with fields bit 1 set"));
+    for (uint32_t i = 0; i < nm; ++i) {
+      MissingShard s;
+      STRATA_ASSIGN_OR_RETURN(s.shard, r.U32("missing shard"));
+      STRATA_ASSIGN_OR_RETURN(s.reason, r.String("missing shard reason", kAnyLength));
+      m.missing.push_back(std::move(s));
+    }
   }
   return m;
 }

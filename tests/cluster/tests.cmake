@@ -31,3 +31,10 @@ strata_test(cluster_recall_test SOURCES cluster/recall_test.cc LIBS strata_clust
 target_compile_definitions(cluster_recall_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
   STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>" STRATA_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 add_dependencies(cluster_recall_test strata-server)
+# A cluster collection's EXPLAIN per shard and node, partial replies with a SIGSTOPped shard,
+# and the drop of a cluster collection, through plain clients of 3 real nodes (about 15 s).
+strata_test(cluster_shard_reply_test SOURCES cluster/shard_reply_test.cc
+  LIBS strata_cluster_router strata_client LABELS unit)
+target_compile_definitions(cluster_shard_reply_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
+  STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>" STRATA_CLI_BINARY="$<TARGET_FILE:strata-cli>")
+add_dependencies(cluster_shard_reply_test strata-server strata-cli)
