@@ -87,6 +87,27 @@ TEST(ExplainJson, WrongTypesAreInvalidArgumentNamingTheKey) {
   }
 }
 
+TEST(ExplainJson, ClusterShardsRoundTripWithTheirPlansAsObjects) {
+  Explain shard_plan;
+  shard_plan.k = 5;
+  shard_plan.segments.push_back({.segment = "memory", .kind = "hnsw", .rows = 40});
+  Explain e;
+  e.k = 5;
+  e.shards.push_back({.shard = 1, .node = "n2", .address = "127.0.0.1:7420", .results = 5, .ms = 1.5,
+                      .plan = shard_plan.ToJson()});
+  const std::string json = e.ToJson();
+  EXPECT_NE(json.find("\"plan\": {"), std::string::npos) << json;  // an object, not a string
+  auto back = Explain::FromJson(json);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_EQ(*back, e);
+  const std::string text = e.ToString();
+  EXPECT_NE(text.find("shard 1 on node n2 (127.0.0.1:7420): 5 results"), std::string::npos) << text;
+  EXPECT_NE(text.find("  memory"), std::string::npos) << text;  // the shard's plan, indented
+  // A plain collection's plan has no "shards" key at all.
+  EXPECT_EQ(shard_plan.ToJson().find("shards"), std::string::npos);
+  EXPECT_FALSE(Explain::FromJson(R"({"shards": [{"plan": 3}]})").has_value());
+}
+
 TEST(ExplainText, NamesEverySegment) {
   const std::string text = SampleExplain().ToString();
   EXPECT_NE(text.find("segment 7"), std::string::npos) << text;

@@ -434,9 +434,12 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     auto after_compact = (*c)->DescribeCollection("vec");
     ASSERT_TRUE(after_compact.has_value());
     EXPECT_EQ(after_compact->num_vectors, kN + 3);
-    // Dropping a cluster collection: refused, clearly.
-    Status drop = (*c)->DropCollection("vec");
-    EXPECT_EQ(drop.code(), StatusCode::kUnimplemented) << drop.ToString();
+    // EXPLAIN through a plain client: one entry per shard (shard_reply_test has the rest;
+    // dropping a cluster collection too).
+    auto explained = (*c)->Explain("vec", VectorFor(3), {.k = 5});
+    ASSERT_TRUE(explained.has_value()) << explained.error().ToString();
+    EXPECT_EQ(explained->second.shards.size(), 4u);
+    EXPECT_EQ(explained->first.front().id, 3u);
   }
 
   // SIGKILL a replica that is not the leader: writes to its shards are refused (not

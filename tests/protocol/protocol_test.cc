@@ -99,7 +99,8 @@ bool operator==(const SnapshotReply& a, const SnapshotReply& b) {
          a.bytes_copied == b.bytes_copied;
 }
 bool operator==(const SearchWithReply& a, const SearchWithReply& b) {
-  return a.with_attributes == b.with_attributes && a.results == b.results && a.warnings == b.warnings;
+  return a.with_attributes == b.with_attributes && a.results == b.results && a.warnings == b.warnings &&
+         a.missing == b.missing;
 }
 bool operator==(const Response& a, const Response& b) { return a.op == b.op && a.body == b.body; }
 }  // namespace strata::protocol
@@ -549,6 +550,45 @@ TEST(ProtocolLayout, SearchWithInDocumentedOrder) {
   EXPECT_EQ(r.warnings, std::vector<std::string>{"w"});
   std::vector<uint8_t> shorter(rep.payload.begin(), rep.payload.end() - 1);
   EXPECT_FALSE(DecodeResponse(rep.header, shorter).has_value());
+}
+
+TEST(ProtocolLayout, SearchWithPartialRepliesInDocumentedOrder) {
+  // Cluster collections: fields bit 1 = allow partial, bit 2 = a u32 shard timeout follows.
+  SearchRequest m;
+  m.collection = "c";
+  m.options.k = 2;
+  m.dim = 1;
+  m.count = 1;
+  m.queries = {0.5f};
+  const auto head = [] { return Bytes().Str("c").U32(2).F64(0).U32(0).U32(0).Str("").U8(0).U32(1).U32(1).F32(0.5f); };
+  // Neither: the bytes a request had before the bits existed.
+  EXPECT_EQ(EncodeReq({Op::kSearchWith, m}).payload, head().U32(0).get());
+  m.options.allow_partial = true;
+  m.options.shard_timeout_ms = 250;
+  Frame req = EncodeReq({Op::kSearchWith, m});
+  EXPECT_EQ(req.payload, head().U32(6).U32(250).get());
+  auto back = DecodeRequest(req.header, req.payload);
+  ASSERT_TRUE(back.has_value()) << back.error().ToString();
+  EXPECT_TRUE(std::get<SearchRequest>(back->body).options.allow_partial);
+  EXPECT_EQ(std::get<SearchRequest>(back->body).options.shard_timeout_ms, 250u);
+  m.options.shard_timeout_ms = 0;
+  EXPECT_EQ(EncodeReq({Op::kSearchWith, m}).payload, head().U32(2).get());
+  // Bit 2 with a zero timeout is malformed; the older searches have no room for either.
+  ExpectMalformed(DecodeRequest(req.header, head().U32(4).U32(0).get()), "shard_timeout_ms");
+  EXPECT_FALSE(ValidateForEncoding({Op::kSearch, m}).ok());
+  EXPECT_FALSE(ValidateForEncoding({Op::kExplain, m}).ok());
+  // The reply: bit 1 when shards are missing, then u32 count x (u32 shard, string reason)
+  // after the warnings; a whole reply has the bytes it had before.
+  SearchWithReply partial{false, {{{5, 0.25f, "", {}}}}, {}, {{2, "n2: no answer"}}};
+  Frame rep = EncodeResp({Op::kSearchWith, partial});
+  EXPECT_EQ(rep.payload, Bytes().U32(2).U32(1).U32(1).U64(5).F32(0.25f).Str("").U32(0)
+                             .U32(1).U32(2).Str("n2: no answer").get());
+  auto reply = DecodeResponse(rep.header, rep.payload);
+  ASSERT_TRUE(reply.has_value()) << reply.error().ToString();
+  EXPECT_EQ(std::get<SearchWithReply>(reply->body), partial);
+  EXPECT_TRUE(std::get<SearchWithReply>(reply->body).partial());
+  // Bit 1 with no missing shard is malformed.
+  ExpectMalformed(DecodeResponse(rep.header, Bytes().U32(2).U32(0).U32(0).U32(0).get()), "missing shard count");
 }
 
 TEST(ProtocolLayout, CollectionSpecWithCodesInDocumentedOrder) {
