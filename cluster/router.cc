@@ -514,7 +514,12 @@ Status ClusterRouter::ReadShards(const Route& route, const std::string& collecti
       }
       requests.push_back({candidates[s][attempt], make(s)});
     }
-    auto responses = FanOut(requests);
+    // A replica that does not answer within the shard timeout: the next one is asked.
+    Deadline deadline;
+    if (view_->shard_timeout_ms() != 0) {
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(view_->shard_timeout_ms());
+    }
+    auto responses = FanOut(requests, deadline);
     std::vector<uint32_t> again;
     for (size_t i = 0; i < responses.size(); ++i) {
       const uint32_t s = pending[i];
