@@ -89,7 +89,9 @@ struct Config {
   int faiss_prefetch_threads = -1;  // -1: FAISS's own default
   std::vector<std::string> variants = {"default"};
   uint32_t rerank = 0;
+  std::vector<uint32_t> head_ef;  // SPANN: HNSW ef over the heads, one value or one per variant (0: 2 x max_lists)
   std::vector<double> prune_epsilon = {0.6};  // one for all variants, or one per variant
+  std::vector<int64_t> merge_gap;  // one for all, or one per variant; -1: a read per list; empty: default
   bool skip_faiss = false;
   std::vector<std::string> modes = {"warm", "cold"};
 };
@@ -117,7 +119,7 @@ double NowMs() {
 
 // One timed pass over the queries at one sweep point.
 struct Pass {
-  double recall = 0, mean_ms = 0, p99_ms = 0, lists = 0, kib = 0;
+  double recall = 0, mean_ms = 0, p99_ms = 0, lists = 0, kib = 0, reads = 0;
 };
 
 // A sweep point: its parameter and the passes measured there.
@@ -126,19 +128,21 @@ struct Point {
   std::vector<Pass> passes;
   Pass Med() const {
     Pass m;
-    std::vector<double> r, mean, p99, l, kb;
+    std::vector<double> r, mean, p99, l, kb, rd;
     for (const auto& p : passes) {
       r.push_back(p.recall);
       mean.push_back(p.mean_ms);
       p99.push_back(p.p99_ms);
       l.push_back(p.lists);
       kb.push_back(p.kib);
+      rd.push_back(p.reads);
     }
     m.recall = Median(r);
     m.mean_ms = Median(mean);
     m.p99_ms = Median(p99);
     m.lists = Median(l);
     m.kib = Median(kb);
+    m.reads = Median(rd);
     return m;
   }
 };
@@ -260,6 +264,15 @@ int main(int argc, char** argv) {
                  "SPANN query-aware pruning: one value for every variant, or one per variant in "
                  "--spann-variants order")
       ->delimiter(',');
+  app.add_option("--head-ef", c.head_ef,
+                 "SPANN: HNSW ef over the heads (0: twice max_lists); one value for every variant, "
+                 "or one per variant")
+      ->delimiter(',');
+  app.add_option("--merge-gap", c.merge_gap,
+                 "SPANN: lists at most this many bytes apart share a read (-1: one read per list); "
+                 "one value for every variant, or one per variant. A variant may be named twice "
+                 "with different gaps (its series is then named after the gap)")
+      ->delimiter(',');
   app.add_flag("--skip-faiss", c.skip_faiss, "leave FAISS out (no training, no FAISS rows)");
   app.add_option("--modes", c.modes, "warm (buffered), cold (O_DIRECT), or both")
       ->delimiter(',')
@@ -301,7 +314,16 @@ int main(int argc, char** argv) {
     std::unique_ptr<index::SpannIndex> cold, warm;
     double build_s = -1;
     double prune_epsilon = 0.6;
+    bool merge_reads = index::SpannSearchParams{}.merge_reads;
+    uint32_t merge_gap = index::SpannSearchParams{}.merge_gap;
+    uint32_t head_ef = 0;
   };
+  if (!c.head_ef.empty() && c.head_ef.size() != 1 && c.head_ef.size() != c.variants.size()) {
+    return Die("--head-ef: give one value, or one per --spann-variants entry");
+  }
+  if (!c.merge_gap.empty() && c.merge_gap.size() != 1 && c.merge_gap.size() != c.variants.size()) {
+    return Die("--merge-gap: give one value, or one per --spann-variants entry");
+  }
   if (c.prune_epsilon.size() != 1 && c.prune_epsilon.size() != c.variants.size()) {
     return Die("--prune-epsilon: give one value, or one per --spann-variants entry");
   }
@@ -311,6 +333,19 @@ int main(int argc, char** argv) {
     var.name = v;
     var.system = v == "default" ? "strata" : "strata-" + v;
     var.prune_epsilon = c.prune_epsilon[c.prune_epsilon.size() == 1 ? 0 : variants.size()];
+    if (!c.head_ef.empty()) {
+      var.head_ef = c.head_ef[c.head_ef.size() == 1 ? 0 : variants.size()];
+      if (c.head_ef.size() > 1) var.system += fmt::format("-hef{}", var.head_ef);
+    }
+    if (!c.merge_gap.empty()) {
+      const int64_t g = c.merge_gap[c.merge_gap.size() == 1 ? 0 : variants.size()];
+      if (g < -1 || g > int64_t(index::kSpannMaxMergedRead)) {
+        return Die(fmt::format("--merge-gap: {} is outside -1..{}", g, index::kSpannMaxMergedRead));
+      }
+      var.merge_reads = g >= 0;
+      var.merge_gap = g >= 0 ? uint32_t(g) : 0;
+      if (c.merge_gap.size() > 1) var.system += g < 0 ? "-nomerge" : fmt::format("-merge{}", g);
+    }
     const fs::path dir = fs::path(c.workdir) / (v == "default" ? "spann" : "spann-" + v);
     if (!fs::exists(dir)) {
       auto copy = base.Clone();
@@ -459,7 +494,9 @@ int main(int argc, char** argv) {
                var.build_s >= 0 ? fmt::format(", built in {:.1f} s", var.build_s) : "");
   }
   for (const Variant& var : variants) {
-    fmt::print("{} search: prune_epsilon {}{}\n", var.system, var.prune_epsilon,
+    fmt::print("{} search: prune_epsilon {}, {}{}\n", var.system, var.prune_epsilon,
+               var.merge_reads ? fmt::format("lists within {} bytes share a read", var.merge_gap)
+                               : std::string("one read per list"),
                var.name == "default" ? std::string()
                                      : fmt::format(", rerank {} (0 = the index's default)", c.rerank));
   }
@@ -491,14 +528,17 @@ int main(int argc, char** argv) {
   std::vector<faiss::Index::idx_t> fids(k);
   std::vector<double> lat(nq);
 
-  auto strata_pass = [&](const index::SpannIndex& idx, uint32_t max_lists,
-                         double prune_epsilon) -> Result<Pass> {
+  auto strata_pass = [&](const index::SpannIndex& idx, uint32_t max_lists, double prune_epsilon,
+                         bool merge_reads, uint32_t merge_gap, uint32_t head_ef) -> Result<Pass> {
     index::SpannSearchParams sp;
     sp.k = uint32_t(k);
     sp.max_lists = max_lists;
     sp.prune_epsilon = prune_epsilon;
     sp.rerank = c.rerank;
-    uint64_t lists = 0, bytes = 0;
+    sp.merge_reads = merge_reads;
+    sp.merge_gap = merge_gap;
+    sp.head_ef = head_ef;
+    uint64_t lists = 0, bytes = 0, reads = 0;
     for (size_t q = 0; q < nq; ++q) {
       index::SpannQueryStats qs;
       const double t0 = NowMs();
@@ -510,6 +550,7 @@ int main(int argc, char** argv) {
       std::fill(results.begin() + q * k + m, results.begin() + (q + 1) * k, Neighbor{});
       lists += qs.lists_read;
       bytes += qs.bytes_read;
+      reads += qs.list_reads;
     }
     Pass p;
     p.recall = eval.Recall(results, k, nq);
@@ -519,6 +560,7 @@ int main(int argc, char** argv) {
     p.p99_ms = Percentile<double>(lat, 0.99);
     p.lists = double(lists) / double(nq);
     p.kib = double(bytes) / 1024.0 / double(nq);
+    p.reads = double(reads) / double(nq);
     return p;
   };
   auto faiss_pass = [&](uint32_t nprobe, bool cold) -> Pass {
@@ -566,7 +608,8 @@ int main(int argc, char** argv) {
     Timer t;
     for (const Variant& var : variants) {
       auto r = strata_pass(*var.warm, *std::max_element(c.max_lists.begin(), c.max_lists.end()),
-                           var.prune_epsilon);
+                           var.prune_epsilon, var.merge_reads, var.merge_gap,
+                           var.head_ef);
       if (!r) return Die(r.error());
     }
     if (ivf) faiss_pass(*std::max_element(c.nprobes.begin(), c.nprobes.end()), false);
@@ -585,7 +628,8 @@ int main(int argc, char** argv) {
         if (is_strata(s)) {
           const Variant& var = variant_of(s);
           auto r = strata_pass(s.mode == "warm" ? *var.warm : *var.cold, pt.param,
-                               var.prune_epsilon);
+                               var.prune_epsilon, var.merge_reads, var.merge_gap,
+                           var.head_ef);
           if (!r) return Die(r.error());
           p = *r;
         } else {
@@ -600,15 +644,16 @@ int main(int argc, char** argv) {
   }
 
   // ---- table ----
-  fmt::print("\n{:<15} {:<5} {:<10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n", "system", "mode",
+  fmt::print("\n{:<15} {:<5} {:<10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9}\n", "system", "mode",
              "param", "value", fmt::format("recall@{}", k), "mean_ms", "p99_ms", "QPS", "lists/q",
-             "KiB/q");
+             "reads/q", "KiB/q");
   for (const auto& s : series) {
     for (const auto& pt : s.points) {
       const Pass m = pt.Med();
-      fmt::print("{:<15} {:<5} {:<10} {:>6} {:>9.4f} {:>9.3f} {:>9.3f} {:>9.0f} {:>8} {:>9}\n",
+      fmt::print("{:<15} {:<5} {:<10} {:>6} {:>9.4f} {:>9.3f} {:>9.3f} {:>9.0f} {:>8} {:>8} {:>9}\n",
                  s.system, s.mode, s.param_name, pt.param, m.recall, m.mean_ms, m.p99_ms,
                  1000.0 / m.mean_ms, is_strata(s) ? fmt::format("{:.1f}", m.lists) : "-",
+                 is_strata(s) ? fmt::format("{:.1f}", m.reads) : "-",
                  is_strata(s) ? fmt::format("{:.1f}", m.kib) : "-");
     }
   }
@@ -645,6 +690,7 @@ int main(int argc, char** argv) {
         line["prune_epsilon"] = variant_of(s).prune_epsilon;
         line["lists_per_query"] = m.lists;
         line["kib_read_per_query"] = m.kib;
+        line["list_reads_per_query"] = m.reads;
       }
       fmt::print("JSON {}\n", line.dump());
     }

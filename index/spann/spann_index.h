@@ -118,10 +118,22 @@ struct SpannSearchParams {
   // With codes: distinct candidates re-scored with full vectors (at least k);
   // 0 = the index's default (SpannBuildOptions::rerank).
   uint32_t rerank = 0;
+  // Lists that lie close together in the file are read as one request: the lists of one
+  // query are sorted by offset and a list starts a new read only when more than
+  // `merge_gap` bytes (after alignment) separate it from the previous one, or the read
+  // would pass kSpannMaxMergedRead. Siblings of the balanced clustering are stored side by
+  // side, so a query's nearest heads often are; a device answers a few larger reads sooner
+  // than many small ones. The gap's bytes are read (and counted in bytes_read) and
+  // skipped. merge_reads = false: one read per list.
+  bool merge_reads = true;
+  uint32_t merge_gap = 0;
   // Optional: only entries whose id the filter contains are scored and returned
   // (the lists read are the same). Not owned.
   const IdFilter* filter = nullptr;
 };
+
+// The largest read that SpannSearchParams::merge_reads makes of several lists.
+inline constexpr uint32_t kSpannMaxMergedRead = 128 * 1024;
 
 struct SpannOpenOptions {
   storage::IoBackend backend = storage::IoBackend::kAuto;
@@ -133,6 +145,7 @@ struct SpannOpenOptions {
 // What one search cost.
 struct SpannQueryStats {
   uint32_t lists_read = 0;
+  uint32_t list_reads = 0;       // read requests for those lists (fewer when merged)
   uint64_t bytes_read = 0;       // posting lists and rerank reads together
   uint64_t entries_scored = 0;
   uint64_t io_wait_ns = 0;       // both rounds of reads
@@ -151,7 +164,9 @@ class SpannContext {
   std::vector<float> scores;
   std::vector<float> query;
   std::vector<storage::ReadRequest> requests;
-  std::vector<uint32_t> list_at;  // where each list starts within its read
+  std::vector<uint64_t> list_at;  // where each list starts in `buffer`
+  std::vector<uint32_t> order;    // the query's lists by file offset
+  std::vector<uint32_t> read_end; // read r holds order[read_end[r-1] .. read_end[r])
   // Codes: the prepared query, candidates and the rerank reads' buffer.
   Sq8Query sq8_query;
   std::vector<uint64_t> candidates;

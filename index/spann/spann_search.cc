@@ -47,24 +47,50 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
 
   // A list is read as the blocks that hold it: itself where the file's O_DIRECT alignment is
   // no coarser than the lists' (always for 4096-aligned lists), else the aligned blocks around
-  // it; `list_at[i]` is where list i starts in its read.
+  // it. Lists close together in the file share a read (SpannSearchParams::merge_reads);
+  // `list_at[i]` is where list i starts in the buffer.
   const uint64_t fa = std::max<uint64_t>(file_->alignment(), 1);
-  uint64_t total = 0;
-  for (size_t i = 0; i < nlists; ++i) {
+  const auto lo_of = [&](size_t i) { return lists_[heads[i].id].offset / fa * fa; };
+  const auto hi_of = [&](size_t i) {
     const ListEntry& l = lists_[heads[i].id];
-    total += PadTo(l.offset + l.bytes, fa) - l.offset / fa * fa;
+    return PadTo(l.offset + l.bytes, fa);
+  };
+  std::vector<uint32_t>& order = ctx.order;
+  order.resize(nlists);
+  for (size_t i = 0; i < nlists; ++i) order[i] = uint32_t(i);
+  if (p.merge_reads) {
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      return lists_[heads[a].id].offset < lists_[heads[b].id].offset;
+    });
+  }
+  std::vector<storage::ReadRequest>& reqs = ctx.requests;
+  std::vector<uint32_t>& read_end = ctx.read_end;
+  reqs.clear();
+  read_end.clear();
+  uint64_t total = 0;
+  for (size_t o = 0; o < nlists;) {
+    const uint64_t lo = lo_of(order[o]);
+    uint64_t hi = hi_of(order[o]);
+    size_t e = o + 1;
+    while (p.merge_reads && e < nlists && lo_of(order[e]) <= hi + p.merge_gap &&
+           std::max(hi, hi_of(order[e])) - lo <= kSpannMaxMergedRead) {
+      hi = std::max(hi, hi_of(order[e]));
+      ++e;
+    }
+    reqs.push_back({lo, uint32_t(hi - lo), nullptr});
+    read_end.push_back(uint32_t(e));
+    total += hi - lo;
+    o = e;
   }
   std::byte* base = ctx.buffer.Get(total);
-  std::vector<storage::ReadRequest>& reqs = ctx.requests;
-  reqs.resize(nlists);
   ctx.list_at.resize(nlists);
   uint64_t pos = 0;
-  for (size_t i = 0; i < nlists; ++i) {
-    const ListEntry& l = lists_[heads[i].id];
-    const uint64_t lo = l.offset / fa * fa, hi = PadTo(l.offset + l.bytes, fa);
-    reqs[i] = {lo, uint32_t(hi - lo), base + pos};
-    ctx.list_at[i] = uint32_t(l.offset - lo);
-    pos += hi - lo;
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    reqs[r].buffer = base + pos;
+    for (size_t o = r ? read_end[r - 1] : 0; o < read_end[r]; ++o) {
+      ctx.list_at[order[o]] = pos + (lists_[heads[order[o]].id].offset - reqs[r].offset);
+    }
+    pos += reqs[r].length;
   }
   if (!ctx.io || ctx.io->backend() != backend_) {
     STRATA_ASSIGN_OR_RETURN(ctx.io, storage::IoQueue::Create(backend_));
@@ -86,15 +112,11 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   const Sq8Kernels& sk = Sq8KernelsActive();
   const size_t value_bytes = half_lists_ ? sizeof(uint16_t) : sizeof(float);
   const uint64_t wait_before = ctx.io->counters().wait_ns;
-  STRATA_RETURN_IF_ERROR(ctx.io->ReadBatch(*file_, reqs, [&](size_t i, const Status& s) {
-    if (!first_error.ok()) return;
-    if (!s.ok()) {
-      first_error = s;
-      return;
-    }
+  // Scores list i (heads order) once its read is in.
+  const auto score_list = [&](size_t i) {
     const uint32_t list = uint32_t(heads[i].id);
     const ListEntry& l = lists_[list];
-    auto* bytes = static_cast<std::byte*>(reqs[i].buffer) + ctx.list_at[i];
+    auto* bytes = base + ctx.list_at[i];
     if (storage::SectionChecksum(std::span<const std::byte>(bytes, l.bytes)) != l.checksum) {
       first_error = Corruption("{}: posting list {} (offset {}, {} bytes) fails its checksum",
                                (path_ / kPostingsFile).string(), list, l.offset, l.bytes);
@@ -129,6 +151,16 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
       }
     }
     entries += l.count;
+  };
+  STRATA_RETURN_IF_ERROR(ctx.io->ReadBatch(*file_, reqs, [&](size_t r, const Status& s) {
+    if (!first_error.ok()) return;
+    if (!s.ok()) {
+      first_error = s;
+      return;
+    }
+    for (size_t o = r ? read_end[r - 1] : 0; o < read_end[r] && first_error.ok(); ++o) {
+      score_list(order[o]);
+    }
   }));
   STRATA_RETURN_IF_ERROR(first_error);
   uint64_t rerank_bytes = 0;
@@ -149,14 +181,13 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
     TopK<uint64_t> best(p.k);
     const auto id_of = [&](uint64_t packed) {
       const size_t i = packed >> 32;
-      return reinterpret_cast<const uint32_t*>(static_cast<const std::byte*>(reqs[i].buffer) +
-                                               ctx.list_at[i])[uint32_t(packed)];
+      return reinterpret_cast<const uint32_t*>(base + ctx.list_at[i])[uint32_t(packed)];
     };
     if (list_vectors_) {
       for (const auto& e : cands) {
         const size_t i = e.id >> 32, j = uint32_t(e.id);
         const uint32_t count = lists_[heads[i].id].count;
-        const std::byte* vecs = static_cast<const std::byte*>(reqs[i].buffer) + ctx.list_at[i] +
+        const std::byte* vecs = base + ctx.list_at[i] +
                                 size_t(count) * (sizeof(uint32_t) + sizeof(float) + dim_);
         const std::byte* v = vecs + j * dim_ * value_bytes;
         const float d = half_lists_ ? kern.l2sq_f16(q, reinterpret_cast<const uint16_t*>(v), dim_)
@@ -213,6 +244,7 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   }
   if (stats) {
     stats->lists_read += uint32_t(nlists);
+    stats->list_reads += uint32_t(reqs.size());
     // `total`: the bytes of the list reads, as submitted (aligned blocks).
     stats->bytes_read += total + rerank_bytes;
     stats->rerank_bytes_read += rerank_bytes;
