@@ -197,7 +197,7 @@ Result<std::vector<std::vector<KeyedNeighbor>>> Client::SearchKeyed(const std::s
 Result<protocol::SearchWithReply> Client::SearchWith(const std::string& collection, const float* queries,
                                                      uint32_t dim, uint32_t count, const SearchOptions& options) {
   if (fd_ < 0) return Error(ClosedError());
-  if (count == 0) return protocol::SearchWithReply{options.with_attributes, {}, {}};
+  if (count == 0) return protocol::SearchWithReply{options.with_attributes, {}, {}, {}};
   if (dim == 0) return Error(InvalidArgument("search_with: dim must be > 0"));
   auto r = Call(SearchRequestFor(Op::kSearchWith, collection, queries, dim, count, options));
   if (!r && r.error().code() == StatusCode::kUnimplemented && is_open() &&

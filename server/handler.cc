@@ -442,7 +442,7 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
                   name, bytes, config_.max_frame_bytes);
     }
     if (op == Op::kSearchWith) {
-      return protocol::SearchWithReply{options.with_attributes, std::move(*r), std::move(warnings)};
+      return protocol::SearchWithReply{options.with_attributes, std::move(*r), std::move(warnings), {}};
     }
     return protocol::KeyedSearchReply{std::move(*r)};
   } else {

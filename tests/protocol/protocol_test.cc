@@ -536,12 +536,12 @@ TEST(ProtocolLayout, SearchWithInDocumentedOrder) {
   // Its reply (0x8016): u32 fields, u32 query count, per query u32 n and n x (u64 id, f32
   // distance, string key, [attributes]), then u32 count x string warnings.
   Attributes at = {{"n", int64_t{3}}};
-  Frame rep = EncodeResp({Op::kSearchWith, SearchWithReply{true, {{{5, 0.25f, "", at}}}, {"w"}}});
+  Frame rep = EncodeResp({Op::kSearchWith, SearchWithReply{true, {{{5, 0.25f, "", at}}}, {"w"}, {}}});
   EXPECT_EQ(rep.header.opcode, 0x8016);
   EXPECT_EQ(rep.payload, Bytes().U32(1).U32(1).U32(1).U64(5).F32(0.25f).Str("").U16(1).Str("n").U8(0).I64(3)
                              .U32(1).Str("w").get());
   // Without attributes the hits end at their key.
-  Frame plain = EncodeResp({Op::kSearchWith, SearchWithReply{false, {{{5, 0.25f, "k", {}}}}, {}}});
+  Frame plain = EncodeResp({Op::kSearchWith, SearchWithReply{false, {{{5, 0.25f, "k", {}}}}, {}, {}}});
   EXPECT_EQ(plain.payload, Bytes().U32(0).U32(1).U32(1).U64(5).F32(0.25f).Str("k").U32(0).get());
   auto back = DecodeResponse(rep.header, rep.payload);
   ASSERT_TRUE(back.has_value()) << back.error().ToString();

@@ -230,7 +230,8 @@ inline std::vector<Response> SampleResponses() {
                  SearchWithReply{true,
                                  {{{kKeyedIdBase, 0.5f, "elem:0", SampleRecords()[0].attributes}, {7, 1.0f, "", {}}},
                                   {}},
-                                 {"attribute 'lnag' is on no record of collection 'docs'"}}});
+                                 {"attribute 'lnag' is on no record of collection 'docs'"},
+                                 {}}});
   out.push_back({Op::kCreateCollectionWith, EmptyReply{}});
   {
     CollectionInfo info = SampleInfo("docs", Metric::kL2);
