@@ -682,7 +682,12 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
       for (size_t i : positions[s]) g.ids.push_back(ids[i]);
       requests.push_back({candidates[s][attempt], protocol::Request{protocol::Op::kGet, std::move(g)}});
     }
-    auto responses = FanOut(requests);
+    // A replica that does not answer within the shard timeout: the next one is asked.
+    Deadline deadline;
+    if (view_->shard_timeout_ms() != 0) {
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(view_->shard_timeout_ms());
+    }
+    auto responses = FanOut(requests, deadline);
     std::vector<uint32_t> again;
     for (size_t i = 0; i < responses.size(); ++i) {
       const uint32_t s = pending[i];
