@@ -135,6 +135,9 @@ struct UpsertArgs {
   // Attributes per row, JSON Lines (api/attribute_rows.h, as `strata build --attributes`);
   // an "id" there names the row's record too. An upsert replaces the whole record.
   std::string attributes_file;
+  // A file of float16, int8 or uint8 values is sent as it is (upsert_typed) unless this is set
+  // (then widened to float32 here and sent through upsert, as for servers before opcode 29).
+  bool send_float32 = false;
   bool json = false;
 };
 int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a);
@@ -171,6 +174,9 @@ struct SearchCmdArgs {
   uint64_t id_offset = 0;
   uint32_t pipeline = 1;
   bool results = false;
+  // A query file of float16, int8 or uint8 values is sent as it is (search_typed, one query a
+  // request, --pipeline 1) unless this is set or --pipeline is over 1.
+  bool send_float32 = false;
   bool json = false;
 };
 int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a);

@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
                      "By key: a text file of keys, line i the key of row i (instead of ids)");
   upsert->add_option("--key", upsert_args.key, "One record by key (with --vector)");
   upsert->add_option("--vector", upsert_args.vector, "The one record's vector: 0.1,-0.2,...");
+  upsert->add_flag("--send-float32", upsert_args.send_float32,
+                   "Widen a file of float16, int8 or uint8 values to float32 before sending (by default such "
+                   "a file is sent as it is, 2 or 1 bytes a value: upsert_typed, servers from opcode 29 on)");
   upsert->add_flag("--json", upsert_args.json, "Print JSON");
   upsert->callback([&] { rc = CmdUpsert(g, upsert_args); });
 
@@ -172,6 +175,9 @@ int main(int argc, char** argv) {
   search->add_option("--pipeline", search_args.pipeline, "Queries in flight at once")
       ->capture_default_str();
   search->add_flag("--results", search_args.results, "With --queries: print every query's results");
+  search->add_flag("--send-float32", search_args.send_float32,
+                   "Widen a query file of float16, int8 or uint8 values to float32 before sending (by "
+                   "default, with --pipeline 1, such queries are sent as they are: search_typed)");
   search->add_flag("--json", search_args.json, "Print one JSON object");
   search->callback([&] { rc = CmdSearch(g, search_args); });
 

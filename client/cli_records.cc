@@ -200,7 +200,9 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   }
   auto shape = storage::ProbeVectors(a.vectors);
   if (!shape) return Usage(shape.error());
-  NoteConversion(a.vectors, *shape);
+  // float16, int8 and uint8 files go as they are (upsert_typed), unless asked otherwise.
+  const std::optional<ElementType> narrow = a.send_float32 ? std::nullopt : storage::NarrowElementType(*shape);
+  if (!narrow) NoteConversion(a.vectors, *shape);
   // Every input is read and checked before anything is sent.
   auto rows = ReadRowInputs(a, shape->rows);
   if (!rows) return Usage(rows.error());
@@ -227,9 +229,10 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   size_t batch = a.batch;
   if (client.server().max_batch > 0) batch = std::min<size_t>(batch, client.server().max_batch);
   const size_t max_payload = client.server().max_payload > 0 ? client.server().max_payload : SIZE_MAX;
-  const size_t overhead = 4 + a.name.size() + 8;
+  const size_t overhead = 4 + a.name.size() + 8 + (narrow ? 2 : 0);
+  const size_t value_bytes = narrow ? ElementSize(*narrow) : sizeof(float);
   auto record_bytes = [&](size_t row) {
-    size_t n = (keys.empty() ? 8 : 4 + keys[row].size()) + size_t(dim) * 4;
+    size_t n = (keys.empty() ? 8 : 4 + keys[row].size()) + size_t(dim) * value_bytes;
     return n + (attributes.empty() ? 2 : AttributeWireBytes(attributes[row]));
   };
   // Read the file in chunks (bounded memory for large files); cut requests by count and size.
@@ -237,11 +240,15 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   Progress progress("upsert", n_rows);
   Timer timer;
   std::vector<Record> records;
+  std::vector<uint8_t> elements;  // narrow: the records' vectors as they are in the file
   uint64_t applied = 0;
   size_t batches = 0;
   auto send = [&](size_t first_row) -> Status {
     if (records.empty()) return Status::Ok();
-    auto done = keys.empty() ? client.Upsert(a.name, dim, records) : client.UpsertKeyed(a.name, dim, records);
+    auto done = narrow        ? client.UpsertTyped(a.name, dim, *narrow, elements, records, !keys.empty())
+                : keys.empty() ? client.Upsert(a.name, dim, records)
+                               : client.UpsertKeyed(a.name, dim, records);
+    elements.clear();
     if (!done) {
       return done.error().WithContext(
           fmt::format("rows {}..{} of {}", first_row, first_row + records.size() - 1, a.vectors));
@@ -257,9 +264,13 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
     storage::ReadOptions opt;
     opt.first_row = first;
     opt.max_rows = std::min(chunk, n_rows - first);
-    auto part = storage::ReadVectors(a.vectors, opt);
+    // Narrow files are read as they are (2 or 1 bytes a value), never widened here.
+    Result<VectorSet> part = narrow ? VectorSet() : storage::ReadVectors(a.vectors, opt);
     if (!part) return Fail(part.error());
-    for (size_t i = 0; i < part->size(); ++i) {
+    Result<storage::RawRows> raw = narrow ? storage::ReadRawRows(a.vectors, opt) : storage::RawRows{};
+    if (!raw) return Fail(raw.error());
+    const size_t part_rows = narrow ? raw->rows : part->size();
+    for (size_t i = 0; i < part_rows; ++i) {
       const size_t row = first + i;
       const size_t bytes = record_bytes(row);
       if (overhead + bytes > max_payload) {
@@ -274,7 +285,11 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
       Record& r = records.emplace_back();
       r.id = ids.empty() ? a.id_offset + row : ids[row];
       if (!keys.empty()) r.key = keys[row];
-      r.vector.assign(part->row(i), part->row(i) + dim);
+      if (narrow) {
+        elements.insert(elements.end(), raw->row(i), raw->row(i) + size_t(dim) * value_bytes);
+      } else {
+        r.vector.assign(part->row(i), part->row(i) + dim);
+      }
       // An upsert replaces the whole record: a row without attributes leaves none.
       if (!attributes.empty()) r.attributes = attributes[row];
       batch_bytes += bytes;
@@ -289,13 +304,15 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
                                  {"upserted", applied},
                                  {"by_key", !keys.empty()},
                                  {"with_attributes", !attributes.empty()},
+                                 {"sent_as", std::string(narrow ? ElementTypeName(*narrow) : "float32")},
                                  {"requests", batches},
                                  {"seconds", s}}));
     return 0;
   }
-  fmt::print("upserted {} vectors{}{} into {} in {:.2f} s ({:.0f} vectors/s, {} requests)\n", applied,
+  fmt::print("upserted {} vectors{}{} into {} in {:.2f} s ({:.0f} vectors/s, {} requests{})\n", applied,
              keys.empty() ? "" : " by key", attributes.empty() ? "" : " with attributes", a.name, s,
-             s > 0 ? double(applied) / s : 0.0, batches);
+             s > 0 ? double(applied) / s : 0.0, batches,
+             narrow ? fmt::format(", sent as {}", ElementTypeName(*narrow)) : std::string());
   return 0;
 }
 

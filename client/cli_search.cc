@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -176,8 +177,35 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
     warnings = std::move(first->warnings);
     PrintWarnings(warnings);
   }
-  auto run = client::RunQueries(**c, a.name, q.data(), uint32_t(q.dim()), uint32_t(q.size()),
-                                *options, a.pipeline);
+  // A query file of float16, int8 or uint8 values goes as it is (search_typed), one query a
+  // request; pipelined runs (--pipeline over 1) and --send-float32 send float32 queries.
+  std::optional<ElementType> narrow;
+  if (!a.send_float32 && a.pipeline == 1) {
+    auto shape = storage::ProbeVectors(a.queries);
+    if (!shape) return Fail(shape.error());
+    narrow = storage::NarrowElementType(*shape);
+  }
+  Result<client::QueryRun> run = client::QueryRun{};
+  if (narrow) {
+    storage::ReadOptions opt;
+    opt.max_rows = q.size();
+    auto raw = storage::ReadRawRows(a.queries, opt);
+    if (!raw) return Fail(raw.error());
+    const size_t row_bytes = raw->dim * ElementSize(*narrow);
+    Timer all;
+    for (size_t i = 0; i < raw->rows; ++i) {
+      Timer one;
+      auto r = (*c)->SearchTyped(a.name, *narrow, std::span<const uint8_t>(raw->row(i), row_bytes),
+                                 uint32_t(raw->dim), 1, *options);
+      if (!r) return Fail(r.error().WithContext(fmt::format("query {}", i)));
+      run->latency_ms.push_back(one.Seconds() * 1e3);
+      std::vector<Neighbor>& hits = run->results.emplace_back();
+      for (const KeyedNeighbor& n : r->results[0]) hits.push_back({n.id, n.distance});
+    }
+    run->elapsed_s = all.Seconds();
+  } else {
+    run = client::RunQueries(**c, a.name, q.data(), uint32_t(q.dim()), uint32_t(q.size()), *options, a.pipeline);
+  }
   if (!run) return Fail(run.error());
   std::optional<double> recall;
   if (data->truth) {
@@ -211,8 +239,8 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
       fmt::print("{}:{}\n", i, line);
     }
   }
-  fmt::print("queries: {} (k={}, pipeline {}) in {:.3f} s: {:.1f} QPS\n", q.size(), options->k,
-             a.pipeline, run->elapsed_s, qps);
+  fmt::print("queries: {} (k={}, pipeline {}{}) in {:.3f} s: {:.1f} QPS\n", q.size(), options->k, a.pipeline,
+             narrow ? fmt::format(", sent as {}", ElementTypeName(*narrow)) : std::string(), run->elapsed_s, qps);
   fmt::print("latency ms: p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
              lat.p50_ms, lat.p90_ms, lat.p99_ms, lat.max_ms, lat.mean_ms);
   if (recall) fmt::print("recall@{}: {:.4f}\n", std::min<size_t>(options->k, data->truth->k), *recall);

@@ -144,6 +144,19 @@ class Client {
   // a filter may match nothing. A server that predates search_with: Unimplemented, saying so.
   Result<protocol::SearchWithReply> SearchWith(const std::string& collection, const float* queries,
                                                uint32_t dim, uint32_t count, const SearchOptions& options);
+  // ---- Vectors as float16, int8 or uint8 (core/element.h), sent as they are ----
+  // upsert_typed (docs/PROTOCOL.md): `rows` holds records.size() x dim values of `element`,
+  // row-major, little-endian (2 or 1 bytes each instead of float32's 4); the records' own
+  // vectors must be empty (float32 goes through Upsert). By id, or with `keyed` by each
+  // Record::key. The server widens each row to float32 as it adds it to the write batch.
+  // A server that predates it: Unimplemented, saying so.
+  Result<uint64_t> UpsertTyped(const std::string& collection, uint32_t dim, ElementType element,
+                               std::span<const uint8_t> rows, std::span<const Record> records,
+                               bool keyed = false);
+  // search_typed: SearchWith with `count` x dim query values of `element` in `queries`.
+  Result<protocol::SearchWithReply> SearchTyped(const std::string& collection, ElementType element,
+                                                std::span<const uint8_t> queries, uint32_t dim, uint32_t count,
+                                                const SearchOptions& options);
   // A page of keys in id order from `cursor` (0: the start); the page's next_cursor
   // continues, 0 when done (Engine::ListKeys).
   Result<KeyPage> ListKeys(const std::string& collection, uint64_t cursor, uint32_t count);

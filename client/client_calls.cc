@@ -115,6 +115,89 @@ Result<uint64_t> Client::Upsert(const std::string& collection, uint32_t dim,
   return reply.applied;
 }
 
+namespace {
+// A typed call answered UnknownOp by a server that predates it.
+bool PredatesOp(const Status& s) {
+  return s.code() == StatusCode::kUnimplemented && s.message().find("UnknownOp") != std::string::npos;
+}
+}  // namespace
+
+Result<uint64_t> Client::UpsertTyped(const std::string& collection, uint32_t dim, ElementType element,
+                                     std::span<const uint8_t> rows, std::span<const Record> records, bool keyed) {
+  if (fd_ < 0) return Error(ClosedError());
+  if (element == ElementType::kFloat32 || static_cast<uint8_t>(element) > kLastElementType) {
+    return Error(InvalidArgument("upsert_typed: element type {} (send float16, int8 or uint8; float32 through upsert)",
+                                 ElementTypeName(element)));
+  }
+  const uint64_t need = uint64_t{records.size()} * dim * ElementSize(element);
+  if (rows.size() != need) {
+    return Error(InvalidArgument("upsert_typed: {} bytes of {} values for {} records of dim {} (needs {})",
+                                 rows.size(), ElementTypeName(element), records.size(), dim, need));
+  }
+  protocol::UpsertRequest upsert;
+  upsert.collection = collection;
+  upsert.dim = dim;
+  upsert.element = element;
+  upsert.keyed = keyed;
+  upsert.records.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!records[i].vector.empty()) {
+      return Error(InvalidArgument("upsert_typed: record {} carries float32 components; its vector is in `rows`", i));
+    }
+    if (keyed) {
+      if (Status s = ValidateKey(records[i].key); !s.ok()) {
+        return Error(s.WithContext(fmt::format("upsert_typed: record {}", i)));
+      }
+    }
+    upsert.records.push_back(Record{.id = records[i].id, .vector = {}, .attributes = records[i].attributes,
+                                    .key = records[i].key});
+  }
+  upsert.elements.assign(rows.begin(), rows.end());
+  auto r = Call(Request{.op = Op::kUpsertTyped, .body = std::move(upsert)});
+  if (!r && is_open() && PredatesOp(r.error())) {
+    return Error(Unimplemented("upsert_typed: the server ({}) predates upsert_typed (opcode 29); send float32 "
+                               "vectors through upsert instead",
+                               server_.server_version));
+  }
+  if (!r) return Error(r.error());
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::WriteReply>(std::move(*r), Op::kUpsertTyped));
+  return reply.applied;
+}
+
+Result<protocol::SearchWithReply> Client::SearchTyped(const std::string& collection, ElementType element,
+                                                      std::span<const uint8_t> queries, uint32_t dim,
+                                                      uint32_t count, const SearchOptions& options) {
+  if (fd_ < 0) return Error(ClosedError());
+  if (element == ElementType::kFloat32 || static_cast<uint8_t>(element) > kLastElementType) {
+    return Error(InvalidArgument("search_typed: element type {} (send float16, int8 or uint8; float32 through "
+                                 "search_with)",
+                                 ElementTypeName(element)));
+  }
+  if (count == 0) return protocol::SearchWithReply{options.with_attributes, {}, {}};
+  if (dim == 0) return Error(InvalidArgument("search_typed: dim must be > 0"));
+  const uint64_t need = uint64_t{count} * dim * ElementSize(element);
+  if (queries.size() != need) {
+    return Error(InvalidArgument("search_typed: {} bytes of {} values for {} queries of dim {} (needs {})",
+                                 queries.size(), ElementTypeName(element), count, dim, need));
+  }
+  protocol::SearchRequest search{.collection = collection, .options = options, .dim = dim, .count = count};
+  search.element = element;
+  search.elements.assign(queries.begin(), queries.end());
+  auto r = Call(Request{.op = Op::kSearchTyped, .body = std::move(search)});
+  if (!r && is_open() && PredatesOp(r.error())) {
+    return Error(Unimplemented("search_typed: the server ({}) predates search_typed (opcode 30); send float32 "
+                               "queries instead",
+                               server_.server_version));
+  }
+  if (!r) return Error(r.error());
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::SearchWithReply>(std::move(*r), Op::kSearchTyped));
+  if (reply.results.size() != count) {
+    return Error(Internal("search_typed: the server answered {} result lists for {} queries", reply.results.size(),
+                          count));
+  }
+  return reply;
+}
+
 Result<uint64_t> Client::Delete(const std::string& collection, std::span<const VectorId> ids) {
   protocol::DeleteRequest del;
   del.collection = collection;

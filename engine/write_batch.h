@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "api/types.h"
+#include "core/element.h"
 #include "core/status.h"
 #include "core/types.h"
 #include "engine/attributes.h"
@@ -61,6 +62,21 @@ class WriteBatch {
                          Attributes attributes = {}) {
     ops_.push_back({WriteOp::Kind::kUpsert, id, {vector.begin(), vector.end()}, std::move(attributes),
                     std::move(key), true});
+  }
+  // Upsert and UpsertByKey with a row of `dim` values of another element type (core/element.h: float16,
+  // int8, uint8; any alignment), widened to float32 here, one row at a time: the log and the
+  // in-memory segment hold float32, so a batch of narrow vectors (upsert_typed) is widened as
+  // it is added, never copied whole as float32 first.
+  void UpsertRow(VectorId id, ElementType type, const void* row, size_t dim, Attributes attributes = {}) {
+    WriteOp op{WriteOp::Kind::kUpsert, id, std::vector<float>(dim), std::move(attributes), {}, false};
+    WidenRow(type, row, dim, op.vector.data());
+    ops_.push_back(std::move(op));
+  }
+  void UpsertRowByKey(std::string key, ElementType type, const void* row, size_t dim, Attributes attributes = {}) {
+    WriteOp op{WriteOp::Kind::kUpsert, kInvalidVectorId, std::vector<float>(dim), std::move(attributes),
+               std::move(key), true};
+    WidenRow(type, row, dim, op.vector.data());
+    ops_.push_back(std::move(op));
   }
   // Deletes the live record with this key; a no-op when there is none.
   void DeleteByKey(std::string key) {

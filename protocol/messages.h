@@ -49,6 +49,9 @@ Result<Attributes> ReadAttributes(Reader& r, const DecodeLimits& limits);
 // upsert (each record named by its u64 id) and, with `keyed`, upsert_keyed (by its key).
 void WriteUpsert(Writer& w, const UpsertRequest& m, bool keyed = false);
 Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits, bool keyed = false);
+// upsert_typed: u8 element, u8 flags (bit 0 keyed), then upsert's payload in that element.
+void WriteUpsertTyped(Writer& w, const UpsertRequest& m);
+Result<UpsertRequest> ReadUpsertTyped(Reader& r, const DecodeLimits& limits);
 void WriteDelete(Writer& w, const DeleteRequest& m);
 Result<DeleteRequest> ReadDelete(Reader& r, const DecodeLimits& limits);
 void WriteWriteReply(Writer& w, const WriteReply& m);  // upsert and delete
@@ -64,6 +67,9 @@ Result<GetReply> ReadGetReply(Reader& r, const DecodeLimits& limits);
 // kSearchWith's request ends with u32 fields (options.with_attributes).
 void WriteSearch(Writer& w, Op op, const SearchRequest& m);
 Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits);
+// search_typed: u8 element, then search_with's request with queries in that element.
+void WriteSearchTyped(Writer& w, const SearchRequest& m);
+Result<SearchRequest> ReadSearchTyped(Reader& r, const DecodeLimits& limits);
 void WriteSearchWithReply(Writer& w, const SearchWithReply& m);
 Result<SearchWithReply> ReadSearchWithReply(Reader& r, const DecodeLimits& limits);
 void WriteSearchReply(Writer& w, Op op, const SearchReply& m);

@@ -98,6 +98,12 @@ void WriteRequestPayload(Writer& w, const Request& req) {
     case Op::kSnapshot:
       wire::WriteSnapshot(w, BodyAs<SnapshotRequest>(b));
       return;
+    case Op::kUpsertTyped:
+      wire::WriteUpsertTyped(w, BodyAs<UpsertRequest>(b));
+      return;
+    case Op::kSearchTyped:
+      wire::WriteSearchTyped(w, BodyAs<SearchRequest>(b));
+      return;
     case Op::kError:
       break;
   }
@@ -151,6 +157,10 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
       return wire::ReadListKeys(r, limits);
     case Op::kSnapshot:
       return wire::ReadSnapshot(r, limits);
+    case Op::kUpsertTyped:
+      return wire::ReadUpsertTyped(r, limits);
+    case Op::kSearchTyped:
+      return wire::ReadSearchTyped(r, limits);
     case Op::kError:
       break;
   }
@@ -197,6 +207,7 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
       return;
     case Op::kUpsertKeyed:
     case Op::kDeleteKeyed:
+    case Op::kUpsertTyped:
       wire::WriteWriteReply(w, BodyAs<WriteReply>(b));
       return;
     case Op::kGetKeyed:
@@ -212,6 +223,7 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
       wire::WriteSnapshotReply(w, BodyAs<SnapshotReply>(b));
       return;
     case Op::kSearchWith:
+    case Op::kSearchTyped:
       wire::WriteSearchWithReply(w, BodyAs<SearchWithReply>(b));
       return;
     case Op::kUpsertKeyedIds:
@@ -256,6 +268,7 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadStatsReply(r);
     case Op::kUpsertKeyed:
     case Op::kDeleteKeyed:
+    case Op::kUpsertTyped:
       return wire::ReadWriteReply(r);
     case Op::kGetKeyed:
       return wire::ReadKeyedGetReply(r, limits);
@@ -266,6 +279,7 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
     case Op::kSnapshot:
       return wire::ReadSnapshotReply(r);
     case Op::kSearchWith:
+    case Op::kSearchTyped:
       return wire::ReadSearchWithReply(r, limits);
     case Op::kUpsertKeyedIds:
       return wire::ReadIdsReply(r, limits);
@@ -351,6 +365,10 @@ std::string_view OpName(Op op) {
       return "describe_collection_with";
     case Op::kUpsertKeyedIds:
       return "upsert_keyed_ids";
+    case Op::kUpsertTyped:
+      return "upsert_typed";
+    case Op::kSearchTyped:
+      return "search_typed";
     case Op::kError:
       return "error";
   }
@@ -358,8 +376,9 @@ std::string_view OpName(Op op) {
 }
 
 bool IsKnownRequestOp(uint16_t opcode) {
+  // The range has holes (opcodes left for requests not defined here): those are unknown too.
   return opcode >= static_cast<uint16_t>(Op::kHello) &&
-         opcode <= static_cast<uint16_t>(kLastRequestOp);
+         opcode <= static_cast<uint16_t>(kLastRequestOp) && OpName(static_cast<Op>(opcode)) != "unknown";
 }
 
 std::string_view ErrorCodeName(ErrorCode code) {
@@ -649,6 +668,54 @@ Status ValidateForEncoding(const Request& request) {
     case Op::kSnapshot:
       if (!std::holds_alternative<SnapshotRequest>(request.body)) return wrong_body();
       break;
+    case Op::kUpsertTyped: {
+      const auto* m = std::get_if<UpsertRequest>(&request.body);
+      if (m == nullptr) return wrong_body();
+      if (static_cast<uint8_t>(m->element) > kLastElementType) {
+        return InvalidArgument("{}: element type {} is not one of float32, float16, int8, uint8", op,
+                               static_cast<uint8_t>(m->element));
+      }
+      if (m->element != ElementType::kFloat32) {
+        const uint64_t need = uint64_t{m->records.size()} * m->dim * ElementSize(m->element);
+        if (m->elements.size() != need) {
+          return InvalidArgument("{}: {} bytes of {} values, {} records x dim {} needs {}", op,
+                                 m->elements.size(), ElementTypeName(m->element), m->records.size(), m->dim,
+                                 need);
+        }
+      } else if (!m->elements.empty()) {
+        return InvalidArgument("{}: float32 vectors travel in the records, not in elements", op);
+      }
+      for (size_t i = 0; i < m->records.size(); ++i) {
+        const size_t want = m->element == ElementType::kFloat32 ? m->dim : 0;
+        if (m->records[i].vector.size() != want) {
+          return InvalidArgument("{}: record {}: vector has {} components, {} expected ({} element type)", op, i,
+                                 m->records[i].vector.size(), want, ElementTypeName(m->element));
+        }
+        STRATA_RETURN_IF_ERROR(check_attributes(m->records[i].attributes, i));
+      }
+      break;
+    }
+    case Op::kSearchTyped: {
+      const auto* m = std::get_if<SearchRequest>(&request.body);
+      if (m == nullptr) return wrong_body();
+      if (static_cast<uint8_t>(m->element) > kLastElementType) {
+        return InvalidArgument("{}: element type {} is not one of float32, float16, int8, uint8", op,
+                               static_cast<uint8_t>(m->element));
+      }
+      const uint64_t values = uint64_t{m->count} * m->dim;
+      const bool narrow = m->element != ElementType::kFloat32;
+      if (narrow ? (m->elements.size() != values * ElementSize(m->element) || !m->queries.empty())
+                 : (m->queries.size() != values || !m->elements.empty())) {
+        return InvalidArgument("{}: {} query floats and {} bytes of {} values, count {} x dim {} needs {} values",
+                               op, m->queries.size(), m->elements.size(), ElementTypeName(m->element), m->count,
+                               m->dim, values);
+      }
+      if (m->count == 0) return InvalidArgument("{}: count 0 (search_typed carries at least 1 query)", op);
+      if (m->options.prepared_filter != nullptr) {
+        return InvalidArgument("{}: options.prepared_filter is the embedded engine's; send the filter text", op);
+      }
+      break;
+    }
     case Op::kError:
       break;
   }

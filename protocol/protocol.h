@@ -43,6 +43,7 @@
 #include "api/explain.h"
 #include "api/histogram.h"
 #include "api/types.h"
+#include "core/element.h"
 #include "core/metric.h"
 #include "core/status.h"
 #include "core/types.h"
@@ -93,11 +94,15 @@ enum class Op : uint16_t {
   // What a cluster's router uses to make a shard's replicas agree on each key's id
   // (docs/CLUSTER.md).
   kUpsertKeyedIds = 25,  // UpsertRequest, each record's id and key; IdsReply
+  // Added within version 1: vectors as float16, int8 or uint8 (core/element.h), sent as they
+  // are instead of widened to float32 (docs/PROTOCOL.md). 26..28 are left for other requests.
+  kUpsertTyped = 29,  // UpsertRequest (element, keyed); WriteReply
+  kSearchTyped = 30,  // SearchRequest (element) as search_with; SearchWithReply
   kError = 0x7fff,    // only in responses: ErrorReply
 };
 // The highest request opcode: request opcodes are 1..kLastRequestOp (tables indexed by
 // opcode, such as the server's per-op counters, size themselves by it).
-inline constexpr Op kLastRequestOp = Op::kUpsertKeyedIds;
+inline constexpr Op kLastRequestOp = Op::kSearchTyped;
 std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
 bool IsKnownRequestOp(uint16_t opcode);
 
@@ -167,10 +172,18 @@ struct DescribeCollectionRequest { std::string name; };
 // u16 attribute count, attributes). Applied atomically as one write batch. kUpsertKeyed:
 // each record's string key instead of its id. kUpsertKeyedIds: each record's u64 id, then
 // its string key.
+// kUpsertTyped: u8 element type (0 float32, 1 float16, 2 int8, 3 uint8), u8 flags (bit 0:
+// records by key), then kUpsert's payload (kUpsertKeyed's with bit 0) whose vectors are dim x
+// that element type. Only kUpsertTyped reads `element`, `elements` and `keyed`.
 struct UpsertRequest {
   std::string collection;
   uint32_t dim = 0;
-  std::vector<Record> records;   // each vector has `dim` components
+  std::vector<Record> records;   // each vector has `dim` components (empty: see `elements`)
+  ElementType element = ElementType::kFloat32;
+  // Other than float32: the records' vectors, records.size() x dim values of `element`,
+  // row-major, little-endian, the records' own vectors being empty. float32 travels in them.
+  std::vector<uint8_t> elements{};
+  bool keyed = false;            // kUpsertTyped: records named by Record::key
 };
 struct DeleteRequest {           // string collection, u32 count, count x u64
   std::string collection;
@@ -187,12 +200,17 @@ struct GetRequest {              // string collection, u32 count, count x u64
 // u32 options.shard_timeout_ms follows (other bits: malformed). Only kSearchWith carries
 // with_attributes, allow_partial and shard_timeout_ms (ValidateForEncoding refuses them on the
 // others); a request without bits 1 and 2 has the bytes it had before they existed.
+// kSearchTyped: u8 element type, then kSearchWith's payload whose queries are count x dim
+// values of that type; its reply is kSearchWith's.
 struct SearchRequest {
   std::string collection;
   SearchOptions options{};
   uint32_t dim = 0;
   uint32_t count = 0;
-  std::vector<float> queries;    // count * dim
+  std::vector<float> queries{};  // count * dim (empty for another element: see `elements`)
+  // kSearchTyped only: other than float32, the queries as count x dim values of `element`.
+  ElementType element = ElementType::kFloat32;
+  std::vector<uint8_t> elements{};
 };
 // kDeleteKeyed / kGetKeyed: string collection, u32 count, count x string key.
 struct KeysRequest {

@@ -197,6 +197,82 @@ Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits, bool key
   return m;
 }
 
+namespace {
+constexpr uint8_t kUpsertFlagKeyed = 1u << 0;
+}  // namespace
+
+void WriteUpsertTyped(Writer& w, const UpsertRequest& m) {
+  STRATA_CHECK(static_cast<uint8_t>(m.element) <= kLastElementType);
+  w.U8(static_cast<uint8_t>(m.element));
+  w.U8(m.keyed ? kUpsertFlagKeyed : 0);
+  if (m.element == ElementType::kFloat32) {
+    WriteUpsert(w, m, m.keyed);
+    return;
+  }
+  const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(m.element);
+  STRATA_CHECK(m.elements.size() == m.records.size() * row_bytes);
+  w.String(m.collection);
+  w.U32(m.dim);
+  w.Count(m.records.size());
+  for (size_t i = 0; i < m.records.size(); ++i) {
+    const Record& rec = m.records[i];
+    STRATA_CHECK(rec.vector.empty());
+    if (m.keyed) {
+      w.String(rec.key);
+    } else {
+      w.U64(rec.id);
+    }
+    w.Raw(std::span<const uint8_t>(m.elements.data() + i * row_bytes, row_bytes));
+    WriteAttributes(w, rec.attributes);
+  }
+}
+
+Result<UpsertRequest> ReadUpsertTyped(Reader& r, const DecodeLimits& limits) {
+  STRATA_ASSIGN_OR_RETURN(uint8_t element_byte, r.U8("element type"));
+  STRATA_ASSIGN_OR_RETURN(ElementType element, ElementTypeFromByte(element_byte));
+  STRATA_ASSIGN_OR_RETURN(uint8_t flags, r.U8("flags"));
+  if (flags & ~kUpsertFlagKeyed) {
+    return Error(InvalidArgument("flags: unknown bits 0x{:x} (bit 0: keyed)", flags & ~kUpsertFlagKeyed));
+  }
+  const bool keyed = (flags & kUpsertFlagKeyed) != 0;
+  if (element == ElementType::kFloat32) {
+    STRATA_ASSIGN_OR_RETURN(UpsertRequest m, ReadUpsert(r, limits, keyed));
+    m.keyed = keyed;
+    return m;
+  }
+  UpsertRequest m;
+  m.element = element;
+  m.keyed = keyed;
+  STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
+  STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
+  if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
+  const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(element);
+  const uint64_t min_record = (keyed ? kMinStringBytes : 8) + row_bytes + 2;
+  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", min_record));
+  m.records.reserve(n);
+  m.elements.reserve(n * row_bytes);  // the count check bounds it by the payload
+  for (uint32_t i = 0; i < n; ++i) {
+    auto fail = [i](const Status& s) { return Error(s.WithContext(fmt::format("record {}", i))); };
+    Record rec;
+    if (keyed) {
+      rec.id = kInvalidVectorId;
+      auto key = r.String("key", limits.max_string);
+      if (!key) return fail(key.error());
+      rec.key = std::move(*key);
+    } else {
+      auto id = r.U64("id");
+      if (!id) return fail(id.error());
+      rec.id = *id;
+    }
+    if (Status s = r.AppendBytes("vector", row_bytes, m.elements); !s.ok()) return fail(s);
+    auto attributes = ReadAttributes(r, limits);
+    if (!attributes) return fail(attributes.error());
+    rec.attributes = std::move(*attributes);
+    m.records.push_back(std::move(rec));
+  }
+  return m;
+}
+
 void WriteDelete(Writer& w, const DeleteRequest& m) {
   w.String(m.collection);
   w.Count(m.ids.size());

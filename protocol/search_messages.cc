@@ -52,6 +52,35 @@ Result<SearchOptions> ReadOptions(Reader& r, const DecodeLimits& limits) {
 
 }  // namespace
 
+namespace {
+
+// search_with's (and search_typed's) trailing fields word and what it announces.
+void WriteRequestFields(Writer& w, const SearchOptions& o) {
+  const uint32_t fields = (o.with_attributes ? kFieldAttributes : 0) | (o.allow_partial ? kFieldPartial : 0) |
+                          (o.shard_timeout_ms != 0 ? kFieldShardTimeout : 0);
+  w.U32(fields);
+  if (fields & kFieldShardTimeout) w.U32(o.shard_timeout_ms);
+}
+
+Status ReadRequestFields(Reader& r, SearchOptions& o) {
+  STRATA_ASSIGN_OR_RETURN(uint32_t fields, r.U32("fields"));
+  if (fields & ~kKnownRequestFields) {
+    return InvalidArgument("fields: unknown bits 0x{:x} (bit 0: attributes, 1: allow partial, 2: shard timeout)",
+                           fields & ~kKnownRequestFields);
+  }
+  o.with_attributes = (fields & kFieldAttributes) != 0;
+  o.allow_partial = (fields & kFieldPartial) != 0;
+  if (fields & kFieldShardTimeout) {
+    STRATA_ASSIGN_OR_RETURN(o.shard_timeout_ms, r.U32("shard_timeout_ms"));
+    if (o.shard_timeout_ms == 0) {
+      return InvalidArgument("shard_timeout_ms: 0 with fields bit 2 set (leave the bit out)");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 void WriteSearch(Writer& w, Op op, const SearchRequest& m) {
   STRATA_CHECK(m.queries.size() == uint64_t{m.count} * m.dim);
   // Only search_with carries it; the older searches have no room (ValidateForEncoding).
@@ -61,13 +90,7 @@ void WriteSearch(Writer& w, Op op, const SearchRequest& m) {
   w.U32(m.dim);
   w.U32(m.count);
   w.Floats(m.queries);
-  if (op == Op::kSearchWith) {
-    const uint32_t fields = (m.options.with_attributes ? kFieldAttributes : 0) |
-                            (m.options.allow_partial ? kFieldPartial : 0) |
-                            (m.options.shard_timeout_ms != 0 ? kFieldShardTimeout : 0);
-    w.U32(fields);
-    if (fields & kFieldShardTimeout) w.U32(m.options.shard_timeout_ms);
-  }
+  if (op == Op::kSearchWith) WriteRequestFields(w, m.options);
 }
 
 Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
@@ -94,22 +117,47 @@ Result<SearchRequest> ReadSearch(Reader& r, Op op, const DecodeLimits& limits) {
     return Error(OverLimit("count", "", m.count, limits.max_batch, "max_batch"));
   }
   STRATA_RETURN_IF_ERROR(r.Floats("queries", floats, m.queries));
-  if (op == Op::kSearchWith) {
-    STRATA_ASSIGN_OR_RETURN(uint32_t fields, r.U32("fields"));
-    if (fields & ~kKnownRequestFields) {
-      return Error(InvalidArgument(
-          "fields: unknown bits 0x{:x} (bit 0: attributes, 1: allow partial, 2: shard timeout)",
-          fields & ~kKnownRequestFields));
-    }
-    m.options.with_attributes = (fields & kFieldAttributes) != 0;
-    m.options.allow_partial = (fields & kFieldPartial) != 0;
-    if (fields & kFieldShardTimeout) {
-      STRATA_ASSIGN_OR_RETURN(m.options.shard_timeout_ms, r.U32("shard_timeout_ms"));
-      if (m.options.shard_timeout_ms == 0) {
-        return Error(InvalidArgument("shard_timeout_ms: 0 with fields bit 2 set (leave the bit out)"));
-      }
-    }
+  if (op == Op::kSearchWith) STRATA_RETURN_IF_ERROR(ReadRequestFields(r, m.options));
+  return m;
+}
+
+void WriteSearchTyped(Writer& w, const SearchRequest& m) {
+  STRATA_CHECK(static_cast<uint8_t>(m.element) <= kLastElementType);
+  w.U8(static_cast<uint8_t>(m.element));
+  if (m.element == ElementType::kFloat32) {
+    WriteSearch(w, Op::kSearchWith, m);
+    return;
   }
+  STRATA_CHECK(m.queries.empty());
+  STRATA_CHECK(m.elements.size() == uint64_t{m.count} * m.dim * ElementSize(m.element));
+  w.String(m.collection);
+  WriteOptions(w, m.options);
+  w.U32(m.dim);
+  w.U32(m.count);
+  w.Raw(m.elements);
+  WriteRequestFields(w, m.options);
+}
+
+Result<SearchRequest> ReadSearchTyped(Reader& r, const DecodeLimits& limits) {
+  STRATA_ASSIGN_OR_RETURN(uint8_t element_byte, r.U8("element type"));
+  STRATA_ASSIGN_OR_RETURN(ElementType element, ElementTypeFromByte(element_byte));
+  if (element == ElementType::kFloat32) return ReadSearch(r, Op::kSearchWith, limits);
+  SearchRequest m;
+  m.element = element;
+  STRATA_ASSIGN_OR_RETURN(m.collection, r.String("collection", limits.max_string));
+  STRATA_ASSIGN_OR_RETURN(m.options, ReadOptions(r, limits));
+  STRATA_ASSIGN_OR_RETURN(m.dim, r.U32("dim"));
+  if (m.dim > limits.max_dim) return Error(OverLimit("dim", "", m.dim, limits.max_dim, "max_dim"));
+  STRATA_ASSIGN_OR_RETURN(m.count, r.U32("count"));
+  if (m.count == 0) return Error(InvalidArgument("count: a search batch needs at least 1 query"));
+  const uint64_t bytes = uint64_t{m.count} * m.dim * ElementSize(element);
+  if (bytes > r.left()) {
+    return Error(InvalidArgument("queries: {} x {} {} values need {} bytes, {} left", m.count, m.dim,
+                                 ElementTypeName(element), bytes, r.left()));
+  }
+  if (m.count > limits.max_batch) return Error(OverLimit("count", "", m.count, limits.max_batch, "max_batch"));
+  STRATA_RETURN_IF_ERROR(r.AppendBytes("queries", bytes, m.elements));
+  STRATA_RETURN_IF_ERROR(ReadRequestFields(r, m.options));
   return m;
 }
 

@@ -63,6 +63,7 @@ class Writer {
     Bytes(s.data(), s.size());
   }
   void Floats(std::span<const float> v) { Bytes(v.data(), v.size_bytes()); }
+  void Raw(std::span<const uint8_t> v) { Bytes(v.data(), v.size()); }
   void Count(size_t n) {
     STRATA_CHECK(n <= std::numeric_limits<uint32_t>::max());
     U32(static_cast<uint32_t>(n));
@@ -173,6 +174,14 @@ class Reader {
     out.resize(n);
     if (n > 0) std::memcpy(out.data(), in_.data() + pos_, n * sizeof(float));
     pos_ += n * sizeof(float);
+    return Status::Ok();
+  }
+
+  // `n` bytes (already bounded), appended to `out`.
+  Status AppendBytes(std::string_view field, uint64_t n, std::vector<uint8_t>& out) {
+    if (n > left()) return InvalidArgument("{}{} bytes needed, {} left", Prefix(field), n, left());
+    out.insert(out.end(), in_.data() + pos_, in_.data() + pos_ + n);
+    pos_ += n;
     return Status::Ok();
   }
 

@@ -227,7 +227,8 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
       const auto& m = std::get<protocol::SearchRequest>(request.body);
       return fit(SearchReplyBytes(m.count, m.options.k) + uint64_t{m.count} * m.options.k * 4);
     }
-    case Op::kSearchWith: {
+    case Op::kSearchWith:
+    case Op::kSearchTyped: {
       // Hits with keys and (on request) attributes, sized once the reply is made; the bound
       // counts a key's length, an attribute count and the warnings.
       const auto& m = std::get<protocol::SearchRequest>(request.body);
@@ -336,6 +337,10 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
       return ListKeys(std::get<protocol::ListKeysRequest>(b));
     case Op::kSnapshot:
       return Snapshot(std::get<protocol::SnapshotRequest>(b));
+    case Op::kUpsertTyped:
+      return UpsertTyped(std::get<protocol::UpsertRequest>(b));
+    case Op::kSearchTyped:
+      return SearchTyped(std::get<protocol::SearchRequest>(b));
     case Op::kHello:
       return Hello();
     case Op::kError:
@@ -453,6 +458,61 @@ RequestHandler::Outcome RequestHandler::Search(Op op, const protocol::SearchRequ
     reply.results = std::move(*r);
   }
   return reply;
+}
+
+RequestHandler::Outcome RequestHandler::SearchTyped(const protocol::SearchRequest& m) {
+  if (m.element == ElementType::kFloat32) return Search(Op::kSearchWith, m);
+  if (m.count > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "search_typed: {} queries, over the server's limit of {} (max_batch)",
+                m.count, config_.max_batch);
+  }
+  const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(m.element);
+  if (m.count == 0 || m.elements.size() != m.count * row_bytes) {
+    return Fail(InvalidArgument("search_typed: {} bytes of {} values for {} queries of dimension {}",
+                                m.elements.size(), ElementTypeName(m.element), m.count, m.dim));
+  }
+  // Queries are few and a search needs floats: widened here, as a whole.
+  protocol::SearchRequest widened{.collection = m.collection, .options = m.options, .dim = m.dim, .count = m.count};
+  widened.queries.resize(uint64_t{m.count} * m.dim);
+  for (uint32_t q = 0; q < m.count; ++q) {
+    WidenRow(m.element, m.elements.data() + q * row_bytes, m.dim, widened.queries.data() + uint64_t{q} * m.dim);
+  }
+  return Search(Op::kSearchWith, widened);
+}
+
+RequestHandler::Outcome RequestHandler::UpsertTyped(const protocol::UpsertRequest& m) {
+  if (m.element == ElementType::kFloat32) return Upsert(m, m.keyed);
+  const std::string_view op = "upsert_typed";
+  if (m.records.size() > config_.max_batch) {
+    return Fail(ErrorCode::kTooLarge, "{}: {} records, over the server's limit of {} (max_batch)", op,
+                m.records.size(), config_.max_batch);
+  }
+  const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(m.element);
+  if (m.elements.size() != m.records.size() * row_bytes) {
+    return Fail(InvalidArgument("{}: {} bytes of {} values for {} records of dimension {}", op, m.elements.size(),
+                                ElementTypeName(m.element), m.records.size(), m.dim));
+  }
+  // Each row is widened straight from the decoded payload into its operation: the batch is
+  // never held as a second float32 copy (the request's values take 1 or 2 bytes each).
+  engine::WriteBatch batch;
+  for (size_t i = 0; i < m.records.size(); ++i) {
+    const Record& r = m.records[i];
+    const uint8_t* row = m.elements.data() + i * row_bytes;
+    if (m.keyed) {
+      batch.UpsertRowByKey(r.key, m.element, row, m.dim, r.attributes);
+    } else {
+      batch.UpsertRow(r.id, m.element, row, m.dim, r.attributes);
+    }
+    if (m.element == ElementType::kFloat16) {  // a half may be infinite or NaN
+      const std::vector<float>& v = batch.ops().back().vector;
+      const std::string which =
+          m.keyed ? fmt::format("key '{}'", KeyForMessage(r.key)) : fmt::format("id {}", r.id);
+      Status s = CheckFinite(v.data(), v.size(), fmt::format("{}: record {} ({})", op, i, which));
+      if (!s.ok()) return Fail(s);
+    }
+  }
+  if (Status s = engine_.Write(m.collection, batch); !s.ok()) return Fail(s.WithContext(op));
+  return protocol::WriteReply{m.records.size()};
 }
 
 RequestHandler::Outcome RequestHandler::Upsert(const protocol::UpsertRequest& m, bool by_key) {

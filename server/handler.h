@@ -81,6 +81,10 @@ class RequestHandler {
   // kUpsertKeyedIds: by key, each with the id it must have (kInvalidVectorId: found or
   // assigned); the reply lists every record's id.
   Outcome UpsertKeyedIds(const protocol::UpsertRequest& m);
+  // kUpsertTyped: narrow rows widened one at a time into the write batch.
+  Outcome UpsertTyped(const protocol::UpsertRequest& m);
+  // kSearchTyped: the queries widened, then searched as kSearchWith.
+  Outcome SearchTyped(const protocol::SearchRequest& m);
   Outcome Delete(const protocol::DeleteRequest& m);
   Outcome Get(const protocol::GetRequest& m);
   // Records by string key (upsert_keyed goes through Upsert).

@@ -178,6 +178,7 @@ Server::Impl::Lane Server::Impl::LaneOf(Op op) {
     case Op::kUpsertKeyed:
     case Op::kUpsertKeyedIds:
     case Op::kDeleteKeyed:
+    case Op::kUpsertTyped:
       return Lane::kWrite;
     case Op::kFlush:
     case Op::kCompact:

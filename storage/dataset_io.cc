@@ -226,6 +226,51 @@ Result<VectorSet> ReadVectors(const std::filesystem::path& path, const ReadOptio
   return ConvertRows(file, layout, options.first_row, count);
 }
 
+std::optional<ElementType> NarrowElementType(const DatasetShape& shape) {
+  if (shape.value_type == "float16") return ElementType::kFloat16;
+  if (shape.value_type == "int8") return ElementType::kInt8;
+  if (shape.value_type == "uint8") return ElementType::kUint8;
+  return std::nullopt;
+}
+
+Result<RawRows> ReadRawRows(const std::filesystem::path& path, const ReadOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(DatasetFormat format, FormatFromPath(path));
+  if (IsIdFormat(format)) return Error(IdFormatError(path, format));
+  STRATA_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
+  STRATA_ASSIGN_OR_RETURN(Layout layout, ParseVectorFile(file, format));
+  RawRows out;
+  switch (layout.elem) {
+    case ElemType::kFloat16:
+      out.element = ElementType::kFloat16;
+      break;
+    case ElemType::kInt8:
+      out.element = ElementType::kInt8;
+      break;
+    case ElemType::kUint8:
+      out.element = ElementType::kUint8;
+      break;
+    default:
+      return Error(InvalidArgument("{}: holds {} values; raw rows are read from float16, int8 or uint8 files only",
+                                   path.string(), ElemName(layout.elem)));
+  }
+  if (options.first_row > layout.rows) {
+    return Error(InvalidArgument("{}: first_row {} is past the end of the file ({} rows)", path.string(),
+                                 options.first_row, layout.rows));
+  }
+  const size_t count = std::min(options.max_rows, layout.rows - options.first_row);
+  const size_t row_bytes = layout.dim * ElemSize(layout.elem);
+  out.rows = count;
+  out.dim = layout.dim;
+  out.bytes.resize(count * row_bytes);  // count <= rows, and the file holds rows x row_bytes
+  for (size_t i = 0; i < count; ++i) {
+    const size_t row = options.first_row + i;
+    STRATA_RETURN_IF_ERROR(CheckRecordDim(file, layout, row));
+    std::memcpy(out.bytes.data() + i * row_bytes, file.data() + layout.RecordOffset(row) + layout.prefix_bytes,
+                row_bytes);
+  }
+  return out;
+}
+
 Result<DatasetShape> ProbeVectors(const std::filesystem::path& path) {
   STRATA_ASSIGN_OR_RETURN(DatasetFormat format, FormatFromPath(path));
   if (IsIdFormat(format)) return Error(IdFormatError(path, format));

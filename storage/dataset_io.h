@@ -19,9 +19,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string_view>
 #include <vector>
 
+#include "core/element.h"
 #include "core/status.h"
 #include "core/vector_set.h"
 
@@ -43,6 +45,20 @@ struct ReadOptions {
 // non-finite, like NaN). Fails with InvalidArgument for an id format (ivecs/ibin).
 Result<VectorSet> ReadVectors(const std::filesystem::path& path, const ReadOptions& options = {});
 
+// Rows exactly as stored, for files of narrow values: .npy '<f2' (float16), '|i1' (int8) or
+// '|u1' (uint8), .bvecs and .u8bin (uint8). No conversion, no finiteness check (a float16
+// file may hold infinities; whoever widens the rows checks them). `bytes` holds rows x dim
+// values, row-major (texmex dimension prefixes dropped and checked). InvalidArgument for a
+// file of float32 or float64 values (read those with ReadVectors), naming its type.
+struct RawRows {
+  ElementType element = ElementType::kUint8;
+  size_t rows = 0;
+  size_t dim = 0;
+  std::vector<uint8_t> bytes;
+  const uint8_t* row(size_t i) const { return bytes.data() + i * dim * ElementSize(element); }
+};
+Result<RawRows> ReadRawRows(const std::filesystem::path& path, const ReadOptions& options = {});
+
 // Shape of a vector file without reading its payload: header and file size are validated
 // like ReadVectors; per-record texmex dimensions and NaN/Inf are checked only when rows are
 // read (checking them here would touch every page of the file).
@@ -55,6 +71,9 @@ struct DatasetShape {
   std::string_view value_type = "float32";
 };
 Result<DatasetShape> ProbeVectors(const std::filesystem::path& path);
+// The element type a file's rows can be sent as without widening (what ReadRawRows reads);
+// nullopt for float32 and float64 files.
+std::optional<ElementType> NarrowElementType(const DatasetShape& shape);
 
 // k nearest ids per query, row-major; `distances` is empty when the file holds none (ivecs).
 struct GroundTruth {

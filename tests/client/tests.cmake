@@ -10,7 +10,7 @@ if(TARGET strata_server)
   find_package(nlohmann_json REQUIRED)
   strata_test(client_integration_test
     SOURCES client/client_integration_test.cc client/cli_test.cc client/cli_attributes_test.cc
-            client/keys_integration_test.cc
+            client/keys_integration_test.cc client/typed_vectors_test.cc
     LIBS strata_client strata_client_measure strata_server strata_engine strata_storage
          nlohmann_json::nlohmann_json
     LABELS unit)

@@ -144,6 +144,31 @@ inline std::vector<Request> SampleRequests() {
     }
     out.push_back({Op::kUpsertKeyedIds, UpsertRequest{"docs", 4, std::move(records)}});
   }
+  {
+    // upsert_typed (29): uint8 vectors by key, the values in `elements`.
+    UpsertRequest typed{"docs", 4, SampleRecords()};
+    for (size_t i = 0; i < typed.records.size(); ++i) {
+      typed.records[i].vector.clear();
+      typed.records[i].id = kInvalidVectorId;
+      typed.records[i].key = "u8:" + std::to_string(i);
+      for (uint8_t j = 0; j < 4; ++j) typed.elements.push_back(uint8_t(i * 60 + j * 50 + 5));
+    }
+    typed.element = ElementType::kUint8;
+    typed.keyed = true;
+    out.push_back({Op::kUpsertTyped, std::move(typed)});
+  }
+  {
+    // search_typed (30): two float16 queries (1.0, -2.0, 0.5, 65504 and zeros), attributes asked.
+    SearchRequest typed = SampleSearch(2, SearchStrategy::kAuto, "");
+    typed.queries.clear();
+    typed.element = ElementType::kFloat16;
+    for (uint16_t h : {0x3C00, 0xC000, 0x3800, 0x7BFF, 0, 0, 0, 0x8000}) {
+      typed.elements.push_back(uint8_t(h & 0xff));
+      typed.elements.push_back(uint8_t(h >> 8));
+    }
+    typed.options.with_attributes = true;
+    out.push_back({Op::kSearchTyped, std::move(typed)});
+  }
   return out;
 }
 
@@ -239,6 +264,8 @@ inline std::vector<Response> SampleResponses() {
     out.push_back({Op::kDescribeCollectionWith, DescribeCollectionReply{info}});
   }
   out.push_back({Op::kUpsertKeyedIds, IdsReply{{kKeyedIdBase, kKeyedIdBase + 41, 7}}});
+  out.push_back({Op::kUpsertTyped, WriteReply{3}});
+  out.push_back({Op::kSearchTyped, SearchWithReply{false, {{{kKeyedIdBase, 0.5f, "u8:0", {}}}, {}}, {}}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }
