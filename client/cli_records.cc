@@ -229,8 +229,11 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   size_t batch = a.batch;
   if (client.server().max_batch > 0) batch = std::min<size_t>(batch, client.server().max_batch);
   const size_t max_payload = client.server().max_payload > 0 ? client.server().max_payload : SIZE_MAX;
-  const size_t overhead = 4 + a.name.size() + 8 + (narrow ? 2 : 0);
-  const size_t value_bytes = narrow ? ElementSize(*narrow) : sizeof(float);
+  // Whether narrow rows still go as they are: a server before opcode 29, or a cluster node that
+  // does not route upsert_typed, answers Unimplemented, and the rest go widened (upsert).
+  bool typed = narrow.has_value();
+  size_t overhead = 4 + a.name.size() + 8 + (typed ? 2 : 0);
+  size_t value_bytes = typed ? ElementSize(*narrow) : sizeof(float);
   auto record_bytes = [&](size_t row) {
     size_t n = (keys.empty() ? 8 : 4 + keys[row].size()) + size_t(dim) * value_bytes;
     return n + (attributes.empty() ? 2 : AttributeWireBytes(attributes[row]));
@@ -245,9 +248,22 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   size_t batches = 0;
   auto send = [&](size_t first_row) -> Status {
     if (records.empty()) return Status::Ok();
-    auto done = narrow        ? client.UpsertTyped(a.name, dim, *narrow, elements, records, !keys.empty())
-                : keys.empty() ? client.Upsert(a.name, dim, records)
-                               : client.UpsertKeyed(a.name, dim, records);
+    Result<uint64_t> done = uint64_t{0};
+    if (typed) {
+      done = client.UpsertTyped(a.name, dim, *narrow, elements, records, !keys.empty());
+      if (!done && done.error().code() == StatusCode::kUnimplemented && client.is_open()) {
+        fmt::print(stderr, "strata-cli: {}; sending float32 instead\n", done.error().message());
+        typed = false;
+        overhead -= 2;
+        value_bytes = sizeof(float);
+        const size_t row_bytes = size_t(dim) * ElementSize(*narrow);
+        for (size_t i = 0; i < records.size(); ++i) {
+          records[i].vector.resize(dim);
+          WidenRow(*narrow, elements.data() + i * row_bytes, dim, records[i].vector.data());
+        }
+      }
+    }
+    if (!typed) done = keys.empty() ? client.Upsert(a.name, dim, records) : client.UpsertKeyed(a.name, dim, records);
     elements.clear();
     if (!done) {
       return done.error().WithContext(
@@ -285,8 +301,11 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
       Record& r = records.emplace_back();
       r.id = ids.empty() ? a.id_offset + row : ids[row];
       if (!keys.empty()) r.key = keys[row];
-      if (narrow) {
+      if (typed) {
         elements.insert(elements.end(), raw->row(i), raw->row(i) + size_t(dim) * value_bytes);
+      } else if (narrow) {  // the server does not take them as they are
+        r.vector.resize(dim);
+        WidenRow(*narrow, raw->row(i), dim, r.vector.data());
       } else {
         r.vector.assign(part->row(i), part->row(i) + dim);
       }
@@ -304,7 +323,7 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
                                  {"upserted", applied},
                                  {"by_key", !keys.empty()},
                                  {"with_attributes", !attributes.empty()},
-                                 {"sent_as", std::string(narrow ? ElementTypeName(*narrow) : "float32")},
+                                 {"sent_as", std::string(typed ? ElementTypeName(*narrow) : "float32")},
                                  {"requests", batches},
                                  {"seconds", s}}));
     return 0;
@@ -312,7 +331,7 @@ int CmdUpsert(const GlobalArgs& g, const UpsertArgs& a) {
   fmt::print("upserted {} vectors{}{} into {} in {:.2f} s ({:.0f} vectors/s, {} requests{})\n", applied,
              keys.empty() ? "" : " by key", attributes.empty() ? "" : " with attributes", a.name, s,
              s > 0 ? double(applied) / s : 0.0, batches,
-             narrow ? fmt::format(", sent as {}", ElementTypeName(*narrow)) : std::string());
+             typed ? fmt::format(", sent as {}", ElementTypeName(*narrow)) : std::string());
   return 0;
 }
 

@@ -197,13 +197,20 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
       Timer one;
       auto r = (*c)->SearchTyped(a.name, *narrow, std::span<const uint8_t>(raw->row(i), row_bytes),
                                  uint32_t(raw->dim), 1, *options);
+      if (!r && i == 0 && r.error().code() == StatusCode::kUnimplemented && (*c)->is_open()) {
+        // A server before opcode 30, or a cluster node that does not route search_typed.
+        fmt::print(stderr, "strata-cli: {}; sending float32 queries instead\n", r.error().message());
+        narrow.reset();
+        break;
+      }
       if (!r) return Fail(r.error().WithContext(fmt::format("query {}", i)));
       run->latency_ms.push_back(one.Seconds() * 1e3);
       std::vector<Neighbor>& hits = run->results.emplace_back();
       for (const KeyedNeighbor& n : r->results[0]) hits.push_back({n.id, n.distance});
     }
     run->elapsed_s = all.Seconds();
-  } else {
+  }
+  if (!narrow) {
     run = client::RunQueries(**c, a.name, q.data(), uint32_t(q.dim()), uint32_t(q.size()), *options, a.pipeline);
   }
   if (!run) return Fail(run.error());
