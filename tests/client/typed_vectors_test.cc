@@ -16,6 +16,7 @@
 #include "core/element.h"
 #include "storage/dataset_io.h"
 #include "tests/client/cli_util.h"
+#include "tests/client/fake_server.h"
 #include "tests/client/integration_util.h"
 
 namespace strata::client {
@@ -250,6 +251,43 @@ TEST_F(TypedCliTest, NarrowNpyIsSentAsItIs) {
   CliRun r = Cli("upsert cli_uint8 --vectors " + path.string());
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("has dimension 16, collection cli_uint8 has 8"), std::string::npos) << r.err;
+}
+
+// A server before opcode 29 (UnknownOp): strata-cli says so and sends the rows widened, through
+// upsert, from that request on.
+TEST(TypedCliFallback, ServerWithoutUpsertTypedGetsFloat32) {
+  using protocol::Op;
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("strata_typed_fallback_{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  const std::vector<uint8_t> rows = Rows(ElementType::kUint8, 3);
+  WriteNpy(dir / "v.npy", "|u1", 3, rows);
+  std::vector<std::vector<float>> got;
+  testing::FakeServer server([&](testing::FakeConnection& c) {
+    if (!c.AcceptHello({.server_version = "old 0.9", .max_payload = 1u << 20, .max_batch = 100, .max_k = 10})) return;
+    auto describe = c.Read();
+    if (!describe) return;
+    CollectionInfo info;
+    info.spec = {.name = "c", .dim = kDim};
+    c.Reply(describe->header.request_id, {describe->request.op, protocol::DescribeCollectionReply{info}});
+    auto typed = c.Expect(Op::kUpsertTyped);
+    if (!typed) return;
+    c.ReplyError(typed->header.request_id, protocol::ErrorCode::kUnknownOp, "opcode 29 is not a request");
+    auto plain = c.Expect(Op::kUpsert);
+    if (!plain) return;
+    for (const Record& r : std::get<protocol::UpsertRequest>(plain->request.body).records) got.push_back(r.vector);
+    c.Reply(plain->header.request_id, {Op::kUpsert, protocol::WriteReply{3}});
+    c.WaitForClose();
+  });
+  const auto out = dir / "out", err = dir / "err";
+  const int status = std::system(fmt::format("{} upsert c --vectors {} --port {} >{} 2>{}", STRATA_CLI_PATH,
+                                             (dir / "v.npy").string(), server.port(), out.string(), err.string())
+                                     .c_str());
+  EXPECT_EQ(status, 0) << testing::ReadAll(err);
+  EXPECT_NE(testing::ReadAll(err).find("predates upsert_typed (opcode 29)"), std::string::npos) << testing::ReadAll(err);
+  EXPECT_NE(testing::ReadAll(err).find("sending float32 instead"), std::string::npos);
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(got[i], Widened(ElementType::kUint8, rows, i));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(StorageTyped, ReadRawRowsKeepsTheBytesAndRefusesFloatFiles) {
