@@ -173,7 +173,7 @@ Result<protocol::SearchWithReply> Client::SearchTyped(const std::string& collect
                                  "search_with)",
                                  ElementTypeName(element)));
   }
-  if (count == 0) return protocol::SearchWithReply{options.with_attributes, {}, {}};
+  if (count == 0) return protocol::SearchWithReply{options.with_attributes, {}, {}, {}};
   if (dim == 0) return Error(InvalidArgument("search_typed: dim must be > 0"));
   const uint64_t need = uint64_t{count} * dim * ElementSize(element);
   if (queries.size() != need) {

@@ -265,7 +265,7 @@ inline std::vector<Response> SampleResponses() {
   }
   out.push_back({Op::kUpsertKeyedIds, IdsReply{{kKeyedIdBase, kKeyedIdBase + 41, 7}}});
   out.push_back({Op::kUpsertTyped, WriteReply{3}});
-  out.push_back({Op::kSearchTyped, SearchWithReply{false, {{{kKeyedIdBase, 0.5f, "u8:0", {}}}, {}}, {}}});
+  out.push_back({Op::kSearchTyped, SearchWithReply{false, {{{kKeyedIdBase, 0.5f, "u8:0", {}}}, {}}, {}, {}}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }
