@@ -272,6 +272,64 @@ bool UpdateCatchUp(Placement& placement, const LiveNodes& live, const ShardRepor
   return changed;
 }
 
+std::vector<uint32_t> ShortShards(const Placement& placement, uint32_t replicas,
+                                  const LiveNodes& live) {
+  std::vector<uint32_t> shorts;
+  for (const ShardPlacement& s : placement.shards) {
+    const size_t alive = size_t(std::count_if(s.replicas.begin(), s.replicas.end(),
+                                              [&](const std::string& n) { return live.contains(n); }));
+    if (alive < replicas) shorts.push_back(s.shard);
+  }
+  return shorts;
+}
+
+std::vector<Replacement> Rereplicate(Placement& placement, uint32_t replicas,
+                                     const LiveNodes& live, std::map<std::string, uint32_t>& load,
+                                     const std::function<bool(uint32_t shard)>& due) {
+  std::vector<Replacement> done;
+  for (uint32_t shard : ShortShards(placement, replicas, live)) {
+    if (!due(shard)) continue;
+    auto found = std::find_if(placement.shards.begin(), placement.shards.end(),
+                              [&](const ShardPlacement& s) { return s.shard == shard; });
+    if (found == placement.shards.end()) continue;
+    ShardPlacement& s = *found;
+    auto listed = [](const std::vector<ReplicaRef>& v, const std::string& n) {
+      return std::any_of(v.begin(), v.end(), [&](const ReplicaRef& r) { return r.node == n; });
+    };
+    // The new replica copies the shard from a registered in-sync one: none, no re-replication
+    // (the shard waits for one of its in-sync replicas to return).
+    if (!std::any_of(s.in_sync.begin(), s.in_sync.end(),
+                     [&](const ReplicaRef& r) { return live.contains(r.node); })) {
+      continue;
+    }
+    // The dead replica it replaces: not registered, in neither set (UpdateInSync and
+    // UpdateCatchUp took it out; a last in-sync replica is never replaced).
+    auto dead = std::find_if(s.replicas.begin(), s.replicas.end(), [&](const std::string& n) {
+      return !live.contains(n) && !listed(s.in_sync, n) && !listed(s.catching_up, n);
+    });
+    if (dead == s.replicas.end() && s.replicas.size() >= replicas) continue;
+    const std::string* best = nullptr;
+    for (const auto& [id, incarnation] : live) {
+      if (std::find(s.replicas.begin(), s.replicas.end(), id) != s.replicas.end()) continue;
+      if (listed(s.in_sync, id) || listed(s.catching_up, id)) continue;
+      const uint32_t l = load.contains(id) ? load.at(id) : 0;
+      if (best == nullptr || l < (load.contains(*best) ? load.at(*best) : 0)) best = &id;
+      // `live` is ordered by id: among equal loads the first (smallest id) stays.
+    }
+    if (best == nullptr) continue;  // every registered node holds the shard already
+    Replacement r{.shard = shard, .removed = {}, .added = *best};
+    if (dead != s.replicas.end()) {
+      r.removed = *dead;
+      if (auto l = load.find(*dead); l != load.end() && l->second > 0) --l->second;
+      s.replicas.erase(dead);
+    }
+    s.replicas.push_back(*best);
+    ++load[*best];
+    done.push_back(std::move(r));
+  }
+  return done;
+}
+
 std::string ShardAddress::ToString() const {
   return fmt::format("{}@{}{}", local, epoch, catching_up ? "+" : "");
 }

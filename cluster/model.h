@@ -16,6 +16,7 @@
 // Pure functions and value types; thread-compatible.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -129,6 +130,28 @@ bool UpdateInSync(Placement& placement, const LiveNodes& live);
 using ShardReports = std::vector<std::map<std::string, ReplicaReport>>;
 bool UpdateCatchUp(Placement& placement, const LiveNodes& live, const ShardReports& reports,
                    uint64_t epoch);
+
+// Re-replication (the leader's rule, run after UpdateInSync and before UpdateCatchUp): the
+// shards with fewer live replicas (nodes of `replicas` that are registered: in sync, catching
+// up or about to) than the collection's `replicas`.
+std::vector<uint32_t> ShortShards(const Placement& placement, uint32_t replicas,
+                                  const LiveNodes& live);
+
+// For each shard of ShortShards for which `due(shard)` says its grace period has passed, and
+// that keeps at least one registered in-sync replica (the new one copies from it): the least
+// loaded registered node that holds no replica of the shard (fewest replicas in `load`, over
+// every collection; ties by node id) replaces, in `replicas`, the first node there that is not
+// registered and in neither set (the dead one: it stays out of the placement when it returns).
+// It is in neither set, so UpdateCatchUp then adds it to `catching_up`. `load` is updated
+// (the new node +1, the replaced one -1). Returns the (shard, dead node, new node) replacements.
+struct Replacement {
+  uint32_t shard = 0;
+  std::string removed;  // empty when the shard had fewer than `replicas` nodes listed
+  std::string added;
+};
+std::vector<Replacement> Rereplicate(Placement& placement, uint32_t replicas,
+                                     const LiveNodes& live, std::map<std::string, uint32_t>& load,
+                                     const std::function<bool(uint32_t shard)>& due);
 
 // How nodes address a shard replica in requests between them: "<LocalShardName>@<epoch>",
 // "+" appended for a replica that is catching up. The epoch is the placement epoch the request

@@ -27,6 +27,11 @@ void AddClusterFlags(CLI::App& app, ClusterArgs& args) {
                  "asks the next one, then fails the reply (or, if the request allows, leaves it "
                  "partial); a request may set its own (0: no limit)")
       ->capture_default_str();
+  app.add_option("--cluster-rereplicate-after-s", args.rereplicate_after_s,
+                 "As the leader: how long a shard may run with fewer live replicas than its "
+                 "collection's replicas before another node gets a replica of it and catches up "
+                 "(a node back sooner returns to its own replica)")
+      ->capture_default_str();
 }
 
 namespace {
@@ -65,6 +70,10 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
   STRATA_RETURN_IF_ERROR(ValidateName("--node-id", args.node_id));
   STRATA_RETURN_IF_ERROR(ValidateName("--cluster", args.cluster));
   if (args.lease_ttl_s == 0) return Error(InvalidArgument("--lease-ttl must be >= 1"));
+  if (!(args.rereplicate_after_s >= 0.0 && args.rereplicate_after_s <= 86400.0)) {
+    return Error(InvalidArgument("--cluster-rereplicate-after-s must be within [0, 86400], got {}",
+                                 args.rereplicate_after_s));
+  }
   return server::ServeExtensionFactory(
       [args](Engine& engine, server::Server& server,
              const server::ServerConfig&) -> Result<std::unique_ptr<server::ServeExtension>> {
@@ -84,7 +93,9 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
           advertise = advertise.substr(0, colon + 1) + std::to_string(server.port());
         }
         options.advertise = advertise;
-        STRATA_ASSIGN_OR_RETURN(auto service, ClusterService::Start(options, engine));
+        ServiceOptions service_options;
+        service_options.rereplicate_after_ms = uint32_t(args.rereplicate_after_s * 1000.0);
+        STRATA_ASSIGN_OR_RETURN(auto service, ClusterService::Start(options, engine, service_options));
         // Routing: a client may send a cluster collection's requests to any node.
         STRATA_ASSIGN_OR_RETURN(auto view, ClusterView::Open({.etcd = options.etcd,
                                                               .cluster = options.cluster,

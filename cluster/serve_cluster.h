@@ -1,7 +1,8 @@
 #pragma once
 // strata-server's cluster flags and the membership that runs beside the server
 // (server::ServeExtension): --cluster-etcd URL[,URL...] --node-id ID --advertise HOST[:PORT]
-// [--cluster NAME] [--lease-ttl S] [--cluster-shard-timeout-ms MS].
+// [--cluster NAME] [--lease-ttl S] [--cluster-shard-timeout-ms MS]
+// [--cluster-rereplicate-after-s S].
 //
 //   ClusterArgs cluster;
 //   AddClusterFlags(app, cluster);
@@ -30,6 +31,9 @@ struct ClusterArgs {
   uint32_t lease_ttl_s = 5;
   // How long a routed read waits for one shard replica (RouterOptions::shard_timeout_ms).
   uint32_t shard_timeout_ms = 10000;
+  // How long the leader lets a shard run short of live replicas before it re-replicates it
+  // (ServiceOptions::rereplicate_after_ms).
+  double rereplicate_after_s = 30.0;
 };
 
 void AddClusterFlags(CLI::App& app, ClusterArgs& args);

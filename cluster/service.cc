@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "cluster/log.h"
 #include "engine/strata.h"
@@ -149,6 +150,31 @@ void ClusterService::ReconcileAsLeader() {
     }
     Placement next = *placement;
     bool changed = UpdateInSync(next, live);
+    // Re-replication: shards short of live replicas for longer than the grace period.
+    {
+      const auto now = Clock::now();
+      std::set<uint32_t> shorts;
+      for (uint32_t s : ShortShards(next, record->replicas, live)) {
+        shorts.insert(s);
+        short_since_.try_emplace({record->name, s}, now);
+      }
+      for (auto it = short_since_.lower_bound({record->name, 0});
+           it != short_since_.end() && it->first.first == record->name;) {
+        it = shorts.contains(it->first.second) ? std::next(it) : short_since_.erase(it);
+      }
+      const auto grace = std::chrono::milliseconds(options_.rereplicate_after_ms);
+      auto replaced = Rereplicate(next, record->replicas, live, load, [&](uint32_t s) {
+        return now - short_since_.at({record->name, s}) >= grace;
+      });
+      for (const Replacement& r : replaced) {
+        ClusterLog().info("collection '{}' shard {} had fewer live replicas than {} for {} ms: "
+                          "node {} replaces {} and catches up",
+                          record->name, r.shard, record->replicas, options_.rereplicate_after_ms,
+                          r.added, r.removed.empty() ? "nothing" : r.removed);
+        short_since_.erase({record->name, r.shard});
+        changed = true;
+      }
+    }
     ShardReports reports(next.shards.size());
     {
       auto reported = reports_->view();
@@ -174,7 +200,8 @@ void ClusterService::ReconcileAsLeader() {
     if (!txn->succeeded) continue;  // lost the leadership, or a newer placement: next round
     for (size_t s = 0; s < next.shards.size(); ++s) {
       if (next.shards[s].in_sync == placement->shards[s].in_sync &&
-          next.shards[s].catching_up == placement->shards[s].catching_up) {
+          next.shards[s].catching_up == placement->shards[s].catching_up &&
+          next.shards[s].replicas == placement->shards[s].replicas) {
         continue;
       }
       std::string before, after;
@@ -182,8 +209,10 @@ void ClusterService::ReconcileAsLeader() {
       for (const ReplicaRef& r : placement->shards[s].catching_up) before += fmt::format(" +{}#{}", r.node, r.incarnation);
       for (const ReplicaRef& r : next.shards[s].in_sync) after += fmt::format(" {}#{}", r.node, r.incarnation);
       for (const ReplicaRef& r : next.shards[s].catching_up) after += fmt::format(" +{}#{}", r.node, r.incarnation);
-      ClusterLog().info("collection '{}' shard {} in sync (+ catching up):{} ->{} (epoch {})",
-                        record->name, s, before, after, next.epoch);
+      std::string nodes;
+      for (const std::string& n : next.shards[s].replicas) nodes += " " + n;
+      ClusterLog().info("collection '{}' shard {} in sync (+ catching up):{} ->{} (epoch {}; replicas{})",
+                        record->name, s, before, after, next.epoch, nodes);
     }
   }
   DeleteDroppedPlacements(fence);
@@ -265,10 +294,26 @@ void ClusterService::ReconcileReplicas(bool refresh_figures) {
     auto record = CollectionRecord::FromJson(ckv->second.value);
     if (!record) continue;
     for (const ShardPlacement& s : placement->shards) {
-      if (std::find(s.replicas.begin(), s.replicas.end(), me) == s.replicas.end()) continue;
+      if (std::find(s.replicas.begin(), s.replicas.end(), me) == s.replicas.end()) {
+        // A shard collection of a replica that was replaced while this node was gone
+        // (Rereplicate): kept out of the placement, so never read nor written; its data stays
+        // on disk, left to the operator (this node cannot tell it made it).
+        const std::string local = LocalShardName(record->name, s.shard);
+        if (!stale_logged_.contains(local) && engine_.DescribeCollection(local)) {
+          std::string holders;
+          for (const std::string& n : s.replicas) holders += " " + n;
+          ClusterLog().warn("node {} holds engine collection {} but the placement of '{}' (epoch "
+                            "{}) gives shard {} to{}: it is not used; drop it by hand to free "
+                            "its disk",
+                            me, local, record->name, placement->epoch, s.shard, holders);
+          stale_logged_[local] = placement->epoch;
+        }
+        continue;
+      }
       const std::string local = LocalShardName(record->name, s.shard);
       const std::string rkey = keys.replica(record->name, s.shard, me);
       held_[local] = {record->name, s.shard};
+      stale_logged_.erase(local);
       ReplicaReport report;
       report.node = me;
       report.incarnation = incarnation;

@@ -5,6 +5,9 @@
 //    compare-and-swap fenced by the leader's election key;
 //  - as the leader, also the catch-up rules (UpdateCatchUp): a replica back (or new) joins the
 //    shard's catching-up set, and the in-sync set once its report says it has caught up;
+//  - as the leader, re-replication (Rereplicate): a shard short of live replicas for longer
+//    than `rereplicate_after_ms` gets the least-loaded node without a replica of it, which
+//    then catches up as a returning replica does; the dead node leaves the shard's replicas;
 //  - as a replica: makes the engine collection of every shard placed on it
 //    (LocalShardName) and reports it under its lease (ReplicaReport: state, vectors, last
 //    write batch, the catch-up it finished); catches up the shards where it is catching up
@@ -18,6 +21,7 @@
 // Thread-safe: every method may be called from any thread; the destructor stops the thread,
 // then the node (which leaves the cluster).
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -41,6 +45,10 @@ namespace strata::cluster {
 struct ServiceOptions {
   uint32_t poll_ms = 250;         // the loop's longest sleep
   uint32_t report_every_ms = 1000;  // how often a replica refreshes its reports' figures
+  // Re-replication (model.h Rereplicate): how long the leader lets a shard run with fewer live
+  // replicas than its collection's `replicas` before it adds another node to it, so that a
+  // node that restarts quickly returns to its own replica instead.
+  uint32_t rereplicate_after_ms = 30000;
 };
 
 class ClusterService {
@@ -87,6 +95,11 @@ class ClusterService {
   // The loop thread's own state.
   std::map<std::string, std::string> reported_;  // report key -> "lease:json" last written
   std::map<std::string, std::string> place_failures_;  // collection -> last error logged
+  // The leader's: since when it has seen each (collection, shard) short of live replicas
+  // (the grace period of re-replication starts again on a new leader).
+  std::map<std::pair<std::string, uint32_t>, std::chrono::steady_clock::time_point> short_since_;
+  // Shard collections this node holds that the placement does not give it (logged once).
+  std::map<std::string, uint64_t> stale_logged_;
   // The shard collections this node made or found for a placement since it started:
   // local name -> (collection, shard). Only these are dropped with their collection.
   std::map<std::string, std::pair<std::string, uint32_t>> held_;

@@ -201,5 +201,72 @@ TEST(ClusterModel, RecordsRoundTripThroughJson) {
   EXPECT_NE(disordered.error().message().find("position 0"), std::string::npos);
 }
 
+TEST(ClusterModel, RereplicatesAShortShardOnTheLeastLoadedNodeAfterItsGrace) {
+  // 2 shards x 2 replicas on n0..n2; n1 died (the in-sync sets dropped it); n3 is new.
+  Placement p;
+  p.collection = "docs";
+  p.epoch = 7;
+  p.shards.push_back({.shard = 0, .replicas = {"n0", "n1"}, .in_sync = {{"n0", 10, 0}}});
+  p.shards.push_back({.shard = 1, .replicas = {"n1", "n2"}, .in_sync = {{"n2", 12, 0}}});
+  const LiveNodes live = {{"n0", 10}, {"n2", 12}, {"n3", 13}};
+  EXPECT_EQ(ShortShards(p, 2, live), (std::vector<uint32_t>{0, 1}));
+  std::map<std::string, uint32_t> load = {{"n0", 1}, {"n1", 2}, {"n2", 1}};
+
+  // Not due yet: nothing changes.
+  Placement q = p;
+  EXPECT_TRUE(Rereplicate(q, 2, live, load, [](uint32_t) { return false; }).empty());
+  EXPECT_EQ(q, p);
+
+  // Due: shard 0 gets n3 (the least loaded: 0); then shard 1 can have n0 or n3 (1 each; n2
+  // holds it already): ties go by id, n0. The dead n1 leaves both.
+  auto done = Rereplicate(q, 2, live, load, [](uint32_t) { return true; });
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].shard, 0u);
+  EXPECT_EQ(done[0].removed, "n1");
+  EXPECT_EQ(done[0].added, "n3");
+  EXPECT_EQ(done[1].shard, 1u);
+  EXPECT_EQ(done[1].removed, "n1");
+  EXPECT_EQ(done[1].added, "n0");
+  EXPECT_EQ(q.shards[0].replicas, (std::vector<std::string>{"n0", "n3"}));
+  EXPECT_EQ(q.shards[1].replicas, (std::vector<std::string>{"n2", "n0"}));
+  EXPECT_EQ(load["n1"], 0u);
+  EXPECT_EQ(load["n3"], 1u);
+  EXPECT_EQ(load["n0"], 2u);
+  EXPECT_TRUE(ShortShards(q, 2, live).empty());
+  // The new replicas are in neither set: UpdateCatchUp makes them catch up.
+  EXPECT_TRUE(UpdateCatchUp(q, live, ShardReports(2), 8));
+  ASSERT_EQ(q.shards[0].catching_up.size(), 1u);
+  EXPECT_EQ(q.shards[0].catching_up[0], (ReplicaRef{"n3", 13, 8}));
+  EXPECT_EQ(q.shards[0].write_epoch, 8u);
+  EXPECT_EQ(q.shards[1].catching_up[0], (ReplicaRef{"n0", 10, 8}));
+
+  // n1 comes back: it holds no replica any more, so nothing lists it.
+  LiveNodes back = live;
+  back["n1"] = 20;
+  EXPECT_FALSE(UpdateInSync(q, back));
+  EXPECT_FALSE(UpdateCatchUp(q, back, ShardReports(2), 9));
+  EXPECT_TRUE(Rereplicate(q, 2, back, load, [](uint32_t) { return true; }).empty());
+}
+
+TEST(ClusterModel, DoesNotRereplicateWithoutALiveInSyncReplicaOrASpareNode) {
+  Placement p;
+  p.collection = "docs";
+  // The last in-sync replica is dead (the set is never emptied): no peer to copy from.
+  p.shards.push_back({.shard = 0, .replicas = {"n0", "n1"}, .in_sync = {{"n1", 11, 0}}});
+  std::map<std::string, uint32_t> load;
+  auto due = [](uint32_t) { return true; };
+  EXPECT_TRUE(Rereplicate(p, 2, {{"n0", 10}, {"n2", 12}}, load, due).empty());
+  // A live in-sync replica, but no registered node without a replica of the shard.
+  p.shards[0].in_sync = {{"n0", 10, 0}};
+  EXPECT_TRUE(Rereplicate(p, 2, {{"n0", 10}}, load, due).empty());
+  // A dead replica still catching up is not replaced until UpdateCatchUp has taken it out.
+  p.shards[0].catching_up = {{"n1", 11, 3}};
+  EXPECT_TRUE(Rereplicate(p, 2, {{"n0", 10}, {"n2", 12}}, load, due).empty());
+  p.shards[0].catching_up.clear();
+  auto done = Rereplicate(p, 2, {{"n0", 10}, {"n2", 12}}, load, due);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].added, "n2");
+}
+
 }  // namespace
 }  // namespace strata::cluster
