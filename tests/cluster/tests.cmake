@@ -38,3 +38,10 @@ strata_test(cluster_shard_reply_test SOURCES cluster/shard_reply_test.cc
 target_compile_definitions(cluster_shard_reply_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
   STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>" STRATA_CLI_BINARY="$<TARGET_FILE:strata-cli>")
 add_dependencies(cluster_shard_reply_test strata-server strata-cli)
+# Re-replication: a SIGKILLed replica's shard given to another of 4 real nodes, which catches up
+# (about 10 s).
+strata_test(cluster_rereplicate_test SOURCES cluster/rereplicate_test.cc
+  LIBS strata_cluster_router strata_client LABELS unit)
+target_compile_definitions(cluster_rereplicate_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}"
+  STRATA_SERVER_BINARY="$<TARGET_FILE:strata-server>" STRATA_CLI_BINARY="$<TARGET_FILE:strata-cli>")
+add_dependencies(cluster_rereplicate_test strata-server strata-cli)
