@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -227,6 +228,15 @@ TEST(ClusterRereplicateTest, AKilledReplicaIsReplacedByAnotherNodeThatCatchesUp)
               gone.c_str(), shard, expected.c_str(), peer.c_str(),
               static_cast<long long>(restored_ms), acknowledged);
   EXPECT_GT(acknowledged, 10u);
+  {
+    // The new replica's own account of its catch-up, and the leader's of the replacement.
+    std::istringstream log(nodes[expected[1] - '0']->Log() + nodes[leader[1] - '0']->Log());
+    for (std::string line; std::getline(log, line);) {
+      if (line.find("caught up") != std::string::npos || line.find(" replaces ") != std::string::npos) {
+        std::printf("%s\n", line.c_str());
+      }
+    }
+  }
 
   auto st = ReadClusterStatus(*etcd, "t");
   ASSERT_TRUE(st.has_value());
