@@ -88,7 +88,10 @@ void ClusterService::Run() {
 
 void ClusterService::ReconcileAsLeader() {
   const auto token = node_->leader_key();
-  if (!token) return;
+  if (!token) {
+    short_since_.clear();  // a leader again later starts the grace periods afresh
+    return;
+  }
   const ClusterKeys& keys = node_->keys();
   LiveNodes live;
   for (const NodeRecord& r : node_->Members()) live[r.id] = r.incarnation;
@@ -105,6 +108,10 @@ void ClusterService::ReconcileAsLeader() {
     }
   }
   const EtcdCompare fence = EtcdCompare::CreateRevisionIs(token->key, token->rev);
+  // Grace periods of collections dropped since (a name created again starts afresh).
+  std::erase_if(short_since_, [&](const auto& kv) {
+    return !collections->kvs.contains(keys.collection(kv.first.first));
+  });
 
   for (const auto& [key, kv] : collections->kvs) {
     auto record = CollectionRecord::FromJson(kv.value);

@@ -252,6 +252,8 @@ TEST_F(ClusterServerTest, BadClusterFlagsExitWithUsageErrors) {
       {{"--cluster-etcd", "https://x:1", "--node-id", "n1", "--advertise", "h"}, 2, "https"},
       {{"--cluster-etcd", etcd_->url(), "--node-id", "a/b", "--advertise", "h"}, 2, "a/b"},
       {{"--cluster-etcd", dead, "--node-id", "n1", "--advertise", "127.0.0.1"}, 1, dead},
+      {{"--cluster-etcd", etcd_->url(), "--node-id", "n1", "--advertise", "h",
+        "--cluster-rereplicate-after-s", "-1"}, 2, "--cluster-rereplicate-after-s must be within"},
   };
   int i = 0;
   for (const Case& c : cases) {
