@@ -23,6 +23,36 @@ uint32_t ShardOfKey(std::string_view key, uint32_t shards) {
   return static_cast<uint32_t>(XXH64(key.data(), key.size(), 0) % shards);
 }
 
+Result<VectorId> ClusterKeyedId(uint32_t shard, VectorId local) {
+  if (!IsKeyedId(local)) return local;
+  const VectorId offset = local - kKeyedIdBase;
+  if (offset >> kClusterKeyedLocalBits != 0 || shard >= kMaxShards) {
+    return Error(OutOfRange("shard {}: keyed id {} is beyond the 2^{} keyed ids a shard may give "
+                            "through the cluster (docs/CLUSTER.md)",
+                            shard, local, kClusterKeyedLocalBits));
+  }
+  return kKeyedIdBase | (VectorId{shard} << kClusterKeyedLocalBits) | offset;
+}
+
+std::pair<uint32_t, VectorId> SplitClusterKeyedId(VectorId id) {
+  const VectorId offset = id - kKeyedIdBase;
+  return {static_cast<uint32_t>(offset >> kClusterKeyedLocalBits),
+          kKeyedIdBase + (offset & ((VectorId{1} << kClusterKeyedLocalBits) - 1))};
+}
+
+namespace {
+
+// An id leaving the router from collection `collection`'s shard `shard`: a keyed id as its
+// cluster id (ClusterKeyedId).
+Status ToClusterId(const std::string& collection, uint32_t shard, VectorId& id) {
+  auto cluster_id = ClusterKeyedId(shard, id);
+  if (!cluster_id) return cluster_id.error().WithContext(fmt::format("collection '{}'", collection));
+  id = *cluster_id;
+  return Status::Ok();
+}
+
+}  // namespace
+
 ClusterView::~ClusterView() {
   // The mirrors' threads use etcd_: stop them first.
   placement_.reset();
@@ -343,7 +373,15 @@ Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
     }
     by_shard[ShardOfId(r.id, shards)].push_back(r);
   }
-  for (VectorId id : ids) ids_by_shard[ShardOfId(id, shards)].push_back(id);
+  for (VectorId id : ids) {
+    if (!IsKeyedId(id)) {
+      ids_by_shard[ShardOfId(id, shards)].push_back(id);
+      continue;
+    }
+    // A keyed id names its shard (ClusterKeyedId); one naming no shard is not there.
+    auto [s, local] = SplitClusterKeyedId(id);
+    if (s < shards) ids_by_shard[s].push_back(local);
+  }
   std::vector<std::vector<std::string>> keys_by_shard(shards);
   for (const std::string& key : keys) {
     STRATA_RETURN_IF_ERROR(ValidateKey(key));
@@ -488,7 +526,11 @@ Result<std::vector<VectorId>> ClusterRouter::UpsertKeyedOnce(const std::string& 
   }
   std::vector<VectorId> out(records.size(), kInvalidVectorId);
   for (uint32_t s = 0; s < shards; ++s) {
-    for (size_t j = 0; j < positions[s].size(); ++j) out[positions[s][j]] = ids_of[s][j];
+    for (size_t j = 0; j < positions[s].size(); ++j) {
+      VectorId& id = out[positions[s][j]];
+      id = ids_of[s][j];
+      STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, id));
+    }
   }
   return out;
 }
@@ -563,6 +605,11 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::GetKeyed(const std::st
         for (size_t j = 0; j < positions[s].size(); ++j) out[positions[s][j]] = std::move(reply->records[j]);
         return true;
       }));
+  for (uint32_t s = 0; s < shards; ++s) {
+    for (size_t i : positions[s]) {
+      if (out[i]) STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, out[i]->id));
+    }
+  }
   return out;
 }
 
@@ -578,6 +625,7 @@ Result<std::vector<std::vector<KeyedNeighbor>>> ClusterRouter::SearchKeyed(
   std::vector<uint32_t> all(route.record.shards);
   for (uint32_t s = 0; s < route.record.shards; ++s) all[s] = s;
   std::vector<std::vector<KeyedNeighbor>> merged(count);
+  Status ids_ok;
   STRATA_RETURN_IF_ERROR(ReadShards(
       route, collection, "search", all,
       [&](uint32_t s) {
@@ -589,14 +637,18 @@ Result<std::vector<std::vector<KeyedNeighbor>>> ClusterRouter::SearchKeyed(
         q.queries.assign(queries, queries + size_t(dim) * count);
         return protocol::Request{protocol::Op::kSearchKeyed, std::move(q)};
       },
-      [&](uint32_t, protocol::Response& response) {
+      [&](uint32_t s, protocol::Response& response) {
         auto* reply = std::get_if<protocol::KeyedSearchReply>(&response.body);
         if (reply == nullptr || reply->results.size() != count) return false;
         for (uint32_t q = 0; q < count; ++q) {
-          for (KeyedNeighbor& h : reply->results[q]) merged[q].push_back(std::move(h));
+          for (KeyedNeighbor& h : reply->results[q]) {
+            if (Status st = ToClusterId(collection, s, h.id); !st.ok() && ids_ok.ok()) ids_ok = st;
+            merged[q].push_back(std::move(h));
+          }
         }
         return true;
       }));
+  STRATA_RETURN_IF_ERROR(ids_ok);
   for (auto& hits : merged) {
     std::sort(hits.begin(), hits.end(), [](const KeyedNeighbor& a, const KeyedNeighbor& b) {
       return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
@@ -659,7 +711,17 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
   const uint32_t shards = route.record.shards;
   const auto candidates = ReadCandidates(route);
   std::vector<std::vector<size_t>> positions(shards);  // per shard, the positions of its ids
-  for (size_t i = 0; i < ids.size(); ++i) positions[ShardOfId(ids[i], shards)].push_back(i);
+  std::vector<VectorId> local_ids(ids.begin(), ids.end());  // a keyed id as its shard's own
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!IsKeyedId(ids[i])) {
+      positions[ShardOfId(ids[i], shards)].push_back(i);
+      continue;
+    }
+    // A keyed id names its shard (ClusterKeyedId); one naming no shard is not there.
+    auto [s, local] = SplitClusterKeyedId(ids[i]);
+    local_ids[i] = local;
+    if (s < shards) positions[s].push_back(i);
+  }
   std::vector<std::optional<Record>> out(ids.size());
   std::vector<uint32_t> pending;
   for (uint32_t s = 0; s < shards; ++s) {
@@ -679,7 +741,7 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
       }
       protocol::GetRequest g;
       g.collection = LocalShardName(collection, s);
-      for (size_t i : positions[s]) g.ids.push_back(ids[i]);
+      for (size_t i : positions[s]) g.ids.push_back(local_ids[i]);
       requests.push_back({candidates[s][attempt], protocol::Request{protocol::Op::kGet, std::move(g)}});
     }
     // A replica that does not answer within the shard timeout: the next one is asked.
@@ -699,7 +761,11 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
         again.push_back(s);
         continue;
       }
-      for (size_t j = 0; j < positions[s].size(); ++j) out[positions[s][j]] = std::move(reply->records[j]);
+      for (size_t j = 0; j < positions[s].size(); ++j) {
+        auto& record = out[positions[s][j]];
+        record = std::move(reply->records[j]);
+        if (record) STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, record->id));
+      }
     }
     pending = std::move(again);
   }
@@ -830,10 +896,13 @@ Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
           },
           TimeoutOf(options, *view_), /*allow_partial=*/false));
   std::vector<std::vector<Neighbor>> merged(count);
-  for (const auto& response : got.responses) {
-    const auto& reply = std::get<protocol::SearchReply>(response->body);
+  for (uint32_t s = 0; s < got.responses.size(); ++s) {
+    const auto& reply = std::get<protocol::SearchReply>(got.responses[s]->body);
     for (uint32_t q = 0; q < count; ++q) {
-      merged[q].insert(merged[q].end(), reply.results[q].begin(), reply.results[q].end());
+      for (Neighbor n : reply.results[q]) {
+        STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, n.id));
+        merged[q].push_back(n);
+      }
     }
   }
   for (auto& hits : merged) {
@@ -878,11 +947,15 @@ Result<protocol::SearchWithReply> ClusterRouter::SearchWith(const std::string& c
   protocol::SearchWithReply out;
   out.with_attributes = options.with_attributes;
   out.results.resize(count);
-  for (auto& response : got.responses) {
+  for (uint32_t s = 0; s < got.responses.size(); ++s) {
+    auto& response = got.responses[s];
     if (!response) continue;  // missing (partial)
     auto& reply = std::get<protocol::SearchWithReply>(response->body);
     for (uint32_t q = 0; q < count; ++q) {
-      for (KeyedNeighbor& n : reply.results[q]) out.results[q].push_back(std::move(n));
+      for (KeyedNeighbor& n : reply.results[q]) {
+        STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, n.id));
+        out.results[q].push_back(std::move(n));
+      }
     }
     for (std::string& w : reply.warnings) {
       if (std::find(out.warnings.begin(), out.warnings.end(), w) == out.warnings.end()) {
@@ -935,7 +1008,10 @@ Result<std::pair<std::vector<Neighbor>, strata::Explain>> ClusterRouter::Explain
   strata::Explain plan;
   for (uint32_t s = 0; s < got.responses.size(); ++s) {
     const auto& reply = std::get<protocol::SearchReply>(got.responses[s]->body);
-    hits.insert(hits.end(), reply.results[0].begin(), reply.results[0].end());
+    for (Neighbor n : reply.results[0]) {
+      STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, n.id));
+      hits.push_back(n);
+    }
     if (s == 0) {
       plan.k = reply.explain.k;
       plan.recall_target = reply.explain.recall_target;

@@ -74,6 +74,18 @@ uint32_t ShardOfId(VectorId id, uint32_t shards);
 // to keyed ids); both hashes are part of the on-disk layout of a cluster: never change them.
 uint32_t ShardOfKey(std::string_view key, uint32_t shards);
 
+// Keyed ids through the cluster (docs/CLUSTER.md, "Keyed ids"). Each shard collection hands
+// out keyed ids from its own counter (every shard's first key gets kKeyedIdBase), so an id
+// leaving the router names its shard: kKeyedIdBase | shard << 40 | (local - kKeyedIdBase);
+// an id coming in (delete, get by id) goes to that shard only, as its local id. Ids below
+// kKeyedIdBase are the same in and out.
+inline constexpr int kClusterKeyedLocalBits = 40;
+// The cluster id of shard `shard`'s local keyed id `local` (an id below kKeyedIdBase as it
+// is). OutOfRange when local - kKeyedIdBase does not fit in 40 bits.
+Result<VectorId> ClusterKeyedId(uint32_t shard, VectorId local);
+// A cluster keyed id (IsKeyedId) as its shard and that shard's local id.
+std::pair<uint32_t, VectorId> SplitClusterKeyedId(VectorId id);
+
 // What routing reads: the registry, the collections and the placement, mirrored from etcd.
 // Thread-safe (the mirrors are); shared by every router of a process.
 class ClusterView {
@@ -139,13 +151,15 @@ class ClusterRouter {
   // Upserts by id. Returns the records written. NotFound for a collection that is not placed.
   Result<uint64_t> Upsert(const std::string& collection, std::span<const Record> records);
   // Deletes by id, routed as upserts are (every in-sync and catching-up replica of each id's
-  // shard). Returns the number of ids (deleting a missing id is not an error).
+  // shard; a keyed id's shard is the one it names: ClusterKeyedId). Returns the number of ids
+  // (deleting a missing id is not an error).
   Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
   // ---- Records by string key (api/types.h), each in its key's shard (ShardOfKey) ----
-  // Upserts by key; returns each record's id, in order. The shard's primary replica (the
+  // Upserts by key; returns each record's id (its cluster id: ClusterKeyedId), in order. The shard's primary replica (the
   // first of its in-sync set) finds or assigns each key's id; the other in-sync and the
   // catching-up replicas then write the same key with the same id (upsert_keyed_ids), so that
-  // every replica gives a key one id. A replica that holds the key under another id (or the
+  // every replica gives a key one id (for writes that do not race: concurrent writes to one key
+  // through different routers may be applied in different orders; docs/CLUSTER.md). A replica that holds the key under another id (or the
   // id under another key) refuses it: the write fails, not acknowledged (docs/CLUSTER.md).
   Result<std::vector<VectorId>> UpsertKeyed(const std::string& collection,
                                             std::span<const Record> records);
@@ -163,7 +177,8 @@ class ClusterRouter {
   // Flushes (or compacts) every shard on every replica that holds it (in sync or catching up).
   Status FlushOrCompact(const std::string& collection, bool compact);
   // One entry per id, in order (nullopt: not there), each from one in-sync replica of its
-  // shard (the next one when it fails).
+  // shard (the next one when it fails); a keyed id is looked up in the shard it names.
+  // Every id these reads return (records, hits) is a cluster id (ClusterKeyedId).
   Result<std::vector<std::optional<Record>>> Get(const std::string& collection,
                                                  std::span<const VectorId> ids);
   // `count` queries, row-major; one result list per query, the merged top-k.

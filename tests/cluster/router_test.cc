@@ -319,7 +319,10 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
       ASSERT_TRUE(n.has_value()) << n.error().ToString();
       EXPECT_EQ(*n, 100u);
     }
-    std::map<std::string, VectorId> ids;  // every key's id
+    std::map<std::string, VectorId> ids;          // every key's id in its shard collection
+    std::map<std::string, VectorId> cluster_ids;  // and through the cluster (ClusterKeyedId)
+    std::map<VectorId, std::string> key_of;       // cluster id -> key
+    std::map<VectorId, std::vector<std::string>> local_users;  // local id -> its keys, any shard
     for (const ShardStatus& s : status->collections[0].shards) {
       auto copies = keys_by_replica(s);
       ASSERT_EQ(copies.size(), 2u);
@@ -329,9 +332,19 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
         EXPECT_EQ(ShardOfKey(key, 4), s.placement.shard) << key;
         EXPECT_TRUE(IsKeyedId(id));
         EXPECT_TRUE(ids.emplace(key, id).second) << key << " in two shards";
+        auto cluster_id = ClusterKeyedId(s.placement.shard, id);
+        ASSERT_TRUE(cluster_id.has_value());
+        EXPECT_EQ(SplitClusterKeyedId(*cluster_id), std::make_pair(s.placement.shard, id));
+        cluster_ids[key] = *cluster_id;
+        EXPECT_TRUE(key_of.emplace(*cluster_id, key).second) << key << ": cluster id not unique";
+        local_users[id].push_back(key);
       }
     }
     ASSERT_EQ(ids.size(), 300u);
+    ASSERT_EQ(key_of.size(), 300u);
+    // Each shard collection counts its keyed ids from kKeyedIdBase: the same local id in
+    // several shards, told apart only by the cluster id.
+    ASSERT_GE(local_users[kKeyedIdBase].size(), 2u);
     // Written again through another node (new vectors): the ids stay, on every replica.
     auto c0 = client::Client::Connect("127.0.0.1", nodes[0]->port());
     auto c1 = client::Client::Connect("127.0.0.1", nodes[1]->port());
@@ -345,6 +358,50 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
       again.insert(copies[0].begin(), copies[0].end());
     }
     EXPECT_EQ(again, ids);
+    // Get and delete by a keyed id (the one get by key and search give) touch that record
+    // only, though another shard has a key under the same local id.
+    const std::string victim = local_users[kKeyedIdBase][1];
+    const std::string bystander = local_users[kKeyedIdBase][0];
+    {
+      const std::string by_key[] = {victim, bystander, key_of[kKeyedIdBase]};
+      auto want = (*c0)->GetKeyed("vec", by_key);
+      ASSERT_TRUE(want.has_value()) << want.error().ToString();
+      ASSERT_EQ(want->size(), 3u);
+      for (size_t i = 0; i < 3; ++i) {
+        ASSERT_TRUE((*want)[i].has_value()) << by_key[i];
+        EXPECT_EQ((*want)[i]->id, cluster_ids[by_key[i]]) << by_key[i];
+      }
+      // The third: kKeyedIdBase as a cluster id, shard 0's first key.
+      const VectorId by_id[] = {cluster_ids[victim], cluster_ids[bystander], ids[victim]};
+      EXPECT_EQ(ids[victim], kKeyedIdBase);
+      auto got = (*c1)->Get("vec", by_id);
+      ASSERT_TRUE(got.has_value()) << got.error().ToString();
+      ASSERT_EQ(got->size(), 3u);
+      for (size_t i = 0; i < 3; ++i) {
+        ASSERT_TRUE((*got)[i].has_value()) << by_key[i];
+        EXPECT_EQ((*got)[i]->id, by_id[i]) << by_key[i];
+        EXPECT_EQ((*got)[i]->vector, (*want)[i]->vector) << by_key[i];
+      }
+      const Record victim_record = *(*want)[0];
+      const VectorId doomed_id[] = {cluster_ids[victim]};
+      auto deleted = (*c2)->Delete("vec", doomed_id);
+      ASSERT_TRUE(deleted.has_value()) << deleted.error().ToString();
+      std::vector<std::string> all_keys;
+      for (const auto& [key, id] : ids) all_keys.push_back(key);
+      auto after = (*c0)->GetKeyed("vec", all_keys);
+      ASSERT_TRUE(after.has_value()) << after.error().ToString();
+      for (size_t i = 0; i < all_keys.size(); ++i) {
+        EXPECT_EQ((*after)[i].has_value(), all_keys[i] != victim) << all_keys[i];
+      }
+      // Written again by key (as it was; a new id) for what follows.
+      const Record back[] = {{.id = kInvalidVectorId, .vector = victim_record.vector, .key = victim}};
+      ASSERT_TRUE((*c2)->UpsertKeyed("vec", kDim, back).has_value());
+      const std::string victim_key[] = {victim};
+      auto again_got = (*c0)->GetKeyed("vec", victim_key);
+      ASSERT_TRUE(again_got.has_value() && (*again_got)[0].has_value());
+      EXPECT_NE((*again_got)[0]->id, cluster_ids[victim]);
+      cluster_ids[victim] = (*again_got)[0]->id;
+    }
     // Get by key through another node: in order, each with its key; a missing key as nullopt.
     const std::string wanted[] = {"doc:3", "doc:nope", "doc:250"};
     auto got = (*c0)->GetKeyed("vec", wanted);
@@ -352,7 +409,7 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     ASSERT_EQ(got->size(), 3u);
     ASSERT_TRUE((*got)[0].has_value());
     EXPECT_EQ((*got)[0]->key, "doc:3");
-    EXPECT_EQ((*got)[0]->id, ids["doc:3"]);
+    EXPECT_EQ((*got)[0]->id, cluster_ids["doc:3"]);
     EXPECT_EQ((*got)[0]->vector, VectorFor(9500000 + 3));  // the second write's
     EXPECT_FALSE((*got)[1].has_value());
     ASSERT_TRUE((*got)[2].has_value());
@@ -364,7 +421,11 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
     ASSERT_EQ(hits->size(), 1u);
     ASSERT_EQ((*hits)[0].size(), 5u);
     EXPECT_EQ((*hits)[0][0].key, "doc:123");
-    EXPECT_EQ((*hits)[0][0].id, ids["doc:123"]);
+    EXPECT_EQ((*hits)[0][0].id, cluster_ids["doc:123"]);
+    auto plain = (*c1)->Search("vec", q, {.k = 1});  // by id or not, ids are cluster ids
+    ASSERT_TRUE(plain.has_value()) << plain.error().ToString();
+    ASSERT_EQ(plain->size(), 1u);
+    EXPECT_EQ((*plain)[0].id, cluster_ids["doc:123"]);
     const auto q42 = VectorFor(42);
     auto by_id = (*c1)->SearchKeyed("vec", q42.data(), kDim, 1, {.k = 1});
     ASSERT_TRUE(by_id.has_value()) << by_id.error().ToString();
@@ -903,7 +964,11 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
       copies.push_back(ShardKeys(nodes[n[1] - '0']->port(), LocalShardName("vec", s.placement.shard)));
     }
     EXPECT_EQ(copies[0], copies[1]) << "shard " << s.placement.shard;
-    keys.insert(copies[0].begin(), copies[0].end());
+    for (const auto& [key, id] : copies[0]) {
+      auto cluster_id = ClusterKeyedId(s.placement.shard, id);  // as the cluster gives it
+      ASSERT_TRUE(cluster_id.has_value());
+      keys[key] = *cluster_id;
+    }
   }
   EXPECT_EQ(keys.size(), acked_keys.size());
   {
