@@ -59,6 +59,13 @@ void ShardGate::Forget(const std::string& local) {
   if (!shard.touched_keys.empty()) shard.touched_keys = {};
 }
 
+void ShardGate::Dropped(const std::string& local) {
+  Forget(local);
+  Shard& shard = ShardOf(local);
+  std::unique_lock fence(shard.fence_mu);
+  shard.fence = 0;
+}
+
 Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Client& peer) {
   Shard& shard = ShardOf(address.local);
   const uint64_t since = address.epoch;

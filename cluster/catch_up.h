@@ -76,6 +76,10 @@ class ShardGate {
   void Fence(const std::string& local, uint64_t epoch);
   // Drops what catch-up tracks for `local` (the replica is in sync again).
   void Forget(const std::string& local);
+  // Forgets `local` altogether (its collection was dropped): what catch-up tracks and its
+  // write fence, so that a collection created again under the name (placement epochs from 1)
+  // takes writes.
+  void Dropped(const std::string& local);
   // Copies shard `address.local` from `peer` for the catch-up started at `address.epoch`.
   Result<CatchUpReport> CatchUp(const ShardAddress& address, client::Client& peer);
 

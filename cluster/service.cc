@@ -266,7 +266,7 @@ void ClusterService::DropDroppedShards() {
       ++it;
       continue;
     }
-    gate_.Forget(local);
+    gate_.Dropped(local);  // its fence too: a collection created again starts at epoch 1
     const std::string rkey = keys.replica(name, shard, node_->options().node_id);
     if (auto del = node_->etcd().Delete(rkey); !del) {
       ClusterLog().warn("withdrawing report {}: {} (retrying)", rkey, del.error().ToString());
