@@ -17,11 +17,30 @@ Status CreateClusterCollection(EtcdClient& etcd, const std::string& cluster,
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
   }
-  const std::string key = ClusterKeys(cluster).collection(record.name);
+  const ClusterKeys keys(cluster);
+  const std::string key = keys.collection(record.name);
+  const std::string placement = keys.placement(record.name);
+  // A name dropped a moment ago: its placement and the replicas' reports go after its record
+  // (the leader deletes the placement, each node drops its shard collections, then withdraws
+  // its reports). A record created meanwhile would adopt the old shards: refuse until they are
+  // gone. (The placement is compared in the transaction; the reports are read just before it,
+  // and a node withdraws them only after the placement is gone.)
+  auto in_progress = [&](std::string_view what) {
+    return AlreadyExists("cluster '{}': the drop of collection '{}' is still in progress ({} "
+                         "still there); create it again once they are gone",
+                         cluster, record.name, what);
+  };
+  STRATA_ASSIGN_OR_RETURN(EtcdRangeResult reports,
+                          etcd.GetPrefix(keys.replicas() + record.name + "/"));
+  if (!reports.kvs.empty()) {
+    return in_progress(fmt::format("{} replica report(s)", reports.kvs.size()));
+  }
   STRATA_ASSIGN_OR_RETURN(EtcdTxnResult txn,
-                          etcd.Txn({.compare = {EtcdCompare::Absent(key)},
+                          etcd.Txn({.compare = {EtcdCompare::Absent(key), EtcdCompare::Absent(placement)},
                                     .success = {EtcdOp::Put(key, record.ToJson())}}));
   if (!txn.succeeded) {
+    STRATA_ASSIGN_OR_RETURN(auto existing, etcd.Get(key));
+    if (!existing) return in_progress("its placement");
     return AlreadyExists("cluster '{}' has a collection '{}' already", cluster, record.name);
   }
   return Status::Ok();

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "cluster/admin.h"
+#include "cluster/keys.h"
 #include "cluster/node.h"
 #include "tests/cluster/etcd_process.h"
 
@@ -141,6 +143,34 @@ TEST_F(ClusterNodeTest, ATakenNodeIdIsRefused) {
   auto again = ClusterNode::Start(Options("n1", 7001));
   ASSERT_TRUE(again.has_value()) << again.error().ToString();
   EXPECT_NE((*again)->lease(), (*first)->lease());
+}
+
+TEST_F(ClusterNodeTest, CreateWaitsForTheDropOfTheNameToFinish) {
+  // What a drop leaves for a moment after the record: the placement, the replicas' reports.
+  const ClusterKeys keys("test");
+  CollectionRecord record;
+  record.name = "docs";
+  record.dim = 4;
+  ASSERT_TRUE(etcd->Put(keys.placement("docs"), "{}").has_value());
+  ASSERT_TRUE(etcd->Put(keys.replica("docs", 0, "n1"), "{}").has_value());
+  ASSERT_TRUE(etcd->Put(keys.replica("docsx", 0, "n1"), "{}").has_value());  // another name
+  Status st = CreateClusterCollection(*etcd, "test", record);
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists) << st.ToString();
+  EXPECT_NE(st.message().find("the drop of collection 'docs' is still in progress"), std::string::npos)
+      << st.ToString();
+  ASSERT_TRUE(etcd->Delete(keys.replica("docs", 0, "n1")).has_value());
+  st = CreateClusterCollection(*etcd, "test", record);
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists) << st.ToString();
+  EXPECT_NE(st.message().find("still in progress (its placement still there"), std::string::npos) << st.ToString();
+  auto none = etcd->Get(keys.collection("docs"));
+  ASSERT_TRUE(none.has_value());
+  EXPECT_FALSE(none->has_value());  // nothing written
+  ASSERT_TRUE(etcd->Delete(keys.placement("docs")).has_value());
+  st = CreateClusterCollection(*etcd, "test", record);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  st = CreateClusterCollection(*etcd, "test", record);
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(st.message().find("has a collection 'docs' already"), std::string::npos) << st.ToString();
 }
 
 TEST_F(ClusterNodeTest, BadOptionsAreRefused) {
