@@ -30,6 +30,11 @@ Status CreateClusterCollection(EtcdClient& etcd, const std::string& cluster,
                          "still there); create it again once they are gone",
                          cluster, record.name, what);
   };
+  auto exists = [&] {
+    return AlreadyExists("cluster '{}' has a collection '{}' already", cluster, record.name);
+  };
+  STRATA_ASSIGN_OR_RETURN(auto existing, etcd.Get(key));
+  if (existing) return exists();  // (its replicas report on it)
   STRATA_ASSIGN_OR_RETURN(EtcdRangeResult reports,
                           etcd.GetPrefix(keys.replicas() + record.name + "/"));
   if (!reports.kvs.empty()) {
@@ -39,9 +44,8 @@ Status CreateClusterCollection(EtcdClient& etcd, const std::string& cluster,
                           etcd.Txn({.compare = {EtcdCompare::Absent(key), EtcdCompare::Absent(placement)},
                                     .success = {EtcdOp::Put(key, record.ToJson())}}));
   if (!txn.succeeded) {
-    STRATA_ASSIGN_OR_RETURN(auto existing, etcd.Get(key));
-    if (!existing) return in_progress("its placement");
-    return AlreadyExists("cluster '{}' has a collection '{}' already", cluster, record.name);
+    STRATA_ASSIGN_OR_RETURN(existing, etcd.Get(key));
+    return existing ? exists() : in_progress("its placement");
   }
   return Status::Ok();
 }

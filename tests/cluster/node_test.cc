@@ -171,6 +171,12 @@ TEST_F(ClusterNodeTest, CreateWaitsForTheDropOfTheNameToFinish) {
   st = CreateClusterCollection(*etcd, "test", record);
   EXPECT_EQ(st.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(st.message().find("has a collection 'docs' already"), std::string::npos) << st.ToString();
+  // A live collection has its placement and reports too: still "already".
+  ASSERT_TRUE(etcd->Put(keys.placement("docs"), "{}").has_value());
+  ASSERT_TRUE(etcd->Put(keys.replica("docs", 0, "n1"), "{}").has_value());
+  st = CreateClusterCollection(*etcd, "test", record);
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(st.message().find("has a collection 'docs' already"), std::string::npos) << st.ToString();
 }
 
 TEST_F(ClusterNodeTest, BadOptionsAreRefused) {
