@@ -565,6 +565,10 @@ Status ClusterRouter::ReadShards(const Route& route, const std::string& collecti
     std::vector<uint32_t> again;
     for (size_t i = 0; i < responses.size(); ++i) {
       const uint32_t s = pending[i];
+      if (!responses[i] && responses[i].error().code() == StatusCode::kInvalidArgument) {
+        // The request's own fault (a bad filter, say): every replica would say the same.
+        return responses[i].error().WithContext(fmt::format("collection '{}' shard {}", collection, s));
+      }
       if (!responses[i] || !take(s, *responses[i])) {
         failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
                                    responses[i] ? std::string("a reply of the wrong shape")
@@ -626,12 +630,16 @@ Result<std::vector<std::vector<KeyedNeighbor>>> ClusterRouter::SearchKeyed(
   for (uint32_t s = 0; s < route.record.shards; ++s) all[s] = s;
   std::vector<std::vector<KeyedNeighbor>> merged(count);
   Status ids_ok;
+  // search_keyed cannot carry these (search_with only): the shards' own defaults.
+  SearchOptions shard_options = options;
+  shard_options.allow_partial = false;
+  shard_options.shard_timeout_ms = 0;
   STRATA_RETURN_IF_ERROR(ReadShards(
       route, collection, "search", all,
       [&](uint32_t s) {
         protocol::SearchRequest q;
         q.collection = LocalShardName(collection, s);
-        q.options = options;
+        q.options = shard_options;
         q.dim = dim;
         q.count = count;
         q.queries.assign(queries, queries + size_t(dim) * count);
@@ -753,6 +761,9 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
     std::vector<uint32_t> again;
     for (size_t i = 0; i < responses.size(); ++i) {
       const uint32_t s = pending[i];
+      if (!responses[i] && responses[i].error().code() == StatusCode::kInvalidArgument) {
+        return Error(responses[i].error().WithContext(fmt::format("collection '{}' shard {}", collection, s)));
+      }
       auto* reply = responses[i] ? std::get_if<protocol::GetReply>(&responses[i]->body) : nullptr;
       if (reply == nullptr || reply->records.size() != positions[s].size()) {
         failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,

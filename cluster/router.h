@@ -234,7 +234,8 @@ class ClusterRouter {
                          std::span<const VectorId> ids, std::span<const std::string> keys = {});
   // The reads of Get / GetKeyed and SearchBatch / SearchKeyed: per shard, the request `make`
   // builds for it (its positions in the caller's list / the queries), to one in-sync replica
-  // (the next on failure); `take` reads a reply (false: the wrong shape).
+  // (the next on failure); `take` reads a reply (false: the wrong shape). InvalidArgument from
+  // a replica (the request's fault) fails the read at once, as in ScatterRead.
   Status ReadShards(const Route& route, const std::string& collection, std::string_view what,
                     const std::vector<uint32_t>& shards,
                     const std::function<protocol::Request(uint32_t shard)>& make,

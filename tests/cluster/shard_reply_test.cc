@@ -147,6 +147,27 @@ TEST_F(ShardReplyTest, ExplainShowsEachShardAndAStoppedShardMakesTheReplyPartial
   for (uint64_t id = 0; id < 300; ++id) records.push_back({.id = id, .vector = VectorFor(id)});
   ASSERT_TRUE(c->Upsert("vec", kDim, records).has_value());
 
+  // A keyed search with a bad filter: InvalidArgument from the first shard that says so (the
+  // request's fault), not an IOError after asking every replica.
+  {
+    const std::vector<float> q = VectorFor(7);
+    auto bad = c->SearchKeyed("vec", q.data(), kDim, 1, {.k = 5, .filter = "year >>= 3"});
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error().code(), StatusCode::kInvalidArgument) << bad.error().ToString();
+    EXPECT_EQ(bad.error().message().find("no in-sync replica answered"), std::string::npos)
+        << bad.error().ToString();
+    // A router's keyed search with search_with's options: the shards get their own defaults
+    // (search_keyed cannot carry them).
+    auto router = ClusterRouter::Open({.etcd = etcd_->url(), .cluster = "t"});
+    ASSERT_TRUE(router.has_value()) << router.error().ToString();
+    auto hits = (*router)->SearchKeyed("vec", q.data(), kDim, 1,
+                                      {.k = 5, .allow_partial = true, .shard_timeout_ms = 5000});
+    ASSERT_TRUE(hits.has_value()) << hits.error().ToString();
+    ASSERT_EQ(hits->size(), 1u);
+    ASSERT_FALSE((*hits)[0].empty());
+    EXPECT_EQ((*hits)[0][0].id, 7u);
+  }
+
   // EXPLAIN through n0: the merged hits (the same as a search's) and, per shard, the node that
   // answered, its address and its own plan.
   const std::vector<float> query = VectorFor(7);
