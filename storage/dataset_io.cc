@@ -87,30 +87,6 @@ Result<Layout> ParseVectorFile(const MappedFile& file, DatasetFormat format) {
   return Error(IdFormatError(file.path(), format));
 }
 
-// IEEE 754 binary16 to float32, exactly (every half value is a float value).
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);  // infinity or NaN
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);  // normal: rebias 15 -> 127
-  } else if (mant == 0) {
-    bits = sign;  // signed zero
-  } else {
-    // Subnormal half: normalise the mantissa into a normal float.
-    int e = -1;
-    do {
-      ++e;
-      mant <<= 1;
-    } while ((mant & 0x400u) == 0);
-    bits = sign | uint32_t(112 - e) << 23 | ((mant & 0x3ffu) << 13);
-  }
-  return std::bit_cast<float>(bits);
-}
-
 Status NonFiniteError(const MappedFile& file, const Layout& layout, size_t row,
                       const float* values) {
   size_t j = 0;
@@ -166,7 +142,7 @@ Result<VectorSet> ConvertRows(const MappedFile& file, const Layout& layout, size
       for (size_t j = 0; j < dim; ++j) dst[j] = static_cast<float>(dataset_detail::Load<double>(src + 8 * j));
       if (!AllFinite(dst, dim)) return Error(NonFiniteError(file, layout, row, dst));
     } else {  // kFloat16; id layouts never reach here
-      for (size_t j = 0; j < dim; ++j) dst[j] = HalfToFloat(dataset_detail::Load<uint16_t>(src + 2 * j));
+      for (size_t j = 0; j < dim; ++j) dst[j] = HalfBitsToFloat(dataset_detail::Load<uint16_t>(src + 2 * j));
       if (!AllFinite(dst, dim)) return Error(NonFiniteError(file, layout, row, dst));
     }
   }

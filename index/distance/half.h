@@ -9,6 +9,8 @@
 #include <bit>
 #include <cstdint>
 
+#include "core/element.h"
+
 namespace strata::index {
 
 // Largest finite half.
@@ -37,17 +39,7 @@ inline uint16_t FloatToHalf(float f) {
   return uint16_t(out | sign);
 }
 
-inline float HalfToFloat(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1Fu;
-  const uint32_t mant = h & 0x3FFu;
-  if (exp == 0) {  // zero or subnormal: mant x 2^-24, exact in float
-    const float v = float(mant) * 0x1p-24f;
-    return sign ? -v : v;
-  }
-  const uint32_t bits = exp == 0x1F ? (sign | 0x7F800000u | (mant << 13))
-                                    : (sign | ((exp + 112u) << 23) | (mant << 13));
-  return std::bit_cast<float>(bits);
-}
+// The one scalar widening (core/element.h), under the name the kernels use.
+inline float HalfToFloat(uint16_t h) { return HalfBitsToFloat(h); }
 
 }  // namespace strata::index
