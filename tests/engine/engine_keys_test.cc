@@ -394,7 +394,6 @@ Model WriteRandomKeys(Engine& e, const std::string& name, int batches, uint32_t 
 TEST(EngineKeys, KeysSurviveReplaySealCompactionAndReopen) {
   const fs::path dir = TestDir();
   Model model;
-  VectorId largest = 0;
   {
     auto e = OpenOrDie(dir);
     ASSERT_TRUE(e->CreateCollection(Spec("c", 40)).ok());
