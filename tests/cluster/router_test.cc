@@ -147,6 +147,21 @@ bool AllInSync(EtcdClient& etcd) {
   return true;
 }
 
+TEST(ClusterKeyedIdTest, NamesTheShardAndRefusesALocalIdBeyond40Bits) {
+  EXPECT_EQ(*ClusterKeyedId(3, 42), 42u);  // ids by id: as they are
+  EXPECT_EQ(*ClusterKeyedId(0, kKeyedIdBase), kKeyedIdBase);
+  const VectorId id = *ClusterKeyedId(3, kKeyedIdBase + 5);
+  EXPECT_EQ(id, kKeyedIdBase | (VectorId{3} << 40) | 5);
+  EXPECT_TRUE(IsKeyedId(id));
+  EXPECT_EQ(SplitClusterKeyedId(id), std::make_pair(3u, kKeyedIdBase + 5));
+  const VectorId last = *ClusterKeyedId(kMaxShards - 1, kKeyedIdBase + (VectorId{1} << 40) - 1);
+  EXPECT_EQ(SplitClusterKeyedId(last), std::make_pair(kMaxShards - 1, kKeyedIdBase + (VectorId{1} << 40) - 1));
+  auto beyond = ClusterKeyedId(1, kKeyedIdBase + (VectorId{1} << 40));
+  ASSERT_FALSE(beyond.has_value());
+  EXPECT_EQ(beyond.error().code(), StatusCode::kOutOfRange);
+  EXPECT_NE(beyond.error().message().find("shard 1"), std::string::npos) << beyond.error().ToString();
+}
+
 TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) {
   testing::TempDir dir;
   auto etcd_process = testing::EtcdProcess::Start();
