@@ -18,7 +18,8 @@
 #   ROUNDS=3 RATE=50 DURATION=20 (defaults); STRATA_SERVER_FLAGS: more strata-server flags;
 #   A_CLIENT_NICE=N or A_CLIENT_SCHED=idle: a's clients at lower CPU priority (see below);
 #   A_JOBS="upsert flush compact" (default): which of a's jobs each pass sends (a subset tells
-#   which of them b's tail comes from);
+#   which of them b's tail comes from; without upsert, flush and compact have nothing to do after
+#   the first pass, so the "busy" phase is then mostly idle);
 #   SERVER_LOGS=DIR: each server's log is copied to DIR/server<i>.log at the end (with a config
 #   setting [server] slow_request_ms, it names where each slow request's time went)
 set -euo pipefail
