@@ -27,6 +27,7 @@
 
 #include "engine/collection.h"
 #include "engine/filter.h"
+#include "engine/background_priority.h"
 #include "engine/insert_thread.h"
 #include <optional>
 #include "engine/strata.h"
@@ -152,7 +153,7 @@ class Engine::Impl {
   // searches and writes of the application come first.
   void MaintenanceLoop(engine::BackgroundPriority priority, bool wakeable, Status (Collection::*job)(),
                        const char* what) {
-    engine::ApplyToThisThread(priority);
+    if (Status s = engine::ApplyToThisThread(priority); !s.ok()) spdlog::warn("background {}: {}", what, s.ToString());
     std::unique_lock<std::mutex> lk(maintenance_mu_);
     while (!stop_) {
       maintenance_cv_.wait_for(lk, std::chrono::milliseconds(std::max<uint32_t>(1, options_.maintenance_interval_ms)),
@@ -309,6 +310,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
   if (options.durability == Durability::kInterval && options.sync_interval_ms == 0) {
     return Error(InvalidArgument("sync_interval_ms must be at least 1 with interval durability"));
   }
+  if (!options.background_cpus.empty()) {
+    // Read back through the parser: the same checks (and error text) as a configured list.
+    auto cpus = engine::ParseCpuList(engine::FormatCpuList(options.background_cpus));
+    if (!cpus) return Error(InvalidArgument("background_cpus: {}", cpus.error().message()));
+  }
   auto impl = std::make_unique<Impl>();
   impl->dir_ = dir;
   impl->options_ = options;
@@ -328,7 +334,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
   }
   if (options.insert_nice >= 0) {
     impl->insert_thread_ = std::make_unique<engine::InsertThread>(
-        engine::BackgroundPriority{.nice = options.insert_nice, .idle = options.background_idle});
+        engine::BackgroundPriority{
+            .nice = options.insert_nice, .idle = options.background_idle, .cpus = options.background_cpus});
   }
   STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
   const engine::WalOptions wal = WalOptionsFrom(options);
@@ -372,8 +379,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     // starved by a busy machine would let it grow); compactions can wait: nice 19.
     Impl* raw = impl.get();
     const engine::BackgroundPriority seal{.nice = options.maintenance_nice, .idle = options.background_idle,
-                                          .threads = options.maintenance_threads};
-    const engine::BackgroundPriority compaction{.nice = 19, .idle = options.background_idle};
+                                          .threads = options.maintenance_threads, .cpus = options.background_cpus};
+    const engine::BackgroundPriority compaction{.nice = 19, .idle = options.background_idle,
+                                                .cpus = options.background_cpus};
     impl->maintenance_ = std::thread(
         [raw, seal] { raw->MaintenanceLoop(seal, true, &Collection::MaintainSeals, "seal"); });
     if (options.background_compaction) {

@@ -27,7 +27,7 @@ Status InsertThread::Run(const std::function<Status()>& job) {
 }
 
 void InsertThread::Loop(const BackgroundPriority& priority) {
-  ApplyToThisThread(priority);
+  (void)ApplyToThisThread(priority);  // best effort: Engine::Open checked the CPUs
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
     work_cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });

@@ -99,6 +99,13 @@ struct EngineOptions {
   // values are then ignored): the kernel gives them only what the application's
   // threads leave, at the cost of write throughput on a busy machine.
   bool background_idle = false;
+  // CPUs the insert, maintenance and compaction threads (and their OpenMP teams) are
+  // confined to; empty: any. Leaving a core to searches is what keeps a search's tail
+  // latency while writes and maintenance run (docs/RELIABILITY.md, issue 14 R1, run 13):
+  // neither nice nor SCHED_IDLE does, because a woken search still waits up to a scheduler
+  // tick for a core that background work holds. engine::ParseCpuList reads "1-3" or "auto"
+  // (every allowed CPU but the lowest). Open refuses a CPU this process may not run on.
+  std::vector<int> background_cpus;
   // Salvage at open: a log whose records fail their checks although they are
   // complete -- damage, not a torn write -- makes Open fail with Corruption naming
   // the file and the offset, because those records may have been acknowledged. With

@@ -20,6 +20,15 @@
 #   A_JOBS="upsert flush compact" (default): which of a's jobs each pass sends (a subset tells
 #   which of them b's tail comes from; without upsert, flush and compact have nothing to do after
 #   the first pass, so the "busy" phase is then mostly idle);
+#   A_SERVER=own: a lives in a strata-server process of its own (same build, same flags), so
+#   that a's work shares the cores and the kernel with b's searches but not the address space
+#   (tells a tail caused by one process's memory map -- page faults, munmap -- from one caused by
+#   the shared cores); a's server then runs at a's clients' priority (A_CLIENT_NICE /
+#   A_CLIENT_SCHED) too; default: one server holds both;
+#   A_CPUS=LIST: a's clients (and a's server with A_SERVER=own) run on those CPUs only
+#   (taskset -c LIST), e.g. A_CPUS=1: a's whole side confined to one of the two cores;
+#   STRATA_SERVER_CONFIGS="F1 F2": one server per config file (--config), side by side, all of
+#   one build (or of the builds in turn), to compare settings in one run the way builds are;
 #   SERVER_LOGS=DIR: each server's log is copied to DIR/server<i>.log at the end (with a config
 #   setting [server] slow_request_ms, it names where each slow request's time went)
 set -euo pipefail
@@ -38,7 +47,23 @@ if [[ -z "${STRATA_BIN_DIRS:-}" ]]; then
     build/release/bin-maintenance/
   STRATA_BIN_DIRS="$ROOT/build/release/bin-maintenance"
 fi
-read -r -a BINS <<<"$STRATA_BIN_DIRS"
+read -r -a BIN_LIST <<<"$STRATA_BIN_DIRS"
+read -r -a CONFIGS <<<"${STRATA_SERVER_CONFIGS:-}"
+# One server per variant: a build, or a config file of one build.
+BINS=()
+VARIANT_FLAGS=()
+NVAR=${#BIN_LIST[@]}
+(( ${#CONFIGS[@]} > NVAR )) && NVAR=${#CONFIGS[@]}
+for ((v = 0; v < NVAR; v++)); do
+  BINS+=("${BIN_LIST[$((v % ${#BIN_LIST[@]}))]}")
+  if (( ${#CONFIGS[@]} > 0 )); then
+    cfg=${CONFIGS[$((v % ${#CONFIGS[@]}))]}
+    [[ -f "$cfg" ]] || { echo "maintenance_bench: config file '$cfg' not found" >&2; exit 2; }
+    VARIANT_FLAGS+=("--config $(realpath "$cfg")")
+  else
+    VARIANT_FLAGS+=("")
+  fi
+done
 # The clients that send a's upsert, flush and compaction run on this machine's cores too (reading
 # and encoding the 56 MiB file); A_CLIENT_NICE=10 runs them at lower priority, standing in for
 # clients on other machines. Default: 0 (same priority as everything else).
@@ -52,6 +77,11 @@ for job in $A_JOBS; do
   esac
 done
 [[ -n "${A_JOBS// /}" ]] || { echo "maintenance_bench: A_JOBS names no job" >&2; exit 2; }
+A_SERVER=${A_SERVER:-shared}
+case "$A_SERVER" in
+  shared | own) ;;
+  *) echo "maintenance_bench: A_SERVER must be 'shared' or 'own', not '$A_SERVER'" >&2; exit 2 ;;
+esac
 A_NICE=""
 if [[ "${A_CLIENT_NICE:-0}" != 0 ]]; then A_NICE="nice -n ${A_CLIENT_NICE}"; fi
 if [[ "${A_CLIENT_SCHED:-}" == idle ]]; then
@@ -59,6 +89,11 @@ if [[ "${A_CLIENT_SCHED:-}" == idle ]]; then
 elif [[ -n "${A_CLIENT_SCHED:-}" ]]; then
   echo "maintenance_bench: A_CLIENT_SCHED must be 'idle' or empty, not '${A_CLIENT_SCHED}'" >&2
   exit 2
+fi
+
+if [[ -n "${A_CPUS:-}" ]]; then
+  taskset -c "$A_CPUS" true || { echo "maintenance_bench: A_CPUS='$A_CPUS' is not a CPU list taskset takes" >&2; exit 2; }
+  A_NICE="taskset -c $A_CPUS $A_NICE"
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-maintenance-bench-XXXXXX")
@@ -88,20 +123,39 @@ STRATA="${BINS[0]}/strata"
 "$STRATA" --quiet dataset synth --n 10000 --queries 10 --dim 1470 --clusters 100 --seed 7 \
   --out-dir "$WORK/a-big" >/dev/null
 
-PORTS=()
-for i in "${!BINS[@]}"; do
-  d="$WORK/server$i"
+start_server() {  # build index, directory[, priority prefix]; writes DIR/port
+  local d=$2
   mkdir -p "$d"
   # shellcheck disable=SC2086
-  "${BINS[$i]}/strata-server" --data-dir "$d/data" --port 0 --metrics-port 0 --port-file "$d/port" \
-    --log-level warn ${STRATA_SERVER_FLAGS:-} >"$d/server.log" 2>&1 &
+  ${3:-} "${BINS[$1]}/strata-server" --data-dir "$d/data" --port 0 --metrics-port 0 --port-file "$d/port" \
+    --log-level warn ${STRATA_SERVER_FLAGS:-} ${VARIANT_FLAGS[$1]} >"$d/server.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do [[ -s "$d/port" ]] && break; sleep 0.1; done
+  [[ -s "$d/port" ]] || { echo "maintenance_bench: server in $d did not start" >&2; exit 1; }
+}
+PORTS=()
+A_PORTS=()
+for i in "${!BINS[@]}"; do
+  d="$WORK/server$i"
+  start_server "$i" "$d"
   PORTS+=("$(cat "$d/port")")
+  if [[ "$A_SERVER" == own ]]; then
+    start_server "$i" "$WORK/server${i}a" "$A_NICE"
+    A_PORTS+=("$(cat "$WORK/server${i}a/port")")
+  else
+    A_PORTS+=("${PORTS[$i]}")
+  fi
   cli=("${BINS[$i]}/strata-cli" --port "${PORTS[$i]}")
   "${cli[@]}" create b --dim 100 >/dev/null
   "${cli[@]}" upsert b --vectors "$WORK/b/base.fbin" --batch 1000 >/dev/null 2>&1
   "${cli[@]}" flush b >/dev/null
+done
+
+# Warm-up, not counted: b's first searches after its load fault in the sealed segment's pages
+# and meet the tail of its seal (seen as a round-1 idle p99 of 2-3 ms against 0.6-0.8 later).
+for i in "${!BINS[@]}"; do
+  "${BINS[$i]}/strata-cli" --port "${PORTS[$i]}" load b --queries "$WORK/b/query.fbin" --connections 1 \
+    --rate "$RATE" --duration 5 --recall 0.95 --json >/dev/null 2>&1
 done
 
 num() {  # json key -> the first number after "key":
@@ -119,6 +173,7 @@ for round in $(seq "$ROUNDS"); do
     }
     out=$(load_b)
     ip50=$(num "$out" p50) ip99=$(num "$out" p99)
+    cli=("${BINS[$i]}/strata-cli" --port "${A_PORTS[$i]}")
     # a: three sealed segments of 3,000, so that the compaction has work.
     "${cli[@]}" drop a >/dev/null 2>&1 || true
     "${cli[@]}" create a --dim 1470 >/dev/null
@@ -155,12 +210,13 @@ for round in $(seq "$ROUNDS"); do
       done
     ) &
     jobs_pid=$!
+    cli=("${BINS[$i]}/strata-cli" --port "${PORTS[$i]}")
     out=$(load_b)
     bp50=$(num "$out" p50) bp99=$(num "$out" p99)
     touch "$WORK/stop"
     wait $jobs_pid
     IP50[$i]+=" $ip50" IP99[$i]+=" $ip99" BP50[$i]+=" $bp50" BP99[$i]+=" $bp99"
-    echo "round $round, ${BINS[$i]}: idle p50 $ip50 p99 $ip99 ms; busy p50 $bp50 p99 $bp99 ms;" \
+    echo "round $round, ${BINS[$i]}${VARIANT_FLAGS[$i]:+ ${VARIANT_FLAGS[$i]}}: idle p50 $ip50 p99 $ip99 ms; busy p50 $bp50 p99 $bp99 ms;" \
          "a's maintenance passes (${A_JOBS// / + }): $(tr '\n' ' ' <"$jobs_log")"
   done
 done
@@ -168,7 +224,7 @@ for i in "${!BINS[@]}"; do
   # shellcheck disable=SC2086
   ip50=$(median ${IP50[$i]}) ip99=$(median ${IP99[$i]}) bp50=$(median ${BP50[$i]}) bp99=$(median ${BP99[$i]})
   ratio=$(awk -v a="$bp99" -v b="$ip99" 'BEGIN { printf "%.2f", a / b }')
-  echo "{\"bench\":\"maintenance\",\"build\":\"${BINS[$i]}\",\"rounds\":$ROUNDS,\"rate\":$RATE," \
-       "\"duration_s\":$DURATION,\"search_p50_idle_ms\":$ip50,\"search_p99_idle_ms\":$ip99," \
+  echo "{\"bench\":\"maintenance\",\"build\":\"${BINS[$i]}\",\"flags\":\"${VARIANT_FLAGS[$i]}\",\"rounds\":$ROUNDS,\"rate\":$RATE," \
+       "\"duration_s\":$DURATION,\"a_server\":\"$A_SERVER\",\"search_p50_idle_ms\":$ip50,\"search_p99_idle_ms\":$ip99," \
        "\"search_p50_busy_ms\":$bp50,\"search_p99_busy_ms\":$bp99,\"p99_ratio\":$ratio}"
 done

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "core/byte_size.h"
+#include "engine/background_priority.h"
 #include "protocol/protocol.h"
 
 namespace strata::server {
@@ -204,6 +205,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"sync_interval_ms", Integer(&ServerConfig::sync_interval_ms)},
            {"background_compaction", Bool(&ServerConfig::background_compaction)},
            {"background_idle", Bool(&ServerConfig::background_idle)},
+           {"background_cpus", String(&ServerConfig::background_cpus)},
            {"memory_ef_construction", Integer(&ServerConfig::memory_ef_construction)},
        }},
   };
@@ -432,6 +434,9 @@ Status ValidateServerConfig(const ServerConfig& c) {
     return InvalidArgument(
         "engine.sync_interval_ms: must be at least 1 with durability \"interval\"");
   }
+  if (auto cpus = engine::ParseCpuList(c.background_cpus); !cpus) {
+    return InvalidArgument("engine.background_cpus: {}", cpus.error().message());
+  }
   if (c.memory_ef_construction > 4096) {
     return InvalidArgument("engine.memory_ef_construction: {} must be in 0..4096 (0: each collection's "
                            "hnsw_ef_construction)",
@@ -488,6 +493,12 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("engine.sync_interval_ms", c.sync_interval_ms);
   line("engine.background_compaction", c.background_compaction);
   line("engine.background_idle", c.background_idle);
+  {
+    auto cpus = engine::ParseCpuList(c.background_cpus);
+    const std::string list = cpus ? engine::FormatCpuList(*cpus) : std::string("?");
+    line("engine.background_cpus", fmt::format("\"{}\" ({})", c.background_cpus,
+                                               list.empty() ? std::string("any CPU") : "CPUs " + list));
+  }
   line("engine.memory_ef_construction",
        c.memory_ef_construction == 0 ? std::string("0 (each collection's hnsw_ef_construction)")
                                      : fmt::format("{}", c.memory_ef_construction));
@@ -500,6 +511,8 @@ EngineOptions EngineOptionsFor(const ServerConfig& c) {
   o.sync_interval_ms = c.sync_interval_ms;
   o.background_compaction = c.background_compaction;
   o.background_idle = c.background_idle;
+  // ValidateServerConfig has checked the list; an unchecked bad one confines nothing.
+  if (auto cpus = engine::ParseCpuList(c.background_cpus)) o.background_cpus = std::move(*cpus);
   o.memory_ef_construction = c.memory_ef_construction;
   // The server refuses larger batches itself (kTooLarge); the engine's own limit is
   // kept at least as large so that it never refuses what the server let through.

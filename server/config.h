@@ -8,7 +8,7 @@
 //   resp_allow_flushall, data_dir,
 //   snapshot_dir,
 //   worker_threads, io_threads,             background_compaction, background_idle,
-//   inline_reads,                           memory_ef_construction
+//   inline_reads,                           background_cpus, memory_ef_construction
 //   max_connections, max_frame_bytes,
 //   max_batch, max_k, queue_limit,
 //   max_inflight_bytes, max_pipeline,
@@ -116,6 +116,12 @@ struct ServerConfig {
   // SCHED_IDLE instead of nice 10/19: searches then never wait for them, but on a busy
   // machine they get only idle CPU (EngineOptions::background_idle).
   bool background_idle = false;
+  // CPUs that writes, maintenance and the engine's insert, seal and compaction threads are
+  // confined to, as taskset writes a list ("1", "1-3", "0,2"), or "auto" (every CPU the
+  // server may run on except the lowest, when there are two or more), or "" (any CPU).
+  // Searches run on every CPU; a core kept free of background work is what keeps their tail
+  // latency while big writes and maintenance run (EngineOptions::background_cpus).
+  std::string background_cpus = "auto";
   // Caps the ef_construction of each collection's in-memory graph (EngineOptions::
   // memory_ef_construction); 0: the collection's hnsw_ef_construction.
   uint32_t memory_ef_construction = EngineOptions{}.memory_ef_construction;

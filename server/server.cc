@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "engine/background_priority.h"
 #include "protocol/protocol.h"
 #include "server/connection.h"
 #include "server/resp_listener.h"
@@ -70,31 +72,28 @@ constexpr auto kRefusalLogPeriod = std::chrono::seconds(1);
 }  // namespace
 
 namespace {
-// ServerConfig::background_idle, set once when a server is made (every server of a
-// process is made with the same value in practice; the last one made wins).
-std::atomic<bool> g_background_idle{false};
+// ServerConfig::background_idle and background_cpus, set once when a server is made (every
+// server of a process is made with the same values in practice; the last one made wins).
+std::mutex g_background_mu;
+engine::BackgroundPriority g_background;  // guarded by g_background_mu; nice set per call
 }  // namespace
 
-// Linux: nice (or SCHED_IDLE) is per thread, and threads it creates -- OpenMP teams of
-// a seal or compaction -- inherit it. Lowering priority needs no privilege; failure only
-// costs the protection, so it is logged once.
+// Linux: nice (or SCHED_IDLE) and the CPU mask are per thread, and threads it creates --
+// OpenMP teams of a seal or compaction -- inherit them. Lowering priority needs no
+// privilege; failure only costs the protection, so it is logged once.
 void LowerThreadPriority(int nice) {
   thread_local bool done = false;
   if (done) return;
   done = true;
-  int rc = 0;
-  if (g_background_idle.load(std::memory_order_relaxed)) {
-    sched_param param{};
-    rc = ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param);
-    if (rc != 0) errno = rc;
-  } else {
-    rc = ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+  engine::BackgroundPriority p;
+  {
+    std::lock_guard<std::mutex> g(g_background_mu);
+    p = g_background;
   }
-  if (rc != 0) {
+  p.nice = nice;
+  if (Status s = engine::ApplyToThisThread(p); !s.ok()) {
     static std::atomic<bool> warned{false};
-    if (!warned.exchange(true)) {
-      ServerLog().warn("cannot lower the priority of write/maintenance threads: {}", std::strerror(errno));
-    }
+    if (!warned.exchange(true)) ServerLog().warn("write/maintenance threads: {}", s.message());
   }
 }
 
@@ -158,7 +157,13 @@ Server::Impl::Impl(const ServerConfig& config, Engine& engine)
   // A batch over max_batch is refused while decoding (OutOfRange, answered with
   // kTooLarge), before anything is allocated for its records.
   decode_limits_.max_batch = config.max_batch;
-  g_background_idle.store(config.background_idle, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> g(g_background_mu);
+    g_background.idle = config.background_idle;
+    // ValidateServerConfig has checked the list; an unchecked bad one confines nothing.
+    auto cpus = engine::ParseCpuList(config.background_cpus);
+    g_background.cpus = cpus ? std::move(*cpus) : std::vector<int>{};
+  }
 }
 
 bool Server::Impl::TryReserveInflight(uint64_t payload_bytes) {

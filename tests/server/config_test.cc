@@ -44,7 +44,7 @@ TEST(ServerConfig, ShippedFileSetsEveryKey) {
     EXPECT_NE(text.find("\n" + key + " = "), std::string::npos) << key;
     ++keys;
   }
-  EXPECT_EQ(keys, 35u);
+  EXPECT_EQ(keys, 36u);
 }
 
 TEST(ServerConfig, RespPortIsReadAndMustDifferFromTheOthers) {
@@ -75,6 +75,7 @@ durability = "interval"
 sync_interval_ms = 5
 background_compaction = false
 background_idle = true
+background_cpus = "0"
 )");
   ASSERT_TRUE(c.has_value()) << c.error().ToString();
   EXPECT_EQ(c->listen, "::1");
@@ -89,6 +90,8 @@ background_idle = true
   EXPECT_EQ(c->sync_interval_ms, 5u);
   EXPECT_FALSE(c->background_compaction);
   EXPECT_TRUE(c->background_idle);
+  EXPECT_EQ(c->background_cpus, "0");
+  EXPECT_EQ(ServerConfig{}.background_cpus, "auto");  // the default leaves a core to searches
   EXPECT_EQ(c->max_batch, ServerConfig{}.max_batch);  // absent: the default
   auto bytes = Parse("[server]\nmax_inflight_bytes = 1073741824\n");
   ASSERT_TRUE(bytes.has_value()) << bytes.error().ToString();
@@ -206,6 +209,8 @@ TEST(ServerConfig, ValidationNamesTheKey) {
   check([](ServerConfig& c) { c.max_batch = 0; }, "server.max_batch");
   check([](ServerConfig& c) { c.io_threads = 257; }, "server.io_threads");
   check([](ServerConfig& c) { c.memory_ef_construction = 5000; }, "engine.memory_ef_construction");
+  check([](ServerConfig& c) { c.background_cpus = "one"; }, "engine.background_cpus");
+  check([](ServerConfig& c) { c.background_cpus = "1023"; }, "engine.background_cpus");
   check([](ServerConfig& c) { c.max_connections = 0; }, "server.max_connections");
   check([](ServerConfig& c) { c.max_pipeline = 0; }, "server.max_pipeline");
   check([](ServerConfig& c) { c.max_frame_bytes = 10; }, "server.max_frame_bytes");
@@ -305,7 +310,8 @@ TEST(ServerConfig, DescribeListsEveryKeyAndHidesTheToken) {
                           "engine.durability",
                           "engine.sync_interval_ms",
                           "engine.background_compaction",
-                          "engine.background_idle"}) {
+                          "engine.background_idle",
+                          "engine.background_cpus"}) {
     EXPECT_NE(d.find(std::string(key) + " = "), std::string::npos) << key;
   }
 }
@@ -316,9 +322,11 @@ TEST(ServerConfig, EngineOptionsFollowTheConfig) {
   c.sync_interval_ms = 7;
   c.background_compaction = false;
   c.background_idle = true;
+  c.background_cpus = "0";
   c.max_batch = 500000;
   const EngineOptions o = EngineOptionsFor(c);
   EXPECT_TRUE(o.background_idle);
+  EXPECT_EQ(o.background_cpus, std::vector<int>{0});
   EXPECT_EQ(o.durability, Durability::kNone);
   EXPECT_EQ(o.sync_interval_ms, 7u);
   EXPECT_FALSE(o.background_compaction);
