@@ -16,51 +16,21 @@
 #include "cluster/admin.h"
 #include "cluster/etcd_client.h"
 #include "cluster/node.h"
-#include "tests/cluster/etcd_process.h"
-#include "tests/cluster/server_process.h"
-
-#ifndef STRATA_CLI_BINARY
-#define STRATA_CLI_BINARY "strata-cli"
-#endif
+#include "tests/cluster/cluster_fixture.h"
 
 namespace strata::cluster {
 namespace {
 
-// Runs a command line; its exit status and its stdout (stderr joined).
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  char buffer[4096];
-  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
-
-template <typename Pred>
-bool Eventually(Pred pred, uint32_t timeout_ms) {
-  const auto until = Clock::now() + milliseconds(timeout_ms);
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return pred();
-}
+using testing::Eventually;
+using testing::RunCommand;
 
 class ClusterServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto process = testing::EtcdProcess::Start();
-    ASSERT_TRUE(process.has_value()) << process.error().ToString();
-    etcd_ = std::move(*process);
-    etcd = std::move(*EtcdClient::Create(etcd_->url()));
-  }
+  void SetUp() override { ASSERT_TRUE(cluster.StartEtcd()); }
   std::vector<std::string> ClusterArgs(const std::string& id, int ttl_s) const {
-    return {"--cluster-etcd", etcd_->url(), "--node-id", id, "--advertise", "127.0.0.1",
-            "--cluster", "t", "--lease-ttl", std::to_string(ttl_s)};
+    return cluster.NodeArgs(id, {"--lease-ttl", std::to_string(ttl_s)});
   }
   // The registered nodes: id -> record.
   std::map<std::string, NodeRecord> Nodes() {
@@ -77,19 +47,13 @@ class ClusterServerTest : public ::testing::Test {
     return l && l->has_value() ? (*l)->value : std::string();
   }
 
-  testing::TempDir dir_;
-  std::unique_ptr<testing::EtcdProcess> etcd_;
-  std::unique_ptr<EtcdClient> etcd;
+  testing::TestCluster cluster;
+  std::unique_ptr<EtcdClient>& etcd = cluster.etcd;
 };
 
 TEST_F(ClusterServerTest, NodesRegisterElectLeaveAndLapse) {
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  for (int i = 0; i < 3; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(dir_.path(), id, ClusterArgs(id, 2));
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
+  ASSERT_TRUE(cluster.StartNodes(3, {"--lease-ttl", "2"}));
+  auto& nodes = cluster.nodes;
   ASSERT_TRUE(Eventually([&] { return Nodes().size() == 3; }, 10000));
   for (int i = 0; i < 3; ++i) {
     // --advertise HOST: the port the server bound.
@@ -122,14 +86,14 @@ TEST_F(ClusterServerTest, NodesRegisterElectLeaveAndLapse) {
   EXPECT_EQ(Leader(), "n" + std::to_string(3 - leader_index - follower));
 
   // The killed node comes back on its address: it takes its registration over at once.
-  ASSERT_TRUE(nodes[leader_index]->Restart(ClusterArgs(leader, 2)).ok());
+  ASSERT_TRUE(cluster.RestartNode(leader_index).ok());
   ASSERT_TRUE(Eventually([&] { return Nodes().count(leader) == 1; }, 5000))
       << nodes[leader_index]->Log();
   EXPECT_EQ(Nodes()[leader].advertise, nodes[leader_index]->address());
 }
 
 TEST_F(ClusterServerTest, AStoppedNodeLapsesAndRegistersAgainWhenItRuns) {
-  auto p = testing::ServerProcess::Start(dir_.path(), "n1", ClusterArgs("n1", 1));
+  auto p = testing::ServerProcess::Start(cluster.dir.path(), "n1", ClusterArgs("n1", 1));
   ASSERT_TRUE(p.has_value()) << p.error().ToString();
   ASSERT_TRUE(Eventually([&] { return Nodes().count("n1") == 1; }, 10000));
   const int64_t lease = Nodes()["n1"].lease;
@@ -144,15 +108,10 @@ TEST_F(ClusterServerTest, AStoppedNodeLapsesAndRegistersAgainWhenItRuns) {
 }
 
 TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) {
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  for (int i = 0; i < 3; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(dir_.path(), id, ClusterArgs(id, 2));
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
+  ASSERT_TRUE(cluster.StartNodes(3, {"--lease-ttl", "2"}));
+  auto& nodes = cluster.nodes;
   ASSERT_TRUE(Eventually([&] { return Nodes().size() == 3 && !Leader().empty(); }, 10000));
-  const std::string cli = std::string(STRATA_CLI_BINARY) + " cluster --etcd " + etcd_->url() +
+  const std::string cli = std::string(STRATA_CLI_BINARY) + " cluster --etcd " + cluster.url() +
                           " --cluster t ";
   auto [rc, out] = RunCommand(cli + "create docs --dim 8 --metric cosine --shards 4 --replicas 2 --wait 30");
   ASSERT_EQ(rc, 0) << out;
@@ -214,18 +173,7 @@ TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) 
   nodes[victim]->Kill();
   const std::string gone = "n" + std::to_string(victim);
   const auto killed = Clock::now();
-  ASSERT_TRUE(Eventually(
-      [&] {
-        auto st = ReadClusterStatus(*etcd, "t");
-        if (!st || st->collections.empty()) return false;
-        for (const ShardStatus& s : st->collections[0].shards) {
-          for (const ReplicaRef& r : s.placement.in_sync) {
-            if (r.node == gone) return false;
-          }
-        }
-        return true;
-      },
-      10000));
+  ASSERT_TRUE(Eventually([&] { return cluster.OutOfEveryInSyncSet(gone); }, 10000));
   std::printf("replica SIGKILLed: out of every in-sync set after %lld ms (lease TTL 2 s)\n",
               static_cast<long long>(
                   std::chrono::duration_cast<milliseconds>(Clock::now() - killed).count()));
@@ -248,16 +196,16 @@ TEST_F(ClusterServerTest, BadClusterFlagsExitWithUsageErrors) {
   const std::string dead = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
   const std::vector<Case> cases = {
       {{"--node-id", "n1"}, 2, "--node-id and --advertise need --cluster-etcd"},
-      {{"--cluster-etcd", etcd_->url(), "--advertise", "127.0.0.1"}, 2, "needs --node-id"},
+      {{"--cluster-etcd", cluster.url(), "--advertise", "127.0.0.1"}, 2, "needs --node-id"},
       {{"--cluster-etcd", "https://x:1", "--node-id", "n1", "--advertise", "h"}, 2, "https"},
-      {{"--cluster-etcd", etcd_->url(), "--node-id", "a/b", "--advertise", "h"}, 2, "a/b"},
+      {{"--cluster-etcd", cluster.url(), "--node-id", "a/b", "--advertise", "h"}, 2, "a/b"},
       {{"--cluster-etcd", dead, "--node-id", "n1", "--advertise", "127.0.0.1"}, 1, dead},
-      {{"--cluster-etcd", etcd_->url(), "--node-id", "n1", "--advertise", "h",
+      {{"--cluster-etcd", cluster.url(), "--node-id", "n1", "--advertise", "h",
         "--cluster-rereplicate-after-s", "-1"}, 2, "--cluster-rereplicate-after-s must be within"},
   };
   int i = 0;
   for (const Case& c : cases) {
-    auto p = testing::ServerProcess::Start(dir_.path(), "bad" + std::to_string(i++), c.args);
+    auto p = testing::ServerProcess::Start(cluster.dir.path(), "bad" + std::to_string(i++), c.args);
     std::optional<int> code;
     std::string log;
     if (p.has_value()) {

@@ -21,8 +21,7 @@
 
 #include "client/client.h"
 #include "cluster/admin.h"
-#include "tests/cluster/etcd_process.h"
-#include "tests/cluster/server_process.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace strata::cluster {
 namespace {
@@ -62,16 +61,6 @@ std::filesystem::path DataDir() {
   return std::filesystem::path(STRATA_SOURCE_DIR) / "data" / "fashion-mnist";
 }
 
-template <typename Pred>
-bool Eventually(Pred pred, uint32_t timeout_ms) {
-  const auto until = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
-}
-
 TEST(ClusterRecallTest, FashionMnistThroughFourShardsByTwoMatchesOneNode) {
   size_t rows = 3000;
   if (const char* r = std::getenv("STRATA_CLUSTER_RECALL_ROWS")) rows = std::strtoull(r, nullptr, 10);
@@ -107,37 +96,19 @@ TEST(ClusterRecallTest, FashionMnistThroughFourShardsByTwoMatchesOneNode) {
     return double(hit) / double(10 * kQueries);
   };
 
-  testing::TempDir dir;
-  auto etcd_process = testing::EtcdProcess::Start();
-  ASSERT_TRUE(etcd_process.has_value()) << etcd_process.error().ToString();
-  const std::string url = (*etcd_process)->url();
-  auto etcd = std::move(*EtcdClient::Create(url));
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  for (int i = 0; i < 3; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(
-        dir.path(), id,
-        {"--cluster-etcd", url, "--node-id", id, "--advertise", "127.0.0.1", "--cluster", "t"});
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
-  auto single = testing::ServerProcess::Start(dir.path(), "single", {});
+  testing::TestCluster cluster;
+  ASSERT_TRUE(cluster.Start(3));
+  auto& nodes = cluster.nodes;
+  auto single = testing::ServerProcess::Start(cluster.dir.path(), "single", {});
   ASSERT_TRUE(single.has_value()) << single.error().ToString();
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->nodes.size() == 3 && !st->leader.empty();
-  }, 10000));
+  ASSERT_TRUE(cluster.WaitForNodes(3, 10000));
   CollectionRecord record;
   record.name = "fmnist";
   record.dim = kDim;
   record.shards = 4;
   record.replicas = 2;
   record.hnsw_ef_construction = 64;
-  ASSERT_TRUE(CreateClusterCollection(*etcd, "t", record).ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->collections.size() == 1 && st->AllReady();
-  }, 15000));
+  ASSERT_TRUE(cluster.CreateCollection(record));
 
   auto through = client::Client::Connect("127.0.0.1", nodes[0]->port());
   auto asked = client::Client::Connect("127.0.0.1", nodes[1]->port());

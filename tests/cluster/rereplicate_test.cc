@@ -21,111 +21,33 @@
 #include "client/client.h"
 #include "cluster/admin.h"
 #include "cluster/router.h"
-#include "tests/cluster/etcd_process.h"
-#include "tests/cluster/server_process.h"
-
-#ifndef STRATA_CLI_BINARY
-#define STRATA_CLI_BINARY "strata-cli"
-#endif
+#include "tests/cluster/cluster_fixture.h"
 
 namespace strata::cluster {
 namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+using testing::Eventually;
+using testing::RunCommand;
 
 constexpr uint32_t kDim = 16;
 
-std::vector<float> VectorFor(uint64_t seed) {
-  std::vector<float> v(kDim);
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-  for (uint32_t i = 0; i < kDim; ++i) {
-    x += 0x9E3779B97F4A7C15ull;
-    uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    v[i] = float(double(z >> 11) / double(1ull << 53) * 2.0 - 1.0);
-  }
-  return v;
-}
-
-template <typename Pred>
-bool Eventually(Pred pred, uint32_t timeout_ms) {
-  const auto until = Clock::now() + milliseconds(timeout_ms);
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return pred();
-}
-
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  char buffer[4096];
-  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// Every record of engine collection `local` on the node at `port` (through the shard address
-// at epoch 0, which raises no fence): id -> vector.
-std::map<VectorId, std::vector<float>> ShardContents(uint16_t port, const std::string& local) {
-  std::map<VectorId, std::vector<float>> out;
-  auto c = client::Client::Connect("127.0.0.1", port);
-  EXPECT_TRUE(c.has_value());
-  if (!c) return out;
-  const std::string address = local + "@0";
-  uint64_t cursor = 0;
-  do {
-    auto page = (*c)->ListKeys(address, cursor, 1000);
-    EXPECT_TRUE(page.has_value()) << page.error().ToString();
-    if (!page) return out;
-    cursor = page->next_cursor;
-    auto records = (*c)->Get(address, page->ids);
-    EXPECT_TRUE(records.has_value()) << records.error().ToString();
-    if (!records) return out;
-    for (const auto& r : *records) {
-      if (r) out[r->id] = r->vector;
-    }
-  } while (cursor != 0);
-  return out;
-}
+std::vector<float> VectorFor(uint64_t seed) { return testing::SeededVector(seed, kDim); }
 
 TEST(ClusterRereplicateTest, AKilledReplicaIsReplacedByAnotherNodeThatCatchesUp) {
-  testing::TempDir dir;
-  auto etcd_process = testing::EtcdProcess::Start();
-  ASSERT_TRUE(etcd_process.has_value()) << etcd_process.error().ToString();
-  const std::string url = (*etcd_process)->url();
-  auto etcd = std::move(*EtcdClient::Create(url));
-  auto args = [&](const std::string& id) {
-    return std::vector<std::string>{"--cluster-etcd", url,  "--node-id",     id,
-                                    "--advertise",    "127.0.0.1", "--cluster", "t",
-                                    "--lease-ttl",    "2",  "--cluster-rereplicate-after-s", "1"};
-  };
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  for (int i = 0; i < 4; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(dir.path(), id, args(id));
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->nodes.size() == 4 && !st->leader.empty();
-  }, 15000));
+  testing::TestCluster cluster;
+  ASSERT_TRUE(cluster.Start(4, {"--lease-ttl", "2", "--cluster-rereplicate-after-s", "1"}));
+  const std::string url = cluster.url();
+  auto& etcd = cluster.etcd;
+  auto& nodes = cluster.nodes;
+  ASSERT_TRUE(cluster.WaitForNodes(4, 15000));
   CollectionRecord record;
   record.name = "vec";
   record.dim = kDim;
   record.shards = 2;
   record.replicas = 2;
-  ASSERT_TRUE(CreateClusterCollection(*etcd, "t", record).ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->collections.size() == 1 && st->AllReady();
-  }, 15000));
+  ASSERT_TRUE(cluster.CreateCollection(record));
   auto before = ReadClusterStatus(*etcd, "t");
   ASSERT_TRUE(before.has_value());
   const std::string leader = before->leader;
@@ -249,10 +171,7 @@ TEST(ClusterRereplicateTest, AKilledReplicaIsReplacedByAnotherNodeThatCatchesUp)
   // writes with their last vectors.
   std::map<VectorId, std::vector<float>> all;
   for (const ShardStatus& s : st->collections[0].shards) {
-    std::vector<std::map<VectorId, std::vector<float>>> copies;
-    for (const std::string& n : s.placement.replicas) {
-      copies.push_back(ShardContents(nodes[n[1] - '0']->port(), LocalShardName("vec", s.placement.shard)));
-    }
+    const auto copies = cluster.ReplicaContents(s, "vec");
     ASSERT_EQ(copies.size(), 2u);
     EXPECT_TRUE(copies[0] == copies[1]) << "shard " << s.placement.shard << ": "
                                         << copies[0].size() << " vs " << copies[1].size();
@@ -281,7 +200,7 @@ TEST(ClusterRereplicateTest, AKilledReplicaIsReplacedByAnotherNodeThatCatchesUp)
 
   // The killed node comes back: it gets no replica beyond `replicas`; its old shard collection
   // stays unused (logged).
-  ASSERT_TRUE(nodes[victim]->Restart(args(gone)).ok());
+  ASSERT_TRUE(cluster.RestartNode(victim).ok());
   ASSERT_TRUE(Eventually([&] {
     return nodes[victim]->Log().find("drop it by hand") != std::string::npos;
   }, 10000)) << nodes[victim]->Log();

@@ -20,40 +20,19 @@
 #include "client/client.h"
 #include "cluster/admin.h"
 #include "cluster/router.h"
-#include "tests/cluster/etcd_process.h"
-#include "tests/cluster/server_process.h"
+#include "tests/cluster/cluster_fixture.h"
 
 namespace strata::cluster {
 namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+using testing::Eventually;
+using testing::ShardContents;
 
 constexpr uint32_t kDim = 16;
 
-std::vector<float> VectorFor(uint64_t seed) {
-  std::vector<float> v(kDim);
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-  for (uint32_t i = 0; i < kDim; ++i) {
-    x += 0x9E3779B97F4A7C15ull;
-    uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    v[i] = float(double(z >> 11) / double(1ull << 53) * 2.0 - 1.0);
-  }
-  return v;
-}
-
-template <typename Pred>
-bool Eventually(Pred pred, uint32_t timeout_ms) {
-  const auto until = Clock::now() + milliseconds(timeout_ms);
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return pred();
-}
+std::vector<float> VectorFor(uint64_t seed) { return testing::SeededVector(seed, kDim); }
 
 std::vector<Record> Records(uint64_t from, uint64_t to) {
   std::vector<Record> out;
@@ -80,30 +59,6 @@ double Recall(const std::vector<std::vector<Neighbor>>& got, const std::vector<f
     total += 10;
   }
   return double(hit) / double(total);
-}
-
-// Every record of engine collection `local` on the node at `port`, read through the shard
-// address at epoch 0 (which raises no fence): id -> vector.
-std::map<VectorId, std::vector<float>> ShardContents(uint16_t port, const std::string& local) {
-  std::map<VectorId, std::vector<float>> out;
-  auto c = client::Client::Connect("127.0.0.1", port);
-  EXPECT_TRUE(c.has_value());
-  if (!c) return out;
-  const std::string address = local + "@0";
-  uint64_t cursor = 0;
-  do {
-    auto page = (*c)->ListKeys(address, cursor, 1000);
-    EXPECT_TRUE(page.has_value()) << page.error().ToString();
-    if (!page) return out;
-    cursor = page->next_cursor;
-    auto records = (*c)->Get(address, page->ids);
-    EXPECT_TRUE(records.has_value()) << records.error().ToString();
-    if (!records) return out;
-    for (const auto& r : *records) {
-      if (r) out[r->id] = r->vector;
-    }
-  } while (cursor != 0);
-  return out;
 }
 
 // The keyed records of engine collection `local` on the node at `port` (as ShardContents):
@@ -147,6 +102,23 @@ bool AllInSync(EtcdClient& etcd) {
   return true;
 }
 
+class ClusterRouterTest : public ::testing::Test {
+ protected:
+  // etcd, `count` nodes (lease TTL 2 s) registered with a leader, and a collection "vec" of
+  // `shards` x `replicas`, placed and ready.
+  ::testing::AssertionResult StartWithVec(int count, uint32_t shards, uint32_t replicas) {
+    if (auto r = cluster.Start(count, {"--lease-ttl", "2"}); !r) return r;
+    if (!cluster.WaitForNodes(count, 10000)) {
+      return ::testing::AssertionFailure() << count << " nodes not registered with a leader in 10 s";
+    }
+    return cluster.CreateCollection("vec", kDim, shards, replicas);
+  }
+
+  testing::TestCluster cluster;
+  std::unique_ptr<EtcdClient>& etcd = cluster.etcd;
+  std::vector<std::unique_ptr<testing::ServerProcess>>& nodes = cluster.nodes;
+};
+
 TEST(ClusterKeyedIdTest, NamesTheShardAndRefusesALocalIdBeyond40Bits) {
   EXPECT_EQ(*ClusterKeyedId(3, 42), 42u);  // ids by id: as they are
   EXPECT_EQ(*ClusterKeyedId(0, kKeyedIdBase), kKeyedIdBase);
@@ -162,40 +134,12 @@ TEST(ClusterKeyedIdTest, NamesTheShardAndRefusesALocalIdBeyond40Bits) {
   EXPECT_NE(beyond.error().message().find("shard 1"), std::string::npos) << beyond.error().ToString();
 }
 
-TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) {
-  testing::TempDir dir;
-  auto etcd_process = testing::EtcdProcess::Start();
-  ASSERT_TRUE(etcd_process.has_value()) << etcd_process.error().ToString();
-  const std::string url = (*etcd_process)->url();
-  auto etcd = std::move(*EtcdClient::Create(url));
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  for (int i = 0; i < 3; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(
-        dir.path(), id,
-        {"--cluster-etcd", url, "--node-id", id, "--advertise", "127.0.0.1", "--cluster", "t",
-         "--lease-ttl", "2"});
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
+TEST_F(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) {
+  ASSERT_TRUE(StartWithVec(3, 4, 2));
+  const std::string url = cluster.url();
   // One node outside the cluster with the same data, for the recall comparison.
-  auto single = testing::ServerProcess::Start(dir.path(), "single", {});
+  auto single = testing::ServerProcess::Start(cluster.dir.path(), "single", {});
   ASSERT_TRUE(single.has_value()) << single.error().ToString();
-
-  CollectionRecord record;
-  record.name = "vec";
-  record.dim = kDim;
-  record.shards = 4;
-  record.replicas = 2;
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->nodes.size() == 3 && !st->leader.empty();
-  }, 10000));
-  ASSERT_TRUE(CreateClusterCollection(*etcd, "t", record).ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->collections.size() == 1 && st->AllReady();
-  }, 15000));
 
   auto router = ClusterRouter::Open({.etcd = url, .cluster = "t"});
   ASSERT_TRUE(router.has_value()) << router.error().ToString();
@@ -563,41 +507,13 @@ TEST(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards) 
 // etcd stopped under reads and writes: searches through a node keep answering from its last view;
 // writes go on while the nodes' leases hold, then are refused (a node that cannot renew its lease
 // acknowledges nothing), and resume once etcd is back (leases survive an etcd restart).
-TEST(ClusterRouterTest, EtcdDownKeepsReadsAndPausesWritesUntilItIsBack) {
-  testing::TempDir dir;
-  auto etcd_process = testing::EtcdProcess::Start();
-  ASSERT_TRUE(etcd_process.has_value()) << etcd_process.error().ToString();
-  const std::string url = (*etcd_process)->url();
-  auto etcd = std::move(*EtcdClient::Create(url));
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  for (int i = 0; i < 2; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(
-        dir.path(), id,
-        {"--cluster-etcd", url, "--node-id", id, "--advertise", "127.0.0.1", "--cluster", "t",
-         "--lease-ttl", "2"});
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
-  CollectionRecord record;
-  record.name = "vec";
-  record.dim = kDim;
-  record.shards = 2;
-  record.replicas = 2;
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->nodes.size() == 2 && !st->leader.empty();
-  }, 10000));
-  ASSERT_TRUE(CreateClusterCollection(*etcd, "t", record).ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->collections.size() == 1 && st->AllReady();
-  }, 15000));
+TEST_F(ClusterRouterTest, EtcdDownKeepsReadsAndPausesWritesUntilItIsBack) {
+  ASSERT_TRUE(StartWithVec(2, 2, 2));
   auto c = client::Client::Connect("127.0.0.1", nodes[0]->port());
   ASSERT_TRUE(c.has_value());
   ASSERT_TRUE(Eventually([&] { return (*c)->Upsert("vec", kDim, Records(0, 200)).has_value(); }, 5000));
 
-  (*etcd_process)->Stop();
+  cluster.etcd_process->Stop();
   const auto stopped = Clock::now();
   // Reads: every search answers while etcd is down.
   uint64_t next = 200;
@@ -620,7 +536,7 @@ TEST(ClusterRouterTest, EtcdDownKeepsReadsAndPausesWritesUntilItIsBack) {
   ASSERT_NE(write_refused, Clock::time_point{}) << "writes went on without etcd past the lease";
   EXPECT_LE(write_refused - stopped, milliseconds(3000));  // within the lease TTL (+ margin)
 
-  ASSERT_TRUE((*etcd_process)->Restart().ok());
+  ASSERT_TRUE(cluster.etcd_process->Restart().ok());
   const auto restarted = Clock::now();
   ASSERT_TRUE(Eventually([&] { return (*c)->Upsert("vec", kDim, Records(next, next + 1)).has_value(); },
                          10000));
@@ -638,37 +554,8 @@ TEST(ClusterRouterTest, EtcdDownKeepsReadsAndPausesWritesUntilItIsBack) {
 // stopped one led) takes it out of the in-sync sets; meanwhile writes through the other nodes
 // go on; once continued it acknowledges no write before it has registered again, and then
 // writes only to the replicas in sync -- never to its own, stale copy (no split brain).
-TEST(ClusterRouterTest, AStoppedNodeLosesItsShardsAndNeverAcknowledgesForThem) {
-  testing::TempDir dir;
-  auto etcd_process = testing::EtcdProcess::Start();
-  ASSERT_TRUE(etcd_process.has_value()) << etcd_process.error().ToString();
-  const std::string url = (*etcd_process)->url();
-  auto etcd = std::move(*EtcdClient::Create(url));
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  for (int i = 0; i < 3; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(
-        dir.path(), id,
-        {"--cluster-etcd", url, "--node-id", id, "--advertise", "127.0.0.1", "--cluster", "t",
-         "--lease-ttl", "2"});
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
-  // Every node holds every shard.
-  CollectionRecord record;
-  record.name = "vec";
-  record.dim = kDim;
-  record.shards = 2;
-  record.replicas = 3;
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->nodes.size() == 3 && !st->leader.empty();
-  }, 10000));
-  ASSERT_TRUE(CreateClusterCollection(*etcd, "t", record).ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->collections.size() == 1 && st->AllReady();
-  }, 15000));
+TEST_F(ClusterRouterTest, AStoppedNodeLosesItsShardsAndNeverAcknowledgesForThem) {
+  ASSERT_TRUE(StartWithVec(3, 2, 3));  // every node holds every shard
   // The stopped node is the leader: its successor must take over the placement too.
   const std::string leader = ReadClusterStatus(*etcd, "t")->leader;
   const int stopped = leader[1] - '0';
@@ -730,37 +617,8 @@ TEST(ClusterRouterTest, AStoppedNodeLosesItsShardsAndNeverAcknowledgesForThem) {
 // no acknowledged write is lost; restarted, it catches up from the in-sync replicas while the
 // writes go on and rejoins; then every replica of every shard holds the same records, and
 // exactly the acknowledged ones. The outages and the catch-up time are printed.
-TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
-  testing::TempDir dir;
-  auto etcd_process = testing::EtcdProcess::Start();
-  ASSERT_TRUE(etcd_process.has_value()) << etcd_process.error().ToString();
-  const std::string url = (*etcd_process)->url();
-  auto etcd = std::move(*EtcdClient::Create(url));
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
-  auto args = [&](const std::string& id) {
-    return std::vector<std::string>{"--cluster-etcd", url, "--node-id", id, "--advertise",
-                                    "127.0.0.1", "--cluster", "t", "--lease-ttl", "2"};
-  };
-  for (int i = 0; i < 3; ++i) {
-    const std::string id = "n" + std::to_string(i);
-    auto p = testing::ServerProcess::Start(dir.path(), id, args(id));
-    ASSERT_TRUE(p.has_value()) << p.error().ToString();
-    nodes.push_back(std::move(*p));
-  }
-  CollectionRecord record;
-  record.name = "vec";
-  record.dim = kDim;
-  record.shards = 4;
-  record.replicas = 2;
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->nodes.size() == 3 && !st->leader.empty();
-  }, 10000));
-  ASSERT_TRUE(CreateClusterCollection(*etcd, "t", record).ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    return st && st->collections.size() == 1 && st->AllReady();
-  }, 15000));
+TEST_F(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
+  ASSERT_TRUE(StartWithVec(3, 4, 2));
   const std::string leader = ReadClusterStatus(*etcd, "t")->leader;
   const int victim = leader == "n0" ? 1 : 0;
   const int writer_node = leader[1] - '0';
@@ -891,16 +749,7 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
   killed = Clock::now();
   const std::string gone = "n" + std::to_string(victim);
   // Its lease lapses and the leader takes it out of the in-sync sets.
-  ASSERT_TRUE(Eventually([&] {
-    auto st = ReadClusterStatus(*etcd, "t");
-    if (!st || st->collections.empty()) return false;
-    for (const ShardStatus& s : st->collections[0].shards) {
-      for (const ReplicaRef& r : s.placement.in_sync) {
-        if (r.node == gone) return false;
-      }
-    }
-    return true;
-  }, 15000));
+  ASSERT_TRUE(Eventually([&] { return cluster.OutOfEveryInSyncSet(gone); }, 15000));
   std::this_thread::sleep_for(milliseconds(1000));  // writes go on without it
   {
     // Keyed writes it misses: new keys, keys written again, keys deleted.
@@ -920,7 +769,7 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
     for (const std::string& k : doomed) acked_keys.erase(k);
   }
   const TP before_restart = Clock::now();
-  ASSERT_TRUE(nodes[victim]->Restart(args(gone)).ok());
+  ASSERT_TRUE(cluster.RestartNode(victim).ok());
   restarted = Clock::now();
   ASSERT_TRUE(Eventually([&] { return AllInSync(*etcd); }, 30000)) << nodes[victim]->Log();
   const TP rejoined = Clock::now();
@@ -959,10 +808,7 @@ TEST(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
   ASSERT_TRUE(st.has_value());
   std::map<VectorId, std::vector<float>> all;
   for (const ShardStatus& s : st->collections[0].shards) {
-    std::vector<std::map<VectorId, std::vector<float>>> copies;
-    for (const std::string& n : s.placement.replicas) {
-      copies.push_back(ShardContents(nodes[n[1] - '0']->port(), LocalShardName("vec", s.placement.shard)));
-    }
+    const auto copies = cluster.ReplicaContents(s, "vec");
     ASSERT_EQ(copies.size(), 2u);
     EXPECT_TRUE(copies[0] == copies[1]) << "shard " << s.placement.shard << ": "
                                         << copies[0].size() << " vs " << copies[1].size();

@@ -20,18 +20,15 @@
 #include "cluster/etcd_client.h"
 #include "cluster/model.h"
 #include "cluster/router.h"
-#include "tests/cluster/etcd_process.h"
-#include "tests/cluster/server_process.h"
-
-#ifndef STRATA_CLI_BINARY
-#define STRATA_CLI_BINARY "strata-cli"
-#endif
+#include "tests/cluster/cluster_fixture.h"
 
 namespace strata::cluster {
 namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+using testing::Eventually;
+using testing::RunCommand;
 
 constexpr uint32_t kDim = 8;
 
@@ -47,48 +44,13 @@ std::vector<float> VectorFor(uint64_t seed) {
   return v;
 }
 
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  char buffer[4096];
-  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-template <typename Pred>
-bool Eventually(Pred pred, uint32_t timeout_ms) {
-  const auto until = Clock::now() + milliseconds(timeout_ms);
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return pred();
-}
-
 class ShardReplyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto process = testing::EtcdProcess::Start();
-    ASSERT_TRUE(process.has_value()) << process.error().ToString();
-    etcd_ = std::move(*process);
-    etcd = std::move(*EtcdClient::Create(etcd_->url()));
-    for (int i = 0; i < 3; ++i) {
-      const std::string id = "n" + std::to_string(i);
-      // A long lease (a node stopped for a few seconds stays registered) and a short shard
-      // timeout for the requests that do not set their own.
-      auto p = testing::ServerProcess::Start(
-          dir_.path(), id,
-          {"--cluster-etcd", etcd_->url(), "--node-id", id, "--advertise", "127.0.0.1",
-           "--cluster", "t", "--lease-ttl", "20", "--cluster-shard-timeout-ms", "1500"});
-      ASSERT_TRUE(p.has_value()) << p.error().ToString();
-      nodes.push_back(std::move(*p));
-    }
-    ASSERT_TRUE(Eventually([&] {
-      auto st = ReadClusterStatus(*etcd, "t");
-      return st && st->nodes.size() == 3 && !st->leader.empty();
-    }, 10000));
+    // A long lease (a node stopped for a few seconds stays registered) and a short shard
+    // timeout for the requests that do not set their own.
+    ASSERT_TRUE(cluster.Start(3, {"--lease-ttl", "20", "--cluster-shard-timeout-ms", "1500"}));
+    ASSERT_TRUE(cluster.WaitForNodes(3, 10000));
   }
   // Creates `name` (shards x replicas) and waits until every replica is ready.
   void Create(const std::string& name, uint32_t shards, uint32_t replicas) {
@@ -129,10 +91,9 @@ class ShardReplyTest : public ::testing::Test {
     return {};
   }
 
-  testing::TempDir dir_;
-  std::unique_ptr<testing::EtcdProcess> etcd_;
-  std::unique_ptr<EtcdClient> etcd;
-  std::vector<std::unique_ptr<testing::ServerProcess>> nodes;
+  testing::TestCluster cluster;
+  std::unique_ptr<EtcdClient>& etcd = cluster.etcd;
+  std::vector<std::unique_ptr<testing::ServerProcess>>& nodes = cluster.nodes;
 };
 
 TEST_F(ShardReplyTest, ExplainShowsEachShardAndAStoppedShardMakesTheReplyPartialOrFail) {
@@ -158,7 +119,7 @@ TEST_F(ShardReplyTest, ExplainShowsEachShardAndAStoppedShardMakesTheReplyPartial
         << bad.error().ToString();
     // A router's keyed search with search_with's options: the shards get their own defaults
     // (search_keyed cannot carry them).
-    auto router = ClusterRouter::Open({.etcd = etcd_->url(), .cluster = "t"});
+    auto router = ClusterRouter::Open({.etcd = cluster.url(), .cluster = "t"});
     ASSERT_TRUE(router.has_value()) << router.error().ToString();
     auto hits = (*router)->SearchKeyed("vec", q.data(), kDim, 1,
                                       {.k = 5, .allow_partial = true, .shard_timeout_ms = 5000});
