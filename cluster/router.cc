@@ -51,6 +51,54 @@ Status ToClusterId(const std::string& collection, uint32_t shard, VectorId& id) 
   return Status::Ok();
 }
 
+// Shards 0 .. shards - 1.
+std::vector<uint32_t> AllShards(uint32_t shards) {
+  std::vector<uint32_t> out(shards);
+  for (uint32_t s = 0; s < shards; ++s) out[s] = s;
+  return out;
+}
+
+// The shards that have positions of the caller's list (per shard, its positions).
+std::vector<uint32_t> ShardsWith(const std::vector<std::vector<size_t>>& positions) {
+  std::vector<uint32_t> out;
+  for (uint32_t s = 0; s < positions.size(); ++s) {
+    if (!positions[s].empty()) out.push_back(s);
+  }
+  return out;
+}
+
+// A routed search's `count` queries of dimension `dim` against collection `collection`.
+Status CheckQueries(const CollectionRecord& record, const std::string& collection, uint32_t dim,
+                    uint32_t count) {
+  if (dim != record.dim) {
+    return InvalidArgument("queries have dim {}, collection '{}' has {}", dim, collection, record.dim);
+  }
+  if (count == 0) return InvalidArgument("no queries");
+  return Status::Ok();
+}
+
+// Per shard, the request `op` of a routed search: the queries, with the request's options less
+// what the router acts on itself (allow_partial, shard_timeout_ms), which the shards get as
+// their defaults (search_batch and search_keyed cannot carry them).
+std::function<protocol::Request(uint32_t shard)> ShardSearches(const std::string& collection,
+                                                               protocol::Op op,
+                                                               const SearchOptions& options,
+                                                               const float* queries, uint32_t dim,
+                                                               uint32_t count) {
+  SearchOptions shard_options = options;
+  shard_options.allow_partial = false;
+  shard_options.shard_timeout_ms = 0;
+  return [&collection, op, shard_options, queries, dim, count](uint32_t s) {
+    protocol::SearchRequest q;
+    q.collection = LocalShardName(collection, s);
+    q.options = shard_options;
+    q.dim = dim;
+    q.count = count;
+    q.queries.assign(queries, queries + size_t(dim) * count);
+    return protocol::Request{op, std::move(q)};
+  };
+}
+
 }  // namespace
 
 ClusterView::~ClusterView() {
@@ -538,47 +586,19 @@ Result<std::vector<VectorId>> ClusterRouter::UpsertKeyedOnce(const std::string& 
 Status ClusterRouter::ReadShards(const Route& route, const std::string& collection,
                                  std::string_view what, const std::vector<uint32_t>& shards,
                                  const std::function<protocol::Request(uint32_t shard)>& make,
-                                 const std::function<bool(uint32_t shard, protocol::Response& reply)>& take) {
+                                 const std::function<Result<bool>(uint32_t shard, protocol::Response& reply)>& take) {
   const auto candidates = ReadCandidates(route);
   for (uint32_t s : shards) {
     if (candidates[s].empty()) {
       return IOError("collection '{}' shard {} has no in-sync replica", collection, s);
     }
   }
-  std::vector<std::string> failures(route.record.shards);
-  std::vector<uint32_t> pending = shards;
-  for (size_t attempt = 0; !pending.empty(); ++attempt) {
-    std::vector<std::pair<std::string, protocol::Request>> requests;
-    for (uint32_t s : pending) {
-      if (attempt >= candidates[s].size()) {
-        return IOError("collection '{}' shard {}: no in-sync replica answered the {}: {}", collection, s,
-                       what, failures[s]);
-      }
-      requests.push_back({candidates[s][attempt], make(s)});
-    }
-    // A replica that does not answer within the shard timeout: the next one is asked.
-    Deadline deadline;
-    if (view_->shard_timeout_ms() != 0) {
-      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(view_->shard_timeout_ms());
-    }
-    auto responses = FanOut(requests, deadline);
-    std::vector<uint32_t> again;
-    for (size_t i = 0; i < responses.size(); ++i) {
-      const uint32_t s = pending[i];
-      if (!responses[i] && responses[i].error().code() == StatusCode::kInvalidArgument) {
-        // The request's own fault (a bad filter, say): every replica would say the same.
-        return responses[i].error().WithContext(fmt::format("collection '{}' shard {}", collection, s));
-      }
-      if (!responses[i] || !take(s, *responses[i])) {
-        failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
-                                   responses[i] ? std::string("a reply of the wrong shape")
-                                                : responses[i].error().ToString());
-        again.push_back(s);
-      }
-    }
-    pending = std::move(again);
-  }
-  return Status::Ok();
+  auto read = Scatter(route, collection, what, shards, make,
+                      [&](uint32_t s, const std::string&, double, protocol::Response& reply) -> Result<bool> {
+                        return take(s, reply);
+                      },
+                      view_->shard_timeout_ms(), /*allow_partial=*/false);
+  return read ? Status::Ok() : read.error();
 }
 
 Result<std::vector<std::optional<Record>>> ClusterRouter::GetKeyed(const std::string& collection,
@@ -590,10 +610,7 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::GetKeyed(const std::st
     STRATA_RETURN_IF_ERROR(ValidateKey(keys[i]));
     positions[ShardOfKey(keys[i], shards)].push_back(i);
   }
-  std::vector<uint32_t> asked;
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (!positions[s].empty()) asked.push_back(s);
-  }
+  const std::vector<uint32_t> asked = ShardsWith(positions);
   std::vector<std::optional<Record>> out(keys.size());
   STRATA_RETURN_IF_ERROR(ReadShards(
       route, collection, "get", asked,
@@ -621,30 +638,12 @@ Result<std::vector<std::vector<KeyedNeighbor>>> ClusterRouter::SearchKeyed(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
     const SearchOptions& options) {
   STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
-  if (dim != route.record.dim) {
-    return Error(InvalidArgument("queries have dim {}, collection '{}' has {}", dim, collection,
-                                 route.record.dim));
-  }
-  if (count == 0) return Error(InvalidArgument("no queries"));
-  std::vector<uint32_t> all(route.record.shards);
-  for (uint32_t s = 0; s < route.record.shards; ++s) all[s] = s;
+  STRATA_RETURN_IF_ERROR(CheckQueries(route.record, collection, dim, count));
   std::vector<std::vector<KeyedNeighbor>> merged(count);
   Status ids_ok;
-  // search_keyed cannot carry these (search_with only): the shards' own defaults.
-  SearchOptions shard_options = options;
-  shard_options.allow_partial = false;
-  shard_options.shard_timeout_ms = 0;
   STRATA_RETURN_IF_ERROR(ReadShards(
-      route, collection, "search", all,
-      [&](uint32_t s) {
-        protocol::SearchRequest q;
-        q.collection = LocalShardName(collection, s);
-        q.options = shard_options;
-        q.dim = dim;
-        q.count = count;
-        q.queries.assign(queries, queries + size_t(dim) * count);
-        return protocol::Request{protocol::Op::kSearchKeyed, std::move(q)};
-      },
+      route, collection, "search", AllShards(route.record.shards),
+      ShardSearches(collection, protocol::Op::kSearchKeyed, options, queries, dim, count),
       [&](uint32_t s, protocol::Response& response) {
         auto* reply = std::get_if<protocol::KeyedSearchReply>(&response.body);
         if (reply == nullptr || reply->results.size() != count) return false;
@@ -717,7 +716,6 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
                                                               std::span<const VectorId> ids) {
   STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
   const uint32_t shards = route.record.shards;
-  const auto candidates = ReadCandidates(route);
   std::vector<std::vector<size_t>> positions(shards);  // per shard, the positions of its ids
   std::vector<VectorId> local_ids(ids.begin(), ids.end());  // a keyed id as its shard's own
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -731,55 +729,25 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::Get(const std::string&
     if (s < shards) positions[s].push_back(i);
   }
   std::vector<std::optional<Record>> out(ids.size());
-  std::vector<uint32_t> pending;
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (positions[s].empty()) continue;
-    if (candidates[s].empty()) {
-      return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
-    }
-    pending.push_back(s);
-  }
-  std::vector<std::string> failures(shards);
-  for (size_t attempt = 0; !pending.empty(); ++attempt) {
-    std::vector<std::pair<std::string, protocol::Request>> requests;
-    for (uint32_t s : pending) {
-      if (attempt >= candidates[s].size()) {
-        return Error(IOError("collection '{}' shard {}: no in-sync replica answered the get: {}",
-                             collection, s, failures[s]));
-      }
-      protocol::GetRequest g;
-      g.collection = LocalShardName(collection, s);
-      for (size_t i : positions[s]) g.ids.push_back(local_ids[i]);
-      requests.push_back({candidates[s][attempt], protocol::Request{protocol::Op::kGet, std::move(g)}});
-    }
-    // A replica that does not answer within the shard timeout: the next one is asked.
-    Deadline deadline;
-    if (view_->shard_timeout_ms() != 0) {
-      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(view_->shard_timeout_ms());
-    }
-    auto responses = FanOut(requests, deadline);
-    std::vector<uint32_t> again;
-    for (size_t i = 0; i < responses.size(); ++i) {
-      const uint32_t s = pending[i];
-      if (!responses[i] && responses[i].error().code() == StatusCode::kInvalidArgument) {
-        return Error(responses[i].error().WithContext(fmt::format("collection '{}' shard {}", collection, s)));
-      }
-      auto* reply = responses[i] ? std::get_if<protocol::GetReply>(&responses[i]->body) : nullptr;
-      if (reply == nullptr || reply->records.size() != positions[s].size()) {
-        failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
-                                   responses[i] ? std::string("a reply of the wrong shape")
-                                                : responses[i].error().ToString());
-        again.push_back(s);
-        continue;
-      }
-      for (size_t j = 0; j < positions[s].size(); ++j) {
-        auto& record = out[positions[s][j]];
-        record = std::move(reply->records[j]);
-        if (record) STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, record->id));
-      }
-    }
-    pending = std::move(again);
-  }
+  const std::vector<uint32_t> asked = ShardsWith(positions);
+  STRATA_RETURN_IF_ERROR(ReadShards(
+      route, collection, "get", asked,
+      [&](uint32_t s) {
+        protocol::GetRequest g;
+        g.collection = LocalShardName(collection, s);
+        for (size_t i : positions[s]) g.ids.push_back(local_ids[i]);
+        return protocol::Request{protocol::Op::kGet, std::move(g)};
+      },
+      [&](uint32_t s, protocol::Response& response) -> Result<bool> {
+        auto* reply = std::get_if<protocol::GetReply>(&response.body);
+        if (reply == nullptr || reply->records.size() != positions[s].size()) return false;
+        for (size_t j = 0; j < positions[s].size(); ++j) {
+          auto& record = out[positions[s][j]];
+          record = std::move(reply->records[j]);
+          if (record) STRATA_RETURN_IF_ERROR(ToClusterId(collection, s, record->id));
+        }
+        return true;
+      }));
   return out;
 }
 
@@ -791,20 +759,15 @@ std::string ClusterRouter::AddressOfNode(const std::string& node) const {
   return record ? record->advertise : std::string();
 }
 
-Result<ClusterRouter::Scattered> ClusterRouter::ScatterRead(
+Result<std::vector<protocol::MissingShard>> ClusterRouter::Scatter(
     const Route& route, const std::string& collection, std::string_view what,
-    const std::function<protocol::Request(uint32_t shard)>& make,
-    const std::function<bool(const protocol::Response&)>& fits, uint32_t timeout_ms,
-    bool allow_partial) {
+    const std::vector<uint32_t>& shards, const std::function<protocol::Request(uint32_t shard)>& make,
+    const TakeReply& take, uint32_t timeout_ms, bool allow_partial) {
   // Per shard, its in-sync replicas, the least loaded first (ReadCandidates): the first is
   // asked, the next ones when it fails or does not answer in time.
-  const uint32_t shards = route.record.shards;
   const auto candidates = ReadCandidates(route);
-  Scattered out;
-  out.responses.resize(shards);
-  out.nodes.resize(shards);
-  out.ms.resize(shards);
-  std::vector<std::string> failures(shards);
+  std::vector<protocol::MissingShard> missing;
+  std::vector<std::string> failures(route.record.shards);
   std::vector<uint32_t> pending;
   auto give_up = [&](uint32_t s) -> Status {
     const std::string why = failures[s].empty() ? std::string("it has no in-sync replica") : failures[s];
@@ -812,10 +775,10 @@ Result<ClusterRouter::Scattered> ClusterRouter::ScatterRead(
       return IOError("collection '{}' shard {}: no in-sync replica answered the {}: {}",
                      collection, s, what, why);
     }
-    out.missing.push_back({s, why});
+    missing.push_back({s, why});
     return Status::Ok();
   };
-  for (uint32_t s = 0; s < shards; ++s) {
+  for (uint32_t s : shards) {
     if (candidates[s].empty()) {
       STRATA_RETURN_IF_ERROR(give_up(s));
     } else {
@@ -846,25 +809,49 @@ Result<ClusterRouter::Scattered> ClusterRouter::ScatterRead(
         // The request's own fault (a bad filter, say): every replica would say the same.
         return Error(responses[i].error().WithContext(fmt::format("collection '{}' shard {}", collection, s)));
       }
-      if (!responses[i] || !fits(*responses[i])) {
+      bool taken = false;
+      if (responses[i]) {
+        STRATA_ASSIGN_OR_RETURN(taken, take(s, requests[i].first, round_ms, *responses[i]));
+      }
+      if (!taken) {
         failures[s] += fmt::format("{}{}: {}", failures[s].empty() ? "" : "; ", requests[i].first,
                                    responses[i] ? std::string("a reply of the wrong shape")
                                                 : responses[i].error().ToString());
         pending.push_back(s);
-        continue;
       }
-      out.responses[s] = std::move(*responses[i]);
-      out.nodes[s] = requests[i].first;
-      out.ms[s] = round_ms;
     }
   }
-  if (!out.missing.empty() && out.missing.size() == shards) {
+  if (!missing.empty() && missing.size() == shards.size()) {
     std::string why;
-    for (const auto& m : out.missing) why += fmt::format("{}shard {}: {}", why.empty() ? "" : "; ", m.shard, m.reason);
+    for (const auto& m : missing) why += fmt::format("{}shard {}: {}", why.empty() ? "" : "; ", m.shard, m.reason);
     return Error(IOError("collection '{}': no shard answered the {}: {}", collection, what, why));
   }
-  std::sort(out.missing.begin(), out.missing.end(),
+  std::sort(missing.begin(), missing.end(),
             [](const auto& a, const auto& b) { return a.shard < b.shard; });
+  return missing;
+}
+
+Result<ClusterRouter::Scattered> ClusterRouter::ScatterRead(
+    const Route& route, const std::string& collection, std::string_view what,
+    const std::function<protocol::Request(uint32_t shard)>& make,
+    const std::function<bool(const protocol::Response&)>& fits, uint32_t timeout_ms,
+    bool allow_partial) {
+  const uint32_t shards = route.record.shards;
+  Scattered out;
+  out.responses.resize(shards);
+  out.nodes.resize(shards);
+  out.ms.resize(shards);
+  STRATA_ASSIGN_OR_RETURN(
+      out.missing,
+      Scatter(route, collection, what, AllShards(route.record.shards), make,
+              [&](uint32_t s, const std::string& node, double ms, protocol::Response& reply) -> Result<bool> {
+                if (!fits(reply)) return false;
+                out.responses[s] = std::move(reply);
+                out.nodes[s] = node;
+                out.ms[s] = ms;
+                return true;
+              },
+              timeout_ms, allow_partial));
   return out;
 }
 
@@ -876,36 +863,29 @@ uint32_t TimeoutOf(const SearchOptions& options, const ClusterView& view) {
 
 }  // namespace
 
+Result<ClusterRouter::Scattered> ClusterRouter::ScatterSearch(
+    const std::string& collection, protocol::Op op, const float* queries, uint32_t dim,
+    uint32_t count, const SearchOptions& options,
+    const std::function<bool(const protocol::Response&)>& fits, bool allow_partial) {
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  STRATA_RETURN_IF_ERROR(CheckQueries(route.record, collection, dim, count));
+  return ScatterRead(route, collection, "search",
+                     ShardSearches(collection, op, options, queries, dim, count), fits,
+                     TimeoutOf(options, *view_), allow_partial);
+}
+
 Result<std::vector<std::vector<Neighbor>>> ClusterRouter::SearchBatch(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
     const SearchOptions& options) {
-  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
-  if (dim != route.record.dim) {
-    return Error(InvalidArgument("queries have dim {}, collection '{}' has {}", dim, collection,
-                                 route.record.dim));
-  }
-  if (count == 0) return Error(InvalidArgument("no queries"));
-  SearchOptions shard_options = options;
-  shard_options.allow_partial = false;
-  shard_options.shard_timeout_ms = 0;
   STRATA_ASSIGN_OR_RETURN(
       Scattered got,
-      ScatterRead(
-          route, collection, "search",
-          [&](uint32_t s) {
-            protocol::SearchRequest q;
-            q.collection = LocalShardName(collection, s);
-            q.options = shard_options;
-            q.dim = dim;
-            q.count = count;
-            q.queries.assign(queries, queries + size_t(dim) * count);
-            return protocol::Request{protocol::Op::kSearchBatch, std::move(q)};
-          },
+      ScatterSearch(
+          collection, protocol::Op::kSearchBatch, queries, dim, count, options,
           [&](const protocol::Response& r) {
             const auto* reply = std::get_if<protocol::SearchReply>(&r.body);
             return reply != nullptr && reply->results.size() == count;
           },
-          TimeoutOf(options, *view_), /*allow_partial=*/false));
+          /*allow_partial=*/false));
   std::vector<std::vector<Neighbor>> merged(count);
   for (uint32_t s = 0; s < got.responses.size(); ++s) {
     const auto& reply = std::get<protocol::SearchReply>(got.responses[s]->body);
@@ -927,34 +907,16 @@ Result<protocol::SearchWithReply> ClusterRouter::SearchWith(const std::string& c
                                                             const float* queries, uint32_t dim,
                                                             uint32_t count,
                                                             const SearchOptions& options) {
-  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
-  if (dim != route.record.dim) {
-    return Error(InvalidArgument("queries have dim {}, collection '{}' has {}", dim, collection,
-                                 route.record.dim));
-  }
-  if (count == 0) return Error(InvalidArgument("no queries"));
-  SearchOptions shard_options = options;
-  shard_options.allow_partial = false;
-  shard_options.shard_timeout_ms = 0;
   STRATA_ASSIGN_OR_RETURN(
       Scattered got,
-      ScatterRead(
-          route, collection, "search",
-          [&](uint32_t s) {
-            protocol::SearchRequest q;
-            q.collection = LocalShardName(collection, s);
-            q.options = shard_options;
-            q.dim = dim;
-            q.count = count;
-            q.queries.assign(queries, queries + size_t(dim) * count);
-            return protocol::Request{protocol::Op::kSearchWith, std::move(q)};
-          },
+      ScatterSearch(
+          collection, protocol::Op::kSearchWith, queries, dim, count, options,
           [&](const protocol::Response& r) {
             const auto* reply = std::get_if<protocol::SearchWithReply>(&r.body);
             return reply != nullptr && reply->results.size() == count &&
                    reply->with_attributes == options.with_attributes;
           },
-          TimeoutOf(options, *view_), options.allow_partial));
+          options.allow_partial));
   protocol::SearchWithReply out;
   out.with_attributes = options.with_attributes;
   out.results.resize(count);
@@ -992,23 +954,14 @@ Result<std::pair<std::vector<Neighbor>, strata::Explain>> ClusterRouter::Explain
     return Error(InvalidArgument("query has dim {}, collection '{}' has {}", query.size(),
                                  collection, route.record.dim));
   }
-  SearchOptions shard_options = options;
-  shard_options.allow_partial = false;
-  shard_options.shard_timeout_ms = 0;
-  shard_options.with_attributes = false;
+  SearchOptions explain_options = options;
+  explain_options.with_attributes = false;
   STRATA_ASSIGN_OR_RETURN(
       Scattered got,
       ScatterRead(
           route, collection, "explain",
-          [&](uint32_t s) {
-            protocol::SearchRequest q;
-            q.collection = LocalShardName(collection, s);
-            q.options = shard_options;
-            q.dim = static_cast<uint32_t>(query.size());
-            q.count = 1;
-            q.queries.assign(query.begin(), query.end());
-            return protocol::Request{protocol::Op::kExplain, std::move(q)};
-          },
+          ShardSearches(collection, protocol::Op::kExplain, explain_options, query.data(),
+                        static_cast<uint32_t>(query.size()), 1),
           [&](const protocol::Response& r) {
             const auto* reply = std::get_if<protocol::SearchReply>(&r.body);
             return reply != nullptr && reply->results.size() == 1;

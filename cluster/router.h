@@ -232,14 +232,13 @@ class ClusterRouter {
   auto RetryStale(const std::string& collection, F once) -> decltype(once());
   Result<uint64_t> Write(const std::string& collection, std::span<const Record> records,
                          std::span<const VectorId> ids, std::span<const std::string> keys = {});
-  // The reads of Get / GetKeyed and SearchBatch / SearchKeyed: per shard, the request `make`
-  // builds for it (its positions in the caller's list / the queries), to one in-sync replica
-  // (the next on failure); `take` reads a reply (false: the wrong shape). InvalidArgument from
-  // a replica (the request's fault) fails the read at once, as in ScatterRead.
+  // The reads of Get / GetKeyed and SearchKeyed: Scatter over `shards` with the shard timeout
+  // of the view, no partial reply; a shard with no in-sync replica fails it before anything is
+  // sent. `take` reads a reply (false: the wrong shape; an error fails the read at once).
   Status ReadShards(const Route& route, const std::string& collection, std::string_view what,
                     const std::vector<uint32_t>& shards,
                     const std::function<protocol::Request(uint32_t shard)>& make,
-                    const std::function<bool(uint32_t shard, protocol::Response& reply)>& take);
+                    const std::function<Result<bool>(uint32_t shard, protocol::Response& reply)>& take);
   // Per shard, its in-sync replicas to ask in turn: the least loaded first (requests this
   // process has in flight to each node), then placement order.
   std::vector<std::vector<std::string>> ReadCandidates(const Route& route) const;
@@ -255,12 +254,23 @@ class ClusterRouter {
   // FanOut's sending and collecting, without the counting.
   std::vector<Result<protocol::Response>> FanOutOnce(
       const std::vector<std::pair<std::string, protocol::Request>>& requests, Deadline deadline);
-  // A read scattered over the shards, one in-sync replica each (ReadCandidates), the next
-  // one when a replica fails, answers with the wrong shape (`fits` false) or does not answer
-  // within `timeout_ms` (0: no limit). Per shard its response and the node that gave it; a
-  // shard none of whose replicas answered fails the read (IOError naming the shard and each
-  // replica's failure) unless `allow_partial` (then it is in `missing`, unless every shard
+  // Every read's scatter: to each of `shards` the request `make` builds for it, to one
+  // in-sync replica (ReadCandidates), the next one when a replica fails, does not answer
+  // within `timeout_ms` (0: no limit) or gives a reply `take` refuses (false: the wrong
+  // shape). `take` gets each reply with the node that gave it and the wall time of its
+  // fan-out; an error from it fails the read at once. A shard none of whose replicas answered
+  // fails the read (IOError naming the shard and each replica's failure) unless
+  // `allow_partial` (then it is in the shards returned, by shard, unless every asked shard
   // is). InvalidArgument from a replica (the request's fault) fails the read at once.
+  using TakeReply = std::function<Result<bool>(uint32_t shard, const std::string& node, double ms,
+                                               protocol::Response& reply)>;
+  Result<std::vector<protocol::MissingShard>> Scatter(
+      const Route& route, const std::string& collection, std::string_view what,
+      const std::vector<uint32_t>& shards,
+      const std::function<protocol::Request(uint32_t shard)>& make, const TakeReply& take,
+      uint32_t timeout_ms, bool allow_partial);
+  // The searches' and Explain's Scatter over every shard: per shard its response (`fits`
+  // true) and the node that gave it.
   struct Scattered {
     std::vector<std::optional<protocol::Response>> responses;  // per shard; nullopt: missing
     std::vector<std::string> nodes;                              // per shard: who answered
@@ -272,6 +282,14 @@ class ClusterRouter {
                                 const std::function<protocol::Request(uint32_t shard)>& make,
                                 const std::function<bool(const protocol::Response&)>& fits,
                                 uint32_t timeout_ms, bool allow_partial);
+  // SearchBatch's and SearchWith's ScatterRead: `count` queries of dimension `dim` checked
+  // against `collection`, the request `op` to each shard (the options less allow_partial and
+  // shard_timeout_ms), the shard timeout of `options` (0: the view's).
+  Result<Scattered> ScatterSearch(const std::string& collection, protocol::Op op,
+                                  const float* queries, uint32_t dim, uint32_t count,
+                                  const SearchOptions& options,
+                                  const std::function<bool(const protocol::Response&)>& fits,
+                                  bool allow_partial);
   // The registered address of `node`; "" when it is not registered.
   std::string AddressOfNode(const std::string& node) const;
 
