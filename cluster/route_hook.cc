@@ -1,5 +1,7 @@
 #include "cluster/route_hook.h"
 
+#include <type_traits>
+
 #include "engine/strata.h"
 
 namespace strata::cluster {
@@ -20,6 +22,15 @@ protocol::Response LeaseLapsed(const std::string& node_id) {
       node_id));
 }
 
+// The refusal of a search whose queries are not `count` (at least one) x `dim` floats;
+// nullopt when they are.
+std::optional<protocol::Response> BadQueries(const protocol::Request& request) {
+  const auto& m = std::get<protocol::SearchRequest>(request.body);
+  if (m.count != 0 && m.queries.size() == size_t(m.count) * m.dim) return std::nullopt;
+  return ErrorResponse(InvalidArgument("{}: {} query floats for {} queries of dimension {}",
+                                       protocol::OpName(request.op), m.queries.size(), m.count, m.dim));
+}
+
 // The collection a request names, for the ops that are routed or refused here.
 const std::string* CollectionOf(const protocol::Request& r) {
   if (const auto* m = std::get_if<protocol::UpsertRequest>(&r.body)) return &m->collection;
@@ -33,6 +44,26 @@ const std::string* CollectionOf(const protocol::Request& r) {
   if (const auto* m = std::get_if<protocol::CompactRequest>(&r.body)) return &m->collection;
   if (const auto* m = std::get_if<protocol::DropCollectionRequest>(&r.body)) return &m->name;
   return nullptr;
+}
+
+// The records of engine collection `collection` that `names` (ids or keys) name, each read by
+// `get`: nullopt for one that is not there; the collection's own error when it is not there.
+template <typename Names, typename Get>
+Result<protocol::GetReply> GetEach(Engine& engine, const std::string& collection, const Names& names,
+                                   Get get) {
+  protocol::GetReply reply;
+  if (auto exists = engine.DescribeCollection(collection); !exists) return Error(exists.error());
+  for (const auto& name : names) {
+    auto r = get(name);
+    if (r) {
+      reply.records.push_back(std::move(*r));
+    } else if (r.error().code() == StatusCode::kNotFound) {
+      reply.records.push_back(std::nullopt);
+    } else {
+      return Error(r.error());
+    }
+  }
+  return reply;
 }
 
 }  // namespace
@@ -97,18 +128,9 @@ Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& addr
     }
     case Op::kGet: {
       const auto& m = std::get<protocol::GetRequest>(request.body);
-      protocol::GetReply reply;
-      if (auto exists = engine_.DescribeCollection(address.local); !exists) return Error(exists.error());
-      for (VectorId id : m.ids) {
-        auto r = engine_.Get(address.local, id);
-        if (r) {
-          reply.records.push_back(std::move(*r));
-        } else if (r.error().code() == StatusCode::kNotFound) {
-          reply.records.push_back(std::nullopt);
-        } else {
-          return Error(r.error());
-        }
-      }
+      STRATA_ASSIGN_OR_RETURN(
+          protocol::GetReply reply,
+          GetEach(engine_, address.local, m.ids, [&](VectorId id) { return engine_.Get(address.local, id); }));
       return protocol::Response{Op::kGet, std::move(reply)};
     }
     default:
@@ -185,33 +207,15 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
     return protocol::Response{Op::kDescribeCollection, protocol::DescribeCollectionReply{info}};
   }
   if (const auto* m = std::get_if<protocol::GetRequest>(&request.body); m != nullptr && request.op == Op::kGet) {
-    if (auto exists = engine_.DescribeCollection(m->collection); !exists) return Error(exists.error());
-    protocol::GetReply reply;
-    for (VectorId id : m->ids) {
-      auto r = engine_.Get(m->collection, id);
-      if (r) {
-        reply.records.push_back(std::move(*r));
-      } else if (r.error().code() == StatusCode::kNotFound) {
-        reply.records.push_back(std::nullopt);
-      } else {
-        return Error(r.error());
-      }
-    }
+    STRATA_ASSIGN_OR_RETURN(
+        protocol::GetReply reply,
+        GetEach(engine_, m->collection, m->ids, [&](VectorId id) { return engine_.Get(m->collection, id); }));
     return protocol::Response{Op::kGet, std::move(reply)};
   }
   if (const auto* m = std::get_if<protocol::KeysRequest>(&request.body); m != nullptr && request.op == Op::kGetKeyed) {
-    if (auto exists = engine_.DescribeCollection(m->collection); !exists) return Error(exists.error());
-    protocol::GetReply reply;
-    for (const std::string& key : m->keys) {
-      auto r = engine_.GetByKey(m->collection, key);
-      if (r) {
-        reply.records.push_back(std::move(*r));
-      } else if (r.error().code() == StatusCode::kNotFound) {
-        reply.records.push_back(std::nullopt);
-      } else {
-        return Error(r.error());
-      }
-    }
+    STRATA_ASSIGN_OR_RETURN(protocol::GetReply reply,
+                            GetEach(engine_, m->collection, m->keys,
+                                    [&](const std::string& key) { return engine_.GetByKey(m->collection, key); }));
     return protocol::Response{Op::kGetKeyed, std::move(reply)};
   }
   if (const auto* m = std::get_if<protocol::SearchRequest>(&request.body);
@@ -232,6 +236,32 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
   return Error(Internal("cluster: no local execution for {}", protocol::OpName(request.op)));
 }
 
+template <typename Call, typename Reply>
+protocol::Response ClusterRequestHook::Routed(Call call, Reply reply) {
+  auto router = Acquire();
+  auto r = call(*router);
+  Release(std::move(router));
+  if constexpr (std::is_same_v<decltype(r), Status>) {
+    if (!r.ok()) return ErrorResponse(r);
+    return reply();
+  } else {
+    if (!r) return ErrorResponse(r.error());
+    return reply(std::move(*r));
+  }
+}
+
+template <typename Call>
+protocol::Response ClusterRequestHook::RoutedWrite(Op op, Call call) {
+  return Routed(call, [op](uint64_t n) { return protocol::Response{op, protocol::WriteReply{n}}; });
+}
+
+template <typename Call>
+protocol::Response ClusterRequestHook::RoutedGet(Op op, Call call) {
+  return Routed(call, [op](std::vector<std::optional<Record>> records) {
+    return protocol::Response{op, protocol::GetReply{std::move(records)}};
+  });
+}
+
 std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Request& request) {
   const std::string* collection = CollectionOf(request);
   if (collection == nullptr) return std::nullopt;
@@ -246,39 +276,27 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
     case Op::kUpsert: {
       if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
       const auto& m = std::get<protocol::UpsertRequest>(request.body);
-      auto router = Acquire();
-      auto n = router->Upsert(name, m.records);
-      Release(std::move(router));
-      if (!n) return ErrorResponse(n.error());
-      return protocol::Response{Op::kUpsert, protocol::WriteReply{*n}};
+      return Routed([&](ClusterRouter& r) { return r.Upsert(name, m.records); },
+                    [](uint64_t n) { return protocol::Response{Op::kUpsert, protocol::WriteReply{n}}; });
     }
     case Op::kSearch:
     case Op::kSearchBatch: {
+      if (auto refused = BadQueries(request)) return refused;
       const auto& m = std::get<protocol::SearchRequest>(request.body);
-      if (m.count == 0 || m.queries.size() != size_t(m.count) * m.dim) {
-        return ErrorResponse(InvalidArgument("{}: {} query floats for {} queries of dimension {}",
-                                             protocol::OpName(request.op), m.queries.size(),
-                                             m.count, m.dim));
-      }
-      auto router = Acquire();
-      auto r = router->SearchBatch(name, m.queries.data(), m.dim, m.count, m.options);
-      Release(std::move(router));
-      if (!r) return ErrorResponse(r.error());
-      protocol::SearchReply reply;
-      reply.results = std::move(*r);
-      return protocol::Response{request.op, std::move(reply)};
+      return Routed(
+          [&](ClusterRouter& r) { return r.SearchBatch(name, m.queries.data(), m.dim, m.count, m.options); },
+          [&](std::vector<std::vector<Neighbor>> results) {
+            protocol::SearchReply reply;
+            reply.results = std::move(results);
+            return protocol::Response{request.op, std::move(reply)};
+          });
     }
     case Op::kSearchWith: {
+      if (auto refused = BadQueries(request)) return refused;
       const auto& m = std::get<protocol::SearchRequest>(request.body);
-      if (m.count == 0 || m.queries.size() != size_t(m.count) * m.dim) {
-        return ErrorResponse(InvalidArgument("search_with: {} query floats for {} queries of dimension {}",
-                                             m.queries.size(), m.count, m.dim));
-      }
-      auto router = Acquire();
-      auto r = router->SearchWith(name, m.queries.data(), m.dim, m.count, m.options);
-      Release(std::move(router));
-      if (!r) return ErrorResponse(r.error());
-      return protocol::Response{Op::kSearchWith, std::move(*r)};
+      return Routed(
+          [&](ClusterRouter& r) { return r.SearchWith(name, m.queries.data(), m.dim, m.count, m.options); },
+          [](protocol::SearchWithReply reply) { return protocol::Response{Op::kSearchWith, std::move(reply)}; });
     }
     case Op::kExplain: {
       const auto& m = std::get<protocol::SearchRequest>(request.body);
@@ -286,94 +304,60 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
         return ErrorResponse(InvalidArgument("explain: {} query floats for {} queries of dimension {}",
                                              m.queries.size(), m.count, m.dim));
       }
-      auto router = Acquire();
-      auto r = router->Explain(name, m.queries, m.options);
-      Release(std::move(router));
-      if (!r) return ErrorResponse(r.error());
-      protocol::SearchReply reply;
-      reply.results.push_back(std::move(r->first));
-      reply.explain = std::move(r->second);
-      return protocol::Response{Op::kExplain, std::move(reply)};
+      return Routed([&](ClusterRouter& r) { return r.Explain(name, m.queries, m.options); },
+                    [](std::pair<std::vector<Neighbor>, strata::Explain> explained) {
+                      protocol::SearchReply reply;
+                      reply.results.push_back(std::move(explained.first));
+                      reply.explain = std::move(explained.second);
+                      return protocol::Response{Op::kExplain, std::move(reply)};
+                    });
     }
     case Op::kDescribeCollection:
-    case Op::kDescribeCollectionWith: {
-      auto router = Acquire();
-      auto info = router->Describe(name);
-      Release(std::move(router));
-      if (!info) return ErrorResponse(info.error());
-      return protocol::Response{request.op, protocol::DescribeCollectionReply{*info}};
-    }
-    case Op::kDelete: {
+    case Op::kDescribeCollectionWith:
+      return Routed([&](ClusterRouter& r) { return r.Describe(name); },
+                    [&](const CollectionInfo& info) {
+                      return protocol::Response{request.op, protocol::DescribeCollectionReply{info}};
+                    });
+    case Op::kDelete:
       if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
-      const auto& m = std::get<protocol::DeleteRequest>(request.body);
-      auto router = Acquire();
-      auto n = router->Delete(name, m.ids);
-      Release(std::move(router));
-      if (!n) return ErrorResponse(n.error());
-      return protocol::Response{Op::kDelete, protocol::WriteReply{*n}};
-    }
-    case Op::kGet: {
-      const auto& m = std::get<protocol::GetRequest>(request.body);
-      auto router = Acquire();
-      auto records = router->Get(name, m.ids);
-      Release(std::move(router));
-      if (!records) return ErrorResponse(records.error());
-      return protocol::Response{Op::kGet, protocol::GetReply{std::move(*records)}};
-    }
-    case Op::kUpsertKeyed: {
+      return RoutedWrite(request.op, [&](ClusterRouter& r) {
+        return r.Delete(name, std::get<protocol::DeleteRequest>(request.body).ids);
+      });
+    case Op::kDeleteKeyed:
       if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
-      const auto& m = std::get<protocol::UpsertRequest>(request.body);
-      auto router = Acquire();
-      auto ids = router->UpsertKeyed(name, m.records);
-      Release(std::move(router));
-      if (!ids) return ErrorResponse(ids.error());
-      return protocol::Response{Op::kUpsertKeyed, protocol::WriteReply{ids->size()}};
-    }
-    case Op::kDeleteKeyed: {
+      return RoutedWrite(request.op, [&](ClusterRouter& r) {
+        return r.DeleteKeyed(name, std::get<protocol::KeysRequest>(request.body).keys);
+      });
+    case Op::kUpsertKeyed:
       if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
-      const auto& m = std::get<protocol::KeysRequest>(request.body);
-      auto router = Acquire();
-      auto n = router->DeleteKeyed(name, m.keys);
-      Release(std::move(router));
-      if (!n) return ErrorResponse(n.error());
-      return protocol::Response{Op::kDeleteKeyed, protocol::WriteReply{*n}};
-    }
-    case Op::kGetKeyed: {
-      const auto& m = std::get<protocol::KeysRequest>(request.body);
-      auto router = Acquire();
-      auto records = router->GetKeyed(name, m.keys);
-      Release(std::move(router));
-      if (!records) return ErrorResponse(records.error());
-      return protocol::Response{Op::kGetKeyed, protocol::GetReply{std::move(*records)}};
-    }
+      return RoutedWrite(request.op, [&](ClusterRouter& r) -> Result<uint64_t> {
+        STRATA_ASSIGN_OR_RETURN(auto ids, r.UpsertKeyed(name, std::get<protocol::UpsertRequest>(request.body).records));
+        return ids.size();
+      });
+    case Op::kGet:
+      return RoutedGet(request.op, [&](ClusterRouter& r) {
+        return r.Get(name, std::get<protocol::GetRequest>(request.body).ids);
+      });
+    case Op::kGetKeyed:
+      return RoutedGet(request.op, [&](ClusterRouter& r) {
+        return r.GetKeyed(name, std::get<protocol::KeysRequest>(request.body).keys);
+      });
     case Op::kSearchKeyed: {
+      if (auto refused = BadQueries(request)) return refused;
       const auto& m = std::get<protocol::SearchRequest>(request.body);
-      if (m.count == 0 || m.queries.size() != size_t(m.count) * m.dim) {
-        return ErrorResponse(InvalidArgument("{}: {} query floats for {} queries of dimension {}",
-                                             protocol::OpName(request.op), m.queries.size(),
-                                             m.count, m.dim));
-      }
-      auto router = Acquire();
-      auto r = router->SearchKeyed(name, m.queries.data(), m.dim, m.count, m.options);
-      Release(std::move(router));
-      if (!r) return ErrorResponse(r.error());
-      return protocol::Response{Op::kSearchKeyed, protocol::KeyedSearchReply{std::move(*r)}};
+      return Routed(
+          [&](ClusterRouter& r) { return r.SearchKeyed(name, m.queries.data(), m.dim, m.count, m.options); },
+          [](std::vector<std::vector<KeyedNeighbor>> results) {
+            return protocol::Response{Op::kSearchKeyed, protocol::KeyedSearchReply{std::move(results)}};
+          });
     }
     case Op::kFlush:
-    case Op::kCompact: {
-      auto router = Acquire();
-      Status st = router->FlushOrCompact(name, request.op == Op::kCompact);
-      Release(std::move(router));
-      if (!st.ok()) return ErrorResponse(st);
-      return protocol::Response{request.op, protocol::EmptyReply{}};
-    }
-    case Op::kDropCollection: {
-      auto router = Acquire();
-      Status st = router->Drop(name);
-      Release(std::move(router));
-      if (!st.ok()) return ErrorResponse(st);
-      return protocol::Response{Op::kDropCollection, protocol::EmptyReply{}};
-    }
+    case Op::kCompact:
+      return Routed([&](ClusterRouter& r) { return r.FlushOrCompact(name, request.op == Op::kCompact); },
+                    [&] { return protocol::Response{request.op, protocol::EmptyReply{}}; });
+    case Op::kDropCollection:
+      return Routed([&](ClusterRouter& r) { return r.Drop(name); },
+                    [] { return protocol::Response{Op::kDropCollection, protocol::EmptyReply{}}; });
     default:
       return ErrorResponse(Unimplemented(
           "{} on cluster collection '{}' is not routed yet (routed: upsert, delete and get by id "

@@ -44,6 +44,15 @@ class ClusterRequestHook : public server::RequestHook {
  private:
   std::unique_ptr<ClusterRouter> Acquire();
   void Release(std::unique_ptr<ClusterRouter> router);
+  // `call` on a router from the pool (Acquire, Release); its result (a Result<T>, or a Status)
+  // answered by `reply` (given the T, or nothing), its error as an error reply.
+  template <typename Call, typename Reply>
+  protocol::Response Routed(Call call, Reply reply);
+  // Routed for the writes (a count: WriteReply) and the gets (records: GetReply), as `op`.
+  template <typename Call>
+  protocol::Response RoutedWrite(protocol::Op op, Call call);
+  template <typename Call>
+  protocol::Response RoutedGet(protocol::Op op, Call call);
   // A shard request for this node's own engine (upsert, search batch).
   Result<protocol::Response> RunLocal(const protocol::Request& request);
   // A request naming a shard address (model.h): an upsert through the gate, the id listing
