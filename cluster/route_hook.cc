@@ -276,8 +276,7 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
     case Op::kUpsert: {
       if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
       const auto& m = std::get<protocol::UpsertRequest>(request.body);
-      return Routed([&](ClusterRouter& r) { return r.Upsert(name, m.records); },
-                    [](uint64_t n) { return protocol::Response{Op::kUpsert, protocol::WriteReply{n}}; });
+      return RoutedWrite(request.op, [&](ClusterRouter& r) { return r.Upsert(name, m.records); });
     }
     case Op::kSearch:
     case Op::kSearchBatch: {
