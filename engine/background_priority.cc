@@ -53,8 +53,13 @@ Status ApplyToThisThread(const BackgroundPriority& p) {
     if (int rc = ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param); rc != 0) {
       first = IOError("cannot run a background thread under SCHED_IDLE: {}", std::strerror(rc));
     }
-  } else if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), p.nice) != 0) {
-    first = IOError("cannot lower a background thread's priority to nice {}: {}", p.nice, std::strerror(errno));
+  } else {
+    errno = 0;
+    const int now = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+    // Only ever lowered: a thread already at or past p.nice (a server started under nice) keeps it.
+    if ((errno != 0 || now < p.nice) && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), p.nice) != 0) {
+      first = IOError("cannot lower a background thread's priority to nice {}: {}", p.nice, std::strerror(errno));
+    }
   }
   uint32_t threads = p.threads;
   if (!p.cpus.empty()) {
@@ -67,8 +72,9 @@ Status ApplyToThisThread(const BackgroundPriority& p) {
                         std::strerror(rc));
       }
     } else {
+      // At most one team thread per CPU it may use; never more than it would have had.
       const auto n = static_cast<uint32_t>(p.cpus.size());
-      if (threads == 0 || threads > n) threads = n;
+      threads = std::min<uint32_t>(threads > 0 ? threads : static_cast<uint32_t>(::omp_get_max_threads()), n);
     }
   }
   // nthreads-var is per thread: only the parallel regions this thread starts follow it.

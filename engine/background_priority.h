@@ -27,14 +27,24 @@ struct BackgroundPriority {
   bool idle = false;      // SCHED_IDLE: runs only when nothing else wants the core
   uint32_t threads = 0;   // OpenMP team size of parallel work this thread starts (0: the default)
   // CPUs the thread (and the OpenMP teams it starts, which inherit the mask) may run on;
-  // empty: any. The team size is capped at their number.
+  // empty: any. The default team size of its parallel regions is capped at their number (a
+  // region given an explicit num_threads is not).
   std::vector<int> cpus;
 };
 
 // Applies `p` to the calling thread. Best effort: what the kernel refuses is left as it was,
-// and the first refusal is returned (the caller decides whether to log it).
+// and the first refusal is returned (the caller decides whether to log it). Call it before
+// the thread starts its first OpenMP parallel region: libgomp keeps a thread's team threads
+// and does not re-pin them (and with OMP_PROC_BIND / OMP_PLACES set it binds team threads to
+// places of its own, outside this mask). A nice value is only ever raised (priority lowered).
 Status ApplyToThisThread(const BackgroundPriority& p);
 
+// CPUs here are the kernel's logical CPUs (hardware threads): "auto" leaves the lowest one to
+// searches, which on an SMT machine shares its core with a sibling that stays in the list.
+// The list is read once: a cpuset that changes later (cgroups) is not followed, and a CPU
+// quota alone (cpu.max) does not show in the mask. "Allowed" is the calling thread's mask
+// (the main thread's, as the server and Engine::Open call it), up to CPU_SETSIZE CPUs.
+//
 // Parses a CPU list as taskset(1) writes one -- "1", "0,2", "1-3", "0,2-3" -- into sorted,
 // distinct CPU numbers. "auto": every CPU this process may run on except the lowest, when it
 // may run on two or more (else none: an empty list). Every CPU named must be one this process

@@ -310,14 +310,20 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
   if (options.durability == Durability::kInterval && options.sync_interval_ms == 0) {
     return Error(InvalidArgument("sync_interval_ms must be at least 1 with interval durability"));
   }
+  std::vector<int> background_cpus;
   if (!options.background_cpus.empty()) {
-    // Read back through the parser: the same checks (and error text) as a configured list.
-    auto cpus = engine::ParseCpuList(engine::FormatCpuList(options.background_cpus));
+    // Read back through the parser: the same checks (and error text) as a configured list,
+    // and the list sorted and without repeats.
+    std::vector<int> given = options.background_cpus;
+    std::sort(given.begin(), given.end());
+    auto cpus = engine::ParseCpuList(engine::FormatCpuList(given));
     if (!cpus) return Error(InvalidArgument("background_cpus: {}", cpus.error().message()));
+    background_cpus = std::move(*cpus);
   }
   auto impl = std::make_unique<Impl>();
   impl->dir_ = dir;
   impl->options_ = options;
+  impl->options_.background_cpus = background_cpus;
   std::error_code ec;
   fs::create_directories(dir / "collections", ec);
   if (ec) return Error(IOError("{}: cannot create: {}", (dir / "collections").string(), ec.message()));
@@ -335,7 +341,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
   if (options.insert_nice >= 0) {
     impl->insert_thread_ = std::make_unique<engine::InsertThread>(
         engine::BackgroundPriority{
-            .nice = options.insert_nice, .idle = options.background_idle, .cpus = options.background_cpus});
+            .nice = options.insert_nice, .idle = options.background_idle, .cpus = background_cpus});
   }
   STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
   const engine::WalOptions wal = WalOptionsFrom(options);
@@ -379,9 +385,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
     // starved by a busy machine would let it grow); compactions can wait: nice 19.
     Impl* raw = impl.get();
     const engine::BackgroundPriority seal{.nice = options.maintenance_nice, .idle = options.background_idle,
-                                          .threads = options.maintenance_threads, .cpus = options.background_cpus};
+                                          .threads = options.maintenance_threads, .cpus = background_cpus};
     const engine::BackgroundPriority compaction{.nice = 19, .idle = options.background_idle,
-                                                .cpus = options.background_cpus};
+                                                .cpus = background_cpus};
     impl->maintenance_ = std::thread(
         [raw, seal] { raw->MaintenanceLoop(seal, true, &Collection::MaintainSeals, "seal"); });
     if (options.background_compaction) {

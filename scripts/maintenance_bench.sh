@@ -29,7 +29,7 @@
 #   (taskset -c LIST), e.g. A_CPUS=1: a's whole side confined to one of the two cores;
 #   STRATA_SERVER_CONFIGS="F1 F2": one server per config file (--config), side by side, all of
 #   one build (or of the builds in turn), to compare settings in one run the way builds are;
-#   SERVER_LOGS=DIR: each server's log is copied to DIR/server<i>.log at the end (with a config
+#   SERVER_LOGS=DIR: each server's log is copied to DIR/server<i>.log (a's own: server<i>a.log) at the end (with a config
 #   setting [server] slow_request_ms, it names where each slow request's time went)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +51,7 @@ read -r -a BIN_LIST <<<"$STRATA_BIN_DIRS"
 read -r -a CONFIGS <<<"${STRATA_SERVER_CONFIGS:-}"
 # One server per variant: a build, or a config file of one build.
 BINS=()
-VARIANT_FLAGS=()
+VARIANT_CONFIGS=()  # each variant's --config file ("" : none)
 NVAR=${#BIN_LIST[@]}
 (( ${#CONFIGS[@]} > NVAR )) && NVAR=${#CONFIGS[@]}
 for ((v = 0; v < NVAR; v++)); do
@@ -59,9 +59,9 @@ for ((v = 0; v < NVAR; v++)); do
   if (( ${#CONFIGS[@]} > 0 )); then
     cfg=${CONFIGS[$((v % ${#CONFIGS[@]}))]}
     [[ -f "$cfg" ]] || { echo "maintenance_bench: config file '$cfg' not found" >&2; exit 2; }
-    VARIANT_FLAGS+=("--config $(realpath "$cfg")")
+    VARIANT_CONFIGS+=("$(realpath "$cfg")")
   else
-    VARIANT_FLAGS+=("")
+    VARIANT_CONFIGS+=("")
   fi
 done
 # The clients that send a's upsert, flush and compaction run on this machine's cores too (reading
@@ -128,10 +128,15 @@ start_server() {  # build index, directory[, priority prefix]; writes DIR/port
   mkdir -p "$d"
   # shellcheck disable=SC2086
   ${3:-} "${BINS[$1]}/strata-server" --data-dir "$d/data" --port 0 --metrics-port 0 --port-file "$d/port" \
-    --log-level warn ${STRATA_SERVER_FLAGS:-} ${VARIANT_FLAGS[$1]} >"$d/server.log" 2>&1 &
+    --log-level warn ${STRATA_SERVER_FLAGS:-} ${VARIANT_CONFIGS[$1]:+--config "${VARIANT_CONFIGS[$1]}"} \
+    >"$d/server.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do [[ -s "$d/port" ]] && break; sleep 0.1; done
-  [[ -s "$d/port" ]] || { echo "maintenance_bench: server in $d did not start" >&2; exit 1; }
+  if [[ ! -s "$d/port" ]]; then
+    echo "maintenance_bench: the server in $d did not start; its log:" >&2
+    tail -n 20 "$d/server.log" >&2
+    exit 1
+  fi
 }
 PORTS=()
 A_PORTS=()
@@ -155,7 +160,8 @@ done
 # and meet the tail of its seal (seen as a round-1 idle p99 of 2-3 ms against 0.6-0.8 later).
 for i in "${!BINS[@]}"; do
   "${BINS[$i]}/strata-cli" --port "${PORTS[$i]}" load b --queries "$WORK/b/query.fbin" --connections 1 \
-    --rate "$RATE" --duration 5 --recall 0.95 --json >/dev/null 2>&1
+    --rate "$RATE" --duration 5 --recall 0.95 --json >/dev/null ||
+    { echo "maintenance_bench: the warm-up load of server $i failed" >&2; exit 1; }
 done
 
 num() {  # json key -> the first number after "key":
@@ -216,7 +222,7 @@ for round in $(seq "$ROUNDS"); do
     touch "$WORK/stop"
     wait $jobs_pid
     IP50[$i]+=" $ip50" IP99[$i]+=" $ip99" BP50[$i]+=" $bp50" BP99[$i]+=" $bp99"
-    echo "round $round, ${BINS[$i]}${VARIANT_FLAGS[$i]:+ ${VARIANT_FLAGS[$i]}}: idle p50 $ip50 p99 $ip99 ms; busy p50 $bp50 p99 $bp99 ms;" \
+    echo "round $round, ${BINS[$i]}${VARIANT_CONFIGS[$i]:+ --config ${VARIANT_CONFIGS[$i]}}: idle p50 $ip50 p99 $ip99 ms; busy p50 $bp50 p99 $bp99 ms;" \
          "a's maintenance passes (${A_JOBS// / + }): $(tr '\n' ' ' <"$jobs_log")"
   done
 done
@@ -224,7 +230,7 @@ for i in "${!BINS[@]}"; do
   # shellcheck disable=SC2086
   ip50=$(median ${IP50[$i]}) ip99=$(median ${IP99[$i]}) bp50=$(median ${BP50[$i]}) bp99=$(median ${BP99[$i]})
   ratio=$(awk -v a="$bp99" -v b="$ip99" 'BEGIN { printf "%.2f", a / b }')
-  echo "{\"bench\":\"maintenance\",\"build\":\"${BINS[$i]}\",\"flags\":\"${VARIANT_FLAGS[$i]}\",\"rounds\":$ROUNDS,\"rate\":$RATE," \
+  echo "{\"bench\":\"maintenance\",\"build\":\"${BINS[$i]}\",\"config\":\"${VARIANT_CONFIGS[$i]}\",\"rounds\":$ROUNDS,\"rate\":$RATE," \
        "\"duration_s\":$DURATION,\"a_server\":\"$A_SERVER\",\"search_p50_idle_ms\":$ip50,\"search_p99_idle_ms\":$ip99," \
        "\"search_p50_busy_ms\":$bp50,\"search_p99_busy_ms\":$bp99,\"p99_ratio\":$ratio}"
 done

@@ -101,7 +101,8 @@ TEST(BackgroundPriority, ConfinesTheThreadAndItsOpenMpTeam) {
   std::vector<int> mask;
   Status applied;
   std::thread t([&] {
-    applied = ApplyToThisThread(BackgroundPriority{.nice = 7, .cpus = {cpu}});
+    // nice 19: lowering priority needs no privilege whatever nice the tests run under.
+    applied = ApplyToThisThread(BackgroundPriority{.nice = 19, .cpus = {cpu}});
     errno = 0;
     nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
     cpu_set_t set;
@@ -110,25 +111,41 @@ TEST(BackgroundPriority, ConfinesTheThreadAndItsOpenMpTeam) {
     for (int c = 0; c < CPU_SETSIZE; ++c) {
       if (CPU_ISSET(c, &set)) mask.push_back(c);
     }
+    team_size = omp_get_max_threads();  // the default team: capped at the CPUs it may use
+    // A team of two anyway (explicit): both threads run where their parent may, on `cpu`.
     std::mutex mu;
-#pragma omp parallel
+    int explicit_team = 0;
+#pragma omp parallel num_threads(2)
     {
 #pragma omp single
-      team_size = omp_get_num_threads();
-      // Every team thread runs where its parent may: on `cpu`.
+      explicit_team = omp_get_num_threads();
       for (int i = 0; i < 1000; ++i) {
         const int here = ::sched_getcpu();
         std::lock_guard<std::mutex> g(mu);
         team_cpus.insert(here);
       }
     }
+    EXPECT_EQ(explicit_team, 2);
   });
   t.join();
   ASSERT_TRUE(applied.ok()) << applied.ToString();
-  EXPECT_EQ(nice, 7);
+  EXPECT_EQ(nice, 19);
   EXPECT_EQ(mask, std::vector<int>{cpu});
-  EXPECT_EQ(team_size, 1);  // capped at the number of CPUs it may use
+  EXPECT_EQ(team_size, 1);
   EXPECT_EQ(team_cpus, std::set<int>{cpu});
+}
+
+TEST(BackgroundPriority, TheTeamCapNeverRaisesTheTeamSize) {
+  const std::vector<int> allowed = Allowed();
+  if (allowed.size() < 2) GTEST_SKIP() << "needs a process that may run on two CPUs";
+  int team = 0;
+  std::thread t([&] {
+    omp_set_num_threads(1);  // as OMP_NUM_THREADS=1 would
+    (void)ApplyToThisThread(BackgroundPriority{.nice = 19, .cpus = allowed});
+    team = omp_get_max_threads();
+  });
+  t.join();
+  EXPECT_EQ(team, 1);
 }
 
 // The CPUs each of this process's threads may run on, from /proc/self/task/*/status.
