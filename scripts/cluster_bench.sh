@@ -41,40 +41,14 @@ for f in "$BASE" "$QUERIES" "$GT"; do
   [[ -f $f ]] || { echo "cluster_bench: $f missing (tools/fetch_dataset.sh $SET $DATA)" >&2; exit 2; }
 done
 
-T=$(mktemp -d /tmp/strata_cluster_bench_XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-EP=$(free_port); PP=$(free_port)
-ETCD=http://127.0.0.1:$EP
-etcd --name bench --data-dir "$T/etcd" --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-  --listen-peer-urls "http://127.0.0.1:$PP" --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
-  --initial-cluster "bench=http://127.0.0.1:$PP" --logger zap --log-level warn >"$T/etcd.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do
-  curl -sf -X POST "$ETCD/v3/kv/range" -d '{"key":"AA=="}' >/dev/null 2>&1 && break
-  sleep 0.1
-done
-
-# Not called in $(...): the pid must reach PIDS in this shell, for cleanup.
-start_server() {  # name, extra flags...; sets PORT
-  local name=$1; shift
-  "$SERVER" --data-dir "$T/$name" --port 0 --port-file "$T/$name.port" --metrics-port 0 \
-    --log-level warn "$@" >"$T/$name.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 200); do [[ -s $T/$name.port ]] && break; sleep 0.05; done
-  PORT=$(cat "$T/$name.port")
-}
-start_server n0 --cluster-etcd "$ETCD" --node-id n0 --advertise 127.0.0.1; N0=$PORT
-start_server n1 --cluster-etcd "$ETCD" --node-id n1 --advertise 127.0.0.1
-start_server n2 --cluster-etcd "$ETCD" --node-id n2 --advertise 127.0.0.1
-start_server single; ONE=$PORT
+source scripts/lib/cluster.sh
+cluster_scratch cluster_bench
+start_etcd bench
+# Not called in $(...) (scripts/lib/cluster.sh).
+start_server n0 0 --cluster-etcd "$ETCD" --node-id n0 --advertise 127.0.0.1; N0=$PORT
+start_server n1 0 --cluster-etcd "$ETCD" --node-id n1 --advertise 127.0.0.1
+start_server n2 0 --cluster-etcd "$ETCD" --node-id n2 --advertise 127.0.0.1
+start_server single 0; ONE=$PORT
 
 "$CLI" cluster --etcd "$ETCD" create bench --dim $DIM --metric $METRIC --shards 4 --replicas 2 --wait 30 >&2
 "$CLI" --port "$ONE" create bench --dim $DIM --metric $METRIC >&2

@@ -30,42 +30,14 @@ done
 N=20000
 Q=1000
 
-T=$(mktemp -d /tmp/strata_cluster_demo_XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-EP=$(free_port); PP=$(free_port)
-ETCD=http://127.0.0.1:$EP
-etcd --name demo --data-dir "$T/etcd" --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-  --listen-peer-urls "http://127.0.0.1:$PP" --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
-  --initial-cluster "demo=http://127.0.0.1:$PP" --logger zap --log-level warn >"$T/etcd.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do
-  curl -sf -X POST "$ETCD/v3/kv/range" -d '{"key":"AA=="}' >/dev/null 2>&1 && break
-  sleep 0.1
-done
+source scripts/lib/cluster.sh
+cluster_scratch cluster_demo
+start_etcd demo
 echo "etcd on $ETCD (data in $T/etcd)"
 
-# Not called in $(...): the pid must reach PIDS in this shell, for cleanup.
+# Not called in $(...) (scripts/lib/cluster.sh).
 start_node() {  # id [metrics port]; sets PORT
-  local id=$1 metrics=${2:-0}
-  "$SERVER" --data-dir "$T/$id" --port 0 --port-file "$T/$id.port" --metrics-port "$metrics" --log-level warn \
-    --cluster-etcd "$ETCD" --node-id "$id" --advertise 127.0.0.1 --lease-ttl 2 >"$T/$id.log" 2>&1 &
-  PIDS+=($!)
-  # A node started again replays its log first (its shards' indexes are rebuilt): up to 60 s.
-  for _ in $(seq 1200); do
-    [[ -s $T/$id.port ]] && break
-    kill -0 "${PIDS[-1]}" 2>/dev/null || break
-    sleep 0.05
-  done
-  [[ -s $T/$id.port ]] || { cat "$T/$id.log" >&2; echo "cluster_demo: node $id did not start" >&2; exit 1; }
-  PORT=$(cat "$T/$id.port")
+  start_server "$1" "${2:-0}" --cluster-etcd "$ETCD" --node-id "$1" --advertise 127.0.0.1 --lease-ttl 2
 }
 start_node n0; P0=$PORT; N0_PID=${PIDS[-1]}; N0_AT=${#PIDS[@]}
 start_node n1; P1=$PORT
