@@ -764,6 +764,53 @@ Result<Request> DecodeRequest(const FrameHeader& header, std::span<const uint8_t
   return Request{op, std::move(*body)};
 }
 
+namespace {
+
+Result<UpsertHead> ReadUpsertHead(Reader& r, Op op, const DecodeLimits& limits) {
+  // The least each record takes besides its vector, as its codec counts it (ReadUpsert,
+  // ReadUpsertKeyedIds, ReadUpsertTyped): an id or a key's length, and the attribute count.
+  uint64_t per_record = 0;
+  UpsertHead head;
+  switch (op) {
+    case Op::kUpsert:
+      per_record = 8 + 2;
+      break;
+    case Op::kUpsertKeyed:
+      per_record = wire::kMinStringBytes + 2;
+      break;
+    case Op::kUpsertKeyedIds:
+      per_record = 8 + wire::kMinStringBytes + 2;
+      break;
+    case Op::kUpsertTyped: {
+      STRATA_ASSIGN_OR_RETURN(uint8_t element, r.U8("element type"));
+      STRATA_ASSIGN_OR_RETURN(head.element, ElementTypeFromByte(element));
+      STRATA_ASSIGN_OR_RETURN(uint8_t flags, r.U8("flags"));
+      per_record = ((flags & 1u) != 0 ? wire::kMinStringBytes : 8) + 2;
+      break;
+    }
+    default:
+      return Error(InvalidArgument("opcode {} is not an upsert", static_cast<uint16_t>(op)));
+  }
+  STRATA_ASSIGN_OR_RETURN(std::string collection, r.String("collection", limits.max_string));
+  STRATA_ASSIGN_OR_RETURN(head.dim, r.U32("dim"));
+  if (head.dim > limits.max_dim) {
+    return Error(wire::OverLimit("dim", "", head.dim, limits.max_dim, "max_dim"));
+  }
+  const uint64_t min_record = per_record + uint64_t{head.dim} * ElementSize(head.element);
+  STRATA_ASSIGN_OR_RETURN(head.count, r.Count("count", limits.max_batch, "max_batch", min_record));
+  return head;
+}
+
+}  // namespace
+
+Result<UpsertHead> PeekUpsertHead(const FrameHeader& header, std::span<const uint8_t> payload,
+                                  const DecodeLimits& limits) {
+  Reader r(payload);
+  auto head = ReadUpsertHead(r, static_cast<Op>(header.opcode), limits);
+  if (!head) return Error(head.error().WithContext(OpLabel(header.opcode)));
+  return head;
+}
+
 Result<Response> DecodeResponse(const FrameHeader& header, std::span<const uint8_t> payload,
                                 const DecodeLimits& limits) {
   Op op;

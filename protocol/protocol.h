@@ -359,6 +359,20 @@ Result<Request> DecodeRequest(const FrameHeader& header, std::span<const uint8_t
 Result<Response> DecodeResponse(const FrameHeader& header, std::span<const uint8_t> payload,
                                 const DecodeLimits& limits = {});
 
+// The head of an upsert's payload (upsert, upsert_keyed, upsert_keyed_ids, upsert_typed), read
+// without its records: what a server needs to size the memory the upsert will hold (its reply,
+// its rows widened to float32) before it decodes the records. The count is checked as
+// DecodeRequest checks it (it must fit the payload and `limits`), so a head that is returned
+// bounds what the decoded request can be; an error is what DecodeRequest would say about the
+// head (or InvalidArgument for another opcode), and the server then leaves the answer to it.
+struct UpsertHead {
+  ElementType element = ElementType::kFloat32;  // upsert_typed's; float32 for the others
+  uint32_t dim = 0;
+  uint32_t count = 0;  // records
+};
+Result<UpsertHead> PeekUpsertHead(const FrameHeader& header, std::span<const uint8_t> payload,
+                                  const DecodeLimits& limits = {});
+
 // ---------------------------------------------------------------------------
 // Details of the functions above, and helpers added after the first contract.
 // ---------------------------------------------------------------------------

@@ -345,9 +345,12 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
     return;
   }
   if (Server::Impl::LaneOf(op) == Server::Impl::Lane::kWrite) {
-    // A write is decoded by the write pool's thread that runs it (EncodedRequest); its
-    // reply is an acknowledgement or an error, whatever its size.
-    const uint64_t reply = protocol::kHeaderSize + RequestHandler::kWriteReplyBound;
+    // A write is decoded by the write pool's thread that runs it (EncodedRequest); what it
+    // will hold besides its payload is known from the payload's head: its reply (an
+    // acknowledgement or an error, or upsert_keyed_ids' ids).
+    const RequestHandler::WriteCost cost =
+        server_.handler_.CostOfWrite(header, payload_, server_.decode_limits_);
+    const uint64_t reply = protocol::kHeaderSize + cost.reply;
     if (!server_.TryReserveReply(reply)) {
       server_.Release(0, op);
       server_.metrics_.BusyRejection();

@@ -64,6 +64,8 @@ uint64_t GetReplyBytes(uint64_t ids, uint64_t dim) {
 // replaces the bound once it is made, so these need only be typical, not maximal.
 constexpr uint64_t kSmallReplyBytes = RequestHandler::kWriteReplyBound;
 constexpr uint64_t kListReplyBytes = 64 * 1024;
+// upsert_keyed_ids: u32 count and every record's u64 id, or an error.
+uint64_t IdsReplyBytes(uint64_t records) { return kSmallReplyBytes + 4 + 8 * records; }
 constexpr uint64_t kExplainJsonBytes = 64 * 1024;
 constexpr uint64_t kTypicalKeyBytes = 64;  // list_keys: keys are sized when the reply is made
 
@@ -249,13 +251,25 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
     }
     case Op::kUpsertKeyedIds: {
       const auto& m = std::get<protocol::UpsertRequest>(request.body);
-      return std::min(frame, kSmallReplyBytes + 8 * uint64_t{m.records.size()});
+      return std::min(frame, IdsReplyBytes(m.records.size()));
     }
     case Op::kListCollections:
       return std::min(frame, kListReplyBytes);
     default:
       return kSmallReplyBytes;
   }
+}
+
+RequestHandler::WriteCost RequestHandler::CostOfWrite(const protocol::FrameHeader& header,
+                                                      std::span<const uint8_t> payload,
+                                                      const protocol::DecodeLimits& limits) const {
+  WriteCost cost{.reply = kWriteReplyBound};
+  const Op op = static_cast<Op>(header.opcode);
+  if (op != Op::kUpsertKeyedIds) return cost;
+  auto head = protocol::PeekUpsertHead(header, payload, limits);
+  if (!head) return cost;
+  cost.reply = std::min<uint64_t>(config_.max_frame_bytes, IdsReplyBytes(head->count));
+  return cost;
 }
 
 void RequestHandler::ForgetCollection(const std::string& name) {

@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -67,9 +68,19 @@ class RequestHandler {
   // short error instead. Attributes of a get and explain's JSON may exceed their allowance;
   // the server counts the encoded reply once it is made.
   uint64_t ReplyBound(const protocol::Request& request);
-  // ReplyBound of a write (upsert, delete, by id or key), known before it is decoded: an
-  // empty acknowledgement or an error naming a field or two.
+  // The reply allowance of a write: an acknowledgement or an error naming a field or two.
   static constexpr uint64_t kWriteReplyBound = 4 * 1024;
+  // What a write (upsert, delete, by id or key) will hold besides its payload, known before it
+  // is decoded: from its frame, the payload's head read with protocol::PeekUpsertHead and
+  // `limits` (the server's decoding limits). A head that does not decode costs nothing more
+  // than kWriteReplyBound: the decoder then refuses the write with a short error. Any thread.
+  struct WriteCost {
+    // ReplyBound of the write: kWriteReplyBound, and for upsert_keyed_ids every record's id
+    // too (8 bytes each); never above max_frame_bytes.
+    uint64_t reply = 0;
+  };
+  WriteCost CostOfWrite(const protocol::FrameHeader& header, std::span<const uint8_t> payload,
+                        const protocol::DecodeLimits& limits) const;
 
  private:
   using Outcome = std::expected<protocol::ResponseBody, protocol::ErrorReply>;

@@ -756,6 +756,47 @@ TEST(ProtocolMalformed, EveryStrictPrefixOfARequestFails) {
   }
 }
 
+// PeekUpsertHead reads what DecodeRequest would find in an upsert's head (element, dim,
+// count) without its records, and refuses what DecodeRequest refuses there.
+TEST(ProtocolPeek, UpsertHeadsAgreeWithTheDecodedRequest) {
+  int upserts = 0;
+  for (const Request& req : SampleRequests()) {
+    SCOPED_TRACE(std::string(OpName(req.op)));
+    Frame f = EncodeReq(req);
+    auto head = PeekUpsertHead(f.header, f.payload);
+    const auto* m = std::get_if<UpsertRequest>(&req.body);
+    if (m == nullptr) {
+      ASSERT_FALSE(head.has_value());
+      EXPECT_NE(head.error().message().find("not an upsert"), std::string::npos) << head.error().message();
+      continue;
+    }
+    ++upserts;
+    ASSERT_TRUE(head.has_value()) << head.error().ToString();
+    EXPECT_EQ(head->element, m->element);
+    EXPECT_EQ(head->dim, m->dim);
+    EXPECT_EQ(head->count, m->records.size());
+  }
+  EXPECT_EQ(upserts, 4);  // upsert, upsert_keyed, upsert_keyed_ids, upsert_typed
+  // A count the payload cannot hold, or over the limit, is refused as the decoder refuses it.
+  const uint16_t keyed_ids = uint16_t(Op::kUpsertKeyedIds);
+  protocol::FrameHeader h;
+  h.opcode = keyed_ids;
+  const std::vector<uint8_t> huge = Bytes().Str("c").U32(1).U32(1000000).get();
+  auto r = PeekUpsertHead(h, huge);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+  EXPECT_EQ(r.error().message().rfind("upsert_keyed_ids: count", 0), 0u) << r.error().message();
+  DecodeLimits limits;
+  limits.max_batch = 2;
+  std::vector<uint8_t> three = Bytes().Str("c").U32(0).U32(3).get();
+  three.resize(three.size() + 3 * 14);
+  ExpectOverLimit(PeekUpsertHead(h, three, limits), "count: 3 exceeds the limit 2 (max_batch)");
+  h.opcode = uint16_t(Op::kUpsertTyped);
+  r = PeekUpsertHead(h, Bytes().U8(9).U8(0).Str("c").U32(1).U32(0).get());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
+}
+
 TEST(ProtocolMalformed, EveryStrictPrefixOfAResponseFails) {
   for (const Response& resp : SampleResponses()) {
     Frame f = EncodeResp(resp);

@@ -1199,6 +1199,58 @@ TEST_F(ServerTest, RepliesOverTheServerReplyBudgetAreBusy) {
   EXPECT_EQ(big->records.size(), kIds);
 }
 
+// upsert_keyed_ids answers with every record's id (8 bytes each): a write's reply budget is
+// taken for that many ids before it runs (from the payload's head), not the fixed allowance
+// of an acknowledgement (4 KiB), which such a reply passes from about 500 records on.
+TEST_F(ServerTest, UpsertKeyedIdsTakeTheirIdsFromTheReplyBudget) {
+  // A 16 MB get reply that stays unwritten holds all of max_reply_bytes but 16 KiB.
+  constexpr size_t kIds = 2000;
+  constexpr uint32_t kDim = 2048;
+  const uint64_t stalled_reply =
+      protocol::kHeaderSize + 4 + kIds * (1 + 8 + 4 + 2 + uint64_t{kDim} * sizeof(float));
+  constexpr uint64_t kFree = 16 * 1024;
+  ServerConfig config = Config();
+  config.max_frame_bytes = uint32_t(stalled_reply + kFree);
+  config.max_inflight_bytes = config.max_frame_bytes;
+  config.max_reply_bytes = config.max_frame_bytes;
+  config.max_connection_reply_bytes = config.max_frame_bytes;
+  config.request_timeout_s = 30;
+  Start(config);
+  auto writer = Connect();
+  Fill(*writer, "wide", kDim, 1);
+  Reply<protocol::GetReply>(writer->Call(testing::GetRequest("wide", {1})), Op::kGet);
+  Reply<protocol::EmptyReply>(writer->Call(testing::CreateRequest("keyed", 1)), Op::kCreateCollection);
+  auto stalled = TestClient::Connect(server_->port(), 64 * 1024);
+  ASSERT_NE(stalled, nullptr);
+  ASSERT_TRUE(stalled->Send(testing::GetRequest("wide", std::vector<VectorId>(kIds, 1)), 1));
+  ASSERT_TRUE(Eventually([&] { return server_->metrics().reply_bytes == stalled_reply; }))
+      << server_->metrics().reply_bytes;
+  auto keyed_ids = [](size_t n) {
+    protocol::UpsertRequest m{"keyed", 1, {}};
+    for (size_t i = 0; i < n; ++i) {
+      m.records.push_back({kInvalidVectorId, {float(i)}, {}, "key:" + std::to_string(i)});
+    }
+    return protocol::Request{Op::kUpsertKeyedIds, std::move(m)};
+  };
+  // 2,049 ids take more than the 16 KiB left: busy before it runs.
+  const uint64_t upserts = AnsweredOf(*server_, "upsert_keyed_ids");
+  const std::string m = ExpectError(writer->Call(keyed_ids(kFree / 8 + 1), 2), ErrorCode::kBusy);
+  EXPECT_NE(m.find("max_reply_bytes"), std::string::npos) << m;
+  EXPECT_EQ(AnsweredOf(*server_, "upsert_keyed_ids"), upserts + 1);  // the busy reply only
+  // 1,500 (12 KB of ids and the allowance for an error) fit, and every id comes back.
+  auto ids = Reply<protocol::IdsReply>(writer->Call(keyed_ids(1500), 3, 60000), Op::kUpsertKeyedIds);
+  ASSERT_TRUE(ids.has_value());
+  EXPECT_EQ(ids->ids.size(), 1500u);
+  // Once the stalled reply is read, the larger one runs too.
+  auto f = stalled->ReadFrame(30000);
+  ASSERT_TRUE(f.has_value()) << stalled->last_error();
+  EXPECT_EQ(AsError(f), nullptr);
+  ASSERT_TRUE(Eventually([&] { return server_->metrics().reply_bytes == 0; }));
+  ids = Reply<protocol::IdsReply>(writer->Call(keyed_ids(kFree / 8 + 1), 4, 60000), Op::kUpsertKeyedIds);
+  ASSERT_TRUE(ids.has_value());
+  EXPECT_EQ(ids->ids.size(), kFree / 8 + 1);
+}
+
 TEST_F(ServerTest, PayloadsBeingReadCountInTheInflightBudget) {
   ServerConfig config = Config();
   config.max_frame_bytes = 1 << 20;
