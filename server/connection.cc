@@ -347,9 +347,10 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
   if (Server::Impl::LaneOf(op) == Server::Impl::Lane::kWrite) {
     // A write is decoded by the write pool's thread that runs it (EncodedRequest); what it
     // will hold besides its payload is known from the payload's head: its reply (an
-    // acknowledgement or an error, or upsert_keyed_ids' ids).
+    // acknowledgement or an error, or upsert_keyed_ids' ids) and typed rows widened.
     const RequestHandler::WriteCost cost =
         server_.handler_.CostOfWrite(header, payload_, server_.decode_limits_);
+    if (!TakeWidened(cost.widened, rid, op, start)) return;
     const uint64_t reply = protocol::kHeaderSize + cost.reply;
     if (!server_.TryReserveReply(reply)) {
       server_.Release(0, op);
@@ -371,6 +372,7 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
     DecodeFailed(rid, opcode, request.error(), start);
     return;
   }
+  if (!TakeWidened(RequestHandler::WidenedQueryBytes(*request), rid, op, start)) return;
   // Its reply's upper bound, held from now until the reply is written: past
   // max_reply_bytes server-wide it is busy; this connection's share is checked by the
   // reader before it takes the next frame (ShouldPause).
@@ -393,6 +395,31 @@ void Connection::HandleFrame(const protocol::FrameHeader& header, Clock::time_po
   }
   server_.Submit(shared_from_this(), rid, op, std::move(*request), std::exchange(reserved_payload_, 0),
                  reply, start);
+}
+
+bool Connection::TakeWidened(uint64_t widened, uint64_t rid, Op op, Clock::time_point start) {
+  if (widened == 0) return true;
+  const uint16_t opcode = static_cast<uint16_t>(op);
+  if (widened > config_.max_inflight_bytes - std::min(reserved_payload_, config_.max_inflight_bytes)) {
+    // Never admitted, however idle the server: refused for good rather than busy.
+    server_.Release(0, op);
+    ReplyError(rid, opcode, ErrorCode::kTooLarge,
+               fmt::format("{}: its payload ({} bytes) and its vectors widened to float32 ({} bytes) "
+                           "would take more than the server's max_inflight_bytes ({}); send fewer "
+                           "vectors per request",
+                           protocol::OpName(op), reserved_payload_, widened, config_.max_inflight_bytes),
+               start);
+    return false;
+  }
+  if (!server_.TryReserveInflight(widened)) {
+    server_.Release(0, op);
+    server_.metrics_.BusyRejection();
+    ReplyError(rid, opcode, ErrorCode::kBusy, server_.BusyMessage(Server::Impl::Admission::kWidenedFull, widened),
+               start);
+    return false;
+  }
+  reserved_payload_ += widened;
+  return true;
 }
 
 void Connection::Hello(const protocol::HelloRequest& hello, uint64_t rid, uint16_t opcode,

@@ -181,6 +181,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Hello(const protocol::HelloRequest& hello, uint64_t request_id, uint16_t opcode,
              Clock::time_point start);
   void HandleFrame(const protocol::FrameHeader& header, Clock::time_point start);
+  // Takes `widened` more bytes of max_inflight_bytes for the request being handled (typed
+  // vectors widened to float32: RequestHandler::CostOfWrite, WidenedQueryBytes), held with
+  // its payload (reserved_payload_). False when refused: the request was answered (TooLarge
+  // when it could never fit, else Busy) and its queue slot given back.
+  bool TakeWidened(uint64_t widened, uint64_t request_id, protocol::Op op, Clock::time_point start);
   void FramingError(const Status& error, Clock::time_point start);
   // The error reply to a payload DecodeRequest refused.
   void DecodeFailed(uint64_t request_id, uint16_t opcode, const Status& error,

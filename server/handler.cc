@@ -263,13 +263,29 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
 RequestHandler::WriteCost RequestHandler::CostOfWrite(const protocol::FrameHeader& header,
                                                       std::span<const uint8_t> payload,
                                                       const protocol::DecodeLimits& limits) const {
-  WriteCost cost{.reply = kWriteReplyBound};
+  WriteCost cost{.reply = kWriteReplyBound, .widened = 0};
   const Op op = static_cast<Op>(header.opcode);
-  if (op != Op::kUpsertKeyedIds) return cost;
+  if (op != Op::kUpsertKeyedIds && op != Op::kUpsertTyped) return cost;
   auto head = protocol::PeekUpsertHead(header, payload, limits);
   if (!head) return cost;
-  cost.reply = std::min<uint64_t>(config_.max_frame_bytes, IdsReplyBytes(head->count));
+  if (op == Op::kUpsertKeyedIds) {
+    cost.reply = std::min<uint64_t>(config_.max_frame_bytes, IdsReplyBytes(head->count));
+  }
+  if (op == Op::kUpsertTyped && head->element != ElementType::kFloat32) {
+    cost.widened = uint64_t{head->count} * WidenedRowBytes(head->dim);
+  }
   return cost;
+}
+
+uint64_t RequestHandler::WidenedRowBytes(uint32_t dim) {
+  return uint64_t{dim} * sizeof(float) + sizeof(engine::WriteOp);
+}
+
+uint64_t RequestHandler::WidenedQueryBytes(const protocol::Request& request) {
+  if (request.op != Op::kSearchTyped) return 0;
+  const auto* m = std::get_if<protocol::SearchRequest>(&request.body);
+  if (m == nullptr || m->element == ElementType::kFloat32) return 0;
+  return uint64_t{m->count} * m->dim * sizeof(float);
 }
 
 void RequestHandler::ForgetCollection(const std::string& name) {

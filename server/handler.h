@@ -78,9 +78,18 @@ class RequestHandler {
     // ReplyBound of the write: kWriteReplyBound, and for upsert_keyed_ids every record's id
     // too (8 bytes each); never above max_frame_bytes.
     uint64_t reply = 0;
+    // upsert_typed of float16, int8 or uint8 rows: the rows widened to float32 in the write
+    // batch (WidenedRowBytes each), held with the payload until the write has run.
+    uint64_t widened = 0;
   };
   WriteCost CostOfWrite(const protocol::FrameHeader& header, std::span<const uint8_t> payload,
                         const protocol::DecodeLimits& limits) const;
+  // What one row of `dim` takes in the write batch once widened: dim x 4 bytes and its
+  // batch entry (engine::WriteOp).
+  static uint64_t WidenedRowBytes(uint32_t dim);
+  // search_typed of float16, int8 or uint8 queries: the queries widened to float32 (count x
+  // dim x 4 bytes) that the search holds besides its request; 0 for any other request.
+  static uint64_t WidenedQueryBytes(const protocol::Request& request);
 
  private:
   using Outcome = std::expected<protocol::ResponseBody, protocol::ErrorReply>;

@@ -257,6 +257,11 @@ std::string Server::Impl::BusyMessage(Admission why, uint64_t bytes) const {
           "server busy: requests of {} payload bytes are being read, queued or running, and "
           "this one's {} would pass max_inflight_bytes {}; retry later",
           inflight_bytes_.load(std::memory_order_relaxed), bytes, config_.max_inflight_bytes);
+    case Admission::kWidenedFull:
+      return fmt::format(
+          "server busy: requests of {} payload bytes are being read, queued or running, and this "
+          "one's vectors widened to float32 take {} more, over max_inflight_bytes {}; retry later",
+          inflight_bytes_.load(std::memory_order_relaxed), bytes, config_.max_inflight_bytes);
     case Admission::kReplyFull:
       return fmt::format(
           "server busy: replies of {} bytes are being made or wait to be written, and this "

@@ -94,7 +94,10 @@ class Server::Impl {
   // is encoded, and the reply bytes follow the reply until it is written (AdjustReply).
   // Decoded requests are several times their wire size, and a reply can be thousands of
   // times its request's: the two byte budgets are what bound the memory of queued work.
-  enum class Admission { kAdmitted, kQueueFull, kBytesFull, kReplyFull };
+  // Typed vectors (upsert_typed, search_typed of float16, int8, uint8) take their float32
+  // width from max_inflight_bytes too, on top of the payload, once the payload is read
+  // (kWidenedFull when it does not fit; Connection::TakeWidened).
+  enum class Admission { kAdmitted, kQueueFull, kBytesFull, kReplyFull, kWidenedFull };
   bool TryReserveInflight(uint64_t payload_bytes);
   void ReleaseInflight(uint64_t payload_bytes);
   // Searches and other reads, writes, and maintenance (flush, compact, snapshot, create, drop) run

@@ -1281,6 +1281,71 @@ TEST_F(ServerTest, PayloadsBeingReadCountInTheInflightBudget) {
   ExpectError(other->ReadFrame(), ErrorCode::kMalformed);
 }
 
+// upsert_typed and search_typed of uint8 vectors: the server widens them to float32, 4x
+// their bytes on the wire. That width is taken from max_inflight_bytes with the payload: a
+// request that could never fit is TooLarge, one that does not fit now is Busy.
+TEST_F(ServerTest, TypedVectorsTakeTheirFloat32WidthFromTheInflightBudget) {
+  ServerConfig config = Config();
+  config.max_frame_bytes = 1 << 20;
+  config.max_inflight_bytes = 1 << 20;
+  config.request_timeout_s = 30;
+  Start(config);
+  constexpr uint32_t kDim = 256;
+  auto typed_upsert = [](size_t rows) {
+    protocol::UpsertRequest m{"u8", kDim, {}};
+    m.element = ElementType::kUint8;
+    for (size_t i = 0; i < rows; ++i) {
+      m.records.push_back({VectorId(i + 1), {}, {}});
+      for (uint32_t j = 0; j < kDim; ++j) m.elements.push_back(uint8_t((i * 31 + j * 7) % 251));
+    }
+    return protocol::Request{Op::kUpsertTyped, std::move(m)};
+  };
+  auto typed_search = [](uint32_t count) {
+    protocol::SearchRequest m;
+    m.collection = "u8";
+    m.options.k = 1;
+    m.dim = kDim;
+    m.count = count;
+    m.element = ElementType::kUint8;
+    m.elements.assign(size_t{count} * kDim, uint8_t{7});
+    return protocol::Request{Op::kSearchTyped, std::move(m)};
+  };
+  auto c = Connect();
+  Reply<protocol::EmptyReply>(c->Call(testing::CreateRequest("u8", kDim)), Op::kCreateCollection);
+  // 300 rows: 80 KB on the wire, 300 KB widened; they fit.
+  auto w = Reply<protocol::WriteReply>(c->Call(typed_upsert(300)), Op::kUpsertTyped);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->applied, 300u);
+  // 1,000 rows: 266 KB on the wire, which max_inflight_bytes (1 MiB) takes, but over 1 MB
+  // widened: never admitted, so too large rather than busy.
+  std::string m = ExpectError(c->Call(typed_upsert(1000)), ErrorCode::kTooLarge);
+  EXPECT_NE(m.find("widened to float32"), std::string::npos) << m;
+  EXPECT_NE(m.find("max_inflight_bytes"), std::string::npos) << m;
+  // A frame of 700 KB being read holds its bytes: the 300 rows' payload still fits beside it,
+  // their float32 width does not. The same for 300 queries.
+  auto slow = Connect();
+  ASSERT_TRUE(slow->SendRaw(
+      RawFrame(static_cast<uint16_t>(Op::kUpsert), 1, std::vector<uint8_t>(10, 0xab), 700000)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  m = ExpectError(c->Call(typed_upsert(300), 2), ErrorCode::kBusy);
+  EXPECT_NE(m.find("widened to float32"), std::string::npos) << m;
+  m = ExpectError(c->Call(typed_search(300), 3), ErrorCode::kBusy);
+  EXPECT_NE(m.find("widened to float32"), std::string::npos) << m;
+  // Once that frame is read (and found malformed), both run.
+  ASSERT_TRUE(slow->SendRaw(std::vector<uint8_t>(700000 - 10, 0xab)));
+  ExpectError(slow->ReadFrame(), ErrorCode::kMalformed);
+  w = Reply<protocol::WriteReply>(c->Call(typed_upsert(300), 4), Op::kUpsertTyped);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->applied, 300u);
+  auto hits = Reply<protocol::SearchWithReply>(c->Call(typed_search(300), 5), Op::kSearchTyped);
+  ASSERT_TRUE(hits.has_value());
+  EXPECT_EQ(hits->results.size(), 300u);
+  // Every byte taken was given back: a frame of all but 48 KB of the budget is read and
+  // decoded (malformed), not refused as busy.
+  ASSERT_TRUE(c->SendRaw(RawFrame(static_cast<uint16_t>(Op::kUpsert), 6, std::vector<uint8_t>(1000000, 0xab))));
+  ExpectError(c->ReadFrame(), ErrorCode::kMalformed);
+}
+
 TEST_F(ServerTest, AClientThatReadsTooSlowlyIsClosed) {
   ServerConfig config = Config();
   config.request_timeout_s = 5;
