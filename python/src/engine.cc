@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "engine/background_priority.h"
 #include "engine/strata.h"
 #include "python/src/common.h"
 
@@ -23,10 +24,12 @@ Durability ToDurability(const std::string& name) {
 // under a running search.
 class PyEngine {
  public:
-  PyEngine(const std::string& path, const std::string& durability, bool background_compaction) {
+  PyEngine(const std::string& path, const std::string& durability, bool background_compaction,
+           const std::string& background_cpus) {
     EngineOptions o;
     o.durability = ToDurability(durability);
     o.background_compaction = background_compaction;
+    o.background_cpus = ValueOrThrow(engine::ParseCpuList(background_cpus));
     std::unique_ptr<Engine> e;
     {
       py::gil_scoped_release release;
@@ -240,12 +243,18 @@ parallel, also while another thread writes.
         e.upsert("docs", ids, vectors, attributes=[{"lang": "en"}, ...])
         ids, dists = e.search("docs", queries, k=10, filter='lang == "en"')
 )doc")
-      .def(py::init<const std::string&, const std::string&, bool>(), py::arg("path"),
-           py::arg("durability") = "sync", py::arg("background_compaction") = true, R"doc(
+      .def(py::init<const std::string&, const std::string&, bool, const std::string&>(), py::arg("path"),
+           py::arg("durability") = "sync", py::arg("background_compaction") = true,
+           py::arg("background_cpus") = "", R"doc(
 Opens (creating when absent) the data directory `path`.
 
 durability: "sync" (every write is fsynced before it returns), "interval"
 (fsynced every 100 ms in the background) or "none" (left to the OS).
+background_cpus: CPUs the engine's insert, seal and compaction threads may
+run on, as taskset writes a list ("1", "1-3") or "auto" (every CPU but the
+lowest); "" (the default): any. Leaving a CPU to searches keeps their tail
+latency while large writes and compactions run. Raises InvalidArgumentError
+for a list that does not parse or names a CPU this process may not run on.
 Raises NoSuchFileError/IoError/CorruptionError for directory problems.
 )doc")
       .def("close", &PyEngine::Close,

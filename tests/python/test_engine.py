@@ -2,7 +2,9 @@
 recall targets, filters, attributes, EXPLAIN, errors, and searches from 4 Python threads
 while another thread upserts."""
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -176,6 +178,36 @@ def test_write_errors(engine):
         engine.search("fm", np.zeros(DIM), recall=1.5)
     with pytest.raises(OSError):  # IoError: the directory cannot be created
         strata.Engine("/proc/definitely/not/here")
+
+
+def test_background_cpus_confine_the_engine_threads(tmp_path):
+    allowed = sorted(os.sched_getaffinity(0))
+    with pytest.raises(ValueError, match="not a CPU number"):
+        strata.Engine(str(tmp_path / "bad"), background_cpus="one")
+    if 1023 not in allowed:
+        with pytest.raises(ValueError, match="may not run on CPU 1023"):
+            strata.Engine(str(tmp_path / "bad"), background_cpus="1023")
+    if len(allowed) < 2:
+        pytest.skip("needs a process that may run on two CPUs")
+
+    def confined():
+        n = 0
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("Cpus_allowed_list:"):
+                        n += line.split(":", 1)[1].strip() == str(allowed[-1])
+        return n
+
+    before = confined()
+    with strata.Engine(str(tmp_path / "cpus"), background_cpus=str(allowed[-1])) as e:
+        e.create_collection("c", dim=4)
+        e.upsert("c", np.arange(10), np.ones((10, 4), dtype=np.float32))
+        for _ in range(200):  # the insert, seal and compaction threads confine themselves as they start
+            if confined() >= before + 3:
+                break
+            time.sleep(0.01)
+        assert confined() >= before + 3
 
 
 def test_four_threads_search_while_one_upserts(tmp_path, fmnist):
