@@ -18,22 +18,13 @@
 #include "client/client.h"
 #include "engine/strata.h"
 #include "server/server.h"
+#include "tests/seeded_vector.h"
 
 namespace strata::client::testing {
 
-// Components in [-1, 1), a pure function of `seed` (splitmix64).
+// Components in [-1, 1), a pure function of `seed` (splitmix64: tests/seeded_vector.h).
 inline std::vector<float> VectorFor(uint64_t seed, uint32_t dim) {
-  std::vector<float> v(dim);
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-  for (uint32_t i = 0; i < dim; ++i) {
-    x += 0x9E3779B97F4A7C15ull;
-    uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    v[i] = float(double(z >> 11) / double(1ull << 53) * 2.0 - 1.0);
-  }
-  return v;
+  return test_vectors::SeededVector(seed, dim);
 }
 
 inline float L2(const std::vector<float>& a, const float* b) {

@@ -31,6 +31,7 @@
 #include "cluster/model.h"
 #include "tests/cluster/etcd_process.h"
 #include "tests/cluster/server_process.h"
+#include "tests/seeded_vector.h"
 
 #ifndef STRATA_CLI_BINARY
 #define STRATA_CLI_BINARY "strata-cli"
@@ -59,21 +60,6 @@ inline std::pair<int, std::string> RunCommand(const std::string& command) {
   for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// A vector of `dim` components in [-1, 1), the same for the same seed (SplitMix64 steps).
-inline std::vector<float> SeededVector(uint64_t seed, uint32_t dim) {
-  std::vector<float> v(dim);
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-  for (uint32_t i = 0; i < dim; ++i) {
-    x += 0x9E3779B97F4A7C15ull;
-    uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    v[i] = float(double(z >> 11) / double(1ull << 53) * 2.0 - 1.0);
-  }
-  return v;
 }
 
 // Every record of engine collection `local` on the node at `port`, read through the shard

@@ -33,7 +33,7 @@ using testing::RunCommand;
 
 constexpr uint32_t kDim = 16;
 
-std::vector<float> VectorFor(uint64_t seed) { return testing::SeededVector(seed, kDim); }
+std::vector<float> VectorFor(uint64_t seed) { return test_vectors::SeededVector(seed, kDim); }
 
 TEST(ClusterRereplicateTest, AKilledReplicaIsReplacedByAnotherNodeThatCatchesUp) {
   testing::TestCluster cluster;
@@ -42,12 +42,7 @@ TEST(ClusterRereplicateTest, AKilledReplicaIsReplacedByAnotherNodeThatCatchesUp)
   auto& etcd = cluster.etcd;
   auto& nodes = cluster.nodes;
   ASSERT_TRUE(cluster.WaitForNodes(4, 15000));
-  CollectionRecord record;
-  record.name = "vec";
-  record.dim = kDim;
-  record.shards = 2;
-  record.replicas = 2;
-  ASSERT_TRUE(cluster.CreateCollection(record));
+  ASSERT_TRUE(cluster.CreateCollection("vec", kDim, 2, 2));
   auto before = ReadClusterStatus(*etcd, "t");
   ASSERT_TRUE(before.has_value());
   const std::string leader = before->leader;

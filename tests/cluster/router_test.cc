@@ -32,7 +32,7 @@ using testing::ShardContents;
 
 constexpr uint32_t kDim = 16;
 
-std::vector<float> VectorFor(uint64_t seed) { return testing::SeededVector(seed, kDim); }
+std::vector<float> VectorFor(uint64_t seed) { return test_vectors::SeededVector(seed, kDim); }
 
 std::vector<Record> Records(uint64_t from, uint64_t to) {
   std::vector<Record> out;
