@@ -408,6 +408,8 @@ std::optional<std::string> ClusterService::AddressOf(const std::string& node) co
 }
 
 void ClusterService::RunCatchUp(ShardAddress address, std::string peer) {
+  // A catch-up copies a shard through the engine: background work, off the searches' CPU.
+  if (Status s = engine_.RunAsBackground(); !s.ok()) ClusterLog().warn("catch-up thread: {}", s.message());
   const auto start = Clock::now();
   Status status;
   CatchUpReport report;

@@ -561,6 +561,11 @@ Status Engine::BulkLoadByKey(const std::string& collection, const VectorSet& vec
   return Status::Ok();
 }
 
+Status Engine::RunAsBackground() const {
+  return engine::ApplyToThisThread(engine::BackgroundPriority{
+      .nice = 19, .idle = impl_->options_.background_idle, .cpus = impl_->options_.background_cpus});
+}
+
 Status Engine::Flush(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   STRATA_RETURN_IF_ERROR(c->Flush());

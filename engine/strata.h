@@ -253,6 +253,13 @@ class Engine {
   Status BulkLoadByKey(const std::string& collection, const VectorSet& vectors,
                        std::span<const std::string> keys, std::span<const Attributes> attributes = {});
 
+  // Lowers the calling thread to the engine's background priority (nice 19, or SCHED_IDLE
+  // with background_idle) and confines it to background_cpus, as the engine's own
+  // maintenance threads are: for an application thread that does background work through
+  // the engine (a cluster node's catch-up). Call it before the thread's first OpenMP
+  // parallel region. Best effort; the error says what the kernel refused.
+  Status RunAsBackground() const;
+
   // Seals the collection's in-memory segment to disk now and cuts its log. When at
   // least half of what the sealed segments hold is dead (deleted rows, rows replaced by
   // later upserts), it then compacts too, so that a flush leaves disk and memory

@@ -192,6 +192,38 @@ TEST(BackgroundPriority, EngineThreadsFollowBackgroundCpus) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(BackgroundPriority, RunAsBackgroundConfinesTheCallingThread) {
+  const std::vector<int> allowed = Allowed();
+  if (allowed.size() < 2) GTEST_SKIP() << "needs a process that may run on two CPUs";
+  const std::string dir = ::testing::TempDir() + "strata_run_as_background_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);  // this test's own name under the test temp dir
+  {
+    EngineOptions o;
+    o.background_cpus = {allowed.back()};
+    auto e = Engine::Open(dir, o);
+    ASSERT_TRUE(e.has_value()) << e.error().ToString();
+    std::vector<int> mask;
+    int nice = 0;
+    Status s;
+    std::thread t([&] {
+      s = (*e)->RunAsBackground();
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      ASSERT_EQ(::pthread_getaffinity_np(::pthread_self(), sizeof(set), &set), 0);
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (CPU_ISSET(c, &set)) mask.push_back(c);
+      }
+      errno = 0;
+      nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+    });
+    t.join();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(mask, std::vector<int>{allowed.back()});
+    EXPECT_EQ(nice, 19);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(BackgroundPriority, EngineRefusesACpuItMayNotRunOn) {
   const std::vector<int> allowed = Allowed();
   if (allowed.back() >= CPU_SETSIZE - 1) GTEST_SKIP() << "every CPU number is allowed here";
