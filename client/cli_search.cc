@@ -179,28 +179,31 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
   }
   // A query file of float16, int8 or uint8 values goes as it is (search_typed), one query a
   // request; pipelined runs (--pipeline over 1) and --send-float32 send float32 queries.
-  std::optional<ElementType> narrow;
+  // `sent_as`: the file's element type while its queries go as they are, else float32. (A
+  // plain value, not the optional NarrowElementType returns: GCC 12 took the optional's read
+  // in the summary line below for maybe uninitialized.)
+  ElementType sent_as = ElementType::kFloat32;
   if (!a.send_float32 && a.pipeline == 1) {
     auto shape = storage::ProbeVectors(a.queries);
     if (!shape) return Fail(shape.error());
-    narrow = storage::NarrowElementType(*shape);
+    sent_as = storage::NarrowElementType(*shape).value_or(ElementType::kFloat32);
   }
   Result<client::QueryRun> run = client::QueryRun{};
-  if (narrow) {
+  if (sent_as != ElementType::kFloat32) {
     storage::ReadOptions opt;
     opt.max_rows = q.size();
     auto raw = storage::ReadRawRows(a.queries, opt);
     if (!raw) return Fail(raw.error());
-    const size_t row_bytes = raw->dim * ElementSize(*narrow);
+    const size_t row_bytes = raw->dim * ElementSize(sent_as);
     Timer all;
     for (size_t i = 0; i < raw->rows; ++i) {
       Timer one;
-      auto r = (*c)->SearchTyped(a.name, *narrow, std::span<const uint8_t>(raw->row(i), row_bytes),
+      auto r = (*c)->SearchTyped(a.name, sent_as, std::span<const uint8_t>(raw->row(i), row_bytes),
                                  uint32_t(raw->dim), 1, *options);
       if (!r && i == 0 && r.error().code() == StatusCode::kUnimplemented && (*c)->is_open()) {
         // A server before opcode 30, or a cluster node that does not route search_typed.
         fmt::print(stderr, "strata-cli: {}; sending float32 queries instead\n", r.error().message());
-        narrow.reset();
+        sent_as = ElementType::kFloat32;
         break;
       }
       if (!r) return Fail(r.error().WithContext(fmt::format("query {}", i)));
@@ -210,7 +213,7 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
     }
     run->elapsed_s = all.Seconds();
   }
-  if (!narrow) {
+  if (sent_as == ElementType::kFloat32) {
     run = client::RunQueries(**c, a.name, q.data(), uint32_t(q.dim()), uint32_t(q.size()), *options, a.pipeline);
   }
   if (!run) return Fail(run.error());
@@ -247,7 +250,8 @@ int CmdSearch(const GlobalArgs& g, const SearchCmdArgs& a) {
     }
   }
   fmt::print("queries: {} (k={}, pipeline {}{}) in {:.3f} s: {:.1f} QPS\n", q.size(), options->k, a.pipeline,
-             narrow ? fmt::format(", sent as {}", ElementTypeName(*narrow)) : std::string(), run->elapsed_s, qps);
+             sent_as != ElementType::kFloat32 ? fmt::format(", sent as {}", ElementTypeName(sent_as)) : std::string(),
+             run->elapsed_s, qps);
   fmt::print("latency ms: p50 {:.3f}  p90 {:.3f}  p99 {:.3f}  max {:.3f}  mean {:.3f}\n",
              lat.p50_ms, lat.p90_ms, lat.p99_ms, lat.max_ms, lat.mean_ms);
   if (recall) fmt::print("recall@{}: {:.4f}\n", std::min<size_t>(options->k, data->truth->k), *recall);

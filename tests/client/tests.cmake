@@ -29,3 +29,13 @@ if(TARGET strata_server)
     add_dependencies(snapshot_integration_test strata-cli strata)
   endif()
 endif()
+# GCC 12 took a std::optional<ElementType> read in strata-cli's search command for maybe
+# uninitialized (-Wmaybe-uninitialized, from -O1 up; the ASan build is -O0 and never saw it):
+# the file compiles at -O1 with that warning an error (about 10 s).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  add_test(NAME cli_search_compiles_without_maybe_uninitialized
+    COMMAND ${CMAKE_CXX_COMPILER} -std=c++23 -O1 -Wall -Wextra -Wno-unknown-pragmas
+            -Werror=maybe-uninitialized -DSTRATA_VERSION="test" -I${PROJECT_SOURCE_DIR}
+            -I${CLI11_INCLUDE_DIR} -c ${PROJECT_SOURCE_DIR}/client/cli_search.cc -o /dev/null)
+  set_tests_properties(cli_search_compiles_without_maybe_uninitialized PROPERTIES LABELS unit)
+endif()
