@@ -85,12 +85,12 @@ int CmdList(const GlobalArgs& g, bool json) {
     fmt::print("no collections\n");
     return 0;
   }
-  fmt::print("{:<24} {:>6} {:<7} {:>12} {:>9} {:>12}\n", "NAME", "DIM", "METRIC", "VECTORS",
-             "SEGMENTS", "MEMORY");
+  fmt::print("{:<24} {:>6} {:<7} {:<5} {:>12} {:>9} {:>12}\n", "NAME", "DIM", "METRIC", "CODES",
+             "VECTORS", "SEGMENTS", "MEMORY");
   for (const auto& info : *list) {
-    fmt::print("{:<24} {:>6} {:<7} {:>12} {:>9} {:>12}\n", info.spec.name, info.spec.dim,
-               MetricName(info.spec.metric), info.num_vectors, info.sealed_segments,
-               HumanBytes(info.memory_bytes));
+    fmt::print("{:<24} {:>6} {:<7} {:<5} {:>12} {:>9} {:>12}\n", info.spec.name, info.spec.dim,
+               MetricName(info.spec.metric), VectorCodesName(info.spec.codes), info.num_vectors,
+               info.sealed_segments, HumanBytes(info.memory_bytes));
   }
   return 0;
 }

@@ -76,10 +76,16 @@ Status Client::DropCollection(const std::string& name) {
 }
 
 Result<std::vector<CollectionInfo>> Client::ListCollections() {
-  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kListCollections,
-                                                   .body = protocol::ListCollectionsRequest{}}));
-  STRATA_ASSIGN_OR_RETURN(auto reply,
-                          Body<protocol::ListCollectionsReply>(std::move(r), Op::kListCollections));
+  // list_collections_with (26) carries each collection's whole spec (codes, rerank); a server
+  // that predates it answers list_collections (5), whose collections have no codes.
+  Op op = Op::kListCollectionsWith;
+  auto r = Call(Request{.op = op, .body = protocol::ListCollectionsRequest{}});
+  if (!r && is_open() && IsUnknownOp(r.error())) {
+    op = Op::kListCollections;
+    r = Call(Request{.op = op, .body = protocol::ListCollectionsRequest{}});
+  }
+  if (!r) return Error(r.error());
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::ListCollectionsReply>(std::move(*r), op));
   return std::move(reply.collections);
 }
 

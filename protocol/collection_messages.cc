@@ -107,23 +107,49 @@ Result<DropCollectionRequest> ReadDropCollection(Reader& r, const DecodeLimits& 
   return DropCollectionRequest{std::move(name)};
 }
 
-void WriteListCollectionsReply(Writer& w, const ListCollectionsReply& m) {
+namespace {
+
+// list_collections (`with_fields` false) and list_collections_with (each info followed by
+// its spec's fields).
+void WriteInfos(Writer& w, const ListCollectionsReply& m, bool with_fields) {
   w.Count(m.collections.size());
-  for (const CollectionInfo& info : m.collections) WriteInfo(w, info);
+  for (const CollectionInfo& info : m.collections) {
+    WriteInfo(w, info);
+    if (with_fields) WriteSpecFields(w, info.spec);
+  }
 }
 
-Result<ListCollectionsReply> ReadListCollectionsReply(Reader& r, const DecodeLimits& limits) {
+Result<ListCollectionsReply> ReadInfos(Reader& r, const DecodeLimits& limits, bool with_fields) {
   ListCollectionsReply m;
   // Bounded by the payload only (a server lists every collection it has).
-  STRATA_ASSIGN_OR_RETURN(
-      uint32_t n, r.Count("count", std::numeric_limits<uint32_t>::max(), "", kMinInfoBytes));
+  const uint64_t min_info = kMinInfoBytes + (with_fields ? 4 : 0);
+  STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", std::numeric_limits<uint32_t>::max(), "", min_info));
   m.collections.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
     auto info = ReadInfo(r, limits);
     if (!info) return Error(info.error().WithContext(fmt::format("collection {}", i)));
+    if (with_fields) {
+      if (Status s = ReadSpecFields(r, info->spec); !s.ok()) {
+        return Error(s.WithContext(fmt::format("collection {}", i)));
+      }
+    }
     m.collections.push_back(std::move(*info));
   }
   return m;
+}
+
+}  // namespace
+
+void WriteListCollectionsReply(Writer& w, const ListCollectionsReply& m) { WriteInfos(w, m, false); }
+
+Result<ListCollectionsReply> ReadListCollectionsReply(Reader& r, const DecodeLimits& limits) {
+  return ReadInfos(r, limits, false);
+}
+
+void WriteListCollectionsWithReply(Writer& w, const ListCollectionsReply& m) { WriteInfos(w, m, true); }
+
+Result<ListCollectionsReply> ReadListCollectionsWithReply(Reader& r, const DecodeLimits& limits) {
+  return ReadInfos(r, limits, true);
 }
 
 void WriteDescribeCollection(Writer& w, const DescribeCollectionRequest& m) { w.String(m.name); }

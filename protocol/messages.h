@@ -41,6 +41,9 @@ Result<CreateCollectionRequest> ReadCreateCollectionWith(Reader& r, const Decode
 void WriteDescribeCollectionWithReply(Writer& w, const DescribeCollectionReply& m);
 Result<DescribeCollectionReply> ReadDescribeCollectionWithReply(Reader& r,
                                                                 const DecodeLimits& limits);
+// kListCollectionsWith: list_collections' reply, each info followed by its spec's fields.
+void WriteListCollectionsWithReply(Writer& w, const ListCollectionsReply& m);
+Result<ListCollectionsReply> ReadListCollectionsWithReply(Reader& r, const DecodeLimits& limits);
 
 // ---- record_messages.cc: upsert, delete, get --------------------------------------
 // A record's attributes: u16 count, then each attribute (shared with key_messages.cc).

@@ -48,6 +48,7 @@ void WriteRequestPayload(Writer& w, const Request& req) {
       wire::WriteDropCollection(w, BodyAs<DropCollectionRequest>(b));
       return;
     case Op::kListCollections:
+    case Op::kListCollectionsWith:
       (void)BodyAs<ListCollectionsRequest>(b);
       return;
     case Op::kDescribeCollection:
@@ -121,6 +122,7 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
     case Op::kDropCollection:
       return wire::ReadDropCollection(r, limits);
     case Op::kListCollections:
+    case Op::kListCollectionsWith:
       return ListCollectionsRequest{};
     case Op::kDescribeCollection:
     case Op::kDescribeCollectionWith:
@@ -183,6 +185,9 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
       return;
     case Op::kListCollections:
       wire::WriteListCollectionsReply(w, BodyAs<ListCollectionsReply>(b));
+      return;
+    case Op::kListCollectionsWith:
+      wire::WriteListCollectionsWithReply(w, BodyAs<ListCollectionsReply>(b));
       return;
     case Op::kDescribeCollection:
       wire::WriteDescribeCollectionReply(w, BodyAs<DescribeCollectionReply>(b));
@@ -251,6 +256,8 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return EmptyReply{};
     case Op::kListCollections:
       return wire::ReadListCollectionsReply(r, limits);
+    case Op::kListCollectionsWith:
+      return wire::ReadListCollectionsWithReply(r, limits);
     case Op::kDescribeCollection:
       return wire::ReadDescribeCollectionReply(r, limits);
     case Op::kDescribeCollectionWith:
@@ -365,6 +372,8 @@ std::string_view OpName(Op op) {
       return "describe_collection_with";
     case Op::kUpsertKeyedIds:
       return "upsert_keyed_ids";
+    case Op::kListCollectionsWith:
+      return "list_collections_with";
     case Op::kUpsertTyped:
       return "upsert_typed";
     case Op::kSearchTyped:
@@ -591,6 +600,7 @@ Status ValidateForEncoding(const Request& request) {
       if (!std::holds_alternative<DropCollectionRequest>(request.body)) return wrong_body();
       break;
     case Op::kListCollections:
+    case Op::kListCollectionsWith:
       if (!std::holds_alternative<ListCollectionsRequest>(request.body)) return wrong_body();
       break;
     case Op::kDescribeCollection:

@@ -94,8 +94,11 @@ enum class Op : uint16_t {
   // What a cluster's router uses to make a shard's replicas agree on each key's id
   // (docs/CLUSTER.md).
   kUpsertKeyedIds = 25,  // UpsertRequest, each record's id and key; IdsReply
+  // Added within version 1: list_collections whose infos carry the spec's parts after version
+  // 1's CollectionSpec (codes, rerank), each info followed by describe_collection_with's fields.
+  kListCollectionsWith = 26,  // ListCollectionsRequest; ListCollectionsReply + fields per info
   // Added within version 1: vectors as float16, int8 or uint8 (core/element.h), sent as they
-  // are instead of widened to float32 (docs/PROTOCOL.md). 26..28 are left for other requests.
+  // are instead of widened to float32 (docs/PROTOCOL.md). 27 and 28 are left for other requests.
   kUpsertTyped = 29,  // UpsertRequest (element, keyed); WriteReply
   kSearchTyped = 30,  // SearchRequest (element) as search_with; SearchWithReply
   kError = 0x7fff,    // only in responses: ErrorReply
@@ -259,6 +262,8 @@ struct HelloReply {
   bool auth_required = false;
 };
 struct EmptyReply {};            // ping, create, drop, flush, compact
+// kListCollections: u32 n, n x CollectionInfo; kListCollectionsWith: each CollectionInfo
+// followed by u32 fields and the parts they name (as kDescribeCollectionWith's).
 struct ListCollectionsReply { std::vector<CollectionInfo> collections; };
 struct DescribeCollectionReply { CollectionInfo info; };
 struct WriteReply { uint64_t applied = 0; };   // upsert / delete: operations applied

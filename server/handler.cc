@@ -254,6 +254,7 @@ uint64_t RequestHandler::ReplyBound(const protocol::Request& request) {
       return std::min(frame, IdsReplyBytes(m.records.size()));
     }
     case Op::kListCollections:
+    case Op::kListCollectionsWith:
       return std::min(frame, kListReplyBytes);
     default:
       return kSmallReplyBytes;
@@ -319,7 +320,8 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
       if (!s.ok()) return Fail(s);
       return protocol::EmptyReply{};
     }
-    case Op::kListCollections: {
+    case Op::kListCollections:
+    case Op::kListCollectionsWith: {
       return protocol::ListCollectionsReply{engine_.ListCollections()};
     }
     case Op::kDescribeCollection:

@@ -119,7 +119,7 @@ ServerMetricsSnapshot ServerMetrics::Snapshot() const {
   s.resp_errors = resp_errors_.load(std::memory_order_relaxed);
   s.resp_command_duration = resp_command_duration_.Snapshot();
   for (size_t op = 1; op < kOps; ++op) {
-    if (!protocol::IsKnownRequestOp(uint16_t(op))) continue;  // holes in the range (26..28): always 0
+    if (!protocol::IsKnownRequestOp(uint16_t(op))) continue;  // holes in the range (27, 28): always 0
     const uint64_t n = requests_by_op_[op].load(std::memory_order_relaxed);
     s.requests_by_op.emplace_back(protocol::OpName(static_cast<protocol::Op>(op)), n);
     s.requests += n;

@@ -103,6 +103,20 @@ TEST_F(CliTest, EveryCommandEndToEnd) {
   EXPECT_EQ(j["rerank"], 30);
   r = Cli("describe coded");
   EXPECT_NE(r.out.find("codes: sq8 (rerank 30)"), std::string::npos) << r.out;
+  // ... and in list_collections_with: list shows them too.
+  r = Cli("list --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  j = ParseJson(r);
+  ASSERT_EQ(j.size(), 2u);
+  for (const Json& c : j) {
+    EXPECT_EQ(c["codes"], c["name"] == "coded" ? "sq8" : "none") << c.dump();
+    EXPECT_EQ(c["rerank"], c["name"] == "coded" ? 30 : 0) << c.dump();
+  }
+  r = Cli("list");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("CODES"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("l2      sq8"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("l2      none"), std::string::npos) << r.out;
   ASSERT_EQ(Cli("drop coded").rc, 0);
 
   r = Cli("get vec 5 124 125 --json");

@@ -210,9 +210,9 @@ TEST(Client, RequestsCarryTheArgumentsAndRepliesComeBack) {
       c.Reply(f->header.request_id,
               {.op = Op::kGet, .body = protocol::GetReply{{stored, std::nullopt}}});
     }
-    if (auto f = c.Expect(Op::kListCollections)) {
+    if (auto f = c.Expect(Op::kListCollectionsWith)) {
       c.Reply(f->header.request_id,
-              {.op = Op::kListCollections, .body = protocol::ListCollectionsReply{{info}}});
+              {.op = Op::kListCollectionsWith, .body = protocol::ListCollectionsReply{{info}}});
     }
     if (auto f = c.Expect(Op::kSearchBatch)) {
       const auto& s = std::get<protocol::SearchRequest>(f->request.body);
@@ -538,12 +538,12 @@ TEST(Client, PollReturnsNothingWhileTheAnswerIsIncomplete) {
 TEST(Client, TruncatedAnswerBreaksTheConnectionForGood) {
   FakeServer server([](FakeConnection& c) {
     c.AcceptHello();
-    auto f = c.Expect(Op::kListCollections);
+    auto f = c.Expect(Op::kListCollectionsWith);
     if (!f) return;
     protocol::ListCollectionsReply reply;
     reply.collections.push_back({.spec = {.name = "x", .dim = 3}});
     std::vector<uint8_t> bytes;
-    protocol::EncodeResponse({.op = Op::kListCollections, .body = reply}, f->header.request_id,
+    protocol::EncodeResponse({.op = Op::kListCollectionsWith, .body = reply}, f->header.request_id,
                              bytes);
     c.WriteRaw(std::span<const uint8_t>(bytes).first(bytes.size() - 5));
     // Returning closes the connection with the frame unfinished.
@@ -825,6 +825,42 @@ TEST(ClientCodes, SpecWithCodesRoundTripsAndAnOldServerStillServesPlainSpecs) {
   auto plain = client->DescribeCollection("d");
   ASSERT_TRUE(plain.has_value()) << plain.error().ToString();
   EXPECT_EQ(plain->spec.codes, VectorCodes::kNone);
+}
+
+// list_collections_with (26) brings back every collection's whole spec, codes included; an
+// older server answers UnknownOp and the client asks list_collections (5) instead.
+TEST(ClientCodes, ListCarriesCodesAndFallsBackForAnOldServer) {
+  CollectionInfo coded{.spec = {.name = "c", .dim = 4}};
+  coded.spec.codes = VectorCodes::kSq8;
+  coded.spec.rerank = 30;
+  CollectionInfo plain{.spec = {.name = "d", .dim = 4}};
+  FakeServer server([&](FakeConnection& c) {
+    c.AcceptHello();
+    if (auto f = c.Expect(Op::kListCollectionsWith)) {
+      c.Reply(f->header.request_id,
+              {.op = Op::kListCollectionsWith, .body = protocol::ListCollectionsReply{{coded, plain}}});
+    }
+    // An older server from here on.
+    if (auto f = c.Expect(Op::kListCollectionsWith)) {
+      c.ReplyError(f->header.request_id, ErrorCode::kUnknownOp, "unknown opcode 26 (0x001a)");
+    }
+    if (auto f = c.Expect(Op::kListCollections)) {
+      c.Reply(f->header.request_id, {.op = Op::kListCollections, .body = protocol::ListCollectionsReply{{plain}}});
+    }
+    c.WaitForClose();
+  });
+  auto client = MustConnect(server.port());
+  ASSERT_NE(client, nullptr);
+  auto list = client->ListCollections();
+  ASSERT_TRUE(list.has_value()) << list.error().ToString();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].spec, coded.spec);
+  EXPECT_EQ((*list)[1].spec, plain.spec);
+  auto old = client->ListCollections();
+  ASSERT_TRUE(old.has_value()) << old.error().ToString();
+  ASSERT_EQ(old->size(), 1u);
+  EXPECT_EQ((*old)[0].spec.name, "d");
+  EXPECT_TRUE(client->is_open());
 }
 
 // search_with (opcode 22) carries with_attributes to the server and brings back the hits'

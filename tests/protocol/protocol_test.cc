@@ -231,7 +231,7 @@ void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
 
 TEST(ProtocolRoundTrip, EveryRequestKind) {
   const std::vector<Request> requests = SampleRequests();
-  ASSERT_EQ(requests.size(), 27u);  // kHello .. kUpsertKeyedIds, kUpsertTyped, kSearchTyped
+  ASSERT_EQ(requests.size(), 28u);  // kHello .. kListCollectionsWith, kUpsertTyped, kSearchTyped
   ASSERT_EQ(requests.back().op, kLastRequestOp);
   uint64_t id = 1000;
   for (const Request& req : requests) {
@@ -258,7 +258,7 @@ TEST(ProtocolRoundTrip, EveryRequestKind) {
 
 TEST(ProtocolRoundTrip, EveryResponseKind) {
   const std::vector<Response> responses = SampleResponses();
-  ASSERT_EQ(responses.size(), 28u);  // kHello .. kUpsertKeyedIds, 29, 30, then kError
+  ASSERT_EQ(responses.size(), 29u);  // kHello .. kListCollectionsWith, 29, 30, then kError
   uint64_t id = 1u << 31;
   for (const Response& resp : responses) {
     SCOPED_TRACE(std::string(OpName(resp.op)));
@@ -638,6 +638,22 @@ TEST(ProtocolLayout, CollectionSpecWithCodesInDocumentedOrder) {
   auto info_back = DecodeResponse(rep.header, rep.payload);
   ASSERT_TRUE(info_back.has_value()) << info_back.error().ToString();
   EXPECT_EQ(std::get<DescribeCollectionReply>(info_back->body).info, info);
+  // list_collections_with (26): an empty request; its reply, u32 count, then each
+  // CollectionInfo followed by the same fields. list_collections (5) keeps version 1's bytes.
+  Frame list = EncodeReq({Op::kListCollectionsWith, ListCollectionsRequest{}});
+  EXPECT_EQ(list.header.opcode, 26);
+  EXPECT_TRUE(list.payload.empty());
+  Frame list_rep = EncodeResp({Op::kListCollectionsWith, ListCollectionsReply{{info, info}}});
+  EXPECT_EQ(list_rep.header.opcode, 0x801a);
+  EXPECT_EQ(list_rep.payload, Bytes().U32(2).Raw(rep.payload).Raw(rep.payload).get());
+  auto list_back = DecodeResponse(list_rep.header, list_rep.payload);
+  ASSERT_TRUE(list_back.has_value()) << list_back.error().ToString();
+  EXPECT_EQ(std::get<ListCollectionsReply>(list_back->body).collections, (std::vector<CollectionInfo>{info, info}));
+  ExpectMalformed(DecodeResponse(list_rep.header, Bytes().U32(1).Raw(Bytes(v1).U64(5).U64(6).U64(0).U64(0).U64(0).get())
+                                                      .U32(1).U8(7).U32(40).get()),
+                  "codes");
+  Frame old_rep = EncodeResp({Op::kListCollections, ListCollectionsReply{{info}}});
+  EXPECT_EQ(old_rep.payload, Bytes().U32(1).Raw(Bytes(v1).U64(5).U64(6).U64(0).U64(0).U64(0).get()).get());
 }
 
 std::vector<uint8_t> FromHex(std::string_view hex) {
@@ -1100,9 +1116,10 @@ TEST(ProtocolNames, OpsAndCodes) {
   EXPECT_EQ(OpName(Op::kUpsertKeyedIds), "upsert_keyed_ids");
   EXPECT_EQ(OpName(Op::kUpsertTyped), "upsert_typed");
   EXPECT_EQ(OpName(Op::kSearchTyped), "search_typed");
-  // 26..28 are left for requests defined elsewhere: unknown here.
+  EXPECT_EQ(OpName(Op::kListCollectionsWith), "list_collections_with");
+  // 27 and 28 are left for requests defined elsewhere: unknown here.
   for (uint16_t op = 0; op < 33; ++op) {
-    EXPECT_EQ(IsKnownRequestOp(op), (op >= 1 && op <= 25) || op == 29 || op == 30) << op;
+    EXPECT_EQ(IsKnownRequestOp(op), (op >= 1 && op <= 26) || op == 29 || op == 30) << op;
   }
   EXPECT_FALSE(IsKnownRequestOp(0x7fff));
   EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));

@@ -144,6 +144,7 @@ inline std::vector<Request> SampleRequests() {
     }
     out.push_back({Op::kUpsertKeyedIds, UpsertRequest{"docs", 4, std::move(records)}});
   }
+  out.push_back({Op::kListCollectionsWith, ListCollectionsRequest{}});
   {
     // upsert_typed (29): uint8 vectors by key, the values in `elements`.
     UpsertRequest typed{"docs", 4, SampleRecords()};
@@ -264,6 +265,12 @@ inline std::vector<Response> SampleResponses() {
     out.push_back({Op::kDescribeCollectionWith, DescribeCollectionReply{info}});
   }
   out.push_back({Op::kUpsertKeyedIds, IdsReply{{kKeyedIdBase, kKeyedIdBase + 41, 7}}});
+  {
+    CollectionInfo coded = SampleInfo("docs", Metric::kL2);
+    coded.spec = SampleSpecWithCodes();
+    out.push_back({Op::kListCollectionsWith,
+                   ListCollectionsReply{{coded, SampleInfo("plain", Metric::kInnerProduct)}}});
+  }
   out.push_back({Op::kUpsertTyped, WriteReply{3}});
   out.push_back({Op::kSearchTyped, SearchWithReply{false, {{{kKeyedIdBase, 0.5f, "u8:0", {}}}, {}}, {}, {}}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});

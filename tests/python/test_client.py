@@ -91,10 +91,13 @@ def test_snapshot(client):
 
 
 def test_codes(client):
-    """create_collection(codes=...) crosses the wire (create_collection_with) and describe shows it."""
+    """create_collection(codes=...) crosses the wire (create_collection_with); describe and
+    list_collections (list_collections_with) show it."""
     client.create_collection("coded", dim=8, codes="sq8", rerank=32)
     info = client.describe_collection("coded")
     assert info["codes"] == "sq8" and info["rerank"] == 32
+    listed = {c["name"]: c for c in client.list_collections()}
+    assert listed["coded"]["codes"] == "sq8" and listed["coded"]["rerank"] == 32
     with pytest.raises(strata.InvalidArgumentError, match="unknown codes"):
         client.create_collection("coded2", dim=8, codes="bogus")
     client.drop_collection("coded")

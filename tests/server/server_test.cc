@@ -389,6 +389,42 @@ TEST_F(ServerTest, EveryOpRoundTrips) {
   ExpectError(describe(), ErrorCode::kNotFound);
 }
 
+// list_collections_with (26) carries each collection's codes and rerank, as
+// describe_collection_with (24) does; list_collections (5) keeps version 1's layout, which
+// has no place for them.
+TEST_F(ServerTest, ListCollectionsWithCarriesEachCollectionsCodes) {
+  Start(Config());
+  auto c = Connect();
+  CollectionSpec coded;
+  coded.name = "coded";
+  coded.dim = 8;
+  coded.codes = VectorCodes::kSq8;
+  coded.rerank = 40;
+  Reply<protocol::EmptyReply>(
+      c->Call({Op::kCreateCollectionWith, protocol::CreateCollectionRequest{coded}}), Op::kCreateCollectionWith);
+  Reply<protocol::EmptyReply>(c->Call(testing::CreateRequest("plain", 8)), Op::kCreateCollection);
+  auto by_name = [](const protocol::ListCollectionsReply& list, const std::string& name) {
+    for (const CollectionInfo& info : list.collections) {
+      if (info.spec.name == name) return info.spec;
+    }
+    ADD_FAILURE() << name << " is not listed";
+    return CollectionSpec{};
+  };
+  auto with = Reply<protocol::ListCollectionsReply>(
+      c->Call({Op::kListCollectionsWith, protocol::ListCollectionsRequest{}}), Op::kListCollectionsWith);
+  ASSERT_TRUE(with.has_value());
+  ASSERT_EQ(with->collections.size(), 2u);
+  EXPECT_EQ(by_name(*with, "coded").codes, VectorCodes::kSq8);
+  EXPECT_EQ(by_name(*with, "coded").rerank, 40u);
+  EXPECT_EQ(by_name(*with, "plain").codes, VectorCodes::kNone);
+  auto old = Reply<protocol::ListCollectionsReply>(
+      c->Call({Op::kListCollections, protocol::ListCollectionsRequest{}}), Op::kListCollections);
+  ASSERT_TRUE(old.has_value());
+  ASSERT_EQ(old->collections.size(), 2u);
+  EXPECT_EQ(by_name(*old, "coded").dim, 8u);
+  EXPECT_EQ(by_name(*old, "coded").codes, VectorCodes::kNone);
+}
+
 TEST_F(ServerTest, ACollectionCreatedAgainWithAnotherDimensionIsUsable) {
   Start(Config());
   auto c = Connect();
