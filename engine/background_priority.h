@@ -29,7 +29,7 @@ struct BackgroundPriority {
   // CPUs the thread (and the OpenMP teams it starts, which inherit the mask) may run on;
   // empty: any. The default team size of its parallel regions is capped at their number (a
   // region given an explicit num_threads is not).
-  std::vector<int> cpus;
+  std::vector<int> cpus{};
 };
 
 // Applies `p` to the calling thread. Best effort: what the kernel refuses is left as it was,

@@ -105,7 +105,7 @@ struct EngineOptions {
   // neither nice nor SCHED_IDLE does, because a woken search still waits up to a scheduler
   // tick for a core that background work holds. engine::ParseCpuList reads "1-3" or "auto"
   // (every allowed CPU but the lowest). Open refuses a CPU this process may not run on.
-  std::vector<int> background_cpus;
+  std::vector<int> background_cpus{};
   // Salvage at open: a log whose records fail their checks although they are
   // complete -- damage, not a torn write -- makes Open fail with Corruption naming
   // the file and the offset, because those records may have been acknowledged. With
