@@ -142,7 +142,7 @@ protocol::HelloReply RequestHandler::Hello() const {
 }
 
 std::optional<protocol::Response> RequestHandler::ExecuteUnlessHooked(const protocol::Request& request) {
-  if (hook_.load() != nullptr) return std::nullopt;
+  if (has_hook_.load(std::memory_order_acquire)) return std::nullopt;
   Outcome out;
   try {
     out = Dispatch(request);
@@ -163,7 +163,7 @@ bool RequestHandler::MayReadFromDisk(const std::string& collection) {
 protocol::Response RequestHandler::Execute(const protocol::Request& request) {
   Outcome out;
   try {
-    if (const std::shared_ptr<RequestHook> hook = hook_.load()) {
+    if (const std::shared_ptr<RequestHook> hook = Hook()) {
       if (std::optional<protocol::Response> r = hook->Handle(request)) return std::move(*r);
     }
     out = Dispatch(request);

@@ -44,7 +44,11 @@ class RequestHandler {
   protocol::HelloReply Hello() const;
 
   // A hook that Execute asks first (request_hook.h); nullptr: none. Any thread, any time.
-  void SetHook(std::shared_ptr<RequestHook> hook) { hook_.store(std::move(hook)); }
+  void SetHook(std::shared_ptr<RequestHook> hook) {
+    std::lock_guard<std::mutex> g(hook_mu_);
+    has_hook_.store(hook != nullptr, std::memory_order_release);
+    hook_ = std::move(hook);
+  }
   // Execute, unless a hook is set (nullopt then: the caller runs Execute elsewhere). For
   // the I/O threads' small reads (inline_reads): a hook -- a cluster node's router -- may
   // wait on other nodes. Any thread.
@@ -55,7 +59,7 @@ class RequestHandler {
   bool MayReadFromDisk(const std::string& collection);
   // The hook's metrics text (RequestHook::MetricsText); empty without a hook.
   std::string HookMetrics() const {
-    const std::shared_ptr<RequestHook> hook = hook_.load();
+    const std::shared_ptr<RequestHook> hook = Hook();
     return hook ? hook->MetricsText() : std::string();
   }
 
@@ -130,7 +134,16 @@ class RequestHandler {
   Engine& engine_;
   const ServerConfig config_;
   const ServerMetrics& metrics_;
-  std::atomic<std::shared_ptr<RequestHook>> hook_;
+  // The hook, under a mutex rather than in a std::atomic<std::shared_ptr>: libstdc++ 12's
+  // atomic shared_ptr releases its internal lock relaxed after a load, which ThreadSanitizer
+  // (rightly, by the memory model) reports as a race with a later store.
+  std::shared_ptr<RequestHook> Hook() const {
+    std::lock_guard<std::mutex> g(hook_mu_);
+    return hook_;
+  }
+  mutable std::mutex hook_mu_;
+  std::shared_ptr<RequestHook> hook_;  // guarded by hook_mu_
+  std::atomic<bool> has_hook_{false};  // hook_ != nullptr, for the inline-read path
   std::mutex dims_mu_;
   std::unordered_map<std::string, size_t> dims_;  // guarded by dims_mu_
   // Collections of dims_ with a memory budget (MayReadFromDisk); guarded by dims_mu_.
