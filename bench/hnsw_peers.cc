@@ -19,6 +19,9 @@
 // reloads with HnswLoadOptions::read_full_vectors: reranks pread the full vectors,
 // which then never count in the process's RSS; all of one query's reads go to the
 // kernel as one batch (io_uring), or one pread each for strata-sq8-pread-sync.
+// strata-sq8-refined reloads with HnswLoadOptions::refined_codes: a 4-bit
+// refinement of every code in memory, and reranks on those 12-bit codes, so no
+// search touches a full vector.
 //
 // Data are loaded once in the parent; each library then runs in its own forked
 // child (build on --threads threads, then single-threaded one-query-at-a-time
@@ -143,9 +146,11 @@ class StrataRunner final : public Runner {
   // codes: traverse on SQ8 codes; map_full: then save, reload with the full vectors mapped.
   // read_full: reload with the full vectors read (pread) for reranks instead of mapped.
   // read_io: how those reads are issued (HnswLoadOptions::full_vector_io).
+  // refined: reload with HnswLoadOptions::refined_codes (reranks on 12-bit codes in memory).
   StrataRunner(index::CodesKind codes, bool map_full, bool read_full = false,
-               storage::IoBackend read_io = storage::IoBackend::kAuto)
-      : codes_(codes), map_full_(map_full || read_full), read_full_(read_full), read_io_(read_io) {}
+               storage::IoBackend read_io = storage::IoBackend::kAuto, bool refined = false)
+      : codes_(codes), map_full_(map_full || read_full || refined), read_full_(read_full),
+        refined_(refined), read_io_(read_io) {}
   Status Build(const Data& d, const Config& c) override {
     index::HnswOptions opt;
     opt.M = uint32_t(c.M);
@@ -170,6 +175,7 @@ class StrataRunner final : public Runner {
     lo.map_full_vectors = !read_full_;
     lo.read_full_vectors = read_full_;
     lo.full_vector_io = read_io_;
+    lo.refined_codes = refined_;
     auto loaded = index::HnswIndex::Load(path, lo);
     std::remove(path.c_str());  // the mapping keeps the file's pages
     if (!loaded) return loaded.error();
@@ -194,6 +200,7 @@ class StrataRunner final : public Runner {
   std::string Info() const override {
     auto s = index_->GraphStats();
     std::string info = fmt::format("self-reported memory {:.1f} MB", double(s.memory_bytes) / (1 << 20));
+    if (s.refined_code_bytes) info += fmt::format(" (refined codes {:.1f} MB, counted)", double(s.refined_code_bytes) / (1 << 20));
     if (s.full_vector_bytes) {
       info += fmt::format(" (full vectors {:.1f} MB, {})", double(s.full_vector_bytes) / (1 << 20),
                           s.full_vectors_mapped ? "mapped, not counted" : "in memory, counted");
@@ -205,6 +212,7 @@ class StrataRunner final : public Runner {
   index::CodesKind codes_;
   bool map_full_;
   bool read_full_;
+  bool refined_;
   storage::IoBackend read_io_;
   std::unique_ptr<index::HnswIndex> index_;
   index::SearchContext ctx_;
@@ -313,6 +321,10 @@ std::unique_ptr<Runner> MakeRunner(const std::string& lib) {
   if (lib == "strata-sq8-pread-sync") {  // one pread per reranked vector (before io_uring batches)
     return std::make_unique<StrataRunner>(index::CodesKind::kSq8, false, true,
                                           storage::IoBackend::kPread);
+  }
+  if (lib == "strata-sq8-refined") {
+    return std::make_unique<StrataRunner>(index::CodesKind::kSq8, false, false,
+                                          storage::IoBackend::kAuto, true);
   }
   if (lib == "hnswlib") return std::make_unique<HnswlibRunner>();
   if (lib == "faiss") return std::make_unique<FaissRunner>();
@@ -553,7 +565,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--ef", ef_list, "comma-separated ef values to sweep");
   app.add_option("--libs", lib_list,
-                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,strata-sq8-pread,strata-sq8-pread-sync,hnswlib,faiss "
+                 "comma-separated subset of strata,strata-sq8,strata-sq8-mmap,strata-sq8-pread,strata-sq8-pread-sync,strata-sq8-refined,hnswlib,faiss "
                  "(strata-sq8*@N: that library with rerank depth N)");
   app.add_option("--rerank", c.rerank, "strata-sq8*: candidates reranked with full vectors (0: index default)");
   app.add_option("--save-dir", c.save_dir, "strata-sq8-mmap: where the index file is written");
@@ -578,7 +590,7 @@ int main(int argc, char** argv) {
   for (const auto& l : c.libs) {
     if (!MakeRunnerWithRerank(l)) {
       fmt::print(stderr, "hnsw_peers: unknown library '{}' (strata, strata-sq8, strata-sq8-mmap, "
-                 "strata-sq8-pread, strata-sq8-pread-sync, hnswlib, faiss; a strata-sq8* name may end in @N, "
+                 "strata-sq8-pread, strata-sq8-pread-sync, strata-sq8-refined, hnswlib, faiss; a strata-sq8* name may end in @N, "
                  "a rerank depth of its own)\n", l);
       return 2;
     }
@@ -719,7 +731,8 @@ int main(int argc, char** argv) {
   };
   // One block per Strata variant that ran (JSON keys named after it: strata_qps, ...).
   for (const std::string strata :
-       {"strata", "strata-sq8", "strata-sq8-mmap", "strata-sq8-pread", "strata-sq8-pread-sync"}) {
+       {"strata", "strata-sq8", "strata-sq8-mmap", "strata-sq8-pread", "strata-sq8-pread-sync",
+        "strata-sq8-refined"}) {
     if (!by_lib.count(strata)) continue;
     fmt::print("{:>7} {:>15} {:>13} {:>13} {:>24} {:>13}\n", "target", strata, "hnswlib", "faiss",
                strata + "/hnswlib", "/faiss");

@@ -204,7 +204,8 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
   }
   if (const auto* m = std::get_if<protocol::DescribeCollectionRequest>(&request.body)) {
     STRATA_ASSIGN_OR_RETURN(CollectionInfo info, engine_.DescribeCollection(m->name));
-    return protocol::Response{Op::kDescribeCollection, protocol::DescribeCollectionReply{info}};
+    // The op asked for (the router sends kDescribeCollection; either shape decodes the reply).
+    return protocol::Response{request.op, protocol::DescribeCollectionReply{info}};
   }
   if (const auto* m = std::get_if<protocol::GetRequest>(&request.body); m != nullptr && request.op == Op::kGet) {
     STRATA_ASSIGN_OR_RETURN(

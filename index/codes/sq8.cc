@@ -110,6 +110,28 @@ float Sq8Encoder::DecodedNorm2(const uint8_t* code) const {
   return s;
 }
 
+void Sq8Encoder::EncodeRefinement(const float* v, const uint8_t* code, uint8_t* refinement) const {
+  const size_t dim = lo_.size();
+  std::fill_n(refinement, RefinementBytes(dim), uint8_t(0));
+  for (size_t d = 0; d < dim; ++d) {
+    uint8_t r = 0;
+    if (scale_[d] > 0) {
+      // The residual in sixteenths of a step, shifted to [0, 16): rounding put it
+      // in [-8, 8]; a clamped value lands on the nearest end.
+      const float x = std::floor((v[d] - (lo_[d] + scale_[d] * float(code[d]))) / scale_[d] * 16.0f + 8.0f);
+      r = x >= 15.0f ? uint8_t(15) : (x > 0.0f ? uint8_t(x) : uint8_t(0));  // NaN -> 0
+    }
+    refinement[d / 2] |= uint8_t(r << (4 * (d & 1)));
+  }
+}
+
+void Sq8Encoder::DecodeRefined(const uint8_t* code, const uint8_t* refinement, float* out) const {
+  for (size_t d = 0; d < lo_.size(); ++d) {
+    const float r = float((refinement[d / 2] >> (4 * (d & 1))) & 15u);
+    out[d] = lo_[d] + scale_[d] * (float(code[d]) + (r - 7.5f) * (1.0f / 16.0f));
+  }
+}
+
 void Sq8Encoder::PrepareQuery(const float* q, Metric metric, Sq8QueryMode mode,
                               Sq8Query& out) const {
   const size_t dim = lo_.size();

@@ -204,6 +204,7 @@ class HnswIndex::Impl {
   void EncodeNode(uint32_t node, const float* v);
   // Search of an index with codes (no filter, no tombstones): descent and layer 0
   // on codes, then the best `rerank` of the ef-list re-scored with full vectors.
+  // (or with the refined codes, HnswLoadOptions::refined_codes).
   // Returns nearest first (at most k), labels not yet mapped: (distance, node).
   // IOError when a full vector cannot be read (read_full_vectors).
   Status SearchCodes(const float* q, size_t k, size_t ef, size_t rerank, std::optional<uint32_t> exclude,
@@ -251,6 +252,11 @@ class HnswIndex::Impl {
   std::shared_ptr<storage::BlockFile> full_file_;
   uint64_t full_file_offset_ = 0;
   storage::IoBackend full_io_ = storage::IoBackend::kAuto;
+  // HnswLoadOptions::refined_codes: each node's 4-bit refinement of its code
+  // (refine_bytes_ a node, node-major; immutable after Load). Reranks score these
+  // instead of the full vectors.
+  std::vector<uint8_t> refine_;
+  size_t refine_bytes_ = 0;
   size_t block_bytes_ = 0;
   size_t prefetch_bytes_ = 0;  // how much of a vector SearchLayer prefetches
   float (*l2sq_)(const float*, const float*, size_t) = nullptr;

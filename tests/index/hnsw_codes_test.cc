@@ -140,6 +140,61 @@ TEST(HnswCodes, SaveLoadRoundTripsInMemoryMappedAndFullVectorsMappedOrRead) {
   }
 }
 
+TEST(HnswCodes, RefinedCodesRerankInMemoryWithinTheirBound) {
+  auto base = Clustered(2000, kDim, 21);
+  auto queries = Clustered(50, kDim, 22);
+  for (Metric metric : {Metric::kL2, Metric::kCosine}) {
+    auto index = BuildCodes(base, metric);
+    auto path = TempPath("refined.hnsw");
+    ASSERT_TRUE(index->Save(path).ok());
+    HnswLoadOptions lo;
+    lo.refined_codes = true;
+    auto loaded = HnswIndex::Load(path, lo);
+    ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+    const HnswStats st = (*loaded)->GraphStats();
+    EXPECT_EQ(st.refined_code_bytes, base.size() * Sq8Encoder::RefinementBytes(kDim));
+    EXPECT_TRUE(st.full_vectors_mapped);
+    EXPECT_GE(st.memory_bytes, st.refined_code_bytes);
+    // Searches never touch the full vectors: with the file cut off inside them, every
+    // search still answers (a read rerank would fail, as the test above shows).
+    const auto size = std::filesystem::file_size(path);
+    std::filesystem::resize_file(path, size / 2);
+    auto exact = *FlatIndex::Build(*base.Clone(), metric);
+    SearchContext a, b, e;
+    SearchParams p;
+    p.k = kK;
+    p.ef = 64;
+    SearchParams all = p;
+    all.k = uint32_t(base.size());
+    size_t same = 0, total = 0;
+    for (size_t q = 0; q < queries.size(); ++q) {
+      auto full = *index->Search(queries[q], p, a);
+      auto refined = (*loaded)->Search(queries[q], p, b);
+      ASSERT_TRUE(refined.has_value()) << refined.error().ToString();
+      ASSERT_EQ(refined->size(), full.size());
+      std::unordered_set<VectorId> f;
+      for (const auto& n : full) f.insert(n.id);
+      for (const auto& n : *refined) same += f.count(n.id);
+      total += full.size();
+      // Each distance is close to the exact one (the refined codes' error is a
+      // sixteenth of the plain codes').
+      auto every = *exact->Search(queries[q], all, e);
+      for (const auto& n : *refined) {
+        auto it = std::find_if(every.begin(), every.end(), [&](const Neighbor& x) { return x.id == n.id; });
+        ASSERT_NE(it, every.end());
+        // Measured: at most 0.0009 (L2) and 0.0001 (cosine) here; plain SQ8 codes
+        // are off by up to 0.014 and 0.0013.
+        EXPECT_NEAR(n.distance, it->distance, 0.003f * (1 + std::fabs(it->distance)));
+      }
+    }
+    // The same neighbours as reranking on the full vectors, but for near-ties.
+    // (0.998 and 0.994 here; reranking on the plain codes: 0.978 and 0.954.)
+    EXPECT_GE(double(same) / double(total), 0.98) << MetricName(metric);
+    EXPECT_FALSE((*loaded)->Add(9000, base[0]).ok());  // read-only, as with mapped vectors
+    std::filesystem::remove(path);
+  }
+}
+
 TEST(HnswCodes, MappedFullVectorsMakeTheIndexReadOnly) {
   auto base = Clustered(300, kDim, 9);
   auto index = BuildCodes(base, Metric::kL2);
