@@ -73,6 +73,7 @@ class HnswTarget final : public BenchTarget {
     if (!opt_.load_path.empty()) {
       index::HnswLoadOptions lo;
       lo.mmap = opt_.mmap;
+      lo.refined_codes = opt_.refined_codes;
       STRATA_ASSIGN_OR_RETURN(index_, index::HnswIndex::Load(opt_.load_path, lo));
       if (index_->dim() != base.dim()) {
         return InvalidArgument("{}: index has dimension {}, data set has {}", opt_.load_path,

@@ -65,6 +65,7 @@ struct TargetOptions {
   std::string save_path;  // save the built index here
   std::string load_path;  // open this index instead of building
   bool mmap = false;      // with load_path: map read-only
+  bool refined_codes = false;  // with load_path, HNSW with codes: HnswLoadOptions::refined_codes
   std::string codes = "none";  // "sq8": HNSW traverses / SPANN lists hold SQ8 codes, reranks with full vectors
   uint32_t rerank = 0;         // with codes: candidates reranked (0 = the index's default)
   std::string rerank_from = "file";  // SPANN with codes: full vectors from the FULL section or the lists

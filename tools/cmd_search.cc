@@ -176,14 +176,21 @@ int RunSpannSearch(const std::string& index_path, uint32_t max_lists, double pru
   return 0;
 }
 
-int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, const QueryArgs& q) {
+int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, bool refined_codes, const QueryArgs& q) {
   auto json = JsonSink::Open(q.json, q.json_path);
   if (!json) return Fail(json.error());
   index::HnswLoadOptions lo;
   lo.mmap = mmap;
+  lo.refined_codes = refined_codes;
   Timer load_timer;
   auto idx = index::HnswIndex::Load(index_path, lo);
   if (!idx) return Fail(idx.error());
+  if (refined_codes && (*idx)->options().codes == index::CodesKind::kNone) {
+    return Fail(InvalidArgument("--refined-codes: {} has no codes (build it with --codes sq8)", index_path));
+  }
+  if (refined_codes && (*idx)->options().codes == index::CodesKind::kNone) {
+    return Fail(InvalidArgument("--refined-codes: {} has no codes (build it with --codes sq8)", index_path));
+  }
   const double load_s = load_timer.Seconds();
   auto queries = ReadQueries(q.queries, q.max_queries);
   if (!queries) return Fail(queries.error());
@@ -204,11 +211,14 @@ int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, const Query
   ShowResults(all, q, nq, *json);
   nlohmann::json summary = {{"index", "hnsw"},          {"queries", nq},   {"k", k},
                             {"ef", ef},                 {"qps_1t", nq / secs}, {"mean_ms", secs * 1e3 / nq},
-                            {"open_s", load_s},         {"mmap", mmap}};
+                            {"open_s", load_s},         {"mmap", mmap},
+                            {"refined_codes", refined_codes},
+                            {"index_memory_mb", double((*idx)->GraphStats().memory_bytes) / 1048576.0}};
   if (json->text()) {
     fmt::print("{} queries, k={}, ef={}: {:.1f} QPS on one thread ({:.3f} ms mean); index opened "
                "in {:.2f} s{}\n",
-               nq, k, ef, nq / secs, secs * 1e3 / nq, load_s, mmap ? " (mapped)" : "");
+               nq, k, ef, nq / secs, secs * 1e3 / nq, load_s,
+               refined_codes ? " (refined codes)" : (mmap ? " (mapped)" : ""));
   }
   if (!q.gt.empty()) {
     if (q.base.empty()) return Fail(InvalidArgument("--gt needs --base (for tie-aware recall)"));

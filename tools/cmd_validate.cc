@@ -116,6 +116,9 @@ Status CheckBench(DataArgs a, const std::string& kind, const std::string& budget
   if (!json_path.empty()) STRATA_RETURN_IF_ERROR(CheckOutputPath(json_path, "--json"));
   if (!topt.save_path.empty()) STRATA_RETURN_IF_ERROR(CheckOutputPath(topt.save_path, "--save"));
   if (!topt.load_path.empty()) STRATA_RETURN_IF_ERROR(CheckInput(topt.load_path, "--load", true));
+  if (topt.refined_codes && (kind != "hnsw" || topt.load_path.empty())) {
+    return InvalidArgument("--refined-codes is an option of loading a saved HNSW index with codes (--index hnsw --load FILE)");
+  }
   if (std::any_of(topt.ef_values.begin(), topt.ef_values.end(), [](uint32_t v) { return v == 0; })) {
     return InvalidArgument("--ef: values must be at least 1");
   }

@@ -138,7 +138,7 @@ struct QueryArgs {
   std::string json_path;  // --json FILE
 };
 
-int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, const QueryArgs& q);
+int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, bool refined_codes, const QueryArgs& q);
 int RunSpannSearch(const std::string& index_path, uint32_t max_lists, double prune_epsilon,
                    const std::string& io, bool direct, const QueryArgs& q);
 // `strata search --engine-dir DIR --collection NAME`: through the engine and its planner.

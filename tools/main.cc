@@ -185,6 +185,9 @@ int Main(int argc, char** argv) {
   bench->add_option("--save", b_topt.save_path, "save the built index to this file");
   bench->add_option("--load", b_topt.load_path, "open this saved index instead of building");
   bench->add_flag("--mmap", b_topt.mmap, "with --load: memory-map the index read-only");
+  bench->add_flag("--refined-codes", b_topt.refined_codes,
+                  "with --load, HNSW with codes: rerank on codes refined to 12 bits in memory (half a byte "
+                  "per dimension more), never reading the full vectors; read-only");
   AddSpannBuildFlags(bench, b_topt);
   std::string b_budget = "20%";
   AddMemoryBudget(bench, b_budget,
@@ -319,6 +322,7 @@ int Main(int argc, char** argv) {
   QueryArgs s_q;
   uint32_t s_ef = 64;
   bool s_mmap = false;
+  bool s_refined = false;
   search->add_option("--index", s_index, "index file (HNSW) or directory (SPANN)");
   EngineSearchArgs s_engine;
   search->add_option("--engine-dir", s_engine.dir, "search a collection of this engine data directory instead");
@@ -344,6 +348,9 @@ int Main(int argc, char** argv) {
   search->add_option("-k,--k", s_q.k, "neighbours per query")->capture_default_str()->check(CLI::Range(1, 100000));
   search->add_option("--ef", s_ef, "HNSW candidate list size")->capture_default_str()->check(CLI::Range(1, 1000000));
   search->add_flag("--mmap", s_mmap, "memory-map the index read-only");
+  search->add_flag("--refined-codes", s_refined,
+                   "HNSW with codes: rerank on codes refined to 12 bits in memory (half a byte per dimension "
+                   "more), never reading the full vectors (mapped, read-only; distances are the refined codes')");
   search->add_option("--max-queries", s_q.max_queries, "use only the first N queries (0 = all)");
   search->add_option("--show", s_q.show, "print the results of the first N queries")->capture_default_str();
   search->add_option("--gt", s_q.gt,
@@ -438,7 +445,7 @@ int Main(int argc, char** argv) {
     if (std::filesystem::is_directory(s_index)) {
       return RunSpannSearch(s_index, s_max_lists, s_prune, s_io, s_direct, s_q);
     }
-    return RunSearch(s_index, s_ef, s_mmap, s_q);
+    return RunSearch(s_index, s_ef, s_mmap, s_refined, s_q);
   }
   if (inspect->parsed()) return RunInspect(inspect_path, inspect_json);
   if (restore->parsed()) return RunRestore(restore_snapshot, restore_into, restore_json);

@@ -301,6 +301,35 @@ TEST_F(StrataCliTest, BuildIntoWithCodesMakesThemTheCollections) {
   EXPECT_EQ((*graph)->options().codes, index::CodesKind::kSq8);
 }
 
+// search --refined-codes: a saved index with codes answers with about the recall of its
+// full-vector reranks; an index without codes, or bench without --load, is told why.
+TEST_F(StrataCliTest, SearchWithRefinedCodes) {
+  ASSERT_EQ(Strata("-q build --base " + P("base.fbin") + " --metric l2 --codes sq8 -o " + P("c.hnsw")).exit_code, 0);
+  ASSERT_EQ(Strata("-q build --base " + P("base.fbin") + " --metric l2 -o " + P("f.hnsw")).exit_code, 0);
+  const std::string common = " --queries " + P("query.fbin") + " --base " + P("base.fbin") + " --gt auto --json";
+  const Run refined = Strata("search --index " + P("c.hnsw") + " --refined-codes" + common);
+  ASSERT_EQ(refined.exit_code, 0) << refined.err;
+  const Run full = Strata("search --index " + P("c.hnsw") + common);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  // JSON Lines: the summary comes last.
+  auto summary = [](const std::string& out) {
+    const size_t end = out.find_last_not_of('\n');
+    const size_t start = out.rfind('\n', end);
+    return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1));
+  };
+  const auto a = summary(refined.out), b = summary(full.out);
+  EXPECT_TRUE(a["refined_codes"].get<bool>());
+  EXPECT_GE(a["recall"].get<double>(), b["recall"].get<double>() - 0.02);
+  EXPECT_GT(a["index_memory_mb"].get<double>(), 0);
+  const Run no_codes = Strata("search --index " + P("f.hnsw") + " --refined-codes" + common);
+  EXPECT_EQ(no_codes.exit_code, 1);
+  EXPECT_NE(no_codes.err.find("has no codes"), std::string::npos) << no_codes.err;
+  const Run bench = Strata("bench --index hnsw --refined-codes --base " + P("base.fbin") + " --queries " +
+                           P("query.fbin") + " --metric l2");
+  EXPECT_EQ(bench.exit_code, 2);
+  EXPECT_NE(bench.err.find("--refined-codes"), std::string::npos) << bench.err;
+}
+
 // Every command that prints results takes --json: gt, inspect (an index, a data set),
 // dataset info and dataset list print JSON on stdout instead of the text (issue 13).
 TEST_F(StrataCliTest, JsonOnEveryCommandThatPrintsResults) {
