@@ -109,6 +109,8 @@ struct HnswScratch final : IndexScratch {
   // read requests, and this searcher's I/O queue (created on the first such rerank;
   // one io_uring per search context, never per thread behind the caller's back).
   std::vector<float> full_read;
+  // Reranks on refined codes: a candidate's refinement, one byte a dimension.
+  std::vector<uint8_t> refinement;
   std::vector<storage::ReadRequest> full_requests;
   std::unique_ptr<storage::IoQueue> io;
 };
