@@ -217,33 +217,27 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
   if (!refine_.empty()) {
     // Refined codes in memory: no full vector is touched.
     const uint8_t* rf = refine_.data();
-    for (size_t i = 0; i < r; ++i) PrefetchLines(reinterpret_cast<const char*>(rf + size_t(pool.id(i)) * refine_bytes_), refine_bytes_);
-    if (metric_ != Metric::kL2 && pq.mode == Sq8QueryMode::kFloat) {
-      // Without decoding: with qs = q * scale (the prepared query), a refined code's
-      //   q . x~ = bias + qs . code + (qs . r - 7.5 sum(qs)) / 16,
-      // two float-by-byte dot products once the nibbles are spread to bytes.
-      float sum_qs = 0;
-      for (size_t d = 0; d < dim_; ++d) sum_qs += pq.qs[d];
-      if (scratch.refinement.size() < dim_ + 1) scratch.refinement.resize(dim_ + 1);
-      uint8_t* nib = scratch.refinement.data();
-      for (size_t i = 0; i < r; ++i) {
-        const uint32_t id = pool.id(i);
-        const uint8_t* packed = rf + size_t(id) * refine_bytes_;
-        for (size_t j = 0; j < refine_bytes_; ++j) {
-          nib[2 * j] = packed[j] & 15u;
-          nib[2 * j + 1] = packed[j] >> 4;
-        }
-        const float ip = pq.bias + sq8k_->dot_f32_u8(pq.qs.data(), Sq8Code(id), dim_) +
-                         (sq8k_->dot_f32_u8(pq.qs.data(), nib, dim_) - 7.5f * sum_qs) * (1.0f / 16.0f);
-        out.push_back({-ip, id});
+    for (size_t i = 0; i < r; ++i) {
+      PrefetchLines(reinterpret_cast<const char*>(rf + size_t(pool.id(i)) * refine_bytes_), refine_bytes_);
+    }
+    // Without decoding: with qs = q * scale (the prepared query), a refined code's
+    //   q . x~ = bias + qs . code + (qs . r - 7.5 sum(qs)) / 16,
+    // two float-by-byte dot products once the nibbles are spread to bytes; for L2,
+    // |q - x~|^2 = |q|^2 - 2 q . x~ + |x~|^2 with |x~|^2 kept per node.
+    float sum_qs = 0;
+    for (size_t d = 0; d < dim_; ++d) sum_qs += pq.qs[d];
+    if (scratch.refinement.size() < dim_ + 1) scratch.refinement.resize(dim_ + 1);
+    uint8_t* nib = scratch.refinement.data();
+    for (size_t i = 0; i < r; ++i) {
+      const uint32_t id = pool.id(i);
+      const uint8_t* packed = rf + size_t(id) * refine_bytes_;
+      for (size_t j = 0; j < refine_bytes_; ++j) {
+        nib[2 * j] = packed[j] & 15u;
+        nib[2 * j + 1] = packed[j] >> 4;
       }
-    } else {
-      float* v = HnswScratch::Sized(scratch.full_read, dim_);
-      for (size_t i = 0; i < r; ++i) {
-        const uint32_t id = pool.id(i);
-        sq8_enc_.DecodeRefined(Sq8Code(id), rf + size_t(id) * refine_bytes_, v);
-        out.push_back({Dist(q, v), id});
-      }
+      const float ip = pq.bias + sq8k_->dot_f32_u8(pq.qs.data(), Sq8Code(id), dim_) +
+                       (sq8k_->dot_f32_u8(pq.qs.data(), nib, dim_) - 7.5f * sum_qs) * (1.0f / 16.0f);
+      out.push_back({metric_ == Metric::kL2 ? pq.q_norm2 - 2.0f * ip + refine_norm2_[id] : -ip, id});
     }
   } else if (full_file_) {
     // Read, not mapped: the vectors pass through the page cache but never become

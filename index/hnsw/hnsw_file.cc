@@ -283,9 +283,18 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       // against the codes just placed.
       im.refine_bytes_ = Sq8Encoder::RefinementBytes(meta.dim);
       im.refine_.assign(size_t(n) * im.refine_bytes_, 0);
+      const bool l2 = im.metric_ == Metric::kL2;
+      if (l2) im.refine_norm2_.resize(n);
+      std::vector<float> decoded(l2 ? meta.dim : 0);
       for (uint32_t i = 0; i < n; ++i) {
-        im.sq8_enc_.EncodeRefinement(fbase + size_t(i) * meta.dim, im.Sq8Code(i),
-                                     im.refine_.data() + size_t(i) * im.refine_bytes_);
+        uint8_t* r = im.refine_.data() + size_t(i) * im.refine_bytes_;
+        im.sq8_enc_.EncodeRefinement(fbase + size_t(i) * meta.dim, im.Sq8Code(i), r);
+        if (l2) {
+          im.sq8_enc_.DecodeRefined(im.Sq8Code(i), r, decoded.data());
+          float s = 0;
+          for (float x : decoded) s += x * x;
+          im.refine_norm2_[i] = s;
+        }
       }
     }
   }

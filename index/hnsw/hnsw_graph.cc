@@ -232,7 +232,7 @@ HnswStats HnswIndex::GraphStats() const {
     st.full_vector_bytes = size_t(n) * im.dim_ * sizeof(float);
     st.full_vectors_mapped = im.full_mapped_ || im.mapped_;
     if (!st.full_vectors_mapped) st.memory_bytes += st.full_vector_bytes;
-    st.refined_code_bytes = im.refine_.size();
+    st.refined_code_bytes = im.refine_.size() + im.refine_norm2_.size() * sizeof(float);
     st.memory_bytes += st.refined_code_bytes;
   }
   return st;

@@ -257,6 +257,7 @@ class HnswIndex::Impl {
   // instead of the full vectors.
   std::vector<uint8_t> refine_;
   size_t refine_bytes_ = 0;
+  std::vector<float> refine_norm2_;  // L2 only: |x~|^2 of each node's refined code
   size_t block_bytes_ = 0;
   size_t prefetch_bytes_ = 0;  // how much of a vector SearchLayer prefetches
   float (*l2sq_)(const float*, const float*, size_t) = nullptr;

@@ -121,7 +121,7 @@ struct HnswStats {
   size_t memory_bytes = 0;     // resident: blocks, links, maps; full vectors when in memory
   size_t full_vector_bytes = 0;  // with codes: the full vectors (in memory or mapped)
   bool full_vectors_mapped = false;
-  size_t refined_code_bytes = 0;  // HnswLoadOptions::refined_codes (in memory_bytes)
+  size_t refined_code_bytes = 0;  // HnswLoadOptions::refined_codes, and their norms for L2 (in memory_bytes)
 };
 
 // Counters of one search (for EXPLAIN and tests).

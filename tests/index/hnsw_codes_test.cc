@@ -152,7 +152,8 @@ TEST(HnswCodes, RefinedCodesRerankInMemoryWithinTheirBound) {
     auto loaded = HnswIndex::Load(path, lo);
     ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
     const HnswStats st = (*loaded)->GraphStats();
-    EXPECT_EQ(st.refined_code_bytes, base.size() * Sq8Encoder::RefinementBytes(kDim));
+    EXPECT_EQ(st.refined_code_bytes, base.size() * (Sq8Encoder::RefinementBytes(kDim) +
+                                                    (metric == Metric::kL2 ? sizeof(float) : 0)));
     EXPECT_TRUE(st.full_vectors_mapped);
     EXPECT_GE(st.memory_bytes, st.refined_code_bytes);
     // Searches never touch the full vectors: with the file cut off inside them, every
