@@ -116,10 +116,10 @@ void Sq8Encoder::EncodeRefinement(const float* v, const uint8_t* code, uint8_t* 
   for (size_t d = 0; d < dim; ++d) {
     uint8_t r = 0;
     if (scale_[d] > 0) {
-      // The residual in sixteenths of a step, shifted to [0, 16): rounding put it
-      // in [-8, 8]; a clamped value lands on the nearest end.
-      const float x = std::floor((v[d] - (lo_[d] + scale_[d] * float(code[d]))) / scale_[d] * 16.0f + 8.0f);
-      r = x >= 15.0f ? uint8_t(15) : (x > 0.0f ? uint8_t(x) : uint8_t(0));  // NaN -> 0
+      // The rounding error in fourteenths of a step, shifted to [0, 14]: rounding
+      // put it in [-7, 7]; a clamped value lands on the nearest end.
+      const float x = std::nearbyint((v[d] - (lo_[d] + scale_[d] * float(code[d]))) / scale_[d] * 14.0f) + 7.0f;
+      r = x >= 14.0f ? uint8_t(14) : (x > 0.0f ? uint8_t(x) : uint8_t(0));  // NaN -> 0
     }
     refinement[d / 2] |= uint8_t(r << (4 * (d & 1)));
   }
@@ -128,7 +128,7 @@ void Sq8Encoder::EncodeRefinement(const float* v, const uint8_t* code, uint8_t* 
 void Sq8Encoder::DecodeRefined(const uint8_t* code, const uint8_t* refinement, float* out) const {
   for (size_t d = 0; d < lo_.size(); ++d) {
     const float r = float((refinement[d / 2] >> (4 * (d & 1))) & 15u);
-    out[d] = lo_[d] + scale_[d] * (float(code[d]) + (r - 7.5f) * (1.0f / 16.0f));
+    out[d] = lo_[d] + scale_[d] * (float(code[d]) + (r - 7.0f) * (1.0f / 14.0f));
   }
 }
 

@@ -86,10 +86,12 @@ class Sq8Encoder {
   // |x^|^2 of a code (the L2 term stored beside it).
   float DecodedNorm2(const uint8_t* code) const;
 
-  // A 4-bit refinement of a code: per dimension, which sixteenth of the code's
-  // step the value lies in, two dimensions a byte (RefinementBytes). A refined
-  // code decodes to x^ + scale * (r - 7.5) / 16, within scale / 32 of the value
-  // (12-bit precision) wherever the value lies inside the trained range.
+  // A 4-bit refinement of a code: per dimension, the value's rounding error in
+  // fourteenths of the code's step, r - 7 in [-7, 7], two dimensions a byte
+  // (RefinementBytes). A refined code decodes to x^ + scale * (r - 7) / 14,
+  // within scale / 28 of the value wherever the value lies inside the trained
+  // range, and exactly to x^ where the code was exact (r = 7: integer data such
+  // as uint8 pixels, whose step is 1, stays exact).
   static size_t RefinementBytes(size_t dim) { return (dim + 1) / 2; }
   void EncodeRefinement(const float* v, const uint8_t* code, uint8_t* refinement) const;
   void DecodeRefined(const uint8_t* code, const uint8_t* refinement, float* out) const;

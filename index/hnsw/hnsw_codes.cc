@@ -221,7 +221,7 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
       PrefetchLines(reinterpret_cast<const char*>(rf + size_t(pool.id(i)) * refine_bytes_), refine_bytes_);
     }
     // Without decoding: with qs = q * scale (the prepared query), a refined code's
-    //   q . x~ = bias + qs . code + (qs . r - 7.5 sum(qs)) / 16,
+    //   q . x~ = bias + qs . code + (qs . r - 7 sum(qs)) / 14,
     // two float-by-byte dot products once the nibbles are spread to bytes; for L2,
     // |q - x~|^2 = |q|^2 - 2 q . x~ + |x~|^2 with |x~|^2 kept per node.
     float sum_qs = 0;
@@ -236,7 +236,7 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
         nib[2 * j + 1] = packed[j] >> 4;
       }
       const float ip = pq.bias + sq8k_->dot_f32_u8(pq.qs.data(), Sq8Code(id), dim_) +
-                       (sq8k_->dot_f32_u8(pq.qs.data(), nib, dim_) - 7.5f * sum_qs) * (1.0f / 16.0f);
+                       (sq8k_->dot_f32_u8(pq.qs.data(), nib, dim_) - 7.0f * sum_qs) * (1.0f / 14.0f);
       out.push_back({metric_ == Metric::kL2 ? pq.q_norm2 - 2.0f * ip + refine_norm2_[id] : -ip, id});
     }
   } else if (full_file_) {

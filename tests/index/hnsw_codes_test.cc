@@ -178,7 +178,7 @@ TEST(HnswCodes, RefinedCodesRerankInMemoryWithinTheirBound) {
       for (const auto& n : *refined) same += f.count(n.id);
       total += full.size();
       // Each distance is close to the exact one (the refined codes' error is a
-      // sixteenth of the plain codes').
+      // fourteenth of the plain codes').
       auto every = *exact->Search(queries[q], all, e);
       for (const auto& n : *refined) {
         auto it = std::find_if(every.begin(), every.end(), [&](const Neighbor& x) { return x.id == n.id; });

@@ -110,7 +110,7 @@ TEST(Sq8Encoder, DecodedValuesWithinHalfAStep) {
   }
 }
 
-TEST(Sq8Encoder, RefinedValuesWithinAThirtySecondOfAStep) {
+TEST(Sq8Encoder, RefinedValuesWithinATwentyEighthOfAStep) {
   Fixture f(false);
   std::vector<float> x(f.dim), plain(f.dim);
   // Refinements sit at the end of their own heap block too: an odd dimension's last
@@ -124,13 +124,13 @@ TEST(Sq8Encoder, RefinedValuesWithinAThirtySecondOfAStep) {
     f.enc.DecodeRefined(&f.codes[i * f.dim], r.data(), x.data());
     f.enc.Decode(&f.codes[i * f.dim], plain.data());
     for (size_t d = 0; d < f.dim; ++d) {
-      ASSERT_LE(std::fabs(x[d] - row[d]), f.enc.scale()[d] / 32.0f * 1.001f + 1e-6f)
+      ASSERT_LE(std::fabs(x[d] - row[d]), f.enc.scale()[d] / 28.0f * 1.001f + 1e-6f)
           << "row " << i << " dimension " << d;
       refined_err += std::fabs(x[d] - row[d]);
       plain_err += std::fabs(plain[d] - row[d]);
     }
   }
-  // Uniform rounding errors: the mean shrinks by about the 16 sixteenths.
+  // Uniform rounding errors: the mean shrinks by about the 14 fourteenths.
   EXPECT_LT(refined_err * 8, plain_err);
 }
 
@@ -144,10 +144,25 @@ TEST(Sq8Encoder, RefinementOfAnOddDimensionAndOfClampedValues) {
   e->EncodeRefinement(v, c, r);
   float x[3];
   e->DecodeRefined(c, r, x);
-  EXPECT_NEAR(x[0], 2.3f, 1.0f / 32 + 1e-6f);
-  EXPECT_NEAR(x[1], 127.5f + 0.5f * 7.5f / 16, 1e-5f);  // clamped: the top sixteenth of the last step
+  EXPECT_NEAR(x[0], 2.3f, 1.0f / 28 + 1e-6f);
+  EXPECT_NEAR(x[1], 127.5f + 0.5f * 0.5f, 1e-5f);  // clamped: half a step above the last code
   EXPECT_EQ(x[2], 1.0f);                                 // constant dimension: its offset
   EXPECT_EQ(r[1] >> 4, 0);                               // the unused nibble stays zero
+}
+
+// Integer data with a step of 1 (uint8 pixels): codes are exact, and so are the refined codes.
+TEST(Sq8Encoder, RefinementKeepsExactCodesExact) {
+  std::vector<float> rows = {0, 255, 0, 255, 0, 255, 17, 128, 64};  // each dimension spans 0..255
+  auto e = Sq8Encoder::Train(rows.data(), 3, 3);
+  ASSERT_TRUE(e.has_value());
+  for (size_t i = 0; i < 3; ++i) {
+    uint8_t c[3], r[2];
+    float x[3];
+    e->Encode(&rows[i * 3], c);
+    e->EncodeRefinement(&rows[i * 3], c, r);
+    e->DecodeRefined(c, r, x);
+    for (size_t d = 0; d < 3; ++d) EXPECT_EQ(x[d], rows[i * 3 + d]) << "row " << i << " dimension " << d;
+  }
 }
 
 TEST(Sq8Encoder, ClampsOutOfRangeValues) {
