@@ -121,13 +121,15 @@ void Sq8Encoder::EncodeRefinement(const float* v, const uint8_t* code, uint8_t* 
       const float x = std::nearbyint((v[d] - (lo_[d] + scale_[d] * float(code[d]))) / scale_[d] * 14.0f) + 7.0f;
       r = x >= 14.0f ? uint8_t(14) : (x > 0.0f ? uint8_t(x) : uint8_t(0));  // NaN -> 0
     }
-    refinement[d / 2] |= uint8_t(r << (4 * (d & 1)));
+    const size_t half = RefinementBytes(dim);
+    refinement[d < half ? d : d - half] |= uint8_t(d < half ? r : r << 4);
   }
 }
 
 void Sq8Encoder::DecodeRefined(const uint8_t* code, const uint8_t* refinement, float* out) const {
+  const size_t half = RefinementBytes(lo_.size());
   for (size_t d = 0; d < lo_.size(); ++d) {
-    const float r = float((refinement[d / 2] >> (4 * (d & 1))) & 15u);
+    const float r = float(d < half ? refinement[d] & 15u : refinement[d - half] >> 4);
     out[d] = lo_[d] + scale_[d] * (float(code[d]) + (r - 7.0f) * (1.0f / 14.0f));
   }
 }

@@ -88,7 +88,8 @@ class Sq8Encoder {
 
   // A 4-bit refinement of a code: per dimension, the value's rounding error in
   // fourteenths of the code's step, r - 7 in [-7, 7], two dimensions a byte
-  // (RefinementBytes). A refined code decodes to x^ + scale * (r - 7) / 14,
+  // (RefinementBytes: byte j holds dimension j in its low nibble and dimension
+  // j + RefinementBytes in its high one, so spreading them is two plain loops). A refined code decodes to x^ + scale * (r - 7) / 14,
   // within scale / 28 of the value wherever the value lies inside the trained
   // range, and exactly to x^ where the code was exact (r = 7: integer data such
   // as uint8 pixels, whose step is 1, stays exact).

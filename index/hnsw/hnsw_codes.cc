@@ -231,10 +231,8 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
     for (size_t i = 0; i < r; ++i) {
       const uint32_t id = pool.id(i);
       const uint8_t* packed = rf + size_t(id) * refine_bytes_;
-      for (size_t j = 0; j < refine_bytes_; ++j) {
-        nib[2 * j] = packed[j] & 15u;
-        nib[2 * j + 1] = packed[j] >> 4;
-      }
+      for (size_t j = 0; j < refine_bytes_; ++j) nib[j] = packed[j] & 15u;
+      for (size_t j = 0; j < refine_bytes_; ++j) nib[refine_bytes_ + j] = packed[j] >> 4;
       const float ip = pq.bias + sq8k_->dot_f32_u8(pq.qs.data(), Sq8Code(id), dim_) +
                        (sq8k_->dot_f32_u8(pq.qs.data(), nib, dim_) - 7.0f * sum_qs) * (1.0f / 14.0f);
       out.push_back({metric_ == Metric::kL2 ? pq.q_norm2 - 2.0f * ip + refine_norm2_[id] : -ip, id});

@@ -147,7 +147,7 @@ TEST(Sq8Encoder, RefinementOfAnOddDimensionAndOfClampedValues) {
   EXPECT_NEAR(x[0], 2.3f, 1.0f / 28 + 1e-6f);
   EXPECT_NEAR(x[1], 127.5f + 0.5f * 0.5f, 1e-5f);  // clamped: half a step above the last code
   EXPECT_EQ(x[2], 1.0f);                                 // constant dimension: its offset
-  EXPECT_EQ(r[1] >> 4, 0);                               // the unused nibble stays zero
+  EXPECT_EQ(r[1] >> 4, 0);  // the unused nibble (dimension 1 + 2 = 3) stays zero
 }
 
 // Integer data with a step of 1 (uint8 pixels): codes are exact, and so are the refined codes.
