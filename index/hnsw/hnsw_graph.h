@@ -241,8 +241,11 @@ class HnswIndex::Impl {
   std::atomic<bool> codes_trained_{false};
   std::mutex train_mu_;
   const Sq8Kernels* sq8k_ = nullptr;
-  // Float queries against byte codes: on GloVe-100 about 13% more QPS than the int8
-  // (VNNI) query at the same recall, interleaved (docs/BENCHMARKS.md, section 10).
+  // Float queries against byte codes below kInt8QueryMinDim dimensions (GloVe-100:
+  // 9-13% more QPS than the int8 VNNI query at the same recall), int8 from there
+  // where the CPU has VNNI (Fashion-MNIST, d = 784: 25% more); docs/BENCHMARKS.md,
+  // section 10. Between 100 and 784 the crossover is not measured.
+  static constexpr size_t kInt8QueryMinDim = 256;
   Sq8QueryMode sq8_mode_ = Sq8QueryMode::kFloat;
   std::unique_ptr<std::atomic<float*>[]> full_chunks_;  // per chunk: kChunkNodes x dim floats
   std::vector<std::unique_ptr<char[], AlignedFree>> owned_full_;  // guarded by grow_mu_
