@@ -136,6 +136,22 @@ Result<Record> ReadFullRecord(Reader& r, const DecodeLimits& limits) {
   return rec;
 }
 
+// An upsert record's head: its key (keyed; the id is then the engine's to assign or find) or
+// its id.
+Status ReadRecordHead(Reader& r, const DecodeLimits& limits, bool keyed, Record& rec) {
+  if (keyed) {
+    rec.id = kInvalidVectorId;
+    auto key = r.String("key", limits.max_string);
+    if (!key) return key.error();
+    rec.key = std::move(*key);
+  } else {
+    auto id = r.U64("id");
+    if (!id) return id.error();
+    rec.id = *id;
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<VectorId>> ReadIds(Reader& r, const DecodeLimits& limits) {
   STRATA_ASSIGN_OR_RETURN(uint32_t n, r.Count("count", limits.max_batch, "max_batch", 8));
   std::vector<VectorId> ids;
@@ -178,16 +194,7 @@ Result<UpsertRequest> ReadUpsert(Reader& r, const DecodeLimits& limits, bool key
   for (uint32_t i = 0; i < n; ++i) {
     auto fail = [i](const Status& s) { return Error(s.WithContext(fmt::format("record {}", i))); };
     Record rec;
-    if (keyed) {
-      rec.id = kInvalidVectorId;  // the engine's to assign or find
-      auto key = r.String("key", limits.max_string);
-      if (!key) return fail(key.error());
-      rec.key = std::move(*key);
-    } else {
-      auto id = r.U64("id");
-      if (!id) return fail(id.error());
-      rec.id = *id;
-    }
+    if (Status s = ReadRecordHead(r, limits, keyed, rec); !s.ok()) return fail(s);
     if (Status s = r.Floats("vector", m.dim, rec.vector); !s.ok()) return fail(s);
     auto attributes = ReadAttributes(r, limits);
     if (!attributes) return fail(attributes.error());
@@ -254,16 +261,7 @@ Result<UpsertRequest> ReadUpsertTyped(Reader& r, const DecodeLimits& limits) {
   for (uint32_t i = 0; i < n; ++i) {
     auto fail = [i](const Status& s) { return Error(s.WithContext(fmt::format("record {}", i))); };
     Record rec;
-    if (keyed) {
-      rec.id = kInvalidVectorId;
-      auto key = r.String("key", limits.max_string);
-      if (!key) return fail(key.error());
-      rec.key = std::move(*key);
-    } else {
-      auto id = r.U64("id");
-      if (!id) return fail(id.error());
-      rec.id = *id;
-    }
+    if (Status s = ReadRecordHead(r, limits, keyed, rec); !s.ok()) return fail(s);
     if (Status s = r.AppendBytes("vector", row_bytes, m.elements); !s.ok()) return fail(s);
     auto attributes = ReadAttributes(r, limits);
     if (!attributes) return fail(attributes.error());
