@@ -130,6 +130,9 @@ void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, floa
   while (pool.HasNext()) {
     const uint32_t u = pool.PopNext();
     ++hops;
+    // The next node to expand, most likely: its link list loads while this one's
+    // neighbours are scored.
+    if (pool.HasNext()) _mm_prefetch(reinterpret_cast<const char*>(im.Links0(pool.PeekNext())), _MM_HINT_T0);
     const uint32_t c = im.CopyLinks(u, 0, buf);
     uint32_t n = 0;
     for (uint32_t j = 0; j < c; ++j) {

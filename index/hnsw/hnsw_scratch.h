@@ -60,6 +60,8 @@ class CandidatePool {
     if (lo < cur_) cur_ = lo;
   }
   bool HasNext() const { return cur_ < size_; }
+  // The candidate PopNext would return now (HasNext() must hold).
+  uint32_t PeekNext() const { return data_[cur_].id; }
   // Returns the closest unexpanded candidate and marks it expanded.
   uint32_t PopNext() {
     uint32_t id = data_[cur_].id;
