@@ -20,8 +20,8 @@
 // which then never count in the process's RSS; all of one query's reads go to the
 // kernel as one batch (io_uring), or one pread each for strata-sq8-pread-sync.
 // strata-sq8-refined reloads with HnswLoadOptions::refined_codes: a 4-bit
-// refinement of every code in memory, and reranks on those 12-bit codes, so no
-// search touches a full vector.
+// refinement of every code in memory, and reranks on those refined codes, so no
+// search here (none is filtered) touches a full vector.
 //
 // Data are loaded once in the parent; each library then runs in its own forked
 // child (build on --threads threads, then single-threaded one-query-at-a-time

@@ -186,8 +186,8 @@ int Main(int argc, char** argv) {
   bench->add_option("--load", b_topt.load_path, "open this saved index instead of building");
   bench->add_flag("--mmap", b_topt.mmap, "with --load: memory-map the index read-only");
   bench->add_flag("--refined-codes", b_topt.refined_codes,
-                  "with --load, HNSW with codes: rerank on codes refined to 12 bits in memory (half a byte "
-                  "per dimension more), never reading the full vectors; read-only");
+                  "with --load, HNSW with codes: rerank on codes refined by 4 bits in memory (half a byte "
+                  "per dimension more) instead of reading the full vectors; read-only");
   AddSpannBuildFlags(bench, b_topt);
   std::string b_budget = "20%";
   AddMemoryBudget(bench, b_budget,
@@ -349,8 +349,8 @@ int Main(int argc, char** argv) {
   search->add_option("--ef", s_ef, "HNSW candidate list size")->capture_default_str()->check(CLI::Range(1, 1000000));
   search->add_flag("--mmap", s_mmap, "memory-map the index read-only");
   search->add_flag("--refined-codes", s_refined,
-                   "HNSW with codes: rerank on codes refined to 12 bits in memory (half a byte per dimension "
-                   "more), never reading the full vectors (mapped, read-only; distances are the refined codes')");
+                   "HNSW with codes: rerank on codes refined by 4 bits in memory (half a byte per dimension "
+                   "more) instead of reading the full vectors (mapped, read-only; distances are the refined codes')");
   search->add_option("--max-queries", s_q.max_queries, "use only the first N queries (0 = all)");
   search->add_option("--show", s_q.show, "print the results of the first N queries")->capture_default_str();
   search->add_option("--gt", s_q.gt,

@@ -7,7 +7,7 @@
 // block array shrinks to what fits the memory budget. The codes' error only
 // reorders near-ties; re-scoring the ef-list's best candidates with the full
 // vectors (a few dozen 400-byte reads per query) restores the exact order, and
-// so does re-scoring them on codes refined to 12 bits held in memory
+// so, but for rare near-ties, does re-scoring them on refined codes held in memory
 // (HnswLoadOptions::refined_codes: 50 more bytes a node for GloVe-100, no reads).
 
 #include <xmmintrin.h>
@@ -132,7 +132,9 @@ void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, floa
     ++hops;
     // The next node to expand, most likely: its link list loads while this one's
     // neighbours are scored.
-    if (pool.HasNext()) _mm_prefetch(reinterpret_cast<const char*>(im.Links0(pool.PeekNext())), _MM_HINT_T0);
+    if (pool.HasNext()) {
+      _mm_prefetch(reinterpret_cast<const char*>(im.Links0(pool.PeekNext())), _MM_HINT_T0);
+    }
     const uint32_t c = im.CopyLinks(u, 0, buf);
     uint32_t n = 0;
     for (uint32_t j = 0; j < c; ++j) {

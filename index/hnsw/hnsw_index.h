@@ -105,8 +105,9 @@ struct HnswLoadOptions {
   // With codes: keep a 4-bit refinement of every code in memory (half a byte per
   // dimension: 16.6 MB for GloVe-100's 331,479 x 100) and rerank on the refined
   // codes (each coordinate within step / 28 of the stored value, exact where the code is)
-  // instead of the full vectors, which searches then never touch; the index is
-  // read-only, the full vectors mapped as with map_full_vectors (Get reads them).
+  // instead of the full vectors, which unfiltered searches then never touch; the
+  // index is read-only, the full vectors mapped as with map_full_vectors (Get,
+  // filtered searches and searches past tombstones still read them there).
   // Distances returned are the refined codes'. Computed while loading, from the
   // file's full vectors; ignored without codes.
   bool refined_codes = false;
