@@ -64,7 +64,8 @@ class VisitedSet {
       epoch_ = 1;
     }
   }
-  bool Test(uint32_t i) const { return tags_[i] == epoch_; }
+  // Whether i is marked; ids beyond the size given to Reset count as marked, as in Insert.
+  bool Test(uint32_t i) const { return i >= tags_.size() || tags_[i] == epoch_; }
   // Marks i; returns true when it was not marked before. Ids beyond the size
   // given to Reset (nodes created by a concurrent insert after the search
   // began) count as visited, so such a search simply does not see them.

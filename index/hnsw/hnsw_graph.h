@@ -8,6 +8,9 @@
 //   hnsw_file.cc    Save, and Load with its structural checks (docs/formats/hnsw.md)
 //   hnsw_codes.cc   compressed codes: training, encoding, layer-0 search on codes
 //                   and the rerank with full vectors
+//   hnsw_codes_walk.h, hnsw_codes_avx512.cc
+//                   the walk on codes, once, instantiated portable and with the
+//                   AVX-512 kernels inlined
 //
 // Thread safety is HnswIndex's (hnsw_index.h): node lists are read with acquire
 // loads while writers store them under the node's striped lock (LockOf); labels
