@@ -106,6 +106,10 @@ struct CreateArgs {
   std::string codes = "none";
   uint32_t rerank = 0;
 };
+// The create flags (name, dim, metric, HNSW, seal, budget, codes), shared by create and
+// cluster create, and the spec they give; errors are usage errors.
+void AddCreateFlags(CLI::App& cmd, CreateArgs& a);
+Result<CollectionSpec> SpecFromFlags(const CreateArgs& a);
 int CmdCreate(const GlobalArgs& g, const CreateArgs& a);
 // drop, flush, compact: one name, one call, one line.
 int CmdSimple(const GlobalArgs& g, const std::string& verb, const std::string& name);

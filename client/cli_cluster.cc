@@ -22,13 +22,9 @@ struct ClusterGlobal {
 };
 
 struct ClusterCreateArgs {
-  std::string name;
-  uint32_t dim = 0;
-  std::string metric = "l2";
+  CreateArgs spec;  // every shard's engine collection (the flags of create)
   uint32_t shards = 1;
   uint32_t replicas = 1;
-  uint32_t m = 16;
-  uint32_t ef_construction = 200;
   double wait_s = 0;
 };
 
@@ -50,22 +46,16 @@ int CmdClusterStatus(const ClusterGlobal& c, bool json) {
 }
 
 int CmdClusterCreate(const ClusterGlobal& c, const ClusterCreateArgs& a) {
+  auto spec = SpecFromFlags(a.spec);
+  if (!spec) return Usage(spec.error());
   auto etcd = Etcd(c);
   if (!etcd) return Fail(etcd.error());
-  cluster::CollectionRecord record;
-  record.name = a.name;
-  record.dim = a.dim;
-  auto metric = ParseMetric(a.metric);
-  if (!metric) return Fail(metric.error());
-  record.metric = *metric;
-  record.shards = a.shards;
-  record.replicas = a.replicas;
-  record.hnsw_M = a.m;
-  record.hnsw_ef_construction = a.ef_construction;
+  const cluster::CollectionRecord record =
+      cluster::CollectionRecord::FromSpec(*spec, a.shards, a.replicas);
   if (Status s = cluster::CreateClusterCollection(**etcd, c.cluster, record); !s.ok()) {
     return Fail(s);
   }
-  fmt::print("created cluster collection '{}' ({} shards x {} replicas) in cluster '{}'\n", a.name,
+  fmt::print("created cluster collection '{}' ({} shards x {} replicas) in cluster '{}'\n", record.name,
              a.shards, a.replicas, c.cluster);
   if (a.wait_s <= 0) return 0;
   // Until the leader has placed it and every replica reports its shard.
@@ -75,7 +65,7 @@ int CmdClusterCreate(const ClusterGlobal& c, const ClusterCreateArgs& a) {
     auto status = cluster::ReadClusterStatus(**etcd, c.cluster);
     if (!status) return Fail(status.error());
     for (const cluster::CollectionStatus& col : status->collections) {
-      if (col.record.name != a.name) continue;
+      if (col.record.name != record.name) continue;
       cluster::ClusterStatus one = *status;
       one.collections = {col};
       if (one.AllReady()) {
@@ -88,7 +78,7 @@ int CmdClusterCreate(const ClusterGlobal& c, const ClusterCreateArgs& a) {
       return Fail(ResourceExhausted(
           "collection '{}' is not placed and ready after {} s (is a leader up, with {} live "
           "nodes? see strata-cli cluster status)",
-          a.name, a.wait_s, a.replicas));
+          record.name, a.wait_s, a.replicas));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -115,15 +105,9 @@ void AddClusterCommands(CLI::App& app, int& rc) {
   status->callback([&rc] { rc = CmdClusterStatus(c, status_json); });
 
   auto* create = cmd->add_subcommand("create", "Create a sharded, replicated collection");
-  create->add_option("name", create_args.name, "Collection name")->required();
-  create->add_option("--dim", create_args.dim, "Vector dimension")->required();
-  create->add_option("--metric", create_args.metric, "l2, ip or cosine")->capture_default_str();
+  AddCreateFlags(*create, create_args.spec);
   create->add_option("--shards", create_args.shards, "Shards")->capture_default_str();
   create->add_option("--replicas", create_args.replicas, "Replicas of each shard")
-      ->capture_default_str();
-  create->add_option("--M", create_args.m, "HNSW links per node")->capture_default_str();
-  create->add_option("--ef-construction", create_args.ef_construction,
-                     "HNSW build candidate list")
       ->capture_default_str();
   create->add_option("--wait", create_args.wait_s,
                      "Seconds to wait until it is placed and every replica is ready (0: no wait)")

@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 
+#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
 #include "client/cli.h"
@@ -121,13 +122,11 @@ int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json) {
   return 0;
 }
 
-int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
+Result<CollectionSpec> SpecFromFlags(const CreateArgs& a) {
   CollectionSpec spec;
   spec.name = a.name;
   spec.dim = a.dim;
-  auto metric = ParseMetric(a.metric);
-  if (!metric) return Fail(metric.error());
-  spec.metric = *metric;
+  STRATA_ASSIGN_OR_RETURN(spec.metric, ParseMetric(a.metric));
   spec.hnsw_M = a.m;
   spec.hnsw_ef_construction = a.ef_construction;
   spec.seal_threshold = a.seal_threshold;
@@ -135,25 +134,48 @@ int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
   // collection does not have yet.
   auto budget = ParseMemoryBudget(a.memory_budget);
   if (budget && budget->is_share()) {
-    budget = Error(InvalidArgument("'{}': a percentage needs the data's size, which a new collection does not "
-                                   "have; give bytes (e.g. 512M, 2G)", a.memory_budget));
+    return Error(InvalidArgument("--memory-budget '{}': a percentage needs the data's size, which a "
+                                 "new collection does not have; give bytes (e.g. 512M, 2G)",
+                                 a.memory_budget));
   }
-  if (!budget) {
-    Fail(budget.error().WithContext("--memory-budget"));
-    return 2;  // a usage error
-  }
+  if (!budget) return Error(budget.error().WithContext("--memory-budget"));
   spec.memory_budget_bytes = budget->bytes;
   auto codes = ParseVectorCodes(a.codes);
-  if (!codes) {
-    Fail(codes.error().WithContext("--codes"));
-    return 2;  // a usage error
-  }
+  if (!codes) return Error(codes.error().WithContext("--codes"));
   spec.codes = *codes;
   spec.rerank = a.rerank;
   if (spec.codes == VectorCodes::kNone && spec.rerank != 0) {
-    Fail(InvalidArgument("--rerank needs --codes (it is the depth of their rerank)"));
-    return 2;
+    return Error(InvalidArgument("--rerank needs --codes (it is the depth of their rerank)"));
   }
+  return spec;
+}
+
+void AddCreateFlags(CLI::App& cmd, CreateArgs& a) {
+  cmd.add_option("name", a.name, "Collection name")->required();
+  cmd.add_option("--dim", a.dim, "Vector dimension")->required();
+  cmd.add_option("--metric", a.metric, "l2, ip or cosine")->capture_default_str();
+  cmd.add_option("--M", a.m, "HNSW links per node")->capture_default_str();
+  cmd.add_option("--ef-construction", a.ef_construction, "HNSW build candidate list")
+      ->capture_default_str();
+  cmd.add_option("--seal-threshold", a.seal_threshold,
+                 "Vectors in the memory segment before it is sealed to disk")
+      ->capture_default_str();
+  cmd.add_option("--memory-budget", a.memory_budget,
+                 "Compaction builds SPANN past this size (bytes: 1000000, 512M, 2G; 0: always HNSW)")
+      ->capture_default_str();
+  cmd.add_option("--codes", a.codes,
+                 "Compressed codes of the sealed segments: none or sq8 (HNSW walks them, SPANN "
+                 "lists hold them; both rerank with full vectors)")
+      ->capture_default_str();
+  cmd.add_option("--rerank", a.rerank,
+                 "With --codes: candidates reranked with full vectors per search (0: 2k)")
+      ->capture_default_str();
+}
+
+int CmdCreate(const GlobalArgs& g, const CreateArgs& a) {
+  auto flags = SpecFromFlags(a);
+  if (!flags) return Usage(flags.error());
+  const CollectionSpec& spec = *flags;
   auto c = Open(g);
   if (!c) return Fail(c.error());
   if (Status s = (*c)->CreateCollection(spec); !s.ok()) return Fail(s);

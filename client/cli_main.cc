@@ -61,25 +61,7 @@ int main(int argc, char** argv) {
 
   CreateArgs create_args;
   auto* create = app.add_subcommand("create", "Create a collection");
-  create->add_option("name", create_args.name, "Collection name")->required();
-  create->add_option("--dim", create_args.dim, "Vector dimension")->required();
-  create->add_option("--metric", create_args.metric, "l2, ip or cosine")->capture_default_str();
-  create->add_option("--M", create_args.m, "HNSW links per node")->capture_default_str();
-  create->add_option("--ef-construction", create_args.ef_construction, "HNSW build candidate list")
-      ->capture_default_str();
-  create->add_option("--seal-threshold", create_args.seal_threshold,
-                     "Vectors in the memory segment before it is sealed to disk")
-      ->capture_default_str();
-  create->add_option("--memory-budget", create_args.memory_budget,
-                     "Compaction builds SPANN past this size (bytes: 1000000, 512M, 2G; 0: always HNSW)")
-      ->capture_default_str();
-  create->add_option("--codes", create_args.codes,
-                     "Compressed codes of the sealed segments: none or sq8 (HNSW walks them, SPANN "
-                     "lists hold them; both rerank with full vectors)")
-      ->capture_default_str();
-  create->add_option("--rerank", create_args.rerank,
-                     "With --codes: candidates reranked with full vectors per search (0: 2k)")
-      ->capture_default_str();
+  AddCreateFlags(*create, create_args);
   create->callback([&] { rc = CmdCreate(g, create_args); });
 
   std::string simple_name;

@@ -157,6 +157,7 @@ Json ClusterStatus::ToJson() const {
                {"metric", std::string(MetricName(c.record.metric))},
                {"shards", c.record.shards},
                {"replicas", c.record.replicas},
+               {"codes", std::string(VectorCodesName(c.record.codes))},
                {"placed", c.placement_epoch.has_value()}};
     if (c.placement_epoch) cj["epoch"] = *c.placement_epoch;
     cj["shard_status"] = Json::array();
@@ -204,9 +205,12 @@ std::string ClusterStatus::ToText() const {
                        n.leader ? "  (leader)" : "");
   }
   for (const CollectionStatus& c : collections) {
-    out += fmt::format("collection '{}': dim {} {}, {} shards x {} replicas, {}\n", c.record.name,
-                       c.record.dim, MetricName(c.record.metric), c.record.shards,
-                       c.record.replicas,
+    out += fmt::format("collection '{}': dim {} {}{}, {} shards x {} replicas, {}\n", c.record.name,
+                       c.record.dim, MetricName(c.record.metric),
+                       c.record.codes == VectorCodes::kNone
+                           ? std::string()
+                           : fmt::format(", codes {}", VectorCodesName(c.record.codes)),
+                       c.record.shards, c.record.replicas,
                        c.placement_epoch ? fmt::format("placement epoch {}", *c.placement_epoch)
                                          : std::string("not placed yet"));
     for (const ShardStatus& s : c.shards) {

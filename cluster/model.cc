@@ -44,7 +44,49 @@ Status CollectionRecord::Validate() const {
   if (hnsw_M < 2 || hnsw_ef_construction == 0) {
     return InvalidArgument("collection '{}': hnsw_M must be >= 2 and ef_construction > 0", name);
   }
+  if (seal_threshold == 0) return InvalidArgument("collection '{}': seal_threshold must be at least 1", name);
+  if (codes != VectorCodes::kNone && codes != VectorCodes::kSq8) {
+    return InvalidArgument("collection '{}': unknown codes value {}", name, int(codes));
+  }
+  if (codes == VectorCodes::kNone && rerank != 0) {
+    return InvalidArgument("collection '{}': rerank {} needs codes (it is the depth of their rerank)",
+                           name, rerank);
+  }
+  if (rerank > kMaxSearchEf) {
+    return InvalidArgument("collection '{}': rerank {} must be at most {}", name, rerank, kMaxSearchEf);
+  }
   return Status::Ok();
+}
+
+CollectionRecord CollectionRecord::FromSpec(const CollectionSpec& spec, uint32_t shards,
+                                            uint32_t replicas) {
+  CollectionRecord r;
+  r.name = spec.name;
+  r.dim = uint32_t(spec.dim);
+  r.metric = spec.metric;
+  r.shards = shards;
+  r.replicas = replicas;
+  r.hnsw_M = spec.hnsw_M;
+  r.hnsw_ef_construction = spec.hnsw_ef_construction;
+  r.seal_threshold = spec.seal_threshold;
+  r.memory_budget_bytes = spec.memory_budget_bytes;
+  r.codes = spec.codes;
+  r.rerank = spec.rerank;
+  return r;
+}
+
+CollectionSpec CollectionRecord::ShardSpec(uint32_t shard) const {
+  CollectionSpec spec;
+  spec.name = LocalShardName(name, shard);
+  spec.dim = dim;
+  spec.metric = metric;
+  spec.hnsw_M = hnsw_M;
+  spec.hnsw_ef_construction = hnsw_ef_construction;
+  spec.seal_threshold = seal_threshold;
+  spec.memory_budget_bytes = memory_budget_bytes;
+  spec.codes = codes;
+  spec.rerank = rerank;
+  return spec;
 }
 
 namespace {
@@ -72,6 +114,10 @@ std::string CollectionRecord::ToJson() const {
               {"replicas", replicas},
               {"hnsw_M", hnsw_M},
               {"hnsw_ef_construction", hnsw_ef_construction},
+              {"seal_threshold", seal_threshold},
+              {"memory_budget_bytes", memory_budget_bytes},
+              {"codes", std::string(VectorCodesName(codes))},
+              {"rerank", rerank},
               {"created_unix_ms", created_unix_ms}}
       .dump();
 }
@@ -88,6 +134,12 @@ Result<CollectionRecord> CollectionRecord::FromJson(std::string_view text) {
     r.replicas = j.at("replicas").get<uint32_t>();
     r.hnsw_M = j.value("hnsw_M", 16u);
     r.hnsw_ef_construction = j.value("hnsw_ef_construction", 200u);
+    r.seal_threshold = j.value("seal_threshold", uint64_t{100000});
+    r.memory_budget_bytes = j.value("memory_budget_bytes", uint64_t{0});
+    auto codes = ParseVectorCodes(j.value("codes", std::string("none")));
+    if (!codes) return Error(codes.error());
+    r.codes = *codes;
+    r.rerank = j.value("rerank", 0u);
     r.created_unix_ms = j.value("created_unix_ms", int64_t{0});
     STRATA_RETURN_IF_ERROR(r.Validate());
     return r;

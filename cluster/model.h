@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/types.h"
 #include "core/metric.h"
 #include "core/status.h"
 
@@ -45,7 +46,19 @@ struct CollectionRecord {
   uint32_t replicas = 1;
   uint32_t hnsw_M = 16;
   uint32_t hnsw_ef_construction = 200;
+  // The rest of every shard's engine collection spec (CollectionSpec's fields and defaults;
+  // records written before these existed read as the defaults).
+  uint64_t seal_threshold = 100000;
+  uint64_t memory_budget_bytes = 0;
+  VectorCodes codes = VectorCodes::kNone;
+  uint32_t rerank = 0;
   int64_t created_unix_ms = 0;
+
+  // The record of a collection whose shards are engine collections like `spec` (its name the
+  // cluster collection's).
+  static CollectionRecord FromSpec(const CollectionSpec& spec, uint32_t shards, uint32_t replicas);
+  // The engine collection spec of shard `shard`: named LocalShardName(name, shard).
+  CollectionSpec ShardSpec(uint32_t shard) const;
 
   Status Validate() const;
   std::string ToJson() const;

@@ -1027,11 +1027,8 @@ Result<CollectionInfo> ClusterRouter::Describe(const std::string& collection) {
   }
   auto responses = FanOut(requests);
   CollectionInfo info;
+  info.spec = route.record.ShardSpec(0);  // every shard's spec but its name
   info.spec.name = collection;
-  info.spec.dim = route.record.dim;
-  info.spec.metric = route.record.metric;
-  info.spec.hnsw_M = route.record.hnsw_M;
-  info.spec.hnsw_ef_construction = route.record.hnsw_ef_construction;
   for (size_t i = 0; i < responses.size(); ++i) {
     const auto* reply =
         responses[i] ? std::get_if<protocol::DescribeCollectionReply>(&responses[i]->body) : nullptr;

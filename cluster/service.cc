@@ -326,13 +326,7 @@ void ClusterService::ReconcileReplicas(bool refresh_figures) {
       report.incarnation = incarnation;
       auto info = engine_.DescribeCollection(local);
       if (!info && info.error().code() == StatusCode::kNotFound) {
-        CollectionSpec spec;
-        spec.name = local;
-        spec.dim = record->dim;
-        spec.metric = record->metric;
-        spec.hnsw_M = record->hnsw_M;
-        spec.hnsw_ef_construction = record->hnsw_ef_construction;
-        if (Status st = engine_.CreateCollection(spec); !st.ok()) {
+        if (Status st = engine_.CreateCollection(record->ShardSpec(s.shard)); !st.ok()) {
           report.state = "error: " + st.ToString();
         } else {
           ClusterLog().info("node {} holds shard {} of '{}' (engine collection {})", me, s.shard,

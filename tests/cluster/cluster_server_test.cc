@@ -113,7 +113,9 @@ TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) 
   ASSERT_TRUE(Eventually([&] { return Nodes().size() == 3 && !Leader().empty(); }, 10000));
   const std::string cli = std::string(STRATA_CLI_BINARY) + " cluster --etcd " + cluster.url() +
                           " --cluster t ";
-  auto [rc, out] = RunCommand(cli + "create docs --dim 8 --metric cosine --shards 4 --replicas 2 --wait 30");
+  // Every shard's engine collection takes create's options (codes, rerank, seal threshold).
+  auto [rc, out] = RunCommand(cli + "create docs --dim 8 --metric cosine --shards 4 --replicas 2 "
+                                    "--codes sq8 --rerank 30 --seal-threshold 5000 --wait 30");
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("every replica reports its shard ready"), std::string::npos) << out;
 
@@ -144,15 +146,27 @@ TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) 
       names.insert(info.spec.name);
       EXPECT_EQ(info.spec.dim, 8u);
       EXPECT_EQ(info.spec.metric, Metric::kCosine);
+      EXPECT_EQ(info.spec.codes, VectorCodes::kSq8);
+      EXPECT_EQ(info.spec.rerank, 30u);
+      EXPECT_EQ(info.spec.seal_threshold, 5000u);
     }
     EXPECT_EQ(names, expected["n" + std::to_string(i)]) << "n" << i;
+    // Described through any node, the cluster collection has its shards' spec and its own name.
+    auto described = (*c)->DescribeCollection("docs");
+    ASSERT_TRUE(described.has_value()) << described.error().ToString();
+    EXPECT_EQ(described->spec.name, "docs");
+    EXPECT_EQ(described->spec.codes, VectorCodes::kSq8);
+    EXPECT_EQ(described->spec.rerank, 30u);
+    EXPECT_EQ(described->spec.seal_threshold, 5000u);
   }
 
   // strata-cli cluster status, as text and JSON.
   auto [text_rc, text] = RunCommand(cli + "status");
   ASSERT_EQ(text_rc, 0) << text;
   EXPECT_NE(text.find("3 nodes, leader " + Leader()), std::string::npos) << text;
-  EXPECT_NE(text.find("4 shards x 2 replicas, placement epoch 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("dim 8 cosine, codes sq8, 4 shards x 2 replicas, placement epoch 1"),
+            std::string::npos)
+      << text;
   auto [json_rc, json_text] = RunCommand(cli + "status --json");
   ASSERT_EQ(json_rc, 0) << json_text;
   auto j = nlohmann::json::parse(json_text, nullptr, false);
@@ -160,6 +174,15 @@ TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) 
   EXPECT_EQ(j["nodes"].size(), 3u);
   EXPECT_EQ(j["all_ready"], true);
   EXPECT_EQ(j["collections"][0]["shard_status"].size(), 4u);
+  EXPECT_EQ(j["collections"][0]["codes"], "sq8");
+
+  // Create's flags are checked before etcd is asked: usage errors (exit 2) naming the flag.
+  auto [rerank_rc, rerank_out] = RunCommand(cli + "create other --dim 8 --rerank 5");
+  EXPECT_EQ(rerank_rc, 2) << rerank_out;
+  EXPECT_NE(rerank_out.find("--rerank needs --codes"), std::string::npos) << rerank_out;
+  auto [codes_rc, codes_out] = RunCommand(cli + "create other --dim 8 --codes pq");
+  EXPECT_EQ(codes_rc, 2) << codes_out;
+  EXPECT_NE(codes_out.find("--codes"), std::string::npos) << codes_out;
 
   // The name is taken now.
   auto [again_rc, again] = RunCommand(cli + "create docs --dim 8 --shards 1");

@@ -172,6 +172,42 @@ TEST(ClusterModel, RecordsRoundTripThroughJson) {
   ASSERT_TRUE(c2.has_value()) << c2.error().ToString();
   EXPECT_EQ(c2->ToJson(), c.ToJson());
   EXPECT_EQ(c2->metric, Metric::kCosine);
+  // The shards' engine options round-trip too, and make each shard's spec.
+  c.codes = VectorCodes::kSq8;
+  c.rerank = 40;
+  c.seal_threshold = 777;
+  c.memory_budget_bytes = 1 << 20;
+  auto c3 = CollectionRecord::FromJson(c.ToJson());
+  ASSERT_TRUE(c3.has_value()) << c3.error().ToString();
+  EXPECT_EQ(c3->ToJson(), c.ToJson());
+  const CollectionSpec shard = c3->ShardSpec(3);
+  EXPECT_EQ(shard.name, "docs__s3");
+  EXPECT_EQ(shard.dim, 8u);
+  EXPECT_EQ(shard.codes, VectorCodes::kSq8);
+  EXPECT_EQ(shard.rerank, 40u);
+  EXPECT_EQ(shard.seal_threshold, 777u);
+  EXPECT_EQ(shard.memory_budget_bytes, uint64_t{1} << 20);
+  CollectionSpec back = shard;
+  back.name = "docs";
+  const CollectionRecord from = CollectionRecord::FromSpec(back, 4, 2);
+  CollectionRecord expected = *c3;
+  expected.created_unix_ms = 0;  // set when the record is written
+  EXPECT_EQ(from.ToJson(), expected.ToJson());
+  // A record written before these fields existed reads as the defaults.
+  auto old_record = CollectionRecord::FromJson(
+      R"({"name":"x","dim":4,"metric":"l2","shards":1,"replicas":1,"hnsw_M":16})");
+  ASSERT_TRUE(old_record.has_value()) << old_record.error().ToString();
+  EXPECT_EQ(old_record->codes, VectorCodes::kNone);
+  EXPECT_EQ(old_record->seal_threshold, 100000u);
+  EXPECT_EQ(old_record->ShardSpec(0), CollectionSpec({.name = "x__s0", .dim = 4}));
+  // Unknown codes, or a rerank without codes, are refused.
+  auto bad_codes = CollectionRecord::FromJson(
+      R"({"name":"x","dim":4,"metric":"l2","shards":1,"replicas":1,"codes":"pq"})");
+  ASSERT_FALSE(bad_codes.has_value());
+  auto bad_rerank = CollectionRecord::FromJson(
+      R"({"name":"x","dim":4,"metric":"l2","shards":1,"replicas":1,"rerank":5})");
+  ASSERT_FALSE(bad_rerank.has_value());
+  EXPECT_EQ(bad_rerank.error().code(), StatusCode::kInvalidArgument);
 
   auto p = PlaceCollection(c, {{"a", 1}, {"b", 2}}, {});
   ASSERT_TRUE(p.has_value());
