@@ -40,9 +40,15 @@ Result<uint64_t> RawVectorBytes(const std::string& path) {
   return uint64_t(shape.rows) * shape.dim * sizeof(float);
 }
 
-// --memory-budget as SPANN's in-memory share of the raw vectors of `base`.
-Status ResolveSpannBudget(const std::string& text, const std::string& base, TargetOptions& topt) {
-  if (text.empty()) return Status::Ok();
+// SPANN's in-memory share when --memory-budget is not given: 20%, or 10% with codes. Lists of
+// codes are half the bytes, so fewer, larger lists (fewer heads) fit the same reads: on GloVe-100
+// at recall@10 0.95 a 10% index reads about 120 lists (860 KiB) where a 20% one reads about 175
+// (730 KiB), and a query's time goes with its reads (docs/BENCHMARKS.md, section 12).
+std::string DefaultSpannBudget(const TargetOptions& topt) { return topt.codes == "sq8" ? "10%" : "20%"; }
+
+// --memory-budget as SPANN's in-memory share of the raw vectors of `base` (empty: the default).
+Status ResolveSpannBudget(const std::string& given, const std::string& base, TargetOptions& topt) {
+  const std::string text = given.empty() ? DefaultSpannBudget(topt) : given;
   auto budget = ParseMemoryBudget(text);
   if (!budget) return budget.error().WithContext("--memory-budget");
   if (budget->is_share()) {
@@ -146,7 +152,7 @@ Status CheckBuild(DataArgs a, const std::string& kind, const std::string& out, B
       return InvalidArgument("-o {}: exists; a SPANN index is written into a new directory", out);
     }
     STRATA_RETURN_IF_ERROR(CheckOutputPath(out, "-o"));
-    return ResolveSpannBudget(budget.empty() ? "20%" : budget, a.base, topt);
+    return ResolveSpannBudget(budget, a.base, topt);
   }
   if (into.collection.empty()) return InvalidArgument("--collection: empty name");
   if (!into.attributes.empty()) STRATA_RETURN_IF_ERROR(CheckInput(into.attributes, "--attributes"));

@@ -192,7 +192,7 @@ int Main(int argc, char** argv) {
   std::string b_budget = "20%";
   AddMemoryBudget(bench, b_budget,
                   "SPANN: memory for the in-memory part, bytes (2G) or a share of the raw vectors (20%), with "
-                  "--cluster-size 0 (default 20%)");
+                  "--cluster-size 0 (default 20%; 10% with --codes sq8)");
   bench->add_option("--prune-epsilon", b_topt.prune_epsilon,
                     "SPANN: read lists within (1+eps) x the nearest head's distance")
       ->capture_default_str();
@@ -296,7 +296,8 @@ int Main(int argc, char** argv) {
   AddSpannBuildFlags(build, bd_topt);
   std::string bd_budget;
   AddMemoryBudget(build, bd_budget,
-                  "bytes (2G) or a share of the raw vectors (20%): SPANN's in-memory part (default 20%); with "
+                  "bytes (2G) or a share of the raw vectors (20%): SPANN's in-memory part (default 20%; 10% with --codes "
+                  "sq8); with "
                   "--into, store the collection as SPANN when its vectors take more (default: always HNSW)");
   build->add_option("--M", bd_topt.M, "links per node (2M on layer 0)")->capture_default_str();
   build->add_option("--ef-construction", bd_topt.ef_construction, "build candidate list")

@@ -16,6 +16,14 @@ namespace strata::index {
 using spann_format::kPostingsFile;
 using spann_format::PadTo;
 
+namespace {
+// Reads a query keeps in flight: enough for every list read of a query at recall 0.95 (about
+// 100-130 after merging) to be submitted at once. GloVe-100 with codes, 128 lists, O_DIRECT: 32
+// in flight took 25% longer than 64; 128 and 256 about 4% less than 64 (median of four and six
+// alternations; docs/BENCHMARKS.md, section 12).
+constexpr uint32_t kSpannQueueDepth = 128;
+}  // namespace
+
 Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSearchParams& p,
                                                  SpannContext& ctx, SpannQueryStats* stats) const {
   if (query.dim != dim_) {
@@ -93,7 +101,7 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
     pos += reqs[r].length;
   }
   if (!ctx.io || ctx.io->backend() != backend_) {
-    STRATA_ASSIGN_OR_RETURN(ctx.io, storage::IoQueue::Create(backend_));
+    STRATA_ASSIGN_OR_RETURN(ctx.io, storage::IoQueue::Create(backend_, kSpannQueueDepth));
   }
   ctx.seen.Reset(num_vectors_);
   const bool codes = codes_ == CodesKind::kSq8;
