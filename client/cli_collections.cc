@@ -126,7 +126,9 @@ Result<CollectionSpec> SpecFromFlags(const CreateArgs& a) {
   CollectionSpec spec;
   spec.name = a.name;
   spec.dim = a.dim;
-  STRATA_ASSIGN_OR_RETURN(spec.metric, ParseMetric(a.metric));
+  auto metric = ParseMetric(a.metric);
+  if (!metric) return Error(metric.error().WithContext("--metric"));
+  spec.metric = *metric;
   spec.hnsw_M = a.m;
   spec.hnsw_ef_construction = a.ef_construction;
   spec.seal_threshold = a.seal_threshold;
