@@ -188,9 +188,6 @@ int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, bool refine
   if (refined_codes && (*idx)->options().codes == index::CodesKind::kNone) {
     return Fail(InvalidArgument("--refined-codes: {} has no codes (build it with --codes sq8)", index_path));
   }
-  if (refined_codes && (*idx)->options().codes == index::CodesKind::kNone) {
-    return Fail(InvalidArgument("--refined-codes: {} has no codes (build it with --codes sq8)", index_path));
-  }
   const double load_s = load_timer.Seconds();
   auto queries = ReadQueries(q.queries, q.max_queries);
   if (!queries) return Fail(queries.error());

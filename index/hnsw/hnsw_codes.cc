@@ -16,15 +16,13 @@
 #include <cerrno>
 #include <cstring>
 
-#include "index/hnsw/hnsw_codes_walk.h"
+#include "index/hnsw/hnsw_graph.h"
 
 namespace strata::index {
 
 using hnsw_detail::Candidate;
 using hnsw_detail::CandidatePool;
 using hnsw_detail::HnswScratch;
-using hnsw_detail::PrefetchLines;
-using hnsw_detail::WalkCodes;
 
 namespace {
 // Rows the encoder is trained on: an evenly spaced sample of the first batch.
@@ -38,19 +36,11 @@ constexpr size_t kCodesTrainRows = 100000;
 // see docs/BENCHMARKS.md, section 10.
 constexpr size_t kAutoRerankPerK = 2;
 
-// The walk's dot products through the kernel table (any CPU).
-struct TableFloatDot {
-  const Sq8Kernels* k;
-  float operator()(const Sq8Query& q, const uint8_t* code, size_t dim) const {
-    return k->dot_f32_u8(q.qs.data(), code, dim);
-  }
-};
-struct TableInt8Dot {
-  const Sq8Kernels* k;
-  float operator()(const Sq8Query& q, const uint8_t* code, size_t dim) const {
-    return float(k->dot_s8_u8(q.qi.data(), code, dim)) * q.qi_step;
-  }
-};
+inline void PrefetchLines(const char* p, size_t bytes) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t(63);
+  const uintptr_t last = reinterpret_cast<uintptr_t>(p) + bytes;
+  for (uintptr_t a = first; a < last; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+}
 }  // namespace
 
 Status HnswIndex::Impl::TrainCodes(const VectorSet& rows) {
@@ -77,6 +67,110 @@ void HnswIndex::Impl::EncodeNode(uint32_t node, const float* v) {
   const float norm2 = sq8_enc_.DecodedNorm2(code);
   std::memcpy(Block(node) + norm_offset_, &norm2, sizeof norm2);
 }
+
+namespace {
+
+// The walk of one layer on codes: SearchLayerT of hnsw_search.cc with the
+// distance to a code. Kept apart so the float path stays as it is measured.
+template <bool kL2, bool kInt8>
+struct CodeScorer {
+  const Sq8Kernels& k;
+  const Sq8Query& q;
+  size_t dim;
+  float operator()(const uint8_t* code, float norm2) const {
+    const float dot = kInt8 ? float(k.dot_s8_u8(q.qi.data(), code, dim)) * q.qi_step
+                            : k.dot_f32_u8(q.qs.data(), code, dim);
+    const float ip = q.bias + dot;
+    if constexpr (kL2) return q.q_norm2 - 2.0f * ip + norm2;
+    else return -ip;
+  }
+};
+
+template <bool kL2, bool kInt8>
+void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, float cur_dist,
+               int top, std::optional<uint32_t> exclude, CandidatePool& pool, VisitedSet& visited,
+               HnswSearchStats* st) {
+  const CodeScorer<kL2, kInt8> score{*im.sq8k_, pq, im.dim_};
+  auto dist = [&](uint32_t i) { return score(im.Sq8Code(i), kL2 ? im.CodeNorm2(i) : 0.0f); };
+  uint64_t dists = 0, hops = 0;
+  uint32_t buf[512];
+  // Upper layers: greedy.
+  for (int l = top; l > 0; --l) {
+    bool changed = true;
+    while (changed) {
+      changed = false;
+      const uint32_t c = im.CopyLinks(cur, l, buf);
+      for (uint32_t j = 0; j < c; ++j) {
+        const float d = dist(buf[j]);
+        ++dists;
+        if (d < cur_dist) {
+          cur_dist = d;
+          cur = buf[j];
+          changed = true;
+        }
+      }
+      ++hops;
+    }
+  }
+  if (exclude) {
+    visited.Insert(*exclude);  // never expanded nor returned
+    if (cur == *exclude) {     // the descent ended on it: start from one of its neighbours
+      const uint32_t c = im.CopyLinks(cur, 0, buf);
+      if (c == 0) return;
+      cur = buf[0];
+      cur_dist = dist(cur);
+      ++dists;
+    }
+  }
+  // Layer 0: best-first over the sorted pool, every unvisited neighbour's code
+  // prefetched before any is scored (as SearchLayerT does with vectors).
+  visited.Insert(cur);
+  pool.Insert(cur, cur_dist);
+  const size_t pf = im.prefetch_bytes_;
+  while (pool.HasNext()) {
+    const uint32_t u = pool.PopNext();
+    ++hops;
+    // The next node to expand, most likely: its link list loads while this one's
+    // neighbours are scored.
+    if (pool.HasNext()) {
+      PrefetchLines(reinterpret_cast<const char*>(im.Links0(pool.PeekNext())), im.links_bytes_);
+    }
+    const uint32_t c = im.CopyLinks(u, 0, buf);
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < c; ++j) {
+      if (visited.Insert(buf[j])) buf[n++] = buf[j];
+    }
+    for (uint32_t j = 0; j < n; ++j) PrefetchLines(im.Code(buf[j]), pf);
+    // Speculation: the node most likely expanded next is the pool's best
+    // unexpanded one as it stands now (u's neighbours may still displace it). Its
+    // unvisited neighbours' codes start loading now, while u's are scored, so the
+    // next hop finds them in cache instead of waiting a memory latency for its
+    // first one. A wrong guess costs only bandwidth (GloVe-100, refined codes,
+    // ef 192: +18% QPS, median of five alternations; docs/BENCHMARKS.md, section 10).
+    if (pool.HasNext()) {
+      const uint32_t* lv = im.Links0(pool.PeekNext());
+      const uint32_t cv = std::min(im.CountAt(lv, 0), im.m0_);
+      for (uint32_t j = 0; j < cv; ++j) {
+        const uint32_t w = hnsw_detail::LoadAcquire(lv[1 + j]);
+        if (!visited.Test(w)) PrefetchLines(im.Code(w), pf);
+      }
+    }
+    for (uint32_t j = 0; j < n; ++j) {
+      const float d = dist(buf[j]);
+      ++dists;
+      if (!pool.full() || d < pool.worst()) {
+        pool.Insert(buf[j], d);
+        _mm_prefetch(reinterpret_cast<const char*>(im.Links0(buf[j])), _MM_HINT_T0);
+      }
+    }
+  }
+  if (st) {
+    st->distances += dists;
+    st->hops += hops;
+  }
+}
+
+}  // namespace
 
 Status HnswIndex::Impl::ReadFullVectors(const CandidatePool& pool, size_t r,
                                         HnswScratch& scratch) const {
@@ -130,17 +224,10 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
   CandidatePool pool;
   pool.Reset(scratch.Pool(ef), ef);
   const bool l2 = metric_ == Metric::kL2, i8 = sq8_mode_ == Sq8QueryMode::kInt8;
-  if (hnsw_detail::WalkCodesAvx512Serves(*sq8k_, pq.mode)) {
-    hnsw_detail::WalkCodesAvx512(*this, pq, ep, ep_dist, top, exclude, pool, visited, st);
-  } else if (l2 && i8) {
-    WalkCodes<true>(*this, pq, TableInt8Dot{sq8k_}, ep, ep_dist, top, exclude, pool, visited, st);
-  } else if (l2) {
-    WalkCodes<true>(*this, pq, TableFloatDot{sq8k_}, ep, ep_dist, top, exclude, pool, visited, st);
-  } else if (i8) {
-    WalkCodes<false>(*this, pq, TableInt8Dot{sq8k_}, ep, ep_dist, top, exclude, pool, visited, st);
-  } else {
-    WalkCodes<false>(*this, pq, TableFloatDot{sq8k_}, ep, ep_dist, top, exclude, pool, visited, st);
-  }
+  if (l2 && i8) WalkCodes<true, true>(*this, pq, ep, ep_dist, top, exclude, pool, visited, st);
+  else if (l2) WalkCodes<true, false>(*this, pq, ep, ep_dist, top, exclude, pool, visited, st);
+  else if (i8) WalkCodes<false, true>(*this, pq, ep, ep_dist, top, exclude, pool, visited, st);
+  else WalkCodes<false, false>(*this, pq, ep, ep_dist, top, exclude, pool, visited, st);
 
   // Rerank: the best r of the ef-list, scored with full vectors, all of their
   // lines requested before the first is scored.

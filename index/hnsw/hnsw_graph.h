@@ -8,9 +8,6 @@
 //   hnsw_file.cc    Save, and Load with its structural checks (docs/formats/hnsw.md)
 //   hnsw_codes.cc   compressed codes: training, encoding, layer-0 search on codes
 //                   and the rerank with full vectors
-//   hnsw_codes_walk.h, hnsw_codes_avx512.cc
-//                   the walk on codes, once, instantiated portable and with the
-//                   AVX-512 kernels inlined
 //
 // Thread safety is HnswIndex's (hnsw_index.h): node lists are read with acquire
 // loads while writers store them under the node's striped lock (LockOf); labels
@@ -206,7 +203,7 @@ class HnswIndex::Impl {
   // Writes node's code, its norm and its full vector (caller owns the fresh node).
   void EncodeNode(uint32_t node, const float* v);
   // Search of an index with codes (no filter, no tombstones): descent and layer 0
-  // on codes, then the best `rerank` of the ef-list re-scored with full vectors.
+  // on codes, then the best `rerank` of the ef-list re-scored with full vectors
   // (or with the refined codes, HnswLoadOptions::refined_codes).
   // Returns nearest first (at most k), labels not yet mapped: (distance, node).
   // IOError when a full vector cannot be read (read_full_vectors).

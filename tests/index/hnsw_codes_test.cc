@@ -5,14 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
-#include "index/distance/distance.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_format.h"
 #include "index/hnsw/hnsw_index.h"
@@ -128,47 +126,6 @@ TEST_P(HnswCodesTest, LongCodesMeetTheFloorToo) {
   }
   EXPECT_GE(double(same) / double(queries.size() * kK), 0.98);
   std::filesystem::remove(path);
-}
-
-// Where the CPU has AVX-512, searches on codes walk with the kernel inlined
-// (hnsw_codes_avx512.cc); an index opened while the kernels are forced to AVX2
-// walks the portable way. Both walks must find the same candidates: with the
-// whole ef-list reranked on full vectors, the same ids and distances, short
-// codes (float query) and long ones (int8 query where the CPU has VNNI, float
-// under AVX2: a different rounding, so a little lower agreement).
-TEST_P(HnswCodesTest, InlinedWalkFindsWhatThePortableWalkFinds) {
-  if (!SimdSupported(SimdLevel::kAvx512)) GTEST_SKIP() << "CPU lacks AVX-512";
-  for (const size_t dim : {kDim, size_t(320)}) {
-    SCOPED_TRACE(dim);
-    auto base = Clustered(2000, dim, 21);
-    auto queries = Clustered(60, dim, 22);
-    auto index = BuildCodes(base, GetParam());
-    auto path = TempPath("walks.hnsw");
-    ASSERT_TRUE(index->Save(path).ok());
-    ASSERT_TRUE(SetSimdOverride(SimdLevel::kAvx2).ok());
-    auto portable = HnswIndex::Load(path);
-    ASSERT_TRUE(SetSimdOverride(BestSimdLevel()).ok());
-    ASSERT_TRUE(portable.has_value()) << portable.error().ToString();
-    SearchContext a, b;
-    SearchParams p;
-    p.k = kK;
-    p.ef = 64;
-    p.rerank = 64;
-    size_t same = 0;
-    for (size_t q = 0; q < queries.size(); ++q) {
-      auto x = *index->Search(queries[q], p, a);
-      auto y = *(*portable)->Search(queries[q], p, b);
-      ASSERT_EQ(x.size(), y.size());
-      for (const auto& n : y) {
-        auto it = std::find_if(x.begin(), x.end(), [&](const Neighbor& m) { return m.id == n.id; });
-        if (it == x.end()) continue;
-        ++same;
-        EXPECT_NEAR(n.distance, it->distance, 1e-4f * (1 + std::fabs(it->distance)));
-      }
-    }
-    EXPECT_GE(double(same) / double(queries.size() * kK), dim == kDim ? 0.99 : 0.97);
-    std::filesystem::remove(path);
-  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Metrics, HnswCodesTest,
