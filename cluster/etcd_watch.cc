@@ -319,7 +319,15 @@ Result<std::optional<EtcdWatchBatch>> EtcdWatch::Next(uint32_t wait_ms) {
   for (;;) {
     STRATA_ASSIGN_OR_RETURN(std::optional<std::string> line, impl_->NextLine(deadline));
     if (!line) return std::optional<EtcdWatchBatch>();
-    STRATA_ASSIGN_OR_RETURN(Message m, ParseMessage(*line, where));
+    auto parsed = ParseMessage(*line, where);
+    if (!parsed) {
+      // An error inside an open stream ends it, whatever gRPC code etcd puts on it: a gateway
+      // shutting down reports code 1 (Cancelled, "the client connection is closing"), which
+      // must not read as this watch's own Cancel -- a PrefixMirror stops for good on that.
+      if (parsed.error().code() == StatusCode::kIOError) return Error(parsed.error());
+      return Error(IOError("the watch stream ended: {}", parsed.error().message()));
+    }
+    Message& m = *parsed;
     if (m.canceled) {
       if (m.compact_revision > 0) {
         return Error(OutOfRange(

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -367,6 +369,74 @@ class SilentListener {
   int fd_ = -1;
   uint16_t port_ = 0;
 };
+
+// A loopback peer that answers one request with a scripted HTTP response, then keeps the
+// connection open until it is destroyed.
+class ScriptedPeer {
+ public:
+  explicit ScriptedPeer(std::string response) : response_(std::move(response)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(fd_, 4);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      conn_ = ::accept(fd_, nullptr, nullptr);
+      if (conn_ < 0) return;
+      std::string request;
+      char buf[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = ::read(conn_, buf, sizeof buf);
+        if (n <= 0) return;
+        request.append(buf, size_t(n));
+      }
+      (void)!::write(conn_, response_.data(), response_.size());
+    });
+  }
+  ~ScriptedPeer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+    if (conn_ >= 0) ::close(conn_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string response_;
+  int fd_ = -1;
+  int conn_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+std::string Chunk(const std::string& line) {
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", line.size() + 1);
+  return size + line + "\n\r\n";
+}
+
+// etcd's gateway, stopping, ends an open watch stream with an error message of gRPC code 1
+// (Cancelled). To the caller that is a broken stream (IOError: open another watch), never the
+// Cancelled of its own Cancel(), which a PrefixMirror takes as "stop following etcd".
+TEST(EtcdWatchStream, AnErrorInsideTheStreamIsABrokenStreamWhateverItsCode) {
+  ScriptedPeer peer("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                    Chunk(R"({"result":{"header":{"revision":"7"},"created":true}})") +
+                    Chunk(R"({"error":{"grpc_code":1,"http_code":499,"message":"grpc: the client connection is closing","http_status":"Client Closed Request"}})"));
+  auto client = EtcdClient::Create(peer.url(), {.timeout_ms = 2000});
+  ASSERT_TRUE(client.has_value()) << client.error().ToString();
+  auto watch = EtcdWatch::Open(**client, "k", {});
+  ASSERT_TRUE(watch.has_value()) << watch.error().ToString();
+  EXPECT_EQ((*watch)->revision(), 7);
+  auto broken = (*watch)->Next(2000);
+  ASSERT_FALSE(broken.has_value());
+  EXPECT_EQ(broken.error().code(), StatusCode::kIOError) << broken.error().ToString();
+  EXPECT_NE(broken.error().message().find("the client connection is closing"), std::string::npos)
+      << broken.error().ToString();
+}
 
 TEST_F(EtcdClientTest, FailsOverToTheNextEndpoint) {
   // A port nothing listens on, then the real etcd.
