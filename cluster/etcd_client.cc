@@ -72,11 +72,13 @@ Status EtcdErrorStatus(const json& reply, std::string_view where) {
   message = fmt::format("etcd {}: {} (gRPC code {})", where, message, code);
   // gRPC status codes (google.golang.org/grpc/codes).
   switch (code) {
-    case 1: return Status(StatusCode::kCancelled, std::move(message));
-    case 3:
-    case 9: return Status(StatusCode::kInvalidArgument, std::move(message));
+    // Code 1 from etcd is its side giving up on the call (its gateway stopping: "the client
+    // connection is closing"), a failure to retry like 14; Cancelled stays the caller's own.
+    case 1:
     case 4:
     case 14: return Status(StatusCode::kIOError, std::move(message));
+    case 3:
+    case 9: return Status(StatusCode::kInvalidArgument, std::move(message));
     case 5: return Status(StatusCode::kNotFound, std::move(message));
     case 6: return Status(StatusCode::kAlreadyExists, std::move(message));
     case 8: return Status(StatusCode::kResourceExhausted, std::move(message));

@@ -21,11 +21,14 @@
 //
 // Errors (Status, the message naming the endpoint URL and path, e.g.
 // "etcd http://127.0.0.1:2379/v3/kv/put: ..."):
-//   IOError          no endpoint reachable / a timeout / a reply that is not etcd's JSON
+//   IOError          no endpoint reachable / a timeout / a reply that is not etcd's JSON /
+//                    etcd's codes 1, 4 and 14 (cancelled on etcd's side -- its gateway, stopping,
+//                    says "the client connection is closing" --, deadline, unavailable: retry)
 //   NotFound         etcd's code 5 (e.g. a lease that does not exist or has expired)
 //   InvalidArgument  etcd's codes 3 and 9 (bad request, failed precondition), bad arguments here
-//   others           as etcd's gRPC code maps (ResourceExhausted, OutOfRange, Unimplemented,
-//                    Cancelled; anything else Internal)
+//   others           as etcd's gRPC code maps (ResourceExhausted, OutOfRange, Unimplemented;
+//                    anything else Internal). Cancelled only ever means the caller's own
+//                    EtcdWatch::Cancel (or stop), which loops take as "stop".
 //
 // Thread-safe: every call may run from any thread, concurrently (each call has its own
 // connection; the only shared state is the endpoint last answering, an atomic).

@@ -321,9 +321,9 @@ Result<std::optional<EtcdWatchBatch>> EtcdWatch::Next(uint32_t wait_ms) {
     if (!line) return std::optional<EtcdWatchBatch>();
     auto parsed = ParseMessage(*line, where);
     if (!parsed) {
-      // An error inside an open stream ends it, whatever gRPC code etcd puts on it: a gateway
-      // shutting down reports code 1 (Cancelled, "the client connection is closing"), which
-      // must not read as this watch's own Cancel -- a PrefixMirror stops for good on that.
+      // An error inside an open stream ends it, whatever gRPC code etcd puts on it (its gateway,
+      // stopping, says code 1, "the client connection is closing"): to the caller a broken
+      // stream, never the Cancelled of its own Cancel, on which a PrefixMirror stops for good.
       if (parsed.error().code() == StatusCode::kIOError) return Error(parsed.error());
       return Error(IOError("the watch stream ended: {}", parsed.error().message()));
     }

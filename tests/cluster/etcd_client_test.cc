@@ -14,6 +14,7 @@
 
 #include "cluster/base64.h"
 #include "cluster/etcd_client.h"
+#include "cluster/etcd_json.h"
 #include "tests/cluster/etcd_process.h"
 
 namespace strata::cluster {
@@ -436,6 +437,12 @@ TEST(EtcdWatchStream, AnErrorInsideTheStreamIsABrokenStreamWhateverItsCode) {
   EXPECT_EQ(broken.error().code(), StatusCode::kIOError) << broken.error().ToString();
   EXPECT_NE(broken.error().message().find("the client connection is closing"), std::string::npos)
       << broken.error().ToString();
+  // The same code on a unary call's reply is a failure to retry, not Cancelled either (a loop
+  // such as the node's keep-alive stops on Cancelled).
+  const Status unary = internal::EtcdErrorStatus(
+      nlohmann::json::parse(R"({"error":"grpc: the client connection is closing","code":1})"),
+      "http://127.0.0.1:1/v3/kv/range");
+  EXPECT_EQ(unary.code(), StatusCode::kIOError) << unary.ToString();
 }
 
 TEST_F(EtcdClientTest, FailsOverToTheNextEndpoint) {
