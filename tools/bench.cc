@@ -146,6 +146,7 @@ class SpannTarget final : public BenchTarget {
                st.half_heads ? "float16" : "float32", st.disk_bytes / 1048576.0,
                st.codes != index::CodesKind::kNone ? "sq8" : st.half_lists ? "float16" : "float32",
                st.codes == index::CodesKind::kNone ? std::string()
+               : st.exact_codes   ? std::string(", exact codes: no other copy of the vectors")
                : st.full_in_lists ? fmt::format(" + {} vectors in the lists for reranks",
                                                 st.half_lists ? "float16" : "float32")
                                   : fmt::format(", reranks read float32 vectors from a {:.1f} MiB "

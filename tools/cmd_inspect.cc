@@ -49,7 +49,18 @@ int RunInspect(const std::string& path, bool json) {
                               {"vectors", st.num_vectors},
                               {"lists", st.num_lists},
                               {"heads", st.half_heads ? "float16" : "float32"},
-                              {"posting_vectors", st.half_lists ? "float16" : "float32"},
+                              {"posting_vectors", st.codes != index::CodesKind::kNone && !st.full_in_lists
+                                                      ? "none"
+                                                  : st.half_lists ? "float16"
+                                                                  : "float32"},
+                              {"codes", index::CodesKindName(st.codes)},
+                              {"full_vectors", st.codes == index::CodesKind::kNone ? "lists"
+                                               : st.exact_codes                   ? "codes (exact)"
+                                               : st.full_in_lists                 ? "lists"
+                                                                                  : "FULL section"},
+                              {"full_section_bytes", st.full_section_bytes},
+                              {"list_entry_bytes", st.list_entry_bytes},
+                              {"rerank", st.rerank},
                               {"entries_per_vector", double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors))},
                               {"list_entries", {{"min", st.list_min}, {"median", st.list_median},
                                                 {"p99", st.list_p99}, {"max", st.list_max}}},
@@ -83,7 +94,9 @@ int RunInspect(const std::string& path, bool json) {
                  st.full_in_lists ? (st.half_lists ? ", float16 vector" : ", float32 vector") : "",
                  st.rerank ? std::to_string(st.rerank)
                            : fmt::format("{}k", index::kSpannDefaultRerankFactor),
-                 st.full_in_lists
+                 st.exact_codes ? std::string("none kept: the codes are the vectors (integer data, decoded "
+                                              "exactly for the rerank)")
+                 : st.full_in_lists
                      ? std::string("in the lists")
                      : fmt::format("in FULL ({:.1f} MiB, float32, one checksummed slot per id, read "
                                    "for reranks)",

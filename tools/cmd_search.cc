@@ -107,15 +107,14 @@ double IdRecall(const std::vector<Neighbor>& all, size_t k, const storage::Groun
 
 }  // namespace
 
-int RunSpannSearch(const std::string& index_path, uint32_t max_lists, double prune_epsilon,
-                   const std::string& io, bool direct, const QueryArgs& q) {
+int RunSpannSearch(const std::string& index_path, const SpannSearchArgs& a, const QueryArgs& q) {
   auto json = JsonSink::Open(q.json, q.json_path);
   if (!json) return Fail(json.error());
   index::SpannOpenOptions oo;
-  auto backend = storage::ParseIoBackend(io);
+  auto backend = storage::ParseIoBackend(a.io);
   if (!backend) return Fail(backend.error());
   oo.backend = *backend;
-  oo.direct = direct;
+  oo.direct = a.direct;
   Timer load_timer;
   auto idx = index::SpannIndex::Open(index_path, oo);
   if (!idx) return Fail(idx.error());
@@ -125,8 +124,15 @@ int RunSpannSearch(const std::string& index_path, uint32_t max_lists, double pru
   const uint32_t k = q.k;
   index::SpannSearchParams p;
   p.k = k;
-  p.max_lists = max_lists;
-  p.prune_epsilon = prune_epsilon;
+  p.max_lists = a.max_lists;
+  p.prune_epsilon = a.prune_epsilon;
+  p.head_ef = a.head_ef;
+  p.rerank = a.rerank;
+  if (a.rerank && (*idx)->Stats().codes == index::CodesKind::kNone) {
+    return Fail(InvalidArgument("--rerank: {} has no codes (build it with --codes sq8)", index_path));
+  }
+  const uint32_t max_lists = a.max_lists;
+  const double prune_epsilon = a.prune_epsilon;
   index::SpannContext ctx;
   index::SpannQueryStats qs;
   auto run = RunQueries(*queries, k, [&](VectorView v) { return (*idx)->Search(v, p, ctx, &qs); });
@@ -143,6 +149,8 @@ int RunSpannSearch(const std::string& index_path, uint32_t max_lists, double pru
                             {"k", k},
                             {"max_lists", max_lists},
                             {"prune_epsilon", prune_epsilon},
+                            {"head_ef", a.head_ef ? std::max(a.head_ef, max_lists) : 2 * max_lists},
+                            {"rerank", a.rerank},
                             {"qps_1t", nq / secs},
                             {"mean_ms", secs * 1e3 / nq},
                             {"p99_ms", PercentileOfSorted<double>(lat, 0.99)},

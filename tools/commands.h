@@ -139,8 +139,16 @@ struct QueryArgs {
 };
 
 int RunSearch(const std::string& index_path, uint32_t ef, bool mmap, bool refined_codes, const QueryArgs& q);
-int RunSpannSearch(const std::string& index_path, uint32_t max_lists, double prune_epsilon,
-                   const std::string& io, bool direct, const QueryArgs& q);
+// `strata search --index DIR` of a SPANN index (index::SpannSearchParams has the meanings).
+struct SpannSearchArgs {
+  uint32_t max_lists = 64;
+  double prune_epsilon = 0.6;
+  uint32_t head_ef = 0;  // 0 = 2 x max_lists
+  uint32_t rerank = 0;   // with codes; 0 = the index's default
+  std::string io = "auto";
+  bool direct = true;
+};
+int RunSpannSearch(const std::string& index_path, const SpannSearchArgs& a, const QueryArgs& q);
 // `strata search --engine-dir DIR --collection NAME`: through the engine and its planner.
 struct EngineSearchArgs {
   std::string dir, collection, filter, strategy = "auto";

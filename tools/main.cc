@@ -55,7 +55,8 @@ void AddHnswCodesFlags(CLI::App* cmd, tools::TargetOptions& o) {
   cmd->add_option("--codes", o.codes,
                   "HNSW: traverse on compressed codes (sq8: one byte per dimension) and rerank with the "
                   "full vectors; SPANN: posting lists hold sq8 codes, reranks read full vectors (see "
-                  "--rerank-from); or none")
+                  "--rerank-from), except for integer vectors (uint8 / int8 values under l2), whose "
+                  "codes are exact and the only copy kept; or none")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "sq8"}));
   cmd->add_option("--rerank", o.rerank,
@@ -338,13 +339,16 @@ int Main(int argc, char** argv) {
                      "with --engine-dir: also measure a batch over this many threads (0 = all cores)")
       ->capture_default_str();
   uint32_t s_max_lists = 64;
-  double s_prune = 0.6;
-  std::string s_io = "auto";
-  bool s_direct = true;
+  SpannSearchArgs s_spann;
   search->add_option("--max-lists", s_max_lists, "SPANN: most posting lists per query")->capture_default_str();
-  search->add_option("--prune-epsilon", s_prune, "SPANN: query-aware pruning")->capture_default_str();
-  search->add_option("--io", s_io, "SPANN: auto, io_uring or pread")->capture_default_str();
-  search->add_flag("!--buffered", s_direct, "SPANN: read through the page cache, not O_DIRECT");
+  search->add_option("--prune-epsilon", s_spann.prune_epsilon, "SPANN: query-aware pruning")->capture_default_str();
+  search->add_option("--head-ef", s_spann.head_ef, "SPANN: HNSW ef over the heads (0 = 2 x --max-lists)")
+      ->capture_default_str();
+  search->add_option("--rerank", s_spann.rerank,
+                     "SPANN with codes: candidates re-scored with full vectors, at least k (0 = the index's default)")
+      ->capture_default_str();
+  search->add_option("--io", s_spann.io, "SPANN: auto, io_uring or pread")->capture_default_str();
+  search->add_flag("!--buffered", s_spann.direct, "SPANN: read through the page cache, not O_DIRECT");
   search->add_option("--queries", s_q.queries, "query vectors file")->required();
   search->add_option("-k,--k", s_q.k, "neighbours per query")->capture_default_str()->check(CLI::Range(1, 100000));
   search->add_option("--ef", s_ef, "HNSW candidate list size")->capture_default_str()->check(CLI::Range(1, 1000000));
@@ -433,19 +437,25 @@ int Main(int argc, char** argv) {
   if (search->parsed()) {
     s_q.json = search->count("--json") > 0;
     if (search->count("--gt") && s_q.gt.empty()) s_q.gt = "auto";
-    if (Status s = CheckSearchOptions(s_engine.strategy, s_io); !s.ok()) return Usage(s);
+    if (Status s = CheckSearchOptions(s_engine.strategy, s_spann.io); !s.ok()) return Usage(s);
     if (!s_engine.dir.empty()) {
       if (s_engine.collection.empty()) return Usage(InvalidArgument("--engine-dir needs --collection"));
       if (search->count("--ef")) s_engine.ef = s_ef;
       if (search->count("--max-lists")) s_engine.max_lists = s_max_lists;
+      if (search->count("--head-ef") || search->count("--rerank")) {
+        return Usage(InvalidArgument("--head-ef and --rerank are for --index DIR (a SPANN index), not --engine-dir"));
+      }
       if (Status s = CheckSearch(s_engine.dir, s_q); !s.ok()) return Usage(s);
       return RunEngineSearch(s_engine, s_q);
     }
     if (s_index.empty()) return Usage(InvalidArgument("give --index FILE, or --engine-dir DIR with --collection"));
     if (Status s = CheckSearch(s_index, s_q); !s.ok()) return Usage(s);
+    const bool spann_flags = search->count("--head-ef") || search->count("--rerank");
     if (std::filesystem::is_directory(s_index)) {
-      return RunSpannSearch(s_index, s_max_lists, s_prune, s_io, s_direct, s_q);
+      s_spann.max_lists = s_max_lists;
+      return RunSpannSearch(s_index, s_spann, s_q);
     }
+    if (spann_flags) return Usage(InvalidArgument("--head-ef and --rerank are for a SPANN index (a directory)"));
     return RunSearch(s_index, s_ef, s_mmap, s_refined, s_q);
   }
   if (inspect->parsed()) return RunInspect(inspect_path, inspect_json);

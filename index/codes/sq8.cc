@@ -63,9 +63,29 @@ Result<Sq8Encoder> Sq8Encoder::Train(const float* rows, size_t n, size_t dim) {
       hi[d] = std::max(hi[d], r[d]);
     }
   }
+  // Dimensions of integers spanning at most 255 (uint8 or int8 data) get a step of 1.
+  std::vector<char> integral(dim, 1);
+  for (size_t i = 0; i < n; ++i) {
+    const float* r = rows + i * dim;
+    for (size_t d = 0; d < dim; ++d) integral[d] &= char(r[d] == std::nearbyint(r[d]));
+  }
   std::vector<float> scale(dim);
-  for (size_t d = 0; d < dim; ++d) scale[d] = (hi[d] - lo[d]) / 255.0f;
-  return FromParams(std::move(lo), std::move(scale));
+  for (size_t d = 0; d < dim; ++d) {
+    scale[d] = integral[d] && hi[d] - lo[d] <= 255.0f && hi[d] > lo[d] ? 1.0f : (hi[d] - lo[d]) / 255.0f;
+  }
+  STRATA_ASSIGN_OR_RETURN(Sq8Encoder e, FromParams(std::move(lo), std::move(scale)));
+  // Exact when every training value decodes back to itself (checked, not assumed: a large
+  // offset can round lo + code in float).
+  std::vector<uint8_t> code(dim);
+  std::vector<float> back(dim);
+  bool exact = true;
+  for (size_t i = 0; i < n && exact; ++i) {
+    e.Encode(rows + i * dim, code.data());
+    e.Decode(code.data(), back.data());
+    for (size_t d = 0; d < dim && exact; ++d) exact = back[d] == rows[i * dim + d];
+  }
+  e.exact_ = exact;
+  return e;
 }
 
 Result<Sq8Encoder> Sq8Encoder::FromParams(std::vector<float> lo, std::vector<float> scale) {

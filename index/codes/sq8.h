@@ -4,7 +4,10 @@
 // A trained encoder holds, per dimension d, an offset lo[d] and a step scale[d]
 // (from the training rows' per-dimension minimum and maximum): a value x is coded
 // as round((x - lo) / scale) clamped to [0, 255] and decoded as lo + scale * code.
-// A code's decoded vector is x^.
+// A code's decoded vector is x^. A dimension whose training values are all integers
+// spanning at most 255 (uint8 pixels, int8 embeddings, small counts) gets a step of
+// exactly 1 instead of (max - min) / 255, so that its codes are its values: data
+// that arrived as uint8 or int8 lose nothing to the codes (Sq8Encoder::exact).
 //
 // Distances are asymmetric (a float query against byte codes), which keeps the
 // query exact and loses only the codes' rounding:
@@ -70,7 +73,8 @@ struct Sq8Query {
 class Sq8Encoder {
  public:
   Sq8Encoder() = default;
-  // Per-dimension minimum and maximum over `n` rows of `dim` floats (row-major).
+  // Per-dimension minimum and maximum over `n` rows of `dim` floats (row-major); a step of
+  // 1 where a dimension's values are integers spanning at most 255.
   static Result<Sq8Encoder> Train(const float* rows, size_t n, size_t dim);
   // From saved parameters; scale[d] >= 0 and finite, as many as lo.
   static Result<Sq8Encoder> FromParams(std::vector<float> lo, std::vector<float> scale);
@@ -79,6 +83,10 @@ class Sq8Encoder {
   bool trained() const { return !lo_.empty(); }
   const std::vector<float>& lo() const { return lo_; }
   const std::vector<float>& scale() const { return scale_; }
+  // Train: every training row decodes from its code to exactly its own values (integer
+  // data as above, and constant dimensions), so distances to those codes are the rows'
+  // distances. False for an encoder made FromParams (its rows are unknown).
+  bool exact() const { return exact_; }
 
   // code: dim bytes. Values outside the trained range are clamped.
   void Encode(const float* v, uint8_t* code) const;
@@ -101,6 +109,7 @@ class Sq8Encoder {
 
  private:
   std::vector<float> lo_, scale_;
+  bool exact_ = false;
 };
 
 // Distance (smaller is closer) from a prepared query to a code; `norm2` is the

@@ -14,8 +14,9 @@ inline constexpr uint16_t kMajor = 1;
 // Minor 1 added META.encoding (a field that was reserved and zero, so 1.0 files
 // read as float32 lists). Minor 2 added codes (META.codes / full / rerank, the SQ8P
 // and FULL sections, encoding 2), in what was reserved2: 1.0 and 1.1 files read as
-// lists without codes.
-inline constexpr uint16_t kMinor = 2;
+// lists without codes. Minor 3 added META.exact_codes (what was reserved3): codes that are
+// the vectors themselves (integer data), with neither a FULL section nor list vectors.
+inline constexpr uint16_t kMinor = 3;
 inline constexpr uint32_t kTagMeta = storage::SectionTag("META");
 inline constexpr uint32_t kTagPost = storage::SectionTag("POST");
 inline constexpr uint32_t kTagDir = storage::SectionTag("LDIR");
@@ -43,7 +44,7 @@ struct Meta {
   uint8_t codes;       // 1.2: 0 none, 1 SQ8 (parameters in SQ8P)
   uint8_t full;        // 1.2: 1 = full vectors in the FULL section
   uint8_t list_align;  // 1.2: log2 of the lists' alignment, 9..12 (0 = 12, as before 1.2)
-  uint8_t reserved3;
+  uint8_t exact_codes;  // 1.3: 1 = every vector decodes from its code exactly (no FULL)
   uint32_t rerank;     // 1.2: default rerank depth (0 = automatic)
 };
 static_assert(sizeof(Meta) == 64);

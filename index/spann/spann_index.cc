@@ -278,16 +278,19 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
     for (size_t j = 0; j < dim && half_lists; ++j) half_lists = std::fabs(row[j]) <= kHalfMax;
   }
   const bool codes = o.codes == CodesKind::kSq8;
-  // With codes and rerank from the file, the lists hold no vectors.
-  const bool list_vectors = !codes || o.rerank_from == SpannRerankFrom::kList;
-  const bool full_section = codes && !list_vectors;
-  const size_t value_bytes = !list_vectors ? 0 : half_lists ? sizeof(uint16_t) : sizeof(float);
-  const size_t code_bytes = codes ? sizeof(float) + dim : 0;  // decoded norm2 + SQ8 code
   Sq8Encoder sq8;
   if (codes) {
     // The range of every (normalized) row: nothing is clamped.
     STRATA_ASSIGN_OR_RETURN(sq8, Sq8Encoder::Train(base.data(), n, dim));
   }
+  // Codes that reproduce every vector (integer data, e.g. uint8 pixels under L2) are the
+  // vectors: no second copy in the lists or a FULL section, and the rerank decodes them.
+  const bool exact = codes && sq8.exact();
+  // With codes and rerank from the file, the lists hold no vectors.
+  const bool list_vectors = !codes || (!exact && o.rerank_from == SpannRerankFrom::kList);
+  const bool full_section = codes && !exact && !list_vectors;
+  const size_t value_bytes = !list_vectors ? 0 : half_lists ? sizeof(uint16_t) : sizeof(float);
+  const size_t code_bytes = codes ? sizeof(float) + dim : 0;  // decoded norm2 + SQ8 code
   const DistanceKernels& kw = Kernels();
   // Lists of a codes index are small (GloVe-100: a median of 24 entries, 2.6 KiB): on 4 KiB
   // boundaries their padding would be most of what a query reads.
@@ -321,6 +324,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   meta.encoding = !list_vectors ? kEncodingNone : half_lists ? kEncodingF16 : kEncodingF32;
   meta.codes = codes ? uint16_t(CodesKind::kSq8) : 0;
   meta.full = full_section ? 1 : 0;
+  meta.exact_codes = exact ? 1 : 0;
   meta.rerank = codes ? o.rerank : 0;
   meta.list_align = list_align == kPage ? 0 : uint8_t(std::countr_zero(list_align));
   meta.closure_epsilon = o.closure_epsilon;
@@ -449,11 +453,11 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
   idx->lists_.resize(meta.num_lists);
   const auto* dir = reinterpret_cast<const DirEntry*>(dir_bytes.data());
   // 1.0 / 1.1 files carry zeros where 1.2 put codes, full and rerank.
-  if (meta.codes > uint8_t(CodesKind::kSq8) || meta.full > 1 || meta.reserved3 != 0 ||
+  if (meta.codes > uint8_t(CodesKind::kSq8) || meta.full > 1 || meta.exact_codes > 1 ||
       (meta.list_align != 0 && (meta.list_align < 9 || meta.list_align > 12))) {
-    return Error(Corruption("{}: META.codes {} / full {} / list_align {} / reserved {} are not "
+    return Error(Corruption("{}: META.codes {} / full {} / list_align {} / exact_codes {} are not "
                             "known",
-                            post.string(), meta.codes, meta.full, meta.list_align, meta.reserved3));
+                            post.string(), meta.codes, meta.full, meta.list_align, meta.exact_codes));
   }
   const uint64_t list_align = meta.list_align ? uint64_t(1) << meta.list_align : kPage;
   idx->list_align_ = uint32_t(list_align);
@@ -463,10 +467,18 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
                             meta.encoding, codes ? "" : " for lists without codes"));
   }
   idx->list_vectors_ = meta.encoding != kEncodingNone;
-  if (meta.full != (codes && !idx->list_vectors_ ? 1 : 0)) {
-    return Error(Corruption("{}: META.full {} does not match codes {} with list encoding {}",
-                            post.string(), meta.full, meta.codes, meta.encoding));
+  const bool exact = meta.exact_codes == 1;
+  if (exact && (!codes || idx->list_vectors_)) {
+    return Error(Corruption("{}: META.exact_codes 1 with codes {} and list encoding {} (exact codes "
+                            "are the lists' only vectors)",
+                            post.string(), meta.codes, meta.encoding));
   }
+  if (meta.full != (codes && !exact && !idx->list_vectors_ ? 1 : 0)) {
+    return Error(Corruption("{}: META.full {} does not match codes {} with list encoding {}{}",
+                            post.string(), meta.full, meta.codes, meta.encoding,
+                            exact ? " and exact codes" : ""));
+  }
+  idx->exact_codes_ = exact;
   idx->half_lists_ = meta.encoding == kEncodingF16;
   idx->codes_ = CodesKind(meta.codes);
   idx->rerank_ = meta.rerank;
@@ -565,6 +577,7 @@ SpannStats SpannIndex::Stats() const {
   s.codes = codes_;
   s.full_in_lists = codes_ != CodesKind::kNone && list_vectors_;
   s.full_section_bytes = full_bytes_;
+  s.exact_codes = exact_codes_;
   s.rerank = rerank_;
   s.list_alignment = list_align_;
   s.list_entry_bytes = sizeof(uint32_t) +

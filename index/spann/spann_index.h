@@ -27,6 +27,11 @@
 // default) or from the list itself, stored beside the codes (kList: more bytes
 // per list, no second round of reads). Returned distances are then exact (kFile:
 // float32) or carry half precision's rounding (kList with half_lists).
+// Exact codes: where the codes reproduce every vector (integer data spanning at most 255
+// per dimension, such as uint8 pixels under L2: Sq8Encoder::exact), the build keeps no
+// other copy -- no FULL section, no list vectors, whatever rerank_from says -- and the
+// rerank decodes the candidates' codes from the lists already read: no second round of
+// reads, and distances exact to float rounding (SpannStats::exact_codes).
 //
 // Metrics: l2 and cosine (vectors normalized; distances are then squared L2 on
 // the unit sphere, a monotone function of cosine). Inner product is refused:
@@ -172,6 +177,7 @@ class SpannContext {
   // Codes: the prepared query, candidates and the rerank reads' buffer.
   Sq8Query sq8_query;
   std::vector<uint64_t> candidates;
+  std::vector<float> decoded;  // exact codes: a candidate's vector
   storage::AlignedBuffer rerank_buffer;
   std::vector<storage::ReadRequest> rerank_requests;
 };
@@ -188,6 +194,7 @@ struct SpannStats {
   CodesKind codes = CodesKind::kNone;  // codes in the posting lists
   bool full_in_lists = false;    // codes: the lists also hold the vectors (rerank from the list)
   size_t full_section_bytes = 0; // codes: the FULL section (rerank from the file)
+  bool exact_codes = false;      // codes: the codes are the vectors (integer data): no FULL, rerank decodes
   uint32_t rerank = 0;           // codes: default rerank depth (0 = automatic)
   size_t list_entry_bytes = 0;   // bytes per list entry (id, codes, norm, vectors)
   size_t list_alignment = 4096;  // lists start on multiples of this
@@ -241,6 +248,7 @@ class SpannIndex {
   size_t disk_bytes_ = 0;
   bool half_lists_ = false;
   bool list_vectors_ = true;  // the lists hold vectors (always without codes)
+  bool exact_codes_ = false;  // codes that decode to the vectors exactly (neither FULL nor list vectors)
   CodesKind codes_ = CodesKind::kNone;
   Sq8Encoder sq8_;
   uint32_t rerank_ = 0;

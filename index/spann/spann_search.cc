@@ -191,7 +191,20 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
       const size_t i = packed >> 32;
       return reinterpret_cast<const uint32_t*>(base + ctx.list_at[i])[uint32_t(packed)];
     };
-    if (list_vectors_) {
+    if (exact_codes_) {
+      // The codes are the vectors: decode each candidate's code from its list (already read)
+      // and score it as a full vector, for distances free of the codes' dot-product rounding.
+      ctx.decoded.resize(dim_);
+      for (const auto& e : cands) {
+        const size_t i = e.id >> 32, j = uint32_t(e.id);
+        const uint32_t count = lists_[heads[i].id].count;
+        const auto* code = reinterpret_cast<const uint8_t*>(base + ctx.list_at[i] +
+                                                            size_t(count) * (sizeof(uint32_t) + sizeof(float))) +
+                           size_t(j) * dim_;
+        sq8_.Decode(code, ctx.decoded.data());
+        best.Push(kern.l2sq(q, ctx.decoded.data(), dim_), id_of(e.id));
+      }
+    } else if (list_vectors_) {
       for (const auto& e : cands) {
         const size_t i = e.id >> 32, j = uint32_t(e.id);
         const uint32_t count = lists_[heads[i].id].count;

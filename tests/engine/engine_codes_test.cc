@@ -164,6 +164,41 @@ TEST(EngineCodes, SpannSegmentsPastTheBudgetCarryCodes) {
   fs::remove_all(dir);
 }
 
+// uint8 vectors (sent as upsert_typed, or bulk loaded from a .u8bin, arrive as integral floats):
+// the SPANN segment keeps only their codes, which are exact, and searches still reach the target.
+TEST(EngineCodes, SpannSegmentsOfIntegerVectorsKeepOnlyTheirExactCodes) {
+  const fs::path dir = TestDir();
+  Rows bulk = MakeRows(4000, 4, 0);
+  for (size_t i = 0; i < bulk.vectors.size(); ++i) {
+    float* r = bulk.vectors.mutable_row(i);
+    for (size_t j = 0; j < kDim; ++j) r[j] = std::clamp(std::nearbyint(r[j] * 8.0f + 128.0f), 0.0f, 255.0f);
+  }
+  {
+    auto e = *Engine::Open(dir, Quiet());
+    CollectionSpec spec{.name = "c", .dim = kDim, .metric = Metric::kL2};
+    spec.memory_budget_bytes = 1000;  // any bulk load passes it: SPANN
+    spec.codes = VectorCodes::kSq8;
+    ASSERT_TRUE(e->CreateCollection(spec).ok());
+    ASSERT_TRUE(e->BulkLoad("c", bulk.vectors, bulk.ids).ok());
+  }
+  auto e = *Engine::Open(dir, Quiet());
+  const auto spann = FilesNamed(dir, "spann");
+  ASSERT_EQ(spann.size(), 1u);
+  auto opened = index::SpannIndex::Open(spann[0]);
+  ASSERT_TRUE(opened.has_value()) << opened.error().ToString();
+  const index::SpannStats st = (*opened)->Stats();
+  EXPECT_EQ(st.codes, index::CodesKind::kSq8);
+  EXPECT_TRUE(st.exact_codes);
+  EXPECT_EQ(st.full_section_bytes, 0u);
+  // Within the 8x spread of the rows the queries' 0.5 noise is small: they stay near a row.
+  EXPECT_GE(RecallAt(*e, {&bulk}, 0.90, 60), 0.88);
+  auto got = e->Get("c", bulk.ids[17]);
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->vector, std::vector<float>(bulk.vectors.row(17), bulk.vectors.row(17) + kDim));
+  e.reset();
+  fs::remove_all(dir);
+}
+
 TEST(EngineCodes, ARerankWithoutCodesOrAnUnknownCodesValueIsRefused) {
   const fs::path dir = TestDir();
   auto e = *Engine::Open(dir, Quiet());

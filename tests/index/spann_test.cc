@@ -1027,7 +1027,15 @@ TEST_F(SpannCodesTest, LayoutMatchesFormatDoc) {
   const fs::path post = CodesDir(Metric::kL2, SpannRerankFrom::kFile) / "postings.spann";
   auto sf = storage::SectionFile::Open(post, "STRSPAN", 1);
   ASSERT_TRUE(sf.has_value()) << sf.error().ToString();
-  EXPECT_EQ(sf->minor(), 2);
+  EXPECT_EQ(sf->minor(), 3);
+  // META bytes 56..59 as the format doc's table has them: codes, full, list_align, exact_codes.
+  auto meta = sf->Section(storage::SectionTag("META"));
+  ASSERT_TRUE(meta.has_value());
+  ASSERT_EQ(meta->size(), 64u);
+  EXPECT_EQ(uint8_t((*meta)[56]), 1);  // SQ8
+  EXPECT_EQ(uint8_t((*meta)[57]), 1);  // FULL present
+  EXPECT_EQ(uint8_t((*meta)[58]), 9);  // lists on 512-byte boundaries
+  EXPECT_EQ(uint8_t((*meta)[59]), 0);  // float data: codes not exact
   auto sq8 = sf->Section(storage::SectionTag("SQ8P"));
   ASSERT_TRUE(sq8.has_value());
   EXPECT_EQ(sq8->size(), 2 * kDim * sizeof(float));
@@ -1129,7 +1137,9 @@ TEST_F(SpannCodesTest, InconsistentMetaFailsOpen) {
   };
   const std::vector<Case> cases = {
       {"codes 7", "META", [](std::byte* m, uint64_t) { m[56] = std::byte{7}; }},
-      {"full 0", "META", [](std::byte* m, uint64_t) { m[58] = std::byte{0}; }},
+      {"full 0", "META", [](std::byte* m, uint64_t) { m[57] = std::byte{0}; }},
+      {"exact codes beside a FULL section", "META", [](std::byte* m, uint64_t) { m[59] = std::byte{1}; }},
+      {"exact_codes 2", "META", [](std::byte* m, uint64_t) { m[59] = std::byte{2}; }},
       {"encoding 9", "META", [](std::byte* m, uint64_t) { m[36] = std::byte{9}; }},
       {"scale NaN", "SQ8P",
        [](std::byte* p, uint64_t size) {
@@ -1148,6 +1158,66 @@ TEST_F(SpannCodesTest, InconsistentMetaFailsOpen) {
         << c.what << ": " << idx.error().ToString();
     fs::remove_all(dir);
   }
+}
+
+// Integer vectors (uint8 pixels, int8 embeddings) have codes that are the vectors themselves:
+// the build keeps no other copy, and the search still returns exact distances.
+VectorSet IntegerBase(size_t n, uint32_t seed) {
+  VectorSet v = Clustered(n, kDim, seed);
+  for (size_t i = 0; i < n; ++i) {
+    float* r = v.mutable_row(i);
+    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
+  }
+  return v;
+}
+
+TEST_F(SpannCodesTest, IntegerVectorsAreKeptOnlyAsTheirExactCodes) {
+  const VectorSet base = IntegerBase(kN, 1), queries = IntegerBase(kQueries, 2);
+  auto flat = *FlatIndex::Build(*base.Clone(), Metric::kL2);
+  for (SpannRerankFrom from : {SpannRerankFrom::kFile, SpannRerankFrom::kList}) {
+    const fs::path dir = TestDir() / fmt::format("exact_{}", SpannRerankFromName(from));
+    SpannBuildOptions o = BuildOptions(Metric::kL2);
+    o.codes = CodesKind::kSq8;
+    o.rerank_from = from;
+    ASSERT_TRUE(SpannIndex::Build(*base.Clone(), dir, o).ok());
+    auto idx = OpenOrDie(dir);
+    ASSERT_NE(idx, nullptr);
+    const SpannStats st = idx->Stats();
+    EXPECT_TRUE(st.exact_codes) << SpannRerankFromName(from);
+    EXPECT_EQ(st.full_section_bytes, 0u);
+    EXPECT_FALSE(st.full_in_lists);  // even when asked to rerank from the lists
+    EXPECT_EQ(st.list_entry_bytes, 4u + 4u + kDim);
+    auto sf = storage::SectionFile::Open(dir / "postings.spann", "STRSPAN", 1);
+    ASSERT_TRUE(sf.has_value());
+    EXPECT_EQ(sf->minor(), 3);
+    for (const auto& e : sf->entries()) EXPECT_NE(e.tag, storage::SectionTag("FULL"));
+
+    // Every list read (max_lists = all): the answers are flat search's, distances included.
+    SpannContext ctx;
+    SearchContext fctx;
+    for (size_t q = 0; q < queries.size(); q += 3) {
+      SpannQueryStats qs;
+      auto got = idx->Search(queries[q], {.k = 10, .max_lists = 100000, .prune_epsilon = 1e9}, ctx, &qs);
+      ASSERT_TRUE(got.has_value()) << got.error().ToString();
+      auto want = flat->Search(queries[q], {.k = 10}, fctx);
+      ASSERT_TRUE(want.has_value());
+      ASSERT_EQ(got->size(), want->size());
+      for (size_t i = 0; i < got->size(); ++i) {
+        EXPECT_FLOAT_EQ((*got)[i].distance, (*want)[i].distance) << "query " << q << " rank " << i;
+      }
+      EXPECT_EQ(qs.rerank_bytes_read, 0u);  // no second round of reads
+      EXPECT_GT(qs.reranked, 0u);
+    }
+  }
+  // Normalized (cosine) vectors are not integers: their codes are not exact, FULL stays.
+  const fs::path cos = TestDir() / "not_exact_cosine";
+  SpannBuildOptions o = BuildOptions(Metric::kCosine);
+  o.codes = CodesKind::kSq8;
+  ASSERT_TRUE(SpannIndex::Build(*base.Clone(), cos, o).ok());
+  auto idx = OpenOrDie(cos);
+  ASSERT_NE(idx, nullptr);
+  EXPECT_FALSE(idx->Stats().exact_codes);
+  EXPECT_GT(idx->Stats().full_section_bytes, 0u);
 }
 
 TEST_F(SpannCodesTest, Version11FilesStillOpen) {

@@ -165,6 +165,40 @@ TEST(Sq8Encoder, RefinementKeepsExactCodesExact) {
   }
 }
 
+// Dimensions of integers spanning at most 255 get a step of 1, so their codes are exact;
+// wider or fractional ones keep (max - min) / 255, and the encoder is not exact.
+TEST(Sq8Encoder, IntegerDimensionsGetStepOneAndExactCodes) {
+  // uint8-like (3..40), int8-like (-128..127), a constant fraction: exact.
+  const std::vector<float> ints = {3, -128, 0.25f, 40, 127, 0.25f, 17, 0, 0.25f};
+  auto e = Sq8Encoder::Train(ints.data(), 3, 3);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->scale()[0], 1.0f);
+  EXPECT_EQ(e->scale()[1], 1.0f);
+  EXPECT_EQ(e->scale()[2], 0.0f);
+  EXPECT_TRUE(e->exact());
+  for (size_t i = 0; i < 3; ++i) {
+    uint8_t c[3];
+    float x[3];
+    e->Encode(&ints[i * 3], c);
+    e->Decode(c, x);
+    for (size_t d = 0; d < 3; ++d) EXPECT_EQ(x[d], ints[i * 3 + d]) << "row " << i << " dimension " << d;
+  }
+  // Integers spanning 1000: step 1000 / 255, not exact.
+  const std::vector<float> wide = {0, 1000, 500};
+  auto w = Sq8Encoder::Train(wide.data(), 3, 1);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_FLOAT_EQ(w->scale()[0], 1000.0f / 255.0f);
+  EXPECT_FALSE(w->exact());
+  // A fraction among integers: not an integer dimension.
+  const std::vector<float> frac = {0, 10, 2.5f};
+  auto f = Sq8Encoder::Train(frac.data(), 3, 1);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_FLOAT_EQ(f->scale()[0], 10.0f / 255.0f);
+  EXPECT_FALSE(f->exact());
+  // From saved parameters the rows are unknown.
+  EXPECT_FALSE(Sq8Encoder::FromParams({0.0f}, {1.0f})->exact());
+}
+
 TEST(Sq8Encoder, ClampsOutOfRangeValues) {
   auto e = Sq8Encoder::FromParams({0.0f, 0.0f, 1.0f}, {1.0f, 0.5f, 0.0f});
   ASSERT_TRUE(e.has_value());

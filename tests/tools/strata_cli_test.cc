@@ -330,6 +330,48 @@ TEST_F(StrataCliTest, SearchWithRefinedCodes) {
   EXPECT_NE(bench.err.find("--refined-codes"), std::string::npos) << bench.err;
 }
 
+// SPANN searches take the head search's ef and the rerank depth; both are refused (exit 2)
+// where they mean nothing, and --rerank on an index without codes fails naming it.
+TEST_F(StrataCliTest, SpannSearchHeadEfAndRerank) {
+  ASSERT_EQ(Strata("-q build --index spann --base " + P("base.fbin") + " --metric l2 --codes sq8 -o " + P("c.spann"))
+                .exit_code,
+            0);
+  ASSERT_EQ(Strata("-q build --index spann --base " + P("base.fbin") + " --metric l2 -o " + P("f.spann")).exit_code, 0);
+  ASSERT_EQ(Strata("-q build --base " + P("base.fbin") + " --metric l2 -o " + P("f.hnsw")).exit_code, 0);
+  const std::string common = " --queries " + P("query.fbin") + " --base " + P("base.fbin") + " --gt auto --json";
+  auto summary = [](const std::string& out) {
+    const size_t end = out.find_last_not_of('\n');
+    const size_t start = out.rfind('\n', end);
+    return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1));
+  };
+  const Run narrow = Strata("search --index " + P("c.spann") + " --max-lists 8 --head-ef 8 --rerank 10" + common);
+  ASSERT_EQ(narrow.exit_code, 0) << narrow.err;
+  const Run wide = Strata("search --index " + P("c.spann") + " --max-lists 8 --head-ef 64 --rerank 40" + common);
+  ASSERT_EQ(wide.exit_code, 0) << wide.err;
+  const auto a = summary(narrow.out), b = summary(wide.out);
+  EXPECT_EQ(a["head_ef"], 8);
+  EXPECT_EQ(a["rerank"], 10);
+  EXPECT_EQ(b["head_ef"], 64);
+  EXPECT_GE(b["recall"].get<double>(), a["recall"].get<double>() - 0.02);
+  const Run no_codes = Strata("search --index " + P("f.spann") + " --rerank 20" + common);
+  EXPECT_EQ(no_codes.exit_code, 1);
+  EXPECT_NE(no_codes.err.find("has no codes"), std::string::npos) << no_codes.err;
+  for (const std::string& args : {"search --index " + P("f.hnsw") + " --head-ef 100" + common,
+                                  "search --engine-dir " + P("e") + " --collection c --rerank 5" + common}) {
+    const Run r = Strata(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find("SPANN"), std::string::npos) << args << ": " << r.err;
+  }
+  // inspect --json says what the codes are and where the full vectors live.
+  const Run ins = Strata("inspect " + P("c.spann") + " --json");
+  ASSERT_EQ(ins.exit_code, 0) << ins.err;
+  const auto j = nlohmann::json::parse(ins.out);
+  EXPECT_EQ(j["codes"], "sq8");
+  EXPECT_EQ(j["posting_vectors"], "none");
+  EXPECT_EQ(j["full_vectors"], "FULL section");  // random floats: the codes are not exact
+  EXPECT_GT(j["full_section_bytes"].get<uint64_t>(), 0u);
+}
+
 // Every command that prints results takes --json: gt, inspect (an index, a data set),
 // dataset info and dataset list print JSON on stdout instead of the text (issue 13).
 TEST_F(StrataCliTest, JsonOnEveryCommandThatPrintsResults) {
