@@ -351,6 +351,30 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
             return protocol::Response{Op::kSearchKeyed, protocol::KeyedSearchReply{std::move(results)}};
           });
     }
+    case Op::kUpsertTyped: {
+      // Widened here, on the node that routes: the shards take float32 records, as from upsert.
+      if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
+      const auto& m = std::get<protocol::UpsertRequest>(request.body);
+      auto records = protocol::WidenedRecords(m);
+      if (!records) return ErrorResponse(records.error());
+      if (!m.keyed) return RoutedWrite(request.op, [&](ClusterRouter& r) { return r.Upsert(name, *records); });
+      return RoutedWrite(request.op, [&](ClusterRouter& r) -> Result<uint64_t> {
+        STRATA_ASSIGN_OR_RETURN(auto ids, r.UpsertKeyed(name, *records));
+        return ids.size();
+      });
+    }
+    case Op::kSearchTyped: {
+      const auto& m = std::get<protocol::SearchRequest>(request.body);
+      auto queries = protocol::WidenedQueries(m);
+      if (!queries) return ErrorResponse(queries.error());
+      if (m.count == 0 || queries->size() != size_t(m.count) * m.dim) {
+        return ErrorResponse(InvalidArgument("search_typed: {} query values for {} queries of dimension {}",
+                                             queries->size(), m.count, m.dim));
+      }
+      return Routed(
+          [&](ClusterRouter& r) { return r.SearchWith(name, queries->data(), m.dim, m.count, m.options); },
+          [](protocol::SearchWithReply reply) { return protocol::Response{Op::kSearchTyped, std::move(reply)}; });
+    }
     case Op::kFlush:
     case Op::kCompact:
       return Routed([&](ClusterRouter& r) { return r.FlushOrCompact(name, request.op == Op::kCompact); },
@@ -360,9 +384,9 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
                     [] { return protocol::Response{Op::kDropCollection, protocol::EmptyReply{}}; });
     default:
       return ErrorResponse(Unimplemented(
-          "{} on cluster collection '{}' is not routed yet (routed: upsert, delete and get by id "
-          "or by key, search, search batch, search keyed, search_with, explain, describe, flush, "
-          "compact, drop; "
+          "{} on cluster collection '{}' is not routed yet (routed: upsert, upsert_typed, delete and "
+          "get by id or by key, search, search batch, search keyed, search_with, search_typed, "
+          "explain, describe, flush, compact, drop; "
           "docs/CLUSTER.md)",
           protocol::OpName(request.op), name));
   }

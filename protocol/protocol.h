@@ -407,4 +407,12 @@ Result<UpsertHead> PeekUpsertHead(const FrameHeader& header, std::span<const uin
 // refuse counts, dims or strings over its own limits (DecodeLimits, HelloReply).
 Status ValidateForEncoding(const Request& request);
 
+// The float32 form of a typed request's vectors (upsert_typed, search_typed), for the paths
+// that need them whole: a search's queries, a cluster node routing typed upserts to its
+// shards. InvalidArgument naming the op when `elements` is not count x dim values of
+// `element`, or when a widened float16 value is infinite or NaN. A float32 request's own
+// vectors are returned as they are.
+Result<std::vector<float>> WidenedQueries(const SearchRequest& m);
+Result<std::vector<Record>> WidenedRecords(const UpsertRequest& m);
+
 }  // namespace strata::protocol

@@ -498,17 +498,11 @@ RequestHandler::Outcome RequestHandler::SearchTyped(const protocol::SearchReques
     return Fail(ErrorCode::kTooLarge, "search_typed: {} queries, over the server's limit of {} (max_batch)",
                 m.count, config_.max_batch);
   }
-  const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(m.element);
-  if (m.count == 0 || m.elements.size() != m.count * row_bytes) {
-    return Fail(InvalidArgument("search_typed: {} bytes of {} values for {} queries of dimension {}",
-                                m.elements.size(), ElementTypeName(m.element), m.count, m.dim));
-  }
   // Queries are few and a search needs floats: widened here, as a whole.
+  auto queries = protocol::WidenedQueries(m);
+  if (!queries) return Fail(queries.error());
   protocol::SearchRequest widened{.collection = m.collection, .options = m.options, .dim = m.dim, .count = m.count};
-  widened.queries.resize(uint64_t{m.count} * m.dim);
-  for (uint32_t q = 0; q < m.count; ++q) {
-    WidenRow(m.element, m.elements.data() + q * row_bytes, m.dim, widened.queries.data() + uint64_t{q} * m.dim);
-  }
+  widened.queries = std::move(*queries);
   return Search(Op::kSearchWith, widened);
 }
 

@@ -261,6 +261,49 @@ TEST_F(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards
     EXPECT_NE(std::get<protocol::ErrorReply>(refused->second.body).message.find("not routed"), std::string::npos);
   }
 
+  // Typed vectors (upsert_typed, search_typed: what strata-cli and Python send for uint8 or
+  // float16 files) are widened by the node that routes them and found through another.
+  {
+    auto c = client::Client::Connect("127.0.0.1", nodes[0]->port());
+    ASSERT_TRUE(c.has_value());
+    std::vector<uint8_t> rows(2 * kDim);
+    for (size_t j = 0; j < rows.size(); ++j) rows[j] = uint8_t(200 + (j * 7) % 50);
+    const std::vector<Record> by_id = {{.id = kN + 9000}, {.id = kN + 9001}};
+    auto typed = (*c)->UpsertTyped("vec", kDim, ElementType::kUint8, rows, by_id);
+    ASSERT_TRUE(typed.has_value()) << typed.error().ToString();
+    EXPECT_EQ(*typed, 2u);
+    const std::vector<Record> by_key = {{.key = "typed-key"}};
+    auto keyed = (*c)->UpsertTyped("vec", kDim, ElementType::kUint8, std::span(rows).subspan(kDim), by_key, true);
+    ASSERT_TRUE(keyed.has_value()) << keyed.error().ToString();
+    auto other = client::Client::Connect("127.0.0.1", nodes[1]->port());
+    ASSERT_TRUE(other.has_value());
+    auto found = (*other)->SearchTyped("vec", ElementType::kUint8, std::span(rows).first(kDim), kDim, 1, {.k = 1});
+    ASSERT_TRUE(found.has_value()) << found.error().ToString();
+    ASSERT_EQ(found->results.size(), 1u);
+    ASSERT_EQ(found->results[0].size(), 1u);
+    EXPECT_EQ(found->results[0][0].id, kN + 9000);
+    const VectorId typed_id = kN + 9001;
+    auto got = (*other)->Get("vec", std::span(&typed_id, 1));
+    ASSERT_TRUE(got.has_value()) << got.error().ToString();
+    ASSERT_TRUE((*got)[0].has_value());
+    EXPECT_EQ((*got)[0]->vector, std::vector<float>(rows.begin() + kDim, rows.end()));
+    auto by_key_back = (*other)->GetKeyed("vec", std::vector<std::string>{"typed-key"});
+    ASSERT_TRUE(by_key_back.has_value()) << by_key_back.error().ToString();
+    ASSERT_TRUE((*by_key_back)[0].has_value());
+    EXPECT_EQ((*by_key_back)[0]->vector, std::vector<float>(rows.begin() + kDim, rows.end()));
+    // A float16 infinity is refused by the routing node, naming the record.
+    std::vector<uint8_t> inf(kDim * 2, 0);
+    inf[1] = 0x7c;  // 0x7c00: +inf
+    auto bad = (*c)->UpsertTyped("vec", kDim, ElementType::kFloat16, inf, std::vector<Record>{{.id = kN + 9002}});
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.error().message().find("record 0"), std::string::npos) << bad.error().ToString();
+    // Back to the collection the checks below expect.
+    const VectorId typed_ids[] = {kN + 9000, kN + 9001};
+    ASSERT_TRUE((*c)->Delete("vec", typed_ids).has_value());
+    ASSERT_TRUE((*c)->DeleteKeyed("vec", std::vector<std::string>{"typed-key"}).has_value());
+  }
+
   // Records by key, written through every node: each key lands in its shard (ShardOfKey) on
   // every replica, under one id everywhere.
   auto keys_by_replica = [&](const ShardStatus& s) {
