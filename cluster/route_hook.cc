@@ -226,6 +226,10 @@ Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request&
                                                         m->dim, m->options, 1));
     return protocol::Response{Op::kSearchKeyed, protocol::KeyedSearchReply{std::move(results)}};
   }
+  if (const auto* m = std::get_if<protocol::ListKeysRequest>(&request.body)) {
+    STRATA_ASSIGN_OR_RETURN(KeyPage page, engine_.ListKeys(m->collection, m->cursor, m->count));
+    return protocol::Response{Op::kListKeys, protocol::ListKeysReply{std::move(page)}};
+  }
   if (const auto* m = std::get_if<protocol::FlushRequest>(&request.body)) {
     STRATA_RETURN_IF_ERROR(engine_.Flush(m->collection));
     return protocol::Response{Op::kFlush, protocol::EmptyReply{}};
@@ -351,6 +355,11 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
             return protocol::Response{Op::kSearchKeyed, protocol::KeyedSearchReply{std::move(results)}};
           });
     }
+    case Op::kListKeys: {
+      const auto& m = std::get<protocol::ListKeysRequest>(request.body);
+      return Routed([&](ClusterRouter& r) { return r.ListKeys(name, m.cursor, m.count); },
+                    [](KeyPage page) { return protocol::Response{Op::kListKeys, protocol::ListKeysReply{std::move(page)}}; });
+    }
     case Op::kUpsertTyped: {
       // Widened here, on the node that routes: the shards take float32 records, as from upsert.
       if (!node_.LeaseHeld()) return LeaseLapsed(node_.options().node_id);
@@ -385,8 +394,8 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
     default:
       return ErrorResponse(Unimplemented(
           "{} on cluster collection '{}' is not routed yet (routed: upsert, upsert_typed, delete and "
-          "get by id or by key, search, search batch, search keyed, search_with, search_typed, "
-          "explain, describe, flush, compact, drop; "
+          "get by id or by key, list_keys, search, search batch, search keyed, search_with, "
+          "search_typed, explain, describe, flush, compact, drop; "
           "docs/CLUSTER.md)",
           protocol::OpName(request.op), name));
   }

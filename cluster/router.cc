@@ -634,6 +634,57 @@ Result<std::vector<std::optional<Record>>> ClusterRouter::GetKeyed(const std::st
   return out;
 }
 
+Result<KeyPage> ClusterRouter::ListKeys(const std::string& collection, uint64_t cursor, uint32_t count) {
+  if (count == 0) return Error(InvalidArgument("list_keys: count must be at least 1"));
+  STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(collection));
+  const uint32_t shards = route.record.shards;
+  constexpr uint64_t kLocalMask = (uint64_t{1} << kClusterKeyedLocalBits) - 1;
+  uint32_t shard = uint32_t(cursor >> kClusterKeyedLocalBits);
+  uint64_t local = cursor & kLocalMask;
+  if (shard >= shards) {
+    return Error(InvalidArgument("list_keys: cursor {} names shard {} of collection '{}', which has {}", cursor,
+                                 shard, collection, shards));
+  }
+  KeyPage page;
+  while (page.keys.size() < count) {
+    const uint32_t want = count - uint32_t(page.keys.size());
+    KeyPage part;
+    STRATA_RETURN_IF_ERROR(ReadShards(
+        route, collection, "list_keys", {shard},
+        [&](uint32_t s) {
+          return protocol::Request{protocol::Op::kListKeys,
+                                   protocol::ListKeysRequest{LocalShardName(collection, s), local, want}};
+        },
+        [&](uint32_t, protocol::Response& response) {
+          auto* reply = std::get_if<protocol::ListKeysReply>(&response.body);
+          if (reply == nullptr || reply->page.keys.size() > want || reply->page.ids.size() != reply->page.keys.size()) {
+            return false;
+          }
+          part = std::move(reply->page);
+          return true;
+        }));
+    for (size_t i = 0; i < part.keys.size(); ++i) {
+      STRATA_RETURN_IF_ERROR(ToClusterId(collection, shard, part.ids[i]));
+      page.keys.push_back(std::move(part.keys[i]));
+      page.ids.push_back(part.ids[i]);
+    }
+    if (part.next_cursor != 0) {  // this shard has more
+      if (part.next_cursor > kLocalMask) {
+        return Error(OutOfRange("list_keys: shard {} of collection '{}' gave cursor {}, beyond {} bits", shard,
+                                collection, part.next_cursor, kClusterKeyedLocalBits));
+      }
+      local = part.next_cursor;
+      if (page.keys.size() < count) continue;
+      page.next_cursor = uint64_t{shard} << kClusterKeyedLocalBits | local;
+      return page;
+    }
+    if (++shard == shards) return page;  // every shard done: next_cursor 0
+    local = 0;
+  }
+  page.next_cursor = uint64_t{shard} << kClusterKeyedLocalBits | local;
+  return page;
+}
+
 Result<std::vector<std::vector<KeyedNeighbor>>> ClusterRouter::SearchKeyed(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
     const SearchOptions& options) {

@@ -169,6 +169,14 @@ class ClusterRouter {
   // One entry per key, in order (nullopt: not there; records carry their keys), as Get.
   Result<std::vector<std::optional<Record>>> GetKeyed(const std::string& collection,
                                                       std::span<const std::string> keys);
+  // A page of the collection's keys (Engine::ListKeys through the cluster): shard by shard,
+  // each from one in-sync replica, a page's keys in id order within a shard, ids as the
+  // cluster gives them. The cursor is the router's: 0 starts, a page's next_cursor continues
+  // (shard << 40 | that shard's own cursor), 0 when every shard is done. A page may span
+  // shards; the same guarantees as Engine::ListKeys hold per shard (a record live for the
+  // whole listing is returned once). InvalidArgument for a cursor naming a shard past the
+  // collection's.
+  Result<KeyPage> ListKeys(const std::string& collection, uint64_t cursor, uint32_t count);
   // As SearchBatch; every hit carries its key (empty: written by id).
   Result<std::vector<std::vector<KeyedNeighbor>>> SearchKeyed(const std::string& collection,
                                                               const float* queries, uint32_t dim,

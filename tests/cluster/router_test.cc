@@ -344,6 +344,30 @@ TEST_F(ClusterRouterTest, WritesReachEveryInSyncReplicaAndSearchesMergeTheShards
     }
     ASSERT_EQ(ids.size(), 300u);
     ASSERT_EQ(key_of.size(), 300u);
+    // list_keys through a node: every key once, under its cluster id, in pages that span shards.
+    {
+      auto c = client::Client::Connect("127.0.0.1", nodes[1]->port());
+      ASSERT_TRUE(c.has_value());
+      std::map<std::string, VectorId> listed;
+      uint64_t cursor = 0;
+      int pages = 0;
+      do {
+        auto page = (*c)->ListKeys("vec", cursor, 37);
+        ASSERT_TRUE(page.has_value()) << page.error().ToString();
+        ASSERT_EQ(page->keys.size(), page->ids.size());
+        EXPECT_LE(page->keys.size(), 37u);
+        for (size_t j = 0; j < page->keys.size(); ++j) {
+          EXPECT_TRUE(listed.emplace(page->keys[j], page->ids[j]).second) << page->keys[j] << " listed twice";
+        }
+        cursor = page->next_cursor;
+        ASSERT_LT(++pages, 100) << "the cursor does not advance";
+      } while (cursor != 0);
+      EXPECT_EQ(listed, cluster_ids);
+      EXPECT_GE(pages, 300 / 37);
+      auto bad = (*c)->ListKeys("vec", uint64_t{9} << kClusterKeyedLocalBits, 10);
+      ASSERT_FALSE(bad.has_value());
+      EXPECT_NE(bad.error().message().find("shard 9"), std::string::npos) << bad.error().ToString();
+    }
     // Each shard collection counts its keyed ids from kKeyedIdBase: the same local id in
     // several shards, told apart only by the cluster id.
     ASSERT_GE(local_users[kKeyedIdBase].size(), 2u);
