@@ -77,12 +77,10 @@ Result<Sq8Encoder> Sq8Encoder::Train(const float* rows, size_t n, size_t dim) {
   // Exact when every training value decodes back to itself (checked, not assumed: a large
   // offset can round lo + code in float).
   std::vector<uint8_t> code(dim);
-  std::vector<float> back(dim);
   bool exact = true;
   for (size_t i = 0; i < n && exact; ++i) {
     e.Encode(rows + i * dim, code.data());
-    e.Decode(code.data(), back.data());
-    for (size_t d = 0; d < dim && exact; ++d) exact = back[d] == rows[i * dim + d];
+    exact = e.Reproduces(rows + i * dim, code.data());
   }
   e.exact_ = exact;
   return e;
@@ -115,6 +113,13 @@ void Sq8Encoder::Encode(const float* v, uint8_t* code) const {
     // NaN compares false both ways and lands on 0.
     code[d] = c >= 255.0f ? uint8_t(255) : (c > 0.0f ? uint8_t(c) : uint8_t(0));
   }
+}
+
+bool Sq8Encoder::Reproduces(const float* v, const uint8_t* code) const {
+  for (size_t d = 0; d < lo_.size(); ++d) {
+    if (lo_[d] + scale_[d] * float(code[d]) != v[d]) return false;
+  }
+  return true;
 }
 
 void Sq8Encoder::Decode(const uint8_t* code, float* out) const {

@@ -90,6 +90,8 @@ class Sq8Encoder {
 
   // code: dim bytes. Values outside the trained range are clamped.
   void Encode(const float* v, uint8_t* code) const;
+  // Whether `code` decodes to exactly `v` (an integer vector within the steps of 1 above).
+  bool Reproduces(const float* v, const uint8_t* code) const;
   void Decode(const uint8_t* code, float* out) const;
   // |x^|^2 of a code (the L2 term stored beside it).
   float DecodedNorm2(const uint8_t* code) const;

@@ -54,8 +54,12 @@ struct CodesMeta {
   uint32_t kind;    // CodesKind
   uint32_t dim;
   uint32_t rerank;  // HnswOptions::rerank
-  uint32_t reserved;
+  // Bit 0: every node's code decodes to exactly its vector (integer data), so reranks decode
+  // codes instead of reading FULL. Zero in files written before the flag (read as "not
+  // exact"); readers that predate it ignore it.
+  uint32_t flags;
 };
 static_assert(sizeof(CodesMeta) == 16);
+inline constexpr uint32_t kCodesExact = 1;
 
 }  // namespace strata::index::hnsw_format

@@ -37,6 +37,9 @@
 // and returns those distances. Inserts, filtered searches and searches over
 // tombstones use the full vectors. The encoder is trained by the first AddBatch
 // (per-dimension range of up to 100,000 of its rows); Add before that is an error.
+// While every node's code decodes to exactly its vector (integer data, such as uint8
+// pixels under L2: steps of 1), the rerank decodes the candidates' codes instead of
+// reading their full vectors (HnswStats::exact_codes; saved with the index).
 
 #include <atomic>
 #include <cstdint>
@@ -123,6 +126,10 @@ struct HnswStats {
   size_t full_vector_bytes = 0;  // with codes: the full vectors (in memory or mapped)
   bool full_vectors_mapped = false;
   size_t refined_code_bytes = 0;  // HnswLoadOptions::refined_codes, and their norms for L2 (in memory_bytes)
+  // With codes: every node's code decodes to exactly its vector (integer data within steps of
+  // 1: Sq8Encoder), so an unfiltered search reranks on decoded codes and never reads the full
+  // vectors.
+  bool exact_codes = false;
 };
 
 // Counters of one search (for EXPLAIN and tests).

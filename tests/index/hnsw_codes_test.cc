@@ -354,5 +354,70 @@ TEST(HnswCodes, MissingOrShortFullSectionIsCorruption) {
   EXPECT_NE(loaded.error().message().find("FULL"), std::string::npos);
 }
 
+// Integer vectors (uint8 pixels under L2) get codes that are their values: searches rerank on
+// the decoded codes and never read a full vector, with exact distances. The index says so
+// after Save/Load; a vector that is not an integer one ends it; float data never have it.
+TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
+  VectorSet base = Clustered(600, kDim, 11);
+  for (size_t i = 0; i < base.size(); ++i) {
+    float* r = base.mutable_row(i);
+    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
+  }
+  auto index = BuildCodes(base, Metric::kL2);
+  EXPECT_TRUE(index->GraphStats().exact_codes);
+  auto path = TempPath("exact.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  HnswLoadOptions lo;
+  lo.read_full_vectors = true;
+  lo.full_vector_io = storage::IoBackend::kPread;
+  auto loaded = *HnswIndex::Load(path, lo);
+  EXPECT_TRUE(loaded->GraphStats().exact_codes);
+  // Cut the file off inside its full vectors: a rerank that read them would fail.
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  const DistanceKernels& kern = Kernels();
+  SearchContext ctx;
+  for (size_t q = 0; q < base.size(); q += 37) {
+    auto r = loaded->Search(base[q], {.k = kK, .ef = 64, .rerank = 64}, ctx);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    ASSERT_EQ(r->size(), kK);
+    EXPECT_EQ((*r)[0].id, q);
+    for (const Neighbor& n : *r) {
+      EXPECT_EQ(n.distance, kern.l2sq(base.row(q), base.row(n.id), kDim)) << "query " << q << " id " << n.id;
+    }
+  }
+  // A vector with a fraction: its code is not its vector, so reranks read full vectors again.
+  std::vector<float> frac(kDim, 130.5f);
+  ASSERT_TRUE(index->Add(10000, VectorView(frac.data(), kDim)).ok());
+  EXPECT_FALSE(index->GraphStats().exact_codes);
+  EXPECT_FALSE(BuildCodes(Clustered(200, kDim, 3), Metric::kL2)->GraphStats().exact_codes);
+}
+
+TEST(HnswCodes, UnknownCodeFlagsAreCorruption) {
+  auto base = Clustered(200, kDim, 12);
+  auto index = BuildCodes(base, Metric::kL2);
+  auto path = TempPath("codes.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
+  auto out = TempPath("flags.hnsw");
+  auto w = *storage::SectionFileWriter::Create(out, hnsw_format::kMagic, hnsw_format::kMajor,
+                                               hnsw_format::kMinor);
+  std::vector<std::byte> code;
+  for (const auto& e : sf.entries()) {
+    auto bytes = *sf.Section(e.tag);
+    if (e.tag == hnsw_format::kTagCodes) {
+      code.assign(bytes.begin(), bytes.end());
+      code[12] = std::byte{2};  // CodesMeta::flags: an unknown bit
+      ASSERT_TRUE(w.AddSection(e.tag, code).ok());
+    } else {
+      ASSERT_TRUE(w.AddSection(e.tag, bytes).ok());
+    }
+  }
+  ASSERT_TRUE(w.Commit().ok());
+  auto loaded = HnswIndex::Load(out);
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_EQ(loaded.error().code(), StatusCode::kCorruption);
+  EXPECT_NE(loaded.error().message().find("flags"), std::string::npos) << loaded.error().ToString();
+}
+
 }  // namespace
 }  // namespace strata::index
