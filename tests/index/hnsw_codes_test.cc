@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <unordered_set>
 #include <vector>
+
+#include <unistd.h>
 
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_format.h"
@@ -29,8 +32,19 @@ std::filesystem::path TempPath(const std::string& name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string test = std::string(info->test_suite_name()) + "_" + info->name();
   std::replace(test.begin(), test.end(), '/', '_');
-  auto dir = std::filesystem::temp_directory_path() / ("strata_hnsw_codes_test_" + test);
+  // The pid: two runs of the suite at once (a CI clone beside a working tree) never share files.
+  auto dir = std::filesystem::temp_directory_path() /
+             ("strata_hnsw_codes_test_" + test + "_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
+  // Removed when the test program exits.
+  static struct Made {
+    std::vector<std::filesystem::path> dirs;
+    ~Made() {
+      std::error_code ec;
+      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+    }
+  } made;
+  if (std::find(made.dirs.begin(), made.dirs.end(), dir) == made.dirs.end()) made.dirs.push_back(dir);
   return dir / name;
 }
 
@@ -333,21 +347,28 @@ TEST(HnswCodes, FormatOneOneFilesStillOpen) {
   EXPECT_EQ((*loaded)->size(), base.size());
 }
 
-TEST(HnswCodes, MissingOrShortFullSectionIsCorruption) {
-  auto base = Clustered(200, kDim, 12);
-  auto index = BuildCodes(base, Metric::kL2);
+// A saved codes index (200 clustered rows, L2) written again as `name` with each section's bytes
+// passed through `edit(tag, bytes)` (checksums recomputed: only Load's own checks stand in the way).
+std::filesystem::path RewrittenCodesIndex(
+    const std::string& name,
+    const std::function<std::vector<std::byte>(uint32_t, std::span<const std::byte>)>& edit) {
+  auto index = BuildCodes(Clustered(200, kDim, 12), Metric::kL2);
   auto path = TempPath("codes.hnsw");
-  ASSERT_TRUE(index->Save(path).ok());
+  EXPECT_TRUE(index->Save(path).ok());
   auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
-  auto out = TempPath("short.hnsw");
+  auto out = TempPath(name);
   auto w = *storage::SectionFileWriter::Create(out, hnsw_format::kMagic, hnsw_format::kMajor,
                                                hnsw_format::kMinor);
-  for (const auto& e : sf.entries()) {
-    auto bytes = *sf.Section(e.tag);
-    if (e.tag == hnsw_format::kTagFull) bytes = bytes.first(bytes.size() - 4);
-    ASSERT_TRUE(w.AddSection(e.tag, bytes).ok());
-  }
-  ASSERT_TRUE(w.Commit().ok());
+  for (const auto& e : sf.entries()) EXPECT_TRUE(w.AddSection(e.tag, edit(e.tag, *sf.Section(e.tag))).ok());
+  EXPECT_TRUE(w.Commit().ok());
+  return out;
+}
+
+TEST(HnswCodes, MissingOrShortFullSectionIsCorruption) {
+  auto out = RewrittenCodesIndex("short.hnsw", [](uint32_t tag, std::span<const std::byte> bytes) {
+    if (tag == hnsw_format::kTagFull) bytes = bytes.first(bytes.size() - 4);
+    return std::vector<std::byte>(bytes.begin(), bytes.end());
+  });
   auto loaded = HnswIndex::Load(out);
   ASSERT_FALSE(loaded.has_value());
   EXPECT_EQ(loaded.error().code(), StatusCode::kCorruption);
@@ -380,7 +401,7 @@ TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
     auto r = loaded->Search(base[q], {.k = kK, .ef = 64, .rerank = 64}, ctx);
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
     ASSERT_EQ(r->size(), kK);
-    EXPECT_EQ((*r)[0].id, q);
+    EXPECT_EQ((*r)[0].distance, 0.0f);  // itself (or a row equal to it)
     for (const Neighbor& n : *r) {
       EXPECT_EQ(n.distance, kern.l2sq(base.row(q), base.row(n.id), kDim)) << "query " << q << " id " << n.id;
     }
@@ -393,26 +414,11 @@ TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
 }
 
 TEST(HnswCodes, UnknownCodeFlagsAreCorruption) {
-  auto base = Clustered(200, kDim, 12);
-  auto index = BuildCodes(base, Metric::kL2);
-  auto path = TempPath("codes.hnsw");
-  ASSERT_TRUE(index->Save(path).ok());
-  auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
-  auto out = TempPath("flags.hnsw");
-  auto w = *storage::SectionFileWriter::Create(out, hnsw_format::kMagic, hnsw_format::kMajor,
-                                               hnsw_format::kMinor);
-  std::vector<std::byte> code;
-  for (const auto& e : sf.entries()) {
-    auto bytes = *sf.Section(e.tag);
-    if (e.tag == hnsw_format::kTagCodes) {
-      code.assign(bytes.begin(), bytes.end());
-      code[12] = std::byte{2};  // CodesMeta::flags: an unknown bit
-      ASSERT_TRUE(w.AddSection(e.tag, code).ok());
-    } else {
-      ASSERT_TRUE(w.AddSection(e.tag, bytes).ok());
-    }
-  }
-  ASSERT_TRUE(w.Commit().ok());
+  auto out = RewrittenCodesIndex("flags.hnsw", [](uint32_t tag, std::span<const std::byte> bytes) {
+    std::vector<std::byte> b(bytes.begin(), bytes.end());
+    if (tag == hnsw_format::kTagCodes) b[12] = std::byte{2};  // CodesMeta::flags: an unknown bit
+    return b;
+  });
   auto loaded = HnswIndex::Load(out);
   ASSERT_FALSE(loaded.has_value());
   EXPECT_EQ(loaded.error().code(), StatusCode::kCorruption);
