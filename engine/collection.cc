@@ -203,7 +203,7 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
                               log.valid_bytes));
     }
     for (const WalRecord& r : log.records) {
-      if (r.type != kBatchRecord && r.type != kKeyedBatchRecord) {
+      if (r.type != kBatchRecord && r.type != kKeyedBatchRecord && r.type != kTypedBatchRecord) {
         return Error(Corruption("{}: record {} has unknown type {}", path.string(), r.sequence, r.type));
       }
       auto batch = DecodeBatch(r.payload, spec.dim, r.type);
@@ -303,7 +303,7 @@ Status Collection::Write(const WriteBatch& batch, size_t max_ops, std::vector<Ve
     // Keys to ids, against the state every earlier batch left (the log records the
     // ids, so that replay assigns exactly these).
     std::vector<VectorId> ids;
-    if (type == kKeyedBatchRecord) {
+    if (batch.has_keys()) {
       STRATA_ASSIGN_OR_RETURN(ids, ResolveKeys(batch));
       size_t k = 0;
       for (size_t i = 0; i < batch.size(); ++i) {

@@ -1,4 +1,8 @@
 #include "engine/write_batch.h"
+
+#include <cmath>
+
+#include "index/distance/half.h"
 #include "engine/attribute_codec.h"
 
 #include "core/vector_set.h"
@@ -62,28 +66,75 @@ Status ValidateBatch(const WriteBatch& batch, size_t dim, size_t max_ops, bool r
   return Status::Ok();
 }
 
+namespace {
+
+// `v` in element type `t` (little-endian) appended to `out`, when every value is exactly a
+// value of `t` (as a row that UpsertRow widened always is); false (nothing appended) otherwise.
+bool NarrowRow(ElementType t, const std::vector<float>& v, std::vector<uint8_t>& out) {
+  out.clear();
+  for (float x : v) {
+    switch (t) {
+      case ElementType::kUint8:
+        if (!(x >= 0.0f && x <= 255.0f && x == std::nearbyint(x))) return false;
+        out.push_back(uint8_t(x));
+        break;
+      case ElementType::kInt8:
+        if (!(x >= -128.0f && x <= 127.0f && x == std::nearbyint(x))) return false;
+        out.push_back(uint8_t(int8_t(x)));
+        break;
+      case ElementType::kFloat16: {
+        const uint16_t h = index::FloatToHalf(x);
+        if (HalfBitsToFloat(h) != x) return false;
+        out.push_back(uint8_t(h & 0xff));
+        out.push_back(uint8_t(h >> 8));
+        break;
+      }
+      case ElementType::kFloat32:
+        return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 uint8_t EncodeBatch(const WriteBatch& batch, std::vector<std::byte>& out, std::vector<size_t>* id_offsets) {
-  const bool keyed = batch.has_keys();
+  bool typed = false;
+  for (const WriteOp& op : batch.ops()) {
+    typed |= op.kind == WriteOp::Kind::kUpsert && op.element != ElementType::kFloat32;
+  }
+  const bool keyed = typed || batch.has_keys();
   ByteWriter w(out);
   w.Put<uint32_t>(uint32_t(batch.size()));
+  std::vector<uint8_t> narrow;
   for (const WriteOp& op : batch.ops()) {
     w.Put<uint8_t>(uint8_t(op.kind));
     if (id_offsets && op.by_key()) id_offsets->push_back(out.size());
     w.Put<uint64_t>(op.id);
     if (keyed) w.PutString(op.key);
     if (op.kind == WriteOp::Kind::kUpsert) {
-      w.PutBytes(op.vector.data(), op.vector.size() * sizeof(float));
+      if (typed) {
+        // The row in the type it came in; float32 where it is one (or, defensively, where a
+        // value is not one of its type's: nothing is ever rounded on its way to the log).
+        const bool fits = op.element != ElementType::kFloat32 && NarrowRow(op.element, op.vector, narrow);
+        w.Put<uint8_t>(uint8_t(fits ? op.element : ElementType::kFloat32));
+        if (fits) w.PutBytes(narrow.data(), narrow.size());
+        else w.PutBytes(op.vector.data(), op.vector.size() * sizeof(float));
+      } else {
+        w.PutBytes(op.vector.data(), op.vector.size() * sizeof(float));
+      }
       EncodeAttributes(op.attributes, w);
     }
   }
-  return keyed ? kKeyedBatchRecord : kBatchRecord;
+  return typed ? kTypedBatchRecord : keyed ? kKeyedBatchRecord : kBatchRecord;
 }
 
 Result<WriteBatch> DecodeBatch(std::span<const std::byte> bytes, size_t dim, uint8_t type) {
-  if (type != kBatchRecord && type != kKeyedBatchRecord) {
+  if (type != kBatchRecord && type != kKeyedBatchRecord && type != kTypedBatchRecord) {
     return Error(Corruption("unknown batch record type {}", type));
   }
-  const bool keyed = type == kKeyedBatchRecord;
+  const bool typed = type == kTypedBatchRecord;
+  const bool keyed = type == kKeyedBatchRecord || typed;
   ByteReader r(bytes);
   uint32_t count = 0;
   STRATA_RETURN_IF_ERROR(r.Get(count, "batch operation count"));
@@ -94,6 +145,7 @@ Result<WriteBatch> DecodeBatch(std::span<const std::byte> bytes, size_t dim, uin
   }
   WriteBatch batch;
   std::vector<float> vec(dim);
+  std::vector<uint8_t> raw;
   for (uint32_t i = 0; i < count; ++i) {
     WriteOp op;
     uint8_t kind = 0;
@@ -107,7 +159,21 @@ Result<WriteBatch> DecodeBatch(std::span<const std::byte> bytes, size_t dim, uin
       op.kind = WriteOp::Kind::kDelete;
     } else if (kind == uint8_t(WriteOp::Kind::kUpsert)) {
       op.kind = WriteOp::Kind::kUpsert;
-      STRATA_RETURN_IF_ERROR(r.GetBytes(vec.data(), dim * sizeof(float), "upsert vector"));
+      if (typed) {
+        uint8_t element = 0;
+        STRATA_RETURN_IF_ERROR(r.Get(element, "upsert element type"));
+        if (element > kLastElementType) {
+          return Error(Corruption("operation {} has unknown element type {}", i, element));
+        }
+        op.element = ElementType(element);
+      }
+      if (op.element == ElementType::kFloat32) {
+        STRATA_RETURN_IF_ERROR(r.GetBytes(vec.data(), dim * sizeof(float), "upsert vector"));
+      } else {
+        raw.resize(dim * ElementSize(op.element));
+        STRATA_RETURN_IF_ERROR(r.GetBytes(raw.data(), raw.size(), "upsert vector"));
+        WidenRow(op.element, raw.data(), dim, vec.data());
+      }
       op.vector = vec;
       STRATA_RETURN_IF_ERROR(DecodeAttributes(r, op.attributes));
     } else {

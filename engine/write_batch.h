@@ -34,6 +34,9 @@ struct WriteOp {
   Attributes attributes;      // upserts only
   std::string key;            // by key: the key (api/types.h has the rule)
   bool keyed = false;         // by key (an empty key too, which validation refuses)
+  // Upserts: the element type the row arrived in (UpsertRow); `vector` holds it widened, and
+  // the log stores it back in this type (kTypedBatchRecord), a quarter or half the bytes.
+  ElementType element = ElementType::kFloat32;
   bool by_key() const { return keyed; }
   friend bool operator==(const WriteOp&, const WriteOp&) = default;
 };
@@ -64,17 +67,17 @@ class WriteBatch {
                     std::move(key), true});
   }
   // Upsert and UpsertByKey with a row of `dim` values of another element type (core/element.h: float16,
-  // int8, uint8; any alignment), widened to float32 here, one row at a time: the log and the
-  // in-memory segment hold float32, so a batch of narrow vectors (upsert_typed) is widened as
-  // it is added, never copied whole as float32 first.
+  // int8, uint8; any alignment), widened to float32 here, one row at a time: the in-memory
+  // segment holds float32, so a batch of narrow vectors (upsert_typed) is widened as it is
+  // added, never copied whole as float32 first. The log keeps such a row in its own type.
   void UpsertRow(VectorId id, ElementType type, const void* row, size_t dim, Attributes attributes = {}) {
-    WriteOp op{WriteOp::Kind::kUpsert, id, std::vector<float>(dim), std::move(attributes), {}, false};
+    WriteOp op{WriteOp::Kind::kUpsert, id, std::vector<float>(dim), std::move(attributes), {}, false, type};
     WidenRow(type, row, dim, op.vector.data());
     ops_.push_back(std::move(op));
   }
   void UpsertRowByKey(std::string key, ElementType type, const void* row, size_t dim, Attributes attributes = {}) {
     WriteOp op{WriteOp::Kind::kUpsert, kInvalidVectorId, std::vector<float>(dim), std::move(attributes),
-               std::move(key), true};
+               std::move(key), true, type};
     WidenRow(type, row, dim, op.vector.data());
     ops_.push_back(std::move(op));
   }
@@ -112,13 +115,17 @@ Status ValidateBatch(const WriteBatch& batch, size_t dim, size_t max_ops, bool r
 
 // Log record types (the WAL's 1-byte record type): a batch without keys is written
 // as kBatchRecord, byte for byte as before keys existed; a batch with keys as
-// kKeyedBatchRecord, which adds each operation's key (docs/formats/engine.md).
+// kKeyedBatchRecord, which adds each operation's key; a batch with any row that arrived
+// as float16, int8 or uint8 (UpsertRow) as kTypedBatchRecord, which adds each upsert's
+// element type and stores its vector in it (docs/formats/engine.md).
 inline constexpr uint8_t kBatchRecord = 1;
 inline constexpr uint8_t kKeyedBatchRecord = 2;
+inline constexpr uint8_t kTypedBatchRecord = 3;
 
 // Encoding (one WAL record): u32 op count, then per op u8 kind, u64 id, for
-// kKeyedBatchRecord a u32 key length and the key's bytes, and, for upserts, dim
-// floats and the attributes (attributes.h). Returns the record type. When
+// kKeyedBatchRecord and kTypedBatchRecord a u32 key length and the key's bytes, and, for
+// upserts, (kTypedBatchRecord: a u8 element type and dim values of it; otherwise) dim
+// floats, then the attributes (attributes.h). Returns the record type. When
 // `id_offsets` is given, it receives the byte offset of each keyed operation's id
 // (in operation order), for the writer to fill in once it has resolved the keys.
 uint8_t EncodeBatch(const WriteBatch& batch, std::vector<std::byte>& out,
