@@ -669,6 +669,10 @@ Result<KeyPage> ClusterRouter::ListKeys(const std::string& collection, uint64_t 
       page.ids.push_back(part.ids[i]);
     }
     if (part.next_cursor != 0) {  // this shard has more
+      if (part.keys.empty() && part.next_cursor == local) {
+        return Error(Internal("list_keys: shard {} of collection '{}' returned no keys and the same cursor {}",
+                              shard, collection, local));
+      }
       if (part.next_cursor > kLocalMask) {
         return Error(OutOfRange("list_keys: shard {} of collection '{}' gave cursor {}, beyond {} bits", shard,
                                 collection, part.next_cursor, kClusterKeyedLocalBits));
