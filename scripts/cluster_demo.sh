@@ -75,6 +75,9 @@ sleep 1
 set -x
 "$CLI" --port "$P2" search glove --queries "$QUERIES" --max-queries $Q --gt "$T/gt.ibin" --k 10 --recall 0.95
 "$CLI" --port "$P1" upsert glove --vectors "$QUERIES" --limit 500 --id-offset 1000000
+{ set +x; } 2>/dev/null
+sleep 1.2  # replicas refresh their reported figures every second: let them show the upsert
+set -x
 "${CLUSTER[@]}" status
 { set +x; } 2>/dev/null
 echo "--- node n0 started again: it catches up from the in-sync replicas (the 500 records it missed) and rejoins"
@@ -87,6 +90,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 echo "back in every in-sync set $(/usr/bin/python3 -c "import sys; print('%.1f' % ($(date +%s.%N) - $t0))") s after its restart"
+sleep 1.2  # the figures each replica reports, refreshed every second
 set -x
 "${CLUSTER[@]}" status
 { set +x; } 2>/dev/null
