@@ -53,6 +53,8 @@ struct CollectionSpec {
   size_t seal_threshold = 100000;
   // Compaction builds a SPANN segment instead of an HNSW one when the merged
   // vectors take more than this many bytes (0: always HNSW). Not for inner product.
+  // Such a segment keeps 20% of its vectors' bytes in memory, 10% with codes
+  // (index::SpannDefaultBudgetFraction).
   uint64_t memory_budget_bytes = 0;
   // Codes of the sealed segments (seals, compaction, bulk load); the in-memory
   // segment that takes writes keeps float32 vectors.

@@ -3,6 +3,7 @@
 // naming the flag; main() turns it into a usage error (exit status 2).
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 
@@ -11,6 +12,7 @@
 
 #include "api/types.h"
 #include "core/byte_size.h"
+#include "index/spann/spann_index.h"
 #include "storage/block_io.h"
 #include "storage/dataset_io.h"
 #include "tools/commands.h"
@@ -44,7 +46,11 @@ Result<uint64_t> RawVectorBytes(const std::string& path) {
 // codes are half the bytes, so fewer, larger lists (fewer heads) fit the same reads: on GloVe-100
 // at recall@10 0.95 a 10% index reads about 120 lists (860 KiB) where a 20% one reads about 175
 // (730 KiB), and a query's time goes with its reads (docs/BENCHMARKS.md, section 12).
-std::string DefaultSpannBudget(const TargetOptions& topt) { return topt.codes == "sq8" ? "10%" : "20%"; }
+std::string DefaultSpannBudget(const TargetOptions& topt) {
+  const double share =
+      index::SpannDefaultBudgetFraction(topt.codes == "sq8" ? index::CodesKind::kSq8 : index::CodesKind::kNone);
+  return fmt::format("{}%", std::lround(share * 100));
+}
 
 // --memory-budget as SPANN's in-memory share of the raw vectors of `base` (empty: the default).
 Status ResolveSpannBudget(const std::string& given, const std::string& base, TargetOptions& topt) {

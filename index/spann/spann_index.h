@@ -263,4 +263,11 @@ class SpannIndex {
 // section 12).
 inline constexpr uint32_t kSpannDefaultRerankFactor = 2;
 
+// The in-memory share of the raw vectors a SPANN build is given when its caller has no budget of
+// its own (`strata build` / `bench` without --memory-budget, the engine's SPANN segments): 10%
+// with codes, whose lists are half the bytes, so fewer and larger lists reach a recall with fewer
+// reads (GloVe-100: 0.95 in 2.5 ms at 10% against 2.85 ms at 20%); 20% without
+// (docs/BENCHMARKS.md, section 12).
+inline double SpannDefaultBudgetFraction(CodesKind codes) { return codes == CodesKind::kNone ? 0.2 : 0.1; }
+
 }  // namespace strata::index
