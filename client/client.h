@@ -148,7 +148,8 @@ class Client {
   // upsert_typed (docs/PROTOCOL.md): `rows` holds records.size() x dim values of `element`,
   // row-major, little-endian (2 or 1 bytes each instead of float32's 4); the records' own
   // vectors must be empty (float32 goes through Upsert). By id, or with `keyed` by each
-  // Record::key. The server widens each row to float32 as it adds it to the write batch.
+  // Record::key. The server widens each row to float32 as it adds it to the write batch (its log
+  // keeps the row in its own type).
   // A server that predates it: Unimplemented, saying so.
   Result<uint64_t> UpsertTyped(const std::string& collection, uint32_t dim, ElementType element,
                                std::span<const uint8_t> rows, std::span<const Record> records,

@@ -414,5 +414,8 @@ Status ValidateForEncoding(const Request& request);
 // vectors are returned as they are.
 Result<std::vector<float>> WidenedQueries(const SearchRequest& m);
 Result<std::vector<Record>> WidenedRecords(const UpsertRequest& m);
+// The size check both make of an upsert_typed of float16, int8 or uint8: `elements` holds
+// records x dim values of `element` (InvalidArgument naming the sizes otherwise).
+Status CheckTypedRows(const UpsertRequest& m);
 
 }  // namespace strata::protocol

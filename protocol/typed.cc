@@ -40,14 +40,20 @@ Result<std::vector<float>> WidenedQueries(const SearchRequest& m) {
   return out;
 }
 
+Status CheckTypedRows(const UpsertRequest& m) {
+  const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(m.element);
+  if (m.elements.size() != m.records.size() * row_bytes) {
+    return InvalidArgument("upsert_typed: {} bytes of {} values for {} records of dimension {}",
+                           m.elements.size(), ElementTypeName(m.element), m.records.size(), m.dim);
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<Record>> WidenedRecords(const UpsertRequest& m) {
   std::vector<Record> out = m.records;
   if (m.element == ElementType::kFloat32) return out;
+  STRATA_RETURN_IF_ERROR(CheckTypedRows(m));
   const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(m.element);
-  if (m.elements.size() != m.records.size() * row_bytes) {
-    return Error(InvalidArgument("upsert_typed: {} bytes of {} values for {} records of dimension {}",
-                                 m.elements.size(), ElementTypeName(m.element), m.records.size(), m.dim));
-  }
   for (size_t i = 0; i < out.size(); ++i) {
     out[i].vector.resize(m.dim);
     WidenRow(m.element, m.elements.data() + i * row_bytes, m.dim, out[i].vector.data());

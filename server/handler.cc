@@ -513,11 +513,8 @@ RequestHandler::Outcome RequestHandler::UpsertTyped(const protocol::UpsertReques
     return Fail(ErrorCode::kTooLarge, "{}: {} records, over the server's limit of {} (max_batch)", op,
                 m.records.size(), config_.max_batch);
   }
+  if (Status s = protocol::CheckTypedRows(m); !s.ok()) return Fail(s);
   const uint64_t row_bytes = uint64_t{m.dim} * ElementSize(m.element);
-  if (m.elements.size() != m.records.size() * row_bytes) {
-    return Fail(InvalidArgument("{}: {} bytes of {} values for {} records of dimension {}", op, m.elements.size(),
-                                ElementTypeName(m.element), m.records.size(), m.dim));
-  }
   // Each row is widened straight from the decoded payload into its operation: the batch is
   // never held as a second float32 copy (the request's values take 1 or 2 bytes each).
   engine::WriteBatch batch;

@@ -53,6 +53,7 @@ Result<Sq8Encoder> Sq8Encoder::Train(const float* rows, size_t n, size_t dim) {
   if (n == 0) return Error(InvalidArgument("SQ8 training needs at least one vector"));
   std::vector<float> lo(dim, std::numeric_limits<float>::infinity());
   std::vector<float> hi(dim, -std::numeric_limits<float>::infinity());
+  std::vector<char> integral(dim, 1);  // every value of the dimension is an integer
   for (size_t i = 0; i < n; ++i) {
     const float* r = rows + i * dim;
     for (size_t d = 0; d < dim; ++d) {
@@ -61,14 +62,10 @@ Result<Sq8Encoder> Sq8Encoder::Train(const float* rows, size_t n, size_t dim) {
       }
       lo[d] = std::min(lo[d], r[d]);
       hi[d] = std::max(hi[d], r[d]);
+      integral[d] &= char(r[d] == std::nearbyint(r[d]));
     }
   }
   // Dimensions of integers spanning at most 255 (uint8 or int8 data) get a step of 1.
-  std::vector<char> integral(dim, 1);
-  for (size_t i = 0; i < n; ++i) {
-    const float* r = rows + i * dim;
-    for (size_t d = 0; d < dim; ++d) integral[d] &= char(r[d] == std::nearbyint(r[d]));
-  }
   std::vector<float> scale(dim);
   for (size_t d = 0; d < dim; ++d) {
     scale[d] = integral[d] && hi[d] - lo[d] <= 255.0f && hi[d] > lo[d] ? 1.0f : (hi[d] - lo[d]) / 255.0f;

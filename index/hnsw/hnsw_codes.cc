@@ -64,7 +64,7 @@ void HnswIndex::Impl::EncodeNode(uint32_t node, const float* v) {
   std::memcpy(const_cast<float*>(FullVec(node)), v, dim_ * sizeof(float));
   uint8_t* code = reinterpret_cast<uint8_t*>(Block(node) + vec_offset_);
   sq8_enc_.Encode(v, code);
-  if (!sq8_enc_.Reproduces(v, code)) inexact_codes_.fetch_add(1, std::memory_order_relaxed);
+  if (!sq8_enc_.Reproduces(v, code)) codes_exact_.store(false, std::memory_order_relaxed);
   const float norm2 = sq8_enc_.DecodedNorm2(code);
   std::memcpy(Block(node) + norm_offset_, &norm2, sizeof norm2);
 }
@@ -234,7 +234,7 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
   // lines requested before the first is scored.
   const size_t r = std::min(pool.size(), std::max(k, rerank == 0 ? kAutoRerankPerK * k : rerank));
   out.reserve(r);
-  if (inexact_codes_.load(std::memory_order_relaxed) == 0) {
+  if (codes_exact_.load(std::memory_order_relaxed)) {
     // Every code is its vector: decode the candidates (in the node blocks the walk just
     // read) instead of touching a full vector, for distances free of the codes' rounding.
     float* v = HnswScratch::Sized(scratch.full_read, dim_);

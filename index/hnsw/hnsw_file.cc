@@ -137,7 +137,7 @@ Status HnswIndex::SaveLocked(const std::filesystem::path& path, std::span<const 
     cm.kind = uint32_t(options_.codes);
     cm.dim = uint32_t(dim_);
     cm.rerank = options_.rerank;
-    cm.flags = im.codes_trained() && im.inexact_codes_.load() == 0 ? hnsw_format::kCodesExact : 0;
+    cm.flags = im.codes_trained() && im.codes_exact_.load() ? hnsw_format::kCodesExact : 0;
     STRATA_RETURN_IF_ERROR(w.BeginSection(hnsw_format::kTagCodes));
     STRATA_RETURN_IF_ERROR(w.Append(&cm, sizeof cm));
     if (im.codes_trained()) {
@@ -235,7 +235,7 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
     im.opt_.rerank = cm.rerank;
     index->options_.rerank = cm.rerank;
     // Not known to be exact unless the file says so (files before the flag: rerank as before).
-    im.inexact_codes_.store((cm.flags & hnsw_format::kCodesExact) ? 0 : 1);
+    im.codes_exact_.store((cm.flags & hnsw_format::kCodesExact) != 0);
     if (cb.size() > sizeof cm) {
       std::vector<float> lo(meta.dim), scale(meta.dim);
       std::memcpy(lo.data(), cb.data() + sizeof cm, meta.dim * sizeof(float));

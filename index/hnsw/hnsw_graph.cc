@@ -239,7 +239,7 @@ HnswStats HnswIndex::GraphStats() const {
     if (!st.full_vectors_mapped) st.memory_bytes += st.full_vector_bytes;
     st.refined_code_bytes = im.refine_.size() + im.refine_norm2_.size() * sizeof(float);
     st.memory_bytes += st.refined_code_bytes;
-    st.exact_codes = im.codes_trained() && im.inexact_codes_.load(std::memory_order_relaxed) == 0;
+    st.exact_codes = im.codes_trained() && im.codes_exact_.load(std::memory_order_relaxed);
   }
   return st;
 }

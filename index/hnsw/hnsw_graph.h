@@ -239,10 +239,10 @@ class HnswIndex::Impl {
   size_t norm_offset_ = 0;
   Sq8Encoder sq8_enc_;                       // immutable once codes_trained_
   std::atomic<bool> codes_trained_{false};
-  // Nodes ever encoded whose code does not decode to exactly their vector (EncodeNode); 0
-  // means every code is its vector (integer data: Sq8Encoder's steps of 1), and searches on
-  // codes need no full vector for their rerank. Saved as CodesMeta::flags bit 0.
-  std::atomic<uint64_t> inexact_codes_{0};
+  // Every node ever encoded decodes from its code to exactly its vector (EncodeNode clears it
+  // for good at the first that does not): integer data, Sq8Encoder's steps of 1. Searches on
+  // codes then need no full vector for their rerank. Saved as CodesMeta::flags bit 0.
+  std::atomic<bool> codes_exact_{true};
   std::mutex train_mu_;
   const Sq8Kernels* sq8k_ = nullptr;
   // Float queries against byte codes below kInt8QueryMinDim dimensions (GloVe-100:
