@@ -397,15 +397,21 @@ TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
   std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
   const DistanceKernels& kern = Kernels();
   SearchContext ctx;
-  for (size_t q = 0; q < base.size(); q += 37) {
+  // Every distance is the exact one. The graph is built on two threads, so which rows it
+  // reaches differs from run to run: a row's finding itself is counted, not required of each
+  // (a row that lost its in-edges in a concurrent build is the graph's miss, not the codes').
+  size_t queries = 0, found_itself = 0;
+  for (size_t q = 0; q < base.size(); q += 13) {
     auto r = loaded->Search(base[q], {.k = kK, .ef = 64, .rerank = 64}, ctx);
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
     ASSERT_EQ(r->size(), kK);
-    EXPECT_EQ((*r)[0].distance, 0.0f);  // itself (or a row equal to it)
+    ++queries;
+    if ((*r)[0].distance == 0.0f) ++found_itself;  // itself (or a row equal to it)
     for (const Neighbor& n : *r) {
       EXPECT_EQ(n.distance, kern.l2sq(base.row(q), base.row(n.id), kDim)) << "query " << q << " id " << n.id;
     }
   }
+  EXPECT_GE(found_itself * 10, queries * 9) << found_itself << " of " << queries << " rows found themselves";
   // A vector with a fraction: its code is not its vector, so reranks read full vectors again.
   std::vector<float> frac(kDim, 130.5f);
   ASSERT_TRUE(index->Add(10000, VectorView(frac.data(), kDim)).ok());
