@@ -41,6 +41,10 @@ struct SearchParams {
   // HNSW with codes: candidates re-scored with full vectors (>= k used); 0 = the
   // index's default (HnswOptions::rerank; 0 there too: 2k).
   uint32_t rerank = 0;
+  // HNSW with codes, unfiltered: no rerank -- the best k of the walk's ef-list come back with
+  // their codes' distances (estimates: SQ8 rounds each coordinate by up to half a step), and
+  // no full vector is touched. SPANN's head search uses it when its heads carry codes.
+  bool codes_only = false;
   // HNSW, filtered searches (a filter, or deleted nodes): only neighbours closer than this
   // are wanted -- another part of the query (a segment searched before) already holds k that
   // are this close. Such a walk, which otherwise goes on until it holds ef allowed nodes

@@ -143,7 +143,7 @@ class SpannTarget final : public BenchTarget {
                st.num_lists, st.list_min, st.list_median, st.list_p99, st.list_max,
                double(st.total_entries) / double(st.num_vectors), st.memory_bytes / 1048576.0,
                100.0 * double(st.memory_bytes) / double(st.raw_vector_bytes),
-               st.half_heads ? "float16" : "float32", st.disk_bytes / 1048576.0,
+               index::SpannHeadsName(st), st.disk_bytes / 1048576.0,
                st.codes != index::CodesKind::kNone ? "sq8" : st.half_lists ? "float16" : "float32",
                st.codes == index::CodesKind::kNone ? std::string()
                : st.exact_codes   ? std::string(", exact codes: no other copy of the vectors")
@@ -245,6 +245,7 @@ index::SpannBuildOptions SpannOptionsFrom(const TargetOptions& o, Metric metric,
   s.head_vectors = o.head_vectors;
   s.head_M = o.head_M;
   s.half_heads = o.half_heads;
+  s.head_codes = o.head_codes;
   s.half_lists = o.half_lists;
   s.max_list_entries = o.list_cap;
   s.codes = o.codes == "sq8" ? index::CodesKind::kSq8 : index::CodesKind::kNone;  // checked by the CLI

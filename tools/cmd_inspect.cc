@@ -48,7 +48,7 @@ int RunInspect(const std::string& path, bool json) {
                               {"metric", MetricName((*idx)->metric())},
                               {"vectors", st.num_vectors},
                               {"lists", st.num_lists},
-                              {"heads", st.half_heads ? "float16" : "float32"},
+                              {"heads", index::SpannHeadsName(st)},
                               {"posting_vectors", st.codes != index::CodesKind::kNone && !st.full_in_lists
                                                       ? "none"
                                                   : st.half_lists ? "float16"
@@ -78,7 +78,7 @@ int RunInspect(const std::string& path, bool json) {
     fmt::print("spann: dim {}, metric {}, {} vectors, {} lists ({} heads, {} posting vectors), "
                "{:.2f} entries per vector, list entries min/median/p99/max {}/{}/{}/{}\n",
                (*idx)->dim(), MetricName((*idx)->metric()), st.num_vectors, st.num_lists,
-               st.half_heads ? "float16" : "float32",
+               index::SpannHeadsName(st),
                st.codes != index::CodesKind::kNone ? "no" : st.half_lists ? "float16" : "float32",
                double(st.total_entries) / double(std::max<size_t>(1, st.num_vectors)), st.list_min,
                st.list_median, st.list_p99, st.list_max);

@@ -211,7 +211,7 @@ Status HnswIndex::Impl::ReadFullVectors(const CandidatePool& pool, size_t r,
 
 Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t rerank,
                                     std::optional<uint32_t> exclude, VisitedSet& visited,
-                                    HnswScratch& scratch, HnswSearchStats* st) const {
+                                    HnswScratch& scratch, HnswSearchStats* st, bool codes_only) const {
   std::vector<Candidate>& out = scratch.rerank;
   out.clear();
   const uint64_t e = entry_.load(std::memory_order_acquire);
@@ -230,6 +230,12 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
   else if (i8) WalkCodes<false, true>(*this, pq, ep, ep_dist, top, exclude, pool, visited, st);
   else WalkCodes<false, false>(*this, pq, ep, ep_dist, top, exclude, pool, visited, st);
 
+  if (codes_only) {  // the walk's own distances, the pool already in order
+    const size_t m = std::min(k, pool.size());
+    out.reserve(m);
+    for (size_t i = 0; i < m; ++i) out.push_back({pool.dist(i), pool.id(i)});
+    return Status::Ok();
+  }
   // Rerank: the best r of the ef-list, scored with full vectors, all of their
   // lines requested before the first is scored.
   const size_t r = std::min(pool.size(), std::max(k, rerank == 0 ? kAutoRerankPerK * k : rerank));

@@ -438,6 +438,15 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
   }
   im.num_deleted_.store(deleted);
   if (options.mmap) {
+    if (im.sq8_ && !full.empty()) {
+      // Opening verified FULL's checksum and so touched its pages; only reranks read it
+      // (never, for SPANN's heads: SearchParams::codes_only). Let its pages go from this
+      // process's resident set; they stay in the page cache.
+      const uintptr_t page = 4096;
+      const uintptr_t a = reinterpret_cast<uintptr_t>(full.data()) & ~(page - 1);
+      const uintptr_t b = reinterpret_cast<uintptr_t>(full.data()) + full.size();
+      madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+    }
     im.mapping_ = std::make_shared<storage::SectionFile>(std::move(sf));
     im.locks_.reset();  // read-only: nothing will ever take a node lock
   } else if (map_full) {

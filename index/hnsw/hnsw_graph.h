@@ -204,11 +204,13 @@ class HnswIndex::Impl {
   void EncodeNode(uint32_t node, const float* v);
   // Search of an index with codes (no filter, no tombstones): descent and layer 0
   // on codes, then the best `rerank` of the ef-list re-scored with full vectors
-  // (or with the refined codes, HnswLoadOptions::refined_codes).
+  // (or with the refined codes, HnswLoadOptions::refined_codes); `codes_only`: no
+  // rerank, the best k with their codes' distances (SearchParams::codes_only).
   // Returns nearest first (at most k), labels not yet mapped: (distance, node).
   // IOError when a full vector cannot be read (read_full_vectors).
   Status SearchCodes(const float* q, size_t k, size_t ef, size_t rerank, std::optional<uint32_t> exclude,
-                     VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st) const;
+                     VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st,
+                     bool codes_only = false) const;
   // Reads the full vectors of the pool's first r candidates from full_file_ into
   // scratch.full_read (row i = candidate i), as one batch on the scratch's IoQueue.
   Status ReadFullVectors(const CandidatePool& pool, size_t r, HnswScratch& scratch) const;

@@ -230,7 +230,7 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
     }
     HnswScratch& scratch = ctx.scratch<HnswScratch>();
     STRATA_RETURN_IF_ERROR(im.SearchCodes(q, k, ef, params.rerank ? params.rerank : options_.rerank, x,
-                                          visited, scratch, stats));
+                                          visited, scratch, stats, params.codes_only));
     out.reserve(scratch.rerank.size());
     for (const Candidate& c : scratch.rerank) out.push_back({im.Label(c.id), c.dist});
     return out;

@@ -136,13 +136,16 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
   ho.M = o.head_M;
   ho.ef_construction = o.head_ef_construction;
   ho.seed = o.seed;
-  ho.encoding = o.half_heads ? VectorEncoding::kFloat16 : VectorEncoding::kFloat32;
+  ho.encoding = o.half_heads && !o.head_codes ? VectorEncoding::kFloat16 : VectorEncoding::kFloat32;
+  if (o.head_codes) ho.codes = CodesKind::kSq8;
   if (cluster_size == 0) {
     // As many heads as the budget holds: the heads' HNSW (searched from a mapping,
-    // ids 0..h-1) plus one list directory entry per head.
+    // ids 0..h-1) plus one list directory entry per head. With head codes, their
+    // full vectors are mapped and never read by a search: not resident.
     const double budget = o.memory_budget_fraction * double(n) * double(dim) * sizeof(float);
     const auto cost = [&](size_t h) {
-      return double(HnswIndex::EstimateMemoryBytes(h, dim, ho, true) + h * sizeof(ListEntry));
+      const size_t mapped_full = o.head_codes ? h * dim * sizeof(float) : 0;
+      return double(HnswIndex::EstimateMemoryBytes(h, dim, ho, true) - mapped_full + h * sizeof(ListEntry));
     };
     size_t lo = 1, hi = n;  // largest h with cost(h) <= budget (at least one head)
     while (lo < hi) {
@@ -192,7 +195,7 @@ Status SpannIndex::Build(VectorSet base, const fs::path& path, const SpannBuildO
       }
     }
   }
-  if (o.half_heads) {
+  if (ho.encoding == VectorEncoding::kFloat16) {
     const float* c = clusters.centroids.data();
     const size_t values = num_lists * dim;
     bool fits = true;
@@ -552,6 +555,10 @@ Result<std::unique_ptr<SpannIndex>> SpannIndex::Open(const fs::path& path,
   return idx;
 }
 
+std::string_view SpannHeadsName(const SpannStats& s) {
+  return s.head_codes ? "sq8" : s.half_heads ? "float16" : "float32";
+}
+
 SpannStats SpannIndex::Stats() const {
   SpannStats s;
   s.num_vectors = num_vectors_;
@@ -573,6 +580,7 @@ SpannStats SpannIndex::Stats() const {
   s.disk_bytes = disk_bytes_;
   s.raw_vector_bytes = num_vectors_ * dim_ * sizeof(float);
   s.half_heads = heads_->options().encoding == VectorEncoding::kFloat16;
+  s.head_codes = heads_->options().codes != CodesKind::kNone;
   s.half_lists = half_lists_ && list_vectors_;
   s.codes = codes_;
   s.full_in_lists = codes_ != CodesKind::kNone && list_vectors_;

@@ -87,6 +87,11 @@ struct SpannBuildOptions {
   // about twice the heads fit a budget); used only when every head component
   // lies within +-65504, float32 otherwise.
   bool half_heads = true;
+  // The heads' HNSW walks SQ8 codes of the heads (one byte per dimension instead of
+  // half's two) and a search takes the codes' distances without a rerank, so about
+  // 1.5x the heads fit a budget (GloVe-100); the heads' float32 vectors stay in their
+  // file, mapped and never touched by a search. Overrides half_heads.
+  bool head_codes = false;
   // Posting-list vectors as IEEE half precision: half the disk and half the bytes
   // read per query. Scores (and returned distances) then carry half's rounding,
   // about 1e-3 relative; false keeps float32 and exact distances. Falls back to
@@ -182,6 +187,10 @@ class SpannContext {
   std::vector<storage::ReadRequest> rerank_requests;
 };
 
+struct SpannStats;
+// How the heads' HNSW holds the heads: "sq8" (codes), "float16" or "float32".
+std::string_view SpannHeadsName(const SpannStats& s);
+
 struct SpannStats {
   size_t num_vectors = 0;
   size_t num_lists = 0;
@@ -190,6 +199,7 @@ struct SpannStats {
   size_t disk_bytes = 0;         // posting file
   size_t raw_vector_bytes = 0;   // n x dim x 4, for the memory ratio
   bool half_heads = false;       // head vectors held as IEEE half precision
+  bool head_codes = false;       // the heads' HNSW walks SQ8 codes (no rerank)
   bool half_lists = false;       // posting vectors stored as IEEE half precision
   CodesKind codes = CodesKind::kNone;  // codes in the posting lists
   bool full_in_lists = false;    // codes: the lists also hold the vectors (rerank from the list)

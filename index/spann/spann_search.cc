@@ -42,6 +42,7 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   SearchParams hp;
   hp.k = p.max_lists;
   hp.ef = p.head_ef ? std::max(p.head_ef, p.max_lists) : 2 * p.max_lists;
+  hp.codes_only = true;  // heads with codes: their codes' distances, the full vectors untouched
   STRATA_ASSIGN_OR_RETURN(auto heads, heads_->Search(VectorView(q, dim_), hp, ctx.head_ctx));
   if (heads.empty()) return std::vector<Neighbor>{};
   // Pruning is relative to the nearest head; a query equal to a head's vector (a

@@ -434,6 +434,7 @@ the nearest head's distance. filter: allowed ids or a callable.
         d["memory_bytes"] = s.memory_bytes;
         d["disk_bytes"] = s.disk_bytes;
         d["half_heads"] = s.half_heads;
+        d["head_codes"] = s.head_codes;
         d["half_lists"] = s.half_lists;
         return d;
       }, "Index statistics: lists, entries, memory and disk bytes.");

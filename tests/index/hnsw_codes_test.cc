@@ -419,6 +419,50 @@ TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
   EXPECT_FALSE(BuildCodes(Clustered(200, kDim, 3), Metric::kL2)->GraphStats().exact_codes);
 }
 
+// codes_only (SPANN's head search): the walk's best k with their codes' distances, no rerank --
+// a search whose full vectors are cut off still answers, close to the exact distances, where a
+// reranking one fails to read them.
+TEST(HnswCodes, CodesOnlySearchNeverReadsFullVectors) {
+  VectorSet base = Clustered(2000, kDim, 21);
+  VectorSet queries = Clustered(40, kDim, 22);
+  auto index = BuildCodes(base, Metric::kL2);
+  EXPECT_FALSE(index->GraphStats().exact_codes);
+  auto path = TempPath("codes_only.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  HnswLoadOptions lo;
+  lo.read_full_vectors = true;
+  lo.full_vector_io = storage::IoBackend::kPread;
+  auto loaded = *HnswIndex::Load(path, lo);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  auto exact = *FlatIndex::Build(*base.Clone(), Metric::kL2);
+  SearchContext ctx, ectx;
+  SearchParams p{.k = kK, .ef = 64};
+  {
+    auto r = loaded->Search(queries[0], p, ctx);  // a rerank reads the (cut) full vectors
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), StatusCode::kIOError);
+  }
+  p.codes_only = true;
+  size_t hit = 0;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    auto got = loaded->Search(queries[q], p, ctx);
+    ASSERT_TRUE(got.has_value()) << got.error().ToString();
+    ASSERT_EQ(got->size(), kK);
+    EXPECT_TRUE(std::is_sorted(got->begin(), got->end(),
+                               [](const Neighbor& a, const Neighbor& b) { return a.distance < b.distance; }));
+    auto want = *exact->Search(queries[q], {.k = kK}, ectx);
+    std::unordered_set<VectorId> w;
+    for (const auto& n : want) w.insert(n.id);
+    for (const Neighbor& n : *got) {
+      hit += w.count(n.id);
+      // An estimate: within a few percent of the exact squared distance.
+      const float d = Kernels().l2sq(queries.row(q), base.row(n.id), kDim);
+      EXPECT_NEAR(n.distance, d, 0.03f * d + 1e-3f) << "query " << q << " id " << n.id;
+    }
+  }
+  EXPECT_GE(double(hit) / double(kK * queries.size()), 0.85);
+}
+
 TEST(HnswCodes, UnknownCodeFlagsAreCorruption) {
   auto out = RewrittenCodesIndex("flags.hnsw", [](uint32_t tag, std::span<const std::byte> bytes) {
     std::vector<std::byte> b(bytes.begin(), bytes.end());
