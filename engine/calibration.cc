@@ -336,8 +336,9 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
   std::vector<float> inv_norm;
   if (cosine) {
     inv_norm.resize(n);
+    std::vector<float> buf(dim);
     for (size_t i = 0; i < n; ++i) {
-      const float* v = src.vector(i);
+      const float* v = src.vector(i, buf.data());
       const float nn = kern.ip(v, v, dim);
       inv_norm[i] = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
     }
@@ -383,12 +384,13 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
         std::array<TopK<VectorId>, kSubsets> sub;  // the best 10 of each subset
       };
       std::array<Pending, kGroup> qs;
+      std::vector<float> buf(dim);
       for (size_t pos = lo; pos < hi; ++pos) {
         const size_t qi = order[pos];
         Pending& p = qs[pos - lo];
         p.self = sample[qi];
         if (p.self != kNoRow) self_id[pos] = src.id(p.self);
-        const float* qsrc = external ? src.external_queries + qi * dim : src.vector(p.self);
+        const float* qsrc = external ? src.external_queries + qi * dim : src.vector(p.self, buf.data());
         qv[pos].assign(qsrc, qsrc + dim);
         if (cosine) {
           const float nn = kern.ip(qsrc, qsrc, dim);
@@ -399,7 +401,7 @@ Result<Calibration> Calibrate(const CalibrationSource& src, size_t queries, uint
         for (auto& sub_top : p.sub) sub_top.Reset(10);
       }
       for (size_t r = 0; r < n; ++r) {
-        const float* v = src.vector(r);
+        const float* v = src.vector(r, buf.data());
         const VectorId id = src.id(r);
         for (size_t pos = lo; pos < hi; ++pos) {
           Pending& p = qs[pos - lo];

@@ -107,7 +107,9 @@ struct CalibrationSource {
   size_t rows = 0;
   size_t dim = 0;
   Metric metric = Metric::kL2;
-  std::function<const float*(size_t row)> vector;  // as written (not normalized)
+  // The row as written (not normalized); `buf`: dim floats a narrow row is widened into
+  // (the result is valid until the next call with the same buf).
+  std::function<const float*(size_t row, float* buf)> vector;
   std::function<VectorId(size_t row)> id;
   // The index's answer at `param` for `query` (normalized for cosine), with row
   // `self` (SIZE_MAX: none) held out of the search where the index can (HNSW: never expanded), adding

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 
 #include "core/timer.h"
 #include "engine/collection.h"
@@ -464,6 +465,7 @@ Status Collection::CompactLocked() {
   // immutable; their delete sets may be replaced meanwhile (the copies above hold).
   std::vector<SealedSegment::Row> rows;
   std::vector<Attributes> attrs;
+  std::deque<std::vector<float>> widened;  // the vectors of segments that store them narrow
   size_t live = 0;
   for (const SealedEntry& e : inputs) live += e.live();
   rows.reserve(live);
@@ -474,7 +476,10 @@ Status Collection::CompactLocked() {
       if (e.deletes && e.deletes->rows.Test(uint32_t(r))) continue;
       STRATA_ASSIGN_OR_RETURN(Record rec, seg.Read(r));
       attrs.push_back(std::move(rec.attributes));
-      rows.push_back({rec.id, seg.vector(r), &attrs.back(), seg.key(r)});
+      // float32: the mapped row; narrow: Read's widened copy, kept until the rows are written.
+      const float* v = seg.element() == ElementType::kFloat32 ? seg.vector(r, nullptr)
+                                                             : widened.emplace_back(std::move(rec.vector)).data();
+      rows.push_back({rec.id, v, &attrs.back(), seg.key(r)});
     }
   }
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });

@@ -222,7 +222,7 @@ Result<double> MemorySegment::Calibrate(const View& view) {
   src.rows = n;
   src.dim = dim_;
   src.metric = metric_;
-  src.vector = [this, &rows](size_t i) { return vector(rows[i]); };
+  src.vector = [this, &rows](size_t i, float*) { return vector(rows[i]); };
   SetUpHnswCalibration(src, t);
   STRATA_ASSIGN_OR_RETURN(Calibration c, engine::Calibrate(src, CalibrationQueries(n, SegmentKind::kHnsw)));
   const double seconds = c.seconds;

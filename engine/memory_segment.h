@@ -170,7 +170,11 @@ class MemorySegment::View final : public Segment {
   bool IsLive(uint32_t row) const override { return row < limit_ && seg_.removed_at(row) > sequence_; }
   void LiveRows(std::vector<uint32_t>& out) const override;
   VectorId id(uint32_t row) const override { return seg_.id(row); }
-  const float* vector(uint32_t row) const override { return seg_.vector(row); }
+  const float* vector(uint32_t row, float*) const override { return seg_.vector(row); }
+  void PrefetchVector(uint32_t row) const override {
+    const char* p = reinterpret_cast<const char*>(seg_.vector(row));
+    for (size_t off = 0; off < seg_.dim() * sizeof(float); off += 64) __builtin_prefetch(p + off);
+  }
   float inv_norm(uint32_t row) const override { return seg_.inv_norm(row); }
   const Calibration* calibration() const override { return calibration_.get(); }
   MatchingRows Match(const Filter& filter, const std::string* key) const override;

@@ -93,24 +93,20 @@ inline double MillisSince(std::chrono::steady_clock::time_point t) {
 }
 
 // Exact top-k over `count` candidates; `row(i, &id, &inv_norm)` returns the i-th
-// candidate's vector as written, sets its id and (cosine) 1/|row|. `query` is
-// normalized for cosine. A template so the per-row call inlines; the next rows'
-// vectors are prefetched.
-template <typename RowFn>
+// candidate's vector as written (valid until the next call), sets its id and (cosine)
+// 1/|row|; `prefetch(i)` starts loading the i-th candidate's vector. `query` is
+// normalized for cosine. A template so the per-row calls inline; the vectors a few rows
+// ahead are prefetched.
+template <typename RowFn, typename PrefetchFn>
 std::vector<Neighbor> ScanTopK(const float* query, size_t dim, Metric metric, uint32_t k, size_t count,
-                               RowFn&& row) {
+                               RowFn&& row, PrefetchFn&& prefetch) {
   const auto& kern = index::Kernels();
   const bool cosine = metric == Metric::kCosine;
   const bool l2 = metric == Metric::kL2;
   TopK<VectorId> top(k);
   constexpr size_t kAhead = 4;
   for (size_t i = 0; i < count; ++i) {
-    if (i + kAhead < count) {
-      VectorId unused;
-      float unused_norm;
-      const char* next = reinterpret_cast<const char*>(row(i + kAhead, &unused, &unused_norm));
-      for (size_t off = 0; off < dim * sizeof(float); off += 64) __builtin_prefetch(next + off);
-    }
+    if (i + kAhead < count) prefetch(i + kAhead);
     VectorId id = 0;
     float inv = 1.0f;
     const float* v = row(i, &id, &inv);

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/codec.h"
+#include "engine/narrow.h"
 #include "engine/planner.h"
 #include "engine/segment_calibration.h"
 #include "index/distance/distance.h"
@@ -22,9 +23,11 @@ constexpr char kRecordsMagic[] = "STRSEG";
 constexpr char kDeletesMagic[] = "STRDEL";
 constexpr uint16_t kMajor = 1;
 // 1.1: META.graph_labels (rows or ids); 1.2: SIDE (SPANN held-out rows); 1.3: KOFF, KEYS,
-// KORD (string keys). Files without keys are still written as 1.2, byte for byte as before.
+// KORD (string keys); 1.4: META.element (VECS narrower than float32). Files without keys
+// and with float32 vectors are still written as 1.2, byte for byte as before; with keys, 1.3.
 constexpr uint16_t kMinor = 2;
 constexpr uint16_t kMinorKeys = 3;
+constexpr uint16_t kMinorNarrow = 4;
 constexpr uint32_t kTagMeta = storage::SectionTag("META");
 constexpr uint32_t kTagIds = storage::SectionTag("IDS ");
 constexpr uint32_t kTagVecs = storage::SectionTag("VECS");
@@ -50,7 +53,9 @@ struct Meta {
   uint32_t metric;
   uint32_t kind;  // SealedSegment::Kind
   uint32_t graph_labels;  // HNSW: 0 = the graph's labels are ids, 1 = row numbers
-  uint64_t reserved[5];
+  uint32_t element;  // VECS: ElementType (1.4; 0 = float32, what older files hold here)
+  uint32_t reserved0;
+  uint64_t reserved[4];
 };
 static_assert(sizeof(Meta) == 64);
 
@@ -100,18 +105,37 @@ Status SealedSegment::WriteRecords(const fs::path& dir, size_t dim, Metric metri
       }
     }
   }
+  // The vectors in the narrowest type that holds all of them exactly (integer pixels: one
+  // byte a value instead of four); reading widens them back to the same floats.
+  NarrowestType narrowest;
+  for (const Row& r : rows) narrowest.Add(r.vector, dim);
+  const ElementType element = narrowest.Narrowest();
   Meta meta{};
   meta.rows = rows.size();
+  meta.element = uint32_t(element);
   meta.dim = uint32_t(dim);
   meta.metric = uint32_t(metric);
   meta.kind = uint32_t(kind);
   meta.graph_labels = graph_labels_rows ? 1 : 0;
   STRATA_ASSIGN_OR_RETURN(auto w, storage::SectionFileWriter::Create(dir / kRecordsFile, kRecordsMagic,
-                                                                       kMajor, keyed ? kMinorKeys : kMinor));
+                                                                       kMajor,
+                                                                       element != ElementType::kFloat32 ? kMinorNarrow
+                                                                       : keyed                          ? kMinorKeys
+                                                                                                        : kMinor));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagMeta, std::as_bytes(std::span(&meta, 1))));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagIds, Bytes(ids)));
   STRATA_RETURN_IF_ERROR(w.BeginSection(kTagVecs));
-  for (const Row& r : rows) STRATA_RETURN_IF_ERROR(w.Append(r.vector, dim * sizeof(float)));
+  std::vector<uint8_t> narrow(dim * ElementSize(element));
+  for (const Row& r : rows) {
+    if (element == ElementType::kFloat32) {
+      STRATA_RETURN_IF_ERROR(w.Append(r.vector, dim * sizeof(float)));
+      continue;
+    }
+    if (!NarrowRow(element, r.vector, dim, narrow.data())) {
+      return Internal("row of id {} does not fit the segment's element type {}", r.id, ElementTypeName(element));
+    }
+    STRATA_RETURN_IF_ERROR(w.Append(narrow.data(), narrow.size()));
+  }
   STRATA_RETURN_IF_ERROR(w.EndSection());
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAoff, Bytes(offsets)));
   STRATA_RETURN_IF_ERROR(w.AddSection(kTagAttr, attrs));
@@ -148,13 +172,18 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
   STRATA_ASSIGN_OR_RETURN(auto aoff, f.Section(kTagAoff));
   STRATA_ASSIGN_OR_RETURN(auto attr, f.Section(kTagAttr));
   const uint64_t n = meta.rows;
-  if (ids.size() != n * sizeof(VectorId) || vecs.size() != n * dim * sizeof(float) ||
+  if (meta.element > kLastElementType) {
+    return Error(Corruption("{}: META names unknown element type {}", path.string(), meta.element));
+  }
+  seg->element_ = ElementType(meta.element);
+  seg->row_bytes_ = dim * ElementSize(seg->element_);
+  if (ids.size() != n * sizeof(VectorId) || vecs.size() != n * seg->row_bytes_ ||
       aoff.size() != (n + 1) * sizeof(uint64_t)) {
     return Error(Corruption("{}: section sizes (ids {}, vectors {}, offsets {}) do not fit {} rows of "
                             "dimension {}", path.string(), ids.size(), vecs.size(), aoff.size(), n, dim));
   }
   seg->ids_ = {reinterpret_cast<const VectorId*>(ids.data()), n};
-  seg->vectors_ = reinterpret_cast<const float*>(vecs.data());
+  seg->vecs_ = vecs;
   seg->attr_offsets_ = {reinterpret_cast<const uint64_t*>(aoff.data()), n + 1};
   seg->attrs_ = attr;
   for (size_t i = 1; i < n; ++i) {
@@ -195,8 +224,9 @@ Result<std::unique_ptr<SealedSegment>> SealedSegment::Open(const fs::path& dir, 
   if (seg->metric_ == Metric::kCosine) {
     const auto& kern = index::Kernels();
     seg->inv_norms_.resize(n);
+    std::vector<float> buf(dim);
     for (size_t i = 0; i < n; ++i) {
-      const float* v = seg->vector(i);
+      const float* v = seg->vector(i, buf.data());
       const float nn = kern.ip(v, v, dim);
       seg->inv_norms_[i] = nn > 0 ? 1.0f / std::sqrt(nn) : 0.0f;
     }
@@ -315,7 +345,9 @@ Result<Record> SealedSegment::Read(size_t row) const {
   Record r;
   r.id = ids_[row];
   r.key = std::string(key(row));
-  r.vector.assign(vectors_ + row * dim_, vectors_ + (row + 1) * dim_);
+  r.vector.resize(dim_);
+  const float* v = vector(row, r.vector.data());
+  if (v != r.vector.data()) std::memcpy(r.vector.data(), v, dim_ * sizeof(float));
   ByteReader br(attrs_.subspan(attr_offsets_[row], attr_offsets_[row + 1] - attr_offsets_[row]));
   if (Status s = DecodeAttributes(br, r.attributes); !s.ok()) {
     return Error(s.WithContext(fmt::format("{}: attributes of id {}", (dir_ / kRecordsFile).string(), r.id)));
@@ -383,7 +415,7 @@ Result<Calibration> SealedSegment::Measure(size_t queries, bool progress) const 
   src.rows = rows();
   src.dim = dim_;
   src.metric = metric_;
-  src.vector = [this](size_t r) { return vector(r); };
+  src.vector = [this](size_t r, float* buf) { return vector(r, buf); };
   src.id = [this](size_t r) { return ids_[r]; };
   src.progress = progress;
   if (kind_ == Kind::kHnsw) {
@@ -420,9 +452,13 @@ Result<Calibration> SealedSegment::Measure(size_t queries, bool progress) const 
         position[r] = uint32_t(indexed.size());
         indexed.push_back(uint32_t(r));
       }
-      for (uint32_t r : side_rows_) held.insert(held.end(), vector(r), vector(r) + dim_);
+      std::vector<float> buf(dim_);
+      for (uint32_t r : side_rows_) {
+        const float* v = vector(r, buf.data());
+        held.insert(held.end(), v, v + dim_);
+      }
       src.rows = indexed.size();
-      src.vector = [this, &indexed](size_t p) { return vector(indexed[p]); };
+      src.vector = [this, &indexed](size_t p, float* b) { return vector(indexed[p], b); };
       src.id = [this, &indexed](size_t p) { return ids_[indexed[p]]; };
       src.external_queries = held.data();
       src.num_external_queries = side_rows_.size();
@@ -502,11 +538,15 @@ Result<std::vector<Neighbor>> SealedSegment::IndexSearch(const SegmentQuery& q, 
       for (uint32_t r : side_rows_) {
         if (rf.Contains(r)) side.push_back(r);
       }
-      auto extra = ScanTopK(q.normalized, dim_, metric_, want, side.size(), [&](size_t i, VectorId* id, float* inv) {
-        *id = side[i];
-        *inv = inv_norm(side[i]);
-        return vector(side[i]);
-      });
+      std::vector<float> buf(dim_);
+      auto extra = ScanTopK(
+          q.normalized, dim_, metric_, want, side.size(),
+          [&](size_t i, VectorId* id, float* inv) {
+            *id = side[i];
+            *inv = inv_norm(side[i]);
+            return vector(side[i], buf.data());
+          },
+          [&](size_t i) { PrefetchVector(side[i]); });
       ex.distances += side.size();
       out.insert(out.end(), extra.begin(), extra.end());
       std::sort(out.begin(), out.end());

@@ -4,8 +4,9 @@
 // or a SPANN index.
 //
 // Files in the segment's folder (docs/formats/engine.md):
-//   records.strata   section file "STRSEG": META, IDS (sorted u64), VECS (f32, in id
-//                    order), AOFF (u64 offsets into ATTR, count + 1), ATTR (attribute blobs),
+//   records.strata   section file "STRSEG": META, IDS (sorted u64), VECS (in id order, in
+//                    the narrowest element type that holds every value exactly: uint8,
+//                    int8, float16 or float32; META.element, version 1.4), AOFF (u64 offsets into ATTR, count + 1), ATTR (attribute blobs),
 //                    SIDE (optional, u32 rows a SPANN index leaves out), and when any row
 //                    has a string key (version 1.3) KOFF (u64 offsets into KEYS, count + 1),
 //                    KEYS (the keys' bytes), KORD (u32 keyed rows in key order)
@@ -37,6 +38,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/element.h"
 #include "engine/attribute_index.h"
 #include "engine/calibration.h"
 #include "engine/filter.h"
@@ -114,7 +116,20 @@ class SealedSegment {
   }
   // Row with `key`, if the segment holds it (deleted or not): a binary search of KORD.
   std::optional<size_t> FindKey(std::string_view key) const;
-  const float* vector(size_t row) const { return vectors_ + row * dim_; }
+  // The row's vector as written: a pointer into the mapped file when the segment stores
+  // float32, else the row widened into `buf` (dim floats), which it returns.
+  const float* vector(size_t row, float* buf) const {
+    if (element_ == ElementType::kFloat32) return reinterpret_cast<const float*>(vecs_.data()) + row * dim_;
+    WidenRow(element_, vecs_.data() + row * row_bytes_, dim_, buf);
+    return buf;
+  }
+  // Starts loading the row's stored vector into the cache.
+  void PrefetchVector(size_t row) const {
+    const char* p = reinterpret_cast<const char*>(vecs_.data()) + row * row_bytes_;
+    for (size_t off = 0; off < row_bytes_; off += 64) __builtin_prefetch(p + off);
+  }
+  // How VECS stores the vectors (float32 for segments written before 1.4).
+  ElementType element() const { return element_; }
   Kind kind() const { return kind_; }
   // Measures the calibration table and writes calibration.strata (called on a
   // freshly written segment before the manifest names it; a no-op when the writer
@@ -171,7 +186,9 @@ class SealedSegment {
   size_t dim_ = 0;
   std::unique_ptr<storage::SectionFile> records_;
   std::span<const VectorId> ids_;
-  const float* vectors_ = nullptr;
+  std::span<const std::byte> vecs_;  // VECS: rows x row_bytes_
+  ElementType element_ = ElementType::kFloat32;
+  size_t row_bytes_ = 0;
   std::span<const uint64_t> attr_offsets_;
   std::span<const std::byte> attrs_;
   Kind kind_ = Kind::kHnsw;
@@ -206,7 +223,8 @@ class SealedSegment::View final : public Segment {
   bool IsLive(uint32_t row) const override { return !deletes_ || !deletes_->rows.Test(row); }
   void LiveRows(std::vector<uint32_t>& out) const override;
   VectorId id(uint32_t row) const override { return seg_.ids()[row]; }
-  const float* vector(uint32_t row) const override { return seg_.vector(row); }
+  const float* vector(uint32_t row, float* buf) const override { return seg_.vector(row, buf); }
+  void PrefetchVector(uint32_t row) const override { seg_.PrefetchVector(row); }
   float inv_norm(uint32_t row) const override { return seg_.inv_norm(row); }
   const Calibration* calibration() const override { return calibration_.get(); }
   uint32_t spann_lists() const override { return seg_.spann_lists(); }

@@ -54,12 +54,15 @@ Result<std::vector<Neighbor>> SearchSegment(const Segment& seg, const SegmentQue
       seg.LiveRows(rows);
     }
     ex.distances += rows.size();
-    return ScanTopK(q.normalized, seg.dim(), seg.metric(), o.k, rows.size(),
-                    [&](size_t i, VectorId* row, float* inv) {
-                      *row = rows[i];
-                      *inv = seg.inv_norm(rows[i]);
-                      return seg.vector(rows[i]);
-                    });
+    std::vector<float> buf(seg.dim());
+    return ScanTopK(
+        q.normalized, seg.dim(), seg.metric(), o.k, rows.size(),
+        [&](size_t i, VectorId* row, float* inv) {
+          *row = rows[i];
+          *inv = seg.inv_norm(rows[i]);
+          return seg.vector(rows[i], buf.data());
+        },
+        [&](size_t i) { seg.PrefetchVector(rows[i]); });
   };
   if (plan.skip) {
     ex.strategy = "skipped";

@@ -79,8 +79,11 @@ class Segment {
   // Appends the live rows, ascending.
   virtual void LiveRows(std::vector<uint32_t>& out) const = 0;
   virtual VectorId id(uint32_t row) const = 0;
-  // The row's vector as written (dim floats) and, for cosine, 1/|vector|.
-  virtual const float* vector(uint32_t row) const = 0;
+  // The row's vector as written (dim floats): where the segment holds it as float32, else
+  // widened into `buf` (dim floats) and `buf` returned. And, for cosine, 1/|vector|.
+  virtual const float* vector(uint32_t row, float* buf) const = 0;
+  // Starts loading the row's stored vector into the cache (an exact scan, a few rows ahead).
+  virtual void PrefetchVector(uint32_t row) const = 0;
   virtual float inv_norm(uint32_t row) const = 0;
   // Null until the segment has been calibrated (maintenance does it, never a search).
   virtual const Calibration* calibration() const = 0;

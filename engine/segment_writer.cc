@@ -124,7 +124,7 @@ Status WriteHnsw(const fs::path& sdir, const CollectionSpec& spec, std::span<con
     src.rows = labels.size();
     src.dim = spec.dim;
     src.metric = spec.metric;
-    src.vector = [&vs](size_t p) { return vs.row(p); };
+    src.vector = [&vs](size_t p, float*) { return vs.row(p); };
     SetUpHnswCalibration(src, t);
     src.external_queries = queries.data();
     src.num_external_queries = held.size();

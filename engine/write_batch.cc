@@ -1,4 +1,5 @@
 #include "engine/write_batch.h"
+#include "engine/narrow.h"
 
 #include <cmath>
 
@@ -66,37 +67,6 @@ Status ValidateBatch(const WriteBatch& batch, size_t dim, size_t max_ops, bool r
   return Status::Ok();
 }
 
-namespace {
-
-// `v` in element type `t` (little-endian) appended to `out`, when every value is exactly a
-// value of `t` (as a row that UpsertRow widened always is); false (nothing appended) otherwise.
-bool NarrowRow(ElementType t, const std::vector<float>& v, std::vector<uint8_t>& out) {
-  out.clear();
-  for (float x : v) {
-    switch (t) {
-      case ElementType::kUint8:
-        if (!(x >= 0.0f && x <= 255.0f && x == std::nearbyint(x))) return false;
-        out.push_back(uint8_t(x));
-        break;
-      case ElementType::kInt8:
-        if (!(x >= -128.0f && x <= 127.0f && x == std::nearbyint(x))) return false;
-        out.push_back(uint8_t(int8_t(x)));
-        break;
-      case ElementType::kFloat16: {
-        const uint16_t h = index::FloatToHalf(x);
-        if (HalfBitsToFloat(h) != x) return false;
-        out.push_back(uint8_t(h & 0xff));
-        out.push_back(uint8_t(h >> 8));
-        break;
-      }
-      case ElementType::kFloat32:
-        return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
 
 uint8_t EncodeBatch(const WriteBatch& batch, std::vector<std::byte>& out, std::vector<size_t>* id_offsets) {
   bool typed = false;
@@ -116,7 +86,9 @@ uint8_t EncodeBatch(const WriteBatch& batch, std::vector<std::byte>& out, std::v
       if (typed) {
         // The row in the type it came in; float32 where it is one (or, defensively, where a
         // value is not one of its type's: nothing is ever rounded on its way to the log).
-        const bool fits = op.element != ElementType::kFloat32 && NarrowRow(op.element, op.vector, narrow);
+        narrow.resize(op.vector.size() * ElementSize(op.element));
+        const bool fits = op.element != ElementType::kFloat32 &&
+                          NarrowRow(op.element, op.vector.data(), op.vector.size(), narrow.data());
         w.Put<uint8_t>(uint8_t(fits ? op.element : ElementType::kFloat32));
         if (fits) w.PutBytes(narrow.data(), narrow.size());
         else w.PutBytes(op.vector.data(), op.vector.size() * sizeof(float));

@@ -16,6 +16,7 @@
 #include "engine/strata.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/spann/spann_index.h"
+#include "storage/section_file.h"
 
 namespace strata {
 namespace {
@@ -198,6 +199,83 @@ TEST(EngineCodes, SpannSegmentsOfIntegerVectorsKeepOnlyTheirExactCodes) {
   EXPECT_EQ(got->vector, std::vector<float>(bulk.vectors.row(17), bulk.vectors.row(17) + kDim));
   e.reset();
   fs::remove_all(dir);
+}
+
+// A segment's records keep their vectors in the narrowest type that holds every value exactly
+// (records.strata 1.4, META.element): uint8 pixels one byte a value, float16-exact values two,
+// anything else float32 as before. Reads, exact scans, index searches, a reopen and a
+// compaction give back the same floats.
+TEST(EngineCodes, SegmentsKeepTheirVectorsInTheNarrowestExactType) {
+  struct Case {
+    const char* name;
+    Metric metric;
+    size_t bytes;  // per value in VECS
+    uint16_t minor;
+    float (*value)(std::mt19937&);
+  };
+  const Case cases[] = {
+      {"uint8", Metric::kL2, 1, 4, [](std::mt19937& r) { return float(r() % 256); }},
+      {"uint8 cosine", Metric::kCosine, 1, 4, [](std::mt19937& r) { return float(1 + r() % 255); }},
+      {"int8", Metric::kL2, 1, 4, [](std::mt19937& r) { return float(int(r() % 256) - 128); }},
+      {"float16", Metric::kL2, 2, 4, [](std::mt19937& r) { return float(int(r() % 2000) - 1000) * 0.25f; }},
+      {"float32", Metric::kL2, 4, 2, [](std::mt19937& r) { return float(int(r() % 2000)) * 0.001f; }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const fs::path dir = TestDir();
+    std::mt19937 rng(7);
+    std::vector<std::vector<float>> rows(600, std::vector<float>(kDim));
+    for (auto& r : rows) {
+      for (float& x : r) x = c.value(rng);
+    }
+    auto e = *Engine::Open(dir, Quiet());
+    ASSERT_TRUE(e->CreateCollection({.name = "c", .dim = kDim, .metric = c.metric}).ok());
+    for (size_t half = 0; half < 2; ++half) {  // two sealed segments of 300 rows
+      WriteBatch b;
+      for (size_t i = half * 300; i < (half + 1) * 300; ++i) b.Upsert(VectorId(i), rows[i]);
+      ASSERT_TRUE(e->Write("c", b).ok());
+      ASSERT_TRUE(e->Flush("c").ok());
+    }
+    const auto check_records = [&](size_t segments, size_t rows_each) {
+      const auto files = FilesNamed(dir, "records.strata");
+      ASSERT_EQ(files.size(), segments);
+      for (const fs::path& f : files) {
+        auto sf = storage::SectionFile::Open(f, "STRSEG", 1);
+        ASSERT_TRUE(sf.has_value()) << sf.error().ToString();
+        EXPECT_EQ(sf->minor(), c.minor);
+        auto vecs = sf->Section(storage::SectionTag("VECS"));
+        ASSERT_TRUE(vecs.has_value());
+        EXPECT_EQ(vecs->size(), rows_each * kDim * c.bytes);
+      }
+    };
+    const auto check_answers = [&] {
+      for (size_t i = 0; i < rows.size(); i += 37) {
+        auto got = e->Get("c", VectorId(i));
+        ASSERT_TRUE(got.has_value()) << got.error().ToString();
+        EXPECT_EQ(got->vector, rows[i]) << "id " << i;
+        for (SearchStrategy strategy : {SearchStrategy::kScan, SearchStrategy::kAuto}) {
+          auto hits = e->Search("c", rows[i], {.k = 1, .ef = 200, .strategy = strategy});
+          ASSERT_TRUE(hits.has_value()) << hits.error().ToString();
+          ASSERT_EQ(hits->size(), 1u);
+          if (c.metric == Metric::kL2) {
+            EXPECT_EQ((*hits)[0].distance, 0.0f) << "id " << i;  // itself, or a row equal to it
+          } else {
+            EXPECT_NEAR((*hits)[0].distance, -1.0f, 1e-5f) << "id " << i;
+          }
+        }
+      }
+    };
+    check_records(2, 300);
+    check_answers();
+    e.reset();
+    e = *Engine::Open(dir, Quiet());
+    check_answers();
+    ASSERT_TRUE(e->Compact("c").ok());
+    check_records(1, 600);
+    check_answers();
+    e.reset();
+    fs::remove_all(dir);
+  }
 }
 
 TEST(EngineCodes, ARerankWithoutCodesOrAnUnknownCodesValueIsRefused) {

@@ -65,6 +65,13 @@ std::vector<float> Vec(float x) {
   return v;
 }
 
+// Vec(x) with a value no narrower type holds exactly: segments of it keep float32 vectors.
+std::vector<float> FloatVec(float x) {
+  std::vector<float> v = Vec(x);
+  v[1] = 1e-3f;
+  return v;
+}
+
 std::vector<float> RandomVector(std::mt19937& rng) {
   std::normal_distribution<float> g;
   std::vector<float> v(kDim);
@@ -465,11 +472,11 @@ TEST(EngineKeys, DataWithoutKeysKeepsTheOldFormats) {
   const fs::path dir = TestDir();
   auto e = OpenOrDie(dir);
   ASSERT_TRUE(e->CreateCollection(Spec("c")).ok());
-  ASSERT_TRUE(e->Upsert("c", 1, Vec(1)).ok());
+  ASSERT_TRUE(e->Upsert("c", 1, FloatVec(1)).ok());
   ASSERT_TRUE(e->Delete("c", 2).ok());
   for (const auto& r : LogRecords(dir)) EXPECT_EQ(r.type, engine::kBatchRecord);
   ASSERT_TRUE(e->Flush("c").ok());
-  EXPECT_EQ(RecordsMinor(dir), 2);  // records.strata 1.2, as before keys
+  EXPECT_EQ(RecordsMinor(dir), 2);  // records.strata 1.2, as before keys (and narrow vectors)
   ASSERT_TRUE(e->UpsertByKey("c", "k", Vec(2)).ok());
   auto records = LogRecords(dir);
   ASSERT_FALSE(records.empty());
@@ -482,13 +489,13 @@ TEST(EngineKeys, SegmentsWithKeysAreVersion13) {
   const fs::path dir = TestDir();
   auto e = OpenOrDie(dir);
   ASSERT_TRUE(e->CreateCollection(Spec("c")).ok());
-  ASSERT_TRUE(e->UpsertByKey("c", "k", Vec(2)).ok());
-  ASSERT_TRUE(e->Upsert("c", 3, Vec(3)).ok());
+  ASSERT_TRUE(e->UpsertByKey("c", "k", FloatVec(2)).ok());
+  ASSERT_TRUE(e->Upsert("c", 3, FloatVec(3)).ok());
   ASSERT_TRUE(e->Flush("c").ok());
   EXPECT_EQ(RecordsMinor(dir), 3);
   e.reset();
   e = OpenOrDie(dir);
-  EXPECT_EQ(e->GetByKey("c", "k")->vector, Vec(2));
+  EXPECT_EQ(e->GetByKey("c", "k")->vector, FloatVec(2));
   EXPECT_EQ(e->Get("c", 3)->key, "");
   fs::remove_all(dir);
 }
@@ -558,6 +565,21 @@ TEST(EngineKeys, KeySectionsAreCheckedOnOpen) {
     return std::optional(out);
   });
   expect_refused("do not span KEYS");
+  // META's element type (byte 24; the rows are small integers, held as uint8): unknown, or
+  // float32 while VECS holds a byte a value.
+  const uint32_t meta = storage::SectionTag("META");
+  for (auto [element, words] : {std::pair<uint32_t, const char*>{9, "unknown element type 9"},
+                                std::pair<uint32_t, const char*>{0, "section sizes"}}) {
+    RewriteSections(records, [&](uint32_t tag, std::span<const std::byte> bytes) {
+      std::vector<std::byte> out(bytes.begin(), bytes.end());
+      if (tag == meta) {
+        EXPECT_EQ(reinterpret_cast<const uint32_t*>(out.data())[6], 3u);  // uint8
+        reinterpret_cast<uint32_t*>(out.data())[6] = element;
+      }
+      return std::optional(out);
+    });
+    expect_refused(words);
+  }
   // The good file opens again.
   auto e = OpenOrDie(dir);
   EXPECT_EQ(*e->FindKey("c", "b"), kKeyedIdBase + 1);

@@ -397,7 +397,7 @@ TEST(Calibration, AdaptiveMeasurementTracksTheCurveAtAFractionOfTheCost) {
   src.rows = kRows;
   src.dim = kD;
   src.metric = Metric::kL2;
-  src.vector = [&](size_t r) { return data.data() + r * kD; };
+  src.vector = [&](size_t r, float*) { return data.data() + r * kD; };
   src.id = [](size_t r) { return VectorId(r); };
   src.grid = engine::HnswCalibrationGrid();
   src.scan_cost_per_row = engine::kScanCost;

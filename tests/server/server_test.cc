@@ -216,8 +216,10 @@ class ServerTest : public ::testing::Test {
   // Queries (rows of `dim`) for an exact-scan search batch over `collection` that
   // takes the server about `seconds`: measured here, since the cost differs by
   // orders of magnitude between sanitizer and release builds.
+  // At most 4000 queries: where a scan is faster than seconds / 4000 a query, the batch takes
+  // less; `batch_seconds`, when given, is what the returned batch is expected to take.
   std::vector<float> SlowQueries(TestClient& c, const std::string& collection, uint32_t dim,
-                                 double seconds) {
+                                 double seconds, double* batch_seconds = nullptr) {
     auto queries = [&](size_t n) {
       std::vector<float> q;
       for (size_t i = 0; i < n; ++i) {
@@ -235,7 +237,9 @@ class ServerTest : public ::testing::Test {
       const double took = SecondsSince(start);
       if (took >= seconds / 4 || n >= 4000) {
         const double per_query = took / double(n);
-        return queries(std::clamp<size_t>(size_t(seconds / per_query), 1, 4000));
+        const size_t count = std::clamp<size_t>(size_t(seconds / per_query), 1, 4000);
+        if (batch_seconds) *batch_seconds = per_query * double(count);
+        return queries(count);
       }
       n *= 4;
     }
@@ -1458,8 +1462,9 @@ TEST_F(ServerTest, ShutdownTimeoutSkipsRequestsNotStarted) {
   config.shutdown_timeout_s = 0.3;
   Start(config);
   auto c = Connect();
-  Fill(*c, "docs", 16, 1000);
-  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
+  Fill(*c, "docs", 16, 4000);  // enough rows that 4000 queries take a Release build ~0.2 s
+  double batch_s = 0;
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3, &batch_s);
   const uint64_t answered_before = AnsweredOf(*server_, "search_batch");
   std::vector<uint8_t> bytes;
   for (uint64_t id = 1; id <= 12; ++id) {
@@ -1476,9 +1481,13 @@ TEST_F(ServerTest, ShutdownTimeoutSkipsRequestsNotStarted) {
   const auto start = testing::Clock::now();
   server_->Shutdown();
   server_->Wait();
-  // 12 x 0.3 s of work was queued; the drain stops after 0.3 s plus the request running.
+  // 12 batches of work were queued; the drain stops after 0.3 s plus the request running:
+  // the one running, those that fit 0.3 s (with a batch's time off by up to half), and one
+  // more started as the timeout fell -- fewer than the 12 queued.
   EXPECT_LT(SecondsSince(start), 2.5);
-  EXPECT_LE(AnsweredOf(*server_, "search_batch") - answered_before, 5u);
+  const size_t most = 2 + size_t(std::ceil(0.3 / (0.5 * batch_s)));
+  ASSERT_LT(most, 12u) << "batches of " << batch_s << " s are too short to tell";
+  EXPECT_LE(AnsweredOf(*server_, "search_batch") - answered_before, most) << "batches of " << batch_s << " s";
   EXPECT_TRUE(c->WaitClosed(5000));
 }
 
