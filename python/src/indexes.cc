@@ -148,12 +148,14 @@ std::vector<std::vector<Neighbor>> SearchRows(const Matrix& q, int num_threads, 
 class PyHnsw {
  public:
   PyHnsw(size_t dim, const std::string& metric, uint32_t M, uint32_t ef_construction, uint64_t seed,
-         bool float16) {
+         bool float16, const std::string& codes, uint32_t rerank) {
     index::HnswOptions o;
     o.M = M;
     o.ef_construction = ef_construction;
     o.seed = seed;
     o.encoding = float16 ? index::VectorEncoding::kFloat16 : index::VectorEncoding::kFloat32;
+    o.codes = ValueOrThrow(index::ParseCodesKind(codes));
+    o.rerank = rerank;
     index_ = ValueOrThrow(index::HnswIndex::Create(dim, ToMetric(metric), o));
   }
   explicit PyHnsw(std::unique_ptr<index::HnswIndex> index, bool mapped) : index_(std::move(index)), mapped_(mapped) {}
@@ -199,13 +201,18 @@ class PyHnsw {
     ThrowIfError(index_->AddBatch(set, ids, {.num_threads = Threads(num_threads)}));
   }
 
-  py::tuple Search(py::handle queries, uint32_t k, std::optional<uint32_t> ef, int num_threads, py::handle filter) {
+  py::tuple Search(py::handle queries, uint32_t k, std::optional<uint32_t> ef, int num_threads, py::handle filter,
+                   uint32_t rerank) {
     if (k == 0) ThrowInvalid("k must be at least 1");
+    if (rerank && index_->options().codes == index::CodesKind::kNone) {
+      ThrowInvalid("rerank: this index has no codes (HnswIndex(..., codes='sq8'))");
+    }
     const Matrix q = ToMatrix(queries, "queries", index_->dim());
     FilterArg f = ToFilter(filter);
     index::SearchParams p;
     p.k = k;
     p.ef = ef ? *ef : std::max<uint32_t>(64, k);
+    p.rerank = rerank;
     p.filter = f.get();
     std::vector<std::vector<Neighbor>> results;
     {
@@ -261,11 +268,14 @@ class PySpann {
   explicit PySpann(std::unique_ptr<index::SpannIndex> index) : index_(std::move(index)) {}
 
   static std::unique_ptr<PySpann> Build(py::handle vectors, const std::string& path, const std::string& metric,
-                                        double memory_budget, size_t cluster_size, uint32_t replicas,
-                                        bool half_lists, int num_threads, bool progress) {
+                                        std::optional<double> memory_budget, size_t cluster_size, uint32_t replicas,
+                                        bool half_lists, int num_threads, bool progress, const std::string& codes,
+                                        bool head_codes) {
     index::SpannBuildOptions o;
     o.metric = ToMetric(metric);
-    o.memory_budget_fraction = memory_budget;
+    o.codes = ValueOrThrow(index::ParseCodesKind(codes));
+    o.head_codes = head_codes;
+    o.memory_budget_fraction = memory_budget ? *memory_budget : index::SpannDefaultBudgetFraction(o.codes);
     o.cluster_size = cluster_size;
     o.replicas = replicas;
     o.half_lists = half_lists;
@@ -290,14 +300,19 @@ class PySpann {
   }
 
   py::tuple Search(py::handle queries, uint32_t k, uint32_t max_lists, double prune_epsilon, int num_threads,
-                   py::handle filter) {
+                   py::handle filter, uint32_t head_ef, uint32_t rerank) {
     if (k == 0) ThrowInvalid("k must be at least 1");
+    if (rerank && index_->Stats().codes == index::CodesKind::kNone) {
+      ThrowInvalid("rerank: this index has no codes (SpannIndex.build(..., codes='sq8'))");
+    }
     const Matrix q = ToMatrix(queries, "queries", index_->dim());
     FilterArg f = ToFilter(filter);
     index::SpannSearchParams p;
     p.k = k;
     p.max_lists = max_lists;
     p.prune_epsilon = prune_epsilon;
+    p.head_ef = head_ef;
+    p.rerank = rerank;
     p.filter = f.get();
     std::vector<std::vector<Neighbor>> results;
     {
@@ -337,10 +352,12 @@ l2 is squared L2 as in hnswlib; ip is -dot (hnswlib: 1 - dot) and cosine is
 Searches may run from many Python threads at once and concurrently with add
 and remove (the GIL is released); an index loaded with mmap=True is read-only.
 )doc")
-      .def(py::init<size_t, const std::string&, uint32_t, uint32_t, uint64_t, bool>(), py::arg("dim"),
-           py::arg("metric") = "l2", py::arg("M") = 16, py::arg("ef_construction") = 200, py::arg("seed") = 42,
-           py::arg("float16") = false,
-           "metric: 'l2', 'ip' or 'cosine'. float16=True stores vectors as IEEE half (half the memory).")
+      .def(py::init<size_t, const std::string&, uint32_t, uint32_t, uint64_t, bool, const std::string&, uint32_t>(),
+           py::arg("dim"), py::arg("metric") = "l2", py::arg("M") = 16, py::arg("ef_construction") = 200,
+           py::arg("seed") = 42, py::arg("float16") = false, py::arg("codes") = "none", py::arg("rerank") = 0,
+           "metric: 'l2', 'ip' or 'cosine'. float16=True stores vectors as IEEE half (half the memory). "
+           "codes='sq8': the graph is walked on SQ8 codes (one byte a dimension) and the best `rerank` "
+           "candidates (0: 2k) re-scored with the float32 vectors; not with float16.")
       .def_static("load", &PyHnsw::Load, py::arg("path"), py::arg("mmap") = false, R"doc(
 Loads a saved index (checksums and structure verified). mmap=True maps the file
 read-only instead of reading it. NoSuchFileError when absent, CorruptionError
@@ -353,7 +370,7 @@ threads (-1: all cores). ids: integers, default the next N after the largest id
 added so far. Adding a present id replaces its vector.
 )doc")
       .def("search", &PyHnsw::Search, py::arg("queries"), py::arg("k") = 10, py::arg("ef") = py::none(),
-           py::arg("num_threads") = -1, py::arg("filter") = py::none(), R"doc(
+           py::arg("num_threads") = -1, py::arg("filter") = py::none(), py::arg("rerank") = 0, R"doc(
 The k nearest neighbours of each query: (ids uint64, distances float32), shaped
 (N, k) for a matrix and (k,) for one vector, nearest first; padded with
 strata.NO_ID and inf when fewer than k match.
@@ -386,6 +403,8 @@ exist.
              d["max_level"] = s.max_level;
              d["mean_degree0"] = s.mean_degree0;
              d["memory_bytes"] = s.memory_bytes;
+             d["codes"] = std::string(index::CodesKindName(self.index().options().codes));
+             d["exact_codes"] = s.exact_codes;
              return d;
            },
            "Graph statistics (walks the graph).")
@@ -405,22 +424,29 @@ are the row numbers of the vectors it was built from. Metrics: l2 and cosine.
     ids, dists = index.search(queries, k=10, max_lists=64)
 )doc")
       .def_static("build", &PySpann::Build, py::arg("vectors"), py::arg("path"), py::arg("metric") = "l2",
-                  py::arg("memory_budget") = 0.2, py::arg("cluster_size") = 0, py::arg("replicas") = 8,
+                  py::arg("memory_budget") = py::none(), py::arg("cluster_size") = 0, py::arg("replicas") = 8,
                   py::arg("half_lists") = true, py::arg("num_threads") = -1, py::arg("progress") = false,
+                  py::arg("codes") = "none", py::arg("head_codes") = false,
                   R"doc(
 Builds an index directory at `path` (which must not exist) from the rows of
 `vectors` (ids 0..N-1) and opens it. memory_budget: the share of the raw vector
-bytes the in-memory part may take (heads fill it); cluster_size > 0 sets the
-largest cluster instead. half_lists stores posting vectors as float16 (half the
-bytes read; distances carry ~1e-3 relative rounding).
+bytes the in-memory part may take (heads fill it; default 0.2, 0.1 with codes);
+cluster_size > 0 sets the largest cluster instead. half_lists stores posting
+vectors as float16 (half the bytes read; distances carry ~1e-3 relative
+rounding). codes='sq8': the lists carry SQ8 codes and searches rerank the best
+candidates with float32 vectors (exact distances). head_codes: the heads' HNSW
+walks SQ8 codes (about 1.5x the heads in the same budget).
 )doc")
       .def_static("open", &PySpann::Open, py::arg("path"), py::arg("io") = "auto", py::arg("direct") = true,
                   "Opens a built index directory. io: 'auto', 'io_uring' or 'pread'; direct: O_DIRECT reads.")
       .def("search", &PySpann::Search, py::arg("queries"), py::arg("k") = 10, py::arg("max_lists") = 64,
-           py::arg("prune_epsilon") = 0.6, py::arg("num_threads") = -1, py::arg("filter") = py::none(), R"doc(
+           py::arg("prune_epsilon") = 0.6, py::arg("num_threads") = -1, py::arg("filter") = py::none(),
+           py::arg("head_ef") = 0, py::arg("rerank") = 0, R"doc(
 Like HnswIndex.search: (ids, distances). max_lists: most posting lists read
 per query; prune_epsilon: read a list only when its head is within (1 + eps) x
-the nearest head's distance. filter: allowed ids or a callable.
+the nearest head's distance. filter: allowed ids or a callable. head_ef: the
+heads' HNSW ef (0: 2 x max_lists). rerank (codes): candidates re-scored with
+float32 vectors (0: the index's default).
 )doc")
       .def("__len__", [](PySpann& self) { return self.index().Stats().num_vectors; })
       .def_property_readonly("dim", [](PySpann& self) { return self.index().dim(); })
@@ -436,6 +462,8 @@ the nearest head's distance. filter: allowed ids or a callable.
         d["half_heads"] = s.half_heads;
         d["head_codes"] = s.head_codes;
         d["half_lists"] = s.half_lists;
+        d["codes"] = std::string(index::CodesKindName(s.codes));
+        d["exact_codes"] = s.exact_codes;
         return d;
       }, "Index statistics: lists, entries, memory and disk bytes.");
 }

@@ -100,6 +100,8 @@ class HnswIndex:
         ef_construction: int = 200,
         seed: int = 42,
         float16: bool = False,
+        codes: Literal["none", "sq8"] = "none",
+        rerank: int = 0,
     ) -> None: ...
     @staticmethod
     def load(path: str, mmap: bool = False) -> HnswIndex: ...
@@ -111,6 +113,7 @@ class HnswIndex:
         ef: int | None = None,
         num_threads: int = -1,
         filter: _IdFilter | None = None,
+        rerank: int = 0,
     ) -> tuple[_IdArray, _DistArray]: ...
     def remove(self, ids: _Ids) -> None: ...
     def get(self, ids: _Ids) -> npt.NDArray[np.float32]: ...
@@ -135,12 +138,14 @@ class SpannIndex:
         vectors: _Vectors,
         path: str,
         metric: _Metric = "l2",
-        memory_budget: float = 0.2,
+        memory_budget: float | None = None,
         cluster_size: int = 0,
         replicas: int = 8,
         half_lists: bool = True,
         num_threads: int = -1,
         progress: bool = False,
+        codes: Literal["none", "sq8"] = "none",
+        head_codes: bool = False,
     ) -> SpannIndex: ...
     @staticmethod
     def open(path: str, io: Literal["auto", "io_uring", "pread"] = "auto", direct: bool = True) -> SpannIndex: ...
@@ -152,6 +157,8 @@ class SpannIndex:
         prune_epsilon: float = 0.6,
         num_threads: int = -1,
         filter: _IdFilter | None = None,
+        head_ef: int = 0,
+        rerank: int = 0,
     ) -> tuple[_IdArray, _DistArray]: ...
     def stats(self) -> dict[str, Any]: ...
     def __len__(self) -> int: ...

@@ -250,3 +250,47 @@ def test_spann_build_open_search(fmnist, tmp_path):
         strata.SpannIndex.open(str(tmp_path / "missing.spann"))
     with pytest.raises(ValueError, match="dimension"):
         reopened.search(np.zeros(10))
+
+
+def test_hnsw_with_codes(fmnist, tmp_path):
+    # Fashion-MNIST pixels are integers: SQ8 codes are exactly the vectors, so the rerank
+    # decodes them and the distances are the exact squared L2.
+    base, queries, truth = fmnist
+    index = strata.HnswIndex(dim=base.shape[1], metric="l2", codes="sq8", rerank=20)
+    index.add(base)
+    stats = index.stats()
+    assert stats["codes"] == "sq8" and stats["exact_codes"] is True
+    ids, dists = index.search(queries, k=K, ef=64)
+    assert recall(ids, truth) >= 0.97
+    q0 = queries[0].astype(np.float64)
+    expect = ((base[ids[0].astype(np.int64)].astype(np.float64) - q0) ** 2).sum(1)
+    np.testing.assert_allclose(dists[0], expect, rtol=1e-6)
+    short, _ = index.search(queries, k=K, ef=64, rerank=K)
+    assert recall(short, truth) >= 0.9
+    path = str(tmp_path / "codes.hnsw")
+    index.save(path)
+    loaded = strata.HnswIndex.load(path, mmap=True)
+    assert loaded.stats()["codes"] == "sq8"
+    np.testing.assert_array_equal(loaded.search(queries[:50], k=K, ef=64)[0], index.search(queries[:50], k=K, ef=64)[0])
+    with pytest.raises(ValueError, match="codes"):
+        strata.HnswIndex(dim=8, codes="pq")
+    with pytest.raises(ValueError, match="no codes"):
+        strata.HnswIndex(dim=8).search(np.zeros(8), rerank=5)
+
+
+def test_spann_with_codes_and_head_codes(fmnist, tmp_path):
+    base, queries, truth = fmnist
+    plain = strata.SpannIndex.build(base, str(tmp_path / "plain.spann"), metric="l2")
+    coded = strata.SpannIndex.build(base, str(tmp_path / "codes.spann"), metric="l2", codes="sq8", head_codes=True)
+    st = coded.stats()
+    assert st["codes"] == "sq8" and st["exact_codes"] is True and st["head_codes"] is True
+    assert plain.stats()["codes"] == "none" and plain.stats()["head_codes"] is False
+    # The codes index's default budget is 10% of the raw vectors, the plain one's 20%.
+    assert st["memory_bytes"] < plain.stats()["memory_bytes"]
+    ids, dists = coded.search(queries, k=K, max_lists=64, head_ef=128, rerank=30)
+    assert recall(ids, truth) >= 0.9
+    q0 = queries[0].astype(np.float64)
+    expect = ((base[ids[0].astype(np.int64)].astype(np.float64) - q0) ** 2).sum(1)
+    np.testing.assert_allclose(dists[0], expect, rtol=1e-6)
+    with pytest.raises(ValueError, match="no codes"):
+        plain.search(queries[:2], rerank=5)
