@@ -60,6 +60,7 @@ Status WriteSpann(const fs::path& sdir, const CollectionSpec& spec, std::span<co
   index::SpannBuildOptions so;
   so.metric = spec.metric;
   so.codes = IndexCodes(spec.codes);
+  so.head_codes = so.codes != index::CodesKind::kNone;  // as strata build (BENCHMARKS section 12)
   so.memory_budget_fraction = index::SpannDefaultBudgetFraction(so.codes);
   so.rerank = spec.rerank;
   so.progress = times.progress;

@@ -245,7 +245,7 @@ index::SpannBuildOptions SpannOptionsFrom(const TargetOptions& o, Metric metric,
   s.head_vectors = o.head_vectors;
   s.head_M = o.head_M;
   s.half_heads = o.half_heads;
-  s.head_codes = o.head_codes;
+  s.head_codes = o.head_codes || (o.codes == "sq8" && !o.no_head_codes);
   s.half_lists = o.half_lists;
   s.max_list_entries = o.list_cap;
   s.codes = o.codes == "sq8" ? index::CodesKind::kSq8 : index::CodesKind::kNone;  // checked by the CLI

@@ -78,7 +78,8 @@ struct TargetOptions {
   bool head_vectors = true;
   uint32_t head_M = 16;
   bool half_heads = true;
-  bool head_codes = false;  // SPANN: the heads' HNSW walks SQ8 codes
+  // SPANN: the heads' HNSW walks SQ8 codes; by default when the lists carry codes.
+  bool head_codes = false, no_head_codes = false;
   bool half_lists = true;
   size_t list_cap = 0;  // SPANN: most entries per posting list (0 = 8 x cluster size)
   double prune_epsilon = 0.6;

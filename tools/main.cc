@@ -89,9 +89,14 @@ void AddSpannBuildFlags(CLI::App* cmd, tools::TargetOptions& o) {
       ->capture_default_str();
   cmd->add_flag("!--float32-heads", o.half_heads,
                 "SPANN: keep head vectors in float32 (default: half precision when they fit)");
-  cmd->add_flag("--head-codes", o.head_codes,
-                "SPANN: the heads' HNSW walks SQ8 codes of the heads, without a rerank (about 1.5x "
-                "the heads in the same --memory-budget; the heads' float32 vectors stay on disk)");
+  auto* head_codes = cmd->add_flag(
+      "--head-codes", o.head_codes,
+      "SPANN: the heads' HNSW walks SQ8 codes of the heads, without a rerank (about 1.5x the heads in "
+      "the same --memory-budget, fewer bytes read per query; the heads' float32 vectors stay on disk). "
+      "The default with --codes sq8");
+  cmd->add_flag("--no-head-codes", o.no_head_codes,
+                "SPANN with --codes sq8: keep the heads as float16/float32 vectors instead")
+      ->excludes(head_codes);
   cmd->add_flag("!--float32-lists", o.half_lists,
                 "SPANN: keep posting vectors in float32, for exact distances (default: half "
                 "precision when they fit: half the disk and bytes read)");

@@ -270,11 +270,11 @@ class PySpann {
   static std::unique_ptr<PySpann> Build(py::handle vectors, const std::string& path, const std::string& metric,
                                         std::optional<double> memory_budget, size_t cluster_size, uint32_t replicas,
                                         bool half_lists, int num_threads, bool progress, const std::string& codes,
-                                        bool head_codes) {
+                                        std::optional<bool> head_codes) {
     index::SpannBuildOptions o;
     o.metric = ToMetric(metric);
     o.codes = ValueOrThrow(index::ParseCodesKind(codes));
-    o.head_codes = head_codes;
+    o.head_codes = head_codes ? *head_codes : o.codes != index::CodesKind::kNone;
     o.memory_budget_fraction = memory_budget ? *memory_budget : index::SpannDefaultBudgetFraction(o.codes);
     o.cluster_size = cluster_size;
     o.replicas = replicas;
@@ -426,7 +426,7 @@ are the row numbers of the vectors it was built from. Metrics: l2 and cosine.
       .def_static("build", &PySpann::Build, py::arg("vectors"), py::arg("path"), py::arg("metric") = "l2",
                   py::arg("memory_budget") = py::none(), py::arg("cluster_size") = 0, py::arg("replicas") = 8,
                   py::arg("half_lists") = true, py::arg("num_threads") = -1, py::arg("progress") = false,
-                  py::arg("codes") = "none", py::arg("head_codes") = false,
+                  py::arg("codes") = "none", py::arg("head_codes") = py::none(),
                   R"doc(
 Builds an index directory at `path` (which must not exist) from the rows of
 `vectors` (ids 0..N-1) and opens it. memory_budget: the share of the raw vector
@@ -435,7 +435,7 @@ cluster_size > 0 sets the largest cluster instead. half_lists stores posting
 vectors as float16 (half the bytes read; distances carry ~1e-3 relative
 rounding). codes='sq8': the lists carry SQ8 codes and searches rerank the best
 candidates with float32 vectors (exact distances). head_codes: the heads' HNSW
-walks SQ8 codes (about 1.5x the heads in the same budget).
+walks SQ8 codes (about 1.5x the heads in the same budget; default: with codes).
 )doc")
       .def_static("open", &PySpann::Open, py::arg("path"), py::arg("io") = "auto", py::arg("direct") = true,
                   "Opens a built index directory. io: 'auto', 'io_uring' or 'pread'; direct: O_DIRECT reads.")

@@ -145,7 +145,7 @@ class SpannIndex:
         num_threads: int = -1,
         progress: bool = False,
         codes: Literal["none", "sq8"] = "none",
-        head_codes: bool = False,
+        head_codes: bool | None = None,
     ) -> SpannIndex: ...
     @staticmethod
     def open(path: str, io: Literal["auto", "io_uring", "pread"] = "auto", direct: bool = True) -> SpannIndex: ...

@@ -281,9 +281,12 @@ def test_hnsw_with_codes(fmnist, tmp_path):
 def test_spann_with_codes_and_head_codes(fmnist, tmp_path):
     base, queries, truth = fmnist
     plain = strata.SpannIndex.build(base, str(tmp_path / "plain.spann"), metric="l2")
-    coded = strata.SpannIndex.build(base, str(tmp_path / "codes.spann"), metric="l2", codes="sq8", head_codes=True)
+    coded = strata.SpannIndex.build(base, str(tmp_path / "codes.spann"), metric="l2", codes="sq8")
     st = coded.stats()
+    # With codes the heads are codes too by default.
     assert st["codes"] == "sq8" and st["exact_codes"] is True and st["head_codes"] is True
+    f16 = strata.SpannIndex.build(base, str(tmp_path / "f16.spann"), metric="l2", codes="sq8", head_codes=False)
+    assert f16.stats()["head_codes"] is False and f16.stats()["half_heads"] is True
     assert plain.stats()["codes"] == "none" and plain.stats()["head_codes"] is False
     # The codes index's default budget is 10% of the raw vectors, the plain one's 20%.
     assert st["memory_bytes"] < plain.stats()["memory_bytes"]

@@ -370,6 +370,20 @@ TEST_F(StrataCliTest, SpannSearchHeadEfAndRerank) {
   EXPECT_EQ(j["posting_vectors"], "none");
   EXPECT_EQ(j["full_vectors"], "FULL section");  // random floats: the codes are not exact
   EXPECT_GT(j["full_section_bytes"].get<uint64_t>(), 0u);
+  // With codes the heads are codes too, unless --no-head-codes; without codes, float16.
+  EXPECT_EQ(j["heads"], "sq8");
+  ASSERT_EQ(Strata("-q build --index spann --base " + P("base.fbin") + " --metric l2 --codes sq8 --no-head-codes -o " +
+                   P("h.spann"))
+                .exit_code,
+            0);
+  for (const auto& [index, heads] : {std::pair<std::string, const char*>{"h.spann", "float16"}, {"f.spann", "float16"}}) {
+    const Run r = Strata("inspect " + P(index) + " --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["heads"], heads) << index;
+  }
+  const Run both = Strata("-q build --index spann --base " + P("base.fbin") +
+                          " --metric l2 --codes sq8 --head-codes --no-head-codes -o " + P("x.spann"));
+  EXPECT_EQ(both.exit_code, 2) << both.err;
 }
 
 // Every command that prints results takes --json: gt, inspect (an index, a data set),
