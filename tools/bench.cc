@@ -23,10 +23,6 @@
 #include "tools/eval.h"
 #include "tools/scratch_dir.h"
 
-#ifndef STRATA_GIT_REV
-#define STRATA_GIT_REV "unknown"
-#endif
-
 namespace strata::tools {
 namespace {
 
@@ -270,7 +266,8 @@ size_t PeakRssBytes() {
   return size_t(ru.ru_maxrss) * 1024;
 }
 
-std::string GitRevision() { return STRATA_GIT_REV; }
+extern const char* const kGitRevision;  // git_rev.cc, generated at build time
+std::string GitRevision() { return kGitRevision; }
 
 Result<std::vector<BenchPointResult>> RunBench(BenchTarget& target, const LoadedDataset& data,
                                                const BenchConfig& config) {
