@@ -375,6 +375,20 @@ TEST(HnswCodes, MissingOrShortFullSectionIsCorruption) {
   EXPECT_NE(loaded.error().message().find("FULL"), std::string::npos);
 }
 
+// `index` saved as `name` and loaded with its full vectors read by pread, then the file cut off
+// inside them: a search that read a full vector would fail.
+std::unique_ptr<HnswIndex> SavedWithFullVectorsCut(const HnswIndex& index, const std::string& name) {
+  auto path = TempPath(name);
+  EXPECT_TRUE(index.Save(path).ok());
+  HnswLoadOptions lo;
+  lo.read_full_vectors = true;
+  lo.full_vector_io = storage::IoBackend::kPread;
+  auto loaded = HnswIndex::Load(path, lo);
+  EXPECT_TRUE(loaded.has_value()) << loaded.error().ToString();
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  return loaded ? std::move(*loaded) : nullptr;
+}
+
 // Integer vectors (uint8 pixels under L2) get codes that are their values: searches rerank on
 // the decoded codes and never read a full vector, with exact distances. The index says so
 // after Save/Load; a vector that is not an integer one ends it; float data never have it.
@@ -386,15 +400,9 @@ TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
   }
   auto index = BuildCodes(base, Metric::kL2);
   EXPECT_TRUE(index->GraphStats().exact_codes);
-  auto path = TempPath("exact.hnsw");
-  ASSERT_TRUE(index->Save(path).ok());
-  HnswLoadOptions lo;
-  lo.read_full_vectors = true;
-  lo.full_vector_io = storage::IoBackend::kPread;
-  auto loaded = *HnswIndex::Load(path, lo);
+  auto loaded = SavedWithFullVectorsCut(*index, "exact.hnsw");
+  ASSERT_NE(loaded, nullptr);
   EXPECT_TRUE(loaded->GraphStats().exact_codes);
-  // Cut the file off inside its full vectors: a rerank that read them would fail.
-  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
   const DistanceKernels& kern = Kernels();
   SearchContext ctx;
   // Every distance is the exact one. The graph is built on two threads, so which rows it
@@ -427,13 +435,8 @@ TEST(HnswCodes, CodesOnlySearchNeverReadsFullVectors) {
   VectorSet queries = Clustered(40, kDim, 22);
   auto index = BuildCodes(base, Metric::kL2);
   EXPECT_FALSE(index->GraphStats().exact_codes);
-  auto path = TempPath("codes_only.hnsw");
-  ASSERT_TRUE(index->Save(path).ok());
-  HnswLoadOptions lo;
-  lo.read_full_vectors = true;
-  lo.full_vector_io = storage::IoBackend::kPread;
-  auto loaded = *HnswIndex::Load(path, lo);
-  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  auto loaded = SavedWithFullVectorsCut(*index, "codes_only.hnsw");
+  ASSERT_NE(loaded, nullptr);
   auto exact = *FlatIndex::Build(*base.Clone(), Metric::kL2);
   SearchContext ctx, ectx;
   SearchParams p{.k = kK, .ef = 64};

@@ -176,6 +176,14 @@ class SpannTest : public ::testing::Test {
     return idx ? std::move(*idx) : nullptr;
   }
 
+  // The shared base built with `o` into this test's `name`, opened.
+  static std::unique_ptr<SpannIndex> BuiltVariant(const SpannBuildOptions& o, const std::string& name) {
+    const fs::path dir = TestDir() / name;
+    const Status s = SpannIndex::Build(Base(), dir, o);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return s.ok() ? OpenOrDie(dir) : nullptr;
+  }
+
   static fs::path* root_;
 };
 fs::path* SpannTest::root_ = nullptr;
@@ -482,9 +490,7 @@ TEST_F(SpannTest, HeadsBeyondHalfRangeFallBackToFloat32) {
 TEST_F(SpannTest, HalfAndFloat32HeadsGiveSimilarRecall) {
   SpannBuildOptions o = BuildOptions(Metric::kL2);
   o.half_heads = false;
-  const fs::path dir = TestDir() / "f32";
-  ASSERT_TRUE(SpannIndex::Build(Base(), dir, o).ok());
-  auto full = OpenOrDie(dir);
+  auto full = BuiltVariant(o, "f32");
   auto half = OpenOrDie(Dir(Metric::kL2));
   ASSERT_NE(full, nullptr);
   ASSERT_NE(half, nullptr);
@@ -499,9 +505,7 @@ TEST_F(SpannTest, HalfAndFloat32HeadsGiveSimilarRecall) {
 TEST_F(SpannTest, HeadCodesKeepRecallAndFitMoreHeadsInABudget) {
   SpannBuildOptions o = BuildOptions(Metric::kL2);
   o.head_codes = true;
-  const fs::path dir = TestDir() / "head_codes";
-  ASSERT_TRUE(SpannIndex::Build(Base(), dir, o).ok());
-  auto codes = OpenOrDie(dir);
+  auto codes = BuiltVariant(o, "head_codes");
   auto half = OpenOrDie(Dir(Metric::kL2));
   ASSERT_NE(codes, nullptr);
   ASSERT_NE(half, nullptr);
@@ -535,9 +539,7 @@ TEST_F(SpannTest, HeadCodesKeepRecallAndFitMoreHeadsInABudget) {
 TEST_F(SpannTest, Float32ListsGiveExactDistancesHalfListsClose) {
   SpannBuildOptions o = BuildOptions(Metric::kL2);
   o.half_lists = false;
-  const fs::path dir = TestDir() / "f32lists";
-  ASSERT_TRUE(SpannIndex::Build(Base(), dir, o).ok());
-  auto full = OpenOrDie(dir);
+  auto full = BuiltVariant(o, "f32lists");
   auto half = OpenOrDie(Dir(Metric::kL2));
   ASSERT_NE(full, nullptr);
   ASSERT_NE(half, nullptr);
