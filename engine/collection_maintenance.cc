@@ -477,7 +477,7 @@ Status Collection::CompactLocked() {
       STRATA_ASSIGN_OR_RETURN(Record rec, seg.Read(r));
       attrs.push_back(std::move(rec.attributes));
       // float32: the mapped row; narrow: Read's widened copy, kept until the rows are written.
-      const float* v = seg.element() == ElementType::kFloat32 ? seg.vector(r, nullptr)
+      const float* v = seg.element() == ElementType::kFloat32 ? seg.float32_row(r)
                                                              : widened.emplace_back(std::move(rec.vector)).data();
       rows.push_back({rec.id, v, &attrs.back(), seg.key(r)});
     }

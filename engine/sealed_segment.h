@@ -119,10 +119,12 @@ class SealedSegment {
   // The row's vector as written: a pointer into the mapped file when the segment stores
   // float32, else the row widened into `buf` (dim floats), which it returns.
   const float* vector(size_t row, float* buf) const {
-    if (element_ == ElementType::kFloat32) return reinterpret_cast<const float*>(vecs_.data()) + row * dim_;
+    if (element_ == ElementType::kFloat32) return float32_row(row);
     WidenRow(element_, vecs_.data() + row * row_bytes_, dim_, buf);
     return buf;
   }
+  // The row in the mapped file, of a segment that stores float32 (element() == kFloat32).
+  const float* float32_row(size_t row) const { return reinterpret_cast<const float*>(vecs_.data()) + row * dim_; }
   // Starts loading the row's stored vector into the cache.
   void PrefetchVector(size_t row) const {
     const char* p = reinterpret_cast<const char*>(vecs_.data()) + row * row_bytes_;

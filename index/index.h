@@ -41,7 +41,7 @@ struct SearchParams {
   // HNSW with codes: candidates re-scored with full vectors (>= k used); 0 = the
   // index's default (HnswOptions::rerank; 0 there too: 2k).
   uint32_t rerank = 0;
-  // HNSW with codes, unfiltered: no rerank -- the best k of the walk's ef-list come back with
+  // HNSW with codes: no rerank -- the best k of the walk's ef-list come back with
   // their codes' distances (estimates: SQ8 rounds each coordinate by up to half a step), and
   // no full vector is touched. SPANN's head search uses it when its heads carry codes.
   bool codes_only = false;

@@ -30,11 +30,10 @@ namespace {
 // 10,000 rows up to all 331,479 within 1%).
 constexpr size_t kCodesTrainRows = 100000;
 
-// Rerank depth when neither the search nor the index sets one: 2k candidates.
-// On GloVe-100 (all 10,000 queries, k = 10) reranking 15, 20, 40 or the whole
-// ef-list gave the same recall@10 at ef 64, 128 and 768 (12: -0.0007 at ef 128);
+// Rerank depth when neither the search nor the index sets one (Impl::kAutoRerankPerK):
+// 2k candidates. On GloVe-100 (all 10,000 queries, k = 10) reranking 15, 20, 40 or the
+// whole ef-list gave the same recall@10 at ef 64, 128 and 768 (12: -0.0007 at ef 128);
 // see docs/BENCHMARKS.md, section 10.
-constexpr size_t kAutoRerankPerK = 2;
 
 inline void PrefetchLines(const char* p, size_t bytes) {
   const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t(63);
@@ -173,8 +172,8 @@ void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, floa
 
 }  // namespace
 
-Status HnswIndex::Impl::ReadFullVectors(const CandidatePool& pool, size_t r,
-                                        HnswScratch& scratch) const {
+Status HnswIndex::Impl::ReadFullVectors(std::span<const uint32_t> ids, HnswScratch& scratch) const {
+  const size_t r = ids.size();
   using storage::IoBackend;
   const IoBackend have = scratch.io ? scratch.io->backend() : IoBackend::kAuto;
   if (!scratch.io || (full_io_ == IoBackend::kPread && have != IoBackend::kPread) ||
@@ -188,7 +187,7 @@ Status HnswIndex::Impl::ReadFullVectors(const CandidatePool& pool, size_t r,
   scratch.full_requests.resize(r);
   for (size_t i = 0; i < r; ++i) {
     storage::ReadRequest& req = scratch.full_requests[i];
-    req.offset = full_file_offset_ + uint64_t(pool.id(i)) * bytes;
+    req.offset = full_file_offset_ + uint64_t(ids[i]) * bytes;
     req.length = uint32_t(bytes);
     req.buffer = buf + i * dim_;
   }
@@ -203,10 +202,40 @@ Status HnswIndex::Impl::ReadFullVectors(const CandidatePool& pool, size_t r,
         }
       }));
   if (!failed.ok()) {
-    return IOError("reading the full vector of node {} for a rerank: {}", pool.id(failed_at),
+    return IOError("reading the full vector of node {} for a rerank: {}", ids[failed_at],
                    failed.ToString());
   }
   return Status::Ok();
+}
+
+void HnswIndex::Impl::DescendCodes(const Sq8Query& pq, uint32_t& cur, float& cur_dist,
+                                   HnswSearchStats* st) const {
+  const uint64_t e = entry_.load(std::memory_order_acquire);
+  cur = uint32_t(e);
+  cur_dist = CodeDist(pq, cur);
+  uint64_t dists = 1, hops = 0;
+  uint32_t buf[512];
+  for (int l = int(e >> 32); l > 0; --l) {
+    bool changed = true;
+    while (changed) {
+      changed = false;
+      const uint32_t c = CopyLinks(cur, l, buf);
+      for (uint32_t j = 0; j < c; ++j) {
+        const float d = CodeDist(pq, buf[j]);
+        ++dists;
+        if (d < cur_dist) {
+          cur_dist = d;
+          cur = buf[j];
+          changed = true;
+        }
+      }
+      ++hops;
+    }
+  }
+  if (st) {
+    st->distances += dists;
+    st->hops += hops;
+  }
 }
 
 Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t rerank,
@@ -236,16 +265,28 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
     for (size_t i = 0; i < m; ++i) out.push_back({pool.dist(i), pool.id(i)});
     return Status::Ok();
   }
-  // Rerank: the best r of the ef-list, scored with full vectors, all of their
-  // lines requested before the first is scored.
+  // Rerank: the best r of the ef-list.
   const size_t r = std::min(pool.size(), std::max(k, rerank == 0 ? kAutoRerankPerK * k : rerank));
+  std::vector<uint32_t>& ids = scratch.rerank_ids;
+  ids.resize(r);
+  for (size_t i = 0; i < r; ++i) ids[i] = pool.id(i);
+  return RerankCodes(q, k, ids, scratch, st);
+}
+
+Status HnswIndex::Impl::RerankCodes(const float* q, size_t k, std::span<const uint32_t> ids,
+                                    HnswScratch& scratch, HnswSearchStats* st) const {
+  // All of the candidates' lines are requested before the first is scored.
+  std::vector<Candidate>& out = scratch.rerank;
+  out.clear();
+  const Sq8Query& pq = scratch.sq8_query;  // prepared by the walk
+  const size_t r = ids.size();
   out.reserve(r);
   if (codes_exact_.load(std::memory_order_relaxed)) {
     // Every code is its vector: decode the candidates (in the node blocks the walk just
     // read) instead of touching a full vector, for distances free of the codes' rounding.
     float* v = HnswScratch::Sized(scratch.full_read, dim_);
     for (size_t i = 0; i < r; ++i) {
-      const uint32_t id = pool.id(i);
+      const uint32_t id = ids[i];
       sq8_enc_.Decode(Sq8Code(id), v);
       out.push_back({Dist(q, v), id});
     }
@@ -253,7 +294,7 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
     // Refined codes in memory: no full vector is touched.
     const uint8_t* rf = refine_.data();
     for (size_t i = 0; i < r; ++i) {
-      PrefetchLines(reinterpret_cast<const char*>(rf + size_t(pool.id(i)) * refine_bytes_), refine_bytes_);
+      PrefetchLines(reinterpret_cast<const char*>(rf + size_t(ids[i]) * refine_bytes_), refine_bytes_);
     }
     // Without decoding: with qs = q * scale (the prepared query), a refined code's
     //   q . x~ = bias + qs . code + (qs . r - 7 sum(qs)) / 14,
@@ -264,7 +305,7 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
     if (scratch.refinement.size() < dim_ + 1) scratch.refinement.resize(dim_ + 1);
     uint8_t* nib = scratch.refinement.data();
     for (size_t i = 0; i < r; ++i) {
-      const uint32_t id = pool.id(i);
+      const uint32_t id = ids[i];
       const uint8_t* packed = rf + size_t(id) * refine_bytes_;
       for (size_t j = 0; j < refine_bytes_; ++j) nib[j] = packed[j] & 15u;
       for (size_t j = 0; j < refine_bytes_; ++j) nib[refine_bytes_ + j] = packed[j] >> 4;
@@ -277,15 +318,15 @@ Status HnswIndex::Impl::SearchCodes(const float* q, size_t k, size_t ef, size_t 
     // pages of this process. All r reads go to the kernel as one batch (one
     // io_uring submission; reads of cached pages complete inside it), which costs
     // less than r system calls; see docs/BENCHMARKS.md, section 10.
-    STRATA_RETURN_IF_ERROR(ReadFullVectors(pool, r, scratch));
+    STRATA_RETURN_IF_ERROR(ReadFullVectors(ids, scratch));
     const float* vecs = scratch.full_read.data();
-    for (size_t i = 0; i < r; ++i) out.push_back({Dist(q, vecs + i * dim_), pool.id(i)});
+    for (size_t i = 0; i < r; ++i) out.push_back({Dist(q, vecs + i * dim_), ids[i]});
   } else {
     for (size_t i = 0; i < r; ++i) {
-      PrefetchLines(reinterpret_cast<const char*>(FullVec(pool.id(i))), dim_ * sizeof(float));
+      PrefetchLines(reinterpret_cast<const char*>(FullVec(ids[i])), dim_ * sizeof(float));
     }
     for (size_t i = 0; i < r; ++i) {
-      const uint32_t id = pool.id(i);
+      const uint32_t id = ids[i];
       out.push_back({Dist(q, FullVec(id)), id});
     }
   }

@@ -186,11 +186,13 @@ class HnswIndex::Impl {
   // held and no candidate can improve them -- or, with a finite `max_distance`
   // (SearchParams::max_distance), once it has walked as far as an unfiltered search
   // would and no candidate is closer than max_distance. Results (only nodes closer
-  // than max_distance) land in scratch.results, nearest first.
-  template <typename Allowed>
-  void SearchLayer0Filtered(const float* q, uint32_t ep, float ep_dist, size_t ef,
-                            float max_distance, const Allowed& allowed, VisitedSet& visited,
-                            HnswScratch& scratch, HnswSearchStats* st) const;
+  // than max_distance) land in scratch.results, nearest first. `score(node)` is the
+  // query's distance to a node (its vector, or its code), `addr(node)` where that
+  // node's scored bytes start (prefetched).
+  template <typename Allowed, typename Score, typename Addr>
+  void SearchLayer0Filtered(uint32_t ep, float ep_dist, size_t ef, float max_distance,
+                            const Allowed& allowed, const Score& score, const Addr& addr,
+                            VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st) const;
   // Descends from the entry point to `target_level` + 1.
   void Descend(const float* q, int target_level, uint32_t& cur, float& cur_dist, int& top,
                HnswSearchStats* st) const;
@@ -211,9 +213,29 @@ class HnswIndex::Impl {
   Status SearchCodes(const float* q, size_t k, size_t ef, size_t rerank, std::optional<uint32_t> exclude,
                      VisitedSet& visited, HnswScratch& scratch, HnswSearchStats* st,
                      bool codes_only = false) const;
-  // Reads the full vectors of the pool's first r candidates from full_file_ into
-  // scratch.full_read (row i = candidate i), as one batch on the scratch's IoQueue.
-  Status ReadFullVectors(const CandidatePool& pool, size_t r, HnswScratch& scratch) const;
+  // A filtered search (params.filter, or tombstones) on codes: descent and the filtered
+  // layer-0 walk on codes, then RerankCodes of the best allowed (or, codes_only, their
+  // code distances); results closer than params.max_distance, in scratch.rerank.
+  Status SearchCodesFiltered(const float* q, const SearchParams& params, size_t k, size_t ef, size_t rerank,
+                             std::optional<uint32_t> exclude, VisitedSet& visited, HnswScratch& scratch,
+                             HnswSearchStats* st) const;
+  // Candidates a rerank re-scores when the search does not say: this many per result
+  // (GloVe-100: no recall lost against reranking the whole ef-list; hnsw_codes.cc).
+  static constexpr size_t kAutoRerankPerK = 2;
+  // Re-scores the nodes `ids` (nearest by code first) for `q` -- decoded exact codes,
+  // refined codes, or full vectors read or mapped -- and leaves the best k in
+  // scratch.rerank, nearest first. IOError when a full vector cannot be read.
+  Status RerankCodes(const float* q, size_t k, std::span<const uint32_t> ids, HnswScratch& scratch,
+                     HnswSearchStats* st) const;
+  // The query's distance to node i's code (SQ8 estimate).
+  float CodeDist(const Sq8Query& pq, uint32_t i) const {
+    return Sq8Distance(*sq8k_, pq, Sq8Code(i), CodeNorm2(i), dim_);
+  }
+  // Greedy descent on codes from the entry point to layer 1's best node.
+  void DescendCodes(const Sq8Query& pq, uint32_t& cur, float& cur_dist, HnswSearchStats* st) const;
+  // Reads the full vectors of `ids` from full_file_ into scratch.full_read (row i =
+  // ids[i]), as one batch on the scratch's IoQueue.
+  Status ReadFullVectors(std::span<const uint32_t> ids, HnswScratch& scratch) const;
 
   // ---- inserts (hnsw_insert.cc) ----------------------------------------------
   int RandomLevel();

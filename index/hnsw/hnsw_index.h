@@ -31,11 +31,11 @@
 //
 // Codes (HnswOptions::codes = kSq8). Node blocks then hold an SQ8 code of the
 // vector (index/codes/sq8.h: one byte per dimension) instead of the vector, and
-// the full float32 vectors live apart (in memory, or mapped from the file). An
-// unfiltered search without tombstones descends and walks layer 0 on the codes,
-// then re-scores the best `rerank` candidates of its ef-list with the full vectors
-// and returns those distances. Inserts, filtered searches and searches over
-// tombstones use the full vectors. The encoder is trained by the first AddBatch
+// the full float32 vectors live apart (in memory, or mapped from the file). A
+// search descends and walks layer 0 on the codes -- a filtered one, or one past
+// tombstones, with the filtered walk (only allowed nodes become results) -- then
+// re-scores the best `rerank` candidates with the full vectors and returns those
+// distances. Inserts and SearchSubset use the full vectors. The encoder is trained by the first AddBatch
 // (per-dimension range of up to 100,000 of its rows); Add before that is an error.
 // While every node's code decodes to exactly its vector (integer data, such as uint8
 // pixels under L2: steps of 1), the rerank decodes the candidates' codes instead of
@@ -108,9 +108,9 @@ struct HnswLoadOptions {
   // With codes: keep a 4-bit refinement of every code in memory (half a byte per
   // dimension: 16.6 MB for GloVe-100's 331,479 x 100) and rerank on the refined
   // codes (each coordinate within step / 28 of the stored value, exact where the code is)
-  // instead of the full vectors, which unfiltered searches then never touch; the
-  // index is read-only, the full vectors mapped as with map_full_vectors (Get,
-  // filtered searches and searches past tombstones still read them there).
+  // instead of the full vectors, which searches then never touch; the index is
+  // read-only, the full vectors mapped as with map_full_vectors (Get and SearchSubset
+  // still read them there).
   // Distances returned are the refined codes'. Computed while loading, from the
   // file's full vectors; ignored without codes.
   bool refined_codes = false;
@@ -127,8 +127,7 @@ struct HnswStats {
   bool full_vectors_mapped = false;
   size_t refined_code_bytes = 0;  // HnswLoadOptions::refined_codes, and their norms for L2 (in memory_bytes)
   // With codes: every node's code decodes to exactly its vector (integer data within steps of
-  // 1: Sq8Encoder), so an unfiltered search reranks on decoded codes and never reads the full
-  // vectors.
+  // 1: Sq8Encoder), so a search reranks on decoded codes and never reads the full vectors.
   bool exact_codes = false;
 };
 

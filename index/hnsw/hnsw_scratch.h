@@ -106,6 +106,7 @@ struct HnswScratch final : IndexScratch {
   std::vector<float> base_vec;
   // Searches on codes: the prepared query and the candidates being reranked.
   Sq8Query sq8_query;
+  std::vector<uint32_t> rerank_ids;  // codes: the candidates a rerank re-scores
   std::vector<Candidate> rerank;
   // Reranks with read_full_vectors: the candidates' vectors (r x dim floats), their
   // read requests, and this searcher's I/O queue (created on the first such rerank;

@@ -5,6 +5,7 @@
 #include <xmmintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -110,9 +111,9 @@ void HnswIndex::Impl::SearchLayerT(const float* q, uint32_t ep, float ep_dist, i
   }
 }
 
-template <typename Allowed>
-void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep_dist, size_t ef,
-                                           float max_distance, const Allowed& allowed,
+template <typename Allowed, typename Score, typename Addr>
+void HnswIndex::Impl::SearchLayer0Filtered(uint32_t ep, float ep_dist, size_t ef, float max_distance,
+                                           const Allowed& allowed, const Score& score, const Addr& addr,
                                            VisitedSet& visited, HnswScratch& scratch,
                                            HnswSearchStats* st) const {
   std::vector<Candidate>& cand = scratch.frontier;  // min-heap
@@ -148,12 +149,12 @@ void HnswIndex::Impl::SearchLayer0Filtered(const float* q, uint32_t ep, float ep
       if (visited.Insert(buf[j])) buf[fresh++] = buf[j];
     }
     for (uint32_t j = 0; j < fresh; ++j) {
-      const char* nv = VecPtr(buf[j]);
+      const char* nv = addr(buf[j]);
       for (size_t off = 0; off < prefetch_bytes_; off += 64) _mm_prefetch(nv + off, _MM_HINT_T0);
     }
     for (uint32_t j = 0; j < fresh; ++j) {
       const uint32_t v = buf[j];
-      const float d = DistTo(q, v);
+      const float d = score(v);
       if (st) ++st->distances;
       if (bounded && (beam.size() < ef || d < beam.front())) {
         beam.push_back(d);
@@ -209,6 +210,59 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
   return Search(query, params, ctx, nullptr);
 }
 
+// A filtered search (a filter, or tombstones) of an index with codes: the descent and the
+// filtered layer-0 walk on codes, then the rerank of the best allowed candidates (as an
+// unfiltered search's), so that neither touches a full vector beyond the rerank's. Leaves
+// the result in scratch.rerank, nearest first, as SearchCodes does.
+Status HnswIndex::Impl::SearchCodesFiltered(const float* q, const SearchParams& params, size_t k, size_t ef,
+                                            size_t rerank, std::optional<uint32_t> exclude, VisitedSet& visited,
+                                            HnswScratch& scratch, HnswSearchStats* stats) const {
+  const Impl& im = *this;
+  scratch.rerank.clear();
+  Sq8Query& pq = scratch.sq8_query;
+  im.sq8_enc_.PrepareQuery(q, im.metric_, im.sq8_mode_, pq);
+  uint32_t cur;
+  float cur_dist;
+  im.DescendCodes(pq, cur, cur_dist, stats);
+  if (exclude) {
+    visited.Insert(*exclude);  // never expanded nor returned
+    if (cur == *exclude) {     // the descent ended on it: start from one of its neighbours
+      uint32_t buf[512];
+      const uint32_t c = im.CopyLinks(cur, 0, buf);
+      if (c == 0) return Status::Ok();
+      cur = buf[0];
+      cur_dist = im.CodeDist(pq, cur);
+      if (stats) ++stats->distances;
+    }
+  }
+  const IdFilter* filter = params.filter;
+  auto allowed = [&](uint32_t node) {
+    if (im.Header(node) & (kDeletedBit | kFreeBit)) return false;
+    return filter == nullptr || filter->Contains(im.Label(node));
+  };
+  // The walk compares code estimates with max_distance (an exact distance): a margin keeps
+  // a node whose estimate lies a little past it; the rerank's exact distances decide.
+  const float bound = params.max_distance + 0.05f * std::fabs(params.max_distance) + 1e-6f;
+  im.SearchLayer0Filtered(
+      cur, cur_dist, ef, bound, allowed, [&](uint32_t v) { return im.CodeDist(pq, v); },
+      [&](uint32_t v) { return im.Code(v); }, visited, scratch, stats);
+  const std::vector<Candidate>& found = scratch.results;  // nearest (by code) first
+  if (params.codes_only) {
+    for (size_t i = 0; i < std::min(k, found.size()); ++i) scratch.rerank.push_back(found[i]);
+    return Status::Ok();
+  }
+  const size_t r = std::min(found.size(), std::max(k, rerank == 0 ? kAutoRerankPerK * k : rerank));
+  std::vector<uint32_t>& ids = scratch.rerank_ids;
+  ids.resize(r);
+  for (size_t i = 0; i < r; ++i) ids[i] = found[i].id;
+  STRATA_RETURN_IF_ERROR(im.RerankCodes(q, k, ids, scratch, stats));
+  // Only neighbours closer than max_distance are wanted (SearchParams::max_distance).
+  if (params.max_distance < std::numeric_limits<float>::infinity()) {
+    std::erase_if(scratch.rerank, [&](const Candidate& c) { return !(c.dist < params.max_distance); });
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchParams& params,
                                                 SearchContext& ctx, HnswSearchStats* stats) const {
   STRATA_RETURN_IF_ERROR(ValidateQuery(query, dim_, params));
@@ -220,7 +274,7 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
   const size_t k = params.k;
   const size_t ef = std::max<size_t>(params.ef, k);
   const bool tombstones = im.num_deleted_.load(std::memory_order_acquire) > 0;
-  if (im.sq8_ && im.codes_trained() && !params.filter && !tombstones) {
+  if (im.sq8_ && im.codes_trained()) {
     VisitedSet& visited = ctx.visited();
     visited.Reset(im.capacity_.load(std::memory_order_acquire));
     std::optional<uint32_t> x;
@@ -229,8 +283,12 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
       x = im.NodeOf(params.exclude);
     }
     HnswScratch& scratch = ctx.scratch<HnswScratch>();
-    STRATA_RETURN_IF_ERROR(im.SearchCodes(q, k, ef, params.rerank ? params.rerank : options_.rerank, x,
-                                          visited, scratch, stats, params.codes_only));
+    const size_t rerank = params.rerank ? params.rerank : options_.rerank;
+    if (!params.filter && !tombstones) {
+      STRATA_RETURN_IF_ERROR(im.SearchCodes(q, k, ef, rerank, x, visited, scratch, stats, params.codes_only));
+    } else {
+      STRATA_RETURN_IF_ERROR(im.SearchCodesFiltered(q, params, k, ef, rerank, x, visited, scratch, stats));
+    }
     out.reserve(scratch.rerank.size());
     for (const Candidate& c : scratch.rerank) out.push_back({im.Label(c.id), c.dist});
     return out;
@@ -273,8 +331,9 @@ Result<std::vector<Neighbor>> HnswIndex::Search(VectorView query, const SearchPa
       return filter == nullptr || filter->Contains(im.Label(node));
     };
     HnswScratch& scratch = ctx.scratch<HnswScratch>();
-    im.SearchLayer0Filtered(q, cur, cur_dist, ef, params.max_distance, allowed, visited, scratch,
-                            stats);
+    im.SearchLayer0Filtered(
+        cur, cur_dist, ef, params.max_distance, allowed, [&](uint32_t v) { return im.DistTo(q, v); },
+        [&](uint32_t v) { return im.VecPtr(v); }, visited, scratch, stats);
     const std::vector<Candidate>& results = scratch.results;
     const size_t m = std::min(k, results.size());
     out.reserve(m);

@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include "index/filter.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_format.h"
 #include "index/hnsw/hnsw_index.h"
@@ -309,7 +310,7 @@ TEST(HnswCodes, CodesNeedFloat32FullVectors) {
   EXPECT_FALSE(HnswIndex::Create(kDim, Metric::kL2, opt).has_value());
 }
 
-TEST(HnswCodes, FilteredSearchAndTombstonesUseFullVectors) {
+TEST(HnswCodes, SearchPastATombstoneGivesExactDistances) {
   auto base = Clustered(800, kDim, 10);
   auto index = BuildCodes(base, Metric::kL2);
   ASSERT_TRUE(index->Remove(0).ok());
@@ -464,6 +465,90 @@ TEST(HnswCodes, CodesOnlySearchNeverReadsFullVectors) {
     }
   }
   EXPECT_GE(double(hit) / double(kK * queries.size()), 0.85);
+}
+
+// Filtered searches and searches past tombstones walk the codes too and rerank the best
+// allowed candidates: exact distances, a recall close to the exact filtered answer, nothing
+// filtered out or deleted returned, and no full vector read beyond the rerank's (a codes_only
+// search of an index whose full vectors are cut off still answers; an integer index's reranks
+// decode the codes).
+TEST(HnswCodes, FilteredAndTombstonedSearchesWalkTheCodes) {
+  VectorSet base = Clustered(3000, kDim, 31);
+  VectorSet queries = Clustered(60, kDim, 32);
+  auto index = BuildCodes(base, Metric::kL2);
+  BitmapFilter quarter(base.size());
+  for (VectorId id = 0; id < base.size(); id += 4) quarter.Set(id);
+  const DistanceKernels& kern = Kernels();
+  // Exact answers over the allowed ids, by brute force.
+  auto exact = [&](const float* q, const IdFilter& allowed) {
+    std::vector<Neighbor> all;
+    for (VectorId id = 0; id < base.size(); ++id) {
+      if (allowed.Contains(id)) all.push_back({id, kern.l2sq(q, base.row(id), kDim)});
+    }
+    std::sort(all.begin(), all.end(), [](const Neighbor& a, const Neighbor& b) { return a.distance < b.distance; });
+    all.resize(std::min<size_t>(kK, all.size()));
+    return all;
+  };
+  auto recall_of = [&](const HnswIndex& idx, const IdFilter& allowed, const IdFilter* filter) {
+    SearchContext ctx;
+    size_t hit = 0, total = 0;
+    for (size_t q = 0; q < queries.size(); ++q) {
+      auto got = idx.Search(queries[q], {.k = kK, .ef = 64, .filter = filter}, ctx);
+      EXPECT_TRUE(got.has_value()) << got.error().ToString();
+      if (!got) return 0.0;
+      std::unordered_set<VectorId> want;
+      for (const Neighbor& n : exact(queries.row(q), allowed)) want.insert(n.id);
+      for (const Neighbor& n : *got) {
+        EXPECT_TRUE(allowed.Contains(n.id)) << "id " << n.id;
+        EXPECT_NEAR(n.distance, kern.l2sq(queries.row(q), base.row(n.id), kDim), 1e-3f * (1 + n.distance));
+        hit += want.count(n.id);
+      }
+      total += want.size();
+    }
+    return double(hit) / double(total);
+  };
+  EXPECT_GE(recall_of(*index, quarter, &quarter), 0.9);
+  // Tombstones: every third id removed.
+  BitmapFilter live(base.size());
+  for (VectorId id = 0; id < base.size(); ++id) {
+    if (id % 3 == 0) ASSERT_TRUE(index->Remove(id).ok());
+    else live.Set(id);
+  }
+  EXPECT_GE(recall_of(*index, live, nullptr), 0.9);
+  // Only neighbours closer than max_distance, as without codes.
+  {
+    SearchContext ctx;
+    auto first = *index->Search(queries[0], {.k = kK, .ef = 64}, ctx);
+    ASSERT_EQ(first.size(), kK);
+    const float bound = first[4].distance;
+    auto bounded = *index->Search(queries[0], {.k = kK, .ef = 64, .max_distance = bound}, ctx);
+    ASSERT_FALSE(bounded.empty());
+    for (const Neighbor& n : bounded) EXPECT_LT(n.distance, bound);
+  }
+  // With the full vectors cut off: a filtered codes_only search answers (code distances),
+  // a reranking one fails to read them.
+  auto cut = SavedWithFullVectorsCut(*BuildCodes(base, Metric::kL2), "filtered_cut.hnsw");
+  ASSERT_NE(cut, nullptr);
+  SearchContext ctx;
+  auto only = cut->Search(queries[0], {.k = kK, .ef = 64, .filter = &quarter, .codes_only = true}, ctx);
+  ASSERT_TRUE(only.has_value()) << only.error().ToString();
+  ASSERT_EQ(only->size(), kK);
+  for (const Neighbor& n : *only) EXPECT_TRUE(quarter.Contains(n.id));
+  auto reranked = cut->Search(queries[0], {.k = kK, .ef = 64, .filter = &quarter}, ctx);
+  ASSERT_FALSE(reranked.has_value());
+  EXPECT_EQ(reranked.error().code(), StatusCode::kIOError);
+  // Integer vectors: the filtered rerank decodes the exact codes, no full vector read.
+  VectorSet pixels = *base.Clone();
+  for (size_t i = 0; i < pixels.size(); ++i) {
+    float* r = pixels.mutable_row(i);
+    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
+  }
+  auto exact_cut = SavedWithFullVectorsCut(*BuildCodes(pixels, Metric::kL2), "filtered_exact.hnsw");
+  ASSERT_NE(exact_cut, nullptr);
+  auto decoded = exact_cut->Search(pixels[8], {.k = kK, .ef = 64, .filter = &quarter}, ctx);
+  ASSERT_TRUE(decoded.has_value()) << decoded.error().ToString();
+  ASSERT_FALSE(decoded->empty());
+  EXPECT_EQ((*decoded)[0].distance, 0.0f);  // row 8 itself, allowed (8 % 4 == 0)
 }
 
 TEST(HnswCodes, UnknownCodeFlagsAreCorruption) {
