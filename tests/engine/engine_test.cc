@@ -352,7 +352,9 @@ TEST(Engine, FiltersThatCanMatchNothingAreReported) {
   const std::vector<float> v = {1, 0, 0, 0};
   ASSERT_TRUE(e->Upsert("c", 1, v, {{"year", int64_t(1990)}, {"lang", std::string("en")}}).ok());
   for (bool sealed : {false, true}) {
-    if (sealed) ASSERT_TRUE(e->Flush("c").ok());
+    if (sealed) {
+      ASSERT_TRUE(e->Flush("c").ok());
+    }
     SCOPED_TRACE(sealed ? "sealed" : "in memory");
     auto none = e->FilterWarnings("c", "year >= 1980 AND lang IN (\"en\", \"de\")");
     ASSERT_TRUE(none.has_value());

@@ -985,7 +985,9 @@ TEST_F(SpannCodesTest, BackendsAndDirectBufferedAgree) {
     EXPECT_EQ(*ra, *rb) << "query " << q;
     EXPECT_EQ(*ra, *rc) << "query " << q;
     EXPECT_EQ(*ra, *rd) << "query " << q;
-    if (d->direct_io()) EXPECT_EQ(sd.bytes_read % 4096, 0u);
+    if (d->direct_io()) {
+      EXPECT_EQ(sd.bytes_read % 4096, 0u);
+    }
   }
 }
 
@@ -1021,7 +1023,9 @@ TEST_F(SpannCodesTest, MergedListReadsGiveTheSameAnswersWithFewerReads) {
         // A gap of 0 reads the union of the lists' blocks: no byte between lists, and a block
         // that two lists share (512-byte lists, 4 KiB reads) once instead of twice.
         EXPECT_LE(s2.bytes_read, s1.bytes_read);
-        if (align == 0 && dir != Dir(Metric::kL2)) EXPECT_EQ(s2.bytes_read, s1.bytes_read);
+        if (align == 0 && dir != Dir(Metric::kL2)) {
+          EXPECT_EQ(s2.bytes_read, s1.bytes_read);
+        }
         EXPECT_GE(s3.bytes_read, s2.bytes_read);
         EXPECT_EQ(s1.entries_scored, s2.entries_scored);
         EXPECT_EQ(s1.entries_scored, s3.entries_scored);
