@@ -86,15 +86,11 @@ struct CodeScorer {
   }
 };
 
-template <bool kL2, bool kInt8>
-void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, float cur_dist,
-               int top, std::optional<uint32_t> exclude, CandidatePool& pool, VisitedSet& visited,
-               HnswSearchStats* st) {
-  const CodeScorer<kL2, kInt8> score{*im.sq8k_, pq, im.dim_};
-  auto dist = [&](uint32_t i) { return score(im.Sq8Code(i), kL2 ? im.CodeNorm2(i) : 0.0f); };
-  uint64_t dists = 0, hops = 0;
+// Upper layers, greedy: from `cur` at layer `top` down to layer 1's best node.
+template <typename Dist>
+void GreedyUpperLayers(const HnswIndex::Impl& im, const Dist& dist, int top, uint32_t& cur, float& cur_dist,
+                       uint64_t& dists, uint64_t& hops) {
   uint32_t buf[512];
-  // Upper layers: greedy.
   for (int l = top; l > 0; --l) {
     bool changed = true;
     while (changed) {
@@ -112,6 +108,17 @@ void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, floa
       ++hops;
     }
   }
+}
+
+template <bool kL2, bool kInt8>
+void WalkCodes(const HnswIndex::Impl& im, const Sq8Query& pq, uint32_t cur, float cur_dist,
+               int top, std::optional<uint32_t> exclude, CandidatePool& pool, VisitedSet& visited,
+               HnswSearchStats* st) {
+  const CodeScorer<kL2, kInt8> score{*im.sq8k_, pq, im.dim_};
+  auto dist = [&](uint32_t i) { return score(im.Sq8Code(i), kL2 ? im.CodeNorm2(i) : 0.0f); };
+  uint64_t dists = 0, hops = 0;
+  uint32_t buf[512];
+  GreedyUpperLayers(im, dist, top, cur, cur_dist, dists, hops);
   if (exclude) {
     visited.Insert(*exclude);  // never expanded nor returned
     if (cur == *exclude) {     // the descent ended on it: start from one of its neighbours
@@ -214,24 +221,7 @@ void HnswIndex::Impl::DescendCodes(const Sq8Query& pq, uint32_t& cur, float& cur
   cur = uint32_t(e);
   cur_dist = CodeDist(pq, cur);
   uint64_t dists = 1, hops = 0;
-  uint32_t buf[512];
-  for (int l = int(e >> 32); l > 0; --l) {
-    bool changed = true;
-    while (changed) {
-      changed = false;
-      const uint32_t c = CopyLinks(cur, l, buf);
-      for (uint32_t j = 0; j < c; ++j) {
-        const float d = CodeDist(pq, buf[j]);
-        ++dists;
-        if (d < cur_dist) {
-          cur_dist = d;
-          cur = buf[j];
-          changed = true;
-        }
-      }
-      ++hops;
-    }
-  }
+  GreedyUpperLayers(*this, [&](uint32_t i) { return CodeDist(pq, i); }, int(e >> 32), cur, cur_dist, dists, hops);
   if (st) {
     st->distances += dists;
     st->hops += hops;
