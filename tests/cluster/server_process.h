@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -43,8 +44,24 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
+  // Sends `signal`; SIGSTOP and SIGCONT return once the process is stopped / running again
+  // (its state in /proc: kill() only queues the signal, and a test that then expects the node
+  // to be silent must not race its last replies).
   void Signal(int signal) {
-    if (pid_ > 0) ::kill(pid_, signal);
+    if (pid_ <= 0) return;
+    ::kill(pid_, signal);
+    if (signal != SIGSTOP && signal != SIGCONT) return;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (Stopped() != (signal == SIGSTOP) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  // The process is stopped by a signal (state T in /proc/PID/stat).
+  bool Stopped() const {
+    std::ifstream f("/proc/" + std::to_string(pid_) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const size_t close = stat.rfind(')');  // the name may hold spaces and parentheses
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'T';
   }
   // Waits for the process to exit; its exit code (128 + signal when killed), or nullopt on
   // timeout.
