@@ -17,24 +17,37 @@
 
 namespace strata::engine {
 
+// Whether `x` is exactly a value of `t` (kFloat32: always).
+inline bool HoldsExactly(ElementType t, float x) {
+  switch (t) {
+    case ElementType::kUint8:
+      return x >= 0.0f && x <= 255.0f && x == std::nearbyint(x);
+    case ElementType::kInt8:
+      return x >= -128.0f && x <= 127.0f && x == std::nearbyint(x);
+    case ElementType::kFloat16:
+      return HalfBitsToFloat(index::FloatToHalf(x)) == x;
+    case ElementType::kFloat32:
+      break;
+  }
+  return true;
+}
+
 // `dim` values at `v` in type `t` (little-endian) written to `out` (dim x ElementSize(t)
 // bytes), when every value is exactly a value of `t`; false otherwise (`out` then holds
 // a prefix). kFloat32 always fits.
 inline bool NarrowRow(ElementType t, const float* v, size_t dim, uint8_t* out) {
   for (size_t j = 0; j < dim; ++j) {
     const float x = v[j];
+    if (!HoldsExactly(t, x)) return false;
     switch (t) {
       case ElementType::kUint8:
-        if (!(x >= 0.0f && x <= 255.0f && x == std::nearbyint(x))) return false;
         out[j] = uint8_t(x);
         break;
       case ElementType::kInt8:
-        if (!(x >= -128.0f && x <= 127.0f && x == std::nearbyint(x))) return false;
         out[j] = uint8_t(int8_t(x));
         break;
       case ElementType::kFloat16: {
         const uint16_t h = index::FloatToHalf(x);
-        if (HalfBitsToFloat(h) != x) return false;
         out[2 * j] = uint8_t(h & 0xff);
         out[2 * j + 1] = uint8_t(h >> 8);
         break;
@@ -53,10 +66,9 @@ class NarrowestType {
   void Add(const float* v, size_t dim) {
     for (size_t j = 0; j < dim && (u8_ || i8_ || f16_); ++j) {
       const float x = v[j];
-      const bool integral = x == std::nearbyint(x);
-      u8_ = u8_ && integral && x >= 0.0f && x <= 255.0f;
-      i8_ = i8_ && integral && x >= -128.0f && x <= 127.0f;
-      f16_ = f16_ && HalfBitsToFloat(index::FloatToHalf(x)) == x;
+      u8_ = u8_ && HoldsExactly(ElementType::kUint8, x);
+      i8_ = i8_ && HoldsExactly(ElementType::kInt8, x);
+      f16_ = f16_ && HoldsExactly(ElementType::kFloat16, x);
     }
   }
   ElementType Narrowest() const {

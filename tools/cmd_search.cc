@@ -128,7 +128,7 @@ int RunSpannSearch(const std::string& index_path, const SpannSearchArgs& a, cons
   p.prune_epsilon = a.prune_epsilon;
   p.head_ef = a.head_ef;
   p.rerank = a.rerank;
-  if (a.rerank && (*idx)->Stats().codes == index::CodesKind::kNone) {
+  if (a.rerank && (*idx)->codes() == index::CodesKind::kNone) {
     return Fail(InvalidArgument("--rerank: {} has no codes (build it with --codes sq8)", index_path));
   }
   const uint32_t max_lists = a.max_lists;

@@ -233,6 +233,7 @@ class SpannIndex {
   SpannStats Stats() const;
   size_t dim() const { return dim_; }
   Metric metric() const { return metric_; }
+  CodesKind codes() const { return codes_; }  // codes in the posting lists (cheap; Stats() is not)
   storage::IoBackend backend() const { return backend_; }
   bool direct_io() const;
 

@@ -302,7 +302,7 @@ class PySpann {
   py::tuple Search(py::handle queries, uint32_t k, uint32_t max_lists, double prune_epsilon, int num_threads,
                    py::handle filter, uint32_t head_ef, uint32_t rerank) {
     if (k == 0) ThrowInvalid("k must be at least 1");
-    if (rerank && index_->Stats().codes == index::CodesKind::kNone) {
+    if (rerank && index_->codes() == index::CodesKind::kNone) {
       ThrowInvalid("rerank: this index has no codes (SpannIndex.build(..., codes='sq8'))");
     }
     const Matrix q = ToMatrix(queries, "queries", index_->dim());
