@@ -168,13 +168,15 @@ int RunInspect(const std::string& path, bool json) {
   fmt::print("hnsw: dim {}, metric {}, M {}, ef_construction {}, keep_pruned {}\n", (*idx)->dim(),
              MetricName((*idx)->metric()), o.M, o.ef_construction, o.keep_pruned);
   if (o.codes != index::CodesKind::kNone) {
-    fmt::print("  codes {} ({} bytes per node in the graph{}), rerank {} by default; full vectors "
-               "float32, {:.1f} MiB (section FULL{})\n",
+    fmt::print("  codes {} ({} bytes per node in the graph{}), rerank {} by default; {}\n",
                index::CodesKindName(o.codes), (*idx)->dim(),
                gs.exact_codes ? ", exact: integer data" : "",
                o.rerank ? fmt::format("{}", o.rerank) : std::string("2k"),
-               double(gs.full_vector_bytes) / (1 << 20),
-               gs.exact_codes ? "; reranks decode the codes instead" : "");
+               gs.full_vector_bytes == 0 && gs.exact_codes
+                   ? std::string("no full vectors kept: the codes are the vectors (reranks and Get decode them)")
+                   : fmt::format("full vectors float32, {:.1f} MiB (section FULL{})",
+                                 double(gs.full_vector_bytes) / (1 << 20),
+                                 gs.exact_codes ? "; reranks decode the codes instead" : ""));
   }
   fmt::print("  nodes {} (live {}, tombstones {}, free slots {}), max level {}, mean layer-0 "
              "degree {:.2f}, memory when loaded {:.1f} MiB\n",

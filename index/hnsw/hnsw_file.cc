@@ -137,7 +137,10 @@ Status HnswIndex::SaveLocked(const std::filesystem::path& path, std::span<const 
     cm.kind = uint32_t(options_.codes);
     cm.dim = uint32_t(dim_);
     cm.rerank = options_.rerank;
-    cm.flags = im.codes_trained() && im.codes_exact_.load() ? hnsw_format::kCodesExact : 0;
+    // Exact codes are the vectors: the file keeps no float32 copy of them (a Fashion-MNIST
+    // index: 188 MB less), and a load decodes the codes where a vector is wanted.
+    const bool exact = im.codes_trained() && im.codes_exact_.load();
+    cm.flags = exact ? hnsw_format::kCodesExact | hnsw_format::kFullOmitted : 0;
     STRATA_RETURN_IF_ERROR(w.BeginSection(hnsw_format::kTagCodes));
     STRATA_RETURN_IF_ERROR(w.Append(&cm, sizeof cm));
     if (im.codes_trained()) {
@@ -145,12 +148,14 @@ Status HnswIndex::SaveLocked(const std::filesystem::path& path, std::span<const 
       STRATA_RETURN_IF_ERROR(w.Append(im.sq8_enc_.scale().data(), dim_ * sizeof(float)));
     }
     STRATA_RETURN_IF_ERROR(w.EndSection());
-    STRATA_RETURN_IF_ERROR(w.BeginSection(hnsw_format::kTagFull));
-    for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
-      const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
-      STRATA_RETURN_IF_ERROR(w.Append(im.full_chunks_[c].load(), count * dim_ * sizeof(float)));
+    if (!exact) {
+      STRATA_RETURN_IF_ERROR(w.BeginSection(hnsw_format::kTagFull));
+      for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
+        const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
+        STRATA_RETURN_IF_ERROR(w.Append(im.full_chunks_[c].load(), count * dim_ * sizeof(float)));
+      }
+      STRATA_RETURN_IF_ERROR(w.EndSection());
     }
-    STRATA_RETURN_IF_ERROR(w.EndSection());
   }
   return w.Commit();
 }
@@ -211,6 +216,7 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
 
   // Codes: the encoder and the full vectors (checked before anything is placed).
   std::span<const std::byte> full;
+  bool full_omitted = false;
   if (im.sq8_) {
     STRATA_ASSIGN_OR_RETURN(auto cb, sf.Section(hnsw_format::kTagCodes));
     hnsw_format::CodesMeta cm{};
@@ -227,10 +233,14 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       return Error(Corruption("{}: CODE section has {} bytes, expected {}", file, cb.size(),
                               sizeof cm + params));
     }
-    if ((cm.flags & ~hnsw_format::kCodesExact) != 0 ||
-        ((cm.flags & hnsw_format::kCodesExact) && cb.size() == sizeof cm)) {
+    const uint32_t known = hnsw_format::kCodesExact | hnsw_format::kFullOmitted;
+    if ((cm.flags & ~known) != 0 || ((cm.flags & hnsw_format::kCodesExact) && cb.size() == sizeof cm)) {
       return Error(Corruption("{}: CODE section flags {:#x} are not known{}", file, cm.flags,
                               cb.size() == sizeof cm ? " for an index without an encoder" : ""));
+    }
+    if ((cm.flags & hnsw_format::kFullOmitted) && !(cm.flags & hnsw_format::kCodesExact)) {
+      return Error(Corruption("{}: CODE section flags {:#x} omit the full vectors of codes that are not exact",
+                              file, cm.flags));
     }
     im.opt_.rerank = cm.rerank;
     index->options_.rerank = cm.rerank;
@@ -245,8 +255,15 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       im.sq8_enc_ = std::move(*enc);
       im.codes_trained_.store(true);
     }
-    STRATA_ASSIGN_OR_RETURN(full, sf.Section(hnsw_format::kTagFull));
-    if (full.size() != uint64_t(n) * meta.dim * sizeof(float)) {
+    full_omitted = (cm.flags & hnsw_format::kFullOmitted) != 0;
+    if (full_omitted) {
+      if (sf.Has(hnsw_format::kTagFull)) {
+        return Error(Corruption("{}: a FULL section in a file whose CODE flags say it has none", file));
+      }
+    } else {
+      STRATA_ASSIGN_OR_RETURN(full, sf.Section(hnsw_format::kTagFull));
+    }
+    if (!full_omitted && full.size() != uint64_t(n) * meta.dim * sizeof(float)) {
       return Error(Corruption("{}: FULL section has {} bytes, expected {} nodes x {} floats", file,
                               full.size(), n, meta.dim));
     }
@@ -277,7 +294,18 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
                   count * im.block_bytes_);
     }
   }
-  if (im.sq8_) {
+  if (im.sq8_ && full_omitted) {
+    if (map_full) {
+      // Read-only: nothing is decoded up front; Get and SearchSubset decode a node's code
+      // where they need its vector, and searches rerank on decoded codes (exact codes).
+      // Refinements would be zero: exact codes need none.
+      im.full_mapped_ = true;
+      im.full_absent_ = true;
+    } else {
+      // Writable (inserts, consolidation): the full vectors in memory as if loaded.
+      for (uint32_t i = 0; i < n; ++i) im.sq8_enc_.Decode(im.Sq8Code(i), const_cast<float*>(im.FullVec(i)));
+    }
+  } else if (im.sq8_) {
     float* fbase = const_cast<float*>(reinterpret_cast<const float*>(full.data()));
     for (uint32_t c = 0; size_t(c) * kChunkNodes < n; ++c) {
       const size_t count = std::min<size_t>(kChunkNodes, n - size_t(c) * kChunkNodes);
@@ -463,7 +491,7 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const std::filesystem::path& 
       const uintptr_t b = reinterpret_cast<uintptr_t>(bytes->data()) + bytes->size();
       madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
     }
-    if (options.read_full_vectors) {
+    if (options.read_full_vectors && !full_omitted) {
       // Reranks read FULL through their own descriptor (Get and filtered searches
       // still use the mapping).
       for (const auto& e : sf.entries()) {

@@ -14,7 +14,9 @@ inline constexpr uint16_t kMajor = 1;
 // so 1.0 files read as float32).
 // Minor 2 added codes: META.encoding's high byte is the CodesKind (so a 1.1 reader
 // refuses such a file as an unknown encoding), and sections CODE and FULL.
-inline constexpr uint16_t kMinor = 2;
+// Minor 3: CodesMeta::flags kFullOmitted, a file with exact codes and no FULL section (a
+// 1.2 reader refuses it, naming the unknown flag).
+inline constexpr uint16_t kMinor = 3;
 inline constexpr uint32_t kTagMeta = storage::SectionTag("META");
 inline constexpr uint32_t kTagNode = storage::SectionTag("NODE");
 inline constexpr uint32_t kTagUpper = storage::SectionTag("UPPR");
@@ -49,7 +51,8 @@ struct Meta {
 static_assert(sizeof(Meta) == 64);
 
 // The CODE section (with codes): this header, then dim float offsets and dim
-// float scales of the SQ8 encoder. FULL then holds num_nodes x dim float32.
+// float scales of the SQ8 encoder. FULL then holds num_nodes x dim float32, unless
+// flags has kFullOmitted: the codes are the vectors and the file holds no FULL.
 struct CodesMeta {
   uint32_t kind;    // CodesKind
   uint32_t dim;
@@ -61,5 +64,7 @@ struct CodesMeta {
 };
 static_assert(sizeof(CodesMeta) == 16);
 inline constexpr uint32_t kCodesExact = 1;
+// Bit 1 (minor 3, only with kCodesExact): no FULL section; a node's vector is its decoded code.
+inline constexpr uint32_t kFullOmitted = 2;
 
 }  // namespace strata::index::hnsw_format

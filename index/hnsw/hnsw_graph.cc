@@ -234,7 +234,7 @@ HnswStats HnswIndex::GraphStats() const {
   st.memory_bytes = size_t(n) * im.block_bytes_ + upper_bytes + map_bytes + pointer_tables +
                     (im.locks_ ? kLockStripes * sizeof(std::mutex) : 0);
   if (im.sq8_) {
-    st.full_vector_bytes = size_t(n) * im.dim_ * sizeof(float);
+    st.full_vector_bytes = im.full_absent_ ? 0 : size_t(n) * im.dim_ * sizeof(float);
     st.full_vectors_mapped = im.full_mapped_ || im.mapped_;
     if (!st.full_vectors_mapped) st.memory_bytes += st.full_vector_bytes;
     st.refined_code_bytes = im.refine_.size() + im.refine_norm2_.size() * sizeof(float);

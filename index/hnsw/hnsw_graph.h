@@ -82,12 +82,14 @@ class HnswIndex::Impl {
     return full_chunks_[i >> hnsw_detail::kChunkShift].load(std::memory_order_acquire) +
            size_t(i & (hnsw_detail::kChunkNodes - 1)) * dim_;
   }
+  // Node i's float32 vector in place (never with full_absent_: see VecAsFloat).
   const float* VecF32(uint32_t i) const {
     return sq8_ ? FullVec(i) : reinterpret_cast<const float*>(Code(i));
   }
-  // Where node i's float vector (or half vector) starts, for prefetching.
+  // Where node i's float vector (or half vector, or the code that stands for it) starts,
+  // for prefetching.
   const char* VecPtr(uint32_t i) const {
-    return sq8_ ? reinterpret_cast<const char*>(FullVec(i)) : Code(i);
+    return sq8_ && !full_absent_ ? reinterpret_cast<const char*>(FullVec(i)) : Code(i);
   }
   const uint8_t* Sq8Code(uint32_t i) const { return reinterpret_cast<const uint8_t*>(Code(i)); }
   // |x^|^2 of node i's code (the L2 term of Sq8Distance).
@@ -95,8 +97,13 @@ class HnswIndex::Impl {
   // Inserts, removes and consolidation need writable node blocks and full vectors.
   bool ReadOnly() const { return mapped_ || full_mapped_; }
   const uint16_t* VecF16(uint32_t i) const { return reinterpret_cast<const uint16_t*>(Code(i)); }
-  // Node i's vector as float32: in place, or decoded into `scratch` (dim floats).
+  // Node i's vector as float32: in place, or decoded into `scratch` (dim floats) -- from
+  // half values, or from an exact code where the file kept no full vectors (full_absent_).
   const float* VecAsFloat(uint32_t i, float* scratch) const {
+    if (full_absent_) {
+      sq8_enc_.Decode(Sq8Code(i), scratch);
+      return scratch;
+    }
     if (!f16_) return VecF32(i);
     from_f16_(VecF16(i), scratch, dim_);
     return scratch;
@@ -127,7 +134,8 @@ class HnswIndex::Impl {
   float Dist(const float* a, const float* b) const {
     return metric_ == Metric::kL2 ? l2sq_(a, b, dim_) : -ip_(a, b, dim_);
   }
-  // Distance from a float32 vector to node i's stored vector.
+  // Distance from a float32 vector to node i's stored vector (not with full_absent_:
+  // decode with VecAsFloat).
   float DistTo(const float* q, uint32_t i) const {
     if (f16_) return metric_ == Metric::kL2 ? l2sq_f16_(q, VecF16(i), dim_) : -ip_f16_(q, VecF16(i), dim_);
     return Dist(q, VecF32(i));
@@ -278,6 +286,11 @@ class HnswIndex::Impl {
   std::unique_ptr<std::atomic<float*>[]> full_chunks_;  // per chunk: kChunkNodes x dim floats
   std::vector<std::unique_ptr<char[], AlignedFree>> owned_full_;  // guarded by grow_mu_
   bool full_mapped_ = false;  // full vectors read from the mapped file (read-only index)
+  // A read-only index loaded from a file that kept no full vectors (exact codes:
+  // CodesMeta::flags kFullOmitted): full_chunks_ stay empty, and what needs a node's
+  // vector decodes its code (VecAsFloat; searches rerank on decoded codes anyway). A
+  // writable load decodes every code into full_chunks_ instead.
+  bool full_absent_ = false;
   // HnswLoadOptions::read_full_vectors: reranks read from this file (buffered), at
   // full_file_offset_ (the FULL section), through the searcher's IoQueue.
   std::shared_ptr<storage::BlockFile> full_file_;

@@ -360,9 +360,18 @@ Result<std::vector<Neighbor>> HnswIndex::SearchSubset(VectorView query, uint32_t
     }
   }
   TopK<uint32_t> top(k);
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (i + 2 < nodes.size()) _mm_prefetch(im.VecPtr(nodes[i + 2]), _MM_HINT_T0);
-    top.Push(im.DistTo(q, nodes[i]), nodes[i]);
+  if (im.full_absent_) {
+    // No full vectors kept (exact codes): the decoded code is the vector.
+    float* v = HnswScratch::Sized(ctx.scratch<HnswScratch>().base_vec, dim_);
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (i + 2 < nodes.size()) _mm_prefetch(im.VecPtr(nodes[i + 2]), _MM_HINT_T0);
+      top.Push(im.Dist(q, im.VecAsFloat(nodes[i], v)), nodes[i]);
+    }
+  } else {
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (i + 2 < nodes.size()) _mm_prefetch(im.VecPtr(nodes[i + 2]), _MM_HINT_T0);
+      top.Push(im.DistTo(q, nodes[i]), nodes[i]);
+    }
   }
   std::vector<Neighbor> out;
   for (const auto& e : top.TakeSorted()) out.push_back({im.Label(e.id), e.distance});

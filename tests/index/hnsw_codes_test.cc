@@ -554,13 +554,113 @@ TEST(HnswCodes, FilteredAndTombstonedSearchesWalkTheCodes) {
 TEST(HnswCodes, UnknownCodeFlagsAreCorruption) {
   auto out = RewrittenCodesIndex("flags.hnsw", [](uint32_t tag, std::span<const std::byte> bytes) {
     std::vector<std::byte> b(bytes.begin(), bytes.end());
-    if (tag == hnsw_format::kTagCodes) b[12] = std::byte{2};  // CodesMeta::flags: an unknown bit
+    if (tag == hnsw_format::kTagCodes) b[12] = std::byte{4};  // CodesMeta::flags: an unknown bit
     return b;
   });
   auto loaded = HnswIndex::Load(out);
   ASSERT_FALSE(loaded.has_value());
   EXPECT_EQ(loaded.error().code(), StatusCode::kCorruption);
   EXPECT_NE(loaded.error().message().find("flags"), std::string::npos) << loaded.error().ToString();
+}
+
+// kFullOmitted must come with kCodesExact and without a FULL section.
+TEST(HnswCodes, OmittedFullVectorsFlagsAreChecked) {
+  for (uint8_t flags : {uint8_t(2), uint8_t(3)}) {
+    auto out = RewrittenCodesIndex("omitted.hnsw", [&](uint32_t tag, std::span<const std::byte> bytes) {
+      std::vector<std::byte> b(bytes.begin(), bytes.end());
+      if (tag == hnsw_format::kTagCodes) b[12] = std::byte{flags};
+      return b;
+    });
+    auto loaded = HnswIndex::Load(out);
+    ASSERT_FALSE(loaded.has_value()) << int(flags);
+    EXPECT_EQ(loaded.error().code(), StatusCode::kCorruption);
+    EXPECT_NE(loaded.error().message().find(flags == 2 ? "not exact" : "FULL section"), std::string::npos)
+        << loaded.error().ToString();
+  }
+}
+
+// Exact codes are the vectors: the file keeps no FULL section, and every way of loading it
+// answers as the index that was saved -- searches, Get and SearchSubset with exact values and
+// distances. A writable load can take a vector that is not an integer one, after which the
+// file keeps full vectors again.
+TEST(HnswCodes, ExactCodesFilesKeepNoFullVectors) {
+  VectorSet base = Clustered(900, kDim, 31);
+  for (size_t i = 0; i < base.size(); ++i) {
+    float* r = base.mutable_row(i);
+    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
+  }
+  auto index = BuildCodes(base, Metric::kL2);
+  ASSERT_TRUE(index->GraphStats().exact_codes);
+  auto path = TempPath("exact.hnsw");
+  ASSERT_TRUE(index->Save(path).ok());
+  {
+    auto sf = *storage::SectionFile::Open(path, hnsw_format::kMagic, hnsw_format::kMajor);
+    EXPECT_FALSE(sf.Has(hnsw_format::kTagFull));
+    auto cb = *sf.Section(hnsw_format::kTagCodes);
+    hnsw_format::CodesMeta cm;
+    std::memcpy(&cm, cb.data(), sizeof cm);
+    EXPECT_EQ(cm.flags, hnsw_format::kCodesExact | hnsw_format::kFullOmitted);
+  }
+  const DistanceKernels& kern = Kernels();
+  HnswLoadOptions in_memory, mapped, full_mapped, full_read, refined;
+  mapped.mmap = true;
+  full_mapped.map_full_vectors = true;
+  full_read.read_full_vectors = true;
+  refined.refined_codes = true;
+  for (const HnswLoadOptions& lo : {in_memory, mapped, full_mapped, full_read, refined}) {
+    SCOPED_TRACE(lo.mmap ? "mmap" : lo.map_full_vectors ? "map_full" : lo.read_full_vectors ? "read_full"
+                                                      : lo.refined_codes ? "refined" : "in memory");
+    auto loaded = HnswIndex::Load(path, lo);
+    ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+    const HnswStats st = (*loaded)->GraphStats();
+    EXPECT_TRUE(st.exact_codes);
+    const bool read_only = lo.mmap || lo.map_full_vectors || lo.read_full_vectors || lo.refined_codes;
+    EXPECT_EQ(st.full_vector_bytes, read_only ? 0 : base.size() * kDim * sizeof(float));
+    EXPECT_EQ(st.refined_code_bytes, 0u);
+    SearchContext a, b;
+    for (size_t q = 0; q < base.size(); q += 37) {
+      auto x = *index->Search(base[q], {.k = kK, .ef = 48}, a);
+      auto y = (*loaded)->Search(base[q], {.k = kK, .ef = 48}, b);
+      ASSERT_TRUE(y.has_value()) << y.error().ToString();
+      ASSERT_EQ(x.size(), y->size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        EXPECT_EQ(x[i].id, (*y)[i].id);
+        EXPECT_EQ(x[i].distance, (*y)[i].distance);
+      }
+      auto got = (*loaded)->Get(VectorId(q));
+      ASSERT_TRUE(got.has_value());
+      EXPECT_TRUE(std::equal(got->begin(), got->end(), base.row(q))) << "row " << q;
+    }
+    std::vector<VectorId> subset = {3, 50, 51, 700, 899};
+    auto sub = (*loaded)->SearchSubset(base[50], 3, subset, b);
+    ASSERT_TRUE(sub.has_value()) << sub.error().ToString();
+    ASSERT_EQ(sub->size(), 3u);
+    EXPECT_EQ((*sub)[0].id, 50u);
+    for (const Neighbor& n : *sub) EXPECT_EQ(n.distance, kern.l2sq(base.row(50), base.row(n.id), kDim));
+  }
+  // Writable: a vector with a fraction joins; codes are no longer exact, so FULL is written.
+  auto writable = *HnswIndex::Load(path);
+  std::vector<float> frac(kDim, 130.5f);
+  ASSERT_TRUE(writable->Add(5000, VectorView(frac.data(), kDim)).ok());
+  EXPECT_FALSE(writable->GraphStats().exact_codes);
+  auto again = TempPath("again.hnsw");
+  ASSERT_TRUE(writable->Save(again).ok());
+  EXPECT_TRUE(storage::SectionFile::Open(again, hnsw_format::kMagic, hnsw_format::kMajor)->Has(hnsw_format::kTagFull));
+  // One more node, and the float32 copy of all of them.
+  EXPECT_GE(std::filesystem::file_size(again), std::filesystem::file_size(path) + base.size() * kDim * sizeof(float));
+  HnswLoadOptions lo;
+  lo.map_full_vectors = true;
+  auto reloaded = HnswIndex::Load(again, lo);
+  ASSERT_TRUE(reloaded.has_value()) << reloaded.error().ToString();
+  EXPECT_EQ(*(*reloaded)->Get(5000), frac);
+  auto row7 = *(*reloaded)->Get(7);
+  EXPECT_TRUE(std::equal(row7.begin(), row7.end(), base.row(7)));
+  SearchContext ctx;
+  auto r = (*reloaded)->Search(VectorView(frac.data(), kDim), {.k = 1, .ef = 32}, ctx);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].id, 5000u);
+  EXPECT_EQ((*r)[0].distance, 0.0f);
 }
 
 }  // namespace
