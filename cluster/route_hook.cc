@@ -267,6 +267,10 @@ protocol::Response ClusterRequestHook::RoutedGet(Op op, Call call) {
   });
 }
 
+bool ClusterRequestHook::Routes(const std::string& collection) const {
+  return !ParseShardAddress(collection).has_value() && view_->HasCollection(collection);
+}
+
 std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Request& request) {
   const std::string* collection = CollectionOf(request);
   if (collection == nullptr) return std::nullopt;

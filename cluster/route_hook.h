@@ -38,6 +38,10 @@ class ClusterRequestHook : public server::RequestHook {
   ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node, Engine& engine,
                      ShardGate& gate);
   std::optional<protocol::Response> Handle(const protocol::Request& request) override;
+  // A cluster collection's requests are routed (as Handle sees it: a name this node's view
+  // knows as a cluster collection); a shard address and an engine collection (a shard
+  // replica's NAME__sK among them) are answered here alone.
+  bool Routes(const std::string& collection) const override;
   // The per-shard counters of this node's routing (ClusterView::MetricsText).
   std::string MetricsText() const override { return view_->MetricsText(); }
 

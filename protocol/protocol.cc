@@ -821,6 +821,30 @@ Result<UpsertHead> PeekUpsertHead(const FrameHeader& header, std::span<const uin
   return head;
 }
 
+Result<std::string> PeekWriteCollection(const FrameHeader& header, std::span<const uint8_t> payload,
+                                        const DecodeLimits& limits) {
+  Reader r(payload);
+  switch (static_cast<Op>(header.opcode)) {
+    case Op::kUpsertTyped:
+      // u8 element type, u8 flags, then an upsert's payload.
+      for (const char* field : {"element type", "flags"}) {
+        if (auto b = r.U8(field); !b) return Error(b.error().WithContext(OpLabel(header.opcode)));
+      }
+      break;
+    case Op::kUpsert:
+    case Op::kUpsertKeyed:
+    case Op::kUpsertKeyedIds:
+    case Op::kDelete:
+    case Op::kDeleteKeyed:
+      break;
+    default:
+      return Error(InvalidArgument("opcode {} is not a write", header.opcode));
+  }
+  auto collection = r.String("collection", limits.max_string);
+  if (!collection) return Error(collection.error().WithContext(OpLabel(header.opcode)));
+  return collection;
+}
+
 Result<Response> DecodeResponse(const FrameHeader& header, std::span<const uint8_t> payload,
                                 const DecodeLimits& limits) {
   Op op;

@@ -378,6 +378,13 @@ struct UpsertHead {
 Result<UpsertHead> PeekUpsertHead(const FrameHeader& header, std::span<const uint8_t> payload,
                                   const DecodeLimits& limits = {});
 
+// The collection a write names (upsert, upsert_keyed, upsert_keyed_ids, upsert_typed, delete,
+// delete_keyed), read from the head of its payload without decoding the rest: what a server
+// needs to choose the pool that runs the write (a cluster node's requests between nodes run
+// on pools of their own: server_impl.h). An error for another opcode or a payload too short.
+Result<std::string> PeekWriteCollection(const FrameHeader& header, std::span<const uint8_t> payload,
+                                        const DecodeLimits& limits = {});
+
 // ---------------------------------------------------------------------------
 // Details of the functions above, and helpers added after the first contract.
 // ---------------------------------------------------------------------------

@@ -57,6 +57,13 @@ class RequestHandler {
   // segments), as far as the handler has seen it; true for one it has not seen yet. Never
   // calls the engine. Any thread.
   bool MayReadFromDisk(const std::string& collection);
+  // Whether the hook routes a request naming `collection` to other nodes
+  // (RequestHook::Routes); false without a hook. Any thread.
+  bool Routes(const std::string& collection) const {
+    if (!has_hook_.load(std::memory_order_acquire)) return false;
+    const std::shared_ptr<RequestHook> hook = Hook();
+    return hook && hook->Routes(collection);
+  }
   // The hook's metrics text (RequestHook::MetricsText); empty without a hook.
   std::string HookMetrics() const {
     const std::shared_ptr<RequestHook> hook = Hook();

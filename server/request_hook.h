@@ -19,6 +19,16 @@ class RequestHook {
   // The response to `request`, or nullopt when the hook leaves it to the engine. Must not
   // throw (an exception becomes a kInternal error reply, as from the engine).
   virtual std::optional<protocol::Response> Handle(const protocol::Request& request) = 0;
+  // Whether Handle routes a request naming `collection` to other nodes (it may then wait on
+  // them). The server runs such requests on pools of their own, so that the requests other
+  // nodes send here (a shard replica's reads and writes, answered from this node's engine
+  // alone) never queue behind them: two nodes routing to each other with every worker waiting
+  // on the other node would otherwise wait forever (docs/CLUSTER.md, "Requests between
+  // nodes"). Called on an I/O thread for every request for the workers: cheap, no engine call.
+  virtual bool Routes(const std::string& collection) const {
+    (void)collection;
+    return false;
+  }
   // Prometheus text appended to the server's metrics (the cluster's per-shard counters); empty:
   // nothing. Called on a worker thread, concurrently with Handle; must not throw.
   virtual std::string MetricsText() const { return {}; }

@@ -148,6 +148,8 @@ Server::Impl::Impl(const ServerConfig& config, Engine& engine)
       pool_(workers_),
       write_pool_(workers_),
       maintenance_pool_(kMaintenanceThreads),
+      routed_pool_(workers_),
+      routed_write_pool_(workers_),
       control_(asio::make_strand(io_)),
       acceptor_(control_),
       metrics_acceptor_(control_),
@@ -346,14 +348,33 @@ ErrorCode Server::Impl::DecodeErrorCode(const Status& error) {
   return ErrorCode::kMalformed;
 }
 
+bool Server::Impl::Routed(const PendingRequest& request) const {
+  if (const auto* encoded = std::get_if<EncodedRequest>(&request)) {
+    auto collection = protocol::PeekWriteCollection(encoded->header, encoded->payload, decode_limits_);
+    return collection && handler_.Routes(*collection);
+  }
+  const std::string* name = nullptr;
+  std::visit(
+      [&](const auto& m) {
+        if constexpr (requires { m.collection; }) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(m.collection)>, std::string>) name = &m.collection;
+        } else if constexpr (requires { m.name; }) {  // describe_collection
+          if constexpr (std::is_same_v<std::decay_t<decltype(m.name)>, std::string>) name = &m.name;
+        }
+      },
+      std::get<protocol::Request>(request).body);
+  return name != nullptr && handler_.Routes(*name);
+}
+
 void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id, Op op,
                           PendingRequest pending, uint64_t payload_bytes, uint64_t reply_bytes,
                           Clock::time_point start) {
   // The work guard keeps the I/O threads running until the reply has been handed back.
   // `reply_bytes` (the reply's bound, held since admission) goes back with the reply.
   const Lane lane = LaneOf(op);
-  asio::thread_pool& pool = lane == Lane::kRead    ? pool_
-                            : lane == Lane::kWrite ? write_pool_
+  const bool routed = lane != Lane::kMaintenance && Routed(pending);
+  asio::thread_pool& pool = lane == Lane::kRead    ? (routed ? routed_pool_ : pool_)
+                            : lane == Lane::kWrite ? (routed ? routed_write_pool_ : write_pool_)
                                                    : maintenance_pool_;
   const Clock::time_point submitted = Clock::now();
   asio::post(pool, [this, conn = std::move(conn), request_id, pending = std::move(pending),
@@ -697,6 +718,8 @@ void Server::Impl::Wait() {
   pool_.join();
   write_pool_.join();
   maintenance_pool_.join();
+  routed_pool_.join();
+  routed_write_pool_.join();
   joined_ = true;
   const ServerMetricsSnapshot m = metrics_.Snapshot();
   ServerLog().info(

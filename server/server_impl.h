@@ -130,6 +130,10 @@ class Server::Impl {
   static ErrorCode DecodeErrorCode(const Status& error);
   void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, Op op, PendingRequest request,
               uint64_t payload_bytes, uint64_t reply_bytes, Clock::time_point start);
+  // Whether the request hook routes `request` to other nodes (routed_pool_ and
+  // routed_write_pool_ run it then). A write still in its wire form is asked by the
+  // collection at the head of its payload.
+  bool Routed(const PendingRequest& request) const;
   // ServerConfig::inline_reads: whether `request` is small enough to run on the I/O thread
   // that read it: a search of one query with k <= kInlineMaxK at the planner's own choice
   // (no strategy, ef, max_lists or filter given, recall below 1), or a get of at most
@@ -167,6 +171,13 @@ class Server::Impl {
   asio::thread_pool pool_;              // reads
   asio::thread_pool write_pool_;        // upserts and deletes, nice kWriteNice
   asio::thread_pool maintenance_pool_;  // flush, compact, create, drop, nice kMaintenanceNice
+  // Reads and writes that the request hook routes to other nodes (RequestHook::Routes: a
+  // cluster collection's), apart from everything else: a routed request may wait on another
+  // node, whose own routed requests may be waiting on this one; the requests they send each
+  // other (shard replicas' reads and writes, answered by the engine alone) run on pool_ and
+  // write_pool_, which then never wait on another node, so neither node waits forever.
+  asio::thread_pool routed_pool_;        // reads, as pool_
+  asio::thread_pool routed_write_pool_;  // writes, as write_pool_ (nice kWriteNice)
   static constexpr uint32_t kMaintenanceThreads = 2;
   static constexpr int kWriteNice = 10;
   static constexpr int kMaintenanceNice = 19;

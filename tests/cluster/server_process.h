@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -104,12 +105,13 @@ class ServerProcess {
     const auto port_file = dir_ / (id_ + ".port");
     std::error_code ec;
     std::filesystem::remove(port_file, ec);
-    std::vector<std::string> args = {STRATA_SERVER_BINARY,  "--data-dir",
-                                     (dir_ / ("data-" + id_)).string(), "--port",
-                                     std::to_string(port),  "--port-file",
-                                     port_file.string(),    "--workers",
-                                     "2",                   "--metrics-port",
-                                     "0"};
+    std::vector<std::string> args = {STRATA_SERVER_BINARY, "--data-dir", (dir_ / ("data-" + id_)).string(),
+                                     "--port", std::to_string(port), "--port-file", port_file.string(),
+                                     "--metrics-port", "0"};
+    // Two workers unless the test says otherwise.
+    if (std::find(extra.begin(), extra.end(), "--workers") == extra.end()) {
+      args.insert(args.end(), {"--workers", "2"});
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = SpawnWithLog(args, log_.string());
     if (pid_ < 0) return IOError("cannot start {}", STRATA_SERVER_BINARY);

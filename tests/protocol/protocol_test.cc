@@ -813,6 +813,33 @@ TEST(ProtocolPeek, UpsertHeadsAgreeWithTheDecodedRequest) {
   EXPECT_EQ(r.error().code(), StatusCode::kInvalidArgument) << r.error().ToString();
 }
 
+// PeekWriteCollection names the collection of every write as the decoded request does, and
+// nothing for other requests or a payload cut inside the name.
+TEST(ProtocolPeek, WriteCollectionsAgreeWithTheDecodedRequest) {
+  int writes = 0;
+  for (const Request& req : SampleRequests()) {
+    SCOPED_TRACE(std::string(OpName(req.op)));
+    Frame f = EncodeReq(req);
+    auto name = PeekWriteCollection(f.header, f.payload);
+    std::string want;
+    if (const auto* m = std::get_if<UpsertRequest>(&req.body)) want = m->collection;
+    if (const auto* m = std::get_if<DeleteRequest>(&req.body)) want = m->collection;
+    if (const auto* m = std::get_if<KeysRequest>(&req.body); m != nullptr && req.op == Op::kDeleteKeyed) {
+      want = m->collection;
+    }
+    if (want.empty()) {
+      EXPECT_FALSE(name.has_value());
+      continue;
+    }
+    ++writes;
+    ASSERT_TRUE(name.has_value()) << name.error().ToString();
+    EXPECT_EQ(*name, want);
+    std::vector<uint8_t> cut(f.payload.begin(), f.payload.begin() + (req.op == Op::kUpsertTyped ? 5 : 3));
+    EXPECT_FALSE(PeekWriteCollection(f.header, cut).has_value());
+  }
+  EXPECT_EQ(writes, 6);  // upsert, upsert_keyed, upsert_keyed_ids, upsert_typed, delete, delete_keyed
+}
+
 TEST(ProtocolMalformed, EveryStrictPrefixOfAResponseFails) {
   for (const Response& resp : SampleResponses()) {
     Frame f = EncodeResp(resp);
