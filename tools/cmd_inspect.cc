@@ -93,7 +93,7 @@ int RunInspect(const std::string& path, bool json) {
                  index::CodesKindName(st.codes), st.list_entry_bytes,
                  st.full_in_lists ? (st.half_lists ? ", float16 vector" : ", float32 vector") : "",
                  st.rerank ? std::to_string(st.rerank)
-                           : fmt::format("{}k", index::kSpannDefaultRerankFactor),
+                           : std::string("1.5k"),
                  st.exact_codes ? std::string("none kept: the codes are the vectors (integer data, decoded "
                                               "exactly for the rerank)")
                  : st.full_in_lists

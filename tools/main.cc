@@ -60,7 +60,7 @@ void AddHnswCodesFlags(CLI::App* cmd, tools::TargetOptions& o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "sq8"}));
   cmd->add_option("--rerank", o.rerank,
-                  "With codes: candidates reranked with full vectors by default (0 = 2k)")
+                  "With codes: candidates reranked with full vectors by default (0 = 2k for HNSW, 1.5k for SPANN)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
   cmd->add_option("--rerank-from", o.rerank_from,

@@ -102,7 +102,7 @@ struct SpannBuildOptions {
   CodesKind codes = CodesKind::kNone;
   SpannRerankFrom rerank_from = SpannRerankFrom::kFile;
   // With codes: candidates reranked when a search does not say (SpannSearchParams::
-  // rerank); 0 = automatic (kSpannDefaultRerankFactor x k).
+  // rerank); 0 = automatic (SpannDefaultRerank(k): 1.5k).
   uint32_t rerank = 0;
   // Where each posting list starts: a multiple of this many bytes (512..4096, a power of
   // two; 0 = 4096 without codes, 512 with codes). A device whose O_DIRECT alignment is
@@ -269,10 +269,11 @@ class SpannIndex {
   uint32_t list_align_ = 4096;
 };
 
-// The rerank depth a codes index uses when neither the search nor the index says: this many
-// times k (GloVe-100: 2k and 4k gave the same recall on all 10,000 queries; docs/BENCHMARKS.md
-// section 12).
-inline constexpr uint32_t kSpannDefaultRerankFactor = 2;
+// The rerank depth a codes index uses when neither the search nor the index says: 1.5k,
+// rounded up. Each candidate is a read of its FULL slot, a fifth of a query's reads at recall
+// 0.90; on all 10,000 GloVe-100 queries 1.5k, 2k and 3k gave the same recall at 62, 160 and 300
+// lists, and 1.2k lost 0.0006 (docs/BENCHMARKS.md section 12, "Fewer rerank reads").
+inline constexpr uint32_t SpannDefaultRerank(uint32_t k) { return k + (k + 1) / 2; }
 
 // The in-memory share of the raw vectors a SPANN build is given when its caller has no budget of
 // its own (`strata build` / `bench` without --memory-budget, the engine's SPANN segments): 10%

@@ -110,7 +110,7 @@ Result<std::vector<Neighbor>> SpannIndex::Search(VectorView query, const SpannSe
   // (request << 32 | entry) so that a rerank from the list finds the entry again.
   uint32_t depth = p.k;
   if (codes) {
-    depth = p.rerank ? p.rerank : rerank_ ? rerank_ : kSpannDefaultRerankFactor * p.k;
+    depth = p.rerank ? p.rerank : rerank_ ? rerank_ : SpannDefaultRerank(p.k);
     depth = std::max(depth, p.k);
     sq8_.PrepareQuery(q, Metric::kL2, Sq8QueryMode::kFloat, ctx.sq8_query);
   }
