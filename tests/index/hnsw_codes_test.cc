@@ -390,15 +390,21 @@ std::unique_ptr<HnswIndex> SavedWithFullVectorsCut(const HnswIndex& index, const
   return loaded ? std::move(*loaded) : nullptr;
 }
 
-// Integer vectors (uint8 pixels under L2) get codes that are their values: searches rerank on
-// the decoded codes and never read a full vector, with exact distances. The index says so
-// after Save/Load; a vector that is not an integer one ends it; float data never have it.
-TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
-  VectorSet base = Clustered(600, kDim, 11);
+// `n` clustered rows scaled and rounded to integers in [0, 255] (uint8 pixels).
+VectorSet PixelRows(size_t n, uint32_t seed) {
+  VectorSet base = Clustered(n, kDim, seed);
   for (size_t i = 0; i < base.size(); ++i) {
     float* r = base.mutable_row(i);
     for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
   }
+  return base;
+}
+
+// Integer vectors (uint8 pixels under L2) get codes that are their values: searches rerank on
+// the decoded codes and never read a full vector, with exact distances. The index says so
+// after Save/Load; a vector that is not an integer one ends it; float data never have it.
+TEST(HnswCodes, IntegerVectorsRerankOnTheirExactCodes) {
+  VectorSet base = PixelRows(600, 11);
   auto index = BuildCodes(base, Metric::kL2);
   EXPECT_TRUE(index->GraphStats().exact_codes);
   auto loaded = SavedWithFullVectorsCut(*index, "exact.hnsw");
@@ -584,11 +590,7 @@ TEST(HnswCodes, OmittedFullVectorsFlagsAreChecked) {
 // distances. A writable load can take a vector that is not an integer one, after which the
 // file keeps full vectors again.
 TEST(HnswCodes, ExactCodesFilesKeepNoFullVectors) {
-  VectorSet base = Clustered(900, kDim, 31);
-  for (size_t i = 0; i < base.size(); ++i) {
-    float* r = base.mutable_row(i);
-    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
-  }
+  VectorSet base = PixelRows(900, 31);
   auto index = BuildCodes(base, Metric::kL2);
   ASSERT_TRUE(index->GraphStats().exact_codes);
   auto path = TempPath("exact.hnsw");
