@@ -60,7 +60,8 @@ struct CollectionSpec {
   // segment that takes writes keeps float32 vectors.
   VectorCodes codes = VectorCodes::kNone;
   // With codes: candidates reranked with full vectors per search (at least k);
-  // 0: the index's default (2k; docs/BENCHMARKS.md, sections 10 and 12).
+  // 0: the index's default (2k in HNSW segments, 1.5k in SPANN segments, whose rerank reads
+  // each candidate from disk; docs/BENCHMARKS.md, sections 10 and 12).
   uint32_t rerank = 0;
   friend bool operator==(const CollectionSpec&, const CollectionSpec&) = default;
 };

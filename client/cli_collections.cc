@@ -116,7 +116,7 @@ int CmdDescribe(const GlobalArgs& g, const std::string& name, bool json) {
              s.codes == VectorCodes::kNone
                  ? std::string("none")
                  : fmt::format("{} (rerank {})", VectorCodesName(s.codes),
-                               s.rerank == 0 ? std::string("2k") : std::to_string(s.rerank)),
+                               s.rerank == 0 ? std::string("2k HNSW, 1.5k SPANN") : std::to_string(s.rerank)),
              info->num_vectors, info->sealed_segments, HumanBytes(info->memory_bytes),
              info->last_sequence);
   return 0;
@@ -170,7 +170,7 @@ void AddCreateFlags(CLI::App& cmd, CreateArgs& a) {
                  "lists hold them; both rerank with full vectors)")
       ->capture_default_str();
   cmd.add_option("--rerank", a.rerank,
-                 "With --codes: candidates reranked with full vectors per search (0: 2k)")
+                 "With --codes: candidates reranked with full vectors per search (0: 2k in HNSW segments, 1.5k in SPANN ones)")
       ->capture_default_str();
 }
 

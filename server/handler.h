@@ -57,6 +57,7 @@ class RequestHandler {
   // segments), as far as the handler has seen it; true for one it has not seen yet. Never
   // calls the engine. Any thread.
   bool MayReadFromDisk(const std::string& collection);
+  bool HasHook() const { return has_hook_.load(std::memory_order_acquire); }
   // Whether the hook routes a request naming `collection` to other nodes
   // (RequestHook::Routes); false without a hook. Any thread.
   bool Routes(const std::string& collection) const {

@@ -150,6 +150,7 @@ Server::Impl::Impl(const ServerConfig& config, Engine& engine)
       maintenance_pool_(kMaintenanceThreads),
       routed_pool_(workers_),
       routed_write_pool_(workers_),
+      routed_maintenance_pool_(kMaintenanceThreads),
       control_(asio::make_strand(io_)),
       acceptor_(control_),
       metrics_acceptor_(control_),
@@ -349,6 +350,7 @@ ErrorCode Server::Impl::DecodeErrorCode(const Status& error) {
 }
 
 bool Server::Impl::Routed(const PendingRequest& request) const {
+  if (!handler_.HasHook()) return false;  // a node outside a cluster routes nothing
   if (const auto* encoded = std::get_if<EncodedRequest>(&request)) {
     auto collection = protocol::PeekWriteCollection(encoded->header, encoded->payload, decode_limits_);
     return collection && handler_.Routes(*collection);
@@ -372,10 +374,10 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
   // The work guard keeps the I/O threads running until the reply has been handed back.
   // `reply_bytes` (the reply's bound, held since admission) goes back with the reply.
   const Lane lane = LaneOf(op);
-  const bool routed = lane != Lane::kMaintenance && Routed(pending);
+  const bool routed = Routed(pending);
   asio::thread_pool& pool = lane == Lane::kRead    ? (routed ? routed_pool_ : pool_)
                             : lane == Lane::kWrite ? (routed ? routed_write_pool_ : write_pool_)
-                                                   : maintenance_pool_;
+                                                   : (routed ? routed_maintenance_pool_ : maintenance_pool_);
   const Clock::time_point submitted = Clock::now();
   asio::post(pool, [this, conn = std::move(conn), request_id, pending = std::move(pending),
                     payload_bytes, reply_bytes, start, submitted, op, lane,
@@ -720,6 +722,7 @@ void Server::Impl::Wait() {
   maintenance_pool_.join();
   routed_pool_.join();
   routed_write_pool_.join();
+  routed_maintenance_pool_.join();
   joined_ = true;
   const ServerMetricsSnapshot m = metrics_.Snapshot();
   ServerLog().info(

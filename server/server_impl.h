@@ -101,7 +101,8 @@ class Server::Impl {
   bool TryReserveInflight(uint64_t payload_bytes);
   void ReleaseInflight(uint64_t payload_bytes);
   // Searches and other reads, writes, and maintenance (flush, compact, snapshot, create, drop) run
-  // on three pools: reads on `pool_` at normal priority; writes on `write_pool_` and
+  // on three pools (and the requests a cluster node routes on three more, routed_*: below):
+  // reads on `pool_` at normal priority; writes on `write_pool_` and
   // maintenance on `maintenance_pool_`, whose threads lower their CPU priority (nice) on
   // their first job, so that a big upsert, a seal or a compaction -- and the OpenMP
   // threads they start, which inherit the priority -- take the cores only when searches
@@ -176,8 +177,9 @@ class Server::Impl {
   // node, whose own routed requests may be waiting on this one; the requests they send each
   // other (shard replicas' reads and writes, answered by the engine alone) run on pool_ and
   // write_pool_, which then never wait on another node, so neither node waits forever.
-  asio::thread_pool routed_pool_;        // reads, as pool_
-  asio::thread_pool routed_write_pool_;  // writes, as write_pool_ (nice kWriteNice)
+  asio::thread_pool routed_pool_;              // reads, as pool_
+  asio::thread_pool routed_write_pool_;        // writes, as write_pool_ (nice kWriteNice)
+  asio::thread_pool routed_maintenance_pool_;  // flush, compact, drop, as maintenance_pool_
   static constexpr uint32_t kMaintenanceThreads = 2;
   static constexpr int kWriteNice = 10;
   static constexpr int kMaintenanceNice = 19;
