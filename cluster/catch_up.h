@@ -26,7 +26,7 @@
 // write that was never acknowledged), is deleted in the same batch. A live write by key (a
 // delete by key names no id) marks its key, so the copy skips it as it skips a marked id.
 //
-// Thread-safe: Write, Fence, Forget and CatchUp may run on any threads at once; CatchUp of one
+// Thread-safe: Write, Fence, Forget, OrderOf and CatchUp may run on any threads at once; CatchUp of one
 // shard must not run twice at once (ClusterService runs one catch-up at a time).
 
 #include <cstdint>
@@ -82,9 +82,14 @@ class ShardGate {
   void Dropped(const std::string& local);
   // Copies shard `address.local` from `peer` for the catch-up started at `address.epoch`.
   Result<CatchUpReport> CatchUp(const ShardAddress& address, client::Client& peer);
+  // The mutex the shard's primary holds while it applies a write and passes it on to the
+  // other replicas (ClusterRouter::Replicate), so that every replica applies the shard's
+  // writes in one order.
+  std::mutex& OrderOf(const std::string& local) { return ShardOf(local).order_mu; }
 
  private:
   struct Shard {
+    std::mutex order_mu;         // OrderOf: held by the primary across a write's replication
     std::shared_mutex fence_mu;  // writes share it; Fence takes it alone
     uint64_t fence = 0;          // guarded by fence_mu
     std::mutex touch_mu;         // serializes live "+" writes with copy batches

@@ -261,7 +261,7 @@ Result<Placement> PlaceCollection(const CollectionRecord& collection, const Live
   return p;
 }
 
-bool UpdateInSync(Placement& placement, const LiveNodes& live) {
+bool UpdateInSync(Placement& placement, const LiveNodes& live, uint64_t epoch) {
   bool changed = false;
   for (ShardPlacement& s : placement.shards) {
     std::vector<ReplicaRef> kept;
@@ -272,6 +272,7 @@ bool UpdateInSync(Placement& placement, const LiveNodes& live) {
     }
     if (kept.empty()) continue;  // every in-sync replica is gone: the set stays as it is
     if (kept != s.in_sync) {
+      if (kept.front() != s.in_sync.front()) s.write_epoch = epoch;  // another primary
       s.in_sync = std::move(kept);
       changed = true;
     }
@@ -383,7 +384,13 @@ std::vector<Replacement> Rereplicate(Placement& placement, uint32_t replicas,
 }
 
 std::string ShardAddress::ToString() const {
-  return fmt::format("{}@{}{}", local, epoch, catching_up ? "+" : "");
+  return fmt::format("{}@{}{}", local, epoch, catching_up ? "+" : primary ? "!" : "");
+}
+
+ShardAddress MakePrimaryAddress(std::string_view collection, uint32_t shard, uint64_t epoch) {
+  ShardAddress a = MakeShardAddress(collection, shard, epoch);
+  a.primary = true;
+  return a;
 }
 
 ShardAddress MakeShardAddress(std::string_view collection, uint32_t shard, uint64_t epoch,
@@ -395,7 +402,7 @@ std::optional<Result<ShardAddress>> ParseShardAddress(std::string_view name) {
   const size_t at = name.rfind('@');
   if (at == std::string_view::npos) return std::nullopt;
   auto bad = [&] {
-    return Error(InvalidArgument("'{}' is not a shard address (<collection>__s<shard>@<epoch>[+])",
+    return Error(InvalidArgument("'{}' is not a shard address (<collection>__s<shard>@<epoch>[+|!])",
                                  name.substr(0, 120)));
   };
   ShardAddress a;
@@ -403,6 +410,9 @@ std::optional<Result<ShardAddress>> ParseShardAddress(std::string_view name) {
   std::string_view tail = name.substr(at + 1);
   if (!tail.empty() && tail.back() == '+') {
     a.catching_up = true;
+    tail.remove_suffix(1);
+  } else if (!tail.empty() && tail.back() == '!') {
+    a.primary = true;
     tail.remove_suffix(1);
   }
   if (tail.empty() || tail.size() > 19) return bad();

@@ -80,8 +80,9 @@ struct ShardPlacement {
   // too (a write needs every in-sync and every catching-up replica), searches do not.
   std::vector<ReplicaRef> catching_up;
   // The epoch at which the set of replicas that take writes last grew (a replica joined
-  // catching_up); a replica refuses a write routed with an older placement (the router's view
-  // lacked a replica that must have it). 0: never grew.
+  // catching_up) or the shard's primary changed; a replica refuses a write routed with an
+  // older placement (the router's view lacked a replica that must have it, or named another
+  // primary). 0: neither happened.
   uint64_t write_epoch = 0;
   friend bool operator==(const ShardPlacement&, const ShardPlacement&) = default;
 };
@@ -121,15 +122,19 @@ using LiveNodes = std::map<std::string, uint64_t>;
 Result<Placement> PlaceCollection(const CollectionRecord& collection, const LiveNodes& live,
                                   std::map<std::string, uint32_t> load);
 
-// Brings every in-sync set up to date with the registry (the leader's rule):
+// Brings every in-sync set up to date with the registry (the leader's rule); `epoch` is the
+// epoch the placement will be written at if anything changes (placement.epoch + 1):
 //  - a replica not registered any more leaves the set -- unless it is the last one(s): the set
 //    is never emptied, since only its members hold every acknowledged write (the shard waits
 //    for one of them to return);
 //  - a replica registered again under a new incarnation while still in the set stays, at the
 //    new incarnation: no write can have been acknowledged without it while it was listed (a
-//    write needs every in-sync replica), and its log kept what it acknowledged.
+//    write needs every in-sync replica), and its log kept what it acknowledged;
+//  - when the set's first member (the shard's primary, which orders the shard's writes) is
+//    another node or incarnation afterwards, the shard's write_epoch becomes `epoch`, so that
+//    the replicas refuse what the old primary still sends (routed at an older epoch).
 // Returns whether anything changed.
-bool UpdateInSync(Placement& placement, const LiveNodes& live);
+bool UpdateInSync(Placement& placement, const LiveNodes& live, uint64_t epoch);
 
 // The catch-up rules (the leader's too), run after UpdateInSync; `epoch` is the epoch the
 // placement will be written at if anything changes (placement.epoch + 1):
@@ -167,7 +172,9 @@ std::vector<Replacement> Rereplicate(Placement& placement, uint32_t replicas,
                                      const std::function<bool(uint32_t shard)>& due);
 
 // How nodes address a shard replica in requests between them: "<LocalShardName>@<epoch>",
-// "+" appended for a replica that is catching up. The epoch is the placement epoch the request
+// "+" appended for a replica that is catching up, "!" for a write sent to the shard's primary
+// (the first of its in-sync set), which orders it and passes it on to every other replica
+// (docs/CLUSTER.md, "Writes through the primary"). The epoch is the placement epoch the request
 // was routed with; the receiving node checks it against the shard's write fence.
 struct ShardAddress {
   std::string local;  // the engine collection, LocalShardName(collection, shard)
@@ -175,10 +182,13 @@ struct ShardAddress {
   uint32_t shard = 0;
   uint64_t epoch = 0;
   bool catching_up = false;
+  bool primary = false;  // "!": to the primary, to be ordered and replicated
   std::string ToString() const;
 };
 ShardAddress MakeShardAddress(std::string_view collection, uint32_t shard, uint64_t epoch,
                               bool catching_up = false);
+// The address of a write for shard `shard`'s primary to order and replicate ("!").
+ShardAddress MakePrimaryAddress(std::string_view collection, uint32_t shard, uint64_t epoch);
 // nullopt when `name` is not a shard address (no '@'); InvalidArgument when it is malformed.
 std::optional<Result<ShardAddress>> ParseShardAddress(std::string_view name);
 

@@ -74,6 +74,19 @@ ClusterRequestHook::ClusterRequestHook(std::shared_ptr<ClusterView> view, const 
 
 Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& address,
                                                         const protocol::Request& request) {
+  if (address.primary) {
+    // A write for this node to order and pass on as the shard's primary (router.h, Replicate).
+    if (!node_.LeaseHeld()) {
+      return Error(Cancelled("node {} is not the primary of {} while its cluster lease may have "
+                             "lapsed (it orders no write until it has registered again): route "
+                             "the write again",
+                             node_.options().node_id, address.local));
+    }
+    auto router = Acquire();
+    auto r = router->Replicate(address, request, gate_.OrderOf(address.local));
+    Release(std::move(router));
+    return r;
+  }
   switch (request.op) {
     case Op::kUpsert: {
       const auto& m = std::get<protocol::UpsertRequest>(request.body);
@@ -269,6 +282,11 @@ protocol::Response ClusterRequestHook::RoutedGet(Op op, Call call) {
 
 bool ClusterRequestHook::Routes(const std::string& collection) const {
   return !ParseShardAddress(collection).has_value() && view_->HasCollection(collection);
+}
+
+bool ClusterRequestHook::Orders(const std::string& collection) const {
+  auto address = ParseShardAddress(collection);
+  return address && address->has_value() && (*address)->primary;
 }
 
 std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Request& request) {

@@ -4,9 +4,11 @@
 // on request), explain (per shard and node), describe, flush, compact or drop for a cluster
 // collection is routed by ClusterRouter (router.h) --
 // the node's own shards through its engine, the others through connections to their nodes.
-// Requests that name a shard address ("<name>__s<k>@<epoch>[+]", from another node's router
+// Requests that name a shard address ("<name>__s<k>@<epoch>[+|!]", from another node's router
 // or a catching-up peer) go through the ShardGate (catch_up.h): writes (by id, and by key:
-// upsert_keyed_ids, delete_keyed) checked against the shard's write fence, the id listing (which raises the fence) and gets of a catch-up.
+// upsert_keyed_ids, delete_keyed) checked against the shard's write fence, the id listing
+// (which raises the fence) and gets of a catch-up; a write marked "!" is this node's to order
+// as the shard's primary and pass on to the other replicas (ClusterRouter::Replicate).
 // Other requests for a cluster collection are refused (Unimplemented: not routed yet); requests
 // for any other collection (a shard's engine collection among them) go to the engine as before.
 // A node whose lease may have lapsed (ClusterNode::LeaseHeld) routes no write.
@@ -42,6 +44,9 @@ class ClusterRequestHook : public server::RequestHook {
   // knows as a cluster collection); a shard address and an engine collection (a shard
   // replica's NAME__sK among them) are answered here alone.
   bool Routes(const std::string& collection) const override;
+  // A write addressed to this node as the shard's primary ("!": model.h) is ordered here and
+  // passed on to the shard's other replicas (ClusterRouter::Replicate).
+  bool Orders(const std::string& collection) const override;
   // The per-shard counters of this node's routing (ClusterView::MetricsText).
   std::string MetricsText() const override { return view_->MetricsText(); }
 

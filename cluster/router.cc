@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
+#include <type_traits>
 
 #include <xxhash.h>
 
@@ -48,6 +49,22 @@ Status ToClusterId(const std::string& collection, uint32_t shard, VectorId& id) 
   if (!cluster_id) return cluster_id.error().WithContext(fmt::format("collection '{}'", collection));
   id = *cluster_id;
   return Status::Ok();
+}
+
+bool Rerouted(const Status& error) {
+  const std::string& m = error.message();
+  return m.find("stale placement epoch") != std::string::npos ||
+         m.find("is not the primary of") != std::string::npos;
+}
+
+protocol::Request Readdressed(const protocol::Request& request, const std::string& address) {
+  protocol::Request out = request;
+  std::visit([&](auto& m) {
+    if constexpr (requires { m.collection; }) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(m.collection)>, std::string>) m.collection = address;
+    }
+  }, out.body);
+  return out;
 }
 
 std::vector<uint32_t> AllShards(uint32_t shards) {
@@ -378,15 +395,14 @@ Result<uint64_t> ClusterRouter::Delete(const std::string& collection,
 
 template <typename F>
 auto ClusterRouter::RetryStale(const std::string& collection, F once) -> decltype(once()) {
-  // A replica that has seen a newer placement (a replica joined the shard) refuses a write
-  // routed with an older one: wait for this view to reach it, then route again (upserts and
-  // deletes are idempotent: the replicas that applied the first try apply the same again;
+  // A replica that has seen a newer placement (a replica joined the shard, or another primary
+  // took over) refuses a write routed with an older one, and so does a node that is not the
+  // shard's primary (any more): wait for this view to reach it, then route again (upserts
+  // and deletes are idempotent: the replicas that applied the first try apply the same again;
   // a keyed upsert finds the ids its first try gave).
   for (int attempt = 0;; ++attempt) {
     auto r = once();
-    if (r || attempt >= 20 || r.error().message().find("stale placement epoch") == std::string::npos) {
-      return r;
-    }
+    if (r || attempt >= 20 || !Rerouted(r.error())) return r;
     const uint64_t seen = view_->EpochOf(collection);
     for (int i = 0; i < 100 && view_->EpochOf(collection) == seen; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -431,6 +447,7 @@ Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
     keys_by_shard[ShardOfKey(key, shards)].push_back(key);
   }
   const bool deleting = records.empty();
+  // Each shard's part goes to its primary, which applies it and passes it on (Replicate).
   std::vector<std::pair<std::string, protocol::Request>> requests;
   std::vector<uint32_t> shard_of;
   for (uint32_t s = 0; s < shards; ++s) {
@@ -439,38 +456,30 @@ Result<uint64_t> ClusterRouter::WriteOnce(const std::string& collection,
     if (sp.in_sync.empty()) {
       return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
     }
-    // Every in-sync replica, then every catching-up one (marked "+": catch_up.h).
-    for (int catching = 0; catching < 2; ++catching) {
-      for (const ReplicaRef& replica : catching ? sp.catching_up : sp.in_sync) {
-        const std::string address =
-            MakeShardAddress(collection, s, route.placement.epoch, catching != 0).ToString();
-        if (!keys_by_shard[s].empty()) {
-          requests.push_back({replica.node, protocol::Request{protocol::Op::kDeleteKeyed,
-                                                              protocol::KeysRequest{address, keys_by_shard[s]}}});
-        } else if (deleting) {
-          requests.push_back({replica.node, protocol::Request{protocol::Op::kDelete,
-                                                              protocol::DeleteRequest{address, ids_by_shard[s]}}});
-        } else {
-          protocol::UpsertRequest u;
-          u.collection = address;
-          u.dim = route.record.dim;
-          u.records = by_shard[s];
-          requests.push_back({replica.node, protocol::Request{protocol::Op::kUpsert, std::move(u)}});
-        }
-        shard_of.push_back(s);
-      }
+    const std::string address = MakePrimaryAddress(collection, s, route.placement.epoch).ToString();
+    const std::string& primary = sp.in_sync.front().node;
+    if (!keys_by_shard[s].empty()) {
+      requests.push_back({primary, protocol::Request{protocol::Op::kDeleteKeyed,
+                                                     protocol::KeysRequest{address, keys_by_shard[s]}}});
+    } else if (deleting) {
+      requests.push_back({primary, protocol::Request{protocol::Op::kDelete,
+                                                     protocol::DeleteRequest{address, ids_by_shard[s]}}});
+    } else {
+      protocol::UpsertRequest u;
+      u.collection = address;
+      u.dim = route.record.dim;
+      u.records = std::move(by_shard[s]);
+      requests.push_back({primary, protocol::Request{protocol::Op::kUpsert, std::move(u)}});
     }
+    shard_of.push_back(s);
   }
   auto responses = FanOut(requests);
   for (size_t i = 0; i < responses.size(); ++i) {
     if (!responses[i]) {
-      if (responses[i].error().message().find("stale placement epoch") != std::string::npos) {
-        return Error(responses[i].error());  // Upsert retries with the newer placement
-      }
-      return Error(IOError("collection '{}' shard {}: replica {} did not apply the write "
-                           "(not acknowledged; the replicas that applied it keep it): {}",
-                           collection, shard_of[i], requests[i].first,
-                           responses[i].error().ToString()));
+      if (Rerouted(responses[i].error())) return Error(responses[i].error());  // routed again
+      return Error(IOError("collection '{}' shard {}: the write did not reach every replica (not "
+                           "acknowledged; the replicas that applied it keep it): {}",
+                           collection, shard_of[i], responses[i].error().ToString()));
     }
   }
   return static_cast<uint64_t>(deleting ? ids.size() + keys.size() : records.size());
@@ -502,25 +511,15 @@ Result<std::vector<VectorId>> ClusterRouter::UpsertKeyedOnce(const std::string& 
     }
     positions[ShardOfKey(r.key, shards)].push_back(i);
   }
-  auto request_for = [&](uint32_t s, bool catching, const std::vector<VectorId>* ids) {
-    protocol::UpsertRequest u;
-    u.collection = MakeShardAddress(collection, s, route.placement.epoch, catching).ToString();
-    u.dim = route.record.dim;
-    for (size_t j = 0; j < positions[s].size(); ++j) {
-      Record r = records[positions[s][j]];
-      r.id = ids ? (*ids)[j] : kInvalidVectorId;
-      u.records.push_back(std::move(r));
-    }
-    return protocol::Request{protocol::Op::kUpsertKeyedIds, std::move(u)};
-  };
   auto failed = [&](uint32_t s, const std::string& node, const Status& error) -> Status {
-    if (error.message().find("stale placement epoch") != std::string::npos) return error;  // retried
-    return IOError("collection '{}' shard {}: replica {} did not apply the keyed write (not "
-                   "acknowledged; the replicas that applied it keep it): {}",
+    if (Rerouted(error)) return error;  // routed again
+    return IOError("collection '{}' shard {} (primary {}): the keyed write did not reach every "
+                   "replica (not acknowledged; the replicas that applied it keep it): {}",
                    collection, s, node, error.ToString());
   };
-  // 1. Each shard's primary (the first of its in-sync set: replicas that catch up join the
-  // set at its end, so it changes only when the primary leaves) finds or assigns the ids.
+  // Each shard's primary (the first of its in-sync set: replicas that catch up join the set
+  // at its end, so it changes only when the primary leaves) finds or assigns the ids and
+  // writes the keys with them on the other replicas (Replicate).
   std::vector<std::pair<std::string, protocol::Request>> requests;
   std::vector<uint32_t> shard_of;
   for (uint32_t s = 0; s < shards; ++s) {
@@ -529,7 +528,14 @@ Result<std::vector<VectorId>> ClusterRouter::UpsertKeyedOnce(const std::string& 
     if (sp.in_sync.empty()) {
       return Error(IOError("collection '{}' shard {} has no in-sync replica", collection, s));
     }
-    requests.push_back({sp.in_sync.front().node, request_for(s, false, nullptr)});
+    protocol::UpsertRequest u;
+    u.collection = MakePrimaryAddress(collection, s, route.placement.epoch).ToString();
+    u.dim = route.record.dim;
+    for (size_t i : positions[s]) {
+      u.records.push_back(records[i]);
+      u.records.back().id = kInvalidVectorId;
+    }
+    requests.push_back({sp.in_sync.front().node, protocol::Request{protocol::Op::kUpsertKeyedIds, std::move(u)}});
     shard_of.push_back(s);
   }
   auto responses = FanOut(requests);
@@ -547,25 +553,6 @@ Result<std::vector<VectorId>> ClusterRouter::UpsertKeyedOnce(const std::string& 
       }
     }
     ids_of[s] = reply->ids;
-  }
-  // 2. The other in-sync replicas and the catching-up ones write each key with its id.
-  requests.clear();
-  shard_of.clear();
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (positions[s].empty()) continue;
-    const ShardPlacement& sp = route.placement.shards[s];
-    for (size_t r = 1; r < sp.in_sync.size(); ++r) {
-      requests.push_back({sp.in_sync[r].node, request_for(s, false, &ids_of[s])});
-      shard_of.push_back(s);
-    }
-    for (const ReplicaRef& replica : sp.catching_up) {
-      requests.push_back({replica.node, request_for(s, true, &ids_of[s])});
-      shard_of.push_back(s);
-    }
-  }
-  responses = FanOut(requests);
-  for (size_t i = 0; i < responses.size(); ++i) {
-    if (!responses[i]) return Error(failed(shard_of[i], requests[i].first, responses[i].error()));
   }
   std::vector<VectorId> out(records.size(), kInvalidVectorId);
   for (uint32_t s = 0; s < shards; ++s) {

@@ -10,13 +10,17 @@
 //   STRATA_ASSIGN_OR_RETURN(uint64_t n, router->Upsert("docs", records));
 //   STRATA_ASSIGN_OR_RETURN(auto hits, router->Search("docs", query, {.k = 10}));
 //
-// A write goes to the shard's in-sync and catching-up replicas, addressed with the placement
-// epoch it was routed with (model.h, ShardAddress); a replica that has seen a replica join
-// the shard since refuses it, and the router retries once its view has the newer placement.
-// A write fails (IOError naming the node and the shard) when such a replica does not apply
-// it; the replicas that did keep it (docs/CLUSTER.md: such a write was never acknowledged, and
-// a replica's catch-up is what reconciles it). It is never acknowledged without a replica the
-// placement still lists as in sync. Retry once the leader has updated the in-sync set.
+// A write goes to its shard's primary (the first replica of the in-sync set, model.h
+// MakePrimaryAddress), which applies it and passes it on to the shard's other in-sync and
+// catching-up replicas (Replicate) one write at a time, so that every replica applies the
+// shard's writes in the primary's order. Each hop is addressed with the placement epoch it was
+// routed with (model.h, ShardAddress); a replica that has seen a replica join the shard, or
+// another primary, since refuses it, and so does a node that is not the primary (any more);
+// the router retries once its view has the newer placement. A write fails (IOError naming the
+// node and the shard) when a replica does not apply it; the replicas that did keep it
+// (docs/CLUSTER.md: such a write was never acknowledged, and a replica's catch-up is what
+// reconciles it). It is never acknowledged without a replica the placement still lists as in
+// sync. Retry once the leader has updated the in-sync set.
 // A search (and a get) asks one in-sync replica per shard -- the one this process has the
 // fewest requests in flight to, placement order breaking ties -- and, for a shard whose
 // replica fails or does not answer within the shard timeout (the request's
@@ -155,12 +159,12 @@ class ClusterRouter {
   // (deleting a missing id is not an error).
   Result<uint64_t> Delete(const std::string& collection, std::span<const VectorId> ids);
   // ---- Records by string key (api/types.h), each in its key's shard (ShardOfKey) ----
-  // Upserts by key; returns each record's id (its cluster id: ClusterKeyedId), in order. The shard's primary replica (the
-  // first of its in-sync set) finds or assigns each key's id; the other in-sync and the
-  // catching-up replicas then write the same key with the same id (upsert_keyed_ids), so that
-  // every replica gives a key one id (for writes that do not race: concurrent writes to one key
-  // through different routers may be applied in different orders; docs/CLUSTER.md). A replica that holds the key under another id (or the
-  // id under another key) refuses it: the write fails, not acknowledged (docs/CLUSTER.md).
+  // Upserts by key; returns each record's id (its cluster id: ClusterKeyedId), in order. The
+  // shard's primary replica (the first of its in-sync set) finds or assigns each key's id; the
+  // other in-sync and the catching-up replicas then write the same key with the same id
+  // (upsert_keyed_ids), so that every replica gives a key one id. A replica that holds the key
+  // under another id (or the id under another key) refuses it: the write fails, not
+  // acknowledged (docs/CLUSTER.md).
   Result<std::vector<VectorId>> UpsertKeyed(const std::string& collection,
                                             std::span<const Record> records);
   // Deletes by key on every in-sync and catching-up replica of each key's shard. Returns the
@@ -218,6 +222,19 @@ class ClusterRouter {
   // per shard the vectors, memory and sealed segments summed, the largest last write batch.
   Result<CollectionInfo> Describe(const std::string& collection);
 
+  // The primary's part of a write (a router Over a view with `self` and `local` only): a
+  // write (upsert, upsert_keyed_ids, delete, delete_keyed) addressed to `address` with
+  // `primary` set. Once this node's view has the placement epoch the write was routed at (it
+  // waits up to 2 s), and if `self` is the shard's primary there, it holds `order` (the
+  // shard's: ShardGate::OrderOf) while it applies the write here (`local`) and on every other
+  // in-sync and catching-up replica, each addressed with this view's epoch; for a keyed
+  // upsert it applies it here first and sends the others the ids it found or gave. Returns
+  // this node's response (the count, or the keys' ids). Cancelled, naming the reason, when
+  // this node is not the primary in its view ("is not the primary of") or has not seen the
+  // epoch; the router routes again. IOError naming the replica that did not apply it.
+  Result<protocol::Response> Replicate(const ShardAddress& address, const protocol::Request& request,
+                                       std::mutex& order);
+
  private:
   ClusterRouter(std::shared_ptr<ClusterView> view, const client::ClientOptions& client,
                 std::string self, LocalExecutor local)
@@ -228,14 +245,16 @@ class ClusterRouter {
     Placement placement;
   };
   Result<Route> RouteOf(const std::string& collection) const;
-  // One try of a write: `records` to upsert, or (records empty) `ids` or `keys` to delete.
+  // One try of a write: `records` to upsert, or (records empty) `ids` or `keys` to delete;
+  // each shard's part to its primary.
   Result<uint64_t> WriteOnce(const std::string& collection, std::span<const Record> records,
                              std::span<const VectorId> ids, std::span<const std::string> keys);
   // One try of UpsertKeyed.
   Result<std::vector<VectorId>> UpsertKeyedOnce(const std::string& collection,
                                                 std::span<const Record> records);
   // Runs `once` again while a replica answers "stale placement epoch" (a replica joined the
-  // shard): once this view has the newer placement.
+  // shard, or another primary took over) or a node answers that it is not the primary (any
+  // more): once this view has the newer placement.
   template <typename F>
   auto RetryStale(const std::string& collection, F once) -> decltype(once());
   Result<uint64_t> Write(const std::string& collection, std::span<const Record> records,

@@ -1,5 +1,6 @@
 #pragma once
-// Helpers shared by the two halves of ClusterRouter (router.cc: writes; router_reads.cc: reads).
+// Helpers shared by the parts of ClusterRouter (router.cc: writes; router_primary.cc: the
+// primary's part of a write; router_reads.cc: reads).
 // Not part of the router's interface. Pure functions, safe from any thread.
 
 #include <cstdint>
@@ -17,6 +18,12 @@ namespace strata::cluster::router_detail {
 // An id leaving the router from collection `collection`'s shard `shard`: a keyed id as its
 // cluster id (ClusterKeyedId).
 Status ToClusterId(const std::string& collection, uint32_t shard, VectorId& id);
+// Whether a write failed only because it was routed by an older placement (a replica's
+// "stale placement epoch", or a node that "is not the primary of" the shard any more): the
+// router routes it again once its view has moved.
+bool Rerouted(const Status& error);
+// `request` (a write: upsert, upsert_keyed_ids, delete, delete_keyed) addressed to `address`.
+protocol::Request Readdressed(const protocol::Request& request, const std::string& address);
 // Shards 0 .. shards - 1.
 std::vector<uint32_t> AllShards(uint32_t shards);
 // The shards that have positions of the caller's list (per shard, its positions).

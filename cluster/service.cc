@@ -156,7 +156,7 @@ void ClusterService::ReconcileAsLeader() {
       continue;
     }
     Placement next = *placement;
-    bool changed = UpdateInSync(next, live);
+    bool changed = UpdateInSync(next, live, next.epoch + 1);
     // Re-replication: shards short of live replicas for longer than the grace period.
     {
       const auto now = Clock::now();

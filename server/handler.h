@@ -65,6 +65,13 @@ class RequestHandler {
     const std::shared_ptr<RequestHook> hook = Hook();
     return hook && hook->Routes(collection);
   }
+  // Whether the hook orders a write naming `collection` and passes it on to other nodes
+  // (RequestHook::Orders); false without a hook. Any thread.
+  bool Orders(const std::string& collection) const {
+    if (!has_hook_.load(std::memory_order_acquire)) return false;
+    const std::shared_ptr<RequestHook> hook = Hook();
+    return hook && hook->Orders(collection);
+  }
   // The hook's metrics text (RequestHook::MetricsText); empty without a hook.
   std::string HookMetrics() const {
     const std::shared_ptr<RequestHook> hook = Hook();

@@ -29,6 +29,14 @@ class RequestHook {
     (void)collection;
     return false;
   }
+  // Whether Handle passes a write naming `collection` on to other nodes after applying it here
+  // (a cluster shard's primary orders its shard's writes). The server runs such writes on a
+  // pool of their own, between the routed ones (which wait on them) and everything else (which
+  // they wait on), so that no pool waits on itself across nodes. Called as Routes is.
+  virtual bool Orders(const std::string& collection) const {
+    (void)collection;
+    return false;
+  }
   // Prometheus text appended to the server's metrics (the cluster's per-shard counters); empty:
   // nothing. Called on a worker thread, concurrently with Handle; must not throw.
   virtual std::string MetricsText() const { return {}; }

@@ -151,6 +151,7 @@ Server::Impl::Impl(const ServerConfig& config, Engine& engine)
       routed_pool_(workers_),
       routed_write_pool_(workers_),
       routed_maintenance_pool_(kMaintenanceThreads),
+      ordered_write_pool_(workers_),
       control_(asio::make_strand(io_)),
       acceptor_(control_),
       metrics_acceptor_(control_),
@@ -349,23 +350,30 @@ ErrorCode Server::Impl::DecodeErrorCode(const Status& error) {
   return ErrorCode::kMalformed;
 }
 
-bool Server::Impl::Routed(const PendingRequest& request) const {
-  if (!handler_.HasHook()) return false;  // a node outside a cluster routes nothing
-  if (const auto* encoded = std::get_if<EncodedRequest>(&request)) {
-    auto collection = protocol::PeekWriteCollection(encoded->header, encoded->payload, decode_limits_);
-    return collection && handler_.Routes(*collection);
-  }
+Server::Impl::Tier Server::Impl::TierOf(const PendingRequest& request) const {
+  if (!handler_.HasHook()) return Tier::kLocal;  // a node outside a cluster routes nothing
   const std::string* name = nullptr;
-  std::visit(
-      [&](const auto& m) {
-        if constexpr (requires { m.collection; }) {
-          if constexpr (std::is_same_v<std::decay_t<decltype(m.collection)>, std::string>) name = &m.collection;
-        } else if constexpr (requires { m.name; }) {  // describe_collection
-          if constexpr (std::is_same_v<std::decay_t<decltype(m.name)>, std::string>) name = &m.name;
-        }
-      },
-      std::get<protocol::Request>(request).body);
-  return name != nullptr && handler_.Routes(*name);
+  std::string peeked;
+  if (const auto* encoded = std::get_if<EncodedRequest>(&request)) {
+    if (auto r = protocol::PeekWriteCollection(encoded->header, encoded->payload, decode_limits_)) {
+      peeked = std::move(*r);
+      name = &peeked;
+    }
+  } else {
+    std::visit(
+        [&](const auto& m) {
+          if constexpr (requires { m.collection; }) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(m.collection)>, std::string>) name = &m.collection;
+          } else if constexpr (requires { m.name; }) {  // describe_collection
+            if constexpr (std::is_same_v<std::decay_t<decltype(m.name)>, std::string>) name = &m.name;
+          }
+        },
+        std::get<protocol::Request>(request).body);
+  }
+  if (name == nullptr) return Tier::kLocal;
+  if (handler_.Routes(*name)) return Tier::kRouted;
+  if (handler_.Orders(*name)) return Tier::kOrdered;
+  return Tier::kLocal;
 }
 
 void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id, Op op,
@@ -374,8 +382,10 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
   // The work guard keeps the I/O threads running until the reply has been handed back.
   // `reply_bytes` (the reply's bound, held since admission) goes back with the reply.
   const Lane lane = LaneOf(op);
-  const bool routed = Routed(pending);
-  asio::thread_pool& pool = lane == Lane::kRead    ? (routed ? routed_pool_ : pool_)
+  const Tier tier = TierOf(pending);
+  const bool routed = tier == Tier::kRouted;
+  asio::thread_pool& pool = tier == Tier::kOrdered ? ordered_write_pool_
+                            : lane == Lane::kRead  ? (routed ? routed_pool_ : pool_)
                             : lane == Lane::kWrite ? (routed ? routed_write_pool_ : write_pool_)
                                                    : (routed ? routed_maintenance_pool_ : maintenance_pool_);
   const Clock::time_point submitted = Clock::now();
@@ -723,6 +733,7 @@ void Server::Impl::Wait() {
   routed_pool_.join();
   routed_write_pool_.join();
   routed_maintenance_pool_.join();
+  ordered_write_pool_.join();
   joined_ = true;
   const ServerMetricsSnapshot m = metrics_.Snapshot();
   ServerLog().info(

@@ -131,10 +131,13 @@ class Server::Impl {
   static ErrorCode DecodeErrorCode(const Status& error);
   void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, Op op, PendingRequest request,
               uint64_t payload_bytes, uint64_t reply_bytes, Clock::time_point start);
-  // Whether the request hook routes `request` to other nodes (routed_pool_ and
-  // routed_write_pool_ run it then). A write still in its wire form is asked by the
-  // collection at the head of its payload.
-  bool Routed(const PendingRequest& request) const;
+  // Where a request runs (docs/CLUSTER.md, "Requests between nodes"): kRouted when the
+  // request hook routes it to other nodes (RequestHook::Routes: the routed_* pools), kOrdered
+  // when the hook orders it and passes it on to other nodes as a shard's primary
+  // (RequestHook::Orders: ordered_write_pool_), else kLocal (the engine alone answers it).
+  // A write still in its wire form is asked by the collection at the head of its payload.
+  enum class Tier { kLocal, kRouted, kOrdered };
+  Tier TierOf(const PendingRequest& request) const;
   // ServerConfig::inline_reads: whether `request` is small enough to run on the I/O thread
   // that read it: a search of one query with k <= kInlineMaxK at the planner's own choice
   // (no strategy, ef, max_lists or filter given, recall below 1), or a get of at most
@@ -180,6 +183,10 @@ class Server::Impl {
   asio::thread_pool routed_pool_;              // reads, as pool_
   asio::thread_pool routed_write_pool_;        // writes, as write_pool_ (nice kWriteNice)
   asio::thread_pool routed_maintenance_pool_;  // flush, compact, drop, as maintenance_pool_
+  // The writes a shard's primary orders and passes on (RequestHook::Orders): routed writes
+  // wait on them, and they wait on the replicas' write_pool_, so they need threads of their
+  // own as well.
+  asio::thread_pool ordered_write_pool_;  // as write_pool_ (nice kWriteNice)
   static constexpr uint32_t kMaintenanceThreads = 2;
   static constexpr int kWriteNice = 10;
   static constexpr int kMaintenanceNice = 19;

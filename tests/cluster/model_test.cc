@@ -74,22 +74,29 @@ TEST(ClusterModel, InSyncSetsFollowTheRegistry) {
   p.shards = {{0, {"n0", "n1"}, {{"n0", 10}, {"n1", 11}}}, {1, {"n1", "n2"}, {{"n1", 11}, {"n2", 12}}}};
   // Nothing changed.
   Placement same = p;
-  EXPECT_FALSE(UpdateInSync(same, {{"n0", 10}, {"n1", 11}, {"n2", 12}}));
+  EXPECT_FALSE(UpdateInSync(same, {{"n0", 10}, {"n1", 11}, {"n2", 12}}, 5));
   EXPECT_EQ(same, p);
   // n1 lapsed: it leaves both sets.
   Placement lapsed = p;
-  EXPECT_TRUE(UpdateInSync(lapsed, {{"n0", 10}, {"n2", 12}}));
+  EXPECT_TRUE(UpdateInSync(lapsed, {{"n0", 10}, {"n2", 12}}, 5));
   EXPECT_EQ(lapsed.shards[0].in_sync, (std::vector<ReplicaRef>{{"n0", 10}}));
   EXPECT_EQ(lapsed.shards[1].in_sync, (std::vector<ReplicaRef>{{"n2", 12}}));
+  // Shard 1 lost its primary: its write_epoch moves, so the replicas refuse what n1 still
+  // sends at an older epoch; shard 0 keeps its primary and its write_epoch.
+  EXPECT_EQ(lapsed.shards[0].write_epoch, 0u);
+  EXPECT_EQ(lapsed.shards[1].write_epoch, 5u);
   // Then n0 lapses too: the last in-sync replica of shard 0 stays (only it has every write).
-  EXPECT_TRUE(UpdateInSync(lapsed, {{"n2", 12}}) == false);
+  EXPECT_TRUE(UpdateInSync(lapsed, {{"n2", 12}}, 5) == false);
   EXPECT_EQ(lapsed.shards[0].in_sync, (std::vector<ReplicaRef>{{"n0", 10}}));
   // n1 registered again while still listed: it stays, at its new incarnation.
   Placement back = p;
-  EXPECT_TRUE(UpdateInSync(back, {{"n0", 10}, {"n1", 20}, {"n2", 12}}));
+  EXPECT_TRUE(UpdateInSync(back, {{"n0", 10}, {"n1", 20}, {"n2", 12}}, 5));
   EXPECT_EQ(back.shards[0].in_sync[1], (ReplicaRef{"n1", 20}));
+  // Its new incarnation is shard 1's primary: another process orders the writes now.
+  EXPECT_EQ(back.shards[0].write_epoch, 0u);
+  EXPECT_EQ(back.shards[1].write_epoch, 5u);
   // Replicas are never added back to the set here (that needs a catch-up first).
-  EXPECT_FALSE(UpdateInSync(lapsed, {{"n0", 10}, {"n1", 11}, {"n2", 12}}));
+  EXPECT_FALSE(UpdateInSync(lapsed, {{"n0", 10}, {"n1", 11}, {"n2", 12}}, 5));
   EXPECT_EQ(lapsed.shards[1].in_sync.size(), 1u);
 }
 
@@ -157,8 +164,15 @@ TEST(ClusterModel, ShardAddresses) {
   EXPECT_EQ((*a)->shard, 12u);
   EXPECT_EQ((*a)->epoch, 99u);
   EXPECT_TRUE((*a)->catching_up);
+  EXPECT_FALSE((*a)->primary);
+  EXPECT_EQ(MakePrimaryAddress("docs", 3, 17).ToString(), "docs__s3@17!");
+  auto primary = ParseShardAddress("docs__s3@17!");
+  ASSERT_TRUE(primary.has_value() && primary->has_value());
+  EXPECT_TRUE((*primary)->primary);
+  EXPECT_FALSE((*primary)->catching_up);
+  EXPECT_EQ((*primary)->epoch, 17u);
   for (const char* bad : {"docs@1", "docs__s@1", "docs__sx@1", "docs__s1@", "docs__s1@1x",
-                          "docs__s01@1", "a.b__s1@1", "docs__s1@99999999999999999999"}) {
+                          "docs__s01@1", "a.b__s1@1", "docs__s1@1+!", "docs__s1@1!+", "docs__s1@!", "docs__s1@99999999999999999999"}) {
     auto b = ParseShardAddress(bad);
     ASSERT_TRUE(b.has_value()) << bad;
     EXPECT_FALSE(b->has_value()) << bad;
@@ -279,7 +293,7 @@ TEST(ClusterModel, RereplicatesAShortShardOnTheLeastLoadedNodeAfterItsGrace) {
   // n1 comes back: it holds no replica any more, so nothing lists it.
   LiveNodes back = live;
   back["n1"] = 20;
-  EXPECT_FALSE(UpdateInSync(q, back));
+  EXPECT_FALSE(UpdateInSync(q, back, 5));
   EXPECT_FALSE(UpdateCatchUp(q, back, ShardReports(2), 9));
   EXPECT_TRUE(Rereplicate(q, 2, back, load, [](uint32_t) { return true; }).empty());
 }

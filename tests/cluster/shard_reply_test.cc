@@ -335,5 +335,81 @@ TEST_F(RoutedLoadTest, WritesAndSearchesThroughEveryNodeAtOnceAreAllAnswered) {
   EXPECT_EQ(info->num_vectors, uint64_t(3 * kWritersPerNode * kBatches * kBatch));
 }
 
+TEST_F(RoutedLoadTest, RacingWritesOfTheSameIdsAndKeysThroughEveryNodeLeaveTheReplicasEqual) {
+  // Every write of a shard is ordered by its primary (docs/CLUSTER.md, "Writes through the
+  // primary"): writers through different nodes upserting and deleting the same ids and keys at
+  // once must leave both replicas of every shard with the same records. Before, each router
+  // sent a write to both replicas itself, and two routers' writes of one id could reach the
+  // replicas in different orders.
+  Create("race", 2, 2);
+  constexpr int kWritersPerNode = 2, kRounds = 25, kIds = 12, kKeys = 6;
+  std::atomic<int> failures{0};
+  std::mutex mu;
+  std::string first_failure;
+  auto fail = [&](const std::string& what) {
+    std::lock_guard lock(mu);
+    if (failures++ == 0) first_failure = what;
+  };
+  std::vector<std::thread> threads;
+  for (int node = 0; node < 3; ++node) {
+    for (int w = 0; w < kWritersPerNode; ++w) {
+      threads.emplace_back([&, node, w] {
+        auto c = client::Client::Connect("127.0.0.1", nodes[node]->port(), {.io_timeout_ms = 20000});
+        if (!c) return fail(c.error().ToString());
+        const uint64_t writer = uint64_t(node * kWritersPerNode + w);
+        for (int round = 0; round < kRounds; ++round) {
+          std::vector<Record> records;
+          for (int i = 0; i < kIds; ++i) {
+            records.push_back({.id = uint64_t(i), .vector = VectorFor((writer * 100 + uint64_t(round)) * 100 + uint64_t(i))});
+          }
+          if (auto r = (*c)->Upsert("race", kDim, records); !r) {
+            return fail(fmt::format("upsert through n{}: {}", node, r.error().ToString()));
+          }
+          std::vector<Record> keyed;
+          for (int i = 0; i < kKeys; ++i) {
+            keyed.push_back({.id = kInvalidVectorId,
+                             .vector = VectorFor(~((writer * 100 + uint64_t(round)) * 100 + uint64_t(i))),
+                             .key = "key" + std::to_string(i)});
+          }
+          if (auto r = (*c)->UpsertKeyed("race", kDim, keyed); !r) {
+            return fail(fmt::format("keyed upsert through n{}: {}", node, r.error().ToString()));
+          }
+          if ((round + int(writer)) % 3 == 0) {
+            const std::vector<VectorId> ids = {0, 1, 2, 3, 4, 5};
+            if (auto r = (*c)->Delete("race", ids); !r) {
+              return fail(fmt::format("delete through n{}: {}", node, r.error().ToString()));
+            }
+            const std::vector<std::string> keys = {"key0", "key1", "key2"};
+            if (auto r = (*c)->DeleteKeyed("race", keys); !r) {
+              return fail(fmt::format("keyed delete through n{}: {}", node, r.error().ToString()));
+            }
+          }
+        }
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failures.load(), 0) << first_failure;
+  auto st = ReadClusterStatus(*etcd, "t");
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  for (const auto& c : st->collections) {
+    if (c.record.name != "race") continue;
+    for (const ShardStatus& s : c.shards) {
+      const auto copies = cluster.ReplicaContents(s, "race");
+      ASSERT_EQ(copies.size(), 2u);
+      EXPECT_FALSE(copies[0].empty()) << "shard " << s.placement.shard;
+      size_t differ = 0;
+      for (const auto& [id, vector] : copies[0]) {
+        auto other = copies[1].find(id);
+        if (other == copies[1].end() || other->second != vector) ++differ;
+      }
+      for (const auto& [id, vector] : copies[1]) differ += copies[0].contains(id) ? 0 : 1;
+      EXPECT_EQ(differ, 0u) << "shard " << s.placement.shard << ": " << differ << " of "
+                            << copies[0].size() << " / " << copies[1].size()
+                            << " records differ between its replicas";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace strata::cluster
