@@ -31,21 +31,6 @@ std::optional<protocol::Response> BadQueries(const protocol::Request& request) {
                                        protocol::OpName(request.op), m.queries.size(), m.count, m.dim));
 }
 
-// The collection a request names, for the ops that are routed or refused here.
-const std::string* CollectionOf(const protocol::Request& r) {
-  if (const auto* m = std::get_if<protocol::UpsertRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::SearchRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::DeleteRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::GetRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::KeysRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::DescribeCollectionRequest>(&r.body)) return &m->name;
-  if (const auto* m = std::get_if<protocol::ListKeysRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::FlushRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::CompactRequest>(&r.body)) return &m->collection;
-  if (const auto* m = std::get_if<protocol::DropCollectionRequest>(&r.body)) return &m->name;
-  return nullptr;
-}
-
 // The records of engine collection `collection` that `names` (ids or keys) name, each read by
 // `get`: nullopt for one that is not there; the collection's own error when it is not there.
 template <typename Names, typename Get>
@@ -171,7 +156,7 @@ void ClusterRequestHook::Release(std::unique_ptr<ClusterRouter> router) {
 }
 
 Result<protocol::Response> ClusterRequestHook::RunLocal(const protocol::Request& request) {
-  if (const std::string* name = CollectionOf(request)) {
+  if (const std::string* name = protocol::RequestCollection(request)) {
     if (auto address = ParseShardAddress(*name)) {
       if (!address->has_value()) return Error(address->error());
       return RunShard(**address, request);
@@ -284,13 +269,17 @@ bool ClusterRequestHook::Routes(const std::string& collection) const {
   return !ParseShardAddress(collection).has_value() && view_->HasCollection(collection);
 }
 
+bool ClusterRequestHook::LeavesToEngine(const std::string& collection) const {
+  return !ParseShardAddress(collection).has_value() && !view_->HasCollection(collection);
+}
+
 bool ClusterRequestHook::Orders(const std::string& collection) const {
   auto address = ParseShardAddress(collection);
   return address && address->has_value() && (*address)->primary;
 }
 
 std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Request& request) {
-  const std::string* collection = CollectionOf(request);
+  const std::string* collection = protocol::RequestCollection(request);
   if (collection == nullptr) return std::nullopt;
   if (auto address = ParseShardAddress(*collection)) {
     auto r = address->has_value() ? RunShard(**address, request) : Error(address->error());

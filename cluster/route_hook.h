@@ -47,6 +47,9 @@ class ClusterRequestHook : public server::RequestHook {
   // A write addressed to this node as the shard's primary ("!": model.h) is ordered here and
   // passed on to the shard's other replicas (ClusterRouter::Replicate).
   bool Orders(const std::string& collection) const override;
+  // Neither a shard address nor a cluster collection (a shard replica's engine collection
+  // NAME__sK among them): the engine answers it alone.
+  bool LeavesToEngine(const std::string& collection) const override;
   // The per-shard counters of this node's routing (ClusterView::MetricsText).
   std::string MetricsText() const override { return view_->MetricsText(); }
 

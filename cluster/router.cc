@@ -277,11 +277,9 @@ std::vector<Result<protocol::Response>> ClusterRouter::FanOut(
     const auto& [node, request] = requests[i];
     --view_->in_flight_[node];
     // The shard the request went to (an engine collection name or a shard address).
-    std::string name;
-    std::visit([&](const auto& m) {
-      if constexpr (requires { m.collection; }) name = m.collection;
-      if constexpr (requires { m.name; }) name = m.name;
-    }, request.body);
+    const std::string* named = protocol::RequestCollection(request);
+    if (named == nullptr) continue;
+    std::string name = *named;
     if (name.find('@') == std::string::npos) name += "@0";
     auto address = ParseShardAddress(name);
     if (!address || !address->has_value()) continue;

@@ -6,6 +6,8 @@
 #include "protocol/protocol.h"
 
 #include <cstring>
+#include <type_traits>
+#include <variant>
 #include <limits>
 #include <utility>
 
@@ -819,6 +821,21 @@ Result<UpsertHead> PeekUpsertHead(const FrameHeader& header, std::span<const uin
   auto head = ReadUpsertHead(r, static_cast<Op>(header.opcode), limits);
   if (!head) return Error(head.error().WithContext(OpLabel(header.opcode)));
   return head;
+}
+
+const std::string* RequestCollection(const Request& request) {
+  const std::string* name = nullptr;
+  std::visit(
+      [&](const auto& m) {
+        using M = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<M, DropCollectionRequest> || std::is_same_v<M, DescribeCollectionRequest>) {
+          name = &m.name;
+        } else if constexpr (requires { m.collection; }) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(m.collection)>, std::string>) name = &m.collection;
+        }
+      },
+      request.body);
+  return name;
 }
 
 Result<std::string> PeekWriteCollection(const FrameHeader& header, std::span<const uint8_t> payload,

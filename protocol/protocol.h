@@ -384,6 +384,10 @@ Result<UpsertHead> PeekUpsertHead(const FrameHeader& header, std::span<const uin
 // on pools of their own: server_impl.h). An error for another opcode or a payload too short.
 Result<std::string> PeekWriteCollection(const FrameHeader& header, std::span<const uint8_t> payload,
                                         const DecodeLimits& limits = {});
+// The collection a decoded request names: `collection`, or `name` for describe_collection and
+// drop_collection; nullptr for one that names none (hello, ping, create_collection,
+// list_collections, stats). Points into `request`.
+const std::string* RequestCollection(const Request& request);
 
 // ---------------------------------------------------------------------------
 // Details of the functions above, and helpers added after the first contract.

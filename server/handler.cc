@@ -142,7 +142,13 @@ protocol::HelloReply RequestHandler::Hello() const {
 }
 
 std::optional<protocol::Response> RequestHandler::ExecuteUnlessHooked(const protocol::Request& request) {
-  if (has_hook_.load(std::memory_order_acquire)) return std::nullopt;
+  if (has_hook_.load(std::memory_order_acquire)) {
+    // Only what the hook leaves to the engine (a cluster node: a shard replica's search from
+    // another node's router), never a request it may route and wait on other nodes for.
+    const std::shared_ptr<RequestHook> hook = Hook();
+    const std::string* collection = protocol::RequestCollection(request);
+    if (hook && (collection == nullptr || !hook->LeavesToEngine(*collection))) return std::nullopt;
+  }
   Outcome out;
   try {
     out = Dispatch(request);

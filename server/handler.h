@@ -49,9 +49,10 @@ class RequestHandler {
     has_hook_.store(hook != nullptr, std::memory_order_release);
     hook_ = std::move(hook);
   }
-  // Execute, unless a hook is set (nullopt then: the caller runs Execute elsewhere). For
-  // the I/O threads' small reads (inline_reads): a hook -- a cluster node's router -- may
-  // wait on other nodes. Any thread.
+  // Execute, unless a hook is set that does not leave the request's collection to the engine
+  // (RequestHook::LeavesToEngine; nullopt then: the caller runs Execute elsewhere). For the
+  // I/O threads' small reads (inline_reads): a hook -- a cluster node's router -- may wait on
+  // other nodes. Any thread.
   std::optional<protocol::Response> ExecuteUnlessHooked(const protocol::Request& request);
   // Whether searches of `collection` may read from disk (it has a memory budget, so SPANN
   // segments), as far as the handler has seen it; true for one it has not seen yet. Never

@@ -21,6 +21,7 @@ bool Server::Impl::RunsInline(const protocol::Request& request) {
   if (!config_.inline_reads) return false;
   switch (request.op) {
     case Op::kSearch:
+    case Op::kSearchBatch:  // of one query: what a cluster's router sends each shard
     case Op::kSearchKeyed:
     case Op::kSearchWith: {
       // Only the planner's own choice at a recall target: an explicit strategy (an exact
@@ -52,7 +53,7 @@ std::optional<std::vector<uint8_t>> Server::Impl::ExecuteInline(const protocol::
   std::vector<uint8_t> frame;
   try {
     std::optional<protocol::Response> response = handler_.ExecuteUnlessHooked(request);
-    if (!response) return std::nullopt;  // a cluster's router: the workers run it
+    if (!response) return std::nullopt;  // a cluster's router may take it: the workers run it
     frame = EncodeReply(std::move(*response), request_id, opcode, start);
   } catch (const std::exception& e) {
     // Out of memory while running or encoding, typically; as on the workers (Submit).

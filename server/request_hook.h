@@ -37,6 +37,14 @@ class RequestHook {
     (void)collection;
     return false;
   }
+  // Whether Handle leaves every request naming `collection` to the engine (it would answer
+  // nullopt): such a request may then run where the engine's requests may, on the I/O thread
+  // that read it (ServerConfig::inline_reads) included. The default, false, keeps every
+  // request of a server with a hook off the I/O threads. Called as Routes is.
+  virtual bool LeavesToEngine(const std::string& collection) const {
+    (void)collection;
+    return false;
+  }
   // Prometheus text appended to the server's metrics (the cluster's per-shard counters); empty:
   // nothing. Called on a worker thread, concurrently with Handle; must not throw.
   virtual std::string MetricsText() const { return {}; }

@@ -148,10 +148,6 @@ Server::Impl::Impl(const ServerConfig& config, Engine& engine)
       pool_(workers_),
       write_pool_(workers_),
       maintenance_pool_(kMaintenanceThreads),
-      routed_pool_(workers_),
-      routed_write_pool_(workers_),
-      routed_maintenance_pool_(kMaintenanceThreads),
-      ordered_write_pool_(workers_),
       control_(asio::make_strand(io_)),
       acceptor_(control_),
       metrics_acceptor_(control_),
@@ -360,15 +356,7 @@ Server::Impl::Tier Server::Impl::TierOf(const PendingRequest& request) const {
       name = &peeked;
     }
   } else {
-    std::visit(
-        [&](const auto& m) {
-          if constexpr (requires { m.collection; }) {
-            if constexpr (std::is_same_v<std::decay_t<decltype(m.collection)>, std::string>) name = &m.collection;
-          } else if constexpr (requires { m.name; }) {  // describe_collection
-            if constexpr (std::is_same_v<std::decay_t<decltype(m.name)>, std::string>) name = &m.name;
-          }
-        },
-        std::get<protocol::Request>(request).body);
+    name = protocol::RequestCollection(std::get<protocol::Request>(request));
   }
   if (name == nullptr) return Tier::kLocal;
   if (handler_.Routes(*name)) return Tier::kRouted;
@@ -384,10 +372,11 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
   const Lane lane = LaneOf(op);
   const Tier tier = TierOf(pending);
   const bool routed = tier == Tier::kRouted;
-  asio::thread_pool& pool = tier == Tier::kOrdered ? ordered_write_pool_
-                            : lane == Lane::kRead  ? (routed ? routed_pool_ : pool_)
-                            : lane == Lane::kWrite ? (routed ? routed_write_pool_ : write_pool_)
-                                                   : (routed ? routed_maintenance_pool_ : maintenance_pool_);
+  // A tier other than kLocal needs the hook, set after hook_pools_ (Server::SetRequestHook).
+  asio::thread_pool& pool = tier == Tier::kOrdered ? hook_pools_->ordered_write
+                            : lane == Lane::kRead  ? (routed ? hook_pools_->routed : pool_)
+                            : lane == Lane::kWrite ? (routed ? hook_pools_->routed_write : write_pool_)
+                                                   : (routed ? hook_pools_->routed_maintenance : maintenance_pool_);
   const Clock::time_point submitted = Clock::now();
   asio::post(pool, [this, conn = std::move(conn), request_id, pending = std::move(pending),
                     payload_bytes, reply_bytes, start, submitted, op, lane,
@@ -730,10 +719,7 @@ void Server::Impl::Wait() {
   pool_.join();
   write_pool_.join();
   maintenance_pool_.join();
-  routed_pool_.join();
-  routed_write_pool_.join();
-  routed_maintenance_pool_.join();
-  ordered_write_pool_.join();
+  if (hook_pools_) hook_pools_->join();
   joined_ = true;
   const ServerMetricsSnapshot m = metrics_.Snapshot();
   ServerLog().info(
@@ -780,6 +766,10 @@ uint16_t Server::metrics_port() const { return impl_->metrics_port_; }
 uint16_t Server::resp_port() const { return impl_->resp_ ? impl_->resp_->port() : 0; }
 ServerMetricsSnapshot Server::metrics() const { return impl_->metrics_.Snapshot(); }
 void Server::SetRequestHook(std::shared_ptr<RequestHook> hook) {
+  if (hook) {
+    std::call_once(impl_->hook_pools_once_,
+                   [&] { impl_->hook_pools_ = std::make_unique<Impl::HookPools>(impl_->workers_); });
+  }
   impl_->handler_.SetHook(std::move(hook));
 }
 void Server::Shutdown() { impl_->Shutdown(); }

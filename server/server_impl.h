@@ -101,7 +101,7 @@ class Server::Impl {
   bool TryReserveInflight(uint64_t payload_bytes);
   void ReleaseInflight(uint64_t payload_bytes);
   // Searches and other reads, writes, and maintenance (flush, compact, snapshot, create, drop) run
-  // on three pools (and the requests a cluster node routes on three more, routed_*: below):
+  // on three pools (and a cluster node's routed and ordered requests on four more: HookPools):
   // reads on `pool_` at normal priority; writes on `write_pool_` and
   // maintenance on `maintenance_pool_`, whose threads lower their CPU priority (nice) on
   // their first job, so that a big upsert, a seal or a compaction -- and the OpenMP
@@ -132,9 +132,9 @@ class Server::Impl {
   void Submit(std::shared_ptr<Connection> conn, uint64_t request_id, Op op, PendingRequest request,
               uint64_t payload_bytes, uint64_t reply_bytes, Clock::time_point start);
   // Where a request runs (docs/CLUSTER.md, "Requests between nodes"): kRouted when the
-  // request hook routes it to other nodes (RequestHook::Routes: the routed_* pools), kOrdered
+  // request hook routes it to other nodes (RequestHook::Routes: hook_pools_' routed ones), kOrdered
   // when the hook orders it and passes it on to other nodes as a shard's primary
-  // (RequestHook::Orders: ordered_write_pool_), else kLocal (the engine alone answers it).
+  // (RequestHook::Orders: hook_pools_->ordered_write), else kLocal (the engine alone answers it).
   // A write still in its wire form is asked by the collection at the head of its payload.
   enum class Tier { kLocal, kRouted, kOrdered };
   Tier TierOf(const PendingRequest& request) const;
@@ -148,8 +148,9 @@ class Server::Impl {
   static constexpr size_t kInlineMaxRecords = 64;
   // Runs an admitted request (RunsInline) on the calling I/O thread and returns its reply
   // frame, having given the slot and the payload bytes back (Release); nullopt, with nothing
-  // given back, when a hook (a cluster's router, which may wait on other nodes) is set: the
-  // caller then submits it to the workers.
+  // given back, when a hook is set that may take the request (a cluster's router, which may
+  // wait on other nodes: RequestHook::LeavesToEngine): the caller then submits it to the
+  // workers.
   std::optional<std::vector<uint8_t>> ExecuteInline(const protocol::Request& request, uint64_t request_id,
                                                     uint64_t payload_bytes, Clock::time_point start);
 
@@ -175,18 +176,34 @@ class Server::Impl {
   asio::thread_pool pool_;              // reads
   asio::thread_pool write_pool_;        // upserts and deletes, nice kWriteNice
   asio::thread_pool maintenance_pool_;  // flush, compact, create, drop, nice kMaintenanceNice
+  // The pools of a server with a request hook (a cluster node), made when the first hook is
+  // set (Server::SetRequestHook, before has_hook_ is: a request reaches them only through a
+  // Tier other than kLocal, which needs the hook) and kept until the server stops.
   // Reads and writes that the request hook routes to other nodes (RequestHook::Routes: a
   // cluster collection's), apart from everything else: a routed request may wait on another
   // node, whose own routed requests may be waiting on this one; the requests they send each
   // other (shard replicas' reads and writes, answered by the engine alone) run on pool_ and
   // write_pool_, which then never wait on another node, so neither node waits forever.
-  asio::thread_pool routed_pool_;              // reads, as pool_
-  asio::thread_pool routed_write_pool_;        // writes, as write_pool_ (nice kWriteNice)
-  asio::thread_pool routed_maintenance_pool_;  // flush, compact, drop, as maintenance_pool_
   // The writes a shard's primary orders and passes on (RequestHook::Orders): routed writes
   // wait on them, and they wait on the replicas' write_pool_, so they need threads of their
   // own as well.
-  asio::thread_pool ordered_write_pool_;  // as write_pool_ (nice kWriteNice)
+  struct HookPools {
+    explicit HookPools(uint32_t workers)
+        : routed(workers), routed_write(workers), routed_maintenance(kMaintenanceThreads),
+          ordered_write(workers) {}
+    void join() {
+      routed.join();
+      routed_write.join();
+      routed_maintenance.join();
+      ordered_write.join();
+    }
+    asio::thread_pool routed;              // reads, as pool_
+    asio::thread_pool routed_write;        // writes, as write_pool_ (nice kWriteNice)
+    asio::thread_pool routed_maintenance;  // flush, compact, drop, as maintenance_pool_
+    asio::thread_pool ordered_write;       // as write_pool_ (nice kWriteNice)
+  };
+  std::once_flag hook_pools_once_;
+  std::unique_ptr<HookPools> hook_pools_;  // set once, under hook_pools_once_
   static constexpr uint32_t kMaintenanceThreads = 2;
   static constexpr int kWriteNice = 10;
   static constexpr int kMaintenanceNice = 19;

@@ -2,8 +2,10 @@
 // temporary directory, driven by the raw-socket TestClient.
 
 #include "server/log.h"
+#include "server/request_hook.h"
 #include "server/server.h"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
@@ -1686,17 +1688,37 @@ TEST_F(ServerTest, MaintenanceAndWritesDoNotQueueAheadOfSearches) {
       << "searches answered after " << searches_done_s << " s, the compaction after " << compact_s << " s";
 }
 
-// ServerConfig::inline_reads: a search of one query runs on the I/O thread that read it,
-// so it does not queue behind the worker's long batch; with inline_reads off it does.
+// A request hook that leaves the collections it is told of to the engine (a cluster node's
+// shard replicas) and would take every other one (RequestHook::LeavesToEngine).
+class LeavingHook : public RequestHook {
+ public:
+  explicit LeavingHook(std::string left) : left_(std::move(left)) {}
+  std::optional<protocol::Response> Handle(const protocol::Request&) override { return std::nullopt; }
+  bool LeavesToEngine(const std::string& collection) const override { return collection == left_; }
+
+ private:
+  const std::string left_;
+};
+
+// ServerConfig::inline_reads: a search of one query (search, or search_batch of one, as a
+// cluster's router sends each shard) runs on the I/O thread that read it, so it does not
+// queue behind the worker's long batch; with inline_reads off it does, and so it does behind
+// a request hook that does not leave its collection to the engine (a cluster's router may
+// wait on other nodes), but not behind one that does.
 TEST_F(ServerTest, ASmallSearchRunsOnTheIoThreadInsteadOfQueueingBehindTheWorkers) {
-  for (const bool inline_reads : {true, false}) {
-    SCOPED_TRACE(inline_reads ? "inline_reads on" : "inline_reads off");
+  enum Case { kInline, kOff, kHookLeaves, kHookTakes };
+  for (const Case which : {kInline, kOff, kHookLeaves, kHookTakes}) {
+    const char* names[] = {"inline_reads on", "inline_reads off", "a hook that leaves it", "a hook that may take it"};
+    SCOPED_TRACE(names[which]);
     ServerConfig config = Config();
     config.worker_threads = 1;
     config.io_threads = 2;
-    config.inline_reads = inline_reads;
+    config.inline_reads = which != kOff;
     Start(config);
-    const std::string docs = inline_reads ? "docs-inline" : "docs-workers";
+    const std::string docs = fmt::format("docs-{}", int(which));
+    if (which == kHookLeaves) server_->SetRequestHook(std::make_shared<LeavingHook>(docs));
+    if (which == kHookTakes) server_->SetRequestHook(std::make_shared<LeavingHook>("another"));
+    const bool inline_reads = which == kInline || which == kHookLeaves;
     auto c = Connect();
     Fill(*c, docs, 16, 1000);
     const std::vector<float> queries = SlowQueries(*c, docs, 16, 0.3);
@@ -1712,11 +1734,14 @@ TEST_F(ServerTest, ASmallSearchRunsOnTheIoThreadInsteadOfQueueingBehindTheWorker
     // The one worker is running the first batch; two more wait for it.
     ASSERT_TRUE(Eventually([&] { return server_->metrics().in_progress >= 3; }));
     auto searcher = Connect();
-    auto f = searcher->Call(testing::SearchRequest(Op::kSearch, docs, 16, Vec(7, 16), 3), 99);
-    auto hits = Reply<protocol::SearchReply>(f, Op::kSearch);
+    // A search_batch of one query, as a cluster's router sends a shard, under the hooks.
+    const Op op = which >= kHookLeaves ? Op::kSearchBatch : Op::kSearch;
+    auto f = searcher->Call(testing::SearchRequest(op, docs, 16, Vec(7, 16), 3), 99);
+    auto hits = Reply<protocol::SearchReply>(f, op);
     ASSERT_TRUE(hits.has_value());
     EXPECT_EQ(hits->results.at(0).at(0).id, 7u);
-    const uint64_t batches_done = AnsweredOf(*server_, "search_batch") - batches_before;
+    const uint64_t batches_done = AnsweredOf(*server_, "search_batch") - batches_before -
+                                  (op == Op::kSearchBatch ? 1 : 0);
     if (inline_reads) {
       // About 0.9 s of batches were queued; the search did not wait for them.
       EXPECT_LT(batches_done, 3u);
@@ -1726,7 +1751,7 @@ TEST_F(ServerTest, ASmallSearchRunsOnTheIoThreadInsteadOfQueueingBehindTheWorker
                                                      SearchStrategy::kScan),
                               100);
       ASSERT_TRUE(Reply<protocol::SearchReply>(g, Op::kSearch).has_value());
-      EXPECT_EQ(AnsweredOf(*server_, "search_batch") - batches_before, 3u);
+      EXPECT_EQ(AnsweredOf(*server_, "search_batch") - batches_before, op == Op::kSearchBatch ? 4u : 3u);
     } else {
       // Behind every batch queued before it (one worker, first come first served).
       EXPECT_EQ(batches_done, 3u);
