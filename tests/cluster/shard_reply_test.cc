@@ -80,6 +80,14 @@ class ShardReplyTest : public ::testing::Test {
       }
       return false;
     }, 15000));
+    // And every node's routing view has it (a separate watch of etcd, which may lag the
+    // replicas' reports by a few milliseconds): until then a node answers for its engine alone.
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      auto c = client::Client::Connect("127.0.0.1", nodes[i]->port(), {.io_timeout_ms = 30000});
+      ASSERT_TRUE(c.has_value()) << c.error().ToString();
+      ASSERT_TRUE(Eventually([&] { return (*c)->DescribeCollection(name).has_value(); }, 5000))
+          << "node n" << i << " does not route collection '" << name << "' after 5 s";
+    }
   }
   std::unique_ptr<client::Client> Connect(int node) {
     auto c = client::Client::Connect("127.0.0.1", nodes[node]->port(), {.io_timeout_ms = 30000});
