@@ -20,10 +20,11 @@ namespace strata::engine {
 // Whether `x` is exactly a value of `t` (kFloat32: always).
 inline bool HoldsExactly(ElementType t, float x) {
   switch (t) {
+    // -0.0 is not an integer value: stored as 0, it would come back +0.0.
     case ElementType::kUint8:
-      return x >= 0.0f && x <= 255.0f && x == std::nearbyint(x);
+      return x >= 0.0f && x <= 255.0f && x == std::nearbyint(x) && !std::signbit(x);
     case ElementType::kInt8:
-      return x >= -128.0f && x <= 127.0f && x == std::nearbyint(x);
+      return x >= -128.0f && x <= 127.0f && x == std::nearbyint(x) && (x != 0.0f || !std::signbit(x));
     case ElementType::kFloat16:
       return HalfBitsToFloat(index::FloatToHalf(x)) == x;
     case ElementType::kFloat32:

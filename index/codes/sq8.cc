@@ -3,6 +3,8 @@
 #include "index/codes/sq8.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 
@@ -114,7 +116,9 @@ void Sq8Encoder::Encode(const float* v, uint8_t* code) const {
 
 bool Sq8Encoder::Reproduces(const float* v, const uint8_t* code) const {
   for (size_t d = 0; d < lo_.size(); ++d) {
-    if (lo_[d] + scale_[d] * float(code[d]) != v[d]) return false;
+    // Bit for bit: -0.0 decodes to +0.0, which compares equal but is not the value written.
+    const float decoded = lo_[d] + scale_[d] * float(code[d]);
+    if (std::bit_cast<uint32_t>(decoded) != std::bit_cast<uint32_t>(v[d])) return false;
   }
   return true;
 }

@@ -90,7 +90,8 @@ class Sq8Encoder {
 
   // code: dim bytes. Values outside the trained range are clamped.
   void Encode(const float* v, uint8_t* code) const;
-  // Whether `code` decodes to exactly `v` (an integer vector within the steps of 1 above).
+  // Whether `code` decodes to exactly `v`, bit for bit (-0.0 decodes to +0.0: not exact; an
+  // integer vector within the steps of 1 above is).
   bool Reproduces(const float* v, const uint8_t* code) const;
   void Decode(const uint8_t* code, float* out) const;
   // |x^|^2 of a code (the L2 term stored beside it).

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/vector_set.h"
+#include "engine/narrow.h"
 #include "engine/strata.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/spann/spann_index.h"
@@ -294,6 +295,24 @@ TEST(EngineCodes, ARerankWithoutCodesOrAnUnknownCodesValueIsRefused) {
   EXPECT_NE(s.message().find("codes"), std::string::npos) << s.message();
   e.reset();
   fs::remove_all(dir);
+}
+
+// -0.0 among integer values is not an integer value (uint8 / int8 would give +0.0 back): a
+// row holding it is kept as float16, which has a signed zero.
+TEST(EngineNarrow, NegativeZeroIsKeptAsSuch) {
+  EXPECT_TRUE(engine::HoldsExactly(ElementType::kUint8, 0.0f));
+  EXPECT_FALSE(engine::HoldsExactly(ElementType::kUint8, -0.0f));
+  EXPECT_TRUE(engine::HoldsExactly(ElementType::kInt8, 0.0f));
+  EXPECT_FALSE(engine::HoldsExactly(ElementType::kInt8, -0.0f));
+  EXPECT_TRUE(engine::HoldsExactly(ElementType::kFloat16, -0.0f));
+  const float row[3] = {3.0f, -0.0f, 7.0f};
+  engine::NarrowestType t;
+  t.Add(row, 3);
+  EXPECT_EQ(t.Narrowest(), ElementType::kFloat16);
+  uint8_t narrow[6];
+  ASSERT_TRUE(engine::NarrowRow(ElementType::kFloat16, row, 3, narrow));
+  EXPECT_EQ(narrow[2], 0x00);
+  EXPECT_EQ(narrow[3], 0x80);  // the sign bit of half -0.0
 }
 
 }  // namespace

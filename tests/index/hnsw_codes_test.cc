@@ -395,7 +395,8 @@ VectorSet PixelRows(size_t n, uint32_t seed) {
   VectorSet base = Clustered(n, kDim, seed);
   for (size_t i = 0; i < base.size(); ++i) {
     float* r = base.mutable_row(i);
-    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
+    // + 0.0f: nearbyint rounds a small negative to -0.0, which uint8 data never hold.
+    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f) + 0.0f;
   }
   return base;
 }
@@ -547,7 +548,8 @@ TEST(HnswCodes, FilteredAndTombstonedSearchesWalkTheCodes) {
   VectorSet pixels = *base.Clone();
   for (size_t i = 0; i < pixels.size(); ++i) {
     float* r = pixels.mutable_row(i);
-    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
+    // + 0.0f: nearbyint rounds a small negative to -0.0, which uint8 data never hold.
+    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f) + 0.0f;
   }
   auto exact_cut = SavedWithFullVectorsCut(*BuildCodes(pixels, Metric::kL2), "filtered_exact.hnsw");
   ASSERT_NE(exact_cut, nullptr);

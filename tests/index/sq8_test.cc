@@ -195,6 +195,12 @@ TEST(Sq8Encoder, IntegerDimensionsGetStepOneAndExactCodes) {
   ASSERT_TRUE(f.has_value());
   EXPECT_FLOAT_EQ(f->scale()[0], 10.0f / 255.0f);
   EXPECT_FALSE(f->exact());
+  // -0.0 among integers decodes to +0.0: equal as floats, but not the value written, so not
+  // exact (an index keeps the float32 rows, and Get returns -0.0).
+  const std::vector<float> negative_zero = {-0.0f, 3.0f};
+  auto z = Sq8Encoder::Train(negative_zero.data(), 2, 1);
+  ASSERT_TRUE(z.has_value());
+  EXPECT_FALSE(z->exact());
   // From saved parameters the rows are unknown.
   EXPECT_FALSE(Sq8Encoder::FromParams({0.0f}, {1.0f})->exact());
 }
