@@ -11,7 +11,8 @@
 #                                 $SERVER (strata-server) with data in $T/NAME, port 0 (read back from
 #                                 $T/NAME.port), metrics on port METRICS (0: ephemeral), then
 #                                 FLAGS; sets PORT once it listens (60 s at most: a node started
-#                                 again replays its log first), else prints its log and exits 1
+#                                 again replays its log first), else prints its log and exits 1;
+#                                 its log level is $LOG_LEVEL (default warn)
 #
 # start_etcd and start_server must not be called in $(...): the pid must reach PIDS in this
 # shell, for the cleanup.
@@ -47,7 +48,7 @@ start_etcd() {
 start_server() {
   local name=$1 metrics=$2; shift 2
   "$SERVER" --data-dir "$T/$name" --port 0 --port-file "$T/$name.port" --metrics-port "$metrics" \
-    --log-level warn "$@" >"$T/$name.log" 2>&1 &
+    --log-level "${LOG_LEVEL:-warn}" "$@" >"$T/$name.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1200); do
     [[ -s $T/$name.port ]] && break
