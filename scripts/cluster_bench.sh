@@ -28,20 +28,10 @@ while (($#)); do
 done
 SERVER=$BUILD/server/strata-server
 CLI=$BUILD/client/strata-cli
-for f in "$SERVER" "$CLI"; do
-  [[ -x $f ]] || { echo "cluster_bench: $f not built (cmake --build $BUILD --target strata-server strata-cli)" >&2; exit 2; }
-done
-command -v etcd >/dev/null || { echo "cluster_bench: etcd not installed (scripts/setup.sh)" >&2; exit 2; }
-case "$SET" in
-  fashion-mnist) BASE=$DATA/$SET/base.u8bin; QUERIES=$DATA/$SET/query.u8bin; GT=$DATA/$SET/gt_l2_k100.ibin; DIM=784; METRIC=l2 ;;
-  glove-100) BASE=$DATA/$SET/base.fbin; QUERIES=$DATA/$SET/query.fbin; GT=$DATA/$SET/gt_cosine_k100.ibin; DIM=100; METRIC=cosine ;;
-  *) echo "cluster_bench: --set fashion-mnist or glove-100" >&2; exit 2 ;;
-esac
-for f in "$BASE" "$QUERIES" "$GT"; do
-  [[ -f $f ]] || { echo "cluster_bench: $f missing (tools/fetch_dataset.sh $SET $DATA)" >&2; exit 2; }
-done
 
 source scripts/lib/cluster.sh
+cluster_tools cluster_bench
+cluster_data_set cluster_bench "$SET" "$DATA"
 cluster_scratch cluster_bench
 start_etcd bench
 # Not called in $(...) (scripts/lib/cluster.sh).

@@ -29,18 +29,10 @@ while (($#)); do
 done
 SERVER=$BUILD/server/strata-server
 CLI=$BUILD/client/strata-cli
-for f in "$SERVER" "$CLI"; do
-  [[ -x $f ]] || { echo "cluster_catchup_bench: $f not built (cmake --build $BUILD --target strata-server strata-cli)" >&2; exit 2; }
-done
-command -v etcd >/dev/null || { echo "cluster_catchup_bench: etcd not installed (scripts/setup.sh)" >&2; exit 2; }
-case "$SET" in
-  fashion-mnist) BASE=$DATA/$SET/base.u8bin; DIM=784; METRIC=l2 ;;
-  glove-100) BASE=$DATA/$SET/base.fbin; DIM=100; METRIC=cosine ;;
-  *) echo "cluster_catchup_bench: --set fashion-mnist or glove-100" >&2; exit 2 ;;
-esac
-[[ -f $BASE ]] || { echo "cluster_catchup_bench: $BASE missing (tools/fetch_dataset.sh $SET $DATA)" >&2; exit 2; }
 
 source scripts/lib/cluster.sh
+cluster_tools cluster_catchup_bench
+cluster_data_set cluster_catchup_bench "$SET" "$DATA"
 cluster_scratch cluster_catchup_bench
 start_etcd bench
 FLAGS=(--cluster-etcd "$ETCD" --advertise 127.0.0.1 --lease-ttl 2)

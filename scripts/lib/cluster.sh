@@ -14,6 +14,12 @@
 #                                 again replays its log first), else prints its log and exits 1;
 #                                 its log level is $LOG_LEVEL (default warn)
 #
+#   cluster_tools NAME            checks that $SERVER and $CLI are built and etcd installed; exits 2
+#                                 naming what is missing (NAME: the calling script, in messages)
+#   cluster_data_set NAME SET DATA
+#                                 BASE, QUERIES, GT, DIM, METRIC of data set SET (fashion-mnist or
+#                                 glove-100) under DATA; exits 2 for another set or a missing file
+#
 # start_etcd and start_server must not be called in $(...): the pid must reach PIDS in this
 # shell, for the cleanup.
 
@@ -57,4 +63,24 @@ start_server() {
   done
   [[ -s $T/$name.port ]] || { cat "$T/$name.log" >&2; echo "$(basename "$0" .sh): node $name did not start" >&2; exit 1; }
   PORT=$(cat "$T/$name.port")
+}
+
+cluster_tools() {
+  local f
+  for f in "$SERVER" "$CLI"; do
+    [[ -x $f ]] || { echo "$1: $f not built (cmake --build $(dirname "$(dirname "$f")") --target strata-server strata-cli)" >&2; exit 2; }
+  done
+  command -v etcd >/dev/null || { echo "$1: etcd not installed (scripts/setup.sh)" >&2; exit 2; }
+}
+
+cluster_data_set() {
+  local name=$1 set=$2 data=$3 f
+  case "$set" in
+    fashion-mnist) BASE=$data/$set/base.u8bin; QUERIES=$data/$set/query.u8bin; GT=$data/$set/gt_l2_k100.ibin; DIM=784; METRIC=l2 ;;
+    glove-100) BASE=$data/$set/base.fbin; QUERIES=$data/$set/query.fbin; GT=$data/$set/gt_cosine_k100.ibin; DIM=100; METRIC=cosine ;;
+    *) echo "$name: --set fashion-mnist or glove-100" >&2; exit 2 ;;
+  esac
+  for f in "$BASE" "$QUERIES" "$GT"; do
+    [[ -f $f ]] || { echo "$name: $f missing (tools/fetch_dataset.sh $set $data)" >&2; exit 2; }
+  done
 }
