@@ -288,6 +288,28 @@ TEST_F(ShardReplyTest, DropThroughAnyNodeRemovesThePlacementAndEveryShard) {
 // same pool, node A's worker waiting on B's shard replica while B's worker waits on A's is a
 // wait that never ends (seen before the routed pools: 6 of 9 writers through 3 nodes timed
 // out). Writers and searchers through every node at once must all be answered.
+// What the threads of a load test failed at: how many, and the first (any thread).
+class Failures {
+ public:
+  void Add(const std::string& what) {
+    std::lock_guard lock(mu_);
+    if (count_++ == 0) first_ = what;
+  }
+  int count() {
+    std::lock_guard lock(mu_);
+    return count_;
+  }
+  std::string first() {
+    std::lock_guard lock(mu_);
+    return first_;
+  }
+
+ private:
+  std::mutex mu_;
+  int count_ = 0;        // guarded by mu_
+  std::string first_;    // guarded by mu_
+};
+
 class RoutedLoadTest : public ShardReplyTest {
  protected:
   void SetUp() override {
@@ -299,13 +321,8 @@ class RoutedLoadTest : public ShardReplyTest {
 TEST_F(RoutedLoadTest, WritesAndSearchesThroughEveryNodeAtOnceAreAllAnswered) {
   Create("load", 4, 2);
   constexpr int kWritersPerNode = 2, kBatches = 15, kBatch = 20;
-  std::atomic<int> failures{0};
-  std::mutex mu;
-  std::string first_failure;
-  auto fail = [&](const std::string& what) {
-    std::lock_guard lock(mu);
-    if (failures++ == 0) first_failure = what;
-  };
+  Failures failures;
+  auto fail = [&](const std::string& what) { failures.Add(what); };
   std::vector<std::thread> threads;
   for (int node = 0; node < 3; ++node) {
     for (int w = 0; w < kWritersPerNode; ++w) {
@@ -334,7 +351,7 @@ TEST_F(RoutedLoadTest, WritesAndSearchesThroughEveryNodeAtOnceAreAllAnswered) {
     });
   }
   for (auto& t : threads) t.join();
-  ASSERT_EQ(failures.load(), 0) << first_failure;
+  ASSERT_EQ(failures.count(), 0) << failures.first();
   // Every write acknowledged is there, through any node.
   auto c = Connect(2);
   ASSERT_NE(c, nullptr);
@@ -351,13 +368,8 @@ TEST_F(RoutedLoadTest, RacingWritesOfTheSameIdsAndKeysThroughEveryNodeLeaveTheRe
   // replicas in different orders.
   Create("race", 2, 2);
   constexpr int kWritersPerNode = 2, kRounds = 25, kIds = 12, kKeys = 6;
-  std::atomic<int> failures{0};
-  std::mutex mu;
-  std::string first_failure;
-  auto fail = [&](const std::string& what) {
-    std::lock_guard lock(mu);
-    if (failures++ == 0) first_failure = what;
-  };
+  Failures failures;
+  auto fail = [&](const std::string& what) { failures.Add(what); };
   std::vector<std::thread> threads;
   for (int node = 0; node < 3; ++node) {
     for (int w = 0; w < kWritersPerNode; ++w) {
@@ -397,7 +409,7 @@ TEST_F(RoutedLoadTest, RacingWritesOfTheSameIdsAndKeysThroughEveryNodeLeaveTheRe
     }
   }
   for (auto& t : threads) t.join();
-  ASSERT_EQ(failures.load(), 0) << first_failure;
+  ASSERT_EQ(failures.count(), 0) << failures.first();
   auto st = ReadClusterStatus(*etcd, "t");
   ASSERT_TRUE(st.has_value()) << st.error().ToString();
   for (const auto& c : st->collections) {
