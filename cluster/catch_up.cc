@@ -1,6 +1,7 @@
 #include "cluster/catch_up.h"
 
 #include <algorithm>
+#include <cstring>
 #include <unordered_set>
 
 #include "engine/strata.h"
@@ -24,17 +25,24 @@ Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
                         const engine::WriteBatch& batch, std::vector<VectorId>* resolved) {
   Shard& shard = ShardOf(address.local);
   std::shared_lock fence(shard.fence_mu);
-  const uint64_t need = std::max(shard.fence, view_write_epoch);
+  std::lock_guard apply(shard.apply_mu);
+  const uint64_t need = std::max({shard.fence, view_write_epoch, shard.high_water});
   if (address.epoch < need) {
     return Cancelled("stale placement epoch {} for {}: this replica takes writes routed at epoch "
-                     "{} or later (a replica joined the shard; retry with the newer placement)",
+                     "{} or later (a replica joined the shard, or another primary took over; "
+                     "retry with the newer placement)",
                      address.epoch, address.local, need);
   }
-  if (!address.catching_up) return engine_.Write(address.local, batch, resolved);
+  if (!address.catching_up) {
+    STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch, resolved));
+    shard.high_water = std::max(shard.high_water, address.epoch);
+    return Status::Ok();
+  }
   std::lock_guard touch(shard.touch_mu);
   // Marked only once applied: a live write refused here (a keyed one whose key this replica
   // still holds under an older id) must not keep the copy from repairing that key.
   STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch, resolved));
+  shard.high_water = std::max(shard.high_water, address.epoch);
   for (VectorId id : ids) {
     uint64_t& e = shard.touched[id];
     e = std::max(e, address.epoch);
@@ -64,6 +72,8 @@ void ShardGate::Dropped(const std::string& local) {
   Shard& shard = ShardOf(local);
   std::unique_lock fence(shard.fence_mu);
   shard.fence = 0;
+  std::lock_guard apply(shard.apply_mu);
+  shard.high_water = 0;
 }
 
 Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Client& peer) {
@@ -123,7 +133,11 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
         }
         // What this replica kept from before (a restart) is not written again.
         auto mine = engine_.Get(address.local, r->id);
-        if (mine && mine->key == key && mine->vector == r->vector && mine->attributes == r->attributes) {
+        // Bit for bit (-0.0 is not +0.0).
+        const bool same_vector = mine && mine->vector.size() == r->vector.size() &&
+                                 std::memcmp(mine->vector.data(), r->vector.data(),
+                                             r->vector.size() * sizeof(float)) == 0;
+        if (mine && mine->key == key && same_vector && mine->attributes == r->attributes) {
           ++report.same;
           continue;
         }

@@ -3,11 +3,14 @@
 // "Catch-up").
 //
 // Writes between nodes name a shard address (model.h: "<name>__s<k>@<epoch>[+]"): the
-// placement epoch the router routed the write with, "+" when this replica was catching up in
-// that placement. ShardGate::Write refuses a write whose epoch is older than the shard's write
-// fence -- the highest write_epoch this node has seen, raised by a catching-up peer's first
-// listing (Fence) -- because a router with an older view may have left out a replica that must
-// have it; the router retries with its newer view.
+// placement epoch the shard's primary routed the write with, "+" when this replica was
+// catching up in that placement. ShardGate::Write refuses a write whose epoch is older than
+// the shard's write fence -- the highest write_epoch this node has seen, raised by a
+// catching-up peer's first listing (Fence) -- because a router with an older view may have
+// left out a replica that must have it; the router retries with its newer view. It also
+// refuses a write older than one it has applied (the primary sends its writes with epochs
+// that never decrease, so only a replaced primary's late write can be: docs/CLUSTER.md,
+// "Writes through the primary").
 //
 // Catch-up of this node's copy of a shard, for the catch-up started at placement epoch E
 // (ReplicaRef::since), from an in-sync peer P:
@@ -92,6 +95,11 @@ class ShardGate {
     std::mutex order_mu;         // OrderOf: held by the primary across a write's replication
     std::shared_mutex fence_mu;  // writes share it; Fence takes it alone
     uint64_t fence = 0;          // guarded by fence_mu
+    // Writes apply one at a time (they come from the shard's primary one at a time anyway)
+    // and never at an epoch older than one applied before: an old primary's write that
+    // arrives late (it was stopped, its view lagging) cannot land after the new primary's.
+    std::mutex apply_mu;         // taken inside fence_mu (shared), before touch_mu
+    uint64_t high_water = 0;     // the highest epoch of a write applied; guarded by apply_mu
     std::mutex touch_mu;         // serializes live "+" writes with copy batches
     std::unordered_map<VectorId, uint64_t> touched;  // id -> epoch of its last live "+" write
     std::unordered_map<std::string, uint64_t> touched_keys;  // key -> the same, for keyed writes

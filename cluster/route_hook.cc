@@ -68,7 +68,8 @@ Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& addr
                              node_.options().node_id, address.local));
     }
     auto router = Acquire();
-    auto r = router->Replicate(address, request, gate_.OrderOf(address.local));
+    auto r = router->Replicate(address, request, gate_.OrderOf(address.local),
+                               [this] { return node_.LeaseHeld(); });
     Release(std::move(router));
     return r;
   }

@@ -400,7 +400,11 @@ auto ClusterRouter::RetryStale(const std::string& collection, F once) -> decltyp
   // a keyed upsert finds the ids its first try gave).
   for (int attempt = 0;; ++attempt) {
     auto r = once();
-    if (r || attempt >= 20 || !Rerouted(r.error())) return r;
+    if (r || !Rerouted(r.error())) return r;
+    if (attempt >= 20) {
+      return Error(r.error().WithContext(fmt::format(
+          "collection '{}': routed again {} times, the placement still moving", collection, attempt)));
+    }
     const uint64_t seen = view_->EpochOf(collection);
     for (int i = 0; i < 100 && view_->EpochOf(collection) == seen; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));

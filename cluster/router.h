@@ -224,16 +224,18 @@ class ClusterRouter {
 
   // The primary's part of a write (a router Over a view with `self` and `local` only): a
   // write (upsert, upsert_keyed_ids, delete, delete_keyed) addressed to `address` with
-  // `primary` set. Once this node's view has the placement epoch the write was routed at (it
-  // waits up to 2 s), and if `self` is the shard's primary there, it holds `order` (the
-  // shard's: ShardGate::OrderOf) while it applies the write here (`local`) and on every other
-  // in-sync and catching-up replica, each addressed with this view's epoch; for a keyed
-  // upsert it applies it here first and sends the others the ids it found or gave. Returns
-  // this node's response (the count, or the keys' ids). Cancelled, naming the reason, when
-  // this node is not the primary in its view ("is not the primary of") or has not seen the
-  // epoch; the router routes again. IOError naming the replica that did not apply it.
+  // `primary` set. It waits (up to 2 s) until this node's view has the placement epoch the
+  // write was routed at, then holds `order` (the shard's: ShardGate::OrderOf) while it reads
+  // the placement, checks that `self` is the shard's primary there and that `lease_held`
+  // (when given) says yes, and applies the write here (`local`) and on every other in-sync
+  // and catching-up replica, each addressed with that placement's epoch; for a keyed upsert
+  // it applies it here first and sends the others the ids it found or gave. Returns this
+  // node's response (the count, or the keys' ids). Cancelled, naming the reason, when this
+  // node is not the primary ("is not the primary of": not in its view, or its lease may have
+  // lapsed) or has not seen the epoch; the router routes again. IOError naming the replica
+  // that did not apply it.
   Result<protocol::Response> Replicate(const ShardAddress& address, const protocol::Request& request,
-                                       std::mutex& order);
+                                       std::mutex& order, const std::function<bool()>& lease_held = {});
 
  private:
   ClusterRouter(std::shared_ptr<ClusterView> view, const client::ClientOptions& client,

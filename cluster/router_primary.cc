@@ -22,7 +22,8 @@ bool IsWrite(protocol::Op op) {
 
 Result<protocol::Response> ClusterRouter::Replicate(const ShardAddress& address,
                                                     const protocol::Request& request,
-                                                    std::mutex& order) {
+                                                    std::mutex& order,
+                                                    const std::function<bool()>& lease_held) {
   if (!IsWrite(request.op)) {
     return Error(InvalidArgument("{} is not a write a shard's primary passes on ('{}')",
                                  protocol::OpName(request.op), address.ToString()));
@@ -30,10 +31,15 @@ Result<protocol::Response> ClusterRouter::Replicate(const ShardAddress& address,
   if (!local_ || self_.empty()) {
     return Error(Internal("a router without a node of its own cannot act as a shard's primary"));
   }
-  // This node's view may lag the router's by a watch event.
+  // This node's view may lag the router's by a watch event (waited for outside the lock).
   for (int i = 0; i < 400 && view_->EpochOf(address.collection) < address.epoch; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // One write of the shard at a time from here to the last replica's answer: every replica
+  // applies them in this order. The placement is read under the lock, so that a write that
+  // waited for it routes by the newest one (not to a replica the leader has removed since)
+  // and the epochs it sends are never older than those of the writes before it.
+  std::lock_guard lock(order);
   STRATA_ASSIGN_OR_RETURN(Route route, RouteOf(address.collection));
   const uint64_t epoch = route.placement.epoch;
   if (epoch < address.epoch) {
@@ -51,9 +57,12 @@ Result<protocol::Response> ClusterRouter::Replicate(const ShardAddress& address,
                            self_, address.local, epoch,
                            sp.in_sync.empty() ? std::string("none") : sp.in_sync.front().node));
   }
-  // One write of the shard at a time from here to the last replica's answer: every replica
-  // applies them in this order.
-  std::lock_guard lock(order);
+  if (lease_held && !lease_held()) {
+    return Error(Cancelled("node {} is not the primary of {} while its cluster lease may have "
+                           "lapsed (it orders no write until it has registered again): route "
+                           "the write again",
+                           self_, address.local));
+  }
   auto to = [&](const std::string& node, bool catching, const protocol::Request& base) {
     return std::pair<std::string, protocol::Request>{
         node, Readdressed(base, MakeShardAddress(address.collection, address.shard, epoch, catching).ToString())};

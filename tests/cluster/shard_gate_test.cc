@@ -38,7 +38,7 @@ class ShardGateTest : public ::testing::Test {
   std::unique_ptr<Engine> engine_;
 };
 
-TEST_F(ShardGateTest, ADroppedShardForgetsItsFence) {
+TEST_F(ShardGateTest, RefusesWritesOlderThanItsFenceOrAnAppliedWriteUntilDropped) {
   const std::string local = LocalShardName("docs", 0);
   ASSERT_TRUE(engine_->CreateCollection({.name = local, .dim = 2}).ok());
   ShardGate gate(*engine_);
@@ -48,6 +48,12 @@ TEST_F(ShardGateTest, ADroppedShardForgetsItsFence) {
   EXPECT_EQ(stale.code(), StatusCode::kCancelled);
   EXPECT_NE(stale.message().find("stale placement epoch"), std::string::npos) << stale.ToString();
   EXPECT_TRUE(WriteAt(gate, 5, 3).ok());
+  // A write at epoch 6 applied: one routed at 5 that comes later (a replaced primary's, late)
+  // is refused, whatever the fence.
+  EXPECT_TRUE(WriteAt(gate, 6, 4).ok());
+  Status late = WriteAt(gate, 5, 4);
+  EXPECT_EQ(late.code(), StatusCode::kCancelled);
+  EXPECT_NE(late.message().find("stale placement epoch"), std::string::npos) << late.ToString();
   // In sync again: the fence stays.
   gate.Forget(local);
   EXPECT_EQ(WriteAt(gate, 4, 2).code(), StatusCode::kCancelled);
