@@ -62,9 +62,9 @@ Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& addr
   if (address.primary) {
     // A write for this node to order and pass on as the shard's primary (router.h, Replicate).
     if (!node_.LeaseHeld()) {
-      return Error(Cancelled("node {} is not the primary of {} while its cluster lease may have "
-                             "lapsed (it orders no write until it has registered again): route "
-                             "the write again",
+      return Error(Cancelled("node {} orders no write for {} while its cluster lease may have lapsed "
+                             "(not until it has registered again): not acknowledged, retry (the leader "
+                             "gives the shard another primary once the lease has lapsed)",
                              node_.options().node_id, address.local));
     }
     auto router = Acquire();

@@ -398,14 +398,16 @@ auto ClusterRouter::RetryStale(const std::string& collection, F once) -> decltyp
   // shard's primary (any more): wait for this view to reach it, then route again (upserts
   // and deletes are idempotent: the replicas that applied the first try apply the same again;
   // a keyed upsert finds the ids its first try gave).
+  // (A primary whose lease may have lapsed refuses without "is not the primary of": that
+  // write fails at once, as a write through a node whose lease lapsed does.)
   for (int attempt = 0;; ++attempt) {
+    const uint64_t seen = view_->EpochOf(collection);  // about what `once` routes by
     auto r = once();
     if (r || !Rerouted(r.error())) return r;
     if (attempt >= 20) {
       return Error(r.error().WithContext(fmt::format(
           "collection '{}': routed again {} times, the placement still moving", collection, attempt)));
     }
-    const uint64_t seen = view_->EpochOf(collection);
     for (int i = 0; i < 100 && view_->EpochOf(collection) == seen; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }

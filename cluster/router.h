@@ -231,9 +231,9 @@ class ClusterRouter {
   // and catching-up replica, each addressed with that placement's epoch; for a keyed upsert
   // it applies it here first and sends the others the ids it found or gave. Returns this
   // node's response (the count, or the keys' ids). Cancelled, naming the reason, when this
-  // node is not the primary ("is not the primary of": not in its view, or its lease may have
-  // lapsed) or has not seen the epoch; the router routes again. IOError naming the replica
-  // that did not apply it.
+  // node is not the primary in its view ("is not the primary of") or has not seen the epoch
+  // (the router routes again), or when `lease_held` says no ("orders no write": the write
+  // fails). IOError naming the replica that did not apply it.
   Result<protocol::Response> Replicate(const ShardAddress& address, const protocol::Request& request,
                                        std::mutex& order, const std::function<bool()>& lease_held = {});
 

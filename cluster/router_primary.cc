@@ -58,9 +58,9 @@ Result<protocol::Response> ClusterRouter::Replicate(const ShardAddress& address,
                            sp.in_sync.empty() ? std::string("none") : sp.in_sync.front().node));
   }
   if (lease_held && !lease_held()) {
-    return Error(Cancelled("node {} is not the primary of {} while its cluster lease may have "
-                           "lapsed (it orders no write until it has registered again): route "
-                           "the write again",
+    return Error(Cancelled("node {} orders no write for {} while its cluster lease may have lapsed "
+                           "(not until it has registered again): not acknowledged, retry (the leader "
+                           "gives the shard another primary once the lease has lapsed)",
                            self_, address.local));
   }
   auto to = [&](const std::string& node, bool catching, const protocol::Request& base) {

@@ -188,7 +188,8 @@ TEST(EngineCodes, SpannSegmentsOfIntegerVectorsKeepOnlyTheirExactCodes) {
   Rows bulk = MakeRows(4000, 4, 0);
   for (size_t i = 0; i < bulk.vectors.size(); ++i) {
     float* r = bulk.vectors.mutable_row(i);
-    for (size_t j = 0; j < kDim; ++j) r[j] = std::clamp(std::nearbyint(r[j] * 8.0f + 128.0f), 0.0f, 255.0f);
+    // + 0.0f: nearbyint rounds a small negative to -0.0, which uint8 data never hold.
+    for (size_t j = 0; j < kDim; ++j) r[j] = std::clamp(std::nearbyint(r[j] * 8.0f + 128.0f), 0.0f, 255.0f) + 0.0f;
   }
   auto [e, st] = BulkLoadedAsSpannWithCodes(dir, bulk);
   EXPECT_EQ(st.codes, index::CodesKind::kSq8);

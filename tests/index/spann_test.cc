@@ -1211,7 +1211,8 @@ VectorSet IntegerBase(size_t n, uint32_t seed) {
   VectorSet v = Clustered(n, kDim, seed);
   for (size_t i = 0; i < n; ++i) {
     float* r = v.mutable_row(i);
-    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f);
+    // + 0.0f: nearbyint rounds a small negative to -0.0, which uint8 data never hold.
+    for (size_t d = 0; d < kDim; ++d) r[d] = std::clamp(std::nearbyint(r[d] * 20.0f + 128.0f), 0.0f, 255.0f) + 0.0f;
   }
   return v;
 }
