@@ -79,9 +79,9 @@ class ShardGate {
   void Fence(const std::string& local, uint64_t epoch);
   // Drops what catch-up tracks for `local` (the replica is in sync again).
   void Forget(const std::string& local);
-  // Forgets `local` altogether (its collection was dropped): what catch-up tracks and its
-  // write fence, so that a collection created again under the name (placement epochs from 1)
-  // takes writes.
+  // Forgets `local` altogether (its collection was dropped): what catch-up tracks, its write
+  // fence and its high-water epoch (a collection created again under the name starts at a
+  // higher epoch anyway: model.h, PlaceCollection).
   void Dropped(const std::string& local);
   // Copies shard `address.local` from `peer` for the catch-up started at `address.epoch`.
   Result<CatchUpReport> CatchUp(const ShardAddress& address, client::Client& peer);

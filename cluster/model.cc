@@ -220,7 +220,7 @@ Result<ReplicaReport> ReplicaReport::FromJson(std::string_view text) {
 }
 
 Result<Placement> PlaceCollection(const CollectionRecord& collection, const LiveNodes& live,
-                                  std::map<std::string, uint32_t> load) {
+                                  std::map<std::string, uint32_t> load, uint64_t first_epoch) {
   STRATA_RETURN_IF_ERROR(collection.Validate());
   if (live.size() < collection.replicas) {
     return Error(ResourceExhausted("collection '{}' needs {} replicas per shard; {} nodes are live",
@@ -230,7 +230,7 @@ Result<Placement> PlaceCollection(const CollectionRecord& collection, const Live
   for (const auto& [id, incarnation] : live) ids.push_back(id);
   Placement p;
   p.collection = collection.name;
-  p.epoch = 1;
+  p.epoch = std::max<uint64_t>(first_epoch, 1);
   // Searches go to one replica per shard, the first preferred: spread the first replicas too.
   std::map<std::string, uint32_t> firsts;
   for (uint32_t s = 0; s < collection.shards; ++s) {
@@ -240,6 +240,7 @@ Result<Placement> PlaceCollection(const CollectionRecord& collection, const Live
     for (size_t i = 0; i < n; ++i) order[i] = i;
     ShardPlacement sp;
     sp.shard = s;
+    sp.write_epoch = p.epoch;
     for (uint32_t r = 0; r < collection.replicas; ++r) {
       // Among the nodes not chosen yet: the fewest first replicas (for r = 0), then the least
       // loaded; among equals, the order rotates with the shard.

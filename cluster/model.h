@@ -89,7 +89,7 @@ struct ShardPlacement {
 
 struct Placement {
   std::string collection;
-  uint64_t epoch = 0;  // +1 on every change the leader writes
+  uint64_t epoch = 0;  // from the record's creation revision, +1 on every change the leader writes
   std::vector<ShardPlacement> shards;
   friend bool operator==(const Placement&, const Placement&) = default;
 
@@ -118,9 +118,14 @@ using LiveNodes = std::map<std::string, uint64_t>;
 // Places a new collection: each shard on `replicas` distinct live nodes, the least loaded first
 // (`load`: shards each node already holds, over every collection), the first replicas (where
 // searches go first) spread over the nodes; ties rotate with the shard. Every replica starts in sync (the
-// shard is empty). ResourceExhausted when fewer than `replicas` nodes are live.
+// shard is empty). The placement's epoch, and every shard's write_epoch, start at
+// `first_epoch`: the leader gives the etcd revision that created the collection's record, so
+// that a name dropped and created again never reuses an epoch of the old collection (a
+// replica then refuses the old collection's late writes, and its fence or high-water epoch
+// from the old one never holds the new one's writes back). ResourceExhausted when fewer than
+// `replicas` nodes are live.
 Result<Placement> PlaceCollection(const CollectionRecord& collection, const LiveNodes& live,
-                                  std::map<std::string, uint32_t> load);
+                                  std::map<std::string, uint32_t> load, uint64_t first_epoch = 1);
 
 // Brings every in-sync set up to date with the registry (the leader's rule); `epoch` is the
 // epoch the placement will be written at if anything changes (placement.epoch + 1):

@@ -122,7 +122,9 @@ void ClusterService::ReconcileAsLeader() {
     const std::string pkey = keys.placement(record->name);
     auto existing = placements->kvs.find(pkey);
     if (existing == placements->kvs.end()) {
-      auto placed = PlaceCollection(*record, live, load);
+      // Epochs start at the record's creation revision: a name dropped and created again
+      // never reuses the old collection's epochs (model.h).
+      auto placed = PlaceCollection(*record, live, load, uint64_t(std::max<int64_t>(kv.create_revision, 1)));
       if (!placed) {
         const std::string why = placed.error().ToString();
         if (place_failures_[record->name] != why) {

@@ -15,6 +15,7 @@
 #include "client/client.h"
 #include "cluster/admin.h"
 #include "cluster/etcd_client.h"
+#include "cluster/keys.h"
 #include "cluster/node.h"
 #include "tests/cluster/cluster_fixture.h"
 
@@ -124,7 +125,13 @@ TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) 
   EXPECT_TRUE(status->AllReady()) << status->ToText();
   ASSERT_EQ(status->collections.size(), 1u);
   const CollectionStatus& docs = status->collections[0];
-  EXPECT_EQ(docs.placement_epoch, 1u);
+  // Its epochs start at the etcd revision that created its record (model.h, PlaceCollection).
+  auto created = etcd->Get(ClusterKeys("t").collection("docs"));
+  ASSERT_TRUE(created.has_value() && created->has_value());
+  const uint64_t first_epoch = uint64_t((*created)->create_revision);
+  EXPECT_GT(first_epoch, 1u);
+  EXPECT_EQ(docs.placement_epoch, first_epoch);
+  for (const ShardStatus& s : docs.shards) EXPECT_EQ(s.placement.write_epoch, first_epoch);
   ASSERT_EQ(docs.shards.size(), 4u);
   // Every node holds, in its engine, exactly the shards placed on it.
   std::map<std::string, std::set<std::string>> expected;
@@ -164,7 +171,8 @@ TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) 
   auto [text_rc, text] = RunCommand(cli + "status");
   ASSERT_EQ(text_rc, 0) << text;
   EXPECT_NE(text.find("3 nodes, leader " + Leader()), std::string::npos) << text;
-  EXPECT_NE(text.find("dim 8 cosine, codes sq8, 4 shards x 2 replicas, placement epoch 1"),
+  EXPECT_NE(text.find("dim 8 cosine, codes sq8, 4 shards x 2 replicas, placement epoch " +
+                      std::to_string(first_epoch)),
             std::string::npos)
       << text;
   auto [json_rc, json_text] = RunCommand(cli + "status --json");
@@ -202,7 +210,7 @@ TEST_F(ClusterServerTest, ShardedCollectionIsPlacedHostedAndFollowsTheRegistry) 
                   std::chrono::duration_cast<milliseconds>(Clock::now() - killed).count()));
   status = ReadClusterStatus(*etcd, "t");
   ASSERT_TRUE(status.has_value());
-  EXPECT_EQ(status->collections[0].placement_epoch, 2u) << status->ToText();
+  EXPECT_EQ(status->collections[0].placement_epoch, first_epoch + 1) << status->ToText();
   EXPECT_FALSE(status->AllReady());
   for (const ShardStatus& s : status->collections[0].shards) {
     EXPECT_FALSE(s.placement.in_sync.empty());

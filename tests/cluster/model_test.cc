@@ -25,6 +25,13 @@ TEST(ClusterModel, PlacesShardsOnDistinctLeastLoadedNodes) {
   ASSERT_TRUE(p.has_value()) << p.error().ToString();
   EXPECT_EQ(p->collection, "docs");
   EXPECT_EQ(p->epoch, 1u);
+  for (const ShardPlacement& sp : p->shards) EXPECT_EQ(sp.write_epoch, 1u);
+  // The leader starts a collection's epochs at its record's creation revision: a name created
+  // again never reuses the old collection's epochs.
+  auto again = PlaceCollection(Record(4, 2), live, {}, 42);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->epoch, 42u);
+  for (const ShardPlacement& sp : again->shards) EXPECT_EQ(sp.write_epoch, 42u);
   ASSERT_EQ(p->shards.size(), 4u);
   std::map<std::string, int> load;
   std::set<std::string> firsts;
