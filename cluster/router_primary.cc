@@ -67,20 +67,24 @@ Result<protocol::Response> ClusterRouter::Replicate(const ShardAddress& address,
     return std::pair<std::string, protocol::Request>{
         node, Readdressed(base, MakeShardAddress(address.collection, address.shard, epoch, catching).ToString())};
   };
-  protocol::Request base = request;
+  // What the other replicas get: the request as it came, or for a keyed upsert, with the ids
+  // this replica gave (copied only then).
+  std::optional<protocol::Request> with_ids;
   std::optional<protocol::Response> own;
   if (request.op == protocol::Op::kUpsertKeyedIds) {
     // Here first: this replica finds or gives each key's id; the others take the same ids.
-    auto r = local_(Readdressed(request, MakeShardAddress(address.collection, address.shard, epoch).ToString()));
+    with_ids = Readdressed(request, MakeShardAddress(address.collection, address.shard, epoch).ToString());
+    auto r = local_(*with_ids);
     if (!r) return Error(r.error());
     const auto* reply = std::get_if<protocol::IdsReply>(&r->body);
-    auto& upsert = std::get<protocol::UpsertRequest>(base.body);
+    auto& upsert = std::get<protocol::UpsertRequest>(with_ids->body);
     if (reply == nullptr || reply->ids.size() != upsert.records.size()) {
       return Error(Internal("{}: the keyed write's ids came back in the wrong shape", address.local));
     }
     for (size_t i = 0; i < upsert.records.size(); ++i) upsert.records[i].id = reply->ids[i];
     own = std::move(*r);
   }
+  const protocol::Request& base = with_ids ? *with_ids : request;
   std::vector<std::pair<std::string, protocol::Request>> requests;
   for (size_t i = own ? 1 : 0; i < sp.in_sync.size(); ++i) requests.push_back(to(sp.in_sync[i].node, false, base));
   for (const ReplicaRef& r : sp.catching_up) requests.push_back(to(r.node, true, base));
