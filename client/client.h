@@ -172,6 +172,15 @@ class Client {
   // saying how to enable it), a bad name (InvalidArgument), and a name that exists
   // (AlreadyExists: nothing is overwritten).
   Result<protocol::SnapshotReply> Snapshot(const std::string& collection, const std::string& name);
+  // Between cluster nodes (docs/CLUSTER.md, "Catch-up"): a consistent copy of the shard that
+  // `shard_address` names, taken on that node now, its files listed; then a piece of one
+  // (at most protocol::kMaxShardFileChunk bytes from `offset`; fewer only at its end); then
+  // the copy let go (its files removed there). Under admin_timeout_ms (ShardFiles) and the
+  // request timeout (the other two).
+  Result<protocol::ShardFilesReply> ShardFiles(const std::string& shard_address);
+  Result<std::string> ShardFileRead(const std::string& shard_address, const std::string& token,
+                                    const std::string& path, uint64_t offset, uint32_t length);
+  Status ShardFilesDone(const std::string& shard_address, const std::string& token);
 
   // One kSearch frame per query with up to `window` (>= 1) in flight, matched by request id.
   // Results come back in query order. The first error (an error frame, or a reply with the

@@ -384,6 +384,29 @@ Result<protocol::SnapshotReply> Client::Snapshot(const std::string& collection, 
   return Body<protocol::SnapshotReply>(std::move(r), Op::kSnapshot);
 }
 
+Result<protocol::ShardFilesReply> Client::ShardFiles(const std::string& shard_address) {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kShardFiles,
+                                                   .body = protocol::ShardFilesRequest{.collection = shard_address}},
+                                           options_.admin_timeout_ms));
+  return Body<protocol::ShardFilesReply>(std::move(r), Op::kShardFiles);
+}
+
+Result<std::string> Client::ShardFileRead(const std::string& shard_address, const std::string& token,
+                                          const std::string& path, uint64_t offset, uint32_t length) {
+  protocol::ShardFilesRequest m{.collection = shard_address, .token = token, .path = path,
+                                .offset = offset, .length = length};
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kShardFileRead, .body = std::move(m)}));
+  STRATA_ASSIGN_OR_RETURN(auto reply, Body<protocol::ShardFileChunkReply>(std::move(r), Op::kShardFileRead));
+  return std::move(reply.data);
+}
+
+Status Client::ShardFilesDone(const std::string& shard_address, const std::string& token) {
+  STRATA_ASSIGN_OR_RETURN(Response r, Call(Request{.op = Op::kShardFilesDone,
+                                                   .body = protocol::ShardFilesRequest{.collection = shard_address,
+                                                                                       .token = token}}));
+  return internal::ToStatus(Body<protocol::EmptyReply>(std::move(r), Op::kShardFilesDone));
+}
+
 Result<std::vector<std::vector<Neighbor>>> Client::SearchPipelined(
     const std::string& collection, const float* queries, uint32_t dim, uint32_t count,
     const SearchOptions& options, uint32_t window) {

@@ -20,6 +20,13 @@ ShardGate::Shard& ShardGate::ShardOf(const std::string& local) {
   return *s;
 }
 
+void ShardGate::ForgetOlderThan(Shard& shard, uint64_t since) {
+  // Live writes of earlier catch-ups say nothing about this one.
+  std::lock_guard touch(shard.touch_mu);
+  std::erase_if(shard.touched, [&](const auto& kv) { return kv.second < since; });
+  std::erase_if(shard.touched_keys, [&](const auto& kv) { return kv.second < since; });
+}
+
 Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
                         std::span<const VectorId> ids, std::span<const std::string> keys,
                         const engine::WriteBatch& batch, std::vector<VectorId>* resolved) {
@@ -79,12 +86,7 @@ void ShardGate::Dropped(const std::string& local) {
 Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Client& peer) {
   Shard& shard = ShardOf(address.local);
   const uint64_t since = address.epoch;
-  {
-    // Live writes of earlier catch-ups say nothing about this one.
-    std::lock_guard touch(shard.touch_mu);
-    std::erase_if(shard.touched, [&](const auto& kv) { return kv.second < since; });
-    std::erase_if(shard.touched_keys, [&](const auto& kv) { return kv.second < since; });
-  }
+  ForgetOlderThan(shard, since);
   STRATA_ASSIGN_OR_RETURN(CollectionInfo info, engine_.DescribeCollection(address.local));
   const uint32_t dim = info.spec.dim;
   const std::string remote = ShardAddress{address.local, address.collection, address.shard, since, false}.ToString();

@@ -54,6 +54,14 @@ class Engine;
 namespace strata::cluster {
 
 struct CatchUpReport {
+  // By files (CatchUpFromFiles): the files and bytes copied, the vectors the copy holds, and
+  // the records written live meanwhile that were carried over into it.
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+  uint64_t vectors = 0;
+  uint64_t carried = 0;
+  double offer_s = 0, copy_s = 0, open_s = 0, carry_s = 0;  // the peer's copy, the transfer, the open, the rest
+  // By records (CatchUp):
   uint64_t listed = 0;   // ids the peer listed
   uint64_t same = 0;     // records this replica already held as the peer does
   uint64_t copied = 0;   // records copied from the peer (missing or different here)
@@ -83,8 +91,21 @@ class ShardGate {
   // fence and its high-water epoch (a collection created again under the name starts at a
   // higher epoch anyway: model.h, PlaceCollection).
   void Dropped(const std::string& local);
-  // Copies shard `address.local` from `peer` for the catch-up started at `address.epoch`.
+  // Copies shard `address.local` from `peer` for the catch-up started at `address.epoch`,
+  // record by record (see above).
   Result<CatchUpReport> CatchUp(const ShardAddress& address, client::Client& peer);
+  // The same by the peer's files (ShardCopies on the peer, docs/CLUSTER.md "Catch-up"): the
+  // peer raises its fence and takes a consistent copy of the shard; its files are copied here
+  // into a scratch folder of the engine and checked (size, xxh64); then, with the live "+"
+  // writes held back, the records they reached here (ids and keys marked, as above) are read
+  // from the local collection, the copy takes its place (Engine::ReplaceCollection), and
+  // those records are written into it again (a record a live write deleted, deleted). Every
+  // write the peer applied after its copy reaches this replica too, live: before the swap
+  // (marked, carried over) or after it (applied to the copy). One write may be in the copy
+  // and reach this replica only after the swap -- the last one the primary sent before the
+  // copy (it sends the next only once every replica has applied it) -- and is applied again
+  // over its own result, which changes nothing.
+  Result<CatchUpReport> CatchUpFromFiles(const ShardAddress& address, client::Client& peer);
   // The mutex the shard's primary holds while it applies a write and passes it on to the
   // other replicas (ClusterRouter::Replicate), so that every replica applies the shard's
   // writes in one order.
@@ -105,6 +126,8 @@ class ShardGate {
     std::unordered_map<std::string, uint64_t> touched_keys;  // key -> the same, for keyed writes
   };
   Shard& ShardOf(const std::string& local);
+  // Drops the marks of live writes older than a catch-up started at `since`.
+  static void ForgetOlderThan(Shard& shard, uint64_t since);
 
   Engine& engine_;
   std::mutex mu_;

@@ -54,8 +54,8 @@ Result<protocol::GetReply> GetEach(Engine& engine, const std::string& collection
 }  // namespace
 
 ClusterRequestHook::ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node,
-                                       Engine& engine, ShardGate& gate)
-    : view_(std::move(view)), node_(node), engine_(engine), gate_(gate) {}
+                                       Engine& engine, ShardGate& gate, ShardCopies& copies)
+    : view_(std::move(view)), node_(node), engine_(engine), gate_(gate), copies_(copies) {}
 
 Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& address,
                                                         const protocol::Request& request) {
@@ -131,6 +131,20 @@ Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& addr
           protocol::GetReply reply,
           GetEach(engine_, address.local, m.ids, [&](VectorId id) { return engine_.Get(address.local, id); }));
       return protocol::Response{Op::kGet, std::move(reply)};
+    }
+    case Op::kShardFiles: {
+      STRATA_ASSIGN_OR_RETURN(protocol::ShardFilesReply reply, copies_.Take(address));
+      return protocol::Response{Op::kShardFiles, std::move(reply)};
+    }
+    case Op::kShardFileRead: {
+      const auto& m = std::get<protocol::ShardFilesRequest>(request.body);
+      STRATA_ASSIGN_OR_RETURN(std::string data, copies_.Read(address, m.token, m.path, m.offset, m.length));
+      return protocol::Response{Op::kShardFileRead, protocol::ShardFileChunkReply{std::move(data)}};
+    }
+    case Op::kShardFilesDone: {
+      const auto& m = std::get<protocol::ShardFilesRequest>(request.body);
+      STRATA_RETURN_IF_ERROR(copies_.Done(address, m.token));
+      return protocol::Response{Op::kShardFilesDone, protocol::EmptyReply{}};
     }
     default:
       return Error(InvalidArgument("{} is not a request between nodes for shard address '{}'",
@@ -286,6 +300,10 @@ std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Req
     auto r = address->has_value() ? RunShard(**address, request) : Error(address->error());
     if (!r) return ErrorResponse(r.error());
     return std::move(*r);
+  }
+  if (std::holds_alternative<protocol::ShardFilesRequest>(request.body)) {
+    return ErrorResponse(InvalidArgument("{} names a shard address (NAME__sK@EPOCH), not '{}'",
+                                         protocol::OpName(request.op), *collection));
   }
   if (!view_->HasCollection(*collection)) return std::nullopt;
   const std::string& name = *collection;

@@ -25,6 +25,7 @@
 #include "cluster/catch_up.h"
 #include "cluster/node.h"
 #include "cluster/router.h"
+#include "cluster/shard_copy.h"
 #include "server/request_hook.h"
 
 namespace strata {
@@ -36,9 +37,10 @@ namespace strata::cluster {
 class ClusterRequestHook : public server::RequestHook {
  public:
   // `node` and `engine` are borrowed and must outlive the hook.
-  // `gate` applies the shard requests from other nodes (catch_up.h); borrowed too.
+  // `gate` applies the shard requests from other nodes (catch_up.h); `copies` serves a
+  // catching-up peer this node's shard files (shard_copy.h); both borrowed too.
   ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node, Engine& engine,
-                     ShardGate& gate);
+                     ShardGate& gate, ShardCopies& copies);
   std::optional<protocol::Response> Handle(const protocol::Request& request) override;
   // A cluster collection's requests are routed (as Handle sees it: a name this node's view
   // knows as a cluster collection); a shard address and an engine collection (a shard
@@ -68,13 +70,14 @@ class ClusterRequestHook : public server::RequestHook {
   // A shard request for this node's own engine (upsert, search batch).
   Result<protocol::Response> RunLocal(const protocol::Request& request);
   // A request naming a shard address (model.h): an upsert through the gate, the id listing
-  // and the gets of a peer's catch-up.
+  // and the gets of a peer's catch-up, the shard files of a peer's catch-up by files.
   Result<protocol::Response> RunShard(const ShardAddress& address, const protocol::Request& request);
 
   const std::shared_ptr<ClusterView> view_;
   const ClusterNode& node_;
   Engine& engine_;
   ShardGate& gate_;
+  ShardCopies& copies_;
   std::mutex mu_;
   std::vector<std::unique_ptr<ClusterRouter>> idle_;  // guarded by mu_
 };

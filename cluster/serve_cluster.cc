@@ -32,6 +32,11 @@ void AddClusterFlags(CLI::App& app, ClusterArgs& args) {
                  "collection's replicas before another node gets a replica of it and catches up "
                  "(a node back sooner returns to its own replica)")
       ->capture_default_str();
+  app.add_option("--cluster-catch-up", args.catch_up,
+                 "How a replica that comes back (or is new) catches up from an in-sync peer: "
+                 "files (a copy of the peer's segment files and log) or records (every record "
+                 "read, what differs written; docs/CLUSTER.md)")
+      ->capture_default_str();
 }
 
 namespace {
@@ -70,6 +75,9 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
   STRATA_RETURN_IF_ERROR(ValidateName("--node-id", args.node_id));
   STRATA_RETURN_IF_ERROR(ValidateName("--cluster", args.cluster));
   if (args.lease_ttl_s == 0) return Error(InvalidArgument("--lease-ttl must be >= 1"));
+  if (args.catch_up != "files" && args.catch_up != "records") {
+    return Error(InvalidArgument("--cluster-catch-up must be files or records, got '{}'", args.catch_up));
+  }
   if (!(args.rereplicate_after_s >= 0.0 && args.rereplicate_after_s <= 86400.0)) {
     return Error(InvalidArgument("--cluster-rereplicate-after-s must be within [0, 86400], got {}",
                                  args.rereplicate_after_s));
@@ -95,6 +103,8 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
         options.advertise = advertise;
         ServiceOptions service_options;
         service_options.rereplicate_after_ms = uint32_t(args.rereplicate_after_s * 1000.0);
+        service_options.catch_up = args.catch_up == "records" ? ServiceOptions::CatchUpMode::kRecords
+                                                              : ServiceOptions::CatchUpMode::kFiles;
         STRATA_ASSIGN_OR_RETURN(auto service, ClusterService::Start(options, engine, service_options));
         // Routing: a client may send a cluster collection's requests to any node.
         STRATA_ASSIGN_OR_RETURN(auto view, ClusterView::Open({.etcd = options.etcd,
@@ -102,7 +112,7 @@ Result<server::ServeExtensionFactory> ClusterServeExtension(const ClusterArgs& a
                                                               .etcd_timeout_ms = options.etcd_timeout_ms,
                                                               .shard_timeout_ms = args.shard_timeout_ms}));
         auto hook = std::make_shared<ClusterRequestHook>(std::move(view), service->node(), engine,
-                                                         service->gate());
+                                                         service->gate(), service->copies());
         return std::unique_ptr<server::ServeExtension>(
             new ClusterExtension(std::move(service), server, std::move(hook)));
       });

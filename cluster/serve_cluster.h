@@ -34,6 +34,7 @@ struct ClusterArgs {
   // How long the leader lets a shard run short of live replicas before it re-replicates it
   // (ServiceOptions::rereplicate_after_ms).
   double rereplicate_after_s = 30.0;
+  std::string catch_up = "files";  // --cluster-catch-up: files or records
 };
 
 void AddClusterFlags(CLI::App& app, ClusterArgs& args);

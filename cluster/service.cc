@@ -13,7 +13,7 @@ using Clock = std::chrono::steady_clock;
 
 ClusterService::ClusterService(std::unique_ptr<ClusterNode> node, Engine& engine,
                                const ServiceOptions& options)
-    : node_(std::move(node)), engine_(engine), options_(options), gate_(engine) {}
+    : node_(std::move(node)), engine_(engine), options_(options), gate_(engine), copies_(engine, gate_) {}
 
 Result<std::unique_ptr<ClusterService>> ClusterService::Start(const NodeOptions& node_options,
                                                               Engine& engine,
@@ -419,7 +419,10 @@ void ClusterService::RunCatchUp(ShardAddress address, std::string peer) {
         host, static_cast<uint16_t>(std::atoi(at->c_str() + colon + 1)), {});
     if (!client) {
       status = client.error();
-    } else if (auto r = gate_.CatchUp(address, **client); !r) {
+    } else if (auto r = options_.catch_up == ServiceOptions::CatchUpMode::kFiles
+                            ? gate_.CatchUpFromFiles(address, **client)
+                            : gate_.CatchUp(address, **client);
+               !r) {
       status = r.error();
     } else {
       report = *r;
@@ -436,7 +439,13 @@ void ClusterService::RunCatchUp(ShardAddress address, std::string peer) {
     }
     catchup_running_ = false;
   }
-  if (status.ok()) {
+  if (status.ok() && options_.catch_up == ServiceOptions::CatchUpMode::kFiles) {
+    ClusterLog().info("caught up {} from {} (catch-up of epoch {}) in {:.3f} s: {} files, {} bytes copied, "
+                      "{} vectors; {} records written live meanwhile carried over into the copy (the peer's "
+                      "copy {:.3f} s, transfer {:.3f} s, open {:.3f} s, swap and carry-over {:.3f} s)",
+                      address.local, peer, address.epoch, seconds, report.files, report.bytes, report.vectors,
+                      report.carried, report.offer_s, report.copy_s, report.open_s, report.carry_s);
+  } else if (status.ok()) {
     ClusterLog().info("caught up {} from {} (catch-up of epoch {}) in {:.3f} s: {} ids listed, {} "
                       "held already, {} copied ({} of them by key repaired: the key or id was held otherwise here), "
                       "{} written live meanwhile, {} deleted",

@@ -34,6 +34,7 @@
 #include "cluster/model.h"
 #include "cluster/node.h"
 #include "cluster/prefix_mirror.h"
+#include "cluster/shard_copy.h"
 #include "core/status.h"
 
 namespace strata {
@@ -49,6 +50,12 @@ struct ServiceOptions {
   // replicas than its collection's `replicas` before it adds another node to it, so that a
   // node that restarts quickly returns to its own replica instead.
   uint32_t rereplicate_after_ms = 30000;
+  // How a replica catches up (catch_up.h): from the peer's files (a copy of its segment files
+  // and log, the default), or record by record (reads every record of the peer and writes what
+  // differs: cheaper for a replica that kept nearly all of its data, far dearer for one that
+  // lost it -- docs/CLUSTER.md, "Catch-up").
+  enum class CatchUpMode { kFiles, kRecords };
+  CatchUpMode catch_up = CatchUpMode::kFiles;
 };
 
 class ClusterService {
@@ -64,6 +71,8 @@ class ClusterService {
   ClusterNode& node() { return *node_; }
   // Applies the shard requests of other nodes (catch_up.h); the request hook uses it.
   ShardGate& gate() { return gate_; }
+  // Serves this node's shard files to catching-up peers (shard_copy.h); the hook uses it.
+  ShardCopies& copies() { return copies_; }
   // The placement of `collection` as this node last saw it; NotFound when there is none yet.
   Result<Placement> PlacementOf(const std::string& collection) const;
 
@@ -91,6 +100,7 @@ class ClusterService {
   std::unique_ptr<PrefixMirror> placement_;
   std::unique_ptr<PrefixMirror> reports_;
   ShardGate gate_;
+  ShardCopies copies_;
 
   // The loop thread's own state.
   std::map<std::string, std::string> reported_;  // report key -> "lease:json" last written

@@ -54,6 +54,9 @@ constexpr uint16_t kManifestMajor = 1;
 constexpr uint16_t kManifestMinor = 1;
 constexpr uint32_t kTagCatalog = storage::SectionTag("CATL");
 constexpr char kManifestFile[] = "MANIFEST";
+// Folders of the engine's own for callers' temporary files (Engine::MakeScratchDir); removed
+// whole when the engine opens.
+constexpr char kScratchDir[] = "scratch";
 
 Status ValidateSpec(const CollectionSpec& s) {
   if (s.name.empty() || s.name.size() > 64) {
@@ -211,6 +214,7 @@ class Engine::Impl {
   }
 
   fs::path CollectionDir(uint64_t id) const { return dir_ / "collections" / std::to_string(id); }
+  fs::path ScratchRoot() const { return dir_ / kScratchDir; }
 
   // Writes the catalog as it is in collections_ (caller holds mu_ exclusively).
   // The MANIFEST for the current catalog, with `added` listed and `removed` left out (the
@@ -230,8 +234,12 @@ class Engine::Impl {
   }
 
   // Reads the catalog. A missing MANIFEST in an otherwise empty directory is a new database.
-  Result<std::vector<CatalogEntry>> LoadManifest() {
-    const fs::path path = dir_ / kManifestFile;
+  Result<std::vector<CatalogEntry>> LoadManifest() { return ReadCatalog(dir_, next_id_); }
+
+  // The catalog of data directory `dir` (its next collection id in `next_id`); empty when it
+  // has no MANIFEST.
+  static Result<std::vector<CatalogEntry>> ReadCatalog(const fs::path& dir, uint64_t& next_id_) {
+    const fs::path path = dir / kManifestFile;
     std::error_code ec;
     if (!fs::exists(path, ec)) return std::vector<CatalogEntry>{};
     STRATA_ASSIGN_OR_RETURN(storage::SectionFile sf,
@@ -344,6 +352,16 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
             .nice = options.insert_nice, .idle = options.background_idle, .cpus = background_cpus});
   }
   STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
+  if (fs::exists(impl->ScratchRoot(), ec)) {
+    // Made by an engine of this directory (MakeScratchDir) that is gone: nothing in it is
+    // anyone's any more.
+    fs::remove_all(impl->ScratchRoot(), ec);
+    if (ec) {
+      return Error(IOError("{}: cannot remove an earlier run's scratch folder: {}", impl->ScratchRoot().string(),
+                           ec.message()));
+    }
+    impl->report_.notes.push_back(fmt::format("{}: an earlier run's scratch files; removed", impl->ScratchRoot().string()));
+  }
   const engine::WalOptions wal = WalOptionsFrom(options);
   std::map<uint64_t, bool> known;
   for (const CatalogEntry& e : catalog) {
@@ -566,6 +584,11 @@ Status Engine::RunAsBackground() const {
       .nice = 19, .idle = impl_->options_.background_idle, .cpus = impl_->options_.background_cpus});
 }
 
+Status Engine::Seal(const std::string& collection) {
+  STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
+  return c->Flush();
+}
+
 Status Engine::Flush(const std::string& collection) {
   STRATA_ASSIGN_OR_RETURN(auto c, impl_->Find(collection));
   STRATA_RETURN_IF_ERROR(c->Flush());
@@ -614,7 +637,9 @@ Result<SnapshotReport> Engine::Snapshot(const std::string& collection, const fs:
     return Error(NotFound("snapshot of '{}': {} is not a directory", collection, parent.string()));
   }
   const fs::path data = fs::weakly_canonical(impl_->dir_, ec);
-  if (!ec && (fs::weakly_canonical(target, ec).string() + "/").starts_with(data.string() + "/")) {
+  const fs::path scratch = fs::weakly_canonical(impl_->ScratchRoot(), ec);
+  const std::string where = fs::weakly_canonical(target, ec).string() + "/";
+  if (!ec && where.starts_with(data.string() + "/") && !where.starts_with(scratch.string() + "/")) {
     return Error(InvalidArgument("snapshot of '{}': {} is inside the engine's data directory {}", collection,
                                  target.string(), data.string()));
   }
@@ -652,6 +677,87 @@ Result<SnapshotReport> Engine::Snapshot(const std::string& collection, const fs:
                collection, target.string(), built->sequence, built->segments, built->files_linked,
                built->files_copied, built->bytes_copied);
   return built;
+}
+
+Result<fs::path> Engine::MakeScratchDir(std::string_view purpose) {
+  for (char c : purpose) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+      return Error(InvalidArgument("scratch folder purpose '{}' may only hold letters, digits, '-' and '_'", purpose));
+    }
+  }
+  std::error_code ec;
+  fs::create_directories(impl_->ScratchRoot(), ec);
+  if (ec) return Error(IOError("{}: cannot create: {}", impl_->ScratchRoot().string(), ec.message()));
+  std::string tmpl = (impl_->ScratchRoot() / (std::string(purpose.empty() ? "tmp" : purpose) + "-XXXXXX")).string();
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    return Error(IOError("cannot create a folder in {}: {}", impl_->ScratchRoot().string(), std::strerror(errno)));
+  }
+  return fs::path(tmpl);
+}
+
+Result<uint64_t> Engine::ReplaceCollection(const std::string& name, const fs::path& snapshot,
+                                           const std::function<Status()>& before_swap) {
+  uint64_t next = 0;
+  STRATA_ASSIGN_OR_RETURN(auto catalog, Impl::ReadCatalog(snapshot, next));
+  if (catalog.size() != 1) {
+    return Error(InvalidArgument("replacing '{}': {} holds {} collections, not one (is it a snapshot?)", name,
+                                 snapshot.string(), catalog.size()));
+  }
+  CollectionSpec spec = catalog[0].spec;
+  spec.name = name;
+  STRATA_RETURN_IF_ERROR(ValidateSpec(spec));
+  const fs::path from = snapshot / "collections" / std::to_string(catalog[0].id);
+  std::error_code ec;
+  if (!fs::is_directory(from, ec)) {
+    return Error(NotFound("replacing '{}': {} is missing from the snapshot", name, from.string()));
+  }
+  std::shared_ptr<Collection> old;
+  {
+    std::lock_guard<std::mutex> catalog_lock(impl_->catalog_mu_);
+    {
+      std::shared_lock<std::shared_mutex> s(impl_->mu_);
+      if (auto it = impl_->collections_.find(name); it != impl_->collections_.end()) old = it->second;
+    }
+    if (old && (old->spec().dim != spec.dim || old->spec().metric != spec.metric)) {
+      return Error(InvalidArgument("replacing '{}' (dimension {}, {}) with a collection of dimension {}, {}", name,
+                                   old->spec().dim, MetricName(old->spec().metric), spec.dim,
+                                   MetricName(spec.metric)));
+    }
+    const uint64_t id = impl_->next_id_++;
+    const fs::path into = impl_->CollectionDir(id);
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, into.c_str(), RENAME_NOREPLACE) != 0) {
+      return Error(IOError("replacing '{}': cannot move {} to {} (the snapshot must be on the data "
+                           "directory's file system: Engine::MakeScratchDir): {}",
+                           name, from.string(), into.string(), std::strerror(errno)));
+    }
+    STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(into));
+    STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(from));
+    RecoveryReport report;
+    auto opened = Collection::Open(into, id, spec, WalOptionsFrom(impl_->options_), report, false,
+                                   impl_->options_.memory_ef_construction);
+    // Listed durably first (the old collection serves until then), then swapped in the map.
+    Status listed = !opened ? opened.error() : before_swap ? before_swap() : Status::Ok();
+    if (listed.ok()) listed = impl_->SaveManifest(opened->get(), old ? &name : nullptr);
+    if (!listed.ok()) {
+      // Not in the catalog: the folder is the next open's leftover anyway; removed now.
+      if (opened) (void)(*opened)->Close();
+      fs::remove_all(into, ec);
+      return Error(listed.WithContext(fmt::format("replacing '{}'", name)));
+    }
+    std::shared_ptr<Collection> c = std::move(*opened);
+    impl_->Attach(*c);
+    std::unique_lock<std::shared_mutex> x(impl_->mu_);
+    impl_->collections_[name] = std::move(c);
+  }
+  uint64_t rows = 0;
+  if (auto info = DescribeCollection(name); info) rows = info->num_vectors;
+  if (old) {
+    // As DropCollection: outside the catalog lock, then its folder goes.
+    (void)old->Close();
+    fs::remove_all(old->dir(), ec);
+  }
+  spdlog::info("collection '{}': replaced by the copy in {} ({} vectors)", name, snapshot.string(), rows);
+  return rows;
 }
 
 Result<Record> Engine::Get(const std::string& collection, VectorId id) const {

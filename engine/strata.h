@@ -37,6 +37,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -265,6 +266,11 @@ class Engine {
   // later upserts), it then compacts too, so that a flush leaves disk and memory
   // proportional to the live rows.
   Status Flush(const std::string& collection);
+  // Seals the in-memory segment to disk now and cuts the log, without Flush's compaction: a
+  // copy of the collection's files taken next (Snapshot) is then nearly all sealed segments,
+  // which open without replaying a log (a cluster replica's catch-up: cluster/shard_copy.h).
+  // Writes go on meanwhile (into a new in-memory segment).
+  Status Seal(const std::string& collection);
   // Loads an empty collection in one go: rows of `vectors` with `ids` (empty:
   // 0..n-1) and `attributes` (empty: none), written straight into one sealed
   // segment -- HNSW, or SPANN past spec.memory_budget_bytes -- without going
@@ -291,6 +297,28 @@ class Engine {
   // is ever overwritten. Searches never wait; writes wait for one log sync; seals and
   // compactions of the collection wait at their commit until the copy is done.
   Result<SnapshotReport> Snapshot(const std::string& collection, const std::filesystem::path& dest);
+
+  // A new, empty folder of the engine's own for a caller's temporary files, named
+  // `purpose`-XXXXXX (letters, digits, '-', '_') under the data directory's "scratch"
+  // folder: on the engine's file system, so that Snapshot may write into it (hard links)
+  // and ReplaceCollection may move a collection out of it. The caller removes it when done;
+  // whatever is left there is removed when the engine next opens.
+  Result<std::filesystem::path> MakeScratchDir(std::string_view purpose);
+  // Puts the collection of `snapshot` (a data directory holding one collection, as Snapshot
+  // writes it, on this engine's file system: a folder from MakeScratchDir) in the place of
+  // collection `name` -- or creates `name` with it -- in one step: its folder is moved (not
+  // copied) into the data directory and opened (its log replayed), listed durably in the
+  // catalog, then swapped in for searches and writes; the replaced collection's files are
+  // removed. Its spec is the snapshot's, named `name`; it must have the replaced one's
+  // dimension and metric (InvalidArgument otherwise). Returns the vectors it holds.
+  // `before_swap`, when given, runs once the copy is open (its log replayed), just before it
+  // is listed; its error cancels the replacement (nothing changes). A write to `name` that
+  // runs after it may land in the replaced collection and be lost: the caller keeps writers
+  // out from there on (a cluster replica's catch-up holds its live writes back from
+  // `before_swap` on: cluster/catch_up.h). Other creates, drops and replacements wait for
+  // `before_swap`: it must not call them. Thread-safe; calls for one `name` one at a time.
+  Result<uint64_t> ReplaceCollection(const std::string& name, const std::filesystem::path& snapshot,
+                                     const std::function<Status()>& before_swap = {});
 
   // The live record with this id (Record::key set when it was written by key).
   Result<Record> Get(const std::string& collection, VectorId id) const;

@@ -96,6 +96,14 @@ Result<ListKeysRequest> ReadListKeys(Reader& r, const DecodeLimits& limits);
 void WriteListKeysReply(Writer& w, const ListKeysReply& m);
 Result<ListKeysReply> ReadListKeysReply(Reader& r, const DecodeLimits& limits);
 
+// ---- shard_messages.cc: a shard's files, between cluster nodes --------------------------
+void WriteShardFiles(Writer& w, const ShardFilesRequest& m);  // all three requests
+Result<ShardFilesRequest> ReadShardFiles(Reader& r, Op op, const DecodeLimits& limits);
+void WriteShardFilesReply(Writer& w, const ShardFilesReply& m);
+Result<ShardFilesReply> ReadShardFilesReply(Reader& r, const DecodeLimits& limits);
+void WriteShardFileChunkReply(Writer& w, const ShardFileChunkReply& m);
+Result<ShardFileChunkReply> ReadShardFileChunkReply(Reader& r, const DecodeLimits& limits);
+
 // ---- admin_messages.cc: stats, flush, compact, snapshot ---------------------------
 void WriteStatsReply(Writer& w, const StatsReply& m);
 Result<StatsReply> ReadStatsReply(Reader& r);

@@ -107,6 +107,11 @@ void WriteRequestPayload(Writer& w, const Request& req) {
     case Op::kSearchTyped:
       wire::WriteSearchTyped(w, BodyAs<SearchRequest>(b));
       return;
+    case Op::kShardFiles:
+    case Op::kShardFileRead:
+    case Op::kShardFilesDone:
+      wire::WriteShardFiles(w, BodyAs<ShardFilesRequest>(b));
+      return;
     case Op::kError:
       break;
   }
@@ -165,6 +170,10 @@ Result<RequestBody> ReadRequestBody(Reader& r, Op op, const DecodeLimits& limits
       return wire::ReadUpsertTyped(r, limits);
     case Op::kSearchTyped:
       return wire::ReadSearchTyped(r, limits);
+    case Op::kShardFiles:
+    case Op::kShardFileRead:
+    case Op::kShardFilesDone:
+      return wire::ReadShardFiles(r, op, limits);
     case Op::kError:
       break;
   }
@@ -236,6 +245,15 @@ void WriteResponsePayload(Writer& w, const Response& resp) {
     case Op::kUpsertKeyedIds:
       wire::WriteIdsReply(w, BodyAs<IdsReply>(b));
       return;
+    case Op::kShardFiles:
+      wire::WriteShardFilesReply(w, BodyAs<ShardFilesReply>(b));
+      return;
+    case Op::kShardFileRead:
+      wire::WriteShardFileChunkReply(w, BodyAs<ShardFileChunkReply>(b));
+      return;
+    case Op::kShardFilesDone:
+      (void)BodyAs<EmptyReply>(b);
+      return;
     case Op::kError:
       wire::WriteErrorReply(w, BodyAs<ErrorReply>(b));
       return;
@@ -292,6 +310,12 @@ Result<ResponseBody> ReadResponseBody(Reader& r, Op op, const DecodeLimits& limi
       return wire::ReadSearchWithReply(r, limits);
     case Op::kUpsertKeyedIds:
       return wire::ReadIdsReply(r, limits);
+    case Op::kShardFiles:
+      return wire::ReadShardFilesReply(r, limits);
+    case Op::kShardFileRead:
+      return wire::ReadShardFileChunkReply(r, limits);
+    case Op::kShardFilesDone:
+      return EmptyReply{};
     case Op::kError:
       return wire::ReadErrorReply(r);
   }
@@ -380,6 +404,12 @@ std::string_view OpName(Op op) {
       return "upsert_typed";
     case Op::kSearchTyped:
       return "search_typed";
+    case Op::kShardFiles:
+      return "shard_files";
+    case Op::kShardFileRead:
+      return "shard_file_read";
+    case Op::kShardFilesDone:
+      return "shard_files_done";
     case Op::kError:
       return "error";
   }
@@ -680,6 +710,16 @@ Status ValidateForEncoding(const Request& request) {
     case Op::kSnapshot:
       if (!std::holds_alternative<SnapshotRequest>(request.body)) return wrong_body();
       break;
+    case Op::kShardFiles:
+    case Op::kShardFileRead:
+    case Op::kShardFilesDone: {
+      const auto* m = std::get_if<ShardFilesRequest>(&request.body);
+      if (m == nullptr) return wrong_body();
+      if (request.op == Op::kShardFileRead && (m->length == 0 || m->length > kMaxShardFileChunk)) {
+        return InvalidArgument("{}: length {} must be in 1..{}", op, m->length, kMaxShardFileChunk);
+      }
+      break;
+    }
     case Op::kUpsertTyped: {
       const auto* m = std::get_if<UpsertRequest>(&request.body);
       if (m == nullptr) return wrong_body();

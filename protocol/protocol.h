@@ -101,11 +101,17 @@ enum class Op : uint16_t {
   // are instead of widened to float32 (docs/PROTOCOL.md). 27 and 28 are left for other requests.
   kUpsertTyped = 29,  // UpsertRequest (element, keyed); WriteReply
   kSearchTyped = 30,  // SearchRequest (element) as search_with; SearchWithReply
+  // Added within version 1, between cluster nodes only (a server without a cluster answers
+  // Unimplemented): a shard replica's files, for another replica's catch-up (docs/CLUSTER.md,
+  // "Catch-up"). The collection is a shard address; all three carry ShardFilesRequest.
+  kShardFiles = 31,      // a consistent copy of the shard taken now; ShardFilesReply
+  kShardFileRead = 32,   // a piece of one of its files; ShardFileChunkReply
+  kShardFilesDone = 33,  // the copy is no longer needed (its files are removed); EmptyReply
   kError = 0x7fff,    // only in responses: ErrorReply
 };
 // The highest request opcode: request opcodes are 1..kLastRequestOp (tables indexed by
 // opcode, such as the server's per-op counters, size themselves by it).
-inline constexpr Op kLastRequestOp = Op::kSearchTyped;
+inline constexpr Op kLastRequestOp = Op::kShardFilesDone;
 std::string_view OpName(Op op);  // "search", "upsert", ...; "unknown" otherwise
 bool IsKnownRequestOp(uint16_t opcode);
 
@@ -236,11 +242,25 @@ struct SnapshotRequest {
   std::string name;
 };
 
+// kShardFiles, kShardFileRead, kShardFilesDone: string collection (a shard address), string
+// token (kShardFiles' reply names it; empty in kShardFiles), string path (one of the reply's
+// files), u64 offset, u32 length (1..kMaxShardFileChunk; path, offset and length are read by
+// kShardFileRead only, and sent empty / 0 by the other two).
+inline constexpr uint32_t kMaxShardFileChunk = 1u << 20;
+struct ShardFilesRequest {
+  std::string collection;
+  std::string token;
+  std::string path;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+
 using RequestBody = std::variant<HelloRequest, PingRequest, CreateCollectionRequest,
                                  DropCollectionRequest, ListCollectionsRequest,
                                  DescribeCollectionRequest, UpsertRequest, DeleteRequest,
                                  GetRequest, SearchRequest, StatsRequest, FlushRequest,
-                                 CompactRequest, KeysRequest, ListKeysRequest, SnapshotRequest>;
+                                 CompactRequest, KeysRequest, ListKeysRequest, SnapshotRequest,
+                                 ShardFilesRequest>;
 struct Request {
   // kSearch, kSearchBatch, kExplain, kSearchKeyed and kSearchWith share SearchRequest; kUpsert,
   // kUpsertKeyed and kUpsertKeyedIds share UpsertRequest (by key: Record::key, the id is not
@@ -328,10 +348,29 @@ struct ErrorReply {              // u16 code, string message
   std::string message;
 };
 
+// kShardFiles: string token (names the copy in the next requests), u64 sequence (the last
+// write batch in it; Engine's SnapshotReport), u32 n, n x (string path (relative, '/'
+// separated), u64 size, u64 xxh64 of the whole file, seed 0).
+struct ShardFile {
+  std::string path;
+  uint64_t size = 0;
+  uint64_t xxh64 = 0;
+  friend bool operator==(const ShardFile&, const ShardFile&) = default;
+};
+struct ShardFilesReply {
+  std::string token;
+  uint64_t sequence = 0;
+  std::vector<ShardFile> files;
+};
+// kShardFileRead: string data: the file's bytes from the offset asked, as many as asked, fewer
+// only where the file ends (none at or past its end).
+struct ShardFileChunkReply { std::string data; };
+
 using ResponseBody = std::variant<HelloReply, EmptyReply, ListCollectionsReply,
                                   DescribeCollectionReply, WriteReply, GetReply, SearchReply,
                                   StatsReply, ErrorReply, KeyedSearchReply, ListKeysReply,
-                                  SnapshotReply, SearchWithReply, IdsReply>;
+                                  SnapshotReply, SearchWithReply, IdsReply, ShardFilesReply,
+                                  ShardFileChunkReply>;
 struct Response {
   Op op = Op::kPing;             // the request's op, or kError
   ResponseBody body;

@@ -3,12 +3,14 @@
 # two nodes hold one collection of 1 shard x 2 replicas (ROWS rows of the data set, loaded
 # through n0); n1 is SIGKILLed, its data directory (made by this script) removed, and n1
 # started again empty: once its lease has lapsed the leader has dropped it from the in-sync
-# set, so it joins as catching up and copies the shard from n0. Prints one JSON line: the rows,
-# the seconds from n1's restart until it is in sync again (its own start and the lease's lapse
-# included), the seconds of the copy alone (n1's log), and rows per second of the copy.
+# set, so it joins as catching up and copies the shard from n0 -- from its files (the default)
+# or record by record (--catch-up records: strata-server --cluster-catch-up). Prints one JSON
+# line: the rows, the mode, the seconds from n1's restart until it is in sync again (its own
+# start and the lease's lapse included), the seconds of the copy alone (n1's log), and rows per
+# second of the copy.
 #
 #   scripts/cluster_catchup_bench.sh [--build-dir build/release] [--data-dir data] [--set glove-100]
-#                                    [--rows 100000]
+#                                    [--rows 100000] [--catch-up files|records]
 #
 # Starts its own etcd and strata-server processes on free loopback ports, in a fresh temporary
 # directory that it removes at the end (that directory only), and stops everything it started.
@@ -18,12 +20,14 @@ BUILD=build/release
 DATA=data
 SET=glove-100
 ROWS=100000
+MODE=files
 while (($#)); do
   case "$1" in
     --build-dir) BUILD=$2; shift 2 ;;
     --data-dir) DATA=$2; shift 2 ;;
     --set) SET=$2; shift 2 ;;
     --rows) ROWS=$2; shift 2 ;;
+    --catch-up) MODE=$2; shift 2 ;;
     *) echo "cluster_catchup_bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -35,7 +39,7 @@ cluster_tools cluster_catchup_bench
 cluster_data_set cluster_catchup_bench "$SET" "$DATA"
 cluster_scratch cluster_catchup_bench
 start_etcd bench
-FLAGS=(--cluster-etcd "$ETCD" --advertise 127.0.0.1 --lease-ttl 2)
+FLAGS=(--cluster-etcd "$ETCD" --advertise 127.0.0.1 --lease-ttl 2 --cluster-catch-up "$MODE")
 # Not called in $(...) (scripts/lib/cluster.sh).
 start_server n0 0 "${FLAGS[@]}" --node-id n0; N0=$PORT
 LOG_LEVEL=info start_server n1 0 "${FLAGS[@]}" --node-id n1; N1_PID=${PIDS[-1]}
@@ -65,4 +69,4 @@ t1=$(date +%s.%N)
 [[ $(in_sync) == 2 ]] || { echo "cluster_catchup_bench: n1 not back in sync after 600 s" >&2; cat "$T/n1.log" >&2; exit 1; }
 copy=$(grep -o 'caught up [^ ]* from [^ ]* (catch-up of epoch [0-9]*) in [0-9.]* s' "$T/n1.log" | tail -1 | sed 's/.* in \([0-9.]*\) s/\1/')
 grep 'caught up' "$T/n1.log" | tail -1 | sed 's/^.*caught up/caught up/' >&2
-python3 -c "import json; w=$t1-$t0; c=float('${copy:-nan}'); print(json.dumps({'rows': $ROWS, 'dim': $DIM, 'restart_to_in_sync_s': round(w, 2), 'copy_s': c, 'copy_rows_per_s': round($ROWS / c, 1) if c == c else None}))"
+python3 -c "import json; w=$t1-$t0; c=float('${copy:-nan}'); print(json.dumps({'rows': $ROWS, 'dim': $DIM, 'catch_up': '$MODE', 'restart_to_in_sync_s': round(w, 2), 'copy_s': c, 'copy_rows_per_s': round($ROWS / c, 1) if c == c else None}))"

@@ -381,6 +381,12 @@ RequestHandler::Outcome RequestHandler::Dispatch(const protocol::Request& reques
       return SearchTyped(std::get<protocol::SearchRequest>(b));
     case Op::kHello:
       return Hello();
+    case Op::kShardFiles:
+    case Op::kShardFileRead:
+    case Op::kShardFilesDone:
+      return Fail(Unimplemented("{}: a request between cluster nodes, for a shard address; this server "
+                                "is not a cluster node (strata-server --cluster-etcd)",
+                                protocol::OpName(request.op)));
     case Op::kError:
       break;
   }

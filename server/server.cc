@@ -188,6 +188,7 @@ Server::Impl::Lane Server::Impl::LaneOf(Op op) {
     case Op::kFlush:
     case Op::kCompact:
     case Op::kSnapshot:
+    case Op::kShardFiles:
     case Op::kCreateCollection:
     case Op::kCreateCollectionWith:
     case Op::kDropCollection:

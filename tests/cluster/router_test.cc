@@ -106,13 +106,20 @@ class ClusterRouterTest : public ::testing::Test {
  protected:
   // etcd, `count` nodes (lease TTL 2 s) registered with a leader, and a collection "vec" of
   // `shards` x `replicas`, placed and ready.
-  ::testing::AssertionResult StartWithVec(int count, uint32_t shards, uint32_t replicas) {
-    if (auto r = cluster.Start(count, {"--lease-ttl", "2"}); !r) return r;
+  ::testing::AssertionResult StartWithVec(int count, uint32_t shards, uint32_t replicas,
+                                          std::vector<std::string> flags = {}) {
+    flags.insert(flags.begin(), {"--lease-ttl", "2"});
+    if (auto r = cluster.Start(count, flags); !r) return r;
     if (!cluster.WaitForNodes(count, 10000)) {
       return ::testing::AssertionFailure() << count << " nodes not registered with a leader in 10 s";
     }
     return cluster.CreateCollection("vec", kDim, shards, replicas);
   }
+
+  // A replica SIGKILLed under a writer and a reader, its shards written meanwhile (by id and by
+  // key), restarted: it catches up (--cluster-catch-up `mode`) and rejoins; every replica then
+  // holds exactly the acknowledged records.
+  void KilledReplicaRestartsCatchesUpAndRejoinsUnderLoad(const std::string& mode);
 
   testing::TestCluster cluster;
   std::unique_ptr<EtcdClient>& etcd = cluster.etcd;
@@ -684,8 +691,8 @@ TEST_F(ClusterRouterTest, AStoppedNodeLosesItsShardsAndNeverAcknowledgesForThem)
 // no acknowledged write is lost; restarted, it catches up from the in-sync replicas while the
 // writes go on and rejoins; then every replica of every shard holds the same records, and
 // exactly the acknowledged ones. The outages and the catch-up time are printed.
-TEST_F(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
-  ASSERT_TRUE(StartWithVec(3, 4, 2));
+void ClusterRouterTest::KilledReplicaRestartsCatchesUpAndRejoinsUnderLoad(const std::string& mode) {
+  ASSERT_TRUE(StartWithVec(3, 4, 2, {"--cluster-catch-up", mode}));
   const std::string leader = ReadClusterStatus(*etcd, "t")->leader;
   const int victim = leader == "n0" ? 1 : 0;
   const int writer_node = leader[1] - '0';
@@ -841,11 +848,17 @@ TEST_F(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
   ASSERT_TRUE(Eventually([&] { return AllInSync(*etcd); }, 30000)) << nodes[victim]->Log();
   const TP rejoined = Clock::now();
   {
-    // The node's own account of each catch-up (copied / already written live / deleted).
+    // The node's own account of each catch-up (by files: files, bytes, records carried over;
+    // by records: copied / already written live / deleted), in the mode asked for.
     std::istringstream log(nodes[victim]->Log());
+    int caught_up = 0;
     for (std::string line; std::getline(log, line);) {
-      if (line.find("caught up") != std::string::npos) std::printf("%s\n", line.c_str());
+      if (line.find("caught up") == std::string::npos) continue;
+      std::printf("%s\n", line.c_str());
+      ++caught_up;
+      EXPECT_NE(line.find(mode == "files" ? " files, " : " ids listed, "), std::string::npos) << line;
     }
+    EXPECT_GT(caught_up, 0) << "no catch-up logged";
   }
   std::this_thread::sleep_for(milliseconds(1000));  // writes go on with it back
   stop = true;
@@ -919,6 +932,14 @@ TEST_F(ClusterRouterTest, AKilledReplicaRestartsCatchesUpAndRejoinsUnderLoad) {
     if (it == all.end() || it->second != VectorFor(seed)) ++wrong;
   }
   EXPECT_EQ(wrong, 0u) << "acknowledged writes missing or not the last value";
+}
+
+TEST_F(ClusterRouterTest, AKilledReplicaRestartsCatchesUpFromFilesAndRejoinsUnderLoad) {
+  KilledReplicaRestartsCatchesUpAndRejoinsUnderLoad("files");
+}
+
+TEST_F(ClusterRouterTest, AKilledReplicaRestartsCatchesUpRecordByRecordAndRejoinsUnderLoad) {
+  KilledReplicaRestartsCatchesUpAndRejoinsUnderLoad("records");
 }
 
 }  // namespace

@@ -1,12 +1,16 @@
 // ShardGate (cluster/catch_up.h) over a real engine in a temporary directory: the write fence
 // refuses writes routed with an older placement, and a dropped shard forgets its fence.
+// ShardCopies (cluster/shard_copy.h): the peer's side of a catch-up by files.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <random>
 
+#include <xxhash.h>
+
 #include "cluster/catch_up.h"
 #include "cluster/model.h"
+#include "cluster/shard_copy.h"
 #include "engine/strata.h"
 #include "engine/write_batch.h"
 
@@ -65,6 +69,62 @@ TEST_F(ShardGateTest, RefusesWritesOlderThanItsFenceOrAnAppliedWriteUntilDropped
   EXPECT_TRUE(again.ok()) << again.ToString();
   auto got = engine_->Get(local, 1);
   EXPECT_TRUE(got.has_value());
+}
+
+TEST_F(ShardGateTest, ShardCopiesRaiseTheFenceListCheckedFilesAndServeThemUntilDone) {
+  const std::string local = LocalShardName("docs", 0);
+  ASSERT_TRUE(engine_->CreateCollection({.name = local, .dim = 2, .seal_threshold = 10}).ok());
+  ShardGate gate(*engine_);
+  for (VectorId id = 1; id <= 25; ++id) ASSERT_TRUE(WriteAt(gate, 1, id).ok());  // sealed + logged
+  ShardCopies copies(*engine_, gate);
+  auto offer = copies.Take(MakeShardAddress("docs", 0, 3));
+  ASSERT_TRUE(offer.has_value()) << offer.error().ToString();
+  // The catch-up's epoch is this replica's fence now.
+  EXPECT_EQ(WriteAt(gate, 2, 26).code(), StatusCode::kCancelled);
+  EXPECT_EQ(offer->token.size(), 32u);
+  EXPECT_GT(offer->sequence, 0u);
+  ASSERT_FALSE(offer->files.empty());
+  EXPECT_EQ(offer->files.front().path, "MANIFEST");
+  const auto address = MakeShardAddress("docs", 0, 3);
+  for (const protocol::ShardFile& f : offer->files) {
+    SCOPED_TRACE(f.path);
+    EXPECT_FALSE(f.path.starts_with("/"));
+    // Read back in pieces of 1,000 bytes: the bytes the listing's size and xxh64 describe.
+    std::string all;
+    for (uint64_t at = 0;; at += 1000) {
+      auto piece = copies.Read(address, offer->token, f.path, at, 1000);
+      ASSERT_TRUE(piece.has_value()) << piece.error().ToString();
+      all += *piece;
+      if (piece->size() < 1000) break;
+    }
+    EXPECT_EQ(all.size(), f.size);
+    EXPECT_EQ(XXH64(all.data(), all.size(), 0), f.xxh64);
+  }
+  // Only what the copy lists, only with its token, only for its shard.
+  EXPECT_EQ(copies.Read(address, offer->token, "../LOCK", 0, 10).error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(copies.Read(address, "nope", "MANIFEST", 0, 10).error().code(), StatusCode::kNotFound);
+  EXPECT_EQ(copies.Read(MakeShardAddress("docs", 1, 3), offer->token, "MANIFEST", 0, 10).error().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(copies.Take(MakeShardAddress("docs", 7, 3)).error().code(), StatusCode::kNotFound);
+  // At most kMaxCopies at once.
+  std::vector<std::string> tokens{offer->token};
+  while (tokens.size() < ShardCopies::kMaxCopies) {
+    auto more = copies.Take(address);
+    ASSERT_TRUE(more.has_value()) << more.error().ToString();
+    tokens.push_back(more->token);
+  }
+  EXPECT_EQ(copies.Take(address).error().code(), StatusCode::kResourceExhausted);
+  // Done removes a copy (and its files); a second Done is no error.
+  const auto scratch = dir_ / "scratch";
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(scratch), std::filesystem::directory_iterator()),
+            long(ShardCopies::kMaxCopies));
+  for (const std::string& t : tokens) ASSERT_TRUE(copies.Done(address, t).ok());
+  EXPECT_TRUE(copies.Done(address, tokens[0]).ok());
+  EXPECT_EQ(copies.size(), 0u);
+  EXPECT_TRUE(std::filesystem::is_empty(scratch));
+  EXPECT_EQ(copies.Read(address, offer->token, "MANIFEST", 0, 10).error().code(), StatusCode::kNotFound);
+  // The copies never touched the shard.
+  EXPECT_EQ(engine_->DescribeCollection(local)->num_vectors, 25u);
 }
 
 }  // namespace

@@ -200,5 +200,75 @@ TEST(EngineSnapshot, RefusesWhatItDidNotCreateAndLeavesItAlone) {
   fs::remove_all(taken);
 }
 
+// ReplaceCollection: a cluster replica's catch-up puts a peer's copy of a shard in the place of
+// its own collection -- moved out of a scratch folder, listed durably, the old files gone.
+TEST(EngineSnapshot, ReplaceCollectionPutsAnotherEnginesCopyInItsPlaceDurably) {
+  const fs::path a_dir = TestDir("a"), b_dir = TestDir("b");
+  auto a = Engine::Open(a_dir);
+  auto b = Engine::Open(b_dir);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  ASSERT_TRUE((*a)->CreateCollection(Spec(50)).ok());
+  for (uint64_t b_ = 1; b_ <= 12; ++b_) ASSERT_TRUE((*a)->Write("c", Batch(b_)).ok());  // sealed + logged
+  ASSERT_TRUE((*a)->Delete("c", 15).ok());
+  ASSERT_TRUE((*b)->CreateCollection(Spec(1000)).ok());
+  ASSERT_TRUE((*b)->CreateCollection({.name = "other", .dim = 4}).ok());
+  ASSERT_TRUE((*b)->Write("c", Batch(200)).ok());  // b's own records: gone after the swap
+  const auto old_dirs = std::distance(fs::directory_iterator(b_dir / "collections"), fs::directory_iterator());
+
+  auto scratch = (*b)->MakeScratchDir("catch-up");
+  ASSERT_TRUE(scratch.has_value()) << scratch.error().ToString();
+  EXPECT_EQ(scratch->parent_path(), b_dir / "scratch");
+  EXPECT_TRUE(scratch->filename().string().starts_with("catch-up-"));
+  EXPECT_FALSE((*b)->MakeScratchDir("../x").has_value());
+  ASSERT_TRUE((*a)->Snapshot("c", *scratch / "copy").has_value());
+  // A copy of the wrong shape is refused and changes nothing.
+  auto wrong = (*b)->ReplaceCollection("other", *scratch / "copy");
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_EQ(wrong.error().code(), StatusCode::kInvalidArgument) << wrong.error().ToString();
+  EXPECT_EQ((*b)->DescribeCollection("other")->spec.dim, 4u);
+  auto empty = (*b)->ReplaceCollection("c", *scratch);  // no MANIFEST: not a snapshot
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_TRUE((*b)->Get("c", 200 * kPerBatch).has_value());
+
+  auto rows = (*b)->ReplaceCollection("c", *scratch / "copy");
+  ASSERT_TRUE(rows.has_value()) << rows.error().ToString();
+  EXPECT_EQ(*rows, 12 * kPerBatch - 1);
+  EXPECT_FALSE((*b)->Get("c", 200 * kPerBatch).has_value());
+  EXPECT_FALSE((*b)->Get("c", 15).has_value());
+  auto r = (*b)->Get("c", 7 * kPerBatch + 3);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FLOAT_EQ(r->vector[0], 7.003f);
+  EXPECT_EQ((*b)->DescribeCollection("c")->spec.seal_threshold, 50u);  // the copy's spec
+  ASSERT_TRUE((*b)->Write("c", Batch(300)).ok());
+  // The old folder is gone, the copy's moved in: as many collection folders as before.
+  EXPECT_EQ(std::distance(fs::directory_iterator(b_dir / "collections"), fs::directory_iterator()), old_dirs);
+  EXPECT_TRUE(fs::is_empty(*scratch / "copy" / "collections"));  // moved, not copied
+  // A name that is not there is created.
+  auto again = (*b)->MakeScratchDir("catch-up");
+  ASSERT_TRUE(again.has_value());
+  ASSERT_TRUE((*a)->Snapshot("c", *again / "copy").has_value());
+  ASSERT_TRUE((*b)->ReplaceCollection("fresh", *again / "copy").has_value());
+  EXPECT_TRUE((*b)->Get("fresh", 3 * kPerBatch).has_value());
+  // The engine may snapshot into its own scratch folders (not elsewhere in its directory).
+  ASSERT_TRUE((*b)->Snapshot("c", *again / "own").has_value());
+  // Durable: all of it after a reopen, and what was left in scratch/ removed.
+  { std::ofstream(*again / "left.txt") << "x"; }
+  b->reset();
+  auto reopened = Engine::Open(b_dir);
+  ASSERT_TRUE(reopened.has_value()) << reopened.error().ToString();
+  EXPECT_FALSE(fs::exists(b_dir / "scratch"));
+  EXPECT_EQ((*reopened)->DescribeCollection("c")->num_vectors, 13 * kPerBatch - 1);
+  EXPECT_TRUE((*reopened)->Get("c", 300 * kPerBatch).has_value());
+  EXPECT_FALSE((*reopened)->Get("c", 200 * kPerBatch).has_value());
+  EXPECT_EQ((*reopened)->DescribeCollection("other")->spec.dim, 4u);
+  EXPECT_TRUE((*reopened)->Get("fresh", 3 * kPerBatch).has_value());
+  // The peer's collection is untouched by all of it.
+  EXPECT_EQ((*a)->DescribeCollection("c")->num_vectors, 12 * kPerBatch - 1);
+  reopened->reset();
+  a->reset();
+  fs::remove_all(a_dir);
+  fs::remove_all(b_dir);
+}
+
 }  // namespace
 }  // namespace strata

@@ -60,6 +60,10 @@ bool operator==(const ListKeysRequest& a, const ListKeysRequest& b) {
 bool operator==(const SnapshotRequest& a, const SnapshotRequest& b) {
   return a.collection == b.collection && a.name == b.name;
 }
+bool operator==(const ShardFilesRequest& a, const ShardFilesRequest& b) {
+  return a.collection == b.collection && a.token == b.token && a.path == b.path && a.offset == b.offset &&
+         a.length == b.length;
+}
 bool operator==(const Request& a, const Request& b) { return a.op == b.op && a.body == b.body; }
 
 bool operator==(const HelloReply& a, const HelloReply& b) {
@@ -103,6 +107,10 @@ bool operator==(const SearchWithReply& a, const SearchWithReply& b) {
   return a.with_attributes == b.with_attributes && a.results == b.results && a.warnings == b.warnings &&
          a.missing == b.missing;
 }
+bool operator==(const ShardFilesReply& a, const ShardFilesReply& b) {
+  return a.token == b.token && a.sequence == b.sequence && a.files == b.files;
+}
+bool operator==(const ShardFileChunkReply& a, const ShardFileChunkReply& b) { return a.data == b.data; }
 bool operator==(const Response& a, const Response& b) { return a.op == b.op && a.body == b.body; }
 }  // namespace strata::protocol
 
@@ -231,7 +239,7 @@ void ExpectOverLimit(const Result<T>& r, std::string_view fragment) {
 
 TEST(ProtocolRoundTrip, EveryRequestKind) {
   const std::vector<Request> requests = SampleRequests();
-  ASSERT_EQ(requests.size(), 28u);  // kHello .. kListCollectionsWith, kUpsertTyped, kSearchTyped
+  ASSERT_EQ(requests.size(), 31u);  // kHello .. kListCollectionsWith, kUpsertTyped .. kShardFilesDone
   ASSERT_EQ(requests.back().op, kLastRequestOp);
   uint64_t id = 1000;
   for (const Request& req : requests) {
@@ -258,7 +266,7 @@ TEST(ProtocolRoundTrip, EveryRequestKind) {
 
 TEST(ProtocolRoundTrip, EveryResponseKind) {
   const std::vector<Response> responses = SampleResponses();
-  ASSERT_EQ(responses.size(), 29u);  // kHello .. kListCollectionsWith, 29, 30, then kError
+  ASSERT_EQ(responses.size(), 32u);  // kHello .. kListCollectionsWith, 29 .. 33, then kError
   uint64_t id = 1u << 31;
   for (const Response& resp : responses) {
     SCOPED_TRACE(std::string(OpName(resp.op)));
@@ -1143,10 +1151,13 @@ TEST(ProtocolNames, OpsAndCodes) {
   EXPECT_EQ(OpName(Op::kUpsertKeyedIds), "upsert_keyed_ids");
   EXPECT_EQ(OpName(Op::kUpsertTyped), "upsert_typed");
   EXPECT_EQ(OpName(Op::kSearchTyped), "search_typed");
+  EXPECT_EQ(OpName(Op::kShardFiles), "shard_files");
+  EXPECT_EQ(OpName(Op::kShardFileRead), "shard_file_read");
+  EXPECT_EQ(OpName(Op::kShardFilesDone), "shard_files_done");
   EXPECT_EQ(OpName(Op::kListCollectionsWith), "list_collections_with");
   // 27 and 28 are left for requests defined elsewhere: unknown here.
-  for (uint16_t op = 0; op < 33; ++op) {
-    EXPECT_EQ(IsKnownRequestOp(op), (op >= 1 && op <= 26) || op == 29 || op == 30) << op;
+  for (uint16_t op = 0; op < 40; ++op) {
+    EXPECT_EQ(IsKnownRequestOp(op), (op >= 1 && op <= 26) || (op >= 29 && op <= 33)) << op;
   }
   EXPECT_FALSE(IsKnownRequestOp(0x7fff));
   EXPECT_FALSE(IsKnownRequestOp(Reply(Op::kPing)));

@@ -170,6 +170,10 @@ inline std::vector<Request> SampleRequests() {
     typed.options.with_attributes = true;
     out.push_back({Op::kSearchTyped, std::move(typed)});
   }
+  out.push_back({Op::kShardFiles, ShardFilesRequest{.collection = "docs__s1@7"}});
+  out.push_back({Op::kShardFileRead, ShardFilesRequest{"docs__s1@7", "00ff", "collections/3/wal-1.log", 1u << 20,
+                                                       kMaxShardFileChunk}});
+  out.push_back({Op::kShardFilesDone, ShardFilesRequest{.collection = "docs__s1@7", .token = "00ff"}});
   return out;
 }
 
@@ -273,6 +277,10 @@ inline std::vector<Response> SampleResponses() {
   }
   out.push_back({Op::kUpsertTyped, WriteReply{3}});
   out.push_back({Op::kSearchTyped, SearchWithReply{false, {{{kKeyedIdBase, 0.5f, "u8:0", {}}}, {}}, {}, {}}});
+  out.push_back({Op::kShardFiles, ShardFilesReply{"00ff", 42, {{"MANIFEST", 310, 0x0123456789abcdefULL},
+                                                               {"collections/3/seg-1/index.hnsw", 1u << 30, 7}}}});
+  out.push_back({Op::kShardFileRead, ShardFileChunkReply{std::string("\0bytes\xff", 7)}});
+  out.push_back({Op::kShardFilesDone, EmptyReply{}});
   out.push_back({Op::kError, ErrorReply{ErrorCode::kNotFound, "collection 'x' not found"}});
   return out;
 }
