@@ -25,6 +25,7 @@ void ShardGate::ForgetOlderThan(Shard& shard, uint64_t since) {
   std::lock_guard touch(shard.touch_mu);
   std::erase_if(shard.touched, [&](const auto& kv) { return kv.second < since; });
   std::erase_if(shard.touched_keys, [&](const auto& kv) { return kv.second < since; });
+  std::erase_if(shard.refused, [&](const auto& kv) { return kv.second.first < since; });
 }
 
 Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
@@ -47,8 +48,18 @@ Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
   }
   std::lock_guard touch(shard.touch_mu);
   // Marked only once applied: a live write refused here (a keyed one whose key this replica
-  // still holds under an older id) must not keep the copy from repairing that key.
-  STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch, resolved));
+  // still holds under an older id) must not keep the copy from repairing that key. Its ids are
+  // kept apart: a copy by files swaps in the peer's state from before such a write, so it
+  // reads their records from the peer once more after the swap (CatchUpFromFiles).
+  if (Status s = engine_.Write(address.local, batch, resolved); !s.ok()) {
+    for (const engine::WriteOp& op : batch.ops()) {
+      if (op.id == kInvalidVectorId) continue;  // a delete by key (never refused for its data)
+      auto& [epoch, key] = shard.refused[op.id];
+      epoch = std::max(epoch, address.epoch);
+      key = op.key;  // a keyed id's key never changes (the wire's get does not carry it)
+    }
+    return s;
+  }
   shard.high_water = std::max(shard.high_water, address.epoch);
   for (VectorId id : ids) {
     uint64_t& e = shard.touched[id];
@@ -72,6 +83,7 @@ void ShardGate::Forget(const std::string& local) {
   std::lock_guard touch(shard.touch_mu);
   if (!shard.touched.empty()) shard.touched = {};
   if (!shard.touched_keys.empty()) shard.touched_keys = {};
+  if (!shard.refused.empty()) shard.refused = {};
 }
 
 void ShardGate::Dropped(const std::string& local) {

@@ -124,6 +124,9 @@ class ShardGate {
     std::mutex touch_mu;         // serializes live "+" writes with copy batches
     std::unordered_map<VectorId, uint64_t> touched;  // id -> epoch of its last live "+" write
     std::unordered_map<std::string, uint64_t> touched_keys;  // key -> the same, for keyed writes
+    // id -> (epoch, key) of the last live "+" write naming it that this replica refused (a
+    // keyed write whose key its old data held under another id): guarded by touch_mu too.
+    std::unordered_map<VectorId, std::pair<uint64_t, std::string>> refused;
   };
   Shard& ShardOf(const std::string& local);
   // Drops the marks of live writes older than a catch-up started at `since`.

@@ -13,6 +13,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "cluster/catch_up.h"
 #include "cluster/shard_copy.h"
 #include "engine/strata.h"
@@ -55,6 +57,10 @@ Status CopyFile(client::Client& peer, const std::string& remote, const std::stri
       [&] { return ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644); });
   if (fd < 0) return storage::OsError(errno, "cannot create", to);
   XXH64_state_t* state = XXH64_createState();
+  if (state == nullptr) {
+    ::close(fd);
+    return Internal("xxh64: out of memory");
+  }
   XXH64_reset(state, 0);
   Status status;
   uint64_t at = 0;
@@ -103,18 +109,28 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
   // The peer raises its fence to `since` before it takes the copy.
   STRATA_ASSIGN_OR_RETURN(protocol::ShardFilesReply offer, peer.ShardFiles(remote));
   report.offer_s = lap();
-  STRATA_ASSIGN_OR_RETURN(fs::path scratch, engine_.MakeScratchDir("catch-up"));
-  struct Cleanup {
+  // The peer's copy is let go once its files are here (or on any error before that); the
+  // scratch folder once the catch-up is over.
+  struct Release {
     client::Client& peer;
     const std::string& remote;
     const std::string& token;
+    bool done = false;
+    void operator()() {
+      if (done) return;
+      done = true;
+      (void)peer.ShardFilesDone(remote, token);  // best effort: the peer expires it anyway
+    }
+    ~Release() { (*this)(); }
+  } release{peer, remote, offer.token};
+  STRATA_ASSIGN_OR_RETURN(fs::path scratch, engine_.MakeScratchDir("catch-up"));
+  struct Cleanup {
     fs::path scratch;
     ~Cleanup() {
-      (void)peer.ShardFilesDone(remote, token);  // best effort: the peer expires it anyway
       std::error_code ec;
       fs::remove_all(scratch, ec);
     }
-  } cleanup{peer, remote, offer.token, scratch};
+  } cleanup{scratch};
   const fs::path root = scratch / "copy";
   std::set<fs::path> folders{root};
   for (const protocol::ShardFile& f : offer.files) {
@@ -132,6 +148,7 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
     STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(*it));
   }
   STRATA_RETURN_IF_ERROR(storage::SyncParentDirectory(root / "."));
+  release();
   report.copy_s = lap();
 
   // The swap, with the live "+" writes held back (they wait on touch_mu) from the moment the
@@ -142,9 +159,13 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
   std::unordered_set<VectorId> put_ids;
   std::vector<VectorId> gone_ids;
   std::vector<std::string> gone_keys;
+  std::vector<std::pair<VectorId, std::string>> refused;  // (id, key: empty for one by id)
   auto read_live = [&]() -> Status {
     report.open_s = lap();
     touch.lock();
+    for (const auto& [id, mark] : shard.refused) {
+      if (mark.first >= since) refused.push_back({id, mark.second});
+    }
     for (const auto& [id, epoch] : shard.touched) {
       if (epoch < since) continue;
       auto mine = engine_.Get(address.local, id);
@@ -173,50 +194,83 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
     return Status::Ok();
   };
   STRATA_ASSIGN_OR_RETURN(report.vectors, engine_.ReplaceCollection(address.local, root, read_live));
+  // The swap is done; live writes stay held back (touch) until what they wrote is carried over.
   // Into the copy: first what live writes deleted, then what they wrote (the records read above
-  // are one consistent state, so no two of them hold one key).
-  engine::WriteBatch batch;
-  auto flush = [&]() -> Status {
-    if (batch.size() == 0) return Status::Ok();
-    Status s = engine_.Write(address.local, batch);
-    batch = engine::WriteBatch();
-    return s;
-  };
-  for (VectorId id : gone_ids) {
-    batch.Delete(id);
-    if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
-  }
-  for (const std::string& key : gone_keys) {
-    batch.DeleteByKey(key);
-    if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
-  }
-  STRATA_RETURN_IF_ERROR(flush());
-  for (const Record& r : put) {
-    ++report.carried;
-    if (r.key.empty()) {
-      batch.Upsert(r.id, r.vector, r.attributes);
-    } else {
-      // The copy may hold the key under another id, or the id under another key (an older
-      // state than the one the live writes left): those go first, in the same batch.
+  // are one consistent state, so no two of them hold one key), then the records of the live
+  // writes this replica refused, as the peer holds them now (it has applied every write this
+  // replica has seen, and at most the one in flight after them, which comes here again).
+  auto carry = [&]() -> Status {
+    engine::WriteBatch batch;
+    auto flush = [&]() -> Status {
+      if (batch.size() == 0) return Status::Ok();
+      Status s = engine_.Write(address.local, batch);
+      batch = engine::WriteBatch();
+      return s;
+    };
+    // A record as `r` says, by id or by key with its id: a record the copy holds under the key
+    // with another id, or under the id with another key (an older state than `r`'s), goes first.
+    auto put_one = [&](const Record& r) -> Status {
+      if (r.key.empty()) {
+        batch.Upsert(r.id, r.vector, r.attributes);
+        return batch.size() >= kCarryBatch ? flush() : Status::Ok();
+      }
       auto held = engine_.FindKey(address.local, r.key);
       auto there = engine_.Get(address.local, r.id);
       const bool key_elsewhere = held && *held != r.id;
       const bool id_elsewhere = there && there->key != r.key;
-      if (key_elsewhere || id_elsewhere) {
-        // In a batch of its own, as the record-by-record catch-up repairs a key.
-        STRATA_RETURN_IF_ERROR(flush());
-        if (key_elsewhere) batch.Delete(*held);
-        if (id_elsewhere) batch.Delete(r.id);
+      if (!key_elsewhere && !id_elsewhere) {
         batch.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
-        STRATA_RETURN_IF_ERROR(flush());
-        continue;
+        return batch.size() >= kCarryBatch ? flush() : Status::Ok();
       }
+      // In a batch of its own, as the record-by-record catch-up repairs a key.
+      STRATA_RETURN_IF_ERROR(flush());
+      if (key_elsewhere) batch.Delete(*held);
+      if (id_elsewhere) batch.Delete(r.id);
       batch.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
+      return flush();
+    };
+    for (VectorId id : gone_ids) {
+      batch.Delete(id);
+      if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
     }
-    if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
+    for (const std::string& key : gone_keys) {
+      batch.DeleteByKey(key);
+      if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
+    }
+    STRATA_RETURN_IF_ERROR(flush());
+    for (const Record& r : put) STRATA_RETURN_IF_ERROR(put_one(r));
+    STRATA_RETURN_IF_ERROR(flush());
+    for (size_t from = 0; from < refused.size(); from += kCarryBatch) {
+      std::vector<VectorId> ids;
+      for (size_t i = from; i < std::min(refused.size(), from + kCarryBatch); ++i) ids.push_back(refused[i].first);
+      STRATA_ASSIGN_OR_RETURN(auto records, peer.Get(remote, ids));
+      if (records.size() != ids.size()) {
+        return IOError("catch-up of {}: the peer answered {} records for {} ids", address.local, records.size(),
+                       ids.size());
+      }
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (!records[i]) {
+          batch.Delete(ids[i]);
+          if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
+        } else {
+          records[i]->key = refused[from + i].second;  // a get between nodes carries no key
+          STRATA_RETURN_IF_ERROR(put_one(*records[i]));
+        }
+      }
+    }
+    return flush();
+  };
+  if (Status s = carry(); !s.ok()) {
+    // The marks describe the collection that was swapped out: a retry must not carry those
+    // values over its own copy (the peer's next copy holds every write they stood for).
+    shard.touched = {};
+    shard.touched_keys = {};
+    shard.refused = {};
+    return Error(s.WithContext(fmt::format("catch-up of {}: carrying the live writes over into the copy", address.local)));
   }
-  STRATA_RETURN_IF_ERROR(flush());
+  report.carried = put.size() + refused.size();
   report.carried += gone_ids.size() + gone_keys.size();
+  if (auto info = engine_.DescribeCollection(address.local); info) report.vectors = info->num_vectors;
   report.carry_s = lap();
   return report;
 }

@@ -149,8 +149,17 @@ Result<std::string> ShardCopies::Read(const ShardAddress& address, const std::st
                                       const std::string& path, uint64_t offset, uint32_t length) {
   fs::path file;
   uint64_t size = 0;
+  std::vector<fs::path> expired;
+  struct Remove {
+    std::vector<fs::path>& paths;
+    ~Remove() {
+      std::error_code ec;
+      for (const fs::path& p : paths) fs::remove_all(p, ec);
+    }
+  } remove{expired};
   {
     std::lock_guard lock(mu_);
+    ExpireLocked(Clock::now(), expired);
     auto it = copies_.find(token);
     if (it == copies_.end() || it->second.local != address.local) {
       return Error(NotFound("{}: no shard copy '{}' here (done, expired after {} s idle, or the node restarted)",
@@ -177,16 +186,18 @@ Result<std::string> ShardCopies::Read(const ShardAddress& address, const std::st
 }
 
 Status ShardCopies::Done(const ShardAddress& address, const std::string& token) {
-  fs::path scratch;
+  std::vector<fs::path> doomed;
   {
     std::lock_guard lock(mu_);
+    ExpireLocked(Clock::now(), doomed);
     auto it = copies_.find(token);
-    if (it == copies_.end() || it->second.local != address.local) return Status::Ok();
-    scratch = it->second.scratch;
-    copies_.erase(it);
+    if (it != copies_.end() && it->second.local == address.local) {
+      doomed.push_back(it->second.scratch);
+      copies_.erase(it);
+    }
   }
   std::error_code ec;
-  fs::remove_all(scratch, ec);
+  for (const fs::path& p : doomed) fs::remove_all(p, ec);
   return Status::Ok();
 }
 

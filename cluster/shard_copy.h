@@ -10,8 +10,9 @@
 // log up to one write batch) into a scratch folder of the
 // engine's (Engine::MakeScratchDir), and lists its files with their sizes and xxh64. The
 // catching-up replica reads them piece by piece (Read) and lets the copy go (Done); a copy
-// nobody read for kIdleSeconds is removed at the next call, and every copy left is removed
-// when this object goes (and by the engine's next open).
+// nobody read for kIdleSeconds is removed at the next call of any kind (a replica reads its
+// copy without pause: an idle one belongs to a catch-up that failed or a reply that was lost),
+// and every copy left is removed when this object goes (and by the engine's next open).
 //
 // Thread-safe: every method may be called from any threads at once.
 
@@ -38,7 +39,7 @@ class ShardCopies {
   // Copies kept at once (a catching-up replica takes one at a time; more are refused with
   // ResourceExhausted until one is done or expires).
   static constexpr size_t kMaxCopies = 4;
-  static constexpr int kIdleSeconds = 600;
+  static constexpr int kIdleSeconds = 120;
 
   // `engine` and `gate` are borrowed and must outlive this object.
   ShardCopies(Engine& engine, ShardGate& gate) : engine_(engine), gate_(gate) {}

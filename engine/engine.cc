@@ -718,7 +718,9 @@ Result<uint64_t> Engine::ReplaceCollection(const std::string& name, const fs::pa
       std::shared_lock<std::shared_mutex> s(impl_->mu_);
       if (auto it = impl_->collections_.find(name); it != impl_->collections_.end()) old = it->second;
     }
-    if (old && (old->spec().dim != spec.dim || old->spec().metric != spec.metric)) {
+    // Held from here to the swap: a drop of `name` meanwhile waits (and then drops the copy).
+    if (!old) return Error(NotFound("collection '{}' does not exist (nothing to replace)", name));
+    if (old->spec().dim != spec.dim || old->spec().metric != spec.metric) {
       return Error(InvalidArgument("replacing '{}' (dimension {}, {}) with a collection of dimension {}, {}", name,
                                    old->spec().dim, MetricName(old->spec().metric), spec.dim,
                                    MetricName(spec.metric)));
@@ -736,12 +738,18 @@ Result<uint64_t> Engine::ReplaceCollection(const std::string& name, const fs::pa
     auto opened = Collection::Open(into, id, spec, WalOptionsFrom(impl_->options_), report, false,
                                    impl_->options_.memory_ef_construction);
     // Listed durably first (the old collection serves until then), then swapped in the map.
-    Status listed = !opened ? opened.error() : before_swap ? before_swap() : Status::Ok();
-    if (listed.ok()) listed = impl_->SaveManifest(opened->get(), old ? &name : nullptr);
-    if (!listed.ok()) {
+    Status ready = !opened ? opened.error() : before_swap ? before_swap() : Status::Ok();
+    if (!ready.ok()) {
       // Not in the catalog: the folder is the next open's leftover anyway; removed now.
       if (opened) (void)(*opened)->Close();
       fs::remove_all(into, ec);
+      return Error(ready.WithContext(fmt::format("replacing '{}'", name)));
+    }
+    if (Status listed = impl_->SaveManifest(opened->get(), &name); !listed.ok()) {
+      // The MANIFEST may or may not name the copy now (a failed fsync after its rename): both
+      // folders stay, and the next open keeps the one it names and removes the other. Until
+      // then the old collection serves, as after a failed CreateCollection.
+      (void)(*opened)->Close();
       return Error(listed.WithContext(fmt::format("replacing '{}'", name)));
     }
     std::shared_ptr<Collection> c = std::move(*opened);
@@ -751,11 +759,9 @@ Result<uint64_t> Engine::ReplaceCollection(const std::string& name, const fs::pa
   }
   uint64_t rows = 0;
   if (auto info = DescribeCollection(name); info) rows = info->num_vectors;
-  if (old) {
-    // As DropCollection: outside the catalog lock, then its folder goes.
-    (void)old->Close();
-    fs::remove_all(old->dir(), ec);
-  }
+  // As DropCollection: outside the catalog lock, then its folder goes.
+  (void)old->Close();
+  fs::remove_all(old->dir(), ec);
   spdlog::info("collection '{}': replaced by the copy in {} ({} vectors)", name, snapshot.string(), rows);
   return rows;
 }

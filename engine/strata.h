@@ -306,11 +306,12 @@ class Engine {
   Result<std::filesystem::path> MakeScratchDir(std::string_view purpose);
   // Puts the collection of `snapshot` (a data directory holding one collection, as Snapshot
   // writes it, on this engine's file system: a folder from MakeScratchDir) in the place of
-  // collection `name` -- or creates `name` with it -- in one step: its folder is moved (not
-  // copied) into the data directory and opened (its log replayed), listed durably in the
-  // catalog, then swapped in for searches and writes; the replaced collection's files are
-  // removed. Its spec is the snapshot's, named `name`; it must have the replaced one's
-  // dimension and metric (InvalidArgument otherwise). Returns the vectors it holds.
+  // collection `name` in one step: its folder is moved (not copied) into the data directory
+  // and opened (its log replayed), listed durably in the catalog, then swapped in for
+  // searches and writes; the replaced collection's files are removed. NotFound when `name`
+  // does not exist (a drop that comes first wins; one that comes during the call waits for it
+  // and drops the copy). Its spec is the snapshot's, named `name`; it must have the replaced
+  // one's dimension and metric (InvalidArgument otherwise). Returns the vectors it holds.
   // `before_swap`, when given, runs once the copy is open (its log replayed), just before it
   // is listed; its error cancels the replacement (nothing changes). A write to `name` that
   // runs after it may land in the replaced collection and be lost: the caller keeps writers

@@ -27,6 +27,9 @@ Result<ShardFilesRequest> ReadShardFiles(Reader& r, Op op, const DecodeLimits& l
   if (op == Op::kShardFileRead && m.length > kMaxShardFileChunk) {
     return Error(OverLimit("length", "", m.length, kMaxShardFileChunk, "kMaxShardFileChunk"));
   }
+  if (op == Op::kShardFileRead && m.length == 0) {
+    return Error(InvalidArgument("length: 0 (shard_file_read reads 1..{} bytes)", kMaxShardFileChunk));
+  }
   return m;
 }
 

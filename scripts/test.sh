@@ -42,7 +42,7 @@ build/py-venv/bin/pip install -q --no-build-isolation --no-deps ./python
 cmake -S . -B build/tsan -G Ninja -DSTRATA_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSTRATA_BUILD_BENCH=OFF >/dev/null
 cmake --build build/tsan -j"$JOBS" --target hnsw_concurrency_test engine_concurrency_test wal_test \
-  server_test resp_server_test cluster_node_test strata-server cluster_router_test
+  server_test resp_server_test cluster_node_test strata-server cluster_router_test cluster_shard_gate_test
 # The concurrent suites (HNSW inserts and searches; the engine's 60-second mixed
 # load of two writers and two readers with seals and compactions; a cluster node's lease,
 # election and registry threads against a real etcd), and the WAL's group commit and its
@@ -70,3 +70,8 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 OMP_NUM_THREADS=1 \
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   build/tsan/tests/cluster_router_test
+# A catch-up by files against a peer served by a real server (its worker threads read the
+# copy while the test's live writes go through both gates).
+OMP_NUM_THREADS=1 \
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  build/tsan/tests/cluster_shard_gate_test

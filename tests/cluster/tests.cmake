@@ -8,7 +8,7 @@ if(NOT STRATA_ETCD)
 endif()
 strata_test(cluster_model_test SOURCES cluster/model_test.cc LIBS strata_cluster LABELS unit)
 # ShardGate's write fence over a real engine (catch_up.h).
-strata_test(cluster_shard_gate_test SOURCES cluster/shard_gate_test.cc LIBS strata_cluster_service strata::xxhash
+strata_test(cluster_shard_gate_test SOURCES cluster/shard_gate_test.cc LIBS strata_cluster_service strata_server strata::xxhash
   LABELS unit)
 strata_test(etcd_client_test SOURCES cluster/etcd_client_test.cc LIBS strata_cluster LABELS unit)
 target_compile_definitions(etcd_client_test PRIVATE STRATA_ETCD_BINARY="${STRATA_ETCD}")

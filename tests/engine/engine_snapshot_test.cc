@@ -243,12 +243,20 @@ TEST(EngineSnapshot, ReplaceCollectionPutsAnotherEnginesCopyInItsPlaceDurably) {
   // The old folder is gone, the copy's moved in: as many collection folders as before.
   EXPECT_EQ(std::distance(fs::directory_iterator(b_dir / "collections"), fs::directory_iterator()), old_dirs);
   EXPECT_TRUE(fs::is_empty(*scratch / "copy" / "collections"));  // moved, not copied
-  // A name that is not there is created.
+  // A name that is not there (a drop came first) is not made again.
   auto again = (*b)->MakeScratchDir("catch-up");
   ASSERT_TRUE(again.has_value());
   ASSERT_TRUE((*a)->Snapshot("c", *again / "copy").has_value());
-  ASSERT_TRUE((*b)->ReplaceCollection("fresh", *again / "copy").has_value());
-  EXPECT_TRUE((*b)->Get("fresh", 3 * kPerBatch).has_value());
+  auto absent = (*b)->ReplaceCollection("fresh", *again / "copy");
+  ASSERT_FALSE(absent.has_value());
+  EXPECT_EQ(absent.error().code(), StatusCode::kNotFound);
+  EXPECT_FALSE((*b)->DescribeCollection("fresh").has_value());
+  // A failing before_swap cancels it: the old collection stays, the moved folder goes.
+  auto cancelled = (*b)->ReplaceCollection("c", *again / "copy", [] { return Cancelled("not now"); });
+  ASSERT_FALSE(cancelled.has_value());
+  EXPECT_EQ(cancelled.error().code(), StatusCode::kCancelled);
+  EXPECT_TRUE((*b)->Get("c", 300 * kPerBatch).has_value());
+  EXPECT_EQ(std::distance(fs::directory_iterator(b_dir / "collections"), fs::directory_iterator()), old_dirs);
   // The engine may snapshot into its own scratch folders (not elsewhere in its directory).
   ASSERT_TRUE((*b)->Snapshot("c", *again / "own").has_value());
   // Durable: all of it after a reopen, and what was left in scratch/ removed.
@@ -261,7 +269,6 @@ TEST(EngineSnapshot, ReplaceCollectionPutsAnotherEnginesCopyInItsPlaceDurably) {
   EXPECT_TRUE((*reopened)->Get("c", 300 * kPerBatch).has_value());
   EXPECT_FALSE((*reopened)->Get("c", 200 * kPerBatch).has_value());
   EXPECT_EQ((*reopened)->DescribeCollection("other")->spec.dim, 4u);
-  EXPECT_TRUE((*reopened)->Get("fresh", 3 * kPerBatch).has_value());
   // The peer's collection is untouched by all of it.
   EXPECT_EQ((*a)->DescribeCollection("c")->num_vectors, 12 * kPerBatch - 1);
   reopened->reset();
