@@ -233,6 +233,8 @@ TEST_F(ClusterServerTest, BadClusterFlagsExitWithUsageErrors) {
       {{"--cluster-etcd", dead, "--node-id", "n1", "--advertise", "127.0.0.1"}, 1, dead},
       {{"--cluster-etcd", cluster.url(), "--node-id", "n1", "--advertise", "h",
         "--cluster-rereplicate-after-s", "-1"}, 2, "--cluster-rereplicate-after-s must be within"},
+      {{"--cluster-etcd", cluster.url(), "--node-id", "n1", "--advertise", "h",
+        "--cluster-catch-up", "segments"}, 2, "--cluster-catch-up must be files or records, got 'segments'"},
   };
   int i = 0;
   for (const Case& c : cases) {

@@ -497,6 +497,18 @@ TEST_F(ServerTest, UnknownOpcodeIsAnsweredAndTheConnectionStaysOpen) {
   ExpectPing(*c);
 }
 
+// The shard-file requests are between cluster nodes: a server that is not one says so.
+TEST_F(ServerTest, ShardFileRequestsAreRefusedByAServerThatIsNotAClusterNode) {
+  Start(Config());
+  auto c = Connect();
+  for (const Op op : {Op::kShardFiles, Op::kShardFileRead, Op::kShardFilesDone}) {
+    protocol::ShardFilesRequest m{.collection = "docs__s0@3", .token = "t", .path = "MANIFEST", .length = 10};
+    const std::string message = ExpectError(c->Call(protocol::Request{op, m}), ErrorCode::kUnimplemented);
+    EXPECT_NE(message.find("not a cluster node"), std::string::npos) << message;
+  }
+  ExpectPing(*c);
+}
+
 TEST_F(ServerTest, NonFiniteComponentsAreRefusedNamingRecordAndComponent) {
   Start(Config());
   auto c = Connect();
