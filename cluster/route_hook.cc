@@ -280,17 +280,11 @@ protocol::Response ClusterRequestHook::RoutedGet(Op op, Call call) {
   });
 }
 
-bool ClusterRequestHook::Routes(const std::string& collection) const {
-  return !ParseShardAddress(collection).has_value() && view_->HasCollection(collection);
-}
-
-bool ClusterRequestHook::LeavesToEngine(const std::string& collection) const {
-  return !ParseShardAddress(collection).has_value() && !view_->HasCollection(collection);
-}
-
-bool ClusterRequestHook::Orders(const std::string& collection) const {
-  auto address = ParseShardAddress(collection);
-  return address && address->has_value() && (*address)->primary;
+server::RequestHook::Place ClusterRequestHook::PlaceOf(const std::string& collection) const {
+  if (auto address = ParseShardAddress(collection)) {
+    return address->has_value() && (*address)->primary ? Place::kOrdered : Place::kHere;
+  }
+  return view_->HasCollection(collection) ? Place::kRouted : Place::kEngine;
 }
 
 std::optional<protocol::Response> ClusterRequestHook::Handle(const protocol::Request& request) {

@@ -42,16 +42,11 @@ class ClusterRequestHook : public server::RequestHook {
   ClusterRequestHook(std::shared_ptr<ClusterView> view, const ClusterNode& node, Engine& engine,
                      ShardGate& gate, ShardCopies& copies);
   std::optional<protocol::Response> Handle(const protocol::Request& request) override;
-  // A cluster collection's requests are routed (as Handle sees it: a name this node's view
-  // knows as a cluster collection); a shard address and an engine collection (a shard
-  // replica's NAME__sK among them) are answered here alone.
-  bool Routes(const std::string& collection) const override;
-  // A write addressed to this node as the shard's primary ("!": model.h) is ordered here and
-  // passed on to the shard's other replicas (ClusterRouter::Replicate).
-  bool Orders(const std::string& collection) const override;
-  // Neither a shard address nor a cluster collection (a shard replica's engine collection
-  // NAME__sK among them): the engine answers it alone.
-  bool LeavesToEngine(const std::string& collection) const override;
+  // A shard address: kOrdered for a write addressed to this node as the shard's primary ("!":
+  // model.h; ClusterRouter::Replicate), kHere otherwise (a replica's part of a write, a peer's
+  // catch-up); a cluster collection (a name this node's view knows as one): kRouted; anything
+  // else (a shard replica's engine collection NAME__sK among them): kEngine.
+  Place PlaceOf(const std::string& collection) const override;
   // The per-shard counters of this node's routing (ClusterView::MetricsText).
   std::string MetricsText() const override { return view_->MetricsText(); }
 

@@ -147,7 +147,9 @@ std::optional<protocol::Response> RequestHandler::ExecuteUnlessHooked(const prot
     // another node's router), never a request it may route and wait on other nodes for.
     const std::shared_ptr<RequestHook> hook = Hook();
     const std::string* collection = protocol::RequestCollection(request);
-    if (hook && (collection == nullptr || !hook->LeavesToEngine(*collection))) return std::nullopt;
+    if (hook && (collection == nullptr || hook->PlaceOf(*collection) != RequestHook::Place::kEngine)) {
+      return std::nullopt;
+    }
   }
   Outcome out;
   try {

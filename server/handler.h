@@ -50,7 +50,7 @@ class RequestHandler {
     hook_ = std::move(hook);
   }
   // Execute, unless a hook is set that does not leave the request's collection to the engine
-  // (RequestHook::LeavesToEngine; nullopt then: the caller runs Execute elsewhere). For the
+  // (RequestHook::PlaceOf is not kEngine: nullopt then: the caller runs Execute elsewhere). For the
   // I/O threads' small reads (inline_reads): a hook -- a cluster node's router -- may wait on
   // other nodes. Any thread.
   std::optional<protocol::Response> ExecuteUnlessHooked(const protocol::Request& request);
@@ -59,19 +59,12 @@ class RequestHandler {
   // calls the engine. Any thread.
   bool MayReadFromDisk(const std::string& collection);
   bool HasHook() const { return has_hook_.load(std::memory_order_acquire); }
-  // Whether the hook routes a request naming `collection` to other nodes
-  // (RequestHook::Routes); false without a hook. Any thread.
-  bool Routes(const std::string& collection) const {
-    if (!has_hook_.load(std::memory_order_acquire)) return false;
+  // Where the hook answers a request naming `collection` (RequestHook::PlaceOf); kEngine
+  // without a hook. Any thread.
+  RequestHook::Place PlaceOf(const std::string& collection) const {
+    if (!has_hook_.load(std::memory_order_acquire)) return RequestHook::Place::kEngine;
     const std::shared_ptr<RequestHook> hook = Hook();
-    return hook && hook->Routes(collection);
-  }
-  // Whether the hook orders a write naming `collection` and passes it on to other nodes
-  // (RequestHook::Orders); false without a hook. Any thread.
-  bool Orders(const std::string& collection) const {
-    if (!has_hook_.load(std::memory_order_acquire)) return false;
-    const std::shared_ptr<RequestHook> hook = Hook();
-    return hook && hook->Orders(collection);
+    return hook ? hook->PlaceOf(collection) : RequestHook::Place::kEngine;
   }
   // The hook's metrics text (RequestHook::MetricsText); empty without a hook.
   std::string HookMetrics() const {

@@ -360,8 +360,15 @@ Server::Impl::Tier Server::Impl::TierOf(const PendingRequest& request) const {
     name = protocol::RequestCollection(std::get<protocol::Request>(request));
   }
   if (name == nullptr) return Tier::kLocal;
-  if (handler_.Routes(*name)) return Tier::kRouted;
-  if (handler_.Orders(*name)) return Tier::kOrdered;
+  switch (handler_.PlaceOf(*name)) {
+    case RequestHook::Place::kRouted:
+      return Tier::kRouted;
+    case RequestHook::Place::kOrdered:
+      return Tier::kOrdered;
+    case RequestHook::Place::kEngine:
+    case RequestHook::Place::kHere:
+      break;
+  }
   return Tier::kLocal;
 }
 

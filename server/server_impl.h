@@ -149,7 +149,7 @@ class Server::Impl {
   // Runs an admitted request (RunsInline) on the calling I/O thread and returns its reply
   // frame, having given the slot and the payload bytes back (Release); nullopt, with nothing
   // given back, when a hook is set that may take the request (a cluster's router, which may
-  // wait on other nodes: RequestHook::LeavesToEngine): the caller then submits it to the
+  // wait on other nodes: RequestHook::PlaceOf): the caller then submits it to the
   // workers.
   std::optional<std::vector<uint8_t>> ExecuteInline(const protocol::Request& request, uint64_t request_id,
                                                     uint64_t payload_bytes, Clock::time_point start);

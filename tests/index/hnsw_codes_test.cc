@@ -20,6 +20,7 @@
 #include "index/hnsw/hnsw_index.h"
 #include "storage/section_file.h"
 #include "tests/index/test_data.h"
+#include "tests/temp_path.h"
 
 namespace strata::index {
 namespace {
@@ -30,23 +31,7 @@ constexpr size_t kDim = 48;
 constexpr uint32_t kK = 10;
 
 std::filesystem::path TempPath(const std::string& name) {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string test = std::string(info->test_suite_name()) + "_" + info->name();
-  std::replace(test.begin(), test.end(), '/', '_');
-  // The pid: two runs of the suite at once (a CI clone beside a working tree) never share files.
-  auto dir = std::filesystem::temp_directory_path() /
-             ("strata_hnsw_codes_test_" + test + "_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  // Removed when the test program exits.
-  static struct Made {
-    std::vector<std::filesystem::path> dirs;
-    ~Made() {
-      std::error_code ec;
-      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
-    }
-  } made;
-  if (std::find(made.dirs.begin(), made.dirs.end(), dir) == made.dirs.end()) made.dirs.push_back(dir);
-  return dir / name;
+  return test_support::TestTempPath("strata_hnsw_codes_test", name);
 }
 
 std::unique_ptr<HnswIndex> BuildCodes(const VectorSet& base, Metric metric, uint32_t rerank = 0) {

@@ -1,5 +1,6 @@
 #include "index/hnsw/hnsw_index.h"
 #include "tests/index/test_data.h"
+#include "tests/temp_path.h"
 
 #include "index/hnsw/hnsw_format.h"
 
@@ -104,12 +105,7 @@ class SetFilter : public IdFilter {
 };
 
 std::filesystem::path TempPath(const std::string& name) {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string test = std::string(info->test_suite_name()) + "_" + info->name();
-  std::replace(test.begin(), test.end(), '/', '_');
-  auto dir = std::filesystem::temp_directory_path() / ("strata_hnsw_test_" + test);
-  std::filesystem::create_directories(dir);
-  return dir / name;
+  return test_support::TestTempPath("strata_hnsw_test", name);
 }
 
 std::vector<char> ReadAll(const std::filesystem::path& p) {

@@ -1701,12 +1701,14 @@ TEST_F(ServerTest, MaintenanceAndWritesDoNotQueueAheadOfSearches) {
 }
 
 // A request hook that leaves the collections it is told of to the engine (a cluster node's
-// shard replicas) and would take every other one (RequestHook::LeavesToEngine).
+// shard replicas) and would take every other one (RequestHook::PlaceOf).
 class LeavingHook : public RequestHook {
  public:
   explicit LeavingHook(std::string left) : left_(std::move(left)) {}
   std::optional<protocol::Response> Handle(const protocol::Request&) override { return std::nullopt; }
-  bool LeavesToEngine(const std::string& collection) const override { return collection == left_; }
+  Place PlaceOf(const std::string& collection) const override {
+    return collection == left_ ? Place::kEngine : Place::kHere;
+  }
 
  private:
   const std::string left_;

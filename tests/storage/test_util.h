@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -25,6 +26,8 @@ class TempDir {
     std::string name =
         "strata_storage_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
     if (info != nullptr) name += std::string("_") + info->name();
+    // A parameterized test's name holds '/' ("RoundTrips/Sync"): one folder, not two.
+    std::replace(name.begin(), name.end(), '/', '_');
     path_ = std::filesystem::temp_directory_path() / name;
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
