@@ -26,6 +26,102 @@ void ShardGate::ForgetOlderThan(Shard& shard, uint64_t since) {
   std::erase_if(shard.touched, [&](const auto& kv) { return kv.second < since; });
   std::erase_if(shard.touched_keys, [&](const auto& kv) { return kv.second < since; });
   std::erase_if(shard.refused, [&](const auto& kv) { return kv.second.first < since; });
+  std::erase_if(shard.refused_keys, [&](const auto& kv) { return kv.second < since; });
+}
+
+namespace detail {
+
+Status RecordWriter::Flush() {
+  pending_ids_.clear();
+  pending_keys_.clear();
+  if (batch_.size() == 0) return Status::Ok();
+  Status s = engine_.Write(local_, batch_);
+  batch_ = engine::WriteBatch();
+  return s;
+}
+
+Status RecordWriter::Delete(VectorId id) {
+  batch_.Delete(id);
+  pending_ids_.insert(id);
+  return Full();
+}
+
+Status RecordWriter::DeleteKey(const std::string& key) {
+  // Which id it deletes depends on what the batch wrote before it.
+  if (pending_keys_.contains(key)) STRATA_RETURN_IF_ERROR(Flush());
+  batch_.DeleteByKey(key);
+  pending_keys_.insert(key);
+  return Full();
+}
+
+Status RecordWriter::Put(const Record& r) {
+  if (r.key.empty()) {
+    batch_.Upsert(r.id, r.vector, r.attributes);
+    pending_ids_.insert(r.id);
+    return Full();
+  }
+  // The key and id are checked against what is written: the batch first when it touches
+  // either of them.
+  if (pending_ids_.contains(r.id) || pending_keys_.contains(r.key)) STRATA_RETURN_IF_ERROR(Flush());
+  pending_ids_.insert(r.id);
+  pending_keys_.insert(r.key);
+  auto held = engine_.FindKey(local_, r.key);
+  auto there = engine_.Get(local_, r.id);
+  const bool key_elsewhere = held && *held != r.id;
+  const bool id_elsewhere = there && there->key != r.key;
+  if (key_elsewhere) batch_.Delete(*held);
+  if (id_elsewhere) batch_.Delete(r.id);
+  batch_.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
+  return key_elsewhere || id_elsewhere ? Flush() : Full();
+}
+
+}  // namespace detail
+
+Result<uint64_t> ShardGate::CarryRefused(Shard& shard, const ShardAddress& address, const std::string& remote,
+                                         client::Client& peer) {
+  const uint64_t since = address.epoch;
+  std::vector<std::pair<VectorId, std::string>> ids;  // (id, key: empty for one by id)
+  std::vector<std::string> keys;
+  for (const auto& [id, mark] : shard.refused) {
+    if (mark.first >= since) ids.push_back({id, mark.second});
+  }
+  for (const auto& [key, epoch] : shard.refused_keys) {
+    if (epoch >= since) keys.push_back(key);
+  }
+  detail::RecordWriter out(engine_, address.local);
+  constexpr size_t kPage = 256;
+  for (size_t from = 0; from < ids.size(); from += kPage) {
+    std::vector<VectorId> page;
+    for (size_t i = from; i < std::min(ids.size(), from + kPage); ++i) page.push_back(ids[i].first);
+    STRATA_ASSIGN_OR_RETURN(auto records, peer.Get(remote, page));
+    if (records.size() != page.size()) {
+      return Error(IOError("catch-up of {}: the peer answered {} records for {} ids", address.local,
+                           records.size(), page.size()));
+    }
+    for (size_t i = 0; i < page.size(); ++i) {
+      if (!records[i]) {
+        STRATA_RETURN_IF_ERROR(out.Delete(page[i]));
+        continue;
+      }
+      records[i]->key = ids[from + i].second;  // a get between nodes carries no key
+      STRATA_RETURN_IF_ERROR(out.Put(*records[i]));
+    }
+  }
+  for (size_t from = 0; from < keys.size(); from += kPage) {
+    const std::vector<std::string> page(keys.begin() + from, keys.begin() + std::min(keys.size(), from + kPage));
+    STRATA_ASSIGN_OR_RETURN(auto records, peer.GetKeyed(remote, page));
+    if (records.size() != page.size()) {
+      return Error(IOError("catch-up of {}: the peer answered {} records for {} keys", address.local,
+                           records.size(), page.size()));
+    }
+    for (size_t i = 0; i < page.size(); ++i) {
+      STRATA_RETURN_IF_ERROR(records[i] ? out.Put(*records[i]) : out.DeleteKey(page[i]));
+    }
+  }
+  STRATA_RETURN_IF_ERROR(out.Flush());
+  shard.refused = {};
+  shard.refused_keys = {};
+  return uint64_t(ids.size() + keys.size());
 }
 
 Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
@@ -53,10 +149,15 @@ Status ShardGate::Write(const ShardAddress& address, uint64_t view_write_epoch,
   // reads their records from the peer once more after the swap (CatchUpFromFiles).
   if (Status s = engine_.Write(address.local, batch, resolved); !s.ok()) {
     for (const engine::WriteOp& op : batch.ops()) {
-      if (op.id == kInvalidVectorId) continue;  // a delete by key (never refused for its data)
+      if (op.id == kInvalidVectorId) {  // a delete by key
+        uint64_t& e = shard.refused_keys[op.key];
+        e = std::max(e, address.epoch);
+        continue;
+      }
       auto& [epoch, key] = shard.refused[op.id];
       epoch = std::max(epoch, address.epoch);
-      key = op.key;  // a keyed id's key never changes (the wire's get does not carry it)
+      // A keyed id's key never changes (the wire's get does not carry it).
+      if (!op.key.empty()) key = op.key;
     }
     return s;
   }
@@ -84,6 +185,7 @@ void ShardGate::Forget(const std::string& local) {
   if (!shard.touched.empty()) shard.touched = {};
   if (!shard.touched_keys.empty()) shard.touched_keys = {};
   if (!shard.refused.empty()) shard.refused = {};
+  if (!shard.refused_keys.empty()) shard.refused_keys = {};
 }
 
 void ShardGate::Dropped(const std::string& local) {
@@ -205,6 +307,13 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
       ++report.deleted;
     }
     if (batch.size() > 0) STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch));
+  }
+  {
+    // A live keyed write this replica refused after the listing passed its id (its old data
+    // held the key under another id, which the pass above then deleted) is read from the peer.
+    std::lock_guard touch(shard.touch_mu);
+    STRATA_ASSIGN_OR_RETURN(const uint64_t refused, CarryRefused(shard, address, remote, peer));
+    report.copied += refused;
   }
   return report;
 }

@@ -40,6 +40,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "api/types.h"
 #include "client/client.h"
@@ -52,6 +53,29 @@ class Engine;
 }
 
 namespace strata::cluster {
+
+namespace detail {
+// Writes records into an engine collection in batches, each as the record says: by id, or by
+// key with its id, a record that holds the key under another id, or the id under another key,
+// deleted first (in a batch of its own, as a catch-up repairs a key). Thread-compatible.
+class RecordWriter {
+ public:
+  RecordWriter(Engine& engine, std::string local) : engine_(engine), local_(std::move(local)) {}
+  Status Put(const Record& r);
+  Status Delete(VectorId id);
+  Status DeleteKey(const std::string& key);
+  Status Flush();
+
+ private:
+  Status Full() { return batch_.size() >= kBatch ? Flush() : Status::Ok(); }
+  static constexpr size_t kBatch = 256;
+  Engine& engine_;
+  const std::string local_;
+  engine::WriteBatch batch_;
+  std::unordered_set<VectorId> pending_ids_;     // what batch_ touches
+  std::unordered_set<std::string> pending_keys_;
+};
+}  // namespace detail
 
 struct CatchUpReport {
   // By files (CatchUpFromFiles): the files and bytes copied, the vectors the copy holds, and
@@ -125,12 +149,20 @@ class ShardGate {
     std::unordered_map<VectorId, uint64_t> touched;  // id -> epoch of its last live "+" write
     std::unordered_map<std::string, uint64_t> touched_keys;  // key -> the same, for keyed writes
     // id -> (epoch, key) of the last live "+" write naming it that this replica refused (a
-    // keyed write whose key its old data held under another id): guarded by touch_mu too.
+    // keyed write whose key its old data held under another id, or any write its engine
+    // failed), and key -> epoch for a refused delete by key: guarded by touch_mu too. Their
+    // records are read from the peer again at the end of a catch-up (CarryRefused).
     std::unordered_map<VectorId, std::pair<uint64_t, std::string>> refused;
+    std::unordered_map<std::string, uint64_t> refused_keys;
   };
   Shard& ShardOf(const std::string& local);
   // Drops the marks of live writes older than a catch-up started at `since`.
   static void ForgetOlderThan(Shard& shard, uint64_t since);
+  // With touch_mu held: writes into the local collection the peer's record now (or none) of
+  // every id and key that a live write of the catch-up at `since` named and this replica
+  // refused, and forgets those marks. Returns how many ids and keys it wrote.
+  Result<uint64_t> CarryRefused(Shard& shard, const ShardAddress& address, const std::string& remote,
+                                client::Client& peer);
 
   Engine& engine_;
   std::mutex mu_;

@@ -27,8 +27,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr size_t kCarryBatch = 256;
-
 // A path the peer listed, checked before anything is made of it here: relative, '/'
 // separated, no empty, "." or ".." part.
 Status CheckCopyPath(const std::string& path) {
@@ -95,7 +93,9 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
   Shard& shard = ShardOf(address.local);
   const uint64_t since = address.epoch;
   ForgetOlderThan(shard, since);
-  if (auto info = engine_.DescribeCollection(address.local); !info) return Error(info.error());
+  // The local collection this catch-up replaces: one dropped and made again meanwhile (its
+  // collection dropped and created again in the cluster) is not replaced by this copy.
+  STRATA_ASSIGN_OR_RETURN(const CollectionInfo before, engine_.DescribeCollection(address.local));
   const std::string remote =
       ShardAddress{address.local, address.collection, address.shard, since, false}.ToString();
   CatchUpReport report;
@@ -159,13 +159,16 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
   std::unordered_set<VectorId> put_ids;
   std::vector<VectorId> gone_ids;
   std::vector<std::string> gone_keys;
-  std::vector<std::pair<VectorId, std::string>> refused;  // (id, key: empty for one by id)
   auto read_live = [&]() -> Status {
     report.open_s = lap();
-    touch.lock();
-    for (const auto& [id, mark] : shard.refused) {
-      if (mark.first >= since) refused.push_back({id, mark.second});
+    // Under the engine's catalog lock: no drop or create of the name can come in between.
+    auto now = engine_.DescribeCollection(address.local);
+    if (!now || now->id != before.id) {
+      return Cancelled("{} was dropped (and perhaps made again) during its catch-up: the copy is not put "
+                       "in its place",
+                       address.local);
     }
+    touch.lock();
     for (const auto& [id, epoch] : shard.touched) {
       if (epoch < since) continue;
       auto mine = engine_.Get(address.local, id);
@@ -197,68 +200,17 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
   // The swap is done; live writes stay held back (touch) until what they wrote is carried over.
   // Into the copy: first what live writes deleted, then what they wrote (the records read above
   // are one consistent state, so no two of them hold one key), then the records of the live
-  // writes this replica refused, as the peer holds them now (it has applied every write this
-  // replica has seen, and at most the one in flight after them, which comes here again).
+  // writes this replica refused, as the peer holds them now (CarryRefused).
+  uint64_t refused = 0;
   auto carry = [&]() -> Status {
-    engine::WriteBatch batch;
-    auto flush = [&]() -> Status {
-      if (batch.size() == 0) return Status::Ok();
-      Status s = engine_.Write(address.local, batch);
-      batch = engine::WriteBatch();
-      return s;
-    };
-    // A record as `r` says, by id or by key with its id: a record the copy holds under the key
-    // with another id, or under the id with another key (an older state than `r`'s), goes first.
-    auto put_one = [&](const Record& r) -> Status {
-      if (r.key.empty()) {
-        batch.Upsert(r.id, r.vector, r.attributes);
-        return batch.size() >= kCarryBatch ? flush() : Status::Ok();
-      }
-      auto held = engine_.FindKey(address.local, r.key);
-      auto there = engine_.Get(address.local, r.id);
-      const bool key_elsewhere = held && *held != r.id;
-      const bool id_elsewhere = there && there->key != r.key;
-      if (!key_elsewhere && !id_elsewhere) {
-        batch.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
-        return batch.size() >= kCarryBatch ? flush() : Status::Ok();
-      }
-      // In a batch of its own, as the record-by-record catch-up repairs a key.
-      STRATA_RETURN_IF_ERROR(flush());
-      if (key_elsewhere) batch.Delete(*held);
-      if (id_elsewhere) batch.Delete(r.id);
-      batch.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
-      return flush();
-    };
-    for (VectorId id : gone_ids) {
-      batch.Delete(id);
-      if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
-    }
-    for (const std::string& key : gone_keys) {
-      batch.DeleteByKey(key);
-      if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
-    }
-    STRATA_RETURN_IF_ERROR(flush());
-    for (const Record& r : put) STRATA_RETURN_IF_ERROR(put_one(r));
-    STRATA_RETURN_IF_ERROR(flush());
-    for (size_t from = 0; from < refused.size(); from += kCarryBatch) {
-      std::vector<VectorId> ids;
-      for (size_t i = from; i < std::min(refused.size(), from + kCarryBatch); ++i) ids.push_back(refused[i].first);
-      STRATA_ASSIGN_OR_RETURN(auto records, peer.Get(remote, ids));
-      if (records.size() != ids.size()) {
-        return IOError("catch-up of {}: the peer answered {} records for {} ids", address.local, records.size(),
-                       ids.size());
-      }
-      for (size_t i = 0; i < ids.size(); ++i) {
-        if (!records[i]) {
-          batch.Delete(ids[i]);
-          if (batch.size() >= kCarryBatch) STRATA_RETURN_IF_ERROR(flush());
-        } else {
-          records[i]->key = refused[from + i].second;  // a get between nodes carries no key
-          STRATA_RETURN_IF_ERROR(put_one(*records[i]));
-        }
-      }
-    }
-    return flush();
+    detail::RecordWriter out(engine_, address.local);
+    for (VectorId id : gone_ids) STRATA_RETURN_IF_ERROR(out.Delete(id));
+    for (const std::string& key : gone_keys) STRATA_RETURN_IF_ERROR(out.DeleteKey(key));
+    STRATA_RETURN_IF_ERROR(out.Flush());
+    for (const Record& r : put) STRATA_RETURN_IF_ERROR(out.Put(r));
+    STRATA_RETURN_IF_ERROR(out.Flush());
+    STRATA_ASSIGN_OR_RETURN(refused, CarryRefused(shard, address, remote, peer));
+    return Status::Ok();
   };
   if (Status s = carry(); !s.ok()) {
     // The marks describe the collection that was swapped out: a retry must not carry those
@@ -266,9 +218,10 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
     shard.touched = {};
     shard.touched_keys = {};
     shard.refused = {};
+    shard.refused_keys = {};
     return Error(s.WithContext(fmt::format("catch-up of {}: carrying the live writes over into the copy", address.local)));
   }
-  report.carried = put.size() + refused.size();
+  report.carried = put.size() + refused;
   report.carried += gone_ids.size() + gone_keys.size();
   if (auto info = engine_.DescribeCollection(address.local); info) report.vectors = info->num_vectors;
   report.carry_s = lap();

@@ -132,6 +132,14 @@ Result<protocol::Response> ClusterRequestHook::RunShard(const ShardAddress& addr
           GetEach(engine_, address.local, m.ids, [&](VectorId id) { return engine_.Get(address.local, id); }));
       return protocol::Response{Op::kGet, std::move(reply)};
     }
+    case Op::kGetKeyed: {
+      const auto& m = std::get<protocol::KeysRequest>(request.body);
+      STRATA_ASSIGN_OR_RETURN(protocol::GetReply reply,
+                              GetEach(engine_, address.local, m.keys, [&](const std::string& key) {
+                                return engine_.GetByKey(address.local, key);
+                              }));
+      return protocol::Response{Op::kGetKeyed, std::move(reply)};
+    }
     case Op::kShardFiles: {
       STRATA_ASSIGN_OR_RETURN(protocol::ShardFilesReply reply, copies_.Take(address));
       return protocol::Response{Op::kShardFiles, std::move(reply)};

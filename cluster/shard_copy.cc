@@ -138,6 +138,7 @@ Result<protocol::ShardFilesReply> ShardCopies::Take(const ShardAddress& address)
     std::sort(reply.files.begin(), reply.files.end(),
               [](const protocol::ShardFile& a, const protocol::ShardFile& b) { return a.path < b.path; });
     std::lock_guard lock(mu_);
+    copy.used = Clock::now();  // idle from here, not from before the checksums
     copies_.emplace(reply.token, std::move(copy));
     return reply;
   }();

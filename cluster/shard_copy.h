@@ -39,7 +39,7 @@ class ShardCopies {
   // Copies kept at once (a catching-up replica takes one at a time; more are refused with
   // ResourceExhausted until one is done or expires).
   static constexpr size_t kMaxCopies = 4;
-  static constexpr int kIdleSeconds = 120;
+  static constexpr int kIdleSeconds = 300;
 
   // `engine` and `gate` are borrowed and must outlive this object.
   ShardCopies(Engine& engine, ShardGate& gate) : engine_(engine), gate_(gate) {}

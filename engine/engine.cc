@@ -746,10 +746,12 @@ Result<uint64_t> Engine::ReplaceCollection(const std::string& name, const fs::pa
       return Error(ready.WithContext(fmt::format("replacing '{}'", name)));
     }
     if (Status listed = impl_->SaveManifest(opened->get(), &name); !listed.ok()) {
-      // The MANIFEST may or may not name the copy now (a failed fsync after its rename): both
-      // folders stay, and the next open keeps the one it names and removes the other. Until
-      // then the old collection serves, as after a failed CreateCollection.
+      // The MANIFEST may name the copy now (a failed fsync after its rename): the old
+      // collection is listed again, durably, before the copy's folder goes. If that fails too,
+      // both folders stay (the next open keeps the one the MANIFEST names) and the old one
+      // serves meanwhile.
       (void)(*opened)->Close();
+      if (impl_->SaveManifest().ok()) fs::remove_all(into, ec);
       return Error(listed.WithContext(fmt::format("replacing '{}'", name)));
     }
     std::shared_ptr<Collection> c = std::move(*opened);

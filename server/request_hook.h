@@ -34,8 +34,8 @@ class RequestHook {
   //    it) and everything else (which it waits on), so that no pool waits on itself across
   //    nodes.
   // The default, kHere, keeps every request of a server with a hook off the I/O threads and
-  // off the routed pools. Called on an I/O thread for every request for the workers (and on
-  // the worker before Execute): cheap, no engine call.
+  // off the routed pools. Called on an I/O thread for every request (to pick its pool, and
+  // whether a small read may run inline): cheap, no engine call.
   enum class Place { kEngine, kHere, kRouted, kOrdered };
   virtual Place PlaceOf(const std::string& collection) const {
     (void)collection;
