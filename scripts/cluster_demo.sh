@@ -80,7 +80,7 @@ sleep 1.2  # replicas refresh their reported figures every second: let them show
 set -x
 "${CLUSTER[@]}" status
 { set +x; } 2>/dev/null
-echo "--- node n0 started again: it catches up from the in-sync replicas (the 500 records it missed) and rejoins"
+echo "--- node n0 started again: it catches up from the in-sync replicas (a copy of each shard's files, the 500 records it missed among them) and rejoins"
 unset "PIDS[N0_AT-1]"  # reaped above
 rm -f "$T/n0.port"
 start_node n0
