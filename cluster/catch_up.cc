@@ -20,6 +20,11 @@ ShardGate::Shard& ShardGate::ShardOf(const std::string& local) {
   return *s;
 }
 
+Status ShardGate::CancelledIfStopping(const std::string& local) const {
+  if (!catch_ups_cancelled()) return Status::Ok();
+  return Cancelled("catch-up of {}: stopped (the node is shutting down)", local);
+}
+
 void ShardGate::ForgetOlderThan(Shard& shard, uint64_t since) {
   // Live writes of earlier catch-ups say nothing about this one.
   std::lock_guard touch(shard.touch_mu);
@@ -209,6 +214,7 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
   uint64_t cursor = 0;
   do {
     // The first page raises the peer's fence to `since` (and waits out older writes there).
+    STRATA_RETURN_IF_ERROR(CancelledIfStopping(address.local));
     STRATA_ASSIGN_OR_RETURN(KeyPage page, peer.ListKeys(remote, cursor, kListPage));
     cursor = page.next_cursor;
     report.listed += page.ids.size();
@@ -224,6 +230,7 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
         keys.push_back(page.keys[i]);
       }
       if (ids.empty()) continue;
+      STRATA_RETURN_IF_ERROR(CancelledIfStopping(address.local));
       STRATA_ASSIGN_OR_RETURN(auto records, peer.Get(remote, ids));
       if (records.size() != ids.size()) {
         return Error(IOError("catch-up of {}: the peer answered {} records for {} ids", address.local,

@@ -32,6 +32,7 @@
 // Thread-safe: Write, Fence, Forget, OrderOf and CatchUp may run on any threads at once; CatchUp of one
 // shard must not run twice at once (ClusterService runs one catch-up at a time).
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -130,6 +131,11 @@ class ShardGate {
   // copy (it sends the next only once every replica has applied it) -- and is applied again
   // over its own result, which changes nothing.
   Result<CatchUpReport> CatchUpFromFiles(const ShardAddress& address, client::Client& peer);
+  // Makes every catch-up running or started from now on stop at its next file piece or copy
+  // batch with Cancelled (the node is shutting down: a long copy must not hold it up). Live
+  // writes are not affected.
+  void CancelCatchUps() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool catch_ups_cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
   // The mutex the shard's primary holds while it applies a write and passes it on to the
   // other replicas (ClusterRouter::Replicate), so that every replica applies the shard's
   // writes in one order.
@@ -164,7 +170,10 @@ class ShardGate {
   Result<uint64_t> CarryRefused(Shard& shard, const ShardAddress& address, const std::string& remote,
                                 client::Client& peer);
 
+  Status CancelledIfStopping(const std::string& local) const;
+
   Engine& engine_;
+  std::atomic<bool> cancelled_{false};
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Shard>> shards_;  // guarded by mu_ (entries live on)
 };

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <set>
 #include <unordered_set>
@@ -45,9 +46,10 @@ Status CheckCopyPath(const std::string& path) {
   return Status::Ok();
 }
 
-// Copies file `f` of the peer's copy `token` to `to`, checking its size and xxh64, fsynced.
+// Copies file `f` of the peer's copy `token` to `to`, checking its size and xxh64, fsynced;
+// Cancelled as soon as `stopping` says so.
 Status CopyFile(client::Client& peer, const std::string& remote, const std::string& token,
-                const protocol::ShardFile& f, const fs::path& to) {
+                const protocol::ShardFile& f, const fs::path& to, const std::function<Status()>& stopping) {
   std::error_code ec;
   fs::create_directories(to.parent_path(), ec);
   if (ec) return IOError("{}: cannot create: {}", to.parent_path().string(), ec.message());
@@ -63,6 +65,7 @@ Status CopyFile(client::Client& peer, const std::string& remote, const std::stri
   Status status;
   uint64_t at = 0;
   while (status.ok() && at < f.size) {
+    if (status = stopping(); !status.ok()) break;
     const uint32_t want = uint32_t(std::min<uint64_t>(protocol::kMaxShardFileChunk, f.size - at));
     auto chunk = peer.ShardFileRead(remote, token, f.path, at, want);
     if (!chunk) {
@@ -107,6 +110,7 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
     return s;
   };
   // The peer raises its fence to `since` before it takes the copy.
+  STRATA_RETURN_IF_ERROR(CancelledIfStopping(address.local));
   STRATA_ASSIGN_OR_RETURN(protocol::ShardFilesReply offer, peer.ShardFiles(remote));
   report.offer_s = lap();
   // The peer's copy is let go once its files are here (or on any error before that); the
@@ -136,7 +140,8 @@ Result<CatchUpReport> ShardGate::CatchUpFromFiles(const ShardAddress& address, c
   for (const protocol::ShardFile& f : offer.files) {
     STRATA_RETURN_IF_ERROR(CheckCopyPath(f.path));
     const fs::path to = root / f.path;
-    STRATA_RETURN_IF_ERROR(CopyFile(peer, remote, offer.token, f, to));
+    STRATA_RETURN_IF_ERROR(
+        CopyFile(peer, remote, offer.token, f, to, [&] { return CancelledIfStopping(address.local); }));
     for (fs::path p = to.parent_path(); p != root && p.has_relative_path(); p = p.parent_path()) folders.insert(p);
     ++report.files;
     report.bytes += f.size;

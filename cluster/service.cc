@@ -37,6 +37,7 @@ ClusterService::~ClusterService() {
     stop_ = true;
   }
   wake_.notify_all();
+  gate_.CancelCatchUps();  // a long copy stops at its next piece instead of holding the exit up
   if (thread_.joinable()) thread_.join();
   if (catchup_thread_.joinable()) catchup_thread_.join();
   // The mirrors call Wake: stop them before anything else goes.

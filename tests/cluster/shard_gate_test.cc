@@ -250,7 +250,12 @@ TEST_F(ShardGateTest, CatchUpFromFilesEndsWithThePeersRecordsWhateverWasHeldOrRe
     EXPECT_TRUE(at_peer.ok()) << at_peer.ToString();
     return gate.Write(MakeShardAddress("docs", 0, kSince, true), 0, ids, keys, batch);
   };
+  ShardGate* cancel_on_take = nullptr;  // a gate to stop once the peer's copy is taken
   auto after_take = [&] {
+    if (cancel_on_take != nullptr) {
+      cancel_on_take->CancelCatchUps();
+      return;
+    }
     engine::WriteBatch w1, w2, w3, w4;
     w1.Upsert(5, vec(500, 0));
     EXPECT_TRUE(live(w1, {5}, {}).ok());
@@ -279,6 +284,20 @@ TEST_F(ShardGateTest, CatchUpFromFilesEndsWithThePeersRecordsWhateverWasHeldOrRe
   (*srv)->SetRequestHook(hook);
   auto client = client::Client::Connect("127.0.0.1", (*srv)->port(), {});
   ASSERT_TRUE(client.has_value()) << client.error().ToString();
+  for (const bool before : {true, false}) {
+    // A gate told to stop (its node shuts down) -- before it starts, or once the peer has taken
+    // its copy -- stops with Cancelled, lets the peer's copy go, and the replica keeps its data.
+    SCOPED_TRACE(before ? "stopped before" : "stopped during the copy");
+    ShardGate stopping(**replica);
+    if (before) stopping.CancelCatchUps();
+    cancel_on_take = before ? nullptr : &stopping;
+    auto stopped = stopping.CatchUpFromFiles(MakeShardAddress("docs", 0, kSince), **client);
+    cancel_on_take = nullptr;
+    ASSERT_FALSE(stopped.has_value());
+    EXPECT_EQ(stopped.error().code(), StatusCode::kCancelled) << stopped.error().ToString();
+    EXPECT_TRUE((*replica)->Get(local, 99).has_value());
+    EXPECT_EQ(copies.size(), 0u);
+  }
   auto report = gate.CatchUpFromFiles(MakeShardAddress("docs", 0, kSince), **client);
   ASSERT_TRUE(report.has_value()) << report.error().ToString();
   EXPECT_FALSE(refused.ok()) << "the stale key was expected to refuse the live keyed write";
