@@ -77,7 +77,9 @@ Status RecordWriter::Put(const Record& r) {
   if (key_elsewhere) batch_.Delete(*held);
   if (id_elsewhere) batch_.Delete(r.id);
   batch_.UpsertByKeyWithId(r.key, r.id, r.vector, r.attributes);
-  return key_elsewhere || id_elsewhere ? Flush() : Full();
+  if (!key_elsewhere && !id_elsewhere) return Full();
+  ++repairs_;
+  return Flush();
 }
 
 }  // namespace detail
@@ -237,9 +239,9 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
                              records.size(), ids.size()));
       }
       std::lock_guard touch(shard.touch_mu);
-      engine::WriteBatch batch;
+      detail::RecordWriter out(engine_, address.local);
       for (size_t j = 0; j < records.size(); ++j) {
-        const auto& r = records[j];
+        auto& r = records[j];
         const std::string& key = keys[j];
         if (!r) continue;  // deleted there since it was listed (a live write says so here too)
         if (auto t = shard.touched.find(r->id); t != shard.touched.end() && t->second >= since) {
@@ -265,28 +267,14 @@ Result<CatchUpReport> ShardGate::CatchUp(const ShardAddress& address, client::Cl
           continue;
         }
         ++report.copied;
-        if (key.empty()) {
-          batch.Upsert(r->id, r->vector, r->attributes);
-          continue;
-        }
-        // By key with the peer's id. A local record holding the key under another id, or the
-        // id under another key, was never acknowledged (the in-sync peer would hold it): it is
-        // deleted, in a batch of its own so that the copy batch's other keys see no change.
-        auto held = engine_.FindKey(address.local, key);
-        const bool key_elsewhere = held && *held != r->id;
-        const bool id_elsewhere = mine && mine->key != key;
-        if (!key_elsewhere && !id_elsewhere) {
-          batch.UpsertByKeyWithId(key, r->id, r->vector, r->attributes);
-          continue;
-        }
-        engine::WriteBatch repair;
-        if (key_elsewhere) repair.Delete(*held);
-        if (id_elsewhere) repair.Delete(r->id);
-        repair.UpsertByKeyWithId(key, r->id, r->vector, r->attributes);
-        STRATA_RETURN_IF_ERROR(engine_.Write(address.local, repair));
-        ++report.repaired;
+        // By id, or by key with the peer's id (the listing's key: a get between nodes carries
+        // none). A local record holding the key under another id, or the id under another key,
+        // was never acknowledged (the in-sync peer would hold it): RecordWriter deletes it first.
+        r->key = key;
+        STRATA_RETURN_IF_ERROR(out.Put(*r));
       }
-      if (batch.size() > 0) STRATA_RETURN_IF_ERROR(engine_.Write(address.local, batch));
+      STRATA_RETURN_IF_ERROR(out.Flush());
+      report.repaired += out.repairs();
     }
   } while (cursor != 0);
   // What this replica holds that the peer did not list.

@@ -57,8 +57,9 @@ namespace strata::cluster {
 
 namespace detail {
 // Writes records into an engine collection in batches, each as the record says: by id, or by
-// key with its id, a record that holds the key under another id, or the id under another key,
-// deleted first (in a batch of its own, as a catch-up repairs a key). Thread-compatible.
+// key with its id -- a record that holds the key under another id, or the id under another
+// key, deleted first in the same batch, which is then written at once (the batch's earlier
+// records touch neither: one that does is written before the check). Thread-compatible.
 class RecordWriter {
  public:
   RecordWriter(Engine& engine, std::string local) : engine_(engine), local_(std::move(local)) {}
@@ -66,6 +67,8 @@ class RecordWriter {
   Status Delete(VectorId id);
   Status DeleteKey(const std::string& key);
   Status Flush();
+  // Records written so far whose key or id was held otherwise (deleted first).
+  uint64_t repairs() const { return repairs_; }
 
  private:
   Status Full() { return batch_.size() >= kBatch ? Flush() : Status::Ok(); }
@@ -75,6 +78,7 @@ class RecordWriter {
   engine::WriteBatch batch_;
   std::unordered_set<VectorId> pending_ids_;     // what batch_ touches
   std::unordered_set<std::string> pending_keys_;
+  uint64_t repairs_ = 0;
 };
 }  // namespace detail
 

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "engine/strata.h"
+#include "storage/file_util.h"
 #include "storage/posix_file.h"
 
 namespace strata::cluster {
@@ -42,24 +43,8 @@ class Fd {
 }  // namespace
 
 Result<uint64_t> FileXxh64(const fs::path& path) {
-  Fd fd(storage::RetryOnEintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }));
-  if (fd.get() < 0) return Error(storage::OsError(errno, "cannot open", path));
-  STRATA_ASSIGN_OR_RETURN(uint64_t size, storage::RegularFileSize(fd.get(), path));
-  XXH64_state_t* state = XXH64_createState();
-  if (state == nullptr) return Error(Internal("xxh64: out of memory"));
-  XXH64_reset(state, 0);
-  std::vector<std::byte> buf(1u << 20);
-  Status status;
-  for (uint64_t at = 0; at < size && status.ok();) {
-    const size_t n = size_t(std::min<uint64_t>(buf.size(), size - at));
-    status = storage::PreadExact(fd.get(), buf.data(), n, at, path);
-    if (status.ok()) XXH64_update(state, buf.data(), n);
-    at += n;
-  }
-  const uint64_t h = XXH64_digest(state);
-  XXH64_freeState(state);
-  if (!status.ok()) return Error(status);
-  return h;
+  STRATA_ASSIGN_OR_RETURN(storage::MappedFile file, storage::MappedFile::Open(path));
+  return uint64_t(XXH64(file.data(), file.size(), 0));
 }
 
 ShardCopies::~ShardCopies() {

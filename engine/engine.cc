@@ -31,6 +31,7 @@
 #include "engine/insert_thread.h"
 #include <optional>
 #include "engine/strata.h"
+#include "storage/file_util.h"
 #include "storage/section_file.h"
 
 namespace strata {
@@ -57,6 +58,9 @@ constexpr char kManifestFile[] = "MANIFEST";
 // Folders of the engine's own for callers' temporary files (Engine::MakeScratchDir); removed
 // whole when the engine opens.
 constexpr char kScratchDir[] = "scratch";
+// Written in it when the engine makes it: a "scratch" folder without it is someone else's, and
+// is never removed.
+constexpr char kScratchMarker[] = ".strata-scratch";
 
 Status ValidateSpec(const CollectionSpec& s) {
   if (s.name.empty() || s.name.size() > 64) {
@@ -352,9 +356,12 @@ Result<std::unique_ptr<Engine>> Engine::Open(const fs::path& dir, const EngineOp
             .nice = options.insert_nice, .idle = options.background_idle, .cpus = background_cpus});
   }
   STRATA_ASSIGN_OR_RETURN(auto catalog, impl->LoadManifest());
-  if (fs::exists(impl->ScratchRoot(), ec)) {
-    // Made by an engine of this directory (MakeScratchDir) that is gone: nothing in it is
-    // anyone's any more.
+  if (fs::exists(impl->ScratchRoot(), ec) && !fs::exists(impl->ScratchRoot() / kScratchMarker, ec)) {
+    impl->report_.notes.push_back(fmt::format("{}: not made by the engine (no {}); left alone",
+                                              impl->ScratchRoot().string(), kScratchMarker));
+  } else if (fs::exists(impl->ScratchRoot(), ec)) {
+    // Made by an engine of this directory (MakeScratchDir: its marker) that is gone: nothing
+    // in it is anyone's any more.
     fs::remove_all(impl->ScratchRoot(), ec);
     if (ec) {
       return Error(IOError("{}: cannot remove an earlier run's scratch folder: {}", impl->ScratchRoot().string(),
@@ -686,8 +693,17 @@ Result<fs::path> Engine::MakeScratchDir(std::string_view purpose) {
     }
   }
   std::error_code ec;
-  fs::create_directories(impl_->ScratchRoot(), ec);
-  if (ec) return Error(IOError("{}: cannot create: {}", impl_->ScratchRoot().string(), ec.message()));
+  const fs::path marker = impl_->ScratchRoot() / kScratchMarker;
+  if (fs::exists(impl_->ScratchRoot(), ec) && !fs::exists(marker, ec)) {
+    return Error(AlreadyExists("{} exists and was not made by the engine (no {}): left alone; move it away",
+                               impl_->ScratchRoot().string(), kScratchMarker));
+  }
+  if (!fs::exists(marker, ec)) {
+    // The marker first, then anything in the folder: the next open removes only a folder with it.
+    fs::create_directories(impl_->ScratchRoot(), ec);
+    if (ec) return Error(IOError("{}: cannot create: {}", impl_->ScratchRoot().string(), ec.message()));
+    STRATA_RETURN_IF_ERROR(storage::AtomicWriteFile(marker, {}));
+  }
   std::string tmpl = (impl_->ScratchRoot() / (std::string(purpose.empty() ? "tmp" : purpose) + "-XXXXXX")).string();
   if (::mkdtemp(tmpl.data()) == nullptr) {
     return Error(IOError("cannot create a folder in {}: {}", impl_->ScratchRoot().string(), std::strerror(errno)));

@@ -302,7 +302,9 @@ class Engine {
   // `purpose`-XXXXXX (letters, digits, '-', '_') under the data directory's "scratch"
   // folder: on the engine's file system, so that Snapshot may write into it (hard links)
   // and ReplaceCollection may move a collection out of it. The caller removes it when done;
-  // whatever is left there is removed when the engine next opens.
+  // whatever is left there is removed when the engine next opens (the "scratch" folder holds the
+  // marker `.strata-scratch`; one without it is not the engine's: left alone, and
+  // MakeScratchDir refuses it with AlreadyExists).
   Result<std::filesystem::path> MakeScratchDir(std::string_view purpose);
   // Puts the collection of `snapshot` (a data directory holding one collection, as Snapshot
   // writes it, on this engine's file system: a folder from MakeScratchDir) in the place of

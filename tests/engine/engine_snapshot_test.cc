@@ -265,6 +265,16 @@ TEST(EngineSnapshot, ReplaceCollectionPutsAnotherEnginesCopyInItsPlaceDurably) {
   auto reopened = Engine::Open(b_dir);
   ASSERT_TRUE(reopened.has_value()) << reopened.error().ToString();
   EXPECT_FALSE(fs::exists(b_dir / "scratch"));
+  // A "scratch" folder the engine did not make (no marker) is left alone, and not used.
+  reopened->reset();
+  fs::create_directories(b_dir / "scratch" / "mine");
+  reopened = Engine::Open(b_dir);
+  ASSERT_TRUE(reopened.has_value()) << reopened.error().ToString();
+  EXPECT_TRUE(fs::exists(b_dir / "scratch" / "mine"));
+  auto refused = (*reopened)->MakeScratchDir("catch-up");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), StatusCode::kAlreadyExists) << refused.error().ToString();
+  EXPECT_TRUE(fs::exists(b_dir / "scratch" / "mine"));
   EXPECT_EQ((*reopened)->DescribeCollection("c")->num_vectors, 13 * kPerBatch - 1);
   EXPECT_TRUE((*reopened)->Get("c", 300 * kPerBatch).has_value());
   EXPECT_FALSE((*reopened)->Get("c", 200 * kPerBatch).has_value());
