@@ -52,7 +52,8 @@ struct ServerConfig {
   // ever written. Empty: snapshots are refused (the default). Must not be inside data_dir.
   std::string snapshot_dir;
   uint32_t worker_threads = 0;     // engine calls run here; 0: one per core
-  // Sockets, framing, hello and ping, and the small reads run inline (below); 0: one per core.
+  // Sockets, framing, hello and ping, and the small reads run inline (below); each thread runs
+  // an io_context of its own and a connection stays on one (round robin). 0: one per core.
   uint32_t io_threads = 0;
   // A single-query search at a recall target, or a get of a few records, of a collection
   // without a memory budget runs on the I/O thread that read it (Server::Impl::RunsInline)

@@ -164,8 +164,18 @@ std::optional<protocol::Response> RequestHandler::ExecuteUnlessHooked(const prot
 }
 
 bool RequestHandler::MayReadFromDisk(const std::string& collection) {
-  std::lock_guard<std::mutex> l(dims_mu_);
-  return !dims_.count(collection) || disk_.count(collection);
+  {
+    std::lock_guard<std::mutex> l(dims_mu_);
+    if (dims_.count(collection)) return disk_.count(collection) != 0;
+  }
+  // Not seen yet (the first search after a collection's writes, say): ask the engine's
+  // catalog -- a map lookup and the spec, no disk -- so that the first search runs inline
+  // like the next ones instead of meeting a worker's cold start. A collection the engine
+  // does not hold goes to the workers, which answer the error (or a hook routes it).
+  return !CollectionDim(collection).has_value() || [&] {
+    std::lock_guard<std::mutex> l(dims_mu_);
+    return disk_.count(collection) != 0;
+  }();
 }
 
 protocol::Response RequestHandler::Execute(const protocol::Request& request) {

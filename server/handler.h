@@ -55,8 +55,8 @@ class RequestHandler {
   // other nodes. Any thread.
   std::optional<protocol::Response> ExecuteUnlessHooked(const protocol::Request& request);
   // Whether searches of `collection` may read from disk (it has a memory budget, so SPANN
-  // segments), as far as the handler has seen it; true for one it has not seen yet. Never
-  // calls the engine. Any thread.
+  // segments). One not seen yet is looked up in the engine's catalog (in memory, no disk;
+  // true if the engine does not hold it). Any thread.
   bool MayReadFromDisk(const std::string& collection);
   bool HasHook() const { return has_hook_.load(std::memory_order_acquire); }
   // Where the hook answers a request naming `collection` (RequestHook::PlaceOf); kEngine

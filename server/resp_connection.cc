@@ -526,7 +526,7 @@ void RespConnection::Run(std::vector<Pending> batch) {
                             : pool_lane == Lane::kWrite ? server_.write_pool_
                                                         : server_.maintenance_pool_;
   asio::post(pool, [self = shared_from_this(), batch = std::move(batch), payload, pool_lane,
-                    start = Clock::now(), work = asio::make_work_guard(server_.io_)]() mutable {
+                    start = Clock::now(), work = asio::make_work_guard(strand_)]() mutable {
     if (pool_lane != Lane::kRead) {
       LowerThreadPriority(pool_lane == Lane::kWrite ? Server::Impl::kWriteNice
                                                     : Server::Impl::kMaintenanceNice);

@@ -45,7 +45,7 @@ void RespListener::Start() {
 asio::awaitable<void> RespListener::AcceptLoop() {
   asio::steady_timer backoff(strand_);
   for (;;) {
-    Strand strand = asio::make_strand(server_.io_);
+    Strand strand = asio::make_strand(server_.NextConnectionIo());
     tcp::socket socket(strand);
     error_code ec;
     co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));

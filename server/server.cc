@@ -154,6 +154,7 @@ Server::Impl::Impl(const ServerConfig& config, Engine& engine)
       drain_timer_(control_),
       handler_(engine, config, metrics_),
       linger_(Seconds(std::min(kLingerSeconds, config.request_timeout_s))) {
+  for (uint32_t i = 1; i < EffectiveIoThreads(config_); ++i) more_io_.push_back(std::make_unique<asio::io_context>(1));
   // A batch over max_batch is refused while decoding (OutOfRange, answered with
   // kTooLarge), before anything is allocated for its records.
   decode_limits_.max_batch = config.max_batch;
@@ -386,9 +387,11 @@ void Server::Impl::Submit(std::shared_ptr<Connection> conn, uint64_t request_id,
                             : lane == Lane::kWrite ? (routed ? hook_pools_->routed_write : write_pool_)
                                                    : (routed ? hook_pools_->routed_maintenance : maintenance_pool_);
   const Clock::time_point submitted = Clock::now();
+  // Keeps the connection's I/O thread running until the reply is posted back to its strand.
+  auto work = asio::make_work_guard(conn->strand());
   asio::post(pool, [this, conn = std::move(conn), request_id, pending = std::move(pending),
                     payload_bytes, reply_bytes, start, submitted, op, lane,
-                    work = asio::make_work_guard(io_)]() mutable {
+                    work = std::move(work)]() mutable {
     const Clock::time_point began = Clock::now();
     if (lane != Lane::kRead) LowerThreadPriority(lane == Lane::kWrite ? kWriteNice : kMaintenanceNice);
     const uint16_t opcode = static_cast<uint16_t>(op);
@@ -549,7 +552,8 @@ Status Server::Impl::Bind() {
 }
 
 void Server::Impl::Run() {
-  io_work_.emplace(io_.get_executor());
+  io_work_.push_back(asio::make_work_guard(io_));
+  for (auto& io : more_io_) io_work_.push_back(asio::make_work_guard(*io));
   asio::co_spawn(control_, AcceptLoop(),
                  [](std::exception_ptr e) { LogCoroutineFailure("accept loop", e); });
   if (metrics_acceptor_.is_open()) {
@@ -557,13 +561,19 @@ void Server::Impl::Run() {
                    [](std::exception_ptr e) { LogCoroutineFailure("metrics accept loop", e); });
   }
   if (resp_) resp_->Start();
-  for (uint32_t i = 0; i < EffectiveIoThreads(config_); ++i) io_threads_.emplace_back([this] { RunIo(); });
+  io_threads_.emplace_back([this] { RunIo(io_); });
+  for (auto& io : more_io_) io_threads_.emplace_back([this, &io = *io] { RunIo(io); });
 }
 
-void Server::Impl::RunIo() {
+asio::io_context& Server::Impl::NextConnectionIo() {
+  const uint32_t i = next_io_.fetch_add(1, std::memory_order_relaxed) % uint32_t(more_io_.size() + 1);
+  return i == 0 ? io_ : *more_io_[i - 1];
+}
+
+void Server::Impl::RunIo(asio::io_context& io) {
   for (;;) {
     try {
-      io_.run();
+      io.run();
       return;
     } catch (const std::exception& e) {
       ServerLog().error("I/O thread: {}", e.what());
@@ -576,7 +586,7 @@ void Server::Impl::RunIo() {
 asio::awaitable<void> Server::Impl::AcceptLoop() {
   asio::steady_timer backoff(control_);
   for (;;) {
-    Strand strand = asio::make_strand(io_);
+    Strand strand = asio::make_strand(NextConnectionIo());
     tcp::socket socket(strand);
     error_code ec;
     co_await acceptor_.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
@@ -716,7 +726,7 @@ void Server::Impl::Shutdown() {
         for (const auto& c : left) asio::post(c->strand(), [c] { c->Close("shutdown timeout"); });
       });
     }
-    io_work_.reset();
+    io_work_.clear();
   });
 }
 

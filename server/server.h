@@ -8,7 +8,8 @@
 //   server->Shutdown();       // graceful: in-flight requests are answered first
 //   server->Wait();
 //
-// Threads: `io_threads` run the io_context (accept, read and write frames, hello
+// Threads: `io_threads` each run an io_context of their own, and a connection stays on one
+// of them (accept, read and write frames, hello
 // and ping, the metrics endpoint) and, with `inline_reads`, the small reads (a search
 // of one query at a recall target, a get of a few records; Server::Impl::RunsInline); `worker_threads` run every
 // other read's engine call and encode its reply, which is handed back to the

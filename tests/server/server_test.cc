@@ -1781,6 +1781,42 @@ TEST_F(ServerTest, ASmallSearchRunsOnTheIoThreadInsteadOfQueueingBehindTheWorker
   }
 }
 
+// The first search of a collection that has only been written so far (the first search after
+// an ingest) runs inline like the next ones: the I/O thread looks the collection up in the
+// engine's catalog instead of sending a search of a collection it has not seen to a worker --
+// where it would queue behind the worker's long batch, as here.
+TEST_F(ServerTest, TheFirstSearchOfACollectionOnlyWrittenSoFarRunsOnTheIoThreadToo) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  config.io_threads = 2;
+  Start(config);
+  auto c = Connect();
+  Fill(*c, "docs", 16, 1000);
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
+  Fill(*c, "fresh", 16, 100);  // created and upserted, never read
+  const uint64_t batches_before = AnsweredOf(*server_, "search_batch");
+  auto busy = Connect();
+  std::vector<uint8_t> bytes;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
+                                                   SearchStrategy::kScan),
+                            id, bytes);
+  }
+  ASSERT_TRUE(busy->SendRaw(bytes));
+  ASSERT_TRUE(Eventually([&] { return server_->metrics().in_progress >= 3; }));
+  auto searcher = Connect();
+  auto f = searcher->Call(testing::SearchRequest(Op::kSearch, "fresh", 16, Vec(7, 16), 3), 99);
+  auto hits = Reply<protocol::SearchReply>(f, Op::kSearch);
+  ASSERT_TRUE(hits.has_value());
+  EXPECT_EQ(hits->results.at(0).at(0).id, 7u);
+  // About 0.9 s of batches were queued on the one worker; the search did not wait for them.
+  EXPECT_LT(AnsweredOf(*server_, "search_batch") - batches_before, 3u);
+  // A collection the engine does not hold still gets its error (from a worker).
+  ExpectError(searcher->Call(testing::SearchRequest(Op::kSearch, "nowhere", 16, Vec(7, 16), 3), 100),
+              ErrorCode::kNotFound);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(busy->ReadFrame(30000).has_value());
+}
+
 // ---------------------------------------------------------------------------
 // Pipelining.
 // ---------------------------------------------------------------------------
