@@ -168,6 +168,7 @@ const std::map<std::string, std::map<std::string, Setter>>& Schema() {
            {"worker_threads", Integer(&ServerConfig::worker_threads)},
            {"io_threads", Integer(&ServerConfig::io_threads)},
            {"inline_reads", Bool(&ServerConfig::inline_reads)},
+           {"io_spin_us", Integer(&ServerConfig::io_spin_us)},
            {"max_connections", Integer(&ServerConfig::max_connections)},
            {"max_frame_bytes", Bytes(&ServerConfig::max_frame_bytes)},
            {"max_batch", Integer(&ServerConfig::max_batch)},
@@ -369,6 +370,9 @@ Status ValidateServerConfig(const ServerConfig& c) {
   if (c.io_threads > 256) {
     return InvalidArgument("server.io_threads: {} must be in 0..256 (0: one per core)", c.io_threads);
   }
+  if (c.io_spin_us > 10000) {
+    return InvalidArgument("server.io_spin_us: {} must be in 0..10000 (microseconds)", c.io_spin_us);
+  }
   if (c.max_connections < 1) return InvalidArgument("server.max_connections: must be at least 1");
   if (c.max_frame_bytes < 1024 || c.max_frame_bytes > protocol::kAbsoluteMaxPayload) {
     return InvalidArgument("server.max_frame_bytes: {} must be in 1024..{}", c.max_frame_bytes,
@@ -466,6 +470,7 @@ std::string DescribeServerConfig(const ServerConfig& c) {
   line("server.io_threads", c.io_threads == 0 ? fmt::format("0 ({} cores)", EffectiveIoThreads(c))
                                               : fmt::format("{}", c.io_threads));
   line("server.inline_reads", c.inline_reads);
+  line("server.io_spin_us", c.io_spin_us == 0 ? std::string("0 (off)") : fmt::format("{}", c.io_spin_us));
   line("server.max_connections", c.max_connections);
   line("server.max_frame_bytes", c.max_frame_bytes);
   line("server.max_batch", c.max_batch);

@@ -168,8 +168,11 @@ bool RequestHandler::MayReadFromDisk(const std::string& collection) {
     std::lock_guard<std::mutex> l(dims_mu_);
     if (dims_.count(collection)) return disk_.count(collection) != 0;
   }
+  // A name a request hook routes elsewhere (a cluster collection on its entry node) is not
+  // looked up: the workers run its requests anyway, and the engine does not hold it.
+  if (HasHook() && PlaceOf(collection) != RequestHook::Place::kEngine) return true;
   // Not seen yet (the first search after a collection's writes, say): ask the engine's
-  // catalog -- a map lookup and the spec, no disk -- so that the first search runs inline
+  // catalog -- a map lookup and the collection's description, no disk -- so that the first search runs inline
   // like the next ones instead of meeting a worker's cold start. A collection the engine
   // does not hold goes to the workers, which answer the error (or a hook routes it).
   return !CollectionDim(collection).has_value() || [&] {

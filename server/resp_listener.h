@@ -1,6 +1,6 @@
 #pragma once
 // Internal to server/: the RESP (Redis protocol) listener, docs/RESP.md. Its own port
-// (server.resp_port), the server's io_context, worker pools, admission budgets, token,
+// (server.resp_port), the server's io_contexts (a connection on one, as the binary port's), worker pools, admission budgets, token,
 // timeouts and metrics (Server::Impl, server_impl.h).
 //
 //   resp_listener.cc    RespListener: the acceptor, the registry of connections, shutdown

@@ -573,8 +573,20 @@ asio::io_context& Server::Impl::NextConnectionIo() {
 void Server::Impl::RunIo(asio::io_context& io) {
   for (;;) {
     try {
-      io.run();
-      return;
+      if (config_.io_spin_us == 0) {
+        io.run();
+        return;
+      }
+      // ServerConfig::io_spin_us: after each handler, poll (without sleeping) until nothing
+      // has been ready for io_spin_us; run_one sleeps until the next one.
+      const auto spin = std::chrono::microseconds(config_.io_spin_us);
+      for (;;) {
+        if (io.run_one() == 0) return;  // stopped, or out of work (shutdown)
+        for (auto until = Clock::now() + spin; Clock::now() < until;) {
+          if (io.poll_one() > 0) until = Clock::now() + spin;
+          if (io.stopped()) return;
+        }
+      }
     } catch (const std::exception& e) {
       ServerLog().error("I/O thread: {}", e.what());
     } catch (...) {

@@ -69,8 +69,8 @@ void LowerThreadPriority(int nice);
 // ---------------------------------------------------------------------------
 // Server::Impl: the threads, the acceptors and the registry of connections.
 //
-// Thread-safe as Server is. The acceptors, the drain timer and next_connection_id_
-// are used only on control_; conns_ under conns_mu_; the metrics cache under
+// Thread-safe as Server is. The acceptors, the drain timer, next_connection_id_, next_io_
+// and io_work_ (after Run fills it) are used only on control_; conns_ under conns_mu_; the metrics cache under
 // metrics_cache_mu_; pending_, inflight_bytes_, stopping_, drain_expired_ and the
 // metrics are atomics; the rest is set before the threads start and then read-only.
 // ---------------------------------------------------------------------------
@@ -141,8 +141,8 @@ class Server::Impl {
   // ServerConfig::inline_reads: whether `request` is small enough to run on the I/O thread
   // that read it: a search of one query with k <= kInlineMaxK at the planner's own choice
   // (no strategy, ef, max_lists or filter given, recall below 1), or a get of at most
-  // kInlineMaxRecords, of a collection the handler has seen and that has no memory budget
-  // (so no SPANN segment: no disk read). Any thread.
+  // kInlineMaxRecords, of a collection the engine holds (looked up in its catalog the first
+  // time) that has no memory budget (so no SPANN segment: no disk read). Any thread.
   bool RunsInline(const protocol::Request& request);
   static constexpr uint32_t kInlineMaxK = 1000;
   static constexpr size_t kInlineMaxRecords = 64;

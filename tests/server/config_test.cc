@@ -45,7 +45,7 @@ TEST(ServerConfig, ShippedFileSetsEveryKey) {
     EXPECT_NE(text.find("\n" + key + " = "), std::string::npos) << key;
     ++keys;
   }
-  EXPECT_EQ(keys, 36u);
+  EXPECT_EQ(keys, 37u);
 }
 
 TEST(ServerConfig, RespPortIsReadAndMustDifferFromTheOthers) {
@@ -209,6 +209,7 @@ TEST(ServerConfig, ValidationNamesTheKey) {
   check([](ServerConfig& c) { c.max_k = 20000; }, "server.max_k");
   check([](ServerConfig& c) { c.max_batch = 0; }, "server.max_batch");
   check([](ServerConfig& c) { c.io_threads = 257; }, "server.io_threads");
+  check([](ServerConfig& c) { c.io_spin_us = 10001; }, "server.io_spin_us");
   check([](ServerConfig& c) { c.memory_ef_construction = 5000; }, "engine.memory_ef_construction");
   check([](ServerConfig& c) { c.background_cpus = "one"; }, "engine.background_cpus");
   {
@@ -295,6 +296,7 @@ TEST(ServerConfig, DescribeListsEveryKeyAndHidesTheToken) {
                           "server.worker_threads",
                           "server.io_threads",
                           "server.inline_reads",
+                          "server.io_spin_us",
                           "server.max_connections",
                           "server.max_frame_bytes",
                           "server.max_batch",

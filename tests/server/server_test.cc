@@ -1904,6 +1904,32 @@ TEST_F(ServerTest, SeveralIoThreadsServeManyConnectionsAtOnce) {
   EXPECT_GE(server_->metrics().requests, 400u);
 }
 
+// ServerConfig::io_spin_us: I/O threads that poll before sleeping answer everything (inline
+// searches, worker replies, pings) and still stop at shutdown (TearDown waits for them).
+TEST_F(ServerTest, IoThreadsThatSpinBeforeSleepingServeAndShutDown) {
+  ServerConfig config = Config();
+  config.io_threads = 2;
+  config.io_spin_us = 200;
+  config.max_pipeline = 8;
+  Start(config);
+  {
+    auto c = Connect();
+    Fill(*c, "docs", 8, 50);
+  }
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 3; ++t) {
+    clients.emplace_back([this] {
+      auto c = TestClient::Connect(server_->port());
+      ASSERT_NE(c, nullptr);
+      PipelineHundred(*c);
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_GE(server_->metrics().requests, 300u);
+  server_->Shutdown();
+  server_->Wait();
+}
+
 TEST_F(ServerTest, ClientThatStopsSendingStillGetsItsReplies) {
   Start(Config());
   auto c = Connect();
@@ -1928,6 +1954,47 @@ TEST_F(ServerTest, ClientThatStopsSendingStillGetsItsReplies) {
 // ---------------------------------------------------------------------------
 // Shutdown.
 // ---------------------------------------------------------------------------
+
+// With an io_context per I/O thread, a connection on a context other than the one holding the
+// acceptors and the control strand still gets the replies of its requests in flight after
+// Shutdown (the pool's job keeps that context running), and every I/O thread ends.
+TEST_F(ServerTest, GracefulShutdownAnswersAConnectionOnAnotherIoThread) {
+  ServerConfig config = Config();
+  config.worker_threads = 1;
+  config.io_threads = 3;
+  Start(config);
+  auto first = Connect();   // on the acceptors' io_context
+  auto second = Connect();  // on the second
+  ExpectPing(*first);
+  ExpectPing(*second);
+  auto c = Connect();  // on the third
+  Fill(*c, "docs", 16, 1000);
+  const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
+  const uint64_t answered_before = AnsweredOf(*server_, "search_batch");
+  std::vector<uint8_t> bytes;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 5,
+                                                   SearchStrategy::kScan),
+                            id, bytes);
+  }
+  ASSERT_TRUE(c->SendRaw(bytes));
+  ASSERT_TRUE(Eventually([&] {
+    return server_->metrics().in_progress + AnsweredOf(*server_, "search_batch") - answered_before == 3;
+  }));
+  server_->Shutdown();
+  std::set<uint64_t> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto f = c->ReadFrame(60000);
+    ASSERT_TRUE(f.has_value()) << c->last_error();
+    ASSERT_TRUE(Reply<protocol::SearchReply>(f, Op::kSearchBatch).has_value());
+    seen.insert(f->header.request_id);
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_TRUE(c->WaitClosed(10000));
+  EXPECT_TRUE(first->WaitClosed(10000));
+  EXPECT_TRUE(second->WaitClosed(10000));
+  server_->Wait();
+}
 
 TEST_F(ServerTest, GracefulShutdownAnswersRequestsInFlightThenCloses) {
   ServerConfig config = Config();
