@@ -175,9 +175,25 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
   c->Publish(snap);
   uint64_t expected = m.wal_first;  // the first sequence the next log file must start at
   fs::path last_log;
+  fs::path recreate_log;  // the last log, removed because its creation was cut short
   for (auto it = logs.begin(); it != logs.end(); ++it) {
     const auto& [first, path] = *it;
     const bool last = std::next(it) == logs.end();
+    if (last && first == expected) {
+      std::error_code size_ec;
+      const uintmax_t size = fs::file_size(path, size_ec);
+      if (!size_ec && size < kWalHeaderBytes) {
+        // Shorter than its header: made by a build that created logs in place, and cut short
+        // between the file's creation and its header's fsync -- before any record could be
+        // written to it. Made anew below, at the same first sequence.
+        fs::remove(path, ec);
+        report.notes.push_back(fmt::format("{}: {} bytes, a log whose creation was cut short (no record); "
+                                           "made anew", path.string(), size));
+        spdlog::warn("{}", report.notes.back());
+        recreate_log = path;
+        continue;
+      }
+    }
     if (first != expected) {
       // Past a gap: a log holding records means one in between is missing; an empty or
       // unreadable one is a leftover of a freeze that failed before anything was written.
@@ -237,7 +253,11 @@ Result<std::unique_ptr<Collection>> Collection::Open(const fs::path& dir, uint64
     fs::remove_all(p, ec);
     report.notes.push_back(fmt::format("{}: left by an interrupted seal or compaction; removed", p.string()));
   }
-  STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::OpenForAppend(last_log, wal_options));
+  if (!recreate_log.empty()) {
+    STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::Create(recreate_log, expected, wal_options));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(c->wal_, WalWriter::OpenForAppend(last_log, wal_options));
+  }
   c->PublishWalCounters();
   return c;
 }

@@ -5,6 +5,9 @@
 #include "storage/posix_file.h"
 
 #include <fcntl.h>
+
+#include <cstdio>
+#include <filesystem>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -397,16 +400,22 @@ Result<std::unique_ptr<WalWriter>> WalWriter::Create(const std::filesystem::path
   if (first_sequence == kNoSequence) {
     return Error(InvalidArgument("{}: first_sequence must be below 2^64 - 1", path.string()));
   }
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    int err = errno;
-    if (err == EEXIST) return Error(AlreadyExists("{}: a file already exists", path.string()));
-    return Error(OsError(err, "cannot create WAL file", path));
+  // The file is made under a temporary name and renamed into place once its header is
+  // durable: a crash in between leaves "<name>.tmp" (not a log: recovery removes it), never a
+  // log too short for its header.
+  std::error_code exists_ec;
+  if (std::filesystem::exists(std::filesystem::symlink_status(path, exists_ec))) {
+    return Error(AlreadyExists("{}: a file already exists", path.string()));
   }
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  ::unlink(tmp.c_str());  // a creation of this log cut short before: ours
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Error(OsError(errno, "cannot create WAL file", tmp));
   // From here on a failure removes the file, so that a retry does not meet AlreadyExists.
+  bool renamed = false;
   auto fail = [&](Status s) {
     ::close(fd);
-    ::unlink(path.c_str());
+    ::unlink(renamed ? path.c_str() : tmp.c_str());
     return Error(std::move(s));
   };
   if (Status s = LockForWriting(fd, path); !s.ok()) return fail(std::move(s));
@@ -422,6 +431,12 @@ Result<std::unique_ptr<WalWriter>> WalWriter::Create(const std::filesystem::path
   if (RetryOnEintr([&] { return ::fsync(fd); }) != 0) {
     return fail(IOError("{}: fsync of the new WAL header: {}", path.string(), ErrnoMessage(errno)));
   }
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    if (err == EEXIST) return fail(AlreadyExists("{}: a file already exists", path.string()));
+    return fail(OsError(err, "cannot rename the new WAL file into place", path));
+  }
+  renamed = true;
   if (Status s = storage::SyncParentDirectory(path); !s.ok()) return fail(std::move(s));
   return std::unique_ptr<WalWriter>(
       new WalWriter(path, fd, options, kWalHeaderBytes, first_sequence));

@@ -23,6 +23,7 @@
 
 #include "core/vector_set.h"
 #include "engine/collection.h"
+#include "engine/wal.h"
 #include "storage/section_file.h"
 
 namespace strata {
@@ -822,6 +823,40 @@ TEST(Engine, LeftoversOfAnInterruptedSealAreRemoved) {
   EXPECT_FALSE(fs::exists(cdir / "seg-9"));
   EXPECT_FALSE(fs::exists(cdir / "wal" / "00000000000000000999.wal"));
   EXPECT_EQ(e->recovery().notes.size(), 2u);
+  ExpectMatchesModel(*e, "c", model, 100, 8);
+  fs::remove_all(dir);
+}
+
+// A crash while a log was being created: by a build that made logs in place, a log shorter than
+// its header (0 bytes here) after the last record; by this one, only "<log>.tmp". Neither holds a
+// record: the engine opens, makes the short log anew at its sequence, removes the temporary file,
+// and every write -- before and after -- survives the next reopen.
+TEST(Engine, ALogWhoseCreationWasCutShortIsMadeAnew) {
+  const fs::path dir = TestDir();
+  const fs::path wal = dir / "collections" / "1" / "wal";
+  Model model;
+  uint64_t next = 0;
+  {
+    auto e = OpenOrDie(dir);
+    ASSERT_TRUE(e->CreateCollection(SmallSeal("c", 1000000)).ok());
+    model = WriteRandom(*e, "c", 8, 5, 100, 21);
+    ASSERT_TRUE(e->Flush("c").ok());
+    model = WriteRandom(*e, "c", 8, 5, 100, 22, model);
+    next = e->DescribeCollection("c")->last_sequence + 1;
+  }
+  const fs::path cut = wal / fmt::format("{:020d}.wal", next);
+  std::ofstream(cut).close();  // 0 bytes
+  std::ofstream(wal / fmt::format("{:020d}.wal.tmp", next + 7)) << "partial header";
+  {
+    auto e = OpenOrDie(dir);
+    EXPECT_EQ(fs::file_size(cut), engine::kWalHeaderBytes);  // made anew, at the same first sequence
+    EXPECT_FALSE(fs::exists(wal / fmt::format("{:020d}.wal.tmp", next + 7)));
+    EXPECT_EQ(e->recovery().notes.size(), 2u);
+    ExpectMatchesModel(*e, "c", model, 100, 8);
+    model = WriteRandom(*e, "c", 8, 5, 100, 23, model);
+  }
+  auto e = OpenOrDie(dir);
+  EXPECT_TRUE(e->recovery().notes.empty());
   ExpectMatchesModel(*e, "c", model, 100, 8);
   fs::remove_all(dir);
 }

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -147,6 +148,28 @@ TEST(Wal, RoundTripsManyRecordsOfVariedSizesAndTypes) {
   std::set<uint8_t> types;
   for (const WalRecord& r : c->records) types.insert(r.type);
   EXPECT_GT(types.size(), 200u);
+}
+
+// A log is made under "<name>.tmp" and renamed into place once its header is durable: nothing is
+// left under the temporary name, a temporary file left by a creation cut short is replaced, and
+// an existing log is never overwritten.
+TEST(Wal, CreateRenamesTheLogIntoPlaceAndNeverOverwritesOne) {
+  TempDir dir;
+  const fs::path path = dir / "00000000000000000005.wal";
+  const fs::path tmp = path.string() + ".tmp";
+  std::ofstream(tmp) << "left by a creation cut short";
+  auto w = WalWriter::Create(path, 5);
+  ASSERT_TRUE(w.has_value()) << w.error().ToString();
+  EXPECT_FALSE(fs::exists(tmp));
+  ASSERT_TRUE((*w)->Append(1, AsBytes(std::string("abc"))).has_value());
+  ASSERT_TRUE((*w)->Close().ok());
+  auto again = WalWriter::Create(path, 5);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code(), StatusCode::kAlreadyExists);
+  auto c = ReadWal(path);
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  ASSERT_EQ(c->records.size(), 1u);
+  EXPECT_EQ(c->records[0].sequence, 5u);
 }
 
 TEST(Wal, EmptyLogReadsCleanly) {

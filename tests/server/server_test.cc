@@ -1883,51 +1883,37 @@ TEST_F(ServerTest, PipelineLimitPausesReadingButLosesNothing) {
   ExpectPing(*c);
 }
 
+// Three I/O threads, each with its connections; the same with I/O threads that poll before
+// they sleep (ServerConfig::io_spin_us): everything is answered (inline searches, worker
+// replies, pings) and the threads still stop at shutdown.
 TEST_F(ServerTest, SeveralIoThreadsServeManyConnectionsAtOnce) {
-  ServerConfig config = Config();
-  config.io_threads = 3;
-  config.max_pipeline = 8;
-  Start(config);
-  {
-    auto c = Connect();
-    Fill(*c, "docs", 8, 50);
+  for (const uint32_t spin_us : {0u, 200u}) {
+    SCOPED_TRACE(spin_us);
+    ServerConfig config = Config();
+    config.io_threads = 3;
+    config.io_spin_us = spin_us;
+    config.max_pipeline = 8;
+    config.data_dir = (dir_.path() / fmt::format("spin-{}", spin_us)).string();  // a fresh engine each
+    Start(config);
+    {
+      auto c = Connect();
+      Fill(*c, "docs", 8, 50);
+    }
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t) {
+      clients.emplace_back([this] {
+        auto c = TestClient::Connect(server_->port());
+        ASSERT_NE(c, nullptr);
+        PipelineHundred(*c);
+      });
+    }
+    for (auto& t : clients) t.join();
+    EXPECT_GE(server_->metrics().requests, 400u);
+    server_->Shutdown();
+    server_->Wait();
+    server_.reset();
+    engine_.reset();
   }
-  std::vector<std::thread> clients;
-  for (int t = 0; t < 4; ++t) {
-    clients.emplace_back([this] {
-      auto c = TestClient::Connect(server_->port());
-      ASSERT_NE(c, nullptr);
-      PipelineHundred(*c);
-    });
-  }
-  for (auto& t : clients) t.join();
-  EXPECT_GE(server_->metrics().requests, 400u);
-}
-
-// ServerConfig::io_spin_us: I/O threads that poll before sleeping answer everything (inline
-// searches, worker replies, pings) and still stop at shutdown (TearDown waits for them).
-TEST_F(ServerTest, IoThreadsThatSpinBeforeSleepingServeAndShutDown) {
-  ServerConfig config = Config();
-  config.io_threads = 2;
-  config.io_spin_us = 200;
-  config.max_pipeline = 8;
-  Start(config);
-  {
-    auto c = Connect();
-    Fill(*c, "docs", 8, 50);
-  }
-  std::vector<std::thread> clients;
-  for (int t = 0; t < 3; ++t) {
-    clients.emplace_back([this] {
-      auto c = TestClient::Connect(server_->port());
-      ASSERT_NE(c, nullptr);
-      PipelineHundred(*c);
-    });
-  }
-  for (auto& t : clients) t.join();
-  EXPECT_GE(server_->metrics().requests, 300u);
-  server_->Shutdown();
-  server_->Wait();
 }
 
 TEST_F(ServerTest, ClientThatStopsSendingStillGetsItsReplies) {
