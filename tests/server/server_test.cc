@@ -215,6 +215,18 @@ class ServerTest : public ::testing::Test {
     }
   }
 
+  // `count` search_batch requests (ids 1 to count), each an exact scan of `queries` (rows of 16)
+  // over `collection`, k each: work that holds the workers for a known time (SlowQueries).
+  static std::vector<uint8_t> ScanBatches(const std::string& collection, const std::vector<float>& queries,
+                                          uint64_t count, uint32_t k) {
+    std::vector<uint8_t> bytes;
+    for (uint64_t id = 1; id <= count; ++id) {
+      protocol::EncodeRequest(
+          testing::SearchRequest(Op::kSearchBatch, collection, 16, queries, k, SearchStrategy::kScan), id, bytes);
+    }
+    return bytes;
+  }
+
   // Queries (rows of `dim`) for an exact-scan search batch over `collection` that
   // takes the server about `seconds`: measured here, since the cost differs by
   // orders of magnitude between sanitizer and release builds.
@@ -1450,12 +1462,7 @@ TEST_F(ServerTest, RequestsOfAConnectionThatWentAwayAreNotRun) {
   const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
   const uint64_t answered_before = AnsweredOf(*server_, "search_batch");
   auto gone = Connect();
-  std::vector<uint8_t> bytes;
-  for (uint64_t id = 1; id <= 10; ++id) {
-    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
-                                                   SearchStrategy::kScan),
-                            id, bytes);
-  }
+  std::vector<uint8_t> bytes = ScanBatches("docs", queries, 10, 10);
   ASSERT_TRUE(gone->SendRaw(bytes));
   ASSERT_TRUE(Eventually([&] {
     return server_->metrics().in_progress + AnsweredOf(*server_, "search_batch") -
@@ -1480,12 +1487,7 @@ TEST_F(ServerTest, ShutdownTimeoutSkipsRequestsNotStarted) {
   double batch_s = 0;
   const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3, &batch_s);
   const uint64_t answered_before = AnsweredOf(*server_, "search_batch");
-  std::vector<uint8_t> bytes;
-  for (uint64_t id = 1; id <= 12; ++id) {
-    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
-                                                   SearchStrategy::kScan),
-                            id, bytes);
-  }
+  std::vector<uint8_t> bytes = ScanBatches("docs", queries, 12, 10);
   ASSERT_TRUE(c->SendRaw(bytes));
   ASSERT_TRUE(Eventually([&] {
     return server_->metrics().in_progress + AnsweredOf(*server_, "search_batch") -
@@ -1579,12 +1581,7 @@ TEST_F(ServerTest, BusyServerRefusesSomeButAnswersEveryRequestOnce) {
   // others arrive while it does.
   const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.2);
   const size_t num_queries = queries.size() / 16;
-  std::vector<uint8_t> bytes;
-  for (uint64_t id = 1; id <= 20; ++id) {
-    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
-                                                   SearchStrategy::kScan),
-                            id, bytes);
-  }
+  std::vector<uint8_t> bytes = ScanBatches("docs", queries, 20, 10);
   ASSERT_TRUE(c->SendRaw(bytes));
   std::set<uint64_t> answered;
   size_t busy = 0, ok = 0;
@@ -1738,12 +1735,7 @@ TEST_F(ServerTest, ASmallSearchRunsOnTheIoThreadInsteadOfQueueingBehindTheWorker
     const std::vector<float> queries = SlowQueries(*c, docs, 16, 0.3);
     const uint64_t batches_before = AnsweredOf(*server_, "search_batch");
     auto busy = Connect();
-    std::vector<uint8_t> bytes;
-    for (uint64_t id = 1; id <= 3; ++id) {
-      protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, docs, 16, queries, 10,
-                                                     SearchStrategy::kScan),
-                              id, bytes);
-    }
+    std::vector<uint8_t> bytes = ScanBatches(docs, queries, 3, 10);
     ASSERT_TRUE(busy->SendRaw(bytes));
     // The one worker is running the first batch; two more wait for it.
     ASSERT_TRUE(Eventually([&] { return server_->metrics().in_progress >= 3; }));
@@ -1796,12 +1788,7 @@ TEST_F(ServerTest, TheFirstSearchOfACollectionOnlyWrittenSoFarRunsOnTheIoThreadT
   Fill(*c, "fresh", 16, 100);  // created and upserted, never read
   const uint64_t batches_before = AnsweredOf(*server_, "search_batch");
   auto busy = Connect();
-  std::vector<uint8_t> bytes;
-  for (uint64_t id = 1; id <= 3; ++id) {
-    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 10,
-                                                   SearchStrategy::kScan),
-                            id, bytes);
-  }
+  std::vector<uint8_t> bytes = ScanBatches("docs", queries, 3, 10);
   ASSERT_TRUE(busy->SendRaw(bytes));
   ASSERT_TRUE(Eventually([&] { return server_->metrics().in_progress >= 3; }));
   auto searcher = Connect();
@@ -1957,12 +1944,7 @@ TEST_F(ServerTest, GracefulShutdownAnswersAConnectionOnAnotherIoThread) {
   Fill(*c, "docs", 16, 1000);
   const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
   const uint64_t answered_before = AnsweredOf(*server_, "search_batch");
-  std::vector<uint8_t> bytes;
-  for (uint64_t id = 1; id <= 3; ++id) {
-    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 5,
-                                                   SearchStrategy::kScan),
-                            id, bytes);
-  }
+  std::vector<uint8_t> bytes = ScanBatches("docs", queries, 3, 5);
   ASSERT_TRUE(c->SendRaw(bytes));
   ASSERT_TRUE(Eventually([&] {
     return server_->metrics().in_progress + AnsweredOf(*server_, "search_batch") - answered_before == 3;
@@ -1992,12 +1974,7 @@ TEST_F(ServerTest, GracefulShutdownAnswersRequestsInFlightThenCloses) {
   ExpectPing(*idle);
   const std::vector<float> queries = SlowQueries(*c, "docs", 16, 0.3);
   const size_t num_queries = queries.size() / 16;
-  std::vector<uint8_t> bytes;
-  for (uint64_t id = 1; id <= 3; ++id) {
-    protocol::EncodeRequest(testing::SearchRequest(Op::kSearchBatch, "docs", 16, queries, 5,
-                                                   SearchStrategy::kScan),
-                            id, bytes);
-  }
+  std::vector<uint8_t> bytes = ScanBatches("docs", queries, 3, 5);
   auto search_batches_answered = [&] {
     for (const auto& [op, n] : server_->metrics().requests_by_op) {
       if (op == "search_batch") return n;
