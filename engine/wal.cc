@@ -5,12 +5,12 @@
 #include "storage/posix_file.h"
 
 #include <fcntl.h>
-
-#include <cstdio>
-#include <filesystem>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdio>  // renameat2
+#include <filesystem>
 
 // For XXH3_state_t, so that a record's checksum can be computed over its two pieces (header and
 // payload) from a state on the stack, without copying the payload.

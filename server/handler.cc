@@ -164,21 +164,21 @@ std::optional<protocol::Response> RequestHandler::ExecuteUnlessHooked(const prot
 }
 
 bool RequestHandler::MayReadFromDisk(const std::string& collection) {
-  {
+  auto cached = [&]() -> std::optional<bool> {
     std::lock_guard<std::mutex> l(dims_mu_);
-    if (dims_.count(collection)) return disk_.count(collection) != 0;
-  }
+    if (!dims_.count(collection)) return std::nullopt;
+    return disk_.count(collection) != 0;
+  };
+  if (const std::optional<bool> known = cached()) return *known;
   // A name a request hook routes elsewhere (a cluster collection on its entry node) is not
   // looked up: the workers run its requests anyway, and the engine does not hold it.
   if (HasHook() && PlaceOf(collection) != RequestHook::Place::kEngine) return true;
-  // Not seen yet (the first search after a collection's writes, say): ask the engine's
-  // catalog -- a map lookup and the collection's description, no disk -- so that the first search runs inline
-  // like the next ones instead of meeting a worker's cold start. A collection the engine
-  // does not hold goes to the workers, which answer the error (or a hook routes it).
-  return !CollectionDim(collection).has_value() || [&] {
-    std::lock_guard<std::mutex> l(dims_mu_);
-    return disk_.count(collection) != 0;
-  }();
+  // Not seen yet (the first search after a collection's writes, say): CollectionDim asks the
+  // engine's catalog (in memory, no disk) and fills the cache, so that the first search runs
+  // inline like the next ones instead of meeting a worker's cold start. A collection the
+  // engine does not hold goes to the workers, which answer the error.
+  if (!CollectionDim(collection).has_value()) return true;
+  return cached().value_or(true);
 }
 
 protocol::Response RequestHandler::Execute(const protocol::Request& request) {
