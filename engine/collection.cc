@@ -535,13 +535,19 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     }
     return Status::Ok();
   };
-  STRATA_RETURN_IF_ERROR(
-      run(MemorySegment::View(*s->memory, s->memory_rows, s->sequence, s->memory_live, s->memory->calibration())));
-  if (s->frozen) {
-    STRATA_RETURN_IF_ERROR(
-        run(MemorySegment::View(*s->frozen, s->frozen_rows, s->sequence, s->frozen_live, s->frozen->calibration(),
-                                "memory (sealing)")));
-  }
+  // An in-memory segment that maintenance has not calibrated yet (it does so at
+  // kMinCalibrationRows live rows, then each time the segment doubles) is planned with a
+  // sealed segment's calibration where one fits, not scanned or searched at a fixed ef.
+  auto run_memory = [&](const MemorySegment& mem, uint32_t rows, uint64_t live, const char* name) {
+    MemorySegment::View view(mem, rows, s->sequence, live, mem.calibration(), name);
+    if (!view.calibration() && live > 0) {
+      auto [stand_in, origin] = StandInCalibration(*s, mem, live);
+      if (stand_in) view.WithStandIn(std::move(stand_in), std::move(origin));
+    }
+    return run(view);
+  };
+  STRATA_RETURN_IF_ERROR(run_memory(*s->memory, s->memory_rows, s->memory_live, "memory"));
+  if (s->frozen) STRATA_RETURN_IF_ERROR(run_memory(*s->frozen, s->frozen_rows, s->frozen_live, "memory (sealing)"));
   for (const SealedEntry& e : s->sealed) {
     STRATA_RETURN_IF_ERROR(run(SealedSegment::View(*e.segment, e.deletes.get(), e.segment->calibration())));
   }
@@ -578,6 +584,24 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
     explain->total_ms = MillisSince(start);
   }
   return out;
+}
+
+std::pair<std::shared_ptr<const Calibration>, std::string> Collection::StandInCalibration(const Snapshot& s,
+                                                                                     const MemorySegment& mem,
+                                                                                     uint64_t live) const {
+  const index::HnswOptions& own = mem.graph().options();
+  const SealedEntry* best = nullptr;
+  for (const SealedEntry& e : s.sealed) {
+    const index::HnswOptions* o = e.segment->graph_options();
+    if (!o || o->codes != index::CodesKind::kNone || o->M != own.M || o->ef_construction > own.ef_construction) continue;
+    const std::shared_ptr<const Calibration> c = e.segment->calibration();
+    if (!c || c->empty() || e.segment->rows() < live) continue;
+    if (!best || e.segment->rows() > best->segment->rows()) best = &e;
+  }
+  if (!best) return {};
+  return {best->segment->calibration(),
+          fmt::format("calibration of segment {} ({} rows; this one is not measured yet)", best->segment->id(),
+                      best->segment->rows())};
 }
 
 std::vector<std::string> Collection::FilterWarnings(const Filter& filter) const {

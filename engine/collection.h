@@ -218,6 +218,15 @@ class Collection {
     uint32_t row = 0;
     explicit operator bool() const { return memory || sealed; }
   };
+  // A calibration to plan an in-memory segment (`mem`, `live` rows) with until maintenance
+  // has measured its own: that of the largest sealed HNSW segment of `s` whose graph was
+  // built alike (same M, no codes, an ef_construction no higher than `mem`'s) and that holds
+  // at least `live` rows -- a graph searched at the same ef finds at least as much of a
+  // smaller set it was built alike over. Null (and the planner's fixed, generous
+  // parameters) when there is none. Second: its origin, for EXPLAIN.
+  std::pair<std::shared_ptr<const Calibration>, std::string> StandInCalibration(const Snapshot& s,
+                                                                                const MemorySegment& mem,
+                                                                                uint64_t live) const;
   Location LocateId(const Snapshot& s, VectorId id) const;
   std::vector<std::string> FilterWarningsIn(const Snapshot& s, const Filter& filter) const;
   Location LocateKey(const Snapshot& s, std::string_view key) const;

@@ -177,6 +177,14 @@ class MemorySegment::View final : public Segment {
   }
   float inv_norm(uint32_t row) const override { return seg_.inv_norm(row); }
   const Calibration* calibration() const override { return calibration_.get(); }
+  std::string calibration_origin() const override { return calibration_origin_; }
+  // Plans with `calibration`, measured on another segment (`origin` says which, for
+  // EXPLAIN), while this one has none of its own.
+  View& WithStandIn(std::shared_ptr<const Calibration> calibration, std::string origin) {
+    calibration_ = std::move(calibration);
+    calibration_origin_ = std::move(origin);
+    return *this;
+  }
   MatchingRows Match(const Filter& filter, const std::string* key) const override;
   double EstimateSelectivity(const Filter& filter) const override;
   uint8_t AttributeKinds(std::string_view name) const override;
@@ -192,6 +200,7 @@ class MemorySegment::View final : public Segment {
   uint64_t sequence_;
   uint64_t live_;
   std::shared_ptr<const Calibration> calibration_;
+  std::string calibration_origin_;
   const char* name_;
 };
 

@@ -141,6 +141,8 @@ class SealedSegment {
   // The calibration, loaded at open or measured by CalibrateAndSave; null until then
   // (a segment written before calibration existed, until maintenance measures it).
   std::shared_ptr<const Calibration> calibration() const { return std::atomic_load(&calibration_); }
+  // The HNSW graph's build options (null for SPANN).
+  const index::HnswOptions* graph_options() const { return graph_ ? &graph_->options() : nullptr; }
   const AttributeIndex& attribute_index() const { return attr_index_; }
   Metric metric() const { return metric_; }
   // Graph nodes beyond the rows: tombstones and free slots that a seal saved with

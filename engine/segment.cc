@@ -42,6 +42,9 @@ Result<std::vector<Neighbor>> SearchSegment(const Segment& seg, const SegmentQue
   ex.actual_selectivity = live ? double(matching) / double(live) : 0.0;
   ex.predicted_recall = plan.predicted_recall;
   ex.reason = plan.reason;
+  if (explain && in.calibration) {
+    if (std::string origin = seg.calibration_origin(); !origin.empty()) ex.reason += "; " + origin;
+  }
   // 3. Run it.
   t0 = std::chrono::steady_clock::now();
   std::vector<Neighbor> out;  // rows until the end

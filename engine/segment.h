@@ -87,6 +87,9 @@ class Segment {
   virtual float inv_norm(uint32_t row) const = 0;
   // Null until the segment has been calibrated (maintenance does it, never a search).
   virtual const Calibration* calibration() const = 0;
+  // For EXPLAIN: where calibration() comes from when the segment has not been measured
+  // itself (a stand-in; see Collection::StandInCalibration), empty when it is its own.
+  virtual std::string calibration_origin() const { return {}; }
   // SPANN: the number of posting lists (0 otherwise).
   virtual uint32_t spann_lists() const { return 0; }
   virtual MatchingRows Match(const Filter& filter, const std::string* key) const = 0;

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include <sys/resource.h>
@@ -54,6 +57,7 @@ Result<Point> Measure(const RecallEvaluator& eval, size_t nq, uint32_t k,
 struct SearchCost {
   double wall_ms = 0, cpu_ms = 0;
   long nvcsw = 0, nivcsw = 0, minflt = 0;
+  double at_s = 0;  // when it began, in seconds since the readers started (--latency-log)
 };
 
 struct ThreadUsage {
@@ -143,6 +147,24 @@ void WaitUnlessStopped(double seconds, const std::atomic<bool>& stop) {
   }
 }
 
+// --latency-log: every search of both phases, in the order they began.
+Status WriteLatencyLog(std::FILE* f, const fs::path& path, const std::array<PhaseStats, 2>& phases,
+                       double writes_start) {
+  fmt::print(f, "# engine-bench --mixed: one line per search: phase (0 idle, 1 writes), seconds into the "
+                "phase when it began, wall ms, CPU ms\n");
+  for (int ph = 0; ph < 2; ++ph) {
+    std::vector<SearchCost> costs = phases[ph].costs;
+    std::sort(costs.begin(), costs.end(), [](const SearchCost& a, const SearchCost& b) { return a.at_s < b.at_s; });
+    const double start = ph == 0 ? 0.0 : writes_start;
+    for (const SearchCost& sc : costs) fmt::print(f, "{} {:.6f} {:.4f} {:.4f}\n", ph, sc.at_s - start, sc.wall_ms, sc.cpu_ms);
+  }
+  if (std::fflush(f) != 0 || std::ferror(f)) {
+    return IOError("engine-bench --latency-log {}: write failed: {}", path.string(), std::strerror(errno));
+  }
+  fmt::print("latency log: {} ({} searches)\n", path.string(), phases[0].costs.size() + phases[1].costs.size());
+  return Status::Ok();
+}
+
 Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   if (c.readers == 0 || c.writers == 0) {
     return InvalidArgument("engine-bench --mixed: --readers and --writers must be at least 1");
@@ -154,6 +176,16 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   if (n == 0 || nq == 0) return InvalidArgument("engine-bench --mixed: the base and the queries must not be empty");
   // A batch never holds one id twice, whatever the size of the base.
   const size_t batch = std::min(c.batch, n);
+  // The latency log is made here, new ("wx": an existing file is refused, never overwritten),
+  // before any long work.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> latency_log(nullptr, &std::fclose);
+  if (!c.latency_log.empty()) {
+    latency_log.reset(std::fopen(c.latency_log.c_str(), "wx"));
+    if (!latency_log) {
+      return IOError("engine-bench --latency-log {}: cannot create it{}: {}", c.latency_log.string(),
+                     errno == EEXIST ? " (it exists; this tool writes only a new file)" : "", std::strerror(errno));
+    }
+  }
   STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,
                           RecallEvaluator::Create(data.base, data.queries, data.gt, c.metric, c.k));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ScratchDir> scratch,
@@ -197,6 +229,8 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
 
   // Phase 0 ("idle"): readers only; phase 1 ("writes"): readers and writers.
   std::atomic<int> phase{0};
+  const auto origin = std::chrono::steady_clock::now();
+  auto since_origin = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - origin).count(); };
   std::atomic<bool> stop{false};
   std::vector<std::array<PhaseStats, 2>> reader_stats(c.readers);
   std::vector<Status> reader_status(c.readers, Status::Ok());
@@ -211,6 +245,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
       while (!stop.load(std::memory_order_relaxed)) {
         const int ph = phase.load(std::memory_order_relaxed);
         const ThreadUsage u0 = ThreadUsage::Now();
+        const double at = since_origin();
         Timer t;
         auto result = engine->Search(name, std::span<const float>(data.queries.row(q), dim), so,
                                      c.show_slowest ? &explain : nullptr);
@@ -223,7 +258,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
         }
         PhaseStats& st = reader_stats[r][ph];
         st.costs.push_back({ms, u1.cpu_ms - u0.cpu_ms, u1.nvcsw - u0.nvcsw, u1.nivcsw - u0.nivcsw,
-                            u1.minflt - u0.minflt});
+                            u1.minflt - u0.minflt, at});
         st.recall_sum += eval.QueryRecall(q, result->data(), result->size());
         if (c.show_slowest) st.OfferSlow(c.show_slowest, {ms, u1.cpu_ms - u0.cpu_ms, q, explain});
         q = (q + 1) % nq;
@@ -237,6 +272,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   std::vector<std::vector<double>> write_ms(c.writers);
   std::vector<Status> writer_status(c.writers, Status::Ok());
   std::vector<std::thread> writers;
+  const double writes_start = since_origin();
   phase = 1;
   Timer tw;
   for (size_t w = 0; w < c.writers; ++w) {
@@ -274,6 +310,10 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
     for (int ph = 0; ph < 2; ++ph) phases[ph].Merge(per_reader[ph]);
   }
   for (auto& p : phases) p.Finish();
+  if (latency_log) {
+    STRATA_RETURN_IF_ERROR(WriteLatencyLog(latency_log.get(), c.latency_log, phases, writes_start));
+    latency_log.reset();
+  }
   size_t vectors = 0;
   std::vector<double> all_write_ms;
   for (size_t w = 0; w < c.writers; ++w) {

@@ -51,6 +51,9 @@ struct EngineBenchConfig {
   bool background_idle = EngineOptions{}.background_idle;              // EngineOptions::background_idle
   uint32_t memory_ef_construction = EngineOptions{}.memory_ef_construction;  // EngineOptions::memory_ef_construction
   size_t show_slowest = 0;         // print the EXPLAIN of this many slowest searches per phase
+  // --mixed: write every search (phase, seconds into the phase, wall and CPU ms) to this
+  // new file (an existing one is refused); empty: none.
+  std::filesystem::path latency_log;
 };
 
 // Runs the mixed-load bench when config.mixed, the sequential one otherwise.

@@ -261,6 +261,9 @@ int Main(int argc, char** argv) {
                      "engine: ef_construction of the in-memory segment's graph (0: --ef-construction)")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
+  ebench->add_option("--latency-log", eb_config.latency_log,
+                     "--mixed: write every search (phase, seconds into the phase, wall and CPU ms) to this new "
+                     "file, for a timeline of each phase (an existing file is refused)");
   ebench->add_option("--show-slowest", eb_config.show_slowest,
                      "--mixed: print the EXPLAIN of the N slowest searches of each phase (every search then "
                      "fills an EXPLAIN)")

@@ -381,6 +381,72 @@ TEST(Planner, RecallTargetsRaiseParametersAndAreMet) {
   fs::remove_all(dir);
 }
 
+// An in-memory segment that maintenance has not calibrated yet (under 2,000 live rows
+// here) is planned with the calibration of a sealed segment built alike and at least as
+// large, not scanned or searched at the fixed uncalibrated ef; and the recall target
+// holds. A memory graph built cheaper than the sealed one borrows nothing.
+TEST(Planner, AnInMemorySegmentNotMeasuredYetBorrowsASealedSegmentsCalibration) {
+  Data all = MakeData(9700, 11);  // 8,000 sealed, 1,500 written, 200 held-out queries
+  auto slice = [&](size_t from, size_t n) {
+    Data d{*VectorSet::Create(n, kDim), {}, {}};
+    std::copy(all.vectors.row(from), all.vectors.row(from) + n * kDim, d.vectors.mutable_row(0));
+    d.ids.assign(all.ids.begin() + from, all.ids.begin() + from + n);
+    d.attrs.assign(all.attrs.begin() + from, all.attrs.begin() + from + n);
+    return d;
+  };
+  const Data sealed = slice(0, 8000), written = slice(8000, 1500);
+  for (uint32_t memory_efc : {0u, 20u}) {
+    const fs::path dir = TestDir();
+    EngineOptions options = Quiet();
+    options.memory_ef_construction = memory_efc;  // 20: below the collection's 40
+    auto e = Engine::Open(dir, options);
+    ASSERT_TRUE(e.has_value()) << e.error().ToString();
+    CollectionSpec spec{.name = "c", .dim = kDim, .metric = Metric::kL2};
+    spec.hnsw_M = 8;
+    spec.hnsw_ef_construction = 40;
+    ASSERT_TRUE((*e)->CreateCollection(spec).ok());
+    ASSERT_TRUE((*e)->BulkLoad("c", sealed.vectors, sealed.ids, sealed.attrs).ok());
+    WriteBatch b;
+    for (size_t i = 0; i < written.ids.size(); ++i) {
+      b.Upsert(written.ids[i], std::span<const float>(written.vectors.row(i), kDim), written.attrs[i]);
+    }
+    ASSERT_TRUE((*e)->Write("c", b).ok());
+    std::map<VectorId, std::pair<std::vector<float>, Attributes>> model;
+    for (const Data* d : {&sealed, &written}) {
+      for (size_t i = 0; i < d->ids.size(); ++i) {
+        model[d->ids[i]] = {std::vector<float>(d->vectors.row(i), d->vectors.row(i) + kDim), {}};
+      }
+    }
+    double hit = 0;
+    for (size_t qi = 9500; qi < 9700; ++qi) {
+      std::vector<float> q(all.vectors.row(qi), all.vectors.row(qi) + kDim);
+      Explain ex;
+      auto r = (*e)->Search("c", q, {.k = 10, .recall = 0.9}, &ex);
+      ASSERT_TRUE(r.has_value()) << r.error().ToString();
+      ASSERT_EQ(ex.segments.size(), 2u);
+      const SegmentExplain& mem = ex.segments[0];
+      const SegmentExplain& seg = ex.segments[1];
+      ASSERT_EQ(mem.rows, 1500u);
+      if (memory_efc == 0) {
+        EXPECT_EQ(mem.strategy, "index") << mem.reason;
+        EXPECT_EQ(mem.ef, seg.ef) << mem.reason;  // the sealed segment's plan for the same target
+        EXPECT_DOUBLE_EQ(mem.predicted_recall, seg.predicted_recall);
+        EXPECT_NE(mem.reason.find("calibration of segment 1 (8000 rows"), std::string::npos) << mem.reason;
+      } else {
+        // Scanned, as an uncalibrated segment of 1,500 rows is.
+        EXPECT_EQ(mem.strategy, "scan") << mem.reason;
+        EXPECT_EQ(mem.reason.find("calibration of segment"), std::string::npos) << mem.reason;
+      }
+      const auto want = Exact(model, q, nullptr, 10);
+      std::unordered_set<VectorId> w(want.begin(), want.end());
+      for (const auto& nb : *r) hit += w.count(nb.id);
+    }
+    EXPECT_GE(hit / (10.0 * 200), 0.9 - 0.03) << "memory ef_construction " << memory_efc;
+    e->reset();
+    fs::remove_all(dir);
+  }
+}
+
 // The adaptive calibration on a made-up index whose recall at each parameter is
 // known: it tracks the curve within the planner's tolerance while measuring a
 // fraction of the grid x queries a fixed sweep did, and respects the cost cap.

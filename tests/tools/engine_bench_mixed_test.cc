@@ -154,5 +154,39 @@ TEST_F(EngineBenchMixedTest, LeavesADirectoryItDidNotCreate) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
 }
 
+// --latency-log: one line per search of both phases, as many as the JSON counts, in the
+// order they began; a file that exists is refused and left as it was.
+TEST_F(EngineBenchMixedTest, LatencyLogHasEverySearchAndNeverOverwrites) {
+  const fs::path log = root_ / "latency.txt";
+  const Run run = RunMixed("--seconds 1 --batch 200 --latency-log '" + log.string() + "'");
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  const auto j = nlohmann::json::parse(Lines(run.out).back().substr(5));
+  std::ifstream in(log);
+  size_t count[2] = {0, 0};
+  double last_at[2] = {-1, -1};
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("#")) continue;
+    std::istringstream fields(line);
+    int phase = -1;
+    double at = -1, wall = -1, cpu = -1;
+    ASSERT_TRUE(fields >> phase >> at >> wall >> cpu) << line;
+    ASSERT_TRUE(phase == 0 || phase == 1) << line;
+    EXPECT_GE(at, last_at[phase]) << line;  // in the order the searches began
+    EXPECT_GE(at, 0) << line;
+    EXPECT_GT(wall, 0) << line;
+    last_at[phase] = at;
+    ++count[phase];
+  }
+  EXPECT_EQ(count[0], j["searches_idle"].get<size_t>());
+  EXPECT_EQ(count[1], j["searches_writes"].get<size_t>());
+  EXPECT_LT(last_at[0], 1.5);  // seconds into its own phase
+
+  std::ofstream(root_ / "theirs.txt") << "precious";
+  const Run again = RunMixed("--seconds 1 --latency-log '" + (root_ / "theirs.txt").string() + "'");
+  EXPECT_NE(again.exit_code, 0);
+  std::ifstream theirs(root_ / "theirs.txt");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(theirs), std::istreambuf_iterator<char>()), "precious");
+}
+
 }  // namespace
 }  // namespace strata::tools
