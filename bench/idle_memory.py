@@ -31,12 +31,7 @@ import time
 import numpy as np
 import strata
 
-
-def read_fbin(path, limit=None):
-    with open(path, "rb") as f:
-        n, d = np.fromfile(f, dtype=np.uint32, count=2)
-        n = int(n) if limit is None else min(int(n), limit)
-        return np.fromfile(f, dtype=np.float32, count=n * int(d)).reshape(n, int(d))
+from first_search import read_fbin  # bench/ is the script's own folder, first on sys.path
 
 
 def touch_after(pause_s):
