@@ -541,8 +541,8 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
   auto run_memory = [&](const MemorySegment& mem, uint32_t rows, uint64_t live, const char* name) {
     MemorySegment::View view(mem, rows, s->sequence, live, mem.calibration(), name);
     if (!view.calibration() && live > 0) {
-      auto [stand_in, origin] = StandInCalibration(*s, mem, live);
-      if (stand_in) view.WithStandIn(std::move(stand_in), std::move(origin));
+      StandIn stand_in = StandInCalibration(*s, mem, rows, live);
+      if (stand_in.calibration) view.WithStandIn(std::move(stand_in.calibration), stand_in.segment, stand_in.rows);
     }
     return run(view);
   };
@@ -586,22 +586,21 @@ Result<std::vector<Neighbor>> Collection::Search(std::span<const float> query, c
   return out;
 }
 
-std::pair<std::shared_ptr<const Calibration>, std::string> Collection::StandInCalibration(const Snapshot& s,
-                                                                                     const MemorySegment& mem,
-                                                                                     uint64_t live) const {
+Collection::StandIn Collection::StandInCalibration(const Snapshot& s, const MemorySegment& mem, uint64_t rows,
+                                                   uint64_t live) const {
+  if (live == 0 || live > kStandInMaxRows || double(live) < kStandInMinLiveShare * double(rows)) return {};
   const index::HnswOptions& own = mem.graph().options();
-  const SealedEntry* best = nullptr;
+  StandIn best;
   for (const SealedEntry& e : s.sealed) {
     const index::HnswOptions* o = e.segment->graph_options();
-    if (!o || o->codes != index::CodesKind::kNone || o->M != own.M || o->ef_construction > own.ef_construction) continue;
-    const std::shared_ptr<const Calibration> c = e.segment->calibration();
-    if (!c || c->empty() || e.segment->rows() < live) continue;
-    if (!best || e.segment->rows() > best->segment->rows()) best = &e;
+    if (!o || o->codes != index::CodesKind::kNone || o->M != own.M || o->encoding != own.encoding ||
+        o->ef_construction > own.ef_construction || e.segment->rows() < rows || e.segment->rows() <= best.rows) {
+      continue;
+    }
+    std::shared_ptr<const Calibration> c = e.segment->calibration();
+    if (c && !c->empty()) best = {std::move(c), e.segment->id(), e.segment->rows()};
   }
-  if (!best) return {};
-  return {best->segment->calibration(),
-          fmt::format("calibration of segment {} ({} rows; this one is not measured yet)", best->segment->id(),
-                      best->segment->rows())};
+  return best;
 }
 
 std::vector<std::string> Collection::FilterWarnings(const Filter& filter) const {

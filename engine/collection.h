@@ -27,7 +27,8 @@
 // commits the manifest and publishes a snapshot without the frozen segment. The
 // in-memory segment is calibrated in the background once it reaches
 // kMinCalibrationRows and again whenever it has doubled; until then the planner
-// uses a fixed ef (docs/PLANNER.md). Compaction merges the sealed segments without
+// borrows a sealed segment's calibration (StandInCalibration) or, with none that
+// fits, uses a fixed ef (docs/PLANNER.md). Compaction merges the sealed segments without
 // their dead rows, on its own thread: a seal never waits for a compaction (only for
 // the other's short commit, under manifest_mu_). Lock order: compact_mu_, seal_mu_,
 // manifest_mu_, write_mu_.
@@ -218,15 +219,24 @@ class Collection {
     uint32_t row = 0;
     explicit operator bool() const { return memory || sealed; }
   };
-  // A calibration to plan an in-memory segment (`mem`, `live` rows) with until maintenance
-  // has measured its own: that of the largest sealed HNSW segment of `s` whose graph was
-  // built alike (same M, no codes, an ef_construction no higher than `mem`'s) and that holds
-  // at least `live` rows -- a graph searched at the same ef finds at least as much of a
-  // smaller set it was built alike over. Null (and the planner's fixed, generous
-  // parameters) when there is none. Second: its origin, for EXPLAIN.
-  std::pair<std::shared_ptr<const Calibration>, std::string> StandInCalibration(const Snapshot& s,
-                                                                                const MemorySegment& mem,
-                                                                                uint64_t live) const;
+  // A calibration to plan an in-memory segment (`mem`: `rows` rows in the snapshot, `live`
+  // of them live) with until maintenance has measured its own (docs/PLANNER.md,
+  // "stand-in"): that of the largest sealed HNSW segment of `s` whose graph was built alike
+  // (same M and encoding, no codes, an ef_construction no higher than `mem`'s) and that
+  // holds at least `rows` rows -- a graph searched at the same ef finds at least as much of
+  // a smaller set built alike from the same data. Only while `mem` is small (kStandInMaxRows
+  // live rows: maintenance calibrates it at kMinCalibrationRows) and mostly live
+  // (kStandInMinLiveShare of `rows`: a walk that skips many replaced rows is a filtered
+  // search, which the borrowed tables do not measure). Empty (the planner's fixed, generous
+  // parameters) otherwise. Any thread, on a snapshot it holds.
+  struct StandIn {
+    std::shared_ptr<const Calibration> calibration;  // null: none
+    uint64_t segment = 0;                            // the sealed segment it was measured on
+    uint64_t rows = 0;                               // that segment's rows
+  };
+  static constexpr uint64_t kStandInMaxRows = 4 * kMinCalibrationRows;
+  static constexpr double kStandInMinLiveShare = 0.875;
+  StandIn StandInCalibration(const Snapshot& s, const MemorySegment& mem, uint64_t rows, uint64_t live) const;
   Location LocateId(const Snapshot& s, VectorId id) const;
   std::vector<std::string> FilterWarningsIn(const Snapshot& s, const Filter& filter) const;
   Location LocateKey(const Snapshot& s, std::string_view key) const;

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <fmt/core.h>
+
 #include "storage/file_util.h"
 
 namespace strata {
@@ -35,7 +37,7 @@ Result<SnapshotReport> Engine::Snapshot(const std::string& collection, const fs:
                                  target.string(), data.string()));
   }
   // Built in a folder of our own next to `dest`, renamed into place when whole.
-  std::string tmpl = (parent / ("." + target.filename().string() + ".partial-XXXXXX")).string();
+  std::string tmpl = (parent / fmt::format(".{}.partial-XXXXXX", target.filename().string())).string();
   if (::mkdtemp(tmpl.data()) == nullptr) {
     return Error(IOError("snapshot of '{}': cannot create a folder in {}: {}", collection, parent.string(),
                          std::strerror(errno)));

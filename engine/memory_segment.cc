@@ -6,6 +6,8 @@
 #include <cstring>
 #include <mutex>
 
+#include <fmt/core.h>
+
 #include "core/vector_set.h"
 #include "engine/segment_calibration.h"
 #include "index/distance/distance.h"
@@ -229,6 +231,12 @@ Result<double> MemorySegment::Calibrate(const View& view) {
   std::atomic_store(&calibration_, std::make_shared<const Calibration>(std::move(c)));
   calibrated_rows_.store(n, std::memory_order_relaxed);
   return seconds;
+}
+
+std::string MemorySegment::View::calibration_origin() const {
+  if (stand_in_rows_ == 0) return {};
+  return fmt::format("calibration of segment {} ({} rows; this one is not measured yet)", stand_in_segment_,
+                     stand_in_rows_);
 }
 
 void MemorySegment::View::LiveRows(std::vector<uint32_t>& out) const {

@@ -177,12 +177,13 @@ class MemorySegment::View final : public Segment {
   }
   float inv_norm(uint32_t row) const override { return seg_.inv_norm(row); }
   const Calibration* calibration() const override { return calibration_.get(); }
-  std::string calibration_origin() const override { return calibration_origin_; }
-  // Plans with `calibration`, measured on another segment (`origin` says which, for
-  // EXPLAIN), while this one has none of its own.
-  View& WithStandIn(std::shared_ptr<const Calibration> calibration, std::string origin) {
+  std::string calibration_origin() const override;
+  // Plans with `calibration`, measured on sealed segment `segment` of `rows` rows (EXPLAIN
+  // says so), while this one has none of its own. By the view's owner, before searching.
+  View& WithStandIn(std::shared_ptr<const Calibration> calibration, uint64_t segment, uint64_t rows) {
     calibration_ = std::move(calibration);
-    calibration_origin_ = std::move(origin);
+    stand_in_segment_ = segment;
+    stand_in_rows_ = rows;
     return *this;
   }
   MatchingRows Match(const Filter& filter, const std::string* key) const override;
@@ -200,7 +201,7 @@ class MemorySegment::View final : public Segment {
   uint64_t sequence_;
   uint64_t live_;
   std::shared_ptr<const Calibration> calibration_;
-  std::string calibration_origin_;
+  uint64_t stand_in_segment_ = 0, stand_in_rows_ = 0;  // WithStandIn (rows 0: none)
   const char* name_;
 };
 

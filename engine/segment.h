@@ -89,6 +89,7 @@ class Segment {
   virtual const Calibration* calibration() const = 0;
   // For EXPLAIN: where calibration() comes from when the segment has not been measured
   // itself (a stand-in; see Collection::StandInCalibration), empty when it is its own.
+  // Thread-safe, like the other const members.
   virtual std::string calibration_origin() const { return {}; }
   // SPANN: the number of posting lists (0 otherwise).
   virtual uint32_t spann_lists() const { return 0; }

@@ -10,10 +10,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -147,23 +150,58 @@ void WaitUnlessStopped(double seconds, const std::atomic<bool>& stop) {
   }
 }
 
-// --latency-log: every search of both phases, in the order they began.
-Status WriteLatencyLog(std::FILE* f, const fs::path& path, const std::array<PhaseStats, 2>& phases,
-                       double writes_start) {
-  fmt::print(f, "# engine-bench --mixed: one line per search: phase (0 idle, 1 writes), seconds into the "
-                "phase when it began, wall ms, CPU ms\n");
-  for (int ph = 0; ph < 2; ++ph) {
-    std::vector<SearchCost> costs = phases[ph].costs;
-    std::sort(costs.begin(), costs.end(), [](const SearchCost& a, const SearchCost& b) { return a.at_s < b.at_s; });
-    const double start = ph == 0 ? 0.0 : writes_start;
-    for (const SearchCost& sc : costs) fmt::print(f, "{} {:.6f} {:.4f} {:.4f}\n", ph, sc.at_s - start, sc.wall_ms, sc.cpu_ms);
+// --latency-log: the file is made when the bench starts, new ("wx": an existing one is
+// refused, never overwritten), and removed again -- it is this run's own -- unless the bench
+// gets as far as writing it. One thread.
+class LatencyLog {
+ public:
+  static Result<std::unique_ptr<LatencyLog>> Create(const fs::path& path) {
+    std::FILE* f = std::fopen(path.c_str(), "wx");
+    if (f == nullptr) {
+      const int err = errno;
+      return Error(IOError("engine-bench --latency-log {}: cannot create it{}: {}", path.string(),
+                           err == EEXIST ? " (it exists; this tool writes only a new file)" : "",
+                           std::strerror(err)));
+    }
+    return std::unique_ptr<LatencyLog>(new LatencyLog(path, f));
   }
-  if (std::fflush(f) != 0 || std::ferror(f)) {
-    return IOError("engine-bench --latency-log {}: write failed: {}", path.string(), std::strerror(errno));
+  ~LatencyLog() {
+    if (f_ != nullptr) std::fclose(f_);
+    if (!written_) ::unlink(path_.c_str());
   }
-  fmt::print("latency log: {} ({} searches)\n", path.string(), phases[0].costs.size() + phases[1].costs.size());
-  return Status::Ok();
-}
+  LatencyLog(const LatencyLog&) = delete;
+  LatencyLog& operator=(const LatencyLog&) = delete;
+
+  // Every search of both phases, in the order they began, then closes the file.
+  Status Write(const std::array<PhaseStats, 2>& phases, double writes_start) {
+    fmt::print(f_, "# engine-bench --mixed: one line per search: phase (0 idle, 1 writes), seconds into the "
+                   "phase when it began, wall ms, CPU ms\n");
+    for (int ph = 0; ph < 2; ++ph) {
+      std::vector<SearchCost> costs = phases[ph].costs;
+      std::sort(costs.begin(), costs.end(), [](const SearchCost& a, const SearchCost& b) { return a.at_s < b.at_s; });
+      const double start = ph == 0 ? 0.0 : writes_start;
+      for (const SearchCost& sc : costs) {
+        fmt::print(f_, "{} {:.6f} {:.4f} {:.4f}\n", ph, sc.at_s - start, sc.wall_ms, sc.cpu_ms);
+      }
+    }
+    const bool failed = std::ferror(f_) != 0;
+    const int closed = std::fclose(f_);
+    const int err = errno;
+    f_ = nullptr;
+    if (failed || closed != 0) {
+      return IOError("engine-bench --latency-log {}: write failed: {}", path_.string(), std::strerror(err));
+    }
+    written_ = true;
+    fmt::print("latency log: {} ({} searches)\n", path_.string(), phases[0].costs.size() + phases[1].costs.size());
+    return Status::Ok();
+  }
+
+ private:
+  LatencyLog(fs::path path, std::FILE* f) : path_(std::move(path)), f_(f) {}
+  fs::path path_;
+  std::FILE* f_;
+  bool written_ = false;
+};
 
 Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   if (c.readers == 0 || c.writers == 0) {
@@ -176,15 +214,10 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
   if (n == 0 || nq == 0) return InvalidArgument("engine-bench --mixed: the base and the queries must not be empty");
   // A batch never holds one id twice, whatever the size of the base.
   const size_t batch = std::min(c.batch, n);
-  // The latency log is made here, new ("wx": an existing file is refused, never overwritten),
-  // before any long work.
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> latency_log(nullptr, &std::fclose);
+  // The latency log is made here, before any long work (LatencyLog).
+  std::unique_ptr<LatencyLog> latency_log;
   if (!c.latency_log.empty()) {
-    latency_log.reset(std::fopen(c.latency_log.c_str(), "wx"));
-    if (!latency_log) {
-      return IOError("engine-bench --latency-log {}: cannot create it{}: {}", c.latency_log.string(),
-                     errno == EEXIST ? " (it exists; this tool writes only a new file)" : "", std::strerror(errno));
-    }
+    STRATA_ASSIGN_OR_RETURN(latency_log, LatencyLog::Create(c.latency_log));
   }
   STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,
                           RecallEvaluator::Create(data.base, data.queries, data.gt, c.metric, c.k));
@@ -310,10 +343,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
     for (int ph = 0; ph < 2; ++ph) phases[ph].Merge(per_reader[ph]);
   }
   for (auto& p : phases) p.Finish();
-  if (latency_log) {
-    STRATA_RETURN_IF_ERROR(WriteLatencyLog(latency_log.get(), c.latency_log, phases, writes_start));
-    latency_log.reset();
-  }
+  if (latency_log) STRATA_RETURN_IF_ERROR(latency_log->Write(phases, writes_start));
   size_t vectors = 0;
   std::vector<double> all_write_ms;
   for (size_t w = 0; w < c.writers; ++w) {
@@ -428,6 +458,7 @@ Status RunMixed(const LoadedDataset& data, const EngineBenchConfig& c) {
 
 Status RunEngineBench(const LoadedDataset& data, const EngineBenchConfig& c) {
   if (c.mixed) return RunMixed(data, c);
+  if (!c.latency_log.empty()) return InvalidArgument("engine-bench: --latency-log needs --mixed");
   const size_t n = data.base.size(), dim = data.base.dim();
   const size_t nq = c.max_queries ? std::min(c.max_queries, data.queries.size()) : data.queries.size();
   STRATA_ASSIGN_OR_RETURN(RecallEvaluator eval,

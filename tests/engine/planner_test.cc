@@ -384,7 +384,8 @@ TEST(Planner, RecallTargetsRaiseParametersAndAreMet) {
 // An in-memory segment that maintenance has not calibrated yet (under 2,000 live rows
 // here) is planned with the calibration of a sealed segment built alike and at least as
 // large, not scanned or searched at the fixed uncalibrated ef; and the recall target
-// holds. A memory graph built cheaper than the sealed one borrows nothing.
+// holds. A memory graph built cheaper than the sealed one borrows nothing, nor does one
+// whose graph holds many replaced rows (its walk is a filtered one).
 TEST(Planner, AnInMemorySegmentNotMeasuredYetBorrowsASealedSegmentsCalibration) {
   Data all = MakeData(9700, 11);  // 8,000 sealed, 1,500 written, 200 held-out queries
   auto slice = [&](size_t from, size_t n) {
@@ -395,10 +396,13 @@ TEST(Planner, AnInMemorySegmentNotMeasuredYetBorrowsASealedSegmentsCalibration) 
     return d;
   };
   const Data sealed = slice(0, 8000), written = slice(8000, 1500);
-  for (uint32_t memory_efc : {0u, 20u}) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const uint32_t memory_efc = variant == 1 ? 20 : 0;  // 20: below the collection's 40
+    const bool replaced = variant == 2;                // 400 of the 1,500 rows written twice
+    const bool borrows = variant == 0;
     const fs::path dir = TestDir();
     EngineOptions options = Quiet();
-    options.memory_ef_construction = memory_efc;  // 20: below the collection's 40
+    options.memory_ef_construction = memory_efc;
     auto e = Engine::Open(dir, options);
     ASSERT_TRUE(e.has_value()) << e.error().ToString();
     CollectionSpec spec{.name = "c", .dim = kDim, .metric = Metric::kL2};
@@ -411,6 +415,14 @@ TEST(Planner, AnInMemorySegmentNotMeasuredYetBorrowsASealedSegmentsCalibration) 
       b.Upsert(written.ids[i], std::span<const float>(written.vectors.row(i), kDim), written.attrs[i]);
     }
     ASSERT_TRUE((*e)->Write("c", b).ok());
+    if (replaced) {
+      // The same rows again: 1,500 live rows among 1,900 graph nodes.
+      WriteBatch again;
+      for (size_t i = 0; i < 400; ++i) {
+        again.Upsert(written.ids[i], std::span<const float>(written.vectors.row(i), kDim), written.attrs[i]);
+      }
+      ASSERT_TRUE((*e)->Write("c", again).ok());
+    }
     std::map<VectorId, std::pair<std::vector<float>, Attributes>> model;
     for (const Data* d : {&sealed, &written}) {
       for (size_t i = 0; i < d->ids.size(); ++i) {
@@ -427,7 +439,7 @@ TEST(Planner, AnInMemorySegmentNotMeasuredYetBorrowsASealedSegmentsCalibration) 
       const SegmentExplain& mem = ex.segments[0];
       const SegmentExplain& seg = ex.segments[1];
       ASSERT_EQ(mem.rows, 1500u);
-      if (memory_efc == 0) {
+      if (borrows) {
         EXPECT_EQ(mem.strategy, "index") << mem.reason;
         EXPECT_EQ(mem.ef, seg.ef) << mem.reason;  // the sealed segment's plan for the same target
         EXPECT_DOUBLE_EQ(mem.predicted_recall, seg.predicted_recall);
@@ -441,7 +453,7 @@ TEST(Planner, AnInMemorySegmentNotMeasuredYetBorrowsASealedSegmentsCalibration) 
       std::unordered_set<VectorId> w(want.begin(), want.end());
       for (const auto& nb : *r) hit += w.count(nb.id);
     }
-    EXPECT_GE(hit / (10.0 * 200), 0.9 - 0.03) << "memory ef_construction " << memory_efc;
+    EXPECT_GE(hit / (10.0 * 200), 0.9 - 0.03) << "variant " << variant;
     e->reset();
     fs::remove_all(dir);
   }

@@ -155,7 +155,8 @@ TEST_F(EngineBenchMixedTest, LeavesADirectoryItDidNotCreate) {
 }
 
 // --latency-log: one line per search of both phases, as many as the JSON counts, in the
-// order they began; a file that exists is refused and left as it was.
+// order they began; a file that exists is refused and left as it was; a run that fails
+// after making the file removes it (it is the run's own).
 TEST_F(EngineBenchMixedTest, LatencyLogHasEverySearchAndNeverOverwrites) {
   const fs::path log = root_ / "latency.txt";
   const Run run = RunMixed("--seconds 1 --batch 200 --latency-log '" + log.string() + "'");
@@ -186,6 +187,16 @@ TEST_F(EngineBenchMixedTest, LatencyLogHasEverySearchAndNeverOverwrites) {
   EXPECT_NE(again.exit_code, 0);
   std::ifstream theirs(root_ / "theirs.txt");
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(theirs), std::istreambuf_iterator<char>()), "precious");
+
+  // Refused later (an engine directory with someone else's file): no log left behind.
+  const fs::path dir = root_ / "their_dir";
+  fs::create_directories(dir);
+  std::ofstream(dir / "keep.me") << "precious";
+  const fs::path failed = root_ / "failed.txt";
+  EXPECT_NE(RunMixed("--seconds 1 --engine-dir '" + dir.string() + "' --latency-log '" + failed.string() + "'")
+                .exit_code,
+            0);
+  EXPECT_FALSE(fs::exists(failed));
 }
 
 }  // namespace
